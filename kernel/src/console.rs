@@ -22,7 +22,10 @@ struct Console {
     com1: Option<SerialPort>,
 }
 
-static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { ring: LogRing::new(), com1: None });
+static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
+    ring: LogRing::new(),
+    com1: None,
+});
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 static FATAL_MODE: AtomicBool = AtomicBool::new(false);
 static COM2_PRESENT: AtomicBool = AtomicBool::new(false);
@@ -50,7 +53,9 @@ pub fn max_level() -> LogLevel {
 
 /// Parses a level name as given on the command line (`loglevel=debug`).
 pub fn parse_level(name: &str) -> Option<LogLevel> {
-    LogLevel::ALL.into_iter().find(|level| level.label().trim_end().eq_ignore_ascii_case(name))
+    LogLevel::ALL
+        .into_iter()
+        .find(|level| level.label().trim_end().eq_ignore_ascii_case(name))
 }
 
 /// A fixed-capacity line that silently truncates (marking the cut with "…").
@@ -62,7 +67,11 @@ struct LineBuffer {
 
 impl LineBuffer {
     const fn new() -> Self {
-        LineBuffer { bytes: [0; LINE_BYTES], len: 0, truncated: false }
+        LineBuffer {
+            bytes: [0; LINE_BYTES],
+            len: 0,
+            truncated: false,
+        }
     }
 
     fn as_str(&self) -> &str {
@@ -80,7 +89,8 @@ impl Write for LineBuffer {
             }
             let room = LINE_BYTES - self.len;
             if ch.len_utf8() + ELLIPSIS.len() > room {
-                self.bytes[self.len..self.len + ELLIPSIS.len()].copy_from_slice(ELLIPSIS.as_bytes());
+                self.bytes[self.len..self.len + ELLIPSIS.len()]
+                    .copy_from_slice(ELLIPSIS.as_bytes());
                 self.len += ELLIPSIS.len();
                 self.truncated = true;
                 break;
@@ -116,7 +126,13 @@ pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
     console.ring.push(now, level, line.as_str());
     if let Some(port) = console.com1 {
         let mut prefix = LineBuffer::new();
-        let _ = write!(prefix, "[{:5}.{:06}] {} ", now / 1_000_000_000, (now / 1000) % 1_000_000, level.label());
+        let _ = write!(
+            prefix,
+            "[{:5}.{:06}] {} ",
+            now / 1_000_000_000,
+            (now / 1000) % 1_000_000,
+            level.label()
+        );
         port.write_text(prefix.as_str());
         port.write_text(line.as_str());
         port.write_text("\n");

@@ -15,8 +15,10 @@ struct KernelHeap {
 }
 
 #[global_allocator]
-static KERNEL_HEAP: KernelHeap =
-    KernelHeap { heap: spin::Mutex::new(Heap::empty()), allocations: AtomicUsize::new(0) };
+static KERNEL_HEAP: KernelHeap = KernelHeap {
+    heap: spin::Mutex::new(Heap::empty()),
+    allocations: AtomicUsize::new(0),
+};
 
 // SAFETY: allocation and deallocation are delegated to `linked_list_allocator::Heap` under a
 // lock; the heap region is owned exclusively by it after `init`.
@@ -65,4 +67,3 @@ pub fn stats() -> HeapStats {
         live_allocations: KERNEL_HEAP.allocations.load(Ordering::Relaxed),
     }
 }
-

@@ -25,13 +25,21 @@ struct BootDirectMap;
 
 impl PhysReader for BootDirectMap {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
+        let Some(end) = addr.checked_add(buf.len() as u64) else {
+            return false;
+        };
         if end > 1 << 32 {
             return false;
         }
         // SAFETY: the boot page tables map physical [0, 4 GiB) at the direct-map base, and
         // the range was checked to lie inside it. Loader data is read-only to us here.
-        unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(addr) as *const u8, buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(addr) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
         true
     }
 }
@@ -71,7 +79,12 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     }
     info!("boot: command line '{}'", boot.cmdline());
     for module in boot.modules() {
-        info!("boot: module '{}' at [{:#x}, {:#x})", module.name(), module.start, module.end);
+        info!(
+            "boot: module '{}' at [{:#x}, {:#x})",
+            module.name(),
+            module.start,
+            module.end
+        );
     }
 
     if !features.invariant_tsc {
@@ -81,7 +94,7 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     let memory = match memory::init(&boot) {
         Ok(report) => report,
         Err(reason) => {
-            error!("memory: setup failed: {reason:?}");
+            error!("memory: setup failed: {reason}");
             debug_exit::exit(ExitStatus::Failure);
         }
     };
@@ -92,8 +105,16 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     }
     apic::disable_legacy_pic();
     let apic_phys = apic::init();
+    info!(
+        "memory: {} regions in the loader's map, {} frames free after boot",
+        memory.regions, memory.free_frames_after_boot
+    );
     let apic_timer_hz = apic::start_periodic_timer(time::TICK_HZ, tsc_hz);
-    info!("interrupts: local APIC at {apic_phys:#x}, timer input {} kHz, tick {} Hz", apic_timer_hz / 1000, time::TICK_HZ);
+    info!(
+        "interrupts: local APIC at {apic_phys:#x}, timer input {} kHz, tick {} Hz",
+        apic_timer_hz / 1000,
+        time::TICK_HZ
+    );
     if !console::monitor_port_present() {
         warn!("monitor: no UART on COM2; the monitor channel is unavailable");
     }
@@ -147,7 +168,11 @@ fn enable_protection(features: &cpu::Features) {
 }
 
 fn on_off(enabled: bool) -> &'static str {
-    if enabled { "on" } else { "off" }
+    if enabled {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Nothing to run yet: sleep between timer interrupts.

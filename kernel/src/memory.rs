@@ -22,7 +22,10 @@ struct ReservedList {
 
 impl ReservedList {
     fn push(&mut self, range: PhysRange) -> Result<(), MemoryInitError> {
-        let slot = self.ranges.get_mut(self.len).ok_or(MemoryInitError::TooManyReservedRanges)?;
+        let slot = self
+            .ranges
+            .get_mut(self.len)
+            .ok_or(MemoryInitError::TooManyReservedRanges)?;
         *slot = range;
         self.len += 1;
         Ok(())
@@ -54,10 +57,44 @@ pub enum MemoryInitError {
     NoRoomForHeap,
 }
 
+impl core::fmt::Display for MemoryInitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MemoryInitError::NoUsableMemory => write!(f, "the memory map has no available RAM"),
+            MemoryInitError::NoRoomForBitmap { bytes } => {
+                write!(
+                    f,
+                    "no free RAM below 4 GiB for the {bytes}-byte frame bitmap"
+                )
+            }
+            MemoryInitError::TooManyReservedRanges => {
+                write!(
+                    f,
+                    "more than {} reserved ranges (too many modules?)",
+                    vigil_kcore::frame::MAX_RESERVED
+                )
+            }
+            MemoryInitError::Paging(error) => {
+                write!(f, "building the kernel page tables failed: {error:?}")
+            }
+            MemoryInitError::NoRoomForHeap => {
+                write!(
+                    f,
+                    "no {} KiB of contiguous free RAM for the kernel heap",
+                    heap::HEAP_BYTES / 1024
+                )
+            }
+        }
+    }
+}
+
 /// Sets up the frame allocator, switches to the kernel's own page tables, and creates the
 /// heap. `boot` must still be the information the loader gave (modules are reserved).
 pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
-    let mut regions = [MemoryRegion { range: PhysRange::default(), kind: RegionKind::Reserved }; 64];
+    let mut regions = [MemoryRegion {
+        range: PhysRange::default(),
+        kind: RegionKind::Reserved,
+    }; 64];
     let mut region_count = 0;
     for region in boot.regions().take(regions.len()) {
         regions[region_count] = region;
@@ -94,19 +131,25 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
 
     let bitmap_words = FrameAllocator::bitmap_words(phys_end);
     let bitmap_bytes = (bitmap_words as u64 * 8).next_multiple_of(FRAME_SIZE);
-    let bitmap_phys = memmap::find_free_span(regions, reserved.as_slice(), bitmap_bytes, FRAME_SIZE)
-        .filter(|&start| start + bitmap_bytes <= BOOT_DIRECT_MAP_END)
-        .ok_or(MemoryInitError::NoRoomForBitmap { bytes: bitmap_bytes })?;
+    let bitmap_phys =
+        memmap::find_free_span(regions, reserved.as_slice(), bitmap_bytes, FRAME_SIZE)
+            .filter(|&start| start + bitmap_bytes <= BOOT_DIRECT_MAP_END)
+            .ok_or(MemoryInitError::NoRoomForBitmap {
+                bytes: bitmap_bytes,
+            })?;
     reserved.push(PhysRange::new(bitmap_phys, bitmap_phys + bitmap_bytes))?;
 
     // SAFETY: [bitmap_phys, +bitmap_bytes) is Available RAM below 4 GiB that overlaps no
     // reserved range (find_free_span), it is mapped by the boot direct map and will be by
     // the final one, and it is reserved in the allocator so nothing else ever uses it.
-    let bitmap: &'static mut [u64] =
-        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bitmap_phys) as *mut u64, bitmap_words) };
+    let bitmap: &'static mut [u64] = unsafe {
+        core::slice::from_raw_parts_mut(phys_to_virt(bitmap_phys) as *mut u64, bitmap_words)
+    };
     let mut frames = FrameAllocator::new(bitmap, phys_end);
     for range in reserved.as_slice() {
-        frames.reserve(*range).map_err(|_| MemoryInitError::TooManyReservedRanges)?;
+        frames
+            .reserve(*range)
+            .map_err(|_| MemoryInitError::TooManyReservedRanges)?;
     }
     for region in regions.iter().filter(|r| r.kind == RegionKind::Available) {
         frames.add_free(region.range);
@@ -121,7 +164,9 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     let features = crate::arch::cpu::Features::detect();
     let is_ram = |chunk: u64| {
         let chunk_range = PhysRange::new(chunk, chunk + paging::LARGE_PAGE_SIZE);
-        regions.iter().any(|r| r.kind == RegionKind::Available && r.range.overlaps(&chunk_range))
+        regions
+            .iter()
+            .any(|r| r.kind == RegionKind::Available && r.range.overlaps(&chunk_range))
     };
     let report = paging::build_kernel_space(phys_end, features.nx, &is_ram, &mut || frames.alloc())
         .map_err(MemoryInitError::Paging)?;
@@ -134,11 +179,17 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     );
 
     let heap_frames = heap::HEAP_BYTES / FRAME_SIZE as usize;
-    let heap_phys = frames.alloc_contiguous(heap_frames).ok_or(MemoryInitError::NoRoomForHeap)?;
+    let heap_phys = frames
+        .alloc_contiguous(heap_frames)
+        .ok_or(MemoryInitError::NoRoomForHeap)?;
     // SAFETY: the frames were just allocated for the heap alone and the final direct map
     // covers all RAM; the allocator never hands them out again.
     unsafe { heap::init(phys_to_virt(heap_phys), heap::HEAP_BYTES) };
-    info!("heap: {} KiB at {:#x}", heap::HEAP_BYTES / 1024, phys_to_virt(heap_phys));
+    info!(
+        "heap: {} KiB at {:#x}",
+        heap::HEAP_BYTES / 1024,
+        phys_to_virt(heap_phys)
+    );
 
     let report = MemoryReport {
         installed_bytes: memmap::installed_bytes(regions),
@@ -147,7 +198,10 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
         regions: region_count,
     };
     if boot.regions_truncated {
-        warn!("memory: the loader's map has more than {} regions; the rest are ignored", regions.len());
+        warn!(
+            "memory: the loader's map has more than {} regions; the rest are ignored",
+            regions.len()
+        );
     }
     *FRAMES.lock() = Some(frames);
     Ok(report)
@@ -171,10 +225,16 @@ pub fn free_frame(phys: u64) -> Result<(), FrameError> {
 
 /// Free frames right now.
 pub fn free_frames() -> usize {
-    FRAMES.lock().as_ref().map_or(0, |frames| frames.free_frames())
+    FRAMES
+        .lock()
+        .as_ref()
+        .map_or(0, |frames| frames.free_frames())
 }
 
 /// Whether `phys` falls inside a range the allocator keeps reserved.
 pub fn is_reserved(phys: u64) -> bool {
-    FRAMES.lock().as_ref().is_some_and(|frames| frames.reserved().iter().any(|r| r.contains(phys)))
+    FRAMES
+        .lock()
+        .as_ref()
+        .is_some_and(|frames| frames.reserved().iter().any(|r| r.contains(phys)))
 }

@@ -17,12 +17,24 @@ pub const UNMAPPED_ADDRESS: u64 = 0x0000_0000_dead_b000;
 
 /// Every hook, with a one-line description (printed when an unknown name is given).
 const HOOKS: [(&str, &str); 6] = [
-    ("boot", "check timer, clock, frames, heap, W^X and the log ring, then exit with success"),
+    (
+        "boot",
+        "check timer, clock, frames, heap, W^X and the log ring, then exit with success",
+    ),
     ("pagefault", "read an unmapped address (expect a #PF dump)"),
     ("divide", "divide by zero (expect a #DE dump)"),
-    ("stackoverflow", "recurse into the stack guard page (expect a #DF dump)"),
-    ("panic", "panic with a formatted message (expect a panic report)"),
-    ("hang", "spin forever with interrupts off (the host must kill QEMU)"),
+    (
+        "stackoverflow",
+        "recurse into the stack guard page (expect a #DF dump)",
+    ),
+    (
+        "panic",
+        "panic with a formatted message (expect a panic report)",
+    ),
+    (
+        "hang",
+        "spin forever with interrupts off (the host must kill QEMU)",
+    ),
 ];
 
 /// Runs the hook named `name`. Never returns: every hook ends the run.
@@ -106,7 +118,10 @@ fn boot_checks(boot: &BootInfo) -> ! {
     let start_ns = time::now_ns();
     let deadline_ns = start_ns + 5_000_000_000;
     while time::ticks() < start_tick + ticks_to_wait {
-        check!(time::now_ns() < deadline_ns, "timer: fewer than {ticks_to_wait} ticks in 5 s");
+        check!(
+            time::now_ns() < deadline_ns,
+            "timer: fewer than {ticks_to_wait} ticks in 5 s"
+        );
         cpu::wait_for_interrupt();
     }
     let elapsed_ns = time::now_ns() - start_ns;
@@ -115,7 +130,10 @@ fn boot_checks(boot: &BootInfo) -> ! {
         elapsed_ns > expected_ns / 2 && elapsed_ns < expected_ns * 3,
         "timer: {ticks_to_wait} ticks took {elapsed_ns} ns, expected about {expected_ns} ns"
     );
-    info!("selftest boot: timer ok ({ticks_to_wait} ticks in {} us)", elapsed_ns / 1000);
+    info!(
+        "selftest boot: timer ok ({ticks_to_wait} ticks in {} us)",
+        elapsed_ns / 1000
+    );
 
     // Clock: monotonic.
     let mut previous = time::now_ns();
@@ -131,24 +149,44 @@ fn boot_checks(boot: &BootInfo) -> ! {
     let mut frames = [0u64; 8];
     for slot in frames.iter_mut() {
         let frame = memory::alloc_frame();
-        check!(frame.is_some(), "frames: allocation failed with {} free", memory::free_frames());
+        check!(
+            frame.is_some(),
+            "frames: allocation failed with {} free",
+            memory::free_frames()
+        );
         *slot = frame.unwrap_or(0);
     }
     for (i, &frame) in frames.iter().enumerate() {
         check!(frame % 4096 == 0, "frames: {frame:#x} not aligned");
-        check!(!memory::is_reserved(frame), "frames: {frame:#x} is in a reserved range");
-        check!(!frames[..i].contains(&frame), "frames: {frame:#x} handed out twice");
+        check!(
+            !memory::is_reserved(frame),
+            "frames: {frame:#x} is in a reserved range"
+        );
+        check!(
+            !frames[..i].contains(&frame),
+            "frames: {frame:#x} handed out twice"
+        );
     }
-    check!(memory::free_frames() == free_before - frames.len(), "frames: free count did not drop by {}", frames.len());
+    check!(
+        memory::free_frames() == free_before - frames.len(),
+        "frames: free count did not drop by {}",
+        frames.len()
+    );
     for &frame in &frames {
-        check!(memory::free_frame(frame).is_ok(), "frames: free of {frame:#x} refused");
+        check!(
+            memory::free_frame(frame).is_ok(),
+            "frames: free of {frame:#x} refused"
+        );
     }
     check!(
         memory::free_frame(frames[0]) == Err(FrameError::DoubleFree(frames[0])),
         "frames: double free of {:#x} was not detected",
         frames[0]
     );
-    check!(memory::free_frames() == free_before, "frames: free count not restored");
+    check!(
+        memory::free_frames() == free_before,
+        "frames: free count not restored"
+    );
     let mut modules = 0;
     for module in boot.modules() {
         let last_byte = module.end.max(module.start + 1) - 1;
@@ -170,24 +208,59 @@ fn boot_checks(boot: &BootInfo) -> ! {
         let sum: u64 = squares.iter().sum();
         check!(sum == 333_328_333_350_000, "heap: wrong sum {sum}");
     }
-    check!(crate::heap::stats().live_allocations == live_before, "heap: allocation leaked");
-    info!("selftest boot: heap ok");
+    let heap = crate::heap::stats();
+    check!(
+        heap.live_allocations == live_before,
+        "heap: allocation leaked"
+    );
+    check!(
+        heap.used < heap.size,
+        "heap: {} of {} bytes in use after freeing",
+        heap.used,
+        heap.size
+    );
+    info!(
+        "selftest boot: heap ok ({} of {} KiB in use)",
+        heap.used / 1024,
+        heap.size / 1024
+    );
 
     // W^X: code is not writable, data is not executable, the stack guard is unmapped.
     let space = AddressSpace::active();
     let layout = KernelLayout::get();
     let text = space.translate(layout.text.0);
-    check!(text.is_some_and(|t| t.executable() && !t.writable()), "W^X: .text mapping {text:?}");
+    check!(
+        text.is_some_and(|t| t.executable() && !t.writable()),
+        "W^X: .text mapping {text:?}"
+    );
     let rodata = space.translate(layout.rodata.0);
-    check!(rodata.is_some_and(|t| !t.executable() && !t.writable()), "W^X: .rodata mapping {rodata:?}");
+    check!(
+        rodata.is_some_and(|t| !t.executable() && !t.writable()),
+        "W^X: .rodata mapping {rodata:?}"
+    );
     let data = space.translate(layout.data.0);
     let nx = cpu::Features::detect().nx;
-    check!(data.is_some_and(|t| t.executable() != nx && t.writable()), "W^X: .data mapping {data:?}");
-    check!(space.translate(layout.stack_guard).is_none(), "stack guard page is mapped");
+    check!(
+        data.is_some_and(|t| t.executable() != nx && t.writable()),
+        "W^X: .data mapping {data:?}"
+    );
+    check!(
+        space.translate(layout.stack_guard).is_none(),
+        "stack guard page is mapped"
+    );
     let direct = space.translate(DIRECT_MAP_BASE + 0x20_0000);
-    check!(direct.is_some_and(|t| t.phys == 0x20_0000 && t.executable() != nx), "direct map {direct:?}");
-    check!(space.translate(UNMAPPED_ADDRESS).is_none(), "low identity mapping still present");
-    check!(paging::kernel_virt_to_phys(layout.text.0) >= 0x10_0000, "kernel below 1 MiB");
+    check!(
+        direct.is_some_and(|t| t.phys == 0x20_0000 && t.executable() != nx),
+        "direct map {direct:?}"
+    );
+    check!(
+        space.translate(UNMAPPED_ADDRESS).is_none(),
+        "low identity mapping still present"
+    );
+    check!(
+        paging::kernel_virt_to_phys(layout.text.0) >= 0x10_0000,
+        "kernel below 1 MiB"
+    );
     info!("selftest boot: W^X ok");
 
     // Log ring: the banner is in it.

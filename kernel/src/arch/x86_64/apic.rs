@@ -82,7 +82,11 @@ pub fn start_periodic_timer(hz: u32, tsc_hz: u64) -> u64 {
     }
     let counted = u64::from(u32::MAX - read_register(REG_TIMER_CURRENT));
     let elapsed_tsc = rdtsc().wrapping_sub(start);
-    let timer_hz = if elapsed_tsc == 0 { 0 } else { (u128::from(counted) * u128::from(tsc_hz) / u128::from(elapsed_tsc)) as u64 };
+    let timer_hz = if elapsed_tsc == 0 {
+        0
+    } else {
+        (u128::from(counted) * u128::from(tsc_hz) / u128::from(elapsed_tsc)) as u64
+    };
     let initial = (timer_hz / u64::from(hz)).clamp(1, u64::from(u32::MAX)) as u32;
     write_register(REG_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
     write_register(REG_TIMER_INITIAL, initial);
@@ -93,4 +97,3 @@ pub fn start_periodic_timer(hz: u32, tsc_hz: u64) -> u64 {
 pub fn end_of_interrupt() {
     write_register(REG_EOI, 0);
 }
-

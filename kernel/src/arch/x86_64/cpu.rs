@@ -9,21 +9,27 @@ use core::arch::asm;
 pub fn outb(port: u16, value: u8) {
     // SAFETY: port writes have no memory effects visible to Rust; the callers in
     // arch/x86_64 only address devices the kernel owns (UARTs, PIT, PIC, debug-exit).
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: as for `outb`; reading a device register has no memory effects.
-    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
     value
 }
 
 /// Writes a 32-bit value to an I/O port.
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Model-specific registers the kernel uses.
@@ -41,7 +47,9 @@ pub const EFER_NXE: u64 = 1 << 11;
 pub fn rdmsr(msr: Msr) -> u64 {
     let (low, high): (u32, u32);
     // SAFETY: `Msr` only names architectural MSRs that exist on every x86-64 CPU.
-    unsafe { asm!("rdmsr", in("ecx") msr as u32, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("rdmsr", in("ecx") msr as u32, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
+    }
     (u64::from(high) << 32) | u64::from(low)
 }
 
@@ -125,7 +133,11 @@ pub struct CpuidResult {
 /// Executes CPUID for `leaf`/`subleaf`.
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let result = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-    CpuidResult { eax: result.eax, ebx: result.ebx, edx: result.edx }
+    CpuidResult {
+        eax: result.eax,
+        ebx: result.ebx,
+        edx: result.edx,
+    }
 }
 
 /// Reads the time-stamp counter.
@@ -196,9 +208,25 @@ impl Features {
         let max_leaf = cpuid(0, 0).eax;
         let max_ext = cpuid(0x8000_0000, 0).eax;
         let leaf1 = cpuid(1, 0);
-        let leaf7 = if max_leaf >= 7 { cpuid(7, 0) } else { CpuidResult { eax: 0, ebx: 0, edx: 0 } };
-        let ext1 = if max_ext >= 0x8000_0001 { cpuid(0x8000_0001, 0).edx } else { 0 };
-        let ext7 = if max_ext >= 0x8000_0007 { cpuid(0x8000_0007, 0).edx } else { 0 };
+        let leaf7 = if max_leaf >= 7 {
+            cpuid(7, 0)
+        } else {
+            CpuidResult {
+                eax: 0,
+                ebx: 0,
+                edx: 0,
+            }
+        };
+        let ext1 = if max_ext >= 0x8000_0001 {
+            cpuid(0x8000_0001, 0).edx
+        } else {
+            0
+        };
+        let ext7 = if max_ext >= 0x8000_0007 {
+            cpuid(0x8000_0007, 0).edx
+        } else {
+            0
+        };
         Features {
             nx: ext1 & (1 << 20) != 0,
             smep: leaf7.ebx & (1 << 7) != 0,

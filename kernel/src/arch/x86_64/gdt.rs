@@ -13,6 +13,10 @@ pub const USER_DATA_SELECTOR: u16 = 0x18 | 3;
 pub const USER_CODE_SELECTOR: u16 = 0x20 | 3;
 pub const TSS_SELECTOR: u16 = 0x28;
 
+// SYSRET loads SS from STAR[63:48] + 8 and CS from STAR[63:48] + 16, so user data must sit
+// directly below user code.
+const _: () = assert!((USER_CODE_SELECTOR & !3) == (USER_DATA_SELECTOR & !3) + 8);
+
 /// IST slots (1-based, as the IDT encodes them).
 pub const IST_NMI: u8 = 1;
 pub const IST_DOUBLE_FAULT: u8 = 2;
@@ -47,7 +51,9 @@ struct IstStackArea(UnsafeCell<IstStacks>);
 // SAFETY: the CPU switches to these stacks itself; Rust code only takes their address.
 unsafe impl Sync for IstStackArea {}
 
-static IST_STACK_AREA: IstStackArea = IstStackArea(UnsafeCell::new(IstStacks([[0; IST_STACK_SIZE]; IST_STACKS])));
+static IST_STACK_AREA: IstStackArea = IstStackArea(UnsafeCell::new(IstStacks(
+    [[0; IST_STACK_SIZE]; IST_STACKS],
+)));
 
 // SAFETY: single CPU; the tables are written only in `init` (interrupts off, before the
 // IDT is loaded) and afterwards only read by the CPU itself.
@@ -100,7 +106,7 @@ pub fn init(kernel_stack_top: u64) {
         gdt[2] = 0x00cf_9200_0000_ffff; // kernel data
         gdt[3] = 0x00cf_f200_0000_ffff; // user data, DPL 3
         gdt[4] = 0x00af_fa00_0000_ffff; // user code: 64-bit, DPL 3
-        // 16-byte available 64-bit TSS descriptor (type 0x9, present).
+                                        // 16-byte available 64-bit TSS descriptor (type 0x9, present).
         gdt[5] = (tss_limit & 0xffff)
             | ((tss_address & 0xff_ffff) << 16)
             | (0x89 << 40)
@@ -109,7 +115,10 @@ pub fn init(kernel_stack_top: u64) {
         gdt[6] = tss_address >> 32;
     }
 
-    let pointer = DescriptorPointer { limit: (size_of::<[u64; 7]>() - 1) as u16, base: TABLES.gdt.get() as u64 };
+    let pointer = DescriptorPointer {
+        limit: (size_of::<[u64; 7]>() - 1) as u16,
+        base: TABLES.gdt.get() as u64,
+    };
     // SAFETY: the GDT above is valid and 'static; the far return reloads CS with the
     // kernel code selector, which has the same attributes as the boot GDT's.
     unsafe {

@@ -10,9 +10,8 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 
-/// Vectors for which the CPU pushes an error code.
-pub const VECTORS_WITH_ERROR_CODE: [u8; 10] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
-
+// The first `.irp` list below holds the vectors for which the CPU pushes an error code
+// (8, 10–14, 17, 21, 29, 30); the second holds all others.
 global_asm!(
     r#"
     .section .text.trap_stubs, "ax"
@@ -153,7 +152,10 @@ pub fn init() {
         };
         *gate = GateDescriptor::interrupt_gate(stubs[vector], ist);
     }
-    let pointer = DescriptorPointer { limit: (size_of::<[GateDescriptor; 256]>() - 1) as u16, base: IDT.0.get() as u64 };
+    let pointer = DescriptorPointer {
+        limit: (size_of::<[GateDescriptor; 256]>() - 1) as u16,
+        base: IDT.0.get() as u64,
+    };
     // SAFETY: the IDT is fully initialised and 'static.
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
 }

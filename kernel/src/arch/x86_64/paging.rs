@@ -96,7 +96,9 @@ impl AddressSpace {
 
     /// The address space currently loaded in CR3.
     pub fn active() -> AddressSpace {
-        AddressSpace { pml4: cpu::read_cr3() & ADDRESS_MASK }
+        AddressSpace {
+            pml4: cpu::read_cr3() & ADDRESS_MASK,
+        }
     }
 
     pub fn root_phys(&self) -> u64 {
@@ -117,7 +119,7 @@ impl AddressSpace {
             PageSize::Size4K => (PAGE_SIZE, 1),
             PageSize::Size2M => (LARGE_PAGE_SIZE, 2),
         };
-        if virt % page_bytes != 0 || phys % page_bytes != 0 {
+        if !virt.is_multiple_of(page_bytes) || !phys.is_multiple_of(page_bytes) {
             return Err(MapError::Misaligned(virt));
         }
         let mut table_phys = self.pml4;
@@ -168,7 +170,11 @@ impl AddressSpace {
                     (PageSize::Size2M, LARGE_PAGE_SIZE - 1)
                 };
                 let base = entry & ADDRESS_MASK & !offset_mask;
-                return Some(Translation { phys: base + (virt & offset_mask), flags: entry & !ADDRESS_MASK, size });
+                return Some(Translation {
+                    phys: base + (virt & offset_mask),
+                    flags: entry & !ADDRESS_MASK,
+                    size,
+                });
             }
             table_phys = entry & ADDRESS_MASK;
         }
@@ -226,10 +232,19 @@ impl KernelLayout {
         // Only the addresses of these linker symbols are used, never their contents.
         KernelLayout {
             text: (&raw const __text_start as u64, &raw const __text_end as u64),
-            rodata: (&raw const __rodata_start as u64, &raw const __rodata_end as u64),
-            data: (&raw const __data_start as u64, &raw const __kernel_stack_guard as u64),
+            rodata: (
+                &raw const __rodata_start as u64,
+                &raw const __rodata_end as u64,
+            ),
+            data: (
+                &raw const __data_start as u64,
+                &raw const __kernel_stack_guard as u64,
+            ),
             stack_guard: &raw const __kernel_stack_guard as u64,
-            stack: (&raw const __kernel_stack_bottom as u64, &raw const __kernel_stack_top as u64),
+            stack: (
+                &raw const __kernel_stack_bottom as u64,
+                &raw const __kernel_stack_top as u64,
+            ),
         }
     }
 
@@ -260,7 +275,9 @@ pub fn build_kernel_space(
 ) -> Result<KernelSpaceReport, MapError> {
     let nx = if nx_supported { flags::NO_EXECUTE } else { 0 };
     let mut space = AddressSpace::new(alloc_frame)?;
-    let end = direct_map_end.max(1 << 32).next_multiple_of(LARGE_PAGE_SIZE);
+    let end = direct_map_end
+        .max(1 << 32)
+        .next_multiple_of(LARGE_PAGE_SIZE);
 
     let mut phys = 0;
     while phys < end {
@@ -268,7 +285,13 @@ pub fn build_kernel_space(
         if !is_ram(phys) && phys >= 0xc000_0000 {
             leaf |= flags::CACHE_DISABLE | flags::WRITE_THROUGH;
         }
-        space.map(phys_to_virt(phys), phys, PageSize::Size2M, leaf, alloc_frame)?;
+        space.map(
+            phys_to_virt(phys),
+            phys,
+            PageSize::Size2M,
+            leaf,
+            alloc_frame,
+        )?;
         phys += LARGE_PAGE_SIZE;
     }
 
@@ -283,7 +306,13 @@ pub fn build_kernel_space(
     for ((start, end), leaf) in sections {
         let mut virt = start;
         while virt < end {
-            space.map(virt, kernel_virt_to_phys(virt), PageSize::Size4K, leaf, alloc_frame)?;
+            space.map(
+                virt,
+                kernel_virt_to_phys(virt),
+                PageSize::Size4K,
+                leaf,
+                alloc_frame,
+            )?;
             virt += PAGE_SIZE;
             image_pages += 1;
         }
@@ -291,5 +320,9 @@ pub fn build_kernel_space(
     // SAFETY: the new space maps the whole image (code, data, stack) at the link
     // addresses the CPU is using, and the direct map at the same base as the boot tables.
     unsafe { space.activate() };
-    Ok(KernelSpaceReport { direct_map_bytes: end, image_pages, root: space.root_phys() })
+    Ok(KernelSpaceReport {
+        direct_map_bytes: end,
+        image_pages,
+        root: space.root_phys(),
+    })
 }

@@ -92,7 +92,11 @@ struct PageFaultCause(u64);
 impl fmt::Display for PageFaultCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = self.0;
-        let presence = if code & 1 != 0 { "protection" } else { "not-present" };
+        let presence = if code & 1 != 0 {
+            "protection"
+        } else {
+            "not-present"
+        };
         let access = if code & (1 << 4) != 0 {
             "instruction-fetch"
         } else if code & 2 != 0 {
@@ -142,11 +146,31 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
 
 fn print_registers(f: &TrapFrame) {
     let rows: [[(&str, u64); 4]; 5] = [
-        [("rax", f.rax), ("rbx", f.rbx), ("rcx", f.rcx), ("rdx", f.rdx)],
-        [("rsi", f.rsi), ("rdi", f.rdi), ("rbp", f.rbp), ("rsp", f.rsp)],
+        [
+            ("rax", f.rax),
+            ("rbx", f.rbx),
+            ("rcx", f.rcx),
+            ("rdx", f.rdx),
+        ],
+        [
+            ("rsi", f.rsi),
+            ("rdi", f.rdi),
+            ("rbp", f.rbp),
+            ("rsp", f.rsp),
+        ],
         [("r8 ", f.r8), ("r9 ", f.r9), ("r10", f.r10), ("r11", f.r11)],
-        [("r12", f.r12), ("r13", f.r13), ("r14", f.r14), ("r15", f.r15)],
-        [("rip", f.rip), ("rfl", f.rflags), ("cs ", f.cs), ("ss ", f.ss)],
+        [
+            ("r12", f.r12),
+            ("r13", f.r13),
+            ("r14", f.r14),
+            ("r15", f.r15),
+        ],
+        [
+            ("rip", f.rip),
+            ("rfl", f.rflags),
+            ("cs ", f.cs),
+            ("ss ", f.ss),
+        ],
     ];
     for [(n0, v0), (n1, v1), (n2, v2), (n3, v3)] in rows {
         console::continuation(format_args!(

@@ -21,7 +21,6 @@ const MODEM_CONTROL: u16 = 4;
 const LINE_STATUS: u16 = 5;
 const SCRATCH: u16 = 7;
 
-const LINE_STATUS_DATA_READY: u8 = 1 << 0;
 const LINE_STATUS_TRANSMIT_EMPTY: u8 = 1 << 5;
 
 /// Bounded wait for the transmitter, so a wedged or absent UART never hangs the kernel.
@@ -62,15 +61,6 @@ impl SerialPort {
                 self.write_byte(b'\r');
             }
             self.write_byte(byte);
-        }
-    }
-
-    /// Receives one byte if one is waiting.
-    pub fn try_read_byte(self) -> Option<u8> {
-        if inb(self.base + LINE_STATUS) & LINE_STATUS_DATA_READY != 0 {
-            Some(inb(self.base + DATA))
-        } else {
-            None
         }
     }
 }

@@ -79,8 +79,9 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     }
     info!("boot: command line '{}'", boot.cmdline());
     for module in boot.modules() {
+        let cut = if module.name_truncated() { "…" } else { "" };
         info!(
-            "boot: module '{}' at [{:#x}, {:#x})",
+            "boot: module '{}{cut}' at [{:#x}, {:#x})",
             module.name(),
             module.start,
             module.end

@@ -531,7 +531,8 @@ mod tests {
                     r.kind == RegionKind::Available && r.range.start <= a && span.end <= r.range.end
                 }) && !reserved.iter().any(|r| r.overlaps(&span))
             };
-            let limit = (UNITS + 4) * UNIT;
+            // Regions end below (UNITS + UNITS / 3) * UNIT + 0x20; search well past that.
+            let limit = 2 * UNITS * UNIT;
             let expected = (0..limit).step_by(align as usize).find(|&a| fits(a));
             let found = find_free_span(&map, &reserved, size, align);
             prop_assert_eq!(found, expected);

@@ -11,7 +11,7 @@ pub const MAX_MODULES: usize = 32;
 /// Longest command line kept (bytes); longer sets `cmdline_truncated`.
 pub const MAX_CMDLINE: usize = 256;
 /// Longest module string kept (bytes).
-pub const MAX_MODULE_NAME: usize = 64;
+pub const MAX_MODULE_NAME: usize = 128;
 /// Most memory-map entries examined, empty ones included. A map claiming more is garbage;
 /// parsing stops there and sets `regions_truncated`.
 pub const MAX_MAP_ENTRIES: usize = 1024;
@@ -1007,7 +1007,7 @@ mod tests {
 
     #[test]
     fn long_module_and_loader_names_are_cut() {
-        let long_name = "n".repeat(100);
+        let long_name = "n".repeat(MAX_MODULE_NAME + 36);
         let long_loader = "GNU GRUB 2.12-with-a-very-long-version-suffix";
         let mut builder = Builder::new(flag::MEM | flag::MODS | flag::BOOT_LOADER_NAME);
         builder

@@ -1,0 +1,675 @@
+//! Starts QEMU for Vigil and supervises it: console lines with arrival times, a deadline, exit.
+//!
+//! The kernel ends a run by writing to QEMU's `isa-debug-exit` device; QEMU then exits with
+//! `vigil_abi::qemu_exit::host_status(code)`. Anything else (another status, a signal, no exit
+//! before the deadline) is reported as such.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use vigil_abi::qemu_exit;
+
+/// The QEMU binary for x86-64 guests.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The TCP port of QEMU's gdb stub with `--gdb` (QEMU's usual 1234).
+pub const GDB_PORT: u16 = 1234;
+
+/// How the guest CPU is emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation: slow, but the same everywhere (tests use this).
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+}
+
+/// What QEMU connects the second serial port (COM2, the monitor channel) to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Com2 {
+    /// Discarded (test scenarios).
+    Null,
+    /// A TCP server socket that does not wait for a client.
+    Tcp { host: String, port: u16 },
+    /// A Unix socket server that does not wait for a client.
+    Unix(PathBuf),
+}
+
+impl Com2 {
+    /// The QEMU character-device specification for `-serial`.
+    pub fn qemu_spec(&self) -> String {
+        match self {
+            Com2::Null => "null".to_string(),
+            Com2::Tcp { host, port } => format!("tcp:{host}:{port},server=on,wait=off"),
+            Com2::Unix(path) => format!("unix:{},server=on,wait=off", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for Com2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Com2::Null => write!(f, "discarded"),
+            Com2::Tcp { host, port } => write!(f, "tcp {host}:{port}"),
+            Com2::Unix(path) => write!(f, "unix socket {}", path.display()),
+        }
+    }
+}
+
+/// Everything that varies between QEMU runs of the kernel.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    pub kernel: PathBuf,
+    /// QEMU `-m` value, e.g. `128M` or `5G`.
+    pub memory: String,
+    /// The kernel command line (`-append`).
+    pub cmdline: String,
+    pub accel: Accel,
+    pub com2: Com2,
+    /// Wait for gdb on 127.0.0.1:1234 before the first instruction (`-gdb … -S`).
+    pub gdb: bool,
+    /// Files handed to the kernel as Multiboot modules (`-initrd "a,b"`), in order.
+    pub modules: Vec<PathBuf>,
+}
+
+impl QemuConfig {
+    /// The configuration test scenarios use: TCG, COM2 discarded, no gdb.
+    pub fn for_test(kernel: &Path, memory: &str, cmdline: &str) -> QemuConfig {
+        QemuConfig {
+            kernel: kernel.to_path_buf(),
+            memory: memory.to_string(),
+            cmdline: cmdline.to_string(),
+            accel: Accel::Tcg,
+            com2: Com2::Null,
+            gdb: false,
+            modules: Vec::new(),
+        }
+    }
+
+    /// QEMU's arguments. COM1 (the console) is QEMU's stdio.
+    pub fn args(&self) -> Vec<OsString> {
+        let cpu = match self.accel {
+            Accel::Tcg => "max",
+            Accel::Kvm => "host",
+        };
+        let accel = match self.accel {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        };
+        let debug_exit = format!("isa-debug-exit,iobase={:#x},iosize=0x04", qemu_exit::PORT);
+        let mut args: Vec<OsString> = vec![
+            "-machine".into(),
+            "q35".into(),
+            "-accel".into(),
+            accel.into(),
+            "-cpu".into(),
+            cpu.into(),
+            "-m".into(),
+            self.memory.clone().into(),
+            "-kernel".into(),
+            self.kernel.clone().into(),
+            "-append".into(),
+            self.cmdline.clone().into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-device".into(),
+            debug_exit.into(),
+            "-serial".into(),
+            "stdio".into(),
+            "-serial".into(),
+            self.com2.qemu_spec().into(),
+        ];
+        if !self.modules.is_empty() {
+            // QEMU splits the list at commas; a literal comma in a path is written twice.
+            let list: Vec<String> = self
+                .modules
+                .iter()
+                .map(|path| path.display().to_string().replace(',', ",,"))
+                .collect();
+            args.push("-initrd".into());
+            args.push(list.join(",").into());
+        }
+        if self.gdb {
+            // Like QEMU's `-s -S`, but the gdb stub listens on loopback only.
+            args.push("-gdb".into());
+            args.push(format!("tcp:127.0.0.1:{GDB_PORT}").into());
+            args.push("-S".into());
+        }
+        args
+    }
+
+    /// A command that starts QEMU with these arguments; stdio is left to the caller.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(QEMU);
+        command.args(self.args());
+        command
+    }
+
+    /// The command line as a person would type it (for logs).
+    pub fn display_command(&self) -> String {
+        let mut text = QEMU.to_string();
+        for arg in self.args() {
+            let arg = arg.to_string_lossy();
+            if arg.is_empty() || arg.contains([' ', '"', '\'']) {
+                text.push_str(&format!(" '{arg}'"));
+            } else {
+                text.push(' ');
+                text.push_str(&arg);
+            }
+        }
+        text
+    }
+}
+
+/// True if /dev/kvm can be opened for reading and writing.
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(status: ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+}
+
+/// What the kernel told QEMU, read back from QEMU's exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelExit {
+    /// The kernel wrote `qemu_exit::SUCCESS`.
+    Success,
+    /// The kernel wrote `qemu_exit::FAILURE`.
+    Failure,
+    /// QEMU ended some other way (its own error, a quit, a signal).
+    Other(Exit),
+}
+
+impl KernelExit {
+    pub fn from_exit(exit: Exit) -> KernelExit {
+        match exit {
+            Exit::Code(code) if code == qemu_exit::host_status(qemu_exit::SUCCESS) => {
+                KernelExit::Success
+            }
+            Exit::Code(code) if code == qemu_exit::host_status(qemu_exit::FAILURE) => {
+                KernelExit::Failure
+            }
+            other => KernelExit::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for KernelExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelExit::Success => write!(
+                f,
+                "kernel exited: success (QEMU status {})",
+                qemu_exit::host_status(qemu_exit::SUCCESS)
+            ),
+            KernelExit::Failure => write!(
+                f,
+                "kernel exited: FAILURE (QEMU status {})",
+                qemu_exit::host_status(qemu_exit::FAILURE)
+            ),
+            KernelExit::Other(Exit::Code(code)) => write!(
+                f,
+                "QEMU exited with status {code}, which is no kernel exit code"
+            ),
+            KernelExit::Other(Exit::Signal(signal)) => {
+                write!(f, "QEMU was killed by signal {signal}")
+            }
+        }
+    }
+}
+
+/// How a supervised run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The process exited by itself before the deadline.
+    Exited(Exit),
+    /// The deadline passed; the process was killed and reaped.
+    TimedOut {
+        deadline: Duration,
+        /// The status `wait` returned after the kill.
+        reaped: Exit,
+        /// True if the process could still be seen after it was reaped (it should not).
+        still_running: bool,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(exit) => write!(f, "{}", KernelExit::from_exit(*exit)),
+            Outcome::TimedOut {
+                deadline,
+                still_running,
+                ..
+            } => {
+                write!(
+                    f,
+                    "timed out after {:.1} s and was killed",
+                    deadline.as_secs_f64()
+                )?;
+                if *still_running {
+                    write!(f, " (but is STILL RUNNING)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One console line (without its line ending) and when it arrived, relative to spawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleLine {
+    pub at: Duration,
+    pub text: String,
+}
+
+/// The result of [`supervise`].
+#[derive(Clone, Debug)]
+pub struct SupervisedRun {
+    pub outcome: Outcome,
+    /// The console lines, as returned by the line processor (i.e. symbolised).
+    pub lines: Vec<ConsoleLine>,
+    /// What the process wrote to stderr (QEMU's own complaints).
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// How often to check whether the process has exited while its console is quiet.
+const EXIT_POLL: Duration = Duration::from_millis(50);
+
+/// How long to wait for the pipe readers after the process has ended.
+const READER_GRACE: Duration = Duration::from_secs(1);
+
+/// Cap on the stderr kept from one run.
+const STDERR_LIMIT: usize = 64 * 1024;
+
+/// Removes a trailing "\n", "\r\n" (and stray "\r"s before it).
+pub fn strip_line_ending(line: &str) -> &str {
+    line.trim_end_matches(['\n', '\r'])
+}
+
+/// Runs `command` with stdin closed and stdout/stderr captured, until it exits or the deadline
+/// passes (then it is killed and reaped). Each stdout line goes through `process_line` (e.g.
+/// the symboliser, which may also echo it) as it arrives.
+pub fn supervise(
+    mut command: Command,
+    deadline: Duration,
+    process_line: &mut dyn FnMut(&str) -> String,
+) -> Result<SupervisedRun> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("failed to start {program}"))?;
+    let (line_sender, line_receiver) = mpsc::channel();
+    let stdout = child.stdout.take().context("child stdout")?;
+    thread::spawn(move || read_lines(stdout, started, line_sender));
+    let stderr = child.stderr.take().context("child stderr")?;
+    let (stderr_sender, stderr_receiver) = mpsc::channel();
+    thread::spawn(move || stderr_sender.send(read_capped(stderr, STDERR_LIMIT)));
+
+    let deadline_at = started + deadline;
+    let mut lines = Vec::new();
+    let mut outcome = None;
+    // Console lines until the process exits (checked whenever the console is quiet), stdout
+    // closes, or the deadline passes.
+    loop {
+        let now = Instant::now();
+        if now >= deadline_at {
+            break;
+        }
+        match line_receiver.recv_timeout((deadline_at - now).min(EXIT_POLL)) {
+            Ok((at, text)) => {
+                let text = process_line(&text);
+                lines.push(ConsoleLine { at, text });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.try_wait().context("waiting for the child process")? {
+                    outcome = Some(status.into());
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                outcome = wait_until(&mut child, deadline_at)?;
+                break;
+            }
+        }
+    }
+    let outcome = match outcome {
+        Some(exit) => Outcome::Exited(exit),
+        None => kill_and_reap(&mut child, deadline)?,
+    };
+    // The process is gone, so its pipes close and the readers finish; collect what is left.
+    // Wait only briefly: a grandchild that inherited the pipes may keep them open.
+    let grace_end = Instant::now() + READER_GRACE;
+    while let Ok((at, text)) =
+        line_receiver.recv_timeout(grace_end.saturating_duration_since(Instant::now()))
+    {
+        let text = process_line(&text);
+        lines.push(ConsoleLine { at, text });
+    }
+    let stderr = stderr_receiver
+        .recv_timeout(grace_end.saturating_duration_since(Instant::now()))
+        .unwrap_or_default();
+    Ok(SupervisedRun {
+        outcome,
+        lines,
+        stderr,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Sends each line of `source` with its arrival time; a last line without newline too.
+fn read_lines(source: impl Read, started: Instant, sink: mpsc::Sender<(Duration, String)>) {
+    let mut reader = BufReader::new(source);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buffer);
+                let line = strip_line_ending(&text).to_string();
+                if sink.send((started.elapsed(), line)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads `source` to the end (so the writer never blocks on a full pipe), keeping at most
+/// `limit` bytes.
+fn read_capped(mut source: impl Read, limit: usize) -> String {
+    let mut kept = Vec::new();
+    let _ = source.by_ref().take(limit as u64).read_to_end(&mut kept);
+    let _ = std::io::copy(&mut source, &mut std::io::sink());
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Polls the child until it exits or `deadline_at` passes (`None`: still running).
+fn wait_until(child: &mut Child, deadline_at: Instant) -> Result<Option<Exit>> {
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the child process")? {
+            return Ok(Some(status.into()));
+        }
+        if Instant::now() >= deadline_at {
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills the child, reaps it (no zombie) and checks it is really gone.
+fn kill_and_reap(child: &mut Child, deadline: Duration) -> Result<Outcome> {
+    let pid = child.id();
+    // An error here means it exited just now; wait() below reaps it either way.
+    let _ = child.kill();
+    let status = child
+        .wait()
+        .with_context(|| format!("reaping process {pid} after killing it"))?;
+    Ok(Outcome::TimedOut {
+        deadline,
+        reaped: status.into(),
+        still_running: Path::new(&format!("/proc/{pid}")).exists(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    fn unchanged(line: &str) -> String {
+        line.to_string()
+    }
+
+    #[test]
+    fn builds_the_documented_command_line() {
+        let config = QemuConfig::for_test(Path::new("/k/vigil-kernel"), "128M", "test=boot");
+        let args: Vec<String> = config
+            .args()
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert_eq!(
+            joined,
+            "-machine q35 -accel tcg -cpu max -m 128M -kernel /k/vigil-kernel -append test=boot \
+             -display none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -serial stdio -serial null"
+        );
+    }
+
+    #[test]
+    fn kvm_gdb_and_monitor_sockets_change_the_command_line() {
+        let mut config = QemuConfig::for_test(Path::new("k"), "256M", "");
+        config.accel = Accel::Kvm;
+        config.gdb = true;
+        config.com2 = Com2::Tcp {
+            host: "127.0.0.1".into(),
+            port: 4555,
+        };
+        let joined = config.display_command();
+        assert!(joined.contains("-accel kvm -cpu host"), "{joined}");
+        assert!(joined.contains("-append ''"), "{joined}");
+        assert!(
+            joined.contains("-serial stdio -serial tcp:127.0.0.1:4555,server=on,wait=off"),
+            "{joined}"
+        );
+        assert!(joined.ends_with(" -gdb tcp:127.0.0.1:1234 -S"), "{joined}");
+        assert_eq!(
+            Com2::Unix("/tmp/v.sock".into()).qemu_spec(),
+            "unix:/tmp/v.sock,server=on,wait=off"
+        );
+    }
+
+    #[test]
+    fn maps_qemu_status_to_kernel_exit() {
+        let success = qemu_exit::host_status(qemu_exit::SUCCESS);
+        let failure = qemu_exit::host_status(qemu_exit::FAILURE);
+        assert_eq!(
+            KernelExit::from_exit(Exit::Code(success)),
+            KernelExit::Success
+        );
+        assert_eq!(
+            KernelExit::from_exit(Exit::Code(failure)),
+            KernelExit::Failure
+        );
+        assert_eq!(
+            KernelExit::from_exit(Exit::Code(1)),
+            KernelExit::Other(Exit::Code(1))
+        );
+        assert_eq!(
+            KernelExit::from_exit(Exit::Signal(9)),
+            KernelExit::Other(Exit::Signal(9))
+        );
+        assert_eq!(
+            KernelExit::Success.to_string(),
+            "kernel exited: success (QEMU status 33)"
+        );
+        assert_eq!(
+            KernelExit::Failure.to_string(),
+            "kernel exited: FAILURE (QEMU status 35)"
+        );
+    }
+
+    #[test]
+    fn strips_both_line_endings() {
+        assert_eq!(strip_line_ending("a\r\n"), "a");
+        assert_eq!(strip_line_ending("a\n"), "a");
+        assert_eq!(strip_line_ending("a"), "a");
+        assert_eq!(strip_line_ending("a\r\r\n"), "a");
+    }
+
+    #[test]
+    fn collects_lines_and_exit_status() {
+        let run = supervise(
+            shell("printf 'one\\r\\ntwo\\nthree'; echo oops >&2; exit 35"),
+            Duration::from_secs(10),
+            &mut |line| format!("<{line}>"),
+        )
+        .unwrap();
+        assert_eq!(run.outcome, Outcome::Exited(Exit::Code(35)));
+        let texts: Vec<&str> = run.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["<one>", "<two>", "<three>"]);
+        assert!(run.lines.windows(2).all(|w| w[0].at <= w[1].at));
+        assert_eq!(run.stderr, "oops\n");
+        assert_eq!(
+            KernelExit::from_exit(Exit::Code(35)),
+            KernelExit::Failure,
+            "35 is FAILURE"
+        );
+    }
+
+    #[test]
+    fn a_child_flooding_stderr_does_not_block() {
+        let run = supervise(
+            shell("head -c 300000 /dev/zero | tr '\\0' x >&2; echo done"),
+            Duration::from_secs(10),
+            &mut unchanged,
+        )
+        .unwrap();
+        assert_eq!(run.outcome, Outcome::Exited(Exit::Code(0)));
+        assert_eq!(run.stderr.len(), STDERR_LIMIT);
+        assert_eq!(run.lines.len(), 1);
+    }
+
+    #[test]
+    fn kills_and_reaps_a_child_that_outlives_its_deadline() {
+        let started = Instant::now();
+        let run = supervise(
+            shell("echo hi; exec sleep 30"),
+            Duration::from_secs(1),
+            &mut unchanged,
+        )
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            run.outcome,
+            Outcome::TimedOut {
+                deadline: Duration::from_secs(1),
+                reaped: Exit::Signal(libc::SIGKILL),
+                still_running: false,
+            }
+        );
+        assert_eq!(run.lines.len(), 1);
+        assert_eq!(run.lines[0].text, "hi");
+        assert!(run.outcome.to_string().contains("timed out after 1.0 s"));
+    }
+
+    #[test]
+    fn an_orphan_holding_the_pipes_does_not_stall_the_runner() {
+        // The shell is killed; its `sleep` child keeps stdout open for a few more seconds.
+        let started = Instant::now();
+        let run = supervise(
+            shell("echo hi; sleep 4"),
+            Duration::from_secs(1),
+            &mut unchanged,
+        )
+        .unwrap();
+        assert!(matches!(run.outcome, Outcome::TimedOut { .. }));
+        assert_eq!(run.lines.len(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "waited for the orphaned sleep"
+        );
+    }
+
+    #[test]
+    fn an_exit_is_seen_even_while_an_orphan_holds_the_pipes() {
+        let started = Instant::now();
+        let run = supervise(
+            shell("echo hi; sleep 3 & exit 33"),
+            Duration::from_secs(10),
+            &mut unchanged,
+        )
+        .unwrap();
+        assert_eq!(run.outcome, Outcome::Exited(Exit::Code(33)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_silent_child_is_killed_too() {
+        let run = supervise(
+            shell("exec sleep 30"),
+            Duration::from_millis(300),
+            &mut unchanged,
+        )
+        .unwrap();
+        assert!(matches!(
+            run.outcome,
+            Outcome::TimedOut {
+                still_running: false,
+                ..
+            }
+        ));
+        assert!(run.lines.is_empty());
+    }
+
+    #[test]
+    fn a_child_that_closes_stdout_but_keeps_running_is_killed() {
+        let run = supervise(
+            shell("echo bye; exec >&- 2>&-; exec sleep 30"),
+            Duration::from_secs(1),
+            &mut unchanged,
+        )
+        .unwrap();
+        assert!(
+            matches!(run.outcome, Outcome::TimedOut { .. }),
+            "{:?}",
+            run.outcome
+        );
+        assert_eq!(run.lines.len(), 1);
+    }
+
+    #[test]
+    fn reports_a_program_that_cannot_start() {
+        let error = supervise(
+            Command::new("/nonexistent/qemu"),
+            Duration::from_secs(1),
+            &mut unchanged,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("failed to start /nonexistent/qemu"),
+            "{error:#}"
+        );
+    }
+}

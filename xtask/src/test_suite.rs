@@ -1,0 +1,101 @@
+//! `cargo xtask test`: host tests, kernel build, QEMU scenarios, and the closing
+//! `N passed, M failed` line that CI reads.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::host_tests::{self, Tally};
+use crate::kernel::{self, Profile};
+use crate::prereq;
+use crate::scenario::{self, SCENARIOS};
+use crate::symbolize::Symbolizer;
+
+/// What `cargo xtask test` was asked for.
+#[derive(Clone, Debug, Default)]
+pub struct TestOptions {
+    /// Run only scenarios whose name contains this (and skip the host tests).
+    pub scenario: Option<String>,
+    pub no_host: bool,
+    /// Echo the guest console live.
+    pub verbose: bool,
+    /// A prebuilt kernel ELF to test instead of building one.
+    pub kernel: Option<PathBuf>,
+    /// List the scenarios and stop.
+    pub list: bool,
+}
+
+pub fn run(options: TestOptions) -> Result<ExitCode> {
+    if options.list {
+        for scenario in SCENARIOS {
+            println!(
+                "{:<24} -m {:<5} {:<24} deadline {:>3} s  expect {:?}",
+                scenario.name,
+                scenario.memory,
+                scenario.cmdline,
+                scenario.deadline.as_secs(),
+                scenario.expected
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scenarios = scenario::select(options.scenario.as_deref());
+    if scenarios.is_empty() {
+        let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        bail!(
+            "no scenario name contains {:?}; scenarios: {}",
+            options.scenario.unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    prereq::ensure()?;
+
+    let mut tally = Tally::default();
+    if options.scenario.is_none() && !options.no_host {
+        match host_tests::run() {
+            Ok(host) => {
+                println!("host tests: {} passed, {} failed", host.passed, host.failed);
+                tally.add(host);
+            }
+            Err(error) => {
+                println!("host tests: FAILED to run: {error:#}");
+                tally.record(false);
+            }
+        }
+    }
+
+    let kernel = match &options.kernel {
+        Some(elf) => kernel::verify(elf).map(|()| elf.clone()),
+        None => kernel::build(Profile::Release),
+    };
+    match kernel {
+        Err(error) => {
+            println!("FAIL kernel build: {error:#}");
+            println!(
+                "skipping the {} QEMU scenarios: there is no kernel to boot",
+                scenarios.len()
+            );
+            tally.record(false);
+        }
+        Ok(elf) => {
+            println!(
+                "running {} QEMU scenario{} (TCG)",
+                scenarios.len(),
+                if scenarios.len() == 1 { "" } else { "s" }
+            );
+            let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
+            for scenario in scenarios {
+                let passed = scenario::run_scenario(scenario, &elf, &symbolizer, options.verbose);
+                tally.record(passed);
+            }
+        }
+    }
+
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,5 +1,16 @@
 //! Vigil ABI: constants and types shared by the kernel, user space and host tools.
 #![no_std]
 
+pub mod async_message;
+pub mod endpoint;
+pub mod error;
+pub mod layout;
 pub mod log;
+pub mod message;
 pub mod qemu_exit;
+pub mod syscall;
+pub mod wait;
+
+pub use endpoint::Endpoint;
+pub use error::Error;
+pub use message::Message;

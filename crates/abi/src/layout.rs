@@ -1,0 +1,57 @@
+//! The user address-space layout the kernel and the user runtime agree on.
+
+/// Lowest address a program may be linked at (the first 4 MiB stay unmapped so null-ish
+/// pointers fault).
+pub const USER_IMAGE_MIN: u64 = 0x40_0000;
+/// End of the user half (exclusive): canonical lower-half addresses only.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Each thread's stack lives in its own aligned region; the lowest page of the region is
+/// an unmapped guard page.
+pub const STACK_REGION_SIZE: u64 = 256 * 1024;
+/// Top of the stack area: thread slot k of a process uses the region ending at
+/// `STACK_AREA_TOP - k * STACK_REGION_SIZE`.
+pub const STACK_AREA_TOP: u64 = 0x0000_7f00_0000_0000;
+
+/// At the very top of every stack region the kernel writes a `ThreadInfo`; the initial
+/// stack pointer is just below it. The runtime finds it from any stack address with
+/// `thread_info_address`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// The thread's endpoint (`Endpoint.0`).
+    pub endpoint: u64,
+    /// Index of the thread within its process (0 = main thread).
+    pub index_in_process: u64,
+    pub reserved: [u64; 6],
+}
+
+pub const THREAD_INFO_SIZE: u64 = core::mem::size_of::<ThreadInfo>() as u64;
+
+/// Address of the `ThreadInfo` for the stack containing `stack_address`.
+pub const fn thread_info_address(stack_address: u64) -> u64 {
+    (stack_address | (STACK_REGION_SIZE - 1)) + 1 - THREAD_INFO_SIZE
+}
+
+/// Main-thread start: RDI = address of the module argument string (UTF-8, not NUL
+/// terminated), RSI = its length, RDX = the thread's endpoint. The string is copied to
+/// the top of the main stack, below the `ThreadInfo`.
+pub const MAIN_ARGUMENTS_MAX: usize = 256;
+
+const _: () = assert!(THREAD_INFO_SIZE == 64);
+const _: () = assert!(STACK_REGION_SIZE.is_power_of_two());
+const _: () = assert!(STACK_AREA_TOP.is_multiple_of(STACK_REGION_SIZE));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_info_is_at_the_top_of_the_region() {
+        let region_base = STACK_AREA_TOP - STACK_REGION_SIZE;
+        let expected = STACK_AREA_TOP - THREAD_INFO_SIZE;
+        assert_eq!(thread_info_address(region_base + 4096), expected);
+        assert_eq!(thread_info_address(STACK_AREA_TOP - 1), expected);
+        assert_eq!(thread_info_address(expected - 8), expected);
+    }
+}

@@ -3,6 +3,8 @@
 /// Lowest address a program may be linked at (the first 4 MiB stay unmapped so null-ish
 /// pointers fault).
 pub const USER_IMAGE_MIN: u64 = 0x40_0000;
+/// End (exclusive) of where program segments may be loaded.
+pub const USER_IMAGE_END: u64 = 0x0000_1000_0000_0000;
 /// End of the user half (exclusive): canonical lower-half addresses only.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 

@@ -4,7 +4,11 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod elf;
 pub mod frame;
+pub mod ipc;
 pub mod log_ring;
 pub mod memmap;
 pub mod multiboot;
+pub mod sched;
+pub mod timer;

@@ -8,6 +8,7 @@ mod prereq;
 mod qemu;
 mod run;
 mod scenario;
+mod scenarios_user;
 mod symbolize;
 mod test_suite;
 

@@ -1,7 +1,8 @@
 //! The QEMU test scenarios: a table of (name, memory, command line, deadline, expected exit,
 //! console check), and the runner that boots each one and judges it.
 //!
-//! To add a scenario, add a row to [`SCENARIOS`]; its check gets the symbolised console.
+//! To add a scenario, add a row to [`BOOT_SCENARIOS`] (kernel-only) or to
+//! `scenarios_user::USER_SCENARIOS` (user programs); its check gets the symbolised console.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,14 +39,18 @@ pub struct Scenario {
     /// Multiboot modules to hand the kernel: (file name, size in bytes). The runner writes
     /// each file (a byte pattern) under target/xtask-modules/ before booting.
     pub modules: &'static [(&'static str, usize)],
+    /// User programs to boot, in order, as Multiboot modules: each entry is the program
+    /// (binary) name followed by its boot options, e.g. `"ipc_client prio=6 kcalls=shutdown"`.
+    /// The runner replaces the name with the built ELF's path.
+    pub programs: &'static [&'static str],
 }
 
 const fn secs(seconds: u64) -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// Every scenario, run in this order.
-pub const SCENARIOS: &[Scenario] = &[
+/// Kernel-only scenarios (no user programs), run first.
+pub const BOOT_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "boot-128m",
         memory: "128M",
@@ -55,6 +60,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_boot_128m,
         report_banner_time: true,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "boot-modules",
@@ -68,6 +74,7 @@ pub const SCENARIOS: &[Scenario] = &[
             ("boot-module-small.bin", 6),
             ("boot-module-large.bin", 300_000),
         ],
+        programs: &[],
     },
     Scenario {
         name: "boot-5g",
@@ -78,6 +85,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_boot_5g,
         report_banner_time: true,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "fault-page",
@@ -88,6 +96,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_fault_page,
         report_banner_time: false,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "fault-divide",
@@ -98,6 +107,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_fault_divide,
         report_banner_time: false,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "fault-stack-overflow",
@@ -108,6 +118,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_fault_stack_overflow,
         report_banner_time: false,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "panic",
@@ -118,6 +129,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_panic,
         report_banner_time: false,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "bad-test-name",
@@ -128,6 +140,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_bad_test_name,
         report_banner_time: false,
         modules: &[],
+        programs: &[],
     },
     Scenario {
         name: "hang-is-killed",
@@ -138,6 +151,7 @@ pub const SCENARIOS: &[Scenario] = &[
         check: check_nothing,
         report_banner_time: false,
         modules: &[],
+        programs: &[],
     },
 ];
 
@@ -197,6 +211,13 @@ impl Console {
             ))
         }
     }
+}
+
+/// Every scenario, in the order they run.
+pub fn all() -> impl Iterator<Item = &'static Scenario> {
+    BOOT_SCENARIOS
+        .iter()
+        .chain(crate::scenarios_user::USER_SCENARIOS.iter())
 }
 
 fn check_nothing(_: &Console) -> Result<(), String> {
@@ -431,8 +452,7 @@ fn print_failure_details(run: &SupervisedRun) {
 
 /// The scenarios whose name contains `filter` (all of them without one).
 pub fn select(filter: Option<&str>) -> Vec<&'static Scenario> {
-    SCENARIOS
-        .iter()
+    all()
         .filter(|scenario| filter.is_none_or(|f| scenario.name.contains(f)))
         .collect()
 }
@@ -443,7 +463,7 @@ mod tests {
     use vigil_abi::qemu_exit::{host_status, FAILURE, SUCCESS};
 
     fn scenario(name: &str) -> &'static Scenario {
-        SCENARIOS.iter().find(|s| s.name == name).unwrap()
+        all().find(|s| s.name == name).unwrap()
     }
 
     fn exited(code: u32) -> Outcome {
@@ -484,7 +504,7 @@ mod tests {
 
     #[test]
     fn scenario_names_are_unique_and_cover_the_contract() {
-        let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        let names: Vec<&str> = all().map(|s| s.name).collect();
         for name in [
             "boot-128m",
             "boot-modules",
@@ -508,7 +528,7 @@ mod tests {
 
     #[test]
     fn selects_scenarios_by_substring() {
-        assert_eq!(select(None).len(), SCENARIOS.len());
+        assert_eq!(select(None).len(), all().count());
         let faults: Vec<&str> = select(Some("fault-")).iter().map(|s| s.name).collect();
         assert_eq!(
             faults,
@@ -613,6 +633,7 @@ mod tests {
             check: check_nothing,
             report_banner_time: true,
             modules: &[],
+            programs: &[],
         };
         let mut child = std::process::Command::new("sh");
         child.args(["-c", "echo hi; exec sleep 30"]);

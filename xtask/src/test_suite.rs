@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use crate::host_tests::{self, Tally};
 use crate::kernel::{self, Profile};
 use crate::prereq;
-use crate::scenario::{self, SCENARIOS};
+use crate::scenario;
 use crate::symbolize::Symbolizer;
 
 /// What `cargo xtask test` was asked for.
@@ -28,7 +28,7 @@ pub struct TestOptions {
 
 pub fn run(options: TestOptions) -> Result<ExitCode> {
     if options.list {
-        for scenario in SCENARIOS {
+        for scenario in scenario::all() {
             println!(
                 "{:<24} -m {:<5} {:<24} deadline {:>3} s  expect {:?}",
                 scenario.name,
@@ -42,7 +42,7 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
     }
     let scenarios = scenario::select(options.scenario.as_deref());
     if scenarios.is_empty() {
-        let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        let names: Vec<&str> = scenario::all().map(|s| s.name).collect();
         bail!(
             "no scenario name contains {:?}; scenarios: {}",
             options.scenario.unwrap_or_default(),

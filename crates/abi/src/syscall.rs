@@ -42,8 +42,10 @@ pub enum Syscall {
     Sleep = 12,
     /// (period_ns) → 0. Periodic notification from `Endpoint::CLOCK`; 0 cancels.
     AlarmSet = 13,
-    /// (addr, expected) → 0. Blocks while the u32 at `addr` equals `expected`; the lock word
-    /// holds the owner's slot (low 16 bits) so the kernel knows whom the caller waits for.
+    /// (addr, expected) → 0. Blocks while the u32 at `addr` (4-byte aligned) equals
+    /// `expected`; returns 0 at once if it differs. Lock-word format (see `mutex_word`):
+    /// the owner's slot + 1 in the low 16 bits (0 = unlocked), `WAITERS` when contended —
+    /// so the kernel knows whom the caller waits for.
     MutexWait = 14,
     /// (addr) → number woken (0 or 1). Wakes the longest waiter on `addr`.
     MutexWake = 15,
@@ -124,6 +126,27 @@ impl KernelCall {
     /// The mask bit allowing this call.
     pub const fn mask_bit(self) -> u64 {
         1 << (self as u64)
+    }
+}
+
+/// The user-space mutex lock word shared with the kernel's wait path.
+pub mod mutex_word {
+    /// Low bits: owner thread slot + 1; 0 means unlocked.
+    pub const OWNER_MASK: u32 = 0xffff;
+    /// Set while some thread waits (the owner must call MutexWake when unlocking).
+    pub const WAITERS: u32 = 1 << 31;
+
+    /// The lock word for `slot` owning the lock with no waiters.
+    pub const fn locked_by(slot: u16) -> u32 {
+        slot as u32 + 1
+    }
+
+    /// The owner slot recorded in `word`, if locked.
+    pub const fn owner(word: u32) -> Option<u16> {
+        match word & OWNER_MASK {
+            0 => None,
+            owner_plus_one => Some((owner_plus_one - 1) as u16),
+        }
     }
 }
 

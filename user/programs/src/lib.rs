@@ -1,0 +1,2 @@
+//! Shared helpers for the Vigil user programs in src/bin/.
+#![no_std]

@@ -1,0 +1,2 @@
+//! Vigil user runtime: what every user program links against.
+#![no_std]

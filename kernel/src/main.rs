@@ -6,12 +6,23 @@ extern crate alloc;
 
 mod arch;
 mod backtrace;
+mod boot_image;
 mod console;
+mod entry;
+mod grant;
 mod heap;
+mod ipc;
+mod kcall;
 mod memory;
 mod panic;
+mod process;
+mod sched;
 mod selftest;
+mod syscall;
+mod system;
+mod thread;
 mod time;
+mod usercopy;
 
 use arch::debug_exit::{self, ExitStatus};
 use arch::paging::phys_to_virt;
@@ -52,6 +63,7 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     let layout = arch::paging::KernelLayout::get();
     gdt::init(layout.stack.1);
     idt::init();
+    arch::user_entry::init(layout.stack.1);
     let tsc_hz = match time::calibrate_tsc() {
         Some(hz) => hz,
         None => {
@@ -134,7 +146,9 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     if let Some(test) = boot.cmdline_arg("test") {
         selftest::run(test, &boot);
     }
-    idle()
+    let started = boot_image::start_all(&boot);
+    info!("boot: {started} of {} modules started", boot.modules().count());
+    sched::run_next()
 }
 
 /// Turns on the protections the CPU offers: NX, supervisor-mode execution and access
@@ -173,13 +187,5 @@ fn on_off(enabled: bool) -> &'static str {
         "on"
     } else {
         "off"
-    }
-}
-
-/// Nothing to run yet: sleep between timer interrupts.
-fn idle() -> ! {
-    info!("idle: waiting for interrupts");
-    loop {
-        cpu::wait_for_interrupt();
     }
 }

@@ -18,7 +18,7 @@ pub mod async_flags {
 
 /// One asynchronous message: 80 bytes.
 #[repr(C, align(8))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct AsyncMessage {
     pub flags: u32,
     /// 0, or the `Error` code (positive) when FAILED.

@@ -4,6 +4,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod boot_options;
 pub mod elf;
 pub mod frame;
 pub mod ipc;

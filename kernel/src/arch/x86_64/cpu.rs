@@ -38,6 +38,15 @@ pub fn outl(port: u16, value: u32) {
 pub enum Msr {
     ApicBase = 0x1b,
     Efer = 0xc000_0080,
+    /// SYSCALL/SYSRET segment selectors.
+    Star = 0xc000_0081,
+    /// SYSCALL entry point.
+    Lstar = 0xc000_0082,
+    /// RFLAGS bits SYSCALL clears.
+    SyscallFlagMask = 0xc000_0084,
+    GsBase = 0xc000_0101,
+    /// GS base swapped in by SWAPGS.
+    KernelGsBase = 0xc000_0102,
 }
 
 /// EFER bits.
@@ -190,6 +199,12 @@ pub fn divide_by_zero_for_selftest(dividend: u64) -> u64 {
             options(nomem, nostack))
     }
     quotient
+}
+
+/// Invalidates the TLB entry for one virtual address.
+pub fn invlpg(virt: u64) {
+    // SAFETY: dropping a TLB entry only forces a fresh page-table walk.
+    unsafe { asm!("invlpg [{}]", in(reg) virt, options(nostack, preserves_flags)) }
 }
 
 /// CPU features the kernel cares about, read once at boot.

@@ -87,6 +87,14 @@ pub fn ist_stack_ranges() -> [(u64, u64); IST_STACKS] {
     })
 }
 
+/// Sets where the CPU saves the interrupted user frame on the next interrupt or exception
+/// from user mode (TSS.rsp0).
+pub fn set_kernel_entry_stack(top: u64) {
+    // SAFETY: single CPU, interrupts off; the CPU reads rsp0 only on a privilege change,
+    // which cannot happen while the kernel runs.
+    unsafe { (*TABLES.tss.get()).privilege_stacks[0] = top };
+}
+
 /// Builds and loads the GDT and TSS, reloads the segment registers.
 pub fn init(kernel_stack_top: u64) {
     let tss_address = TABLES.tss.get() as u64;

@@ -1,9 +1,11 @@
 //! Interrupt descriptor table and the 256 entry stubs that build a `TrapFrame` and call Rust.
 //!
 //! Each stub pushes a zero error code when the CPU does not push one, then its vector
-//! number, and jumps to `trap_common`, which saves every general register and calls
-//! `trap::dispatch` with a pointer to the frame. Returning restores the (possibly
-//! modified) frame with IRETQ.
+//! number, and jumps to `trap_common`, which saves every general register. From kernel
+//! mode it calls `trap::dispatch` with a pointer to the frame and returns with IRETQ. From
+//! user mode the CPU has already put the frame in the current thread's control block (via
+//! TSS.rsp0); `trap_common` does SWAPGS, moves to the kernel stack and calls
+//! `entry::interrupt_from_user`, which leaves through `user_entry::return_to_user`.
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE_SELECTOR};
 use core::arch::{asm, global_asm};
@@ -32,6 +34,10 @@ vector_stub_\vector:
     .endr
 
 trap_common:
+    test qword ptr [rsp + 24], 3
+    jz 1f
+    swapgs
+1:
     push rax
     push rbx
     push rcx
@@ -49,6 +55,8 @@ trap_common:
     push r15
     mov rdi, rsp
     cld
+    test qword ptr [rsp + 15*8 + 24], 3
+    jnz 2f
     call {dispatch}
     pop r15
     pop r14
@@ -67,6 +75,11 @@ trap_common:
     pop rax
     add rsp, 16
     iretq
+2:
+    mov rsp, gs:[0]
+    xor ebp, ebp
+    call {from_user}
+    ud2
 
     .section .rodata.vector_stub_table, "a"
     .balign 8
@@ -77,6 +90,7 @@ vector_stub_table:
     .endr
     "#,
     dispatch = sym super::trap::dispatch,
+    from_user = sym crate::entry::interrupt_from_user,
 );
 
 unsafe extern "C" {

@@ -10,6 +10,7 @@ pub mod paging;
 pub mod pit;
 pub mod trap;
 pub mod uart;
+pub mod user_entry;
 
 /// Stack ranges `[low, high)` the kernel may run on: the kernel stack and the IST stacks.
 /// The backtrace walker only dereferences frame pointers inside these.

@@ -320,9 +320,99 @@ pub fn build_kernel_space(
     // SAFETY: the new space maps the whole image (code, data, stack) at the link
     // addresses the CPU is using, and the direct map at the same base as the boot tables.
     unsafe { space.activate() };
+    KERNEL_ROOT.store(space.root_phys(), core::sync::atomic::Ordering::Relaxed);
     Ok(KernelSpaceReport {
         direct_map_bytes: end,
         image_pages,
         root: space.root_phys(),
     })
+}
+
+impl AddressSpace {
+    /// Wraps an existing PML4 (a process's address space).
+    pub const fn from_root(pml4: u64) -> AddressSpace {
+        AddressSpace { pml4 }
+    }
+
+    /// A new user address space sharing the kernel half of `kernel`.
+    pub fn new_user(kernel: &AddressSpace, alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<AddressSpace, MapError> {
+        let space = AddressSpace::new(alloc_frame)?;
+        // SAFETY: both roots are page tables; the new one is not yet in use, and the kernel
+        // half of the kernel's PML4 never changes after boot, so sharing its entries is sound.
+        unsafe {
+            let source = table_at(kernel.pml4);
+            let target = table_at(space.pml4);
+            target[256..].copy_from_slice(&source[256..]);
+        }
+        Ok(space)
+    }
+
+    /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped.
+    pub fn unmap(&mut self, virt: u64) -> Option<u64> {
+        let mut table_phys = self.pml4;
+        for level in (2..=4).rev() {
+            // SAFETY: walking this address space's own tables.
+            let entry = unsafe { table_at(table_phys) }[table_index(virt, level)];
+            if entry & flags::PRESENT == 0 || entry & flags::LARGE != 0 {
+                return None;
+            }
+            table_phys = entry & ADDRESS_MASK;
+        }
+        // SAFETY: as above; the caller owns the address space.
+        let table = unsafe { table_at(table_phys) };
+        let index = table_index(virt, 1);
+        let entry = table[index];
+        if entry & flags::PRESENT == 0 {
+            return None;
+        }
+        table[index] = 0;
+        cpu::invlpg(virt);
+        Some(entry & ADDRESS_MASK)
+    }
+
+    /// Frees every user-half frame and page table (4 KiB leaves only: user mappings never
+    /// use large pages) through `free_frame`, then the PML4 itself. The space must not be
+    /// active.
+    pub fn destroy_user(self, free_frame: &mut dyn FnMut(u64)) {
+        debug_assert_ne!(self.pml4, cpu::read_cr3() & ADDRESS_MASK, "destroying the active address space");
+        // SAFETY: the caller hands over the address space; nothing else uses its tables.
+        let pml4 = unsafe { table_at(self.pml4) };
+        for &l4 in pml4[..256].iter().filter(|e| *e & flags::PRESENT != 0) {
+            let pdpt_phys = l4 & ADDRESS_MASK;
+            // SAFETY: as above.
+            let pdpt = unsafe { table_at(pdpt_phys) };
+            for &l3 in pdpt.iter().filter(|e| *e & flags::PRESENT != 0) {
+                let pd_phys = l3 & ADDRESS_MASK;
+                // SAFETY: as above.
+                let pd = unsafe { table_at(pd_phys) };
+                for &l2 in pd.iter().filter(|e| *e & flags::PRESENT != 0) {
+                    let pt_phys = l2 & ADDRESS_MASK;
+                    // SAFETY: as above.
+                    let pt = unsafe { table_at(pt_phys) };
+                    for &l1 in pt.iter().filter(|e| *e & flags::PRESENT != 0) {
+                        free_frame(l1 & ADDRESS_MASK);
+                    }
+                    free_frame(pt_phys);
+                }
+                free_frame(pd_phys);
+            }
+            free_frame(pdpt_phys);
+        }
+        free_frame(self.pml4);
+    }
+}
+
+/// The kernel's own address space (built at boot; the kernel half of every process).
+pub fn kernel_space() -> AddressSpace {
+    AddressSpace { pml4: KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed) }
+}
+
+static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Loads `root` into CR3 unless it is already active.
+pub fn switch_to(root: u64) {
+    if cpu::read_cr3() & ADDRESS_MASK != root {
+        // SAFETY: every address space shares the kernel half, so the kernel keeps running.
+        unsafe { cpu::write_cr3(root) }
+    }
 }

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// Registers saved by the entry stub (general registers, vector, error code) followed by
 /// the frame the CPU pushed. Field order mirrors the pushes in `idt.rs`.
 #[derive(Clone, Copy, Debug)]
-#[repr(C)]
+#[repr(C, align(16))]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -32,6 +32,33 @@ pub struct TrapFrame {
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
+}
+
+impl TrapFrame {
+    pub const ZERO: TrapFrame = TrapFrame {
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rbp: 0,
+        rdi: 0,
+        rsi: 0,
+        rdx: 0,
+        rcx: 0,
+        rbx: 0,
+        rax: 0,
+        vector: 0,
+        error_code: 0,
+        rip: 0,
+        cs: 0,
+        rflags: 0,
+        rsp: 0,
+        ss: 0,
+    };
 }
 
 /// Mnemonic and name of each architectural exception vector.
@@ -65,20 +92,43 @@ pub fn exception_name(vector: u64) -> (&'static str, &'static str) {
     }
 }
 
-/// Entry from `trap_common` with interrupts disabled.
+/// What a trap vector is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapKind {
+    /// A CPU exception caused by the interrupted code (divide error, page fault, …).
+    Exception,
+    /// NMI or machine check: about the machine, not the interrupted code.
+    MachineEvent,
+    Timer,
+    /// APIC spurious vector or a (masked, remapped) legacy PIC line: nothing to do.
+    Spurious,
+    Unexpected,
+}
+
+pub fn classify(vector: u64) -> TrapKind {
+    match vector {
+        2 | 18 => TrapKind::MachineEvent,
+        0..=31 => TrapKind::Exception,
+        v if v == u64::from(apic::TIMER_VECTOR) => TrapKind::Timer,
+        v if v == u64::from(apic::SPURIOUS_VECTOR) => TrapKind::Spurious,
+        0x20..=0x2f => TrapKind::Spurious,
+        _ => TrapKind::Unexpected,
+    }
+}
+
+/// Entry from `trap_common` for traps taken in kernel mode (the idle loop, or a kernel
+/// fault), with interrupts disabled. Traps from user mode go to `entry::interrupt_from_user`.
 pub extern "C" fn dispatch(frame: &mut TrapFrame) {
-    match frame.vector {
-        0..=31 => fatal_exception(frame),
-        v if v == u64::from(apic::TIMER_VECTOR) => {
+    match classify(frame.vector) {
+        TrapKind::Exception | TrapKind::MachineEvent => fatal_exception(frame),
+        TrapKind::Timer => {
             crate::time::on_timer_tick();
+            crate::system::KERNEL.lock().on_tick();
             apic::end_of_interrupt();
         }
-        v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
-        // Legacy PIC vectors: the PIC is remapped here and fully masked, so these are
-        // spurious IRQ 7/15 at most; they need no EOI to the local APIC.
-        0x20..=0x2f => {}
-        v => {
-            crate::warn!("trap: unexpected interrupt vector {v}");
+        TrapKind::Spurious => {}
+        TrapKind::Unexpected => {
+            crate::warn!("trap: unexpected interrupt vector {}", frame.vector);
             apic::end_of_interrupt();
         }
     }
@@ -87,7 +137,7 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
 static HANDLING_FATAL_FAULT: AtomicBool = AtomicBool::new(false);
 
 /// Decodes a page-fault error code into words.
-struct PageFaultCause(u64);
+pub struct PageFaultCause(pub u64);
 
 impl fmt::Display for PageFaultCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,7 +165,7 @@ impl fmt::Display for PageFaultCause {
 
 /// Reports an exception the kernel cannot handle (vector, error code, CR2, registers,
 /// backtrace) and stops the machine with a failure status.
-fn fatal_exception(frame: &TrapFrame) -> ! {
+pub fn fatal_exception(frame: &TrapFrame) -> ! {
     if HANDLING_FATAL_FAULT.swap(true, Ordering::SeqCst) {
         // A fault while reporting a fault: say so as simply as possible and stop.
         console::emergency_write("\nfault: nested fault while reporting a fault; stopping\n");
@@ -144,7 +194,7 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
     debug_exit::exit(debug_exit::ExitStatus::Failure)
 }
 
-fn print_registers(f: &TrapFrame) {
+pub fn print_registers(f: &TrapFrame) {
     let rows: [[(&str, u64); 4]; 5] = [
         [
             ("rax", f.rax),

@@ -1,0 +1,208 @@
+//! Boot-module options: how a Multiboot module string names a program and its privileges.
+//!
+//! Format: `<path> [key=value …] [-- arguments]`. The process name defaults to the file
+//! name of `<path>`. Keys:
+//! - `name=NAME` — process name (1..=32 bytes, no `/`);
+//! - `prio=N` — priority 0 (most urgent) … 15, default 8;
+//! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
+//!   `shutdown`); default none;
+//! - `ipc=all|none|a+b` — processes (by name) it may send to; default all.
+//!
+//! Everything after ` -- ` is the program's argument string. Unknown keys and bad values
+//! are errors, so a typo never silently grants or drops a privilege.
+
+use vigil_abi::syscall::KernelCall;
+
+/// Default priority of a boot process.
+pub const DEFAULT_PRIORITY: u8 = 8;
+/// Lowest priority (highest number).
+pub const LOWEST_PRIORITY: u8 = 15;
+/// Longest process name.
+pub const MAX_NAME: usize = 32;
+
+/// Which processes a program may send to, as written (names resolved by the kernel later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpcTargetNames<'a> {
+    All,
+    None,
+    /// `+`-separated process names.
+    Only(&'a str),
+}
+
+/// Parsed options of one module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootOptions<'a> {
+    pub path: &'a str,
+    pub name: &'a str,
+    pub priority: u8,
+    /// Bit `n` allows kernel call `n`.
+    pub kernel_calls: u64,
+    pub ipc: IpcTargetNames<'a>,
+    pub arguments: &'a str,
+}
+
+/// Why a module string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionError<'a> {
+    /// The string is empty.
+    NoPath,
+    /// A word is not `key=value`.
+    NotKeyValue(&'a str),
+    UnknownKey(&'a str),
+    BadPriority(&'a str),
+    UnknownKernelCall(&'a str),
+    BadName(&'a str),
+    /// `ipc=` lists an empty name (e.g. `a++b`).
+    BadIpcList(&'a str),
+}
+
+impl core::fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OptionError::NoPath => write!(f, "empty module string"),
+            OptionError::NotKeyValue(word) => write!(f, "option '{word}' is not key=value"),
+            OptionError::UnknownKey(key) => write!(f, "unknown option '{key}' (name, prio, kcalls, ipc)"),
+            OptionError::BadPriority(value) => write!(f, "prio '{value}' is not 0..={LOWEST_PRIORITY}"),
+            OptionError::UnknownKernelCall(call) => {
+                write!(f, "unknown kernel call '{call}' (none, all, safecopy, shutdown)")
+            }
+            OptionError::BadName(name) => write!(f, "name '{name}' is empty, longer than {MAX_NAME} bytes or has '/'"),
+            OptionError::BadIpcList(list) => write!(f, "ipc list '{list}' has an empty name"),
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && !name.contains('/')
+}
+
+/// Kernel-call mask for one `kcalls` word.
+fn kernel_call_bits(word: &str) -> Option<u64> {
+    Some(match word {
+        "safecopy" => KernelCall::SafeCopyFrom.mask_bit() | KernelCall::SafeCopyTo.mask_bit(),
+        "shutdown" => KernelCall::Shutdown.mask_bit(),
+        _ => return None,
+    })
+}
+
+/// Parses a module string.
+pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
+    let (options, arguments) = match module.split_once(" -- ") {
+        Some((options, arguments)) => (options, arguments),
+        None => (module.strip_suffix(" --").unwrap_or(module), ""),
+    };
+    let mut words = options.split_ascii_whitespace();
+    let path = words.next().ok_or(OptionError::NoPath)?;
+    let file_name = path.rsplit('/').next().unwrap_or(path);
+    let mut parsed = BootOptions {
+        path,
+        name: file_name,
+        priority: DEFAULT_PRIORITY,
+        kernel_calls: 0,
+        ipc: IpcTargetNames::All,
+        arguments,
+    };
+    if !valid_name(file_name) {
+        return Err(OptionError::BadName(file_name));
+    }
+    for word in words {
+        let (key, value) = word.split_once('=').ok_or(OptionError::NotKeyValue(word))?;
+        match key {
+            "name" => {
+                if !valid_name(value) {
+                    return Err(OptionError::BadName(value));
+                }
+                parsed.name = value;
+            }
+            "prio" => {
+                parsed.priority = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&p| p <= LOWEST_PRIORITY)
+                    .ok_or(OptionError::BadPriority(value))?;
+            }
+            "kcalls" => {
+                parsed.kernel_calls = match value {
+                    "none" => 0,
+                    "all" => u64::MAX,
+                    list => {
+                        let mut mask = 0;
+                        for call in list.split('+') {
+                            mask |= kernel_call_bits(call).ok_or(OptionError::UnknownKernelCall(call))?;
+                        }
+                        mask
+                    }
+                };
+            }
+            "ipc" => {
+                parsed.ipc = match value {
+                    "all" => IpcTargetNames::All,
+                    "none" => IpcTargetNames::None,
+                    list => {
+                        if list.split('+').any(|name| !valid_name(name)) {
+                            return Err(OptionError::BadIpcList(list));
+                        }
+                        IpcTargetNames::Only(list)
+                    }
+                };
+            }
+            _ => return Err(OptionError::UnknownKey(key)),
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_the_path() {
+        let options = parse("/work/target/user/release/pingpong_server").unwrap();
+        assert_eq!(options.name, "pingpong_server");
+        assert_eq!(options.priority, DEFAULT_PRIORITY);
+        assert_eq!(options.kernel_calls, 0);
+        assert_eq!(options.ipc, IpcTargetNames::All);
+        assert_eq!(options.arguments, "");
+    }
+
+    #[test]
+    fn every_option_and_arguments() {
+        let options = parse("/bin/client name=client2 prio=4 kcalls=safecopy+shutdown ipc=server+log -- -n 5 x").unwrap();
+        assert_eq!(options.path, "/bin/client");
+        assert_eq!(options.name, "client2");
+        assert_eq!(options.priority, 4);
+        assert_eq!(
+            options.kernel_calls,
+            KernelCall::SafeCopyFrom.mask_bit() | KernelCall::SafeCopyTo.mask_bit() | KernelCall::Shutdown.mask_bit()
+        );
+        assert_eq!(options.ipc, IpcTargetNames::Only("server+log"));
+        assert_eq!(options.arguments, "-n 5 x");
+        assert_eq!(parse("p kcalls=all").unwrap().kernel_calls, u64::MAX);
+        assert_eq!(parse("p ipc=none").unwrap().ipc, IpcTargetNames::None);
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_offending_text() {
+        assert_eq!(parse(""), Err(OptionError::NoPath));
+        assert_eq!(parse("   "), Err(OptionError::NoPath));
+        assert_eq!(parse("p prio"), Err(OptionError::NotKeyValue("prio")));
+        assert_eq!(parse("p colour=red"), Err(OptionError::UnknownKey("colour")));
+        assert_eq!(parse("p prio=16"), Err(OptionError::BadPriority("16")));
+        assert_eq!(parse("p prio=-1"), Err(OptionError::BadPriority("-1")));
+        assert_eq!(parse("p kcalls=safecopy+reboot"), Err(OptionError::UnknownKernelCall("reboot")));
+        assert_eq!(parse("p name="), Err(OptionError::BadName("")));
+        assert_eq!(parse("p name=a/b"), Err(OptionError::BadName("a/b")));
+        assert_eq!(parse("p ipc=a++b"), Err(OptionError::BadIpcList("a++b")));
+        assert_eq!(parse("/dir/"), Err(OptionError::BadName("")));
+        let long = "p name=abcdefghijklmnopqrstuvwxyz0123456";
+        assert!(matches!(parse(long), Err(OptionError::BadName(_))));
+    }
+
+    #[test]
+    fn errors_display_a_reason() {
+        extern crate std;
+        use std::string::ToString;
+        assert!(OptionError::UnknownKey("x").to_string().contains("unknown option 'x'"));
+    }
+}

@@ -1,0 +1,106 @@
+//! The boot image: every Multiboot module is a program; its string names it and its
+//! privileges (`kcore::boot_options`). Each is validated and started as a process; one that
+//! is malformed is refused with a logged reason and the rest still boot.
+
+use crate::arch::paging::phys_to_virt;
+use crate::process::ProcessConfig;
+use crate::system::{IpcTargets, Kernel, KERNEL};
+use crate::{error, info, warn};
+use vigil_kcore::boot_options::{self, IpcTargetNames};
+use vigil_kcore::elf::ElfImage;
+use vigil_kcore::multiboot::{BootInfo, MAX_MODULES};
+
+/// Starts every module as a process. Returns how many started.
+pub fn start_all(boot: &BootInfo) -> usize {
+    let mut kernel = KERNEL.lock();
+    // Pending `ipc=` lists, resolved once every process exists: (process slot, list).
+    let mut ipc_lists: [Option<(u16, &str)>; MAX_MODULES] = [None; MAX_MODULES];
+    let mut started = 0;
+    for (index, module) in boot.modules().enumerate() {
+        let text = module.name();
+        let options = match boot_options::parse(text) {
+            Ok(options) => options,
+            Err(reason) => {
+                error!("boot: module {index} '{text}' refused: {reason}");
+                continue;
+            }
+        };
+        if module.name_truncated() {
+            warn!("boot: module '{}': options cut at {} bytes", options.name, text.len());
+        }
+        if kernel.process_named(options.name).is_some() {
+            error!("boot: module '{}' refused: a process with that name already exists", options.name);
+            continue;
+        }
+        let len = (module.end - module.start) as usize;
+        // SAFETY: the module's physical range is reserved in the frame allocator (never
+        // reused) and covered by the direct map; nothing writes to it.
+        let file: &'static [u8] = unsafe { core::slice::from_raw_parts(phys_to_virt(module.start) as *const u8, len) };
+        let image = match ElfImage::parse(file) {
+            Ok(image) => image,
+            Err(reason) => {
+                error!("boot: module '{}' refused: {reason}", options.name);
+                continue;
+            }
+        };
+        let ipc_targets = match options.ipc {
+            IpcTargetNames::All => IpcTargets::All,
+            IpcTargetNames::None | IpcTargetNames::Only(_) => IpcTargets::Only(0),
+        };
+        let config = ProcessConfig {
+            name: options.name,
+            priority: options.priority,
+            kernel_calls: options.kernel_calls,
+            ipc_targets,
+        };
+        let arguments = arguments_of(text);
+        match kernel.create_process(&config, &image, file, arguments) {
+            Ok(slot) => {
+                let process = &kernel.processes[usize::from(slot)];
+                info!(
+                    "boot: started '{}' (pid {}, priority {}, {} KiB image, entry {:#x})",
+                    process.name(),
+                    process.pid,
+                    process.priority,
+                    len / 1024,
+                    image.entry
+                );
+                if let IpcTargetNames::Only(list) = options.ipc {
+                    ipc_lists[index] = Some((slot, list));
+                }
+                started += 1;
+            }
+            Err(reason) => error!("boot: module '{}' refused: cannot create the process: {reason}", options.name),
+        }
+    }
+    resolve_ipc_lists(&mut kernel, &ipc_lists);
+    started
+}
+
+/// The argument string (after ` -- `) of a module string, as a 'static slice of module text
+/// (the BootInfo copy lives on the boot stack, so re-derive it from the string's bytes).
+fn arguments_of(text: &str) -> &'static [u8] {
+    let arguments = boot_options::parse(text).map(|options| options.arguments).unwrap_or("");
+    let bytes = arguments.as_bytes();
+    let mut copy = alloc::vec::Vec::with_capacity(bytes.len());
+    copy.extend_from_slice(bytes);
+    alloc::vec::Vec::leak(copy)
+}
+
+/// Turns each `ipc=a+b` list into a mask of process slots. Unknown names are logged and
+/// grant nothing (fail closed).
+fn resolve_ipc_lists(kernel: &mut Kernel, lists: &[Option<(u16, &str)>]) {
+    for &(slot, list) in lists.iter().flatten() {
+        let mut mask = 0u64;
+        for name in list.split('+') {
+            match kernel.process_named(name) {
+                Some(target) => mask |= 1 << target,
+                None => warn!(
+                    "boot: '{}' may send to '{name}', but no boot process has that name",
+                    kernel.processes[usize::from(slot)].name()
+                ),
+            }
+        }
+        kernel.processes[usize::from(slot)].ipc_targets = IpcTargets::Only(mask);
+    }
+}

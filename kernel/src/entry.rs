@@ -1,0 +1,53 @@
+//! Entries from user mode: system calls and interrupts/exceptions taken while a thread ran.
+//!
+//! The thread's registers are already saved in its `ThreadControl::context` when these
+//! run (on the kernel stack, interrupts off). Each takes the kernel lock, does its work,
+//! releases it and leaves through the scheduler, which may resume another thread.
+
+use crate::arch::trap::{self, TrapFrame, TrapKind};
+use crate::arch::apic;
+use crate::sched;
+use crate::system::KERNEL;
+
+/// Called by the SYSCALL stub.
+pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
+    {
+        let mut kernel = KERNEL.lock();
+        kernel.account_cpu_time();
+        let slot = kernel.current.expect("system call with no current thread");
+        debug_assert!(core::ptr::eq(frame, &kernel.threads[usize::from(slot)].context));
+        kernel.threads[usize::from(slot)].syscalls += 1;
+        kernel.handle_syscall(slot);
+    }
+    sched::run_next()
+}
+
+/// Called by `trap_common` for a trap taken in user mode.
+pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
+    {
+        let mut kernel = KERNEL.lock();
+        kernel.account_cpu_time();
+        let slot = kernel.current.expect("user trap with no current thread");
+        debug_assert!(core::ptr::eq(frame, &kernel.threads[usize::from(slot)].context));
+        let vector = kernel.threads[usize::from(slot)].context.vector;
+        match trap::classify(vector) {
+            TrapKind::Exception => kernel.user_exception(slot),
+            TrapKind::MachineEvent => {
+                let context = kernel.threads[usize::from(slot)].context;
+                drop(kernel);
+                trap::fatal_exception(&context)
+            }
+            TrapKind::Timer => {
+                crate::time::on_timer_tick();
+                kernel.on_tick();
+                apic::end_of_interrupt();
+            }
+            TrapKind::Spurious => {}
+            TrapKind::Unexpected => {
+                crate::warn!("trap: unexpected interrupt vector {vector}");
+                apic::end_of_interrupt();
+            }
+        }
+    }
+    sched::run_next()
+}

@@ -1,0 +1,108 @@
+//! The kernel side of IPC: gives the portable state machine (`kcore::ipc`) access to user
+//! memory, saved registers and the run queues.
+
+use crate::arch::paging::AddressSpace;
+use crate::system::{Process, ThreadControl, MAX_PROCESSES};
+use crate::usercopy::{self, Access};
+use vigil_abi::async_message::AsyncMessage;
+use vigil_abi::message::MESSAGE_SIZE;
+use vigil_abi::{Error, Message};
+use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
+use vigil_kcore::sched::RunQueues;
+
+/// Borrowed view of the kernel tables an IPC operation may touch (everything but the
+/// thread table itself, which runs the operation).
+pub struct KernelEnv<'a> {
+    pub threads: &'a mut [ThreadControl; MAX_THREADS],
+    pub processes: &'a [Process; MAX_PROCESSES],
+    pub run_queues: &'a mut RunQueues<MAX_THREADS>,
+    /// Priority of the thread on the CPU, if any: waking a more urgent one preempts it.
+    pub current_priority: Option<u8>,
+    pub preempt_current: &'a mut bool,
+    pub now_ns: u64,
+}
+
+impl KernelEnv<'_> {
+    fn space_of(&self, thread: u16) -> AddressSpace {
+        let process = self.threads[usize::from(thread)].process;
+        AddressSpace::from_root(self.processes[usize::from(process)].root)
+    }
+
+    fn priority_of(&self, thread: u16) -> u8 {
+        let process = self.threads[usize::from(thread)].process;
+        self.processes[usize::from(process)].priority
+    }
+}
+
+const ASYNC_ENTRY_SIZE: u64 = core::mem::size_of::<AsyncMessage>() as u64;
+
+fn async_entry_address(table: u64, index: usize) -> Result<u64, Error> {
+    (index as u64).checked_mul(ASYNC_ENTRY_SIZE).and_then(|offset| table.checked_add(offset)).ok_or(Error::Fault)
+}
+
+impl IpcEnvironment for KernelEnv<'_> {
+    fn read_message(&mut self, thread: u16, address: u64) -> Result<Message, Error> {
+        usercopy::read_value(&self.space_of(thread), address)
+    }
+
+    fn write_message(&mut self, thread: u16, address: u64, message: &Message) -> Result<(), Error> {
+        usercopy::write_value(&self.space_of(thread), address, message)
+    }
+
+    fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error> {
+        usercopy::check(&self.space_of(thread), address, MESSAGE_SIZE, Access::Write)
+    }
+
+    fn read_async_entry(&mut self, thread: u16, table: u64, index: usize) -> Result<AsyncMessage, Error> {
+        usercopy::read_value(&self.space_of(thread), async_entry_address(table, index)?)
+    }
+
+    fn write_async_status(&mut self, thread: u16, table: u64, index: usize, flags: u32, result: u32) -> Result<(), Error> {
+        let entry = async_entry_address(table, index)?;
+        let space = self.space_of(thread);
+        usercopy::write_value(&space, entry, &flags)?;
+        usercopy::write_value(&space, entry + 4, &result)
+    }
+
+    fn unblock(&mut self, thread: u16, result: Result<u64, Error>) {
+        let rax = match result {
+            Ok(value) => value,
+            Err(error) => error.to_return_value(),
+        };
+        self.threads[usize::from(thread)].context.rax = rax;
+        let priority = self.priority_of(thread);
+        self.run_queues.push_back(thread, priority);
+        if self.current_priority.is_some_and(|current| priority < current) {
+            *self.preempt_current = true;
+        }
+    }
+
+    fn may_send(&self, from: u16, to: u16) -> bool {
+        let from_process = self.threads[usize::from(from)].process;
+        let to_process = self.threads[usize::from(to)].process;
+        self.processes[usize::from(from_process)].may_send_to(to_process)
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+}
+
+impl crate::system::Kernel {
+    /// Splits the kernel into the thread table and the environment its operations need.
+    pub fn ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
+        let current_priority = self.current.map(|slot| {
+            let process = self.threads[usize::from(slot)].process;
+            self.processes[usize::from(process)].priority
+        });
+        let env = KernelEnv {
+            threads: &mut self.threads,
+            processes: &self.processes,
+            run_queues: &mut self.run_queues,
+            current_priority,
+            preempt_current: &mut self.preempt_current,
+            now_ns: crate::time::now_ns(),
+        };
+        (&mut self.table, env)
+    }
+}

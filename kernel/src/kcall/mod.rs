@@ -1,0 +1,21 @@
+//! Kernel calls: the privileged system calls, one file per call.
+//!
+//! `Syscall::KernelCall` has already checked the caller's kernel-call mask.
+
+mod safe_copy;
+mod shutdown;
+
+use crate::system::Kernel;
+use vigil_abi::syscall::KernelCall;
+use vigil_kcore::ipc::Outcome;
+
+impl Kernel {
+    /// Runs kernel call `call` with its five arguments.
+    pub fn kernel_call(&mut self, caller: u16, call: KernelCall, arguments: [u64; 5]) -> Outcome {
+        match call {
+            KernelCall::SafeCopyFrom => Outcome::Complete(safe_copy::run(self, caller, arguments, true)),
+            KernelCall::SafeCopyTo => Outcome::Complete(safe_copy::run(self, caller, arguments, false)),
+            KernelCall::Shutdown => shutdown::run(self, caller, arguments[0]),
+        }
+    }
+}

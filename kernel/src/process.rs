@@ -1,0 +1,202 @@
+//! Processes: creation from a validated ELF image, exit and teardown, and user faults.
+
+use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
+use crate::arch::trap::{self, PageFaultCause};
+use crate::memory;
+use crate::system::{IpcTargets, Kernel, Process, MAX_PROCESSES};
+use crate::thread::{self, ThreadStart, MAIN_STACK_BYTES};
+use crate::usercopy;
+use vigil_abi::Error;
+use vigil_kcore::elf::ElfImage;
+use vigil_kcore::ipc::MAX_THREADS;
+
+/// Privileges and scheduling of a new process.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessConfig<'a> {
+    pub name: &'a str,
+    pub priority: u8,
+    pub kernel_calls: u64,
+    pub ipc_targets: IpcTargets,
+}
+
+/// Most frames a backtrace of user code prints.
+const USER_BACKTRACE_FRAMES: usize = 16;
+
+impl Kernel {
+    /// Creates a process from `image` (already validated) with file bytes `file`, and starts
+    /// its main thread with `arguments`. Returns the process slot.
+    pub fn create_process(
+        &mut self,
+        config: &ProcessConfig<'_>,
+        image: &ElfImage,
+        file: &[u8],
+        arguments: &'static [u8],
+    ) -> Result<u16, Error> {
+        let slot = self.processes.iter().position(|p| !p.in_use).ok_or(Error::OutOfResources)? as u16;
+        let mut space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
+            .map_err(|_| Error::OutOfResources)?;
+        if let Err(error) = load_segments(&mut space, image, file) {
+            space.destroy_user(&mut |frame| {
+                let _ = memory::free_frame(frame);
+            });
+            return Err(error);
+        }
+        self.next_pid += 1;
+        let process = &mut self.processes[usize::from(slot)];
+        *process = Process::EMPTY;
+        process.in_use = true;
+        process.pid = self.next_pid;
+        process.set_name(config.name);
+        process.root = space.root_phys();
+        process.priority = config.priority;
+        process.kernel_calls = config.kernel_calls;
+        process.ipc_targets = config.ipc_targets;
+        let start = ThreadStart { entry: image.entry, stack_bytes: MAIN_STACK_BYTES, main_arguments: Some(arguments), arg: 0 };
+        match self.spawn_thread(slot, start) {
+            Ok(endpoint) => {
+                self.processes[usize::from(slot)].main_thread = endpoint;
+                Ok(slot)
+            }
+            Err(error) => {
+                self.processes[usize::from(slot)].in_use = false;
+                space.destroy_user(&mut |frame| {
+                    let _ = memory::free_frame(frame);
+                });
+                Err(error)
+            }
+        }
+    }
+
+    /// Ends every thread of `process`, frees its memory and its slot.
+    pub fn exit_process(&mut self, process: u16, status: u64) {
+        let index = usize::from(process);
+        if !self.processes[index].in_use {
+            return;
+        }
+        let mut slots = [0u16; MAX_THREADS];
+        let mut count = 0;
+        for slot in self.table.threads_of(process) {
+            slots[count] = slot;
+            count += 1;
+        }
+        for &slot in &slots[..count] {
+            if !matches!(self.table.state(slot), vigil_abi::wait::ThreadState::Dead { .. }) {
+                self.retire_thread(slot, status);
+            }
+        }
+        for &slot in &slots[..count] {
+            if matches!(self.table.state(slot), vigil_abi::wait::ThreadState::Dead { .. }) {
+                self.table.free(slot);
+            }
+        }
+        let root = self.processes[index].root;
+        paging::switch_to(paging::kernel_space().root_phys());
+        AddressSpace::from_root(root).destroy_user(&mut |frame| {
+            let _ = memory::free_frame(frame);
+        });
+        let process_record = &mut self.processes[index];
+        crate::info!("process '{}' (pid {}) exited with status {}", process_record.name(), process_record.pid, status as i64);
+        process_record.in_use = false;
+        process_record.root = 0;
+    }
+
+    /// A CPU exception in user code: report it and kill the process; the rest run on.
+    pub fn user_exception(&mut self, slot: u16) {
+        let context = self.threads[usize::from(slot)].context;
+        let process = self.threads[usize::from(slot)].process;
+        let record = &self.processes[usize::from(process)];
+        let (name, pid) = (record.name(), record.pid);
+        let (mnemonic, description) = trap::exception_name(context.vector);
+        let endpoint = self.table.endpoint(slot);
+        if context.vector == 14 {
+            crate::error!(
+                "user fault: {mnemonic} {description} (vector {}) in process '{name}' (pid {pid}) thread {endpoint}, error code {:#x} [{}]",
+                context.vector,
+                context.error_code,
+                PageFaultCause(context.error_code)
+            );
+            crate::console::continuation(format_args!("  cr2={:#018x}", crate::arch::cpu::read_cr2()));
+        } else {
+            crate::error!(
+                "user fault: {mnemonic} {description} (vector {}) in process '{name}' (pid {pid}) thread {endpoint}, error code {:#x}",
+                context.vector,
+                context.error_code
+            );
+        }
+        trap::print_registers(&context);
+        print_user_backtrace(&AddressSpace::from_root(record.root), context.rip, context.rbp, name);
+        crate::error!("process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}", context.rip);
+        self.exit_process(process, 128 + context.vector);
+    }
+
+    /// Slot of the live process named `name`.
+    pub fn process_named(&self, name: &str) -> Option<u16> {
+        (0..MAX_PROCESSES).find(|&i| self.processes[i].in_use && self.processes[i].name() == name).map(|i| i as u16)
+    }
+}
+
+/// Maps every segment of `image` into `space`, copying file bytes and zeroing the rest.
+fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Result<(), Error> {
+    for segment in image.segments() {
+        let first_page = segment.virt & !(PAGE_SIZE - 1);
+        let end = segment.virt + segment.mem_size;
+        let pages = (end - first_page).div_ceil(PAGE_SIZE);
+        let mut leaf = 0;
+        if segment.flags.write {
+            leaf |= flags::WRITABLE;
+        }
+        if !segment.flags.execute {
+            leaf |= flags::NO_EXECUTE;
+        }
+        // Map with the final permissions; the kernel fills the pages through the direct map.
+        thread::map_user_pages(space, first_page, pages, leaf)?;
+        let start = segment.file_offset as usize;
+        let bytes = &file[start..start + segment.file_size as usize];
+        write_through_tables(space, segment.virt, bytes)?;
+    }
+    Ok(())
+}
+
+/// Copies `bytes` to `virt` in `space` regardless of the pages' write permission (loading
+/// read-only code and data).
+fn write_through_tables(space: &AddressSpace, virt: u64, bytes: &[u8]) -> Result<(), Error> {
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let address = virt + done as u64;
+        let in_page = (PAGE_SIZE - (address & (PAGE_SIZE - 1))) as usize;
+        let piece = in_page.min(bytes.len() - done);
+        let translation = space.translate(address).ok_or(Error::Fault)?;
+        // SAFETY: the page was just mapped for this process from a fresh frame; the direct
+        // map reaches it and `piece` stays inside the page.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr().add(done),
+                paging::phys_to_virt(translation.phys) as *mut u8,
+                piece,
+            )
+        };
+        done += piece;
+    }
+    Ok(())
+}
+
+/// Follows the user frame-pointer chain (through `usercopy`, so a garbage chain just ends).
+fn print_user_backtrace(space: &AddressSpace, pc: u64, mut rbp: u64, name: &str) {
+    crate::console::continuation(format_args!("backtrace:"));
+    crate::console::continuation(format_args!("  #0 pc  {pc:#018x} ({name})"));
+    for index in 1..USER_BACKTRACE_FRAMES {
+        if rbp == 0 || !rbp.is_multiple_of(8) {
+            break;
+        }
+        let Ok(frame) = usercopy::read_value::<[u64; 2]>(space, rbp) else { break };
+        let [next_rbp, return_address] = frame;
+        if return_address == 0 {
+            break;
+        }
+        crate::console::continuation(format_args!("  #{index} ret {return_address:#018x} ({name})"));
+        if next_rbp <= rbp {
+            break;
+        }
+        rbp = next_rbp;
+    }
+}

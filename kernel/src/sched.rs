@@ -1,0 +1,139 @@
+//! Scheduling: picking the next thread, quanta and preemption, and exact CPU-time accounting.
+//!
+//! Priority queues with round robin inside a priority (`kcore::sched`). A thread runs until
+//! it blocks, yields, uses up its quantum (`QUANTUM_TICKS`), or a thread of a more urgent
+//! priority becomes ready. CPU time is charged from the TSC at every entry to the kernel.
+
+use crate::arch::{cpu, paging, user_entry};
+use crate::system::{Kernel, KERNEL, QUANTUM_TICKS};
+use crate::time;
+use vigil_abi::wait::ThreadState;
+
+impl Kernel {
+    /// Charges the time since the last dispatch to the current thread (or to idle).
+    pub fn account_cpu_time(&mut self) {
+        let now = cpu::rdtsc();
+        let elapsed = time::tsc_to_ns(now.wrapping_sub(self.dispatch_tsc));
+        self.dispatch_tsc = now;
+        match self.current {
+            Some(slot) => self.threads[usize::from(slot)].cpu_ns += elapsed,
+            None => self.idle_ns += elapsed,
+        }
+    }
+
+    fn priority_of(&self, slot: u16) -> u8 {
+        self.process_of(slot).priority
+    }
+
+    /// Timer tick: expire timers, then charge the tick to the current thread's quantum.
+    pub fn on_tick(&mut self) {
+        let now = time::now_ns();
+        while let Some(expired) = self.timers.pop_expired(now) {
+            if self.table.endpoint(expired.slot).generation() != expired.generation {
+                continue; // the thread that set it is gone
+            }
+            let (table, mut env) = self.ipc_parts();
+            match expired.kind {
+                vigil_kcore::timer::TimerKind::Wakeup => table.wake_sleeper(&mut env, expired.slot),
+                vigil_kcore::timer::TimerKind::Alarm { .. } => {
+                    table.notify_from_kernel(&mut env, vigil_kcore::ipc::KernelSource::Clock, expired.slot)
+                }
+            }
+        }
+        if let Some(slot) = self.current {
+            let thread = &mut self.threads[usize::from(slot)];
+            thread.quantum_left = thread.quantum_left.saturating_sub(1);
+            if thread.quantum_left == 0 {
+                self.preempt_current = true;
+            }
+        }
+    }
+
+    /// Decides what runs next. Returns the slot to run, or None to idle. The current thread
+    /// keeps the CPU unless it blocked or exited, or must be preempted.
+    fn pick_next(&mut self) -> Option<u16> {
+        if let Some(slot) = self.current {
+            let state = self.table.state(slot);
+            if state == ThreadState::Running {
+                let priority = self.priority_of(slot);
+                let waiting = self.run_queues.highest_priority();
+                let more_urgent_waiting = waiting.is_some_and(|p| p < priority);
+                let peer_waiting = waiting.is_some_and(|p| p <= priority);
+                let quantum_over = self.threads[usize::from(slot)].quantum_left == 0;
+                if !(more_urgent_waiting || (quantum_over && peer_waiting)) {
+                    // Nobody to give the CPU to: keep running (with a fresh quantum if spent).
+                    if quantum_over {
+                        self.threads[usize::from(slot)].quantum_left = QUANTUM_TICKS;
+                    }
+                    self.preempt_current = false;
+                    return Some(slot);
+                }
+                // Preempted: back of its queue with a fresh quantum when the quantum is
+                // spent, else at the front so it resumes first at its priority.
+                let thread = &mut self.threads[usize::from(slot)];
+                thread.involuntary_switches += 1;
+                self.table.mark_ready(slot);
+                if quantum_over {
+                    thread.quantum_left = QUANTUM_TICKS;
+                    self.run_queues.push_back(slot, priority);
+                } else {
+                    self.run_queues.push_front(slot, priority);
+                }
+            } else {
+                // Blocked, exited, or yielded (then `yield_current` already queued it).
+                self.threads[usize::from(slot)].voluntary_switches += 1;
+            }
+            self.current = None;
+        }
+        self.preempt_current = false;
+        let next = self.run_queues.pop_highest()?;
+        self.table.mark_running(next);
+        let thread = &mut self.threads[usize::from(next)];
+        if thread.quantum_left == 0 {
+            thread.quantum_left = QUANTUM_TICKS;
+        }
+        self.current = Some(next);
+        Some(next)
+    }
+
+    /// Gives up the CPU voluntarily, staying runnable.
+    pub fn yield_current(&mut self) {
+        if let Some(slot) = self.current {
+            let priority = self.priority_of(slot);
+            self.table.mark_ready(slot);
+            self.threads[usize::from(slot)].quantum_left = QUANTUM_TICKS;
+            self.run_queues.push_back(slot, priority);
+        }
+    }
+
+    /// Prepares the CPU for `slot`: its address space, and where its next entry saves registers.
+    fn dispatch(&mut self, slot: u16) -> *const crate::arch::trap::TrapFrame {
+        let root = self.process_of(slot).root;
+        paging::switch_to(root);
+        let frame = &self.threads[usize::from(slot)].context as *const _;
+        user_entry::set_current_context(frame);
+        frame
+    }
+}
+
+/// Leaves the kernel: runs the chosen thread, or idles until one is ready. Never returns.
+pub fn run_next() -> ! {
+    loop {
+        let frame = {
+            let mut kernel = KERNEL.lock();
+            kernel.account_cpu_time();
+            match kernel.pick_next() {
+                Some(slot) => Some(kernel.dispatch(slot)),
+                None => None,
+            }
+        };
+        if let Some(frame) = frame {
+            // SAFETY: `dispatch` loaded the thread's address space and made `frame` (inside
+            // the static thread table) its save area; the frame was built by the kernel
+            // with user selectors and only ever holds user-mode state.
+            unsafe { user_entry::return_to_user(frame) }
+        }
+        // Nothing runnable: sleep until an interrupt (the timer handler may wake someone).
+        cpu::wait_for_interrupt();
+    }
+}

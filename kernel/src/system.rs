@@ -1,0 +1,175 @@
+//! The kernel's global state — thread, process, scheduler and timer tables — and its lock.
+//!
+//! The kernel runs with interrupts off on one CPU, so one lock around all of it is never
+//! contended; it exists to make the single owner explicit to the compiler. Every entry
+//! from user mode takes it, does its work, and releases it before leaving.
+
+use crate::arch::trap::TrapFrame;
+use vigil_abi::Endpoint;
+use vigil_kcore::ipc::{ThreadTable, MAX_THREADS};
+use vigil_kcore::sched::RunQueues;
+use vigil_kcore::timer::TimerQueue;
+
+/// Process slots.
+pub const MAX_PROCESSES: usize = 64;
+/// Memory grants per process.
+pub const MAX_GRANTS: usize = 32;
+/// Longest process name kept.
+pub const NAME_BYTES: usize = 32;
+/// Scheduling quantum in timer ticks.
+pub const QUANTUM_TICKS: u8 = 5;
+
+/// Per-thread data the IPC table does not keep: saved registers and accounting.
+#[repr(C, align(16))]
+pub struct ThreadControl {
+    /// User registers, saved on every entry to the kernel. Must stay first and 16-aligned:
+    /// the CPU pushes interrupt frames into it (TSS.rsp0 points at its end).
+    pub context: TrapFrame,
+    pub process: u16,
+    /// Index of this thread's stack region in its process.
+    pub stack_index: u16,
+    pub quantum_left: u8,
+    /// CPU time in nanoseconds, exact to the TSC.
+    pub cpu_ns: u64,
+    /// Times the thread gave up the CPU by blocking or yielding.
+    pub voluntary_switches: u64,
+    /// Times the thread was preempted (quantum expired or a higher priority woke up).
+    pub involuntary_switches: u64,
+    pub syscalls: u64,
+}
+
+impl ThreadControl {
+    pub const EMPTY: ThreadControl = ThreadControl {
+        context: TrapFrame::ZERO,
+        process: 0,
+        stack_index: 0,
+        quantum_left: 0,
+        cpu_ns: 0,
+        voluntary_switches: 0,
+        involuntary_switches: 0,
+        syscalls: 0,
+    };
+}
+
+/// A memory grant: the process with pid `grantee_pid` may copy from/to
+/// `[address, address + len)` of the granting process.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant {
+    pub in_use: bool,
+    /// Bumped on every reuse of the slot, so revoked grant ids go stale.
+    pub generation: u16,
+    pub grantee_pid: u32,
+    pub address: u64,
+    pub len: u64,
+    pub access: u64,
+}
+
+impl Grant {
+    pub const EMPTY: Grant = Grant { in_use: false, generation: 0, grantee_pid: 0, address: 0, len: 0, access: 0 };
+}
+
+/// Which processes a process may send to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpcTargets {
+    All,
+    /// Bit `p` allows process slot `p`.
+    Only(u64),
+}
+
+/// A process: an address space, its threads' shared privileges, its grants.
+pub struct Process {
+    pub in_use: bool,
+    /// Unique for the life of the system (slots are reused, pids are not).
+    pub pid: u32,
+    name: [u8; NAME_BYTES],
+    name_len: usize,
+    /// Physical address of the PML4.
+    pub root: u64,
+    pub priority: u8,
+    /// Bit `n` allows kernel call `n`.
+    pub kernel_calls: u64,
+    pub ipc_targets: IpcTargets,
+    pub main_thread: Endpoint,
+    pub live_threads: u16,
+    /// Bit `i` set = stack region `i` in use.
+    pub stack_regions: [u64; MAX_THREADS / 64],
+    pub grants: [Grant; MAX_GRANTS],
+}
+
+impl Process {
+    pub const EMPTY: Process = Process {
+        in_use: false,
+        pid: 0,
+        name: [0; NAME_BYTES],
+        name_len: 0,
+        root: 0,
+        priority: 0,
+        kernel_calls: 0,
+        ipc_targets: IpcTargets::All,
+        main_thread: Endpoint(0),
+        live_threads: 0,
+        stack_regions: [0; MAX_THREADS / 64],
+        grants: [Grant::EMPTY; MAX_GRANTS],
+    };
+
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    pub fn set_name(&mut self, name: &str) {
+        let mut len = name.len().min(NAME_BYTES);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.name[..len].copy_from_slice(&name.as_bytes()[..len]);
+        self.name_len = len;
+    }
+
+    pub fn may_send_to(&self, process: u16) -> bool {
+        match self.ipc_targets {
+            IpcTargets::All => true,
+            IpcTargets::Only(mask) => process < 64 && mask & (1 << process) != 0,
+        }
+    }
+}
+
+/// Everything the kernel knows about threads and processes.
+pub struct Kernel {
+    pub table: ThreadTable,
+    pub run_queues: RunQueues<MAX_THREADS>,
+    pub timers: TimerQueue<MAX_THREADS>,
+    pub threads: [ThreadControl; MAX_THREADS],
+    pub processes: [Process; MAX_PROCESSES],
+    /// The thread on the CPU (None while idle).
+    pub current: Option<u16>,
+    /// Set when the current thread must give up the CPU at the next exit from the kernel.
+    pub preempt_current: bool,
+    /// TSC when the current thread (or idle) was last put on the CPU.
+    pub dispatch_tsc: u64,
+    pub idle_ns: u64,
+    pub next_pid: u32,
+}
+
+impl Kernel {
+    pub const fn new() -> Kernel {
+        Kernel {
+            table: ThreadTable::new(),
+            run_queues: RunQueues::new(),
+            timers: TimerQueue::new(),
+            threads: [ThreadControl::EMPTY; MAX_THREADS],
+            processes: [Process::EMPTY; MAX_PROCESSES],
+            current: None,
+            preempt_current: false,
+            dispatch_tsc: 0,
+            idle_ns: 0,
+            next_pid: 0,
+        }
+    }
+
+    /// The process of thread `slot`.
+    pub fn process_of(&self, slot: u16) -> &Process {
+        &self.processes[usize::from(self.threads[usize::from(slot)].process)]
+    }
+}
+
+pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());

@@ -1,0 +1,184 @@
+//! Threads: creation with a fresh stack region, exit, join.
+
+use crate::arch::paging::{flags, AddressSpace, PageSize, PAGE_SIZE};
+use crate::arch::user_entry;
+use crate::memory;
+use crate::system::{Kernel, ThreadControl, QUANTUM_TICKS};
+use crate::usercopy;
+use vigil_abi::layout::{ThreadInfo, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END, USER_IMAGE_MIN};
+use vigil_abi::{Endpoint, Error};
+use vigil_kcore::ipc::{Outcome, MAX_THREADS};
+
+/// Stack mapped for a process's main thread, and for every other thread. The rest of the
+/// 256 KiB region stays unmapped (its lowest page is the guard); growing stacks on demand
+/// is the VM server's job once it exists.
+pub const MAIN_STACK_BYTES: u64 = 128 * 1024;
+pub const THREAD_STACK_BYTES: u64 = 64 * 1024;
+
+/// Where a new thread starts.
+pub struct ThreadStart {
+    pub entry: u64,
+    /// Bytes of stack mapped below the top of the thread's stack region.
+    pub stack_bytes: u64,
+    /// For a main thread: the argument string, copied onto the stack; the thread starts
+    /// with RDI = its address, RSI = its length, RDX = the endpoint.
+    pub main_arguments: Option<&'static [u8]>,
+    /// For other threads: RDI; RSI is the endpoint.
+    pub arg: u64,
+}
+
+/// Top (exclusive) of stack region `index`.
+pub const fn stack_region_top(index: u16) -> u64 {
+    STACK_AREA_TOP - index as u64 * STACK_REGION_SIZE
+}
+
+/// Maps `pages` zeroed user pages from `start` with `leaf` flags (USER added).
+pub fn map_user_pages(space: &mut AddressSpace, start: u64, pages: u64, leaf: u64) -> Result<(), Error> {
+    for page in 0..pages {
+        let frame = memory::alloc_frame().ok_or(Error::OutOfResources)?;
+        let virt = start + page * PAGE_SIZE;
+        if space.map(virt, frame, PageSize::Size4K, leaf | flags::USER, &mut memory::alloc_frame).is_err() {
+            let _ = memory::free_frame(frame);
+            return Err(Error::OutOfResources);
+        }
+    }
+    Ok(())
+}
+
+/// Unmaps and frees the pages of `[start, start + pages·4K)` that are mapped.
+pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) {
+    for page in 0..pages {
+        if let Some(frame) = space.unmap(start + page * PAGE_SIZE) {
+            let _ = memory::free_frame(frame);
+        }
+    }
+}
+
+impl Kernel {
+    /// Creates a thread in `process` and makes it ready.
+    pub fn spawn_thread(&mut self, process: u16, start: ThreadStart) -> Result<Endpoint, Error> {
+        let process_index = usize::from(process);
+        let regions = &self.processes[process_index].stack_regions;
+        let stack_index = (0..MAX_THREADS)
+            .find(|&i| regions[i / 64] & (1 << (i % 64)) == 0)
+            .ok_or(Error::OutOfResources)? as u16;
+        let mut space = AddressSpace::from_root(self.processes[process_index].root);
+        let top = stack_region_top(stack_index);
+        let stack_pages = start.stack_bytes / PAGE_SIZE;
+        let stack_bottom = top - start.stack_bytes;
+        if let Err(error) = map_user_pages(&mut space, stack_bottom, stack_pages, flags::WRITABLE | flags::NO_EXECUTE) {
+            unmap_user_pages(&mut space, stack_bottom, stack_pages);
+            return Err(error);
+        }
+        let endpoint = match self.table.create(process) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                unmap_user_pages(&mut space, stack_bottom, stack_pages);
+                return Err(error);
+            }
+        };
+        let slot = endpoint.slot();
+        let index_in_process = u64::from(stack_index);
+        let info_address = top - THREAD_INFO_SIZE;
+        let info = ThreadInfo { endpoint: endpoint.0, index_in_process, reserved: [0; 6] };
+        let mut stack_pointer = info_address;
+        let mut arguments = (0, 0);
+        let written = usercopy::write_value(&space, info_address, &info).and_then(|()| match start.main_arguments {
+            Some(bytes) => {
+                stack_pointer = (info_address - bytes.len() as u64) & !15;
+                arguments = (stack_pointer, bytes.len() as u64);
+                usercopy::write(&space, stack_pointer, bytes)
+            }
+            None => Ok(()),
+        });
+        debug_assert!(written.is_ok(), "freshly mapped stack must be writable: {written:?}");
+        // As after a CALL: RSP ≡ 8 (mod 16), with a zero "return address" ending backtraces.
+        stack_pointer = (stack_pointer & !15) - 8;
+        let _ = usercopy::write_value(&space, stack_pointer, &0u64);
+
+        let mut context = user_entry::new_user_frame(start.entry, stack_pointer);
+        match start.main_arguments {
+            Some(_) => {
+                context.rdi = arguments.0;
+                context.rsi = arguments.1;
+                context.rdx = endpoint.0;
+            }
+            None => {
+                context.rdi = start.arg;
+                context.rsi = endpoint.0;
+            }
+        }
+        self.threads[usize::from(slot)] = ThreadControl {
+            context,
+            process,
+            stack_index,
+            quantum_left: QUANTUM_TICKS,
+            ..ThreadControl::EMPTY
+        };
+        let owner = &mut self.processes[process_index];
+        owner.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);
+        owner.live_threads += 1;
+        let priority = owner.priority;
+        self.run_queues.push_back(slot, priority);
+        crate::debug!("thread {endpoint} created in process '{}'", self.processes[process_index].name());
+        Ok(endpoint)
+    }
+
+    /// ThreadCreate(entry, arg).
+    pub fn create_thread(&mut self, caller: u16, entry: u64, arg: u64) -> Result<u64, Error> {
+        if !(USER_IMAGE_MIN..USER_END).contains(&entry) {
+            return Err(Error::InvalidArgument);
+        }
+        let process = self.threads[usize::from(caller)].process;
+        let start = ThreadStart { entry, stack_bytes: THREAD_STACK_BYTES, main_arguments: None, arg };
+        self.spawn_thread(process, start).map(|endpoint| endpoint.0)
+    }
+
+    /// Ends thread `slot` (ThreadExit, or part of a process exit): releases its stack, its
+    /// timers and every IPC wait on it. The last thread of a process ends the process.
+    pub fn exit_thread(&mut self, slot: u16, exit_code: u64) {
+        self.retire_thread(slot, exit_code);
+        let process = self.threads[usize::from(slot)].process;
+        if self.processes[usize::from(process)].live_threads == 0 {
+            self.exit_process(process, exit_code);
+        }
+    }
+
+    /// Everything `exit_thread` does except ending the process.
+    pub(crate) fn retire_thread(&mut self, slot: u16, exit_code: u64) {
+        self.timers.cancel_all(slot);
+        self.run_queues.remove(slot);
+        {
+            let (table, mut env) = self.ipc_parts();
+            table.exit(&mut env, slot, exit_code);
+        }
+        if self.current == Some(slot) {
+            self.current = None;
+        }
+        let thread = &self.threads[usize::from(slot)];
+        let (process, stack_index) = (usize::from(thread.process), thread.stack_index);
+        let mut space = AddressSpace::from_root(self.processes[process].root);
+        let top = stack_region_top(stack_index);
+        unmap_user_pages(&mut space, top - STACK_REGION_SIZE, STACK_REGION_SIZE / PAGE_SIZE);
+        let owner = &mut self.processes[process];
+        owner.stack_regions[usize::from(stack_index) / 64] &= !(1 << (stack_index % 64));
+        owner.live_threads = owner.live_threads.saturating_sub(1);
+    }
+
+    /// ThreadJoin(endpoint): only threads of the caller's own process.
+    pub fn join_thread(&mut self, caller: u16, target: Endpoint) -> Outcome {
+        if !target.is_thread() || usize::from(target.slot()) >= MAX_THREADS {
+            return Outcome::Complete(Err(Error::BadEndpoint));
+        }
+        let slot = target.slot();
+        if self.table.endpoint(slot) != target
+            || self.table.state(slot) == vigil_abi::wait::ThreadState::Free
+        {
+            return Outcome::Complete(Err(Error::DeadEndpoint));
+        }
+        if self.threads[usize::from(slot)].process != self.threads[usize::from(caller)].process {
+            return Outcome::Complete(Err(Error::PermissionDenied));
+        }
+        self.table.join(caller, target)
+    }
+}

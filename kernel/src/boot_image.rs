@@ -26,16 +26,24 @@ pub fn start_all(boot: &BootInfo) -> usize {
             }
         };
         if module.name_truncated() {
-            warn!("boot: module '{}': options cut at {} bytes", options.name, text.len());
+            warn!(
+                "boot: module '{}': options cut at {} bytes",
+                options.name,
+                text.len()
+            );
         }
         if kernel.process_named(options.name).is_some() {
-            error!("boot: module '{}' refused: a process with that name already exists", options.name);
+            error!(
+                "boot: module '{}' refused: a process with that name already exists",
+                options.name
+            );
             continue;
         }
         let len = (module.end - module.start) as usize;
         // SAFETY: the module's physical range is reserved in the frame allocator (never
         // reused) and covered by the direct map; nothing writes to it.
-        let file: &'static [u8] = unsafe { core::slice::from_raw_parts(phys_to_virt(module.start) as *const u8, len) };
+        let file: &'static [u8] =
+            unsafe { core::slice::from_raw_parts(phys_to_virt(module.start) as *const u8, len) };
         let image = match ElfImage::parse(file) {
             Ok(image) => image,
             Err(reason) => {
@@ -70,7 +78,10 @@ pub fn start_all(boot: &BootInfo) -> usize {
                 }
                 started += 1;
             }
-            Err(reason) => error!("boot: module '{}' refused: cannot create the process: {reason}", options.name),
+            Err(reason) => error!(
+                "boot: module '{}' refused: cannot create the process: {reason}",
+                options.name
+            ),
         }
     }
     resolve_ipc_lists(&mut kernel, &ipc_lists);
@@ -80,7 +91,9 @@ pub fn start_all(boot: &BootInfo) -> usize {
 /// The argument string (after ` -- `) of a module string, as a 'static slice of module text
 /// (the BootInfo copy lives on the boot stack, so re-derive it from the string's bytes).
 fn arguments_of(text: &str) -> &'static [u8] {
-    let arguments = boot_options::parse(text).map(|options| options.arguments).unwrap_or("");
+    let arguments = boot_options::parse(text)
+        .map(|options| options.arguments)
+        .unwrap_or("");
     let bytes = arguments.as_bytes();
     let mut copy = alloc::vec::Vec::with_capacity(bytes.len());
     copy.extend_from_slice(bytes);

@@ -4,8 +4,8 @@
 //! run (on the kernel stack, interrupts off). Each takes the kernel lock, does its work,
 //! releases it and leaves through the scheduler, which may resume another thread.
 
-use crate::arch::trap::{self, TrapFrame, TrapKind};
 use crate::arch::apic;
+use crate::arch::trap::{self, TrapFrame, TrapKind};
 use crate::sched;
 use crate::system::KERNEL;
 
@@ -15,7 +15,10 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
         let mut kernel = KERNEL.lock();
         kernel.account_cpu_time();
         let slot = kernel.current.expect("system call with no current thread");
-        debug_assert!(core::ptr::eq(frame, &kernel.threads[usize::from(slot)].context));
+        debug_assert!(core::ptr::eq(
+            frame,
+            &kernel.threads[usize::from(slot)].context
+        ));
         kernel.threads[usize::from(slot)].syscalls += 1;
         kernel.handle_syscall(slot);
     }
@@ -28,7 +31,10 @@ pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
         let mut kernel = KERNEL.lock();
         kernel.account_cpu_time();
         let slot = kernel.current.expect("user trap with no current thread");
-        debug_assert!(core::ptr::eq(frame, &kernel.threads[usize::from(slot)].context));
+        debug_assert!(core::ptr::eq(
+            frame,
+            &kernel.threads[usize::from(slot)].context
+        ));
         let vector = kernel.threads[usize::from(slot)].context.vector;
         match trap::classify(vector) {
             TrapKind::Exception => kernel.user_exception(slot),

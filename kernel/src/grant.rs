@@ -4,9 +4,9 @@
 //! slot's generation, so a revoked or reused grant id is refused. The grantee is named by
 //! pid, so a process that reuses the grantee's slot gets nothing.
 
+use crate::arch::paging::AddressSpace;
 use crate::system::{Grant, Kernel, MAX_GRANTS};
 use crate::usercopy::{self, Access};
-use crate::arch::paging::AddressSpace;
 use vigil_abi::syscall::grant_access;
 use vigil_abi::{Endpoint, Error};
 
@@ -21,21 +21,47 @@ fn grant_index(id: u64) -> Option<(usize, u16)> {
 
 impl Kernel {
     /// GrantCreate(grantee, address, len, access).
-    pub fn grant_create(&mut self, caller: u16, grantee: Endpoint, address: u64, len: u64, access: u64) -> Result<u64, Error> {
+    pub fn grant_create(
+        &mut self,
+        caller: u16,
+        grantee: Endpoint,
+        address: u64,
+        len: u64,
+        access: u64,
+    ) -> Result<u64, Error> {
         if access == 0 || access & !(grant_access::READ | grant_access::WRITE) != 0 || len == 0 {
             return Err(Error::InvalidArgument);
         }
         let grantee_slot = self.table.resolve(grantee)?;
         let grantee_process = self.threads[usize::from(grantee_slot)].process;
         let grantee_pid = self.processes[usize::from(grantee_process)].pid;
-        let needed = if access & grant_access::WRITE != 0 { Access::Write } else { Access::Read };
+        let needed = if access & grant_access::WRITE != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        };
         let length = usize::try_from(len).map_err(|_| Error::InvalidArgument)?;
         let process = usize::from(self.threads[usize::from(caller)].process);
-        usercopy::check(&AddressSpace::from_root(self.processes[process].root), address, length, needed)?;
+        usercopy::check(
+            &AddressSpace::from_root(self.processes[process].root),
+            address,
+            length,
+            needed,
+        )?;
         let grants = &mut self.processes[process].grants;
-        let index = grants.iter().position(|g| !g.in_use).ok_or(Error::OutOfResources)?;
+        let index = grants
+            .iter()
+            .position(|g| !g.in_use)
+            .ok_or(Error::OutOfResources)?;
         let generation = grants[index].generation.wrapping_add(1);
-        grants[index] = Grant { in_use: true, generation, grantee_pid, address, len, access };
+        grants[index] = Grant {
+            in_use: true,
+            generation,
+            grantee_pid,
+            address,
+            len,
+            access,
+        };
         Ok(grant_id(index, generation))
     }
 
@@ -68,7 +94,11 @@ impl Kernel {
         let caller_process = usize::from(self.threads[usize::from(caller)].process);
         let (index, generation) = grant_index(id).ok_or(Error::BadGrant)?;
         let grant = self.processes[granter_process].grants[index];
-        let needed = if into_caller { grant_access::READ } else { grant_access::WRITE };
+        let needed = if into_caller {
+            grant_access::READ
+        } else {
+            grant_access::WRITE
+        };
         let end = offset.checked_add(len).ok_or(Error::BadGrant)?;
         if !grant.in_use
             || grant.generation != generation

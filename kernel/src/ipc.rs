@@ -37,7 +37,10 @@ impl KernelEnv<'_> {
 const ASYNC_ENTRY_SIZE: u64 = core::mem::size_of::<AsyncMessage>() as u64;
 
 fn async_entry_address(table: u64, index: usize) -> Result<u64, Error> {
-    (index as u64).checked_mul(ASYNC_ENTRY_SIZE).and_then(|offset| table.checked_add(offset)).ok_or(Error::Fault)
+    (index as u64)
+        .checked_mul(ASYNC_ENTRY_SIZE)
+        .and_then(|offset| table.checked_add(offset))
+        .ok_or(Error::Fault)
 }
 
 impl IpcEnvironment for KernelEnv<'_> {
@@ -53,11 +56,23 @@ impl IpcEnvironment for KernelEnv<'_> {
         usercopy::check(&self.space_of(thread), address, MESSAGE_SIZE, Access::Write)
     }
 
-    fn read_async_entry(&mut self, thread: u16, table: u64, index: usize) -> Result<AsyncMessage, Error> {
+    fn read_async_entry(
+        &mut self,
+        thread: u16,
+        table: u64,
+        index: usize,
+    ) -> Result<AsyncMessage, Error> {
         usercopy::read_value(&self.space_of(thread), async_entry_address(table, index)?)
     }
 
-    fn write_async_status(&mut self, thread: u16, table: u64, index: usize, flags: u32, result: u32) -> Result<(), Error> {
+    fn write_async_status(
+        &mut self,
+        thread: u16,
+        table: u64,
+        index: usize,
+        flags: u32,
+        result: u32,
+    ) -> Result<(), Error> {
         let entry = async_entry_address(table, index)?;
         let space = self.space_of(thread);
         usercopy::write_value(&space, entry, &flags)?;
@@ -72,7 +87,10 @@ impl IpcEnvironment for KernelEnv<'_> {
         self.threads[usize::from(thread)].context.rax = rax;
         let priority = self.priority_of(thread);
         self.run_queues.push_back(thread, priority);
-        if self.current_priority.is_some_and(|current| priority < current) {
+        if self
+            .current_priority
+            .is_some_and(|current| priority < current)
+        {
             *self.preempt_current = true;
         }
     }

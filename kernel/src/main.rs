@@ -147,7 +147,10 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
         selftest::run(test, &boot);
     }
     let started = boot_image::start_all(&boot);
-    info!("boot: {started} of {} modules started", boot.modules().count());
+    info!(
+        "boot: {started} of {} modules started",
+        boot.modules().count()
+    );
     sched::run_next()
 }
 

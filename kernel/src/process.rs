@@ -32,7 +32,11 @@ impl Kernel {
         file: &[u8],
         arguments: &'static [u8],
     ) -> Result<u16, Error> {
-        let slot = self.processes.iter().position(|p| !p.in_use).ok_or(Error::OutOfResources)? as u16;
+        let slot = self
+            .processes
+            .iter()
+            .position(|p| !p.in_use)
+            .ok_or(Error::OutOfResources)? as u16;
         let mut space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
             .map_err(|_| Error::OutOfResources)?;
         if let Err(error) = load_segments(&mut space, image, file) {
@@ -51,7 +55,12 @@ impl Kernel {
         process.priority = config.priority;
         process.kernel_calls = config.kernel_calls;
         process.ipc_targets = config.ipc_targets;
-        let start = ThreadStart { entry: image.entry, stack_bytes: MAIN_STACK_BYTES, main_arguments: Some(arguments), arg: 0 };
+        let start = ThreadStart {
+            entry: image.entry,
+            stack_bytes: MAIN_STACK_BYTES,
+            main_arguments: Some(arguments),
+            arg: 0,
+        };
         match self.spawn_thread(slot, start) {
             Ok(endpoint) => {
                 self.processes[usize::from(slot)].main_thread = endpoint;
@@ -80,12 +89,18 @@ impl Kernel {
             count += 1;
         }
         for &slot in &slots[..count] {
-            if !matches!(self.table.state(slot), vigil_abi::wait::ThreadState::Dead { .. }) {
+            if !matches!(
+                self.table.state(slot),
+                vigil_abi::wait::ThreadState::Dead { .. }
+            ) {
                 self.retire_thread(slot, status);
             }
         }
         for &slot in &slots[..count] {
-            if matches!(self.table.state(slot), vigil_abi::wait::ThreadState::Dead { .. }) {
+            if matches!(
+                self.table.state(slot),
+                vigil_abi::wait::ThreadState::Dead { .. }
+            ) {
                 self.table.free(slot);
             }
         }
@@ -95,7 +110,12 @@ impl Kernel {
             let _ = memory::free_frame(frame);
         });
         let process_record = &mut self.processes[index];
-        crate::info!("process '{}' (pid {}) exited with status {}", process_record.name(), process_record.pid, status as i64);
+        crate::info!(
+            "process '{}' (pid {}) exited with status {}",
+            process_record.name(),
+            process_record.pid,
+            status as i64
+        );
         process_record.in_use = false;
         process_record.root = 0;
     }
@@ -115,7 +135,10 @@ impl Kernel {
                 context.error_code,
                 PageFaultCause(context.error_code)
             );
-            crate::console::continuation(format_args!("  cr2={:#018x}", crate::arch::cpu::read_cr2()));
+            crate::console::continuation(format_args!(
+                "  cr2={:#018x}",
+                crate::arch::cpu::read_cr2()
+            ));
         } else {
             crate::error!(
                 "user fault: {mnemonic} {description} (vector {}) in process '{name}' (pid {pid}) thread {endpoint}, error code {:#x}",
@@ -124,14 +147,24 @@ impl Kernel {
             );
         }
         trap::print_registers(&context);
-        print_user_backtrace(&AddressSpace::from_root(record.root), context.rip, context.rbp, name);
-        crate::error!("process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}", context.rip);
+        print_user_backtrace(
+            &AddressSpace::from_root(record.root),
+            context.rip,
+            context.rbp,
+            name,
+        );
+        crate::error!(
+            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}",
+            context.rip
+        );
         self.exit_process(process, 128 + context.vector);
     }
 
     /// Slot of the live process named `name`.
     pub fn process_named(&self, name: &str) -> Option<u16> {
-        (0..MAX_PROCESSES).find(|&i| self.processes[i].in_use && self.processes[i].name() == name).map(|i| i as u16)
+        (0..MAX_PROCESSES)
+            .find(|&i| self.processes[i].in_use && self.processes[i].name() == name)
+            .map(|i| i as u16)
     }
 }
 
@@ -188,12 +221,16 @@ fn print_user_backtrace(space: &AddressSpace, pc: u64, mut rbp: u64, name: &str)
         if rbp == 0 || !rbp.is_multiple_of(8) {
             break;
         }
-        let Ok(frame) = usercopy::read_value::<[u64; 2]>(space, rbp) else { break };
+        let Ok(frame) = usercopy::read_value::<[u64; 2]>(space, rbp) else {
+            break;
+        };
         let [next_rbp, return_address] = frame;
         if return_address == 0 {
             break;
         }
-        crate::console::continuation(format_args!("  #{index} ret {return_address:#018x} ({name})"));
+        crate::console::continuation(format_args!(
+            "  #{index} ret {return_address:#018x} ({name})"
+        ));
         if next_rbp <= rbp {
             break;
         }

@@ -35,9 +35,11 @@ impl Kernel {
             let (table, mut env) = self.ipc_parts();
             match expired.kind {
                 vigil_kcore::timer::TimerKind::Wakeup => table.wake_sleeper(&mut env, expired.slot),
-                vigil_kcore::timer::TimerKind::Alarm { .. } => {
-                    table.notify_from_kernel(&mut env, vigil_kcore::ipc::KernelSource::Clock, expired.slot)
-                }
+                vigil_kcore::timer::TimerKind::Alarm { .. } => table.notify_from_kernel(
+                    &mut env,
+                    vigil_kcore::ipc::KernelSource::Clock,
+                    expired.slot,
+                ),
             }
         }
         if let Some(slot) = self.current {

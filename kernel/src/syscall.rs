@@ -28,7 +28,14 @@ impl Kernel {
     pub fn handle_syscall(&mut self, slot: u16) {
         let context = &self.threads[usize::from(slot)].context;
         let number = context.rax;
-        let arguments = Arguments([context.rdi, context.rsi, context.rdx, context.r10, context.r8, context.r9]);
+        let arguments = Arguments([
+            context.rdi,
+            context.rsi,
+            context.rdx,
+            context.r10,
+            context.r8,
+            context.r9,
+        ]);
         let outcome = match Syscall::from_number(number) {
             Some(call) => self.syscall(slot, call, arguments),
             None => Outcome::Complete(Err(Error::NoSuchCall)),
@@ -95,7 +102,12 @@ impl Kernel {
             Syscall::Sleep => {
                 let until = crate::time::now_ns().saturating_add(a[0]);
                 let generation = self.table.endpoint(slot).generation();
-                self.timers.set(slot, generation, vigil_kcore::timer::TimerKind::Wakeup, until);
+                self.timers.set(
+                    slot,
+                    generation,
+                    vigil_kcore::timer::TimerKind::Wakeup,
+                    until,
+                );
                 self.table.sleep(slot, until)
             }
             Syscall::AlarmSet => {
@@ -104,7 +116,12 @@ impl Kernel {
                 } else {
                     let generation = self.table.endpoint(slot).generation();
                     let first = crate::time::now_ns().saturating_add(a[0]);
-                    self.timers.set(slot, generation, vigil_kcore::timer::TimerKind::Alarm { period_ns: a[0] }, first);
+                    self.timers.set(
+                        slot,
+                        generation,
+                        vigil_kcore::timer::TimerKind::Alarm { period_ns: a[0] },
+                        first,
+                    );
                 }
                 done(Ok(0))
             }

@@ -65,7 +65,14 @@ pub struct Grant {
 }
 
 impl Grant {
-    pub const EMPTY: Grant = Grant { in_use: false, generation: 0, grantee_pid: 0, address: 0, len: 0, access: 0 };
+    pub const EMPTY: Grant = Grant {
+        in_use: false,
+        generation: 0,
+        grantee_pid: 0,
+        address: 0,
+        len: 0,
+        access: 0,
+    };
 }
 
 /// Which processes a process may send to.

@@ -5,7 +5,9 @@ use crate::arch::user_entry;
 use crate::memory;
 use crate::system::{Kernel, ThreadControl, QUANTUM_TICKS};
 use crate::usercopy;
-use vigil_abi::layout::{ThreadInfo, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END, USER_IMAGE_MIN};
+use vigil_abi::layout::{
+    ThreadInfo, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END, USER_IMAGE_MIN,
+};
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::ipc::{Outcome, MAX_THREADS};
 
@@ -33,11 +35,25 @@ pub const fn stack_region_top(index: u16) -> u64 {
 }
 
 /// Maps `pages` zeroed user pages from `start` with `leaf` flags (USER added).
-pub fn map_user_pages(space: &mut AddressSpace, start: u64, pages: u64, leaf: u64) -> Result<(), Error> {
+pub fn map_user_pages(
+    space: &mut AddressSpace,
+    start: u64,
+    pages: u64,
+    leaf: u64,
+) -> Result<(), Error> {
     for page in 0..pages {
         let frame = memory::alloc_frame().ok_or(Error::OutOfResources)?;
         let virt = start + page * PAGE_SIZE;
-        if space.map(virt, frame, PageSize::Size4K, leaf | flags::USER, &mut memory::alloc_frame).is_err() {
+        if space
+            .map(
+                virt,
+                frame,
+                PageSize::Size4K,
+                leaf | flags::USER,
+                &mut memory::alloc_frame,
+            )
+            .is_err()
+        {
             let _ = memory::free_frame(frame);
             return Err(Error::OutOfResources);
         }
@@ -66,7 +82,12 @@ impl Kernel {
         let top = stack_region_top(stack_index);
         let stack_pages = start.stack_bytes / PAGE_SIZE;
         let stack_bottom = top - start.stack_bytes;
-        if let Err(error) = map_user_pages(&mut space, stack_bottom, stack_pages, flags::WRITABLE | flags::NO_EXECUTE) {
+        if let Err(error) = map_user_pages(
+            &mut space,
+            stack_bottom,
+            stack_pages,
+            flags::WRITABLE | flags::NO_EXECUTE,
+        ) {
             unmap_user_pages(&mut space, stack_bottom, stack_pages);
             return Err(error);
         }
@@ -80,10 +101,16 @@ impl Kernel {
         let slot = endpoint.slot();
         let index_in_process = u64::from(stack_index);
         let info_address = top - THREAD_INFO_SIZE;
-        let info = ThreadInfo { endpoint: endpoint.0, index_in_process, reserved: [0; 6] };
+        let info = ThreadInfo {
+            endpoint: endpoint.0,
+            index_in_process,
+            reserved: [0; 6],
+        };
         let mut stack_pointer = info_address;
         let mut arguments = (0, 0);
-        let written = usercopy::write_value(&space, info_address, &info).and_then(|()| match start.main_arguments {
+        let written = usercopy::write_value(&space, info_address, &info).and_then(|()| match start
+            .main_arguments
+        {
             Some(bytes) => {
                 stack_pointer = (info_address - bytes.len() as u64) & !15;
                 arguments = (stack_pointer, bytes.len() as u64);
@@ -91,7 +118,10 @@ impl Kernel {
             }
             None => Ok(()),
         });
-        debug_assert!(written.is_ok(), "freshly mapped stack must be writable: {written:?}");
+        debug_assert!(
+            written.is_ok(),
+            "freshly mapped stack must be writable: {written:?}"
+        );
         // As after a CALL: RSP ≡ 8 (mod 16), with a zero "return address" ending backtraces.
         stack_pointer = (stack_pointer & !15) - 8;
         let _ = usercopy::write_value(&space, stack_pointer, &0u64);
@@ -120,7 +150,10 @@ impl Kernel {
         owner.live_threads += 1;
         let priority = owner.priority;
         self.run_queues.push_back(slot, priority);
-        crate::debug!("thread {endpoint} created in process '{}'", self.processes[process_index].name());
+        crate::debug!(
+            "thread {endpoint} created in process '{}'",
+            self.processes[process_index].name()
+        );
         Ok(endpoint)
     }
 
@@ -130,7 +163,12 @@ impl Kernel {
             return Err(Error::InvalidArgument);
         }
         let process = self.threads[usize::from(caller)].process;
-        let start = ThreadStart { entry, stack_bytes: THREAD_STACK_BYTES, main_arguments: None, arg };
+        let start = ThreadStart {
+            entry,
+            stack_bytes: THREAD_STACK_BYTES,
+            main_arguments: None,
+            arg,
+        };
         self.spawn_thread(process, start).map(|endpoint| endpoint.0)
     }
 
@@ -159,7 +197,11 @@ impl Kernel {
         let (process, stack_index) = (usize::from(thread.process), thread.stack_index);
         let mut space = AddressSpace::from_root(self.processes[process].root);
         let top = stack_region_top(stack_index);
-        unmap_user_pages(&mut space, top - STACK_REGION_SIZE, STACK_REGION_SIZE / PAGE_SIZE);
+        unmap_user_pages(
+            &mut space,
+            top - STACK_REGION_SIZE,
+            STACK_REGION_SIZE / PAGE_SIZE,
+        );
         let owner = &mut self.processes[process];
         owner.stack_regions[usize::from(stack_index) / 64] &= !(1 << (stack_index % 64));
         owner.live_threads = owner.live_threads.saturating_sub(1);

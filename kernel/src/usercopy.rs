@@ -34,7 +34,9 @@ fn for_each_piece(
     let mut page = address & !(PAGE_SIZE - 1);
     while page < end {
         let translation = space.translate(page).ok_or(Error::Fault)?;
-        if translation.flags & flags::USER == 0 || (access == Access::Write && !translation.writable()) {
+        if translation.flags & flags::USER == 0
+            || (access == Access::Write && !translation.writable())
+        {
             return Err(Error::Fault);
         }
         page += PAGE_SIZE;
@@ -53,19 +55,39 @@ fn for_each_piece(
 
 /// Copies `out.len()` bytes from user `address` in `space`.
 pub fn read(space: &AddressSpace, address: u64, out: &mut [u8]) -> Result<(), Error> {
-    for_each_piece(space, address, out.len(), Access::Read, |kernel, offset, piece| {
-        // SAFETY: `kernel` is the direct-map address of `piece` bytes of a mapped user page
-        // (checked above); `out[offset..offset + piece]` is in bounds.
-        unsafe { core::ptr::copy_nonoverlapping(kernel as *const u8, out.as_mut_ptr().add(offset), piece) }
-    })
+    for_each_piece(
+        space,
+        address,
+        out.len(),
+        Access::Read,
+        |kernel, offset, piece| {
+            // SAFETY: `kernel` is the direct-map address of `piece` bytes of a mapped user page
+            // (checked above); `out[offset..offset + piece]` is in bounds.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    kernel as *const u8,
+                    out.as_mut_ptr().add(offset),
+                    piece,
+                )
+            }
+        },
+    )
 }
 
 /// Copies `data` to user `address` in `space`.
 pub fn write(space: &AddressSpace, address: u64, data: &[u8]) -> Result<(), Error> {
-    for_each_piece(space, address, data.len(), Access::Write, |kernel, offset, piece| {
-        // SAFETY: as in `read`, with the page checked writable.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(offset), kernel as *mut u8, piece) }
-    })
+    for_each_piece(
+        space,
+        address,
+        data.len(),
+        Access::Write,
+        |kernel, offset, piece| {
+            // SAFETY: as in `read`, with the page checked writable.
+            unsafe {
+                core::ptr::copy_nonoverlapping(data.as_ptr().add(offset), kernel as *mut u8, piece)
+            }
+        },
+    )
 }
 
 /// Checks that `[address, address + len)` is accessible as `access`, without copying.
@@ -79,7 +101,9 @@ pub fn read_value<T: Copy + Default>(space: &AddressSpace, address: u64) -> Resu
     let mut value = T::default();
     // SAFETY: `value` is a plain `T`, viewed as its bytes for the copy; callers only use
     // types valid for every bit pattern.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(&mut value as *mut T as *mut u8, core::mem::size_of::<T>()) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(&mut value as *mut T as *mut u8, core::mem::size_of::<T>())
+    };
     read(space, address, bytes)?;
     Ok(value)
 }
@@ -87,7 +111,9 @@ pub fn read_value<T: Copy + Default>(space: &AddressSpace, address: u64) -> Resu
 /// Writes a plain-old-data value.
 pub fn write_value<T: Copy>(space: &AddressSpace, address: u64, value: &T) -> Result<(), Error> {
     // SAFETY: viewing a `Copy` value as bytes for the copy.
-    let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>()) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())
+    };
     write(space, address, bytes)
 }
 

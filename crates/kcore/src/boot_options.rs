@@ -61,12 +61,22 @@ impl core::fmt::Display for OptionError<'_> {
         match self {
             OptionError::NoPath => write!(f, "empty module string"),
             OptionError::NotKeyValue(word) => write!(f, "option '{word}' is not key=value"),
-            OptionError::UnknownKey(key) => write!(f, "unknown option '{key}' (name, prio, kcalls, ipc)"),
-            OptionError::BadPriority(value) => write!(f, "prio '{value}' is not 0..={LOWEST_PRIORITY}"),
-            OptionError::UnknownKernelCall(call) => {
-                write!(f, "unknown kernel call '{call}' (none, all, safecopy, shutdown)")
+            OptionError::UnknownKey(key) => {
+                write!(f, "unknown option '{key}' (name, prio, kcalls, ipc)")
             }
-            OptionError::BadName(name) => write!(f, "name '{name}' is empty, longer than {MAX_NAME} bytes or has '/'"),
+            OptionError::BadPriority(value) => {
+                write!(f, "prio '{value}' is not 0..={LOWEST_PRIORITY}")
+            }
+            OptionError::UnknownKernelCall(call) => {
+                write!(
+                    f,
+                    "unknown kernel call '{call}' (none, all, safecopy, shutdown)"
+                )
+            }
+            OptionError::BadName(name) => write!(
+                f,
+                "name '{name}' is empty, longer than {MAX_NAME} bytes or has '/'"
+            ),
             OptionError::BadIpcList(list) => write!(f, "ipc list '{list}' has an empty name"),
         }
     }
@@ -128,7 +138,8 @@ pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
                     list => {
                         let mut mask = 0;
                         for call in list.split('+') {
-                            mask |= kernel_call_bits(call).ok_or(OptionError::UnknownKernelCall(call))?;
+                            mask |= kernel_call_bits(call)
+                                .ok_or(OptionError::UnknownKernelCall(call))?;
                         }
                         mask
                     }
@@ -168,13 +179,18 @@ mod tests {
 
     #[test]
     fn every_option_and_arguments() {
-        let options = parse("/bin/client name=client2 prio=4 kcalls=safecopy+shutdown ipc=server+log -- -n 5 x").unwrap();
+        let options = parse(
+            "/bin/client name=client2 prio=4 kcalls=safecopy+shutdown ipc=server+log -- -n 5 x",
+        )
+        .unwrap();
         assert_eq!(options.path, "/bin/client");
         assert_eq!(options.name, "client2");
         assert_eq!(options.priority, 4);
         assert_eq!(
             options.kernel_calls,
-            KernelCall::SafeCopyFrom.mask_bit() | KernelCall::SafeCopyTo.mask_bit() | KernelCall::Shutdown.mask_bit()
+            KernelCall::SafeCopyFrom.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
+                | KernelCall::Shutdown.mask_bit()
         );
         assert_eq!(options.ipc, IpcTargetNames::Only("server+log"));
         assert_eq!(options.arguments, "-n 5 x");
@@ -187,10 +203,16 @@ mod tests {
         assert_eq!(parse(""), Err(OptionError::NoPath));
         assert_eq!(parse("   "), Err(OptionError::NoPath));
         assert_eq!(parse("p prio"), Err(OptionError::NotKeyValue("prio")));
-        assert_eq!(parse("p colour=red"), Err(OptionError::UnknownKey("colour")));
+        assert_eq!(
+            parse("p colour=red"),
+            Err(OptionError::UnknownKey("colour"))
+        );
         assert_eq!(parse("p prio=16"), Err(OptionError::BadPriority("16")));
         assert_eq!(parse("p prio=-1"), Err(OptionError::BadPriority("-1")));
-        assert_eq!(parse("p kcalls=safecopy+reboot"), Err(OptionError::UnknownKernelCall("reboot")));
+        assert_eq!(
+            parse("p kcalls=safecopy+reboot"),
+            Err(OptionError::UnknownKernelCall("reboot"))
+        );
         assert_eq!(parse("p name="), Err(OptionError::BadName("")));
         assert_eq!(parse("p name=a/b"), Err(OptionError::BadName("a/b")));
         assert_eq!(parse("p ipc=a++b"), Err(OptionError::BadIpcList("a++b")));
@@ -203,6 +225,8 @@ mod tests {
     fn errors_display_a_reason() {
         extern crate std;
         use std::string::ToString;
-        assert!(OptionError::UnknownKey("x").to_string().contains("unknown option 'x'"));
+        assert!(OptionError::UnknownKey("x")
+            .to_string()
+            .contains("unknown option 'x'"));
     }
 }

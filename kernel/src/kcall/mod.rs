@@ -13,8 +13,12 @@ impl Kernel {
     /// Runs kernel call `call` with its five arguments.
     pub fn kernel_call(&mut self, caller: u16, call: KernelCall, arguments: [u64; 5]) -> Outcome {
         match call {
-            KernelCall::SafeCopyFrom => Outcome::Complete(safe_copy::run(self, caller, arguments, true)),
-            KernelCall::SafeCopyTo => Outcome::Complete(safe_copy::run(self, caller, arguments, false)),
+            KernelCall::SafeCopyFrom => {
+                Outcome::Complete(safe_copy::run(self, caller, arguments, true))
+            }
+            KernelCall::SafeCopyTo => {
+                Outcome::Complete(safe_copy::run(self, caller, arguments, false))
+            }
             KernelCall::Shutdown => shutdown::run(self, caller, arguments[0]),
         }
     }

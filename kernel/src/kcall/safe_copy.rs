@@ -4,6 +4,19 @@ use crate::system::Kernel;
 use vigil_abi::{Endpoint, Error};
 
 /// Arguments: granter endpoint, grant id, offset in the grant, local address, length.
-pub fn run(kernel: &mut Kernel, caller: u16, [granter, grant, offset, local, len]: [u64; 5], into_caller: bool) -> Result<u64, Error> {
-    kernel.safe_copy(caller, Endpoint(granter), grant, offset, local, len, into_caller)
+pub fn run(
+    kernel: &mut Kernel,
+    caller: u16,
+    [granter, grant, offset, local, len]: [u64; 5],
+    into_caller: bool,
+) -> Result<u64, Error> {
+    kernel.safe_copy(
+        caller,
+        Endpoint(granter),
+        grant,
+        offset,
+        local,
+        len,
+        into_caller,
+    )
 }

@@ -8,6 +8,10 @@ use vigil_kcore::ipc::Outcome;
 pub fn run(kernel: &mut Kernel, caller: u16, status: u64) -> Outcome {
     let name = kernel.process_of(caller).name();
     crate::info!("shutdown requested by '{name}' (status {status})");
-    let exit = if status == 0 { ExitStatus::Success } else { ExitStatus::Failure };
+    let exit = if status == 0 {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    };
     debug_exit::exit(exit)
 }

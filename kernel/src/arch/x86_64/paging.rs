@@ -335,7 +335,10 @@ impl AddressSpace {
     }
 
     /// A new user address space sharing the kernel half of `kernel`.
-    pub fn new_user(kernel: &AddressSpace, alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<AddressSpace, MapError> {
+    pub fn new_user(
+        kernel: &AddressSpace,
+        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+    ) -> Result<AddressSpace, MapError> {
         let space = AddressSpace::new(alloc_frame)?;
         // SAFETY: both roots are page tables; the new one is not yet in use, and the kernel
         // half of the kernel's PML4 never changes after boot, so sharing its entries is sound.
@@ -374,7 +377,11 @@ impl AddressSpace {
     /// use large pages) through `free_frame`, then the PML4 itself. The space must not be
     /// active.
     pub fn destroy_user(self, free_frame: &mut dyn FnMut(u64)) {
-        debug_assert_ne!(self.pml4, cpu::read_cr3() & ADDRESS_MASK, "destroying the active address space");
+        debug_assert_ne!(
+            self.pml4,
+            cpu::read_cr3() & ADDRESS_MASK,
+            "destroying the active address space"
+        );
         // SAFETY: the caller hands over the address space; nothing else uses its tables.
         let pml4 = unsafe { table_at(self.pml4) };
         for &l4 in pml4[..256].iter().filter(|e| *e & flags::PRESENT != 0) {
@@ -404,7 +411,9 @@ impl AddressSpace {
 
 /// The kernel's own address space (built at boot; the kernel half of every process).
 pub fn kernel_space() -> AddressSpace {
-    AddressSpace { pml4: KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed) }
+    AddressSpace {
+        pml4: KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed),
+    }
 }
 
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);

@@ -39,7 +39,11 @@ struct PerCpuCell(UnsafeCell<PerCpu>);
 // the entry stubs of that same CPU.
 unsafe impl Sync for PerCpuCell {}
 
-static PER_CPU: PerCpuCell = PerCpuCell(UnsafeCell::new(PerCpu { kernel_stack_top: 0, context_top: 0, user_rsp_scratch: 0 }));
+static PER_CPU: PerCpuCell = PerCpuCell(UnsafeCell::new(PerCpu {
+    kernel_stack_top: 0,
+    context_top: 0,
+    user_rsp_scratch: 0,
+}));
 
 const EFER_SCE: u64 = 1;
 
@@ -51,7 +55,8 @@ unsafe extern "C" {
 pub fn init(kernel_stack_top: u64) {
     // SAFETY: only this CPU touches PER_CPU, and not concurrently with this write.
     unsafe { (*PER_CPU.0.get()).kernel_stack_top = kernel_stack_top };
-    let star = (u64::from(USER_DATA_SELECTOR & !3) - 8) << 48 | u64::from(KERNEL_CODE_SELECTOR) << 32;
+    let star =
+        (u64::from(USER_DATA_SELECTOR & !3) - 8) << 48 | u64::from(KERNEL_CODE_SELECTOR) << 32;
     // SAFETY: STAR/LSTAR/FMASK describe the GDT layout and entry point set up in this
     // module; GS_BASE points at a static that lives forever; KERNEL_GS_BASE holds the
     // user's GS base (0) until the first SWAPGS.
@@ -68,7 +73,10 @@ pub fn init(kernel_stack_top: u64) {
 /// Makes `frame` the place the next user→kernel entry saves registers to.
 pub fn set_current_context(frame: *const TrapFrame) {
     let top = frame as u64 + core::mem::size_of::<TrapFrame>() as u64;
-    debug_assert!(top.is_multiple_of(16), "the CPU aligns the interrupt frame to 16 bytes");
+    debug_assert!(
+        top.is_multiple_of(16),
+        "the CPU aligns the interrupt frame to 16 bytes"
+    );
     // SAFETY: see `PerCpuCell`.
     unsafe { (*PER_CPU.0.get()).context_top = top };
     gdt::set_kernel_entry_stack(top);

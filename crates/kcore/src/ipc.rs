@@ -38,8 +38,27 @@
 //!   taken from the sender's buffer.
 //! - The caller's buffer is checked before blocking (readable for sends, writable for
 //!   receives) so a bad pointer fails at once with Fault and changes nothing.
+//!
+//! Details this implementation fixes:
+//! - Order of checks: destination/source endpoint first, then the caller's buffer.
+//!   `send_receive` needs a buffer that is both readable and writable. `receive(from)`
+//!   accepts ANY, CLOCK or a live thread other than the caller (NONE/KERNEL/other special
+//!   → BadEndpoint, self → SelfTarget); `may_send` is not consulted for receiving.
+//! - A queued sender's message is read when the receiver takes it. If a partner's buffer
+//!   faults at that moment (it was unmapped while the partner waited), the partner's call
+//!   fails with Fault and the operation goes on as if the partner had not been waiting:
+//!   a receive looks at the next sender; a send/notify/async entry stays undelivered
+//!   (queued, pending) for the receiver's next receive.
+//! - Among pending notifications, kernel sources (CLOCK) come first, then the lowest
+//!   thread slot. Among pending async senders, the lowest slot first; within a table, the
+//!   lowest index. `send_async` rewrites every entry's status unchanged before doing
+//!   anything, so a read-only table also fails with Fault and changes nothing; entries
+//!   of a replaced table are no longer considered.
+//! - `exit` also marks the entries of other threads' async tables still pending for the
+//!   exiting thread DONE|FAILED with DeadEndpoint. Every joiner gets the exit code.
 
-use vigil_abi::async_message::AsyncMessage;
+use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
+use vigil_abi::message::KIND_NOTIFY;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error, Message};
 
@@ -55,9 +74,21 @@ pub trait IpcEnvironment {
     /// Checks that a message buffer at `address` is writable by the kernel on `thread`'s behalf.
     fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error>;
     /// Reads entry `index` of the async table at `table` in `thread`'s address space.
-    fn read_async_entry(&mut self, thread: u16, table: u64, index: usize) -> Result<AsyncMessage, Error>;
+    fn read_async_entry(
+        &mut self,
+        thread: u16,
+        table: u64,
+        index: usize,
+    ) -> Result<AsyncMessage, Error>;
     /// Writes the `flags` and `result` fields of that entry.
-    fn write_async_status(&mut self, thread: u16, table: u64, index: usize, flags: u32, result: u32) -> Result<(), Error>;
+    fn write_async_status(
+        &mut self,
+        thread: u16,
+        table: u64,
+        index: usize,
+        flags: u32,
+        result: u32,
+    ) -> Result<(), Error>;
     /// A blocked `thread` finished its system call with `result`: the kernel stores the
     /// result in its saved registers and makes it runnable. Called after the table has set
     /// the thread's state to Ready.
@@ -91,58 +122,335 @@ impl KernelSource {
     }
 }
 
-/// The thread table.
-pub struct ThreadTable {
-    _private: (),
+/// Words of a per-slot bitmap with one bit per thread slot.
+const BITMAP_WORDS: usize = MAX_THREADS / 64;
+
+/// One bit per thread slot.
+type SlotBitmap = [u64; BITMAP_WORDS];
+
+/// Encoded `ThreadState` discriminants. `Free` is 0 so an all-zero slot is a free slot.
+mod kind {
+    pub const FREE: u8 = 0;
+    pub const READY: u8 = 1;
+    pub const RUNNING: u8 = 2;
+    pub const SENDING: u8 = 3;
+    pub const RECEIVING: u8 = 4;
+    pub const AWAITING_REPLY: u8 = 5;
+    pub const MUTEX: u8 = 6;
+    pub const SLEEPING: u8 = 7;
+    pub const JOINING: u8 = 8;
+    pub const DEAD: u8 = 9;
 }
+
+/// `Slot::flags`: the thread is blocked in the send half of `send_receive`.
+const FLAG_SEND_RECEIVE: u8 = 1;
+
+/// Queue links are stored as `slot + 1`; 0 means "none", so an all-zero slot has no links.
+const NO_LINK: u16 = 0;
+
+const fn link(slot: u16) -> u16 {
+    slot + 1
+}
+
+const fn unlink(link: u16) -> Option<u16> {
+    link.checked_sub(1)
+}
+
+/// Per-thread state. `repr(C)` with explicit reserved bytes so that there is no padding:
+/// every byte of the table is initialised and `ThreadTable::new()` is all zeros.
+#[repr(C)]
+#[cfg_attr(test, derive(Clone, Copy, PartialEq, Eq, Debug))]
+struct Slot {
+    /// First field of the wait state: `to`/`from`/`address`/`until_ns`/`thread`/`exit_code`.
+    arg0: u64,
+    /// Second field of the wait state: the mutex `owner`.
+    arg1: u64,
+    /// Message buffer of a blocked send/receive (0 otherwise).
+    buffer: u64,
+    /// Address of the last `send_async` table.
+    async_table: u64,
+    /// Sequence number of the current mutex wait (FIFO among waiters).
+    wait_seq: u64,
+    generation: u32,
+    /// Pending (not yet received) clock notifications, coalesced into one delivery.
+    clock_pending: u32,
+    process: u16,
+    /// FIFO of threads blocked sending to this one: first and last link.
+    queue_head: u16,
+    queue_tail: u16,
+    /// Next link while this thread is on some destination's queue.
+    queue_next: u16,
+    /// Entries in the last `send_async` table (≤ MAX_ASYNC_ENTRIES).
+    async_count: u8,
+    /// `kind::*` of the thread state.
+    kind: u8,
+    flags: u8,
+    _reserved: [u8; 5],
+    /// Thread sources with a pending notification for this thread (by slot).
+    pending_notify: SlotBitmap,
+    /// Threads whose async table may hold a message for this thread (by slot).
+    pending_async: SlotBitmap,
+}
+
+const SLOT_BYTES: usize = 5 * 8 + 2 * 4 + 4 * 2 + 3 + 5 + 2 * BITMAP_WORDS * 8;
+const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
+const _: () = assert!(core::mem::align_of::<Slot>() == 8);
+const _: () = assert!(MAX_ASYNC_ENTRIES <= u8::MAX as usize);
+const _: () = assert!(MAX_THREADS < u16::MAX as usize);
+const _: () = assert!(MAX_THREADS.is_multiple_of(64));
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        arg0: 0,
+        arg1: 0,
+        buffer: 0,
+        async_table: 0,
+        wait_seq: 0,
+        generation: 0,
+        clock_pending: 0,
+        process: 0,
+        queue_head: NO_LINK,
+        queue_tail: NO_LINK,
+        queue_next: NO_LINK,
+        async_count: 0,
+        kind: kind::FREE,
+        flags: 0,
+        _reserved: [0; 5],
+        pending_notify: [0; BITMAP_WORDS],
+        pending_async: [0; BITMAP_WORDS],
+    };
+
+    fn state(&self) -> ThreadState {
+        let a = Endpoint(self.arg0);
+        match self.kind {
+            kind::READY => ThreadState::Ready,
+            kind::RUNNING => ThreadState::Running,
+            kind::SENDING => ThreadState::Sending { to: a },
+            kind::RECEIVING => ThreadState::Receiving { from: a },
+            kind::AWAITING_REPLY => ThreadState::AwaitingReply { from: a },
+            kind::MUTEX => ThreadState::Mutex {
+                address: self.arg0,
+                owner: Endpoint(self.arg1),
+            },
+            kind::SLEEPING => ThreadState::Sleeping {
+                until_ns: self.arg0,
+            },
+            kind::JOINING => ThreadState::Joining { thread: a },
+            kind::DEAD => ThreadState::Dead {
+                exit_code: self.arg0,
+            },
+            _ => ThreadState::Free,
+        }
+    }
+
+    fn set_state(&mut self, state: ThreadState) {
+        let (k, a0, a1) = match state {
+            ThreadState::Free => (kind::FREE, 0, 0),
+            ThreadState::Ready => (kind::READY, 0, 0),
+            ThreadState::Running => (kind::RUNNING, 0, 0),
+            ThreadState::Sending { to } => (kind::SENDING, to.0, 0),
+            ThreadState::Receiving { from } => (kind::RECEIVING, from.0, 0),
+            ThreadState::AwaitingReply { from } => (kind::AWAITING_REPLY, from.0, 0),
+            ThreadState::Mutex { address, owner } => (kind::MUTEX, address, owner.0),
+            ThreadState::Sleeping { until_ns } => (kind::SLEEPING, until_ns, 0),
+            ThreadState::Joining { thread } => (kind::JOINING, thread.0, 0),
+            ThreadState::Dead { exit_code } => (kind::DEAD, exit_code, 0),
+        };
+        self.kind = k;
+        self.arg0 = a0;
+        self.arg1 = a1;
+    }
+
+    /// Not Free and not Dead.
+    fn is_live(&self) -> bool {
+        self.kind != kind::FREE && self.kind != kind::DEAD
+    }
+
+    fn endpoint(&self, slot: u16) -> Endpoint {
+        Endpoint::new(slot, self.generation)
+    }
+}
+
+fn bit_test(map: &SlotBitmap, slot: u16) -> bool {
+    let i = usize::from(slot);
+    map[i / 64] & (1 << (i % 64)) != 0
+}
+
+fn bit_set(map: &mut SlotBitmap, slot: u16) {
+    let i = usize::from(slot);
+    map[i / 64] |= 1 << (i % 64);
+}
+
+fn bit_clear(map: &mut SlotBitmap, slot: u16) {
+    let i = usize::from(slot);
+    map[i / 64] &= !(1 << (i % 64));
+}
+
+/// Lowest set bit at or after `start`.
+fn bit_next(map: &SlotBitmap, start: usize) -> Option<u16> {
+    let mut word = start / 64;
+    if word >= BITMAP_WORDS {
+        return None;
+    }
+    let mut bits = map[word] & (u64::MAX << (start % 64));
+    loop {
+        if bits != 0 {
+            // Fits: word < 16 and trailing_zeros < 64.
+            return Some((word * 64 + bits.trailing_zeros() as usize) as u16);
+        }
+        word += 1;
+        if word >= BITMAP_WORDS {
+            return None;
+        }
+        bits = map[word];
+    }
+}
+
+fn bit_count(map: &SlotBitmap) -> usize {
+    map.iter().map(|w| w.count_ones() as usize).sum()
+}
+
+/// Whether a receive filter `from` accepts a message from `source`.
+fn matches(from: Endpoint, source: Endpoint) -> bool {
+    from == Endpoint::ANY || from == source
+}
+
+/// A notification message as `receive` delivers it.
+fn notification(source: Endpoint, count: u64, now_ns: u64) -> Message {
+    let mut message = Message::new(KIND_NOTIFY);
+    message.source = source;
+    message.payload[0] = count;
+    message.payload[1] = now_ns;
+    message
+}
+
+/// A pending notification found for a receiver.
+#[derive(Clone, Copy)]
+enum NotifySource {
+    Clock,
+    Thread(u16),
+}
+
+/// Which flavour of send `send_common` performs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SendMode {
+    Send,
+    SendReceive,
+    NonBlocking,
+}
+
+/// The thread table.
+#[repr(C)]
+#[cfg_attr(test, derive(Clone, PartialEq, Eq))]
+pub struct ThreadTable {
+    slots: [Slot; MAX_THREADS],
+    /// Source of `Slot::wait_seq` (monotonic).
+    wait_sequence: u64,
+}
+
+const _: () =
+    assert!(core::mem::size_of::<ThreadTable>() == MAX_THREADS * core::mem::size_of::<Slot>() + 8);
 
 impl ThreadTable {
     /// An empty table, all slots Free with generation 0. The kernel keeps it in a `static`,
     /// so this is `const` and should produce all-zero bytes (then it costs nothing in the
     /// image: it lands in .bss) — e.g. links as `Option<u16>`/0-sentinels, Free first.
     pub const fn new() -> Self {
-        todo!()
+        ThreadTable {
+            slots: [Slot::EMPTY; MAX_THREADS],
+            wait_sequence: 0,
+        }
     }
 
     /// Allocates the lowest free slot for a new thread of `process`, bumps its generation,
     /// sets it Ready, and returns its endpoint. `OutOfResources` when full.
     pub fn create(&mut self, process: u16) -> Result<Endpoint, Error> {
-        todo!()
+        let index = self
+            .slots
+            .iter()
+            .position(|s| s.kind == kind::FREE)
+            .ok_or(Error::OutOfResources)?;
+        let slot = &mut self.slots[index];
+        let generation = slot.generation.wrapping_add(1);
+        *slot = Slot::EMPTY;
+        slot.generation = generation;
+        slot.process = process;
+        slot.set_state(ThreadState::Ready);
+        // index < MAX_THREADS < u16::MAX.
+        Ok(slot.endpoint(index as u16))
     }
 
-    /// Current state of `slot`.
+    /// Current state of `slot` (Free for a slot out of range).
     pub fn state(&self, slot: u16) -> ThreadState {
-        todo!()
+        self.slots
+            .get(usize::from(slot))
+            .map_or(ThreadState::Free, Slot::state)
     }
 
-    /// Current endpoint of `slot` (its generation), whatever its state.
+    /// Current endpoint of `slot` (its generation), whatever its state
+    /// (`Endpoint::NONE` for a slot out of range).
     pub fn endpoint(&self, slot: u16) -> Endpoint {
-        todo!()
+        self.slots
+            .get(usize::from(slot))
+            .map_or(Endpoint::NONE, |s| s.endpoint(slot))
     }
 
-    /// Owning process of `slot`.
+    /// Owning process of `slot` (0 for a free slot or one out of range).
     pub fn process(&self, slot: u16) -> u16 {
-        todo!()
+        self.slots.get(usize::from(slot)).map_or(0, |s| s.process)
     }
 
     /// Resolves a thread endpoint to its slot if it names a live (not Free, not Dead)
     /// thread with the current generation. Errors as for a send destination.
     pub fn resolve(&self, endpoint: Endpoint) -> Result<u16, Error> {
-        todo!()
+        if endpoint.is_special() {
+            return Err(Error::BadEndpoint);
+        }
+        let index = endpoint.slot();
+        let slot = self
+            .slots
+            .get(usize::from(index))
+            .ok_or(Error::BadEndpoint)?;
+        if !slot.is_live() || slot.generation != endpoint.generation() {
+            return Err(Error::DeadEndpoint);
+        }
+        Ok(index)
     }
 
-    /// The scheduler put `slot` on the CPU (it must be Ready).
+    /// The scheduler put `slot` on the CPU (it must be Ready). Ignored (debug assertion)
+    /// for a slot that is not Ready or Running.
     pub fn mark_running(&mut self, slot: u16) {
-        todo!()
+        if let Some(s) = self.slots.get_mut(usize::from(slot)) {
+            debug_assert!(s.kind == kind::READY, "mark_running of {:?}", s.state());
+            if s.kind == kind::READY || s.kind == kind::RUNNING {
+                s.set_state(ThreadState::Running);
+            }
+        }
     }
 
     /// The scheduler took `slot` off the CPU without it blocking (preempted or yielded).
+    /// Ignored (debug assertion) for a slot that is not Running or Ready.
     pub fn mark_ready(&mut self, slot: u16) {
-        todo!()
+        if let Some(s) = self.slots.get_mut(usize::from(slot)) {
+            debug_assert!(
+                s.kind == kind::RUNNING || s.kind == kind::READY,
+                "mark_ready of {:?}",
+                s.state()
+            );
+            if s.kind == kind::RUNNING || s.kind == kind::READY {
+                s.set_state(ThreadState::Ready);
+            }
+        }
     }
 
-    pub fn send(&mut self, env: &mut impl IpcEnvironment, caller: u16, destination: Endpoint, buffer: u64) -> Outcome {
-        todo!()
+    pub fn send(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        destination: Endpoint,
+        buffer: u64,
+    ) -> Outcome {
+        self.send_common(env, caller, destination, buffer, SendMode::Send)
     }
 
     pub fn send_receive(
@@ -152,20 +460,142 @@ impl ThreadTable {
         destination: Endpoint,
         buffer: u64,
     ) -> Outcome {
-        todo!()
+        self.send_common(env, caller, destination, buffer, SendMode::SendReceive)
     }
 
-    pub fn receive(&mut self, env: &mut impl IpcEnvironment, caller: u16, from: Endpoint, buffer: u64) -> Outcome {
-        todo!()
+    pub fn receive(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        from: Endpoint,
+        buffer: u64,
+    ) -> Outcome {
+        self.debug_check_caller(caller);
+        if let Err(e) = self.check_source(caller, from) {
+            return Outcome::Complete(Err(e));
+        }
+        if let Err(e) = env.check_message_buffer(caller, buffer) {
+            return Outcome::Complete(Err(e));
+        }
+        // 1. Pending notifications.
+        if let Some(source) = self.pending_notification(caller, from) {
+            let message = match source {
+                NotifySource::Clock => notification(
+                    Endpoint::CLOCK,
+                    u64::from(self.slots[usize::from(caller)].clock_pending),
+                    env.now_ns(),
+                ),
+                NotifySource::Thread(s) => notification(self.endpoint(s), 1, env.now_ns()),
+            };
+            if let Err(e) = env.write_message(caller, buffer, &message) {
+                return Outcome::Complete(Err(e));
+            }
+            let slot = &mut self.slots[usize::from(caller)];
+            match source {
+                NotifySource::Clock => slot.clock_pending = 0,
+                NotifySource::Thread(s) => bit_clear(&mut slot.pending_notify, s),
+            }
+            return Outcome::Complete(Ok(0));
+        }
+
+        // 2. Queued senders, FIFO.
+        let mut cursor = unlink(self.slots[usize::from(caller)].queue_head);
+        let mut steps = 0;
+        while let Some(sender) = cursor {
+            steps += 1;
+            if steps > MAX_THREADS {
+                debug_assert!(false, "send queue of {caller} is cyclic");
+                break;
+            }
+            let next = unlink(self.slots[usize::from(sender)].queue_next);
+            let sender_endpoint = self.endpoint(sender);
+            if matches(from, sender_endpoint) {
+                let sender_buffer = self.slots[usize::from(sender)].buffer;
+                match env.read_message(sender, sender_buffer) {
+                    Err(e) => {
+                        // The sender's buffer went bad while it waited: its send fails and
+                        // the receiver keeps looking.
+                        self.queue_remove(caller, sender);
+                        self.wake(env, sender, Err(e));
+                    }
+                    Ok(mut message) => {
+                        message.source = sender_endpoint;
+                        if let Err(e) = env.write_message(caller, buffer, &message) {
+                            return Outcome::Complete(Err(e));
+                        }
+                        self.queue_remove(caller, sender);
+                        if self.slots[usize::from(sender)].flags & FLAG_SEND_RECEIVE != 0 {
+                            self.sender_await_reply(env, sender, caller);
+                        } else {
+                            self.wake(env, sender, Ok(0));
+                        }
+                        return Outcome::Complete(Ok(0));
+                    }
+                }
+            }
+            cursor = next;
+        }
+
+        // 3. Pending asynchronous messages.
+        if let Some(result) = self.take_async(env, caller, buffer, from, false) {
+            return Outcome::Complete(result.map(|()| 0));
+        }
+
+        // 4. Block.
+        let slot = &mut self.slots[usize::from(caller)];
+        slot.set_state(ThreadState::Receiving { from });
+        slot.buffer = buffer;
+        slot.flags = 0;
+        Outcome::Blocked
     }
 
-    pub fn notify(&mut self, env: &mut impl IpcEnvironment, caller: u16, destination: Endpoint) -> Result<u64, Error> {
-        todo!()
+    pub fn notify(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        destination: Endpoint,
+    ) -> Result<u64, Error> {
+        self.debug_check_caller(caller);
+        let d = self.check_destination(env, caller, destination)?;
+        let me = self.endpoint(caller);
+        if let ThreadState::Receiving { from } = self.slots[usize::from(d)].state() {
+            if matches(from, me) {
+                let message = notification(me, 1, env.now_ns());
+                if self.deliver(env, d, &message) {
+                    return Ok(0);
+                }
+            }
+        }
+        bit_set(&mut self.slots[usize::from(d)].pending_notify, caller);
+        Ok(0)
     }
 
     /// A kernel source (timer alarm) notifies `destination` (a slot known to be live).
-    pub fn notify_from_kernel(&mut self, env: &mut impl IpcEnvironment, source: KernelSource, destination: u16) {
-        todo!()
+    /// Ignored if the slot is out of range or not live.
+    pub fn notify_from_kernel(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        source: KernelSource,
+        destination: u16,
+    ) {
+        let Some(slot) = self.slots.get(usize::from(destination)) else {
+            return;
+        };
+        if !slot.is_live() {
+            return;
+        }
+        let source_endpoint = source.endpoint();
+        let count = slot.clock_pending.saturating_add(1);
+        if let ThreadState::Receiving { from } = slot.state() {
+            if matches(from, source_endpoint) {
+                let message = notification(source_endpoint, u64::from(count), env.now_ns());
+                if self.deliver(env, destination, &message) {
+                    self.slots[usize::from(destination)].clock_pending = 0;
+                    return;
+                }
+            }
+        }
+        self.slots[usize::from(destination)].clock_pending = count;
     }
 
     pub fn send_nonblocking(
@@ -175,40 +605,146 @@ impl ThreadTable {
         destination: Endpoint,
         buffer: u64,
     ) -> Result<u64, Error> {
-        todo!()
+        match self.send_common(env, caller, destination, buffer, SendMode::NonBlocking) {
+            Outcome::Complete(result) => result,
+            Outcome::Blocked => {
+                debug_assert!(false, "non-blocking send blocked");
+                Err(Error::NotReady)
+            }
+        }
     }
 
     /// `count` > MAX_ASYNC_ENTRIES → InvalidArgument. A table that cannot be read → Fault.
-    pub fn send_async(&mut self, env: &mut impl IpcEnvironment, caller: u16, table: u64, count: usize) -> Result<u64, Error> {
-        todo!()
+    ///
+    /// Every entry's status is first rewritten unchanged, so a table that is readable but
+    /// not writable also fails with Fault before anything changes.
+    pub fn send_async(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        table: u64,
+        count: usize,
+    ) -> Result<u64, Error> {
+        self.debug_check_caller(caller);
+        if count > MAX_ASYNC_ENTRIES {
+            return Err(Error::InvalidArgument);
+        }
+        // Pass 1: the whole table must be readable and its status fields writable.
+        for index in 0..count {
+            let entry = env.read_async_entry(caller, table, index)?;
+            env.write_async_status(caller, table, index, entry.flags, entry.result)?;
+        }
+        {
+            let slot = &mut self.slots[usize::from(caller)];
+            slot.async_table = table;
+            // count ≤ MAX_ASYNC_ENTRIES ≤ u8::MAX.
+            slot.async_count = count as u8;
+        }
+        let me = self.endpoint(caller);
+        // Pass 2: deliver, refuse, or mark pending.
+        for index in 0..count {
+            let entry = env.read_async_entry(caller, table, index)?;
+            if entry.flags & async_flags::VALID == 0 || entry.flags & async_flags::DONE != 0 {
+                continue;
+            }
+            let d = match self.check_destination(env, caller, entry.destination) {
+                Ok(d) => d,
+                Err(e) => {
+                    env.write_async_status(
+                        caller,
+                        table,
+                        index,
+                        entry.flags | async_flags::DONE | async_flags::FAILED,
+                        e as u32,
+                    )?;
+                    continue;
+                }
+            };
+            let reply_ok = entry.flags & async_flags::NO_REPLY == 0;
+            let mut message = entry.message;
+            message.source = me;
+            if self.accepts_message(d, me, reply_ok) {
+                // Mark DONE before waking the receiver: the status write cannot fault after
+                // pass 1, and if it somehow does nothing has been delivered.
+                env.write_async_status(caller, table, index, entry.flags | async_flags::DONE, 0)?;
+                if self.deliver(env, d, &message) {
+                    continue;
+                }
+                // The receiver's buffer faulted (it was failed with Fault): keep the entry.
+                env.write_async_status(caller, table, index, entry.flags, entry.result)?;
+            }
+            bit_set(&mut self.slots[usize::from(d)].pending_async, caller);
+        }
+        Ok(0)
     }
 
     /// Blocks `caller` in `Mutex { address, owner }` (the kernel has checked the lock word
     /// and derived `owner` from it). Waiters on one (process, address) wake in FIFO order.
     pub fn mutex_wait(&mut self, caller: u16, address: u64, owner: Endpoint) -> Outcome {
-        todo!()
+        self.debug_check_caller(caller);
+        self.wait_sequence = self.wait_sequence.wrapping_add(1);
+        let sequence = self.wait_sequence;
+        let slot = &mut self.slots[usize::from(caller)];
+        slot.wait_seq = sequence;
+        slot.set_state(ThreadState::Mutex { address, owner });
+        Outcome::Blocked
     }
 
     /// Wakes the longest-waiting thread of `caller`'s process blocked on `address`
     /// (unblocked with Ok(0)); returns how many were woken (0 or 1).
     pub fn mutex_wake(&mut self, env: &mut impl IpcEnvironment, caller: u16, address: u64) -> u64 {
-        todo!()
+        let process = self.process(caller);
+        let longest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind == kind::MUTEX && s.arg0 == address && s.process == process)
+            .min_by_key(|(_, s)| s.wait_seq)
+            .map(|(i, _)| i as u16);
+        match longest {
+            Some(slot) => {
+                self.wake(env, slot, Ok(0));
+                1
+            }
+            None => 0,
+        }
     }
 
     /// Blocks `caller` in `Sleeping { until_ns }` (the kernel arms the timer).
     pub fn sleep(&mut self, caller: u16, until_ns: u64) -> Outcome {
-        todo!()
+        self.debug_check_caller(caller);
+        self.slots[usize::from(caller)].set_state(ThreadState::Sleeping { until_ns });
+        Outcome::Blocked
     }
 
     /// The sleep timer of `slot` expired: unblock it with Ok(0) if it is still sleeping.
     pub fn wake_sleeper(&mut self, env: &mut impl IpcEnvironment, slot: u16) {
-        todo!()
+        if self.slots.get(usize::from(slot)).map(|s| s.kind) == Some(kind::SLEEPING) {
+            self.wake(env, slot, Ok(0));
+        }
     }
 
     /// Waits for `target` (a thread of the same process — the kernel checks) to exit.
     /// Already Dead → Complete(Ok(exit code)) and the slot is freed. Itself → SelfTarget.
     pub fn join(&mut self, caller: u16, target: Endpoint) -> Outcome {
-        todo!()
+        self.debug_check_caller(caller);
+        if target.is_special() || usize::from(target.slot()) >= MAX_THREADS {
+            return Outcome::Complete(Err(Error::BadEndpoint));
+        }
+        if target == self.endpoint(caller) {
+            return Outcome::Complete(Err(Error::SelfTarget));
+        }
+        let t = target.slot();
+        let slot = &self.slots[usize::from(t)];
+        if slot.kind == kind::FREE || slot.generation != target.generation() {
+            return Outcome::Complete(Err(Error::DeadEndpoint));
+        }
+        if let ThreadState::Dead { exit_code } = slot.state() {
+            self.free(t);
+            return Outcome::Complete(Ok(exit_code));
+        }
+        self.slots[usize::from(caller)].set_state(ThreadState::Joining { thread: target });
+        Outcome::Blocked
     }
 
     /// Ends thread `slot`: takes it off every queue, fails the calls of threads blocked on
@@ -218,23 +754,2289 @@ impl ThreadTable {
     /// notifications and async messages everywhere, then sets it Dead. A joiner is
     /// unblocked with Ok(exit_code) and the slot is freed; otherwise it stays Dead until
     /// joined or `free`d.
+    ///
+    /// Also: entries of other threads' async tables that were pending for it are marked
+    /// DONE|FAILED with DeadEndpoint; every joiner (if several) gets the exit code.
+    /// Ignored for a slot that is out of range, Free or already Dead.
     pub fn exit(&mut self, env: &mut impl IpcEnvironment, slot: u16, exit_code: u64) {
-        todo!()
+        let Some(s) = self.slots.get(usize::from(slot)) else {
+            return;
+        };
+        if !s.is_live() {
+            return;
+        }
+        let me = s.endpoint(slot);
+
+        // Cancel its own wait.
+        if let ThreadState::Sending { to } = s.state() {
+            let removed = self.queue_remove(to.slot(), slot);
+            debug_assert!(removed, "sender {slot} not on the queue of {to:?}");
+        }
+
+        // Senders to it fail.
+        while let Some(sender) = self.queue_pop(slot) {
+            self.wake(env, sender, Err(Error::DeadEndpoint));
+        }
+
+        // Receivers from it and threads awaiting its reply fail; its notifications and
+        // async messages pending anywhere are dropped.
+        for other in 0..MAX_THREADS as u16 {
+            if other == slot {
+                continue;
+            }
+            let o = &mut self.slots[usize::from(other)];
+            bit_clear(&mut o.pending_notify, slot);
+            bit_clear(&mut o.pending_async, slot);
+            match o.state() {
+                ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
+                    if from == me =>
+                {
+                    self.wake(env, other, Err(Error::PartnerDied));
+                }
+                _ => {}
+            }
+        }
+
+        // Async messages pending for it can never be delivered: fail them at their senders.
+        let pending_async = self.slots[usize::from(slot)].pending_async;
+        let mut next = 0;
+        while let Some(sender) = bit_next(&pending_async, next) {
+            next = usize::from(sender) + 1;
+            self.fail_async_entries_to(env, sender, me);
+        }
+
+        // Clear everything it was doing and set it Dead.
+        {
+            let s = &mut self.slots[usize::from(slot)];
+            let (generation, process) = (s.generation, s.process);
+            *s = Slot::EMPTY;
+            s.generation = generation;
+            s.process = process;
+            s.set_state(ThreadState::Dead { exit_code });
+        }
+
+        // Joiners get the exit code; the slot is then freed.
+        let mut joined = false;
+        for other in 0..MAX_THREADS as u16 {
+            if self.slots[usize::from(other)].state() == (ThreadState::Joining { thread: me }) {
+                self.wake(env, other, Ok(exit_code));
+                joined = true;
+            }
+        }
+        if joined {
+            self.free(slot);
+        }
     }
 
-    /// Frees a Dead slot (process teardown). Panics in debug if the slot is not Dead.
+    /// Frees a Dead slot (process teardown). Panics in debug if the slot is not Dead;
+    /// ignored in release.
     pub fn free(&mut self, slot: u16) {
-        todo!()
+        let Some(s) = self.slots.get_mut(usize::from(slot)) else {
+            debug_assert!(false, "free of slot {slot} out of range");
+            return;
+        };
+        debug_assert!(s.kind == kind::DEAD, "free of {:?}", s.state());
+        if s.kind != kind::DEAD {
+            return;
+        }
+        let generation = s.generation;
+        *s = Slot::EMPTY;
+        s.generation = generation;
     }
 
     /// Slots of `process` that are not Free, lowest first (for process exit).
     pub fn threads_of(&self, process: u16) -> impl Iterator<Item = u16> + '_ {
-        core::iter::empty()
+        self.threads()
+            .filter(move |&(slot, _)| self.slots[usize::from(slot)].process == process)
+            .map(|(slot, _)| slot)
+    }
+
+    // ----- Introspection accessors -----
+
+    /// Every slot that is not Free, with its state, lowest first.
+    pub fn threads(&self) -> impl Iterator<Item = (u16, ThreadState)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind != kind::FREE)
+            .map(|(i, s)| (i as u16, s.state()))
+    }
+
+    /// The threads blocked sending to `slot`, in the order `receive` takes them.
+    pub fn senders(&self, slot: u16) -> impl Iterator<Item = u16> + '_ {
+        let head = self
+            .slots
+            .get(usize::from(slot))
+            .map_or(NO_LINK, |s| s.queue_head);
+        core::iter::successors(unlink(head), move |&s| {
+            unlink(self.slots[usize::from(s)].queue_next)
+        })
+        .take(MAX_THREADS)
+    }
+
+    /// Number of notification sources pending for `slot` (threads, plus one if the clock
+    /// has raised notifications).
+    pub fn pending_notifications(&self, slot: u16) -> usize {
+        self.slots.get(usize::from(slot)).map_or(0, |s| {
+            bit_count(&s.pending_notify) + usize::from(s.clock_pending > 0)
+        })
+    }
+
+    /// Notifications from `source` pending for `slot` (coalesced into one delivery).
+    pub fn pending_kernel_notifications(&self, slot: u16, source: KernelSource) -> u32 {
+        match source {
+            KernelSource::Clock => self
+                .slots
+                .get(usize::from(slot))
+                .map_or(0, |s| s.clock_pending),
+        }
+    }
+
+    /// Number of threads whose async table may still hold a message for `slot`.
+    pub fn pending_async_senders(&self, slot: u16) -> usize {
+        self.slots
+            .get(usize::from(slot))
+            .map_or(0, |s| bit_count(&s.pending_async))
+    }
+
+    /// The `(table, count)` of `slot`'s last `send_async` ((0, 0) if none).
+    pub fn async_table(&self, slot: u16) -> (u64, usize) {
+        self.slots
+            .get(usize::from(slot))
+            .map_or((0, 0), |s| (s.async_table, usize::from(s.async_count)))
+    }
+
+    // ----- Internals -----
+
+    fn debug_check_caller(&self, caller: u16) {
+        debug_assert!(
+            self.slots
+                .get(usize::from(caller))
+                .is_some_and(|s| s.kind == kind::READY || s.kind == kind::RUNNING),
+            "caller {caller} is not runnable: {:?}",
+            self.state(caller)
+        );
+    }
+
+    /// Destination checks, in the documented order.
+    fn check_destination(
+        &self,
+        env: &impl IpcEnvironment,
+        caller: u16,
+        destination: Endpoint,
+    ) -> Result<u16, Error> {
+        let d = self.resolve(destination)?;
+        if d == caller {
+            return Err(Error::SelfTarget);
+        }
+        if !env.may_send(caller, d) {
+            return Err(Error::PermissionDenied);
+        }
+        Ok(d)
+    }
+
+    /// Checks a receive filter: ANY, a kernel source, or a live thread other than the caller.
+    fn check_source(&self, caller: u16, from: Endpoint) -> Result<(), Error> {
+        if from == Endpoint::ANY || from == Endpoint::CLOCK {
+            return Ok(());
+        }
+        if self.resolve(from)? == caller {
+            return Err(Error::SelfTarget);
+        }
+        Ok(())
+    }
+
+    /// Whether `d` is blocked waiting for a message from `sender` now: receiving from it
+    /// (or ANY), or — if `reply_ok` — awaiting its reply.
+    fn accepts_message(&self, d: u16, sender: Endpoint, reply_ok: bool) -> bool {
+        match self.slots[usize::from(d)].state() {
+            ThreadState::Receiving { from } => matches(from, sender),
+            ThreadState::AwaitingReply { from } => reply_ok && from == sender,
+            _ => false,
+        }
+    }
+
+    /// Sets a blocked thread Ready and finishes its call with `result`.
+    fn wake(&mut self, env: &mut impl IpcEnvironment, slot: u16, result: Result<u64, Error>) {
+        let s = &mut self.slots[usize::from(slot)];
+        debug_assert!(s.state().is_blocked(), "wake of {:?}", s.state());
+        debug_assert!(s.queue_next == NO_LINK, "woken thread {slot} still queued");
+        s.set_state(ThreadState::Ready);
+        s.buffer = 0;
+        s.flags = 0;
+        s.wait_seq = 0;
+        env.unblock(slot, result);
+    }
+
+    /// Writes `message` into the buffer of `d`, which is blocked receiving, and wakes it
+    /// with Ok(0). If the buffer faults, `d` is woken with the fault instead and the
+    /// message is not delivered (false).
+    fn deliver(&mut self, env: &mut impl IpcEnvironment, d: u16, message: &Message) -> bool {
+        let buffer = self.slots[usize::from(d)].buffer;
+        match env.write_message(d, buffer, message) {
+            Ok(()) => {
+                self.wake(env, d, Ok(0));
+                true
+            }
+            Err(e) => {
+                self.wake(env, d, Err(e));
+                false
+            }
+        }
+    }
+
+    fn send_common(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        destination: Endpoint,
+        buffer: u64,
+        mode: SendMode,
+    ) -> Outcome {
+        self.debug_check_caller(caller);
+        let d = match self.check_destination(env, caller, destination) {
+            Ok(d) => d,
+            Err(e) => return Outcome::Complete(Err(e)),
+        };
+        let mut message = match env.read_message(caller, buffer) {
+            Ok(m) => m,
+            Err(e) => return Outcome::Complete(Err(e)),
+        };
+        if mode == SendMode::SendReceive {
+            if let Err(e) = env.check_message_buffer(caller, buffer) {
+                return Outcome::Complete(Err(e));
+            }
+        }
+        let me = self.endpoint(caller);
+        message.source = me;
+        // `destination` is now known to be `d`'s current endpoint.
+        if self.accepts_message(d, me, true) && self.deliver(env, d, &message) {
+            return match mode {
+                SendMode::SendReceive => self.caller_await_reply(env, caller, d, buffer),
+                SendMode::Send | SendMode::NonBlocking => Outcome::Complete(Ok(0)),
+            };
+        }
+        if mode == SendMode::NonBlocking {
+            return Outcome::Complete(Err(Error::NotReady));
+        }
+        if self.would_deadlock(caller, d) {
+            return Outcome::Complete(Err(Error::Deadlock));
+        }
+        let slot = &mut self.slots[usize::from(caller)];
+        slot.set_state(ThreadState::Sending { to: destination });
+        slot.buffer = buffer;
+        slot.flags = if mode == SendMode::SendReceive {
+            FLAG_SEND_RECEIVE
+        } else {
+            0
+        };
+        self.queue_push(d, caller);
+        Outcome::Blocked
+    }
+
+    /// Whether `caller` blocking on `d` would close a cycle of `Sending` edges.
+    fn would_deadlock(&self, caller: u16, d: u16) -> bool {
+        let mut current = d;
+        for _ in 0..MAX_THREADS {
+            if current == caller {
+                return true;
+            }
+            match self.slots[usize::from(current)].state() {
+                ThreadState::Sending { to } if usize::from(to.slot()) < MAX_THREADS => {
+                    current = to.slot();
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// The caller's request was delivered by `send_receive`: wait for `partner`'s reply,
+    /// unless an async reply from it is already pending.
+    fn caller_await_reply(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        partner: u16,
+        buffer: u64,
+    ) -> Outcome {
+        let partner_endpoint = self.endpoint(partner);
+        if let Some(result) = self.take_async(env, caller, buffer, partner_endpoint, true) {
+            return Outcome::Complete(result.map(|()| 0));
+        }
+        let slot = &mut self.slots[usize::from(caller)];
+        slot.set_state(ThreadState::AwaitingReply {
+            from: partner_endpoint,
+        });
+        slot.buffer = buffer;
+        slot.flags = 0;
+        Outcome::Blocked
+    }
+
+    /// A queued `send_receive` sender's request was taken by `receiver`: it now waits for
+    /// the reply (or takes a pending async reply at once).
+    fn sender_await_reply(&mut self, env: &mut impl IpcEnvironment, sender: u16, receiver: u16) {
+        let buffer = self.slots[usize::from(sender)].buffer;
+        let receiver_endpoint = self.endpoint(receiver);
+        match self.take_async(env, sender, buffer, receiver_endpoint, true) {
+            Some(result) => self.wake(env, sender, result.map(|()| 0)),
+            None => {
+                let slot = &mut self.slots[usize::from(sender)];
+                slot.set_state(ThreadState::AwaitingReply {
+                    from: receiver_endpoint,
+                });
+                slot.flags = 0;
+            }
+        }
+    }
+
+    /// Looks for a pending async message for `receiver` from a sender matching `from`
+    /// (lowest sender slot first, then the sender's lowest entry). If one is found it is
+    /// written to `buffer` (Some(Ok)), or the write faults (Some(Err), nothing changed).
+    /// While `in_reply`, entries flagged NO_REPLY are skipped (and stay pending).
+    /// Senders with nothing left for the receiver lose their pending bit.
+    fn take_async(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        receiver: u16,
+        buffer: u64,
+        from: Endpoint,
+        in_reply: bool,
+    ) -> Option<Result<(), Error>> {
+        let receiver_endpoint = self.endpoint(receiver);
+        let mut next = 0;
+        loop {
+            let sender = bit_next(&self.slots[usize::from(receiver)].pending_async, next)?;
+            next = usize::from(sender) + 1;
+            let sender_slot = &self.slots[usize::from(sender)];
+            let sender_endpoint = sender_slot.endpoint(sender);
+            if !matches(from, sender_endpoint) {
+                continue;
+            }
+            let (table, count) = (
+                sender_slot.async_table,
+                usize::from(sender_slot.async_count),
+            );
+            let mut any_left = false;
+            let mut found = None;
+            for index in 0..count {
+                let Ok(entry) = env.read_async_entry(sender, table, index) else {
+                    // Unreadable: nothing more can be taken from this table.
+                    any_left = false;
+                    break;
+                };
+                if entry.flags & async_flags::VALID == 0
+                    || entry.flags & async_flags::DONE != 0
+                    || entry.destination != receiver_endpoint
+                {
+                    continue;
+                }
+                any_left = true;
+                if in_reply && entry.flags & async_flags::NO_REPLY != 0 {
+                    continue;
+                }
+                found = Some((index, entry));
+                break;
+            }
+            let Some((index, entry)) = found else {
+                if !any_left {
+                    bit_clear(&mut self.slots[usize::from(receiver)].pending_async, sender);
+                }
+                continue;
+            };
+            let mut message = entry.message;
+            message.source = sender_endpoint;
+            if let Err(e) = env.write_message(receiver, buffer, &message) {
+                return Some(Err(e));
+            }
+            if env
+                .write_async_status(sender, table, index, entry.flags | async_flags::DONE, 0)
+                .is_err()
+            {
+                // The entry cannot be marked: drop the sender's pending bit so it is not
+                // delivered twice.
+                bit_clear(&mut self.slots[usize::from(receiver)].pending_async, sender);
+            }
+            return Some(Ok(()));
+        }
+    }
+
+    /// Marks every VALID, !DONE entry of `sender`'s table addressed to `dead` as
+    /// DONE|FAILED with DeadEndpoint (faults are ignored).
+    fn fail_async_entries_to(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        sender: u16,
+        dead: Endpoint,
+    ) {
+        let s = &self.slots[usize::from(sender)];
+        let (table, count) = (s.async_table, usize::from(s.async_count));
+        for index in 0..count {
+            let Ok(entry) = env.read_async_entry(sender, table, index) else {
+                return;
+            };
+            if entry.flags & async_flags::VALID != 0
+                && entry.flags & async_flags::DONE == 0
+                && entry.destination == dead
+            {
+                let flags = entry.flags | async_flags::DONE | async_flags::FAILED;
+                if env
+                    .write_async_status(sender, table, index, flags, Error::DeadEndpoint as u32)
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The pending notification `receive(from)` takes first: kernel sources, then the
+    /// lowest thread slot.
+    fn pending_notification(&self, receiver: u16, from: Endpoint) -> Option<NotifySource> {
+        let slot = &self.slots[usize::from(receiver)];
+        if from == Endpoint::ANY || from == Endpoint::CLOCK {
+            if slot.clock_pending > 0 {
+                return Some(NotifySource::Clock);
+            }
+            if from == Endpoint::CLOCK {
+                return None;
+            }
+            return bit_next(&slot.pending_notify, 0).map(NotifySource::Thread);
+        }
+        // A validated thread endpoint: pending bits always belong to the current generation
+        // (exit clears them).
+        let source = from.slot();
+        if bit_test(&slot.pending_notify, source) {
+            Some(NotifySource::Thread(source))
+        } else {
+            None
+        }
+    }
+
+    /// Appends `sender` to the FIFO of threads sending to `d`.
+    fn queue_push(&mut self, d: u16, sender: u16) {
+        debug_assert!(self.slots[usize::from(sender)].queue_next == NO_LINK);
+        self.slots[usize::from(sender)].queue_next = NO_LINK;
+        match unlink(self.slots[usize::from(d)].queue_tail) {
+            Some(tail) => self.slots[usize::from(tail)].queue_next = link(sender),
+            None => self.slots[usize::from(d)].queue_head = link(sender),
+        }
+        self.slots[usize::from(d)].queue_tail = link(sender);
+    }
+
+    /// Removes and returns the first sender queued on `d`.
+    fn queue_pop(&mut self, d: u16) -> Option<u16> {
+        let head = unlink(self.slots[usize::from(d)].queue_head)?;
+        self.queue_remove(d, head);
+        Some(head)
+    }
+
+    /// Removes `sender` from the queue of `d`; whether it was there.
+    fn queue_remove(&mut self, d: u16, sender: u16) -> bool {
+        if usize::from(d) >= MAX_THREADS {
+            return false;
+        }
+        let mut previous: Option<u16> = None;
+        let mut cursor = unlink(self.slots[usize::from(d)].queue_head);
+        for _ in 0..MAX_THREADS {
+            let Some(current) = cursor else {
+                return false;
+            };
+            let next_link = self.slots[usize::from(current)].queue_next;
+            if current == sender {
+                match previous {
+                    Some(p) => self.slots[usize::from(p)].queue_next = next_link,
+                    None => self.slots[usize::from(d)].queue_head = next_link,
+                }
+                if self.slots[usize::from(d)].queue_tail == link(sender) {
+                    self.slots[usize::from(d)].queue_tail = previous.map_or(NO_LINK, link);
+                }
+                self.slots[usize::from(sender)].queue_next = NO_LINK;
+                return true;
+            }
+            previous = Some(current);
+            cursor = unlink(next_link);
+        }
+        debug_assert!(false, "send queue of {d} is cyclic");
+        false
     }
 }
 
 impl Default for ThreadTable {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::boxed::Box;
+    use std::collections::{HashMap, HashSet};
+    use std::vec;
+    use std::vec::Vec;
+    use vigil_abi::async_message::async_flags::{DONE, FAILED, NO_REPLY, VALID};
+
+    /// Every thread's default message buffer is `BUF + slot * 0x100`.
+    const BUF: u64 = 0x1000;
+    /// Faults on any access, for every thread.
+    const BAD: u64 = 0xbad_0000;
+    /// Readable but not writable, for every thread.
+    const RO: u64 = 0x70_0000;
+    /// Every thread's default async table is `TABLE + slot * 0x1000`.
+    const TABLE: u64 = 0x10_0000;
+
+    fn buf(slot: u16) -> u64 {
+        BUF + u64::from(slot) * 0x100
+    }
+
+    fn table_of(slot: u16) -> u64 {
+        TABLE + u64::from(slot) * 0x1000
+    }
+
+    /// Fake per-thread memories and a record of what the kernel was asked to do.
+    #[derive(Default)]
+    struct TestEnv {
+        memory: HashMap<(u16, u64), Message>,
+        tables: HashMap<(u16, u64), Vec<AsyncMessage>>,
+        bad: HashSet<(u16, u64)>,
+        read_only: HashSet<(u16, u64)>,
+        denied: HashSet<(u16, u16)>,
+        unblocks: Vec<(u16, Result<u64, Error>)>,
+        now: u64,
+    }
+
+    impl TestEnv {
+        fn faults(&self, thread: u16, address: u64) -> bool {
+            address == BAD || self.bad.contains(&(thread, address))
+        }
+
+        fn write_faults(&self, thread: u16, address: u64) -> bool {
+            self.faults(thread, address)
+                || address == RO
+                || self.read_only.contains(&(thread, address))
+        }
+
+        fn message(&self, thread: u16, address: u64) -> Message {
+            self.memory
+                .get(&(thread, address))
+                .copied()
+                .unwrap_or_default()
+        }
+
+        fn put(&mut self, thread: u16, address: u64, message: Message) {
+            self.memory.insert((thread, address), message);
+        }
+
+        fn entries(&self, thread: u16, table: u64) -> &[AsyncMessage] {
+            self.tables
+                .get(&(thread, table))
+                .map_or(&[][..], |v| &v[..])
+        }
+
+        fn take_unblocks(&mut self) -> Vec<(u16, Result<u64, Error>)> {
+            core::mem::take(&mut self.unblocks)
+        }
+    }
+
+    impl IpcEnvironment for TestEnv {
+        fn read_message(&mut self, thread: u16, address: u64) -> Result<Message, Error> {
+            if self.faults(thread, address) {
+                return Err(Error::Fault);
+            }
+            Ok(self.message(thread, address))
+        }
+
+        fn write_message(
+            &mut self,
+            thread: u16,
+            address: u64,
+            message: &Message,
+        ) -> Result<(), Error> {
+            if self.write_faults(thread, address) {
+                return Err(Error::Fault);
+            }
+            self.memory.insert((thread, address), *message);
+            Ok(())
+        }
+
+        fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error> {
+            if self.write_faults(thread, address) {
+                return Err(Error::Fault);
+            }
+            Ok(())
+        }
+
+        fn read_async_entry(
+            &mut self,
+            thread: u16,
+            table: u64,
+            index: usize,
+        ) -> Result<AsyncMessage, Error> {
+            if self.faults(thread, table) {
+                return Err(Error::Fault);
+            }
+            self.tables
+                .get(&(thread, table))
+                .and_then(|v| v.get(index))
+                .copied()
+                .ok_or(Error::Fault)
+        }
+
+        fn write_async_status(
+            &mut self,
+            thread: u16,
+            table: u64,
+            index: usize,
+            flags: u32,
+            result: u32,
+        ) -> Result<(), Error> {
+            if self.write_faults(thread, table) {
+                return Err(Error::Fault);
+            }
+            let entry = self
+                .tables
+                .get_mut(&(thread, table))
+                .and_then(|v| v.get_mut(index))
+                .ok_or(Error::Fault)?;
+            entry.flags = flags;
+            entry.result = result;
+            Ok(())
+        }
+
+        fn unblock(&mut self, thread: u16, result: Result<u64, Error>) {
+            self.unblocks.push((thread, result));
+        }
+
+        fn may_send(&self, from: u16, to: u16) -> bool {
+            !self.denied.contains(&(from, to))
+        }
+
+        fn now_ns(&self) -> u64 {
+            self.now
+        }
+    }
+
+    struct World {
+        t: Box<ThreadTable>,
+        env: TestEnv,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                t: Box::new(ThreadTable::new()),
+                env: TestEnv {
+                    now: 1_000,
+                    ..TestEnv::default()
+                },
+            }
+        }
+
+        /// Creates a thread of `process`, returns (slot, endpoint).
+        fn spawn(&mut self, process: u16) -> (u16, Endpoint) {
+            let e = self.t.create(process).unwrap();
+            (e.slot(), e)
+        }
+
+        fn spawn_n<const N: usize>(&mut self) -> [(u16, Endpoint); N] {
+            core::array::from_fn(|_| self.spawn(1))
+        }
+
+        /// Puts a message in `slot`'s default buffer.
+        fn load(&mut self, slot: u16, kind: u32, word: u64) {
+            let mut m = Message::with_payload(kind, [word, 0, 0, 0, 0, 0]);
+            // A forged source the kernel must overwrite.
+            m.source = Endpoint::new(999, 999);
+            self.env.put(slot, buf(slot), m);
+        }
+
+        fn inbox(&self, slot: u16) -> Message {
+            self.env.message(slot, buf(slot))
+        }
+
+        fn send(&mut self, slot: u16, to: Endpoint) -> Outcome {
+            self.t.send(&mut self.env, slot, to, buf(slot))
+        }
+
+        fn sendrec(&mut self, slot: u16, to: Endpoint) -> Outcome {
+            self.t.send_receive(&mut self.env, slot, to, buf(slot))
+        }
+
+        fn recv(&mut self, slot: u16, from: Endpoint) -> Outcome {
+            self.t.receive(&mut self.env, slot, from, buf(slot))
+        }
+
+        fn set_table(&mut self, slot: u16, entries: &[AsyncMessage]) {
+            self.env
+                .tables
+                .insert((slot, table_of(slot)), entries.to_vec());
+        }
+
+        fn send_async(&mut self, slot: u16, count: usize) -> Result<u64, Error> {
+            self.t
+                .send_async(&mut self.env, slot, table_of(slot), count)
+        }
+
+        fn entry(&self, slot: u16, index: usize) -> AsyncMessage {
+            self.env.entries(slot, table_of(slot))[index]
+        }
+
+        fn unblocks(&mut self) -> Vec<(u16, Result<u64, Error>)> {
+            self.env.take_unblocks()
+        }
+    }
+
+    fn async_entry(destination: Endpoint, flags: u32, kind: u32) -> AsyncMessage {
+        AsyncMessage {
+            flags,
+            result: 0,
+            destination,
+            message: Message::with_payload(kind, [kind as u64, 0, 0, 0, 0, 0]),
+        }
+    }
+
+    const DONE_OK: Outcome = Outcome::Complete(Ok(0));
+
+    fn err(e: Error) -> Outcome {
+        Outcome::Complete(Err(e))
+    }
+
+    // ----- Table basics -----
+
+    #[test]
+    fn bitmap_iteration() {
+        let mut map = [0; BITMAP_WORDS];
+        for slot in [0, 63, 64, 700, 1023] {
+            bit_set(&mut map, slot);
+        }
+        bit_set(&mut map, 5);
+        bit_clear(&mut map, 5);
+        let mut found = Vec::new();
+        let mut next = 0;
+        while let Some(slot) = bit_next(&map, next) {
+            found.push(slot);
+            next = usize::from(slot) + 1;
+        }
+        assert_eq!(found, [0, 63, 64, 700, 1023]);
+        assert_eq!(bit_count(&map), 5);
+        assert!(bit_test(&map, 700) && !bit_test(&map, 701));
+        assert_eq!(bit_next(&map, MAX_THREADS), None);
+    }
+
+    static STATIC_TABLE: ThreadTable = ThreadTable::new();
+
+    #[test]
+    fn new_table_is_all_zero_bytes() {
+        let table = Box::new(ThreadTable::new());
+        let size = core::mem::size_of::<ThreadTable>();
+        // SAFETY: `ThreadTable` and `Slot` are `repr(C)` and the const assertions next to
+        // them prove there is no padding (the size equals the sum of the field sizes), so
+        // every byte of the value is initialised and may be read as a `u8`; the slice
+        // borrows `table`, which outlives it.
+        let bytes = unsafe {
+            core::slice::from_raw_parts((&*table as *const ThreadTable).cast::<u8>(), size)
+        };
+        assert_eq!(bytes.len(), MAX_THREADS * 320 + 8);
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert_eq!(STATIC_TABLE.state(0), ThreadState::Free);
+        assert_eq!(STATIC_TABLE.endpoint(5), Endpoint::new(5, 0));
+    }
+
+    #[test]
+    fn create_takes_lowest_free_slot_and_bumps_generation() {
+        let mut w = World::new();
+        let (a, ea) = w.spawn(7);
+        let (b, _) = w.spawn(7);
+        let (c, _) = w.spawn(8);
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!(ea, Endpoint::new(0, 1));
+        assert_eq!(w.t.state(a), ThreadState::Ready);
+        assert_eq!(w.t.process(c), 8);
+        assert_eq!(w.t.threads_of(7).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(w.t.threads_of(8).collect::<Vec<_>>(), [2]);
+        assert_eq!(w.t.resolve(ea), Ok(0));
+
+        w.t.exit(&mut w.env, b, 3);
+        assert_eq!(w.t.state(b), ThreadState::Dead { exit_code: 3 });
+        assert_eq!(
+            w.t.threads_of(7).collect::<Vec<_>>(),
+            [0, 1],
+            "Dead is listed"
+        );
+        w.t.free(b);
+        assert_eq!(w.t.state(b), ThreadState::Free);
+        assert_eq!(
+            w.t.endpoint(b),
+            Endpoint::new(1, 1),
+            "free keeps the generation"
+        );
+        let (b2, eb2) = w.spawn(9);
+        assert_eq!((b2, eb2), (1, Endpoint::new(1, 2)));
+        assert_eq!(
+            w.t.threads().collect::<Vec<_>>(),
+            [
+                (0, ThreadState::Ready),
+                (1, ThreadState::Ready),
+                (2, ThreadState::Ready)
+            ]
+        );
+    }
+
+    #[test]
+    fn create_fails_when_full_and_generation_wraps() {
+        let mut w = World::new();
+        for i in 0..MAX_THREADS {
+            assert_eq!(w.t.create(1).map(|e| e.slot()), Ok(i as u16));
+        }
+        assert_eq!(w.t.create(1), Err(Error::OutOfResources));
+        w.t.exit(&mut w.env, 10, 0);
+        assert_eq!(
+            w.t.create(1),
+            Err(Error::OutOfResources),
+            "Dead is not free"
+        );
+        w.t.free(10);
+        w.t.slots[10].generation = u32::MAX;
+        assert_eq!(w.t.create(1), Ok(Endpoint::new(10, 0)));
+    }
+
+    #[test]
+    fn accessors_tolerate_out_of_range_slots() {
+        let mut w = World::new();
+        let big = MAX_THREADS as u16 + 1;
+        assert_eq!(w.t.state(big), ThreadState::Free);
+        assert_eq!(w.t.endpoint(big), Endpoint::NONE);
+        assert_eq!(w.t.process(big), 0);
+        assert_eq!(w.t.senders(big).count(), 0);
+        assert_eq!(w.t.pending_notifications(big), 0);
+        assert_eq!(w.t.pending_async_senders(big), 0);
+        assert_eq!(w.t.async_table(big), (0, 0));
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, big);
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, 3); // Free: ignored
+        assert_eq!(w.t.pending_notifications(3), 0);
+        w.t.exit(&mut w.env, big, 0);
+        w.t.wake_sleeper(&mut w.env, big);
+        assert!(w.unblocks().is_empty());
+    }
+
+    #[test]
+    fn resolve_reports_each_endpoint_error() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        assert_eq!(w.t.resolve(Endpoint::ANY), Err(Error::BadEndpoint));
+        assert_eq!(w.t.resolve(Endpoint(1 << 50)), Err(Error::BadEndpoint));
+        assert_eq!(
+            w.t.resolve(Endpoint::new(MAX_THREADS as u16, 1)),
+            Err(Error::BadEndpoint)
+        );
+        assert_eq!(w.t.resolve(Endpoint::new(9, 0)), Err(Error::DeadEndpoint));
+        assert_eq!(w.t.resolve(Endpoint::new(a, 2)), Err(Error::DeadEndpoint));
+        w.t.exit(&mut w.env, b, 0);
+        assert_eq!(w.t.resolve(eb), Err(Error::DeadEndpoint));
+        assert_eq!(w.t.resolve(ea), Ok(a));
+    }
+
+    #[test]
+    fn mark_running_and_ready() {
+        let mut w = World::new();
+        let (a, _) = w.spawn(1);
+        w.t.mark_running(a);
+        assert_eq!(w.t.state(a), ThreadState::Running);
+        w.t.mark_ready(a);
+        assert_eq!(w.t.state(a), ThreadState::Ready);
+        w.t.mark_running(a);
+        // A completed call leaves a running caller running.
+        w.load(a, 1, 0);
+        let (_, eb) = w.spawn(1);
+        assert_eq!(
+            w.t.send_nonblocking(&mut w.env, a, eb, buf(a)),
+            Err(Error::NotReady)
+        );
+        assert_eq!(w.t.state(a), ThreadState::Running);
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        assert_eq!(w.t.state(a), ThreadState::Sending { to: eb });
+    }
+
+    // ----- send / receive -----
+
+    #[test]
+    fn receive_first_then_send() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(
+            w.t.state(b),
+            ThreadState::Receiving {
+                from: Endpoint::ANY
+            }
+        );
+        w.load(a, 42, 7);
+        assert_eq!(w.send(a, eb), DONE_OK);
+        assert_eq!(w.unblocks(), [(b, Ok(0))]);
+        assert_eq!(w.t.state(b), ThreadState::Ready);
+        assert_eq!(w.t.state(a), ThreadState::Ready);
+        let got = w.inbox(b);
+        assert_eq!((got.source, got.kind, got.payload[0]), (ea, 42, 7));
+    }
+
+    #[test]
+    fn send_first_then_receive() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        w.load(a, 42, 7);
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        assert_eq!(w.t.state(a), ThreadState::Sending { to: eb });
+        assert_eq!(w.t.senders(b).collect::<Vec<_>>(), [a]);
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.unblocks(), [(a, Ok(0))]);
+        assert_eq!(w.t.state(a), ThreadState::Ready);
+        assert_eq!(w.t.senders(b).count(), 0);
+        let got = w.inbox(b);
+        assert_eq!((got.source, got.kind, got.payload[0]), (ea, 42, 7));
+        // Nothing left: the next receive blocks.
+        assert_eq!(w.recv(b, ea), Outcome::Blocked);
+        assert_eq!(w.t.state(b), ThreadState::Receiving { from: ea });
+    }
+
+    #[test]
+    fn message_read_at_delivery_time_for_a_queued_sender() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        w.load(a, 1, 1);
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(b).kind, 1);
+    }
+
+    #[test]
+    fn send_receive_then_reply() {
+        let mut w = World::new();
+        let [(client, ec), (server, es)] = w.spawn_n();
+        // Server waiting first.
+        assert_eq!(w.recv(server, Endpoint::ANY), Outcome::Blocked);
+        w.load(client, 10, 5);
+        assert_eq!(w.sendrec(client, es), Outcome::Blocked);
+        assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: es });
+        assert_eq!(w.unblocks(), [(server, Ok(0))]);
+        assert_eq!(w.inbox(server).source, ec);
+        // A notification or another thread's message does not complete the wait.
+        let (other, _) = w.spawn(1);
+        assert_eq!(w.t.notify(&mut w.env, server, ec), Ok(0));
+        assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: es });
+        w.load(other, 99, 0);
+        assert_eq!(w.send(other, ec), Outcome::Blocked);
+        assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: es });
+        // The reply.
+        w.load(server, 11, 6);
+        assert_eq!(w.send(server, ec), DONE_OK);
+        assert_eq!(w.unblocks(), [(client, Ok(0))]);
+        assert_eq!(w.t.state(client), ThreadState::Ready);
+        let got = w.inbox(client);
+        assert_eq!((got.source, got.kind, got.payload[0]), (es, 11, 6));
+        // What was held back is received later, notification first.
+        assert_eq!(w.recv(client, Endpoint::ANY), DONE_OK);
+        assert!(w.inbox(client).is_notification());
+        assert_eq!(w.recv(client, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(client).kind, 99);
+    }
+
+    #[test]
+    fn queued_send_receive_moves_to_awaiting_reply() {
+        let mut w = World::new();
+        let [(client, ec), (server, es)] = w.spawn_n();
+        w.load(client, 10, 5);
+        assert_eq!(w.sendrec(client, es), Outcome::Blocked);
+        assert_eq!(w.t.state(client), ThreadState::Sending { to: es });
+        assert_eq!(w.recv(server, Endpoint::ANY), DONE_OK);
+        assert!(
+            w.unblocks().is_empty(),
+            "the client still waits for its reply"
+        );
+        assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: es });
+        assert_eq!(w.inbox(server).kind, 10);
+        w.load(server, 11, 0);
+        assert_eq!(
+            w.t.send_nonblocking(&mut w.env, server, ec, buf(server)),
+            Ok(0),
+            "a non-blocking reply is delivered"
+        );
+        assert_eq!(w.unblocks(), [(client, Ok(0))]);
+        assert_eq!(w.inbox(client).kind, 11);
+    }
+
+    #[test]
+    fn receive_any_takes_senders_in_fifo_order() {
+        let mut w = World::new();
+        let [(r, er), (s1, e1), (s2, e2), (s3, e3)] = w.spawn_n();
+        for (s, k) in [(s2, 2), (s3, 3), (s1, 1)] {
+            w.load(s, k, 0);
+            assert_eq!(w.send(s, er), Outcome::Blocked);
+        }
+        assert_eq!(w.t.senders(r).collect::<Vec<_>>(), [s2, s3, s1]);
+        for (s, e, k) in [(s2, e2, 2), (s3, e3, 3), (s1, e1, 1)] {
+            assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+            assert_eq!((w.inbox(r).source, w.inbox(r).kind), (e, k));
+            assert_eq!(w.unblocks(), [(s, Ok(0))]);
+        }
+        assert_eq!(w.t.senders(r).count(), 0);
+    }
+
+    #[test]
+    fn receive_from_specific_source_skips_others() {
+        let mut w = World::new();
+        let [(r, er), (s1, e1), (s2, e2), (s3, _)] = w.spawn_n();
+        for s in [s1, s2, s3] {
+            w.load(s, s.into(), 0);
+            assert_eq!(w.send(s, er), Outcome::Blocked);
+        }
+        assert_eq!(w.recv(r, e2), DONE_OK);
+        assert_eq!(w.inbox(r).source, e2);
+        assert_eq!(w.unblocks(), [(s2, Ok(0))]);
+        assert_eq!(w.t.senders(r).collect::<Vec<_>>(), [s1, s3]);
+        assert_eq!(w.recv(r, e2), Outcome::Blocked, "nothing from s2 left");
+        assert_eq!(w.t.state(r), ThreadState::Receiving { from: e2 });
+        // s1 cannot get through to a receiver waiting for s2: already queued, stays.
+        assert_eq!(w.t.state(s1), ThreadState::Sending { to: er });
+        // A new sender that is not s2 queues behind.
+        let (s4, _) = w.spawn(1);
+        w.load(s4, 4, 0);
+        assert_eq!(w.send(s4, er), Outcome::Blocked);
+        assert_eq!(w.t.senders(r).collect::<Vec<_>>(), [s1, s3, s4]);
+        // s2 sends again: delivered at once.
+        w.load(s2, 22, 0);
+        assert_eq!(w.send(s2, er), DONE_OK);
+        assert_eq!(w.unblocks(), [(r, Ok(0))]);
+        assert_eq!(w.recv(r, e1), DONE_OK);
+        assert_eq!(w.inbox(r).source, e1);
+    }
+
+    #[test]
+    fn receive_source_errors() {
+        let mut w = World::new();
+        let [(r, er), (s, es)] = w.spawn_n();
+        assert_eq!(w.recv(r, Endpoint::NONE), err(Error::BadEndpoint));
+        assert_eq!(w.recv(r, Endpoint::KERNEL), err(Error::BadEndpoint));
+        assert_eq!(
+            w.recv(r, Endpoint::new(MAX_THREADS as u16, 1)),
+            err(Error::BadEndpoint)
+        );
+        assert_eq!(w.recv(r, er), err(Error::SelfTarget));
+        assert_eq!(w.recv(r, Endpoint::new(s, 7)), err(Error::DeadEndpoint));
+        assert_eq!(w.recv(r, Endpoint::new(20, 0)), err(Error::DeadEndpoint));
+        w.t.exit(&mut w.env, s, 0);
+        assert_eq!(w.recv(r, es), err(Error::DeadEndpoint));
+        assert_eq!(w.t.state(r), ThreadState::Ready);
+    }
+
+    // ----- Destination checks -----
+
+    #[test]
+    fn every_destination_error_for_every_send_flavour() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb), (dead, edead), (_, _)] = w.spawn_n();
+        w.t.exit(&mut w.env, dead, 0);
+        w.env.denied.insert((a, b));
+        let cases = [
+            (Endpoint::ANY, Error::BadEndpoint),
+            (Endpoint::CLOCK, Error::BadEndpoint),
+            (Endpoint::KERNEL, Error::BadEndpoint),
+            (Endpoint(1 << 60), Error::BadEndpoint),
+            (Endpoint::new(MAX_THREADS as u16, 1), Error::BadEndpoint),
+            (Endpoint::new(u16::MAX, 1), Error::BadEndpoint),
+            (Endpoint::new(50, 0), Error::DeadEndpoint),
+            (Endpoint::new(50, 1), Error::DeadEndpoint),
+            (Endpoint::new(b, eb.generation() + 1), Error::DeadEndpoint),
+            (edead, Error::DeadEndpoint),
+            (ea, Error::SelfTarget),
+            (eb, Error::PermissionDenied),
+        ];
+        w.load(a, 1, 0);
+        w.set_table(a, &[]);
+        for (destination, error) in cases {
+            let before = w.t.clone();
+            assert_eq!(w.send(a, destination), err(error), "{destination:?}");
+            assert_eq!(w.sendrec(a, destination), err(error), "{destination:?}");
+            assert_eq!(
+                w.t.send_nonblocking(&mut w.env, a, destination, buf(a)),
+                Err(error)
+            );
+            assert_eq!(w.t.notify(&mut w.env, a, destination), Err(error));
+            assert!(w.t == before, "state changed for {destination:?}");
+            w.set_table(a, &[async_entry(destination, VALID, 5)]);
+            assert_eq!(w.send_async(a, 1), Ok(0));
+            assert_eq!(
+                w.entry(a, 0).flags,
+                VALID | DONE | FAILED,
+                "{destination:?}"
+            );
+            assert_eq!(w.entry(a, 0).result, error as u32);
+        }
+        assert!(w.unblocks().is_empty());
+    }
+
+    // ----- Faults -----
+
+    #[test]
+    fn bad_buffers_fault_and_change_nothing() {
+        let mut w = World::new();
+        let [(a, _), (b, eb), (c, ec)] = w.spawn_n();
+        // Some state to preserve: c is queued on b, b has a pending notification.
+        w.load(c, 1, 0);
+        assert_eq!(w.send(c, eb), Outcome::Blocked);
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, b);
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, a);
+        let before = w.t.clone();
+        assert_eq!(w.t.send(&mut w.env, a, eb, BAD), err(Error::Fault));
+        assert_eq!(w.t.send_receive(&mut w.env, a, eb, BAD), err(Error::Fault));
+        assert_eq!(
+            w.t.send_receive(&mut w.env, a, eb, RO),
+            err(Error::Fault),
+            "send_receive needs a writable buffer"
+        );
+        assert_eq!(
+            w.t.send_nonblocking(&mut w.env, a, eb, BAD),
+            Err(Error::Fault)
+        );
+        assert_eq!(
+            w.t.receive(&mut w.env, b, Endpoint::ANY, BAD),
+            err(Error::Fault)
+        );
+        assert_eq!(w.t.receive(&mut w.env, b, ec, RO), err(Error::Fault));
+        assert_eq!(w.t.receive(&mut w.env, a, ec, RO), err(Error::Fault));
+        assert!(w.t == before);
+        assert!(w.unblocks().is_empty());
+        // A read-only buffer is fine for a plain send.
+        w.env.put(a, RO, Message::new(3));
+        assert_eq!(w.t.send(&mut w.env, a, ec, RO), Outcome::Blocked);
+    }
+
+    #[test]
+    fn receiver_buffer_fault_at_delivery_fails_the_receiver_only() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        // The receiver's buffer becomes unwritable while it waits.
+        w.env.read_only.insert((b, buf(b)));
+        w.load(a, 5, 0);
+        assert_eq!(
+            w.send(a, eb),
+            Outcome::Blocked,
+            "not delivered: the sender queues"
+        );
+        assert_eq!(w.unblocks(), [(b, Err(Error::Fault))]);
+        assert_eq!(w.t.state(b), ThreadState::Ready);
+        assert_eq!(w.t.senders(b).collect::<Vec<_>>(), [a]);
+        w.env.read_only.clear();
+        assert_eq!(w.recv(b, ea), DONE_OK);
+        assert_eq!(w.inbox(b).kind, 5);
+    }
+
+    #[test]
+    fn sender_buffer_fault_at_receive_fails_that_sender() {
+        let mut w = World::new();
+        let [(r, er), (s1, _), (s2, e2)] = w.spawn_n();
+        w.load(s1, 1, 0);
+        w.load(s2, 2, 0);
+        assert_eq!(w.send(s1, er), Outcome::Blocked);
+        assert_eq!(w.send(s2, er), Outcome::Blocked);
+        w.env.bad.insert((s1, buf(s1)));
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).source, e2);
+        assert_eq!(w.unblocks(), [(s1, Err(Error::Fault)), (s2, Ok(0))]);
+        assert_eq!(w.t.state(s1), ThreadState::Ready);
+    }
+
+    // ----- Notifications -----
+
+    #[test]
+    fn notifications_coalesce() {
+        let mut w = World::new();
+        let [(n, en), (r, er)] = w.spawn_n();
+        for _ in 0..5 {
+            assert_eq!(w.t.notify(&mut w.env, n, er), Ok(0));
+        }
+        assert_eq!(w.t.state(n), ThreadState::Ready, "notify never blocks");
+        assert_eq!(w.t.pending_notifications(r), 1);
+        w.env.now = 77;
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        let got = w.inbox(r);
+        assert_eq!(got.source, en);
+        assert_eq!(got.kind, KIND_NOTIFY);
+        assert_eq!(got.payload[0], 1);
+        assert_eq!(got.payload[1], 77);
+        assert_eq!(w.t.pending_notifications(r), 0);
+        assert_eq!(w.recv(r, Endpoint::ANY), Outcome::Blocked);
+        assert!(w.unblocks().is_empty());
+    }
+
+    #[test]
+    fn notify_wakes_a_matching_receiver() {
+        let mut w = World::new();
+        let [(n, en), (r, er), (_, eo)] = w.spawn_n();
+        assert_eq!(w.recv(r, en), Outcome::Blocked);
+        w.env.now = 5;
+        assert_eq!(w.t.notify(&mut w.env, n, er), Ok(0));
+        assert_eq!(w.unblocks(), [(r, Ok(0))]);
+        let got = w.inbox(r);
+        assert_eq!(
+            (got.source, got.kind, got.payload[0], got.payload[1]),
+            (en, KIND_NOTIFY, 1, 5)
+        );
+        assert_eq!(w.t.pending_notifications(r), 0);
+        // A receiver waiting for someone else only gets a pending bit.
+        assert_eq!(w.recv(r, eo), Outcome::Blocked);
+        assert_eq!(w.t.notify(&mut w.env, n, er), Ok(0));
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.t.state(r), ThreadState::Receiving { from: eo });
+        assert_eq!(w.t.pending_notifications(r), 1);
+    }
+
+    #[test]
+    fn clock_notifications_count_raises() {
+        let mut w = World::new();
+        let [(r, _), (n, er)] = w.spawn_n();
+        let _ = er;
+        for _ in 0..3 {
+            w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, r);
+        }
+        assert_eq!(w.t.pending_kernel_notifications(r, KernelSource::Clock), 3);
+        // Receiving from a thread does not take the clock's notifications.
+        let en = w.t.endpoint(n);
+        assert_eq!(w.recv(r, en), Outcome::Blocked);
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, r);
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.t.pending_kernel_notifications(r, KernelSource::Clock), 4);
+        // Make r runnable again: n sends to it.
+        w.load(n, 1, 0);
+        assert_eq!(w.send(n, w.t.endpoint(r)), DONE_OK);
+        w.unblocks();
+        assert_eq!(w.recv(r, Endpoint::CLOCK), DONE_OK);
+        let got = w.inbox(r);
+        assert_eq!(
+            (got.source, got.kind, got.payload[0]),
+            (Endpoint::CLOCK, KIND_NOTIFY, 4)
+        );
+        assert_eq!(w.t.pending_notifications(r), 0);
+        // Waiting for the clock: delivered at once, count 1.
+        assert_eq!(w.recv(r, Endpoint::CLOCK), Outcome::Blocked);
+        w.env.now = 9;
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, r);
+        assert_eq!(w.unblocks(), [(r, Ok(0))]);
+        let got = w.inbox(r);
+        assert_eq!(
+            (got.source, got.payload[0], got.payload[1]),
+            (Endpoint::CLOCK, 1, 9)
+        );
+        // The clock does not complete a reply wait.
+        let en = w.t.endpoint(n);
+        assert_eq!(w.recv(n, Endpoint::ANY), Outcome::Blocked);
+        w.load(r, 3, 0);
+        assert_eq!(w.sendrec(r, en), Outcome::Blocked);
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, r);
+        assert_eq!(w.unblocks(), [(n, Ok(0))]);
+        assert_eq!(w.t.state(r), ThreadState::AwaitingReply { from: en });
+    }
+
+    #[test]
+    fn notifications_take_priority_over_queued_messages() {
+        let mut w = World::new();
+        let [(r, er), (s, es), (n, en)] = w.spawn_n();
+        w.load(s, 1, 0);
+        assert_eq!(w.send(s, er), Outcome::Blocked);
+        assert_eq!(w.t.notify(&mut w.env, n, er), Ok(0));
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, r);
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).source, Endpoint::CLOCK, "kernel sources first");
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).source, en);
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).source, es);
+        assert_eq!(w.unblocks(), [(s, Ok(0))]);
+    }
+
+    #[test]
+    fn notifications_from_several_sources_lowest_slot_first() {
+        let mut w = World::new();
+        let [(r, er), (a, ea), (b, eb)] = w.spawn_n();
+        assert_eq!(w.t.notify(&mut w.env, b, er), Ok(0));
+        assert_eq!(w.t.notify(&mut w.env, a, er), Ok(0));
+        assert_eq!(w.t.pending_notifications(r), 2);
+        assert_eq!(w.recv(r, eb), DONE_OK);
+        assert_eq!(w.inbox(r).source, eb);
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).source, ea);
+        let _ = (a, b);
+    }
+
+    // ----- Non-blocking send -----
+
+    #[test]
+    fn send_nonblocking_ready_and_not_ready() {
+        let mut w = World::new();
+        let [(a, _), (b, eb), (_, ec)] = w.spawn_n();
+        w.load(a, 8, 0);
+        assert_eq!(
+            w.t.send_nonblocking(&mut w.env, a, eb, buf(a)),
+            Err(Error::NotReady)
+        );
+        assert_eq!(w.recv(b, ec), Outcome::Blocked);
+        assert_eq!(
+            w.t.send_nonblocking(&mut w.env, a, eb, buf(a)),
+            Err(Error::NotReady)
+        );
+        assert_eq!(w.t.state(a), ThreadState::Ready);
+        assert_eq!(w.t.senders(b).count(), 0);
+        assert!(w.unblocks().is_empty());
+    }
+
+    #[test]
+    fn send_nonblocking_to_waiting_receiver() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        assert_eq!(w.recv(b, ea), Outcome::Blocked);
+        w.load(a, 8, 0);
+        assert_eq!(w.t.send_nonblocking(&mut w.env, a, eb, buf(a)), Ok(0));
+        assert_eq!(w.unblocks(), [(b, Ok(0))]);
+        assert_eq!((w.inbox(b).source, w.inbox(b).kind), (ea, 8));
+    }
+
+    // ----- Async -----
+
+    #[test]
+    fn send_async_delivers_to_a_waiting_receiver() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        w.set_table(a, &[async_entry(eb, VALID, 31)]);
+        assert_eq!(w.send_async(a, 1), Ok(0));
+        assert_eq!(w.unblocks(), [(b, Ok(0))]);
+        assert_eq!(w.entry(a, 0).flags, VALID | DONE);
+        assert_eq!(w.entry(a, 0).result, 0);
+        assert_eq!((w.inbox(b).source, w.inbox(b).kind), (ea, 31));
+        assert_eq!(w.t.pending_async_senders(b), 0);
+        assert_eq!(w.t.async_table(a), (table_of(a), 1));
+    }
+
+    #[test]
+    fn send_async_pending_then_received_in_table_order() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb), (c, ec)] = w.spawn_n();
+        w.set_table(
+            a,
+            &[
+                async_entry(eb, VALID, 1),
+                async_entry(ec, 0, 2), // not VALID: ignored
+                async_entry(eb, VALID | NO_REPLY, 3),
+                async_entry(eb, VALID | DONE, 4), // already DONE: ignored
+                async_entry(ec, VALID, 5),
+            ],
+        );
+        assert_eq!(w.send_async(a, 5), Ok(0));
+        assert_eq!(w.t.state(a), ThreadState::Ready, "send_async never blocks");
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.t.pending_async_senders(b), 1);
+        assert_eq!(w.t.pending_async_senders(c), 1);
+        assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+        assert_eq!((w.inbox(b).source, w.inbox(b).kind), (ea, 1));
+        assert_eq!(w.entry(a, 0).flags, VALID | DONE);
+        assert_eq!(w.recv(b, ea), DONE_OK, "from a specific sender too");
+        assert_eq!(
+            w.inbox(b).kind,
+            3,
+            "NO_REPLY is received by a plain receive"
+        );
+        assert_eq!(w.entry(a, 2).flags, VALID | NO_REPLY | DONE);
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(
+            w.t.pending_async_senders(b),
+            0,
+            "exhausted table clears the bit"
+        );
+        assert_eq!(w.entry(a, 1).flags, 0);
+        assert_eq!(w.entry(a, 3).flags, VALID | DONE);
+        // Async messages come after notifications and queued senders.
+        let (d, _) = w.spawn(1);
+        w.load(d, 6, 0);
+        assert_eq!(w.t.notify(&mut w.env, d, ec), Ok(0));
+        assert_eq!(w.send(d, ec), Outcome::Blocked);
+        assert_eq!(w.recv(c, Endpoint::ANY), DONE_OK);
+        assert!(w.inbox(c).is_notification());
+        assert_eq!(w.recv(c, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(c).kind, 6);
+        assert_eq!(w.recv(c, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(c).kind, 5);
+        assert_eq!(w.entry(a, 4).flags, VALID | DONE);
+    }
+
+    #[test]
+    fn async_no_reply_does_not_satisfy_awaiting_reply() {
+        let mut w = World::new();
+        let [(client, ec), (server, es)] = w.spawn_n();
+        // The client's request is taken, then the server answers asynchronously.
+        w.load(client, 1, 0);
+        assert_eq!(w.sendrec(client, es), Outcome::Blocked);
+        assert_eq!(w.recv(server, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: es });
+        w.set_table(server, &[async_entry(ec, VALID | NO_REPLY, 50)]);
+        assert_eq!(w.send_async(server, 1), Ok(0));
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: es });
+        assert_eq!(w.entry(server, 0).flags, VALID | NO_REPLY);
+        assert_eq!(w.t.pending_async_senders(client), 1);
+        // Now a real reply, also async and in a new table (the old one is replaced).
+        w.set_table(
+            server,
+            &[
+                async_entry(ec, VALID | NO_REPLY, 50),
+                async_entry(ec, VALID, 51),
+            ],
+        );
+        assert_eq!(w.send_async(server, 2), Ok(0));
+        assert_eq!(w.unblocks(), [(client, Ok(0))]);
+        assert_eq!(w.inbox(client).kind, 51);
+        assert_eq!(w.entry(server, 0).flags, VALID | NO_REPLY);
+        assert_eq!(w.entry(server, 1).flags, VALID | DONE);
+        // The NO_REPLY message is received by a later receive.
+        assert_eq!(w.recv(client, Endpoint::ANY), DONE_OK);
+        assert_eq!((w.inbox(client).source, w.inbox(client).kind), (es, 50));
+        assert_eq!(w.entry(server, 0).flags, VALID | NO_REPLY | DONE);
+    }
+
+    #[test]
+    fn pending_async_reply_is_taken_when_entering_awaiting_reply() {
+        // Immediate send_receive: the partner's async reply is already pending.
+        let mut w = World::new();
+        let [(client, ec), (server, es)] = w.spawn_n();
+        w.set_table(
+            server,
+            &[
+                async_entry(ec, VALID | NO_REPLY, 60),
+                async_entry(ec, VALID, 61),
+            ],
+        );
+        assert_eq!(w.send_async(server, 2), Ok(0));
+        assert_eq!(w.recv(server, Endpoint::ANY), Outcome::Blocked);
+        w.load(client, 1, 0);
+        assert_eq!(w.sendrec(client, es), DONE_OK);
+        assert_eq!(w.unblocks(), [(server, Ok(0))]);
+        assert_eq!(w.inbox(client).kind, 61);
+        assert_eq!(w.t.state(client), ThreadState::Ready);
+        assert_eq!(w.entry(server, 0).flags, VALID | NO_REPLY);
+
+        // Queued send_receive: the receiver itself has an async reply pending for it.
+        let mut w = World::new();
+        let [(client, ec), (server, es)] = w.spawn_n();
+        w.load(client, 1, 0);
+        assert_eq!(w.sendrec(client, es), Outcome::Blocked);
+        w.set_table(server, &[async_entry(ec, VALID, 62)]);
+        assert_eq!(w.send_async(server, 1), Ok(0));
+        assert!(w.unblocks().is_empty(), "client is sending, not receiving");
+        assert_eq!(w.recv(server, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.unblocks(), [(client, Ok(0))]);
+        assert_eq!(w.inbox(client).kind, 62);
+        assert_eq!(w.t.state(client), ThreadState::Ready);
+    }
+
+    #[test]
+    fn async_without_no_reply_satisfies_awaiting_reply() {
+        let mut w = World::new();
+        let [(client, ec), (server, es)] = w.spawn_n();
+        assert_eq!(w.recv(server, Endpoint::ANY), Outcome::Blocked);
+        w.load(client, 1, 0);
+        assert_eq!(w.sendrec(client, es), Outcome::Blocked);
+        w.unblocks();
+        w.set_table(server, &[async_entry(ec, VALID, 70)]);
+        assert_eq!(w.send_async(server, 1), Ok(0));
+        assert_eq!(w.unblocks(), [(client, Ok(0))]);
+        assert_eq!((w.inbox(client).source, w.inbox(client).kind), (es, 70));
+        assert_eq!(w.entry(server, 0).flags, VALID | DONE);
+    }
+
+    #[test]
+    fn send_async_argument_and_table_errors() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        assert_eq!(
+            w.send_async(a, MAX_ASYNC_ENTRIES + 1),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(w.t.send_async(&mut w.env, a, BAD, 1), Err(Error::Fault));
+        // Table shorter than count: reading past its end faults.
+        w.set_table(a, &[async_entry(eb, VALID, 1)]);
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        let before = w.t.clone();
+        assert_eq!(w.send_async(a, 2), Err(Error::Fault));
+        assert!(w.t == before);
+        assert_eq!(w.entry(a, 0).flags, VALID);
+        // Read-only table: Fault before anything is delivered.
+        w.env.read_only.insert((a, table_of(a)));
+        assert_eq!(w.send_async(a, 1), Err(Error::Fault));
+        assert!(w.t == before);
+        assert!(w.unblocks().is_empty());
+        w.env.read_only.clear();
+        assert_eq!(w.send_async(a, 1), Ok(0));
+        assert_eq!(w.unblocks(), [(b, Ok(0))]);
+        // count 0 records an empty table.
+        assert_eq!(w.send_async(a, 0), Ok(0));
+        assert_eq!(w.t.async_table(a), (table_of(a), 0));
+        // A full table is fine.
+        let full: Vec<_> = (0..MAX_ASYNC_ENTRIES)
+            .map(|i| async_entry(eb, VALID, i as u32))
+            .collect();
+        w.set_table(a, &full);
+        assert_eq!(w.send_async(a, MAX_ASYNC_ENTRIES), Ok(0));
+        for i in 0..MAX_ASYNC_ENTRIES {
+            assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+            assert_eq!(w.inbox(b).kind, i as u32);
+        }
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+    }
+
+    #[test]
+    fn async_table_that_faults_later_is_dropped() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        w.set_table(a, &[async_entry(eb, VALID, 1)]);
+        assert_eq!(w.send_async(a, 1), Ok(0));
+        assert_eq!(w.t.pending_async_senders(b), 1);
+        w.env.bad.insert((a, table_of(a)));
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(w.t.pending_async_senders(b), 0);
+        assert!(w.unblocks().is_empty());
+    }
+
+    #[test]
+    fn async_receiver_buffer_fault_keeps_the_entry() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        w.set_table(a, &[async_entry(eb, VALID, 1)]);
+        assert_eq!(w.send_async(a, 1), Ok(0));
+        assert_eq!(
+            w.t.receive(&mut w.env, b, Endpoint::ANY, RO),
+            err(Error::Fault)
+        );
+        assert_eq!(w.entry(a, 0).flags, VALID);
+        assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.entry(a, 0).flags, VALID | DONE);
+    }
+
+    // ----- Deadlock -----
+
+    #[test]
+    fn two_cycle_of_senders_is_refused() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb)] = w.spawn_n();
+        w.load(a, 1, 0);
+        w.load(b, 2, 0);
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        let before = w.t.clone();
+        assert_eq!(w.send(b, ea), err(Error::Deadlock));
+        assert_eq!(w.sendrec(b, ea), err(Error::Deadlock));
+        assert!(w.t == before);
+        assert_eq!(w.t.state(b), ThreadState::Ready);
+        assert_eq!(Error::Deadlock.name(), "ELOCKED");
+    }
+
+    #[test]
+    fn three_cycle_of_senders_is_refused() {
+        let mut w = World::new();
+        let [(a, ea), (b, eb), (c, ec)] = w.spawn_n();
+        w.load(a, 1, 0);
+        w.load(b, 1, 0);
+        w.load(c, 1, 0);
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        assert_eq!(w.sendrec(b, ec), Outcome::Blocked);
+        let before = w.t.clone();
+        assert_eq!(w.send(c, ea), err(Error::Deadlock));
+        assert!(w.t == before);
+    }
+
+    #[test]
+    fn chain_of_senders_is_not_a_deadlock() {
+        let mut w = World::new();
+        let [(a, _), (b, eb), (c, ec), (d, ed)] = w.spawn_n();
+        for s in [a, b, c, d] {
+            w.load(s, 1, 0);
+        }
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        assert_eq!(w.send(b, ec), Outcome::Blocked);
+        assert_eq!(w.send(d, ec), Outcome::Blocked);
+        // c sends to someone outside the chain: fine.
+        let (e, ee) = w.spawn(1);
+        assert_eq!(w.send(c, ee), Outcome::Blocked);
+        // e sending to d (who sends to c, who sends to e) would be a cycle.
+        w.load(e, 1, 0);
+        assert_eq!(w.send(e, ed), err(Error::Deadlock));
+        // A receiver-side wait is not a sending edge: no false positive.
+        let (f, ef) = w.spawn(1);
+        assert_eq!(w.recv(f, ee), Outcome::Blocked);
+        let _ = ef;
+        let (g, _) = w.spawn(1);
+        w.load(g, 1, 0);
+        assert_eq!(w.send(g, eb), Outcome::Blocked);
+    }
+
+    // ----- Exit and join -----
+
+    #[test]
+    fn exit_fails_partners_and_cleans_up() {
+        let mut w = World::new();
+        let [(x, ex), (s1, _), (s2, _), (r1, _), (r2, _), (client, _), (m, _), (y, ey)] =
+            w.spawn_n();
+        for s in [s1, s2, client, x] {
+            w.load(s, 1, 0);
+        }
+        // client awaits x's reply.
+        assert_eq!(w.recv(x, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(w.sendrec(client, ex), Outcome::Blocked);
+        assert_eq!(w.unblocks(), [(x, Ok(0))]);
+        assert_eq!(w.send(s1, ex), Outcome::Blocked);
+        assert_eq!(w.sendrec(s2, ex), Outcome::Blocked);
+        assert_eq!(w.recv(r1, ex), Outcome::Blocked);
+        assert_eq!(w.recv(r2, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(w.t.mutex_wait(m, 0x40, ex), Outcome::Blocked);
+        // x is itself queued on y behind another sender; it has notifications pending at y
+        // and notifications pending for it.
+        assert_eq!(w.t.notify(&mut w.env, x, ey), Ok(0));
+        assert_eq!(w.t.notify(&mut w.env, y, ex), Ok(0));
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, x);
+        let (z, _) = w.spawn(1);
+        w.load(z, 1, 0);
+        assert_eq!(w.send(z, ey), Outcome::Blocked);
+        assert_eq!(w.send(x, ey), Outcome::Blocked);
+        let (z2, _) = w.spawn(1);
+        w.load(z2, 1, 0);
+        assert_eq!(w.send(z2, ey), Outcome::Blocked);
+        assert_eq!(w.t.senders(y).collect::<Vec<_>>(), [z, x, z2]);
+
+        w.t.exit(&mut w.env, x, 17);
+        let mut got = w.unblocks();
+        got.sort_by_key(|&(s, _)| s);
+        assert_eq!(
+            got,
+            [
+                (s1, Err(Error::DeadEndpoint)),
+                (s2, Err(Error::DeadEndpoint)),
+                (r1, Err(Error::PartnerDied)),
+                (client, Err(Error::PartnerDied)),
+            ]
+        );
+        for s in [s1, s2, r1, client] {
+            assert_eq!(w.t.state(s), ThreadState::Ready);
+        }
+        assert_eq!(
+            w.t.state(r2),
+            ThreadState::Receiving {
+                from: Endpoint::ANY
+            }
+        );
+        assert_eq!(
+            w.t.state(m),
+            ThreadState::Mutex {
+                address: 0x40,
+                owner: ex
+            }
+        );
+        assert_eq!(w.t.state(x), ThreadState::Dead { exit_code: 17 });
+        assert_eq!(w.t.senders(x).count(), 0);
+        assert_eq!(w.t.senders(y).collect::<Vec<_>>(), [z, z2]);
+        assert_eq!(w.t.pending_notifications(y), 0, "x's notification dropped");
+        assert_eq!(w.t.pending_notifications(x), 0);
+        // Dead endpoints are refused.
+        assert_eq!(w.send(s1, ex), err(Error::DeadEndpoint));
+        assert_eq!(w.t.notify(&mut w.env, s1, ex), Err(Error::DeadEndpoint));
+        // Exiting twice is ignored.
+        w.t.exit(&mut w.env, x, 99);
+        assert_eq!(w.t.state(x), ThreadState::Dead { exit_code: 17 });
+    }
+
+    #[test]
+    fn exit_drops_async_messages_both_ways() {
+        let mut w = World::new();
+        let [(x, ex), (a, _), (b, eb)] = w.spawn_n();
+        // x has an async message pending at b; a has one pending at x.
+        w.set_table(x, &[async_entry(eb, VALID, 1)]);
+        assert_eq!(w.send_async(x, 1), Ok(0));
+        w.set_table(a, &[async_entry(ex, VALID, 2), async_entry(eb, VALID, 3)]);
+        assert_eq!(w.send_async(a, 2), Ok(0));
+        assert_eq!(w.t.pending_async_senders(b), 2);
+        w.t.exit(&mut w.env, x, 0);
+        assert_eq!(w.t.pending_async_senders(b), 1);
+        assert_eq!(w.t.pending_async_senders(x), 0);
+        assert_eq!(w.t.async_table(x), (0, 0));
+        assert_eq!(w.entry(a, 0).flags, VALID | DONE | FAILED);
+        assert_eq!(w.entry(a, 0).result, Error::DeadEndpoint as u32);
+        assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(b).kind, 3);
+    }
+
+    #[test]
+    fn join_before_exit() {
+        let mut w = World::new();
+        let [(j, _), (t, et)] = w.spawn_n();
+        assert_eq!(w.t.join(j, et), Outcome::Blocked);
+        assert_eq!(w.t.state(j), ThreadState::Joining { thread: et });
+        w.t.exit(&mut w.env, t, 5);
+        assert_eq!(w.unblocks(), [(j, Ok(5))]);
+        assert_eq!(w.t.state(j), ThreadState::Ready);
+        assert_eq!(w.t.state(t), ThreadState::Free, "joined: freed");
+        assert_eq!(w.t.join(j, et), err(Error::DeadEndpoint));
+    }
+
+    #[test]
+    fn join_after_exit_and_join_errors() {
+        let mut w = World::new();
+        let [(j, ej), (t, et)] = w.spawn_n();
+        w.t.exit(&mut w.env, t, 6);
+        assert!(w.unblocks().is_empty());
+        assert_eq!(w.t.join(j, et), Outcome::Complete(Ok(6)));
+        assert_eq!(w.t.state(t), ThreadState::Free);
+        assert_eq!(w.t.join(j, et), err(Error::DeadEndpoint));
+        assert_eq!(w.t.join(j, ej), err(Error::SelfTarget));
+        assert_eq!(w.t.join(j, Endpoint::ANY), err(Error::BadEndpoint));
+        assert_eq!(
+            w.t.join(j, Endpoint::new(MAX_THREADS as u16, 0)),
+            err(Error::BadEndpoint)
+        );
+        assert_eq!(w.t.join(j, Endpoint::new(30, 0)), err(Error::DeadEndpoint));
+        assert_eq!(w.t.state(j), ThreadState::Ready);
+    }
+
+    #[test]
+    fn several_joiners_all_get_the_exit_code() {
+        let mut w = World::new();
+        let [(j1, _), (j2, _), (t, et)] = w.spawn_n();
+        assert_eq!(w.t.join(j1, et), Outcome::Blocked);
+        assert_eq!(w.t.join(j2, et), Outcome::Blocked);
+        w.t.exit(&mut w.env, t, 8);
+        assert_eq!(w.unblocks(), [(j1, Ok(8)), (j2, Ok(8))]);
+        assert_eq!(w.t.state(t), ThreadState::Free);
+    }
+
+    #[test]
+    fn stale_endpoints_after_slot_reuse() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        w.t.exit(&mut w.env, b, 0);
+        w.t.free(b);
+        let (b2, eb2) = w.spawn(1);
+        assert_eq!(b2, b);
+        assert_ne!(eb2, eb);
+        w.load(a, 1, 0);
+        assert_eq!(w.send(a, eb), err(Error::DeadEndpoint));
+        assert_eq!(w.t.notify(&mut w.env, a, eb), Err(Error::DeadEndpoint));
+        assert_eq!(w.recv(a, eb), err(Error::DeadEndpoint));
+        assert_eq!(w.t.join(a, eb), err(Error::DeadEndpoint));
+        assert_eq!(w.t.resolve(eb), Err(Error::DeadEndpoint));
+        assert_eq!(w.send(a, eb2), Outcome::Blocked);
+    }
+
+    #[test]
+    #[should_panic]
+    fn free_of_a_live_slot_panics_in_debug() {
+        let mut w = World::new();
+        let (a, _) = w.spawn(1);
+        w.t.free(a);
+    }
+
+    // ----- Mutex and sleep -----
+
+    #[test]
+    fn mutex_waiters_wake_in_fifo_order() {
+        let mut w = World::new();
+        let (owner, eo) = w.spawn(1);
+        let (w1, _) = w.spawn(1);
+        let (w2, _) = w.spawn(1);
+        let (w3, _) = w.spawn(1);
+        let (other_address, _) = w.spawn(1);
+        let (other_process, _) = w.spawn(2);
+        for s in [w2, w1, w3] {
+            assert_eq!(w.t.mutex_wait(s, 0x100, eo), Outcome::Blocked);
+        }
+        assert_eq!(w.t.mutex_wait(other_address, 0x200, eo), Outcome::Blocked);
+        assert_eq!(w.t.mutex_wait(other_process, 0x100, eo), Outcome::Blocked);
+        assert_eq!(
+            w.t.state(w1),
+            ThreadState::Mutex {
+                address: 0x100,
+                owner: eo
+            }
+        );
+        for s in [w2, w1, w3] {
+            assert_eq!(w.t.mutex_wake(&mut w.env, owner, 0x100), 1);
+            assert_eq!(w.unblocks(), [(s, Ok(0))]);
+            assert_eq!(w.t.state(s), ThreadState::Ready);
+        }
+        assert_eq!(w.t.mutex_wake(&mut w.env, owner, 0x100), 0);
+        assert!(w.unblocks().is_empty());
+        // A re-wait goes to the back.
+        assert_eq!(w.t.mutex_wait(w1, 0x200, eo), Outcome::Blocked);
+        assert_eq!(w.t.mutex_wake(&mut w.env, w2, 0x200), 1);
+        assert_eq!(w.unblocks(), [(other_address, Ok(0))]);
+        assert_eq!(w.t.mutex_wake(&mut w.env, other_process, 0x100), 1);
+        assert_eq!(w.unblocks(), [(other_process, Ok(0))]);
+    }
+
+    #[test]
+    fn sleep_and_wake_sleeper() {
+        let mut w = World::new();
+        let [(a, _), (b, _)] = w.spawn_n();
+        assert_eq!(w.t.sleep(a, 500), Outcome::Blocked);
+        assert_eq!(w.t.state(a), ThreadState::Sleeping { until_ns: 500 });
+        w.t.wake_sleeper(&mut w.env, a);
+        assert_eq!(w.unblocks(), [(a, Ok(0))]);
+        assert_eq!(w.t.state(a), ThreadState::Ready);
+        // Not sleeping: ignored.
+        w.t.wake_sleeper(&mut w.env, a);
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        w.t.wake_sleeper(&mut w.env, b);
+        assert!(w.unblocks().is_empty());
+        w.t.wake_sleeper(&mut w.env, 40);
+        assert!(w.unblocks().is_empty());
+    }
+
+    // ----- Property tests -----
+
+    /// Threads used by the property tests.
+    const THREADS: u8 = 6;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Target {
+        Thread(u8),
+        Stale(u8),
+        Any,
+        Clock,
+        Kernel,
+        OutOfRange,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Buf {
+        Good,
+        Bad,
+        ReadOnly,
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(u16),
+        Send(u8, Target, Buf),
+        SendReceive(u8, Target, Buf),
+        SendNonBlocking(u8, Target, Buf),
+        Receive(u8, Target, Buf),
+        Notify(u8, Target),
+        Clock(u8),
+        Async(u8, Vec<(Target, bool, bool)>, bool),
+        MutexWait(u8, u8),
+        MutexWake(u8, u8),
+        Sleep(u8),
+        WakeSleeper(u8),
+        Join(u8, Target),
+        Exit(u8, u8),
+        Free(u8),
+        Run(u8),
+        Yield(u8),
+    }
+
+    fn target() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            8 => (0..THREADS).prop_map(Target::Thread),
+            1 => (0..THREADS).prop_map(Target::Stale),
+            3 => Just(Target::Any),
+            1 => Just(Target::Clock),
+            1 => Just(Target::Kernel),
+            1 => Just(Target::OutOfRange),
+        ]
+    }
+
+    fn buffer() -> impl Strategy<Value = Buf> {
+        prop_oneof![10 => Just(Buf::Good), 1 => Just(Buf::Bad), 1 => Just(Buf::ReadOnly)]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let t = || 0..THREADS;
+        prop_oneof![
+            2 => (1u16..3).prop_map(Op::Create),
+            6 => (t(), target(), buffer()).prop_map(|(a, b, c)| Op::Send(a, b, c)),
+            4 => (t(), target(), buffer()).prop_map(|(a, b, c)| Op::SendReceive(a, b, c)),
+            2 => (t(), target(), buffer()).prop_map(|(a, b, c)| Op::SendNonBlocking(a, b, c)),
+            10 => (t(), target(), buffer()).prop_map(|(a, b, c)| Op::Receive(a, b, c)),
+            3 => (t(), target()).prop_map(|(a, b)| Op::Notify(a, b)),
+            3 => t().prop_map(Op::Clock),
+            3 => (
+                t(),
+                proptest::collection::vec((target(), any::<bool>(), any::<bool>()), 0..4),
+                proptest::bool::weighted(0.1),
+            )
+                .prop_map(|(a, b, c)| Op::Async(a, b, c)),
+            1 => (t(), 0u8..2).prop_map(|(a, b)| Op::MutexWait(a, b)),
+            3 => (t(), 0u8..2).prop_map(|(a, b)| Op::MutexWake(a, b)),
+            1 => t().prop_map(Op::Sleep),
+            3 => t().prop_map(Op::WakeSleeper),
+            1 => (t(), target()).prop_map(|(a, b)| Op::Join(a, b)),
+            1 => (t(), any::<u8>()).prop_map(|(a, b)| Op::Exit(a, b)),
+            1 => t().prop_map(Op::Free),
+            2 => t().prop_map(Op::Run),
+            1 => t().prop_map(Op::Yield),
+        ]
+    }
+
+    fn endpoint_of(t: &ThreadTable, target: Target) -> Endpoint {
+        match target {
+            Target::Thread(i) => t.endpoint(u16::from(i)),
+            Target::Stale(i) => {
+                let e = t.endpoint(u16::from(i));
+                Endpoint::new(e.slot(), e.generation().wrapping_sub(1))
+            }
+            Target::Any => Endpoint::ANY,
+            Target::Clock => Endpoint::CLOCK,
+            Target::Kernel => Endpoint::KERNEL,
+            Target::OutOfRange => Endpoint::new(MAX_THREADS as u16 + 2, 1),
+        }
+    }
+
+    fn address(b: Buf, slot: u16) -> u64 {
+        match b {
+            Buf::Good => buf(slot),
+            Buf::Bad => BAD,
+            Buf::ReadOnly => RO,
+        }
+    }
+
+    /// A pending async message `sender` → `receiver` that is deliverable now (VALID,
+    /// !DONE, addressed to its current endpoint, and not NO_REPLY if `in_reply`).
+    fn deliverable_async(
+        t: &ThreadTable,
+        env: &TestEnv,
+        sender: u16,
+        receiver: u16,
+        in_reply: bool,
+    ) -> bool {
+        let (table, count) = t.async_table(sender);
+        env.entries(sender, table).iter().take(count).any(|e| {
+            e.flags & VALID != 0
+                && e.flags & DONE == 0
+                && e.destination == t.endpoint(receiver)
+                && !(in_reply && e.flags & NO_REPLY != 0)
+        })
+    }
+
+    fn check_invariants(t: &ThreadTable, env: &TestEnv) {
+        let mut queued = [0u32; MAX_THREADS];
+        for d in 0..MAX_THREADS as u16 {
+            let slot = &t.slots[usize::from(d)];
+            let senders: Vec<u16> = t.senders(d).collect();
+            assert!(senders.len() < MAX_THREADS, "queue of {d} is cyclic");
+            assert_eq!(
+                unlink(slot.queue_tail),
+                senders.last().copied(),
+                "tail of {d}"
+            );
+            for &s in &senders {
+                queued[usize::from(s)] += 1;
+                assert_eq!(
+                    t.state(s),
+                    ThreadState::Sending { to: t.endpoint(d) },
+                    "{s} queued on {d}"
+                );
+            }
+            if !slot.is_live() {
+                assert!(senders.is_empty(), "queue on non-live {d}");
+                assert_eq!(slot.pending_notify, [0; BITMAP_WORDS]);
+                assert_eq!(slot.pending_async, [0; BITMAP_WORDS]);
+                assert_eq!(slot.clock_pending, 0);
+                assert_eq!(slot.async_count, 0);
+                continue;
+            }
+            let mut next = 0;
+            while let Some(src) = bit_next(&slot.pending_notify, next) {
+                next = usize::from(src) + 1;
+                assert!(
+                    t.slots[usize::from(src)].is_live(),
+                    "notify bit of dead {src}"
+                );
+                assert_ne!(src, d);
+            }
+            let mut next = 0;
+            while let Some(src) = bit_next(&slot.pending_async, next) {
+                next = usize::from(src) + 1;
+                assert!(
+                    t.slots[usize::from(src)].is_live(),
+                    "async bit of dead {src}"
+                );
+                assert_ne!(src, d);
+            }
+            // Every undelivered async entry of d is pending at a live destination.
+            let (table, count) = t.async_table(d);
+            for e in env.entries(d, table).iter().take(count) {
+                if e.flags & VALID != 0 && e.flags & DONE == 0 {
+                    let r = t
+                        .resolve(e.destination)
+                        .expect("undelivered entry to a dead thread");
+                    assert!(
+                        bit_test(&t.slots[usize::from(r)].pending_async, d),
+                        "entry {d} → {r} not pending"
+                    );
+                }
+            }
+        }
+        for s in 0..MAX_THREADS as u16 {
+            let slot = &t.slots[usize::from(s)];
+            let state = t.state(s);
+            if let ThreadState::Sending { .. } = state {
+                assert_eq!(
+                    queued[usize::from(s)],
+                    1,
+                    "{s} must be on exactly one queue"
+                );
+            } else {
+                assert_eq!(queued[usize::from(s)], 0, "{s} queued while {state:?}");
+                assert_eq!(slot.queue_next, NO_LINK);
+            }
+            match state {
+                ThreadState::Sending { to } => {
+                    assert_ne!(t.resolve(to), Ok(s));
+                    assert!(t.resolve(to).is_ok(), "{s} sends to dead {to:?}");
+                    // No cycle of senders.
+                    let mut current = to.slot();
+                    for _ in 0..MAX_THREADS {
+                        assert_ne!(current, s, "deadlock cycle through {s}");
+                        match t.state(current) {
+                            ThreadState::Sending { to } => current = to.slot(),
+                            _ => break,
+                        }
+                    }
+                }
+                ThreadState::Receiving { from } => {
+                    if from != Endpoint::ANY && from != Endpoint::CLOCK {
+                        let p = t.resolve(from).expect("receiving from a dead thread");
+                        assert_ne!(p, s);
+                    }
+                    assert!(
+                        t.pending_notification(s, from).is_none(),
+                        "{s} misses a notification"
+                    );
+                    for q in t.senders(s) {
+                        assert!(!matches(from, t.endpoint(q)), "{s} misses sender {q}");
+                    }
+                    let mut next = 0;
+                    while let Some(p) = bit_next(&slot.pending_async, next) {
+                        next = usize::from(p) + 1;
+                        if matches(from, t.endpoint(p)) {
+                            assert!(
+                                !deliverable_async(t, env, p, s, false),
+                                "{s} misses async from {p}"
+                            );
+                        }
+                    }
+                }
+                ThreadState::AwaitingReply { from } => {
+                    let p = t.resolve(from).expect("awaiting a dead thread");
+                    assert_ne!(p, s);
+                    assert!(t.senders(s).all(|q| q != p));
+                    assert!(
+                        !deliverable_async(t, env, p, s, true),
+                        "{s} misses async reply"
+                    );
+                }
+                ThreadState::Joining { thread } => {
+                    assert!(t.resolve(thread).is_ok(), "joining a dead thread");
+                }
+                ThreadState::Free => {
+                    assert_eq!(slot.process, 0);
+                    assert_eq!(slot.async_count, 0);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn is_runnable(t: &ThreadTable, slot: u16) -> bool {
+        matches!(t.state(slot), ThreadState::Ready | ThreadState::Running)
+    }
+
+    /// Runs one operation if its caller can make it; returns the caller's outcome.
+    fn apply(w: &mut World, op: &Op, step: u32) -> Option<(u16, Outcome)> {
+        let t = &mut w.t;
+        let env = &mut w.env;
+        // The caller is the `pick`-th runnable thread (modulo their number).
+        let caller_op = |pick: u8| -> Option<u16> {
+            let runnable: Vec<u16> = (0..u16::from(THREADS))
+                .filter(|&s| is_runnable(t, s))
+                .collect();
+            (!runnable.is_empty()).then(|| runnable[usize::from(pick) % runnable.len()])
+        };
+        match *op {
+            Op::Create(process) => {
+                if t.threads().count() < usize::from(THREADS) {
+                    let e = t.create(process).unwrap();
+                    assert!(e.slot() < u16::from(THREADS));
+                }
+                None
+            }
+            Op::Send(c, to, b) | Op::SendReceive(c, to, b) | Op::SendNonBlocking(c, to, b) => {
+                let c = caller_op(c)?;
+                let address = address(b, c);
+                if b == Buf::Good {
+                    env.put(c, address, Message::with_payload(step, [step.into(); 6]));
+                }
+                let to = endpoint_of(t, to);
+                Some((
+                    c,
+                    match op {
+                        Op::Send(..) => t.send(env, c, to, address),
+                        Op::SendReceive(..) => t.send_receive(env, c, to, address),
+                        _ => Outcome::Complete(t.send_nonblocking(env, c, to, address)),
+                    },
+                ))
+            }
+            Op::Receive(c, from, b) => {
+                let c = caller_op(c)?;
+                let from = endpoint_of(t, from);
+                Some((c, t.receive(env, c, from, address(b, c))))
+            }
+            Op::Notify(c, to) => {
+                let c = caller_op(c)?;
+                let to = endpoint_of(t, to);
+                Some((c, Outcome::Complete(t.notify(env, c, to))))
+            }
+            Op::Clock(d) => {
+                if t.slots[usize::from(d)].is_live() {
+                    t.notify_from_kernel(env, KernelSource::Clock, d.into());
+                }
+                None
+            }
+            Op::Async(c, ref entries, bad) => {
+                let c = caller_op(c)?;
+                let table = if bad { BAD } else { table_of(c) };
+                let entries: Vec<AsyncMessage> = entries
+                    .iter()
+                    .map(|&(to, valid, no_reply)| {
+                        let flags =
+                            if valid { VALID } else { 0 } | if no_reply { NO_REPLY } else { 0 };
+                        async_entry(endpoint_of(t, to), flags, step)
+                    })
+                    .collect();
+                let count = entries.len();
+                env.tables.insert((c, table), entries);
+                Some((c, Outcome::Complete(t.send_async(env, c, table, count))))
+            }
+            Op::MutexWait(c, a) => {
+                let c = caller_op(c)?;
+                let owner = t.endpoint(u16::from(a));
+                Some((c, t.mutex_wait(c, u64::from(a) * 4, owner)))
+            }
+            Op::MutexWake(c, a) => {
+                let c = caller_op(c)?;
+                let n = t.mutex_wake(env, c, u64::from(a) * 4);
+                Some((c, Outcome::Complete(Ok(n))))
+            }
+            Op::Sleep(c) => {
+                let c = caller_op(c)?;
+                Some((c, t.sleep(c, 1000)))
+            }
+            Op::WakeSleeper(s) => {
+                t.wake_sleeper(env, s.into());
+                None
+            }
+            Op::Join(c, target) => {
+                let c = caller_op(c)?;
+                let target = endpoint_of(t, target);
+                Some((c, t.join(c, target)))
+            }
+            Op::Exit(s, code) => {
+                t.exit(env, s.into(), code.into());
+                None
+            }
+            Op::Free(s) => {
+                if matches!(t.state(s.into()), ThreadState::Dead { .. }) {
+                    t.free(s.into());
+                }
+                None
+            }
+            Op::Run(s) => {
+                if t.state(s.into()) == ThreadState::Ready {
+                    t.mark_running(s.into());
+                }
+                None
+            }
+            Op::Yield(s) => {
+                if t.state(s.into()) == ThreadState::Running {
+                    t.mark_ready(s.into());
+                }
+                None
+            }
+        }
+    }
+
+    fn run_ops(ops: &[Op]) {
+        let mut w = World::new();
+        w.env.denied.insert((3, 0));
+        for process in [1, 1, 1, 2, 2, 2] {
+            w.t.create(process).unwrap();
+        }
+        for (step, op) in ops.iter().enumerate() {
+            let before = w.t.clone();
+            let step = step as u32 + 1;
+            let result = apply(&mut w, op, step);
+            let unblocks = w.env.take_unblocks();
+            let mut seen = HashSet::new();
+            for &(s, _) in &unblocks {
+                assert!(seen.insert(s), "{s} unblocked twice by {op:?}");
+                assert!(
+                    before.state(s).is_blocked(),
+                    "{s} unblocked but was not blocked"
+                );
+                assert_eq!(
+                    w.t.state(s),
+                    ThreadState::Ready,
+                    "{s} unblocked but not Ready"
+                );
+            }
+            for s in 0..u16::from(THREADS) {
+                let (old, new) = (before.state(s), w.t.state(s));
+                let exited = matches!(op, Op::Exit(e, _) if u16::from(*e) == s);
+                let request_taken = matches!(
+                    (old, new),
+                    (ThreadState::Sending { to }, ThreadState::AwaitingReply { from }) if to == from
+                );
+                if old.is_blocked() && old != new && !exited && !request_taken {
+                    assert!(seen.contains(&s), "{s} left {old:?} for {new:?} silently");
+                }
+            }
+            if let Some((caller, outcome)) = result {
+                assert!(!seen.contains(&caller), "caller {caller} unblocked");
+                match outcome {
+                    Outcome::Blocked => {
+                        assert!(
+                            w.t.state(caller).is_blocked(),
+                            "{op:?} blocked but {:?}",
+                            w.t.state(caller)
+                        );
+                    }
+                    Outcome::Complete(r) => {
+                        assert_eq!(w.t.state(caller), before.state(caller), "{op:?}");
+                        if r.is_err() {
+                            assert!(w.t == before, "{op:?} failed with {r:?} but changed state");
+                            assert!(unblocks.is_empty());
+                        }
+                    }
+                }
+            }
+            check_invariants(&w.t, &w.env);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+            run_ops(&ops);
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod async_message;
 pub mod endpoint;
+pub mod introspect;
 pub mod error;
 pub mod layout;
 pub mod log;

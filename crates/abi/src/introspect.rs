@@ -1,0 +1,163 @@
+//! Introspection records: what the snapshot kernel call returns, one fixed-size record per
+//! thread and per process after a header. Defined once here for kernel, servers and host.
+
+use crate::endpoint::Endpoint;
+use crate::wait::ThreadState;
+
+/// Snapshot format version; bumped on any layout change.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// `SnapshotHeader::magic`: "VSNP".
+pub const SNAPSHOT_MAGIC: u32 = 0x504e_5356;
+/// Longest process name in a record.
+pub const RECORD_NAME_BYTES: usize = 32;
+
+/// Header of a snapshot buffer, followed by `thread_count` `ThreadRecord`s and then
+/// `process_count` `ProcessRecord`s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub magic: u32,
+    pub version: u32,
+    /// Increases by one with every snapshot taken.
+    pub generation: u64,
+    /// Kernel time of the snapshot (ns since boot).
+    pub timestamp_ns: u64,
+    /// TSC ticks per second (to interpret nothing here, but handy for consumers).
+    pub tsc_hz: u64,
+    /// CPU time spent idle since boot.
+    pub idle_ns: u64,
+    pub thread_count: u32,
+    pub process_count: u32,
+    pub thread_record_size: u32,
+    pub process_record_size: u32,
+}
+
+/// `ThreadRecord::state` codes (the variants of `ThreadState`).
+pub mod state_code {
+    pub const FREE: u8 = 0;
+    pub const READY: u8 = 1;
+    pub const RUNNING: u8 = 2;
+    pub const SENDING: u8 = 3;
+    pub const RECEIVING: u8 = 4;
+    pub const AWAITING_REPLY: u8 = 5;
+    pub const MUTEX: u8 = 6;
+    pub const SLEEPING: u8 = 7;
+    pub const JOINING: u8 = 8;
+    pub const DEAD: u8 = 9;
+}
+
+/// One thread. 128 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadRecord {
+    pub endpoint: Endpoint,
+    /// pid of the owning process.
+    pub pid: u32,
+    /// `state_code::*`.
+    pub state: u8,
+    pub priority: u8,
+    pub reserved: u16,
+    /// The thread waited on (`Endpoint::NONE` if none; ANY for receive-from-any).
+    pub wait_target: Endpoint,
+    /// Mutex address, sleep deadline (ns) or exit code, depending on `state`.
+    pub wait_argument: u64,
+    pub cpu_ns: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub syscalls: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub notifications_received: u64,
+    pub page_faults: u64,
+    pub kernel_calls: u64,
+    pub reserved2: [u64; 3],
+}
+
+/// One process. 96 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub threads: u32,
+    pub name: [u8; RECORD_NAME_BYTES],
+    pub main_thread: Endpoint,
+    /// User pages mapped (image, stacks, heap).
+    pub memory_pages: u64,
+    pub priority: u8,
+    pub reserved: [u8; 7],
+    /// Memory grants currently open.
+    pub grants: u32,
+    pub reserved2: u32,
+    pub cpu_ns: u64,
+    pub reserved3: [u64; 2],
+}
+
+impl ProcessRecord {
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(RECORD_NAME_BYTES);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+}
+
+/// Encodes a state as (code, wait target, argument).
+pub const fn encode_state(state: &ThreadState) -> (u8, Endpoint, u64) {
+    match *state {
+        ThreadState::Free => (state_code::FREE, Endpoint::NONE, 0),
+        ThreadState::Ready => (state_code::READY, Endpoint::NONE, 0),
+        ThreadState::Running => (state_code::RUNNING, Endpoint::NONE, 0),
+        ThreadState::Sending { to } => (state_code::SENDING, to, 0),
+        ThreadState::Receiving { from } => (state_code::RECEIVING, from, 0),
+        ThreadState::AwaitingReply { from } => (state_code::AWAITING_REPLY, from, 0),
+        ThreadState::Mutex { address, owner } => (state_code::MUTEX, owner, address),
+        ThreadState::Sleeping { until_ns } => (state_code::SLEEPING, Endpoint::NONE, until_ns),
+        ThreadState::Joining { thread } => (state_code::JOINING, thread, 0),
+        ThreadState::Dead { exit_code } => (state_code::DEAD, Endpoint::NONE, exit_code),
+    }
+}
+
+/// Decodes (code, wait target, argument); `None` for an unknown code.
+pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<ThreadState> {
+    Some(match code {
+        state_code::FREE => ThreadState::Free,
+        state_code::READY => ThreadState::Ready,
+        state_code::RUNNING => ThreadState::Running,
+        state_code::SENDING => ThreadState::Sending { to: target },
+        state_code::RECEIVING => ThreadState::Receiving { from: target },
+        state_code::AWAITING_REPLY => ThreadState::AwaitingReply { from: target },
+        state_code::MUTEX => ThreadState::Mutex { address: argument, owner: target },
+        state_code::SLEEPING => ThreadState::Sleeping { until_ns: argument },
+        state_code::JOINING => ThreadState::Joining { thread: target },
+        state_code::DEAD => ThreadState::Dead { exit_code: argument },
+        _ => return None,
+    })
+}
+
+const _: () = assert!(core::mem::size_of::<ThreadRecord>() == 128);
+const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 96);
+const _: () = assert!(core::mem::size_of::<SnapshotHeader>() == 56);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        let t = Endpoint::new(7, 3);
+        for state in [
+            ThreadState::Free,
+            ThreadState::Ready,
+            ThreadState::Running,
+            ThreadState::Sending { to: t },
+            ThreadState::Receiving { from: Endpoint::ANY },
+            ThreadState::AwaitingReply { from: t },
+            ThreadState::Mutex { address: 0x1234, owner: t },
+            ThreadState::Sleeping { until_ns: 99 },
+            ThreadState::Joining { thread: t },
+            ThreadState::Dead { exit_code: 3 },
+        ] {
+            let (code, target, argument) = encode_state(&state);
+            assert_eq!(decode_state(code, target, argument), Some(state));
+        }
+        assert_eq!(decode_state(200, Endpoint::NONE, 0), None);
+    }
+}

@@ -48,8 +48,20 @@ impl IpcEnvironment for KernelEnv<'_> {
         usercopy::read_value(&self.space_of(thread), address)
     }
 
+    /// Every delivery goes through here, so this is where messages are counted.
     fn write_message(&mut self, thread: u16, address: u64, message: &Message) -> Result<(), Error> {
-        usercopy::write_value(&self.space_of(thread), address, message)
+        usercopy::write_value(&self.space_of(thread), address, message)?;
+        let receiver = &mut self.threads[usize::from(thread)];
+        if message.is_notification() {
+            receiver.notifications_received += 1;
+        } else {
+            receiver.messages_received += 1;
+            let sender = message.source;
+            if sender.is_thread() && usize::from(sender.slot()) < MAX_THREADS {
+                self.threads[usize::from(sender.slot())].messages_sent += 1;
+            }
+        }
+        Ok(())
     }
 
     fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error> {

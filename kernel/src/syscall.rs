@@ -138,6 +138,7 @@ impl Kernel {
             Syscall::KernelCall => match KernelCall::from_number(a[0]) {
                 None => done(Err(Error::NoSuchCall)),
                 Some(kernel_call) => {
+                    self.threads[usize::from(slot)].kernel_calls += 1;
                     if self.process_of(slot).kernel_calls & kernel_call.mask_bit() == 0 {
                         done(Err(Error::PermissionDenied))
                     } else {

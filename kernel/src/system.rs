@@ -36,6 +36,12 @@ pub struct ThreadControl {
     /// Times the thread was preempted (quantum expired or a higher priority woke up).
     pub involuntary_switches: u64,
     pub syscalls: u64,
+    pub kernel_calls: u64,
+    /// Messages this thread sent that were delivered.
+    pub messages_sent: u64,
+    /// Messages delivered to this thread (not counting notifications).
+    pub messages_received: u64,
+    pub notifications_received: u64,
 }
 
 impl ThreadControl {
@@ -48,6 +54,10 @@ impl ThreadControl {
         voluntary_switches: 0,
         involuntary_switches: 0,
         syscalls: 0,
+        kernel_calls: 0,
+        messages_sent: 0,
+        messages_received: 0,
+        notifications_received: 0,
     };
 }
 
@@ -155,6 +165,8 @@ pub struct Kernel {
     pub dispatch_tsc: u64,
     pub idle_ns: u64,
     pub next_pid: u32,
+    /// Snapshots taken so far (the next snapshot's generation).
+    pub snapshot_generation: u64,
 }
 
 impl Kernel {
@@ -170,6 +182,7 @@ impl Kernel {
             dispatch_tsc: 0,
             idle_ns: 0,
             next_pid: 0,
+            snapshot_generation: 0,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod log;
 pub mod message;
 pub mod qemu_exit;
 pub mod syscall;
+pub mod trace;
 pub mod wait;
 
 pub use endpoint::Endpoint;

@@ -109,16 +109,23 @@ pub enum KernelCall {
     /// (status: 0 success, else failure) → never returns. Stops the machine (QEMU exit);
     /// used by test and benchmark programs to end a run.
     Shutdown = 2,
+    /// (buffer, len) → bytes written. Fills the buffer with a consistent snapshot: a
+    /// `SnapshotHeader`, then one `ThreadRecord` per live thread and one `ProcessRecord`
+    /// per process (crates/abi `introspect`). A buffer too small for the whole snapshot
+    /// gets nothing but the required size: the call fails with `InvalidArgument` after
+    /// writing just the header, whose counts say how big it must be.
+    Snapshot = 3,
 }
 
 impl KernelCall {
-    pub const COUNT: u64 = 3;
+    pub const COUNT: u64 = 4;
 
     pub const fn from_number(number: u64) -> Option<KernelCall> {
         Some(match number {
             0 => KernelCall::SafeCopyFrom,
             1 => KernelCall::SafeCopyTo,
             2 => KernelCall::Shutdown,
+            3 => KernelCall::Snapshot,
             _ => return None,
         })
     }

@@ -4,6 +4,7 @@
 
 mod safe_copy;
 mod shutdown;
+mod snapshot;
 
 use crate::system::Kernel;
 use vigil_abi::syscall::KernelCall;
@@ -20,6 +21,7 @@ impl Kernel {
                 Outcome::Complete(safe_copy::run(self, caller, arguments, false))
             }
             KernelCall::Shutdown => shutdown::run(self, caller, arguments[0]),
+            KernelCall::Snapshot => Outcome::Complete(snapshot::run(self, caller, arguments[0], arguments[1])),
         }
     }
 }

@@ -425,3 +425,26 @@ pub fn switch_to(root: u64) {
         unsafe { cpu::write_cr3(root) }
     }
 }
+
+impl AddressSpace {
+    /// Number of 4 KiB user pages mapped (the user half).
+    pub fn count_user_pages(&self) -> u64 {
+        let mut pages = 0;
+        // SAFETY: read-only walk of this address space's own tables.
+        let pml4 = unsafe { table_at(self.pml4) };
+        for &l4 in pml4[..256].iter().filter(|e| *e & flags::PRESENT != 0) {
+            // SAFETY: as above.
+            let pdpt = unsafe { table_at(l4 & ADDRESS_MASK) };
+            for &l3 in pdpt.iter().filter(|e| *e & flags::PRESENT != 0) {
+                // SAFETY: as above.
+                let pd = unsafe { table_at(l3 & ADDRESS_MASK) };
+                for &l2 in pd.iter().filter(|e| *e & flags::PRESENT != 0) {
+                    // SAFETY: as above.
+                    let pt = unsafe { table_at(l2 & ADDRESS_MASK) };
+                    pages += pt.iter().filter(|e| *e & flags::PRESENT != 0).count() as u64;
+                }
+            }
+        }
+        pages
+    }
+}

@@ -1,0 +1,2 @@
+//! `vigil`: the host tool that watches a Vigil kernel over its monitor channel.
+fn main() {}

@@ -123,7 +123,7 @@ pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
     let _ = line.write_fmt(args);
     let now = time::now_ns();
     let mut console = lock_console();
-    console.ring.push(now, level, line.as_str());
+    let seq = console.ring.push(now, level, line.as_str());
     if let Some(port) = console.com1 {
         let mut prefix = LineBuffer::new();
         let _ = write!(
@@ -136,6 +136,10 @@ pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
         port.write_text(prefix.as_str());
         port.write_text(line.as_str());
         port.write_text("\n");
+    }
+    drop(console);
+    if !FATAL_MODE.load(Ordering::Relaxed) {
+        crate::trace::emit(vigil_abi::trace::EventKind::Log, vigil_abi::Endpoint::NONE, [seq, level as u64, 0]);
     }
 }
 

@@ -6,7 +6,8 @@ use crate::system::{Process, ThreadControl, MAX_PROCESSES};
 use crate::usercopy::{self, Access};
 use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::message::MESSAGE_SIZE;
-use vigil_abi::{Error, Message};
+use vigil_abi::trace::EventKind;
+use vigil_abi::{Endpoint, Error, Message};
 use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
 
@@ -26,6 +27,12 @@ impl KernelEnv<'_> {
     fn space_of(&self, thread: u16) -> AddressSpace {
         let process = self.threads[usize::from(thread)].process;
         AddressSpace::from_root(self.processes[usize::from(process)].root)
+    }
+
+    /// The endpoint of `thread`, from the copy its saved context keeps (the thread table
+    /// itself is busy running the operation).
+    fn endpoint_of(&self, thread: u16) -> Endpoint {
+        self.threads[usize::from(thread)].endpoint
     }
 
     fn priority_of(&self, thread: u16) -> u8 {
@@ -51,6 +58,11 @@ impl IpcEnvironment for KernelEnv<'_> {
     /// Every delivery goes through here, so this is where messages are counted.
     fn write_message(&mut self, thread: u16, address: u64, message: &Message) -> Result<(), Error> {
         usercopy::write_value(&self.space_of(thread), address, message)?;
+        let receiver_endpoint = self.endpoint_of(thread);
+        crate::trace::emit(EventKind::IpcReceive, receiver_endpoint, [message.source.0, u64::from(message.kind), 0]);
+        if !message.is_notification() {
+            crate::trace::emit(EventKind::IpcSend, message.source, [receiver_endpoint.0, u64::from(message.kind), 0]);
+        }
         let receiver = &mut self.threads[usize::from(thread)];
         if message.is_notification() {
             receiver.notifications_received += 1;
@@ -97,6 +109,7 @@ impl IpcEnvironment for KernelEnv<'_> {
             Err(error) => error.to_return_value(),
         };
         self.threads[usize::from(thread)].context.rax = rax;
+        crate::trace::emit(EventKind::Unblock, self.endpoint_of(thread), [rax, 0, 0]);
         let priority = self.priority_of(thread);
         self.run_queues.push_back(thread, priority);
         if self

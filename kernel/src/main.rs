@@ -22,6 +22,7 @@ mod syscall;
 mod system;
 mod thread;
 mod time;
+mod trace;
 mod usercopy;
 
 use arch::debug_exit::{self, ExitStatus};

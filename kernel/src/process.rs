@@ -64,6 +64,8 @@ impl Kernel {
         match self.spawn_thread(slot, start) {
             Ok(endpoint) => {
                 self.processes[usize::from(slot)].main_thread = endpoint;
+                let pid = u64::from(self.processes[usize::from(slot)].pid);
+                crate::trace::emit(vigil_abi::trace::EventKind::ProcessCreate, endpoint, [pid, 0, 0]);
                 Ok(slot)
             }
             Err(error) => {
@@ -110,6 +112,11 @@ impl Kernel {
             let _ = memory::free_frame(frame);
         });
         let process_record = &mut self.processes[index];
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::ProcessExit,
+            process_record.main_thread,
+            [u64::from(process_record.pid), status, 0],
+        );
         crate::info!(
             "process '{}' (pid {}) exited with status {}",
             process_record.name(),
@@ -157,6 +164,7 @@ impl Kernel {
             "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}",
             context.rip
         );
+        crate::trace::emit(vigil_abi::trace::EventKind::Crash, endpoint, [u64::from(pid), context.vector, context.rip]);
         self.exit_process(process, 128 + context.vector);
     }
 

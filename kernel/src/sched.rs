@@ -7,7 +7,10 @@
 use crate::arch::{cpu, paging, user_entry};
 use crate::system::{Kernel, KERNEL, QUANTUM_TICKS};
 use crate::time;
+use vigil_abi::introspect::encode_state;
+use vigil_abi::trace::EventKind;
 use vigil_abi::wait::ThreadState;
+use vigil_abi::Endpoint;
 
 impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
@@ -54,6 +57,20 @@ impl Kernel {
     /// Decides what runs next. Returns the slot to run, or None to idle. The current thread
     /// keeps the CPU unless it blocked or exited, or must be preempted.
     fn pick_next(&mut self) -> Option<u16> {
+        let previous = self.current;
+        let next = self.choose_next();
+        if next != previous {
+            let (previous_endpoint, previous_state) = match previous {
+                Some(slot) => (self.table.endpoint(slot), encode_state(&self.table.state(slot)).0),
+                None => (Endpoint::NONE, 0),
+            };
+            let next_endpoint = next.map_or(Endpoint::NONE, |slot| self.table.endpoint(slot));
+            crate::trace::emit(EventKind::ContextSwitch, next_endpoint, [previous_endpoint.0, u64::from(previous_state), 0]);
+        }
+        next
+    }
+
+    fn choose_next(&mut self) -> Option<u16> {
         if let Some(slot) = self.current {
             let state = self.table.state(slot);
             if state == ThreadState::Running {

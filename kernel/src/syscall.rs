@@ -10,6 +10,7 @@ use crate::system::Kernel;
 use crate::usercopy;
 use vigil_abi::async_message::MAX_ASYNC_ENTRIES;
 use vigil_abi::syscall::{mutex_word, KernelCall, Syscall};
+use vigil_abi::trace::EventKind;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::ipc::Outcome;
@@ -36,10 +37,19 @@ impl Kernel {
             context.r8,
             context.r9,
         ]);
+        let caller = self.table.endpoint(slot);
+        crate::trace::emit(EventKind::Syscall, caller, [number, arguments.0[0], 0]);
         let outcome = match Syscall::from_number(number) {
             Some(call) => self.syscall(slot, call, arguments),
             None => Outcome::Complete(Err(Error::NoSuchCall)),
         };
+        if outcome == Outcome::Blocked {
+            let state = self.table.state(slot);
+            if state.is_blocked() {
+                let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
+                crate::trace::emit(EventKind::Block, caller, [u64::from(code), target.0, argument]);
+            }
+        }
         if let Outcome::Complete(result) = outcome {
             // The caller may have exited (ThreadExit/ProcessExit complete with Blocked).
             self.threads[usize::from(slot)].context.rax = match result {
@@ -70,6 +80,7 @@ impl Kernel {
                 table.send_receive(&mut env, slot, Endpoint(a[0]), a[1])
             }
             Syscall::Notify => {
+                crate::trace::emit(EventKind::IpcNotify, self.table.endpoint(slot), [a[0], 0, 0]);
                 let (table, mut env) = self.ipc_parts();
                 done(table.notify(&mut env, slot, Endpoint(a[0])))
             }

@@ -26,6 +26,8 @@ pub struct ThreadControl {
     /// the CPU pushes interrupt frames into it (TSS.rsp0 points at its end).
     pub context: TrapFrame,
     pub process: u16,
+    /// The thread's endpoint (a copy of the thread table's, for tracing).
+    pub endpoint: Endpoint,
     /// Index of this thread's stack region in its process.
     pub stack_index: u16,
     pub quantum_left: u8,
@@ -48,6 +50,7 @@ impl ThreadControl {
     pub const EMPTY: ThreadControl = ThreadControl {
         context: TrapFrame::ZERO,
         process: 0,
+        endpoint: Endpoint(0),
         stack_index: 0,
         quantum_left: 0,
         cpu_ns: 0,

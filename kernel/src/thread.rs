@@ -141,6 +141,7 @@ impl Kernel {
         self.threads[usize::from(slot)] = ThreadControl {
             context,
             process,
+            endpoint,
             stack_index,
             quantum_left: QUANTUM_TICKS,
             ..ThreadControl::EMPTY
@@ -150,6 +151,8 @@ impl Kernel {
         owner.live_threads += 1;
         let priority = owner.priority;
         self.run_queues.push_back(slot, priority);
+        let pid = self.processes[process_index].pid;
+        crate::trace::emit(vigil_abi::trace::EventKind::ThreadCreate, endpoint, [u64::from(pid), 0, 0]);
         crate::debug!(
             "thread {endpoint} created in process '{}'",
             self.processes[process_index].name()
@@ -184,6 +187,8 @@ impl Kernel {
 
     /// Everything `exit_thread` does except ending the process.
     pub(crate) fn retire_thread(&mut self, slot: u16, exit_code: u64) {
+        let pid = self.process_of(slot).pid;
+        crate::trace::emit(vigil_abi::trace::EventKind::ThreadExit, self.table.endpoint(slot), [u64::from(pid), exit_code, 0]);
         self.timers.cancel_all(slot);
         self.run_queues.remove(slot);
         {

@@ -13,3 +13,4 @@ pub mod memmap;
 pub mod multiboot;
 pub mod sched;
 pub mod timer;
+pub mod trace;

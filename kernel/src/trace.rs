@@ -1,0 +1,45 @@
+//! Kernel tracing: records interesting transitions in a ring for the monitor channel.
+//!
+//! `emit` checks the enable mask (one load and one branch) before taking the ring's lock,
+//! so a disabled kind costs almost nothing on hot paths.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use vigil_abi::trace::{EventKind, TraceEvent, DEFAULT_EVENT_MASK};
+use vigil_abi::Endpoint;
+use vigil_kcore::trace::TraceRing;
+
+/// Events the ring holds before the oldest unread are overwritten (and counted).
+pub const TRACE_RING_EVENTS: usize = 4096;
+
+static MASK: AtomicU64 = AtomicU64::new(DEFAULT_EVENT_MASK);
+static RING: spin::Mutex<TraceRing<TRACE_RING_EVENTS>> = spin::Mutex::new(TraceRing::new(DEFAULT_EVENT_MASK));
+
+/// Records an event about `thread` if its kind is enabled.
+#[inline]
+pub fn emit(kind: EventKind, thread: Endpoint, args: [u64; 3]) {
+    if MASK.load(Ordering::Relaxed) & kind.mask_bit() == 0 {
+        return;
+    }
+    RING.lock().record(crate::time::now_ns(), kind, thread.0, args);
+}
+
+pub fn mask() -> u64 {
+    MASK.load(Ordering::Relaxed)
+}
+
+/// Sets which kinds are recorded.
+pub fn set_mask(mask: u64) {
+    MASK.store(mask, Ordering::Relaxed);
+    RING.lock().set_mask(mask);
+}
+
+/// Takes up to `max` unread events, oldest first.
+pub fn drain(max: usize, take: impl FnMut(&TraceEvent)) -> usize {
+    RING.lock().drain(max, take)
+}
+
+/// (events recorded, events dropped) since boot.
+pub fn counters() -> (u64, u64) {
+    let ring = RING.lock();
+    (ring.recorded(), ring.dropped())
+}

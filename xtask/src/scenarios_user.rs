@@ -1,6 +1,586 @@
 //! QEMU scenarios that boot user programs (IPC, scheduling, crashes); see `scenario.rs`.
+//!
+//! The programs live in `user/programs/src/bin/`. Each scenario's judging program prints
+//! `<test>: PASS …` or `<test>: FAIL: …` (the kernel prefixes it with `INFO  <process>: `)
+//! and stops the machine with the `Shutdown` kernel call, so every scenario here expects
+//! `Expected::Success` (`user-hello` via the kernel's `exit-when-done`) and its check looks
+//! for the PASS line and the facts that make it interesting.
 
-use crate::scenario::Scenario;
+use std::time::Duration;
+
+use crate::scenario::{Console, Expected, Scenario};
+
+const fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+/// The usual deadline: boot plus a program run, with room for a slow TCG host.
+const DEADLINE: Duration = secs(30);
 
 /// Scenarios with user programs, run after the kernel-only ones.
-pub const USER_SCENARIOS: &[Scenario] = &[];
+pub const USER_SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "user-hello",
+        memory: "128M",
+        // hello just exits; `exit-when-done` makes the kernel stop once no process is left.
+        cmdline: "exit-when-done",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_hello,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["hello -- one two"],
+    },
+    Scenario {
+        name: "ipc-pingpong",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_pingpong,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["pingpong_server", "pingpong_client kcalls=shutdown"],
+    },
+    Scenario {
+        name: "ipc-any",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_any,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "any_server kcalls=shutdown",
+            "any_client name=client1 -- 1",
+            "any_client name=client2 -- 2",
+            "any_client name=client3 -- 3",
+        ],
+    },
+    Scenario {
+        name: "ipc-notify",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_notify,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["notify_receiver kcalls=shutdown", "notify_sender"],
+    },
+    Scenario {
+        name: "ipc-senda",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_senda,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "senda_server kcalls=shutdown",
+            "senda_client kcalls=shutdown",
+        ],
+    },
+    Scenario {
+        name: "ipc-grant",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_grant,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "grant_server kcalls=safecopy",
+            "grant_client kcalls=shutdown",
+        ],
+    },
+    Scenario {
+        name: "ipc-errors",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_errors,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "errors_helper",
+            "errors_helper name=errors_forbidden",
+            "errors kcalls=shutdown ipc=errors+errors_helper",
+        ],
+    },
+    Scenario {
+        name: "sched-fair",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(40),
+        expected: Expected::Success,
+        check: check_fair,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["sched_fair kcalls=shutdown"],
+    },
+    Scenario {
+        name: "sched-preempt",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(40),
+        expected: Expected::Success,
+        check: check_preempt,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "preempt_spinner prio=12",
+            "preempt_driver prio=4 kcalls=shutdown",
+        ],
+    },
+    Scenario {
+        name: "user-crash",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        // The survivor shuts down with success after both crashes.
+        expected: Expected::Success,
+        check: check_crash,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "survivor prio=2 kcalls=shutdown",
+            "crash_null",
+            "crash_divide",
+            "crash_panic -- x",
+        ],
+    },
+    Scenario {
+        name: "user-mutex",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_mutex,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["mutex_counter kcalls=shutdown"],
+    },
+    Scenario {
+        name: "user-timers",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_timers,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["timers kcalls=shutdown"],
+    },
+    Scenario {
+        name: "user-bench",
+        memory: "128M",
+        cmdline: "",
+        // A smoke test of the benchmark programs (figures are `cargo xtask bench`'s job).
+        deadline: secs(60),
+        expected: Expected::Success,
+        check: check_bench,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["bench_server", "bench_client kcalls=shutdown"],
+    },
+];
+
+/// Ok if one console line contains every one of `needles`.
+fn require_line_with(console: &Console, needles: &[&str]) -> Result<(), String> {
+    if console
+        .lines
+        .iter()
+        .any(|line| needles.iter().all(|needle| line.text.contains(needle)))
+    {
+        Ok(())
+    } else {
+        Err(format!("no console line contains all of {needles:?}"))
+    }
+}
+
+/// Ok if no console line contains `needle`; else names the first such line.
+fn forbid(console: &Console, needle: &str) -> Result<(), String> {
+    match console.find(needle) {
+        None => Ok(()),
+        Some(line) => Err(format!("unexpected console line: {:?}", line.text)),
+    }
+}
+
+/// No program reported a failure or panicked, and no program faulted.
+fn require_clean_run(console: &Console) -> Result<(), String> {
+    forbid(console, ": FAIL")?;
+    forbid(console, "panic:")?;
+    forbid(console, "user fault:")?;
+    forbid(console, "shutdown refused")
+}
+
+/// The judging program `process` asked for a successful shutdown.
+fn require_success_shutdown(console: &Console, process: &str) -> Result<(), String> {
+    console.require(&format!("shutdown requested by '{process}' (status 0)"))
+}
+
+fn check_hello(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    require_line_with(
+        console,
+        &[
+            "hello: hello from Vigil user space: endpoint ",
+            "[\"one\", \"two\"]",
+        ],
+    )?;
+    require_line_with(console, &["process 'hello' (pid ", "exited with status 0"])?;
+    console.require("every process has exited; stopping (exit-when-done)")
+}
+
+fn check_pingpong(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("pingpong_client: pingpong: PASS 1000 round trips")?;
+    require_success_shutdown(console, "pingpong_client")
+}
+
+fn check_any(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("any_server: any: PASS counts client1=50 client2=50 client3=50")?;
+    require_success_shutdown(console, "any_server")
+}
+
+fn check_notify(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("notify_sender: notified ")?;
+    console.require("notify_receiver: first receive: one notification from")?;
+    console.require(
+        "notify_receiver: notify: PASS 5 notifications coalesced into 1, then the done message",
+    )?;
+    require_success_shutdown(console, "notify_receiver")
+}
+
+fn check_senda(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("senda_client: (a) 10 async messages received in order; all entries DONE")?;
+    console.require("DONE|FAILED with EDEADSRCDST")?;
+    console.require("senda_client: (b) NO_REPLY async message waited for a plain receive")?;
+    console
+        .require("senda_client: (c) an async message without NO_REPLY satisfied send_receive")?;
+    console.require("senda_server: senda server: all async entries DONE")?;
+    console.require("senda_client: senda: PASS")?;
+    require_success_shutdown(console, "senda_client")
+}
+
+fn check_grant(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("refused with EBADGRANT")?;
+    require_line_with(
+        console,
+        &[
+            "grant_client: grant: PASS read 1048576 bytes checksum=0x",
+            "wrote 262144 bytes verified",
+        ],
+    )?;
+    require_success_shutdown(console, "grant_client")
+}
+
+/// Error names every `errors` run must show checked (one case line each at least).
+const ERROR_NAMES_CHECKED: [&str; 12] = [
+    "EFAULT",
+    "EPERM",
+    "EDEADSRCDST",
+    "EBADEPT",
+    "ELOCKED",
+    "ENOTREADY",
+    "ENOSYS",
+    "EINVAL",
+    "EBADGRANT",
+    "ESRCH",
+    "EDEADPARTNER",
+    "ESELF",
+];
+
+fn check_errors(console: &Console) -> Result<(), String> {
+    forbid(console, ": WRONG:")?;
+    require_clean_run(console)?;
+    for name in ERROR_NAMES_CHECKED {
+        require_line_with(console, &["errors: case ", &format!("-> {name}: ok")])?;
+    }
+    require_line_with(console, &["errors: case ", "(cycle) -> ELOCKED: ok"])?;
+    require_line_with(console, &["errors: case system call 999 -> ENOSYS: ok"])?;
+    console.require("errors: errors: PASS ")?;
+    require_success_shutdown(console, "errors")
+}
+
+fn check_fair(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    require_line_with(console, &["sched_fair: fair: PASS a=", " b=", " ratio="])?;
+    require_success_shutdown(console, "sched_fair")
+}
+
+fn check_preempt(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("preempt_spinner: spinning")?;
+    console.require("preempt_driver: lateness over 50 sleeps of 20 ms: median ")?;
+    console.require("preempt_driver: preempt: PASS median lateness ")?;
+    require_success_shutdown(console, "preempt_driver")
+}
+
+fn check_crash(console: &Console) -> Result<(), String> {
+    // Both crashes are reported by the kernel as user faults naming the process…
+    require_line_with(
+        console,
+        &["user fault: #PF", "(vector 14)", "process 'crash_null'"],
+    )?;
+    require_line_with(console, &["cr2=0x0000000000000000"])?;
+    require_line_with(
+        console,
+        &["user fault: #DE", "(vector 0)", "process 'crash_divide'"],
+    )?;
+    // …each kills only its own process…
+    require_line_with(console, &["process 'crash_null' (pid ", "killed by #PF"])?;
+    require_line_with(console, &["process 'crash_divide' (pid ", "killed by #DE"])?;
+    // …and neither survived its fault.
+    forbid(console, "crash_null: FAIL")?;
+    forbid(console, "crash_divide: FAIL")?;
+    // A Rust panic is reported by the runtime and ends the process with status 101.
+    require_line_with(
+        console,
+        &[
+            "crash_panic: panic: deliberate panic: value=42 args=\"x\" at ",
+            "user/programs/src/bin/crash_panic.rs:",
+        ],
+    )?;
+    require_line_with(
+        console,
+        &["process 'crash_panic' (pid ", "exited with status 101"],
+    )?;
+    forbid(console, "ERROR panic:")?;
+    // The high-priority survivor kept running and saw every crasher's endpoint dead.
+    console.require("survivor: still alive after sleeping ")?;
+    console.require("survivor: survivor: PASS alive after ")?;
+    require_success_shutdown(console, "survivor")
+}
+
+fn check_mutex(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("mutex_counter: mutex: PASS total=20000")?;
+    require_success_shutdown(console, "mutex_counter")
+}
+
+fn check_timers(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("timers: intervals: ")?;
+    console.require("timers: timers: PASS 10 notifications")?;
+    require_success_shutdown(console, "timers")
+}
+
+/// The benchmark lines `bench_client` prints, in order.
+const BENCHMARKS: [&str; 4] = [
+    "null_syscall",
+    "ipc_roundtrip",
+    "notify_roundtrip",
+    "context_switch",
+];
+
+fn check_bench(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    for name in BENCHMARKS {
+        require_line_with(
+            console,
+            &[
+                &format!("bench_client: bench: {name} median_cycles="),
+                " min_cycles=",
+                " iterations=10000",
+            ],
+        )?;
+    }
+    console.require("bench_client: bench: done")?;
+    require_success_shutdown(console, "bench_client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::ConsoleLine;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    fn console(texts: &[&str]) -> Console {
+        Console {
+            lines: texts
+                .iter()
+                .map(|text| ConsoleLine {
+                    at: Duration::ZERO,
+                    text: text.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The program sources in user/programs/src/bin (file stems of `*.rs`).
+    fn program_sources() -> BTreeSet<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../user/programs/src/bin");
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
+            .map(|entry| entry.expect("directory entry").path())
+            .filter_map(|path| {
+                let stem = path.file_stem()?.to_str()?.to_string();
+                (path.extension()? == "rs").then_some(stem)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_program_named_in_a_scenario_has_a_source_file() {
+        let sources = program_sources();
+        for scenario in USER_SCENARIOS {
+            assert!(
+                !scenario.programs.is_empty(),
+                "{} boots no program",
+                scenario.name
+            );
+            for spec in scenario.programs {
+                let program = spec.split_whitespace().next().unwrap_or_default();
+                assert!(
+                    sources.contains(program),
+                    "scenario {} boots {program:?}, but there is no \
+                     user/programs/src/bin/{program}.rs (programs: {sources:?})",
+                    scenario.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn user_scenarios_have_the_expected_names_and_expectations() {
+        let names: Vec<&str> = USER_SCENARIOS.iter().map(|s| s.name).collect();
+        for name in [
+            "ipc-pingpong",
+            "ipc-any",
+            "ipc-notify",
+            "ipc-senda",
+            "ipc-grant",
+            "ipc-errors",
+            "sched-fair",
+            "sched-preempt",
+            "user-crash",
+            "user-mutex",
+            "user-timers",
+        ] {
+            let scenario = USER_SCENARIOS
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no scenario {name}; have {names:?}"));
+            assert_eq!(scenario.expected, Expected::Success, "{name}");
+            assert!(scenario.deadline >= DEADLINE, "{name}");
+            let judge_may_shut_down = scenario
+                .programs
+                .iter()
+                .any(|spec| spec.contains("kcalls=shutdown"));
+            assert!(judge_may_shut_down, "{name}: no program may shut down");
+        }
+    }
+
+    #[test]
+    fn crash_check_needs_both_faults_and_the_survivor() {
+        let lines = [
+            "[    0.100000] ERROR user fault: #PF page fault (vector 14) in process \
+             'crash_null' (pid 2) thread 2.1, error code 0x4 [read, not present, user]",
+            "  cr2=0x0000000000000000",
+            "  #0 pc  0x0000000000401234 (crash_null)",
+            "[    0.100100] ERROR process 'crash_null' (pid 2) killed by #PF at 0x401234",
+            "[    0.100200] ERROR user fault: #DE divide error (vector 0) in process \
+             'crash_divide' (pid 3) thread 3.1, error code 0x0",
+            "[    0.100300] ERROR process 'crash_divide' (pid 3) killed by #DE at 0x401300",
+            "[    0.100400] INFO  crash_panic: panic: deliberate panic: value=42 args=\"x\" at \
+             user/programs/src/bin/crash_panic.rs:10:5",
+            "[    0.100500] INFO  process 'crash_panic' (pid 4) exited with status 101",
+            "[    0.400000] INFO  survivor: still alive after sleeping 300 ms",
+            "[    0.400100] INFO  survivor: survivor: PASS alive after 300 ms; crash_null, \
+             crash_divide, crash_panic are dead",
+            "[    0.400200] INFO  shutdown requested by 'survivor' (status 0)",
+        ];
+        assert_eq!(check_crash(&console(&lines)), Ok(()));
+
+        let without_divide: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|line| !line.contains("crash_divide"))
+            .collect();
+        let error = check_crash(&console(&without_divide)).unwrap_err();
+        assert!(error.contains("#DE"), "{error}");
+
+        let without_panic: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|line| !line.contains("status 101"))
+            .collect();
+        let error = check_crash(&console(&without_panic)).unwrap_err();
+        assert!(error.contains("status 101"), "{error}");
+
+        let mut survived = lines.to_vec();
+        survived.push("[    0.2] INFO  crash_null: FAIL: read 0x0 from address 0 and survived");
+        assert!(check_crash(&console(&survived)).is_err());
+    }
+
+    #[test]
+    fn checks_reject_fail_lines_and_accept_pass_lines() {
+        let pass = [
+            "[    0.2] INFO  pingpong_client: pingpong: PASS 1000 round trips",
+            "[    0.2] INFO  shutdown requested by 'pingpong_client' (status 0)",
+        ];
+        assert_eq!(check_pingpong(&console(&pass)), Ok(()));
+        let fail = [
+            "[    0.2] INFO  pingpong_client: pingpong: FAIL: round trip 3: sent 24, got 0",
+            "[    0.2] INFO  shutdown requested by 'pingpong_client' (status 1)",
+        ];
+        let error = check_pingpong(&console(&fail)).unwrap_err();
+        assert!(error.contains("FAIL: round trip 3"), "{error}");
+    }
+
+    #[test]
+    fn errors_check_wants_every_error_name_and_no_wrong_case() {
+        let mut lines: Vec<String> = ERROR_NAMES_CHECKED
+            .iter()
+            .map(|name| format!("[    0.2] INFO  errors: case some case -> {name}: ok"))
+            .collect();
+        lines.push(
+            "[    0.2] INFO  errors: case send to a thread blocked sending to us (cycle) -> \
+             ELOCKED: ok"
+                .into(),
+        );
+        lines.push("[    0.2] INFO  errors: case system call 999 -> ENOSYS: ok".into());
+        lines.push("[    0.2] INFO  errors: errors: PASS 60 cases".into());
+        lines.push("[    0.2] INFO  shutdown requested by 'errors' (status 0)".into());
+        let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+        assert_eq!(check_errors(&console(&texts)), Ok(()));
+
+        let mut wrong = texts.clone();
+        wrong.push("[    0.2] INFO  errors: case x -> EFAULT: WRONG: expected EFAULT, got EINVAL");
+        assert!(check_errors(&console(&wrong)).is_err());
+    }
+
+    #[test]
+    fn bench_check_wants_every_measurement() {
+        let mut lines: Vec<String> = BENCHMARKS
+            .iter()
+            .map(|name| {
+                format!(
+                    "[    0.3] INFO  bench_client: bench: {name} median_cycles=420 \
+                     min_cycles=400 iterations=10000"
+                )
+            })
+            .collect();
+        lines.push("[    0.3] INFO  bench_client: bench: done".into());
+        lines.push("[    0.3] INFO  shutdown requested by 'bench_client' (status 0)".into());
+        let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+        assert_eq!(check_bench(&console(&texts)), Ok(()));
+        let missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|line| !line.contains("context_switch"))
+            .collect();
+        assert!(check_bench(&console(&missing)).is_err());
+    }
+}

@@ -4,7 +4,7 @@ use crate::arch;
 use crate::console;
 
 /// Most frames printed.
-const MAX_FRAMES: usize = 32;
+pub const MAX_FRAMES: usize = 32;
 
 /// Whether `[address, address + 16)` lies inside one of the kernel's stacks, so the saved
 /// frame pointer and return address there can be read without faulting.
@@ -16,12 +16,15 @@ fn frame_is_readable(address: u64) -> bool {
 }
 
 /// Prints `backtrace:` then, if given, the faulting `pc` as frame #0, then the return
-/// addresses found by following the frame-pointer chain from `frame_pointer`.
-pub fn print(pc: Option<u64>, frame_pointer: u64) {
+/// addresses found by following the frame-pointer chain from `frame_pointer`. Returns the
+/// addresses (pc first) and how many there are, for the monitor's crash report.
+pub fn print(pc: Option<u64>, frame_pointer: u64) -> ([u64; MAX_FRAMES], usize) {
+    let mut addresses = [0u64; MAX_FRAMES];
     console::continuation(format_args!("backtrace:"));
     let mut index = 0;
     if let Some(pc) = pc {
         console::continuation(format_args!("  #{index} pc  {pc:#018x}"));
+        addresses[index] = pc;
         index += 1;
     }
     let mut rbp = frame_pointer;
@@ -38,6 +41,7 @@ pub fn print(pc: Option<u64>, frame_pointer: u64) {
             break;
         }
         console::continuation(format_args!("  #{index} ret {return_address:#018x}"));
+        addresses[index] = return_address;
         index += 1;
         // Frames live at increasing addresses; anything else is a corrupt chain.
         if next_rbp <= rbp {
@@ -48,10 +52,11 @@ pub fn print(pc: Option<u64>, frame_pointer: u64) {
     if index == MAX_FRAMES {
         console::continuation(format_args!("  … (truncated at {MAX_FRAMES} frames)"));
     }
+    (addresses, index)
 }
 
 /// Prints a backtrace of the caller.
 #[inline(always)]
-pub fn print_here() {
-    print(None, arch::cpu::frame_pointer());
+pub fn print_here() -> ([u64; MAX_FRAMES], usize) {
+    print(None, arch::cpu::frame_pointer())
 }

@@ -51,6 +51,11 @@ pub unsafe fn init(start: u64, size: usize) {
     unsafe { KERNEL_HEAP.heap.lock().init(start as *mut u8, size) };
 }
 
+/// Whether the heap's lock is held (a panic inside the allocator must not allocate).
+pub fn is_locked() -> bool {
+    KERNEL_HEAP.heap.is_locked()
+}
+
 /// Heap statistics for the boot log and self-tests.
 #[derive(Clone, Copy, Debug)]
 pub struct HeapStats {

@@ -11,9 +11,11 @@ mod console;
 mod entry;
 mod grant;
 mod heap;
+mod introspect;
 mod ipc;
 mod kcall;
 mod memory;
+mod monitor;
 mod panic;
 mod process;
 mod sched;
@@ -129,7 +131,10 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
         apic_timer_hz / 1000,
         time::TICK_HZ
     );
-    if !console::monitor_port_present() {
+    if console::monitor_port_present() {
+        monitor::init();
+        info!("monitor: streaming on COM2 (protocol v{})", vigil_wire::PROTOCOL_VERSION);
+    } else {
         warn!("monitor: no UART on COM2; the monitor channel is unavailable");
     }
 
@@ -147,6 +152,7 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     if let Some(test) = boot.cmdline_arg("test") {
         selftest::run(test, &boot);
     }
+    system::KERNEL.lock().exit_when_done = boot.cmdline_arg("exit-when-done").is_some();
     let started = boot_image::start_all(&boot);
     info!(
         "boot: {started} of {} modules started",

@@ -154,11 +154,12 @@ impl Kernel {
             );
         }
         trap::print_registers(&context);
-        print_user_backtrace(
-            &AddressSpace::from_root(record.root),
-            context.rip,
-            context.rbp,
+        let backtrace = print_user_backtrace(&AddressSpace::from_root(record.root), context.rip, context.rbp, name);
+        crate::monitor::report_user_crash(
             name,
+            pid,
+            alloc::format!("{mnemonic} {description} (vector {}) at {:#x}", context.vector, context.rip),
+            backtrace,
         );
         crate::error!(
             "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}",
@@ -222,7 +223,8 @@ fn write_through_tables(space: &AddressSpace, virt: u64, bytes: &[u8]) -> Result
 }
 
 /// Follows the user frame-pointer chain (through `usercopy`, so a garbage chain just ends).
-fn print_user_backtrace(space: &AddressSpace, pc: u64, mut rbp: u64, name: &str) {
+fn print_user_backtrace(space: &AddressSpace, pc: u64, mut rbp: u64, name: &str) -> alloc::vec::Vec<u64> {
+    let mut addresses = alloc::vec![pc];
     crate::console::continuation(format_args!("backtrace:"));
     crate::console::continuation(format_args!("  #0 pc  {pc:#018x} ({name})"));
     for index in 1..USER_BACKTRACE_FRAMES {
@@ -239,9 +241,11 @@ fn print_user_backtrace(space: &AddressSpace, pc: u64, mut rbp: u64, name: &str)
         crate::console::continuation(format_args!(
             "  #{index} ret {return_address:#018x} ({name})"
         ));
+        addresses.push(return_address);
         if next_rbp <= rbp {
             break;
         }
         rbp = next_rbp;
     }
+    addresses
 }

@@ -52,6 +52,7 @@ impl Kernel {
                 self.preempt_current = true;
             }
         }
+        crate::monitor::poll(self);
     }
 
     /// Decides what runs next. Returns the slot to run, or None to idle. The current thread
@@ -146,6 +147,13 @@ pub fn run_next() -> ! {
                 None => None,
             }
         };
+        if frame.is_none() {
+            let kernel = KERNEL.lock();
+            if kernel.exit_when_done && kernel.processes.iter().all(|process| !process.in_use) {
+                crate::info!("every process has exited; stopping (exit-when-done)");
+                crate::arch::debug_exit::exit(crate::arch::debug_exit::ExitStatus::Success);
+            }
+        }
         if let Some(frame) = frame {
             // SAFETY: `dispatch` loaded the thread's address space and made `frame` (inside
             // the static thread table) its save area; the frame was built by the kernel

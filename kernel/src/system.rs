@@ -170,6 +170,9 @@ pub struct Kernel {
     pub next_pid: u32,
     /// Snapshots taken so far (the next snapshot's generation).
     pub snapshot_generation: u64,
+    /// `exit-when-done` on the command line: stop the machine (success) once every
+    /// process has exited — for tests and scripted runs.
+    pub exit_when_done: bool,
 }
 
 impl Kernel {
@@ -186,6 +189,7 @@ impl Kernel {
             idle_ns: 0,
             next_pid: 0,
             snapshot_generation: 0,
+            exit_when_done: false,
         }
     }
 
@@ -196,3 +200,6 @@ impl Kernel {
 }
 
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
+
+// The mutex lock word stores the owner's slot + 1 in 16 bits.
+const _: () = assert!(MAX_THREADS < vigil_abi::syscall::mutex_word::OWNER_MASK as usize);

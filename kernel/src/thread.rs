@@ -14,8 +14,7 @@ use vigil_kcore::ipc::{Outcome, MAX_THREADS};
 /// Stack mapped for a process's main thread, and for every other thread. The rest of the
 /// 256 KiB region stays unmapped (its lowest page is the guard); growing stacks on demand
 /// is the VM server's job once it exists.
-pub const MAIN_STACK_BYTES: u64 = 128 * 1024;
-pub const THREAD_STACK_BYTES: u64 = 64 * 1024;
+pub use vigil_abi::layout::{MAIN_STACK_BYTES, THREAD_STACK_BYTES};
 
 /// Where a new thread starts.
 pub struct ThreadStart {

@@ -11,6 +11,11 @@ pub const USER_END: u64 = 0x0000_8000_0000_0000;
 /// Each thread's stack lives in its own aligned region; the lowest page of the region is
 /// an unmapped guard page.
 pub const STACK_REGION_SIZE: u64 = 256 * 1024;
+/// Stack mapped for a main thread and for other threads (the rest of the region stays
+/// unmapped until a VM server can grow stacks on demand).
+pub const MAIN_STACK_BYTES: u64 = 128 * 1024;
+pub const THREAD_STACK_BYTES: u64 = 64 * 1024;
+
 /// Top of the stack area: thread slot k of a process uses the region ending at
 /// `STACK_AREA_TOP - k * STACK_REGION_SIZE`.
 pub const STACK_AREA_TOP: u64 = 0x0000_7f00_0000_0000;

@@ -9,8 +9,9 @@
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Syscall {
-    /// (ptr, len) → len. Writes UTF-8 text to the kernel console, prefixed with the caller's
-    /// process name. Until a tty server exists this is how programs print.
+    /// (ptr, len) → len. Writes UTF-8 text (at most 4096 bytes; an invalid UTF-8 tail is
+    /// cut) to the kernel console, one line per `\n`, prefixed with the caller's process
+    /// name. Until a tty server exists this is how programs print.
     DebugWrite = 0,
     /// (dest, msg_ptr) → 0. Blocks until `dest` receives the message.
     Send = 1,
@@ -26,6 +27,8 @@ pub enum Syscall {
     SendNonBlocking = 5,
     /// (table_ptr, count) → 0. Asynchronous sends from a table of `AsyncMessage` in the
     /// caller's memory; the kernel updates each entry's flags and result as it delivers.
+    /// The table must stay valid until every entry is DONE or the thread calls SendAsync
+    /// again: a thread has one table, and a new call replaces the previous one (MINIX).
     SendAsync = 6,
     /// (entry, arg) → endpoint of the new thread in the caller's process. The thread starts
     /// at `entry` with RDI = arg, RSI = its endpoint, on a fresh stack (see `layout`).
@@ -40,7 +43,8 @@ pub enum Syscall {
     Yield = 11,
     /// (ns) → 0. Sleeps at least `ns` nanoseconds.
     Sleep = 12,
-    /// (period_ns) → 0. Periodic notification from `Endpoint::CLOCK`; 0 cancels.
+    /// (period_ns) → 0. Periodic notification from `Endpoint::CLOCK` to the calling thread;
+    /// setting it again replaces the period; 0 cancels.
     AlarmSet = 13,
     /// (addr, expected) → 0. Blocks while the u32 at `addr` (4-byte aligned) equals
     /// `expected`; returns 0 at once if it differs. Lock-word format (see `mutex_word`):
@@ -49,8 +53,8 @@ pub enum Syscall {
     MutexWait = 14,
     /// (addr) → number woken (0 or 1). Wakes the longest waiter on `addr`.
     MutexWake = 15,
-    /// (grantee, addr, len, access) → grant id. Lets `grantee` copy from/to this memory
-    /// with the safe-copy kernel calls.
+    /// (grantee, addr, len, access) → grant id. Lets `grantee`'s process (any of its
+    /// threads) copy from/to this memory with the safe-copy kernel calls.
     GrantCreate = 16,
     /// (grant id) → 0.
     GrantRevoke = 17,
@@ -58,7 +62,8 @@ pub enum Syscall {
     SelfEndpoint = 18,
     /// () → nanoseconds since boot.
     ClockNs = 19,
-    /// (name_ptr, name_len) → endpoint of the main thread of the boot process with that name.
+    /// (name_ptr, name_len) → endpoint of the main thread of the boot process with that name
+    /// (names are at most 32 bytes; NotFound otherwise).
     Lookup = 20,
     /// (kernel call number, args…) → depends on the call. Privileged: each process has a
     /// mask of the kernel calls it may make; others fail with PermissionDenied.
@@ -98,7 +103,8 @@ impl Syscall {
 }
 
 /// Kernel call numbers (RDI of `Syscall::KernelCall`; its arguments follow in RSI, RDX,
-/// R10, R8, R9). Bit `n` of a process's kernel-call mask allows call `n`.
+/// R10, R8, R9). Bit `n` of a process's kernel-call mask allows call `n`. An unknown number
+/// fails with NoSuchCall before the mask is consulted.
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelCall {

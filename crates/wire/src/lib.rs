@@ -3,21 +3,78 @@
 //! Every frame is `postcard(frame) ‖ crc32(postcard bytes, little-endian)`, COBS-encoded and
 //! terminated by a 0x00 byte. A decoder that sees garbage resynchronises at the next 0x00,
 //! losing at most the damaged frame. `docs/protocol.md` specifies the bytes.
+//!
+//! # Compatibility rules (the contract every change to this file must keep)
+//!
+//! * postcard lays out struct fields in declaration order with no names or tags: fields are
+//!   never reordered, removed or retyped without bumping [`PROTOCOL_VERSION`].
+//! * postcard encodes an enum variant as its index (declaration order): new variants of
+//!   [`KernelFrame`], [`HostFrame`] and [`CrashKind`] are only ever *appended*. An older
+//!   decoder then reports [`DecodeError::Malformed`] for the newer frame kind and carries on
+//!   with the next frame, because framing and checksum do not depend on the frame's type.
+//! * A decoder ignores bytes after the end of the frame value (before the checksum); senders
+//!   of this version never put any there.
+//!
+//! # Use
+//!
+//! Kernel side: [`encode_kernel_frame`] appends a frame to a transmit buffer; a
+//! [`HostFrameDecoder`] turns bytes received on COM2 into [`HostFrame`]s. Host side:
+//! [`KernelFrameDecoder`] and [`encode_host_frame`].
+//!
+//! ```
+//! use vigil_wire::{encode_kernel_frame, DropReport, KernelFrame, KernelFrameDecoder};
+//!
+//! let mut wire = Vec::new();
+//! encode_kernel_frame(&KernelFrame::Drops(DropReport::default()), &mut wire);
+//! assert_eq!(wire.last(), Some(&0x00));
+//!
+//! let mut decoder = KernelFrameDecoder::new();
+//! let mut frames = Vec::new();
+//! for chunk in wire.chunks(3) {
+//!     decoder.push(chunk, |frame| frames.push(frame));
+//! }
+//! assert_eq!(frames, [Ok(KernelFrame::Drops(DropReport::default()))]);
+//! assert_eq!(decoder.stats().frames, 1);
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
 
+mod codec;
+mod convert;
+
+pub use codec::{
+    decode_frame, encode_frame, encode_host_frame, encode_kernel_frame, encode_payload,
+    try_encode_host_frame, try_encode_kernel_frame, DecodeError, DecoderStats, EncodeError,
+    FrameDecoder, HostFrameDecoder, KernelFrameDecoder, MAX_ENCODED_FRAME_BYTES,
+};
+
 use alloc::string::String;
 use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
 
 /// Protocol version spoken by this crate. A peer with another major version is refused.
+///
+/// For now the whole value is the major version: two peers interoperate only if they speak
+/// exactly the same version (see [`compatible`]). Any incompatible change to a frame's layout
+/// bumps it; appending a new frame kind (variant) does not need to, because older decoders
+/// skip frames they cannot decode.
 pub const PROTOCOL_VERSION: u16 = 1;
 
-/// Largest encoded frame (before COBS) a decoder accepts; bigger ones are dropped.
+/// Whether a peer announcing `peer_version` (in [`Hello::protocol_version`] or
+/// [`HostFrame::Hello`]) can talk to this crate: same major version, which for now means the
+/// same value as [`PROTOCOL_VERSION`].
+pub const fn compatible(peer_version: u16) -> bool {
+    peer_version == PROTOCOL_VERSION
+}
+
+/// Largest encoded frame (before COBS: postcard bytes plus the 4-byte checksum) a decoder
+/// accepts; bigger ones are dropped and counted as [`DecodeError::Oversized`]. The encoders
+/// refuse to produce them.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
 /// First frame the kernel sends (and re-sends when a host says Hello).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol_version: u16,
     pub kernel_version: String,
@@ -29,7 +86,7 @@ pub struct Hello {
 }
 
 /// A trace event (see `vigil_abi::trace`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
     pub timestamp_ns: u64,
@@ -39,7 +96,7 @@ pub struct Event {
 }
 
 /// One thread in a snapshot (fields as in `vigil_abi::introspect::ThreadRecord`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ThreadInfo {
     pub endpoint: u64,
     pub pid: u32,
@@ -59,7 +116,7 @@ pub struct ThreadInfo {
 }
 
 /// One process in a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub name: String,
@@ -72,7 +129,7 @@ pub struct ProcessInfo {
 }
 
 /// A consistent snapshot of every thread and process.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub generation: u64,
     pub timestamp_ns: u64,
@@ -82,7 +139,7 @@ pub struct Snapshot {
 }
 
 /// Loss counters, cumulative since boot: loss is always reported, never silent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DropReport {
     /// Trace events overwritten before they could be sent.
     pub events_dropped: u64,
@@ -93,7 +150,7 @@ pub struct DropReport {
 }
 
 /// A kernel log line (see `vigil_abi::log::LogLevel`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     pub seq: u64,
     pub timestamp_ns: u64,
@@ -102,16 +159,19 @@ pub struct LogLine {
 }
 
 /// What crashed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CrashKind {
+    /// Index 0: a kernel `panic!`.
     KernelPanic,
+    /// Index 1: a CPU exception in kernel mode.
     KernelFault,
+    /// Index 2: a user thread faulted; its process was killed.
     UserFault,
 }
 
 /// A panic or fault report; `backtrace` holds raw addresses (frame 0 = faulting pc when
 /// known) for the host to symbolise.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrashReport {
     pub kind: CrashKind,
     pub timestamp_ns: u64,
@@ -122,32 +182,70 @@ pub struct CrashReport {
 }
 
 /// The kernel's answer to a host command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
     pub ok: bool,
     pub message: String,
 }
 
-/// Frames the kernel sends.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Frames the kernel sends. The comment on each variant gives its wire index: variants are
+/// only ever appended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KernelFrame {
+    /// Index 0: sent first, and again in answer to a host's Hello.
     Hello(Hello),
+    /// Index 1: a batch of trace events in sequence order.
     Events(Vec<Event>),
+    /// Index 2: a periodic or requested snapshot.
     Snapshot(Snapshot),
+    /// Index 3: cumulative loss counters.
     Drops(DropReport),
+    /// Index 4: a kernel log line.
     Log(LogLine),
+    /// Index 5: a panic, kernel fault or user fault.
     Crash(CrashReport),
+    /// Index 6: the answer to a host command.
     CommandResult(CommandResult),
 }
 
-/// Frames a host sends.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Frames a host sends. The comment on each variant gives its wire index: variants are only
+/// ever appended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostFrame {
-    /// Announces the host's protocol version; the kernel answers with its Hello (or a
+    /// Index 0: announces the host's protocol version; the kernel answers with its Hello (or a
     /// failed CommandResult if the major version differs).
     Hello { protocol_version: u16 },
+    /// Index 1: replaces the trace event mask (bit `EventKind as u16` enables a kind).
     SetEventMask(u64),
-    /// 0 stops periodic snapshots.
+    /// Index 2: sets the period of snapshot frames; 0 stops periodic snapshots.
     SetSnapshotPeriod { period_ms: u32 },
+    /// Index 3: asks for one snapshot now.
     SnapshotNow,
+}
+
+impl KernelFrame {
+    /// Short lower-case name of the frame kind, for logs and JSON.
+    pub const fn kind_name(&self) -> &'static str {
+        match self {
+            KernelFrame::Hello(_) => "hello",
+            KernelFrame::Events(_) => "events",
+            KernelFrame::Snapshot(_) => "snapshot",
+            KernelFrame::Drops(_) => "drops",
+            KernelFrame::Log(_) => "log",
+            KernelFrame::Crash(_) => "crash",
+            KernelFrame::CommandResult(_) => "command-result",
+        }
+    }
+}
+
+impl HostFrame {
+    /// Short lower-case name of the frame kind, for logs and JSON.
+    pub const fn kind_name(&self) -> &'static str {
+        match self {
+            HostFrame::Hello { .. } => "hello",
+            HostFrame::SetEventMask(_) => "set-event-mask",
+            HostFrame::SetSnapshotPeriod { .. } => "set-snapshot-period",
+            HostFrame::SnapshotNow => "snapshot-now",
+        }
+    }
 }

@@ -8,9 +8,7 @@
 use crate::arch::paging::AddressSpace;
 use crate::system::Kernel;
 use crate::usercopy;
-use vigil_abi::introspect::{
-    encode_state, ProcessRecord, SnapshotHeader, ThreadRecord, RECORD_NAME_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
-};
+use vigil_abi::introspect::{ProcessRecord, SnapshotHeader, ThreadRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 use vigil_abi::Error;
 
 const HEADER_SIZE: u64 = core::mem::size_of::<SnapshotHeader>() as u64;
@@ -46,54 +44,11 @@ pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u6
     }
     usercopy::check(&space, buffer, needed as usize, usercopy::Access::Write)?;
     let mut offset = buffer + HEADER_SIZE;
-    for (slot, state) in kernel.table.threads() {
-        let thread = &kernel.threads[usize::from(slot)];
-        let process = &kernel.processes[usize::from(thread.process)];
-        let (code, wait_target, wait_argument) = encode_state(&state);
-        let record = ThreadRecord {
-            endpoint: kernel.table.endpoint(slot),
-            pid: process.pid,
-            state: code,
-            priority: process.priority,
-            wait_target,
-            wait_argument,
-            cpu_ns: thread.cpu_ns,
-            voluntary_switches: thread.voluntary_switches,
-            involuntary_switches: thread.involuntary_switches,
-            syscalls: thread.syscalls,
-            messages_sent: thread.messages_sent,
-            messages_received: thread.messages_received,
-            notifications_received: thread.notifications_received,
-            kernel_calls: thread.kernel_calls,
-            ..ThreadRecord::default()
-        };
+    for record in kernel.thread_records() {
         usercopy::write_value(&space, offset, &record)?;
         offset += THREAD_SIZE;
     }
-    for process in kernel.processes.iter().filter(|p| p.in_use) {
-        let mut name = [0u8; RECORD_NAME_BYTES];
-        let bytes = process.name().as_bytes();
-        let len = bytes.len().min(RECORD_NAME_BYTES);
-        name[..len].copy_from_slice(&bytes[..len]);
-        let (mut threads, mut cpu_ns) = (0u32, 0u64);
-        for (slot, _) in kernel.table.threads() {
-            let thread = &kernel.threads[usize::from(slot)];
-            if kernel.processes[usize::from(thread.process)].pid == process.pid {
-                threads += 1;
-                cpu_ns += thread.cpu_ns;
-            }
-        }
-        let record = ProcessRecord {
-            pid: process.pid,
-            threads,
-            name,
-            main_thread: process.main_thread,
-            memory_pages: AddressSpace::from_root(process.root).count_user_pages(),
-            priority: process.priority,
-            grants: process.grants.iter().filter(|g| g.in_use).count() as u32,
-            cpu_ns,
-            ..ProcessRecord::default()
-        };
+    for record in kernel.process_records() {
         usercopy::write_value(&space, offset, &record)?;
         offset += PROCESS_SIZE;
     }

@@ -21,6 +21,7 @@ const MODEM_CONTROL: u16 = 4;
 const LINE_STATUS: u16 = 5;
 const SCRATCH: u16 = 7;
 
+const LINE_STATUS_DATA_READY: u8 = 1 << 0;
 const LINE_STATUS_TRANSMIT_EMPTY: u8 = 1 << 5;
 
 /// Bounded wait for the transmitter, so a wedged or absent UART never hangs the kernel.
@@ -52,6 +53,24 @@ impl SerialPort {
             }
         }
         outb(self.base + DATA, byte);
+    }
+
+    /// Sends one byte if the transmitter has room now; never waits.
+    pub fn try_write_byte(self, byte: u8) -> bool {
+        if inb(self.base + LINE_STATUS) & LINE_STATUS_TRANSMIT_EMPTY == 0 {
+            return false;
+        }
+        outb(self.base + DATA, byte);
+        true
+    }
+
+    /// Receives one byte if one is waiting.
+    pub fn try_read_byte(self) -> Option<u8> {
+        if inb(self.base + LINE_STATUS) & LINE_STATUS_DATA_READY != 0 {
+            Some(inb(self.base + DATA))
+        } else {
+            None
+        }
     }
 
     /// Sends bytes, turning "\n" into "\r\n" for terminals.

@@ -1,0 +1,283 @@
+//! proptest strategies and samples shared by the wire crate's integration tests.
+#![allow(dead_code)]
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use vigil_wire::*;
+
+pub fn text() -> impl Strategy<Value = String> {
+    "\\PC{0,24}"
+}
+
+pub fn hello() -> impl Strategy<Value = Hello> {
+    (
+        any::<u16>(),
+        text(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(protocol_version, kernel_version, tsc_hz, now_ns, event_mask, snapshot_period_ms)| {
+                Hello {
+                    protocol_version,
+                    kernel_version,
+                    tsc_hz,
+                    now_ns,
+                    event_mask,
+                    snapshot_period_ms,
+                }
+            },
+        )
+}
+
+pub fn event() -> impl Strategy<Value = Event> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u16>(),
+        any::<u64>(),
+        any::<[u64; 3]>(),
+    )
+        .prop_map(|(seq, timestamp_ns, kind, thread, args)| Event {
+            seq,
+            timestamp_ns,
+            kind,
+            thread,
+            args,
+        })
+}
+
+pub fn thread_info() -> impl Strategy<Value = ThreadInfo> {
+    (
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        any::<[u64; 9]>(),
+    )
+        .prop_map(
+            |((endpoint, pid, state, priority, wait_target, wait_argument), c)| ThreadInfo {
+                endpoint,
+                pid,
+                state,
+                priority,
+                wait_target,
+                wait_argument,
+                cpu_ns: c[0],
+                voluntary_switches: c[1],
+                involuntary_switches: c[2],
+                syscalls: c[3],
+                messages_sent: c[4],
+                messages_received: c[5],
+                notifications_received: c[6],
+                page_faults: c[7],
+                kernel_calls: c[8],
+            },
+        )
+}
+
+pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
+    (
+        any::<u32>(),
+        text(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(pid, name, threads, main_thread, memory_pages, priority, grants, cpu_ns)| {
+                ProcessInfo {
+                    pid,
+                    name,
+                    threads,
+                    main_thread,
+                    memory_pages,
+                    priority,
+                    grants,
+                    cpu_ns,
+                }
+            },
+        )
+}
+
+pub fn snapshot() -> impl Strategy<Value = Snapshot> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        vec(thread_info(), 0..6),
+        vec(process_info(), 0..4),
+    )
+        .prop_map(
+            |(generation, timestamp_ns, idle_ns, threads, processes)| Snapshot {
+                generation,
+                timestamp_ns,
+                idle_ns,
+                threads,
+                processes,
+            },
+        )
+}
+
+pub fn crash_kind() -> impl Strategy<Value = CrashKind> {
+    prop_oneof![
+        Just(CrashKind::KernelPanic),
+        Just(CrashKind::KernelFault),
+        Just(CrashKind::UserFault),
+    ]
+}
+
+pub fn kernel_frame() -> impl Strategy<Value = KernelFrame> {
+    prop_oneof![
+        hello().prop_map(KernelFrame::Hello),
+        vec(event(), 0..8).prop_map(KernelFrame::Events),
+        snapshot().prop_map(KernelFrame::Snapshot),
+        any::<[u64; 3]>().prop_map(|c| KernelFrame::Drops(DropReport {
+            events_dropped: c[0],
+            frames_dropped: c[1],
+            malformed_commands: c[2],
+        })),
+        (any::<u64>(), any::<u64>(), any::<u8>(), text()).prop_map(
+            |(seq, timestamp_ns, level, text)| KernelFrame::Log(LogLine {
+                seq,
+                timestamp_ns,
+                level,
+                text,
+            })
+        ),
+        (
+            crash_kind(),
+            any::<u64>(),
+            proptest::option::of((text(), any::<u32>())),
+            text(),
+            vec(any::<u64>(), 0..16),
+        )
+            .prop_map(|(kind, timestamp_ns, process, message, backtrace)| {
+                KernelFrame::Crash(CrashReport {
+                    kind,
+                    timestamp_ns,
+                    process,
+                    message,
+                    backtrace,
+                })
+            }),
+        (any::<bool>(), text())
+            .prop_map(|(ok, message)| KernelFrame::CommandResult(CommandResult { ok, message })),
+    ]
+}
+
+pub fn host_frame() -> impl Strategy<Value = HostFrame> {
+    prop_oneof![
+        any::<u16>().prop_map(|protocol_version| HostFrame::Hello { protocol_version }),
+        any::<u64>().prop_map(HostFrame::SetEventMask),
+        any::<u32>().prop_map(|period_ms| HostFrame::SetSnapshotPeriod { period_ms }),
+        Just(HostFrame::SnapshotNow),
+    ]
+}
+
+/// One sample of every kernel frame kind, in variant order.
+pub fn every_kernel_frame() -> Vec<KernelFrame> {
+    vec![
+        KernelFrame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            kernel_version: "vigil 0.1.0".into(),
+            tsc_hz: 2_400_000_000,
+            now_ns: 123_456_789,
+            event_mask: 0x7ebf,
+            snapshot_period_ms: 500,
+        }),
+        KernelFrame::Events(vec![
+            Event {
+                seq: 1,
+                timestamp_ns: 1000,
+                kind: 0,
+                thread: 0x1_0005,
+                args: [u64::MAX - 1, 1, 0],
+            },
+            Event {
+                seq: 2,
+                timestamp_ns: 1500,
+                kind: 1,
+                thread: 0x1_0005,
+                args: [4, u64::MAX, 0],
+            },
+        ]),
+        KernelFrame::Snapshot(Snapshot {
+            generation: 7,
+            timestamp_ns: 99,
+            idle_ns: 50,
+            threads: vec![ThreadInfo {
+                endpoint: 0x1_0002,
+                pid: 2,
+                state: 4,
+                priority: 3,
+                wait_target: u64::MAX,
+                cpu_ns: 12345,
+                ..ThreadInfo::default()
+            }],
+            processes: vec![ProcessInfo {
+                pid: 2,
+                name: "pm".into(),
+                threads: 1,
+                main_thread: 0x1_0002,
+                memory_pages: 40,
+                priority: 3,
+                grants: 0,
+                cpu_ns: 12345,
+            }],
+        }),
+        KernelFrame::Drops(DropReport {
+            events_dropped: 300,
+            frames_dropped: 0,
+            malformed_commands: 2,
+        }),
+        KernelFrame::Log(LogLine {
+            seq: 3,
+            timestamp_ns: 77,
+            level: 2,
+            text: "rs: started vfs".into(),
+        }),
+        KernelFrame::Crash(CrashReport {
+            kind: CrashKind::UserFault,
+            timestamp_ns: 5,
+            process: Some(("crasher".into(), 9)),
+            message: "page fault at 0x0".into(),
+            backtrace: vec![0x40_1000, 0x40_2000],
+        }),
+        KernelFrame::CommandResult(CommandResult {
+            ok: false,
+            message: "protocol version 2 not supported".into(),
+        }),
+    ]
+}
+
+/// One sample of every host frame kind, in variant order.
+pub fn every_host_frame() -> Vec<HostFrame> {
+    vec![
+        HostFrame::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        },
+        HostFrame::SetEventMask(0b101),
+        HostFrame::SetSnapshotPeriod { period_ms: 1000 },
+        HostFrame::SnapshotNow,
+    ]
+}
+
+/// Decodes `bytes` in one push, collecting every result.
+pub fn decode_all<F: serde::de::DeserializeOwned>(
+    decoder: &mut FrameDecoder<F>,
+    bytes: &[u8],
+) -> Vec<Result<F, DecodeError>> {
+    let mut results = Vec::new();
+    decoder.push(bytes, |r| results.push(r));
+    results
+}

@@ -1,0 +1,289 @@
+//! The monitor channel: the kernel streams trace events, snapshots, log lines, loss counters
+//! and crash reports as `vigil_wire` frames on COM2, and obeys a few host commands.
+//!
+//! Driven from the timer tick, so it keeps flowing while user space is blocked or wedged.
+//! Every poll does bounded work (a few frames built, at most `TX_BYTES_PER_POLL` bytes
+//! written). When the host cannot keep up, whole frames are dropped and counted, and the
+//! trace ring counts events it had to overwrite; both go out in periodic `Drops` frames.
+
+use crate::arch::uart::COM2;
+use crate::system::Kernel;
+use crate::{console, time, trace};
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use vigil_wire::{
+    CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder, KernelFrame, LogLine,
+    ProcessInfo, Snapshot, ThreadInfo, PROTOCOL_VERSION,
+};
+
+/// Bytes buffered for transmission before whole frames are dropped.
+const TX_CAPACITY: usize = 128 * 1024;
+/// Bytes written to the UART per poll (100 polls a second).
+const TX_BYTES_PER_POLL: usize = 4096;
+/// Bytes read from the UART per poll.
+const RX_BYTES_PER_POLL: usize = 256;
+/// Trace events sent per poll (one Events frame).
+const EVENTS_PER_POLL: usize = 256;
+/// Log lines sent per poll.
+const LOG_LINES_PER_POLL: usize = 16;
+/// Default snapshot period: 10 per second.
+pub const DEFAULT_SNAPSHOT_PERIOD_MS: u32 = 100;
+/// Shortest snapshot period a host may ask for.
+const MIN_SNAPSHOT_PERIOD_MS: u32 = 10;
+/// Largest host frame accepted: commands are tiny, so garbage is dropped early.
+const MAX_COMMAND_BYTES: usize = 256;
+/// How often the loss counters are sent (they double as a heartbeat).
+const DROP_REPORT_PERIOD_NS: u64 = 1_000_000_000;
+
+struct Monitor {
+    transmit: VecDeque<u8>,
+    decoder: HostFrameDecoder,
+    snapshot_period_ms: u32,
+    next_snapshot_ns: u64,
+    snapshot_requested: bool,
+    next_drop_report_ns: u64,
+    log_cursor: u64,
+    frames_dropped: u64,
+    malformed_commands: u64,
+    /// Decoder error count already added to `malformed_commands`.
+    decoder_errors_seen: u64,
+    encoded: Vec<u8>,
+}
+
+static MONITOR: spin::Mutex<Option<Monitor>> = spin::Mutex::new(None);
+
+/// Starts the channel (after the heap exists) and queues the Hello frame.
+pub fn init() {
+    if !console::monitor_port_present() {
+        return;
+    }
+    let mut monitor = Monitor {
+        transmit: VecDeque::with_capacity(TX_CAPACITY),
+        decoder: HostFrameDecoder::with_max_frame_bytes(MAX_COMMAND_BYTES),
+        snapshot_period_ms: DEFAULT_SNAPSHOT_PERIOD_MS,
+        next_snapshot_ns: 0,
+        snapshot_requested: false,
+        next_drop_report_ns: 0,
+        log_cursor: 0,
+        frames_dropped: 0,
+        malformed_commands: 0,
+        decoder_errors_seen: 0,
+        encoded: Vec::with_capacity(4096),
+    };
+    // A lone delimiter first ends whatever line noise preceded us.
+    monitor.transmit.push_back(0);
+    monitor.queue(&KernelFrame::Hello(hello(DEFAULT_SNAPSHOT_PERIOD_MS)));
+    *MONITOR.lock() = Some(monitor);
+}
+
+fn hello(snapshot_period_ms: u32) -> Hello {
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        kernel_version: String::from(crate::VERSION),
+        tsc_hz: time::tsc_hz(),
+        now_ns: time::now_ns(),
+        event_mask: trace::mask(),
+        snapshot_period_ms,
+    }
+}
+
+/// One round of monitor work; called on every timer tick with the kernel tables.
+pub fn poll(kernel: &Kernel) {
+    let mut guard = MONITOR.lock();
+    let Some(monitor) = guard.as_mut() else { return };
+    monitor.receive_commands();
+    let now = time::now_ns();
+    if monitor.snapshot_requested
+        || (monitor.snapshot_period_ms != 0 && now >= monitor.next_snapshot_ns)
+    {
+        monitor.snapshot_requested = false;
+        monitor.next_snapshot_ns = now + u64::from(monitor.snapshot_period_ms) * 1_000_000;
+        let frame = KernelFrame::Snapshot(snapshot(kernel, now));
+        monitor.queue(&frame);
+    }
+    monitor.queue_events();
+    monitor.queue_log_lines();
+    if now >= monitor.next_drop_report_ns {
+        monitor.next_drop_report_ns = now + DROP_REPORT_PERIOD_NS;
+        let report = monitor.drop_report();
+        monitor.queue(&KernelFrame::Drops(report));
+    }
+    monitor.transmit_some(TX_BYTES_PER_POLL);
+}
+
+/// Queues a crash report of a user fault (kernel crashes use `emergency_crash`).
+pub fn report_user_crash(process: &str, pid: u32, message: String, backtrace: Vec<u64>) {
+    let mut guard = MONITOR.lock();
+    let Some(monitor) = guard.as_mut() else { return };
+    let report = CrashReport {
+        kind: CrashKind::UserFault,
+        timestamp_ns: time::now_ns(),
+        process: Some((String::from(process), pid)),
+        message,
+        backtrace,
+    };
+    monitor.queue(&KernelFrame::Crash(report));
+}
+
+/// Best effort from a panic or kernel fault: flushes what is queued and writes a crash frame
+/// synchronously. Gives up silently if the monitor or the heap is in use by the code that
+/// crashed.
+pub fn emergency_crash(kind: CrashKind, message: &str, backtrace: &[u64]) {
+    if crate::heap::is_locked() {
+        return;
+    }
+    let Some(mut guard) = MONITOR.try_lock() else { return };
+    let Some(monitor) = guard.as_mut() else { return };
+    let report = CrashReport {
+        kind,
+        timestamp_ns: time::now_ns(),
+        process: None,
+        message: String::from(message),
+        backtrace: backtrace.to_vec(),
+    };
+    monitor.queue_log_lines();
+    monitor.queue(&KernelFrame::Crash(report));
+    monitor.transmit_some(usize::MAX);
+}
+
+fn snapshot(kernel: &Kernel, now: u64) -> Snapshot {
+    Snapshot {
+        generation: kernel.snapshot_generation,
+        timestamp_ns: now,
+        idle_ns: kernel.idle_ns,
+        threads: kernel.thread_records().map(|record| ThreadInfo::from(&record)).collect(),
+        processes: kernel.process_records().map(|record| ProcessInfo::from_record(&record)).collect(),
+    }
+}
+
+impl Monitor {
+    /// Encodes `frame` and queues it whole, or drops it whole (and counts it).
+    fn queue(&mut self, frame: &KernelFrame) {
+        self.encoded.clear();
+        vigil_wire::encode_kernel_frame(frame, &mut self.encoded);
+        // Nothing encoded means the frame exceeds the protocol's maximum: drop and count it.
+        if self.encoded.is_empty() || self.transmit.len() + self.encoded.len() > TX_CAPACITY {
+            self.frames_dropped += 1;
+            return;
+        }
+        self.transmit.extend(self.encoded.iter().copied());
+    }
+
+    fn queue_events(&mut self) {
+        if self.transmit.len() > TX_CAPACITY / 2 {
+            return; // leave them in the ring: it counts what it must overwrite
+        }
+        let mut events = Vec::new();
+        trace::drain(EVENTS_PER_POLL, |event| events.push(Event::from(event)));
+        if !events.is_empty() {
+            self.queue(&KernelFrame::Events(events));
+        }
+    }
+
+    fn queue_log_lines(&mut self) {
+        let mut lines = Vec::new();
+        self.log_cursor = console::read_log(self.log_cursor, |record| {
+            if lines.len() < LOG_LINES_PER_POLL {
+                lines.push(LogLine {
+                    seq: record.seq,
+                    timestamp_ns: record.timestamp_ns,
+                    level: record.level as u8,
+                    text: String::from(record.text),
+                });
+            }
+        });
+        if let Some(last) = lines.last() {
+            // Lines beyond the per-poll budget are picked up next time.
+            self.log_cursor = last.seq + 1;
+        }
+        for line in lines {
+            self.queue(&KernelFrame::Log(line));
+        }
+    }
+
+    fn drop_report(&self) -> DropReport {
+        let (_, events_dropped) = trace::counters();
+        DropReport {
+            events_dropped,
+            frames_dropped: self.frames_dropped,
+            malformed_commands: self.malformed_commands,
+        }
+    }
+
+    fn receive_commands(&mut self) {
+        let mut bytes = [0u8; RX_BYTES_PER_POLL];
+        let mut len = 0;
+        while len < bytes.len() {
+            match COM2.try_read_byte() {
+                Some(byte) => {
+                    bytes[len] = byte;
+                    len += 1;
+                }
+                None => break,
+            }
+        }
+        if len == 0 {
+            return;
+        }
+        let mut commands = Vec::new();
+        self.decoder.push(&bytes[..len], |frame| {
+            if let Ok(command) = frame {
+                commands.push(command);
+            }
+        });
+        let errors = self.decoder.stats().errors();
+        self.malformed_commands += errors - self.decoder_errors_seen;
+        self.decoder_errors_seen = errors;
+        for command in commands {
+            self.execute(command);
+        }
+    }
+
+    fn execute(&mut self, command: HostFrame) {
+        let result = match command {
+            HostFrame::Hello { protocol_version } => {
+                if vigil_wire::compatible(protocol_version) {
+                    self.queue(&KernelFrame::Hello(hello(self.snapshot_period_ms)));
+                    return;
+                }
+                self.malformed_commands += 1;
+                CommandResult {
+                    ok: false,
+                    message: alloc::format!(
+                        "protocol version {protocol_version} is not supported; the kernel speaks {PROTOCOL_VERSION}"
+                    ),
+                }
+            }
+            HostFrame::SetEventMask(mask) => {
+                let valid = (1u64 << vigil_abi::trace::EventKind::COUNT) - 1;
+                trace::set_mask(mask & valid);
+                CommandResult { ok: true, message: alloc::format!("event mask {:#x}", mask & valid) }
+            }
+            HostFrame::SetSnapshotPeriod { period_ms } => {
+                let period = if period_ms == 0 { 0 } else { period_ms.max(MIN_SNAPSHOT_PERIOD_MS) };
+                self.snapshot_period_ms = period;
+                self.next_snapshot_ns = time::now_ns();
+                CommandResult { ok: true, message: alloc::format!("snapshot period {period} ms") }
+            }
+            HostFrame::SnapshotNow => {
+                self.snapshot_requested = true;
+                CommandResult { ok: true, message: String::from("snapshot queued") }
+            }
+        };
+        self.queue(&KernelFrame::CommandResult(result));
+    }
+
+    /// Writes up to `budget` queued bytes while the UART accepts them.
+    fn transmit_some(&mut self, budget: usize) {
+        let mut sent = 0;
+        while sent < budget {
+            let Some(&byte) = self.transmit.front() else { break };
+            if !COM2.try_write_byte(byte) {
+                break;
+            }
+            self.transmit.pop_front();
+            sent += 1;
+        }
+    }
+}

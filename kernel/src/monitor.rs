@@ -89,7 +89,7 @@ fn hello(snapshot_period_ms: u32) -> Hello {
 }
 
 /// One round of monitor work; called on every timer tick with the kernel tables.
-pub fn poll(kernel: &Kernel) {
+pub fn poll(kernel: &mut Kernel) {
     let mut guard = MONITOR.lock();
     let Some(monitor) = guard.as_mut() else { return };
     monitor.receive_commands();
@@ -147,7 +147,9 @@ pub fn emergency_crash(kind: CrashKind, message: &str, backtrace: &[u64]) {
     monitor.transmit_some(usize::MAX);
 }
 
-fn snapshot(kernel: &Kernel, now: u64) -> Snapshot {
+fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
+    kernel.account_cpu_time();
+    kernel.snapshot_generation += 1;
     Snapshot {
         generation: kernel.snapshot_generation,
         timestamp_ns: now,

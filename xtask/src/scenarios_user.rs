@@ -32,6 +32,21 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         programs: &["hello -- one two"],
     },
     Scenario {
+        name: "introspect-snapshot",
+        memory: "128M",
+        cmdline: "",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_introspect,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "introspect_check kcalls=snapshot+shutdown",
+            "pingpong_server",
+            "introspect_check name=introspect_denied -- denied",
+        ],
+    },
+    Scenario {
         name: "ipc-pingpong",
         memory: "128M",
         cmdline: "",
@@ -235,6 +250,13 @@ fn check_hello(console: &Console) -> Result<(), String> {
     )?;
     require_line_with(console, &["process 'hello' (pid ", "exited with status 0"])?;
     console.require("every process has exited; stopping (exit-when-done)")
+}
+
+fn check_introspect(console: &Console) -> Result<(), String> {
+    require_clean_run(console)?;
+    console.require("introspect-denied: PASS snapshot without privilege refused with EPERM")?;
+    console.require("introspect: PASS snapshot generation")?;
+    console.require("shutdown requested by 'introspect_check' (status 0)")
 }
 
 fn check_pingpong(console: &Console) -> Result<(), String> {

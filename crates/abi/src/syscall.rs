@@ -121,10 +121,13 @@ pub enum KernelCall {
     /// gets nothing but the required size: the call fails with `InvalidArgument` after
     /// writing just the header, whose counts say how big it must be.
     Snapshot = 3,
+    /// (mask) → the previous mask. Sets which trace event kinds are recorded (bit
+    /// `EventKind as u16`); unknown bits are ignored.
+    TraceMask = 4,
 }
 
 impl KernelCall {
-    pub const COUNT: u64 = 4;
+    pub const COUNT: u64 = 5;
 
     pub const fn from_number(number: u64) -> Option<KernelCall> {
         Some(match number {
@@ -132,6 +135,7 @@ impl KernelCall {
             1 => KernelCall::SafeCopyTo,
             2 => KernelCall::Shutdown,
             3 => KernelCall::Snapshot,
+            4 => KernelCall::TraceMask,
             _ => return None,
         })
     }

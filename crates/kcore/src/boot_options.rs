@@ -5,7 +5,7 @@
 //! - `name=NAME` — process name (1..=32 bytes, no `/`);
 //! - `prio=N` — priority 0 (most urgent) … 15, default 8;
 //! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
-//!   `shutdown`, `snapshot`); default none;
+//!   `shutdown`, `snapshot`, `tracemask`); default none;
 //! - `ipc=all|none|a+b` — processes (by name) it may send to; default all.
 //!
 //! Everything after ` -- ` is the program's argument string. Unknown keys and bad values
@@ -70,7 +70,7 @@ impl core::fmt::Display for OptionError<'_> {
             OptionError::UnknownKernelCall(call) => {
                 write!(
                     f,
-                    "unknown kernel call '{call}' (none, all, safecopy, shutdown, snapshot)"
+                    "unknown kernel call '{call}' (none, all, safecopy, shutdown, snapshot, tracemask)"
                 )
             }
             OptionError::BadName(name) => write!(
@@ -92,6 +92,7 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
         "safecopy" => KernelCall::SafeCopyFrom.mask_bit() | KernelCall::SafeCopyTo.mask_bit(),
         "shutdown" => KernelCall::Shutdown.mask_bit(),
         "snapshot" => KernelCall::Snapshot.mask_bit(),
+        "tracemask" => KernelCall::TraceMask.mask_bit(),
         _ => return None,
     })
 }

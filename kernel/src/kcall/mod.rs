@@ -5,6 +5,7 @@
 mod safe_copy;
 mod shutdown;
 mod snapshot;
+mod trace_mask;
 
 use crate::system::Kernel;
 use vigil_abi::syscall::KernelCall;
@@ -34,6 +35,7 @@ impl Kernel {
             }
             KernelCall::Shutdown => shutdown::run(self, caller, arguments[0]),
             KernelCall::Snapshot => Outcome::Complete(snapshot::run(self, caller, arguments[0], arguments[1])),
+            KernelCall::TraceMask => Outcome::Complete(Ok(trace_mask::run(arguments[0]))),
         }
     }
 }

@@ -23,6 +23,7 @@ extern crate alloc;
 
 pub mod alarm;
 pub mod heap;
+pub mod introspect;
 pub mod ipc;
 pub mod print;
 pub mod process;

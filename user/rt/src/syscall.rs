@@ -450,3 +450,24 @@ pub fn shutdown(status: u64) -> Result<u64, Error> {
         )
     })
 }
+
+/// `KernelCall Snapshot`: fills `buffer` with a snapshot (header + records); returns the
+/// bytes written, or InvalidArgument after writing only the header if `buffer` is too small.
+pub fn snapshot(buffer: &mut [u8]) -> Result<u64, Error> {
+    // SAFETY: the kernel writes at most `buffer.len()` bytes into the exclusively borrowed
+    // buffer (any bytes are valid `u8`s).
+    decode(unsafe {
+        syscall3(
+            Syscall::KernelCall as u64,
+            KernelCall::Snapshot as u64,
+            buffer.as_mut_ptr() as u64,
+            buffer.len() as u64,
+        )
+    })
+}
+
+/// `KernelCall TraceMask`: sets the trace event mask; returns the previous mask.
+pub fn trace_mask(mask: u64) -> Result<u64, Error> {
+    // SAFETY: no memory is involved.
+    decode(unsafe { syscall2(Syscall::KernelCall as u64, KernelCall::TraceMask as u64, mask) })
+}

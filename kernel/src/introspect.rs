@@ -1,65 +1,60 @@
 //! Introspection records of the kernel's threads and processes, shared by the snapshot
-//! kernel call and the monitor channel.
+//! kernel call and the monitor channel. One pass over the thread table builds everything.
 
-use crate::arch::paging::AddressSpace;
-use crate::system::{Kernel, Process};
+use crate::system::{Kernel, MAX_PROCESSES};
 use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
 
 impl Kernel {
-    /// The record of every thread that is not Free, lowest slot first.
-    pub fn thread_records(&self) -> impl Iterator<Item = ThreadRecord> + '_ {
-        self.table.threads().map(move |(slot, state)| {
-            let thread = &self.threads[usize::from(slot)];
-            let process = &self.processes[usize::from(thread.process)];
+    /// Calls `thread` for every thread that is not Free (lowest slot first), then `process`
+    /// for every live process, with its thread count and CPU time summed in the same pass.
+    pub fn visit_records(&self, mut thread: impl FnMut(&ThreadRecord), mut process: impl FnMut(&ProcessRecord)) {
+        let mut threads_per_process = [0u32; MAX_PROCESSES];
+        let mut cpu_per_process = [0u64; MAX_PROCESSES];
+        for (slot, state) in self.table.threads() {
+            let control = &self.threads[usize::from(slot)];
+            let owner = usize::from(control.process);
+            threads_per_process[owner] += 1;
+            cpu_per_process[owner] += control.cpu_ns;
             let (code, wait_target, wait_argument) = encode_state(&state);
-            ThreadRecord {
-                endpoint: self.table.endpoint(slot),
-                pid: process.pid,
+            thread(&ThreadRecord {
+                endpoint: control.endpoint,
+                pid: self.processes[owner].pid,
                 state: code,
-                priority: process.priority,
+                priority: self.processes[owner].priority,
                 wait_target,
                 wait_argument,
-                cpu_ns: thread.cpu_ns,
-                voluntary_switches: thread.voluntary_switches,
-                involuntary_switches: thread.involuntary_switches,
-                syscalls: thread.syscalls,
-                messages_sent: thread.messages_sent,
-                messages_received: thread.messages_received,
-                notifications_received: thread.notifications_received,
-                kernel_calls: thread.kernel_calls,
+                cpu_ns: control.cpu_ns,
+                voluntary_switches: control.voluntary_switches,
+                involuntary_switches: control.involuntary_switches,
+                syscalls: control.syscalls,
+                messages_sent: control.messages_sent,
+                messages_received: control.messages_received,
+                notifications_received: control.notifications_received,
+                kernel_calls: control.kernel_calls,
                 ..ThreadRecord::default()
-            }
-        })
+            });
+        }
+        for (index, record) in self.processes.iter().enumerate().filter(|(_, p)| p.in_use) {
+            let mut name = [0u8; RECORD_NAME_BYTES];
+            let bytes = record.name().as_bytes();
+            let len = bytes.len().min(RECORD_NAME_BYTES);
+            name[..len].copy_from_slice(&bytes[..len]);
+            process(&ProcessRecord {
+                pid: record.pid,
+                threads: threads_per_process[index],
+                name,
+                main_thread: record.main_thread,
+                memory_pages: record.mapped_pages,
+                priority: record.priority,
+                grants: record.grants.iter().filter(|g| g.in_use).count() as u32,
+                cpu_ns: cpu_per_process[index],
+                ..ProcessRecord::default()
+            });
+        }
     }
 
-    /// The record of every live process.
-    pub fn process_records(&self) -> impl Iterator<Item = ProcessRecord> + '_ {
-        self.processes.iter().filter(|p| p.in_use).map(move |process| self.process_record(process))
-    }
-
-    fn process_record(&self, process: &Process) -> ProcessRecord {
-        let mut name = [0u8; RECORD_NAME_BYTES];
-        let bytes = process.name().as_bytes();
-        let len = bytes.len().min(RECORD_NAME_BYTES);
-        name[..len].copy_from_slice(&bytes[..len]);
-        let (mut threads, mut cpu_ns) = (0u32, 0u64);
-        for (slot, _) in self.table.threads() {
-            let thread = &self.threads[usize::from(slot)];
-            if self.processes[usize::from(thread.process)].pid == process.pid {
-                threads += 1;
-                cpu_ns += thread.cpu_ns;
-            }
-        }
-        ProcessRecord {
-            pid: process.pid,
-            threads,
-            name,
-            main_thread: process.main_thread,
-            memory_pages: AddressSpace::from_root(process.root).count_user_pages(),
-            priority: process.priority,
-            grants: process.grants.iter().filter(|g| g.in_use).count() as u32,
-            cpu_ns,
-            ..ProcessRecord::default()
-        }
+    /// Threads that are not Free, and live processes.
+    pub fn record_counts(&self) -> (usize, usize) {
+        (self.table.threads().count(), self.processes.iter().filter(|p| p.in_use).count())
     }
 }

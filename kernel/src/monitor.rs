@@ -150,13 +150,14 @@ pub fn emergency_crash(kind: CrashKind, message: &str, backtrace: &[u64]) {
 fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
     kernel.account_cpu_time();
     kernel.snapshot_generation += 1;
-    Snapshot {
-        generation: kernel.snapshot_generation,
-        timestamp_ns: now,
-        idle_ns: kernel.idle_ns,
-        threads: kernel.thread_records().map(|record| ThreadInfo::from(&record)).collect(),
-        processes: kernel.process_records().map(|record| ProcessInfo::from_record(&record)).collect(),
-    }
+    let (thread_count, process_count) = kernel.record_counts();
+    let mut threads = Vec::with_capacity(thread_count);
+    let mut processes = Vec::with_capacity(process_count);
+    kernel.visit_records(
+        |record| threads.push(ThreadInfo::from(record)),
+        |record| processes.push(ProcessInfo::from_record(record)),
+    );
+    Snapshot { generation: kernel.snapshot_generation, timestamp_ns: now, idle_ns: kernel.idle_ns, threads, processes }
 }
 
 impl Monitor {

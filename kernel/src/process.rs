@@ -39,12 +39,15 @@ impl Kernel {
             .ok_or(Error::OutOfResources)? as u16;
         let mut space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
             .map_err(|_| Error::OutOfResources)?;
-        if let Err(error) = load_segments(&mut space, image, file) {
-            space.destroy_user(&mut |frame| {
-                let _ = memory::free_frame(frame);
-            });
-            return Err(error);
-        }
+        let image_pages = match load_segments(&mut space, image, file) {
+            Ok(pages) => pages,
+            Err(error) => {
+                space.destroy_user(&mut |frame| {
+                    let _ = memory::free_frame(frame);
+                });
+                return Err(error);
+            }
+        };
         self.next_pid += 1;
         let process = &mut self.processes[usize::from(slot)];
         *process = Process::EMPTY;
@@ -55,6 +58,7 @@ impl Kernel {
         process.priority = config.priority;
         process.kernel_calls = config.kernel_calls;
         process.ipc_targets = config.ipc_targets;
+        process.mapped_pages = image_pages;
         let start = ThreadStart {
             entry: image.entry,
             stack_bytes: MAIN_STACK_BYTES,
@@ -107,6 +111,15 @@ impl Kernel {
             }
         }
         let root = self.processes[index].root;
+        // The page counter introspection reports must match the tables exactly.
+        let counted = AddressSpace::from_root(root).count_user_pages();
+        let recorded = self.processes[index].mapped_pages;
+        if counted != recorded {
+            crate::error!(
+                "memory accounting drift in '{}': {recorded} pages recorded, {counted} mapped",
+                self.processes[index].name()
+            );
+        }
         paging::switch_to(paging::kernel_space().root_phys());
         AddressSpace::from_root(root).destroy_user(&mut |frame| {
             let _ = memory::free_frame(frame);
@@ -178,7 +191,9 @@ impl Kernel {
 }
 
 /// Maps every segment of `image` into `space`, copying file bytes and zeroing the rest.
-fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Result<(), Error> {
+/// Returns the number of pages mapped.
+fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Result<u64, Error> {
+    let mut mapped = 0;
     for segment in image.segments() {
         let first_page = segment.virt & !(PAGE_SIZE - 1);
         let end = segment.virt + segment.mem_size;
@@ -192,11 +207,12 @@ fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Res
         }
         // Map with the final permissions; the kernel fills the pages through the direct map.
         thread::map_user_pages(space, first_page, pages, leaf)?;
+        mapped += pages;
         let start = segment.file_offset as usize;
         let bytes = &file[start..start + segment.file_size as usize];
         write_through_tables(space, segment.virt, bytes)?;
     }
-    Ok(())
+    Ok(mapped)
 }
 
 /// Copies `bytes` to `virt` in `space` regardless of the pages' write permission (loading

@@ -111,6 +111,8 @@ pub struct Process {
     pub ipc_targets: IpcTargets,
     pub main_thread: Endpoint,
     pub live_threads: u16,
+    /// User pages mapped (image, stacks), kept up to date so introspection is cheap.
+    pub mapped_pages: u64,
     /// Bit `i` set = stack region `i` in use.
     pub stack_regions: [u64; MAX_THREADS / 64],
     pub grants: [Grant; MAX_GRANTS],
@@ -128,6 +130,7 @@ impl Process {
         ipc_targets: IpcTargets::All,
         main_thread: Endpoint(0),
         live_threads: 0,
+        mapped_pages: 0,
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
     };

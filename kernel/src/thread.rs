@@ -60,13 +60,17 @@ pub fn map_user_pages(
     Ok(())
 }
 
-/// Unmaps and frees the pages of `[start, start + pages·4K)` that are mapped.
-pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) {
+/// Unmaps and frees the pages of `[start, start + pages·4K)` that are mapped; returns how
+/// many were.
+pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> u64 {
+    let mut unmapped = 0;
     for page in 0..pages {
         if let Some(frame) = space.unmap(start + page * PAGE_SIZE) {
             let _ = memory::free_frame(frame);
+            unmapped += 1;
         }
     }
+    unmapped
 }
 
 impl Kernel {
@@ -148,6 +152,7 @@ impl Kernel {
         let owner = &mut self.processes[process_index];
         owner.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);
         owner.live_threads += 1;
+        owner.mapped_pages += stack_pages;
         let priority = owner.priority;
         self.run_queues.push_back(slot, priority);
         let pid = self.processes[process_index].pid;
@@ -201,13 +206,14 @@ impl Kernel {
         let (process, stack_index) = (usize::from(thread.process), thread.stack_index);
         let mut space = AddressSpace::from_root(self.processes[process].root);
         let top = stack_region_top(stack_index);
-        unmap_user_pages(
+        let unmapped = unmap_user_pages(
             &mut space,
             top - STACK_REGION_SIZE,
             STACK_REGION_SIZE / PAGE_SIZE,
         );
         let owner = &mut self.processes[process];
         owner.stack_regions[usize::from(stack_index) / 64] &= !(1 << (stack_index % 64));
+        owner.mapped_pages = owner.mapped_pages.saturating_sub(unmapped);
         owner.live_threads = owner.live_threads.saturating_sub(1);
     }
 

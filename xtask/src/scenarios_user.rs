@@ -231,6 +231,7 @@ fn require_clean_run(console: &Console) -> Result<(), String> {
     forbid(console, ": FAIL")?;
     forbid(console, "panic:")?;
     forbid(console, "user fault:")?;
+    forbid(console, "memory accounting drift")?;
     forbid(console, "shutdown refused")
 }
 

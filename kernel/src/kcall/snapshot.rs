@@ -1,27 +1,60 @@
 //! Snapshot: one consistent copy of every thread and process record, in a single call.
 //!
 //! Consistent because the kernel is not preemptible: nothing changes while the records are
-//! written. Records are built on the kernel stack a few at a time and copied out with
-//! `usercopy`, so a bad buffer is EFAULT and a short one gets only the header with the
-//! counts it needs.
+//! written. Records are gathered in a page-sized buffer on the kernel stack and copied out
+//! a page at a time with `usercopy`, so a bad buffer is EFAULT, and a short one gets only
+//! the header, whose counts say how big the buffer must be.
 
 use crate::arch::paging::AddressSpace;
 use crate::system::Kernel;
 use crate::usercopy;
+use core::mem::size_of;
 use vigil_abi::introspect::{ProcessRecord, SnapshotHeader, ThreadRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 use vigil_abi::Error;
 
-const HEADER_SIZE: u64 = core::mem::size_of::<SnapshotHeader>() as u64;
-const THREAD_SIZE: u64 = core::mem::size_of::<ThreadRecord>() as u64;
-const PROCESS_SIZE: u64 = core::mem::size_of::<ProcessRecord>() as u64;
+const HEADER_SIZE: u64 = size_of::<SnapshotHeader>() as u64;
+const THREAD_SIZE: u64 = size_of::<ThreadRecord>() as u64;
+const PROCESS_SIZE: u64 = size_of::<ProcessRecord>() as u64;
+
+/// Accumulates records and copies them to the user buffer a page at a time.
+struct Batch<'a> {
+    space: &'a AddressSpace,
+    bytes: [u8; 4096],
+    len: usize,
+    destination: u64,
+    result: Result<(), Error>,
+}
+
+impl Batch<'_> {
+    fn push<T: Copy>(&mut self, record: &T) {
+        let size = size_of::<T>();
+        if self.len + size > self.bytes.len() {
+            self.flush();
+        }
+        // SAFETY: viewing a `Copy` plain record as its bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(record as *const T as *const u8, size) };
+        self.bytes[self.len..self.len + size].copy_from_slice(bytes);
+        self.len += size;
+    }
+
+    fn flush(&mut self) {
+        if self.result.is_ok() && self.len > 0 {
+            self.result = usercopy::write(self.space, self.destination, &self.bytes[..self.len]);
+        }
+        self.destination += self.len as u64;
+        self.len = 0;
+    }
+}
 
 /// Arguments: buffer address, buffer length. Returns the bytes written.
 pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u64, Error> {
     kernel.account_cpu_time();
     let space = AddressSpace::from_root(kernel.process_of(caller).root);
-    let thread_count = kernel.table.threads().count() as u64;
-    let process_count = kernel.processes.iter().filter(|p| p.in_use).count() as u64;
-    let needed = HEADER_SIZE + thread_count * THREAD_SIZE + process_count * PROCESS_SIZE;
+    let (thread_count, process_count) = kernel.record_counts();
+    let needed = HEADER_SIZE + thread_count as u64 * THREAD_SIZE + process_count as u64 * PROCESS_SIZE;
+    if len < HEADER_SIZE {
+        return Err(Error::InvalidArgument);
+    }
     kernel.snapshot_generation += 1;
     let header = SnapshotHeader {
         magic: SNAPSHOT_MAGIC,
@@ -35,22 +68,16 @@ pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u6
         thread_record_size: THREAD_SIZE as u32,
         process_record_size: PROCESS_SIZE as u32,
     };
-    if len < HEADER_SIZE {
-        return Err(Error::InvalidArgument);
-    }
-    usercopy::write_value(&space, buffer, &header)?;
     if len < needed {
+        usercopy::write_value(&space, buffer, &header)?;
         return Err(Error::InvalidArgument);
     }
     usercopy::check(&space, buffer, needed as usize, usercopy::Access::Write)?;
-    let mut offset = buffer + HEADER_SIZE;
-    for record in kernel.thread_records() {
-        usercopy::write_value(&space, offset, &record)?;
-        offset += THREAD_SIZE;
-    }
-    for record in kernel.process_records() {
-        usercopy::write_value(&space, offset, &record)?;
-        offset += PROCESS_SIZE;
-    }
-    Ok(needed)
+    let mut batch = Batch { space: &space, bytes: [0; 4096], len: 0, destination: buffer, result: Ok(()) };
+    batch.push(&header);
+    // Two closures need the batch; a RefCell-free way is to collect threads then processes.
+    let batch_cell = core::cell::RefCell::new(&mut batch);
+    kernel.visit_records(|thread| batch_cell.borrow_mut().push(thread), |process| batch_cell.borrow_mut().push(process));
+    batch.flush();
+    batch.result.map(|()| needed)
 }

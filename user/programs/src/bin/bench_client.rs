@@ -7,8 +7,14 @@
 //! - `notify_roundtrip`: notify `bench_server`, receive its notification back;
 //! - `context_switch`: two threads of this process alternating with yield_now (one sample
 //!   is a yield there and back, so it is halved: cycles per switch);
+//! - `null_syscall_traced` / `ipc_roundtrip_untraced`: the same with the trace mask changed
+//!   (every syscall traced / nothing traced), so a trace event's cost and the overhead of
+//!   tracing on IPC show as differences and ratios;
+//! - `snapshot_<n>_threads`: one snapshot kernel call with about `n` threads alive (idle
+//!   threads are added to reach 10, 100 and 1000), with `per_thread_cycles=` added;
 //!
-//! then `bench: done`, and shuts down with success. Boot with `kcalls=shutdown`.
+//! then `bench: done`, and shuts down with success. Boot with
+//! `kcalls=shutdown+snapshot+tracemask` and enough memory for 1000 thread stacks (256M).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -18,7 +24,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use vigil_programs::{lookup_with_retry, median_and_min};
-use vigil_rt::{ipc, println, process, syscall, thread, tsc, Endpoint, Message};
+use vigil_abi::trace::{EventKind, DEFAULT_EVENT_MASK};
+use vigil_rt::{introspect, ipc, println, process, syscall, thread, tsc, Endpoint, Message};
 
 vigil_rt::entry!(main);
 
@@ -38,6 +45,8 @@ fn main(_args: &str) -> i32 {
     ok &= measure("ipc_roundtrip", 1, || ipc_round_trip(server));
     ok &= measure("notify_roundtrip", 1, || notify_round_trip(server));
     ok &= context_switch();
+    ok &= tracing_costs(server);
+    ok &= snapshot_costs();
     if ok {
         println!("bench: done");
     } else {
@@ -104,4 +113,67 @@ fn context_switch() -> bool {
     let measured = measurer.join();
     let partnered = partner.join();
     matches!(measured, Ok(0)) && partnered.is_ok()
+}
+
+/// The cost of tracing: the null syscall with its Syscall event recorded, and the IPC round
+/// trip with nothing recorded (the default mask records IPC, blocks and switches).
+fn tracing_costs(server: Endpoint) -> bool {
+    let Ok(previous) = syscall::trace_mask(DEFAULT_EVENT_MASK | EventKind::Syscall.mask_bit()) else {
+        println!("bench: FAIL: the TraceMask kernel call was refused (boot with kcalls=…+tracemask)");
+        return false;
+    };
+    let mut ok = measure("null_syscall_traced", 1, || syscall::self_endpoint().is_ok());
+    ok &= syscall::trace_mask(0).is_ok();
+    ok &= measure("ipc_roundtrip_untraced", 1, || ipc_round_trip(server));
+    ok &= syscall::trace_mask(previous).is_ok();
+    ok
+}
+
+/// Stop flag for the idle threads the snapshot benchmark creates.
+static IDLE_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Snapshot cost with about 10, 100 and 1000 threads alive.
+fn snapshot_costs() -> bool {
+    let mut idle = Vec::new();
+    let mut ok = true;
+    for target in [10usize, 100, 1000] {
+        let Ok(current) = introspect::snapshot() else {
+            println!("bench: FAIL: the Snapshot kernel call was refused (boot with kcalls=…+snapshot)");
+            return false;
+        };
+        let mut threads = current.header.thread_count as usize;
+        while threads < target {
+            match thread::try_spawn(|| {
+                while !IDLE_STOP.load(Ordering::Relaxed) {
+                    thread::sleep(core::time::Duration::from_secs(1));
+                }
+            }) {
+                Ok(handle) => idle.push(handle),
+                Err(error) => {
+                    println!("bench: snapshot_{target}_threads: stopped at {threads} threads: {error}");
+                    break;
+                }
+            }
+            threads += 1;
+        }
+        let required = introspect::required_bytes(&current.header) + (threads + 8) * 128;
+        let mut buffer = alloc::vec![0u8; required];
+        let mut samples = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let start = tsc();
+            ok &= syscall::snapshot(&mut buffer).is_ok();
+            samples.push(tsc().wrapping_sub(start));
+        }
+        let (median, min) = median_and_min(&mut samples).unwrap_or((0, 0));
+        println!(
+            "bench: snapshot_{target}_threads median_cycles={median} min_cycles={min} iterations={} threads={threads} per_thread_cycles={}",
+            samples.len(),
+            median / threads.max(1) as u64
+        );
+    }
+    IDLE_STOP.store(true, Ordering::Relaxed);
+    for handle in idle {
+        ok &= handle.join().is_ok();
+    }
+    ok
 }

@@ -1,2 +1,5 @@
 //! `vigil`: the host tool that watches a Vigil kernel over its monitor channel.
-fn main() {}
+
+fn main() -> std::process::ExitCode {
+    vigil::cli::main()
+}

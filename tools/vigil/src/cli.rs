@@ -1,0 +1,304 @@
+//! Command-line interface: argument parsing (clap) and dispatch to the subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::events::{Format, Limits};
+use crate::source::{Address, Source};
+
+/// Watch a Vigil kernel from outside: live task manager, event stream, record/replay and
+/// trace export over the kernel's monitor channel (COM2, exposed by QEMU as a socket).
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, propagate_version = true)]
+#[command(
+    after_help = "ADDR is HOST:PORT (or tcp:HOST:PORT) for a TCP socket, or unix:PATH for a Unix socket, \
+e.g. what `cargo xtask run` prints as the COM2 monitor address.\n\
+The tool reconnects on its own when the kernel goes away, so it survives QEMU restarts."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Live terminal task manager: threads by process, state and wait target, CPU %, rates,
+    /// alerts, event log and link health.
+    Top(TopArgs),
+    /// Print one line per event, log line, snapshot, alert, … (text or JSON lines) for scripts.
+    Events(EventsArgs),
+    /// Store the raw monitor stream with arrival times, for `replay`, `events --replay` and
+    /// `export`.
+    Record(RecordArgs),
+    /// Show a recording in the task manager, with its original timing (or --speed).
+    Replay(ReplayArgs),
+    /// Convert a recording to a trace file.
+    Export(ExportArgs),
+    /// Serve Prometheus/OpenMetrics figures of a live kernel on /metrics.
+    Metrics(MetricsArgs),
+}
+
+/// Where a live kernel is.
+#[derive(Debug, Args)]
+pub struct ConnectArg {
+    /// Monitor channel address: HOST:PORT or unix:PATH.
+    #[arg(long, short = 'c', value_name = "ADDR", env = "VIGIL_CONNECT", value_parser = Address::parse)]
+    pub connect: Address,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// Quit after this long (e.g. 30s, 2m); default: until `q`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["connect", "replay"]))]
+#[command(after_long_help = EVENTS_HELP)]
+pub struct EventsArgs {
+    /// Attach to a live kernel at ADDR (HOST:PORT or unix:PATH).
+    #[arg(long, short = 'c', value_name = "ADDR", value_parser = Address::parse)]
+    pub connect: Option<Address>,
+    /// Read a recording made by `vigil record` instead of a live kernel.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// JSON lines: {"type":"event"|"log"|"snapshot"|"alert"|"drops"|"crash"|"hello"|"lost"|"command_result", …}.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every thread and process of each snapshot instead of a one-line summary.
+    #[arg(long)]
+    pub snapshots: bool,
+    /// Only trace events of this kind (switch, block, unblock, send, receive, notify, syscall,
+    /// kcall, interrupt, process-create, process-exit, thread-create, thread-exit, crash, log);
+    /// repeat or separate with commas. Other line types are always printed.
+    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// Stop after this long (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many trace events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop when the connection closes instead of reconnecting (waits for the first one).
+    #[arg(long, conflicts_with = "replay")]
+    pub once: bool,
+    /// Replay speed: 1 = recorded timing, 2 = twice as fast, 0 = as fast as possible.
+    #[arg(long, default_value_t = 0.0, requires = "replay")]
+    pub speed: f64,
+    /// No connection messages or summary on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// File to write (format documented in the `record` module: "VIGILREC", version, then
+    /// (u64 host-ns offset, u32 length, bytes) records).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this long (e.g. 10s); default: until interrupted (the file stays valid).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop when the connection closes instead of reconnecting (waits for the first one).
+    #[arg(long)]
+    pub once: bool,
+    /// No connection messages or summary on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A recording made by `vigil record`.
+    pub file: PathBuf,
+    /// 1 = recorded timing, 2 = twice as fast, 0 = as fast as possible.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Quit after this long; default: until `q`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A recording made by `vigil record`.
+    pub file: PathBuf,
+    /// Write a Chrome trace-event JSON file (open it in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "OUT.json")]
+    pub perfetto: PathBuf,
+}
+
+const EVENTS_HELP: &str = "\
+Text lines start with the kernel time in seconds. JSON lines (--json) have stable fields:
+  hello     protocol_version compatible kernel_version tsc_hz now_ns event_mask snapshot_period_ms
+  event     seq ts_ns kind thread endpoint args{…decoded, by kind} raw_args[3]
+  lost      first_seq count                  (a gap in event sequence numbers)
+  log       seq ts_ns level text
+  snapshot  generation ts_ns thread_count process_count blocked busy_percent active_alerts
+            (+ threads[…] processes[…] with --snapshots)
+  alert     kind(deadlock|hung-chain|cpu-hog|memory-hog|anomaly) first_seen_ns message threads[]
+  drops     events_dropped frames_dropped malformed_commands   (kernel-side loss, on change)
+  crash     kind ts_ns process pid message backtrace[]
+  command_result  ok message
+Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
+Connection messages and a link-health summary go to stderr; stdout of a live session and of
+`--replay` of its recording are identical.
+
+Examples:
+  vigil events --connect 127.0.0.1:4555 --json --duration 5s
+  vigil events --connect unix:/tmp/vigil.sock --kind send,receive --count 100
+  vigil events --replay session.vrec --json | jq 'select(.type == \"alert\")'";
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// Address to serve HTTP on (port 0 picks a free one; the address is printed on stderr).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// Stop after this long; default: until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// No connection messages on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Parses "5s", "500ms", "2m", "1h 30m" or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds >= 0.0 {
+            return Ok(Duration::from_secs_f64(seconds));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. 5s, 500ms, 2m"))
+}
+
+fn check_speed(speed: f64) -> Result<f64> {
+    if !speed.is_finite() || speed < 0.0 {
+        anyhow::bail!("--speed must be a number ≥ 0 (0 = as fast as possible), not {speed}");
+    }
+    Ok(speed)
+}
+
+/// Runs the command line; errors are printed as "vigil: error: …".
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vigil: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Top(args) => crate::top::run(Source::connect(args.connect.connect), args.duration),
+        Command::Events(args) => {
+            let source = match (args.connect, args.replay) {
+                (Some(address), _) => Source::connect(address),
+                (None, Some(path)) => Source::replay(&path, check_speed(args.speed)?)?,
+                (None, None) => unreachable!("clap requires one input"),
+            };
+            let format = Format {
+                json: args.json,
+                full_snapshots: args.snapshots,
+                kinds: args.kind,
+            };
+            crate::events::run(
+                source,
+                format,
+                Limits {
+                    duration: args.duration,
+                    count: args.count,
+                    once: args.once,
+                },
+                args.quiet,
+            )
+        }
+        Command::Record(args) => crate::record::record(
+            Source::connect(args.connect.connect),
+            &args.output,
+            args.duration,
+            args.once,
+            args.quiet,
+        ),
+        Command::Replay(args) => {
+            let source = Source::replay(&args.file, check_speed(args.speed)?)?;
+            crate::top::run(source, args.duration)
+        }
+        Command::Metrics(args) => crate::metrics::run(
+            Source::connect(args.connect.connect),
+            &args.listen,
+            args.duration,
+            args.quiet,
+        ),
+        Command::Export(args) => {
+            let (events, threads) = crate::export::export_perfetto(&args.file, &args.perfetto)?;
+            eprintln!(
+                "vigil: wrote {events} trace events ({threads} thread tracks) to {}",
+                args.perfetto.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn events_needs_exactly_one_input() {
+        assert!(Cli::try_parse_from(["vigil", "events"]).is_err());
+        assert!(Cli::try_parse_from([
+            "vigil",
+            "events",
+            "--connect",
+            "127.0.0.1:1",
+            "--replay",
+            "x"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "vigil",
+            "events",
+            "--connect",
+            "127.0.0.1:1",
+            "--json",
+            "--duration",
+            "2s"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from(["vigil", "events", "--connect", "nonsense"]).is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! `vigil events`: one line per event, log line, snapshot, alert, … for scripts.
+//!
+//! Text lines start with the kernel timestamp in seconds; JSON lines are objects whose
+//! `"type"` is one of `hello`, `event`, `lost`, `log`, `snapshot`, `alert`, `drops`, `crash`,
+//! `command_result`. Field names are stable. Link changes and the final health summary go to
+//! stderr, so stdout is identical for a live session and a replay of its recording.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{json, Map, Value};
+use vigil_detect::{Alert, AlertKind};
+use vigil_wire::{compatible, DropReport, Snapshot, PROTOCOL_VERSION};
+
+use crate::describe::{self, Labels};
+use crate::link::{Link, LinkState};
+use crate::model::{alert_kind_name, crash_kind_name, crash_text, Item, Model};
+use crate::source::{Source, SourceMsg};
+
+/// Output options.
+#[derive(Clone, Debug, Default)]
+pub struct Format {
+    pub json: bool,
+    /// Print every thread and process of a snapshot, not just a summary.
+    pub full_snapshots: bool,
+    /// Only these event kinds (names as in `vigil_abi::trace::EventKind::name`); empty = all.
+    pub kinds: Vec<String>,
+}
+
+/// When to stop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub duration: Option<Duration>,
+    /// Stop after this many trace events were printed.
+    pub count: Option<u64>,
+    /// Stop when the first connection closes instead of reconnecting.
+    pub once: bool,
+}
+
+/// Formats model items as lines.
+pub struct Printer {
+    pub format: Format,
+    last_drops: Option<DropReport>,
+}
+
+impl Printer {
+    pub fn new(format: Format) -> Printer {
+        Printer {
+            format,
+            last_drops: None,
+        }
+    }
+
+    /// The line for `item` (without newline), or `None` if it is filtered out.
+    pub fn line(&mut self, item: &Item, model: &Model) -> Option<String> {
+        if let Item::Drops(drops) = item {
+            // Drop reports repeat; print the first and every change.
+            if self.last_drops == Some(*drops) {
+                return None;
+            }
+            self.last_drops = Some(*drops);
+        }
+        if let Item::Event(event) = item {
+            if !self.format.kinds.is_empty()
+                && !self.format.kinds.contains(&describe::kind_name(event.kind))
+            {
+                return None;
+            }
+        }
+        Some(if self.format.json {
+            json_line(item, model, self.format.full_snapshots).to_string()
+        } else {
+            text_line(item, model, self.format.full_snapshots)
+        })
+    }
+}
+
+fn alert_threads(alert: &Alert, labels: &Labels) -> Vec<String> {
+    match &alert.kind {
+        AlertKind::Deadlock { cycle } => {
+            cycle.iter().map(|edge| labels.thread(edge.from)).collect()
+        }
+        AlertKind::HungChain { chain, .. } => {
+            let mut threads: Vec<String> =
+                chain.iter().map(|edge| labels.thread(edge.from)).collect();
+            threads.extend(chain.last().map(|edge| labels.thread(edge.to)));
+            threads
+        }
+        AlertKind::CpuHog { thread, .. } | AlertKind::Anomaly { thread, .. } => {
+            vec![labels.thread(*thread)]
+        }
+        AlertKind::MemoryHog { pid, .. } => labels
+            .process(*pid)
+            .map(|name| vec![name.to_string()])
+            .unwrap_or_default(),
+    }
+}
+
+/// The JSON object for one item.
+pub fn json_line(item: &Item, model: &Model, full_snapshots: bool) -> Value {
+    let labels = &model.labels;
+    match item {
+        Item::Hello(hello) => json!({
+            "type": "hello",
+            "protocol_version": hello.protocol_version,
+            "compatible": compatible(hello.protocol_version),
+            "kernel_version": hello.kernel_version,
+            "tsc_hz": hello.tsc_hz,
+            "now_ns": hello.now_ns,
+            "event_mask": hello.event_mask,
+            "snapshot_period_ms": hello.snapshot_period_ms,
+        }),
+        Item::Event(event) => {
+            let mut args = Map::new();
+            for (name, value) in describe::event_args(event, labels) {
+                args.insert(name.into(), value.to_json());
+            }
+            let thread = if event.kind == 0 {
+                labels.cpu_thread(event.thread)
+            } else {
+                labels.thread(event.thread)
+            };
+            json!({
+                "type": "event",
+                "seq": event.seq,
+                "ts_ns": event.timestamp_ns,
+                "kind": describe::kind_name(event.kind),
+                "thread": thread,
+                "endpoint": format!("{:?}", vigil_abi::Endpoint(event.thread)),
+                "args": args,
+                "raw_args": event.args,
+            })
+        }
+        Item::Lost { first, count } => {
+            json!({ "type": "lost", "first_seq": first, "count": count })
+        }
+        Item::Log(line) => json!({
+            "type": "log",
+            "seq": line.seq,
+            "ts_ns": line.timestamp_ns,
+            "level": vigil_abi::log::LogLevel::from_u8(line.level).map_or_else(|| line.level.to_string(), |l| l.label().trim().to_string()),
+            "text": line.text,
+        }),
+        Item::Snapshot => {
+            let Some(snapshot) = model.snapshot() else {
+                return json!({ "type": "snapshot" });
+            };
+            let mut value = json!({
+                "type": "snapshot",
+                "generation": snapshot.generation,
+                "ts_ns": snapshot.timestamp_ns,
+                "thread_count": snapshot.threads.len(),
+                "process_count": snapshot.processes.len(),
+                "blocked": blocked(snapshot),
+                "busy_percent": model.busy_percent.map(round2),
+                "active_alerts": model.active_alerts().len(),
+            });
+            if full_snapshots {
+                value["threads"] = snapshot
+                    .threads
+                    .iter()
+                    .map(|t| {
+                        let rates = model
+                            .thread_rates
+                            .get(&t.endpoint)
+                            .copied()
+                            .unwrap_or_default();
+                        json!({
+                            "thread": labels.thread(t.endpoint),
+                            "endpoint": format!("{:?}", vigil_abi::Endpoint(t.endpoint)),
+                            "pid": t.pid,
+                            "state": describe::state_name(t.state()),
+                            "wait": describe::thread_state_text(t, labels, snapshot.timestamp_ns),
+                            "priority": t.priority,
+                            "cpu_ns": t.cpu_ns,
+                            "cpu_percent": round2(rates.cpu_percent),
+                            "switches_per_s": round2(rates.switches_per_s),
+                            "ipc_per_s": round2(rates.ipc_per_s),
+                            "voluntary_switches": t.voluntary_switches,
+                            "involuntary_switches": t.involuntary_switches,
+                            "syscalls": t.syscalls,
+                            "messages_sent": t.messages_sent,
+                            "messages_received": t.messages_received,
+                            "notifications_received": t.notifications_received,
+                            "page_faults": t.page_faults,
+                            "kernel_calls": t.kernel_calls,
+                        })
+                    })
+                    .collect();
+                value["processes"] = snapshot
+                    .processes
+                    .iter()
+                    .map(|p| {
+                        let rates = model.process_rates.get(&p.pid).copied().unwrap_or_default();
+                        json!({
+                            "pid": p.pid,
+                            "name": p.name,
+                            "threads": p.threads,
+                            "memory_pages": p.memory_pages,
+                            "priority": p.priority,
+                            "grants": p.grants,
+                            "cpu_ns": p.cpu_ns,
+                            "cpu_percent": round2(rates.cpu_percent),
+                        })
+                    })
+                    .collect();
+            }
+            value
+        }
+        Item::Alert(alert) => json!({
+            "type": "alert",
+            "kind": alert_kind_name(&alert.kind),
+            "first_seen_ns": alert.first_seen_ns,
+            "message": alert.message,
+            "threads": alert_threads(alert, labels),
+        }),
+        Item::Drops(drops) => json!({
+            "type": "drops",
+            "events_dropped": drops.events_dropped,
+            "frames_dropped": drops.frames_dropped,
+            "malformed_commands": drops.malformed_commands,
+        }),
+        Item::Crash(crash) => json!({
+            "type": "crash",
+            "kind": crash_kind_name(crash.kind),
+            "ts_ns": crash.timestamp_ns,
+            "process": crash.process.as_ref().map(|(name, _)| name),
+            "pid": crash.process.as_ref().map(|(_, pid)| pid),
+            "message": crash.message,
+            "backtrace": crash.backtrace.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+        }),
+        Item::CommandResult(result) => json!({
+            "type": "command_result",
+            "ok": result.ok,
+            "message": result.message,
+        }),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn blocked(snapshot: &Snapshot) -> usize {
+    snapshot
+        .threads
+        .iter()
+        .filter(|t| t.state().is_some_and(|s| s.is_blocked()))
+        .count()
+}
+
+/// The text line for one item.
+pub fn text_line(item: &Item, model: &Model, full_snapshots: bool) -> String {
+    let labels = &model.labels;
+    let ts = describe::timestamp_text;
+    match item {
+        Item::Hello(hello) => format!(
+            "{} hello          kernel {} protocol {}{} tsc {} Hz, snapshots every {} ms",
+            ts(hello.now_ns),
+            hello.kernel_version,
+            hello.protocol_version,
+            if compatible(hello.protocol_version) {
+                String::new()
+            } else {
+                format!(" (INCOMPATIBLE: this vigil speaks {PROTOCOL_VERSION})")
+            },
+            hello.tsc_hz,
+            hello.snapshot_period_ms
+        ),
+        Item::Event(event) => format!(
+            "{} {}",
+            ts(event.timestamp_ns),
+            describe::event_text(event, labels)
+        ),
+        Item::Lost { first, count } => format!(
+            "{} lost           {count} events (seq {first}..{})",
+            ts(model.kernel_now()),
+            first + count - 1
+        ),
+        Item::Log(line) => format!(
+            "{} log            {} {}",
+            ts(line.timestamp_ns),
+            vigil_abi::log::LogLevel::from_u8(line.level).map_or("?    ", |l| l.label()),
+            line.text
+        ),
+        Item::Snapshot => {
+            let Some(snapshot) = model.snapshot() else {
+                return "snapshot".into();
+            };
+            let mut text = format!(
+                "{} snapshot       gen {}: {} threads, {} processes, {} blocked",
+                ts(snapshot.timestamp_ns),
+                snapshot.generation,
+                snapshot.threads.len(),
+                snapshot.processes.len(),
+                blocked(snapshot)
+            );
+            if let Some(busy) = model.busy_percent {
+                text.push_str(&format!(", busy {busy:.1}%"));
+            }
+            if full_snapshots {
+                for t in &snapshot.threads {
+                    let rates = model
+                        .thread_rates
+                        .get(&t.endpoint)
+                        .copied()
+                        .unwrap_or_default();
+                    text.push_str(&format!(
+                        "\n    {:<24} pid {:<4} {:>6.1}% cpu  {}",
+                        labels.thread(t.endpoint),
+                        t.pid,
+                        rates.cpu_percent,
+                        describe::thread_state_text(t, labels, snapshot.timestamp_ns)
+                    ));
+                }
+            }
+            text
+        }
+        Item::Alert(alert) => format!(
+            "{} ALERT          {}",
+            ts(alert.first_seen_ns),
+            alert.message
+        ),
+        Item::Drops(drops) => format!(
+            "{} drops          {} events, {} frames, {} bad commands dropped by the kernel",
+            ts(model.kernel_now()),
+            drops.events_dropped,
+            drops.frames_dropped,
+            drops.malformed_commands
+        ),
+        Item::Crash(crash) => {
+            let mut text = format!(
+                "{} CRASH          {}",
+                ts(crash.timestamp_ns),
+                crash_text(crash)
+            );
+            if !crash.backtrace.is_empty() {
+                text.push_str(" backtrace:");
+                for address in &crash.backtrace {
+                    text.push_str(&format!(" {address:#x}"));
+                }
+            }
+            text
+        }
+        Item::CommandResult(result) => format!(
+            "{} command        {}: {}",
+            ts(model.kernel_now()),
+            if result.ok { "ok" } else { "failed" },
+            result.message
+        ),
+    }
+}
+
+/// Link changes as told on stderr (`live` false: `source` is a recording being replayed).
+pub fn link_message(msg: &SourceMsg, source: &str, live: bool) -> Option<String> {
+    match msg {
+        SourceMsg::Waiting { error } => Some(format!("waiting for kernel at {source}… ({error})")),
+        SourceMsg::Connected { .. } if live => Some(format!("connected to {source}")),
+        SourceMsg::Connected { .. } => Some(format!("{source}: a recorded connection starts")),
+        SourceMsg::Disconnected { reason } if live => Some(format!(
+            "connection to {source} lost: {reason}; reconnecting"
+        )),
+        SourceMsg::Disconnected { reason } => Some(format!("{source}: {reason}")),
+        SourceMsg::Data { .. } | SourceMsg::End => None,
+    }
+}
+
+/// Runs `vigil events` until the limits are reached or the source ends.
+pub fn run(source: Source, format: Format, limits: Limits, quiet: bool) -> Result<()> {
+    let mut link = Link::new();
+    let mut model = Model::new();
+    let mut printer = Printer::new(format);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let deadline = limits.duration.map(|d| Instant::now() + d);
+    let mut printed_events = 0u64;
+    let mut done = limits.count == Some(0);
+    let mut broken_pipe = false;
+    let live = source.is_live();
+    while !done {
+        let wait = match deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) => left.min(Duration::from_millis(200)),
+                None => break,
+            },
+            None => Duration::from_millis(200),
+        };
+        let msg = match source.rx.recv_timeout(wait) {
+            Ok(msg) => msg,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                out.flush().ok();
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        if !quiet {
+            if let Some(text) = link_message(&msg, source.description(), source.is_live()) {
+                eprintln!("vigil: {text}");
+            }
+        }
+        let closed = matches!(msg, SourceMsg::Disconnected { .. });
+        let mut frames = Vec::new();
+        link.handle(msg, |frame| frames.push(frame));
+        // Print each frame's items right after applying it, so that a line never sees a
+        // later frame's state (output must not depend on how bytes were chunked).
+        'frames: for frame in frames {
+            for item in &model.apply(frame) {
+                let Some(line) = printer.line(item, &model) else {
+                    continue;
+                };
+                if writeln!(out, "{line}").is_err() {
+                    broken_pipe = true;
+                    done = true;
+                    break 'frames;
+                }
+                if matches!(item, Item::Event(_)) {
+                    printed_events += 1;
+                    if limits.count.is_some_and(|n| printed_events >= n) {
+                        done = true;
+                        break 'frames;
+                    }
+                }
+            }
+        }
+        if live {
+            out.flush().ok();
+        }
+        if link.state == LinkState::Ended || (closed && limits.once) {
+            break;
+        }
+    }
+    if !broken_pipe {
+        out.flush().ok();
+    }
+    if !quiet {
+        eprintln!("vigil: {}", link.summary());
+        eprintln!(
+            "vigil: kernel: {} events ({} lost in sequence gaps), {} snapshots; kernel drops: {} events, {} frames",
+            model.events_seen, model.lost_events, model.snapshots_seen, model.drops.events_dropped, model.drops.frames_dropped
+        );
+    }
+    Ok(())
+}

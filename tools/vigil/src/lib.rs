@@ -1,0 +1,16 @@
+//! The `vigil` host tool as a library: connection, model, TUI, events, record/replay, export,
+//! metrics.
+//!
+//! The binary (`src/main.rs`) only calls [`cli::main`]; everything else lives here so that
+//! tests can drive the model and render the TUI into a test backend.
+
+pub mod cli;
+pub mod describe;
+pub mod events;
+pub mod export;
+pub mod link;
+pub mod metrics;
+pub mod model;
+pub mod record;
+pub mod source;
+pub mod top;

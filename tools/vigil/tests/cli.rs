@@ -1,0 +1,656 @@
+//! End-to-end tests of the `vigil` binary against a fake kernel on 127.0.0.1:0.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use assert_cmd::prelude::*;
+use common::*;
+use serde_json::Value;
+use vigil_wire::HostFrame;
+
+fn run(args: &[&str]) -> Output {
+    vigil().args(args).output().expect("run vigil")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}
+
+#[test]
+fn events_json_reports_events_alerts_and_everything_else() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: true,
+    }]);
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--json",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    output.clone().assert().success();
+    let lines = json_lines(&output.stdout);
+
+    let hello = of_type(&lines, "hello");
+    assert_eq!(hello.len(), 1, "{lines:#?}");
+    assert_eq!(hello[0]["kernel_version"], "fake-kernel 0.1");
+    assert_eq!(hello[0]["compatible"], true);
+
+    let events = of_type(&lines, "event");
+    assert_eq!(events.len(), 7);
+    let send = events
+        .iter()
+        .find(|e| e["kind"] == "send")
+        .expect("a send event");
+    assert_eq!(send["thread"], "client#2");
+    assert_eq!(send["args"]["to"], "server#3");
+    assert_eq!(send["args"]["msg_type"], 7);
+    assert_eq!(send["seq"], 2);
+    let block = events.iter().find(|e| e["kind"] == "block").unwrap();
+    assert_eq!(block["args"]["wait"], "sendrec → server#3");
+    let switch = events.iter().find(|e| e["kind"] == "switch").unwrap();
+    assert_eq!(switch["thread"], "client#2");
+    assert_eq!(switch["args"]["from"], "spinner#4");
+
+    let lost = of_type(&lines, "lost");
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0]["first_seq"].as_u64(), lost[0]["count"].as_u64()),
+        (Some(7), Some(2))
+    );
+
+    let alerts = of_type(&lines, "alert");
+    let deadlock = alerts
+        .iter()
+        .find(|a| a["kind"] == "deadlock")
+        .expect("a deadlock alert");
+    let message = deadlock["message"].as_str().unwrap();
+    assert!(
+        message.contains("locker#5") && message.contains("locker#6"),
+        "{message}"
+    );
+    let hog = alerts
+        .iter()
+        .find(|a| a["kind"] == "cpu-hog")
+        .expect("a cpu-hog alert");
+    assert!(
+        hog["message"].as_str().unwrap().contains("spinner#4"),
+        "{hog}"
+    );
+    assert_eq!(hog["threads"][0], "spinner#4");
+
+    let snapshots = of_type(&lines, "snapshot");
+    assert_eq!(snapshots.len(), 4);
+    assert_eq!(snapshots[0]["thread_count"], 6);
+    assert_eq!(snapshots[3]["generation"], 4);
+    assert_eq!(snapshots[3]["busy_percent"], 98.0);
+
+    assert_eq!(of_type(&lines, "log")[0]["text"], "fake kernel up");
+    assert_eq!(of_type(&lines, "drops")[0]["events_dropped"], 3);
+    let crash = of_type(&lines, "crash");
+    assert_eq!(crash[0]["process"], "crasher");
+    assert_eq!(crash[0]["backtrace"][1], "0x402000");
+
+    // The tool announced itself to the kernel.
+    let host = kernel.host_frames.lock().unwrap().clone();
+    assert_eq!(
+        host.first(),
+        Some(&HostFrame::Hello {
+            protocol_version: vigil_wire::PROTOCOL_VERSION
+        })
+    );
+}
+
+#[test]
+fn events_text_and_full_snapshots() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--snapshots",
+        "--duration",
+        "2s",
+    ]);
+    output.clone().assert().success();
+    let text = stdout(&output);
+    assert!(text.contains("1.100001 send           client#2"), "{text}");
+    assert!(text.contains("to=server#3 msg_type=7"), "{text}");
+    assert!(text.contains("ALERT          deadlock: "), "{text}");
+    assert!(text.contains("mutex 0x4010 owned by locker#6"), "{text}");
+    assert!(text.contains("recv ← ANY"), "{text}");
+    assert!(text.contains("sleep 12 ms"), "{text}");
+    assert!(
+        text.contains("lost           2 events (seq 7..8)"),
+        "{text}"
+    );
+    assert!(text.contains("CRASH          user-fault in crasher (pid 9): page fault at 0x0 backtrace: 0x401000 0x402000"), "{text}");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("connected to {}", kernel.address())),
+        "{err}"
+    );
+    assert!(err.contains("lost in sequence gaps"), "{err}");
+}
+
+#[test]
+fn count_stops_after_n_events_and_kind_filters() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let started = Instant::now();
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--json",
+        "--count",
+        "2",
+        "--kind",
+        "send,block",
+        "-q",
+    ]);
+    output.clone().assert().success();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let lines = json_lines(&output.stdout);
+    let kinds: Vec<&str> = of_type(&lines, "event")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["send", "block"]);
+    assert!(stderr(&output).is_empty(), "--quiet: {}", stderr(&output));
+}
+
+#[test]
+fn garbage_in_the_stream_is_survived_and_counted() {
+    let frames = script();
+    let mut bytes = encode(&frames[..3]);
+    bytes.extend_from_slice(b"\x05garbage that is not a frame\x00");
+    bytes.extend_from_slice(&[0xff; 40]);
+    // A frame whose checksum is damaged.
+    let mut damaged = encode(&frames[3..4]);
+    damaged[3] ^= 0x55;
+    bytes.extend_from_slice(&damaged);
+    bytes.extend_from_slice(&encode(&frames[4..]));
+    let kernel = FakeKernel::start(vec![Session {
+        bytes,
+        chunk: 64,
+        close: true,
+    }]);
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--json",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    output.clone().assert().success();
+    let lines = json_lines(&output.stdout);
+    // Everything after the garbage still arrived…
+    assert_eq!(of_type(&lines, "snapshot").len(), 4);
+    assert_eq!(of_type(&lines, "crash").len(), 1);
+    assert!(of_type(&lines, "alert")
+        .iter()
+        .any(|a| a["kind"] == "cpu-hog"));
+    // …except the damaged events frame.
+    assert!(of_type(&lines, "event").iter().all(|e| e["seq"] == 9));
+    let err = stderr(&output);
+    let summary = err
+        .lines()
+        .find(|l| l.contains("checksum errors"))
+        .expect("a link summary");
+    let count = |label: &str| -> u64 {
+        let before = summary.split(label).next().unwrap();
+        before
+            .rsplit(", ")
+            .next()
+            .unwrap()
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(count(" checksum errors") >= 2, "{summary}");
+    assert!(count(" bytes discarded") > 40, "{summary}");
+}
+
+#[test]
+fn reconnects_when_the_kernel_restarts_on_the_same_port() {
+    let frames = script();
+    let first = FakeKernel::start(vec![Session {
+        bytes: encode(&frames[..3]),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let address = first.address();
+    let child = vigil()
+        .args([
+            "events",
+            "--connect",
+            &address,
+            "--json",
+            "--count",
+            "7",
+            "--duration",
+            "10s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it connect and read, then "kill QEMU": connection and listener go away.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while first.connections.load(std::sync::atomic::Ordering::Relaxed) == 0
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_millis(200));
+    first.stop();
+    drop(first);
+    thread::sleep(Duration::from_millis(400));
+    // "Restart QEMU" on the same port with a fresh kernel (sequence numbers start again).
+    let listener = TcpListener::bind(&address).expect("rebind the same port");
+    let second = FakeKernel::serve(
+        listener,
+        vec![Session {
+            bytes: encode(&script()),
+            chunk: usize::MAX,
+            close: false,
+        }],
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(
+        second
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    let lines = json_lines(&output.stdout);
+    assert_eq!(of_type(&lines, "hello").len(), 2, "{lines:#?}");
+    assert_eq!(
+        of_type(&lines, "event").len(),
+        7,
+        "events of the second kernel arrived"
+    );
+    assert_eq!(
+        of_type(&lines, "lost").len(),
+        1,
+        "a restart is not a gap, 7..8 is"
+    );
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("connection to {address} lost")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("waiting for kernel at {address}… (cannot connect to {address}: connection refused; retrying")), "{err}");
+    assert_eq!(
+        err.matches(&format!("connected to {address}")).count(),
+        2,
+        "{err}"
+    );
+}
+
+#[test]
+fn waits_for_a_kernel_that_is_not_there_yet() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let output = run(&["events", "--connect", &address, "--duration", "600ms"]);
+    output.clone().assert().success();
+    assert!(stdout(&output).is_empty());
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!(
+            "waiting for kernel at {address}… (cannot connect to {address}: connection refused"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("waiting for kernel").count(),
+        1,
+        "said once, not every retry: {err}"
+    );
+}
+
+#[test]
+fn record_then_replay_gives_the_same_output_and_export_is_valid_json() {
+    let dir = std::env::temp_dir().join(format!("vigil-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("session.vrec");
+    // Small chunks with pauses: the live client and the recorder see different chunking.
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: 97,
+        close: true,
+    }]);
+    let address = kernel.address();
+    let recorder = vigil()
+        .args([
+            "record",
+            "--connect",
+            &address,
+            "-o",
+            recording.to_str().unwrap(),
+            "--once",
+            "--duration",
+            "10s",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let spawn = |args: &[&str]| {
+        vigil()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let live_json = spawn(&[
+        "events",
+        "--connect",
+        &address,
+        "--json",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    let live_text = spawn(&[
+        "events",
+        "--connect",
+        &address,
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    let live_json = live_json.wait_with_output().unwrap();
+    let live_text = live_text.wait_with_output().unwrap();
+    let recorded = recorder.wait_with_output().unwrap();
+    assert!(recorded.status.success(), "{}", stderr(&recorded));
+    assert!(
+        stderr(&recorded).contains("recorded "),
+        "{}",
+        stderr(&recorded)
+    );
+
+    let replay_json = run(&["events", "--replay", recording.to_str().unwrap(), "--json"]);
+    replay_json.clone().assert().success();
+    assert!(!live_json.stdout.is_empty());
+    assert_eq!(stdout(&replay_json), stdout(&live_json));
+    let replay_text = run(&["events", "--replay", recording.to_str().unwrap()]);
+    assert_eq!(stdout(&replay_text), stdout(&live_text));
+
+    // Timed replay at high speed ends on its own too.
+    let fast = run(&[
+        "events",
+        "--replay",
+        recording.to_str().unwrap(),
+        "--json",
+        "--speed",
+        "100",
+    ]);
+    assert_eq!(stdout(&fast), stdout(&live_json));
+
+    let trace_path = dir.join("trace.json");
+    let export = run(&[
+        "export",
+        recording.to_str().unwrap(),
+        "--perfetto",
+        trace_path.to_str().unwrap(),
+    ]);
+    export.clone().assert().success();
+    let trace: Value =
+        serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).expect("valid JSON");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let meta = |name: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "M" && e["name"] == name)
+            .collect()
+    };
+    let thread_names: Vec<&str> = meta("thread_name")
+        .iter()
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    for label in ["client#2", "server#3", "spinner#4"] {
+        assert!(thread_names.contains(&label), "{thread_names:?}");
+    }
+    let client_track = meta("thread_name")
+        .into_iter()
+        .find(|e| e["args"]["name"] == "client#2")
+        .unwrap();
+    assert_eq!(
+        client_track["pid"], 2,
+        "a thread track sits under its process"
+    );
+    let process_names: Vec<&str> = meta("process_name")
+        .iter()
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        process_names.contains(&"client (2)") && process_names.contains(&"kernel"),
+        "{process_names:?}"
+    );
+    let slices: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == "running")
+        .collect();
+    assert_eq!(
+        slices.len(),
+        3,
+        "three context switches → three running intervals"
+    );
+    assert_eq!(slices[0]["tid"], client_track["tid"]);
+    assert_eq!(slices[0]["dur"], 3.0, "client ran 3 µs");
+    let flow_start = events
+        .iter()
+        .find(|e| e["ph"] == "s")
+        .expect("an IPC flow start");
+    let flow_end = events
+        .iter()
+        .find(|e| e["ph"] == "f")
+        .expect("an IPC flow end");
+    assert_eq!(flow_start["id"], flow_end["id"]);
+    assert_eq!(flow_start["tid"], client_track["tid"]);
+    let counters: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["ph"] == "C" && e["pid"] == 4)
+        .collect();
+    assert_eq!(
+        counters.len(),
+        3,
+        "spinner CPU % on every snapshot after the first"
+    );
+    assert_eq!(counters[0]["args"]["cpu %"], 95.0);
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "i" && e["name"] == "alert: deadlock"));
+    assert!(events.iter().any(|e| e["ph"] == "i" && e["cat"] == "crash"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn clear_errors() {
+    let bad = run(&["events", "--connect", "nonsense"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("is not an address: use HOST:PORT"),
+        "{}",
+        stderr(&bad)
+    );
+    let missing = run(&["events", "--replay", "/nonexistent/recording"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("vigil: error: cannot open recording /nonexistent/recording"),
+        "{}",
+        stderr(&missing)
+    );
+    let top = vigil()
+        .args(["top", "--connect", "127.0.0.1:1"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!top.status.success());
+    assert!(
+        stderr(&top).contains("needs a terminal"),
+        "{}",
+        stderr(&top)
+    );
+    let help = run(&["--help"]);
+    for command in ["top", "events", "record", "replay", "export"] {
+        assert!(stdout(&help).contains(command));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_socket_monitor_channel() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    let dir = std::env::temp_dir().join(format!("vigil-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("monitor.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(&encode(&script())).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut hello = [0u8; 64];
+        let n = stream.read(&mut hello).unwrap_or(0);
+        let mut decoder = vigil_wire::HostFrameDecoder::new();
+        let mut frames = Vec::new();
+        decoder.push(&hello[..n], |f| frames.push(f));
+        frames
+    });
+    let address = format!("unix:{}", path.display());
+    let output = run(&[
+        "events",
+        "--connect",
+        &address,
+        "--json",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    output.clone().assert().success();
+    let lines = json_lines(&output.stdout);
+    assert_eq!(of_type(&lines, "snapshot").len(), 4);
+    assert!(stderr(&output).contains(&format!("connected to {address}")));
+    let host = server.join().unwrap();
+    assert!(
+        matches!(host.first(), Some(Ok(HostFrame::Hello { .. }))),
+        "{host:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn metrics_endpoint_serves_openmetrics() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let mut child = vigil()
+        .args([
+            "metrics",
+            "--connect",
+            &kernel.address(),
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "10s",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("vigil: serving metrics on http://")
+        .expect(&line);
+    let host = url.strip_suffix("/metrics").unwrap().to_string();
+    let get = |path: &str| -> String {
+        let mut stream = std::net::TcpStream::connect(&host).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    // Wait until the fake kernel's data has been taken in.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        body = get("/metrics");
+        if body.contains("vigil_events_lost_total 2") && body.contains("vigil_cpu_busy_percent 98")
+        {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let not_found = get("/nope");
+    child.kill().ok();
+    child.wait().ok();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("vigil_link_up 1"), "{body}");
+    assert!(
+        body.contains("vigil_kernel_events_dropped_total 3"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"vigil_thread_cpu_percent{thread="spinner#4",process="spinner",pid="4"} 95.0"#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"wait="mutex 0x4010 owned by locker#6""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"vigil_alerts_active{kind="deadlock"} 1.0"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"vigil_process_memory_bytes{process="locker",pid="5"} 1228800.0"#),
+        "{body}"
+    );
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+}

@@ -139,7 +139,11 @@ pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
     }
     drop(console);
     if !FATAL_MODE.load(Ordering::Relaxed) {
-        crate::trace::emit(vigil_abi::trace::EventKind::Log, vigil_abi::Endpoint::NONE, [seq, level as u64, 0]);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::Log,
+            vigil_abi::Endpoint::NONE,
+            [seq, level as u64, 0],
+        );
     }
 }
 

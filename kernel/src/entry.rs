@@ -37,7 +37,11 @@ pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
         ));
         let vector = kernel.threads[usize::from(slot)].context.vector;
         let endpoint = kernel.table.endpoint(slot);
-        crate::trace::emit(vigil_abi::trace::EventKind::Interrupt, endpoint, [vector, 0, 0]);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::Interrupt,
+            endpoint,
+            [vector, 0, 0],
+        );
         match trap::classify(vector) {
             TrapKind::Exception => kernel.user_exception(slot),
             TrapKind::MachineEvent => {

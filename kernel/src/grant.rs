@@ -10,6 +10,28 @@ use crate::usercopy::{self, Access};
 use vigil_abi::syscall::grant_access;
 use vigil_abi::{Endpoint, Error};
 
+/// Which way a safe copy goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyDirection {
+    /// SafeCopyFrom: grant → caller.
+    FromGrant,
+    /// SafeCopyTo: caller → grant.
+    ToGrant,
+}
+
+/// The arguments of SafeCopyFrom / SafeCopyTo.
+#[derive(Clone, Copy, Debug)]
+pub struct SafeCopyRequest {
+    pub granter: Endpoint,
+    pub grant: u64,
+    /// Offset within the granted range.
+    pub offset: u64,
+    /// Address in the caller.
+    pub local: u64,
+    pub len: u64,
+    pub direction: CopyDirection,
+}
+
 fn grant_id(index: usize, generation: u16) -> u64 {
     (index as u64 + 1) | (u64::from(generation) << 16)
 }
@@ -77,18 +99,18 @@ impl Kernel {
         Ok(0)
     }
 
-    /// Copies between `caller`'s memory at `local` and `offset` within grant `id` of the
-    /// process owning `granter` (SafeCopyFrom when `into_caller`, SafeCopyTo otherwise).
-    pub fn safe_copy(
-        &mut self,
-        caller: u16,
-        granter: Endpoint,
-        id: u64,
-        offset: u64,
-        local: u64,
-        len: u64,
-        into_caller: bool,
-    ) -> Result<u64, Error> {
+    /// Copies between `caller`'s memory and a grant of the process owning `request.granter`
+    /// (SafeCopyFrom / SafeCopyTo).
+    pub fn safe_copy(&mut self, caller: u16, request: SafeCopyRequest) -> Result<u64, Error> {
+        let SafeCopyRequest {
+            granter,
+            grant: id,
+            offset,
+            local,
+            len,
+            direction,
+        } = request;
+        let into_caller = direction == CopyDirection::FromGrant;
         let granter_slot = self.table.resolve(granter)?;
         let granter_process = usize::from(self.threads[usize::from(granter_slot)].process);
         let caller_process = usize::from(self.threads[usize::from(caller)].process);

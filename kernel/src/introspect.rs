@@ -7,7 +7,11 @@ use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NA
 impl Kernel {
     /// Calls `thread` for every thread that is not Free (lowest slot first), then `process`
     /// for every live process, with its thread count and CPU time summed in the same pass.
-    pub fn visit_records(&self, mut thread: impl FnMut(&ThreadRecord), mut process: impl FnMut(&ProcessRecord)) {
+    pub fn visit_records(
+        &self,
+        mut thread: impl FnMut(&ThreadRecord),
+        mut process: impl FnMut(&ProcessRecord),
+    ) {
         let mut threads_per_process = [0u32; MAX_PROCESSES];
         let mut cpu_per_process = [0u64; MAX_PROCESSES];
         for (slot, state) in self.table.threads() {
@@ -55,6 +59,9 @@ impl Kernel {
 
     /// Threads that are not Free, and live processes.
     pub fn record_counts(&self) -> (usize, usize) {
-        (self.table.threads().count(), self.processes.iter().filter(|p| p.in_use).count())
+        (
+            self.table.threads().count(),
+            self.processes.iter().filter(|p| p.in_use).count(),
+        )
     }
 }

@@ -59,9 +59,17 @@ impl IpcEnvironment for KernelEnv<'_> {
     fn write_message(&mut self, thread: u16, address: u64, message: &Message) -> Result<(), Error> {
         usercopy::write_value(&self.space_of(thread), address, message)?;
         let receiver_endpoint = self.endpoint_of(thread);
-        crate::trace::emit(EventKind::IpcReceive, receiver_endpoint, [message.source.0, u64::from(message.kind), 0]);
+        crate::trace::emit(
+            EventKind::IpcReceive,
+            receiver_endpoint,
+            [message.source.0, u64::from(message.kind), 0],
+        );
         if !message.is_notification() {
-            crate::trace::emit(EventKind::IpcSend, message.source, [receiver_endpoint.0, u64::from(message.kind), 0]);
+            crate::trace::emit(
+                EventKind::IpcSend,
+                message.source,
+                [receiver_endpoint.0, u64::from(message.kind), 0],
+            );
         }
         let receiver = &mut self.threads[usize::from(thread)];
         if message.is_notification() {
@@ -124,7 +132,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         let from_process = self.threads[usize::from(from)].process;
         let to_process = self.threads[usize::from(to)].process;
         // A process may always talk to its own threads; `ipc=` limits talking to others.
-        from_process == to_process || self.processes[usize::from(from_process)].may_send_to(to_process)
+        from_process == to_process
+            || self.processes[usize::from(from_process)].may_send_to(to_process)
     }
 
     fn now_ns(&self) -> u64 {

@@ -133,7 +133,10 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     );
     if console::monitor_port_present() {
         monitor::init();
-        info!("monitor: streaming on COM2 (protocol v{})", vigil_wire::PROTOCOL_VERSION);
+        info!(
+            "monitor: streaming on COM2 (protocol v{})",
+            vigil_wire::PROTOCOL_VERSION
+        );
     } else {
         warn!("monitor: no UART on COM2; the monitor channel is unavailable");
     }

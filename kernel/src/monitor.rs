@@ -13,8 +13,8 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use vigil_wire::{
-    CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder, KernelFrame, LogLine,
-    ProcessInfo, Snapshot, ThreadInfo, PROTOCOL_VERSION,
+    CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder,
+    KernelFrame, LogLine, ProcessInfo, Snapshot, ThreadInfo, PROTOCOL_VERSION,
 };
 
 /// Bytes buffered for transmission before whole frames are dropped.
@@ -91,7 +91,9 @@ fn hello(snapshot_period_ms: u32) -> Hello {
 /// One round of monitor work; called on every timer tick with the kernel tables.
 pub fn poll(kernel: &mut Kernel) {
     let mut guard = MONITOR.lock();
-    let Some(monitor) = guard.as_mut() else { return };
+    let Some(monitor) = guard.as_mut() else {
+        return;
+    };
     monitor.receive_commands();
     let now = time::now_ns();
     if monitor.snapshot_requested
@@ -115,7 +117,9 @@ pub fn poll(kernel: &mut Kernel) {
 /// Queues a crash report of a user fault (kernel crashes use `emergency_crash`).
 pub fn report_user_crash(process: &str, pid: u32, message: String, backtrace: Vec<u64>) {
     let mut guard = MONITOR.lock();
-    let Some(monitor) = guard.as_mut() else { return };
+    let Some(monitor) = guard.as_mut() else {
+        return;
+    };
     let report = CrashReport {
         kind: CrashKind::UserFault,
         timestamp_ns: time::now_ns(),
@@ -133,8 +137,12 @@ pub fn emergency_crash(kind: CrashKind, message: &str, backtrace: &[u64]) {
     if crate::heap::is_locked() {
         return;
     }
-    let Some(mut guard) = MONITOR.try_lock() else { return };
-    let Some(monitor) = guard.as_mut() else { return };
+    let Some(mut guard) = MONITOR.try_lock() else {
+        return;
+    };
+    let Some(monitor) = guard.as_mut() else {
+        return;
+    };
     let report = CrashReport {
         kind,
         timestamp_ns: time::now_ns(),
@@ -157,7 +165,13 @@ fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
         |record| threads.push(ThreadInfo::from(record)),
         |record| processes.push(ProcessInfo::from_record(record)),
     );
-    Snapshot { generation: kernel.snapshot_generation, timestamp_ns: now, idle_ns: kernel.idle_ns, threads, processes }
+    Snapshot {
+        generation: kernel.snapshot_generation,
+        timestamp_ns: now,
+        idle_ns: kernel.idle_ns,
+        threads,
+        processes,
+    }
 }
 
 impl Monitor {
@@ -261,17 +275,30 @@ impl Monitor {
             HostFrame::SetEventMask(mask) => {
                 let valid = (1u64 << vigil_abi::trace::EventKind::COUNT) - 1;
                 trace::set_mask(mask & valid);
-                CommandResult { ok: true, message: alloc::format!("event mask {:#x}", mask & valid) }
+                CommandResult {
+                    ok: true,
+                    message: alloc::format!("event mask {:#x}", mask & valid),
+                }
             }
             HostFrame::SetSnapshotPeriod { period_ms } => {
-                let period = if period_ms == 0 { 0 } else { period_ms.max(MIN_SNAPSHOT_PERIOD_MS) };
+                let period = if period_ms == 0 {
+                    0
+                } else {
+                    period_ms.max(MIN_SNAPSHOT_PERIOD_MS)
+                };
                 self.snapshot_period_ms = period;
                 self.next_snapshot_ns = time::now_ns();
-                CommandResult { ok: true, message: alloc::format!("snapshot period {period} ms") }
+                CommandResult {
+                    ok: true,
+                    message: alloc::format!("snapshot period {period} ms"),
+                }
             }
             HostFrame::SnapshotNow => {
                 self.snapshot_requested = true;
-                CommandResult { ok: true, message: String::from("snapshot queued") }
+                CommandResult {
+                    ok: true,
+                    message: String::from("snapshot queued"),
+                }
             }
         };
         self.queue(&KernelFrame::CommandResult(result));
@@ -281,7 +308,9 @@ impl Monitor {
     fn transmit_some(&mut self, budget: usize) {
         let mut sent = 0;
         while sent < budget {
-            let Some(&byte) = self.transmit.front() else { break };
+            let Some(&byte) = self.transmit.front() else {
+                break;
+            };
             if !COM2.try_write_byte(byte) {
                 break;
             }

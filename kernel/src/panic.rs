@@ -2,8 +2,8 @@
 
 use crate::arch::debug_exit::{self, ExitStatus};
 use crate::console;
-use core::panic::PanicInfo;
 use core::fmt::Write;
+use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The panic message, formatted without the heap (the panic may come from the allocator).
@@ -14,7 +14,10 @@ struct FixedText {
 
 impl FixedText {
     const fn new() -> Self {
-        FixedText { bytes: [0; 256], len: 0 }
+        FixedText {
+            bytes: [0; 256],
+            len: 0,
+        }
     }
 
     fn as_str(&self) -> &str {
@@ -59,6 +62,10 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     };
     crate::error!("panic: {}", message.as_str());
     let (addresses, count) = crate::backtrace::print_here();
-    crate::monitor::emergency_crash(vigil_wire::CrashKind::KernelPanic, message.as_str(), &addresses[..count]);
+    crate::monitor::emergency_crash(
+        vigil_wire::CrashKind::KernelPanic,
+        message.as_str(),
+        &addresses[..count],
+    );
     debug_exit::exit(ExitStatus::Failure)
 }

@@ -69,7 +69,11 @@ impl Kernel {
             Ok(endpoint) => {
                 self.processes[usize::from(slot)].main_thread = endpoint;
                 let pid = u64::from(self.processes[usize::from(slot)].pid);
-                crate::trace::emit(vigil_abi::trace::EventKind::ProcessCreate, endpoint, [pid, 0, 0]);
+                crate::trace::emit(
+                    vigil_abi::trace::EventKind::ProcessCreate,
+                    endpoint,
+                    [pid, 0, 0],
+                );
                 Ok(slot)
             }
             Err(error) => {
@@ -167,18 +171,31 @@ impl Kernel {
             );
         }
         trap::print_registers(&context);
-        let backtrace = print_user_backtrace(&AddressSpace::from_root(record.root), context.rip, context.rbp, name);
+        let backtrace = print_user_backtrace(
+            &AddressSpace::from_root(record.root),
+            context.rip,
+            context.rbp,
+            name,
+        );
         crate::monitor::report_user_crash(
             name,
             pid,
-            alloc::format!("{mnemonic} {description} (vector {}) at {:#x}", context.vector, context.rip),
+            alloc::format!(
+                "{mnemonic} {description} (vector {}) at {:#x}",
+                context.vector,
+                context.rip
+            ),
             backtrace,
         );
         crate::error!(
             "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}",
             context.rip
         );
-        crate::trace::emit(vigil_abi::trace::EventKind::Crash, endpoint, [u64::from(pid), context.vector, context.rip]);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::Crash,
+            endpoint,
+            [u64::from(pid), context.vector, context.rip],
+        );
         self.exit_process(process, 128 + context.vector);
     }
 
@@ -239,7 +256,12 @@ fn write_through_tables(space: &AddressSpace, virt: u64, bytes: &[u8]) -> Result
 }
 
 /// Follows the user frame-pointer chain (through `usercopy`, so a garbage chain just ends).
-fn print_user_backtrace(space: &AddressSpace, pc: u64, mut rbp: u64, name: &str) -> alloc::vec::Vec<u64> {
+fn print_user_backtrace(
+    space: &AddressSpace,
+    pc: u64,
+    mut rbp: u64,
+    name: &str,
+) -> alloc::vec::Vec<u64> {
     let mut addresses = alloc::vec![pc];
     crate::console::continuation(format_args!("backtrace:"));
     crate::console::continuation(format_args!("  #0 pc  {pc:#018x} ({name})"));

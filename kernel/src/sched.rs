@@ -62,11 +62,18 @@ impl Kernel {
         let next = self.choose_next();
         if next != previous {
             let (previous_endpoint, previous_state) = match previous {
-                Some(slot) => (self.table.endpoint(slot), encode_state(&self.table.state(slot)).0),
+                Some(slot) => (
+                    self.table.endpoint(slot),
+                    encode_state(&self.table.state(slot)).0,
+                ),
                 None => (Endpoint::NONE, 0),
             };
             let next_endpoint = next.map_or(Endpoint::NONE, |slot| self.table.endpoint(slot));
-            crate::trace::emit(EventKind::ContextSwitch, next_endpoint, [previous_endpoint.0, u64::from(previous_state), 0]);
+            crate::trace::emit(
+                EventKind::ContextSwitch,
+                next_endpoint,
+                [previous_endpoint.0, u64::from(previous_state), 0],
+            );
         }
         next
     }
@@ -142,10 +149,7 @@ pub fn run_next() -> ! {
         let frame = {
             let mut kernel = KERNEL.lock();
             kernel.account_cpu_time();
-            match kernel.pick_next() {
-                Some(slot) => Some(kernel.dispatch(slot)),
-                None => None,
-            }
+            kernel.pick_next().map(|slot| kernel.dispatch(slot))
         };
         if frame.is_none() {
             let kernel = KERNEL.lock();

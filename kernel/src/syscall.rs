@@ -47,7 +47,11 @@ impl Kernel {
             let state = self.table.state(slot);
             if state.is_blocked() {
                 let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
-                crate::trace::emit(EventKind::Block, caller, [u64::from(code), target.0, argument]);
+                crate::trace::emit(
+                    EventKind::Block,
+                    caller,
+                    [u64::from(code), target.0, argument],
+                );
             }
         }
         if let Outcome::Complete(result) = outcome {
@@ -80,7 +84,11 @@ impl Kernel {
                 table.send_receive(&mut env, slot, Endpoint(a[0]), a[1])
             }
             Syscall::Notify => {
-                crate::trace::emit(EventKind::IpcNotify, self.table.endpoint(slot), [a[0], 0, 0]);
+                crate::trace::emit(
+                    EventKind::IpcNotify,
+                    self.table.endpoint(slot),
+                    [a[0], 0, 0],
+                );
                 let (table, mut env) = self.ipc_parts();
                 done(table.notify(&mut env, slot, Endpoint(a[0])))
             }

@@ -156,7 +156,11 @@ impl Kernel {
         let priority = owner.priority;
         self.run_queues.push_back(slot, priority);
         let pid = self.processes[process_index].pid;
-        crate::trace::emit(vigil_abi::trace::EventKind::ThreadCreate, endpoint, [u64::from(pid), 0, 0]);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::ThreadCreate,
+            endpoint,
+            [u64::from(pid), 0, 0],
+        );
         crate::debug!(
             "thread {endpoint} created in process '{}'",
             self.processes[process_index].name()
@@ -192,7 +196,11 @@ impl Kernel {
     /// Everything `exit_thread` does except ending the process.
     pub(crate) fn retire_thread(&mut self, slot: u16, exit_code: u64) {
         let pid = self.process_of(slot).pid;
-        crate::trace::emit(vigil_abi::trace::EventKind::ThreadExit, self.table.endpoint(slot), [u64::from(pid), exit_code, 0]);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::ThreadExit,
+            self.table.endpoint(slot),
+            [u64::from(pid), exit_code, 0],
+        );
         self.timers.cancel_all(slot);
         self.run_queues.remove(slot);
         {

@@ -12,7 +12,8 @@ use vigil_kcore::trace::TraceRing;
 pub const TRACE_RING_EVENTS: usize = 4096;
 
 static MASK: AtomicU64 = AtomicU64::new(DEFAULT_EVENT_MASK);
-static RING: spin::Mutex<TraceRing<TRACE_RING_EVENTS>> = spin::Mutex::new(TraceRing::new(DEFAULT_EVENT_MASK));
+static RING: spin::Mutex<TraceRing<TRACE_RING_EVENTS>> =
+    spin::Mutex::new(TraceRing::new(DEFAULT_EVENT_MASK));
 
 /// Records an event about `thread` if its kind is enabled.
 #[inline]
@@ -20,7 +21,8 @@ pub fn emit(kind: EventKind, thread: Endpoint, args: [u64; 3]) {
     if MASK.load(Ordering::Relaxed) & kind.mask_bit() == 0 {
         return;
     }
-    RING.lock().record(crate::time::now_ns(), kind, thread.0, args);
+    RING.lock()
+        .record(crate::time::now_ns(), kind, thread.0, args);
 }
 
 pub fn mask() -> u64 {

@@ -1,5 +1,7 @@
-//! `cargo xtask`: builds the kernel, boots it in QEMU, runs the tests.
+//! `cargo xtask`: builds the kernel and user programs, boots them in QEMU, runs the tests and
+//! the benchmarks.
 
+mod bench;
 mod host_tests;
 mod image;
 mod kernel;
@@ -11,6 +13,7 @@ mod scenario;
 mod scenarios_user;
 mod symbolize;
 mod test_suite;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::kernel::Profile;
 use crate::qemu::Com2;
+use crate::user::ProgramSpec;
 
 /// Vigil's build, run and test driver.
 #[derive(Parser, Debug)]
@@ -30,16 +34,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Build the kernel and verify that QEMU can load its Multiboot image.
+    /// Build the kernel (verifying its Multiboot image) and the user programs.
     Build {
-        /// Build with the debug profile instead of release.
+        /// Build the kernel with the debug profile instead of release.
         #[arg(long)]
         debug: bool,
     },
-    /// Build the kernel and boot it in QEMU; the console is this terminal.
+    /// Build the kernel and user programs and boot them in QEMU; the console is this terminal.
     Run(RunArgs),
-    /// Run the host tests and the QEMU scenarios; ends with `N passed, M failed`.
+    /// Run the host tests, build kernel and user programs, run the QEMU scenarios; ends with
+    /// `N passed, M failed`.
     Test(TestArgs),
+    /// Boot the benchmark programs and print a table of their cycle (or instruction) counts.
+    Bench(BenchArgs),
     /// Check formatting and run clippy exactly as CI does.
     Lint,
 }
@@ -68,9 +75,33 @@ struct RunArgs {
     /// Boot this kernel ELF instead of building one.
     #[arg(long, value_name = "ELF")]
     kernel: Option<PathBuf>,
-    /// Hand FILE to the kernel as a Multiboot module (repeatable, in order).
+    /// Boot the user program NAME with boot options (repeatable, in order), e.g.
+    /// --program "hello name=greeter prio=3 -- arg" [default: hello].
+    #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
+    programs: Vec<ProgramSpec>,
+    /// Boot no user program (not even the default hello).
+    #[arg(long, conflicts_with = "programs")]
+    no_programs: bool,
+    /// Hand FILE to the kernel as a raw Multiboot module, after the programs (repeatable,
+    /// in order).
     #[arg(long = "module", value_name = "FILE")]
     modules: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Measure under KVM when /dev/kvm works (else TCG wall clock, with a warning).
+    #[arg(long, conflicts_with = "wall")]
+    kvm: bool,
+    /// Measure under plain TCG (wall clock) instead of `-icount shift=0` (instructions).
+    #[arg(long)]
+    wall: bool,
+    /// Echo every guest console line.
+    #[arg(long)]
+    verbose: bool,
+    /// Boot this kernel ELF instead of building one.
+    #[arg(long, value_name = "ELF")]
+    kernel: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -95,10 +126,7 @@ struct TestArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { debug } => kernel::build(Profile::from_debug_flag(debug)).map(|elf| {
-            println!("kernel: {}", kernel::display_relative(&elf));
-            ExitCode::SUCCESS
-        }),
+        Command::Build { debug } => build(Profile::from_debug_flag(debug)),
         Command::Run(args) => run::run(run::RunOptions {
             profile: Profile::from_debug_flag(args.debug),
             kvm: args.kvm,
@@ -107,6 +135,7 @@ fn main() -> ExitCode {
             gdb: args.gdb,
             monitor: args.monitor,
             kernel: args.kernel,
+            programs: run::programs_to_boot(args.programs, args.no_programs),
             modules: args.modules,
         }),
         Command::Test(args) => test_suite::run(test_suite::TestOptions {
@@ -115,6 +144,12 @@ fn main() -> ExitCode {
             verbose: args.verbose,
             kernel: args.kernel,
             list: args.list,
+        }),
+        Command::Bench(args) => bench::run(bench::BenchOptions {
+            kvm: args.kvm,
+            wall: args.wall,
+            verbose: args.verbose,
+            kernel: args.kernel,
         }),
         Command::Lint => lint::run(),
     };
@@ -125,6 +160,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask build`: the kernel, then the user programs.
+fn build(profile: Profile) -> anyhow::Result<ExitCode> {
+    let elf = kernel::build(profile)?;
+    let programs = user::build()?;
+    println!("kernel: {}", kernel::display_relative(&elf));
+    println!(
+        "user programs ({}): {}",
+        kernel::display_relative(&programs.elf_dir),
+        if programs.names.is_empty() {
+            "none".to_string()
+        } else {
+            programs.names.join(", ")
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -168,6 +220,41 @@ mod tests {
         assert!(args.verbose && !args.no_host);
 
         assert!(Cli::try_parse_from(["xtask", "build", "--debug"]).is_ok());
+
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--program",
+            "ipc_server name=srv prio=2",
+            "--program",
+            "ipc_client kcalls=shutdown -- 3",
+            "--module",
+            "data.bin",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let programs: Vec<String> = args.programs.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            programs,
+            [
+                "ipc_server name=srv prio=2",
+                "ipc_client kcalls=shutdown -- 3"
+            ]
+        );
+        assert_eq!(args.modules, [PathBuf::from("data.bin")]);
+        assert!(Cli::try_parse_from(["xtask", "run", "--program", "/bin/sh"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--program", "a", "--no-programs"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--no-programs"]).is_ok());
+
+        let cli = Cli::try_parse_from(["xtask", "bench", "--wall"]).unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert!(args.wall && !args.kvm);
+        assert!(Cli::try_parse_from(["xtask", "bench", "--kvm"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "bench", "--kvm", "--wall"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--monitor", "tcp:8.8.8.8:1"]).is_err());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use vigil_abi::qemu_exit;
 
 /// The QEMU binary for x86-64 guests.
@@ -63,6 +63,55 @@ impl fmt::Display for Com2 {
     }
 }
 
+/// One Multiboot module: a file, and the options the kernel reads from the module's command
+/// line (for user programs: `name=… prio=… kcalls=… ipc=…` and `-- args`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootModule {
+    path: PathBuf,
+    options: String,
+}
+
+impl BootModule {
+    /// A raw file handed to the kernel as is (no options).
+    pub fn file(path: PathBuf) -> Result<BootModule> {
+        BootModule::program(path, "")
+    }
+
+    /// A user program ELF with its boot options.
+    pub fn program(path: PathBuf, options: &str) -> Result<BootModule> {
+        let text = path
+            .to_str()
+            .with_context(|| format!("the module path {} is not UTF-8", path.display()))?;
+        // QEMU takes everything after the first space of an -initrd entry as its options.
+        if text.contains(char::is_whitespace) {
+            bail!(
+                "the module path {text:?} contains whitespace, which QEMU's -initrd would take \
+                 as the start of the module's options; move the file or the workspace"
+            );
+        }
+        Ok(BootModule {
+            path,
+            options: options.trim().to_string(),
+        })
+    }
+
+    /// The module's command line, as the kernel receives it: `PATH [options]`.
+    pub fn command_line(&self) -> String {
+        if self.options.is_empty() {
+            self.path.display().to_string()
+        } else {
+            format!("{} {}", self.path.display(), self.options)
+        }
+    }
+
+    /// This module's entry in QEMU's `-initrd` list. QEMU splits the list at commas, and a
+    /// doubled comma stands for a literal one, so every comma (in the path or the options)
+    /// is doubled and the kernel receives the command line unchanged.
+    pub fn initrd_entry(&self) -> String {
+        self.command_line().replace(',', ",,")
+    }
+}
+
 /// Everything that varies between QEMU runs of the kernel.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -76,7 +125,10 @@ pub struct QemuConfig {
     /// Wait for gdb on 127.0.0.1:1234 before the first instruction (`-gdb … -S`).
     pub gdb: bool,
     /// Files handed to the kernel as Multiboot modules (`-initrd "a,b"`), in order.
-    pub modules: Vec<PathBuf>,
+    pub modules: Vec<BootModule>,
+    /// Run TCG with `-icount shift=0`: the virtual clock (and the TSC) advances one tick per
+    /// guest instruction, so cycle counts become instruction counts. TCG only.
+    pub icount: bool,
 }
 
 impl QemuConfig {
@@ -90,6 +142,7 @@ impl QemuConfig {
             com2: Com2::Null,
             gdb: false,
             modules: Vec::new(),
+            icount: false,
         }
     }
 
@@ -127,13 +180,12 @@ impl QemuConfig {
             "-serial".into(),
             self.com2.qemu_spec().into(),
         ];
+        if self.icount && self.accel == Accel::Tcg {
+            args.push("-icount".into());
+            args.push("shift=0".into());
+        }
         if !self.modules.is_empty() {
-            // QEMU splits the list at commas; a literal comma in a path is written twice.
-            let list: Vec<String> = self
-                .modules
-                .iter()
-                .map(|path| path.display().to_string().replace(',', ",,"))
-                .collect();
+            let list: Vec<String> = self.modules.iter().map(BootModule::initrd_entry).collect();
             args.push("-initrd".into());
             args.push(list.join(",").into());
         }
@@ -497,6 +549,42 @@ mod tests {
         assert_eq!(
             Com2::Unix("/tmp/v.sock".into()).qemu_spec(),
             "unix:/tmp/v.sock,server=on,wait=off"
+        );
+    }
+
+    #[test]
+    fn modules_and_icount_change_the_command_line() {
+        let mut config = QemuConfig::for_test(Path::new("k"), "128M", "");
+        config.modules = vec![
+            BootModule::program("/t/hello".into(), "name=a,b prio=3 -- x").unwrap(),
+            BootModule::file("/t/odd,name.bin".into()).unwrap(),
+            BootModule::program("/t/bench".into(), "  ").unwrap(),
+        ];
+        config.icount = true;
+        let args: Vec<String> = config
+            .args()
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect();
+        let initrd = args.iter().position(|arg| arg == "-initrd").unwrap();
+        assert_eq!(
+            args[initrd + 1],
+            "/t/hello name=a,,b prio=3 -- x,/t/odd,,name.bin,/t/bench"
+        );
+        let icount = args.iter().position(|arg| arg == "-icount").unwrap();
+        assert_eq!(args[icount + 1], "shift=0");
+        assert_eq!(
+            config.modules[0].command_line(),
+            "/t/hello name=a,b prio=3 -- x"
+        );
+        assert_eq!(config.modules[1].command_line(), "/t/odd,name.bin");
+
+        config.accel = Accel::Kvm;
+        assert!(!config.display_command().contains("-icount"));
+        let error = BootModule::file("/my files/x".into()).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("contains whitespace"),
+            "{error:#}"
         );
     }
 

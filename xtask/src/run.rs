@@ -1,19 +1,20 @@
-//! `cargo xtask run`: boots the kernel in QEMU for a person at the terminal.
+//! `cargo xtask run`: boots the kernel with user programs in QEMU for a person at the terminal.
 //!
 //! COM1 is the console: QEMU's stdout is piped through the symboliser to ours, line by line.
 //! COM2 (the monitor channel) is a socket server for the host tool.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::kernel::{self, Profile};
 use crate::prereq;
-use crate::qemu::{self, Accel, Com2, Exit, KernelExit, QemuConfig};
+use crate::qemu::{self, Accel, BootModule, Com2, Exit, KernelExit, QemuConfig};
 use crate::symbolize::Symbolizer;
+use crate::user::{self, ProcessMap, ProgramSpec};
 
 /// What `cargo xtask run` was asked for.
 #[derive(Clone, Debug)]
@@ -27,8 +28,44 @@ pub struct RunOptions {
     pub monitor: Option<Com2>,
     /// A prebuilt kernel ELF to boot instead of building one.
     pub kernel: Option<PathBuf>,
-    /// Multiboot modules.
+    /// User programs to boot, in order (before `modules`); empty boots none.
+    pub programs: Vec<ProgramSpec>,
+    /// Raw files handed to the kernel as Multiboot modules, after the programs.
     pub modules: Vec<PathBuf>,
+}
+
+/// The program booted when `--program` is not given.
+pub const DEFAULT_PROGRAM: &str = "hello";
+
+/// The programs to boot: those asked for, else [`DEFAULT_PROGRAM`] unless `none` is set.
+pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool) -> Vec<ProgramSpec> {
+    if none || !asked.is_empty() {
+        return asked;
+    }
+    vec![ProgramSpec {
+        program: DEFAULT_PROGRAM.to_string(),
+        options: String::new(),
+    }]
+}
+
+/// Parses `--program "NAME [options…]"`.
+pub fn parse_program(text: &str) -> Result<ProgramSpec, String> {
+    ProgramSpec::parse(text)
+}
+
+/// The module list printed at start: one line per module, as the kernel receives it.
+pub fn describe_modules(modules: &[BootModule]) -> String {
+    if modules.is_empty() {
+        return "modules: none".to_string();
+    }
+    let mut text = format!("modules ({}):", modules.len());
+    for (index, module) in modules.iter().enumerate() {
+        text.push_str(&format!(
+            "\n  {index}: {}",
+            kernel::display_relative(Path::new(&module.command_line()))
+        ));
+    }
+    text
 }
 
 /// Parses `--monitor`: `tcp:HOST:PORT` (loopback only) or `unix:PATH`.
@@ -81,6 +118,19 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         }
         None => kernel::build(options.profile)?,
     };
+    let (mut modules, processes) = if options.programs.is_empty() {
+        (Vec::new(), ProcessMap::default())
+    } else {
+        user::build()?.resolve(&options.programs)?
+    };
+    for path in &options.modules {
+        let path = std::path::absolute(path)
+            .with_context(|| format!("the module path {}", path.display()))?;
+        if !path.is_file() {
+            bail!("the module file {} does not exist", path.display());
+        }
+        modules.push(BootModule::file(path)?);
+    }
     let accel = if options.kvm {
         if qemu::kvm_usable() {
             Accel::Kvm
@@ -105,9 +155,11 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         accel,
         com2: com2.clone(),
         gdb: options.gdb,
-        modules: options.modules.clone(),
+        modules,
+        icount: false,
     };
 
+    println!("{}", describe_modules(&config.modules));
     println!("qemu: {}", config.display_command());
     println!(
         "monitor: COM2 on {com2} (attach a client there; the host tool 'vigil' comes with the \
@@ -148,7 +200,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&buffer);
-                let line = symbolizer.rewrite(qemu::strip_line_ending(&text));
+                let line = symbolizer.rewrite(qemu::strip_line_ending(&text), &processes);
                 // A closed stdout (e.g. `| head`) must not stop QEMU from being waited for.
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
@@ -191,6 +243,30 @@ mod tests {
             .contains("loopback"));
         assert!(parse_monitor("unix:").is_err());
         assert!(parse_monitor("stdio").is_err());
+    }
+
+    #[test]
+    fn boots_hello_unless_told_otherwise() {
+        let spec = |text| parse_program(text).unwrap();
+        assert_eq!(programs_to_boot(Vec::new(), false), [spec("hello")]);
+        assert!(programs_to_boot(Vec::new(), true).is_empty());
+        assert_eq!(
+            programs_to_boot(vec![spec("a x=1"), spec("b")], false),
+            [spec("a x=1"), spec("b")]
+        );
+    }
+
+    #[test]
+    fn lists_the_modules_as_the_kernel_sees_them() {
+        assert_eq!(describe_modules(&[]), "modules: none");
+        let modules = [
+            BootModule::program("/t/hello".into(), "name=h prio=3").unwrap(),
+            BootModule::file(kernel::workspace_root().join("target/data.bin")).unwrap(),
+        ];
+        assert_eq!(
+            describe_modules(&modules),
+            "modules (2):\n  0: /t/hello name=h prio=3\n  1: target/data.bin"
+        );
     }
 
     #[test]

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::qemu::{self, ConsoleLine, Exit, KernelExit, Outcome, QemuConfig, SupervisedRun};
+use crate::qemu::{
+    self, BootModule, ConsoleLine, Exit, KernelExit, Outcome, QemuConfig, SupervisedRun,
+};
 use crate::symbolize::{self, Symbolizer};
+use crate::user::{self, ProcessMap, UserPrograms};
 
 /// How the scenario must end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,25 +362,30 @@ pub fn judge(scenario: &Scenario, run: &SupervisedRun) -> Verdict {
 const TAIL_LINES: usize = 40;
 
 /// Boots one scenario, prints its verdict (and on failure the console tail), returns pass/fail.
+/// `programs` are the built user programs (`None`: not built, fine for kernel-only scenarios).
 pub fn run_scenario(
     scenario: &Scenario,
     kernel: &Path,
+    programs: Option<&UserPrograms>,
     symbolizer: &Symbolizer,
     verbose: bool,
 ) -> bool {
     let mut config = QemuConfig::for_test(kernel, scenario.memory, scenario.cmdline);
-    match write_modules(scenario) {
-        Ok(paths) => config.modules = paths,
+    let processes = match boot_modules(scenario, programs) {
+        Ok((modules, processes)) => {
+            config.modules = modules;
+            processes
+        }
         Err(error) => {
-            println!("FAIL {}: writing its modules: {error:#}", scenario.name);
+            println!("FAIL {}: {error:#}", scenario.name);
             return false;
         }
-    }
+    };
     if verbose {
         println!("---- {}: {}", scenario.name, config.display_command());
     }
     let mut process_line = |line: &str| {
-        let line = symbolizer.rewrite(line);
+        let line = symbolizer.rewrite(line, &processes);
         if verbose {
             println!("{line}");
         }
@@ -393,9 +401,28 @@ pub fn run_scenario(
     let verdict = judge(scenario, &run);
     println!("{}", verdict.summary);
     if !verdict.passed {
-        print_failure_details(&run);
+        print_failure_details(&run, TAIL_LINES);
     }
     verdict.passed
+}
+
+/// The scenario's Multiboot modules — its user programs first, then its generated files —
+/// and the process map for symbolising user backtraces.
+pub fn boot_modules(
+    scenario: &Scenario,
+    programs: Option<&UserPrograms>,
+) -> Result<(Vec<BootModule>, ProcessMap)> {
+    let (mut modules, processes) = if scenario.programs.is_empty() {
+        (Vec::new(), ProcessMap::default())
+    } else {
+        let specs = user::parse_specs(scenario.programs)?;
+        let programs = programs.context("the user programs were not built")?;
+        programs.resolve(&specs)?
+    };
+    for path in write_modules(scenario).context("writing its modules")? {
+        modules.push(BootModule::file(path)?);
+    }
+    Ok((modules, processes))
 }
 
 /// Writes the scenario's module files (byte pattern `i % 251`) and returns their paths.
@@ -418,14 +445,15 @@ fn write_modules(scenario: &Scenario) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-fn print_failure_details(run: &SupervisedRun) {
+/// Prints the last `tail` console lines, QEMU's stderr, and a note on a foreign exit status.
+pub fn print_failure_details(run: &SupervisedRun, tail: usize) {
     if !run.lines.is_empty() {
-        let skipped = run.lines.len().saturating_sub(TAIL_LINES);
+        let skipped = run.lines.len().saturating_sub(tail);
         println!(
             "  console ({} lines{}):",
             run.lines.len(),
             if skipped > 0 {
-                format!(", last {TAIL_LINES}")
+                format!(", last {tail}")
             } else {
                 String::new()
             }
@@ -652,6 +680,77 @@ mod tests {
             ..expects_success
         };
         assert!(judge(&expects_hang, &run).passed);
+    }
+
+    #[test]
+    fn every_scenario_has_well_formed_program_specifications() {
+        for scenario in all() {
+            if let Err(error) = user::parse_specs(scenario.programs) {
+                panic!("scenario {}: {error:#}", scenario.name);
+            }
+        }
+    }
+
+    #[test]
+    fn programs_come_before_generated_modules() {
+        let dir = std::env::temp_dir().join(format!("xtask-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("server"), b"\x7fELF").unwrap();
+        std::fs::write(dir.join("client"), b"\x7fELF").unwrap();
+        let programs = UserPrograms {
+            elf_dir: dir.clone(),
+            names: vec!["client".into(), "server".into()],
+        };
+        let with_programs = Scenario {
+            name: "fake-programs",
+            memory: "128M",
+            cmdline: "",
+            deadline: secs(1),
+            expected: Expected::Success,
+            check: check_nothing,
+            report_banner_time: false,
+            modules: &[("fake-programs-data.bin", 3)],
+            programs: &["server name=srv prio=2", "client kcalls=shutdown -- x"],
+        };
+        let (modules, processes) = boot_modules(&with_programs, Some(&programs)).unwrap();
+        let lines: Vec<String> = modules.iter().map(BootModule::command_line).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            format!("{} name=srv prio=2", dir.join("server").display())
+        );
+        assert_eq!(
+            lines[1],
+            format!("{} kcalls=shutdown -- x", dir.join("client").display())
+        );
+        assert!(
+            lines[2].ends_with("target/xtask-modules/fake-programs/fake-programs-data.bin"),
+            "{}",
+            lines[2]
+        );
+        assert_eq!(processes.elf("srv"), Some(dir.join("server").as_path()));
+        assert_eq!(processes.elf("client"), Some(dir.join("client").as_path()));
+
+        let error = boot_modules(&with_programs, None).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("the user programs were not built"),
+            "{error:#}"
+        );
+        let missing = Scenario {
+            programs: &["server", "nosuch"],
+            modules: &[],
+            ..with_programs
+        };
+        let error = boot_modules(&missing, Some(&programs)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("there is no user program `nosuch`"),
+            "{error:#}"
+        );
+        let kernel_only = scenario("boot-128m");
+        let (modules, processes) = boot_modules(kernel_only, None).unwrap();
+        assert!(modules.is_empty());
+        assert_eq!(processes, ProcessMap::default());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

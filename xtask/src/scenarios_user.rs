@@ -193,7 +193,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "user-bench",
-        memory: "128M",
+        memory: "256M",
         cmdline: "",
         // A smoke test of the benchmark programs (figures are `cargo xtask bench`'s job).
         deadline: secs(60),
@@ -201,7 +201,10 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_bench,
         report_banner_time: false,
         modules: &[],
-        programs: &["bench_server", "bench_client kcalls=shutdown"],
+        programs: &[
+            "bench_server",
+            "bench_client kcalls=shutdown+snapshot+tracemask",
+        ],
     },
 ];
 
@@ -399,11 +402,16 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 4] = [
+const BENCHMARKS: [&str; 9] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
     "context_switch",
+    "null_syscall_traced",
+    "ipc_roundtrip_untraced",
+    "snapshot_10_threads",
+    "snapshot_100_threads",
+    "snapshot_1000_threads",
 ];
 
 fn check_bench(console: &Console) -> Result<(), String> {

@@ -1,11 +1,21 @@
-//! Rewrites backtrace frame lines of the kernel console with function names and source lines.
+//! Rewrites backtrace frame lines of the console with function names and source lines.
 //!
-//! The kernel prints frames as `  #0 pc  0xffffffff80104abc` (the faulting instruction) or
-//! `  #1 ret 0xffffffff80102def` (a return address). Each such line gets
-//! ` <function> at <file>:<line>` appended, looked up in the kernel ELF's DWARF; inlined
-//! frames follow as ` (inlined into <outer> at <file>:<line>)`. Unknown addresses get ` ??`.
+//! The kernel prints kernel frames as `  #0 pc  0xffffffff80104abc` (the faulting instruction)
+//! or `  #1 ret 0xffffffff80102def` (a return address), and user frames the same way followed
+//! by the process name: `  #0 pc  0x0000000000401234 (hello)`. Each frame line gets
+//! ` <function> at <file>:<line>` appended, looked up in the DWARF of the kernel ELF or of the
+//! process's program ELF; inlined frames follow as ` (inlined into <outer> at <file>:<line>)`.
+//! Unknown addresses get ` ??`; a frame of a process we did not boot is left as it is. An
+//! upper-half address in a user frame is the kernel's, so it is looked up in the kernel ELF.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use vigil_abi::layout::USER_END;
+
+use crate::user::ProcessMap;
 
 /// Whether a frame's address is the faulting instruction or a return address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,22 +59,57 @@ pub trait AddressLookup {
     fn frames(&self, address: u64) -> Vec<SourceFrame>;
 }
 
+/// Resolves an address in the program of a named process. `None` when the process is not
+/// one whose program we know (the line is then left alone); empty frames when the address
+/// is unknown.
+pub trait UserLookup {
+    fn frames(&self, process: &str, address: u64) -> Option<Vec<SourceFrame>>;
+}
+
+/// A frame line: the frame, and for a user frame the process it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLine<'a> {
+    pub frame: FrameRef,
+    /// The `NAME` of a line that ends with `(NAME)` after the address: a user frame.
+    pub process: Option<&'a str>,
+}
+
 /// Finds `#N pc 0x…` or `#N ret 0x…` (any whitespace between, 1 to 16 hex digits).
 pub fn parse_frame(line: &str) -> Option<FrameRef> {
+    parse_frame_line(line).map(|found| found.frame)
+}
+
+/// Like [`parse_frame`], and also finds the process name of a user frame.
+pub fn parse_frame_line(line: &str) -> Option<FrameLine<'_>> {
     let bytes = line.as_bytes();
     let mut search_from = 0;
     while let Some(found) = line[search_from..].find('#') {
         let hash = search_from + found;
         search_from = hash + 1;
-        if let Some(frame) = parse_frame_at(&bytes[hash + 1..]) {
-            return Some(frame);
+        if let Some((frame, length)) = parse_frame_at(&bytes[hash + 1..]) {
+            let after_address = &line[hash + 1 + length..];
+            return Some(FrameLine {
+                frame,
+                process: trailing_process_name(after_address),
+            });
         }
     }
     None
 }
 
-/// Parses `N <ws> (pc|ret) <ws> 0xHEX` at the start of `rest` (the text after a `#`).
-fn parse_frame_at(rest: &[u8]) -> Option<FrameRef> {
+/// `NAME` if `text` ends with `(NAME)` (trailing whitespace allowed; NAME non-empty, without
+/// parentheses).
+fn trailing_process_name(text: &str) -> Option<&str> {
+    let inner = text.trim_end().strip_suffix(')')?;
+    let open = inner.rfind('(')?;
+    let name = &inner[open + 1..];
+    (!name.is_empty() && !name.contains(')')).then_some(name)
+}
+
+/// Parses `N <ws> (pc|ret) <ws> 0xHEX` at the start of `rest` (the text after a `#`);
+/// returns the frame and the number of bytes it took.
+fn parse_frame_at(rest: &[u8]) -> Option<(FrameRef, usize)> {
+    let total = rest.len();
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 {
         return None;
@@ -88,7 +133,8 @@ fn parse_frame_at(rest: &[u8]) -> Option<FrameRef> {
     }
     let hex = std::str::from_utf8(&rest[..hex_len]).ok()?;
     let address = u64::from_str_radix(hex, 16).ok()?;
-    Some(FrameRef { kind, address })
+    let consumed = total - rest.len() + hex_len;
+    Some((FrameRef { kind, address }, consumed))
 }
 
 /// Skips at least one whitespace byte; `None` if there is none.
@@ -118,13 +164,26 @@ pub fn describe_frames(frames: &[SourceFrame]) -> String {
     text
 }
 
-/// Returns the line with symbol information appended if it is a frame line, else unchanged.
-pub fn rewrite_line(line: &str, lookup: &dyn AddressLookup) -> String {
-    match parse_frame(line) {
-        Some(frame) => {
-            let frames = lookup.frames(frame.lookup_address());
-            format!("{}{}", line.trim_end(), describe_frames(&frames))
-        }
+/// Returns the line with symbol information appended if it is a frame line: user frames are
+/// looked up in `users`, kernel frames in `kernel`. A frame of a process `users` does not
+/// know, or a kernel frame without a kernel lookup, comes back unchanged, as do other lines.
+pub fn rewrite_line_with(
+    line: &str,
+    kernel: Option<&dyn AddressLookup>,
+    users: &dyn UserLookup,
+) -> String {
+    let Some(found) = parse_frame_line(line) else {
+        return line.to_string();
+    };
+    let address = found.frame.lookup_address();
+    // User space is the lower half: an upper-half address in a process's backtrace (the
+    // kernel's fault report of a bad jump, say) can only be found in the kernel ELF.
+    let frames = match found.process {
+        Some(process) if found.frame.address < USER_END => users.frames(process, address),
+        _ => kernel.map(|kernel| kernel.frames(address)),
+    };
+    match frames {
+        Some(frames) => format!("{}{}", line.trim_end(), describe_frames(&frames)),
         None => line.to_string(),
     }
 }
@@ -201,31 +260,73 @@ impl AddressLookup for ElfLookup {
     }
 }
 
-/// The console symboliser used by `run` and `test`: loads the ELF once, never fails.
+/// The console symboliser used by `run`, `test` and `bench`: loads the kernel ELF once and
+/// each user program ELF the first time one of its frames appears; never fails.
 pub struct Symbolizer {
-    lookup: Option<ElfLookup>,
+    kernel: Option<ElfLookup>,
+    workspace_root: PathBuf,
+    /// User program ELFs by path; `None` once loading one failed (warned about once).
+    user_elves: RefCell<HashMap<PathBuf, Option<Rc<ElfLookup>>>>,
 }
 
 impl Symbolizer {
-    /// Loads `elf`; on failure prints one warning and leaves lines unchanged from then on.
+    /// Loads `elf`; on failure prints one warning and leaves kernel frames unchanged.
     pub fn load(elf: &Path, workspace_root: &Path) -> Symbolizer {
-        match ElfLookup::load(elf, workspace_root) {
-            Ok(lookup) => Symbolizer {
-                lookup: Some(lookup),
-            },
+        let kernel = match ElfLookup::load(elf, workspace_root) {
+            Ok(lookup) => Some(lookup),
             Err(error) => {
-                eprintln!("warning: backtraces will not be symbolised: {error:#}");
-                Symbolizer { lookup: None }
+                eprintln!("warning: kernel backtraces will not be symbolised: {error:#}");
+                None
             }
+        };
+        Symbolizer {
+            kernel,
+            workspace_root: workspace_root.to_path_buf(),
+            user_elves: RefCell::new(HashMap::new()),
         }
     }
 
-    /// Symbolises a frame line; any other line comes back unchanged.
-    pub fn rewrite(&self, line: &str) -> String {
-        match &self.lookup {
-            Some(lookup) => rewrite_line(line, lookup),
-            None => line.to_string(),
-        }
+    /// Symbolises a frame line (user frames of the processes in `processes`); any other line
+    /// comes back unchanged.
+    pub fn rewrite(&self, line: &str, processes: &ProcessMap) -> String {
+        let users = UserElves {
+            symbolizer: self,
+            processes,
+        };
+        rewrite_line_with(
+            line,
+            self.kernel.as_ref().map(|k| k as &dyn AddressLookup),
+            &users,
+        )
+    }
+
+    /// The lookup for the user ELF at `elf`, loaded on first use.
+    fn user_elf(&self, elf: &Path) -> Option<Rc<ElfLookup>> {
+        let mut elves = self.user_elves.borrow_mut();
+        elves
+            .entry(elf.to_path_buf())
+            .or_insert_with(|| match ElfLookup::load(elf, &self.workspace_root) {
+                Ok(lookup) => Some(Rc::new(lookup)),
+                Err(error) => {
+                    eprintln!("warning: user backtraces will not be symbolised: {error:#}");
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
+/// The user programs of one run, as a [`UserLookup`].
+struct UserElves<'a> {
+    symbolizer: &'a Symbolizer,
+    processes: &'a ProcessMap,
+}
+
+impl UserLookup for UserElves<'_> {
+    fn frames(&self, process: &str, address: u64) -> Option<Vec<SourceFrame>> {
+        let elf = self.processes.elf(process)?;
+        let lookup = self.symbolizer.user_elf(elf)?;
+        Some(lookup.frames(address))
     }
 }
 
@@ -246,6 +347,20 @@ mod tests {
             self.asked.borrow_mut().push(address);
             self.known.get(&address).cloned().unwrap_or_default()
         }
+    }
+
+    /// A [`UserLookup`] that knows no process.
+    struct NoUserPrograms;
+
+    impl UserLookup for NoUserPrograms {
+        fn frames(&self, _process: &str, _address: u64) -> Option<Vec<SourceFrame>> {
+            None
+        }
+    }
+
+    /// Kernel-only rewriting: user frame lines come back unchanged.
+    fn rewrite_line(line: &str, kernel: &dyn AddressLookup) -> String {
+        rewrite_line_with(line, Some(kernel), &NoUserPrograms)
     }
 
     fn frame(function: &str, file: &str, line: u32) -> SourceFrame {
@@ -414,7 +529,140 @@ mod tests {
     #[test]
     fn a_missing_elf_leaves_lines_unchanged() {
         let symbolizer = Symbolizer::load(Path::new("/nonexistent/vigil-kernel"), Path::new("/"));
-        assert_eq!(symbolizer.rewrite("  #0 pc 0x10"), "  #0 pc 0x10");
+        let none = ProcessMap::default();
+        assert_eq!(symbolizer.rewrite("  #0 pc 0x10", &none), "  #0 pc 0x10");
+        let mut processes = ProcessMap::default();
+        processes.insert("hello".into(), "/nonexistent/hello".into());
+        let line = "  #0 pc  0x0000000000401234 (hello)";
+        assert_eq!(symbolizer.rewrite(line, &processes), line);
+        // The failed load is remembered, not retried for every frame.
+        assert_eq!(symbolizer.rewrite(line, &processes), line);
+        assert_eq!(symbolizer.user_elves.borrow().len(), 1);
+    }
+
+    /// Fake user programs: process name → its lookup.
+    #[derive(Default)]
+    struct FakeUsers {
+        processes: HashMap<String, FakeLookup>,
+        asked: RefCell<Vec<(String, u64)>>,
+    }
+
+    impl UserLookup for FakeUsers {
+        fn frames(&self, process: &str, address: u64) -> Option<Vec<SourceFrame>> {
+            self.asked.borrow_mut().push((process.to_string(), address));
+            self.processes
+                .get(process)
+                .map(|lookup| lookup.frames(address))
+        }
+    }
+
+    #[test]
+    fn finds_the_process_of_user_frames() {
+        let process = |line| parse_frame_line(line).and_then(|found| found.process);
+        assert_eq!(
+            process("  #0 pc  0x0000000000401234 (hello)"),
+            Some("hello")
+        );
+        assert_eq!(
+            process("  #1 ret 0x401234 (bench_client)  "),
+            Some("bench_client")
+        );
+        assert_eq!(
+            process("[ 1.0 ] ERROR   #2 ret 0x401234 in (a b)"),
+            Some("a b")
+        );
+        assert_eq!(process("  #0 pc  0xffffffff80104abc"), None);
+        assert_eq!(process("  #0 pc  0x401234 ()"), None);
+        assert_eq!(process("  #0 pc  0x401234 (hello) x"), None);
+        assert_eq!(process("  #0 pc  0x401234 hello)"), None);
+        assert_eq!(process("  #0 pc  0x401234 (a)b)"), None);
+        assert_eq!(process("(hello) #0 pc 0x401234"), None);
+        assert_eq!(process("backtrace: (hello)"), None);
+        assert_eq!(
+            parse_frame("  #1 ret 0x0000000000401234 (hello)"),
+            Some(FrameRef {
+                kind: FrameKind::Ret,
+                address: 0x40_1234
+            })
+        );
+    }
+
+    #[test]
+    fn symbolises_user_frames_in_their_program() {
+        let mut users = FakeUsers::default();
+        let mut hello = FakeLookup::default();
+        hello.known.insert(
+            0x40_1234,
+            vec![frame("hello::main", "user/programs/src/bin/hello.rs", 7)],
+        );
+        users.processes.insert("greeter".to_string(), hello);
+        users
+            .processes
+            .insert("other".to_string(), FakeLookup::default());
+        let kernel = FakeLookup::default();
+
+        assert_eq!(
+            rewrite_line_with(
+                "  #0 pc  0x0000000000401234 (greeter)",
+                Some(&kernel),
+                &users
+            ),
+            "  #0 pc  0x0000000000401234 (greeter) hello::main at \
+             user/programs/src/bin/hello.rs:7"
+        );
+        // A return address is looked up one byte earlier, in the process's own program.
+        rewrite_line_with("  #1 ret 0x401235 (other)", Some(&kernel), &users);
+        assert_eq!(users.asked.borrow()[1], ("other".to_string(), 0x40_1234));
+        assert_eq!(
+            rewrite_line_with("  #1 ret 0x401235 (other)", Some(&kernel), &users),
+            "  #1 ret 0x401235 (other) ??"
+        );
+        // An unknown process: the line is left exactly as it is.
+        let line = "  #0 pc  0x0000000000401234 (stranger)  ";
+        assert_eq!(rewrite_line_with(line, Some(&kernel), &users), line);
+        // User frames never reach the kernel lookup; kernel frames never reach the users.
+        assert!(kernel.asked.borrow().is_empty());
+        let asked_before = users.asked.borrow().len();
+        rewrite_line_with("  #0 pc 0xffffffff80100000", Some(&kernel), &users);
+        assert_eq!(*kernel.asked.borrow(), vec![0xffff_ffff_8010_0000]);
+        assert_eq!(users.asked.borrow().len(), asked_before);
+        // Without a kernel lookup, kernel frames stay as they are but user frames do not.
+        assert_eq!(
+            rewrite_line_with("  #0 pc 0xffffffff80100000", None, &users),
+            "  #0 pc 0xffffffff80100000"
+        );
+        assert!(
+            rewrite_line_with("  #0 pc 0x401234 (greeter)", None, &users)
+                .ends_with("hello::main at user/programs/src/bin/hello.rs:7")
+        );
+        // An upper-half address in a user backtrace belongs to the kernel.
+        let mut kernel = FakeLookup::default();
+        kernel.known.insert(
+            0xffff_ffff_8011_1fe9,
+            vec![frame("vigil_kernel::ipc::send", "kernel/src/ipc.rs", 9)],
+        );
+        assert_eq!(
+            rewrite_line_with(
+                "  #0 pc  0xffffffff80111fe9 (greeter)",
+                Some(&kernel),
+                &users
+            ),
+            "  #0 pc  0xffffffff80111fe9 (greeter) vigil_kernel::ipc::send at kernel/src/ipc.rs:9"
+        );
+        assert_eq!(
+            rewrite_line_with("  #0 pc  0xffffffff80111fe9 (stranger)", None, &users),
+            "  #0 pc  0xffffffff80111fe9 (stranger)"
+        );
+        assert!(!users
+            .asked
+            .borrow()
+            .iter()
+            .any(|(_, address)| *address >= USER_END));
+        // The kernel-only rewrite leaves user frames alone.
+        assert_eq!(
+            rewrite_line("  #0 pc 0x401234 (greeter)", &kernel),
+            "  #0 pc 0x401234 (greeter)"
+        );
     }
 
     /// A function whose address the test below looks up in this very test binary.
@@ -457,5 +705,19 @@ mod tests {
         // A return address just past the function start resolves into the same function.
         let line = format!("  #1 ret {:#018x}", address + 1);
         assert!(rewrite_line(&line, &lookup).contains("marker_function_for_lookup"));
+
+        // The same binary as a user program named `marker`, loaded lazily by the Symbolizer.
+        let symbolizer = Symbolizer::load(Path::new("/nonexistent/vigil-kernel"), workspace_root);
+        let mut processes = ProcessMap::default();
+        processes.insert("marker".into(), exe.clone());
+        assert!(symbolizer.user_elves.borrow().is_empty());
+        let line = format!("  #0 pc  {address:#018x} (marker)");
+        let rewritten = symbolizer.rewrite(&line, &processes);
+        assert!(
+            rewritten.contains("(marker) xtask::symbolize::tests::marker_function_for_lookup at "),
+            "{rewritten}"
+        );
+        symbolizer.rewrite(&line, &processes);
+        assert_eq!(symbolizer.user_elves.borrow().len(), 1);
     }
 }

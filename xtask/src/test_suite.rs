@@ -1,5 +1,5 @@
-//! `cargo xtask test`: host tests, kernel build, QEMU scenarios, and the closing
-//! `N passed, M failed` line that CI reads.
+//! `cargo xtask test`: host tests, kernel and user program builds, QEMU scenarios, and the
+//! closing `N passed, M failed` line that CI reads.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use crate::kernel::{self, Profile};
 use crate::prereq;
 use crate::scenario;
 use crate::symbolize::Symbolizer;
+use crate::user;
 
 /// What `cargo xtask test` was asked for.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +38,9 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
                 scenario.deadline.as_secs(),
                 scenario.expected
             );
+            for program in scenario.programs {
+                println!("{:<24} program {program}", "");
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -69,6 +73,21 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
         Some(elf) => kernel::verify(elf).map(|()| elf.clone()),
         None => kernel::build(Profile::Release),
     };
+    // The full suite always builds the user programs (so a broken program fails CI); a
+    // filtered run builds them only when a selected scenario boots one.
+    let needs_programs = scenarios.iter().any(|s| !s.programs.is_empty());
+    let programs = if options.scenario.is_none() || needs_programs {
+        match user::build() {
+            Ok(programs) => Some(programs),
+            Err(error) => {
+                println!("FAIL user programs build: {error:#}");
+                tally.record(false);
+                None
+            }
+        }
+    } else {
+        None
+    };
     match kernel {
         Err(error) => {
             println!("FAIL kernel build: {error:#}");
@@ -79,14 +98,32 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
             tally.record(false);
         }
         Ok(elf) => {
+            let (runnable, skipped): (Vec<_>, Vec<_>) = scenarios
+                .into_iter()
+                .partition(|s| s.programs.is_empty() || programs.is_some());
+            if !skipped.is_empty() {
+                let names: Vec<&str> = skipped.iter().map(|s| s.name).collect();
+                println!(
+                    "skipping {} scenario{} with user programs (the programs did not build): {}",
+                    skipped.len(),
+                    if skipped.len() == 1 { "" } else { "s" },
+                    names.join(", ")
+                );
+            }
             println!(
                 "running {} QEMU scenario{} (TCG)",
-                scenarios.len(),
-                if scenarios.len() == 1 { "" } else { "s" }
+                runnable.len(),
+                if runnable.len() == 1 { "" } else { "s" }
             );
             let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
-            for scenario in scenarios {
-                let passed = scenario::run_scenario(scenario, &elf, &symbolizer, options.verbose);
+            for scenario in runnable {
+                let passed = scenario::run_scenario(
+                    scenario,
+                    &elf,
+                    programs.as_ref(),
+                    &symbolizer,
+                    options.verbose,
+                );
                 tally.record(passed);
             }
         }

@@ -94,7 +94,11 @@ pub struct ProcessRecord {
 
 impl ProcessRecord {
     pub fn name(&self) -> &str {
-        let len = self.name.iter().position(|&b| b == 0).unwrap_or(RECORD_NAME_BYTES);
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(RECORD_NAME_BYTES);
         core::str::from_utf8(&self.name[..len]).unwrap_or("?")
     }
 }
@@ -124,10 +128,15 @@ pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<T
         state_code::SENDING => ThreadState::Sending { to: target },
         state_code::RECEIVING => ThreadState::Receiving { from: target },
         state_code::AWAITING_REPLY => ThreadState::AwaitingReply { from: target },
-        state_code::MUTEX => ThreadState::Mutex { address: argument, owner: target },
+        state_code::MUTEX => ThreadState::Mutex {
+            address: argument,
+            owner: target,
+        },
         state_code::SLEEPING => ThreadState::Sleeping { until_ns: argument },
         state_code::JOINING => ThreadState::Joining { thread: target },
-        state_code::DEAD => ThreadState::Dead { exit_code: argument },
+        state_code::DEAD => ThreadState::Dead {
+            exit_code: argument,
+        },
         _ => return None,
     })
 }
@@ -148,9 +157,14 @@ mod tests {
             ThreadState::Ready,
             ThreadState::Running,
             ThreadState::Sending { to: t },
-            ThreadState::Receiving { from: Endpoint::ANY },
+            ThreadState::Receiving {
+                from: Endpoint::ANY,
+            },
             ThreadState::AwaitingReply { from: t },
-            ThreadState::Mutex { address: 0x1234, owner: t },
+            ThreadState::Mutex {
+                address: 0x1234,
+                owner: t,
+            },
             ThreadState::Sleeping { until_ns: 99 },
             ThreadState::Joining { thread: t },
             ThreadState::Dead { exit_code: 3 },

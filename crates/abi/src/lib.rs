@@ -3,8 +3,8 @@
 
 pub mod async_message;
 pub mod endpoint;
-pub mod introspect;
 pub mod error;
+pub mod introspect;
 pub mod layout;
 pub mod log;
 pub mod message;

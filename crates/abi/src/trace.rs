@@ -96,7 +96,8 @@ impl EventKind {
 }
 
 /// Event mask enabling every kind except the very frequent `Syscall` and `Interrupt`.
-pub const DEFAULT_EVENT_MASK: u64 = !(EventKind::Syscall.mask_bit() | EventKind::Interrupt.mask_bit())
+pub const DEFAULT_EVENT_MASK: u64 = !(EventKind::Syscall.mask_bit()
+    | EventKind::Interrupt.mask_bit())
     & ((1 << EventKind::COUNT) - 1);
 
 /// One trace event as stored in the kernel ring and carried on the wire.

@@ -24,7 +24,14 @@ impl<const N: usize> TraceRing<N> {
     pub const fn new(mask: u64) -> Self {
         let () = Self::CAPACITY_OK;
         TraceRing {
-            events: [TraceEvent { seq: 0, timestamp_ns: 0, kind: 0, reserved: [0; 3], thread: 0, args: [0; 3] }; N],
+            events: [TraceEvent {
+                seq: 0,
+                timestamp_ns: 0,
+                kind: 0,
+                reserved: [0; 3],
+                thread: 0,
+                args: [0; 3],
+            }; N],
             next_seq: 0,
             read_seq: 0,
             dropped: 0,
@@ -46,7 +53,13 @@ impl<const N: usize> TraceRing<N> {
     }
 
     /// Records an event if its kind is enabled; returns its sequence number.
-    pub fn record(&mut self, timestamp_ns: u64, kind: EventKind, thread: u64, args: [u64; 3]) -> Option<u64> {
+    pub fn record(
+        &mut self,
+        timestamp_ns: u64,
+        kind: EventKind,
+        thread: u64,
+        args: [u64; 3],
+    ) -> Option<u64> {
         if !self.enabled(kind) {
             return None;
         }
@@ -56,8 +69,14 @@ impl<const N: usize> TraceRing<N> {
             self.read_seq += 1;
             self.dropped += 1;
         }
-        self.events[(seq % N as u64) as usize] =
-            TraceEvent { seq, timestamp_ns, kind: kind as u16, reserved: [0; 3], thread, args };
+        self.events[(seq % N as u64) as usize] = TraceEvent {
+            seq,
+            timestamp_ns,
+            kind: kind as u16,
+            reserved: [0; 3],
+            thread,
+            args,
+        };
         self.next_seq = seq + 1;
         Some(seq)
     }

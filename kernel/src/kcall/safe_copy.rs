@@ -1,5 +1,6 @@
 //! SafeCopyFrom / SafeCopyTo: bulk copies through a memory grant.
 
+use crate::grant::{CopyDirection, SafeCopyRequest};
 use crate::system::Kernel;
 use vigil_abi::{Endpoint, Error};
 
@@ -8,15 +9,15 @@ pub fn run(
     kernel: &mut Kernel,
     caller: u16,
     [granter, grant, offset, local, len]: [u64; 5],
-    into_caller: bool,
+    direction: CopyDirection,
 ) -> Result<u64, Error> {
-    kernel.safe_copy(
-        caller,
-        Endpoint(granter),
+    let request = SafeCopyRequest {
+        granter: Endpoint(granter),
         grant,
         offset,
         local,
         len,
-        into_caller,
-    )
+        direction,
+    };
+    kernel.safe_copy(caller, request)
 }

@@ -9,7 +9,9 @@ use crate::arch::paging::AddressSpace;
 use crate::system::Kernel;
 use crate::usercopy;
 use core::mem::size_of;
-use vigil_abi::introspect::{ProcessRecord, SnapshotHeader, ThreadRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+use vigil_abi::introspect::{
+    ProcessRecord, SnapshotHeader, ThreadRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
 use vigil_abi::Error;
 
 const HEADER_SIZE: u64 = size_of::<SnapshotHeader>() as u64;
@@ -51,7 +53,8 @@ pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u6
     kernel.account_cpu_time();
     let space = AddressSpace::from_root(kernel.process_of(caller).root);
     let (thread_count, process_count) = kernel.record_counts();
-    let needed = HEADER_SIZE + thread_count as u64 * THREAD_SIZE + process_count as u64 * PROCESS_SIZE;
+    let needed =
+        HEADER_SIZE + thread_count as u64 * THREAD_SIZE + process_count as u64 * PROCESS_SIZE;
     if len < HEADER_SIZE {
         return Err(Error::InvalidArgument);
     }
@@ -73,11 +76,20 @@ pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u6
         return Err(Error::InvalidArgument);
     }
     usercopy::check(&space, buffer, needed as usize, usercopy::Access::Write)?;
-    let mut batch = Batch { space: &space, bytes: [0; 4096], len: 0, destination: buffer, result: Ok(()) };
+    let mut batch = Batch {
+        space: &space,
+        bytes: [0; 4096],
+        len: 0,
+        destination: buffer,
+        result: Ok(()),
+    };
     batch.push(&header);
     // Two closures need the batch; a RefCell-free way is to collect threads then processes.
     let batch_cell = core::cell::RefCell::new(&mut batch);
-    kernel.visit_records(|thread| batch_cell.borrow_mut().push(thread), |process| batch_cell.borrow_mut().push(process));
+    kernel.visit_records(
+        |thread| batch_cell.borrow_mut().push(thread),
+        |process| batch_cell.borrow_mut().push(process),
+    );
     batch.flush();
     batch.result.map(|()| needed)
 }

@@ -26,7 +26,13 @@ fn read_record<T: Copy + Default>(bytes: &[u8], offset: usize) -> T {
     let size = size_of::<T>();
     // SAFETY: `T` is one of the ABI's `repr(C)` records of integers, valid for any bytes;
     // the caller checked `offset + size <= bytes.len()`.
-    unsafe { core::ptr::copy_nonoverlapping(bytes[offset..offset + size].as_ptr(), &mut value as *mut T as *mut u8, size) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes[offset..offset + size].as_ptr(),
+            &mut value as *mut T as *mut u8,
+            size,
+        )
+    };
     value
 }
 
@@ -78,5 +84,9 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, Error> {
         processes.push(read_record(bytes, offset));
         offset += size_of::<ProcessRecord>();
     }
-    Ok(Snapshot { header, threads, processes })
+    Ok(Snapshot {
+        header,
+        threads,
+        processes,
+    })
 }

@@ -469,5 +469,11 @@ pub fn snapshot(buffer: &mut [u8]) -> Result<u64, Error> {
 /// `KernelCall TraceMask`: sets the trace event mask; returns the previous mask.
 pub fn trace_mask(mask: u64) -> Result<u64, Error> {
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall2(Syscall::KernelCall as u64, KernelCall::TraceMask as u64, mask) })
+    decode(unsafe {
+        syscall2(
+            Syscall::KernelCall as u64,
+            KernelCall::TraceMask as u64,
+            mask,
+        )
+    })
 }

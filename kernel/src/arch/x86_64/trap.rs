@@ -193,7 +193,11 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
     let (addresses, count) = crate::backtrace::print(Some(frame.rip), frame.rbp);
     crate::monitor::emergency_crash(
         vigil_wire::CrashKind::KernelFault,
-        &alloc::format!("{mnemonic} {name} (vector {}) in {mode} mode at {:#x}", frame.vector, frame.rip),
+        &alloc::format!(
+            "{mnemonic} {name} (vector {}) in {mode} mode at {:#x}",
+            frame.vector,
+            frame.rip
+        ),
         &addresses[..count],
     );
     debug_exit::exit(debug_exit::ExitStatus::Failure)

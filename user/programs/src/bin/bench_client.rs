@@ -23,8 +23,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use vigil_programs::{lookup_with_retry, median_and_min};
 use vigil_abi::trace::{EventKind, DEFAULT_EVENT_MASK};
+use vigil_programs::{lookup_with_retry, median_and_min};
 use vigil_rt::{introspect, ipc, println, process, syscall, thread, tsc, Endpoint, Message};
 
 vigil_rt::entry!(main);
@@ -118,11 +118,16 @@ fn context_switch() -> bool {
 /// The cost of tracing: the null syscall with its Syscall event recorded, and the IPC round
 /// trip with nothing recorded (the default mask records IPC, blocks and switches).
 fn tracing_costs(server: Endpoint) -> bool {
-    let Ok(previous) = syscall::trace_mask(DEFAULT_EVENT_MASK | EventKind::Syscall.mask_bit()) else {
-        println!("bench: FAIL: the TraceMask kernel call was refused (boot with kcalls=…+tracemask)");
+    let Ok(previous) = syscall::trace_mask(DEFAULT_EVENT_MASK | EventKind::Syscall.mask_bit())
+    else {
+        println!(
+            "bench: FAIL: the TraceMask kernel call was refused (boot with kcalls=…+tracemask)"
+        );
         return false;
     };
-    let mut ok = measure("null_syscall_traced", 1, || syscall::self_endpoint().is_ok());
+    let mut ok = measure("null_syscall_traced", 1, || {
+        syscall::self_endpoint().is_ok()
+    });
     ok &= syscall::trace_mask(0).is_ok();
     ok &= measure("ipc_roundtrip_untraced", 1, || ipc_round_trip(server));
     ok &= syscall::trace_mask(previous).is_ok();
@@ -138,7 +143,9 @@ fn snapshot_costs() -> bool {
     let mut ok = true;
     for target in [10usize, 100, 1000] {
         let Ok(current) = introspect::snapshot() else {
-            println!("bench: FAIL: the Snapshot kernel call was refused (boot with kcalls=…+snapshot)");
+            println!(
+                "bench: FAIL: the Snapshot kernel call was refused (boot with kcalls=…+snapshot)"
+            );
             return false;
         };
         let mut threads = current.header.thread_count as usize;
@@ -150,7 +157,9 @@ fn snapshot_costs() -> bool {
             }) {
                 Ok(handle) => idle.push(handle),
                 Err(error) => {
-                    println!("bench: snapshot_{target}_threads: stopped at {threads} threads: {error}");
+                    println!(
+                        "bench: snapshot_{target}_threads: stopped at {threads} threads: {error}"
+                    );
                     break;
                 }
             }

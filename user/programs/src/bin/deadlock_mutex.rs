@@ -16,7 +16,12 @@ static SECOND: Mutex<u64> = Mutex::new(0);
 fn take_both(name: &str, a: &'static Mutex<u64>, b: &'static Mutex<u64>) {
     let mut held = a.lock();
     *held += 1;
-    println!("deadlock_mutex: {name} ({}) holds {:p}, now wants {:p}", thread::current(), a, b);
+    println!(
+        "deadlock_mutex: {name} ({}) holds {:p}, now wants {:p}",
+        thread::current(),
+        a,
+        b
+    );
     // Give the other thread time to take its first lock, so the deadlock is certain.
     thread::sleep(Duration::from_millis(100));
     let mut other = b.lock();

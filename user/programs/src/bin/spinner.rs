@@ -13,7 +13,7 @@ fn main(_args: &str) -> i32 {
     let mut next_report = time::now_ns() + 1_000_000_000;
     loop {
         iterations = core::hint::black_box(iterations.wrapping_add(1));
-        if iterations % 65_536 == 0 && time::now_ns() >= next_report {
+        if iterations.is_multiple_of(65_536) && time::now_ns() >= next_report {
             println!("spinner: {iterations} iterations");
             next_report += 1_000_000_000;
         }

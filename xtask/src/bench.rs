@@ -1,0 +1,650 @@
+//! `cargo xtask bench`: boots the benchmark programs, reads their results from the console
+//! and prints a table of cycle counts (instruction counts under `-icount`).
+//!
+//! The guest reports `bench: <name> median_cycles=<n> min_cycles=<n> iterations=<n>` per
+//! benchmark and `bench: done` at the end; the kernel banner gives `TSC <f> MHz`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::kernel::{self, Profile};
+use crate::prereq;
+use crate::qemu::{self, Accel, KernelExit, Outcome, QemuConfig};
+use crate::scenario;
+use crate::symbolize::Symbolizer;
+use crate::user;
+
+/// The programs a benchmark run boots, in order.
+pub const BENCH_PROGRAMS: &[&str] = &[
+    "bench_server",
+    "bench_client kcalls=shutdown+snapshot+tracemask",
+];
+
+/// How long a benchmark run may take before it is killed.
+pub const DEADLINE: Duration = Duration::from_secs(300);
+
+/// Guest memory for benchmark runs (the snapshot benchmark runs 1000 threads, 64 KiB of
+/// stack each).
+const MEMORY: &str = "256M";
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Clone, Debug, Default)]
+pub struct BenchOptions {
+    /// Use KVM when /dev/kvm works.
+    pub kvm: bool,
+    /// Plain TCG (wall clock) instead of `-icount shift=0`.
+    pub wall: bool,
+    /// Echo every guest console line.
+    pub verbose: bool,
+    /// A prebuilt kernel ELF to boot instead of building one.
+    pub kernel: Option<PathBuf>,
+}
+
+/// How the figures were measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// TCG with `-icount shift=0`: one TSC tick per guest instruction.
+    Icount,
+    /// Plain TCG: the TSC follows the host's clock.
+    Wall,
+    /// Hardware virtualisation.
+    Kvm,
+}
+
+impl Mode {
+    /// The mode column of the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Icount => "icount (instructions)",
+            Mode::Wall => "TCG wall clock",
+            Mode::Kvm => "KVM",
+        }
+    }
+
+    /// Picks the mode from the flags; `kvm_usable` is asked only when `--kvm` is given.
+    /// Returns the mode and, for a fallback, the warning to print.
+    pub fn choose(
+        kvm: bool,
+        wall: bool,
+        kvm_usable: impl FnOnce() -> bool,
+    ) -> (Mode, Option<&'static str>) {
+        if kvm {
+            if kvm_usable() {
+                (Mode::Kvm, None)
+            } else {
+                (
+                    Mode::Wall,
+                    Some("warning: /dev/kvm is not usable here; falling back to TCG (wall clock)"),
+                )
+            }
+        } else if wall {
+            (Mode::Wall, None)
+        } else {
+            (Mode::Icount, None)
+        }
+    }
+
+    fn accel(self) -> Accel {
+        match self {
+            Mode::Kvm => Accel::Kvm,
+            Mode::Icount | Mode::Wall => Accel::Tcg,
+        }
+    }
+}
+
+/// One benchmark's figures, as the guest reported them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchResult {
+    pub name: String,
+    pub median_cycles: u64,
+    pub min_cycles: u64,
+    pub iterations: u64,
+}
+
+/// A guest line about benchmarks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BenchLine {
+    Result(BenchResult),
+    Done,
+}
+
+/// The text after `bench: ` in `line`, where `bench` starts a word (so `my_bench: ` and
+/// `bench_client: ` do not count).
+fn after_bench_tag(line: &str) -> Option<&str> {
+    const TAG: &str = "bench: ";
+    let mut from = 0;
+    while let Some(found) = line[from..].find(TAG) {
+        let start = from + found;
+        let word_start = line[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if word_start {
+            return Some(&line[start + TAG.len()..]);
+        }
+        from = start + TAG.len();
+    }
+    None
+}
+
+/// Parses a guest line: `None` if it is not a benchmark result or `bench: done` (other
+/// `bench:` chatter included); an error for a result line with missing or bad figures.
+pub fn parse_bench_line(line: &str) -> Option<Result<BenchLine, String>> {
+    let rest = after_bench_tag(line)?.trim();
+    if rest == "done" {
+        return Some(Ok(BenchLine::Done));
+    }
+    let mut words = rest.split_whitespace();
+    let name = words.next()?;
+    let fields: Vec<(&str, &str)> = words.filter_map(|word| word.split_once('=')).collect();
+    if !fields.iter().any(|(key, _)| *key == "median_cycles") {
+        return None;
+    }
+    let field = |wanted: &str| -> Result<u64, String> {
+        let (_, value) = fields
+            .iter()
+            .find(|(key, _)| *key == wanted)
+            .ok_or_else(|| format!("benchmark line without {wanted}=: {line:?}"))?;
+        value
+            .parse()
+            .map_err(|_| format!("benchmark line with a bad {wanted}={value}: {line:?}"))
+    };
+    let parsed = (|| {
+        Ok(BenchLine::Result(BenchResult {
+            name: name.to_string(),
+            median_cycles: field("median_cycles")?,
+            min_cycles: field("min_cycles")?,
+            iterations: field("iterations")?,
+        }))
+    })();
+    Some(parsed)
+}
+
+/// The TSC frequency in MHz from a line such as the banner's `…, TSC 2993.1 MHz, …`.
+pub fn parse_tsc_mhz(line: &str) -> Option<f64> {
+    let start = line.find("TSC ")? + "TSC ".len();
+    let (number, rest) = line[start..].split_once(' ')?;
+    if !rest.starts_with("MHz") {
+        return None;
+    }
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|mhz| mhz.is_finite() && *mhz > 0.0)
+}
+
+/// What a run's console said about the benchmarks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    pub results: Vec<BenchResult>,
+    pub done: bool,
+    pub tsc_mhz: Option<f64>,
+    /// Result lines that could not be parsed.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// Reads the console lines.
+    pub fn collect<'a>(lines: impl IntoIterator<Item = &'a str>) -> Report {
+        let mut report = Report::default();
+        for line in lines {
+            if report.tsc_mhz.is_none() {
+                report.tsc_mhz = parse_tsc_mhz(line);
+            }
+            match parse_bench_line(line) {
+                Some(Ok(BenchLine::Result(result))) => report.results.push(result),
+                Some(Ok(BenchLine::Done)) => report.done = true,
+                Some(Err(error)) => report.errors.push(error),
+                None => {}
+            }
+        }
+        report
+    }
+
+    /// Why this report is not a complete benchmark run, if it is not.
+    pub fn problem(&self) -> Option<String> {
+        if !self.errors.is_empty() {
+            return Some(self.errors.join("; "));
+        }
+        if !self.done {
+            return Some("the guest never printed `bench: done`".to_string());
+        }
+        if self.results.is_empty() {
+            return Some("the guest printed `bench: done` but no benchmark results".to_string());
+        }
+        None
+    }
+}
+
+/// The reference figures of ARCHITECTURE.md for a benchmark (measured under `-icount
+/// shift=0` like ours), if there are any.
+pub fn reference(name: &str) -> Option<&'static str> {
+    match name {
+        "ipc_roundtrip" => {
+            Some("seL4 fast path 415, Linux eventfd 10,556 instructions; Vigil aims ≤ 400")
+        }
+        _ => None,
+    }
+}
+
+/// The IPC round-trip target (instructions per round trip).
+const IPC_ROUNDTRIP_TARGET: u64 = 400;
+
+/// `cycles` in nanoseconds at `tsc_mhz`.
+pub fn nanoseconds(cycles: u64, tsc_mhz: f64) -> f64 {
+    cycles as f64 / tsc_mhz * 1000.0
+}
+
+/// The results table; under icount with the reference figures and a note that nanoseconds
+/// are nominal.
+/// Snapshot cost target, per thread (ARCHITECTURE.md).
+const SNAPSHOT_PER_THREAD_TARGET: u64 = 150;
+
+/// Figures derived from pairs of measurements: the cost of one trace event, the tracing
+/// overhead on IPC as a ratio, and the snapshot cost per thread.
+pub fn derived_figures(results: &[BenchResult]) -> Vec<String> {
+    let median = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.median_cycles)
+    };
+    let mut lines = Vec::new();
+    if let (Some(plain), Some(traced)) = (median("null_syscall"), median("null_syscall_traced")) {
+        lines.push(format!(
+            "trace event: {} cycles each (null_syscall traced {traced} − untraced {plain})",
+            traced.saturating_sub(plain)
+        ));
+    }
+    if let (Some(traced), Some(untraced)) =
+        (median("ipc_roundtrip"), median("ipc_roundtrip_untraced"))
+    {
+        if untraced > 0 {
+            lines.push(format!(
+                "tracing overhead on the IPC round trip: {:.3}× ({traced} with the default mask / {untraced} with tracing off)",
+                traced as f64 / untraced as f64
+            ));
+        }
+    }
+    for threads in [10u64, 100, 1000] {
+        if let Some(total) = median(&format!("snapshot_{threads}_threads")) {
+            let per_thread = total / threads;
+            let verdict = if per_thread <= SNAPSHOT_PER_THREAD_TARGET {
+                "target met"
+            } else {
+                "target missed"
+            };
+            lines.push(format!(
+                "snapshot with {threads} threads: {per_thread} cycles per thread (target ≤ {SNAPSHOT_PER_THREAD_TARGET}: {verdict})"
+            ));
+        }
+    }
+    lines
+}
+
+pub fn format_table(results: &[BenchResult], mode: Mode, tsc_mhz: Option<f64>) -> String {
+    let icount = mode == Mode::Icount;
+    let mut header = vec![
+        "benchmark",
+        "median cycles",
+        "min cycles",
+        if icount {
+            "median ns (nominal)"
+        } else {
+            "median ns"
+        },
+        "iterations",
+        "mode",
+    ];
+    if icount {
+        header.push("reference");
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for result in results {
+        let ns = match tsc_mhz {
+            Some(mhz) => format!("{:.1}", nanoseconds(result.median_cycles, mhz)),
+            None => "?".to_string(),
+        };
+        let mut row = vec![
+            result.name.clone(),
+            result.median_cycles.to_string(),
+            result.min_cycles.to_string(),
+            ns,
+            result.iterations.to_string(),
+            mode.label().to_string(),
+        ];
+        if icount {
+            let mut reference_text = reference(&result.name).unwrap_or("").to_string();
+            if result.name == "ipc_roundtrip" {
+                let verdict = if result.median_cycles <= IPC_ROUNDTRIP_TARGET {
+                    "target met"
+                } else {
+                    "target missed"
+                };
+                reference_text.push_str(&format!(" ({verdict})"));
+            }
+            row.push(reference_text);
+        }
+        rows.push(row);
+    }
+    // Right-align the numeric columns, left-align the rest.
+    let numeric = |column: usize| (1..=4).contains(&column);
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .chain([header[column].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let render = |cells: &[&str]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(column, cell)| {
+                if numeric(column) {
+                    format!("{cell:>width$}", width = widths[column])
+                } else {
+                    format!("{cell:<width$}", width = widths[column])
+                }
+            })
+            .collect();
+        padded.join(" | ").trim_end().to_string()
+    };
+    let mut lines = vec![render(&header)];
+    lines.push(
+        widths
+            .iter()
+            .map(|width| "-".repeat(*width))
+            .collect::<Vec<_>>()
+            .join("-|-"),
+    );
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        lines.push(render(&cells));
+    }
+    lines.extend(derived_figures(results));
+    match (mode, tsc_mhz) {
+        (_, None) => lines.push("ns: unknown (no `TSC … MHz` in the kernel banner)".to_string()),
+        (Mode::Icount, Some(mhz)) => lines.push(format!(
+            "cycles are guest instructions (-icount shift=0); ns are nominal, at the guest's \
+             TSC of {mhz} MHz"
+        )),
+        (_, Some(mhz)) => lines.push(format!("ns at the guest's TSC of {mhz} MHz")),
+    }
+    lines.join("\n")
+}
+
+/// How many console lines to show when a run fails.
+const TAIL_LINES: usize = 40;
+
+/// Builds kernel and programs, boots the benchmarks, prints the table.
+pub fn run(options: BenchOptions) -> Result<ExitCode> {
+    prereq::ensure()?;
+    let (mode, warning) = Mode::choose(options.kvm, options.wall, qemu::kvm_usable);
+    if let Some(warning) = warning {
+        eprintln!("{warning}");
+    }
+    let elf = match &options.kernel {
+        Some(elf) => {
+            kernel::verify(elf)?;
+            elf.clone()
+        }
+        None => kernel::build(Profile::Release)?,
+    };
+    let specs = user::parse_specs(BENCH_PROGRAMS)?;
+    let (modules, processes) = user::build()?.resolve(&specs)?;
+    let mut config = QemuConfig::for_test(&elf, MEMORY, "");
+    config.accel = mode.accel();
+    config.icount = mode == Mode::Icount;
+    config.modules = modules;
+    println!(
+        "bench: booting {} under {} (deadline {} s)",
+        BENCH_PROGRAMS.join(", "),
+        mode.label(),
+        DEADLINE.as_secs()
+    );
+    if options.verbose {
+        println!("qemu: {}", config.display_command());
+    }
+    let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
+    let mut process_line = |line: &str| {
+        let line = symbolizer.rewrite(line, &processes);
+        if options.verbose || parse_bench_line(&line).is_some() {
+            println!("  | {line}");
+        }
+        line
+    };
+    let run = qemu::supervise(config.command(), DEADLINE, &mut process_line)?;
+    let report = Report::collect(run.lines.iter().map(|line| line.text.as_str()));
+    let exit_problem = match run.outcome {
+        Outcome::Exited(exit) if KernelExit::from_exit(exit) == KernelExit::Success => None,
+        outcome => Some(format!(
+            "the run did not end with a kernel success exit: {outcome}"
+        )),
+    };
+    let problem = match (report.problem(), exit_problem) {
+        (None, None) => None,
+        (Some(report), None) => Some(report),
+        (None, Some(exit)) => Some(exit),
+        (Some(report), Some(exit)) => Some(format!("{report}; {exit}")),
+    };
+    if let Some(problem) = problem {
+        scenario::print_failure_details(&run, TAIL_LINES);
+        bail!("the benchmark run failed: {problem}");
+    }
+    println!();
+    println!("{}", format_table(&report.results, mode, report.tsc_mhz));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_figures_compare_pairs_of_measurements() {
+        let result = |name: &str, median_cycles| BenchResult {
+            name: name.to_string(),
+            median_cycles,
+            min_cycles: median_cycles,
+            iterations: 10,
+        };
+        let lines = derived_figures(&[
+            result("null_syscall", 300),
+            result("null_syscall_traced", 380),
+            result("ipc_roundtrip", 4400),
+            result("ipc_roundtrip_untraced", 4000),
+            result("snapshot_1000_threads", 129_000),
+            result("snapshot_10_threads", 15_000),
+        ]);
+        assert_eq!(
+            lines[0],
+            "trace event: 80 cycles each (null_syscall traced 380 − untraced 300)"
+        );
+        assert!(
+            lines[1].starts_with("tracing overhead on the IPC round trip: 1.100×"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[2],
+            "snapshot with 10 threads: 1500 cycles per thread (target ≤ 150: target missed)"
+        );
+        assert_eq!(
+            lines[3],
+            "snapshot with 1000 threads: 129 cycles per thread (target ≤ 150: target met)"
+        );
+        assert!(derived_figures(&[result("null_syscall", 1)]).is_empty());
+    }
+
+    fn result(name: &str, median: u64, min: u64, iterations: u64) -> BenchResult {
+        BenchResult {
+            name: name.to_string(),
+            median_cycles: median,
+            min_cycles: min,
+            iterations,
+        }
+    }
+
+    #[test]
+    fn parses_result_and_done_lines() {
+        assert_eq!(
+            parse_bench_line(
+                "bench: ipc_roundtrip median_cycles=812 min_cycles=790 iterations=10000"
+            ),
+            Some(Ok(BenchLine::Result(result(
+                "ipc_roundtrip",
+                812,
+                790,
+                10000
+            ))))
+        );
+        // A log prefix, other key order, extra keys and trailing spaces are fine.
+        assert_eq!(
+            parse_bench_line(
+                "[    1.250000] INFO  bench: null_syscall iterations=5 extra=x min_cycles=1 \
+                 median_cycles=2  "
+            ),
+            Some(Ok(BenchLine::Result(result("null_syscall", 2, 1, 5))))
+        );
+        assert_eq!(parse_bench_line("bench: done"), Some(Ok(BenchLine::Done)));
+        assert_eq!(
+            parse_bench_line("bench_client: bench: done\r"),
+            Some(Ok(BenchLine::Done))
+        );
+    }
+
+    #[test]
+    fn ignores_other_lines() {
+        for line in [
+            "",
+            "bench:",
+            "bench: starting 3 benchmarks",
+            "bench_client: ready",
+            "my_bench: x median_cycles=1 min_cycles=1 iterations=1",
+            "benchmark: done",
+            "[    0.021000] INFO  Vigil 0.1.0 up: memory 128 MiB, TSC 1000.0 MHz",
+        ] {
+            assert_eq!(parse_bench_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn reports_malformed_result_lines() {
+        let error = parse_bench_line("bench: x median_cycles=12 iterations=3")
+            .unwrap()
+            .unwrap_err();
+        assert!(error.contains("without min_cycles="), "{error}");
+        let error = parse_bench_line("bench: x median_cycles=-1 min_cycles=1 iterations=3")
+            .unwrap()
+            .unwrap_err();
+        assert!(error.contains("bad median_cycles=-1"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_tsc_frequency_from_the_banner() {
+        assert_eq!(
+            parse_tsc_mhz(
+                "[    0.021000] INFO  Vigil 0.1.0 up: memory 128 MiB (126 MiB usable), TSC \
+                 2993.1 MHz, timer 100 Hz, boot 20000 us"
+            ),
+            Some(2993.1)
+        );
+        assert_eq!(parse_tsc_mhz("TSC 1000 MHz"), Some(1000.0));
+        assert_eq!(parse_tsc_mhz("TSC 0.0 MHz"), None);
+        assert_eq!(parse_tsc_mhz("TSC fast MHz"), None);
+        assert_eq!(parse_tsc_mhz("TSC 1000 kHz"), None);
+        assert_eq!(parse_tsc_mhz("no tsc here"), None);
+    }
+
+    #[test]
+    fn collects_a_report_and_judges_it() {
+        let lines = [
+            "[    0.02] INFO  Vigil 0.1.0 up: memory 128 MiB, TSC 1000.0 MHz, timer 100 Hz",
+            "bench: ipc_roundtrip median_cycles=812 min_cycles=790 iterations=10000",
+            "hello",
+            "bench: null_syscall median_cycles=120 min_cycles=118 iterations=10000",
+            "bench: done",
+        ];
+        let report = Report::collect(lines);
+        assert_eq!(report.tsc_mhz, Some(1000.0));
+        assert_eq!(report.results.len(), 2);
+        assert!(report.done);
+        assert_eq!(report.problem(), None);
+
+        let unfinished = Report::collect(lines[..3].iter().copied());
+        assert!(unfinished
+            .problem()
+            .unwrap()
+            .contains("never printed `bench: done`"));
+        let empty = Report::collect(["bench: done"]);
+        assert!(empty.problem().unwrap().contains("no benchmark results"));
+        let broken = Report::collect(["bench: x median_cycles=1", "bench: done"]);
+        assert!(broken.problem().unwrap().contains("without min_cycles="));
+    }
+
+    #[test]
+    fn chooses_the_mode() {
+        assert_eq!(
+            Mode::choose(false, false, || panic!("not asked")),
+            (Mode::Icount, None)
+        );
+        assert_eq!(
+            Mode::choose(false, true, || panic!("not asked")),
+            (Mode::Wall, None)
+        );
+        assert_eq!(Mode::choose(true, false, || true), (Mode::Kvm, None));
+        let (mode, warning) = Mode::choose(true, false, || false);
+        assert_eq!(mode, Mode::Wall);
+        assert!(warning.unwrap().contains("falling back to TCG"));
+        assert_eq!(Mode::Icount.accel(), Accel::Tcg);
+        assert_eq!(Mode::Kvm.accel(), Accel::Kvm);
+    }
+
+    #[test]
+    fn formats_the_icount_table_with_references() {
+        let results = [
+            result("ipc_roundtrip", 812, 790, 10000),
+            result("null_syscall", 120, 118, 10000),
+        ];
+        let table = format_table(&results, Mode::Icount, Some(1000.0));
+        let expected = "\
+benchmark     | median cycles | min cycles | median ns (nominal) | iterations | mode                  | reference
+--------------|---------------|------------|---------------------|------------|-----------------------|----------------------------------------------------------------------------------------
+ipc_roundtrip |           812 |        790 |               812.0 |      10000 | icount (instructions) | seL4 fast path 415, Linux eventfd 10,556 instructions; Vigil aims ≤ 400 (target missed)
+null_syscall  |           120 |        118 |               120.0 |      10000 | icount (instructions) |
+cycles are guest instructions (-icount shift=0); ns are nominal, at the guest's TSC of 1000 MHz";
+        assert_eq!(table, expected, "\n{table}");
+        let met = format_table(&[result("ipc_roundtrip", 400, 390, 10)], Mode::Icount, None);
+        assert!(met.contains("(target met)"), "{met}");
+        assert!(met.contains("ns: unknown"), "{met}");
+    }
+
+    #[test]
+    fn formats_wall_clock_and_kvm_tables_without_references() {
+        let results = [result("ipc_roundtrip", 3000, 2500, 100)];
+        let table = format_table(&results, Mode::Kvm, Some(3000.0));
+        let expected = "\
+benchmark     | median cycles | min cycles | median ns | iterations | mode
+--------------|---------------|------------|-----------|------------|-----
+ipc_roundtrip |          3000 |       2500 |    1000.0 |        100 | KVM
+ns at the guest's TSC of 3000 MHz";
+        assert_eq!(table, expected, "\n{table}");
+        let table = format_table(&results, Mode::Wall, Some(2993.1));
+        assert!(table.contains("| TCG wall clock"), "{table}");
+        assert!(table.contains("|    1002.3 |"), "{table}");
+        assert!(!table.contains("seL4"), "{table}");
+    }
+
+    #[test]
+    fn converts_cycles_to_nanoseconds() {
+        assert_eq!(nanoseconds(1000, 1000.0), 1000.0);
+        assert_eq!(nanoseconds(3000, 3000.0), 1000.0);
+        assert!((nanoseconds(812, 2993.1) - 271.29).abs() < 0.01);
+    }
+}

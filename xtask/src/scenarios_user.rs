@@ -417,15 +417,26 @@ const BENCHMARKS: [&str; 9] = [
 fn check_bench(console: &Console) -> Result<(), String> {
     require_clean_run(console)?;
     for name in BENCHMARKS {
+        // Snapshots are timed 200 times (each is large); everything else 10,000 times.
+        let iterations = if name.starts_with("snapshot_") {
+            " iterations=200"
+        } else {
+            " iterations=10000"
+        };
         require_line_with(
             console,
             &[
                 &format!("bench_client: bench: {name} median_cycles="),
                 " min_cycles=",
-                " iterations=10000",
+                iterations,
             ],
         )?;
     }
+    // The 1000-thread snapshot must really have had 1000 threads.
+    require_line_with(
+        console,
+        &["bench: snapshot_1000_threads ", " threads=1000 "],
+    )?;
     console.require("bench_client: bench: done")?;
     require_success_shutdown(console, "bench_client")
 }
@@ -597,9 +608,17 @@ mod tests {
         let mut lines: Vec<String> = BENCHMARKS
             .iter()
             .map(|name| {
+                let (iterations, extra) = if name.starts_with("snapshot_") {
+                    let threads = name
+                        .trim_start_matches("snapshot_")
+                        .trim_end_matches("_threads");
+                    (200, format!(" threads={threads} per_thread_cycles=100"))
+                } else {
+                    (10000, String::new())
+                };
                 format!(
                     "[    0.3] INFO  bench_client: bench: {name} median_cycles=420 \
-                     min_cycles=400 iterations=10000"
+                     min_cycles=400 iterations={iterations}{extra}"
                 )
             })
             .collect();

@@ -234,8 +234,12 @@ impl Model {
                         Some(EventKind::Crash) => LogCategory::Crash,
                         _ => LogCategory::Event,
                     };
-                    let text = describe::event_text(&event, &self.labels);
-                    self.push_log(event.timestamp_ns, category, text);
+                    // A `log` trace event only marks where a kernel log line was written;
+                    // the line itself arrives as a Log frame and is shown from that.
+                    if EventKind::from_u16(event.kind) != Some(EventKind::Log) {
+                        let text = describe::event_text(&event, &self.labels);
+                        self.push_log(event.timestamp_ns, category, text);
+                    }
                     items.push(Item::Event(event));
                 }
                 items

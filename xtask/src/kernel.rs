@@ -51,13 +51,17 @@ pub fn cargo() -> Command {
     command
 }
 
-/// Where cargo writes the kernel ELF for `profile`.
-pub fn kernel_elf_path(profile: Profile) -> PathBuf {
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+/// Cargo's target directory for host and kernel builds (`CARGO_TARGET_DIR` or `target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir),
         None => workspace_root().join("target"),
-    };
-    target_dir
+    }
+}
+
+/// Where cargo writes the kernel ELF for `profile`.
+pub fn kernel_elf_path(profile: Profile) -> PathBuf {
+    target_dir()
         .join(KERNEL_TARGET)
         .join(profile.directory())
         .join(KERNEL_PACKAGE)

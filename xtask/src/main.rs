@@ -6,10 +6,13 @@ mod host_tests;
 mod image;
 mod kernel;
 mod lint;
+mod monitor;
 mod prereq;
+mod proxy;
 mod qemu;
 mod run;
 mod scenario;
+mod scenarios_monitor;
 mod scenarios_user;
 mod symbolize;
 mod test_suite;
@@ -86,6 +89,10 @@ struct RunArgs {
     /// in order).
     #[arg(long = "module", value_name = "FILE")]
     modules: Vec<PathBuf>,
+    /// Build the host tool and run its task manager (`vigil top`) on this terminal; the
+    /// console goes to target/vigil-console.log. Quitting the task manager stops QEMU.
+    #[arg(long)]
+    top: bool,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +144,7 @@ fn main() -> ExitCode {
             kernel: args.kernel,
             programs: run::programs_to_boot(args.programs, args.no_programs),
             modules: args.modules,
+            top: args.top,
         }),
         Command::Test(args) => test_suite::run(test_suite::TestOptions {
             scenario: args.scenario,
@@ -247,6 +255,11 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "run", "--program", "/bin/sh"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--program", "a", "--no-programs"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--no-programs"]).is_ok());
+        let cli = Cli::try_parse_from(["xtask", "run", "--top"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.top);
 
         let cli = Cli::try_parse_from(["xtask", "bench", "--wall"]).unwrap();
         let Command::Bench(args) = cli.command else {

@@ -310,6 +310,14 @@ pub enum Outcome {
         /// True if the process could still be seen after it was reaped (it should not).
         still_running: bool,
     },
+    /// The runner stopped the process because it was done with it (a monitor scenario whose
+    /// host tool had finished); it was killed and reaped.
+    Stopped {
+        /// The status `wait` returned after the kill.
+        reaped: Exit,
+        /// True if the process could still be seen after it was reaped (it should not).
+        still_running: bool,
+    },
 }
 
 impl fmt::Display for Outcome {
@@ -326,6 +334,13 @@ impl fmt::Display for Outcome {
                     "timed out after {:.1} s and was killed",
                     deadline.as_secs_f64()
                 )?;
+                if *still_running {
+                    write!(f, " (but is STILL RUNNING)")?;
+                }
+                Ok(())
+            }
+            Outcome::Stopped { still_running, .. } => {
+                write!(f, "was stopped by the runner")?;
                 if *still_running {
                     write!(f, " (but is STILL RUNNING)")?;
                 }
@@ -371,9 +386,20 @@ pub fn strip_line_ending(line: &str) -> &str {
 /// passes (then it is killed and reaped). Each stdout line goes through `process_line` (e.g.
 /// the symboliser, which may also echo it) as it arrives.
 pub fn supervise(
+    command: Command,
+    deadline: Duration,
+    process_line: &mut dyn FnMut(&str) -> String,
+) -> Result<SupervisedRun> {
+    supervise_until(command, deadline, process_line, &|| false)
+}
+
+/// [`supervise`], but the process is also killed (and reaped) as soon as `stop` returns true
+/// (asked at least every [`EXIT_POLL`]); the outcome is then [`Outcome::Stopped`].
+pub fn supervise_until(
     mut command: Command,
     deadline: Duration,
     process_line: &mut dyn FnMut(&str) -> String,
+    stop: &dyn Fn() -> bool,
 ) -> Result<SupervisedRun> {
     let program = command.get_program().to_string_lossy().into_owned();
     command
@@ -394,11 +420,16 @@ pub fn supervise(
     let deadline_at = started + deadline;
     let mut lines = Vec::new();
     let mut outcome = None;
+    let mut stopped = false;
     // Console lines until the process exits (checked whenever the console is quiet), stdout
-    // closes, or the deadline passes.
+    // closes, the deadline passes or `stop` says so.
     loop {
         let now = Instant::now();
         if now >= deadline_at {
+            break;
+        }
+        if stop() {
+            stopped = true;
             break;
         }
         match line_receiver.recv_timeout((deadline_at - now).min(EXIT_POLL)) {
@@ -413,14 +444,29 @@ pub fn supervise(
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                outcome = wait_until(&mut child, deadline_at)?;
+                outcome = wait_until(&mut child, deadline_at, stop)?;
+                stopped = outcome.is_none() && stop();
                 break;
             }
         }
     }
     let outcome = match outcome {
         Some(exit) => Outcome::Exited(exit),
-        None => kill_and_reap(&mut child, deadline)?,
+        None => {
+            let (reaped, still_running) = kill_and_reap(&mut child)?;
+            if stopped {
+                Outcome::Stopped {
+                    reaped,
+                    still_running,
+                }
+            } else {
+                Outcome::TimedOut {
+                    deadline,
+                    reaped,
+                    still_running,
+                }
+            }
+        }
     };
     // The process is gone, so its pipes close and the readers finish; collect what is left.
     // Wait only briefly: a grandchild that inherited the pipes may keep them open.
@@ -463,39 +509,47 @@ fn read_lines(source: impl Read, started: Instant, sink: mpsc::Sender<(Duration,
 
 /// Reads `source` to the end (so the writer never blocks on a full pipe), keeping at most
 /// `limit` bytes.
-fn read_capped(mut source: impl Read, limit: usize) -> String {
+pub fn read_capped(mut source: impl Read, limit: usize) -> String {
     let mut kept = Vec::new();
     let _ = source.by_ref().take(limit as u64).read_to_end(&mut kept);
     let _ = std::io::copy(&mut source, &mut std::io::sink());
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-/// Polls the child until it exits or `deadline_at` passes (`None`: still running).
-fn wait_until(child: &mut Child, deadline_at: Instant) -> Result<Option<Exit>> {
+/// Polls the child until it exits, `deadline_at` passes or `stop` says so (`None`: still
+/// running).
+fn wait_until(
+    child: &mut Child,
+    deadline_at: Instant,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<Exit>> {
     loop {
         if let Some(status) = child.try_wait().context("waiting for the child process")? {
             return Ok(Some(status.into()));
         }
-        if Instant::now() >= deadline_at {
+        if Instant::now() >= deadline_at || stop() {
             return Ok(None);
         }
         thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// Kills the child, reaps it (no zombie) and checks it is really gone.
-fn kill_and_reap(child: &mut Child, deadline: Duration) -> Result<Outcome> {
+/// Kills the child, reaps it (no zombie) and checks it is really gone: returns the status
+/// `wait` gave and whether the process can still be seen.
+pub fn kill_and_reap(child: &mut Child) -> Result<(Exit, bool)> {
     let pid = child.id();
     // An error here means it exited just now; wait() below reaps it either way.
     let _ = child.kill();
     let status = child
         .wait()
         .with_context(|| format!("reaping process {pid} after killing it"))?;
-    Ok(Outcome::TimedOut {
-        deadline,
-        reaped: status.into(),
-        still_running: Path::new(&format!("/proc/{pid}")).exists(),
-    })
+    Ok((status.into(), Path::new(&format!("/proc/{pid}")).exists()))
+}
+
+/// A TCP port on 127.0.0.1 that is free right now (QEMU binds it a moment later).
+pub fn free_local_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free TCP port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]
@@ -745,6 +799,39 @@ mod tests {
             run.outcome
         );
         assert_eq!(run.lines.len(), 1);
+    }
+
+    #[test]
+    fn a_stop_request_kills_and_reaps_the_child_early() {
+        let started = Instant::now();
+        let stop = || started.elapsed() >= Duration::from_millis(300);
+        let run = supervise_until(
+            shell("echo hi; exec sleep 30"),
+            Duration::from_secs(10),
+            &mut unchanged,
+            &stop,
+        )
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(
+            run.outcome,
+            Outcome::Stopped {
+                reaped: Exit::Signal(libc::SIGKILL),
+                still_running: false,
+            }
+        );
+        assert_eq!(run.outcome.to_string(), "was stopped by the runner");
+        assert_eq!(run.lines.len(), 1);
+
+        // A child that exits by itself before the stop is an ordinary exit.
+        let run = supervise_until(
+            shell("exit 33"),
+            Duration::from_secs(10),
+            &mut unchanged,
+            &|| false,
+        )
+        .unwrap();
+        assert_eq!(run.outcome, Outcome::Exited(Exit::Code(33)));
     }
 
     #[test]

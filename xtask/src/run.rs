@@ -1,16 +1,23 @@
 //! `cargo xtask run`: boots the kernel with user programs in QEMU for a person at the terminal.
 //!
 //! COM1 is the console: QEMU's stdout is piped through the symboliser to ours, line by line.
-//! COM2 (the monitor channel) is a socket server for the host tool.
+//! COM2 (the monitor channel) is a socket server for the host tool. With `--top`, the host
+//! tool's task manager (`vigil top`) owns the terminal instead and the console goes to a log
+//! file; quitting the task manager stops QEMU.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::kernel::{self, Profile};
+use crate::monitor;
 use crate::prereq;
 use crate::qemu::{self, Accel, BootModule, Com2, Exit, KernelExit, QemuConfig};
 use crate::symbolize::Symbolizer;
@@ -32,7 +39,12 @@ pub struct RunOptions {
     pub programs: Vec<ProgramSpec>,
     /// Raw files handed to the kernel as Multiboot modules, after the programs.
     pub modules: Vec<PathBuf>,
+    /// Run `vigil top` on this terminal (console to [`CONSOLE_LOG`]); its exit stops QEMU.
+    pub top: bool,
 }
+
+/// Where the console goes with `--top`, relative to the target directory.
+pub const CONSOLE_LOG: &str = "vigil-console.log";
 
 /// The program booted when `--program` is not given.
 pub const DEFAULT_PROGRAM: &str = "hello";
@@ -102,10 +114,18 @@ pub fn parse_monitor(spec: &str) -> Result<Com2, String> {
     ))
 }
 
-/// A TCP port on 127.0.0.1 that is free right now.
-fn free_local_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free TCP port")?;
-    Ok(listener.local_addr()?.port())
+/// The address the host tool connects to for `com2` (`None`: COM2 is discarded).
+pub fn tool_address(com2: &Com2) -> Option<String> {
+    match com2 {
+        Com2::Null => None,
+        Com2::Tcp { host, port } => Some(format!("{host}:{port}")),
+        Com2::Unix(path) => Some(format!("unix:{}", path.display())),
+    }
+}
+
+/// The command a person types to watch the kernel at `address`.
+pub fn attach_command(address: &str) -> String {
+    format!("cargo run -p vigil -- top --connect {address}")
 }
 
 /// Builds (or takes) the kernel, boots it, and mirrors the console until QEMU exits.
@@ -145,7 +165,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         Some(com2) => com2,
         None => Com2::Tcp {
             host: "127.0.0.1".to_string(),
-            port: free_local_port()?,
+            port: qemu::free_local_port()?,
         },
     };
     let config = QemuConfig {
@@ -161,9 +181,10 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
 
     println!("{}", describe_modules(&config.modules));
     println!("qemu: {}", config.display_command());
+    let address = tool_address(&com2).context("COM2 has no address to attach to")?;
     println!(
-        "monitor: COM2 on {com2} (attach a client there; the host tool 'vigil' comes with the \
-         observability issue)"
+        "monitor: COM2 on {com2}; attach the host tool with: {}",
+        attach_command(&address)
     );
     if options.gdb {
         println!(
@@ -173,10 +194,13 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
             qemu::GDB_PORT
         );
     }
+    let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
+    if options.top {
+        return run_with_top(&config, &address, &symbolizer, &processes);
+    }
     println!("quit: press Ctrl-C (or let the kernel exit through isa-debug-exit)");
     std::io::stdout().flush().ok();
 
-    let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
     let mut child = config
         .command()
         .stdin(Stdio::inherit())
@@ -211,12 +235,170 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
     let status = child.wait().context("waiting for QEMU")?;
     let exit = KernelExit::from_exit(status.into());
     println!("{exit}");
-    Ok(match exit {
+    Ok(exit_code(exit))
+}
+
+fn exit_code(exit: KernelExit) -> ExitCode {
+    match exit {
         KernelExit::Success => ExitCode::SUCCESS,
         KernelExit::Failure => ExitCode::FAILURE,
         KernelExit::Other(Exit::Code(0)) => ExitCode::SUCCESS,
         KernelExit::Other(_) => ExitCode::FAILURE,
-    })
+    }
+}
+
+/// `--top`: QEMU's console (and its own messages) go to the log file, `vigil top` gets the
+/// terminal. When the task manager exits, QEMU is stopped; if the kernel exits first, the
+/// task manager stays (it shows the link as lost) until it is quit.
+fn run_with_top(
+    config: &QemuConfig,
+    address: &str,
+    symbolizer: &Symbolizer,
+    processes: &ProcessMap,
+) -> Result<ExitCode> {
+    let tool = monitor::build_tool()?;
+    let log_path = kernel::target_dir().join(CONSOLE_LOG);
+    let log = File::create(&log_path)
+        .with_context(|| format!("creating the console log {}", log_path.display()))?;
+    let qemu_errors = log
+        .try_clone()
+        .context("sharing the console log with QEMU")?;
+    println!(
+        "console: {} (COM1; follow it with: tail -f {})",
+        kernel::display_relative(&log_path),
+        kernel::display_relative(&log_path)
+    );
+    println!(
+        "top: {} top --connect {address} (quit it with q; QEMU stops with it)",
+        kernel::display_relative(&tool)
+    );
+    std::io::stdout().flush().ok();
+
+    let mut child = config
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(qemu_errors))
+        .spawn()
+        .with_context(|| format!("failed to start {}", qemu::QEMU))?;
+    // SAFETY: as in `run`: SIG_IGN installs no handler code; QEMU is already spawned.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    let stdout = child.stdout.take().context("QEMU stdout")?;
+    let qemu = QemuHandle::new(&child);
+    let mut top = Command::new(&tool);
+    top.args(["top", "--connect", address]);
+    let tui = {
+        let qemu = qemu.clone();
+        thread::spawn(move || {
+            let status = top.status();
+            qemu.stop();
+            status
+        })
+    };
+    // The console, symbolised, into the log until QEMU's stdout closes.
+    let mut log = std::io::BufWriter::new(log);
+    let mut reader = BufReader::new(stdout);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buffer);
+                let line = symbolizer.rewrite(qemu::strip_line_ending(&text), processes);
+                let _ = writeln!(log, "{line}");
+                let _ = log.flush();
+            }
+        }
+    }
+    let status = qemu.reap(&mut child)?;
+    let tui_status = tui
+        .join()
+        .map_err(|_| anyhow::anyhow!("the task manager thread panicked"))?;
+    // Read after the join: the thread decides (and records) whether it stopped QEMU.
+    let stopped_by_us = qemu.was_stopped();
+    let tui_status = tui_status.with_context(|| format!("failed to start {}", tool.display()))?;
+    if stopped_by_us {
+        println!("QEMU stopped: the task manager exited ({tui_status})");
+        return Ok(if tui_status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let exit = KernelExit::from_exit(status.into());
+    println!("{exit}");
+    Ok(exit_code(exit))
+}
+
+/// QEMU's pid, shared with the thread that stops it, and whether it has been reaped: a
+/// reaped pid may be reused, so it is signalled only while the lock says it is not reaped.
+#[derive(Clone)]
+struct QemuHandle {
+    pid: libc::pid_t,
+    reaped: Arc<Mutex<bool>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl QemuHandle {
+    fn new(child: &Child) -> QemuHandle {
+        QemuHandle {
+            pid: child.id() as libc::pid_t,
+            reaped: Arc::new(Mutex::new(false)),
+            stopped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Sends `signal` unless QEMU has been reaped; returns whether it was sent.
+    fn signal(&self, signal: libc::c_int) -> bool {
+        let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
+        if *reaped {
+            return false;
+        }
+        // SAFETY: kill(2) on our own child's pid, which cannot have been reused because it
+        // has not been reaped (checked under the lock the reaper holds while reaping).
+        unsafe {
+            libc::kill(self.pid, signal);
+        }
+        true
+    }
+
+    /// Asks QEMU to quit (SIGTERM), and kills it if it has not gone within 3 s. Does nothing
+    /// if QEMU has already exited and been reaped.
+    fn stop(&self) {
+        if !self.signal(libc::SIGTERM) {
+            return;
+        }
+        self.stopped.store(true, Ordering::SeqCst);
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if *self.reaped.lock().unwrap_or_else(|e| e.into_inner()) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.signal(libc::SIGKILL);
+    }
+
+    fn was_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Waits for QEMU to exit and reaps it.
+    fn reap(&self, child: &mut Child) -> Result<std::process::ExitStatus> {
+        loop {
+            {
+                let mut reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(status) = child.try_wait().context("waiting for QEMU")? {
+                    *reaped = true;
+                    return Ok(status);
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +453,48 @@ mod tests {
 
     #[test]
     fn finds_a_free_port() {
-        assert_ne!(free_local_port().unwrap(), 0);
+        assert_ne!(qemu::free_local_port().unwrap(), 0);
+    }
+
+    #[test]
+    fn prints_how_to_attach_the_host_tool() {
+        let tcp = Com2::Tcp {
+            host: "127.0.0.1".into(),
+            port: 4555,
+        };
+        let address = tool_address(&tcp).unwrap();
+        assert_eq!(
+            attach_command(&address),
+            "cargo run -p vigil -- top --connect 127.0.0.1:4555"
+        );
+        let unix = tool_address(&Com2::Unix("/tmp/m.sock".into())).unwrap();
+        assert_eq!(
+            attach_command(&unix),
+            "cargo run -p vigil -- top --connect unix:/tmp/m.sock"
+        );
+        assert_eq!(tool_address(&Com2::Null), None);
+    }
+
+    #[test]
+    fn stopping_qemu_signals_the_child_and_reaps_it() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let handle = QemuHandle::new(&child);
+        let stopper = {
+            let handle = handle.clone();
+            thread::spawn(move || handle.stop())
+        };
+        let status = handle.reap(&mut child).unwrap();
+        stopper.join().unwrap();
+        assert!(handle.was_stopped());
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        // Signalling after the reap does nothing (the pid may belong to someone else now).
+        assert!(!handle.signal(libc::SIGKILL));
+        let exited = Command::new("true").spawn().unwrap();
+        let handle = QemuHandle::new(&exited);
+        let mut exited = exited;
+        handle.reap(&mut exited).unwrap();
+        handle.stop();
+        assert!(!handle.was_stopped(), "QEMU had exited by itself");
     }
 }

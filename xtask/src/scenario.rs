@@ -1,14 +1,17 @@
 //! The QEMU test scenarios: a table of (name, memory, command line, deadline, expected exit,
-//! console check), and the runner that boots each one and judges it.
+//! console check, optional host-tool check), and the runner that boots each one and judges it.
 //!
-//! To add a scenario, add a row to [`BOOT_SCENARIOS`] (kernel-only) or to
-//! `scenarios_user::USER_SCENARIOS` (user programs); its check gets the symbolised console.
+//! To add a scenario, add a row to [`BOOT_SCENARIOS`] (kernel-only), to
+//! `scenarios_user::USER_SCENARIOS` (user programs) or to
+//! `scenarios_monitor::MONITOR_SCENARIOS` (judged on what the host tool `vigil` observes on
+//! the monitor channel; see `monitor.rs`); its check gets the symbolised console.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::monitor::{self, MonitorCheck};
 use crate::qemu::{
     self, BootModule, ConsoleLine, Exit, KernelExit, Outcome, QemuConfig, SupervisedRun,
 };
@@ -24,6 +27,9 @@ pub enum Expected {
     Failure,
     /// The kernel never exits: the runner must kill QEMU at the deadline.
     TimedOut,
+    /// The kernel keeps running until the runner stops QEMU because the host tool has
+    /// finished (monitor scenarios).
+    Running,
 }
 
 /// One QEMU scenario.
@@ -46,6 +52,9 @@ pub struct Scenario {
     /// (binary) name followed by its boot options, e.g. `"ipc_client prio=6 kcalls=shutdown"`.
     /// The runner replaces the name with the built ELF's path.
     pub programs: &'static [&'static str],
+    /// Watch the kernel with the host tool through the monitor channel and judge what it
+    /// reports as well (`None`: COM2 is discarded).
+    pub monitor: Option<MonitorCheck>,
 }
 
 const fn secs(seconds: u64) -> Duration {
@@ -64,6 +73,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: true,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "boot-modules",
@@ -78,6 +88,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
             ("boot-module-large.bin", 300_000),
         ],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "boot-5g",
@@ -89,6 +100,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: true,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "fault-page",
@@ -100,6 +112,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "fault-divide",
@@ -111,6 +124,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "fault-stack-overflow",
@@ -122,6 +136,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "panic",
@@ -133,6 +148,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "bad-test-name",
@@ -144,6 +160,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
     Scenario {
         name: "hang-is-killed",
@@ -155,6 +172,7 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &[],
+        monitor: None,
     },
 ];
 
@@ -221,6 +239,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
     BOOT_SCENARIOS
         .iter()
         .chain(crate::scenarios_user::USER_SCENARIOS.iter())
+        .chain(crate::scenarios_monitor::MONITOR_SCENARIOS.iter())
 }
 
 fn check_nothing(_: &Console) -> Result<(), String> {
@@ -301,6 +320,14 @@ pub fn judge_outcome(expected: Expected, outcome: &Outcome) -> Result<(), String
             }
             true
         }
+        (Expected::Running, Outcome::Stopped { still_running, .. }) => {
+            if *still_running {
+                return Err(
+                    "QEMU is still running after it was stopped, killed and waited for".to_string(),
+                );
+            }
+            true
+        }
         _ => false,
     };
     if matches {
@@ -310,6 +337,7 @@ pub fn judge_outcome(expected: Expected, outcome: &Outcome) -> Result<(), String
         Expected::Success => "the kernel to exit with SUCCESS",
         Expected::Failure => "the kernel to exit with FAILURE",
         Expected::TimedOut => "the kernel to hang until the deadline",
+        Expected::Running => "the kernel to keep running until the host tool had finished",
     };
     Err(format!("expected {wanted}, but {outcome}"))
 }
@@ -362,14 +390,26 @@ pub fn judge(scenario: &Scenario, run: &SupervisedRun) -> Verdict {
 const TAIL_LINES: usize = 40;
 
 /// Boots one scenario, prints its verdict (and on failure the console tail), returns pass/fail.
-/// `programs` are the built user programs (`None`: not built, fine for kernel-only scenarios).
+/// `programs` are the built user programs (`None`: not built, fine for kernel-only scenarios);
+/// `tool` is the built host tool, needed by monitor scenarios.
 pub fn run_scenario(
     scenario: &Scenario,
     kernel: &Path,
     programs: Option<&UserPrograms>,
     symbolizer: &Symbolizer,
     verbose: bool,
+    tool: Option<&Path>,
 ) -> bool {
+    if let Some(check) = &scenario.monitor {
+        let Some(tool) = tool else {
+            println!(
+                "FAIL {}: the host tool (vigil) was not built",
+                scenario.name
+            );
+            return false;
+        };
+        return monitor::run_scenario(scenario, check, kernel, programs, symbolizer, verbose, tool);
+    }
     let mut config = QemuConfig::for_test(kernel, scenario.memory, scenario.cmdline);
     let processes = match boot_modules(scenario, programs) {
         Ok((modules, processes)) => {
@@ -589,6 +629,25 @@ mod tests {
             still_running: true,
         };
         assert!(judge_outcome(Expected::TimedOut, &zombie).is_err());
+
+        // Monitor scenarios: QEMU runs until the runner stops it after the host tool.
+        let stopped = Outcome::Stopped {
+            reaped: Exit::Signal(9),
+            still_running: false,
+        };
+        assert!(judge_outcome(Expected::Running, &stopped).is_ok());
+        assert!(judge_outcome(Expected::TimedOut, &stopped).is_err());
+        let error = judge_outcome(Expected::Running, &exited(FAILURE)).unwrap_err();
+        assert!(
+            error.contains("keep running until the host tool had finished"),
+            "{error}"
+        );
+        assert!(judge_outcome(Expected::Running, &timed_out).is_err());
+        let lingering = Outcome::Stopped {
+            reaped: Exit::Signal(9),
+            still_running: true,
+        };
+        assert!(judge_outcome(Expected::Running, &lingering).is_err());
     }
 
     #[test]
@@ -662,6 +721,7 @@ mod tests {
             report_banner_time: true,
             modules: &[],
             programs: &[],
+            monitor: None,
         };
         let mut child = std::process::Command::new("sh");
         child.args(["-c", "echo hi; exec sleep 30"]);
@@ -711,6 +771,7 @@ mod tests {
             report_banner_time: false,
             modules: &[("fake-programs-data.bin", 3)],
             programs: &["server name=srv prio=2", "client kcalls=shutdown -- x"],
+            monitor: None,
         };
         let (modules, processes) = boot_modules(&with_programs, Some(&programs)).unwrap();
         let lines: Vec<String> = modules.iter().map(BootModule::command_line).collect();

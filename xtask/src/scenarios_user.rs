@@ -30,6 +30,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &["hello -- one two"],
+        monitor: None,
     },
     Scenario {
         name: "introspect-snapshot",
@@ -45,6 +46,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "pingpong_server",
             "introspect_check name=introspect_denied -- denied",
         ],
+        monitor: None,
     },
     Scenario {
         name: "ipc-pingpong",
@@ -56,6 +58,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &["pingpong_server", "pingpong_client kcalls=shutdown"],
+        monitor: None,
     },
     Scenario {
         name: "ipc-any",
@@ -72,6 +75,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "any_client name=client2 -- 2",
             "any_client name=client3 -- 3",
         ],
+        monitor: None,
     },
     Scenario {
         name: "ipc-notify",
@@ -83,6 +87,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &["notify_receiver kcalls=shutdown", "notify_sender"],
+        monitor: None,
     },
     Scenario {
         name: "ipc-senda",
@@ -97,6 +102,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "senda_server kcalls=shutdown",
             "senda_client kcalls=shutdown",
         ],
+        monitor: None,
     },
     Scenario {
         name: "ipc-grant",
@@ -111,6 +117,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "grant_server kcalls=safecopy",
             "grant_client kcalls=shutdown",
         ],
+        monitor: None,
     },
     Scenario {
         name: "ipc-errors",
@@ -126,6 +133,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "errors_helper name=errors_forbidden",
             "errors kcalls=shutdown ipc=errors+errors_helper",
         ],
+        monitor: None,
     },
     Scenario {
         name: "sched-fair",
@@ -137,6 +145,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &["sched_fair kcalls=shutdown"],
+        monitor: None,
     },
     Scenario {
         name: "sched-preempt",
@@ -151,6 +160,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "preempt_spinner prio=12",
             "preempt_driver prio=4 kcalls=shutdown",
         ],
+        monitor: None,
     },
     Scenario {
         name: "user-crash",
@@ -168,6 +178,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "crash_divide",
             "crash_panic -- x",
         ],
+        monitor: None,
     },
     Scenario {
         name: "user-mutex",
@@ -179,6 +190,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &["mutex_counter kcalls=shutdown"],
+        monitor: None,
     },
     Scenario {
         name: "user-timers",
@@ -190,6 +202,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         report_banner_time: false,
         modules: &[],
         programs: &["timers kcalls=shutdown"],
+        monitor: None,
     },
     Scenario {
         name: "user-bench",
@@ -205,11 +218,12 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "bench_server",
             "bench_client kcalls=shutdown+snapshot+tracemask",
         ],
+        monitor: None,
     },
 ];
 
 /// Ok if one console line contains every one of `needles`.
-fn require_line_with(console: &Console, needles: &[&str]) -> Result<(), String> {
+pub(crate) fn require_line_with(console: &Console, needles: &[&str]) -> Result<(), String> {
     if console
         .lines
         .iter()
@@ -222,7 +236,7 @@ fn require_line_with(console: &Console, needles: &[&str]) -> Result<(), String> 
 }
 
 /// Ok if no console line contains `needle`; else names the first such line.
-fn forbid(console: &Console, needle: &str) -> Result<(), String> {
+pub(crate) fn forbid(console: &Console, needle: &str) -> Result<(), String> {
     match console.find(needle) {
         None => Ok(()),
         Some(line) => Err(format!("unexpected console line: {:?}", line.text)),
@@ -230,7 +244,7 @@ fn forbid(console: &Console, needle: &str) -> Result<(), String> {
 }
 
 /// No program reported a failure or panicked, and no program faulted.
-fn require_clean_run(console: &Console) -> Result<(), String> {
+pub(crate) fn require_clean_run(console: &Console) -> Result<(), String> {
     forbid(console, ": FAIL")?;
     forbid(console, "panic:")?;
     forbid(console, "user fault:")?;

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::host_tests::{self, Tally};
 use crate::kernel::{self, Profile};
+use crate::monitor;
 use crate::prereq;
 use crate::scenario;
 use crate::symbolize::Symbolizer;
@@ -40,6 +41,26 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
             );
             for program in scenario.programs {
                 println!("{:<24} program {program}", "");
+            }
+            if let Some(check) = &scenario.monitor {
+                println!(
+                    "{:<24} host tool: vigil {} for {:.1} s{}",
+                    "",
+                    if check.record {
+                        "record, then events --replay"
+                    } else {
+                        "events --json --snapshots"
+                    },
+                    check.duration.as_secs_f64(),
+                    match check.garbage {
+                        Some(garbage) => format!(
+                            ", {} bytes of garbage to the kernel at {:.1} s",
+                            garbage.bytes,
+                            garbage.at.as_secs_f64()
+                        ),
+                        None => String::new(),
+                    }
+                );
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -88,6 +109,19 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
     } else {
         None
     };
+    // The host tool, once, if a monitor scenario will run.
+    let tool = if scenarios.iter().any(|s| s.monitor.is_some()) {
+        match monitor::build_tool() {
+            Ok(tool) => Some(tool),
+            Err(error) => {
+                println!("FAIL host tool build: {error:#}");
+                tally.record(false);
+                None
+            }
+        }
+    } else {
+        None
+    };
     match kernel {
         Err(error) => {
             println!("FAIL kernel build: {error:#}");
@@ -98,13 +132,15 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
             tally.record(false);
         }
         Ok(elf) => {
-            let (runnable, skipped): (Vec<_>, Vec<_>) = scenarios
-                .into_iter()
-                .partition(|s| s.programs.is_empty() || programs.is_some());
+            let (runnable, skipped): (Vec<_>, Vec<_>) = scenarios.into_iter().partition(|s| {
+                (s.programs.is_empty() || programs.is_some())
+                    && (s.monitor.is_none() || tool.is_some())
+            });
             if !skipped.is_empty() {
                 let names: Vec<&str> = skipped.iter().map(|s| s.name).collect();
                 println!(
-                    "skipping {} scenario{} with user programs (the programs did not build): {}",
+                    "skipping {} scenario{} (their user programs or the host tool did not \
+                     build): {}",
                     skipped.len(),
                     if skipped.len() == 1 { "" } else { "s" },
                     names.join(", ")
@@ -123,6 +159,7 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
                     programs.as_ref(),
                     &symbolizer,
                     options.verbose,
+                    tool.as_deref(),
                 );
                 tally.record(passed);
             }

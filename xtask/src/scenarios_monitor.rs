@@ -1,0 +1,1503 @@
+//! QEMU scenarios judged on what the host tool observes on the monitor channel (see
+//! `monitor.rs` for the runner and `proxy.rs` for the proxy between QEMU and the tool).
+//!
+//! Each check reads the tool's JSON lines (`vigil events --json --snapshots`: field names as
+//! printed by the tool, see `vigil events --help`) and, where the tool's JSON leaves out a
+//! raw field (state codes, wait targets, main-thread endpoints), compares them with the
+//! frames the proxy decoded from the raw stream. Times are kernel times (`ts_ns`, `now_ns`,
+//! `first_seen_ns`), so the checks do not depend on how fast the host is.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_wire::{KernelFrame, ProcessInfo, Snapshot, ThreadInfo};
+
+use crate::monitor::{Garbage, MonitorCheck, Observation};
+use crate::proxy::{self, ProxyReport};
+use crate::scenario::{Console, Expected, Scenario};
+use crate::scenarios_user::{forbid, require_clean_run, require_line_with};
+
+const fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Deadline of a monitor scenario beyond the tool's listening time: QEMU start, tool start,
+/// and a slow host.
+const SLACK: Duration = secs(20);
+
+/// Processes booted by `monitor-boot-processes`, by name.
+const BOOT_PROCESSES: [&str; 5] = [
+    "spinner",
+    "pingpong_server",
+    "chain_a",
+    "chain_b",
+    "chain_c",
+];
+/// The tool must name every boot process within this much kernel time of its first frame.
+const NAMED_WITHIN_NS: u64 = 2_000_000_000;
+/// A CPU hog uses more than this share of a CPU (percent).
+const HOG_PERCENT: f64 = 80.0;
+/// The detector reports a hung chain once its head has been blocked this long.
+const HUNG_AFTER_NS: u64 = 5_000_000_000;
+/// Garbage written towards the kernel in `monitor-garbage`.
+const GARBAGE: Garbage = Garbage {
+    at: millis(3000),
+    bytes: 4096,
+};
+/// Malformed commands the kernel may count before any garbage: the tool's Hello, sent as
+/// soon as it connects, can reach COM2 before the kernel has set up the UART (whose FIFO
+/// reset cuts the frame), and the kernel then counts it as one malformed command.
+const KNOWN_EARLY_MALFORMED: u64 = 1;
+/// `vigil record` must have stored every frame the proxy forwarded this long before the
+/// recorder's duration was over (it stops reading at most one poll before exiting).
+const RECORD_TAIL_MARGIN: Duration = millis(500);
+
+/// Monitor scenarios, run after the user scenarios.
+pub const MONITOR_SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "monitor-boot-processes",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(3).saturating_add(SLACK),
+        expected: Expected::Running,
+        check: check_boot_console,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "spinner prio=12",
+            "pingpong_server",
+            "chain_link name=chain_a -- chain_b",
+            "chain_link name=chain_b -- chain_c",
+            "chain_link name=chain_c -- none",
+        ],
+        monitor: Some(MonitorCheck {
+            duration: secs(3),
+            garbage: None,
+            record: false,
+            check: check_boot_processes,
+        }),
+    },
+    Scenario {
+        name: "monitor-cpu-hog",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(4).saturating_add(SLACK),
+        expected: Expected::Running,
+        check: check_spinner_console,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["spinner prio=12"],
+        monitor: Some(MonitorCheck {
+            duration: secs(4),
+            garbage: None,
+            record: false,
+            check: check_cpu_hog,
+        }),
+    },
+    Scenario {
+        name: "monitor-deadlock",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(2).saturating_add(SLACK),
+        expected: Expected::Running,
+        check: check_deadlock_console,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["deadlock_mutex"],
+        monitor: Some(MonitorCheck {
+            duration: secs(2),
+            garbage: None,
+            record: false,
+            check: check_deadlock,
+        }),
+    },
+    Scenario {
+        name: "monitor-blocked-chain",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(8).saturating_add(SLACK),
+        expected: Expected::Running,
+        check: check_chain_console,
+        report_banner_time: false,
+        modules: &[],
+        programs: &[
+            "chain_link name=chain_a -- chain_b",
+            "chain_link name=chain_b -- chain_c",
+            "chain_link name=chain_c -- none",
+        ],
+        monitor: Some(MonitorCheck {
+            duration: secs(8),
+            garbage: None,
+            record: false,
+            check: check_blocked_chain,
+        }),
+    },
+    Scenario {
+        name: "monitor-garbage",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(6).saturating_add(SLACK),
+        expected: Expected::Running,
+        check: check_spinner_console,
+        report_banner_time: false,
+        modules: &[],
+        programs: &["spinner prio=12", "pingpong_server"],
+        monitor: Some(MonitorCheck {
+            duration: secs(6),
+            garbage: Some(GARBAGE),
+            record: false,
+            check: check_garbage,
+        }),
+    },
+    Scenario {
+        name: "monitor-record-replay",
+        memory: "128M",
+        cmdline: "",
+        deadline: secs(3).saturating_add(SLACK),
+        expected: Expected::Running,
+        check: check_record_console,
+        report_banner_time: false,
+        modules: &[],
+        // A burst of IPC at boot (1000 round trips; the client may not shut down, so it
+        // exits), then a spinner that logs once a second.
+        programs: &["pingpong_server", "pingpong_client", "spinner prio=12"],
+        monitor: Some(MonitorCheck {
+            duration: secs(3),
+            garbage: None,
+            record: true,
+            check: check_record_replay,
+        }),
+    },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Console checks (the guest's side of each story)
+// ---------------------------------------------------------------------------------------------
+
+/// No panic, no fault, no FAIL line (monitor scenarios never shut down).
+fn require_quiet_run(console: &Console) -> Result<(), String> {
+    forbid(console, ": FAIL")?;
+    forbid(console, "panic:")?;
+    forbid(console, "user fault:")?;
+    console.require("monitor: streaming on COM2")
+}
+
+fn check_boot_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("boot: 5 of 5 modules started")?;
+    console.require("chain_c: chain_link: end of the chain")
+}
+
+fn check_spinner_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("spinner: spinner: spinning")
+}
+
+fn check_deadlock_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    require_line_with(
+        console,
+        &["deadlock_mutex: left (", "holds 0x", "now wants 0x"],
+    )?;
+    require_line_with(
+        console,
+        &["deadlock_mutex: right (", "holds 0x", "now wants 0x"],
+    )?;
+    forbid(console, "there was no deadlock")
+}
+
+fn check_chain_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("chain_a: chain_link: send_receive to chain_b")?;
+    console.require("chain_b: chain_link: send_receive to chain_c")?;
+    console.require("chain_c: chain_link: end of the chain")?;
+    forbid(console, "the chain was not blocked")
+}
+
+fn check_record_console(console: &Console) -> Result<(), String> {
+    forbid(console, "panic:")?;
+    forbid(console, "user fault:")?;
+    console.require("pingpong_client: pingpong: PASS 1000 round trips")?;
+    // pingpong_client may not shut the machine down: the refusal is expected.
+    require_clean_run_except_shutdown(console)
+}
+
+fn require_clean_run_except_shutdown(console: &Console) -> Result<(), String> {
+    match require_clean_run(console) {
+        Err(error) if error.contains("shutdown refused") => Ok(()),
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON helpers (the tool's view)
+// ---------------------------------------------------------------------------------------------
+
+fn line_type(line: &Value) -> &str {
+    line.get("type").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The lines of one type, with their index in the output.
+fn of_type<'a>(lines: &'a [Value], kind: &'a str) -> impl Iterator<Item = (usize, &'a Value)> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(move |(_, line)| line_type(line) == kind)
+}
+
+fn u64_field(value: &Value, field: &str) -> Option<u64> {
+    value.get(field).and_then(Value::as_u64)
+}
+
+fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
+    value.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+fn array<'a>(value: &'a Value, field: &str) -> &'a [Value] {
+    value
+        .get(field)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The kernel time a line carries: `ts_ns` (event, log, snapshot, crash), `now_ns` (hello)
+/// or `first_seen_ns` (alert); drops, lost and command results carry none.
+fn kernel_time(line: &Value) -> Option<u64> {
+    u64_field(line, "ts_ns")
+        .or_else(|| u64_field(line, "now_ns"))
+        .or_else(|| u64_field(line, "first_seen_ns"))
+}
+
+/// The threads of a snapshot line whose label is `<process>#<slot>`.
+fn threads_of<'a>(snapshot: &'a Value, process: &str) -> Vec<&'a Value> {
+    let prefix = format!("{process}#");
+    array(snapshot, "threads")
+        .iter()
+        .filter(|t| {
+            str_field(t, "thread")
+                .strip_prefix(&prefix)
+                .is_some_and(|slot| slot.parse::<u16>().is_ok())
+        })
+        .collect()
+}
+
+/// The single thread of `process` in a snapshot line.
+fn thread_of<'a>(snapshot: &'a Value, process: &str) -> Result<&'a Value, String> {
+    match threads_of(snapshot, process).as_slice() {
+        [thread] => Ok(thread),
+        [] => Err(format!(
+            "snapshot generation {} has no thread labelled {process}#<slot>",
+            u64_field(snapshot, "generation").unwrap_or(0)
+        )),
+        many => Err(format!(
+            "snapshot generation {} has {} threads of {process}, expected one",
+            u64_field(snapshot, "generation").unwrap_or(0),
+            many.len()
+        )),
+    }
+}
+
+/// The slot of a thread label `name#slot`.
+fn slot_of(label: &str) -> Option<u16> {
+    label.rsplit_once('#')?.1.parse().ok()
+}
+
+fn process_names(snapshot: &Value) -> BTreeSet<&str> {
+    array(snapshot, "processes")
+        .iter()
+        .map(|p| str_field(p, "name"))
+        .collect()
+}
+
+/// Alert lines of `kind`.
+fn alerts<'a>(lines: &'a [Value], kind: &'a str) -> Vec<&'a Value> {
+    of_type(lines, "alert")
+        .filter(|(_, alert)| str_field(alert, "kind") == kind)
+        .map(|(_, alert)| alert)
+        .collect()
+}
+
+fn alert_threads(alert: &Value) -> Vec<&str> {
+    array(alert, "threads")
+        .iter()
+        .map(|t| t.as_str().unwrap_or(""))
+        .collect()
+}
+
+/// Every `0x…` number in `text`.
+fn hex_numbers(text: &str) -> Vec<u64> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|word| word.strip_prefix("0x"))
+        .filter_map(|digits| u64::from_str_radix(digits, 16).ok())
+        .collect()
+}
+
+fn alert_summary(lines: &[Value]) -> String {
+    let alerts: Vec<String> = of_type(lines, "alert")
+        .map(|(_, a)| format!("{}: {}", str_field(a, "kind"), str_field(a, "message")))
+        .collect();
+    if alerts.is_empty() {
+        "no alerts at all".to_string()
+    } else {
+        format!("alerts: {}", alerts.join(" | "))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw helpers (the proxy's view of the same stream)
+// ---------------------------------------------------------------------------------------------
+
+fn raw_snapshots(proxy: &ProxyReport) -> impl Iterator<Item = &Snapshot> {
+    proxy.frames.iter().filter_map(|f| match &f.frame {
+        KernelFrame::Snapshot(snapshot) => Some(snapshot),
+        _ => None,
+    })
+}
+
+fn raw_snapshot(proxy: &ProxyReport, generation: u64) -> Option<&Snapshot> {
+    raw_snapshots(proxy).find(|s| s.generation == generation)
+}
+
+fn raw_process<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ProcessInfo, String> {
+    snapshot
+        .processes
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            format!(
+                "the raw snapshot generation {} has no process {name:?}",
+                snapshot.generation
+            )
+        })
+}
+
+fn raw_main_thread<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ThreadInfo, String> {
+    let process = raw_process(snapshot, name)?;
+    snapshot
+        .threads
+        .iter()
+        .find(|t| t.endpoint == process.main_thread)
+        .ok_or_else(|| {
+            format!(
+                "the raw snapshot generation {} has no record of {name}'s main thread",
+                snapshot.generation
+            )
+        })
+}
+
+/// The slot of an endpoint (bits 0–15).
+fn slot(endpoint: u64) -> u16 {
+    (endpoint & 0xffff) as u16
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------------------------
+
+/// Every boot process appears by name in the processes of a snapshot the tool printed, with
+/// its threads labelled by that name, no later than [`NAMED_WITHIN_NS`] of kernel time after
+/// the kernel time of the first line the tool printed (its first frame: a hello, a log line or
+/// an event batch). The raw snapshot of the same generation has the same process names.
+fn check_boot_processes(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let first_ns = lines
+        .iter()
+        .find_map(kernel_time)
+        .ok_or("the tool printed no line with a kernel time")?;
+    let wanted: BTreeSet<&str> = BOOT_PROCESSES.into_iter().collect();
+    let (_, snapshot) = of_type(lines, "snapshot")
+        .find(|(_, s)| wanted.is_subset(&process_names(s)))
+        .ok_or_else(|| {
+            let last = of_type(lines, "snapshot")
+                .last()
+                .map(|(_, s)| process_names(s));
+            format!(
+                "no snapshot names all of {wanted:?}; the last one names {:?}",
+                last.unwrap_or_default()
+            )
+        })?;
+    let at_ns = u64_field(snapshot, "ts_ns").ok_or("a snapshot line without ts_ns")?;
+    let after_ns = at_ns.saturating_sub(first_ns);
+    if after_ns > NAMED_WITHIN_NS {
+        return Err(format!(
+            "the first snapshot naming every boot process came {:.2} s (kernel time) after the \
+             tool's first frame; allowed {:.1} s",
+            after_ns as f64 / 1e9,
+            NAMED_WITHIN_NS as f64 / 1e9
+        ));
+    }
+    for name in BOOT_PROCESSES {
+        if threads_of(snapshot, name).is_empty() {
+            return Err(format!(
+                "the snapshot names process {name} but labels none of its threads {name}#<slot>"
+            ));
+        }
+    }
+    let generation = u64_field(snapshot, "generation").ok_or("a snapshot without generation")?;
+    let raw = raw_snapshot(&observation.proxy, generation).ok_or_else(|| {
+        format!("the proxy decoded no snapshot of generation {generation} from the raw stream")
+    })?;
+    let raw_names: BTreeSet<&str> = raw.processes.iter().map(|p| p.name.as_str()).collect();
+    if raw_names != process_names(snapshot) {
+        return Err(format!(
+            "the tool's snapshot {generation} names {:?}, the raw frame {raw_names:?}",
+            process_names(snapshot)
+        ));
+    }
+    Ok(format!(
+        "all {} processes named {:.2} s (kernel time) after the first frame",
+        BOOT_PROCESSES.len(),
+        after_ns as f64 / 1e9
+    ))
+}
+
+/// The spinner's CPU share, from the tool's snapshot lines: the tool's own `cpu_percent`
+/// must agree with what consecutive snapshots' `cpu_ns` and `ts_ns` give, the median over
+/// the snapshots after the spinner started must exceed [`HOG_PERCENT`], and so must its
+/// share over the whole span. Then a `cpu-hog` alert must name the spinner thread.
+fn check_cpu_hog(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let snapshots: Vec<&Value> = of_type(lines, "snapshot").map(|(_, s)| s).collect();
+    // (generation, ts_ns, cpu_ns, the tool's cpu_percent, label)
+    let mut samples = Vec::new();
+    for snapshot in &snapshots {
+        let thread = thread_of(snapshot, "spinner")?;
+        samples.push((
+            u64_field(snapshot, "generation").unwrap_or(0),
+            u64_field(snapshot, "ts_ns").unwrap_or(0),
+            u64_field(thread, "cpu_ns").unwrap_or(0),
+            thread
+                .get("cpu_percent")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            str_field(thread, "thread").to_string(),
+        ));
+    }
+    let mut percents = Vec::new();
+    for pair in samples.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        if after.0 != before.0 + 1 || before.2 == 0 || after.1 <= before.1 {
+            continue; // a gap, or the spinner had not run yet
+        }
+        let computed = (after.2 - before.2) as f64 * 100.0 / (after.1 - before.1) as f64;
+        if (computed - after.3).abs() > 0.02 {
+            return Err(format!(
+                "snapshot {}: the tool says spinner used {:.2}% but cpu_ns and ts_ns give \
+                 {computed:.2}%",
+                after.0, after.3
+            ));
+        }
+        percents.push(computed);
+    }
+    if percents.len() < 5 {
+        return Err(format!(
+            "only {} consecutive snapshot pairs with the spinner running ({} snapshots)",
+            percents.len(),
+            snapshots.len()
+        ));
+    }
+    let mut sorted = percents.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let started = samples
+        .iter()
+        .position(|s| s.2 > 0)
+        .ok_or("the spinner never ran")?;
+    let (first, last) = (&samples[started], &samples[samples.len() - 1]);
+    let overall = (last.2 - first.2) as f64 * 100.0 / (last.1 - first.1).max(1) as f64;
+    if median <= HOG_PERCENT || overall <= HOG_PERCENT {
+        return Err(format!(
+            "spinner used {median:.1}% of the CPU (median of {} intervals), {overall:.1}% \
+             overall; expected above {HOG_PERCENT}%",
+            percents.len()
+        ));
+    }
+    let label = &last.4;
+    let hogs = alerts(lines, "cpu-hog");
+    let alert = hogs
+        .iter()
+        .find(|a| alert_threads(a) == [label.as_str()])
+        .ok_or_else(|| {
+            format!(
+                "no cpu-hog alert naming exactly [{label:?}]; {}",
+                alert_summary(lines)
+            )
+        })?;
+    let message = str_field(alert, "message");
+    if !message.contains(label.as_str()) {
+        return Err(format!(
+            "the cpu-hog alert does not name {label}: {message:?}"
+        ));
+    }
+    Ok(format!(
+        "{label} at {median:.1}% median over {} snapshots, {overall:.1}% overall; alert at \
+         {:.2} s",
+        percents.len(),
+        u64_field(alert, "first_seen_ns").unwrap_or(0) as f64 / 1e9
+    ))
+}
+
+/// A `deadlock` alert names two different `deadlock_mutex#<slot>` threads and two different
+/// mutex addresses; the raw snapshot of the same time shows exactly those two threads
+/// blocked on exactly those two mutexes (state 6, `wait_argument` = address), and the
+/// program printed the same addresses on the console.
+fn check_deadlock(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let deadlocks = alerts(lines, "deadlock");
+    let alert = deadlocks
+        .first()
+        .ok_or_else(|| format!("no deadlock alert; {}", alert_summary(lines)))?;
+    let threads = alert_threads(alert);
+    let slots: BTreeSet<u16> = threads
+        .iter()
+        .filter(|t| t.starts_with("deadlock_mutex#"))
+        .filter_map(|t| slot_of(t))
+        .collect();
+    if threads.len() != 2 || slots.len() != 2 {
+        return Err(format!(
+            "the deadlock alert should name two different deadlock_mutex#<slot> threads: \
+             {threads:?}"
+        ));
+    }
+    let message = str_field(alert, "message");
+    let addresses: BTreeSet<u64> = hex_numbers(message).into_iter().collect();
+    if addresses.len() != 2 {
+        return Err(format!(
+            "the deadlock alert should name two mutex addresses: {message:?}"
+        ));
+    }
+    for thread in &threads {
+        if !message.contains(thread) {
+            return Err(format!(
+                "the deadlock message does not name {thread}: {message:?}"
+            ));
+        }
+    }
+    // The raw snapshot the alert was raised on.
+    let seen_ns = u64_field(alert, "first_seen_ns").ok_or("an alert without first_seen_ns")?;
+    let raw = raw_snapshots(&observation.proxy)
+        .find(|s| s.timestamp_ns == seen_ns)
+        .ok_or("the proxy decoded no raw snapshot at the alert's time")?;
+    let pid = raw_process(raw, "deadlock_mutex")?.pid;
+    let blocked: Vec<&ThreadInfo> = raw
+        .threads
+        .iter()
+        .filter(|t| t.pid == pid && t.state == vigil_abi::introspect::state_code::MUTEX)
+        .collect();
+    let raw_slots: BTreeSet<u16> = blocked.iter().map(|t| slot(t.endpoint)).collect();
+    let raw_addresses: BTreeSet<u64> = blocked.iter().map(|t| t.wait_argument).collect();
+    if raw_slots != slots || raw_addresses != addresses {
+        return Err(format!(
+            "the alert names slots {slots:?} and mutexes {addresses:x?}; the raw snapshot has \
+             slots {raw_slots:?} blocked on {raw_addresses:x?}"
+        ));
+    }
+    let console_addresses: BTreeSet<u64> = observation
+        .console
+        .lines
+        .iter()
+        .filter(|l| l.text.contains("deadlock_mutex: ") && l.text.contains(" holds "))
+        .flat_map(|l| hex_numbers(&l.text))
+        .collect();
+    if console_addresses != addresses {
+        return Err(format!(
+            "the program's own lines name mutexes {console_addresses:x?}, the alert \
+             {addresses:x?}"
+        ));
+    }
+    Ok(format!(
+        "{} on {:#x} and {:#x} at {:.2} s",
+        threads.join(" and "),
+        addresses.first().copied().unwrap_or(0),
+        addresses.last().copied().unwrap_or(0),
+        seen_ns as f64 / 1e9
+    ))
+}
+
+/// The chain as the tool shows it: chain_a and chain_b in state `send` with their wait
+/// naming the next link's thread, chain_c `sleep`; the raw snapshot of the same generation
+/// has state code 3 (sending) and `wait_target` = the next link's main-thread endpoint. A
+/// `hung-chain` alert names the three links in order, raised no earlier than
+/// [`HUNG_AFTER_NS`] after the first snapshot in which the tool saw chain_a sending.
+fn check_blocked_chain(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let links = ["chain_a", "chain_b", "chain_c"];
+    let snapshot = of_type(lines, "snapshot")
+        .map(|(_, s)| s)
+        .last()
+        .ok_or("the tool printed no snapshot")?;
+    let generation = u64_field(snapshot, "generation").unwrap_or(0);
+    let raw = raw_snapshot(&observation.proxy, generation).ok_or_else(|| {
+        format!("the proxy decoded no snapshot of generation {generation} from the raw stream")
+    })?;
+    let mut labels = Vec::new();
+    for link in links {
+        labels.push(str_field(thread_of(snapshot, link)?, "thread").to_string());
+    }
+    for (index, link) in links[..2].iter().enumerate() {
+        let next = links[index + 1];
+        let thread = thread_of(snapshot, link)?;
+        let (state, wait) = (str_field(thread, "state"), str_field(thread, "wait"));
+        if state != "send" || !wait.contains(&format!("→ {}", labels[index + 1])) {
+            return Err(format!(
+                "snapshot {generation}: {} is {state:?} ({wait:?}); expected send → {}",
+                labels[index],
+                labels[index + 1]
+            ));
+        }
+        let raw_thread = raw_main_thread(raw, link)?;
+        let next_main = raw_process(raw, next)?.main_thread;
+        if raw_thread.state != vigil_abi::introspect::state_code::SENDING
+            || raw_thread.wait_target != next_main
+        {
+            return Err(format!(
+                "raw snapshot {generation}: {link} has state code {} and wait_target {:#x}; \
+                 expected 3 (sending) and {next}'s main thread {next_main:#x}",
+                raw_thread.state, raw_thread.wait_target
+            ));
+        }
+        if slot_of(&labels[index + 1]) != Some(slot(next_main)) {
+            return Err(format!(
+                "the tool labels {next}'s thread {}, but its main thread is slot {}",
+                labels[index + 1],
+                slot(next_main)
+            ));
+        }
+    }
+    let end = thread_of(snapshot, "chain_c")?;
+    if str_field(end, "state") != "sleep" {
+        return Err(format!(
+            "snapshot {generation}: chain_c is {:?}; expected sleep",
+            str_field(end, "wait")
+        ));
+    }
+    let blocked_since = of_type(lines, "snapshot")
+        .map(|(_, s)| s)
+        .find(|s| thread_of(s, "chain_a").is_ok_and(|t| str_field(t, "state") == "send"))
+        .and_then(|s| u64_field(s, "ts_ns"))
+        .ok_or("no snapshot shows chain_a sending")?;
+    let hung = alerts(lines, "hung-chain");
+    let alert = hung
+        .first()
+        .ok_or_else(|| format!("no hung-chain alert; {}", alert_summary(lines)))?;
+    if alert_threads(alert) != labels {
+        return Err(format!(
+            "the hung-chain alert names {:?}; expected {labels:?}",
+            alert_threads(alert)
+        ));
+    }
+    let seen_ns = u64_field(alert, "first_seen_ns").unwrap_or(0);
+    let after_ns = seen_ns.saturating_sub(blocked_since);
+    if seen_ns < blocked_since + HUNG_AFTER_NS {
+        return Err(format!(
+            "the hung-chain alert came {:.2} s after the tool first saw chain_a blocked; \
+             expected at least {:.1} s",
+            after_ns as f64 / 1e9,
+            HUNG_AFTER_NS as f64 / 1e9
+        ));
+    }
+    Ok(format!(
+        "{} sending to {} sending to {}; hung-chain alert {:.2} s after chain_a was first \
+         seen blocked",
+        labels[0],
+        labels[1],
+        labels[2],
+        after_ns as f64 / 1e9
+    ))
+}
+
+/// After the garbage went to the kernel: the tool keeps printing snapshots (at least half
+/// as many as the snapshot period allows for the rest of the run, and at least 5), a `drops`
+/// line printed after the last pre-garbage snapshot reports `malformed_commands > 0` and
+/// above what the drops lines said before the garbage (the kernel may have counted a bad
+/// command already: see `KNOWN_EARLY_MALFORMED`), the increase is no more than the bad
+/// frames the garbage holds, and the kernel → host stream stayed undamaged (the proxy's
+/// decoder found no bad frame).
+fn check_garbage(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let proxy = &observation.proxy;
+    let injected = proxy
+        .injected
+        .as_ref()
+        .ok_or("the proxy never injected the garbage (the tool never connected?)")?;
+    let before: Option<u64> = proxy
+        .frames
+        .iter()
+        .filter(|f| f.end <= injected.from_kernel_offset)
+        .filter_map(|f| match &f.frame {
+            KernelFrame::Snapshot(s) => Some(s.generation),
+            _ => None,
+        })
+        .max();
+    let before = before.ok_or("no snapshot arrived before the garbage was injected")?;
+    let boundary = of_type(lines, "snapshot")
+        .find(|(_, s)| u64_field(s, "generation") == Some(before))
+        .map(|(index, _)| index)
+        .ok_or_else(|| format!("the tool did not print snapshot {before}"))?;
+    let after = of_type(lines, "snapshot")
+        .filter(|(_, s)| u64_field(s, "generation").is_some_and(|g| g > before))
+        .count();
+    let period_ms = of_type(lines, "hello")
+        .find_map(|(_, h)| u64_field(h, "snapshot_period_ms"))
+        .filter(|&p| p > 0)
+        .ok_or("no hello line with a snapshot period")?;
+    let last_at = proxy.frames.last().map_or(injected.at, |f| f.at);
+    let expected = last_at.saturating_sub(injected.at).as_millis() as u64 / period_ms;
+    if after < 5 || (after as u64) * 2 < expected {
+        return Err(format!(
+            "only {after} snapshots after the garbage (about {expected} were due in the \
+             {:.1} s that followed)",
+            last_at.saturating_sub(injected.at).as_secs_f64()
+        ));
+    }
+    let counted = |(_, d): &(usize, &Value)| u64_field(d, "malformed_commands").unwrap_or(0);
+    let baseline = of_type(lines, "drops")
+        .filter(|line| line.0 <= boundary)
+        .map(|line| counted(&line))
+        .max()
+        .unwrap_or(0);
+    if baseline > KNOWN_EARLY_MALFORMED {
+        return Err(format!(
+            "the kernel counted {baseline} malformed commands before the garbage was sent"
+        ));
+    }
+    let malformed = of_type(lines, "drops")
+        .filter(|line| line.0 > boundary)
+        .map(|line| counted(&line))
+        .max()
+        .unwrap_or(0);
+    if malformed <= baseline {
+        return Err(format!(
+            "no drops line after the garbage reports more malformed_commands than the {baseline} \
+             before it (drops lines: {:?})",
+            of_type(lines, "drops")
+                .map(|(_, d)| d.to_string())
+                .collect::<Vec<_>>()
+        ));
+    }
+    let (garbage, pieces) = proxy::garbage(injected.bytes, crate::monitor::GARBAGE_SEED);
+    debug_assert_eq!(garbage.len(), injected.bytes);
+    if malformed - baseline > pieces {
+        return Err(format!(
+            "the kernel counted {} malformed commands after the garbage, but it holds only \
+             {pieces} bad frames",
+            malformed - baseline
+        ));
+    }
+    if proxy.stats.errors() > 0 {
+        return Err(format!(
+            "the kernel → host stream was damaged: {}",
+            proxy.summary()
+        ));
+    }
+    Ok(format!(
+        "{after} snapshots after the garbage; the kernel counted {} of its {pieces} bad \
+         frames{}",
+        malformed - baseline,
+        if baseline > 0 {
+            format!(" (plus {baseline} before it)")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// What a recording holds, compared with what the proxy forwarded. The rule: the recording
+/// is exactly a prefix of the bytes the proxy forwarded (one connection); it may miss only
+/// a tail that the recorder never read before its duration was over. Counting the complete
+/// frames of that prefix (the proxy decoded each with its end offset), the replay prints
+/// exactly as many trace events (with the same sequence numbers) and snapshots (same
+/// generations). Frames the proxy forwarded more than [`RECORD_TAIL_MARGIN`] before the
+/// recorder's end must all be in the prefix.
+fn check_record_replay(observation: &Observation) -> Result<String, String> {
+    let proxy = &observation.proxy;
+    let recording = observation
+        .recording
+        .as_ref()
+        .ok_or("no recording was read")?;
+    let replay = observation.replay.as_ref().ok_or("no replay was run")?;
+    if recording.connections != 1 || proxy.connections.len() != 1 {
+        return Err(format!(
+            "the recording has {} connection markers and the proxy saw {} connections; \
+             expected one each",
+            recording.connections,
+            proxy.connections.len()
+        ));
+    }
+    let cut = recording.bytes.len();
+    if !proxy.from_kernel.starts_with(&recording.bytes) {
+        let differs = recording
+            .bytes
+            .iter()
+            .zip(&proxy.from_kernel)
+            .position(|(a, b)| a != b)
+            .unwrap_or(proxy.from_kernel.len());
+        return Err(format!(
+            "the recording ({cut} bytes) is not a prefix of the {} bytes the proxy forwarded: \
+             they differ from byte {differs}",
+            proxy.from_kernel.len()
+        ));
+    }
+    let recorded: Vec<&KernelFrame> = proxy
+        .frames
+        .iter()
+        .filter(|f| f.end <= cut)
+        .map(|f| &f.frame)
+        .collect();
+    let mut raw_seqs = Vec::new();
+    let mut raw_generations = Vec::new();
+    for frame in &recorded {
+        match frame {
+            KernelFrame::Events(events) => raw_seqs.extend(events.iter().map(|e| e.seq)),
+            KernelFrame::Snapshot(s) => raw_generations.push(s.generation),
+            _ => {}
+        }
+    }
+    let replay_seqs: Vec<u64> = of_type(replay, "event")
+        .filter_map(|(_, e)| u64_field(e, "seq"))
+        .collect();
+    let replay_generations: Vec<u64> = of_type(replay, "snapshot")
+        .filter_map(|(_, s)| u64_field(s, "generation"))
+        .collect();
+    if replay_seqs.len() != raw_seqs.len() || replay_seqs != raw_seqs {
+        return Err(format!(
+            "the replay printed {} trace events; the recorded stream holds {} (proxy's \
+             decoding of its first {cut} bytes)",
+            replay_seqs.len(),
+            raw_seqs.len()
+        ));
+    }
+    if replay_generations != raw_generations {
+        return Err(format!(
+            "the replay printed {} snapshots; the recorded stream holds {}",
+            replay_generations.len(),
+            raw_generations.len()
+        ));
+    }
+    if raw_seqs.len() < 100 || raw_generations.len() < 10 {
+        return Err(format!(
+            "too little was recorded to compare: {} events, {} snapshots",
+            raw_seqs.len(),
+            raw_generations.len()
+        ));
+    }
+    let connected = proxy.connections[0];
+    let must_have_until = connected + record_duration() - RECORD_TAIL_MARGIN;
+    if let Some(missing) = proxy
+        .frames
+        .iter()
+        .find(|f| f.end > cut && f.at < must_have_until)
+    {
+        return Err(format!(
+            "a {} frame forwarded {:.2} s after the recorder connected is not in the \
+             recording (it ends {:.2} s before the recorder's end)",
+            missing.frame.kind_name(),
+            missing.at.saturating_sub(connected).as_secs_f64(),
+            RECORD_TAIL_MARGIN.as_secs_f64()
+        ));
+    }
+    let after_cut = proxy.frames.iter().filter(|f| f.end > cut).count();
+    Ok(format!(
+        "{} events and {} snapshots in the recording and its replay; {after_cut} frames \
+         forwarded after the cut",
+        raw_seqs.len(),
+        raw_generations.len()
+    ))
+}
+
+/// The listening time of `monitor-record-replay`.
+fn record_duration() -> Duration {
+    MONITOR_SCENARIOS
+        .iter()
+        .find_map(|s| s.monitor.as_ref().filter(|m| m.record))
+        .map_or(Duration::ZERO, |m| m.duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::ProxyFrame;
+    use crate::qemu::ConsoleLine;
+    use serde_json::json;
+    use vigil_wire::{encode_kernel_frame, DropReport, Event};
+
+    fn console(texts: &[&str]) -> Console {
+        Console {
+            lines: texts
+                .iter()
+                .map(|text| ConsoleLine {
+                    at: Duration::ZERO,
+                    text: text.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A thread as the tool prints it.
+    fn thread(label: &str, state: &str, wait: &str, cpu_ns: u64, percent: f64) -> Value {
+        json!({
+            "thread": label, "endpoint": "0.1", "pid": 1, "state": state, "wait": wait,
+            "priority": 8, "cpu_ns": cpu_ns, "cpu_percent": percent,
+        })
+    }
+
+    fn snapshot_line(generation: u64, ts_ns: u64, threads: Vec<Value>, names: &[&str]) -> Value {
+        let processes: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| json!({"pid": i + 1, "name": name}))
+            .collect();
+        json!({
+            "type": "snapshot", "generation": generation, "ts_ns": ts_ns,
+            "thread_count": threads.len(), "process_count": names.len(),
+            "threads": threads, "processes": processes,
+        })
+    }
+
+    fn raw_thread(endpoint: u64, pid: u32, state: u8, target: u64, argument: u64) -> ThreadInfo {
+        ThreadInfo {
+            endpoint,
+            pid,
+            state,
+            wait_target: target,
+            wait_argument: argument,
+            ..ThreadInfo::default()
+        }
+    }
+
+    fn raw_process_info(pid: u32, name: &str, main_thread: u64) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            name: name.to_string(),
+            threads: 1,
+            main_thread,
+            ..ProcessInfo::default()
+        }
+    }
+
+    /// A proxy report whose stream is `frames`, encoded, arriving `spacing_ms` apart.
+    fn proxy_spaced(frames: Vec<KernelFrame>, spacing_ms: u64) -> ProxyReport {
+        let mut report = ProxyReport {
+            connections: vec![Duration::ZERO],
+            connection_offsets: vec![0],
+            ..ProxyReport::default()
+        };
+        for (index, frame) in frames.into_iter().enumerate() {
+            encode_kernel_frame(&frame, &mut report.from_kernel);
+            report.frames.push(ProxyFrame {
+                at: millis(spacing_ms * index as u64),
+                end: report.from_kernel.len(),
+                frame,
+            });
+        }
+        report.stats.frames = report.frames.len() as u64;
+        report
+    }
+
+    fn proxy_with(frames: Vec<KernelFrame>) -> ProxyReport {
+        proxy_spaced(frames, 10)
+    }
+
+    fn observation(lines: Vec<Value>, proxy: ProxyReport, console_lines: &[&str]) -> Observation {
+        Observation {
+            lines,
+            replay: None,
+            recording: None,
+            proxy,
+            console: console(console_lines),
+        }
+    }
+
+    fn raw_snapshot_frame(
+        generation: u64,
+        ts: u64,
+        threads: Vec<ThreadInfo>,
+        processes: Vec<ProcessInfo>,
+    ) -> KernelFrame {
+        KernelFrame::Snapshot(Snapshot {
+            generation,
+            timestamp_ns: ts,
+            idle_ns: 0,
+            threads,
+            processes,
+        })
+    }
+
+    #[test]
+    fn scenario_table_is_consistent() {
+        let names: Vec<&str> = MONITOR_SCENARIOS.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "monitor-boot-processes",
+                "monitor-cpu-hog",
+                "monitor-deadlock",
+                "monitor-blocked-chain",
+                "monitor-garbage",
+                "monitor-record-replay"
+            ]
+        );
+        let mut total = Duration::ZERO;
+        for scenario in MONITOR_SCENARIOS {
+            let check = scenario.monitor.as_ref().expect("a monitor check");
+            assert_eq!(scenario.expected, Expected::Running, "{}", scenario.name);
+            assert!(
+                scenario.deadline >= check.duration + secs(10),
+                "{}",
+                scenario.name
+            );
+            if let Some(garbage) = check.garbage {
+                assert!(garbage.at < check.duration, "{}", scenario.name);
+            }
+            total += check.duration;
+        }
+        // CI time: the listening adds up to well under a minute.
+        assert!(total <= secs(30), "{total:?}");
+        assert_eq!(record_duration(), secs(3));
+        assert!(check_blocked_chain_duration_covers_the_detector());
+    }
+
+    fn check_blocked_chain_duration_covers_the_detector() -> bool {
+        let chain = MONITOR_SCENARIOS
+            .iter()
+            .find(|s| s.name == "monitor-blocked-chain")
+            .and_then(|s| s.monitor.as_ref())
+            .unwrap();
+        chain.duration >= Duration::from_nanos(HUNG_AFTER_NS) + secs(1)
+    }
+
+    #[test]
+    fn boot_processes_needs_every_name_soon_enough() {
+        let names = [
+            "spinner",
+            "pingpong_server",
+            "chain_a",
+            "chain_b",
+            "chain_c",
+        ];
+        let threads: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| thread(&format!("{n}#{i}"), "ready", "ready", 0, 0.0))
+            .collect();
+        let raw = raw_snapshot_frame(
+            3,
+            300_000_000,
+            vec![],
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| raw_process_info(i as u32 + 1, n, i as u64 | 1 << 16))
+                .collect(),
+        );
+        let lines = vec![
+            json!({"type": "drops", "malformed_commands": 0}),
+            json!({"type": "hello", "now_ns": 100_000_000, "snapshot_period_ms": 100}),
+            snapshot_line(2, 200_000_000, threads[..2].to_vec(), &names[..2]),
+            snapshot_line(3, 300_000_000, threads.clone(), &names),
+        ];
+        let ok = observation(lines.clone(), proxy_with(vec![raw.clone()]), &[]);
+        let note = check_boot_processes(&ok).unwrap();
+        assert!(note.contains("0.20 s"), "{note}");
+
+        // Too late: the first frame was 2.5 s before the snapshot.
+        let mut late = lines.clone();
+        late[1]["now_ns"] = json!(0);
+        late[3]["ts_ns"] = json!(2_500_000_000u64);
+        let error = check_boot_processes(&observation(late, proxy_with(vec![raw.clone()]), &[]))
+            .unwrap_err();
+        assert!(error.contains("2.50 s"), "{error}");
+
+        // A process missing from every snapshot.
+        let missing = vec![lines[1].clone(), lines[2].clone()];
+        let error =
+            check_boot_processes(&observation(missing, proxy_with(vec![raw]), &[])).unwrap_err();
+        assert!(error.contains("no snapshot names all"), "{error}");
+
+        // The raw frame disagrees with the tool.
+        let other = raw_snapshot_frame(3, 300_000_000, vec![], vec![raw_process_info(1, "x", 1)]);
+        let error =
+            check_boot_processes(&observation(lines, proxy_with(vec![other]), &[])).unwrap_err();
+        assert!(error.contains("the raw frame"), "{error}");
+    }
+
+    /// Spinner snapshots every 100 ms with `share` of the CPU, as the tool would print them.
+    fn spinner_lines(count: u64, share: f64, with_alert: bool) -> Vec<Value> {
+        let mut lines = Vec::new();
+        let mut cpu = 0u64;
+        for generation in 1..=count {
+            let ts = generation * 100_000_000;
+            let percent = if generation <= 2 { 0.0 } else { share * 100.0 };
+            if generation > 2 {
+                cpu += (share * 100_000_000.0) as u64;
+            }
+            let cpu_ns = if generation == 1 { 0 } else { cpu + 1 };
+            lines.push(snapshot_line(
+                generation,
+                ts,
+                vec![thread("spinner#0", "running", "running", cpu_ns, percent)],
+                &["spinner"],
+            ));
+        }
+        if with_alert {
+            lines.push(json!({
+                "type": "alert", "kind": "cpu-hog", "first_seen_ns": 2_100_000_000u64,
+                "message": "cpu hog: spinner#0 used 98% of a CPU over the last 2.0 s",
+                "threads": ["spinner#0"],
+            }));
+        }
+        lines
+    }
+
+    #[test]
+    fn cpu_hog_needs_a_busy_spinner_and_the_alert() {
+        let ok = observation(spinner_lines(30, 0.97, true), ProxyReport::default(), &[]);
+        let note = check_cpu_hog(&ok).unwrap();
+        assert!(note.contains("spinner#0 at 97.0%"), "{note}");
+
+        let idle = observation(spinner_lines(30, 0.5, true), ProxyReport::default(), &[]);
+        assert!(check_cpu_hog(&idle)
+            .unwrap_err()
+            .contains("expected above 80%"));
+
+        let quiet = observation(spinner_lines(30, 0.97, false), ProxyReport::default(), &[]);
+        assert!(check_cpu_hog(&quiet)
+            .unwrap_err()
+            .contains("no cpu-hog alert"));
+
+        // The tool's percentage disagrees with its own counters.
+        let mut wrong = spinner_lines(30, 0.97, true);
+        wrong[10]["threads"][0]["cpu_percent"] = json!(50.0);
+        let error = check_cpu_hog(&observation(wrong, ProxyReport::default(), &[])).unwrap_err();
+        assert!(error.contains("cpu_ns and ts_ns give"), "{error}");
+    }
+
+    fn deadlock_case(message: &str, threads: &[&str]) -> Observation {
+        let raw = raw_snapshot_frame(
+            5,
+            400_000_000,
+            vec![
+                raw_thread(5 | 1 << 16, 1, 8, 6 | 1 << 16, 0),
+                raw_thread(6 | 1 << 16, 1, 6, 7 | 1 << 16, 0x406010),
+                raw_thread(7 | 1 << 16, 1, 6, 6 | 1 << 16, 0x406000),
+            ],
+            vec![raw_process_info(1, "deadlock_mutex", 5 | 1 << 16)],
+        );
+        let lines = vec![json!({
+            "type": "alert", "kind": "deadlock", "first_seen_ns": 400_000_000u64,
+            "message": message, "threads": threads,
+        })];
+        observation(
+            lines,
+            proxy_with(vec![raw]),
+            &[
+                "[    0.18] INFO  deadlock_mutex: deadlock_mutex: left (6.1) holds 0x406000, \
+                 now wants 0x406010",
+                "[    0.18] INFO  deadlock_mutex: deadlock_mutex: right (7.1) holds 0x406010, \
+                 now wants 0x406000",
+            ],
+        )
+    }
+
+    #[test]
+    fn deadlock_needs_both_threads_and_both_mutexes() {
+        const MESSAGE: &str = "deadlock: deadlock_mutex#6 → mutex 0x406010 owned by \
+                               deadlock_mutex#7 → mutex 0x406000 owned by deadlock_mutex#6";
+        let both = ["deadlock_mutex#6", "deadlock_mutex#7"];
+        let note = check_deadlock(&deadlock_case(MESSAGE, &both)).unwrap();
+        assert!(note.contains("0x406000 and 0x406010"), "{note}");
+
+        let one_thread = check_deadlock(&deadlock_case(MESSAGE, &both[..1])).unwrap_err();
+        assert!(one_thread.contains("two different"), "{one_thread}");
+        let same = ["deadlock_mutex#6", "deadlock_mutex#6"];
+        assert!(check_deadlock(&deadlock_case(MESSAGE, &same)).is_err());
+        let one_mutex = "deadlock: deadlock_mutex#6 → mutex 0x406010 owned by \
+                         deadlock_mutex#7 → mutex 0x406010 owned by deadlock_mutex#6";
+        let error = check_deadlock(&deadlock_case(one_mutex, &both)).unwrap_err();
+        assert!(error.contains("two mutex addresses"), "{error}");
+        let wrong_slots = ["deadlock_mutex#6", "deadlock_mutex#9"];
+        let message = MESSAGE.replace("#7", "#9");
+        let error = check_deadlock(&deadlock_case(&message, &wrong_slots)).unwrap_err();
+        assert!(error.contains("the raw snapshot has"), "{error}");
+        let mut none = deadlock_case(MESSAGE, &both);
+        none.lines.clear();
+        assert!(check_deadlock(&none)
+            .unwrap_err()
+            .contains("no deadlock alert"));
+    }
+
+    fn chain_case(alert_at_ns: u64, chain_b_target: u64) -> Observation {
+        let (a, b, c) = (2 | 1 << 16, 3 | 1 << 16, 4 | 1 << 16);
+        let raw = raw_snapshot_frame(
+            70,
+            7_000_000_000,
+            vec![
+                raw_thread(a, 3, 3, b, 0),
+                raw_thread(b, 4, 3, chain_b_target, 0),
+                raw_thread(c, 5, 7, u64::MAX - 1, 9_999),
+            ],
+            vec![
+                raw_process_info(3, "chain_a", a),
+                raw_process_info(4, "chain_b", b),
+                raw_process_info(5, "chain_c", c),
+            ],
+        );
+        let threads = |ts: u64| {
+            vec![
+                thread("chain_a#2", "send", "send → chain_b#3", 0, 0.0),
+                thread("chain_b#3", "send", "send → chain_c#4", 0, 0.0),
+                thread("chain_c#4", "sleep", &format!("sleep {ts} s"), 0, 0.0),
+            ]
+        };
+        let names = ["chain_a", "chain_b", "chain_c"];
+        let lines = vec![
+            snapshot_line(1, 200_000_000, threads(1), &names),
+            json!({
+                "type": "alert", "kind": "hung-chain", "first_seen_ns": alert_at_ns,
+                "message": "hung chain: chain_a#2 → sending to chain_b#3 → sending to \
+                            chain_c#4, which has made no progress for 5.0 s",
+                "threads": ["chain_a#2", "chain_b#3", "chain_c#4"],
+            }),
+            snapshot_line(70, 7_000_000_000, threads(2), &names),
+        ];
+        observation(lines, proxy_with(vec![raw]), &[])
+    }
+
+    #[test]
+    fn blocked_chain_needs_states_targets_and_a_late_enough_alert() {
+        let note = check_blocked_chain(&chain_case(5_200_000_000, 4 | 1 << 16)).unwrap();
+        assert!(note.contains("5.00 s after"), "{note}");
+        let early = check_blocked_chain(&chain_case(4_000_000_000, 4 | 1 << 16)).unwrap_err();
+        assert!(early.contains("expected at least 5.0 s"), "{early}");
+        let wrong_target = check_blocked_chain(&chain_case(5_200_000_000, 9)).unwrap_err();
+        assert!(wrong_target.contains("wait_target 0x9"), "{wrong_target}");
+        let mut unblocked = chain_case(5_200_000_000, 4 | 1 << 16);
+        unblocked.lines[2]["threads"][1]["state"] = json!("ready");
+        let error = check_blocked_chain(&unblocked).unwrap_err();
+        assert!(error.contains("expected send → chain_c#4"), "{error}");
+        let mut no_alert = chain_case(5_200_000_000, 4 | 1 << 16);
+        no_alert.lines.remove(1);
+        assert!(check_blocked_chain(&no_alert)
+            .unwrap_err()
+            .contains("no hung-chain"));
+    }
+
+    /// 60 snapshots at 100 ms, garbage after the 30th frame, and drops lines.
+    fn garbage_case(malformed_after: u64, malformed_before: u64) -> Observation {
+        let mut frames = Vec::new();
+        let mut lines = vec![json!({"type": "hello", "now_ns": 1, "snapshot_period_ms": 100})];
+        for generation in 1..=60u64 {
+            frames.push(raw_snapshot_frame(
+                generation,
+                generation * 100_000_000,
+                vec![],
+                vec![],
+            ));
+            lines.push(snapshot_line(
+                generation,
+                generation * 100_000_000,
+                vec![],
+                &[],
+            ));
+            if generation == 10 || generation == 50 {
+                let malformed = if generation == 10 {
+                    malformed_before
+                } else {
+                    malformed_after
+                };
+                frames.push(KernelFrame::Drops(DropReport {
+                    malformed_commands: malformed,
+                    ..DropReport::default()
+                }));
+                lines.push(
+                    json!({"type": "drops", "events_dropped": 0, "frames_dropped": 0,
+                                  "malformed_commands": malformed}),
+                );
+            }
+        }
+        let mut proxy = proxy_spaced(frames, 50);
+        let offset = proxy.frames[30].end;
+        proxy.injected = Some(proxy::Injected {
+            at: proxy.frames[30].at,
+            bytes: GARBAGE.bytes,
+            from_kernel_offset: offset,
+        });
+        observation(lines, proxy, &[])
+    }
+
+    #[test]
+    fn garbage_needs_snapshots_after_it_and_a_counted_malformed_command() {
+        let note = check_garbage(&garbage_case(3, 0)).unwrap();
+        assert!(note.starts_with("30 snapshots after the garbage"), "{note}");
+        let error = check_garbage(&garbage_case(0, 0)).unwrap_err();
+        assert!(
+            error.contains("more malformed_commands than the 0"),
+            "{error}"
+        );
+        // The tool's Hello may be counted before the garbage; the garbage must add to it.
+        let note = check_garbage(&garbage_case(3, 1)).unwrap();
+        assert!(
+            note.ends_with("counted 2 of its 16 bad frames (plus 1 before it)"),
+            "{note}"
+        );
+        let error = check_garbage(&garbage_case(1, 1)).unwrap_err();
+        assert!(error.contains("than the 1 before it"), "{error}");
+        let error = check_garbage(&garbage_case(3, 2)).unwrap_err();
+        assert!(
+            error.contains("counted 2 malformed commands before"),
+            "{error}"
+        );
+        let error = check_garbage(&garbage_case(100_000, 0)).unwrap_err();
+        assert!(error.contains("holds only"), "{error}");
+        // Snapshots stopped after the garbage.
+        let mut stopped = garbage_case(3, 0);
+        stopped.lines.retain(|l| {
+            line_type(l) != "snapshot" || u64_field(l, "generation").unwrap_or(0) <= 32
+        });
+        let error = check_garbage(&stopped).unwrap_err();
+        assert!(
+            error.contains("only 2 snapshots after the garbage"),
+            "{error}"
+        );
+        let mut damaged = garbage_case(3, 0);
+        damaged.proxy.stats.checksum_errors = 1;
+        assert!(check_garbage(&damaged).unwrap_err().contains("damaged"));
+        let mut never = garbage_case(3, 0);
+        never.proxy.injected = None;
+        assert!(check_garbage(&never).is_err());
+    }
+
+    fn events_frame(first_seq: u64, count: u64) -> KernelFrame {
+        KernelFrame::Events(
+            (first_seq..first_seq + count)
+                .map(|seq| Event {
+                    seq,
+                    timestamp_ns: seq * 1000,
+                    kind: 0,
+                    thread: 1,
+                    args: [0; 3],
+                })
+                .collect(),
+        )
+    }
+
+    /// 40 pairs of (events, snapshot) frames 40 ms apart; the recording holds the bytes up to
+    /// `frames_recorded` frames plus `extra` bytes of the next one.
+    fn record_case(frames_recorded: usize, extra: usize) -> Observation {
+        let mut frames = Vec::new();
+        for index in 0..40u64 {
+            frames.push(events_frame(index * 10, 10));
+            frames.push(raw_snapshot_frame(index + 1, index * 100, vec![], vec![]));
+        }
+        let proxy = proxy_spaced(frames, 40);
+        let cut = proxy.frames[frames_recorded - 1].end + extra;
+        let recording = crate::monitor::Recording {
+            connections: 1,
+            bytes: proxy.from_kernel[..cut].to_vec(),
+        };
+        let mut replay = Vec::new();
+        for frame in proxy.frames.iter().take(frames_recorded) {
+            match &frame.frame {
+                KernelFrame::Events(events) => {
+                    for e in events {
+                        replay
+                            .push(json!({"type": "event", "seq": e.seq, "ts_ns": e.timestamp_ns}));
+                    }
+                }
+                KernelFrame::Snapshot(s) => {
+                    replay.push(snapshot_line(s.generation, s.timestamp_ns, vec![], &[]))
+                }
+                _ => {}
+            }
+        }
+        Observation {
+            lines: Vec::new(),
+            replay: Some(replay),
+            recording: Some(recording),
+            proxy,
+            console: console(&[]),
+        }
+    }
+
+    #[test]
+    fn record_replay_compares_the_recorded_prefix() {
+        // Everything recorded; the last frame cut in the middle.
+        let note = check_record_replay(&record_case(79, 5)).unwrap();
+        assert_eq!(
+            note,
+            "400 events and 39 snapshots in the recording and its replay; 1 frames forwarded \
+             after the cut"
+        );
+        assert!(check_record_replay(&record_case(80, 0)).is_ok());
+
+        // The replay lost an event.
+        let mut lost = record_case(80, 0);
+        lost.replay.as_mut().unwrap().remove(3);
+        let error = check_record_replay(&lost).unwrap_err();
+        assert!(error.contains("printed 399 trace events"), "{error}");
+
+        // The recording differs from what was forwarded.
+        let mut changed = record_case(80, 0);
+        changed.recording.as_mut().unwrap().bytes[10] ^= 0xff;
+        let error = check_record_replay(&changed).unwrap_err();
+        assert!(error.contains("not a prefix"), "{error}");
+
+        // A frame from well before the recorder's end is missing (frame 60 came 2.4 s after
+        // the connection, more than the margin before the 3 s duration ended).
+        let error = check_record_replay(&record_case(60, 0)).unwrap_err();
+        assert!(error.contains("is not in the recording"), "{error}");
+
+        let mut two = record_case(80, 0);
+        two.recording.as_mut().unwrap().connections = 2;
+        assert!(check_record_replay(&two)
+            .unwrap_err()
+            .contains("connection"));
+    }
+
+    #[test]
+    fn helpers_read_the_tool_s_fields() {
+        assert_eq!(
+            hex_numbers("mutex 0x406010 owned by a#7 → mutex 0x406000,"),
+            [0x406010, 0x406000]
+        );
+        assert_eq!(slot_of("chain_b#3"), Some(3));
+        assert_eq!(slot_of("chain_b"), None);
+        assert_eq!(kernel_time(&json!({"type": "hello", "now_ns": 5})), Some(5));
+        assert_eq!(kernel_time(&json!({"type": "drops"})), None);
+        let snapshot = snapshot_line(
+            1,
+            1,
+            vec![
+                thread("chain_a#2", "send", "", 0, 0.0),
+                thread("chain_ab#3", "send", "", 0, 0.0),
+            ],
+            &[],
+        );
+        assert_eq!(threads_of(&snapshot, "chain_a").len(), 1);
+        assert!(thread_of(&snapshot, "chain_c").is_err());
+    }
+
+    #[test]
+    fn console_checks() {
+        let ok = [
+            "[    0.04] INFO  monitor: streaming on COM2 (protocol v1)",
+            "[    0.15] INFO  boot: 5 of 5 modules started",
+            "[    0.17] INFO  chain_c: chain_link: end of the chain, sleeping instead of receiving",
+        ];
+        assert_eq!(check_boot_console(&console(&ok)), Ok(()));
+        let mut panicked = ok.to_vec();
+        panicked.push("[    0.2] ERROR panic: oops");
+        assert!(check_boot_console(&console(&panicked)).is_err());
+        let record = [
+            "[    0.04] INFO  monitor: streaming on COM2 (protocol v1)",
+            "[    0.3] INFO  pingpong_client: pingpong: PASS 1000 round trips",
+            "[    0.3] INFO  pingpong_client: shutdown refused: EPERM; exiting the process instead",
+        ];
+        assert_eq!(check_record_console(&console(&record)), Ok(()));
+    }
+}

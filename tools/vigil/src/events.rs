@@ -171,6 +171,9 @@ pub fn json_line(item: &Item, model: &Model, full_snapshots: bool) -> Value {
                             "endpoint": format!("{:?}", vigil_abi::Endpoint(t.endpoint)),
                             "pid": t.pid,
                             "state": describe::state_name(t.state()),
+                            "state_code": t.state,
+                            "wait_target": format!("{:?}", vigil_abi::Endpoint(t.wait_target)),
+                            "wait_argument": t.wait_argument,
                             "wait": describe::thread_state_text(t, labels, snapshot.timestamp_ns),
                             "priority": t.priority,
                             "cpu_ns": t.cpu_ns,
@@ -196,6 +199,7 @@ pub fn json_line(item: &Item, model: &Model, full_snapshots: bool) -> Value {
                         json!({
                             "pid": p.pid,
                             "name": p.name,
+                            "main_thread": format!("{:?}", vigil_abi::Endpoint(p.main_thread)),
                             "threads": p.threads,
                             "memory_pages": p.memory_pages,
                             "priority": p.priority,

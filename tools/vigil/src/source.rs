@@ -324,10 +324,17 @@ fn run_live(
         }
         // Stale commands from an earlier connection are not replayed.
         while commands.try_recv().is_ok() {}
-        let hello = host_frame_bytes(&HostFrame::Hello {
+        // A lone 0x00 first: if the kernel's UART drops the first byte we send (QEMU
+        // holds one byte before the guest initialises the port, and the kernel's FIFO reset
+        // discards it), the delimiter is what is lost, not the Hello frame.
+        let mut hello = vec![0u8];
+        hello.extend(host_frame_bytes(&HostFrame::Hello {
             protocol_version: PROTOCOL_VERSION,
-        });
+        }));
         let mut failure = conn.write_all(&hello).err();
+        // If we connected before the kernel was listening on COM2 at all, say Hello again
+        // once its first bytes show it is up.
+        let mut hello_repeated = false;
         while failure.is_none() && !stop.load(Ordering::Relaxed) {
             match conn.read(&mut buf) {
                 Ok(0) => {
@@ -337,6 +344,10 @@ fn run_live(
                     break;
                 }
                 Ok(n) => {
+                    if !hello_repeated {
+                        hello_repeated = true;
+                        failure = conn.write_all(&hello).err();
+                    }
                     if tx
                         .send(SourceMsg::Data {
                             at_ns: now(),

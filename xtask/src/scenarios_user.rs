@@ -20,6 +20,24 @@ const DEADLINE: Duration = secs(30);
 /// Scenarios with user programs, run after the kernel-only ones.
 pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
+        name: "boot-bad-modules",
+        memory: "128M",
+        // Malformed modules must be refused with a reason while the good one still runs.
+        cmdline: "exit-when-done",
+        deadline: DEADLINE,
+        expected: Expected::Success,
+        check: check_bad_modules,
+        report_banner_time: false,
+        // A file of pattern bytes is not an ELF.
+        modules: &[("not-an-elf.bin", 4096)],
+        programs: &[
+            "hello name=hello_bad prio=99",
+            "hello kcalls=reboot",
+            "hello -- still runs",
+        ],
+        monitor: None,
+    },
+    Scenario {
         name: "user-hello",
         memory: "128M",
         // hello just exits; `exit-when-done` makes the kernel stop once no process is left.
@@ -255,6 +273,27 @@ pub(crate) fn require_clean_run(console: &Console) -> Result<(), String> {
 /// The judging program `process` asked for a successful shutdown.
 fn require_success_shutdown(console: &Console, process: &str) -> Result<(), String> {
     console.require(&format!("shutdown requested by '{process}' (status 0)"))
+}
+
+fn check_bad_modules(console: &Console) -> Result<(), String> {
+    require_line_with(
+        console,
+        &["boot: module ", "refused: prio '99' is not 0..=15"],
+    )?;
+    require_line_with(
+        console,
+        &["boot: module ", "refused: unknown kernel call 'reboot'"],
+    )?;
+    require_line_with(console, &["boot: module 'not-an-elf.bin' refused: ", "ELF"])?;
+    require_line_with(
+        console,
+        &[
+            "hello: hello from Vigil user space",
+            "[\"still\", \"runs\"]",
+        ],
+    )?;
+    require_line_with(console, &["boot: 1 of 4 modules started"])?;
+    console.require("every process has exited; stopping (exit-when-done)")
 }
 
 fn check_hello(console: &Console) -> Result<(), String> {

@@ -181,6 +181,22 @@ pub struct Console {
     pub lines: Vec<ConsoleLine>,
 }
 
+#[cfg(test)]
+impl Console {
+    /// A console of `texts`, all arriving at time zero (for checks in unit tests).
+    pub fn from_texts(texts: &[&str]) -> Console {
+        Console {
+            lines: texts
+                .iter()
+                .map(|text| crate::qemu::ConsoleLine {
+                    at: Duration::ZERO,
+                    text: text.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Console {
     /// The first line that contains `needle`.
     pub fn find(&self, needle: &str) -> Option<&ConsoleLine> {
@@ -550,20 +566,6 @@ mod tests {
                 .collect(),
             stderr: String::new(),
             elapsed: Duration::from_millis(1234),
-        }
-    }
-
-    impl Console {
-        fn from_texts(texts: &[&str]) -> Console {
-            Console {
-                lines: texts
-                    .iter()
-                    .map(|text| ConsoleLine {
-                        at: Duration::ZERO,
-                        text: text.to_string(),
-                    })
-                    .collect(),
-            }
         }
     }
 

@@ -922,20 +922,11 @@ fn record_duration() -> Duration {
 mod tests {
     use super::*;
     use crate::proxy::ProxyFrame;
-    use crate::qemu::ConsoleLine;
     use serde_json::json;
     use vigil_wire::{encode_kernel_frame, DropReport, Event};
 
     fn console(texts: &[&str]) -> Console {
-        Console {
-            lines: texts
-                .iter()
-                .map(|text| ConsoleLine {
-                    at: Duration::ZERO,
-                    text: text.to_string(),
-                })
-                .collect(),
-        }
+        Console::from_texts(texts)
     }
 
     /// A thread as the tool prints it.

@@ -497,20 +497,11 @@ fn check_bench(console: &Console) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::ConsoleLine;
     use std::collections::BTreeSet;
     use std::path::Path;
 
     fn console(texts: &[&str]) -> Console {
-        Console {
-            lines: texts
-                .iter()
-                .map(|text| ConsoleLine {
-                    at: Duration::ZERO,
-                    text: text.to_string(),
-                })
-                .collect(),
-        }
+        Console::from_texts(texts)
     }
 
     /// The program sources in user/programs/src/bin (file stems of `*.rs`).

@@ -30,24 +30,36 @@ fn for_each_piece(
     if end > USER_END {
         return Err(Error::Fault);
     }
-    // Check every page before touching any, so a failing copy has no partial effect.
-    let mut page = address & !(PAGE_SIZE - 1);
+    // Check every page before touching any, so a failing copy has no partial effect. The
+    // translations of the first few pages are kept for the copy (every IPC message fits),
+    // so a small copy walks the tables once per page, not twice.
+    const CACHED_PAGES: usize = 4;
+    let mut cached = [0u64; CACHED_PAGES];
+    let first_page = address & !(PAGE_SIZE - 1);
+    let mut page = first_page;
+    let mut index = 0;
     while page < end {
         let translation = space.translate(page).ok_or(Error::Fault)?;
-        if translation.flags & flags::USER == 0
-            || (access == Access::Write && !translation.writable())
-        {
+        if translation.flags & flags::USER == 0 || (access == Access::Write && !translation.writable()) {
             return Err(Error::Fault);
         }
+        if index < CACHED_PAGES {
+            cached[index] = translation.phys & !(PAGE_SIZE - 1);
+        }
         page += PAGE_SIZE;
+        index += 1;
     }
     let mut offset = 0usize;
     while offset < len {
         let current = address + offset as u64;
         let in_page = (PAGE_SIZE - (current & (PAGE_SIZE - 1))) as usize;
         let piece = in_page.min(len - offset);
-        let translation = space.translate(current).ok_or(Error::Fault)?;
-        visit(phys_to_virt(translation.phys), offset, piece);
+        let page_index = ((current - first_page) / PAGE_SIZE) as usize;
+        let frame = match cached.get(page_index) {
+            Some(&frame) => frame,
+            None => space.translate(current).ok_or(Error::Fault)?.phys & !(PAGE_SIZE - 1),
+        };
+        visit(phys_to_virt(frame + (current & (PAGE_SIZE - 1))), offset, piece);
         offset += piece;
     }
     Ok(())

@@ -40,7 +40,9 @@ fn for_each_piece(
     let mut index = 0;
     while page < end {
         let translation = space.translate(page).ok_or(Error::Fault)?;
-        if translation.flags & flags::USER == 0 || (access == Access::Write && !translation.writable()) {
+        if translation.flags & flags::USER == 0
+            || (access == Access::Write && !translation.writable())
+        {
             return Err(Error::Fault);
         }
         if index < CACHED_PAGES {
@@ -59,7 +61,11 @@ fn for_each_piece(
             Some(&frame) => frame,
             None => space.translate(current).ok_or(Error::Fault)?.phys & !(PAGE_SIZE - 1),
         };
-        visit(phys_to_virt(frame + (current & (PAGE_SIZE - 1))), offset, piece);
+        visit(
+            phys_to_virt(frame + (current & (PAGE_SIZE - 1))),
+            offset,
+            piece,
+        );
         offset += piece;
     }
     Ok(())

@@ -58,6 +58,9 @@
 //!   exiting thread DONE|FAILED with DeadEndpoint. Every joiner gets the exit code.
 
 use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
+// Thread states are stored as the ABI's introspection codes (`Free` is 0, so an all-zero
+// slot is a free slot), with `Slot::arg0`/`arg1` holding the wait target and argument.
+use vigil_abi::introspect::{decode_state, encode_state, state_code as kind};
 use vigil_abi::message::KIND_NOTIFY;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error, Message};
@@ -128,20 +131,6 @@ const BITMAP_WORDS: usize = MAX_THREADS / 64;
 /// One bit per thread slot.
 type SlotBitmap = [u64; BITMAP_WORDS];
 
-/// Encoded `ThreadState` discriminants. `Free` is 0 so an all-zero slot is a free slot.
-mod kind {
-    pub const FREE: u8 = 0;
-    pub const READY: u8 = 1;
-    pub const RUNNING: u8 = 2;
-    pub const SENDING: u8 = 3;
-    pub const RECEIVING: u8 = 4;
-    pub const AWAITING_REPLY: u8 = 5;
-    pub const MUTEX: u8 = 6;
-    pub const SLEEPING: u8 = 7;
-    pub const JOINING: u8 = 8;
-    pub const DEAD: u8 = 9;
-}
-
 /// `Slot::flags`: the thread is blocked in the send half of `send_receive`.
 const FLAG_SEND_RECEIVE: u8 = 1;
 
@@ -161,9 +150,9 @@ const fn unlink(link: u16) -> Option<u16> {
 #[repr(C)]
 #[cfg_attr(test, derive(Clone, Copy, PartialEq, Eq, Debug))]
 struct Slot {
-    /// First field of the wait state: `to`/`from`/`address`/`until_ns`/`thread`/`exit_code`.
+    /// Wait target of the state (`encode_state`): `to`/`from`/mutex `owner`/`thread`.
     arg0: u64,
-    /// Second field of the wait state: the mutex `owner`.
+    /// Wait argument of the state: mutex `address`/`until_ns`/`exit_code`.
     arg1: u64,
     /// Message buffer of a blocked send/receive (0 otherwise).
     buffer: u64,
@@ -221,44 +210,14 @@ impl Slot {
     };
 
     fn state(&self) -> ThreadState {
-        let a = Endpoint(self.arg0);
-        match self.kind {
-            kind::READY => ThreadState::Ready,
-            kind::RUNNING => ThreadState::Running,
-            kind::SENDING => ThreadState::Sending { to: a },
-            kind::RECEIVING => ThreadState::Receiving { from: a },
-            kind::AWAITING_REPLY => ThreadState::AwaitingReply { from: a },
-            kind::MUTEX => ThreadState::Mutex {
-                address: self.arg0,
-                owner: Endpoint(self.arg1),
-            },
-            kind::SLEEPING => ThreadState::Sleeping {
-                until_ns: self.arg0,
-            },
-            kind::JOINING => ThreadState::Joining { thread: a },
-            kind::DEAD => ThreadState::Dead {
-                exit_code: self.arg0,
-            },
-            _ => ThreadState::Free,
-        }
+        decode_state(self.kind, Endpoint(self.arg0), self.arg1).unwrap_or(ThreadState::Free)
     }
 
     fn set_state(&mut self, state: ThreadState) {
-        let (k, a0, a1) = match state {
-            ThreadState::Free => (kind::FREE, 0, 0),
-            ThreadState::Ready => (kind::READY, 0, 0),
-            ThreadState::Running => (kind::RUNNING, 0, 0),
-            ThreadState::Sending { to } => (kind::SENDING, to.0, 0),
-            ThreadState::Receiving { from } => (kind::RECEIVING, from.0, 0),
-            ThreadState::AwaitingReply { from } => (kind::AWAITING_REPLY, from.0, 0),
-            ThreadState::Mutex { address, owner } => (kind::MUTEX, address, owner.0),
-            ThreadState::Sleeping { until_ns } => (kind::SLEEPING, until_ns, 0),
-            ThreadState::Joining { thread } => (kind::JOINING, thread.0, 0),
-            ThreadState::Dead { exit_code } => (kind::DEAD, exit_code, 0),
-        };
-        self.kind = k;
-        self.arg0 = a0;
-        self.arg1 = a1;
+        let (code, target, argument) = encode_state(&state);
+        self.kind = code;
+        self.arg0 = target.0;
+        self.arg1 = argument;
     }
 
     /// Not Free and not Dead.
@@ -698,7 +657,7 @@ impl ThreadTable {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.kind == kind::MUTEX && s.arg0 == address && s.process == process)
+            .filter(|(_, s)| s.kind == kind::MUTEX && s.arg1 == address && s.process == process)
             .min_by_key(|(_, s)| s.wait_seq)
             .map(|(i, _)| i as u16);
         match longest {

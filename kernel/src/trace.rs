@@ -1,7 +1,8 @@
 //! Kernel tracing: records interesting transitions in a ring for the monitor channel.
 //!
 //! `emit` checks the enable mask (one load and one branch) before taking the ring's lock,
-//! so a disabled kind costs almost nothing on hot paths.
+//! so a disabled kind costs almost nothing on hot paths. That mask is the only filter: the
+//! ring itself records whatever it is given (and so is all zeros, in .bss).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use vigil_abi::trace::{EventKind, TraceEvent, DEFAULT_EVENT_MASK};
@@ -12,8 +13,7 @@ use vigil_kcore::trace::TraceRing;
 pub const TRACE_RING_EVENTS: usize = 4096;
 
 static MASK: AtomicU64 = AtomicU64::new(DEFAULT_EVENT_MASK);
-static RING: spin::Mutex<TraceRing<TRACE_RING_EVENTS>> =
-    spin::Mutex::new(TraceRing::new(DEFAULT_EVENT_MASK));
+static RING: spin::Mutex<TraceRing<TRACE_RING_EVENTS>> = spin::Mutex::new(TraceRing::new(u64::MAX));
 
 /// Records an event about `thread` if its kind is enabled.
 #[inline]
@@ -32,7 +32,6 @@ pub fn mask() -> u64 {
 /// Sets which kinds are recorded.
 pub fn set_mask(mask: u64) {
     MASK.store(mask, Ordering::Relaxed);
-    RING.lock().set_mask(mask);
 }
 
 /// Takes up to `max` unread events, oldest first.

@@ -4,7 +4,6 @@
 //! run (on the kernel stack, interrupts off). Each takes the kernel lock, does its work,
 //! releases it and leaves through the scheduler, which may resume another thread.
 
-use crate::arch::apic;
 use crate::arch::trap::{self, TrapFrame, TrapKind};
 use crate::sched;
 use crate::system::KERNEL;
@@ -49,16 +48,7 @@ pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
                 drop(kernel);
                 trap::fatal_exception(&context)
             }
-            TrapKind::Timer => {
-                crate::time::on_timer_tick();
-                kernel.on_tick();
-                apic::end_of_interrupt();
-            }
-            TrapKind::Spurious => {}
-            TrapKind::Unexpected => {
-                crate::warn!("trap: unexpected interrupt vector {vector}");
-                apic::end_of_interrupt();
-            }
+            kind => trap::device_interrupt(kind, vector, &mut kernel),
         }
     }
     sched::run_next()

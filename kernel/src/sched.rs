@@ -28,8 +28,10 @@ impl Kernel {
         self.process_of(slot).priority
     }
 
-    /// Timer tick: expire timers, then charge the tick to the current thread's quantum.
+    /// Timer tick: count it, expire timers, then charge the tick to the current thread's
+    /// quantum.
     pub fn on_tick(&mut self) {
+        time::on_timer_tick();
         let now = time::now_ns();
         while let Some(expired) = self.timers.pop_expired(now) {
             if self.table.endpoint(expired.slot).generation() != expired.generation {

@@ -121,16 +121,23 @@ pub fn classify(vector: u64) -> TrapKind {
 pub extern "C" fn dispatch(frame: &mut TrapFrame) {
     match classify(frame.vector) {
         TrapKind::Exception | TrapKind::MachineEvent => fatal_exception(frame),
+        kind => device_interrupt(kind, frame.vector, &mut crate::system::KERNEL.lock()),
+    }
+}
+
+/// Handles a device interrupt (timer, spurious, unexpected vector), whichever mode it
+/// interrupted.
+pub fn device_interrupt(kind: TrapKind, vector: u64, kernel: &mut crate::system::Kernel) {
+    match kind {
         TrapKind::Timer => {
-            crate::time::on_timer_tick();
-            crate::system::KERNEL.lock().on_tick();
+            kernel.on_tick();
             apic::end_of_interrupt();
         }
-        TrapKind::Spurious => {}
         TrapKind::Unexpected => {
-            crate::warn!("trap: unexpected interrupt vector {}", frame.vector);
+            crate::warn!("trap: unexpected interrupt vector {vector}");
             apic::end_of_interrupt();
         }
+        TrapKind::Spurious | TrapKind::Exception | TrapKind::MachineEvent => {}
     }
 }
 

@@ -227,32 +227,9 @@ fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Res
         mapped += pages;
         let start = segment.file_offset as usize;
         let bytes = &file[start..start + segment.file_size as usize];
-        write_through_tables(space, segment.virt, bytes)?;
+        usercopy::fill(space, segment.virt, bytes)?;
     }
     Ok(mapped)
-}
-
-/// Copies `bytes` to `virt` in `space` regardless of the pages' write permission (loading
-/// read-only code and data).
-fn write_through_tables(space: &AddressSpace, virt: u64, bytes: &[u8]) -> Result<(), Error> {
-    let mut done = 0usize;
-    while done < bytes.len() {
-        let address = virt + done as u64;
-        let in_page = (PAGE_SIZE - (address & (PAGE_SIZE - 1))) as usize;
-        let piece = in_page.min(bytes.len() - done);
-        let translation = space.translate(address).ok_or(Error::Fault)?;
-        // SAFETY: the page was just mapped for this process from a fresh frame; the direct
-        // map reaches it and `piece` stays inside the page.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                bytes.as_ptr().add(done),
-                paging::phys_to_virt(translation.phys) as *mut u8,
-                piece,
-            )
-        };
-        done += piece;
-    }
-    Ok(())
 }
 
 /// Follows the user frame-pointer chain (through `usercopy`, so a garbage chain just ends).

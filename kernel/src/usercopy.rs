@@ -15,6 +15,9 @@ use vigil_abi::Error;
 pub enum Access {
     Read,
     Write,
+    /// The kernel filling a process's pages whatever their write permission (loading a
+    /// program's read-only segments); the pages must still be user pages.
+    Fill,
 }
 
 /// Checks that `[address, address + len)` is user memory and returns the kernel (direct
@@ -101,6 +104,23 @@ pub fn write(space: &AddressSpace, address: u64, data: &[u8]) -> Result<(), Erro
         Access::Write,
         |kernel, offset, piece| {
             // SAFETY: as in `read`, with the page checked writable.
+            unsafe {
+                core::ptr::copy_nonoverlapping(data.as_ptr().add(offset), kernel as *mut u8, piece)
+            }
+        },
+    )
+}
+
+/// Copies `data` to user `address` in `space` even into read-only pages (program loading).
+pub fn fill(space: &AddressSpace, address: u64, data: &[u8]) -> Result<(), Error> {
+    for_each_piece(
+        space,
+        address,
+        data.len(),
+        Access::Fill,
+        |kernel, offset, piece| {
+            // SAFETY: as in `read`; the pages are user pages of `space`, reached through the
+            // direct map, so their read-only user mapping does not apply to the kernel.
             unsafe {
                 core::ptr::copy_nonoverlapping(data.as_ptr().add(offset), kernel as *mut u8, piece)
             }

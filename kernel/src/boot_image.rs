@@ -61,7 +61,7 @@ pub fn start_all(boot: &BootInfo) -> usize {
             kernel_calls: options.kernel_calls,
             ipc_targets,
         };
-        let arguments = arguments_of(text);
+        let arguments = keep_forever(options.arguments);
         match kernel.create_process(&config, &image, file, arguments) {
             Ok(slot) => {
                 let process = &kernel.processes[usize::from(slot)];
@@ -88,16 +88,10 @@ pub fn start_all(boot: &BootInfo) -> usize {
     started
 }
 
-/// The argument string (after ` -- `) of a module string, as a 'static slice of module text
-/// (the BootInfo copy lives on the boot stack, so re-derive it from the string's bytes).
-fn arguments_of(text: &str) -> &'static [u8] {
-    let arguments = boot_options::parse(text)
-        .map(|options| options.arguments)
-        .unwrap_or("");
-    let bytes = arguments.as_bytes();
-    let mut copy = alloc::vec::Vec::with_capacity(bytes.len());
-    copy.extend_from_slice(bytes);
-    alloc::vec::Vec::leak(copy)
+/// A copy of a module's argument string that outlives boot: the `BootInfo` holding the
+/// module strings lives on the boot stack, which the first entry from user mode reuses.
+fn keep_forever(arguments: &str) -> &'static [u8] {
+    alloc::vec::Vec::leak(arguments.as_bytes().to_vec())
 }
 
 /// Turns each `ipc=a+b` list into a mask of process slots. Unknown names are logged and

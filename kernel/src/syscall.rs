@@ -5,7 +5,6 @@
 //! completes (its result goes into the caller's RAX) or blocks the caller, in which case
 //! the partner that later finishes it writes RAX through `IpcEnvironment::unblock`.
 
-use crate::arch::paging::AddressSpace;
 use crate::system::Kernel;
 use crate::usercopy;
 use vigil_abi::async_message::MAX_ASYNC_ENTRIES;
@@ -61,10 +60,6 @@ impl Kernel {
                 Err(error) => error.to_return_value(),
             };
         }
-    }
-
-    fn space_of(&self, slot: u16) -> AddressSpace {
-        AddressSpace::from_root(self.process_of(slot).root)
     }
 
     fn syscall(&mut self, slot: u16, call: Syscall, Arguments(a): Arguments) -> Outcome {

@@ -200,6 +200,11 @@ impl Kernel {
     pub fn process_of(&self, slot: u16) -> &Process {
         &self.processes[usize::from(self.threads[usize::from(slot)].process)]
     }
+
+    /// The address space of thread `slot`.
+    pub fn space_of(&self, slot: u16) -> crate::arch::paging::AddressSpace {
+        crate::arch::paging::AddressSpace::from_root(self.process_of(slot).root)
+    }
 }
 
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());

@@ -51,7 +51,7 @@ impl Batch<'_> {
 /// Arguments: buffer address, buffer length. Returns the bytes written.
 pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u64, Error> {
     kernel.account_cpu_time();
-    let space = AddressSpace::from_root(kernel.process_of(caller).root);
+    let space = kernel.space_of(caller);
     let (thread_count, process_count) = kernel.record_counts();
     let needed =
         HEADER_SIZE + thread_count as u64 * THREAD_SIZE + process_count as u64 * PROCESS_SIZE;

@@ -71,6 +71,9 @@ pub fn kernel_elf_path(profile: Profile) -> PathBuf {
 pub fn build(profile: Profile) -> Result<PathBuf> {
     let mut command = cargo();
     command.args(["build", "-p", KERNEL_PACKAGE, "--target", KERNEL_TARGET]);
+    // The kernel's flags come from .cargo/config.toml; the user programs' flags (a lower-half
+    // code model), if exported in this environment, would override them and break the link.
+    command.env_remove(crate::user::RUSTFLAGS_VAR);
     if profile == Profile::Release {
         command.arg("--release");
     }

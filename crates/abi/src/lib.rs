@@ -1,5 +1,6 @@
 //! Vigil ABI: constants and types shared by the kernel, user space and host tools.
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod async_message;
 pub mod endpoint;

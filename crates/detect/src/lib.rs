@@ -31,6 +31,7 @@
 //!
 //! Threads are named `<process name>#<slot>` in messages ([`thread_label`]).
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

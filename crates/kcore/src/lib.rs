@@ -1,5 +1,8 @@
 //! Portable Vigil kernel logic: no hardware access, so every piece is unit-tested on the host.
 #![no_std]
+// The two `unsafe` blocks in kcore are in tests (reading a value's bytes to prove it is
+// all-zero, so its statics land in .bss); the library itself has none.
+#![cfg_attr(not(test), forbid(unsafe_code))]
 
 #[cfg(test)]
 extern crate std;

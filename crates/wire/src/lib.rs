@@ -37,6 +37,7 @@
 //! assert_eq!(decoder.stats().frames, 1);
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

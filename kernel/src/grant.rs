@@ -4,11 +4,39 @@
 //! slot's generation, so a revoked or reused grant id is refused. The grantee is named by
 //! pid, so a process that reuses the grantee's slot gets nothing.
 
-use crate::arch::paging::AddressSpace;
-use crate::system::{Grant, Kernel, MAX_GRANTS};
+use crate::syscall::Next;
+use crate::system::{Kernel, MAX_GRANTS};
 use crate::usercopy::{self, Access};
-use vigil_abi::syscall::grant_access;
+use vigil_abi::syscall::{GrantAccess, GrantCreateArgs, GrantRevokeArgs};
+use vigil_abi::user_memory::UserSlice;
 use vigil_abi::{Endpoint, Error};
+
+/// A memory grant: the process with pid `grantee_pid` may copy from/to `memory` of the
+/// granting process, as `access` allows.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant {
+    in_use: bool,
+    /// Bumped on every reuse of the slot, so revoked grant ids go stale.
+    generation: u16,
+    grantee_pid: u32,
+    memory: UserSlice<u8>,
+    access: GrantAccess,
+}
+
+impl Grant {
+    pub const EMPTY: Grant = Grant {
+        in_use: false,
+        generation: 0,
+        grantee_pid: 0,
+        memory: UserSlice::EMPTY,
+        access: GrantAccess::READ,
+    };
+
+    /// Whether the slot holds a live grant.
+    pub const fn in_use(&self) -> bool {
+        self.in_use
+    }
+}
 
 /// Which way a safe copy goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +54,8 @@ pub struct SafeCopyRequest {
     pub grant: u64,
     /// Offset within the granted range.
     pub offset: u64,
-    /// Address in the caller.
-    pub local: u64,
-    pub len: u64,
+    /// The caller's side of the copy.
+    pub local: UserSlice<u8>,
     pub direction: CopyDirection,
 }
 
@@ -41,104 +68,90 @@ fn grant_index(id: u64) -> Option<(usize, u16)> {
     (index < MAX_GRANTS && id >> 32 == 0).then_some((index, (id >> 16) as u16))
 }
 
+/// GrantCreate: `grantee`'s process may copy from/to `memory` as `access` says.
+pub fn create(kernel: &mut Kernel, caller: u16, args: GrantCreateArgs) -> Result<Next, Error> {
+    let GrantCreateArgs {
+        grantee,
+        memory,
+        access,
+    } = args;
+    if memory.is_empty() {
+        return Err(Error::InvalidArgument);
+    }
+    let grantee_slot = kernel.table.resolve(grantee)?;
+    let grantee_pid = kernel.process_of(grantee_slot).pid;
+    let needed = if access.allows_write() {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    usercopy::check(&kernel.space_of(caller), memory, needed)?;
+    let process = usize::from(kernel.threads[usize::from(caller)].process);
+    let grants = &mut kernel.processes[process].grants;
+    let index = grants
+        .iter()
+        .position(|g| !g.in_use)
+        .ok_or(Error::OutOfResources)?;
+    let generation = grants[index].generation.wrapping_add(1);
+    grants[index] = Grant {
+        in_use: true,
+        generation,
+        grantee_pid,
+        memory,
+        access,
+    };
+    Ok(Next::Return(grant_id(index, generation)))
+}
+
+/// GrantRevoke: the grant id goes stale.
+pub fn revoke(kernel: &mut Kernel, caller: u16, args: GrantRevokeArgs) -> Result<Next, Error> {
+    let process = usize::from(kernel.threads[usize::from(caller)].process);
+    let (index, generation) = grant_index(args.grant).ok_or(Error::BadGrant)?;
+    let grant = &mut kernel.processes[process].grants[index];
+    if !grant.in_use || grant.generation != generation {
+        return Err(Error::BadGrant);
+    }
+    grant.in_use = false;
+    Ok(Next::Return(0))
+}
+
 impl Kernel {
-    /// GrantCreate(grantee, address, len, access).
-    pub fn grant_create(
-        &mut self,
-        caller: u16,
-        grantee: Endpoint,
-        address: u64,
-        len: u64,
-        access: u64,
-    ) -> Result<u64, Error> {
-        if access == 0 || access & !(grant_access::READ | grant_access::WRITE) != 0 || len == 0 {
-            return Err(Error::InvalidArgument);
-        }
-        let grantee_slot = self.table.resolve(grantee)?;
-        let grantee_process = self.threads[usize::from(grantee_slot)].process;
-        let grantee_pid = self.processes[usize::from(grantee_process)].pid;
-        let needed = if access & grant_access::WRITE != 0 {
-            Access::Write
-        } else {
-            Access::Read
-        };
-        let length = usize::try_from(len).map_err(|_| Error::InvalidArgument)?;
-        let process = usize::from(self.threads[usize::from(caller)].process);
-        usercopy::check(
-            &AddressSpace::from_root(self.processes[process].root),
-            address,
-            length,
-            needed,
-        )?;
-        let grants = &mut self.processes[process].grants;
-        let index = grants
-            .iter()
-            .position(|g| !g.in_use)
-            .ok_or(Error::OutOfResources)?;
-        let generation = grants[index].generation.wrapping_add(1);
-        grants[index] = Grant {
-            in_use: true,
-            generation,
-            grantee_pid,
-            address,
-            len,
-            access,
-        };
-        Ok(grant_id(index, generation))
-    }
-
-    /// GrantRevoke(id).
-    pub fn grant_revoke(&mut self, caller: u16, id: u64) -> Result<u64, Error> {
-        let process = usize::from(self.threads[usize::from(caller)].process);
-        let (index, generation) = grant_index(id).ok_or(Error::BadGrant)?;
-        let grant = &mut self.processes[process].grants[index];
-        if !grant.in_use || grant.generation != generation {
-            return Err(Error::BadGrant);
-        }
-        grant.in_use = false;
-        Ok(0)
-    }
-
     /// Copies between `caller`'s memory and a grant of the process owning `request.granter`
     /// (SafeCopyFrom / SafeCopyTo).
-    pub fn safe_copy(&mut self, caller: u16, request: SafeCopyRequest) -> Result<u64, Error> {
+    pub fn safe_copy(&mut self, caller: u16, request: SafeCopyRequest) -> Result<(), Error> {
         let SafeCopyRequest {
             granter,
             grant: id,
             offset,
             local,
-            len,
             direction,
         } = request;
         let into_caller = direction == CopyDirection::FromGrant;
         let granter_slot = self.table.resolve(granter)?;
-        let granter_process = usize::from(self.threads[usize::from(granter_slot)].process);
-        let caller_process = usize::from(self.threads[usize::from(caller)].process);
         let (index, generation) = grant_index(id).ok_or(Error::BadGrant)?;
-        let grant = self.processes[granter_process].grants[index];
-        let needed = if into_caller {
-            grant_access::READ
+        let grant = self.process_of(granter_slot).grants[index];
+        let allowed = if into_caller {
+            grant.access.allows_read()
         } else {
-            grant_access::WRITE
+            grant.access.allows_write()
         };
-        let end = offset.checked_add(len).ok_or(Error::BadGrant)?;
-        if !grant.in_use
-            || grant.generation != generation
-            || grant.grantee_pid != self.processes[caller_process].pid
-            || grant.access & needed == 0
-            || end > grant.len
-        {
+        let remote = usize::try_from(offset)
+            .ok()
+            .and_then(|offset| grant.memory.sub(offset, local.len()));
+        let Some(remote) = remote.filter(|_| {
+            grant.in_use
+                && grant.generation == generation
+                && grant.grantee_pid == self.process_of(caller).pid
+                && allowed
+        }) else {
             return Err(Error::BadGrant);
-        }
-        let length = usize::try_from(len).map_err(|_| Error::InvalidArgument)?;
-        let granter_space = AddressSpace::from_root(self.processes[granter_process].root);
-        let caller_space = AddressSpace::from_root(self.processes[caller_process].root);
-        let remote = grant.address + offset;
+        };
+        let granter_space = self.space_of(granter_slot);
+        let caller_space = self.space_of(caller);
         if into_caller {
-            usercopy::copy_between(&granter_space, remote, &caller_space, local, length)?;
+            usercopy::copy_between(&granter_space, remote, &caller_space, local)
         } else {
-            usercopy::copy_between(&caller_space, local, &granter_space, remote, length)?;
+            usercopy::copy_between(&caller_space, local, &granter_space, remote)
         }
-        Ok(0)
     }
 }

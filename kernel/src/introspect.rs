@@ -50,7 +50,7 @@ impl Kernel {
                 main_thread: record.main_thread,
                 memory_pages: record.mapped_pages,
                 priority: record.priority,
-                grants: record.grants.iter().filter(|g| g.in_use).count() as u32,
+                grants: record.grants.iter().filter(|g| g.in_use()).count() as u32,
                 cpu_ns: cpu_per_process[index],
                 ..ProcessRecord::default()
             });

@@ -5,8 +5,8 @@ use crate::arch::paging::AddressSpace;
 use crate::system::{Process, ThreadControl, MAX_PROCESSES};
 use crate::usercopy::{self, Access};
 use vigil_abi::async_message::AsyncMessage;
-use vigil_abi::message::MESSAGE_SIZE;
 use vigil_abi::trace::EventKind;
+use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
 use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
@@ -17,9 +17,6 @@ pub struct KernelEnv<'a> {
     pub threads: &'a mut [ThreadControl; MAX_THREADS],
     pub processes: &'a [Process; MAX_PROCESSES],
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
-    /// Priority of the thread on the CPU, if any: waking a more urgent one preempts it.
-    pub current_priority: Option<u8>,
-    pub preempt_current: &'a mut bool,
     pub now_ns: u64,
 }
 
@@ -41,22 +38,18 @@ impl KernelEnv<'_> {
     }
 }
 
-const ASYNC_ENTRY_SIZE: u64 = core::mem::size_of::<AsyncMessage>() as u64;
-
-fn async_entry_address(table: u64, index: usize) -> Result<u64, Error> {
-    (index as u64)
-        .checked_mul(ASYNC_ENTRY_SIZE)
-        .and_then(|offset| table.checked_add(offset))
-        .ok_or(Error::Fault)
-}
-
 impl IpcEnvironment for KernelEnv<'_> {
-    fn read_message(&mut self, thread: u16, address: u64) -> Result<Message, Error> {
+    fn read_message(&mut self, thread: u16, address: UserPtr<Message>) -> Result<Message, Error> {
         usercopy::read_value(&self.space_of(thread), address)
     }
 
     /// Every delivery goes through here, so this is where messages are counted.
-    fn write_message(&mut self, thread: u16, address: u64, message: &Message) -> Result<(), Error> {
+    fn write_message(
+        &mut self,
+        thread: u16,
+        address: UserPtr<Message>,
+        message: &Message,
+    ) -> Result<(), Error> {
         usercopy::write_value(&self.space_of(thread), address, message)?;
         let receiver_endpoint = self.endpoint_of(thread);
         crate::trace::emit(
@@ -84,31 +77,35 @@ impl IpcEnvironment for KernelEnv<'_> {
         Ok(())
     }
 
-    fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error> {
-        usercopy::check(&self.space_of(thread), address, MESSAGE_SIZE, Access::Write)
+    fn check_message_buffer(
+        &mut self,
+        thread: u16,
+        address: UserPtr<Message>,
+    ) -> Result<(), Error> {
+        usercopy::check(&self.space_of(thread), address.as_bytes(), Access::Write)
     }
 
     fn read_async_entry(
         &mut self,
         thread: u16,
-        table: u64,
+        table: UserSlice<AsyncMessage>,
         index: usize,
     ) -> Result<AsyncMessage, Error> {
-        usercopy::read_value(&self.space_of(thread), async_entry_address(table, index)?)
+        let entry = table.get(index).ok_or(Error::Fault)?;
+        usercopy::read_value(&self.space_of(thread), entry)
     }
 
     fn write_async_status(
         &mut self,
         thread: u16,
-        table: u64,
+        table: UserSlice<AsyncMessage>,
         index: usize,
         flags: u32,
         result: u32,
     ) -> Result<(), Error> {
-        let entry = async_entry_address(table, index)?;
-        let space = self.space_of(thread);
-        usercopy::write_value(&space, entry, &flags)?;
-        usercopy::write_value(&space, entry + 4, &result)
+        // `flags` and `result` are the entry's first two words.
+        let status = table.get(index).ok_or(Error::Fault)?.prefix::<[u32; 2]>();
+        usercopy::write_value(&self.space_of(thread), status, &[flags, result])
     }
 
     fn unblock(&mut self, thread: u16, result: Result<u64, Error>) {
@@ -119,13 +116,9 @@ impl IpcEnvironment for KernelEnv<'_> {
         self.threads[usize::from(thread)].context.rax = rax;
         crate::trace::emit(EventKind::Unblock, self.endpoint_of(thread), [rax, 0, 0]);
         let priority = self.priority_of(thread);
+        // A more urgent thread than the current one preempts it at the kernel's exit:
+        // the scheduler compares priorities there (`choose_next`).
         self.run_queues.push_back(thread, priority);
-        if self
-            .current_priority
-            .is_some_and(|current| priority < current)
-        {
-            *self.preempt_current = true;
-        }
     }
 
     fn may_send(&self, from: u16, to: u16) -> bool {
@@ -144,16 +137,10 @@ impl IpcEnvironment for KernelEnv<'_> {
 impl crate::system::Kernel {
     /// Splits the kernel into the thread table and the environment its operations need.
     pub fn ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
-        let current_priority = self.current.map(|slot| {
-            let process = self.threads[usize::from(slot)].process;
-            self.processes[usize::from(process)].priority
-        });
         let env = KernelEnv {
             threads: &mut self.threads,
             processes: &self.processes,
             run_queues: &mut self.run_queues,
-            current_priority,
-            preempt_current: &mut self.preempt_current,
             now_ns: crate::time::now_ns(),
         };
         (&mut self.table, env)

@@ -16,6 +16,7 @@ mod ipc;
 mod kcall;
 mod memory;
 mod monitor;
+mod mutex;
 mod panic;
 mod process;
 mod sched;
@@ -24,6 +25,7 @@ mod syscall;
 mod system;
 mod thread;
 mod time;
+mod timer;
 mod trace;
 mod usercopy;
 

@@ -3,9 +3,12 @@
 use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
 use crate::arch::trap::{self, PageFaultCause};
 use crate::memory;
+use crate::syscall::Next;
 use crate::system::{IpcTargets, Kernel, Process, MAX_PROCESSES};
 use crate::thread::{self, ThreadStart, MAIN_STACK_BYTES};
 use crate::usercopy;
+use vigil_abi::syscall::ProcessExitArgs;
+use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::Error;
 use vigil_kcore::elf::ElfImage;
 use vigil_kcore::ipc::MAX_THREADS;
@@ -227,7 +230,8 @@ fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Res
         mapped += pages;
         let start = segment.file_offset as usize;
         let bytes = &file[start..start + segment.file_size as usize];
-        usercopy::fill(space, segment.virt, bytes)?;
+        let destination = UserSlice::new(segment.virt, bytes.len() as u64)?;
+        usercopy::fill(space, destination, bytes)?;
     }
     Ok(mapped)
 }
@@ -243,10 +247,12 @@ fn print_user_backtrace(
     crate::console::continuation(format_args!("backtrace:"));
     crate::console::continuation(format_args!("  #0 pc  {pc:#018x} ({name})"));
     for index in 1..USER_BACKTRACE_FRAMES {
-        if rbp == 0 || !rbp.is_multiple_of(8) {
+        if rbp == 0 {
             break;
         }
-        let Ok(frame) = usercopy::read_value::<[u64; 2]>(space, rbp) else {
+        let Ok(frame) =
+            UserPtr::<[u64; 2]>::new(rbp).and_then(|at| usercopy::read_value(space, at))
+        else {
             break;
         };
         let [next_rbp, return_address] = frame;
@@ -263,4 +269,11 @@ fn print_user_backtrace(
         rbp = next_rbp;
     }
     addresses
+}
+
+/// ProcessExit: ends every thread of the caller's process.
+pub fn exit(kernel: &mut Kernel, caller: u16, args: ProcessExitArgs) -> Result<Next, Error> {
+    let process = kernel.threads[usize::from(caller)].process;
+    kernel.exit_process(process, args.status);
+    Ok(Next::Exited)
 }

@@ -49,10 +49,8 @@ impl Kernel {
         }
         if let Some(slot) = self.current {
             let thread = &mut self.threads[usize::from(slot)];
+            // A spent quantum is acted on at the kernel's exit (`choose_next`).
             thread.quantum_left = thread.quantum_left.saturating_sub(1);
-            if thread.quantum_left == 0 {
-                self.preempt_current = true;
-            }
         }
         crate::monitor::poll(self);
     }
@@ -94,7 +92,6 @@ impl Kernel {
                     if quantum_over {
                         self.threads[usize::from(slot)].quantum_left = QUANTUM_TICKS;
                     }
-                    self.preempt_current = false;
                     return Some(slot);
                 }
                 // Preempted: back of its queue with a fresh quantum when the quantum is
@@ -114,7 +111,6 @@ impl Kernel {
             }
             self.current = None;
         }
-        self.preempt_current = false;
         let next = self.run_queues.pop_highest()?;
         self.table.mark_running(next);
         let thread = &mut self.threads[usize::from(next)];

@@ -5,6 +5,7 @@
 //! from user mode takes it, does its work, and releases it before leaving.
 
 use crate::arch::trap::TrapFrame;
+use crate::grant::Grant;
 use vigil_abi::Endpoint;
 use vigil_kcore::ipc::{ThreadTable, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
@@ -61,30 +62,6 @@ impl ThreadControl {
         messages_sent: 0,
         messages_received: 0,
         notifications_received: 0,
-    };
-}
-
-/// A memory grant: the process with pid `grantee_pid` may copy from/to
-/// `[address, address + len)` of the granting process.
-#[derive(Clone, Copy, Debug)]
-pub struct Grant {
-    pub in_use: bool,
-    /// Bumped on every reuse of the slot, so revoked grant ids go stale.
-    pub generation: u16,
-    pub grantee_pid: u32,
-    pub address: u64,
-    pub len: u64,
-    pub access: u64,
-}
-
-impl Grant {
-    pub const EMPTY: Grant = Grant {
-        in_use: false,
-        generation: 0,
-        grantee_pid: 0,
-        address: 0,
-        len: 0,
-        access: 0,
     };
 }
 
@@ -165,8 +142,6 @@ pub struct Kernel {
     pub processes: [Process; MAX_PROCESSES],
     /// The thread on the CPU (None while idle).
     pub current: Option<u16>,
-    /// Set when the current thread must give up the CPU at the next exit from the kernel.
-    pub preempt_current: bool,
     /// TSC when the current thread (or idle) was last put on the CPU.
     pub dispatch_tsc: u64,
     pub idle_ns: u64,
@@ -187,7 +162,6 @@ impl Kernel {
             threads: [ThreadControl::EMPTY; MAX_THREADS],
             processes: [Process::EMPTY; MAX_PROCESSES],
             current: None,
-            preempt_current: false,
             dispatch_tsc: 0,
             idle_ns: 0,
             next_pid: 0,

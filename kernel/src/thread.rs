@@ -3,13 +3,16 @@
 use crate::arch::paging::{flags, AddressSpace, PageSize, PAGE_SIZE};
 use crate::arch::user_entry;
 use crate::memory;
+use crate::syscall::Next;
 use crate::system::{Kernel, ThreadControl, QUANTUM_TICKS};
 use crate::usercopy;
 use vigil_abi::layout::{
     ThreadInfo, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END, USER_IMAGE_MIN,
 };
+use vigil_abi::syscall::{ThreadCreateArgs, ThreadExitArgs, ThreadJoinArgs};
+use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error};
-use vigil_kcore::ipc::{Outcome, MAX_THREADS};
+use vigil_kcore::ipc::MAX_THREADS;
 
 /// Stack mapped for a process's main thread, and for every other thread. The rest of the
 /// 256 KiB region stays unmapped (its lowest page is the guard); growing stacks on demand
@@ -111,23 +114,24 @@ impl Kernel {
         };
         let mut stack_pointer = info_address;
         let mut arguments = (0, 0);
-        let written = usercopy::write_value(&space, info_address, &info).and_then(|()| match start
-            .main_arguments
-        {
-            Some(bytes) => {
-                stack_pointer = (info_address - bytes.len() as u64) & !15;
-                arguments = (stack_pointer, bytes.len() as u64);
-                usercopy::write(&space, stack_pointer, bytes)
-            }
-            None => Ok(()),
-        });
+        let written = UserPtr::new(info_address)
+            .and_then(|at| usercopy::write_value(&space, at, &info))
+            .and_then(|()| match start.main_arguments {
+                Some(bytes) => {
+                    stack_pointer = (info_address - bytes.len() as u64) & !15;
+                    arguments = (stack_pointer, bytes.len() as u64);
+                    let destination = UserSlice::new(stack_pointer, bytes.len() as u64)?;
+                    usercopy::write(&space, destination, bytes)
+                }
+                None => Ok(()),
+            });
         debug_assert!(
             written.is_ok(),
             "freshly mapped stack must be writable: {written:?}"
         );
         // As after a CALL: RSP ≡ 8 (mod 16), with a zero "return address" ending backtraces.
         stack_pointer = (stack_pointer & !15) - 8;
-        let _ = usercopy::write_value(&space, stack_pointer, &0u64);
+        let _ = UserPtr::new(stack_pointer).and_then(|at| usercopy::write_value(&space, at, &0u64));
 
         let mut context = user_entry::new_user_frame(start.entry, stack_pointer);
         match start.main_arguments {
@@ -166,21 +170,6 @@ impl Kernel {
             self.processes[process_index].name()
         );
         Ok(endpoint)
-    }
-
-    /// ThreadCreate(entry, arg).
-    pub fn create_thread(&mut self, caller: u16, entry: u64, arg: u64) -> Result<u64, Error> {
-        if !(USER_IMAGE_MIN..USER_END).contains(&entry) {
-            return Err(Error::InvalidArgument);
-        }
-        let process = self.threads[usize::from(caller)].process;
-        let start = ThreadStart {
-            entry,
-            stack_bytes: THREAD_STACK_BYTES,
-            main_arguments: None,
-            arg,
-        };
-        self.spawn_thread(process, start).map(|endpoint| endpoint.0)
     }
 
     /// Ends thread `slot` (ThreadExit, or part of a process exit): releases its stack, its
@@ -224,21 +213,45 @@ impl Kernel {
         owner.mapped_pages = owner.mapped_pages.saturating_sub(unmapped);
         owner.live_threads = owner.live_threads.saturating_sub(1);
     }
+}
 
-    /// ThreadJoin(endpoint): only threads of the caller's own process.
-    pub fn join_thread(&mut self, caller: u16, target: Endpoint) -> Outcome {
-        if !target.is_thread() || usize::from(target.slot()) >= MAX_THREADS {
-            return Outcome::Complete(Err(Error::BadEndpoint));
-        }
-        let slot = target.slot();
-        if self.table.endpoint(slot) != target
-            || self.table.state(slot) == vigil_abi::wait::ThreadState::Free
-        {
-            return Outcome::Complete(Err(Error::DeadEndpoint));
-        }
-        if self.threads[usize::from(slot)].process != self.threads[usize::from(caller)].process {
-            return Outcome::Complete(Err(Error::PermissionDenied));
-        }
-        self.table.join(caller, target)
+/// ThreadCreate: a new thread of the caller's process at `entry`.
+pub fn create(kernel: &mut Kernel, caller: u16, args: ThreadCreateArgs) -> Result<Next, Error> {
+    if !(USER_IMAGE_MIN..USER_END).contains(&args.entry) {
+        return Err(Error::InvalidArgument);
     }
+    let process = kernel.threads[usize::from(caller)].process;
+    let start = ThreadStart {
+        entry: args.entry,
+        stack_bytes: THREAD_STACK_BYTES,
+        main_arguments: None,
+        arg: args.argument,
+    };
+    kernel
+        .spawn_thread(process, start)
+        .map(|endpoint| Next::Return(endpoint.0))
+}
+
+/// ThreadExit: ends the caller.
+pub fn exit(kernel: &mut Kernel, caller: u16, args: ThreadExitArgs) -> Result<Next, Error> {
+    kernel.exit_thread(caller, args.code);
+    Ok(Next::Exited)
+}
+
+/// ThreadJoin: waits for a thread of the caller's own process.
+pub fn join(kernel: &mut Kernel, caller: u16, args: ThreadJoinArgs) -> Result<Next, Error> {
+    let target = args.thread;
+    if !target.is_thread() || usize::from(target.slot()) >= MAX_THREADS {
+        return Err(Error::BadEndpoint);
+    }
+    let slot = target.slot();
+    if kernel.table.endpoint(slot) != target
+        || kernel.table.state(slot) == vigil_abi::wait::ThreadState::Free
+    {
+        return Err(Error::DeadEndpoint);
+    }
+    if kernel.threads[usize::from(slot)].process != kernel.threads[usize::from(caller)].process {
+        return Err(Error::PermissionDenied);
+    }
+    Next::from_outcome(kernel.table.join(caller, target))
 }

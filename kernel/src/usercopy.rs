@@ -1,6 +1,8 @@
 //! Copying to and from user memory by walking the owner's page tables through the direct map.
 //!
-//! User pointers are allegations: every access checks that each page is mapped, belongs to
+//! Addresses arrive as `UserPtr` / `UserSlice`, already checked for alignment, overflow
+//! and the user range at the system-call boundary. What can change between calls is
+//! checked here: every access checks that each page is mapped, belongs to
 //! user space and (for writes) is writable, and fails with `Error::Fault` otherwise. Because
 //! the copy goes through the direct map, the kernel can reach any process's memory — the
 //! address space need not be loaded — and never touches user addresses directly, so SMAP
@@ -8,6 +10,7 @@
 
 use crate::arch::paging::{flags, phys_to_virt, AddressSpace, PAGE_SIZE};
 use vigil_abi::layout::USER_END;
+use vigil_abi::user_memory::{Pod, UserPtr, UserSlice};
 use vigil_abi::Error;
 
 /// Access the kernel needs on a user page.
@@ -74,12 +77,14 @@ fn for_each_piece(
     Ok(())
 }
 
-/// Copies `out.len()` bytes from user `address` in `space`.
-pub fn read(space: &AddressSpace, address: u64, out: &mut [u8]) -> Result<(), Error> {
+/// Copies `source` (exactly `out.len()` bytes) from user memory in `space` into `out`.
+pub fn read(space: &AddressSpace, source: UserSlice<u8>, out: &mut [u8]) -> Result<(), Error> {
+    debug_assert_eq!(source.len(), out.len());
+    let len = source.len().min(out.len());
     for_each_piece(
         space,
-        address,
-        out.len(),
+        source.address(),
+        len,
         Access::Read,
         |kernel, offset, piece| {
             // SAFETY: `kernel` is the direct-map address of `piece` bytes of a mapped user page
@@ -95,15 +100,34 @@ pub fn read(space: &AddressSpace, address: u64, out: &mut [u8]) -> Result<(), Er
     )
 }
 
-/// Copies `data` to user `address` in `space`.
-pub fn write(space: &AddressSpace, address: u64, data: &[u8]) -> Result<(), Error> {
+/// Copies `data` into `destination` (exactly `data.len()` bytes) in `space`.
+pub fn write(space: &AddressSpace, destination: UserSlice<u8>, data: &[u8]) -> Result<(), Error> {
+    copy_in(space, destination, data, Access::Write)
+}
+
+/// Copies `data` to `destination` in `space` even into read-only pages (program loading).
+pub fn fill(space: &AddressSpace, destination: UserSlice<u8>, data: &[u8]) -> Result<(), Error> {
+    copy_in(space, destination, data, Access::Fill)
+}
+
+#[inline(always)]
+fn copy_in(
+    space: &AddressSpace,
+    destination: UserSlice<u8>,
+    data: &[u8],
+    access: Access,
+) -> Result<(), Error> {
+    debug_assert_eq!(destination.len(), data.len());
+    let len = destination.len().min(data.len());
     for_each_piece(
         space,
-        address,
-        data.len(),
-        Access::Write,
+        destination.address(),
+        len,
+        access,
         |kernel, offset, piece| {
-            // SAFETY: as in `read`, with the page checked writable.
+            // SAFETY: as in `read`, with the page checked writable (or, for `Fill`, a user
+            // page of `space` reached through the direct map, so its read-only user mapping
+            // does not apply to the kernel).
             unsafe {
                 core::ptr::copy_nonoverlapping(data.as_ptr().add(offset), kernel as *mut u8, piece)
             }
@@ -111,66 +135,66 @@ pub fn write(space: &AddressSpace, address: u64, data: &[u8]) -> Result<(), Erro
     )
 }
 
-/// Copies `data` to user `address` in `space` even into read-only pages (program loading).
-pub fn fill(space: &AddressSpace, address: u64, data: &[u8]) -> Result<(), Error> {
-    for_each_piece(
-        space,
-        address,
-        data.len(),
-        Access::Fill,
-        |kernel, offset, piece| {
-            // SAFETY: as in `read`; the pages are user pages of `space`, reached through the
-            // direct map, so their read-only user mapping does not apply to the kernel.
-            unsafe {
-                core::ptr::copy_nonoverlapping(data.as_ptr().add(offset), kernel as *mut u8, piece)
-            }
-        },
-    )
+/// Checks that `range` is accessible as `access`, without copying.
+pub fn check(space: &AddressSpace, range: UserSlice<u8>, access: Access) -> Result<(), Error> {
+    for_each_piece(space, range.address(), range.len(), access, |_, _, _| {})
 }
 
-/// Checks that `[address, address + len)` is accessible as `access`, without copying.
-pub fn check(space: &AddressSpace, address: u64, len: usize, access: Access) -> Result<(), Error> {
-    for_each_piece(space, address, len, access, |_, _, _| {})
-}
-
-/// Reads a plain-old-data value (`T` must be valid for any bit pattern: integers, the ABI's
-/// `#[repr(C)]` structs of integers).
-pub fn read_value<T: Copy + Default>(space: &AddressSpace, address: u64) -> Result<T, Error> {
-    let mut value = T::default();
-    // SAFETY: `value` is a plain `T`, viewed as its bytes for the copy; callers only use
-    // types valid for every bit pattern.
+/// Reads one plain-old-data value.
+pub fn read_value<T: Pod>(space: &AddressSpace, source: UserPtr<T>) -> Result<T, Error> {
+    let mut value = core::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: the zeroed bytes of a `Pod` value (no padding) are initialised `u8`s; the
+    // slice covers exactly the value and lives no longer than `value`.
     let bytes = unsafe {
-        core::slice::from_raw_parts_mut(&mut value as *mut T as *mut u8, core::mem::size_of::<T>())
+        core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>())
     };
-    read(space, address, bytes)?;
-    Ok(value)
+    read(space, source.as_bytes(), bytes)?;
+    // SAFETY: `Pod` types are valid for every bit pattern, and every byte is initialised.
+    Ok(unsafe { value.assume_init() })
 }
 
-/// Writes a plain-old-data value.
-pub fn write_value<T: Copy>(space: &AddressSpace, address: u64, value: &T) -> Result<(), Error> {
-    // SAFETY: viewing a `Copy` value as bytes for the copy.
-    let bytes = unsafe {
+/// Writes one plain-old-data value.
+pub fn write_value<T: Pod>(
+    space: &AddressSpace,
+    destination: UserPtr<T>,
+    value: &T,
+) -> Result<(), Error> {
+    write(space, destination.as_bytes(), pod_bytes(value))
+}
+
+/// The bytes of a plain-old-data value.
+#[inline(always)]
+pub fn pod_bytes<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: `Pod` types have no padding (checked in crates/abi), so every byte of the
+    // value is initialised; the slice borrows `value`.
+    unsafe {
         core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())
-    };
-    write(space, address, bytes)
+    }
 }
 
-/// Copies `len` bytes between two address spaces (grants), through a small bounce buffer.
+/// Copies between two address spaces (grants), through a small bounce buffer; both ranges
+/// have the same length.
 pub fn copy_between(
     from: &AddressSpace,
-    from_address: u64,
+    source: UserSlice<u8>,
     to: &AddressSpace,
-    to_address: u64,
-    len: usize,
+    destination: UserSlice<u8>,
 ) -> Result<(), Error> {
-    check(from, from_address, len, Access::Read)?;
-    check(to, to_address, len, Access::Write)?;
+    debug_assert_eq!(source.len(), destination.len());
+    let len = source.len().min(destination.len());
+    check(from, source, Access::Read)?;
+    check(to, destination, Access::Write)?;
     let mut buffer = [0u8; 512];
     let mut done = 0;
     while done < len {
         let chunk = buffer.len().min(len - done);
-        read(from, from_address + done as u64, &mut buffer[..chunk])?;
-        write(to, to_address + done as u64, &buffer[..chunk])?;
+        let (Some(piece_from), Some(piece_to)) =
+            (source.sub(done, chunk), destination.sub(done, chunk))
+        else {
+            return Err(Error::Fault);
+        };
+        read(from, piece_from, &mut buffer[..chunk])?;
+        write(to, piece_to, &buffer[..chunk])?;
         done += chunk;
     }
     Ok(())

@@ -12,6 +12,7 @@ pub mod message;
 pub mod qemu_exit;
 pub mod syscall;
 pub mod trace;
+pub mod user_memory;
 pub mod wait;
 
 pub use endpoint::Endpoint;

@@ -5,141 +5,357 @@
 //! (see `Error::from_return_value`). RCX and R11 are clobbered (SYSCALL/SYSRET use them);
 //! every other register is preserved.
 
-/// System call numbers.
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Syscall {
-    /// (ptr, len) → len. Writes UTF-8 text (at most 4096 bytes; an invalid UTF-8 tail is
-    /// cut) to the kernel console, one line per `\n`, prefixed with the caller's process
-    /// name. Until a tty server exists this is how programs print.
-    DebugWrite = 0,
-    /// (dest, msg_ptr) → 0. Blocks until `dest` receives the message.
-    Send = 1,
-    /// (src or ANY, msg_ptr) → 0. Blocks until a message or notification arrives; the
-    /// kernel writes it (with `source` filled in) to msg_ptr.
-    Receive = 2,
-    /// (dest, msg_ptr) → 0. Send, then receive the reply from `dest` into the same buffer.
-    SendReceive = 3,
-    /// (dest) → 0. Raises a notification at `dest`; never blocks; repeated notifications
-    /// from one source coalesce until received.
-    Notify = 4,
-    /// (dest, msg_ptr) → 0 or NotReady. Delivers only if `dest` is already waiting for it.
-    SendNonBlocking = 5,
-    /// (table_ptr, count) → 0. Asynchronous sends from a table of `AsyncMessage` in the
-    /// caller's memory; the kernel updates each entry's flags and result as it delivers.
-    /// The table must stay valid until every entry is DONE or the thread calls SendAsync
-    /// again: a thread has one table, and a new call replaces the previous one (MINIX).
-    SendAsync = 6,
-    /// (entry, arg) → endpoint of the new thread in the caller's process. The thread starts
-    /// at `entry` with RDI = arg, RSI = its endpoint, on a fresh stack (see `layout`).
-    ThreadCreate = 7,
-    /// (code) → never returns. Ends the calling thread; the last thread ends the process.
-    ThreadExit = 8,
-    /// (endpoint) → exit code. Waits for a thread of the caller's process to exit.
-    ThreadJoin = 9,
-    /// (status) → never returns. Ends every thread of the calling process.
-    ProcessExit = 10,
-    /// () → 0. Gives up the rest of the quantum.
-    Yield = 11,
-    /// (ns) → 0. Sleeps at least `ns` nanoseconds.
-    Sleep = 12,
-    /// (period_ns) → 0. Periodic notification from `Endpoint::CLOCK` to the calling thread;
-    /// setting it again replaces the period; 0 cancels.
-    AlarmSet = 13,
-    /// (addr, expected) → 0. Blocks while the u32 at `addr` (4-byte aligned) equals
-    /// `expected`; returns 0 at once if it differs. Lock-word format (see `mutex_word`):
-    /// the owner's slot + 1 in the low 16 bits (0 = unlocked), `WAITERS` when contended —
-    /// so the kernel knows whom the caller waits for.
-    MutexWait = 14,
-    /// (addr) → number woken (0 or 1). Wakes the longest waiter on `addr`.
-    MutexWake = 15,
-    /// (grantee, addr, len, access) → grant id. Lets `grantee`'s process (any of its
-    /// threads) copy from/to this memory with the safe-copy kernel calls.
-    GrantCreate = 16,
-    /// (grant id) → 0.
-    GrantRevoke = 17,
-    /// () → the caller's endpoint.
-    SelfEndpoint = 18,
-    /// () → nanoseconds since boot.
-    ClockNs = 19,
-    /// (name_ptr, name_len) → endpoint of the main thread of the boot process with that name
-    /// (names are at most 32 bytes; NotFound otherwise).
-    Lookup = 20,
-    /// (kernel call number, args…) → depends on the call. Privileged: each process has a
-    /// mask of the kernel calls it may make; others fail with PermissionDenied.
-    KernelCall = 21,
+use crate::async_message::AsyncMessage;
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::message::Message;
+use crate::user_memory::{Pod, UserPtr, UserSlice};
+
+/// A value carried in system-call argument registers: decoded once by the kernel at the
+/// boundary, encoded by user/rt from the same definition.
+pub trait Argument: Sized {
+    /// How many consecutive registers it takes.
+    const REGISTERS: usize;
+    /// Decodes from `registers[..REGISTERS]`; bad values are refused here.
+    fn decode(registers: &[u64]) -> Result<Self, Error>;
+    /// Encodes into `registers[..REGISTERS]`.
+    fn encode(&self, registers: &mut [u64]);
 }
 
-impl Syscall {
-    pub const COUNT: u64 = 22;
-
-    pub const fn from_number(number: u64) -> Option<Syscall> {
-        Some(match number {
-            0 => Syscall::DebugWrite,
-            1 => Syscall::Send,
-            2 => Syscall::Receive,
-            3 => Syscall::SendReceive,
-            4 => Syscall::Notify,
-            5 => Syscall::SendNonBlocking,
-            6 => Syscall::SendAsync,
-            7 => Syscall::ThreadCreate,
-            8 => Syscall::ThreadExit,
-            9 => Syscall::ThreadJoin,
-            10 => Syscall::ProcessExit,
-            11 => Syscall::Yield,
-            12 => Syscall::Sleep,
-            13 => Syscall::AlarmSet,
-            14 => Syscall::MutexWait,
-            15 => Syscall::MutexWake,
-            16 => Syscall::GrantCreate,
-            17 => Syscall::GrantRevoke,
-            18 => Syscall::SelfEndpoint,
-            19 => Syscall::ClockNs,
-            20 => Syscall::Lookup,
-            21 => Syscall::KernelCall,
-            _ => return None,
-        })
+impl Argument for u64 {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        Ok(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = *self;
     }
 }
 
-/// Kernel call numbers (RDI of `Syscall::KernelCall`; its arguments follow in RSI, RDX,
-/// R10, R8, R9). Bit `n` of a process's kernel-call mask allows call `n`. An unknown number
-/// fails with NoSuchCall before the mask is consulted.
-#[repr(u64)]
+/// Any value: whether it names a live thread is the kernel's to decide (`BadEndpoint`,
+/// `DeadEndpoint`), not the decoder's.
+impl Argument for Endpoint {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        Ok(Endpoint(registers[0]))
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.0;
+    }
+}
+
+/// One register: the address, checked by `UserPtr::new`.
+impl<T: Pod> Argument for UserPtr<T> {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        UserPtr::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.address();
+    }
+}
+
+/// Two registers: the address, then the number of elements; checked by `UserSlice::new`.
+impl<T: Pod> Argument for UserSlice<T> {
+    const REGISTERS: usize = 2;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        UserSlice::new(registers[0], registers[1])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.address();
+        registers[1] = self.len() as u64;
+    }
+}
+
+/// Access rights of a memory grant: a non-empty subset of `grant_access::{READ, WRITE}`
+/// (anything else is `InvalidArgument`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KernelCall {
+pub struct GrantAccess(u64);
+
+impl GrantAccess {
+    pub const READ: GrantAccess = GrantAccess(grant_access::READ);
+    pub const WRITE: GrantAccess = GrantAccess(grant_access::WRITE);
+    pub const READ_WRITE: GrantAccess = GrantAccess(grant_access::READ | grant_access::WRITE);
+
+    /// Checks raw access bits.
+    pub const fn new(bits: u64) -> Result<GrantAccess, Error> {
+        if bits == 0 || bits & !(grant_access::READ | grant_access::WRITE) != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(GrantAccess(bits))
+    }
+
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    pub const fn allows_read(self) -> bool {
+        self.0 & grant_access::READ != 0
+    }
+
+    pub const fn allows_write(self) -> bool {
+        self.0 & grant_access::WRITE != 0
+    }
+}
+
+impl Argument for GrantAccess {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        GrantAccess::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.0;
+    }
+}
+
+/// The five registers after a kernel call's number. They stay raw only until the kernel
+/// has checked the caller's kernel-call mask; then `KernelCallArgs::decode` types them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelCallRegisters(pub [u64; KERNEL_CALL_REGISTERS]);
+
+/// Registers a kernel call's own arguments may use.
+pub const KERNEL_CALL_REGISTERS: usize = 5;
+
+impl Argument for KernelCallRegisters {
+    const REGISTERS: usize = KERNEL_CALL_REGISTERS;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        let mut raw = [0; KERNEL_CALL_REGISTERS];
+        raw.copy_from_slice(&registers[..KERNEL_CALL_REGISTERS]);
+        Ok(KernelCallRegisters(raw))
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[..KERNEL_CALL_REGISTERS].copy_from_slice(&self.0);
+    }
+}
+
+/// Whether arguments taking `used` registers fit in `available`.
+const fn fits(used: usize, available: usize) -> bool {
+    used <= available
+}
+
+/// Defines a call-number enum, one argument struct per call (decoded from and encoded into
+/// the registers, fields in register order) and an enum of decoded calls: the one source
+/// of numbers, names and argument layout for the kernel and user/rt.
+macro_rules! calls {
+    (
+        $(#[$enum_meta:meta])*
+        pub enum $Enum:ident;
+        $(#[$args_meta:meta])*
+        pub enum $Args:ident;
+        registers: $N:expr;
+        $(
+            $(#[$meta:meta])*
+            $Call:ident = $number:literal => $Struct:ident {
+                $( $(#[$field_meta:meta])* $field:ident: $Type:ty ),* $(,)?
+            }
+        )*
+    ) => {
+        $(#[$enum_meta])*
+        #[repr(u64)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $Enum {
+            $( $(#[$meta])* $Call = $number, )*
+        }
+
+        impl $Enum {
+            /// Every call, in number order.
+            pub const ALL: &'static [$Enum] = &[$($Enum::$Call),*];
+            /// Number of calls (numbers are `0..COUNT`).
+            pub const COUNT: u64 = Self::ALL.len() as u64;
+
+            pub const fn from_number(number: u64) -> Option<$Enum> {
+                match number {
+                    $( $number => Some($Enum::$Call), )*
+                    _ => None,
+                }
+            }
+
+            /// The call's name as written in the ABI.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $Enum::$Call => stringify!($Call), )*
+                }
+            }
+        }
+
+        $(
+            #[doc = concat!("Arguments of `", stringify!($Enum), "::", stringify!($Call), "`, in register order.")]
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub struct $Struct {
+                $( $(#[$field_meta])* pub $field: $Type, )*
+            }
+
+            impl $Struct {
+                /// The call these arguments belong to.
+                pub const CALL: $Enum = $Enum::$Call;
+                const _FITS: () = assert!(fits(0 $(+ <$Type as Argument>::REGISTERS)*, $N));
+
+                /// Decodes the arguments from the raw registers.
+                #[inline(always)]
+                #[allow(unused_variables, unused_mut, unused_assignments)]
+                pub fn decode(registers: &[u64; $N]) -> Result<Self, Error> {
+                    let () = Self::_FITS;
+                    let mut at = 0;
+                    $(
+                        let $field = <$Type as Argument>::decode(&registers[at..])?;
+                        at += <$Type as Argument>::REGISTERS;
+                    )*
+                    Ok(Self { $($field),* })
+                }
+
+                /// Encodes the arguments into registers (unused ones are 0).
+                #[inline(always)]
+                #[allow(unused_variables, unused_mut, unused_assignments)]
+                pub fn encode(&self) -> [u64; $N] {
+                    let mut registers = [0; $N];
+                    let mut at = 0;
+                    $(
+                        Argument::encode(&self.$field, &mut registers[at..]);
+                        at += <$Type as Argument>::REGISTERS;
+                    )*
+                    registers
+                }
+            }
+        )*
+
+        $(#[$args_meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $Args {
+            $( $Call($Struct), )*
+        }
+
+        impl $Args {
+            /// Decodes call `call`'s arguments from the raw registers.
+            #[inline(always)]
+            pub fn decode(call: $Enum, registers: &[u64; $N]) -> Result<$Args, Error> {
+                Ok(match call {
+                    $( $Enum::$Call => $Args::$Call($Struct::decode(registers)?), )*
+                })
+            }
+
+            /// The call.
+            pub const fn call(&self) -> $Enum {
+                match self {
+                    $( $Args::$Call(_) => $Enum::$Call, )*
+                }
+            }
+        }
+    };
+}
+
+/// Argument registers of a system call (RDI, RSI, RDX, R10, R8, R9).
+pub const SYSCALL_REGISTERS: usize = 6;
+
+calls! {
+    /// System call numbers.
+    pub enum Syscall;
+    /// A system call with its arguments decoded.
+    pub enum SyscallArgs;
+    registers: SYSCALL_REGISTERS;
+
+    /// (text) → len. Writes UTF-8 text (at most 4096 bytes; an invalid UTF-8 tail is
+    /// cut) to the kernel console, one line per `\n`, prefixed with the caller's process
+    /// name. Until a tty server exists this is how programs print.
+    DebugWrite = 0 => DebugWriteArgs { text: UserSlice<u8> }
+    /// (dest, msg_ptr) → 0. Blocks until `dest` receives the message.
+    Send = 1 => SendArgs { destination: Endpoint, message: UserPtr<Message> }
+    /// (src or ANY, msg_ptr) → 0. Blocks until a message or notification arrives; the
+    /// kernel writes it (with `source` filled in) to msg_ptr.
+    Receive = 2 => ReceiveArgs { source: Endpoint, message: UserPtr<Message> }
+    /// (dest, msg_ptr) → 0. Send, then receive the reply from `dest` into the same buffer.
+    SendReceive = 3 => SendReceiveArgs { destination: Endpoint, message: UserPtr<Message> }
+    /// (dest) → 0. Raises a notification at `dest`; never blocks; repeated notifications
+    /// from one source coalesce until received.
+    Notify = 4 => NotifyArgs { destination: Endpoint }
+    /// (dest, msg_ptr) → 0 or NotReady. Delivers only if `dest` is already waiting for it.
+    SendNonBlocking = 5 => SendNonBlockingArgs { destination: Endpoint, message: UserPtr<Message> }
+    /// (table_ptr, count) → 0. Asynchronous sends from a table of `AsyncMessage` in the
+    /// caller's memory (at most `MAX_ASYNC_ENTRIES`); the kernel updates each entry's flags
+    /// and result as it delivers. The table must stay valid until every entry is DONE or
+    /// the thread calls SendAsync again: a thread has one table, and a new call replaces
+    /// the previous one (MINIX).
+    SendAsync = 6 => SendAsyncArgs { table: UserSlice<AsyncMessage> }
+    /// (entry, arg) → endpoint of the new thread in the caller's process. The thread starts
+    /// at `entry` with RDI = arg, RSI = its endpoint, on a fresh stack (see `layout`).
+    ThreadCreate = 7 => ThreadCreateArgs { entry: u64, argument: u64 }
+    /// (code) → never returns. Ends the calling thread; the last thread ends the process.
+    ThreadExit = 8 => ThreadExitArgs { code: u64 }
+    /// (endpoint) → exit code. Waits for a thread of the caller's process to exit.
+    ThreadJoin = 9 => ThreadJoinArgs { thread: Endpoint }
+    /// (status) → never returns. Ends every thread of the calling process.
+    ProcessExit = 10 => ProcessExitArgs { status: u64 }
+    /// () → 0. Gives up the rest of the quantum.
+    Yield = 11 => YieldArgs {}
+    /// (ns) → 0. Sleeps at least `ns` nanoseconds.
+    Sleep = 12 => SleepArgs { duration_ns: u64 }
+    /// (period_ns) → 0. Periodic notification from `Endpoint::CLOCK` to the calling thread;
+    /// setting it again replaces the period; 0 cancels.
+    AlarmSet = 13 => AlarmSetArgs { period_ns: u64 }
+    /// (addr, expected) → 0. Blocks while the u32 at `addr` (4-byte aligned, else
+    /// InvalidArgument) equals `expected`; returns 0 at once if it differs. Lock-word
+    /// format (see `mutex_word`): the owner's slot + 1 in the low 16 bits (0 = unlocked),
+    /// `WAITERS` when contended — so the kernel knows whom the caller waits for.
+    MutexWait = 14 => MutexWaitArgs { word: UserPtr<u32>, expected: u64 }
+    /// (addr) → number woken (0 or 1). Wakes the longest waiter on `addr`.
+    MutexWake = 15 => MutexWakeArgs { word: UserPtr<u32> }
+    /// (grantee, addr, len, access) → grant id. Lets `grantee`'s process (any of its
+    /// threads) copy from/to this memory with the safe-copy kernel calls.
+    GrantCreate = 16 => GrantCreateArgs { grantee: Endpoint, memory: UserSlice<u8>, access: GrantAccess }
+    /// (grant id) → 0.
+    GrantRevoke = 17 => GrantRevokeArgs { grant: u64 }
+    /// () → the caller's endpoint.
+    SelfEndpoint = 18 => SelfEndpointArgs {}
+    /// () → nanoseconds since boot.
+    ClockNs = 19 => ClockNsArgs {}
+    /// (name_ptr, name_len) → endpoint of the main thread of the boot process with that name
+    /// (names are at most 32 bytes; NotFound otherwise).
+    Lookup = 20 => LookupArgs { name: UserSlice<u8> }
+    /// (kernel call number, args…) → depends on the call. Privileged: each process has a
+    /// mask of the kernel calls it may make; others fail with PermissionDenied.
+    KernelCall = 21 => KernelCallTrapArgs { call: u64, arguments: KernelCallRegisters }
+}
+
+calls! {
+    /// Kernel call numbers (RDI of `Syscall::KernelCall`; its arguments follow in RSI, RDX,
+    /// R10, R8, R9). Bit `n` of a process's kernel-call mask allows call `n`. An unknown
+    /// number fails with NoSuchCall before the mask is consulted, and the mask is consulted
+    /// before the arguments are decoded.
+    pub enum KernelCall;
+    /// A kernel call with its arguments decoded.
+    pub enum KernelCallArgs;
+    registers: KERNEL_CALL_REGISTERS;
+
     /// (granter, grant, offset, local_addr, len) → 0. Copies from a grant into the caller.
-    SafeCopyFrom = 0,
+    SafeCopyFrom = 0 => SafeCopyFromArgs { granter: Endpoint, grant: u64, offset: u64, local: UserSlice<u8> }
     /// (granter, grant, offset, local_addr, len) → 0. Copies from the caller into a grant.
-    SafeCopyTo = 1,
+    SafeCopyTo = 1 => SafeCopyToArgs { granter: Endpoint, grant: u64, offset: u64, local: UserSlice<u8> }
     /// (status: 0 success, else failure) → never returns. Stops the machine (QEMU exit);
     /// used by test and benchmark programs to end a run.
-    Shutdown = 2,
+    Shutdown = 2 => ShutdownArgs { status: u64 }
     /// (buffer, len) → bytes written. Fills the buffer with a consistent snapshot: a
     /// `SnapshotHeader`, then one `ThreadRecord` per live thread and one `ProcessRecord`
     /// per process (crates/abi `introspect`). A buffer too small for the whole snapshot
     /// gets nothing but the required size: the call fails with `InvalidArgument` after
     /// writing just the header, whose counts say how big it must be.
-    Snapshot = 3,
+    Snapshot = 3 => SnapshotArgs { buffer: UserSlice<u8> }
     /// (mask) → the previous mask. Sets which trace event kinds are recorded (bit
     /// `EventKind as u16`); unknown bits are ignored.
-    TraceMask = 4,
+    TraceMask = 4 => TraceMaskArgs { mask: u64 }
 }
 
 impl KernelCall {
-    pub const COUNT: u64 = 5;
-
-    pub const fn from_number(number: u64) -> Option<KernelCall> {
-        Some(match number {
-            0 => KernelCall::SafeCopyFrom,
-            1 => KernelCall::SafeCopyTo,
-            2 => KernelCall::Shutdown,
-            3 => KernelCall::Snapshot,
-            4 => KernelCall::TraceMask,
-            _ => return None,
-        })
-    }
-
     /// The mask bit allowing this call.
     pub const fn mask_bit(self) -> u64 {
         1 << (self as u64)
@@ -190,5 +406,66 @@ mod tests {
             assert_eq!(KernelCall::from_number(n).map(|c| c as u64), Some(n));
         }
         assert_eq!(KernelCall::from_number(KernelCall::COUNT), None);
+        assert_eq!(Syscall::SendReceive.name(), "SendReceive");
+        assert_eq!(KernelCall::Snapshot.name(), "Snapshot");
+    }
+
+    #[test]
+    fn arguments_round_trip_through_registers() {
+        let send = SendReceiveArgs {
+            destination: Endpoint::new(3, 7),
+            message: UserPtr::new(0x40_1000).unwrap(),
+        };
+        let registers = send.encode();
+        assert_eq!(registers, [Endpoint::new(3, 7).0, 0x40_1000, 0, 0, 0, 0]);
+        assert_eq!(SendReceiveArgs::decode(&registers), Ok(send));
+        let copy = SafeCopyToArgs {
+            granter: Endpoint::new(1, 1),
+            grant: 0x10001,
+            offset: 8,
+            local: UserSlice::new(0x50_0000, 100).unwrap(),
+        };
+        let registers = copy.encode();
+        assert_eq!(
+            registers,
+            [Endpoint::new(1, 1).0, 0x10001, 8, 0x50_0000, 100]
+        );
+        assert_eq!(
+            KernelCallArgs::decode(KernelCall::SafeCopyTo, &registers),
+            Ok(KernelCallArgs::SafeCopyTo(copy))
+        );
+    }
+
+    #[test]
+    fn bad_registers_are_refused_when_decoded() {
+        assert_eq!(
+            SendArgs::decode(&[1, 0x40_1004, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument),
+            "a misaligned message"
+        );
+        assert_eq!(
+            ReceiveArgs::decode(&[1, 0xffff_8000_0000_0000, 0, 0, 0, 0]),
+            Err(Error::Fault),
+            "a kernel address"
+        );
+        assert_eq!(
+            DebugWriteArgs::decode(&[u64::MAX - 8, 16, 0, 0, 0, 0]),
+            Err(Error::Fault),
+            "a wrapping range"
+        );
+        assert_eq!(
+            GrantCreateArgs::decode(&[1, 0x1000, 16, 4, 0, 0]),
+            Err(Error::InvalidArgument),
+            "unknown access bits"
+        );
+        assert_eq!(
+            GrantCreateArgs::decode(&[1, 0x1000, 16, 0, 0, 0]),
+            Err(Error::InvalidArgument),
+            "no access bits"
+        );
+        assert_eq!(
+            MutexWaitArgs::decode(&[0x1001, 0, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument)
+        );
     }
 }

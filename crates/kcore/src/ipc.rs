@@ -66,6 +66,7 @@ use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
 // (measured with `cargo xtask bench`); a test keeps the two encodings identical.
 use vigil_abi::introspect::state_code as kind;
 use vigil_abi::message::KIND_NOTIFY;
+use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error, Message};
 
@@ -75,23 +76,29 @@ pub const MAX_THREADS: usize = 1024;
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
 pub trait IpcEnvironment {
     /// Reads the 64-byte message at `address` in `thread`'s address space.
-    fn read_message(&mut self, thread: u16, address: u64) -> Result<Message, Error>;
+    fn read_message(&mut self, thread: u16, address: UserPtr<Message>) -> Result<Message, Error>;
     /// Writes a message at `address` in `thread`'s address space.
-    fn write_message(&mut self, thread: u16, address: u64, message: &Message) -> Result<(), Error>;
+    fn write_message(
+        &mut self,
+        thread: u16,
+        address: UserPtr<Message>,
+        message: &Message,
+    ) -> Result<(), Error>;
     /// Checks that a message buffer at `address` is writable by the kernel on `thread`'s behalf.
-    fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error>;
+    fn check_message_buffer(&mut self, thread: u16, address: UserPtr<Message>)
+        -> Result<(), Error>;
     /// Reads entry `index` of the async table at `table` in `thread`'s address space.
     fn read_async_entry(
         &mut self,
         thread: u16,
-        table: u64,
+        table: UserSlice<AsyncMessage>,
         index: usize,
     ) -> Result<AsyncMessage, Error>;
     /// Writes the `flags` and `result` fields of that entry.
     fn write_async_status(
         &mut self,
         thread: u16,
-        table: u64,
+        table: UserSlice<AsyncMessage>,
         index: usize,
         flags: u32,
         result: u32,
@@ -158,10 +165,10 @@ struct Slot {
     arg0: u64,
     /// Wait argument of the state: mutex `address`/`until_ns`/`exit_code`.
     arg1: u64,
-    /// Message buffer of a blocked send/receive (0 otherwise).
-    buffer: u64,
-    /// Address of the last `send_async` table.
-    async_table: u64,
+    /// Message buffer of a blocked send/receive (address 0 otherwise).
+    buffer: UserPtr<Message>,
+    /// The last `send_async` table (≤ MAX_ASYNC_ENTRIES entries).
+    async_table: UserSlice<AsyncMessage>,
     /// Sequence number of the current mutex wait (FIFO among waiters).
     wait_seq: u64,
     generation: u32,
@@ -173,19 +180,17 @@ struct Slot {
     queue_tail: u16,
     /// Next link while this thread is on some destination's queue.
     queue_next: u16,
-    /// Entries in the last `send_async` table (≤ MAX_ASYNC_ENTRIES).
-    async_count: u8,
     /// `kind::*` of the thread state.
     kind: u8,
     flags: u8,
-    _reserved: [u8; 5],
+    _reserved: [u8; 6],
     /// Thread sources with a pending notification for this thread (by slot).
     pending_notify: SlotBitmap,
     /// Threads whose async table may hold a message for this thread (by slot).
     pending_async: SlotBitmap,
 }
 
-const SLOT_BYTES: usize = 5 * 8 + 2 * 4 + 4 * 2 + 3 + 5 + 2 * BITMAP_WORDS * 8;
+const SLOT_BYTES: usize = 6 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * BITMAP_WORDS * 8;
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
 const _: () = assert!(core::mem::align_of::<Slot>() == 8);
 const _: () = assert!(MAX_ASYNC_ENTRIES <= u8::MAX as usize);
@@ -196,8 +201,8 @@ impl Slot {
     const EMPTY: Slot = Slot {
         arg0: 0,
         arg1: 0,
-        buffer: 0,
-        async_table: 0,
+        buffer: UserPtr::NULL,
+        async_table: UserSlice::EMPTY,
         wait_seq: 0,
         generation: 0,
         clock_pending: 0,
@@ -205,10 +210,9 @@ impl Slot {
         queue_head: NO_LINK,
         queue_tail: NO_LINK,
         queue_next: NO_LINK,
-        async_count: 0,
         kind: kind::FREE,
         flags: 0,
-        _reserved: [0; 5],
+        _reserved: [0; 6],
         pending_notify: [0; BITMAP_WORDS],
         pending_async: [0; BITMAP_WORDS],
     };
@@ -441,7 +445,7 @@ impl ThreadTable {
         env: &mut impl IpcEnvironment,
         caller: u16,
         destination: Endpoint,
-        buffer: u64,
+        buffer: UserPtr<Message>,
     ) -> Outcome {
         self.send_common(env, caller, destination, buffer, SendMode::Send)
     }
@@ -451,7 +455,7 @@ impl ThreadTable {
         env: &mut impl IpcEnvironment,
         caller: u16,
         destination: Endpoint,
-        buffer: u64,
+        buffer: UserPtr<Message>,
     ) -> Outcome {
         self.send_common(env, caller, destination, buffer, SendMode::SendReceive)
     }
@@ -461,7 +465,7 @@ impl ThreadTable {
         env: &mut impl IpcEnvironment,
         caller: u16,
         from: Endpoint,
-        buffer: u64,
+        buffer: UserPtr<Message>,
     ) -> Outcome {
         self.debug_check_caller(caller);
         if let Err(e) = self.check_source(caller, from) {
@@ -596,7 +600,7 @@ impl ThreadTable {
         env: &mut impl IpcEnvironment,
         caller: u16,
         destination: Endpoint,
-        buffer: u64,
+        buffer: UserPtr<Message>,
     ) -> Result<u64, Error> {
         match self.send_common(env, caller, destination, buffer, SendMode::NonBlocking) {
             Outcome::Complete(result) => result,
@@ -615,10 +619,10 @@ impl ThreadTable {
         &mut self,
         env: &mut impl IpcEnvironment,
         caller: u16,
-        table: u64,
-        count: usize,
+        table: UserSlice<AsyncMessage>,
     ) -> Result<u64, Error> {
         self.debug_check_caller(caller);
+        let count = table.len();
         if count > MAX_ASYNC_ENTRIES {
             return Err(Error::InvalidArgument);
         }
@@ -630,8 +634,6 @@ impl ThreadTable {
         {
             let slot = &mut self.slots[usize::from(caller)];
             slot.async_table = table;
-            // count ≤ MAX_ASYNC_ENTRIES ≤ u8::MAX.
-            slot.async_count = count as u8;
         }
         let me = self.endpoint(caller);
         // Pass 2: deliver, refuse, or mark pending.
@@ -673,7 +675,8 @@ impl ThreadTable {
 
     /// Blocks `caller` in `Mutex { address, owner }` (the kernel has checked the lock word
     /// and derived `owner` from it). Waiters on one (process, address) wake in FIFO order.
-    pub fn mutex_wait(&mut self, caller: u16, address: u64, owner: Endpoint) -> Outcome {
+    pub fn mutex_wait(&mut self, caller: u16, word: UserPtr<u32>, owner: Endpoint) -> Outcome {
+        let address = word.address();
         self.debug_check_caller(caller);
         self.wait_sequence = self.wait_sequence.wrapping_add(1);
         let sequence = self.wait_sequence;
@@ -685,7 +688,13 @@ impl ThreadTable {
 
     /// Wakes the longest-waiting thread of `caller`'s process blocked on `address`
     /// (unblocked with Ok(0)); returns how many were woken (0 or 1).
-    pub fn mutex_wake(&mut self, env: &mut impl IpcEnvironment, caller: u16, address: u64) -> u64 {
+    pub fn mutex_wake(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: u16,
+        word: UserPtr<u32>,
+    ) -> u64 {
+        let address = word.address();
         let process = self.process(caller);
         let longest = self
             .slots
@@ -892,11 +901,11 @@ impl ThreadTable {
             .map_or(0, |s| bit_count(&s.pending_async))
     }
 
-    /// The `(table, count)` of `slot`'s last `send_async` ((0, 0) if none).
-    pub fn async_table(&self, slot: u16) -> (u64, usize) {
+    /// `slot`'s last `send_async` table (empty at address 0 if none).
+    pub fn async_table(&self, slot: u16) -> UserSlice<AsyncMessage> {
         self.slots
             .get(usize::from(slot))
-            .map_or((0, 0), |s| (s.async_table, usize::from(s.async_count)))
+            .map_or(UserSlice::EMPTY, |s| s.async_table)
     }
 
     // ----- Internals -----
@@ -955,7 +964,7 @@ impl ThreadTable {
         debug_assert!(s.state().is_blocked(), "wake of {:?}", s.state());
         debug_assert!(s.queue_next == NO_LINK, "woken thread {slot} still queued");
         s.set_state(ThreadState::Ready);
-        s.buffer = 0;
+        s.buffer = UserPtr::NULL;
         s.flags = 0;
         s.wait_seq = 0;
         env.unblock(slot, result);
@@ -983,7 +992,7 @@ impl ThreadTable {
         env: &mut impl IpcEnvironment,
         caller: u16,
         destination: Endpoint,
-        buffer: u64,
+        buffer: UserPtr<Message>,
         mode: SendMode,
     ) -> Outcome {
         self.debug_check_caller(caller);
@@ -1051,7 +1060,7 @@ impl ThreadTable {
         env: &mut impl IpcEnvironment,
         caller: u16,
         partner: u16,
-        buffer: u64,
+        buffer: UserPtr<Message>,
     ) -> Outcome {
         let partner_endpoint = self.endpoint(partner);
         if let Some(result) = self.take_async(env, caller, buffer, partner_endpoint, true) {
@@ -1092,7 +1101,7 @@ impl ThreadTable {
         &mut self,
         env: &mut impl IpcEnvironment,
         receiver: u16,
-        buffer: u64,
+        buffer: UserPtr<Message>,
         from: Endpoint,
         in_reply: bool,
     ) -> Option<Result<(), Error>> {
@@ -1106,10 +1115,8 @@ impl ThreadTable {
             if !matches(from, sender_endpoint) {
                 continue;
             }
-            let (table, count) = (
-                sender_slot.async_table,
-                usize::from(sender_slot.async_count),
-            );
+            let table = sender_slot.async_table;
+            let count = table.len();
             let mut any_left = false;
             let mut found = None;
             for index in 0..count {
@@ -1163,7 +1170,8 @@ impl ThreadTable {
         dead: Endpoint,
     ) {
         let s = &self.slots[usize::from(sender)];
-        let (table, count) = (s.async_table, usize::from(s.async_count));
+        let table = s.async_table;
+        let count = table.len();
         for index in 0..count {
             let Ok(entry) = env.read_async_entry(sender, table, index) else {
                 return;
@@ -1309,14 +1317,34 @@ mod tests {
     /// Every thread's default message buffer is `BUF + slot * 0x100`.
     const BUF: u64 = 0x1000;
     /// Faults on any access, for every thread.
-    const BAD: u64 = 0xbad_0000;
+    const BAD: UserPtr<Message> = message_at(0xbad_0000);
     /// Readable but not writable, for every thread.
-    const RO: u64 = 0x70_0000;
+    const RO: UserPtr<Message> = message_at(0x70_0000);
     /// Every thread's default async table is `TABLE + slot * 0x1000`.
     const TABLE: u64 = 0x10_0000;
 
-    fn buf(slot: u16) -> u64 {
-        BUF + u64::from(slot) * 0x100
+    const fn message_at(address: u64) -> UserPtr<Message> {
+        match UserPtr::new(address) {
+            Ok(pointer) => pointer,
+            Err(_) => panic!("test message addresses are aligned user addresses"),
+        }
+    }
+
+    fn buf(slot: u16) -> UserPtr<Message> {
+        message_at(BUF + u64::from(slot) * 0x100)
+    }
+
+    fn word(address: u64) -> UserPtr<u32> {
+        UserPtr::new(address).expect("test lock words are aligned")
+    }
+
+    fn table(slot: u16, count: usize) -> UserSlice<AsyncMessage> {
+        UserSlice::new(table_of(slot), count as u64).expect("test tables are in range")
+    }
+
+    /// `(address, entries)` of a thread's registered async table.
+    fn registered(table: UserSlice<AsyncMessage>) -> (u64, usize) {
+        (table.address(), table.len())
     }
 
     fn table_of(slot: u16) -> u64 {
@@ -1337,24 +1365,24 @@ mod tests {
 
     impl TestEnv {
         fn faults(&self, thread: u16, address: u64) -> bool {
-            address == BAD || self.bad.contains(&(thread, address))
+            address == BAD.address() || self.bad.contains(&(thread, address))
         }
 
         fn write_faults(&self, thread: u16, address: u64) -> bool {
             self.faults(thread, address)
-                || address == RO
+                || address == RO.address()
                 || self.read_only.contains(&(thread, address))
         }
 
-        fn message(&self, thread: u16, address: u64) -> Message {
+        fn message(&self, thread: u16, at: UserPtr<Message>) -> Message {
             self.memory
-                .get(&(thread, address))
+                .get(&(thread, at.address()))
                 .copied()
                 .unwrap_or_default()
         }
 
-        fn put(&mut self, thread: u16, address: u64, message: Message) {
-            self.memory.insert((thread, address), message);
+        fn put(&mut self, thread: u16, at: UserPtr<Message>, message: Message) {
+            self.memory.insert((thread, at.address()), message);
         }
 
         fn entries(&self, thread: u16, table: u64) -> &[AsyncMessage] {
@@ -1369,8 +1397,12 @@ mod tests {
     }
 
     impl IpcEnvironment for TestEnv {
-        fn read_message(&mut self, thread: u16, address: u64) -> Result<Message, Error> {
-            if self.faults(thread, address) {
+        fn read_message(
+            &mut self,
+            thread: u16,
+            address: UserPtr<Message>,
+        ) -> Result<Message, Error> {
+            if self.faults(thread, address.address()) {
                 return Err(Error::Fault);
             }
             Ok(self.message(thread, address))
@@ -1379,9 +1411,10 @@ mod tests {
         fn write_message(
             &mut self,
             thread: u16,
-            address: u64,
+            address: UserPtr<Message>,
             message: &Message,
         ) -> Result<(), Error> {
+            let address = address.address();
             if self.write_faults(thread, address) {
                 return Err(Error::Fault);
             }
@@ -1389,7 +1422,12 @@ mod tests {
             Ok(())
         }
 
-        fn check_message_buffer(&mut self, thread: u16, address: u64) -> Result<(), Error> {
+        fn check_message_buffer(
+            &mut self,
+            thread: u16,
+            address: UserPtr<Message>,
+        ) -> Result<(), Error> {
+            let address = address.address();
             if self.write_faults(thread, address) {
                 return Err(Error::Fault);
             }
@@ -1399,9 +1437,10 @@ mod tests {
         fn read_async_entry(
             &mut self,
             thread: u16,
-            table: u64,
+            table: UserSlice<AsyncMessage>,
             index: usize,
         ) -> Result<AsyncMessage, Error> {
+            let table = table.address();
             if self.faults(thread, table) {
                 return Err(Error::Fault);
             }
@@ -1415,11 +1454,12 @@ mod tests {
         fn write_async_status(
             &mut self,
             thread: u16,
-            table: u64,
+            table: UserSlice<AsyncMessage>,
             index: usize,
             flags: u32,
             result: u32,
         ) -> Result<(), Error> {
+            let table = table.address();
             if self.write_faults(thread, table) {
                 return Err(Error::Fault);
             }
@@ -1503,8 +1543,7 @@ mod tests {
         }
 
         fn send_async(&mut self, slot: u16, count: usize) -> Result<u64, Error> {
-            self.t
-                .send_async(&mut self.env, slot, table_of(slot), count)
+            self.t.send_async(&mut self.env, slot, table(slot, count))
         }
 
         fn entry(&self, slot: u16, index: usize) -> AsyncMessage {
@@ -1566,7 +1605,7 @@ mod tests {
         let bytes = unsafe {
             core::slice::from_raw_parts((&*table as *const ThreadTable).cast::<u8>(), size)
         };
-        assert_eq!(bytes.len(), MAX_THREADS * 320 + 8);
+        assert_eq!(bytes.len(), MAX_THREADS * 328 + 8);
         assert!(bytes.iter().all(|&b| b == 0));
         assert_eq!(STATIC_TABLE.state(0), ThreadState::Free);
         assert_eq!(STATIC_TABLE.endpoint(5), Endpoint::new(5, 0));
@@ -1640,7 +1679,7 @@ mod tests {
         assert_eq!(w.t.senders(big).count(), 0);
         assert_eq!(w.t.pending_notifications(big), 0);
         assert_eq!(w.t.pending_async_senders(big), 0);
-        assert_eq!(w.t.async_table(big), (0, 0));
+        assert_eq!(registered(w.t.async_table(big)), (0, 0));
         w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, big);
         w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, 3); // Free: ignored
         assert_eq!(w.t.pending_notifications(3), 0);
@@ -1947,7 +1986,7 @@ mod tests {
         let [(a, ea), (b, eb)] = w.spawn_n();
         assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
         // The receiver's buffer becomes unwritable while it waits.
-        w.env.read_only.insert((b, buf(b)));
+        w.env.read_only.insert((b, buf(b).address()));
         w.load(a, 5, 0);
         assert_eq!(
             w.send(a, eb),
@@ -1970,7 +2009,7 @@ mod tests {
         w.load(s2, 2, 0);
         assert_eq!(w.send(s1, er), Outcome::Blocked);
         assert_eq!(w.send(s2, er), Outcome::Blocked);
-        w.env.bad.insert((s1, buf(s1)));
+        w.env.bad.insert((s1, buf(s1).address()));
         assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
         assert_eq!(w.inbox(r).source, e2);
         assert_eq!(w.unblocks(), [(s1, Err(Error::Fault)), (s2, Ok(0))]);
@@ -2146,7 +2185,7 @@ mod tests {
         assert_eq!(w.entry(a, 0).result, 0);
         assert_eq!((w.inbox(b).source, w.inbox(b).kind), (ea, 31));
         assert_eq!(w.t.pending_async_senders(b), 0);
-        assert_eq!(w.t.async_table(a), (table_of(a), 1));
+        assert_eq!(registered(w.t.async_table(a)), (table_of(a), 1));
     }
 
     #[test]
@@ -2292,7 +2331,10 @@ mod tests {
             w.send_async(a, MAX_ASYNC_ENTRIES + 1),
             Err(Error::InvalidArgument)
         );
-        assert_eq!(w.t.send_async(&mut w.env, a, BAD, 1), Err(Error::Fault));
+        assert_eq!(
+            w.t.send_async(&mut w.env, a, UserSlice::new(BAD.address(), 1).unwrap()),
+            Err(Error::Fault)
+        );
         // Table shorter than count: reading past its end faults.
         w.set_table(a, &[async_entry(eb, VALID, 1)]);
         assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
@@ -2310,7 +2352,7 @@ mod tests {
         assert_eq!(w.unblocks(), [(b, Ok(0))]);
         // count 0 records an empty table.
         assert_eq!(w.send_async(a, 0), Ok(0));
-        assert_eq!(w.t.async_table(a), (table_of(a), 0));
+        assert_eq!(registered(w.t.async_table(a)), (table_of(a), 0));
         // A full table is fine.
         let full: Vec<_> = (0..MAX_ASYNC_ENTRIES)
             .map(|i| async_entry(eb, VALID, i as u32))
@@ -2426,7 +2468,7 @@ mod tests {
         assert_eq!(w.sendrec(s2, ex), Outcome::Blocked);
         assert_eq!(w.recv(r1, ex), Outcome::Blocked);
         assert_eq!(w.recv(r2, Endpoint::ANY), Outcome::Blocked);
-        assert_eq!(w.t.mutex_wait(m, 0x40, ex), Outcome::Blocked);
+        assert_eq!(w.t.mutex_wait(m, word(0x40), ex), Outcome::Blocked);
         // x is itself queued on y behind another sender; it has notifications pending at y
         // and notifications pending for it.
         assert_eq!(w.t.notify(&mut w.env, x, ey), Ok(0));
@@ -2495,7 +2537,7 @@ mod tests {
         w.t.exit(&mut w.env, x, 0);
         assert_eq!(w.t.pending_async_senders(b), 1);
         assert_eq!(w.t.pending_async_senders(x), 0);
-        assert_eq!(w.t.async_table(x), (0, 0));
+        assert_eq!(registered(w.t.async_table(x)), (0, 0));
         assert_eq!(w.entry(a, 0).flags, VALID | DONE | FAILED);
         assert_eq!(w.entry(a, 0).result, Error::DeadEndpoint as u32);
         assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
@@ -2583,10 +2625,16 @@ mod tests {
         let (other_address, _) = w.spawn(1);
         let (other_process, _) = w.spawn(2);
         for s in [w2, w1, w3] {
-            assert_eq!(w.t.mutex_wait(s, 0x100, eo), Outcome::Blocked);
+            assert_eq!(w.t.mutex_wait(s, word(0x100), eo), Outcome::Blocked);
         }
-        assert_eq!(w.t.mutex_wait(other_address, 0x200, eo), Outcome::Blocked);
-        assert_eq!(w.t.mutex_wait(other_process, 0x100, eo), Outcome::Blocked);
+        assert_eq!(
+            w.t.mutex_wait(other_address, word(0x200), eo),
+            Outcome::Blocked
+        );
+        assert_eq!(
+            w.t.mutex_wait(other_process, word(0x100), eo),
+            Outcome::Blocked
+        );
         assert_eq!(
             w.t.state(w1),
             ThreadState::Mutex {
@@ -2595,17 +2643,17 @@ mod tests {
             }
         );
         for s in [w2, w1, w3] {
-            assert_eq!(w.t.mutex_wake(&mut w.env, owner, 0x100), 1);
+            assert_eq!(w.t.mutex_wake(&mut w.env, owner, word(0x100)), 1);
             assert_eq!(w.unblocks(), [(s, Ok(0))]);
             assert_eq!(w.t.state(s), ThreadState::Ready);
         }
-        assert_eq!(w.t.mutex_wake(&mut w.env, owner, 0x100), 0);
+        assert_eq!(w.t.mutex_wake(&mut w.env, owner, word(0x100)), 0);
         assert!(w.unblocks().is_empty());
         // A re-wait goes to the back.
-        assert_eq!(w.t.mutex_wait(w1, 0x200, eo), Outcome::Blocked);
-        assert_eq!(w.t.mutex_wake(&mut w.env, w2, 0x200), 1);
+        assert_eq!(w.t.mutex_wait(w1, word(0x200), eo), Outcome::Blocked);
+        assert_eq!(w.t.mutex_wake(&mut w.env, w2, word(0x200)), 1);
         assert_eq!(w.unblocks(), [(other_address, Ok(0))]);
-        assert_eq!(w.t.mutex_wake(&mut w.env, other_process, 0x100), 1);
+        assert_eq!(w.t.mutex_wake(&mut w.env, other_process, word(0x100)), 1);
         assert_eq!(w.unblocks(), [(other_process, Ok(0))]);
     }
 
@@ -2727,7 +2775,7 @@ mod tests {
         }
     }
 
-    fn address(b: Buf, slot: u16) -> u64 {
+    fn address(b: Buf, slot: u16) -> UserPtr<Message> {
         match b {
             Buf::Good => buf(slot),
             Buf::Bad => BAD,
@@ -2744,7 +2792,7 @@ mod tests {
         receiver: u16,
         in_reply: bool,
     ) -> bool {
-        let (table, count) = t.async_table(sender);
+        let (table, count) = registered(t.async_table(sender));
         env.entries(sender, table).iter().take(count).any(|e| {
             e.flags & VALID != 0
                 && e.flags & DONE == 0
@@ -2777,7 +2825,7 @@ mod tests {
                 assert_eq!(slot.pending_notify, [0; BITMAP_WORDS]);
                 assert_eq!(slot.pending_async, [0; BITMAP_WORDS]);
                 assert_eq!(slot.clock_pending, 0);
-                assert_eq!(slot.async_count, 0);
+                assert_eq!(slot.async_table.len(), 0);
                 continue;
             }
             let mut next = 0;
@@ -2799,7 +2847,7 @@ mod tests {
                 assert_ne!(src, d);
             }
             // Every undelivered async entry of d is pending at a live destination.
-            let (table, count) = t.async_table(d);
+            let (table, count) = registered(t.async_table(d));
             for e in env.entries(d, table).iter().take(count) {
                 if e.flags & VALID != 0 && e.flags & DONE == 0 {
                     let r = t
@@ -2876,7 +2924,7 @@ mod tests {
                 }
                 ThreadState::Free => {
                     assert_eq!(slot.process, 0);
-                    assert_eq!(slot.async_count, 0);
+                    assert_eq!(slot.async_table.len(), 0);
                 }
                 _ => {}
             }
@@ -2940,7 +2988,7 @@ mod tests {
             }
             Op::Async(c, ref entries, bad) => {
                 let c = caller_op(c)?;
-                let table = if bad { BAD } else { table_of(c) };
+                let table = if bad { BAD.address() } else { table_of(c) };
                 let entries: Vec<AsyncMessage> = entries
                     .iter()
                     .map(|&(to, valid, no_reply)| {
@@ -2951,16 +2999,17 @@ mod tests {
                     .collect();
                 let count = entries.len();
                 env.tables.insert((c, table), entries);
-                Some((c, Outcome::Complete(t.send_async(env, c, table, count))))
+                let slice = UserSlice::new(table, count as u64).expect("test tables are in range");
+                Some((c, Outcome::Complete(t.send_async(env, c, slice))))
             }
             Op::MutexWait(c, a) => {
                 let c = caller_op(c)?;
                 let owner = t.endpoint(u16::from(a));
-                Some((c, t.mutex_wait(c, u64::from(a) * 4, owner)))
+                Some((c, t.mutex_wait(c, word(u64::from(a) * 4), owner)))
             }
             Op::MutexWake(c, a) => {
                 let c = caller_op(c)?;
-                let n = t.mutex_wake(env, c, u64::from(a) * 4);
+                let n = t.mutex_wake(env, c, word(u64::from(a) * 4));
                 Some((c, Outcome::Complete(Ok(n))))
             }
             Op::Sleep(c) => {

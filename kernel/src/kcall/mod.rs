@@ -1,54 +1,50 @@
 //! Kernel calls: the privileged system calls, one file per call.
 //!
-//! `Syscall::KernelCall` has already checked the caller's kernel-call mask.
+//! `kernel_call` is their wrapper: an unknown number is `NoSuchCall`, a call outside the
+//! caller's kernel-call mask is `PermissionDenied` (before its arguments are even decoded),
+//! then the arguments are decoded into the call's typed struct and the handler runs. Every
+//! handler has the system-call shape `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`.
 
 mod safe_copy;
 mod shutdown;
 mod snapshot;
 mod trace_mask;
 
-use crate::grant::CopyDirection;
+use crate::syscall::Next;
 use crate::system::Kernel;
-use vigil_abi::syscall::KernelCall;
-use vigil_kcore::ipc::Outcome;
+use vigil_abi::syscall::{KernelCall, KernelCallArgs, KernelCallTrapArgs};
+use vigil_abi::Error;
 
 impl Kernel {
-    /// Runs kernel call `call` with its five arguments.
-    pub fn kernel_call(&mut self, caller: u16, call: KernelCall, arguments: [u64; 5]) -> Outcome {
-        let outcome = self.run_kernel_call(caller, call, arguments);
-        let result = match outcome {
-            Outcome::Complete(Ok(value)) => value,
-            Outcome::Complete(Err(error)) => error.to_return_value(),
-            Outcome::Blocked => 0,
+    /// Runs the kernel call `trap` names, if the caller may make it; traces the result.
+    pub fn kernel_call(&mut self, caller: u16, trap: KernelCallTrapArgs) -> Result<Next, Error> {
+        let Some(call) = KernelCall::from_number(trap.call) else {
+            return Err(Error::NoSuchCall);
         };
+        self.threads[usize::from(caller)].kernel_calls += 1;
+        let result = if self.process_of(caller).kernel_calls & call.mask_bit() == 0 {
+            Err(Error::PermissionDenied)
+        } else {
+            KernelCallArgs::decode(call, &trap.arguments.0)
+                .and_then(|args| self.run_kernel_call(caller, args))
+        };
+        let traced = Next::return_value(result).unwrap_or(0);
         let endpoint = self.table.endpoint(caller);
         crate::trace::emit(
             vigil_abi::trace::EventKind::KernelCall,
             endpoint,
-            [call as u64, result, 0],
+            [call as u64, traced, 0],
         );
-        outcome
+        result
     }
 
-    fn run_kernel_call(&mut self, caller: u16, call: KernelCall, arguments: [u64; 5]) -> Outcome {
+    fn run_kernel_call(&mut self, caller: u16, call: KernelCallArgs) -> Result<Next, Error> {
         match call {
-            KernelCall::SafeCopyFrom => Outcome::Complete(safe_copy::run(
-                self,
-                caller,
-                arguments,
-                CopyDirection::FromGrant,
-            )),
-            KernelCall::SafeCopyTo => Outcome::Complete(safe_copy::run(
-                self,
-                caller,
-                arguments,
-                CopyDirection::ToGrant,
-            )),
-            KernelCall::Shutdown => shutdown::run(self, caller, arguments[0]),
-            KernelCall::Snapshot => {
-                Outcome::Complete(snapshot::run(self, caller, arguments[0], arguments[1]))
-            }
-            KernelCall::TraceMask => Outcome::Complete(Ok(trace_mask::run(arguments[0]))),
+            KernelCallArgs::SafeCopyFrom(args) => safe_copy::from_grant(self, caller, args),
+            KernelCallArgs::SafeCopyTo(args) => safe_copy::to_grant(self, caller, args),
+            KernelCallArgs::Shutdown(args) => shutdown::run(self, caller, args),
+            KernelCallArgs::Snapshot(args) => snapshot::run(self, caller, args),
+            KernelCallArgs::TraceMask(args) => trace_mask::run(self, caller, args),
         }
     }
 }

@@ -1,23 +1,31 @@
 //! SafeCopyFrom / SafeCopyTo: bulk copies through a memory grant.
 
 use crate::grant::{CopyDirection, SafeCopyRequest};
+use crate::syscall::Next;
 use crate::system::Kernel;
-use vigil_abi::{Endpoint, Error};
+use vigil_abi::syscall::{SafeCopyFromArgs, SafeCopyToArgs};
+use vigil_abi::Error;
 
-/// Arguments: granter endpoint, grant id, offset in the grant, local address, length.
-pub fn run(
-    kernel: &mut Kernel,
-    caller: u16,
-    [granter, grant, offset, local, len]: [u64; 5],
-    direction: CopyDirection,
-) -> Result<u64, Error> {
+/// SafeCopyFrom: grant → caller.
+pub fn from_grant(kernel: &mut Kernel, caller: u16, args: SafeCopyFromArgs) -> Result<Next, Error> {
     let request = SafeCopyRequest {
-        granter: Endpoint(granter),
-        grant,
-        offset,
-        local,
-        len,
-        direction,
+        granter: args.granter,
+        grant: args.grant,
+        offset: args.offset,
+        local: args.local,
+        direction: CopyDirection::FromGrant,
     };
-    kernel.safe_copy(caller, request)
+    kernel.safe_copy(caller, request).map(|()| Next::Return(0))
+}
+
+/// SafeCopyTo: caller → grant.
+pub fn to_grant(kernel: &mut Kernel, caller: u16, args: SafeCopyToArgs) -> Result<Next, Error> {
+    let request = SafeCopyRequest {
+        granter: args.granter,
+        grant: args.grant,
+        offset: args.offset,
+        local: args.local,
+        direction: CopyDirection::ToGrant,
+    };
+    kernel.safe_copy(caller, request).map(|()| Next::Return(0))
 }

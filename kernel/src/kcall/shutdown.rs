@@ -1,11 +1,14 @@
 //! Shutdown: stops the machine — how test and benchmark programs end a run.
 
 use crate::arch::debug_exit::{self, ExitStatus};
+use crate::syscall::Next;
 use crate::system::Kernel;
-use vigil_kcore::ipc::Outcome;
+use vigil_abi::syscall::ShutdownArgs;
+use vigil_abi::Error;
 
-/// Argument: 0 for success, anything else for failure.
-pub fn run(kernel: &mut Kernel, caller: u16, status: u64) -> Outcome {
+/// Status 0 is success, anything else failure. Never returns to the caller.
+pub fn run(kernel: &mut Kernel, caller: u16, args: ShutdownArgs) -> Result<Next, Error> {
+    let status = args.status;
     let name = kernel.process_of(caller).name();
     crate::info!("shutdown requested by '{name}' (status {status})");
     let exit = if status == 0 {

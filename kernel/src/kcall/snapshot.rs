@@ -6,12 +6,15 @@
 //! the header, whose counts say how big the buffer must be.
 
 use crate::arch::paging::AddressSpace;
+use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::usercopy;
 use core::mem::size_of;
 use vigil_abi::introspect::{
     ProcessRecord, SnapshotHeader, ThreadRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
+use vigil_abi::syscall::SnapshotArgs;
+use vigil_abi::user_memory::{Pod, UserSlice};
 use vigil_abi::Error;
 
 const HEADER_SIZE: u64 = size_of::<SnapshotHeader>() as u64;
@@ -23,33 +26,44 @@ struct Batch<'a> {
     space: &'a AddressSpace,
     bytes: [u8; 4096],
     len: usize,
-    destination: u64,
+    /// The user buffer (already checked writable for the whole snapshot).
+    destination: UserSlice<u8>,
+    /// Bytes of it written so far.
+    written: usize,
     result: Result<(), Error>,
 }
 
 impl Batch<'_> {
-    fn push<T: Copy>(&mut self, record: &T) {
+    #[inline(always)]
+    fn push<T: Pod>(&mut self, record: &T) {
         let size = size_of::<T>();
         if self.len + size > self.bytes.len() {
             self.flush();
         }
-        // SAFETY: viewing a `Copy` plain record as its bytes.
-        let bytes = unsafe { core::slice::from_raw_parts(record as *const T as *const u8, size) };
-        self.bytes[self.len..self.len + size].copy_from_slice(bytes);
+        self.bytes[self.len..self.len + size].copy_from_slice(usercopy::pod_bytes(record));
         self.len += size;
     }
 
+    #[inline(never)]
     fn flush(&mut self) {
-        if self.result.is_ok() && self.len > 0 {
-            self.result = usercopy::write(self.space, self.destination, &self.bytes[..self.len]);
+        if self.len == 0 {
+            return;
         }
-        self.destination += self.len as u64;
+        if self.result.is_ok() {
+            self.result = match self.destination.sub(self.written, self.len) {
+                Some(piece) => usercopy::write(self.space, piece, &self.bytes[..self.len]),
+                None => Err(Error::Fault),
+            };
+        }
+        self.written += self.len;
         self.len = 0;
     }
 }
 
-/// Arguments: buffer address, buffer length. Returns the bytes written.
-pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u64, Error> {
+/// Fills the buffer; returns the bytes written.
+pub fn run(kernel: &mut Kernel, caller: u16, args: SnapshotArgs) -> Result<Next, Error> {
+    let buffer = args.buffer;
+    let len = buffer.len() as u64;
     kernel.account_cpu_time();
     let space = kernel.space_of(caller);
     let (thread_count, process_count) = kernel.record_counts();
@@ -72,15 +86,18 @@ pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u6
         process_record_size: PROCESS_SIZE as u32,
     };
     if len < needed {
-        usercopy::write_value(&space, buffer, &header)?;
+        let header_bytes = buffer.truncate(HEADER_SIZE as usize);
+        usercopy::write(&space, header_bytes, usercopy::pod_bytes(&header))?;
         return Err(Error::InvalidArgument);
     }
-    usercopy::check(&space, buffer, needed as usize, usercopy::Access::Write)?;
+    let buffer = buffer.truncate(needed as usize);
+    usercopy::check(&space, buffer, usercopy::Access::Write)?;
     let mut batch = Batch {
         space: &space,
         bytes: [0; 4096],
         len: 0,
         destination: buffer,
+        written: 0,
         result: Ok(()),
     };
     batch.push(&header);
@@ -91,5 +108,5 @@ pub fn run(kernel: &mut Kernel, caller: u16, buffer: u64, len: u64) -> Result<u6
         |process| batch_cell.borrow_mut().push(process),
     );
     batch.flush();
-    batch.result.map(|()| needed)
+    batch.result.map(|()| Next::Return(needed))
 }

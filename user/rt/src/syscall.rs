@@ -13,7 +13,8 @@ use core::arch::asm;
 use core::sync::atomic::AtomicU32;
 
 use vigil_abi::async_message::AsyncMessage;
-use vigil_abi::syscall::{KernelCall, Syscall};
+use vigil_abi::syscall::*;
+use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
 
 /// System call with no arguments.
@@ -204,71 +205,66 @@ fn decode(rax: u64) -> Result<u64, Error> {
 
 /// `DebugWrite`: writes UTF-8 text to the kernel console (prefixed with the process name).
 pub fn debug_write(text: &[u8]) -> Result<u64, Error> {
+    let r = DebugWriteArgs {
+        text: UserSlice::from_slice(text),
+    }
+    .encode();
     // SAFETY: the kernel only reads `text.len()` bytes at `text`, which the slice keeps
     // alive and initialised for the duration of the call.
-    decode(unsafe {
-        syscall2(
-            Syscall::DebugWrite as u64,
-            text.as_ptr() as u64,
-            text.len() as u64,
-        )
-    })
+    decode(unsafe { syscall2(DebugWriteArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `Send`: blocks until `destination` receives `message`.
 pub fn send(destination: Endpoint, message: &Message) -> Result<u64, Error> {
+    let r = SendArgs {
+        destination,
+        message: UserPtr::from_ref(message),
+    }
+    .encode();
     // SAFETY: the kernel reads the 64-byte message, valid for the call through `message`.
-    decode(unsafe {
-        syscall2(
-            Syscall::Send as u64,
-            destination.0,
-            message as *const Message as u64,
-        )
-    })
+    decode(unsafe { syscall2(SendArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `Receive`: blocks until a message or notification from `from` (or ANY) arrives and
 /// writes it into `message`.
 pub fn receive(from: Endpoint, message: &mut Message) -> Result<u64, Error> {
+    let r = ReceiveArgs {
+        source: from,
+        message: UserPtr::from_ref(message),
+    }
+    .encode();
     // SAFETY: the kernel writes one `Message` (any bit pattern is a valid `Message`) into
     // the buffer, exclusively borrowed for the call.
-    decode(unsafe {
-        syscall2(
-            Syscall::Receive as u64,
-            from.0,
-            message as *mut Message as u64,
-        )
-    })
+    decode(unsafe { syscall2(ReceiveArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `SendReceive`: sends `message` to `destination`, then receives its reply into `message`.
 pub fn send_receive(destination: Endpoint, message: &mut Message) -> Result<u64, Error> {
+    let r = SendReceiveArgs {
+        destination,
+        message: UserPtr::from_ref(message),
+    }
+    .encode();
     // SAFETY: the kernel reads and then overwrites the exclusively borrowed message.
-    decode(unsafe {
-        syscall2(
-            Syscall::SendReceive as u64,
-            destination.0,
-            message as *mut Message as u64,
-        )
-    })
+    decode(unsafe { syscall2(SendReceiveArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `Notify`: raises a notification at `destination`; never blocks.
 pub fn notify(destination: Endpoint) -> Result<u64, Error> {
+    let r = NotifyArgs { destination }.encode();
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall1(Syscall::Notify as u64, destination.0) })
+    decode(unsafe { syscall1(NotifyArgs::CALL as u64, r[0]) })
 }
 
 /// `SendNonBlocking`: delivers only if `destination` is waiting for it now (else NotReady).
 pub fn send_nonblocking(destination: Endpoint, message: &Message) -> Result<u64, Error> {
+    let r = SendNonBlockingArgs {
+        destination,
+        message: UserPtr::from_ref(message),
+    }
+    .encode();
     // SAFETY: the kernel reads the message, valid for the call through `message`.
-    decode(unsafe {
-        syscall2(
-            Syscall::SendNonBlocking as u64,
-            destination.0,
-            message as *const Message as u64,
-        )
-    })
+    decode(unsafe { syscall2(SendNonBlockingArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `SendAsync`: registers a table of `count` asynchronous messages at `table`.
@@ -280,8 +276,9 @@ pub fn send_nonblocking(destination: Endpoint, message: &Message) -> Result<u64,
 /// `SendAsync`, and the program must not hold references to them meanwhile (read them with
 /// volatile accesses). [`crate::ipc::AsyncTable`] does this safely.
 pub unsafe fn send_async(table: *mut AsyncMessage, count: usize) -> Result<u64, Error> {
+    // The raw registers: the table is not borrowed (the kernel keeps using it).
     // SAFETY: the caller guarantees the table outlives its use by the kernel.
-    decode(unsafe { syscall2(Syscall::SendAsync as u64, table as u64, count as u64) })
+    decode(unsafe { syscall2(SendAsyncArgs::CALL as u64, table as u64, count as u64) })
 }
 
 /// `ThreadCreate`: starts a thread of this process at `entry` with RDI = `arg`,
@@ -291,63 +288,86 @@ pub unsafe fn send_async(table: *mut AsyncMessage, count: usize) -> Result<u64, 
 /// `entry` must be the address of code that is sound to run on a fresh stack with that
 /// argument, and must end with `ThreadExit` (it has no return address).
 pub unsafe fn thread_create(entry: u64, arg: u64) -> Result<u64, Error> {
+    let r = ThreadCreateArgs {
+        entry,
+        argument: arg,
+    }
+    .encode();
     // SAFETY: the caller vouches for the entry point and its argument.
-    decode(unsafe { syscall2(Syscall::ThreadCreate as u64, entry, arg) })
+    decode(unsafe { syscall2(ThreadCreateArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `ThreadExit`: ends the calling thread (the last thread ends the process).
 pub fn thread_exit(code: u64) -> ! {
+    let r = ThreadExitArgs { code }.encode();
     // SAFETY: ThreadExit never returns to this thread.
-    unsafe { syscall1_noreturn(Syscall::ThreadExit as u64, code) }
+    unsafe { syscall1_noreturn(ThreadExitArgs::CALL as u64, r[0]) }
 }
 
 /// `ThreadJoin`: waits for a thread of this process to exit; returns its exit code.
 pub fn thread_join(thread: Endpoint) -> Result<u64, Error> {
+    let r = ThreadJoinArgs { thread }.encode();
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall1(Syscall::ThreadJoin as u64, thread.0) })
+    decode(unsafe { syscall1(ThreadJoinArgs::CALL as u64, r[0]) })
 }
 
 /// `ProcessExit`: ends every thread of this process with `status`.
 pub fn process_exit(status: u64) -> ! {
+    let r = ProcessExitArgs { status }.encode();
     // SAFETY: ProcessExit never returns.
-    unsafe { syscall1_noreturn(Syscall::ProcessExit as u64, status) }
+    unsafe { syscall1_noreturn(ProcessExitArgs::CALL as u64, r[0]) }
 }
 
 /// `Yield`: gives up the rest of the quantum.
 pub fn yield_now() -> Result<u64, Error> {
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall0(Syscall::Yield as u64) })
+    decode(unsafe { syscall0(YieldArgs::CALL as u64) })
 }
 
 /// `Sleep`: sleeps at least `nanoseconds`.
 pub fn sleep_ns(nanoseconds: u64) -> Result<u64, Error> {
+    let r = SleepArgs {
+        duration_ns: nanoseconds,
+    }
+    .encode();
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall1(Syscall::Sleep as u64, nanoseconds) })
+    decode(unsafe { syscall1(SleepArgs::CALL as u64, r[0]) })
 }
 
 /// `AlarmSet`: periodic notification from `Endpoint::CLOCK` every `period_ns`; 0 cancels.
 pub fn alarm_set_ns(period_ns: u64) -> Result<u64, Error> {
+    let r = AlarmSetArgs { period_ns }.encode();
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall1(Syscall::AlarmSet as u64, period_ns) })
+    decode(unsafe { syscall1(AlarmSetArgs::CALL as u64, r[0]) })
+}
+
+/// The lock word as a user pointer (an `AtomicU32` has the layout of a `u32`).
+fn lock_word_pointer(word: &AtomicU32) -> UserPtr<u32> {
+    // SAFETY: `AtomicU32` has the same size, alignment and bit validity as `u32`; the
+    // reference is only turned into an address for the kernel, never read through here.
+    UserPtr::from_ref(unsafe { &*word.as_ptr() })
 }
 
 /// `MutexWait`: blocks while `word` equals `expected`; returns at once if it differs.
 pub fn mutex_wait(word: &AtomicU32, expected: u32) -> Result<u64, Error> {
+    let r = MutexWaitArgs {
+        word: lock_word_pointer(word),
+        expected: u64::from(expected),
+    }
+    .encode();
     // SAFETY: the kernel only reads the (4-byte aligned) atomic word, which the reference
     // keeps valid for the call.
-    decode(unsafe {
-        syscall2(
-            Syscall::MutexWait as u64,
-            word.as_ptr() as u64,
-            u64::from(expected),
-        )
-    })
+    decode(unsafe { syscall2(MutexWaitArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `MutexWake`: wakes the longest waiter on `word`; returns how many were woken (0 or 1).
 pub fn mutex_wake(word: &AtomicU32) -> Result<u64, Error> {
+    let r = MutexWakeArgs {
+        word: lock_word_pointer(word),
+    }
+    .encode();
     // SAFETY: the address only identifies the wait queue; the kernel does not write it.
-    decode(unsafe { syscall1(Syscall::MutexWake as u64, word.as_ptr() as u64) })
+    decode(unsafe { syscall1(MutexWakeArgs::CALL as u64, r[0]) })
 }
 
 /// `GrantCreate`: lets `grantee` copy from/to `len` bytes at `address` (per `access`, see
@@ -364,39 +384,57 @@ pub unsafe fn grant_create(
     len: u64,
     access: u64,
 ) -> Result<u64, Error> {
+    // The raw registers: the memory is not borrowed (the grant outlives the call), and the
+    // kernel is the one to check the access bits.
     // SAFETY: the caller upholds the lifetime and aliasing rules above.
-    decode(unsafe { syscall4(Syscall::GrantCreate as u64, grantee.0, address, len, access) })
+    decode(unsafe {
+        syscall4(
+            GrantCreateArgs::CALL as u64,
+            grantee.0,
+            address,
+            len,
+            access,
+        )
+    })
 }
 
 /// `GrantRevoke`: withdraws a grant.
 pub fn grant_revoke(grant: u64) -> Result<u64, Error> {
+    let r = GrantRevokeArgs { grant }.encode();
     // SAFETY: revoking only narrows what others may access.
-    decode(unsafe { syscall1(Syscall::GrantRevoke as u64, grant) })
+    decode(unsafe { syscall1(GrantRevokeArgs::CALL as u64, r[0]) })
 }
 
 /// `SelfEndpoint`: the caller's endpoint, asked of the kernel (cheaper: `ThreadInfo`, see
 /// [`crate::ipc::self_endpoint`]).
 pub fn self_endpoint() -> Result<u64, Error> {
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall0(Syscall::SelfEndpoint as u64) })
+    decode(unsafe { syscall0(SelfEndpointArgs::CALL as u64) })
 }
 
 /// `ClockNs`: nanoseconds since boot.
 pub fn clock_ns() -> Result<u64, Error> {
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall0(Syscall::ClockNs as u64) })
+    decode(unsafe { syscall0(ClockNsArgs::CALL as u64) })
 }
 
 /// `Lookup`: the main-thread endpoint of the boot process called `name`.
 pub fn lookup(name: &str) -> Result<u64, Error> {
+    let r = LookupArgs {
+        name: UserSlice::from_slice(name.as_bytes()),
+    }
+    .encode();
     // SAFETY: the kernel reads `name.len()` bytes of the borrowed string.
-    decode(unsafe {
-        syscall2(
-            Syscall::Lookup as u64,
-            name.as_ptr() as u64,
-            name.len() as u64,
-        )
-    })
+    decode(unsafe { syscall2(LookupArgs::CALL as u64, r[0], r[1]) })
+}
+
+/// The registers of `Syscall::KernelCall` for kernel call `call` with its own registers.
+fn kernel_call_registers(call: KernelCall, arguments: [u64; 5]) -> [u64; 6] {
+    KernelCallTrapArgs {
+        call: call as u64,
+        arguments: KernelCallRegisters(arguments),
+    }
+    .encode()
 }
 
 /// `KernelCall SafeCopyFrom`: copies `buffer.len()` bytes at `offset` of `granter`'s grant
@@ -407,33 +445,47 @@ pub fn safe_copy_from(
     offset: u64,
     buffer: &mut [u8],
 ) -> Result<u64, Error> {
+    let arguments = SafeCopyFromArgs {
+        granter,
+        grant,
+        offset,
+        local: UserSlice::from_slice(buffer),
+    };
+    let r = kernel_call_registers(SafeCopyFromArgs::CALL, arguments.encode());
     // SAFETY: the kernel writes at most `buffer.len()` bytes into the exclusively borrowed
     // buffer (any bytes are valid `u8`s).
     decode(unsafe {
         syscall6(
-            Syscall::KernelCall as u64,
-            KernelCall::SafeCopyFrom as u64,
-            granter.0,
-            grant,
-            offset,
-            buffer.as_mut_ptr() as u64,
-            buffer.len() as u64,
+            KernelCallTrapArgs::CALL as u64,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
         )
     })
 }
 
 /// `KernelCall SafeCopyTo`: copies `data` to `offset` of `granter`'s grant.
 pub fn safe_copy_to(granter: Endpoint, grant: u64, offset: u64, data: &[u8]) -> Result<u64, Error> {
+    let arguments = SafeCopyToArgs {
+        granter,
+        grant,
+        offset,
+        local: UserSlice::from_slice(data),
+    };
+    let r = kernel_call_registers(SafeCopyToArgs::CALL, arguments.encode());
     // SAFETY: the kernel only reads the borrowed `data`.
     decode(unsafe {
         syscall6(
-            Syscall::KernelCall as u64,
-            KernelCall::SafeCopyTo as u64,
-            granter.0,
-            grant,
-            offset,
-            data.as_ptr() as u64,
-            data.len() as u64,
+            KernelCallTrapArgs::CALL as u64,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
         )
     })
 }
@@ -441,39 +493,26 @@ pub fn safe_copy_to(granter: Endpoint, grant: u64, offset: u64, data: &[u8]) -> 
 /// `KernelCall Shutdown`: stops the machine with `status` (0 success, else failure).
 /// Returns only if the kernel refuses (e.g. PermissionDenied).
 pub fn shutdown(status: u64) -> Result<u64, Error> {
+    let r = kernel_call_registers(ShutdownArgs::CALL, ShutdownArgs { status }.encode());
     // SAFETY: no memory is involved.
-    decode(unsafe {
-        syscall2(
-            Syscall::KernelCall as u64,
-            KernelCall::Shutdown as u64,
-            status,
-        )
-    })
+    decode(unsafe { syscall2(KernelCallTrapArgs::CALL as u64, r[0], r[1]) })
 }
 
 /// `KernelCall Snapshot`: fills `buffer` with a snapshot (header + records); returns the
 /// bytes written, or InvalidArgument after writing only the header if `buffer` is too small.
 pub fn snapshot(buffer: &mut [u8]) -> Result<u64, Error> {
+    let arguments = SnapshotArgs {
+        buffer: UserSlice::from_slice(buffer),
+    };
+    let r = kernel_call_registers(SnapshotArgs::CALL, arguments.encode());
     // SAFETY: the kernel writes at most `buffer.len()` bytes into the exclusively borrowed
     // buffer (any bytes are valid `u8`s).
-    decode(unsafe {
-        syscall3(
-            Syscall::KernelCall as u64,
-            KernelCall::Snapshot as u64,
-            buffer.as_mut_ptr() as u64,
-            buffer.len() as u64,
-        )
-    })
+    decode(unsafe { syscall3(KernelCallTrapArgs::CALL as u64, r[0], r[1], r[2]) })
 }
 
 /// `KernelCall TraceMask`: sets the trace event mask; returns the previous mask.
 pub fn trace_mask(mask: u64) -> Result<u64, Error> {
+    let r = kernel_call_registers(TraceMaskArgs::CALL, TraceMaskArgs { mask }.encode());
     // SAFETY: no memory is involved.
-    decode(unsafe {
-        syscall2(
-            Syscall::KernelCall as u64,
-            KernelCall::TraceMask as u64,
-            mask,
-        )
-    })
+    decode(unsafe { syscall2(KernelCallTrapArgs::CALL as u64, r[0], r[1]) })
 }

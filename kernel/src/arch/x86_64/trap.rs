@@ -35,6 +35,12 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
+    /// The six system-call argument registers, in ABI order (RDI, RSI, RDX, R10, R8, R9).
+    #[inline(always)]
+    pub const fn syscall_arguments(&self) -> [u64; 6] {
+        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9]
+    }
+
     pub const ZERO: TrapFrame = TrapFrame {
         r15: 0,
         r14: 0,

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::events::{Format, Limits};
 use crate::source::{Address, Source};
+use crate::symbols::CrashSymbols;
 
 /// Watch a Vigil kernel from outside: live task manager, event stream, record/replay and
 /// trace export over the kernel's monitor channel (COM2, exposed by QEMU as a socket).
@@ -50,6 +51,25 @@ pub struct ConnectArg {
     pub connect: Address,
 }
 
+/// Where the ELFs are that crash backtraces are symbolised with (default: raw addresses).
+#[derive(Debug, Args)]
+pub struct SymbolArgs {
+    /// Symbolise kernel frames of crash backtraces with this kernel ELF (with debug info,
+    /// e.g. target/x86_64-unknown-none/release/vigil-kernel).
+    #[arg(long, value_name = "PATH")]
+    pub kernel_elf: Option<PathBuf>,
+    /// Symbolise user-fault backtraces with DIR/<process name> (e.g.
+    /// target/user/x86_64-unknown-none/release).
+    #[arg(long, value_name = "DIR")]
+    pub programs: Option<PathBuf>,
+}
+
+impl SymbolArgs {
+    fn load(&self) -> Result<Option<CrashSymbols>> {
+        CrashSymbols::from_options(self.kernel_elf.as_deref(), self.programs.as_deref())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct TopArgs {
     #[command(flatten)]
@@ -57,6 +77,8 @@ pub struct TopArgs {
     /// Quit after this long (e.g. 30s, 2m); default: until `q`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +117,8 @@ pub struct EventsArgs {
     /// No connection messages or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +150,8 @@ pub struct ReplayArgs {
     /// Quit after this long; default: until `q`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +174,8 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
   alert     kind(deadlock|hung-chain|cpu-hog|memory-hog|anomaly) first_seen_ns message threads[]
   drops     events_dropped frames_dropped malformed_commands   (kernel-side loss, on change)
   crash     kind ts_ns process pid message backtrace[]
+            (+ frames[{index kind(pc|ret) address symbols[{function file line}…]|null}]
+            with --kernel-elf/--programs; symbols innermost (inlined) first)
   command_result  ok message
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
 Connection messages and a link-health summary go to stderr; stdout of a live session and of
@@ -156,7 +184,9 @@ Connection messages and a link-health summary go to stderr; stdout of a live ses
 Examples:
   vigil events --connect 127.0.0.1:4555 --json --duration 5s
   vigil events --connect unix:/tmp/vigil.sock --kind send,receive --count 100
-  vigil events --replay session.vrec --json | jq 'select(.type == \"alert\")'";
+  vigil events --replay session.vrec --json | jq 'select(.type == \"alert\")'
+  vigil events --replay session.vrec --kernel-elf target/x86_64-unknown-none/release/vigil-kernel \\
+      --programs target/user/x86_64-unknown-none/release";
 
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
@@ -206,8 +236,16 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Top(args) => crate::top::run(Source::connect(args.connect.connect), args.duration),
+        Command::Top(args) => {
+            let symbols = args.symbols.load()?;
+            crate::top::run(
+                Source::connect(args.connect.connect),
+                args.duration,
+                symbols,
+            )
+        }
         Command::Events(args) => {
+            let symbols = args.symbols.load()?;
             let source = match (args.connect, args.replay) {
                 (Some(address), _) => Source::connect(address),
                 (None, Some(path)) => Source::replay(&path, check_speed(args.speed)?)?,
@@ -221,6 +259,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::events::run(
                 source,
                 format,
+                symbols,
                 Limits {
                     duration: args.duration,
                     count: args.count,
@@ -237,8 +276,9 @@ pub fn run(cli: Cli) -> Result<()> {
             args.quiet,
         ),
         Command::Replay(args) => {
+            let symbols = args.symbols.load()?;
             let source = Source::replay(&args.file, check_speed(args.speed)?)?;
-            crate::top::run(source, args.duration)
+            crate::top::run(source, args.duration, symbols)
         }
         Command::Metrics(args) => crate::metrics::run(
             Source::connect(args.connect.connect),

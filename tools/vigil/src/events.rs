@@ -3,7 +3,9 @@
 //! Text lines start with the kernel timestamp in seconds; JSON lines are objects whose
 //! `"type"` is one of `hello`, `event`, `lost`, `log`, `snapshot`, `alert`, `drops`, `crash`,
 //! `command_result`. Field names are stable. Link changes and the final health summary go to
-//! stderr, so stdout is identical for a live session and a replay of its recording.
+//! stderr, so stdout is identical for a live session and a replay of its recording. With
+//! [`CrashSymbols`] (`--kernel-elf`, `--programs`) a crash's backtrace is symbolised: one
+//! frame a line in text, a `frames` array in JSON.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use crate::describe::{self, Labels};
 use crate::link::{Link, LinkState};
 use crate::model::{alert_kind_name, crash_kind_name, crash_text, Item, Model};
 use crate::source::{Source, SourceMsg};
+use crate::symbols::CrashSymbols;
 
 /// Output options.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +44,8 @@ pub struct Limits {
 /// Formats model items as lines.
 pub struct Printer {
     pub format: Format,
+    /// Symbolises crash backtraces (`None`: raw addresses only).
+    pub symbols: Option<CrashSymbols>,
     last_drops: Option<DropReport>,
 }
 
@@ -48,6 +53,7 @@ impl Printer {
     pub fn new(format: Format) -> Printer {
         Printer {
             format,
+            symbols: None,
             last_drops: None,
         }
     }
@@ -68,10 +74,11 @@ impl Printer {
                 return None;
             }
         }
+        let symbols = self.symbols.as_ref();
         Some(if self.format.json {
-            json_line(item, model, self.format.full_snapshots).to_string()
+            json_line(item, model, self.format.full_snapshots, symbols).to_string()
         } else {
-            text_line(item, model, self.format.full_snapshots)
+            text_line(item, model, self.format.full_snapshots, symbols)
         })
     }
 }
@@ -97,8 +104,14 @@ fn alert_threads(alert: &Alert, labels: &Labels) -> Vec<String> {
     }
 }
 
-/// The JSON object for one item.
-pub fn json_line(item: &Item, model: &Model, full_snapshots: bool) -> Value {
+/// The JSON object for one item; with `symbols`, a crash also gets `frames`, its backtrace
+/// symbolised.
+pub fn json_line(
+    item: &Item,
+    model: &Model,
+    full_snapshots: bool,
+    symbols: Option<&CrashSymbols>,
+) -> Value {
     let labels = &model.labels;
     match item {
         Item::Hello(hello) => json!({
@@ -225,15 +238,25 @@ pub fn json_line(item: &Item, model: &Model, full_snapshots: bool) -> Value {
             "frames_dropped": drops.frames_dropped,
             "malformed_commands": drops.malformed_commands,
         }),
-        Item::Crash(crash) => json!({
-            "type": "crash",
-            "kind": crash_kind_name(crash.kind),
-            "ts_ns": crash.timestamp_ns,
-            "process": crash.process.as_ref().map(|(name, _)| name),
-            "pid": crash.process.as_ref().map(|(_, pid)| pid),
-            "message": crash.message,
-            "backtrace": crash.backtrace.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-        }),
+        Item::Crash(crash) => {
+            let mut value = json!({
+                "type": "crash",
+                "kind": crash_kind_name(crash.kind),
+                "ts_ns": crash.timestamp_ns,
+                "process": crash.process.as_ref().map(|(name, _)| name),
+                "pid": crash.process.as_ref().map(|(_, pid)| pid),
+                "message": crash.message,
+                "backtrace": crash.backtrace.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+            });
+            if let Some(symbols) = symbols {
+                value["frames"] = symbols
+                    .frames(crash)
+                    .iter()
+                    .map(|frame| frame.to_json())
+                    .collect();
+            }
+            value
+        }
         Item::CommandResult(result) => json!({
             "type": "command_result",
             "ok": result.ok,
@@ -254,8 +277,14 @@ fn blocked(snapshot: &Snapshot) -> usize {
         .count()
 }
 
-/// The text line for one item.
-pub fn text_line(item: &Item, model: &Model, full_snapshots: bool) -> String {
+/// The text line for one item; with `symbols`, a crash's backtrace follows it one frame a
+/// line, symbolised.
+pub fn text_line(
+    item: &Item,
+    model: &Model,
+    full_snapshots: bool,
+    symbols: Option<&CrashSymbols>,
+) -> String {
     let labels = &model.labels;
     let ts = describe::timestamp_text;
     match item {
@@ -341,8 +370,18 @@ pub fn text_line(item: &Item, model: &Model, full_snapshots: bool) -> String {
             );
             if !crash.backtrace.is_empty() {
                 text.push_str(" backtrace:");
-                for address in &crash.backtrace {
-                    text.push_str(&format!(" {address:#x}"));
+                match symbols {
+                    Some(symbols) => {
+                        for frame in symbols.frames(crash) {
+                            text.push_str("\n  ");
+                            text.push_str(&frame.text());
+                        }
+                    }
+                    None => {
+                        for address in &crash.backtrace {
+                            text.push_str(&format!(" {address:#x}"));
+                        }
+                    }
                 }
             }
             text
@@ -371,10 +410,17 @@ pub fn link_message(msg: &SourceMsg, source: &str, live: bool) -> Option<String>
 }
 
 /// Runs `vigil events` until the limits are reached or the source ends.
-pub fn run(source: Source, format: Format, limits: Limits, quiet: bool) -> Result<()> {
+pub fn run(
+    source: Source,
+    format: Format,
+    symbols: Option<CrashSymbols>,
+    limits: Limits,
+    quiet: bool,
+) -> Result<()> {
     let mut link = Link::new();
     let mut model = Model::new();
     let mut printer = Printer::new(format);
+    printer.symbols = symbols;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let deadline = limits.duration.map(|d| Instant::now() + d);

@@ -1,5 +1,5 @@
 //! The `vigil` host tool as a library: connection, model, TUI, events, record/replay, export,
-//! metrics.
+//! metrics, crash symbolisation.
 //!
 //! The binary (`src/main.rs`) only calls [`cli::main`]; everything else lives here so that
 //! tests can drive the model and render the TUI into a test backend.
@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod model;
 pub mod record;
 pub mod source;
+pub mod symbols;
 pub mod top;

@@ -654,3 +654,135 @@ fn metrics_endpoint_serves_openmetrics() {
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
 }
+
+/// Crash reports whose addresses point into this test binary, which stands in for the kernel
+/// ELF (`--kernel-elf`) and for the program of process `marker` (`--programs DIR`).
+#[cfg(unix)]
+#[test]
+fn events_symbolise_crash_backtraces_with_kernel_and_program_elves() {
+    use vigil_wire::CrashKind;
+
+    let address = marker_address();
+    let exe = this_binary();
+    let programs = std::env::temp_dir().join(format!("vigil-programs-{}", std::process::id()));
+    std::fs::remove_dir_all(&programs).ok();
+    std::fs::create_dir_all(&programs).unwrap();
+    std::os::unix::fs::symlink(&exe, programs.join("marker")).unwrap();
+    let frames = vec![
+        hello(),
+        // Frame 0 of a fault is the pc, then return addresses (looked up one byte earlier).
+        crash_with(
+            CrashKind::UserFault,
+            Some("marker"),
+            vec![address, address + 1],
+        ),
+        // No program of that name in DIR: left raw.
+        crash_with(CrashKind::UserFault, Some("stranger"), vec![address]),
+        // A panic's frames are all return addresses, looked up in the kernel ELF.
+        crash_with(CrashKind::KernelPanic, None, vec![address + 1]),
+    ];
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&frames),
+        chunk: usize::MAX,
+        close: true,
+    }]);
+    let events = |extra: &[&str]| {
+        let output = vigil()
+            .current_dir(workspace_root())
+            .args(["events", "--connect", &kernel.address(), "--once"])
+            .args(["--duration", "10s", "--quiet"])
+            .args(extra)
+            .output()
+            .expect("run vigil");
+        output.clone().assert().success();
+        output
+    };
+    let exe_arg = exe.to_str().unwrap();
+    let programs_arg = programs.to_str().unwrap();
+    let symbol_args = ["--kernel-elf", exe_arg, "--programs", programs_arg];
+    let marker = "common::marker_function_for_symbols";
+    let source = "tools/vigil/tests/common/mod.rs";
+
+    let mut json_args = vec!["--json"];
+    json_args.extend(symbol_args);
+    let lines = json_lines(&events(&json_args).stdout);
+    let crashes = of_type(&lines, "crash");
+    assert_eq!(crashes.len(), 3, "{lines:#?}");
+    let user = &crashes[0]["frames"];
+    assert_eq!(user.as_array().map(Vec::len), Some(2), "{user:#}");
+    for (index, kind) in [(0, "pc"), (1, "ret")] {
+        let frame = &user[index];
+        assert_eq!(frame["index"], index, "{frame:#}");
+        assert_eq!(frame["kind"], kind, "{frame:#}");
+        let function = frame["symbols"][0]["function"].as_str().unwrap_or_default();
+        assert!(function.ends_with(marker), "{frame:#}");
+        assert_eq!(frame["symbols"][0]["file"], source, "{frame:#}");
+        assert!(frame["symbols"][0]["line"].as_u64().is_some(), "{frame:#}");
+    }
+    assert_eq!(user[0]["address"], format!("{address:#x}"));
+    // The raw backtrace is still there.
+    assert_eq!(crashes[0]["backtrace"][1], format!("{:#x}", address + 1));
+    assert_eq!(
+        crashes[1]["frames"][0]["symbols"],
+        Value::Null,
+        "{:#}",
+        crashes[1]
+    );
+    let panic = &crashes[2]["frames"][0];
+    assert_eq!(panic["kind"], "ret", "{panic:#}");
+    assert!(
+        panic["symbols"][0]["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(marker)),
+        "{panic:#}"
+    );
+
+    let text = stdout(&events(&symbol_args));
+    assert!(
+        text.contains(&format!(
+            "CRASH          user-fault in marker (pid 9): page fault at 0x0 backtrace:\n    \
+             #0 pc  {address:#018x} (marker) cli::{marker} at {source}:"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\n    #1 ret {:#018x} (marker) cli::{marker} at ",
+            address + 1
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\n    #0 pc  {address:#018x} (stranger)\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\n    #0 ret {:#018x} cli::{marker} at ",
+            address + 1
+        )),
+        "{text}"
+    );
+
+    // Without the options, crashes print raw as before.
+    let raw = json_lines(&events(&["--json"]).stdout);
+    let raw_crash = of_type(&raw, "crash")[0];
+    assert!(raw_crash.get("frames").is_none(), "{raw_crash:#}");
+    assert!(!stdout(&events(&[])).contains(marker));
+
+    // A kernel ELF that cannot be read is an error, not a silently raw backtrace.
+    let bad = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--kernel-elf",
+        "/nonexistent/vigil-kernel",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("vigil: error: --kernel-elf: cannot read debug information of /nonexistent/vigil-kernel"),
+        "{}",
+        stderr(&bad)
+    );
+    std::fs::remove_dir_all(&programs).ok();
+}

@@ -195,3 +195,51 @@ fn replay_status() {
     assert!(!lines[29].contains("snapshot now"));
     assert_eq!(app.key(key(KeyCode::Char('n'))), Action::None);
 }
+
+/// With `--kernel-elf`, each frame of a crash's backtrace follows the crash line in the event
+/// log, symbolised (this test binary stands in for the kernel ELF).
+#[test]
+fn crash_backtraces_are_symbolised_into_the_event_log() {
+    use vigil::model::LogCategory;
+    use vigil::symbols::CrashSymbols;
+    use vigil_wire::CrashKind;
+
+    let address = marker_address();
+    let frames = vec![
+        hello(),
+        crash_with(CrashKind::KernelFault, None, vec![address, address + 1]),
+        log_line(),
+    ];
+    let mut app = App::new("127.0.0.1:5555", true);
+    app.symbols =
+        CrashSymbols::load(Some(&this_binary()), None, &workspace_root()).expect("test binary");
+    assert!(app.symbols.is_some());
+    app.handle(SourceMsg::Connected { at_ns: 0 });
+    app.handle(SourceMsg::Data {
+        at_ns: 5,
+        bytes: encode(&frames),
+    });
+    let log: Vec<_> = app.model.log().collect();
+    let crash = log
+        .iter()
+        .position(|entry| entry.text.starts_with("CRASH kernel-fault"))
+        .unwrap_or_else(|| panic!("a crash line in {log:#?}"));
+    let marker = "tui::common::marker_function_for_symbols at tools/vigil/tests/common/mod.rs:";
+    let pc = &log[crash + 1];
+    assert_eq!(pc.category, LogCategory::Crash);
+    assert!(
+        pc.text
+            .starts_with(&format!("  #0 pc  {address:#018x} {marker}")),
+        "{pc:?}"
+    );
+    let ret = &log[crash + 2];
+    assert!(
+        ret.text
+            .starts_with(&format!("  #1 ret {:#018x} {marker}", address + 1)),
+        "{ret:?}"
+    );
+    // The frames come right after their crash, before what the kernel sent next.
+    assert!(log[crash + 3].text.contains("fake kernel up"), "{log:#?}");
+    let screen = screen(&app, 200, 40).join("\n");
+    assert!(screen.contains("marker_function_for_symbols"), "{screen}");
+}

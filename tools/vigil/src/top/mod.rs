@@ -14,8 +14,9 @@ use vigil_wire::HostFrame;
 
 use crate::events::link_message;
 use crate::link::Link;
-use crate::model::{LogCategory, Model};
+use crate::model::{Item, LogCategory, Model};
 use crate::source::{Source, SourceMsg};
+use crate::symbols::CrashSymbols;
 
 /// Columns the thread table can be sorted by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +120,8 @@ pub struct App {
     /// A short note shown in the help line (e.g. "snapshot requested").
     pub note: Option<String>,
     pub quit: bool,
+    /// Symbolises crash backtraces into the event log (`None`: the crash line only).
+    pub symbols: Option<CrashSymbols>,
 }
 
 /// What a key asks for besides changing the view.
@@ -142,6 +145,7 @@ impl App {
             log_filter: LogFilter::All,
             note: None,
             quit: false,
+            symbols: None,
         }
     }
 
@@ -155,8 +159,20 @@ impl App {
             }
         }
         let model = &mut self.model;
+        let symbols = self.symbols.as_ref();
         self.link.handle(msg, |frame| {
-            model.apply(frame);
+            let items = model.apply(frame);
+            let Some(symbols) = symbols else {
+                return;
+            };
+            // Each frame of a crash's backtrace goes to the log right after the crash line.
+            for item in &items {
+                if let Item::Crash(crash) = item {
+                    for frame in symbols.frames(crash) {
+                        model.push_log(crash.timestamp_ns, LogCategory::Crash, frame.text());
+                    }
+                }
+            }
         });
     }
 
@@ -203,13 +219,18 @@ impl App {
     }
 }
 
-/// Runs the TUI on the terminal until `q` (or the duration passes).
-pub fn run(source: Source, duration: Option<Duration>) -> Result<()> {
+/// Runs the TUI on the terminal until `q` (or the duration passes); `symbols` symbolises
+/// crash backtraces into the event log.
+pub fn run(
+    source: Source,
+    duration: Option<Duration>,
+    symbols: Option<CrashSymbols>,
+) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!("`vigil top` needs a terminal; for scripts use `vigil events` (add --json for JSON lines)");
     }
     let mut terminal = ratatui::try_init()?;
-    let result = run_loop(&mut terminal, source, duration);
+    let result = run_loop(&mut terminal, source, duration, symbols);
     ratatui::restore();
     result
 }
@@ -218,9 +239,11 @@ fn run_loop(
     terminal: &mut ratatui::DefaultTerminal,
     source: Source,
     duration: Option<Duration>,
+    symbols: Option<CrashSymbols>,
 ) -> Result<()> {
     let started = Instant::now();
     let mut app = App::new(source.description(), source.is_live());
+    app.symbols = symbols;
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     while !app.quit {

@@ -370,3 +370,53 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect()
 }
+
+/// A function of the test binary that the symbolisation tests find in its own DWARF.
+#[inline(never)]
+pub fn marker_function_for_symbols() -> u64 {
+    std::hint::black_box(0x5eed)
+}
+
+/// The running test binary: an ELF with debug information, standing in for the kernel ELF
+/// and for user programs.
+pub fn this_binary() -> std::path::PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+/// The workspace root (what symbolised source paths are shown relative to when the tool
+/// runs there).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The link-time address of [`marker_function_for_symbols`] in this test binary.
+pub fn marker_address() -> u64 {
+    use object::{Object, ObjectSymbol};
+
+    assert_eq!(marker_function_for_symbols(), 0x5eed);
+    let bytes = std::fs::read(this_binary()).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    // Both manglings keep the identifier itself.
+    file.symbols()
+        .find(|symbol| {
+            symbol
+                .name()
+                .is_ok_and(|name| name.contains("marker_function_for_symbols"))
+        })
+        .expect("marker function in the symbol table")
+        .address()
+}
+
+/// A crash report of `kind` with `backtrace`, at 4 s.
+pub fn crash_with(kind: CrashKind, process: Option<&str>, backtrace: Vec<u64>) -> KernelFrame {
+    KernelFrame::Crash(CrashReport {
+        kind,
+        timestamp_ns: 4 * SECOND,
+        process: process.map(|name| (name.to_string(), 9)),
+        message: "page fault at 0x0".into(),
+        backtrace,
+    })
+}

@@ -5,7 +5,7 @@
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
 pub const KERNEL_CODE_SELECTOR: u16 = 0x08;
 pub const KERNEL_DATA_SELECTOR: u16 = 0x10;
@@ -35,6 +35,15 @@ struct TaskStateSegment {
     reserved3: u16,
     io_map_base: u16,
 }
+
+// The layout the CPU reads (64-bit TSS): RSP0 at 4, IST1 at 0x24, the I/O map base at 0x66,
+// 104 bytes in all.
+const _: () = {
+    assert!(offset_of!(TaskStateSegment, privilege_stacks) == 0x04);
+    assert!(offset_of!(TaskStateSegment, interrupt_stacks) == 0x24);
+    assert!(offset_of!(TaskStateSegment, io_map_base) == 0x66);
+    assert!(size_of::<TaskStateSegment>() == 0x68);
+};
 
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_STACK_SIZE]; IST_STACKS]);
@@ -77,6 +86,10 @@ struct DescriptorPointer {
     limit: u16,
     base: u64,
 }
+
+// LGDT's operand: a 16-bit limit directly followed by the 64-bit base.
+const _: () =
+    assert!(offset_of!(DescriptorPointer, base) == 2 && size_of::<DescriptorPointer>() == 10);
 
 /// Address range `[low, high)` of each IST stack, for the backtrace walker's bounds checks.
 pub fn ist_stack_ranges() -> [(u64, u64); IST_STACKS] {

@@ -8,9 +8,13 @@
 //! `entry::interrupt_from_user`, which leaves through `user_entry::return_to_user`.
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE_SELECTOR};
+use super::trap::{
+    restore_general_registers, save_general_registers, FRAME_CS, FRAME_RIP, FRAME_VECTOR,
+};
+use super::user_entry::PER_CPU_KERNEL_STACK_TOP;
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
 // The first `.irp` list below holds the vectors for which the CPU pushes an error code
 // (8, 10–14, 17, 21, 29, 30); the second holds all others.
@@ -34,49 +38,25 @@ vector_stub_\vector:
     .endr
 
 trap_common:
-    test qword ptr [rsp + 24], 3
+    test qword ptr [rsp + {cs_above_vector}], 3
     jz 1f
     swapgs
 1:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    "#,
+    save_general_registers!(),
+    r#"
     mov rdi, rsp
     cld
-    test qword ptr [rsp + 15*8 + 24], 3
+    test qword ptr [rsp + {frame_cs}], 3
     jnz 2f
     call {dispatch}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
+    "#,
+    restore_general_registers!(),
+    r#"
+    add rsp, {cpu_frame_start}
     iretq
 2:
-    mov rsp, gs:[0]
+    mov rsp, gs:[{kernel_stack_top}]
     xor ebp, ebp
     call {from_user}
     ud2
@@ -89,6 +69,10 @@ vector_stub_table:
     .quad vector_stub_\vector
     .endr
     "#,
+    cs_above_vector = const FRAME_CS - FRAME_VECTOR,
+    frame_cs = const FRAME_CS,
+    cpu_frame_start = const FRAME_RIP - FRAME_VECTOR,
+    kernel_stack_top = const PER_CPU_KERNEL_STACK_TOP,
     dispatch = sym super::trap::dispatch,
     from_user = sym crate::entry::interrupt_from_user,
 );
@@ -109,6 +93,17 @@ struct GateDescriptor {
     offset_high: u32,
     reserved: u32,
 }
+
+// The 16-byte 64-bit gate the CPU reads: offset 15..0, selector, IST, type, offset 31..16,
+// offset 63..32, reserved.
+const _: () = {
+    assert!(offset_of!(GateDescriptor, selector) == 2);
+    assert!(offset_of!(GateDescriptor, ist) == 4);
+    assert!(offset_of!(GateDescriptor, type_attributes) == 5);
+    assert!(offset_of!(GateDescriptor, offset_middle) == 6);
+    assert!(offset_of!(GateDescriptor, offset_high) == 8);
+    assert!(size_of::<GateDescriptor>() == 16);
+};
 
 /// Present, DPL 0, 64-bit interrupt gate (clears IF on entry).
 const INTERRUPT_GATE: u8 = 0x8e;
@@ -149,6 +144,10 @@ struct DescriptorPointer {
     limit: u16,
     base: u64,
 }
+
+// LIDT's operand: a 16-bit limit directly followed by the 64-bit base.
+const _: () =
+    assert!(offset_of!(DescriptorPointer, base) == 2 && size_of::<DescriptorPointer>() == 10);
 
 /// Fills every gate with its stub and loads the IDT. NMI, double fault and machine check
 /// run on their own IST stacks so they work even when the kernel stack is broken.

@@ -3,10 +3,14 @@
 use super::{apic, cpu, debug_exit};
 use crate::console;
 use core::fmt;
+use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Registers saved by the entry stub (general registers, vector, error code) followed by
-/// the frame the CPU pushed. Field order mirrors the pushes in `idt.rs`.
+/// the frame the CPU pushed. The general registers are pushed and popped by
+/// `save_general_registers!`/`restore_general_registers!` below, which are generated from
+/// the same list as the layout assertions; the assembly reaches the other fields through
+/// the `FRAME_*` offsets.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(16))]
 pub struct TrapFrame {
@@ -66,6 +70,104 @@ impl TrapFrame {
         ss: 0,
     };
 }
+
+/// Calls `$then!` with the general registers in `TrapFrame` order (lowest address first).
+/// The entry stubs push them in the reverse order, so the last push lands at offset 0.
+macro_rules! with_general_registers {
+    ($($then:tt)+) => {
+        $($then)+! { r15 r14 r13 r12 r11 r10 r9 r8 rbp rdi rsi rdx rcx rbx rax }
+    };
+}
+
+/// Assembly text (Intel syntax) pushing every general register so that RSP then points at
+/// a `TrapFrame`'s first field; used by the trap stubs (`idt.rs`) and the SYSCALL entry
+/// (`user_entry.rs`). A Rust macro expanding to a string literal rather than an assembler
+/// `.macro`: each `global_asm!`/`asm!` is assembled on its own, possibly in another
+/// codegen unit, so an assembler macro defined in one would not be visible in the other.
+macro_rules! save_general_registers {
+    () => {
+        $crate::arch::x86_64::trap::with_general_registers!(
+            $crate::arch::x86_64::trap::general_register_pushes
+        )
+    };
+}
+
+/// Assembly text popping every general register from a `TrapFrame` at RSP, leaving RSP at
+/// its `vector` field; used by the kernel-mode trap return (`idt.rs`) and the return to
+/// user mode (`user_entry.rs`).
+macro_rules! restore_general_registers {
+    () => {
+        $crate::arch::x86_64::trap::with_general_registers!(
+            $crate::arch::x86_64::trap::general_register_pops
+        )
+    };
+}
+
+/// `push` for each register, last one first (reverses the list by accumulation).
+macro_rules! general_register_pushes {
+    ($($register:ident)*) => {
+        $crate::arch::x86_64::trap::general_register_pushes!(@reverse [$($register)*] [])
+    };
+    (@reverse [$first:ident $($rest:ident)*] [$($reversed:ident)*]) => {
+        $crate::arch::x86_64::trap::general_register_pushes!(
+            @reverse [$($rest)*] [$first $($reversed)*]
+        )
+    };
+    (@reverse [] [$($register:ident)*]) => {
+        concat!($("push ", stringify!($register), "\n"),*)
+    };
+}
+
+/// `pop` for each register, in list order.
+macro_rules! general_register_pops {
+    ($($register:ident)*) => {
+        concat!($("pop ", stringify!($register), "\n"),*)
+    };
+}
+
+pub(super) use {
+    general_register_pops, general_register_pushes, restore_general_registers,
+    save_general_registers, with_general_registers,
+};
+
+/// Checks that the registers of `with_general_registers!` are `TrapFrame`'s first fields,
+/// eight bytes apart, in that order: the push/pop sequences rely on it.
+macro_rules! assert_general_register_offsets {
+    ($($register:ident)*) => {
+        const _: () = {
+            let offsets = [$(offset_of!(TrapFrame, $register)),*];
+            let mut index = 0;
+            while index < offsets.len() {
+                assert!(offsets[index] == index * 8);
+                index += 1;
+            }
+            assert!(offsets.len() * 8 == FRAME_VECTOR);
+        };
+    };
+}
+with_general_registers!(assert_general_register_offsets);
+
+/// Offsets into `TrapFrame` used by the entry and return assembly.
+pub const FRAME_VECTOR: usize = offset_of!(TrapFrame, vector);
+pub const FRAME_RIP: usize = offset_of!(TrapFrame, rip);
+pub const FRAME_CS: usize = offset_of!(TrapFrame, cs);
+pub const FRAME_RFLAGS: usize = offset_of!(TrapFrame, rflags);
+pub const FRAME_RSP: usize = offset_of!(TrapFrame, rsp);
+
+// The stub pushes the error code and vector directly below the frame the CPU pushes on an
+// interrupt (RIP, CS, RFLAGS, RSP, SS, in that order); SYSCALL entry builds the same shape.
+const _: () = {
+    assert!(offset_of!(TrapFrame, error_code) == FRAME_VECTOR + 8);
+    assert!(FRAME_RIP == FRAME_VECTOR + 16);
+    assert!(FRAME_CS == FRAME_RIP + 8);
+    assert!(FRAME_RFLAGS == FRAME_RIP + 16);
+    assert!(FRAME_RSP == FRAME_RIP + 24);
+    assert!(offset_of!(TrapFrame, ss) == FRAME_RIP + 32);
+    // The CPU's pushes end at the frame's end (TSS.rsp0 / `context_top` point there), and
+    // it aligns that end to 16 bytes.
+    assert!(size_of::<TrapFrame>() == offset_of!(TrapFrame, ss) + 8);
+    assert!(size_of::<TrapFrame>().is_multiple_of(16));
+};
 
 /// Mnemonic and name of each architectural exception vector.
 pub fn exception_name(vector: u64) -> (&'static str, &'static str) {

@@ -9,9 +9,13 @@
 
 use super::cpu::{self, Msr};
 use super::gdt::{self, KERNEL_CODE_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
-use super::trap::TrapFrame;
+use super::trap::{
+    restore_general_registers, save_general_registers, TrapFrame, FRAME_RFLAGS, FRAME_RIP,
+    FRAME_RSP, FRAME_VECTOR,
+};
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
+use core::mem::{offset_of, size_of};
 
 /// `TrapFrame::vector` value marking a frame saved by the SYSCALL stub (not an interrupt),
 /// so the return path may use SYSRET.
@@ -22,16 +26,31 @@ const SYSCALL_FLAG_MASK: u64 = 0x4_7700;
 /// RFLAGS of a new user thread: IF set, reserved bit 1 set.
 pub const USER_INITIAL_RFLAGS: u64 = 0x202;
 
-/// Per-CPU data, reached through GS while in the kernel. Offsets are used by the stubs.
+/// Per-CPU data, reached through GS while in the kernel. The entry stubs address its
+/// fields through the `PER_CPU_*` offsets below.
 #[repr(C)]
 pub struct PerCpu {
-    /// Top of the kernel stack (offset 0).
+    /// Top of the kernel stack.
     kernel_stack_top: u64,
-    /// End of the current thread's saved `TrapFrame` (offset 8).
+    /// End of the current thread's saved `TrapFrame`.
     context_top: u64,
-    /// Scratch for the user RSP during SYSCALL entry (offset 16).
+    /// Scratch for the user RSP during SYSCALL entry.
     user_rsp_scratch: u64,
 }
+
+/// GS-relative offsets of the `PerCpu` fields, for the assembly (here and in `idt.rs`).
+pub const PER_CPU_KERNEL_STACK_TOP: usize = offset_of!(PerCpu, kernel_stack_top);
+const PER_CPU_CONTEXT_TOP: usize = offset_of!(PerCpu, context_top);
+const PER_CPU_USER_RSP_SCRATCH: usize = offset_of!(PerCpu, user_rsp_scratch);
+
+// The layout the offsets above describe, stated once more so a reordering of the fields
+// shows up here as well as in the (offset-driven) assembly.
+const _: () = {
+    assert!(PER_CPU_KERNEL_STACK_TOP == 0);
+    assert!(PER_CPU_CONTEXT_TOP == 8);
+    assert!(PER_CPU_USER_RSP_SCRATCH == 16);
+    assert!(size_of::<PerCpu>() == 24);
+};
 
 struct PerCpuCell(UnsafeCell<PerCpu>);
 
@@ -105,23 +124,27 @@ pub unsafe fn return_to_user(frame: *const TrapFrame) -> ! {
     unsafe {
         asm!(
             "mov rsp, {frame}",
-            "cmp qword ptr [rsp + 15*8], {marker}",
-            "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-            "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+            "cmp qword ptr [rsp + {vector}], {marker}",
+            restore_general_registers!(),
+            // RSP is at `vector` now.
             "je 2f",
             // Interrupt frame: skip vector and error code, return with IRETQ.
-            "add rsp, 16",
+            "add rsp, {rip}",
             "swapgs",
             "iretq",
             "2:",
             // System-call frame: SYSRET takes RIP from RCX, RFLAGS from R11.
-            "mov rcx, [rsp + 16]",
-            "mov r11, [rsp + 32]",
-            "mov rsp, [rsp + 40]",
+            "mov rcx, [rsp + {rip}]",
+            "mov r11, [rsp + {rflags}]",
+            "mov rsp, [rsp + {rsp}]",
             "swapgs",
             "sysretq",
             frame = in(reg) frame,
             marker = const SYSCALL_FRAME_MARKER,
+            vector = const FRAME_VECTOR,
+            rip = const FRAME_RIP - FRAME_VECTOR,
+            rflags = const FRAME_RFLAGS - FRAME_VECTOR,
+            rsp = const FRAME_RSP - FRAME_VECTOR,
             options(noreturn),
         )
     }
@@ -133,32 +156,22 @@ global_asm!(
     .global syscall_entry
 syscall_entry:
     swapgs
-    mov gs:[16], rsp
-    mov rsp, gs:[8]
+    mov gs:[{user_rsp_scratch}], rsp
+    mov rsp, gs:[{context_top}]
+    /* The frame an interrupt from user mode would have: SS, RSP, RFLAGS (in R11), CS,
+       RIP (in RCX), then error code 0 and the marker in place of a vector. */
     push {user_ss}
-    push qword ptr gs:[16]
+    push qword ptr gs:[{user_rsp_scratch}]
     push r11
     push {user_cs}
     push rcx
     push 0
     push {marker}
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    "#,
+    save_general_registers!(),
+    r#"
     mov rdi, rsp
-    mov rsp, gs:[0]
+    mov rsp, gs:[{kernel_stack_top}]
     xor ebp, ebp
     call {handler}
     ud2
@@ -166,5 +179,8 @@ syscall_entry:
     user_ss = const USER_DATA_SELECTOR as u64,
     user_cs = const USER_CODE_SELECTOR as u64,
     marker = const SYSCALL_FRAME_MARKER,
+    user_rsp_scratch = const PER_CPU_USER_RSP_SCRATCH,
+    context_top = const PER_CPU_CONTEXT_TOP,
+    kernel_stack_top = const PER_CPU_KERNEL_STACK_TOP,
     handler = sym crate::entry::syscall_from_user,
 );

@@ -43,6 +43,14 @@ impl IpcEnvironment for KernelEnv<'_> {
         usercopy::read_value(&self.space_of(thread), address)
     }
 
+    fn read_message_writable(
+        &mut self,
+        thread: u16,
+        address: UserPtr<Message>,
+    ) -> Result<Message, Error> {
+        usercopy::read_value_writable(&self.space_of(thread), address)
+    }
+
     /// Every delivery goes through here, so this is where messages are counted.
     fn write_message(
         &mut self,

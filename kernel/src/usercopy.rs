@@ -79,13 +79,25 @@ fn for_each_piece(
 
 /// Copies `source` (exactly `out.len()` bytes) from user memory in `space` into `out`.
 pub fn read(space: &AddressSpace, source: UserSlice<u8>, out: &mut [u8]) -> Result<(), Error> {
+    read_checked(space, source, out, Access::Read)
+}
+
+/// `read`, with every page also checked writable (`Access::Write`): one walk for a buffer
+/// the kernel reads now and writes later.
+#[inline(always)]
+fn read_checked(
+    space: &AddressSpace,
+    source: UserSlice<u8>,
+    out: &mut [u8],
+    access: Access,
+) -> Result<(), Error> {
     debug_assert_eq!(source.len(), out.len());
     let len = source.len().min(out.len());
     for_each_piece(
         space,
         source.address(),
         len,
-        Access::Read,
+        access,
         |kernel, offset, piece| {
             // SAFETY: `kernel` is the direct-map address of `piece` bytes of a mapped user page
             // (checked above); `out[offset..offset + piece]` is in bounds.
@@ -142,13 +154,27 @@ pub fn check(space: &AddressSpace, range: UserSlice<u8>, access: Access) -> Resu
 
 /// Reads one plain-old-data value.
 pub fn read_value<T: Pod>(space: &AddressSpace, source: UserPtr<T>) -> Result<T, Error> {
+    read_value_as(space, source, Access::Read)
+}
+
+/// Reads one plain-old-data value from memory that must also be writable.
+pub fn read_value_writable<T: Pod>(space: &AddressSpace, source: UserPtr<T>) -> Result<T, Error> {
+    read_value_as(space, source, Access::Write)
+}
+
+#[inline(always)]
+fn read_value_as<T: Pod>(
+    space: &AddressSpace,
+    source: UserPtr<T>,
+    access: Access,
+) -> Result<T, Error> {
     let mut value = core::mem::MaybeUninit::<T>::zeroed();
     // SAFETY: the zeroed bytes of a `Pod` value (no padding) are initialised `u8`s; the
     // slice covers exactly the value and lives no longer than `value`.
     let bytes = unsafe {
         core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>())
     };
-    read(space, source.as_bytes(), bytes)?;
+    read_checked(space, source.as_bytes(), bytes, access)?;
     // SAFETY: `Pod` types are valid for every bit pattern, and every byte is initialised.
     Ok(unsafe { value.assume_init() })
 }

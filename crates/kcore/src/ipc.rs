@@ -87,6 +87,18 @@ pub trait IpcEnvironment {
     /// Checks that a message buffer at `address` is writable by the kernel on `thread`'s behalf.
     fn check_message_buffer(&mut self, thread: u16, address: UserPtr<Message>)
         -> Result<(), Error>;
+    /// Reads the message at `address` and checks that the buffer is also writable (a
+    /// `send_receive`'s reply lands there): `Fault` if either fails. The kernel does both in
+    /// one page walk; the default does them one after the other.
+    fn read_message_writable(
+        &mut self,
+        thread: u16,
+        address: UserPtr<Message>,
+    ) -> Result<Message, Error> {
+        let message = self.read_message(thread, address)?;
+        self.check_message_buffer(thread, address)?;
+        Ok(message)
+    }
     /// Reads entry `index` of the async table at `table` in `thread`'s address space.
     fn read_async_entry(
         &mut self,
@@ -1000,15 +1012,15 @@ impl ThreadTable {
             Ok(d) => d,
             Err(e) => return Outcome::Complete(Err(e)),
         };
-        let mut message = match env.read_message(caller, buffer) {
+        let read = if mode == SendMode::SendReceive {
+            env.read_message_writable(caller, buffer)
+        } else {
+            env.read_message(caller, buffer)
+        };
+        let mut message = match read {
             Ok(m) => m,
             Err(e) => return Outcome::Complete(Err(e)),
         };
-        if mode == SendMode::SendReceive {
-            if let Err(e) = env.check_message_buffer(caller, buffer) {
-                return Outcome::Complete(Err(e));
-            }
-        }
         let me = self.endpoint(caller);
         message.source = me;
         // `destination` is now known to be `d`'s current endpoint.

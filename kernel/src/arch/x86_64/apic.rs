@@ -46,16 +46,20 @@ pub fn disable_legacy_pic() {
     const PIC1_DATA: u16 = 0x21;
     const PIC2_COMMAND: u16 = 0xa0;
     const PIC2_DATA: u16 = 0xa1;
-    outb(PIC1_COMMAND, 0x11); // ICW1: init, expect ICW4
-    outb(PIC2_COMMAND, 0x11);
-    outb(PIC1_DATA, 0x20); // ICW2: vector offsets
-    outb(PIC2_DATA, 0x28);
-    outb(PIC1_DATA, 0x04); // ICW3: slave on IRQ 2
-    outb(PIC2_DATA, 0x02);
-    outb(PIC1_DATA, 0x01); // ICW4: 8086 mode
-    outb(PIC2_DATA, 0x01);
-    outb(PIC1_DATA, 0xff); // mask everything
-    outb(PIC2_DATA, 0xff);
+    // SAFETY: the standard 8259 initialisation sequence on the two PICs' own ports; the
+    // PICs are programmed nowhere else, and with every line masked they deliver nothing.
+    unsafe {
+        outb(PIC1_COMMAND, 0x11); // ICW1: init, expect ICW4
+        outb(PIC2_COMMAND, 0x11);
+        outb(PIC1_DATA, 0x20); // ICW2: vector offsets
+        outb(PIC2_DATA, 0x28);
+        outb(PIC1_DATA, 0x04); // ICW3: slave on IRQ 2
+        outb(PIC2_DATA, 0x02);
+        outb(PIC1_DATA, 0x01); // ICW4: 8086 mode
+        outb(PIC2_DATA, 0x01);
+        outb(PIC1_DATA, 0xff); // mask everything
+        outb(PIC2_DATA, 0xff);
+    }
 }
 
 /// Enables the local APIC. Returns its physical base address.

@@ -1,23 +1,36 @@
-//! Safe wrappers over x86-64 instructions: port I/O, MSRs, control registers, CPUID, TSC, halting.
+//! Wrappers over x86-64 instructions: port I/O, MSRs, control registers, CPUID, TSC, halting.
 //!
 //! Every other part of the kernel reaches the CPU through this file (and the few
 //! descriptor-table loaders beside it), so the kernel's inline assembly stays in one place.
+//! Port I/O is the exception to "safe wrappers": a port write can reprogram any device
+//! (the PIC, a DMA controller, …), so the raw port functions are `unsafe` and visible only
+//! inside `arch::x86_64`; the rest of the kernel uses the device drivers beside this file
+//! (`uart`, `pit`, `apic`, `debug_exit`), whose safe functions only touch their own device.
 
 use core::arch::asm;
 
 /// Writes a byte to an I/O port.
-pub fn outb(port: u16, value: u8) {
-    // SAFETY: port writes have no memory effects visible to Rust; the callers in
-    // arch/x86_64 only address devices the kernel owns (UARTs, PIT, PIC, debug-exit).
+///
+/// # Safety
+/// `port` must belong to a device this kernel drives (a write to another one, say a DMA
+/// controller, could change memory behind Rust's back), and the write must leave that
+/// device in a state its driver expects.
+pub(super) unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: port writes have no memory effects visible to Rust; the caller vouches for
+    // the effect on the device.
     unsafe {
         asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
     }
 }
 
 /// Reads a byte from an I/O port.
-pub fn inb(port: u16) -> u8 {
+///
+/// # Safety
+/// As for `outb`: reading some device registers has side effects (it acknowledges or
+/// consumes data), so the read must be one the device's driver expects.
+pub(super) unsafe fn inb(port: u16) -> u8 {
     let value: u8;
-    // SAFETY: as for `outb`; reading a device register has no memory effects.
+    // SAFETY: as for `outb`; a port read has no memory effects visible to Rust.
     unsafe {
         asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
     }
@@ -25,7 +38,10 @@ pub fn inb(port: u16) -> u8 {
 }
 
 /// Writes a 32-bit value to an I/O port.
-pub fn outl(port: u16, value: u32) {
+///
+/// # Safety
+/// As for `outb`.
+pub(super) unsafe fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
     unsafe {
         asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))

@@ -215,11 +215,25 @@ pub fn alloc_frame() -> Option<u64> {
     Some(frame)
 }
 
-/// Returns a frame to the allocator.
+/// Returns a frame to the allocator, or says why it refused. Kernel code that owns the
+/// frame uses `release_frame`; this form is for the self-test that provokes refusals.
 pub fn free_frame(phys: u64) -> Result<(), FrameError> {
     match FRAMES.lock().as_mut() {
         Some(frames) => frames.free(phys),
         None => Err(FrameError::OutOfRange(phys)),
+    }
+}
+
+/// Returns a frame the caller owns (it came from `alloc_frame`) to the allocator.
+///
+/// A refused free — the frame is already free, reserved, misaligned or out of range —
+/// means the kernel's own records (a page table, a thread's stack) named a frame that was
+/// not theirs, so the frame may be in use twice. That is a kernel bug, and going on would
+/// hand the same memory to two owners: this panics with the address and the reason.
+#[track_caller]
+pub fn release_frame(phys: u64) {
+    if let Err(error) = free_frame(phys) {
+        panic!("kernel bug: freeing frame {phys:#x} failed: {error} ({error:?})");
     }
 }
 

@@ -46,7 +46,7 @@ impl Kernel {
             Ok(pages) => pages,
             Err(error) => {
                 space.destroy_user(&mut |frame| {
-                    let _ = memory::free_frame(frame);
+                    memory::release_frame(frame);
                 });
                 return Err(error);
             }
@@ -82,7 +82,7 @@ impl Kernel {
             Err(error) => {
                 self.processes[usize::from(slot)].in_use = false;
                 space.destroy_user(&mut |frame| {
-                    let _ = memory::free_frame(frame);
+                    memory::release_frame(frame);
                 });
                 Err(error)
             }
@@ -129,7 +129,7 @@ impl Kernel {
         }
         paging::switch_to(paging::kernel_space().root_phys());
         AddressSpace::from_root(root).destroy_user(&mut |frame| {
-            let _ = memory::free_frame(frame);
+            memory::release_frame(frame);
         });
         let process_record = &mut self.processes[index];
         crate::trace::emit(

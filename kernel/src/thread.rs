@@ -56,7 +56,7 @@ pub fn map_user_pages(
             )
             .is_err()
         {
-            let _ = memory::free_frame(frame);
+            memory::release_frame(frame);
             return Err(Error::OutOfResources);
         }
     }
@@ -69,7 +69,7 @@ pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> u64
     let mut unmapped = 0;
     for page in 0..pages {
         if let Some(frame) = space.unmap(start + page * PAGE_SIZE) {
-            let _ = memory::free_frame(frame);
+            memory::release_frame(frame);
             unmapped += 1;
         }
     }

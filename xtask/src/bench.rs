@@ -13,7 +13,6 @@ use anyhow::{bail, Result};
 use crate::kernel::{self, Profile};
 use crate::prereq;
 use crate::qemu::{self, Accel, KernelExit, Outcome, QemuConfig};
-use crate::scenario;
 use crate::symbolize::Symbolizer;
 use crate::user;
 
@@ -434,7 +433,7 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
         (Some(report), Some(exit)) => Some(format!("{report}; {exit}")),
     };
     if let Some(problem) = problem {
-        scenario::print_failure_details(&run, TAIL_LINES);
+        qemu::print_failure_details(&run, TAIL_LINES);
         bail!("the benchmark run failed: {problem}");
     }
     println!();

@@ -6,16 +6,13 @@ mod host_tests;
 mod image;
 mod kernel;
 mod lint;
-mod monitor;
 mod prereq;
-mod proxy;
 mod qemu;
 mod run;
-mod scenario;
-mod scenarios_monitor;
-mod scenarios_user;
 mod symbolize;
+mod system_test;
 mod test_suite;
+mod tool;
 mod user;
 
 use std::path::PathBuf;

@@ -305,6 +305,8 @@ pub enum Outcome {
     /// The deadline passed; the process was killed and reaped.
     TimedOut {
         deadline: Duration,
+        /// When the kill was sent, since the process was started.
+        killed_at: Duration,
         /// The status `wait` returned after the kill.
         reaped: Exit,
         /// True if the process could still be seen after it was reaped (it should not).
@@ -360,6 +362,8 @@ pub struct ConsoleLine {
 /// The result of [`supervise`].
 #[derive(Clone, Debug)]
 pub struct SupervisedRun {
+    /// The process id it had (gone by the time the run is returned).
+    pub pid: u32,
     pub outcome: Outcome,
     /// The console lines, as returned by the line processor (i.e. symbolised).
     pub lines: Vec<ConsoleLine>,
@@ -372,7 +376,7 @@ pub struct SupervisedRun {
 const EXIT_POLL: Duration = Duration::from_millis(50);
 
 /// How long to wait for the pipe readers after the process has ended.
-const READER_GRACE: Duration = Duration::from_secs(1);
+pub const READER_GRACE: Duration = Duration::from_secs(1);
 
 /// Cap on the stderr kept from one run.
 const STDERR_LIMIT: usize = 64 * 1024;
@@ -453,6 +457,7 @@ pub fn supervise_until(
     let outcome = match outcome {
         Some(exit) => Outcome::Exited(exit),
         None => {
+            let killed_at = started.elapsed();
             let (reaped, still_running) = kill_and_reap(&mut child)?;
             if stopped {
                 Outcome::Stopped {
@@ -462,6 +467,7 @@ pub fn supervise_until(
             } else {
                 Outcome::TimedOut {
                     deadline,
+                    killed_at,
                     reaped,
                     still_running,
                 }
@@ -481,11 +487,45 @@ pub fn supervise_until(
         .recv_timeout(grace_end.saturating_duration_since(Instant::now()))
         .unwrap_or_default();
     Ok(SupervisedRun {
+        pid: child.id(),
         outcome,
         lines,
         stderr,
         elapsed: started.elapsed(),
     })
+}
+
+/// Prints the last `tail` console lines, QEMU's stderr, and a note on a foreign exit status.
+pub fn print_failure_details(run: &SupervisedRun, tail: usize) {
+    if !run.lines.is_empty() {
+        let skipped = run.lines.len().saturating_sub(tail);
+        println!(
+            "  console ({} lines{}):",
+            run.lines.len(),
+            if skipped > 0 {
+                format!(", last {tail}")
+            } else {
+                String::new()
+            }
+        );
+        for line in &run.lines[skipped..] {
+            println!("  | {}", line.text);
+        }
+    } else {
+        println!("  console: (nothing)");
+    }
+    let stderr = run.stderr.trim_end();
+    if !stderr.is_empty() {
+        println!("  QEMU stderr:");
+        for line in stderr.lines() {
+            println!("  ! {line}");
+        }
+    }
+    if let Outcome::Exited(Exit::Code(code)) = run.outcome {
+        if KernelExit::from_exit(Exit::Code(code)) == KernelExit::Other(Exit::Code(code)) {
+            println!("  (QEMU status {code} did not come from the kernel's isa-debug-exit)");
+        }
+    }
 }
 
 /// Sends each line of `source` with its arrival time; a last line without newline too.
@@ -543,7 +583,12 @@ pub fn kill_and_reap(child: &mut Child) -> Result<(Exit, bool)> {
     let status = child
         .wait()
         .with_context(|| format!("reaping process {pid} after killing it"))?;
-    Ok((status.into(), Path::new(&format!("/proc/{pid}")).exists()))
+    Ok((status.into(), process_exists(pid)))
+}
+
+/// True if a process with id `pid` can be seen (in /proc; a zombie counts).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A TCP port on 127.0.0.1 that is free right now (QEMU binds it a moment later).
@@ -723,14 +768,28 @@ mod tests {
         )
         .unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(
-            run.outcome,
-            Outcome::TimedOut {
-                deadline: Duration::from_secs(1),
-                reaped: Exit::Signal(libc::SIGKILL),
-                still_running: false,
-            }
+        let Outcome::TimedOut {
+            deadline,
+            killed_at,
+            reaped,
+            still_running,
+        } = run.outcome
+        else {
+            panic!("not timed out: {:?}", run.outcome)
+        };
+        assert_eq!(deadline, Duration::from_secs(1));
+        assert!(
+            killed_at >= deadline && killed_at < deadline + Duration::from_millis(500),
+            "killed at {killed_at:?}"
         );
+        assert!(
+            run.elapsed >= killed_at,
+            "{:?} < {killed_at:?}",
+            run.elapsed
+        );
+        assert_eq!(reaped, Exit::Signal(libc::SIGKILL));
+        assert!(!still_running);
+        assert!(!Path::new(&format!("/proc/{}", run.pid)).exists());
         assert_eq!(run.lines.len(), 1);
         assert_eq!(run.lines[0].text, "hi");
         assert!(run.outcome.to_string().contains("timed out after 1.0 s"));

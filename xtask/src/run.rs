@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::kernel::{self, Profile};
-use crate::monitor;
 use crate::prereq;
 use crate::qemu::{self, Accel, BootModule, Com2, Exit, KernelExit, QemuConfig};
 use crate::symbolize::Symbolizer;
+use crate::tool;
 use crate::user::{self, ProcessMap, ProgramSpec};
 
 /// What `cargo xtask run` was asked for.
@@ -256,7 +256,7 @@ fn run_with_top(
     symbolizer: &Symbolizer,
     processes: &ProcessMap,
 ) -> Result<ExitCode> {
-    let tool = monitor::build_tool()?;
+    let tool = tool::build_tool()?;
     let log_path = kernel::target_dir().join(CONSOLE_LOG);
     let log = File::create(&log_path)
         .with_context(|| format!("creating the console log {}", log_path.display()))?;

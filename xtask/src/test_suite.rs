@@ -8,10 +8,10 @@ use anyhow::{bail, Result};
 
 use crate::host_tests::{self, Tally};
 use crate::kernel::{self, Profile};
-use crate::monitor;
 use crate::prereq;
-use crate::scenario;
 use crate::symbolize::Symbolizer;
+use crate::system_test::{self, Scenario};
+use crate::tool;
 use crate::user;
 
 /// What `cargo xtask test` was asked for.
@@ -30,44 +30,12 @@ pub struct TestOptions {
 
 pub fn run(options: TestOptions) -> Result<ExitCode> {
     if options.list {
-        for scenario in scenario::all() {
-            println!(
-                "{:<24} -m {:<5} {:<24} deadline {:>3} s  expect {:?}",
-                scenario.name,
-                scenario.memory,
-                scenario.cmdline,
-                scenario.deadline.as_secs(),
-                scenario.expected
-            );
-            for program in scenario.programs {
-                println!("{:<24} program {program}", "");
-            }
-            if let Some(check) = &scenario.monitor {
-                println!(
-                    "{:<24} host tool: vigil {} for {:.1} s{}",
-                    "",
-                    if check.record {
-                        "record, then events --replay"
-                    } else {
-                        "events --json --snapshots"
-                    },
-                    check.duration.as_secs_f64(),
-                    match check.garbage {
-                        Some(garbage) => format!(
-                            ", {} bytes of garbage to the kernel at {:.1} s",
-                            garbage.bytes,
-                            garbage.at.as_secs_f64()
-                        ),
-                        None => String::new(),
-                    }
-                );
-            }
-        }
+        system_test::print_list();
         return Ok(ExitCode::SUCCESS);
     }
-    let scenarios = scenario::select(options.scenario.as_deref());
+    let scenarios = system_test::select(options.scenario.as_deref());
     if scenarios.is_empty() {
-        let names: Vec<&str> = scenario::all().map(|s| s.name).collect();
+        let names: Vec<&str> = system_test::all().map(|s| s.name).collect();
         bail!(
             "no scenario name contains {:?}; scenarios: {}",
             options.scenario.unwrap_or_default(),
@@ -111,7 +79,7 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
     };
     // The host tool, once, if a monitor scenario will run.
     let tool = if scenarios.iter().any(|s| s.monitor.is_some()) {
-        match monitor::build_tool() {
+        match tool::build_tool() {
             Ok(tool) => Some(tool),
             Err(error) => {
                 println!("FAIL host tool build: {error:#}");
@@ -132,10 +100,11 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
             tally.record(false);
         }
         Ok(elf) => {
-            let (runnable, skipped): (Vec<_>, Vec<_>) = scenarios.into_iter().partition(|s| {
-                (s.programs.is_empty() || programs.is_some())
-                    && (s.monitor.is_none() || tool.is_some())
-            });
+            let (runnable, skipped): (Vec<&Scenario>, Vec<&Scenario>) =
+                scenarios.into_iter().partition(|s| {
+                    (s.programs.is_empty() || programs.is_some())
+                        && (s.monitor.is_none() || tool.is_some())
+                });
             if !skipped.is_empty() {
                 let names: Vec<&str> = skipped.iter().map(|s| s.name).collect();
                 println!(
@@ -153,7 +122,7 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
             );
             let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
             for scenario in runnable {
-                let passed = scenario::run_scenario(
+                let passed = system_test::run_scenario(
                     scenario,
                     &elf,
                     programs.as_ref(),

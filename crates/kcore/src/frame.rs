@@ -21,6 +21,21 @@ pub enum FrameError {
     Reserved(u64),
 }
 
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            FrameError::Misaligned(addr) => write!(f, "{addr:#x} is not 4 KiB aligned"),
+            FrameError::OutOfRange(addr) => {
+                write!(f, "{addr:#x} is beyond the memory the allocator manages")
+            }
+            FrameError::DoubleFree(addr) => write!(f, "frame {addr:#x} is already free"),
+            FrameError::Reserved(addr) => {
+                write!(f, "frame {addr:#x} is reserved (kernel image, modules, boot data)")
+            }
+        }
+    }
+}
+
 /// Error from `reserve` when the reserved-range table is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooManyReserved;
@@ -644,6 +659,19 @@ mod tests {
 
     fn ranges_strategy() -> impl Strategy<Value = Vec<(u64, u64)>> {
         prop::collection::vec((0..MODEL_END + 8 * FRAME_SIZE, 0..40 * FRAME_SIZE), 0..5)
+    }
+
+    #[test]
+    fn frame_errors_name_the_address() {
+        use std::string::ToString;
+        assert_eq!(
+            FrameError::DoubleFree(0x5000).to_string(),
+            "frame 0x5000 is already free"
+        );
+        assert_eq!(
+            FrameError::Misaligned(0x5001).to_string(),
+            "0x5001 is not 4 KiB aligned"
+        );
     }
 
     proptest! {

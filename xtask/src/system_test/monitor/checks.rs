@@ -1,34 +1,18 @@
-//! QEMU scenarios judged on what the host tool observes on the monitor channel (see
-//! `monitor.rs` for the runner and `proxy.rs` for the proxy between QEMU and the tool).
-//!
-//! Each check reads the tool's JSON lines (`vigil events --json --snapshots`: field names as
-//! printed by the tool, see `vigil events --help`) and, where the tool's JSON leaves out a
-//! raw field (state codes, wait targets, main-thread endpoints), compares them with the
-//! frames the proxy decoded from the raw stream. Times are kernel times (`ts_ns`, `now_ns`,
-//! `first_seen_ns`), so the checks do not depend on how fast the host is.
+//! The host-tool checks of the monitor scenarios, one per scenario: each judges an
+//! [`Observation`] (the tool's JSON lines, the proxy's raw frames, the console) and on
+//! success returns a short note for the PASS line.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use vigil_wire::{KernelFrame, ProcessInfo, Snapshot, ThreadInfo};
+use vigil_wire::{KernelFrame, ThreadInfo};
 
-use crate::monitor::{Garbage, MonitorCheck, Observation};
-use crate::proxy::{self, ProxyReport};
-use crate::scenario::{Console, Expected, Scenario};
-use crate::scenarios_user::{forbid, require_clean_run, require_line_with};
-
-const fn secs(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
-
-const fn millis(ms: u64) -> Duration {
-    Duration::from_millis(ms)
-}
-
-/// Deadline of a monitor scenario beyond the tool's listening time: QEMU start, tool start,
-/// and a slow host.
-const SLACK: Duration = secs(20);
+use super::super::proxy;
+use super::super::scenario::millis;
+use super::session::{Observation, GARBAGE_SEED};
+use super::view::*;
+use super::MONITOR_SCENARIOS;
 
 /// Processes booted by `monitor-boot-processes`, by name.
 const BOOT_PROCESSES: [&str; 5] = [
@@ -43,12 +27,7 @@ const NAMED_WITHIN_NS: u64 = 2_000_000_000;
 /// A CPU hog uses more than this share of a CPU (percent).
 const HOG_PERCENT: f64 = 80.0;
 /// The detector reports a hung chain once its head has been blocked this long.
-const HUNG_AFTER_NS: u64 = 5_000_000_000;
-/// Garbage written towards the kernel in `monitor-garbage`.
-const GARBAGE: Garbage = Garbage {
-    at: millis(3000),
-    bytes: 4096,
-};
+pub const HUNG_AFTER_NS: u64 = 5_000_000_000;
 /// Malformed commands the kernel may count before any garbage: the tool's Hello, sent as
 /// soon as it connects, can reach COM2 before the kernel has set up the UART (whose FIFO
 /// reset cuts the frame), and the kernel then counts it as one malformed command.
@@ -56,344 +35,6 @@ const KNOWN_EARLY_MALFORMED: u64 = 1;
 /// `vigil record` must have stored every frame the proxy forwarded this long before the
 /// recorder's duration was over (it stops reading at most one poll before exiting).
 const RECORD_TAIL_MARGIN: Duration = millis(500);
-
-/// Monitor scenarios, run after the user scenarios.
-pub const MONITOR_SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "monitor-boot-processes",
-        memory: "128M",
-        cmdline: "",
-        deadline: secs(3).saturating_add(SLACK),
-        expected: Expected::Running,
-        check: check_boot_console,
-        report_banner_time: false,
-        modules: &[],
-        programs: &[
-            "spinner prio=12",
-            "pingpong_server",
-            "chain_link name=chain_a -- chain_b",
-            "chain_link name=chain_b -- chain_c",
-            "chain_link name=chain_c -- none",
-        ],
-        monitor: Some(MonitorCheck {
-            duration: secs(3),
-            garbage: None,
-            record: false,
-            check: check_boot_processes,
-        }),
-    },
-    Scenario {
-        name: "monitor-cpu-hog",
-        memory: "128M",
-        cmdline: "",
-        deadline: secs(4).saturating_add(SLACK),
-        expected: Expected::Running,
-        check: check_spinner_console,
-        report_banner_time: false,
-        modules: &[],
-        programs: &["spinner prio=12"],
-        monitor: Some(MonitorCheck {
-            duration: secs(4),
-            garbage: None,
-            record: false,
-            check: check_cpu_hog,
-        }),
-    },
-    Scenario {
-        name: "monitor-deadlock",
-        memory: "128M",
-        cmdline: "",
-        deadline: secs(2).saturating_add(SLACK),
-        expected: Expected::Running,
-        check: check_deadlock_console,
-        report_banner_time: false,
-        modules: &[],
-        programs: &["deadlock_mutex"],
-        monitor: Some(MonitorCheck {
-            duration: secs(2),
-            garbage: None,
-            record: false,
-            check: check_deadlock,
-        }),
-    },
-    Scenario {
-        name: "monitor-blocked-chain",
-        memory: "128M",
-        cmdline: "",
-        deadline: secs(8).saturating_add(SLACK),
-        expected: Expected::Running,
-        check: check_chain_console,
-        report_banner_time: false,
-        modules: &[],
-        programs: &[
-            "chain_link name=chain_a -- chain_b",
-            "chain_link name=chain_b -- chain_c",
-            "chain_link name=chain_c -- none",
-        ],
-        monitor: Some(MonitorCheck {
-            duration: secs(8),
-            garbage: None,
-            record: false,
-            check: check_blocked_chain,
-        }),
-    },
-    Scenario {
-        name: "monitor-garbage",
-        memory: "128M",
-        cmdline: "",
-        deadline: secs(6).saturating_add(SLACK),
-        expected: Expected::Running,
-        check: check_spinner_console,
-        report_banner_time: false,
-        modules: &[],
-        programs: &["spinner prio=12", "pingpong_server"],
-        monitor: Some(MonitorCheck {
-            duration: secs(6),
-            garbage: Some(GARBAGE),
-            record: false,
-            check: check_garbage,
-        }),
-    },
-    Scenario {
-        name: "monitor-record-replay",
-        memory: "128M",
-        cmdline: "",
-        deadline: secs(3).saturating_add(SLACK),
-        expected: Expected::Running,
-        check: check_record_console,
-        report_banner_time: false,
-        modules: &[],
-        // A burst of IPC at boot (1000 round trips; the client may not shut down, so it
-        // exits), then a spinner that logs once a second.
-        programs: &["pingpong_server", "pingpong_client", "spinner prio=12"],
-        monitor: Some(MonitorCheck {
-            duration: secs(3),
-            garbage: None,
-            record: true,
-            check: check_record_replay,
-        }),
-    },
-];
-
-// ---------------------------------------------------------------------------------------------
-// Console checks (the guest's side of each story)
-// ---------------------------------------------------------------------------------------------
-
-/// No panic, no fault, no FAIL line (monitor scenarios never shut down).
-fn require_quiet_run(console: &Console) -> Result<(), String> {
-    forbid(console, ": FAIL")?;
-    forbid(console, "panic:")?;
-    forbid(console, "user fault:")?;
-    console.require("monitor: streaming on COM2")
-}
-
-fn check_boot_console(console: &Console) -> Result<(), String> {
-    require_quiet_run(console)?;
-    console.require("boot: 5 of 5 modules started")?;
-    console.require("chain_c: chain_link: end of the chain")
-}
-
-fn check_spinner_console(console: &Console) -> Result<(), String> {
-    require_quiet_run(console)?;
-    console.require("spinner: spinner: spinning")
-}
-
-fn check_deadlock_console(console: &Console) -> Result<(), String> {
-    require_quiet_run(console)?;
-    require_line_with(
-        console,
-        &["deadlock_mutex: left (", "holds 0x", "now wants 0x"],
-    )?;
-    require_line_with(
-        console,
-        &["deadlock_mutex: right (", "holds 0x", "now wants 0x"],
-    )?;
-    forbid(console, "there was no deadlock")
-}
-
-fn check_chain_console(console: &Console) -> Result<(), String> {
-    require_quiet_run(console)?;
-    console.require("chain_a: chain_link: send_receive to chain_b")?;
-    console.require("chain_b: chain_link: send_receive to chain_c")?;
-    console.require("chain_c: chain_link: end of the chain")?;
-    forbid(console, "the chain was not blocked")
-}
-
-fn check_record_console(console: &Console) -> Result<(), String> {
-    forbid(console, "panic:")?;
-    forbid(console, "user fault:")?;
-    console.require("pingpong_client: pingpong: PASS 1000 round trips")?;
-    // pingpong_client may not shut the machine down: the refusal is expected.
-    require_clean_run_except_shutdown(console)
-}
-
-fn require_clean_run_except_shutdown(console: &Console) -> Result<(), String> {
-    match require_clean_run(console) {
-        Err(error) if error.contains("shutdown refused") => Ok(()),
-        other => other,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON helpers (the tool's view)
-// ---------------------------------------------------------------------------------------------
-
-fn line_type(line: &Value) -> &str {
-    line.get("type").and_then(Value::as_str).unwrap_or("")
-}
-
-/// The lines of one type, with their index in the output.
-fn of_type<'a>(lines: &'a [Value], kind: &'a str) -> impl Iterator<Item = (usize, &'a Value)> {
-    lines
-        .iter()
-        .enumerate()
-        .filter(move |(_, line)| line_type(line) == kind)
-}
-
-fn u64_field(value: &Value, field: &str) -> Option<u64> {
-    value.get(field).and_then(Value::as_u64)
-}
-
-fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
-    value.get(field).and_then(Value::as_str).unwrap_or("")
-}
-
-fn array<'a>(value: &'a Value, field: &str) -> &'a [Value] {
-    value
-        .get(field)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-/// The kernel time a line carries: `ts_ns` (event, log, snapshot, crash), `now_ns` (hello)
-/// or `first_seen_ns` (alert); drops, lost and command results carry none.
-fn kernel_time(line: &Value) -> Option<u64> {
-    u64_field(line, "ts_ns")
-        .or_else(|| u64_field(line, "now_ns"))
-        .or_else(|| u64_field(line, "first_seen_ns"))
-}
-
-/// The threads of a snapshot line whose label is `<process>#<slot>`.
-fn threads_of<'a>(snapshot: &'a Value, process: &str) -> Vec<&'a Value> {
-    let prefix = format!("{process}#");
-    array(snapshot, "threads")
-        .iter()
-        .filter(|t| {
-            str_field(t, "thread")
-                .strip_prefix(&prefix)
-                .is_some_and(|slot| slot.parse::<u16>().is_ok())
-        })
-        .collect()
-}
-
-/// The single thread of `process` in a snapshot line.
-fn thread_of<'a>(snapshot: &'a Value, process: &str) -> Result<&'a Value, String> {
-    match threads_of(snapshot, process).as_slice() {
-        [thread] => Ok(thread),
-        [] => Err(format!(
-            "snapshot generation {} has no thread labelled {process}#<slot>",
-            u64_field(snapshot, "generation").unwrap_or(0)
-        )),
-        many => Err(format!(
-            "snapshot generation {} has {} threads of {process}, expected one",
-            u64_field(snapshot, "generation").unwrap_or(0),
-            many.len()
-        )),
-    }
-}
-
-/// The slot of a thread label `name#slot`.
-fn slot_of(label: &str) -> Option<u16> {
-    label.rsplit_once('#')?.1.parse().ok()
-}
-
-fn process_names(snapshot: &Value) -> BTreeSet<&str> {
-    array(snapshot, "processes")
-        .iter()
-        .map(|p| str_field(p, "name"))
-        .collect()
-}
-
-/// Alert lines of `kind`.
-fn alerts<'a>(lines: &'a [Value], kind: &'a str) -> Vec<&'a Value> {
-    of_type(lines, "alert")
-        .filter(|(_, alert)| str_field(alert, "kind") == kind)
-        .map(|(_, alert)| alert)
-        .collect()
-}
-
-fn alert_threads(alert: &Value) -> Vec<&str> {
-    array(alert, "threads")
-        .iter()
-        .map(|t| t.as_str().unwrap_or(""))
-        .collect()
-}
-
-/// Every `0x…` number in `text`.
-fn hex_numbers(text: &str) -> Vec<u64> {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter_map(|word| word.strip_prefix("0x"))
-        .filter_map(|digits| u64::from_str_radix(digits, 16).ok())
-        .collect()
-}
-
-fn alert_summary(lines: &[Value]) -> String {
-    let alerts: Vec<String> = of_type(lines, "alert")
-        .map(|(_, a)| format!("{}: {}", str_field(a, "kind"), str_field(a, "message")))
-        .collect();
-    if alerts.is_empty() {
-        "no alerts at all".to_string()
-    } else {
-        format!("alerts: {}", alerts.join(" | "))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw helpers (the proxy's view of the same stream)
-// ---------------------------------------------------------------------------------------------
-
-fn raw_snapshots(proxy: &ProxyReport) -> impl Iterator<Item = &Snapshot> {
-    proxy.frames.iter().filter_map(|f| match &f.frame {
-        KernelFrame::Snapshot(snapshot) => Some(snapshot),
-        _ => None,
-    })
-}
-
-fn raw_snapshot(proxy: &ProxyReport, generation: u64) -> Option<&Snapshot> {
-    raw_snapshots(proxy).find(|s| s.generation == generation)
-}
-
-fn raw_process<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ProcessInfo, String> {
-    snapshot
-        .processes
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| {
-            format!(
-                "the raw snapshot generation {} has no process {name:?}",
-                snapshot.generation
-            )
-        })
-}
-
-fn raw_main_thread<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ThreadInfo, String> {
-    let process = raw_process(snapshot, name)?;
-    snapshot
-        .threads
-        .iter()
-        .find(|t| t.endpoint == process.main_thread)
-        .ok_or_else(|| {
-            format!(
-                "the raw snapshot generation {} has no record of {name}'s main thread",
-                snapshot.generation
-            )
-        })
-}
-
-/// The slot of an endpoint (bits 0–15).
-fn slot(endpoint: u64) -> u16 {
-    (endpoint & 0xffff) as u16
-}
 
 // ---------------------------------------------------------------------------------------------
 // The checks
@@ -403,7 +44,7 @@ fn slot(endpoint: u64) -> u16 {
 /// its threads labelled by that name, no later than [`NAMED_WITHIN_NS`] of kernel time after
 /// the kernel time of the first line the tool printed (its first frame: a hello, a log line or
 /// an event batch). The raw snapshot of the same generation has the same process names.
-fn check_boot_processes(observation: &Observation) -> Result<String, String> {
+pub fn check_boot_processes(observation: &Observation) -> Result<String, String> {
     let lines = &observation.lines;
     let first_ns = lines
         .iter()
@@ -460,7 +101,7 @@ fn check_boot_processes(observation: &Observation) -> Result<String, String> {
 /// must agree with what consecutive snapshots' `cpu_ns` and `ts_ns` give, the median over
 /// the snapshots after the spinner started must exceed [`HOG_PERCENT`], and so must its
 /// share over the whole span. Then a `cpu-hog` alert must name the spinner thread.
-fn check_cpu_hog(observation: &Observation) -> Result<String, String> {
+pub fn check_cpu_hog(observation: &Observation) -> Result<String, String> {
     let lines = &observation.lines;
     let snapshots: Vec<&Value> = of_type(lines, "snapshot").map(|(_, s)| s).collect();
     // (generation, ts_ns, cpu_ns, the tool's cpu_percent, label)
@@ -546,7 +187,7 @@ fn check_cpu_hog(observation: &Observation) -> Result<String, String> {
 /// mutex addresses; the raw snapshot of the same time shows exactly those two threads
 /// blocked on exactly those two mutexes (state 6, `wait_argument` = address), and the
 /// program printed the same addresses on the console.
-fn check_deadlock(observation: &Observation) -> Result<String, String> {
+pub fn check_deadlock(observation: &Observation) -> Result<String, String> {
     let lines = &observation.lines;
     let deadlocks = alerts(lines, "deadlock");
     let alert = deadlocks
@@ -624,7 +265,7 @@ fn check_deadlock(observation: &Observation) -> Result<String, String> {
 /// has state code 3 (sending) and `wait_target` = the next link's main-thread endpoint. A
 /// `hung-chain` alert names the three links in order, raised no earlier than
 /// [`HUNG_AFTER_NS`] after the first snapshot in which the tool saw chain_a sending.
-fn check_blocked_chain(observation: &Observation) -> Result<String, String> {
+pub fn check_blocked_chain(observation: &Observation) -> Result<String, String> {
     let lines = &observation.lines;
     let links = ["chain_a", "chain_b", "chain_c"];
     let snapshot = of_type(lines, "snapshot")
@@ -718,7 +359,7 @@ fn check_blocked_chain(observation: &Observation) -> Result<String, String> {
 /// command already: see `KNOWN_EARLY_MALFORMED`), the increase is no more than the bad
 /// frames the garbage holds, and the kernel → host stream stayed undamaged (the proxy's
 /// decoder found no bad frame).
-fn check_garbage(observation: &Observation) -> Result<String, String> {
+pub fn check_garbage(observation: &Observation) -> Result<String, String> {
     let lines = &observation.lines;
     let proxy = &observation.proxy;
     let injected = proxy
@@ -780,7 +421,7 @@ fn check_garbage(observation: &Observation) -> Result<String, String> {
                 .collect::<Vec<_>>()
         ));
     }
-    let (garbage, pieces) = proxy::garbage(injected.bytes, crate::monitor::GARBAGE_SEED);
+    let (garbage, pieces) = proxy::garbage(injected.bytes, GARBAGE_SEED);
     debug_assert_eq!(garbage.len(), injected.bytes);
     if malformed - baseline > pieces {
         return Err(format!(
@@ -814,7 +455,7 @@ fn check_garbage(observation: &Observation) -> Result<String, String> {
 /// exactly as many trace events (with the same sequence numbers) and snapshots (same
 /// generations). Frames the proxy forwarded more than [`RECORD_TAIL_MARGIN`] before the
 /// recorder's end must all be in the prefix.
-fn check_record_replay(observation: &Observation) -> Result<String, String> {
+pub fn check_record_replay(observation: &Observation) -> Result<String, String> {
     let proxy = &observation.proxy;
     let recording = observation
         .recording
@@ -911,7 +552,7 @@ fn check_record_replay(observation: &Observation) -> Result<String, String> {
 }
 
 /// The listening time of `monitor-record-replay`.
-fn record_duration() -> Duration {
+pub fn record_duration() -> Duration {
     MONITOR_SCENARIOS
         .iter()
         .find_map(|s| s.monitor.as_ref().filter(|m| m.record))
@@ -920,147 +561,13 @@ fn record_duration() -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::proxy::ProxyReport;
+    use super::super::session::Recording;
+    use super::super::view::fixtures::*;
+    use super::super::GARBAGE;
     use super::*;
-    use crate::proxy::ProxyFrame;
     use serde_json::json;
-    use vigil_wire::{encode_kernel_frame, DropReport, Event};
-
-    fn console(texts: &[&str]) -> Console {
-        Console::from_texts(texts)
-    }
-
-    /// A thread as the tool prints it.
-    fn thread(label: &str, state: &str, wait: &str, cpu_ns: u64, percent: f64) -> Value {
-        json!({
-            "thread": label, "endpoint": "0.1", "pid": 1, "state": state, "wait": wait,
-            "priority": 8, "cpu_ns": cpu_ns, "cpu_percent": percent,
-        })
-    }
-
-    fn snapshot_line(generation: u64, ts_ns: u64, threads: Vec<Value>, names: &[&str]) -> Value {
-        let processes: Vec<Value> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| json!({"pid": i + 1, "name": name}))
-            .collect();
-        json!({
-            "type": "snapshot", "generation": generation, "ts_ns": ts_ns,
-            "thread_count": threads.len(), "process_count": names.len(),
-            "threads": threads, "processes": processes,
-        })
-    }
-
-    fn raw_thread(endpoint: u64, pid: u32, state: u8, target: u64, argument: u64) -> ThreadInfo {
-        ThreadInfo {
-            endpoint,
-            pid,
-            state,
-            wait_target: target,
-            wait_argument: argument,
-            ..ThreadInfo::default()
-        }
-    }
-
-    fn raw_process_info(pid: u32, name: &str, main_thread: u64) -> ProcessInfo {
-        ProcessInfo {
-            pid,
-            name: name.to_string(),
-            threads: 1,
-            main_thread,
-            ..ProcessInfo::default()
-        }
-    }
-
-    /// A proxy report whose stream is `frames`, encoded, arriving `spacing_ms` apart.
-    fn proxy_spaced(frames: Vec<KernelFrame>, spacing_ms: u64) -> ProxyReport {
-        let mut report = ProxyReport {
-            connections: vec![Duration::ZERO],
-            connection_offsets: vec![0],
-            ..ProxyReport::default()
-        };
-        for (index, frame) in frames.into_iter().enumerate() {
-            encode_kernel_frame(&frame, &mut report.from_kernel);
-            report.frames.push(ProxyFrame {
-                at: millis(spacing_ms * index as u64),
-                end: report.from_kernel.len(),
-                frame,
-            });
-        }
-        report.stats.frames = report.frames.len() as u64;
-        report
-    }
-
-    fn proxy_with(frames: Vec<KernelFrame>) -> ProxyReport {
-        proxy_spaced(frames, 10)
-    }
-
-    fn observation(lines: Vec<Value>, proxy: ProxyReport, console_lines: &[&str]) -> Observation {
-        Observation {
-            lines,
-            replay: None,
-            recording: None,
-            proxy,
-            console: console(console_lines),
-        }
-    }
-
-    fn raw_snapshot_frame(
-        generation: u64,
-        ts: u64,
-        threads: Vec<ThreadInfo>,
-        processes: Vec<ProcessInfo>,
-    ) -> KernelFrame {
-        KernelFrame::Snapshot(Snapshot {
-            generation,
-            timestamp_ns: ts,
-            idle_ns: 0,
-            threads,
-            processes,
-        })
-    }
-
-    #[test]
-    fn scenario_table_is_consistent() {
-        let names: Vec<&str> = MONITOR_SCENARIOS.iter().map(|s| s.name).collect();
-        assert_eq!(
-            names,
-            [
-                "monitor-boot-processes",
-                "monitor-cpu-hog",
-                "monitor-deadlock",
-                "monitor-blocked-chain",
-                "monitor-garbage",
-                "monitor-record-replay"
-            ]
-        );
-        let mut total = Duration::ZERO;
-        for scenario in MONITOR_SCENARIOS {
-            let check = scenario.monitor.as_ref().expect("a monitor check");
-            assert_eq!(scenario.expected, Expected::Running, "{}", scenario.name);
-            assert!(
-                scenario.deadline >= check.duration + secs(10),
-                "{}",
-                scenario.name
-            );
-            if let Some(garbage) = check.garbage {
-                assert!(garbage.at < check.duration, "{}", scenario.name);
-            }
-            total += check.duration;
-        }
-        // CI time: the listening adds up to well under a minute.
-        assert!(total <= secs(30), "{total:?}");
-        assert_eq!(record_duration(), secs(3));
-        assert!(check_blocked_chain_duration_covers_the_detector());
-    }
-
-    fn check_blocked_chain_duration_covers_the_detector() -> bool {
-        let chain = MONITOR_SCENARIOS
-            .iter()
-            .find(|s| s.name == "monitor-blocked-chain")
-            .and_then(|s| s.monitor.as_ref())
-            .unwrap();
-        chain.duration >= Duration::from_nanos(HUNG_AFTER_NS) + secs(1)
-    }
+    use vigil_wire::{DropReport, Event};
 
     #[test]
     fn boot_processes_needs_every_name_soon_enough() {
@@ -1387,7 +894,7 @@ mod tests {
         }
         let proxy = proxy_spaced(frames, 40);
         let cut = proxy.frames[frames_recorded - 1].end + extra;
-        let recording = crate::monitor::Recording {
+        let recording = Recording {
             connections: 1,
             bytes: proxy.from_kernel[..cut].to_vec(),
         };
@@ -1448,47 +955,5 @@ mod tests {
         assert!(check_record_replay(&two)
             .unwrap_err()
             .contains("connection"));
-    }
-
-    #[test]
-    fn helpers_read_the_tool_s_fields() {
-        assert_eq!(
-            hex_numbers("mutex 0x406010 owned by a#7 → mutex 0x406000,"),
-            [0x406010, 0x406000]
-        );
-        assert_eq!(slot_of("chain_b#3"), Some(3));
-        assert_eq!(slot_of("chain_b"), None);
-        assert_eq!(kernel_time(&json!({"type": "hello", "now_ns": 5})), Some(5));
-        assert_eq!(kernel_time(&json!({"type": "drops"})), None);
-        let snapshot = snapshot_line(
-            1,
-            1,
-            vec![
-                thread("chain_a#2", "send", "", 0, 0.0),
-                thread("chain_ab#3", "send", "", 0, 0.0),
-            ],
-            &[],
-        );
-        assert_eq!(threads_of(&snapshot, "chain_a").len(), 1);
-        assert!(thread_of(&snapshot, "chain_c").is_err());
-    }
-
-    #[test]
-    fn console_checks() {
-        let ok = [
-            "[    0.04] INFO  monitor: streaming on COM2 (protocol v1)",
-            "[    0.15] INFO  boot: 5 of 5 modules started",
-            "[    0.17] INFO  chain_c: chain_link: end of the chain, sleeping instead of receiving",
-        ];
-        assert_eq!(check_boot_console(&console(&ok)), Ok(()));
-        let mut panicked = ok.to_vec();
-        panicked.push("[    0.2] ERROR panic: oops");
-        assert!(check_boot_console(&console(&panicked)).is_err());
-        let record = [
-            "[    0.04] INFO  monitor: streaming on COM2 (protocol v1)",
-            "[    0.3] INFO  pingpong_client: pingpong: PASS 1000 round trips",
-            "[    0.3] INFO  pingpong_client: shutdown refused: EPERM; exiting the process instead",
-        ];
-        assert_eq!(check_record_console(&console(&record)), Ok(()));
     }
 }

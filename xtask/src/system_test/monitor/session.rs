@@ -1,6 +1,6 @@
-//! Monitor scenarios: QEMU runs with COM2 on a TCP socket, the built host tool (`vigil`)
-//! watches the kernel through a transparent [`proxy`](crate::proxy), and the scenario is
-//! judged on what the tool printed (JSON lines) as well as on the console.
+//! A monitor scenario's session: QEMU runs with COM2 on a TCP socket, the built host tool
+//! (`vigil`) watches the kernel through the transparent proxy (`proxy.rs`), and
+//! the session is judged on what the tool printed (JSON lines) as well as on the console.
 //!
 //! ```text
 //! QEMU ── COM2 tcp:127.0.0.1:P1 ── proxy (127.0.0.1:P2) ── vigil events|record --connect P2
@@ -23,15 +23,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::kernel::{self, cargo};
-use crate::proxy::{self, Injection, Proxy, ProxyReport};
+use super::super::console::Console;
+use super::super::proxy::{self, Injection, Proxy, ProxyReport};
+use super::super::runner::{self, Verdict};
+use super::super::scenario::Scenario;
+use crate::kernel;
 use crate::qemu::{self, Com2, QemuConfig, SupervisedRun};
-use crate::scenario::{self, Console, Scenario, Verdict};
 use crate::symbolize::Symbolizer;
 use crate::user::UserPrograms;
-
-/// The host tool's package and binary name.
-pub const TOOL_PACKAGE: &str = "vigil";
 
 /// How long QEMU may take to accept the proxy's connection on COM2.
 const QEMU_LISTEN_WITHIN: Duration = Duration::from_secs(10);
@@ -52,6 +51,7 @@ pub struct Garbage {
 }
 
 /// What the host tool does in a monitor scenario, and how its output is judged.
+#[derive(Clone, Copy)]
 pub struct MonitorCheck {
     /// How long the tool listens (its `--duration`).
     pub duration: Duration,
@@ -62,6 +62,25 @@ pub struct MonitorCheck {
     pub record: bool,
     /// Judges what was observed; `Ok` carries a short note for the PASS line.
     pub check: fn(&Observation) -> Result<String, String>,
+}
+
+/// What [`no_tool_check`] says.
+pub const NO_TOOL_CHECK: &str = "the monitor scenario names no host-tool check (`check: …`)";
+
+/// The host-tool check of a row that names none: it always fails.
+pub fn no_tool_check(_: &Observation) -> Result<String, String> {
+    Err(NO_TOOL_CHECK.to_string())
+}
+
+impl MonitorCheck {
+    /// No garbage, `vigil events` (not `record`); `duration` and `check` have none (a zero
+    /// duration, and [`no_tool_check`], which fails).
+    pub const DEFAULT: MonitorCheck = MonitorCheck {
+        duration: Duration::ZERO,
+        garbage: None,
+        record: false,
+        check: no_tool_check,
+    };
 }
 
 /// The recording made by `vigil record`.
@@ -97,31 +116,6 @@ struct ToolRun {
     killed: bool,
     /// Why it could not even start.
     error: Option<String>,
-}
-
-/// Builds the host tool (`cargo build -p vigil`) and returns the binary's path.
-pub fn build_tool() -> Result<PathBuf> {
-    println!("building the host tool: cargo build -p {TOOL_PACKAGE}");
-    let status = cargo()
-        .args(["build", "-p", TOOL_PACKAGE])
-        .status()
-        .context("failed to run cargo build for the host tool")?;
-    if !status.success() {
-        bail!("cargo build -p {TOOL_PACKAGE} failed ({status})");
-    }
-    let binary = tool_path();
-    if !binary.is_file() {
-        bail!(
-            "the host tool was built but {} is missing",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-/// Where `cargo build -p vigil` puts the binary.
-pub fn tool_path() -> PathBuf {
-    kernel::target_dir().join("debug").join(TOOL_PACKAGE)
 }
 
 /// The `--duration` argument for the tool.
@@ -353,7 +347,7 @@ fn run_and_observe(
     tool: &Path,
 ) -> Result<Session> {
     let mut config = QemuConfig::for_test(kernel, scenario.memory, scenario.cmdline);
-    let (modules, processes) = scenario::boot_modules(scenario, programs)?;
+    let (modules, processes) = runner::boot_modules(scenario, programs)?;
     config.modules = modules;
     // The proxy's port first, so the port chosen for QEMU cannot be the proxy's.
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the proxy's port")?;
@@ -492,7 +486,7 @@ fn judge(scenario: &Scenario, check: &MonitorCheck, session: &Session) -> Verdic
         lines: session.run.lines.clone(),
     };
     let mut problems = Vec::new();
-    if let Err(error) = scenario::judge_outcome(scenario.expected, &session.run.outcome) {
+    if let Err(error) = runner::judge_run(scenario, &session.run) {
         problems.push(error);
     }
     if let Err(error) = (scenario.check)(&console) {
@@ -568,7 +562,7 @@ fn observe(
 const TOOL_TAIL_LINES: usize = 15;
 
 fn print_failure_details(session: &Session) {
-    scenario::print_failure_details(&session.run, 40);
+    qemu::print_failure_details(&session.run, runner::TAIL_LINES);
     println!("  tool: {}", session.tool_command);
     println!(
         "  tool output kept in {}",

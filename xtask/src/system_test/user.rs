@@ -1,4 +1,4 @@
-//! QEMU scenarios that boot user programs (IPC, scheduling, crashes); see `scenario.rs`.
+//! QEMU scenarios that boot user programs (IPC, scheduling, crashes).
 //!
 //! The programs live in `user/programs/src/bin/`. Each scenario's judging program prints
 //! `<test>: PASS …` or `<test>: FAIL: …` (the kernel prefixes it with `INFO  <process>: `)
@@ -8,26 +8,25 @@
 
 use std::time::Duration;
 
-use crate::scenario::{Console, Expected, Scenario};
-
-const fn secs(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
+use super::console::Console;
+use super::scenario::{secs, Scenario};
 
 /// The usual deadline: boot plus a program run, with room for a slow TCG host.
 const DEADLINE: Duration = secs(30);
+
+/// The base row of this table: 128 MiB, [`DEADLINE`], the kernel exits with SUCCESS.
+const USER: Scenario = Scenario {
+    deadline: DEADLINE,
+    ..Scenario::DEFAULT
+};
 
 /// Scenarios with user programs, run after the kernel-only ones.
 pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "boot-bad-modules",
-        memory: "128M",
         // Malformed modules must be refused with a reason while the good one still runs.
         cmdline: "exit-when-done",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_bad_modules,
-        report_banner_time: false,
         // A file of pattern bytes is not an ELF.
         modules: &[("not-an-elf.bin", 4096)],
         programs: &[
@@ -35,240 +34,131 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "hello kcalls=reboot",
             "hello -- still runs",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "user-hello",
-        memory: "128M",
         // hello just exits; `exit-when-done` makes the kernel stop once no process is left.
         cmdline: "exit-when-done",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_hello,
-        report_banner_time: false,
-        modules: &[],
         programs: &["hello -- one two"],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "introspect-snapshot",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_introspect,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "introspect_check kcalls=snapshot+shutdown",
             "pingpong_server",
             "introspect_check name=introspect_denied -- denied",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "ipc-pingpong",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_pingpong,
-        report_banner_time: false,
-        modules: &[],
         programs: &["pingpong_server", "pingpong_client kcalls=shutdown"],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "ipc-any",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_any,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "any_server kcalls=shutdown",
             "any_client name=client1 -- 1",
             "any_client name=client2 -- 2",
             "any_client name=client3 -- 3",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "ipc-notify",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_notify,
-        report_banner_time: false,
-        modules: &[],
         programs: &["notify_receiver kcalls=shutdown", "notify_sender"],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "ipc-senda",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_senda,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "senda_server kcalls=shutdown",
             "senda_client kcalls=shutdown",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "ipc-grant",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_grant,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "grant_server kcalls=safecopy",
             "grant_client kcalls=shutdown",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "ipc-errors",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_errors,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "errors_helper",
             "errors_helper name=errors_forbidden",
             "errors kcalls=shutdown ipc=errors+errors_helper",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "sched-fair",
-        memory: "128M",
-        cmdline: "",
         deadline: secs(40),
-        expected: Expected::Success,
         check: check_fair,
-        report_banner_time: false,
-        modules: &[],
         programs: &["sched_fair kcalls=shutdown"],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "sched-preempt",
-        memory: "128M",
-        cmdline: "",
         deadline: secs(40),
-        expected: Expected::Success,
         check: check_preempt,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "preempt_spinner prio=12",
             "preempt_driver prio=4 kcalls=shutdown",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "user-crash",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
         // The survivor shuts down with success after both crashes.
-        expected: Expected::Success,
         check: check_crash,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "survivor prio=2 kcalls=shutdown",
             "crash_null",
             "crash_divide",
             "crash_panic -- x",
         ],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "user-mutex",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_mutex,
-        report_banner_time: false,
-        modules: &[],
         programs: &["mutex_counter kcalls=shutdown"],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "user-timers",
-        memory: "128M",
-        cmdline: "",
-        deadline: DEADLINE,
-        expected: Expected::Success,
         check: check_timers,
-        report_banner_time: false,
-        modules: &[],
         programs: &["timers kcalls=shutdown"],
-        monitor: None,
+        ..USER
     },
     Scenario {
         name: "user-bench",
         memory: "256M",
-        cmdline: "",
         // A smoke test of the benchmark programs (figures are `cargo xtask bench`'s job).
         deadline: secs(60),
-        expected: Expected::Success,
         check: check_bench,
-        report_banner_time: false,
-        modules: &[],
         programs: &[
             "bench_server",
             "bench_client kcalls=shutdown+snapshot+tracemask",
         ],
-        monitor: None,
+        ..USER
     },
 ];
-
-/// Ok if one console line contains every one of `needles`.
-pub(crate) fn require_line_with(console: &Console, needles: &[&str]) -> Result<(), String> {
-    if console
-        .lines
-        .iter()
-        .any(|line| needles.iter().all(|needle| line.text.contains(needle)))
-    {
-        Ok(())
-    } else {
-        Err(format!("no console line contains all of {needles:?}"))
-    }
-}
-
-/// Ok if no console line contains `needle`; else names the first such line.
-pub(crate) fn forbid(console: &Console, needle: &str) -> Result<(), String> {
-    match console.find(needle) {
-        None => Ok(()),
-        Some(line) => Err(format!("unexpected console line: {:?}", line.text)),
-    }
-}
-
-/// No program reported a failure or panicked, and no program faulted.
-pub(crate) fn require_clean_run(console: &Console) -> Result<(), String> {
-    forbid(console, ": FAIL")?;
-    forbid(console, "panic:")?;
-    forbid(console, "user fault:")?;
-    forbid(console, "memory accounting drift")?;
-    forbid(console, "shutdown refused")
-}
 
 /// The judging program `process` asked for a successful shutdown.
 fn require_success_shutdown(console: &Console, process: &str) -> Result<(), String> {
@@ -276,60 +166,48 @@ fn require_success_shutdown(console: &Console, process: &str) -> Result<(), Stri
 }
 
 fn check_bad_modules(console: &Console) -> Result<(), String> {
-    require_line_with(
-        console,
-        &["boot: module ", "refused: prio '99' is not 0..=15"],
-    )?;
-    require_line_with(
-        console,
-        &["boot: module ", "refused: unknown kernel call 'reboot'"],
-    )?;
-    require_line_with(console, &["boot: module 'not-an-elf.bin' refused: ", "ELF"])?;
-    require_line_with(
-        console,
-        &[
-            "hello: hello from Vigil user space",
-            "[\"still\", \"runs\"]",
-        ],
-    )?;
-    require_line_with(console, &["boot: 1 of 4 modules started"])?;
+    console.require_line_with(&["boot: module ", "refused: prio '99' is not 0..=15"])?;
+    console.require_line_with(&["boot: module ", "refused: unknown kernel call 'reboot'"])?;
+    console.require_line_with(&["boot: module 'not-an-elf.bin' refused: ", "ELF"])?;
+    console.require_line_with(&[
+        "hello: hello from Vigil user space",
+        "[\"still\", \"runs\"]",
+    ])?;
+    console.require_line_with(&["boot: 1 of 4 modules started"])?;
     console.require("every process has exited; stopping (exit-when-done)")
 }
 
 fn check_hello(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
-    require_line_with(
-        console,
-        &[
-            "hello: hello from Vigil user space: endpoint ",
-            "[\"one\", \"two\"]",
-        ],
-    )?;
-    require_line_with(console, &["process 'hello' (pid ", "exited with status 0"])?;
+    console.require_clean_run()?;
+    console.require_line_with(&[
+        "hello: hello from Vigil user space: endpoint ",
+        "[\"one\", \"two\"]",
+    ])?;
+    console.require_line_with(&["process 'hello' (pid ", "exited with status 0"])?;
     console.require("every process has exited; stopping (exit-when-done)")
 }
 
 fn check_introspect(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("introspect-denied: PASS snapshot without privilege refused with EPERM")?;
     console.require("introspect: PASS snapshot generation")?;
     console.require("shutdown requested by 'introspect_check' (status 0)")
 }
 
 fn check_pingpong(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("pingpong_client: pingpong: PASS 1000 round trips")?;
     require_success_shutdown(console, "pingpong_client")
 }
 
 fn check_any(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("any_server: any: PASS counts client1=50 client2=50 client3=50")?;
     require_success_shutdown(console, "any_server")
 }
 
 fn check_notify(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("notify_sender: notified ")?;
     console.require("notify_receiver: first receive: one notification from")?;
     console.require(
@@ -339,7 +217,7 @@ fn check_notify(console: &Console) -> Result<(), String> {
 }
 
 fn check_senda(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("senda_client: (a) 10 async messages received in order; all entries DONE")?;
     console.require("DONE|FAILED with EDEADSRCDST")?;
     console.require("senda_client: (b) NO_REPLY async message waited for a plain receive")?;
@@ -351,15 +229,12 @@ fn check_senda(console: &Console) -> Result<(), String> {
 }
 
 fn check_grant(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("refused with EBADGRANT")?;
-    require_line_with(
-        console,
-        &[
-            "grant_client: grant: PASS read 1048576 bytes checksum=0x",
-            "wrote 262144 bytes verified",
-        ],
-    )?;
+    console.require_line_with(&[
+        "grant_client: grant: PASS read 1048576 bytes checksum=0x",
+        "wrote 262144 bytes verified",
+    ])?;
     require_success_shutdown(console, "grant_client")
 }
 
@@ -380,25 +255,25 @@ const ERROR_NAMES_CHECKED: [&str; 12] = [
 ];
 
 fn check_errors(console: &Console) -> Result<(), String> {
-    forbid(console, ": WRONG:")?;
-    require_clean_run(console)?;
+    console.forbid(": WRONG:")?;
+    console.require_clean_run()?;
     for name in ERROR_NAMES_CHECKED {
-        require_line_with(console, &["errors: case ", &format!("-> {name}: ok")])?;
+        console.require_line_with(&["errors: case ", &format!("-> {name}: ok")])?;
     }
-    require_line_with(console, &["errors: case ", "(cycle) -> ELOCKED: ok"])?;
-    require_line_with(console, &["errors: case system call 999 -> ENOSYS: ok"])?;
+    console.require_line_with(&["errors: case ", "(cycle) -> ELOCKED: ok"])?;
+    console.require_line_with(&["errors: case system call 999 -> ENOSYS: ok"])?;
     console.require("errors: errors: PASS ")?;
     require_success_shutdown(console, "errors")
 }
 
 fn check_fair(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
-    require_line_with(console, &["sched_fair: fair: PASS a=", " b=", " ratio="])?;
+    console.require_clean_run()?;
+    console.require_line_with(&["sched_fair: fair: PASS a=", " b=", " ratio="])?;
     require_success_shutdown(console, "sched_fair")
 }
 
 fn check_preempt(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("preempt_spinner: spinning")?;
     console.require("preempt_driver: lateness over 50 sleeps of 20 ms: median ")?;
     console.require("preempt_driver: preempt: PASS median lateness ")?;
@@ -407,34 +282,22 @@ fn check_preempt(console: &Console) -> Result<(), String> {
 
 fn check_crash(console: &Console) -> Result<(), String> {
     // Both crashes are reported by the kernel as user faults naming the process…
-    require_line_with(
-        console,
-        &["user fault: #PF", "(vector 14)", "process 'crash_null'"],
-    )?;
-    require_line_with(console, &["cr2=0x0000000000000000"])?;
-    require_line_with(
-        console,
-        &["user fault: #DE", "(vector 0)", "process 'crash_divide'"],
-    )?;
+    console.require_line_with(&["user fault: #PF", "(vector 14)", "process 'crash_null'"])?;
+    console.require_line_with(&["cr2=0x0000000000000000"])?;
+    console.require_line_with(&["user fault: #DE", "(vector 0)", "process 'crash_divide'"])?;
     // …each kills only its own process…
-    require_line_with(console, &["process 'crash_null' (pid ", "killed by #PF"])?;
-    require_line_with(console, &["process 'crash_divide' (pid ", "killed by #DE"])?;
+    console.require_line_with(&["process 'crash_null' (pid ", "killed by #PF"])?;
+    console.require_line_with(&["process 'crash_divide' (pid ", "killed by #DE"])?;
     // …and neither survived its fault.
-    forbid(console, "crash_null: FAIL")?;
-    forbid(console, "crash_divide: FAIL")?;
+    console.forbid("crash_null: FAIL")?;
+    console.forbid("crash_divide: FAIL")?;
     // A Rust panic is reported by the runtime and ends the process with status 101.
-    require_line_with(
-        console,
-        &[
-            "crash_panic: panic: deliberate panic: value=42 args=\"x\" at ",
-            "user/programs/src/bin/crash_panic.rs:",
-        ],
-    )?;
-    require_line_with(
-        console,
-        &["process 'crash_panic' (pid ", "exited with status 101"],
-    )?;
-    forbid(console, "ERROR panic:")?;
+    console.require_line_with(&[
+        "crash_panic: panic: deliberate panic: value=42 args=\"x\" at ",
+        "user/programs/src/bin/crash_panic.rs:",
+    ])?;
+    console.require_line_with(&["process 'crash_panic' (pid ", "exited with status 101"])?;
+    console.forbid("ERROR panic:")?;
     // The high-priority survivor kept running and saw every crasher's endpoint dead.
     console.require("survivor: still alive after sleeping ")?;
     console.require("survivor: survivor: PASS alive after ")?;
@@ -442,13 +305,13 @@ fn check_crash(console: &Console) -> Result<(), String> {
 }
 
 fn check_mutex(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("mutex_counter: mutex: PASS total=20000")?;
     require_success_shutdown(console, "mutex_counter")
 }
 
 fn check_timers(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     console.require("timers: intervals: ")?;
     console.require("timers: timers: PASS 10 notifications")?;
     require_success_shutdown(console, "timers")
@@ -468,7 +331,7 @@ const BENCHMARKS: [&str; 9] = [
 ];
 
 fn check_bench(console: &Console) -> Result<(), String> {
-    require_clean_run(console)?;
+    console.require_clean_run()?;
     for name in BENCHMARKS {
         // Snapshots are timed 200 times (each is large); everything else 10,000 times.
         let iterations = if name.starts_with("snapshot_") {
@@ -476,26 +339,21 @@ fn check_bench(console: &Console) -> Result<(), String> {
         } else {
             " iterations=10000"
         };
-        require_line_with(
-            console,
-            &[
-                &format!("bench_client: bench: {name} median_cycles="),
-                " min_cycles=",
-                iterations,
-            ],
-        )?;
+        console.require_line_with(&[
+            &format!("bench_client: bench: {name} median_cycles="),
+            " min_cycles=",
+            iterations,
+        ])?;
     }
     // The 1000-thread snapshot must really have had 1000 threads.
-    require_line_with(
-        console,
-        &["bench: snapshot_1000_threads ", " threads=1000 "],
-    )?;
+    console.require_line_with(&["bench: snapshot_1000_threads ", " threads=1000 "])?;
     console.require("bench_client: bench: done")?;
     require_success_shutdown(console, "bench_client")
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::scenario::Expected;
     use super::*;
     use std::collections::BTreeSet;
     use std::path::Path;

@@ -1,0 +1,244 @@
+//! Monitor scenarios: QEMU runs with COM2 on a TCP socket, the built host tool (`vigil`)
+//! watches the kernel through the decoding [`proxy`](super::proxy), and the scenario is
+//! judged on what the tool printed as well as on the console.
+//!
+//! - this file: the table ([`MONITOR_SCENARIOS`]) and the console side of each story;
+//! - `session.rs`: runs QEMU, the proxy and the tool together, and judges the session;
+//! - `checks.rs`: the host-tool checks, one per scenario, on an `Observation`;
+//! - `view.rs`: reading the tool's JSON lines and the proxy's raw frames.
+//!
+//! Each check reads the tool's JSON lines (`vigil events --json --snapshots`: field names as
+//! printed by the tool, see `vigil events --help`) and, where the tool's JSON leaves out a
+//! raw field (state codes, wait targets, main-thread endpoints), compares them with the
+//! frames the proxy decoded from the raw stream. Times are kernel times (`ts_ns`, `now_ns`,
+//! `first_seen_ns`), so the checks do not depend on how fast the host is.
+
+mod checks;
+pub mod session;
+mod view;
+
+use std::time::Duration;
+
+use super::console::Console;
+use super::scenario::{millis, secs, Expected, Scenario};
+pub use session::{Garbage, MonitorCheck};
+
+/// Deadline of a monitor scenario beyond the tool's listening time: QEMU start, tool start,
+/// and a slow host.
+const SLACK: Duration = secs(20);
+
+/// Garbage written towards the kernel in `monitor-garbage`.
+const GARBAGE: Garbage = Garbage {
+    at: millis(3000),
+    bytes: 4096,
+};
+
+/// The base row of a monitor scenario whose tool does `monitor`: the kernel keeps running
+/// until the runner stops QEMU after the tool, within the tool's duration plus [`SLACK`].
+const fn watched(monitor: MonitorCheck) -> Scenario {
+    Scenario {
+        deadline: monitor.duration.saturating_add(SLACK),
+        expected: Expected::Running,
+        monitor: Some(monitor),
+        ..Scenario::DEFAULT
+    }
+}
+
+/// Monitor scenarios, run after the user scenarios.
+pub const MONITOR_SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "monitor-boot-processes",
+        check: check_boot_console,
+        programs: &[
+            "spinner prio=12",
+            "pingpong_server",
+            "chain_link name=chain_a -- chain_b",
+            "chain_link name=chain_b -- chain_c",
+            "chain_link name=chain_c -- none",
+        ],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            check: checks::check_boot_processes,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-cpu-hog",
+        check: check_spinner_console,
+        programs: &["spinner prio=12"],
+        ..watched(MonitorCheck {
+            duration: secs(4),
+            check: checks::check_cpu_hog,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-deadlock",
+        check: check_deadlock_console,
+        programs: &["deadlock_mutex"],
+        ..watched(MonitorCheck {
+            duration: secs(2),
+            check: checks::check_deadlock,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-blocked-chain",
+        check: check_chain_console,
+        programs: &[
+            "chain_link name=chain_a -- chain_b",
+            "chain_link name=chain_b -- chain_c",
+            "chain_link name=chain_c -- none",
+        ],
+        ..watched(MonitorCheck {
+            duration: secs(8),
+            check: checks::check_blocked_chain,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-garbage",
+        check: check_spinner_console,
+        programs: &["spinner prio=12", "pingpong_server"],
+        ..watched(MonitorCheck {
+            duration: secs(6),
+            garbage: Some(GARBAGE),
+            check: checks::check_garbage,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-record-replay",
+        check: check_record_console,
+        // A burst of IPC at boot (1000 round trips; the client may not shut down, so it
+        // exits), then a spinner that logs once a second.
+        programs: &["pingpong_server", "pingpong_client", "spinner prio=12"],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            record: true,
+            check: checks::check_record_replay,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Console checks (the guest's side of each story)
+// ---------------------------------------------------------------------------------------------
+
+/// No panic, no fault, no FAIL line (monitor scenarios never shut down).
+fn require_quiet_run(console: &Console) -> Result<(), String> {
+    console.forbid(": FAIL")?;
+    console.forbid("panic:")?;
+    console.forbid("user fault:")?;
+    console.require("monitor: streaming on COM2")
+}
+
+fn check_boot_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("boot: 5 of 5 modules started")?;
+    console.require("chain_c: chain_link: end of the chain")
+}
+
+fn check_spinner_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("spinner: spinner: spinning")
+}
+
+fn check_deadlock_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require_line_with(&["deadlock_mutex: left (", "holds 0x", "now wants 0x"])?;
+    console.require_line_with(&["deadlock_mutex: right (", "holds 0x", "now wants 0x"])?;
+    console.forbid("there was no deadlock")
+}
+
+fn check_chain_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("chain_a: chain_link: send_receive to chain_b")?;
+    console.require("chain_b: chain_link: send_receive to chain_c")?;
+    console.require("chain_c: chain_link: end of the chain")?;
+    console.forbid("the chain was not blocked")
+}
+
+fn check_record_console(console: &Console) -> Result<(), String> {
+    console.forbid("panic:")?;
+    console.forbid("user fault:")?;
+    console.require("pingpong_client: pingpong: PASS 1000 round trips")?;
+    // pingpong_client may not shut the machine down: the refusal is expected.
+    require_clean_run_except_shutdown(console)
+}
+
+fn require_clean_run_except_shutdown(console: &Console) -> Result<(), String> {
+    match console.require_clean_run() {
+        Err(error) if error.contains("shutdown refused") => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::view::fixtures::console;
+    use super::*;
+
+    #[test]
+    fn scenario_table_is_consistent() {
+        let names: Vec<&str> = MONITOR_SCENARIOS.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "monitor-boot-processes",
+                "monitor-cpu-hog",
+                "monitor-deadlock",
+                "monitor-blocked-chain",
+                "monitor-garbage",
+                "monitor-record-replay"
+            ]
+        );
+        let mut total = Duration::ZERO;
+        for scenario in MONITOR_SCENARIOS {
+            let check = scenario.monitor.as_ref().expect("a monitor check");
+            assert_eq!(scenario.expected, Expected::Running, "{}", scenario.name);
+            assert!(
+                scenario.deadline >= check.duration + secs(10),
+                "{}",
+                scenario.name
+            );
+            if let Some(garbage) = check.garbage {
+                assert!(garbage.at < check.duration, "{}", scenario.name);
+            }
+            total += check.duration;
+        }
+        // CI time: the listening adds up to well under a minute.
+        assert!(total <= secs(30), "{total:?}");
+        assert_eq!(checks::record_duration(), secs(3));
+        assert!(check_blocked_chain_duration_covers_the_detector());
+    }
+
+    fn check_blocked_chain_duration_covers_the_detector() -> bool {
+        let chain = MONITOR_SCENARIOS
+            .iter()
+            .find(|s| s.name == "monitor-blocked-chain")
+            .and_then(|s| s.monitor.as_ref())
+            .unwrap();
+        chain.duration >= Duration::from_nanos(checks::HUNG_AFTER_NS) + secs(1)
+    }
+
+    #[test]
+    fn console_checks() {
+        let ok = [
+            "[    0.04] INFO  monitor: streaming on COM2 (protocol v1)",
+            "[    0.15] INFO  boot: 5 of 5 modules started",
+            "[    0.17] INFO  chain_c: chain_link: end of the chain, sleeping instead of receiving",
+        ];
+        assert_eq!(check_boot_console(&console(&ok)), Ok(()));
+        let mut panicked = ok.to_vec();
+        panicked.push("[    0.2] ERROR panic: oops");
+        assert!(check_boot_console(&console(&panicked)).is_err());
+        let record = [
+            "[    0.04] INFO  monitor: streaming on COM2 (protocol v1)",
+            "[    0.3] INFO  pingpong_client: pingpong: PASS 1000 round trips",
+            "[    0.3] INFO  pingpong_client: shutdown refused: EPERM; exiting the process instead",
+        ];
+        assert_eq!(check_record_console(&console(&record)), Ok(()));
+    }
+}

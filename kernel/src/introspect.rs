@@ -4,14 +4,26 @@
 use crate::system::{Kernel, MAX_PROCESSES};
 use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
 
+/// Where `visit_records` puts the records it builds.
+pub trait RecordSink {
+    fn thread(&mut self, record: &ThreadRecord);
+    fn process(&mut self, record: &ProcessRecord);
+}
+
+/// A pair of closures, one per record kind.
+impl<T: FnMut(&ThreadRecord), P: FnMut(&ProcessRecord)> RecordSink for (T, P) {
+    fn thread(&mut self, record: &ThreadRecord) {
+        (self.0)(record)
+    }
+    fn process(&mut self, record: &ProcessRecord) {
+        (self.1)(record)
+    }
+}
+
 impl Kernel {
-    /// Calls `thread` for every thread that is not Free (lowest slot first), then `process`
+    /// Gives `sink` a record for every thread that is not Free (lowest slot first), then
     /// for every live process, with its thread count and CPU time summed in the same pass.
-    pub fn visit_records(
-        &self,
-        mut thread: impl FnMut(&ThreadRecord),
-        mut process: impl FnMut(&ProcessRecord),
-    ) {
+    pub fn visit_records(&self, sink: &mut impl RecordSink) {
         let mut threads_per_process = [0u32; MAX_PROCESSES];
         let mut cpu_per_process = [0u64; MAX_PROCESSES];
         for (slot, state) in self.table.threads() {
@@ -20,7 +32,7 @@ impl Kernel {
             threads_per_process[owner] += 1;
             cpu_per_process[owner] += control.cpu_ns;
             let (code, wait_target, wait_argument) = encode_state(&state);
-            thread(&ThreadRecord {
+            sink.thread(&ThreadRecord {
                 endpoint: control.endpoint,
                 pid: self.processes[owner].pid,
                 state: code,
@@ -43,7 +55,7 @@ impl Kernel {
             let bytes = record.name().as_bytes();
             let len = bytes.len().min(RECORD_NAME_BYTES);
             name[..len].copy_from_slice(&bytes[..len]);
-            process(&ProcessRecord {
+            sink.process(&ProcessRecord {
                 pid: record.pid,
                 threads: threads_per_process[index],
                 name,

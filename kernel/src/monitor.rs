@@ -161,10 +161,10 @@ fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
     let (thread_count, process_count) = kernel.record_counts();
     let mut threads = Vec::with_capacity(thread_count);
     let mut processes = Vec::with_capacity(process_count);
-    kernel.visit_records(
-        |record| threads.push(ThreadInfo::from(record)),
-        |record| processes.push(ProcessInfo::from_record(record)),
-    );
+    kernel.visit_records(&mut (
+        |record: &_| threads.push(ThreadInfo::from(record)),
+        |record: &_| processes.push(ProcessInfo::from_record(record)),
+    ));
     Snapshot {
         generation: kernel.snapshot_generation,
         timestamp_ns: now,

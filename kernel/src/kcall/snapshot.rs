@@ -6,6 +6,7 @@
 //! the header, whose counts say how big the buffer must be.
 
 use crate::arch::paging::AddressSpace;
+use crate::introspect::RecordSink;
 use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::usercopy;
@@ -31,6 +32,17 @@ struct Batch<'a> {
     /// Bytes of it written so far.
     written: usize,
     result: Result<(), Error>,
+}
+
+impl RecordSink for Batch<'_> {
+    #[inline(always)]
+    fn thread(&mut self, record: &ThreadRecord) {
+        self.push(record);
+    }
+    #[inline(always)]
+    fn process(&mut self, record: &ProcessRecord) {
+        self.push(record);
+    }
 }
 
 impl Batch<'_> {
@@ -101,12 +113,7 @@ pub fn run(kernel: &mut Kernel, caller: u16, args: SnapshotArgs) -> Result<Next,
         result: Ok(()),
     };
     batch.push(&header);
-    // Two closures need the batch; a RefCell-free way is to collect threads then processes.
-    let batch_cell = core::cell::RefCell::new(&mut batch);
-    kernel.visit_records(
-        |thread| batch_cell.borrow_mut().push(thread),
-        |process| batch_cell.borrow_mut().push(process),
-    );
+    kernel.visit_records(&mut batch);
     batch.flush();
     batch.result.map(|()| Next::Return(needed))
 }

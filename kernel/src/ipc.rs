@@ -21,9 +21,9 @@ pub struct KernelEnv<'a> {
 }
 
 impl KernelEnv<'_> {
-    fn space_of(&self, thread: u16) -> AddressSpace {
+    fn space_of(&self, thread: u16) -> &AddressSpace {
         let process = self.threads[usize::from(thread)].process;
-        AddressSpace::from_root(self.processes[usize::from(process)].root)
+        self.processes[usize::from(process)].space()
     }
 
     /// The endpoint of `thread`, from the copy its saved context keeps (the thread table

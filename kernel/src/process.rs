@@ -57,7 +57,7 @@ impl Kernel {
         process.in_use = true;
         process.pid = self.next_pid;
         process.set_name(config.name);
-        process.root = space.root_phys();
+        process.space = Some(space);
         process.priority = config.priority;
         process.kernel_calls = config.kernel_calls;
         process.ipc_targets = config.ipc_targets;
@@ -80,7 +80,9 @@ impl Kernel {
                 Ok(slot)
             }
             Err(error) => {
-                self.processes[usize::from(slot)].in_use = false;
+                let process = &mut self.processes[usize::from(slot)];
+                process.in_use = false;
+                let space = process.space.take().expect("the space was stored above");
                 space.destroy_user(&mut |frame| {
                     memory::release_frame(frame);
                 });
@@ -117,9 +119,12 @@ impl Kernel {
                 self.table.free(slot);
             }
         }
-        let root = self.processes[index].root;
+        let space = self.processes[index]
+            .space
+            .take()
+            .expect("a live process has an address space");
         // The page counter introspection reports must match the tables exactly.
-        let counted = AddressSpace::from_root(root).count_user_pages();
+        let counted = space.count_user_pages();
         let recorded = self.processes[index].mapped_pages;
         if counted != recorded {
             crate::error!(
@@ -127,8 +132,8 @@ impl Kernel {
                 self.processes[index].name()
             );
         }
-        paging::switch_to(paging::kernel_space().root_phys());
-        AddressSpace::from_root(root).destroy_user(&mut |frame| {
+        paging::kernel_space().enter();
+        space.destroy_user(&mut |frame| {
             memory::release_frame(frame);
         });
         let process_record = &mut self.processes[index];
@@ -144,7 +149,6 @@ impl Kernel {
             status as i64
         );
         process_record.in_use = false;
-        process_record.root = 0;
     }
 
     /// A CPU exception in user code: report it and kill the process; the rest run on.
@@ -174,12 +178,7 @@ impl Kernel {
             );
         }
         trap::print_registers(&context);
-        let backtrace = print_user_backtrace(
-            &AddressSpace::from_root(record.root),
-            context.rip,
-            context.rbp,
-            name,
-        );
+        let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
         crate::monitor::report_user_crash(
             name,
             pid,

@@ -4,7 +4,7 @@
 //! it blocks, yields, uses up its quantum (`QUANTUM_TICKS`), or a thread of a more urgent
 //! priority becomes ready. CPU time is charged from the TSC at every entry to the kernel.
 
-use crate::arch::{cpu, paging, user_entry};
+use crate::arch::{cpu, user_entry};
 use crate::system::{Kernel, KERNEL, QUANTUM_TICKS};
 use crate::time;
 use vigil_abi::introspect::encode_state;
@@ -133,8 +133,7 @@ impl Kernel {
 
     /// Prepares the CPU for `slot`: its address space, and where its next entry saves registers.
     fn dispatch(&mut self, slot: u16) -> *const crate::arch::trap::TrapFrame {
-        let root = self.process_of(slot).root;
-        paging::switch_to(root);
+        self.process_of(slot).space().enter();
         let frame = &self.threads[usize::from(slot)].context as *const _;
         user_entry::set_current_context(frame);
         frame

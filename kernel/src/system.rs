@@ -4,6 +4,7 @@
 //! contended; it exists to make the single owner explicit to the compiler. Every entry
 //! from user mode takes it, does its work, and releases it before leaving.
 
+use crate::arch::paging::AddressSpace;
 use crate::arch::trap::TrapFrame;
 use crate::grant::Grant;
 use vigil_abi::Endpoint;
@@ -80,8 +81,9 @@ pub struct Process {
     pub pid: u32,
     name: [u8; NAME_BYTES],
     name_len: usize,
-    /// Physical address of the PML4.
-    pub root: u64,
+    /// The process's address space: owned here, built by `create_process`, taken apart
+    /// by `exit_process` (None while the slot is free).
+    pub space: Option<AddressSpace>,
     pub priority: u8,
     /// Bit `n` allows kernel call `n`.
     pub kernel_calls: u64,
@@ -101,7 +103,7 @@ impl Process {
         pid: 0,
         name: [0; NAME_BYTES],
         name_len: 0,
-        root: 0,
+        space: None,
         priority: 0,
         kernel_calls: 0,
         ipc_targets: IpcTargets::All,
@@ -111,6 +113,13 @@ impl Process {
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
     };
+
+    /// The address space of a live process.
+    pub fn space(&self) -> &AddressSpace {
+        self.space
+            .as_ref()
+            .expect("a live process has an address space")
+    }
 
     pub fn name(&self) -> &str {
         core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
@@ -176,8 +185,8 @@ impl Kernel {
     }
 
     /// The address space of thread `slot`.
-    pub fn space_of(&self, slot: u16) -> crate::arch::paging::AddressSpace {
-        crate::arch::paging::AddressSpace::from_root(self.process_of(slot).root)
+    pub fn space_of(&self, slot: u16) -> &AddressSpace {
+        self.process_of(slot).space()
     }
 }
 

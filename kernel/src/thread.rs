@@ -84,23 +84,26 @@ impl Kernel {
         let stack_index = (0..MAX_THREADS)
             .find(|&i| regions[i / 64] & (1 << (i % 64)) == 0)
             .ok_or(Error::OutOfResources)? as u16;
-        let mut space = AddressSpace::from_root(self.processes[process_index].root);
+        let space = self.processes[process_index]
+            .space
+            .as_mut()
+            .expect("a live process has an address space");
         let top = stack_region_top(stack_index);
         let stack_pages = start.stack_bytes / PAGE_SIZE;
         let stack_bottom = top - start.stack_bytes;
         if let Err(error) = map_user_pages(
-            &mut space,
+            space,
             stack_bottom,
             stack_pages,
             flags::WRITABLE | flags::NO_EXECUTE,
         ) {
-            unmap_user_pages(&mut space, stack_bottom, stack_pages);
+            unmap_user_pages(space, stack_bottom, stack_pages);
             return Err(error);
         }
         let endpoint = match self.table.create(process) {
             Ok(endpoint) => endpoint,
             Err(error) => {
-                unmap_user_pages(&mut space, stack_bottom, stack_pages);
+                unmap_user_pages(space, stack_bottom, stack_pages);
                 return Err(error);
             }
         };
@@ -115,13 +118,13 @@ impl Kernel {
         let mut stack_pointer = info_address;
         let mut arguments = (0, 0);
         let written = UserPtr::new(info_address)
-            .and_then(|at| usercopy::write_value(&space, at, &info))
+            .and_then(|at| usercopy::write_value(space, at, &info))
             .and_then(|()| match start.main_arguments {
                 Some(bytes) => {
                     stack_pointer = (info_address - bytes.len() as u64) & !15;
                     arguments = (stack_pointer, bytes.len() as u64);
                     let destination = UserSlice::new(stack_pointer, bytes.len() as u64)?;
-                    usercopy::write(&space, destination, bytes)
+                    usercopy::write(space, destination, bytes)
                 }
                 None => Ok(()),
             });
@@ -131,7 +134,7 @@ impl Kernel {
         );
         // As after a CALL: RSP ≡ 8 (mod 16), with a zero "return address" ending backtraces.
         stack_pointer = (stack_pointer & !15) - 8;
-        let _ = UserPtr::new(stack_pointer).and_then(|at| usercopy::write_value(&space, at, &0u64));
+        let _ = UserPtr::new(stack_pointer).and_then(|at| usercopy::write_value(space, at, &0u64));
 
         let mut context = user_entry::new_user_frame(start.entry, stack_pointer);
         match start.main_arguments {
@@ -201,10 +204,13 @@ impl Kernel {
         }
         let thread = &self.threads[usize::from(slot)];
         let (process, stack_index) = (usize::from(thread.process), thread.stack_index);
-        let mut space = AddressSpace::from_root(self.processes[process].root);
+        let space = self.processes[process]
+            .space
+            .as_mut()
+            .expect("a live process has an address space");
         let top = stack_region_top(stack_index);
         let unmapped = unmap_user_pages(
-            &mut space,
+            space,
             top - STACK_REGION_SIZE,
             STACK_REGION_SIZE / PAGE_SIZE,
         );

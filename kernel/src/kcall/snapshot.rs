@@ -77,7 +77,6 @@ pub fn run(kernel: &mut Kernel, caller: u16, args: SnapshotArgs) -> Result<Next,
     let buffer = args.buffer;
     let len = buffer.len() as u64;
     kernel.account_cpu_time();
-    let space = kernel.space_of(caller);
     let (thread_count, process_count) = kernel.record_counts();
     let needed =
         HEADER_SIZE + thread_count as u64 * THREAD_SIZE + process_count as u64 * PROCESS_SIZE;
@@ -97,15 +96,17 @@ pub fn run(kernel: &mut Kernel, caller: u16, args: SnapshotArgs) -> Result<Next,
         thread_record_size: THREAD_SIZE as u32,
         process_record_size: PROCESS_SIZE as u32,
     };
+    let kernel = &*kernel;
+    let space = kernel.space_of(caller);
     if len < needed {
         let header_bytes = buffer.truncate(HEADER_SIZE as usize);
-        usercopy::write(&space, header_bytes, usercopy::pod_bytes(&header))?;
+        usercopy::write(space, header_bytes, usercopy::pod_bytes(&header))?;
         return Err(Error::InvalidArgument);
     }
     let buffer = buffer.truncate(needed as usize);
-    usercopy::check(&space, buffer, usercopy::Access::Write)?;
+    usercopy::check(space, buffer, usercopy::Access::Write)?;
     let mut batch = Batch {
-        space: &space,
+        space,
         bytes: [0; 4096],
         len: 0,
         destination: buffer,

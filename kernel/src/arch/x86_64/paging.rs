@@ -329,11 +329,6 @@ pub fn build_kernel_space(
 }
 
 impl AddressSpace {
-    /// Wraps an existing PML4 (a process's address space).
-    pub const fn from_root(pml4: u64) -> AddressSpace {
-        AddressSpace { pml4 }
-    }
-
     /// A new user address space sharing the kernel half of `kernel`.
     pub fn new_user(
         kernel: &AddressSpace,
@@ -418,8 +413,18 @@ pub fn kernel_space() -> AddressSpace {
 
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+impl AddressSpace {
+    /// Makes this user (or the kernel's) address space the CPU's, unless it already is.
+    /// Safe, unlike `activate`: every `AddressSpace` outside this module came from
+    /// `new_user` or `kernel_space`, so it shares the kernel half and the kernel keeps
+    /// running.
+    pub fn enter(&self) {
+        switch_to(self.pml4);
+    }
+}
+
 /// Loads `root` into CR3 unless it is already active.
-pub fn switch_to(root: u64) {
+fn switch_to(root: u64) {
     if cpu::read_cr3() & ADDRESS_MASK != root {
         // SAFETY: every address space shares the kernel half, so the kernel keeps running.
         unsafe { cpu::write_cr3(root) }

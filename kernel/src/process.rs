@@ -10,7 +10,7 @@ use crate::usercopy;
 use vigil_abi::syscall::ProcessExitArgs;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::Error;
-use vigil_kcore::elf::ElfImage;
+use vigil_kcore::elf::{ElfImage, Segment};
 use vigil_kcore::ipc::MAX_THREADS;
 
 /// Privileges and scheduling of a new process.
@@ -40,17 +40,20 @@ impl Kernel {
             .iter()
             .position(|p| !p.in_use)
             .ok_or(Error::OutOfResources)? as u16;
+        // The PML4, the image, the main thread's stack and the tables they need.
+        let frames = 1
+            + image
+                .segments()
+                .map(|segment| thread::frames_to_map(segment_pages(segment)))
+                .sum::<u64>()
+            + thread::frames_to_map(MAIN_STACK_BYTES / PAGE_SIZE);
+        if !self.table.has_free_slot() || (memory::free_frames() as u64) < frames {
+            return Err(Error::OutOfResources);
+        }
+        // Everything is checked: from here on nothing fails.
         let mut space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
-            .map_err(|_| Error::OutOfResources)?;
-        let image_pages = match load_segments(&mut space, image, file) {
-            Ok(pages) => pages,
-            Err(error) => {
-                space.destroy_user(&mut |frame| {
-                    memory::release_frame(frame);
-                });
-                return Err(error);
-            }
-        };
+            .unwrap_or_else(|error| panic!("no frame for a PML4 after the checks: {error:?}"));
+        let image_pages = load_segments(&mut space, image, file);
         self.next_pid += 1;
         let process = &mut self.processes[usize::from(slot)];
         *process = Process::EMPTY;
@@ -68,27 +71,17 @@ impl Kernel {
             main_arguments: Some(arguments),
             arg: 0,
         };
-        match self.spawn_thread(slot, start) {
-            Ok(endpoint) => {
-                self.processes[usize::from(slot)].main_thread = endpoint;
-                let pid = u64::from(self.processes[usize::from(slot)].pid);
-                crate::trace::emit(
-                    vigil_abi::trace::EventKind::ProcessCreate,
-                    endpoint,
-                    [pid, 0, 0],
-                );
-                Ok(slot)
-            }
-            Err(error) => {
-                let process = &mut self.processes[usize::from(slot)];
-                process.in_use = false;
-                let space = process.space.take().expect("the space was stored above");
-                space.destroy_user(&mut |frame| {
-                    memory::release_frame(frame);
-                });
-                Err(error)
-            }
-        }
+        let endpoint = self
+            .spawn_thread(slot, start)
+            .unwrap_or_else(|error| panic!("main thread refused after the checks: {error}"));
+        self.processes[usize::from(slot)].main_thread = endpoint;
+        let pid = u64::from(self.processes[usize::from(slot)].pid);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::ProcessCreate,
+            endpoint,
+            [pid, 0, 0],
+        );
+        Ok(slot)
     }
 
     /// Ends every thread of `process`, frees its memory and its slot.
@@ -209,14 +202,21 @@ impl Kernel {
     }
 }
 
+/// 4 KiB pages a segment occupies.
+fn segment_pages(segment: &Segment) -> u64 {
+    let first_page = segment.virt & !(PAGE_SIZE - 1);
+    (segment.virt + segment.mem_size - first_page).div_ceil(PAGE_SIZE)
+}
+
 /// Maps every segment of `image` into `space`, copying file bytes and zeroing the rest.
-/// Returns the number of pages mapped.
-fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Result<u64, Error> {
+/// Returns the number of pages mapped. `kcore::elf` validated the image (segments inside
+/// the file and the user image range) and the caller checked there are frames for it, so
+/// nothing here can fail.
+fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> u64 {
     let mut mapped = 0;
     for segment in image.segments() {
         let first_page = segment.virt & !(PAGE_SIZE - 1);
-        let end = segment.virt + segment.mem_size;
-        let pages = (end - first_page).div_ceil(PAGE_SIZE);
+        let pages = segment_pages(segment);
         let mut leaf = 0;
         if segment.flags.write {
             leaf |= flags::WRITABLE;
@@ -225,14 +225,20 @@ fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> Res
             leaf |= flags::NO_EXECUTE;
         }
         // Map with the final permissions; the kernel fills the pages through the direct map.
-        thread::map_user_pages(space, first_page, pages, leaf)?;
+        thread::map_user_pages(space, first_page, pages, leaf);
         mapped += pages;
         let start = segment.file_offset as usize;
         let bytes = &file[start..start + segment.file_size as usize];
-        let destination = UserSlice::new(segment.virt, bytes.len() as u64)?;
-        usercopy::fill(space, destination, bytes)?;
+        let filled = UserSlice::new(segment.virt, bytes.len() as u64)
+            .and_then(|destination| usercopy::fill(space, destination, bytes));
+        if let Err(error) = filled {
+            panic!(
+                "filling a validated segment at {:#x} failed: {error}",
+                segment.virt
+            );
+        }
     }
-    Ok(mapped)
+    mapped
 }
 
 /// Follows the user frame-pointer chain (through `usercopy`, so a garbage chain just ends).

@@ -36,31 +36,33 @@ pub const fn stack_region_top(index: u16) -> u64 {
     STACK_AREA_TOP - index as u64 * STACK_REGION_SIZE
 }
 
-/// Maps `pages` zeroed user pages from `start` with `leaf` flags (USER added).
-pub fn map_user_pages(
-    space: &mut AddressSpace,
-    start: u64,
-    pages: u64,
-    leaf: u64,
-) -> Result<(), Error> {
+/// Frames that mapping `pages` consecutive 4 KiB pages can take at most: the pages, plus
+/// the page tables, page directories and PDPTs the range may need (each level's count,
+/// plus one for a range that straddles a boundary).
+pub const fn frames_to_map(pages: u64) -> u64 {
+    pages + (pages.div_ceil(512) + 1) + (pages.div_ceil(512 * 512) + 1) + 2
+}
+
+/// Maps `pages` zeroed user pages from `start` with `leaf` flags (USER added). The caller
+/// has checked that `frames_to_map(pages)` frames are free, so this cannot run out: a
+/// failure here is a kernel bug.
+pub fn map_user_pages(space: &mut AddressSpace, start: u64, pages: u64, leaf: u64) {
     for page in 0..pages {
-        let frame = memory::alloc_frame().ok_or(Error::OutOfResources)?;
         let virt = start + page * PAGE_SIZE;
-        if space
-            .map(
-                virt,
-                frame,
-                PageSize::Size4K,
-                leaf | flags::USER,
-                &mut memory::alloc_frame,
-            )
-            .is_err()
-        {
-            memory::release_frame(frame);
-            return Err(Error::OutOfResources);
+        let frame = memory::alloc_frame().unwrap_or_else(|| {
+            panic!("out of frames mapping {virt:#x} after the free-frame check")
+        });
+        let mapped = space.map(
+            virt,
+            frame,
+            PageSize::Size4K,
+            leaf | flags::USER,
+            &mut memory::alloc_frame,
+        );
+        if let Err(error) = mapped {
+            panic!("mapping user page {virt:#x} failed after the checks: {error:?}");
         }
     }
-    Ok(())
 }
 
 /// Unmaps and frees the pages of `[start, start + pages·4K)` that are mapped; returns how
@@ -84,29 +86,29 @@ impl Kernel {
         let stack_index = (0..MAX_THREADS)
             .find(|&i| regions[i / 64] & (1 << (i % 64)) == 0)
             .ok_or(Error::OutOfResources)? as u16;
+        let stack_pages = start.stack_bytes / PAGE_SIZE;
+        if !self.table.has_free_slot()
+            || (memory::free_frames() as u64) < frames_to_map(stack_pages)
+        {
+            return Err(Error::OutOfResources);
+        }
+        // Everything is checked: from here on nothing fails.
         let space = self.processes[process_index]
             .space
             .as_mut()
             .expect("a live process has an address space");
         let top = stack_region_top(stack_index);
-        let stack_pages = start.stack_bytes / PAGE_SIZE;
         let stack_bottom = top - start.stack_bytes;
-        if let Err(error) = map_user_pages(
+        map_user_pages(
             space,
             stack_bottom,
             stack_pages,
             flags::WRITABLE | flags::NO_EXECUTE,
-        ) {
-            unmap_user_pages(space, stack_bottom, stack_pages);
-            return Err(error);
-        }
-        let endpoint = match self.table.create(process) {
-            Ok(endpoint) => endpoint,
-            Err(error) => {
-                unmap_user_pages(space, stack_bottom, stack_pages);
-                return Err(error);
-            }
-        };
+        );
+        let endpoint = self
+            .table
+            .create(process)
+            .expect("a free thread slot was checked for");
         let slot = endpoint.slot();
         let index_in_process = u64::from(stack_index);
         let info_address = top - THREAD_INFO_SIZE;

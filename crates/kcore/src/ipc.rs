@@ -373,6 +373,11 @@ impl ThreadTable {
 
     /// Allocates the lowest free slot for a new thread of `process`, bumps its generation,
     /// sets it Ready, and returns its endpoint. `OutOfResources` when full.
+    /// Whether `create` would find a free slot.
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.iter().any(|s| s.kind == kind::FREE)
+    }
+
     pub fn create(&mut self, process: u16) -> Result<Endpoint, Error> {
         let index = self
             .slots
@@ -1667,16 +1672,20 @@ mod tests {
     fn create_fails_when_full_and_generation_wraps() {
         let mut w = World::new();
         for i in 0..MAX_THREADS {
+            assert!(w.t.has_free_slot());
             assert_eq!(w.t.create(1).map(|e| e.slot()), Ok(i as u16));
         }
+        assert!(!w.t.has_free_slot());
         assert_eq!(w.t.create(1), Err(Error::OutOfResources));
         w.t.exit(&mut w.env, 10, 0);
+        assert!(!w.t.has_free_slot(), "Dead is not free");
         assert_eq!(
             w.t.create(1),
             Err(Error::OutOfResources),
             "Dead is not free"
         );
         w.t.free(10);
+        assert!(w.t.has_free_slot());
         w.t.slots[10].generation = u32::MAX;
         assert_eq!(w.t.create(1), Ok(Endpoint::new(10, 0)));
     }

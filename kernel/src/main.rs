@@ -9,6 +9,7 @@ mod backtrace;
 mod boot_image;
 mod console;
 mod entry;
+mod fault;
 mod grant;
 mod heap;
 mod introspect;

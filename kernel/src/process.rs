@@ -1,7 +1,8 @@
 //! Processes: creation from a validated ELF image, exit and teardown, and user faults.
 
 use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
-use crate::arch::trap::{self, PageFaultCause};
+use crate::arch::trap;
+use crate::fault::{FaultPlace, FaultReport};
 use crate::memory;
 use crate::syscall::Next;
 use crate::system::{IpcTargets, Kernel, Process, MAX_PROCESSES};
@@ -150,38 +151,19 @@ impl Kernel {
         let process = self.threads[usize::from(slot)].process;
         let record = &self.processes[usize::from(process)];
         let (name, pid) = (record.name(), record.pid);
-        let (mnemonic, description) = trap::exception_name(context.vector);
+        let (mnemonic, _) = trap::exception_name(context.vector);
         let endpoint = self.table.endpoint(slot);
-        if context.vector == 14 {
-            crate::error!(
-                "user fault: {mnemonic} {description} (vector {}) in process '{name}' (pid {pid}) thread {endpoint}, error code {:#x} [{}]",
-                context.vector,
-                context.error_code,
-                PageFaultCause(context.error_code)
-            );
-            crate::console::continuation(format_args!(
-                "  cr2={:#018x}",
-                crate::arch::cpu::read_cr2()
-            ));
-        } else {
-            crate::error!(
-                "user fault: {mnemonic} {description} (vector {}) in process '{name}' (pid {pid}) thread {endpoint}, error code {:#x}",
-                context.vector,
-                context.error_code
-            );
-        }
-        trap::print_registers(&context);
+        let report = FaultReport {
+            frame: &context,
+            place: FaultPlace::User {
+                process: name,
+                pid,
+                thread: endpoint,
+            },
+        };
+        report.print();
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
-        crate::monitor::report_user_crash(
-            name,
-            pid,
-            alloc::format!(
-                "{mnemonic} {description} (vector {}) at {:#x}",
-                context.vector,
-                context.rip
-            ),
-            backtrace,
-        );
+        crate::monitor::report_user_crash(name, pid, report.summary(), backtrace);
         crate::error!(
             "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}",
             context.rip

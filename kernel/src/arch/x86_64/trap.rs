@@ -287,32 +287,15 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
         debug_exit::exit(debug_exit::ExitStatus::Failure);
     }
     console::enter_fatal_mode();
-    let (mnemonic, name) = exception_name(frame.vector);
-    let mode = if frame.cs & 3 == 0 { "kernel" } else { "user" };
-    if frame.vector == 14 {
-        crate::error!(
-            "fault: {mnemonic} {name} (vector {}) in {mode} mode, error code {:#x} [{}]",
-            frame.vector,
-            frame.error_code,
-            PageFaultCause(frame.error_code)
-        );
-        console::continuation(format_args!("  cr2={:#018x}", cpu::read_cr2()));
-    } else {
-        crate::error!(
-            "fault: {mnemonic} {name} (vector {}) in {mode} mode, error code {:#x}",
-            frame.vector,
-            frame.error_code
-        );
-    }
-    print_registers(frame);
+    let report = crate::fault::FaultReport {
+        frame,
+        place: crate::fault::FaultPlace::Kernel,
+    };
+    report.print();
     let (addresses, count) = crate::backtrace::print(Some(frame.rip), frame.rbp);
     crate::monitor::emergency_crash(
         vigil_wire::CrashKind::KernelFault,
-        &alloc::format!(
-            "{mnemonic} {name} (vector {}) in {mode} mode at {:#x}",
-            frame.vector,
-            frame.rip
-        ),
+        &report.summary(),
         &addresses[..count],
     );
     debug_exit::exit(debug_exit::ExitStatus::Failure)

@@ -14,6 +14,8 @@ pub mod ipc;
 pub mod log_ring;
 pub mod memmap;
 pub mod multiboot;
+pub mod paging;
 pub mod sched;
 pub mod timer;
 pub mod trace;
+pub mod usercopy;

@@ -1,4 +1,8 @@
-//! Scheduler run queues: one FIFO per priority, highest priority (lowest number) first.
+//! Scheduling: run queues (a FIFO per priority, lowest number first), quanta and preemption.
+//!
+//! A thread runs until it blocks, yields, uses up its quantum, or a thread of a more urgent
+//! priority becomes ready. `decide` says what happens to the running thread when the kernel
+//! is about to leave; `tick` and `at_dispatch` keep its quantum.
 
 /// Number of priority levels; 0 is the highest.
 pub const PRIORITIES: usize = 16;
@@ -206,6 +210,83 @@ impl<const N: usize> Default for RunQueues<N> {
     }
 }
 
+/// The running thread, as the scheduler sees it when the kernel is about to leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Running {
+    pub priority: u8,
+    /// Timer ticks left in its quantum; 0 = spent.
+    pub quantum_left: u8,
+}
+
+/// What happens to the thread that was running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It keeps the CPU: nobody more urgent is ready, and if its quantum is spent
+    /// (`fresh_quantum`) nobody of its priority either, so it starts a fresh quantum.
+    Continue { fresh_quantum: bool },
+    /// Preempted with its quantum spent by a ready thread of the same or a more urgent
+    /// priority: to the back of its queue, with a fresh quantum.
+    PreemptToBack,
+    /// Preempted by a more urgent thread with quantum left: to the front of its queue, so
+    /// it resumes first at its priority, with the quantum it has left.
+    PreemptToFront,
+    /// It blocked, exited or yielded (a yield has already queued it): a voluntary switch.
+    Voluntary,
+}
+
+impl Decision {
+    /// Whether the thread loses the CPU while still runnable (an involuntary switch).
+    #[inline]
+    pub const fn is_preemption(self) -> bool {
+        matches!(self, Decision::PreemptToBack | Decision::PreemptToFront)
+    }
+}
+
+/// Decides for the thread that was running: `running` is `None` if it is no longer
+/// runnable (blocked, exited, yielded), and `queues` holds the ready threads. The queues are
+/// only looked at for a thread still running.
+#[inline]
+pub fn decide<const N: usize>(running: Option<Running>, queues: &RunQueues<N>) -> Decision {
+    let Some(Running {
+        priority,
+        quantum_left,
+    }) = running
+    else {
+        return Decision::Voluntary;
+    };
+    let waiting = queues.highest_priority();
+    let more_urgent_waiting = waiting.is_some_and(|p| p < priority);
+    let peer_waiting = waiting.is_some_and(|p| p <= priority);
+    let quantum_over = quantum_left == 0;
+    if !(more_urgent_waiting || (quantum_over && peer_waiting)) {
+        Decision::Continue {
+            fresh_quantum: quantum_over,
+        }
+    } else if quantum_over {
+        Decision::PreemptToBack
+    } else {
+        Decision::PreemptToFront
+    }
+}
+
+/// The running thread's quantum after one timer tick (a spent quantum stays spent until
+/// the kernel's exit acts on it through `decide`).
+#[inline]
+pub const fn tick(quantum_left: u8) -> u8 {
+    quantum_left.saturating_sub(1)
+}
+
+/// The quantum a thread runs with when dispatched: what it has left, or a fresh `quantum`
+/// if it has none.
+#[inline]
+pub const fn at_dispatch(quantum_left: u8, quantum: u8) -> u8 {
+    if quantum_left == 0 {
+        quantum
+    } else {
+        quantum_left
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +465,112 @@ mod tests {
     fn out_of_range_priority_is_a_debug_assertion() {
         let mut queues = Queues::new();
         queues.push_back(1, 16);
+    }
+
+    fn running(priority: u8, quantum_left: u8) -> Option<Running> {
+        Some(Running {
+            priority,
+            quantum_left,
+        })
+    }
+
+    /// Queues with one ready thread at `priority` (or none).
+    fn waiting(priority: Option<u8>) -> Queues {
+        let mut queues = Queues::new();
+        if let Some(priority) = priority {
+            queues.push_back(9, priority);
+        }
+        queues
+    }
+
+    #[test]
+    fn a_thread_no_longer_running_switches_voluntarily() {
+        for ready in [None, Some(0), Some(15)] {
+            assert_eq!(decide(None, &waiting(ready)), Decision::Voluntary);
+        }
+        assert!(!Decision::Voluntary.is_preemption());
+    }
+
+    #[test]
+    fn alone_or_ahead_it_keeps_running() {
+        // Nobody ready, or only less urgent threads, with or without quantum left.
+        for ready in [None, Some(6)] {
+            assert_eq!(
+                decide(running(5, 3), &waiting(ready)),
+                Decision::Continue {
+                    fresh_quantum: false
+                }
+            );
+            assert_eq!(
+                decide(running(5, 0), &waiting(ready)),
+                Decision::Continue {
+                    fresh_quantum: true
+                }
+            );
+        }
+        assert!(!Decision::Continue {
+            fresh_quantum: true
+        }
+        .is_preemption());
+    }
+
+    #[test]
+    fn a_peer_waits_until_the_quantum_is_spent() {
+        assert_eq!(
+            decide(running(5, 1), &waiting(Some(5))),
+            Decision::Continue {
+                fresh_quantum: false
+            }
+        );
+        assert_eq!(
+            decide(running(5, 0), &waiting(Some(5))),
+            Decision::PreemptToBack
+        );
+    }
+
+    #[test]
+    fn a_more_urgent_thread_preempts_at_once() {
+        assert_eq!(
+            decide(running(5, 2), &waiting(Some(4))),
+            Decision::PreemptToFront
+        );
+        assert_eq!(
+            decide(running(15, 5), &waiting(Some(0))),
+            Decision::PreemptToFront
+        );
+        // With the quantum spent as well, it goes to the back with a fresh one.
+        assert_eq!(
+            decide(running(5, 0), &waiting(Some(4))),
+            Decision::PreemptToBack
+        );
+        assert!(Decision::PreemptToFront.is_preemption());
+        assert!(Decision::PreemptToBack.is_preemption());
+    }
+
+    #[test]
+    fn the_most_urgent_waiting_priority_decides() {
+        let mut queues = waiting(Some(9));
+        queues.push_back(3, 2);
+        assert_eq!(decide(running(4, 3), &queues), Decision::PreemptToFront);
+    }
+
+    #[test]
+    fn ticks_count_the_quantum_down_to_zero_and_stay() {
+        let mut left = 5;
+        let mut ticks = 0;
+        while left > 0 {
+            left = tick(left);
+            ticks += 1;
+        }
+        assert_eq!(ticks, 5);
+        assert_eq!(tick(0), 0);
+    }
+
+    #[test]
+    fn dispatch_refills_only_a_spent_quantum() {
+        assert_eq!(at_dispatch(0, 5), 5);
+        assert_eq!(at_dispatch(2, 5), 2);
+        assert_eq!(at_dispatch(5, 5), 5);
     }
 
     #[derive(Clone, Debug)]

@@ -30,7 +30,10 @@ impl core::fmt::Display for FrameError {
             }
             FrameError::DoubleFree(addr) => write!(f, "frame {addr:#x} is already free"),
             FrameError::Reserved(addr) => {
-                write!(f, "frame {addr:#x} is reserved (kernel image, modules, boot data)")
+                write!(
+                    f,
+                    "frame {addr:#x} is reserved (kernel image, modules, boot data)"
+                )
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod boot_options;
 pub mod elf;
 pub mod frame;
 pub mod ipc;
+pub mod lock_order;
 pub mod log_ring;
 pub mod memmap;
 pub mod multiboot;

@@ -23,6 +23,9 @@ pub struct ProcessConfig<'a> {
     pub ipc_targets: IpcTargets,
 }
 
+/// The page-fault exception (#PF).
+const PAGE_FAULT_VECTOR: u64 = 14;
+
 /// Most frames a backtrace of user code prints.
 const USER_BACKTRACE_FRAMES: usize = 16;
 
@@ -148,7 +151,12 @@ impl Kernel {
     /// A CPU exception in user code: report it and kill the process; the rest run on.
     pub fn user_exception(&mut self, slot: u16) {
         let context = self.threads[usize::from(slot)].context;
-        let process = self.threads[usize::from(slot)].process;
+        if context.vector == PAGE_FAULT_VECTOR {
+            self.threads[usize::from(slot)].page_faults += 1;
+        }
+        let thread = &self.threads[usize::from(slot)];
+        let (page_faults, syscalls) = (thread.page_faults, thread.syscalls);
+        let process = thread.process;
         let record = &self.processes[usize::from(process)];
         let (name, pid) = (record.name(), record.pid);
         let (mnemonic, _) = trap::exception_name(context.vector);
@@ -165,7 +173,7 @@ impl Kernel {
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
         crate::monitor::report_user_crash(name, pid, report.summary(), backtrace);
         crate::error!(
-            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x}",
+            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
             context.rip
         );
         crate::trace::emit(

@@ -46,6 +46,9 @@ pub struct ThreadControl {
     /// Messages delivered to this thread (not counting notifications).
     pub messages_received: u64,
     pub notifications_received: u64,
+    /// User page faults taken (each is reported; until the VM server resolves faults, the
+    /// first one also ends the process).
+    pub page_faults: u64,
 }
 
 impl ThreadControl {
@@ -63,6 +66,7 @@ impl ThreadControl {
         messages_sent: 0,
         messages_received: 0,
         notifications_received: 0,
+        page_faults: 0,
     };
 }
 

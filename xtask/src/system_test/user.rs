@@ -286,8 +286,17 @@ fn check_crash(console: &Console) -> Result<(), String> {
     console.require_line_with(&["cr2=0x0000000000000000"])?;
     console.require_line_with(&["user fault: #DE", "(vector 0)", "process 'crash_divide'"])?;
     // …each kills only its own process…
-    console.require_line_with(&["process 'crash_null' (pid ", "killed by #PF"])?;
-    console.require_line_with(&["process 'crash_divide' (pid ", "killed by #DE"])?;
+    // (The faulting thread's counters: the null dereference is its one page fault.)
+    console.require_line_with(&[
+        "process 'crash_null' (pid ",
+        "killed by #PF",
+        ": 1 page faults",
+    ])?;
+    console.require_line_with(&[
+        "process 'crash_divide' (pid ",
+        "killed by #DE",
+        ": 0 page faults",
+    ])?;
     // …and neither survived its fault.
     console.forbid("crash_null: FAIL")?;
     console.forbid("crash_divide: FAIL")?;
@@ -433,10 +442,12 @@ mod tests {
              'crash_null' (pid 2) thread 2.1, error code 0x4 [read, not present, user]",
             "  cr2=0x0000000000000000",
             "  #0 pc  0x0000000000401234 (crash_null)",
-            "[    0.100100] ERROR process 'crash_null' (pid 2) killed by #PF at 0x401234",
+            "[    0.100100] ERROR process 'crash_null' (pid 2) killed by #PF at 0x401234 \
+             (thread 2.1: 1 page faults, 3 system calls)",
             "[    0.100200] ERROR user fault: #DE divide error (vector 0) in process \
              'crash_divide' (pid 3) thread 3.1, error code 0x0",
-            "[    0.100300] ERROR process 'crash_divide' (pid 3) killed by #DE at 0x401300",
+            "[    0.100300] ERROR process 'crash_divide' (pid 3) killed by #DE at 0x401300 \
+             (thread 3.1: 0 page faults, 3 system calls)",
             "[    0.100400] INFO  crash_panic: panic: deliberate panic: value=42 args=\"x\" at \
              user/programs/src/bin/crash_panic.rs:10:5",
             "[    0.100500] INFO  process 'crash_panic' (pid 4) exited with status 101",

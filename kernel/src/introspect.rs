@@ -2,7 +2,9 @@
 //! kernel call and the monitor channel. One pass over the thread table builds everything.
 
 use crate::system::{Kernel, MAX_PROCESSES};
-use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
+use vigil_abi::introspect::{
+    encode_state, ProcessRecord, ThreadCounters, ThreadRecord, RECORD_NAME_BYTES,
+};
 
 /// Where `visit_records` puts the records it builds.
 pub trait RecordSink {
@@ -39,14 +41,17 @@ impl Kernel {
                 priority: self.processes[owner].priority,
                 wait_target,
                 wait_argument,
-                cpu_ns: control.cpu_ns,
-                voluntary_switches: control.voluntary_switches,
-                involuntary_switches: control.involuntary_switches,
-                syscalls: control.syscalls,
-                messages_sent: control.messages_sent,
-                messages_received: control.messages_received,
-                notifications_received: control.notifications_received,
-                kernel_calls: control.kernel_calls,
+                counters: ThreadCounters {
+                    cpu_ns: control.cpu_ns,
+                    voluntary_switches: control.voluntary_switches,
+                    involuntary_switches: control.involuntary_switches,
+                    syscalls: control.syscalls,
+                    messages_sent: control.messages_sent,
+                    messages_received: control.messages_received,
+                    notifications_received: control.notifications_received,
+                    page_faults: control.page_faults,
+                    kernel_calls: control.kernel_calls,
+                },
                 ..ThreadRecord::default()
             });
         }

@@ -46,6 +46,37 @@ pub mod state_code {
     pub const DEAD: u8 = 9;
 }
 
+/// A thread's cumulative counters since it was created: the one definition used by the
+/// snapshot record ([`ThreadRecord::counters`]) and, unchanged, by the monitor protocol
+/// (`vigil_wire::ThreadInfo::counters`). 72 bytes.
+///
+/// The field order is part of both formats: the record's byte offsets (asserted below) and
+/// the wire encoding, where postcard writes a nested struct as its fields in declaration
+/// order. Fields are never reordered or removed; a new counter would change both formats.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ThreadCounters {
+    /// CPU time used (ns).
+    pub cpu_ns: u64,
+    /// Times it blocked or yielded.
+    pub voluntary_switches: u64,
+    /// Times it was preempted.
+    pub involuntary_switches: u64,
+    /// System calls made.
+    pub syscalls: u64,
+    /// IPC messages sent.
+    pub messages_sent: u64,
+    /// IPC messages received.
+    pub messages_received: u64,
+    /// Notifications received.
+    pub notifications_received: u64,
+    /// Page faults taken.
+    pub page_faults: u64,
+    /// Kernel calls made.
+    pub kernel_calls: u64,
+}
+
 /// One thread. 128 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,15 +92,7 @@ pub struct ThreadRecord {
     pub wait_target: Endpoint,
     /// Mutex address, sleep deadline (ns) or exit code, depending on `state`.
     pub wait_argument: u64,
-    pub cpu_ns: u64,
-    pub voluntary_switches: u64,
-    pub involuntary_switches: u64,
-    pub syscalls: u64,
-    pub messages_sent: u64,
-    pub messages_received: u64,
-    pub notifications_received: u64,
-    pub page_faults: u64,
-    pub kernel_calls: u64,
+    pub counters: ThreadCounters,
     pub reserved2: [u64; 3],
 }
 
@@ -141,6 +164,24 @@ pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<T
     })
 }
 
+const _: () = assert!(core::mem::size_of::<ThreadCounters>() == 72);
+const _: () = assert!(core::mem::align_of::<ThreadCounters>() == 8);
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(ThreadCounters, cpu_ns) == 0);
+    assert!(offset_of!(ThreadCounters, voluntary_switches) == 8);
+    assert!(offset_of!(ThreadCounters, involuntary_switches) == 16);
+    assert!(offset_of!(ThreadCounters, syscalls) == 24);
+    assert!(offset_of!(ThreadCounters, messages_sent) == 32);
+    assert!(offset_of!(ThreadCounters, messages_received) == 40);
+    assert!(offset_of!(ThreadCounters, notifications_received) == 48);
+    assert!(offset_of!(ThreadCounters, page_faults) == 56);
+    assert!(offset_of!(ThreadCounters, kernel_calls) == 64);
+    // The counters sit where the flat fields were: the record layout is unchanged.
+    assert!(offset_of!(ThreadRecord, wait_argument) == 24);
+    assert!(offset_of!(ThreadRecord, counters) == 32);
+    assert!(offset_of!(ThreadRecord, reserved2) == 104);
+};
 const _: () = assert!(core::mem::size_of::<ThreadRecord>() == 128);
 const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 96);
 const _: () = assert!(core::mem::size_of::<SnapshotHeader>() == 56);

@@ -3,7 +3,7 @@
 //! Every structure here is bounded.
 
 use alloc::collections::VecDeque;
-use vigil_wire::ThreadInfo;
+use vigil_wire::{ThreadCounters, ThreadInfo};
 
 /// CPU-time samples kept per window: a sample is stored only if at least
 /// `window / CPU_SAMPLES_PER_WINDOW` after the previous one, so a fast snapshot rate does
@@ -52,19 +52,31 @@ pub(crate) struct ThreadHistory {
     cpu_samples: VecDeque<CpuSample>,
 }
 
+/// Changes whenever any counter does. Destructured in full, so a new counter is not missed.
 fn progress_mark(thread: &ThreadInfo) -> u64 {
+    let ThreadCounters {
+        cpu_ns,
+        voluntary_switches,
+        involuntary_switches,
+        syscalls,
+        messages_sent,
+        messages_received,
+        notifications_received,
+        page_faults,
+        kernel_calls,
+    } = thread.counters;
     [
-        thread.voluntary_switches,
-        thread.involuntary_switches,
-        thread.syscalls,
-        thread.messages_sent,
-        thread.messages_received,
-        thread.notifications_received,
-        thread.page_faults,
-        thread.kernel_calls,
+        voluntary_switches,
+        involuntary_switches,
+        syscalls,
+        messages_sent,
+        messages_received,
+        notifications_received,
+        page_faults,
+        kernel_calls,
     ]
     .iter()
-    .fold(thread.cpu_ns, |sum, &c| sum.wrapping_add(c))
+    .fold(cpu_ns, |sum, &c| sum.wrapping_add(c))
 }
 
 impl ThreadHistory {
@@ -75,8 +87,8 @@ impl ThreadHistory {
             progress_mark: progress_mark(thread),
             progress_since_ns: now_ns,
             last_seen_ns: now_ns,
-            last_cpu_ns: thread.cpu_ns,
-            last_messages_sent: thread.messages_sent,
+            last_cpu_ns: thread.counters.cpu_ns,
+            last_messages_sent: thread.counters.messages_sent,
             cpu_samples: VecDeque::new(),
         }
     }
@@ -105,21 +117,26 @@ impl ThreadHistory {
             self.progress_since_ns = now_ns;
         }
 
-        let usage = self.window_usage(now_ns, thread.cpu_ns, window_ns);
-        self.record_cpu(now_ns, thread.cpu_ns, window_ns);
+        let ThreadCounters {
+            cpu_ns,
+            messages_sent,
+            ..
+        } = thread.counters;
+        let usage = self.window_usage(now_ns, cpu_ns, window_ns);
+        self.record_cpu(now_ns, cpu_ns, window_ns);
 
         let rates = (now_ns > self.last_seen_ns).then(|| {
             let elapsed = u128::from(now_ns - self.last_seen_ns);
-            let cpu = u128::from(thread.cpu_ns.saturating_sub(self.last_cpu_ns));
-            let sent = u128::from(thread.messages_sent.saturating_sub(self.last_messages_sent));
+            let cpu = u128::from(cpu_ns.saturating_sub(self.last_cpu_ns));
+            let sent = u128::from(messages_sent.saturating_sub(self.last_messages_sent));
             Rates {
                 cpu_permille: saturate(cpu * 1000 / elapsed),
                 messages_per_second: saturate(sent * 1_000_000_000 / elapsed),
             }
         });
         self.last_seen_ns = now_ns;
-        self.last_cpu_ns = thread.cpu_ns;
-        self.last_messages_sent = thread.messages_sent;
+        self.last_cpu_ns = cpu_ns;
+        self.last_messages_sent = messages_sent;
         (usage, rates)
     }
 
@@ -219,7 +236,10 @@ mod tests {
 
     fn thread(cpu_ns: u64) -> ThreadInfo {
         ThreadInfo {
-            cpu_ns,
+            counters: ThreadCounters {
+                cpu_ns,
+                ..ThreadCounters::default()
+            },
             ..ThreadInfo::default()
         }
     }

@@ -20,15 +20,7 @@ impl From<&ThreadRecord> for ThreadInfo {
             priority: record.priority,
             wait_target: record.wait_target.0,
             wait_argument: record.wait_argument,
-            cpu_ns: record.cpu_ns,
-            voluntary_switches: record.voluntary_switches,
-            involuntary_switches: record.involuntary_switches,
-            syscalls: record.syscalls,
-            messages_sent: record.messages_sent,
-            messages_received: record.messages_received,
-            notifications_received: record.notifications_received,
-            page_faults: record.page_faults,
-            kernel_calls: record.kernel_calls,
+            counters: record.counters,
         }
     }
 }

@@ -53,6 +53,7 @@ pub use codec::{
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
+pub use vigil_abi::introspect::ThreadCounters;
 
 /// Protocol version spoken by this crate. A peer with another major version is refused.
 ///
@@ -97,6 +98,10 @@ pub struct Event {
 }
 
 /// One thread in a snapshot (fields as in `vigil_abi::introspect::ThreadRecord`).
+///
+/// `counters` is the ABI's own [`ThreadCounters`] struct; postcard encodes it as its fields in
+/// declaration order, so on the wire they follow `wait_argument` exactly as separate fields
+/// would (docs/protocol.md lists them flat).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ThreadInfo {
     pub endpoint: u64,
@@ -105,15 +110,7 @@ pub struct ThreadInfo {
     pub priority: u8,
     pub wait_target: u64,
     pub wait_argument: u64,
-    pub cpu_ns: u64,
-    pub voluntary_switches: u64,
-    pub involuntary_switches: u64,
-    pub syscalls: u64,
-    pub messages_sent: u64,
-    pub messages_received: u64,
-    pub notifications_received: u64,
-    pub page_faults: u64,
-    pub kernel_calls: u64,
+    pub counters: ThreadCounters,
 }
 
 /// One process in a snapshot.

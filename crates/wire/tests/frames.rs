@@ -135,6 +135,86 @@ fn documented_examples_are_exact() {
     );
 }
 
+/// `ThreadInfo` embeds `vigil_abi::introspect::ThreadCounters`; postcard writes the nested
+/// struct as its fields in order, so the bytes are those of the flat field list in
+/// docs/protocol.md. The expected bytes were taken from the encoder before the counters
+/// became one struct.
+#[test]
+fn thread_counters_encode_flat() {
+    let info = ThreadInfo {
+        endpoint: 0x1_0002,
+        pid: 2,
+        state: 4,
+        priority: 3,
+        wait_target: u64::MAX,
+        wait_argument: 0x1234,
+        counters: ThreadCounters {
+            cpu_ns: 12345,
+            voluntary_switches: 1,
+            involuntary_switches: 2,
+            syscalls: 300,
+            messages_sent: 4,
+            messages_received: 5,
+            notifications_received: 6,
+            page_faults: 7,
+            kernel_calls: 8,
+        },
+    };
+    let c = info.counters;
+    let flat = (
+        (
+            info.endpoint,
+            info.pid,
+            info.state,
+            info.priority,
+            info.wait_target,
+            info.wait_argument,
+        ),
+        (
+            c.cpu_ns,
+            c.voluntary_switches,
+            c.involuntary_switches,
+            c.syscalls,
+            c.messages_sent,
+            c.messages_received,
+            c.notifications_received,
+            c.page_faults,
+            c.kernel_calls,
+        ),
+    );
+    let body = postcard::to_allocvec(&info).unwrap();
+    assert_eq!(body, postcard::to_allocvec(&flat).unwrap());
+    assert_eq!(
+        body,
+        [
+            0x82, 0x80, 0x04, 0x02, 0x04, 0x03, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0x01, 0xb4, 0x24, 0xb9, 0x60, 0x01, 0x02, 0xac, 0x02, 0x04, 0x05, 0x06, 0x07,
+            0x08
+        ]
+    );
+    assert_eq!(postcard::from_bytes::<ThreadInfo>(&body), Ok(info));
+
+    let mut out = Vec::new();
+    encode_kernel_frame(
+        &KernelFrame::Snapshot(Snapshot {
+            generation: 7,
+            timestamp_ns: 99,
+            idle_ns: 50,
+            threads: vec![info],
+            processes: vec![],
+        }),
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        [
+            0x23, 0x02, 0x07, 0x63, 0x32, 0x01, 0x82, 0x80, 0x04, 0x02, 0x04, 0x03, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0xb4, 0x24, 0xb9, 0x60, 0x01, 0x02,
+            0xac, 0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x05, 0x22, 0x75, 0x5d, 0xd2, 0x00
+        ]
+    );
+}
+
 #[test]
 fn checksum_is_crc32_ieee() {
     // The standard check value of CRC-32/ISO-HDLC (zlib, Ethernet).
@@ -442,22 +522,32 @@ fn conversions_from_abi_records() {
         reserved: 0,
         wait_target,
         wait_argument,
-        cpu_ns: 1,
-        voluntary_switches: 2,
-        involuntary_switches: 3,
-        syscalls: 4,
-        messages_sent: 5,
-        messages_received: 6,
-        notifications_received: 7,
-        page_faults: 8,
-        kernel_calls: 9,
+        counters: ThreadCounters {
+            cpu_ns: 1,
+            voluntary_switches: 2,
+            involuntary_switches: 3,
+            syscalls: 4,
+            messages_sent: 5,
+            messages_received: 6,
+            notifications_received: 7,
+            page_faults: 8,
+            kernel_calls: 9,
+        },
         reserved2: [0; 3],
     };
     let info = ThreadInfo::from(&record);
     assert_eq!(info.endpoint, me.0);
     assert_eq!(info.thread(), me);
     assert_eq!(info.wait_target, owner.0);
-    assert_eq!((info.cpu_ns, info.syscalls, info.kernel_calls), (1, 4, 9));
+    assert_eq!(info.counters, record.counters);
+    assert_eq!(
+        (
+            info.counters.cpu_ns,
+            info.counters.syscalls,
+            info.counters.kernel_calls
+        ),
+        (1, 4, 9)
+    );
     assert_eq!(
         info.state(),
         Some(ThreadState::Mutex {

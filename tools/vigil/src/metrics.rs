@@ -192,7 +192,7 @@ pub fn render(model: &Model, link: &Link, now_ns: u64) -> String {
             "CPU time used since the thread started",
             threads
                 .iter()
-                .map(|t| (thread_labels(t), t.cpu_ns as f64 / 1e9))
+                .map(|t| (thread_labels(t), t.counters.cpu_ns as f64 / 1e9))
                 .collect(),
         );
         counter_family(
@@ -204,7 +204,7 @@ pub fn render(model: &Model, link: &Link, now_ns: u64) -> String {
                 .map(|t| {
                     (
                         thread_labels(t),
-                        t.voluntary_switches + t.involuntary_switches,
+                        t.counters.voluntary_switches + t.counters.involuntary_switches,
                     )
                 })
                 .collect(),
@@ -215,7 +215,7 @@ pub fn render(model: &Model, link: &Link, now_ns: u64) -> String {
             "IPC messages sent",
             threads
                 .iter()
-                .map(|t| (thread_labels(t), t.messages_sent))
+                .map(|t| (thread_labels(t), t.counters.messages_sent))
                 .collect(),
         );
         counter_family(
@@ -224,7 +224,7 @@ pub fn render(model: &Model, link: &Link, now_ns: u64) -> String {
             "IPC messages received",
             threads
                 .iter()
-                .map(|t| (thread_labels(t), t.messages_received))
+                .map(|t| (thread_labels(t), t.counters.messages_received))
                 .collect(),
         );
         counter_family(
@@ -233,7 +233,7 @@ pub fn render(model: &Model, link: &Link, now_ns: u64) -> String {
             "Page faults",
             threads
                 .iter()
-                .map(|t| (thread_labels(t), t.page_faults))
+                .map(|t| (thread_labels(t), t.counters.page_faults))
                 .collect(),
         );
         gauge_family(

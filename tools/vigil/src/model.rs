@@ -47,6 +47,7 @@ pub fn per_second(before: u64, after: u64, dt_ns: u64) -> f64 {
 
 /// Rates of one thread between two snapshots.
 pub fn thread_rates(before: &ThreadInfo, after: &ThreadInfo, dt_ns: u64) -> Rates {
+    let (before, after) = (&before.counters, &after.counters);
     Rates {
         cpu_percent: cpu_percent(before.cpu_ns, after.cpu_ns, dt_ns),
         switches_per_s: per_second(
@@ -399,7 +400,7 @@ pub fn crash_text(crash: &CrashReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_abi::introspect::state_code;
+    use vigil_abi::introspect::{state_code, ThreadCounters};
     use vigil_abi::Endpoint;
 
     #[test]
@@ -421,9 +422,12 @@ mod tests {
             pid,
             state: state_code::READY,
             wait_target: Endpoint::NONE.0,
-            cpu_ns,
-            voluntary_switches: switches,
-            messages_sent: sent,
+            counters: ThreadCounters {
+                cpu_ns,
+                voluntary_switches: switches,
+                messages_sent: sent,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -437,7 +441,7 @@ mod tests {
                 pid: 1,
                 name: "spin".into(),
                 threads: threads.len() as u32,
-                cpu_ns: threads.iter().map(|t| t.cpu_ns).sum(),
+                cpu_ns: threads.iter().map(|t| t.counters.cpu_ns).sum(),
                 ..Default::default()
             }],
             threads,

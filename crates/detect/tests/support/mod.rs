@@ -69,17 +69,17 @@ impl SnapshotBuilder {
     }
 
     pub fn cpu(mut self, cpu_ns: u64) -> Self {
-        self.last().cpu_ns = cpu_ns;
+        self.last().counters.cpu_ns = cpu_ns;
         self
     }
 
     pub fn sent(mut self, messages: u64) -> Self {
-        self.last().messages_sent = messages;
+        self.last().counters.messages_sent = messages;
         self
     }
 
     pub fn syscalls(mut self, syscalls: u64) -> Self {
-        self.last().syscalls = syscalls;
+        self.last().counters.syscalls = syscalls;
         self
     }
 

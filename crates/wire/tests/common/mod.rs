@@ -69,15 +69,17 @@ pub fn thread_info() -> impl Strategy<Value = ThreadInfo> {
                 priority,
                 wait_target,
                 wait_argument,
-                cpu_ns: c[0],
-                voluntary_switches: c[1],
-                involuntary_switches: c[2],
-                syscalls: c[3],
-                messages_sent: c[4],
-                messages_received: c[5],
-                notifications_received: c[6],
-                page_faults: c[7],
-                kernel_calls: c[8],
+                counters: ThreadCounters {
+                    cpu_ns: c[0],
+                    voluntary_switches: c[1],
+                    involuntary_switches: c[2],
+                    syscalls: c[3],
+                    messages_sent: c[4],
+                    messages_received: c[5],
+                    notifications_received: c[6],
+                    page_faults: c[7],
+                    kernel_calls: c[8],
+                },
             },
         )
 }
@@ -221,7 +223,10 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
                 state: 4,
                 priority: 3,
                 wait_target: u64::MAX,
-                cpu_ns: 12345,
+                counters: ThreadCounters {
+                    cpu_ns: 12345,
+                    ..ThreadCounters::default()
+                },
                 ..ThreadInfo::default()
             }],
             processes: vec![ProcessInfo {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vigil_abi::introspect::state_code;
+use vigil_abi::introspect::{state_code, ThreadCounters};
 use vigil_abi::trace::{EventKind, DEFAULT_EVENT_MASK};
 use vigil_abi::Endpoint;
 use vigil_wire::{
@@ -51,8 +51,10 @@ fn thread(
         priority: 4,
         wait_target: target.0,
         wait_argument: argument,
-        cpu_ns,
-        ..Default::default()
+        counters: ThreadCounters {
+            cpu_ns,
+            ..Default::default()
+        },
     }
 }
 
@@ -84,8 +86,8 @@ pub fn snapshot(n: u64) -> KernelFrame {
         0,
         client_cpu,
     );
-    client.messages_sent = n * 100;
-    client.voluntary_switches = n * 100;
+    client.counters.messages_sent = n * 100;
+    client.counters.voluntary_switches = n * 100;
     let mut server = thread(
         SERVER,
         3,
@@ -94,8 +96,8 @@ pub fn snapshot(n: u64) -> KernelFrame {
         0,
         n * 20_000_000,
     );
-    server.messages_received = n * 100;
-    server.voluntary_switches = n * 100;
+    server.counters.messages_received = n * 100;
+    server.counters.voluntary_switches = n * 100;
     KernelFrame::Snapshot(Snapshot {
         generation: n,
         timestamp_ns: t,

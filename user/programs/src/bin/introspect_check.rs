@@ -71,10 +71,10 @@ fn run() -> Result<String, String> {
     let first = context(introspect::snapshot(), "snapshot")?;
     let find = |endpoint: Endpoint| first.threads.iter().find(|t| t.endpoint == endpoint);
     let me = find(main_thread).ok_or("this thread is not in the snapshot")?;
-    if me.state != state_code::RUNNING || me.cpu_ns == 0 || me.syscalls == 0 {
+    if me.state != state_code::RUNNING || me.counters.cpu_ns == 0 || me.counters.syscalls == 0 {
         return Err(format!(
             "this thread: state {} cpu {} ns syscalls {}",
-            me.state, me.cpu_ns, me.syscalls
+            me.state, me.counters.cpu_ns, me.counters.syscalls
         ));
     }
     let helper_record =
@@ -105,7 +105,7 @@ fn run() -> Result<String, String> {
         .iter()
         .find(|p| p.name() == "introspect_check")
         .ok_or("own process missing")?;
-    if own.threads != 2 || own.memory_pages == 0 || own.cpu_ns < me.cpu_ns {
+    if own.threads != 2 || own.memory_pages == 0 || own.cpu_ns < me.counters.cpu_ns {
         return Err(format!(
             "own process: {} threads, {} pages, {} ns",
             own.threads, own.memory_pages, own.cpu_ns

@@ -6,7 +6,7 @@
 //! backtrace frames) use `continuation`, which omits the prefix on the console.
 
 use crate::arch::uart::{SerialPort, COM1, COM2};
-use crate::time;
+use crate::{lock, time};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use vigil_abi::log::LogLevel;
@@ -22,10 +22,13 @@ struct Console {
     com1: Option<SerialPort>,
 }
 
-static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
-    ring: LogRing::new(),
-    com1: None,
-});
+static CONSOLE: lock::Mutex<Console> = lock::Mutex::new(
+    lock::Level::Console,
+    Console {
+        ring: LogRing::new(),
+        com1: None,
+    },
+);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 static FATAL_MODE: AtomicBool = AtomicBool::new(false);
 static COM2_PRESENT: AtomicBool = AtomicBool::new(false);
@@ -102,8 +105,8 @@ impl Write for LineBuffer {
     }
 }
 
-fn lock_console() -> spin::MutexGuard<'static, Console> {
-    if FATAL_MODE.load(Ordering::Relaxed) {
+fn lock_console() -> lock::MutexGuard<'static, Console> {
+    if in_fatal_mode() {
         if let Some(guard) = CONSOLE.try_lock() {
             return guard;
         }
@@ -165,6 +168,11 @@ pub fn continuation(args: fmt::Arguments<'_>) {
 /// because of a fault or panic that may have interrupted a holder.
 pub fn enter_fatal_mode() {
     FATAL_MODE.store(true, Ordering::Relaxed);
+}
+
+/// Whether `enter_fatal_mode` has been called: the machine is stopping.
+pub fn in_fatal_mode() -> bool {
+    FATAL_MODE.load(Ordering::Relaxed)
 }
 
 /// Writes straight to COM1, bypassing lock and ring: the last resort for nested faults.

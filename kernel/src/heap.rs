@@ -1,5 +1,6 @@
 //! The kernel heap: a linked-list allocator over physically contiguous frames in the direct map.
 
+use crate::lock;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -10,13 +11,13 @@ use linked_list_allocator::Heap;
 pub const HEAP_BYTES: usize = 4 * 1024 * 1024;
 
 struct KernelHeap {
-    heap: spin::Mutex<Heap>,
+    heap: lock::Mutex<Heap>,
     allocations: AtomicUsize,
 }
 
 #[global_allocator]
 static KERNEL_HEAP: KernelHeap = KernelHeap {
-    heap: spin::Mutex::new(Heap::empty()),
+    heap: lock::Mutex::new(lock::Level::Heap, Heap::empty()),
     allocations: AtomicUsize::new(0),
 };
 

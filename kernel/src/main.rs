@@ -15,6 +15,7 @@ mod heap;
 mod introspect;
 mod ipc;
 mod kcall;
+mod lock;
 mod memory;
 mod monitor;
 mod mutex;

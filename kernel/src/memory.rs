@@ -2,7 +2,7 @@
 //! space, and the kernel heap.
 
 use crate::arch::paging::{self, phys_to_virt, KernelLayout, PAGE_SIZE};
-use crate::{heap, info, warn};
+use crate::{heap, info, lock, warn};
 use vigil_kcore::frame::{FrameAllocator, FrameError, FRAME_SIZE};
 use vigil_kcore::memmap::{self, MemoryRegion, PhysRange, RegionKind};
 use vigil_kcore::multiboot::BootInfo;
@@ -36,7 +36,8 @@ impl ReservedList {
     }
 }
 
-static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
+static FRAMES: lock::Mutex<Option<FrameAllocator<'static>>> =
+    lock::Mutex::new(lock::Level::Frames, None);
 
 /// Sizes found while setting up memory, for the banner and the self-tests.
 #[derive(Clone, Copy, Debug)]

@@ -4,6 +4,7 @@
 //! so a disabled kind costs almost nothing on hot paths. That mask is the only filter: the
 //! ring itself records whatever it is given (and so is all zeros, in .bss).
 
+use crate::lock;
 use core::sync::atomic::{AtomicU64, Ordering};
 use vigil_abi::trace::{EventKind, TraceEvent, DEFAULT_EVENT_MASK};
 use vigil_abi::Endpoint;
@@ -13,7 +14,8 @@ use vigil_kcore::trace::TraceRing;
 pub const TRACE_RING_EVENTS: usize = 4096;
 
 static MASK: AtomicU64 = AtomicU64::new(DEFAULT_EVENT_MASK);
-static RING: spin::Mutex<TraceRing<TRACE_RING_EVENTS>> = spin::Mutex::new(TraceRing::new(u64::MAX));
+static RING: lock::Mutex<TraceRing<TRACE_RING_EVENTS>> =
+    lock::Mutex::new(lock::Level::TraceRing, TraceRing::new(u64::MAX));
 
 /// Records an event about `thread` if its kind is enabled.
 #[inline]

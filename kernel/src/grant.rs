@@ -85,7 +85,7 @@ pub fn create(kernel: &mut Kernel, caller: u16, args: GrantCreateArgs) -> Result
     } else {
         Access::Read
     };
-    usercopy::check(&kernel.space_of(caller), memory, needed)?;
+    usercopy::check(kernel.space_of(caller), memory, needed)?;
     let process = usize::from(kernel.threads[usize::from(caller)].process);
     let grants = &mut kernel.processes[process].grants;
     let index = grants
@@ -149,9 +149,9 @@ impl Kernel {
         let granter_space = self.space_of(granter_slot);
         let caller_space = self.space_of(caller);
         if into_caller {
-            usercopy::copy_between(&granter_space, remote, &caller_space, local)
+            usercopy::copy_between(granter_space, remote, caller_space, local)
         } else {
-            usercopy::copy_between(&caller_space, local, &granter_space, remote)
+            usercopy::copy_between(caller_space, local, granter_space, remote)
         }
     }
 }

@@ -40,7 +40,7 @@ impl KernelEnv<'_> {
 
 impl IpcEnvironment for KernelEnv<'_> {
     fn read_message(&mut self, thread: u16, address: UserPtr<Message>) -> Result<Message, Error> {
-        usercopy::read_value(&self.space_of(thread), address)
+        usercopy::read_value(self.space_of(thread), address)
     }
 
     fn read_message_writable(
@@ -48,7 +48,7 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: u16,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
-        usercopy::read_value_writable(&self.space_of(thread), address)
+        usercopy::read_value_writable(self.space_of(thread), address)
     }
 
     /// Every delivery goes through here, so this is where messages are counted.
@@ -58,7 +58,7 @@ impl IpcEnvironment for KernelEnv<'_> {
         address: UserPtr<Message>,
         message: &Message,
     ) -> Result<(), Error> {
-        usercopy::write_value(&self.space_of(thread), address, message)?;
+        usercopy::write_value(self.space_of(thread), address, message)?;
         let receiver_endpoint = self.endpoint_of(thread);
         crate::trace::emit(
             EventKind::IpcReceive,
@@ -90,7 +90,7 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: u16,
         address: UserPtr<Message>,
     ) -> Result<(), Error> {
-        usercopy::check(&self.space_of(thread), address.as_bytes(), Access::Write)
+        usercopy::check(self.space_of(thread), address.as_bytes(), Access::Write)
     }
 
     fn read_async_entry(
@@ -100,7 +100,7 @@ impl IpcEnvironment for KernelEnv<'_> {
         index: usize,
     ) -> Result<AsyncMessage, Error> {
         let entry = table.get(index).ok_or(Error::Fault)?;
-        usercopy::read_value(&self.space_of(thread), entry)
+        usercopy::read_value(self.space_of(thread), entry)
     }
 
     fn write_async_status(
@@ -113,7 +113,7 @@ impl IpcEnvironment for KernelEnv<'_> {
     ) -> Result<(), Error> {
         // `flags` and `result` are the entry's first two words.
         let status = table.get(index).ok_or(Error::Fault)?.prefix::<[u32; 2]>();
-        usercopy::write_value(&self.space_of(thread), status, &[flags, result])
+        usercopy::write_value(self.space_of(thread), status, &[flags, result])
     }
 
     fn unblock(&mut self, thread: u16, result: Result<u64, Error>) {

@@ -11,7 +11,7 @@ use vigil_abi::{Endpoint, Error};
 
 /// MutexWait: blocks while the word still holds `expected`.
 pub fn wait(kernel: &mut Kernel, caller: u16, args: MutexWaitArgs) -> Result<Next, Error> {
-    let word = usercopy::read_value(&kernel.space_of(caller), args.word)?;
+    let word = usercopy::read_value(kernel.space_of(caller), args.word)?;
     if u64::from(word) != args.expected {
         return Ok(Next::Return(0));
     }

@@ -181,7 +181,7 @@ fn debug_write(kernel: &mut Kernel, caller: u16, args: DebugWriteArgs) -> Result
         return Err(Error::InvalidArgument);
     }
     let mut buffer = [0u8; DEBUG_WRITE_MAX];
-    usercopy::read(&kernel.space_of(caller), args.text, &mut buffer[..len])?;
+    usercopy::read(kernel.space_of(caller), args.text, &mut buffer[..len])?;
     let text = match core::str::from_utf8(&buffer[..len]) {
         Ok(text) => text,
         Err(error) => core::str::from_utf8(&buffer[..error.valid_up_to()]).unwrap_or(""),
@@ -200,7 +200,7 @@ fn lookup(kernel: &mut Kernel, caller: u16, args: LookupArgs) -> Result<Next, Er
         return Err(Error::NotFound);
     }
     let mut buffer = [0u8; LOOKUP_NAME_MAX];
-    usercopy::read(&kernel.space_of(caller), args.name, &mut buffer[..len])?;
+    usercopy::read(kernel.space_of(caller), args.name, &mut buffer[..len])?;
     let name = core::str::from_utf8(&buffer[..len]).map_err(|_| Error::NotFound)?;
     kernel
         .processes

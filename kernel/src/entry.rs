@@ -1,6 +1,6 @@
 //! Entries from user mode: system calls and interrupts/exceptions taken while a thread ran.
 //!
-//! The thread's registers are already saved in its `ThreadControl::context` when these
+//! The thread's registers are already saved in its `Thread::context` when these
 //! run (on the kernel stack, interrupts off). Each takes the kernel lock, does its work,
 //! releases it and leaves through the scheduler, which may resume another thread.
 
@@ -18,7 +18,7 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
             frame,
             &kernel.threads[usize::from(slot)].context
         ));
-        kernel.threads[usize::from(slot)].syscalls += 1;
+        kernel.threads[usize::from(slot)].counters.syscalls += 1;
         kernel.handle_syscall(slot);
     }
     sched::run_next()

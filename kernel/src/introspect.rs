@@ -2,9 +2,7 @@
 //! kernel call and the monitor channel. One pass over the thread table builds everything.
 
 use crate::system::{Kernel, MAX_PROCESSES};
-use vigil_abi::introspect::{
-    encode_state, ProcessRecord, ThreadCounters, ThreadRecord, RECORD_NAME_BYTES,
-};
+use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
 
 /// Where `visit_records` puts the records it builds.
 pub trait RecordSink {
@@ -32,7 +30,7 @@ impl Kernel {
             let control = &self.threads[usize::from(slot)];
             let owner = usize::from(control.process);
             threads_per_process[owner] += 1;
-            cpu_per_process[owner] += control.cpu_ns;
+            cpu_per_process[owner] += control.counters.cpu_ns;
             let (code, wait_target, wait_argument) = encode_state(&state);
             sink.thread(&ThreadRecord {
                 endpoint: control.endpoint,
@@ -41,17 +39,7 @@ impl Kernel {
                 priority: self.processes[owner].priority,
                 wait_target,
                 wait_argument,
-                counters: ThreadCounters {
-                    cpu_ns: control.cpu_ns,
-                    voluntary_switches: control.voluntary_switches,
-                    involuntary_switches: control.involuntary_switches,
-                    syscalls: control.syscalls,
-                    messages_sent: control.messages_sent,
-                    messages_received: control.messages_received,
-                    notifications_received: control.notifications_received,
-                    page_faults: control.page_faults,
-                    kernel_calls: control.kernel_calls,
-                },
+                counters: control.counters,
                 ..ThreadRecord::default()
             });
         }

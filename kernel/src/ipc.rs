@@ -2,7 +2,8 @@
 //! memory, saved registers and the run queues.
 
 use crate::arch::paging::AddressSpace;
-use crate::system::{Process, ThreadControl, MAX_PROCESSES};
+use crate::system::{Process, MAX_PROCESSES};
+use crate::thread::Thread;
 use crate::usercopy::{self, Access};
 use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::trace::EventKind;
@@ -14,7 +15,7 @@ use vigil_kcore::sched::RunQueues;
 /// Borrowed view of the kernel tables an IPC operation may touch (everything but the
 /// thread table itself, which runs the operation).
 pub struct KernelEnv<'a> {
-    pub threads: &'a mut [ThreadControl; MAX_THREADS],
+    pub threads: &'a mut [Thread; MAX_THREADS],
     pub processes: &'a [Process; MAX_PROCESSES],
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
     pub now_ns: u64,
@@ -74,12 +75,14 @@ impl IpcEnvironment for KernelEnv<'_> {
         }
         let receiver = &mut self.threads[usize::from(thread)];
         if message.is_notification() {
-            receiver.notifications_received += 1;
+            receiver.counters.notifications_received += 1;
         } else {
-            receiver.messages_received += 1;
+            receiver.counters.messages_received += 1;
             let sender = message.source;
             if sender.is_thread() && usize::from(sender.slot()) < MAX_THREADS {
-                self.threads[usize::from(sender.slot())].messages_sent += 1;
+                self.threads[usize::from(sender.slot())]
+                    .counters
+                    .messages_sent += 1;
             }
         }
         Ok(())

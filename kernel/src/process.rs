@@ -152,10 +152,10 @@ impl Kernel {
     pub fn user_exception(&mut self, slot: u16) {
         let context = self.threads[usize::from(slot)].context;
         if context.vector == PAGE_FAULT_VECTOR {
-            self.threads[usize::from(slot)].page_faults += 1;
+            self.threads[usize::from(slot)].counters.page_faults += 1;
         }
         let thread = &self.threads[usize::from(slot)];
-        let (page_faults, syscalls) = (thread.page_faults, thread.syscalls);
+        let (page_faults, syscalls) = (thread.counters.page_faults, thread.counters.syscalls);
         let process = thread.process;
         let record = &self.processes[usize::from(process)];
         let (name, pid) = (record.name(), record.pid);

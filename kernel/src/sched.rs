@@ -19,7 +19,7 @@ impl Kernel {
         let elapsed = time::tsc_to_ns(now.wrapping_sub(self.dispatch_tsc));
         self.dispatch_tsc = now;
         match self.current {
-            Some(slot) => self.threads[usize::from(slot)].cpu_ns += elapsed,
+            Some(slot) => self.threads[usize::from(slot)].counters.cpu_ns += elapsed,
             None => self.idle_ns += elapsed,
         }
     }
@@ -97,7 +97,7 @@ impl Kernel {
                 // Preempted: back of its queue with a fresh quantum when the quantum is
                 // spent, else at the front so it resumes first at its priority.
                 let thread = &mut self.threads[usize::from(slot)];
-                thread.involuntary_switches += 1;
+                thread.counters.involuntary_switches += 1;
                 self.table.mark_ready(slot);
                 if quantum_over {
                     thread.quantum_left = QUANTUM_TICKS;
@@ -107,7 +107,7 @@ impl Kernel {
                 }
             } else {
                 // Blocked, exited, or yielded (then `yield_current` already queued it).
-                self.threads[usize::from(slot)].voluntary_switches += 1;
+                self.threads[usize::from(slot)].counters.voluntary_switches += 1;
             }
             self.current = None;
         }

@@ -5,8 +5,8 @@
 //! from user mode takes it, does its work, and releases it before leaving.
 
 use crate::arch::paging::AddressSpace;
-use crate::arch::trap::TrapFrame;
 use crate::grant::Grant;
+use crate::thread::Thread;
 use vigil_abi::Endpoint;
 use vigil_kcore::ipc::{ThreadTable, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
@@ -20,55 +20,6 @@ pub const MAX_GRANTS: usize = 32;
 pub const NAME_BYTES: usize = 32;
 /// Scheduling quantum in timer ticks.
 pub const QUANTUM_TICKS: u8 = 5;
-
-/// Per-thread data the IPC table does not keep: saved registers and accounting.
-#[repr(C, align(16))]
-pub struct ThreadControl {
-    /// User registers, saved on every entry to the kernel. Must stay first and 16-aligned:
-    /// the CPU pushes interrupt frames into it (TSS.rsp0 points at its end).
-    pub context: TrapFrame,
-    pub process: u16,
-    /// The thread's endpoint (a copy of the thread table's, for tracing).
-    pub endpoint: Endpoint,
-    /// Index of this thread's stack region in its process.
-    pub stack_index: u16,
-    pub quantum_left: u8,
-    /// CPU time in nanoseconds, exact to the TSC.
-    pub cpu_ns: u64,
-    /// Times the thread gave up the CPU by blocking or yielding.
-    pub voluntary_switches: u64,
-    /// Times the thread was preempted (quantum expired or a higher priority woke up).
-    pub involuntary_switches: u64,
-    pub syscalls: u64,
-    pub kernel_calls: u64,
-    /// Messages this thread sent that were delivered.
-    pub messages_sent: u64,
-    /// Messages delivered to this thread (not counting notifications).
-    pub messages_received: u64,
-    pub notifications_received: u64,
-    /// User page faults taken (each is reported; until the VM server resolves faults, the
-    /// first one also ends the process).
-    pub page_faults: u64,
-}
-
-impl ThreadControl {
-    pub const EMPTY: ThreadControl = ThreadControl {
-        context: TrapFrame::ZERO,
-        process: 0,
-        endpoint: Endpoint(0),
-        stack_index: 0,
-        quantum_left: 0,
-        cpu_ns: 0,
-        voluntary_switches: 0,
-        involuntary_switches: 0,
-        syscalls: 0,
-        kernel_calls: 0,
-        messages_sent: 0,
-        messages_received: 0,
-        notifications_received: 0,
-        page_faults: 0,
-    };
-}
 
 /// Which processes a process may send to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +102,7 @@ pub struct Kernel {
     pub table: ThreadTable,
     pub run_queues: RunQueues<MAX_THREADS>,
     pub timers: TimerQueue<MAX_THREADS>,
-    pub threads: [ThreadControl; MAX_THREADS],
+    pub threads: [Thread; MAX_THREADS],
     pub processes: [Process; MAX_PROCESSES],
     /// The thread on the CPU (None while idle).
     pub current: Option<u16>,
@@ -172,7 +123,7 @@ impl Kernel {
             table: ThreadTable::new(),
             run_queues: RunQueues::new(),
             timers: TimerQueue::new(),
-            threads: [ThreadControl::EMPTY; MAX_THREADS],
+            threads: [Thread::EMPTY; MAX_THREADS],
             processes: [Process::EMPTY; MAX_PROCESSES],
             current: None,
             dispatch_tsc: 0,

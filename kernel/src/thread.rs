@@ -1,11 +1,13 @@
 //! Threads: creation with a fresh stack region, exit, join.
 
 use crate::arch::paging::{flags, AddressSpace, PageSize, PAGE_SIZE};
+use crate::arch::trap::TrapFrame;
 use crate::arch::user_entry;
 use crate::memory;
 use crate::syscall::Next;
-use crate::system::{Kernel, ThreadControl, QUANTUM_TICKS};
+use crate::system::{Kernel, QUANTUM_TICKS};
 use crate::usercopy;
+use vigil_abi::introspect::ThreadCounters;
 use vigil_abi::layout::{
     ThreadInfo, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END, USER_IMAGE_MIN,
 };
@@ -13,6 +15,35 @@ use vigil_abi::syscall::{ThreadCreateArgs, ThreadExitArgs, ThreadJoinArgs};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::ipc::MAX_THREADS;
+
+/// A thread, as far as the kernel keeps it beside the IPC table (`kcore::ipc`, which keeps
+/// its state and queues): saved registers, its process, its stack, its quantum and its
+/// counters — the `ThreadCounters` that snapshots and the wire carry unchanged.
+#[repr(C, align(16))]
+pub struct Thread {
+    /// User registers, saved on every entry to the kernel. Must stay first and 16-aligned:
+    /// the CPU pushes interrupt frames into it (TSS.rsp0 points at its end).
+    pub context: TrapFrame,
+    pub process: u16,
+    /// The thread's endpoint (a copy of the thread table's, for tracing).
+    pub endpoint: Endpoint,
+    /// Index of this thread's stack region in its process.
+    pub stack_index: u16,
+    pub quantum_left: u8,
+    /// CPU time (exact to the TSC), switches, calls, messages and page faults.
+    pub counters: ThreadCounters,
+}
+
+impl Thread {
+    pub const EMPTY: Thread = Thread {
+        context: TrapFrame::ZERO,
+        process: 0,
+        endpoint: Endpoint(0),
+        stack_index: 0,
+        quantum_left: 0,
+        counters: ThreadCounters::ZERO,
+    };
+}
 
 /// Stack mapped for a process's main thread, and for every other thread. The rest of the
 /// 256 KiB region stays unmapped (its lowest page is the guard); growing stacks on demand
@@ -150,13 +181,13 @@ impl Kernel {
                 context.rsi = endpoint.0;
             }
         }
-        self.threads[usize::from(slot)] = ThreadControl {
+        self.threads[usize::from(slot)] = Thread {
             context,
             process,
             endpoint,
             stack_index,
             quantum_left: QUANTUM_TICKS,
-            ..ThreadControl::EMPTY
+            ..Thread::EMPTY
         };
         let owner = &mut self.processes[process_index];
         owner.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);

@@ -77,6 +77,21 @@ pub struct ThreadCounters {
     pub kernel_calls: u64,
 }
 
+impl ThreadCounters {
+    /// All counters at zero (a new thread).
+    pub const ZERO: ThreadCounters = ThreadCounters {
+        cpu_ns: 0,
+        voluntary_switches: 0,
+        involuntary_switches: 0,
+        syscalls: 0,
+        messages_sent: 0,
+        messages_received: 0,
+        notifications_received: 0,
+        page_faults: 0,
+        kernel_calls: 0,
+    };
+}
+
 /// One thread. 128 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -21,7 +21,7 @@ impl Kernel {
         let Some(call) = KernelCall::from_number(trap.call) else {
             return Err(Error::NoSuchCall);
         };
-        self.threads[usize::from(caller)].kernel_calls += 1;
+        self.threads[usize::from(caller)].counters.kernel_calls += 1;
         let result = if self.process_of(caller).kernel_calls & call.mask_bit() == 0 {
             Err(Error::PermissionDenied)
         } else {

@@ -70,11 +70,12 @@ pub fn tally_output<'a>(lines: impl IntoIterator<Item = &'a str>, success: bool)
     tally
 }
 
-/// Runs `cargo test` in the workspace root, streaming its output, and returns the tally.
+/// Runs `cargo test --no-fail-fast` in the workspace root (every test binary runs even
+/// after one fails, so the tally counts them all), streaming its output.
 pub fn run() -> Result<Tally> {
-    println!("host tests: cargo test");
+    println!("host tests: cargo test --no-fail-fast");
     let mut child = cargo()
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .stdout(Stdio::piped())
         .spawn()
         .context("failed to start cargo test")?;

@@ -51,7 +51,8 @@ struct Monitor {
     encoded: Vec<u8>,
 }
 
-static MONITOR: spin::Mutex<Option<Monitor>> = spin::Mutex::new(None);
+static MONITOR: crate::lock::Mutex<Option<Monitor>> =
+    crate::lock::Mutex::new(crate::lock::Level::Monitor, None);
 
 /// Starts the channel (after the heap exists) and queues the Hello frame.
 pub fn init() {

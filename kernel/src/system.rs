@@ -145,7 +145,8 @@ impl Kernel {
     }
 }
 
-pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
+pub static KERNEL: crate::lock::Mutex<Kernel> =
+    crate::lock::Mutex::new(crate::lock::Level::Kernel, Kernel::new());
 
 // The mutex lock word stores the owner's slot + 1 in 16 bits.
 const _: () = assert!(MAX_THREADS < vigil_abi::syscall::mutex_word::OWNER_MASK as usize);

@@ -11,6 +11,7 @@ use vigil_abi::introspect::encode_state;
 use vigil_abi::trace::EventKind;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::Endpoint;
+use vigil_kcore::sched::{self as policy, Decision, Running};
 
 impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
@@ -50,7 +51,7 @@ impl Kernel {
         if let Some(slot) = self.current {
             let thread = &mut self.threads[usize::from(slot)];
             // A spent quantum is acted on at the kernel's exit (`choose_next`).
-            thread.quantum_left = thread.quantum_left.saturating_sub(1);
+            thread.quantum_left = policy::tick(thread.quantum_left);
         }
         crate::monitor::poll(self);
     }
@@ -80,43 +81,45 @@ impl Kernel {
 
     fn choose_next(&mut self) -> Option<u16> {
         if let Some(slot) = self.current {
-            let state = self.table.state(slot);
-            if state == ThreadState::Running {
-                let priority = self.priority_of(slot);
-                let waiting = self.run_queues.highest_priority();
-                let more_urgent_waiting = waiting.is_some_and(|p| p < priority);
-                let peer_waiting = waiting.is_some_and(|p| p <= priority);
-                let quantum_over = self.threads[usize::from(slot)].quantum_left == 0;
-                if !(more_urgent_waiting || (quantum_over && peer_waiting)) {
+            let running = (self.table.state(slot) == ThreadState::Running).then(|| Running {
+                priority: self.priority_of(slot),
+                quantum_left: self.threads[usize::from(slot)].quantum_left,
+            });
+            match policy::decide(running, &self.run_queues) {
+                Decision::Continue => {
                     // Nobody to give the CPU to: keep running (with a fresh quantum if spent).
-                    if quantum_over {
-                        self.threads[usize::from(slot)].quantum_left = QUANTUM_TICKS;
-                    }
+                    policy::refill_if_spent(
+                        &mut self.threads[usize::from(slot)].quantum_left,
+                        QUANTUM_TICKS,
+                    );
                     return Some(slot);
                 }
-                // Preempted: back of its queue with a fresh quantum when the quantum is
-                // spent, else at the front so it resumes first at its priority.
-                let thread = &mut self.threads[usize::from(slot)];
-                thread.counters.involuntary_switches += 1;
-                self.table.mark_ready(slot);
-                if quantum_over {
-                    thread.quantum_left = QUANTUM_TICKS;
-                    self.run_queues.push_back(slot, priority);
-                } else {
-                    self.run_queues.push_front(slot, priority);
+                decision @ (Decision::PreemptToBack | Decision::PreemptToFront) => {
+                    // Only a running thread is preempted, so `running` holds its priority.
+                    let priority = running.map_or(0, |running| running.priority);
+                    let thread = &mut self.threads[usize::from(slot)];
+                    thread.counters.involuntary_switches += 1;
+                    self.table.mark_ready(slot);
+                    if decision == Decision::PreemptToBack {
+                        thread.quantum_left = QUANTUM_TICKS;
+                        self.run_queues.push_back(slot, priority);
+                    } else {
+                        self.run_queues.push_front(slot, priority);
+                    }
                 }
-            } else {
                 // Blocked, exited, or yielded (then `yield_current` already queued it).
-                self.threads[usize::from(slot)].counters.voluntary_switches += 1;
+                Decision::Voluntary => {
+                    self.threads[usize::from(slot)].counters.voluntary_switches += 1;
+                }
             }
             self.current = None;
         }
         let next = self.run_queues.pop_highest()?;
         self.table.mark_running(next);
-        let thread = &mut self.threads[usize::from(next)];
-        if thread.quantum_left == 0 {
-            thread.quantum_left = QUANTUM_TICKS;
-        }
+        policy::refill_if_spent(
+            &mut self.threads[usize::from(next)].quantum_left,
+            QUANTUM_TICKS,
+        );
         self.current = Some(next);
         Some(next)
     }

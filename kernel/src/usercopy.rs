@@ -2,29 +2,22 @@
 //!
 //! Addresses arrive as `UserPtr` / `UserSlice`, already checked for alignment, overflow
 //! and the user range at the system-call boundary. What can change between calls is
-//! checked here: every access checks that each page is mapped, belongs to
-//! user space and (for writes) is writable, and fails with `Error::Fault` otherwise. Because
+//! checked on every access (`vigil_kcore::usercopy`): that each page is mapped, belongs to
+//! user space and (for writes) is writable, failing with `Error::Fault` otherwise. Because
 //! the copy goes through the direct map, the kernel can reach any process's memory — the
 //! address space need not be loaded — and never touches user addresses directly, so SMAP
 //! stays on and a bad pointer can never fault inside the kernel.
 
-use crate::arch::paging::{flags, phys_to_virt, AddressSpace, PAGE_SIZE};
-use vigil_abi::layout::USER_END;
+use crate::arch::paging::{phys_to_virt, AddressSpace};
 use vigil_abi::user_memory::{Pod, UserPtr, UserSlice};
 use vigil_abi::Error;
-
-/// Access the kernel needs on a user page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-    /// The kernel filling a process's pages whatever their write permission (loading a
-    /// program's read-only segments); the pages must still be user pages.
-    Fill,
-}
+pub use vigil_kcore::usercopy::Access;
 
 /// Checks that `[address, address + len)` is user memory and returns the kernel (direct
 /// map) address of each piece, page by page, to `visit(kernel_address, offset, piece_len)`.
+/// The check (every page before any piece, one walk per page for the first four) is
+/// `vigil_kcore::usercopy::for_each_piece`; this only moves its physical addresses into
+/// the direct map.
 fn for_each_piece(
     space: &AddressSpace,
     address: u64,
@@ -32,49 +25,13 @@ fn for_each_piece(
     access: Access,
     mut visit: impl FnMut(u64, usize, usize),
 ) -> Result<(), Error> {
-    let end = address.checked_add(len as u64).ok_or(Error::Fault)?;
-    if end > USER_END {
-        return Err(Error::Fault);
-    }
-    // Check every page before touching any, so a failing copy has no partial effect. The
-    // translations of the first few pages are kept for the copy (every IPC message fits),
-    // so a small copy walks the tables once per page, not twice.
-    const CACHED_PAGES: usize = 4;
-    let mut cached = [0u64; CACHED_PAGES];
-    let first_page = address & !(PAGE_SIZE - 1);
-    let mut page = first_page;
-    let mut index = 0;
-    while page < end {
-        let translation = space.translate(page).ok_or(Error::Fault)?;
-        if translation.flags & flags::USER == 0
-            || (access == Access::Write && !translation.writable())
-        {
-            return Err(Error::Fault);
-        }
-        if index < CACHED_PAGES {
-            cached[index] = translation.phys & !(PAGE_SIZE - 1);
-        }
-        page += PAGE_SIZE;
-        index += 1;
-    }
-    let mut offset = 0usize;
-    while offset < len {
-        let current = address + offset as u64;
-        let in_page = (PAGE_SIZE - (current & (PAGE_SIZE - 1))) as usize;
-        let piece = in_page.min(len - offset);
-        let page_index = ((current - first_page) / PAGE_SIZE) as usize;
-        let frame = match cached.get(page_index) {
-            Some(&frame) => frame,
-            None => space.translate(current).ok_or(Error::Fault)?.phys & !(PAGE_SIZE - 1),
-        };
-        visit(
-            phys_to_virt(frame + (current & (PAGE_SIZE - 1))),
-            offset,
-            piece,
-        );
-        offset += piece;
-    }
-    Ok(())
+    vigil_kcore::usercopy::for_each_piece(
+        space,
+        address,
+        len,
+        access,
+        move |phys, offset, piece| visit(phys_to_virt(phys), offset, piece),
+    )
 }
 
 /// Copies `source` (exactly `out.len()` bytes) from user memory in `space` into `out`.
@@ -149,7 +106,7 @@ fn copy_in(
 
 /// Checks that `range` is accessible as `access`, without copying.
 pub fn check(space: &AddressSpace, range: UserSlice<u8>, access: Access) -> Result<(), Error> {
-    for_each_piece(space, range.address(), range.len(), access, |_, _, _| {})
+    vigil_kcore::usercopy::check(space, range.address(), range.len(), access)
 }
 
 /// Reads one plain-old-data value.

@@ -2,7 +2,7 @@
 //!
 //! A thread runs until it blocks, yields, uses up its quantum, or a thread of a more urgent
 //! priority becomes ready. `decide` says what happens to the running thread when the kernel
-//! is about to leave; `tick` and `at_dispatch` keep its quantum.
+//! is about to leave; `tick` and `refill_if_spent` keep its quantum.
 
 /// Number of priority levels; 0 is the highest.
 pub const PRIORITIES: usize = 16;
@@ -221,9 +221,9 @@ pub struct Running {
 /// What happens to the thread that was running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// It keeps the CPU: nobody more urgent is ready, and if its quantum is spent
-    /// (`fresh_quantum`) nobody of its priority either, so it starts a fresh quantum.
-    Continue { fresh_quantum: bool },
+    /// It keeps the CPU: nobody more urgent is ready, and if its quantum is spent nobody
+    /// of its priority either, so it starts a fresh one (`refill_if_spent`).
+    Continue,
     /// Preempted with its quantum spent by a ready thread of the same or a more urgent
     /// priority: to the back of its queue, with a fresh quantum.
     PreemptToBack,
@@ -259,9 +259,7 @@ pub fn decide<const N: usize>(running: Option<Running>, queues: &RunQueues<N>) -
     let peer_waiting = waiting.is_some_and(|p| p <= priority);
     let quantum_over = quantum_left == 0;
     if !(more_urgent_waiting || (quantum_over && peer_waiting)) {
-        Decision::Continue {
-            fresh_quantum: quantum_over,
-        }
+        Decision::Continue
     } else if quantum_over {
         Decision::PreemptToBack
     } else {
@@ -276,14 +274,12 @@ pub const fn tick(quantum_left: u8) -> u8 {
     quantum_left.saturating_sub(1)
 }
 
-/// The quantum a thread runs with when dispatched: what it has left, or a fresh `quantum`
-/// if it has none.
+/// Sets the quantum of a thread being dispatched: it keeps what it has left, or starts a
+/// fresh `quantum` if it has none.
 #[inline]
-pub const fn at_dispatch(quantum_left: u8, quantum: u8) -> u8 {
-    if quantum_left == 0 {
-        quantum
-    } else {
-        quantum_left
+pub fn refill_if_spent(quantum_left: &mut u8, quantum: u8) {
+    if *quantum_left == 0 {
+        *quantum_left = quantum;
     }
 }
 
@@ -495,33 +491,15 @@ mod tests {
     fn alone_or_ahead_it_keeps_running() {
         // Nobody ready, or only less urgent threads, with or without quantum left.
         for ready in [None, Some(6)] {
-            assert_eq!(
-                decide(running(5, 3), &waiting(ready)),
-                Decision::Continue {
-                    fresh_quantum: false
-                }
-            );
-            assert_eq!(
-                decide(running(5, 0), &waiting(ready)),
-                Decision::Continue {
-                    fresh_quantum: true
-                }
-            );
+            assert_eq!(decide(running(5, 3), &waiting(ready)), Decision::Continue);
+            assert_eq!(decide(running(5, 0), &waiting(ready)), Decision::Continue);
         }
-        assert!(!Decision::Continue {
-            fresh_quantum: true
-        }
-        .is_preemption());
+        assert!(!Decision::Continue.is_preemption());
     }
 
     #[test]
     fn a_peer_waits_until_the_quantum_is_spent() {
-        assert_eq!(
-            decide(running(5, 1), &waiting(Some(5))),
-            Decision::Continue {
-                fresh_quantum: false
-            }
-        );
+        assert_eq!(decide(running(5, 1), &waiting(Some(5))), Decision::Continue);
         assert_eq!(
             decide(running(5, 0), &waiting(Some(5))),
             Decision::PreemptToBack
@@ -568,9 +546,11 @@ mod tests {
 
     #[test]
     fn dispatch_refills_only_a_spent_quantum() {
-        assert_eq!(at_dispatch(0, 5), 5);
-        assert_eq!(at_dispatch(2, 5), 2);
-        assert_eq!(at_dispatch(5, 5), 5);
+        for (left, after) in [(0, 5), (2, 2), (5, 5)] {
+            let mut quantum_left = left;
+            refill_if_spent(&mut quantum_left, 5);
+            assert_eq!(quantum_left, after);
+        }
     }
 
     #[derive(Clone, Debug)]

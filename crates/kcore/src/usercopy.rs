@@ -6,7 +6,8 @@
 //! physical address of each piece (at most one page) to the caller, which does the copy.
 //! The translations of the first `CACHED_PAGES` pages are kept from the check, so a small
 //! copy (every IPC message) walks the tables once per page; longer ones walk again for the
-//! pages after those. Generic over the translator, so the kernel's page walk is inlined.
+//! pages after those. `check` is the first half alone, for a range the kernel checks before
+//! copying to it piecemeal. Generic over the translator, so the kernel's page walk is inlined.
 
 use crate::paging::{Translation, PAGE_SIZE};
 use vigil_abi::layout::USER_END;
@@ -36,6 +37,31 @@ pub fn allows(translation: &Translation, access: Access) -> bool {
     translation.user() && (access != Access::Write || translation.writable())
 }
 
+/// Checks that `[address, address + len)` is user memory allowing `access`, one walk per
+/// page, without copying: `Error::Fault` otherwise. The same check as `for_each_piece`
+/// makes before its first piece.
+#[inline]
+pub fn check<T: Translate + ?Sized>(
+    space: &T,
+    address: u64,
+    len: usize,
+    access: Access,
+) -> Result<(), Error> {
+    let end = address.checked_add(len as u64).ok_or(Error::Fault)?;
+    if end > USER_END {
+        return Err(Error::Fault);
+    }
+    let mut page = address & !(PAGE_SIZE - 1);
+    while page < end {
+        let translation = space.translate(page).ok_or(Error::Fault)?;
+        if !allows(&translation, access) {
+            return Err(Error::Fault);
+        }
+        page += PAGE_SIZE;
+    }
+    Ok(())
+}
+
 /// Checks that `[address, address + len)` is user memory allowing `access` and returns the
 /// physical address of each piece, page by page, to `visit(phys, offset, piece_len)`;
 /// `Error::Fault` (and no visit) otherwise.
@@ -53,6 +79,8 @@ pub fn for_each_piece<T: Translate + ?Sized>(
     if end > USER_END {
         return Err(Error::Fault);
     }
+    // Check every page before touching any, keeping the first few translations for the
+    // copy (the same loop as `check`).
     let mut cached = [0u64; CACHED_PAGES];
     let first_page = address & !(PAGE_SIZE - 1);
     let mut page = first_page;
@@ -407,11 +435,19 @@ mod tests {
                 let actual = run(&space, address, len, access);
                 let model = expected(&pages, &frames, address, len, access);
                 prop_assert_eq!(&actual, &model, "{:#x}+{:#x} {:?}", address, len, access);
+                let touched = match address.checked_add(len as u64) {
+                    Some(end) => end.div_ceil(PAGE_SIZE) - address / PAGE_SIZE,
+                    None => 0,
+                };
                 if actual.0.is_ok() {
-                    let touched = (address + len as u64).div_ceil(PAGE_SIZE)
-                        - address / PAGE_SIZE;
-                    let rewalks = (actual.1.len()).saturating_sub(CACHED_PAGES);
-                    prop_assert_eq!(space.walks.get() as u64, touched + rewalks as u64);
+                    let rewalks = actual.1.len().saturating_sub(CACHED_PAGES) as u64;
+                    prop_assert_eq!(space.walks.get() as u64, touched + rewalks);
+                }
+                // `check` agrees, walking each page once.
+                space.walks.set(0);
+                prop_assert_eq!(check(&space, address, len, access), model.0);
+                if model.0.is_ok() {
+                    prop_assert_eq!(space.walks.get() as u64, touched);
                 }
             }
         }

@@ -1,5 +1,9 @@
 //! x86-64 four-level page tables: the kernel's address space (direct map + W^X image) and lookups.
 //!
+//! The walker itself (map, translate, unmap, destroy) is `vigil_kcore::paging`, host-tested
+//! against a model; this module is its physical-memory backend (the direct map), plus what
+//! needs the CPU: CR3, INVLPG, and the kernel's own layout.
+//!
 //! Layout of the kernel half:
 //! - `DIRECT_MAP_BASE` + p maps physical address p, read/write, never executable, with
 //!   2 MiB pages, for all RAM (at least the low 4 GiB, which also holds the APIC windows).
@@ -8,25 +12,11 @@
 //!   kernel stack left unmapped as a guard.
 
 use super::cpu;
+pub use vigil_kcore::paging::{flags, MapError, PageSize, Translation, LARGE_PAGE_SIZE, PAGE_SIZE};
+use vigil_kcore::paging::{PageTables, PhysicalMemory, ADDRESS_MASK, ENTRIES};
 
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
-pub const PAGE_SIZE: u64 = 4096;
-pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
-
-/// Page-table entry bits.
-pub mod flags {
-    pub const PRESENT: u64 = 1 << 0;
-    pub const WRITABLE: u64 = 1 << 1;
-    pub const USER: u64 = 1 << 2;
-    pub const WRITE_THROUGH: u64 = 1 << 3;
-    pub const CACHE_DISABLE: u64 = 1 << 4;
-    pub const LARGE: u64 = 1 << 7;
-    pub const GLOBAL: u64 = 1 << 8;
-    pub const NO_EXECUTE: u64 = 1 << 63;
-}
-
-const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Virtual address of physical memory in the direct map.
 pub const fn phys_to_virt(phys: u64) -> u64 {
@@ -38,71 +28,68 @@ pub const fn kernel_virt_to_phys(virt: u64) -> u64 {
     virt - KERNEL_VMA
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapError {
-    /// No frame left for an intermediate table.
-    OutOfFrames,
-    /// The virtual address is already mapped (or covered by a large page).
-    AlreadyMapped(u64),
-    /// Address not aligned to the page size.
-    Misaligned(u64),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageSize {
-    Size4K,
-    Size2M,
-}
-
-/// Result of walking the tables for one virtual address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Translation {
-    pub phys: u64,
-    /// Leaf entry flags (the address bits cleared).
-    pub flags: u64,
-    pub size: PageSize,
-}
-
-impl Translation {
-    pub fn writable(&self) -> bool {
-        self.flags & flags::WRITABLE != 0
-    }
-    pub fn executable(&self) -> bool {
-        self.flags & flags::NO_EXECUTE == 0
-    }
-}
-
 /// The 512 entries of one table, reached through the direct map.
 ///
 /// # Safety
 /// `phys` must be the address of a page-table page owned by the caller's address space,
 /// and no other reference to it may be live.
-unsafe fn table_at(phys: u64) -> &'static mut [u64; 512] {
+unsafe fn table_at(phys: u64) -> &'static mut [u64; ENTRIES] {
     // SAFETY: the caller guarantees `phys` is a page table; the direct map covers it.
-    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; ENTRIES]) }
+}
+
+/// Physical memory as the kernel reaches it, through the direct map: the backend of
+/// `kcore::paging`. Private to this module, and only ever passed to `kcore::paging` together
+/// with the tables of an `AddressSpace` (or a frame just allocated for one of them).
+struct DirectMap;
+
+impl PhysicalMemory for DirectMap {
+    #[inline(always)]
+    fn read_entry(&self, table: u64, index: usize) -> u64 {
+        // SAFETY: kcore::paging only reads the root of an `AddressSpace` or a frame named by
+        // a present, non-large entry of its tables, and this kernel only ever points such
+        // entries at page-table frames it allocated (or the boot-time kernel half's); the
+        // reference lives for this one read.
+        let entries = unsafe { table_at(table) };
+        entries[index]
+    }
+
+    #[inline(always)]
+    fn write_entry(&mut self, table: u64, index: usize, entry: u64) {
+        // SAFETY: as in `read_entry`; writes come from `&mut AddressSpace` methods (or
+        // building one), so the tables are the caller's alone.
+        let entries = unsafe { table_at(table) };
+        entries[index] = entry;
+    }
+
+    #[inline(always)]
+    fn zero_table(&mut self, table: u64) {
+        // SAFETY: a freshly allocated frame belongs to nobody else; the direct map covers it.
+        unsafe { table_at(table) }.fill(0);
+    }
 }
 
 /// A four-level address space identified by the physical address of its PML4.
 pub struct AddressSpace {
-    pml4: u64,
+    tables: PageTables,
 }
 
 impl AddressSpace {
     /// Creates an empty address space; `alloc_frame` supplies zero-able 4 KiB frames.
     pub fn new(alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<AddressSpace, MapError> {
-        let pml4 = new_table(alloc_frame)?;
-        Ok(AddressSpace { pml4 })
+        let tables = PageTables::new(&mut DirectMap, alloc_frame)?;
+        Ok(AddressSpace { tables })
     }
 
     /// The address space currently loaded in CR3.
     pub fn active() -> AddressSpace {
         AddressSpace {
-            pml4: cpu::read_cr3() & ADDRESS_MASK,
+            tables: PageTables::from_root(cpu::read_cr3() & ADDRESS_MASK),
         }
     }
 
     pub fn root_phys(&self) -> u64 {
-        self.pml4
+        self.tables.root()
     }
 
     /// Maps one page of `size` at `virt` to `phys` with leaf `flags` (PRESENT is added).
@@ -115,70 +102,13 @@ impl AddressSpace {
         leaf_flags: u64,
         alloc_frame: &mut dyn FnMut() -> Option<u64>,
     ) -> Result<(), MapError> {
-        let (page_bytes, leaf_level) = match size {
-            PageSize::Size4K => (PAGE_SIZE, 1),
-            PageSize::Size2M => (LARGE_PAGE_SIZE, 2),
-        };
-        if !virt.is_multiple_of(page_bytes) || !phys.is_multiple_of(page_bytes) {
-            return Err(MapError::Misaligned(virt));
-        }
-        let mut table_phys = self.pml4;
-        for level in (leaf_level + 1..=4).rev() {
-            let index = table_index(virt, level);
-            // SAFETY: `table_phys` is a table of this address space (root or created below).
-            let table = unsafe { table_at(table_phys) };
-            let entry = table[index];
-            if entry & flags::PRESENT == 0 {
-                let next = new_table(alloc_frame)?;
-                let intermediate = flags::PRESENT | flags::WRITABLE | (leaf_flags & flags::USER);
-                table[index] = next | intermediate;
-                table_phys = next;
-            } else if entry & flags::LARGE != 0 {
-                return Err(MapError::AlreadyMapped(virt));
-            } else {
-                table_phys = entry & ADDRESS_MASK;
-            }
-        }
-        // SAFETY: as above.
-        let table = unsafe { table_at(table_phys) };
-        let index = table_index(virt, leaf_level);
-        if table[index] & flags::PRESENT != 0 {
-            return Err(MapError::AlreadyMapped(virt));
-        }
-        let large = if leaf_level == 2 { flags::LARGE } else { 0 };
-        table[index] = phys | leaf_flags | large | flags::PRESENT;
-        Ok(())
+        self.tables
+            .map(&mut DirectMap, virt, phys, size, leaf_flags, alloc_frame)
     }
 
     /// Walks the tables for `virt`.
     pub fn translate(&self, virt: u64) -> Option<Translation> {
-        let mut table_phys = self.pml4;
-        for level in (1..=4).rev() {
-            // SAFETY: read-only walk of this address space's own tables.
-            let entry = unsafe { table_at(table_phys) }[table_index(virt, level)];
-            if entry & flags::PRESENT == 0 {
-                return None;
-            }
-            let is_leaf = level == 1 || (level == 2 && entry & flags::LARGE != 0);
-            if level == 3 && entry & flags::LARGE != 0 {
-                return None; // 1 GiB pages are never created by this kernel
-            }
-            if is_leaf {
-                let (size, offset_mask) = if level == 1 {
-                    (PageSize::Size4K, PAGE_SIZE - 1)
-                } else {
-                    (PageSize::Size2M, LARGE_PAGE_SIZE - 1)
-                };
-                let base = entry & ADDRESS_MASK & !offset_mask;
-                return Some(Translation {
-                    phys: base + (virt & offset_mask),
-                    flags: entry & !ADDRESS_MASK,
-                    size,
-                });
-            }
-            table_phys = entry & ADDRESS_MASK;
-        }
-        None
+        self.tables.translate(&DirectMap, virt)
     }
 
     /// Makes this address space the active one.
@@ -188,19 +118,16 @@ impl AddressSpace {
     /// the current one does.
     pub unsafe fn activate(&self) {
         // SAFETY: guaranteed by the caller.
-        unsafe { cpu::write_cr3(self.pml4) }
+        unsafe { cpu::write_cr3(self.root_phys()) }
     }
 }
 
-fn table_index(virt: u64, level: u32) -> usize {
-    ((virt >> (12 + 9 * (level - 1))) & 0x1ff) as usize
-}
-
-fn new_table(alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<u64, MapError> {
-    let frame = alloc_frame().ok_or(MapError::OutOfFrames)?;
-    // SAFETY: a freshly allocated frame belongs to nobody else; the direct map covers it.
-    unsafe { table_at(frame) }.fill(0);
-    Ok(frame)
+/// The page walk usercopy checks and copies with.
+impl vigil_kcore::usercopy::Translate for AddressSpace {
+    #[inline(always)]
+    fn translate(&self, virt: u64) -> Option<Translation> {
+        AddressSpace::translate(self, virt)
+    }
 }
 
 unsafe extern "C" {
@@ -334,38 +261,17 @@ impl AddressSpace {
         kernel: &AddressSpace,
         alloc_frame: &mut dyn FnMut() -> Option<u64>,
     ) -> Result<AddressSpace, MapError> {
-        let space = AddressSpace::new(alloc_frame)?;
-        // SAFETY: both roots are page tables; the new one is not yet in use, and the kernel
-        // half of the kernel's PML4 never changes after boot, so sharing its entries is sound.
-        unsafe {
-            let source = table_at(kernel.pml4);
-            let target = table_at(space.pml4);
-            target[256..].copy_from_slice(&source[256..]);
-        }
-        Ok(space)
+        // The kernel half of the kernel's PML4 never changes after boot, so sharing its
+        // entries is sound.
+        let tables = PageTables::new_user(&kernel.tables, &mut DirectMap, alloc_frame)?;
+        Ok(AddressSpace { tables })
     }
 
     /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped.
     pub fn unmap(&mut self, virt: u64) -> Option<u64> {
-        let mut table_phys = self.pml4;
-        for level in (2..=4).rev() {
-            // SAFETY: walking this address space's own tables.
-            let entry = unsafe { table_at(table_phys) }[table_index(virt, level)];
-            if entry & flags::PRESENT == 0 || entry & flags::LARGE != 0 {
-                return None;
-            }
-            table_phys = entry & ADDRESS_MASK;
-        }
-        // SAFETY: as above; the caller owns the address space.
-        let table = unsafe { table_at(table_phys) };
-        let index = table_index(virt, 1);
-        let entry = table[index];
-        if entry & flags::PRESENT == 0 {
-            return None;
-        }
-        table[index] = 0;
+        let frame = self.tables.unmap(&mut DirectMap, virt)?;
         cpu::invlpg(virt);
-        Some(entry & ADDRESS_MASK)
+        Some(frame)
     }
 
     /// Frees every user-half frame and page table (4 KiB leaves only: user mappings never
@@ -373,41 +279,18 @@ impl AddressSpace {
     /// active.
     pub fn destroy_user(self, free_frame: &mut dyn FnMut(u64)) {
         debug_assert_ne!(
-            self.pml4,
+            self.root_phys(),
             cpu::read_cr3() & ADDRESS_MASK,
             "destroying the active address space"
         );
-        // SAFETY: the caller hands over the address space; nothing else uses its tables.
-        let pml4 = unsafe { table_at(self.pml4) };
-        for &l4 in pml4[..256].iter().filter(|e| *e & flags::PRESENT != 0) {
-            let pdpt_phys = l4 & ADDRESS_MASK;
-            // SAFETY: as above.
-            let pdpt = unsafe { table_at(pdpt_phys) };
-            for &l3 in pdpt.iter().filter(|e| *e & flags::PRESENT != 0) {
-                let pd_phys = l3 & ADDRESS_MASK;
-                // SAFETY: as above.
-                let pd = unsafe { table_at(pd_phys) };
-                for &l2 in pd.iter().filter(|e| *e & flags::PRESENT != 0) {
-                    let pt_phys = l2 & ADDRESS_MASK;
-                    // SAFETY: as above.
-                    let pt = unsafe { table_at(pt_phys) };
-                    for &l1 in pt.iter().filter(|e| *e & flags::PRESENT != 0) {
-                        free_frame(l1 & ADDRESS_MASK);
-                    }
-                    free_frame(pt_phys);
-                }
-                free_frame(pd_phys);
-            }
-            free_frame(pdpt_phys);
-        }
-        free_frame(self.pml4);
+        self.tables.destroy_user(&DirectMap, free_frame);
     }
 }
 
 /// The kernel's own address space (built at boot; the kernel half of every process).
 pub fn kernel_space() -> AddressSpace {
     AddressSpace {
-        pml4: KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed),
+        tables: PageTables::from_root(KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed)),
     }
 }
 
@@ -419,7 +302,7 @@ impl AddressSpace {
     /// `new_user` or `kernel_space`, so it shares the kernel half and the kernel keeps
     /// running.
     pub fn enter(&self) {
-        switch_to(self.pml4);
+        switch_to(self.root_phys());
     }
 }
 
@@ -434,22 +317,6 @@ fn switch_to(root: u64) {
 impl AddressSpace {
     /// Number of 4 KiB user pages mapped (the user half).
     pub fn count_user_pages(&self) -> u64 {
-        let mut pages = 0;
-        // SAFETY: read-only walk of this address space's own tables.
-        let pml4 = unsafe { table_at(self.pml4) };
-        for &l4 in pml4[..256].iter().filter(|e| *e & flags::PRESENT != 0) {
-            // SAFETY: as above.
-            let pdpt = unsafe { table_at(l4 & ADDRESS_MASK) };
-            for &l3 in pdpt.iter().filter(|e| *e & flags::PRESENT != 0) {
-                // SAFETY: as above.
-                let pd = unsafe { table_at(l3 & ADDRESS_MASK) };
-                for &l2 in pd.iter().filter(|e| *e & flags::PRESENT != 0) {
-                    // SAFETY: as above.
-                    let pt = unsafe { table_at(l2 & ADDRESS_MASK) };
-                    pages += pt.iter().filter(|e| *e & flags::PRESENT != 0).count() as u64;
-                }
-            }
-        }
-        pages
+        self.tables.count_user_pages(&DirectMap)
     }
 }

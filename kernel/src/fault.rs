@@ -26,7 +26,7 @@ pub struct FaultReport<'a> {
 }
 
 /// The page-fault vector (#PF), whose error code and CR2 are decoded.
-const PAGE_FAULT: u64 = 14;
+pub const PAGE_FAULT_VECTOR: u64 = 14;
 
 impl FaultReport<'_> {
     /// Prints the header line (vector, mnemonic, where, error code, decoded #PF cause), CR2
@@ -34,7 +34,7 @@ impl FaultReport<'_> {
     /// the middle of the heap allocator.
     pub fn print(&self) {
         let frame = self.frame;
-        if frame.vector == PAGE_FAULT {
+        if frame.vector == PAGE_FAULT_VECTOR {
             crate::error!(
                 "{}, error code {:#x} [{}]",
                 Header(self),

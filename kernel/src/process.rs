@@ -2,7 +2,7 @@
 
 use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
 use crate::arch::trap;
-use crate::fault::{FaultPlace, FaultReport};
+use crate::fault::{FaultPlace, FaultReport, PAGE_FAULT_VECTOR};
 use crate::memory;
 use crate::syscall::Next;
 use crate::system::{IpcTargets, Kernel, Process, MAX_PROCESSES};
@@ -22,9 +22,6 @@ pub struct ProcessConfig<'a> {
     pub kernel_calls: u64,
     pub ipc_targets: IpcTargets,
 }
-
-/// The page-fault exception (#PF).
-const PAGE_FAULT_VECTOR: u64 = 14;
 
 /// Most frames a backtrace of user code prints.
 const USER_BACKTRACE_FRAMES: usize = 16;

@@ -3,18 +3,19 @@
 //! is malformed is refused with a logged reason and the rest still boot.
 
 use crate::arch::paging::phys_to_virt;
-use crate::process::ProcessConfig;
-use crate::system::{IpcTargets, Kernel, KERNEL};
+use crate::process::{IpcTargets, ProcessConfig};
+use crate::system::{Kernel, KERNEL};
 use crate::{error, info, warn};
 use vigil_kcore::boot_options::{self, IpcTargetNames};
 use vigil_kcore::elf::ElfImage;
 use vigil_kcore::multiboot::{BootInfo, MAX_MODULES};
+use vigil_kcore::slot::ProcessSlot;
 
 /// Starts every module as a process. Returns how many started.
 pub fn start_all(boot: &BootInfo) -> usize {
     let mut kernel = KERNEL.lock();
     // Pending `ipc=` lists, resolved once every process exists: (process slot, list).
-    let mut ipc_lists: [Option<(u16, &str)>; MAX_MODULES] = [None; MAX_MODULES];
+    let mut ipc_lists: [Option<(ProcessSlot, &str)>; MAX_MODULES] = [None; MAX_MODULES];
     let mut started = 0;
     for (index, module) in boot.modules().enumerate() {
         let text = module.name();
@@ -64,12 +65,12 @@ pub fn start_all(boot: &BootInfo) -> usize {
         let arguments = keep_forever(options.arguments);
         match kernel.create_process(&config, &image, file, arguments) {
             Ok(slot) => {
-                let process = &kernel.processes[usize::from(slot)];
+                let process = &kernel.processes[slot];
                 info!(
                     "boot: started '{}' (pid {}, priority {}, {} KiB image, entry {:#x})",
                     process.name(),
-                    process.pid,
-                    process.priority,
+                    process.pid(),
+                    process.priority(),
                     len / 1024,
                     image.entry
                 );
@@ -96,18 +97,18 @@ fn keep_forever(arguments: &str) -> &'static [u8] {
 
 /// Turns each `ipc=a+b` list into a mask of process slots. Unknown names are logged and
 /// grant nothing (fail closed).
-fn resolve_ipc_lists(kernel: &mut Kernel, lists: &[Option<(u16, &str)>]) {
+fn resolve_ipc_lists(kernel: &mut Kernel, lists: &[Option<(ProcessSlot, &str)>]) {
     for &(slot, list) in lists.iter().flatten() {
         let mut mask = 0u64;
         for name in list.split('+') {
             match kernel.process_named(name) {
-                Some(target) => mask |= 1 << target,
+                Some(target) => mask |= 1 << target.get(),
                 None => warn!(
                     "boot: '{}' may send to '{name}', but no boot process has that name",
-                    kernel.processes[usize::from(slot)].name()
+                    kernel.processes[slot].name()
                 ),
             }
         }
-        kernel.processes[usize::from(slot)].ipc_targets = IpcTargets::Only(mask);
+        kernel.processes[slot].set_ipc_targets(IpcTargets::Only(mask));
     }
 }

@@ -13,12 +13,11 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
     {
         let mut kernel = KERNEL.lock();
         kernel.account_cpu_time();
-        let slot = kernel.current.expect("system call with no current thread");
-        debug_assert!(core::ptr::eq(
-            frame,
-            &kernel.threads[usize::from(slot)].context
-        ));
-        kernel.threads[usize::from(slot)].counters.syscalls += 1;
+        let slot = kernel
+            .current()
+            .expect("system call with no current thread");
+        debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
+        kernel.threads[slot].counters_mut().syscalls += 1;
         kernel.handle_syscall(slot);
     }
     sched::run_next()
@@ -29,12 +28,9 @@ pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
     {
         let mut kernel = KERNEL.lock();
         kernel.account_cpu_time();
-        let slot = kernel.current.expect("user trap with no current thread");
-        debug_assert!(core::ptr::eq(
-            frame,
-            &kernel.threads[usize::from(slot)].context
-        ));
-        let vector = kernel.threads[usize::from(slot)].context.vector;
+        let slot = kernel.current().expect("user trap with no current thread");
+        debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
+        let vector = kernel.threads[slot].context().vector;
         let endpoint = kernel.table.endpoint(slot);
         crate::trace::emit(
             vigil_abi::trace::EventKind::Interrupt,
@@ -44,7 +40,7 @@ pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
         match trap::classify(vector) {
             TrapKind::Exception => kernel.user_exception(slot),
             TrapKind::MachineEvent => {
-                let context = kernel.threads[usize::from(slot)].context;
+                let context = *kernel.threads[slot].context();
                 drop(kernel);
                 trap::fatal_exception(&context)
             }

@@ -4,12 +4,14 @@
 //! slot's generation, so a revoked or reused grant id is refused. The grantee is named by
 //! pid, so a process that reuses the grantee's slot gets nothing.
 
+use crate::process::MAX_GRANTS;
 use crate::syscall::Next;
-use crate::system::{Kernel, MAX_GRANTS};
+use crate::system::Kernel;
 use crate::usercopy::{self, Access};
 use vigil_abi::syscall::{GrantAccess, GrantCreateArgs, GrantRevokeArgs};
 use vigil_abi::user_memory::UserSlice;
 use vigil_abi::{Endpoint, Error};
+use vigil_kcore::slot::ThreadSlot;
 
 /// A memory grant: the process with pid `grantee_pid` may copy from/to `memory` of the
 /// granting process, as `access` allows.
@@ -69,7 +71,11 @@ fn grant_index(id: u64) -> Option<(usize, u16)> {
 }
 
 /// GrantCreate: `grantee`'s process may copy from/to `memory` as `access` says.
-pub fn create(kernel: &mut Kernel, caller: u16, args: GrantCreateArgs) -> Result<Next, Error> {
+pub fn create(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: GrantCreateArgs,
+) -> Result<Next, Error> {
     let GrantCreateArgs {
         grantee,
         memory,
@@ -79,15 +85,15 @@ pub fn create(kernel: &mut Kernel, caller: u16, args: GrantCreateArgs) -> Result
         return Err(Error::InvalidArgument);
     }
     let grantee_slot = kernel.table.resolve(grantee)?;
-    let grantee_pid = kernel.process_of(grantee_slot).pid;
+    let grantee_pid = kernel.process_of(grantee_slot).pid();
     let needed = if access.allows_write() {
         Access::Write
     } else {
         Access::Read
     };
     usercopy::check(kernel.space_of(caller), memory, needed)?;
-    let process = usize::from(kernel.threads[usize::from(caller)].process);
-    let grants = &mut kernel.processes[process].grants;
+    let process = kernel.threads[caller].process();
+    let grants = kernel.processes[process].grants_mut();
     let index = grants
         .iter()
         .position(|g| !g.in_use)
@@ -104,10 +110,14 @@ pub fn create(kernel: &mut Kernel, caller: u16, args: GrantCreateArgs) -> Result
 }
 
 /// GrantRevoke: the grant id goes stale.
-pub fn revoke(kernel: &mut Kernel, caller: u16, args: GrantRevokeArgs) -> Result<Next, Error> {
-    let process = usize::from(kernel.threads[usize::from(caller)].process);
+pub fn revoke(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: GrantRevokeArgs,
+) -> Result<Next, Error> {
+    let process = kernel.threads[caller].process();
     let (index, generation) = grant_index(args.grant).ok_or(Error::BadGrant)?;
-    let grant = &mut kernel.processes[process].grants[index];
+    let grant = &mut kernel.processes[process].grants_mut()[index];
     if !grant.in_use || grant.generation != generation {
         return Err(Error::BadGrant);
     }
@@ -118,7 +128,7 @@ pub fn revoke(kernel: &mut Kernel, caller: u16, args: GrantRevokeArgs) -> Result
 impl Kernel {
     /// Copies between `caller`'s memory and a grant of the process owning `request.granter`
     /// (SafeCopyFrom / SafeCopyTo).
-    pub fn safe_copy(&mut self, caller: u16, request: SafeCopyRequest) -> Result<(), Error> {
+    pub fn safe_copy(&mut self, caller: ThreadSlot, request: SafeCopyRequest) -> Result<(), Error> {
         let SafeCopyRequest {
             granter,
             grant: id,
@@ -129,7 +139,7 @@ impl Kernel {
         let into_caller = direction == CopyDirection::FromGrant;
         let granter_slot = self.table.resolve(granter)?;
         let (index, generation) = grant_index(id).ok_or(Error::BadGrant)?;
-        let grant = self.process_of(granter_slot).grants[index];
+        let grant = self.process_of(granter_slot).grants()[index];
         let allowed = if into_caller {
             grant.access.allows_read()
         } else {
@@ -141,7 +151,7 @@ impl Kernel {
         let Some(remote) = remote.filter(|_| {
             grant.in_use
                 && grant.generation == generation
-                && grant.grantee_pid == self.process_of(caller).pid
+                && grant.grantee_pid == self.process_of(caller).pid()
                 && allowed
         }) else {
             return Err(Error::BadGrant);

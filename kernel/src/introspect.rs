@@ -1,8 +1,9 @@
 //! Introspection records of the kernel's threads and processes, shared by the snapshot
 //! kernel call and the monitor channel. One pass over the thread table builds everything.
 
-use crate::system::{Kernel, MAX_PROCESSES};
+use crate::system::Kernel;
 use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
+use vigil_kcore::slot::MAX_PROCESSES;
 
 /// Where `visit_records` puts the records it builds.
 pub trait RecordSink {
@@ -27,35 +28,37 @@ impl Kernel {
         let mut threads_per_process = [0u32; MAX_PROCESSES];
         let mut cpu_per_process = [0u64; MAX_PROCESSES];
         for (slot, state) in self.table.threads() {
-            let control = &self.threads[usize::from(slot)];
-            let owner = usize::from(control.process);
-            threads_per_process[owner] += 1;
-            cpu_per_process[owner] += control.counters.cpu_ns;
+            let control = &self.threads[slot];
+            let owner = control.process();
+            let process = &self.processes[owner];
+            threads_per_process[owner.index()] += 1;
+            cpu_per_process[owner.index()] += control.counters().cpu_ns;
             let (code, wait_target, wait_argument) = encode_state(&state);
             sink.thread(&ThreadRecord {
-                endpoint: control.endpoint,
-                pid: self.processes[owner].pid,
+                endpoint: control.endpoint(),
+                pid: process.pid(),
                 state: code,
-                priority: self.processes[owner].priority,
+                priority: process.priority(),
                 wait_target,
                 wait_argument,
-                counters: control.counters,
+                counters: *control.counters(),
                 ..ThreadRecord::default()
             });
         }
-        for (index, record) in self.processes.iter().enumerate().filter(|(_, p)| p.in_use) {
+        for (slot, record) in self.processes.live() {
+            let index = slot.index();
             let mut name = [0u8; RECORD_NAME_BYTES];
             let bytes = record.name().as_bytes();
             let len = bytes.len().min(RECORD_NAME_BYTES);
             name[..len].copy_from_slice(&bytes[..len]);
             sink.process(&ProcessRecord {
-                pid: record.pid,
+                pid: record.pid(),
                 threads: threads_per_process[index],
                 name,
-                main_thread: record.main_thread,
-                memory_pages: record.mapped_pages,
-                priority: record.priority,
-                grants: record.grants.iter().filter(|g| g.in_use()).count() as u32,
+                main_thread: record.main_thread(),
+                memory_pages: record.mapped_pages(),
+                priority: record.priority(),
+                grants: record.grants().iter().filter(|g| g.in_use()).count() as u32,
                 cpu_ns: cpu_per_process[index],
                 ..ProcessRecord::default()
             });
@@ -64,9 +67,6 @@ impl Kernel {
 
     /// Threads that are not Free, and live processes.
     pub fn record_counts(&self) -> (usize, usize) {
-        (
-            self.table.threads().count(),
-            self.processes.iter().filter(|p| p.in_use).count(),
-        )
+        (self.table.threads().count(), self.processes.live().count())
     }
 }

@@ -2,8 +2,8 @@
 //! memory, saved registers and the run queues.
 
 use crate::arch::paging::AddressSpace;
-use crate::system::{Process, MAX_PROCESSES};
-use crate::thread::Thread;
+use crate::process::Processes;
+use crate::thread::Threads;
 use crate::usercopy::{self, Access};
 use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::trace::EventKind;
@@ -11,42 +11,47 @@ use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
 use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
+use vigil_kcore::slot::ThreadSlot;
 
 /// Borrowed view of the kernel tables an IPC operation may touch (everything but the
 /// thread table itself, which runs the operation).
 pub struct KernelEnv<'a> {
-    pub threads: &'a mut [Thread; MAX_THREADS],
-    pub processes: &'a [Process; MAX_PROCESSES],
+    pub threads: &'a mut Threads,
+    pub processes: &'a Processes,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
     pub now_ns: u64,
 }
 
 impl KernelEnv<'_> {
-    fn space_of(&self, thread: u16) -> &AddressSpace {
-        let process = self.threads[usize::from(thread)].process;
-        self.processes[usize::from(process)].space()
+    fn space_of(&self, thread: ThreadSlot) -> &AddressSpace {
+        let process = self.threads[thread].process();
+        self.processes[process].space()
     }
 
     /// The endpoint of `thread`, from the copy its saved context keeps (the thread table
     /// itself is busy running the operation).
-    fn endpoint_of(&self, thread: u16) -> Endpoint {
-        self.threads[usize::from(thread)].endpoint
+    fn endpoint_of(&self, thread: ThreadSlot) -> Endpoint {
+        self.threads[thread].endpoint()
     }
 
-    fn priority_of(&self, thread: u16) -> u8 {
-        let process = self.threads[usize::from(thread)].process;
-        self.processes[usize::from(process)].priority
+    fn priority_of(&self, thread: ThreadSlot) -> u8 {
+        let process = self.threads[thread].process();
+        self.processes[process].priority()
     }
 }
 
 impl IpcEnvironment for KernelEnv<'_> {
-    fn read_message(&mut self, thread: u16, address: UserPtr<Message>) -> Result<Message, Error> {
+    fn read_message(
+        &mut self,
+        thread: ThreadSlot,
+        address: UserPtr<Message>,
+    ) -> Result<Message, Error> {
         usercopy::read_value(self.space_of(thread), address)
     }
 
     fn read_message_writable(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
         usercopy::read_value_writable(self.space_of(thread), address)
@@ -55,7 +60,7 @@ impl IpcEnvironment for KernelEnv<'_> {
     /// Every delivery goes through here, so this is where messages are counted.
     fn write_message(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         address: UserPtr<Message>,
         message: &Message,
     ) -> Result<(), Error> {
@@ -73,16 +78,14 @@ impl IpcEnvironment for KernelEnv<'_> {
                 [receiver_endpoint.0, u64::from(message.kind), 0],
             );
         }
-        let receiver = &mut self.threads[usize::from(thread)];
+        let receiver = &mut self.threads[thread];
         if message.is_notification() {
-            receiver.counters.notifications_received += 1;
+            receiver.counters_mut().notifications_received += 1;
         } else {
-            receiver.counters.messages_received += 1;
+            receiver.counters_mut().messages_received += 1;
             let sender = message.source;
-            if sender.is_thread() && usize::from(sender.slot()) < MAX_THREADS {
-                self.threads[usize::from(sender.slot())]
-                    .counters
-                    .messages_sent += 1;
+            if let Some(sender) = ThreadSlot::new(sender.slot()).filter(|_| sender.is_thread()) {
+                self.threads[sender].counters_mut().messages_sent += 1;
             }
         }
         Ok(())
@@ -90,7 +93,7 @@ impl IpcEnvironment for KernelEnv<'_> {
 
     fn check_message_buffer(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<(), Error> {
         usercopy::check(self.space_of(thread), address.as_bytes(), Access::Write)
@@ -98,7 +101,7 @@ impl IpcEnvironment for KernelEnv<'_> {
 
     fn read_async_entry(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         table: UserSlice<AsyncMessage>,
         index: usize,
     ) -> Result<AsyncMessage, Error> {
@@ -108,7 +111,7 @@ impl IpcEnvironment for KernelEnv<'_> {
 
     fn write_async_status(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         table: UserSlice<AsyncMessage>,
         index: usize,
         flags: u32,
@@ -119,25 +122,24 @@ impl IpcEnvironment for KernelEnv<'_> {
         usercopy::write_value(self.space_of(thread), status, &[flags, result])
     }
 
-    fn unblock(&mut self, thread: u16, result: Result<u64, Error>) {
+    fn unblock(&mut self, thread: ThreadSlot, result: Result<u64, Error>) {
         let rax = match result {
             Ok(value) => value,
             Err(error) => error.to_return_value(),
         };
-        self.threads[usize::from(thread)].context.rax = rax;
+        self.threads[thread].context_mut().rax = rax;
         crate::trace::emit(EventKind::Unblock, self.endpoint_of(thread), [rax, 0, 0]);
         let priority = self.priority_of(thread);
         // A more urgent thread than the current one preempts it at the kernel's exit:
         // the scheduler compares priorities there (`choose_next`).
-        self.run_queues.push_back(thread, priority);
+        self.run_queues.push_back(thread.get(), priority);
     }
 
-    fn may_send(&self, from: u16, to: u16) -> bool {
-        let from_process = self.threads[usize::from(from)].process;
-        let to_process = self.threads[usize::from(to)].process;
+    fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
+        let from_process = self.threads[from].process();
+        let to_process = self.threads[to].process();
         // A process may always talk to its own threads; `ipc=` limits talking to others.
-        from_process == to_process
-            || self.processes[usize::from(from_process)].may_send_to(to_process)
+        from_process == to_process || self.processes[from_process].may_send_to(to_process)
     }
 
     fn now_ns(&self) -> u64 {

@@ -159,7 +159,9 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     if let Some(test) = boot.cmdline_arg("test") {
         selftest::run(test, &boot);
     }
-    system::KERNEL.lock().exit_when_done = boot.cmdline_arg("exit-when-done").is_some();
+    system::KERNEL
+        .lock()
+        .set_exit_when_done(boot.cmdline_arg("exit-when-done").is_some());
     let started = boot_image::start_all(&boot);
     info!(
         "boot: {started} of {} modules started",

@@ -158,7 +158,7 @@ pub fn emergency_crash(kind: CrashKind, message: &str, backtrace: &[u64]) {
 
 fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
     kernel.account_cpu_time();
-    kernel.snapshot_generation += 1;
+    let generation = kernel.next_snapshot_generation();
     let (thread_count, process_count) = kernel.record_counts();
     let mut threads = Vec::with_capacity(thread_count);
     let mut processes = Vec::with_capacity(process_count);
@@ -167,9 +167,9 @@ fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
         |record: &_| processes.push(ProcessInfo::from_record(record)),
     ));
     Snapshot {
-        generation: kernel.snapshot_generation,
+        generation,
         timestamp_ns: now,
-        idle_ns: kernel.idle_ns,
+        idle_ns: kernel.cpu.idle_ns(),
         threads,
         processes,
     }

@@ -1,18 +1,242 @@
-//! Processes: creation from a validated ELF image, exit and teardown, and user faults.
+//! Processes: the process object and table, creation from a validated ELF image, exit and
+//! teardown, and user faults.
 
 use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
 use crate::arch::trap;
 use crate::fault::{FaultPlace, FaultReport, PAGE_FAULT_VECTOR};
+use crate::grant::Grant;
 use crate::memory;
 use crate::syscall::Next;
-use crate::system::{IpcTargets, Kernel, Process, MAX_PROCESSES};
+use crate::system::Kernel;
 use crate::thread::{self, ThreadStart, MAIN_STACK_BYTES};
 use crate::usercopy;
+use vigil_abi::layout::STACK_REGION_SIZE;
+use vigil_abi::syscall::KernelCall;
 use vigil_abi::syscall::ProcessExitArgs;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
-use vigil_abi::Error;
+use vigil_abi::{Endpoint, Error};
 use vigil_kcore::elf::{ElfImage, Segment};
-use vigil_kcore::ipc::MAX_THREADS;
+use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_PROCESSES, MAX_THREADS};
+
+/// Memory grants per process.
+pub const MAX_GRANTS: usize = 32;
+/// Longest process name kept.
+pub const NAME_BYTES: usize = 32;
+
+/// Which processes a process may send to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpcTargets {
+    All,
+    /// Bit `p` allows process slot `p`.
+    Only(u64),
+}
+
+/// A process: an address space, its threads' shared privileges, its grants. Its state is
+/// private: it changes only through the methods below, which keep the thread count, the
+/// stack-region bitmap and the mapped-page count consistent with each other.
+pub struct Process {
+    in_use: bool,
+    /// Unique for the life of the system (slots are reused, pids are not).
+    pid: u32,
+    name: [u8; NAME_BYTES],
+    name_len: usize,
+    /// The process's address space: owned here, built by `create_process`, taken apart
+    /// by `exit_process` (None while the slot is free).
+    space: Option<AddressSpace>,
+    priority: u8,
+    /// Bit `n` allows kernel call `n`.
+    kernel_calls: u64,
+    ipc_targets: IpcTargets,
+    main_thread: Endpoint,
+    live_threads: u16,
+    /// User pages mapped (image, stacks), kept up to date so introspection is cheap.
+    mapped_pages: u64,
+    /// Bit `i` set = stack region `i` in use.
+    stack_regions: [u64; MAX_THREADS / 64],
+    grants: [Grant; MAX_GRANTS],
+}
+
+impl Process {
+    pub const EMPTY: Process = Process {
+        in_use: false,
+        pid: 0,
+        name: [0; NAME_BYTES],
+        name_len: 0,
+        space: None,
+        priority: 0,
+        kernel_calls: 0,
+        ipc_targets: IpcTargets::All,
+        main_thread: Endpoint(0),
+        live_threads: 0,
+        mapped_pages: 0,
+        stack_regions: [0; MAX_THREADS / 64],
+        grants: [Grant::EMPTY; MAX_GRANTS],
+    };
+
+    /// A live process with pid `pid`, its address space and `image_pages` pages of image.
+    fn new(config: &ProcessConfig<'_>, pid: u32, space: AddressSpace, image_pages: u64) -> Self {
+        let mut process = Process {
+            in_use: true,
+            pid,
+            space: Some(space),
+            priority: config.priority,
+            kernel_calls: config.kernel_calls,
+            ipc_targets: config.ipc_targets,
+            mapped_pages: image_pages,
+            ..Process::EMPTY
+        };
+        process.set_name(config.name);
+        process
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// The endpoint of the thread the process started with.
+    pub fn main_thread(&self) -> Endpoint {
+        self.main_thread
+    }
+
+    /// User pages mapped into the process (image and stacks).
+    pub fn mapped_pages(&self) -> u64 {
+        self.mapped_pages
+    }
+
+    /// Threads of the process that have not exited.
+    pub fn live_threads(&self) -> u16 {
+        self.live_threads
+    }
+
+    /// Whether the process may make kernel call `call`.
+    pub fn may_call(&self, call: KernelCall) -> bool {
+        self.kernel_calls & call.mask_bit() != 0
+    }
+
+    pub fn grants(&self) -> &[Grant; MAX_GRANTS] {
+        &self.grants
+    }
+
+    pub fn grants_mut(&mut self) -> &mut [Grant; MAX_GRANTS] {
+        &mut self.grants
+    }
+
+    /// The address space of a live process.
+    pub fn space(&self) -> &AddressSpace {
+        self.space
+            .as_ref()
+            .expect("a live process has an address space")
+    }
+
+    fn space_mut(&mut self) -> &mut AddressSpace {
+        self.space
+            .as_mut()
+            .expect("a live process has an address space")
+    }
+
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    fn set_name(&mut self, name: &str) {
+        let mut len = name.len().min(NAME_BYTES);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.name[..len].copy_from_slice(&name.as_bytes()[..len]);
+        self.name_len = len;
+    }
+
+    /// Limits the processes this one may send to (boot-time `ipc=` lists).
+    pub fn set_ipc_targets(&mut self, targets: IpcTargets) {
+        self.ipc_targets = targets;
+    }
+
+    pub fn may_send_to(&self, process: ProcessSlot) -> bool {
+        match self.ipc_targets {
+            IpcTargets::All => true,
+            IpcTargets::Only(mask) => mask & (1 << process.get()) != 0,
+        }
+    }
+
+    /// The lowest stack region no thread uses, if any.
+    pub fn free_stack_region(&self) -> Option<u16> {
+        (0..MAX_THREADS)
+            .find(|&i| self.stack_regions[i / 64] & (1 << (i % 64)) == 0)
+            .map(|i| i as u16)
+    }
+
+    /// Maps `pages` of fresh stack at `bottom` for a new thread in stack region
+    /// `stack_index` and counts the thread. The caller checked there are frames for it.
+    pub fn start_thread_stack(
+        &mut self,
+        stack_index: u16,
+        bottom: u64,
+        pages: u64,
+    ) -> &mut AddressSpace {
+        thread::map_user_pages(
+            self.space_mut(),
+            bottom,
+            pages,
+            flags::WRITABLE | flags::NO_EXECUTE,
+        );
+        self.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);
+        self.live_threads += 1;
+        self.mapped_pages += pages;
+        self.space_mut()
+    }
+
+    /// Unmaps the whole stack region `stack_index` of an exiting thread and stops counting it.
+    pub fn end_thread_stack(&mut self, stack_index: u16) {
+        let top = thread::stack_region_top(stack_index);
+        let unmapped = thread::unmap_user_pages(
+            self.space_mut(),
+            top - STACK_REGION_SIZE,
+            STACK_REGION_SIZE / PAGE_SIZE,
+        );
+        self.stack_regions[usize::from(stack_index) / 64] &= !(1 << (stack_index % 64));
+        self.mapped_pages = self.mapped_pages.saturating_sub(unmapped);
+        self.live_threads = self.live_threads.saturating_sub(1);
+    }
+}
+
+/// The process table, indexed only by [`ProcessSlot`].
+pub struct Processes([Process; MAX_PROCESSES]);
+
+impl Processes {
+    pub const fn new() -> Processes {
+        Processes([Process::EMPTY; MAX_PROCESSES])
+    }
+
+    /// The lowest free slot.
+    fn free_slot(&self) -> Option<ProcessSlot> {
+        ProcessSlot::all().find(|&slot| !self[slot].in_use)
+    }
+
+    /// Every live process with its slot, lowest slot first.
+    pub fn live(&self) -> impl Iterator<Item = (ProcessSlot, &Process)> + '_ {
+        ProcessSlot::all()
+            .map(|slot| (slot, &self[slot]))
+            .filter(|(_, process)| process.in_use)
+    }
+}
+
+impl core::ops::Index<ProcessSlot> for Processes {
+    type Output = Process;
+    fn index(&self, slot: ProcessSlot) -> &Process {
+        &self.0[slot.index()]
+    }
+}
+
+impl core::ops::IndexMut<ProcessSlot> for Processes {
+    fn index_mut(&mut self, slot: ProcessSlot) -> &mut Process {
+        &mut self.0[slot.index()]
+    }
+}
 
 /// Privileges and scheduling of a new process.
 #[derive(Clone, Copy, Debug)]
@@ -35,12 +259,8 @@ impl Kernel {
         image: &ElfImage,
         file: &[u8],
         arguments: &'static [u8],
-    ) -> Result<u16, Error> {
-        let slot = self
-            .processes
-            .iter()
-            .position(|p| !p.in_use)
-            .ok_or(Error::OutOfResources)? as u16;
+    ) -> Result<ProcessSlot, Error> {
+        let slot = self.processes.free_slot().ok_or(Error::OutOfResources)?;
         // The PML4, the image, the main thread's stack and the tables they need.
         let frames = 1
             + image
@@ -55,17 +275,8 @@ impl Kernel {
         let mut space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
             .unwrap_or_else(|error| panic!("no frame for a PML4 after the checks: {error:?}"));
         let image_pages = load_segments(&mut space, image, file);
-        self.next_pid += 1;
-        let process = &mut self.processes[usize::from(slot)];
-        *process = Process::EMPTY;
-        process.in_use = true;
-        process.pid = self.next_pid;
-        process.set_name(config.name);
-        process.space = Some(space);
-        process.priority = config.priority;
-        process.kernel_calls = config.kernel_calls;
-        process.ipc_targets = config.ipc_targets;
-        process.mapped_pages = image_pages;
+        let pid = self.allocate_pid();
+        self.processes[slot] = Process::new(config, pid, space, image_pages);
         let start = ThreadStart {
             entry: image.entry,
             stack_bytes: MAIN_STACK_BYTES,
@@ -75,8 +286,8 @@ impl Kernel {
         let endpoint = self
             .spawn_thread(slot, start)
             .unwrap_or_else(|error| panic!("main thread refused after the checks: {error}"));
-        self.processes[usize::from(slot)].main_thread = endpoint;
-        let pid = u64::from(self.processes[usize::from(slot)].pid);
+        self.processes[slot].main_thread = endpoint;
+        let pid = u64::from(self.processes[slot].pid);
         crate::trace::emit(
             vigil_abi::trace::EventKind::ProcessCreate,
             endpoint,
@@ -86,12 +297,11 @@ impl Kernel {
     }
 
     /// Ends every thread of `process`, frees its memory and its slot.
-    pub fn exit_process(&mut self, process: u16, status: u64) {
-        let index = usize::from(process);
-        if !self.processes[index].in_use {
+    pub fn exit_process(&mut self, process: ProcessSlot, status: u64) {
+        if !self.processes[process].in_use {
             return;
         }
-        let mut slots = [0u16; MAX_THREADS];
+        let mut slots = [ThreadSlot::FIRST; MAX_THREADS];
         let mut count = 0;
         for slot in self.table.threads_of(process) {
             slots[count] = slot;
@@ -113,24 +323,24 @@ impl Kernel {
                 self.table.free(slot);
             }
         }
-        let space = self.processes[index]
+        let space = self.processes[process]
             .space
             .take()
             .expect("a live process has an address space");
         // The page counter introspection reports must match the tables exactly.
         let counted = space.count_user_pages();
-        let recorded = self.processes[index].mapped_pages;
+        let recorded = self.processes[process].mapped_pages;
         if counted != recorded {
             crate::error!(
                 "memory accounting drift in '{}': {recorded} pages recorded, {counted} mapped",
-                self.processes[index].name()
+                self.processes[process].name()
             );
         }
         paging::kernel_space().enter();
         space.destroy_user(&mut |frame| {
             memory::release_frame(frame);
         });
-        let process_record = &mut self.processes[index];
+        let process_record = &mut self.processes[process];
         crate::trace::emit(
             vigil_abi::trace::EventKind::ProcessExit,
             process_record.main_thread,
@@ -146,15 +356,16 @@ impl Kernel {
     }
 
     /// A CPU exception in user code: report it and kill the process; the rest run on.
-    pub fn user_exception(&mut self, slot: u16) {
-        let context = self.threads[usize::from(slot)].context;
+    pub fn user_exception(&mut self, slot: ThreadSlot) {
+        let thread = &mut self.threads[slot];
+        let context = *thread.context();
         if context.vector == PAGE_FAULT_VECTOR {
-            self.threads[usize::from(slot)].counters.page_faults += 1;
+            thread.counters_mut().page_faults += 1;
         }
-        let thread = &self.threads[usize::from(slot)];
-        let (page_faults, syscalls) = (thread.counters.page_faults, thread.counters.syscalls);
-        let process = thread.process;
-        let record = &self.processes[usize::from(process)];
+        let counters = thread.counters();
+        let (page_faults, syscalls) = (counters.page_faults, counters.syscalls);
+        let process = thread.process();
+        let record = &self.processes[process];
         let (name, pid) = (record.name(), record.pid);
         let (mnemonic, _) = trap::exception_name(context.vector);
         let endpoint = self.table.endpoint(slot);
@@ -182,10 +393,11 @@ impl Kernel {
     }
 
     /// Slot of the live process named `name`.
-    pub fn process_named(&self, name: &str) -> Option<u16> {
-        (0..MAX_PROCESSES)
-            .find(|&i| self.processes[i].in_use && self.processes[i].name() == name)
-            .map(|i| i as u16)
+    pub fn process_named(&self, name: &str) -> Option<ProcessSlot> {
+        self.processes
+            .live()
+            .find(|(_, process)| process.name() == name)
+            .map(|(slot, _)| slot)
     }
 }
 
@@ -264,8 +476,8 @@ fn print_user_backtrace(
 }
 
 /// ProcessExit: ends every thread of the caller's process.
-pub fn exit(kernel: &mut Kernel, caller: u16, args: ProcessExitArgs) -> Result<Next, Error> {
-    let process = kernel.threads[usize::from(caller)].process;
+pub fn exit(kernel: &mut Kernel, caller: ThreadSlot, args: ProcessExitArgs) -> Result<Next, Error> {
+    let process = kernel.threads[caller].process();
     kernel.exit_process(process, args.status);
     Ok(Next::Exited)
 }

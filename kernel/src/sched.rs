@@ -12,21 +12,62 @@ use vigil_abi::trace::EventKind;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::Endpoint;
 use vigil_kcore::sched::{self as policy, Decision, Running};
+use vigil_kcore::slot::ThreadSlot;
+
+/// The scheduler's view of the CPU: which thread runs, since when, and the idle time.
+pub struct Cpu {
+    /// The thread on the CPU (None while idle).
+    current: Option<ThreadSlot>,
+    /// TSC when the current thread (or idle) was last put on the CPU.
+    dispatch_tsc: u64,
+    idle_ns: u64,
+}
+
+impl Cpu {
+    pub const fn new() -> Cpu {
+        Cpu {
+            current: None,
+            dispatch_tsc: 0,
+            idle_ns: 0,
+        }
+    }
+
+    pub fn current(&self) -> Option<ThreadSlot> {
+        self.current
+    }
+
+    /// Time the CPU spent with no thread to run.
+    pub fn idle_ns(&self) -> u64 {
+        self.idle_ns
+    }
+
+    /// `slot` is leaving the system: if it was on the CPU, the CPU is now idle.
+    pub fn forget(&mut self, slot: ThreadSlot) {
+        if self.current == Some(slot) {
+            self.current = None;
+        }
+    }
+}
+
+/// The slot of a run queue entry (the queues only ever hold thread slots).
+fn queued_slot(index: u16) -> ThreadSlot {
+    ThreadSlot::new(index).expect("run queues hold thread slots")
+}
 
 impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
     pub fn account_cpu_time(&mut self) {
         let now = cpu::rdtsc();
-        let elapsed = time::tsc_to_ns(now.wrapping_sub(self.dispatch_tsc));
-        self.dispatch_tsc = now;
-        match self.current {
-            Some(slot) => self.threads[usize::from(slot)].counters.cpu_ns += elapsed,
-            None => self.idle_ns += elapsed,
+        let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
+        self.cpu.dispatch_tsc = now;
+        match self.cpu.current {
+            Some(slot) => self.threads[slot].counters_mut().cpu_ns += elapsed,
+            None => self.cpu.idle_ns += elapsed,
         }
     }
 
-    fn priority_of(&self, slot: u16) -> u8 {
-        self.process_of(slot).priority
+    fn priority_of(&self, slot: ThreadSlot) -> u8 {
+        self.process_of(slot).priority()
     }
 
     /// Timer tick: count it, expire timers, then charge the tick to the current thread's
@@ -35,31 +76,30 @@ impl Kernel {
         time::on_timer_tick();
         let now = time::now_ns();
         while let Some(expired) = self.timers.pop_expired(now) {
-            if self.table.endpoint(expired.slot).generation() != expired.generation {
+            let slot = queued_slot(expired.slot);
+            if self.table.endpoint(slot).generation() != expired.generation {
                 continue; // the thread that set it is gone
             }
             let (table, mut env) = self.ipc_parts();
             match expired.kind {
-                vigil_kcore::timer::TimerKind::Wakeup => table.wake_sleeper(&mut env, expired.slot),
-                vigil_kcore::timer::TimerKind::Alarm { .. } => table.notify_from_kernel(
-                    &mut env,
-                    vigil_kcore::ipc::KernelSource::Clock,
-                    expired.slot,
-                ),
+                vigil_kcore::timer::TimerKind::Wakeup => table.wake_sleeper(&mut env, slot),
+                vigil_kcore::timer::TimerKind::Alarm { .. } => {
+                    table.notify_from_kernel(&mut env, vigil_kcore::ipc::KernelSource::Clock, slot)
+                }
             }
         }
-        if let Some(slot) = self.current {
-            let thread = &mut self.threads[usize::from(slot)];
+        if let Some(slot) = self.cpu.current {
+            let quantum_left = self.threads[slot].quantum_left_mut();
             // A spent quantum is acted on at the kernel's exit (`choose_next`).
-            thread.quantum_left = policy::tick(thread.quantum_left);
+            *quantum_left = policy::tick(*quantum_left);
         }
         crate::monitor::poll(self);
     }
 
     /// Decides what runs next. Returns the slot to run, or None to idle. The current thread
     /// keeps the CPU unless it blocked or exited, or must be preempted.
-    fn pick_next(&mut self) -> Option<u16> {
-        let previous = self.current;
+    fn pick_next(&mut self) -> Option<ThreadSlot> {
+        let previous = self.cpu.current;
         let next = self.choose_next();
         if next != previous {
             let (previous_endpoint, previous_state) = match previous {
@@ -79,65 +119,59 @@ impl Kernel {
         next
     }
 
-    fn choose_next(&mut self) -> Option<u16> {
-        if let Some(slot) = self.current {
+    fn choose_next(&mut self) -> Option<ThreadSlot> {
+        if let Some(slot) = self.cpu.current {
             let running = (self.table.state(slot) == ThreadState::Running).then(|| Running {
                 priority: self.priority_of(slot),
-                quantum_left: self.threads[usize::from(slot)].quantum_left,
+                quantum_left: self.threads[slot].quantum_left(),
             });
             match policy::decide(running, &self.run_queues) {
                 Decision::Continue => {
                     // Nobody to give the CPU to: keep running (with a fresh quantum if spent).
-                    policy::refill_if_spent(
-                        &mut self.threads[usize::from(slot)].quantum_left,
-                        QUANTUM_TICKS,
-                    );
+                    policy::refill_if_spent(self.threads[slot].quantum_left_mut(), QUANTUM_TICKS);
                     return Some(slot);
                 }
                 decision @ (Decision::PreemptToBack | Decision::PreemptToFront) => {
                     // Only a running thread is preempted, so `running` holds its priority.
                     let priority = running.map_or(0, |running| running.priority);
-                    let thread = &mut self.threads[usize::from(slot)];
-                    thread.counters.involuntary_switches += 1;
+                    let thread = &mut self.threads[slot];
+                    thread.counters_mut().involuntary_switches += 1;
                     self.table.mark_ready(slot);
                     if decision == Decision::PreemptToBack {
-                        thread.quantum_left = QUANTUM_TICKS;
-                        self.run_queues.push_back(slot, priority);
+                        *thread.quantum_left_mut() = QUANTUM_TICKS;
+                        self.run_queues.push_back(slot.get(), priority);
                     } else {
-                        self.run_queues.push_front(slot, priority);
+                        self.run_queues.push_front(slot.get(), priority);
                     }
                 }
                 // Blocked, exited, or yielded (then `yield_current` already queued it).
                 Decision::Voluntary => {
-                    self.threads[usize::from(slot)].counters.voluntary_switches += 1;
+                    self.threads[slot].counters_mut().voluntary_switches += 1;
                 }
             }
-            self.current = None;
+            self.cpu.current = None;
         }
-        let next = self.run_queues.pop_highest()?;
+        let next = queued_slot(self.run_queues.pop_highest()?);
         self.table.mark_running(next);
-        policy::refill_if_spent(
-            &mut self.threads[usize::from(next)].quantum_left,
-            QUANTUM_TICKS,
-        );
-        self.current = Some(next);
+        policy::refill_if_spent(self.threads[next].quantum_left_mut(), QUANTUM_TICKS);
+        self.cpu.current = Some(next);
         Some(next)
     }
 
     /// Gives up the CPU voluntarily, staying runnable.
     pub fn yield_current(&mut self) {
-        if let Some(slot) = self.current {
+        if let Some(slot) = self.cpu.current {
             let priority = self.priority_of(slot);
             self.table.mark_ready(slot);
-            self.threads[usize::from(slot)].quantum_left = QUANTUM_TICKS;
-            self.run_queues.push_back(slot, priority);
+            *self.threads[slot].quantum_left_mut() = QUANTUM_TICKS;
+            self.run_queues.push_back(slot.get(), priority);
         }
     }
 
     /// Prepares the CPU for `slot`: its address space, and where its next entry saves registers.
-    fn dispatch(&mut self, slot: u16) -> *const crate::arch::trap::TrapFrame {
+    fn dispatch(&mut self, slot: ThreadSlot) -> *const crate::arch::trap::TrapFrame {
         self.process_of(slot).space().enter();
-        let frame = &self.threads[usize::from(slot)].context as *const _;
+        let frame = self.threads[slot].context() as *const _;
         user_entry::set_current_context(frame);
         frame
     }
@@ -153,7 +187,7 @@ pub fn run_next() -> ! {
         };
         if frame.is_none() {
             let kernel = KERNEL.lock();
-            if kernel.exit_when_done && kernel.processes.iter().all(|process| !process.in_use) {
+            if kernel.is_done() {
                 crate::info!("every process has exited; stopping (exit-when-done)");
                 crate::arch::debug_exit::exit(crate::arch::debug_exit::ExitStatus::Success);
             }

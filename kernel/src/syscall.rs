@@ -13,6 +13,7 @@ use vigil_abi::syscall::*;
 use vigil_abi::trace::EventKind;
 use vigil_abi::Error;
 use vigil_kcore::ipc::Outcome;
+use vigil_kcore::slot::ThreadSlot;
 
 /// What happens to the caller when its system call is over.
 #[must_use]
@@ -52,12 +53,12 @@ impl Next {
 /// Longest DebugWrite accepted in one call.
 const DEBUG_WRITE_MAX: usize = 4096;
 /// Longest name `Lookup` accepts.
-const LOOKUP_NAME_MAX: usize = crate::system::NAME_BYTES;
+const LOOKUP_NAME_MAX: usize = crate::process::NAME_BYTES;
 
 impl Kernel {
     /// Runs the system call saved in `slot`'s registers and applies the verdict.
-    pub fn handle_syscall(&mut self, slot: u16) {
-        let context = &self.threads[usize::from(slot)].context;
+    pub fn handle_syscall(&mut self, slot: ThreadSlot) {
+        let context = self.threads[slot].context();
         let number = context.rax;
         let registers = context.syscall_arguments();
         let caller = self.table.endpoint(slot);
@@ -66,7 +67,7 @@ impl Kernel {
             Some(call) => self.syscall(slot, call, &registers),
             None => Err(Error::NoSuchCall),
         };
-        let rax = &mut self.threads[usize::from(slot)].context.rax;
+        let rax = &mut self.threads[slot].context_mut().rax;
         match result {
             Ok(Next::Return(value)) => *rax = value,
             Err(error) => *rax = error.to_return_value(),
@@ -92,7 +93,12 @@ impl Kernel {
 
     /// Decodes system call `call`'s arguments and runs its handler: one match, so each
     /// call's decoding is inlined into its own arm.
-    fn syscall(&mut self, caller: u16, call: Syscall, registers: &[u64; 6]) -> Result<Next, Error> {
+    fn syscall(
+        &mut self,
+        caller: ThreadSlot,
+        call: Syscall,
+        registers: &[u64; 6],
+    ) -> Result<Next, Error> {
         /// Decodes the arguments as `$Args` and calls `$handler(kernel, caller, args)`.
         macro_rules! run {
             ($Args:ident, $handler:path) => {
@@ -126,22 +132,26 @@ impl Kernel {
     }
 }
 
-fn send(kernel: &mut Kernel, caller: u16, args: SendArgs) -> Result<Next, Error> {
+fn send(kernel: &mut Kernel, caller: ThreadSlot, args: SendArgs) -> Result<Next, Error> {
     let (table, mut env) = kernel.ipc_parts();
     Next::from_outcome(table.send(&mut env, caller, args.destination, args.message))
 }
 
-fn receive(kernel: &mut Kernel, caller: u16, args: ReceiveArgs) -> Result<Next, Error> {
+fn receive(kernel: &mut Kernel, caller: ThreadSlot, args: ReceiveArgs) -> Result<Next, Error> {
     let (table, mut env) = kernel.ipc_parts();
     Next::from_outcome(table.receive(&mut env, caller, args.source, args.message))
 }
 
-fn send_receive(kernel: &mut Kernel, caller: u16, args: SendReceiveArgs) -> Result<Next, Error> {
+fn send_receive(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: SendReceiveArgs,
+) -> Result<Next, Error> {
     let (table, mut env) = kernel.ipc_parts();
     Next::from_outcome(table.send_receive(&mut env, caller, args.destination, args.message))
 }
 
-fn notify(kernel: &mut Kernel, caller: u16, args: NotifyArgs) -> Result<Next, Error> {
+fn notify(kernel: &mut Kernel, caller: ThreadSlot, args: NotifyArgs) -> Result<Next, Error> {
     crate::trace::emit(
         EventKind::IpcNotify,
         kernel.table.endpoint(caller),
@@ -155,7 +165,7 @@ fn notify(kernel: &mut Kernel, caller: u16, args: NotifyArgs) -> Result<Next, Er
 
 fn send_nonblocking(
     kernel: &mut Kernel,
-    caller: u16,
+    caller: ThreadSlot,
     args: SendNonBlockingArgs,
 ) -> Result<Next, Error> {
     let (table, mut env) = kernel.ipc_parts();
@@ -164,7 +174,7 @@ fn send_nonblocking(
         .map(Next::Return)
 }
 
-fn send_async(kernel: &mut Kernel, caller: u16, args: SendAsyncArgs) -> Result<Next, Error> {
+fn send_async(kernel: &mut Kernel, caller: ThreadSlot, args: SendAsyncArgs) -> Result<Next, Error> {
     if args.table.len() > MAX_ASYNC_ENTRIES {
         return Err(Error::InvalidArgument);
     }
@@ -175,7 +185,11 @@ fn send_async(kernel: &mut Kernel, caller: u16, args: SendAsyncArgs) -> Result<N
 }
 
 /// DebugWrite: the caller's text on the console, a line per `\n`.
-fn debug_write(kernel: &mut Kernel, caller: u16, args: DebugWriteArgs) -> Result<Next, Error> {
+fn debug_write(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: DebugWriteArgs,
+) -> Result<Next, Error> {
     let len = args.text.len();
     if len > DEBUG_WRITE_MAX {
         return Err(Error::InvalidArgument);
@@ -194,7 +208,7 @@ fn debug_write(kernel: &mut Kernel, caller: u16, args: DebugWriteArgs) -> Result
 }
 
 /// Lookup: the main thread of the boot process with that name.
-fn lookup(kernel: &mut Kernel, caller: u16, args: LookupArgs) -> Result<Next, Error> {
+fn lookup(kernel: &mut Kernel, caller: ThreadSlot, args: LookupArgs) -> Result<Next, Error> {
     let len = args.name.len();
     if len == 0 || len > LOOKUP_NAME_MAX {
         return Err(Error::NotFound);
@@ -203,9 +217,7 @@ fn lookup(kernel: &mut Kernel, caller: u16, args: LookupArgs) -> Result<Next, Er
     usercopy::read(kernel.space_of(caller), args.name, &mut buffer[..len])?;
     let name = core::str::from_utf8(&buffer[..len]).map_err(|_| Error::NotFound)?;
     kernel
-        .processes
-        .iter()
-        .find(|process| process.in_use && process.name() == name)
-        .map(|process| Next::Return(process.main_thread.0))
+        .process_named(name)
+        .map(|slot| Next::Return(kernel.processes[slot].main_thread().0))
         .ok_or(Error::NotFound)
 }

@@ -5,116 +5,37 @@
 //! from user mode takes it, does its work, and releases it before leaving.
 
 use crate::arch::paging::AddressSpace;
-use crate::grant::Grant;
-use crate::thread::Thread;
-use vigil_abi::Endpoint;
-use vigil_kcore::ipc::{ThreadTable, MAX_THREADS};
+use crate::process::{Process, Processes};
+use crate::sched::Cpu;
+use crate::thread::Threads;
+use vigil_kcore::ipc::ThreadTable;
 use vigil_kcore::sched::RunQueues;
+use vigil_kcore::slot::{ThreadSlot, MAX_THREADS};
 use vigil_kcore::timer::TimerQueue;
-
-/// Process slots.
-pub const MAX_PROCESSES: usize = 64;
-/// Memory grants per process.
-pub const MAX_GRANTS: usize = 32;
-/// Longest process name kept.
-pub const NAME_BYTES: usize = 32;
 /// Scheduling quantum in timer ticks.
 pub const QUANTUM_TICKS: u8 = 5;
 
-/// Which processes a process may send to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IpcTargets {
-    All,
-    /// Bit `p` allows process slot `p`.
-    Only(u64),
-}
-
-/// A process: an address space, its threads' shared privileges, its grants.
-pub struct Process {
-    pub in_use: bool,
-    /// Unique for the life of the system (slots are reused, pids are not).
-    pub pid: u32,
-    name: [u8; NAME_BYTES],
-    name_len: usize,
-    /// The process's address space: owned here, built by `create_process`, taken apart
-    /// by `exit_process` (None while the slot is free).
-    pub space: Option<AddressSpace>,
-    pub priority: u8,
-    /// Bit `n` allows kernel call `n`.
-    pub kernel_calls: u64,
-    pub ipc_targets: IpcTargets,
-    pub main_thread: Endpoint,
-    pub live_threads: u16,
-    /// User pages mapped (image, stacks), kept up to date so introspection is cheap.
-    pub mapped_pages: u64,
-    /// Bit `i` set = stack region `i` in use.
-    pub stack_regions: [u64; MAX_THREADS / 64],
-    pub grants: [Grant; MAX_GRANTS],
-}
-
-impl Process {
-    pub const EMPTY: Process = Process {
-        in_use: false,
-        pid: 0,
-        name: [0; NAME_BYTES],
-        name_len: 0,
-        space: None,
-        priority: 0,
-        kernel_calls: 0,
-        ipc_targets: IpcTargets::All,
-        main_thread: Endpoint(0),
-        live_threads: 0,
-        mapped_pages: 0,
-        stack_regions: [0; MAX_THREADS / 64],
-        grants: [Grant::EMPTY; MAX_GRANTS],
-    };
-
-    /// The address space of a live process.
-    pub fn space(&self) -> &AddressSpace {
-        self.space
-            .as_ref()
-            .expect("a live process has an address space")
-    }
-
-    pub fn name(&self) -> &str {
-        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
-    }
-
-    pub fn set_name(&mut self, name: &str) {
-        let mut len = name.len().min(NAME_BYTES);
-        while !name.is_char_boundary(len) {
-            len -= 1;
-        }
-        self.name[..len].copy_from_slice(&name.as_bytes()[..len]);
-        self.name_len = len;
-    }
-
-    pub fn may_send_to(&self, process: u16) -> bool {
-        match self.ipc_targets {
-            IpcTargets::All => true,
-            IpcTargets::Only(mask) => process < 64 && mask & (1 << process) != 0,
-        }
-    }
-}
-
 /// Everything the kernel knows about threads and processes.
+///
+/// The tables are objects with private state and checked methods (`ThreadTable`,
+/// `RunQueues`, `TimerQueue` in kcore; [`Threads`] and [`Processes`], indexed only by their
+/// slot types); the kernel's operations in the other files reach them through these fields.
+/// The few plain values are private and change only through the methods below.
 pub struct Kernel {
-    pub table: ThreadTable,
-    pub run_queues: RunQueues<MAX_THREADS>,
-    pub timers: TimerQueue<MAX_THREADS>,
-    pub threads: [Thread; MAX_THREADS],
-    pub processes: [Process; MAX_PROCESSES],
-    /// The thread on the CPU (None while idle).
-    pub current: Option<u16>,
-    /// TSC when the current thread (or idle) was last put on the CPU.
-    pub dispatch_tsc: u64,
-    pub idle_ns: u64,
-    pub next_pid: u32,
-    /// Snapshots taken so far (the next snapshot's generation).
-    pub snapshot_generation: u64,
+    pub(crate) table: ThreadTable,
+    pub(crate) run_queues: RunQueues<MAX_THREADS>,
+    pub(crate) timers: TimerQueue<MAX_THREADS>,
+    pub(crate) threads: Threads,
+    pub(crate) processes: Processes,
+    /// What is on the CPU and since when (the scheduler's state).
+    pub(crate) cpu: Cpu,
+    /// The last pid handed out.
+    last_pid: u32,
+    /// Snapshots taken so far.
+    snapshot_generation: u64,
     /// `exit-when-done` on the command line: stop the machine (success) once every
     /// process has exited — for tests and scripted runs.
-    pub exit_when_done: bool,
+    exit_when_done: bool,
 }
 
 impl Kernel {
@@ -123,25 +44,50 @@ impl Kernel {
             table: ThreadTable::new(),
             run_queues: RunQueues::new(),
             timers: TimerQueue::new(),
-            threads: [Thread::EMPTY; MAX_THREADS],
-            processes: [Process::EMPTY; MAX_PROCESSES],
-            current: None,
-            dispatch_tsc: 0,
-            idle_ns: 0,
-            next_pid: 0,
+            threads: Threads::new(),
+            processes: Processes::new(),
+            cpu: Cpu::new(),
+            last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,
         }
     }
 
+    /// The thread on the CPU (None while idle).
+    pub fn current(&self) -> Option<ThreadSlot> {
+        self.cpu.current()
+    }
+
     /// The process of thread `slot`.
-    pub fn process_of(&self, slot: u16) -> &Process {
-        &self.processes[usize::from(self.threads[usize::from(slot)].process)]
+    pub fn process_of(&self, slot: ThreadSlot) -> &Process {
+        &self.processes[self.threads[slot].process()]
     }
 
     /// The address space of thread `slot`.
-    pub fn space_of(&self, slot: u16) -> &AddressSpace {
+    pub fn space_of(&self, slot: ThreadSlot) -> &AddressSpace {
         self.process_of(slot).space()
+    }
+
+    /// A pid no process has had before.
+    pub fn allocate_pid(&mut self) -> u32 {
+        self.last_pid += 1;
+        self.last_pid
+    }
+
+    /// Counts a snapshot and returns its generation (1 for the first).
+    pub fn next_snapshot_generation(&mut self) -> u64 {
+        self.snapshot_generation += 1;
+        self.snapshot_generation
+    }
+
+    /// Stop the machine once every process has exited (`exit-when-done`).
+    pub fn set_exit_when_done(&mut self, exit: bool) {
+        self.exit_when_done = exit;
+    }
+
+    /// Whether the machine should stop now: `exit-when-done` is set and no process is left.
+    pub fn is_done(&self) -> bool {
+        self.exit_when_done && self.processes.live().next().is_none()
     }
 }
 

@@ -14,35 +14,95 @@ use vigil_abi::layout::{
 use vigil_abi::syscall::{ThreadCreateArgs, ThreadExitArgs, ThreadJoinArgs};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error};
-use vigil_kcore::ipc::MAX_THREADS;
+use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 /// A thread, as far as the kernel keeps it beside the IPC table (`kcore::ipc`, which keeps
 /// its state and queues): saved registers, its process, its stack, its quantum and its
-/// counters — the `ThreadCounters` that snapshots and the wire carry unchanged.
+/// counters — the `ThreadCounters` that snapshots and the wire carry unchanged. Its process,
+/// endpoint and stack region are fixed when it is created and cannot be changed after.
 #[repr(C, align(16))]
 pub struct Thread {
     /// User registers, saved on every entry to the kernel. Must stay first and 16-aligned:
     /// the CPU pushes interrupt frames into it (TSS.rsp0 points at its end).
-    pub context: TrapFrame,
-    pub process: u16,
+    context: TrapFrame,
+    process: ProcessSlot,
     /// The thread's endpoint (a copy of the thread table's, for tracing).
-    pub endpoint: Endpoint,
+    endpoint: Endpoint,
     /// Index of this thread's stack region in its process.
-    pub stack_index: u16,
-    pub quantum_left: u8,
+    stack_index: u16,
+    quantum_left: u8,
     /// CPU time (exact to the TSC), switches, calls, messages and page faults.
-    pub counters: ThreadCounters,
+    counters: ThreadCounters,
 }
+
+const _: () = assert!(core::mem::offset_of!(Thread, context) == 0);
 
 impl Thread {
     pub const EMPTY: Thread = Thread {
         context: TrapFrame::ZERO,
-        process: 0,
+        process: ProcessSlot::FIRST,
         endpoint: Endpoint(0),
         stack_index: 0,
         quantum_left: 0,
         counters: ThreadCounters::ZERO,
     };
+
+    /// The registers saved at the thread's last entry to the kernel.
+    pub fn context(&self) -> &TrapFrame {
+        &self.context
+    }
+
+    /// The saved registers, to set a system call's result or to start the thread.
+    pub fn context_mut(&mut self) -> &mut TrapFrame {
+        &mut self.context
+    }
+
+    pub fn process(&self) -> ProcessSlot {
+        self.process
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    pub fn counters(&self) -> &ThreadCounters {
+        &self.counters
+    }
+
+    pub fn counters_mut(&mut self) -> &mut ThreadCounters {
+        &mut self.counters
+    }
+
+    /// Timer ticks left of the thread's quantum (the scheduler's to spend and refill).
+    pub fn quantum_left_mut(&mut self) -> &mut u8 {
+        &mut self.quantum_left
+    }
+
+    pub fn quantum_left(&self) -> u8 {
+        self.quantum_left
+    }
+}
+
+/// The thread table's kernel half, indexed only by [`ThreadSlot`].
+pub struct Threads([Thread; MAX_THREADS]);
+
+impl Threads {
+    pub const fn new() -> Threads {
+        Threads([Thread::EMPTY; MAX_THREADS])
+    }
+}
+
+impl core::ops::Index<ThreadSlot> for Threads {
+    type Output = Thread;
+    fn index(&self, slot: ThreadSlot) -> &Thread {
+        &self.0[slot.index()]
+    }
+}
+
+impl core::ops::IndexMut<ThreadSlot> for Threads {
+    fn index_mut(&mut self, slot: ThreadSlot) -> &mut Thread {
+        &mut self.0[slot.index()]
+    }
 }
 
 /// Stack mapped for a process's main thread, and for every other thread. The rest of the
@@ -111,12 +171,14 @@ pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> u64
 
 impl Kernel {
     /// Creates a thread in `process` and makes it ready.
-    pub fn spawn_thread(&mut self, process: u16, start: ThreadStart) -> Result<Endpoint, Error> {
-        let process_index = usize::from(process);
-        let regions = &self.processes[process_index].stack_regions;
-        let stack_index = (0..MAX_THREADS)
-            .find(|&i| regions[i / 64] & (1 << (i % 64)) == 0)
-            .ok_or(Error::OutOfResources)? as u16;
+    pub fn spawn_thread(
+        &mut self,
+        process: ProcessSlot,
+        start: ThreadStart,
+    ) -> Result<Endpoint, Error> {
+        let stack_index = self.processes[process]
+            .free_stack_region()
+            .ok_or(Error::OutOfResources)?;
         let stack_pages = start.stack_bytes / PAGE_SIZE;
         if !self.table.has_free_slot()
             || (memory::free_frames() as u64) < frames_to_map(stack_pages)
@@ -124,23 +186,16 @@ impl Kernel {
             return Err(Error::OutOfResources);
         }
         // Everything is checked: from here on nothing fails.
-        let space = self.processes[process_index]
-            .space
-            .as_mut()
-            .expect("a live process has an address space");
         let top = stack_region_top(stack_index);
         let stack_bottom = top - start.stack_bytes;
-        map_user_pages(
-            space,
-            stack_bottom,
-            stack_pages,
-            flags::WRITABLE | flags::NO_EXECUTE,
-        );
         let endpoint = self
             .table
             .create(process)
             .expect("a free thread slot was checked for");
-        let slot = endpoint.slot();
+        let slot = thread_slot(endpoint);
+        let owner = &mut self.processes[process];
+        let priority = owner.priority();
+        let space = owner.start_thread_stack(stack_index, stack_bottom, stack_pages);
         let index_in_process = u64::from(stack_index);
         let info_address = top - THREAD_INFO_SIZE;
         let info = ThreadInfo {
@@ -181,7 +236,7 @@ impl Kernel {
                 context.rsi = endpoint.0;
             }
         }
-        self.threads[usize::from(slot)] = Thread {
+        self.threads[slot] = Thread {
             context,
             process,
             endpoint,
@@ -189,77 +244,63 @@ impl Kernel {
             quantum_left: QUANTUM_TICKS,
             ..Thread::EMPTY
         };
-        let owner = &mut self.processes[process_index];
-        owner.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);
-        owner.live_threads += 1;
-        owner.mapped_pages += stack_pages;
-        let priority = owner.priority;
-        self.run_queues.push_back(slot, priority);
-        let pid = self.processes[process_index].pid;
+        self.run_queues.push_back(slot.get(), priority);
+        let owner = &self.processes[process];
         crate::trace::emit(
             vigil_abi::trace::EventKind::ThreadCreate,
             endpoint,
-            [u64::from(pid), 0, 0],
+            [u64::from(owner.pid()), 0, 0],
         );
-        crate::debug!(
-            "thread {endpoint} created in process '{}'",
-            self.processes[process_index].name()
-        );
+        crate::debug!("thread {endpoint} created in process '{}'", owner.name());
         Ok(endpoint)
     }
 
     /// Ends thread `slot` (ThreadExit, or part of a process exit): releases its stack, its
     /// timers and every IPC wait on it. The last thread of a process ends the process.
-    pub fn exit_thread(&mut self, slot: u16, exit_code: u64) {
+    pub fn exit_thread(&mut self, slot: ThreadSlot, exit_code: u64) {
         self.retire_thread(slot, exit_code);
-        let process = self.threads[usize::from(slot)].process;
-        if self.processes[usize::from(process)].live_threads == 0 {
+        let process = self.threads[slot].process;
+        if self.processes[process].live_threads() == 0 {
             self.exit_process(process, exit_code);
         }
     }
 
     /// Everything `exit_thread` does except ending the process.
-    pub(crate) fn retire_thread(&mut self, slot: u16, exit_code: u64) {
-        let pid = self.process_of(slot).pid;
+    pub(crate) fn retire_thread(&mut self, slot: ThreadSlot, exit_code: u64) {
+        let pid = self.process_of(slot).pid();
         crate::trace::emit(
             vigil_abi::trace::EventKind::ThreadExit,
             self.table.endpoint(slot),
             [u64::from(pid), exit_code, 0],
         );
-        self.timers.cancel_all(slot);
-        self.run_queues.remove(slot);
+        self.timers.cancel_all(slot.get());
+        self.run_queues.remove(slot.get());
         {
             let (table, mut env) = self.ipc_parts();
             table.exit(&mut env, slot, exit_code);
         }
-        if self.current == Some(slot) {
-            self.current = None;
-        }
-        let thread = &self.threads[usize::from(slot)];
-        let (process, stack_index) = (usize::from(thread.process), thread.stack_index);
-        let space = self.processes[process]
-            .space
-            .as_mut()
-            .expect("a live process has an address space");
-        let top = stack_region_top(stack_index);
-        let unmapped = unmap_user_pages(
-            space,
-            top - STACK_REGION_SIZE,
-            STACK_REGION_SIZE / PAGE_SIZE,
-        );
-        let owner = &mut self.processes[process];
-        owner.stack_regions[usize::from(stack_index) / 64] &= !(1 << (stack_index % 64));
-        owner.mapped_pages = owner.mapped_pages.saturating_sub(unmapped);
-        owner.live_threads = owner.live_threads.saturating_sub(1);
+        self.cpu.forget(slot);
+        let thread = &self.threads[slot];
+        let stack_index = thread.stack_index;
+        self.processes[thread.process].end_thread_stack(stack_index);
     }
 }
 
+/// The slot of a thread endpoint the thread table handed out (so it is in the table).
+pub fn thread_slot(endpoint: Endpoint) -> ThreadSlot {
+    ThreadSlot::new(endpoint.slot()).expect("the thread table hands out slots inside it")
+}
+
 /// ThreadCreate: a new thread of the caller's process at `entry`.
-pub fn create(kernel: &mut Kernel, caller: u16, args: ThreadCreateArgs) -> Result<Next, Error> {
+pub fn create(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: ThreadCreateArgs,
+) -> Result<Next, Error> {
     if !(USER_IMAGE_MIN..USER_END).contains(&args.entry) {
         return Err(Error::InvalidArgument);
     }
-    let process = kernel.threads[usize::from(caller)].process;
+    let process = kernel.threads[caller].process;
     let start = ThreadStart {
         entry: args.entry,
         stack_bytes: THREAD_STACK_BYTES,
@@ -272,24 +313,24 @@ pub fn create(kernel: &mut Kernel, caller: u16, args: ThreadCreateArgs) -> Resul
 }
 
 /// ThreadExit: ends the caller.
-pub fn exit(kernel: &mut Kernel, caller: u16, args: ThreadExitArgs) -> Result<Next, Error> {
+pub fn exit(kernel: &mut Kernel, caller: ThreadSlot, args: ThreadExitArgs) -> Result<Next, Error> {
     kernel.exit_thread(caller, args.code);
     Ok(Next::Exited)
 }
 
 /// ThreadJoin: waits for a thread of the caller's own process.
-pub fn join(kernel: &mut Kernel, caller: u16, args: ThreadJoinArgs) -> Result<Next, Error> {
+pub fn join(kernel: &mut Kernel, caller: ThreadSlot, args: ThreadJoinArgs) -> Result<Next, Error> {
     let target = args.thread;
-    if !target.is_thread() || usize::from(target.slot()) >= MAX_THREADS {
-        return Err(Error::BadEndpoint);
-    }
-    let slot = target.slot();
+    let slot = match ThreadSlot::new(target.slot()) {
+        Some(slot) if target.is_thread() => slot,
+        _ => return Err(Error::BadEndpoint),
+    };
     if kernel.table.endpoint(slot) != target
         || kernel.table.state(slot) == vigil_abi::wait::ThreadState::Free
     {
         return Err(Error::DeadEndpoint);
     }
-    if kernel.threads[usize::from(slot)].process != kernel.threads[usize::from(caller)].process {
+    if kernel.threads[slot].process != kernel.threads[caller].process {
         return Err(Error::PermissionDenied);
     }
     Next::from_outcome(kernel.table.join(caller, target))

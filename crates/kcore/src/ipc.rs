@@ -70,29 +70,35 @@ use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error, Message};
 
-/// Thread slots in the kernel's table.
-pub const MAX_THREADS: usize = 1024;
+pub use crate::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
 pub trait IpcEnvironment {
     /// Reads the 64-byte message at `address` in `thread`'s address space.
-    fn read_message(&mut self, thread: u16, address: UserPtr<Message>) -> Result<Message, Error>;
+    fn read_message(
+        &mut self,
+        thread: ThreadSlot,
+        address: UserPtr<Message>,
+    ) -> Result<Message, Error>;
     /// Writes a message at `address` in `thread`'s address space.
     fn write_message(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         address: UserPtr<Message>,
         message: &Message,
     ) -> Result<(), Error>;
     /// Checks that a message buffer at `address` is writable by the kernel on `thread`'s behalf.
-    fn check_message_buffer(&mut self, thread: u16, address: UserPtr<Message>)
-        -> Result<(), Error>;
+    fn check_message_buffer(
+        &mut self,
+        thread: ThreadSlot,
+        address: UserPtr<Message>,
+    ) -> Result<(), Error>;
     /// Reads the message at `address` and checks that the buffer is also writable (a
     /// `send_receive`'s reply lands there): `Fault` if either fails. The kernel does both in
     /// one page walk; the default does them one after the other.
     fn read_message_writable(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
         let message = self.read_message(thread, address)?;
@@ -102,14 +108,14 @@ pub trait IpcEnvironment {
     /// Reads entry `index` of the async table at `table` in `thread`'s address space.
     fn read_async_entry(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         table: UserSlice<AsyncMessage>,
         index: usize,
     ) -> Result<AsyncMessage, Error>;
     /// Writes the `flags` and `result` fields of that entry.
     fn write_async_status(
         &mut self,
-        thread: u16,
+        thread: ThreadSlot,
         table: UserSlice<AsyncMessage>,
         index: usize,
         flags: u32,
@@ -118,9 +124,9 @@ pub trait IpcEnvironment {
     /// A blocked `thread` finished its system call with `result`: the kernel stores the
     /// result in its saved registers and makes it runnable. Called after the table has set
     /// the thread's state to Ready.
-    fn unblock(&mut self, thread: u16, result: Result<u64, Error>);
+    fn unblock(&mut self, thread: ThreadSlot, result: Result<u64, Error>);
     /// Whether `from`'s process may send to `to`'s process (privilege mask).
-    fn may_send(&self, from: u16, to: u16) -> bool;
+    fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool;
     /// Kernel time, for notification payloads.
     fn now_ns(&self) -> u64;
 }
@@ -160,12 +166,24 @@ const FLAG_SEND_RECEIVE: u8 = 1;
 /// Queue links are stored as `slot + 1`; 0 means "none", so an all-zero slot has no links.
 const NO_LINK: u16 = 0;
 
-const fn link(slot: u16) -> u16 {
-    slot + 1
+const fn link(slot: ThreadSlot) -> u16 {
+    slot.get() + 1
 }
 
-const fn unlink(link: u16) -> Option<u16> {
-    link.checked_sub(1)
+const fn unlink(link: u16) -> Option<ThreadSlot> {
+    match link.checked_sub(1) {
+        Some(index) => Some(ThreadSlot::at(index as usize)),
+        None => None,
+    }
+}
+
+/// The slot a thread endpoint names, if it is inside the table (special endpoints are not).
+fn slot_of(endpoint: Endpoint) -> Option<ThreadSlot> {
+    if endpoint.is_special() {
+        None
+    } else {
+        ThreadSlot::new(endpoint.slot())
+    }
 }
 
 /// Per-thread state. `repr(C)` with explicit reserved bytes so that there is no padding:
@@ -186,7 +204,7 @@ struct Slot {
     generation: u32,
     /// Pending (not yet received) clock notifications, coalesced into one delivery.
     clock_pending: u32,
-    process: u16,
+    process: ProcessSlot,
     /// FIFO of threads blocked sending to this one: first and last link.
     queue_head: u16,
     queue_tail: u16,
@@ -218,7 +236,7 @@ impl Slot {
         wait_seq: 0,
         generation: 0,
         clock_pending: 0,
-        process: 0,
+        process: ProcessSlot::FIRST,
         queue_head: NO_LINK,
         queue_tail: NO_LINK,
         queue_next: NO_LINK,
@@ -275,28 +293,28 @@ impl Slot {
         self.kind != kind::FREE && self.kind != kind::DEAD
     }
 
-    fn endpoint(&self, slot: u16) -> Endpoint {
-        Endpoint::new(slot, self.generation)
+    fn endpoint(&self, slot: ThreadSlot) -> Endpoint {
+        Endpoint::new(slot.get(), self.generation)
     }
 }
 
-fn bit_test(map: &SlotBitmap, slot: u16) -> bool {
-    let i = usize::from(slot);
+fn bit_test(map: &SlotBitmap, slot: ThreadSlot) -> bool {
+    let i = slot.index();
     map[i / 64] & (1 << (i % 64)) != 0
 }
 
-fn bit_set(map: &mut SlotBitmap, slot: u16) {
-    let i = usize::from(slot);
+fn bit_set(map: &mut SlotBitmap, slot: ThreadSlot) {
+    let i = slot.index();
     map[i / 64] |= 1 << (i % 64);
 }
 
-fn bit_clear(map: &mut SlotBitmap, slot: u16) {
-    let i = usize::from(slot);
+fn bit_clear(map: &mut SlotBitmap, slot: ThreadSlot) {
+    let i = slot.index();
     map[i / 64] &= !(1 << (i % 64));
 }
 
 /// Lowest set bit at or after `start`.
-fn bit_next(map: &SlotBitmap, start: usize) -> Option<u16> {
+fn bit_next(map: &SlotBitmap, start: usize) -> Option<ThreadSlot> {
     let mut word = start / 64;
     if word >= BITMAP_WORDS {
         return None;
@@ -305,7 +323,7 @@ fn bit_next(map: &SlotBitmap, start: usize) -> Option<u16> {
     loop {
         if bits != 0 {
             // Fits: word < 16 and trailing_zeros < 64.
-            return Some((word * 64 + bits.trailing_zeros() as usize) as u16);
+            return Some(ThreadSlot::at(word * 64 + bits.trailing_zeros() as usize));
         }
         word += 1;
         if word >= BITMAP_WORDS {
@@ -337,7 +355,7 @@ fn notification(source: Endpoint, count: u64, now_ns: u64) -> Message {
 #[derive(Clone, Copy)]
 enum NotifySource {
     Clock,
-    Thread(u16),
+    Thread(ThreadSlot),
 }
 
 /// Which flavour of send `send_common` performs.
@@ -363,7 +381,7 @@ const _: () =
 impl ThreadTable {
     /// An empty table, all slots Free with generation 0. The kernel keeps it in a `static`,
     /// so this is `const` and should produce all-zero bytes (then it costs nothing in the
-    /// image: it lands in .bss) — e.g. links as `Option<u16>`/0-sentinels, Free first.
+    /// image: it lands in .bss) — e.g. links as `Option<ThreadSlot>`/0-sentinels, Free first.
     pub const fn new() -> Self {
         ThreadTable {
             slots: [Slot::EMPTY; MAX_THREADS],
@@ -378,7 +396,7 @@ impl ThreadTable {
         self.slots.iter().any(|s| s.kind == kind::FREE)
     }
 
-    pub fn create(&mut self, process: u16) -> Result<Endpoint, Error> {
+    pub fn create(&mut self, process: ProcessSlot) -> Result<Endpoint, Error> {
         let index = self
             .slots
             .iter()
@@ -390,41 +408,29 @@ impl ThreadTable {
         slot.generation = generation;
         slot.process = process;
         slot.set_state(ThreadState::Ready);
-        // index < MAX_THREADS < u16::MAX.
-        Ok(slot.endpoint(index as u16))
+        Ok(slot.endpoint(ThreadSlot::at(index)))
     }
 
-    /// Current state of `slot` (Free for a slot out of range).
-    pub fn state(&self, slot: u16) -> ThreadState {
-        self.slots
-            .get(usize::from(slot))
-            .map_or(ThreadState::Free, Slot::state)
+    /// Current state of `slot`.
+    pub fn state(&self, slot: ThreadSlot) -> ThreadState {
+        self.slots[slot.index()].state()
     }
 
-    /// Current endpoint of `slot` (its generation), whatever its state
-    /// (`Endpoint::NONE` for a slot out of range).
-    pub fn endpoint(&self, slot: u16) -> Endpoint {
-        self.slots
-            .get(usize::from(slot))
-            .map_or(Endpoint::NONE, |s| s.endpoint(slot))
+    /// Current endpoint of `slot` (its generation), whatever its state.
+    pub fn endpoint(&self, slot: ThreadSlot) -> Endpoint {
+        self.slots[slot.index()].endpoint(slot)
     }
 
-    /// Owning process of `slot` (0 for a free slot or one out of range).
-    pub fn process(&self, slot: u16) -> u16 {
-        self.slots.get(usize::from(slot)).map_or(0, |s| s.process)
+    /// Owning process of `slot` (the first process slot for a free slot).
+    pub fn process(&self, slot: ThreadSlot) -> ProcessSlot {
+        self.slots[slot.index()].process
     }
 
     /// Resolves a thread endpoint to its slot if it names a live (not Free, not Dead)
     /// thread with the current generation. Errors as for a send destination.
-    pub fn resolve(&self, endpoint: Endpoint) -> Result<u16, Error> {
-        if endpoint.is_special() {
-            return Err(Error::BadEndpoint);
-        }
-        let index = endpoint.slot();
-        let slot = self
-            .slots
-            .get(usize::from(index))
-            .ok_or(Error::BadEndpoint)?;
+    pub fn resolve(&self, endpoint: Endpoint) -> Result<ThreadSlot, Error> {
+        let index = slot_of(endpoint).ok_or(Error::BadEndpoint)?;
+        let slot = &self.slots[index.index()];
         if !slot.is_live() || slot.generation != endpoint.generation() {
             return Err(Error::DeadEndpoint);
         }
@@ -433,34 +439,32 @@ impl ThreadTable {
 
     /// The scheduler put `slot` on the CPU (it must be Ready). Ignored (debug assertion)
     /// for a slot that is not Ready or Running.
-    pub fn mark_running(&mut self, slot: u16) {
-        if let Some(s) = self.slots.get_mut(usize::from(slot)) {
-            debug_assert!(s.kind == kind::READY, "mark_running of {:?}", s.state());
-            if s.kind == kind::READY || s.kind == kind::RUNNING {
-                s.set_state(ThreadState::Running);
-            }
+    pub fn mark_running(&mut self, slot: ThreadSlot) {
+        let s = &mut self.slots[slot.index()];
+        debug_assert!(s.kind == kind::READY, "mark_running of {:?}", s.state());
+        if s.kind == kind::READY || s.kind == kind::RUNNING {
+            s.set_state(ThreadState::Running);
         }
     }
 
     /// The scheduler took `slot` off the CPU without it blocking (preempted or yielded).
     /// Ignored (debug assertion) for a slot that is not Running or Ready.
-    pub fn mark_ready(&mut self, slot: u16) {
-        if let Some(s) = self.slots.get_mut(usize::from(slot)) {
-            debug_assert!(
-                s.kind == kind::RUNNING || s.kind == kind::READY,
-                "mark_ready of {:?}",
-                s.state()
-            );
-            if s.kind == kind::RUNNING || s.kind == kind::READY {
-                s.set_state(ThreadState::Ready);
-            }
+    pub fn mark_ready(&mut self, slot: ThreadSlot) {
+        let s = &mut self.slots[slot.index()];
+        debug_assert!(
+            s.kind == kind::RUNNING || s.kind == kind::READY,
+            "mark_ready of {:?}",
+            s.state()
+        );
+        if s.kind == kind::RUNNING || s.kind == kind::READY {
+            s.set_state(ThreadState::Ready);
         }
     }
 
     pub fn send(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         destination: Endpoint,
         buffer: UserPtr<Message>,
     ) -> Outcome {
@@ -470,7 +474,7 @@ impl ThreadTable {
     pub fn send_receive(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         destination: Endpoint,
         buffer: UserPtr<Message>,
     ) -> Outcome {
@@ -480,7 +484,7 @@ impl ThreadTable {
     pub fn receive(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         from: Endpoint,
         buffer: UserPtr<Message>,
     ) -> Outcome {
@@ -496,7 +500,7 @@ impl ThreadTable {
             let message = match source {
                 NotifySource::Clock => notification(
                     Endpoint::CLOCK,
-                    u64::from(self.slots[usize::from(caller)].clock_pending),
+                    u64::from(self.slots[caller.index()].clock_pending),
                     env.now_ns(),
                 ),
                 NotifySource::Thread(s) => notification(self.endpoint(s), 1, env.now_ns()),
@@ -504,7 +508,7 @@ impl ThreadTable {
             if let Err(e) = env.write_message(caller, buffer, &message) {
                 return Outcome::Complete(Err(e));
             }
-            let slot = &mut self.slots[usize::from(caller)];
+            let slot = &mut self.slots[caller.index()];
             match source {
                 NotifySource::Clock => slot.clock_pending = 0,
                 NotifySource::Thread(s) => bit_clear(&mut slot.pending_notify, s),
@@ -513,7 +517,7 @@ impl ThreadTable {
         }
 
         // 2. Queued senders, FIFO.
-        let mut cursor = unlink(self.slots[usize::from(caller)].queue_head);
+        let mut cursor = unlink(self.slots[caller.index()].queue_head);
         let mut steps = 0;
         while let Some(sender) = cursor {
             steps += 1;
@@ -521,10 +525,10 @@ impl ThreadTable {
                 debug_assert!(false, "send queue of {caller} is cyclic");
                 break;
             }
-            let next = unlink(self.slots[usize::from(sender)].queue_next);
+            let next = unlink(self.slots[sender.index()].queue_next);
             let sender_endpoint = self.endpoint(sender);
             if matches(from, sender_endpoint) {
-                let sender_buffer = self.slots[usize::from(sender)].buffer;
+                let sender_buffer = self.slots[sender.index()].buffer;
                 match env.read_message(sender, sender_buffer) {
                     Err(e) => {
                         // The sender's buffer went bad while it waited: its send fails and
@@ -538,7 +542,7 @@ impl ThreadTable {
                             return Outcome::Complete(Err(e));
                         }
                         self.queue_remove(caller, sender);
-                        if self.slots[usize::from(sender)].flags & FLAG_SEND_RECEIVE != 0 {
+                        if self.slots[sender.index()].flags & FLAG_SEND_RECEIVE != 0 {
                             self.sender_await_reply(env, sender, caller);
                         } else {
                             self.wake(env, sender, Ok(0));
@@ -556,7 +560,7 @@ impl ThreadTable {
         }
 
         // 4. Block.
-        let slot = &mut self.slots[usize::from(caller)];
+        let slot = &mut self.slots[caller.index()];
         slot.set_state(ThreadState::Receiving { from });
         slot.buffer = buffer;
         slot.flags = 0;
@@ -566,13 +570,13 @@ impl ThreadTable {
     pub fn notify(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         destination: Endpoint,
     ) -> Result<u64, Error> {
         self.debug_check_caller(caller);
         let d = self.check_destination(env, caller, destination)?;
         let me = self.endpoint(caller);
-        if let ThreadState::Receiving { from } = self.slots[usize::from(d)].state() {
+        if let ThreadState::Receiving { from } = self.slots[d.index()].state() {
             if matches(from, me) {
                 let message = notification(me, 1, env.now_ns());
                 if self.deliver(env, d, &message) {
@@ -580,21 +584,19 @@ impl ThreadTable {
                 }
             }
         }
-        bit_set(&mut self.slots[usize::from(d)].pending_notify, caller);
+        bit_set(&mut self.slots[d.index()].pending_notify, caller);
         Ok(0)
     }
 
     /// A kernel source (timer alarm) notifies `destination` (a slot known to be live).
-    /// Ignored if the slot is out of range or not live.
+    /// Ignored if the slot is not live.
     pub fn notify_from_kernel(
         &mut self,
         env: &mut impl IpcEnvironment,
         source: KernelSource,
-        destination: u16,
+        destination: ThreadSlot,
     ) {
-        let Some(slot) = self.slots.get(usize::from(destination)) else {
-            return;
-        };
+        let slot = &self.slots[destination.index()];
         if !slot.is_live() {
             return;
         }
@@ -604,18 +606,18 @@ impl ThreadTable {
             if matches(from, source_endpoint) {
                 let message = notification(source_endpoint, u64::from(count), env.now_ns());
                 if self.deliver(env, destination, &message) {
-                    self.slots[usize::from(destination)].clock_pending = 0;
+                    self.slots[destination.index()].clock_pending = 0;
                     return;
                 }
             }
         }
-        self.slots[usize::from(destination)].clock_pending = count;
+        self.slots[destination.index()].clock_pending = count;
     }
 
     pub fn send_nonblocking(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         destination: Endpoint,
         buffer: UserPtr<Message>,
     ) -> Result<u64, Error> {
@@ -635,7 +637,7 @@ impl ThreadTable {
     pub fn send_async(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         table: UserSlice<AsyncMessage>,
     ) -> Result<u64, Error> {
         self.debug_check_caller(caller);
@@ -649,7 +651,7 @@ impl ThreadTable {
             env.write_async_status(caller, table, index, entry.flags, entry.result)?;
         }
         {
-            let slot = &mut self.slots[usize::from(caller)];
+            let slot = &mut self.slots[caller.index()];
             slot.async_table = table;
         }
         let me = self.endpoint(caller);
@@ -685,19 +687,24 @@ impl ThreadTable {
                 // The receiver's buffer faulted (it was failed with Fault): keep the entry.
                 env.write_async_status(caller, table, index, entry.flags, entry.result)?;
             }
-            bit_set(&mut self.slots[usize::from(d)].pending_async, caller);
+            bit_set(&mut self.slots[d.index()].pending_async, caller);
         }
         Ok(0)
     }
 
     /// Blocks `caller` in `Mutex { address, owner }` (the kernel has checked the lock word
     /// and derived `owner` from it). Waiters on one (process, address) wake in FIFO order.
-    pub fn mutex_wait(&mut self, caller: u16, word: UserPtr<u32>, owner: Endpoint) -> Outcome {
+    pub fn mutex_wait(
+        &mut self,
+        caller: ThreadSlot,
+        word: UserPtr<u32>,
+        owner: Endpoint,
+    ) -> Outcome {
         let address = word.address();
         self.debug_check_caller(caller);
         self.wait_sequence = self.wait_sequence.wrapping_add(1);
         let sequence = self.wait_sequence;
-        let slot = &mut self.slots[usize::from(caller)];
+        let slot = &mut self.slots[caller.index()];
         slot.wait_seq = sequence;
         slot.set_state(ThreadState::Mutex { address, owner });
         Outcome::Blocked
@@ -708,7 +715,7 @@ impl ThreadTable {
     pub fn mutex_wake(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         word: UserPtr<u32>,
     ) -> u64 {
         let address = word.address();
@@ -719,7 +726,7 @@ impl ThreadTable {
             .enumerate()
             .filter(|(_, s)| s.kind == kind::MUTEX && s.arg1 == address && s.process == process)
             .min_by_key(|(_, s)| s.wait_seq)
-            .map(|(i, _)| i as u16);
+            .map(|(i, _)| ThreadSlot::at(i));
         match longest {
             Some(slot) => {
                 self.wake(env, slot, Ok(0));
@@ -730,31 +737,30 @@ impl ThreadTable {
     }
 
     /// Blocks `caller` in `Sleeping { until_ns }` (the kernel arms the timer).
-    pub fn sleep(&mut self, caller: u16, until_ns: u64) -> Outcome {
+    pub fn sleep(&mut self, caller: ThreadSlot, until_ns: u64) -> Outcome {
         self.debug_check_caller(caller);
-        self.slots[usize::from(caller)].set_state(ThreadState::Sleeping { until_ns });
+        self.slots[caller.index()].set_state(ThreadState::Sleeping { until_ns });
         Outcome::Blocked
     }
 
     /// The sleep timer of `slot` expired: unblock it with Ok(0) if it is still sleeping.
-    pub fn wake_sleeper(&mut self, env: &mut impl IpcEnvironment, slot: u16) {
-        if self.slots.get(usize::from(slot)).map(|s| s.kind) == Some(kind::SLEEPING) {
+    pub fn wake_sleeper(&mut self, env: &mut impl IpcEnvironment, slot: ThreadSlot) {
+        if self.slots[slot.index()].kind == kind::SLEEPING {
             self.wake(env, slot, Ok(0));
         }
     }
 
     /// Waits for `target` (a thread of the same process — the kernel checks) to exit.
     /// Already Dead → Complete(Ok(exit code)) and the slot is freed. Itself → SelfTarget.
-    pub fn join(&mut self, caller: u16, target: Endpoint) -> Outcome {
+    pub fn join(&mut self, caller: ThreadSlot, target: Endpoint) -> Outcome {
         self.debug_check_caller(caller);
-        if target.is_special() || usize::from(target.slot()) >= MAX_THREADS {
+        let Some(t) = slot_of(target) else {
             return Outcome::Complete(Err(Error::BadEndpoint));
-        }
+        };
         if target == self.endpoint(caller) {
             return Outcome::Complete(Err(Error::SelfTarget));
         }
-        let t = target.slot();
-        let slot = &self.slots[usize::from(t)];
+        let slot = &self.slots[t.index()];
         if slot.kind == kind::FREE || slot.generation != target.generation() {
             return Outcome::Complete(Err(Error::DeadEndpoint));
         }
@@ -762,7 +768,7 @@ impl ThreadTable {
             self.free(t);
             return Outcome::Complete(Ok(exit_code));
         }
-        self.slots[usize::from(caller)].set_state(ThreadState::Joining { thread: target });
+        self.slots[caller.index()].set_state(ThreadState::Joining { thread: target });
         Outcome::Blocked
     }
 
@@ -776,11 +782,9 @@ impl ThreadTable {
     ///
     /// Also: entries of other threads' async tables that were pending for it are marked
     /// DONE|FAILED with DeadEndpoint; every joiner (if several) gets the exit code.
-    /// Ignored for a slot that is out of range, Free or already Dead.
-    pub fn exit(&mut self, env: &mut impl IpcEnvironment, slot: u16, exit_code: u64) {
-        let Some(s) = self.slots.get(usize::from(slot)) else {
-            return;
-        };
+    /// Ignored for a slot that is Free or already Dead.
+    pub fn exit(&mut self, env: &mut impl IpcEnvironment, slot: ThreadSlot, exit_code: u64) {
+        let s = &self.slots[slot.index()];
         if !s.is_live() {
             return;
         }
@@ -788,7 +792,7 @@ impl ThreadTable {
 
         // Cancel its own wait.
         if let ThreadState::Sending { to } = s.state() {
-            let removed = self.queue_remove(to.slot(), slot);
+            let removed = slot_of(to).is_some_and(|to| self.queue_remove(to, slot));
             debug_assert!(removed, "sender {slot} not on the queue of {to:?}");
         }
 
@@ -799,11 +803,11 @@ impl ThreadTable {
 
         // Receivers from it and threads awaiting its reply fail; its notifications and
         // async messages pending anywhere are dropped.
-        for other in 0..MAX_THREADS as u16 {
+        for other in ThreadSlot::all() {
             if other == slot {
                 continue;
             }
-            let o = &mut self.slots[usize::from(other)];
+            let o = &mut self.slots[other.index()];
             bit_clear(&mut o.pending_notify, slot);
             bit_clear(&mut o.pending_async, slot);
             match o.state() {
@@ -817,16 +821,16 @@ impl ThreadTable {
         }
 
         // Async messages pending for it can never be delivered: fail them at their senders.
-        let pending_async = self.slots[usize::from(slot)].pending_async;
+        let pending_async = self.slots[slot.index()].pending_async;
         let mut next = 0;
         while let Some(sender) = bit_next(&pending_async, next) {
-            next = usize::from(sender) + 1;
+            next = sender.index() + 1;
             self.fail_async_entries_to(env, sender, me);
         }
 
         // Clear everything it was doing and set it Dead.
         {
-            let s = &mut self.slots[usize::from(slot)];
+            let s = &mut self.slots[slot.index()];
             let (generation, process) = (s.generation, s.process);
             *s = Slot::EMPTY;
             s.generation = generation;
@@ -836,8 +840,8 @@ impl ThreadTable {
 
         // Joiners get the exit code; the slot is then freed.
         let mut joined = false;
-        for other in 0..MAX_THREADS as u16 {
-            if self.slots[usize::from(other)].state() == (ThreadState::Joining { thread: me }) {
+        for other in ThreadSlot::all() {
+            if self.slots[other.index()].state() == (ThreadState::Joining { thread: me }) {
                 self.wake(env, other, Ok(exit_code));
                 joined = true;
             }
@@ -849,11 +853,8 @@ impl ThreadTable {
 
     /// Frees a Dead slot (process teardown). Panics in debug if the slot is not Dead;
     /// ignored in release.
-    pub fn free(&mut self, slot: u16) {
-        let Some(s) = self.slots.get_mut(usize::from(slot)) else {
-            debug_assert!(false, "free of slot {slot} out of range");
-            return;
-        };
+    pub fn free(&mut self, slot: ThreadSlot) {
+        let s = &mut self.slots[slot.index()];
         debug_assert!(s.kind == kind::DEAD, "free of {:?}", s.state());
         if s.kind != kind::DEAD {
             return;
@@ -864,74 +865,61 @@ impl ThreadTable {
     }
 
     /// Slots of `process` that are not Free, lowest first (for process exit).
-    pub fn threads_of(&self, process: u16) -> impl Iterator<Item = u16> + '_ {
+    pub fn threads_of(&self, process: ProcessSlot) -> impl Iterator<Item = ThreadSlot> + '_ {
         self.threads()
-            .filter(move |&(slot, _)| self.slots[usize::from(slot)].process == process)
+            .filter(move |&(slot, _)| self.slots[slot.index()].process == process)
             .map(|(slot, _)| slot)
     }
 
     // ----- Introspection accessors -----
 
     /// Every slot that is not Free, with its state, lowest first.
-    pub fn threads(&self) -> impl Iterator<Item = (u16, ThreadState)> + '_ {
+    pub fn threads(&self) -> impl Iterator<Item = (ThreadSlot, ThreadState)> + '_ {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.kind != kind::FREE)
-            .map(|(i, s)| (i as u16, s.state()))
+            .map(|(i, s)| (ThreadSlot::at(i), s.state()))
     }
 
     /// The threads blocked sending to `slot`, in the order `receive` takes them.
-    pub fn senders(&self, slot: u16) -> impl Iterator<Item = u16> + '_ {
-        let head = self
-            .slots
-            .get(usize::from(slot))
-            .map_or(NO_LINK, |s| s.queue_head);
+    pub fn senders(&self, slot: ThreadSlot) -> impl Iterator<Item = ThreadSlot> + '_ {
+        let head = self.slots[slot.index()].queue_head;
         core::iter::successors(unlink(head), move |&s| {
-            unlink(self.slots[usize::from(s)].queue_next)
+            unlink(self.slots[s.index()].queue_next)
         })
         .take(MAX_THREADS)
     }
 
     /// Number of notification sources pending for `slot` (threads, plus one if the clock
     /// has raised notifications).
-    pub fn pending_notifications(&self, slot: u16) -> usize {
-        self.slots.get(usize::from(slot)).map_or(0, |s| {
-            bit_count(&s.pending_notify) + usize::from(s.clock_pending > 0)
-        })
+    pub fn pending_notifications(&self, slot: ThreadSlot) -> usize {
+        let s = &self.slots[slot.index()];
+        bit_count(&s.pending_notify) + usize::from(s.clock_pending > 0)
     }
 
     /// Notifications from `source` pending for `slot` (coalesced into one delivery).
-    pub fn pending_kernel_notifications(&self, slot: u16, source: KernelSource) -> u32 {
+    pub fn pending_kernel_notifications(&self, slot: ThreadSlot, source: KernelSource) -> u32 {
         match source {
-            KernelSource::Clock => self
-                .slots
-                .get(usize::from(slot))
-                .map_or(0, |s| s.clock_pending),
+            KernelSource::Clock => self.slots[slot.index()].clock_pending,
         }
     }
 
     /// Number of threads whose async table may still hold a message for `slot`.
-    pub fn pending_async_senders(&self, slot: u16) -> usize {
-        self.slots
-            .get(usize::from(slot))
-            .map_or(0, |s| bit_count(&s.pending_async))
+    pub fn pending_async_senders(&self, slot: ThreadSlot) -> usize {
+        bit_count(&self.slots[slot.index()].pending_async)
     }
 
     /// `slot`'s last `send_async` table (empty at address 0 if none).
-    pub fn async_table(&self, slot: u16) -> UserSlice<AsyncMessage> {
-        self.slots
-            .get(usize::from(slot))
-            .map_or(UserSlice::EMPTY, |s| s.async_table)
+    pub fn async_table(&self, slot: ThreadSlot) -> UserSlice<AsyncMessage> {
+        self.slots[slot.index()].async_table
     }
 
     // ----- Internals -----
 
-    fn debug_check_caller(&self, caller: u16) {
+    fn debug_check_caller(&self, caller: ThreadSlot) {
         debug_assert!(
-            self.slots
-                .get(usize::from(caller))
-                .is_some_and(|s| s.kind == kind::READY || s.kind == kind::RUNNING),
+            matches!(self.slots[caller.index()].kind, kind::READY | kind::RUNNING),
             "caller {caller} is not runnable: {:?}",
             self.state(caller)
         );
@@ -941,9 +929,9 @@ impl ThreadTable {
     fn check_destination(
         &self,
         env: &impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         destination: Endpoint,
-    ) -> Result<u16, Error> {
+    ) -> Result<ThreadSlot, Error> {
         let d = self.resolve(destination)?;
         if d == caller {
             return Err(Error::SelfTarget);
@@ -955,7 +943,7 @@ impl ThreadTable {
     }
 
     /// Checks a receive filter: ANY, a kernel source, or a live thread other than the caller.
-    fn check_source(&self, caller: u16, from: Endpoint) -> Result<(), Error> {
+    fn check_source(&self, caller: ThreadSlot, from: Endpoint) -> Result<(), Error> {
         if from == Endpoint::ANY || from == Endpoint::CLOCK {
             return Ok(());
         }
@@ -967,8 +955,8 @@ impl ThreadTable {
 
     /// Whether `d` is blocked waiting for a message from `sender` now: receiving from it
     /// (or ANY), or — if `reply_ok` — awaiting its reply.
-    fn accepts_message(&self, d: u16, sender: Endpoint, reply_ok: bool) -> bool {
-        match self.slots[usize::from(d)].state() {
+    fn accepts_message(&self, d: ThreadSlot, sender: Endpoint, reply_ok: bool) -> bool {
+        match self.slots[d.index()].state() {
             ThreadState::Receiving { from } => matches(from, sender),
             ThreadState::AwaitingReply { from } => reply_ok && from == sender,
             _ => false,
@@ -976,8 +964,13 @@ impl ThreadTable {
     }
 
     /// Sets a blocked thread Ready and finishes its call with `result`.
-    fn wake(&mut self, env: &mut impl IpcEnvironment, slot: u16, result: Result<u64, Error>) {
-        let s = &mut self.slots[usize::from(slot)];
+    fn wake(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        slot: ThreadSlot,
+        result: Result<u64, Error>,
+    ) {
+        let s = &mut self.slots[slot.index()];
         debug_assert!(s.state().is_blocked(), "wake of {:?}", s.state());
         debug_assert!(s.queue_next == NO_LINK, "woken thread {slot} still queued");
         s.set_state(ThreadState::Ready);
@@ -990,8 +983,8 @@ impl ThreadTable {
     /// Writes `message` into the buffer of `d`, which is blocked receiving, and wakes it
     /// with Ok(0). If the buffer faults, `d` is woken with the fault instead and the
     /// message is not delivered (false).
-    fn deliver(&mut self, env: &mut impl IpcEnvironment, d: u16, message: &Message) -> bool {
-        let buffer = self.slots[usize::from(d)].buffer;
+    fn deliver(&mut self, env: &mut impl IpcEnvironment, d: ThreadSlot, message: &Message) -> bool {
+        let buffer = self.slots[d.index()].buffer;
         match env.write_message(d, buffer, message) {
             Ok(()) => {
                 self.wake(env, d, Ok(0));
@@ -1007,7 +1000,7 @@ impl ThreadTable {
     fn send_common(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
+        caller: ThreadSlot,
         destination: Endpoint,
         buffer: UserPtr<Message>,
         mode: SendMode,
@@ -1041,7 +1034,7 @@ impl ThreadTable {
         if self.would_deadlock(caller, d) {
             return Outcome::Complete(Err(Error::Deadlock));
         }
-        let slot = &mut self.slots[usize::from(caller)];
+        let slot = &mut self.slots[caller.index()];
         slot.set_state(ThreadState::Sending { to: destination });
         slot.buffer = buffer;
         slot.flags = if mode == SendMode::SendReceive {
@@ -1054,16 +1047,17 @@ impl ThreadTable {
     }
 
     /// Whether `caller` blocking on `d` would close a cycle of `Sending` edges.
-    fn would_deadlock(&self, caller: u16, d: u16) -> bool {
+    fn would_deadlock(&self, caller: ThreadSlot, d: ThreadSlot) -> bool {
         let mut current = d;
         for _ in 0..MAX_THREADS {
             if current == caller {
                 return true;
             }
-            match self.slots[usize::from(current)].state() {
-                ThreadState::Sending { to } if usize::from(to.slot()) < MAX_THREADS => {
-                    current = to.slot();
-                }
+            match self.slots[current.index()].state() {
+                ThreadState::Sending { to } => match slot_of(to) {
+                    Some(to) => current = to,
+                    None => return false,
+                },
                 _ => return false,
             }
         }
@@ -1075,15 +1069,15 @@ impl ThreadTable {
     fn caller_await_reply(
         &mut self,
         env: &mut impl IpcEnvironment,
-        caller: u16,
-        partner: u16,
+        caller: ThreadSlot,
+        partner: ThreadSlot,
         buffer: UserPtr<Message>,
     ) -> Outcome {
         let partner_endpoint = self.endpoint(partner);
         if let Some(result) = self.take_async(env, caller, buffer, partner_endpoint, true) {
             return Outcome::Complete(result.map(|()| 0));
         }
-        let slot = &mut self.slots[usize::from(caller)];
+        let slot = &mut self.slots[caller.index()];
         slot.set_state(ThreadState::AwaitingReply {
             from: partner_endpoint,
         });
@@ -1094,13 +1088,18 @@ impl ThreadTable {
 
     /// A queued `send_receive` sender's request was taken by `receiver`: it now waits for
     /// the reply (or takes a pending async reply at once).
-    fn sender_await_reply(&mut self, env: &mut impl IpcEnvironment, sender: u16, receiver: u16) {
-        let buffer = self.slots[usize::from(sender)].buffer;
+    fn sender_await_reply(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        sender: ThreadSlot,
+        receiver: ThreadSlot,
+    ) {
+        let buffer = self.slots[sender.index()].buffer;
         let receiver_endpoint = self.endpoint(receiver);
         match self.take_async(env, sender, buffer, receiver_endpoint, true) {
             Some(result) => self.wake(env, sender, result.map(|()| 0)),
             None => {
-                let slot = &mut self.slots[usize::from(sender)];
+                let slot = &mut self.slots[sender.index()];
                 slot.set_state(ThreadState::AwaitingReply {
                     from: receiver_endpoint,
                 });
@@ -1117,7 +1116,7 @@ impl ThreadTable {
     fn take_async(
         &mut self,
         env: &mut impl IpcEnvironment,
-        receiver: u16,
+        receiver: ThreadSlot,
         buffer: UserPtr<Message>,
         from: Endpoint,
         in_reply: bool,
@@ -1125,9 +1124,9 @@ impl ThreadTable {
         let receiver_endpoint = self.endpoint(receiver);
         let mut next = 0;
         loop {
-            let sender = bit_next(&self.slots[usize::from(receiver)].pending_async, next)?;
-            next = usize::from(sender) + 1;
-            let sender_slot = &self.slots[usize::from(sender)];
+            let sender = bit_next(&self.slots[receiver.index()].pending_async, next)?;
+            next = sender.index() + 1;
+            let sender_slot = &self.slots[sender.index()];
             let sender_endpoint = sender_slot.endpoint(sender);
             if !matches(from, sender_endpoint) {
                 continue;
@@ -1157,7 +1156,7 @@ impl ThreadTable {
             }
             let Some((index, entry)) = found else {
                 if !any_left {
-                    bit_clear(&mut self.slots[usize::from(receiver)].pending_async, sender);
+                    bit_clear(&mut self.slots[receiver.index()].pending_async, sender);
                 }
                 continue;
             };
@@ -1172,7 +1171,7 @@ impl ThreadTable {
             {
                 // The entry cannot be marked: drop the sender's pending bit so it is not
                 // delivered twice.
-                bit_clear(&mut self.slots[usize::from(receiver)].pending_async, sender);
+                bit_clear(&mut self.slots[receiver.index()].pending_async, sender);
             }
             return Some(Ok(()));
         }
@@ -1183,10 +1182,10 @@ impl ThreadTable {
     fn fail_async_entries_to(
         &mut self,
         env: &mut impl IpcEnvironment,
-        sender: u16,
+        sender: ThreadSlot,
         dead: Endpoint,
     ) {
-        let s = &self.slots[usize::from(sender)];
+        let s = &self.slots[sender.index()];
         let table = s.async_table;
         let count = table.len();
         for index in 0..count {
@@ -1210,8 +1209,8 @@ impl ThreadTable {
 
     /// The pending notification `receive(from)` takes first: kernel sources, then the
     /// lowest thread slot.
-    fn pending_notification(&self, receiver: u16, from: Endpoint) -> Option<NotifySource> {
-        let slot = &self.slots[usize::from(receiver)];
+    fn pending_notification(&self, receiver: ThreadSlot, from: Endpoint) -> Option<NotifySource> {
+        let slot = &self.slots[receiver.index()];
         if from == Endpoint::ANY || from == Endpoint::CLOCK {
             if slot.clock_pending > 0 {
                 return Some(NotifySource::Clock);
@@ -1223,7 +1222,7 @@ impl ThreadTable {
         }
         // A validated thread endpoint: pending bits always belong to the current generation
         // (exit clears them).
-        let source = from.slot();
+        let source = slot_of(from)?;
         if bit_test(&slot.pending_notify, source) {
             Some(NotifySource::Thread(source))
         } else {
@@ -1232,44 +1231,44 @@ impl ThreadTable {
     }
 
     /// Appends `sender` to the FIFO of threads sending to `d`.
-    fn queue_push(&mut self, d: u16, sender: u16) {
-        debug_assert!(self.slots[usize::from(sender)].queue_next == NO_LINK);
-        self.slots[usize::from(sender)].queue_next = NO_LINK;
-        match unlink(self.slots[usize::from(d)].queue_tail) {
-            Some(tail) => self.slots[usize::from(tail)].queue_next = link(sender),
-            None => self.slots[usize::from(d)].queue_head = link(sender),
+    fn queue_push(&mut self, d: ThreadSlot, sender: ThreadSlot) {
+        debug_assert!(self.slots[sender.index()].queue_next == NO_LINK);
+        self.slots[sender.index()].queue_next = NO_LINK;
+        match unlink(self.slots[d.index()].queue_tail) {
+            Some(tail) => self.slots[tail.index()].queue_next = link(sender),
+            None => self.slots[d.index()].queue_head = link(sender),
         }
-        self.slots[usize::from(d)].queue_tail = link(sender);
+        self.slots[d.index()].queue_tail = link(sender);
     }
 
     /// Removes and returns the first sender queued on `d`.
-    fn queue_pop(&mut self, d: u16) -> Option<u16> {
-        let head = unlink(self.slots[usize::from(d)].queue_head)?;
+    fn queue_pop(&mut self, d: ThreadSlot) -> Option<ThreadSlot> {
+        let head = unlink(self.slots[d.index()].queue_head)?;
         self.queue_remove(d, head);
         Some(head)
     }
 
     /// Removes `sender` from the queue of `d`; whether it was there.
-    fn queue_remove(&mut self, d: u16, sender: u16) -> bool {
-        if usize::from(d) >= MAX_THREADS {
+    fn queue_remove(&mut self, d: ThreadSlot, sender: ThreadSlot) -> bool {
+        if d.index() >= MAX_THREADS {
             return false;
         }
-        let mut previous: Option<u16> = None;
-        let mut cursor = unlink(self.slots[usize::from(d)].queue_head);
+        let mut previous: Option<ThreadSlot> = None;
+        let mut cursor = unlink(self.slots[d.index()].queue_head);
         for _ in 0..MAX_THREADS {
             let Some(current) = cursor else {
                 return false;
             };
-            let next_link = self.slots[usize::from(current)].queue_next;
+            let next_link = self.slots[current.index()].queue_next;
             if current == sender {
                 match previous {
-                    Some(p) => self.slots[usize::from(p)].queue_next = next_link,
-                    None => self.slots[usize::from(d)].queue_head = next_link,
+                    Some(p) => self.slots[p.index()].queue_next = next_link,
+                    None => self.slots[d.index()].queue_head = next_link,
                 }
-                if self.slots[usize::from(d)].queue_tail == link(sender) {
-                    self.slots[usize::from(d)].queue_tail = previous.map_or(NO_LINK, link);
+                if self.slots[d.index()].queue_tail == link(sender) {
+                    self.slots[d.index()].queue_tail = previous.map_or(NO_LINK, link);
                 }
-                self.slots[usize::from(sender)].queue_next = NO_LINK;
+                self.slots[sender.index()].queue_next = NO_LINK;
                 return true;
             }
             previous = Some(current);
@@ -1326,6 +1325,16 @@ mod tests {
     }
     use proptest::prelude::*;
     use std::boxed::Box;
+
+    /// Thread slot `n` (the tests name slots by number).
+    fn ts(n: u16) -> ThreadSlot {
+        ThreadSlot::new(n).expect("a thread slot inside the table")
+    }
+
+    /// Process slot `n`.
+    fn ps(n: u16) -> ProcessSlot {
+        ProcessSlot::new(n).expect("a process slot inside the table")
+    }
     use std::collections::{HashMap, HashSet};
     use std::vec;
     use std::vec::Vec;
@@ -1347,15 +1356,15 @@ mod tests {
         }
     }
 
-    fn buf(slot: u16) -> UserPtr<Message> {
-        message_at(BUF + u64::from(slot) * 0x100)
+    fn buf(slot: ThreadSlot) -> UserPtr<Message> {
+        message_at(BUF + u64::from(slot.get()) * 0x100)
     }
 
     fn word(address: u64) -> UserPtr<u32> {
         UserPtr::new(address).expect("test lock words are aligned")
     }
 
-    fn table(slot: u16, count: usize) -> UserSlice<AsyncMessage> {
+    fn table(slot: ThreadSlot, count: usize) -> UserSlice<AsyncMessage> {
         UserSlice::new(table_of(slot), count as u64).expect("test tables are in range")
     }
 
@@ -1364,51 +1373,51 @@ mod tests {
         (table.address(), table.len())
     }
 
-    fn table_of(slot: u16) -> u64 {
-        TABLE + u64::from(slot) * 0x1000
+    fn table_of(slot: ThreadSlot) -> u64 {
+        TABLE + u64::from(slot.get()) * 0x1000
     }
 
     /// Fake per-thread memories and a record of what the kernel was asked to do.
     #[derive(Default)]
     struct TestEnv {
-        memory: HashMap<(u16, u64), Message>,
-        tables: HashMap<(u16, u64), Vec<AsyncMessage>>,
-        bad: HashSet<(u16, u64)>,
-        read_only: HashSet<(u16, u64)>,
-        denied: HashSet<(u16, u16)>,
-        unblocks: Vec<(u16, Result<u64, Error>)>,
+        memory: HashMap<(ThreadSlot, u64), Message>,
+        tables: HashMap<(ThreadSlot, u64), Vec<AsyncMessage>>,
+        bad: HashSet<(ThreadSlot, u64)>,
+        read_only: HashSet<(ThreadSlot, u64)>,
+        denied: HashSet<(ThreadSlot, ThreadSlot)>,
+        unblocks: Vec<(ThreadSlot, Result<u64, Error>)>,
         now: u64,
     }
 
     impl TestEnv {
-        fn faults(&self, thread: u16, address: u64) -> bool {
+        fn faults(&self, thread: ThreadSlot, address: u64) -> bool {
             address == BAD.address() || self.bad.contains(&(thread, address))
         }
 
-        fn write_faults(&self, thread: u16, address: u64) -> bool {
+        fn write_faults(&self, thread: ThreadSlot, address: u64) -> bool {
             self.faults(thread, address)
                 || address == RO.address()
                 || self.read_only.contains(&(thread, address))
         }
 
-        fn message(&self, thread: u16, at: UserPtr<Message>) -> Message {
+        fn message(&self, thread: ThreadSlot, at: UserPtr<Message>) -> Message {
             self.memory
                 .get(&(thread, at.address()))
                 .copied()
                 .unwrap_or_default()
         }
 
-        fn put(&mut self, thread: u16, at: UserPtr<Message>, message: Message) {
+        fn put(&mut self, thread: ThreadSlot, at: UserPtr<Message>, message: Message) {
             self.memory.insert((thread, at.address()), message);
         }
 
-        fn entries(&self, thread: u16, table: u64) -> &[AsyncMessage] {
+        fn entries(&self, thread: ThreadSlot, table: u64) -> &[AsyncMessage] {
             self.tables
                 .get(&(thread, table))
                 .map_or(&[][..], |v| &v[..])
         }
 
-        fn take_unblocks(&mut self) -> Vec<(u16, Result<u64, Error>)> {
+        fn take_unblocks(&mut self) -> Vec<(ThreadSlot, Result<u64, Error>)> {
             core::mem::take(&mut self.unblocks)
         }
     }
@@ -1416,7 +1425,7 @@ mod tests {
     impl IpcEnvironment for TestEnv {
         fn read_message(
             &mut self,
-            thread: u16,
+            thread: ThreadSlot,
             address: UserPtr<Message>,
         ) -> Result<Message, Error> {
             if self.faults(thread, address.address()) {
@@ -1427,7 +1436,7 @@ mod tests {
 
         fn write_message(
             &mut self,
-            thread: u16,
+            thread: ThreadSlot,
             address: UserPtr<Message>,
             message: &Message,
         ) -> Result<(), Error> {
@@ -1441,7 +1450,7 @@ mod tests {
 
         fn check_message_buffer(
             &mut self,
-            thread: u16,
+            thread: ThreadSlot,
             address: UserPtr<Message>,
         ) -> Result<(), Error> {
             let address = address.address();
@@ -1453,7 +1462,7 @@ mod tests {
 
         fn read_async_entry(
             &mut self,
-            thread: u16,
+            thread: ThreadSlot,
             table: UserSlice<AsyncMessage>,
             index: usize,
         ) -> Result<AsyncMessage, Error> {
@@ -1470,7 +1479,7 @@ mod tests {
 
         fn write_async_status(
             &mut self,
-            thread: u16,
+            thread: ThreadSlot,
             table: UserSlice<AsyncMessage>,
             index: usize,
             flags: u32,
@@ -1490,11 +1499,11 @@ mod tests {
             Ok(())
         }
 
-        fn unblock(&mut self, thread: u16, result: Result<u64, Error>) {
+        fn unblock(&mut self, thread: ThreadSlot, result: Result<u64, Error>) {
             self.unblocks.push((thread, result));
         }
 
-        fn may_send(&self, from: u16, to: u16) -> bool {
+        fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
             !self.denied.contains(&(from, to))
         }
 
@@ -1520,54 +1529,54 @@ mod tests {
         }
 
         /// Creates a thread of `process`, returns (slot, endpoint).
-        fn spawn(&mut self, process: u16) -> (u16, Endpoint) {
-            let e = self.t.create(process).unwrap();
-            (e.slot(), e)
+        fn spawn(&mut self, process: u16) -> (ThreadSlot, Endpoint) {
+            let e = self.t.create(ps(process)).unwrap();
+            (ts(e.slot()), e)
         }
 
-        fn spawn_n<const N: usize>(&mut self) -> [(u16, Endpoint); N] {
+        fn spawn_n<const N: usize>(&mut self) -> [(ThreadSlot, Endpoint); N] {
             core::array::from_fn(|_| self.spawn(1))
         }
 
         /// Puts a message in `slot`'s default buffer.
-        fn load(&mut self, slot: u16, kind: u32, word: u64) {
+        fn load(&mut self, slot: ThreadSlot, kind: u32, word: u64) {
             let mut m = Message::with_payload(kind, [word, 0, 0, 0, 0, 0]);
             // A forged source the kernel must overwrite.
             m.source = Endpoint::new(999, 999);
             self.env.put(slot, buf(slot), m);
         }
 
-        fn inbox(&self, slot: u16) -> Message {
+        fn inbox(&self, slot: ThreadSlot) -> Message {
             self.env.message(slot, buf(slot))
         }
 
-        fn send(&mut self, slot: u16, to: Endpoint) -> Outcome {
+        fn send(&mut self, slot: ThreadSlot, to: Endpoint) -> Outcome {
             self.t.send(&mut self.env, slot, to, buf(slot))
         }
 
-        fn sendrec(&mut self, slot: u16, to: Endpoint) -> Outcome {
+        fn sendrec(&mut self, slot: ThreadSlot, to: Endpoint) -> Outcome {
             self.t.send_receive(&mut self.env, slot, to, buf(slot))
         }
 
-        fn recv(&mut self, slot: u16, from: Endpoint) -> Outcome {
+        fn recv(&mut self, slot: ThreadSlot, from: Endpoint) -> Outcome {
             self.t.receive(&mut self.env, slot, from, buf(slot))
         }
 
-        fn set_table(&mut self, slot: u16, entries: &[AsyncMessage]) {
+        fn set_table(&mut self, slot: ThreadSlot, entries: &[AsyncMessage]) {
             self.env
                 .tables
                 .insert((slot, table_of(slot)), entries.to_vec());
         }
 
-        fn send_async(&mut self, slot: u16, count: usize) -> Result<u64, Error> {
+        fn send_async(&mut self, slot: ThreadSlot, count: usize) -> Result<u64, Error> {
             self.t.send_async(&mut self.env, slot, table(slot, count))
         }
 
-        fn entry(&self, slot: u16, index: usize) -> AsyncMessage {
+        fn entry(&self, slot: ThreadSlot, index: usize) -> AsyncMessage {
             self.env.entries(slot, table_of(slot))[index]
         }
 
-        fn unblocks(&mut self) -> Vec<(u16, Result<u64, Error>)> {
+        fn unblocks(&mut self) -> Vec<(ThreadSlot, Result<u64, Error>)> {
             self.env.take_unblocks()
         }
     }
@@ -1593,19 +1602,19 @@ mod tests {
     fn bitmap_iteration() {
         let mut map = [0; BITMAP_WORDS];
         for slot in [0, 63, 64, 700, 1023] {
-            bit_set(&mut map, slot);
+            bit_set(&mut map, ts(slot));
         }
-        bit_set(&mut map, 5);
-        bit_clear(&mut map, 5);
+        bit_set(&mut map, ts(5));
+        bit_clear(&mut map, ts(5));
         let mut found = Vec::new();
         let mut next = 0;
         while let Some(slot) = bit_next(&map, next) {
             found.push(slot);
-            next = usize::from(slot) + 1;
+            next = slot.index() + 1;
         }
-        assert_eq!(found, [0, 63, 64, 700, 1023]);
+        assert_eq!(found, [0, 63, 64, 700, 1023].map(ts));
         assert_eq!(bit_count(&map), 5);
-        assert!(bit_test(&map, 700) && !bit_test(&map, 701));
+        assert!(bit_test(&map, ts(700)) && !bit_test(&map, ts(701)));
         assert_eq!(bit_next(&map, MAX_THREADS), None);
     }
 
@@ -1624,8 +1633,8 @@ mod tests {
         };
         assert_eq!(bytes.len(), MAX_THREADS * 328 + 8);
         assert!(bytes.iter().all(|&b| b == 0));
-        assert_eq!(STATIC_TABLE.state(0), ThreadState::Free);
-        assert_eq!(STATIC_TABLE.endpoint(5), Endpoint::new(5, 0));
+        assert_eq!(STATIC_TABLE.state(ts(0)), ThreadState::Free);
+        assert_eq!(STATIC_TABLE.endpoint(ts(5)), Endpoint::new(5, 0));
     }
 
     #[test]
@@ -1634,19 +1643,19 @@ mod tests {
         let (a, ea) = w.spawn(7);
         let (b, _) = w.spawn(7);
         let (c, _) = w.spawn(8);
-        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!((a, b, c), (ts(0), ts(1), ts(2)));
         assert_eq!(ea, Endpoint::new(0, 1));
         assert_eq!(w.t.state(a), ThreadState::Ready);
-        assert_eq!(w.t.process(c), 8);
-        assert_eq!(w.t.threads_of(7).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(w.t.threads_of(8).collect::<Vec<_>>(), [2]);
-        assert_eq!(w.t.resolve(ea), Ok(0));
+        assert_eq!(w.t.process(c), ps(8));
+        assert_eq!(w.t.threads_of(ps(7)).collect::<Vec<_>>(), [ts(0), ts(1)]);
+        assert_eq!(w.t.threads_of(ps(8)).collect::<Vec<_>>(), [ts(2)]);
+        assert_eq!(w.t.resolve(ea), Ok(ts(0)));
 
         w.t.exit(&mut w.env, b, 3);
         assert_eq!(w.t.state(b), ThreadState::Dead { exit_code: 3 });
         assert_eq!(
-            w.t.threads_of(7).collect::<Vec<_>>(),
-            [0, 1],
+            w.t.threads_of(ps(7)).collect::<Vec<_>>(),
+            [ts(0), ts(1)],
             "Dead is listed"
         );
         w.t.free(b);
@@ -1657,13 +1666,13 @@ mod tests {
             "free keeps the generation"
         );
         let (b2, eb2) = w.spawn(9);
-        assert_eq!((b2, eb2), (1, Endpoint::new(1, 2)));
+        assert_eq!((b2, eb2), (ts(1), Endpoint::new(1, 2)));
         assert_eq!(
             w.t.threads().collect::<Vec<_>>(),
             [
-                (0, ThreadState::Ready),
-                (1, ThreadState::Ready),
-                (2, ThreadState::Ready)
+                (ts(0), ThreadState::Ready),
+                (ts(1), ThreadState::Ready),
+                (ts(2), ThreadState::Ready)
             ]
         );
     }
@@ -1673,39 +1682,42 @@ mod tests {
         let mut w = World::new();
         for i in 0..MAX_THREADS {
             assert!(w.t.has_free_slot());
-            assert_eq!(w.t.create(1).map(|e| e.slot()), Ok(i as u16));
+            assert_eq!(w.t.create(ps(1)).map(|e| e.slot()), Ok(i as u16));
         }
         assert!(!w.t.has_free_slot());
-        assert_eq!(w.t.create(1), Err(Error::OutOfResources));
-        w.t.exit(&mut w.env, 10, 0);
+        assert_eq!(w.t.create(ps(1)), Err(Error::OutOfResources));
+        w.t.exit(&mut w.env, ts(10), 0);
         assert!(!w.t.has_free_slot(), "Dead is not free");
         assert_eq!(
-            w.t.create(1),
+            w.t.create(ps(1)),
             Err(Error::OutOfResources),
             "Dead is not free"
         );
-        w.t.free(10);
+        w.t.free(ts(10));
         assert!(w.t.has_free_slot());
         w.t.slots[10].generation = u32::MAX;
-        assert_eq!(w.t.create(1), Ok(Endpoint::new(10, 0)));
+        assert_eq!(w.t.create(ps(1)), Ok(Endpoint::new(10, 0)));
     }
 
     #[test]
-    fn accessors_tolerate_out_of_range_slots() {
+    fn accessors_of_free_slots_are_empty() {
+        // A slot outside the table cannot be named at all (`ThreadSlot::new` refuses it);
+        // a free slot answers every accessor with "nothing".
+        assert_eq!(ThreadSlot::new(MAX_THREADS as u16), None);
         let mut w = World::new();
-        let big = MAX_THREADS as u16 + 1;
-        assert_eq!(w.t.state(big), ThreadState::Free);
-        assert_eq!(w.t.endpoint(big), Endpoint::NONE);
-        assert_eq!(w.t.process(big), 0);
-        assert_eq!(w.t.senders(big).count(), 0);
-        assert_eq!(w.t.pending_notifications(big), 0);
-        assert_eq!(w.t.pending_async_senders(big), 0);
-        assert_eq!(registered(w.t.async_table(big)), (0, 0));
-        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, big);
-        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, 3); // Free: ignored
-        assert_eq!(w.t.pending_notifications(3), 0);
-        w.t.exit(&mut w.env, big, 0);
-        w.t.wake_sleeper(&mut w.env, big);
+        let last = ts(MAX_THREADS as u16 - 1);
+        assert_eq!(w.t.state(last), ThreadState::Free);
+        assert_eq!(w.t.endpoint(last), Endpoint::new(last.get(), 0));
+        assert_eq!(w.t.process(last), ps(0));
+        assert_eq!(w.t.senders(last).count(), 0);
+        assert_eq!(w.t.pending_notifications(last), 0);
+        assert_eq!(w.t.pending_async_senders(last), 0);
+        assert_eq!(registered(w.t.async_table(last)), (0, 0));
+        w.t.notify_from_kernel(&mut w.env, KernelSource::Clock, ts(3)); // Free: ignored
+        assert_eq!(w.t.pending_notifications(ts(3)), 0);
+        w.t.exit(&mut w.env, last, 0);
+        w.t.wake_sleeper(&mut w.env, last);
+        assert_eq!(w.t.state(last), ThreadState::Free);
         assert!(w.unblocks().is_empty());
     }
 
@@ -1720,7 +1732,10 @@ mod tests {
             Err(Error::BadEndpoint)
         );
         assert_eq!(w.t.resolve(Endpoint::new(9, 0)), Err(Error::DeadEndpoint));
-        assert_eq!(w.t.resolve(Endpoint::new(a, 2)), Err(Error::DeadEndpoint));
+        assert_eq!(
+            w.t.resolve(Endpoint::new(a.get(), 2)),
+            Err(Error::DeadEndpoint)
+        );
         w.t.exit(&mut w.env, b, 0);
         assert_eq!(w.t.resolve(eb), Err(Error::DeadEndpoint));
         assert_eq!(w.t.resolve(ea), Ok(a));
@@ -1877,7 +1892,7 @@ mod tests {
         let mut w = World::new();
         let [(r, er), (s1, e1), (s2, e2), (s3, _)] = w.spawn_n();
         for s in [s1, s2, s3] {
-            w.load(s, s.into(), 0);
+            w.load(s, s.get().into(), 0);
             assert_eq!(w.send(s, er), Outcome::Blocked);
         }
         assert_eq!(w.recv(r, e2), DONE_OK);
@@ -1912,7 +1927,10 @@ mod tests {
             err(Error::BadEndpoint)
         );
         assert_eq!(w.recv(r, er), err(Error::SelfTarget));
-        assert_eq!(w.recv(r, Endpoint::new(s, 7)), err(Error::DeadEndpoint));
+        assert_eq!(
+            w.recv(r, Endpoint::new(s.get(), 7)),
+            err(Error::DeadEndpoint)
+        );
         assert_eq!(w.recv(r, Endpoint::new(20, 0)), err(Error::DeadEndpoint));
         w.t.exit(&mut w.env, s, 0);
         assert_eq!(w.recv(r, es), err(Error::DeadEndpoint));
@@ -1936,7 +1954,10 @@ mod tests {
             (Endpoint::new(u16::MAX, 1), Error::BadEndpoint),
             (Endpoint::new(50, 0), Error::DeadEndpoint),
             (Endpoint::new(50, 1), Error::DeadEndpoint),
-            (Endpoint::new(b, eb.generation() + 1), Error::DeadEndpoint),
+            (
+                Endpoint::new(b.get(), eb.generation() + 1),
+                Error::DeadEndpoint,
+            ),
             (edead, Error::DeadEndpoint),
             (ea, Error::SelfTarget),
             (eb, Error::PermissionDenied),
@@ -2692,7 +2713,7 @@ mod tests {
         assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
         w.t.wake_sleeper(&mut w.env, b);
         assert!(w.unblocks().is_empty());
-        w.t.wake_sleeper(&mut w.env, 40);
+        w.t.wake_sleeper(&mut w.env, ts(40));
         assert!(w.unblocks().is_empty());
     }
 
@@ -2784,9 +2805,9 @@ mod tests {
 
     fn endpoint_of(t: &ThreadTable, target: Target) -> Endpoint {
         match target {
-            Target::Thread(i) => t.endpoint(u16::from(i)),
+            Target::Thread(i) => t.endpoint(ts(u16::from(i))),
             Target::Stale(i) => {
-                let e = t.endpoint(u16::from(i));
+                let e = t.endpoint(ts(u16::from(i)));
                 Endpoint::new(e.slot(), e.generation().wrapping_sub(1))
             }
             Target::Any => Endpoint::ANY,
@@ -2796,7 +2817,7 @@ mod tests {
         }
     }
 
-    fn address(b: Buf, slot: u16) -> UserPtr<Message> {
+    fn address(b: Buf, slot: ThreadSlot) -> UserPtr<Message> {
         match b {
             Buf::Good => buf(slot),
             Buf::Bad => BAD,
@@ -2809,8 +2830,8 @@ mod tests {
     fn deliverable_async(
         t: &ThreadTable,
         env: &TestEnv,
-        sender: u16,
-        receiver: u16,
+        sender: ThreadSlot,
+        receiver: ThreadSlot,
         in_reply: bool,
     ) -> bool {
         let (table, count) = registered(t.async_table(sender));
@@ -2824,9 +2845,9 @@ mod tests {
 
     fn check_invariants(t: &ThreadTable, env: &TestEnv) {
         let mut queued = [0u32; MAX_THREADS];
-        for d in 0..MAX_THREADS as u16 {
-            let slot = &t.slots[usize::from(d)];
-            let senders: Vec<u16> = t.senders(d).collect();
+        for d in ThreadSlot::all() {
+            let slot = &t.slots[d.index()];
+            let senders: Vec<ThreadSlot> = t.senders(d).collect();
             assert!(senders.len() < MAX_THREADS, "queue of {d} is cyclic");
             assert_eq!(
                 unlink(slot.queue_tail),
@@ -2834,7 +2855,7 @@ mod tests {
                 "tail of {d}"
             );
             for &s in &senders {
-                queued[usize::from(s)] += 1;
+                queued[s.index()] += 1;
                 assert_eq!(
                     t.state(s),
                     ThreadState::Sending { to: t.endpoint(d) },
@@ -2851,20 +2872,14 @@ mod tests {
             }
             let mut next = 0;
             while let Some(src) = bit_next(&slot.pending_notify, next) {
-                next = usize::from(src) + 1;
-                assert!(
-                    t.slots[usize::from(src)].is_live(),
-                    "notify bit of dead {src}"
-                );
+                next = src.index() + 1;
+                assert!(t.slots[src.index()].is_live(), "notify bit of dead {src}");
                 assert_ne!(src, d);
             }
             let mut next = 0;
             while let Some(src) = bit_next(&slot.pending_async, next) {
-                next = usize::from(src) + 1;
-                assert!(
-                    t.slots[usize::from(src)].is_live(),
-                    "async bit of dead {src}"
-                );
+                next = src.index() + 1;
+                assert!(t.slots[src.index()].is_live(), "async bit of dead {src}");
                 assert_ne!(src, d);
             }
             // Every undelivered async entry of d is pending at a live destination.
@@ -2875,23 +2890,19 @@ mod tests {
                         .resolve(e.destination)
                         .expect("undelivered entry to a dead thread");
                     assert!(
-                        bit_test(&t.slots[usize::from(r)].pending_async, d),
+                        bit_test(&t.slots[r.index()].pending_async, d),
                         "entry {d} → {r} not pending"
                     );
                 }
             }
         }
-        for s in 0..MAX_THREADS as u16 {
-            let slot = &t.slots[usize::from(s)];
+        for s in ThreadSlot::all() {
+            let slot = &t.slots[s.index()];
             let state = t.state(s);
             if let ThreadState::Sending { .. } = state {
-                assert_eq!(
-                    queued[usize::from(s)],
-                    1,
-                    "{s} must be on exactly one queue"
-                );
+                assert_eq!(queued[s.index()], 1, "{s} must be on exactly one queue");
             } else {
-                assert_eq!(queued[usize::from(s)], 0, "{s} queued while {state:?}");
+                assert_eq!(queued[s.index()], 0, "{s} queued while {state:?}");
                 assert_eq!(slot.queue_next, NO_LINK);
             }
             match state {
@@ -2901,8 +2912,8 @@ mod tests {
                     // No cycle of senders.
                     let mut current = to.slot();
                     for _ in 0..MAX_THREADS {
-                        assert_ne!(current, s, "deadlock cycle through {s}");
-                        match t.state(current) {
+                        assert_ne!(current, s.get(), "deadlock cycle through {s}");
+                        match t.state(ts(current)) {
                             ThreadState::Sending { to } => current = to.slot(),
                             _ => break,
                         }
@@ -2922,7 +2933,7 @@ mod tests {
                     }
                     let mut next = 0;
                     while let Some(p) = bit_next(&slot.pending_async, next) {
-                        next = usize::from(p) + 1;
+                        next = p.index() + 1;
                         if matches(from, t.endpoint(p)) {
                             assert!(
                                 !deliverable_async(t, env, p, s, false),
@@ -2944,7 +2955,7 @@ mod tests {
                     assert!(t.resolve(thread).is_ok(), "joining a dead thread");
                 }
                 ThreadState::Free => {
-                    assert_eq!(slot.process, 0);
+                    assert_eq!(slot.process, ps(0));
                     assert_eq!(slot.async_table.len(), 0);
                 }
                 _ => {}
@@ -2952,7 +2963,7 @@ mod tests {
         }
     }
 
-    fn is_runnable(t: &ThreadTable, slot: u16) -> bool {
+    fn is_runnable(t: &ThreadTable, slot: ThreadSlot) -> bool {
         matches!(t.state(slot), ThreadState::Ready | ThreadState::Running)
     }
 
@@ -2963,53 +2974,57 @@ mod tests {
         // The caller is the `pick`-th runnable thread (modulo their number).
         let caller_op = |pick: u8| -> Option<u16> {
             let runnable: Vec<u16> = (0..u16::from(THREADS))
-                .filter(|&s| is_runnable(t, s))
+                .filter(|&s| is_runnable(t, ts(s)))
                 .collect();
             (!runnable.is_empty()).then(|| runnable[usize::from(pick) % runnable.len()])
         };
         match *op {
             Op::Create(process) => {
                 if t.threads().count() < usize::from(THREADS) {
-                    let e = t.create(process).unwrap();
+                    let e = t.create(ps(process)).unwrap();
                     assert!(e.slot() < u16::from(THREADS));
                 }
                 None
             }
             Op::Send(c, to, b) | Op::SendReceive(c, to, b) | Op::SendNonBlocking(c, to, b) => {
                 let c = caller_op(c)?;
-                let address = address(b, c);
+                let address = address(b, ts(c));
                 if b == Buf::Good {
-                    env.put(c, address, Message::with_payload(step, [step.into(); 6]));
+                    env.put(
+                        ts(c),
+                        address,
+                        Message::with_payload(step, [step.into(); 6]),
+                    );
                 }
                 let to = endpoint_of(t, to);
                 Some((
                     c,
                     match op {
-                        Op::Send(..) => t.send(env, c, to, address),
-                        Op::SendReceive(..) => t.send_receive(env, c, to, address),
-                        _ => Outcome::Complete(t.send_nonblocking(env, c, to, address)),
+                        Op::Send(..) => t.send(env, ts(c), to, address),
+                        Op::SendReceive(..) => t.send_receive(env, ts(c), to, address),
+                        _ => Outcome::Complete(t.send_nonblocking(env, ts(c), to, address)),
                     },
                 ))
             }
             Op::Receive(c, from, b) => {
                 let c = caller_op(c)?;
                 let from = endpoint_of(t, from);
-                Some((c, t.receive(env, c, from, address(b, c))))
+                Some((c, t.receive(env, ts(c), from, address(b, ts(c)))))
             }
             Op::Notify(c, to) => {
                 let c = caller_op(c)?;
                 let to = endpoint_of(t, to);
-                Some((c, Outcome::Complete(t.notify(env, c, to))))
+                Some((c, Outcome::Complete(t.notify(env, ts(c), to))))
             }
             Op::Clock(d) => {
                 if t.slots[usize::from(d)].is_live() {
-                    t.notify_from_kernel(env, KernelSource::Clock, d.into());
+                    t.notify_from_kernel(env, KernelSource::Clock, ts(d.into()));
                 }
                 None
             }
             Op::Async(c, ref entries, bad) => {
                 let c = caller_op(c)?;
-                let table = if bad { BAD.address() } else { table_of(c) };
+                let table = if bad { BAD.address() } else { table_of(ts(c)) };
                 let entries: Vec<AsyncMessage> = entries
                     .iter()
                     .map(|&(to, valid, no_reply)| {
@@ -3019,52 +3034,52 @@ mod tests {
                     })
                     .collect();
                 let count = entries.len();
-                env.tables.insert((c, table), entries);
+                env.tables.insert((ts(c), table), entries);
                 let slice = UserSlice::new(table, count as u64).expect("test tables are in range");
-                Some((c, Outcome::Complete(t.send_async(env, c, slice))))
+                Some((c, Outcome::Complete(t.send_async(env, ts(c), slice))))
             }
             Op::MutexWait(c, a) => {
                 let c = caller_op(c)?;
-                let owner = t.endpoint(u16::from(a));
-                Some((c, t.mutex_wait(c, word(u64::from(a) * 4), owner)))
+                let owner = t.endpoint(ts(u16::from(a)));
+                Some((c, t.mutex_wait(ts(c), word(u64::from(a) * 4), owner)))
             }
             Op::MutexWake(c, a) => {
                 let c = caller_op(c)?;
-                let n = t.mutex_wake(env, c, word(u64::from(a) * 4));
+                let n = t.mutex_wake(env, ts(c), word(u64::from(a) * 4));
                 Some((c, Outcome::Complete(Ok(n))))
             }
             Op::Sleep(c) => {
                 let c = caller_op(c)?;
-                Some((c, t.sleep(c, 1000)))
+                Some((c, t.sleep(ts(c), 1000)))
             }
             Op::WakeSleeper(s) => {
-                t.wake_sleeper(env, s.into());
+                t.wake_sleeper(env, ts(s.into()));
                 None
             }
             Op::Join(c, target) => {
                 let c = caller_op(c)?;
                 let target = endpoint_of(t, target);
-                Some((c, t.join(c, target)))
+                Some((c, t.join(ts(c), target)))
             }
             Op::Exit(s, code) => {
-                t.exit(env, s.into(), code.into());
+                t.exit(env, ts(s.into()), code.into());
                 None
             }
             Op::Free(s) => {
-                if matches!(t.state(s.into()), ThreadState::Dead { .. }) {
-                    t.free(s.into());
+                if matches!(t.state(ts(s.into())), ThreadState::Dead { .. }) {
+                    t.free(ts(s.into()));
                 }
                 None
             }
             Op::Run(s) => {
-                if t.state(s.into()) == ThreadState::Ready {
-                    t.mark_running(s.into());
+                if t.state(ts(s.into())) == ThreadState::Ready {
+                    t.mark_running(ts(s.into()));
                 }
                 None
             }
             Op::Yield(s) => {
-                if t.state(s.into()) == ThreadState::Running {
-                    t.mark_ready(s.into());
+                if t.state(ts(s.into())) == ThreadState::Running {
+                    t.mark_ready(ts(s.into()));
                 }
                 None
             }
@@ -3073,9 +3088,9 @@ mod tests {
 
     fn run_ops(ops: &[Op]) {
         let mut w = World::new();
-        w.env.denied.insert((3, 0));
+        w.env.denied.insert((ts(3), ts(0)));
         for process in [1, 1, 1, 2, 2, 2] {
-            w.t.create(process).unwrap();
+            w.t.create(ps(process)).unwrap();
         }
         for (step, op) in ops.iter().enumerate() {
             let before = w.t.clone();
@@ -3096,28 +3111,31 @@ mod tests {
                 );
             }
             for s in 0..u16::from(THREADS) {
-                let (old, new) = (before.state(s), w.t.state(s));
+                let (old, new) = (before.state(ts(s)), w.t.state(ts(s)));
                 let exited = matches!(op, Op::Exit(e, _) if u16::from(*e) == s);
                 let request_taken = matches!(
                     (old, new),
                     (ThreadState::Sending { to }, ThreadState::AwaitingReply { from }) if to == from
                 );
                 if old.is_blocked() && old != new && !exited && !request_taken {
-                    assert!(seen.contains(&s), "{s} left {old:?} for {new:?} silently");
+                    assert!(
+                        seen.contains(&ts(s)),
+                        "{s} left {old:?} for {new:?} silently"
+                    );
                 }
             }
             if let Some((caller, outcome)) = result {
-                assert!(!seen.contains(&caller), "caller {caller} unblocked");
+                assert!(!seen.contains(&ts(caller)), "caller {caller} unblocked");
                 match outcome {
                     Outcome::Blocked => {
                         assert!(
-                            w.t.state(caller).is_blocked(),
+                            w.t.state(ts(caller)).is_blocked(),
                             "{op:?} blocked but {:?}",
-                            w.t.state(caller)
+                            w.t.state(ts(caller))
                         );
                     }
                     Outcome::Complete(r) => {
-                        assert_eq!(w.t.state(caller), before.state(caller), "{op:?}");
+                        assert_eq!(w.t.state(ts(caller)), before.state(ts(caller)), "{op:?}");
                         if r.is_err() {
                             assert!(w.t == before, "{op:?} failed with {r:?} but changed state");
                             assert!(unblocks.is_empty());

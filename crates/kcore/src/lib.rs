@@ -17,6 +17,7 @@ pub mod memmap;
 pub mod multiboot;
 pub mod paging;
 pub mod sched;
+pub mod slot;
 pub mod timer;
 pub mod trace;
 pub mod usercopy;

@@ -14,15 +14,20 @@ use crate::syscall::Next;
 use crate::system::Kernel;
 use vigil_abi::syscall::{KernelCall, KernelCallArgs, KernelCallTrapArgs};
 use vigil_abi::Error;
+use vigil_kcore::slot::ThreadSlot;
 
 impl Kernel {
     /// Runs the kernel call `trap` names, if the caller may make it; traces the result.
-    pub fn kernel_call(&mut self, caller: u16, trap: KernelCallTrapArgs) -> Result<Next, Error> {
+    pub fn kernel_call(
+        &mut self,
+        caller: ThreadSlot,
+        trap: KernelCallTrapArgs,
+    ) -> Result<Next, Error> {
         let Some(call) = KernelCall::from_number(trap.call) else {
             return Err(Error::NoSuchCall);
         };
-        self.threads[usize::from(caller)].counters.kernel_calls += 1;
-        let result = if self.process_of(caller).kernel_calls & call.mask_bit() == 0 {
+        self.threads[caller].counters_mut().kernel_calls += 1;
+        let result = if !self.process_of(caller).may_call(call) {
             Err(Error::PermissionDenied)
         } else {
             KernelCallArgs::decode(call, &trap.arguments.0)
@@ -38,7 +43,7 @@ impl Kernel {
         result
     }
 
-    fn run_kernel_call(&mut self, caller: u16, call: KernelCallArgs) -> Result<Next, Error> {
+    fn run_kernel_call(&mut self, caller: ThreadSlot, call: KernelCallArgs) -> Result<Next, Error> {
         match call {
             KernelCallArgs::SafeCopyFrom(args) => safe_copy::from_grant(self, caller, args),
             KernelCallArgs::SafeCopyTo(args) => safe_copy::to_grant(self, caller, args),

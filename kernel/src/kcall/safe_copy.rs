@@ -5,9 +5,14 @@ use crate::syscall::Next;
 use crate::system::Kernel;
 use vigil_abi::syscall::{SafeCopyFromArgs, SafeCopyToArgs};
 use vigil_abi::Error;
+use vigil_kcore::slot::ThreadSlot;
 
 /// SafeCopyFrom: grant → caller.
-pub fn from_grant(kernel: &mut Kernel, caller: u16, args: SafeCopyFromArgs) -> Result<Next, Error> {
+pub fn from_grant(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: SafeCopyFromArgs,
+) -> Result<Next, Error> {
     let request = SafeCopyRequest {
         granter: args.granter,
         grant: args.grant,
@@ -19,7 +24,11 @@ pub fn from_grant(kernel: &mut Kernel, caller: u16, args: SafeCopyFromArgs) -> R
 }
 
 /// SafeCopyTo: caller → grant.
-pub fn to_grant(kernel: &mut Kernel, caller: u16, args: SafeCopyToArgs) -> Result<Next, Error> {
+pub fn to_grant(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: SafeCopyToArgs,
+) -> Result<Next, Error> {
     let request = SafeCopyRequest {
         granter: args.granter,
         grant: args.grant,

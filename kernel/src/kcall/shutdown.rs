@@ -5,9 +5,10 @@ use crate::syscall::Next;
 use crate::system::Kernel;
 use vigil_abi::syscall::ShutdownArgs;
 use vigil_abi::Error;
+use vigil_kcore::slot::ThreadSlot;
 
 /// Status 0 is success, anything else failure. Never returns to the caller.
-pub fn run(kernel: &mut Kernel, caller: u16, args: ShutdownArgs) -> Result<Next, Error> {
+pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: ShutdownArgs) -> Result<Next, Error> {
     let status = args.status;
     let name = kernel.process_of(caller).name();
     crate::info!("shutdown requested by '{name}' (status {status})");

@@ -17,6 +17,7 @@ use vigil_abi::introspect::{
 use vigil_abi::syscall::SnapshotArgs;
 use vigil_abi::user_memory::{Pod, UserSlice};
 use vigil_abi::Error;
+use vigil_kcore::slot::ThreadSlot;
 
 const HEADER_SIZE: u64 = size_of::<SnapshotHeader>() as u64;
 const THREAD_SIZE: u64 = size_of::<ThreadRecord>() as u64;
@@ -73,7 +74,7 @@ impl Batch<'_> {
 }
 
 /// Fills the buffer; returns the bytes written.
-pub fn run(kernel: &mut Kernel, caller: u16, args: SnapshotArgs) -> Result<Next, Error> {
+pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: SnapshotArgs) -> Result<Next, Error> {
     let buffer = args.buffer;
     let len = buffer.len() as u64;
     kernel.account_cpu_time();
@@ -83,14 +84,14 @@ pub fn run(kernel: &mut Kernel, caller: u16, args: SnapshotArgs) -> Result<Next,
     if len < HEADER_SIZE {
         return Err(Error::InvalidArgument);
     }
-    kernel.snapshot_generation += 1;
+    let generation = kernel.next_snapshot_generation();
     let header = SnapshotHeader {
         magic: SNAPSHOT_MAGIC,
         version: SNAPSHOT_VERSION,
-        generation: kernel.snapshot_generation,
+        generation,
         timestamp_ns: crate::time::now_ns(),
         tsc_hz: crate::time::tsc_hz(),
-        idle_ns: kernel.idle_ns,
+        idle_ns: kernel.cpu.idle_ns(),
         thread_count: thread_count as u32,
         process_count: process_count as u32,
         thread_record_size: THREAD_SIZE as u32,

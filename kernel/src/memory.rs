@@ -3,7 +3,7 @@
 
 use crate::arch::paging::{self, phys_to_virt, KernelLayout, PAGE_SIZE};
 use crate::{heap, info, lock, warn};
-use vigil_kcore::frame::{FrameAllocator, FrameError, FRAME_SIZE};
+use vigil_kcore::frame::{Frame, FrameAllocator, FrameError, FRAME_SIZE};
 use vigil_kcore::memmap::{self, MemoryRegion, PhysRange, RegionKind};
 use vigil_kcore::multiboot::BootInfo;
 
@@ -182,7 +182,8 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     let heap_frames = heap::HEAP_BYTES / FRAME_SIZE as usize;
     let heap_phys = frames
         .alloc_contiguous(heap_frames)
-        .ok_or(MemoryInitError::NoRoomForHeap)?;
+        .ok_or(MemoryInitError::NoRoomForHeap)?
+        .address();
     // SAFETY: the frames were just allocated for the heap alone and the final direct map
     // covers all RAM; the allocator never hands them out again.
     unsafe { heap::init(phys_to_virt(heap_phys), heap::HEAP_BYTES) };
@@ -208,33 +209,34 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     Ok(report)
 }
 
-/// Allocates one zero-filled 4 KiB frame; returns its physical address.
-pub fn alloc_frame() -> Option<u64> {
+/// Allocates one zero-filled 4 KiB frame.
+pub fn alloc_frame() -> Option<Frame> {
     let frame = FRAMES.lock().as_mut()?.alloc()?;
+    let start = phys_to_virt(frame.address()) as *mut u8;
     // SAFETY: the frame was just allocated and is owned by the caller; the direct map covers it.
-    unsafe { core::ptr::write_bytes(phys_to_virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };
+    unsafe { core::ptr::write_bytes(start, 0, FRAME_SIZE as usize) };
     Some(frame)
 }
 
 /// Returns a frame to the allocator, or says why it refused. Kernel code that owns the
 /// frame uses `release_frame`; this form is for the self-test that provokes refusals.
-pub fn free_frame(phys: u64) -> Result<(), FrameError> {
+pub fn free_frame(frame: Frame) -> Result<(), FrameError> {
     match FRAMES.lock().as_mut() {
-        Some(frames) => frames.free(phys),
-        None => Err(FrameError::OutOfRange(phys)),
+        Some(frames) => frames.free(frame),
+        None => Err(FrameError::OutOfRange(frame.address())),
     }
 }
 
 /// Returns a frame the caller owns (it came from `alloc_frame`) to the allocator.
 ///
-/// A refused free — the frame is already free, reserved, misaligned or out of range —
+/// A refused free — the frame is already free, reserved or out of range —
 /// means the kernel's own records (a page table, a thread's stack) named a frame that was
 /// not theirs, so the frame may be in use twice. That is a kernel bug, and going on would
 /// hand the same memory to two owners: this panics with the address and the reason.
 #[track_caller]
-pub fn release_frame(phys: u64) {
-    if let Err(error) = free_frame(phys) {
-        panic!("kernel bug: freeing frame {phys:#x} failed: {error} ({error:?})");
+pub fn release_frame(frame: Frame) {
+    if let Err(error) = free_frame(frame) {
+        panic!("kernel bug: freeing frame {frame:#x} failed: {error} ({error:?})");
     }
 }
 

@@ -9,7 +9,7 @@ use crate::arch::paging::{AddressSpace, KernelLayout, DIRECT_MAP_BASE};
 use crate::arch::{cpu, paging};
 use crate::{error, info, memory, time};
 use alloc::vec::Vec;
-use vigil_kcore::frame::FrameError;
+use vigil_kcore::frame::{Frame, FrameError};
 use vigil_kcore::multiboot::BootInfo;
 
 /// An address no one maps: user half, canonical, never present.
@@ -144,9 +144,9 @@ fn boot_checks(boot: &BootInfo) -> ! {
     }
     info!("selftest boot: clock ok");
 
-    // Frames: distinct, aligned, zeroed, never reserved; a double free is refused.
+    // Frames: distinct, never reserved (aligned by type); a double free is refused.
     let free_before = memory::free_frames();
-    let mut frames = [0u64; 8];
+    let mut frames = [Frame::FIRST; 8];
     for slot in frames.iter_mut() {
         let frame = memory::alloc_frame();
         check!(
@@ -154,12 +154,11 @@ fn boot_checks(boot: &BootInfo) -> ! {
             "frames: allocation failed with {} free",
             memory::free_frames()
         );
-        *slot = frame.unwrap_or(0);
+        *slot = frame.unwrap_or(Frame::FIRST);
     }
     for (i, &frame) in frames.iter().enumerate() {
-        check!(frame % 4096 == 0, "frames: {frame:#x} not aligned");
         check!(
-            !memory::is_reserved(frame),
+            !memory::is_reserved(frame.address()),
             "frames: {frame:#x} is in a reserved range"
         );
         check!(
@@ -179,7 +178,7 @@ fn boot_checks(boot: &BootInfo) -> ! {
         );
     }
     check!(
-        memory::free_frame(frames[0]) == Err(FrameError::DoubleFree(frames[0])),
+        memory::free_frame(frames[0]) == Err(FrameError::DoubleFree(frames[0].address())),
         "frames: double free of {:#x} was not detected",
         frames[0]
     );
@@ -250,7 +249,7 @@ fn boot_checks(boot: &BootInfo) -> ! {
     );
     let direct = space.translate(DIRECT_MAP_BASE + 0x20_0000);
     check!(
-        direct.is_some_and(|t| t.phys == 0x20_0000 && t.executable() != nx),
+        direct.is_some_and(|t| t.phys.get() == 0x20_0000 && t.executable() != nx),
         "direct map {direct:?}"
     );
     check!(

@@ -145,7 +145,7 @@ pub fn map_user_pages(space: &mut AddressSpace, start: u64, pages: u64, leaf: u6
         });
         let mapped = space.map(
             virt,
-            frame,
+            frame.start(),
             PageSize::Size4K,
             leaf | flags::USER,
             &mut memory::alloc_frame,

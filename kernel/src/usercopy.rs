@@ -30,7 +30,7 @@ fn for_each_piece(
         address,
         len,
         access,
-        move |phys, offset, piece| visit(phys_to_virt(phys), offset, piece),
+        move |phys, offset, piece| visit(phys_to_virt(phys.get()), offset, piece),
     )
 }
 

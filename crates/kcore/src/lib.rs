@@ -16,6 +16,7 @@ pub mod log_ring;
 pub mod memmap;
 pub mod multiboot;
 pub mod paging;
+pub mod phys;
 pub mod sched;
 pub mod slot;
 pub mod timer;

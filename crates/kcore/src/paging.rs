@@ -11,6 +11,8 @@
 //! nothing. Intermediate tables are created writable and executable (USER if the leaf is), so
 //! the leaf entry alone decides the permissions a translation reports.
 
+pub use crate::phys::{Frame, PhysAddr};
+
 /// Bytes in a small page (and in a page-table frame).
 pub const PAGE_SIZE: u64 = 4096;
 /// Bytes in a large (level-2) page.
@@ -37,15 +39,15 @@ pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Physical memory holding page tables, reached one 64-bit entry at a time.
 ///
-/// `table` is always the 4 KiB-aligned physical address of a frame the walker got from the
-/// root or from a present, non-large entry of the same tables, and `index < ENTRIES`.
+/// `table` is always a frame the walker got from the root or from a present, non-large
+/// entry of the same tables, and `index < ENTRIES`.
 pub trait PhysicalMemory {
     /// Entry `index` of the table in frame `table`.
-    fn read_entry(&self, table: u64, index: usize) -> u64;
+    fn read_entry(&self, table: Frame, index: usize) -> u64;
     /// Sets entry `index` of the table in frame `table`.
-    fn write_entry(&mut self, table: u64, index: usize, entry: u64);
+    fn write_entry(&mut self, table: Frame, index: usize, entry: u64);
     /// Clears all entries of the (freshly allocated) frame `table`.
-    fn zero_table(&mut self, table: u64) {
+    fn zero_table(&mut self, table: Frame) {
         for index in 0..ENTRIES {
             self.write_entry(table, index, 0);
         }
@@ -71,7 +73,7 @@ pub enum PageSize {
 /// Result of walking the tables for one virtual address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
-    pub phys: u64,
+    pub phys: PhysAddr,
     /// Leaf entry flags (the address bits cleared).
     pub flags: u64,
     pub size: PageSize,
@@ -102,14 +104,14 @@ pub const fn table_index(virt: u64, level: u32) -> usize {
 /// themselves live in a `PhysicalMemory` passed to every call.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PageTables {
-    root: u64,
+    root: Frame,
 }
 
 impl PageTables {
     /// Creates an empty address space; `alloc_frame` supplies 4 KiB frames (zeroed here).
     pub fn new<M: PhysicalMemory + ?Sized>(
         memory: &mut M,
-        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+        alloc_frame: &mut dyn FnMut() -> Option<Frame>,
     ) -> Result<PageTables, MapError> {
         let root = new_table(memory, alloc_frame)?;
         Ok(PageTables { root })
@@ -120,7 +122,7 @@ impl PageTables {
     pub fn new_user<M: PhysicalMemory + ?Sized>(
         kernel: &PageTables,
         memory: &mut M,
-        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+        alloc_frame: &mut dyn FnMut() -> Option<Frame>,
     ) -> Result<PageTables, MapError> {
         let space = PageTables::new(memory, alloc_frame)?;
         for index in KERNEL_HALF_FIRST_ENTRY..ENTRIES {
@@ -132,13 +134,13 @@ impl PageTables {
 
     /// Wraps an existing PML4.
     #[inline]
-    pub const fn from_root(root: u64) -> PageTables {
+    pub const fn from_root(root: Frame) -> PageTables {
         PageTables { root }
     }
 
     /// Physical address of the PML4.
     #[inline]
-    pub const fn root(&self) -> u64 {
+    pub const fn root(&self) -> Frame {
         self.root
     }
 
@@ -149,16 +151,16 @@ impl PageTables {
         &mut self,
         memory: &mut M,
         virt: u64,
-        phys: u64,
+        phys: PhysAddr,
         size: PageSize,
         leaf_flags: u64,
-        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+        alloc_frame: &mut dyn FnMut() -> Option<Frame>,
     ) -> Result<(), MapError> {
         let (page_bytes, leaf_level) = match size {
             PageSize::Size4K => (PAGE_SIZE, 1),
             PageSize::Size2M => (LARGE_PAGE_SIZE, 2),
         };
-        if !virt.is_multiple_of(page_bytes) || !phys.is_multiple_of(page_bytes) {
+        if !virt.is_multiple_of(page_bytes) || !phys.get().is_multiple_of(page_bytes) {
             return Err(MapError::Misaligned(virt));
         }
         let mut table = self.root;
@@ -168,12 +170,12 @@ impl PageTables {
             if entry & flags::PRESENT == 0 {
                 let next = new_table(memory, alloc_frame)?;
                 let intermediate = flags::PRESENT | flags::WRITABLE | (leaf_flags & flags::USER);
-                memory.write_entry(table, index, next | intermediate);
+                memory.write_entry(table, index, next.address() | intermediate);
                 table = next;
             } else if entry & flags::LARGE != 0 {
                 return Err(MapError::AlreadyMapped(virt));
             } else {
-                table = entry & ADDRESS_MASK;
+                table = entry_frame(entry);
             }
         }
         let index = table_index(virt, leaf_level);
@@ -181,7 +183,11 @@ impl PageTables {
             return Err(MapError::AlreadyMapped(virt));
         }
         let large = if leaf_level == 2 { flags::LARGE } else { 0 };
-        memory.write_entry(table, index, phys | leaf_flags | large | flags::PRESENT);
+        memory.write_entry(
+            table,
+            index,
+            phys.get() | leaf_flags | large | flags::PRESENT,
+        );
         Ok(())
     }
 
@@ -210,33 +216,38 @@ impl PageTables {
                 };
                 let base = entry & ADDRESS_MASK & !offset_mask;
                 return Some(Translation {
-                    phys: base + (virt & offset_mask),
+                    phys: PhysAddr::new(base + (virt & offset_mask))
+                        .expect("an entry's address bits are a physical address"),
                     flags: entry & !ADDRESS_MASK,
                     size,
                 });
             }
-            table = entry & ADDRESS_MASK;
+            table = entry_frame(entry);
         }
         None
     }
 
     /// The page table (level 1) covering `virt`, if the walk reaches one (no large page or
     /// missing table on the way).
-    fn page_table_of<M: PhysicalMemory + ?Sized>(&self, memory: &M, virt: u64) -> Option<u64> {
+    fn page_table_of<M: PhysicalMemory + ?Sized>(&self, memory: &M, virt: u64) -> Option<Frame> {
         let mut table = self.root;
         for level in (2..=4).rev() {
             let entry = memory.read_entry(table, table_index(virt, level));
             if entry & flags::PRESENT == 0 || entry & flags::LARGE != 0 {
                 return None;
             }
-            table = entry & ADDRESS_MASK;
+            table = entry_frame(entry);
         }
         Some(table)
     }
 
     /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped. Page tables left
     /// empty stay until `destroy_user`. The caller invalidates the TLB entry.
-    pub fn unmap<M: PhysicalMemory + ?Sized>(&mut self, memory: &mut M, virt: u64) -> Option<u64> {
+    pub fn unmap<M: PhysicalMemory + ?Sized>(
+        &mut self,
+        memory: &mut M,
+        virt: u64,
+    ) -> Option<Frame> {
         let table = self.page_table_of(memory, virt)?;
         let index = table_index(virt, 1);
         let entry = memory.read_entry(table, index);
@@ -244,7 +255,7 @@ impl PageTables {
             return None;
         }
         memory.write_entry(table, index, 0);
-        Some(entry & ADDRESS_MASK)
+        Some(entry_frame(entry))
     }
 
     /// Replaces the leaf flags of the 4 KiB mapping at `virt` with `leaf_flags` (PRESENT is
@@ -280,25 +291,25 @@ impl PageTables {
         visit: &mut dyn FnMut(Visited),
     ) {
         let present = |entry: &u64| *entry & flags::PRESENT != 0;
-        let entries = |table: u64, range: core::ops::Range<usize>| {
+        let entries = |table: Frame, range: core::ops::Range<usize>| {
             range.map(move |index| memory.read_entry(table, index))
         };
         for l4 in entries(self.root, 0..KERNEL_HALF_FIRST_ENTRY).filter(present) {
-            let pdpt = l4 & ADDRESS_MASK;
+            let pdpt = entry_frame(l4);
             for l3 in entries(pdpt, 0..ENTRIES).filter(present) {
                 if l3 & flags::LARGE != 0 {
                     visit(Visited::Huge);
                     continue;
                 }
-                let pd = l3 & ADDRESS_MASK;
+                let pd = entry_frame(l3);
                 for l2 in entries(pd, 0..ENTRIES).filter(present) {
                     if l2 & flags::LARGE != 0 {
                         visit(Visited::Large);
                         continue;
                     }
-                    let pt = l2 & ADDRESS_MASK;
+                    let pt = entry_frame(l2);
                     for l1 in entries(pt, 0..ENTRIES).filter(present) {
-                        visit(Visited::Page(l1 & ADDRESS_MASK));
+                        visit(Visited::Page(entry_frame(l1)));
                     }
                     visit(Visited::Table(pt));
                 }
@@ -315,7 +326,7 @@ impl PageTables {
     pub fn destroy_user<M: PhysicalMemory + ?Sized>(
         self,
         memory: &M,
-        free_frame: &mut dyn FnMut(u64),
+        free_frame: &mut dyn FnMut(Frame),
     ) {
         self.walk_user_half(memory, &mut |visited| match visited {
             Visited::Page(frame) | Visited::Table(frame) => free_frame(frame),
@@ -341,20 +352,25 @@ impl PageTables {
 #[derive(Clone, Copy)]
 enum Visited {
     /// A 4 KiB leaf mapping this frame.
-    Page(u64),
+    Page(Frame),
     /// A 2 MiB leaf.
     Large,
     /// A 1 GiB leaf.
     Huge,
     /// A page table, PD or PDPT frame, reported after everything it maps.
-    Table(u64),
+    Table(Frame),
+}
+
+/// The frame an entry points at.
+const fn entry_frame(entry: u64) -> Frame {
+    Frame::from_aligned(entry & ADDRESS_MASK)
 }
 
 /// Allocates a frame for a table and clears it.
 fn new_table<M: PhysicalMemory + ?Sized>(
     memory: &mut M,
-    alloc_frame: &mut dyn FnMut() -> Option<u64>,
-) -> Result<u64, MapError> {
+    alloc_frame: &mut dyn FnMut() -> Option<Frame>,
+) -> Result<Frame, MapError> {
     let frame = alloc_frame().ok_or(MapError::OutOfFrames)?;
     memory.zero_table(frame);
     Ok(frame)
@@ -402,7 +418,7 @@ pub(crate) mod fake {
         }
 
         /// A new frame full of `GARBAGE`, or `None` once the budget is spent.
-        pub fn alloc(&self) -> Option<u64> {
+        pub fn alloc(&self) -> Option<Frame> {
             match self.budget.get() {
                 Some(0) => return None,
                 Some(left) => self.budget.set(Some(left - 1)),
@@ -413,13 +429,13 @@ pub(crate) mod fake {
             self.frames
                 .borrow_mut()
                 .insert(frame, Box::new([GARBAGE; ENTRIES]));
-            Some(frame)
+            Some(Frame::new(frame).expect("the fake's frames are physical frames"))
         }
 
         /// Returns `frame`; panics if it is not allocated (a double or foreign free).
-        pub fn free(&self, frame: u64) {
+        pub fn free(&self, frame: Frame) {
             assert!(
-                self.frames.borrow_mut().remove(&frame).is_some(),
+                self.frames.borrow_mut().remove(&frame.address()).is_some(),
                 "free of {frame:#x}, which is not allocated"
             );
         }
@@ -430,8 +446,8 @@ pub(crate) mod fake {
         }
 
         /// Runs `f` on the frame `table`; panics if it is not allocated.
-        fn with_frame<R>(&self, table: u64, f: impl FnOnce(&mut [u64; ENTRIES]) -> R) -> R {
-            match self.frames.borrow_mut().get_mut(&table) {
+        fn with_frame<R>(&self, table: Frame, f: impl FnOnce(&mut [u64; ENTRIES]) -> R) -> R {
+            match self.frames.borrow_mut().get_mut(&table.address()) {
                 Some(frame) => f(frame),
                 None => panic!("table access to {table:#x}, which is not an allocated frame"),
             }
@@ -439,11 +455,11 @@ pub(crate) mod fake {
     }
 
     impl PhysicalMemory for &FakeMemory {
-        fn read_entry(&self, table: u64, index: usize) -> u64 {
+        fn read_entry(&self, table: Frame, index: usize) -> u64 {
             self.with_frame(table, |frame| frame[index])
         }
 
-        fn write_entry(&mut self, table: u64, index: usize, entry: u64) {
+        fn write_entry(&mut self, table: Frame, index: usize, entry: u64) {
             self.with_frame(table, |frame| frame[index] = entry);
         }
     }
@@ -451,6 +467,16 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
+    /// The frame at `address` (aligned: the tests name frames by address).
+    fn fr(address: u64) -> crate::phys::Frame {
+        crate::phys::Frame::new(address).expect("an aligned physical address")
+    }
+
+    /// The physical address `address`.
+    fn pa(address: u64) -> crate::phys::PhysAddr {
+        crate::phys::PhysAddr::new(address).expect("a physical address")
+    }
+
     use super::fake::{FakeMemory, GARBAGE};
     use super::*;
     use proptest::prelude::*;
@@ -467,11 +493,13 @@ mod tests {
         fake: &FakeMemory,
         tables: &mut PageTables,
         virt: u64,
-        phys: u64,
+        phys: impl Into<PhysAddr>,
         size: PageSize,
         leaf: u64,
     ) -> Result<(), MapError> {
-        tables.map(&mut &*fake, virt, phys, size, leaf, &mut || fake.alloc())
+        tables.map(&mut &*fake, virt, phys.into(), size, leaf, &mut || {
+            fake.alloc()
+        })
     }
 
     fn destroy(fake: &FakeMemory, tables: PageTables) {
@@ -535,7 +563,7 @@ mod tests {
         assert_eq!(
             translation,
             Translation {
-                phys: frame + 0xabc,
+                phys: frame.with_offset(0xabc),
                 flags: USER_RW | flags::PRESENT,
                 size: PageSize::Size4K,
             }
@@ -554,12 +582,30 @@ mod tests {
     fn mapping_twice_is_refused() {
         let fake = FakeMemory::new();
         let mut tables = space(&fake);
-        map(&fake, &mut tables, 0x40_0000, 0x1000, PageSize::Size4K, 0).unwrap();
+        map(
+            &fake,
+            &mut tables,
+            0x40_0000,
+            pa(0x1000),
+            PageSize::Size4K,
+            0,
+        )
+        .unwrap();
         assert_eq!(
-            map(&fake, &mut tables, 0x40_0000, 0x2000, PageSize::Size4K, 0),
+            map(
+                &fake,
+                &mut tables,
+                0x40_0000,
+                pa(0x2000),
+                PageSize::Size4K,
+                0
+            ),
             Err(MapError::AlreadyMapped(0x40_0000))
         );
-        assert_eq!(tables.translate(&&fake, 0x40_0000).unwrap().phys, 0x1000);
+        assert_eq!(
+            tables.translate(&&fake, 0x40_0000).unwrap().phys,
+            pa(0x1000)
+        );
     }
 
     #[test]
@@ -567,11 +613,25 @@ mod tests {
         let fake = FakeMemory::new();
         let mut tables = space(&fake);
         assert_eq!(
-            map(&fake, &mut tables, 0x40_0800, 0x1000, PageSize::Size4K, 0),
+            map(
+                &fake,
+                &mut tables,
+                0x40_0800,
+                pa(0x1000),
+                PageSize::Size4K,
+                0
+            ),
             Err(MapError::Misaligned(0x40_0800))
         );
         assert_eq!(
-            map(&fake, &mut tables, 0x40_0000, 0x1800, PageSize::Size4K, 0),
+            map(
+                &fake,
+                &mut tables,
+                0x40_0000,
+                pa(0x1800),
+                PageSize::Size4K,
+                0
+            ),
             Err(MapError::Misaligned(0x40_0000))
         );
         assert_eq!(
@@ -579,7 +639,7 @@ mod tests {
                 &fake,
                 &mut tables,
                 0x40_1000,
-                0x20_0000,
+                pa(0x20_0000),
                 PageSize::Size2M,
                 0
             ),
@@ -590,7 +650,7 @@ mod tests {
                 &fake,
                 &mut tables,
                 0x40_0000,
-                0x20_1000,
+                pa(0x20_1000),
                 PageSize::Size2M,
                 0
             ),
@@ -607,11 +667,11 @@ mod tests {
         let virt = 0xffff_8000_0020_0000; // kernel half: the direct map's shape
         let phys = 0x8000_0000;
         let leaf = flags::WRITABLE | flags::GLOBAL | flags::NO_EXECUTE;
-        map(&fake, &mut tables, virt, phys, PageSize::Size2M, leaf).unwrap();
+        map(&fake, &mut tables, virt, pa(phys), PageSize::Size2M, leaf).unwrap();
         assert_eq!(
             tables.translate(&&fake, virt + 0x1f_fff8),
             Some(Translation {
-                phys: phys + 0x1f_fff8,
+                phys: pa(phys + 0x1f_fff8),
                 flags: leaf | flags::LARGE | flags::PRESENT,
                 size: PageSize::Size2M,
             })
@@ -623,20 +683,20 @@ mod tests {
                 &fake,
                 &mut tables,
                 virt + 0x5000,
-                0x1000,
+                pa(0x1000),
                 PageSize::Size4K,
                 0
             ),
             Err(MapError::AlreadyMapped(virt + 0x5000))
         );
         assert_eq!(
-            map(&fake, &mut tables, virt, phys, PageSize::Size2M, 0),
+            map(&fake, &mut tables, virt, pa(phys), PageSize::Size2M, 0),
             Err(MapError::AlreadyMapped(virt))
         );
         // Unmap and protect handle small pages only: the large page stays.
         assert_eq!(tables.unmap(&mut &fake, virt), None);
         assert_eq!(tables.protect(&mut &fake, virt, 0), None);
-        assert_eq!(tables.translate(&&fake, virt).unwrap().phys, phys);
+        assert_eq!(tables.translate(&&fake, virt).unwrap().phys, pa(phys));
     }
 
     #[test]
@@ -652,7 +712,7 @@ mod tests {
                 &fake,
                 &mut tables,
                 0x60_0000,
-                0x20_0000,
+                pa(0x20_0000),
                 PageSize::Size2M,
                 0
             ),
@@ -669,10 +729,17 @@ mod tests {
         map(&fake, &mut tables, 0x1000, frame, PageSize::Size4K, 0).unwrap();
         let pdpt = (&fake).read_entry(tables.root(), 0) & ADDRESS_MASK;
         let huge = 0x4000_0000 | flags::PRESENT | flags::LARGE | flags::USER;
-        (&fake).write_entry(pdpt, 1, huge);
+        (&fake).write_entry(fr(pdpt), 1, huge);
         assert_eq!(tables.translate(&&fake, 0x4000_1000), None);
         assert_eq!(
-            map(&fake, &mut tables, 0x4000_1000, 0x1000, PageSize::Size4K, 0),
+            map(
+                &fake,
+                &mut tables,
+                0x4000_1000,
+                pa(0x1000),
+                PageSize::Size4K,
+                0
+            ),
             Err(MapError::AlreadyMapped(0x4000_1000))
         );
         assert_eq!(tables.unmap(&mut &fake, 0x4000_1000), None);
@@ -707,7 +774,7 @@ mod tests {
             &fake,
             &mut tables,
             0x9000,
-            0x5000,
+            pa(0x5000),
             PageSize::Size4K,
             USER_RW,
         )
@@ -715,11 +782,11 @@ mod tests {
         let old = tables.protect(&mut &fake, 0x9000, flags::USER);
         assert_eq!(old, Some(USER_RW | flags::PRESENT));
         let translation = tables.translate(&&fake, 0x9010).unwrap();
-        assert_eq!(translation.phys, 0x5010);
+        assert_eq!(translation.phys, pa(0x5010));
         assert_eq!(translation.flags, flags::USER | flags::PRESENT);
         // Address bits in the new flags are ignored rather than redirecting the page.
         tables.protect(&mut &fake, 0x9000, 0xdead_b000 | flags::USER);
-        assert_eq!(tables.translate(&&fake, 0x9000).unwrap().phys, 0x5000);
+        assert_eq!(tables.translate(&&fake, 0x9000).unwrap().phys, pa(0x5000));
         assert_eq!(tables.protect(&mut &fake, 0xa000, 0), None);
     }
 
@@ -733,7 +800,7 @@ mod tests {
                 &fake,
                 &mut tables,
                 0x40_0000,
-                0x1000,
+                pa(0x1000),
                 PageSize::Size4K,
                 flags::USER
             ),
@@ -746,7 +813,7 @@ mod tests {
             &fake,
             &mut tables,
             0x40_0000,
-            0x1000,
+            pa(0x1000),
             PageSize::Size4K,
             flags::USER,
         )
@@ -757,7 +824,7 @@ mod tests {
             Err(MapError::OutOfFrames)
         );
         // 0x1000 is not a fake frame, so destroy would panic on it: unmap it first.
-        assert_eq!(tables.unmap(&mut &fake, 0x40_0000), Some(0x1000));
+        assert_eq!(tables.unmap(&mut &fake, 0x40_0000), Some(fr(0x1000)));
         destroy(&fake, tables);
         assert!(fake.live().is_empty());
     }
@@ -771,7 +838,7 @@ mod tests {
             &fake,
             &mut kernel,
             kernel_virt,
-            0,
+            pa(0),
             PageSize::Size2M,
             flags::WRITABLE,
         )
@@ -780,7 +847,7 @@ mod tests {
             &fake,
             &mut kernel,
             0xffff_ffff_8000_0000,
-            0x10_0000,
+            pa(0x10_0000),
             PageSize::Size4K,
             0,
         )
@@ -791,11 +858,11 @@ mod tests {
         assert_ne!(user.root(), kernel.root());
         assert_eq!(
             user.translate(&&fake, kernel_virt + 0x1234).unwrap().phys,
-            0x1234
+            pa(0x1234)
         );
         assert_eq!(
             user.translate(&&fake, 0xffff_ffff_8000_0042).unwrap().phys,
-            0x10_0042
+            pa(0x10_0042)
         );
         let frame = fake.alloc().unwrap();
         map(
@@ -812,7 +879,7 @@ mod tests {
         assert_eq!(user.count_user_pages(&&fake), 1);
         destroy(&fake, user);
         assert_eq!(fake.live(), kernel_frames);
-        assert_eq!(kernel.translate(&&fake, kernel_virt).unwrap().phys, 0);
+        assert_eq!(kernel.translate(&&fake, kernel_virt).unwrap().phys, pa(0));
     }
 
     #[test]
@@ -830,9 +897,9 @@ mod tests {
             USER_RW,
         )
         .unwrap();
-        let pdpt = (&fake).read_entry(root, 0) & ADDRESS_MASK;
-        let pd = (&fake).read_entry(pdpt, 0) & ADDRESS_MASK;
-        let pt = (&fake).read_entry(pd, 2) & ADDRESS_MASK;
+        let pdpt = fr((&fake).read_entry(root, 0) & ADDRESS_MASK);
+        let pd = fr((&fake).read_entry(pdpt, 0) & ADDRESS_MASK);
+        let pt = fr((&fake).read_entry(pd, 2) & ADDRESS_MASK);
         let mut order = Vec::new();
         tables.destroy_user(&&fake, &mut |frame| order.push(frame));
         assert_eq!(order, [data, pt, pd, pdpt, root]);
@@ -920,7 +987,7 @@ mod tests {
     #[derive(Default)]
     struct Model {
         /// Small pages: virtual page → (frame, leaf flags as mapped).
-        small: BTreeMap<u64, (u64, u64)>,
+        small: BTreeMap<u64, (Frame, u64)>,
         /// Large pages: chunk → (physical base, leaf flags).
         large: BTreeMap<u64, (u64, u64)>,
         /// Chunks with a page table (made by a small map, never removed).
@@ -933,13 +1000,13 @@ mod tests {
             let chunk = virt & !(LARGE_PAGE_SIZE - 1);
             if let Some(&(frame, leaf)) = self.small.get(&page) {
                 return Some(Translation {
-                    phys: frame + (virt - page),
+                    phys: frame.with_offset(virt - page),
                     flags: leaf | flags::PRESENT,
                     size: PageSize::Size4K,
                 });
             }
             self.large.get(&chunk).map(|&(base, leaf)| Translation {
-                phys: base + (virt - chunk),
+                phys: pa(base + (virt - chunk)),
                 flags: leaf | flags::LARGE | flags::PRESENT,
                 size: PageSize::Size2M,
             })
@@ -984,7 +1051,7 @@ mod tests {
                     Op::MapLarge { chunk, leaf } => {
                         let chunk = CHUNKS[chunk];
                         let phys = LARGE_BASE + large_frames * LARGE_PAGE_SIZE;
-                        let result = map(&fake, &mut tables, chunk, phys, PageSize::Size2M, leaf);
+                        let result = map(&fake, &mut tables, chunk, pa(phys), PageSize::Size2M, leaf);
                         if model.large.contains_key(&chunk) || model.page_tables.contains(&chunk) {
                             prop_assert_eq!(result, Err(MapError::AlreadyMapped(chunk)));
                         } else if result == Err(MapError::OutOfFrames) {

@@ -10,6 +10,7 @@
 //! copying to it piecemeal. Generic over the translator, so the kernel's page walk is inlined.
 
 use crate::paging::{Translation, PAGE_SIZE};
+use crate::phys::{Frame, PhysAddr};
 use vigil_abi::layout::USER_END;
 use vigil_abi::Error;
 
@@ -73,7 +74,7 @@ pub fn for_each_piece<T: Translate + ?Sized>(
     address: u64,
     len: usize,
     access: Access,
-    mut visit: impl FnMut(u64, usize, usize),
+    mut visit: impl FnMut(PhysAddr, usize, usize),
 ) -> Result<(), Error> {
     let end = address.checked_add(len as u64).ok_or(Error::Fault)?;
     if end > USER_END {
@@ -81,7 +82,7 @@ pub fn for_each_piece<T: Translate + ?Sized>(
     }
     // Check every page before touching any, keeping the first few translations for the
     // copy (the same loop as `check`).
-    let mut cached = [0u64; CACHED_PAGES];
+    let mut cached = [Frame::FIRST; CACHED_PAGES];
     let first_page = address & !(PAGE_SIZE - 1);
     let mut page = first_page;
     let mut index = 0;
@@ -91,7 +92,7 @@ pub fn for_each_piece<T: Translate + ?Sized>(
             return Err(Error::Fault);
         }
         if index < CACHED_PAGES {
-            cached[index] = translation.phys & !(PAGE_SIZE - 1);
+            cached[index] = translation.phys.frame();
         }
         page += PAGE_SIZE;
         index += 1;
@@ -104,9 +105,9 @@ pub fn for_each_piece<T: Translate + ?Sized>(
         let page_index = ((current - first_page) / PAGE_SIZE) as usize;
         let frame = match cached.get(page_index) {
             Some(&frame) => frame,
-            None => space.translate(current).ok_or(Error::Fault)?.phys & !(PAGE_SIZE - 1),
+            None => space.translate(current).ok_or(Error::Fault)?.phys.frame(),
         };
-        visit(frame + (current & (PAGE_SIZE - 1)), offset, piece);
+        visit(frame.with_offset(current), offset, piece);
         offset += piece;
     }
     Ok(())
@@ -146,13 +147,13 @@ mod tests {
                 .map(
                     &mut &*fake,
                     virt,
-                    frame,
+                    frame.start(),
                     PageSize::Size4K,
                     leaf,
                     &mut || fake.alloc(),
                 )
                 .unwrap();
-            frames.insert(virt, frame);
+            frames.insert(virt, frame.address());
         }
         (tables, frames)
     }
@@ -167,7 +168,7 @@ mod tests {
     ) -> (Result<(), Error>, Pieces) {
         let mut pieces = Vec::new();
         let result = for_each_piece(space, address, len, access, |phys, offset, piece| {
-            pieces.push((phys, offset, piece))
+            pieces.push((phys.get(), offset, piece))
         });
         (result, pieces)
     }

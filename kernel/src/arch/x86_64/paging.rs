@@ -14,6 +14,7 @@
 use super::cpu;
 pub use vigil_kcore::paging::{flags, MapError, PageSize, Translation, LARGE_PAGE_SIZE, PAGE_SIZE};
 use vigil_kcore::paging::{PageTables, PhysicalMemory, ADDRESS_MASK, ENTRIES};
+pub use vigil_kcore::phys::{Frame, PhysAddr};
 
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
@@ -33,9 +34,9 @@ pub const fn kernel_virt_to_phys(virt: u64) -> u64 {
 /// # Safety
 /// `phys` must be the address of a page-table page owned by the caller's address space,
 /// and no other reference to it may be live.
-unsafe fn table_at(phys: u64) -> &'static mut [u64; ENTRIES] {
-    // SAFETY: the caller guarantees `phys` is a page table; the direct map covers it.
-    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; ENTRIES]) }
+unsafe fn table_at(table: Frame) -> &'static mut [u64; ENTRIES] {
+    // SAFETY: the caller guarantees `table` is a page table; the direct map covers it.
+    unsafe { &mut *(phys_to_virt(table.address()) as *mut [u64; ENTRIES]) }
 }
 
 /// Physical memory as the kernel reaches it, through the direct map: the backend of
@@ -45,7 +46,7 @@ struct DirectMap;
 
 impl PhysicalMemory for DirectMap {
     #[inline(always)]
-    fn read_entry(&self, table: u64, index: usize) -> u64 {
+    fn read_entry(&self, table: Frame, index: usize) -> u64 {
         // SAFETY: kcore::paging only reads the root of an `AddressSpace` or a frame named by
         // a present, non-large entry of its tables, and this kernel only ever points such
         // entries at page-table frames it allocated (or the boot-time kernel half's); the
@@ -55,7 +56,7 @@ impl PhysicalMemory for DirectMap {
     }
 
     #[inline(always)]
-    fn write_entry(&mut self, table: u64, index: usize, entry: u64) {
+    fn write_entry(&mut self, table: Frame, index: usize, entry: u64) {
         // SAFETY: as in `read_entry`; writes come from `&mut AddressSpace` methods (or
         // building one), so the tables are the caller's alone.
         let entries = unsafe { table_at(table) };
@@ -63,7 +64,7 @@ impl PhysicalMemory for DirectMap {
     }
 
     #[inline(always)]
-    fn zero_table(&mut self, table: u64) {
+    fn zero_table(&mut self, table: Frame) {
         // SAFETY: a freshly allocated frame belongs to nobody else; the direct map covers it.
         unsafe { table_at(table) }.fill(0);
     }
@@ -76,7 +77,7 @@ pub struct AddressSpace {
 
 impl AddressSpace {
     /// Creates an empty address space; `alloc_frame` supplies zero-able 4 KiB frames.
-    pub fn new(alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<AddressSpace, MapError> {
+    pub fn new(alloc_frame: &mut dyn FnMut() -> Option<Frame>) -> Result<AddressSpace, MapError> {
         let tables = PageTables::new(&mut DirectMap, alloc_frame)?;
         Ok(AddressSpace { tables })
     }
@@ -84,11 +85,11 @@ impl AddressSpace {
     /// The address space currently loaded in CR3.
     pub fn active() -> AddressSpace {
         AddressSpace {
-            tables: PageTables::from_root(cpu::read_cr3() & ADDRESS_MASK),
+            tables: PageTables::from_root(active_root()),
         }
     }
 
-    pub fn root_phys(&self) -> u64 {
+    pub fn root(&self) -> Frame {
         self.tables.root()
     }
 
@@ -97,10 +98,10 @@ impl AddressSpace {
     pub fn map(
         &mut self,
         virt: u64,
-        phys: u64,
+        phys: PhysAddr,
         size: PageSize,
         leaf_flags: u64,
-        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+        alloc_frame: &mut dyn FnMut() -> Option<Frame>,
     ) -> Result<(), MapError> {
         self.tables
             .map(&mut DirectMap, virt, phys, size, leaf_flags, alloc_frame)
@@ -118,7 +119,7 @@ impl AddressSpace {
     /// the current one does.
     pub unsafe fn activate(&self) {
         // SAFETY: guaranteed by the caller.
-        unsafe { cpu::write_cr3(self.root_phys()) }
+        unsafe { cpu::write_cr3(self.root().address()) }
     }
 }
 
@@ -186,7 +187,7 @@ impl KernelLayout {
 pub struct KernelSpaceReport {
     pub direct_map_bytes: u64,
     pub image_pages: u64,
-    pub root: u64,
+    pub root: Frame,
 }
 
 /// Builds the kernel's final address space and switches to it.
@@ -198,7 +199,7 @@ pub fn build_kernel_space(
     direct_map_end: u64,
     nx_supported: bool,
     is_ram: &dyn Fn(u64) -> bool,
-    alloc_frame: &mut dyn FnMut() -> Option<u64>,
+    alloc_frame: &mut dyn FnMut() -> Option<Frame>,
 ) -> Result<KernelSpaceReport, MapError> {
     let nx = if nx_supported { flags::NO_EXECUTE } else { 0 };
     let mut space = AddressSpace::new(alloc_frame)?;
@@ -212,9 +213,10 @@ pub fn build_kernel_space(
         if !is_ram(phys) && phys >= 0xc000_0000 {
             leaf |= flags::CACHE_DISABLE | flags::WRITE_THROUGH;
         }
+        let physical = PhysAddr::new(phys).expect("the direct map covers physical memory");
         space.map(
             phys_to_virt(phys),
-            phys,
+            physical,
             PageSize::Size2M,
             leaf,
             alloc_frame,
@@ -233,13 +235,9 @@ pub fn build_kernel_space(
     for ((start, end), leaf) in sections {
         let mut virt = start;
         while virt < end {
-            space.map(
-                virt,
-                kernel_virt_to_phys(virt),
-                PageSize::Size4K,
-                leaf,
-                alloc_frame,
-            )?;
+            let physical = PhysAddr::new(kernel_virt_to_phys(virt))
+                .expect("the kernel image lies in physical memory");
+            space.map(virt, physical, PageSize::Size4K, leaf, alloc_frame)?;
             virt += PAGE_SIZE;
             image_pages += 1;
         }
@@ -247,11 +245,14 @@ pub fn build_kernel_space(
     // SAFETY: the new space maps the whole image (code, data, stack) at the link
     // addresses the CPU is using, and the direct map at the same base as the boot tables.
     unsafe { space.activate() };
-    KERNEL_ROOT.store(space.root_phys(), core::sync::atomic::Ordering::Relaxed);
+    KERNEL_ROOT.store(
+        space.root().address(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     Ok(KernelSpaceReport {
         direct_map_bytes: end,
         image_pages,
-        root: space.root_phys(),
+        root: space.root(),
     })
 }
 
@@ -259,7 +260,7 @@ impl AddressSpace {
     /// A new user address space sharing the kernel half of `kernel`.
     pub fn new_user(
         kernel: &AddressSpace,
-        alloc_frame: &mut dyn FnMut() -> Option<u64>,
+        alloc_frame: &mut dyn FnMut() -> Option<Frame>,
     ) -> Result<AddressSpace, MapError> {
         // The kernel half of the kernel's PML4 never changes after boot, so sharing its
         // entries is sound.
@@ -268,7 +269,7 @@ impl AddressSpace {
     }
 
     /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped.
-    pub fn unmap(&mut self, virt: u64) -> Option<u64> {
+    pub fn unmap(&mut self, virt: u64) -> Option<Frame> {
         let frame = self.tables.unmap(&mut DirectMap, virt)?;
         cpu::invlpg(virt);
         Some(frame)
@@ -277,10 +278,10 @@ impl AddressSpace {
     /// Frees every user-half frame and page table (4 KiB leaves only: user mappings never
     /// use large pages) through `free_frame`, then the PML4 itself. The space must not be
     /// active.
-    pub fn destroy_user(self, free_frame: &mut dyn FnMut(u64)) {
+    pub fn destroy_user(self, free_frame: &mut dyn FnMut(Frame)) {
         debug_assert_ne!(
-            self.root_phys(),
-            cpu::read_cr3() & ADDRESS_MASK,
+            self.root(),
+            active_root(),
             "destroying the active address space"
         );
         self.tables.destroy_user(&DirectMap, free_frame);
@@ -290,7 +291,10 @@ impl AddressSpace {
 /// The kernel's own address space (built at boot; the kernel half of every process).
 pub fn kernel_space() -> AddressSpace {
     AddressSpace {
-        tables: PageTables::from_root(KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed)),
+        tables: PageTables::from_root(
+            Frame::new(KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed))
+                .expect("the kernel's PML4 is a frame"),
+        ),
     }
 }
 
@@ -302,15 +306,20 @@ impl AddressSpace {
     /// `new_user` or `kernel_space`, so it shares the kernel half and the kernel keeps
     /// running.
     pub fn enter(&self) {
-        switch_to(self.root_phys());
+        switch_to(self.root());
     }
 }
 
+/// The PML4 loaded in CR3.
+fn active_root() -> Frame {
+    Frame::new(cpu::read_cr3() & ADDRESS_MASK).expect("CR3's address bits name a frame")
+}
+
 /// Loads `root` into CR3 unless it is already active.
-fn switch_to(root: u64) {
-    if cpu::read_cr3() & ADDRESS_MASK != root {
+fn switch_to(root: Frame) {
+    if cpu::read_cr3() & ADDRESS_MASK != root.address() {
         // SAFETY: every address space shares the kernel half, so the kernel keeps running.
-        unsafe { cpu::write_cr3(root) }
+        unsafe { cpu::write_cr3(root.address()) }
     }
 }
 

@@ -15,6 +15,8 @@ pub const MAX_PROCESSES: usize = 64;
 
 const _: () = assert!(MAX_THREADS < u16::MAX as usize);
 const _: () = assert!(MAX_PROCESSES <= u16::MAX as usize);
+// `index()` relies on it to be a mask.
+const _: () = assert!(MAX_THREADS.is_power_of_two() && MAX_PROCESSES.is_power_of_two());
 
 macro_rules! slot_type {
     ($(#[$doc:meta])* $name:ident, $max:ident) => {
@@ -48,9 +50,12 @@ macro_rules! slot_type {
                 self.0
             }
 
-            /// The table position (always below the table size).
+            /// The table position (always below the table size). The value is already in
+            /// range; taking it modulo the (power-of-two) table size changes nothing but
+            /// lets the compiler drop the bounds check of every table lookup.
+            #[inline(always)]
             pub const fn index(self) -> usize {
-                self.0 as usize
+                self.0 as usize % $max
             }
 
             /// Every slot of the table, lowest first.

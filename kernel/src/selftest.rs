@@ -5,7 +5,7 @@
 //! the others deliberately fault, panic or hang to prove the failure paths are diagnosable.
 
 use crate::arch::debug_exit::{self, ExitStatus};
-use crate::arch::paging::{AddressSpace, KernelLayout, DIRECT_MAP_BASE};
+use crate::arch::paging::{KernelLayout, DIRECT_MAP_BASE};
 use crate::arch::{cpu, paging};
 use crate::{error, info, memory, time};
 use alloc::vec::Vec;
@@ -225,7 +225,11 @@ fn boot_checks(boot: &BootInfo) -> ! {
     );
 
     // W^X: code is not writable, data is not executable, the stack guard is unmapped.
-    let space = AddressSpace::active();
+    let space = paging::kernel_space();
+    check!(
+        space.is_active(),
+        "W^X: the kernel's address space is not the one loaded in CR3"
+    );
     let layout = KernelLayout::get();
     let text = space.translate(layout.text.0);
     check!(

@@ -77,16 +77,9 @@ pub struct AddressSpace {
 
 impl AddressSpace {
     /// Creates an empty address space; `alloc_frame` supplies zero-able 4 KiB frames.
-    pub fn new(alloc_frame: &mut dyn FnMut() -> Option<Frame>) -> Result<AddressSpace, MapError> {
+    fn new(alloc_frame: &mut dyn FnMut() -> Option<Frame>) -> Result<AddressSpace, MapError> {
         let tables = PageTables::new(&mut DirectMap, alloc_frame)?;
         Ok(AddressSpace { tables })
-    }
-
-    /// The address space currently loaded in CR3.
-    pub fn active() -> AddressSpace {
-        AddressSpace {
-            tables: PageTables::from_root(active_root()),
-        }
     }
 
     pub fn root(&self) -> Frame {
@@ -288,14 +281,25 @@ impl AddressSpace {
     }
 }
 
-/// The kernel's own address space (built at boot; the kernel half of every process).
-pub fn kernel_space() -> AddressSpace {
-    AddressSpace {
+/// The kernel's own address space (built at boot; the kernel half of every process),
+/// lent out: it can be read, entered and shared from, never owned — so never destroyed.
+pub struct KernelSpace(AddressSpace);
+
+impl core::ops::Deref for KernelSpace {
+    type Target = AddressSpace;
+    fn deref(&self) -> &AddressSpace {
+        &self.0
+    }
+}
+
+/// The kernel's own address space.
+pub fn kernel_space() -> KernelSpace {
+    KernelSpace(AddressSpace {
         tables: PageTables::from_root(
             Frame::new(KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed))
                 .expect("the kernel's PML4 is a frame"),
         ),
-    }
+    })
 }
 
 static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -307,6 +311,11 @@ impl AddressSpace {
     /// running.
     pub fn enter(&self) {
         switch_to(self.root());
+    }
+
+    /// Whether this is the address space loaded in CR3.
+    pub fn is_active(&self) -> bool {
+        self.root() == active_root()
     }
 }
 

@@ -8,6 +8,19 @@ pub const USER_IMAGE_END: u64 = 0x0000_1000_0000_0000;
 /// End of the user half (exclusive): canonical lower-half addresses only.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
+/// The heap: one region per process from `HEAP_BASE`, grown on demand (demand-zero pages
+/// mapped by the VM server on first touch) up to the process's limit.
+pub const HEAP_BASE: u64 = 0x0000_2000_0000_0000;
+/// Largest heap a process can have (its memory limit is usually lower).
+pub const HEAP_MAX: u64 = 1 << 36;
+/// Where anonymous and shared-memory mappings a process asks VM for are placed.
+pub const MAPPING_AREA_START: u64 = 0x0000_3000_0000_0000;
+/// End (exclusive) of the mapping area.
+pub const MAPPING_AREA_END: u64 = 0x0000_7000_0000_0000;
+/// Stack the kernel maps for a new thread when a VM server grows stacks on demand; VM
+/// grows it down to the region's guard page.
+pub const INITIAL_STACK_BYTES: u64 = 16 * 1024;
+
 /// Each thread's stack lives in its own aligned region; the lowest page of the region is
 /// an unmapped guard page.
 pub const STACK_REGION_SIZE: u64 = 256 * 1024;
@@ -48,6 +61,10 @@ pub const MAIN_ARGUMENTS_MAX: usize = 256;
 const _: () = assert!(THREAD_INFO_SIZE == 64);
 const _: () = assert!(STACK_REGION_SIZE.is_power_of_two());
 const _: () = assert!(STACK_AREA_TOP.is_multiple_of(STACK_REGION_SIZE));
+// The areas do not overlap: image, heap, mappings, stacks, in that order.
+const _: () = assert!(USER_IMAGE_END <= HEAP_BASE);
+const _: () = assert!(HEAP_BASE + HEAP_MAX <= MAPPING_AREA_START);
+const _: () = assert!(MAPPING_AREA_END <= STACK_AREA_TOP - 1024 * STACK_REGION_SIZE);
 
 #[cfg(test)]
 mod tests {

@@ -65,6 +65,9 @@ pub fn start_all(boot: &BootInfo) -> usize {
         let arguments = keep_forever(options.arguments);
         match kernel.create_process(&config, &image, file, arguments) {
             Ok(slot) => {
+                if options.name == crate::vm::VM_SERVER_NAME {
+                    kernel.register_vm_server(slot);
+                }
                 let process = &kernel.processes[slot];
                 info!(
                     "boot: started '{}' (pid {}, priority {}, {} KiB image, entry {:#x})",

@@ -2,7 +2,6 @@
 //! kernel or a user thread took it (header with the decoded cause, CR2 for a page fault,
 //! the registers) and summarised in one line for the monitor's Crash frame.
 
-use crate::arch::cpu;
 use crate::arch::trap::{self, PageFaultCause, TrapFrame};
 use vigil_abi::Endpoint;
 
@@ -23,6 +22,8 @@ pub enum FaultPlace<'a> {
 pub struct FaultReport<'a> {
     pub frame: &'a TrapFrame,
     pub place: FaultPlace<'a>,
+    /// CR2 as it was when the fault was taken (a page fault's address).
+    pub fault_address: u64,
 }
 
 /// The page-fault vector (#PF), whose error code and CR2 are decoded.
@@ -41,7 +42,7 @@ impl FaultReport<'_> {
                 frame.error_code,
                 PageFaultCause(frame.error_code)
             );
-            crate::console::continuation(format_args!("  cr2={:#018x}", cpu::read_cr2()));
+            crate::console::continuation(format_args!("  cr2={:#018x}", self.fault_address));
         } else {
             crate::error!("{}, error code {:#x}", Header(self), frame.error_code);
         }

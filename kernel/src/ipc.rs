@@ -5,6 +5,7 @@ use crate::arch::paging::AddressSpace;
 use crate::process::Processes;
 use crate::thread::Threads;
 use crate::usercopy::{self, Access};
+use crate::vm::VmLink;
 use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::trace::EventKind;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
@@ -18,6 +19,7 @@ use vigil_kcore::slot::ThreadSlot;
 pub struct KernelEnv<'a> {
     pub threads: &'a mut Threads,
     pub processes: &'a Processes,
+    pub vm: &'a mut VmLink,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
     pub now_ns: u64,
 }
@@ -145,6 +147,15 @@ impl IpcEnvironment for KernelEnv<'_> {
     fn now_ns(&self) -> u64 {
         self.now_ns
     }
+
+    #[inline]
+    fn peek_kernel_message(&mut self, receiver: ThreadSlot) -> Option<Message> {
+        self.vm.peek(receiver)
+    }
+
+    fn consume_kernel_message(&mut self, receiver: ThreadSlot) {
+        self.vm.consume(receiver);
+    }
 }
 
 impl crate::system::Kernel {
@@ -153,6 +164,7 @@ impl crate::system::Kernel {
         let env = KernelEnv {
             threads: &mut self.threads,
             processes: &self.processes,
+            vm: &mut self.vm,
             run_queues: &mut self.run_queues,
             now_ns: crate::time::now_ns(),
         };

@@ -30,6 +30,7 @@ mod time;
 mod timer;
 mod trace;
 mod usercopy;
+mod vm;
 
 use arch::debug_exit::{self, ExitStatus};
 use arch::paging::phys_to_virt;

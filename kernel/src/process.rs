@@ -2,7 +2,7 @@
 //! teardown, and user faults.
 
 use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
-use crate::arch::trap;
+use crate::arch::{cpu, trap};
 use crate::fault::{FaultPlace, FaultReport, PAGE_FAULT_VECTOR};
 use crate::grant::Grant;
 use crate::memory;
@@ -10,10 +10,11 @@ use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::thread::{self, ThreadStart, MAIN_STACK_BYTES};
 use crate::usercopy;
-use vigil_abi::layout::STACK_REGION_SIZE;
+use vigil_abi::layout::{HEAP_BASE, INITIAL_STACK_BYTES, RUNTIME_HEAP_BYTES, STACK_REGION_SIZE};
 use vigil_abi::syscall::KernelCall;
 use vigil_abi::syscall::ProcessExitArgs;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
+use vigil_abi::vm::{MapFlags, PageRange};
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::elf::{ElfImage, Segment};
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_PROCESSES, MAX_THREADS};
@@ -204,6 +205,60 @@ impl Process {
     }
 }
 
+/// The memory calls VM makes on a process's address space. Each keeps `mapped_pages` equal
+/// to what the tables hold.
+impl Process {
+    /// Leaf flags of a page VM maps: user, never executable, writable if asked.
+    fn vm_leaf(flags: MapFlags) -> u64 {
+        let writable = if flags.writable() {
+            paging::flags::WRITABLE
+        } else {
+            0
+        };
+        paging::flags::USER | paging::flags::NO_EXECUTE | writable
+    }
+
+    /// Whether any page of `range` is mapped.
+    pub fn any_mapped(&self, range: PageRange) -> bool {
+        (0..range.pages()).any(|i| self.space().translate(range.page(i)).is_some())
+    }
+
+    /// Pages of `range` that are mapped.
+    pub fn mapped_in(&self, range: PageRange) -> u64 {
+        (0..range.pages())
+            .filter(|&i| self.space().translate(range.page(i)).is_some())
+            .count() as u64
+    }
+
+    /// Maps fresh zeroed frames at every page of `range` (none mapped, frames checked by
+    /// the caller).
+    pub fn map_fresh(&mut self, range: PageRange, flags: MapFlags) {
+        thread::map_user_pages(
+            self.space_mut(),
+            range.start(),
+            range.pages(),
+            Self::vm_leaf(flags),
+        );
+        self.mapped_pages += range.pages();
+    }
+
+    /// Unmaps the mapped pages of `range` and frees their frames; returns how many.
+    pub fn unmap_range(&mut self, range: PageRange) -> u64 {
+        let unmapped = thread::unmap_user_pages(self.space_mut(), range.start(), range.pages());
+        self.mapped_pages = self.mapped_pages.saturating_sub(unmapped);
+        unmapped
+    }
+
+    /// Sets the access of the mapped pages of `range`; returns how many.
+    pub fn protect_range(&mut self, range: PageRange, flags: MapFlags) -> u64 {
+        let leaf = Self::vm_leaf(flags);
+        let space = self.space_mut();
+        (0..range.pages())
+            .filter(|&i| space.protect(range.page(i), leaf).is_some())
+            .count() as u64
+    }
+}
+
 /// The process table, indexed only by [`ProcessSlot`].
 pub struct Processes([Process; MAX_PROCESSES]);
 
@@ -215,6 +270,13 @@ impl Processes {
     /// The lowest free slot.
     fn free_slot(&self) -> Option<ProcessSlot> {
         ProcessSlot::all().find(|&slot| !self[slot].in_use)
+    }
+
+    /// The live process with pid `pid`.
+    pub fn by_pid(&self, pid: u32) -> Option<ProcessSlot> {
+        self.live()
+            .find(|(_, process)| process.pid == pid)
+            .map(|(slot, _)| slot)
     }
 
     /// Every live process with its slot, lowest slot first.
@@ -261,13 +323,22 @@ impl Kernel {
         arguments: &'static [u8],
     ) -> Result<ProcessSlot, Error> {
         let slot = self.processes.free_slot().ok_or(Error::OutOfResources)?;
-        // The PML4, the image, the main thread's stack and the tables they need.
+        // A process VM serves gets its heap and the rest of its stack from VM on demand;
+        // any other (VM itself, or every process when there is no VM) has them mapped now.
+        let served = self.served_by_vm(slot);
+        let (stack_bytes, heap_pages) = if served {
+            (INITIAL_STACK_BYTES, 0)
+        } else {
+            (MAIN_STACK_BYTES, RUNTIME_HEAP_BYTES / PAGE_SIZE)
+        };
+        // The PML4, the image, the heap, the main thread's stack and the tables they need.
         let frames = 1
             + image
                 .segments()
                 .map(|segment| thread::frames_to_map(segment_pages(segment)))
                 .sum::<u64>()
-            + thread::frames_to_map(MAIN_STACK_BYTES / PAGE_SIZE);
+            + thread::frames_to_map(heap_pages)
+            + thread::frames_to_map(stack_bytes / PAGE_SIZE);
         if !self.table.has_free_slot() || (memory::free_frames() as u64) < frames {
             return Err(Error::OutOfResources);
         }
@@ -275,11 +346,17 @@ impl Kernel {
         let mut space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
             .unwrap_or_else(|error| panic!("no frame for a PML4 after the checks: {error:?}"));
         let image_pages = load_segments(&mut space, image, file);
+        thread::map_user_pages(
+            &mut space,
+            HEAP_BASE,
+            heap_pages,
+            flags::WRITABLE | flags::NO_EXECUTE,
+        );
         let pid = self.allocate_pid();
-        self.processes[slot] = Process::new(config, pid, space, image_pages);
+        self.processes[slot] = Process::new(config, pid, space, image_pages + heap_pages);
         let start = ThreadStart {
             entry: image.entry,
-            stack_bytes: MAIN_STACK_BYTES,
+            stack_bytes,
             main_arguments: Some(arguments),
             arg: 0,
         };
@@ -353,15 +430,36 @@ impl Kernel {
             status as i64
         );
         process_record.in_use = false;
+        let pid = process_record.pid;
+        self.notify_vm_of_exit(pid);
+        self.vm_server_exited(process);
     }
 
     /// A CPU exception in user code: report it and kill the process; the rest run on.
     pub fn user_exception(&mut self, slot: ThreadSlot) {
         let thread = &mut self.threads[slot];
-        let context = *thread.context();
-        if context.vector == PAGE_FAULT_VECTOR {
+        let mut address = 0;
+        if thread.context().vector == PAGE_FAULT_VECTOR {
             thread.counters_mut().page_faults += 1;
+            address = cpu::read_cr2();
+            if self.forward_page_fault(slot, address) {
+                return;
+            }
         }
+        self.kill_for_exception(slot, address, None);
+    }
+
+    /// Reports the exception saved in `slot`'s registers (`fault_address` is CR2 for a page
+    /// fault; `reason` says why VM refused it, if it did) and kills the process; the rest
+    /// run on.
+    pub fn kill_for_exception(
+        &mut self,
+        slot: ThreadSlot,
+        fault_address: u64,
+        reason: Option<&str>,
+    ) {
+        let thread = &self.threads[slot];
+        let context = *thread.context();
         let counters = thread.counters();
         let (page_faults, syscalls) = (counters.page_faults, counters.syscalls);
         let process = thread.process();
@@ -376,8 +474,12 @@ impl Kernel {
                 pid,
                 thread: endpoint,
             },
+            fault_address,
         };
         report.print();
+        if let Some(reason) = reason {
+            crate::console::continuation(format_args!("  refused by VM: {reason}"));
+        }
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
         crate::monitor::report_user_crash(name, pid, report.summary(), backtrace);
         crate::error!(

@@ -8,6 +8,7 @@ use crate::arch::paging::AddressSpace;
 use crate::process::{Process, Processes};
 use crate::sched::Cpu;
 use crate::thread::Threads;
+use crate::vm::VmLink;
 use vigil_kcore::ipc::ThreadTable;
 use vigil_kcore::sched::RunQueues;
 use vigil_kcore::slot::{ThreadSlot, MAX_THREADS};
@@ -29,6 +30,8 @@ pub struct Kernel {
     pub(crate) processes: Processes,
     /// What is on the CPU and since when (the scheduler's state).
     pub(crate) cpu: Cpu,
+    /// The VM server and the messages held for it.
+    pub(crate) vm: VmLink,
     /// The last pid handed out.
     last_pid: u32,
     /// Snapshots taken so far.
@@ -47,6 +50,7 @@ impl Kernel {
             threads: Threads::new(),
             processes: Processes::new(),
             cpu: Cpu::new(),
+            vm: VmLink::new(),
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,

@@ -9,7 +9,8 @@ use crate::system::{Kernel, QUANTUM_TICKS};
 use crate::usercopy;
 use vigil_abi::introspect::ThreadCounters;
 use vigil_abi::layout::{
-    ThreadInfo, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END, USER_IMAGE_MIN,
+    ThreadInfo, INITIAL_STACK_BYTES, STACK_AREA_TOP, STACK_REGION_SIZE, THREAD_INFO_SIZE, USER_END,
+    USER_IMAGE_MIN,
 };
 use vigil_abi::syscall::{ThreadCreateArgs, ThreadExitArgs, ThreadJoinArgs};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
@@ -280,6 +281,7 @@ impl Kernel {
             table.exit(&mut env, slot, exit_code);
         }
         self.cpu.forget(slot);
+        self.forget_vm_wait(slot);
         let thread = &self.threads[slot];
         let stack_index = thread.stack_index;
         self.processes[thread.process].end_thread_stack(stack_index);
@@ -303,7 +305,11 @@ pub fn create(
     let process = kernel.threads[caller].process;
     let start = ThreadStart {
         entry: args.entry,
-        stack_bytes: THREAD_STACK_BYTES,
+        stack_bytes: if kernel.served_by_vm(process) {
+            INITIAL_STACK_BYTES
+        } else {
+            THREAD_STACK_BYTES
+        },
         main_arguments: None,
         arg: args.argument,
     };

@@ -34,6 +34,9 @@ pub const USER_RUSTFLAGS: &str =
 
 /// The directory with the program sources, relative to the workspace root.
 const PROGRAM_SOURCES: &str = "user/programs/src/bin";
+/// The system servers: one directory each, `user/servers/NAME/main.rs`, built as binaries
+/// of the programs package (see its Cargo.toml).
+const SERVER_SOURCES: &str = "user/servers";
 
 /// The built user programs: where their ELF files are and which programs exist.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +203,26 @@ pub fn program_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The servers in `dir`: every `NAME/main.rs` (none if `dir` does not exist).
+pub fn server_names(dir: &Path) -> Result<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.join("main.rs").is_file() {
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// The absolute user target directory (`--target-dir`).
 pub fn target_dir() -> PathBuf {
     workspace_root().join(USER_TARGET_DIR)
@@ -241,7 +264,9 @@ pub fn build() -> Result<UserPrograms> {
     if !status.success() {
         bail!("building the user programs failed ({status})");
     }
-    let names = program_names(&workspace_root().join(PROGRAM_SOURCES))?;
+    let mut names = program_names(&workspace_root().join(PROGRAM_SOURCES))?;
+    names.extend(server_names(&workspace_root().join(SERVER_SOURCES))?);
+    names.sort();
     let programs = UserPrograms {
         elf_dir: elf_dir(),
         names,

@@ -30,10 +30,12 @@ pub enum Error {
     PartnerDied = 12,
     /// The operation is not allowed on oneself (send to self, join self).
     SelfTarget = 13,
+    /// Something is already there: a page already mapped, a name already taken.
+    Exists = 14,
 }
 
 impl Error {
-    pub const ALL: [Error; 13] = [
+    pub const ALL: [Error; 14] = [
         Error::Fault,
         Error::PermissionDenied,
         Error::DeadEndpoint,
@@ -47,6 +49,7 @@ impl Error {
         Error::NotFound,
         Error::PartnerDied,
         Error::SelfTarget,
+        Error::Exists,
     ];
 
     /// Conventional short name (as in MINIX/POSIX where one exists).
@@ -65,6 +68,7 @@ impl Error {
             Error::NotFound => "ESRCH",
             Error::PartnerDied => "EDEADPARTNER",
             Error::SelfTarget => "ESELF",
+            Error::Exists => "EEXIST",
         }
     }
 

@@ -44,7 +44,12 @@ pub mod state_code {
     pub const SLEEPING: u8 = 7;
     pub const JOINING: u8 = 8;
     pub const DEAD: u8 = 9;
+    /// Waiting for VM; the argument is the address with the access in bits 60..62.
+    pub const WAITING_FOR_VM: u8 = 10;
 }
+
+/// Where `encode_state` puts a VM wait's access in the argument (above any user address).
+pub const VM_ACCESS_SHIFT: u32 = 60;
 
 /// A thread's cumulative counters since it was created: the one definition used by the
 /// snapshot record ([`ThreadRecord::counters`]) and, unchanged, by the monitor protocol
@@ -154,6 +159,15 @@ pub const fn encode_state(state: &ThreadState) -> (u8, Endpoint, u64) {
         ThreadState::Sleeping { until_ns } => (state_code::SLEEPING, Endpoint::NONE, until_ns),
         ThreadState::Joining { thread } => (state_code::JOINING, thread, 0),
         ThreadState::Dead { exit_code } => (state_code::DEAD, Endpoint::NONE, exit_code),
+        ThreadState::WaitingForVm {
+            vm,
+            address,
+            access,
+        } => (
+            state_code::WAITING_FOR_VM,
+            vm,
+            address | ((access as u64) << VM_ACCESS_SHIFT),
+        ),
     }
 }
 
@@ -174,6 +188,14 @@ pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<T
         state_code::JOINING => ThreadState::Joining { thread: target },
         state_code::DEAD => ThreadState::Dead {
             exit_code: argument,
+        },
+        state_code::WAITING_FOR_VM => ThreadState::WaitingForVm {
+            vm: target,
+            address: argument & ((1 << VM_ACCESS_SHIFT) - 1),
+            access: match crate::vm::FaultAccess::from_u8((argument >> VM_ACCESS_SHIFT) as u8) {
+                Some(access) => access,
+                None => return None,
+            },
         },
         _ => return None,
     })
@@ -224,10 +246,24 @@ mod tests {
             ThreadState::Sleeping { until_ns: 99 },
             ThreadState::Joining { thread: t },
             ThreadState::Dead { exit_code: 3 },
+            ThreadState::WaitingForVm {
+                vm: Endpoint::new(1, 1),
+                address: 0x7eff_fffb_f000,
+                access: crate::vm::FaultAccess::Execute,
+            },
         ] {
             let (code, target, argument) = encode_state(&state);
             assert_eq!(decode_state(code, target, argument), Some(state));
         }
         assert_eq!(decode_state(200, Endpoint::NONE, 0), None);
+        // A VM wait whose access bits are no access is refused, not guessed.
+        assert_eq!(
+            decode_state(
+                state_code::WAITING_FOR_VM,
+                Endpoint::NONE,
+                3 << VM_ACCESS_SHIFT
+            ),
+            None
+        );
     }
 }

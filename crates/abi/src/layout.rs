@@ -13,6 +13,10 @@ pub const USER_END: u64 = 0x0000_8000_0000_0000;
 pub const HEAP_BASE: u64 = 0x0000_2000_0000_0000;
 /// Largest heap a process can have (its memory limit is usually lower).
 pub const HEAP_MAX: u64 = 1 << 36;
+/// The user runtime's heap: `[HEAP_BASE, HEAP_BASE + RUNTIME_HEAP_BYTES)`. The kernel maps
+/// it at process creation unless the VM server serves the process, which then maps its
+/// pages on first touch.
+pub const RUNTIME_HEAP_BYTES: u64 = 4 << 20;
 /// Where anonymous and shared-memory mappings a process asks VM for are placed.
 pub const MAPPING_AREA_START: u64 = 0x0000_3000_0000_0000;
 /// End (exclusive) of the mapping area.

@@ -13,6 +13,7 @@ pub mod qemu_exit;
 pub mod syscall;
 pub mod trace;
 pub mod user_memory;
+pub mod vm;
 pub mod wait;
 
 pub use endpoint::Endpoint;

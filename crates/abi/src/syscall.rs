@@ -10,6 +10,7 @@ use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::message::Message;
 use crate::user_memory::{Pod, UserPtr, UserSlice};
+use crate::vm::{MapFlags, PageRange, Pid};
 
 /// A value carried in system-call argument registers: decoded once by the kernel at the
 /// boundary, encoded by user/rt from the same definition.
@@ -353,6 +354,24 @@ calls! {
     /// (mask) → the previous mask. Sets which trace event kinds are recorded (bit
     /// `EventKind as u16`); unknown bits are ignored.
     TraceMask = 4 => TraceMaskArgs { mask: u64 }
+    /// (pid, start, pages, flags) → 0. VM: maps fresh zeroed frames at every page of the
+    /// range in process `pid` (charged to it). `Exists` if any page is already mapped
+    /// (nothing changes), `OutOfResources` if the frames are not there (nothing changes).
+    VmMap = 5 => VmMapArgs { process: Pid, range: PageRange, flags: MapFlags }
+    /// (pid, start, pages) → pages unmapped. VM: unmaps the range's mapped pages and
+    /// returns their frames to the allocator.
+    VmUnmap = 6 => VmUnmapArgs { process: Pid, range: PageRange }
+    /// (pid, start, pages, flags) → pages changed. VM: sets the access of the range's
+    /// mapped pages.
+    VmProtect = 7 => VmProtectArgs { process: Pid, range: PageRange, flags: MapFlags }
+    /// (pid, start, pages) → pages mapped in the range.
+    VmQuery = 8 => VmQueryArgs { process: Pid, range: PageRange }
+    /// (thread) → 0. VM: the fault of `thread` (waiting for VM) is handled; the faulting
+    /// instruction runs again. `InvalidArgument` if the thread is not waiting for VM.
+    VmResume = 9 => VmResumeArgs { thread: Endpoint }
+    /// (thread) → 0. VM: the fault of `thread` is invalid; it becomes an exception for its
+    /// process (today: the process is killed with a report).
+    VmFail = 10 => VmFailArgs { thread: Endpoint }
 }
 
 impl KernelCall {

@@ -1,6 +1,7 @@
 //! Why a thread is not running: the wait reasons introspection and deadlock detection read.
 
 use crate::endpoint::Endpoint;
+use crate::vm::FaultAccess;
 
 /// Scheduling state of a thread, with the target of any wait. Every blocked state names
 /// what the thread waits for and, where there is one, on whom.
@@ -25,6 +26,12 @@ pub enum ThreadState {
     Sleeping { until_ns: u64 },
     /// Waiting in ThreadJoin for `thread` to exit.
     Joining { thread: Endpoint },
+    /// Waiting for the VM server `vm` to resolve a page fault at `address`.
+    WaitingForVm {
+        vm: Endpoint,
+        address: u64,
+        access: FaultAccess,
+    },
     /// Exited; the slot is kept until joined (or reaped with its process).
     Dead { exit_code: u64 },
 }
@@ -43,6 +50,7 @@ impl ThreadState {
             }
             ThreadState::Mutex { owner, .. } => Some(owner),
             ThreadState::Joining { thread } => Some(thread),
+            ThreadState::WaitingForVm { vm, .. } => Some(vm),
             _ => None,
         }
     }

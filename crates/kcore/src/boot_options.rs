@@ -5,7 +5,8 @@
 //! - `name=NAME` — process name (1..=32 bytes, no `/`);
 //! - `prio=N` — priority 0 (most urgent) … 15, default 8;
 //! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
-//!   `shutdown`, `snapshot`, `tracemask`); default none;
+//!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
+//!   VmQuery, VmResume and VmFail); default none;
 //! - `ipc=all|none|a+b` — processes (by name) it may send to; default all.
 //!
 //! Everything after ` -- ` is the program's argument string. Unknown keys and bad values
@@ -93,6 +94,14 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
         "shutdown" => KernelCall::Shutdown.mask_bit(),
         "snapshot" => KernelCall::Snapshot.mask_bit(),
         "tracemask" => KernelCall::TraceMask.mask_bit(),
+        "vm" => {
+            KernelCall::VmMap.mask_bit()
+                | KernelCall::VmUnmap.mask_bit()
+                | KernelCall::VmProtect.mask_bit()
+                | KernelCall::VmQuery.mask_bit()
+                | KernelCall::VmResume.mask_bit()
+                | KernelCall::VmFail.mask_bit()
+        }
         _ => return None,
     })
 }

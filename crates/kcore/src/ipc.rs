@@ -42,8 +42,9 @@
 //! Details this implementation fixes:
 //! - Order of checks: destination/source endpoint first, then the caller's buffer.
 //!   `send_receive` needs a buffer that is both readable and writable. `receive(from)`
-//!   accepts ANY, CLOCK or a live thread other than the caller (NONE/KERNEL/other special
-//!   → BadEndpoint, self → SelfTarget); `may_send` is not consulted for receiving.
+//!   accepts ANY, CLOCK, KERNEL (messages the kernel composes, such as page faults for the
+//!   VM server) or a live thread other than the caller (NONE/other special → BadEndpoint,
+//!   self → SelfTarget); `may_send` is not consulted for receiving.
 //! - A queued sender's message is read when the receiver takes it. If a partner's buffer
 //!   faults at that moment (it was unmapped while the partner waited), the partner's call
 //!   fails with Fault and the operation goes on as if the partner had not been waiting:
@@ -65,8 +66,10 @@ use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
 // and special-endpoint handling cost ~20 instructions per system call on this hot path
 // (measured with `cargo xtask bench`); a test keeps the two encodings identical.
 use vigil_abi::introspect::state_code as kind;
+use vigil_abi::introspect::VM_ACCESS_SHIFT;
 use vigil_abi::message::KIND_NOTIFY;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
+use vigil_abi::vm::FaultAccess;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error, Message};
 
@@ -125,6 +128,17 @@ pub trait IpcEnvironment {
     /// result in its saved registers and makes it runnable. Called after the table has set
     /// the thread's state to Ready.
     fn unblock(&mut self, thread: ThreadSlot, result: Result<u64, Error>);
+    /// A message the kernel itself has for `receiver` (page faults and process exits for
+    /// the VM server), if any: looked at by `receive` after pending notifications, and
+    /// taken with `consume_kernel_message` once it is delivered. The default has none.
+    fn peek_kernel_message(&mut self, receiver: ThreadSlot) -> Option<Message> {
+        let _ = receiver;
+        None
+    }
+    /// The message `peek_kernel_message` returned was delivered.
+    fn consume_kernel_message(&mut self, receiver: ThreadSlot) {
+        let _ = receiver;
+    }
     /// Whether `from`'s process may send to `to`'s process (privilege mask).
     fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool;
     /// Kernel time, for notification payloads.
@@ -266,6 +280,15 @@ impl Slot {
             kind::DEAD => ThreadState::Dead {
                 exit_code: self.arg1,
             },
+            kind::WAITING_FOR_VM => ThreadState::WaitingForVm {
+                vm: target,
+                address: self.arg1 & ((1 << VM_ACCESS_SHIFT) - 1),
+                // Only `set_state` writes the bits, from a `FaultAccess`.
+                access: match FaultAccess::from_u8((self.arg1 >> VM_ACCESS_SHIFT) as u8) {
+                    Some(access) => access,
+                    None => FaultAccess::Read,
+                },
+            },
             _ => ThreadState::Free,
         }
     }
@@ -282,6 +305,15 @@ impl Slot {
             ThreadState::Sleeping { until_ns } => (kind::SLEEPING, 0, until_ns),
             ThreadState::Joining { thread } => (kind::JOINING, thread.0, 0),
             ThreadState::Dead { exit_code } => (kind::DEAD, 0, exit_code),
+            ThreadState::WaitingForVm {
+                vm,
+                address,
+                access,
+            } => (
+                kind::WAITING_FOR_VM,
+                vm.0,
+                address | ((access as u64) << VM_ACCESS_SHIFT),
+            ),
         };
         self.kind = code;
         self.arg0 = target;
@@ -516,7 +548,18 @@ impl ThreadTable {
             return Outcome::Complete(Ok(0));
         }
 
-        // 2. Queued senders, FIFO.
+        // 2. Messages from the kernel itself (source KERNEL).
+        if matches(from, Endpoint::KERNEL) {
+            if let Some(message) = env.peek_kernel_message(caller) {
+                if let Err(e) = env.write_message(caller, buffer, &message) {
+                    return Outcome::Complete(Err(e));
+                }
+                env.consume_kernel_message(caller);
+                return Outcome::Complete(Ok(0));
+            }
+        }
+
+        // 3. Queued senders, FIFO.
         let mut cursor = unlink(self.slots[caller.index()].queue_head);
         let mut steps = 0;
         while let Some(sender) = cursor {
@@ -554,12 +597,12 @@ impl ThreadTable {
             cursor = next;
         }
 
-        // 3. Pending asynchronous messages.
+        // 4. Pending asynchronous messages.
         if let Some(result) = self.take_async(env, caller, buffer, from, false) {
             return Outcome::Complete(result.map(|()| 0));
         }
 
-        // 4. Block.
+        // 5. Block.
         let slot = &mut self.slots[caller.index()];
         slot.set_state(ThreadState::Receiving { from });
         slot.buffer = buffer;
@@ -747,6 +790,55 @@ impl ThreadTable {
     pub fn wake_sleeper(&mut self, env: &mut impl IpcEnvironment, slot: ThreadSlot) {
         if self.slots[slot.index()].kind == kind::SLEEPING {
             self.wake(env, slot, Ok(0));
+        }
+    }
+
+    /// Blocks `caller` waiting for the VM server `vm` to resolve a fault at `address` (the
+    /// kernel then tells VM). The thread is on no queue; only `release_from_vm` or `exit`
+    /// ends the wait.
+    pub fn wait_for_vm(
+        &mut self,
+        caller: ThreadSlot,
+        vm: Endpoint,
+        address: u64,
+        access: FaultAccess,
+    ) -> Outcome {
+        self.debug_check_caller(caller);
+        self.slots[caller.index()].set_state(ThreadState::WaitingForVm {
+            vm,
+            address,
+            access,
+        });
+        Outcome::Blocked
+    }
+
+    /// Ends `thread`'s wait for VM: it is Ready again, its registers untouched (the
+    /// faulting instruction runs again; the kernel requeues it). `false` if it was not
+    /// waiting for VM.
+    pub fn release_from_vm(&mut self, thread: ThreadSlot) -> bool {
+        let slot = &mut self.slots[thread.index()];
+        if slot.kind != kind::WAITING_FOR_VM {
+            return false;
+        }
+        slot.set_state(ThreadState::Ready);
+        true
+    }
+
+    /// A message from the kernel (source KERNEL) for `destination`, delivered now if it is
+    /// receiving from ANY or KERNEL: `true` if it was (the receiver is unblocked); `false`
+    /// and nothing changed otherwise, and the kernel keeps the message for the receiver's
+    /// next `receive` (`IpcEnvironment::peek_kernel_message`).
+    pub fn deliver_from_kernel(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        destination: ThreadSlot,
+        message: &Message,
+    ) -> bool {
+        match self.slots[destination.index()].state() {
+            ThreadState::Receiving { from } if matches(from, Endpoint::KERNEL) => {
+                self.deliver(env, destination, message)
+            }
+            _ => false,
         }
     }
 
@@ -944,7 +1036,7 @@ impl ThreadTable {
 
     /// Checks a receive filter: ANY, a kernel source, or a live thread other than the caller.
     fn check_source(&self, caller: ThreadSlot, from: Endpoint) -> Result<(), Error> {
-        if from == Endpoint::ANY || from == Endpoint::CLOCK {
+        if from == Endpoint::ANY || from == Endpoint::CLOCK || from == Endpoint::KERNEL {
             return Ok(());
         }
         if self.resolve(from)? == caller {
@@ -1387,6 +1479,8 @@ mod tests {
         denied: HashSet<(ThreadSlot, ThreadSlot)>,
         unblocks: Vec<(ThreadSlot, Result<u64, Error>)>,
         now: u64,
+        /// Messages the "kernel" holds for a receiver, oldest first.
+        kernel_messages: HashMap<ThreadSlot, std::collections::VecDeque<Message>>,
     }
 
     impl TestEnv {
@@ -1505,6 +1599,16 @@ mod tests {
 
         fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
             !self.denied.contains(&(from, to))
+        }
+
+        fn peek_kernel_message(&mut self, receiver: ThreadSlot) -> Option<Message> {
+            self.kernel_messages.get(&receiver)?.front().copied()
+        }
+
+        fn consume_kernel_message(&mut self, receiver: ThreadSlot) {
+            if let Some(queue) = self.kernel_messages.get_mut(&receiver) {
+                queue.pop_front();
+            }
         }
 
         fn now_ns(&self) -> u64 {
@@ -1921,7 +2025,6 @@ mod tests {
         let mut w = World::new();
         let [(r, er), (s, es)] = w.spawn_n();
         assert_eq!(w.recv(r, Endpoint::NONE), err(Error::BadEndpoint));
-        assert_eq!(w.recv(r, Endpoint::KERNEL), err(Error::BadEndpoint));
         assert_eq!(
             w.recv(r, Endpoint::new(MAX_THREADS as u16, 1)),
             err(Error::BadEndpoint)
@@ -2056,6 +2159,101 @@ mod tests {
         assert_eq!(w.inbox(r).source, e2);
         assert_eq!(w.unblocks(), [(s1, Err(Error::Fault)), (s2, Ok(0))]);
         assert_eq!(w.t.state(s1), ThreadState::Ready);
+    }
+
+    // ----- Waiting for VM and messages from the kernel -----
+
+    fn kernel_message(word: u64) -> Message {
+        let mut m = Message::with_payload(0xffff_0002, [word, 0, 0, 0, 0, 0]);
+        m.source = Endpoint::KERNEL;
+        m
+    }
+
+    #[test]
+    fn a_thread_waits_for_vm_until_released_with_its_registers_untouched() {
+        let mut w = World::new();
+        let [(t, _), (_, vm)] = w.spawn_n();
+        let access = FaultAccess::Write;
+        assert_eq!(
+            w.t.wait_for_vm(t, vm, 0x2000_0000_0010, access),
+            Outcome::Blocked
+        );
+        let state = w.t.state(t);
+        assert_eq!(
+            state,
+            ThreadState::WaitingForVm {
+                vm,
+                address: 0x2000_0000_0010,
+                access
+            }
+        );
+        assert_eq!(state.waits_on(), Some(vm));
+        assert!(w.t.release_from_vm(t));
+        assert_eq!(w.t.state(t), ThreadState::Ready);
+        // Released threads are not unblocked through the environment: no result is written.
+        assert!(w.unblocks().is_empty());
+        assert!(!w.t.release_from_vm(t), "a second release finds no wait");
+    }
+
+    #[test]
+    fn a_thread_waiting_for_vm_can_exit() {
+        let mut w = World::new();
+        let [(t, _), (_, vm)] = w.spawn_n();
+        w.t.wait_for_vm(t, vm, 0x5000, FaultAccess::Read);
+        w.t.exit(&mut w.env, t, 9);
+        assert_eq!(w.t.state(t), ThreadState::Dead { exit_code: 9 });
+        assert!(!w.t.release_from_vm(t));
+    }
+
+    #[test]
+    fn kernel_messages_reach_a_receiver_of_any_or_kernel_only() {
+        let mut w = World::new();
+        let [(r, _), (other, eo)] = w.spawn_n();
+        // Receiving from a specific thread: not delivered, nothing changes.
+        assert_eq!(w.recv(r, eo), Outcome::Blocked);
+        assert!(!w.t.deliver_from_kernel(&mut w.env, r, &kernel_message(1)));
+        assert_eq!(w.t.state(r), ThreadState::Receiving { from: eo });
+        w.t.exit(&mut w.env, other, 0);
+        w.unblocks();
+        // Receiving from KERNEL: delivered at once.
+        let mut w = World::new();
+        let [(r, _)] = w.spawn_n();
+        assert_eq!(w.recv(r, Endpoint::KERNEL), Outcome::Blocked);
+        assert!(w.t.deliver_from_kernel(&mut w.env, r, &kernel_message(2)));
+        assert_eq!(w.unblocks(), [(r, Ok(0))]);
+        assert_eq!(w.inbox(r).payload[0], 2);
+        assert_eq!(w.inbox(r).source, Endpoint::KERNEL);
+    }
+
+    #[test]
+    fn receive_takes_a_held_kernel_message_after_notifications_and_before_senders() {
+        let mut w = World::new();
+        let [(r, er), (s, _), (n, _)] = w.spawn_n();
+        w.env
+            .kernel_messages
+            .entry(r)
+            .or_default()
+            .extend([kernel_message(7), kernel_message(8)]);
+        w.load(s, 5, 55);
+        assert_eq!(w.send(s, er), Outcome::Blocked);
+        assert_eq!(w.t.notify(&mut w.env, n, er), Ok(0));
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert!(w.inbox(r).is_notification());
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).payload[0], 7);
+        assert_eq!(w.recv(r, Endpoint::KERNEL), DONE_OK);
+        assert_eq!(w.inbox(r).payload[0], 8);
+        // The queue is empty now: the sender's message comes next.
+        assert_eq!(w.recv(r, Endpoint::ANY), DONE_OK);
+        assert_eq!(w.inbox(r).payload[0], 55);
+        // A receive from one thread does not take kernel messages.
+        w.env
+            .kernel_messages
+            .entry(r)
+            .or_default()
+            .push_back(kernel_message(9));
+        assert_eq!(w.recv(r, Endpoint::new(s.get(), 1)), Outcome::Blocked);
+        assert_eq!(w.env.kernel_messages[&r].len(), 1);
     }
 
     // ----- Notifications -----
@@ -2920,7 +3118,8 @@ mod tests {
                     }
                 }
                 ThreadState::Receiving { from } => {
-                    if from != Endpoint::ANY && from != Endpoint::CLOCK {
+                    if from != Endpoint::ANY && from != Endpoint::CLOCK && from != Endpoint::KERNEL
+                    {
                         let p = t.resolve(from).expect("receiving from a dead thread");
                         assert_ne!(p, s);
                     }

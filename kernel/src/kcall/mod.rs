@@ -9,6 +9,7 @@ mod safe_copy;
 mod shutdown;
 mod snapshot;
 mod trace_mask;
+mod vm;
 
 use crate::syscall::Next;
 use crate::system::Kernel;
@@ -50,6 +51,12 @@ impl Kernel {
             KernelCallArgs::Shutdown(args) => shutdown::run(self, caller, args),
             KernelCallArgs::Snapshot(args) => snapshot::run(self, caller, args),
             KernelCallArgs::TraceMask(args) => trace_mask::run(self, caller, args),
+            KernelCallArgs::VmMap(args) => vm::map(self, caller, args),
+            KernelCallArgs::VmUnmap(args) => vm::unmap(self, caller, args),
+            KernelCallArgs::VmProtect(args) => vm::protect(self, caller, args),
+            KernelCallArgs::VmQuery(args) => vm::query(self, caller, args),
+            KernelCallArgs::VmResume(args) => vm::resume(self, caller, args),
+            KernelCallArgs::VmFail(args) => vm::fail(self, caller, args),
         }
     }
 }

@@ -95,6 +95,7 @@ pub fn state_name(state: Option<ThreadState>) -> &'static str {
         Some(ThreadState::Sleeping { .. }) => "sleep",
         Some(ThreadState::Joining { .. }) => "join",
         Some(ThreadState::Dead { .. }) => "dead",
+        Some(ThreadState::WaitingForVm { .. }) => "vm",
     }
 }
 
@@ -120,6 +121,15 @@ pub fn state_text(state: Option<ThreadState>, labels: &Labels, now_ns: u64) -> S
         }
         ThreadState::Joining { thread } => format!("join {}", labels.thread(thread.0)),
         ThreadState::Dead { exit_code } => format!("dead (exit {})", exit_code as i64),
+        ThreadState::WaitingForVm {
+            vm,
+            address,
+            access,
+        } => format!(
+            "waiting for VM {}: page fault at {address:#x} ({})",
+            labels.thread(vm.0),
+            access.name()
+        ),
     }
 }
 

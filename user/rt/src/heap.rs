@@ -1,25 +1,21 @@
-//! The global allocator: `linked_list_allocator`'s heap over a 4 MiB arena in .bss, behind
-//! the runtime's own [`Mutex`] (so contended allocation sleeps in the kernel, not spins).
+//! The global allocator: `linked_list_allocator`'s heap over the process's heap region
+//! (`layout::HEAP_BASE`, `RUNTIME_HEAP_BYTES`), behind the runtime's own [`Mutex`] (so
+//! contended allocation sleeps in the kernel, not spins).
+//!
+//! The region is mapped by the kernel at process creation, or — when the VM server serves
+//! the process — page by page on first touch: the heap then grows through VM, and only
+//! the pages the allocator has touched are resident.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
 use linked_list_allocator::Heap;
+use vigil_abi::layout::{HEAP_BASE, RUNTIME_HEAP_BYTES};
 
 use crate::sync::Mutex;
 
-/// Size of the heap arena.
-pub const HEAP_SIZE: usize = 4 << 20;
-
-/// The arena's bytes; only the allocator touches them, through the pointer it was given.
-#[repr(C, align(4096))]
-struct Arena(UnsafeCell<[u8; HEAP_SIZE]>);
-
-// SAFETY: the arena is only accessed through the heap, which the mutex serialises.
-unsafe impl Sync for Arena {}
-
-static ARENA: Arena = Arena(UnsafeCell::new([0; HEAP_SIZE]));
+/// Size of the heap region.
+pub const HEAP_SIZE: usize = RUNTIME_HEAP_BYTES as usize;
 
 /// The process-wide allocator.
 pub struct RuntimeAllocator {
@@ -37,14 +33,15 @@ impl RuntimeAllocator {
 /// Gives the heap its arena the first time it is needed.
 fn ensure_initialised(heap: &mut Heap) {
     if heap.size() == 0 {
-        // SAFETY: the arena is a static of HEAP_SIZE bytes used by nothing but this heap,
-        // and this runs once (the size is non-zero afterwards), under the heap's lock.
-        unsafe { heap.init(ARENA.0.get().cast::<u8>(), HEAP_SIZE) };
+        // SAFETY: the kernel reserves [HEAP_BASE, HEAP_BASE + HEAP_SIZE) of every process
+        // for this heap (mapped, or provided by VM on first touch) and nothing else uses it;
+        // this runs once (the size is non-zero afterwards), under the heap's lock.
+        unsafe { heap.init(HEAP_BASE as *mut u8, HEAP_SIZE) };
     }
 }
 
 // SAFETY: allocation and deallocation go through `linked_list_allocator::Heap`, which hands
-// out disjoint blocks of the arena fitting the layout; the mutex serialises access to it.
+// out disjoint blocks of the region fitting the layout; the mutex serialises access to it.
 unsafe impl GlobalAlloc for RuntimeAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut heap = self.heap.lock();

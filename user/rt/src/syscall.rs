@@ -15,6 +15,7 @@ use core::sync::atomic::AtomicU32;
 use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::syscall::*;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
+use vigil_abi::vm::{MapFlags, PageRange, Pid};
 use vigil_abi::{Endpoint, Error, Message};
 
 /// System call with no arguments.
@@ -515,4 +516,76 @@ pub fn trace_mask(mask: u64) -> Result<u64, Error> {
     let r = kernel_call_registers(TraceMaskArgs::CALL, TraceMaskArgs { mask }.encode());
     // SAFETY: no memory is involved.
     decode(unsafe { syscall2(KernelCallTrapArgs::CALL as u64, r[0], r[1]) })
+}
+
+/// A kernel call that touches no memory of the caller: all six registers, decoded result.
+fn memory_call(call: KernelCall, arguments: [u64; 5]) -> Result<u64, Error> {
+    let r = kernel_call_registers(call, arguments);
+    // SAFETY: the VM kernel calls read and write only page tables, never the caller's
+    // memory through these registers.
+    decode(unsafe {
+        syscall6(
+            KernelCallTrapArgs::CALL as u64,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+        )
+    })
+}
+
+/// `KernelCall VmMap` (VM only): fresh zeroed frames at every page of `range` in `pid`.
+pub fn vm_map(pid: Pid, range: PageRange, flags: MapFlags) -> Result<u64, Error> {
+    let arguments = VmMapArgs {
+        process: pid,
+        range,
+        flags,
+    };
+    memory_call(VmMapArgs::CALL, arguments.encode())
+}
+
+/// `KernelCall VmUnmap` (VM only): unmaps `range` in `pid`; returns the pages unmapped.
+pub fn vm_unmap(pid: Pid, range: PageRange) -> Result<u64, Error> {
+    memory_call(
+        VmUnmapArgs::CALL,
+        VmUnmapArgs {
+            process: pid,
+            range,
+        }
+        .encode(),
+    )
+}
+
+/// `KernelCall VmProtect` (VM only): new access for the mapped pages of `range`.
+pub fn vm_protect(pid: Pid, range: PageRange, flags: MapFlags) -> Result<u64, Error> {
+    let arguments = VmProtectArgs {
+        process: pid,
+        range,
+        flags,
+    };
+    memory_call(VmProtectArgs::CALL, arguments.encode())
+}
+
+/// `KernelCall VmQuery` (VM only): the number of mapped pages in `range` of `pid`.
+pub fn vm_query(pid: Pid, range: PageRange) -> Result<u64, Error> {
+    memory_call(
+        VmQueryArgs::CALL,
+        VmQueryArgs {
+            process: pid,
+            range,
+        }
+        .encode(),
+    )
+}
+
+/// `KernelCall VmResume` (VM only): `thread`'s fault is handled.
+pub fn vm_resume(thread: Endpoint) -> Result<u64, Error> {
+    memory_call(VmResumeArgs::CALL, VmResumeArgs { thread }.encode())
+}
+
+/// `KernelCall VmFail` (VM only): `thread`'s fault is invalid.
+pub fn vm_fail(thread: Endpoint) -> Result<u64, Error> {
+    memory_call(VmFailArgs::CALL, VmFailArgs { thread }.encode())
 }

@@ -135,6 +135,28 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "vm-demand",
+        // The heap grows through the VM server: exactly one page per page touched.
+        check: check_vm_demand,
+        programs: &["vm kcalls=vm", "vm_demand kcalls=snapshot+shutdown"],
+        ..USER
+    },
+    Scenario {
+        name: "vm-stack",
+        // A stack grows through VM down to its guard page; past it VM refuses the fault,
+        // the kernel reports it and kills only that process; a null dereference through VM
+        // is refused the same way, and the survivor runs on.
+        check: check_vm_stack,
+        programs: &[
+            "vm kcalls=vm",
+            "survivor prio=2 kcalls=shutdown",
+            "vm_stack name=grower -- grow",
+            "vm_stack name=overflower -- overflow",
+            "crash_null",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -280,6 +302,38 @@ fn check_preempt(console: &Console) -> Result<(), String> {
     require_success_shutdown(console, "preempt_driver")
 }
 
+fn check_vm_demand(console: &Console) -> Result<(), String> {
+    console.require("vm: 'vm' serves page faults")?;
+    console.require("vm: serving page faults at ")?;
+    console.require("vm_demand: PASS touched 256 heap pages: ")?;
+    console.require("(+256)")?;
+    console.forbid("vm: pid")?;
+    require_success_shutdown(console, "vm_demand")
+}
+
+fn check_vm_stack(console: &Console) -> Result<(), String> {
+    // 40 pages of stack beyond the 16 KiB the kernel mapped came from VM.
+    console.require("grower: vm_stack: grew the stack through 40 pages")?;
+    // The unbounded recursion reached the guard page: VM said why, the kernel reported
+    // the fault with VM's refusal and killed only that process.
+    console.require_line_with(&["vm: pid ", "invalid ", "stack overflow"])?;
+    console.require_line_with(&["user fault: #PF", "process 'overflower'"])?;
+    console.require("refused by VM: no memory of the process is there")?;
+    console.require_line_with(&["process 'overflower' (pid ", "killed by #PF"])?;
+    console.forbid("vm_stack: FAIL")?;
+    // A null dereference is no region of VM's: refused and reported the same way.
+    console.require_line_with(&["vm: pid ", "invalid read at 0x0 ", "no memory region there"])?;
+    // Its two page faults: the runtime's first heap page (served by VM), then address 0.
+    console.require_line_with(&[
+        "process 'crash_null' (pid ",
+        "killed by #PF",
+        ": 2 page faults",
+    ])?;
+    console.require_line_with(&["cr2=0x0000000000000000"])?;
+    console.require("survivor: survivor: PASS alive after ")?;
+    require_success_shutdown(console, "survivor")
+}
+
 fn check_crash(console: &Console) -> Result<(), String> {
     // Both crashes are reported by the kernel as user faults naming the process…
     console.require_line_with(&["user fault: #PF", "(vector 14)", "process 'crash_null'"])?;
@@ -371,17 +425,26 @@ mod tests {
         Console::from_texts(texts)
     }
 
-    /// The program sources in user/programs/src/bin (file stems of `*.rs`).
+    /// The program sources in user/programs/src/bin (file stems of `*.rs`) and the servers
+    /// in user/servers (`NAME/main.rs`).
     fn program_sources() -> BTreeSet<String> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../user/programs/src/bin");
-        std::fs::read_dir(&dir)
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = root.join("user/programs/src/bin");
+        let mut sources: BTreeSet<String> = std::fs::read_dir(&dir)
             .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
             .map(|entry| entry.expect("directory entry").path())
             .filter_map(|path| {
                 let stem = path.file_stem()?.to_str()?.to_string();
                 (path.extension()? == "rs").then_some(stem)
             })
-            .collect()
+            .collect();
+        let servers = crate::user::server_names(&root.join("user/servers")).expect("user/servers");
+        assert!(
+            servers.contains(&"vm".to_string()),
+            "the VM server: {servers:?}"
+        );
+        sources.extend(servers);
+        sources
     }
 
     #[test]
@@ -398,7 +461,8 @@ mod tests {
                 assert!(
                     sources.contains(program),
                     "scenario {} boots {program:?}, but there is no \
-                     user/programs/src/bin/{program}.rs (programs: {sources:?})",
+                     user/programs/src/bin/{program}.rs or user/servers/{program}/main.rs \
+                     (programs: {sources:?})",
                     scenario.name
                 );
             }

@@ -261,6 +261,14 @@ impl AddressSpace {
         Ok(AddressSpace { tables })
     }
 
+    /// Replaces the leaf flags of the 4 KiB mapping at `virt` (PRESENT is kept); returns the
+    /// previous flags, or None if `virt` has no 4 KiB mapping.
+    pub fn protect(&mut self, virt: u64, leaf_flags: u64) -> Option<u64> {
+        let previous = self.tables.protect(&mut DirectMap, virt, leaf_flags)?;
+        cpu::invlpg(virt);
+        Some(previous)
+    }
+
     /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped.
     pub fn unmap(&mut self, virt: u64) -> Option<Frame> {
         let frame = self.tables.unmap(&mut DirectMap, virt)?;

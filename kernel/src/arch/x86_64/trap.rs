@@ -290,6 +290,7 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
     let report = crate::fault::FaultReport {
         frame,
         place: crate::fault::FaultPlace::Kernel,
+        fault_address: super::cpu::read_cr2(),
     };
     report.print();
     let (addresses, count) = crate::backtrace::print(Some(frame.rip), frame.rbp);

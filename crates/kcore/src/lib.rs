@@ -20,3 +20,4 @@ pub mod sched;
 pub mod timer;
 pub mod trace;
 pub mod usercopy;
+pub mod watchdog;

@@ -54,6 +54,7 @@ impl Kernel {
             thread.quantum_left = policy::tick(thread.quantum_left);
         }
         crate::monitor::poll(self);
+        crate::selftest::on_tick();
     }
 
     /// Decides what runs next. Returns the slot to run, or None to idle. The current thread

@@ -150,3 +150,66 @@ pub static KERNEL: crate::lock::Mutex<Kernel> =
 
 // The mutex lock word stores the owner's slot + 1 in 16 bits.
 const _: () = assert!(MAX_THREADS < vigil_abi::syscall::mutex_word::OWNER_MASK as usize);
+
+/// The thread that was on the CPU when the NMI watchdog struck, as its report names it.
+pub struct InterruptedThread {
+    pub endpoint: Endpoint,
+    pub pid: u32,
+    name: [u8; NAME_BYTES],
+    name_len: usize,
+}
+
+impl InterruptedThread {
+    /// The process name (`?` if it was caught half-written).
+    pub fn process_name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+}
+
+/// Who was current, read from NMI context without ever waiting for the kernel lock: with
+/// the lock if it is free, else through `data_while_held` (a lockup inside the kernel holds
+/// it). Returns the thread (None while idle) and whether the lock was held.
+pub fn interrupted_thread() -> (Option<InterruptedThread>, bool) {
+    let guard = KERNEL.try_lock();
+    let held = guard.is_none();
+    let kernel: *const Kernel = match &guard {
+        Some(guard) => &**guard,
+        // SAFETY: called only by the NMI handler, under which the lock's holder (the
+        // interrupted code) cannot run; only integers and byte arrays are read below (and
+        // `current`, an Option<u16> whose every torn state is still a valid value), and
+        // each index is bounds-checked.
+        None => unsafe { KERNEL.data_while_held() },
+    };
+    // SAFETY: `kernel` points at the static's value (see above for the unlocked case).
+    // `addr_of!` projects to the fields without creating references.
+    let current = unsafe { core::ptr::addr_of!((*kernel).current).read_volatile() };
+    let Some(slot) = current.filter(|&slot| usize::from(slot) < MAX_THREADS) else {
+        return (None, held);
+    };
+    // SAFETY: as above; `slot` is in range.
+    let (endpoint, process) = unsafe {
+        let thread = core::ptr::addr_of!((*kernel).threads[usize::from(slot)]);
+        (
+            core::ptr::addr_of!((*thread).endpoint).read_volatile(),
+            usize::from(core::ptr::addr_of!((*thread).process).read_volatile()),
+        )
+    };
+    let mut found = InterruptedThread {
+        endpoint,
+        pid: 0,
+        name: [0; NAME_BYTES],
+        name_len: 0,
+    };
+    if process < MAX_PROCESSES {
+        // SAFETY: as above; `process` is in range, and the name length is clamped.
+        unsafe {
+            let process = core::ptr::addr_of!((*kernel).processes[process]);
+            found.pid = core::ptr::addr_of!((*process).pid).read_volatile();
+            found.name = core::ptr::addr_of!((*process).name).read_volatile();
+            found.name_len = core::ptr::addr_of!((*process).name_len)
+                .read_volatile()
+                .min(NAME_BYTES);
+        }
+    }
+    (Some(found), held)
+}

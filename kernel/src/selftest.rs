@@ -52,7 +52,7 @@ const HOOKS: [(&str, &str); 13] = [
     ),
     (
         "lockup-tick",
-        "boot the programs, then spin in the timer tick at 1 s (a lockup under the kernel lock with a thread current)",
+        "boot the programs, then spin in the timer tick at 2 s (a lockup under the kernel lock with a thread current)",
     ),
     (
         "watchdog-idle",
@@ -90,7 +90,7 @@ const TICK_HOOK_BUSY_CHECK: u8 = 2;
 pub fn run(name: &str, boot: &BootInfo) {
     info!("selftest: running '{name}'");
     match name {
-        "lockup-tick" => arm_tick_hook(TICK_HOOK_LOCKUP, 1),
+        "lockup-tick" => arm_tick_hook(TICK_HOOK_LOCKUP, 2),
         "watchdog-busy" => arm_tick_hook(TICK_HOOK_BUSY_CHECK, 3),
         "lockup" => lockup(),
         "lockup-locked" => lockup_locked(),

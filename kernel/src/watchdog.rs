@@ -71,6 +71,22 @@ pub fn stats() -> Stats {
     }
 }
 
+/// Logs the NMI counters (at shutdown, for the bench's NMI rate): `watchdog: N NMIs (M
+/// unclaimed) in T ms, L lockups`.
+pub fn log_stats() {
+    if !running() {
+        return;
+    }
+    let stats = stats();
+    crate::info!(
+        "watchdog: {} NMIs ({} unclaimed) in {} ms, {} lockups",
+        stats.nmis,
+        stats.unclaimed_nmis,
+        time::now_ns() / 1_000_000,
+        stats.lockups
+    );
+}
+
 /// Whether a watchdog source is running.
 pub fn running() -> bool {
     nmi::running().is_some()

@@ -254,7 +254,9 @@ fn report(frame: &TrapFrame, state: &mut State) {
     };
     match &thread {
         Some(thread) => console::continuation(format_args!(
-            "  current thread: {} of process '{}' (pid {}){held_note}",
+            "  current thread: {}#{} (endpoint {}) of process '{}' (pid {}){held_note}",
+            thread.process_name(),
+            thread.endpoint.slot(),
             thread.endpoint,
             thread.process_name(),
             thread.pid

@@ -157,7 +157,7 @@ fn check_lockup_in_tick(console: &Console) -> Result<(), String> {
     require_report(console)?;
     console.require("spinner: spinner: spinning")?;
     console.require_line_with(&[
-        "current thread: ",
+        "current thread: spinner#",
         "of process 'spinner' (pid 1)",
         "[kernel lock held by the interrupted code",
     ])?;

@@ -4,7 +4,8 @@
 //! and nothing maskable can run again; an NMI still can. A periodic NMI source
 //! (`arch::nmi`: the performance counter when CPUID reports one, else PIT channel 0 routed
 //! to LINT0 as an NMI) calls `on_nmi`, which samples *progress* — timer ticks plus console
-//! lines written — and declares a lockup after `LOCKUP_NMIS` consecutive NMIs that saw none
+//! lines written — and declares a lockup after `LOCKUP_NMIS` consecutive NMIs that saw none,
+//! or after `MIN_LOCKUP_NMIS` of them once they span `LOCKUP_NMIS` periods of kernel time
 //! (`kcore::watchdog::Detector`; 500–550 ms at the default 50 ms period).
 //!
 //! Not lockups: idling in `hlt` (interrupts on: ticks keep coming), a user thread spinning
@@ -132,7 +133,11 @@ pub fn start(option: Option<&str>, tsc_hz: u64) {
         nmi_period_ns,
         nmis_per_beat: nmis_per_beat as u32,
         nmis_in_beat: 0,
-        detector: Detector::new(progress()),
+        detector: Detector::new(
+            progress(),
+            time::now_ns(),
+            u64::from(config.threshold_ms()) * 1_000_000,
+        ),
         epitaph: Epitaph::new(),
     });
     let nmi_period_ns = match (source, pmu) {
@@ -193,7 +198,7 @@ pub fn on_nmi(frame: &TrapFrame) -> bool {
     let quiet_ms = |quiet_nmis: u64| {
         quiet_nmis * u64::from(state.nmis_per_beat) * state.nmi_period_ns / 1_000_000
     };
-    match state.detector.on_nmi(progress()) {
+    match state.detector.on_nmi(progress(), time::now_ns()) {
         Verdict::Alive => {}
         Verdict::Lockup => {
             LOCKUPS.fetch_add(1, Ordering::Relaxed);

@@ -6,8 +6,10 @@
 //! the failure status: the default) or `report` (report, then keep running and report
 //! again while the lockup lasts), and optionally the NMI source `pit` or `pmu` (default: the
 //! performance counter when CPUID reports one, else the PIT). A lockup is declared after
-//! [`LOCKUP_NMIS`] consecutive watchdog NMIs that saw no progress, so at the default period
-//! of 50 ms it is reported between 500 and 550 ms after the kernel stopped.
+//! [`LOCKUP_NMIS`] consecutive watchdog NMIs that saw no progress, or after
+//! [`MIN_LOCKUP_NMIS`] of them once they span the threshold (`LOCKUP_NMIS` periods) of
+//! kernel time, so at the default period of 50 ms it is reported between 500 and 550 ms
+//! after the kernel stopped even when NMIs arrive late.
 
 /// Default NMI period in milliseconds.
 pub const DEFAULT_PERIOD_MS: u32 = 50;
@@ -18,6 +20,11 @@ pub const MAX_PERIOD_MS: u32 = 1000;
 /// Consecutive watchdog NMIs without progress that make a lockup (MINIX also uses 10, at
 /// one NMI every 0.5–1 s).
 pub const LOCKUP_NMIS: u32 = 10;
+/// Fewest consecutive quiet NMIs that make a lockup when the quiet time has already reached
+/// the threshold (NMIs came late: a busy host ran the CPU less often than the clock).
+/// More than one, so a host that froze the whole machine (clock running, neither tick nor
+/// NMI delivered) is not mistaken for a lockup by the first NMI after it.
+pub const MIN_LOCKUP_NMIS: u32 = 3;
 
 /// What to do once a lockup is detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,16 +151,23 @@ pub enum Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Detector {
     last_progress: u64,
+    /// Time of the NMI that last saw progress (or of the start).
+    last_progress_ns: u64,
+    /// Quiet time that is a lockup even before `LOCKUP_NMIS` NMIs.
+    threshold_ns: u64,
     /// Consecutive NMIs that saw `last_progress` unchanged.
     quiet_nmis: u64,
     reported: bool,
 }
 
 impl Detector {
-    /// A detector that has seen `progress` as the starting value.
-    pub const fn new(progress: u64) -> Detector {
+    /// A detector that has seen `progress` at `now_ns` as the starting value; `threshold_ns`
+    /// is the quiet time that makes a lockup with [`MIN_LOCKUP_NMIS`] NMIs.
+    pub const fn new(progress: u64, now_ns: u64, threshold_ns: u64) -> Detector {
         Detector {
             last_progress: progress,
+            last_progress_ns: now_ns,
+            threshold_ns,
             quiet_nmis: 0,
             reported: false,
         }
@@ -164,11 +178,12 @@ impl Detector {
         self.quiet_nmis
     }
 
-    /// Feeds one watchdog NMI that read `progress`.
-    pub fn on_nmi(&mut self, progress: u64) -> Verdict {
+    /// Feeds one watchdog NMI that read `progress` at `now_ns`.
+    pub fn on_nmi(&mut self, progress: u64, now_ns: u64) -> Verdict {
         let threshold = u64::from(LOCKUP_NMIS);
         if progress != self.last_progress {
             self.last_progress = progress;
+            self.last_progress_ns = now_ns;
             let quiet = core::mem::take(&mut self.quiet_nmis);
             if core::mem::take(&mut self.reported) {
                 return Verdict::Recovered { quiet_nmis: quiet };
@@ -176,7 +191,9 @@ impl Detector {
             return Verdict::Alive;
         }
         self.quiet_nmis += 1;
-        if self.quiet_nmis < threshold {
+        let quiet_long_enough = self.quiet_nmis >= u64::from(MIN_LOCKUP_NMIS)
+            && now_ns.saturating_sub(self.last_progress_ns) >= self.threshold_ns;
+        if self.quiet_nmis < threshold && !(quiet_long_enough && !self.reported) {
             return Verdict::Alive;
         }
         if !self.reported {
@@ -242,34 +259,63 @@ mod tests {
         );
     }
 
+    /// 50 ms NMIs, 500 ms threshold.
+    const PERIOD: u64 = 50_000_000;
+    const THRESHOLD: u64 = 10 * PERIOD;
+
+    fn detector(progress: u64) -> (Detector, impl FnMut() -> u64) {
+        let mut now = 0;
+        (Detector::new(progress, 0, THRESHOLD), move || {
+            now += PERIOD;
+            now
+        })
+    }
+
     #[test]
     fn a_lockup_needs_ten_quiet_nmis_in_a_row() {
-        let mut detector = Detector::new(0);
+        let (mut detector, mut clock) = detector(0);
         for _ in 0..LOCKUP_NMIS - 1 {
-            assert_eq!(detector.on_nmi(0), Verdict::Alive);
+            assert_eq!(detector.on_nmi(0, clock()), Verdict::Alive);
         }
         // One tick resets the count.
-        assert_eq!(detector.on_nmi(1), Verdict::Alive);
+        assert_eq!(detector.on_nmi(1, clock()), Verdict::Alive);
         for _ in 0..LOCKUP_NMIS - 1 {
-            assert_eq!(detector.on_nmi(1), Verdict::Alive);
+            assert_eq!(detector.on_nmi(1, clock()), Verdict::Alive);
         }
-        assert_eq!(detector.on_nmi(1), Verdict::Lockup);
+        assert_eq!(detector.on_nmi(1, clock()), Verdict::Lockup);
         assert_eq!(detector.quiet_nmis(), u64::from(LOCKUP_NMIS));
     }
 
     #[test]
+    fn late_nmis_declare_it_on_time_but_never_on_one_or_two() {
+        // NMIs 200 ms apart (a starved vCPU): the threshold is reached at the third.
+        let mut detector = Detector::new(5, 0, THRESHOLD);
+        assert_eq!(detector.on_nmi(5, 200_000_000), Verdict::Alive);
+        assert_eq!(detector.on_nmi(5, 400_000_000), Verdict::Alive);
+        assert_eq!(detector.on_nmi(5, 600_000_000), Verdict::Lockup);
+        // A frozen host: the first (and second) NMI after a long gap is not enough.
+        let mut frozen = Detector::new(5, 0, THRESHOLD);
+        assert_eq!(frozen.on_nmi(5, 5_000_000_000), Verdict::Alive);
+        assert_eq!(frozen.on_nmi(6, 5_000_000_001), Verdict::Alive);
+        assert_eq!(frozen.on_nmi(6, 9_000_000_000), Verdict::Alive);
+        assert_eq!(frozen.on_nmi(6, 9_000_000_001), Verdict::Alive);
+        // Quiet time is counted from the NMI that last saw progress.
+        assert_eq!(frozen.on_nmi(6, 9_000_000_002), Verdict::Lockup);
+    }
+
+    #[test]
     fn steady_progress_is_never_a_lockup() {
-        let mut detector = Detector::new(0);
+        let (mut detector, mut clock) = detector(0);
         for progress in 1..10_000 {
-            assert_eq!(detector.on_nmi(progress), Verdict::Alive);
+            assert_eq!(detector.on_nmi(progress, clock()), Verdict::Alive);
         }
     }
 
     #[test]
     fn a_lasting_lockup_is_repeated_and_its_end_reported() {
-        let mut detector = Detector::new(7);
+        let (mut detector, mut clock) = detector(7);
         let verdicts: std::vec::Vec<Verdict> = (0..3 * LOCKUP_NMIS)
-            .map(|_| detector.on_nmi(7))
+            .map(|_| detector.on_nmi(7, clock()))
             .filter(|verdict| *verdict != Verdict::Alive)
             .collect();
         assert_eq!(
@@ -280,11 +326,14 @@ mod tests {
                 Verdict::StillLockedUp { quiet_nmis: 30 }
             ]
         );
-        assert_eq!(detector.on_nmi(8), Verdict::Recovered { quiet_nmis: 30 });
+        assert_eq!(
+            detector.on_nmi(8, clock()),
+            Verdict::Recovered { quiet_nmis: 30 }
+        );
         // After recovery, a new lockup is reported afresh.
         for _ in 0..LOCKUP_NMIS - 1 {
-            assert_eq!(detector.on_nmi(8), Verdict::Alive);
+            assert_eq!(detector.on_nmi(8, clock()), Verdict::Alive);
         }
-        assert_eq!(detector.on_nmi(8), Verdict::Lockup);
+        assert_eq!(detector.on_nmi(8, clock()), Verdict::Lockup);
     }
 }

@@ -653,6 +653,78 @@ mod tests {
     use vigil_wire::{DropReport, Event};
 
     #[test]
+    fn the_epitaph_must_match_the_raw_frame_be_symbolised_and_come_in_time() {
+        let raw = |backtrace: Vec<u64>| {
+            KernelFrame::Crash(vigil_wire::CrashReport {
+                kind: vigil_wire::CrashKind::KernelLockup,
+                timestamp_ns: 2_600_000_000,
+                process: Some(("spinner".to_string(), 1)),
+                message: "KERNEL LOCKUP: no timer tick for 506 ms".to_string(),
+                backtrace,
+            })
+        };
+        let crash = |ts_ns: u64, function: &str| {
+            json!({
+                "type": "crash", "kind": "kernel-lockup", "ts_ns": ts_ns,
+                "process": "spinner", "pid": 1,
+                "message": "KERNEL LOCKUP: no timer tick for 506 ms; kernel mode at 0x10",
+                "backtrace": ["0x10", "0x20"],
+                "frames": [
+                    {"index": 0, "kind": "pc", "address": "0x10", "symbols": [
+                        {"function": "core::hint::spin_loop", "file": "hint.rs", "line": 1}]},
+                    {"index": 1, "kind": "ret", "address": "0x20", "symbols": [
+                        {"function": function, "file": "selftest.rs", "line": 2}]},
+                ],
+            })
+        };
+        let snapshot = snapshot_line(20, 2_086_000_000, vec![], &["spinner"]);
+        let good = observation(
+            vec![
+                snapshot.clone(),
+                crash(2_600_000_000, "vigil_kernel::selftest::lockup_in_tick"),
+            ],
+            proxy_with(vec![raw(vec![0x10, 0x20])]),
+            &[],
+        );
+        let note = check_lockup_epitaph(&good).unwrap();
+        assert!(note.contains("514 ms after the lockup, 2 frames"), "{note}");
+
+        let unsymbolised = observation(
+            vec![snapshot.clone(), crash(2_600_000_000, "??")],
+            proxy_with(vec![raw(vec![0x10, 0x20])]),
+            &[],
+        );
+        let error = check_lockup_epitaph(&unsymbolised).unwrap_err();
+        assert!(error.contains("lockup_in_tick"), "{error}");
+
+        let different = observation(
+            vec![
+                snapshot.clone(),
+                crash(2_600_000_000, "vigil_kernel::selftest::lockup_in_tick"),
+            ],
+            proxy_with(vec![raw(vec![0x10, 0x30])]),
+            &[],
+        );
+        let error = check_lockup_epitaph(&different).unwrap_err();
+        assert!(error.contains("differs from the raw frame"), "{error}");
+
+        let late = observation(
+            vec![
+                snapshot.clone(),
+                crash(3_200_000_000, "vigil_kernel::selftest::lockup_in_tick"),
+            ],
+            proxy_with(vec![raw(vec![0x10, 0x20])]),
+            &[],
+        );
+        let error = check_lockup_epitaph(&late).unwrap_err();
+        assert!(error.contains("1114 ms after"), "{error}");
+
+        let none = observation(vec![snapshot], proxy_with(vec![]), &[]);
+        let error = check_lockup_epitaph(&none).unwrap_err();
+        assert!(error.contains("0 kernel-lockup crashes"), "{error}");
+    }
+
+    #[test]
     fn boot_processes_needs_every_name_soon_enough() {
         let names = [
             "spinner",

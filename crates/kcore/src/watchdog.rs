@@ -191,14 +191,15 @@ impl Detector {
             return Verdict::Alive;
         }
         self.quiet_nmis += 1;
-        let quiet_long_enough = self.quiet_nmis >= u64::from(MIN_LOCKUP_NMIS)
-            && now_ns.saturating_sub(self.last_progress_ns) >= self.threshold_ns;
-        if self.quiet_nmis < threshold && !(quiet_long_enough && !self.reported) {
-            return Verdict::Alive;
-        }
         if !self.reported {
-            self.reported = true;
-            return Verdict::Lockup;
+            let enough_nmis = self.quiet_nmis >= threshold;
+            let enough_time = self.quiet_nmis >= u64::from(MIN_LOCKUP_NMIS)
+                && now_ns.saturating_sub(self.last_progress_ns) >= self.threshold_ns;
+            if enough_nmis || enough_time {
+                self.reported = true;
+                return Verdict::Lockup;
+            }
+            return Verdict::Alive;
         }
         if self.quiet_nmis.is_multiple_of(threshold) {
             return Verdict::StillLockedUp {

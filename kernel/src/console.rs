@@ -8,7 +8,7 @@
 use crate::arch::uart::{SerialPort, COM1, COM2};
 use crate::{lock, time};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use vigil_abi::log::LogLevel;
 use vigil_kcore::log_ring::LogRing;
 
@@ -31,6 +31,12 @@ static CONSOLE: lock::Mutex<Console> = lock::Mutex::new(
 );
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 static FATAL_MODE: AtomicBool = AtomicBool::new(false);
+/// Set while the NMI watchdog writes its report (see `enter_nmi_mode`).
+static NMI_MODE: AtomicBool = AtomicBool::new(false);
+/// Lines written to the console outside NMI mode: the watchdog counts them as progress, so
+/// a long report on a slow serial line (written with interrupts off, so no tick) is not a
+/// lockup.
+static LINES_WRITTEN: AtomicU64 = AtomicU64::new(0);
 static COM2_PRESENT: AtomicBool = AtomicBool::new(false);
 
 /// Initialises COM1 (console) and COM2 (reserved for the monitor protocol).
@@ -117,6 +123,27 @@ fn lock_console() -> lock::MutexGuard<'static, Console> {
     CONSOLE.lock()
 }
 
+/// Runs `write` with the ring (None when bypassed) and the port to write to. In NMI mode
+/// the console is never waited for: if the interrupted code holds it, the line goes
+/// straight to COM1 and not into the ring (it may land in the middle of the interrupted
+/// line; the ring is left alone because its holder may be half-way through a push).
+fn with_console(write: impl FnOnce(Option<&mut LogRing<LOG_RING_BYTES>>, Option<SerialPort>)) {
+    if NMI_MODE.load(Ordering::Relaxed) {
+        match CONSOLE.try_lock() {
+            Some(mut console) => {
+                let port = console.com1;
+                write(Some(&mut console.ring), port);
+            }
+            None => write(None, Some(COM1)),
+        }
+        return;
+    }
+    LINES_WRITTEN.fetch_add(1, Ordering::Relaxed);
+    let mut console = lock_console();
+    let port = console.com1;
+    write(Some(&mut console.ring), port);
+}
+
 /// Logs one line at `level`. Use the `error!`…`trace!` macros.
 pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
     if level > max_level() {
@@ -125,23 +152,26 @@ pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
     let mut line = LineBuffer::new();
     let _ = line.write_fmt(args);
     let now = time::now_ns();
-    let mut console = lock_console();
-    let seq = console.ring.push(now, level, line.as_str());
-    if let Some(port) = console.com1 {
-        let mut prefix = LineBuffer::new();
-        let _ = write!(
-            prefix,
-            "[{:5}.{:06}] {} ",
-            now / 1_000_000_000,
-            (now / 1000) % 1_000_000,
-            level.label()
-        );
-        port.write_text(prefix.as_str());
-        port.write_text(line.as_str());
-        port.write_text("\n");
-    }
-    drop(console);
-    if !FATAL_MODE.load(Ordering::Relaxed) {
+    let mut seq = 0;
+    with_console(|ring, port| {
+        if let Some(ring) = ring {
+            seq = ring.push(now, level, line.as_str());
+        }
+        if let Some(port) = port {
+            let mut prefix = LineBuffer::new();
+            let _ = write!(
+                prefix,
+                "[{:5}.{:06}] {} ",
+                now / 1_000_000_000,
+                (now / 1000) % 1_000_000,
+                level.label()
+            );
+            port.write_text(prefix.as_str());
+            port.write_text(line.as_str());
+            port.write_text("\n");
+        }
+    });
+    if !FATAL_MODE.load(Ordering::Relaxed) && !NMI_MODE.load(Ordering::Relaxed) {
         crate::trace::emit(
             vigil_abi::trace::EventKind::Log,
             vigil_abi::Endpoint::NONE,
@@ -156,12 +186,15 @@ pub fn continuation(args: fmt::Arguments<'_>) {
     let mut line = LineBuffer::new();
     let _ = line.write_fmt(args);
     let now = time::now_ns();
-    let mut console = lock_console();
-    console.ring.push(now, LogLevel::Error, line.as_str());
-    if let Some(port) = console.com1 {
-        port.write_text(line.as_str());
-        port.write_text("\n");
-    }
+    with_console(|ring, port| {
+        if let Some(ring) = ring {
+            ring.push(now, LogLevel::Error, line.as_str());
+        }
+        if let Some(port) = port {
+            port.write_text(line.as_str());
+            port.write_text("\n");
+        }
+    });
 }
 
 /// From now on the console may steal its own lock: used once the machine is stopping
@@ -173,6 +206,23 @@ pub fn enter_fatal_mode() {
 /// Whether `enter_fatal_mode` has been called: the machine is stopping.
 pub fn in_fatal_mode() -> bool {
     FATAL_MODE.load(Ordering::Relaxed)
+}
+
+/// The NMI watchdog's report is being written: until `leave_nmi_mode`, log lines never wait
+/// for the console lock (see `with_console`), record no trace event (the trace ring's lock
+/// may be held too) and do not count as progress. Only the NMI handler calls this; nothing
+/// else runs on the CPU until it returns.
+pub fn enter_nmi_mode() {
+    NMI_MODE.store(true, Ordering::Relaxed);
+}
+
+pub fn leave_nmi_mode() {
+    NMI_MODE.store(false, Ordering::Relaxed);
+}
+
+/// Console lines written since boot (not counting the watchdog's own).
+pub fn lines_written() -> u64 {
+    LINES_WRITTEN.load(Ordering::Relaxed)
 }
 
 /// Writes straight to COM1, bypassing lock and ring: the last resort for nested faults.
@@ -204,4 +254,9 @@ macro_rules! debug {
 #[macro_export]
 macro_rules! trace {
     ($($arg:tt)*) => { $crate::console::log(vigil_abi::log::LogLevel::Trace, format_args!($($arg)*)) };
+}
+
+/// Takes the lock and returns its guard, for the `lockup-locked` self-test only.
+pub fn hold_for_selftest() -> impl Sized {
+    CONSOLE.lock()
 }

@@ -73,3 +73,8 @@ pub fn stats() -> HeapStats {
         live_allocations: KERNEL_HEAP.allocations.load(Ordering::Relaxed),
     }
 }
+
+/// Takes the heap's lock and returns its guard, for the `lockup-locked` self-test only.
+pub fn hold_for_selftest() -> impl Sized {
+    KERNEL_HEAP.heap.lock()
+}

@@ -30,21 +30,26 @@ pub enum Level {
     TraceRing = 3,
     /// `memory::FRAMES`: the physical frame allocator.
     Frames = 4,
-    /// The kernel heap (`heap::KERNEL_HEAP`): innermost, since any code may allocate.
+    /// The kernel heap (`heap::KERNEL_HEAP`): any code may allocate.
     Heap = 5,
+    /// `watchdog::STATE`: the watchdog's detector and epitaph buffers; taken at boot and,
+    /// with `try_lock` only, by the NMI handler (which may interrupt any holder of the
+    /// others). Innermost.
+    Watchdog = 6,
 }
 
 // Release builds do not check the order, so only the levels themselves are used there.
 #[cfg_attr(not(debug_assertions), allow(dead_code))]
 impl Level {
     /// Every level, outermost first.
-    pub const ALL: [Level; 6] = [
+    pub const ALL: [Level; 7] = [
         Level::Kernel,
         Level::Monitor,
         Level::Console,
         Level::TraceRing,
         Level::Frames,
         Level::Heap,
+        Level::Watchdog,
     ];
 
     /// The static the level belongs to, for reports.
@@ -56,6 +61,7 @@ impl Level {
             Level::TraceRing => "trace::RING",
             Level::Frames => "memory::FRAMES",
             Level::Heap => "heap::KERNEL_HEAP",
+            Level::Watchdog => "watchdog::STATE",
         }
     }
 }
@@ -75,12 +81,12 @@ const _: () = {
 pub struct Mutex<T> {
     #[cfg_attr(not(debug_assertions), allow(dead_code))]
     level: Level,
-    inner: spin::Mutex<T>,
+    inner: spin::mutex::SpinMutex<T>,
 }
 
 /// Holds a [`Mutex`] until dropped.
 pub struct MutexGuard<'a, T> {
-    inner: spin::MutexGuard<'a, T>,
+    inner: spin::mutex::SpinMutexGuard<'a, T>,
     #[cfg(debug_assertions)]
     level: Level,
 }
@@ -89,7 +95,7 @@ impl<T> Mutex<T> {
     pub const fn new(level: Level, value: T) -> Mutex<T> {
         Mutex {
             level,
-            inner: spin::Mutex::new(value),
+            inner: spin::mutex::SpinMutex::new(value),
         }
     }
 
@@ -127,6 +133,19 @@ impl<T> Mutex<T> {
     /// Whether the lock is held (by anyone).
     pub fn is_locked(&self) -> bool {
         self.inner.is_locked()
+    }
+
+    /// The protected value, reached without taking the lock: for the NMI watchdog's report,
+    /// which must never wait for a lock (its holder may be the code the NMI interrupted).
+    ///
+    /// # Safety
+    /// Only for reading, from a context that nothing else can run under while it reads
+    /// (NMI on the one CPU: the holder, if any, is frozen beneath it). The value may be in
+    /// the middle of an update, so the reader must treat every field as possibly stale and
+    /// bounds-check every index it takes from it; only types valid for any bit pattern
+    /// (integers, byte arrays) or whose torn states are still valid may be read.
+    pub unsafe fn data_while_held(&self) -> *const T {
+        self.inner.as_mut_ptr()
     }
 
     /// Releases the lock without its guard.

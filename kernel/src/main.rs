@@ -31,6 +31,7 @@ mod timer;
 mod trace;
 mod usercopy;
 mod vm;
+mod watchdog;
 
 use arch::debug_exit::{self, ExitStatus};
 use arch::paging::phys_to_virt;
@@ -145,6 +146,8 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     } else {
         warn!("monitor: no UART on COM2; the monitor channel is unavailable");
     }
+
+    watchdog::start(boot.cmdline_arg("watchdog"), tsc_hz);
 
     let mib = 1024 * 1024;
     info!(

@@ -156,6 +156,117 @@ pub fn emergency_crash(kind: CrashKind, message: &str, backtrace: &[u64]) {
     monitor.transmit_some(usize::MAX);
 }
 
+/// Longest epitaph message.
+const EPITAPH_MESSAGE_BYTES: usize = 256;
+/// Room for the encoded epitaph (COBS of message, name, backtrace and checksum).
+const EPITAPH_ENCODED_BYTES: usize = 2048;
+
+/// A Crash frame that is filled and sent without allocating, for the NMI watchdog (which
+/// may interrupt the allocator): every buffer is allocated once, at boot, and only filled
+/// within its capacity afterwards.
+pub struct Epitaph {
+    report: CrashReport,
+    name: String,
+    encoded: Vec<u8>,
+}
+
+impl Epitaph {
+    pub fn new() -> Epitaph {
+        Epitaph {
+            report: CrashReport {
+                kind: CrashKind::KernelLockup,
+                timestamp_ns: 0,
+                process: None,
+                message: String::with_capacity(EPITAPH_MESSAGE_BYTES),
+                backtrace: Vec::with_capacity(crate::backtrace::MAX_FRAMES),
+            },
+            name: String::with_capacity(crate::process::NAME_BYTES),
+            encoded: Vec::with_capacity(EPITAPH_ENCODED_BYTES),
+        }
+    }
+
+    /// Fills the frame and writes it to COM2 straight away, from NMI context: never waits
+    /// for a lock and never allocates. If the monitor is free, what it had queued goes out
+    /// first; if the interrupted code holds it, the frame it was sending is cut short by a
+    /// delimiter (the host loses that one frame and resynchronises on the epitaph). Returns
+    /// whether it was sent (not without a COM2, or if it did not fit its buffer).
+    pub fn send(
+        &mut self,
+        message: core::fmt::Arguments<'_>,
+        process: Option<(&str, u32)>,
+        backtrace: &[u64],
+    ) -> bool {
+        if !console::monitor_port_present() {
+            return false;
+        }
+        let report = &mut self.report;
+        report.timestamp_ns = time::now_ns();
+        report.message.clear();
+        let _ = core::fmt::Write::write_fmt(&mut Bounded(&mut report.message), message);
+        report.backtrace.clear();
+        let room = report.backtrace.capacity();
+        report
+            .backtrace
+            .extend_from_slice(&backtrace[..backtrace.len().min(room)]);
+        report.process = process.map(|(name, pid)| {
+            let mut owned = core::mem::take(&mut self.name);
+            owned.clear();
+            let _ = core::fmt::Write::write_str(&mut Bounded(&mut owned), name);
+            (owned, pid)
+        });
+        let frame = KernelFrame::Crash(core::mem::replace(report, empty_report()));
+        self.encoded.clear();
+        let encoded = vigil_wire::try_encode_kernel_frame(&frame, &mut self.encoded).is_ok()
+            && self.encoded.len() <= EPITAPH_ENCODED_BYTES;
+        let KernelFrame::Crash(mut report) = frame else {
+            unreachable!("built as a Crash frame above")
+        };
+        if let Some((name, _)) = report.process.take() {
+            self.name = name;
+        }
+        self.report = report;
+        if !encoded {
+            return false;
+        }
+        if let Some(mut guard) = MONITOR.try_lock() {
+            if let Some(monitor) = guard.as_mut() {
+                monitor.transmit_blocking();
+            }
+        }
+        COM2.write_byte(0);
+        for &byte in &self.encoded {
+            COM2.write_byte(byte);
+        }
+        true
+    }
+}
+
+/// A crash report with no buffers (moving it in and out allocates nothing).
+fn empty_report() -> CrashReport {
+    CrashReport {
+        kind: CrashKind::KernelLockup,
+        timestamp_ns: 0,
+        process: None,
+        message: String::new(),
+        backtrace: Vec::new(),
+    }
+}
+
+/// Writes into a `String` only within its capacity (never reallocating), cutting the rest.
+struct Bounded<'a>(&'a mut String);
+
+impl core::fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        for ch in text.chars() {
+            if self.0.len() + ch.len_utf8() > self.0.capacity() {
+                break;
+            }
+            self.0.push(ch);
+        }
+        Ok(())
+    }
+}
+
 fn snapshot(kernel: &mut Kernel, now: u64) -> Snapshot {
     kernel.account_cpu_time();
     let generation = kernel.next_snapshot_generation();
@@ -305,6 +416,13 @@ impl Monitor {
         self.queue(&KernelFrame::CommandResult(result));
     }
 
+    /// Writes everything queued, waiting (boundedly, per byte) for the UART.
+    fn transmit_blocking(&mut self) {
+        while let Some(byte) = self.transmit.pop_front() {
+            COM2.write_byte(byte);
+        }
+    }
+
     /// Writes up to `budget` queued bytes while the UART accepts them.
     fn transmit_some(&mut self, budget: usize) {
         let mut sent = 0;
@@ -319,4 +437,9 @@ impl Monitor {
             sent += 1;
         }
     }
+}
+
+/// Takes the lock and returns its guard, for the `lockup-locked` self-test only.
+pub fn hold_for_selftest() -> impl Sized {
+    MONITOR.lock()
 }

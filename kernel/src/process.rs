@@ -287,6 +287,31 @@ impl Processes {
     }
 }
 
+impl Processes {
+    /// The pid and name (bytes and length, clamped) of process `slot`, read without a
+    /// reference (see `Threads::read_identity`).
+    ///
+    /// # Safety
+    /// `processes` points at a live `Processes`; nothing writes these fields meanwhile.
+    pub unsafe fn read_name(
+        processes: *const Processes,
+        slot: ProcessSlot,
+    ) -> (u32, [u8; NAME_BYTES], usize) {
+        // SAFETY: the caller guarantees `processes` is valid; `slot.index()` is in bounds;
+        // `addr_of!` creates no reference.
+        unsafe {
+            let process = core::ptr::addr_of!((*processes).0[slot.index()]);
+            (
+                core::ptr::addr_of!((*process).pid).read_volatile(),
+                core::ptr::addr_of!((*process).name).read_volatile(),
+                core::ptr::addr_of!((*process).name_len)
+                    .read_volatile()
+                    .min(NAME_BYTES),
+            )
+        }
+    }
+}
+
 impl core::ops::Index<ProcessSlot> for Processes {
     type Output = Process;
     fn index(&self, slot: ProcessSlot) -> &Process {

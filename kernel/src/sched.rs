@@ -41,6 +41,16 @@ impl Cpu {
         self.idle_ns
     }
 
+    /// The thread on the CPU, read without a reference (see `Threads::read_identity`).
+    ///
+    /// # Safety
+    /// `cpu` points at a live `Cpu`.
+    pub unsafe fn read_current(cpu: *const Cpu) -> Option<ThreadSlot> {
+        // SAFETY: the caller guarantees `cpu` is valid; an `Option<ThreadSlot>` is read in
+        // one load, and any slot value it holds is masked into range when used.
+        unsafe { core::ptr::addr_of!((*cpu).current).read_volatile() }
+    }
+
     /// `slot` is leaving the system: if it was on the CPU, the CPU is now idle.
     pub fn forget(&mut self, slot: ThreadSlot) {
         if self.current == Some(slot) {
@@ -94,6 +104,7 @@ impl Kernel {
             *quantum_left = policy::tick(*quantum_left);
         }
         crate::monitor::poll(self);
+        crate::selftest::on_tick();
     }
 
     /// Decides what runs next. Returns the slot to run, or None to idle. The current thread

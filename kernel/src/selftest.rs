@@ -3,12 +3,15 @@
 //! The QEMU scenarios in `cargo xtask test` boot the kernel with one of these and judge the
 //! console output and the exit status. `boot` checks the foundation and exits with success;
 //! the others deliberately fault, panic or hang to prove the failure paths are diagnosable.
+//! Most hooks end the run; `lockup-tick` and `watchdog-busy` arm something the timer tick
+//! does later and let the boot go on (so user programs run first).
 
 use crate::arch::debug_exit::{self, ExitStatus};
 use crate::arch::paging::{KernelLayout, DIRECT_MAP_BASE};
 use crate::arch::{cpu, paging};
-use crate::{error, info, memory, time};
+use crate::{error, info, memory, time, watchdog};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use vigil_kcore::frame::{Frame, FrameError};
 use vigil_kcore::multiboot::BootInfo;
 
@@ -16,7 +19,7 @@ use vigil_kcore::multiboot::BootInfo;
 pub const UNMAPPED_ADDRESS: u64 = 0x0000_0000_dead_b000;
 
 /// Every hook, with a one-line description (printed when an unknown name is given).
-const HOOKS: [(&str, &str); 6] = [
+const HOOKS: [(&str, &str); 13] = [
     (
         "boot",
         "check timer, clock, frames, heap, W^X and the log ring, then exit with success",
@@ -33,14 +36,67 @@ const HOOKS: [(&str, &str); 6] = [
     ),
     (
         "hang",
-        "spin forever with interrupts off (the host must kill QEMU)",
+        "spin forever with interrupts off (the host must kill QEMU; use with watchdog=off)",
+    ),
+    (
+        "lockup",
+        "spin forever with interrupts off (expect a KERNEL LOCKUP report)",
+    ),
+    (
+        "lockup-locked",
+        "take the kernel, monitor, console, trace and heap locks, then spin (expect the report anyway)",
+    ),
+    (
+        "lockup-brief",
+        "spin 1.5 s with interrupts off, then go on (with watchdog=report: reported, then recovered)",
+    ),
+    (
+        "lockup-tick",
+        "boot the programs, then spin in the timer tick at 2 s (a lockup under the kernel lock with a thread current)",
+    ),
+    (
+        "watchdog-idle",
+        "idle in hlt for 2 s: watchdog NMIs arrive, no lockup is declared",
+    ),
+    (
+        "watchdog-busy",
+        "boot the programs, at 3 s check that watchdog NMIs arrived and no lockup was declared",
+    ),
+    (
+        "serial-flood",
+        "write console lines for 2 s with interrupts off, 20 ms apart like a slow serial line: no lockup",
     ),
 ];
 
-/// Runs the hook named `name`. Never returns: every hook ends the run.
-pub fn run(name: &str, boot: &BootInfo) -> ! {
+/// Fails the run with a message if `condition` is false.
+macro_rules! check {
+    ($condition:expr, $($message:tt)*) => {
+        if !$condition {
+            error!("selftest boot: FAILED: {}", format_args!($($message)*));
+            debug_exit::exit(ExitStatus::Failure);
+        }
+    };
+}
+
+/// What the timer tick should do for a deferred hook (`TICK_HOOK_*`), and at which tick.
+static TICK_HOOK: AtomicU8 = AtomicU8::new(TICK_HOOK_NONE);
+static TICK_HOOK_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+const TICK_HOOK_NONE: u8 = 0;
+const TICK_HOOK_LOCKUP: u8 = 1;
+const TICK_HOOK_BUSY_CHECK: u8 = 2;
+
+/// Runs the hook named `name`. Returns only for the deferred hooks (`lockup-tick`,
+/// `watchdog-busy`), which the timer tick carries out later; every other hook ends the run.
+pub fn run(name: &str, boot: &BootInfo) {
     info!("selftest: running '{name}'");
     match name {
+        "lockup-tick" => arm_tick_hook(TICK_HOOK_LOCKUP, 2),
+        "watchdog-busy" => arm_tick_hook(TICK_HOOK_BUSY_CHECK, 3),
+        "lockup" => lockup(),
+        "lockup-locked" => lockup_locked(),
+        "lockup-brief" => lockup_brief(),
+        "watchdog-idle" => watchdog_idle(),
+        "serial-flood" => serial_flood(),
         "boot" => boot_checks(boot),
         "pagefault" => {
             let value = page_fault();
@@ -67,6 +123,186 @@ pub fn run(name: &str, boot: &BootInfo) -> ! {
             debug_exit::exit(ExitStatus::Failure)
         }
     }
+}
+
+fn arm_tick_hook(hook: u8, after_seconds: u64) {
+    TICK_HOOK_AT.store(
+        time::ticks() + after_seconds * u64::from(time::TICK_HZ),
+        Ordering::Relaxed,
+    );
+    TICK_HOOK.store(hook, Ordering::Relaxed);
+}
+
+/// Called on every timer tick (under the kernel lock): carries out an armed deferred hook.
+#[inline]
+pub fn on_tick() {
+    if TICK_HOOK.load(Ordering::Relaxed) == TICK_HOOK_NONE
+        || time::ticks() < TICK_HOOK_AT.load(Ordering::Relaxed)
+    {
+        return;
+    }
+    match TICK_HOOK.swap(TICK_HOOK_NONE, Ordering::Relaxed) {
+        TICK_HOOK_LOCKUP => lockup_in_tick(),
+        TICK_HOOK_BUSY_CHECK => {
+            let stats = watchdog::stats();
+            check!(
+                watchdog::running(),
+                "watchdog-busy: the watchdog is not running"
+            );
+            check!(
+                stats.lockups == 0,
+                "watchdog-busy: {} lockups declared while a thread spun",
+                stats.lockups
+            );
+            check!(
+                stats.nmis >= 30,
+                "watchdog-busy: only {} watchdog NMIs in 3 s",
+                stats.nmis
+            );
+            info!(
+                "selftest watchdog-busy: ok ({} NMIs, {} unclaimed, 0 lockups while user code ran)",
+                stats.nmis, stats.unclaimed_nmis
+            );
+            debug_exit::exit(ExitStatus::Success)
+        }
+        _ => {}
+    }
+}
+
+/// Spins in the timer tick: the kernel lock is held and a thread is current.
+#[inline(never)]
+fn lockup_in_tick() -> ! {
+    info!("selftest lockup-tick: spinning in the timer tick under the kernel lock");
+    spin_forever()
+}
+
+#[inline(never)]
+fn spin_forever() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[inline(never)]
+fn lockup() -> ! {
+    info!("selftest lockup: spinning with interrupts off");
+    spin_forever()
+}
+
+/// Takes (in lock order) every lock the watchdog's report path touches, then spins: the
+/// report must come out anyway (console bypassed, tables read without their locks, the
+/// epitaph built without the heap).
+#[inline(never)]
+fn lockup_locked() -> ! {
+    info!("selftest lockup-locked: holding the kernel, monitor, console, trace and heap locks, spinning");
+    let kernel = crate::system::KERNEL.lock();
+    let monitor = crate::monitor::hold_for_selftest();
+    let console = crate::console::hold_for_selftest();
+    let ring = crate::trace::hold_for_selftest();
+    let heap = crate::heap::hold_for_selftest();
+    // The guards live (and so the locks stay held) for as long as the spin: forever.
+    let _held = core::hint::black_box((kernel, monitor, console, ring, heap));
+    spin_forever()
+}
+
+/// Spins with interrupts off for 1.5 s, then goes on: with `watchdog=report` the lockup is
+/// reported, then its end; the run passes if exactly one lockup was declared.
+#[inline(never)]
+fn lockup_brief() -> ! {
+    check!(
+        watchdog::running(),
+        "lockup-brief: the watchdog is not running"
+    );
+    info!("selftest lockup-brief: spinning 1500 ms with interrupts off");
+    let until = time::now_ns() + 1_500_000_000;
+    while time::now_ns() < until {
+        core::hint::spin_loop();
+    }
+    info!("selftest lockup-brief: going on");
+    wait_with_interrupts(300);
+    let stats = watchdog::stats();
+    check!(
+        stats.lockups == 1,
+        "lockup-brief: {} lockups declared, expected 1",
+        stats.lockups
+    );
+    info!("selftest lockup-brief: ok (1 lockup, reported and survived)");
+    debug_exit::exit(ExitStatus::Success)
+}
+
+/// Idles (sti; hlt) for `ms` milliseconds.
+fn wait_with_interrupts(ms: u64) {
+    let until = time::now_ns() + ms * 1_000_000;
+    while time::now_ns() < until {
+        cpu::wait_for_interrupt();
+    }
+}
+
+#[inline(never)]
+fn watchdog_idle() -> ! {
+    check!(
+        watchdog::running(),
+        "watchdog-idle: the watchdog is not running"
+    );
+    let before = watchdog::stats();
+    let ticks = time::ticks();
+    wait_with_interrupts(2000);
+    let after = watchdog::stats();
+    let nmis = after.nmis - before.nmis;
+    check!(
+        time::ticks() > ticks + 100,
+        "watchdog-idle: the tick did not run while idle"
+    );
+    check!(
+        after.lockups == 0,
+        "watchdog-idle: a lockup was declared while idle"
+    );
+    check!(
+        nmis >= 20,
+        "watchdog-idle: only {nmis} watchdog NMIs in 2 s of idling"
+    );
+    info!("selftest watchdog-idle: ok ({nmis} NMIs in 2000 ms of hlt, 0 lockups)");
+    debug_exit::exit(ExitStatus::Success)
+}
+
+/// Writes a console line every 20 ms for 2 s with interrupts off — what a long report on
+/// a 115200-baud line looks like (a 256-byte line takes 22 ms) — and checks that the
+/// watchdog took the output for progress. No tick can run meanwhile, so without that this
+/// would be a lockup.
+#[inline(never)]
+fn serial_flood() -> ! {
+    check!(
+        watchdog::running(),
+        "serial-flood: the watchdog is not running"
+    );
+    let before = watchdog::stats();
+    let ticks = time::ticks();
+    let start = time::now_ns();
+    let mut line = 0;
+    while time::now_ns() < start + 2_000_000_000 {
+        info!("selftest serial-flood: line {line} of a long report written with interrupts off");
+        line += 1;
+        let next = time::now_ns() + 20_000_000;
+        while time::now_ns() < next {
+            core::hint::spin_loop();
+        }
+    }
+    let after = watchdog::stats();
+    let nmis = after.nmis - before.nmis;
+    check!(
+        time::ticks() == ticks,
+        "serial-flood: a tick ran with interrupts off"
+    );
+    check!(
+        nmis >= 20,
+        "serial-flood: only {nmis} watchdog NMIs in 2 s (the watchdog was not watching)"
+    );
+    check!(
+        after.lockups == 0,
+        "serial-flood: the watchdog declared a lockup during the report"
+    );
+    info!("selftest serial-flood: ok ({line} lines, {nmis} NMIs, no tick, 0 lockups)");
+    debug_exit::exit(ExitStatus::Success)
 }
 
 #[inline(never)]
@@ -99,16 +335,6 @@ fn hang() -> ! {
     loop {
         core::hint::spin_loop();
     }
-}
-
-/// Fails the run with a message if `condition` is false.
-macro_rules! check {
-    ($condition:expr, $($message:tt)*) => {
-        if !$condition {
-            error!("selftest boot: FAILED: {}", format_args!($($message)*));
-            debug_exit::exit(ExitStatus::Failure);
-        }
-    };
 }
 
 fn boot_checks(boot: &BootInfo) -> ! {

@@ -5,10 +5,11 @@
 //! from user mode takes it, does its work, and releases it before leaving.
 
 use crate::arch::paging::AddressSpace;
-use crate::process::{Process, Processes};
+use crate::process::{Process, Processes, NAME_BYTES};
 use crate::sched::Cpu;
 use crate::thread::Threads;
 use crate::vm::VmLink;
+use vigil_abi::Endpoint;
 use vigil_kcore::ipc::ThreadTable;
 use vigil_kcore::sched::RunQueues;
 use vigil_kcore::slot::{ThreadSlot, MAX_THREADS};
@@ -100,3 +101,54 @@ pub static KERNEL: crate::lock::Mutex<Kernel> =
 
 // The mutex lock word stores the owner's slot + 1 in 16 bits.
 const _: () = assert!(MAX_THREADS < vigil_abi::syscall::mutex_word::OWNER_MASK as usize);
+
+/// The thread that was on the CPU when the NMI watchdog struck, as its report names it.
+pub struct InterruptedThread {
+    pub endpoint: Endpoint,
+    pub pid: u32,
+    name: [u8; NAME_BYTES],
+    name_len: usize,
+}
+
+impl InterruptedThread {
+    /// The process name (`?` if it was caught half-written).
+    pub fn process_name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+}
+
+/// Who was current, read from NMI context without ever waiting for the kernel lock: with
+/// the lock if it is free, else through `data_while_held` (a lockup inside the kernel holds
+/// it). Returns the thread (None while idle) and whether the lock was held.
+pub fn interrupted_thread() -> (Option<InterruptedThread>, bool) {
+    let guard = KERNEL.try_lock();
+    let held = guard.is_none();
+    let kernel: *const Kernel = match &guard {
+        Some(guard) => &**guard,
+        // SAFETY: called only by the NMI handler, under which the lock's holder (the
+        // interrupted code) cannot run; only integers and byte arrays are read below (and
+        // `current`, an Option<u16> whose every torn state is still a valid value), and
+        // each index is bounds-checked.
+        None => unsafe { KERNEL.data_while_held() },
+    };
+    // SAFETY: `kernel` points at the static's value (see above for the unlocked case).
+    // `addr_of!` projects to the fields without creating references.
+    let current = unsafe { Cpu::read_current(core::ptr::addr_of!((*kernel).cpu)) };
+    let Some(slot) = current else {
+        return (None, held);
+    };
+    // SAFETY: as above; slot lookups stay inside the table (`ThreadSlot::index`).
+    let (endpoint, process) =
+        unsafe { Threads::read_identity(core::ptr::addr_of!((*kernel).threads), slot) };
+    // SAFETY: as above; the process slot lookup stays inside the table and the name
+    // length is clamped.
+    let (pid, name, name_len) =
+        unsafe { Processes::read_name(core::ptr::addr_of!((*kernel).processes), process) };
+    let found = InterruptedThread {
+        endpoint,
+        pid,
+        name,
+        name_len,
+    };
+    (Some(found), held)
+}

@@ -93,6 +93,29 @@ impl Threads {
     }
 }
 
+impl Threads {
+    /// The endpoint and process of thread `slot`, read without a reference (the NMI
+    /// watchdog reads them while the interrupted code may hold `&mut` to the table).
+    ///
+    /// # Safety
+    /// `threads` points at a live `Threads`; nothing writes these two fields meanwhile
+    /// (the writer is frozen under the NMI).
+    pub unsafe fn read_identity(
+        threads: *const Threads,
+        slot: ThreadSlot,
+    ) -> (Endpoint, ProcessSlot) {
+        // SAFETY: the caller guarantees `threads` is valid; `slot.index()` is in bounds;
+        // `addr_of!` creates no reference.
+        unsafe {
+            let thread = core::ptr::addr_of!((*threads).0[slot.index()]);
+            (
+                core::ptr::addr_of!((*thread).endpoint).read_volatile(),
+                core::ptr::addr_of!((*thread).process).read_volatile(),
+            )
+        }
+    }
+}
+
 impl core::ops::Index<ThreadSlot> for Threads {
     type Output = Thread;
     fn index(&self, slot: ThreadSlot) -> &Thread {

@@ -15,6 +15,8 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static NS_PER_TICK_FIXED: AtomicU64 = AtomicU64::new(0);
 const FIXED_POINT_SHIFT: u32 = 32;
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// `now_ns()` at the last timer tick (for the watchdog's report).
+static LAST_TICK_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Marks "time zero": called first thing at boot.
 pub fn mark_boot() {
@@ -55,6 +57,12 @@ pub fn now_ns() -> u64 {
 /// Called by the timer interrupt.
 pub fn on_timer_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    LAST_TICK_NS.store(now_ns(), Ordering::Relaxed);
+}
+
+/// Kernel time of the last timer tick (0 before the first).
+pub fn last_tick_ns() -> u64 {
+    LAST_TICK_NS.load(Ordering::Relaxed)
 }
 
 /// Timer interrupts since the timer started.

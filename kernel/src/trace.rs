@@ -46,3 +46,23 @@ pub fn counters() -> (u64, u64) {
     let ring = RING.lock();
     (ring.recorded(), ring.dropped())
 }
+
+/// Calls `take` with the last `max` events recorded, oldest first, from NMI context: with
+/// the ring's lock if it is free, else without it. Returns whether the lock was held.
+pub fn recent_from_nmi(max: usize, take: impl FnMut(&TraceEvent)) -> bool {
+    if let Some(ring) = RING.try_lock() {
+        ring.recent(max, take);
+        return false;
+    }
+    // SAFETY: only the NMI handler calls this, and the ring's holder (the interrupted code)
+    // cannot run under it, so nothing writes while we read. The ring holds only integers:
+    // an event caught half-recorded shows wrong numbers, never invalid values.
+    let ring = unsafe { &*RING.data_while_held() };
+    ring.recent(max, take);
+    true
+}
+
+/// Takes the lock and returns its guard, for the `lockup-locked` self-test only.
+pub fn hold_for_selftest() -> impl Sized {
+    RING.lock()
+}

@@ -3,6 +3,10 @@
 //!
 //! The guest reports `bench: <name> median_cycles=<n> min_cycles=<n> iterations=<n>` per
 //! benchmark and `bench: done` at the end; the kernel banner gives `TSC <f> MHz`.
+//!
+//! The benchmarks run twice: with the NMI watchdog on (the default, whose table is printed)
+//! and with `watchdog=off`; the difference of each median and the watchdog's NMI rate (from
+//! the kernel's `watchdog: N NMIs … in T ms` line at shutdown) follow the table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,12 +179,79 @@ pub fn parse_tsc_mhz(line: &str) -> Option<f64> {
         .filter(|mhz| mhz.is_finite() && *mhz > 0.0)
 }
 
+/// The NMI watchdog's counters as the kernel logs them at shutdown:
+/// `watchdog: N NMIs (M unclaimed) in T ms, L lockups`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchdogFigures {
+    pub nmis: u64,
+    pub unclaimed: u64,
+    /// Kernel time since boot, in milliseconds.
+    pub elapsed_ms: u64,
+    pub lockups: u64,
+}
+
+/// Parses the kernel's watchdog counter line.
+pub fn parse_watchdog_line(line: &str) -> Option<WatchdogFigures> {
+    let rest = &line[line.find("watchdog: ")? + "watchdog: ".len()..];
+    let (nmis, rest) = rest.split_once(" NMIs (")?;
+    let (unclaimed, rest) = rest.split_once(" unclaimed) in ")?;
+    let (elapsed_ms, rest) = rest.split_once(" ms, ")?;
+    let (lockups, rest) = rest.split_once(' ')?;
+    if !rest.starts_with("lockups") {
+        return None;
+    }
+    Some(WatchdogFigures {
+        nmis: nmis.parse().ok()?,
+        unclaimed: unclaimed.parse().ok()?,
+        elapsed_ms: elapsed_ms.parse().ok()?,
+        lockups: lockups.parse().ok()?,
+    })
+}
+
+/// The comparison printed after the table: each benchmark's median with the watchdog on
+/// and off, the relative difference, and the watchdog's NMI rate in the "on" run.
+pub fn watchdog_comparison(
+    on: &[BenchResult],
+    off: &[BenchResult],
+    figures: Option<WatchdogFigures>,
+) -> Vec<String> {
+    let mut lines = vec!["NMI watchdog on (default) vs watchdog=off, median cycles:".to_string()];
+    for result in on {
+        let Some(other) = off.iter().find(|r| r.name == result.name) else {
+            continue;
+        };
+        let change = if other.median_cycles == 0 {
+            0.0
+        } else {
+            (result.median_cycles as f64 - other.median_cycles as f64) * 100.0
+                / other.median_cycles as f64
+        };
+        lines.push(format!(
+            "  {:<28} on {:>9}  off {:>9}  {change:+.2} %",
+            result.name, result.median_cycles, other.median_cycles
+        ));
+    }
+    match figures {
+        Some(figures) if figures.elapsed_ms > 0 => lines.push(format!(
+            "watchdog NMIs: {} in {} ms of guest time ({:.1} per second, {} unclaimed), {} lockups",
+            figures.nmis,
+            figures.elapsed_ms,
+            figures.nmis as f64 * 1000.0 / figures.elapsed_ms as f64,
+            figures.unclaimed,
+            figures.lockups
+        )),
+        _ => lines.push("watchdog NMIs: the kernel did not report its counters".to_string()),
+    }
+    lines
+}
+
 /// What a run's console said about the benchmarks.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     pub results: Vec<BenchResult>,
     pub done: bool,
     pub tsc_mhz: Option<f64>,
+    pub watchdog: Option<WatchdogFigures>,
     /// Result lines that could not be parsed.
     pub errors: Vec<String>,
 }
@@ -192,6 +263,9 @@ impl Report {
         for line in lines {
             if report.tsc_mhz.is_none() {
                 report.tsc_mhz = parse_tsc_mhz(line);
+            }
+            if let Some(figures) = parse_watchdog_line(line) {
+                report.watchdog = Some(figures);
             }
             match parse_bench_line(line) {
                 Some(Ok(BenchLine::Result(result))) => report.results.push(result),
@@ -397,53 +471,108 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
     };
     let specs = user::parse_specs(BENCH_PROGRAMS)?;
     let (modules, processes) = user::build()?.resolve(&specs)?;
-    let mut config = QemuConfig::for_test(&elf, MEMORY, "");
-    config.accel = mode.accel();
-    config.icount = mode == Mode::Icount;
-    config.modules = modules;
-    println!(
-        "bench: booting {} under {} (deadline {} s)",
-        BENCH_PROGRAMS.join(", "),
-        mode.label(),
-        DEADLINE.as_secs()
-    );
-    if options.verbose {
-        println!("qemu: {}", config.display_command());
-    }
     let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
-    let mut process_line = |line: &str| {
-        let line = symbolizer.rewrite(line, &processes);
-        if options.verbose || parse_bench_line(&line).is_some() {
-            println!("  | {line}");
+    let boot = |cmdline: &str| -> Result<Report> {
+        let mut config = QemuConfig::for_test(&elf, MEMORY, cmdline);
+        config.accel = mode.accel();
+        config.icount = mode == Mode::Icount;
+        config.modules = modules.clone();
+        println!(
+            "bench: booting {} under {} with '{cmdline}' (deadline {} s)",
+            BENCH_PROGRAMS.join(", "),
+            mode.label(),
+            DEADLINE.as_secs()
+        );
+        if options.verbose {
+            println!("qemu: {}", config.display_command());
         }
-        line
+        let mut process_line = |line: &str| {
+            let line = symbolizer.rewrite(line, &processes);
+            if options.verbose || parse_bench_line(&line).is_some() {
+                println!("  | {line}");
+            }
+            line
+        };
+        let run = qemu::supervise(config.command(), DEADLINE, &mut process_line)?;
+        let report = Report::collect(run.lines.iter().map(|line| line.text.as_str()));
+        let exit_problem = match run.outcome {
+            Outcome::Exited(exit) if KernelExit::from_exit(exit) == KernelExit::Success => None,
+            outcome => Some(format!(
+                "the run did not end with a kernel success exit: {outcome}"
+            )),
+        };
+        let problem = match (report.problem(), exit_problem) {
+            (None, None) => None,
+            (Some(report), None) => Some(report),
+            (None, Some(exit)) => Some(exit),
+            (Some(report), Some(exit)) => Some(format!("{report}; {exit}")),
+        };
+        if let Some(problem) = problem {
+            qemu::print_failure_details(&run, TAIL_LINES);
+            bail!("the benchmark run with '{cmdline}' failed: {problem}");
+        }
+        Ok(report)
     };
-    let run = qemu::supervise(config.command(), DEADLINE, &mut process_line)?;
-    let report = Report::collect(run.lines.iter().map(|line| line.text.as_str()));
-    let exit_problem = match run.outcome {
-        Outcome::Exited(exit) if KernelExit::from_exit(exit) == KernelExit::Success => None,
-        outcome => Some(format!(
-            "the run did not end with a kernel success exit: {outcome}"
-        )),
-    };
-    let problem = match (report.problem(), exit_problem) {
-        (None, None) => None,
-        (Some(report), None) => Some(report),
-        (None, Some(exit)) => Some(exit),
-        (Some(report), Some(exit)) => Some(format!("{report}; {exit}")),
-    };
-    if let Some(problem) = problem {
-        qemu::print_failure_details(&run, TAIL_LINES);
-        bail!("the benchmark run failed: {problem}");
-    }
+    let on = boot("")?;
+    let off = boot("watchdog=off")?;
     println!();
-    println!("{}", format_table(&report.results, mode, report.tsc_mhz));
+    println!("{}", format_table(&on.results, mode, on.tsc_mhz));
+    for line in watchdog_comparison(&on.results, &off.results, on.watchdog) {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_line_and_comparison() {
+        let line = "[    9.123456] INFO  watchdog: 181 NMIs (2 unclaimed) in 9123 ms, 0 lockups";
+        let figures = parse_watchdog_line(line).unwrap();
+        assert_eq!(
+            figures,
+            WatchdogFigures {
+                nmis: 181,
+                unclaimed: 2,
+                elapsed_ms: 9123,
+                lockups: 0
+            }
+        );
+        assert_eq!(parse_watchdog_line("watchdog: off (watchdog=off)"), None);
+        assert_eq!(
+            parse_watchdog_line("watchdog: x NMIs (2 unclaimed) in 9 ms, 0 lockups"),
+            None
+        );
+        let report = Report::collect([line]);
+        assert_eq!(report.watchdog, Some(figures));
+
+        let result = |name: &str, median_cycles| BenchResult {
+            name: name.to_string(),
+            median_cycles,
+            min_cycles: median_cycles,
+            iterations: 10,
+        };
+        let lines = watchdog_comparison(
+            &[result("ipc_roundtrip", 3719), result("only_on", 5)],
+            &[result("ipc_roundtrip", 3700)],
+            Some(figures),
+        );
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[1].contains("ipc_roundtrip") && lines[1].ends_with("+0.51 %"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("(19.8 per second, 2 unclaimed)"),
+            "{}",
+            lines[2]
+        );
+        let unreported = watchdog_comparison(&[], &[], None);
+        assert!(unreported[1].contains("did not report"), "{unreported:?}");
+    }
 
     #[test]
     fn derived_figures_compare_pairs_of_measurements() {

@@ -22,3 +22,4 @@ pub mod slot;
 pub mod timer;
 pub mod trace;
 pub mod usercopy;
+pub mod watchdog;

@@ -94,6 +94,16 @@ impl<const N: usize> TraceRing<N> {
         taken
     }
 
+    /// Calls `take` with the last `max` events recorded (read or not), oldest first, and
+    /// leaves the ring as it was: for a report that must not disturb the monitor's reader.
+    pub fn recent(&self, max: usize, mut take: impl FnMut(&TraceEvent)) {
+        let held = self.next_seq.min(N as u64);
+        let count = held.min(max as u64);
+        for seq in self.next_seq - count..self.next_seq {
+            take(&self.events[(seq % N as u64) as usize]);
+        }
+    }
+
     /// Unread events.
     pub fn pending(&self) -> usize {
         (self.next_seq - self.read_seq) as usize
@@ -114,6 +124,28 @@ impl<const N: usize> TraceRing<N> {
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    #[test]
+    fn recent_shows_the_latest_events_without_consuming_them() {
+        let mut ring = TraceRing::<4>::new(u64::MAX);
+        let mut seqs = Vec::new();
+        ring.recent(8, |e| seqs.push(e.seq));
+        assert!(seqs.is_empty());
+        for i in 0..6 {
+            ring.record(i, EventKind::Syscall, 1, [i, 0, 0]);
+        }
+        ring.recent(3, |e| seqs.push(e.seq));
+        assert_eq!(seqs, [3, 4, 5]);
+        seqs.clear();
+        // More than the ring holds: only what is still there (the last four).
+        ring.recent(100, |e| seqs.push(e.seq));
+        assert_eq!(seqs, [2, 3, 4, 5]);
+        assert_eq!(ring.pending(), 4, "recent must not consume");
+        assert_eq!(drain_all(&mut ring).len(), 4);
+        seqs.clear();
+        ring.recent(2, |e| seqs.push(e.seq));
+        assert_eq!(seqs, [4, 5], "drained events are still recent");
+    }
 
     fn drain_all<const N: usize>(ring: &mut TraceRing<N>) -> Vec<TraceEvent> {
         let mut out = Vec::new();

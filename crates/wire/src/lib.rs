@@ -165,6 +165,10 @@ pub enum CrashKind {
     KernelFault,
     /// Index 2: a user thread faulted; its process was killed.
     UserFault,
+    /// Index 3: the NMI watchdog found the kernel locked up (no timer tick across its NMIs);
+    /// the backtrace starts at the interrupted instruction, and `process` names the process
+    /// whose thread was current, if any.
+    KernelLockup,
 }
 
 /// A panic or fault report; `backtrace` holds raw addresses (frame 0 = faulting pc when

@@ -81,6 +81,7 @@ fn variant_indices_are_stable() {
         CrashKind::KernelPanic,
         CrashKind::KernelFault,
         CrashKind::UserFault,
+        CrashKind::KernelLockup,
     ]
     .iter()
     .enumerate()

@@ -12,6 +12,7 @@ pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: ShutdownArgs) -> Resul
     let status = args.status;
     let name = kernel.process_of(caller).name();
     crate::info!("shutdown requested by '{name}' (status {status})");
+    crate::watchdog::log_stats();
     let exit = if status == 0 {
         ExitStatus::Success
     } else {

@@ -382,6 +382,7 @@ pub fn crash_kind_name(kind: CrashKind) -> &'static str {
         CrashKind::KernelPanic => "kernel-panic",
         CrashKind::KernelFault => "kernel-fault",
         CrashKind::UserFault => "user-fault",
+        CrashKind::KernelLockup => "kernel-lockup",
     }
 }
 

@@ -59,10 +59,14 @@ impl CrashFrame {
 
 /// The frames of a crash report: the kind of each address and the process it belongs to.
 pub fn crash_frames(crash: &CrashReport) -> Vec<(FrameRef, Option<&str>)> {
-    let first_is_pc = matches!(crash.kind, CrashKind::KernelFault | CrashKind::UserFault);
+    let first_is_pc = matches!(
+        crash.kind,
+        CrashKind::KernelFault | CrashKind::UserFault | CrashKind::KernelLockup
+    );
+    // A lockup names the process that was current, but its frames are the kernel's.
     let process = match crash.kind {
         CrashKind::UserFault => crash.process.as_ref().map(|(name, _)| name.as_str()),
-        CrashKind::KernelPanic | CrashKind::KernelFault => None,
+        CrashKind::KernelPanic | CrashKind::KernelFault | CrashKind::KernelLockup => None,
     };
     crash
         .backtrace
@@ -179,6 +183,12 @@ mod tests {
         assert_eq!(
             kinds(&fault),
             vec![(FrameKind::Pc, None), (FrameKind::Ret, None)]
+        );
+        let lockup = crash(CrashKind::KernelLockup, Some("spinner"), vec![1, 2]);
+        assert_eq!(
+            kinds(&lockup),
+            vec![(FrameKind::Pc, None), (FrameKind::Ret, None)],
+            "a lockup's frames are kernel frames, whatever process was current"
         );
         let panic = crash(CrashKind::KernelPanic, None, vec![1, 2]);
         assert_eq!(

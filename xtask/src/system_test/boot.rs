@@ -76,9 +76,11 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
     },
     // The kernel spins with interrupts off; only the runner's SIGKILL at the deadline ends
     // QEMU (`Expected::TimedOut`: killed on time, reaped, gone; see `runner::judge_run`).
+    // With the watchdog on it would be caught as a lockup (`watchdog-lockup`), so this also
+    // proves that `watchdog=off` turns it off.
     Scenario {
         name: "hang-is-killed",
-        cmdline: "test=hang",
+        cmdline: "watchdog=off test=hang",
         deadline: secs(3),
         expected: Expected::TimedOut,
         check: check_hang,
@@ -88,6 +90,12 @@ pub const BOOT_SCENARIOS: &[Scenario] = &[
 
 fn check_boot_128m(console: &Console) -> Result<(), String> {
     console.require_banner_with("memory 128 MiB")?;
+    // The watchdog is on by default and the boot log says which NMI source it uses.
+    console.require_line_with(&[
+        "watchdog: NMI source ",
+        "lockup = no tick",
+        "watchdog=panic",
+    ])?;
     console.require("selftest boot: ok")
 }
 
@@ -141,6 +149,7 @@ const HANG_LINE: &str = "selftest hang: spinning with interrupts off";
 /// The kernel reached the hang self-test (it did not hang somewhere else, earlier) and said
 /// nothing after it: with interrupts off, nothing else may run until the kill.
 fn check_hang(console: &Console) -> Result<(), String> {
+    console.require("watchdog: off (watchdog=off)")?;
     console.require("selftest: running 'hang'")?;
     console.require(HANG_LINE)?;
     match console.lines.last() {
@@ -220,14 +229,17 @@ mod tests {
     #[test]
     fn hang_check_wants_the_hang_selftest_and_silence_after_it() {
         let lines = [
+            "[    0.030000] INFO  watchdog: off (watchdog=off)",
             "[    0.040000] INFO  selftest: running 'hang'",
             "[    0.040100] INFO  selftest hang: spinning with interrupts off",
         ];
         assert_eq!(check_hang(&Console::from_texts(&lines)), Ok(()));
-        let error = check_hang(&Console::from_texts(&lines[..1])).unwrap_err();
+        let error = check_hang(&Console::from_texts(&lines[..2])).unwrap_err();
         assert!(error.contains("spinning with interrupts off"), "{error}");
-        let error = check_hang(&Console::from_texts(&lines[1..])).unwrap_err();
+        let error = check_hang(&Console::from_texts(&[lines[0], lines[2]])).unwrap_err();
         assert!(error.contains("running 'hang'"), "{error}");
+        let error = check_hang(&Console::from_texts(&lines[1..])).unwrap_err();
+        assert!(error.contains("watchdog: off"), "{error}");
         let mut more = lines.to_vec();
         more.push("[    1.000000] INFO  timer tick");
         let error = check_hang(&Console::from_texts(&more)).unwrap_err();

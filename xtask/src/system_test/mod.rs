@@ -6,12 +6,14 @@
 //!
 //! - `scenario.rs`: the row type [`Scenario`] and its defaults ([`Scenario::DEFAULT`]);
 //! - `console.rs`: the console as checks see it, and their vocabulary (`require`, `forbid`…);
-//! - `boot.rs`, `user.rs`, `monitor/mod.rs`: the three tables, each with its checks;
+//! - `boot.rs`, `user.rs`, `watchdog.rs`, `monitor/mod.rs`: the four tables, each with its
+//!   checks;
 //! - `runner.rs`: boots a row, supervises it to its deadline, judges the run;
 //! - `monitor/`: QEMU + proxy + `vigil` sessions and their checks; `proxy.rs`: the proxy.
 //!
 //! To add a scenario, add a row to a table — [`boot::BOOT_SCENARIOS`] (kernel only, a
-//! `test=NAME` self-test), [`user::USER_SCENARIOS`] (user programs) or
+//! `test=NAME` self-test), [`user::USER_SCENARIOS`] (user programs),
+//! [`watchdog::WATCHDOG_SCENARIOS`] (the NMI watchdog) or
 //! [`monitor::MONITOR_SCENARIOS`] (judged on what the host tool sees as well) — naming only
 //! what differs from the table's base row, and write its console check next to it:
 //!
@@ -31,6 +33,7 @@ mod proxy;
 mod runner;
 mod scenario;
 mod user;
+mod watchdog;
 
 pub use runner::run_scenario;
 pub use scenario::Scenario;
@@ -40,6 +43,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
     boot::BOOT_SCENARIOS
         .iter()
         .chain(user::USER_SCENARIOS.iter())
+        .chain(watchdog::WATCHDOG_SCENARIOS.iter())
         .chain(monitor::MONITOR_SCENARIOS.iter())
 }
 

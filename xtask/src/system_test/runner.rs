@@ -319,6 +319,10 @@ mod tests {
 
     const BANNER_128: &str = "[    0.021000] INFO  Vigil 0.1.0 up: memory 128 MiB (126 MiB \
                               usable), TSC 2993.1 MHz, timer 100 Hz";
+    const WATCHDOG_LINE: &str = "[    0.020000] INFO  watchdog: NMI source PIT channel 0 via \
+                                 8259 IRQ 0 to local APIC LINT0 (NMI), every 49999 us; lockup = \
+                                 no tick or console output across 10 NMIs (~500 ms); then report \
+                                 and stop (watchdog=panic)";
 
     #[test]
     fn judges_outcomes_against_expectations() {
@@ -396,6 +400,7 @@ mod tests {
             exited(SUCCESS),
             &[
                 (0.1, "[    0.001000] INFO  boot: hello"),
+                (0.4, WATCHDOG_LINE),
                 (0.41, BANNER_128),
                 (0.5, "selftest boot: ok"),
             ],
@@ -412,7 +417,7 @@ mod tests {
 
     #[test]
     fn boot_fails_on_wrong_memory_or_missing_selftest() {
-        let run = run_with(exited(SUCCESS), &[(0.4, BANNER_128)]);
+        let run = run_with(exited(SUCCESS), &[(0.3, WATCHDOG_LINE), (0.4, BANNER_128)]);
         let verdict = judge(scenario("boot-128m"), &run);
         assert!(!verdict.passed);
         assert!(
@@ -431,7 +436,8 @@ mod tests {
     }
 
     /// The console of a kernel that reached the hang selftest and then said nothing more.
-    pub(in super::super) const HANG_CONSOLE: [(f64, &str); 3] = [
+    pub(in super::super) const HANG_CONSOLE: [(f64, &str); 4] = [
+        (0.3, "[    0.030000] INFO  watchdog: off (watchdog=off)"),
         (0.4, BANNER_128),
         (0.45, "[    0.040000] INFO  selftest: running 'hang'"),
         (
@@ -534,7 +540,8 @@ mod tests {
             deadline: secs(1),
             ..*scenario("hang-is-killed")
         };
-        let script = "echo \"[ 0.04] INFO  selftest: running 'hang'\"; \
+        let script = "echo '[ 0.03] INFO  watchdog: off (watchdog=off)'; \
+                      echo \"[ 0.04] INFO  selftest: running 'hang'\"; \
                       echo '[ 0.04] INFO  selftest hang: spinning with interrupts off'; \
                       exec sleep 30";
         let mut child = std::process::Command::new("sh");

@@ -135,6 +135,7 @@ pub fn crash_kind() -> impl Strategy<Value = CrashKind> {
         Just(CrashKind::KernelPanic),
         Just(CrashKind::KernelFault),
         Just(CrashKind::UserFault),
+        Just(CrashKind::KernelLockup),
     ]
 }
 

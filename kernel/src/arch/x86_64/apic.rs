@@ -1,6 +1,7 @@
-//! Local APIC (periodic timer, end-of-interrupt) and the legacy 8259 PIC, which is masked.
+//! Local APIC (periodic timer, end-of-interrupt, the LVT entries the NMI watchdog routes) and
+//! the legacy 8259 PIC, which is masked except for IRQ 0 when the watchdog uses the PIT.
 
-use super::cpu::{outb, rdmsr, rdtsc, wrmsr, Msr};
+use super::cpu::{inb, outb, rdmsr, rdtsc, wrmsr, Msr};
 use super::paging::phys_to_virt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +13,8 @@ pub const SPURIOUS_VECTOR: u8 = 0xff;
 const REG_EOI: u64 = 0xb0;
 const REG_SPURIOUS: u64 = 0xf0;
 const REG_LVT_TIMER: u64 = 0x320;
+const REG_LVT_PERF_COUNTER: u64 = 0x340;
+const REG_LVT_LINT0: u64 = 0x350;
 const REG_TIMER_INITIAL: u64 = 0x380;
 const REG_TIMER_CURRENT: u64 = 0x390;
 const REG_TIMER_DIVIDE: u64 = 0x3e0;
@@ -21,6 +24,18 @@ const SOFTWARE_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
 const DIVIDE_BY_16: u32 = 0b0011;
+/// LVT delivery mode NMI (bits 10:8 = 100): the vector field is ignored.
+const LVT_DELIVERY_NMI: u32 = 0b100 << 8;
+
+const PIC1_COMMAND: u16 = 0x20;
+const PIC1_DATA: u16 = 0x21;
+const PIC2_COMMAND: u16 = 0xa0;
+const PIC2_DATA: u16 = 0xa1;
+/// OCW3 with the poll bit: the next read of the command port acts as an interrupt
+/// acknowledge and returns the highest pending line (bit 7 = one was pending).
+const PIC_OCW3_POLL: u8 = 0x0c;
+const PIC_POLL_PENDING: u8 = 0x80;
+const PIC_NON_SPECIFIC_EOI: u8 = 0x20;
 
 /// Virtual address of the local APIC registers (0 until `init`).
 static LAPIC_BASE: AtomicU64 = AtomicU64::new(0);
@@ -42,10 +57,6 @@ fn read_register(offset: u64) -> u32 {
 /// Remaps the 8259 PICs away from the exception vectors (to 0x20..0x2f) and masks every
 /// line, so only the local APIC delivers interrupts.
 pub fn disable_legacy_pic() {
-    const PIC1_COMMAND: u16 = 0x20;
-    const PIC1_DATA: u16 = 0x21;
-    const PIC2_COMMAND: u16 = 0xa0;
-    const PIC2_DATA: u16 = 0xa1;
     // SAFETY: the standard 8259 initialisation sequence on the two PICs' own ports; the
     // PICs are programmed nowhere else, and with every line masked they deliver nothing.
     unsafe {
@@ -100,4 +111,43 @@ pub fn start_periodic_timer(hz: u32, tsc_hz: u64) -> u64 {
 /// Signals end of interrupt to the local APIC.
 pub fn end_of_interrupt() {
     write_register(REG_EOI, 0);
+}
+
+/// Routes the local APIC's LINT0 pin (wired to the 8259's INT output) as an edge-triggered
+/// NMI, instead of the ExtINT "virtual wire" the firmware leaves there. Nothing reaches
+/// LINT0 until a PIC line is unmasked.
+pub fn route_lint0_as_nmi() {
+    write_register(REG_LVT_LINT0, LVT_DELIVERY_NMI);
+}
+
+/// Makes a performance-counter overflow deliver an NMI. The CPU masks this entry each time
+/// it delivers one, so the NMI handler calls this again to re-arm it.
+pub fn route_perf_counter_as_nmi() {
+    write_register(REG_LVT_PERF_COUNTER, LVT_DELIVERY_NMI);
+}
+
+/// Unmasks IRQ 0 (PIT channel 0) on the master 8259, all other lines stay masked. With
+/// LINT0 in NMI mode each PIT edge becomes an NMI; the CPU never acknowledges it as an
+/// interrupt, so `claim_pic_irq0` must.
+pub fn unmask_pic_irq0() {
+    // SAFETY: the master PIC's data port; only IRQ 0 is unmasked, and its output goes to
+    // LINT0, which `route_lint0_as_nmi` has made an NMI (no vector is ever fetched).
+    unsafe { outb(PIC1_DATA, 0xfe) }
+}
+
+/// Acknowledges a pending IRQ 0 on the master 8259 (poll, then end of interrupt) and says
+/// whether one was pending: an NMI through LINT0 skips the INTA cycle, so without this the
+/// request would stay latched and the next PIT edge would not reach the CPU.
+pub fn claim_pic_irq0() -> bool {
+    // SAFETY: the master PIC's command port: OCW3 (poll), the poll read and a non-specific
+    // EOI, the sequence the 8259 defines for polled operation; only IRQ 0 is unmasked.
+    unsafe {
+        outb(PIC1_COMMAND, PIC_OCW3_POLL);
+        let poll = inb(PIC1_COMMAND);
+        if poll & PIC_POLL_PENDING == 0 {
+            return false;
+        }
+        outb(PIC1_COMMAND, PIC_NON_SPECIFIC_EOI);
+        poll & 0x07 == 0
+    }
 }

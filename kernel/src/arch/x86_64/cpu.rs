@@ -63,6 +63,14 @@ pub enum Msr {
     GsBase = 0xc000_0101,
     /// GS base swapped in by SWAPGS.
     KernelGsBase = 0xc000_0102,
+    /// Architectural performance monitoring (only present when CPUID leaf 0xA reports a
+    /// version ≥ 1; `nmi.rs` checks before touching them): general counter 0, its event
+    /// select, and (version ≥ 2) the global control, status and overflow-clear registers.
+    Pmc0 = 0xc1,
+    PerfEventSelect0 = 0x186,
+    PerfGlobalStatus = 0x38e,
+    PerfGlobalControl = 0x38f,
+    PerfGlobalOverflowClear = 0x390,
 }
 
 /// EFER bits.
@@ -71,7 +79,8 @@ pub const EFER_NXE: u64 = 1 << 11;
 /// Reads a model-specific register.
 pub fn rdmsr(msr: Msr) -> u64 {
     let (low, high): (u32, u32);
-    // SAFETY: `Msr` only names architectural MSRs that exist on every x86-64 CPU.
+    // SAFETY: `Msr` only names architectural MSRs; those that not every CPU has (the PMU's)
+    // are read only after CPUID said they exist. Reading an MSR touches no memory.
     unsafe {
         asm!("rdmsr", in("ecx") msr as u32, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
     }
@@ -153,6 +162,11 @@ pub struct CpuidResult {
     pub eax: u32,
     pub ebx: u32,
     pub edx: u32,
+}
+
+/// The highest basic CPUID leaf.
+pub fn max_cpuid_leaf() -> u32 {
+    cpuid(0, 0).eax
 }
 
 /// Executes CPUID for `leaf`/`subleaf`.

@@ -5,7 +5,9 @@
 //! mode it calls `trap::dispatch` with a pointer to the frame and returns with IRETQ. From
 //! user mode the CPU has already put the frame in the current thread's control block (via
 //! TSS.rsp0); `trap_common` does SWAPGS, moves to the kernel stack and calls
-//! `entry::interrupt_from_user`, which leaves through `user_entry::return_to_user`.
+//! `entry::interrupt_from_user`, which leaves through `user_entry::return_to_user`. The NMI
+//! stub is separate: it saves the same frame on the NMI's IST stack, calls `trap::nmi` and
+//! returns with IRETQ to the interrupted code, in whichever mode.
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE_SELECTOR};
 use super::trap::{
@@ -29,13 +31,32 @@ vector_stub_\vector:
     .balign 16
     .endr
 
-    .irp vector, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216,217,218,219,220,221,222,223,224,225,226,227,228,229,230,231,232,233,234,235,236,237,238,239,240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255
+    .irp vector, 0,1,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216,217,218,219,220,221,222,223,224,225,226,227,228,229,230,231,232,233,234,235,236,237,238,239,240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255
 vector_stub_\vector:
     push 0
     push \vector
     jmp trap_common
     .balign 16
     .endr
+
+    // NMI: on its own IST stack, from any mode, returning to wherever it struck. No
+    // SWAPGS and no GS access: it can arrive between SYSCALL and the entry's SWAPGS, where
+    // CS is the kernel's but GS is still the user's. It never enters the scheduler.
+vector_stub_2:
+    push 0
+    push 2
+    "#,
+    save_general_registers!(),
+    r#"
+    mov rdi, rsp
+    cld
+    call {nmi}
+    "#,
+    restore_general_registers!(),
+    r#"
+    add rsp, {cpu_frame_start}
+    iretq
+    .balign 16
 
 trap_common:
     test qword ptr [rsp + {cs_above_vector}], 3
@@ -74,6 +95,7 @@ vector_stub_table:
     cpu_frame_start = const FRAME_RIP - FRAME_VECTOR,
     kernel_stack_top = const PER_CPU_KERNEL_STACK_TOP,
     dispatch = sym super::trap::dispatch,
+    nmi = sym super::trap::nmi,
     from_user = sym crate::entry::interrupt_from_user,
 );
 

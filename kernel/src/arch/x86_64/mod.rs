@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod debug_exit;
 pub mod gdt;
 pub mod idt;
+pub mod nmi;
 pub mod paging;
 pub mod pit;
 pub mod trap;

@@ -1,4 +1,5 @@
-//! The legacy 8254 PIT, used once at boot as a known-frequency reference to calibrate the TSC.
+//! The legacy 8254 PIT: channel 2 is a known-frequency reference to calibrate the TSC at
+//! boot; channel 0 can drive the NMI watchdog (through the 8259 and LINT0, `nmi.rs`).
 
 use super::cpu::{self, rdtsc};
 
@@ -8,6 +9,7 @@ const PIT_HZ: u64 = 1_193_182;
 #[derive(Clone, Copy)]
 #[repr(u16)]
 enum Port {
+    Channel0Data = 0x40,
     Channel2Data = 0x42,
     Command = 0x43,
     /// Port 0x61: bit 0 gates channel 2, bit 1 drives the speaker, bit 5 is channel 2's
@@ -15,6 +17,8 @@ enum Port {
     Gate = 0x61,
 }
 const CHANNEL2_OUTPUT: u8 = 1 << 5;
+/// Longest channel-0 period: the divisor is 16 bits (65536 written as 0).
+pub const MAX_CHANNEL0_PERIOD_NS: u64 = 65_536 * 1_000_000_000 / PIT_HZ;
 
 /// Writes a PIT port or the gate port.
 fn write(port: Port, value: u8) {
@@ -55,4 +59,18 @@ pub fn measure_tsc_hz(window_ms: u64) -> Option<u64> {
     write(Port::Gate, gate);
     let elapsed_tsc = end.wrapping_sub(start);
     Some(elapsed_tsc * PIT_HZ / u64::from(pit_ticks))
+}
+
+/// Starts channel 0 as a square wave (mode 3) of about `period_ns` (at most
+/// `MAX_CHANNEL0_PERIOD_NS`), one rising edge per period on IRQ 0. Returns the period it
+/// runs at, in nanoseconds.
+pub fn start_channel0(period_ns: u64) -> u64 {
+    let divisor = (PIT_HZ * period_ns / 1_000_000_000).clamp(2, 65_536);
+    // A square wave has its rising edge once a period and its falling edge half a period
+    // later, by when the NMI handler has acknowledged the 8259 (`apic::claim_pic_irq0`).
+    write(Port::Command, 0b0011_0110); // channel 0, lobyte/hibyte, mode 3, binary
+    let written = (divisor & 0xffff) as u16; // 65536 is written as 0
+    write(Port::Channel0Data, written as u8);
+    write(Port::Channel0Data, (written >> 8) as u8);
+    divisor * 1_000_000_000 / PIT_HZ
 }

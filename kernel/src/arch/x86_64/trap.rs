@@ -233,6 +233,15 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
     }
 }
 
+/// Entry from the NMI stub (any mode, on the NMI's IST stack, NMIs blocked until its IRETQ).
+/// Returns to the interrupted code unless the watchdog stops the machine. An NMI that no
+/// watchdog source claims is fatal while the watchdog is off, as every NMI was before it.
+pub extern "C" fn nmi(frame: &mut TrapFrame) {
+    if !crate::watchdog::on_nmi(frame) {
+        fatal_exception(frame);
+    }
+}
+
 /// Handles a device interrupt (timer, spurious, unexpected vector), whichever mode it
 /// interrupted.
 pub fn device_interrupt(kind: TrapKind, vector: u64, kernel: &mut crate::system::Kernel) {

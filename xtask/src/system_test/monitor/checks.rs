@@ -551,6 +551,89 @@ pub fn check_record_replay(observation: &Observation) -> Result<String, String> 
     ))
 }
 
+/// The host tool decoded the watchdog's epitaph: one `kernel-lockup` crash naming the
+/// process that was current (`spinner`), with the same raw addresses as the frame the proxy
+/// decoded, symbolised from the kernel ELF down to the self-test's function, and stamped
+/// within a second (kernel time) of the last frame the kernel sent before it locked up.
+pub fn check_lockup_epitaph(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let crashes: Vec<&Value> = of_type(lines, "crash")
+        .map(|(_, crash)| crash)
+        .filter(|crash| str_field(crash, "kind") == "kernel-lockup")
+        .collect();
+    let [crash] = crashes[..] else {
+        return Err(format!(
+            "the tool printed {} kernel-lockup crashes, expected 1",
+            crashes.len()
+        ));
+    };
+    if str_field(crash, "process") != "spinner" {
+        return Err(format!(
+            "the epitaph names process {:?}, not spinner",
+            crash["process"]
+        ));
+    }
+    let message = str_field(crash, "message");
+    if !message.starts_with("KERNEL LOCKUP: no timer tick for") {
+        return Err(format!("the epitaph's message is {message:?}"));
+    }
+    let raw = observation
+        .proxy
+        .frames
+        .iter()
+        .find_map(|frame| match &frame.frame {
+            KernelFrame::Crash(report) if report.kind == vigil_wire::CrashKind::KernelLockup => {
+                Some(report)
+            }
+            _ => None,
+        })
+        .ok_or("the proxy decoded no KernelLockup crash frame")?;
+    let tool_addresses: Vec<&str> = array(crash, "backtrace")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let raw_addresses: Vec<String> = raw.backtrace.iter().map(|a| format!("{a:#x}")).collect();
+    if tool_addresses != raw_addresses || raw_addresses.is_empty() {
+        return Err(format!(
+            "the tool's backtrace {tool_addresses:?} differs from the raw frame's {raw_addresses:?}"
+        ));
+    }
+    let functions: Vec<&str> = array(crash, "frames")
+        .iter()
+        .flat_map(|frame| array(frame, "symbols"))
+        .map(|symbol| str_field(symbol, "function"))
+        .collect();
+    if !functions
+        .iter()
+        .any(|f| f.contains("selftest::lockup_in_tick"))
+    {
+        return Err(format!(
+            "no symbolised frame of the epitaph is selftest::lockup_in_tick: {functions:?}"
+        ));
+    }
+    // The hook logs as it locks up, in the tick after the monitor's poll, so that line never
+    // goes out; the last frame the tool printed before the crash (that tick's snapshot or
+    // events) is the kernel's last sign of life.
+    let began = lines
+        .iter()
+        .take_while(|line| !std::ptr::eq(*line, crash))
+        .filter(|line| line_type(line) != "crash")
+        .filter_map(kernel_time)
+        .max()
+        .ok_or("the tool printed nothing with a kernel time before the epitaph")?;
+    let reported = u64_field(crash, "ts_ns").ok_or("the epitaph has no ts_ns")?;
+    let took_ms = reported.saturating_sub(began) / 1_000_000;
+    if reported < began || took_ms >= 1000 {
+        return Err(format!(
+            "the epitaph came {took_ms} ms after the lockup began"
+        ));
+    }
+    Ok(format!(
+        "kernel-lockup epitaph {took_ms} ms after the lockup, {} frames, symbolised",
+        raw_addresses.len()
+    ))
+}
+
 /// The listening time of `monitor-record-replay`.
 pub fn record_duration() -> Duration {
     MONITOR_SCENARIOS
@@ -568,6 +651,78 @@ mod tests {
     use super::*;
     use serde_json::json;
     use vigil_wire::{DropReport, Event};
+
+    #[test]
+    fn the_epitaph_must_match_the_raw_frame_be_symbolised_and_come_in_time() {
+        let raw = |backtrace: Vec<u64>| {
+            KernelFrame::Crash(vigil_wire::CrashReport {
+                kind: vigil_wire::CrashKind::KernelLockup,
+                timestamp_ns: 2_600_000_000,
+                process: Some(("spinner".to_string(), 1)),
+                message: "KERNEL LOCKUP: no timer tick for 506 ms".to_string(),
+                backtrace,
+            })
+        };
+        let crash = |ts_ns: u64, function: &str| {
+            json!({
+                "type": "crash", "kind": "kernel-lockup", "ts_ns": ts_ns,
+                "process": "spinner", "pid": 1,
+                "message": "KERNEL LOCKUP: no timer tick for 506 ms; kernel mode at 0x10",
+                "backtrace": ["0x10", "0x20"],
+                "frames": [
+                    {"index": 0, "kind": "pc", "address": "0x10", "symbols": [
+                        {"function": "core::hint::spin_loop", "file": "hint.rs", "line": 1}]},
+                    {"index": 1, "kind": "ret", "address": "0x20", "symbols": [
+                        {"function": function, "file": "selftest.rs", "line": 2}]},
+                ],
+            })
+        };
+        let snapshot = snapshot_line(20, 2_086_000_000, vec![], &["spinner"]);
+        let good = observation(
+            vec![
+                snapshot.clone(),
+                crash(2_600_000_000, "vigil_kernel::selftest::lockup_in_tick"),
+            ],
+            proxy_with(vec![raw(vec![0x10, 0x20])]),
+            &[],
+        );
+        let note = check_lockup_epitaph(&good).unwrap();
+        assert!(note.contains("514 ms after the lockup, 2 frames"), "{note}");
+
+        let unsymbolised = observation(
+            vec![snapshot.clone(), crash(2_600_000_000, "??")],
+            proxy_with(vec![raw(vec![0x10, 0x20])]),
+            &[],
+        );
+        let error = check_lockup_epitaph(&unsymbolised).unwrap_err();
+        assert!(error.contains("lockup_in_tick"), "{error}");
+
+        let different = observation(
+            vec![
+                snapshot.clone(),
+                crash(2_600_000_000, "vigil_kernel::selftest::lockup_in_tick"),
+            ],
+            proxy_with(vec![raw(vec![0x10, 0x30])]),
+            &[],
+        );
+        let error = check_lockup_epitaph(&different).unwrap_err();
+        assert!(error.contains("differs from the raw frame"), "{error}");
+
+        let late = observation(
+            vec![
+                snapshot.clone(),
+                crash(3_200_000_000, "vigil_kernel::selftest::lockup_in_tick"),
+            ],
+            proxy_with(vec![raw(vec![0x10, 0x20])]),
+            &[],
+        );
+        let error = check_lockup_epitaph(&late).unwrap_err();
+        assert!(error.contains("1114 ms after"), "{error}");
+
+        let none = observation(vec![snapshot], proxy_with(vec![]), &[]);
+        let error = check_lockup_epitaph(&none).unwrap_err();
+        assert!(error.contains("0 kernel-lockup crashes"), "{error}");
+    }
 
     #[test]
     fn boot_processes_needs_every_name_soon_enough() {

@@ -120,6 +120,19 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             ..MonitorCheck::DEFAULT
         })
     },
+    Scenario {
+        name: "monitor-lockup-epitaph",
+        // The tick locks up under the kernel lock 2 s after boot while spinner runs; in report
+        // mode the machine stays up, so the tool listens to the end.
+        cmdline: "watchdog=report test=lockup-tick",
+        check: check_lockup_console,
+        programs: &["spinner"],
+        ..watched(MonitorCheck {
+            duration: secs(4),
+            check: checks::check_lockup_epitaph,
+            ..MonitorCheck::DEFAULT
+        })
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -160,6 +173,13 @@ fn check_chain_console(console: &Console) -> Result<(), String> {
     console.forbid("the chain was not blocked")
 }
 
+fn check_lockup_console(console: &Console) -> Result<(), String> {
+    console.require("monitor: streaming on COM2")?;
+    console.require("selftest lockup-tick: spinning in the timer tick")?;
+    console.require("KERNEL LOCKUP: no timer tick for")?;
+    console.require("epitaph: a kernel-lockup crash frame with")
+}
+
 fn check_record_console(console: &Console) -> Result<(), String> {
     console.forbid("panic:")?;
     console.forbid("user fault:")?;
@@ -191,7 +211,8 @@ mod tests {
                 "monitor-deadlock",
                 "monitor-blocked-chain",
                 "monitor-garbage",
-                "monitor-record-replay"
+                "monitor-record-replay",
+                "monitor-lockup-epitaph"
             ]
         );
         let mut total = Duration::ZERO;

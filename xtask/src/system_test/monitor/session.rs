@@ -123,8 +123,9 @@ fn duration_arg(duration: Duration) -> String {
     format!("{}ms", duration.as_millis())
 }
 
-/// The tool's command line for a live session through the proxy at `port`.
-fn tool_args(check: &MonitorCheck, port: u16, recording: &Path) -> Vec<String> {
+/// The tool's command line for a live session through the proxy at `port`; a live `events`
+/// run symbolises crash backtraces from `kernel` (`--kernel-elf`), as a developer would.
+fn tool_args(check: &MonitorCheck, port: u16, recording: &Path, kernel: &Path) -> Vec<String> {
     let address = format!("127.0.0.1:{port}");
     let duration = duration_arg(check.duration);
     if check.record {
@@ -144,6 +145,8 @@ fn tool_args(check: &MonitorCheck, port: u16, recording: &Path) -> Vec<String> {
             address,
             "--json".into(),
             "--snapshots".into(),
+            "--kernel-elf".into(),
+            kernel.display().to_string(),
             "--duration".into(),
             duration,
         ]
@@ -367,7 +370,7 @@ fn run_and_observe(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let recording_path = work_dir.join(format!("{}.vrec", scenario.name));
     let _ = std::fs::remove_file(&recording_path);
-    let args = tool_args(check, proxy.port(), &recording_path);
+    let args = tool_args(check, proxy.port(), &recording_path, kernel);
     let tool_command = format!("{} {}", kernel::display_relative(tool), args.join(" "));
     if verbose {
         println!("---- {}: {}", scenario.name, config.display_command());
@@ -656,17 +659,19 @@ mod tests {
             record: false,
             check: |_| Ok(String::new()),
         };
-        let args = tool_args(&check, 4000, Path::new("/t/x.vrec"));
+        let kernel = Path::new("/k/vigil-kernel");
+        let args = tool_args(&check, 4000, Path::new("/t/x.vrec"), kernel);
         assert_eq!(
             args.join(" "),
-            "events --connect 127.0.0.1:4000 --json --snapshots --duration 2500ms"
+            "events --connect 127.0.0.1:4000 --json --snapshots --kernel-elf /k/vigil-kernel \
+             --duration 2500ms"
         );
         let record = MonitorCheck {
             record: true,
             ..check
         };
         assert_eq!(
-            tool_args(&record, 4000, Path::new("/t/x.vrec")).join(" "),
+            tool_args(&record, 4000, Path::new("/t/x.vrec"), kernel).join(" "),
             "record --connect 127.0.0.1:4000 -o /t/x.vrec --duration 2500ms"
         );
     }

@@ -41,6 +41,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Serve Prometheus/OpenMetrics figures of a live kernel on /metrics.
     Metrics(MetricsArgs),
+    /// Own the kernel's monitor socket and share its stream with any number of clients
+    /// (`top`, `events`, `record`, `metrics` at once): point them at the hub's address.
+    Hub(HubArgs),
 }
 
 /// Where a live kernel is.
@@ -203,6 +206,37 @@ pub struct MetricsArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, Args)]
+#[command(after_long_help = HUB_HELP)]
+pub struct HubArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// Where clients attach: HOST:PORT or unix:PATH (port 0 picks a free one; the address
+    /// is printed on stderr).
+    #[arg(long, short = 'l', value_name = "ADDR", default_value = crate::hub::DEFAULT_LISTEN, value_parser = Address::parse)]
+    pub listen: Address,
+    /// Stop after this long; default: until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// No messages on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+const HUB_HELP: &str = "\
+QEMU serves one client per COM2 socket: a second `vigil` on the same socket is accepted by the
+operating system but never served (the tool then says so after 2 s). The hub is that one client
+and serves everyone else: each client gets every frame (from a frame boundary), its own answers
+to its own commands, one Hello per session; a client's bad frames are refused with a failed
+command result and never reach the kernel. When the kernel side closes, every client is
+disconnected and reconnects by itself. `cargo xtask run` starts a hub on its own.
+
+Example:
+  vigil hub --connect 127.0.0.1:4555 --listen 127.0.0.1:4560 &
+  vigil top --connect 127.0.0.1:4560        # and, at the same time:
+  vigil record --connect 127.0.0.1:4560 -o session.vrec
+  vigil metrics --connect 127.0.0.1:4560";
+
 /// Parses "5s", "500ms", "2m", "1h 30m" or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -286,6 +320,9 @@ pub fn run(cli: Cli) -> Result<()> {
             args.duration,
             args.quiet,
         ),
+        Command::Hub(args) => {
+            crate::hub::run(args.connect.connect, args.listen, args.duration, args.quiet)
+        }
         Command::Export(args) => {
             let (events, threads) = crate::export::export_perfetto(&args.file, &args.perfetto)?;
             eprintln!(

@@ -41,10 +41,14 @@ pub struct RunOptions {
     pub modules: Vec<PathBuf>,
     /// Run `vigil top` on this terminal (console to [`CONSOLE_LOG`]); its exit stops QEMU.
     pub top: bool,
+    /// Start a `vigil hub` on COM2 and give clients its address (several tools at once).
+    pub hub: bool,
 }
 
 /// Where the console goes with `--top`, relative to the target directory.
 pub const CONSOLE_LOG: &str = "vigil-console.log";
+/// Where the hub's messages go, relative to the target directory.
+pub const HUB_LOG: &str = "vigil-hub.log";
 
 /// The program booted when `--program` is not given.
 pub const DEFAULT_PROGRAM: &str = "hello";
@@ -181,11 +185,30 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
 
     println!("{}", describe_modules(&config.modules));
     println!("qemu: {}", config.display_command());
-    let address = tool_address(&com2).context("COM2 has no address to attach to")?;
-    println!(
-        "monitor: COM2 on {com2}; attach the host tool with: {}",
-        attach_command(&address)
-    );
+    let com2_address = tool_address(&com2).context("COM2 has no address to attach to")?;
+    // The hub connects to QEMU's socket on its own (retrying until QEMU listens), so it can
+    // start before QEMU; it is stopped when this function returns.
+    let hub = if options.hub {
+        Some(Hub::start(&com2_address)?)
+    } else {
+        None
+    };
+    let address = hub
+        .as_ref()
+        .map_or_else(|| com2_address.clone(), |hub| hub.address.clone());
+    match &hub {
+        Some(hub) => println!(
+            "monitor: COM2 on {com2}, shared by a vigil hub on {} (log: {}); attach any number \
+             of host tools with: {}",
+            hub.address,
+            kernel::display_relative(&hub.log),
+            attach_command(&address)
+        ),
+        None => println!(
+            "monitor: COM2 on {com2} (one client at a time); attach the host tool with: {}",
+            attach_command(&address)
+        ),
+    }
     if options.gdb {
         println!(
             "gdb: QEMU waits before the first instruction; attach with: gdb {} -ex 'target \
@@ -333,6 +356,59 @@ fn run_with_top(
     Ok(exit_code(exit))
 }
 
+/// A `vigil hub` process between QEMU's COM2 socket and the host tools; killed on drop.
+struct Hub {
+    child: Child,
+    /// Where clients attach (127.0.0.1:PORT).
+    address: String,
+    log: PathBuf,
+}
+
+impl Hub {
+    fn start(com2_address: &str) -> Result<Hub> {
+        let tool = tool::build_tool()?;
+        let address = hub_address(qemu::free_local_port()?);
+        let log = kernel::target_dir().join(HUB_LOG);
+        let log_file = File::create(&log)
+            .with_context(|| format!("creating the hub log {}", log.display()))?;
+        let child = Command::new(&tool)
+            .args(hub_args(com2_address, &address))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("failed to start {} hub", tool.display()))?;
+        Ok(Hub {
+            child,
+            address,
+            log,
+        })
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address a hub started by `run` serves on.
+pub fn hub_address(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// `vigil hub`'s arguments for QEMU's COM2 at `com2_address`, serving on `listen`.
+pub fn hub_args(com2_address: &str, listen: &str) -> Vec<String> {
+    vec![
+        "hub".into(),
+        "--connect".into(),
+        com2_address.into(),
+        "--listen".into(),
+        listen.into(),
+    ]
+}
+
 /// QEMU's pid, shared with the thread that stops it, and whether it has been reaped: a
 /// reaped pid may be reused, so it is signalled only while the lock says it is not reaped.
 #[derive(Clone)]
@@ -404,6 +480,20 @@ impl QemuHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hub_connects_to_com2_and_serves_on_loopback() {
+        assert_eq!(
+            hub_args("127.0.0.1:4555", &hub_address(4560)),
+            [
+                "hub",
+                "--connect",
+                "127.0.0.1:4555",
+                "--listen",
+                "127.0.0.1:4560"
+            ]
+        );
+    }
 
     #[test]
     fn parses_monitor_specs() {

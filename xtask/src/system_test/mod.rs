@@ -143,6 +143,7 @@ mod tests {
             if let Some(monitor) = &scenario.monitor {
                 let observation = Observation {
                     lines: Vec::new(),
+                    clients: Vec::new(),
                     replay: None,
                     recording: None,
                     proxy: Default::default(),

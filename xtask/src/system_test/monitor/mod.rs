@@ -120,6 +120,17 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             ..MonitorCheck::DEFAULT
         })
     },
+    Scenario {
+        name: "monitor-hub",
+        check: check_spinner_console,
+        programs: &["spinner prio=12", "pingpong_server"],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            hub_clients: checks::HUB_CLIENTS,
+            check: checks::check_hub_clients,
+            ..MonitorCheck::DEFAULT
+        })
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -191,7 +202,8 @@ mod tests {
                 "monitor-deadlock",
                 "monitor-blocked-chain",
                 "monitor-garbage",
-                "monitor-record-replay"
+                "monitor-record-replay",
+                "monitor-hub"
             ]
         );
         let mut total = Duration::ZERO;
@@ -209,7 +221,7 @@ mod tests {
             total += check.duration;
         }
         // CI time: the listening adds up to well under a minute.
-        assert!(total <= secs(30), "{total:?}");
+        assert!(total <= secs(33), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

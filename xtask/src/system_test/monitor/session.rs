@@ -60,6 +60,9 @@ pub struct MonitorCheck {
     /// Run `vigil record -o FILE` instead of `vigil events --json --snapshots`, then judge
     /// `vigil events --replay FILE --json --snapshots`.
     pub record: bool,
+    /// Run this many `vigil events` clients at once through a `vigil hub` (between the
+    /// proxy and the clients) instead of one client on the proxy; 0 = no hub.
+    pub hub_clients: usize,
     /// Judges what was observed; `Ok` carries a short note for the PASS line.
     pub check: fn(&Observation) -> Result<String, String>,
 }
@@ -79,6 +82,7 @@ impl MonitorCheck {
         duration: Duration::ZERO,
         garbage: None,
         record: false,
+        hub_clients: 0,
         check: no_tool_check,
     };
 }
@@ -94,8 +98,11 @@ pub struct Recording {
 
 /// Everything a monitor check can look at.
 pub struct Observation {
-    /// The live tool's stdout, one JSON value per line (`vigil record` prints none).
+    /// The live tool's stdout, one JSON value per line (`vigil record` prints none); with a
+    /// hub, the first client's.
     pub lines: Vec<Value>,
+    /// With a hub: every client's lines (the first is `lines` again).
+    pub clients: Vec<Vec<Value>>,
     /// The replay's stdout (recording scenarios).
     pub replay: Option<Vec<Value>>,
     /// The recording file's contents (recording scenarios).
@@ -329,6 +336,9 @@ pub fn run_scenario(
 struct Session {
     run: SupervisedRun,
     tool: ToolRun,
+    /// With a hub: the other clients' runs, then the hub's own.
+    others: Vec<ToolRun>,
+    hub: Option<ToolRun>,
     replay: Option<ToolRun>,
     recording: Option<Result<Recording, String>>,
     proxy: ProxyReport,
@@ -382,6 +392,7 @@ fn run_and_observe(
         let qemu_gone = qemu_gone.clone();
         let tool = tool.to_path_buf();
         let deadline = scenario.deadline;
+        let hub_clients = check.hub_clients;
         thread::Builder::new()
             .name("monitor-session".into())
             .spawn(move || {
@@ -391,6 +402,19 @@ fn run_and_observe(
                         error: Some(format!("not started: {error:#}")),
                         ..ToolRun::default()
                     },
+                    Ok(()) if hub_clients > 0 => {
+                        let left = deadline.saturating_sub(started.elapsed());
+                        let (first, others, hub) = run_through_hub(
+                            &tool,
+                            &args,
+                            proxy.port(),
+                            hub_clients,
+                            left,
+                            &qemu_gone,
+                        );
+                        done.store(true, Ordering::SeqCst);
+                        return ((first, others, Some(hub)), proxy);
+                    }
                     Ok(()) => {
                         let mut command = Command::new(&tool);
                         command.args(&args);
@@ -402,7 +426,7 @@ fn run_and_observe(
                     }
                 };
                 done.store(true, Ordering::SeqCst);
-                (result, proxy)
+                ((result, Vec::new(), None), proxy)
             })
             .context("starting the monitor session thread")?
     };
@@ -422,7 +446,7 @@ fn run_and_observe(
         &stop,
     );
     qemu_gone.store(true, Ordering::SeqCst);
-    let (tool_run, proxy) = session
+    let ((tool_run, others, hub), proxy) = session
         .join()
         .map_err(|_| anyhow::anyhow!("the monitor session thread panicked"))?;
     let proxy = proxy.finish();
@@ -450,12 +474,93 @@ fn run_and_observe(
     Ok(Session {
         run,
         tool: tool_run,
+        others,
+        hub,
         replay,
         recording,
         proxy,
         tool_command,
         output_path,
     })
+}
+
+/// How long the hub may take to listen.
+const HUB_LISTEN_WITHIN: Duration = Duration::from_secs(5);
+
+/// Runs `vigil hub` on the proxy and `clients` copies of the tool (`args`, pointed at the
+/// hub) at the same time; returns the first client's run, the others', and the hub's.
+fn run_through_hub(
+    tool: &Path,
+    args: &[String],
+    proxy_port: u16,
+    clients: usize,
+    deadline: Duration,
+    qemu_gone: &Arc<AtomicBool>,
+) -> (ToolRun, Vec<ToolRun>, ToolRun) {
+    let failed = |error: String| ToolRun {
+        error: Some(error),
+        ..ToolRun::default()
+    };
+    let hub_port = match qemu::free_local_port() {
+        Ok(port) => port,
+        Err(error) => {
+            let error = format!("no port for the hub: {error:#}");
+            return (failed(error.clone()), Vec::new(), failed(error));
+        }
+    };
+    let hub_address = format!("127.0.0.1:{hub_port}");
+    let mut hub = Command::new(tool);
+    hub.args([
+        "hub".to_string(),
+        "--connect".into(),
+        format!("127.0.0.1:{proxy_port}"),
+        "--listen".into(),
+        hub_address.clone(),
+        "--duration".into(),
+        duration_arg(deadline),
+    ]);
+    let hub_stop = Arc::new(AtomicBool::new(false));
+    let hub_thread = {
+        let hub_stop = hub_stop.clone();
+        thread::spawn(move || run_tool(hub, deadline, &hub_stop))
+    };
+    let until = Instant::now() + HUB_LISTEN_WITHIN;
+    while std::net::TcpStream::connect(&hub_address).is_err() && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The tool's arguments name the proxy; point them at the hub.
+    let proxy_address = format!("127.0.0.1:{proxy_port}");
+    let client_args: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            if *arg == proxy_address {
+                hub_address.clone()
+            } else {
+                arg.clone()
+            }
+        })
+        .collect();
+    let runs: Vec<_> = (0..clients)
+        .map(|_| {
+            let mut command = Command::new(tool);
+            command.args(&client_args);
+            let qemu_gone = qemu_gone.clone();
+            thread::spawn(move || run_tool(command, deadline, &qemu_gone))
+        })
+        .collect();
+    let mut runs: Vec<ToolRun> = runs
+        .into_iter()
+        .map(|run| {
+            run.join()
+                .unwrap_or_else(|_| failed("the client thread panicked".into()))
+        })
+        .collect();
+    hub_stop.store(true, Ordering::SeqCst);
+    let hub_run = hub_thread
+        .join()
+        .unwrap_or_else(|_| failed("the hub thread panicked".into()));
+    let first = runs.remove(0);
+    (first, runs, hub_run)
 }
 
 /// Waits until the proxy is connected to QEMU's COM2 socket, giving up early if QEMU has
@@ -537,6 +642,17 @@ fn observe(
     };
     session.tool.require_success(what)?;
     let lines = parse_json_lines(&session.tool.stdout)?;
+    let mut clients = Vec::new();
+    if session.hub.is_some() {
+        clients.push(lines.clone());
+        for (index, other) in session.others.iter().enumerate() {
+            other.require_success(&format!("vigil events (hub client {})", index + 2))?;
+            clients.push(
+                parse_json_lines(&other.stdout)
+                    .map_err(|e| format!("hub client {}: {e}", index + 2))?,
+            );
+        }
+    }
     let replay = match &session.replay {
         None => None,
         Some(replay) => {
@@ -551,6 +667,7 @@ fn observe(
     };
     Ok(Observation {
         lines,
+        clients,
         replay,
         recording,
         proxy: session.proxy.clone(),
@@ -569,6 +686,12 @@ fn print_failure_details(session: &Session) {
         kernel::display_relative(&session.output_path)
     );
     print_tool_output("tool", &session.tool);
+    for (index, other) in session.others.iter().enumerate() {
+        print_tool_output(&format!("hub client {}", index + 2), other);
+    }
+    if let Some(hub) = &session.hub {
+        print_tool_output("hub", hub);
+    }
     if let Some(replay) = &session.replay {
         print_tool_output("replay", replay);
     }
@@ -654,6 +777,7 @@ mod tests {
             duration: Duration::from_millis(2500),
             garbage: None,
             record: false,
+            hub_clients: 0,
             check: |_| Ok(String::new()),
         };
         let args = tool_args(&check, 4000, Path::new("/t/x.vrec"));

@@ -270,6 +270,7 @@ pub mod fixtures {
     ) -> Observation {
         Observation {
             lines,
+            clients: Vec::new(),
             replay: None,
             recording: None,
             proxy,

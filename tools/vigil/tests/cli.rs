@@ -577,14 +577,9 @@ fn unix_socket_monitor_channel() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn metrics_endpoint_serves_openmetrics() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let kernel = FakeKernel::start(vec![Session {
-        bytes: encode(&script()),
-        chunk: usize::MAX,
-        close: false,
-    }]);
+/// Starts `vigil metrics` on the fake kernel; returns the child and the host:port it serves.
+fn start_metrics(kernel: &FakeKernel) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = vigil()
         .args([
             "metrics",
@@ -593,7 +588,8 @@ fn metrics_endpoint_serves_openmetrics() {
             "--listen",
             "127.0.0.1:0",
             "--duration",
-            "10s",
+            "20s",
+            "--quiet",
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -606,53 +602,168 @@ fn metrics_endpoint_serves_openmetrics() {
         .strip_prefix("vigil: serving metrics on http://")
         .expect(&line);
     let host = url.strip_suffix("/metrics").unwrap().to_string();
-    let get = |path: &str| -> String {
-        let mut stream = std::net::TcpStream::connect(&host).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    };
-    // Wait until the fake kernel's data has been taken in.
+    (child, host)
+}
+
+/// GET `path` with an optional Accept header; the whole response.
+fn http_get(host: &str, path: &str, accept: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Polls `/metrics` until `ready` holds for the body (or 5 s pass); the last response.
+fn metrics_when(host: &str, accept: Option<&str>, ready: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut body = String::new();
-    while Instant::now() < deadline {
-        body = get("/metrics");
-        if body.contains("vigil_events_lost_total 2") && body.contains("vigil_cpu_busy_percent 98")
-        {
-            break;
+    loop {
+        let body = http_get(host, "/metrics", accept);
+        if ready(&body) || Instant::now() >= deadline {
+            return body;
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let not_found = get("/nope");
+}
+
+#[test]
+fn metrics_follow_prometheus_conventions_in_both_formats() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let (mut child, host) = start_metrics(&kernel);
+    let body = metrics_when(&host, None, |b| {
+        b.contains("vigil_events_lost_total 2") && b.contains("vigil_cpu_busy_ratio 0.98")
+    });
+    let open = http_get(
+        &host,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    );
+    let not_found = http_get(&host, "/nope", None);
     child.kill().ok();
     child.wait().ok();
+
+    // The classic text format by default.
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-    assert!(body.contains("vigil_link_up 1"), "{body}");
+    assert!(
+        body.contains("Content-Type: text/plain; version=0.0.4"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"), "{body}");
+    assert!(body.contains("vigil_link_up 1\n"), "{body}");
+    assert!(
+        body.contains("# TYPE vigil_thread_cpu_seconds_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"vigil_thread_cpu_seconds_total{thread="spinner#4",process="spinner",pid="4"} "#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"vigil_thread_context_switches_total{thread="spinner#4",process="spinner",pid="4",kind="involuntary"} "#),
+        "{body}"
+    );
     assert!(
         body.contains("vigil_kernel_events_dropped_total 3"),
         "{body}"
     );
     assert!(
+        body.contains(r#"vigil_alerts_active{kind="deadlock"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"vigil_alerts_active{kind="memory-hog"} 0"#),
+        "every alert kind is listed: {body}"
+    );
+    assert!(
+        body.contains(r#"vigil_process_memory_bytes{process="locker",pid="5"} 1228800"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"vigil_build_info{version=""#), "{body}");
+    assert!(
+        body.contains(r#"kernel_version="fake-kernel 0.1""#),
+        "{body}"
+    );
+    assert!(body.contains("vigil_kernel_boot_time_seconds "), "{body}");
+    assert!(body.contains("vigil_cpu_idle_seconds_total "), "{body}");
+    // The thread state is one of a fixed set; no free text, no addresses in any label.
+    assert!(
         body.contains(
-            r#"vigil_thread_cpu_percent{thread="spinner#4",process="spinner",pid="4"} 95.0"#
+            r#"vigil_thread_state{thread="locker#5",process="locker",pid="5",state="mutex"} 1"#
         ),
         "{body}"
     );
+    assert!(!body.contains("wait="), "{body}");
+    assert!(!body.contains("0x"), "no addresses: {body}");
     assert!(
-        body.contains(r#"wait="mutex 0x4010 owned by locker#6""#),
-        "{body}"
+        !body.contains("_percent"),
+        "ratios, not percentages: {body}"
+    );
+    for line in body.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words[3] == "counter" {
+            assert!(words[2].ends_with("_total"), "{line}");
+        }
+    }
+
+    // OpenMetrics when asked for.
+    assert!(
+        open.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{open}"
+    );
+    assert!(open.trim_end().ends_with("# EOF"), "{open}");
+    assert!(
+        open.contains("# TYPE vigil_thread_cpu_seconds counter"),
+        "{open}"
     );
     assert!(
-        body.contains(r#"vigil_alerts_active{kind="deadlock"} 1.0"#),
-        "{body}"
+        open.contains("# UNIT vigil_thread_cpu_seconds seconds"),
+        "{open}"
     );
-    assert!(
-        body.contains(r#"vigil_process_memory_bytes{process="locker",pid="5"} 1228800.0"#),
-        "{body}"
-    );
-    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert!(open.contains("# TYPE vigil_build info"), "{open}");
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+}
+
+#[test]
+fn metrics_drop_the_system_series_when_the_link_goes_down() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let (mut child, host) = start_metrics(&kernel);
+    let up = metrics_when(&host, None, |b| {
+        b.contains("vigil_thread_cpu_seconds_total{")
+    });
+    assert!(up.contains("vigil_link_up 1\n"), "{up}");
+    // The fake kernel goes silent and then away: the series must go, link_up must say 0.
+    kernel.stop();
+    drop(kernel);
+    let down = metrics_when(&host, None, |b| b.contains("vigil_link_up 0\n"));
+    child.kill().ok();
+    child.wait().ok();
+    assert!(down.contains("vigil_link_up 0\n"), "{down}");
+    assert!(
+        !down.contains("vigil_thread_"),
+        "no stale thread series: {down}"
+    );
+    assert!(
+        !down.contains("vigil_process_"),
+        "no stale process series: {down}"
+    );
+    assert!(!down.contains("vigil_cpu_"), "no stale CPU series: {down}");
+    assert!(!down.contains("kernel_version="), "{down}");
+    assert!(
+        down.contains("vigil_link_connections_total 1"),
+        "the tool's own series stay: {down}"
+    );
 }
 
 /// Crash reports whose addresses point into this test binary, which stands in for the kernel

@@ -144,6 +144,7 @@ mod tests {
                 let observation = Observation {
                     lines: Vec::new(),
                     clients: Vec::new(),
+                    metrics: None,
                     replay: None,
                     recording: None,
                     proxy: Default::default(),

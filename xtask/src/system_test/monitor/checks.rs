@@ -170,6 +170,42 @@ pub fn check_hub_clients(observation: &Observation) -> Result<String, String> {
     ))
 }
 
+/// `vigil metrics` on a live kernel: its classic-format exposition names the spinner's CPU
+/// counter and the build info, `promtool check metrics` accepts it, and a real Prometheus
+/// server scraping it on loopback stored `vigil_link_up` 1, `up` 1 and the CPU counters of at
+/// least two threads.
+pub fn check_metrics(observation: &Observation) -> Result<String, String> {
+    let probe = observation
+        .metrics
+        .as_ref()
+        .ok_or("the metrics probe did not run")?;
+    let text = probe.text.as_ref().map_err(|e| format!("scraping: {e}"))?;
+    for wanted in [
+        "vigil_thread_cpu_seconds_total{thread=\"spinner#",
+        "vigil_build_info{version=",
+        "vigil_link_up 1",
+        "vigil_cpu_idle_seconds_total ",
+    ] {
+        if !text.contains(wanted) {
+            return Err(format!("the exposition has no `{wanted}`"));
+        }
+    }
+    probe.promtool.clone()?;
+    let answers = probe.queries.as_ref().map_err(|e| e.clone())?;
+    let values: Vec<Option<f64>> = answers.iter().map(super::prom::first_value).collect();
+    match values.as_slice() {
+        [Some(link), Some(up), Some(threads)] if *link == 1.0 && *up == 1.0 && *threads >= 2.0 => {
+            Ok(format!(
+                "promtool clean; Prometheus scraped {threads} thread CPU counters"
+            ))
+        }
+        _ => Err(format!(
+            "Prometheus answered {values:?} to {:?}; expected 1, 1 and at least 2",
+            super::prom::QUERIES
+        )),
+    }
+}
+
 /// The spinner's CPU share, from the tool's snapshot lines: the tool's own `cpu_percent`
 /// must agree with what consecutive snapshots' `cpu_ns` and `ts_ns` give, the median over
 /// the snapshots after the spinner started must exceed [`HOG_PERCENT`], and so must its
@@ -945,6 +981,34 @@ mod tests {
         );
     }
 
+    fn metrics_case(promtool: Result<(), String>, threads: &str) -> Observation {
+        let text = "vigil_build_info{version=\"0.1.0\"} 1\nvigil_link_up 1\n\
+                    vigil_cpu_idle_seconds_total 3\n\
+                    vigil_thread_cpu_seconds_total{thread=\"spinner#0\",process=\"spinner\",pid=\"1\"} 2\n";
+        let sample = |v: &str| json!([{"metric": {}, "value": [1.0, v]}]);
+        let mut observation = observation(Vec::new(), proxy_with(vec![]), &[]);
+        observation.metrics = Some(super::super::prom::MetricsProbe {
+            text: Ok(text.to_string()),
+            promtool,
+            queries: Ok(vec![sample("1"), sample("1"), sample(threads)]),
+        });
+        observation
+    }
+
+    #[test]
+    fn metrics_need_a_clean_lint_and_a_real_scrape() {
+        let note = check_metrics(&metrics_case(Ok(()), "2")).unwrap();
+        assert!(note.contains("scraped 2 thread"), "{note}");
+        let error =
+            check_metrics(&metrics_case(Err("counter without _total".into()), "2")).unwrap_err();
+        assert!(error.contains("_total"), "{error}");
+        let error = check_metrics(&metrics_case(Ok(()), "1")).unwrap_err();
+        assert!(error.contains("at least 2"), "{error}");
+        let mut none = metrics_case(Ok(()), "2");
+        none.metrics = None;
+        assert!(check_metrics(&none).is_err());
+    }
+
     #[test]
     fn garbage_needs_snapshots_after_it_and_a_counted_malformed_command() {
         let note = check_garbage(&garbage_case(3, 0)).unwrap();
@@ -1033,6 +1097,7 @@ mod tests {
         Observation {
             lines: Vec::new(),
             clients: Vec::new(),
+            metrics: None,
             replay: Some(replay),
             recording: Some(recording),
             proxy,

@@ -14,6 +14,7 @@
 //! `first_seen_ns`), so the checks do not depend on how fast the host is.
 
 mod checks;
+mod prom;
 pub mod session;
 mod view;
 
@@ -131,6 +132,17 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             ..MonitorCheck::DEFAULT
         })
     },
+    Scenario {
+        name: "monitor-metrics",
+        check: check_spinner_console,
+        programs: &["spinner prio=12", "pingpong_server"],
+        ..watched(MonitorCheck {
+            duration: secs(10),
+            metrics: true,
+            check: checks::check_metrics,
+            ..MonitorCheck::DEFAULT
+        })
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -203,7 +215,8 @@ mod tests {
                 "monitor-blocked-chain",
                 "monitor-garbage",
                 "monitor-record-replay",
-                "monitor-hub"
+                "monitor-hub",
+                "monitor-metrics"
             ]
         );
         let mut total = Duration::ZERO;
@@ -221,7 +234,7 @@ mod tests {
             total += check.duration;
         }
         // CI time: the listening adds up to well under a minute.
-        assert!(total <= secs(33), "{total:?}");
+        assert!(total <= secs(43), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

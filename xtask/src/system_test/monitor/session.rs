@@ -63,6 +63,8 @@ pub struct MonitorCheck {
     /// Run this many `vigil events` clients at once through a `vigil hub` (between the
     /// proxy and the clients) instead of one client on the proxy; 0 = no hub.
     pub hub_clients: usize,
+    /// Run `vigil metrics` instead, and probe it (promtool, a real Prometheus server).
+    pub metrics: bool,
     /// Judges what was observed; `Ok` carries a short note for the PASS line.
     pub check: fn(&Observation) -> Result<String, String>,
 }
@@ -83,6 +85,7 @@ impl MonitorCheck {
         garbage: None,
         record: false,
         hub_clients: 0,
+        metrics: false,
         check: no_tool_check,
     };
 }
@@ -103,6 +106,8 @@ pub struct Observation {
     pub lines: Vec<Value>,
     /// With a hub: every client's lines (the first is `lines` again).
     pub clients: Vec<Vec<Value>>,
+    /// The metrics scenario's probe of `vigil metrics`.
+    pub metrics: Option<super::prom::MetricsProbe>,
     /// The replay's stdout (recording scenarios).
     pub replay: Option<Vec<Value>>,
     /// The recording file's contents (recording scenarios).
@@ -131,10 +136,20 @@ fn duration_arg(duration: Duration) -> String {
 }
 
 /// The tool's command line for a live session through the proxy at `port`.
-fn tool_args(check: &MonitorCheck, port: u16, recording: &Path) -> Vec<String> {
+fn tool_args(check: &MonitorCheck, port: u16, recording: &Path, metrics_port: u16) -> Vec<String> {
     let address = format!("127.0.0.1:{port}");
     let duration = duration_arg(check.duration);
-    if check.record {
+    if check.metrics {
+        vec![
+            "metrics".into(),
+            "--connect".into(),
+            address,
+            "--listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            "--duration".into(),
+            duration,
+        ]
+    } else if check.record {
         vec![
             "record".into(),
             "--connect".into(),
@@ -339,6 +354,7 @@ struct Session {
     /// With a hub: the other clients' runs, then the hub's own.
     others: Vec<ToolRun>,
     hub: Option<ToolRun>,
+    metrics: Option<super::prom::MetricsProbe>,
     replay: Option<ToolRun>,
     recording: Option<Result<Recording, String>>,
     proxy: ProxyReport,
@@ -377,7 +393,8 @@ fn run_and_observe(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let recording_path = work_dir.join(format!("{}.vrec", scenario.name));
     let _ = std::fs::remove_file(&recording_path);
-    let args = tool_args(check, proxy.port(), &recording_path);
+    let metrics_port = qemu::free_local_port()?;
+    let args = tool_args(check, proxy.port(), &recording_path, metrics_port);
     let tool_command = format!("{} {}", kernel::display_relative(tool), args.join(" "));
     if verbose {
         println!("---- {}: {}", scenario.name, config.display_command());
@@ -393,10 +410,13 @@ fn run_and_observe(
         let tool = tool.to_path_buf();
         let deadline = scenario.deadline;
         let hub_clients = check.hub_clients;
+        let metrics = check.metrics;
+        let work_dir = work_dir.clone();
         thread::Builder::new()
             .name("monitor-session".into())
             .spawn(move || {
                 let started = Instant::now();
+                let mut probed = None;
                 let result = match wait_for_qemu(&proxy, &qemu_gone) {
                     Err(error) => ToolRun {
                         error: Some(format!("not started: {error:#}")),
@@ -413,20 +433,26 @@ fn run_and_observe(
                             &qemu_gone,
                         );
                         done.store(true, Ordering::SeqCst);
-                        return ((first, others, Some(hub)), proxy);
+                        return ((first, others, Some(hub), None), proxy);
                     }
                     Ok(()) => {
                         let mut command = Command::new(&tool);
                         command.args(&args);
-                        run_tool(
+                        let probe = metrics.then(|| {
+                            let work_dir = work_dir.clone();
+                            thread::spawn(move || super::prom::probe(metrics_port, &work_dir))
+                        });
+                        let run = run_tool(
                             command,
                             deadline.saturating_sub(started.elapsed()),
                             &qemu_gone,
-                        )
+                        );
+                        probed = probe.and_then(|probe| probe.join().ok());
+                        run
                     }
                 };
                 done.store(true, Ordering::SeqCst);
-                ((result, Vec::new(), None), proxy)
+                ((result, Vec::new(), None, probed), proxy)
             })
             .context("starting the monitor session thread")?
     };
@@ -446,7 +472,7 @@ fn run_and_observe(
         &stop,
     );
     qemu_gone.store(true, Ordering::SeqCst);
-    let ((tool_run, others, hub), proxy) = session
+    let ((tool_run, others, hub, metrics), proxy) = session
         .join()
         .map_err(|_| anyhow::anyhow!("the monitor session thread panicked"))?;
     let proxy = proxy.finish();
@@ -476,6 +502,7 @@ fn run_and_observe(
         tool: tool_run,
         others,
         hub,
+        metrics,
         replay,
         recording,
         proxy,
@@ -635,7 +662,9 @@ fn observe(
     session: &Session,
     console: Console,
 ) -> Result<Observation, String> {
-    let what = if check.record {
+    let what = if check.metrics {
+        "vigil metrics"
+    } else if check.record {
         "vigil record"
     } else {
         "vigil events"
@@ -668,6 +697,7 @@ fn observe(
     Ok(Observation {
         lines,
         clients,
+        metrics: session.metrics.clone(),
         replay,
         recording,
         proxy: session.proxy.clone(),
@@ -778,9 +808,10 @@ mod tests {
             garbage: None,
             record: false,
             hub_clients: 0,
+            metrics: false,
             check: |_| Ok(String::new()),
         };
-        let args = tool_args(&check, 4000, Path::new("/t/x.vrec"));
+        let args = tool_args(&check, 4000, Path::new("/t/x.vrec"), 4001);
         assert_eq!(
             args.join(" "),
             "events --connect 127.0.0.1:4000 --json --snapshots --duration 2500ms"
@@ -790,7 +821,7 @@ mod tests {
             ..check
         };
         assert_eq!(
-            tool_args(&record, 4000, Path::new("/t/x.vrec")).join(" "),
+            tool_args(&record, 4000, Path::new("/t/x.vrec"), 4001).join(" "),
             "record --connect 127.0.0.1:4000 -o /t/x.vrec --duration 2500ms"
         );
     }

@@ -271,6 +271,7 @@ pub mod fixtures {
         Observation {
             lines,
             clients: Vec::new(),
+            metrics: None,
             replay: None,
             recording: None,
             proxy,

@@ -64,9 +64,23 @@ pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool) -> Vec<ProgramSpec>
     }]
 }
 
-/// Parses `--program "NAME [options…]"`.
+/// Parses `--program "NAME [options…]"`, refusing options the kernel would refuse.
+///
+/// The kernel refuses a bad option at boot and starts nothing of that program; a person
+/// typing `run` is told now, before anything is built or booted, by the kernel's own parser.
+/// (Scenarios use [`ProgramSpec::parse`], which does not check: `boot-bad-modules` boots bad
+/// options on purpose.)
 pub fn parse_program(text: &str) -> Result<ProgramSpec, String> {
-    ProgramSpec::parse(text)
+    let spec = ProgramSpec::parse(text)?;
+    if let Err(error) = vigil_kcore::boot_options::parse(text.trim()) {
+        return Err(format!(
+            "{:?}: {error}; options are name=NAME, prio=0…{}, kcalls=none|all|a+b (safecopy, \
+             shutdown, snapshot, tracemask), ipc=all|none|a+b, then -- ARGS",
+            text.trim(),
+            vigil_kcore::boot_options::LOWEST_PRIORITY
+        ));
+    }
+    Ok(spec)
 }
 
 /// The module list printed at start: one line per module, as the kernel receives it.
@@ -482,6 +496,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refuses_options_the_kernel_would_refuse() {
+        for (bad, says) in [
+            ("spinner prio=16", "prio '16'"),
+            ("spinner prio=high", "prio 'high'"),
+            ("spinner colour=red", "colour"),
+            ("spinner kcalls=reboot", "reboot"),
+            ("spinner prio", "not key=value"),
+            ("spinner name=a/b", "name 'a/b'"),
+        ] {
+            let error = parse_program(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+            assert!(error.contains("prio=0…15"), "{bad}: {error}");
+        }
+        // Arguments after `--` are the program's own, never options.
+        assert!(parse_program("chain_link name=a -- prio=99 colour").is_ok());
+        assert!(parse_program("spinner prio=0 kcalls=safecopy+shutdown ipc=a+b").is_ok());
+    }
+
+    #[test]
     fn the_hub_connects_to_com2_and_serves_on_loopback() {
         assert_eq!(
             hub_args("127.0.0.1:4555", &hub_address(4560)),
@@ -523,8 +556,8 @@ mod tests {
         assert_eq!(programs_to_boot(Vec::new(), false), [spec("hello")]);
         assert!(programs_to_boot(Vec::new(), true).is_empty());
         assert_eq!(
-            programs_to_boot(vec![spec("a x=1"), spec("b")], false),
-            [spec("a x=1"), spec("b")]
+            programs_to_boot(vec![spec("a prio=1"), spec("b")], false),
+            [spec("a prio=1"), spec("b")]
         );
     }
 

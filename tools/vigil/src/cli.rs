@@ -181,6 +181,12 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
             with --kernel-elf/--programs; symbols innermost (inlined) first)
   command_result  ok message
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
+Integers above 2^53 - 1 (9007199254740991) are written as decimal strings (e.g. the NONE
+endpoint in raw_args, \"18446744073709551614\"), so jq and JavaScript read them exactly.
+Lines come in kernel-time order (ts_ns, now_ns; lines without a time sort with the latest
+snapshot): each is held until 1 s of later kernel time has arrived (or 1 s passes with no
+input), so output trails the kernel by about a second. A line arriving later than that is
+printed when it comes. One hello per connection (another after a kernel restart).
 Connection messages and a link-health summary go to stderr; stdout of a live session and of
 `--replay` of its recording are identical.
 

@@ -897,3 +897,72 @@ fn events_symbolise_crash_backtraces_with_kernel_and_program_elves() {
     );
     std::fs::remove_dir_all(&programs).ok();
 }
+
+/// A stream whose frames arrive out of kernel-time order (a snapshot before the events and
+/// the log line it postdates, as the kernel's separate queues can send them): JSON lines come
+/// out in time order, with one hello, and integers above 2^53 − 1 as strings.
+#[test]
+fn json_lines_are_in_time_order_with_big_integers_as_strings() {
+    use vigil_abi::trace::EventKind;
+    use vigil_wire::{Event, KernelFrame};
+
+    let big = KernelFrame::Events(vec![Event {
+        seq: 100,
+        timestamp_ns: 2_500_000_000,
+        kind: EventKind::IpcSend as u16,
+        thread: common::CLIENT,
+        args: [u64::MAX - 1, 7, (1 << 53) + 1],
+    }]);
+    let frames = vec![
+        hello(),
+        snapshot(2),
+        common::events_batch(),
+        common::log_line(),
+        big,
+        snapshot(3),
+    ];
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&frames),
+        chunk: usize::MAX,
+        close: true,
+    }]);
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--json",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    output.clone().assert().success();
+    let lines = json_lines(&output.stdout);
+    assert_eq!(of_type(&lines, "hello").len(), 1, "{lines:#?}");
+    let times: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.get("ts_ns").or(l.get("now_ns")).and_then(Value::as_u64))
+        .collect();
+    assert!(times.len() >= 10, "{lines:#?}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "kernel times out of order: {times:?}"
+    );
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    let log = kinds.iter().position(|k| *k == "log").unwrap();
+    let first_snapshot = kinds.iter().position(|k| *k == "snapshot").unwrap();
+    assert!(
+        log < first_snapshot,
+        "the 1 s log line precedes the 2 s snapshot: {kinds:?}"
+    );
+
+    let send = lines
+        .iter()
+        .find(|l| l["seq"] == 100)
+        .expect("the big event");
+    assert_eq!(send["raw_args"][0], "18446744073709551614", "{send}");
+    assert_eq!(
+        send["raw_args"][1], 7,
+        "small integers stay numbers: {send}"
+    );
+    assert_eq!(send["raw_args"][2], "9007199254740993", "{send}");
+}

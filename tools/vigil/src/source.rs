@@ -208,9 +208,53 @@ enum Clock {
     Replay(Arc<AtomicU64>),
 }
 
+/// Pause, step and speed of a replay, shared with its thread.
+#[derive(Debug)]
+pub struct ReplayControl {
+    paused: AtomicBool,
+    speed_bits: AtomicU64,
+    /// Recording time to play while paused (a step), in ns.
+    step_ns: AtomicU64,
+}
+
+impl ReplayControl {
+    fn new(speed: f64) -> ReplayControl {
+        ReplayControl {
+            paused: AtomicBool::new(false),
+            speed_bits: AtomicU64::new(speed.to_bits()),
+            step_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Plays `ns` more of the recording (meant for while paused).
+    pub fn step(&self, ns: u64) {
+        self.step_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn speed(&self) -> f64 {
+        f64::from_bits(self.speed_bits.load(Ordering::Relaxed))
+    }
+
+    /// Sets the speed (clamped to 1/64 … 64).
+    pub fn set_speed(&self, speed: f64) {
+        self.speed_bits
+            .store(speed.clamp(1.0 / 64.0, 64.0).to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// A running source. Dropping it stops its thread.
 pub struct Source {
     pub rx: Receiver<SourceMsg>,
+    /// Replays with timing (speed > 0) can be paused, stepped and sped up.
+    pub control: Option<Arc<ReplayControl>>,
     commands: Option<Sender<HostFrame>>,
     stop: Arc<AtomicBool>,
     clock: Clock,
@@ -236,6 +280,7 @@ impl Source {
         }
         Source {
             rx,
+            control: None,
             commands: Some(cmd_tx),
             stop,
             clock: Clock::Live(start),
@@ -254,17 +299,20 @@ impl Source {
         let (tx, rx) = crossbeam_channel::bounded(256);
         let stop = Arc::new(AtomicBool::new(false));
         let position = Arc::new(AtomicU64::new(0));
+        let control = (speed > 0.0).then(|| Arc::new(ReplayControl::new(speed)));
         {
             let stop = stop.clone();
             let position = position.clone();
             let name = path.display().to_string();
+            let control = control.clone();
             thread::Builder::new()
                 .name("vigil-replay".into())
-                .spawn(move || run_replay(reader, name, speed, tx, stop, position))
+                .spawn(move || run_replay(reader, name, control, tx, stop, position))
                 .expect("spawn replay thread");
         }
         Ok(Source {
             rx,
+            control,
             commands: None,
             stop,
             clock: Clock::Replay(position),
@@ -456,16 +504,39 @@ fn run_live(
     }
 }
 
+/// The recording time a timed replay has reached: advances with the host clock times the
+/// speed while not paused, and by steps while paused.
+struct ReplayClock {
+    at_ns: Option<u64>,
+    last: Instant,
+}
+
+impl ReplayClock {
+    fn advance(&mut self, control: &ReplayControl) -> u64 {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last);
+        self.last = now;
+        let at = self.at_ns.get_or_insert(0);
+        if !control.is_paused() {
+            *at += (elapsed.as_nanos() as f64 * control.speed()) as u64;
+        }
+        *at += control.step_ns.swap(0, Ordering::Relaxed);
+        *at
+    }
+}
+
 fn run_replay<R: Read>(
     mut reader: RecordReader<R>,
     name: String,
-    speed: f64,
+    control: Option<Arc<ReplayControl>>,
     tx: Sender<SourceMsg>,
     stop: Arc<AtomicBool>,
     position: Arc<AtomicU64>,
 ) {
-    let started = Instant::now();
-    let mut first: Option<u64> = None;
+    let mut clock = ReplayClock {
+        at_ns: None,
+        last: Instant::now(),
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -481,12 +552,14 @@ fn run_replay<R: Read>(
             }
         };
         let at_ns = record.at_ns();
-        if speed > 0.0 {
-            let base = *first.get_or_insert(at_ns);
-            let due = Duration::from_nanos(((at_ns.saturating_sub(base)) as f64 / speed) as u64);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                sleep_unless_stopped(due - elapsed, &stop);
+        if let Some(control) = &control {
+            // The first record starts the clock at its own time.
+            clock.at_ns.get_or_insert(at_ns);
+            while clock.advance(control) < at_ns {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(5));
             }
         }
         position.store(at_ns, Ordering::Relaxed);
@@ -551,6 +624,27 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn replay_clock_pauses_steps_and_changes_speed() {
+        let control = ReplayControl::new(1.0);
+        let mut clock = ReplayClock {
+            at_ns: Some(1_000),
+            last: Instant::now(),
+        };
+        control.set_paused(true);
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(clock.advance(&control), 1_000, "paused: time stands still");
+        control.step(100_000_000);
+        assert_eq!(clock.advance(&control), 100_001_000, "a step plays 100 ms");
+        control.set_paused(false);
+        control.set_speed(64.0);
+        thread::sleep(Duration::from_millis(20));
+        let at = clock.advance(&control);
+        assert!(at >= 100_001_000 + 64 * 20_000_000, "64x: {at}");
+        control.set_speed(1000.0);
+        assert_eq!(control.speed(), 64.0, "clamped");
     }
 
     #[test]

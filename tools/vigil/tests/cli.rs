@@ -433,6 +433,9 @@ fn record_then_replay_gives_the_same_output_and_export_is_valid_json() {
     let trace: Value =
         serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).expect("valid JSON");
     let events = trace["traceEvents"].as_array().expect("traceEvents");
+    if let Err(error) = check_trace_event_rules(events) {
+        panic!("the export breaks the trace-event rules: {error}");
+    }
     let meta = |name: &str| -> Vec<&Value> {
         events
             .iter()
@@ -468,11 +471,19 @@ fn record_then_replay_gives_the_same_output_and_export_is_valid_json() {
         .collect();
     assert_eq!(
         slices.len(),
-        3,
-        "three context switches → three running intervals"
+        4,
+        "the spinner from the first snapshot (1 s) to the first switch, then three context \
+         switches → three running intervals"
     );
-    assert_eq!(slices[0]["tid"], client_track["tid"]);
-    assert_eq!(slices[0]["dur"], 3.0, "client ran 3 µs");
+    let spinner_track = meta("thread_name")
+        .into_iter()
+        .find(|e| e["args"]["name"] == "spinner#4")
+        .unwrap();
+    assert_eq!(slices[0]["tid"], spinner_track["tid"]);
+    assert_eq!(slices[0]["ts"], 1_000_000.0);
+    assert_eq!(slices[0]["dur"], 100_000.0, "1.0 s to 1.1 s");
+    assert_eq!(slices[1]["tid"], client_track["tid"]);
+    assert_eq!(slices[1]["dur"], 3.0, "client ran 3 µs");
     let flow_start = events
         .iter()
         .find(|e| e["ph"] == "s")
@@ -965,4 +976,187 @@ fn json_lines_are_in_time_order_with_big_integers_as_strings() {
         "small integers stay numbers: {send}"
     );
     assert_eq!(send["raw_args"][2], "9007199254740993", "{send}");
+}
+
+/// The Chrome trace-event format's rules that Perfetto and chrome://tracing rely on: every
+/// event has a known `ph`, a `pid`, a numeric `ts` (metadata excepted) and a `name`; "X" has a
+/// `dur` ≥ 0 and complete slices on one track nest (never overlap partially); "i" has a scope
+/// `s` of g, p or t; "C" carries numeric args; a flow end ("f") follows a flow start ("s") with
+/// the same id, no earlier in time, and each id starts once; "M" is a known metadata name.
+fn check_trace_event_rules(events: &[Value]) -> Result<(), String> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut slices: BTreeMap<(u64, u64), Vec<(f64, f64, String)>> = BTreeMap::new();
+    let mut flow_starts: HashMap<u64, f64> = HashMap::new();
+    for (index, event) in events.iter().enumerate() {
+        let ph = event["ph"]
+            .as_str()
+            .ok_or(format!("event {index} has no ph: {event}"))?;
+        let pid = event["pid"]
+            .as_u64()
+            .ok_or(format!("event {index} has no pid: {event}"))?;
+        let name = event["name"]
+            .as_str()
+            .ok_or(format!("event {index} has no name: {event}"))?;
+        if ph == "M" {
+            if ![
+                "process_name",
+                "thread_name",
+                "process_sort_index",
+                "thread_sort_index",
+            ]
+            .contains(&name)
+            {
+                return Err(format!("unknown metadata {name}: {event}"));
+            }
+            continue;
+        }
+        let ts = event["ts"]
+            .as_f64()
+            .ok_or(format!("event {index} has no ts: {event}"))?;
+        let tid = event["tid"].as_u64();
+        match ph {
+            "X" => {
+                let dur = event["dur"]
+                    .as_f64()
+                    .ok_or(format!("X without dur: {event}"))?;
+                if dur < 0.0 {
+                    return Err(format!("negative dur: {event}"));
+                }
+                let tid = tid.ok_or(format!("X without tid: {event}"))?;
+                slices
+                    .entry((pid, tid))
+                    .or_default()
+                    .push((ts, ts + dur, name.into()));
+            }
+            "i" => {
+                if !matches!(event["s"].as_str(), Some("g" | "p" | "t")) {
+                    return Err(format!("instant without scope g/p/t: {event}"));
+                }
+            }
+            "C" => {
+                let args = event["args"]
+                    .as_object()
+                    .ok_or(format!("C without args: {event}"))?;
+                if args.is_empty() || !args.values().all(Value::is_number) {
+                    return Err(format!("counter args must be numbers: {event}"));
+                }
+            }
+            "s" => {
+                let id = event["id"]
+                    .as_u64()
+                    .ok_or(format!("flow without id: {event}"))?;
+                if flow_starts.insert(id, ts).is_some() {
+                    return Err(format!("flow id {id} starts twice"));
+                }
+            }
+            "f" => {
+                let id = event["id"]
+                    .as_u64()
+                    .ok_or(format!("flow without id: {event}"))?;
+                match flow_starts.get(&id) {
+                    Some(start) if *start <= ts => {}
+                    Some(start) => {
+                        return Err(format!(
+                            "flow {id} ends at {ts} before it starts at {start}"
+                        ))
+                    }
+                    None => return Err(format!("flow {id} ends without a start: {event}")),
+                }
+            }
+            other => return Err(format!("unknown ph {other:?}: {event}")),
+        }
+    }
+    for (track, mut list) in slices {
+        // Longest first among equal starts, so a parent comes before its children.
+        list.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        let mut open: Vec<(f64, f64, String)> = Vec::new();
+        for slice in list {
+            while open.last().is_some_and(|top| top.1 <= slice.0) {
+                open.pop();
+            }
+            if let Some(top) = open.last() {
+                if slice.1 > top.1 + 1e-6 {
+                    return Err(format!(
+                        "slices overlap without nesting on {track:?}: {top:?} and {slice:?}"
+                    ));
+                }
+            }
+            open.push(slice);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_trace_rules_checker_catches_what_it_should() {
+    let good = serde_json::json!([
+        {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "p"}},
+        {"name": "running", "ph": "X", "ts": 0.0, "dur": 10.0, "pid": 1, "tid": 1},
+        {"name": "send", "ph": "X", "ts": 2.0, "dur": 0.0, "pid": 1, "tid": 1},
+        {"name": "ipc", "ph": "s", "id": 1, "ts": 2.0, "pid": 1, "tid": 1},
+        {"name": "ipc", "ph": "f", "bp": "e", "id": 1, "ts": 3.0, "pid": 1, "tid": 2},
+    ]);
+    assert_eq!(check_trace_event_rules(good.as_array().unwrap()), Ok(()));
+    let bad_cases = [
+        serde_json::json!({"name": "x", "ph": "X", "ts": 5.0, "dur": 10.0, "pid": 1, "tid": 1}),
+        serde_json::json!({"name": "ipc", "ph": "f", "id": 9, "ts": 3.0, "pid": 1, "tid": 2}),
+        serde_json::json!({"name": "x", "ph": "i", "ts": 3.0, "pid": 1, "tid": 2}),
+        serde_json::json!({"name": "x", "ph": "Q", "ts": 3.0, "pid": 1}),
+    ];
+    for bad in bad_cases {
+        let mut events = good.as_array().unwrap().clone();
+        events.push(bad.clone());
+        assert!(check_trace_event_rules(&events).is_err(), "{bad}");
+    }
+}
+
+/// A steady-state recording (snapshots only, no context switch): the thread on the CPU still
+/// gets a run slice from the first snapshot to the end, and the export keeps the rules.
+#[test]
+fn a_steady_state_recording_exports_run_slices() {
+    use vigil::record::RecordWriter;
+    let dir = std::env::temp_dir().join(format!("vigil-steady-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("steady.vrec");
+    let mut writer = RecordWriter::new(std::fs::File::create(&recording).unwrap()).unwrap();
+    writer.connected(0).unwrap();
+    writer
+        .data(
+            1,
+            &encode(&[hello(), snapshot(1), snapshot(2), snapshot(3), snapshot(4)]),
+        )
+        .unwrap();
+    drop(writer);
+    let trace_path = dir.join("steady.json");
+    run(&[
+        "export",
+        recording.to_str().unwrap(),
+        "--perfetto",
+        trace_path.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    check_trace_event_rules(events).unwrap();
+    let spinner_tid = events
+        .iter()
+        .find(|e| e["ph"] == "M" && e["args"]["name"] == "spinner#4")
+        .map(|e| e["tid"].clone())
+        .expect("a spinner track");
+    let slice = events
+        .iter()
+        .find(|e| e["ph"] == "X" && e["name"] == "running" && e["tid"] == spinner_tid)
+        .unwrap_or_else(|| panic!("no run slice on the spinner's track: {events:#?}"));
+    assert_eq!(
+        slice["ts"].as_f64(),
+        Some(1_000_000.0),
+        "opened at the first snapshot"
+    );
+    assert_eq!(
+        slice["dur"].as_f64(),
+        Some(3_000_000.0),
+        "until the last one"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

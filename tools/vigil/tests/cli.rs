@@ -983,9 +983,12 @@ fn json_lines_are_in_time_order_with_big_integers_as_strings() {
 /// `dur` ≥ 0 and complete slices on one track nest (never overlap partially); "i" has a scope
 /// `s` of g, p or t; "C" carries numeric args; a flow end ("f") follows a flow start ("s") with
 /// the same id, no earlier in time, and each id starts once; "M" is a known metadata name.
+/// A complete slice: start, end (µs) and name.
+type Slice = (f64, f64, String);
+
 fn check_trace_event_rules(events: &[Value]) -> Result<(), String> {
     use std::collections::{BTreeMap, HashMap};
-    let mut slices: BTreeMap<(u64, u64), Vec<(f64, f64, String)>> = BTreeMap::new();
+    let mut slices: BTreeMap<(u64, u64), Vec<Slice>> = BTreeMap::new();
     let mut flow_starts: HashMap<u64, f64> = HashMap::new();
     for (index, event) in events.iter().enumerate() {
         let ph = event["ph"]
@@ -1069,7 +1072,7 @@ fn check_trace_event_rules(events: &[Value]) -> Result<(), String> {
     for (track, mut list) in slices {
         // Longest first among equal starts, so a parent comes before its children.
         list.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-        let mut open: Vec<(f64, f64, String)> = Vec::new();
+        let mut open: Vec<Slice> = Vec::new();
         for slice in list {
             while open.last().is_some_and(|top| top.1 <= slice.0) {
                 open.pop();

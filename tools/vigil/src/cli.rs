@@ -54,22 +54,49 @@ pub struct ConnectArg {
     pub connect: Address,
 }
 
-/// Where the ELFs are that crash backtraces are symbolised with (default: raw addresses).
+/// The kernel ELF a build in the current directory leaves (found without `--kernel-elf`).
+pub const BUILT_KERNEL_ELF: &str = "target/x86_64-unknown-none/release/vigil-kernel";
+/// The user programs a build in the current directory leaves (found without `--programs`).
+pub const BUILT_PROGRAMS: &str = "target/user/x86_64-unknown-none/release";
+
+/// Where the ELFs are that crash backtraces are symbolised with. Without the flags, the
+/// build's own ELFs under ./target are used when they exist (run from the checkout), so a
+/// copied checkout symbolises with its own build; `--no-symbols` keeps raw addresses.
 #[derive(Debug, Args)]
 pub struct SymbolArgs {
-    /// Symbolise kernel frames of crash backtraces with this kernel ELF (with debug info,
-    /// e.g. target/x86_64-unknown-none/release/vigil-kernel).
-    #[arg(long, value_name = "PATH")]
+    /// Symbolise kernel frames of crash backtraces with this kernel ELF (with debug info)
+    /// [default: ./target/x86_64-unknown-none/release/vigil-kernel if it exists].
+    #[arg(long, value_name = "PATH", env = "VIGIL_KERNEL_ELF")]
     pub kernel_elf: Option<PathBuf>,
-    /// Symbolise user-fault backtraces with DIR/<process name> (e.g.
-    /// target/user/x86_64-unknown-none/release).
-    #[arg(long, value_name = "DIR")]
+    /// Symbolise user-fault backtraces with DIR/<process name>
+    /// [default: ./target/user/x86_64-unknown-none/release if it exists].
+    #[arg(long, value_name = "DIR", env = "VIGIL_PROGRAMS")]
     pub programs: Option<PathBuf>,
+    /// Leave backtrace addresses raw (no lookup, not even in ./target).
+    #[arg(long, conflicts_with_all = ["kernel_elf", "programs"])]
+    pub no_symbols: bool,
 }
 
 impl SymbolArgs {
+    /// The ELF and directory to use: the flags, else what a build left in `dir`.
+    pub fn resolve(&self, dir: &std::path::Path) -> (Option<PathBuf>, Option<PathBuf>) {
+        if self.no_symbols {
+            return (None, None);
+        }
+        if self.kernel_elf.is_some() || self.programs.is_some() {
+            return (self.kernel_elf.clone(), self.programs.clone());
+        }
+        let kernel = dir.join(BUILT_KERNEL_ELF);
+        let programs = dir.join(BUILT_PROGRAMS);
+        (
+            kernel.is_file().then_some(kernel),
+            programs.is_dir().then_some(programs),
+        )
+    }
+
     fn load(&self) -> Result<Option<CrashSymbols>> {
-        CrashSymbols::from_options(self.kernel_elf.as_deref(), self.programs.as_deref())
+        let (kernel, programs) = self.resolve(&std::env::current_dir().unwrap_or_default());
+        CrashSymbols::from_options(kernel.as_deref(), programs.as_deref())
     }
 }
 
@@ -164,6 +191,8 @@ pub struct ExportArgs {
     /// Write a Chrome trace-event JSON file (open it in ui.perfetto.dev or chrome://tracing).
     #[arg(long, value_name = "OUT.json")]
     pub perfetto: PathBuf,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 const EVENTS_HELP: &str = "\
@@ -330,7 +359,9 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::hub::run(args.connect.connect, args.listen, args.duration, args.quiet)
         }
         Command::Export(args) => {
-            let (events, threads) = crate::export::export_perfetto(&args.file, &args.perfetto)?;
+            let symbols = args.symbols.load()?;
+            let (events, threads) =
+                crate::export::export_perfetto(&args.file, &args.perfetto, symbols.as_ref())?;
             eprintln!(
                 "vigil: wrote {events} trace events ({threads} thread tracks) to {}",
                 args.perfetto.display()
@@ -358,6 +389,49 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn symbols_come_from_the_flags_or_the_build_in_the_current_directory() {
+        let dir = std::env::temp_dir().join(format!("vigil-symargs-{}", std::process::id()));
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["vigil", "export", "x.vrec", "--perfetto", "o.json"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Export(export) => export.symbols,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(args(&[]).resolve(&dir), (None, None), "nothing built here");
+        std::fs::create_dir_all(dir.join(BUILT_PROGRAMS)).unwrap();
+        std::fs::create_dir_all(dir.join(BUILT_KERNEL_ELF).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(BUILT_KERNEL_ELF), b"").unwrap();
+        assert_eq!(
+            args(&[]).resolve(&dir),
+            (
+                Some(dir.join(BUILT_KERNEL_ELF)),
+                Some(dir.join(BUILT_PROGRAMS))
+            ),
+            "this checkout's own build"
+        );
+        assert_eq!(args(&["--no-symbols"]).resolve(&dir), (None, None));
+        assert_eq!(
+            args(&["--kernel-elf", "/k"]).resolve(&dir),
+            (Some(PathBuf::from("/k")), None),
+            "a flag wins over the build"
+        );
+        assert!(Cli::try_parse_from([
+            "vigil",
+            "export",
+            "x",
+            "--perfetto",
+            "o",
+            "--no-symbols",
+            "--kernel-elf",
+            "/k"
+        ])
+        .is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

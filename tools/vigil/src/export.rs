@@ -26,6 +26,7 @@ use crate::link::Link;
 use crate::model::{alert_kind_name, crash_text, Item, Model};
 use crate::record::{Record, RecordReader};
 use crate::source::SourceMsg;
+use crate::symbols::CrashSymbols;
 
 /// Feeds every frame of a recording through a link and a model; `on_item` sees each item
 /// with the model as it was right after the frame.
@@ -233,7 +234,7 @@ impl Builder {
         }
     }
 
-    fn item(&mut self, item: &Item, model: &Model) {
+    fn item(&mut self, item: &Item, model: &Model, symbols: Option<&CrashSymbols>) {
         match item {
             Item::Event(event) => self.event(event, &model.labels),
             Item::Snapshot => {
@@ -280,11 +281,19 @@ impl Builder {
             Item::Crash(crash) => {
                 let backtrace: Vec<String> =
                     crash.backtrace.iter().map(|a| format!("{a:#x}")).collect();
+                let mut args = json!({ "message": crash.message, "backtrace": backtrace });
+                if let Some(symbols) = symbols {
+                    args["frames"] = symbols
+                        .frames(crash)
+                        .iter()
+                        .map(|frame| Value::String(frame.text().trim().to_string()))
+                        .collect();
+                }
                 self.global(
                     format!("crash: {}", crash_text(crash)),
                     "crash",
                     crash.timestamp_ns,
-                    json!({ "message": crash.message, "backtrace": backtrace }),
+                    args,
                 );
             }
             Item::Log(line) => {
@@ -347,7 +356,12 @@ impl Builder {
 }
 
 /// Writes the Chrome trace JSON for `recording` to `out`. Returns (trace events, threads).
-pub fn export_perfetto(recording: &Path, out: &Path) -> Result<(usize, usize)> {
+/// With `symbols`, each crash marker carries its backtrace symbolised (`frames`).
+pub fn export_perfetto(
+    recording: &Path,
+    out: &Path,
+    symbols: Option<&CrashSymbols>,
+) -> Result<(usize, usize)> {
     // First pass: final names and process membership for the metadata.
     let final_model = replay_items(recording, |_, _| {})?;
     let max_pid = final_model
@@ -374,7 +388,7 @@ pub fn export_perfetto(recording: &Path, out: &Path) -> Result<(usize, usize)> {
         pids_used: BTreeSet::new(),
     };
     // Second pass: the timeline, with names as they were at each moment.
-    replay_items(recording, |item, model| builder.item(item, model))?;
+    replay_items(recording, |item, model| builder.item(item, model, symbols))?;
     builder.close_running(builder.last_ts);
     let mut events = builder.metadata();
     events.append(&mut builder.events);

@@ -886,11 +886,12 @@ fn events_symbolise_crash_backtraces_with_kernel_and_program_elves() {
         "{text}"
     );
 
-    // Without the options, crashes print raw as before.
-    let raw = json_lines(&events(&["--json"]).stdout);
+    // With --no-symbols, crashes print raw (without options the tool would use the build
+    // under ./target of the directory it runs in, here the workspace).
+    let raw = json_lines(&events(&["--json", "--no-symbols"]).stdout);
     let raw_crash = of_type(&raw, "crash")[0];
     assert!(raw_crash.get("frames").is_none(), "{raw_crash:#}");
-    assert!(!stdout(&events(&[])).contains(marker));
+    assert!(!stdout(&events(&["--no-symbols"])).contains(marker));
 
     // A kernel ELF that cannot be read is an error, not a silently raw backtrace.
     let bad = run(&[
@@ -1161,5 +1162,59 @@ fn a_steady_state_recording_exports_run_slices() {
         Some(3_000_000.0),
         "until the last one"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `export --kernel-elf`: a crash marker carries its backtrace symbolised.
+#[test]
+fn export_symbolises_crash_markers() {
+    use vigil::record::RecordWriter;
+    use vigil_wire::CrashKind;
+    let address = marker_address();
+    let dir = std::env::temp_dir().join(format!("vigil-export-sym-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("crash.vrec");
+    let mut writer = RecordWriter::new(std::fs::File::create(&recording).unwrap()).unwrap();
+    writer.connected(0).unwrap();
+    writer
+        .data(
+            1,
+            &encode(&[
+                hello(),
+                crash_with(CrashKind::KernelFault, None, vec![address]),
+            ]),
+        )
+        .unwrap();
+    drop(writer);
+    let trace_path = dir.join("crash.json");
+    let output = vigil()
+        .current_dir(workspace_root())
+        .args([
+            "export",
+            recording.to_str().unwrap(),
+            "--perfetto",
+            trace_path.to_str().unwrap(),
+        ])
+        .arg("--kernel-elf")
+        .arg(this_binary())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    check_trace_event_rules(events).unwrap();
+    let crash = events
+        .iter()
+        .find(|e| e["cat"] == "crash" && e["s"] == "g")
+        .expect("a crash marker");
+    let frame = crash["args"]["frames"][0]
+        .as_str()
+        .expect("symbolised frames");
+    assert!(frame.starts_with("#0 pc"), "{frame}");
+    assert!(frame.contains("marker_function_for_symbols"), "{frame}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -245,8 +245,21 @@ fn crash_backtraces_are_symbolised_into_the_event_log() {
     );
     // The frames come right after their crash, before what the kernel sent next.
     assert!(log[crash + 3].text.contains("fake kernel up"), "{log:#?}");
-    let screen = screen(&app, 200, 40).join("\n");
+    let lines = screen(&app, 200, 40);
+    let screen = lines.join("\n");
     assert!(screen.contains("marker_function_for_symbols"), "{screen}");
+    // The crash is an alert: counted in the alerts pane, with where it happened.
+    assert!(screen.contains("alerts (1)"), "{screen}");
+    let crash_line = lines
+        .iter()
+        .position(|l| l.contains("✖ CRASH kernel-fault"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(
+        lines[crash_line + 1].contains("#0 pc")
+            && lines[crash_line + 1].contains("marker_function"),
+        "{}",
+        lines[crash_line + 1]
+    );
 }
 
 fn press(app: &mut App, codes: &[KeyCode]) {

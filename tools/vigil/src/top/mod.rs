@@ -152,6 +152,9 @@ pub struct App {
     pub quit: bool,
     /// Symbolises crash backtraces into the event log (`None`: the crash line only).
     pub symbols: Option<CrashSymbols>,
+    /// Where each crash happened (its first symbolised frame), by crash time, for the
+    /// alerts pane.
+    pub crash_origin: std::collections::HashMap<u64, String>,
 }
 
 /// What a key asks for besides changing the view.
@@ -224,6 +227,7 @@ impl App {
             note: None,
             quit: false,
             symbols: None,
+            crash_origin: std::collections::HashMap::new(),
         }
     }
 
@@ -238,6 +242,7 @@ impl App {
         }
         let model = &mut self.model;
         let symbols = self.symbols.as_ref();
+        let origins = &mut self.crash_origin;
         self.link.handle(msg, |frame| {
             let items = model.apply(frame);
             let Some(symbols) = symbols else {
@@ -246,7 +251,11 @@ impl App {
             // Each frame of a crash's backtrace goes to the log right after the crash line.
             for item in &items {
                 if let Item::Crash(crash) = item {
-                    for frame in symbols.frames(crash) {
+                    let frames = symbols.frames(crash);
+                    if let Some(first) = frames.first() {
+                        origins.insert(crash.timestamp_ns, first.text().trim().to_string());
+                    }
+                    for frame in frames {
                         model.push_log(crash.timestamp_ns, LogCategory::Crash, frame.text());
                     }
                 }

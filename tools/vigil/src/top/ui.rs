@@ -928,8 +928,8 @@ fn render_alerts(frame: &mut Frame, app: &App, area: Rect) {
         .crashes
         .iter()
         .rev()
-        .map(|crash| {
-            Line::from(vec![
+        .flat_map(|crash| {
+            let mut lines = vec![Line::from(vec![
                 Span::from("✖ CRASH ").red().bold(),
                 Span::from(crate::model::crash_text(crash)),
                 Span::from(format!(
@@ -937,10 +937,15 @@ fn render_alerts(frame: &mut Frame, app: &App, area: Rect) {
                     describe::timestamp_text(crash.timestamp_ns)
                 ))
                 .fg(Color::DarkGray),
-            ])
+            ])];
+            // Where it happened, when the backtrace could be symbolised.
+            if let Some(origin) = app.crash_origin.get(&crash.timestamp_ns) {
+                lines.push(Line::from(format!("  {origin}")).fg(Color::Red));
+            }
+            lines
         })
         .collect();
-    let count = active.len() + crashes.len();
+    let count = active.len() + app.model.crashes.len();
     let mut lines: Vec<Line> = if active.is_empty() && crashes.is_empty() {
         vec![Line::from("no active alerts").fg(Color::DarkGray)]
     } else {

@@ -237,6 +237,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
     }
     println!("quit: press Ctrl-C (or let the kernel exit through isa-debug-exit)");
     std::io::stdout().flush().ok();
+    let mut exits = ExitTracker::default();
 
     let mut child = config
         .command()
@@ -264,6 +265,9 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
                 let line = symbolizer.rewrite(qemu::strip_line_ending(&text), &processes);
                 // A closed stdout (e.g. `| head`) must not stop QEMU from being waited for.
                 let _ = writeln!(out, "{line}");
+                if let Some(message) = exits.line(&line) {
+                    let _ = writeln!(out, "{message}");
+                }
                 let _ = out.flush();
             }
         }
@@ -407,6 +411,46 @@ impl Drop for Hub {
     }
 }
 
+/// Follows the console's process lines (`boot: started 'NAME' (pid N, …`, `process 'NAME'
+/// (pid N) exited with status S`, `… killed by …`) and says, once, when every started
+/// program has ended: the kernel keeps running (idle) and says nothing of the kind.
+#[derive(Debug, Default)]
+pub struct ExitTracker {
+    started: std::collections::BTreeSet<u64>,
+    ended: std::collections::BTreeSet<u64>,
+    announced: bool,
+}
+
+/// The pid in "(pid N," or "(pid N)".
+fn pid_after(text: &str, marker: &str) -> Option<u64> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+impl ExitTracker {
+    /// Takes one console line; the message to print when the last program has ended.
+    pub fn line(&mut self, text: &str) -> Option<String> {
+        if text.contains("boot: started '") {
+            self.started.extend(pid_after(text, "(pid "));
+        } else if text.contains("process '")
+            && (text.contains(") exited with status ") || text.contains(") killed by "))
+        {
+            self.ended.extend(pid_after(text, "(pid "));
+        } else {
+            return None;
+        }
+        if self.announced || self.started.is_empty() || !self.started.is_subset(&self.ended) {
+            return None;
+        }
+        self.announced = true;
+        let n = self.started.len();
+        Some(format!(
+            "run: every program has exited ({n} of {n}); the kernel idles — quit with Ctrl-C"
+        ))
+    }
+}
+
 /// The address a hub started by `run` serves on.
 pub fn hub_address(port: u16) -> String {
     format!("127.0.0.1:{port}")
@@ -512,6 +556,32 @@ mod tests {
         // Arguments after `--` are the program's own, never options.
         assert!(parse_program("chain_link name=a -- prio=99 colour").is_ok());
         assert!(parse_program("spinner prio=0 kcalls=safecopy+shutdown ipc=a+b").is_ok());
+    }
+
+    #[test]
+    fn says_once_when_every_program_has_exited() {
+        let mut tracker = ExitTracker::default();
+        let lines = [
+            "[    0.06] INFO  boot: started 'hello' (pid 1, priority 8, 1281 KiB image, entry 0x400000)",
+            "[    0.07] INFO  boot: started 'crasher' (pid 2, priority 8, 1 KiB image, entry 0x400000)",
+            "[    0.08] INFO  process 'hello' (pid 1) exited with status 0",
+        ];
+        for line in lines {
+            assert_eq!(tracker.line(line), None, "{line}");
+        }
+        let message = tracker
+            .line("[    0.09] ERROR process 'crasher' (pid 2) killed by #PF at 0x401000 (thread 1.1: 1 page faults, 3 system calls)")
+            .expect("both gone");
+        assert!(
+            message.contains("every program has exited (2 of 2)"),
+            "{message}"
+        );
+        assert_eq!(
+            tracker.line("[    0.10] INFO  process 'x' (pid 2) exited with status 0"),
+            None,
+            "said once"
+        );
+        assert_eq!(ExitTracker::default().line("[ 0.1] INFO  hello: hi"), None);
     }
 
     #[test]

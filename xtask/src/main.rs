@@ -90,6 +90,10 @@ struct RunArgs {
     /// console goes to target/vigil-console.log. Quitting the task manager stops QEMU.
     #[arg(long)]
     top: bool,
+    /// Let clients attach to QEMU's COM2 socket directly (one at a time) instead of through
+    /// a `vigil hub`, which `run` otherwise starts so that several tools can watch at once.
+    #[arg(long)]
+    no_hub: bool,
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
             programs: run::programs_to_boot(args.programs, args.no_programs),
             modules: args.modules,
             top: args.top,
+            hub: !args.no_hub,
         }),
         Command::Test(args) => test_suite::run(test_suite::TestOptions {
             scenario: args.scenario,

@@ -14,6 +14,52 @@ pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 pub const QEMU_MISSING_MESSAGE: &str =
     "qemu-system-x86_64 is missing; install it with: sudo apt-get install -y qemu-system-x86";
 
+/// The Prometheus tools the metrics scenario runs (Debian package `prometheus`).
+pub const PROMTOOL: &str = "promtool";
+pub const PROMETHEUS: &str = "prometheus";
+
+/// The exact message when Prometheus is missing and cannot be installed from here.
+pub const PROMETHEUS_MISSING_MESSAGE: &str =
+    "promtool/prometheus are missing; install them with: sudo apt-get install -y prometheus";
+
+/// What to do about Prometheus: like QEMU, installed with apt-get as root, else asked for.
+pub fn prometheus_plan(present: bool, running_as_root: bool) -> QemuPlan {
+    match (present, running_as_root) {
+        (true, _) => QemuPlan::Present,
+        (false, true) => QemuPlan::Install(vec![
+            vec!["apt-get", "update"],
+            vec!["apt-get", "install", "-y", "prometheus"],
+        ]),
+        (false, false) => QemuPlan::AskUser,
+    }
+}
+
+/// Makes sure `promtool` and `prometheus` are on PATH (installing them as root); the error
+/// says how to install them otherwise. Only the metrics scenario needs them.
+pub fn ensure_prometheus() -> Result<()> {
+    let present = find_on_path(PROMTOOL).is_some() && find_on_path(PROMETHEUS).is_some();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let running_as_root = unsafe { libc::geteuid() } == 0;
+    match prometheus_plan(present, running_as_root) {
+        QemuPlan::Present => Ok(()),
+        QemuPlan::AskUser => bail!("{PROMETHEUS_MISSING_MESSAGE}"),
+        QemuPlan::Install(commands) => {
+            println!("{PROMTOOL}/{PROMETHEUS} are missing; installing the prometheus package");
+            for words in commands {
+                let mut command = Command::new(words[0]);
+                command
+                    .args(&words[1..])
+                    .env("DEBIAN_FRONTEND", "noninteractive");
+                run_printed(&mut command)?;
+            }
+            if find_on_path(PROMTOOL).is_none() || find_on_path(PROMETHEUS).is_none() {
+                bail!("installed prometheus but {PROMTOOL} or {PROMETHEUS} is still not on PATH");
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Installs what is missing, or exits with status 1 saying how to install QEMU.
 pub fn ensure() -> Result<()> {
     ensure_kernel_target()?;
@@ -140,6 +186,17 @@ mod tests {
             "x86_64-unknown-none-softfloat\n",
             KERNEL_TARGET
         ));
+    }
+
+    #[test]
+    fn installs_prometheus_only_as_root() {
+        assert_eq!(prometheus_plan(true, false), QemuPlan::Present);
+        assert_eq!(prometheus_plan(false, false), QemuPlan::AskUser);
+        let QemuPlan::Install(commands) = prometheus_plan(false, true) else {
+            panic!("root installs");
+        };
+        assert_eq!(commands[1], ["apt-get", "install", "-y", "prometheus"]);
+        assert!(PROMETHEUS_MISSING_MESSAGE.contains("apt-get install -y prometheus"));
     }
 
     #[test]

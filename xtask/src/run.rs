@@ -41,10 +41,14 @@ pub struct RunOptions {
     pub modules: Vec<PathBuf>,
     /// Run `vigil top` on this terminal (console to [`CONSOLE_LOG`]); its exit stops QEMU.
     pub top: bool,
+    /// Start a `vigil hub` on COM2 and give clients its address (several tools at once).
+    pub hub: bool,
 }
 
 /// Where the console goes with `--top`, relative to the target directory.
 pub const CONSOLE_LOG: &str = "vigil-console.log";
+/// Where the hub's messages go, relative to the target directory.
+pub const HUB_LOG: &str = "vigil-hub.log";
 
 /// The program booted when `--program` is not given.
 pub const DEFAULT_PROGRAM: &str = "hello";
@@ -60,9 +64,23 @@ pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool) -> Vec<ProgramSpec>
     }]
 }
 
-/// Parses `--program "NAME [options…]"`.
+/// Parses `--program "NAME [options…]"`, refusing options the kernel would refuse.
+///
+/// The kernel refuses a bad option at boot and starts nothing of that program; a person
+/// typing `run` is told now, before anything is built or booted, by the kernel's own parser.
+/// (Scenarios use [`ProgramSpec::parse`], which does not check: `boot-bad-modules` boots bad
+/// options on purpose.)
 pub fn parse_program(text: &str) -> Result<ProgramSpec, String> {
-    ProgramSpec::parse(text)
+    let spec = ProgramSpec::parse(text)?;
+    if let Err(error) = vigil_kcore::boot_options::parse(text.trim()) {
+        return Err(format!(
+            "{:?}: {error}; options are name=NAME, prio=0…{}, kcalls=none|all|a+b (safecopy, \
+             shutdown, snapshot, tracemask), ipc=all|none|a+b, then -- ARGS",
+            text.trim(),
+            vigil_kcore::boot_options::LOWEST_PRIORITY
+        ));
+    }
+    Ok(spec)
 }
 
 /// The module list printed at start: one line per module, as the kernel receives it.
@@ -181,11 +199,30 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
 
     println!("{}", describe_modules(&config.modules));
     println!("qemu: {}", config.display_command());
-    let address = tool_address(&com2).context("COM2 has no address to attach to")?;
-    println!(
-        "monitor: COM2 on {com2}; attach the host tool with: {}",
-        attach_command(&address)
-    );
+    let com2_address = tool_address(&com2).context("COM2 has no address to attach to")?;
+    // The hub connects to QEMU's socket on its own (retrying until QEMU listens), so it can
+    // start before QEMU; it is stopped when this function returns.
+    let hub = if options.hub {
+        Some(Hub::start(&com2_address)?)
+    } else {
+        None
+    };
+    let address = hub
+        .as_ref()
+        .map_or_else(|| com2_address.clone(), |hub| hub.address.clone());
+    match &hub {
+        Some(hub) => println!(
+            "monitor: COM2 on {com2}, shared by a vigil hub on {} (log: {}); attach any number \
+             of host tools with: {}",
+            hub.address,
+            kernel::display_relative(&hub.log),
+            attach_command(&address)
+        ),
+        None => println!(
+            "monitor: COM2 on {com2} (one client at a time); attach the host tool with: {}",
+            attach_command(&address)
+        ),
+    }
     if options.gdb {
         println!(
             "gdb: QEMU waits before the first instruction; attach with: gdb {} -ex 'target \
@@ -200,6 +237,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
     }
     println!("quit: press Ctrl-C (or let the kernel exit through isa-debug-exit)");
     std::io::stdout().flush().ok();
+    let mut exits = ExitTracker::default();
 
     let mut child = config
         .command()
@@ -227,6 +265,9 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
                 let line = symbolizer.rewrite(qemu::strip_line_ending(&text), &processes);
                 // A closed stdout (e.g. `| head`) must not stop QEMU from being waited for.
                 let _ = writeln!(out, "{line}");
+                if let Some(message) = exits.line(&line) {
+                    let _ = writeln!(out, "{message}");
+                }
                 let _ = out.flush();
             }
         }
@@ -333,6 +374,99 @@ fn run_with_top(
     Ok(exit_code(exit))
 }
 
+/// A `vigil hub` process between QEMU's COM2 socket and the host tools; killed on drop.
+struct Hub {
+    child: Child,
+    /// Where clients attach (127.0.0.1:PORT).
+    address: String,
+    log: PathBuf,
+}
+
+impl Hub {
+    fn start(com2_address: &str) -> Result<Hub> {
+        let tool = tool::build_tool()?;
+        let address = hub_address(qemu::free_local_port()?);
+        let log = kernel::target_dir().join(HUB_LOG);
+        let log_file = File::create(&log)
+            .with_context(|| format!("creating the hub log {}", log.display()))?;
+        let child = Command::new(&tool)
+            .args(hub_args(com2_address, &address))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("failed to start {} hub", tool.display()))?;
+        Ok(Hub {
+            child,
+            address,
+            log,
+        })
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Follows the console's process lines (`boot: started 'NAME' (pid N, …`, `process 'NAME'
+/// (pid N) exited with status S`, `… killed by …`) and says, once, when every started
+/// program has ended: the kernel keeps running (idle) and says nothing of the kind.
+#[derive(Debug, Default)]
+pub struct ExitTracker {
+    started: std::collections::BTreeSet<u64>,
+    ended: std::collections::BTreeSet<u64>,
+    announced: bool,
+}
+
+/// The pid in "(pid N," or "(pid N)".
+fn pid_after(text: &str, marker: &str) -> Option<u64> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+impl ExitTracker {
+    /// Takes one console line; the message to print when the last program has ended.
+    pub fn line(&mut self, text: &str) -> Option<String> {
+        if text.contains("boot: started '") {
+            self.started.extend(pid_after(text, "(pid "));
+        } else if text.contains("process '")
+            && (text.contains(") exited with status ") || text.contains(") killed by "))
+        {
+            self.ended.extend(pid_after(text, "(pid "));
+        } else {
+            return None;
+        }
+        if self.announced || self.started.is_empty() || !self.started.is_subset(&self.ended) {
+            return None;
+        }
+        self.announced = true;
+        let n = self.started.len();
+        Some(format!(
+            "run: every program has exited ({n} of {n}); the kernel idles — quit with Ctrl-C"
+        ))
+    }
+}
+
+/// The address a hub started by `run` serves on.
+pub fn hub_address(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// `vigil hub`'s arguments for QEMU's COM2 at `com2_address`, serving on `listen`.
+pub fn hub_args(com2_address: &str, listen: &str) -> Vec<String> {
+    vec![
+        "hub".into(),
+        "--connect".into(),
+        com2_address.into(),
+        "--listen".into(),
+        listen.into(),
+    ]
+}
+
 /// QEMU's pid, shared with the thread that stops it, and whether it has been reaped: a
 /// reaped pid may be reused, so it is signalled only while the lock says it is not reaped.
 #[derive(Clone)]
@@ -406,6 +540,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refuses_options_the_kernel_would_refuse() {
+        for (bad, says) in [
+            ("spinner prio=16", "prio '16'"),
+            ("spinner prio=high", "prio 'high'"),
+            ("spinner colour=red", "colour"),
+            ("spinner kcalls=reboot", "reboot"),
+            ("spinner prio", "not key=value"),
+            ("spinner name=a/b", "name 'a/b'"),
+        ] {
+            let error = parse_program(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+            assert!(error.contains("prio=0…15"), "{bad}: {error}");
+        }
+        // Arguments after `--` are the program's own, never options.
+        assert!(parse_program("chain_link name=a -- prio=99 colour").is_ok());
+        assert!(parse_program("spinner prio=0 kcalls=safecopy+shutdown ipc=a+b").is_ok());
+    }
+
+    #[test]
+    fn says_once_when_every_program_has_exited() {
+        let mut tracker = ExitTracker::default();
+        let lines = [
+            "[    0.06] INFO  boot: started 'hello' (pid 1, priority 8, 1281 KiB image, entry 0x400000)",
+            "[    0.07] INFO  boot: started 'crasher' (pid 2, priority 8, 1 KiB image, entry 0x400000)",
+            "[    0.08] INFO  process 'hello' (pid 1) exited with status 0",
+        ];
+        for line in lines {
+            assert_eq!(tracker.line(line), None, "{line}");
+        }
+        let message = tracker
+            .line("[    0.09] ERROR process 'crasher' (pid 2) killed by #PF at 0x401000 (thread 1.1: 1 page faults, 3 system calls)")
+            .expect("both gone");
+        assert!(
+            message.contains("every program has exited (2 of 2)"),
+            "{message}"
+        );
+        assert_eq!(
+            tracker.line("[    0.10] INFO  process 'x' (pid 2) exited with status 0"),
+            None,
+            "said once"
+        );
+        assert_eq!(ExitTracker::default().line("[ 0.1] INFO  hello: hi"), None);
+    }
+
+    #[test]
+    fn the_hub_connects_to_com2_and_serves_on_loopback() {
+        assert_eq!(
+            hub_args("127.0.0.1:4555", &hub_address(4560)),
+            [
+                "hub",
+                "--connect",
+                "127.0.0.1:4555",
+                "--listen",
+                "127.0.0.1:4560"
+            ]
+        );
+    }
+
+    #[test]
     fn parses_monitor_specs() {
         assert_eq!(
             parse_monitor("tcp:127.0.0.1:4555"),
@@ -433,8 +626,8 @@ mod tests {
         assert_eq!(programs_to_boot(Vec::new(), false), [spec("hello")]);
         assert!(programs_to_boot(Vec::new(), true).is_empty());
         assert_eq!(
-            programs_to_boot(vec![spec("a x=1"), spec("b")], false),
-            [spec("a x=1"), spec("b")]
+            programs_to_boot(vec![spec("a prio=1"), spec("b")], false),
+            [spec("a prio=1"), spec("b")]
         );
     }
 

@@ -77,6 +77,15 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
     } else {
         None
     };
+    // Prometheus's tools, if the metrics scenario will run (its check names what is missing).
+    if scenarios
+        .iter()
+        .any(|s| s.monitor.as_ref().is_some_and(|m| m.metrics))
+    {
+        if let Err(error) = prereq::ensure_prometheus() {
+            println!("warning: {error:#}");
+        }
+    }
     // The host tool, once, if a monitor scenario will run.
     let tool = if scenarios.iter().any(|s| s.monitor.is_some()) {
         match tool::build_tool() {

@@ -41,6 +41,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Serve Prometheus/OpenMetrics figures of a live kernel on /metrics.
     Metrics(MetricsArgs),
+    /// Own the kernel's monitor socket and share its stream with any number of clients
+    /// (`top`, `events`, `record`, `metrics` at once): point them at the hub's address.
+    Hub(HubArgs),
 }
 
 /// Where a live kernel is.
@@ -51,22 +54,49 @@ pub struct ConnectArg {
     pub connect: Address,
 }
 
-/// Where the ELFs are that crash backtraces are symbolised with (default: raw addresses).
+/// The kernel ELF a build in the current directory leaves (found without `--kernel-elf`).
+pub const BUILT_KERNEL_ELF: &str = "target/x86_64-unknown-none/release/vigil-kernel";
+/// The user programs a build in the current directory leaves (found without `--programs`).
+pub const BUILT_PROGRAMS: &str = "target/user/x86_64-unknown-none/release";
+
+/// Where the ELFs are that crash backtraces are symbolised with. Without the flags, the
+/// build's own ELFs under ./target are used when they exist (run from the checkout), so a
+/// copied checkout symbolises with its own build; `--no-symbols` keeps raw addresses.
 #[derive(Debug, Args)]
 pub struct SymbolArgs {
-    /// Symbolise kernel frames of crash backtraces with this kernel ELF (with debug info,
-    /// e.g. target/x86_64-unknown-none/release/vigil-kernel).
-    #[arg(long, value_name = "PATH")]
+    /// Symbolise kernel frames of crash backtraces with this kernel ELF (with debug info)
+    /// [default: ./target/x86_64-unknown-none/release/vigil-kernel if it exists].
+    #[arg(long, value_name = "PATH", env = "VIGIL_KERNEL_ELF")]
     pub kernel_elf: Option<PathBuf>,
-    /// Symbolise user-fault backtraces with DIR/<process name> (e.g.
-    /// target/user/x86_64-unknown-none/release).
-    #[arg(long, value_name = "DIR")]
+    /// Symbolise user-fault backtraces with DIR/<process name>
+    /// [default: ./target/user/x86_64-unknown-none/release if it exists].
+    #[arg(long, value_name = "DIR", env = "VIGIL_PROGRAMS")]
     pub programs: Option<PathBuf>,
+    /// Leave backtrace addresses raw (no lookup, not even in ./target).
+    #[arg(long, conflicts_with_all = ["kernel_elf", "programs"])]
+    pub no_symbols: bool,
 }
 
 impl SymbolArgs {
+    /// The ELF and directory to use: the flags, else what a build left in `dir`.
+    pub fn resolve(&self, dir: &std::path::Path) -> (Option<PathBuf>, Option<PathBuf>) {
+        if self.no_symbols {
+            return (None, None);
+        }
+        if self.kernel_elf.is_some() || self.programs.is_some() {
+            return (self.kernel_elf.clone(), self.programs.clone());
+        }
+        let kernel = dir.join(BUILT_KERNEL_ELF);
+        let programs = dir.join(BUILT_PROGRAMS);
+        (
+            kernel.is_file().then_some(kernel),
+            programs.is_dir().then_some(programs),
+        )
+    }
+
     fn load(&self) -> Result<Option<CrashSymbols>> {
-        CrashSymbols::from_options(self.kernel_elf.as_deref(), self.programs.as_deref())
+        let (kernel, programs) = self.resolve(&std::env::current_dir().unwrap_or_default());
+        CrashSymbols::from_options(kernel.as_deref(), programs.as_deref())
     }
 }
 
@@ -161,6 +191,8 @@ pub struct ExportArgs {
     /// Write a Chrome trace-event JSON file (open it in ui.perfetto.dev or chrome://tracing).
     #[arg(long, value_name = "OUT.json")]
     pub perfetto: PathBuf,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 const EVENTS_HELP: &str = "\
@@ -178,6 +210,12 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
             with --kernel-elf/--programs; symbols innermost (inlined) first)
   command_result  ok message
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
+Integers above 2^53 - 1 (9007199254740991) are written as decimal strings (e.g. the NONE
+endpoint in raw_args, \"18446744073709551614\"), so jq and JavaScript read them exactly.
+Lines come in kernel-time order (ts_ns, now_ns; lines without a time sort with the latest
+snapshot): each is held until 1 s of later kernel time has arrived (or 1 s passes with no
+input), so output trails the kernel by about a second. A line arriving later than that is
+printed when it comes. One hello per connection (another after a kernel restart).
 Connection messages and a link-health summary go to stderr; stdout of a live session and of
 `--replay` of its recording are identical.
 
@@ -202,6 +240,37 @@ pub struct MetricsArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
+
+#[derive(Debug, Args)]
+#[command(after_long_help = HUB_HELP)]
+pub struct HubArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// Where clients attach: HOST:PORT or unix:PATH (port 0 picks a free one; the address
+    /// is printed on stderr).
+    #[arg(long, short = 'l', value_name = "ADDR", default_value = crate::hub::DEFAULT_LISTEN, value_parser = Address::parse)]
+    pub listen: Address,
+    /// Stop after this long; default: until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// No messages on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+const HUB_HELP: &str = "\
+QEMU serves one client per COM2 socket: a second `vigil` on the same socket is accepted by the
+operating system but never served (the tool then says so after 2 s). The hub is that one client
+and serves everyone else: each client gets every frame (from a frame boundary), its own answers
+to its own commands, one Hello per session; a client's bad frames are refused with a failed
+command result and never reach the kernel. When the kernel side closes, every client is
+disconnected and reconnects by itself. `cargo xtask run` starts a hub on its own.
+
+Example:
+  vigil hub --connect 127.0.0.1:4555 --listen 127.0.0.1:4560 &
+  vigil top --connect 127.0.0.1:4560        # and, at the same time:
+  vigil record --connect 127.0.0.1:4560 -o session.vrec
+  vigil metrics --connect 127.0.0.1:4560";
 
 /// Parses "5s", "500ms", "2m", "1h 30m" or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -286,8 +355,13 @@ pub fn run(cli: Cli) -> Result<()> {
             args.duration,
             args.quiet,
         ),
+        Command::Hub(args) => {
+            crate::hub::run(args.connect.connect, args.listen, args.duration, args.quiet)
+        }
         Command::Export(args) => {
-            let (events, threads) = crate::export::export_perfetto(&args.file, &args.perfetto)?;
+            let symbols = args.symbols.load()?;
+            let (events, threads) =
+                crate::export::export_perfetto(&args.file, &args.perfetto, symbols.as_ref())?;
             eprintln!(
                 "vigil: wrote {events} trace events ({threads} thread tracks) to {}",
                 args.perfetto.display()
@@ -315,6 +389,49 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn symbols_come_from_the_flags_or_the_build_in_the_current_directory() {
+        let dir = std::env::temp_dir().join(format!("vigil-symargs-{}", std::process::id()));
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["vigil", "export", "x.vrec", "--perfetto", "o.json"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Export(export) => export.symbols,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(args(&[]).resolve(&dir), (None, None), "nothing built here");
+        std::fs::create_dir_all(dir.join(BUILT_PROGRAMS)).unwrap();
+        std::fs::create_dir_all(dir.join(BUILT_KERNEL_ELF).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(BUILT_KERNEL_ELF), b"").unwrap();
+        assert_eq!(
+            args(&[]).resolve(&dir),
+            (
+                Some(dir.join(BUILT_KERNEL_ELF)),
+                Some(dir.join(BUILT_PROGRAMS))
+            ),
+            "this checkout's own build"
+        );
+        assert_eq!(args(&["--no-symbols"]).resolve(&dir), (None, None));
+        assert_eq!(
+            args(&["--kernel-elf", "/k"]).resolve(&dir),
+            (Some(PathBuf::from("/k")), None),
+            "a flag wins over the build"
+        );
+        assert!(Cli::try_parse_from([
+            "vigil",
+            "export",
+            "x",
+            "--perfetto",
+            "o",
+            "--no-symbols",
+            "--kernel-elf",
+            "/k"
+        ])
+        .is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! [`CrashSymbols`] (`--kernel-elf`, `--programs`) a crash's backtrace is symbolised: one
 //! frame a line in text, a `frames` array in JSON.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
@@ -104,9 +106,39 @@ fn alert_threads(alert: &Alert, labels: &Labels) -> Vec<String> {
     }
 }
 
+/// Largest integer a JSON reader using IEEE doubles (JavaScript, jq) reads exactly: 2^53 − 1.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Replaces every integer above [`MAX_SAFE_INTEGER`] in `value` by its decimal digits as a
+/// string (`18446744073709551614` → `"18446744073709551614"`), so that jq and JavaScript do
+/// not round it; smaller integers stay numbers.
+pub fn stringify_big_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            if let Some(n) = number.as_u64().filter(|n| *n > MAX_SAFE_INTEGER) {
+                *value = Value::String(n.to_string());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(stringify_big_integers),
+        Value::Object(map) => map.values_mut().for_each(stringify_big_integers),
+        _ => {}
+    }
+}
+
 /// The JSON object for one item; with `symbols`, a crash also gets `frames`, its backtrace
-/// symbolised.
+/// symbolised. Integers above 2^53 − 1 are strings ([`stringify_big_integers`]).
 pub fn json_line(
+    item: &Item,
+    model: &Model,
+    full_snapshots: bool,
+    symbols: Option<&CrashSymbols>,
+) -> Value {
+    let mut value = json_value(item, model, full_snapshots, symbols);
+    stringify_big_integers(&mut value);
+    value
+}
+
+fn json_value(
     item: &Item,
     model: &Model,
     full_snapshots: bool,
@@ -409,6 +441,151 @@ pub fn link_message(msg: &SourceMsg, source: &str, live: bool) -> Option<String>
     }
 }
 
+/// How much kernel time a line is held for lines with earlier times to arrive. The kernel
+/// sends event batches, snapshots and log lines from separate queues, so a line can arrive
+/// after a later-stamped one; within this window the output is in kernel-time order.
+pub const REORDER_WINDOW_NS: u64 = 1_000_000_000;
+/// Held lines are let out after this much host time without new input (a stalled link).
+const REORDER_IDLE_FLUSH: Duration = Duration::from_secs(1);
+
+/// The kernel time a line is sorted by: its own time stamp, else the latest snapshot's
+/// (drops, command results, alerts: an alert is raised by the snapshot just taken in, and
+/// its `first_seen_ns` may be much earlier); a sequence gap sorts with the event after it.
+pub fn item_time(item: &Item, following: &[Item], model: &Model) -> u64 {
+    match item {
+        Item::Hello(hello) => hello.now_ns,
+        Item::Event(event) => event.timestamp_ns,
+        Item::Log(line) => line.timestamp_ns,
+        Item::Crash(crash) => crash.timestamp_ns,
+        Item::Lost { .. } => following
+            .iter()
+            .find_map(|next| match next {
+                Item::Event(event) => Some(event.timestamp_ns),
+                _ => None,
+            })
+            .unwrap_or_else(|| model.kernel_now()),
+        Item::Snapshot | Item::Alert(_) | Item::Drops(_) | Item::CommandResult(_) => {
+            model.kernel_now()
+        }
+    }
+}
+
+/// A line waiting in [`Reorder`]: (kernel time, arrival number), text, whether it is an event.
+type Held = (Reverse<(u64, u64)>, String, bool);
+
+/// Puts lines in kernel-time order within [`REORDER_WINDOW_NS`]; ties keep arrival order.
+pub struct Reorder {
+    window_ns: u64,
+    held: BinaryHeap<HeldLine>,
+    arrivals: u64,
+    newest_ns: u64,
+    last_push: Option<Instant>,
+}
+
+/// Ordered by time, then arrival (the heap is a max-heap: the key is reversed).
+#[derive(PartialEq, Eq)]
+struct HeldLine(Held);
+
+impl PartialOrd for HeldLine {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HeldLine {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0 .0.cmp(&other.0 .0)
+    }
+}
+
+impl Reorder {
+    pub fn new(window_ns: u64) -> Reorder {
+        Reorder {
+            window_ns,
+            held: BinaryHeap::new(),
+            arrivals: 0,
+            newest_ns: 0,
+            last_push: None,
+        }
+    }
+
+    /// Holds `line` (kernel time `at_ns`). A `hello` far behind the newest time (a rebooted
+    /// kernel) first lets everything held out: a new timeline starts.
+    pub fn push(
+        &mut self,
+        at_ns: u64,
+        line: String,
+        is_event: bool,
+        hello: bool,
+    ) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        if hello && at_ns.saturating_add(self.window_ns) < self.newest_ns {
+            out = self.drain();
+            self.newest_ns = 0;
+        }
+        self.arrivals += 1;
+        self.newest_ns = self.newest_ns.max(at_ns);
+        self.held
+            .push(HeldLine((Reverse((at_ns, self.arrivals)), line, is_event)));
+        self.last_push = Some(Instant::now());
+        out.extend(self.ready());
+        out
+    }
+
+    /// Lines no earlier line can still come for, oldest first.
+    pub fn ready(&mut self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        while let Some(HeldLine((Reverse((at_ns, _)), _, _))) = self.held.peek() {
+            if at_ns.saturating_add(self.window_ns) > self.newest_ns {
+                break;
+            }
+            let HeldLine((_, line, is_event)) = self.held.pop().expect("peeked");
+            out.push((line, is_event));
+        }
+        out
+    }
+
+    /// Everything held, oldest first (at the end, or when input stalls).
+    pub fn drain(&mut self) -> Vec<(String, bool)> {
+        let mut out = Vec::with_capacity(self.held.len());
+        while let Some(HeldLine((_, line, is_event))) = self.held.pop() {
+            out.push((line, is_event));
+        }
+        out
+    }
+
+    /// True when lines are held and nothing new came for a while.
+    pub fn idle(&self) -> bool {
+        !self.held.is_empty()
+            && self
+                .last_push
+                .is_some_and(|at| at.elapsed() >= REORDER_IDLE_FLUSH)
+    }
+}
+
+/// Writes `lines`; true when done (the event count reached, or stdout closed).
+fn emit(
+    out: &mut impl Write,
+    lines: Vec<(String, bool)>,
+    printed_events: &mut u64,
+    count: Option<u64>,
+    broken_pipe: &mut bool,
+) -> bool {
+    for (line, is_event) in lines {
+        if *broken_pipe || count.is_some_and(|n| *printed_events >= n) {
+            return true;
+        }
+        if writeln!(out, "{line}").is_err() {
+            *broken_pipe = true;
+            return true;
+        }
+        if is_event {
+            *printed_events += 1;
+        }
+    }
+    *broken_pipe || count.is_some_and(|n| *printed_events >= n)
+}
+
 /// Runs `vigil events` until the limits are reached or the source ends.
 pub fn run(
     source: Source,
@@ -427,6 +604,7 @@ pub fn run(
     let mut printed_events = 0u64;
     let mut done = limits.count == Some(0);
     let mut broken_pipe = false;
+    let mut reorder = Reorder::new(REORDER_WINDOW_NS);
     let live = source.is_live();
     while !done {
         let wait = match deadline {
@@ -439,6 +617,16 @@ pub fn run(
         let msg = match source.rx.recv_timeout(wait) {
             Ok(msg) => msg,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if reorder.idle() {
+                    let lines = reorder.drain();
+                    done = emit(
+                        &mut out,
+                        lines,
+                        &mut printed_events,
+                        limits.count,
+                        &mut broken_pipe,
+                    );
+                }
                 out.flush().ok();
                 continue;
             }
@@ -452,26 +640,33 @@ pub fn run(
         let closed = matches!(msg, SourceMsg::Disconnected { .. });
         let mut frames = Vec::new();
         link.handle(msg, |frame| frames.push(frame));
-        // Print each frame's items right after applying it, so that a line never sees a
-        // later frame's state (output must not depend on how bytes were chunked).
-        'frames: for frame in frames {
-            for item in &model.apply(frame) {
+        // Format each frame's items right after applying it, so that a line never sees a
+        // later frame's state (output must not depend on how bytes were chunked); the lines
+        // then wait in `reorder` until they can go out in kernel-time order.
+        let mut ready = Vec::new();
+        for frame in frames {
+            let items = model.apply(frame);
+            for (index, item) in items.iter().enumerate() {
                 let Some(line) = printer.line(item, &model) else {
                     continue;
                 };
-                if writeln!(out, "{line}").is_err() {
-                    broken_pipe = true;
-                    done = true;
-                    break 'frames;
-                }
-                if matches!(item, Item::Event(_)) {
-                    printed_events += 1;
-                    if limits.count.is_some_and(|n| printed_events >= n) {
-                        done = true;
-                        break 'frames;
-                    }
-                }
+                let at_ns = item_time(item, &items[index + 1..], &model);
+                ready.extend(reorder.push(
+                    at_ns,
+                    line,
+                    matches!(item, Item::Event(_)),
+                    matches!(item, Item::Hello(_)),
+                ));
             }
+        }
+        if emit(
+            &mut out,
+            ready,
+            &mut printed_events,
+            limits.count,
+            &mut broken_pipe,
+        ) {
+            done = true;
         }
         if live {
             out.flush().ok();
@@ -479,6 +674,16 @@ pub fn run(
         if link.state == LinkState::Ended || (closed && limits.once) {
             break;
         }
+    }
+    if !done {
+        let lines = reorder.drain();
+        emit(
+            &mut out,
+            lines,
+            &mut printed_events,
+            limits.count,
+            &mut broken_pipe,
+        );
     }
     if !broken_pipe {
         out.flush().ok();
@@ -491,4 +696,46 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lines: Vec<(String, bool)>) -> Vec<String> {
+        lines.into_iter().map(|(line, _)| line).collect()
+    }
+
+    #[test]
+    fn reorder_sorts_within_the_window_and_restarts_on_a_new_boot() {
+        let mut reorder = Reorder::new(100);
+        assert!(reorder.push(50, "b".into(), false, false).is_empty());
+        assert!(reorder.push(10, "a".into(), false, false).is_empty());
+        assert!(reorder.push(50, "c".into(), true, false).is_empty());
+        // 160 is more than the window past 10 and 50: those are out, in order, ties by arrival.
+        assert_eq!(
+            texts(reorder.push(160, "d".into(), false, false)),
+            ["a", "b", "c"]
+        );
+        // A Hello far back in time: a rebooted kernel; what was held goes out first.
+        assert_eq!(texts(reorder.push(5, "hello".into(), false, true)), ["d"]);
+        assert_eq!(texts(reorder.drain()), ["hello"]);
+    }
+
+    #[test]
+    fn big_integers_become_strings() {
+        let mut value = serde_json::json!({
+            "small": MAX_SAFE_INTEGER,
+            "big": MAX_SAFE_INTEGER + 1,
+            "nested": [u64::MAX, 1, {"x": 1u64 << 60}],
+            "float": 0.5,
+        });
+        stringify_big_integers(&mut value);
+        assert_eq!(value["small"], MAX_SAFE_INTEGER);
+        assert_eq!(value["big"], "9007199254740992");
+        assert_eq!(value["nested"][0], "18446744073709551615");
+        assert_eq!(value["nested"][1], 1);
+        assert_eq!(value["nested"][2]["x"], "1152921504606846976");
+        assert_eq!(value["float"], 0.5);
+    }
 }

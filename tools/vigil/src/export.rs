@@ -4,7 +4,8 @@
 //! Layout of the trace: one process (`pid`) per Vigil process, named by `process_name`
 //! metadata; one track (`tid`) per thread, named by its label ("name#slot"); a pseudo-process
 //! "kernel" holds the idle track, kernel log lines, alerts and overall CPU use. Running
-//! intervals are "X" slices from context-switch events; IPC sends and receives are short "X"
+//! intervals are "X" slices from context-switch events (before the first one, from the
+//! snapshots' running thread, so a steady-state recording has slices too); IPC sends and receives are short "X"
 //! slices joined by flow events ("s"/"f") from sender to receiver; blocks, crashes, thread and
 //! process lifecycle are instant events; per-process CPU % from snapshots are counters ("C").
 //! Timestamps are kernel time in microseconds.
@@ -25,6 +26,7 @@ use crate::link::Link;
 use crate::model::{alert_kind_name, crash_text, Item, Model};
 use crate::record::{Record, RecordReader};
 use crate::source::SourceMsg;
+use crate::symbols::CrashSymbols;
 
 /// Feeds every frame of a recording through a link and a model; `on_item` sees each item
 /// with the model as it was right after the frame.
@@ -64,6 +66,10 @@ struct Builder {
     next_tid: u64,
     events: Vec<Value>,
     running: Option<(u64, u64)>,
+    /// `running` was opened from a snapshot, not from a switch event.
+    running_from_snapshot: bool,
+    /// Context-switch events seen so far (without any, snapshots drive the run slices).
+    switches_seen: u64,
     flows: HashMap<(u64, u64), VecDeque<u64>>,
     next_flow: u64,
     last_ts: u64,
@@ -135,7 +141,16 @@ impl Builder {
         };
         match kind {
             EventKind::ContextSwitch => {
-                self.close_running(ts);
+                self.switches_seen += 1;
+                match self.running {
+                    // A switch from before the snapshot that opened the slice (events can
+                    // arrive after a later snapshot): the switch events take over from here.
+                    Some((_, start)) if self.running_from_snapshot && ts < start => {
+                        self.running = None;
+                    }
+                    _ => self.close_running(ts),
+                }
+                self.running_from_snapshot = false;
                 self.running = Some((event.thread, ts));
             }
             EventKind::IpcSend => {
@@ -219,7 +234,7 @@ impl Builder {
         }
     }
 
-    fn item(&mut self, item: &Item, model: &Model) {
+    fn item(&mut self, item: &Item, model: &Model, symbols: Option<&CrashSymbols>) {
         match item {
             Item::Event(event) => self.event(event, &model.labels),
             Item::Snapshot => {
@@ -228,6 +243,21 @@ impl Builder {
                 };
                 let ts = snapshot.timestamp_ns;
                 self.last_ts = self.last_ts.max(ts);
+                // Until switch events arrive (a steady-state recording of a thread that never
+                // switches, or a mask without switches), the snapshot says who is on the CPU:
+                // its running thread, or idle.
+                if self.switches_seen == 0 {
+                    let on_cpu = snapshot
+                        .threads
+                        .iter()
+                        .find(|t| t.state == vigil_abi::introspect::state_code::RUNNING)
+                        .map_or(Endpoint::NONE.0, |t| t.endpoint);
+                    if self.running.is_none_or(|(endpoint, _)| endpoint != on_cpu) {
+                        self.close_running(ts);
+                        self.running = Some((on_cpu, ts));
+                        self.running_from_snapshot = true;
+                    }
+                }
                 for process in &snapshot.processes {
                     if let Some(rates) = model.process_rates.get(&process.pid) {
                         self.pids_used.insert(process.pid);
@@ -251,11 +281,19 @@ impl Builder {
             Item::Crash(crash) => {
                 let backtrace: Vec<String> =
                     crash.backtrace.iter().map(|a| format!("{a:#x}")).collect();
+                let mut args = json!({ "message": crash.message, "backtrace": backtrace });
+                if let Some(symbols) = symbols {
+                    args["frames"] = symbols
+                        .frames(crash)
+                        .iter()
+                        .map(|frame| Value::String(frame.text().trim().to_string()))
+                        .collect();
+                }
                 self.global(
                     format!("crash: {}", crash_text(crash)),
                     "crash",
                     crash.timestamp_ns,
-                    json!({ "message": crash.message, "backtrace": backtrace }),
+                    args,
                 );
             }
             Item::Log(line) => {
@@ -318,7 +356,12 @@ impl Builder {
 }
 
 /// Writes the Chrome trace JSON for `recording` to `out`. Returns (trace events, threads).
-pub fn export_perfetto(recording: &Path, out: &Path) -> Result<(usize, usize)> {
+/// With `symbols`, each crash marker carries its backtrace symbolised (`frames`).
+pub fn export_perfetto(
+    recording: &Path,
+    out: &Path,
+    symbols: Option<&CrashSymbols>,
+) -> Result<(usize, usize)> {
     // First pass: final names and process membership for the metadata.
     let final_model = replay_items(recording, |_, _| {})?;
     let max_pid = final_model
@@ -337,13 +380,15 @@ pub fn export_perfetto(recording: &Path, out: &Path) -> Result<(usize, usize)> {
         next_tid: 0,
         events: Vec::new(),
         running: None,
+        running_from_snapshot: false,
+        switches_seen: 0,
         flows: HashMap::new(),
         next_flow: 1,
         last_ts: 0,
         pids_used: BTreeSet::new(),
     };
     // Second pass: the timeline, with names as they were at each moment.
-    replay_items(recording, |item, model| builder.item(item, model))?;
+    replay_items(recording, |item, model| builder.item(item, model, symbols))?;
     builder.close_running(builder.last_ts);
     let mut events = builder.metadata();
     events.append(&mut builder.events);

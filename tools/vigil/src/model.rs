@@ -126,8 +126,14 @@ pub struct Model {
     /// Every alert raised so far (bounded like the log).
     pub raised: VecDeque<Alert>,
     pub last_crash: Option<CrashReport>,
+    /// The latest crashes (at most [`RECENT_CRASHES`]), oldest first: `top` keeps them in
+    /// its alerts pane, where they do not scroll away.
+    pub crashes: VecDeque<CrashReport>,
     pub last_command: Option<CommandResult>,
 }
+
+/// How many crashes the model keeps for display.
+pub const RECENT_CRASHES: usize = 8;
 
 impl Default for Model {
     fn default() -> Self {
@@ -153,6 +159,7 @@ impl Model {
             detector: Detector::new(DetectorConfig::default()),
             raised: VecDeque::new(),
             last_crash: None,
+            crashes: VecDeque::new(),
             last_command: None,
         }
     }
@@ -293,6 +300,10 @@ impl Model {
                     format!("CRASH {}", crash_text(&crash)),
                 );
                 self.last_crash = Some(crash.clone());
+                if self.crashes.len() == RECENT_CRASHES {
+                    self.crashes.pop_front();
+                }
+                self.crashes.push_back(crash.clone());
                 vec![Item::Crash(crash)]
             }
             KernelFrame::CommandResult(result) => {

@@ -29,6 +29,60 @@ pub const RETRY_MAX: Duration = Duration::from_millis(500);
 /// How long a read blocks before the thread checks for commands and for being stopped.
 const READ_POLL: Duration = Duration::from_millis(50);
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A socket that opened but stays silent this long is reported ([`no_data_message`]).
+pub const NO_DATA_WARNING: Duration = Duration::from_secs(2);
+/// How long after the kernel's first bytes its Hello may take before ours is repeated.
+const HELLO_GRACE: Duration = Duration::from_millis(500);
+
+/// What a client is told when its socket opened but nothing arrives.
+pub fn no_data_message(address: &Address) -> String {
+    format!(
+        "the socket {address} opened but no data arrived in {} s: QEMU serves one client at a \
+         time and another client probably holds it (run `vigil hub --connect {address}` and \
+         point every client at the hub), or the kernel is not running (halted in gdb, or \
+         waiting); still trying",
+        NO_DATA_WARNING.as_secs()
+    )
+}
+
+/// Watches the start of a connection for the kernel's Hello, to repeat ours once if it is
+/// missing [`HELLO_GRACE`] after the first bytes.
+struct HelloWatch {
+    decoder: Option<vigil_wire::KernelFrameDecoder>,
+    first_bytes: Option<Instant>,
+}
+
+impl HelloWatch {
+    fn new() -> HelloWatch {
+        HelloWatch {
+            decoder: Some(vigil_wire::KernelFrameDecoder::new()),
+            first_bytes: None,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let Some(decoder) = &mut self.decoder else {
+            return;
+        };
+        self.first_bytes.get_or_insert_with(Instant::now);
+        let mut seen = false;
+        decoder.push(bytes, |frame| {
+            seen |= matches!(frame, Ok(vigil_wire::KernelFrame::Hello(_)));
+        });
+        if seen {
+            self.decoder = None;
+        }
+    }
+
+    /// True once, when the Hello is overdue.
+    fn should_repeat(&mut self) -> bool {
+        if self.decoder.is_some() && self.first_bytes.is_some_and(|t| t.elapsed() >= HELLO_GRACE) {
+            self.decoder = None;
+            return true;
+        }
+        false
+    }
+}
 
 /// Where the monitor channel is: `HOST:PORT` or `tcp:HOST:PORT` (TCP), or `unix:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,9 +208,53 @@ enum Clock {
     Replay(Arc<AtomicU64>),
 }
 
+/// Pause, step and speed of a replay, shared with its thread.
+#[derive(Debug)]
+pub struct ReplayControl {
+    paused: AtomicBool,
+    speed_bits: AtomicU64,
+    /// Recording time to play while paused (a step), in ns.
+    step_ns: AtomicU64,
+}
+
+impl ReplayControl {
+    fn new(speed: f64) -> ReplayControl {
+        ReplayControl {
+            paused: AtomicBool::new(false),
+            speed_bits: AtomicU64::new(speed.to_bits()),
+            step_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Plays `ns` more of the recording (meant for while paused).
+    pub fn step(&self, ns: u64) {
+        self.step_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn speed(&self) -> f64 {
+        f64::from_bits(self.speed_bits.load(Ordering::Relaxed))
+    }
+
+    /// Sets the speed (clamped to 1/64 … 64).
+    pub fn set_speed(&self, speed: f64) {
+        self.speed_bits
+            .store(speed.clamp(1.0 / 64.0, 64.0).to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// A running source. Dropping it stops its thread.
 pub struct Source {
     pub rx: Receiver<SourceMsg>,
+    /// Replays with timing (speed > 0) can be paused, stepped and sped up.
+    pub control: Option<Arc<ReplayControl>>,
     commands: Option<Sender<HostFrame>>,
     stop: Arc<AtomicBool>,
     clock: Clock,
@@ -182,6 +280,7 @@ impl Source {
         }
         Source {
             rx,
+            control: None,
             commands: Some(cmd_tx),
             stop,
             clock: Clock::Live(start),
@@ -200,17 +299,20 @@ impl Source {
         let (tx, rx) = crossbeam_channel::bounded(256);
         let stop = Arc::new(AtomicBool::new(false));
         let position = Arc::new(AtomicU64::new(0));
+        let control = (speed > 0.0).then(|| Arc::new(ReplayControl::new(speed)));
         {
             let stop = stop.clone();
             let position = position.clone();
             let name = path.display().to_string();
+            let control = control.clone();
             thread::Builder::new()
                 .name("vigil-replay".into())
-                .spawn(move || run_replay(reader, name, speed, tx, stop, position))
+                .spawn(move || run_replay(reader, name, control, tx, stop, position))
                 .expect("spawn replay thread");
         }
         Ok(Source {
             rx,
+            control,
             commands: None,
             stop,
             clock: Clock::Replay(position),
@@ -319,9 +421,12 @@ fn run_live(
         };
         delay = RETRY_MIN;
         last_error = None;
-        if tx.send(SourceMsg::Connected { at_ns: now() }).is_err() {
-            return;
-        }
+        let opened = Instant::now();
+        // `Connected` is reported when the first bytes arrive, not when the socket opens: QEMU
+        // serves one client per socket, and a second client's connection is accepted by the
+        // kernel's listen backlog but never served. Such a client must not claim "connected".
+        let mut announced = false;
+        let mut warned = false;
         // Stale commands from an earlier connection are not replayed.
         while commands.try_recv().is_ok() {}
         // A lone 0x00 first: if the kernel's UART drops the first byte we send (QEMU
@@ -332,22 +437,29 @@ fn run_live(
             protocol_version: PROTOCOL_VERSION,
         }));
         let mut failure = conn.write_all(&hello).err();
-        // If we connected before the kernel was listening on COM2 at all, say Hello again
-        // once its first bytes show it is up.
-        let mut hello_repeated = false;
+        // If we connected before the kernel was listening on COM2 at all, our Hello was lost:
+        // say it again if no Hello arrives soon after the kernel's first bytes (only then, so
+        // that a normal session gets exactly one Hello).
+        let mut hello_watch = HelloWatch::new();
         while failure.is_none() && !stop.load(Ordering::Relaxed) {
             match conn.read(&mut buf) {
                 Ok(0) => {
-                    let _ = tx.send(SourceMsg::Disconnected {
-                        reason: "connection closed by the kernel side".into(),
-                    });
+                    let reason = if announced {
+                        "connection closed by the kernel side".to_string()
+                    } else {
+                        "the socket closed before any data arrived".to_string()
+                    };
+                    let _ = tx.send(SourceMsg::Disconnected { reason });
                     break;
                 }
                 Ok(n) => {
-                    if !hello_repeated {
-                        hello_repeated = true;
-                        failure = conn.write_all(&hello).err();
+                    if !announced {
+                        announced = true;
+                        if tx.send(SourceMsg::Connected { at_ns: now() }).is_err() {
+                            return;
+                        }
                     }
+                    hello_watch.feed(&buf[..n]);
                     if tx
                         .send(SourceMsg::Data {
                             at_ns: now(),
@@ -367,6 +479,15 @@ fn run_live(
                     ) => {}
                 Err(e) => failure = Some(e),
             }
+            if hello_watch.should_repeat() {
+                failure = failure.or(conn.write_all(&hello).err());
+            }
+            if !announced && !warned && opened.elapsed() >= NO_DATA_WARNING {
+                warned = true;
+                let _ = tx.send(SourceMsg::Waiting {
+                    error: no_data_message(&address),
+                });
+            }
             while let Ok(frame) = commands.try_recv() {
                 if let Err(e) = conn.write_all(&host_frame_bytes(&frame)) {
                     failure = Some(e);
@@ -383,16 +504,39 @@ fn run_live(
     }
 }
 
+/// The recording time a timed replay has reached: advances with the host clock times the
+/// speed while not paused, and by steps while paused.
+struct ReplayClock {
+    at_ns: Option<u64>,
+    last: Instant,
+}
+
+impl ReplayClock {
+    fn advance(&mut self, control: &ReplayControl) -> u64 {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last);
+        self.last = now;
+        let at = self.at_ns.get_or_insert(0);
+        if !control.is_paused() {
+            *at += (elapsed.as_nanos() as f64 * control.speed()) as u64;
+        }
+        *at += control.step_ns.swap(0, Ordering::Relaxed);
+        *at
+    }
+}
+
 fn run_replay<R: Read>(
     mut reader: RecordReader<R>,
     name: String,
-    speed: f64,
+    control: Option<Arc<ReplayControl>>,
     tx: Sender<SourceMsg>,
     stop: Arc<AtomicBool>,
     position: Arc<AtomicU64>,
 ) {
-    let started = Instant::now();
-    let mut first: Option<u64> = None;
+    let mut clock = ReplayClock {
+        at_ns: None,
+        last: Instant::now(),
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -408,12 +552,14 @@ fn run_replay<R: Read>(
             }
         };
         let at_ns = record.at_ns();
-        if speed > 0.0 {
-            let base = *first.get_or_insert(at_ns);
-            let due = Duration::from_nanos(((at_ns.saturating_sub(base)) as f64 / speed) as u64);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                sleep_unless_stopped(due - elapsed, &stop);
+        if let Some(control) = &control {
+            // The first record starts the clock at its own time.
+            clock.at_ns.get_or_insert(at_ns);
+            while clock.advance(control) < at_ns {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(5));
             }
         }
         position.store(at_ns, Ordering::Relaxed);
@@ -478,5 +624,73 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn replay_clock_pauses_steps_and_changes_speed() {
+        let control = ReplayControl::new(1.0);
+        let mut clock = ReplayClock {
+            at_ns: Some(1_000),
+            last: Instant::now(),
+        };
+        control.set_paused(true);
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(clock.advance(&control), 1_000, "paused: time stands still");
+        control.step(100_000_000);
+        assert_eq!(clock.advance(&control), 100_001_000, "a step plays 100 ms");
+        control.set_paused(false);
+        control.set_speed(64.0);
+        thread::sleep(Duration::from_millis(20));
+        let at = clock.advance(&control);
+        assert!(at >= 100_001_000 + 64 * 20_000_000, "64x: {at}");
+        control.set_speed(1000.0);
+        assert_eq!(control.speed(), 64.0, "clamped");
+    }
+
+    #[test]
+    fn a_silent_socket_is_not_called_connected() {
+        // A listener that never accepts: the connection completes in the backlog, like a
+        // second client of QEMU's single-connection socket, but no byte ever arrives.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let source = Source::connect(Address::parse(&format!("127.0.0.1:{port}")).unwrap());
+        match source.rx.recv_timeout(NO_DATA_WARNING * 3).unwrap() {
+            SourceMsg::Waiting { error } => {
+                assert!(error.contains("no data arrived"), "{error}");
+                assert!(error.contains("vigil hub"), "{error}");
+            }
+            other => panic!("a silent socket reported {other:?}"),
+        }
+        drop(listener);
+    }
+
+    #[test]
+    fn hello_is_repeated_only_when_the_kernel_sent_none() {
+        let mut watch = HelloWatch::new();
+        assert!(!watch.should_repeat(), "no bytes yet: nothing to judge");
+        let mut hello = Vec::new();
+        vigil_wire::encode_kernel_frame(
+            &vigil_wire::KernelFrame::Hello(vigil_wire::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                kernel_version: "t".into(),
+                tsc_hz: 1,
+                now_ns: 1,
+                event_mask: 0,
+                snapshot_period_ms: 100,
+            }),
+            &mut hello,
+        );
+        watch.feed(&hello);
+        watch.first_bytes = Some(Instant::now() - HELLO_GRACE * 2);
+        assert!(!watch.should_repeat(), "a Hello arrived: no repeat");
+
+        let mut silent = HelloWatch::new();
+        silent.feed(&[1, 2, 3]);
+        silent.first_bytes = Some(Instant::now() - HELLO_GRACE * 2);
+        assert!(
+            silent.should_repeat(),
+            "no Hello after the grace time: repeat"
+        );
+        assert!(!silent.should_repeat(), "only once");
     }
 }

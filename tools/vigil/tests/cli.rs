@@ -433,6 +433,9 @@ fn record_then_replay_gives_the_same_output_and_export_is_valid_json() {
     let trace: Value =
         serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).expect("valid JSON");
     let events = trace["traceEvents"].as_array().expect("traceEvents");
+    if let Err(error) = check_trace_event_rules(events) {
+        panic!("the export breaks the trace-event rules: {error}");
+    }
     let meta = |name: &str| -> Vec<&Value> {
         events
             .iter()
@@ -468,11 +471,19 @@ fn record_then_replay_gives_the_same_output_and_export_is_valid_json() {
         .collect();
     assert_eq!(
         slices.len(),
-        3,
-        "three context switches → three running intervals"
+        4,
+        "the spinner from the first snapshot (1 s) to the first switch, then three context \
+         switches → three running intervals"
     );
-    assert_eq!(slices[0]["tid"], client_track["tid"]);
-    assert_eq!(slices[0]["dur"], 3.0, "client ran 3 µs");
+    let spinner_track = meta("thread_name")
+        .into_iter()
+        .find(|e| e["args"]["name"] == "spinner#4")
+        .unwrap();
+    assert_eq!(slices[0]["tid"], spinner_track["tid"]);
+    assert_eq!(slices[0]["ts"], 1_000_000.0);
+    assert_eq!(slices[0]["dur"], 100_000.0, "1.0 s to 1.1 s");
+    assert_eq!(slices[1]["tid"], client_track["tid"]);
+    assert_eq!(slices[1]["dur"], 3.0, "client ran 3 µs");
     let flow_start = events
         .iter()
         .find(|e| e["ph"] == "s")
@@ -577,14 +588,9 @@ fn unix_socket_monitor_channel() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn metrics_endpoint_serves_openmetrics() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let kernel = FakeKernel::start(vec![Session {
-        bytes: encode(&script()),
-        chunk: usize::MAX,
-        close: false,
-    }]);
+/// Starts `vigil metrics` on the fake kernel; returns the child and the host:port it serves.
+fn start_metrics(kernel: &FakeKernel) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = vigil()
         .args([
             "metrics",
@@ -593,7 +599,8 @@ fn metrics_endpoint_serves_openmetrics() {
             "--listen",
             "127.0.0.1:0",
             "--duration",
-            "10s",
+            "20s",
+            "--quiet",
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -606,53 +613,168 @@ fn metrics_endpoint_serves_openmetrics() {
         .strip_prefix("vigil: serving metrics on http://")
         .expect(&line);
     let host = url.strip_suffix("/metrics").unwrap().to_string();
-    let get = |path: &str| -> String {
-        let mut stream = std::net::TcpStream::connect(&host).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    };
-    // Wait until the fake kernel's data has been taken in.
+    (child, host)
+}
+
+/// GET `path` with an optional Accept header; the whole response.
+fn http_get(host: &str, path: &str, accept: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Polls `/metrics` until `ready` holds for the body (or 5 s pass); the last response.
+fn metrics_when(host: &str, accept: Option<&str>, ready: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut body = String::new();
-    while Instant::now() < deadline {
-        body = get("/metrics");
-        if body.contains("vigil_events_lost_total 2") && body.contains("vigil_cpu_busy_percent 98")
-        {
-            break;
+    loop {
+        let body = http_get(host, "/metrics", accept);
+        if ready(&body) || Instant::now() >= deadline {
+            return body;
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let not_found = get("/nope");
+}
+
+#[test]
+fn metrics_follow_prometheus_conventions_in_both_formats() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let (mut child, host) = start_metrics(&kernel);
+    let body = metrics_when(&host, None, |b| {
+        b.contains("vigil_events_lost_total 2") && b.contains("vigil_cpu_busy_ratio 0.98")
+    });
+    let open = http_get(
+        &host,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    );
+    let not_found = http_get(&host, "/nope", None);
     child.kill().ok();
     child.wait().ok();
+
+    // The classic text format by default.
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-    assert!(body.contains("vigil_link_up 1"), "{body}");
+    assert!(
+        body.contains("Content-Type: text/plain; version=0.0.4"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"), "{body}");
+    assert!(body.contains("vigil_link_up 1\n"), "{body}");
+    assert!(
+        body.contains("# TYPE vigil_thread_cpu_seconds_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"vigil_thread_cpu_seconds_total{thread="spinner#4",process="spinner",pid="4"} "#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"vigil_thread_context_switches_total{thread="spinner#4",process="spinner",pid="4",kind="involuntary"} "#),
+        "{body}"
+    );
     assert!(
         body.contains("vigil_kernel_events_dropped_total 3"),
         "{body}"
     );
     assert!(
+        body.contains(r#"vigil_alerts_active{kind="deadlock"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"vigil_alerts_active{kind="memory-hog"} 0"#),
+        "every alert kind is listed: {body}"
+    );
+    assert!(
+        body.contains(r#"vigil_process_memory_bytes{process="locker",pid="5"} 1228800"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"vigil_build_info{version=""#), "{body}");
+    assert!(
+        body.contains(r#"kernel_version="fake-kernel 0.1""#),
+        "{body}"
+    );
+    assert!(body.contains("vigil_kernel_boot_time_seconds "), "{body}");
+    assert!(body.contains("vigil_cpu_idle_seconds_total "), "{body}");
+    // The thread state is one of a fixed set; no free text, no addresses in any label.
+    assert!(
         body.contains(
-            r#"vigil_thread_cpu_percent{thread="spinner#4",process="spinner",pid="4"} 95.0"#
+            r#"vigil_thread_state{thread="locker#5",process="locker",pid="5",state="mutex"} 1"#
         ),
         "{body}"
     );
+    assert!(!body.contains("wait="), "{body}");
+    assert!(!body.contains("0x"), "no addresses: {body}");
     assert!(
-        body.contains(r#"wait="mutex 0x4010 owned by locker#6""#),
-        "{body}"
+        !body.contains("_percent"),
+        "ratios, not percentages: {body}"
+    );
+    for line in body.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words[3] == "counter" {
+            assert!(words[2].ends_with("_total"), "{line}");
+        }
+    }
+
+    // OpenMetrics when asked for.
+    assert!(
+        open.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{open}"
+    );
+    assert!(open.trim_end().ends_with("# EOF"), "{open}");
+    assert!(
+        open.contains("# TYPE vigil_thread_cpu_seconds counter"),
+        "{open}"
     );
     assert!(
-        body.contains(r#"vigil_alerts_active{kind="deadlock"} 1.0"#),
-        "{body}"
+        open.contains("# UNIT vigil_thread_cpu_seconds seconds"),
+        "{open}"
     );
-    assert!(
-        body.contains(r#"vigil_process_memory_bytes{process="locker",pid="5"} 1228800.0"#),
-        "{body}"
-    );
-    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert!(open.contains("# TYPE vigil_build info"), "{open}");
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+}
+
+#[test]
+fn metrics_drop_the_system_series_when_the_link_goes_down() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: false,
+    }]);
+    let (mut child, host) = start_metrics(&kernel);
+    let up = metrics_when(&host, None, |b| {
+        b.contains("vigil_thread_cpu_seconds_total{")
+    });
+    assert!(up.contains("vigil_link_up 1\n"), "{up}");
+    // The fake kernel goes silent and then away: the series must go, link_up must say 0.
+    kernel.stop();
+    drop(kernel);
+    let down = metrics_when(&host, None, |b| b.contains("vigil_link_up 0\n"));
+    child.kill().ok();
+    child.wait().ok();
+    assert!(down.contains("vigil_link_up 0\n"), "{down}");
+    assert!(
+        !down.contains("vigil_thread_"),
+        "no stale thread series: {down}"
+    );
+    assert!(
+        !down.contains("vigil_process_"),
+        "no stale process series: {down}"
+    );
+    assert!(!down.contains("vigil_cpu_"), "no stale CPU series: {down}");
+    assert!(!down.contains("kernel_version="), "{down}");
+    assert!(
+        down.contains("vigil_link_connections_total 1"),
+        "the tool's own series stay: {down}"
+    );
 }
 
 /// Crash reports whose addresses point into this test binary, which stands in for the kernel
@@ -764,11 +886,12 @@ fn events_symbolise_crash_backtraces_with_kernel_and_program_elves() {
         "{text}"
     );
 
-    // Without the options, crashes print raw as before.
-    let raw = json_lines(&events(&["--json"]).stdout);
+    // With --no-symbols, crashes print raw (without options the tool would use the build
+    // under ./target of the directory it runs in, here the workspace).
+    let raw = json_lines(&events(&["--json", "--no-symbols"]).stdout);
     let raw_crash = of_type(&raw, "crash")[0];
     assert!(raw_crash.get("frames").is_none(), "{raw_crash:#}");
-    assert!(!stdout(&events(&[])).contains(marker));
+    assert!(!stdout(&events(&["--no-symbols"])).contains(marker));
 
     // A kernel ELF that cannot be read is an error, not a silently raw backtrace.
     let bad = run(&[
@@ -785,4 +908,313 @@ fn events_symbolise_crash_backtraces_with_kernel_and_program_elves() {
         stderr(&bad)
     );
     std::fs::remove_dir_all(&programs).ok();
+}
+
+/// A stream whose frames arrive out of kernel-time order (a snapshot before the events and
+/// the log line it postdates, as the kernel's separate queues can send them): JSON lines come
+/// out in time order, with one hello, and integers above 2^53 − 1 as strings.
+#[test]
+fn json_lines_are_in_time_order_with_big_integers_as_strings() {
+    use vigil_abi::trace::EventKind;
+    use vigil_wire::{Event, KernelFrame};
+
+    let big = KernelFrame::Events(vec![Event {
+        seq: 100,
+        timestamp_ns: 2_500_000_000,
+        kind: EventKind::IpcSend as u16,
+        thread: common::CLIENT,
+        args: [u64::MAX - 1, 7, (1 << 53) + 1],
+    }]);
+    let frames = vec![
+        hello(),
+        snapshot(2),
+        common::events_batch(),
+        common::log_line(),
+        big,
+        snapshot(3),
+    ];
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&frames),
+        chunk: usize::MAX,
+        close: true,
+    }]);
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--json",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    output.clone().assert().success();
+    let lines = json_lines(&output.stdout);
+    assert_eq!(of_type(&lines, "hello").len(), 1, "{lines:#?}");
+    let times: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.get("ts_ns").or(l.get("now_ns")).and_then(Value::as_u64))
+        .collect();
+    assert!(times.len() >= 10, "{lines:#?}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "kernel times out of order: {times:?}"
+    );
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    let log = kinds.iter().position(|k| *k == "log").unwrap();
+    let first_snapshot = kinds.iter().position(|k| *k == "snapshot").unwrap();
+    assert!(
+        log < first_snapshot,
+        "the 1 s log line precedes the 2 s snapshot: {kinds:?}"
+    );
+
+    let send = lines
+        .iter()
+        .find(|l| l["seq"] == 100)
+        .expect("the big event");
+    assert_eq!(send["raw_args"][0], "18446744073709551614", "{send}");
+    assert_eq!(
+        send["raw_args"][1], 7,
+        "small integers stay numbers: {send}"
+    );
+    assert_eq!(send["raw_args"][2], "9007199254740993", "{send}");
+}
+
+/// The Chrome trace-event format's rules that Perfetto and chrome://tracing rely on: every
+/// event has a known `ph`, a `pid`, a numeric `ts` (metadata excepted) and a `name`; "X" has a
+/// `dur` ≥ 0 and complete slices on one track nest (never overlap partially); "i" has a scope
+/// `s` of g, p or t; "C" carries numeric args; a flow end ("f") follows a flow start ("s") with
+/// the same id, no earlier in time, and each id starts once; "M" is a known metadata name.
+/// A complete slice: start, end (µs) and name.
+type Slice = (f64, f64, String);
+
+fn check_trace_event_rules(events: &[Value]) -> Result<(), String> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut slices: BTreeMap<(u64, u64), Vec<Slice>> = BTreeMap::new();
+    let mut flow_starts: HashMap<u64, f64> = HashMap::new();
+    for (index, event) in events.iter().enumerate() {
+        let ph = event["ph"]
+            .as_str()
+            .ok_or(format!("event {index} has no ph: {event}"))?;
+        let pid = event["pid"]
+            .as_u64()
+            .ok_or(format!("event {index} has no pid: {event}"))?;
+        let name = event["name"]
+            .as_str()
+            .ok_or(format!("event {index} has no name: {event}"))?;
+        if ph == "M" {
+            if ![
+                "process_name",
+                "thread_name",
+                "process_sort_index",
+                "thread_sort_index",
+            ]
+            .contains(&name)
+            {
+                return Err(format!("unknown metadata {name}: {event}"));
+            }
+            continue;
+        }
+        let ts = event["ts"]
+            .as_f64()
+            .ok_or(format!("event {index} has no ts: {event}"))?;
+        let tid = event["tid"].as_u64();
+        match ph {
+            "X" => {
+                let dur = event["dur"]
+                    .as_f64()
+                    .ok_or(format!("X without dur: {event}"))?;
+                if dur < 0.0 {
+                    return Err(format!("negative dur: {event}"));
+                }
+                let tid = tid.ok_or(format!("X without tid: {event}"))?;
+                slices
+                    .entry((pid, tid))
+                    .or_default()
+                    .push((ts, ts + dur, name.into()));
+            }
+            "i" => {
+                if !matches!(event["s"].as_str(), Some("g" | "p" | "t")) {
+                    return Err(format!("instant without scope g/p/t: {event}"));
+                }
+            }
+            "C" => {
+                let args = event["args"]
+                    .as_object()
+                    .ok_or(format!("C without args: {event}"))?;
+                if args.is_empty() || !args.values().all(Value::is_number) {
+                    return Err(format!("counter args must be numbers: {event}"));
+                }
+            }
+            "s" => {
+                let id = event["id"]
+                    .as_u64()
+                    .ok_or(format!("flow without id: {event}"))?;
+                if flow_starts.insert(id, ts).is_some() {
+                    return Err(format!("flow id {id} starts twice"));
+                }
+            }
+            "f" => {
+                let id = event["id"]
+                    .as_u64()
+                    .ok_or(format!("flow without id: {event}"))?;
+                match flow_starts.get(&id) {
+                    Some(start) if *start <= ts => {}
+                    Some(start) => {
+                        return Err(format!(
+                            "flow {id} ends at {ts} before it starts at {start}"
+                        ))
+                    }
+                    None => return Err(format!("flow {id} ends without a start: {event}")),
+                }
+            }
+            other => return Err(format!("unknown ph {other:?}: {event}")),
+        }
+    }
+    for (track, mut list) in slices {
+        // Longest first among equal starts, so a parent comes before its children.
+        list.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        let mut open: Vec<Slice> = Vec::new();
+        for slice in list {
+            while open.last().is_some_and(|top| top.1 <= slice.0) {
+                open.pop();
+            }
+            if let Some(top) = open.last() {
+                if slice.1 > top.1 + 1e-6 {
+                    return Err(format!(
+                        "slices overlap without nesting on {track:?}: {top:?} and {slice:?}"
+                    ));
+                }
+            }
+            open.push(slice);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_trace_rules_checker_catches_what_it_should() {
+    let good = serde_json::json!([
+        {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "p"}},
+        {"name": "running", "ph": "X", "ts": 0.0, "dur": 10.0, "pid": 1, "tid": 1},
+        {"name": "send", "ph": "X", "ts": 2.0, "dur": 0.0, "pid": 1, "tid": 1},
+        {"name": "ipc", "ph": "s", "id": 1, "ts": 2.0, "pid": 1, "tid": 1},
+        {"name": "ipc", "ph": "f", "bp": "e", "id": 1, "ts": 3.0, "pid": 1, "tid": 2},
+    ]);
+    assert_eq!(check_trace_event_rules(good.as_array().unwrap()), Ok(()));
+    let bad_cases = [
+        serde_json::json!({"name": "x", "ph": "X", "ts": 5.0, "dur": 10.0, "pid": 1, "tid": 1}),
+        serde_json::json!({"name": "ipc", "ph": "f", "id": 9, "ts": 3.0, "pid": 1, "tid": 2}),
+        serde_json::json!({"name": "x", "ph": "i", "ts": 3.0, "pid": 1, "tid": 2}),
+        serde_json::json!({"name": "x", "ph": "Q", "ts": 3.0, "pid": 1}),
+    ];
+    for bad in bad_cases {
+        let mut events = good.as_array().unwrap().clone();
+        events.push(bad.clone());
+        assert!(check_trace_event_rules(&events).is_err(), "{bad}");
+    }
+}
+
+/// A steady-state recording (snapshots only, no context switch): the thread on the CPU still
+/// gets a run slice from the first snapshot to the end, and the export keeps the rules.
+#[test]
+fn a_steady_state_recording_exports_run_slices() {
+    use vigil::record::RecordWriter;
+    let dir = std::env::temp_dir().join(format!("vigil-steady-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("steady.vrec");
+    let mut writer = RecordWriter::new(std::fs::File::create(&recording).unwrap()).unwrap();
+    writer.connected(0).unwrap();
+    writer
+        .data(
+            1,
+            &encode(&[hello(), snapshot(1), snapshot(2), snapshot(3), snapshot(4)]),
+        )
+        .unwrap();
+    drop(writer);
+    let trace_path = dir.join("steady.json");
+    run(&[
+        "export",
+        recording.to_str().unwrap(),
+        "--perfetto",
+        trace_path.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    check_trace_event_rules(events).unwrap();
+    let spinner_tid = events
+        .iter()
+        .find(|e| e["ph"] == "M" && e["args"]["name"] == "spinner#4")
+        .map(|e| e["tid"].clone())
+        .expect("a spinner track");
+    let slice = events
+        .iter()
+        .find(|e| e["ph"] == "X" && e["name"] == "running" && e["tid"] == spinner_tid)
+        .unwrap_or_else(|| panic!("no run slice on the spinner's track: {events:#?}"));
+    assert_eq!(
+        slice["ts"].as_f64(),
+        Some(1_000_000.0),
+        "opened at the first snapshot"
+    );
+    assert_eq!(
+        slice["dur"].as_f64(),
+        Some(3_000_000.0),
+        "until the last one"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `export --kernel-elf`: a crash marker carries its backtrace symbolised.
+#[test]
+fn export_symbolises_crash_markers() {
+    use vigil::record::RecordWriter;
+    use vigil_wire::CrashKind;
+    let address = marker_address();
+    let dir = std::env::temp_dir().join(format!("vigil-export-sym-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("crash.vrec");
+    let mut writer = RecordWriter::new(std::fs::File::create(&recording).unwrap()).unwrap();
+    writer.connected(0).unwrap();
+    writer
+        .data(
+            1,
+            &encode(&[
+                hello(),
+                crash_with(CrashKind::KernelFault, None, vec![address]),
+            ]),
+        )
+        .unwrap();
+    drop(writer);
+    let trace_path = dir.join("crash.json");
+    let output = vigil()
+        .current_dir(workspace_root())
+        .args([
+            "export",
+            recording.to_str().unwrap(),
+            "--perfetto",
+            trace_path.to_str().unwrap(),
+        ])
+        .arg("--kernel-elf")
+        .arg(this_binary())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    check_trace_event_rules(events).unwrap();
+    let crash = events
+        .iter()
+        .find(|e| e["cat"] == "crash" && e["s"] == "g")
+        .expect("a crash marker");
+    let frame = crash["args"]["frames"][0]
+        .as_str()
+        .expect("symbolised frames");
+    assert!(frame.starts_with("#0 pc"), "{frame}");
+    assert!(frame.contains("marker_function_for_symbols"), "{frame}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -7,7 +7,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use vigil::source::SourceMsg;
-use vigil::top::{ui, Action, App, LogFilter, SortColumn};
+use vigil::top::{ui, Action, App, LogFilter, SortColumn, STEP_NS};
 use vigil_wire::HostFrame;
 
 fn app_with_script(live: bool) -> App {
@@ -96,7 +96,12 @@ fn shows_processes_threads_wait_targets_alerts_log_and_status() {
     assert!(text.contains("CPU%▼"));
 
     // Alerts pane and event log.
-    assert!(text.contains("alerts (2)"), "{text}");
+    // Two alerts and the crash, which stays in this pane whatever the event log shows.
+    assert!(text.contains("alerts (3)"), "{text}");
+    assert!(
+        text.contains("✖ CRASH user-fault in crasher (pid 9)"),
+        "{text}"
+    );
     assert!(
         text.contains("deadlock: locker#5 → mutex 0x4010 owned by locker#6"),
         "{text}"
@@ -240,6 +245,252 @@ fn crash_backtraces_are_symbolised_into_the_event_log() {
     );
     // The frames come right after their crash, before what the kernel sent next.
     assert!(log[crash + 3].text.contains("fake kernel up"), "{log:#?}");
-    let screen = screen(&app, 200, 40).join("\n");
+    let lines = screen(&app, 200, 40);
+    let screen = lines.join("\n");
     assert!(screen.contains("marker_function_for_symbols"), "{screen}");
+    // The crash is an alert: counted in the alerts pane, with where it happened.
+    assert!(screen.contains("alerts (1)"), "{screen}");
+    let crash_line = lines
+        .iter()
+        .position(|l| l.contains("✖ CRASH kernel-fault"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(
+        lines[crash_line + 1].contains("#0 pc")
+            && lines[crash_line + 1].contains("marker_function"),
+        "{}",
+        lines[crash_line + 1]
+    );
+}
+
+fn press(app: &mut App, codes: &[KeyCode]) {
+    for code in codes {
+        app.key(key(*code));
+    }
+}
+
+/// Moves the cursor onto `target` with the arrow keys.
+fn select(app: &mut App, target: ui::RowRef) {
+    press(app, &[KeyCode::Home]);
+    let index = app
+        .rows()
+        .iter()
+        .position(|r| *r == target)
+        .unwrap_or_else(|| panic!("{target:?} not in {:?}", app.rows()));
+    for _ in 0..index {
+        press(app, &[KeyCode::Down]);
+    }
+    assert_eq!(app.selected(), Some(target));
+}
+
+#[test]
+fn at_80x24_columns_drop_but_name_cpu_and_state_stay() {
+    let app = app_with_script(true);
+    let lines = screen(&app, 80, 24);
+    let text = lines.join("\n");
+    let header = row(&lines, "NAME");
+    for kept in ["NAME", "CPU%", "PID", "TIME+", "STATE"] {
+        assert!(header.contains(kept), "{kept} kept at 80 columns: {header}");
+    }
+    for dropped in ["IPC/s", "CTX/s"] {
+        assert!(
+            !header.contains(dropped),
+            "{dropped} dropped at 80 columns: {header}"
+        );
+    }
+    // The state column is wide enough for a wait target, not cut to "1 blo".
+    assert!(
+        row(&lines, "locker#5").contains("mutex 0x4010 owned by"),
+        "{text}"
+    );
+    assert!(row(&lines, "locker  ").contains("2 blocked"), "{text}");
+    assert!(
+        row(&lines, "client#2").contains("sendrec → server#3"),
+        "{text}"
+    );
+    assert!(lines[0].contains("up 4.0 s"), "{}", lines[0]);
+    assert!(lines[1].starts_with("CPU ["), "{}", lines[1]);
+    assert!(lines[23].contains("? help"), "{}", lines[23]);
+}
+
+#[test]
+fn at_200x50_every_column_the_idle_row_and_the_meters() {
+    let app = app_with_script(true);
+    let lines = screen(&app, 200, 50);
+    let header = row(&lines, "NAME");
+    for column in [
+        "NAME", "PID", "PRI", "THR", "MEM", "CPU%▼", "TIME+", "CTX/s", "IPC/s", "STATE",
+    ] {
+        assert!(header.contains(column), "{column}: {header}");
+    }
+    let idle = row(&lines, "[idle]");
+    assert!(
+        idle.contains("2.0") && idle.contains("0:00.08"),
+        "idle share and time: {idle}"
+    );
+    let spinner = row(&lines, "└ spinner#4");
+    assert!(spinner.contains("0:03.80"), "TIME+ of 3.8 s: {spinner}");
+    assert!(
+        lines[1].contains("MEM 1.7 MiB mapped by 5 processes"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains("not reported by this kernel"),
+        "{}",
+        lines[1]
+    );
+    assert!(ui::time_plus(61_250_000_000) == "1:01.25");
+    assert!(ui::uptime_text(3_725_000_000_000) == "1:02:05");
+}
+
+#[test]
+fn sort_arrow_tells_ascending_from_descending() {
+    let mut app = app_with_script(true);
+    assert!(
+        screen(&app, 200, 50).join("\n").contains("CPU%▼"),
+        "largest first"
+    );
+    press(&mut app, &[KeyCode::Char('S'), KeyCode::Char('S')]);
+    assert_eq!(app.sort, SortColumn::Name);
+    let text = screen(&app, 200, 50).join("\n");
+    assert!(text.contains("NAME▲"), "names A first: ascending");
+    press(&mut app, &[KeyCode::Char('r')]);
+    assert!(screen(&app, 200, 50).join("\n").contains("NAME▼"));
+}
+
+#[test]
+fn help_screen_opens_and_any_key_closes_it() {
+    let mut app = app_with_script(true);
+    press(&mut app, &[KeyCode::Char('?')]);
+    let text = screen(&app, 80, 24).join("\n");
+    assert!(text.contains("vigil top: keys"), "{text}");
+    assert!(text.contains("search"), "{text}");
+    press(&mut app, &[KeyCode::Char('j')]);
+    assert!(!app.help);
+    assert!(!app.quit, "closing help does not quit");
+    assert!(!screen(&app, 80, 24).join("\n").contains("vigil top: keys"));
+}
+
+#[test]
+fn cursor_and_detail_view_show_counters_and_the_wait_chain() {
+    let mut app = app_with_script(true);
+    select(&mut app, ui::RowRef::Thread(LOCK_A));
+    press(&mut app, &[KeyCode::Enter]);
+    assert!(app.detail);
+    let text = screen(&app, 200, 50).join("\n");
+    assert!(text.contains("detail: thread locker#5"), "{text}");
+    for counter in [
+        "syscalls",
+        "kernel calls",
+        "page faults",
+        "notifications",
+        "voluntary",
+        "priority 4",
+    ] {
+        assert!(text.contains(counter), "{counter}: {text}");
+    }
+    assert!(
+        text.contains("wait chain: locker#5 (mutex 0x4010 owned by locker#6) → locker#6 (mutex 0x4020 owned by locker#5) → back to locker#5: a deadlock"),
+        "{text}"
+    );
+    assert!(text.contains("recent events"), "{text}");
+    // A chain that ends: client → server, which receives from anyone.
+    let chain = ui::wait_chain(&app, CLIENT);
+    assert_eq!(
+        chain,
+        ["client#2 (sendrec → server#3)", "server#3 (recv ← ANY)"]
+    );
+    press(&mut app, &[KeyCode::Esc]);
+    assert!(!app.detail && !app.quit, "Esc closes the detail first");
+
+    select(&mut app, ui::RowRef::Process(5));
+    press(&mut app, &[KeyCode::Enter]);
+    let text = screen(&app, 200, 50).join("\n");
+    assert!(text.contains("process locker · pid 5"), "{text}");
+    assert!(text.contains("grants"), "{text}");
+}
+
+#[test]
+fn search_filters_the_table_and_esc_clears_it() {
+    let mut app = app_with_script(true);
+    press(&mut app, &[KeyCode::Char('/')]);
+    for c in "lock".chars() {
+        press(&mut app, &[KeyCode::Char(c)]);
+    }
+    assert!(screen(&app, 80, 24)
+        .last()
+        .unwrap()
+        .contains("search: /lock"));
+    press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(app.filter.as_deref(), Some("lock"));
+    let text = screen(&app, 200, 50).join("\n");
+    assert!(text.contains("filter \"lock\""), "{text}");
+    assert!(text.contains("locker#6"), "{text}");
+    assert!(!text.contains("└ spinner#4"), "other tasks hidden: {text}");
+    assert!(!text.contains("[idle]"), "{text}");
+    assert_eq!(app.rows().len(), 3, "locker and its two threads");
+    // Keys typed into the search are text, not commands.
+    press(
+        &mut app,
+        &[KeyCode::Char('/'), KeyCode::Char('q'), KeyCode::Esc],
+    );
+    assert!(!app.quit);
+    press(&mut app, &[KeyCode::Esc]);
+    assert_eq!(app.filter, None);
+    assert!(!app.quit);
+    assert!(app.rows().len() > 3);
+}
+
+#[test]
+fn pause_and_replay_step_and_speed() {
+    let mut live = app_with_script(true);
+    assert_eq!(live.key(key(KeyCode::Char('p'))), Action::Pause(true));
+    assert!(screen(&live, 80, 24)[0].contains("PAUSED"));
+    assert_eq!(
+        live.key(key(KeyCode::Char('.'))),
+        Action::None,
+        "no steps live"
+    );
+    assert_eq!(live.key(key(KeyCode::Char('p'))), Action::Pause(false));
+
+    let mut replay = App::new("replay x.vrec", false);
+    assert_eq!(
+        replay.key(key(KeyCode::Char('.'))),
+        Action::Pause(true),
+        "first . pauses"
+    );
+    assert_eq!(replay.key(key(KeyCode::Char('.'))), Action::Step(STEP_NS));
+    assert_eq!(replay.key(key(KeyCode::Char('+'))), Action::Speed(2.0));
+    assert_eq!(replay.key(key(KeyCode::Char('-'))), Action::Speed(1.0));
+    assert_eq!(replay.key(key(KeyCode::Char('-'))), Action::Speed(0.5));
+    assert!(screen(&replay, 80, 24)[0].contains("×0.5"));
+}
+
+#[test]
+fn task_actions_say_they_are_not_supported_by_this_kernel() {
+    let mut app = app_with_script(true);
+    press(&mut app, &[KeyCode::Char('x')]);
+    assert!(
+        app.note
+            .as_deref()
+            .unwrap()
+            .contains("select a process or thread"),
+        "the idle row is no target: {:?}",
+        app.note
+    );
+    select(&mut app, ui::RowRef::Process(4));
+    assert_eq!(
+        app.key(key(KeyCode::Char('x'))),
+        Action::None,
+        "nothing is sent"
+    );
+    let note = app.note.clone().unwrap();
+    assert!(note.contains("kill spinner (pid 4)"), "{note}");
+    assert!(note.contains("not supported by this kernel"), "{note}");
+    assert!(screen(&app, 200, 50)
+        .last()
+        .unwrap()
+        .contains("not supported by this kernel"));
+    press(&mut app, &[KeyCode::Char('R')]);
+    assert!(app.note.as_deref().unwrap().starts_with("restart spinner"));
 }

@@ -147,6 +147,8 @@ mod tests {
             if let Some(monitor) = &scenario.monitor {
                 let observation = Observation {
                     lines: Vec::new(),
+                    clients: Vec::new(),
+                    metrics: None,
                     replay: None,
                     recording: None,
                     proxy: Default::default(),

@@ -28,10 +28,14 @@ pub enum SortColumn {
     Switches,
     Ipc,
     State,
+    /// Scheduling priority (0 most urgent first).
+    Priority,
+    /// CPU time used (TIME+).
+    Time,
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 7] = [
+    pub const ALL: [SortColumn; 9] = [
         SortColumn::Name,
         SortColumn::Pid,
         SortColumn::Cpu,
@@ -39,7 +43,18 @@ impl SortColumn {
         SortColumn::Switches,
         SortColumn::Ipc,
         SortColumn::State,
+        SortColumn::Priority,
+        SortColumn::Time,
     ];
+
+    /// The natural order is ascending (names, pids, states, priorities) rather than
+    /// largest first (figures).
+    pub fn ascending(self) -> bool {
+        matches!(
+            self,
+            SortColumn::Name | SortColumn::Pid | SortColumn::State | SortColumn::Priority
+        )
+    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -50,6 +65,8 @@ impl SortColumn {
             SortColumn::Switches => "ctx/s",
             SortColumn::Ipc => "ipc/s",
             SortColumn::State => "state",
+            SortColumn::Priority => "pri",
+            SortColumn::Time => "time",
         }
     }
 
@@ -114,22 +131,80 @@ pub struct App {
     pub sort: SortColumn,
     /// Reverse the column's natural order (numbers: largest first; names: A first).
     pub reverse: bool,
-    /// First visible row of the task table.
-    pub scroll: usize,
+    /// The selected row of the task table (an index into [`ui::table_rows`]).
+    pub cursor: usize,
+    /// Showing the detail view of the selected row.
+    pub detail: bool,
+    /// Showing the help screen.
+    pub help: bool,
+    /// Typing a search (`/`): the text so far.
+    pub search: Option<String>,
+    /// Only processes and threads whose name contains this (set by `/`, cleared by Esc).
+    pub filter: Option<String>,
+    /// The display is frozen: a live session stops taking in frames (they queue), a replay
+    /// stops its clock.
+    pub paused: bool,
+    /// Replay speed shown (1 = recorded timing).
+    pub speed: f64,
     pub log_filter: LogFilter,
     /// A short note shown in the help line (e.g. "snapshot requested").
     pub note: Option<String>,
     pub quit: bool,
     /// Symbolises crash backtraces into the event log (`None`: the crash line only).
     pub symbols: Option<CrashSymbols>,
+    /// Where each crash happened (its first symbolised frame), by crash time, for the
+    /// alerts pane.
+    pub crash_origin: std::collections::HashMap<u64, String>,
 }
 
 /// What a key asks for besides changing the view.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     None,
     Send(HostFrame),
+    /// Pause or resume (a replay's clock; a live session stops taking in frames).
+    Pause(bool),
+    /// Play this much more of a paused replay (ns of recording time).
+    Step(u64),
+    /// Set the replay speed.
+    Speed(f64),
 }
+
+/// Operations on the selected process that a task manager offers. None is supported by
+/// protocol version 1; see [`action_support`] and docs/architecture.md ("Actions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskAction {
+    Kill,
+    Stop,
+    Continue,
+    Restart,
+}
+
+impl TaskAction {
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskAction::Kill => "kill",
+            TaskAction::Stop => "stop",
+            TaskAction::Continue => "continue",
+            TaskAction::Restart => "restart",
+        }
+    }
+}
+
+/// Whether the kernel that said `hello` can carry out `action`. The command path is designed
+/// (a host `Action` frame → the kernel → forwarded to the agent that owns the target: the
+/// process manager for kill/stop/continue, the service supervisor for restart → its
+/// `CommandResult`), but no protocol version has the frame yet, so this is always an error.
+pub fn action_support(hello: Option<&vigil_wire::Hello>, action: TaskAction) -> Result<(), String> {
+    let version = hello.map_or(vigil_wire::PROTOCOL_VERSION, |h| h.protocol_version);
+    Err(format!(
+        "{}: not supported by this kernel (protocol {version} has no task actions yet)",
+        action.label()
+    ))
+}
+
+/// How much recording a step plays (one snapshot period at the default rate).
+pub const STEP_NS: u64 = 100_000_000;
 
 impl App {
     pub fn new(source_name: impl Into<String>, live: bool) -> App {
@@ -141,11 +216,18 @@ impl App {
             now_ns: 0,
             sort: SortColumn::Cpu,
             reverse: false,
-            scroll: 0,
+            cursor: 0,
+            detail: false,
+            help: false,
+            search: None,
+            filter: None,
+            paused: false,
+            speed: 1.0,
             log_filter: LogFilter::All,
             note: None,
             quit: false,
             symbols: None,
+            crash_origin: std::collections::HashMap::new(),
         }
     }
 
@@ -160,6 +242,7 @@ impl App {
         }
         let model = &mut self.model;
         let symbols = self.symbols.as_ref();
+        let origins = &mut self.crash_origin;
         self.link.handle(msg, |frame| {
             let items = model.apply(frame);
             let Some(symbols) = symbols else {
@@ -168,7 +251,11 @@ impl App {
             // Each frame of a crash's backtrace goes to the log right after the crash line.
             for item in &items {
                 if let Item::Crash(crash) = item {
-                    for frame in symbols.frames(crash) {
+                    let frames = symbols.frames(crash);
+                    if let Some(first) = frames.first() {
+                        origins.insert(crash.timestamp_ns, first.text().trim().to_string());
+                    }
+                    for frame in frames {
                         model.push_log(crash.timestamp_ns, LogCategory::Crash, frame.text());
                     }
                 }
@@ -176,19 +263,67 @@ impl App {
         });
     }
 
-    /// Upper bound for `scroll`: one row per process and per thread.
-    fn max_scroll(&self) -> usize {
-        self.model.snapshot().map_or(0, |s| {
-            (s.threads.len() + s.processes.len()).saturating_sub(1)
-        })
+    /// Rows of the task table as shown (filter and sort applied).
+    pub fn rows(&self) -> Vec<ui::RowRef> {
+        ui::table_rows(self)
+    }
+
+    /// The selected row, if any.
+    pub fn selected(&self) -> Option<ui::RowRef> {
+        let rows = self.rows();
+        rows.get(self.cursor.min(rows.len().saturating_sub(1)))
+            .copied()
+    }
+
+    fn move_cursor(&mut self, delta: isize) {
+        let last = self.rows().len().saturating_sub(1);
+        let cursor = self.cursor.min(last) as isize + delta;
+        self.cursor = cursor.clamp(0, last as isize) as usize;
     }
 
     /// Handles a key press.
     pub fn key(&mut self, key: KeyEvent) -> Action {
         self.note = None;
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return Action::None;
+        }
+        // Typing a search: keys are text until Enter or Esc.
+        if let Some(text) = &mut self.search {
+            match key.code {
+                KeyCode::Enter => {
+                    let text = std::mem::take(text);
+                    self.search = None;
+                    self.filter = (!text.is_empty()).then_some(text);
+                    self.cursor = 0;
+                }
+                KeyCode::Esc => self.search = None,
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) => text.push(c),
+                _ => {}
+            }
+            return Action::None;
+        }
+        if self.help {
+            // Any key closes the help screen; q still quits.
+            self.help = false;
+            if key.code != KeyCode::Char('q') {
+                return Action::None;
+            }
+        }
         match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => self.quit = true,
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Esc if self.detail => self.detail = false,
+            KeyCode::Esc if self.filter.is_some() => {
+                self.filter = None;
+                self.note = Some("filter cleared".into());
+            }
+            KeyCode::Esc => self.quit = true,
+            KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => self.help = true,
+            KeyCode::Char('/') => self.search = Some(String::new()),
+            KeyCode::Enter => self.detail = !self.detail && self.selected().is_some(),
             KeyCode::Char('s') | KeyCode::Right | KeyCode::Tab => {
                 self.sort = self.sort.step(true);
                 self.reverse = false;
@@ -199,13 +334,43 @@ impl App {
             }
             KeyCode::Char('r') => self.reverse = !self.reverse,
             KeyCode::Char('f') => self.log_filter = self.log_filter.next(),
-            KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.scroll = (self.scroll + 1).min(self.max_scroll())
+            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(1),
+            KeyCode::PageUp => self.move_cursor(-10),
+            KeyCode::PageDown => self.move_cursor(10),
+            KeyCode::Home => self.cursor = 0,
+            KeyCode::End => self.move_cursor(isize::MAX / 2),
+            KeyCode::Char('p') | KeyCode::Char(' ') => {
+                self.paused = !self.paused;
+                self.note = Some(if self.paused { "paused" } else { "resumed" }.into());
+                return Action::Pause(self.paused);
             }
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
-            KeyCode::PageDown => self.scroll = (self.scroll + 10).min(self.max_scroll()),
-            KeyCode::Home => self.scroll = 0,
+            KeyCode::Char('.') if !self.live => {
+                if !self.paused {
+                    self.paused = true;
+                    self.note = Some("paused; . steps 100 ms".into());
+                    return Action::Pause(true);
+                }
+                self.note = Some("stepped 100 ms".into());
+                return Action::Step(STEP_NS);
+            }
+            KeyCode::Char('+') | KeyCode::Char('>') if !self.live => {
+                self.speed = (self.speed * 2.0).min(64.0);
+                self.note = Some(format!("speed ×{}", speed_text(self.speed)));
+                return Action::Speed(self.speed);
+            }
+            KeyCode::Char('-') | KeyCode::Char('<') if !self.live => {
+                self.speed = (self.speed / 2.0).max(1.0 / 64.0);
+                self.note = Some(format!("speed ×{}", speed_text(self.speed)));
+                return Action::Speed(self.speed);
+            }
+            KeyCode::Char('.' | '+' | '>' | '-' | '<') => {
+                self.note = Some("step and speed are for replays".into());
+            }
+            KeyCode::Char('x') | KeyCode::F(9) => self.task_action(TaskAction::Kill),
+            KeyCode::Char('z') => self.task_action(TaskAction::Stop),
+            KeyCode::Char('c') => self.task_action(TaskAction::Continue),
+            KeyCode::Char('R') => self.task_action(TaskAction::Restart),
             KeyCode::Char('n') => {
                 if self.live {
                     self.note = Some("snapshot requested".into());
@@ -216,6 +381,36 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    fn task_action(&mut self, action: TaskAction) {
+        let target = match self.selected() {
+            Some(ui::RowRef::Process(pid)) => format!(
+                "{} (pid {pid})",
+                self.model.labels.process(pid).unwrap_or("?")
+            ),
+            Some(ui::RowRef::Thread(endpoint)) => self.model.labels.thread(endpoint),
+            Some(ui::RowRef::Idle) | None => {
+                self.note = Some(format!(
+                    "{}: select a process or thread first",
+                    action.label()
+                ));
+                return;
+            }
+        };
+        self.note = Some(match action_support(self.model.hello.as_ref(), action) {
+            Ok(()) => format!("{} {target}: sent", action.label()),
+            Err(why) => format!("{} {target}: {why}", action.label()),
+        });
+    }
+}
+
+/// "2", "0.5", "0.25".
+pub fn speed_text(speed: f64) -> String {
+    if speed >= 1.0 {
+        format!("{speed:.0}")
+    } else {
+        format!("{speed}")
     }
 }
 
@@ -244,15 +439,22 @@ fn run_loop(
     let started = Instant::now();
     let mut app = App::new(source.description(), source.is_live());
     app.symbols = symbols;
+    if let Some(control) = &source.control {
+        app.speed = control.speed();
+    }
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     while !app.quit {
         if duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
-        // Take what arrived, but never starve the screen of redraws.
+        // Take what arrived, but never starve the screen of redraws. A paused live session
+        // leaves frames queued; a paused replay's clock stands still.
         let drain_until = Instant::now() + Duration::from_millis(50);
-        while let Ok(msg) = source.rx.try_recv() {
+        while let Some(msg) = (!app.paused || !app.live)
+            .then(|| source.rx.try_recv().ok())
+            .flatten()
+        {
             app.handle(msg);
             dirty = true;
             if Instant::now() >= drain_until {
@@ -269,10 +471,27 @@ fn run_loop(
         if event::poll(Duration::from_millis(50))? {
             if let Event::Key(key) = event::read()? {
                 if key.kind == KeyEventKind::Press {
-                    if let Action::Send(frame) = app.key(key) {
-                        if !source.send(frame) {
-                            app.note = Some("not connected".into());
+                    match app.key(key) {
+                        Action::None => {}
+                        Action::Send(frame) => {
+                            if !source.send(frame) {
+                                app.note = Some("not connected".into());
+                            }
                         }
+                        Action::Pause(paused) => {
+                            if let Some(control) = &source.control {
+                                control.set_paused(paused);
+                            }
+                        }
+                        Action::Step(ns) => {
+                            if let Some(control) = &source.control {
+                                control.step(ns);
+                            }
+                        }
+                        Action::Speed(speed) => match &source.control {
+                            Some(control) => control.set_speed(speed),
+                            None => app.note = Some("this replay runs as fast as possible".into()),
+                        },
                     }
                     dirty = true;
                 }

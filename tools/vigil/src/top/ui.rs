@@ -1,4 +1,6 @@
-//! Drawing of the `vigil top` screen: header, task table, alerts, event log, status and help.
+//! Drawing of the `vigil top` screen: header with meters, task table with a cursor, alerts
+//! and crashes, event log or the detail view of the selected row, status, help line and the
+//! help screen. Columns drop by priority on narrow terminals; the state column always stays.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -6,12 +8,12 @@ use std::collections::BTreeMap;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 use vigil_abi::wait::ThreadState;
 use vigil_wire::{ProcessInfo, ThreadInfo};
 
-use super::{App, SortColumn};
+use super::{speed_text, App, SortColumn};
 use crate::describe;
 use crate::link::LinkState;
 use crate::model::{LogCategory, Rates};
@@ -19,11 +21,21 @@ use crate::model::{LogCategory, Rates};
 /// Bytes of one page (memory is counted in pages).
 const PAGE_BYTES: u64 = 4096;
 
+/// One row of the task table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowRef {
+    /// The CPU's idle time.
+    Idle,
+    Process(u32),
+    Thread(u64),
+}
+
 /// Draws the whole screen.
 pub fn render(frame: &mut Frame, app: &App) {
     // The panes below the table get about a third of the screen.
-    let bottom_height = (frame.area().height.saturating_sub(3) * 2 / 5).max(6);
-    let [header, table, bottom, status, help] = Layout::vertical([
+    let bottom_height = (frame.area().height.saturating_sub(4) * 2 / 5).max(6);
+    let [header, meters, table, bottom, status, help] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(5),
         Constraint::Length(bottom_height),
@@ -31,18 +43,33 @@ pub fn render(frame: &mut Frame, app: &App) {
         Constraint::Length(1),
     ])
     .areas(frame.area());
-    let [alerts, log] =
-        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(bottom);
     frame.render_widget(Paragraph::new(header_line(app)), header);
+    frame.render_widget(Paragraph::new(meter_line(app, meters.width)), meters);
     render_table(frame, app, table);
-    render_alerts(frame, app, alerts);
-    render_log(frame, app, log);
+    if app.detail {
+        render_detail(frame, app, bottom);
+    } else {
+        let [alerts, log] =
+            Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
+                .areas(bottom);
+        render_alerts(frame, app, alerts);
+        render_log(frame, app, log);
+    }
     frame.render_widget(Paragraph::new(status_line(app)), status);
     frame.render_widget(Paragraph::new(help_line(app)), help);
+    if app.help {
+        render_help(frame, app);
+    }
 }
 
 fn header_line(app: &App) -> Line<'static> {
     let mut spans = vec![Span::from("vigil top").bold()];
+    if app.paused {
+        spans.push(Span::from(" PAUSED").yellow().bold());
+    }
+    if !app.live && (app.speed - 1.0).abs() > f64::EPSILON {
+        spans.push(Span::from(format!(" ×{}", speed_text(app.speed))).cyan());
+    }
     if let Some(hello) = &app.model.hello {
         spans.push(Span::from(format!(" · kernel {}", hello.kernel_version)));
         if !vigil_wire::compatible(hello.protocol_version) {
@@ -59,11 +86,11 @@ fn header_line(app: &App) -> Line<'static> {
     match app.model.snapshot() {
         Some(s) => {
             spans.push(Span::from(format!(
-                " · snapshot {} at {} s · {} processes, {} threads",
-                s.generation,
-                describe::timestamp_text(s.timestamp_ns),
+                " · up {} · {} processes, {} threads · snapshot {}",
+                uptime_text(s.timestamp_ns),
                 s.processes.len(),
-                s.threads.len()
+                s.threads.len(),
+                s.generation,
             )));
             if let Some(busy) = app.model.busy_percent {
                 spans.push(Span::from(format!(" · cpu busy {busy:.1}%")));
@@ -71,6 +98,81 @@ fn header_line(app: &App) -> Line<'static> {
         }
         None => spans.push(Span::from(" · no snapshot yet")),
     }
+    Line::from(spans)
+}
+
+/// "12.3 s", "4:05", "1:02:03" (kernel uptime).
+pub fn uptime_text(ns: u64) -> String {
+    let seconds = ns / 1_000_000_000;
+    if seconds < 60 {
+        format!("{:.1} s", ns as f64 / 1e9)
+    } else if seconds < 3600 {
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    } else {
+        format!(
+            "{}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    }
+}
+
+/// htop's TIME+: minutes:seconds.hundredths ("0:01.25", "12:00.00").
+pub fn time_plus(ns: u64) -> String {
+    let hundredths = ns / 10_000_000;
+    format!(
+        "{}:{:02}.{:02}",
+        hundredths / 6000,
+        hundredths / 100 % 60,
+        hundredths % 100
+    )
+}
+
+/// "[|||||     ]" for a 0–100 share, `width` bars inside the brackets.
+pub fn meter(percent: f64, width: usize) -> String {
+    let filled = ((percent.clamp(0.0, 100.0) / 100.0) * width as f64).round() as usize;
+    format!(
+        "[{}{}]",
+        "|".repeat(filled),
+        " ".repeat(width - filled.min(width))
+    )
+}
+
+/// CPU and memory meters from what the snapshot has. The kernel does not report free and
+/// total frames yet, so memory shows what user processes map, without a total.
+fn meter_line(app: &App, width: u16) -> Line<'static> {
+    let Some(snapshot) = app.model.snapshot() else {
+        return Line::from("");
+    };
+    let bars = if width >= 120 { 30 } else { 12 };
+    let busy = app.model.busy_percent;
+    let mut spans = vec![
+        Span::from("CPU ").bold(),
+        Span::from(meter(busy.unwrap_or(0.0), bars)).fg(match busy {
+            Some(b) if b >= 90.0 => Color::Red,
+            Some(b) if b >= 50.0 => Color::Yellow,
+            _ => Color::Green,
+        }),
+        Span::from(match busy {
+            Some(b) => format!(" {b:5.1}%"),
+            None => "    …".to_string(),
+        }),
+    ];
+    let pages: u64 = snapshot.processes.iter().map(|p| p.memory_pages).sum();
+    spans.push(Span::from("  MEM ").bold());
+    spans.push(Span::from(format!(
+        "{} mapped by {} processes",
+        memory_text(pages),
+        snapshot.processes.len()
+    )));
+    if width >= 100 {
+        spans.push(Span::from(" (total: not reported by this kernel)").fg(Color::DarkGray));
+    }
+    spans.push(Span::from(format!(
+        "  idle {}",
+        time_plus(snapshot.idle_ns)
+    )));
     Line::from(spans)
 }
 
@@ -97,6 +199,26 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
+    fn priority(&self) -> u8 {
+        self.process.map_or_else(
+            || {
+                self.threads
+                    .iter()
+                    .map(|(t, _)| t.priority)
+                    .min()
+                    .unwrap_or(u8::MAX)
+            },
+            |p| p.priority,
+        )
+    }
+
+    fn cpu_ns(&self) -> u64 {
+        self.process.map_or_else(
+            || self.threads.iter().map(|(t, _)| t.counters.cpu_ns).sum(),
+            |p| p.cpu_ns,
+        )
+    }
+
     fn blocked(&self) -> usize {
         self.threads
             .iter()
@@ -172,6 +294,19 @@ fn groups(app: &App) -> Vec<Group<'_>> {
         group.threads.push((thread, rates));
     }
     let mut groups: Vec<Group> = by_pid.into_values().collect();
+    if let Some(filter) = &app.filter {
+        let filter = filter.to_lowercase();
+        let labels = &app.model.labels;
+        groups.retain_mut(|group| {
+            if group.name.to_lowercase().contains(&filter) {
+                return true;
+            }
+            group
+                .threads
+                .retain(|(t, _)| labels.thread(t.endpoint).to_lowercase().contains(&filter));
+            !group.threads.is_empty()
+        });
+    }
     let sort = app.sort;
     let labels = &app.model.labels;
     let order_threads = |a: &(&ThreadInfo, Rates), b: &(&ThreadInfo, Rates)| -> Ordering {
@@ -186,6 +321,8 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             SortColumn::Switches => compare_f64(ra.switches_per_s, rb.switches_per_s),
             SortColumn::Ipc => compare_f64(ra.ipc_per_s, rb.ipc_per_s),
             SortColumn::State => state_rank(ta).cmp(&state_rank(tb)),
+            SortColumn::Priority => ta.priority.cmp(&tb.priority),
+            SortColumn::Time => tb.counters.cpu_ns.cmp(&ta.counters.cpu_ns),
         }
         .then_with(|| labels.thread(ta.endpoint).cmp(&labels.thread(tb.endpoint)))
     };
@@ -208,6 +345,8 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             SortColumn::Switches => compare_f64(a.rates.switches_per_s, b.rates.switches_per_s),
             SortColumn::Ipc => compare_f64(a.rates.ipc_per_s, b.rates.ipc_per_s),
             SortColumn::State => b.blocked().cmp(&a.blocked()),
+            SortColumn::Priority => a.priority().cmp(&b.priority()),
+            SortColumn::Time => b.cpu_ns().cmp(&a.cpu_ns()),
         }
         .then_with(|| a.pid.cmp(&b.pid));
         if app.reverse {
@@ -233,10 +372,195 @@ fn state_style(thread: &ThreadInfo) -> Style {
     }
 }
 
+/// The rows of the task table, as shown: the idle row (unless a filter hides it), then each
+/// process followed by its threads.
+pub fn table_rows(app: &App) -> Vec<RowRef> {
+    let mut rows = Vec::new();
+    if app.model.snapshot().is_none() {
+        return rows;
+    }
+    if app
+        .filter
+        .as_ref()
+        .is_none_or(|f| "idle".contains(&f.to_lowercase()))
+    {
+        rows.push(RowRef::Idle);
+    }
+    for group in groups(app) {
+        rows.push(RowRef::Process(group.pid));
+        rows.extend(
+            group
+                .threads
+                .iter()
+                .map(|(t, _)| RowRef::Thread(t.endpoint)),
+        );
+    }
+    rows
+}
+
+/// A table column: what it shows, its width and how soon it is dropped when space is short
+/// (0 = never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Name,
+    Pid,
+    Pri,
+    Threads,
+    Mem,
+    Cpu,
+    Time,
+    Switches,
+    Ipc,
+    State,
+}
+
+impl Column {
+    const ALL: [Column; 10] = [
+        Column::Name,
+        Column::Pid,
+        Column::Pri,
+        Column::Threads,
+        Column::Mem,
+        Column::Cpu,
+        Column::Time,
+        Column::Switches,
+        Column::Ipc,
+        Column::State,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Column::Name => "NAME",
+            Column::Pid => "PID",
+            Column::Pri => "PRI",
+            Column::Threads => "THR",
+            Column::Mem => "MEM",
+            Column::Cpu => "CPU%",
+            Column::Time => "TIME+",
+            Column::Switches => "CTX/s",
+            Column::Ipc => "IPC/s",
+            Column::State => "STATE / WAITING FOR",
+        }
+    }
+
+    fn sort(self) -> Option<SortColumn> {
+        match self {
+            Column::Name => Some(SortColumn::Name),
+            Column::Pid => Some(SortColumn::Pid),
+            Column::Pri => Some(SortColumn::Priority),
+            Column::Threads => None,
+            Column::Mem => Some(SortColumn::Memory),
+            Column::Cpu => Some(SortColumn::Cpu),
+            Column::Time => Some(SortColumn::Time),
+            Column::Switches => Some(SortColumn::Switches),
+            Column::Ipc => Some(SortColumn::Ipc),
+            Column::State => Some(SortColumn::State),
+        }
+    }
+
+    fn width(self) -> u16 {
+        match self {
+            Column::Name => 24,
+            Column::Pid => 5,
+            Column::Pri => 4,
+            Column::Threads => 4,
+            Column::Mem => 9,
+            Column::Cpu => 6,
+            Column::Time => 9,
+            Column::Switches => 6,
+            Column::Ipc => 6,
+            Column::State => STATE_MIN_WIDTH,
+        }
+    }
+
+    /// Order in which columns are given space: the name and the state always, then CPU%,
+    /// PID, TIME+, MEM, PRI, THR, CTX/s, IPC/s.
+    fn priority(self) -> u8 {
+        match self {
+            Column::Name | Column::State => 0,
+            Column::Cpu => 1,
+            Column::Pid => 2,
+            Column::Time => 3,
+            Column::Mem => 4,
+            Column::Pri => 5,
+            Column::Threads => 6,
+            Column::Switches => 7,
+            Column::Ipc => 8,
+        }
+    }
+}
+
+/// The state column is never narrower than this (enough for "mutex 0x4010 owned by …").
+const STATE_MIN_WIDTH: u16 = 24;
+/// The name column on narrow screens.
+const NARROW_NAME_WIDTH: u16 = 16;
+
+/// The columns that fit in `width` (inside the border), in display order, with widths.
+pub fn columns_for(width: u16) -> Vec<(Column, u16)> {
+    let name_width = if width >= 110 {
+        Column::Name.width()
+    } else {
+        NARROW_NAME_WIDTH
+    };
+    let mut used = name_width + 1 + STATE_MIN_WIDTH;
+    let mut chosen = vec![Column::Name, Column::State];
+    let mut by_priority: Vec<Column> = Column::ALL
+        .into_iter()
+        .filter(|c| c.priority() > 0)
+        .collect();
+    by_priority.sort_by_key(|c| c.priority());
+    for column in by_priority {
+        if used + column.width() < width {
+            used += column.width() + 1;
+            chosen.push(column);
+        }
+    }
+    Column::ALL
+        .into_iter()
+        .filter(|c| chosen.contains(c))
+        .map(|c| {
+            let w = match c {
+                Column::Name => name_width,
+                other => other.width(),
+            };
+            (c, w)
+        })
+        .collect()
+}
+
 fn render_table(frame: &mut Frame, app: &App, area: Rect) {
     let now = app.model.kernel_now();
     let labels = &app.model.labels;
+    let columns = columns_for(area.width.saturating_sub(2));
+    let pick = |cells: Vec<(Column, Cell<'static>)>| -> Vec<Cell<'static>> {
+        columns
+            .iter()
+            .map(|(column, _)| {
+                cells
+                    .iter()
+                    .find(|(c, _)| c == column)
+                    .map_or_else(|| Cell::from(""), |(_, cell)| cell.clone())
+            })
+            .collect()
+    };
     let mut rows = Vec::new();
+    if let Some(snapshot) = app.model.snapshot() {
+        if table_rows(app).first() == Some(&RowRef::Idle) {
+            let idle = app.model.busy_percent.map(|b| 100.0 - b);
+            rows.push(
+                Row::new(pick(vec![
+                    (Column::Name, Cell::from("[idle]")),
+                    (
+                        Column::Cpu,
+                        Cell::from(idle.map_or(String::new(), |i| format!("{i:.1}"))),
+                    ),
+                    (Column::Time, Cell::from(time_plus(snapshot.idle_ns))),
+                    (Column::State, Cell::from("idle (the CPU halted)")),
+                ]))
+                .style(Style::new().fg(Color::DarkGray)),
+            );
+        }
+    }
     for group in groups(app) {
         let running = group
             .threads
@@ -254,87 +578,375 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
             .process
             .map_or(group.threads.len() as u32, |p| p.threads);
         rows.push(
-            Row::new(vec![
-                Cell::from(group.name.clone()),
-                Cell::from(group.pid.to_string()),
-                Cell::from(thread_count.to_string()),
-                Cell::from(if group.process.is_some() {
-                    memory_text(group.memory_pages)
-                } else {
-                    String::new()
-                }),
-                Cell::from(format!("{:.1}", group.rates.cpu_percent)),
-                Cell::from(format!("{:.0}", group.rates.switches_per_s)),
-                Cell::from(format!("{:.0}", group.rates.ipc_per_s)),
-                Cell::from(summary.join(" · ")),
-            ])
+            Row::new(pick(vec![
+                (Column::Name, Cell::from(group.name.clone())),
+                (Column::Pid, Cell::from(group.pid.to_string())),
+                (Column::Pri, Cell::from(group.priority().to_string())),
+                (Column::Threads, Cell::from(thread_count.to_string())),
+                (
+                    Column::Mem,
+                    Cell::from(if group.process.is_some() {
+                        memory_text(group.memory_pages)
+                    } else {
+                        String::new()
+                    }),
+                ),
+                (
+                    Column::Cpu,
+                    Cell::from(format!("{:.1}", group.rates.cpu_percent)),
+                ),
+                (Column::Time, Cell::from(time_plus(group.cpu_ns()))),
+                (
+                    Column::Switches,
+                    Cell::from(format!("{:.0}", group.rates.switches_per_s)),
+                ),
+                (
+                    Column::Ipc,
+                    Cell::from(format!("{:.0}", group.rates.ipc_per_s)),
+                ),
+                (Column::State, Cell::from(summary.join(" · "))),
+            ]))
             .style(Style::new().add_modifier(Modifier::BOLD)),
         );
         let last = group.threads.len().saturating_sub(1);
         for (index, (thread, rates)) in group.threads.iter().enumerate() {
             let branch = if index == last { "└ " } else { "├ " };
-            rows.push(Row::new(vec![
-                Cell::from(format!("{branch}{}", labels.thread(thread.endpoint))),
-                Cell::from(""),
-                Cell::from(""),
-                Cell::from(""),
-                Cell::from(format!("{:.1}", rates.cpu_percent)),
-                Cell::from(format!("{:.0}", rates.switches_per_s)),
-                Cell::from(format!("{:.0}", rates.ipc_per_s)),
-                Cell::from(describe::thread_state_text(thread, labels, now))
-                    .style(state_style(thread)),
-            ]));
+            rows.push(Row::new(pick(vec![
+                (
+                    Column::Name,
+                    Cell::from(format!("{branch}{}", labels.thread(thread.endpoint))),
+                ),
+                (Column::Pri, Cell::from(thread.priority.to_string())),
+                (Column::Cpu, Cell::from(format!("{:.1}", rates.cpu_percent))),
+                (Column::Time, Cell::from(time_plus(thread.counters.cpu_ns))),
+                (
+                    Column::Switches,
+                    Cell::from(format!("{:.0}", rates.switches_per_s)),
+                ),
+                (Column::Ipc, Cell::from(format!("{:.0}", rates.ipc_per_s))),
+                (
+                    Column::State,
+                    Cell::from(describe::thread_state_text(thread, labels, now))
+                        .style(state_style(thread)),
+                ),
+            ])));
         }
     }
     let total = rows.len();
-    let visible = area.height.saturating_sub(3) as usize;
-    let scroll = app.scroll.min(total.saturating_sub(visible.max(1)));
-    let rows: Vec<Row> = rows.into_iter().skip(scroll).collect();
-    let arrow = if app.reverse { "▲" } else { "▼" };
-    let header_cells = [
-        (SortColumn::Name, "NAME"),
-        (SortColumn::Pid, "PID"),
-        (SortColumn::Pid, "THR"),
-        (SortColumn::Memory, "MEM"),
-        (SortColumn::Cpu, "CPU%"),
-        (SortColumn::Switches, "CTX/s"),
-        (SortColumn::Ipc, "IPC/s"),
-        (SortColumn::State, "STATE / WAITING FOR"),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(index, (column, title))| {
-        if column == app.sort && index != 2 {
-            Cell::from(format!("{title}{arrow}"))
+    let cursor = app.cursor.min(total.saturating_sub(1));
+    let visible = (area.height.saturating_sub(3) as usize).max(1);
+    // Keep the cursor on screen, as near the middle as the list allows.
+    let scroll = cursor
+        .saturating_sub(visible / 2)
+        .min(total.saturating_sub(visible));
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .enumerate()
+        .skip(scroll)
+        .map(|(index, row)| {
+            if index == cursor {
+                row.style(Style::new().add_modifier(Modifier::REVERSED))
+            } else {
+                row
+            }
+        })
+        .collect();
+    // ▲ ascending, ▼ descending: the column's natural order, flipped by `r`.
+    let arrow = if app.sort.ascending() != app.reverse {
+        "▲"
+    } else {
+        "▼"
+    };
+    let header_cells = columns.iter().map(|(column, _)| {
+        if column.sort() == Some(app.sort) {
+            Cell::from(format!("{}{arrow}", column.title()))
                 .style(Style::new().add_modifier(Modifier::REVERSED))
         } else {
-            Cell::from(title)
+            Cell::from(column.title())
         }
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(26),
-            Constraint::Length(5),
-            Constraint::Length(4),
-            Constraint::Length(10),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(Row::new(header_cells).style(Style::new().bold()))
-    .block(Block::bordered().title(format!(
-        " tasks ({total} rows, sorted by {}) ",
-        app.sort.label()
-    )));
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|(column, width)| match column {
+            Column::State => Constraint::Fill(1),
+            _ => Constraint::Length(*width),
+        })
+        .collect();
+    let mut title = format!(" tasks ({total} rows, sorted by {}", app.sort.label());
+    if let Some(filter) = &app.filter {
+        title.push_str(&format!(", filter \"{filter}\""));
+    }
+    title.push_str(") ");
+    let table = Table::new(rows, widths)
+        .header(Row::new(header_cells).style(Style::new().bold()))
+        .block(Block::bordered().title(title));
     frame.render_widget(table, area);
+}
+
+/// The threads `start` waits for, one hop at a time, to the end of the chain: each hop is
+/// (label, state text). Stops at a thread that waits on no thread, at one the snapshot does
+/// not have, or where the chain comes back on itself (a deadlock, marked as such).
+pub fn wait_chain(app: &App, start: u64) -> Vec<String> {
+    let Some(snapshot) = app.model.snapshot() else {
+        return Vec::new();
+    };
+    let labels = &app.model.labels;
+    let now = snapshot.timestamp_ns;
+    let mut chain = Vec::new();
+    let mut seen = vec![start];
+    let mut current = start;
+    while let Some(thread) = snapshot.threads.iter().find(|t| t.endpoint == current) {
+        chain.push(format!(
+            "{} ({})",
+            labels.thread(thread.endpoint),
+            describe::thread_state_text(thread, labels, now)
+        ));
+        let Some(next) = thread.state().and_then(|s| s.waits_on()) else {
+            break;
+        };
+        if seen.contains(&next.0) {
+            chain.push(format!("back to {}: a deadlock", labels.thread(next.0)));
+            break;
+        }
+        seen.push(next.0);
+        current = next.0;
+    }
+    chain
+}
+
+fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
+    let labels = &app.model.labels;
+    let mut lines: Vec<Line> = Vec::new();
+    let mut needle = None;
+    let title = match (app.selected(), app.model.snapshot()) {
+        (Some(RowRef::Idle), Some(s)) => {
+            lines.push(Line::from(format!(
+                "idle {} s since boot ({}) · busy {}",
+                s.idle_ns as f64 / 1e9,
+                time_plus(s.idle_ns),
+                app.model
+                    .busy_percent
+                    .map_or("…".to_string(), |b| format!("{b:.1}%"))
+            )));
+            " detail: idle ".to_string()
+        }
+        (Some(RowRef::Process(pid)), Some(s)) => {
+            if let Some(p) = s.processes.iter().find(|p| p.pid == pid) {
+                let rates = app
+                    .model
+                    .process_rates
+                    .get(&pid)
+                    .copied()
+                    .unwrap_or_default();
+                lines.push(Line::from(format!(
+                    "process {} · pid {} · priority {} · {} threads · main thread {}",
+                    p.name,
+                    p.pid,
+                    p.priority,
+                    p.threads,
+                    labels.thread(p.main_thread)
+                )));
+                lines.push(Line::from(format!(
+                    "memory {} ({} pages) · grants {} · cpu {:.3} s (TIME+ {}) · {:.1}% now",
+                    memory_text(p.memory_pages),
+                    p.memory_pages,
+                    p.grants,
+                    p.cpu_ns as f64 / 1e9,
+                    time_plus(p.cpu_ns),
+                    rates.cpu_percent
+                )));
+                needle = Some(p.name.clone());
+            }
+            for t in s.threads.iter().filter(|t| t.pid == pid) {
+                lines.push(Line::from(format!(
+                    "  {} · {}",
+                    labels.thread(t.endpoint),
+                    describe::thread_state_text(t, labels, s.timestamp_ns)
+                )));
+            }
+            format!(" detail: process {} ", labels.process(pid).unwrap_or("?"))
+        }
+        (Some(RowRef::Thread(endpoint)), Some(s)) => {
+            if let Some(t) = s.threads.iter().find(|t| t.endpoint == endpoint) {
+                let c = &t.counters;
+                let rates = app
+                    .model
+                    .thread_rates
+                    .get(&endpoint)
+                    .copied()
+                    .unwrap_or_default();
+                let label = labels.thread(endpoint);
+                lines.push(Line::from(format!(
+                    "thread {label} · endpoint {:?} · pid {} ({}) · priority {} · {}",
+                    vigil_abi::Endpoint(endpoint),
+                    t.pid,
+                    labels.process(t.pid).unwrap_or("?"),
+                    t.priority,
+                    describe::thread_state_text(t, labels, s.timestamp_ns)
+                )));
+                lines.push(Line::from(format!(
+                    "cpu {:.3} s (TIME+ {}) · {:.1}% now · switches {} voluntary, {} involuntary ({:.0}/s)",
+                    c.cpu_ns as f64 / 1e9,
+                    time_plus(c.cpu_ns),
+                    rates.cpu_percent,
+                    c.voluntary_switches,
+                    c.involuntary_switches,
+                    rates.switches_per_s
+                )));
+                lines.push(Line::from(format!(
+                    "syscalls {} · kernel calls {} · messages sent {}, received {} ({:.0}/s) · notifications {} · page faults {}",
+                    c.syscalls,
+                    c.kernel_calls,
+                    c.messages_sent,
+                    c.messages_received,
+                    rates.ipc_per_s,
+                    c.notifications_received,
+                    c.page_faults
+                )));
+                let chain = wait_chain(app, endpoint);
+                if chain.len() > 1 {
+                    lines.push(Line::from(format!("wait chain: {}", chain.join(" → "))));
+                }
+                needle = Some(label);
+            }
+            format!(" detail: thread {} ", labels.thread(endpoint))
+        }
+        _ => " detail ".to_string(),
+    };
+    if let Some(needle) = needle {
+        let room = (area.height as usize).saturating_sub(lines.len() + 3);
+        let mut recent: Vec<Line> = app
+            .model
+            .log()
+            .rev()
+            .filter(|entry| entry.text.contains(&needle))
+            .take(room)
+            .map(|entry| {
+                Line::from(vec![
+                    Span::from(format!(
+                        "{:>12} ",
+                        describe::timestamp_text(entry.timestamp_ns)
+                    ))
+                    .fg(Color::DarkGray),
+                    Span::styled(entry.text.clone(), category_style(entry.category)),
+                ])
+            })
+            .collect();
+        recent.reverse();
+        lines.push(Line::from(format!("recent events ({}):", recent.len())).bold());
+        lines.extend(recent);
+    }
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(title)
+                .title_bottom(" Enter/Esc close "),
+        ),
+        area,
+    );
+}
+
+/// The keys, for the help screen.
+pub const HELP_TEXT: &[(&str, &str)] = &[
+    ("?  h  F1", "this help (any key closes it)"),
+    ("↑↓ j k PgUp PgDn Home End", "move the cursor"),
+    (
+        "Enter",
+        "detail of the selected row (counters, wait chain, recent events)",
+    ),
+    (
+        "/",
+        "search: show only names containing the text (Enter applies, Esc clears)",
+    ),
+    (
+        "s S ← → Tab",
+        "sort by the next / previous column; r reverses (▲ ascending, ▼ descending)",
+    ),
+    ("f", "event log filter: all, no switches, important"),
+    (
+        "p  space",
+        "pause / resume (a replay's clock stops; live frames wait)",
+    ),
+    (".  + -", "replay: step 100 ms while paused, faster, slower"),
+    ("n", "ask the kernel for a snapshot now (live)"),
+    (
+        "x F9  z  c  R",
+        "kill, stop, continue, restart the selected task (when the kernel supports it)",
+    ),
+    (
+        "q  Esc",
+        "quit (Esc first closes the detail view or clears the filter)",
+    ),
+];
+
+fn render_help(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    let width = area.width.min(100);
+    let height = (HELP_TEXT.len() as u16 + 6).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let key_width = HELP_TEXT
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines: Vec<Line> = HELP_TEXT
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::from(format!("{keys:<key_width$}  ")).bold(),
+                Span::from(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(
+        Line::from(format!(
+            "{} · columns drop on narrow terminals: IPC/s, CTX/s, THR, PRI, MEM, TIME+ first",
+            if app.live { "live" } else { "replay" }
+        ))
+        .fg(Color::DarkGray),
+    );
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" vigil top: keys ")),
+        popup,
+    );
 }
 
 fn render_alerts(frame: &mut Frame, app: &App, area: Rect) {
     let active = app.model.active_alerts();
-    let lines: Vec<Line> = if active.is_empty() {
+    // Crashes stay here (newest first) whatever the event log scrolls to.
+    let crashes: Vec<Line> = app
+        .model
+        .crashes
+        .iter()
+        .rev()
+        .flat_map(|crash| {
+            let mut lines = vec![Line::from(vec![
+                Span::from("✖ CRASH ").red().bold(),
+                Span::from(crate::model::crash_text(crash)),
+                Span::from(format!(
+                    " at {} s",
+                    describe::timestamp_text(crash.timestamp_ns)
+                ))
+                .fg(Color::DarkGray),
+            ])];
+            // Where it happened, when the backtrace could be symbolised.
+            if let Some(origin) = app.crash_origin.get(&crash.timestamp_ns) {
+                lines.push(Line::from(format!("  {origin}")).fg(Color::Red));
+            }
+            lines
+        })
+        .collect();
+    let count = active.len() + app.model.crashes.len();
+    let mut lines: Vec<Line> = if active.is_empty() && crashes.is_empty() {
         vec![Line::from("no active alerts").fg(Color::DarkGray)]
     } else {
         let now = app.model.kernel_now();
@@ -353,8 +965,11 @@ fn render_alerts(frame: &mut Frame, app: &App, area: Rect) {
             })
             .collect()
     };
-    let title = format!(" alerts ({}) ", active.len());
-    let block = if active.is_empty() {
+    if !active.is_empty() || !crashes.is_empty() {
+        lines.splice(0..0, crashes);
+    }
+    let title = format!(" alerts ({count}) ");
+    let block = if count == 0 {
         Block::bordered().title(title)
     } else {
         Block::bordered().title(title).red()
@@ -482,17 +1097,33 @@ pub fn status_line(app: &App) -> Line<'static> {
 }
 
 fn help_line(app: &App) -> Line<'static> {
-    let mut text = format!(
-        "q quit · s/S sort column ({}) · r reverse · ↑↓ PgUp PgDn scroll · f event filter ({})",
+    if let Some(text) = &app.search {
+        return Line::from(vec![
+            Span::from("search: /").bold(),
+            Span::from(text.clone()),
+            Span::from("▏ (Enter apply, Esc cancel)").fg(Color::DarkGray),
+        ]);
+    }
+    let mut text = String::new();
+    if let Some(note) = &app.note {
+        text.push_str(note);
+        text.push_str(" · ");
+    }
+    text.push_str("? help · q quit · ↑↓ select · Enter detail · / search");
+    text.push_str(&format!(
+        " · s/S sort ({}) · r reverse · f event filter ({}) · p pause",
         app.sort.label(),
         app.log_filter.label()
-    );
+    ));
     if app.live {
         text.push_str(" · n snapshot now");
+    } else {
+        text.push_str(" · . step · +/- speed");
     }
-    if let Some(note) = &app.note {
-        text.push_str(" · ");
-        text.push_str(note);
-    }
-    Line::from(text).fg(Color::DarkGray)
+    let style = if app.note.is_some() {
+        Style::new().fg(Color::Yellow)
+    } else {
+        Style::new().fg(Color::DarkGray)
+    };
+    Line::from(text).style(style)
 }

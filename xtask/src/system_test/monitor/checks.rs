@@ -97,6 +97,115 @@ pub fn check_boot_processes(observation: &Observation) -> Result<String, String>
     ))
 }
 
+/// Clients of `monitor-hub` (all run at once through one hub).
+pub const HUB_CLIENTS: usize = 3;
+/// Each hub client must have seen at least this many snapshots (10 a second).
+const HUB_MIN_SNAPSHOTS: usize = 15;
+
+/// Every client of the hub, all attached at the same time, got exactly one `hello`, a
+/// stream of snapshots that names the spinner, and no failed command result (none of them
+/// sent a bad frame); the snapshot generations they saw overlap (they watched the same
+/// kernel at the same time), and every generation a client printed was in the raw stream.
+pub fn check_hub_clients(observation: &Observation) -> Result<String, String> {
+    if observation.clients.len() != HUB_CLIENTS {
+        return Err(format!(
+            "{} hub clients' outputs, expected {HUB_CLIENTS}",
+            observation.clients.len()
+        ));
+    }
+    let raw: BTreeSet<u64> = raw_snapshots(&observation.proxy)
+        .map(|s| s.generation)
+        .collect();
+    let mut common: Option<BTreeSet<u64>> = None;
+    for (index, lines) in observation.clients.iter().enumerate() {
+        let client = index + 1;
+        let hellos = of_type(lines, "hello").count();
+        if hellos != 1 {
+            return Err(format!(
+                "hub client {client} printed {hellos} hello lines, expected 1"
+            ));
+        }
+        // A client that attaches before the hub reached the kernel is told so (a failed
+        // command result from the hub, before its hello); any other failure is a fault.
+        let hello_at = of_type(lines, "hello").next().map_or(0, |(index, _)| index);
+        if let Some((_, failed)) = of_type(lines, "command_result").find(|(index, r)| {
+            r["ok"] != Value::Bool(true)
+                && !(*index < hello_at
+                    && str_field(r, "message").starts_with("vigil hub: not connected"))
+        }) {
+            return Err(format!(
+                "hub client {client} got a failed command result: {failed}"
+            ));
+        }
+        let generations: BTreeSet<u64> = of_type(lines, "snapshot")
+            .filter_map(|(_, s)| u64_field(s, "generation"))
+            .collect();
+        if generations.len() < HUB_MIN_SNAPSHOTS {
+            return Err(format!(
+                "hub client {client} saw {} snapshots, expected at least {HUB_MIN_SNAPSHOTS}",
+                generations.len()
+            ));
+        }
+        if let Some(unknown) = generations.iter().find(|g| !raw.contains(g)) {
+            return Err(format!(
+                "hub client {client} printed snapshot {unknown}, which the proxy never saw"
+            ));
+        }
+        if !of_type(lines, "snapshot").any(|(_, s)| process_names(s).contains("spinner")) {
+            return Err(format!("hub client {client} never saw the spinner named"));
+        }
+        common = Some(match common {
+            None => generations,
+            Some(so_far) => so_far.intersection(&generations).copied().collect(),
+        });
+    }
+    let shared = common.map_or(0, |c| c.len());
+    if shared < HUB_MIN_SNAPSHOTS / 2 {
+        return Err(format!(
+            "the hub clients saw only {shared} snapshots in common: not served at the same time"
+        ));
+    }
+    Ok(format!(
+        "{HUB_CLIENTS} clients at once, one hello each, {shared} snapshots seen by all"
+    ))
+}
+
+/// `vigil metrics` on a live kernel: its classic-format exposition names the spinner's CPU
+/// counter and the build info, `promtool check metrics` accepts it, and a real Prometheus
+/// server scraping it on loopback stored `vigil_link_up` 1, `up` 1 and the CPU counters of at
+/// least two threads.
+pub fn check_metrics(observation: &Observation) -> Result<String, String> {
+    let probe = observation
+        .metrics
+        .as_ref()
+        .ok_or("the metrics probe did not run")?;
+    let text = probe.text.as_ref().map_err(|e| format!("scraping: {e}"))?;
+    for wanted in [
+        "vigil_thread_cpu_seconds_total{thread=\"spinner#",
+        "vigil_build_info{version=",
+        "vigil_link_up 1",
+        "vigil_cpu_idle_seconds_total ",
+    ] {
+        if !text.contains(wanted) {
+            return Err(format!("the exposition has no `{wanted}`"));
+        }
+    }
+    probe.promtool.clone()?;
+    let answers = probe.queries.as_ref().map_err(|e| e.clone())?;
+    let values: Vec<Option<f64>> = answers.iter().map(super::prom::first_value).collect();
+    match values.as_slice() {
+        [Some(link), Some(up), Some(threads)] if *link == 1.0 && *up == 1.0 && *threads >= 2.0 => {
+            Ok(format!(
+                "promtool clean; Prometheus scraped {threads} thread CPU counters"
+            ))
+        }
+        _ => Err(format!(
+            "Prometheus answered {values:?} to {:?}; expected 1, 1 and at least 2",
+            super::prom::QUERIES
+        )),
+    }
+}
+
 /// The spinner's CPU share, from the tool's snapshot lines: the tool's own `cpu_percent`
 /// must agree with what consecutive snapshots' `cpu_ns` and `ts_ns` give, the median over
 /// the snapshots after the spinner started must exceed [`HOG_PERCENT`], and so must its
@@ -983,6 +1092,78 @@ mod tests {
         observation(lines, proxy, &[])
     }
 
+    fn hub_case(hellos: [usize; HUB_CLIENTS], snapshots: u64) -> Observation {
+        let raw = (1..=30)
+            .map(|g| raw_snapshot_frame(g, g * 100_000_000, vec![], vec![]))
+            .collect();
+        let clients: Vec<Vec<Value>> = hellos
+            .iter()
+            .map(|&count| {
+                let mut lines = vec![json!({"type": "hello", "now_ns": 1}); count];
+                for g in 1..=snapshots {
+                    lines.push(snapshot_line(g, g * 100_000_000, vec![], &["spinner"]));
+                }
+                lines
+            })
+            .collect();
+        let mut observation = observation(clients[0].clone(), proxy_with(raw), &[]);
+        observation.clients = clients;
+        observation
+    }
+
+    #[test]
+    fn hub_clients_need_one_hello_each_and_shared_snapshots() {
+        let note = check_hub_clients(&hub_case([1, 1, 1], 20)).unwrap();
+        assert!(note.contains("20 snapshots seen by all"), "{note}");
+        let error = check_hub_clients(&hub_case([1, 2, 1], 20)).unwrap_err();
+        assert!(error.contains("client 2 printed 2 hello"), "{error}");
+        let error = check_hub_clients(&hub_case([1, 1, 1], 5)).unwrap_err();
+        assert!(error.contains("saw 5 snapshots"), "{error}");
+        let error = check_hub_clients(&hub_case([1, 1, 1], 40)).unwrap_err();
+        assert!(error.contains("which the proxy never saw"), "{error}");
+        // The hub's "not connected yet" notice before the hello is fine; after it, not.
+        let notice = json!({"type": "command_result", "ok": false,
+                            "message": "vigil hub: not connected to the kernel at x"});
+        let mut early = hub_case([1, 1, 1], 20);
+        early.clients[1].insert(0, notice.clone());
+        assert!(check_hub_clients(&early).is_ok());
+        let mut late = hub_case([1, 1, 1], 20);
+        late.clients[1].push(notice);
+        let error = check_hub_clients(&late).unwrap_err();
+        assert!(
+            error.contains("client 2 got a failed command result"),
+            "{error}"
+        );
+    }
+
+    fn metrics_case(promtool: Result<(), String>, threads: &str) -> Observation {
+        let text = "vigil_build_info{version=\"0.1.0\"} 1\nvigil_link_up 1\n\
+                    vigil_cpu_idle_seconds_total 3\n\
+                    vigil_thread_cpu_seconds_total{thread=\"spinner#0\",process=\"spinner\",pid=\"1\"} 2\n";
+        let sample = |v: &str| json!([{"metric": {}, "value": [1.0, v]}]);
+        let mut observation = observation(Vec::new(), proxy_with(vec![]), &[]);
+        observation.metrics = Some(super::super::prom::MetricsProbe {
+            text: Ok(text.to_string()),
+            promtool,
+            queries: Ok(vec![sample("1"), sample("1"), sample(threads)]),
+        });
+        observation
+    }
+
+    #[test]
+    fn metrics_need_a_clean_lint_and_a_real_scrape() {
+        let note = check_metrics(&metrics_case(Ok(()), "2")).unwrap();
+        assert!(note.contains("scraped 2 thread"), "{note}");
+        let error =
+            check_metrics(&metrics_case(Err("counter without _total".into()), "2")).unwrap_err();
+        assert!(error.contains("_total"), "{error}");
+        let error = check_metrics(&metrics_case(Ok(()), "1")).unwrap_err();
+        assert!(error.contains("at least 2"), "{error}");
+        let mut none = metrics_case(Ok(()), "2");
+        none.metrics = None;
+        assert!(check_metrics(&none).is_err());
+    }
+
     #[test]
     fn garbage_needs_snapshots_after_it_and_a_counted_malformed_command() {
         let note = check_garbage(&garbage_case(3, 0)).unwrap();
@@ -1070,6 +1251,8 @@ mod tests {
         }
         Observation {
             lines: Vec::new(),
+            clients: Vec::new(),
+            metrics: None,
             replay: Some(replay),
             recording: Some(recording),
             proxy,

@@ -14,6 +14,7 @@
 //! `first_seen_ns`), so the checks do not depend on how fast the host is.
 
 mod checks;
+mod prom;
 pub mod session;
 mod view;
 
@@ -133,6 +134,28 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             ..MonitorCheck::DEFAULT
         })
     },
+    Scenario {
+        name: "monitor-hub",
+        check: check_spinner_console,
+        programs: &["spinner prio=12", "pingpong_server"],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            hub_clients: checks::HUB_CLIENTS,
+            check: checks::check_hub_clients,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-metrics",
+        check: check_spinner_console,
+        programs: &["spinner prio=12", "pingpong_server"],
+        ..watched(MonitorCheck {
+            duration: secs(10),
+            metrics: true,
+            check: checks::check_metrics,
+            ..MonitorCheck::DEFAULT
+        })
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -212,7 +235,9 @@ mod tests {
                 "monitor-blocked-chain",
                 "monitor-garbage",
                 "monitor-record-replay",
-                "monitor-lockup-epitaph"
+                "monitor-lockup-epitaph",
+                "monitor-hub",
+                "monitor-metrics"
             ]
         );
         let mut total = Duration::ZERO;
@@ -230,7 +255,7 @@ mod tests {
             total += check.duration;
         }
         // CI time: the listening adds up to well under a minute.
-        assert!(total <= secs(30), "{total:?}");
+        assert!(total <= secs(47), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

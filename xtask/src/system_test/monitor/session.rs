@@ -60,6 +60,11 @@ pub struct MonitorCheck {
     /// Run `vigil record -o FILE` instead of `vigil events --json --snapshots`, then judge
     /// `vigil events --replay FILE --json --snapshots`.
     pub record: bool,
+    /// Run this many `vigil events` clients at once through a `vigil hub` (between the
+    /// proxy and the clients) instead of one client on the proxy; 0 = no hub.
+    pub hub_clients: usize,
+    /// Run `vigil metrics` instead, and probe it (promtool, a real Prometheus server).
+    pub metrics: bool,
     /// Judges what was observed; `Ok` carries a short note for the PASS line.
     pub check: fn(&Observation) -> Result<String, String>,
 }
@@ -79,6 +84,8 @@ impl MonitorCheck {
         duration: Duration::ZERO,
         garbage: None,
         record: false,
+        hub_clients: 0,
+        metrics: false,
         check: no_tool_check,
     };
 }
@@ -94,8 +101,13 @@ pub struct Recording {
 
 /// Everything a monitor check can look at.
 pub struct Observation {
-    /// The live tool's stdout, one JSON value per line (`vigil record` prints none).
+    /// The live tool's stdout, one JSON value per line (`vigil record` prints none); with a
+    /// hub, the first client's.
     pub lines: Vec<Value>,
+    /// With a hub: every client's lines (the first is `lines` again).
+    pub clients: Vec<Vec<Value>>,
+    /// The metrics scenario's probe of `vigil metrics`.
+    pub metrics: Option<super::prom::MetricsProbe>,
     /// The replay's stdout (recording scenarios).
     pub replay: Option<Vec<Value>>,
     /// The recording file's contents (recording scenarios).
@@ -124,11 +136,28 @@ fn duration_arg(duration: Duration) -> String {
 }
 
 /// The tool's command line for a live session through the proxy at `port`; a live `events`
-/// run symbolises crash backtraces from `kernel` (`--kernel-elf`), as a developer would.
-fn tool_args(check: &MonitorCheck, port: u16, recording: &Path, kernel: &Path) -> Vec<String> {
+/// run symbolises crash backtraces from `kernel` (`--kernel-elf`), as a developer would, and
+/// a `metrics` run serves on `metrics_port`.
+fn tool_args(
+    check: &MonitorCheck,
+    port: u16,
+    recording: &Path,
+    kernel: &Path,
+    metrics_port: u16,
+) -> Vec<String> {
     let address = format!("127.0.0.1:{port}");
     let duration = duration_arg(check.duration);
-    if check.record {
+    if check.metrics {
+        vec![
+            "metrics".into(),
+            "--connect".into(),
+            address,
+            "--listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            "--duration".into(),
+            duration,
+        ]
+    } else if check.record {
         vec![
             "record".into(),
             "--connect".into(),
@@ -332,6 +361,10 @@ pub fn run_scenario(
 struct Session {
     run: SupervisedRun,
     tool: ToolRun,
+    /// With a hub: the other clients' runs, then the hub's own.
+    others: Vec<ToolRun>,
+    hub: Option<ToolRun>,
+    metrics: Option<super::prom::MetricsProbe>,
     replay: Option<ToolRun>,
     recording: Option<Result<Recording, String>>,
     proxy: ProxyReport,
@@ -370,7 +403,8 @@ fn run_and_observe(
         .with_context(|| format!("creating {}", work_dir.display()))?;
     let recording_path = work_dir.join(format!("{}.vrec", scenario.name));
     let _ = std::fs::remove_file(&recording_path);
-    let args = tool_args(check, proxy.port(), &recording_path, kernel);
+    let metrics_port = qemu::free_local_port()?;
+    let args = tool_args(check, proxy.port(), &recording_path, kernel, metrics_port);
     let tool_command = format!("{} {}", kernel::display_relative(tool), args.join(" "));
     if verbose {
         println!("---- {}: {}", scenario.name, config.display_command());
@@ -385,27 +419,50 @@ fn run_and_observe(
         let qemu_gone = qemu_gone.clone();
         let tool = tool.to_path_buf();
         let deadline = scenario.deadline;
+        let hub_clients = check.hub_clients;
+        let metrics = check.metrics;
+        let work_dir = work_dir.clone();
         thread::Builder::new()
             .name("monitor-session".into())
             .spawn(move || {
                 let started = Instant::now();
+                let mut probed = None;
                 let result = match wait_for_qemu(&proxy, &qemu_gone) {
                     Err(error) => ToolRun {
                         error: Some(format!("not started: {error:#}")),
                         ..ToolRun::default()
                     },
+                    Ok(()) if hub_clients > 0 => {
+                        let left = deadline.saturating_sub(started.elapsed());
+                        let (first, others, hub) = run_through_hub(
+                            &tool,
+                            &args,
+                            proxy.port(),
+                            hub_clients,
+                            left,
+                            &qemu_gone,
+                        );
+                        done.store(true, Ordering::SeqCst);
+                        return ((first, others, Some(hub), None), proxy);
+                    }
                     Ok(()) => {
                         let mut command = Command::new(&tool);
                         command.args(&args);
-                        run_tool(
+                        let probe = metrics.then(|| {
+                            let work_dir = work_dir.clone();
+                            thread::spawn(move || super::prom::probe(metrics_port, &work_dir))
+                        });
+                        let run = run_tool(
                             command,
                             deadline.saturating_sub(started.elapsed()),
                             &qemu_gone,
-                        )
+                        );
+                        probed = probe.and_then(|probe| probe.join().ok());
+                        run
                     }
                 };
                 done.store(true, Ordering::SeqCst);
-                (result, proxy)
+                ((result, Vec::new(), None, probed), proxy)
             })
             .context("starting the monitor session thread")?
     };
@@ -425,7 +482,7 @@ fn run_and_observe(
         &stop,
     );
     qemu_gone.store(true, Ordering::SeqCst);
-    let (tool_run, proxy) = session
+    let ((tool_run, others, hub, metrics), proxy) = session
         .join()
         .map_err(|_| anyhow::anyhow!("the monitor session thread panicked"))?;
     let proxy = proxy.finish();
@@ -453,12 +510,94 @@ fn run_and_observe(
     Ok(Session {
         run,
         tool: tool_run,
+        others,
+        hub,
+        metrics,
         replay,
         recording,
         proxy,
         tool_command,
         output_path,
     })
+}
+
+/// How long the hub may take to listen.
+const HUB_LISTEN_WITHIN: Duration = Duration::from_secs(5);
+
+/// Runs `vigil hub` on the proxy and `clients` copies of the tool (`args`, pointed at the
+/// hub) at the same time; returns the first client's run, the others', and the hub's.
+fn run_through_hub(
+    tool: &Path,
+    args: &[String],
+    proxy_port: u16,
+    clients: usize,
+    deadline: Duration,
+    qemu_gone: &Arc<AtomicBool>,
+) -> (ToolRun, Vec<ToolRun>, ToolRun) {
+    let failed = |error: String| ToolRun {
+        error: Some(error),
+        ..ToolRun::default()
+    };
+    let hub_port = match qemu::free_local_port() {
+        Ok(port) => port,
+        Err(error) => {
+            let error = format!("no port for the hub: {error:#}");
+            return (failed(error.clone()), Vec::new(), failed(error));
+        }
+    };
+    let hub_address = format!("127.0.0.1:{hub_port}");
+    let mut hub = Command::new(tool);
+    hub.args([
+        "hub".to_string(),
+        "--connect".into(),
+        format!("127.0.0.1:{proxy_port}"),
+        "--listen".into(),
+        hub_address.clone(),
+        "--duration".into(),
+        duration_arg(deadline),
+    ]);
+    let hub_stop = Arc::new(AtomicBool::new(false));
+    let hub_thread = {
+        let hub_stop = hub_stop.clone();
+        thread::spawn(move || run_tool(hub, deadline, &hub_stop))
+    };
+    let until = Instant::now() + HUB_LISTEN_WITHIN;
+    while std::net::TcpStream::connect(&hub_address).is_err() && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The tool's arguments name the proxy; point them at the hub.
+    let proxy_address = format!("127.0.0.1:{proxy_port}");
+    let client_args: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            if *arg == proxy_address {
+                hub_address.clone()
+            } else {
+                arg.clone()
+            }
+        })
+        .collect();
+    let runs: Vec<_> = (0..clients)
+        .map(|_| {
+            let mut command = Command::new(tool);
+            command.args(&client_args);
+            let qemu_gone = qemu_gone.clone();
+            thread::spawn(move || run_tool(command, deadline, &qemu_gone))
+        })
+        .collect();
+    let mut runs: Vec<ToolRun> = runs
+        .into_iter()
+        .map(|run| {
+            run.join()
+                .unwrap_or_else(|_| failed("the client thread panicked".into()))
+        })
+        .collect();
+    hub_stop.store(true, Ordering::SeqCst);
+    let hub_run = hub_thread
+        .join()
+        .unwrap_or_else(|_| failed("the hub thread panicked".into()));
+    let first = runs.remove(0);
+    (first, runs, hub_run)
 }
 
 /// Waits until the proxy is connected to QEMU's COM2 socket, giving up early if QEMU has
@@ -533,13 +672,26 @@ fn observe(
     session: &Session,
     console: Console,
 ) -> Result<Observation, String> {
-    let what = if check.record {
+    let what = if check.metrics {
+        "vigil metrics"
+    } else if check.record {
         "vigil record"
     } else {
         "vigil events"
     };
     session.tool.require_success(what)?;
     let lines = parse_json_lines(&session.tool.stdout)?;
+    let mut clients = Vec::new();
+    if session.hub.is_some() {
+        clients.push(lines.clone());
+        for (index, other) in session.others.iter().enumerate() {
+            other.require_success(&format!("vigil events (hub client {})", index + 2))?;
+            clients.push(
+                parse_json_lines(&other.stdout)
+                    .map_err(|e| format!("hub client {}: {e}", index + 2))?,
+            );
+        }
+    }
     let replay = match &session.replay {
         None => None,
         Some(replay) => {
@@ -554,6 +706,8 @@ fn observe(
     };
     Ok(Observation {
         lines,
+        clients,
+        metrics: session.metrics.clone(),
         replay,
         recording,
         proxy: session.proxy.clone(),
@@ -572,6 +726,12 @@ fn print_failure_details(session: &Session) {
         kernel::display_relative(&session.output_path)
     );
     print_tool_output("tool", &session.tool);
+    for (index, other) in session.others.iter().enumerate() {
+        print_tool_output(&format!("hub client {}", index + 2), other);
+    }
+    if let Some(hub) = &session.hub {
+        print_tool_output("hub", hub);
+    }
     if let Some(replay) = &session.replay {
         print_tool_output("replay", replay);
     }
@@ -657,10 +817,12 @@ mod tests {
             duration: Duration::from_millis(2500),
             garbage: None,
             record: false,
+            hub_clients: 0,
+            metrics: false,
             check: |_| Ok(String::new()),
         };
         let kernel = Path::new("/k/vigil-kernel");
-        let args = tool_args(&check, 4000, Path::new("/t/x.vrec"), kernel);
+        let args = tool_args(&check, 4000, Path::new("/t/x.vrec"), kernel, 4001);
         assert_eq!(
             args.join(" "),
             "events --connect 127.0.0.1:4000 --json --snapshots --kernel-elf /k/vigil-kernel \
@@ -671,7 +833,7 @@ mod tests {
             ..check
         };
         assert_eq!(
-            tool_args(&record, 4000, Path::new("/t/x.vrec"), kernel).join(" "),
+            tool_args(&record, 4000, Path::new("/t/x.vrec"), kernel, 4001).join(" "),
             "record --connect 127.0.0.1:4000 -o /t/x.vrec --duration 2500ms"
         );
     }

@@ -25,8 +25,12 @@ pub fn of_type<'a>(lines: &'a [Value], kind: &'a str) -> impl Iterator<Item = (u
         .filter(move |(_, line)| line_type(line) == kind)
 }
 
+/// An unsigned integer field; the tool writes integers above 2^53 − 1 as decimal strings.
 pub fn u64_field(value: &Value, field: &str) -> Option<u64> {
-    value.get(field).and_then(Value::as_u64)
+    match value.get(field)? {
+        Value::String(digits) => digits.parse().ok(),
+        other => other.as_u64(),
+    }
 }
 
 pub fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
@@ -270,6 +274,8 @@ pub mod fixtures {
     ) -> Observation {
         Observation {
             lines,
+            clients: Vec::new(),
+            metrics: None,
             replay: None,
             recording: None,
             proxy,

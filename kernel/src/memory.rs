@@ -240,6 +240,14 @@ pub fn release_frame(frame: Frame) {
     }
 }
 
+/// Frames the allocator manages (free or not).
+pub fn total_frames() -> usize {
+    FRAMES
+        .lock()
+        .as_ref()
+        .map_or(0, |frames| frames.total_frames())
+}
+
 /// Free frames right now.
 pub fn free_frames() -> usize {
     FRAMES

@@ -503,7 +503,7 @@ impl Kernel {
         };
         report.print();
         if let Some(reason) = reason {
-            crate::console::continuation(format_args!("  refused by VM: {reason}"));
+            crate::console::continuation(format_args!("  {reason}"));
         }
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
         crate::monitor::report_user_crash(name, pid, report.summary(), backtrace);

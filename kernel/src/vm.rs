@@ -237,7 +237,7 @@ impl Kernel {
         );
         for (slot, address) in waiting {
             if self.table.release_from_vm(slot) {
-                self.kill_for_exception(slot, address, Some("the VM server is gone"));
+                self.kill_for_exception(slot, address, Some("not served: the VM server is gone"));
             }
         }
     }

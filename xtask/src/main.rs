@@ -79,9 +79,13 @@ struct RunArgs {
     /// --program "hello name=greeter prio=3 -- arg" [default: hello].
     #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
     programs: Vec<ProgramSpec>,
-    /// Boot no user program (not even the default hello).
+    /// Boot no user program (not even the default hello, nor the VM server).
     #[arg(long, conflicts_with = "programs")]
     no_programs: bool,
+    /// Do not start the VM server first: every process then gets its heap and stack mapped
+    /// by the kernel up front, and a page fault kills it.
+    #[arg(long)]
+    no_vm: bool,
     /// Hand FILE to the kernel as a raw Multiboot module, after the programs (repeatable,
     /// in order).
     #[arg(long = "module", value_name = "FILE")]
@@ -143,7 +147,7 @@ fn main() -> ExitCode {
             gdb: args.gdb,
             monitor: args.monitor,
             kernel: args.kernel,
-            programs: run::programs_to_boot(args.programs, args.no_programs),
+            programs: run::programs_to_boot(args.programs, args.no_programs, !args.no_vm),
             modules: args.modules,
             top: args.top,
             hub: !args.no_hub,

@@ -53,15 +53,28 @@ pub const HUB_LOG: &str = "vigil-hub.log";
 /// The program booted when `--program` is not given.
 pub const DEFAULT_PROGRAM: &str = "hello";
 
-/// The programs to boot: those asked for, else [`DEFAULT_PROGRAM`] unless `none` is set.
-pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool) -> Vec<ProgramSpec> {
-    if none || !asked.is_empty() {
+/// The VM server, booted first (with its kernel calls) unless `--no-vm` or listed already.
+pub const VM_SERVER: &str = "vm kcalls=vm";
+
+/// The programs to boot: those asked for, else [`DEFAULT_PROGRAM`], unless `none` is set;
+/// with `vm`, the VM server goes first (a program list that names `vm` itself keeps it).
+pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool, vm: bool) -> Vec<ProgramSpec> {
+    if none {
         return asked;
     }
-    vec![ProgramSpec {
-        program: DEFAULT_PROGRAM.to_string(),
-        options: String::new(),
-    }]
+    let mut programs = if asked.is_empty() {
+        vec![ProgramSpec {
+            program: DEFAULT_PROGRAM.to_string(),
+            options: String::new(),
+        }]
+    } else {
+        asked
+    };
+    if vm && !programs.iter().any(|spec| spec.program == "vm") {
+        let server = ProgramSpec::parse(VM_SERVER).expect("the VM server's specification");
+        programs.insert(0, server);
+    }
+    programs
 }
 
 /// Parses `--program "NAME [options…]"`, refusing options the kernel would refuse.
@@ -623,11 +636,20 @@ mod tests {
     #[test]
     fn boots_hello_unless_told_otherwise() {
         let spec = |text| parse_program(text).unwrap();
-        assert_eq!(programs_to_boot(Vec::new(), false), [spec("hello")]);
-        assert!(programs_to_boot(Vec::new(), true).is_empty());
+        assert_eq!(programs_to_boot(Vec::new(), false, false), [spec("hello")]);
         assert_eq!(
-            programs_to_boot(vec![spec("a prio=1"), spec("b")], false),
+            programs_to_boot(Vec::new(), false, true),
+            [spec(VM_SERVER), spec("hello")]
+        );
+        assert!(programs_to_boot(Vec::new(), true, true).is_empty());
+        assert_eq!(
+            programs_to_boot(vec![spec("a prio=1"), spec("b")], false, false),
             [spec("a prio=1"), spec("b")]
+        );
+        // A list that names the VM server keeps it where it is, once.
+        assert_eq!(
+            programs_to_boot(vec![spec("a"), spec("vm kcalls=vm")], false, true),
+            [spec("a"), spec("vm kcalls=vm")]
         );
     }
 

@@ -77,6 +77,11 @@ impl Error {
         (-(self as i64)) as u64
     }
 
+    /// The error with this code (`Error as u64`), as servers put it in a reply.
+    pub fn from_code(code: u64) -> Option<Error> {
+        Error::ALL.into_iter().find(|e| *e as u64 == code)
+    }
+
     /// Decodes a RAX value: `Ok(value)` for a success (non-negative as i64).
     pub fn from_return_value(rax: u64) -> Result<u64, Error> {
         let signed = rax as i64;
@@ -107,6 +112,11 @@ mod tests {
             assert_eq!(Error::from_return_value(e.to_return_value()), Err(e));
         }
         assert_eq!(Error::from_return_value(0), Ok(0));
+        for e in Error::ALL {
+            assert_eq!(Error::from_code(e as u64), Some(e));
+        }
+        assert_eq!(Error::from_code(0), None);
+        assert_eq!(Error::from_code(999), None);
         assert_eq!(Error::from_return_value(42), Ok(42));
     }
 }

@@ -5,7 +5,7 @@ use crate::endpoint::Endpoint;
 use crate::wait::ThreadState;
 
 /// Snapshot format version; bumped on any layout change.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// `SnapshotHeader::magic`: "VSNP".
 pub const SNAPSHOT_MAGIC: u32 = 0x504e_5356;
 /// Longest process name in a record.
@@ -30,6 +30,10 @@ pub struct SnapshotHeader {
     pub process_count: u32,
     pub thread_record_size: u32,
     pub process_record_size: u32,
+    /// Physical frames free right now, and all the allocator manages (4 KiB each): a leak
+    /// shows as free frames that do not come back. Since version 2.
+    pub free_frames: u64,
+    pub total_frames: u64,
 }
 
 /// `ThreadRecord::state` codes (the variants of `ThreadState`).
@@ -221,7 +225,7 @@ const _: () = {
 };
 const _: () = assert!(core::mem::size_of::<ThreadRecord>() == 128);
 const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 96);
-const _: () = assert!(core::mem::size_of::<SnapshotHeader>() == 56);
+const _: () = assert!(core::mem::size_of::<SnapshotHeader>() == 72);
 
 #[cfg(test)]
 mod tests {

@@ -372,6 +372,8 @@ calls! {
     /// (thread) → 0. VM: the fault of `thread` is invalid; it becomes an exception for its
     /// process (today: the process is killed with a report).
     VmFail = 10 => VmFailArgs { thread: Endpoint }
+    /// (thread) → pid. VM: the process a thread belongs to (VM learns who sent a request).
+    VmProcessOf = 11 => VmProcessOfArgs { thread: Endpoint }
 }
 
 impl KernelCall {

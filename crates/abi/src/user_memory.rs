@@ -58,7 +58,7 @@ no_padding!(Endpoint: u64);
 no_padding!(ThreadInfo: u64, u64, [u64; 6]);
 no_padding!(Message: Endpoint, u32, u32, [u64; crate::message::PAYLOAD_WORDS]);
 no_padding!(AsyncMessage: u32, u32, Endpoint, Message);
-no_padding!(SnapshotHeader: u32, u32, u64, u64, u64, u64, u32, u32, u32, u32);
+no_padding!(SnapshotHeader: u32, u32, u64, u64, u64, u64, u32, u32, u32, u32, u64, u64);
 no_padding!(ThreadRecord: Endpoint, u32, u8, u8, u16, Endpoint, u64, [u64; 9], [u64; 3]);
 no_padding!(
     ProcessRecord: u32,

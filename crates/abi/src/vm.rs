@@ -28,6 +28,22 @@ pub const KIND_PROCESS_EXIT: u32 = 0xffff_0003;
 /// Message kinds from `0xffff_0000` up are the kernel's: user code cannot send them.
 pub const KERNEL_KINDS_START: u32 = 0xffff_0000;
 
+/// Requests programs send the VM server (with `SendReceive`; the server is the boot process
+/// named `vm`), and its reply. Every reply has kind [`request::REPLY`] and the outcome in
+/// `payload[0]`: 0, or the `Error` code of the refusal.
+pub mod request {
+    /// `payload[0]` = bytes (a page multiple), `payload[1]` = 1 for writable, 0 for
+    /// read-only → `payload[1]` = the base of a new demand-zero mapping.
+    pub const MAP_ANONYMOUS: u32 = 0x0200_0001;
+    /// `payload[0]` = address, `payload[1]` = bytes: unmaps that part of one mapping.
+    pub const UNMAP: u32 = 0x0200_0002;
+    /// → `payload[1]` resident pages, `[2]` virtual bytes, `[3]` shared resident pages,
+    /// `[4]` peak resident pages, `[5]` demand-zero faults: the caller's own figures.
+    pub const STATS: u32 = 0x0200_0003;
+    /// The server's answer to any request.
+    pub const REPLY: u32 = 0x0200_00ff;
+}
+
 /// What the faulting access did.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -235,6 +235,12 @@ impl<'a> FrameAllocator<'a> {
         Ok(())
     }
 
+    /// Number of frames the allocator manages: every whole frame below `phys_end`, free,
+    /// allocated or reserved.
+    pub fn total_frames(&self) -> usize {
+        self.frame_count
+    }
+
     /// Number of free frames.
     pub fn free_frames(&self) -> usize {
         self.free_count

@@ -57,6 +57,7 @@ impl Kernel {
             KernelCallArgs::VmQuery(args) => vm::query(self, caller, args),
             KernelCallArgs::VmResume(args) => vm::resume(self, caller, args),
             KernelCallArgs::VmFail(args) => vm::fail(self, caller, args),
+            KernelCallArgs::VmProcessOf(args) => vm::process_of(self, caller, args),
         }
     }
 }

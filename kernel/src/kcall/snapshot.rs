@@ -9,7 +9,7 @@ use crate::arch::paging::AddressSpace;
 use crate::introspect::RecordSink;
 use crate::syscall::Next;
 use crate::system::Kernel;
-use crate::usercopy;
+use crate::{memory, usercopy};
 use core::mem::size_of;
 use vigil_abi::introspect::{
     ProcessRecord, SnapshotHeader, ThreadRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
@@ -96,6 +96,8 @@ pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: SnapshotArgs) -> Resul
         process_count: process_count as u32,
         thread_record_size: THREAD_SIZE as u32,
         process_record_size: PROCESS_SIZE as u32,
+        free_frames: memory::free_frames() as u64,
+        total_frames: memory::total_frames() as u64,
     };
     let kernel = &*kernel;
     let space = kernel.space_of(caller);

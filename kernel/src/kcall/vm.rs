@@ -11,7 +11,7 @@ use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::thread::frames_to_map;
 use vigil_abi::syscall::{
-    VmFailArgs, VmMapArgs, VmProtectArgs, VmQueryArgs, VmResumeArgs, VmUnmapArgs,
+    VmFailArgs, VmMapArgs, VmProcessOfArgs, VmProtectArgs, VmQueryArgs, VmResumeArgs, VmUnmapArgs,
 };
 use vigil_abi::vm::Pid;
 use vigil_abi::wait::ThreadState;
@@ -61,6 +61,16 @@ pub fn query(kernel: &mut Kernel, _caller: ThreadSlot, args: VmQueryArgs) -> Res
     Ok(Next::Return(kernel.processes[slot].mapped_in(args.range)))
 }
 
+/// VmProcessOf: the pid of the process `thread` belongs to.
+pub fn process_of(
+    kernel: &mut Kernel,
+    _caller: ThreadSlot,
+    args: VmProcessOfArgs,
+) -> Result<Next, Error> {
+    let slot = kernel.table.resolve(args.thread)?;
+    Ok(Next::Return(u64::from(kernel.process_of(slot).pid())))
+}
+
 /// The slot of `thread` if it is waiting for VM (`BadEndpoint`/`DeadEndpoint` for a bad
 /// or stale endpoint, `InvalidArgument` if it waits for nothing of VM's).
 fn waiting_thread(kernel: &Kernel, thread: Endpoint) -> Result<(ThreadSlot, u64), Error> {
@@ -84,6 +94,10 @@ pub fn fail(kernel: &mut Kernel, _caller: ThreadSlot, args: VmFailArgs) -> Resul
     let (slot, address) = waiting_thread(kernel, args.thread)?;
     kernel.forget_vm_wait(slot);
     kernel.table.release_from_vm(slot);
-    kernel.kill_for_exception(slot, address, Some("no memory of the process is there"));
+    kernel.kill_for_exception(
+        slot,
+        address,
+        Some("refused by the VM server (its log says why)"),
+    );
     Ok(Next::Return(0))
 }

@@ -32,6 +32,7 @@ pub mod sync;
 pub mod syscall;
 pub mod thread;
 pub mod time;
+pub mod vm;
 
 pub use vigil_abi as abi;
 pub use vigil_abi::{Endpoint, Error, Message};

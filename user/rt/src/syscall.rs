@@ -589,3 +589,8 @@ pub fn vm_resume(thread: Endpoint) -> Result<u64, Error> {
 pub fn vm_fail(thread: Endpoint) -> Result<u64, Error> {
     memory_call(VmFailArgs::CALL, VmFailArgs { thread }.encode())
 }
+
+/// `KernelCall VmProcessOf` (VM only): the pid of `thread`'s process.
+pub fn vm_process_of(thread: Endpoint) -> Result<u64, Error> {
+    memory_call(VmProcessOfArgs::CALL, VmProcessOfArgs { thread }.encode())
+}

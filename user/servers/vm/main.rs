@@ -1,104 +1,272 @@
-//! `vm`: the VM server — resolves page faults of every other process as messages from the
-//! kernel: demand-zero heap pages and stack growth down to the guard page; anything else
-//! is an invalid access, failed back to the kernel (which reports it and kills the
-//! process). Memory policy lives here; the kernel only maps what this server asks for.
+//! `vm`: the VM server. Every other process's page faults arrive here as messages from the
+//! kernel; the policy crate `vigil-vmcore` decides what each one means (demand-zero heap,
+//! stack growth to the guard page, anonymous mappings, or an invalid access), and this glue
+//! makes the kernel calls it names: `VmMap` and `VmResume`, or `VmFail` with the reason
+//! logged. Programs ask for anonymous memory and their own figures with `vm::request`
+//! messages. The kernel only maps what this server asks for.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
-use vigil_rt::abi::layout::{
-    HEAP_BASE, RUNTIME_HEAP_BYTES, STACK_AREA_TOP, STACK_REGION_SIZE, USER_END,
-};
+extern crate alloc;
+
+use vigil_rt::abi::layout::{RUNTIME_HEAP_BYTES, STACK_AREA_TOP, STACK_REGION_SIZE};
 use vigil_rt::abi::vm::{
-    FaultAccess, MapFlags, PageFault, PageRange, Pid, KIND_PROCESS_EXIT, PAGE_SIZE,
+    request, FaultAccess, MapFlags, PageFault, PageRange, Pid, KIND_PROCESS_EXIT,
+    MAX_PAGES_PER_CALL, PAGE_SIZE,
 };
 use vigil_rt::{ipc, println, syscall, Endpoint, Error, Message};
+use vigil_vmcore::{Access, Decision, Released, Vm, VmError};
 
 vigil_rt::entry!(main);
 
-/// Threads per process whose stack regions VM knows (the kernel's thread table size).
-const MAX_STACK_REGIONS: u64 = 1024;
+/// A process's memory limit unless its boot options say otherwise: 128 MiB.
+const DEFAULT_LIMIT_PAGES: u64 = (128 << 20) / PAGE_SIZE;
+/// Processes an out-of-memory report names.
+const REPORTED_USERS: usize = 3;
 
-/// What a fault means under this server's policy.
-#[derive(Debug, PartialEq, Eq)]
-enum Decision {
-    /// Map a fresh zeroed page here.
-    MapZero(u64),
-    /// Not a valid access; the reason is logged.
-    Invalid(&'static str),
+/// The server's state: the policy's records of every process it has seen.
+struct Server {
+    vm: Vm,
 }
 
-/// The policy: heap pages and stack pages above a stack region's guard page are demand-zero
-/// and writable; nothing VM maps is executable; a fault on a present page is a protection
-/// violation.
-fn decide(fault: &PageFault) -> Decision {
-    let page = fault.address & !(PAGE_SIZE - 1);
-    if fault.address >= USER_END {
-        return Decision::Invalid("kernel address");
-    }
-    if fault.present {
-        return Decision::Invalid("protection violation on a mapped page");
-    }
-    if fault.access == FaultAccess::Execute {
-        return Decision::Invalid("execute outside the program image");
-    }
-    if (HEAP_BASE..HEAP_BASE + RUNTIME_HEAP_BYTES).contains(&fault.address) {
-        return Decision::MapZero(page);
-    }
-    let stack_bottom = STACK_AREA_TOP - MAX_STACK_REGIONS * STACK_REGION_SIZE;
-    if (stack_bottom..STACK_AREA_TOP).contains(&fault.address) {
-        let guard = fault.address & !(STACK_REGION_SIZE - 1);
-        if page == guard {
-            return Decision::Invalid("stack overflow (the guard page below the stack limit)");
+/// The stack region index `address` lies in, if it is in the stack area.
+fn stack_thread(address: u64) -> Option<u32> {
+    let below_top = STACK_AREA_TOP.checked_sub(address + 1)?;
+    let thread = below_top / STACK_REGION_SIZE;
+    u32::try_from(thread)
+        .ok()
+        .filter(|&t| (t as usize) < vigil_vmcore::MAX_THREADS)
+}
+
+/// The error a client sees for a refusal of the policy.
+fn client_error(error: &VmError) -> Error {
+    match error {
+        VmError::OutOfMemory { .. } | VmError::NoSpace { .. } | VmError::TooManyMappings { .. } => {
+            Error::OutOfResources
         }
-        return Decision::MapZero(page);
+        VmError::KernelSpace { .. }
+        | VmError::WrapAround { .. }
+        | VmError::OutsideMappingArea { .. } => Error::Fault,
+        VmError::NotOwner { .. } | VmError::ReadOnlyObject { .. } => Error::PermissionDenied,
+        VmError::UnknownProcess(_) | VmError::UnknownObject(_) | VmError::NotMapped { .. } => {
+            Error::NotFound
+        }
+        VmError::NameTaken { .. } | VmError::ProcessExists(_) => Error::Exists,
+        _ => Error::InvalidArgument,
     }
-    Decision::Invalid("no memory region there")
 }
 
-/// Handles one fault: map and resume, or fail.
-fn handle(fault: &PageFault, faults: &mut u64) {
-    *faults += 1;
-    let result = match decide(fault) {
-        Decision::MapZero(page) => {
-            let range = PageRange::new(page, 1).expect("a user page");
-            match syscall::vm_map(Pid(fault.pid), range, MapFlags::WRITABLE) {
-                // Exists: another thread of the process faulted on the page first.
-                Ok(_) | Err(Error::Exists) => syscall::vm_resume(fault.thread),
-                Err(error) => {
-                    println!(
-                        "out of memory for pid {} at {:#x}: {error}",
-                        fault.pid, fault.address
-                    );
-                    syscall::vm_fail(fault.thread)
-                }
+impl Server {
+    /// The process `pid` as the policy knows it: created (with the runtime's heap) the first
+    /// time VM hears of it.
+    fn know(&mut self, pid: u32) {
+        if self.vm.process(pid).is_none() && self.vm.create_process(pid).is_ok() {
+            let _ = self.vm.set_heap_size(pid, RUNTIME_HEAP_BYTES);
+        }
+    }
+
+    /// The policy's decision, learning of a thread's stack the first time it faults in it
+    /// (the kernel mapped its top `INITIAL_STACK_BYTES` when it created the thread).
+    fn decide(&mut self, fault: &PageFault) -> Result<Decision, VmError> {
+        self.know(fault.pid);
+        if let Some(thread) = stack_thread(fault.address) {
+            let known = self
+                .vm
+                .process(fault.pid)
+                .is_some_and(|p| p.threads().any(|t| t == thread));
+            if !known {
+                self.vm.thread_started(fault.pid, thread)?;
             }
         }
-        Decision::Invalid(reason) => {
-            println!(
-                "vm: pid {} thread {}: invalid {} at {:#x} (instruction {:#x}): {reason}",
-                fault.pid,
-                fault.thread,
-                fault.access.name(),
-                fault.address,
-                fault.instruction
-            );
-            syscall::vm_fail(fault.thread)
+        let access = match fault.access {
+            FaultAccess::Read => Access::Read,
+            FaultAccess::Write => Access::Write,
+            FaultAccess::Execute => Access::Execute,
+        };
+        self.vm.fault(fault.pid, fault.address, access)
+    }
+
+    /// One fault: map and resume, or fail it with the reason logged.
+    fn handle_fault(&mut self, fault: &PageFault) {
+        let refusal = match self.decide(fault) {
+            Ok(Decision::MapZero { page, writable }) => {
+                match self.map_page(fault, page, writable) {
+                    Ok(()) => None,
+                    Err(error) => Some(alloc::format!(
+                        "the kernel could not map {page:#x}: {error}"
+                    )),
+                }
+            }
+            Ok(Decision::Invalid(reason)) => Some(alloc::format!("{reason}")),
+            Ok(Decision::MapZeroShared { .. } | Decision::MapShared { .. }) => {
+                Some("shared memory is not served yet".into())
+            }
+            Err(error @ VmError::OutOfMemory { .. }) => {
+                self.report_out_of_memory(fault.pid);
+                Some(alloc::format!("{error}"))
+            }
+            Err(error) => Some(alloc::format!("{error}")),
+        };
+        let answer = match refusal {
+            None => syscall::vm_resume(fault.thread),
+            Some(reason) => {
+                println!(
+                    "pid {} thread {}: invalid {} at {:#x} (instruction {:#x}): {reason}",
+                    fault.pid,
+                    fault.thread,
+                    fault.access.name(),
+                    fault.address,
+                    fault.instruction
+                );
+                syscall::vm_fail(fault.thread)
+            }
+        };
+        if let Err(error) = answer {
+            // The thread may have been killed meanwhile (its process exited).
+            println!("could not answer the fault of {}: {error}", fault.thread);
         }
-    };
-    if let Err(error) = result {
-        // The thread may have been killed meanwhile (its process exited).
-        println!(
-            "vm: could not answer the fault of {}: {error}",
-            fault.thread
+    }
+
+    /// Maps a zeroed page and tells the policy the kernel's answer.
+    fn map_page(&mut self, fault: &PageFault, page: u64, writable: bool) -> Result<(), Error> {
+        let range = PageRange::new(page, 1)?;
+        let flags = if writable {
+            MapFlags::WRITABLE
+        } else {
+            MapFlags::READ_ONLY
+        };
+        match syscall::vm_map(Pid(fault.pid), range, flags) {
+            Ok(_) => {
+                if self.vm.mapped(fault.pid, page).is_err() {
+                    // The policy no longer wants it: take it back.
+                    let _ = syscall::vm_unmap(Pid(fault.pid), range);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.vm.map_failed(fault.pid, page);
+                if error == Error::OutOfResources {
+                    self.report_out_of_memory(fault.pid);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Unmaps what the policy released, in bounded kernel calls.
+    fn release(&self, pid: u32, released: &Released) {
+        for &page in released.private_pages.iter().chain(&released.shared_pages) {
+            if let Ok(range) = PageRange::new(page, 1) {
+                let _ = syscall::vm_unmap(Pid(pid), range);
+            }
+        }
+    }
+
+    /// Logs who uses the most memory.
+    fn report_out_of_memory(&self, pid: u32) {
+        println!("out of memory serving pid {pid}; the largest users:");
+        for (user, stats) in self.vm.largest_users(REPORTED_USERS) {
+            println!(
+                "  pid {user}: {} pages resident (peak {}), limit {}",
+                stats.resident_pages, stats.peak_resident_pages, stats.limit_pages
+            );
+        }
+    }
+
+    /// A program's request; the reply's `payload[0]` is 0 or the refusal's error code.
+    fn handle_request(&mut self, message: &Message) -> Message {
+        let mut reply = Message::new(request::REPLY);
+        let pid = match syscall::vm_process_of(message.source).map(u32::try_from) {
+            Ok(Ok(pid)) => pid,
+            _ => {
+                reply.payload[0] = Error::DeadEndpoint as u64;
+                return reply;
+            }
+        };
+        self.know(pid);
+        let p = message.payload;
+        let outcome: Result<[u64; 5], VmError> = match message.kind {
+            request::MAP_ANONYMOUS => {
+                let writable = match p[1] {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        reply.payload[0] = Error::InvalidArgument as u64;
+                        return reply;
+                    }
+                };
+                self.vm
+                    .map_anonymous(pid, p[0], writable)
+                    .map(|base| [base, 0, 0, 0, 0])
+            }
+            request::UNMAP => self.vm.unmap(pid, p[0], p[1]).map(|released| {
+                self.release_in_chunks(pid, &released);
+                [0; 5]
+            }),
+            request::STATS => match self.vm.process(pid) {
+                Some(process) => {
+                    let stats = process.stats();
+                    Ok([
+                        stats.resident_pages,
+                        stats.virtual_bytes,
+                        stats.shared_resident_pages,
+                        stats.peak_resident_pages,
+                        stats.demand_zero_faults,
+                    ])
+                }
+                None => Err(VmError::UnknownProcess(pid)),
+            },
+            _ => {
+                reply.payload[0] = Error::NoSuchCall as u64;
+                return reply;
+            }
+        };
+        match outcome {
+            Ok(values) => reply.payload[1..].copy_from_slice(&values),
+            Err(error) => {
+                println!("pid {pid}: request {:#x} refused: {error}", message.kind);
+                reply.payload[0] = client_error(&error) as u64;
+            }
+        }
+        reply
+    }
+
+    /// Unmaps released private pages, runs of consecutive pages in one call each (at most
+    /// `MAX_PAGES_PER_CALL`).
+    fn release_in_chunks(&self, pid: u32, released: &Released) {
+        let pages = &released.private_pages;
+        let mut i = 0;
+        while i < pages.len() {
+            let start = pages[i];
+            let mut count = 1;
+            while i + (count as usize) < pages.len()
+                && count < MAX_PAGES_PER_CALL
+                && pages[i + count as usize] == start + count * PAGE_SIZE
+            {
+                count += 1;
+            }
+            if let Ok(range) = PageRange::new(start, count) {
+                let _ = syscall::vm_unmap(Pid(pid), range);
+            }
+            i += count as usize;
+        }
+        self.release(
+            pid,
+            &Released {
+                shared_pages: released.shared_pages.clone(),
+                ..Released::default()
+            },
         );
     }
 }
 
 fn main(_args: &str) -> i32 {
     println!("serving page faults at {}", ipc::self_endpoint());
-    let mut faults = 0u64;
+    let mut server = Server {
+        vm: Vm::new(DEFAULT_LIMIT_PAGES),
+    };
     loop {
-        let message: Message = match ipc::receive(Endpoint::ANY) {
+        let message = match ipc::receive(Endpoint::ANY) {
             Ok(message) => message,
             Err(error) => {
                 println!("receive failed: {error}");
@@ -106,12 +274,19 @@ fn main(_args: &str) -> i32 {
             }
         };
         if let Some(fault) = PageFault::from_message(&message) {
-            handle(&fault, &mut faults);
+            server.handle_fault(&fault);
         } else if message.kind == KIND_PROCESS_EXIT && message.source == Endpoint::KERNEL {
-            // Nothing kept per process yet: the kernel frees the address space.
+            // The kernel freed the address space; only the records go.
+            let pid = message.payload[0] as u32;
+            let _ = server.vm.process_exited(pid);
+        } else if message.source.is_thread() {
+            let reply = server.handle_request(&message);
+            if let Err(error) = ipc::send(message.source, &reply) {
+                println!("reply to {} failed: {error}", message.source);
+            }
         } else {
             println!(
-                "vm: ignoring message kind {:#x} from {}",
+                "ignoring message kind {:#x} from {}",
                 message.kind, message.source
             );
         }

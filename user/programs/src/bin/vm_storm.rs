@@ -1,0 +1,192 @@
+//! `vm_storm`: memory through the VM server, judged by the kernel's own figures.
+//!
+//! `vm_storm` (the judge): asks VM for a 64 MiB anonymous mapping and touches every page —
+//! the kernel's resident count for the process must rise by exactly 16,384 pages and VM's
+//! figures agree; unmapping it gives every frame back (the snapshot's free frames return to
+//! where they were); 1,000 map/touch/unmap cycles leave free frames unchanged; bad requests
+//! get clear errors and VM keeps serving. Prints `vm_storm: PASS …` and shuts down.
+//! `vm_storm readonly`: maps a read-only region, reads it (zero), then writes it — VM
+//! refuses the write and the kernel kills the process.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use vigil_rt::abi::vm::PAGE_SIZE;
+use vigil_rt::{introspect, ipc, println, syscall, vm, Error};
+
+vigil_rt::entry!(main);
+
+/// The storm: 64 MiB.
+const STORM_BYTES: u64 = 64 << 20;
+const CYCLES: u32 = 1000;
+
+/// (this process's resident pages, free frames) from a kernel snapshot.
+fn kernel_figures() -> Result<(u64, u64), String> {
+    let me = ipc::self_endpoint();
+    let snapshot = introspect::snapshot().map_err(|e| format!("snapshot: {e}"))?;
+    let resident = snapshot
+        .processes
+        .iter()
+        .find(|process| process.main_thread == me)
+        .map(|process| process.memory_pages)
+        .ok_or("no record of this process")?;
+    Ok((resident, snapshot.header.free_frames))
+}
+
+/// Touches one byte of every page of `[base, base + bytes)`.
+fn touch(base: u64, bytes: u64) {
+    for page in 0..bytes / PAGE_SIZE {
+        let address = (base + page * PAGE_SIZE) as *mut u8;
+        // SAFETY: VM mapped [base, base + bytes) for this process, writable and not
+        // otherwise used; the first touch of each page faults it in through VM.
+        unsafe { address.write_volatile(page as u8) };
+    }
+}
+
+fn expect_error(
+    what: &str,
+    result: Result<impl core::fmt::Debug, Error>,
+    wanted: Error,
+) -> Result<(), String> {
+    match result {
+        Err(error) if error == wanted => {
+            println!("refused as expected: {what}: {error}");
+            Ok(())
+        }
+        other => Err(format!("{what}: expected {wanted}, got {other:?}")),
+    }
+}
+
+fn storm() -> Result<String, String> {
+    // Warm up the snapshot's buffers so they do not count as the storm's pages.
+    kernel_figures()?;
+    let (resident_before, free_before) = kernel_figures()?;
+    let vm_before = vm::stats().map_err(|e| format!("stats: {e}"))?;
+    let base = vm::map_anonymous(STORM_BYTES, true).map_err(|e| format!("map 64 MiB: {e}"))?;
+    let (resident_mapped, _) = kernel_figures()?;
+    if resident_mapped != resident_before {
+        return Err(format!(
+            "mapping alone made {} pages resident",
+            resident_mapped - resident_before
+        ));
+    }
+    touch(base, STORM_BYTES);
+    let (resident_after, _) = kernel_figures()?;
+    let vm_after = vm::stats().map_err(|e| format!("stats: {e}"))?;
+    let pages = STORM_BYTES / PAGE_SIZE;
+    if resident_after - resident_before != pages {
+        return Err(format!(
+            "touched {pages} pages but resident went {resident_before} -> {resident_after}"
+        ));
+    }
+    let vm_faults = vm_after.demand_zero_faults - vm_before.demand_zero_faults;
+    if vm_faults != pages || vm_after.resident_pages - vm_before.resident_pages != pages {
+        return Err(format!(
+            "VM counted {vm_faults} faults, resident {} -> {}",
+            vm_before.resident_pages, vm_after.resident_pages
+        ));
+    }
+    vm::unmap(base, STORM_BYTES).map_err(|e| format!("unmap: {e}"))?;
+    let (resident_unmapped, free_unmapped) = kernel_figures()?;
+    // Every page's frame is back; the page tables of the area stay until the process exits
+    // (one per 2 MiB, and the two above them).
+    let tables = STORM_BYTES / (2 << 20) + 2;
+    let kept = free_before - free_unmapped;
+    if resident_unmapped != resident_before || kept > tables {
+        return Err(format!(
+            "after unmapping: resident {resident_unmapped} (was {resident_before}), free frames {free_unmapped} (was {free_before}, at most {tables} page tables may stay)"
+        ));
+    }
+    // Many small cycles leave nothing behind: after the first, free frames never move.
+    let first = vm::map_anonymous(2 * PAGE_SIZE, true).map_err(|e| format!("cycle 0: map: {e}"))?;
+    touch(first, 2 * PAGE_SIZE);
+    vm::unmap(first, 2 * PAGE_SIZE).map_err(|e| format!("cycle 0: unmap: {e}"))?;
+    let (_, free_cycles_start) = kernel_figures()?;
+    for cycle in 1..CYCLES {
+        let region = vm::map_anonymous(2 * PAGE_SIZE, true)
+            .map_err(|e| format!("cycle {cycle}: map: {e}"))?;
+        touch(region, 2 * PAGE_SIZE);
+        vm::unmap(region, 2 * PAGE_SIZE).map_err(|e| format!("cycle {cycle}: unmap: {e}"))?;
+    }
+    let (_, free_cycled) = kernel_figures()?;
+    if free_cycled != free_cycles_start {
+        return Err(format!(
+            "after {CYCLES} cycles: free frames {free_cycled} (was {free_cycles_start})"
+        ));
+    }
+    // Bad requests: each refused, and VM still serves afterwards.
+    expect_error(
+        "a size that is not a page multiple",
+        vm::map_anonymous(4097, true),
+        Error::InvalidArgument,
+    )?;
+    expect_error(
+        "a zero size",
+        vm::map_anonymous(0, true),
+        Error::InvalidArgument,
+    )?;
+    expect_error(
+        "more than the mapping area",
+        vm::map_anonymous(1 << 46, true),
+        Error::OutOfResources,
+    )?;
+    expect_error(
+        "unmapping a kernel address",
+        vm::unmap(0xffff_8000_0000_0000, PAGE_SIZE),
+        Error::Fault,
+    )?;
+    expect_error(
+        "unmapping memory that is not mapped",
+        vm::unmap(0x3000_0000_0000, PAGE_SIZE),
+        Error::NotFound,
+    )?;
+    expect_error(
+        "unmapping an unaligned address",
+        vm::unmap(base + 1, PAGE_SIZE),
+        Error::InvalidArgument,
+    )?;
+    let last =
+        vm::map_anonymous(PAGE_SIZE, true).map_err(|e| format!("VM stopped serving: {e}"))?;
+    touch(last, PAGE_SIZE);
+    Ok(format!(
+        "{pages} pages touched = +{pages} resident (VM agrees: {vm_faults} demand-zero faults); unmapped: every frame back ({kept} page-table frames kept until exit); {CYCLES} map/unmap cycles: unchanged; 6 bad requests refused"
+    ))
+}
+
+fn read_only() -> ! {
+    let base = match vm::map_anonymous(4 * PAGE_SIZE, false) {
+        Ok(base) => base,
+        Err(error) => {
+            println!("vm_storm: FAIL read-only map: {error}");
+            syscall::process_exit(1);
+        }
+    };
+    // SAFETY: VM mapped these pages for this process; reading never changes them.
+    let value = unsafe { (base as *const u8).read_volatile() };
+    println!("read-only page reads {value}; now writing it");
+    // SAFETY: the same mapping; the write is meant to fault (VM refuses it).
+    unsafe { (base as *mut u8).write_volatile(1) };
+    println!("vm_storm: FAIL wrote to a read-only mapping");
+    syscall::process_exit(1)
+}
+
+fn main(args: &str) -> i32 {
+    if args.trim() == "readonly" {
+        read_only();
+    }
+    let status = match storm() {
+        Ok(summary) => {
+            println!("vm_storm: PASS {summary}");
+            0
+        }
+        Err(reason) => {
+            println!("vm_storm: FAIL {reason}");
+            1
+        }
+    };
+    let _ = syscall::shutdown(status);
+    status as i32
+}

@@ -2,7 +2,7 @@
 //! kernel call and the monitor channel. One pass over the thread table builds everything.
 
 use crate::system::Kernel;
-use vigil_abi::introspect::{encode_state, ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
+use vigil_abi::introspect::{ProcessRecord, ThreadRecord, RECORD_NAME_BYTES};
 use vigil_kcore::slot::MAX_PROCESSES;
 
 /// Where `visit_records` puts the records it builds.
@@ -27,13 +27,12 @@ impl Kernel {
     pub fn visit_records(&self, sink: &mut impl RecordSink) {
         let mut threads_per_process = [0u32; MAX_PROCESSES];
         let mut cpu_per_process = [0u64; MAX_PROCESSES];
-        for (slot, state) in self.table.threads() {
+        for (slot, (code, wait_target, wait_argument)) in self.table.encoded_threads() {
             let control = &self.threads[slot];
             let owner = control.process();
             let process = &self.processes[owner];
             threads_per_process[owner.index()] += 1;
             cpu_per_process[owner.index()] += control.counters().cpu_ns;
-            let (code, wait_target, wait_argument) = encode_state(&state);
             sink.thread(&ThreadRecord {
                 endpoint: control.endpoint(),
                 pid: process.pid(),

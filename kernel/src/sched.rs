@@ -7,9 +7,7 @@
 use crate::arch::{cpu, user_entry};
 use crate::system::{Kernel, KERNEL, QUANTUM_TICKS};
 use crate::time;
-use vigil_abi::introspect::encode_state;
 use vigil_abi::trace::EventKind;
-use vigil_abi::wait::ThreadState;
 use vigil_abi::Endpoint;
 use vigil_kcore::sched::{self as policy, Decision, Running};
 use vigil_kcore::slot::ThreadSlot;
@@ -114,10 +112,7 @@ impl Kernel {
         let next = self.choose_next();
         if next != previous {
             let (previous_endpoint, previous_state) = match previous {
-                Some(slot) => (
-                    self.table.endpoint(slot),
-                    encode_state(&self.table.state(slot)).0,
-                ),
+                Some(slot) => (self.table.endpoint(slot), self.table.encoded_state(slot).0),
                 None => (Endpoint::NONE, 0),
             };
             let next_endpoint = next.map_or(Endpoint::NONE, |slot| self.table.endpoint(slot));
@@ -132,7 +127,7 @@ impl Kernel {
 
     fn choose_next(&mut self) -> Option<ThreadSlot> {
         if let Some(slot) = self.cpu.current {
-            let running = (self.table.state(slot) == ThreadState::Running).then(|| Running {
+            let running = self.table.is_running(slot).then(|| Running {
                 priority: self.priority_of(slot),
                 quantum_left: self.threads[slot].quantum_left(),
             });

@@ -320,6 +320,21 @@ impl Slot {
         self.arg1 = argument;
     }
 
+    /// The state as `introspect::encode_state` lays it out, straight from the stored codes
+    /// (no decoding: the snapshot and the context-switch trace read it for every thread).
+    fn encoded(&self) -> (u8, Endpoint, u64) {
+        let target = match self.kind {
+            kind::SENDING
+            | kind::RECEIVING
+            | kind::AWAITING_REPLY
+            | kind::MUTEX
+            | kind::JOINING
+            | kind::WAITING_FOR_VM => Endpoint(self.arg0),
+            _ => Endpoint::NONE,
+        };
+        (self.kind, target, self.arg1)
+    }
+
     /// Not Free and not Dead.
     fn is_live(&self) -> bool {
         self.kind != kind::FREE && self.kind != kind::DEAD
@@ -446,6 +461,25 @@ impl ThreadTable {
     /// Current state of `slot`.
     pub fn state(&self, slot: ThreadSlot) -> ThreadState {
         self.slots[slot.index()].state()
+    }
+
+    /// Current state of `slot` as `introspect::encode_state` would encode it.
+    pub fn encoded_state(&self, slot: ThreadSlot) -> (u8, Endpoint, u64) {
+        self.slots[slot.index()].encoded()
+    }
+
+    /// Whether `slot` is the thread on the CPU (Running).
+    pub fn is_running(&self, slot: ThreadSlot) -> bool {
+        self.slots[slot.index()].kind == kind::RUNNING
+    }
+
+    /// Every slot that is not Free with its state encoded as `encoded_state`, lowest first.
+    pub fn encoded_threads(&self) -> impl Iterator<Item = (ThreadSlot, (u8, Endpoint, u64))> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind != kind::FREE)
+            .map(|(i, s)| (ThreadSlot::at(i), s.encoded()))
     }
 
     /// Current endpoint of `slot` (its generation), whatever its state.
@@ -1400,11 +1434,18 @@ mod tests {
             ThreadState::Sleeping { until_ns: 99 },
             ThreadState::Joining { thread: t },
             ThreadState::Dead { exit_code: 3 },
+            ThreadState::WaitingForVm {
+                vm: t,
+                address: 0x2000_0000_0ff8,
+                access: FaultAccess::Write,
+            },
         ] {
             let mut slot = ThreadTable::new().slots[0];
             slot.set_state(state);
             assert_eq!(slot.state(), state);
             let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
+            // The stored codes are the encoding, target included, with no decoding.
+            assert_eq!(slot.encoded(), (code, target, argument), "{state:?}");
             assert_eq!((slot.kind, slot.arg1), (code, argument), "{state:?}");
             if target != Endpoint::NONE {
                 assert_eq!(slot.arg0, target.0, "{state:?}");

@@ -413,6 +413,29 @@ enum SendMode {
     NonBlocking,
 }
 
+/// [`ThreadTable::encoded_threads`]: the scan over free slots reads one byte each and does
+/// nothing else (written out, so the encoding is not computed ahead for every slot).
+pub struct EncodedThreads<'a> {
+    slots: &'a [Slot; MAX_THREADS],
+    next: usize,
+}
+
+impl Iterator for EncodedThreads<'_> {
+    type Item = (ThreadSlot, (u8, Endpoint, u64));
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next < MAX_THREADS {
+            let index = self.next;
+            self.next += 1;
+            let slot = &self.slots[index];
+            if slot.kind != kind::FREE {
+                return Some((ThreadSlot::at(index), slot.encoded()));
+            }
+        }
+        None
+    }
+}
+
 /// The thread table.
 #[repr(C)]
 #[cfg_attr(test, derive(Clone, PartialEq, Eq))]
@@ -474,12 +497,11 @@ impl ThreadTable {
     }
 
     /// Every slot that is not Free with its state encoded as `encoded_state`, lowest first.
-    pub fn encoded_threads(&self) -> impl Iterator<Item = (ThreadSlot, (u8, Endpoint, u64))> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.kind != kind::FREE)
-            .map(|(i, s)| (ThreadSlot::at(i), s.encoded()))
+    pub fn encoded_threads(&self) -> EncodedThreads<'_> {
+        EncodedThreads {
+            slots: &self.slots,
+            next: 0,
+        }
     }
 
     /// Current endpoint of `slot` (its generation), whatever its state.

@@ -423,16 +423,14 @@ pub struct EncodedThreads<'a> {
 impl Iterator for EncodedThreads<'_> {
     type Item = (ThreadSlot, (u8, Endpoint, u64));
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        while self.next < MAX_THREADS {
-            let index = self.next;
-            self.next += 1;
-            let slot = &self.slots[index];
-            if slot.kind != kind::FREE {
-                return Some((ThreadSlot::at(index), slot.encoded()));
-            }
-        }
-        None
+        // First the next slot in use, by a loop that only compares (so nothing of the
+        // encoding is computed for the free slots it passes), then its encoding.
+        let rest = self.slots.get(self.next..)?;
+        let index = self.next + rest.iter().position(|slot| slot.kind != kind::FREE)?;
+        self.next = index + 1;
+        Some((ThreadSlot::at(index), self.slots[index].encoded()))
     }
 }
 

@@ -66,6 +66,6 @@ impl Kernel {
 
     /// Threads that are not Free, and live processes.
     pub fn record_counts(&self) -> (usize, usize) {
-        (self.table.threads().count(), self.processes.live().count())
+        (self.table.slots_in_use(), self.processes.live().count())
     }
 }

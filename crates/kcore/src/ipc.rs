@@ -413,24 +413,32 @@ enum SendMode {
     NonBlocking,
 }
 
-/// [`ThreadTable::encoded_threads`]: the scan over free slots reads one byte each and does
-/// nothing else (written out, so the encoding is not computed ahead for every slot).
+/// [`ThreadTable::encoded_threads`]: stops after the last slot in use, so its cost follows
+/// the number of threads, not the size of the table.
 pub struct EncodedThreads<'a> {
     slots: &'a [Slot; MAX_THREADS],
     next: usize,
+    /// Slots in use not yet returned: at 0 the scan is over.
+    remaining: u64,
 }
 
 impl Iterator for EncodedThreads<'_> {
     type Item = (ThreadSlot, (u8, Endpoint, u64));
 
-    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        // First the next slot in use, by a loop that only compares (so nothing of the
-        // encoding is computed for the free slots it passes), then its encoding.
-        let rest = self.slots.get(self.next..)?;
-        let index = self.next + rest.iter().position(|slot| slot.kind != kind::FREE)?;
-        self.next = index + 1;
-        Some((ThreadSlot::at(index), self.slots[index].encoded()))
+        if self.remaining == 0 {
+            return None;
+        }
+        while self.next < MAX_THREADS {
+            let index = self.next;
+            self.next += 1;
+            let slot = &self.slots[index];
+            if slot.kind != kind::FREE {
+                self.remaining -= 1;
+                return Some((ThreadSlot::at(index), slot.encoded()));
+            }
+        }
+        None
     }
 }
 
@@ -441,10 +449,13 @@ pub struct ThreadTable {
     slots: [Slot; MAX_THREADS],
     /// Source of `Slot::wait_seq` (monotonic).
     wait_sequence: u64,
+    /// Slots that are not Free: the scans of the table stop once they have seen them all
+    /// (slots are handed out lowest first, so a system of 10 threads scans about 10).
+    in_use: u64,
 }
 
 const _: () =
-    assert!(core::mem::size_of::<ThreadTable>() == MAX_THREADS * core::mem::size_of::<Slot>() + 8);
+    assert!(core::mem::size_of::<ThreadTable>() == MAX_THREADS * core::mem::size_of::<Slot>() + 16);
 
 impl ThreadTable {
     /// An empty table, all slots Free with generation 0. The kernel keeps it in a `static`,
@@ -454,14 +465,20 @@ impl ThreadTable {
         ThreadTable {
             slots: [Slot::EMPTY; MAX_THREADS],
             wait_sequence: 0,
+            in_use: 0,
         }
+    }
+
+    /// Slots that are not Free (live or Dead threads).
+    pub fn slots_in_use(&self) -> usize {
+        self.in_use as usize
     }
 
     /// Allocates the lowest free slot for a new thread of `process`, bumps its generation,
     /// sets it Ready, and returns its endpoint. `OutOfResources` when full.
     /// Whether `create` would find a free slot.
     pub fn has_free_slot(&self) -> bool {
-        self.slots.iter().any(|s| s.kind == kind::FREE)
+        self.in_use < MAX_THREADS as u64
     }
 
     pub fn create(&mut self, process: ProcessSlot) -> Result<Endpoint, Error> {
@@ -476,7 +493,9 @@ impl ThreadTable {
         slot.generation = generation;
         slot.process = process;
         slot.set_state(ThreadState::Ready);
-        Ok(slot.endpoint(ThreadSlot::at(index)))
+        let endpoint = slot.endpoint(ThreadSlot::at(index));
+        self.in_use += 1;
+        Ok(endpoint)
     }
 
     /// Current state of `slot`.
@@ -499,6 +518,7 @@ impl ThreadTable {
         EncodedThreads {
             slots: &self.slots,
             next: 0,
+            remaining: self.in_use,
         }
     }
 
@@ -1008,6 +1028,7 @@ impl ThreadTable {
         let generation = s.generation;
         *s = Slot::EMPTY;
         s.generation = generation;
+        self.in_use -= 1;
     }
 
     /// Slots of `process` that are not Free, lowest first (for process exit).
@@ -1796,7 +1817,7 @@ mod tests {
         let bytes = unsafe {
             core::slice::from_raw_parts((&*table as *const ThreadTable).cast::<u8>(), size)
         };
-        assert_eq!(bytes.len(), MAX_THREADS * 328 + 8);
+        assert_eq!(bytes.len(), MAX_THREADS * 328 + 16);
         assert!(bytes.iter().all(|&b| b == 0));
         assert_eq!(STATIC_TABLE.state(ts(0)), ThreadState::Free);
         assert_eq!(STATIC_TABLE.endpoint(ts(5)), Endpoint::new(5, 0));
@@ -3103,6 +3124,12 @@ mod tests {
     }
 
     fn check_invariants(t: &ThreadTable, env: &TestEnv) {
+        // The count of slots in use is exact, and the encoded scan sees every one of them.
+        let in_use = t.slots.iter().filter(|s| s.kind != kind::FREE).count();
+        assert_eq!(t.slots_in_use(), in_use);
+        let encoded: Vec<ThreadSlot> = t.encoded_threads().map(|(slot, _)| slot).collect();
+        let listed: Vec<ThreadSlot> = t.threads().map(|(slot, _)| slot).collect();
+        assert_eq!(encoded, listed);
         let mut queued = [0u32; MAX_THREADS];
         for d in ThreadSlot::all() {
             let slot = &t.slots[d.index()];

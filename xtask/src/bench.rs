@@ -22,6 +22,7 @@ use crate::user;
 
 /// The programs a benchmark run boots, in order.
 pub const BENCH_PROGRAMS: &[&str] = &[
+    "vm kcalls=vm",
     "bench_server",
     "bench_client kcalls=shutdown+snapshot+tracemask",
 ];
@@ -299,6 +300,10 @@ pub fn reference(name: &str) -> Option<&'static str> {
         "ipc_roundtrip" => {
             Some("seL4 fast path 415, Linux eventfd 10,556 instructions; Vigil aims ≤ 400")
         }
+        "vm_fault_demand_zero" => Some(
+            "Linux in-kernel demand-zero fault 8,667 instructions; Vigil aims ≤ 8,667 (slow IPC path)",
+        ),
+        "vm_map_touch_unmap" => Some("Linux mmap+touch+munmap 27,213 instructions"),
         _ => None,
     }
 }

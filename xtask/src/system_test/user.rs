@@ -187,10 +187,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         // A smoke test of the benchmark programs (figures are `cargo xtask bench`'s job).
         deadline: secs(60),
         check: check_bench,
-        programs: &[
-            "bench_server",
-            "bench_client kcalls=shutdown+snapshot+tracemask",
-        ],
+        programs: crate::bench::BENCH_PROGRAMS,
         ..USER
     },
 ];
@@ -413,13 +410,15 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 9] = [
+const BENCHMARKS: [&str; 11] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
     "context_switch",
     "null_syscall_traced",
     "ipc_roundtrip_untraced",
+    "vm_fault_demand_zero",
+    "vm_map_touch_unmap",
     "snapshot_10_threads",
     "snapshot_100_threads",
     "snapshot_1000_threads",

@@ -12,9 +12,15 @@
 //!   tracing on IPC show as differences and ratios;
 //! - `snapshot_<n>_threads`: one snapshot kernel call with about `n` threads alive (idle
 //!   threads are added to reach 10, 100 and 1000), with `per_thread_cycles=` added;
+//! - `vm_fault_demand_zero`: the first touch of a page of an anonymous mapping — the page
+//!   fault, the kernel's message to the VM server, its decision, `VmMap`, `VmResume` and
+//!   the return to the faulting instruction;
+//! - `vm_map_touch_unmap`: asking VM for a one-page mapping, touching it, unmapping it
+//!   (three requests to VM and one fault);
 //!
 //! then `bench: done`, and shuts down with success. Boot with
-//! `kcalls=shutdown+snapshot+tracemask` and enough memory for 1000 thread stacks (256M).
+//! `kcalls=shutdown+snapshot+tracemask` and enough memory for 1000 thread stacks (256M),
+//! after the VM server (`vm kcalls=vm`).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -25,7 +31,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use vigil_abi::trace::{EventKind, DEFAULT_EVENT_MASK};
 use vigil_programs::{lookup_with_retry, median_and_min};
-use vigil_rt::{introspect, ipc, println, process, syscall, thread, tsc, Endpoint, Message};
+use vigil_rt::{introspect, ipc, println, process, syscall, thread, tsc, vm, Endpoint, Message};
 
 vigil_rt::entry!(main);
 
@@ -46,6 +52,7 @@ fn main(_args: &str) -> i32 {
     ok &= measure("notify_roundtrip", 1, || notify_round_trip(server));
     ok &= context_switch();
     ok &= tracing_costs(server);
+    ok &= vm_costs();
     ok &= snapshot_costs();
     if ok {
         println!("bench: done");
@@ -53,6 +60,45 @@ fn main(_args: &str) -> i32 {
         println!("bench: FAIL: a measured operation failed");
     }
     process::shutdown(ok)
+}
+
+/// Touches one byte of the page at `address`.
+fn touch(address: u64) {
+    // SAFETY: `address` is in a writable mapping VM made for this process and nothing
+    // else uses; the first touch faults the page in through VM.
+    unsafe { (address as *mut u8).write_volatile(1) };
+}
+
+/// The VM rows: one timed first touch per page of a mapping, then map/touch/unmap cycles.
+fn vm_costs() -> bool {
+    const PAGE: u64 = vigil_rt::abi::vm::PAGE_SIZE;
+    let pages = (WARMUP + ITERATIONS) as u64;
+    let base = match vm::map_anonymous(pages * PAGE, true) {
+        Ok(base) => base,
+        Err(error) => {
+            println!(
+                "bench: FAIL: the VM server refused a mapping (boot `vm kcalls=vm` first): {error}"
+            );
+            return false;
+        }
+    };
+    let mut next = 0;
+    let ok = measure("vm_fault_demand_zero", 1, || {
+        touch(base + next * PAGE);
+        next += 1;
+        true
+    });
+    let released = vm::unmap(base, pages * PAGE).is_ok();
+    ok && released
+        && measure("vm_map_touch_unmap", 1, || {
+            match vm::map_anonymous(PAGE, true) {
+                Ok(page) => {
+                    touch(page);
+                    vm::unmap(page, PAGE).is_ok()
+                }
+                Err(_) => false,
+            }
+        })
 }
 
 fn ipc_round_trip(server: Endpoint) -> bool {

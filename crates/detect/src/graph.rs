@@ -23,6 +23,8 @@ pub enum EdgeKind {
     Mutex { address: u64 },
     /// Waiting for the target to exit.
     Join,
+    /// Blocked on a page fault at `address` the target (the VM server) resolves.
+    PageFault { address: u64 },
 }
 
 /// `from` waits for `to` (both raw thread endpoints).
@@ -50,6 +52,7 @@ pub(crate) fn edge_of(thread: &vigil_wire::ThreadInfo) -> Option<WaitEdge> {
         ThreadState::Receiving { .. } => EdgeKind::Receive,
         ThreadState::Mutex { address, .. } => EdgeKind::Mutex { address },
         ThreadState::Joining { .. } => EdgeKind::Join,
+        ThreadState::WaitingForVm { address, .. } => EdgeKind::PageFault { address },
         _ => return None,
     };
     Some(WaitEdge {
@@ -381,6 +384,34 @@ mod tests {
             to,
             kind: EdgeKind::Send,
         }
+    }
+
+    #[test]
+    fn a_thread_waiting_for_vm_has_an_edge_to_vm() {
+        let vm = Endpoint::new(1, 1);
+        let state = ThreadState::WaitingForVm {
+            vm,
+            address: 0x7eff_fffb_0000,
+            access: vigil_abi::vm::FaultAccess::Write,
+        };
+        let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
+        let thread = vigil_wire::ThreadInfo {
+            endpoint: Endpoint::new(4, 2).0,
+            state: code,
+            wait_target: target.0,
+            wait_argument: argument,
+            ..Default::default()
+        };
+        assert_eq!(
+            edge_of(&thread),
+            Some(WaitEdge {
+                from: Endpoint::new(4, 2).0,
+                to: vm.0,
+                kind: EdgeKind::PageFault {
+                    address: 0x7eff_fffb_0000
+                },
+            })
+        );
     }
 
     #[test]

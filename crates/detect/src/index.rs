@@ -91,6 +91,9 @@ impl<'a> SnapshotIndex<'a> {
             EdgeKind::Receive => format!("receiving from {to}"),
             EdgeKind::Mutex { address } => format!("mutex {address:#x} owned by {to}"),
             EdgeKind::Join => format!("joining {to}"),
+            EdgeKind::PageFault { address } => {
+                format!("waiting for {to} to resolve a page fault at {address:#x}")
+            }
         }
     }
 

@@ -393,6 +393,23 @@ mod tests {
         );
         assert_eq!(text(ThreadState::Running), "running");
         assert_eq!(text(ThreadState::Dead { exit_code: 3 }), "dead (exit 3)");
+        // A page fault the VM server is resolving names VM and the fault.
+        assert_eq!(
+            text(ThreadState::WaitingForVm {
+                vm: worker,
+                address: 0x2000_0000_1000,
+                access: vigil_abi::vm::FaultAccess::Write,
+            }),
+            format!("waiting for VM {worker_label}: page fault at 0x200000001000 (write)")
+        );
+        assert_eq!(
+            state_name(Some(ThreadState::WaitingForVm {
+                vm: worker,
+                address: 0,
+                access: vigil_abi::vm::FaultAccess::Read,
+            })),
+            "vm"
+        );
         // A thread never seen in a snapshot reads as slot.generation.
         assert_eq!(
             text(ThreadState::Joining {

@@ -36,12 +36,18 @@ impl Profile {
     }
 }
 
-/// The workspace root (the parent of this crate).
+/// The workspace root (the parent of this crate). `cargo xtask` (`cargo run`) sets
+/// CARGO_MANIFEST_DIR for the run, so a copied checkout uses its own tree even when its
+/// `target/` holds an xtask built in the original; the path compiled in is the fallback.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
+        .map(Path::to_path_buf)
         .expect("xtask lives inside the workspace")
-        .to_path_buf()
 }
 
 /// The cargo executable that started us (so the pinned toolchain is used), or `cargo`.

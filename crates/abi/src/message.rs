@@ -11,6 +11,16 @@ pub const PAYLOAD_WORDS: usize = 6;
 /// notification count coalesced into this delivery, `payload[1]` the kernel time in ns.
 pub const KIND_NOTIFY: u32 = 0xffff_0001;
 
+/// Message kinds from here up are the kernel's (notifications, page faults, exit notices):
+/// a message of such a kind sent by user code is refused with `InvalidArgument`, so no
+/// program can pass itself off as the kernel.
+pub const KERNEL_KINDS_START: u32 = 0xffff_0000;
+
+/// Whether user code may send a message of `kind`.
+pub const fn user_may_send(kind: u32) -> bool {
+    kind < KERNEL_KINDS_START
+}
+
 /// An IPC message. `source` is written by the kernel on delivery (a sender cannot forge it);
 /// `kind` and `payload` are the sender's.
 #[repr(C, align(8))]

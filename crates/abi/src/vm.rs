@@ -25,8 +25,7 @@ pub const KIND_PAGE_FAULT: u32 = 0xffff_0002;
 /// Kernel → VM: a process exited; `payload[0]` is its pid.
 pub const KIND_PROCESS_EXIT: u32 = 0xffff_0003;
 
-/// Message kinds from `0xffff_0000` up are the kernel's: user code cannot send them.
-pub const KERNEL_KINDS_START: u32 = 0xffff_0000;
+pub use crate::message::KERNEL_KINDS_START;
 
 /// Requests programs send the VM server (with `SendReceive`; the server is the boot process
 /// named `vm`), and its reply. Every reply has kind [`request::REPLY`] and the outcome in

@@ -67,7 +67,7 @@ use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
 // (measured with `cargo xtask bench`); a test keeps the two encodings identical.
 use vigil_abi::introspect::state_code as kind;
 use vigil_abi::introspect::VM_ACCESS_SHIFT;
-use vigil_abi::message::KIND_NOTIFY;
+use vigil_abi::message::{user_may_send, KIND_NOTIFY};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::vm::FaultAccess;
 use vigil_abi::wait::ThreadState;
@@ -646,10 +646,17 @@ impl ThreadTable {
             let sender_endpoint = self.endpoint(sender);
             if matches(from, sender_endpoint) {
                 let sender_buffer = self.slots[sender.index()].buffer;
-                match env.read_message(sender, sender_buffer) {
+                let read = env.read_message(sender, sender_buffer).and_then(|message| {
+                    if user_may_send(message.kind) {
+                        Ok(message)
+                    } else {
+                        Err(Error::InvalidArgument)
+                    }
+                });
+                match read {
                     Err(e) => {
-                        // The sender's buffer went bad while it waited: its send fails and
-                        // the receiver keeps looking.
+                        // The sender's buffer went bad while it waited (or now holds a
+                        // kernel kind): its send fails and the receiver keeps looking.
                         self.queue_remove(caller, sender);
                         self.wake(env, sender, Err(e));
                     }
@@ -778,7 +785,12 @@ impl ThreadTable {
             if entry.flags & async_flags::VALID == 0 || entry.flags & async_flags::DONE != 0 {
                 continue;
             }
-            let d = match self.check_destination(env, caller, entry.destination) {
+            let checked = if user_may_send(entry.message.kind) {
+                self.check_destination(env, caller, entry.destination)
+            } else {
+                Err(Error::InvalidArgument)
+            };
+            let d = match checked {
                 Ok(d) => d,
                 Err(e) => {
                     env.write_async_status(
@@ -1183,7 +1195,8 @@ impl ThreadTable {
             env.read_message(caller, buffer)
         };
         let mut message = match read {
-            Ok(m) => m,
+            Ok(m) if user_may_send(m.kind) => m,
+            Ok(_) => return Outcome::Complete(Err(Error::InvalidArgument)),
             Err(e) => return Outcome::Complete(Err(e)),
         };
         let me = self.endpoint(caller);
@@ -1312,6 +1325,18 @@ impl ThreadTable {
                     || entry.flags & async_flags::DONE != 0
                     || entry.destination != receiver_endpoint
                 {
+                    continue;
+                }
+                if !user_may_send(entry.message.kind) {
+                    // Rewritten to a kernel kind after SendAsync checked it: refused, done.
+                    let flags = entry.flags | async_flags::DONE | async_flags::FAILED;
+                    let refused = Error::InvalidArgument as u32;
+                    if env
+                        .write_async_status(sender, table, index, flags, refused)
+                        .is_err()
+                    {
+                        break;
+                    }
                     continue;
                 }
                 any_left = true;
@@ -2494,6 +2519,80 @@ mod tests {
     }
 
     // ----- Async -----
+
+    // ----- Kernel message kinds cannot be sent by user code -----
+
+    #[test]
+    fn a_send_of_a_kernel_kind_is_refused_and_changes_nothing() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        for kind in [
+            KIND_NOTIFY,
+            vigil_abi::message::KERNEL_KINDS_START,
+            u32::MAX,
+        ] {
+            w.load(a, kind, 1);
+            assert_eq!(w.send(a, eb), err(Error::InvalidArgument), "{kind:#x}");
+            assert_eq!(w.sendrec(a, eb), err(Error::InvalidArgument), "{kind:#x}");
+            assert_eq!(
+                w.t.send_nonblocking(&mut w.env, a, eb, buf(a)),
+                Err(Error::InvalidArgument)
+            );
+        }
+        assert_eq!(
+            w.t.state(b),
+            ThreadState::Receiving {
+                from: Endpoint::ANY
+            }
+        );
+        assert!(w.unblocks().is_empty());
+        // The largest user kind still goes through.
+        w.load(a, vigil_abi::message::KERNEL_KINDS_START - 1, 2);
+        assert_eq!(w.send(a, eb), DONE_OK);
+        assert_eq!(w.inbox(b).kind, 0xfffe_ffff);
+    }
+
+    #[test]
+    fn a_queued_sender_that_rewrites_its_message_to_a_kernel_kind_fails() {
+        let mut w = World::new();
+        let [(a, _), (b, eb), (c, ec)] = w.spawn_n();
+        w.load(a, 5, 1);
+        assert_eq!(w.send(a, eb), Outcome::Blocked);
+        w.load(c, 6, 2);
+        assert_eq!(w.send(c, eb), Outcome::Blocked);
+        // While it waits, the sender turns its message into a forged notification.
+        w.load(a, KIND_NOTIFY, 1);
+        assert_eq!(w.recv(b, Endpoint::ANY), DONE_OK);
+        assert_eq!((w.inbox(b).source, w.inbox(b).kind), (ec, 6));
+        let mut unblocks = w.unblocks();
+        unblocks.sort_by_key(|(slot, _)| *slot);
+        assert_eq!(unblocks, [(a, Err(Error::InvalidArgument)), (c, Ok(0))]);
+    }
+
+    #[test]
+    fn async_entries_of_a_kernel_kind_are_refused() {
+        let mut w = World::new();
+        let [(a, _), (b, eb)] = w.spawn_n();
+        w.set_table(
+            a,
+            &[
+                async_entry(eb, VALID, KIND_NOTIFY),
+                async_entry(eb, VALID, 7),
+            ],
+        );
+        assert_eq!(w.send_async(a, 2), Ok(0));
+        assert_eq!(w.entry(a, 0).flags, VALID | DONE | FAILED);
+        assert_eq!(w.entry(a, 0).result, Error::InvalidArgument as u32);
+        // Rewritten after SendAsync checked it: refused when the receiver takes it.
+        let mut table = w.env.entries(a, table_of(a)).to_vec();
+        table[1].message.kind = vigil_abi::vm::KIND_PAGE_FAULT;
+        w.set_table(a, &table);
+        assert_eq!(w.recv(b, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(w.entry(a, 1).flags, VALID | DONE | FAILED);
+        assert_eq!(w.entry(a, 1).result, Error::InvalidArgument as u32);
+        assert_eq!(w.t.pending_async_senders(b), 0);
+    }
 
     #[test]
     fn send_async_delivers_to_a_waiting_receiver() {

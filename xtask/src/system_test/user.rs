@@ -294,6 +294,9 @@ fn check_errors(console: &Console) -> Result<(), String> {
     }
     console.require_line_with(&["errors: case ", "(cycle) -> ELOCKED: ok"])?;
     console.require_line_with(&["errors: case system call 999 -> ENOSYS: ok"])?;
+    // A forged notification (a user message of the kernel's kind) is refused.
+    console
+        .require("errors: case send a message of the kernel's notification kind -> EINVAL: ok")?;
     console.require("errors: errors: PASS ")?;
     require_success_shutdown(console, "errors")
 }

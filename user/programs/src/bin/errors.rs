@@ -181,6 +181,14 @@ fn endpoint_cases(cases: &mut Cases, peers: &Peers) {
         Error::BadEndpoint,
     );
 
+    // A message of a kernel kind would pass for a notification (or a page fault).
+    let forged = Message::new(vigil_rt::abi::message::KIND_NOTIFY);
+    cases.expect(
+        "send a message of the kernel's notification kind",
+        ipc::send(helper, &forged),
+        Error::InvalidArgument,
+    );
+
     let me = ipc::self_endpoint();
     cases.expect("send to self", ipc::send(me, &message), Error::SelfTarget);
     let mut round_trip = message;

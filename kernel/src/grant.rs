@@ -1,7 +1,8 @@
 //! Memory grants: a process lets another copy from or into a range of its memory.
 //!
 //! The grant lives in the granting process's kernel record; its id is (slot + 1) plus the
-//! slot's generation, so a revoked or reused grant id is refused. The grantee is named by
+//! slot's 48-bit generation, so a revoked or reused grant id is refused — and never issued
+//! again (a slot whose generation is spent is retired). The grantee is named by
 //! pid, so a process that reuses the grantee's slot gets nothing.
 
 use crate::process::MAX_GRANTS;
@@ -18,8 +19,9 @@ use vigil_kcore::slot::ThreadSlot;
 #[derive(Clone, Copy, Debug)]
 pub struct Grant {
     in_use: bool,
-    /// Bumped on every reuse of the slot, so revoked grant ids go stale.
-    generation: u16,
+    /// Bumped on every reuse of the slot, so revoked grant ids go stale. At
+    /// `LAST_GENERATION` the slot is retired: an id is never issued twice.
+    generation: u64,
     grantee_pid: u32,
     memory: UserSlice<u8>,
     access: GrantAccess,
@@ -61,13 +63,17 @@ pub struct SafeCopyRequest {
     pub direction: CopyDirection,
 }
 
-fn grant_id(index: usize, generation: u16) -> u64 {
-    (index as u64 + 1) | (u64::from(generation) << 16)
+/// The last generation a grant slot reaches (48 bits of the id); then it is retired.
+const LAST_GENERATION: u64 = (1 << 48) - 1;
+
+/// A grant id: the slot + 1 in the low 16 bits, the generation above.
+fn grant_id(index: usize, generation: u64) -> u64 {
+    (index as u64 + 1) | (generation << 16)
 }
 
-fn grant_index(id: u64) -> Option<(usize, u16)> {
+fn grant_index(id: u64) -> Option<(usize, u64)> {
     let index = (id & 0xffff).checked_sub(1)? as usize;
-    (index < MAX_GRANTS && id >> 32 == 0).then_some((index, (id >> 16) as u16))
+    (index < MAX_GRANTS).then_some((index, id >> 16))
 }
 
 /// GrantCreate: `grantee`'s process may copy from/to `memory` as `access` says.
@@ -96,9 +102,9 @@ pub fn create(
     let grants = kernel.processes[process].grants_mut();
     let index = grants
         .iter()
-        .position(|g| !g.in_use)
+        .position(|g| !g.in_use && g.generation < LAST_GENERATION)
         .ok_or(Error::OutOfResources)?;
-    let generation = grants[index].generation.wrapping_add(1);
+    let generation = grants[index].generation + 1;
     grants[index] = Grant {
         in_use: true,
         generation,

@@ -395,6 +395,9 @@ fn misc_cases(cases: &mut Cases) {
 }
 
 /// Grants with bad arguments, and joining a thread of another process.
+/// Create/revoke cycles that would wrap a 16-bit grant generation.
+const GRANT_CYCLES: u32 = 1 << 16;
+
 fn grant_and_join_cases(cases: &mut Cases, peers: &Peers) {
     let buffer = [0u8; 64];
     // SAFETY: the grant is refused (access 0); even if it were created, it would only be
@@ -420,6 +423,43 @@ fn grant_and_join_cases(cases: &mut Cases, peers: &Peers) {
         )
     };
     cases.expect("grant_create of unmapped memory", unmapped, Error::Fault);
+    // A revoked grant id is never issued again, even after 65,536 create/revoke cycles
+    // on one slot (a 16-bit generation would wrap there).
+    let mut first = None;
+    let mut reissued = false;
+    for _ in 0..=GRANT_CYCLES {
+        // SAFETY: READ access to our own buffer, which outlives the grant: it is revoked
+        // at once.
+        let grant = unsafe {
+            ipc::grant_create(
+                peers.helper,
+                buffer.as_ptr(),
+                buffer.len(),
+                grant_access::READ,
+            )
+        };
+        let Ok(grant) = grant else {
+            println!("errors: WRONG: grant_create failed in the reissue cycle: {grant:?}");
+            break;
+        };
+        let _ = ipc::grant_revoke(grant);
+        match first {
+            None => first = Some(grant),
+            Some(first) => reissued |= first == grant,
+        }
+    }
+    let stale = first.map_or(Err(Error::BadGrant), |first| {
+        if reissued {
+            Ok(())
+        } else {
+            ipc::grant_revoke(first)
+        }
+    });
+    cases.expect(
+        "revoke a grant id revoked 65,536 create/revoke cycles ago (never reissued)",
+        stale,
+        Error::BadGrant,
+    );
     cases.expect(
         "join a thread of another process",
         syscall::thread_join(peers.helper),

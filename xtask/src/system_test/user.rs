@@ -297,6 +297,11 @@ fn check_errors(console: &Console) -> Result<(), String> {
     // A forged notification (a user message of the kernel's kind) is refused.
     console
         .require("errors: case send a message of the kernel's notification kind -> EINVAL: ok")?;
+    // A revoked grant id is never reissued (a 16-bit generation wrapped after 65,536).
+    console.require_line_with(&[
+        "errors: case revoke a grant id revoked 65,536 create/revoke cycles ago",
+        "-> EBADGRANT: ok",
+    ])?;
     console.require("errors: errors: PASS ")?;
     require_success_shutdown(console, "errors")
 }

@@ -609,6 +609,16 @@ mod tests {
                 .into(),
         );
         lines.push("[    0.2] INFO  errors: case system call 999 -> ENOSYS: ok".into());
+        lines.push(
+            "[    0.2] INFO  errors: case send a message of the kernel's notification kind -> \
+             EINVAL: ok"
+                .into(),
+        );
+        lines.push(
+            "[    0.2] INFO  errors: case revoke a grant id revoked 65,536 create/revoke cycles \
+             ago (never reissued) -> EBADGRANT: ok"
+                .into(),
+        );
         lines.push("[    0.2] INFO  errors: errors: PASS 60 cases".into());
         lines.push("[    0.2] INFO  shutdown requested by 'errors' (status 0)".into());
         let texts: Vec<&str> = lines.iter().map(String::as_str).collect();

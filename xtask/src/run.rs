@@ -426,13 +426,17 @@ impl Drop for Hub {
 
 /// Follows the console's process lines (`boot: started 'NAME' (pid N, …`, `process 'NAME'
 /// (pid N) exited with status S`, `… killed by …`) and says, once, when every started
-/// program has ended: the kernel keeps running (idle) and says nothing of the kind.
+/// program has ended: the kernel keeps running (idle) and says nothing of the kind. The VM
+/// server serves the others and never exits by design, so it is not waited for.
 #[derive(Debug, Default)]
 pub struct ExitTracker {
     started: std::collections::BTreeSet<u64>,
     ended: std::collections::BTreeSet<u64>,
     announced: bool,
 }
+
+/// The system server `run` boots first, which never exits by design.
+const SYSTEM_SERVER: &str = "vm";
 
 /// The pid in "(pid N," or "(pid N)".
 fn pid_after(text: &str, marker: &str) -> Option<u64> {
@@ -445,7 +449,9 @@ impl ExitTracker {
     /// Takes one console line; the message to print when the last program has ended.
     pub fn line(&mut self, text: &str) -> Option<String> {
         if text.contains("boot: started '") {
-            self.started.extend(pid_after(text, "(pid "));
+            if !text.contains(&format!("boot: started '{}' (", SYSTEM_SERVER)) {
+                self.started.extend(pid_after(text, "(pid "));
+            }
         } else if text.contains("process '")
             && (text.contains(") exited with status ") || text.contains(") killed by "))
         {
@@ -577,6 +583,7 @@ mod tests {
         let lines = [
             "[    0.06] INFO  boot: started 'hello' (pid 1, priority 8, 1281 KiB image, entry 0x400000)",
             "[    0.07] INFO  boot: started 'crasher' (pid 2, priority 8, 1 KiB image, entry 0x400000)",
+            "[    0.07] INFO  boot: started 'vm' (pid 3, priority 8, 1 KiB image, entry 0x400000)",
             "[    0.08] INFO  process 'hello' (pid 1) exited with status 0",
         ];
         for line in lines {

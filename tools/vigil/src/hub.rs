@@ -10,7 +10,8 @@
 //!   boundary and damaged frames still show up in each client's own link health;
 //! - answers are routed: the kernel answers host commands in order, so the hub keeps a queue
 //!   of (client, expected answer) and sends each `Hello` / `CommandResult` answer only to the
-//!   client that asked; an unsolicited `Hello` goes to the clients not greeted yet (or to all
+//!   client that asked; an unsolicited `Hello` goes to the clients that asked for one and were
+//!   not greeted yet (or to all
 //!   when the kernel restarted); every client thus sees one `Hello` per session;
 //! - clients → kernel: each client's bytes are decoded as host frames; a frame that does not
 //!   decode is not forwarded (the kernel never sees it) and the client gets a
@@ -190,6 +191,9 @@ struct Client {
     tx: Sender<Arc<[u8]>>,
     /// Got a Hello in this kernel session.
     greeted: bool,
+    /// Sent a Hello of its own: only such clients are greeted by an unsolicited one (a raw
+    /// client that never asked gets the stream but no one else's Hello).
+    asked_hello: bool,
     bad_frames: u64,
     last_bad_reply: Option<Instant>,
 }
@@ -264,7 +268,7 @@ impl Hub {
         let ids: Vec<u64> = self
             .clients
             .iter()
-            .filter(|(_, c)| !only_ungreeted || !c.greeted)
+            .filter(|(_, c)| !only_ungreeted || (c.asked_hello && !c.greeted))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -409,6 +413,7 @@ impl Hub {
                         peer: peer.clone(),
                         tx,
                         greeted: false,
+                        asked_hello: false,
                         bad_frames: 0,
                         last_bad_reply: None,
                     },
@@ -472,7 +477,12 @@ impl Hub {
                     return;
                 }
                 let expect = match frame {
-                    HostFrame::Hello { .. } => Expect::Hello,
+                    HostFrame::Hello { .. } => {
+                        if let Some(client) = self.clients.get_mut(&id) {
+                            client.asked_hello = true;
+                        }
+                        Expect::Hello
+                    }
                     _ => Expect::Result,
                 };
                 if source.send(frame) {
@@ -676,6 +686,7 @@ mod tests {
                 peer: format!("c{id}"),
                 tx,
                 greeted: false,
+                asked_hello: true,
                 bad_frames: 0,
                 last_bad_reply: None,
             },
@@ -703,6 +714,28 @@ mod tests {
         rx.try_iter()
             .map(|bytes| decode_frame::<KernelFrame>(&bytes).expect("whole frames"))
             .collect()
+    }
+
+    #[test]
+    fn an_unsolicited_hello_greets_only_clients_that_asked_for_one() {
+        let mut hub = hub();
+        let asked = add_client(&mut hub, 1);
+        let raw = add_client(&mut hub, 2);
+        hub.clients.get_mut(&2).unwrap().asked_hello = false;
+        // No Hello is pending (say the client's own answer timed out): the kernel's Hello
+        // goes to the client that asked, not to the raw one, which still gets the stream.
+        hub.on_kernel_bytes(&hello(10));
+        let mut drops = Vec::new();
+        encode_kernel_frame(
+            &KernelFrame::Drops(vigil_wire::DropReport::default()),
+            &mut drops,
+        );
+        hub.on_kernel_bytes(&drops);
+        assert!(matches!(
+            frames(&asked).as_slice(),
+            [KernelFrame::Hello(_), KernelFrame::Drops(_)]
+        ));
+        assert!(matches!(frames(&raw).as_slice(), [KernelFrame::Drops(_)]));
     }
 
     #[test]

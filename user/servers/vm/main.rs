@@ -153,11 +153,24 @@ impl Server {
         }
     }
 
-    /// Unmaps what the policy released, in bounded kernel calls.
+    /// Unmaps what the policy released: each run of consecutive pages in one kernel call
+    /// (at most `MAX_PAGES_PER_CALL` pages).
     fn release(&self, pid: u32, released: &Released) {
-        for &page in released.private_pages.iter().chain(&released.shared_pages) {
-            if let Ok(range) = PageRange::new(page, 1) {
-                let _ = syscall::vm_unmap(Pid(pid), range);
+        for pages in [&released.private_pages, &released.shared_pages] {
+            let mut i = 0;
+            while i < pages.len() {
+                let start = pages[i];
+                let mut count = 1;
+                while i + (count as usize) < pages.len()
+                    && count < MAX_PAGES_PER_CALL
+                    && pages[i + count as usize] == start + count * PAGE_SIZE
+                {
+                    count += 1;
+                }
+                if let Ok(range) = PageRange::new(start, count) {
+                    let _ = syscall::vm_unmap(Pid(pid), range);
+                }
+                i += count as usize;
             }
         }
     }
@@ -200,7 +213,7 @@ impl Server {
                     .map(|base| [base, 0, 0, 0, 0])
             }
             request::UNMAP => self.vm.unmap(pid, p[0], p[1]).map(|released| {
-                self.release_in_chunks(pid, &released);
+                self.release(pid, &released);
                 [0; 5]
             }),
             request::STATS => match self.vm.process(pid) {
@@ -229,34 +242,6 @@ impl Server {
             }
         }
         reply
-    }
-
-    /// Unmaps released private pages, runs of consecutive pages in one call each (at most
-    /// `MAX_PAGES_PER_CALL`).
-    fn release_in_chunks(&self, pid: u32, released: &Released) {
-        let pages = &released.private_pages;
-        let mut i = 0;
-        while i < pages.len() {
-            let start = pages[i];
-            let mut count = 1;
-            while i + (count as usize) < pages.len()
-                && count < MAX_PAGES_PER_CALL
-                && pages[i + count as usize] == start + count * PAGE_SIZE
-            {
-                count += 1;
-            }
-            if let Ok(range) = PageRange::new(start, count) {
-                let _ = syscall::vm_unmap(Pid(pid), range);
-            }
-            i += count as usize;
-        }
-        self.release(
-            pid,
-            &Released {
-                shared_pages: released.shared_pages.clone(),
-                ..Released::default()
-            },
-        );
     }
 }
 

@@ -63,10 +63,20 @@ impl Kernel {
         let registers = context.syscall_arguments();
         let caller = self.table.endpoint(slot);
         crate::trace::emit(EventKind::Syscall, caller, [number, registers[0], 0]);
+        usercopy::forget_missing_page();
         let result = match Syscall::from_number(number) {
             Some(call) => self.syscall(slot, call, &registers),
             None => Err(Error::NoSuchCall),
         };
+        if result == Err(Error::Fault) {
+            // A page the call needs is not there yet: VM may make it present, and then the
+            // call runs again (it has changed nothing; see `suspend_for_vm`).
+            if let Some(missing) = usercopy::missing_page() {
+                if self.suspend_for_vm(slot, missing) {
+                    return;
+                }
+            }
+        }
         let rax = &mut self.threads[slot].context_mut().rax;
         match result {
             Ok(Next::Return(value)) => *rax = value,

@@ -7,11 +7,90 @@
 //! the copy goes through the direct map, the kernel can reach any process's memory — the
 //! address space need not be loaded — and never touches user addresses directly, so SMAP
 //! stays on and a bad pointer can never fault inside the kernel.
+//!
+//! A copy that fails on a page that is simply not there yet (a demand-zero heap page, a
+//! stack page VM has not grown) records it as the [`MissingPage`] of the current system
+//! call, so the system-call layer can suspend the call, ask the VM server for the page and
+//! run the call again (`Kernel::suspend_for_vm`). Only the last failure counts: it is the one
+//! whose `Fault` the call returns. The record lives in two atomics, not in `Kernel`, because
+//! the copies only see an address space; the kernel runs on one CPU under its lock, so no
+//! two calls ever share it.
 
-use crate::arch::paging::{phys_to_virt, AddressSpace};
+use crate::arch::paging::{phys_to_virt, AddressSpace, PAGE_SIZE};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use vigil_abi::layout::USER_END;
 use vigil_abi::user_memory::{Pod, UserPtr, UserSlice};
 use vigil_abi::Error;
 pub use vigil_kcore::usercopy::Access;
+
+/// A page a copy needed that is not mapped at all (not one mapped without the access).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingPage {
+    /// The address space it is missing from (compare with `core::ptr::eq`).
+    space: *const AddressSpace,
+    /// The page's address.
+    pub page: u64,
+    /// Whether the copy would have written it.
+    pub write: bool,
+}
+
+impl MissingPage {
+    /// Whether the page is missing from `space`.
+    pub fn is_in(&self, space: &AddressSpace) -> bool {
+        core::ptr::eq(self.space, space)
+    }
+}
+
+/// The address space of the last failed copy (0: none, or the failure was not a missing
+/// page) and its page, with bit 0 set for a write.
+static MISSING_SPACE: AtomicUsize = AtomicUsize::new(0);
+static MISSING_PAGE: AtomicU64 = AtomicU64::new(0);
+
+/// Forgets the last failure: called when a system call starts.
+#[inline(always)]
+pub fn forget_missing_page() {
+    MISSING_SPACE.store(0, Ordering::Relaxed);
+}
+
+/// The page whose absence made the last failed copy fail, if that was the reason.
+pub fn missing_page() -> Option<MissingPage> {
+    let space = MISSING_SPACE.load(Ordering::Relaxed);
+    if space == 0 {
+        return None;
+    }
+    let word = MISSING_PAGE.load(Ordering::Relaxed);
+    Some(MissingPage {
+        space: space as *const AddressSpace,
+        page: word & !(PAGE_SIZE - 1),
+        write: word & 1 != 0,
+    })
+}
+
+/// Records why a copy of `[address, address + len)` as `access` failed: the first page of
+/// the range that fails, if it fails by being unmapped; nothing if it is mapped without the
+/// access, or the range is not user memory at all.
+#[cold]
+fn note_failure(space: &AddressSpace, address: u64, len: usize, access: Access) {
+    forget_missing_page();
+    let Some(end) = address
+        .checked_add(len as u64)
+        .filter(|&end| end <= USER_END)
+    else {
+        return;
+    };
+    let mut page = address & !(PAGE_SIZE - 1);
+    while page < end {
+        match space.translate(page) {
+            None => {
+                MISSING_PAGE.store(page | u64::from(access == Access::Write), Ordering::Relaxed);
+                MISSING_SPACE.store(space as *const AddressSpace as usize, Ordering::Relaxed);
+                return;
+            }
+            Some(translation) if !vigil_kcore::usercopy::allows(&translation, access) => return,
+            Some(_) => page += PAGE_SIZE,
+        }
+    }
+}
 
 /// Checks that `[address, address + len)` is user memory and returns the kernel (direct
 /// map) address of each piece, page by page, to `visit(kernel_address, offset, piece_len)`.
@@ -32,6 +111,7 @@ fn for_each_piece(
         access,
         move |phys, offset, piece| visit(phys_to_virt(phys.get()), offset, piece),
     )
+    .inspect_err(|_| note_failure(space, address, len, access))
 }
 
 /// Copies `source` (exactly `out.len()` bytes) from user memory in `space` into `out`.
@@ -107,6 +187,7 @@ fn copy_in(
 /// Checks that `range` is accessible as `access`, without copying.
 pub fn check(space: &AddressSpace, range: UserSlice<u8>, access: Access) -> Result<(), Error> {
     vigil_kcore::usercopy::check(space, range.address(), range.len(), access)
+        .inspect_err(|_| note_failure(space, range.address(), range.len(), access))
 }
 
 /// Reads one plain-old-data value.

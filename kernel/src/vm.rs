@@ -9,15 +9,27 @@
 //! notices). VM resolves the fault with the memory kernel calls and `VmResume`, or declares
 //! it invalid with `VmFail`. A fault inside VM itself cannot be served: the kernel reports
 //! it naming VM and fails every fault still waiting, so nothing hangs.
+//!
+//! System calls take the same road (MINIX's VMREQUEST): a call whose user memory is not
+//! mapped yet is suspended in `WaitingForVm`, VM is sent the same message (with
+//! `system_call` set), and the call runs again from the start once VM resumes it, or
+//! returns `Fault` if VM fails it (`suspend_for_vm`).
 
+use crate::arch::user_entry::SYSCALL_FRAME_MARKER;
 use crate::fault::PAGE_FAULT_VECTOR;
 use crate::system::Kernel;
+use crate::usercopy::MissingPage;
 use vigil_abi::vm::{FaultAccess, PageFault, KIND_PROCESS_EXIT};
+use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Message};
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_PROCESSES, MAX_THREADS};
 
 /// The boot module name that makes a process the VM server.
 pub const VM_SERVER_NAME: &str = "vm";
+
+/// Length of the `syscall` instruction (0f 05): a suspended call's saved RIP moves back by
+/// this much so that it runs again.
+const SYSCALL_INSTRUCTION_BYTES: u64 = 2;
 
 /// Messages held for VM: one fault per thread at most, and an exit notice per process.
 const QUEUE_CAPACITY: usize = MAX_THREADS + MAX_PROCESSES;
@@ -147,29 +159,90 @@ impl Kernel {
         if context.vector != PAGE_FAULT_VECTOR || thread.process() == server.process {
             return false;
         }
-        let access = FaultAccess::from_error_code(context.error_code);
-        let process = &self.processes[thread.process()];
         let fault = PageFault {
             address,
-            access,
+            access: FaultAccess::from_error_code(context.error_code),
             thread: self.table.endpoint(slot),
-            pid: process.pid(),
+            pid: self.processes[thread.process()].pid(),
             instruction: context.rip,
             present: context.error_code & 1 != 0,
+            system_call: false,
         };
+        self.wait_for_vm(server, slot, fault);
+        true
+    }
+
+    /// A system call of `slot` failed with `Fault` because `missing` is not mapped. If VM
+    /// serves the process that page belongs to, the call is suspended (true): the thread
+    /// waits for VM, its saved RIP is moved back onto its `syscall` instruction (RAX and the
+    /// argument registers still hold the call), and VM gets a page-fault message with
+    /// `system_call` set. `VmResume` then runs the whole call again; `VmFail` makes it return
+    /// `Fault` (`finish_suspended_call`). False (the call returns `Fault` now) when there is
+    /// no VM, the page is VM's own or the caller is VM (VM never waits for itself), or the
+    /// page belongs to no live process.
+    ///
+    /// Running the call again is exact because every call checks the user memory it needs
+    /// before it changes anything (kcore::ipc's buffer checks, send_async's first pass,
+    /// the snapshot and grant checks): a call that fails with `Fault` on its own memory has
+    /// done nothing yet.
+    pub fn suspend_for_vm(&mut self, slot: ThreadSlot, missing: MissingPage) -> bool {
+        let Some(server) = self.vm.server else {
+            return false;
+        };
+        let caller_process = self.threads[slot].process();
+        if caller_process == server.process
+            || self.threads[slot].context().vector != SYSCALL_FRAME_MARKER
+        {
+            return false;
+        }
+        let owner = self
+            .processes
+            .live()
+            .find(|(_, process)| missing.is_in(process.space()));
+        let Some((owner, owner_process)) = owner else {
+            return false;
+        };
+        if owner == server.process {
+            return false;
+        }
+        let pid = owner_process.pid();
+        let thread = &mut self.threads[slot];
+        // One call, however often it runs: the entry counted this attempt.
+        thread.counters_mut().syscalls -= 1;
+        thread.counters_mut().page_faults += 1;
+        let context = thread.context_mut();
+        context.rip -= SYSCALL_INSTRUCTION_BYTES;
+        let fault = PageFault {
+            address: missing.page,
+            access: if missing.write {
+                FaultAccess::Write
+            } else {
+                FaultAccess::Read
+            },
+            thread: self.table.endpoint(slot),
+            pid,
+            instruction: context.rip,
+            present: false,
+            system_call: true,
+        };
+        self.wait_for_vm(server, slot, fault);
+        true
+    }
+
+    /// Blocks `slot` waiting for VM on `fault` and sends VM the fault.
+    fn wait_for_vm(&mut self, server: VmServer, slot: ThreadSlot, fault: PageFault) {
         self.table
-            .wait_for_vm(slot, server.endpoint, address, access);
+            .wait_for_vm(slot, server.endpoint, fault.address, fault.access);
         crate::trace::emit(
             vigil_abi::trace::EventKind::Block,
             fault.thread,
             [
                 u64::from(vigil_abi::introspect::state_code::WAITING_FOR_VM),
                 server.endpoint.0,
-                address,
+                fault.address,
             ],
         );
         self.send_to_vm(fault.to_message(), Some(slot));
-        true
     }
 
     /// Tells VM that the process with `pid` exited.
@@ -200,18 +273,43 @@ impl Kernel {
         }
     }
 
-    /// VM handled `slot`'s fault: it runs the faulting instruction again.
+    /// VM handled `slot`'s fault: it runs the faulting instruction (or its suspended system
+    /// call) again.
     pub fn resume_from_vm(&mut self, slot: ThreadSlot) {
         self.vm.forget_thread(slot);
         if self.table.release_from_vm(slot) {
-            let priority = self.process_of(slot).priority();
-            self.run_queues.push_back(slot.get(), priority);
-            crate::trace::emit(
-                vigil_abi::trace::EventKind::Unblock,
-                self.table.endpoint(slot),
-                [0, 0, 0],
-            );
+            self.requeue_after_vm(slot, 0);
         }
+    }
+
+    /// VM declared `slot`'s fault invalid (or VM is gone): a CPU fault becomes an exception
+    /// that kills the process, with `reason` in the report; a suspended system call returns
+    /// `Fault` instead, as it would have for a page that can never be mapped.
+    pub fn fail_from_vm(&mut self, slot: ThreadSlot, reason: &str) {
+        self.vm.forget_thread(slot);
+        let ThreadState::WaitingForVm { address, .. } = self.table.state(slot) else {
+            return;
+        };
+        self.table.release_from_vm(slot);
+        let context = self.threads[slot].context_mut();
+        if context.vector == SYSCALL_FRAME_MARKER {
+            context.rip += SYSCALL_INSTRUCTION_BYTES;
+            context.rax = vigil_abi::Error::Fault.to_return_value();
+            let rax = context.rax;
+            self.requeue_after_vm(slot, rax);
+        } else {
+            self.kill_for_exception(slot, address, Some(reason));
+        }
+    }
+
+    fn requeue_after_vm(&mut self, slot: ThreadSlot, rax: u64) {
+        let priority = self.process_of(slot).priority();
+        self.run_queues.push_back(slot.get(), priority);
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::Unblock,
+            self.table.endpoint(slot),
+            [rax, 0, 0],
+        );
     }
 
     /// `slot` is leaving the system: drop any fault still held for it.
@@ -228,11 +326,11 @@ impl Kernel {
         }
         self.vm.server = None;
         self.vm.len = 0;
-        let waiting: alloc::vec::Vec<(ThreadSlot, u64)> = self
+        let waiting: alloc::vec::Vec<ThreadSlot> = self
             .table
             .threads()
             .filter_map(|(slot, state)| match state {
-                vigil_abi::wait::ThreadState::WaitingForVm { address, .. } => Some((slot, address)),
+                ThreadState::WaitingForVm { .. } => Some(slot),
                 _ => None,
             })
             .collect();
@@ -240,10 +338,8 @@ impl Kernel {
             "vm: the VM server exited; failing the {} page faults it had not resolved",
             waiting.len()
         );
-        for (slot, address) in waiting {
-            if self.table.release_from_vm(slot) {
-                self.kill_for_exception(slot, address, Some("not served: the VM server is gone"));
-            }
+        for slot in waiting {
+            self.fail_from_vm(slot, "not served: the VM server is gone");
         }
     }
 }

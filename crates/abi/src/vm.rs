@@ -5,6 +5,8 @@
 //! kernel sends VM a [`KIND_PAGE_FAULT`] message from `Endpoint::KERNEL` on its behalf. VM
 //! maps memory with the memory kernel calls (`VmMap`, `VmUnmap`, `VmProtect`, `VmQuery`) and then either resumes the thread (`VmResume`: the faulting instruction runs
 //! again) or fails the fault (`VmFail`: the fault becomes an exception for the process).
+//! A system call that needs a user page that is not there yet is suspended the same way
+//! ([`PageFault::system_call`]) and runs again once VM resumes it.
 //! When a process exits the kernel tells VM with a [`KIND_PROCESS_EXIT`] message, so VM
 //! drops its records of that process.
 
@@ -96,6 +98,12 @@ pub struct PageFault {
     pub instruction: u64,
     /// Whether the page was present (a protection fault) rather than missing.
     pub present: bool,
+    /// Whether the kernel found the page missing while running a system call of `thread`
+    /// (a message buffer, a snapshot buffer, a grant's memory: `instruction` is then the
+    /// `syscall` instruction), rather than a CPU page fault. `pid` may then be another
+    /// process than `thread`'s (the owner of a granted buffer). VM serves both alike;
+    /// `VmResume` runs the call again, `VmFail` makes it return `Fault`.
+    pub system_call: bool,
 }
 
 impl PageFault {
@@ -105,7 +113,9 @@ impl PageFault {
             KIND_PAGE_FAULT,
             [
                 self.address,
-                self.access as u64 | (u64::from(self.present) << 8),
+                self.access as u64
+                    | (u64::from(self.present) << 8)
+                    | (u64::from(self.system_call) << 9),
                 self.thread.0,
                 u64::from(self.pid),
                 self.instruction,
@@ -127,6 +137,7 @@ impl PageFault {
             address: p[0],
             access: FaultAccess::from_u8((p[1] & 0xff) as u8)?,
             present: p[1] & (1 << 8) != 0,
+            system_call: p[1] & (1 << 9) != 0,
             thread: Endpoint(p[2]),
             pid: u32::try_from(p[3]).ok()?,
             instruction: p[4],
@@ -290,9 +301,19 @@ mod tests {
             pid: 9,
             instruction: 0x40_1000,
             present: true,
+            system_call: false,
         };
         let message = fault.to_message();
         assert_eq!(PageFault::from_message(&message), Some(fault));
+        let in_call = PageFault {
+            system_call: true,
+            present: false,
+            ..fault
+        };
+        assert_eq!(
+            PageFault::from_message(&in_call.to_message()),
+            Some(in_call)
+        );
         let mut forged = message;
         forged.source = Endpoint::new(1, 1);
         assert_eq!(PageFault::from_message(&forged), None);

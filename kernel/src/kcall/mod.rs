@@ -34,6 +34,12 @@ impl Kernel {
             KernelCallArgs::decode(call, &trap.arguments.0)
                 .and_then(|args| self.run_kernel_call(caller, args))
         };
+        if result == Err(Error::Fault) && crate::usercopy::missing_page().is_some() {
+            // The call may be suspended for VM and run again (`handle_syscall`): it is
+            // traced, and counted, when it finishes.
+            self.threads[caller].counters_mut().kernel_calls -= 1;
+            return result;
+        }
         let traced = Next::return_value(result).unwrap_or(0);
         let endpoint = self.table.endpoint(caller);
         crate::trace::emit(

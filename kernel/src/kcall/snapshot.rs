@@ -84,6 +84,14 @@ pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: SnapshotArgs) -> Resul
     if len < HEADER_SIZE {
         return Err(Error::InvalidArgument);
     }
+    // All of what will be written is checked before the generation advances, so a call
+    // suspended for a missing page (and run again) takes one generation, not two.
+    let written = if len < needed { HEADER_SIZE } else { needed };
+    usercopy::check(
+        kernel.space_of(caller),
+        buffer.truncate(written as usize),
+        usercopy::Access::Write,
+    )?;
     let generation = kernel.next_snapshot_generation();
     let header = SnapshotHeader {
         magic: SNAPSHOT_MAGIC,
@@ -107,7 +115,6 @@ pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: SnapshotArgs) -> Resul
         return Err(Error::InvalidArgument);
     }
     let buffer = buffer.truncate(needed as usize);
-    usercopy::check(space, buffer, usercopy::Access::Write)?;
     let mut batch = Batch {
         space,
         bytes: [0; 4096],

@@ -88,16 +88,11 @@ pub fn resume(kernel: &mut Kernel, _caller: ThreadSlot, args: VmResumeArgs) -> R
     Ok(Next::Return(0))
 }
 
-/// VmFail: the fault is invalid; it becomes an exception for the thread's process.
-/// (VM's own threads never wait for VM, so the caller is never the one killed.)
+/// VmFail: the fault is invalid; it becomes an exception for the thread's process (or,
+/// for a suspended system call, that call returns `Fault`). VM's own threads never wait
+/// for VM, so the caller is never the one killed.
 pub fn fail(kernel: &mut Kernel, _caller: ThreadSlot, args: VmFailArgs) -> Result<Next, Error> {
-    let (slot, address) = waiting_thread(kernel, args.thread)?;
-    kernel.forget_vm_wait(slot);
-    kernel.table.release_from_vm(slot);
-    kernel.kill_for_exception(
-        slot,
-        address,
-        Some("refused by the VM server (its log says why)"),
-    );
+    let (slot, _) = waiting_thread(kernel, args.thread)?;
+    kernel.fail_from_vm(slot, "refused by the VM server (its log says why)");
     Ok(Next::Return(0))
 }

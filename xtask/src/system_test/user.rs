@@ -155,6 +155,17 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "vm-syscall",
+        // System calls on memory that is not there yet are suspended, served by VM and run
+        // again; an address VM does not know makes the call fail with EFAULT.
+        check: check_vm_syscall,
+        programs: &[
+            "vm kcalls=vm",
+            "vm_syscall kcalls=snapshot+safecopy+shutdown",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "vm-stack",
         // A stack grows through VM down to its guard page; past it VM refuses the fault,
         // the kernel reports it and kills only that process; a null dereference through VM
@@ -327,6 +338,20 @@ fn check_vm_demand(console: &Console) -> Result<(), String> {
     console.require("(+256)")?;
     console.forbid("vm: pid")?;
     require_success_shutdown(console, "vm_demand")
+}
+
+fn check_vm_syscall(console: &Console) -> Result<(), String> {
+    console.require("vm_syscall: PASS 7 calls ran on ")?;
+    console.require("an unknown address gave EFAULT")?;
+    // The unknown address was VM's to refuse, and only the call failed: nobody was killed.
+    console.require_line_with(&[
+        "vm: pid ",
+        "invalid read at ",
+        "no memory region covers the address",
+    ])?;
+    console.forbid("killed by")?;
+    console.forbid("vm_syscall: FAIL")?;
+    require_success_shutdown(console, "vm_syscall")
 }
 
 fn check_vm_storm(console: &Console) -> Result<(), String> {

@@ -196,6 +196,7 @@ fn enable_protection(features: &cpu::Features) {
     // SAFETY: each bit is set only when CPUID reports it; the kernel does not touch user
     // memory yet (SMAP) and runs no user code (SMEP).
     unsafe { cpu::set_cr4_bits(cr4_bits) };
+    crate::arch::fpu::enable();
     info!(
         "cpu: NX {}, SMEP {}, SMAP {}, write-protect {}",
         on_off(features.nx),

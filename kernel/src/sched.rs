@@ -4,7 +4,7 @@
 //! it blocks, yields, uses up its quantum (`QUANTUM_TICKS`), or a thread of a more urgent
 //! priority becomes ready. CPU time is charged from the TSC at every entry to the kernel.
 
-use crate::arch::{cpu, user_entry};
+use crate::arch::{cpu, fpu, user_entry};
 use crate::system::{Kernel, KERNEL, QUANTUM_TICKS};
 use crate::time;
 use vigil_abi::trace::EventKind;
@@ -19,6 +19,9 @@ pub struct Cpu {
     /// TSC when the current thread (or idle) was last put on the CPU.
     dispatch_tsc: u64,
     idle_ns: u64,
+    /// The thread whose x87/MMX/SSE state is in the registers (None: nobody's that must be
+    /// kept — boot, or its thread left the system).
+    fpu_loaded: Option<ThreadSlot>,
 }
 
 impl Cpu {
@@ -27,6 +30,7 @@ impl Cpu {
             current: None,
             dispatch_tsc: 0,
             idle_ns: 0,
+            fpu_loaded: None,
         }
     }
 
@@ -53,6 +57,16 @@ impl Cpu {
     pub fn forget(&mut self, slot: ThreadSlot) {
         if self.current == Some(slot) {
             self.current = None;
+        }
+        self.forget_fpu(slot);
+    }
+
+    /// `slot`'s FPU state no longer matters (it left, or a new thread takes the slot with
+    /// a fresh image): the next thread to run loads its own, and nothing is saved into the
+    /// slot.
+    pub fn forget_fpu(&mut self, slot: ThreadSlot) {
+        if self.fpu_loaded == Some(slot) {
+            self.fpu_loaded = None;
         }
     }
 }
@@ -176,10 +190,27 @@ impl Kernel {
 
     /// Prepares the CPU for `slot`: its address space, and where its next entry saves registers.
     fn dispatch(&mut self, slot: ThreadSlot) -> *const crate::arch::trap::TrapFrame {
+        self.switch_fpu(slot);
         self.process_of(slot).space().enter();
         let frame = self.threads[slot].context() as *const _;
         user_entry::set_current_context(frame);
         frame
+    }
+}
+
+impl Kernel {
+    /// Puts `slot`'s x87/MMX/SSE registers in place, saving those of the thread that had
+    /// them; nothing when they are already `slot`'s (a call returning to its caller).
+    #[inline]
+    fn switch_fpu(&mut self, slot: ThreadSlot) {
+        if self.cpu.fpu_loaded == Some(slot) {
+            return;
+        }
+        if let Some(previous) = self.cpu.fpu_loaded {
+            fpu::save(self.threads[previous].fpu_mut());
+        }
+        fpu::restore(self.threads[slot].fpu());
+        self.cpu.fpu_loaded = Some(slot);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Threads: creation with a fresh stack region, exit, join.
 
+use crate::arch::fpu::FpuState;
 use crate::arch::paging::{flags, AddressSpace, PageSize, PAGE_SIZE};
 use crate::arch::trap::TrapFrame;
 use crate::arch::user_entry;
@@ -34,6 +35,8 @@ pub struct Thread {
     quantum_left: u8,
     /// CPU time (exact to the TSC), switches, calls, messages and page faults.
     counters: ThreadCounters,
+    /// x87/MMX/SSE registers while another thread's are loaded (`Kernel::switch_fpu`).
+    fpu: FpuState,
 }
 
 const _: () = assert!(core::mem::offset_of!(Thread, context) == 0);
@@ -46,6 +49,7 @@ impl Thread {
         stack_index: 0,
         quantum_left: 0,
         counters: ThreadCounters::ZERO,
+        fpu: FpuState::INITIAL,
     };
 
     /// The registers saved at the thread's last entry to the kernel.
@@ -81,6 +85,14 @@ impl Thread {
 
     pub fn quantum_left(&self) -> u8 {
         self.quantum_left
+    }
+
+    pub fn fpu(&self) -> &FpuState {
+        &self.fpu
+    }
+
+    pub fn fpu_mut(&mut self) -> &mut FpuState {
+        &mut self.fpu
     }
 }
 
@@ -268,6 +280,9 @@ impl Kernel {
             quantum_left: QUANTUM_TICKS,
             ..Thread::EMPTY
         };
+        // The slot's new thread starts from `FpuState::INITIAL`, never from the registers
+        // a previous thread of the slot left loaded.
+        self.cpu.forget_fpu(slot);
         self.run_queues.push_back(slot.get(), priority);
         let owner = &self.processes[process];
         crate::trace::emit(

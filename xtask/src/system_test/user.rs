@@ -45,6 +45,19 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "fpu-isolation",
+        // Three processes fill MMX/XMM registers and MXCSR with their own values and yield
+        // to each other: each starts from the initial state and keeps its values.
+        cmdline: "exit-when-done",
+        check: check_fpu_isolation,
+        programs: &[
+            "fpu_isolation name=fpu_a -- 1",
+            "fpu_isolation name=fpu_b -- 2",
+            "fpu_isolation name=fpu_c -- 3",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "introspect-snapshot",
         check: check_introspect,
         programs: &[
@@ -217,6 +230,17 @@ fn check_bad_modules(console: &Console) -> Result<(), String> {
         "[\"still\", \"runs\"]",
     ])?;
     console.require_line_with(&["boot: 1 of 4 modules started"])?;
+    console.require("every process has exited; stopping (exit-when-done)")
+}
+
+fn check_fpu_isolation(console: &Console) -> Result<(), String> {
+    for seed in 1..=3 {
+        console.require(&format!(
+            "fpu_isolation: PASS seed {seed}: initial state clean, 300 rounds"
+        ))?;
+    }
+    console.forbid("fpu_isolation: FAIL")?;
+    console.forbid("killed by")?;
     console.require("every process has exited; stopping (exit-when-done)")
 }
 

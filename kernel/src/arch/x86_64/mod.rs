@@ -4,6 +4,7 @@ pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod debug_exit;
+pub mod fpu;
 pub mod gdt;
 pub mod idt;
 pub mod nmi;

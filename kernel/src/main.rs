@@ -99,6 +99,15 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
         }
     }
     info!("boot: command line '{}'", boot.cmdline());
+    if boot.modules_truncated {
+        error!(
+            "boot: {} modules given, at most {} are started: modules {}..{} refused",
+            boot.modules_given,
+            vigil_kcore::multiboot::MAX_MODULES,
+            vigil_kcore::multiboot::MAX_MODULES,
+            boot.modules_given
+        );
+    }
     for module in boot.modules() {
         let cut = if module.name_truncated() { "…" } else { "" };
         info!(

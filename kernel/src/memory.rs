@@ -13,14 +13,23 @@ const LOW_MEMORY_END: u64 = 0x10_0000;
 /// (the bitmap) must lie below it.
 const BOOT_DIRECT_MAP_END: u64 = 1 << 32;
 
+// Low memory, the kernel, the bitmap and every module the boot keeps must fit.
+const _: () = assert!(vigil_kcore::frame::MAX_RESERVED >= vigil_kcore::multiboot::MAX_MODULES + 3);
+
 /// Ranges kept out of the allocator, collected before it exists.
-#[derive(Default)]
 struct ReservedList {
     ranges: [PhysRange; vigil_kcore::frame::MAX_RESERVED],
     len: usize,
 }
 
 impl ReservedList {
+    const fn new() -> ReservedList {
+        ReservedList {
+            ranges: [PhysRange::new(0, 0); vigil_kcore::frame::MAX_RESERVED],
+            len: 0,
+        }
+    }
+
     fn push(&mut self, range: PhysRange) -> Result<(), MemoryInitError> {
         let slot = self
             .ranges
@@ -119,7 +128,7 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
     // Everything that must never be handed out.
     let layout = KernelLayout::get();
     let kernel_image_end = paging::kernel_virt_to_phys(layout.end());
-    let mut reserved = ReservedList::default();
+    let mut reserved = ReservedList::new();
     reserved.push(PhysRange::new(0, LOW_MEMORY_END))?;
     // The kernel image: .boot at 1 MiB, then .text … .bss and the stack.
     reserved.push(PhysRange::new(LOW_MEMORY_END, kernel_image_end))?;

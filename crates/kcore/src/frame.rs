@@ -4,8 +4,9 @@ use crate::memmap::PhysRange;
 pub use crate::phys::Frame;
 
 pub use crate::phys::FRAME_SIZE;
-/// How many reserved ranges the allocator remembers (kernel, modules, boot data, bitmap…).
-pub const MAX_RESERVED: usize = 32;
+/// How many reserved ranges the allocator remembers: low memory, the kernel, the bitmap and
+/// one per boot module, with room to spare — so every module the boot accepts fits.
+pub const MAX_RESERVED: usize = crate::multiboot::MAX_MODULES + 8;
 
 const BITS_PER_WORD: usize = u64::BITS as usize;
 

@@ -103,6 +103,8 @@ pub struct BootInfo {
     /// More memory-map regions than MAX_REGIONS: the rest were dropped.
     pub regions_truncated: bool,
     pub modules_truncated: bool,
+    /// How many modules the loader passed (more than `MAX_MODULES` when truncated).
+    pub modules_given: u32,
     pub cmdline_truncated: bool,
     /// mem_lower / mem_upper in KiB when flags bit 0 was set.
     pub mem_lower_kib: Option<u32>,
@@ -187,6 +189,7 @@ impl BootInfo {
             cmdline_len: 0,
             regions_truncated: false,
             modules_truncated: false,
+            modules_given: 0,
             cmdline_truncated: false,
             mem_lower_kib: None,
             mem_upper_kib: None,
@@ -275,6 +278,7 @@ impl BootInfo {
     ) -> Result<(), MultibootError> {
         let kept = (count as usize).min(MAX_MODULES);
         self.modules_truncated = count as usize > MAX_MODULES;
+        self.modules_given = count;
         for index in 0..kept {
             // index < 32, so this cannot overflow; the add to `table` is checked.
             let entry = table
@@ -979,6 +983,7 @@ mod tests {
         builder.mem(639, 1024).modules(&modules);
         let info = builder.parse().unwrap();
         assert!(info.modules_truncated);
+        assert_eq!(info.modules_given, 40);
         let parsed: Vec<_> = info.modules().collect();
         assert_eq!(parsed.len(), MAX_MODULES);
         assert_eq!(parsed[31].name(), "mod31");

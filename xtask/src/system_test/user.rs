@@ -37,6 +37,50 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "boot-many-modules",
+        // 33 modules: the 32 the kernel supports all boot; the one past the limit is refused
+        // alone, with a reason.
+        cmdline: "exit-when-done",
+        memory: "512M",
+        check: check_many_modules,
+        programs: &[
+            "hello name=m00",
+            "hello name=m01",
+            "hello name=m02",
+            "hello name=m03",
+            "hello name=m04",
+            "hello name=m05",
+            "hello name=m06",
+            "hello name=m07",
+            "hello name=m08",
+            "hello name=m09",
+            "hello name=m10",
+            "hello name=m11",
+            "hello name=m12",
+            "hello name=m13",
+            "hello name=m14",
+            "hello name=m15",
+            "hello name=m16",
+            "hello name=m17",
+            "hello name=m18",
+            "hello name=m19",
+            "hello name=m20",
+            "hello name=m21",
+            "hello name=m22",
+            "hello name=m23",
+            "hello name=m24",
+            "hello name=m25",
+            "hello name=m26",
+            "hello name=m27",
+            "hello name=m28",
+            "hello name=m29",
+            "hello name=m30",
+            "hello name=m31",
+            "hello name=m32",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-hello",
         // hello just exits; `exit-when-done` makes the kernel stop once no process is left.
         cmdline: "exit-when-done",
@@ -241,6 +285,17 @@ fn check_fpu_isolation(console: &Console) -> Result<(), String> {
     }
     console.forbid("fpu_isolation: FAIL")?;
     console.forbid("killed by")?;
+    console.require("every process has exited; stopping (exit-when-done)")
+}
+
+fn check_many_modules(console: &Console) -> Result<(), String> {
+    console.require("boot: 33 modules given, at most 32 are started: modules 32..33 refused")?;
+    console.require("boot: 32 of 32 modules started")?;
+    for name in ["m00", "m15", "m31"] {
+        console.require(&format!("{name}: hello from Vigil user space"))?;
+    }
+    console.forbid("m32:")?;
+    console.forbid("setup failed")?;
     console.require("every process has exited; stopping (exit-when-done)")
 }
 

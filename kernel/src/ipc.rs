@@ -125,11 +125,9 @@ impl IpcEnvironment for KernelEnv<'_> {
     }
 
     fn unblock(&mut self, thread: ThreadSlot, result: Result<u64, Error>) {
-        let rax = match result {
-            Ok(value) => value,
-            Err(error) => error.to_return_value(),
-        };
-        self.threads[thread].context_mut().rax = rax;
+        let context = self.threads[thread].context_mut();
+        crate::syscall::write_result(context, result);
+        let rax = context.rax;
         crate::trace::emit(EventKind::Unblock, self.endpoint_of(thread), [rax, 0, 0]);
         let priority = self.priority_of(thread);
         // A more urgent thread than the current one preempts it at the kernel's exit:

@@ -6,6 +6,7 @@
 //! six registers: user memory already a `UserPtr`/`UserSlice`, flags already checked), and
 //! says what happens to the caller next. Only `handle_syscall` writes RAX, counts and traces.
 
+use crate::arch::trap::TrapFrame;
 use crate::system::Kernel;
 use crate::usercopy;
 use vigil_abi::async_message::MAX_ASYNC_ENTRIES;
@@ -77,12 +78,12 @@ impl Kernel {
                 }
             }
         }
-        let rax = &mut self.threads[slot].context_mut().rax;
+        let context = self.threads[slot].context_mut();
         match result {
-            Ok(Next::Return(value)) => *rax = value,
-            Err(error) => *rax = error.to_return_value(),
+            Ok(Next::Return(value)) => write_result(context, Ok(value)),
+            Err(error) => write_result(context, Err(error)),
             Ok(Next::Yield) => {
-                *rax = 0;
+                context.rax = 0;
                 self.yield_current();
             }
             Ok(Next::Blocked) => {
@@ -139,6 +140,21 @@ impl Kernel {
             Syscall::Lookup => run!(LookupArgs, lookup),
             Syscall::KernelCall => run!(KernelCallTrapArgs, Kernel::kernel_call),
         }
+    }
+}
+
+/// Writes a call's result into the caller's saved registers as the call's ABI says, when
+/// it finishes now or later (`IpcEnvironment::unblock`; RAX still holds the call's number
+/// until then): the value or the error code in RAX — except `ThreadJoin`, whose success is
+/// 0 in RAX and the exit code in RDX, because an exit code may be any `u64`.
+pub fn write_result(context: &mut TrapFrame, result: Result<u64, Error>) {
+    match result {
+        Ok(exit_code) if context.rax == Syscall::ThreadJoin as u64 => {
+            context.rax = 0;
+            context.rdx = exit_code;
+        }
+        Ok(value) => context.rax = value,
+        Err(error) => context.rax = error.to_return_value(),
     }
 }
 

@@ -293,7 +293,9 @@ calls! {
     ThreadCreate = 7 => ThreadCreateArgs { entry: u64, argument: u64 }
     /// (code) → never returns. Ends the calling thread; the last thread ends the process.
     ThreadExit = 8 => ThreadExitArgs { code: u64 }
-    /// (endpoint) → exit code. Waits for a thread of the caller's process to exit.
+    /// (endpoint) → 0 in RAX and the exit code in RDX (so every `u64` code, even one that
+    /// would read as an error code in RAX, comes back). Waits for a thread of the caller's
+    /// process to exit.
     ThreadJoin = 9 => ThreadJoinArgs { thread: Endpoint }
     /// (status) → never returns. Ends every thread of the calling process.
     ProcessExit = 10 => ProcessExitArgs { status: u64 }

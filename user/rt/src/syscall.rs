@@ -62,6 +62,29 @@ pub unsafe fn syscall1(number: u64, a1: u64) -> u64 {
     result
 }
 
+/// System call with one argument (RDI) whose result is two registers: (RAX, RDX).
+///
+/// # Safety
+/// As for [`syscall0`].
+#[inline(always)]
+pub unsafe fn syscall1_pair(number: u64, a1: u64) -> (u64, u64) {
+    let (rax, rdx): (u64, u64);
+    // SAFETY: as in `syscall0`; the kernel writes RDX as a second result for the calls
+    // whose ABI says so (RDX is declared an output, so no value of ours is lost).
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") number => rax,
+            in("rdi") a1,
+            lateout("rdx") rdx,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    (rax, rdx)
+}
+
 /// System call with two arguments (RDI, RSI).
 ///
 /// # Safety
@@ -305,11 +328,13 @@ pub fn thread_exit(code: u64) -> ! {
     unsafe { syscall1_noreturn(ThreadExitArgs::CALL as u64, r[0]) }
 }
 
-/// `ThreadJoin`: waits for a thread of this process to exit; returns its exit code.
+/// `ThreadJoin`: waits for a thread of this process to exit; returns its exit code (any
+/// `u64`: the kernel returns 0 in RAX and the code in RDX, so large codes are not errors).
 pub fn thread_join(thread: Endpoint) -> Result<u64, Error> {
     let r = ThreadJoinArgs { thread }.encode();
     // SAFETY: no memory is involved.
-    decode(unsafe { syscall1(ThreadJoinArgs::CALL as u64, r[0]) })
+    let (status, exit_code) = unsafe { syscall1_pair(ThreadJoinArgs::CALL as u64, r[0]) };
+    decode(status).map(|_| exit_code)
 }
 
 /// `ProcessExit`: ends every thread of this process with `status`.

@@ -392,6 +392,18 @@ fn check_errors(console: &Console) -> Result<(), String> {
         "errors: case revoke a grant id revoked 65,536 create/revoke cycles ago",
         "-> EBADGRANT: ok",
     ])?;
+    // Join returns every exit code (-3 used to come back as an error).
+    for code in [
+        "0xfffffffffffffffd",
+        "0x8000000000000000",
+        "0xffffffffffffffff",
+    ] {
+        for how in ["already dead", "waiting for it"] {
+            console.require(&format!(
+                "errors: case join a thread that exits with {code} ({how}): ok"
+            ))?;
+        }
+    }
     console.require("errors: errors: PASS ")?;
     require_success_shutdown(console, "errors")
 }

@@ -97,6 +97,7 @@ fn run() -> Result<String, String> {
     thread_cases(&mut cases);
     misc_cases(&mut cases);
     grant_and_join_cases(&mut cases, &peers);
+    exit_code_cases(&mut cases);
     cases.check("control: the helper still answers", echo(peers.helper));
     if cases.failures.is_empty() {
         Ok(format!("{} cases", cases.passed))
@@ -397,6 +398,37 @@ fn misc_cases(cases: &mut Cases) {
 /// Grants with bad arguments, and joining a thread of another process.
 /// Create/revoke cycles that would wrap a 16-bit grant generation.
 const GRANT_CYCLES: u32 = 1 << 16;
+
+/// Join returns every exit code, including those that would read as error codes in RAX:
+/// from a thread already dead when joined, and from one the joiner waits for.
+fn exit_code_cases(cases: &mut Cases) {
+    for code in [u64::MAX - 2, 1 << 63, u64::MAX, 7] {
+        for waits in [false, true] {
+            let thread = vigil_rt::thread::spawn(move || {
+                if waits {
+                    vigil_rt::thread::sleep(core::time::Duration::from_millis(2));
+                }
+                syscall::thread_exit(code)
+            });
+            if !waits {
+                vigil_rt::thread::sleep(core::time::Duration::from_millis(2));
+            }
+            let how = if waits {
+                "waiting for it"
+            } else {
+                "already dead"
+            };
+            let joined = thread.join();
+            cases.check(
+                &format!("join a thread that exits with {code:#x} ({how})"),
+                match joined {
+                    Ok(got) if got == code => Ok(()),
+                    other => Err(format!("joined with {other:?}")),
+                },
+            );
+        }
+    }
+}
 
 fn grant_and_join_cases(cases: &mut Cases, peers: &Peers) {
     let buffer = [0u8; 64];

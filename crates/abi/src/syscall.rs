@@ -266,9 +266,12 @@ calls! {
     pub enum SyscallArgs;
     registers: SYSCALL_REGISTERS;
 
-    /// (text) → len. Writes UTF-8 text (at most 4096 bytes; an invalid UTF-8 tail is
-    /// cut) to the kernel console, one line per `\n`, prefixed with the caller's process
-    /// name. Until a tty server exists this is how programs print.
+    /// (text) → bytes taken. Writes UTF-8 text (at most 4096 bytes, else InvalidArgument;
+    /// an invalid UTF-8 tail is cut) to the kernel console, one line per `\n`, prefixed
+    /// with the caller's process name. One call prints at most 8 lines and 512 bytes and
+    /// returns how many bytes it took (ending after a line or on a character boundary,
+    /// never 0 for non-empty text): write the rest with further calls. The bound keeps
+    /// every call's kernel time short. Until a tty server exists this is how programs print.
     DebugWrite = 0 => DebugWriteArgs { text: UserSlice<u8> }
     /// (dest, msg_ptr) → 0. Blocks until `dest` receives the message.
     Send = 1 => SendArgs { destination: Endpoint, message: UserPtr<Message> }

@@ -24,11 +24,16 @@ impl ConsoleWriter {
     }
 
     fn flush(&mut self) {
-        if self.len > 0 {
-            // Printing has nowhere to report a failure; a refused write is dropped.
-            let _ = syscall::debug_write(&self.buffer[..self.len]);
-            self.len = 0;
+        // The kernel prints a bounded part per call and says how much: write the rest.
+        // Printing has nowhere to report a failure; a refused write drops what is left.
+        let mut written = 0;
+        while written < self.len {
+            match syscall::debug_write(&self.buffer[written..self.len]) {
+                Ok(0) | Err(_) => break,
+                Ok(taken) => written += taken as usize,
+            }
         }
+        self.len = 0;
     }
 }
 

@@ -404,6 +404,11 @@ fn check_errors(console: &Console) -> Result<(), String> {
             ))?;
         }
     }
+    // DebugWrite's kernel time is bounded: a bounded part per call.
+    console.require(
+        "errors: case debug_write of 2,048 lines takes 8 lines per call (256 calls): ok",
+    )?;
+    console.require("a 1,025-byte line takes 511 bytes (a character boundary), then 512: ok")?;
     console.require("errors: errors: PASS ")?;
     require_success_shutdown(console, "errors")
 }

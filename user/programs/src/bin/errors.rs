@@ -98,6 +98,7 @@ fn run() -> Result<String, String> {
     misc_cases(&mut cases);
     grant_and_join_cases(&mut cases, &peers);
     exit_code_cases(&mut cases);
+    debug_write_cases(&mut cases);
     cases.check("control: the helper still answers", echo(peers.helper));
     if cases.failures.is_empty() {
         Ok(format!("{} cases", cases.passed))
@@ -348,6 +349,56 @@ fn thread_cases(cases: &mut Cases) {
         Error::PartnerDied,
     );
     let _ = quitter.join();
+}
+
+/// One DebugWrite prints a bounded part (8 lines, 512 bytes) and says how much it took;
+/// writing the rest takes further calls, and every byte is printed once.
+fn debug_write_cases(cases: &mut Cases) {
+    let mut flood = [0u8; 4096];
+    for (index, pair) in flood.chunks_mut(2).enumerate() {
+        pair[0] = b'a' + (index % 26) as u8;
+        pair[1] = b'\n';
+    }
+    let mut calls = 0;
+    let mut taken = 0;
+    let mut most = 0;
+    while taken < flood.len() {
+        match syscall::debug_write(&flood[taken..]) {
+            Ok(n) if n > 0 => {
+                calls += 1;
+                taken += n as usize;
+                most = most.max(n);
+            }
+            other => {
+                cases.check("debug_write of 2,048 lines", Err(format!("gave {other:?}")));
+                return;
+            }
+        }
+    }
+    cases.check(
+        "debug_write of 2,048 lines takes 8 lines per call (256 calls)",
+        if calls == 256 && most == 16 {
+            Ok(())
+        } else {
+            Err(format!("{calls} calls, at most {most} bytes per call"))
+        },
+    );
+    // One long line: 512 bytes per call, cut on a character boundary ('é' is 2 bytes, and
+    // 512 falls inside one after a 1-byte prefix).
+    let mut line = [0u8; 1025];
+    line[0] = b'>';
+    for pair in line[1..].chunks_mut(2) {
+        pair.copy_from_slice("é".as_bytes());
+    }
+    let first = syscall::debug_write(&line);
+    let second = first.and_then(|n| syscall::debug_write(&line[n as usize..]));
+    cases.check(
+        "debug_write of a 1,025-byte line takes 511 bytes (a character boundary), then 512",
+        match (first, second) {
+            (Ok(511), Ok(512)) => Ok(()),
+            other => Err(format!("took {other:?}")),
+        },
+    );
 }
 
 /// Unknown calls, limits, names and grants.

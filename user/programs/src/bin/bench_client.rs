@@ -18,6 +18,10 @@
 //! - `vm_map_touch_unmap`: asking VM for a one-page mapping, touching it, unmapping it
 //!   (three requests to VM and one fault);
 //!
+//! - `wake_lateness_quiet` / `wake_lateness_flood`: how late a 10 ms sleep of this
+//!   (priority 8) thread wakes, quiet and while the priority-12 `bench_flood` floods the
+//!   console with 4,096-byte DebugWrites; each line adds `max_cycles=` (the worst case);
+//!
 //! then `bench: done`, and shuts down with success. Boot with
 //! `kcalls=shutdown+snapshot+tracemask` and enough memory for 1000 thread stacks (256M),
 //! after the VM server (`vm kcalls=vm`).
@@ -54,6 +58,7 @@ fn main(_args: &str) -> i32 {
     ok &= tracing_costs(server);
     ok &= vm_costs();
     ok &= snapshot_costs();
+    ok &= wake_lateness();
     if ok {
         println!("bench: done");
     } else {
@@ -137,6 +142,52 @@ fn report(name: &str, samples: &mut [u64]) {
         "bench: {name} median_cycles={median} min_cycles={min} iterations={}",
         samples.len()
     );
+}
+
+/// Samples of the wake-up lateness rows (each one a 10 ms sleep).
+const LATENESS_SAMPLES: usize = 30;
+const SLEEP_NS: u64 = 10_000_000;
+
+/// How late 10 ms sleeps wake, in TSC cycles: quiet, then under a console flood by the
+/// lower-priority `bench_flood`.
+fn wake_lateness() -> bool {
+    let Ok(snapshot) = introspect::snapshot() else {
+        return false;
+    };
+    let sleep_cycles = SLEEP_NS * snapshot.header.tsc_hz / 1_000_000_000;
+    let quiet = lateness_row("wake_lateness_quiet", sleep_cycles);
+    let flood = match lookup_with_retry("bench_flood") {
+        Ok(flood) => flood,
+        Err(error) => {
+            println!("bench: FAIL: {error}");
+            return false;
+        }
+    };
+    let duration = SLEEP_NS * (LATENESS_SAMPLES as u64 + 2);
+    let order = Message::with_payload(1, [duration, 0, 0, 0, 0, 0]);
+    let started = ipc::send(flood, &order).is_ok();
+    let flooded = started && lateness_row("wake_lateness_flood", sleep_cycles);
+    // Wait for the flood to end (it receives again only then).
+    let ended = ipc::send(flood, &Message::with_payload(1, [0; 6])).is_ok();
+    quiet && flooded && ended
+}
+
+fn lateness_row(name: &str, sleep_cycles: u64) -> bool {
+    let mut samples: Vec<u64> = Vec::with_capacity(LATENESS_SAMPLES);
+    let mut ok = true;
+    for _ in 0..LATENESS_SAMPLES {
+        let start = tsc();
+        ok &= syscall::sleep_ns(SLEEP_NS).is_ok();
+        let end = tsc();
+        samples.push(end.wrapping_sub(start).saturating_sub(sleep_cycles));
+    }
+    let max = samples.iter().copied().max().unwrap_or(0);
+    let (median, min) = median_and_min(&mut samples).unwrap_or((0, 0));
+    println!(
+        "bench: {name} median_cycles={median} min_cycles={min} iterations={} max_cycles={max}",
+        samples.len()
+    );
+    ok
 }
 
 /// Set when the measuring thread is finished, to stop its partner.

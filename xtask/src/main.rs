@@ -2,6 +2,7 @@
 //! the benchmarks.
 
 mod bench;
+mod gdb;
 mod host_tests;
 mod image;
 mod kernel;
@@ -62,9 +63,10 @@ struct RunArgs {
     /// Kernel command line, e.g. "test=boot".
     #[arg(long, default_value = "")]
     cmdline: String,
-    /// Start paused and wait for gdb on 127.0.0.1:1234 (QEMU's -s -S, on loopback only).
-    #[arg(long)]
-    gdb: bool,
+    /// Start paused and wait for gdb on 127.0.0.1:PORT (default 1234; QEMU's -s -S, on
+    /// loopback only), and write target/vigil.gdb: kernel and user symbols, source paths.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "1234")]
+    gdb: Option<u16>,
     /// Where COM2, the monitor channel, listens: tcp:127.0.0.1:PORT or unix:PATH
     /// [default: a free TCP port on 127.0.0.1].
     #[arg(long, value_name = "tcp:127.0.0.1:PORT|unix:PATH", value_parser = run::parse_monitor)]
@@ -221,7 +223,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
-        assert!(args.kvm && args.gdb);
+        assert!(args.kvm && args.gdb == Some(1234));
         assert_eq!(args.memory, "5G");
         assert_eq!(args.monitor, Some(Com2::Unix("/tmp/m.sock".into())));
 
@@ -261,6 +263,12 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "run", "--program", "/bin/sh"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--program", "a", "--no-programs"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--no-programs"]).is_ok());
+        let cli = Cli::try_parse_from(["xtask", "run", "--gdb=4321"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.gdb, Some(4321));
+        assert!(Cli::try_parse_from(["xtask", "run", "--gdb=port"]).is_err());
         let cli = Cli::try_parse_from(["xtask", "run", "--top"]).unwrap();
         let Command::Run(args) = cli.command else {
             panic!("not run")

@@ -19,9 +19,6 @@ use vigil_abi::qemu_exit;
 /// The QEMU binary for x86-64 guests.
 pub const QEMU: &str = "qemu-system-x86_64";
 
-/// The TCP port of QEMU's gdb stub with `--gdb` (QEMU's usual 1234).
-pub const GDB_PORT: u16 = 1234;
-
 /// How the guest CPU is emulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -122,8 +119,8 @@ pub struct QemuConfig {
     pub cmdline: String,
     pub accel: Accel,
     pub com2: Com2,
-    /// Wait for gdb on 127.0.0.1:1234 before the first instruction (`-gdb … -S`).
-    pub gdb: bool,
+    /// Wait for gdb on 127.0.0.1:PORT before the first instruction (`-gdb … -S`).
+    pub gdb: Option<u16>,
     /// Files handed to the kernel as Multiboot modules (`-initrd "a,b"`), in order.
     pub modules: Vec<BootModule>,
     /// Run TCG with `-icount shift=0`: the virtual clock (and the TSC) advances one tick per
@@ -140,7 +137,7 @@ impl QemuConfig {
             cmdline: cmdline.to_string(),
             accel: Accel::Tcg,
             com2: Com2::Null,
-            gdb: false,
+            gdb: None,
             modules: Vec::new(),
             icount: false,
         }
@@ -189,10 +186,10 @@ impl QemuConfig {
             args.push("-initrd".into());
             args.push(list.join(",").into());
         }
-        if self.gdb {
+        if let Some(port) = self.gdb {
             // Like QEMU's `-s -S`, but the gdb stub listens on loopback only.
             args.push("-gdb".into());
-            args.push(format!("tcp:127.0.0.1:{GDB_PORT}").into());
+            args.push(format!("tcp:127.0.0.1:{port}").into());
             args.push("-S".into());
         }
         args
@@ -632,7 +629,7 @@ mod tests {
     fn kvm_gdb_and_monitor_sockets_change_the_command_line() {
         let mut config = QemuConfig::for_test(Path::new("k"), "256M", "");
         config.accel = Accel::Kvm;
-        config.gdb = true;
+        config.gdb = Some(1234);
         config.com2 = Com2::Tcp {
             host: "127.0.0.1".into(),
             port: 4555,

@@ -30,7 +30,8 @@ pub struct RunOptions {
     pub kvm: bool,
     pub memory: String,
     pub cmdline: String,
-    pub gdb: bool,
+    /// Wait for gdb on this port (and write the gdb script).
+    pub gdb: Option<u16>,
     /// COM2; `None` picks a free TCP port on 127.0.0.1.
     pub monitor: Option<Com2>,
     /// A prebuilt kernel ELF to boot instead of building one.
@@ -236,12 +237,21 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
             attach_command(&address)
         ),
     }
-    if options.gdb {
+    if let Some(port) = options.gdb {
+        let script_path = kernel::workspace_root().join("target/vigil.gdb");
+        let text = crate::gdb::script(
+            &elf,
+            &processes.programs(),
+            port,
+            crate::gdb::ToolchainSources::detect().as_ref(),
+        );
+        std::fs::write(&script_path, text)
+            .with_context(|| format!("writing {}", script_path.display()))?;
         println!(
-            "gdb: QEMU waits before the first instruction; attach with: gdb {} -ex 'target \
-             remote 127.0.0.1:{}'",
-            kernel::display_relative(&elf),
-            qemu::GDB_PORT
+            "gdb: QEMU waits before the first instruction; attach with: gdb -x {} \
+             (kernel symbols, Rust source paths, target remote 127.0.0.1:{port}; \
+             vigil-user-NAME loads a user program's symbols)",
+            kernel::display_relative(&script_path)
         );
     }
     let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());

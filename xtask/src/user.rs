@@ -164,6 +164,17 @@ pub struct ProcessMap {
 }
 
 impl ProcessMap {
+    /// Every (process name, ELF), sorted by name.
+    pub fn programs(&self) -> Vec<(String, PathBuf)> {
+        let mut programs: Vec<(String, PathBuf)> = self
+            .elves
+            .iter()
+            .map(|(name, elf)| (name.clone(), elf.clone()))
+            .collect();
+        programs.sort();
+        programs
+    }
+
     /// Records that process `name` runs `elf`; the first program booted under a name wins.
     pub fn insert(&mut self, name: String, elf: PathBuf) {
         self.elves.entry(name).or_insert(elf);

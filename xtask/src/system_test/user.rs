@@ -539,7 +539,7 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 11] = [
+const BENCHMARKS: [&str; 13] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
@@ -551,6 +551,8 @@ const BENCHMARKS: [&str; 11] = [
     "snapshot_10_threads",
     "snapshot_100_threads",
     "snapshot_1000_threads",
+    "wake_lateness_quiet",
+    "wake_lateness_flood",
 ];
 
 fn check_bench(console: &Console) -> Result<(), String> {
@@ -738,6 +740,27 @@ mod tests {
         lines.push(
             "[    0.2] INFO  errors: case revoke a grant id revoked 65,536 create/revoke cycles \
              ago (never reissued) -> EBADGRANT: ok"
+                .into(),
+        );
+        for code in [
+            "0xfffffffffffffffd",
+            "0x8000000000000000",
+            "0xffffffffffffffff",
+        ] {
+            for how in ["already dead", "waiting for it"] {
+                lines.push(format!(
+                    "[    0.2] INFO  errors: case join a thread that exits with {code} ({how}): ok"
+                ));
+            }
+        }
+        lines.push(
+            "[    0.2] INFO  errors: case debug_write of 2,048 lines takes 8 lines per call \
+             (256 calls): ok"
+                .into(),
+        );
+        lines.push(
+            "[    0.2] INFO  errors: case debug_write of a 1,025-byte line takes 511 bytes (a \
+             character boundary), then 512: ok"
                 .into(),
         );
         lines.push("[    0.2] INFO  errors: errors: PASS 60 cases".into());

@@ -50,6 +50,13 @@ vector_stub_2:
     r#"
     mov rdi, rsp
     cld
+    /* From user mode RBP is the user's: zero it so a backtrace of the handler ends
+       there instead of walking user memory. From the kernel it chains to the
+       interrupted frame. */
+    test qword ptr [rsp + {frame_cs}], 3
+    jz 3f
+    xor ebp, ebp
+3:
     call {nmi}
     "#,
     restore_general_registers!(),

@@ -155,6 +155,10 @@ global_asm!(
     .section .text.syscall_entry, "ax"
     .global syscall_entry
 syscall_entry:
+    /* The outermost frame of a system call: tell debuggers there is no caller to unwind
+       to (RBP is zeroed below too), so gdb's `bt` ends here. */
+    .cfi_startproc
+    .cfi_undefined rip
     swapgs
     mov gs:[{user_rsp_scratch}], rsp
     mov rsp, gs:[{context_top}]
@@ -175,6 +179,7 @@ syscall_entry:
     xor ebp, ebp
     call {handler}
     ud2
+    .cfi_endproc
     "#,
     user_ss = const USER_DATA_SELECTOR as u64,
     user_cs = const USER_CODE_SELECTOR as u64,

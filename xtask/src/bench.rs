@@ -371,6 +371,14 @@ pub fn derived_figures(results: &[BenchResult], tsc_mhz: Option<f64>) -> Vec<Str
             "wake-up lateness of a priority-8 thread, worst case: {quiet} cycles quiet, {flood} under a priority-12 DebugWrite flood (+{extra}; target ≤ one 10 ms tick more: {verdict})"
         ));
     }
+    let phases = ["to_vm", "decide", "map", "resume", "back"]
+        .map(|phase| median(&format!("vm_fault_phase_{phase}")));
+    if let [Some(to_vm), Some(decide), Some(map), Some(resume), Some(back)] = phases {
+        lines.push(format!(
+            "demand-zero fault, where the instructions go (medians): kernel entry and message to VM {to_vm} + VM's decision {decide} + VmMap {map} + VmResume {resume} + back to the faulting instruction {back} = {}",
+            to_vm + decide + map + resume + back
+        ));
+    }
     for threads in [10u64, 100, 1000] {
         if let Some(total) = median(&format!("snapshot_{threads}_threads")) {
             let per_thread = total / threads;

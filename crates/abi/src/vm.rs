@@ -41,6 +41,10 @@ pub mod request {
     /// → `payload[1]` resident pages, `[2]` virtual bytes, `[3]` shared resident pages,
     /// `[4]` peak resident pages, `[5]` demand-zero faults: the caller's own figures.
     pub const STATS: u32 = 0x0200_0003;
+    /// → `payload[1..5]`: the TSC when VM received the last page fault it served, when it
+    /// had decided, when its map call returned and when its resume call returned (0s before
+    /// any fault). Diagnostics for `cargo xtask bench`'s fault breakdown; any process may ask.
+    pub const FAULT_TIMES: u32 = 0x0200_0004;
     /// The server's answer to any request.
     pub const REPLY: u32 = 0x0200_00ff;
 }

@@ -51,6 +51,12 @@ pub fn unmap(address: u64, bytes: u64) -> Result<(), Error> {
     call(request::UNMAP, [address, bytes, 0, 0, 0, 0]).map(|_| ())
 }
 
+/// When VM received, decided, mapped and resumed the last fault it served (TSC values; see
+/// `request::FAULT_TIMES`).
+pub fn fault_times() -> Result<[u64; 4], Error> {
+    call(request::FAULT_TIMES, [0; 6]).map(|reply| [reply[1], reply[2], reply[3], reply[4]])
+}
+
 /// The caller's memory figures as VM keeps them.
 pub fn stats() -> Result<MemoryStats, Error> {
     call(request::STATS, [0; 6]).map(|reply| MemoryStats {

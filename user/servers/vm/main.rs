@@ -24,9 +24,11 @@ const DEFAULT_LIMIT_PAGES: u64 = (128 << 20) / PAGE_SIZE;
 /// Processes an out-of-memory report names.
 const REPORTED_USERS: usize = 3;
 
-/// The server's state: the policy's records of every process it has seen.
+/// The server's state: the policy's records of every process it has seen, and when it
+/// handled the last fault (`request::FAULT_TIMES`).
 struct Server {
     vm: Vm,
+    fault_times: [u64; 4],
 }
 
 /// The stack region index `address` lies in, if it is in the stack area.
@@ -86,9 +88,13 @@ impl Server {
         self.vm.fault(fault.pid, fault.address, access)
     }
 
-    /// One fault: map and resume, or fail it with the reason logged.
-    fn handle_fault(&mut self, fault: &PageFault) {
-        let refusal = match self.decide(fault) {
+    /// One fault: map and resume, or fail it with the reason logged. `received` is the TSC
+    /// when its message arrived.
+    fn handle_fault(&mut self, fault: &PageFault, received: u64) {
+        self.fault_times = [received, 0, 0, 0];
+        let decision = self.decide(fault);
+        self.fault_times[1] = vigil_rt::tsc();
+        let refusal = match decision {
             Ok(Decision::MapZero { page, writable }) => {
                 match self.map_page(fault, page, writable) {
                     Ok(()) => None,
@@ -107,6 +113,7 @@ impl Server {
             }
             Err(error) => Some(alloc::format!("{error}")),
         };
+        self.fault_times[2] = vigil_rt::tsc();
         let answer = match refusal {
             None => syscall::vm_resume(fault.thread),
             Some(reason) => {
@@ -121,6 +128,7 @@ impl Server {
                 syscall::vm_fail(fault.thread)
             }
         };
+        self.fault_times[3] = vigil_rt::tsc();
         if let Err(error) = answer {
             // The thread may have been killed meanwhile (its process exited).
             println!("could not answer the fault of {}: {error}", fault.thread);
@@ -216,6 +224,10 @@ impl Server {
                 self.release(pid, &released);
                 [0; 5]
             }),
+            request::FAULT_TIMES => {
+                let [received, decided, mapped, resumed] = self.fault_times;
+                Ok([received, decided, mapped, resumed, 0])
+            }
             request::STATS => match self.vm.process(pid) {
                 Some(process) => {
                     let stats = process.stats();
@@ -249,6 +261,7 @@ fn main(_args: &str) -> i32 {
     println!("serving page faults at {}", ipc::self_endpoint());
     let mut server = Server {
         vm: Vm::new(DEFAULT_LIMIT_PAGES),
+        fault_times: [0; 4],
     };
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -258,8 +271,9 @@ fn main(_args: &str) -> i32 {
                 continue;
             }
         };
+        let received = vigil_rt::tsc();
         if let Some(fault) = PageFault::from_message(&message) {
-            server.handle_fault(&fault);
+            server.handle_fault(&fault, received);
         } else if message.kind == KIND_PROCESS_EXIT && message.source == Endpoint::KERNEL {
             // The kernel freed the address space; only the records go.
             let pid = message.payload[0] as u32;

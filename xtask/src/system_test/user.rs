@@ -539,7 +539,7 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 13] = [
+const BENCHMARKS: [&str; 18] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
@@ -548,6 +548,11 @@ const BENCHMARKS: [&str; 13] = [
     "ipc_roundtrip_untraced",
     "vm_fault_demand_zero",
     "vm_map_touch_unmap",
+    "vm_fault_phase_to_vm",
+    "vm_fault_phase_decide",
+    "vm_fault_phase_map",
+    "vm_fault_phase_resume",
+    "vm_fault_phase_back",
     "snapshot_10_threads",
     "snapshot_100_threads",
     "snapshot_1000_threads",
@@ -555,19 +560,28 @@ const BENCHMARKS: [&str; 13] = [
     "wake_lateness_flood",
 ];
 
+/// How many samples `bench_client` takes of a benchmark: snapshots 200 (each is large),
+/// the fault phases 1,000 (one fault per page), the 10 ms sleeps of the wake-up lateness
+/// rows 30, everything else 10,000.
+fn bench_iterations(name: &str) -> u32 {
+    if name.starts_with("snapshot_") {
+        200
+    } else if name.starts_with("vm_fault_phase_") {
+        1000
+    } else if name.starts_with("wake_lateness_") {
+        30
+    } else {
+        10000
+    }
+}
+
 fn check_bench(console: &Console) -> Result<(), String> {
     console.require_clean_run()?;
     for name in BENCHMARKS {
-        // Snapshots are timed 200 times (each is large); everything else 10,000 times.
-        let iterations = if name.starts_with("snapshot_") {
-            " iterations=200"
-        } else {
-            " iterations=10000"
-        };
         console.require_line_with(&[
             &format!("bench_client: bench: {name} median_cycles="),
             " min_cycles=",
-            iterations,
+            &format!(" iterations={}", bench_iterations(name)),
         ])?;
     }
     // The 1000-thread snapshot must really have had 1000 threads.
@@ -778,13 +792,14 @@ mod tests {
         let mut lines: Vec<String> = BENCHMARKS
             .iter()
             .map(|name| {
-                let (iterations, extra) = if name.starts_with("snapshot_") {
+                let iterations = bench_iterations(name);
+                let extra = if name.starts_with("snapshot_") {
                     let threads = name
                         .trim_start_matches("snapshot_")
                         .trim_end_matches("_threads");
-                    (200, format!(" threads={threads} per_thread_cycles=100"))
+                    format!(" threads={threads} per_thread_cycles=100")
                 } else {
-                    (10000, String::new())
+                    String::new()
                 };
                 format!(
                     "[    0.3] INFO  bench_client: bench: {name} median_cycles=420 \

@@ -15,6 +15,11 @@
 //! - `vm_fault_demand_zero`: the first touch of a page of an anonymous mapping — the page
 //!   fault, the kernel's message to the VM server, its decision, `VmMap`, `VmResume` and
 //!   the return to the faulting instruction;
+//! - `vm_fault_phase_{to_vm,decide,map,resume,back}`: where a demand-zero fault's
+//!   instructions go, from VM's timestamps of the fault (`vm::fault_times`): the kernel
+//!   entry and the message to VM up to VM's receive returning; VM's decision; its `VmMap`
+//!   call; its `VmResume` call; and from there back to the faulting instruction (VM's next
+//!   receive, the switch, the return to user mode);
 //! - `vm_map_touch_unmap`: asking VM for a one-page mapping, touching it, unmapping it
 //!   (three requests to VM and one fault);
 //!
@@ -57,6 +62,7 @@ fn main(_args: &str) -> i32 {
     ok &= context_switch();
     ok &= tracing_costs(server);
     ok &= vm_costs();
+    ok &= vm_fault_breakdown();
     ok &= snapshot_costs();
     ok &= wake_lateness();
     if ok {
@@ -104,6 +110,40 @@ fn vm_costs() -> bool {
                 Err(_) => false,
             }
         })
+}
+
+/// The phases of a demand-zero fault, one fault per page of a fresh mapping.
+fn vm_fault_breakdown() -> bool {
+    const PAGE: u64 = vigil_rt::abi::vm::PAGE_SIZE;
+    const FAULTS: usize = 1000;
+    let Ok(base) = vm::map_anonymous(FAULTS as u64 * PAGE, true) else {
+        return false;
+    };
+    let names = ["to_vm", "decide", "map", "resume", "back"];
+    let mut phases: [Vec<u64>; 5] = core::array::from_fn(|_| Vec::with_capacity(FAULTS));
+    let mut ok = true;
+    for page in 0..FAULTS as u64 {
+        let start = tsc();
+        touch(base + page * PAGE);
+        let end = tsc();
+        match vm::fault_times() {
+            Ok([received, decided, mapped, resumed]) if start < received && resumed < end => {
+                let marks = [start, received, decided, mapped, resumed, end];
+                for (phase, pair) in phases.iter_mut().zip(marks.windows(2)) {
+                    phase.push(pair[1] - pair[0]);
+                }
+            }
+            _ => ok = false,
+        }
+    }
+    for (name, samples) in names.iter().zip(phases.iter_mut()) {
+        report(&alloc::format!("vm_fault_phase_{name}"), samples);
+    }
+    ok &= vm::unmap(base, FAULTS as u64 * PAGE).is_ok();
+    if !ok {
+        println!("bench: vm_fault_phase: VM's fault times did not bracket a fault");
+    }
+    ok
 }
 
 fn ipc_round_trip(server: Endpoint) -> bool {

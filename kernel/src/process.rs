@@ -460,8 +460,15 @@ impl Kernel {
         self.vm_server_exited(process);
     }
 
-    /// A CPU exception in user code: report it and kill the process; the rest run on.
+    /// A CPU exception in user code: report it and kill the process; the rest run on. (An
+    /// #NM that only asks for the thread's FPU state, and a page fault VM serves, are not
+    /// errors.)
     pub fn user_exception(&mut self, slot: ThreadSlot) {
+        if self.threads[slot].context().vector == crate::arch::fpu::DEVICE_NOT_AVAILABLE_VECTOR
+            && self.fpu_first_use(slot)
+        {
+            return;
+        }
         let thread = &mut self.threads[slot];
         let mut address = 0;
         if thread.context().vector == PAGE_FAULT_VECTOR {

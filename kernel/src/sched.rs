@@ -22,6 +22,8 @@ pub struct Cpu {
     /// The thread whose x87/MMX/SSE state is in the registers (None: nobody's that must be
     /// kept — boot, or its thread left the system).
     fpu_loaded: Option<ThreadSlot>,
+    /// Whether CR0.TS is set (the running thread's first x87/MMX/SSE use traps).
+    fpu_trap_set: bool,
 }
 
 impl Cpu {
@@ -31,6 +33,7 @@ impl Cpu {
             dispatch_tsc: 0,
             idle_ns: 0,
             fpu_loaded: None,
+            fpu_trap_set: false,
         }
     }
 
@@ -199,18 +202,38 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Puts `slot`'s x87/MMX/SSE registers in place, saving those of the thread that had
-    /// them; nothing when they are already `slot`'s (a call returning to its caller).
+    /// Before `slot` runs: its x87/MMX/SSE instructions run directly if the registers hold
+    /// its state, and trap (#NM, `fpu_first_use`) otherwise. Changes CR0 only when that
+    /// answer changes, so switching between threads that never touch these registers costs
+    /// a comparison.
     #[inline]
     fn switch_fpu(&mut self, slot: ThreadSlot) {
-        if self.cpu.fpu_loaded == Some(slot) {
-            return;
+        let trap = self.cpu.fpu_loaded != Some(slot);
+        if trap != self.cpu.fpu_trap_set {
+            if trap {
+                fpu::trap_next_use();
+            } else {
+                fpu::allow_use();
+            }
+            self.cpu.fpu_trap_set = trap;
         }
+    }
+
+    /// #NM in `slot`: its first x87/MMX/SSE instruction since another thread's state was
+    /// loaded. Saves that state, loads `slot`'s own and lets the instruction run again.
+    /// `false` if the registers already were `slot`'s (an #NM the kernel did not cause).
+    pub fn fpu_first_use(&mut self, slot: ThreadSlot) -> bool {
+        if self.cpu.fpu_loaded == Some(slot) {
+            return false;
+        }
+        fpu::allow_use();
+        self.cpu.fpu_trap_set = false;
         if let Some(previous) = self.cpu.fpu_loaded {
             fpu::save(self.threads[previous].fpu_mut());
         }
         fpu::restore(self.threads[slot].fpu());
         self.cpu.fpu_loaded = Some(slot);
+        true
     }
 }
 

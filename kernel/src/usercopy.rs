@@ -18,10 +18,10 @@
 
 use crate::arch::paging::{phys_to_virt, AddressSpace, PAGE_SIZE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use vigil_abi::layout::USER_END;
 use vigil_abi::user_memory::{Pod, UserPtr, UserSlice};
 use vigil_abi::Error;
 pub use vigil_kcore::usercopy::Access;
+use vigil_kcore::usercopy::UserFault;
 
 /// A page a copy needed that is not mapped at all (not one mapped without the access).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,30 +66,18 @@ pub fn missing_page() -> Option<MissingPage> {
     })
 }
 
-/// Records why a copy of `[address, address + len)` as `access` failed: the first page of
-/// the range that fails, if it fails by being unmapped; nothing if it is mapped without the
-/// access, or the range is not user memory at all.
+/// Records why a copy in `space` as `access` failed (the missing page, if that was why)
+/// and returns the caller's error.
 #[cold]
-fn note_failure(space: &AddressSpace, address: u64, len: usize, access: Access) {
-    forget_missing_page();
-    let Some(end) = address
-        .checked_add(len as u64)
-        .filter(|&end| end <= USER_END)
-    else {
-        return;
-    };
-    let mut page = address & !(PAGE_SIZE - 1);
-    while page < end {
-        match space.translate(page) {
-            None => {
-                MISSING_PAGE.store(page | u64::from(access == Access::Write), Ordering::Relaxed);
-                MISSING_SPACE.store(space as *const AddressSpace as usize, Ordering::Relaxed);
-                return;
-            }
-            Some(translation) if !vigil_kcore::usercopy::allows(&translation, access) => return,
-            Some(_) => page += PAGE_SIZE,
+fn note_failure(space: &AddressSpace, fault: UserFault, access: Access) -> Error {
+    match fault {
+        UserFault::Missing(page) => {
+            MISSING_PAGE.store(page | u64::from(access == Access::Write), Ordering::Relaxed);
+            MISSING_SPACE.store(space as *const AddressSpace as usize, Ordering::Relaxed);
         }
+        UserFault::NotUser | UserFault::Denied(_) => forget_missing_page(),
     }
+    Error::from(fault)
 }
 
 /// Checks that `[address, address + len)` is user memory and returns the kernel (direct
@@ -111,7 +99,7 @@ fn for_each_piece(
         access,
         move |phys, offset, piece| visit(phys_to_virt(phys.get()), offset, piece),
     )
-    .inspect_err(|_| note_failure(space, address, len, access))
+    .map_err(|fault| note_failure(space, fault, access))
 }
 
 /// Copies `source` (exactly `out.len()` bytes) from user memory in `space` into `out`.
@@ -187,7 +175,7 @@ fn copy_in(
 /// Checks that `range` is accessible as `access`, without copying.
 pub fn check(space: &AddressSpace, range: UserSlice<u8>, access: Access) -> Result<(), Error> {
     vigil_kcore::usercopy::check(space, range.address(), range.len(), access)
-        .inspect_err(|_| note_failure(space, range.address(), range.len(), access))
+        .map_err(|fault| note_failure(space, fault, access))
 }
 
 /// Reads one plain-old-data value.

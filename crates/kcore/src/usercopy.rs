@@ -14,6 +14,24 @@ use crate::phys::{Frame, PhysAddr};
 use vigil_abi::layout::USER_END;
 use vigil_abi::Error;
 
+/// Why a user range failed the check; every one is `Error::Fault` to the caller, but the
+/// kernel suspends a system call for VM on a `Missing` page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserFault {
+    /// The range is not user memory: past `USER_END`, or its end wraps.
+    NotUser,
+    /// The first failing page of the range is not mapped at all.
+    Missing(u64),
+    /// The first failing page is mapped, but not as a user page allowing the access.
+    Denied(u64),
+}
+
+impl From<UserFault> for Error {
+    fn from(_: UserFault) -> Error {
+        Error::Fault
+    }
+}
+
 /// Access the kernel needs on a user page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -39,7 +57,7 @@ pub fn allows(translation: &Translation, access: Access) -> bool {
 }
 
 /// Checks that `[address, address + len)` is user memory allowing `access`, one walk per
-/// page, without copying: `Error::Fault` otherwise. The same check as `for_each_piece`
+/// page, without copying: the first failure otherwise. The same check as `for_each_piece`
 /// makes before its first piece.
 #[inline]
 pub fn check<T: Translate + ?Sized>(
@@ -47,16 +65,16 @@ pub fn check<T: Translate + ?Sized>(
     address: u64,
     len: usize,
     access: Access,
-) -> Result<(), Error> {
-    let end = address.checked_add(len as u64).ok_or(Error::Fault)?;
+) -> Result<(), UserFault> {
+    let end = address.checked_add(len as u64).ok_or(UserFault::NotUser)?;
     if end > USER_END {
-        return Err(Error::Fault);
+        return Err(UserFault::NotUser);
     }
     let mut page = address & !(PAGE_SIZE - 1);
     while page < end {
-        let translation = space.translate(page).ok_or(Error::Fault)?;
+        let translation = space.translate(page).ok_or(UserFault::Missing(page))?;
         if !allows(&translation, access) {
-            return Err(Error::Fault);
+            return Err(UserFault::Denied(page));
         }
         page += PAGE_SIZE;
     }
@@ -65,7 +83,7 @@ pub fn check<T: Translate + ?Sized>(
 
 /// Checks that `[address, address + len)` is user memory allowing `access` and returns the
 /// physical address of each piece, page by page, to `visit(phys, offset, piece_len)`;
-/// `Error::Fault` (and no visit) otherwise.
+/// the first failure (and no visit) otherwise.
 ///
 /// A zero-length range still has its first page checked when `address` is not page
 /// aligned (the page `address` lies in), and none when it is.
@@ -75,10 +93,10 @@ pub fn for_each_piece<T: Translate + ?Sized>(
     len: usize,
     access: Access,
     mut visit: impl FnMut(PhysAddr, usize, usize),
-) -> Result<(), Error> {
-    let end = address.checked_add(len as u64).ok_or(Error::Fault)?;
+) -> Result<(), UserFault> {
+    let end = address.checked_add(len as u64).ok_or(UserFault::NotUser)?;
     if end > USER_END {
-        return Err(Error::Fault);
+        return Err(UserFault::NotUser);
     }
     // Check every page before touching any, keeping the first few translations for the
     // copy (the same loop as `check`).
@@ -87,9 +105,9 @@ pub fn for_each_piece<T: Translate + ?Sized>(
     let mut page = first_page;
     let mut index = 0;
     while page < end {
-        let translation = space.translate(page).ok_or(Error::Fault)?;
+        let translation = space.translate(page).ok_or(UserFault::Missing(page))?;
         if !allows(&translation, access) {
-            return Err(Error::Fault);
+            return Err(UserFault::Denied(page));
         }
         if index < CACHED_PAGES {
             cached[index] = translation.phys.frame();
@@ -105,7 +123,13 @@ pub fn for_each_piece<T: Translate + ?Sized>(
         let page_index = ((current - first_page) / PAGE_SIZE) as usize;
         let frame = match cached.get(page_index) {
             Some(&frame) => frame,
-            None => space.translate(current).ok_or(Error::Fault)?.phys.frame(),
+            // Checked above, so never `None`; were it, pieces were already visited, so it
+            // must not read as a page to fetch and retry (`Denied`, not `Missing`).
+            None => space
+                .translate(current)
+                .ok_or(UserFault::Denied(current & !(PAGE_SIZE - 1)))?
+                .phys
+                .frame(),
         };
         visit(frame.with_offset(current), offset, piece);
         offset += piece;
@@ -170,7 +194,7 @@ mod tests {
         let result = for_each_piece(space, address, len, access, |phys, offset, piece| {
             pieces.push((phys.get(), offset, piece))
         });
-        (result, pieces)
+        (result.map_err(Error::from), pieces)
     }
 
     const RW: u64 = flags::USER | flags::WRITABLE;
@@ -321,6 +345,31 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_names_the_first_failing_page_and_why() {
+        let fake = FakeMemory::new();
+        let (tables, _) = fixture(&fake, &[(BASE, RW), (BASE + 2 * PAGE_SIZE, flags::USER)]);
+        let space = Space {
+            tables: &tables,
+            memory: &fake,
+            walks: Cell::new(0),
+        };
+        let len = 3 * PAGE_SIZE as usize;
+        assert_eq!(
+            check(&space, BASE, len, Access::Read),
+            Err(UserFault::Missing(BASE + PAGE_SIZE))
+        );
+        assert_eq!(
+            for_each_piece(&space, BASE + 2 * PAGE_SIZE, 8, Access::Write, |_, _, _| {}),
+            Err(UserFault::Denied(BASE + 2 * PAGE_SIZE))
+        );
+        assert_eq!(
+            check(&space, USER_END - 8, 16, Access::Read),
+            Err(UserFault::NotUser)
+        );
+        assert_eq!(Error::from(UserFault::Missing(0)), Error::Fault);
+    }
+
+    #[test]
     fn zero_length_checks_the_page_of_an_unaligned_address_only() {
         let fake = FakeMemory::new();
         let (tables, _) = fixture(&fake, &[]);
@@ -446,7 +495,7 @@ mod tests {
                 }
                 // `check` agrees, walking each page once.
                 space.walks.set(0);
-                prop_assert_eq!(check(&space, address, len, access), model.0);
+                prop_assert_eq!(check(&space, address, len, access).map_err(Error::from), model.0);
                 if model.0.is_ok() {
                     prop_assert_eq!(space.walks.get() as u64, touched);
                 }

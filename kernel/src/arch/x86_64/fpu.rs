@@ -2,11 +2,13 @@
 //! restoring a thread's registers with FXSAVE/FXRSTOR.
 //!
 //! The kernel itself never touches these registers (it is built for a soft-float target),
-//! so they hold user state only, and the scheduler switches them eagerly but only when the
-//! thread that runs next is not the one whose state is loaded (`Kernel::switch_fpu`): a
-//! system call that returns to its caller costs nothing. AVX and later (XSAVE state) stay
-//! off: CR4.OSXSAVE is clear, so those instructions fault with #UD and the 512-byte FXSAVE
-//! image is the whole of a thread's extra state.
+//! so they hold user state only. They are switched lazily (`Kernel::switch_fpu`,
+//! `Kernel::fpu_first_use`): a thread whose state is not the loaded one runs with CR0.TS
+//! set, so its first x87/MMX/SSE instruction raises #NM, and only then is the loaded state
+//! saved and the thread's own restored. Threads that never use these registers never pay
+//! for them. AVX and later (XSAVE state) stay off: CR4.OSXSAVE is clear, so those
+//! instructions fault with #UD and the 512-byte FXSAVE image is all of a thread's extra
+//! state.
 
 use core::arch::asm;
 
@@ -50,6 +52,25 @@ pub fn enable() {
     // SAFETY: FXSR and SSE are architectural on x86-64, so both bits are supported.
     unsafe { cpu::set_cr4_bits(CR4_OSFXSR | CR4_OSXMMEXCPT) };
     restore(&FpuState::INITIAL);
+}
+
+/// The #NM vector: an x87/MMX/SSE instruction while CR0.TS is set.
+pub const DEVICE_NOT_AVAILABLE_VECTOR: u64 = 7;
+
+/// Sets CR0.TS: the next x87/MMX/SSE instruction raises #NM.
+#[inline]
+pub fn trap_next_use() {
+    let cr0 = cpu::read_cr0() | CR0_TS;
+    // SAFETY: TS only makes x87/MMX/SSE instructions fault with #NM, which the kernel
+    // handles (`Kernel::fpu_first_use`); the kernel executes none itself.
+    unsafe { asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags)) };
+}
+
+/// Clears CR0.TS: x87/MMX/SSE instructions run.
+#[inline]
+pub fn allow_use() {
+    // SAFETY: CLTS only clears CR0.TS.
+    unsafe { asm!("clts", options(nomem, nostack, preserves_flags)) };
 }
 
 /// Saves the loaded x87/MMX/SSE state into `state`.

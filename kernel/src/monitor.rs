@@ -27,10 +27,8 @@ const RX_BYTES_PER_POLL: usize = 256;
 const EVENTS_PER_POLL: usize = 256;
 /// Log lines sent per poll.
 const LOG_LINES_PER_POLL: usize = 16;
-/// Default snapshot period: 10 per second.
-pub const DEFAULT_SNAPSHOT_PERIOD_MS: u32 = 100;
-/// Shortest snapshot period a host may ask for.
-const MIN_SNAPSHOT_PERIOD_MS: u32 = 10;
+pub use vigil_kcore::monitor_settings::DEFAULT_SNAPSHOT_PERIOD_MS;
+use vigil_kcore::monitor_settings::MonitorSettings;
 /// Largest host frame accepted: commands are tiny, so garbage is dropped early.
 const MAX_COMMAND_BYTES: usize = 256;
 /// How often the loss counters are sent (they double as a heartbeat).
@@ -39,7 +37,8 @@ const DROP_REPORT_PERIOD_NS: u64 = 1_000_000_000;
 struct Monitor {
     transmit: VecDeque<u8>,
     decoder: HostFrameDecoder,
-    snapshot_period_ms: u32,
+    /// The trace mask (also in force in `trace`) and snapshot period the client set.
+    settings: MonitorSettings,
     next_snapshot_ns: u64,
     snapshot_requested: bool,
     next_drop_report_ns: u64,
@@ -62,7 +61,7 @@ pub fn init() {
     let mut monitor = Monitor {
         transmit: VecDeque::with_capacity(TX_CAPACITY),
         decoder: HostFrameDecoder::with_max_frame_bytes(MAX_COMMAND_BYTES),
-        snapshot_period_ms: DEFAULT_SNAPSHOT_PERIOD_MS,
+        settings: MonitorSettings::DEFAULT,
         next_snapshot_ns: 0,
         snapshot_requested: false,
         next_drop_report_ns: 0,
@@ -98,10 +97,11 @@ pub fn poll(kernel: &mut Kernel) {
     monitor.receive_commands();
     let now = time::now_ns();
     if monitor.snapshot_requested
-        || (monitor.snapshot_period_ms != 0 && now >= monitor.next_snapshot_ns)
+        || (monitor.settings.snapshot_period_ms != 0 && now >= monitor.next_snapshot_ns)
     {
         monitor.snapshot_requested = false;
-        monitor.next_snapshot_ns = now + u64::from(monitor.snapshot_period_ms) * 1_000_000;
+        monitor.next_snapshot_ns =
+            now + u64::from(monitor.settings.snapshot_period_ms) * 1_000_000;
         let frame = KernelFrame::Snapshot(snapshot(kernel, now));
         monitor.queue(&frame);
     }
@@ -373,7 +373,12 @@ impl Monitor {
         let result = match command {
             HostFrame::Hello { protocol_version } => {
                 if vigil_wire::compatible(protocol_version) {
-                    self.queue(&KernelFrame::Hello(hello(self.snapshot_period_ms)));
+                    // A new session: nothing a previous client set stays in force.
+                    self.settings.start_session();
+                    trace::set_mask(self.settings.event_mask);
+                    self.next_snapshot_ns = time::now_ns();
+                    let hello = hello(self.settings.snapshot_period_ms);
+                    self.queue(&KernelFrame::Hello(hello));
                     return;
                 }
                 self.malformed_commands += 1;
@@ -385,20 +390,15 @@ impl Monitor {
                 }
             }
             HostFrame::SetEventMask(mask) => {
-                let valid = (1u64 << vigil_abi::trace::EventKind::COUNT) - 1;
-                trace::set_mask(mask & valid);
+                let mask = self.settings.set_event_mask(mask);
+                trace::set_mask(mask);
                 CommandResult {
                     ok: true,
-                    message: alloc::format!("event mask {:#x}", mask & valid),
+                    message: alloc::format!("event mask {mask:#x}"),
                 }
             }
             HostFrame::SetSnapshotPeriod { period_ms } => {
-                let period = if period_ms == 0 {
-                    0
-                } else {
-                    period_ms.max(MIN_SNAPSHOT_PERIOD_MS)
-                };
-                self.snapshot_period_ms = period;
+                let period = self.settings.set_snapshot_period(period_ms);
                 self.next_snapshot_ns = time::now_ns();
                 CommandResult {
                     ok: true,

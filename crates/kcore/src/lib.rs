@@ -14,6 +14,7 @@ pub mod ipc;
 pub mod lock_order;
 pub mod log_ring;
 pub mod memmap;
+pub mod monitor_settings;
 pub mod multiboot;
 pub mod paging;
 pub mod phys;

@@ -27,7 +27,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// Pause between attempts to connect to QEMU.
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
 
-/// Garbage to write towards the kernel: `bytes` at `at` after the first tool connection.
+/// Bytes to write towards the kernel (garbage, or encoded host frames a tool would not
+/// send): `bytes` at `at` after the first tool connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Injection {
     pub at: Duration,
@@ -72,7 +73,8 @@ pub struct ProxyReport {
     pub stats: DecoderStats,
     /// Bytes the tool sent that were forwarded to the kernel.
     pub to_kernel_bytes: u64,
-    pub injected: Option<Injected>,
+    /// What was injected, in order.
+    pub injected: Vec<Injected>,
     /// Why the proxy stopped early, if it did (e.g. QEMU never listened).
     pub error: Option<String>,
 }
@@ -98,9 +100,9 @@ impl ProxyReport {
             stats.discarded_bytes,
             self.to_kernel_bytes
         );
-        if let Some(injected) = &self.injected {
+        for injected in &self.injected {
             text.push_str(&format!(
-                ", {} garbage bytes injected at {:.2} s",
+                ", {} bytes injected at {:.2} s",
                 injected.bytes,
                 injected.at.as_secs_f64()
             ));
@@ -128,7 +130,7 @@ impl Proxy {
         listener: TcpListener,
         upstream: SocketAddr,
         connect_within: Duration,
-        injection: Option<Injection>,
+        injections: Vec<Injection>,
     ) -> Result<Proxy> {
         let port = listener.local_addr()?.port();
         listener
@@ -149,7 +151,7 @@ impl Proxy {
                     listener,
                     upstream,
                     Instant::now() + connect_within,
-                    injection,
+                    injections,
                     shared,
                 )
             })
@@ -258,9 +260,14 @@ fn run(
     listener: TcpListener,
     upstream_address: SocketAddr,
     connect_until: Instant,
-    mut injection: Option<Injection>,
+    injections: Vec<Injection>,
     flags: Flags,
 ) -> ProxyReport {
+    let mut injections: std::collections::VecDeque<Injection> = {
+        let mut sorted = injections;
+        sorted.sort_by_key(|injection| injection.at);
+        sorted.into()
+    };
     let started = Instant::now();
     let mut report = ProxyReport::default();
     let upstream = match connect_upstream(upstream_address, connect_until, &flags) {
@@ -321,21 +328,21 @@ fn run(
             if flags.stopped() || tool_closed.load(Ordering::SeqCst) {
                 break false;
             }
-            if injection
-                .as_ref()
+            while injections
+                .front()
                 .is_some_and(|injection| first.elapsed() >= injection.at)
             {
-                let garbage = injection.take().map(|i| i.bytes).unwrap_or_default();
+                let bytes = injections.pop_front().map(|i| i.bytes).unwrap_or_default();
                 let written = upstream_writer
                     .lock()
                     .map_err(|_| std::io::Error::from(ErrorKind::Other))
-                    .and_then(|mut writer| writer.write_all(&garbage));
+                    .and_then(|mut writer| writer.write_all(&bytes));
                 if let Err(error) = written {
-                    report.error = Some(format!("writing garbage to QEMU: {error}"));
+                    report.error = Some(format!("writing injected bytes to QEMU: {error}"));
                 }
-                report.injected = Some(Injected {
+                report.injected.push(Injected {
                     at: started.elapsed(),
-                    bytes: garbage.len(),
+                    bytes: bytes.len(),
                     from_kernel_offset: report.from_kernel.len(),
                 });
             }
@@ -573,7 +580,7 @@ mod tests {
         );
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = Proxy::start(listener, address, Duration::from_secs(3), None).unwrap();
+        let proxy = Proxy::start(listener, address, Duration::from_secs(3), Vec::new()).unwrap();
         proxy.wait_upstream(Duration::from_secs(3)).unwrap();
         let mut tool = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
         tool.write_all(&command).unwrap();
@@ -601,7 +608,7 @@ mod tests {
         assert_eq!(report.to_kernel_bytes, command.len() as u64);
         assert_eq!(report.connections.len(), 1);
         assert!(report.upstream_connected.is_some());
-        assert!(report.injected.is_none());
+        assert!(report.injected.is_empty());
         assert!(report.error.is_none(), "{:?}", report.error);
         assert!(
             report.summary().contains("2 frames"),
@@ -630,7 +637,7 @@ mod tests {
             bytes: garbage.clone(),
         };
         let proxy =
-            Proxy::start(listener, address, Duration::from_secs(3), Some(injection)).unwrap();
+            Proxy::start(listener, address, Duration::from_secs(3), vec![injection]).unwrap();
         proxy.wait_upstream(Duration::from_secs(3)).unwrap();
         let mut tool = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
         let got = read_exactly(&mut tool, hello.len() + later.len());
@@ -638,7 +645,11 @@ mod tests {
         assert_eq!(kernel.join().unwrap(), garbage);
         drop(tool);
         let report = proxy.finish();
-        let injected = report.injected.clone().expect("garbage was injected");
+        let injected = report
+            .injected
+            .first()
+            .cloned()
+            .expect("garbage was injected");
         assert_eq!(injected.bytes, garbage.len());
         assert_eq!(injected.from_kernel_offset, hello.len());
         assert!(injected.at >= Duration::from_millis(150));
@@ -668,7 +679,8 @@ mod tests {
             thread::sleep(Duration::from_millis(300));
         });
         let proxy_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = Proxy::start(proxy_listener, address, Duration::from_secs(3), None).unwrap();
+        let proxy =
+            Proxy::start(proxy_listener, address, Duration::from_secs(3), Vec::new()).unwrap();
         proxy.wait_upstream(Duration::from_secs(3)).unwrap();
         let mut tool = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
         assert_eq!(read_exactly(&mut tool, cut_a.len()), cut_a);
@@ -692,7 +704,8 @@ mod tests {
             .parse()
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = Proxy::start(listener, address, Duration::from_millis(200), None).unwrap();
+        let proxy =
+            Proxy::start(listener, address, Duration::from_millis(200), Vec::new()).unwrap();
         let error = proxy.wait_upstream(Duration::from_secs(3)).unwrap_err();
         assert!(
             format!("{error:#}").contains("could not connect"),

@@ -468,12 +468,80 @@ pub fn check_blocked_chain(observation: &Observation) -> Result<String, String> 
 /// command already: see `KNOWN_EARLY_MALFORMED`), the increase is no more than the bad
 /// frames the garbage holds, and the kernel → host stream stayed undamaged (the proxy's
 /// decoder found no bad frame).
+/// `monitor-session-defaults`: another client set the event mask to 0 (1.2 s), then a new
+/// session began with a Hello (2.4 s). Events must flow before, stop while the mask is 0, and
+/// flow again after the Hello, whose answer carries the default mask.
+pub fn check_session_defaults(observation: &Observation) -> Result<String, String> {
+    let proxy = &observation.proxy;
+    let [mask_off, hello] = proxy.injected.as_slice() else {
+        return Err(format!(
+            "the proxy injected {} of the 2 commands (the tool never connected?)",
+            proxy.injected.len()
+        ));
+    };
+    session_defaults_verdict(&proxy.frames, mask_off.at, hello.at)
+}
+
+/// The verdict of [`check_session_defaults`] on the frames the proxy forwarded.
+fn session_defaults_verdict(
+    frames: &[proxy::ProxyFrame],
+    mask_off: Duration,
+    hello: Duration,
+) -> Result<String, String> {
+    // The kernel acts on a command at its next poll (10 ms) and drains what the ring held
+    // by then within a few more: events in this margin after a command count for neither.
+    let margin = Duration::from_millis(300);
+    let events_in = |from: Duration, to: Duration| -> usize {
+        frames
+            .iter()
+            .filter(|f| f.at > from && f.at <= to)
+            .map(|f| match &f.frame {
+                KernelFrame::Events(events) => events.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let before = events_in(Duration::ZERO, mask_off);
+    let while_off = events_in(mask_off + margin, hello);
+    let after = events_in(hello + margin, Duration::MAX);
+    let answer = frames
+        .iter()
+        .filter(|f| f.at > hello)
+        .find_map(|f| match &f.frame {
+            KernelFrame::Hello(h) => Some(h.event_mask),
+            _ => None,
+        })
+        .ok_or("the kernel did not answer the injected Hello")?;
+    let default = vigil_abi::trace::DEFAULT_EVENT_MASK;
+    if before == 0 {
+        return Err("no events arrived before the mask was set to 0".into());
+    }
+    if while_off != 0 {
+        return Err(format!(
+            "{while_off} events arrived while the event mask was 0"
+        ));
+    }
+    if answer != default {
+        return Err(format!(
+            "the new session's Hello says event mask {answer:#x}, not the default {default:#x}"
+        ));
+    }
+    if after == 0 {
+        return Err(
+            "no events after the new session's Hello: the mask of 0 outlived its client".into(),
+        );
+    }
+    Ok(format!(
+        "{before} events, none while another client's mask of 0 was in force, {after} after a new Hello restored {answer:#x}"
+    ))
+}
+
 pub fn check_garbage(observation: &Observation) -> Result<String, String> {
     let lines = &observation.lines;
     let proxy = &observation.proxy;
     let injected = proxy
         .injected
-        .as_ref()
+        .first()
         .ok_or("the proxy never injected the garbage (the tool never connected?)")?;
     let before: Option<u64> = proxy
         .frames
@@ -1084,12 +1152,62 @@ mod tests {
         }
         let mut proxy = proxy_spaced(frames, 50);
         let offset = proxy.frames[30].end;
-        proxy.injected = Some(proxy::Injected {
+        proxy.injected = vec![proxy::Injected {
             at: proxy.frames[30].at,
             bytes: GARBAGE.bytes,
             from_kernel_offset: offset,
-        });
+        }];
         observation(lines, proxy, &[])
+    }
+
+    #[test]
+    fn session_defaults_need_silence_under_mask_0_and_events_after_the_hello() {
+        use vigil_wire::{Event, Hello};
+        let at = |ms: u64| Duration::from_millis(ms);
+        let events = |ms: u64, n: usize| proxy::ProxyFrame {
+            at: at(ms),
+            end: 0,
+            frame: KernelFrame::Events(vec![
+                Event {
+                    seq: 0,
+                    timestamp_ns: 0,
+                    kind: 0,
+                    thread: 0,
+                    args: [0; 3],
+                };
+                n
+            ]),
+        };
+        let hello = |ms: u64, mask: u64| proxy::ProxyFrame {
+            at: at(ms),
+            end: 0,
+            frame: KernelFrame::Hello(Hello {
+                protocol_version: 1,
+                kernel_version: String::new(),
+                tsc_hz: 0,
+                now_ns: 0,
+                event_mask: mask,
+                snapshot_period_ms: 100,
+            }),
+        };
+        let default = vigil_abi::trace::DEFAULT_EVENT_MASK;
+        let good = [
+            events(500, 3),
+            events(1600, 2),
+            hello(3010, default),
+            events(3500, 4),
+        ];
+        let verdict = session_defaults_verdict(&good, at(1500), at(3000));
+        assert!(verdict.is_ok(), "{verdict:?}");
+        let leaked = [
+            events(500, 3),
+            events(2000, 1),
+            hello(3010, default),
+            events(3500, 4),
+        ];
+        assert!(session_defaults_verdict(&leaked, at(1500), at(3000)).is_err());
+        let stuck = [events(500, 3), hello(3010, 0)];
+        assert!(session_defaults_verdict(&stuck, at(1500), at(3000)).is_err());
     }
 
     fn hub_case(hellos: [usize; HUB_CLIENTS], snapshots: u64) -> Observation {
@@ -1202,7 +1320,7 @@ mod tests {
         damaged.proxy.stats.checksum_errors = 1;
         assert!(check_garbage(&damaged).unwrap_err().contains("damaged"));
         let mut never = garbage_case(3, 0);
-        never.proxy.injected = None;
+        never.proxy.injected = Vec::new();
         assert!(check_garbage(&never).is_err());
     }
 

@@ -20,6 +20,8 @@ mod view;
 
 use std::time::Duration;
 
+use vigil_wire::HostFrame;
+
 use super::console::Console;
 use super::scenario::{millis, secs, Expected, Scenario};
 pub use session::{Garbage, MonitorCheck};
@@ -105,6 +107,27 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             duration: secs(6),
             garbage: Some(GARBAGE),
             check: checks::check_garbage,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-session-defaults",
+        check: check_spinner_console,
+        // Another client (the proxy, as one) turns events off; a later Hello — a new
+        // client's session — must bring the default mask back.
+        programs: &["spinner prio=12", "spinner name=spinner2 prio=12"],
+        ..watched(MonitorCheck {
+            duration: secs(4),
+            commands: &[
+                (millis(1200), HostFrame::SetEventMask(0)),
+                (
+                    millis(2400),
+                    HostFrame::Hello {
+                        protocol_version: vigil_wire::PROTOCOL_VERSION,
+                    },
+                ),
+            ],
+            check: checks::check_session_defaults,
             ..MonitorCheck::DEFAULT
         })
     },
@@ -234,6 +257,7 @@ mod tests {
                 "monitor-deadlock",
                 "monitor-blocked-chain",
                 "monitor-garbage",
+                "monitor-session-defaults",
                 "monitor-record-replay",
                 "monitor-lockup-epitaph",
                 "monitor-hub",
@@ -252,10 +276,13 @@ mod tests {
             if let Some(garbage) = check.garbage {
                 assert!(garbage.at < check.duration, "{}", scenario.name);
             }
+            for (at, _) in check.commands {
+                assert!(*at < check.duration, "{}", scenario.name);
+            }
             total += check.duration;
         }
         // CI time: the listening adds up to well under a minute.
-        assert!(total <= secs(47), "{total:?}");
+        assert!(total <= secs(51), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

@@ -31,6 +31,7 @@ use crate::kernel;
 use crate::qemu::{self, Com2, QemuConfig, SupervisedRun};
 use crate::symbolize::Symbolizer;
 use crate::user::UserPrograms;
+use vigil_wire::HostFrame;
 
 /// How long QEMU may take to accept the proxy's connection on COM2.
 const QEMU_LISTEN_WITHIN: Duration = Duration::from_secs(10);
@@ -57,6 +58,9 @@ pub struct MonitorCheck {
     pub duration: Duration,
     /// Garbage to write towards the kernel mid-run.
     pub garbage: Option<Garbage>,
+    /// Host frames to write towards the kernel at these times after the tool connected, as
+    /// another client would (commands the tool itself never sends).
+    pub commands: &'static [(Duration, HostFrame)],
     /// Run `vigil record -o FILE` instead of `vigil events --json --snapshots`, then judge
     /// `vigil events --replay FILE --json --snapshots`.
     pub record: bool,
@@ -83,6 +87,7 @@ impl MonitorCheck {
     pub const DEFAULT: MonitorCheck = MonitorCheck {
         duration: Duration::ZERO,
         garbage: None,
+        commands: &[],
         record: false,
         hub_clients: 0,
         metrics: false,
@@ -393,11 +398,20 @@ fn run_and_observe(
         port: qemu_port,
     };
     let upstream = SocketAddr::from(([127, 0, 0, 1], qemu_port));
-    let injection = check.garbage.map(|garbage| Injection {
-        at: garbage.at,
-        bytes: proxy::garbage(garbage.bytes, GARBAGE_SEED).0,
-    });
-    let proxy = Proxy::start(listener, upstream, QEMU_LISTEN_WITHIN, injection)?;
+    let mut injections: Vec<Injection> = check
+        .garbage
+        .map(|garbage| Injection {
+            at: garbage.at,
+            bytes: proxy::garbage(garbage.bytes, GARBAGE_SEED).0,
+        })
+        .into_iter()
+        .collect();
+    for (at, frame) in check.commands {
+        let mut bytes = Vec::new();
+        vigil_wire::encode_host_frame(frame, &mut bytes);
+        injections.push(Injection { at: *at, bytes });
+    }
+    let proxy = Proxy::start(listener, upstream, QEMU_LISTEN_WITHIN, injections)?;
     let work_dir = kernel::target_dir().join("xtask-monitor");
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
@@ -816,6 +830,7 @@ mod tests {
         let check = MonitorCheck {
             duration: Duration::from_millis(2500),
             garbage: None,
+            commands: &[],
             record: false,
             hub_clients: 0,
             metrics: false,

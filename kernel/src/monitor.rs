@@ -27,8 +27,8 @@ const RX_BYTES_PER_POLL: usize = 256;
 const EVENTS_PER_POLL: usize = 256;
 /// Log lines sent per poll.
 const LOG_LINES_PER_POLL: usize = 16;
-pub use vigil_kcore::monitor_settings::DEFAULT_SNAPSHOT_PERIOD_MS;
 use vigil_kcore::monitor_settings::MonitorSettings;
+pub use vigil_kcore::monitor_settings::DEFAULT_SNAPSHOT_PERIOD_MS;
 /// Largest host frame accepted: commands are tiny, so garbage is dropped early.
 const MAX_COMMAND_BYTES: usize = 256;
 /// How often the loss counters are sent (they double as a heartbeat).
@@ -100,8 +100,7 @@ pub fn poll(kernel: &mut Kernel) {
         || (monitor.settings.snapshot_period_ms != 0 && now >= monitor.next_snapshot_ns)
     {
         monitor.snapshot_requested = false;
-        monitor.next_snapshot_ns =
-            now + u64::from(monitor.settings.snapshot_period_ms) * 1_000_000;
+        monitor.next_snapshot_ns = now + u64::from(monitor.settings.snapshot_period_ms) * 1_000_000;
         let frame = KernelFrame::Snapshot(snapshot(kernel, now));
         monitor.queue(&frame);
     }
@@ -123,6 +122,22 @@ pub fn report_user_crash(process: &str, pid: u32, message: String, backtrace: Ve
     };
     let report = CrashReport {
         kind: CrashKind::UserFault,
+        timestamp_ns: time::now_ns(),
+        process: Some((String::from(process), pid)),
+        message,
+        backtrace,
+    };
+    monitor.queue(&KernelFrame::Crash(report));
+}
+
+/// Queues the crash report of a user panic (`Panic` system call).
+pub fn report_user_panic(process: &str, pid: u32, message: String, backtrace: Vec<u64>) {
+    let mut guard = MONITOR.lock();
+    let Some(monitor) = guard.as_mut() else {
+        return;
+    };
+    let report = CrashReport {
+        kind: CrashKind::UserPanic,
         timestamp_ns: time::now_ns(),
         process: Some((String::from(process), pid)),
         message,

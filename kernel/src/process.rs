@@ -12,7 +12,7 @@ use crate::thread::{self, ThreadStart, MAIN_STACK_BYTES};
 use crate::usercopy;
 use vigil_abi::layout::{HEAP_BASE, INITIAL_STACK_BYTES, RUNTIME_HEAP_BYTES, STACK_REGION_SIZE};
 use vigil_abi::syscall::KernelCall;
-use vigil_abi::syscall::ProcessExitArgs;
+use vigil_abi::syscall::{PanicArgs, ProcessExitArgs};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::vm::{MapFlags, PageRange};
 use vigil_abi::{Endpoint, Error};
@@ -610,6 +610,42 @@ fn print_user_backtrace(
 }
 
 /// ProcessExit: ends every thread of the caller's process.
+/// Longest panic message the kernel reports.
+const PANIC_TEXT_MAX: usize = 512;
+/// The exit status of a process that panicked (as Rust's test harness and `cargo` use).
+pub const PANIC_EXIT_STATUS: u64 = 101;
+
+/// Panic: the caller's runtime reports a panic. Logged as an error with a backtrace of the
+/// caller, sent to the monitor as a `UserPanic` crash, and the process ends with status 101.
+pub fn panic(kernel: &mut Kernel, caller: ThreadSlot, args: PanicArgs) -> Result<Next, Error> {
+    let process = kernel.threads[caller].process();
+    let mut buffer = [0u8; PANIC_TEXT_MAX];
+    let len = args.text.len().min(PANIC_TEXT_MAX);
+    let space = kernel.space_of(caller);
+    let read = usercopy::read(space, args.text.truncate(len), &mut buffer[..len]);
+    let message = match read {
+        Ok(()) => match core::str::from_utf8(&buffer[..len]) {
+            Ok(text) => text,
+            Err(error) => core::str::from_utf8(&buffer[..error.valid_up_to()]).unwrap_or(""),
+        },
+        Err(_) => "(the panic message could not be read)",
+    };
+    let context = *kernel.threads[caller].context();
+    let endpoint = kernel.table.endpoint(caller);
+    let record = &kernel.processes[process];
+    let (name, pid) = (record.name(), record.pid);
+    crate::error!("process '{name}' (pid {pid}) panicked (thread {endpoint}): {message}");
+    let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
+    crate::monitor::report_user_panic(name, pid, alloc::string::String::from(message), backtrace);
+    crate::trace::emit(
+        vigil_abi::trace::EventKind::Crash,
+        endpoint,
+        [u64::from(pid), PANIC_EXIT_STATUS, context.rip],
+    );
+    kernel.exit_process(process, PANIC_EXIT_STATUS);
+    Ok(Next::Exited)
+}
+
 pub fn exit(kernel: &mut Kernel, caller: ThreadSlot, args: ProcessExitArgs) -> Result<Next, Error> {
     let process = kernel.threads[caller].process();
     kernel.exit_process(process, args.status);

@@ -141,6 +141,7 @@ impl Kernel {
             Syscall::SelfEndpoint => Ok(Next::Return(self.table.endpoint(caller).0)),
             Syscall::ClockNs => Ok(Next::Return(crate::time::now_ns())),
             Syscall::Lookup => run!(LookupArgs, lookup),
+            Syscall::Panic => run!(PanicArgs, crate::process::panic),
             Syscall::KernelCall => run!(KernelCallTrapArgs, Kernel::kernel_call),
         }
     }

@@ -331,6 +331,11 @@ calls! {
     /// (kernel call number, args…) → depends on the call. Privileged: each process has a
     /// mask of the kernel calls it may make; others fail with PermissionDenied.
     KernelCall = 21 => KernelCallTrapArgs { call: u64, arguments: KernelCallRegisters }
+    /// (text) → never returns. The runtime's panic handler: the kernel reports the panic
+    /// with `text` (its first 512 bytes, an invalid UTF-8 tail cut) and a backtrace of the
+    /// caller, as a crash (error log, `Crash` frame of kind `UserPanic` on the monitor), and
+    /// ends the process with status 101. A `text` that cannot be read is reported as such.
+    Panic = 22 => PanicArgs { text: UserSlice<u8> }
 }
 
 calls! {

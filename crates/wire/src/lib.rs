@@ -169,6 +169,10 @@ pub enum CrashKind {
     /// the backtrace starts at the interrupted instruction, and `process` names the process
     /// whose thread was current, if any.
     KernelLockup,
+    /// Index 4: a user program panicked (its runtime's panic handler made the `Panic` system
+    /// call); the process ended with status 101. `message` is the panic message, the
+    /// backtrace starts at the panic handler's call into the kernel.
+    UserPanic,
 }
 
 /// A panic or fault report; `backtrace` holds raw addresses (frame 0 = faulting pc when

@@ -82,6 +82,7 @@ fn variant_indices_are_stable() {
         CrashKind::KernelFault,
         CrashKind::UserFault,
         CrashKind::KernelLockup,
+        CrashKind::UserPanic,
     ]
     .iter()
     .enumerate()

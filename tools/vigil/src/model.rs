@@ -394,6 +394,7 @@ pub fn crash_kind_name(kind: CrashKind) -> &'static str {
         CrashKind::KernelFault => "kernel-fault",
         CrashKind::UserFault => "user-fault",
         CrashKind::KernelLockup => "kernel-lockup",
+        CrashKind::UserPanic => "user-panic",
     }
 }
 

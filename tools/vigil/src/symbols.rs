@@ -63,9 +63,12 @@ pub fn crash_frames(crash: &CrashReport) -> Vec<(FrameRef, Option<&str>)> {
         crash.kind,
         CrashKind::KernelFault | CrashKind::UserFault | CrashKind::KernelLockup
     );
+    // A panic's first address is where its `Panic` call returns to, like every other frame.
     // A lockup names the process that was current, but its frames are the kernel's.
     let process = match crash.kind {
-        CrashKind::UserFault => crash.process.as_ref().map(|(name, _)| name.as_str()),
+        CrashKind::UserFault | CrashKind::UserPanic => {
+            crash.process.as_ref().map(|(name, _)| name.as_str())
+        }
         CrashKind::KernelPanic | CrashKind::KernelFault | CrashKind::KernelLockup => None,
     };
     crash
@@ -194,6 +197,15 @@ mod tests {
         assert_eq!(
             kinds(&panic),
             vec![(FrameKind::Ret, None), (FrameKind::Ret, None)]
+        );
+        let user_panic = crash(CrashKind::UserPanic, Some("crash_panic"), vec![1, 2]);
+        assert_eq!(
+            kinds(&user_panic),
+            vec![
+                (FrameKind::Ret, Some("crash_panic")),
+                (FrameKind::Ret, Some("crash_panic"))
+            ],
+            "a user panic's frames are the program's, each a return address"
         );
         assert!(crash_frames(&crash(CrashKind::KernelPanic, None, vec![])).is_empty());
     }

@@ -6,11 +6,12 @@
 //! 16 bytes and calls [`run_main`] through a small `extern "C"` shim, which sets up the heap,
 //! runs `main(args)` and exits the process with its return value.
 
+use core::fmt::Write as _;
 use core::panic::PanicInfo;
 
 use vigil_abi::layout::MAIN_ARGUMENTS_MAX;
 
-use crate::{heap, println, process, thread};
+use crate::{heap, println, process, syscall, thread};
 
 /// Status a process exits with after a panic.
 pub const PANIC_EXIT_STATUS: i32 = 101;
@@ -129,19 +130,42 @@ pub fn image_end() -> u64 {
     }
 }
 
-/// Prints `panic: <message> at <file>:<line>:<col>` and exits the process with status 101.
+/// Reports the panic to the kernel — `<message> at <file>:<line>:<col>`, formatted without
+/// the heap (which may be what failed) into at most 512 bytes — with the `Panic` system
+/// call, which logs it as a crash with a backtrace, tells the monitor, and ends the process
+/// with status 101 (`PANIC_EXIT_STATUS`).
 pub fn report_panic(info: &PanicInfo<'_>) -> ! {
-    match info.location() {
-        Some(location) => println!(
-            "panic: {} at {}:{}:{}",
+    let mut text = PanicText {
+        bytes: [0; 512],
+        len: 0,
+    };
+    let _ = match info.location() {
+        Some(location) => write!(
+            text,
+            "{} at {}:{}:{}",
             info.message(),
             location.file(),
             location.line(),
             location.column()
         ),
-        None => println!("panic: {}", info.message()),
+        None => write!(text, "{}", info.message()),
+    };
+    syscall::panic(&text.bytes[..text.len])
+}
+
+/// A panic message, cut at 512 bytes.
+struct PanicText {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl core::fmt::Write for PanicText {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
     }
-    process::exit(PANIC_EXIT_STATUS)
 }
 
 #[cfg(all(target_os = "none", not(test)))]

@@ -337,6 +337,18 @@ pub fn thread_join(thread: Endpoint) -> Result<u64, Error> {
     decode(status).map(|_| exit_code)
 }
 
+/// `Panic`: reports a panic with `text` and ends the process with status 101. (Should the
+/// kernel refuse the call, the process exits with 101 anyway.)
+pub fn panic(text: &[u8]) -> ! {
+    let r = PanicArgs {
+        text: UserSlice::from_slice(text),
+    }
+    .encode();
+    // SAFETY: the kernel only reads `text.len()` bytes of the borrowed slice.
+    let _ = unsafe { syscall2(PanicArgs::CALL as u64, r[0], r[1]) };
+    process_exit(101)
+}
+
 /// `ProcessExit`: ends every thread of this process with `status`.
 pub fn process_exit(status: u64) -> ! {
     let r = ProcessExitArgs { status }.encode();

@@ -512,11 +512,14 @@ fn check_crash(console: &Console) -> Result<(), String> {
     // …and neither survived its fault.
     console.forbid("crash_null: FAIL")?;
     console.forbid("crash_divide: FAIL")?;
-    // A Rust panic is reported by the runtime and ends the process with status 101.
+    // A Rust panic is reported as a crash — an error with the message and a symbolised
+    // backtrace down to the panicking function — and ends the process with status 101.
     console.require_line_with(&[
-        "crash_panic: panic: deliberate panic: value=42 args=\"x\" at ",
-        "user/programs/src/bin/crash_panic.rs:",
+        "ERROR process 'crash_panic' (pid ",
+        "panicked (thread ",
+        "deliberate panic: value=42 args=\"x\" at user/programs/src/bin/crash_panic.rs:",
     ])?;
+    console.require_line_with(&["ret 0x", "(crash_panic) crash_panic::main at "])?;
     console.require_line_with(&["process 'crash_panic' (pid ", "exited with status 101"])?;
     console.forbid("ERROR panic:")?;
     // The high-priority survivor kept running and saw every crasher's endpoint dead.
@@ -688,8 +691,10 @@ mod tests {
              'crash_divide' (pid 3) thread 3.1, error code 0x0",
             "[    0.100300] ERROR process 'crash_divide' (pid 3) killed by #DE at 0x401300 \
              (thread 3.1: 0 page faults, 3 system calls)",
-            "[    0.100400] INFO  crash_panic: panic: deliberate panic: value=42 args=\"x\" at \
-             user/programs/src/bin/crash_panic.rs:10:5",
+            "[    0.100400] ERROR process 'crash_panic' (pid 4) panicked (thread 4.1): deliberate \
+             panic: value=42 args=\"x\" at user/programs/src/bin/crash_panic.rs:10:5",
+            "  #3 ret 0x000000000040006a (crash_panic) crash_panic::main at \
+             user/programs/src/bin/crash_panic.rs:10",
             "[    0.100500] INFO  process 'crash_panic' (pid 4) exited with status 101",
             "[    0.400000] INFO  survivor: still alive after sleeping 300 ms",
             "[    0.400100] INFO  survivor: survivor: PASS alive after 300 ms; crash_null, \

@@ -136,6 +136,7 @@ pub fn crash_kind() -> impl Strategy<Value = CrashKind> {
         Just(CrashKind::KernelFault),
         Just(CrashKind::UserFault),
         Just(CrashKind::KernelLockup),
+        Just(CrashKind::UserPanic),
     ]
 }
 

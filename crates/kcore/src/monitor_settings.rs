@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn requests_are_clamped_to_what_exists() {
         let mut settings = MonitorSettings::DEFAULT;
-        assert_eq!(settings.set_event_mask(u64::MAX), (1 << EventKind::COUNT) - 1);
+        assert_eq!(
+            settings.set_event_mask(u64::MAX),
+            (1 << EventKind::COUNT) - 1
+        );
         assert_eq!(settings.set_snapshot_period(0), 0);
         assert_eq!(settings.set_snapshot_period(250), 250);
     }

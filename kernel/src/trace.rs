@@ -11,7 +11,7 @@ use vigil_abi::Endpoint;
 use vigil_kcore::trace::TraceRing;
 
 /// Events the ring holds before the oldest unread are overwritten (and counted).
-pub const TRACE_RING_EVENTS: usize = 4096;
+pub const TRACE_RING_EVENTS: usize = 16384;
 
 static MASK: AtomicU64 = AtomicU64::new(DEFAULT_EVENT_MASK);
 static RING: lock::Mutex<TraceRing<TRACE_RING_EVENTS>> =

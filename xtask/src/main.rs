@@ -100,6 +100,11 @@ struct RunArgs {
     /// a `vigil hub`, which `run` otherwise starts so that several tools can watch at once.
     #[arg(long)]
     no_hub: bool,
+    /// Start the guest only when a client connects to COM2 (QEMU `wait=on`), so a
+    /// `vigil record` begins at reset and misses nothing of the boot. Clients attach to
+    /// QEMU directly (no hub: the first client is the one that starts the machine).
+    #[arg(long)]
+    wait_monitor: bool,
 }
 
 #[derive(Args, Debug)]
@@ -152,7 +157,8 @@ fn main() -> ExitCode {
             programs: run::programs_to_boot(args.programs, args.no_programs, !args.no_vm),
             modules: args.modules,
             top: args.top,
-            hub: !args.no_hub,
+            hub: !args.no_hub && !args.wait_monitor,
+            wait_for_monitor: args.wait_monitor,
         }),
         Command::Test(args) => test_suite::run(test_suite::TestOptions {
             scenario: args.scenario,

@@ -40,12 +40,14 @@ pub enum Com2 {
 }
 
 impl Com2 {
-    /// The QEMU character-device specification for `-serial`.
-    pub fn qemu_spec(&self) -> String {
+    /// The QEMU character-device specification for `-serial`; with `wait`, QEMU does not start the guest until a client
+    /// connects to the socket, so the client sees the stream from reset.
+    pub fn qemu_spec_waiting(&self, wait: bool) -> String {
+        let wait = if wait { "on" } else { "off" };
         match self {
             Com2::Null => "null".to_string(),
-            Com2::Tcp { host, port } => format!("tcp:{host}:{port},server=on,wait=off"),
-            Com2::Unix(path) => format!("unix:{},server=on,wait=off", path.display()),
+            Com2::Tcp { host, port } => format!("tcp:{host}:{port},server=on,wait={wait}"),
+            Com2::Unix(path) => format!("unix:{},server=on,wait={wait}", path.display()),
         }
     }
 }
@@ -126,6 +128,9 @@ pub struct QemuConfig {
     /// Run TCG with `-icount shift=0`: the virtual clock (and the TSC) advances one tick per
     /// guest instruction, so cycle counts become instruction counts. TCG only.
     pub icount: bool,
+    /// Start the guest only once a client connects to COM2 (`wait=on`), so a recording
+    /// begins at reset.
+    pub wait_for_monitor: bool,
 }
 
 impl QemuConfig {
@@ -140,6 +145,7 @@ impl QemuConfig {
             gdb: None,
             modules: Vec::new(),
             icount: false,
+            wait_for_monitor: false,
         }
     }
 
@@ -175,7 +181,7 @@ impl QemuConfig {
             "-serial".into(),
             "stdio".into(),
             "-serial".into(),
-            self.com2.qemu_spec().into(),
+            self.com2.qemu_spec_waiting(self.wait_for_monitor).into(),
         ];
         if self.icount && self.accel == Accel::Tcg {
             args.push("-icount".into());
@@ -642,8 +648,16 @@ mod tests {
             "{joined}"
         );
         assert!(joined.ends_with(" -gdb tcp:127.0.0.1:1234 -S"), "{joined}");
+        config.wait_for_monitor = true;
+        assert!(
+            config
+                .display_command()
+                .contains("-serial tcp:127.0.0.1:4555,server=on,wait=on"),
+            "{}",
+            config.display_command()
+        );
         assert_eq!(
-            Com2::Unix("/tmp/v.sock".into()).qemu_spec(),
+            Com2::Unix("/tmp/v.sock".into()).qemu_spec_waiting(false),
             "unix:/tmp/v.sock,server=on,wait=off"
         );
     }

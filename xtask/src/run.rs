@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub top: bool,
     /// Start a `vigil hub` on COM2 and give clients its address (several tools at once).
     pub hub: bool,
+    /// QEMU starts the guest only when a client connects to COM2.
+    pub wait_for_monitor: bool,
 }
 
 /// Where the console goes with `--top`, relative to the target directory.
@@ -209,6 +211,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         gdb: options.gdb,
         modules,
         icount: false,
+        wait_for_monitor: options.wait_for_monitor,
     };
 
     println!("{}", describe_modules(&config.modules));
@@ -236,6 +239,13 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
             "monitor: COM2 on {com2} (one client at a time); attach the host tool with: {}",
             attach_command(&address)
         ),
+    }
+    if options.wait_for_monitor && !options.top {
+        println!(
+            "monitor: QEMU waits for the first client before the guest starts (--wait-monitor); \
+             record the boot from reset with: cargo run -p vigil -- record --connect {address} \
+             -o boot.vrec (or attach `top` the same way)"
+        );
     }
     if let Some(port) = options.gdb {
         let script_path = kernel::workspace_root().join("target/vigil.gdb");

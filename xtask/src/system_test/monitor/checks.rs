@@ -632,6 +632,49 @@ pub fn check_garbage(observation: &Observation) -> Result<String, String> {
 /// exactly as many trace events (with the same sequence numbers) and snapshots (same
 /// generations). Frames the proxy forwarded more than [`RECORD_TAIL_MARGIN`] before the
 /// recorder's end must all be in the prefix.
+/// `monitor-boot-recording`: a recording made with the guest held until the client came
+/// (`--wait-monitor`) holds the boot from the kernel's first log line and first event, and
+/// the boot burst lost no event.
+pub fn check_boot_recording(observation: &Observation) -> Result<String, String> {
+    let replay = observation.replay.as_ref().ok_or("no replay was run")?;
+    boot_recording_verdict(replay)
+}
+
+fn boot_recording_verdict(replay: &[Value]) -> Result<String, String> {
+    let first_log = of_type(replay, "log")
+        .next()
+        .map(|(_, line)| str_field(line, "text").to_string())
+        .ok_or("the recording has no log line")?;
+    if !(first_log.starts_with("Vigil ") && first_log.ends_with(" starting")) {
+        return Err(format!(
+            "the recording's first log line is {first_log:?}, not the kernel's first ('Vigil … starting')"
+        ));
+    }
+    let first_seq = of_type(replay, "event")
+        .filter_map(|(_, event)| u64_field(event, "seq"))
+        .min()
+        .ok_or("the recording has no event")?;
+    if first_seq != 0 {
+        return Err(format!("the first recorded event is #{first_seq}, not #0"));
+    }
+    let events = of_type(replay, "event").count();
+    let dropped = of_type(replay, "drops")
+        .filter_map(|(_, drops)| u64_field(drops, "events_dropped"))
+        .max()
+        .ok_or("the recording has no drop report")?;
+    if dropped != 0 {
+        return Err(format!("the kernel dropped {dropped} of the boot's events"));
+    }
+    if events < 6000 {
+        return Err(format!(
+            "only {events} events: the boot burst of 1000 round trips was not recorded"
+        ));
+    }
+    Ok(format!(
+        "from reset: '{first_log}', events #0 on, {events} events, none dropped"
+    ))
+}
+
 pub fn check_record_replay(observation: &Observation) -> Result<String, String> {
     let proxy = &observation.proxy;
     let recording = observation
@@ -1158,6 +1201,21 @@ mod tests {
             from_kernel_offset: offset,
         }];
         observation(lines, proxy, &[])
+    }
+
+    #[test]
+    fn a_boot_recording_needs_the_first_line_event_zero_and_no_drops() {
+        let mut lines = vec![json!({"type": "log", "seq": 0, "text": "Vigil 0.1.0 starting"})];
+        for seq in 0..7000u64 {
+            lines.push(json!({"type": "event", "seq": seq}));
+        }
+        lines.push(json!({"type": "drops", "events_dropped": 0}));
+        assert!(boot_recording_verdict(&lines).is_ok());
+        let mut dropped = lines.clone();
+        dropped.push(json!({"type": "drops", "events_dropped": 12}));
+        assert!(boot_recording_verdict(&dropped).is_err());
+        let late: Vec<Value> = lines[1..].to_vec();
+        assert!(boot_recording_verdict(&late).is_err());
     }
 
     #[test]

@@ -145,6 +145,20 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         })
     },
     Scenario {
+        name: "monitor-boot-recording",
+        check: check_record_console,
+        // `--wait-monitor`: the recording starts at reset, and the boot burst of 1000 round
+        // trips fits the trace ring, so nothing is lost.
+        programs: &["pingpong_server", "pingpong_client"],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            record: true,
+            from_reset: true,
+            check: checks::check_boot_recording,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
         name: "monitor-lockup-epitaph",
         // The tick locks up under the kernel lock 2 s after boot while spinner runs; in report
         // mode the machine stays up, so the tool listens to the end.
@@ -259,6 +273,7 @@ mod tests {
                 "monitor-garbage",
                 "monitor-session-defaults",
                 "monitor-record-replay",
+                "monitor-boot-recording",
                 "monitor-lockup-epitaph",
                 "monitor-hub",
                 "monitor-metrics"
@@ -282,7 +297,7 @@ mod tests {
             total += check.duration;
         }
         // CI time: the listening adds up to well under a minute.
-        assert!(total <= secs(51), "{total:?}");
+        assert!(total <= secs(54), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

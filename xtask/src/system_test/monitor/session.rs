@@ -64,6 +64,9 @@ pub struct MonitorCheck {
     /// Run `vigil record -o FILE` instead of `vigil events --json --snapshots`, then judge
     /// `vigil events --replay FILE --json --snapshots`.
     pub record: bool,
+    /// QEMU starts the guest only when the proxy connects (`--wait-monitor`), so the stream
+    /// is seen from reset.
+    pub from_reset: bool,
     /// Run this many `vigil events` clients at once through a `vigil hub` (between the
     /// proxy and the clients) instead of one client on the proxy; 0 = no hub.
     pub hub_clients: usize,
@@ -89,6 +92,7 @@ impl MonitorCheck {
         garbage: None,
         commands: &[],
         record: false,
+        from_reset: false,
         hub_clients: 0,
         metrics: false,
         check: no_tool_check,
@@ -397,6 +401,7 @@ fn run_and_observe(
         host: "127.0.0.1".to_string(),
         port: qemu_port,
     };
+    config.wait_for_monitor = check.from_reset;
     let upstream = SocketAddr::from(([127, 0, 0, 1], qemu_port));
     let mut injections: Vec<Injection> = check
         .garbage
@@ -832,6 +837,7 @@ mod tests {
             garbage: None,
             commands: &[],
             record: false,
+            from_reset: false,
             hub_clients: 0,
             metrics: false,
             check: |_| Ok(String::new()),

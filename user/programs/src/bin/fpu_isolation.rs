@@ -9,6 +9,10 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
 use core::arch::asm;
 use vigil_rt::{println, syscall};
 
@@ -105,7 +109,7 @@ fn x87_control_word() -> u16 {
     word
 }
 
-fn run(seed: u64) -> Result<(), alloc_free::Text> {
+fn run(seed: u64) -> Result<(), String> {
     let initial = read();
     let control = x87_control_word();
     let fresh = Registers {
@@ -117,9 +121,9 @@ fn run(seed: u64) -> Result<(), alloc_free::Text> {
         mxcsr: 0x1f80,
     };
     if initial != fresh || control != 0x37f {
-        return Err(alloc_free::Text::new(format_args!(
+        return Err(format!(
             "started with {initial:x?}, x87 control {control:#x}: not the initial state"
-        )));
+        ));
     }
     for round in 0..ROUNDS {
         let mine = Registers::for_round(seed, round);
@@ -127,47 +131,12 @@ fn run(seed: u64) -> Result<(), alloc_free::Text> {
         let _ = syscall::yield_now();
         let now = read();
         if now != mine {
-            return Err(alloc_free::Text::new(format_args!(
+            return Err(format!(
                 "round {round}: wrote {mine:x?}, found {now:x?} after a yield"
-            )));
+            ));
         }
     }
     Ok(())
-}
-
-/// A message built without the heap (the check must not depend on anything but registers).
-mod alloc_free {
-    use core::fmt::Write;
-
-    pub struct Text {
-        bytes: [u8; 400],
-        len: usize,
-    }
-
-    impl Text {
-        pub fn new(arguments: core::fmt::Arguments<'_>) -> Text {
-            let mut text = Text {
-                bytes: [0; 400],
-                len: 0,
-            };
-            let _ = text.write_fmt(arguments);
-            text
-        }
-
-        pub fn as_str(&self) -> &str {
-            core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
-        }
-    }
-
-    impl Write for Text {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let room = self.bytes.len() - self.len;
-            let n = s.len().min(room);
-            self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.len += n;
-            Ok(())
-        }
-    }
 }
 
 fn main(args: &str) -> i32 {
@@ -184,7 +153,7 @@ fn main(args: &str) -> i32 {
             0
         }
         Err(reason) => {
-            println!("fpu_isolation: FAIL seed {seed}: {}", reason.as_str());
+            println!("fpu_isolation: FAIL seed {seed}: {reason}");
             1
         }
     }

@@ -71,7 +71,10 @@ no_padding!(
     u32,
     u32,
     u64,
-    [u64; 2]
+    u64,
+    u64,
+    u64,
+    u64
 );
 
 /// The address of one `T` in user memory: aligned for `T` and wholly below `USER_END`.

@@ -59,10 +59,6 @@ impl Kernel {
                 priority: record.priority(),
                 grants: record.grants().iter().filter(|g| g.in_use()).count() as u32,
                 cpu_ns: cpu_per_process[index],
-                peak_memory_pages: record.peak_mapped_pages(),
-                page_faults: record.vm_faults(),
-                virtual_bytes: record.virtual_bytes(),
-                shared_pages: record.shared_pages(),
                 ..ProcessRecord::default()
             });
         }

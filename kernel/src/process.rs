@@ -52,15 +52,6 @@ pub struct Process {
     live_threads: u16,
     /// User pages mapped (image, stacks), kept up to date so introspection is cheap.
     mapped_pages: u64,
-    /// The most `mapped_pages` has been.
-    peak_mapped_pages: u64,
-    /// Page faults of this address space sent to VM (CPU faults and suspended calls).
-    vm_faults: u64,
-    /// The address space's size as VM reports it (`VmSetVirtual`).
-    virtual_bytes: u64,
-    /// Of `mapped_pages`, those whose frame another address space maps too. Maintained by
-    /// the shared-mapping kernel call; 0 until shared memory is served.
-    shared_pages: u64,
     /// Bit `i` set = stack region `i` in use.
     stack_regions: [u64; MAX_THREADS / 64],
     grants: [Grant; MAX_GRANTS],
@@ -79,10 +70,6 @@ impl Process {
         main_thread: Endpoint(0),
         live_threads: 0,
         mapped_pages: 0,
-        peak_mapped_pages: 0,
-        vm_faults: 0,
-        virtual_bytes: 0,
-        shared_pages: 0,
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
     };
@@ -97,7 +84,6 @@ impl Process {
             kernel_calls: config.kernel_calls,
             ipc_targets: config.ipc_targets,
             mapped_pages: image_pages,
-            peak_mapped_pages: image_pages,
             ..Process::EMPTY
         };
         process.set_name(config.name);
@@ -120,42 +106,6 @@ impl Process {
     /// User pages mapped into the process (image and stacks).
     pub fn mapped_pages(&self) -> u64 {
         self.mapped_pages
-    }
-
-    /// The most pages the process has had mapped at once.
-    pub fn peak_mapped_pages(&self) -> u64 {
-        self.peak_mapped_pages
-    }
-
-    /// Page faults of this address space the kernel sent to VM.
-    pub fn vm_faults(&self) -> u64 {
-        self.vm_faults
-    }
-
-    /// One more page fault of this address space went to VM.
-    pub fn count_vm_fault(&mut self) {
-        self.vm_faults += 1;
-    }
-
-    /// The address space's size as VM keeps it (0 when no VM serves the process).
-    pub fn virtual_bytes(&self) -> u64 {
-        self.virtual_bytes
-    }
-
-    /// VM's figure for the address space's size.
-    pub fn set_virtual_bytes(&mut self, bytes: u64) {
-        self.virtual_bytes = bytes;
-    }
-
-    /// Of the mapped pages, those shared with another address space.
-    pub fn shared_pages(&self) -> u64 {
-        self.shared_pages
-    }
-
-    /// `pages` more are mapped: the count and its peak.
-    fn add_mapped(&mut self, pages: u64) {
-        self.mapped_pages += pages;
-        self.peak_mapped_pages = self.peak_mapped_pages.max(self.mapped_pages);
     }
 
     /// Threads of the process that have not exited.
@@ -237,7 +187,7 @@ impl Process {
         );
         self.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);
         self.live_threads += 1;
-        self.add_mapped(pages);
+        self.mapped_pages += pages;
         self.space_mut()
     }
 
@@ -289,7 +239,7 @@ impl Process {
             range.pages(),
             Self::vm_leaf(flags),
         );
-        self.add_mapped(range.pages());
+        self.mapped_pages += range.pages();
     }
 
     /// Unmaps the mapped pages of `range` and frees their frames; returns how many.

@@ -159,8 +159,6 @@ impl Kernel {
         if context.vector != PAGE_FAULT_VECTOR || thread.process() == server.process {
             return false;
         }
-        self.processes[thread.process()].count_vm_fault();
-        let thread = &self.threads[slot];
         let fault = PageFault {
             address,
             access: FaultAccess::from_error_code(context.error_code),
@@ -208,7 +206,6 @@ impl Kernel {
             return false;
         }
         let pid = owner_process.pid();
-        self.processes[owner].count_vm_fault();
         let thread = &mut self.threads[slot];
         // One call, however often it runs: the entry counted this attempt.
         thread.counters_mut().syscalls -= 1;

@@ -5,7 +5,7 @@ use crate::endpoint::Endpoint;
 use crate::wait::ThreadState;
 
 /// Snapshot format version; bumped on any layout change.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// `SnapshotHeader::magic`: "VSNP".
 pub const SNAPSHOT_MAGIC: u32 = 0x504e_5356;
 /// Longest process name in a record.
@@ -136,17 +136,7 @@ pub struct ProcessRecord {
     pub grants: u32,
     pub reserved2: u32,
     pub cpu_ns: u64,
-    /// The most `memory_pages` has been (version 3).
-    pub peak_memory_pages: u64,
-    /// Page faults the kernel sent to the VM server for this address space: the CPU's, and
-    /// system calls suspended on a missing page of it (version 3).
-    pub page_faults: u64,
-    /// The address space's size as VM keeps it: heap, stack regions, mappings — what the
-    /// process may touch, resident or not (version 3; 0 if no VM serves the process).
-    pub virtual_bytes: u64,
-    /// Of `memory_pages`, those mapped from a frame another address space maps too
-    /// (shared memory; version 3).
-    pub shared_pages: u64,
+    pub reserved3: [u64; 2],
 }
 
 impl ProcessRecord {
@@ -234,7 +224,7 @@ const _: () = {
     assert!(offset_of!(ThreadRecord, reserved2) == 104);
 };
 const _: () = assert!(core::mem::size_of::<ThreadRecord>() == 128);
-const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 112);
+const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 96);
 const _: () = assert!(core::mem::size_of::<SnapshotHeader>() == 72);
 
 #[cfg(test)]

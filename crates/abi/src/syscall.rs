@@ -384,10 +384,6 @@ calls! {
     VmFail = 10 => VmFailArgs { thread: Endpoint }
     /// (thread) → pid. VM: the process a thread belongs to (VM learns who sent a request).
     VmProcessOf = 11 => VmProcessOfArgs { thread: Endpoint }
-    /// (pid, bytes) → 0. VM: the process's address-space size as VM keeps it (heap, stack
-    /// regions, mappings), which snapshots report as `virtual_bytes`; VM calls it when the
-    /// figure changes.
-    VmSetVirtual = 16 => VmSetVirtualArgs { process: Pid, bytes: u64 }
 }
 
 impl KernelCall {

@@ -71,10 +71,7 @@ no_padding!(
     u32,
     u32,
     u64,
-    u64,
-    u64,
-    u64,
-    u64
+    [u64; 2]
 );
 
 /// The address of one `T` in user memory: aligned for `T` and wholly below `USER_END`.

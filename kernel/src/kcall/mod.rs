@@ -64,7 +64,6 @@ impl Kernel {
             KernelCallArgs::VmResume(args) => vm::resume(self, caller, args),
             KernelCallArgs::VmFail(args) => vm::fail(self, caller, args),
             KernelCallArgs::VmProcessOf(args) => vm::process_of(self, caller, args),
-            KernelCallArgs::VmSetVirtual(args) => vm::set_virtual(self, caller, args),
         }
     }
 }

@@ -11,8 +11,7 @@ use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::thread::frames_to_map;
 use vigil_abi::syscall::{
-    VmFailArgs, VmMapArgs, VmProcessOfArgs, VmProtectArgs, VmQueryArgs, VmResumeArgs,
-    VmSetVirtualArgs, VmUnmapArgs,
+    VmFailArgs, VmMapArgs, VmProcessOfArgs, VmProtectArgs, VmQueryArgs, VmResumeArgs, VmUnmapArgs,
 };
 use vigil_abi::vm::Pid;
 use vigil_abi::wait::ThreadState;
@@ -60,17 +59,6 @@ pub fn protect(
 pub fn query(kernel: &mut Kernel, _caller: ThreadSlot, args: VmQueryArgs) -> Result<Next, Error> {
     let slot = process(kernel, args.process)?;
     Ok(Next::Return(kernel.processes[slot].mapped_in(args.range)))
-}
-
-/// VmSetVirtual: VM's figure for a process's address-space size, for snapshots.
-pub fn set_virtual(
-    kernel: &mut Kernel,
-    _caller: ThreadSlot,
-    args: VmSetVirtualArgs,
-) -> Result<Next, Error> {
-    let slot = process(kernel, args.process)?;
-    kernel.processes[slot].set_virtual_bytes(args.bytes);
-    Ok(Next::Return(0))
 }
 
 /// VmProcessOf: the pid of the process `thread` belongs to.

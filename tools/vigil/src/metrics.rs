@@ -522,34 +522,6 @@ pub fn render(model: &Model, link: &Link, extra: &Extra, format: Format) -> Stri
         &|p| (p.memory_pages * 4096) as f64,
     ));
     families.push(per_process(
-        "vigil_process_memory_peak_bytes",
-        Gauge,
-        Some("bytes"),
-        "The most user memory the process has had mapped",
-        &|p| (p.peak_memory_pages * 4096) as f64,
-    ));
-    families.push(per_process(
-        "vigil_process_virtual_memory_bytes",
-        Gauge,
-        Some("bytes"),
-        "Address space the VM server keeps for the process (heap, stacks, mappings)",
-        &|p| p.virtual_bytes as f64,
-    ));
-    families.push(per_process(
-        "vigil_process_shared_memory_bytes",
-        Gauge,
-        Some("bytes"),
-        "Mapped user memory shared with another address space",
-        &|p| (p.shared_pages * 4096) as f64,
-    ));
-    families.push(per_process(
-        "vigil_process_page_faults",
-        Counter,
-        None,
-        "Page faults of the process's address space served through the VM server",
-        &|p| p.page_faults as f64,
-    ));
-    families.push(per_process(
         "vigil_process_threads",
         Gauge,
         None,

@@ -631,11 +631,3 @@ pub fn vm_fail(thread: Endpoint) -> Result<u64, Error> {
 pub fn vm_process_of(thread: Endpoint) -> Result<u64, Error> {
     memory_call(VmProcessOfArgs::CALL, VmProcessOfArgs { thread }.encode())
 }
-
-/// `KernelCall VmSetVirtual` (VM only): a process's address-space size, for snapshots.
-pub fn vm_set_virtual(process: Pid, bytes: u64) -> Result<u64, Error> {
-    memory_call(
-        VmSetVirtualArgs::CALL,
-        VmSetVirtualArgs { process, bytes }.encode(),
-    )
-}

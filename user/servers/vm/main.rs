@@ -9,7 +9,6 @@
 
 extern crate alloc;
 
-use alloc::collections::BTreeMap;
 use vigil_rt::abi::layout::{RUNTIME_HEAP_BYTES, STACK_AREA_TOP, STACK_REGION_SIZE};
 use vigil_rt::abi::vm::{
     request, FaultAccess, MapFlags, PageFault, PageRange, Pid, KIND_PROCESS_EXIT,
@@ -30,8 +29,6 @@ const REPORTED_USERS: usize = 3;
 struct Server {
     vm: Vm,
     fault_times: [u64; 4],
-    /// The virtual size last told to the kernel for each process (`VmSetVirtual`).
-    reported_virtual: BTreeMap<u32, u64>,
 }
 
 /// The stack region index `address` lies in, if it is in the stack area.
@@ -67,20 +64,6 @@ impl Server {
     fn know(&mut self, pid: u32) {
         if self.vm.process(pid).is_none() && self.vm.create_process(pid).is_ok() {
             let _ = self.vm.set_heap_size(pid, RUNTIME_HEAP_BYTES);
-            self.report_virtual(pid);
-        }
-    }
-
-    /// Tells the kernel `pid`'s virtual size if it changed since last told, so snapshots
-    /// show it. Called when a region appears or goes, never per fault.
-    fn report_virtual(&mut self, pid: u32) {
-        let Some(bytes) = self.vm.process(pid).map(|p| p.stats().virtual_bytes) else {
-            return;
-        };
-        if self.reported_virtual.get(&pid) != Some(&bytes)
-            && syscall::vm_set_virtual(Pid(pid), bytes).is_ok()
-        {
-            self.reported_virtual.insert(pid, bytes);
         }
     }
 
@@ -95,7 +78,6 @@ impl Server {
                 .is_some_and(|p| p.threads().any(|t| t == thread));
             if !known {
                 self.vm.thread_started(fault.pid, thread)?;
-                self.report_virtual(fault.pid);
             }
         }
         let access = match fault.access {
@@ -264,9 +246,6 @@ impl Server {
                 return reply;
             }
         };
-        if matches!(message.kind, request::MAP_ANONYMOUS | request::UNMAP) {
-            self.report_virtual(pid);
-        }
         match outcome {
             Ok(values) => reply.payload[1..].copy_from_slice(&values),
             Err(error) => {
@@ -283,7 +262,6 @@ fn main(_args: &str) -> i32 {
     let mut server = Server {
         vm: Vm::new(DEFAULT_LIMIT_PAGES),
         fault_times: [0; 4],
-        reported_virtual: BTreeMap::new(),
     };
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -300,7 +278,6 @@ fn main(_args: &str) -> i32 {
             // The kernel freed the address space; only the records go.
             let pid = message.payload[0] as u32;
             let _ = server.vm.process_exited(pid);
-            server.reported_virtual.remove(&pid);
         } else if message.source.is_thread() {
             let reply = server.handle_request(&message);
             if let Err(error) = ipc::send(message.source, &reply) {

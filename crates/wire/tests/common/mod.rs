@@ -94,10 +94,9 @@ pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
         any::<u8>(),
         any::<u32>(),
         any::<u64>(),
-        any::<[u64; 4]>(),
     )
         .prop_map(
-            |(pid, name, threads, main_thread, memory_pages, priority, grants, cpu_ns, vm)| {
+            |(pid, name, threads, main_thread, memory_pages, priority, grants, cpu_ns)| {
                 ProcessInfo {
                     pid,
                     name,
@@ -107,10 +106,6 @@ pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
                     priority,
                     grants,
                     cpu_ns,
-                    peak_memory_pages: vm[0],
-                    page_faults: vm[1],
-                    virtual_bytes: vm[2],
-                    shared_pages: vm[3],
                 }
             },
         )
@@ -245,10 +240,6 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
                 priority: 3,
                 grants: 0,
                 cpu_ns: 12345,
-                peak_memory_pages: 44,
-                page_faults: 7,
-                virtual_bytes: 1 << 22,
-                shared_pages: 2,
             }],
         }),
         KernelFrame::Drops(DropReport {

@@ -195,9 +195,6 @@ struct Group<'a> {
     name: String,
     rates: Rates,
     memory_pages: u64,
-    /// VM's figure (0: no VM serves the process, or no process record).
-    virtual_bytes: u64,
-    shared_pages: u64,
     threads: Vec<(&'a ThreadInfo, Rates)>,
 }
 
@@ -270,8 +267,6 @@ fn groups(app: &App) -> Vec<Group<'_>> {
                     .copied()
                     .unwrap_or_default(),
                 memory_pages: process.memory_pages,
-                virtual_bytes: process.virtual_bytes,
-                shared_pages: process.shared_pages,
                 threads: Vec::new(),
             },
         );
@@ -289,8 +284,6 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             name: format!("pid{}", thread.pid),
             rates: Rates::default(),
             memory_pages: 0,
-            virtual_bytes: 0,
-            shared_pages: 0,
             threads: Vec::new(),
         });
         if group.process.is_none() {
@@ -413,12 +406,7 @@ pub enum Column {
     Pid,
     Pri,
     Threads,
-    /// Resident memory (RES).
     Mem,
-    /// The address space VM keeps (VIRT).
-    Virt,
-    /// Resident pages shared with another address space (SHR).
-    Shr,
     Cpu,
     Time,
     Switches,
@@ -427,14 +415,12 @@ pub enum Column {
 }
 
 impl Column {
-    const ALL: [Column; 12] = [
+    const ALL: [Column; 10] = [
         Column::Name,
         Column::Pid,
         Column::Pri,
         Column::Threads,
         Column::Mem,
-        Column::Virt,
-        Column::Shr,
         Column::Cpu,
         Column::Time,
         Column::Switches,
@@ -448,9 +434,7 @@ impl Column {
             Column::Pid => "PID",
             Column::Pri => "PRI",
             Column::Threads => "THR",
-            Column::Mem => "RES",
-            Column::Virt => "VIRT",
-            Column::Shr => "SHR",
+            Column::Mem => "MEM",
             Column::Cpu => "CPU%",
             Column::Time => "TIME+",
             Column::Switches => "CTX/s",
@@ -466,7 +450,6 @@ impl Column {
             Column::Pri => Some(SortColumn::Priority),
             Column::Threads => None,
             Column::Mem => Some(SortColumn::Memory),
-            Column::Virt | Column::Shr => None,
             Column::Cpu => Some(SortColumn::Cpu),
             Column::Time => Some(SortColumn::Time),
             Column::Switches => Some(SortColumn::Switches),
@@ -482,8 +465,6 @@ impl Column {
             Column::Pri => 4,
             Column::Threads => 4,
             Column::Mem => 9,
-            Column::Virt => 9,
-            Column::Shr => 8,
             Column::Cpu => 6,
             Column::Time => 9,
             Column::Switches => 6,
@@ -493,7 +474,7 @@ impl Column {
     }
 
     /// Order in which columns are given space: the name and the state always, then CPU%,
-    /// PID, TIME+, RES, PRI, THR, VIRT, CTX/s, IPC/s, SHR.
+    /// PID, TIME+, MEM, PRI, THR, CTX/s, IPC/s.
     fn priority(self) -> u8 {
         match self {
             Column::Name | Column::State => 0,
@@ -503,10 +484,8 @@ impl Column {
             Column::Mem => 4,
             Column::Pri => 5,
             Column::Threads => 6,
-            Column::Virt => 7,
-            Column::Switches => 8,
-            Column::Ipc => 9,
-            Column::Shr => 10,
+            Column::Switches => 7,
+            Column::Ipc => 8,
         }
     }
 }
@@ -608,22 +587,6 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
                     Column::Mem,
                     Cell::from(if group.process.is_some() {
                         memory_text(group.memory_pages)
-                    } else {
-                        String::new()
-                    }),
-                ),
-                (
-                    Column::Virt,
-                    Cell::from(if group.virtual_bytes > 0 {
-                        memory_text(group.virtual_bytes.div_ceil(PAGE_BYTES))
-                    } else {
-                        String::new()
-                    }),
-                ),
-                (
-                    Column::Shr,
-                    Cell::from(if group.process.is_some() {
-                        memory_text(group.shared_pages)
                     } else {
                         String::new()
                     }),
@@ -784,20 +747,9 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                     labels.thread(p.main_thread)
                 )));
                 lines.push(Line::from(format!(
-                    "memory: resident {} ({} pages, peak {}) · virtual {} · shared {} · {} page faults through VM",
+                    "memory {} ({} pages) · grants {} · cpu {:.3} s (TIME+ {}) · {:.1}% now",
                     memory_text(p.memory_pages),
                     p.memory_pages,
-                    memory_text(p.peak_memory_pages),
-                    if p.virtual_bytes > 0 {
-                        memory_text(p.virtual_bytes.div_ceil(PAGE_BYTES))
-                    } else {
-                        "— (not served by VM)".to_string()
-                    },
-                    memory_text(p.shared_pages),
-                    p.page_faults
-                )));
-                lines.push(Line::from(format!(
-                    "grants {} · cpu {:.3} s (TIME+ {}) · {:.1}% now",
                     p.grants,
                     p.cpu_ns as f64 / 1e9,
                     time_plus(p.cpu_ns),

@@ -68,10 +68,6 @@ fn process(pid: u32, name: &str, threads: u32, main: u64, pages: u64, cpu_ns: u6
         priority: 4,
         grants: 0,
         cpu_ns,
-        peak_memory_pages: pages + 4,
-        page_faults: pages / 2,
-        virtual_bytes: (pages + 256) * 4096,
-        shared_pages: pages / 8,
     }
 }
 

@@ -280,8 +280,14 @@ fn main(_args: &str) -> i32 {
             let _ = server.vm.process_exited(pid);
         } else if message.source.is_thread() {
             let reply = server.handle_request(&message);
-            if let Err(error) = ipc::send(message.source, &reply) {
-                println!("reply to {} failed: {error}", message.source);
+            // Never a blocking send: a client that sent without waiting for the answer
+            // (Send or SendAsync instead of SendReceive) would hold VM — and with it every
+            // page fault in the system — for as long as it does not receive.
+            if let Err(error) = ipc::send_nonblocking(message.source, &reply) {
+                println!(
+                    "reply to {} dropped: {error} (it did not wait for the answer)",
+                    message.source
+                );
             }
         } else {
             println!(

@@ -439,6 +439,9 @@ fn check_vm_demand(console: &Console) -> Result<(), String> {
 fn check_vm_syscall(console: &Console) -> Result<(), String> {
     console.require("vm_syscall: PASS 7 calls ran on ")?;
     console.require("an unknown address gave EFAULT")?;
+    // …and VM did not block on the reply to a client that sent without receiving.
+    console.require("VM dropped the reply to a client that did not wait")?;
+    console.require_line_with(&["vm: reply to ", "dropped: "])?;
     // The unknown address was VM's to refuse, and only the call failed: nobody was killed.
     console.require_line_with(&[
         "vm: pid ",

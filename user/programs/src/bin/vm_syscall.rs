@@ -157,6 +157,17 @@ fn unknown_address_fails() -> Result<(), String> {
     }
 }
 
+/// A request sent to VM without waiting for the answer (Send, not SendReceive) must not hold
+/// VM: its reply is dropped, and VM serves the next request (and every page fault) at once.
+fn request_without_waiting() -> Result<(), String> {
+    let server = vm::server().map_err(|e| format!("lookup vm: {e}"))?;
+    let request = Message::new(vigil_rt::abi::vm::request::STATS);
+    ipc::send(server, &request).map_err(|e| format!("send to VM: {e}"))?;
+    fresh(1)
+        .map(|_| ())
+        .map_err(|e| format!("VM after a request it could not answer: {e}"))
+}
+
 fn run() -> Result<String, String> {
     let mut buffer = vec![0u8; 64 * 1024];
     resident(&mut buffer)?;
@@ -169,6 +180,7 @@ fn run() -> Result<String, String> {
     touched += grant_and_copy_missing()?;
     let after = resident(&mut buffer)?;
     unknown_address_fails()?;
+    request_without_waiting()?;
     if after - before != touched {
         return Err(format!(
             "the calls touched {touched} missing pages but resident went {before} -> {after}"
@@ -176,7 +188,7 @@ fn run() -> Result<String, String> {
     }
     Ok(format!(
         "7 calls ran on {touched} missing pages: resident {before} -> {after} (+{touched}); \
-         an unknown address gave EFAULT"
+         an unknown address gave EFAULT; VM dropped the reply to a client that did not wait"
     ))
 }
 

@@ -19,6 +19,7 @@ use crate::arch::user_entry::SYSCALL_FRAME_MARKER;
 use crate::fault::PAGE_FAULT_VECTOR;
 use crate::system::Kernel;
 use crate::usercopy::MissingPage;
+use vigil_abi::layout::USER_IMAGE_END;
 use vigil_abi::vm::{FaultAccess, PageFault, KIND_PROCESS_EXIT};
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Message};
@@ -189,6 +190,11 @@ impl Kernel {
         let Some(server) = self.vm.server else {
             return false;
         };
+        // Below the image is the null zone and the image itself is mapped whole by the
+        // loader: VM maps neither, so a missing page there is a bad pointer, answered now.
+        if missing.page < USER_IMAGE_END {
+            return false;
+        }
         let caller_process = self.threads[slot].process();
         if caller_process == server.process
             || self.threads[slot].context().vector != SYSCALL_FRAME_MARKER

@@ -2,6 +2,7 @@
 //! the benchmarks.
 
 mod bench;
+mod fuzz;
 mod gdb;
 mod host_tests;
 mod image;
@@ -50,6 +51,24 @@ enum Command {
     Bench(BenchArgs),
     /// Check formatting and run clippy exactly as CI does.
     Lint,
+    /// Run the system-call fuzzer for N calls (its oracles and a frame-leak check judge it).
+    Fuzz(FuzzArgs),
+}
+
+#[derive(Args, Debug)]
+struct FuzzArgs {
+    /// System calls to make.
+    #[arg(long, default_value_t = 1_000_000)]
+    calls: u64,
+    /// Seed of the fuzzer's generator (a failure repeats with the same seed).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Allow every kernel call but Shutdown (kcalls=all).
+    #[arg(long)]
+    privileged: bool,
+    /// Echo every guest console line.
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +185,12 @@ fn main() -> ExitCode {
             verbose: args.verbose,
             kernel: args.kernel,
             list: args.list,
+        }),
+        Command::Fuzz(args) => fuzz::run(fuzz::FuzzOptions {
+            calls: args.calls,
+            seed: args.seed,
+            privileged: args.privileged,
+            verbose: args.verbose,
         }),
         Command::Bench(args) => bench::run(bench::BenchOptions {
             kvm: args.kvm,

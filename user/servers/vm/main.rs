@@ -21,6 +21,10 @@ vigil_rt::entry!(main);
 
 /// A process's memory limit unless its boot options say otherwise: 128 MiB.
 const DEFAULT_LIMIT_PAGES: u64 = (128 << 20) / PAGE_SIZE;
+/// Refused system-call accesses logged one by one; after that one line per
+/// `REFUSAL_REPORT_EVERY`.
+const QUIET_AFTER_REFUSALS: u64 = 16;
+const REFUSAL_REPORT_EVERY: u64 = 1000;
 /// Processes an out-of-memory report names.
 const REPORTED_USERS: usize = 3;
 
@@ -29,6 +33,8 @@ const REPORTED_USERS: usize = 3;
 struct Server {
     vm: Vm,
     fault_times: [u64; 4],
+    /// System-call accesses VM refused so far (each became an EFAULT).
+    refused_system_call_accesses: u64,
 }
 
 /// The stack region index `address` lies in, if it is in the stack area.
@@ -117,14 +123,34 @@ impl Server {
         let answer = match refusal {
             None => syscall::vm_resume(fault.thread),
             Some(reason) => {
-                println!(
-                    "pid {} thread {}: invalid {} at {:#x} (instruction {:#x}): {reason}",
-                    fault.pid,
-                    fault.thread,
-                    fault.access.name(),
-                    fault.address,
-                    fault.instruction
-                );
+                // A refused CPU fault kills its process: always said. A refused system-call
+                // access is only an EFAULT for the caller: said for the first few, then
+                // counted, so a program probing bad pointers cannot flood the console.
+                let refused_calls = &mut self.refused_system_call_accesses;
+                if fault.system_call {
+                    *refused_calls += 1;
+                }
+                if !fault.system_call || *refused_calls <= QUIET_AFTER_REFUSALS {
+                    println!(
+                        "pid {} thread {}: invalid {} at {:#x} ({} {:#x}): {reason}",
+                        fault.pid,
+                        fault.thread,
+                        fault.access.name(),
+                        fault.address,
+                        if fault.system_call {
+                            "system call at"
+                        } else {
+                            "instruction"
+                        },
+                        fault.instruction
+                    );
+                } else if refused_calls.is_multiple_of(REFUSAL_REPORT_EVERY) {
+                    println!(
+                        "{refused_calls} system-call accesses refused (EFAULT) so far; the \
+                         latest: pid {} at {:#x}: {reason}",
+                        fault.pid, fault.address
+                    );
+                }
                 syscall::vm_fail(fault.thread)
             }
         };
@@ -262,6 +288,7 @@ fn main(_args: &str) -> i32 {
     let mut server = Server {
         vm: Vm::new(DEFAULT_LIMIT_PAGES),
         fault_times: [0; 4],
+        refused_system_call_accesses: 0,
     };
     loop {
         let message = match ipc::receive(Endpoint::ANY) {

@@ -238,6 +238,21 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "fuzz-syscalls",
+        // Random system calls, unprivileged and with every kernel call, against oracles;
+        // then every frame they used must be free again.
+        deadline: secs(120),
+        check: check_fuzz,
+        programs: &[
+            "vm kcalls=vm",
+            "fuzz_judge prio=0 kcalls=snapshot+shutdown -- 2",
+            "fuzz_syscalls name=fuzz_control -- calls=0",
+            "fuzz_syscalls name=fuzz_user -- seed=1 calls=100000",
+            "fuzz_syscalls name=fuzz_privileged kcalls=all -- seed=2 calls=100000",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -451,6 +466,19 @@ fn check_vm_syscall(console: &Console) -> Result<(), String> {
     console.forbid("killed by")?;
     console.forbid("vm_syscall: FAIL")?;
     require_success_shutdown(console, "vm_syscall")
+}
+
+fn check_fuzz(console: &Console) -> Result<(), String> {
+    console.forbid("fuzz_syscalls: VIOLATION")?;
+    console.require_line_with(&["fuzz_user: fuzz_syscalls: PASS seed 1: 100000 calls"])?;
+    console.require_line_with(&[
+        "fuzz_privileged: fuzz_syscalls: PASS seed 2: 100000 calls",
+        "with kernel calls",
+    ])?;
+    console.require("fuzz_judge: fuzz_judge: PASS 2 fuzzers exited; free frames ")?;
+    console.forbid("killed by")?;
+    console.forbid("panicked")?;
+    require_success_shutdown(console, "fuzz_judge")
 }
 
 fn check_vm_storm(console: &Console) -> Result<(), String> {

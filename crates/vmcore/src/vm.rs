@@ -226,6 +226,36 @@ impl Vm {
         Ok(base)
     }
 
+    /// Counts every page of the anonymous mapping at `base` resident at once (the glue maps
+    /// them all: `MAP_ANONYMOUS` with populate). Refused, changing nothing, unless `base`
+    /// starts an anonymous mapping of which no page is resident, and as out of memory if
+    /// its pages do not fit under the limit. If the kernel then cannot map them all, the
+    /// glue unmaps the mapping ([`Vm::unmap`] releases every page).
+    pub fn populate(&mut self, pid: Pid, base: u64) -> Result<(), VmError> {
+        let process = self.process_mut(pid)?;
+        let mapping = *process.mappings.get(&base).ok_or(VmError::NotMapped {
+            address: base,
+            length: PAGE_SIZE,
+        })?;
+        if !matches!(mapping.kind, MappingKind::Anonymous { .. })
+            || process.resident.range(base..mapping.end()).next().is_some()
+        {
+            return Err(VmError::NotMapped {
+                address: base,
+                length: mapping.bytes,
+            });
+        }
+        let pages = mapping.bytes / PAGE_SIZE;
+        if process.headroom() < pages {
+            process.stats.out_of_memory += 1;
+            return Err(out_of_memory(pid, process, pages));
+        }
+        for page in (base..mapping.end()).step_by(PAGE_SIZE as usize) {
+            process.make_resident(page, Residency::Private);
+        }
+        Ok(())
+    }
+
     /// Unmaps `[address, address + bytes)`, which one mapping must cover: part of an
     /// anonymous mapping (what is left either side stays, as one or two mappings) or the
     /// whole of a shared-memory mapping.

@@ -363,6 +363,7 @@ impl Server {
             }
             return Err(error.into());
         }
+        // Map everything, then count it (only what the kernel mapped is counted).
         let flags = if writable {
             MapFlags::WRITABLE
         } else {
@@ -375,10 +376,8 @@ impl Server {
             let mapped = PageRange::new(base + done * PAGE_SIZE, count)
                 .and_then(|range| syscall::vm_map(Pid(pid), range, flags));
             if let Err(error) = mapped {
-                // Give back what was mapped and the mapping itself.
-                if let Ok(released) = self.vm.unmap(pid, base, bytes) {
-                    self.release(Some(pid), &released);
-                }
+                // Give back what was mapped (none of it was counted) and the mapping.
+                self.unpopulate(pid, base, bytes, done);
                 if error == Error::OutOfResources {
                     self.report_out_of_memory(pid);
                 }
@@ -389,7 +388,19 @@ impl Server {
             }
             done += count;
         }
+        if let Err(error) = self.vm.populated(pid, base) {
+            self.unpopulate(pid, base, bytes, pages);
+            return Err(error.into());
+        }
         Ok(base)
+    }
+
+    /// Undoes a populate that did not complete: unmaps the first `mapped` pages (mapped by
+    /// the kernel, not counted by the policy) and removes the mapping of `bytes` at `base`.
+    fn unpopulate(&mut self, pid: u32, base: u64, bytes: u64, mapped: u64) {
+        let pages: Vec<u64> = (0..mapped).map(|i| base + i * PAGE_SIZE).collect();
+        unmap_pages(pid, &pages);
+        let _ = self.vm.unmap(pid, base, bytes);
     }
 
     /// SHM_CREATE: a new object owned by `pid`.

@@ -361,7 +361,21 @@ fn check_vm_demand(console: &Console) -> Result<(), String> {
 
 fn check_vm_storm(console: &Console) -> Result<(), String> {
     console.require("vm_storm: PASS 16384 pages touched = +16384 resident (VM agrees: 16384 ")?;
-    console.require("1000 map/unmap cycles: unchanged; 6 bad requests refused")?;
+    console.require("1000 map/unmap cycles: unchanged; 24 bad requests refused")?;
+    for refusal in [
+        "MAP_ANONYMOUS with an unknown flag bit: EINVAL",
+        "a populated map past the limit: ENOMEM",
+        "a name with a zero byte inside: EINVAL",
+        "a shared object of 4097 bytes: EINVAL",
+        "mapping an unknown name: ESRCH",
+        "destroying an id beyond 32 bits: ESRCH",
+        "unmapping a wrapping range: EFAULT",
+        "VmMap from a process without the vm kernel calls: EPERM",
+        "VmMapShared from a process without the vm kernel calls: EPERM",
+        "unmapping half of a shared mapping: EINVAL",
+    ] {
+        console.require(&format!("vm_storm: refused as expected: {refusal}"))?;
+    }
     // Each bad request got its own clear error, and VM said why it refused.
     console.require("refused as expected: a size that is not a page multiple: EINVAL")?;
     console.require("refused as expected: unmapping a kernel address: EFAULT")?;

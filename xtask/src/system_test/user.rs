@@ -185,6 +185,17 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "vm-share-kcall",
+        // The kernel mechanism alone: VmMapShared views share frames, bad calls change
+        // nothing, a frame lives until its last mapping goes; VmLimitOf reads mem=.
+        check: check_vm_share_kcall,
+        programs: &[
+            "vm kcalls=vm",
+            "vm_kcalls kcalls=vm+snapshot+shutdown mem=16M -- 4096",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "vm-oom",
         // A process with a boot-table limit populates memory until ENOMEM at exactly its
         // limit; one without runs the machine out of free memory; VM reports the largest
@@ -440,6 +451,27 @@ fn pass_free_frames(console: &Console) -> Result<[u64; 3], String> {
     numbers
         .try_into()
         .map_err(|_| format!("no three free-frame figures in {:?}", line.text))
+}
+
+fn check_vm_share_kcall(console: &Console) -> Result<(), String> {
+    for refusal in [
+        "a target page already mapped: EEXIST",
+        "a source page not mapped: EFAULT",
+        "a writable view of a read-only page: EPERM",
+        "an unknown target pid: ESRCH",
+        "an unknown flag bit: EINVAL",
+        "a target in kernel space: EFAULT",
+        "VmLimitOf of no process: ESRCH",
+    ] {
+        console.require(&format!("vm_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&[
+        "vm_kcalls: PASS free frames ",
+        "(view unmapped); 10 bad calls refused; limit 4096 pages",
+    ])?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "vm_kcalls")
 }
 
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).

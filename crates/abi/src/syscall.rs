@@ -537,7 +537,7 @@ mod tests {
             bad([0, source, 0xffff_8000_0000_0000, 4, 1]),
             Err(Error::Fault)
         );
-        assert_eq!(bad([0, source, u64::MAX & !0xfff, 4, 1]), Err(Error::Fault));
+        assert_eq!(bad([0, source, !0xfff, 4, 1]), Err(Error::Fault));
         assert_eq!(bad([0, source, target, 0, 1]), Err(Error::InvalidArgument));
         assert_eq!(
             bad([0, source, target, 513, 1]),

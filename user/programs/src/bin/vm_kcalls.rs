@@ -185,13 +185,7 @@ fn run(expected_limit: u64) -> Result<String, String> {
         ),
         (
             "a target that wraps around",
-            map_shared_raw([
-                u64::from(me.0) * 0x1_0000_0001,
-                SOURCE,
-                u64::MAX & !0xfff,
-                2,
-                0,
-            ]),
+            map_shared_raw([u64::from(me.0) * 0x1_0000_0001, SOURCE, !0xfff, 2, 0]),
             Error::Fault,
         ),
         (

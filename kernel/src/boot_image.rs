@@ -61,6 +61,7 @@ pub fn start_all(boot: &BootInfo) -> usize {
             priority: options.priority,
             kernel_calls: options.kernel_calls,
             ipc_targets,
+            memory_limit_pages: options.memory_limit_pages.unwrap_or(0),
         };
         let arguments = keep_forever(options.arguments);
         match kernel.create_process(&config, &image, file, arguments) {

@@ -1,9 +1,10 @@
-//! Physical memory: the frame allocator over the boot memory map, the final kernel address
-//! space, and the kernel heap.
+//! Physical memory: the frame allocator over the boot memory map, the holder counts of
+//! shared frames, the final kernel address space, and the kernel heap.
 
 use crate::arch::paging::{self, phys_to_virt, KernelLayout, PAGE_SIZE};
 use crate::{heap, info, lock, warn};
 use vigil_kcore::frame::{Frame, FrameAllocator, FrameError, FRAME_SIZE};
+use vigil_kcore::frame_share::{FrameShares, Release};
 use vigil_kcore::memmap::{self, MemoryRegion, PhysRange, RegionKind};
 use vigil_kcore::multiboot::BootInfo;
 
@@ -45,8 +46,14 @@ impl ReservedList {
     }
 }
 
-static FRAMES: lock::Mutex<Option<FrameAllocator<'static>>> =
-    lock::Mutex::new(lock::Level::Frames, None);
+/// The allocator and the holder counts of the frames it hands out, under one lock: a
+/// release decides "still held" or "free" and frees in one step.
+struct PhysicalFrames {
+    allocator: FrameAllocator<'static>,
+    shares: FrameShares<'static>,
+}
+
+static FRAMES: lock::Mutex<Option<PhysicalFrames>> = lock::Mutex::new(lock::Level::Frames, None);
 
 /// Sizes found while setting up memory, for the banner and the self-tests.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +72,7 @@ pub enum MemoryInitError {
     TooManyReservedRanges,
     Paging(paging::MapError),
     NoRoomForHeap,
+    NoRoomForFrameShares { bytes: u64 },
 }
 
 impl core::fmt::Display for MemoryInitError {
@@ -87,6 +95,10 @@ impl core::fmt::Display for MemoryInitError {
             MemoryInitError::Paging(error) => {
                 write!(f, "building the kernel page tables failed: {error:?}")
             }
+            MemoryInitError::NoRoomForFrameShares { bytes } => write!(
+                f,
+                "no {bytes} bytes of contiguous free RAM for the shared-frame counters"
+            ),
             MemoryInitError::NoRoomForHeap => {
                 write!(
                     f,
@@ -188,6 +200,30 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
         layout.stack_guard
     );
 
+    // One holder counter per frame, allocated once for all of memory (the final direct map
+    // covers it, and it is never freed).
+    let counters = FrameShares::counters_for(phys_end);
+    let counter_bytes = (counters * core::mem::size_of::<u16>()) as u64;
+    let counter_frames = counter_bytes.div_ceil(FRAME_SIZE) as usize;
+    let counters_phys = frames
+        .alloc_contiguous(counter_frames)
+        .ok_or(MemoryInitError::NoRoomForFrameShares {
+            bytes: counter_bytes,
+        })?
+        .address();
+    // SAFETY: the frames were just allocated for the counters alone (never handed out
+    // again), the final direct map covers all RAM, and `u16` has no invalid bit patterns;
+    // `FrameShares::new` zeroes them before use.
+    let counters: &'static mut [u16] = unsafe {
+        core::slice::from_raw_parts_mut(phys_to_virt(counters_phys) as *mut u16, counters)
+    };
+    let shares = FrameShares::new(counters);
+    info!(
+        "memory: shared-frame counters {} KiB at {:#x}",
+        counter_frames * FRAME_SIZE as usize / 1024,
+        counters_phys
+    );
+
     let heap_frames = heap::HEAP_BYTES / FRAME_SIZE as usize;
     let heap_phys = frames
         .alloc_contiguous(heap_frames)
@@ -214,13 +250,16 @@ pub fn init(boot: &BootInfo) -> Result<MemoryReport, MemoryInitError> {
             regions.len()
         );
     }
-    *FRAMES.lock() = Some(frames);
+    *FRAMES.lock() = Some(PhysicalFrames {
+        allocator: frames,
+        shares,
+    });
     Ok(report)
 }
 
 /// Allocates one zero-filled 4 KiB frame.
 pub fn alloc_frame() -> Option<Frame> {
-    let frame = FRAMES.lock().as_mut()?.alloc()?;
+    let frame = FRAMES.lock().as_mut()?.allocator.alloc()?;
     let start = phys_to_virt(frame.address()) as *mut u8;
     // SAFETY: the frame was just allocated and is owned by the caller; the direct map covers it.
     unsafe { core::ptr::write_bytes(start, 0, FRAME_SIZE as usize) };
@@ -231,12 +270,49 @@ pub fn alloc_frame() -> Option<Frame> {
 /// frame uses `release_frame`; this form is for the self-test that provokes refusals.
 pub fn free_frame(frame: Frame) -> Result<(), FrameError> {
     match FRAMES.lock().as_mut() {
-        Some(frames) => frames.free(frame),
+        Some(frames) => frames.allocator.free(frame),
         None => Err(FrameError::OutOfRange(frame.address())),
     }
 }
 
-/// Returns a frame the caller owns (it came from `alloc_frame`) to the allocator.
+/// Whether `frame` (mapped somewhere now) can get `times` more holders: it is memory the
+/// counters cover and its count would not overflow.
+pub fn can_share(frame: Frame, times: u32) -> bool {
+    FRAMES
+        .lock()
+        .as_ref()
+        .is_some_and(|frames| frames.shares.can_share(frame, times))
+}
+
+/// One more mapping holds `frame`, which is mapped somewhere now; it stays allocated until
+/// every holder has released it (`release_frame`). The caller checked `can_share`, so a
+/// refusal is a kernel bug.
+#[track_caller]
+pub fn share_frame(frame: Frame) {
+    let mut guard = FRAMES.lock();
+    let shared = match guard.as_mut() {
+        Some(frames) => frames.shares.share(frame),
+        None => Err(vigil_kcore::frame_share::ShareError::OutOfRange(
+            frame.address(),
+        )),
+    };
+    if let Err(error) = shared {
+        drop(guard);
+        panic!("kernel bug: sharing frame {frame:#x} after the checks failed: {error}");
+    }
+}
+
+/// How many mappings hold `frame` (1 for a frame that is not shared).
+pub fn frame_holders(frame: Frame) -> u32 {
+    FRAMES
+        .lock()
+        .as_ref()
+        .map_or(1, |frames| frames.shares.holders(frame))
+}
+
+/// Releases the caller's hold on a frame (it came from `alloc_frame`, or the caller's
+/// mapping of it from `share_frame`): the frame goes back to the allocator when that was
+/// its last holder, and stays allocated while another mapping holds it.
 ///
 /// A refused free — the frame is already free, reserved or out of range —
 /// means the kernel's own records (a page table, a thread's stack) named a frame that was
@@ -244,7 +320,14 @@ pub fn free_frame(frame: Frame) -> Result<(), FrameError> {
 /// hand the same memory to two owners: this panics with the address and the reason.
 #[track_caller]
 pub fn release_frame(frame: Frame) {
-    if let Err(error) = free_frame(frame) {
+    let freed = match FRAMES.lock().as_mut() {
+        Some(frames) => match frames.shares.release(frame) {
+            Release::StillHeld => Ok(()),
+            Release::Free => frames.allocator.free(frame),
+        },
+        None => Err(FrameError::OutOfRange(frame.address())),
+    };
+    if let Err(error) = freed {
         panic!("kernel bug: freeing frame {frame:#x} failed: {error} ({error:?})");
     }
 }
@@ -254,7 +337,7 @@ pub fn total_frames() -> usize {
     FRAMES
         .lock()
         .as_ref()
-        .map_or(0, |frames| frames.total_frames())
+        .map_or(0, |frames| frames.allocator.total_frames())
 }
 
 /// Free frames right now.
@@ -262,7 +345,7 @@ pub fn free_frames() -> usize {
     FRAMES
         .lock()
         .as_ref()
-        .map_or(0, |frames| frames.free_frames())
+        .map_or(0, |frames| frames.allocator.free_frames())
 }
 
 /// Whether `phys` falls inside a range the allocator keeps reserved.
@@ -270,5 +353,5 @@ pub fn is_reserved(phys: u64) -> bool {
     FRAMES
         .lock()
         .as_ref()
-        .is_some_and(|frames| frames.reserved().iter().any(|r| r.contains(phys)))
+        .is_some_and(|frames| frames.allocator.reserved().iter().any(|r| r.contains(phys)))
 }

@@ -1,7 +1,7 @@
 //! Processes: the process object and table, creation from a validated ELF image, exit and
 //! teardown, and user faults.
 
-use crate::arch::paging::{self, flags, AddressSpace, PAGE_SIZE};
+use crate::arch::paging::{self, flags, AddressSpace, Frame, PageSize, PAGE_SIZE};
 use crate::arch::{cpu, trap};
 use crate::fault::{FaultPlace, FaultReport, PAGE_FAULT_VECTOR};
 use crate::grant::Grant;
@@ -50,8 +50,13 @@ pub struct Process {
     ipc_targets: IpcTargets,
     main_thread: Endpoint,
     live_threads: u16,
-    /// User pages mapped (image, stacks), kept up to date so introspection is cheap.
+    /// User pages mapped (image, stacks, VM's maps, shared views), kept up to date so
+    /// introspection is cheap.
     mapped_pages: u64,
+    /// Of `mapped_pages`, views of frames another mapping holds too (`VmMapShared`).
+    shared_pages: u64,
+    /// The memory limit from the boot table (`mem=`), in pages; 0 if none was set.
+    memory_limit_pages: u64,
     /// Bit `i` set = stack region `i` in use.
     stack_regions: [u64; MAX_THREADS / 64],
     grants: [Grant; MAX_GRANTS],
@@ -70,6 +75,8 @@ impl Process {
         main_thread: Endpoint(0),
         live_threads: 0,
         mapped_pages: 0,
+        shared_pages: 0,
+        memory_limit_pages: 0,
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
     };
@@ -84,6 +91,7 @@ impl Process {
             kernel_calls: config.kernel_calls,
             ipc_targets: config.ipc_targets,
             mapped_pages: image_pages,
+            memory_limit_pages: config.memory_limit_pages,
             ..Process::EMPTY
         };
         process.set_name(config.name);
@@ -103,9 +111,21 @@ impl Process {
         self.main_thread
     }
 
-    /// User pages mapped into the process (image and stacks).
+    /// User pages mapped into the process (image, stacks, VM's maps and shared views: a
+    /// shared frame is charged to every process it is mapped into).
     pub fn mapped_pages(&self) -> u64 {
         self.mapped_pages
+    }
+
+    /// Of `mapped_pages`, the pages that map a frame another mapping holds too
+    /// (`VmMapShared`).
+    pub fn shared_pages(&self) -> u64 {
+        self.shared_pages
+    }
+
+    /// The memory limit the boot table set (`mem=`), in pages; 0 if it set none.
+    pub fn memory_limit_pages(&self) -> u64 {
+        self.memory_limit_pages
     }
 
     /// Threads of the process that have not exited.
@@ -200,7 +220,7 @@ impl Process {
             STACK_REGION_SIZE / PAGE_SIZE,
         );
         self.stack_regions[usize::from(stack_index) / 64] &= !(1 << (stack_index % 64));
-        self.mapped_pages = self.mapped_pages.saturating_sub(unmapped);
+        self.count_unmapped(unmapped);
         self.live_threads = self.live_threads.saturating_sub(1);
     }
 }
@@ -242,20 +262,61 @@ impl Process {
         self.mapped_pages += range.pages();
     }
 
-    /// Unmaps the mapped pages of `range` and frees their frames; returns how many.
+    /// Unmaps the mapped pages of `range` and releases their frames (freed unless another
+    /// mapping still holds them); returns how many.
     pub fn unmap_range(&mut self, range: PageRange) -> u64 {
         let unmapped = thread::unmap_user_pages(self.space_mut(), range.start(), range.pages());
-        self.mapped_pages = self.mapped_pages.saturating_sub(unmapped);
-        unmapped
+        self.count_unmapped(unmapped);
+        unmapped.pages
     }
 
-    /// Sets the access of the mapped pages of `range`; returns how many.
+    fn count_unmapped(&mut self, unmapped: thread::Unmapped) {
+        self.mapped_pages = self.mapped_pages.saturating_sub(unmapped.pages);
+        self.shared_pages = self.shared_pages.saturating_sub(unmapped.shared);
+    }
+
+    /// Sets the access of the mapped pages of `range` (a shared view stays one); returns
+    /// how many.
     pub fn protect_range(&mut self, range: PageRange, flags: MapFlags) -> u64 {
         let leaf = Self::vm_leaf(flags);
         let space = self.space_mut();
         (0..range.pages())
-            .filter(|&i| space.protect(range.page(i), leaf).is_some())
+            .filter(|&i| {
+                let page = range.page(i);
+                let shared = space
+                    .translate(page)
+                    .map_or(0, |t| t.flags & paging::flags::SHARED_VIEW);
+                space.protect(page, leaf | shared).is_some()
+            })
             .count() as u64
+    }
+
+    /// The frame a user page maps at `page` (4 KiB, user-accessible) and whether the page
+    /// is writable.
+    pub fn user_page(&self, page: u64) -> Option<(Frame, bool)> {
+        let translation = self.space().translate(page)?;
+        let user = translation.flags & paging::flags::USER != 0;
+        (user && translation.size == PageSize::Size4K)
+            .then(|| (translation.phys.frame(), translation.writable()))
+    }
+
+    /// Maps `frame`, which another mapping holds and which the caller gave one more holder
+    /// (`memory::share_frame`), at the unmapped page `page`, counted resident and shared.
+    /// The caller checked there are frames for the page tables.
+    pub fn map_shared_page(&mut self, page: u64, frame: Frame, flags: MapFlags) {
+        let leaf = Self::vm_leaf(flags) | paging::flags::SHARED_VIEW;
+        let mapped = self.space_mut().map(
+            page,
+            frame.start(),
+            PageSize::Size4K,
+            leaf,
+            &mut memory::alloc_frame,
+        );
+        if let Err(error) = mapped {
+            panic!("mapping shared page {page:#x} failed after the checks: {error:?}");
+        }
+        self.mapped_pages += 1;
+        self.shared_pages += 1;
     }
 }
 
@@ -332,6 +393,8 @@ pub struct ProcessConfig<'a> {
     pub priority: u8,
     pub kernel_calls: u64,
     pub ipc_targets: IpcTargets,
+    /// `mem=` in pages, 0 for none.
+    pub memory_limit_pages: u64,
 }
 
 /// Most frames a backtrace of user code prints.
@@ -435,6 +498,14 @@ impl Kernel {
         if counted != recorded {
             crate::error!(
                 "memory accounting drift in '{}': {recorded} pages recorded, {counted} mapped",
+                self.processes[process].name()
+            );
+        }
+        let counted_shared = space.count_shared_views();
+        let recorded_shared = self.processes[process].shared_pages();
+        if counted_shared != recorded_shared {
+            crate::error!(
+                "memory accounting drift in '{}': {recorded_shared} shared pages recorded, {counted_shared} mapped",
                 self.processes[process].name()
             );
         }

@@ -412,6 +412,33 @@ fn boot_checks(boot: &BootInfo) -> ! {
         memory::free_frames() == free_before,
         "frames: free count not restored"
     );
+    // A shared frame goes back to the allocator only when its last holder releases it.
+    if let Some(frame) = memory::alloc_frame() {
+        check!(
+            memory::can_share(frame, 2),
+            "frames: {frame:#x} cannot be shared"
+        );
+        memory::share_frame(frame);
+        memory::share_frame(frame);
+        check!(
+            memory::frame_holders(frame) == 3,
+            "frames: {frame:#x} has {} holders, not 3",
+            memory::frame_holders(frame)
+        );
+        memory::release_frame(frame);
+        memory::release_frame(frame);
+        check!(
+            memory::free_frames() == free_before - 1,
+            "frames: a frame still held was freed"
+        );
+        memory::release_frame(frame);
+        check!(
+            memory::free_frames() == free_before && memory::frame_holders(frame) == 1,
+            "frames: the last release of a shared frame did not free it"
+        );
+    } else {
+        check!(false, "frames: no frame for the shared-frame check");
+    }
     let mut modules = 0;
     for module in boot.modules() {
         let last_byte = module.end.max(module.start + 1) - 1;

@@ -192,14 +192,29 @@ pub fn map_user_pages(space: &mut AddressSpace, start: u64, pages: u64, leaf: u6
     }
 }
 
-/// Unmaps and frees the pages of `[start, start + pages·4K)` that are mapped; returns how
-/// many were.
-pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> u64 {
-    let mut unmapped = 0;
+/// Pages an unmap removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unmapped {
+    pub pages: u64,
+    /// Of those, views of another mapping's frame (`flags::SHARED_VIEW`).
+    pub shared: u64,
+}
+
+/// Unmaps the pages of `[start, start + pages·4K)` that are mapped and releases their
+/// frames (a frame another mapping still holds stays allocated); returns how many.
+pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> Unmapped {
+    let mut unmapped = Unmapped::default();
     for page in 0..pages {
-        if let Some(frame) = space.unmap(start + page * PAGE_SIZE) {
+        let virt = start + page * PAGE_SIZE;
+        let Some(translation) = space.translate(virt) else {
+            continue;
+        };
+        if let Some(frame) = space.unmap(virt) {
             memory::release_frame(frame);
-            unmapped += 1;
+            unmapped.pages += 1;
+            if translation.flags & flags::SHARED_VIEW != 0 {
+                unmapped.shared += 1;
+            }
         }
     }
     unmapped

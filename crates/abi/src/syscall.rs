@@ -10,7 +10,7 @@ use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::message::Message;
 use crate::user_memory::{Pod, UserPtr, UserSlice};
-use crate::vm::{MapFlags, PageRange, Pid};
+use crate::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
 
 /// A value carried in system-call argument registers: decoded once by the kernel at the
 /// boundary, encoded by user/rt from the same definition.
@@ -384,6 +384,19 @@ calls! {
     VmFail = 10 => VmFailArgs { thread: Endpoint }
     /// (thread) → pid. VM: the process a thread belongs to (VM learns who sent a request).
     VmProcessOf = 11 => VmProcessOfArgs { thread: Endpoint }
+    /// (source pid | target pid << 32, source start, target start, pages, flags) → 0. VM:
+    /// maps the frames mapped at the source range of one process at the target range of
+    /// another (or the same) process, so both see the same memory; each frame gets one
+    /// more holder and is freed only when the last mapping of it goes (unmap or exit).
+    /// Checked before anything changes: `NotFound` for an unknown pid; `Fault` if a source
+    /// page is not mapped; `PermissionDenied` if `flags` asks for writable and a source
+    /// page is read-only; `Exists` if any target page is mapped; `OutOfResources` if the
+    /// target's page tables need frames that are not there or a frame has the most holders.
+    /// Counted as resident and as shared in the target (`Process::shared_pages`).
+    VmMapShared = 12 => VmMapSharedArgs { processes: ProcessPair, ranges: SharedRanges, flags: MapFlags }
+    /// (pid) → pages. VM: the memory limit the boot table set for process `pid` (`mem=`),
+    /// 0 if it set none.
+    VmLimitOf = 13 => VmLimitOfArgs { process: Pid }
 }
 
 impl KernelCall {
@@ -496,6 +509,53 @@ mod tests {
         );
         assert_eq!(
             MutexWaitArgs::decode(&[0x1001, 0, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn a_shared_map_is_two_processes_two_ranges_and_flags() {
+        let source = 0x3000_0000_0000;
+        let target = 0x3000_0010_0000;
+        let args = VmMapSharedArgs {
+            processes: ProcessPair {
+                source: Pid(2),
+                target: Pid(9),
+            },
+            ranges: SharedRanges::new(source, target, 4).unwrap(),
+            flags: MapFlags::WRITABLE,
+        };
+        let registers = args.encode();
+        assert_eq!(registers, [2 | 9 << 32, source, target, 4, 1]);
+        assert_eq!(
+            KernelCallArgs::decode(KernelCall::VmMapShared, &registers),
+            Ok(KernelCallArgs::VmMapShared(args))
+        );
+        assert_eq!(args.ranges.source().start(), source);
+        assert_eq!(args.ranges.target().end(), target + 4 * 4096);
+        // Each range is checked like any PageRange; the flags like any MapFlags.
+        let bad = |registers: [u64; 5]| VmMapSharedArgs::decode(&registers);
+        assert_eq!(
+            bad([0, source + 1, target, 4, 1]),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            bad([0, source, target + 8, 4, 1]),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            bad([0, source, 0xffff_8000_0000_0000, 4, 1]),
+            Err(Error::Fault)
+        );
+        assert_eq!(bad([0, source, !0xfff, 4, 1]), Err(Error::Fault));
+        assert_eq!(bad([0, source, target, 0, 1]), Err(Error::InvalidArgument));
+        assert_eq!(
+            bad([0, source, target, 513, 1]),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(bad([0, source, target, 4, 2]), Err(Error::InvalidArgument));
+        assert_eq!(
+            VmLimitOfArgs::decode(&[1 << 32, 0, 0, 0, 0]),
             Err(Error::InvalidArgument)
         );
     }

@@ -6,8 +6,11 @@
 //! - `prio=N` — priority 0 (most urgent) … 15, default 8;
 //! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
-//!   VmQuery, VmResume, VmFail and VmProcessOf); default none;
-//! - `ipc=all|none|a+b` — processes (by name) it may send to; default all.
+//!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf); default none;
+//! - `ipc=all|none|a+b` — processes (by name) it may send to; default all;
+//! - `mem=SIZE` — the process's memory limit, enforced by the VM server (which reads it
+//!   with `VmLimitOf`): a whole number of bytes with an optional `K`, `M` or `G` suffix
+//!   (powers of 1024), a non-zero page multiple; default none (VM's own default applies).
 //!
 //! Everything after ` -- ` is the program's argument string. Unknown keys and bad values
 //! are errors, so a typo never silently grants or drops a privilege.
@@ -39,6 +42,8 @@ pub struct BootOptions<'a> {
     /// Bit `n` allows kernel call `n`.
     pub kernel_calls: u64,
     pub ipc: IpcTargetNames<'a>,
+    /// `mem=`: the memory limit in pages, if the module sets one.
+    pub memory_limit_pages: Option<u64>,
     pub arguments: &'a str,
 }
 
@@ -55,6 +60,8 @@ pub enum OptionError<'a> {
     BadName(&'a str),
     /// `ipc=` lists an empty name (e.g. `a++b`).
     BadIpcList(&'a str),
+    /// `mem=` is not a non-zero page multiple of bytes (`8M`, `64K`, `1G`, `40960`).
+    BadMemoryLimit(&'a str),
 }
 
 impl core::fmt::Display for OptionError<'_> {
@@ -63,7 +70,7 @@ impl core::fmt::Display for OptionError<'_> {
             OptionError::NoPath => write!(f, "empty module string"),
             OptionError::NotKeyValue(word) => write!(f, "option '{word}' is not key=value"),
             OptionError::UnknownKey(key) => {
-                write!(f, "unknown option '{key}' (name, prio, kcalls, ipc)")
+                write!(f, "unknown option '{key}' (name, prio, kcalls, ipc, mem)")
             }
             OptionError::BadPriority(value) => {
                 write!(f, "prio '{value}' is not 0..={LOWEST_PRIORITY}")
@@ -71,7 +78,7 @@ impl core::fmt::Display for OptionError<'_> {
             OptionError::UnknownKernelCall(call) => {
                 write!(
                     f,
-                    "unknown kernel call '{call}' (none, all, safecopy, shutdown, snapshot, tracemask)"
+                    "unknown kernel call '{call}' (none, all, safecopy, shutdown, snapshot, tracemask, vm)"
                 )
             }
             OptionError::BadName(name) => write!(
@@ -79,8 +86,30 @@ impl core::fmt::Display for OptionError<'_> {
                 "name '{name}' is empty, longer than {MAX_NAME} bytes or has '/'"
             ),
             OptionError::BadIpcList(list) => write!(f, "ipc list '{list}' has an empty name"),
+            OptionError::BadMemoryLimit(value) => write!(
+                f,
+                "mem '{value}' is not a non-zero multiple of {PAGE_BYTES} bytes (e.g. 8M, 64K, 1G)"
+            ),
         }
     }
+}
+
+/// Bytes in a page: a memory limit is a whole number of them.
+const PAGE_BYTES: u64 = 4096;
+
+/// Pages of a `mem=` value: decimal digits, then optionally `K`, `M` or `G` (× 1024ⁿ).
+fn memory_limit_pages(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.as_bytes().last()? {
+        b'K' | b'k' => (&value[..value.len() - 1], 1 << 10),
+        b'M' | b'm' => (&value[..value.len() - 1], 1 << 20),
+        b'G' | b'g' => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let bytes = digits.parse::<u64>().ok()?.checked_mul(unit)?;
+    (bytes != 0 && bytes.is_multiple_of(PAGE_BYTES)).then_some(bytes / PAGE_BYTES)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -102,6 +131,8 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::VmResume.mask_bit()
                 | KernelCall::VmFail.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
+                | KernelCall::VmMapShared.mask_bit()
+                | KernelCall::VmLimitOf.mask_bit()
         }
         _ => return None,
     })
@@ -122,6 +153,7 @@ pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
         priority: DEFAULT_PRIORITY,
         kernel_calls: 0,
         ipc: IpcTargetNames::All,
+        memory_limit_pages: None,
         arguments,
     };
     if !valid_name(file_name) {
@@ -168,6 +200,10 @@ pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
                         IpcTargetNames::Only(list)
                     }
                 };
+            }
+            "mem" => {
+                parsed.memory_limit_pages =
+                    Some(memory_limit_pages(value).ok_or(OptionError::BadMemoryLimit(value))?);
             }
             _ => return Err(OptionError::UnknownKey(key)),
         }
@@ -231,6 +267,60 @@ mod tests {
         assert_eq!(parse("/dir/"), Err(OptionError::BadName("")));
         let long = "p name=abcdefghijklmnopqrstuvwxyz0123456";
         assert!(matches!(parse(long), Err(OptionError::BadName(_))));
+    }
+
+    #[test]
+    fn memory_limits_are_page_multiples_with_a_unit() {
+        assert_eq!(parse("p").unwrap().memory_limit_pages, None);
+        assert_eq!(parse("p mem=8M").unwrap().memory_limit_pages, Some(2048));
+        assert_eq!(parse("p mem=64K").unwrap().memory_limit_pages, Some(16));
+        assert_eq!(parse("p mem=1g").unwrap().memory_limit_pages, Some(262_144));
+        assert_eq!(parse("p mem=8192").unwrap().memory_limit_pages, Some(2));
+        assert_eq!(
+            parse("p mem=8M -- mem=1K").unwrap().memory_limit_pages,
+            Some(2048),
+            "arguments are the program's"
+        );
+        for bad in [
+            "",
+            "0",
+            "0M",
+            "4097",
+            "1K",
+            "M",
+            "-8M",
+            "8MB",
+            "8 M",
+            "1.5M",
+            "+8M",
+            // 2^64 bytes and more do not wrap around to something small.
+            "16777216T",
+            "18014398509481984K",
+            "99999999999999999999",
+        ] {
+            let module = std::format!("p mem={bad}");
+            assert!(
+                matches!(
+                    parse(&module),
+                    Err(OptionError::BadMemoryLimit(_)) | Err(OptionError::NotKeyValue(_))
+                ),
+                "mem={bad:?} accepted: {:?}",
+                parse(&module)
+            );
+        }
+        assert_eq!(
+            parse("p mem=4097"),
+            Err(OptionError::BadMemoryLimit("4097"))
+        );
+    }
+
+    #[test]
+    fn the_vm_group_has_every_memory_call() {
+        let mask = parse("p kcalls=vm").unwrap().kernel_calls;
+        for call in KernelCall::ALL {
+            let memory_call = call.name().starts_with("Vm");
+            assert_eq!(mask & call.mask_bit() != 0, memory_call, "{}", call.name());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ extern crate std;
 pub mod boot_options;
 pub mod elf;
 pub mod frame;
+pub mod frame_share;
 pub mod ipc;
 pub mod lock_order;
 pub mod log_ring;

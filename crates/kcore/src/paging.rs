@@ -31,6 +31,9 @@ pub mod flags {
     pub const CACHE_DISABLE: u64 = 1 << 4;
     pub const LARGE: u64 = 1 << 7;
     pub const GLOBAL: u64 = 1 << 8;
+    /// Ignored by the CPU (a bit for software): the kernel marks a user page that maps
+    /// another mapping's frame (`VmMapShared`), so unmapping it counts it as shared.
+    pub const SHARED_VIEW: u64 = 1 << 9;
     pub const NO_EXECUTE: u64 = 1 << 63;
 }
 
@@ -309,7 +312,7 @@ impl PageTables {
                     }
                     let pt = entry_frame(l2);
                     for l1 in entries(pt, 0..ENTRIES).filter(present) {
-                        visit(Visited::Page(entry_frame(l1)));
+                        visit(Visited::Page(entry_frame(l1), l1 & !ADDRESS_MASK));
                     }
                     visit(Visited::Table(pt));
                 }
@@ -329,7 +332,7 @@ impl PageTables {
         free_frame: &mut dyn FnMut(Frame),
     ) {
         self.walk_user_half(memory, &mut |visited| match visited {
-            Visited::Page(frame) | Visited::Table(frame) => free_frame(frame),
+            Visited::Page(frame, _) | Visited::Table(frame) => free_frame(frame),
             Visited::Large | Visited::Huge => {}
         });
         free_frame(self.root);
@@ -340,9 +343,23 @@ impl PageTables {
     pub fn count_user_pages<M: PhysicalMemory + ?Sized>(&self, memory: &M) -> u64 {
         let mut pages = 0;
         self.walk_user_half(memory, &mut |visited| match visited {
-            Visited::Page(_) => pages += 1,
+            Visited::Page(..) => pages += 1,
             Visited::Large => pages += LARGE_PAGE_SIZE / PAGE_SIZE,
             Visited::Table(_) | Visited::Huge => {}
+        });
+        pages
+    }
+
+    /// Number of 4 KiB user pages whose leaf has every bit of `flag` set (e.g.
+    /// `flags::SHARED_VIEW`).
+    pub fn count_user_pages_with<M: PhysicalMemory + ?Sized>(&self, memory: &M, flag: u64) -> u64 {
+        let mut pages = 0;
+        self.walk_user_half(memory, &mut |visited| {
+            if let Visited::Page(_, leaf) = visited {
+                if leaf & flag == flag {
+                    pages += 1;
+                }
+            }
         });
         pages
     }
@@ -351,8 +368,8 @@ impl PageTables {
 /// What `walk_user_half` found.
 #[derive(Clone, Copy)]
 enum Visited {
-    /// A 4 KiB leaf mapping this frame.
-    Page(Frame),
+    /// A 4 KiB leaf mapping this frame, with the leaf's flags (address bits cleared).
+    Page(Frame, u64),
     /// A 2 MiB leaf.
     Large,
     /// A 1 GiB leaf.
@@ -572,6 +589,8 @@ mod tests {
         assert_eq!(tables.translate(&&fake, 0x40_0fff), None);
         assert_eq!(tables.translate(&&fake, 0x40_2000), None);
         assert_eq!(tables.count_user_pages(&&fake), 1);
+        assert_eq!(tables.count_user_pages_with(&&fake, flags::USER), 1);
+        assert_eq!(tables.count_user_pages_with(&&fake, flags::SHARED_VIEW), 0);
         // Root, PDPT, PD, PT and the data frame.
         assert_eq!(fake.live().len(), 5);
         destroy(&fake, tables);

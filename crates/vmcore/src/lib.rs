@@ -121,6 +121,6 @@ pub const MAX_MAPPINGS_PER_PROCESS: usize = 1024;
 /// Most shared objects VM keeps at once (destroyed ones still mapped included).
 pub const MAX_SHARED_OBJECTS: usize = 1024;
 /// Longest shared-object name, in bytes.
-pub const SHARED_NAME_MAX: usize = 32;
+pub const SHARED_NAME_MAX: usize = vigil_abi::vm::ShmName::MAX;
 /// Largest shared object.
-pub const SHARED_OBJECT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub const SHARED_OBJECT_MAX_BYTES: u64 = vigil_abi::vm::SHM_MAX_BYTES;

@@ -802,3 +802,74 @@ fn errors_read_as_sentences() {
     );
     assert!(messages[3].contains("never executable"), "{}", messages[3]);
 }
+
+#[test]
+fn populate_makes_a_whole_anonymous_mapping_resident_or_nothing() {
+    let mut vm = vm();
+    let base = vm.map_anonymous(P, 16 * PAGE, true).unwrap();
+    assert_eq!(vm.populate(P, base), Ok(16));
+    assert_eq!(
+        stats(&vm, P).resident_pages,
+        0,
+        "counted only once the kernel mapped them"
+    );
+    vm.populated(P, base).unwrap();
+    assert_eq!(stats(&vm, P).resident_pages, 16);
+    assert!(vm.process(P).unwrap().is_resident(base + 15 * PAGE));
+    // A populated page is resident: touching it again is a protection fault, not a map.
+    assert_eq!(
+        touch(&mut vm, P, base, Access::Write),
+        invalid(InvalidReason::Protection)
+    );
+    // Twice, inside a mapping, or of no mapping at all: refused, nothing changes.
+    assert!(matches!(
+        vm.populate(P, base),
+        Err(VmError::NotMapped { .. })
+    ));
+    assert!(matches!(
+        vm.populate(P, base + PAGE),
+        Err(VmError::NotMapped { .. })
+    ));
+    assert_eq!(vm.populate(99, base), Err(VmError::UnknownProcess(99)));
+    // Past the limit (64 pages): refused as out of memory, with nothing counted.
+    let big = vm.map_anonymous(P, 49 * PAGE, true).unwrap();
+    assert_eq!(
+        vm.populate(P, big),
+        Err(VmError::OutOfMemory {
+            pid: P,
+            limit_pages: 64,
+            resident_pages: 16,
+            requested_pages: 49,
+        })
+    );
+    assert_eq!(stats(&vm, P).resident_pages, 16);
+    assert_eq!(stats(&vm, P).out_of_memory, 1);
+    // What fits, fits exactly up to the limit.
+    let rest = vm.map_anonymous(P, 48 * PAGE, true).unwrap();
+    assert_eq!(vm.populate(P, rest), Ok(48));
+    // If the memory changed in between (here: a fault filled the headroom), nothing counts.
+    let other = vm.map_anonymous(P, PAGE, true).unwrap();
+    touch(&mut vm, P, other, Access::Write).unwrap();
+    assert_eq!(
+        vm.populated(P, rest),
+        Err(VmError::StaleDecision { pid: P, page: rest })
+    );
+    assert_eq!(stats(&vm, P).resident_pages, 17);
+    vm.unmap(P, other, PAGE).unwrap();
+    vm.populated(P, rest).unwrap();
+    assert_eq!(stats(&vm, P).resident_pages, 64);
+    assert_eq!(stats(&vm, P).peak_resident_pages, 64);
+    // Unmapping releases every populated page as private.
+    let released = vm.unmap(P, base, 16 * PAGE).unwrap();
+    assert_eq!(released.private_pages.len(), 16);
+    assert_eq!(stats(&vm, P).resident_pages, 48);
+    // A shared mapping cannot be populated.
+    let object = vm
+        .create_shared(Q, b"obj", 2 * PAGE, OthersMay::Read)
+        .unwrap();
+    let shared = vm.map_shared(Q, object, true).unwrap();
+    assert!(matches!(
+        vm.populate(Q, shared),
+        Err(VmError::NotMapped { .. })
+    ));
+}

@@ -226,6 +226,37 @@ impl Vm {
         Ok(base)
     }
 
+    /// Whether every page of the anonymous mapping at `base` may be mapped now
+    /// (`MAP_ANONYMOUS` with populate): `base` must start an anonymous mapping of which no
+    /// page is resident, and its pages must fit under the limit (else out of memory,
+    /// counted as a refusal). Returns its pages; nothing else changes. The glue then maps
+    /// them all and reports it with [`Vm::populated`] — or, if the kernel cannot, unmaps
+    /// them and the mapping ([`Vm::unmap`]), with nothing counted.
+    pub fn populate(&mut self, pid: Pid, base: u64) -> Result<u64, VmError> {
+        let process = self.process_mut(pid)?;
+        let pages = populatable(process, base)?;
+        if process.headroom() < pages {
+            process.stats.out_of_memory += 1;
+            return Err(out_of_memory(pid, process, pages));
+        }
+        Ok(pages)
+    }
+
+    /// The kernel mapped every page of the anonymous mapping at `base`: VM counts them
+    /// resident. Re-checks what [`Vm::populate`] checked and counts nothing if that no
+    /// longer holds (`StaleDecision`: the glue must unmap them).
+    pub fn populated(&mut self, pid: Pid, base: u64) -> Result<(), VmError> {
+        let process = self.process_mut(pid)?;
+        let pages = populatable(process, base)?;
+        if process.headroom() < pages {
+            return Err(VmError::StaleDecision { pid, page: base });
+        }
+        for page in (base..base + pages * PAGE_SIZE).step_by(PAGE_SIZE as usize) {
+            process.make_resident(page, Residency::Private);
+        }
+        Ok(())
+    }
+
     /// Unmaps `[address, address + bytes)`, which one mapping must cover: part of an
     /// anonymous mapping (what is left either side stays, as one or two mappings) or the
     /// whole of a shared-memory mapping.
@@ -680,6 +711,23 @@ fn check_mapping_range(address: u64, length: u64) -> Result<u64, VmError> {
         return Err(VmError::OutsideMappingArea { address, length });
     }
     Ok(end)
+}
+
+/// The pages of the anonymous mapping starting at `base` if none of them is resident.
+fn populatable(process: &ProcessMemory, base: u64) -> Result<u64, VmError> {
+    let mapping = *process.mappings.get(&base).ok_or(VmError::NotMapped {
+        address: base,
+        length: PAGE_SIZE,
+    })?;
+    if !matches!(mapping.kind, MappingKind::Anonymous { .. })
+        || process.resident.range(base..mapping.end()).next().is_some()
+    {
+        return Err(VmError::NotMapped {
+            address: base,
+            length: mapping.bytes,
+        });
+    }
+    Ok(mapping.bytes / PAGE_SIZE)
 }
 
 /// Refuses a region of `pages` that alone exceeds the process's limit.

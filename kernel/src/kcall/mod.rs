@@ -10,6 +10,8 @@ mod shutdown;
 mod snapshot;
 mod trace_mask;
 mod vm;
+mod vm_limit;
+mod vm_shared;
 
 use crate::syscall::Next;
 use crate::system::Kernel;
@@ -64,6 +66,8 @@ impl Kernel {
             KernelCallArgs::VmResume(args) => vm::resume(self, caller, args),
             KernelCallArgs::VmFail(args) => vm::fail(self, caller, args),
             KernelCallArgs::VmProcessOf(args) => vm::process_of(self, caller, args),
+            KernelCallArgs::VmMapShared(args) => vm_shared::map_shared(self, caller, args),
+            KernelCallArgs::VmLimitOf(args) => vm_limit::limit_of(self, caller, args),
         }
     }
 }

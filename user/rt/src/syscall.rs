@@ -15,7 +15,7 @@ use core::sync::atomic::AtomicU32;
 use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::syscall::*;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
-use vigil_abi::vm::{MapFlags, PageRange, Pid};
+use vigil_abi::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
 use vigil_abi::{Endpoint, Error, Message};
 
 /// System call with no arguments.
@@ -630,4 +630,26 @@ pub fn vm_fail(thread: Endpoint) -> Result<u64, Error> {
 /// `KernelCall VmProcessOf` (VM only): the pid of `thread`'s process.
 pub fn vm_process_of(thread: Endpoint) -> Result<u64, Error> {
     memory_call(VmProcessOfArgs::CALL, VmProcessOfArgs { thread }.encode())
+}
+
+/// `KernelCall VmMapShared` (VM only): maps the frames at `ranges.source()` of `source` at
+/// `ranges.target()` of `target` too (read-only or writable as `flags` say).
+pub fn vm_map_shared(
+    source: Pid,
+    target: Pid,
+    ranges: SharedRanges,
+    flags: MapFlags,
+) -> Result<u64, Error> {
+    let arguments = VmMapSharedArgs {
+        processes: ProcessPair { source, target },
+        ranges,
+        flags,
+    };
+    memory_call(VmMapSharedArgs::CALL, arguments.encode())
+}
+
+/// `KernelCall VmLimitOf` (VM only): the boot table's memory limit of `pid` in pages (0
+/// for none).
+pub fn vm_limit_of(pid: Pid) -> Result<u64, Error> {
+    memory_call(VmLimitOfArgs::CALL, VmLimitOfArgs { process: pid }.encode())
 }

@@ -253,6 +253,47 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "vm-shared",
+        // One object, three processes: the owner writes, a writable peer reads and writes
+        // back, a read-only reader reads and dies writing (alone); forbidden requests are
+        // refused; the frames are one per page, kept while anyone maps them, all back at
+        // the last unmap.
+        check: check_vm_shared,
+        programs: &[
+            "vm kcalls=vm",
+            "vm_shared kcalls=snapshot+shutdown",
+            "vm_shared name=shm_peer -- peer",
+            "vm_shared name=shm_reader -- reader",
+        ],
+        ..USER
+    },
+    Scenario {
+        name: "vm-share-kcall",
+        // The kernel mechanism alone: VmMapShared views share frames, bad calls change
+        // nothing, a frame lives until its last mapping goes; VmLimitOf reads mem=.
+        check: check_vm_share_kcall,
+        programs: &[
+            "vm kcalls=vm",
+            "vm_kcalls kcalls=vm+snapshot+shutdown mem=16M -- 4096",
+        ],
+        ..USER
+    },
+    Scenario {
+        name: "vm-oom",
+        // A process with a boot-table limit populates memory until ENOMEM at exactly its
+        // limit; one without runs the machine out of free memory; VM reports the largest
+        // users each time, nothing else dies, and every frame comes back after each exit.
+        check: check_vm_oom,
+        programs: &[
+            "vm kcalls=vm",
+            "vm_oom kcalls=snapshot+shutdown",
+            "vm_oom name=limited mem=8M -- limited 2048",
+            "vm_oom name=hog -- hog",
+        ],
+        deadline: secs(60),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -483,7 +524,21 @@ fn check_fuzz(console: &Console) -> Result<(), String> {
 
 fn check_vm_storm(console: &Console) -> Result<(), String> {
     console.require("vm_storm: PASS 16384 pages touched = +16384 resident (VM agrees: 16384 ")?;
-    console.require("1000 map/unmap cycles: unchanged; 6 bad requests refused")?;
+    console.require("1000 map/unmap cycles: unchanged; 24 bad requests refused")?;
+    for refusal in [
+        "MAP_ANONYMOUS with an unknown flag bit: EINVAL",
+        "a populated map past the limit: ENOMEM",
+        "a name with a zero byte inside: EINVAL",
+        "a shared object of 4097 bytes: EINVAL",
+        "mapping an unknown name: ESRCH",
+        "destroying an id beyond 32 bits: ESRCH",
+        "unmapping a wrapping range: EFAULT",
+        "VmMap from a process without the vm kernel calls: EPERM",
+        "VmMapShared from a process without the vm kernel calls: EPERM",
+        "unmapping half of a shared mapping: EINVAL",
+    ] {
+        console.require(&format!("vm_storm: refused as expected: {refusal}"))?;
+    }
     // Each bad request got its own clear error, and VM said why it refused.
     console.require("refused as expected: a size that is not a page multiple: EINVAL")?;
     console.require("refused as expected: unmapping a kernel address: EFAULT")?;
@@ -494,6 +549,127 @@ fn check_vm_storm(console: &Console) -> Result<(), String> {
     console.require_line_with(&["process 'readonly' (pid ", "killed by #PF"])?;
     console.forbid("vm_storm: FAIL")?;
     require_success_shutdown(console, "vm_storm")
+}
+
+fn check_vm_shared(console: &Console) -> Result<(), String> {
+    console.require("shm_peer: peer: saw the pattern in 'warm' and wrote its marks")?;
+    console.require("vm_shared: owner: sees the peer's marks in every page")?;
+    // The reader read through its read-only view; its write was refused by VM, reported
+    // by the kernel, and killed only the reader.
+    console.require(
+        "shm_reader: reader: read the pattern through a read-only mapping; now writing it",
+    )?;
+    console.require_line_with(&["vm: pid ", "invalid write at ", "write to read-only memory"])?;
+    console.require_line_with(&["user fault: #PF", "process 'shm_reader'"])?;
+    console.require("refused by the VM server (its log says why)")?;
+    console.require_line_with(&["process 'shm_reader' (pid ", "killed by #PF"])?;
+    console.forbid("killed by #PF at 0x0")?;
+    console.require("vm_shared: owner: the reader died writing, as it should")?;
+    for refusal in [
+        "shm_peer: refused as expected: a writable map of an object others may only read: EPERM",
+        "shm_peer: refused as expected: a destroy by a process that does not own the object: EPERM",
+        "vm_shared: refused as expected: a second create of one name: EEXIST",
+        "vm_shared: refused as expected: mapping a destroyed object: ESRCH",
+        "vm_shared: refused as expected: destroying it twice: ESRCH",
+    ] {
+        console.require(refusal)?;
+    }
+    console.require("shm_peer: peer: 'shm' still reads right; unmapped it")?;
+    // The frames: one per object page however many map it, all back at the last unmap.
+    let [baseline, written, last] = pass_free_frames(console)?;
+    if written + 8 != baseline || last != baseline {
+        return Err(format!(
+            "free frames {baseline} -> {written} -> {last}: not 8 frames taken and all given back"
+        ));
+    }
+    console.require("8 frames for 8 pages and 2 mappers, kept while a destroyed object was mapped, back at the last unmap")?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "vm_shared")
+}
+
+/// The three figures of `vm_shared: PASS free frames A -> B -> C: …`.
+fn pass_free_frames(console: &Console) -> Result<[u64; 3], String> {
+    let needle = "vm_shared: PASS free frames ";
+    let line = console
+        .find(needle)
+        .ok_or_else(|| format!("the console never showed {needle:?}"))?;
+    let rest = &line.text[line.text.find(needle).unwrap_or(0) + needle.len()..];
+    let figures = rest.split(':').next().unwrap_or("");
+    let numbers: Vec<u64> = figures
+        .split(" -> ")
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    numbers
+        .try_into()
+        .map_err(|_| format!("no three free-frame figures in {:?}", line.text))
+}
+
+fn check_vm_share_kcall(console: &Console) -> Result<(), String> {
+    for refusal in [
+        "a target page already mapped: EEXIST",
+        "a source page not mapped: EFAULT",
+        "a writable view of a read-only page: EPERM",
+        "an unknown target pid: ESRCH",
+        "an unknown flag bit: EINVAL",
+        "a target in kernel space: EFAULT",
+        "VmLimitOf of no process: ESRCH",
+    ] {
+        console.require(&format!("vm_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&[
+        "vm_kcalls: PASS free frames ",
+        "(view unmapped); 10 bad calls refused; limit 4096 pages",
+    ])?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "vm_kcalls")
+}
+
+/// The pid the kernel gave boot process `name` (from its "boot: started" line).
+fn boot_pid(console: &Console, name: &str) -> Result<u64, String> {
+    let needle = format!("boot: started '{name}' (pid ");
+    let line = console
+        .find(&needle)
+        .ok_or_else(|| format!("the console never showed {needle:?}"))?;
+    let rest = &line.text[line.text.find(&needle).unwrap_or(0) + needle.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| format!("no pid in {:?}", line.text))
+}
+
+fn check_vm_oom(console: &Console) -> Result<(), String> {
+    // The limit came from the boot table: exactly 2048 pages resident at the refusal.
+    console.require_line_with(&[
+        "limited: ENOMEM after ",
+        "populated pages: 2048 pages resident",
+    ])?;
+    console.require_line_with(&["hog: ENOMEM after ", "populated pages: "])?;
+    // VM reported each, naming the process as its largest user.
+    for name in ["limited", "hog"] {
+        let pid = boot_pid(console, name)?;
+        console.require(&format!(
+            "vm: out of memory serving pid {pid}; the largest users:"
+        ))?;
+        console.require(&format!("vm:   pid {pid}: "))?;
+    }
+    console.require_line_with(&[
+        "vm:   pid ",
+        ": 2048 pages resident (peak 2048, 0 shared), limit 2048",
+    ])?;
+    console.require_line_with(&["process 'limited' (pid ", "exited with status 0"])?;
+    console.require_line_with(&["process 'hog' (pid ", "exited with status 0"])?;
+    console.require_line_with(&[
+        "vm_oom: PASS limited: ",
+        " pages populated, then ENOMEM; after its exit free frames ",
+    ])?;
+    console.require("; hog: ")?;
+    console.forbid(": FAIL")?;
+    console.forbid("user fault:")?;
+    console.forbid("panic:")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "vm_oom")
 }
 
 fn check_vm_stack(console: &Console) -> Result<(), String> {

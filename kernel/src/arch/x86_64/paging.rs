@@ -345,4 +345,11 @@ impl AddressSpace {
     pub fn count_user_pages(&self) -> u64 {
         self.tables.count_user_pages(&DirectMap)
     }
+
+    /// Number of 4 KiB user pages that are views of a frame another mapping holds
+    /// (`flags::SHARED_VIEW`).
+    pub fn count_shared_views(&self) -> u64 {
+        self.tables
+            .count_user_pages_with(&DirectMap, flags::SHARED_VIEW)
+    }
 }

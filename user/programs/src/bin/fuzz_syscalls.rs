@@ -481,6 +481,19 @@ impl Fuzzer {
                 args[3] = self.rng.pick(&[0, 1, 2, 512, 513, random]);
                 args[4] = self.rng.below(3);
             }
+            Some(KernelCall::VmMapShared) => {
+                // Source and target: ourselves or nobody, so no one else's memory changes.
+                let (source, target) = (self.pid(), self.pid());
+                args[1] = (source & 0xffff_ffff) | (target & 0xffff_ffff) << 32;
+                let random = self.rng.next();
+                let fresh = self.fresh;
+                args[2] = self.rng.pick(&[fresh, address & !0xfff, random]);
+                args[3] = self.rng.pick(&[0x5000_0000_0000, fresh, random]);
+                let random = self.rng.next();
+                args[4] = self.rng.pick(&[0, 1, 512, 513, random]);
+                args[5] = self.rng.below(3);
+            }
+            Some(KernelCall::VmLimitOf) => args[1] = self.pid(),
             Some(KernelCall::VmResume | KernelCall::VmFail | KernelCall::VmProcessOf) => {
                 args[1] = self.harmless_endpoint();
             }

@@ -4,7 +4,8 @@
 //! the kernel's resident count for the process must rise by exactly 16,384 pages and VM's
 //! figures agree; unmapping it gives every frame back (the snapshot's free frames return to
 //! where they were); 1,000 map/touch/unmap cycles leave free frames unchanged; bad requests
-//! get clear errors and VM keeps serving. Prints `vm_storm: PASS …` and shuts down.
+//! (sizes, ranges, flags, names, unknown objects, kernel calls it may not make) get clear
+//! errors and VM keeps serving. Prints `vm_storm: PASS …` and shuts down.
 //! `vm_storm readonly`: maps a read-only region, reads it (zero), then writes it — VM
 //! refuses the write and the kernel kills the process.
 #![cfg_attr(target_os = "none", no_std)]
@@ -14,7 +15,7 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
-use vigil_rt::abi::vm::PAGE_SIZE;
+use vigil_rt::abi::vm::{MapFlags, PageRange, Pid, SharedRanges, ShmName, PAGE_SIZE};
 use vigil_rt::{introspect, ipc, println, syscall, vm, Error};
 
 vigil_rt::entry!(main);
@@ -148,12 +149,129 @@ fn storm() -> Result<String, String> {
         vm::unmap(base + 1, PAGE_SIZE),
         Error::InvalidArgument,
     )?;
+    let refused = 6 + bad_shared_requests(base)?;
     let last =
         vm::map_anonymous(PAGE_SIZE, true).map_err(|e| format!("VM stopped serving: {e}"))?;
     touch(last, PAGE_SIZE);
     Ok(format!(
-        "{pages} pages touched = +{pages} resident (VM agrees: {vm_faults} demand-zero faults); unmapped: every frame back ({kept} page-table frames kept until exit); {CYCLES} map/unmap cycles: unchanged; 6 bad requests refused"
+        "{pages} pages touched = +{pages} resident (VM agrees: {vm_faults} demand-zero faults); unmapped: every frame back ({kept} page-table frames kept until exit); {CYCLES} map/unmap cycles: unchanged; {refused} bad requests refused"
     ))
+}
+
+/// Bad shared-memory, flag and kernel-call requests: each refused with its own error, and
+/// VM keeps serving. Returns how many.
+fn bad_shared_requests(unmapped: u64) -> Result<u32, String> {
+    let name = |text: &str| ShmName::new(text.as_bytes()).map(|n| n.to_words());
+    let words = name("storm").map_err(|e| format!("name: {e}"))?;
+    let raw_create = |words: [u64; 4], bytes: u64, flags: u64| {
+        vm::shm_create_raw([words[0], words[1], words[2], words[3], bytes, flags])
+    };
+    let cases: [(&str, Result<u64, Error>, Error); 16] = [
+        (
+            "MAP_ANONYMOUS with an unknown flag bit",
+            vm::map_anonymous_with(PAGE_SIZE, 4),
+            Error::InvalidArgument,
+        ),
+        (
+            "a populated map past the limit",
+            vm::map_populated(256 << 20),
+            Error::OutOfResources,
+        ),
+        (
+            "an empty shared-object name",
+            raw_create([0; 4], PAGE_SIZE, 0),
+            Error::InvalidArgument,
+        ),
+        (
+            "a name with a zero byte inside",
+            raw_create([u64::from(b'a'), u64::from(b'b'), 0, 0], PAGE_SIZE, 0),
+            Error::InvalidArgument,
+        ),
+        (
+            "a shared object of 4097 bytes",
+            raw_create(words, 4097, 0),
+            Error::InvalidArgument,
+        ),
+        (
+            "a shared object of 0 bytes",
+            raw_create(words, 0, 0),
+            Error::InvalidArgument,
+        ),
+        (
+            "a shared object of 128 MiB",
+            raw_create(words, 128 << 20, 0),
+            Error::InvalidArgument,
+        ),
+        (
+            "SHM_CREATE with an unknown flag bit",
+            raw_create(words, PAGE_SIZE, 2),
+            Error::InvalidArgument,
+        ),
+        (
+            "mapping an unknown name",
+            vm::shm_map("no-such-object", false).map(|m| m.base),
+            Error::NotFound,
+        ),
+        (
+            "SHM_MAP with an unknown flag bit",
+            vm::shm_map_raw(words, 2).map(|m| m.base),
+            Error::InvalidArgument,
+        ),
+        (
+            "destroying an unknown object id",
+            vm::shm_destroy(999_999).map(|()| 0),
+            Error::NotFound,
+        ),
+        (
+            "destroying an id beyond 32 bits",
+            vm::shm_destroy(1 << 40).map(|()| 0),
+            Error::NotFound,
+        ),
+        (
+            "unmapping a wrapping range",
+            vm::unmap(!0xfff, 2 * PAGE_SIZE).map(|()| 0),
+            Error::Fault,
+        ),
+        (
+            "unmapping what is no longer mapped",
+            vm::unmap(unmapped, PAGE_SIZE).map(|()| 0),
+            Error::NotFound,
+        ),
+        (
+            "VmMap from a process without the vm kernel calls",
+            PageRange::new(0x6000_0000_0000, 1)
+                .and_then(|range| syscall::vm_map(Pid(1), range, MapFlags::WRITABLE)),
+            Error::PermissionDenied,
+        ),
+        (
+            "VmMapShared from a process without the vm kernel calls",
+            SharedRanges::new(0x6000_0000_0000, 0x6000_0010_0000, 1).and_then(|ranges| {
+                syscall::vm_map_shared(Pid(1), Pid(2), ranges, MapFlags::READ_ONLY)
+            }),
+            Error::PermissionDenied,
+        ),
+    ];
+    let count = cases.len() as u32;
+    for (what, result, wanted) in cases {
+        expect_error(what, result, wanted)?;
+    }
+    // A real object: its mapping can only be unmapped whole; its name cannot be taken.
+    let object =
+        vm::shm_create("storm", 2 * PAGE_SIZE, false).map_err(|e| format!("create: {e}"))?;
+    expect_error(
+        "a second object of one name",
+        vm::shm_create("storm", PAGE_SIZE, false),
+        Error::Exists,
+    )?;
+    let mapping = vm::shm_map("storm", true).map_err(|e| format!("map: {e}"))?;
+    expect_error(
+        "unmapping half of a shared mapping",
+        vm::unmap(mapping.base, PAGE_SIZE),
+        Error::InvalidArgument,
+    )?;
+    vm::unmap(mapping.base, mapping.bytes).map_err(|e| format!("unmap: {e}"))?;
+    vm::shm_destroy(object).map_err(|e| format!("destroy: {e}"))?;
+    Ok(count + 2)
 }
 
 fn read_only() -> ! {

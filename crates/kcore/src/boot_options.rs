@@ -6,7 +6,8 @@
 //! - `prio=N` — priority 0 (most urgent) … 15, default 8;
 //! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
-//!   VmQuery, VmResume, VmFail and VmProcessOf); default none;
+//!   VmQuery, VmResume, VmFail and VmProcessOf, plus VmSetVirtual and SafeCopyTo for its
+//!   accounting and INTROSPECT answers); default none;
 //! - `ipc=all|none|a+b` — processes (by name) it may send to; default all.
 //!
 //! Everything after ` -- ` is the program's argument string. Unknown keys and bad values
@@ -102,6 +103,9 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::VmResume.mask_bit()
                 | KernelCall::VmFail.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
+                // Accounting and INTROSPECT answers (written into clients' grants).
+                | KernelCall::VmSetVirtual.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
         }
         _ => return None,
     })

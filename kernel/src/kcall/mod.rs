@@ -10,6 +10,7 @@ mod shutdown;
 mod snapshot;
 mod trace_mask;
 mod vm;
+mod vm_account;
 
 use crate::syscall::Next;
 use crate::system::Kernel;
@@ -58,6 +59,7 @@ impl Kernel {
             KernelCallArgs::VmResume(args) => vm::resume(self, caller, args),
             KernelCallArgs::VmFail(args) => vm::fail(self, caller, args),
             KernelCallArgs::VmProcessOf(args) => vm::process_of(self, caller, args),
+            KernelCallArgs::VmSetVirtual(args) => vm_account::set_virtual(self, caller, args),
         }
     }
 }

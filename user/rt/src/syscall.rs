@@ -594,3 +594,16 @@ pub fn vm_fail(thread: Endpoint) -> Result<u64, Error> {
 pub fn vm_process_of(thread: Endpoint) -> Result<u64, Error> {
     memory_call(VmProcessOfArgs::CALL, VmProcessOfArgs { thread }.encode())
 }
+
+/// `KernelCall VmSetVirtual` (VM only): `pid`'s virtual size (the regions VM placed) is
+/// now `bytes`.
+pub fn vm_set_virtual(pid: Pid, bytes: u64) -> Result<u64, Error> {
+    memory_call(
+        VmSetVirtualArgs::CALL,
+        VmSetVirtualArgs {
+            process: pid,
+            bytes,
+        }
+        .encode(),
+    )
+}

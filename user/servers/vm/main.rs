@@ -9,7 +9,11 @@
 
 extern crate alloc;
 
+mod account;
+mod introspect;
+
 use vigil_rt::abi::layout::{RUNTIME_HEAP_BYTES, STACK_AREA_TOP, STACK_REGION_SIZE};
+use vigil_rt::abi::server_introspect::INTROSPECT;
 use vigil_rt::abi::vm::{
     request, FaultAccess, MapFlags, PageFault, PageRange, Pid, KIND_PROCESS_EXIT,
     MAX_PAGES_PER_CALL, PAGE_SIZE,
@@ -27,6 +31,8 @@ const REPORTED_USERS: usize = 3;
 /// The server's state: the policy's records of every process it has seen.
 struct Server {
     vm: Vm,
+    /// The virtual sizes reported to the kernel (`account`).
+    reported: account::VirtualReports,
 }
 
 /// The stack region index `address` lies in, if it is in the stack area.
@@ -62,6 +68,7 @@ impl Server {
     fn know(&mut self, pid: u32) {
         if self.vm.process(pid).is_none() && self.vm.create_process(pid).is_ok() {
             let _ = self.vm.set_heap_size(pid, RUNTIME_HEAP_BYTES);
+            self.reported.update(&self.vm, pid);
         }
     }
 
@@ -76,6 +83,7 @@ impl Server {
                 .is_some_and(|p| p.threads().any(|t| t == thread));
             if !known {
                 self.vm.thread_started(fault.pid, thread)?;
+                self.reported.update(&self.vm, fault.pid);
             }
         }
         let access = match fault.access {
@@ -188,6 +196,9 @@ impl Server {
 
     /// A program's request; the reply's `payload[0]` is 0 or the refusal's error code.
     fn handle_request(&mut self, message: &Message) -> Message {
+        if message.kind == INTROSPECT {
+            return introspect::answer(&self.vm, message);
+        }
         let mut reply = Message::new(request::REPLY);
         let pid = match syscall::vm_process_of(message.source).map(u32::try_from) {
             Ok(Ok(pid)) => pid,
@@ -234,6 +245,7 @@ impl Server {
                 return reply;
             }
         };
+        self.reported.update(&self.vm, pid);
         match outcome {
             Ok(values) => reply.payload[1..].copy_from_slice(&values),
             Err(error) => {
@@ -249,6 +261,7 @@ fn main(_args: &str) -> i32 {
     println!("serving page faults at {}", ipc::self_endpoint());
     let mut server = Server {
         vm: Vm::new(DEFAULT_LIMIT_PAGES),
+        reported: Default::default(),
     };
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -264,6 +277,7 @@ fn main(_args: &str) -> i32 {
             // The kernel freed the address space; only the records go.
             let pid = message.payload[0] as u32;
             let _ = server.vm.process_exited(pid);
+            server.reported.forget(pid);
         } else if message.source.is_thread() {
             let reply = server.handle_request(&message);
             if let Err(error) = ipc::send(message.source, &reply) {

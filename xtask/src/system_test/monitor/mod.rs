@@ -255,6 +255,7 @@ mod tests {
                 "monitor-record-replay",
                 "monitor-lockup-epitaph",
                 "monitor-hub",
+                "monitor-memory",
                 "monitor-metrics"
             ]
         );

@@ -50,6 +50,7 @@ impl Kernel {
             let bytes = record.name().as_bytes();
             let len = bytes.len().min(RECORD_NAME_BYTES);
             name[..len].copy_from_slice(&bytes[..len]);
+            let (faults_not_present, faults_protection) = record.forwarded_faults();
             sink.process(&ProcessRecord {
                 pid: record.pid(),
                 threads: threads_per_process[index],
@@ -59,6 +60,11 @@ impl Kernel {
                 priority: record.priority(),
                 grants: record.grants().iter().filter(|g| g.in_use()).count() as u32,
                 cpu_ns: cpu_per_process[index],
+                peak_pages: record.peak_pages(),
+                virtual_bytes: record.virtual_bytes(),
+                shared_pages: record.shared_pages(),
+                faults_not_present,
+                faults_protection,
                 ..ProcessRecord::default()
             });
         }

@@ -57,6 +57,8 @@ pub struct Process {
     shared_pages: u64,
     /// The memory limit from the boot table (`mem=`), in pages; 0 if none was set.
     memory_limit_pages: u64,
+    /// Accounting for introspection (`ProcessRecord`): see [`Accounting`].
+    accounting: Accounting,
     /// Bit `i` set = stack region `i` in use.
     stack_regions: [u64; MAX_THREADS / 64],
     grants: [Grant; MAX_GRANTS],
@@ -77,12 +79,20 @@ impl Process {
         mapped_pages: 0,
         shared_pages: 0,
         memory_limit_pages: 0,
+        accounting: Accounting::ZERO,
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
     };
 
-    /// A live process with pid `pid`, its address space and `image_pages` pages of image.
-    fn new(config: &ProcessConfig<'_>, pid: u32, space: AddressSpace, image_pages: u64) -> Self {
+    /// A live process with pid `pid`, its address space, `image_pages` pages of image and
+    /// `heap_pages` of heap mapped.
+    fn new(
+        config: &ProcessConfig<'_>,
+        pid: u32,
+        space: AddressSpace,
+        image_pages: u64,
+        heap_pages: u64,
+    ) -> Self {
         let mut process = Process {
             in_use: true,
             pid,
@@ -90,8 +100,13 @@ impl Process {
             priority: config.priority,
             kernel_calls: config.kernel_calls,
             ipc_targets: config.ipc_targets,
-            mapped_pages: image_pages,
+            mapped_pages: image_pages + heap_pages,
             memory_limit_pages: config.memory_limit_pages,
+            accounting: Accounting {
+                peak_pages: image_pages + heap_pages,
+                image_pages,
+                ..Accounting::ZERO
+            },
             ..Process::EMPTY
         };
         process.set_name(config.name);
@@ -117,6 +132,11 @@ impl Process {
         self.mapped_pages
     }
 
+    /// The most pages `mapped_pages` has been.
+    pub fn peak_pages(&self) -> u64 {
+        self.accounting.peak_pages
+    }
+
     /// Of `mapped_pages`, the pages that map a frame another mapping holds too
     /// (`VmMapShared`).
     pub fn shared_pages(&self) -> u64 {
@@ -126,6 +146,45 @@ impl Process {
     /// The memory limit the boot table set (`mem=`), in pages; 0 if it set none.
     pub fn memory_limit_pages(&self) -> u64 {
         self.memory_limit_pages
+    }
+
+    /// Virtual size in bytes: the image the kernel loaded plus the regions VM reported
+    /// (`VmSetVirtual`); for a process VM has not reported on, its mapped bytes.
+    pub fn virtual_bytes(&self) -> u64 {
+        let accounting = &self.accounting;
+        match accounting.vm_virtual_bytes {
+            Some(bytes) => (accounting.image_pages * PAGE_SIZE).saturating_add(bytes),
+            None => self.mapped_pages * PAGE_SIZE,
+        }
+    }
+
+    /// VM's figure for the regions it placed (`VmSetVirtual`).
+    pub fn set_vm_virtual_bytes(&mut self, bytes: u64) {
+        self.accounting.vm_virtual_bytes = Some(bytes);
+    }
+
+    /// Page faults forwarded to VM: (page not present, protection fault on a present page).
+    pub fn forwarded_faults(&self) -> (u64, u64) {
+        (
+            self.accounting.faults_not_present,
+            self.accounting.faults_protection,
+        )
+    }
+
+    /// Counts a page fault forwarded to VM, by the #PF error code's P bit.
+    pub fn count_forwarded_fault(&mut self, present: bool) {
+        let accounting = &mut self.accounting;
+        if present {
+            accounting.faults_protection += 1;
+        } else {
+            accounting.faults_not_present += 1;
+        }
+    }
+
+    /// `pages` more pages are mapped: counts them and raises the peak.
+    fn add_mapped(&mut self, pages: u64) {
+        self.mapped_pages += pages;
+        self.accounting.peak_pages = self.accounting.peak_pages.max(self.mapped_pages);
     }
 
     /// Threads of the process that have not exited.
@@ -207,7 +266,7 @@ impl Process {
         );
         self.stack_regions[usize::from(stack_index) / 64] |= 1 << (stack_index % 64);
         self.live_threads += 1;
-        self.mapped_pages += pages;
+        self.add_mapped(pages);
         self.space_mut()
     }
 
@@ -259,7 +318,7 @@ impl Process {
             range.pages(),
             Self::vm_leaf(flags),
         );
-        self.mapped_pages += range.pages();
+        self.add_mapped(range.pages());
     }
 
     /// Unmaps the mapped pages of `range` and releases their frames (freed unless another
@@ -315,9 +374,34 @@ impl Process {
         if let Err(error) = mapped {
             panic!("mapping shared page {page:#x} failed after the checks: {error:?}");
         }
-        self.mapped_pages += 1;
+        self.add_mapped(1);
         self.shared_pages += 1;
     }
+}
+
+/// What the kernel counts of a process's memory for introspection, beyond the mapped pages.
+#[derive(Clone, Copy, Debug)]
+struct Accounting {
+    /// The most pages `mapped_pages` has been.
+    peak_pages: u64,
+    /// Pages of the program image the kernel loaded (VM does not count them).
+    image_pages: u64,
+    /// The virtual size of the regions VM placed, once VM has said (`VmSetVirtual`).
+    vm_virtual_bytes: Option<u64>,
+    /// Page faults forwarded to VM on a page that was not present.
+    faults_not_present: u64,
+    /// Page faults forwarded to VM on a present page (protection).
+    faults_protection: u64,
+}
+
+impl Accounting {
+    const ZERO: Accounting = Accounting {
+        peak_pages: 0,
+        image_pages: 0,
+        vm_virtual_bytes: None,
+        faults_not_present: 0,
+        faults_protection: 0,
+    };
 }
 
 /// The process table, indexed only by [`ProcessSlot`].
@@ -441,7 +525,7 @@ impl Kernel {
             flags::WRITABLE | flags::NO_EXECUTE,
         );
         let pid = self.allocate_pid();
-        self.processes[slot] = Process::new(config, pid, space, image_pages + heap_pages);
+        self.processes[slot] = Process::new(config, pid, space, image_pages, heap_pages);
         let start = ThreadStart {
             entry: image.entry,
             stack_bytes,
@@ -545,7 +629,11 @@ impl Kernel {
         if thread.context().vector == PAGE_FAULT_VECTOR {
             thread.counters_mut().page_faults += 1;
             address = cpu::read_cr2();
+            // The P bit of the error code: a protection fault on a present page.
+            let present = thread.context().error_code & 1 != 0;
+            let process = thread.process();
             if self.forward_page_fault(slot, address) {
+                self.processes[process].count_forwarded_fault(present);
                 return;
             }
         }

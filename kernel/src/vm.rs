@@ -212,6 +212,8 @@ impl Kernel {
             return false;
         }
         let pid = owner_process.pid();
+        // A page the kernel needed is a not-present fault of the owner's address space.
+        self.processes[owner].count_forwarded_fault(false);
         let thread = &mut self.threads[slot];
         // One call, however often it runs: the entry counted this attempt.
         thread.counters_mut().syscalls -= 1;

@@ -4,8 +4,10 @@
 use crate::endpoint::Endpoint;
 use crate::wait::ThreadState;
 
-/// Snapshot format version; bumped on any layout change.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// Snapshot format version; bumped on any layout change. Version 3 grew `ProcessRecord`
+/// from 96 to 128 bytes (peak, virtual, shared, faults by kind); the header's record sizes
+/// let a reader step over records of another size (see `ProcessRecord`).
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// `SnapshotHeader::magic`: "VSNP".
 pub const SNAPSHOT_MAGIC: u32 = 0x504e_5356;
 /// Longest process name in a record.
@@ -120,7 +122,10 @@ pub struct ThreadRecord {
     pub reserved2: [u64; 3],
 }
 
-/// One process. 96 bytes.
+/// One process. 128 bytes (96 up to snapshot version 2: the fields from `peak_pages` on
+/// were reserved and zero). A reader steps through the records by the header's
+/// `process_record_size` and treats bytes a shorter record lacks as zero, so version 2
+/// buffers still decode.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessRecord {
@@ -128,7 +133,8 @@ pub struct ProcessRecord {
     pub threads: u32,
     pub name: [u8; RECORD_NAME_BYTES],
     pub main_thread: Endpoint,
-    /// User pages mapped (image, stacks, heap).
+    /// Resident user pages (4 KiB each): every page mapped in its address space (image,
+    /// stacks, heap, mappings), counted by the kernel as it maps and unmaps them.
     pub memory_pages: u64,
     pub priority: u8,
     pub reserved: [u8; 7],
@@ -136,7 +142,21 @@ pub struct ProcessRecord {
     pub grants: u32,
     pub reserved2: u32,
     pub cpu_ns: u64,
-    pub reserved3: [u64; 2],
+    /// The most pages `memory_pages` has been (kernel-counted). Since version 3.
+    pub peak_pages: u64,
+    /// Virtual size in bytes: the image the kernel loaded plus the regions the VM server
+    /// placed (heap, stack regions, mappings) as VM last reported them (`VmSetVirtual`);
+    /// for a process VM does not serve, its mapped bytes. Since version 3.
+    pub virtual_bytes: u64,
+    /// Of `memory_pages`, pages whose frame is shared with other processes (maintained by
+    /// the shared-mapping kernel call; 0 until it exists). Since version 3.
+    pub shared_pages: u64,
+    /// Page faults the kernel forwarded to VM on a page that was not present. Since 3.
+    pub faults_not_present: u64,
+    /// Page faults the kernel forwarded to VM on a present page (a protection fault:
+    /// write to read-only, execute of no-execute). Since version 3.
+    pub faults_protection: u64,
+    pub reserved3: u64,
 }
 
 impl ProcessRecord {
@@ -224,7 +244,21 @@ const _: () = {
     assert!(offset_of!(ThreadRecord, reserved2) == 104);
 };
 const _: () = assert!(core::mem::size_of::<ThreadRecord>() == 128);
-const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 96);
+const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 128);
+const _: () = {
+    use core::mem::offset_of;
+    // The first 80 bytes are laid out as in version 2.
+    assert!(offset_of!(ProcessRecord, memory_pages) == 48);
+    assert!(offset_of!(ProcessRecord, grants) == 64);
+    assert!(offset_of!(ProcessRecord, cpu_ns) == 72);
+    assert!(offset_of!(ProcessRecord, peak_pages) == 80);
+    assert!(offset_of!(ProcessRecord, virtual_bytes) == 88);
+    assert!(offset_of!(ProcessRecord, shared_pages) == 96);
+    assert!(offset_of!(ProcessRecord, faults_not_present) == 104);
+    assert!(offset_of!(ProcessRecord, faults_protection) == 112);
+};
+/// Size of a `ProcessRecord` up to snapshot version 2.
+pub const PROCESS_RECORD_V2_BYTES: usize = 96;
 const _: () = assert!(core::mem::size_of::<SnapshotHeader>() == 72);
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::introspect::{ProcessRecord, SnapshotHeader, ThreadRecord};
 use crate::layout::{ThreadInfo, USER_END};
 use crate::message::Message;
+use crate::server_introspect::{MemoryRecord, SharedMapperRecord, SharedObjectRecord};
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 
@@ -41,7 +42,10 @@ pod!(
     SnapshotHeader,
     ThreadRecord,
     ProcessRecord,
-    ThreadInfo
+    ThreadInfo,
+    MemoryRecord,
+    SharedObjectRecord,
+    SharedMapperRecord
 );
 
 impl<T: Pod, const N: usize> sealed::Sealed for [T; N] {}
@@ -71,8 +75,16 @@ no_padding!(
     u32,
     u32,
     u64,
-    [u64; 2]
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64
 );
+no_padding!(MemoryRecord: u32, u32, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, [u64; 3]);
+no_padding!(SharedObjectRecord: u32, u32, u32, u32, u64, u64, u8, u8, u8, [u8; 5], [u8; 32], u64);
+no_padding!(SharedMapperRecord: u32, u32, u32, u8, [u8; 3], u64, u64, [u64; 6]);
 
 /// The address of one `T` in user memory: aligned for `T` and wholly below `USER_END`.
 #[derive(PartialEq, Eq)]

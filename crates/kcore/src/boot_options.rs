@@ -6,7 +6,8 @@
 //! - `prio=N` — priority 0 (most urgent) … 15, default 8;
 //! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
-//!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf); default none;
+//!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
+//!   and SafeCopyTo for its accounting and INTROSPECT answers); default none;
 //! - `ipc=all|none|a+b` — processes (by name) it may send to; default all;
 //! - `mem=SIZE` — the process's memory limit, enforced by the VM server (which reads it
 //!   with `VmLimitOf`): a whole number of bytes with an optional `K`, `M` or `G` suffix
@@ -133,6 +134,9 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::VmProcessOf.mask_bit()
                 | KernelCall::VmMapShared.mask_bit()
                 | KernelCall::VmLimitOf.mask_bit()
+                // Accounting and INTROSPECT answers (written into clients' grants).
+                | KernelCall::VmSetVirtual.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
         }
         _ => return None,
     })
@@ -318,8 +322,9 @@ mod tests {
     fn the_vm_group_has_every_memory_call() {
         let mask = parse("p kcalls=vm").unwrap().kernel_calls;
         for call in KernelCall::ALL {
-            let memory_call = call.name().starts_with("Vm");
-            assert_eq!(mask & call.mask_bit() != 0, memory_call, "{}", call.name());
+            // Every memory call, and SafeCopyTo for VM's INTROSPECT answers; nothing else.
+            let vm_call = call.name().starts_with("Vm") || *call == KernelCall::SafeCopyTo;
+            assert_eq!(mask & call.mask_bit() != 0, vm_call, "{}", call.name());
         }
     }
 

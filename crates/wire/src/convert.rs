@@ -51,6 +51,11 @@ impl ProcessInfo {
             priority: record.priority,
             grants: record.grants,
             cpu_ns: record.cpu_ns,
+            peak_pages: record.peak_pages,
+            virtual_bytes: record.virtual_bytes,
+            shared_pages: record.shared_pages,
+            faults_not_present: record.faults_not_present,
+            faults_protection: record.faults_protection,
         }
     }
 }

@@ -61,7 +61,7 @@ pub use vigil_abi::introspect::ThreadCounters;
 /// exactly the same version (see [`compatible`]). Any incompatible change to a frame's layout
 /// bumps it; appending a new frame kind (variant) does not need to, because older decoders
 /// skip frames they cannot decode.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Whether a peer announcing `peer_version` (in [`Hello::protocol_version`] or
 /// [`HostFrame::Hello`]) can talk to this crate: same major version, which for now means the
@@ -113,17 +113,37 @@ pub struct ThreadInfo {
     pub counters: ThreadCounters,
 }
 
-/// One process in a snapshot.
+/// One process in a snapshot (fields as in `vigil_abi::introspect::ProcessRecord`; the
+/// five after `cpu_ns` are new in protocol version 2).
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub name: String,
     pub threads: u32,
     pub main_thread: u64,
+    /// Resident user pages (4 KiB each).
     pub memory_pages: u64,
     pub priority: u8,
     pub grants: u32,
     pub cpu_ns: u64,
+    /// The most pages ever resident at once.
+    pub peak_pages: u64,
+    /// Virtual size in bytes (the image plus the regions VM placed).
+    pub virtual_bytes: u64,
+    /// Of the resident pages, those shared with other processes.
+    pub shared_pages: u64,
+    /// Page faults forwarded to VM on a page that was not present.
+    pub faults_not_present: u64,
+    /// Page faults forwarded to VM on a present page (protection).
+    pub faults_protection: u64,
+}
+
+impl ProcessInfo {
+    /// Every page fault forwarded to VM.
+    pub fn page_faults(&self) -> u64 {
+        self.faults_not_present
+            .saturating_add(self.faults_protection)
+    }
 }
 
 /// A consistent snapshot of every thread and process.

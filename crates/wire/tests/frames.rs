@@ -102,6 +102,14 @@ fn documented_examples_are_exact() {
         &mut out,
     );
     assert_eq!(out, [0x01, 0x06, 0x01, 0x69, 0x22, 0xde, 0x36, 0x00]);
+    out.clear();
+    encode_host_frame(
+        &HostFrame::Hello {
+            protocol_version: 2,
+        },
+        &mut out,
+    );
+    assert_eq!(out, [0x01, 0x06, 0x02, 0xd3, 0x73, 0xd7, 0xaf, 0x00]);
 
     let drops = KernelFrame::Drops(DropReport {
         events_dropped: 300,
@@ -572,10 +580,27 @@ fn conversions_from_abi_records() {
         grants: 3,
         reserved2: 0,
         cpu_ns: 77,
-        reserved3: [0; 2],
+        peak_pages: 12,
+        virtual_bytes: 0x50_0000,
+        shared_pages: 4,
+        faults_not_present: 6,
+        faults_protection: 1,
+        reserved3: 0,
     };
     let info = ProcessInfo::from_record(&process);
     assert_eq!(info.name, "init");
+    assert_eq!(
+        (
+            info.memory_pages,
+            info.peak_pages,
+            info.virtual_bytes,
+            info.shared_pages,
+            info.faults_not_present,
+            info.faults_protection,
+            info.page_faults()
+        ),
+        (10, 12, 0x50_0000, 4, 6, 1, 7)
+    );
     assert_eq!(
         (
             info.pid,
@@ -706,7 +731,7 @@ fn protocol_doc_matches_code() {
     let mut frame = Vec::new();
     encode_host_frame(
         &HostFrame::Hello {
-            protocol_version: 1,
+            protocol_version: PROTOCOL_VERSION,
         },
         &mut frame,
     );

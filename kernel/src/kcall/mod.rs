@@ -10,6 +10,7 @@ mod shutdown;
 mod snapshot;
 mod trace_mask;
 mod vm;
+mod vm_account;
 mod vm_limit;
 mod vm_shared;
 
@@ -68,6 +69,7 @@ impl Kernel {
             KernelCallArgs::VmProcessOf(args) => vm::process_of(self, caller, args),
             KernelCallArgs::VmMapShared(args) => vm_shared::map_shared(self, caller, args),
             KernelCallArgs::VmLimitOf(args) => vm_limit::limit_of(self, caller, args),
+            KernelCallArgs::VmSetVirtual(args) => vm_account::set_virtual(self, caller, args),
         }
     }
 }

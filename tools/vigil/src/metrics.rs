@@ -518,9 +518,56 @@ pub fn render(model: &Model, link: &Link, extra: &Extra, format: Format) -> Stri
         "vigil_process_memory_bytes",
         Gauge,
         Some("bytes"),
-        "User memory mapped",
+        "Resident user memory: every page mapped in the process (image, stacks, heap, mappings)",
         &|p| (p.memory_pages * 4096) as f64,
     ));
+    families.push(per_process(
+        "vigil_process_peak_memory_bytes",
+        Gauge,
+        Some("bytes"),
+        "The most resident user memory the process has had",
+        &|p| (p.peak_pages * 4096) as f64,
+    ));
+    families.push(per_process(
+        "vigil_process_virtual_memory_bytes",
+        Gauge,
+        Some("bytes"),
+        "Virtual size: the program image plus the regions the VM server placed",
+        &|p| p.virtual_bytes as f64,
+    ));
+    families.push(per_process(
+        "vigil_process_shared_memory_bytes",
+        Gauge,
+        Some("bytes"),
+        "Resident memory whose frames are shared with other processes",
+        &|p| (p.shared_pages * 4096) as f64,
+    ));
+    families.push(Family {
+        name: "vigil_process_page_faults",
+        kind: Counter,
+        unit: None,
+        help:
+            "Page faults the kernel forwarded to the VM server, by kind (not_present, protection)",
+        samples: processes
+            .iter()
+            .flat_map(|p| {
+                [
+                    ("not_present", p.faults_not_present),
+                    ("protection", p.faults_protection),
+                ]
+                .map(|(kind, count)| {
+                    (
+                        vec![
+                            ("process", p.name.clone()),
+                            ("pid", p.pid.to_string()),
+                            ("kind", kind.to_string()),
+                        ],
+                        count as f64,
+                    )
+                })
+            })
+            .collect(),
+    });
     families.push(per_process(
         "vigil_process_threads",
         Gauge,

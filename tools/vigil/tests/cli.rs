@@ -154,6 +154,41 @@ fn events_text_and_full_snapshots() {
 }
 
 #[test]
+fn json_snapshots_carry_each_process_memory_figures() {
+    let kernel = FakeKernel::start(vec![Session {
+        bytes: encode(&script()),
+        chunk: usize::MAX,
+        close: true,
+    }]);
+    let output = run(&[
+        "events",
+        "--connect",
+        &kernel.address(),
+        "--json",
+        "--snapshots",
+        "--once",
+        "--duration",
+        "10s",
+    ]);
+    output.clone().assert().success();
+    let lines = json_lines(&output.stdout);
+    let snapshots = of_type(&lines, "snapshot");
+    let last = snapshots.last().expect("a snapshot");
+    let locker = last["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["name"] == "locker")
+        .expect("locker");
+    assert_eq!(locker["memory_pages"], 300);
+    assert_eq!(locker["peak_pages"], 375);
+    assert_eq!(locker["virtual_bytes"], 5_423_104);
+    assert_eq!(locker["shared_pages"], 37);
+    assert_eq!(locker["faults_not_present"], 300);
+    assert_eq!(locker["faults_protection"], 3);
+}
+
+#[test]
 fn count_stops_after_n_events_and_kind_filters() {
     let kernel = FakeKernel::start(vec![Session {
         bytes: encode(&script()),
@@ -697,6 +732,18 @@ fn metrics_follow_prometheus_conventions_in_both_formats() {
         body.contains(r#"vigil_process_memory_bytes{process="locker",pid="5"} 1228800"#),
         "{body}"
     );
+    // The fake kernel's locker: 300 pages resident, peak 375, 37 shared, 300 + 3 faults.
+    for series in [
+        r#"vigil_process_peak_memory_bytes{process="locker",pid="5"} 1536000"#,
+        r#"vigil_process_virtual_memory_bytes{process="locker",pid="5"} 5423104"#,
+        r#"vigil_process_shared_memory_bytes{process="locker",pid="5"} 151552"#,
+        r#"vigil_process_page_faults_total{process="locker",pid="5",kind="not_present"} 300"#,
+        r#"vigil_process_page_faults_total{process="locker",pid="5",kind="protection"} 3"#,
+        "# TYPE vigil_process_page_faults_total counter",
+        "# TYPE vigil_process_virtual_memory_bytes gauge",
+    ] {
+        assert!(body.contains(series), "{series}: {body}");
+    }
     assert!(body.contains(r#"vigil_build_info{version=""#), "{body}");
     assert!(
         body.contains(r#"kernel_version="fake-kernel 0.1""#),
@@ -739,6 +786,14 @@ fn metrics_follow_prometheus_conventions_in_both_formats() {
         "{open}"
     );
     assert!(open.contains("# TYPE vigil_build info"), "{open}");
+    assert!(
+        open.contains("# UNIT vigil_process_virtual_memory_bytes bytes"),
+        "{open}"
+    );
+    assert!(
+        open.contains("# TYPE vigil_process_page_faults counter"),
+        "{open}"
+    );
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
 }
 

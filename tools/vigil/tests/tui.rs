@@ -66,15 +66,15 @@ fn shows_processes_threads_wait_targets_alerts_log_and_status() {
         lines[0]
     );
 
-    // Process rows with name, pid, threads, memory, CPU%.
+    // Process rows with name, pid, threads, memory (RES, VIRT, SHR), CPU%.
     let spinner = row(&lines, "spinner   ");
     assert!(
-        spinner.contains(" 4 ") && spinner.contains("64 KiB") && spinner.contains("95.0"),
+        spinner.contains(" 4 ") && spinner.contains("64K") && spinner.contains("95.0"),
         "{spinner}"
     );
     let locker = row(&lines, "locker  ");
     assert!(
-        locker.contains("1.2 MiB") && locker.contains("2 blocked"),
+        locker.contains("1.2M") && locker.contains("2 blocked"),
         "{locker}"
     );
 
@@ -162,7 +162,16 @@ fn keys_sort_filter_and_quit() {
     let locker = lines.iter().position(|l| l.contains("locker  ")).unwrap();
     let sleeper = lines.iter().position(|l| l.contains("sleeper   ")).unwrap();
     assert!(sleeper < locker, "reversed: smallest first");
-    assert!(lines.join("\n").contains("MEM▲"));
+    assert!(lines.join("\n").contains("RES▲"));
+    app.key(key(KeyCode::Char('r')));
+    app.key(key(KeyCode::Char('s')));
+    assert_eq!(app.sort, SortColumn::Virtual);
+    let lines = screen(&app, 170, 44);
+    assert!(lines.join("\n").contains("VIRT▼"));
+    let locker = lines.iter().position(|l| l.contains("locker  ")).unwrap();
+    let server = lines.iter().position(|l| l.contains("server    ")).unwrap();
+    assert!(locker < server, "largest virtual size first");
+    app.key(key(KeyCode::Char('S')));
     app.key(key(KeyCode::Char('S')));
     assert_eq!(app.sort, SortColumn::Cpu);
 
@@ -288,7 +297,7 @@ fn at_80x24_columns_drop_but_name_cpu_and_state_stay() {
     let lines = screen(&app, 80, 24);
     let text = lines.join("\n");
     let header = row(&lines, "NAME");
-    for kept in ["NAME", "CPU%", "PID", "TIME+", "STATE"] {
+    for kept in ["NAME", "CPU%", "PID", "TIME+", "RES", "VIRT", "STATE"] {
         assert!(header.contains(kept), "{kept} kept at 80 columns: {header}");
     }
     for dropped in ["IPC/s", "CTX/s"] {
@@ -318,7 +327,8 @@ fn at_200x50_every_column_the_idle_row_and_the_meters() {
     let lines = screen(&app, 200, 50);
     let header = row(&lines, "NAME");
     for column in [
-        "NAME", "PID", "PRI", "THR", "MEM", "CPU%▼", "TIME+", "CTX/s", "IPC/s", "STATE",
+        "NAME", "PID", "PRI", "THR", "RES", "VIRT", "SHR", "CPU%▼", "TIME+", "CTX/s", "IPC/s",
+        "STATE",
     ] {
         assert!(header.contains(column), "{column}: {header}");
     }
@@ -340,6 +350,24 @@ fn at_200x50_every_column_the_idle_row_and_the_meters() {
         lines[1]
     );
     assert!(ui::time_plus(61_250_000_000) == "1:01.25");
+    // htop-like memory figures, at most 5 characters.
+    for (bytes, text) in [
+        (0, "0"),
+        (4096, "4K"),
+        (1023 * 1024, "1023K"),
+        (1024 * 1024, "1.0M"),
+        (5_423_104, "5.2M"),
+        (300 << 20, "300M"),
+        (3 << 29, "1.5G"),
+        (12 << 30, "12G"),
+    ] {
+        assert_eq!(ui::compact_bytes(bytes), text);
+    }
+    let locker = row(&lines, "locker  ");
+    assert!(
+        locker.contains("1.2M") && locker.contains("5.2M") && locker.contains("148K"),
+        "RES, VIRT and SHR of locker: {locker}"
+    );
     assert!(ui::uptime_text(3_725_000_000_000) == "1:02:05");
 }
 
@@ -408,6 +436,16 @@ fn cursor_and_detail_view_show_counters_and_the_wait_chain() {
     let text = screen(&app, 200, 50).join("\n");
     assert!(text.contains("process locker · pid 5"), "{text}");
     assert!(text.contains("grants"), "{text}");
+    assert!(
+        text.contains(
+            "resident 1.2 MiB (300 pages, peak 1.5 MiB) · virtual 5.2 MiB · shared 148 KiB"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("page faults to VM 303 (300 not present, 3 protection)"),
+        "{text}"
+    );
 }
 
 #[test]

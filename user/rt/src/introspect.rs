@@ -13,19 +13,35 @@ pub struct Snapshot {
     pub processes: Vec<ProcessRecord>,
 }
 
-/// Bytes a snapshot with these counts needs.
+/// Bytes a snapshot with these counts needs, at the record sizes the header states (a
+/// header from an older kernel may have smaller records; 0 means this runtime's size).
 pub fn required_bytes(header: &SnapshotHeader) -> usize {
+    let (thread_size, process_size) = record_sizes(header);
     size_of::<SnapshotHeader>()
-        + header.thread_count as usize * size_of::<ThreadRecord>()
-        + header.process_count as usize * size_of::<ProcessRecord>()
+        + header.thread_count as usize * thread_size
+        + header.process_count as usize * process_size
 }
 
-/// Reads a plain record at `offset` (the kernel wrote it with the same layout).
-fn read_record<T: Copy + Default>(bytes: &[u8], offset: usize) -> T {
+/// The record sizes the header states (this runtime's where it states none).
+fn record_sizes(header: &SnapshotHeader) -> (usize, usize) {
+    let or_ours = |stated: u32, ours: usize| match stated {
+        0 => ours,
+        stated => stated as usize,
+    };
+    (
+        or_ours(header.thread_record_size, size_of::<ThreadRecord>()),
+        or_ours(header.process_record_size, size_of::<ProcessRecord>()),
+    )
+}
+
+/// Reads a plain record of `stored` bytes at `offset`: a shorter record (an older snapshot
+/// version) leaves the fields it lacks zero, a longer one's extra bytes are skipped.
+fn read_record<T: Copy + Default>(bytes: &[u8], offset: usize, stored: usize) -> T {
     let mut value = T::default();
-    let size = size_of::<T>();
+    let size = size_of::<T>().min(stored);
     // SAFETY: `T` is one of the ABI's `repr(C)` records of integers, valid for any bytes;
-    // the caller checked `offset + size <= bytes.len()`.
+    // `size` is at most `size_of::<T>()`, and the caller checked `offset + stored <=
+    // bytes.len()`.
     unsafe {
         core::ptr::copy_nonoverlapping(
             bytes[offset..offset + size].as_ptr(),
@@ -44,7 +60,7 @@ pub fn snapshot() -> Result<Snapshot, Error> {
         match crate::syscall::snapshot(&mut buffer) {
             Ok(written) => return decode(&buffer[..written as usize]),
             Err(Error::InvalidArgument) => {
-                let header: SnapshotHeader = read_record(&buffer, 0);
+                let header: SnapshotHeader = read_record(&buffer, 0, size_of::<SnapshotHeader>());
                 if header.magic != SNAPSHOT_MAGIC {
                     return Err(Error::InvalidArgument);
                 }
@@ -60,7 +76,7 @@ pub fn decode_header(bytes: &[u8]) -> Option<SnapshotHeader> {
     if bytes.len() < size_of::<SnapshotHeader>() {
         return None;
     }
-    let header: SnapshotHeader = read_record(bytes, 0);
+    let header: SnapshotHeader = read_record(bytes, 0, size_of::<SnapshotHeader>());
     (header.magic == SNAPSHOT_MAGIC).then_some(header)
 }
 
@@ -69,20 +85,21 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, Error> {
     if bytes.len() < size_of::<SnapshotHeader>() {
         return Err(Error::InvalidArgument);
     }
-    let header: SnapshotHeader = read_record(bytes, 0);
+    let header: SnapshotHeader = read_record(bytes, 0, size_of::<SnapshotHeader>());
     if header.magic != SNAPSHOT_MAGIC || bytes.len() < required_bytes(&header) {
         return Err(Error::InvalidArgument);
     }
+    let (thread_size, process_size) = record_sizes(&header);
     let mut offset = size_of::<SnapshotHeader>();
     let mut threads = Vec::with_capacity(header.thread_count as usize);
     for _ in 0..header.thread_count {
-        threads.push(read_record(bytes, offset));
-        offset += size_of::<ThreadRecord>();
+        threads.push(read_record(bytes, offset, thread_size));
+        offset += thread_size;
     }
     let mut processes = Vec::with_capacity(header.process_count as usize);
     for _ in 0..header.process_count {
-        processes.push(read_record(bytes, offset));
-        offset += size_of::<ProcessRecord>();
+        processes.push(read_record(bytes, offset, process_size));
+        offset += process_size;
     }
     Ok(Snapshot {
         header,

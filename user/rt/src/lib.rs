@@ -27,6 +27,7 @@ pub mod introspect;
 pub mod ipc;
 pub mod print;
 pub mod process;
+pub mod server_introspect;
 pub mod start;
 pub mod sync;
 pub mod syscall;

@@ -653,3 +653,16 @@ pub fn vm_map_shared(
 pub fn vm_limit_of(pid: Pid) -> Result<u64, Error> {
     memory_call(VmLimitOfArgs::CALL, VmLimitOfArgs { process: pid }.encode())
 }
+
+/// `KernelCall VmSetVirtual` (VM only): `pid`'s virtual size (the regions VM placed) is
+/// now `bytes`.
+pub fn vm_set_virtual(pid: Pid, bytes: u64) -> Result<u64, Error> {
+    memory_call(
+        VmSetVirtualArgs::CALL,
+        VmSetVirtualArgs {
+            process: pid,
+            bytes,
+        }
+        .encode(),
+    )
+}

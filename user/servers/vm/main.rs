@@ -25,12 +25,16 @@
 
 extern crate alloc;
 
+mod account;
+mod introspect;
+
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use vigil_rt::abi::layout::{
     MAPPING_AREA_END, MAPPING_AREA_START, RUNTIME_HEAP_BYTES, STACK_AREA_TOP, STACK_REGION_SIZE,
 };
+use vigil_rt::abi::server_introspect::INTROSPECT;
 use vigil_rt::abi::vm::{
     map_flags, request, shm_flags, FaultAccess, MapFlags, PageFault, PageRange, Pid, SharedRanges,
     ShmName, KIND_PROCESS_EXIT, MAX_PAGES_PER_CALL, PAGE_SIZE,
@@ -73,6 +77,8 @@ struct Server {
     backing: BTreeMap<ObjectId, usize>,
     /// Slot `i` in use.
     slots_used: Vec<bool>,
+    /// The virtual sizes reported to the kernel (`account`).
+    reported: account::VirtualReports,
 }
 
 /// Reads a flag word: bits outside `known` → `InvalidArgument`.
@@ -133,6 +139,7 @@ impl Server {
     fn know(&mut self, pid: u32) {
         if self.vm.process(pid).is_none() && self.vm.create_process(pid).is_ok() {
             let _ = self.vm.set_heap_size(pid, RUNTIME_HEAP_BYTES);
+            self.reported.update(&self.vm, pid);
             match syscall::vm_limit_of(Pid(pid)) {
                 Ok(0) => {}
                 Ok(pages) => {
@@ -174,6 +181,7 @@ impl Server {
                 .is_some_and(|p| p.threads().any(|t| t == thread));
             if !known {
                 self.vm.thread_started(fault.pid, thread)?;
+                self.reported.update(&self.vm, fault.pid);
             }
         }
         let access = match fault.access {
@@ -511,6 +519,9 @@ impl Server {
 
     /// A program's request; the reply's `payload[0]` is 0 or the refusal's error code.
     fn handle_request(&mut self, message: &Message) -> Message {
+        if message.kind == INTROSPECT {
+            return introspect::answer(&self.vm, message);
+        }
         let mut reply = Message::new(request::REPLY);
         let pid = match syscall::vm_process_of(message.source).map(u32::try_from) {
             Ok(Ok(pid)) => pid,
@@ -559,6 +570,7 @@ impl Server {
                 return reply;
             }
         };
+        self.reported.update(&self.vm, pid);
         match outcome {
             Ok(values) => reply.payload[1..].copy_from_slice(&values),
             Err(Refusal::Policy(error)) => {
@@ -623,6 +635,7 @@ fn main(_args: &str) -> i32 {
         own_pid,
         backing: BTreeMap::new(),
         slots_used: alloc::vec![false; MAX_SHARED_OBJECTS],
+        reported: Default::default(),
     };
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -638,7 +651,9 @@ fn main(_args: &str) -> i32 {
         } else if message.kind == KIND_PROCESS_EXIT && message.source == Endpoint::KERNEL {
             // The kernel freed the address space; the records go, and the backing of
             // objects that died with it.
-            server.process_exited(message.payload[0] as u32);
+            let pid = message.payload[0] as u32;
+            server.process_exited(pid);
+            server.reported.forget(pid);
         } else if message.source.is_thread() {
             let reply = server.handle_request(&message);
             // Never a blocking send: a client that sent without waiting for the answer

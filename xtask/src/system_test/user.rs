@@ -199,6 +199,18 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "vm-introspect",
+        // VM's INTROSPECT answers (memory, shared objects) through a grant agree with the
+        // kernel's snapshot; bad requests get their errors and VM keeps serving.
+        check: check_vm_introspect,
+        programs: &[
+            "vm kcalls=vm",
+            "vm_introspect name=idler -- idle",
+            "vm_introspect kcalls=snapshot+shutdown",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "vm-storm",
         // 64 MiB touched page by page through VM, given back, 1,000 small cycles, bad
         // requests; a write to a read-only mapping is refused and kills only its process.
@@ -520,6 +532,32 @@ fn check_fuzz(console: &Console) -> Result<(), String> {
     console.forbid("killed by")?;
     console.forbid("panicked")?;
     require_success_shutdown(console, "fuzz_judge")
+}
+
+fn check_vm_introspect(console: &Console) -> Result<(), String> {
+    console.require("vm_introspect: touched 64 pages: ")?;
+    console.require("virtual +262144 in both; faults not present +64")?;
+    console.require("idler agrees")?;
+    console.require("vm_introspect: PASS 8 bad requests refused, VM still answering")?;
+    // Each bad request got its own error, and VM said why it refused.
+    for refusal in [
+        "an unknown topic: ENOSYS",
+        "a topic VM does not answer (services): ENOSYS",
+        "a reserved word set: EINVAL",
+        "a grant id that names no grant: EBADGRANT",
+        "a grant for another process: EBADGRANT",
+        "a read-only grant (wrong direction): EBADGRANT",
+        "a grant smaller than the size named: EBADGRANT",
+        "a buffer smaller than one record: EINVAL",
+    ] {
+        console.require(&format!("refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&["vm: ", "INTROSPECT refused: ENOSYS (topic 99)"])?;
+    console.require_line_with(&["vm: ", "INTROSPECT memory refused: EBADGRANT"])?;
+    console.require_line_with(&["vm: ", "INTROSPECT memory refused: EINVAL"])?;
+    console.forbid("vm_introspect: FAIL")?;
+    console.forbid("could not report pid")?;
+    require_success_shutdown(console, "vm_introspect")
 }
 
 fn check_vm_storm(console: &Console) -> Result<(), String> {

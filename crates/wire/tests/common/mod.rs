@@ -94,9 +94,10 @@ pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
         any::<u8>(),
         any::<u32>(),
         any::<u64>(),
+        any::<[u64; 5]>(),
     )
         .prop_map(
-            |(pid, name, threads, main_thread, memory_pages, priority, grants, cpu_ns)| {
+            |(pid, name, threads, main_thread, memory_pages, priority, grants, cpu_ns, m)| {
                 ProcessInfo {
                     pid,
                     name,
@@ -106,6 +107,11 @@ pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
                     priority,
                     grants,
                     cpu_ns,
+                    peak_pages: m[0],
+                    virtual_bytes: m[1],
+                    shared_pages: m[2],
+                    faults_not_present: m[3],
+                    faults_protection: m[4],
                 }
             },
         )
@@ -240,6 +246,11 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
                 priority: 3,
                 grants: 0,
                 cpu_ns: 12345,
+                peak_pages: 48,
+                virtual_bytes: 4 << 20,
+                shared_pages: 2,
+                faults_not_present: 30,
+                faults_protection: 1,
             }],
         }),
         KernelFrame::Drops(DropReport {

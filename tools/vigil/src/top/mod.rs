@@ -24,7 +24,10 @@ pub enum SortColumn {
     Name,
     Pid,
     Cpu,
+    /// Resident memory (RES).
     Memory,
+    /// Virtual size (VIRT).
+    Virtual,
     Switches,
     Ipc,
     State,
@@ -35,11 +38,12 @@ pub enum SortColumn {
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 9] = [
+    pub const ALL: [SortColumn; 10] = [
         SortColumn::Name,
         SortColumn::Pid,
         SortColumn::Cpu,
         SortColumn::Memory,
+        SortColumn::Virtual,
         SortColumn::Switches,
         SortColumn::Ipc,
         SortColumn::State,
@@ -61,7 +65,8 @@ impl SortColumn {
             SortColumn::Name => "name",
             SortColumn::Pid => "pid",
             SortColumn::Cpu => "cpu",
-            SortColumn::Memory => "mem",
+            SortColumn::Memory => "res",
+            SortColumn::Virtual => "virt",
             SortColumn::Switches => "ctx/s",
             SortColumn::Ipc => "ipc/s",
             SortColumn::State => "state",

@@ -176,6 +176,22 @@ fn meter_line(app: &App, width: u16) -> Line<'static> {
     Line::from(spans)
 }
 
+/// Compact memory size for a table column, as htop prints it (at most 5 characters):
+/// "0", "512K", "3.2M", "120M", "1.5G".
+pub fn compact_bytes(bytes: u64) -> String {
+    const K: u64 = 1024;
+    const M: u64 = K * K;
+    const G: u64 = M * K;
+    match bytes {
+        0 => "0".to_string(),
+        b if b < M => format!("{}K", b.div_ceil(K)),
+        b if b < 10 * M => format!("{:.1}M", b as f64 / M as f64),
+        b if b < G => format!("{}M", b / M),
+        b if b < 10 * G => format!("{:.1}G", b as f64 / G as f64),
+        b => format!("{}G", b / G),
+    }
+}
+
 /// Human memory size: "512 KiB", "3.2 MiB".
 pub fn memory_text(pages: u64) -> String {
     let bytes = pages * PAGE_BYTES;
@@ -195,6 +211,7 @@ struct Group<'a> {
     name: String,
     rates: Rates,
     memory_pages: u64,
+    virtual_bytes: u64,
     threads: Vec<(&'a ThreadInfo, Rates)>,
 }
 
@@ -267,6 +284,7 @@ fn groups(app: &App) -> Vec<Group<'_>> {
                     .copied()
                     .unwrap_or_default(),
                 memory_pages: process.memory_pages,
+                virtual_bytes: process.virtual_bytes,
                 threads: Vec::new(),
             },
         );
@@ -284,6 +302,7 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             name: format!("pid{}", thread.pid),
             rates: Rates::default(),
             memory_pages: 0,
+            virtual_bytes: 0,
             threads: Vec::new(),
         });
         if group.process.is_none() {
@@ -314,7 +333,7 @@ fn groups(app: &App) -> Vec<Group<'_>> {
         let (tb, rb) = b;
         match sort {
             SortColumn::Name => labels.thread(ta.endpoint).cmp(&labels.thread(tb.endpoint)),
-            SortColumn::Pid | SortColumn::Memory => {
+            SortColumn::Pid | SortColumn::Memory | SortColumn::Virtual => {
                 (ta.endpoint & 0xffff).cmp(&(tb.endpoint & 0xffff))
             }
             SortColumn::Cpu => compare_f64(ra.cpu_percent, rb.cpu_percent),
@@ -342,6 +361,7 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             SortColumn::Pid => a.pid.cmp(&b.pid),
             SortColumn::Cpu => compare_f64(a.rates.cpu_percent, b.rates.cpu_percent),
             SortColumn::Memory => b.memory_pages.cmp(&a.memory_pages),
+            SortColumn::Virtual => b.virtual_bytes.cmp(&a.virtual_bytes),
             SortColumn::Switches => compare_f64(a.rates.switches_per_s, b.rates.switches_per_s),
             SortColumn::Ipc => compare_f64(a.rates.ipc_per_s, b.rates.ipc_per_s),
             SortColumn::State => b.blocked().cmp(&a.blocked()),
@@ -406,7 +426,12 @@ pub enum Column {
     Pid,
     Pri,
     Threads,
-    Mem,
+    /// Resident memory.
+    Res,
+    /// Virtual size.
+    Virt,
+    /// Shared resident memory.
+    Shr,
     Cpu,
     Time,
     Switches,
@@ -415,12 +440,14 @@ pub enum Column {
 }
 
 impl Column {
-    const ALL: [Column; 10] = [
+    const ALL: [Column; 12] = [
         Column::Name,
         Column::Pid,
         Column::Pri,
         Column::Threads,
-        Column::Mem,
+        Column::Res,
+        Column::Virt,
+        Column::Shr,
         Column::Cpu,
         Column::Time,
         Column::Switches,
@@ -434,7 +461,9 @@ impl Column {
             Column::Pid => "PID",
             Column::Pri => "PRI",
             Column::Threads => "THR",
-            Column::Mem => "MEM",
+            Column::Res => "RES",
+            Column::Virt => "VIRT",
+            Column::Shr => "SHR",
             Column::Cpu => "CPU%",
             Column::Time => "TIME+",
             Column::Switches => "CTX/s",
@@ -449,7 +478,9 @@ impl Column {
             Column::Pid => Some(SortColumn::Pid),
             Column::Pri => Some(SortColumn::Priority),
             Column::Threads => None,
-            Column::Mem => Some(SortColumn::Memory),
+            Column::Res => Some(SortColumn::Memory),
+            Column::Virt => Some(SortColumn::Virtual),
+            Column::Shr => None,
             Column::Cpu => Some(SortColumn::Cpu),
             Column::Time => Some(SortColumn::Time),
             Column::Switches => Some(SortColumn::Switches),
@@ -464,7 +495,7 @@ impl Column {
             Column::Pid => 5,
             Column::Pri => 4,
             Column::Threads => 4,
-            Column::Mem => 9,
+            Column::Res | Column::Virt | Column::Shr => 5,
             Column::Cpu => 6,
             Column::Time => 9,
             Column::Switches => 6,
@@ -474,18 +505,20 @@ impl Column {
     }
 
     /// Order in which columns are given space: the name and the state always, then CPU%,
-    /// PID, TIME+, MEM, PRI, THR, CTX/s, IPC/s.
+    /// PID, TIME+, RES, VIRT, PRI, SHR, THR, CTX/s, IPC/s (80 columns show up to VIRT).
     fn priority(self) -> u8 {
         match self {
             Column::Name | Column::State => 0,
             Column::Cpu => 1,
             Column::Pid => 2,
             Column::Time => 3,
-            Column::Mem => 4,
-            Column::Pri => 5,
-            Column::Threads => 6,
-            Column::Switches => 7,
-            Column::Ipc => 8,
+            Column::Res => 4,
+            Column::Virt => 5,
+            Column::Pri => 6,
+            Column::Shr => 7,
+            Column::Threads => 8,
+            Column::Switches => 9,
+            Column::Ipc => 10,
         }
     }
 }
@@ -584,12 +617,24 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
                 (Column::Pri, Cell::from(group.priority().to_string())),
                 (Column::Threads, Cell::from(thread_count.to_string())),
                 (
-                    Column::Mem,
-                    Cell::from(if group.process.is_some() {
-                        memory_text(group.memory_pages)
-                    } else {
-                        String::new()
-                    }),
+                    Column::Res,
+                    Cell::from(group.process.map_or(String::new(), |p| {
+                        compact_bytes(p.memory_pages * PAGE_BYTES)
+                    })),
+                ),
+                (
+                    Column::Virt,
+                    Cell::from(
+                        group
+                            .process
+                            .map_or(String::new(), |p| compact_bytes(p.virtual_bytes)),
+                    ),
+                ),
+                (
+                    Column::Shr,
+                    Cell::from(group.process.map_or(String::new(), |p| {
+                        compact_bytes(p.shared_pages * PAGE_BYTES)
+                    })),
                 ),
                 (
                     Column::Cpu,
@@ -747,10 +792,19 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                     labels.thread(p.main_thread)
                 )));
                 lines.push(Line::from(format!(
-                    "memory {} ({} pages) · grants {} · cpu {:.3} s (TIME+ {}) · {:.1}% now",
+                    "resident {} ({} pages, peak {}) · virtual {} · shared {} · grants {}",
                     memory_text(p.memory_pages),
                     p.memory_pages,
+                    memory_text(p.peak_pages),
+                    memory_text(p.virtual_bytes.div_ceil(PAGE_BYTES)),
+                    memory_text(p.shared_pages),
                     p.grants,
+                )));
+                lines.push(Line::from(format!(
+                    "page faults to VM {} ({} not present, {} protection) · cpu {:.3} s (TIME+ {}) · {:.1}% now",
+                    p.page_faults(),
+                    p.faults_not_present,
+                    p.faults_protection,
                     p.cpu_ns as f64 / 1e9,
                     time_plus(p.cpu_ns),
                     rates.cpu_percent

@@ -68,6 +68,12 @@ fn process(pid: u32, name: &str, threads: u32, main: u64, pages: u64, cpu_ns: u6
         priority: 4,
         grants: 0,
         cpu_ns,
+        peak_pages: pages + pages / 4,
+        // The image and a 4 MiB heap reservation on top of what is resident.
+        virtual_bytes: pages * 4096 + (4 << 20),
+        shared_pages: pages / 8,
+        faults_not_present: pages,
+        faults_protection: pages / 100,
     }
 }
 

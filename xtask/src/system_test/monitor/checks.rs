@@ -97,6 +97,90 @@ pub fn check_boot_processes(observation: &Observation) -> Result<String, String>
     ))
 }
 
+/// Heap pages the idler of `monitor-memory` touches (`vm_introspect idle`).
+const IDLE_PAGES: u64 = 8;
+
+/// The memory figures of one process as the tool printed them, checked against the raw
+/// frame: (resident pages, peak pages, virtual bytes, faults not present, protection).
+fn memory_figures(
+    snapshot: &Value,
+    raw: &vigil_wire::Snapshot,
+    name: &str,
+) -> Result<[u64; 5], String> {
+    let printed = array(snapshot, "processes")
+        .iter()
+        .find(|p| str_field(p, "name") == name)
+        .ok_or_else(|| format!("the tool's snapshot has no process {name}"))?;
+    let field = |key: &str| {
+        u64_field(printed, key).ok_or_else(|| format!("{name}: the tool printed no {key}"))
+    };
+    let figures = [
+        field("memory_pages")?,
+        field("peak_pages")?,
+        field("virtual_bytes")?,
+        field("faults_not_present")?,
+        field("faults_protection")?,
+    ];
+    let p = raw_process(raw, name)?;
+    let frame = [
+        p.memory_pages,
+        p.peak_pages,
+        p.virtual_bytes,
+        p.faults_not_present,
+        p.faults_protection,
+    ];
+    if figures != frame || field("shared_pages")? != p.shared_pages {
+        return Err(format!(
+            "{name}: the tool printed {figures:?}, the raw frame says {frame:?}"
+        ));
+    }
+    Ok(figures)
+}
+
+/// `monitor-memory`: the tool shows the kernel's memory figures of a real boot with VM. In
+/// the last snapshot it printed, the idler (served by VM, 8 heap pages touched) has resident
+/// pages, a peak no lower, a virtual size above its resident bytes (VM's heap reservation,
+/// reported with VmSetVirtual, plus the image) and at least 8 faults forwarded to VM, none
+/// of them protection faults; VM itself, which no one serves, has its mapped bytes as its
+/// virtual size and no forwarded faults. The raw frame of that generation says the same.
+pub fn check_memory_figures(observation: &Observation) -> Result<String, String> {
+    let lines = &observation.lines;
+    let (_, snapshot) = of_type(lines, "snapshot")
+        .filter(|(_, s)| process_names(s).contains("idler"))
+        .last()
+        .ok_or("no snapshot the tool printed names the idler")?;
+    let generation = u64_field(snapshot, "generation").ok_or("a snapshot without generation")?;
+    let raw = raw_snapshot(&observation.proxy, generation).ok_or_else(|| {
+        format!("the proxy decoded no snapshot of generation {generation} from the raw stream")
+    })?;
+    let [resident, peak, virtual_bytes, not_present, protection] =
+        memory_figures(snapshot, raw, "idler")?;
+    if resident == 0
+        || peak < resident
+        || virtual_bytes <= resident * 4096
+        || not_present < IDLE_PAGES
+        || protection != 0
+    {
+        return Err(format!(
+            "idler: resident {resident}, peak {peak}, virtual {virtual_bytes}, faults {not_present} not present / {protection} protection"
+        ));
+    }
+    let [vm_resident, vm_peak, vm_virtual, vm_not_present, vm_protection] =
+        memory_figures(snapshot, raw, "vm")?;
+    if vm_virtual != vm_resident * 4096
+        || vm_peak < vm_resident
+        || vm_not_present + vm_protection != 0
+    {
+        return Err(format!(
+            "vm: resident {vm_resident}, peak {vm_peak}, virtual {vm_virtual}, faults {vm_not_present}/{vm_protection}"
+        ));
+    }
+    Ok(format!(
+        "idler: resident {resident} pages (peak {peak}), virtual {} KiB, {not_present} faults to VM; vm: {vm_resident} pages",
+        virtual_bytes / 1024
+    ))
+}
+
 /// Clients of `monitor-hub` (all run at once through one hub).
 pub const HUB_CLIENTS: usize = 3;
 /// Each hub client must have seen at least this many snapshots (10 a second).
@@ -871,6 +955,65 @@ mod tests {
     use super::*;
     use serde_json::json;
     use vigil_wire::{DropReport, Event};
+
+    #[test]
+    fn memory_figures_must_be_printed_sane_and_match_the_raw_frame() {
+        let idler = vigil_wire::ProcessInfo {
+            memory_pages: 30,
+            peak_pages: 31,
+            virtual_bytes: 4 << 20,
+            faults_not_present: 12,
+            ..raw_process_info(2, "idler", 1 << 16 | 2)
+        };
+        let vm = vigil_wire::ProcessInfo {
+            memory_pages: 100,
+            peak_pages: 100,
+            virtual_bytes: 100 * 4096,
+            ..raw_process_info(1, "vm", 1 << 16 | 1)
+        };
+        let printed = |p: &vigil_wire::ProcessInfo| {
+            json!({
+                "pid": p.pid, "name": p.name, "memory_pages": p.memory_pages,
+                "peak_pages": p.peak_pages, "virtual_bytes": p.virtual_bytes,
+                "shared_pages": p.shared_pages, "faults_not_present": p.faults_not_present,
+                "faults_protection": p.faults_protection,
+            })
+        };
+        let line = |processes: Vec<Value>| json!({"type": "snapshot", "generation": 4, "ts_ns": 1, "processes": processes});
+        let raw = raw_snapshot_frame(4, 1, vec![], vec![vm.clone(), idler.clone()]);
+        let ok = observation(
+            vec![line(vec![printed(&vm), printed(&idler)])],
+            proxy_with(vec![raw.clone()]),
+            &[],
+        );
+        let note = check_memory_figures(&ok).unwrap();
+        assert!(note.contains("12 faults to VM"), "{note}");
+
+        // VM never reported a virtual size: the kernel's figure is the mapped bytes.
+        let unreported = vigil_wire::ProcessInfo {
+            virtual_bytes: 30 * 4096,
+            ..idler.clone()
+        };
+        let raw_unreported = raw_snapshot_frame(4, 1, vec![], vec![vm.clone(), unreported.clone()]);
+        let bad = observation(
+            vec![line(vec![printed(&vm), printed(&unreported)])],
+            proxy_with(vec![raw_unreported]),
+            &[],
+        );
+        assert!(check_memory_figures(&bad).unwrap_err().contains("virtual"));
+
+        // The tool printing something else than the frame is an error too.
+        let mut wrong = printed(&idler);
+        wrong["peak_pages"] = json!(99);
+        let mismatch = observation(
+            vec![line(vec![printed(&vm), wrong])],
+            proxy_with(vec![raw]),
+            &[],
+        );
+        assert!(check_memory_figures(&mismatch)
+            .unwrap_err()
+            .contains("raw frame"));
+    }
 
     #[test]
     fn the_epitaph_must_match_the_raw_frame_be_symbolised_and_come_in_time() {

@@ -183,6 +183,18 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         })
     },
     Scenario {
+        name: "monitor-memory",
+        // The tool sees each process's memory figures: the idler's through VM (resident,
+        // peak, VmSetVirtual's virtual size, faults by kind), VM's own as the kernel maps it.
+        check: check_memory_console,
+        programs: &["vm kcalls=vm", "vm_introspect name=idler -- idle"],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            check: checks::check_memory_figures,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
         name: "monitor-metrics",
         check: check_spinner_console,
         programs: &["spinner prio=12", "pingpong_server"],
@@ -216,6 +228,12 @@ fn check_boot_console(console: &Console) -> Result<(), String> {
 fn check_spinner_console(console: &Console) -> Result<(), String> {
     require_quiet_run(console)?;
     console.require("spinner: spinner: spinning")
+}
+
+fn check_memory_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("vm: serving page faults at ")?;
+    console.forbid("could not report pid")
 }
 
 fn check_deadlock_console(console: &Console) -> Result<(), String> {
@@ -276,6 +294,7 @@ mod tests {
                 "monitor-boot-recording",
                 "monitor-lockup-epitaph",
                 "monitor-hub",
+                "monitor-memory",
                 "monitor-metrics"
             ]
         );

@@ -51,6 +51,8 @@ const _: () = assert!(
         <= SLACK
 );
 const GUARD_BYTE: u8 = 0xc5;
+/// Dead endpoints kept for calls to aim at.
+const DEAD_KEPT: usize = 64;
 /// Pages of demand-zero memory asked of VM and left untouched by the fuzzer itself.
 const FRESH_PAGES: u64 = 16;
 
@@ -398,7 +400,7 @@ impl Fuzzer {
             Some(Syscall::ThreadJoin) => {
                 args[0] = match self.children.pop() {
                     Some(child) if self.rng.chance(2) => {
-                        self.dead.push(child);
+                        self.remember_dead(child);
                         child.0
                     }
                     other => {
@@ -508,6 +510,17 @@ impl Fuzzer {
             && args[2] != self.fresh
         {
             args[1] = 9999;
+        }
+    }
+
+    /// Keeps `endpoint` among the dead ones (at most `DEAD_KEPT`, replacing at random, so a
+    /// run of millions of calls does not grow the list without end).
+    fn remember_dead(&mut self, endpoint: Endpoint) {
+        if self.dead.len() < DEAD_KEPT {
+            self.dead.push(endpoint);
+        } else {
+            let index = self.rng.below(DEAD_KEPT as u64) as usize;
+            self.dead[index] = endpoint;
         }
     }
 

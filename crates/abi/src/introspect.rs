@@ -148,8 +148,8 @@ pub struct ProcessRecord {
     /// placed (heap, stack regions, mappings) as VM last reported them (`VmSetVirtual`);
     /// for a process VM does not serve, its mapped bytes. Since version 3.
     pub virtual_bytes: u64,
-    /// Of `memory_pages`, pages whose frame is shared with other processes (maintained by
-    /// the shared-mapping kernel call; 0 until it exists). Since version 3.
+    /// Of `memory_pages`, pages whose frame is shared with other processes (the views
+    /// `VmMapShared` made). Since version 3.
     pub shared_pages: u64,
     /// Page faults the kernel forwarded to VM on a page that was not present. Since 3.
     pub faults_not_present: u64,

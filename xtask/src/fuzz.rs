@@ -102,6 +102,84 @@ pub fn run(options: FuzzOptions) -> Result<ExitCode> {
     }
 }
 
+/// The host-side parsers with a cargo-fuzz target in `fuzz/`.
+pub const HOST_TARGETS: [&str; 6] = [
+    "wire_kernel_frames",
+    "wire_host_frames",
+    "elf",
+    "multiboot",
+    "boot_options",
+    "recording",
+];
+
+/// `cargo xtask fuzz --host TARGET --seconds N`: libFuzzer on one parser for N seconds,
+/// starting from the committed seeds (`fuzz/seeds/TARGET`) and the working corpus
+/// (`fuzz/corpus/TARGET`, not committed, which grows with every input that reaches new
+/// code). Installs the nightly toolchain and cargo-fuzz when missing.
+pub fn run_host(target: &str, seconds: u64) -> Result<ExitCode> {
+    if !HOST_TARGETS.contains(&target) {
+        bail!(
+            "no fuzz target '{target}'; the targets are: {}",
+            HOST_TARGETS.join(", ")
+        );
+    }
+    let root = kernel::workspace_root();
+    ensure_cargo_fuzz()?;
+    let corpus = root.join("fuzz/corpus").join(target);
+    let seeds = root.join("fuzz/seeds").join(target);
+    std::fs::create_dir_all(&corpus)?;
+    println!(
+        "fuzz: {target} for {seconds} s (libFuzzer, corpus {})",
+        corpus.display()
+    );
+    let status = std::process::Command::new("cargo")
+        .args(["+nightly", "fuzz", "run", target])
+        .arg(&corpus)
+        .arg(&seeds)
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-print_final_stats=1")
+        .current_dir(root.join("fuzz"))
+        .status()?;
+    if status.success() {
+        println!("fuzz: PASS {target}: {seconds} s without a crash");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("fuzz: {target} found a crash (artifacts under fuzz/artifacts/{target}/): {status}")
+    }
+}
+
+/// The nightly toolchain and cargo-fuzz, installed if missing.
+fn ensure_cargo_fuzz() -> Result<()> {
+    let has_nightly = std::process::Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_nightly {
+        println!("fuzz: installing the nightly toolchain (libFuzzer needs it)");
+        let status = std::process::Command::new("rustup")
+            .args(["toolchain", "install", "nightly", "--profile", "minimal"])
+            .status()?;
+        if !status.success() {
+            bail!("could not install the nightly toolchain: rustup toolchain install nightly");
+        }
+    }
+    let has_cargo_fuzz = std::process::Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_cargo_fuzz {
+        println!("fuzz: installing cargo-fuzz");
+        let status = std::process::Command::new("cargo")
+            .args(["install", "cargo-fuzz", "--locked"])
+            .status()?;
+        if !status.success() {
+            bail!("could not install cargo-fuzz: cargo install cargo-fuzz --locked");
+        }
+    }
+    Ok(())
+}
+
 /// The verdict on a run's console and outcome.
 pub fn judge(console: &[&str], outcome: &Outcome) -> Result<(), String> {
     if let Some(line) = console
@@ -152,6 +230,25 @@ mod tests {
         assert!(
             user::parse_specs(&programs.iter().map(String::as_str).collect::<Vec<_>>()).is_ok()
         );
+    }
+
+    #[test]
+    fn every_host_target_has_a_binary_and_a_seed_corpus() {
+        let root = kernel::workspace_root();
+        let manifest = std::fs::read_to_string(root.join("fuzz/Cargo.toml")).unwrap();
+        for target in HOST_TARGETS {
+            assert!(
+                manifest.contains(&format!("name = \"{target}\"")),
+                "fuzz/Cargo.toml has no [[bin]] {target}"
+            );
+            assert!(root
+                .join(format!("fuzz/fuzz_targets/{target}.rs"))
+                .is_file());
+            let seeds = std::fs::read_dir(root.join("fuzz/seeds").join(target))
+                .map(|dir| dir.count())
+                .unwrap_or(0);
+            assert!(seeds > 0, "no seed corpus for {target}");
+        }
     }
 
     #[test]

@@ -69,6 +69,14 @@ struct FuzzArgs {
     /// Echo every guest console line.
     #[arg(long)]
     verbose: bool,
+    /// Instead: coverage-guided fuzzing of a host-side parser with cargo fuzz (libFuzzer,
+    /// nightly; installed when missing): wire_kernel_frames, wire_host_frames, elf,
+    /// multiboot, boot_options or recording.
+    #[arg(long, value_name = "TARGET", conflicts_with = "privileged")]
+    host: Option<String>,
+    /// With --host: how long to fuzz.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "host")]
+    seconds: u64,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +194,11 @@ fn main() -> ExitCode {
             kernel: args.kernel,
             list: args.list,
         }),
+        Command::Fuzz(FuzzArgs {
+            host: Some(target),
+            seconds,
+            ..
+        }) => fuzz::run_host(&target, seconds),
         Command::Fuzz(args) => fuzz::run(fuzz::FuzzOptions {
             calls: args.calls,
             seed: args.seed,

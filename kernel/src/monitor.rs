@@ -114,30 +114,21 @@ pub fn poll(kernel: &mut Kernel) {
     monitor.transmit_some(TX_BYTES_PER_POLL);
 }
 
-/// Queues a crash report of a user fault (kernel crashes use `emergency_crash`).
-pub fn report_user_crash(process: &str, pid: u32, message: String, backtrace: Vec<u64>) {
+/// Queues the crash report of a user process: a fault (`CrashKind::UserFault`) or a panic
+/// (`CrashKind::UserPanic`, the `Panic` system call). Kernel crashes use `emergency_crash`.
+pub fn report_user_crash(
+    kind: CrashKind,
+    process: &str,
+    pid: u32,
+    message: String,
+    backtrace: Vec<u64>,
+) {
     let mut guard = MONITOR.lock();
     let Some(monitor) = guard.as_mut() else {
         return;
     };
     let report = CrashReport {
-        kind: CrashKind::UserFault,
-        timestamp_ns: time::now_ns(),
-        process: Some((String::from(process), pid)),
-        message,
-        backtrace,
-    };
-    monitor.queue(&KernelFrame::Crash(report));
-}
-
-/// Queues the crash report of a user panic (`Panic` system call).
-pub fn report_user_panic(process: &str, pid: u32, message: String, backtrace: Vec<u64>) {
-    let mut guard = MONITOR.lock();
-    let Some(monitor) = guard.as_mut() else {
-        return;
-    };
-    let report = CrashReport {
-        kind: CrashKind::UserPanic,
+        kind,
         timestamp_ns: time::now_ns(),
         process: Some((String::from(process), pid)),
         message,

@@ -672,7 +672,13 @@ impl Kernel {
             crate::console::continuation(format_args!("  {reason}"));
         }
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
-        crate::monitor::report_user_crash(name, pid, report.summary(), backtrace);
+        crate::monitor::report_user_crash(
+            vigil_wire::CrashKind::UserFault,
+            name,
+            pid,
+            report.summary(),
+            backtrace,
+        );
         crate::error!(
             "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
             context.rip
@@ -795,7 +801,13 @@ pub fn panic(kernel: &mut Kernel, caller: ThreadSlot, args: PanicArgs) -> Result
     let (name, pid) = (record.name(), record.pid);
     crate::error!("process '{name}' (pid {pid}) panicked (thread {endpoint}): {message}");
     let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
-    crate::monitor::report_user_panic(name, pid, alloc::string::String::from(message), backtrace);
+    crate::monitor::report_user_crash(
+        vigil_wire::CrashKind::UserPanic,
+        name,
+        pid,
+        alloc::string::String::from(message),
+        backtrace,
+    );
     crate::trace::emit(
         vigil_abi::trace::EventKind::Crash,
         endpoint,

@@ -368,16 +368,5 @@ fn main(args: &str) -> i32 {
     if args.trim() == "idle" {
         idle();
     }
-    let status = match run() {
-        Ok(summary) => {
-            println!("vm_introspect: PASS {summary}");
-            0
-        }
-        Err(reason) => {
-            println!("vm_introspect: FAIL {reason}");
-            1
-        }
-    };
-    let _ = syscall::shutdown(status);
-    status as i32
+    vigil_programs::finish("vm_introspect", run())
 }

@@ -170,16 +170,5 @@ fn main(args: &str) -> i32 {
         Some("hog") => allocator(None),
         _ => {}
     }
-    let status = match judge() {
-        Ok(summary) => {
-            println!("vm_oom: PASS {summary}");
-            0
-        }
-        Err(reason) => {
-            println!("vm_oom: FAIL {reason}");
-            1
-        }
-    };
-    let _ = syscall::shutdown(status);
-    status as i32
+    vigil_programs::finish("vm_oom", judge())
 }

@@ -19,7 +19,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use vigil_rt::abi::vm::PAGE_SIZE;
-use vigil_rt::{introspect, ipc, println, syscall, vm, Endpoint, Error, Message};
+use vigil_rt::{introspect, ipc, println, vm, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
@@ -335,16 +335,5 @@ fn main(args: &str) -> i32 {
         "reader" => reader(),
         _ => {}
     }
-    let status = match owner() {
-        Ok(summary) => {
-            println!("vm_shared: PASS {summary}");
-            0
-        }
-        Err(reason) => {
-            println!("vm_shared: FAIL {reason}");
-            1
-        }
-    };
-    let _ = syscall::shutdown(status);
-    status as i32
+    vigil_programs::finish("vm_shared", owner())
 }

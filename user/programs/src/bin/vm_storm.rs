@@ -295,16 +295,5 @@ fn main(args: &str) -> i32 {
     if args.trim() == "readonly" {
         read_only();
     }
-    let status = match storm() {
-        Ok(summary) => {
-            println!("vm_storm: PASS {summary}");
-            0
-        }
-        Err(reason) => {
-            println!("vm_storm: FAIL {reason}");
-            1
-        }
-    };
-    let _ = syscall::shutdown(status);
-    status as i32
+    vigil_programs::finish("vm_storm", storm())
 }

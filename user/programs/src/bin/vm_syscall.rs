@@ -21,7 +21,7 @@ use vigil_rt::abi::async_message::AsyncMessage;
 use vigil_rt::abi::introspect::SNAPSHOT_MAGIC;
 use vigil_rt::abi::syscall::grant_access;
 use vigil_rt::abi::vm::PAGE_SIZE;
-use vigil_rt::{alarm, introspect, ipc, println, syscall, vm, Endpoint, Error, Message};
+use vigil_rt::{alarm, introspect, ipc, syscall, vm, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
@@ -193,16 +193,5 @@ fn run() -> Result<String, String> {
 }
 
 fn main(_args: &str) -> i32 {
-    let status = match run() {
-        Ok(summary) => {
-            println!("vm_syscall: PASS {summary}");
-            0
-        }
-        Err(reason) => {
-            println!("vm_syscall: FAIL {reason}");
-            1
-        }
-    };
-    let _ = syscall::shutdown(status);
-    status as i32
+    vigil_programs::finish("vm_syscall", run())
 }

@@ -590,6 +590,7 @@ fn check_vm_storm(console: &Console) -> Result<(), String> {
 }
 
 fn check_vm_shared(console: &Console) -> Result<(), String> {
+    console.require("owner: the snapshot shows 8 shared pages in the owner and in the peer")?;
     console.require("shm_peer: peer: saw the pattern in 'warm' and wrote its marks")?;
     console.require("vm_shared: owner: sees the peer's marks in every page")?;
     // The reader read through its read-only view; its write was refused by VM, reported

@@ -104,6 +104,18 @@ fn free_frames() -> Result<u64, String> {
 }
 
 /// Whether a process named `name` is alive.
+/// The kernel snapshot's shared pages of process `name` (the views it maps of frames
+/// another mapping holds too).
+fn shared_pages(name: &str) -> Result<u64, String> {
+    let snapshot = introspect::snapshot().map_err(|e| format!("snapshot: {e}"))?;
+    snapshot
+        .processes
+        .iter()
+        .find(|p| p.name() == name)
+        .map(|p| p.shared_pages)
+        .ok_or_else(|| format!("no process {name}"))
+}
+
 fn alive(name: &str) -> Result<bool, String> {
     let snapshot = introspect::snapshot().map_err(|e| format!("snapshot: {e}"))?;
     Ok(snapshot.processes.iter().any(|p| p.name() == name))
@@ -174,6 +186,16 @@ fn owner() -> Result<String, String> {
     ask(peer, MAP_CHECK_WRITE, [0; 6]).map_err(|e| format!("peer on warm: {e}"))?;
     check_pattern(mine.base, true).map_err(|e| format!("owner after the peer wrote: {e}"))?;
     println!("owner: sees the peer's marks in every page");
+    // Both touched every page, so both map every page as a view of VM's frame, and the
+    // kernel snapshot says so.
+    let (own_shared, peer_shared) = (shared_pages("vm_shared")?, shared_pages("shm_peer")?);
+    if own_shared != PAGES || peer_shared != PAGES {
+        return Err(format!(
+            "the snapshot counts {own_shared} (owner) and {peer_shared} (peer) shared pages, \
+             not {PAGES} each"
+        ));
+    }
+    println!("owner: the snapshot shows {PAGES} shared pages in the owner and in the peer");
     match ask(reader, READ_THEN_WRITE, [0; 6]) {
         Err(Error::PartnerDied) => println!("owner: the reader died writing, as it should"),
         other => return Err(format!("the reader should have died, got {other:?}")),

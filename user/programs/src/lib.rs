@@ -113,6 +113,18 @@ pub fn expect_error<T: core::fmt::Debug>(
     }
 }
 
+/// [`expect_error`], and on success says so on the console (`refused as expected: CASE:
+/// ERROR`), so a scenario's check can see each bad request got its own error.
+pub fn expect_refusal<T: core::fmt::Debug>(
+    case: &str,
+    result: Result<T, Error>,
+    expected: Error,
+) -> Result<(), String> {
+    expect_error(case, result, expected)?;
+    vigil_rt::println!("refused as expected: {case}: {expected}");
+    Ok(())
+}
+
 /// FNV-1a over `bytes`, continuing from `state` (start with [`CHECKSUM_START`]).
 pub fn checksum_update(mut state: u64, bytes: &[u8]) -> u64 {
     for &byte in bytes {

@@ -137,38 +137,24 @@ fn request(topic: Topic, grant: GrantId, bytes: usize) -> Message {
     .to_message()
 }
 
-fn expect_error(
-    what: &str,
-    result: Result<IntrospectReply, Error>,
-    wanted: Error,
-) -> Result<(), String> {
-    match result {
-        Err(error) if error == wanted => {
-            println!("refused as expected: {what}: {error}");
-            Ok(())
-        }
-        other => Err(format!("{what}: expected {wanted}, got {other:?}")),
-    }
-}
-
 /// Every bad request gets its error; returns how many were tried.
 fn bad_requests(server: Endpoint) -> Result<u32, String> {
     let mut unknown = Message::with_payload(INTROSPECT, [99, 0, 0, 0, 0, 0]);
-    expect_error("an unknown topic", raw(server, unknown), Error::NoSuchCall)?;
-    expect_error(
+    vigil_programs::expect_refusal("an unknown topic", raw(server, unknown), Error::NoSuchCall)?;
+    vigil_programs::expect_refusal(
         "a topic VM does not answer (services)",
         raw(server, request(Topic::Services, GrantId(0), 0)),
         Error::NoSuchCall,
     )?;
     unknown = request(Topic::Memory, GrantId(0), 0);
     unknown.payload[4] = 1;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a reserved word set",
         raw(server, unknown),
         Error::InvalidArgument,
     )?;
     let mut buffer = vec![0u8; 4096];
-    expect_error(
+    vigil_programs::expect_refusal(
         "a grant id that names no grant",
         raw(server, request(Topic::Memory, GrantId(0xdead_0001), 4096)),
         Error::BadGrant,
@@ -178,12 +164,12 @@ fn bad_requests(server: Endpoint) -> Result<u32, String> {
         raw(server, request(Topic::Memory, grant, 4096))
     })
     .map_err(|e| format!("grant to self: {e}"))?;
-    expect_error("a grant for another process", foreign, Error::BadGrant)?;
+    vigil_programs::expect_refusal("a grant for another process", foreign, Error::BadGrant)?;
     let read_only = ipc::with_read_grant(server, &buffer, |grant| {
         raw(server, request(Topic::Memory, grant, 4096))
     })
     .map_err(|e| format!("read grant: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a read-only grant (wrong direction)",
         read_only,
         Error::BadGrant,
@@ -192,7 +178,7 @@ fn bad_requests(server: Endpoint) -> Result<u32, String> {
         raw(server, request(Topic::Memory, grant, 4096))
     })
     .map_err(|e| format!("short grant: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a grant smaller than the size named",
         short,
         Error::BadGrant,
@@ -201,7 +187,7 @@ fn bad_requests(server: Endpoint) -> Result<u32, String> {
         raw(server, request(Topic::Memory, grant, 50))
     })
     .map_err(|e| format!("tiny grant: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a buffer smaller than one record",
         tiny,
         Error::InvalidArgument,

@@ -76,16 +76,6 @@ fn map_shared_raw(registers: [u64; 5]) -> Result<u64, Error> {
     })
 }
 
-fn expect_error(what: &str, result: Result<u64, Error>, wanted: Error) -> Result<(), String> {
-    match result {
-        Err(error) if error == wanted => {
-            println!("refused as expected: {what}: {error}");
-            Ok(())
-        }
-        other => Err(format!("{what}: expected {wanted}, got {other:?}")),
-    }
-}
-
 fn run(expected_limit: u64) -> Result<String, String> {
     let me =
         syscall::vm_process_of(ipc::self_endpoint()).map_err(|e| format!("own pid: {e}"))? as u32;
@@ -96,7 +86,7 @@ fn run(expected_limit: u64) -> Result<String, String> {
             "VmLimitOf says {limit} pages, the boot table {expected_limit}"
         ));
     }
-    expect_error(
+    vigil_programs::expect_refusal(
         "VmLimitOf of no process",
         syscall::vm_limit_of(Pid(999_999)),
         Error::NotFound,
@@ -200,7 +190,7 @@ fn run(expected_limit: u64) -> Result<String, String> {
         ),
     ];
     for (what, result, wanted) in cases {
-        expect_error(what, result, wanted)?;
+        vigil_programs::expect_refusal(what, result, wanted)?;
     }
     let untouched =
         syscall::vm_query(me, range(SPARE, PAGES + 1)?).map_err(|e| format!("query: {e}"))?;

@@ -143,20 +143,6 @@ fn ask(to: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
     }
 }
 
-fn expect_error<T: core::fmt::Debug>(
-    what: &str,
-    result: Result<T, Error>,
-    wanted: Error,
-) -> Result<(), String> {
-    match result {
-        Err(error) if error == wanted => {
-            println!("refused as expected: {what}: {error}");
-            Ok(())
-        }
-        other => Err(format!("{what}: expected {wanted}, got {other:?}")),
-    }
-}
-
 fn require(what: &str, found: u64, wanted: u64) -> Result<(), String> {
     if found == wanted {
         Ok(())
@@ -212,7 +198,7 @@ fn owner() -> Result<String, String> {
     ask(peer, TRY_FORBIDDEN, [2, ro, 0, 0, 0, 0]).map_err(|e| format!("peer on ro: {e}"))?;
     ask(peer, TRY_FORBIDDEN, [0, warm, 0, 0, 0, 0]).map_err(|e| format!("peer on warm: {e}"))?;
     vm::shm_destroy(ro).map_err(|e| format!("destroy ro: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a second create of one name",
         vm::shm_create("warm", BYTES, true),
         Error::Exists,
@@ -220,12 +206,12 @@ fn owner() -> Result<String, String> {
     ask(peer, RECHECK_UNMAP, [0; 6]).map_err(|e| format!("peer unmapping warm: {e}"))?;
     vm::unmap(mine.base, mine.bytes).map_err(|e| format!("unmap warm: {e}"))?;
     vm::shm_destroy(warm).map_err(|e| format!("destroy warm: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "mapping a destroyed object",
         vm::shm_map("warm", false),
         Error::NotFound,
     )?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "destroying it twice",
         vm::shm_destroy(warm),
         Error::NotFound,
@@ -296,7 +282,7 @@ fn peer() -> ! {
             },
             TRY_FORBIDDEN => {
                 let writable = if name == "ro" {
-                    expect_error(
+                    vigil_programs::expect_refusal(
                         "a writable map of an object others may only read",
                         vm::shm_map(name, true),
                         Error::PermissionDenied,
@@ -305,7 +291,7 @@ fn peer() -> ! {
                     Ok(())
                 };
                 writable.and_then(|()| {
-                    expect_error(
+                    vigil_programs::expect_refusal(
                         "a destroy by a process that does not own the object",
                         vm::shm_destroy(message.payload[1]),
                         Error::PermissionDenied,

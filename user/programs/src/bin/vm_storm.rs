@@ -47,20 +47,6 @@ fn touch(base: u64, bytes: u64) {
     }
 }
 
-fn expect_error(
-    what: &str,
-    result: Result<impl core::fmt::Debug, Error>,
-    wanted: Error,
-) -> Result<(), String> {
-    match result {
-        Err(error) if error == wanted => {
-            println!("refused as expected: {what}: {error}");
-            Ok(())
-        }
-        other => Err(format!("{what}: expected {wanted}, got {other:?}")),
-    }
-}
-
 fn storm() -> Result<String, String> {
     // Warm up the snapshot's buffers so they do not count as the storm's pages.
     kernel_figures()?;
@@ -119,32 +105,32 @@ fn storm() -> Result<String, String> {
         ));
     }
     // Bad requests: each refused, and VM still serves afterwards.
-    expect_error(
+    vigil_programs::expect_refusal(
         "a size that is not a page multiple",
         vm::map_anonymous(4097, true),
         Error::InvalidArgument,
     )?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a zero size",
         vm::map_anonymous(0, true),
         Error::InvalidArgument,
     )?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "more than the mapping area",
         vm::map_anonymous(1 << 46, true),
         Error::OutOfResources,
     )?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "unmapping a kernel address",
         vm::unmap(0xffff_8000_0000_0000, PAGE_SIZE),
         Error::Fault,
     )?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "unmapping memory that is not mapped",
         vm::unmap(0x3000_0000_0000, PAGE_SIZE),
         Error::NotFound,
     )?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "unmapping an unaligned address",
         vm::unmap(base + 1, PAGE_SIZE),
         Error::InvalidArgument,
@@ -253,18 +239,18 @@ fn bad_shared_requests(unmapped: u64) -> Result<u32, String> {
     ];
     let count = cases.len() as u32;
     for (what, result, wanted) in cases {
-        expect_error(what, result, wanted)?;
+        vigil_programs::expect_refusal(what, result, wanted)?;
     }
     // A real object: its mapping can only be unmapped whole; its name cannot be taken.
     let object =
         vm::shm_create("storm", 2 * PAGE_SIZE, false).map_err(|e| format!("create: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "a second object of one name",
         vm::shm_create("storm", PAGE_SIZE, false),
         Error::Exists,
     )?;
     let mapping = vm::shm_map("storm", true).map_err(|e| format!("map: {e}"))?;
-    expect_error(
+    vigil_programs::expect_refusal(
         "unmapping half of a shared mapping",
         vm::unmap(mapping.base, PAGE_SIZE),
         Error::InvalidArgument,

@@ -290,14 +290,18 @@ impl Server {
                 }
                 Ok(())
             }
-            Err(error) => {
-                let _ = self.vm.map_failed(fault.pid, page);
-                if error == Error::OutOfResources {
-                    self.report_out_of_memory(fault.pid);
-                }
-                Err(error)
-            }
+            Err(error) => Err(self.map_refused(fault.pid, page, error)),
         }
+    }
+
+    /// The kernel refused to map `page` for `pid`: the policy forgets the decision, and an
+    /// out-of-memory refusal gets VM's report. Returns the error.
+    fn map_refused(&mut self, pid: u32, page: u64, error: Error) -> Error {
+        let _ = self.vm.map_failed(pid, page);
+        if error == Error::OutOfResources {
+            self.report_out_of_memory(pid);
+        }
+        error
     }
 
     /// Maps `object_page` of `object` at `page` of the faulting process: first (when
@@ -326,13 +330,7 @@ impl Server {
                 }
                 Ok(())
             }
-            Err(error) => {
-                let _ = self.vm.map_failed(fault.pid, page);
-                if error == Error::OutOfResources {
-                    self.report_out_of_memory(fault.pid);
-                }
-                Err(error)
-            }
+            Err(error) => Err(self.map_refused(fault.pid, page, error)),
         }
     }
 

@@ -187,31 +187,10 @@ impl Kernel {
     /// the snapshot and grant checks): a call that fails with `Fault` on its own memory has
     /// done nothing yet.
     pub fn suspend_for_vm(&mut self, slot: ThreadSlot, missing: MissingPage) -> bool {
-        let Some(server) = self.vm.server else {
+        let Some((server, owner)) = self.vm_request_for(slot, missing) else {
             return false;
         };
-        // Below the image is the null zone and the image itself is mapped whole by the
-        // loader: VM maps neither, so a missing page there is a bad pointer, answered now.
-        if missing.page < USER_IMAGE_END {
-            return false;
-        }
-        let caller_process = self.threads[slot].process();
-        if caller_process == server.process
-            || self.threads[slot].context().vector != SYSCALL_FRAME_MARKER
-        {
-            return false;
-        }
-        let owner = self
-            .processes
-            .live()
-            .find(|(_, process)| missing.is_in(process.space()));
-        let Some((owner, owner_process)) = owner else {
-            return false;
-        };
-        if owner == server.process {
-            return false;
-        }
-        let pid = owner_process.pid();
+        let pid = self.processes[owner].pid();
         // A page the kernel needed is a not-present fault of the owner's address space.
         self.processes[owner].count_forwarded_fault(false);
         let thread = &mut self.threads[slot];
@@ -235,6 +214,31 @@ impl Kernel {
         };
         self.wait_for_vm(server, slot, fault);
         true
+    }
+
+    /// Whether a system call of `slot` that failed on `missing` is VM's to serve: the VM
+    /// server and the process that owns the page, or `None` (no VM; the null zone or the
+    /// image, which VM never maps; a call by VM; a page of VM's own or of no live process;
+    /// not a system call). The one rule `suspend_for_vm` and the kernel-call layer share.
+    pub fn vm_request_for(
+        &self,
+        slot: ThreadSlot,
+        missing: MissingPage,
+    ) -> Option<(VmServer, ProcessSlot)> {
+        let server = self.vm.server?;
+        // Below the image is the null zone and the image itself is mapped whole by the
+        // loader: VM maps neither, so a missing page there is a bad pointer, answered now.
+        if missing.page < USER_IMAGE_END
+            || self.threads[slot].process() == server.process
+            || self.threads[slot].context().vector != SYSCALL_FRAME_MARKER
+        {
+            return None;
+        }
+        let (owner, _) = self
+            .processes
+            .live()
+            .find(|(_, process)| missing.is_in(process.space()))?;
+        (owner != server.process).then_some((server, owner))
     }
 
     /// Blocks `slot` waiting for VM on `fault` and sends VM the fault.
@@ -299,12 +303,28 @@ impl Kernel {
             return;
         };
         self.table.release_from_vm(slot);
-        let context = self.threads[slot].context_mut();
-        if context.vector == SYSCALL_FRAME_MARKER {
+        let thread = &mut self.threads[slot];
+        if thread.context().vector == SYSCALL_FRAME_MARKER {
+            // The call ends here, without running again: count it now (the suspension took
+            // its counts back so that a call run again counts once), and trace a kernel
+            // call's result as the kernel-call layer would have.
+            let number = thread.context().rax;
+            let kernel_call = thread.context().rdi;
+            let counters = thread.counters_mut();
+            counters.syscalls += 1;
+            let fault = vigil_abi::Error::Fault.to_return_value();
+            if number == vigil_abi::syscall::Syscall::KernelCall as u64 {
+                counters.kernel_calls += 1;
+                crate::trace::emit(
+                    vigil_abi::trace::EventKind::KernelCall,
+                    self.table.endpoint(slot),
+                    [kernel_call, fault, 0],
+                );
+            }
+            let context = self.threads[slot].context_mut();
             context.rip += SYSCALL_INSTRUCTION_BYTES;
-            context.rax = vigil_abi::Error::Fault.to_return_value();
-            let rax = context.rax;
-            self.requeue_after_vm(slot, rax);
+            context.rax = fault;
+            self.requeue_after_vm(slot, fault);
         } else {
             self.kill_for_exception(slot, address, Some(reason));
         }

@@ -37,8 +37,11 @@ impl Kernel {
             KernelCallArgs::decode(call, &trap.arguments.0)
                 .and_then(|args| self.run_kernel_call(caller, args))
         };
-        if result == Err(Error::Fault) && crate::usercopy::missing_page().is_some() {
-            // The call may be suspended for VM and run again (`handle_syscall`): it is
+        let suspended = result == Err(Error::Fault)
+            && crate::usercopy::missing_page()
+                .is_some_and(|missing| self.vm_request_for(caller, missing).is_some());
+        if suspended {
+            // The call will be suspended for VM and run again (`handle_syscall`): it is
             // traced, and counted, when it finishes.
             self.threads[caller].counters_mut().kernel_calls -= 1;
             return result;

@@ -51,6 +51,57 @@ fn resident(buffer: &mut [u8]) -> Result<u64, String> {
         .ok_or_else(|| "no record of this process".into())
 }
 
+/// This thread's (system calls, kernel calls) counters, from a snapshot into `buffer`
+/// (already touched): the snapshot call itself is counted in both.
+fn call_counts(buffer: &mut [u8]) -> Result<(u64, u64), String> {
+    let me = ipc::self_endpoint();
+    let len = syscall::snapshot(buffer).map_err(|e| format!("snapshot: {e}"))? as usize;
+    let snapshot = introspect::decode(&buffer[..len]).map_err(|e| format!("decode: {e}"))?;
+    snapshot
+        .threads
+        .iter()
+        .find(|thread| thread.endpoint == me)
+        .map(|thread| (thread.counters.syscalls, thread.counters.kernel_calls))
+        .ok_or_else(|| "no record of this thread".into())
+}
+
+/// A suspended call counts once, whether VM resumes it (it runs again) or fails it (it
+/// returns EFAULT without running again): two kernel calls, one of each, and one system
+/// call that VM fails move the counters by exactly 3 system calls and 2 kernel calls.
+fn suspended_calls_count_once(buffer: &mut [u8]) -> Result<(), String> {
+    let missing = bytes_at(fresh(4)?, 4 * PAGE_SIZE as usize);
+    let gone = fresh(1)?;
+    vm::unmap(gone, PAGE_SIZE).map_err(|e| format!("unmap: {e}"))?;
+    // SAFETY: the kernel only reads or writes these bytes of an address VM no longer maps;
+    // the slices are never dereferenced here.
+    let (gone_text, gone_buffer) = unsafe {
+        (
+            core::slice::from_raw_parts(gone as *const u8, 8),
+            core::slice::from_raw_parts_mut(gone as *mut u8, 4096),
+        )
+    };
+    call_counts(buffer)?;
+    let (syscalls, kernel_calls) = call_counts(buffer)?;
+    let resumed = syscall::snapshot(missing).map(|_| ());
+    let failed_call = syscall::debug_write(gone_text).map(|_| ());
+    let failed_kernel_call = syscall::snapshot(gone_buffer).map(|_| ());
+    let (syscalls_after, kernel_calls_after) = call_counts(buffer)?;
+    let outcome = (resumed, failed_call, failed_kernel_call);
+    if outcome != (Ok(()), Err(Error::Fault), Err(Error::Fault)) {
+        return Err(format!("the calls gave {outcome:?}"));
+    }
+    // The calls in between, plus the last snapshot itself.
+    let counted = (syscalls_after - syscalls, kernel_calls_after - kernel_calls);
+    if counted != (4, 3) {
+        return Err(format!(
+            "3 system calls (2 kernel calls) counted as {} ({}), not once each",
+            counted.0 - 1,
+            counted.1 - 1
+        ));
+    }
+    Ok(())
+}
+
 /// Receive into a missing page: an alarm's notification from CLOCK lands there.
 fn receive_into_missing() -> Result<u64, String> {
     let base = fresh(1)?;
@@ -180,6 +231,7 @@ fn run() -> Result<String, String> {
     touched += grant_and_copy_missing()?;
     let after = resident(&mut buffer)?;
     unknown_address_fails()?;
+    suspended_calls_count_once(&mut buffer)?;
     request_without_waiting()?;
     if after - before != touched {
         return Err(format!(
@@ -188,7 +240,7 @@ fn run() -> Result<String, String> {
     }
     Ok(format!(
         "7 calls ran on {touched} missing pages: resident {before} -> {after} (+{touched}); \
-         an unknown address gave EFAULT; VM dropped the reply to a client that did not wait"
+         an unknown address gave EFAULT; suspended calls counted once; VM dropped the reply to a client that did not wait"
     ))
 }
 

@@ -35,7 +35,7 @@ mod watchdog;
 
 use arch::debug_exit::{self, ExitStatus};
 use arch::paging::phys_to_virt;
-use arch::{apic, cpu, gdt, idt};
+use arch::{apic, cpu, gdt, idt, ioapic};
 use vigil_kcore::multiboot::{BootInfo, PhysReader};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -146,10 +146,15 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
         apic_timer_hz / 1000,
         time::TICK_HZ
     );
+    let ioapic_lines = ioapic::init();
     if console::monitor_port_present() {
         monitor::init();
+        let receive = match ioapic_lines {
+            Some(_) if monitor::receives_by_interrupt() => "host input by interrupt",
+            _ => "no I/O APIC: host input polled by the tick",
+        };
         info!(
-            "monitor: streaming on COM2 (protocol v{})",
+            "monitor: streaming on COM2 (protocol v{}, {receive})",
             vigil_wire::PROTOCOL_VERSION
         );
     } else {

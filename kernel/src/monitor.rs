@@ -7,6 +7,7 @@
 //! trace ring counts events it had to overwrite; both go out in periodic `Drops` frames.
 
 use crate::arch::uart::COM2;
+use crate::arch::{apic, ioapic};
 use crate::system::Kernel;
 use crate::{console, time, trace};
 use alloc::collections::VecDeque;
@@ -14,15 +15,22 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder,
-    KernelFrame, LogLine, ProcessInfo, Snapshot, ThreadInfo, PROTOCOL_VERSION,
+    KernelFrame, LogLine, ProcessExit, ProcessInfo, Snapshot, ThreadInfo, EXIT_HISTORY,
+    PROTOCOL_VERSION,
 };
 
 /// Bytes buffered for transmission before whole frames are dropped.
 const TX_CAPACITY: usize = 128 * 1024;
 /// Bytes written to the UART per poll (100 polls a second).
 const TX_BYTES_PER_POLL: usize = 4096;
-/// Bytes read from the UART per poll.
+/// Bytes read from the UART per poll or receive interrupt (the 16550's FIFO holds 16).
 const RX_BYTES_PER_POLL: usize = 256;
+/// Bytes the receive path takes in one tick, interrupts and poll together. Past it the
+/// receive interrupt stays off until the next tick, so a flood of garbage costs the kernel
+/// bounded time per tick (6.4 MB/s at 100 Hz is far above what QEMU's UART delivers).
+const RX_BYTES_PER_TICK: usize = 64 * 1024;
+/// ISA line of COM2.
+const COM2_IRQ: u8 = 3;
 /// Trace events sent per poll (one Events frame).
 const EVENTS_PER_POLL: usize = 256;
 /// Log lines sent per poll.
@@ -48,6 +56,14 @@ struct Monitor {
     /// Decoder error count already added to `malformed_commands`.
     decoder_errors_seen: u64,
     encoded: Vec<u8>,
+    /// COM2's receive interrupt is routed to the CPU (else the tick polls alone).
+    receive_interrupt: bool,
+    /// Bytes received since the last tick (bounded by `RX_BYTES_PER_TICK`).
+    received_this_tick: usize,
+    /// The last `EXIT_HISTORY` process ends, resent after every Hello for late clients.
+    exits: VecDeque<ProcessExit>,
+    /// The user crash report just sent, until its process's end takes it.
+    crash_awaiting_exit: Option<CrashReport>,
 }
 
 static MONITOR: crate::lock::Mutex<Option<Monitor>> =
@@ -70,7 +86,17 @@ pub fn init() {
         malformed_commands: 0,
         decoder_errors_seen: 0,
         encoded: Vec::with_capacity(4096),
+        receive_interrupt: false,
+        received_this_tick: 0,
+        exits: VecDeque::with_capacity(EXIT_HISTORY),
+        crash_awaiting_exit: None,
     };
+    // Host bytes are taken as they arrive, not once a tick: QEMU refills the UART's FIFO
+    // only after the guest empties it, so polling alone takes in about 16 bytes per tick.
+    if ioapic::route_isa_line(COM2_IRQ, apic::MONITOR_RECEIVE_VECTOR, apic::local_id()) {
+        COM2.set_receive_interrupt(true);
+        monitor.receive_interrupt = true;
+    }
     // A lone delimiter first ends whatever line noise preceded us.
     monitor.transmit.push_back(0);
     monitor.queue(&KernelFrame::Hello(hello(DEFAULT_SNAPSHOT_PERIOD_MS)));
@@ -94,6 +120,10 @@ pub fn poll(kernel: &mut Kernel) {
     let Some(monitor) = guard.as_mut() else {
         return;
     };
+    if monitor.received_this_tick >= RX_BYTES_PER_TICK && monitor.receive_interrupt {
+        COM2.set_receive_interrupt(true);
+    }
+    monitor.received_this_tick = 0;
     monitor.receive_commands();
     let now = time::now_ns();
     if monitor.snapshot_requested
@@ -112,6 +142,27 @@ pub fn poll(kernel: &mut Kernel) {
         monitor.queue(&KernelFrame::Drops(report));
     }
     monitor.transmit_some(TX_BYTES_PER_POLL);
+}
+
+/// COM2's receive interrupt: takes in what the UART holds, within the tick's budget.
+pub fn on_receive_interrupt() {
+    let mut guard = MONITOR.lock();
+    let Some(monitor) = guard.as_mut() else {
+        return;
+    };
+    monitor.receive_commands();
+    if monitor.received_this_tick >= RX_BYTES_PER_TICK {
+        // Throttled: the tick turns the interrupt back on (and keeps polling meanwhile).
+        COM2.set_receive_interrupt(false);
+    }
+}
+
+/// Whether COM2's receive interrupt is in use (for the boot log).
+pub fn receives_by_interrupt() -> bool {
+    MONITOR
+        .lock()
+        .as_ref()
+        .is_some_and(|monitor| monitor.receive_interrupt)
 }
 
 /// Queues the crash report of a user process: a fault (`CrashKind::UserFault`) or a panic
@@ -134,7 +185,35 @@ pub fn report_user_crash(
         message,
         backtrace,
     };
-    monitor.queue(&KernelFrame::Crash(report));
+    monitor.queue(&KernelFrame::Crash(report.clone()));
+    monitor.crash_awaiting_exit = Some(report);
+}
+
+/// Records the end of a process in the exit history and sends it (with the crash report
+/// just sent for it, if it crashed). Called by `exit_process` for every end.
+pub fn record_exit(process: &str, pid: u32, status: u64) {
+    let mut guard = MONITOR.lock();
+    let Some(monitor) = guard.as_mut() else {
+        return;
+    };
+    let crash = monitor
+        .crash_awaiting_exit
+        .take()
+        .filter(|report| report.process.as_ref().is_some_and(|(_, of)| *of == pid));
+    let mut exit = ProcessExit {
+        pid,
+        name: String::from(process),
+        status,
+        timestamp_ns: time::now_ns(),
+        crash,
+        from_history: false,
+    };
+    monitor.queue(&KernelFrame::Exit(exit.clone()));
+    exit.from_history = true;
+    if monitor.exits.len() == EXIT_HISTORY {
+        monitor.exits.pop_front();
+    }
+    monitor.exits.push_back(exit);
 }
 
 /// Best effort from a panic or kernel fault: flushes what is queued and writes a crash frame
@@ -349,7 +428,8 @@ impl Monitor {
     fn receive_commands(&mut self) {
         let mut bytes = [0u8; RX_BYTES_PER_POLL];
         let mut len = 0;
-        while len < bytes.len() {
+        let budget = RX_BYTES_PER_TICK.saturating_sub(self.received_this_tick);
+        while len < bytes.len().min(budget) {
             match COM2.try_read_byte() {
                 Some(byte) => {
                     bytes[len] = byte;
@@ -361,6 +441,7 @@ impl Monitor {
         if len == 0 {
             return;
         }
+        self.received_this_tick += len;
         let mut commands = Vec::new();
         self.decoder.push(&bytes[..len], |frame| {
             if let Ok(command) = frame {
@@ -385,6 +466,11 @@ impl Monitor {
                     self.next_snapshot_ns = time::now_ns();
                     let hello = hello(self.settings.snapshot_period_ms);
                     self.queue(&KernelFrame::Hello(hello));
+                    // What ended before this client came: the history, oldest first.
+                    for index in 0..self.exits.len() {
+                        let exit = KernelFrame::Exit(self.exits[index].clone());
+                        self.queue(&exit);
+                    }
                     return;
                 }
                 self.malformed_commands += 1;

@@ -609,6 +609,7 @@ impl Kernel {
             process_record.pid,
             status as i64
         );
+        crate::monitor::record_exit(process_record.name(), process_record.pid, status);
         process_record.in_use = false;
         let pid = process_record.pid;
         self.notify_vm_of_exit(pid);

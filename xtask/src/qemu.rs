@@ -41,12 +41,16 @@ pub enum Com2 {
 
 impl Com2 {
     /// The QEMU character-device specification for `-serial`; with `wait`, QEMU does not start the guest until a client
-    /// connects to the socket, so the client sees the stream from reset.
+    /// connects to the socket, so the client sees the stream from reset. TCP has Nagle's
+    /// algorithm off (`nodelay=on`): with it, a small frame (a command's answer) waited for
+    /// the client's delayed ACK, about 40 ms.
     pub fn qemu_spec_waiting(&self, wait: bool) -> String {
         let wait = if wait { "on" } else { "off" };
         match self {
             Com2::Null => "null".to_string(),
-            Com2::Tcp { host, port } => format!("tcp:{host}:{port},server=on,wait={wait}"),
+            Com2::Tcp { host, port } => {
+                format!("tcp:{host}:{port},server=on,wait={wait},nodelay=on")
+            }
             Com2::Unix(path) => format!("unix:{},server=on,wait={wait}", path.display()),
         }
     }
@@ -644,7 +648,8 @@ mod tests {
         assert!(joined.contains("-accel kvm -cpu host"), "{joined}");
         assert!(joined.contains("-append ''"), "{joined}");
         assert!(
-            joined.contains("-serial stdio -serial tcp:127.0.0.1:4555,server=on,wait=off"),
+            joined
+                .contains("-serial stdio -serial tcp:127.0.0.1:4555,server=on,wait=off,nodelay=on"),
             "{joined}"
         );
         assert!(joined.ends_with(" -gdb tcp:127.0.0.1:1234 -S"), "{joined}");
@@ -652,7 +657,7 @@ mod tests {
         assert!(
             config
                 .display_command()
-                .contains("-serial tcp:127.0.0.1:4555,server=on,wait=on"),
+                .contains("-serial tcp:127.0.0.1:4555,server=on,wait=on,nodelay=on"),
             "{}",
             config.display_command()
         );

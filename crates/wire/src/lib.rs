@@ -207,6 +207,28 @@ pub struct CrashReport {
     pub backtrace: Vec<u64>,
 }
 
+/// The end of a process, as the kernel keeps it in its exit history (the last
+/// `EXIT_HISTORY` ends): sent when the process ends, and again to every client that starts
+/// a session (`Hello`), so a client that attaches later sees what exited and crashed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessExit {
+    pub pid: u32,
+    pub name: String,
+    /// The exit status: the process's own, 101 after a panic, 128 + vector after a CPU
+    /// exception.
+    pub status: u64,
+    /// Kernel time of the end.
+    pub timestamp_ns: u64,
+    /// The crash report (the same as the `Crash` frame sent then), if the process ended by
+    /// a fault or a panic.
+    pub crash: Option<CrashReport>,
+    /// False when sent as the process ended; true when sent from the history after a Hello.
+    pub from_history: bool,
+}
+
+/// Process ends the kernel keeps for clients that attach later.
+pub const EXIT_HISTORY: usize = 16;
+
 /// The kernel's answer to a host command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
@@ -232,6 +254,8 @@ pub enum KernelFrame {
     Crash(CrashReport),
     /// Index 6: the answer to a host command.
     CommandResult(CommandResult),
+    /// Index 7: a process ended (or, after a Hello, one of the kernel's recent ends).
+    Exit(ProcessExit),
 }
 
 /// Frames a host sends. The comment on each variant gives its wire index: variants are only
@@ -259,6 +283,7 @@ impl KernelFrame {
             KernelFrame::Drops(_) => "drops",
             KernelFrame::Log(_) => "log",
             KernelFrame::Crash(_) => "crash",
+            KernelFrame::Exit(_) => "exit",
             KernelFrame::CommandResult(_) => "command-result",
         }
     }

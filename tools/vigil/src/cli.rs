@@ -121,7 +121,9 @@ pub struct EventsArgs {
     /// Read a recording made by `vigil record` instead of a live kernel.
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
-    /// JSON lines: {"type":"event"|"log"|"snapshot"|"alert"|"drops"|"crash"|"hello"|"lost"|"command_result", …}.
+    /// JSON lines: {"type":"event"|"log"|"snapshot"|"alert"|"drops"|"crash"|"exit"|"hello"|"lost"|"command_result", …}.
+    /// An "exit" line is a process end (status, crashed); "from_history": true marks one
+    /// that happened before this client attached, from the kernel's exit history.
     #[arg(long)]
     pub json: bool,
     /// Print every thread and process of each snapshot instead of a one-line summary.

@@ -299,6 +299,15 @@ fn json_value(
             "ok": result.ok,
             "message": result.message,
         }),
+        Item::Exit(exit) => json!({
+            "type": "exit",
+            "ts_ns": exit.timestamp_ns,
+            "process": exit.name,
+            "pid": exit.pid,
+            "status": exit.status as i64,
+            "crashed": exit.crash.is_some(),
+            "from_history": exit.from_history,
+        }),
     }
 }
 
@@ -429,6 +438,23 @@ pub fn text_line(
             if result.ok { "ok" } else { "failed" },
             result.message
         ),
+        Item::Exit(exit) => format!(
+            "{} exit           {} (pid {}) status {}{}{}",
+            ts(exit.timestamp_ns),
+            exit.name,
+            exit.pid,
+            exit.status as i64,
+            if exit.crash.is_some() {
+                ", crashed"
+            } else {
+                ""
+            },
+            if exit.from_history {
+                " (before this client attached)"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
@@ -443,6 +469,16 @@ pub fn link_message(msg: &SourceMsg, source: &str, live: bool) -> Option<String>
         )),
         SourceMsg::Disconnected { reason } => Some(format!("{source}: {reason}")),
         SourceMsg::Data { .. } | SourceMsg::End => None,
+    }
+}
+
+/// Whether `item` (an exit, or the crash that the exit after it carries) came from the
+/// kernel's exit history rather than as news.
+fn from_history(item: &Item, following: &[Item]) -> bool {
+    match item {
+        Item::Exit(exit) => exit.from_history,
+        Item::Crash(_) => matches!(following.first(), Some(Item::Exit(exit)) if exit.from_history),
+        _ => false,
     }
 }
 
@@ -461,7 +497,15 @@ pub fn item_time(item: &Item, following: &[Item], model: &Model) -> u64 {
         Item::Hello(hello) => hello.now_ns,
         Item::Event(event) => event.timestamp_ns,
         Item::Log(line) => line.timestamp_ns,
+        // A crash or exit from the kernel's history (resent after a Hello) sorts where it
+        // arrived, after that Hello, not at its own (older) time.
+        Item::Crash(_) | Item::Exit(_) if from_history(item, following) => model
+            .hello
+            .as_ref()
+            .map_or(0, |hello| hello.now_ns)
+            .max(model.kernel_now()),
         Item::Crash(crash) => crash.timestamp_ns,
+        Item::Exit(exit) => exit.timestamp_ns,
         Item::Lost { .. } => following
             .iter()
             .find_map(|next| match next {

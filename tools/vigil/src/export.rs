@@ -305,6 +305,15 @@ impl Builder {
                     "ts": us(line.timestamp_ns), "pid": pid, "tid": tid, "args": { "seq": line.seq },
                 }));
             }
+            Item::Exit(exit) => self.global(
+                format!(
+                    "exit: {} (pid {}) status {}",
+                    exit.name, exit.pid, exit.status as i64
+                ),
+                "exit",
+                exit.timestamp_ns,
+                json!({ "status": exit.status as i64, "crashed": exit.crash.is_some() }),
+            ),
             Item::Hello(_) | Item::Lost { .. } | Item::Drops(_) | Item::CommandResult(_) => {}
         }
     }

@@ -11,7 +11,7 @@ use vigil_abi::trace::EventKind;
 use vigil_detect::{Alert, AlertKind, Detector, DetectorConfig};
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, KernelFrame, LogLine,
-    ProcessInfo, Snapshot, ThreadInfo,
+    ProcessExit, ProcessInfo, Snapshot, ThreadInfo,
 };
 
 use crate::describe::{self, Labels};
@@ -102,6 +102,8 @@ pub enum Item {
     Drops(DropReport),
     Crash(CrashReport),
     CommandResult(CommandResult),
+    /// A process ended (news, or from the kernel's history when this client attached late).
+    Exit(ProcessExit),
 }
 
 /// Everything known about the kernel.
@@ -129,8 +131,13 @@ pub struct Model {
     /// The latest crashes (at most [`RECENT_CRASHES`]), oldest first: `top` keeps them in
     /// its alerts pane, where they do not scroll away.
     pub crashes: VecDeque<CrashReport>,
+    /// The latest process ends (at most [`RECENT_EXITS`]), oldest first.
+    pub exits: VecDeque<ProcessExit>,
     pub last_command: Option<CommandResult>,
 }
+
+/// How many process ends the model keeps.
+pub const RECENT_EXITS: usize = 64;
 
 /// How many crashes the model keeps for display.
 pub const RECENT_CRASHES: usize = 8;
@@ -159,6 +166,7 @@ impl Model {
             detector: Detector::new(DetectorConfig::default()),
             raised: VecDeque::new(),
             last_crash: None,
+            exits: VecDeque::new(),
             crashes: VecDeque::new(),
             last_command: None,
         }
@@ -191,6 +199,19 @@ impl Model {
         });
     }
 
+    fn note_crash(&mut self, crash: &CrashReport) {
+        self.push_log(
+            crash.timestamp_ns,
+            LogCategory::Crash,
+            format!("CRASH {}", crash_text(crash)),
+        );
+        self.last_crash = Some(crash.clone());
+        if self.crashes.len() == RECENT_CRASHES {
+            self.crashes.pop_front();
+        }
+        self.crashes.push_back(crash.clone());
+    }
+
     /// Kernel time of the newest information (for log lines that have no time of their own).
     pub fn kernel_now(&self) -> u64 {
         self.snapshot.as_ref().map_or(0, |s| s.timestamp_ns)
@@ -200,6 +221,17 @@ impl Model {
     pub fn apply(&mut self, frame: KernelFrame) -> Vec<Item> {
         match frame {
             KernelFrame::Hello(hello) => {
+                if self
+                    .hello
+                    .as_ref()
+                    .is_some_and(|seen| same_kernel_run(seen, &hello))
+                {
+                    // The same kernel again: this client re-sent its Hello (its first answer
+                    // was slow), or another client began a session. Not a new timeline, and
+                    // not a second `hello` item; only the settings it states are new.
+                    self.hello = Some(hello);
+                    return Vec::new();
+                }
                 // A (re)started kernel: its sequence numbers start afresh.
                 self.next_seq = None;
                 self.push_log(
@@ -294,17 +326,45 @@ impl Model {
                 vec![Item::Log(line)]
             }
             KernelFrame::Crash(crash) => {
-                self.push_log(
-                    crash.timestamp_ns,
-                    LogCategory::Crash,
-                    format!("CRASH {}", crash_text(&crash)),
-                );
-                self.last_crash = Some(crash.clone());
-                if self.crashes.len() == RECENT_CRASHES {
-                    self.crashes.pop_front();
-                }
-                self.crashes.push_back(crash.clone());
+                self.note_crash(&crash);
                 vec![Item::Crash(crash)]
+            }
+            KernelFrame::Exit(exit) => {
+                let known =
+                    |e: &ProcessExit| e.pid == exit.pid && e.timestamp_ns == exit.timestamp_ns;
+                if self.exits.iter().any(known) {
+                    // The history resent after a Hello: this client has it already.
+                    return Vec::new();
+                }
+                let mut items = Vec::with_capacity(2);
+                if let Some(crash) = &exit.crash {
+                    // A crash from before this client attached: as good as the live one.
+                    if !self.crashes.contains(crash) {
+                        self.note_crash(crash);
+                        items.push(Item::Crash(crash.clone()));
+                    }
+                }
+                self.push_log(
+                    exit.timestamp_ns,
+                    LogCategory::Link,
+                    format!(
+                        "exit: {} (pid {}) status {}{}",
+                        exit.name,
+                        exit.pid,
+                        exit.status as i64,
+                        if exit.from_history {
+                            " (before this client attached)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                if self.exits.len() == RECENT_EXITS {
+                    self.exits.pop_front();
+                }
+                self.exits.push_back(exit.clone());
+                items.push(Item::Exit(exit));
+                items
             }
             KernelFrame::CommandResult(result) => {
                 self.push_log(
@@ -408,6 +468,15 @@ pub fn crash_text(crash: &CrashReport) -> String {
         ),
         None => format!("{}: {}", crash_kind_name(crash.kind), crash.message),
     }
+}
+
+/// Whether `later` comes from the kernel run that said `earlier`: the same version and TSC
+/// rate, and kernel time moved on (a reboot starts it from zero again; the very same Hello
+/// again is a recording or a restarted link replaying it, so it starts a timeline too).
+fn same_kernel_run(earlier: &Hello, later: &Hello) -> bool {
+    later.kernel_version == earlier.kernel_version
+        && later.tsc_hz == earlier.tsc_hz
+        && later.now_ns > earlier.now_ns
 }
 
 #[cfg(test)]
@@ -517,5 +586,102 @@ mod tests {
             "a restarted kernel's sequence is not a gap"
         );
         assert_eq!(model.events_seen, 4);
+    }
+
+    #[test]
+    fn exits_are_known_once_and_a_crash_from_history_counts_as_a_crash() {
+        let report = CrashReport {
+            kind: CrashKind::UserFault,
+            timestamp_ns: 10,
+            process: Some(("crash_null".into(), 3)),
+            message: "page fault".into(),
+            backtrace: vec![0x40_1000],
+        };
+        let exit = |pid, name: &str, crash: Option<CrashReport>, from_history| ProcessExit {
+            pid,
+            name: name.into(),
+            status: if crash.is_some() { 142 } else { 0 },
+            timestamp_ns: 11 + u64::from(pid),
+            crash,
+            from_history,
+        };
+        // Live: the crash frame, then the end; the history later adds nothing.
+        let mut live = Model::new();
+        live.apply(KernelFrame::Crash(report.clone()));
+        let items = live.apply(KernelFrame::Exit(exit(
+            3,
+            "crash_null",
+            Some(report.clone()),
+            false,
+        )));
+        assert!(matches!(items.as_slice(), [Item::Exit(_)]), "{items:?}");
+        let again = live.apply(KernelFrame::Exit(exit(
+            3,
+            "crash_null",
+            Some(report.clone()),
+            true,
+        )));
+        assert!(again.is_empty());
+        assert_eq!(live.crashes.len(), 1);
+        // Late: only the history; the crash is reported from it, once.
+        let mut late = Model::new();
+        let items = late.apply(KernelFrame::Exit(exit(
+            3,
+            "crash_null",
+            Some(report.clone()),
+            true,
+        )));
+        assert!(
+            matches!(items.as_slice(), [Item::Crash(_), Item::Exit(_)]),
+            "{items:?}"
+        );
+        assert_eq!(late.last_crash.as_ref(), Some(&report));
+        let items = late.apply(KernelFrame::Exit(exit(4, "hello", None, true)));
+        assert!(matches!(items.as_slice(), [Item::Exit(_)]));
+        assert_eq!(late.exits.len(), 2);
+        assert!(late
+            .apply(KernelFrame::Exit(exit(4, "hello", None, true)))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_repeated_hello_of_the_same_kernel_run_is_no_new_item() {
+        let hello = |now_ns, event_mask| {
+            KernelFrame::Hello(Hello {
+                protocol_version: 2,
+                kernel_version: "test".into(),
+                tsc_hz: 1_000,
+                now_ns,
+                event_mask,
+                snapshot_period_ms: 100,
+            })
+        };
+        let event = |seq| Event {
+            seq,
+            timestamp_ns: seq,
+            kind: EventKind::Unblock as u16,
+            thread: 0,
+            args: [0; 3],
+        };
+        let mut model = Model::new();
+        assert!(matches!(
+            model.apply(hello(50, 1)).as_slice(),
+            [Item::Hello(_)]
+        ));
+        model.apply(KernelFrame::Events(vec![event(7)]));
+        // The client's second Hello, answered later in the same run: nothing new to print,
+        // the sequence carries on (event 8 is no restart), the settings are the new ones.
+        assert!(model.apply(hello(900, 3)).is_empty());
+        assert_eq!(model.hello.as_ref().map(|h| h.event_mask), Some(3));
+        let items = model.apply(KernelFrame::Events(vec![event(9)]));
+        assert!(
+            matches!(items[0], Item::Lost { first: 8, count: 1 }),
+            "{items:?}"
+        );
+        // A reboot (kernel time back near zero) is a new run: a new hello item.
+        assert!(matches!(
+            model.apply(hello(40, 1)).as_slice(),
+            [Item::Hello(_)]
+        ));
     }
 }

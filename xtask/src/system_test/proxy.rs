@@ -346,6 +346,14 @@ fn run(
                     from_kernel_offset: report.from_kernel.len(),
                 });
             }
+            // Wake for the next injection on time: a late wake-up would write several
+            // chunks of a flood at once.
+            let wait = injections.front().map_or(POLL, |next| {
+                next.at
+                    .saturating_sub(first.elapsed())
+                    .clamp(Duration::from_millis(1), POLL)
+            });
+            let _ = upstream.set_read_timeout(Some(wait));
             match upstream.read(&mut buffer) {
                 Ok(0) => break true,
                 Ok(n) => {

@@ -182,6 +182,30 @@ pub fn kernel_frame() -> impl Strategy<Value = KernelFrame> {
             }),
         (any::<bool>(), text())
             .prop_map(|(ok, message)| KernelFrame::CommandResult(CommandResult { ok, message })),
+        (
+            any::<u32>(),
+            text(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of((crash_kind(), text(), vec(any::<u64>(), 0..16))),
+            any::<bool>(),
+        )
+            .prop_map(|(pid, name, status, timestamp_ns, crash, from_history)| {
+                KernelFrame::Exit(ProcessExit {
+                    pid,
+                    name: name.clone(),
+                    status,
+                    timestamp_ns,
+                    crash: crash.map(|(kind, message, backtrace)| CrashReport {
+                        kind,
+                        timestamp_ns,
+                        process: Some((name, pid)),
+                        message,
+                        backtrace,
+                    }),
+                    from_history,
+                })
+            }),
     ]
 }
 
@@ -274,6 +298,20 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
         KernelFrame::CommandResult(CommandResult {
             ok: false,
             message: "protocol version 2 not supported".into(),
+        }),
+        KernelFrame::Exit(ProcessExit {
+            pid: 9,
+            name: "crasher".into(),
+            status: 142,
+            timestamp_ns: 6,
+            crash: Some(CrashReport {
+                kind: CrashKind::UserFault,
+                timestamp_ns: 5,
+                process: Some(("crasher".into(), 9)),
+                message: "page fault at 0x0".into(),
+                backtrace: vec![0x40_1000],
+            }),
+            from_history: true,
         }),
     ]
 }

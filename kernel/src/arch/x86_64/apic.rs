@@ -7,9 +7,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0x30;
+/// Vector of COM2's receive interrupt (ISA IRQ 3, routed through the I/O APIC).
+pub const MONITOR_RECEIVE_VECTOR: u8 = 0x31;
 /// Vector the local APIC uses for spurious interrupts.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
+const REG_ID: u64 = 0x20;
 const REG_EOI: u64 = 0xb0;
 const REG_SPURIOUS: u64 = 0xf0;
 const REG_LVT_TIMER: u64 = 0x320;
@@ -106,6 +109,11 @@ pub fn start_periodic_timer(hz: u32, tsc_hz: u64) -> u64 {
     write_register(REG_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
     write_register(REG_TIMER_INITIAL, initial);
     timer_hz
+}
+
+/// This CPU's local APIC id (the destination the I/O APIC's entries name).
+pub fn local_id() -> u8 {
+    (read_register(REG_ID) >> 24) as u8
 }
 
 /// Signals end of interrupt to the local APIC.

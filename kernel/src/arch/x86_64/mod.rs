@@ -7,6 +7,7 @@ pub mod debug_exit;
 pub mod fpu;
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod nmi;
 pub mod paging;
 pub mod pit;

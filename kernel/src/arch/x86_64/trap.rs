@@ -208,6 +208,8 @@ pub enum TrapKind {
     /// NMI or machine check: about the machine, not the interrupted code.
     MachineEvent,
     Timer,
+    /// COM2 has received bytes (the monitor channel's host commands).
+    MonitorReceive,
     /// APIC spurious vector or a (masked, remapped) legacy PIC line: nothing to do.
     Spurious,
     Unexpected,
@@ -218,6 +220,7 @@ pub fn classify(vector: u64) -> TrapKind {
         2 | 18 => TrapKind::MachineEvent,
         0..=31 => TrapKind::Exception,
         v if v == u64::from(apic::TIMER_VECTOR) => TrapKind::Timer,
+        v if v == u64::from(apic::MONITOR_RECEIVE_VECTOR) => TrapKind::MonitorReceive,
         v if v == u64::from(apic::SPURIOUS_VECTOR) => TrapKind::Spurious,
         0x20..=0x2f => TrapKind::Spurious,
         _ => TrapKind::Unexpected,
@@ -248,6 +251,10 @@ pub fn device_interrupt(kind: TrapKind, vector: u64, kernel: &mut crate::system:
     match kind {
         TrapKind::Timer => {
             kernel.on_tick();
+            apic::end_of_interrupt();
+        }
+        TrapKind::MonitorReceive => {
+            crate::monitor::on_receive_interrupt();
             apic::end_of_interrupt();
         }
         TrapKind::Unexpected => {

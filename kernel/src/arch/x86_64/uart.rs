@@ -26,6 +26,8 @@ enum Register {
     Scratch = 7,
 }
 
+/// Interrupt-enable bit: received data available (and the FIFO's character timeout).
+const INTERRUPT_RECEIVED_DATA: u8 = 1 << 0;
 const LINE_STATUS_DATA_READY: u8 = 1 << 0;
 const LINE_STATUS_TRANSMIT_EMPTY: u8 = 1 << 5;
 
@@ -63,6 +65,13 @@ impl SerialPort {
         self.write(Register::FifoControl, 0xc7); // enable + clear FIFOs, 14-byte threshold
         self.write(Register::ModemControl, 0x0b); // DTR, RTS, OUT2
         true
+    }
+
+    /// Turns the received-data interrupt on or off. The line (IRQ 4 for COM1, 3 for COM2)
+    /// reaches the CPU only where the I/O APIC routes it; OUT2, set by `init`, gates it.
+    pub fn set_receive_interrupt(self, enabled: bool) {
+        let value = if enabled { INTERRUPT_RECEIVED_DATA } else { 0 };
+        self.write(Register::InterruptEnable, value);
     }
 
     /// Sends one byte, waiting (boundedly) for room in the transmitter.

@@ -709,6 +709,204 @@ pub fn check_garbage(observation: &Observation) -> Result<String, String> {
     ))
 }
 
+/// `monitor-garbage-flood`: a steady flood of garbage (`FLOOD`, several times the rate a
+/// real 115,200-baud UART carries and than the kernel once took in) with a `SnapshotNow` in
+/// it now and then. Every command must be answered within [`FLOOD_ANSWER_WITHIN`] of being
+/// sent, and the kernel must count every bad frame of the flood.
+pub fn check_garbage_flood(observation: &Observation) -> Result<String, String> {
+    let proxy = &observation.proxy;
+    let flood = MONITOR_SCENARIOS
+        .iter()
+        .find_map(|s| s.monitor.as_ref()?.flood)
+        .ok_or("no scenario has a flood")?;
+    let (_, pieces) = proxy::garbage(flood.chunk_bytes, GARBAGE_SEED);
+    let chunks: Vec<Duration> = proxy
+        .injected
+        .iter()
+        .filter(|i| i.bytes == flood.chunk_bytes)
+        .map(|i| i.at)
+        .collect();
+    let commands: Vec<Duration> = proxy
+        .injected
+        .iter()
+        .filter(|i| i.bytes != flood.chunk_bytes)
+        .map(|i| i.at)
+        .collect();
+    if chunks.len() != flood.chunks {
+        return Err(format!(
+            "the proxy injected {} of the flood's {} chunks (the tool never connected?)",
+            chunks.len(),
+            flood.chunks
+        ));
+    }
+    garbage_flood_verdict(
+        &proxy.frames,
+        chunks[0],
+        &commands,
+        pieces * flood.chunks as u64,
+    )
+    .map(|note| {
+        format!(
+            "{note}; flood of {:.0} KB/s",
+            flood.bytes_per_second() / 1000.0
+        )
+    })
+}
+
+/// A command sent during a garbage flood is answered within this time (the kernel once
+/// took in 3–14 KB/s of input, so a command behind a flood waited for minutes).
+pub const FLOOD_ANSWER_WITHIN: Duration = millis(100);
+
+/// The verdict of [`check_garbage_flood`] on the frames the proxy forwarded: the k-th
+/// "snapshot queued" answer after the flood began answers the k-th command.
+fn garbage_flood_verdict(
+    frames: &[proxy::ProxyFrame],
+    flood_at: Duration,
+    commands: &[Duration],
+    bad_frames: u64,
+) -> Result<String, String> {
+    let malformed_in = |from: Duration, to: Duration| {
+        frames
+            .iter()
+            .filter(|f| f.at >= from && f.at <= to)
+            .filter_map(|f| match &f.frame {
+                KernelFrame::Drops(d) => Some(d.malformed_commands),
+                _ => None,
+            })
+            .max()
+    };
+    let baseline = malformed_in(Duration::ZERO, flood_at).unwrap_or(0);
+    let answers: Vec<Duration> = frames
+        .iter()
+        .filter(|f| f.at >= flood_at)
+        .filter(|f| {
+            matches!(&f.frame, KernelFrame::CommandResult(r) if r.ok && r.message == "snapshot queued")
+        })
+        .map(|f| f.at)
+        .collect();
+    if answers.len() < commands.len() {
+        return Err(format!(
+            "the kernel answered {} of the {} commands sent during the flood",
+            answers.len(),
+            commands.len()
+        ));
+    }
+    let latencies: Vec<Duration> = commands
+        .iter()
+        .zip(&answers)
+        .map(|(sent, answered)| answered.saturating_sub(*sent))
+        .collect();
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    let last_answer = answers[commands.len() - 1];
+    let counted = malformed_in(last_answer, Duration::MAX)
+        .ok_or("no drops frame after the last answer")?
+        .saturating_sub(baseline);
+    if counted != bad_frames {
+        return Err(format!(
+            "the kernel counted {counted} malformed commands for the {bad_frames} bad frames of the flood"
+        ));
+    }
+    if worst > FLOOD_ANSWER_WITHIN {
+        return Err(format!(
+            "a command sent during the flood was answered after {} ms (limit {} ms; all: {:?})",
+            worst.as_millis(),
+            FLOOD_ANSWER_WITHIN.as_millis(),
+            latencies
+                .iter()
+                .map(Duration::as_millis)
+                .collect::<Vec<_>>()
+        ));
+    }
+    Ok(format!(
+        "{} commands answered within {} ms each, all {counted} bad frames counted",
+        commands.len(),
+        worst.as_millis()
+    ))
+}
+
+/// `monitor-exit-history`: `crash_null` faults and `hello` exits at boot; a Hello sent 1.5 s
+/// later, as a client attaching late would, must be followed by the kernel's exit history:
+/// both ends, the crash with its report, oldest first. The tool, which sees the history
+/// again after its own Hello, prints each end and the crash exactly once.
+pub fn check_exit_history(observation: &Observation) -> Result<String, String> {
+    let proxy = &observation.proxy;
+    let late = proxy
+        .injected
+        .first()
+        .ok_or("the proxy never sent the late client's Hello")?;
+    exit_history_verdict(&proxy.frames, late.at)?;
+    let exits_of = |name: &str| {
+        of_type(&observation.lines, "exit")
+            .filter(|(_, e)| str_field(e, "process") == name)
+            .count()
+    };
+    let crashes = of_type(&observation.lines, "crash")
+        .filter(|(_, c)| str_field(c, "process") == "crash_null")
+        .count();
+    if exits_of("crash_null") != 1 || exits_of("hello") != 1 || crashes != 1 {
+        return Err(format!(
+            "the tool printed {} exit lines for crash_null, {} for hello and {crashes} crash lines (1 each expected)",
+            exits_of("crash_null"),
+            exits_of("hello")
+        ));
+    }
+    Ok("the late Hello got both ends with the crash report; the tool printed each once".into())
+}
+
+/// The verdict of [`check_exit_history`] on the frames the proxy forwarded.
+fn exit_history_verdict(frames: &[proxy::ProxyFrame], late_hello: Duration) -> Result<(), String> {
+    let after: Vec<&KernelFrame> = frames
+        .iter()
+        .filter(|f| f.at >= late_hello)
+        .map(|f| &f.frame)
+        .skip_while(|f| !matches!(f, KernelFrame::Hello(_)))
+        .collect();
+    if after.is_empty() {
+        return Err("no Hello answered the late client".into());
+    }
+    let history: Vec<&vigil_wire::ProcessExit> = after
+        .iter()
+        .skip(1)
+        .map_while(|f| match f {
+            KernelFrame::Exit(exit) if exit.from_history => Some(exit),
+            _ => None,
+        })
+        .collect();
+    let find = |name: &str| history.iter().find(|e| e.name == name);
+    let crashed = find("crash_null").ok_or_else(|| {
+        format!(
+            "the history after the late Hello does not name crash_null: {:?}",
+            history.iter().map(|e| &e.name).collect::<Vec<_>>()
+        )
+    })?;
+    let report = crashed
+        .crash
+        .as_ref()
+        .ok_or("crash_null's end carries no crash report")?;
+    if report.kind != vigil_wire::CrashKind::UserFault
+        || report.backtrace.is_empty()
+        || crashed.status != 128 + 14
+    {
+        return Err(format!(
+            "crash_null's end: status {}, report {:?} (a page fault, status 142, with a backtrace expected)",
+            crashed.status, report
+        ));
+    }
+    let exited = find("hello").ok_or("the history does not name hello")?;
+    if exited.status != 0 || exited.crash.is_some() {
+        return Err(format!(
+            "hello's end: {exited:?} (status 0, no crash expected)"
+        ));
+    }
+    if history
+        .windows(2)
+        .any(|w| w[0].timestamp_ns > w[1].timestamp_ns)
+    {
+        return Err("the history is not oldest first".into());
+    }
+    Ok(())
+}
+
 /// What a recording holds, compared with what the proxy forwarded. The rule: the recording
 /// is exactly a prefix of the bytes the proxy forwarded (one connection); it may miss only
 /// a tail that the recorder never read before its duration was over. Counting the complete
@@ -1359,6 +1557,42 @@ mod tests {
         assert!(boot_recording_verdict(&dropped).is_err());
         let late: Vec<Value> = lines[1..].to_vec();
         assert!(boot_recording_verdict(&late).is_err());
+    }
+
+    #[test]
+    fn garbage_flood_needs_every_answer_in_time_and_every_bad_frame_counted() {
+        use vigil_wire::{CommandResult, DropReport};
+        let at = |ms: u64| Duration::from_millis(ms);
+        let answer = |ms: u64| proxy::ProxyFrame {
+            at: at(ms),
+            end: 0,
+            frame: KernelFrame::CommandResult(CommandResult {
+                ok: true,
+                message: "snapshot queued".into(),
+            }),
+        };
+        let drops = |ms: u64, malformed: u64| proxy::ProxyFrame {
+            at: at(ms),
+            end: 0,
+            frame: KernelFrame::Drops(DropReport {
+                events_dropped: 0,
+                frames_dropped: 0,
+                malformed_commands: malformed,
+            }),
+        };
+        let commands = [at(1100), at(1300)];
+        let good = [drops(900, 1), answer(1120), answer(1330), drops(1900, 41)];
+        let verdict = garbage_flood_verdict(&good, at(1000), &commands, 40);
+        assert!(verdict.is_ok(), "{verdict:?}");
+        let late = [drops(900, 1), answer(1120), answer(1450), drops(1900, 41)];
+        let error = garbage_flood_verdict(&late, at(1000), &commands, 40).unwrap_err();
+        assert!(error.contains("after 150 ms"), "{error}");
+        let unanswered = [drops(900, 1), answer(1120), drops(1900, 41)];
+        assert!(garbage_flood_verdict(&unanswered, at(1000), &commands, 40).is_err());
+        let uncounted = [drops(900, 1), answer(1120), answer(1330), drops(1900, 30)];
+        assert!(garbage_flood_verdict(&uncounted, at(1000), &commands, 40).is_err());
+        let no_drops_after = [drops(900, 1), answer(1120), answer(1330)];
+        assert!(garbage_flood_verdict(&no_drops_after, at(1000), &commands, 40).is_err());
     }
 
     #[test]

@@ -51,6 +51,48 @@ pub struct Garbage {
     pub bytes: usize,
 }
 
+/// A steady flood of garbage towards the kernel, with a `SnapshotNow` command behind every
+/// `command_every` chunks, as a hostile or broken client mixed with a real one would send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flood {
+    /// When the first chunk goes, after the tool connected.
+    pub at: Duration,
+    /// Chunks of garbage, `interval` apart, `chunk_bytes` each.
+    pub chunks: usize,
+    pub chunk_bytes: usize,
+    pub interval: Duration,
+    pub command_every: usize,
+}
+
+impl Flood {
+    /// The flood's rate in bytes per second.
+    pub fn bytes_per_second(&self) -> f64 {
+        self.chunk_bytes as f64 / self.interval.as_secs_f64()
+    }
+
+    /// The injections, in time order (a command goes right after its chunk).
+    pub fn injections(&self) -> Vec<Injection> {
+        let (chunk, _) = proxy::garbage(self.chunk_bytes, GARBAGE_SEED);
+        let mut command = Vec::new();
+        vigil_wire::encode_host_frame(&HostFrame::SnapshotNow, &mut command);
+        let mut injections = Vec::new();
+        for index in 0..self.chunks {
+            let at = self.at + self.interval * index as u32;
+            injections.push(Injection {
+                at,
+                bytes: chunk.clone(),
+            });
+            if (index + 1) % self.command_every.max(1) == 0 {
+                injections.push(Injection {
+                    at,
+                    bytes: command.clone(),
+                });
+            }
+        }
+        injections
+    }
+}
+
 /// What the host tool does in a monitor scenario, and how its output is judged.
 #[derive(Clone, Copy)]
 pub struct MonitorCheck {
@@ -58,6 +100,8 @@ pub struct MonitorCheck {
     pub duration: Duration,
     /// Garbage to write towards the kernel mid-run.
     pub garbage: Option<Garbage>,
+    /// A flood of garbage with commands in it, mid-run.
+    pub flood: Option<Flood>,
     /// Host frames to write towards the kernel at these times after the tool connected, as
     /// another client would (commands the tool itself never sends).
     pub commands: &'static [(Duration, HostFrame)],
@@ -90,6 +134,7 @@ impl MonitorCheck {
     pub const DEFAULT: MonitorCheck = MonitorCheck {
         duration: Duration::ZERO,
         garbage: None,
+        flood: None,
         commands: &[],
         record: false,
         from_reset: false,
@@ -411,6 +456,7 @@ fn run_and_observe(
         })
         .into_iter()
         .collect();
+    injections.extend(check.flood.iter().flat_map(Flood::injections));
     for (at, frame) in check.commands {
         let mut bytes = Vec::new();
         vigil_wire::encode_host_frame(frame, &mut bytes);
@@ -831,10 +877,30 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_puts_each_command_behind_its_chunk() {
+        let flood = Flood {
+            at: Duration::from_millis(1000),
+            chunks: 4,
+            chunk_bytes: 512,
+            interval: Duration::from_millis(50),
+            command_every: 2,
+        };
+        let injections = flood.injections();
+        let sizes: Vec<usize> = injections.iter().map(|i| i.bytes.len()).collect();
+        let command = sizes[2];
+        assert_ne!(command, 512);
+        assert_eq!(sizes, [512, 512, command, 512, 512, command]);
+        let times: Vec<u64> = injections.iter().map(|i| i.at.as_millis() as u64).collect();
+        assert_eq!(times, [1000, 1050, 1050, 1100, 1150, 1150]);
+        assert_eq!(flood.bytes_per_second(), 10_240.0);
+    }
+
+    #[test]
     fn tool_command_lines() {
         let check = MonitorCheck {
             duration: Duration::from_millis(2500),
             garbage: None,
+            flood: None,
             commands: &[],
             record: false,
             from_reset: false,

@@ -15,8 +15,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder,
-    KernelFrame, LogLine, ProcessExit, ProcessInfo, Snapshot, ThreadInfo, EXIT_HISTORY,
-    PROTOCOL_VERSION,
+    KernelFrame, LogLine, MemoryReport, ProcessExit, ProcessInfo, Snapshot, ThreadInfo,
+    EXIT_HISTORY, PROTOCOL_VERSION,
 };
 
 /// Bytes buffered for transmission before whole frames are dropped.
@@ -131,6 +131,13 @@ pub fn poll(kernel: &mut Kernel) {
     {
         monitor.snapshot_requested = false;
         monitor.next_snapshot_ns = now + u64::from(monitor.settings.snapshot_period_ms) * 1_000_000;
+        let memory = MemoryReport {
+            timestamp_ns: now,
+            total_frames: crate::memory::total_frames() as u64,
+            free_frames: crate::memory::free_frames() as u64,
+            frame_bytes: vigil_kcore::paging::PAGE_SIZE as u32,
+        };
+        monitor.queue(&KernelFrame::Memory(memory));
         let frame = KernelFrame::Snapshot(snapshot(kernel, now));
         monitor.queue(&frame);
     }

@@ -226,6 +226,19 @@ pub struct ProcessExit {
     pub from_history: bool,
 }
 
+/// Physical memory as the kernel's frame allocator sees it, sent just before each snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// Kernel time (the snapshot's that follows).
+    pub timestamp_ns: u64,
+    /// Frames the allocator manages, free or not.
+    pub total_frames: u64,
+    /// Frames free now.
+    pub free_frames: u64,
+    /// Bytes per frame (4096).
+    pub frame_bytes: u32,
+}
+
 /// Process ends the kernel keeps for clients that attach later.
 pub const EXIT_HISTORY: usize = 16;
 
@@ -256,6 +269,8 @@ pub enum KernelFrame {
     CommandResult(CommandResult),
     /// Index 7: a process ended (or, after a Hello, one of the kernel's recent ends).
     Exit(ProcessExit),
+    /// Index 8: free and total physical memory, just before each snapshot.
+    Memory(MemoryReport),
 }
 
 /// Frames a host sends. The comment on each variant gives its wire index: variants are only
@@ -284,6 +299,7 @@ impl KernelFrame {
             KernelFrame::Log(_) => "log",
             KernelFrame::Crash(_) => "crash",
             KernelFrame::Exit(_) => "exit",
+            KernelFrame::Memory(_) => "memory",
             KernelFrame::CommandResult(_) => "command-result",
         }
     }

@@ -201,6 +201,11 @@ fn json_value(
                 "busy_percent": model.busy_percent.map(round2),
                 "active_alerts": model.active_alerts().len(),
             });
+            if let Some(memory) = &model.memory {
+                let bytes = u64::from(memory.frame_bytes);
+                value["memory_total_bytes"] = json!(memory.total_frames * bytes);
+                value["memory_free_bytes"] = json!(memory.free_frames * bytes);
+            }
             if full_snapshots {
                 value["threads"] = snapshot
                     .threads

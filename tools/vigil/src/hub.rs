@@ -240,6 +240,9 @@ struct Hub {
     partial: Vec<u8>,
     overflowing: bool,
     last_hello_ns: Option<u64>,
+    /// The client whose Hello was just answered: the kernel's exit history that follows the
+    /// answer is for it alone (the others have it, or get their own after their Hello).
+    history_for: Option<u64>,
     stats: HubStats,
     log: Box<dyn Fn(String) + Send>,
 }
@@ -367,7 +370,16 @@ impl Hub {
     fn on_kernel_frame(&mut self, frame: Arc<[u8]>) {
         self.stats.frames_forwarded += 1;
         self.expire_pending();
-        match decode_frame::<KernelFrame>(&frame) {
+        let decoded = decode_frame::<KernelFrame>(&frame);
+        let history_for = self.history_for.take();
+        match decoded {
+            Ok(KernelFrame::Exit(exit)) if exit.from_history => {
+                self.history_for = history_for;
+                match history_for {
+                    Some(id) => self.send_to(id, frame),
+                    None => self.broadcast(frame, false, false),
+                }
+            }
             Ok(KernelFrame::Hello(hello)) => {
                 let restarted = self.last_hello_ns.is_some_and(|ns| hello.now_ns < ns);
                 self.last_hello_ns = Some(hello.now_ns);
@@ -379,6 +391,7 @@ impl Hub {
                     if let Some(c) = self.clients.get_mut(&id) {
                         c.greeted = true;
                     }
+                    self.history_for = Some(id);
                     self.send_to(id, frame);
                 } else {
                     self.broadcast(frame, true, true);
@@ -591,6 +604,7 @@ pub fn serve(
         partial: Vec::new(),
         overflowing: false,
         last_hello_ns: None,
+        history_for: None,
         stats: HubStats::default(),
         log,
     };
@@ -673,6 +687,7 @@ mod tests {
             partial: Vec::new(),
             overflowing: false,
             last_hello_ns: None,
+            history_for: None,
             stats: HubStats::default(),
             log: Box::new(|_| {}),
         }
@@ -756,6 +771,50 @@ mod tests {
         let got = frames(&a);
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(matches!(got[0], KernelFrame::Drops(_)));
+    }
+
+    #[test]
+    fn the_history_after_a_hello_answer_goes_to_that_client_alone() {
+        let mut hub = hub();
+        let a = add_client(&mut hub, 1);
+        let b = add_client(&mut hub, 2);
+        hub.on_kernel_bytes(&hello(10));
+        assert_eq!(frames(&a).len(), 1);
+        assert_eq!(frames(&b).len(), 1);
+        let exit = |from_history| {
+            let mut bytes = Vec::new();
+            encode_kernel_frame(
+                &KernelFrame::Exit(vigil_wire::ProcessExit {
+                    pid: 3,
+                    name: "crasher".into(),
+                    status: 142,
+                    timestamp_ns: 5,
+                    crash: None,
+                    from_history,
+                }),
+                &mut bytes,
+            );
+            bytes
+        };
+        let mut drops = Vec::new();
+        encode_kernel_frame(
+            &KernelFrame::Drops(vigil_wire::DropReport::default()),
+            &mut drops,
+        );
+        // Client 2 says Hello: its answer and the history after it are its own; the next
+        // frame and a live exit go to everyone.
+        hub.pending.push_back((2, Expect::Hello, Instant::now()));
+        hub.on_kernel_bytes(&hello(20));
+        hub.on_kernel_bytes(&exit(true));
+        hub.on_kernel_bytes(&exit(true));
+        hub.on_kernel_bytes(&drops);
+        hub.on_kernel_bytes(&exit(true));
+        hub.on_kernel_bytes(&exit(false));
+        let (a, b) = (frames(&a), frames(&b));
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(matches!(a[0], KernelFrame::Drops(_)));
+        assert_eq!(b.len(), 6, "{b:?}");
+        assert!(matches!(b[0], KernelFrame::Hello(_)));
     }
 
     #[test]

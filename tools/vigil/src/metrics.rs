@@ -346,6 +346,23 @@ pub fn render(model: &Model, link: &Link, extra: &Extra, format: Format) -> Stri
             boot,
         ));
     }
+    if let Some(memory) = model.memory.filter(|m| m.total_frames > 0) {
+        let bytes = u64::from(memory.frame_bytes);
+        families.push(one(
+            "vigil_memory_total_bytes",
+            Gauge,
+            Some("bytes"),
+            "Physical memory the kernel's frame allocator manages",
+            (memory.total_frames * bytes) as f64,
+        ));
+        families.push(one(
+            "vigil_memory_free_bytes",
+            Gauge,
+            Some("bytes"),
+            "Physical memory free in the kernel's frame allocator",
+            (memory.free_frames * bytes) as f64,
+        ));
+    }
     families.push(one(
         "vigil_kernel_uptime_seconds",
         Gauge,

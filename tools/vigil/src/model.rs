@@ -11,7 +11,7 @@ use vigil_abi::trace::EventKind;
 use vigil_detect::{Alert, AlertKind, Detector, DetectorConfig};
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, KernelFrame, LogLine,
-    ProcessExit, ProcessInfo, Snapshot, ThreadInfo,
+    MemoryReport, ProcessExit, ProcessInfo, Snapshot, ThreadInfo,
 };
 
 use crate::describe::{self, Labels};
@@ -133,6 +133,8 @@ pub struct Model {
     pub crashes: VecDeque<CrashReport>,
     /// The latest process ends (at most [`RECENT_EXITS`]), oldest first.
     pub exits: VecDeque<ProcessExit>,
+    /// Free and total physical memory, as of the latest snapshot (kernels that send it).
+    pub memory: Option<MemoryReport>,
     pub last_command: Option<CommandResult>,
 }
 
@@ -167,6 +169,7 @@ impl Model {
             raised: VecDeque::new(),
             last_crash: None,
             exits: VecDeque::new(),
+            memory: None,
             crashes: VecDeque::new(),
             last_command: None,
         }
@@ -328,6 +331,11 @@ impl Model {
             KernelFrame::Crash(crash) => {
                 self.note_crash(&crash);
                 vec![Item::Crash(crash)]
+            }
+            KernelFrame::Memory(memory) => {
+                // Read with the snapshot that follows it; not an item of its own.
+                self.memory = Some(memory);
+                Vec::new()
             }
             KernelFrame::Exit(exit) => {
                 let known =

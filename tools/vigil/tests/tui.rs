@@ -532,3 +532,33 @@ fn task_actions_say_they_are_not_supported_by_this_kernel() {
     press(&mut app, &[KeyCode::Char('R')]);
     assert!(app.note.as_deref().unwrap().starts_with("restart spinner"));
 }
+
+#[test]
+fn the_memory_meter_shows_used_of_total_when_the_kernel_reports_it() {
+    let mut app = app_with_script(true);
+    let memory = vigil_wire::KernelFrame::Memory(vigil_wire::MemoryReport {
+        timestamp_ns: 4_000_000_000,
+        total_frames: 65_536,
+        free_frames: 49_152,
+        frame_bytes: 4096,
+    });
+    app.handle(SourceMsg::Data {
+        at_ns: 3_000_000,
+        bytes: encode(&[memory]),
+    });
+    for (width, height) in [(80, 24), (200, 50)] {
+        let lines = screen(&app, width, height);
+        assert!(
+            lines[1].contains("MEM [|||") && lines[1].contains("64.0 MiB/256.0 MiB"),
+            "{width}x{height}: {}",
+            lines[1]
+        );
+        assert!(!lines[1].contains("not reported"), "{}", lines[1]);
+    }
+    let wide = screen(&app, 200, 50);
+    assert!(
+        wide[1].contains("(1.7 MiB mapped by 5 processes)"),
+        "{}",
+        wide[1]
+    );
+}

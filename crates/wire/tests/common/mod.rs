@@ -206,6 +206,16 @@ pub fn kernel_frame() -> impl Strategy<Value = KernelFrame> {
                     from_history,
                 })
             }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+            |(timestamp_ns, total_frames, free_frames, frame_bytes)| {
+                KernelFrame::Memory(MemoryReport {
+                    timestamp_ns,
+                    total_frames,
+                    free_frames,
+                    frame_bytes,
+                })
+            }
+        ),
     ]
 }
 
@@ -312,6 +322,12 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
                 backtrace: vec![0x40_1000],
             }),
             from_history: true,
+        }),
+        KernelFrame::Memory(MemoryReport {
+            timestamp_ns: 7,
+            total_frames: 65_000,
+            free_frames: 60_000,
+            frame_bytes: 4096,
         }),
     ]
 }

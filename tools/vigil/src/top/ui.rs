@@ -139,8 +139,9 @@ pub fn meter(percent: f64, width: usize) -> String {
     )
 }
 
-/// CPU and memory meters from what the snapshot has. The kernel does not report free and
-/// total frames yet, so memory shows what user processes map, without a total.
+/// CPU and memory meters: busy share of the CPU; memory in use (total − free frames, from
+/// the kernel's `Memory` frame) of the total, and what user processes map. A kernel that
+/// sends no `Memory` frame gets the mapped figure alone.
 fn meter_line(app: &App, width: u16) -> Line<'static> {
     let Some(snapshot) = app.model.snapshot() else {
         return Line::from("");
@@ -161,13 +162,39 @@ fn meter_line(app: &App, width: u16) -> Line<'static> {
     ];
     let pages: u64 = snapshot.processes.iter().map(|p| p.memory_pages).sum();
     spans.push(Span::from("  MEM ").bold());
-    spans.push(Span::from(format!(
-        "{} mapped by {} processes",
-        memory_text(pages),
-        snapshot.processes.len()
-    )));
-    if width >= 100 {
-        spans.push(Span::from(" (total: not reported by this kernel)").fg(Color::DarkGray));
+    match app.model.memory.filter(|m| m.total_frames > 0) {
+        Some(memory) => {
+            let used = memory.total_frames.saturating_sub(memory.free_frames);
+            let percent = used as f64 * 100.0 / memory.total_frames as f64;
+            let bytes = u64::from(memory.frame_bytes);
+            spans.push(Span::from(meter(percent, bars)).fg(match percent {
+                p if p >= 90.0 => Color::Red,
+                p if p >= 70.0 => Color::Yellow,
+                _ => Color::Green,
+            }));
+            spans.push(Span::from(format!(
+                " {}/{}",
+                bytes_text(used * bytes),
+                bytes_text(memory.total_frames * bytes)
+            )));
+            if width >= 100 {
+                spans.push(Span::from(format!(
+                    " ({} mapped by {} processes)",
+                    memory_text(pages),
+                    snapshot.processes.len()
+                )));
+            }
+        }
+        None => {
+            spans.push(Span::from(format!(
+                "{} mapped by {} processes",
+                memory_text(pages),
+                snapshot.processes.len()
+            )));
+            if width >= 100 {
+                spans.push(Span::from(" (total: not reported by this kernel)").fg(Color::DarkGray));
+            }
+        }
     }
     spans.push(Span::from(format!(
         "  idle {}",
@@ -194,7 +221,11 @@ pub fn compact_bytes(bytes: u64) -> String {
 
 /// Human memory size: "512 KiB", "3.2 MiB".
 pub fn memory_text(pages: u64) -> String {
-    let bytes = pages * PAGE_BYTES;
+    bytes_text(pages * PAGE_BYTES)
+}
+
+/// "512 KiB", "3.2 MiB", "1.5 GiB".
+pub fn bytes_text(bytes: u64) -> String {
     if bytes < 1024 * 1024 {
         format!("{} KiB", bytes / 1024)
     } else if bytes < 1024 * 1024 * 1024 {

@@ -55,16 +55,32 @@ fn main(_args: &str) -> i32 {
             process::shutdown(false);
         }
     };
+    // Each step says which one failed, so a failure can be told apart from another.
+    let step = |name: &str, ok: bool| {
+        if !ok {
+            println!("bench: FAIL: step {name} failed");
+        }
+        ok
+    };
     let mut ok = true;
-    ok &= measure("null_syscall", 1, || syscall::self_endpoint().is_ok());
-    ok &= measure("ipc_roundtrip", 1, || ipc_round_trip(server));
-    ok &= measure("notify_roundtrip", 1, || notify_round_trip(server));
-    ok &= context_switch();
-    ok &= tracing_costs(server);
-    ok &= vm_costs();
-    ok &= vm_fault_breakdown();
-    ok &= snapshot_costs();
-    ok &= wake_lateness();
+    ok &= step(
+        "null_syscall",
+        measure("null_syscall", 1, || syscall::self_endpoint().is_ok()),
+    );
+    ok &= step(
+        "ipc_roundtrip",
+        measure("ipc_roundtrip", 1, || ipc_round_trip(server)),
+    );
+    ok &= step(
+        "notify_roundtrip",
+        measure("notify_roundtrip", 1, || notify_round_trip(server)),
+    );
+    ok &= step("context_switch", context_switch());
+    ok &= step("tracing_costs", tracing_costs(server));
+    ok &= step("vm_costs", vm_costs());
+    ok &= step("vm_fault_breakdown", vm_fault_breakdown());
+    ok &= step("snapshot_costs", snapshot_costs());
+    ok &= step("wake_lateness", wake_lateness());
     if ok {
         println!("bench: done");
     } else {
@@ -122,6 +138,11 @@ fn vm_fault_breakdown() -> bool {
     let names = ["to_vm", "decide", "map", "resume", "back"];
     let mut phases: [Vec<u64>; 5] = core::array::from_fn(|_| Vec::with_capacity(FAULTS));
     let mut ok = true;
+    // A fault whose VM times do not fall inside it was interleaved with something else:
+    // the tick preempted VM right after VmResume (equal priorities), so this thread's
+    // `end` came before VM's last mark. Such samples are left out and counted; only many
+    // of them (or a failed request) make the step fail.
+    let mut interleaved = 0;
     for page in 0..FAULTS as u64 {
         let start = tsc();
         touch(base + page * PAGE);
@@ -133,15 +154,21 @@ fn vm_fault_breakdown() -> bool {
                     phase.push(pair[1] - pair[0]);
                 }
             }
-            _ => ok = false,
+            Ok(_) => interleaved += 1,
+            Err(_) => ok = false,
         }
     }
     for (name, samples) in names.iter().zip(phases.iter_mut()) {
         report(&alloc::format!("vm_fault_phase_{name}"), samples);
     }
     ok &= vm::unmap(base, FAULTS as u64 * PAGE).is_ok();
-    if !ok {
-        println!("bench: vm_fault_phase: VM's fault times did not bracket a fault");
+    if interleaved > FAULTS / 20 {
+        println!(
+            "bench: vm_fault_phase: VM's fault times did not bracket {interleaved} of {FAULTS} faults"
+        );
+        ok = false;
+    } else if !ok {
+        println!("bench: vm_fault_phase: VM did not answer FAULT_TIMES");
     }
     ok
 }
@@ -208,8 +235,14 @@ fn wake_lateness() -> bool {
     let started = ipc::send(flood, &order).is_ok();
     let flooded = started && lateness_row("wake_lateness_flood", sleep_cycles);
     // Wait for the flood to end (it receives again only then).
-    let ended = ipc::send(flood, &Message::with_payload(1, [0; 6])).is_ok();
-    quiet && flooded && ended
+    let ended = ipc::send(flood, &Message::with_payload(1, [0; 6]));
+    if let Err(error) = ended {
+        println!("bench: FAIL: the flood did not take its end order: {error:?}");
+    }
+    if !started {
+        println!("bench: FAIL: the flood did not take its start order");
+    }
+    quiet && flooded && ended.is_ok()
 }
 
 fn lateness_row(name: &str, sleep_cycles: u64) -> bool {
@@ -217,7 +250,10 @@ fn lateness_row(name: &str, sleep_cycles: u64) -> bool {
     let mut ok = true;
     for _ in 0..LATENESS_SAMPLES {
         let start = tsc();
-        ok &= syscall::sleep_ns(SLEEP_NS).is_ok();
+        if let Err(error) = syscall::sleep_ns(SLEEP_NS) {
+            println!("bench: FAIL: {name}: sleep failed: {error:?}");
+            ok = false;
+        }
         let end = tsc();
         samples.push(end.wrapping_sub(start).saturating_sub(sleep_cycles));
     }

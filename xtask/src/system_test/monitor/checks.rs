@@ -269,6 +269,8 @@ pub fn check_metrics(observation: &Observation) -> Result<String, String> {
         "vigil_build_info{version=",
         "vigil_link_up 1",
         "vigil_cpu_idle_seconds_total ",
+        "vigil_memory_total_bytes ",
+        "vigil_memory_free_bytes ",
     ] {
         if !text.contains(wanted) {
             return Err(format!("the exposition has no `{wanted}`"));
@@ -1692,6 +1694,7 @@ mod tests {
     fn metrics_case(promtool: Result<(), String>, threads: &str) -> Observation {
         let text = "vigil_build_info{version=\"0.1.0\"} 1\nvigil_link_up 1\n\
                     vigil_cpu_idle_seconds_total 3\n\
+                    vigil_memory_total_bytes 268435456\nvigil_memory_free_bytes 200000000\n\
                     vigil_thread_cpu_seconds_total{thread=\"spinner#0\",process=\"spinner\",pid=\"1\"} 2\n";
         let sample = |v: &str| json!([{"metric": {}, "value": [1.0, v]}]);
         let mut observation = observation(Vec::new(), proxy_with(vec![]), &[]);

@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use crate::describe;
 use crate::events::link_message;
 use crate::link::Link;
-use crate::model::{alert_kind_name, crash_kind_name, Model};
+use crate::model::{alert_kind_name, crash_kind_name, Item, Model};
 use crate::source::Source;
 
 /// The exposition format a scraper asked for.
@@ -79,7 +79,13 @@ pub const THREAD_STATES: [&str; 11] = [
 /// The alert kinds `vigil_alerts_active` always lists.
 pub const ALERT_KINDS: [&str; 5] = ["deadlock", "hung-chain", "cpu-hog", "memory-hog", "anomaly"];
 /// Crash kinds `vigil_crashes_total` always lists.
-pub const CRASH_KINDS: [&str; 3] = ["kernel-panic", "kernel-fault", "user-fault"];
+pub const CRASH_KINDS: [&str; 5] = [
+    "kernel-panic",
+    "kernel-fault",
+    "user-fault",
+    "kernel-lockup",
+    "user-panic",
+];
 /// The link counts as down when no frame came for this long (the kernel sends a `Drops`
 /// heartbeat every second), so a wedged machine behind an open socket is not "up".
 pub const LINK_SILENCE_NS: u64 = 3_000_000_000;
@@ -91,8 +97,9 @@ pub struct Extra {
     pub now_ns: u64,
     /// Wall-clock (Unix) time of the kernel's boot, estimated from the latest snapshot.
     pub boot_time_seconds: Option<f64>,
-    /// Crash frames received, by kind (index as in [`CRASH_KINDS`]).
-    pub crashes: [u64; 3],
+    /// Crashes seen, by kind (index as in [`CRASH_KINDS`]): live ones and those the kernel's
+    /// exit history reported to a client that attached later.
+    pub crashes: [u64; CRASH_KINDS.len()],
 }
 
 fn escape(value: &str) -> String {
@@ -607,7 +614,7 @@ struct State {
     model: Model,
     link: Link,
     boot_time_seconds: Option<f64>,
-    crashes: [u64; 3],
+    crashes: [u64; CRASH_KINDS.len()],
     /// The source's clock at `started` (so that "since last frame" uses the source's scale).
     clock_at_start: u64,
     started: Instant,
@@ -676,7 +683,7 @@ pub fn run(source: Source, listen: &str, duration: Option<Duration>, quiet: bool
         model: Model::new(),
         link: Link::new(),
         boot_time_seconds: None,
-        crashes: [0; 3],
+        crashes: [0; CRASH_KINDS.len()],
         clock_at_start: source.now_ns(),
         started: Instant::now(),
     }));
@@ -724,17 +731,19 @@ pub fn run(source: Source, listen: &str, duration: Option<Duration>, quiet: bool
             ..
         } = &mut *state;
         link.handle(msg, |frame| {
-            if let vigil_wire::KernelFrame::Crash(crash) = &frame {
-                let kind = crash_kind_name(crash.kind);
-                if let Some(index) = CRASH_KINDS.iter().position(|k| *k == kind) {
-                    crashes[index] += 1;
-                }
-            }
             let snapshot_ns = match &frame {
                 vigil_wire::KernelFrame::Snapshot(s) => Some(s.timestamp_ns),
                 _ => None,
             };
-            model.apply(frame);
+            // The model reports each crash once, whether it came live or from the history.
+            for item in model.apply(frame) {
+                if let Item::Crash(crash) = item {
+                    let kind = crash_kind_name(crash.kind);
+                    if let Some(index) = CRASH_KINDS.iter().position(|k| *k == kind) {
+                        crashes[index] += 1;
+                    }
+                }
+            }
             if let (Some(ns), Ok(now)) = (snapshot_ns, SystemTime::now().duration_since(UNIX_EPOCH))
             {
                 *boot_time_seconds = Some(now.as_secs_f64() - ns as f64 / 1e9);

@@ -40,10 +40,18 @@ impl Profile {
 /// CARGO_MANIFEST_DIR for the run, so a copied checkout uses its own tree even when its
 /// `target/` holds an xtask built in the original; the path compiled in is the fallback.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
+    workspace_root_of(
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+/// The workspace root for xtask's manifest directory as cargo gives it for this run
+/// (`run_dir`), else as compiled in: the run's wins whenever it holds a manifest.
+fn workspace_root_of(run_dir: Option<PathBuf>, compiled_dir: &Path) -> PathBuf {
+    let manifest_dir = run_dir
         .filter(|dir| dir.join("Cargo.toml").is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        .unwrap_or_else(|| compiled_dir.to_path_buf());
     manifest_dir
         .parent()
         .map(Path::to_path_buf)
@@ -149,6 +157,26 @@ mod tests {
             kernel_elf_path(Profile::Debug),
             root.join("target/x86_64-unknown-none/debug/vigil-kernel")
         );
+    }
+
+    #[test]
+    fn a_copied_checkout_uses_its_own_tree_not_the_compiled_in_one() {
+        let copy = std::env::temp_dir().join(format!("vigil-copy-{}", std::process::id()));
+        let xtask_dir = copy.join("xtask");
+        std::fs::create_dir_all(&xtask_dir).unwrap();
+        std::fs::write(xtask_dir.join("Cargo.toml"), "[package]\n").unwrap();
+        let original = Path::new("/original/checkout/xtask");
+        assert_eq!(workspace_root_of(Some(xtask_dir.clone()), original), copy);
+        // No run directory, or one without a manifest: the compiled-in tree.
+        assert_eq!(
+            workspace_root_of(None, original),
+            Path::new("/original/checkout")
+        );
+        assert_eq!(
+            workspace_root_of(Some(copy.join("nowhere")), original),
+            Path::new("/original/checkout")
+        );
+        std::fs::remove_dir_all(&copy).unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::trace::EventKind;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
-use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
+use vigil_kcore::ipc::{Handoff, IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
 use vigil_kcore::slot::ThreadSlot;
 
@@ -157,6 +157,21 @@ impl IpcEnvironment for KernelEnv<'_> {
 }
 
 impl crate::system::Kernel {
+    /// Finishes the call of the thread a fast path woke, as `KernelEnv::unblock` does
+    /// (result, trace event), and gives it the CPU directly when the scheduler would.
+    pub fn finish_handoff(&mut self, handoff: Handoff) {
+        let woken = handoff.woken;
+        let context = self.threads[woken].context_mut();
+        crate::syscall::write_result(context, Ok(0));
+        let rax = context.rax;
+        crate::trace::emit(
+            EventKind::Unblock,
+            self.threads[woken].endpoint(),
+            [rax, 0, 0],
+        );
+        self.hand_off_to(woken);
+    }
+
     /// Splits the kernel into the thread table and the environment its operations need.
     pub fn ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
         let env = KernelEnv {

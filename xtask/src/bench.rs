@@ -24,6 +24,7 @@ use crate::user;
 pub const BENCH_PROGRAMS: &[&str] = &[
     "vm kcalls=vm",
     "bench_server",
+    "bench_server name=bench_replyrecv -- reply-receive",
     "bench_client kcalls=shutdown+snapshot+tracemask",
     "bench_flood prio=12",
 ];

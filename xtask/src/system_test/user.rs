@@ -790,10 +790,13 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 18] = [
+const BENCHMARKS: [&str; 21] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
+    "ipc_call_replyrecv",
+    "ipc_call_replyrecv_64",
+    "ipc_call_replyrecv_untraced",
     "context_switch",
     "null_syscall_traced",
     "ipc_roundtrip_untraced",

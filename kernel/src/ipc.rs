@@ -2,6 +2,7 @@
 //! memory, saved registers and the run queues.
 
 use crate::arch::paging::AddressSpace;
+use crate::message_buffer;
 use crate::process::Processes;
 use crate::thread::Threads;
 use crate::usercopy::{self, Access};
@@ -10,6 +11,7 @@ use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::trace::EventKind;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
+use vigil_kcore::buffer_translation::BufferTranslation;
 use vigil_kcore::ipc::{Handoff, IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
 use vigil_kcore::slot::ThreadSlot;
@@ -30,6 +32,16 @@ impl KernelEnv<'_> {
         self.processes[process].space()
     }
 
+    /// `thread`'s address space and its remembered message-buffer translation.
+    fn buffer_of(&mut self, thread: ThreadSlot) -> (&AddressSpace, &mut BufferTranslation) {
+        let process = self.threads[thread].process();
+        let processes: &Processes = self.processes;
+        (
+            processes[process].space(),
+            self.threads[thread].message_buffer_mut(),
+        )
+    }
+
     /// The endpoint of `thread`, from the copy its saved context keeps (the thread table
     /// itself is busy running the operation).
     fn endpoint_of(&self, thread: ThreadSlot) -> Endpoint {
@@ -48,7 +60,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
-        usercopy::read_value(self.space_of(thread), address)
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::read(space, remembered, address, Access::Read)
     }
 
     fn read_message_writable(
@@ -56,7 +69,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
-        usercopy::read_value_writable(self.space_of(thread), address)
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::read(space, remembered, address, Access::Write)
     }
 
     /// Every delivery goes through here, so this is where messages are counted.
@@ -66,7 +80,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         address: UserPtr<Message>,
         message: &Message,
     ) -> Result<(), Error> {
-        usercopy::write_value(self.space_of(thread), address, message)?;
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::write(space, remembered, address, message)?;
         let receiver_endpoint = self.endpoint_of(thread);
         crate::trace::emit(
             EventKind::IpcReceive,
@@ -98,7 +113,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<(), Error> {
-        usercopy::check(self.space_of(thread), address.as_bytes(), Access::Write)
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::check_writable(space, remembered, address)
     }
 
     fn read_async_entry(

@@ -17,6 +17,7 @@ mod ipc;
 mod kcall;
 mod lock;
 mod memory;
+mod message_buffer;
 mod monitor;
 mod mutex;
 mod panic;

@@ -328,6 +328,47 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// The scenarios run a second time with the IPC fast path off (`ipc_fastpath=off`), so
+/// both paths pass every IPC and VM-message scenario: their rows, renamed
+/// `<name>-slowpath`.
+const SLOW_PATH_BASES: &[&str] = &[
+    "ipc-pingpong",
+    "ipc-any",
+    "ipc-notify",
+    "ipc-senda",
+    "ipc-grant",
+    "ipc-errors",
+    "vm-demand",
+    "vm-storm",
+    "vm-syscall",
+    "user-bench",
+];
+
+/// The kernel command-line word that forces the slow path.
+pub const SLOW_PATH_OPTION: &str = "ipc_fastpath=off";
+
+/// The rows of [`SLOW_PATH_BASES`] with [`SLOW_PATH_OPTION`] added, run after the table.
+pub fn slow_path_scenarios() -> &'static [Scenario] {
+    static ROWS: std::sync::LazyLock<Vec<Scenario>> = std::sync::LazyLock::new(|| {
+        SLOW_PATH_BASES
+            .iter()
+            .map(|&base| {
+                let row = USER_SCENARIOS
+                    .iter()
+                    .find(|row| row.name == base)
+                    .unwrap_or_else(|| panic!("no scenario {base} to run on the slow path"));
+                let cmdline = format!("{} {SLOW_PATH_OPTION}", row.cmdline);
+                Scenario {
+                    name: Box::leak(format!("{base}-slowpath").into_boxed_str()),
+                    cmdline: Box::leak(cmdline.trim_start().to_string().into_boxed_str()),
+                    ..*row
+                }
+            })
+            .collect()
+    });
+    &ROWS
+}
+
 /// The judging program `process` asked for a successful shutdown.
 fn require_success_shutdown(console: &Console, process: &str) -> Result<(), String> {
     console.require(&format!("shutdown requested by '{process}' (status 0)"))

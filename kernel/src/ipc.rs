@@ -23,7 +23,6 @@ pub struct KernelEnv<'a> {
     pub processes: &'a Processes,
     pub vm: &'a mut VmLink,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
-    pub now_ns: u64,
 }
 
 impl KernelEnv<'_> {
@@ -158,8 +157,9 @@ impl IpcEnvironment for KernelEnv<'_> {
         from_process == to_process || self.processes[from_process].may_send_to(to_process)
     }
 
+    /// Read when a notification is composed, not for every operation (most never ask).
     fn now_ns(&self) -> u64 {
-        self.now_ns
+        crate::time::now_ns()
     }
 
     #[inline]
@@ -195,7 +195,6 @@ impl crate::system::Kernel {
             processes: &self.processes,
             vm: &mut self.vm,
             run_queues: &mut self.run_queues,
-            now_ns: crate::time::now_ns(),
         };
         (&mut self.table, env)
     }

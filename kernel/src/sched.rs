@@ -197,11 +197,7 @@ impl Kernel {
     /// goes to the back of its queue otherwise, as the slow path's `unblock` does.
     pub fn hand_off_to(&mut self, slot: ThreadSlot) {
         let priority = self.priority_of(slot);
-        let direct = self.cpu.handoff.is_none()
-            && self
-                .run_queues
-                .highest_priority()
-                .is_none_or(|queued| queued > priority);
+        let direct = self.cpu.handoff.is_none() && self.run_queues.pushed_back_runs_next(priority);
         if direct {
             self.cpu.handoff = Some(slot);
         } else {

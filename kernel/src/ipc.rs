@@ -2,6 +2,7 @@
 //! memory, saved registers and the run queues.
 
 use crate::arch::paging::AddressSpace;
+use crate::message_buffer;
 use crate::process::Processes;
 use crate::thread::Threads;
 use crate::usercopy::{self, Access};
@@ -10,7 +11,8 @@ use vigil_abi::async_message::AsyncMessage;
 use vigil_abi::trace::EventKind;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
-use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
+use vigil_kcore::buffer_translation::BufferTranslation;
+use vigil_kcore::ipc::{Handoff, IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
 use vigil_kcore::slot::ThreadSlot;
 
@@ -21,13 +23,22 @@ pub struct KernelEnv<'a> {
     pub processes: &'a Processes,
     pub vm: &'a mut VmLink,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
-    pub now_ns: u64,
 }
 
 impl KernelEnv<'_> {
     fn space_of(&self, thread: ThreadSlot) -> &AddressSpace {
         let process = self.threads[thread].process();
         self.processes[process].space()
+    }
+
+    /// `thread`'s address space and its remembered message-buffer translation.
+    fn buffer_of(&mut self, thread: ThreadSlot) -> (&AddressSpace, &mut BufferTranslation) {
+        let process = self.threads[thread].process();
+        let processes: &Processes = self.processes;
+        (
+            processes[process].space(),
+            self.threads[thread].message_buffer_mut(),
+        )
     }
 
     /// The endpoint of `thread`, from the copy its saved context keeps (the thread table
@@ -48,7 +59,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
-        usercopy::read_value(self.space_of(thread), address)
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::read(space, remembered, address, Access::Read)
     }
 
     fn read_message_writable(
@@ -56,7 +68,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
-        usercopy::read_value_writable(self.space_of(thread), address)
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::read(space, remembered, address, Access::Write)
     }
 
     /// Every delivery goes through here, so this is where messages are counted.
@@ -66,7 +79,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         address: UserPtr<Message>,
         message: &Message,
     ) -> Result<(), Error> {
-        usercopy::write_value(self.space_of(thread), address, message)?;
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::write(space, remembered, address, message)?;
         let receiver_endpoint = self.endpoint_of(thread);
         crate::trace::emit(
             EventKind::IpcReceive,
@@ -98,7 +112,8 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<(), Error> {
-        usercopy::check(self.space_of(thread), address.as_bytes(), Access::Write)
+        let (space, remembered) = self.buffer_of(thread);
+        message_buffer::check_writable(space, remembered, address)
     }
 
     fn read_async_entry(
@@ -142,8 +157,9 @@ impl IpcEnvironment for KernelEnv<'_> {
         from_process == to_process || self.processes[from_process].may_send_to(to_process)
     }
 
+    /// Read when a notification is composed, not for every operation (most never ask).
     fn now_ns(&self) -> u64 {
-        self.now_ns
+        crate::time::now_ns()
     }
 
     #[inline]
@@ -157,6 +173,21 @@ impl IpcEnvironment for KernelEnv<'_> {
 }
 
 impl crate::system::Kernel {
+    /// Finishes the call of the thread a fast path woke, as `KernelEnv::unblock` does
+    /// (result, trace event), and gives it the CPU directly when the scheduler would.
+    pub fn finish_handoff(&mut self, handoff: Handoff) {
+        let woken = handoff.woken;
+        let context = self.threads[woken].context_mut();
+        crate::syscall::write_result(context, Ok(0));
+        let rax = context.rax;
+        crate::trace::emit(
+            EventKind::Unblock,
+            self.threads[woken].endpoint(),
+            [rax, 0, 0],
+        );
+        self.hand_off_to(woken);
+    }
+
     /// Splits the kernel into the thread table and the environment its operations need.
     pub fn ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
         let env = KernelEnv {
@@ -164,7 +195,6 @@ impl crate::system::Kernel {
             processes: &self.processes,
             vm: &mut self.vm,
             run_queues: &mut self.run_queues,
-            now_ns: crate::time::now_ns(),
         };
         (&mut self.table, env)
     }

@@ -17,6 +17,7 @@ mod ipc;
 mod kcall;
 mod lock;
 mod memory;
+mod message_buffer;
 mod monitor;
 mod mutex;
 mod panic;
@@ -36,6 +37,7 @@ mod watchdog;
 use arch::debug_exit::{self, ExitStatus};
 use arch::paging::phys_to_virt;
 use arch::{apic, cpu, gdt, idt, ioapic};
+use vigil_kcore::ipc::FastPathOption;
 use vigil_kcore::multiboot::{BootInfo, PhysReader};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -180,6 +182,19 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     system::KERNEL
         .lock()
         .set_exit_when_done(boot.cmdline_arg("exit-when-done").is_some());
+    let fastpath = match FastPathOption::parse(boot.cmdline_arg("ipc_fastpath")) {
+        Ok(option) => option,
+        Err(reason) => {
+            warn!("boot: bad ipc_fastpath= value: {reason}; using on");
+            FastPathOption::On
+        }
+    };
+    if fastpath == FastPathOption::Off {
+        info!("ipc: fast path off (ipc_fastpath=off): every IPC call takes the slow path");
+    }
+    system::KERNEL
+        .lock()
+        .set_ipc_fastpath(fastpath == FastPathOption::On);
     let started = boot_image::start_all(&boot);
     info!(
         "boot: {started} of {} modules started",

@@ -24,6 +24,9 @@ pub struct Cpu {
     fpu_loaded: Option<ThreadSlot>,
     /// Whether CR0.TS is set (the running thread's first x87/MMX/SSE use traps).
     fpu_trap_set: bool,
+    /// The thread an IPC fast path woke for the CPU, not on the run queues: it runs next,
+    /// exactly when the run queues would have given it the CPU (`hand_off_to`).
+    handoff: Option<ThreadSlot>,
 }
 
 impl Cpu {
@@ -34,6 +37,7 @@ impl Cpu {
             idle_ns: 0,
             fpu_loaded: None,
             fpu_trap_set: false,
+            handoff: None,
         }
     }
 
@@ -60,6 +64,9 @@ impl Cpu {
     pub fn forget(&mut self, slot: ThreadSlot) {
         if self.current == Some(slot) {
             self.current = None;
+        }
+        if self.handoff == Some(slot) {
+            self.handoff = None;
         }
         self.forget_fpu(slot);
     }
@@ -174,11 +181,28 @@ impl Kernel {
             }
             self.cpu.current = None;
         }
-        let next = queued_slot(self.run_queues.pop_highest()?);
+        let next = match self.cpu.handoff.take() {
+            Some(next) => next,
+            None => queued_slot(self.run_queues.pop_highest()?),
+        };
         self.table.mark_running(next);
         policy::refill_if_spent(self.threads[next].quantum_left_mut(), QUANTUM_TICKS);
         self.cpu.current = Some(next);
         Some(next)
+    }
+
+    /// `slot` was made Ready by an IPC fast path while the current thread blocked: it runs
+    /// next without the run queues when they would give it the CPU anyway — nothing queued
+    /// is as urgent (a thread of its own priority would be ahead of it in the FIFO) — and
+    /// goes to the back of its queue otherwise, as the slow path's `unblock` does.
+    pub fn hand_off_to(&mut self, slot: ThreadSlot) {
+        let priority = self.priority_of(slot);
+        let direct = self.cpu.handoff.is_none() && self.run_queues.pushed_back_runs_next(priority);
+        if direct {
+            self.cpu.handoff = Some(slot);
+        } else {
+            self.run_queues.push_back(slot.get(), priority);
+        }
     }
 
     /// Gives up the CPU voluntarily, staying runnable.

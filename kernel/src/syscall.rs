@@ -143,6 +143,7 @@ impl Kernel {
             Syscall::Lookup => run!(LookupArgs, lookup),
             Syscall::Panic => run!(PanicArgs, crate::process::panic),
             Syscall::KernelCall => run!(KernelCallTrapArgs, Kernel::kernel_call),
+            Syscall::ReplyReceive => run!(ReplyReceiveArgs, reply_receive),
         }
     }
 }
@@ -167,8 +168,19 @@ fn send(kernel: &mut Kernel, caller: ThreadSlot, args: SendArgs) -> Result<Next,
     Next::from_outcome(table.send(&mut env, caller, args.destination, args.message))
 }
 
+// Receive, SendReceive and ReplyReceive try the fast path first (`kcore::ipc::fast`): it
+// either does the whole call, or changes nothing and the slow path runs.
+
 fn receive(kernel: &mut Kernel, caller: ThreadSlot, args: ReceiveArgs) -> Result<Next, Error> {
+    let fast = kernel.ipc_fastpath;
     let (table, mut env) = kernel.ipc_parts();
+    if fast
+        && table
+            .fast_receive(&mut env, caller, args.source, args.message)
+            .is_some()
+    {
+        return Ok(Next::Blocked);
+    }
     Next::from_outcome(table.receive(&mut env, caller, args.source, args.message))
 }
 
@@ -177,8 +189,45 @@ fn send_receive(
     caller: ThreadSlot,
     args: SendReceiveArgs,
 ) -> Result<Next, Error> {
+    let fast = kernel.ipc_fastpath;
     let (table, mut env) = kernel.ipc_parts();
+    if fast {
+        if let Some(handoff) =
+            table.fast_send_receive(&mut env, caller, args.destination, args.message)
+        {
+            kernel.finish_handoff(handoff);
+            return Ok(Next::Blocked);
+        }
+    }
     Next::from_outcome(table.send_receive(&mut env, caller, args.destination, args.message))
+}
+
+fn reply_receive(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: ReplyReceiveArgs,
+) -> Result<Next, Error> {
+    let fast = kernel.ipc_fastpath;
+    let (table, mut env) = kernel.ipc_parts();
+    if fast {
+        if let Some(handoff) = table.fast_reply_receive(
+            &mut env,
+            caller,
+            args.destination,
+            args.source,
+            args.message,
+        ) {
+            kernel.finish_handoff(handoff);
+            return Ok(Next::Blocked);
+        }
+    }
+    Next::from_outcome(table.reply_receive(
+        &mut env,
+        caller,
+        args.destination,
+        args.source,
+        args.message,
+    ))
 }
 
 fn notify(kernel: &mut Kernel, caller: ThreadSlot, args: NotifyArgs) -> Result<Next, Error> {

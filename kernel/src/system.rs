@@ -40,6 +40,8 @@ pub struct Kernel {
     /// `exit-when-done` on the command line: stop the machine (success) once every
     /// process has exited — for tests and scripted runs.
     exit_when_done: bool,
+    /// IPC calls try the fast path first (`ipc::fast`); `ipc_fastpath=off` clears it.
+    pub(crate) ipc_fastpath: bool,
 }
 
 impl Kernel {
@@ -55,6 +57,7 @@ impl Kernel {
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,
+            ipc_fastpath: true,
         }
     }
 
@@ -88,6 +91,11 @@ impl Kernel {
     /// Stop the machine once every process has exited (`exit-when-done`).
     pub fn set_exit_when_done(&mut self, exit: bool) {
         self.exit_when_done = exit;
+    }
+
+    /// Whether IPC calls try the fast path first (`ipc_fastpath=`, default on).
+    pub fn set_ipc_fastpath(&mut self, on: bool) {
+        self.ipc_fastpath = on;
     }
 
     /// Whether the machine should stop now: `exit-when-done` is set and no process is left.

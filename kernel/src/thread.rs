@@ -16,6 +16,7 @@ use vigil_abi::layout::{
 use vigil_abi::syscall::{ThreadCreateArgs, ThreadExitArgs, ThreadJoinArgs};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error};
+use vigil_kcore::buffer_translation::BufferTranslation;
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 /// A thread, as far as the kernel keeps it beside the IPC table (`kcore::ipc`, which keeps
@@ -37,6 +38,8 @@ pub struct Thread {
     counters: ThreadCounters,
     /// x87/MMX/SSE registers while another thread's are loaded (`Kernel::switch_fpu`).
     fpu: FpuState,
+    /// Where its last IPC message buffer is (`message_buffer`).
+    message_buffer: BufferTranslation,
 }
 
 const _: () = assert!(core::mem::offset_of!(Thread, context) == 0);
@@ -50,6 +53,7 @@ impl Thread {
         quantum_left: 0,
         counters: ThreadCounters::ZERO,
         fpu: FpuState::INITIAL,
+        message_buffer: BufferTranslation::NONE,
     };
 
     /// The registers saved at the thread's last entry to the kernel.
@@ -93,6 +97,10 @@ impl Thread {
 
     pub fn fpu_mut(&mut self) -> &mut FpuState {
         &mut self.fpu
+    }
+
+    pub fn message_buffer_mut(&mut self) -> &mut BufferTranslation {
+        &mut self.message_buffer
     }
 }
 

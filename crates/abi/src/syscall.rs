@@ -338,6 +338,11 @@ calls! {
     /// caller, as a crash (error log, `Crash` frame of kind `UserPanic` on the monitor), and
     /// ends the process with status 101. A `text` that cannot be read is reported as such.
     Panic = 22 => PanicArgs { text: UserSlice<u8> }
+    /// (dest, src or ANY, msg_ptr) → 0. A server's reply and its next receive in one call
+    /// (seL4's ReplyRecv): delivers the message at msg_ptr to `dest` only if `dest` is
+    /// waiting for the caller right now (its `SendReceive`), else fails with `NotReady` and
+    /// receives nothing; then receives from `src` into the same buffer, as `Receive`.
+    ReplyReceive = 23 => ReplyReceiveArgs { destination: Endpoint, source: Endpoint, message: UserPtr<Message> }
 }
 
 calls! {

@@ -75,6 +75,9 @@ use vigil_abi::{Endpoint, Error, Message};
 
 pub use crate::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
+mod fast;
+pub use fast::{FastPathOption, Handoff};
+
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
 pub trait IpcEnvironment {
     /// Reads the 64-byte message at `address` in `thread`'s address space.
@@ -689,6 +692,40 @@ impl ThreadTable {
         slot.buffer = buffer;
         slot.flags = 0;
         Outcome::Blocked
+    }
+
+    /// A server's reply and its next receive in one call: checks `from` (as `receive`),
+    /// the destination (as `send`) and the buffer (readable and writable), delivers the
+    /// reply only if the destination is waiting for the caller now (else `NotReady`,
+    /// nothing received; a destination whose buffer faults gets the fault and the caller
+    /// `NotReady`, as `send_nonblocking`), then receives into the same buffer.
+    pub fn reply_receive(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: ThreadSlot,
+        destination: Endpoint,
+        from: Endpoint,
+        buffer: UserPtr<Message>,
+    ) -> Outcome {
+        self.debug_check_caller(caller);
+        if let Err(e) = self.check_source(caller, from) {
+            return Outcome::Complete(Err(e));
+        }
+        let d = match self.check_destination(env, caller, destination) {
+            Ok(d) => d,
+            Err(e) => return Outcome::Complete(Err(e)),
+        };
+        let mut message = match env.read_message_writable(caller, buffer) {
+            Ok(m) if user_may_send(m.kind) => m,
+            Ok(_) => return Outcome::Complete(Err(Error::InvalidArgument)),
+            Err(e) => return Outcome::Complete(Err(e)),
+        };
+        let me = self.endpoint(caller);
+        message.source = me;
+        if !(self.accepts_message(d, me, true) && self.deliver(env, d, &message)) {
+            return Outcome::Complete(Err(Error::NotReady));
+        }
+        self.receive(env, caller, from, buffer)
     }
 
     pub fn notify(
@@ -1526,12 +1563,12 @@ mod tests {
     use std::boxed::Box;
 
     /// Thread slot `n` (the tests name slots by number).
-    fn ts(n: u16) -> ThreadSlot {
+    pub(in crate::ipc) fn ts(n: u16) -> ThreadSlot {
         ThreadSlot::new(n).expect("a thread slot inside the table")
     }
 
     /// Process slot `n`.
-    fn ps(n: u16) -> ProcessSlot {
+    pub(in crate::ipc) fn ps(n: u16) -> ProcessSlot {
         ProcessSlot::new(n).expect("a process slot inside the table")
     }
     use std::collections::{HashMap, HashSet};
@@ -1540,22 +1577,22 @@ mod tests {
     use vigil_abi::async_message::async_flags::{DONE, FAILED, NO_REPLY, VALID};
 
     /// Every thread's default message buffer is `BUF + slot * 0x100`.
-    const BUF: u64 = 0x1000;
+    pub(in crate::ipc) const BUF: u64 = 0x1000;
     /// Faults on any access, for every thread.
-    const BAD: UserPtr<Message> = message_at(0xbad_0000);
+    pub(in crate::ipc) const BAD: UserPtr<Message> = message_at(0xbad_0000);
     /// Readable but not writable, for every thread.
-    const RO: UserPtr<Message> = message_at(0x70_0000);
+    pub(in crate::ipc) const RO: UserPtr<Message> = message_at(0x70_0000);
     /// Every thread's default async table is `TABLE + slot * 0x1000`.
-    const TABLE: u64 = 0x10_0000;
+    pub(in crate::ipc) const TABLE: u64 = 0x10_0000;
 
-    const fn message_at(address: u64) -> UserPtr<Message> {
+    pub(in crate::ipc) const fn message_at(address: u64) -> UserPtr<Message> {
         match UserPtr::new(address) {
             Ok(pointer) => pointer,
             Err(_) => panic!("test message addresses are aligned user addresses"),
         }
     }
 
-    fn buf(slot: ThreadSlot) -> UserPtr<Message> {
+    pub(in crate::ipc) fn buf(slot: ThreadSlot) -> UserPtr<Message> {
         message_at(BUF + u64::from(slot.get()) * 0x100)
     }
 
@@ -1563,7 +1600,7 @@ mod tests {
         UserPtr::new(address).expect("test lock words are aligned")
     }
 
-    fn table(slot: ThreadSlot, count: usize) -> UserSlice<AsyncMessage> {
+    pub(in crate::ipc) fn table(slot: ThreadSlot, count: usize) -> UserSlice<AsyncMessage> {
         UserSlice::new(table_of(slot), count as u64).expect("test tables are in range")
     }
 
@@ -1572,22 +1609,23 @@ mod tests {
         (table.address(), table.len())
     }
 
-    fn table_of(slot: ThreadSlot) -> u64 {
+    pub(in crate::ipc) fn table_of(slot: ThreadSlot) -> u64 {
         TABLE + u64::from(slot.get()) * 0x1000
     }
 
     /// Fake per-thread memories and a record of what the kernel was asked to do.
     #[derive(Default)]
-    struct TestEnv {
-        memory: HashMap<(ThreadSlot, u64), Message>,
-        tables: HashMap<(ThreadSlot, u64), Vec<AsyncMessage>>,
-        bad: HashSet<(ThreadSlot, u64)>,
-        read_only: HashSet<(ThreadSlot, u64)>,
-        denied: HashSet<(ThreadSlot, ThreadSlot)>,
-        unblocks: Vec<(ThreadSlot, Result<u64, Error>)>,
-        now: u64,
+    pub(in crate::ipc) struct TestEnv {
+        pub(in crate::ipc) memory: HashMap<(ThreadSlot, u64), Message>,
+        pub(in crate::ipc) tables: HashMap<(ThreadSlot, u64), Vec<AsyncMessage>>,
+        pub(in crate::ipc) bad: HashSet<(ThreadSlot, u64)>,
+        pub(in crate::ipc) read_only: HashSet<(ThreadSlot, u64)>,
+        pub(in crate::ipc) denied: HashSet<(ThreadSlot, ThreadSlot)>,
+        pub(in crate::ipc) unblocks: Vec<(ThreadSlot, Result<u64, Error>)>,
+        pub(in crate::ipc) now: u64,
         /// Messages the "kernel" holds for a receiver, oldest first.
-        kernel_messages: HashMap<ThreadSlot, std::collections::VecDeque<Message>>,
+        pub(in crate::ipc) kernel_messages:
+            HashMap<ThreadSlot, std::collections::VecDeque<Message>>,
     }
 
     impl TestEnv {
@@ -1601,24 +1639,29 @@ mod tests {
                 || self.read_only.contains(&(thread, address))
         }
 
-        fn message(&self, thread: ThreadSlot, at: UserPtr<Message>) -> Message {
+        pub(in crate::ipc) fn message(&self, thread: ThreadSlot, at: UserPtr<Message>) -> Message {
             self.memory
                 .get(&(thread, at.address()))
                 .copied()
                 .unwrap_or_default()
         }
 
-        fn put(&mut self, thread: ThreadSlot, at: UserPtr<Message>, message: Message) {
+        pub(in crate::ipc) fn put(
+            &mut self,
+            thread: ThreadSlot,
+            at: UserPtr<Message>,
+            message: Message,
+        ) {
             self.memory.insert((thread, at.address()), message);
         }
 
-        fn entries(&self, thread: ThreadSlot, table: u64) -> &[AsyncMessage] {
+        pub(in crate::ipc) fn entries(&self, thread: ThreadSlot, table: u64) -> &[AsyncMessage] {
             self.tables
                 .get(&(thread, table))
                 .map_or(&[][..], |v| &v[..])
         }
 
-        fn take_unblocks(&mut self) -> Vec<(ThreadSlot, Result<u64, Error>)> {
+        pub(in crate::ipc) fn take_unblocks(&mut self) -> Vec<(ThreadSlot, Result<u64, Error>)> {
             core::mem::take(&mut self.unblocks)
         }
     }

@@ -8,6 +8,7 @@
 extern crate std;
 
 pub mod boot_options;
+pub mod buffer_translation;
 pub mod elf;
 pub mod frame;
 pub mod frame_share;

@@ -151,6 +151,15 @@ impl<const N: usize> RunQueues<N> {
         }
     }
 
+    /// Whether a slot pushed to the back of `priority` now would be the next `pop_highest`:
+    /// nothing queued is as urgent (a slot of the same priority would be ahead of it). The
+    /// IPC fast path's direct switch asks this, so it gives the CPU to exactly the thread
+    /// the queues would have.
+    pub fn pushed_back_runs_next(&self, priority: u8) -> bool {
+        self.highest_priority()
+            .is_none_or(|queued| queued > priority)
+    }
+
     /// Priority `slot` is queued at, or `None` if it is not queued (or out of range).
     pub fn priority_of(&self, slot: u16) -> Option<u8> {
         self.level.get(usize::from(slot))?.checked_sub(1)
@@ -614,6 +623,17 @@ mod tests {
                     }
                 }
                 check_invariants(&queues);
+                // What the direct switch assumes: a slot pushed to the back now is popped
+                // next exactly when `pushed_back_runs_next` says so (checked on a model
+                // copy: the model's order is the queues', as checked below).
+                if let Some(fresh) = (0..MODEL_SLOTS).find(|&slot| !queued(&model, slot)) {
+                    for p in 0..PRIORITIES as u8 {
+                        let mut pushed = model.clone();
+                        pushed[usize::from(p)].push_back(fresh);
+                        let next = pushed.iter_mut().find_map(|q| q.pop_front());
+                        prop_assert_eq!(queues.pushed_back_runs_next(p), next == Some(fresh), "priority {}", p);
+                    }
+                }
                 prop_assert_eq!(queues.len(), model.iter().map(VecDeque::len).sum::<usize>());
                 let highest = model.iter().position(|q| !q.is_empty()).map(|p| p as u8);
                 prop_assert_eq!(queues.highest_priority(), highest);

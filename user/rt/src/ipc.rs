@@ -35,6 +35,18 @@ pub fn send_receive(destination: Endpoint, message: &mut Message) -> Result<(), 
     syscall::send_receive(destination, message).map(|_| ())
 }
 
+/// A server's reply and its next receive in one call: delivers `message` to `destination`,
+/// which must be waiting for the reply (its `send_receive`; otherwise `NotReady` and nothing
+/// is received — call `receive` then), and waits for the next message from `from` (or ANY),
+/// which overwrites `message`.
+pub fn reply_receive(
+    destination: Endpoint,
+    from: Endpoint,
+    message: &mut Message,
+) -> Result<(), Error> {
+    syscall::reply_receive(destination, from, message).map(|_| ())
+}
+
 /// Raises a notification at `destination`; never blocks.
 pub fn notify(destination: Endpoint) -> Result<(), Error> {
     syscall::notify(destination).map(|_| ())

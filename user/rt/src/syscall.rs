@@ -273,6 +273,24 @@ pub fn send_receive(destination: Endpoint, message: &mut Message) -> Result<u64,
     decode(unsafe { syscall2(SendReceiveArgs::CALL as u64, r[0], r[1]) })
 }
 
+/// `ReplyReceive`: delivers `message` to `destination` (which must be waiting for the
+/// caller's reply, else `NotReady` and nothing is received), then receives from `from` (or
+/// ANY) into `message`.
+pub fn reply_receive(
+    destination: Endpoint,
+    from: Endpoint,
+    message: &mut Message,
+) -> Result<u64, Error> {
+    let r = ReplyReceiveArgs {
+        destination,
+        source: from,
+        message: UserPtr::from_ref(message),
+    }
+    .encode();
+    // SAFETY: the kernel reads and then overwrites the exclusively borrowed message.
+    decode(unsafe { syscall3(ReplyReceiveArgs::CALL as u64, r[0], r[1], r[2]) })
+}
+
 /// `Notify`: raises a notification at `destination`; never blocks.
 pub fn notify(destination: Endpoint) -> Result<u64, Error> {
     let r = NotifyArgs { destination }.encode();

@@ -43,6 +43,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
     boot::BOOT_SCENARIOS
         .iter()
         .chain(user::USER_SCENARIOS.iter())
+        .chain(user::slow_path_scenarios().iter())
         .chain(watchdog::WATCHDOG_SCENARIOS.iter())
         .chain(monitor::MONITOR_SCENARIOS.iter())
 }
@@ -132,6 +133,19 @@ mod tests {
             scenario::Expected::TimedOut
         );
         assert_eq!(scenario("boot-5g").memory, "5G");
+        // Every IPC scenario also runs with the fast path off.
+        for name in names.iter().filter(|name| name.starts_with("ipc-")) {
+            if name.ends_with("-slowpath") {
+                continue;
+            }
+            let slow = scenario(&format!("{name}-slowpath"));
+            assert!(
+                slow.cmdline.contains("ipc_fastpath=off"),
+                "{}",
+                slow.cmdline
+            );
+            assert_eq!(slow.programs, scenario(name).programs);
+        }
     }
 
     #[test]

@@ -73,13 +73,28 @@ impl PhysicalMemory for DirectMap {
 /// A four-level address space identified by the physical address of its PML4.
 pub struct AddressSpace {
     tables: PageTables,
+    /// Changes with every change of a mapping (`map`, `protect`, `unmap`), and is never
+    /// the same in two spaces: a translation remembered with it (`message_buffer`) is
+    /// still right while it is unchanged.
+    generation: u64,
+}
+
+/// The source of `AddressSpace::generation`: never repeats, so no two spaces (nor one
+/// space before and after a change) share a value.
+static NEXT_GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
 }
 
 impl AddressSpace {
     /// Creates an empty address space; `alloc_frame` supplies zero-able 4 KiB frames.
     fn new(alloc_frame: &mut dyn FnMut() -> Option<Frame>) -> Result<AddressSpace, MapError> {
         let tables = PageTables::new(&mut DirectMap, alloc_frame)?;
-        Ok(AddressSpace { tables })
+        Ok(AddressSpace {
+            tables,
+            generation: next_generation(),
+        })
     }
 
     pub fn root(&self) -> Frame {
@@ -96,8 +111,15 @@ impl AddressSpace {
         leaf_flags: u64,
         alloc_frame: &mut dyn FnMut() -> Option<Frame>,
     ) -> Result<(), MapError> {
+        self.generation = next_generation();
         self.tables
             .map(&mut DirectMap, virt, phys, size, leaf_flags, alloc_frame)
+    }
+
+    /// The space's current generation (see the field).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Walks the tables for `virt`.
@@ -258,12 +280,16 @@ impl AddressSpace {
         // The kernel half of the kernel's PML4 never changes after boot, so sharing its
         // entries is sound.
         let tables = PageTables::new_user(&kernel.tables, &mut DirectMap, alloc_frame)?;
-        Ok(AddressSpace { tables })
+        Ok(AddressSpace {
+            tables,
+            generation: next_generation(),
+        })
     }
 
     /// Replaces the leaf flags of the 4 KiB mapping at `virt` (PRESENT is kept); returns the
     /// previous flags, or None if `virt` has no 4 KiB mapping.
     pub fn protect(&mut self, virt: u64, leaf_flags: u64) -> Option<u64> {
+        self.generation = next_generation();
         let previous = self.tables.protect(&mut DirectMap, virt, leaf_flags)?;
         cpu::invlpg(virt);
         Some(previous)
@@ -271,6 +297,7 @@ impl AddressSpace {
 
     /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped.
     pub fn unmap(&mut self, virt: u64) -> Option<Frame> {
+        self.generation = next_generation();
         let frame = self.tables.unmap(&mut DirectMap, virt)?;
         cpu::invlpg(virt);
         Some(frame)
@@ -307,6 +334,7 @@ pub fn kernel_space() -> KernelSpace {
             Frame::new(KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed))
                 .expect("the kernel's PML4 is a frame"),
         ),
+        generation: next_generation(),
     })
 }
 

@@ -5,6 +5,9 @@
 //! - `null_syscall`: the SelfEndpoint system call;
 //! - `ipc_roundtrip`: send_receive of a null message to `bench_server` and its reply;
 //! - `notify_roundtrip`: notify `bench_server`, receive its notification back;
+//! - `ipc_call_replyrecv` / `_64` / `_untraced`: send_receive to `bench_replyrecv`, a
+//!   `bench_server` answering with ReplyReceive (seL4's Call + ReplyRecv): a null message,
+//!   a full 64-byte message (echoed back), and null with tracing off;
 //! - `context_switch`: two threads of this process alternating with yield_now (one sample
 //!   is a yield there and back, so it is halved: cycles per switch);
 //! - `null_syscall_traced` / `ipc_roundtrip_untraced`: the same with the trace mask changed
@@ -75,6 +78,7 @@ fn main(_args: &str) -> i32 {
         "notify_roundtrip",
         measure("notify_roundtrip", 1, || notify_round_trip(server)),
     );
+    ok &= step("fast_path_rows", fast_path_rows());
     ok &= step("context_switch", context_switch());
     ok &= step("tracing_costs", tracing_costs(server));
     ok &= step("vm_costs", vm_costs());
@@ -176,6 +180,31 @@ fn vm_fault_breakdown() -> bool {
 fn ipc_round_trip(server: Endpoint) -> bool {
     let mut message = Message::default();
     ipc::send_receive(server, &mut message).is_ok()
+}
+
+/// The seL4-shaped round trip: `send_receive` to `bench_replyrecv` (a `bench_server` that
+/// answers with `ReplyReceive`): null message, a full 64-byte message, and null with
+/// tracing off.
+fn fast_path_rows() -> bool {
+    let server = match lookup_with_retry("bench_replyrecv") {
+        Ok(server) => server,
+        Err(error) => {
+            println!("bench: FAIL: {error}");
+            return false;
+        }
+    };
+    let mut ok = measure("ipc_call_replyrecv", 1, || ipc_round_trip(server));
+    ok &= measure("ipc_call_replyrecv_64", 1, || {
+        let mut message = Message::with_payload(0x7777, [u64::MAX; 6]);
+        ipc::send_receive(server, &mut message).is_ok() && message.payload[5] == u64::MAX
+    });
+    let previous = match syscall::trace_mask(0) {
+        Ok(previous) => previous,
+        Err(_) => return false,
+    };
+    ok &= measure("ipc_call_replyrecv_untraced", 1, || ipc_round_trip(server));
+    ok &= syscall::trace_mask(previous).is_ok();
+    ok
 }
 
 fn notify_round_trip(server: Endpoint) -> bool {

@@ -320,13 +320,13 @@ impl Fuzzer {
     /// The next call.
     fn call(&mut self) -> Call {
         let number = if self.rng.chance(64) {
-            self.rng.pick(&[23, 24, 99, 1000, u64::MAX])
+            self.rng.pick(&[24, 32, 99, 1000, u64::MAX])
         } else if self.rng.chance(256) {
             // A sleep lasts until the next 10 ms tick: a few of them, not one call in 20.
             Syscall::Sleep as u64
         } else {
             loop {
-                let n = self.rng.below(23);
+                let n = self.rng.below(24);
                 if ![
                     Syscall::ThreadExit as u64,
                     Syscall::ProcessExit as u64,
@@ -361,6 +361,12 @@ impl Fuzzer {
             Some(Syscall::Receive) => {
                 args[0] = self.harmless_endpoint();
                 args[1] = address;
+            }
+            Some(Syscall::ReplyReceive) => {
+                // The reply never blocks; the receive only from a source that fails at once.
+                args[0] = self.any_endpoint();
+                args[1] = self.harmless_endpoint();
+                args[2] = address;
             }
             Some(Syscall::Notify) => args[0] = self.any_endpoint(),
             Some(Syscall::SendNonBlocking) => {

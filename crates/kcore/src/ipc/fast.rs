@@ -1,0 +1,211 @@
+//! The IPC fast path: the common round trip (a client's `SendReceive` to a server waiting
+//! in `Receive`, the server's `ReplyReceive` back, a `Receive` that finds nothing and
+//! blocks) done in one straight line, beside the general state machine of `ipc.rs`.
+//!
+//! The seL4 manner: every precondition is checked first, and on any doubt the function
+//! returns `None` having changed nothing, so the caller runs the slow path instead, which
+//! then does the same thing the long way (or fails with the right error). The point of no
+//! return is the successful write of the message into the partner's buffer; everything
+//! after it cannot fail. The result is the same as the slow path's in every respect — the
+//! states, buffers, queues, pending sets and the results the partners get — which the
+//! differential property test below checks after every step of random operation sequences.
+//!
+//! A fast call that wakes a partner does not call `IpcEnvironment::unblock` itself: it
+//! returns a [`Handoff`] naming the partner, whose call has finished with `Ok(0)`. The
+//! kernel then writes that result and switches to the partner directly when the slow path's
+//! scheduler would have picked it (no ready thread as urgent), without the run queues.
+
+use super::{bit_test, kind, matches, IpcEnvironment, ThreadTable, NO_LINK};
+use vigil_abi::message::user_may_send;
+use vigil_abi::user_memory::UserPtr;
+use vigil_abi::wait::ThreadState;
+use vigil_abi::{Endpoint, Message};
+
+use crate::slot::ThreadSlot;
+
+/// A fast call finished with the caller blocked and `woken` Ready: `woken`'s own call has
+/// completed with `Ok(0)`, and the environment must still be told (`IpcEnvironment::unblock`
+/// or the kernel's direct switch).
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub woken: ThreadSlot,
+}
+
+impl Handoff {
+    /// Tells `env` the way the slow path does: `unblock(woken, Ok(0))`.
+    pub fn unblock(self, env: &mut impl IpcEnvironment) {
+        env.unblock(self.woken, Ok(0));
+    }
+}
+
+/// The `ipc_fastpath=` kernel command-line option: `on` (the default) or `off` (every IPC
+/// call takes the slow path; for tests and the slow-path benchmark).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastPathOption {
+    On,
+    Off,
+}
+
+impl FastPathOption {
+    /// Parses the option's value (None: the option is absent → On). A bad value is an
+    /// error naming the accepted ones.
+    pub fn parse(value: Option<&str>) -> Result<FastPathOption, &'static str> {
+        match value {
+            None | Some("on") => Ok(FastPathOption::On),
+            Some("off") => Ok(FastPathOption::Off),
+            Some(_) => Err("ipc_fastpath takes on or off"),
+        }
+    }
+}
+
+impl ThreadTable {
+    /// `send_receive` to a thread already receiving from the caller or ANY: delivers the
+    /// message and leaves the caller awaiting the reply. `None` (nothing changed) unless the
+    /// destination is a live thread the caller may send to, it is `Receiving` from ANY or
+    /// the caller, no async reply from it is pending for the caller, the caller's buffer is
+    /// readable and writable with a message kind users may send, and the destination's
+    /// buffer takes the message.
+    pub fn fast_send_receive(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: ThreadSlot,
+        destination: Endpoint,
+        buffer: UserPtr<Message>,
+    ) -> Option<Handoff> {
+        let d = self.resolve(destination).ok()?;
+        if d == caller || !env.may_send(caller, d) {
+            return None;
+        }
+        let me = self.endpoint(caller);
+        let target = &self.slots[d.index()];
+        if target.kind != kind::RECEIVING || !matches(Endpoint(target.arg0), me) {
+            return None;
+        }
+        // The slow path would look for an async reply from `d` before blocking.
+        if bit_test(&self.slots[caller.index()].pending_async, d) {
+            return None;
+        }
+        let mut message = env.read_message_writable(caller, buffer).ok()?;
+        if !user_may_send(message.kind) {
+            return None;
+        }
+        message.source = me;
+        let target_buffer = self.slots[d.index()].buffer;
+        env.write_message(d, target_buffer, &message).ok()?;
+        // Point of no return: nothing below can fail.
+        self.set_woken(d);
+        let slot = &mut self.slots[caller.index()];
+        slot.set_state(ThreadState::AwaitingReply { from: destination });
+        slot.buffer = buffer;
+        slot.flags = 0;
+        Some(Handoff { woken: d })
+    }
+
+    /// `receive` that finds nothing and blocks. `None` (nothing changed) unless `from` is
+    /// ANY or a live thread other than the caller, nothing is pending for the caller
+    /// (notifications, clock, kernel messages, queued senders, async messages) and its
+    /// buffer is writable. Returns whether the caller is now blocked (`Some(())`).
+    pub fn fast_receive(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: ThreadSlot,
+        from: Endpoint,
+        buffer: UserPtr<Message>,
+    ) -> Option<()> {
+        if !self.nothing_to_receive(env, caller, from) {
+            return None;
+        }
+        env.check_message_buffer(caller, buffer).ok()?;
+        self.block_receiving(caller, from, buffer);
+        Some(())
+    }
+
+    /// `reply_receive` when the reply goes to a thread awaiting it and nothing is there to
+    /// receive: delivers the reply and blocks the caller receiving from `from`. `None`
+    /// (nothing changed) unless the destination is a live thread the caller may send to,
+    /// `AwaitingReply` from the caller, the receive would block (as for `fast_receive`), the
+    /// caller's buffer is readable and writable with a kind users may send, and the
+    /// destination's buffer takes the message.
+    pub fn fast_reply_receive(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        caller: ThreadSlot,
+        destination: Endpoint,
+        from: Endpoint,
+        buffer: UserPtr<Message>,
+    ) -> Option<Handoff> {
+        let d = self.resolve(destination).ok()?;
+        if d == caller || !env.may_send(caller, d) {
+            return None;
+        }
+        let me = self.endpoint(caller);
+        let target = &self.slots[d.index()];
+        if target.kind != kind::AWAITING_REPLY || Endpoint(target.arg0) != me {
+            return None;
+        }
+        if !self.nothing_to_receive(env, caller, from) {
+            return None;
+        }
+        let mut message = env.read_message_writable(caller, buffer).ok()?;
+        if !user_may_send(message.kind) {
+            return None;
+        }
+        message.source = me;
+        let target_buffer = self.slots[d.index()].buffer;
+        env.write_message(d, target_buffer, &message).ok()?;
+        // Point of no return: nothing below can fail.
+        self.set_woken(d);
+        self.block_receiving(caller, from, buffer);
+        Some(Handoff { woken: d })
+    }
+
+    /// Whether `receive(from)` by `caller` would block at once: `from` is ANY or a live
+    /// thread other than the caller (kernel sources take the slow path), and nothing is
+    /// pending for the caller at all.
+    fn nothing_to_receive(
+        &self,
+        env: &mut impl IpcEnvironment,
+        caller: ThreadSlot,
+        from: Endpoint,
+    ) -> bool {
+        if from != Endpoint::ANY {
+            match self.resolve(from) {
+                Ok(source) if source != caller => {}
+                _ => return false,
+            }
+        }
+        let slot = &self.slots[caller.index()];
+        let pending_bits = slot
+            .pending_notify
+            .iter()
+            .chain(&slot.pending_async)
+            .fold(0, |bits, &word| bits | word);
+        let nothing_pending =
+            slot.clock_pending == 0 && slot.queue_head == NO_LINK && pending_bits == 0;
+        // Kernel messages are only taken by a receive from ANY or KERNEL.
+        nothing_pending && (from != Endpoint::ANY || env.peek_kernel_message(caller).is_none())
+    }
+
+    /// `d`'s call has finished: Ready, as `wake` leaves it (the environment is told by the
+    /// `Handoff`).
+    fn set_woken(&mut self, d: ThreadSlot) {
+        let s = &mut self.slots[d.index()];
+        debug_assert!(s.queue_next == NO_LINK, "woken thread {d} still queued");
+        s.set_state(ThreadState::Ready);
+        s.buffer = UserPtr::NULL;
+        s.flags = 0;
+        s.wait_seq = 0;
+    }
+
+    /// The caller blocks `Receiving { from }` on `buffer`, as `receive`'s last step.
+    fn block_receiving(&mut self, caller: ThreadSlot, from: Endpoint, buffer: UserPtr<Message>) {
+        let slot = &mut self.slots[caller.index()];
+        slot.set_state(ThreadState::Receiving { from });
+        slot.buffer = buffer;
+        slot.flags = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests;

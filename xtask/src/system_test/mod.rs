@@ -32,6 +32,7 @@ mod monitor;
 mod proxy;
 mod runner;
 mod scenario;
+mod timetravel;
 mod user;
 mod watchdog;
 
@@ -45,6 +46,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
         .chain(user::USER_SCENARIOS.iter())
         .chain(watchdog::WATCHDOG_SCENARIOS.iter())
         .chain(monitor::MONITOR_SCENARIOS.iter())
+        .chain(timetravel::TIMETRAVEL_SCENARIOS.iter())
 }
 
 /// The scenarios whose name contains `filter` (all of them without one).

@@ -407,6 +407,22 @@ pub fn last_guest_seconds(console: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The latest guest timestamp in a raw monitor stream (snapshot, log and crash frames), in
+/// seconds: an idle kernel prints nothing on the console but keeps sending snapshots.
+pub fn last_monitor_seconds(stream: &[u8]) -> f64 {
+    let mut latest = 0u64;
+    vigil_wire::KernelFrameDecoder::new().push(stream, |frame| {
+        let stamp = match frame {
+            Ok(vigil_wire::KernelFrame::Snapshot(snapshot)) => snapshot.timestamp_ns,
+            Ok(vigil_wire::KernelFrame::Log(line)) => line.timestamp_ns,
+            Ok(vigil_wire::KernelFrame::Crash(crash)) => crash.timestamp_ns,
+            _ => 0,
+        };
+        latest = latest.max(stamp);
+    });
+    latest as f64 / 1e9
+}
+
 /// Where one boot under record/replay writes its console and monitor stream.
 pub struct Outputs {
     pub dir: PathBuf,
@@ -635,7 +651,9 @@ pub fn record(
         modules: entries,
         qemu_command: boot.command.clone(),
         host_seconds: boot.elapsed.as_secs_f64(),
-        guest_seconds: last_guest_seconds(&console),
+        guest_seconds: last_guest_seconds(&console).max(last_monitor_seconds(
+            &fs::read(dir.join(MONITOR_RAW)).unwrap_or_default(),
+        )),
         kernel_exit: boot.exit.to_string(),
     };
     fs::write(dir.join(MANIFEST), manifest.to_text()?)
@@ -771,6 +789,7 @@ mod tests {
             12.5
         );
         assert_eq!(last_guest_seconds("nothing"), 0.0);
+        assert_eq!(last_monitor_seconds(b"\x01\x02garbage\x00"), 0.0);
         assert_eq!(compare(b"abc", b"abc"), None);
         assert_eq!(
             compare(b"abc", b"abd").unwrap(),

@@ -38,6 +38,7 @@ mod watchdog;
 
 pub use runner::run_scenario;
 pub use scenario::Scenario;
+pub use timetravel::TimeTravel;
 
 /// Every scenario, in the order they run.
 pub fn all() -> impl Iterator<Item = &'static Scenario> {

@@ -425,6 +425,12 @@ pub fn last_monitor_seconds(stream: &[u8]) -> f64 {
 
 /// Where one boot under record/replay writes its console and monitor stream.
 pub struct Outputs {
+    /// The recording directory: QEMU runs in it and is given the kernel and the modules by
+    /// paths relative to it, because those paths reach the guest (its command lines, through
+    /// fw_cfg, read by the firmware after the reset snapshot), so a replay from a copied
+    /// directory must pass the same strings.
+    pub recording: PathBuf,
+    /// Where the console and monitor stream are written (the recording, or its replay/).
     pub dir: PathBuf,
     /// Echo the symbolised console to stdout.
     pub echo: bool,
@@ -467,6 +473,14 @@ pub fn boot(
         port,
     };
     config.wait_for_monitor = true;
+    config.kernel = inside(&outputs.recording, &config.kernel)?;
+    config.modules = config
+        .modules
+        .iter()
+        .map(|module| {
+            BootModule::program(inside(&outputs.recording, module.path())?, module.options())
+        })
+        .collect::<Result<_>>()?;
     let command = config.display_command();
     let tee = MonitorTee::start(
         &format!("127.0.0.1:{port}"),
@@ -478,6 +492,7 @@ pub fn boot(
     let started = Instant::now();
     let mut child = config
         .command()
+        .current_dir(&outputs.recording)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -567,6 +582,19 @@ pub fn boot(
             .unwrap_or_default(),
         command,
     })
+}
+
+/// `path` relative to the recording directory `dir` (it must be inside it).
+fn inside(dir: &Path, path: &Path) -> Result<PathBuf> {
+    path.strip_prefix(dir)
+        .map(Path::to_path_buf)
+        .with_context(|| {
+            format!(
+                "{} is not inside the recording directory {}",
+                path.display(),
+                dir.display()
+            )
+        })
 }
 
 fn wait_or_kill(

@@ -102,6 +102,7 @@ pub fn replay(
     }
     let symbolizer = Symbolizer::load(&kernel_elf, &kernel::workspace_root());
     let outputs = Outputs {
+        recording: dir.clone(),
         dir: out.clone(),
         echo,
         forward_input: false,

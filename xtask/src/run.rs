@@ -376,6 +376,7 @@ fn record(
     let mut hub = None;
     let use_hub = options.hub;
     let outputs = crate::recording::Outputs {
+        recording: dir.clone(),
         dir: dir.clone(),
         echo: true,
         forward_input: true,

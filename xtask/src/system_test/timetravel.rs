@@ -127,6 +127,7 @@ fn record(
     .processes(&dir);
     let symbolizer = Symbolizer::load(&kernel_copy, &kernel::workspace_root());
     let outputs = Outputs {
+        recording: dir.clone(),
         dir: dir.clone(),
         echo: verbose,
         forward_input: true,
@@ -258,9 +259,28 @@ fn check_replay(scenario: &Scenario, dir: &Path, verbose: bool) -> Result<String
         );
     }
     let frames = check_stream(&recorded, "crash_null")?;
+    // Self-contained: a copy under another (longer) path replays identically too.
+    let moved = dir.with_extension("moved").join("elsewhere");
+    if moved.exists() {
+        fs::remove_dir_all(&moved)?;
+    }
+    copy_dir(dir, &moved)?;
+    fs::remove_dir_all(moved.join(recording::REPLAY_DIR)).ok();
+    let copy = replay::replay(
+        &moved,
+        None,
+        "127.0.0.1:0",
+        false,
+        Some(scenario.deadline),
+        &mut |_| Ok(()),
+    )?;
+    fs::remove_dir_all(dir.with_extension("moved")).ok();
+    if let Some(difference) = copy.console_difference.or(copy.monitor_difference) {
+        bail!("a copy of the recording in another directory replays differently: {difference}");
+    }
     let refusals = check_refusals(scenario, dir)?;
     Ok(format!(
-        "console {} B and monitor stream {} B ({frames} frames) identical, client saw the stream; {refusals}",
+        "console {} B and monitor stream {} B ({frames} frames) identical, also from a copy elsewhere, client saw the stream; {refusals}",
         fs::metadata(dir.join(recording::CONSOLE_RAW))?.len(),
         recorded.len()
     ))
@@ -364,6 +384,7 @@ fn check_refusals(scenario: &Scenario, dir: &Path) -> Result<String> {
     let kvm_dir = dir.with_extension("kvm");
     fs::create_dir_all(&kvm_dir)?;
     let outputs = Outputs {
+        recording: kvm_dir.clone(),
         dir: kvm_dir.clone(),
         echo: false,
         forward_input: true,

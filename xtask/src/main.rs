@@ -8,8 +8,12 @@ mod host_tests;
 mod image;
 mod kernel;
 mod lint;
+mod monitor_tee;
 mod prereq;
+mod qcow2;
 mod qemu;
+mod recording;
+mod replay;
 mod run;
 mod symbolize;
 mod system_test;
@@ -49,6 +53,8 @@ enum Command {
     Test(TestArgs),
     /// Boot the benchmark programs and print a table of their cycle (or instruction) counts.
     Bench(BenchArgs),
+    /// Replay a recording of `run --record DIR`: console and monitor stream byte-identical.
+    Replay(ReplayArgs),
     /// Check formatting and run clippy exactly as CI does.
     Lint,
     /// Run the system-call fuzzer for N calls (its oracles and a frame-leak check judge it).
@@ -132,6 +138,23 @@ struct RunArgs {
     /// QEMU directly (no hub: the first client is the one that starts the machine).
     #[arg(long)]
     wait_monitor: bool,
+    /// Record the whole machine (QEMU record/replay, TCG) into DIR: kernel, programs, replay
+    /// log, snapshot, console and monitor stream; `cargo xtask replay DIR` replays it.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// The recording directory.
+    dir: PathBuf,
+    /// Start halted and wait for gdb on 127.0.0.1:PORT (default 1234); writes
+    /// DIR/replay/vigil.gdb, with which reverse-stepi, reverse-next, reverse-continue work.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "1234")]
+    gdb: Option<u16>,
+    /// Where host tools attach to the replayed monitor stream [default: a free port].
+    #[arg(long, value_name = "127.0.0.1:PORT", default_value = "127.0.0.1:0")]
+    listen: String,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +209,12 @@ fn main() -> ExitCode {
             top: args.top,
             hub: !args.no_hub && !args.wait_monitor,
             wait_for_monitor: args.wait_monitor,
+            record: args.record,
+        }),
+        Command::Replay(args) => replay::run(replay::ReplayOptions {
+            dir: args.dir,
+            gdb: args.gdb,
+            listen: args.listen,
         }),
         Command::Test(args) => test_suite::run(test_suite::TestOptions {
             scenario: args.scenario,

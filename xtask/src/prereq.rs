@@ -60,6 +60,47 @@ pub fn ensure_prometheus() -> Result<()> {
     }
 }
 
+/// The exact message when gdb is missing and cannot be installed from here.
+pub const GDB_MISSING_MESSAGE: &str =
+    "gdb is missing; install it with: sudo apt-get install -y gdb";
+
+/// Makes sure `gdb` is on PATH (installing the Debian package as root), for the
+/// `timetravel-gdb` scenario; the error says how to install it otherwise.
+pub fn ensure_gdb() -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let running_as_root = unsafe { libc::geteuid() } == 0;
+    match gdb_plan(find_on_path("gdb").is_some(), running_as_root) {
+        QemuPlan::Present => Ok(()),
+        QemuPlan::AskUser => bail!("{GDB_MISSING_MESSAGE}"),
+        QemuPlan::Install(commands) => {
+            println!("gdb is missing; installing the gdb package");
+            for words in commands {
+                let mut command = Command::new(words[0]);
+                command
+                    .args(&words[1..])
+                    .env("DEBIAN_FRONTEND", "noninteractive");
+                run_printed(&mut command)?;
+            }
+            if find_on_path("gdb").is_none() {
+                bail!("installed gdb but it is still not on PATH");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What to do about gdb: like QEMU, installed with apt-get as root, else asked for.
+pub fn gdb_plan(present: bool, running_as_root: bool) -> QemuPlan {
+    match (present, running_as_root) {
+        (true, _) => QemuPlan::Present,
+        (false, true) => QemuPlan::Install(vec![
+            vec!["apt-get", "update"],
+            vec!["apt-get", "install", "-y", "gdb"],
+        ]),
+        (false, false) => QemuPlan::AskUser,
+    }
+}
+
 /// Installs what is missing, or exits with status 1 saying how to install QEMU.
 pub fn ensure() -> Result<()> {
     ensure_kernel_target()?;
@@ -197,6 +238,17 @@ mod tests {
         };
         assert_eq!(commands[1], ["apt-get", "install", "-y", "prometheus"]);
         assert!(PROMETHEUS_MISSING_MESSAGE.contains("apt-get install -y prometheus"));
+    }
+
+    #[test]
+    fn installs_gdb_only_as_root() {
+        assert_eq!(gdb_plan(true, false), QemuPlan::Present);
+        assert_eq!(gdb_plan(false, false), QemuPlan::AskUser);
+        let QemuPlan::Install(commands) = gdb_plan(false, true) else {
+            panic!("root installs");
+        };
+        assert_eq!(commands[1], ["apt-get", "install", "-y", "gdb"]);
+        assert!(GDB_MISSING_MESSAGE.contains("apt-get install -y gdb"));
     }
 
     #[test]

@@ -107,6 +107,16 @@ impl BootModule {
         }
     }
 
+    /// The module's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options after the path (empty when there are none).
+    pub fn options(&self) -> &str {
+        &self.options
+    }
+
     /// This module's entry in QEMU's `-initrd` list. QEMU splits the list at commas, and a
     /// doubled comma stands for a literal one, so every comma (in the path or the options)
     /// is doubled and the kernel receives the command line unchanged.
@@ -135,6 +145,53 @@ pub struct QemuConfig {
     /// Start the guest only once a client connects to COM2 (`wait=on`), so a recording
     /// begins at reset.
     pub wait_for_monitor: bool,
+    /// Record the machine's nondeterministic inputs, or replay them (QEMU record/replay,
+    /// TCG only); `icount` must then be off.
+    pub record_replay: Option<RecordReplay>,
+}
+
+/// QEMU's record/replay mode: `-icount shift=auto,rr=…,rrfile=LOG,rrsnapshot=…` with a qcow2
+/// drive that holds the snapshot taken at reset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordReplay {
+    /// Replay `log` instead of recording into it.
+    pub replay: bool,
+    /// QEMU's replay log (every nondeterministic input, with its instruction count).
+    pub log: PathBuf,
+    /// A qcow2 image that holds the snapshot [`RR_SNAPSHOT`] of the machine at reset.
+    pub snapshot_image: PathBuf,
+}
+
+/// The name of the snapshot QEMU takes at reset when recording (and loads when replaying).
+pub const RR_SNAPSHOT: &str = "reset";
+
+/// A path inside a QEMU `key=value,…` option: every comma doubled.
+fn option_path(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+impl RecordReplay {
+    /// The arguments this mode adds: the icount/rr option, the snapshot drive, and no network
+    /// card (its input would be one more thing to record).
+    pub fn args(&self) -> Vec<OsString> {
+        let mode = if self.replay { "replay" } else { "record" };
+        vec![
+            "-icount".into(),
+            format!(
+                "shift=auto,rr={mode},rrfile={},rrsnapshot={RR_SNAPSHOT}",
+                option_path(&self.log)
+            )
+            .into(),
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=rr-snapshot,format=qcow2",
+                option_path(&self.snapshot_image)
+            )
+            .into(),
+            "-net".into(),
+            "none".into(),
+        ]
+    }
 }
 
 impl QemuConfig {
@@ -150,6 +207,7 @@ impl QemuConfig {
             modules: Vec::new(),
             icount: false,
             wait_for_monitor: false,
+            record_replay: None,
         }
     }
 
@@ -187,7 +245,9 @@ impl QemuConfig {
             "-serial".into(),
             self.com2.qemu_spec_waiting(self.wait_for_monitor).into(),
         ];
-        if self.icount && self.accel == Accel::Tcg {
+        if let Some(record_replay) = &self.record_replay {
+            args.extend(record_replay.args());
+        } else if self.icount && self.accel == Accel::Tcg {
             args.push("-icount".into());
             args.push("shift=0".into());
         }
@@ -226,6 +286,20 @@ impl QemuConfig {
         }
         text
     }
+}
+
+/// The first line of `qemu-system-x86_64 --version`, e.g. `QEMU emulator version 7.2.22 (…)`.
+pub fn version() -> Result<String> {
+    let output = Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("failed to start {QEMU} --version"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().next().unwrap_or("").trim();
+    if !output.status.success() || line.is_empty() {
+        bail!("{QEMU} --version did not say its version");
+    }
+    Ok(line.to_string())
 }
 
 /// True if /dev/kvm can be opened for reading and writing.
@@ -693,6 +767,22 @@ mod tests {
             "/t/hello name=a,b prio=3 -- x"
         );
         assert_eq!(config.modules[1].command_line(), "/t/odd,name.bin");
+
+        config.record_replay = Some(RecordReplay {
+            replay: true,
+            log: "/r/a,b/replay.bin".into(),
+            snapshot_image: "/r/snapshot.qcow2".into(),
+        });
+        let joined = config.display_command();
+        assert!(
+            joined.contains(
+                "-icount shift=auto,rr=replay,rrfile=/r/a,,b/replay.bin,rrsnapshot=reset \
+                 -drive file=/r/snapshot.qcow2,if=none,id=rr-snapshot,format=qcow2 -net none"
+            ),
+            "{joined}"
+        );
+        assert!(!joined.contains("shift=0"), "{joined}");
+        config.record_replay = None;
 
         config.accel = Accel::Kvm;
         assert!(!config.display_command().contains("-icount"));

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub hub: bool,
     /// QEMU starts the guest only when a client connects to COM2.
     pub wait_for_monitor: bool,
+    /// Record the run (QEMU record/replay) into this directory.
+    pub record: Option<PathBuf>,
 }
 
 /// Where the console goes with `--top`, relative to the target directory.
@@ -212,7 +214,11 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         modules,
         icount: false,
         wait_for_monitor: options.wait_for_monitor,
+        record_replay: None,
     };
+    if let Some(dir) = &options.record {
+        return record(&options, dir, config, &processes);
+    }
 
     println!("{}", describe_modules(&config.modules));
     println!("qemu: {}", config.display_command());
@@ -310,6 +316,119 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
     let exit = KernelExit::from_exit(status.into());
     println!("{exit}");
     Ok(exit_code(exit))
+}
+
+/// `run --record DIR`: copies the kernel and modules into DIR, boots them in record mode
+/// with the console and the monitor stream captured, and writes the manifest.
+fn record(
+    options: &RunOptions,
+    dir: &Path,
+    mut config: QemuConfig,
+    processes: &ProcessMap,
+) -> Result<ExitCode> {
+    if options.kvm {
+        bail!("QEMU records and replays only under TCG (software emulation), not KVM: drop --kvm");
+    }
+    if options.top {
+        bail!(
+            "--record does not work with --top yet: record, then watch the replay with `vigil top`"
+        );
+    }
+    let listen = match &options.monitor {
+        None => "127.0.0.1:0".to_string(),
+        Some(Com2::Tcp { host, port }) => format!("{host}:{port}"),
+        Some(other) => bail!(
+            "with --record the monitor channel is served over TCP (tcp:127.0.0.1:PORT), not {other}"
+        ),
+    };
+    let (kernel, modules, entries) =
+        crate::recording::prepare(dir, &config.kernel, &config.modules, processes)?;
+    let dir = std::path::absolute(dir)?;
+    config.kernel = kernel;
+    config.modules = modules;
+    let mut recorded = ProcessMap::default();
+    for entry in &entries {
+        if !entry.process.is_empty() {
+            recorded.insert(entry.process.clone(), dir.join(&entry.file));
+        }
+    }
+    println!("{}", describe_modules(&config.modules));
+    println!(
+        "record: into {} (QEMU record mode, -icount shift=auto)",
+        kernel::display_relative(&dir)
+    );
+    if let Some(port) = options.gdb {
+        let script_path = dir.join("record.gdb");
+        let text = crate::gdb::script(
+            &config.kernel,
+            &recorded.programs(),
+            port,
+            crate::gdb::ToolchainSources::detect().as_ref(),
+        );
+        std::fs::write(&script_path, text)
+            .with_context(|| format!("writing {}", script_path.display()))?;
+        println!(
+            "gdb: QEMU waits before the first instruction; attach with: gdb -x {}",
+            kernel::display_relative(&script_path)
+        );
+    }
+    let symbolizer = Symbolizer::load(&config.kernel, &kernel::workspace_root());
+    let mut hub = None;
+    let use_hub = options.hub;
+    let outputs = crate::recording::Outputs {
+        recording: dir.clone(),
+        dir: dir.clone(),
+        echo: true,
+        forward_input: true,
+        listen,
+    };
+    let (boot, manifest) = crate::recording::record(
+        config,
+        entries,
+        &recorded,
+        &symbolizer,
+        &outputs,
+        None,
+        &mut |address| {
+            let address = if use_hub {
+                let started = Hub::start(address)?;
+                let hub_address = started.address.clone();
+                hub = Some(started);
+                hub_address
+            } else {
+                address.to_string()
+            };
+            println!(
+                "monitor: the stream from reset is recorded; attach host tools with: {}",
+                attach_command(&address)
+            );
+            println!("quit: press Ctrl-C (or let the kernel exit through isa-debug-exit)");
+            Ok(())
+        },
+    )?;
+    drop(hub);
+    println!("{}", boot.exit);
+    let bytes: u64 = manifest.files.iter().map(|file| file.size).sum();
+    println!(
+        "record: {} bytes in {} ({} of replay log, {} of snapshot, {} of monitor stream) for {:.3} s of guest time in {:.2} s; replay it with: cargo xtask replay {}",
+        bytes,
+        kernel::display_relative(&dir),
+        size_of(&manifest, crate::recording::REPLAY_LOG),
+        size_of(&manifest, crate::recording::SNAPSHOT_IMAGE),
+        boot.monitor_bytes,
+        manifest.guest_seconds,
+        boot.elapsed.as_secs_f64(),
+        kernel::display_relative(&dir)
+    );
+    Ok(exit_code(boot.exit))
+}
+
+fn size_of(manifest: &crate::recording::Manifest, name: &str) -> u64 {
+    manifest
+        .files
+        .iter()
+        .find(|file| file.name == name)
+        .map_or(0, |file| file.size)
 }
 
 fn exit_code(exit: KernelExit) -> ExitCode {

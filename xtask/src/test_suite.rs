@@ -86,6 +86,15 @@ pub fn run(options: TestOptions) -> Result<ExitCode> {
             println!("warning: {error:#}");
         }
     }
+    // gdb, if the time-travel gdb scenario will run (its check names what is missing).
+    if scenarios
+        .iter()
+        .any(|s| s.timetravel == Some(system_test::TimeTravel::Gdb))
+    {
+        if let Err(error) = prereq::ensure_gdb() {
+            println!("warning: {error:#}");
+        }
+    }
     // The host tool, once, if a monitor scenario will run.
     let tool = if scenarios.iter().any(|s| s.monitor.is_some()) {
         match tool::build_tool() {

@@ -32,11 +32,13 @@ mod monitor;
 mod proxy;
 mod runner;
 mod scenario;
+mod timetravel;
 mod user;
 mod watchdog;
 
 pub use runner::run_scenario;
 pub use scenario::Scenario;
+pub use timetravel::TimeTravel;
 
 /// Every scenario, in the order they run.
 pub fn all() -> impl Iterator<Item = &'static Scenario> {
@@ -46,6 +48,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
         .chain(user::slow_path_scenarios().iter())
         .chain(watchdog::WATCHDOG_SCENARIOS.iter())
         .chain(monitor::MONITOR_SCENARIOS.iter())
+        .chain(timetravel::TIMETRAVEL_SCENARIOS.iter())
 }
 
 /// The scenarios whose name contains `filter` (all of them without one).

@@ -199,6 +199,9 @@ pub fn run_scenario(
         };
         return session::run_scenario(scenario, check, kernel, programs, symbolizer, verbose, tool);
     }
+    if let Some(kind) = scenario.timetravel {
+        return super::timetravel::run_scenario(scenario, kind, kernel, programs, verbose);
+    }
     let mut config = QemuConfig::for_test(kernel, scenario.memory, scenario.cmdline);
     let processes = match boot_modules(scenario, programs) {
         Ok((modules, processes)) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::console::Console;
 use super::monitor::MonitorCheck;
+use super::timetravel::TimeTravel;
 
 /// How the scenario must end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct Scenario {
     /// Watch the kernel with the host tool through the monitor channel and judge what it
     /// reports as well (`None`: COM2 is discarded).
     pub monitor: Option<MonitorCheck>,
+    /// Record the run under QEMU record/replay and replay it (`None`: an ordinary run).
+    pub timetravel: Option<TimeTravel>,
 }
 
 /// What [`no_check`] says: a row without a console check fails instead of passing silently.
@@ -76,6 +79,7 @@ impl Scenario {
         modules: &[],
         programs: &[],
         monitor: None,
+        timetravel: None,
     };
 }
 

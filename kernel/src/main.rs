@@ -20,6 +20,7 @@ mod memory;
 mod monitor;
 mod mutex;
 mod panic;
+mod pm;
 mod process;
 mod sched;
 mod selftest;

@@ -839,7 +839,7 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 18] = [
+const BENCHMARKS: [&str; 20] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
@@ -858,6 +858,8 @@ const BENCHMARKS: [&str; 18] = [
     "snapshot_1000_threads",
     "wake_lateness_quiet",
     "wake_lateness_flood",
+    "thread_create_join",
+    "spawn_exit_wait",
 ];
 
 /// How many samples `bench_client` takes of a benchmark: snapshots 200 (each is large),
@@ -870,6 +872,8 @@ fn bench_iterations(name: &str) -> u32 {
         1000
     } else if name.starts_with("wake_lateness_") {
         30
+    } else if name == "spawn_exit_wait" {
+        100
     } else {
         10000
     }

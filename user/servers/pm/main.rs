@@ -2,7 +2,8 @@
 //! (validating each ELF with `kcore::elf` and building the address space through its
 //! kernel calls: the kernel parses no ELF for them), keeps the process tree (pid, parent,
 //! children, reparenting to PM when a parent exits), collects exits (`PmReap`) and answers
-//! wait and kill requests (`vigil_abi::pm::request`).
+//! wait and kill requests (`vigil_abi::pm::request`). INTROSPECT's `processes` topic gives
+//! the tree: pid, parent, name, arguments, state, start time, exit status.
 //!
 //! Every process PM creates names PM as its signal manager (seed 002): for now that means
 //! PM collects its exit; signals, exceptions-as-messages and tracing come in phase 2.
@@ -21,6 +22,10 @@ use vigil_rt::abi::pm::{
     request, wait_flags, ImageFlags, Priority, ANY_CHILD, KIND_CHILD_EXITED, MAX_ARGUMENT_BYTES,
     MAX_COPY_BYTES, MAX_SPAWN_BYTES,
 };
+use vigil_rt::abi::server_introspect::{
+    process_state, record_text, IntrospectReply, IntrospectRequest, ProcessTreeRecord, Topic,
+    INTROSPECT, PROCESS_RECORD_BYTES, PROCESS_RECORD_VERSION,
+};
 use vigil_rt::abi::vm::{PageRange, Pid, MAX_PAGES_PER_CALL, PAGE_SIZE};
 use vigil_rt::ipc::{self, GrantId};
 use vigil_rt::{println, syscall, Endpoint, Error, Message};
@@ -32,6 +37,9 @@ vigil_rt::entry!(main);
 struct Entry {
     parent: u64,
     exit_status: Option<u64>,
+    name: String,
+    arguments: String,
+    start_ns: u64,
 }
 
 /// A parent blocked in `WAIT`: it gets its reply when a matching child exits.
@@ -149,6 +157,9 @@ impl Pm {
             Entry {
                 parent,
                 exit_status: None,
+                name,
+                arguments,
+                start_ns: vigil_rt::time::now_ns(),
             },
         );
         Ok(pid)
@@ -262,6 +273,13 @@ impl Pm {
 
     fn handle(&mut self, message: &Message) {
         let client = message.source;
+        if message.kind == INTROSPECT {
+            let answer = self.introspect(message);
+            if let Err(error) = ipc::send_nonblocking(client, &answer) {
+                println!("INTROSPECT reply to {client} dropped: {error}");
+            }
+            return;
+        }
         let [a, b, ..] = message.payload;
         let answer = match message.kind {
             request::SPAWN => self
@@ -276,6 +294,61 @@ impl Pm {
             Ok(None) => {}
             Err(error) => reply(client, Err(error)),
         }
+    }
+}
+
+impl Pm {
+    /// The reply to an INTROSPECT `message`: the process tree (`Topic::Processes`) written
+    /// into the client's grant; other topics are `NoSuchCall`.
+    fn introspect(&self, message: &Message) -> Message {
+        let request = match IntrospectRequest::from_message(message) {
+            Ok(request) => request,
+            Err(error) => return IntrospectReply::refusal(error),
+        };
+        if request.topic != Topic::Processes {
+            return IntrospectReply::message(Err((request.topic, Error::NoSuchCall)));
+        }
+        let available = self.processes.len() as u64;
+        let outcome = request
+            .records_to_write(PROCESS_RECORD_BYTES, available)
+            .and_then(|count| {
+                if count > 0 {
+                    let bytes: Vec<u8> = self
+                        .processes
+                        .iter()
+                        .skip(request.first as usize)
+                        .take(count as usize)
+                        .flat_map(|(&pid, entry)| record(pid, entry).to_bytes())
+                        .collect();
+                    ipc::safe_copy_to(message.source, GrantId(request.grant), 0, &bytes)?;
+                }
+                Ok(IntrospectReply {
+                    written: count,
+                    available,
+                    record_bytes: PROCESS_RECORD_BYTES as u64,
+                    version: PROCESS_RECORD_VERSION,
+                    topic: request.topic,
+                })
+            });
+        IntrospectReply::message(outcome.map_err(|error| (request.topic, error)))
+    }
+}
+
+/// The INTROSPECT record of process `pid`.
+fn record(pid: u64, entry: &Entry) -> ProcessTreeRecord {
+    ProcessTreeRecord {
+        pid: pid as u32,
+        parent: entry.parent as u32,
+        state: if entry.exit_status.is_some() {
+            process_state::EXITED
+        } else {
+            process_state::RUNNING
+        },
+        exit_status: entry.exit_status.unwrap_or(0),
+        start_ns: entry.start_ns,
+        name: record_text(entry.name.as_bytes()),
+        arguments: record_text(entry.arguments.as_bytes()),
+        ..ProcessTreeRecord::default()
     }
 }
 

@@ -690,6 +690,10 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
         console.require(&format!("killed a child blocked in {how}: status 137"))?;
     }
     console.require_line_with(&["tree 1: child ", " exited with status 5"])?;
+    console.require_line_with(&[
+        "pm_test: tree record: pid ",
+        " name pm_child args \"sleep\" running",
+    ])?;
     console.require_line_with(&["pid ", " exited: its 1 children are pm's now"])?;
     for refusal in [
         "wait with no children: ESRCH",

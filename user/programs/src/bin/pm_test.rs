@@ -15,6 +15,8 @@ use alloc::string::String;
 use core::time::Duration;
 
 use vigil_programs::{context, expect_refusal, finish};
+use vigil_rt::abi::server_introspect::{process_state, text_of};
+use vigil_rt::server_introspect::process_tree;
 use vigil_rt::{introspect, pm, thread, Error};
 
 vigil_rt::entry!(main);
@@ -38,6 +40,30 @@ fn pid_named(name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no process named {name}"))
 }
 
+/// PM's INTROSPECT tree has running child `pid` of ours, named and with its arguments.
+fn check_tree_record(pid: u64, arguments: &str) -> Result<(), String> {
+    let server = context(pm::server(), "pm")?;
+    let tree = context(process_tree(server), "INTROSPECT processes")?;
+    let own = pid_named("pm_test")?;
+    let record = tree
+        .iter()
+        .find(|record| u64::from(record.pid) == pid)
+        .ok_or_else(|| format!("pid {pid} is not in PM's tree ({} records)", tree.len()))?;
+    let fine = u64::from(record.parent) == own
+        && record.state == process_state::RUNNING
+        && text_of(&record.name) == b"pm_child"
+        && text_of(&record.arguments) == arguments.as_bytes()
+        && record.start_ns > 0;
+    if !fine {
+        return Err(format!("PM's record of pid {pid}: {record:?}"));
+    }
+    vigil_rt::println!(
+        "tree record: pid {pid} parent {} name pm_child args {arguments:?} running",
+        record.parent
+    );
+    Ok(())
+}
+
 fn free_frames() -> Result<u64, String> {
     introspect::snapshot()
         .map(|snapshot| snapshot.header.free_frames)
@@ -59,6 +85,9 @@ fn run(spawns: u64) -> Result<String, String> {
         match context(pm::try_wait(Some(pid)), "try_wait")? {
             None => {}
             Some(exited) => return Err(format!("{how}: try_wait says it exited: {exited:?}")),
+        }
+        if how == "sleep" {
+            check_tree_record(pid, how)?;
         }
         context(pm::kill(pid, 137), "kill")?;
         let exited = context(pm::wait(Some(pid)), "wait after kill")?;

@@ -1,6 +1,8 @@
 //! The boot image: every Multiboot module is a program; its string names it and its
-//! privileges (`kcore::boot_options`). Each is validated and started as a process; one that
-//! is malformed is refused with a logged reason and the rest still boot.
+//! privileges (`kcore::boot_options`). Each is validated and started as a process (unless
+//! it is `boot=pm`: an image the process manager spawns on request); one that is malformed
+//! is refused with a logged reason and the rest still boot. Every module stays readable for
+//! the process manager (`crate::pm`).
 
 use crate::arch::paging::phys_to_virt;
 use crate::process::{IpcTargets, ProcessConfig};
@@ -19,6 +21,15 @@ pub fn start_all(boot: &BootInfo) -> usize {
     let mut started = 0;
     for (index, module) in boot.modules().enumerate() {
         let text = module.name();
+        let len = (module.end - module.start) as usize;
+        // SAFETY: the module's physical range is reserved in the frame allocator (never
+        // reused) and covered by the direct map; nothing writes to it.
+        let file: &'static [u8] =
+            unsafe { core::slice::from_raw_parts(phys_to_virt(module.start) as *const u8, len) };
+        kernel.pm.add_module(crate::pm::BootModule {
+            string: alloc::string::String::from(text),
+            file,
+        });
         let options = match boot_options::parse(text) {
             Ok(options) => options,
             Err(reason) => {
@@ -33,6 +44,13 @@ pub fn start_all(boot: &BootInfo) -> usize {
                 text.len()
             );
         }
+        if options.spawned_by_pm {
+            info!(
+                "boot: module {index} '{}' is an image for the process manager",
+                options.name
+            );
+            continue;
+        }
         if kernel.process_named(options.name).is_some() {
             error!(
                 "boot: module '{}' refused: a process with that name already exists",
@@ -40,11 +58,6 @@ pub fn start_all(boot: &BootInfo) -> usize {
             );
             continue;
         }
-        let len = (module.end - module.start) as usize;
-        // SAFETY: the module's physical range is reserved in the frame allocator (never
-        // reused) and covered by the direct map; nothing writes to it.
-        let file: &'static [u8] =
-            unsafe { core::slice::from_raw_parts(phys_to_virt(module.start) as *const u8, len) };
         let image = match ElfImage::parse(file) {
             Ok(image) => image,
             Err(reason) => {
@@ -68,6 +81,9 @@ pub fn start_all(boot: &BootInfo) -> usize {
             Ok(slot) => {
                 if options.name == crate::vm::VM_SERVER_NAME {
                     kernel.register_vm_server(slot);
+                }
+                if options.name == vigil_abi::pm::PM_SERVER_NAME {
+                    kernel.register_pm_server(slot);
                 }
                 let process = &kernel.processes[slot];
                 info!(

@@ -22,6 +22,7 @@ pub struct KernelEnv<'a> {
     pub threads: &'a mut Threads,
     pub processes: &'a Processes,
     pub vm: &'a mut VmLink,
+    pub pm: &'a mut crate::pm::PmLink,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
 }
 
@@ -164,11 +165,16 @@ impl IpcEnvironment for KernelEnv<'_> {
 
     #[inline]
     fn peek_kernel_message(&mut self, receiver: ThreadSlot) -> Option<Message> {
-        self.vm.peek(receiver)
+        self.vm.peek(receiver).or_else(|| self.pm.peek(receiver))
     }
 
     fn consume_kernel_message(&mut self, receiver: ThreadSlot) {
-        self.vm.consume(receiver);
+        // One message was delivered: VM's if VM had one held, else PM's notice.
+        if self.vm.peek(receiver).is_some() {
+            self.vm.consume(receiver);
+        } else {
+            self.pm.consume(receiver);
+        }
     }
 }
 
@@ -194,6 +200,7 @@ impl crate::system::Kernel {
             threads: &mut self.threads,
             processes: &self.processes,
             vm: &mut self.vm,
+            pm: &mut self.pm,
             run_queues: &mut self.run_queues,
         };
         (&mut self.table, env)

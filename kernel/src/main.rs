@@ -21,6 +21,7 @@ mod message_buffer;
 mod monitor;
 mod mutex;
 mod panic;
+mod pm;
 mod process;
 mod sched;
 mod selftest;

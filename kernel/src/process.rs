@@ -11,6 +11,7 @@ use crate::system::Kernel;
 use crate::thread::{self, ThreadStart, MAIN_STACK_BYTES};
 use crate::usercopy;
 use vigil_abi::layout::{HEAP_BASE, INITIAL_STACK_BYTES, RUNTIME_HEAP_BYTES, STACK_REGION_SIZE};
+use vigil_abi::pm::ImageFlags;
 use vigil_abi::syscall::KernelCall;
 use vigil_abi::syscall::{PanicArgs, ProcessExitArgs};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
@@ -62,6 +63,16 @@ pub struct Process {
     /// Bit `i` set = stack region `i` in use.
     stack_regions: [u64; MAX_THREADS / 64],
     grants: [Grant; MAX_GRANTS],
+    /// The pid of the process that handles this one's signals and exceptions and collects
+    /// its exit (seed 002's signal manager): the process manager for every process it
+    /// created; None for a boot process (the kernel reports and kills it, as before).
+    signal_manager: Option<u32>,
+    /// Whether the main thread has started (a process `PmCreate` made has none until
+    /// `PmStart`).
+    started: bool,
+    /// Set when a process with a signal manager has exited: the slot (free of threads
+    /// and memory) is kept, with the status, until the manager collects it (`PmReap`).
+    exit_status: Option<u64>,
 }
 
 impl Process {
@@ -82,6 +93,9 @@ impl Process {
         accounting: Accounting::ZERO,
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
+        signal_manager: None,
+        started: false,
+        exit_status: None,
     };
 
     /// A live process with pid `pid`, its address space, `image_pages` pages of image and
@@ -111,6 +125,31 @@ impl Process {
         };
         process.set_name(config.name);
         process
+    }
+
+    /// The pid of the process's signal manager (None: the kernel's default handling).
+    pub fn signal_manager(&self) -> Option<u32> {
+        self.signal_manager
+    }
+
+    /// Whether the main thread has been started.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Maps fresh zeroed image pages at `range` for the process manager (none mapped,
+    /// frames checked by the caller), counted as image.
+    pub fn map_image(&mut self, range: PageRange, flags: ImageFlags) {
+        let mut leaf = 0;
+        if flags.writable() {
+            leaf |= paging::flags::WRITABLE;
+        }
+        if !flags.executable() {
+            leaf |= paging::flags::NO_EXECUTE;
+        }
+        thread::map_user_pages(self.space_mut(), range.start(), range.pages(), leaf);
+        self.add_mapped(range.pages());
+        self.accounting.image_pages += range.pages();
     }
 
     pub fn pid(&self) -> u32 {
@@ -412,9 +451,33 @@ impl Processes {
         Processes([Process::EMPTY; MAX_PROCESSES])
     }
 
-    /// The lowest free slot.
+    /// The lowest free slot (neither live nor an exit waiting for its manager).
     fn free_slot(&self) -> Option<ProcessSlot> {
-        ProcessSlot::all().find(|&slot| !self[slot].in_use)
+        ProcessSlot::all().find(|&slot| !self[slot].in_use && self[slot].exit_status.is_none())
+    }
+
+    /// Forgets every uncollected exit of processes `manager` managed (it is gone).
+    pub fn forget_exits_managed_by(&mut self, manager: u32) {
+        for slot in ProcessSlot::all() {
+            let process = &mut self[slot];
+            if process.exit_status.is_some() && process.signal_manager == Some(manager) {
+                process.exit_status = None;
+                process.signal_manager = None;
+            }
+        }
+    }
+
+    /// Takes one exit of a process managed by `manager` that it has not collected:
+    /// (pid, status). The slot is free from then on.
+    pub fn reap(&mut self, manager: u32) -> Option<(u32, u64)> {
+        let slot = ProcessSlot::all().find(|&slot| {
+            let process = &self[slot];
+            process.exit_status.is_some() && process.signal_manager == Some(manager)
+        })?;
+        let process = &mut self[slot];
+        let status = process.exit_status.take()?;
+        process.signal_manager = None;
+        Some((process.pid, status))
     }
 
     /// The live process with pid `pid`.
@@ -536,6 +599,7 @@ impl Kernel {
             .spawn_thread(slot, start)
             .unwrap_or_else(|error| panic!("main thread refused after the checks: {error}"));
         self.processes[slot].main_thread = endpoint;
+        self.processes[slot].started = true;
         let pid = u64::from(self.processes[slot].pid);
         crate::trace::emit(
             vigil_abi::trace::EventKind::ProcessCreate,
@@ -612,8 +676,91 @@ impl Kernel {
         crate::monitor::record_exit(process_record.name(), process_record.pid, status);
         process_record.in_use = false;
         let pid = process_record.pid;
+        let manager = process_record.signal_manager;
+        // A process PM manages stays an exit for PM to collect (while PM runs).
+        let managed = manager.is_some_and(|manager| {
+            self.pm
+                .process()
+                .is_some_and(|pm| self.processes[pm].pid == manager)
+        });
+        if managed {
+            self.processes[process].exit_status = Some(status);
+        } else {
+            self.processes[process].signal_manager = None;
+        }
         self.notify_vm_of_exit(pid);
         self.vm_server_exited(process);
+        self.pm_server_exited(process);
+        if managed {
+            self.notify_pm_of_exit();
+        }
+    }
+
+    /// Creates an empty process for the process manager: an address space and
+    /// privileges, no image and no threads yet; `manager` is its signal manager.
+    pub fn create_empty_process(
+        &mut self,
+        config: &ProcessConfig<'_>,
+        manager: u32,
+    ) -> Result<ProcessSlot, Error> {
+        let slot = self.processes.free_slot().ok_or(Error::OutOfResources)?;
+        if memory::free_frames() == 0 {
+            return Err(Error::OutOfResources);
+        }
+        let space = AddressSpace::new_user(&paging::kernel_space(), &mut memory::alloc_frame)
+            .map_err(|_| Error::OutOfResources)?;
+        let pid = self.allocate_pid();
+        self.processes[slot] = Process::new(config, pid, space, 0, 0);
+        self.processes[slot].signal_manager = Some(manager);
+        Ok(slot)
+    }
+
+    /// Starts the main thread of a process `create_empty_process` made, at `entry` with
+    /// `arguments`. A process VM does not serve gets its heap now, as at boot.
+    pub fn start_created_process(
+        &mut self,
+        slot: ProcessSlot,
+        entry: u64,
+        arguments: &[u8],
+    ) -> Result<Endpoint, Error> {
+        if self.processes[slot].started {
+            return Err(Error::Exists);
+        }
+        let served = self.served_by_vm(slot);
+        let (stack_bytes, heap_pages) = if served {
+            (INITIAL_STACK_BYTES, 0)
+        } else {
+            (MAIN_STACK_BYTES, RUNTIME_HEAP_BYTES / PAGE_SIZE)
+        };
+        let frames =
+            thread::frames_to_map(heap_pages) + thread::frames_to_map(stack_bytes / PAGE_SIZE);
+        if !self.table.has_free_slot() || (memory::free_frames() as u64) < frames {
+            return Err(Error::OutOfResources);
+        }
+        let process = &mut self.processes[slot];
+        thread::map_user_pages(
+            process.space_mut(),
+            HEAP_BASE,
+            heap_pages,
+            flags::WRITABLE | flags::NO_EXECUTE,
+        );
+        process.add_mapped(heap_pages);
+        let start = ThreadStart {
+            entry,
+            stack_bytes,
+            main_arguments: Some(arguments),
+            arg: 0,
+        };
+        let endpoint = self.spawn_thread(slot, start)?;
+        let process = &mut self.processes[slot];
+        process.main_thread = endpoint;
+        process.started = true;
+        crate::trace::emit(
+            vigil_abi::trace::EventKind::ProcessCreate,
+            endpoint,
+            [u64::from(process.pid), 0, 0],
+        );
+        Ok(endpoint)
     }
 
     /// A CPU exception in user code: report it and kill the process; the rest run on. (An

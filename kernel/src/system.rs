@@ -33,6 +33,8 @@ pub struct Kernel {
     pub(crate) cpu: Cpu,
     /// The VM server and the messages held for it.
     pub(crate) vm: VmLink,
+    /// The process manager, the boot modules it reads and the exit notice held for it.
+    pub(crate) pm: crate::pm::PmLink,
     /// The last pid handed out.
     last_pid: u32,
     /// Snapshots taken so far.
@@ -54,6 +56,7 @@ impl Kernel {
             processes: Processes::new(),
             cpu: Cpu::new(),
             vm: VmLink::new(),
+            pm: crate::pm::PmLink::new(),
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,

@@ -155,13 +155,13 @@ impl core::ops::IndexMut<ThreadSlot> for Threads {
 pub use vigil_abi::layout::{MAIN_STACK_BYTES, THREAD_STACK_BYTES};
 
 /// Where a new thread starts.
-pub struct ThreadStart {
+pub struct ThreadStart<'a> {
     pub entry: u64,
     /// Bytes of stack mapped below the top of the thread's stack region.
     pub stack_bytes: u64,
     /// For a main thread: the argument string, copied onto the stack; the thread starts
     /// with RDI = its address, RSI = its length, RDX = the endpoint.
-    pub main_arguments: Option<&'static [u8]>,
+    pub main_arguments: Option<&'a [u8]>,
     /// For other threads: RDI; RSI is the endpoint.
     pub arg: u64,
 }
@@ -233,7 +233,7 @@ impl Kernel {
     pub fn spawn_thread(
         &mut self,
         process: ProcessSlot,
-        start: ThreadStart,
+        start: ThreadStart<'_>,
     ) -> Result<Endpoint, Error> {
         let stack_index = self.processes[process]
             .free_stack_region()

@@ -141,6 +141,11 @@ impl Kernel {
         );
     }
 
+    /// The VM server's process, if VM runs.
+    pub fn vm_server_process(&self) -> Option<ProcessSlot> {
+        self.vm.server.map(|server| server.process)
+    }
+
     /// Whether page faults of `process` go to the VM server.
     pub fn served_by_vm(&self, process: ProcessSlot) -> bool {
         self.vm

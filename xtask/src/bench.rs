@@ -23,6 +23,8 @@ use crate::user;
 /// The programs a benchmark run boots, in order.
 pub const BENCH_PROGRAMS: &[&str] = &[
     "vm kcalls=vm",
+    "pm kcalls=pm",
+    "pm_child boot=pm",
     "bench_server",
     "bench_server name=bench_replyrecv -- reply-receive",
     "bench_client kcalls=shutdown+snapshot+tracemask",
@@ -325,6 +327,10 @@ pub fn reference(name: &str) -> Option<&'static str> {
             "Linux in-kernel demand-zero fault 8,667 instructions; Vigil aims ≤ 8,667 (slow IPC path)",
         ),
         "vm_map_touch_unmap" => Some("Linux mmap+touch+munmap 27,213 instructions"),
+        "spawn_exit_wait" => Some(
+            "Linux posix_spawn+exec+exit+wait of a static binary 672,649, fork+exit+wait 347,900 instructions; Vigil aims ≤ 336,324",
+        ),
+        "thread_create_join" => Some("Linux 71,043 instructions; Vigil aims ≤ 35,521"),
         _ => None,
     }
 }

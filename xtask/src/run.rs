@@ -574,8 +574,8 @@ pub struct ExitTracker {
     announced: bool,
 }
 
-/// The system server `run` boots first, which never exits by design.
-const SYSTEM_SERVER: &str = "vm";
+/// The system servers, which never exit by design (`run` boots VM first; PM when asked).
+const SYSTEM_SERVERS: &[&str] = &["vm", "pm"];
 
 /// The pid in "(pid N," or "(pid N)".
 fn pid_after(text: &str, marker: &str) -> Option<u64> {
@@ -588,7 +588,10 @@ impl ExitTracker {
     /// Takes one console line; the message to print when the last program has ended.
     pub fn line(&mut self, text: &str) -> Option<String> {
         if text.contains("boot: started '") {
-            if !text.contains(&format!("boot: started '{}' (", SYSTEM_SERVER)) {
+            let server = SYSTEM_SERVERS
+                .iter()
+                .any(|name| text.contains(&format!("boot: started '{name}' (")));
+            if !server {
                 self.started.extend(pid_after(text, "(pid "));
             }
         } else if text.contains("process '")
@@ -723,6 +726,7 @@ mod tests {
             "[    0.06] INFO  boot: started 'hello' (pid 1, priority 8, 1281 KiB image, entry 0x400000)",
             "[    0.07] INFO  boot: started 'crasher' (pid 2, priority 8, 1 KiB image, entry 0x400000)",
             "[    0.07] INFO  boot: started 'vm' (pid 3, priority 8, 1 KiB image, entry 0x400000)",
+            "[    0.07] INFO  boot: started 'pm' (pid 4, priority 8, 1 KiB image, entry 0x400000)",
             "[    0.08] INFO  process 'hello' (pid 1) exited with status 0",
         ];
         for line in lines {

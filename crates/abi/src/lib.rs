@@ -9,6 +9,7 @@ pub mod introspect;
 pub mod layout;
 pub mod log;
 pub mod message;
+pub mod pm;
 pub mod qemu_exit;
 pub mod server_introspect;
 pub mod syscall;

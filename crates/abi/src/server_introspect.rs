@@ -39,6 +39,9 @@ pub enum Topic {
     Services = 3,
     /// Reserved for VFS: open files.
     OpenFiles = 4,
+    /// PM: one [`ProcessTreeRecord`] per process PM started and still knows (running, or
+    /// exited and not yet waited for), by pid.
+    Processes = 5,
 }
 
 impl Topic {
@@ -48,6 +51,7 @@ impl Topic {
             2 => Topic::SharedObjects,
             3 => Topic::Services,
             4 => Topic::OpenFiles,
+            5 => Topic::Processes,
             _ => return None,
         })
     }
@@ -58,6 +62,7 @@ impl Topic {
             Topic::SharedObjects => "shared-objects",
             Topic::Services => "services",
             Topic::OpenFiles => "open-files",
+            Topic::Processes => "processes",
         }
     }
 }
@@ -492,6 +497,87 @@ const _: () = {
     assert!(offset_of!(SharedMapperRecord, resident_pages) == 24);
 };
 
+/// Layout version of [`ProcessTreeRecord`].
+pub const PROCESS_RECORD_VERSION: u64 = 1;
+/// Size of a [`ProcessTreeRecord`].
+pub const PROCESS_RECORD_BYTES: usize = 96;
+/// Bytes of a process name or argument string a [`ProcessTreeRecord`] keeps (cut, padded
+/// with zeros).
+pub const PROCESS_RECORD_TEXT_BYTES: usize = 32;
+
+/// [`ProcessTreeRecord::state`] values.
+pub mod process_state {
+    pub const RUNNING: u32 = 1;
+    /// Exited, its status kept until the parent waits.
+    pub const EXITED: u32 = 2;
+}
+
+/// Topic [`Topic::Processes`]: one process of PM's tree. 96 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessTreeRecord {
+    pub pid: u32,
+    /// The parent's pid (PM's own after reparenting).
+    pub parent: u32,
+    /// A `process_state` value.
+    pub state: u32,
+    pub reserved: u32,
+    /// The exit status once `state` is `EXITED`, else 0.
+    pub exit_status: u64,
+    /// When PM started it, in ns since boot.
+    pub start_ns: u64,
+    pub name: [u8; PROCESS_RECORD_TEXT_BYTES],
+    /// The start of its argument string.
+    pub arguments: [u8; PROCESS_RECORD_TEXT_BYTES],
+}
+
+/// `text` cut to a record's text field.
+pub fn record_text(text: &[u8]) -> [u8; PROCESS_RECORD_TEXT_BYTES] {
+    let mut field = [0; PROCESS_RECORD_TEXT_BYTES];
+    let len = text.len().min(PROCESS_RECORD_TEXT_BYTES);
+    field[..len].copy_from_slice(&text[..len]);
+    field
+}
+
+/// A record text field without its zero padding.
+pub fn text_of(field: &[u8; PROCESS_RECORD_TEXT_BYTES]) -> &[u8] {
+    let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..len]
+}
+
+impl ProcessTreeRecord {
+    pub fn to_bytes(&self) -> [u8; PROCESS_RECORD_BYTES] {
+        let mut bytes = [0; PROCESS_RECORD_BYTES];
+        let mut w = Writer {
+            bytes: &mut bytes,
+            at: 0,
+        };
+        w.u32(self.pid);
+        w.u32(self.parent);
+        w.u32(self.state);
+        w.u32(self.reserved);
+        w.u64(self.exit_status);
+        w.u64(self.start_ns);
+        w.put(&self.name);
+        w.put(&self.arguments);
+        bytes
+    }
+
+    pub fn from_bytes(bytes: &[u8; PROCESS_RECORD_BYTES]) -> ProcessTreeRecord {
+        let mut r = Reader { bytes, at: 0 };
+        ProcessTreeRecord {
+            pid: r.u32(),
+            parent: r.u32(),
+            state: r.u32(),
+            reserved: r.u32(),
+            exit_status: r.u64(),
+            start_ns: r.u64(),
+            name: r.take(),
+            arguments: r.take(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,5 +723,27 @@ mod tests {
             IntrospectReply::from_message(&Message::new(0x0200_00ff)),
             Err(Error::InvalidArgument)
         );
+    }
+
+    #[test]
+    fn a_process_tree_record_round_trips_in_96_bytes() {
+        let record = ProcessTreeRecord {
+            pid: 12,
+            parent: 3,
+            state: process_state::EXITED,
+            reserved: 0,
+            exit_status: 137,
+            start_ns: 5_000_000,
+            name: record_text(b"pm_child"),
+            arguments: record_text(b"a very long argument string that is cut here"),
+        };
+        let bytes = record.to_bytes();
+        assert_eq!(bytes.len(), PROCESS_RECORD_BYTES);
+        assert_eq!(&bytes[..4], &12u32.to_le_bytes());
+        assert_eq!(ProcessTreeRecord::from_bytes(&bytes), record);
+        assert_eq!(text_of(&record.name), b"pm_child");
+        assert_eq!(text_of(&record.arguments).len(), PROCESS_RECORD_TEXT_BYTES);
+        assert_eq!(Topic::from_u64(5), Some(Topic::Processes));
+        assert_eq!(Topic::Processes.name(), "processes");
     }
 }

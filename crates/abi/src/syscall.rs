@@ -9,6 +9,7 @@ use crate::async_message::AsyncMessage;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::message::Message;
+use crate::pm::{ImageFlags, Priority};
 use crate::user_memory::{Pod, UserPtr, UserSlice};
 use crate::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
 
@@ -409,6 +410,38 @@ calls! {
     /// reports the sum in the snapshot (`ProcessRecord::virtual_bytes`). VM calls it when
     /// the size changes, never per fault.
     VmSetVirtual = 16 => VmSetVirtualArgs { process: Pid, bytes: u64 }
+    /// (index, buffer) → the string's length. PM: copies the string of boot module
+    /// `index` (its name and options) into the buffer, as much as fits. `NotFound` past
+    /// the last module.
+    PmModuleName = 24 => PmModuleNameArgs { index: u64, buffer: UserSlice<u8> }
+    /// (index, offset, buffer) → bytes copied (0 at the end; at most `pm::MAX_COPY_BYTES`),
+    /// or for an empty buffer the file's size. PM: reads boot module `index`'s file from
+    /// `offset`; the kernel never hands out a writable view of it.
+    PmModuleRead = 25 => PmModuleReadArgs { index: u64, offset: u64, buffer: UserSlice<u8> }
+    /// (name, priority, kernel-call mask, memory-limit pages) → pid. PM: an empty process
+    /// (an address space, no threads) whose signal manager and reaper is the caller.
+    /// `InvalidArgument` for an empty or too long name, `OutOfResources` without a slot.
+    PmCreate = 26 => PmCreateArgs { name: UserSlice<u8>, priority: Priority, kernel_calls: u64, memory_limit_pages: u64 }
+    /// (pid, start, pages, flags) → 0. PM: fresh zeroed image pages in a process it
+    /// created and has not started, inside the user image range. `Exists` if any page is
+    /// mapped, `InvalidArgument` outside the image range, `PermissionDenied` for a process
+    /// that is not the caller's or has started.
+    PmMapImage = 27 => PmMapImageArgs { process: Pid, range: PageRange, flags: ImageFlags }
+    /// (pid, address, data) → 0. PM: copies `data` (at most `pm::MAX_COPY_BYTES`) from the
+    /// caller into mapped image pages of a process it created and has not started
+    /// (`Fault` if a page is not mapped).
+    PmCopyTo = 28 => PmCopyToArgs { process: Pid, address: u64, data: UserSlice<u8> }
+    /// (pid, entry, arguments) → the main thread's endpoint. PM: starts the main thread
+    /// of a process it created, at `entry`, with the argument string (at most
+    /// `pm::MAX_ARGUMENT_BYTES`) as a boot program gets it. `Exists` if it has started.
+    PmStart = 29 => PmStartArgs { process: Pid, entry: u64, arguments: UserSlice<u8> }
+    /// (pid, status) → 0. PM: ends process `pid` in whatever state it is (its waits,
+    /// timers and grants go with it) with exit status `status`. `PermissionDenied` for
+    /// the caller itself and the VM server.
+    PmKill = 30 => PmKillArgs { process: Pid, status: u64 }
+    /// (out) → 1 if an exit was collected, else 0. PM: takes one exited process it
+    /// created and writes `[pid, status]` to `out`; its slot is free from then on.
+    PmReap = 31 => PmReapArgs { out: UserPtr<[u64; 2]> }
 }
 
 impl KernelCall {

@@ -7,7 +7,11 @@
 //! - `kcalls=none|all|a+b` — kernel calls allowed (`safecopy` = SafeCopyFrom and SafeCopyTo,
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
 //!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
-//!   and SafeCopyTo for its accounting and INTROSPECT answers); default none;
+//!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
+//!   manager's calls (PmModuleName … PmReap, plus SafeCopyFrom and SafeCopyTo for its
+//!   clients' grants and VmProcessOf to learn who asks); default none;
+//! - `boot=kernel|pm` — who starts it: the kernel at boot (default), or nobody at boot:
+//!   the module is an image the process manager spawns on request;
 //! - `ipc=all|none|a+b` — processes (by name) it may send to; default all;
 //! - `mem=SIZE` — the process's memory limit, enforced by the VM server (which reads it
 //!   with `VmLimitOf`): a whole number of bytes with an optional `K`, `M` or `G` suffix
@@ -45,6 +49,8 @@ pub struct BootOptions<'a> {
     pub ipc: IpcTargetNames<'a>,
     /// `mem=`: the memory limit in pages, if the module sets one.
     pub memory_limit_pages: Option<u64>,
+    /// `boot=pm`: the kernel does not start it; PM spawns it on request.
+    pub spawned_by_pm: bool,
     pub arguments: &'a str,
 }
 
@@ -63,6 +69,8 @@ pub enum OptionError<'a> {
     BadIpcList(&'a str),
     /// `mem=` is not a non-zero page multiple of bytes (`8M`, `64K`, `1G`, `40960`).
     BadMemoryLimit(&'a str),
+    /// `boot=` is neither `kernel` nor `pm`.
+    BadStarter(&'a str),
 }
 
 impl core::fmt::Display for OptionError<'_> {
@@ -71,7 +79,10 @@ impl core::fmt::Display for OptionError<'_> {
             OptionError::NoPath => write!(f, "empty module string"),
             OptionError::NotKeyValue(word) => write!(f, "option '{word}' is not key=value"),
             OptionError::UnknownKey(key) => {
-                write!(f, "unknown option '{key}' (name, prio, kcalls, ipc, mem)")
+                write!(
+                    f,
+                    "unknown option '{key}' (name, prio, kcalls, ipc, mem, boot)"
+                )
             }
             OptionError::BadPriority(value) => {
                 write!(f, "prio '{value}' is not 0..={LOWEST_PRIORITY}")
@@ -79,7 +90,7 @@ impl core::fmt::Display for OptionError<'_> {
             OptionError::UnknownKernelCall(call) => {
                 write!(
                     f,
-                    "unknown kernel call '{call}' (none, all, safecopy, shutdown, snapshot, tracemask, vm)"
+                    "unknown kernel call '{call}' (none, all, safecopy, shutdown, snapshot, tracemask, vm, pm)"
                 )
             }
             OptionError::BadName(name) => write!(
@@ -87,6 +98,7 @@ impl core::fmt::Display for OptionError<'_> {
                 "name '{name}' is empty, longer than {MAX_NAME} bytes or has '/'"
             ),
             OptionError::BadIpcList(list) => write!(f, "ipc list '{list}' has an empty name"),
+            OptionError::BadStarter(value) => write!(f, "boot '{value}' is not kernel or pm"),
             OptionError::BadMemoryLimit(value) => write!(
                 f,
                 "mem '{value}' is not a non-zero multiple of {PAGE_BYTES} bytes (e.g. 8M, 64K, 1G)"
@@ -138,6 +150,20 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::VmSetVirtual.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()
         }
+        "pm" => {
+            KernelCall::PmModuleName.mask_bit()
+                | KernelCall::PmModuleRead.mask_bit()
+                | KernelCall::PmCreate.mask_bit()
+                | KernelCall::PmMapImage.mask_bit()
+                | KernelCall::PmCopyTo.mask_bit()
+                | KernelCall::PmStart.mask_bit()
+                | KernelCall::PmKill.mask_bit()
+                | KernelCall::PmReap.mask_bit()
+                // Clients' spawn text and INTROSPECT answers, and who asks.
+                | KernelCall::SafeCopyFrom.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
+                | KernelCall::VmProcessOf.mask_bit()
+        }
         _ => return None,
     })
 }
@@ -158,6 +184,7 @@ pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
         kernel_calls: 0,
         ipc: IpcTargetNames::All,
         memory_limit_pages: None,
+        spawned_by_pm: false,
         arguments,
     };
     if !valid_name(file_name) {
@@ -208,6 +235,13 @@ pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
             "mem" => {
                 parsed.memory_limit_pages =
                     Some(memory_limit_pages(value).ok_or(OptionError::BadMemoryLimit(value))?);
+            }
+            "boot" => {
+                parsed.spawned_by_pm = match value {
+                    "kernel" => false,
+                    "pm" => true,
+                    _ => return Err(OptionError::BadStarter(value)),
+                };
             }
             _ => return Err(OptionError::UnknownKey(key)),
         }
@@ -335,5 +369,21 @@ mod tests {
         assert!(OptionError::UnknownKey("x")
             .to_string()
             .contains("unknown option 'x'"));
+    }
+
+    #[test]
+    fn boot_pm_leaves_the_module_to_the_process_manager() {
+        assert!(!parse("p").unwrap().spawned_by_pm);
+        assert!(!parse("p boot=kernel").unwrap().spawned_by_pm);
+        assert!(parse("p boot=pm -- a b").unwrap().spawned_by_pm);
+        assert_eq!(parse("p boot=rs"), Err(OptionError::BadStarter("rs")));
+        let pm = parse("pm kcalls=pm").unwrap().kernel_calls;
+        assert_ne!(pm & KernelCall::PmCreate.mask_bit(), 0);
+        assert_ne!(pm & KernelCall::PmReap.mask_bit(), 0);
+        assert_eq!(
+            pm & KernelCall::VmMap.mask_bit(),
+            0,
+            "PM cannot map VM's memory"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! then the arguments are decoded into the call's typed struct and the handler runs. Every
 //! handler has the system-call shape `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`.
 
+mod pm;
 mod safe_copy;
 mod shutdown;
 mod snapshot;
@@ -73,6 +74,14 @@ impl Kernel {
             KernelCallArgs::VmMapShared(args) => vm_shared::map_shared(self, caller, args),
             KernelCallArgs::VmLimitOf(args) => vm_limit::limit_of(self, caller, args),
             KernelCallArgs::VmSetVirtual(args) => vm_account::set_virtual(self, caller, args),
+            KernelCallArgs::PmModuleName(args) => pm::module_name(self, caller, args),
+            KernelCallArgs::PmModuleRead(args) => pm::module_read(self, caller, args),
+            KernelCallArgs::PmCreate(args) => pm::create(self, caller, args),
+            KernelCallArgs::PmMapImage(args) => pm::map_image(self, caller, args),
+            KernelCallArgs::PmCopyTo(args) => pm::copy_to(self, caller, args),
+            KernelCallArgs::PmStart(args) => pm::start(self, caller, args),
+            KernelCallArgs::PmKill(args) => pm::kill(self, caller, args),
+            KernelCallArgs::PmReap(args) => pm::reap(self, caller, args),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod alarm;
 pub mod heap;
 pub mod introspect;
 pub mod ipc;
+pub mod pm;
 pub mod print;
 pub mod process;
 pub mod server_introspect;

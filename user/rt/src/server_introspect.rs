@@ -5,8 +5,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use vigil_abi::server_introspect::{
-    IntrospectReply, IntrospectRequest, MemoryRecord, SharedRecord, Topic, MEMORY_RECORD_BYTES,
-    SHARED_RECORD_BYTES,
+    IntrospectReply, IntrospectRequest, MemoryRecord, ProcessTreeRecord, SharedRecord, Topic,
+    MEMORY_RECORD_BYTES, PROCESS_RECORD_BYTES, SHARED_RECORD_BYTES,
 };
 use vigil_abi::{Endpoint, Error};
 
@@ -91,4 +91,17 @@ pub fn shared_objects(server: Endpoint) -> Result<Vec<SharedRecord>, Error> {
             SharedRecord::from_bytes(&record).ok_or(Error::InvalidArgument)
         })
         .collect()
+}
+
+/// The processes topic of `server` (PM): its process tree, one record per process.
+pub fn process_tree(server: Endpoint) -> Result<Vec<ProcessTreeRecord>, Error> {
+    let (_, bytes) = all_records(server, Topic::Processes, PROCESS_RECORD_BYTES)?;
+    Ok(bytes
+        .chunks_exact(PROCESS_RECORD_BYTES)
+        .map(|chunk| {
+            let mut record = [0; PROCESS_RECORD_BYTES];
+            record.copy_from_slice(chunk);
+            ProcessTreeRecord::from_bytes(&record)
+        })
+        .collect())
 }

@@ -684,3 +684,126 @@ pub fn vm_set_virtual(pid: Pid, bytes: u64) -> Result<u64, Error> {
         .encode(),
     )
 }
+
+/// A kernel call whose arguments are all in registers (any memory they name is described
+/// by `UserSlice`/`UserPtr` arguments the caller derived from borrows it holds).
+///
+/// # Safety
+/// Every buffer the arguments name must be valid for the access the call makes: read for
+/// data PM hands to the kernel, exclusively borrowed for output the kernel writes.
+unsafe fn pm_call(call: KernelCall, arguments: [u64; 5]) -> Result<u64, Error> {
+    let r = kernel_call_registers(call, arguments);
+    // SAFETY: the caller guarantees the memory the registers name (see above).
+    decode(unsafe {
+        syscall6(
+            KernelCallTrapArgs::CALL as u64,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+        )
+    })
+}
+
+/// `KernelCall PmModuleName` (PM only): boot module `index`'s string into `buffer` (as
+/// much as fits); returns the string's full length. `NotFound` past the last module.
+pub fn pm_module_name(index: u64, buffer: &mut [u8]) -> Result<u64, Error> {
+    let arguments = PmModuleNameArgs {
+        index,
+        buffer: UserSlice::from_slice(buffer),
+    };
+    // SAFETY: the kernel writes at most `buffer.len()` bytes into the exclusive borrow.
+    unsafe { pm_call(PmModuleNameArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmModuleRead` (PM only): bytes of boot module `index` from `offset` into
+/// `buffer`; returns how many (0 at the end), or for an empty `buffer` the file's size.
+pub fn pm_module_read(index: u64, offset: u64, buffer: &mut [u8]) -> Result<u64, Error> {
+    let arguments = PmModuleReadArgs {
+        index,
+        offset,
+        buffer: UserSlice::from_slice(buffer),
+    };
+    // SAFETY: the kernel writes at most `buffer.len()` bytes into the exclusive borrow.
+    unsafe { pm_call(PmModuleReadArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmCreate` (PM only): an empty process the caller manages; returns its pid.
+pub fn pm_create(
+    name: &str,
+    priority: vigil_abi::pm::Priority,
+    kernel_calls: u64,
+    memory_limit_pages: u64,
+) -> Result<u64, Error> {
+    let arguments = PmCreateArgs {
+        name: UserSlice::from_slice(name.as_bytes()),
+        priority,
+        kernel_calls,
+        memory_limit_pages,
+    };
+    // SAFETY: the kernel only reads the borrowed name.
+    unsafe { pm_call(PmCreateArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmMapImage` (PM only): fresh zeroed image pages in an unstarted process.
+pub fn pm_map_image(
+    pid: Pid,
+    range: PageRange,
+    flags: vigil_abi::pm::ImageFlags,
+) -> Result<u64, Error> {
+    let arguments = PmMapImageArgs {
+        process: pid,
+        range,
+        flags,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmMapImageArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmCopyTo` (PM only): `data` into the mapped image of an unstarted process.
+pub fn pm_copy_to(pid: Pid, address: u64, data: &[u8]) -> Result<u64, Error> {
+    let arguments = PmCopyToArgs {
+        process: pid,
+        address,
+        data: UserSlice::from_slice(data),
+    };
+    // SAFETY: the kernel only reads the borrowed data.
+    unsafe { pm_call(PmCopyToArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmStart` (PM only): starts the main thread at `entry` with `arguments`;
+/// returns its endpoint.
+pub fn pm_start(pid: Pid, entry: u64, arguments: &[u8]) -> Result<Endpoint, Error> {
+    let call = PmStartArgs {
+        process: pid,
+        entry,
+        arguments: UserSlice::from_slice(arguments),
+    };
+    // SAFETY: the kernel only reads the borrowed arguments.
+    unsafe { pm_call(PmStartArgs::CALL, call.encode()) }.map(Endpoint)
+}
+
+/// `KernelCall PmKill` (PM only): ends process `pid` with `status`.
+pub fn pm_kill(pid: Pid, status: u64) -> Result<u64, Error> {
+    let arguments = PmKillArgs {
+        process: pid,
+        status,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmKillArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmReap` (PM only): one exit of a process the caller manages, as
+/// `(pid, status)`, or None if there is none.
+pub fn pm_reap() -> Result<Option<(u64, u64)>, Error> {
+    let mut out = [0u64; 2];
+    let buffer: &mut [u64; 2] = &mut out;
+    let arguments = PmReapArgs {
+        out: UserPtr::from_ref(buffer),
+    };
+    // SAFETY: the kernel writes the two words of `out`, exclusively ours until it returns.
+    let collected = unsafe { pm_call(PmReapArgs::CALL, arguments.encode()) }?;
+    Ok((collected == 1).then_some((out[0], out[1])))
+}

@@ -306,6 +306,22 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "pm-processes",
+        // PM spawns `pm_child` (a `boot=pm` image): wait and non-blocking wait, kills of a
+        // child blocked in receive, sleep and a mutex wait, a three-deep tree with its
+        // orphan reparented to PM, 1,000 spawn+exit+wait rounds with every frame back,
+        // and bad requests each refused with its own error while PM keeps serving.
+        check: check_pm_processes,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "pm_child boot=pm",
+            "pm_test kcalls=snapshot+shutdown",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -708,6 +724,43 @@ fn check_vm_share_kcall(console: &Console) -> Result<(), String> {
     require_success_shutdown(console, "vm_kcalls")
 }
 
+fn check_pm_processes(console: &Console) -> Result<(), String> {
+    console.require("boot: module 2 'pm_child' is an image for the process manager")?;
+    console.require("pm: 'pm' manages the processes it starts")?;
+    for how in ["receive", "sleep", "mutex"] {
+        console.require(&format!("killed a child blocked in {how}: status 137"))?;
+    }
+    console.require_line_with(&["tree 1: child ", " exited with status 5"])?;
+    console.require_line_with(&[
+        "pm_test: tree record: pid ",
+        " name pm_child args \"sleep\" running",
+    ])?;
+    console.require_line_with(&["pid ", " exited: its 1 children are pm's now"])?;
+    for refusal in [
+        "wait with no children: ESRCH",
+        "wait for an orphan PM adopted: ESRCH",
+        "wait for a forged pid: ESRCH",
+        "kill PM: EPERM",
+        "wait for PM: ESRCH",
+        "kill VM: EPERM",
+        "kill a forged pid: ESRCH",
+        "spawn a missing program: ESRCH",
+        "spawn a kernel-started module: ESRCH",
+        "spawn with huge arguments: EINVAL",
+        "spawn text over the limit: EINVAL",
+    ] {
+        console.require(&format!("pm_test: refused as expected: {refusal}"))?;
+    }
+    console.require("pm_test: refused as expected: kill oneself: ")?;
+    console.require_line_with(&[
+        "pm_test: PASS 1000 spawn+exit+wait rounds in ",
+        "reparented",
+    ])?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "pm_test")
+}
+
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).
 fn boot_pid(console: &Console, name: &str) -> Result<u64, String> {
     let needle = format!("boot: started '{name}' (pid ");
@@ -831,7 +884,7 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 21] = [
+const BENCHMARKS: [&str; 23] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
@@ -853,6 +906,8 @@ const BENCHMARKS: [&str; 21] = [
     "snapshot_1000_threads",
     "wake_lateness_quiet",
     "wake_lateness_flood",
+    "thread_create_join",
+    "spawn_exit_wait",
 ];
 
 /// How many samples `bench_client` takes of a benchmark: snapshots 200 (each is large),
@@ -865,6 +920,8 @@ fn bench_iterations(name: &str) -> u32 {
         1000
     } else if name.starts_with("wake_lateness_") {
         30
+    } else if name == "spawn_exit_wait" {
+        100
     } else {
         10000
     }

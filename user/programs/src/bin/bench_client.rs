@@ -43,7 +43,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use vigil_abi::trace::{EventKind, DEFAULT_EVENT_MASK};
 use vigil_programs::{lookup_with_retry, median_and_min};
-use vigil_rt::{introspect, ipc, println, process, syscall, thread, tsc, vm, Endpoint, Message};
+use vigil_rt::{
+    introspect, ipc, pm, println, process, syscall, thread, tsc, vm, Endpoint, Message,
+};
 
 vigil_rt::entry!(main);
 
@@ -85,12 +87,44 @@ fn main(_args: &str) -> i32 {
     ok &= step("vm_fault_breakdown", vm_fault_breakdown());
     ok &= step("snapshot_costs", snapshot_costs());
     ok &= step("wake_lateness", wake_lateness());
+    ok &= step("process_costs", process_costs());
     if ok {
         println!("bench: done");
     } else {
         println!("bench: FAIL: a measured operation failed");
     }
     process::shutdown(ok)
+}
+
+/// Samples of the spawn+exit+wait row (each one builds a whole process through PM).
+const SPAWN_SAMPLES: usize = 100;
+const SPAWN_WARMUP: usize = 5;
+
+/// The process rows: spawn+exit+wait of `pm_child exit 0` through PM (booted as `pm
+/// kcalls=pm` with `pm_child boot=pm`), and thread create+join in this process.
+fn process_costs() -> bool {
+    let mut ok = measure("thread_create_join", 1, || {
+        thread::spawn(|| {}).join().is_ok()
+    });
+    let spawn = || {
+        pm::spawn("pm_child", "exit 0")
+            .and_then(|pid| pm::wait(Some(pid)))
+            .is_ok_and(|exited| exited.status == 0)
+    };
+    for _ in 0..SPAWN_WARMUP {
+        ok &= spawn();
+    }
+    let mut samples: Vec<u64> = Vec::with_capacity(SPAWN_SAMPLES);
+    for _ in 0..SPAWN_SAMPLES {
+        let start = tsc();
+        ok &= spawn();
+        samples.push(tsc().wrapping_sub(start));
+    }
+    report("spawn_exit_wait", &mut samples);
+    if !ok {
+        println!("bench: process rows: some spawns or joins failed (boot pm and pm_child boot=pm)");
+    }
+    ok
 }
 
 /// Touches one byte of the page at `address`.

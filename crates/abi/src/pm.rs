@@ -1,0 +1,146 @@
+//! The process manager (PM, `user/servers/pm`): its request protocol, the kernel's
+//! child-exit notice to it, and the typed arguments of its kernel calls (`kcalls=pm`).
+//!
+//! Programs ask PM with one `SendReceive` each, answered with `request::REPLY` (outcome in
+//! `payload[0]`: 0 or an `Error` code, results after it). Spawn text travels in a read
+//! grant: `PROGRAM [-- ARGUMENTS]`, where PROGRAM names a boot module.
+
+use crate::error::Error;
+use crate::syscall::Argument;
+
+/// The kernel's message to PM: some process PM created has exited; PM collects every
+/// such exit with `PmReap`. Notices coalesce (one may stand for several exits).
+pub const KIND_CHILD_EXITED: u32 = 0xffff_0004;
+
+/// The process name of PM (the boot module the kernel registers as the process manager).
+pub const PM_SERVER_NAME: &str = "pm";
+
+/// Request kinds (`Message::kind`) PM answers.
+pub mod request {
+    /// payload `[grant, len]`: spawn text (`PROGRAM [-- ARGUMENTS]`, at most
+    /// `MAX_SPAWN_BYTES`) in a read grant to PM → reply `[0, pid]`. The new process is a
+    /// child of the caller.
+    pub const SPAWN: u32 = 0x0300_0001;
+    /// payload `[pid or ANY_CHILD, wait_flags]` → reply `[0, pid, status]`; with
+    /// `NO_HANG` and no exited child `[0, 0, 0]`. `NotFound` if the caller has no such
+    /// child (a pid that is not its child, forged or otherwise).
+    pub const WAIT: u32 = 0x0300_0002;
+    /// payload `[pid, status]` → reply `[0]`: ends process `pid` with exit status
+    /// `status`. `PermissionDenied` for PM, VM or the caller itself; `NotFound` for no
+    /// such process.
+    pub const KILL: u32 = 0x0300_0003;
+    /// Every answer.
+    pub const REPLY: u32 = 0x0300_00ff;
+}
+
+/// `WAIT`'s `payload[0]` for "any child".
+pub const ANY_CHILD: u64 = 0;
+
+/// `WAIT`'s flags.
+pub mod wait_flags {
+    /// Answer at once: `[0, 0, 0]` if no child has exited yet.
+    pub const NO_HANG: u64 = 1;
+}
+
+/// Longest spawn text (program name, ` -- `, arguments); longer is `InvalidArgument`.
+pub const MAX_SPAWN_BYTES: u64 = 4096;
+/// Longest argument string a new process gets (`PmStart`); longer is `InvalidArgument`.
+pub const MAX_ARGUMENT_BYTES: u64 = 2048;
+/// Most bytes one `PmCopyTo` copies (the bounded-work rule).
+pub const MAX_COPY_BYTES: u64 = 64 * 1024;
+
+/// A scheduling priority, 0 (most urgent) ..= 15: anything else is `InvalidArgument`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Priority(u8);
+
+impl Priority {
+    /// The lowest priority (highest number).
+    pub const LOWEST: u8 = 15;
+
+    pub const fn new(value: u64) -> Result<Priority, Error> {
+        if value > Self::LOWEST as u64 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(Priority(value as u8))
+    }
+
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Argument for Priority {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        Priority::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = u64::from(self.0);
+    }
+}
+
+/// Access of image pages PM maps (`PmMapImage`): a subset of `WRITABLE | EXECUTABLE`
+/// (writable and executable together, or unknown bits, are `InvalidArgument`: W^X).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageFlags(u64);
+
+impl ImageFlags {
+    pub const READ_ONLY: ImageFlags = ImageFlags(0);
+    pub const WRITABLE: ImageFlags = ImageFlags(1);
+    pub const EXECUTABLE: ImageFlags = ImageFlags(2);
+
+    pub const fn new(bits: u64) -> Result<ImageFlags, Error> {
+        if bits > 2 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(ImageFlags(bits))
+    }
+
+    pub const fn writable(self) -> bool {
+        self.0 == Self::WRITABLE.0
+    }
+
+    pub const fn executable(self) -> bool {
+        self.0 == Self::EXECUTABLE.0
+    }
+
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+}
+
+impl Argument for ImageFlags {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        ImageFlags::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_above_fifteen_are_refused() {
+        assert_eq!(Priority::new(15).map(Priority::get), Ok(15));
+        assert_eq!(Priority::new(0).map(Priority::get), Ok(0));
+        assert_eq!(Priority::new(16), Err(Error::InvalidArgument));
+        assert_eq!(Priority::new(u64::MAX), Err(Error::InvalidArgument));
+    }
+
+    #[test]
+    fn image_flags_are_never_writable_and_executable() {
+        assert!(ImageFlags::new(1).unwrap().writable());
+        assert!(ImageFlags::new(2).unwrap().executable());
+        assert!(!ImageFlags::new(0).unwrap().writable());
+        assert_eq!(ImageFlags::new(3), Err(Error::InvalidArgument));
+        assert_eq!(ImageFlags::new(4), Err(Error::InvalidArgument));
+    }
+}

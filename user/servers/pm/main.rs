@@ -1,0 +1,422 @@
+//! `pm`: the process manager. It starts programs from the boot modules marked `boot=pm`
+//! (validating each ELF with `kcore::elf` and building the address space through its
+//! kernel calls: the kernel parses no ELF for them), keeps the process tree (pid, parent,
+//! children, reparenting to PM when a parent exits), collects exits (`PmReap`) and answers
+//! wait and kill requests (`vigil_abi::pm::request`). INTROSPECT's `processes` topic gives
+//! the tree: pid, parent, name, arguments, state, start time, exit status.
+//!
+//! Every process PM creates names PM as its signal manager (seed 002): for now that means
+//! PM collects its exit; signals, exceptions-as-messages and tracing come in phase 2.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use vigil_kcore::boot_options;
+use vigil_kcore::elf::ElfImage;
+use vigil_rt::abi::pm::{
+    request, wait_flags, ImageFlags, Priority, ANY_CHILD, KIND_CHILD_EXITED, MAX_ARGUMENT_BYTES,
+    MAX_COPY_BYTES, MAX_SPAWN_BYTES,
+};
+use vigil_rt::abi::server_introspect::{
+    process_state, record_text, IntrospectReply, IntrospectRequest, ProcessTreeRecord, Topic,
+    INTROSPECT, PROCESS_RECORD_BYTES, PROCESS_RECORD_VERSION,
+};
+use vigil_rt::abi::vm::{PageRange, Pid, MAX_PAGES_PER_CALL, PAGE_SIZE};
+use vigil_rt::ipc::{self, GrantId};
+use vigil_rt::{println, syscall, Endpoint, Error, Message};
+
+vigil_rt::entry!(main);
+
+/// A process PM started and has not yet forgotten: running, or exited and not yet waited
+/// for by its parent.
+struct Entry {
+    parent: u64,
+    exit_status: Option<u64>,
+    name: String,
+    arguments: String,
+    start_ns: u64,
+}
+
+/// A parent blocked in `WAIT`: it gets its reply when a matching child exits.
+struct Waiter {
+    client: Endpoint,
+    parent: u64,
+    /// A pid, or `ANY_CHILD`.
+    child: u64,
+}
+
+struct Pm {
+    own_pid: u64,
+    /// The VM server's pid (never killed through PM), 0 if there is none.
+    vm_pid: u64,
+    processes: BTreeMap<u64, Entry>,
+    waiters: Vec<Waiter>,
+    /// Module files read so far, by module index (boot modules never change).
+    images: BTreeMap<u64, Vec<u8>>,
+}
+
+/// Longest boot-module string PM reads.
+const MODULE_STRING_BYTES: usize = 512;
+
+impl Pm {
+    /// The pid of the process a client thread belongs to.
+    fn pid_of(thread: Endpoint) -> Result<u64, Error> {
+        syscall::vm_process_of(thread)
+    }
+
+    /// The index and string of the `boot=pm` module whose process name is `program`.
+    fn find_module(program: &str) -> Result<(u64, String), Error> {
+        let mut buffer = [0u8; MODULE_STRING_BYTES];
+        for index in 0.. {
+            let len = match syscall::pm_module_name(index, &mut buffer) {
+                Ok(len) => (len as usize).min(MODULE_STRING_BYTES),
+                Err(Error::NotFound) => break,
+                Err(error) => return Err(error),
+            };
+            let Ok(text) = core::str::from_utf8(&buffer[..len]) else {
+                continue;
+            };
+            match boot_options::parse(text) {
+                Ok(options) if options.spawned_by_pm && options.name == program => {
+                    return Ok((index, String::from(text)));
+                }
+                _ => {}
+            }
+        }
+        Err(Error::NotFound)
+    }
+
+    /// The whole file of module `index`, read once and kept while it is the module spawned
+    /// last (a file with debug information is megabytes; PM's heap is 4 MiB).
+    fn image(&mut self, index: u64) -> Result<&[u8], Error> {
+        if !self.images.contains_key(&index) {
+            self.images.clear();
+            let size = syscall::pm_module_read(index, 0, &mut [])? as usize;
+            let mut file = alloc::vec![0u8; size];
+            let mut done = 0;
+            while done < size {
+                let read = syscall::pm_module_read(index, done as u64, &mut file[done..])? as usize;
+                if read == 0 {
+                    return Err(Error::InvalidArgument);
+                }
+                done += read;
+            }
+            self.images.insert(index, file);
+        }
+        Ok(&self.images[&index])
+    }
+
+    /// SPAWN: the text from the client's grant, then a new child of the client.
+    fn spawn(&mut self, client: Endpoint, grant: u64, len: u64) -> Result<u64, Error> {
+        if len == 0 || len > MAX_SPAWN_BYTES {
+            return Err(Error::InvalidArgument);
+        }
+        let parent = Self::pid_of(client)?;
+        let mut text = alloc::vec![0u8; len as usize];
+        ipc::safe_copy_from(client, GrantId(grant), 0, &mut text)?;
+        let text = core::str::from_utf8(&text).map_err(|_| Error::InvalidArgument)?;
+        let (program, arguments) = match text.split_once(" -- ") {
+            Some((program, arguments)) => (program.trim(), Some(arguments)),
+            None => (text.trim(), None),
+        };
+        if arguments.is_some_and(|a| a.len() as u64 > MAX_ARGUMENT_BYTES) {
+            return Err(Error::InvalidArgument);
+        }
+        let (index, module) = Self::find_module(program)?;
+        let options = boot_options::parse(&module).map_err(|_| Error::InvalidArgument)?;
+        let arguments = String::from(arguments.unwrap_or(options.arguments));
+        let name = String::from(options.name);
+        let priority = Priority::new(u64::from(options.priority))?;
+        let kernel_calls = options.kernel_calls;
+        let memory_limit = options.memory_limit_pages.unwrap_or(0);
+        let file = self.image(index)?;
+        let image = match ElfImage::parse(file) {
+            Ok(image) => image,
+            Err(reason) => {
+                println!("spawn of '{program}' refused: {reason}");
+                return Err(Error::InvalidArgument);
+            }
+        };
+        let pid = syscall::pm_create(&name, priority, kernel_calls, memory_limit)?;
+        let file = &self.images[&index];
+        if let Err(error) = load(Pid(pid as u32), &image, file)
+            .and_then(|()| syscall::pm_start(Pid(pid as u32), image.entry, arguments.as_bytes()))
+        {
+            println!("spawn of '{program}' failed while building pid {pid}: {error}");
+            // The empty or half-built process goes; its exit is collected like any other.
+            let _ = syscall::pm_kill(Pid(pid as u32), 127);
+            return Err(error);
+        }
+        self.processes.insert(
+            pid,
+            Entry {
+                parent,
+                exit_status: None,
+                name,
+                arguments,
+                start_ns: vigil_rt::time::now_ns(),
+            },
+        );
+        Ok(pid)
+    }
+
+    /// WAIT: a reply now (Some) or once a matching child exits (None).
+    fn wait(
+        &mut self,
+        client: Endpoint,
+        child: u64,
+        flags: u64,
+    ) -> Result<Option<[u64; 6]>, Error> {
+        if flags & !wait_flags::NO_HANG != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let parent = Self::pid_of(client)?;
+        let matches = |pid: u64, entry: &Entry| {
+            entry.parent == parent && (child == ANY_CHILD || child == pid)
+        };
+        if !self
+            .processes
+            .iter()
+            .any(|(&pid, entry)| matches(pid, entry))
+        {
+            return Err(Error::NotFound);
+        }
+        let exited = self
+            .processes
+            .iter()
+            .find(|(&pid, entry)| matches(pid, entry) && entry.exit_status.is_some())
+            .map(|(&pid, entry)| (pid, entry.exit_status.unwrap_or(0)));
+        if let Some((pid, status)) = exited {
+            self.processes.remove(&pid);
+            return Ok(Some([0, pid, status, 0, 0, 0]));
+        }
+        if flags & wait_flags::NO_HANG != 0 {
+            return Ok(Some([0; 6]));
+        }
+        self.waiters.push(Waiter {
+            client,
+            parent,
+            child,
+        });
+        Ok(None)
+    }
+
+    /// KILL: never PM, VM or the caller itself.
+    fn kill(&mut self, client: Endpoint, pid: u64, status: u64) -> Result<(), Error> {
+        if pid == self.own_pid || (self.vm_pid != 0 && pid == self.vm_pid) {
+            return Err(Error::PermissionDenied);
+        }
+        if pid == Self::pid_of(client)? {
+            return Err(Error::SelfTarget);
+        }
+        let pid = u32::try_from(pid).map_err(|_| Error::NotFound)?;
+        syscall::pm_kill(Pid(pid), status).map(|_| ())
+    }
+
+    /// The kernel says processes PM manages have exited: collect every one.
+    fn collect_exits(&mut self) {
+        loop {
+            match syscall::pm_reap() {
+                Ok(Some((pid, status))) => self.exited(pid, status),
+                Ok(None) => break,
+                Err(error) => {
+                    println!("collecting exits failed: {error}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Process `pid` exited with `status`: its children become PM's, its parent's wait
+    /// (if any) is answered, or the exit is kept for the parent's next wait.
+    fn exited(&mut self, pid: u64, status: u64) {
+        let own_pid = self.own_pid;
+        // Reparent: the children of `pid` are PM's now; those that already exited go.
+        let mut reparented = 0;
+        self.processes.retain(|_, entry| {
+            if entry.parent == pid {
+                entry.parent = own_pid;
+                reparented += 1;
+                entry.exit_status.is_none()
+            } else {
+                true
+            }
+        });
+        if reparented > 0 {
+            println!("pid {pid} exited: its {reparented} children are pm's now");
+        }
+        self.waiters.retain(|waiter| waiter.parent != pid);
+        let Some(entry) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        entry.exit_status = Some(status);
+        let parent = entry.parent;
+        if parent == own_pid {
+            self.processes.remove(&pid);
+            return;
+        }
+        let waiting = self
+            .waiters
+            .iter()
+            .position(|w| w.parent == parent && (w.child == ANY_CHILD || w.child == pid));
+        if let Some(index) = waiting {
+            let waiter = self.waiters.remove(index);
+            self.processes.remove(&pid);
+            reply(waiter.client, Ok([0, pid, status, 0, 0, 0]));
+        }
+    }
+
+    fn handle(&mut self, message: &Message) {
+        let client = message.source;
+        if message.kind == INTROSPECT {
+            let answer = self.introspect(message);
+            if let Err(error) = ipc::send_nonblocking(client, &answer) {
+                println!("INTROSPECT reply to {client} dropped: {error}");
+            }
+            return;
+        }
+        let [a, b, ..] = message.payload;
+        let answer = match message.kind {
+            request::SPAWN => self
+                .spawn(client, a, b)
+                .map(|pid| Some([0, pid, 0, 0, 0, 0])),
+            request::WAIT => self.wait(client, a, b),
+            request::KILL => self.kill(client, a, b).map(|()| Some([0; 6])),
+            _ => Err(Error::NoSuchCall),
+        };
+        match answer {
+            Ok(Some(payload)) => reply(client, Ok(payload)),
+            Ok(None) => {}
+            Err(error) => reply(client, Err(error)),
+        }
+    }
+}
+
+impl Pm {
+    /// The reply to an INTROSPECT `message`: the process tree (`Topic::Processes`) written
+    /// into the client's grant; other topics are `NoSuchCall`.
+    fn introspect(&self, message: &Message) -> Message {
+        let request = match IntrospectRequest::from_message(message) {
+            Ok(request) => request,
+            Err(error) => return IntrospectReply::refusal(error),
+        };
+        if request.topic != Topic::Processes {
+            return IntrospectReply::message(Err((request.topic, Error::NoSuchCall)));
+        }
+        let available = self.processes.len() as u64;
+        let outcome = request
+            .records_to_write(PROCESS_RECORD_BYTES, available)
+            .and_then(|count| {
+                if count > 0 {
+                    let bytes: Vec<u8> = self
+                        .processes
+                        .iter()
+                        .skip(request.first as usize)
+                        .take(count as usize)
+                        .flat_map(|(&pid, entry)| record(pid, entry).to_bytes())
+                        .collect();
+                    ipc::safe_copy_to(message.source, GrantId(request.grant), 0, &bytes)?;
+                }
+                Ok(IntrospectReply {
+                    written: count,
+                    available,
+                    record_bytes: PROCESS_RECORD_BYTES as u64,
+                    version: PROCESS_RECORD_VERSION,
+                    topic: request.topic,
+                })
+            });
+        IntrospectReply::message(outcome.map_err(|error| (request.topic, error)))
+    }
+}
+
+/// The INTROSPECT record of process `pid`.
+fn record(pid: u64, entry: &Entry) -> ProcessTreeRecord {
+    ProcessTreeRecord {
+        pid: pid as u32,
+        parent: entry.parent as u32,
+        state: if entry.exit_status.is_some() {
+            process_state::EXITED
+        } else {
+            process_state::RUNNING
+        },
+        exit_status: entry.exit_status.unwrap_or(0),
+        start_ns: entry.start_ns,
+        name: record_text(entry.name.as_bytes()),
+        arguments: record_text(entry.arguments.as_bytes()),
+        ..ProcessTreeRecord::default()
+    }
+}
+
+/// Maps and fills every segment of `image` (validated) in the unstarted process `pid`.
+fn load(pid: Pid, image: &ElfImage, file: &[u8]) -> Result<(), Error> {
+    for segment in image.segments() {
+        let first_page = segment.virt & !(PAGE_SIZE - 1);
+        let pages = (segment.virt + segment.mem_size - first_page).div_ceil(PAGE_SIZE);
+        let flags = match (segment.flags.write, segment.flags.execute) {
+            (true, _) => ImageFlags::WRITABLE,
+            (false, true) => ImageFlags::EXECUTABLE,
+            (false, false) => ImageFlags::READ_ONLY,
+        };
+        let mut done = 0;
+        while done < pages {
+            let count = (pages - done).min(MAX_PAGES_PER_CALL);
+            let range = PageRange::new(first_page + done * PAGE_SIZE, count)?;
+            syscall::pm_map_image(pid, range, flags)?;
+            done += count;
+        }
+        let start = segment.file_offset as usize;
+        let bytes = &file[start..start + segment.file_size as usize];
+        for (i, chunk) in bytes.chunks(MAX_COPY_BYTES as usize).enumerate() {
+            let address = segment.virt + (i as u64) * MAX_COPY_BYTES;
+            syscall::pm_copy_to(pid, address, chunk)?;
+        }
+    }
+    Ok(())
+}
+
+/// Answers `client` without ever blocking (a client that did not wait for it loses it).
+fn reply(client: Endpoint, result: Result<[u64; 6], Error>) {
+    let payload = match result {
+        Ok(payload) => payload,
+        Err(error) => [error as u64, 0, 0, 0, 0, 0],
+    };
+    let message = Message::with_payload(request::REPLY, payload);
+    if let Err(error) = ipc::send_nonblocking(client, &message) {
+        println!("reply to {client} dropped: {error} (it did not wait for the answer)");
+    }
+}
+
+fn main(_args: &str) -> i32 {
+    let own_pid = Pm::pid_of(ipc::self_endpoint()).unwrap_or(0);
+    let vm_pid = vigil_rt::vm::server().and_then(Pm::pid_of).unwrap_or(0);
+    println!(
+        "managing processes at {} (pid {own_pid})",
+        ipc::self_endpoint()
+    );
+    let mut pm = Pm {
+        own_pid,
+        vm_pid,
+        processes: BTreeMap::new(),
+        waiters: Vec::new(),
+        images: BTreeMap::new(),
+    };
+    loop {
+        let message = match ipc::receive(Endpoint::ANY) {
+            Ok(message) => message,
+            Err(error) => {
+                println!("receive failed: {error}");
+                continue;
+            }
+        };
+        if message.kind == KIND_CHILD_EXITED && message.source == Endpoint::KERNEL {
+            pm.collect_exits();
+        } else if message.source.is_thread() {
+            pm.handle(&message);
+        }
+    }
+}

@@ -667,6 +667,27 @@ pub fn kill_and_reap(child: &mut Child) -> Result<(Exit, bool)> {
     Ok((status.into(), process_exists(pid)))
 }
 
+/// Asks `child` to quit (SIGTERM: QEMU then ends cleanly, closing its record/replay log
+/// properly), waits up to `grace`, then kills it. Returns how it exited.
+pub fn terminate_and_reap(child: &mut Child, grace: Duration) -> Result<Exit> {
+    if child.try_wait()?.is_none() {
+        // SAFETY: kill(2) on our own child, which has not been reaped (try_wait just said it
+        // is still running, and only this function and its caller, which holds `child`
+        // mutably, reap it), so the pid cannot belong to another process.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(kill_and_reap(child)?.0)
+}
+
 /// True if a process with id `pid` can be seen (in /proc; a zombie counts).
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -849,6 +870,26 @@ mod tests {
             KernelExit::Failure,
             "35 is FAILURE"
         );
+    }
+
+    #[test]
+    fn terminate_asks_first_and_kills_only_a_child_that_ignores_it() {
+        let mut polite = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let exit = terminate_and_reap(&mut polite, Duration::from_secs(3)).unwrap();
+        assert_eq!(exit, Exit::Signal(libc::SIGTERM));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // A child that ignores SIGTERM is killed after the grace period.
+        let mut stubborn = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 30"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let exit = terminate_and_reap(&mut stubborn, Duration::from_millis(300)).unwrap();
+        assert_eq!(exit, Exit::Signal(libc::SIGKILL));
     }
 
     #[test]

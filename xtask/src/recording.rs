@@ -18,7 +18,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -438,6 +439,9 @@ pub struct Outputs {
     pub forward_input: bool,
     /// Where the tee serves host tools (`127.0.0.1:0`: a free port).
     pub listen: String,
+    /// Set by someone else (the task manager of `run --record --top`, when it quits) to
+    /// stop QEMU; the recording ends there and replays up to that point.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// How a boot under record/replay ended.
@@ -562,6 +566,13 @@ pub fn boot(
             timed_out = true;
             let (exit, _) = qemu::kill_and_reap(&mut child)?;
             break exit;
+        }
+        if outputs
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+        {
+            break qemu::terminate_and_reap(&mut child, Duration::from_secs(3))?;
         }
     };
     for line in pending.split_inclusive(|&b| b == b'\n') {

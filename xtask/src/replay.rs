@@ -107,6 +107,7 @@ pub fn replay(
         echo,
         forward_input: false,
         listen: listen.to_string(),
+        stop: None,
     };
     let boot = recording::boot(config, &outputs, &symbolizer, &processes, deadline, on_tee)?;
     let read =

@@ -329,11 +329,14 @@ fn record(
     if options.kvm {
         bail!("QEMU records and replays only under TCG (software emulation), not KVM: drop --kvm");
     }
-    if options.top {
-        bail!(
-            "--record does not work with --top yet: record, then watch the replay with `vigil top`"
-        );
-    }
+    // With --top the task manager gets the terminal, the console goes to DIR/console.txt,
+    // and quitting the task manager stops QEMU (the recording ends there).
+    let top_tool = if options.top {
+        Some(tool::build_tool()?)
+    } else {
+        None
+    };
+    let stop = Arc::new(AtomicBool::new(false));
     let listen = match &options.monitor {
         None => "127.0.0.1:0".to_string(),
         Some(Com2::Tcp { host, port }) => format!("{host}:{port}"),
@@ -378,10 +381,12 @@ fn record(
     let outputs = crate::recording::Outputs {
         recording: dir.clone(),
         dir: dir.clone(),
-        echo: true,
+        echo: top_tool.is_none(),
         forward_input: true,
         listen,
+        stop: Some(stop.clone()),
     };
+    let mut tui: Option<thread::JoinHandle<std::io::Result<std::process::ExitStatus>>> = None;
     let (boot, manifest) = crate::recording::record(
         config,
         entries,
@@ -402,12 +407,55 @@ fn record(
                 "monitor: the stream from reset is recorded; attach host tools with: {}",
                 attach_command(&address)
             );
-            println!("quit: press Ctrl-C (or let the kernel exit through isa-debug-exit)");
+            if let Some(tool) = &top_tool {
+                let console = dir.join(crate::recording::CONSOLE_TEXT);
+                println!(
+                    "console: {} (follow it with: tail -f {})",
+                    kernel::display_relative(&console),
+                    kernel::display_relative(&console)
+                );
+                println!("top: quit it with q; the recording ends with it");
+                std::io::stdout().flush().ok();
+                let mut top = Command::new(tool);
+                top.args(["top", "--connect", &address]);
+                let stop = stop.clone();
+                tui = Some(thread::spawn(move || {
+                    let status = top.status();
+                    stop.store(true, Ordering::SeqCst);
+                    status
+                }));
+            } else {
+                // Ctrl-C reaches QEMU too (same process group), which ends cleanly on it
+                // and closes its replay log; xtask stays to write the manifest, so the
+                // recording can be replayed.
+                // SAFETY: SIG_IGN installs no handler code. QEMU, spawned after this,
+                // installs its own SIGINT handler, so it still ends on Ctrl-C.
+                unsafe {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                }
+                println!(
+                    "quit: press Ctrl-C (the recording stays replayable), or let the kernel \
+                     exit through isa-debug-exit"
+                );
+            }
             Ok(())
         },
     )?;
     drop(hub);
-    println!("{}", boot.exit);
+    let stopped_by_top = stop.load(Ordering::SeqCst);
+    if let Some(tui) = tui {
+        // If the kernel exited first, the task manager stays until it is quit.
+        match tui.join() {
+            Ok(Ok(status)) if !status.success() => println!("top: exited with {status}"),
+            Ok(Err(error)) => println!("top: could not run the task manager: {error}"),
+            _ => {}
+        }
+    }
+    if stopped_by_top {
+        println!("QEMU stopped: the task manager quit, and the recording ends there");
+    } else {
+        println!("{}", boot.exit);
+    }
     let bytes: u64 = manifest.files.iter().map(|file| file.size).sum();
     println!(
         "record: {} bytes in {} ({} of replay log, {} of snapshot, {} of monitor stream) for {:.3} s of guest time in {:.2} s; replay it with: cargo xtask replay {}",

@@ -132,6 +132,7 @@ fn record(
         echo: verbose,
         forward_input: true,
         listen: "127.0.0.1:0".to_string(),
+        stop: None,
     };
     let (boot, manifest) = recording::record(
         config,
@@ -389,6 +390,7 @@ fn check_refusals(scenario: &Scenario, dir: &Path) -> Result<String> {
         echo: false,
         forward_input: true,
         listen: "127.0.0.1:0".to_string(),
+        stop: None,
     };
     let symbolizer = Symbolizer::load(&dir.join(recording::KERNEL), &kernel::workspace_root());
     let kvm = recording::record(

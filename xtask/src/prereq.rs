@@ -24,40 +24,17 @@ pub const PROMETHEUS_MISSING_MESSAGE: &str =
 
 /// What to do about Prometheus: like QEMU, installed with apt-get as root, else asked for.
 pub fn prometheus_plan(present: bool, running_as_root: bool) -> QemuPlan {
-    match (present, running_as_root) {
-        (true, _) => QemuPlan::Present,
-        (false, true) => QemuPlan::Install(vec![
-            vec!["apt-get", "update"],
-            vec!["apt-get", "install", "-y", "prometheus"],
-        ]),
-        (false, false) => QemuPlan::AskUser,
-    }
+    package_plan("prometheus", present, running_as_root)
 }
 
 /// Makes sure `promtool` and `prometheus` are on PATH (installing them as root); the error
 /// says how to install them otherwise. Only the metrics scenario needs them.
 pub fn ensure_prometheus() -> Result<()> {
-    let present = find_on_path(PROMTOOL).is_some() && find_on_path(PROMETHEUS).is_some();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let running_as_root = unsafe { libc::geteuid() } == 0;
-    match prometheus_plan(present, running_as_root) {
-        QemuPlan::Present => Ok(()),
-        QemuPlan::AskUser => bail!("{PROMETHEUS_MISSING_MESSAGE}"),
-        QemuPlan::Install(commands) => {
-            println!("{PROMTOOL}/{PROMETHEUS} are missing; installing the prometheus package");
-            for words in commands {
-                let mut command = Command::new(words[0]);
-                command
-                    .args(&words[1..])
-                    .env("DEBIAN_FRONTEND", "noninteractive");
-                run_printed(&mut command)?;
-            }
-            if find_on_path(PROMTOOL).is_none() || find_on_path(PROMETHEUS).is_none() {
-                bail!("installed prometheus but {PROMTOOL} or {PROMETHEUS} is still not on PATH");
-            }
-            Ok(())
-        }
-    }
+    ensure_package(
+        prometheus_plan,
+        &[PROMTOOL, PROMETHEUS],
+        PROMETHEUS_MISSING_MESSAGE,
+    )
 }
 
 /// The exact message when gdb is missing and cannot be installed from here.
@@ -67,38 +44,67 @@ pub const GDB_MISSING_MESSAGE: &str =
 /// Makes sure `gdb` is on PATH (installing the Debian package as root), for the
 /// `timetravel-gdb` scenario; the error says how to install it otherwise.
 pub fn ensure_gdb() -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let running_as_root = unsafe { libc::geteuid() } == 0;
-    match gdb_plan(find_on_path("gdb").is_some(), running_as_root) {
-        QemuPlan::Present => Ok(()),
-        QemuPlan::AskUser => bail!("{GDB_MISSING_MESSAGE}"),
-        QemuPlan::Install(commands) => {
-            println!("gdb is missing; installing the gdb package");
-            for words in commands {
-                let mut command = Command::new(words[0]);
-                command
-                    .args(&words[1..])
-                    .env("DEBIAN_FRONTEND", "noninteractive");
-                run_printed(&mut command)?;
-            }
-            if find_on_path("gdb").is_none() {
-                bail!("installed gdb but it is still not on PATH");
-            }
-            Ok(())
-        }
-    }
+    ensure_package(gdb_plan, &["gdb"], GDB_MISSING_MESSAGE)
 }
 
 /// What to do about gdb: like QEMU, installed with apt-get as root, else asked for.
 pub fn gdb_plan(present: bool, running_as_root: bool) -> QemuPlan {
+    package_plan("gdb", present, running_as_root)
+}
+
+/// What to do about a tool from a Debian package: nothing if it is there, install the
+/// package with apt-get as root, else ask the user to.
+fn package_plan(package: &'static str, present: bool, running_as_root: bool) -> QemuPlan {
     match (present, running_as_root) {
         (true, _) => QemuPlan::Present,
         (false, true) => QemuPlan::Install(vec![
             vec!["apt-get", "update"],
-            vec!["apt-get", "install", "-y", "gdb"],
+            vec!["apt-get", "install", "-y", package],
         ]),
         (false, false) => QemuPlan::AskUser,
     }
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes sure every one of `tools` is on PATH, as `plan` says (installing its package as
+/// root); otherwise fails with `missing_message` (how to install it).
+fn ensure_package(
+    plan: fn(bool, bool) -> QemuPlan,
+    tools: &[&str],
+    missing_message: &str,
+) -> Result<()> {
+    let present = tools.iter().all(|tool| find_on_path(tool).is_some());
+    match plan(present, running_as_root()) {
+        QemuPlan::Present => Ok(()),
+        QemuPlan::AskUser => bail!("{missing_message}"),
+        QemuPlan::Install(commands) => install_package(tools, commands),
+    }
+}
+
+/// Runs the install `commands` (the last word of the last one names the package), then
+/// checks `tools` are on PATH.
+fn install_package(tools: &[&str], commands: Vec<Vec<&'static str>>) -> Result<()> {
+    let package = commands
+        .last()
+        .and_then(|command| command.last())
+        .copied()
+        .unwrap_or("its package");
+    println!("{} missing; installing {package}", tools.join("/"));
+    for words in commands {
+        let mut command = Command::new(words[0]);
+        command
+            .args(&words[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run_printed(&mut command)?;
+    }
+    if let Some(tool) = tools.iter().find(|tool| find_on_path(tool).is_none()) {
+        bail!("installed {package} but {tool} is still not on PATH");
+    }
+    Ok(())
 }
 
 /// Installs what is missing, or exits with status 1 saying how to install QEMU.
@@ -147,39 +153,17 @@ pub enum QemuPlan {
 
 /// Decides how to get QEMU: as root, install it with apt-get; otherwise ask.
 pub fn qemu_plan(qemu_on_path: bool, running_as_root: bool) -> QemuPlan {
-    match (qemu_on_path, running_as_root) {
-        (true, _) => QemuPlan::Present,
-        (false, true) => QemuPlan::Install(vec![
-            vec!["apt-get", "update"],
-            vec!["apt-get", "install", "-y", "qemu-system-x86"],
-        ]),
-        (false, false) => QemuPlan::AskUser,
-    }
+    package_plan("qemu-system-x86", qemu_on_path, running_as_root)
 }
 
 fn ensure_qemu() -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let running_as_root = unsafe { libc::geteuid() } == 0;
-    match qemu_plan(find_on_path(QEMU).is_some(), running_as_root) {
+    match qemu_plan(find_on_path(QEMU).is_some(), running_as_root()) {
         QemuPlan::Present => Ok(()),
         QemuPlan::AskUser => {
             eprintln!("{QEMU_MISSING_MESSAGE}");
             std::process::exit(1);
         }
-        QemuPlan::Install(commands) => {
-            println!("{QEMU} is missing; installing it");
-            for words in commands {
-                let mut command = Command::new(words[0]);
-                command
-                    .args(&words[1..])
-                    .env("DEBIAN_FRONTEND", "noninteractive");
-                run_printed(&mut command)?;
-            }
-            if find_on_path(QEMU).is_none() {
-                bail!("installed qemu-system-x86 but {QEMU} is still not on PATH");
-            }
-            Ok(())
-        }
+        QemuPlan::Install(commands) => install_package(&[QEMU], commands),
     }
 }
 

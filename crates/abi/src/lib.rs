@@ -10,6 +10,7 @@ pub mod layout;
 pub mod log;
 pub mod message;
 pub mod pm;
+pub mod ptrace;
 pub mod qemu_exit;
 pub mod server_introspect;
 pub mod syscall;

@@ -6,6 +6,7 @@
 //! handler has the system-call shape `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`.
 
 mod pm;
+mod pm_trace;
 mod safe_copy;
 mod shutdown;
 mod snapshot;
@@ -82,6 +83,10 @@ impl Kernel {
             KernelCallArgs::PmStart(args) => pm::start(self, caller, args),
             KernelCallArgs::PmKill(args) => pm::kill(self, caller, args),
             KernelCallArgs::PmReap(args) => pm::reap(self, caller, args),
+            KernelCallArgs::PmGetRegisters(args) => pm_trace::get_registers(self, caller, args),
+            KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
+            KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
+            KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
         }
     }
 }

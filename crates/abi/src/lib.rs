@@ -14,6 +14,7 @@ pub mod ptrace;
 pub mod qemu_exit;
 pub mod server_introspect;
 pub mod syscall;
+pub mod syscall_text;
 pub mod trace;
 pub mod user_memory;
 pub mod vm;

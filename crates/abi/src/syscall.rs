@@ -9,7 +9,7 @@ use crate::async_message::AsyncMessage;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::message::Message;
-use crate::pm::{ImageFlags, Priority};
+use crate::pm::{ImageFlags, IpcAllow, Priority};
 use crate::user_memory::{Pod, UserPtr, UserSlice};
 use crate::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
 
@@ -434,7 +434,9 @@ calls! {
     /// (pid, entry, arguments) → the main thread's endpoint. PM: starts the main thread
     /// of a process it created, at `entry`, with the argument string (at most
     /// `pm::MAX_ARGUMENT_BYTES`) as a boot program gets it. `Exists` if it has started.
-    PmStart = 29 => PmStartArgs { process: Pid, entry: u64, arguments: UserSlice<u8> }
+    /// `ipc` limits whom it may send to (`pm::IpcAllow`: all, or the live processes of a
+    /// pid list; `NotFound` for a pid that is not live, `InvalidArgument` for a bad list).
+    PmStart = 29 => PmStartArgs { process: Pid, entry: u64, arguments: UserSlice<u8>, ipc: IpcAllow }
     /// (pid, status) → 0. PM: ends process `pid` in whatever state it is (its waits,
     /// timers and grants go with it) with exit status `status`. `PermissionDenied` for
     /// the caller itself and the VM server.

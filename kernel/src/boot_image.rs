@@ -18,9 +18,8 @@ use vigil_kcore::elf::ElfImage;
 use vigil_kcore::multiboot::{BootInfo, MAX_MODULES};
 use vigil_kcore::slot::ProcessSlot;
 
-/// The boot table: the process names of the system servers the kernel starts itself, in
-/// module order. Every other module is PM's to start. (RS joins the table by name.)
-pub const SYSTEM_SERVERS: &[&str] = &[crate::vm::VM_SERVER_NAME, PM_SERVER_NAME];
+// The boot table is shared with PM and the xtask.
+pub use vigil_abi::pm::SYSTEM_SERVERS;
 
 /// Which modules one pass over the module list starts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,7 +62,9 @@ pub fn start_all(boot: &BootInfo) -> usize {
     let started = if pm_listed {
         let mut started = start_pass(&mut kernel, boot, Pass::SystemServers, &mut ipc_lists);
         if kernel.pm.process().is_none() {
-            error!("boot: the process manager did not start: the kernel starts the programs itself");
+            error!(
+                "boot: the process manager did not start: the kernel starts the programs itself"
+            );
             started += start_pass(&mut kernel, boot, Pass::Programs, &mut ipc_lists);
         }
         started

@@ -16,6 +16,11 @@ pub const KIND_CHILD_EXITED: u32 = 0xffff_0004;
 /// The process name of PM (the boot module the kernel registers as the process manager).
 pub const PM_SERVER_NAME: &str = "pm";
 
+/// The boot table: the process names of the system servers the kernel starts itself (in
+/// module order) when PM is among the boot modules; PM starts every other module that is
+/// not `boot=pm`. (RS joins the table by name.)
+pub const SYSTEM_SERVERS: &[&str] = &["vm", PM_SERVER_NAME];
+
 /// Request kinds (`Message::kind`) PM answers.
 pub mod request {
     /// payload `[grant, len]`: spawn text (`PROGRAM [-- ARGUMENTS]`, at most

@@ -1,5 +1,6 @@
-//! `pm`: the process manager. It starts programs from the boot modules marked `boot=pm`
-//! (validating each ELF with `kcore::elf` and building the address space through its
+//! `pm`: the process manager. At boot it starts every boot module that is not a system
+//! server or a `boot=pm` image (`boot.rs`); on request it spawns the `boot=pm` images. It
+//! builds each process itself (validating each ELF with `kcore::elf` and building the address space through its
 //! kernel calls: the kernel parses no ELF for them), keeps the process tree (pid, parent,
 //! children, reparenting to PM when a parent exits), collects exits (`PmReap`) and answers
 //! wait and kill requests (`vigil_abi::pm::request`). INTROSPECT's `processes` topic gives
@@ -11,6 +12,8 @@
 #![no_main]
 
 extern crate alloc;
+
+mod boot;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -405,6 +408,7 @@ fn main(_args: &str) -> i32 {
         waiters: Vec::new(),
         images: BTreeMap::new(),
     };
+    pm.start_boot_programs();
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
             Ok(message) => message,

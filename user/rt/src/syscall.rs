@@ -800,10 +800,17 @@ pub fn pm_start_limited(
             IpcAllow::Only(UserPtr::from_ref(&list))
         }
     };
+    // An empty slice's dangling address is not page aligned: the kernel would check the
+    // page it lies in (page 0), so no arguments travel as the empty slice at 0.
+    let arguments = if arguments.is_empty() {
+        UserSlice::EMPTY
+    } else {
+        UserSlice::from_slice(arguments)
+    };
     let call = PmStartArgs {
         process: pid,
         entry,
-        arguments: UserSlice::from_slice(arguments),
+        arguments,
         ipc,
     };
     // SAFETY: the kernel only reads the borrowed arguments and pid list, both alive

@@ -47,7 +47,14 @@ impl Pass {
 /// a process manager, every module). Returns how many processes the kernel started.
 pub fn start_all(boot: &BootInfo) -> usize {
     let mut kernel = KERNEL.lock();
-    for module in boot.modules() {
+    for (index, module) in boot.modules().enumerate() {
+        if module.name_truncated() {
+            warn!(
+                "boot: module {index} '{}': its string is cut at {} bytes",
+                module.name(),
+                module.name().len()
+            );
+        }
         kernel.pm.add_module(crate::pm::BootModule {
             string: alloc::string::String::from(module.name()),
             file: module_file(module.start, module.end),
@@ -124,13 +131,6 @@ fn start_pass<'a>(
                 );
             }
             continue;
-        }
-        if module.name_truncated() {
-            warn!(
-                "boot: module '{}': options cut at {} bytes",
-                options.name,
-                text.len()
-            );
         }
         if kernel.process_named(options.name).is_some() {
             error!(

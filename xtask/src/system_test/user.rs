@@ -322,6 +322,27 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "pm-boot",
+        // The kernel starts VM and PM only; PM starts every other module in order as its
+        // child with the module string's privileges: the probe's `kcalls=none` and
+        // `ipc=` (naming a later module) hold from the inside, arguments arrive, PM's tree
+        // and the kernel's snapshot agree, a crash of a program PM started is reported as
+        // before, and a bad `prio=` and a file that is not an ELF are refused by PM with a
+        // console line while the rest boots.
+        check: check_pm_boot,
+        modules: &[("pm-boot-garbage.bin", 4096)],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "pm_boot name=pm_probe kcalls=none ipc=pm_judge -- probe alpha beta",
+            "hello name=hello_args -- one two three",
+            "hello name=hello_badprio prio=99",
+            "crash_null",
+            "pm_boot name=pm_judge kcalls=snapshot+shutdown -- judge gamma",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -759,6 +780,66 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "pm_test")
+}
+
+fn check_pm_boot(console: &Console) -> Result<(), String> {
+    // The kernel started the boot table's servers and left the rest to PM.
+    console.require("boot: started 'vm' (pid 1, ")?;
+    console.require("boot: started 'pm' (pid 2, ")?;
+    console.require("boot: module 2 'pm_probe' is the process manager's to start")?;
+    console.require("boot: 2 of 8 modules started")?;
+    // PM started the others in module order (pids 3..) and said so, the kernel none.
+    for (pid, name) in [
+        (3, "pm_probe"),
+        (4, "hello_args"),
+        (5, "crash_null"),
+        (6, "pm_judge"),
+    ] {
+        console.require_line_with(&[
+            &format!("pm: boot: started '{name}' (pid {pid}, "),
+            ", by pm)",
+        ])?;
+        console.forbid(&format!("INFO  boot: started '{name}'"))?;
+    }
+    console.require("pm: boot: 4 of 4 programs started by pm")?;
+    // PM refused the bad modules with a reason; the kernel did not parse them.
+    console.require_line_with(&[
+        "pm: boot: module 4 '",
+        "name=hello_badprio prio=99' refused: prio '99' is not 0..=15",
+    ])?;
+    console.require_line_with(&[
+        "pm: boot: module 7 '",
+        "pm-boot-garbage.bin' refused: ",
+        "ELF",
+    ])?;
+    console.forbid("hello_badprio:")?;
+    // Arguments and privileges from the module strings.
+    console.require_line_with(&[
+        "hello_args: hello from Vigil user space",
+        "args [\"one\", \"two\", \"three\"]",
+    ])?;
+    for refusal in [
+        "a kernel call with kcalls=none: EPERM",
+        "a send to vm outside ipc=: EPERM",
+        "a send to pm outside ipc=: EPERM",
+    ] {
+        console.require(&format!("pm_probe: refused as expected: {refusal}"))?;
+    }
+    console.require("pm_probe: PASS arguments \"probe alpha beta\"")?;
+    console.require("tree record: pm_probe pid 3 parent 2 (pm) args \"probe alpha beta\"")?;
+    console.require("tree record: pm_judge pid 6 parent 2 (pm) args \"judge gamma\"")?;
+    // The crash of a program PM started is reported as any other: registers, a
+    // symbolised backtrace in its own program, the kill.
+    console.require_line_with(&["user fault: #PF", "(vector 14)", "process 'crash_null'"])?;
+    console.require_line_with(&["cr2=0x0000000000000000"])?;
+    console.require_line_with(&[
+        "#0 pc  0x",
+        "(crash_null) crash_null::main at user/programs/src/bin/crash_null.rs:",
+    ])?;
+    console.require_line_with(&["process 'crash_null' (pid 5) killed by #PF"])?;
+    console.forbid(": FAIL")?;
+    console.require("pm_boot: PASS both roles are children of pm (pid 2) with their arguments")?;
+    require_success_shutdown(console, "pm_judge")
 }
 
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).

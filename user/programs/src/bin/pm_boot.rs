@@ -1,0 +1,156 @@
+//! `pm_boot`: judges the boot through PM (scenario `pm-boot`). PM, not the kernel, starts
+//! both roles from their module strings:
+//!
+//! - `pm_boot name=pm_probe kcalls=none ipc=pm_judge -- probe alpha beta`
+//!   checks its privileges from the inside: its arguments arrived, a kernel call is
+//!   refused (`kcalls=none`), a send to VM or PM is refused (`ipc=` names only the judge,
+//!   a module later in the list), a send to the judge goes through; it tells the judge and
+//!   waits for the verdict before it exits;
+//! - `pm_boot name=pm_judge kcalls=snapshot+shutdown -- judge gamma` waits for the
+//!   probe, then checks PM's INTROSPECT tree (both are PM's children, named, with their
+//!   arguments) against the kernel's snapshot (the same pids and names), waits until the
+//!   other boot programs have ended and shuts down with the verdict.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use core::time::Duration;
+
+use vigil_programs::{context, expect_refusal, finish, lookup_with_retry, report};
+use vigil_rt::abi::server_introspect::{process_state, text_of};
+use vigil_rt::server_introspect::process_tree;
+use vigil_rt::{introspect, ipc, pm, thread, Endpoint, Error, Message};
+
+vigil_rt::entry!(main);
+
+/// Probe → judge: payload `[1 if every check passed]`; the judge answers with `VERDICT`.
+const PROBED: u32 = 0x5042_0001;
+const VERDICT: u32 = 0x5042_0002;
+/// What the probe sends where `ipc=` forbids it.
+const FORBIDDEN: u32 = 0x5042_0003;
+
+const PROBE_ARGUMENTS: &str = "probe alpha beta";
+const JUDGE_ARGUMENTS: &str = "judge gamma";
+/// Boot programs the judge waits for before it shuts down (they end by themselves).
+const OTHERS: &[&str] = &["crash_null", "hello_args"];
+
+fn main(args: &str) -> i32 {
+    if args.starts_with("probe") {
+        let outcome = probe(args);
+        let passed = report("pm_probe", &outcome);
+        // The verdict: the judge answers once it has seen this process in PM's tree.
+        let judge = lookup_with_retry("pm_judge");
+        let mut message = Message::with_payload(PROBED, [u64::from(passed), 0, 0, 0, 0, 0]);
+        match judge.map(|judge| ipc::send_receive(judge, &mut message)) {
+            Ok(Ok(())) if message.kind == VERDICT => {}
+            other => {
+                vigil_rt::println!("pm_probe: FAIL: no verdict from the judge: {other:?}")
+            }
+        }
+        return i32::from(!passed);
+    }
+    finish("pm_boot", judge(args))
+}
+
+/// The probe's checks of its own privileges.
+fn probe(args: &str) -> Result<String, String> {
+    if args != PROBE_ARGUMENTS {
+        return Err(format!("arguments {args:?}, not {PROBE_ARGUMENTS:?}"));
+    }
+    expect_refusal(
+        "a kernel call with kcalls=none",
+        introspect::snapshot().map(|snapshot| snapshot.processes.len()),
+        Error::PermissionDenied,
+    )?;
+    for server in ["vm", "pm"] {
+        let endpoint = lookup_with_retry(server)?;
+        expect_refusal(
+            &format!("a send to {server} outside ipc="),
+            ipc::send_nonblocking(endpoint, &Message::new(FORBIDDEN)),
+            Error::PermissionDenied,
+        )?;
+    }
+    Ok(format!(
+        "arguments {args:?}, kernel calls and sends outside ipc= refused"
+    ))
+}
+
+/// The pid of the live process named `name`, from the kernel's snapshot.
+fn snapshot_pid(name: &str) -> Result<Option<u32>, String> {
+    let snapshot = context(introspect::snapshot(), "snapshot")?;
+    Ok(snapshot
+        .processes
+        .iter()
+        .find(|process| process.name() == name)
+        .map(|process| process.pid))
+}
+
+fn judge(args: &str) -> Result<String, String> {
+    if args != JUDGE_ARGUMENTS {
+        return Err(format!("arguments {args:?}, not {JUDGE_ARGUMENTS:?}"));
+    }
+    let probed = context(ipc::receive(Endpoint::ANY), "receive from the probe")?;
+    if probed.kind != PROBED {
+        return Err(format!(
+            "expected the probe's message, got kind {:#x}",
+            probed.kind
+        ));
+    }
+    let verdict = tree_check();
+    // The probe waits for this before it exits (so it is in the tree above).
+    let answer = Message::new(VERDICT);
+    context(ipc::send(probed.source, &answer), "verdict to the probe")?;
+    let tree = verdict?;
+    if probed.payload[0] != 1 {
+        return Err(String::from("the probe failed (its log says why)"));
+    }
+    // The others end by themselves (one by crashing); wait for them.
+    for name in OTHERS {
+        let mut waited = 0;
+        while snapshot_pid(name)?.is_some() {
+            if waited == 1000 {
+                return Err(format!("{name} still runs after 10 s"));
+            }
+            thread::sleep(Duration::from_millis(10));
+            waited += 1;
+        }
+    }
+    Ok(format!(
+        "{tree}; probe refused as expected; {} ended",
+        OTHERS.join(", ")
+    ))
+}
+
+/// PM's tree has both roles as PM's running children with their arguments, under the
+/// pids the kernel's snapshot gives those names.
+fn tree_check() -> Result<String, String> {
+    let server = context(pm::server(), "pm")?;
+    let pm_pid = snapshot_pid("pm")?.ok_or("no process named pm in the snapshot")?;
+    let tree = context(process_tree(server), "INTROSPECT processes")?;
+    for (name, arguments) in [("pm_probe", PROBE_ARGUMENTS), ("pm_judge", JUDGE_ARGUMENTS)] {
+        let pid = snapshot_pid(name)?.ok_or_else(|| format!("no {name} in the snapshot"))?;
+        let record = tree
+            .iter()
+            .find(|record| text_of(&record.name) == name.as_bytes())
+            .ok_or_else(|| format!("{name} is not in PM's tree ({} records)", tree.len()))?;
+        let fine = record.pid == pid
+            && record.parent == pm_pid
+            && record.state == process_state::RUNNING
+            && text_of(&record.arguments) == arguments.as_bytes()
+            && record.start_ns > 0;
+        if !fine {
+            return Err(format!(
+                "PM's record of {name} (snapshot pid {pid}, pm pid {pm_pid}): {record:?}"
+            ));
+        }
+        vigil_rt::println!(
+            "tree record: {name} pid {pid} parent {pm_pid} (pm) args {arguments:?} running"
+        );
+    }
+    Ok(format!(
+        "both roles are children of pm (pid {pm_pid}) with their arguments"
+    ))
+}

@@ -328,9 +328,14 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         // `ipc=` (naming a later module) hold from the inside, arguments arrive, PM's tree
         // and the kernel's snapshot agree, a crash of a program PM started is reported as
         // before, and a bad `prio=` and a file that is not an ELF are refused by PM with a
-        // console line while the rest boots.
+        // console line while the rest boots (and a spawn of a garbage `boot=pm` image is
+        // refused while PM keeps serving).
         check: check_pm_boot,
-        modules: &[("pm-boot-garbage.bin", 4096)],
+        // The second is an image PM spawns only on request: the judge asks for it.
+        modules: &[
+            ("pm-boot-garbage.bin", 4096),
+            ("pm-boot-broken.bin name=broken boot=pm", 4096),
+        ],
         programs: &[
             "vm kcalls=vm",
             "pm kcalls=pm",
@@ -787,7 +792,8 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
     console.require("boot: started 'vm' (pid 1, ")?;
     console.require("boot: started 'pm' (pid 2, ")?;
     console.require("boot: module 2 'pm_probe' is the process manager's to start")?;
-    console.require("boot: 2 of 8 modules started")?;
+    console.require("boot: module 8 'broken' is an image for the process manager")?;
+    console.require("boot: 2 of 9 modules started")?;
     // PM started the others in module order (pids 3..) and said so, the kernel none.
     for (pid, name) in [
         (3, "pm_probe"),
@@ -813,6 +819,10 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
         "ELF",
     ])?;
     console.forbid("hello_badprio:")?;
+    // A spawn of a malformed image is refused with a reason, and PM keeps serving.
+    console.require("pm: spawn of 'broken' refused: not an ELF file")?;
+    console.require("pm_judge: refused as expected: spawn of a malformed image: EINVAL")?;
+    console.require("pm_judge: refused as expected: spawn of a missing program after it: ESRCH")?;
     // Arguments and privileges from the module strings.
     console.require_line_with(&[
         "hello_args: hello from Vigil user space",

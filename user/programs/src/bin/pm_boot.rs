@@ -9,7 +9,8 @@
 //! - `pm_boot name=pm_judge kcalls=snapshot+shutdown -- judge gamma` waits for the
 //!   probe, then checks PM's INTROSPECT tree (both are PM's children, named, with their
 //!   arguments) against the kernel's snapshot (the same pids and names), waits until the
-//!   other boot programs have ended and shuts down with the verdict.
+//!   other boot programs have ended, asks PM to spawn a `boot=pm` image that is not an
+//!   ELF (refused, PM keeps serving) and shuts down with the verdict.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -107,6 +108,17 @@ fn judge(args: &str) -> Result<String, String> {
     if probed.payload[0] != 1 {
         return Err(String::from("the probe failed (its log says why)"));
     }
+    // A `boot=pm` image that is not an ELF: refused, and PM still serves.
+    expect_refusal(
+        "spawn of a malformed image",
+        pm::spawn("broken", ""),
+        Error::InvalidArgument,
+    )?;
+    expect_refusal(
+        "spawn of a missing program after it",
+        pm::spawn("no_such_program", ""),
+        Error::NotFound,
+    )?;
     // The others end by themselves (one by crashing); wait for them.
     for name in OTHERS {
         let mut waited = 0;

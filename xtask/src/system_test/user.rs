@@ -195,7 +195,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "vm-demand",
         // The heap grows through the VM server: exactly one page per page touched.
         check: check_vm_demand,
-        programs: &["vm kcalls=vm", "vm_demand kcalls=snapshot+shutdown"],
+        programs: &["vm kcalls=vm", "pm kcalls=pm", "vm_demand kcalls=snapshot+shutdown"],
         ..USER
     },
     Scenario {
@@ -205,6 +205,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_introspect,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_introspect name=idler -- idle",
             "vm_introspect kcalls=snapshot+shutdown",
         ],
@@ -218,6 +219,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_storm,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_storm kcalls=snapshot+shutdown",
             "vm_storm name=readonly -- readonly",
         ],
@@ -230,6 +232,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_syscall,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_syscall kcalls=snapshot+safecopy+shutdown",
         ],
         ..USER
@@ -242,6 +245,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_stack,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "survivor prio=2 kcalls=shutdown",
             "vm_stack name=grower -- grow",
             "vm_stack name=overflower -- overflow",
@@ -257,6 +261,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_fuzz,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "fuzz_judge prio=0 kcalls=snapshot+shutdown -- 2",
             "fuzz_syscalls name=fuzz_control -- calls=0",
             "fuzz_syscalls name=fuzz_user -- seed=1 calls=100000",
@@ -273,6 +278,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_shared,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_shared kcalls=snapshot+shutdown",
             "vm_shared name=shm_peer -- peer",
             "vm_shared name=shm_reader -- reader",
@@ -286,6 +292,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_share_kcall,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_kcalls kcalls=vm+snapshot+shutdown mem=16M -- 4096",
         ],
         ..USER
@@ -298,6 +305,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_oom,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_oom kcalls=snapshot+shutdown",
             "vm_oom name=limited mem=8M -- limited 2048",
             "vm_oom name=hog -- hog",

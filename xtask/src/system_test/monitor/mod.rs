@@ -139,7 +139,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-exit-history",
         check: check_exit_history_console,
-        programs: &["crash_null", "hello", "spinner prio=12"],
+        programs: &["pm kcalls=pm", "crash_null", "hello", "spinner prio=12"],
         ..watched(MonitorCheck {
             duration: secs(3),
             // A client attaching after both ends.
@@ -230,7 +230,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         // The tool sees each process's memory figures: the idler's through VM (resident,
         // peak, VmSetVirtual's virtual size, faults by kind), VM's own as the kernel maps it.
         check: check_memory_console,
-        programs: &["vm kcalls=vm", "vm_introspect name=idler -- idle"],
+        programs: &["vm kcalls=vm", "pm kcalls=pm", "vm_introspect name=idler -- idle"],
         ..watched(MonitorCheck {
             duration: secs(3),
             check: checks::check_memory_figures,

@@ -195,7 +195,11 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "vm-demand",
         // The heap grows through the VM server: exactly one page per page touched.
         check: check_vm_demand,
-        programs: &["vm kcalls=vm", "pm kcalls=pm", "vm_demand kcalls=snapshot+shutdown"],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "vm_demand kcalls=snapshot+shutdown",
+        ],
         ..USER
     },
     Scenario {
@@ -351,6 +355,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "hello name=hello_args -- one two three",
             "hello name=hello_badprio prio=99",
             "crash_null",
+            "pm_boot name=pm_kcalls kcalls=pm -- kcalls",
             "pm_boot name=pm_judge kcalls=snapshot+shutdown -- judge gamma",
         ],
         ..USER
@@ -800,14 +805,15 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
     console.require("boot: started 'vm' (pid 1, ")?;
     console.require("boot: started 'pm' (pid 2, ")?;
     console.require("boot: module 2 'pm_probe' is the process manager's to start")?;
-    console.require("boot: module 8 'broken' is an image for the process manager")?;
-    console.require("boot: 2 of 9 modules started")?;
+    console.require("boot: module 9 'broken' is an image for the process manager")?;
+    console.require("boot: 2 of 10 modules started")?;
     // PM started the others in module order (pids 3..) and said so, the kernel none.
     for (pid, name) in [
         (3, "pm_probe"),
         (4, "hello_args"),
         (5, "crash_null"),
-        (6, "pm_judge"),
+        (6, "pm_kcalls"),
+        (7, "pm_judge"),
     ] {
         console.require_line_with(&[
             &format!("pm: boot: started '{name}' (pid {pid}, "),
@@ -815,14 +821,14 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
         ])?;
         console.forbid(&format!("INFO  boot: started '{name}'"))?;
     }
-    console.require("pm: boot: 4 of 4 programs started by pm")?;
+    console.require("pm: boot: 5 of 5 programs started by pm")?;
     // PM refused the bad modules with a reason; the kernel did not parse them.
     console.require_line_with(&[
         "pm: boot: module 4 '",
         "name=hello_badprio prio=99' refused: prio '99' is not 0..=15",
     ])?;
     console.require_line_with(&[
-        "pm: boot: module 7 '",
+        "pm: boot: module 8 '",
         "pm-boot-garbage.bin' refused: ",
         "ELF",
     ])?;
@@ -845,7 +851,23 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
     }
     console.require("pm_probe: PASS arguments \"probe alpha beta\"")?;
     console.require("tree record: pm_probe pid 3 parent 2 (pm) args \"probe alpha beta\"")?;
-    console.require("tree record: pm_judge pid 6 parent 2 (pm) args \"judge gamma\"")?;
+    console.require("tree record: pm_judge pid 7 parent 2 (pm) args \"judge gamma\"")?;
+    // Bad `ipc` lists for PmStart, from a process with `kcalls=pm`.
+    for refusal in [
+        "ipc list with a pid that is not live: ESRCH",
+        "ipc list with pid 0: EINVAL",
+        "ipc list over the limit: EINVAL",
+        "ipc list at a wild pointer: EFAULT",
+        "ipc list misaligned: EINVAL",
+        "ipc list of 16 pids through the runtime: EINVAL",
+        "kill of the killed victim: ESRCH",
+    ] {
+        console.require(&format!("pm_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&[
+        "pm_kcalls: PASS bad ipc lists refused; pid ",
+        " never started, killed",
+    ])?;
     // The crash of a program PM started is reported as any other: registers, a
     // symbolised backtrace in its own program, the kill.
     console.require_line_with(&["user fault: #PF", "(vector 14)", "process 'crash_null'"])?;

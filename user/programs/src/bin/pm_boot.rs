@@ -10,7 +10,11 @@
 //!   probe, then checks PM's INTROSPECT tree (both are PM's children, named, with their
 //!   arguments) against the kernel's snapshot (the same pids and names), waits until the
 //!   other boot programs have ended, asks PM to spawn a `boot=pm` image that is not an
-//!   ELF (refused, PM keeps serving) and shuts down with the verdict.
+//!   ELF (refused, PM keeps serving) and shuts down with the verdict;
+//! - `pm_boot name=pm_kcalls kcalls=pm -- kcalls` makes `PmStart` calls with bad `ipc`
+//!   lists into an empty process it created (a pid that is not live, pid 0, a count over
+//!   the limit, a wild and a misaligned pointer): each gets its own error, the process is
+//!   still unstarted after them, and it kills it (its exit is not PM's to keep).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -36,7 +40,7 @@ const FORBIDDEN: u32 = 0x5042_0003;
 const PROBE_ARGUMENTS: &str = "probe alpha beta";
 const JUDGE_ARGUMENTS: &str = "judge gamma";
 /// Boot programs the judge waits for before it shuts down (they end by themselves).
-const OTHERS: &[&str] = &["crash_null", "hello_args"];
+const OTHERS: &[&str] = &["crash_null", "hello_args", "pm_kcalls"];
 
 fn main(args: &str) -> i32 {
     if args.starts_with("probe") {
@@ -53,7 +57,90 @@ fn main(args: &str) -> i32 {
         }
         return i32::from(!passed);
     }
+    if args == "kcalls" {
+        let outcome = bad_ipc_lists();
+        return i32::from(!report("pm_kcalls", &outcome));
+    }
     finish("pm_boot", judge(args))
+}
+
+/// `PmStart` on pid `pid` with the raw `ipc` register (no image: it must never start).
+fn raw_start(pid: u64, ipc: u64) -> Result<u64, Error> {
+    use vigil_rt::abi::syscall::{KernelCall, Syscall};
+    // SAFETY: the kernel only reads user memory the registers name, and checks it; no
+    // arguments (the empty slice at 0).
+    let rax = unsafe {
+        vigil_rt::syscall::syscall6(
+            Syscall::KernelCall as u64,
+            KernelCall::PmStart as u64,
+            pid,
+            0x40_0000,
+            0,
+            0,
+            ipc,
+        )
+    };
+    Error::from_return_value(rax)
+}
+
+/// Bad `ipc` lists for `PmStart`, each refused at the boundary.
+fn bad_ipc_lists() -> Result<String, String> {
+    use vigil_rt::abi::pm::{IpcPidList, Priority, MAX_IPC_PIDS};
+    use vigil_rt::abi::vm::Pid;
+    use vigil_rt::syscall;
+    let priority = context(Priority::new(8), "priority")?;
+    let pid = context(syscall::pm_create("victim", priority, 0, 0), "PmCreate")?;
+    let own = context(syscall::vm_process_of(ipc::self_endpoint()), "own pid")?;
+    let mut list: IpcPidList = [0; MAX_IPC_PIDS + 1];
+    list[..3].copy_from_slice(&[2, own as u32, 999_999]);
+    let address = list.as_ptr() as u64;
+    expect_refusal(
+        "ipc list with a pid that is not live",
+        raw_start(pid, address),
+        Error::NotFound,
+    )?;
+    list[2] = 0;
+    expect_refusal(
+        "ipc list with pid 0",
+        raw_start(pid, address),
+        Error::InvalidArgument,
+    )?;
+    list[0] = MAX_IPC_PIDS as u32 + 1;
+    expect_refusal(
+        "ipc list over the limit",
+        raw_start(pid, address),
+        Error::InvalidArgument,
+    )?;
+    expect_refusal(
+        "ipc list at a wild pointer",
+        raw_start(pid, 0x1000),
+        Error::Fault,
+    )?;
+    expect_refusal(
+        "ipc list misaligned",
+        raw_start(pid, address + 1),
+        Error::InvalidArgument,
+    )?;
+    expect_refusal(
+        "ipc list of 16 pids through the runtime",
+        syscall::pm_start_limited(Pid(pid as u32), 0x40_0000, b"", Some(&[own as u32; 16])),
+        Error::InvalidArgument,
+    )?;
+    // None of them started it: it is still an empty process of ours. Only PM's own
+    // processes leave an exit to reap; this one is simply gone.
+    context(syscall::pm_kill(Pid(pid as u32), 9), "PmKill")?;
+    expect_refusal(
+        "kill of the killed victim",
+        syscall::pm_kill(Pid(pid as u32), 9),
+        Error::NotFound,
+    )?;
+    let reaped = context(syscall::pm_reap(), "PmReap")?;
+    if reaped.is_some() {
+        return Err(format!("reaped {reaped:?}: the exit was not PM's to keep"));
+    }
+    Ok(format!(
+        "bad ipc lists refused; pid {pid} never started, killed"
+    ))
 }
 
 /// The probe's checks of its own privileges.

@@ -93,22 +93,21 @@ fn bad_ipc_lists() -> Result<String, String> {
     let own = context(syscall::vm_process_of(ipc::self_endpoint()), "own pid")?;
     let mut list: IpcPidList = [0; MAX_IPC_PIDS + 1];
     list[..3].copy_from_slice(&[2, own as u32, 999_999]);
-    let address = list.as_ptr() as u64;
     expect_refusal(
         "ipc list with a pid that is not live",
-        raw_start(pid, address),
+        raw_start(pid, list.as_ptr() as u64),
         Error::NotFound,
     )?;
     list[2] = 0;
     expect_refusal(
         "ipc list with pid 0",
-        raw_start(pid, address),
+        raw_start(pid, list.as_ptr() as u64),
         Error::InvalidArgument,
     )?;
     list[0] = MAX_IPC_PIDS as u32 + 1;
     expect_refusal(
         "ipc list over the limit",
-        raw_start(pid, address),
+        raw_start(pid, list.as_ptr() as u64),
         Error::InvalidArgument,
     )?;
     expect_refusal(
@@ -118,7 +117,7 @@ fn bad_ipc_lists() -> Result<String, String> {
     )?;
     expect_refusal(
         "ipc list misaligned",
-        raw_start(pid, address + 1),
+        raw_start(pid, list.as_ptr() as u64 + 1),
         Error::InvalidArgument,
     )?;
     expect_refusal(

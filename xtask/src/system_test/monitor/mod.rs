@@ -230,7 +230,11 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         // The tool sees each process's memory figures: the idler's through VM (resident,
         // peak, VmSetVirtual's virtual size, faults by kind), VM's own as the kernel maps it.
         check: check_memory_console,
-        programs: &["vm kcalls=vm", "pm kcalls=pm", "vm_introspect name=idler -- idle"],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "vm_introspect name=idler -- idle",
+        ],
         ..watched(MonitorCheck {
             duration: secs(3),
             check: checks::check_memory_figures,

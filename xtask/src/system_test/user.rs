@@ -784,7 +784,7 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
         "kill VM: EPERM",
         "kill a forged pid: ESRCH",
         "spawn a missing program: ESRCH",
-        "spawn a kernel-started module: ESRCH",
+        "spawn a module that is not boot=pm: ESRCH",
         "spawn with huge arguments: EINVAL",
         "spawn text over the limit: EINVAL",
     ] {

@@ -100,7 +100,11 @@ impl Pm {
         if !self.images.contains_key(&index) {
             self.images.clear();
             let size = syscall::pm_module_read(index, 0, &mut [])? as usize;
-            let mut file = alloc::vec![0u8; size];
+            // A file larger than PM's heap can hold is refused, not a PM panic.
+            let mut file = Vec::new();
+            file.try_reserve_exact(size)
+                .map_err(|_| Error::OutOfResources)?;
+            file.resize(size, 0);
             let mut done = 0;
             while done < size {
                 let read = syscall::pm_module_read(index, done as u64, &mut file[done..])? as usize;

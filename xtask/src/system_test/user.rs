@@ -340,13 +340,15 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         // `ipc=` (naming a later module) hold from the inside, arguments arrive, PM's tree
         // and the kernel's snapshot agree, a crash of a program PM started is reported as
         // before, and a bad `prio=` and a file that is not an ELF are refused by PM with a
-        // console line while the rest boots (and a spawn of a garbage `boot=pm` image is
-        // refused while PM keeps serving).
+        // console line while the rest boots, as is a file too large for PM's heap (and a
+        // spawn of a garbage `boot=pm` image is refused while PM keeps serving).
         check: check_pm_boot,
         // The second is an image PM spawns only on request: the judge asks for it.
         modules: &[
             ("pm-boot-garbage.bin", 4096),
             ("pm-boot-broken.bin name=broken boot=pm", 4096),
+            // Larger than PM's heap: refused, PM keeps going.
+            ("pm-boot-huge.bin", 6 << 20),
         ],
         programs: &[
             "vm kcalls=vm",
@@ -806,7 +808,7 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
     console.require("boot: started 'pm' (pid 2, ")?;
     console.require("boot: module 2 'pm_probe' is the process manager's to start")?;
     console.require("boot: module 9 'broken' is an image for the process manager")?;
-    console.require("boot: 2 of 10 modules started")?;
+    console.require("boot: 2 of 11 modules started")?;
     // PM started the others in module order (pids 3..) and said so, the kernel none.
     for (pid, name) in [
         (3, "pm_probe"),
@@ -831,6 +833,10 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
         "pm: boot: module 8 '",
         "pm-boot-garbage.bin' refused: ",
         "ELF",
+    ])?;
+    console.require_line_with(&[
+        "pm: boot: module 10 '",
+        "pm-boot-huge.bin' refused: cannot read its file: ENOMEM",
     ])?;
     console.forbid("hello_badprio:")?;
     // A spawn of a malformed image is refused with a reason, and PM keeps serving.

@@ -13,8 +13,9 @@
 //!   ELF (refused, PM keeps serving) and shuts down with the verdict;
 //! - `pm_boot name=pm_kcalls kcalls=pm -- kcalls` makes `PmStart` calls with bad `ipc`
 //!   lists into an empty process it created (a pid that is not live, pid 0, a count over
-//!   the limit, a wild and a misaligned pointer): each gets its own error, the process is
-//!   still unstarted after them, and it kills it (its exit is not PM's to keep).
+//!   the limit, a wild and a misaligned pointer): each gets its own error (and a lookup of
+//!   it finds nothing while it has not started), the process is still unstarted after
+//!   them, and it kills it (its exit is not PM's to keep).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -90,6 +91,12 @@ fn bad_ipc_lists() -> Result<String, String> {
     use vigil_rt::syscall;
     let priority = context(Priority::new(8), "priority")?;
     let pid = context(syscall::pm_create("victim", priority, 0, 0), "PmCreate")?;
+    // Created, not started: it has no main thread to look up yet.
+    expect_refusal(
+        "lookup of a process created and not started",
+        ipc::lookup("victim"),
+        Error::NotFound,
+    )?;
     let own = context(syscall::vm_process_of(ipc::self_endpoint()), "own pid")?;
     let mut list: IpcPidList = [0; MAX_IPC_PIDS + 1];
     list[..3].copy_from_slice(&[2, own as u32, 999_999]);

@@ -329,7 +329,8 @@ calls! {
     /// () → nanoseconds since boot.
     ClockNs = 19 => ClockNsArgs {}
     /// (name_ptr, name_len) → endpoint of the main thread of the boot process with that name
-    /// (names are at most 32 bytes; NotFound otherwise).
+    /// (names are at most 32 bytes; NotFound otherwise, and for a process PM has created
+    /// and not started yet).
     Lookup = 20 => LookupArgs { name: UserSlice<u8> }
     /// (kernel call number, args…) → depends on the call. Privileged: each process has a
     /// mask of the kernel calls it may make; others fail with PermissionDenied.

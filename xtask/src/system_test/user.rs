@@ -105,6 +105,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "introspect-snapshot",
         check: check_introspect,
         programs: &[
+            "pm kcalls=pm",
             "introspect_check kcalls=snapshot+shutdown",
             "pingpong_server",
             "introspect_check name=introspect_denied -- denied",
@@ -114,13 +115,18 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "ipc-pingpong",
         check: check_pingpong,
-        programs: &["pingpong_server", "pingpong_client kcalls=shutdown"],
+        programs: &[
+            "pm kcalls=pm",
+            "pingpong_server",
+            "pingpong_client kcalls=shutdown",
+        ],
         ..USER
     },
     Scenario {
         name: "ipc-any",
         check: check_any,
         programs: &[
+            "pm kcalls=pm",
             "any_server kcalls=shutdown",
             "any_client name=client1 -- 1",
             "any_client name=client2 -- 2",
@@ -131,13 +137,18 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "ipc-notify",
         check: check_notify,
-        programs: &["notify_receiver kcalls=shutdown", "notify_sender"],
+        programs: &[
+            "pm kcalls=pm",
+            "notify_receiver kcalls=shutdown",
+            "notify_sender",
+        ],
         ..USER
     },
     Scenario {
         name: "ipc-senda",
         check: check_senda,
         programs: &[
+            "pm kcalls=pm",
             "senda_server kcalls=shutdown",
             "senda_client kcalls=shutdown",
         ],
@@ -147,6 +158,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "ipc-grant",
         check: check_grant,
         programs: &[
+            "pm kcalls=pm",
             "grant_server kcalls=safecopy",
             "grant_client kcalls=shutdown",
         ],
@@ -156,6 +168,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "ipc-errors",
         check: check_errors,
         programs: &[
+            "pm kcalls=pm",
             "errors_helper",
             "errors_helper name=errors_forbidden",
             "errors kcalls=shutdown ipc=errors+errors_helper",
@@ -166,7 +179,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "sched-fair",
         deadline: secs(40),
         check: check_fair,
-        programs: &["sched_fair kcalls=shutdown"],
+        programs: &["pm kcalls=pm", "sched_fair kcalls=shutdown"],
         ..USER
     },
     Scenario {
@@ -174,6 +187,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         deadline: secs(40),
         check: check_preempt,
         programs: &[
+            "pm kcalls=pm",
             "preempt_spinner prio=12",
             "preempt_driver prio=4 kcalls=shutdown",
         ],
@@ -368,13 +382,13 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "user-mutex",
         check: check_mutex,
-        programs: &["mutex_counter kcalls=shutdown"],
+        programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
         ..USER
     },
     Scenario {
         name: "user-timers",
         check: check_timers,
-        programs: &["timers kcalls=shutdown"],
+        programs: &["pm kcalls=pm", "timers kcalls=shutdown"],
         ..USER
     },
     Scenario {

@@ -1,8 +1,9 @@
 //! The kernel's side of the process manager (PM): which process is PM, the boot modules it
 //! may read, and the child-exit notice the kernel owes it.
 //!
-//! The kernel starts the modules of the boot table that are not `boot=pm`; every module
-//! stays readable for PM (`PmModuleName`, `PmModuleRead`), never writable. A process PM
+//! The kernel starts the system servers of the boot table (`boot_image::SYSTEM_SERVERS`)
+//! and PM starts every other module; every module stays readable for PM (`PmModuleName`,
+//! `PmModuleRead`), never writable. A process PM
 //! creates (`PmCreate`) names PM as its signal manager; when it exits its slot stays
 //! reserved with the exit status until PM collects it (`PmReap`), and PM gets one
 //! `KIND_CHILD_EXITED` message (held until PM receives, coalescing with any already held).

@@ -318,7 +318,9 @@ fn debug_write_prefix(bytes: &[u8], more: bool) -> usize {
     bytes.len()
 }
 
-/// Lookup: the main thread of the boot process with that name.
+/// Lookup: the main thread of the boot process with that name. A process PM has created
+/// but not started has no main thread yet: `NotFound` until it starts (PM builds every
+/// boot program before it starts any, so a caller retries as for a later module).
 fn lookup(kernel: &mut Kernel, caller: ThreadSlot, args: LookupArgs) -> Result<Next, Error> {
     let len = args.name.len();
     if len == 0 || len > LOOKUP_NAME_MAX {
@@ -329,6 +331,7 @@ fn lookup(kernel: &mut Kernel, caller: ThreadSlot, args: LookupArgs) -> Result<N
     let name = core::str::from_utf8(&buffer[..len]).map_err(|_| Error::NotFound)?;
     kernel
         .process_named(name)
+        .filter(|&slot| kernel.processes[slot].started())
         .map(|slot| Next::Return(kernel.processes[slot].main_thread().0))
         .ok_or(Error::NotFound)
 }

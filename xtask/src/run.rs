@@ -61,8 +61,14 @@ pub const DEFAULT_PROGRAM: &str = "hello";
 /// The VM server, booted first (with its kernel calls) unless `--no-vm` or listed already.
 pub const VM_SERVER: &str = "vm kcalls=vm";
 
+/// The process manager, booted right after the VM server (or first, without one) unless
+/// `--no-programs` or listed already: the kernel starts only the system servers, and PM
+/// starts every other program.
+pub const PM_SERVER: &str = "pm kcalls=pm";
+
 /// The programs to boot: those asked for, else [`DEFAULT_PROGRAM`], unless `none` is set;
-/// with `vm`, the VM server goes first (a program list that names `vm` itself keeps it).
+/// with `vm`, the VM server goes first, then the process manager (a program list that
+/// names `vm` or `pm` itself keeps it where it is).
 pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool, vm: bool) -> Vec<ProgramSpec> {
     if none {
         return asked;
@@ -78,6 +84,14 @@ pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool, vm: bool) -> Vec<Pr
     if vm && !programs.iter().any(|spec| spec.program == "vm") {
         let server = ProgramSpec::parse(VM_SERVER).expect("the VM server's specification");
         programs.insert(0, server);
+    }
+    if !programs.iter().any(|spec| spec.program == "pm") {
+        let server = ProgramSpec::parse(PM_SERVER).expect("the process manager's specification");
+        let after_vm = programs
+            .iter()
+            .position(|spec| spec.program == "vm")
+            .map_or(0, |vm| vm + 1);
+        programs.insert(after_vm, server);
     }
     programs
 }
@@ -612,8 +626,9 @@ impl Drop for Hub {
     }
 }
 
-/// Follows the console's process lines (`boot: started 'NAME' (pid N, …`, `process 'NAME'
-/// (pid N) exited with status S`, `… killed by …`) and says, once, when every started
+/// Follows the console's process lines (`boot: started 'NAME' (pid N, …` from the kernel
+/// for the system servers and from PM for every other program, `process 'NAME' (pid N)
+/// exited with status S`, `… killed by …`) and says, once, when every started
 /// program has ended: the kernel keeps running (idle) and says nothing of the kind. The VM
 /// server serves the others and never exits by design, so it is not waited for.
 #[derive(Debug, Default)]
@@ -623,8 +638,8 @@ pub struct ExitTracker {
     announced: bool,
 }
 
-/// The system servers, which never exit by design (`run` boots VM first; PM when asked).
-const SYSTEM_SERVERS: &[&str] = &["vm", "pm"];
+/// The system servers, which never exit by design (`run` boots VM first, then PM).
+const SYSTEM_SERVERS: &[&str] = vigil_abi::pm::SYSTEM_SERVERS;
 
 /// The pid in "(pid N," or "(pid N)".
 fn pid_after(text: &str, marker: &str) -> Option<u64> {
@@ -776,7 +791,10 @@ mod tests {
             "[    0.07] INFO  boot: started 'crasher' (pid 2, priority 8, 1 KiB image, entry 0x400000)",
             "[    0.07] INFO  boot: started 'vm' (pid 3, priority 8, 1 KiB image, entry 0x400000)",
             "[    0.07] INFO  boot: started 'pm' (pid 4, priority 8, 1 KiB image, entry 0x400000)",
+            // A program PM started says so through PM.
+            "[    0.07] INFO  pm: boot: started 'late' (pid 5, priority 8, 1 KiB image, entry 0x400000, by pm)",
             "[    0.08] INFO  process 'hello' (pid 1) exited with status 0",
+            "[    0.08] INFO  process 'late' (pid 5) exited with status 0",
         ];
         for line in lines {
             assert_eq!(tracker.line(line), None, "{line}");
@@ -785,7 +803,7 @@ mod tests {
             .line("[    0.09] ERROR process 'crasher' (pid 2) killed by #PF at 0x401000 (thread 1.1: 1 page faults, 3 system calls)")
             .expect("both gone");
         assert!(
-            message.contains("every program has exited (2 of 2)"),
+            message.contains("every program has exited (3 of 3)"),
             "{message}"
         );
         assert_eq!(
@@ -835,20 +853,28 @@ mod tests {
     #[test]
     fn boots_hello_unless_told_otherwise() {
         let spec = |text| parse_program(text).unwrap();
-        assert_eq!(programs_to_boot(Vec::new(), false, false), [spec("hello")]);
+        assert_eq!(
+            programs_to_boot(Vec::new(), false, false),
+            [spec(PM_SERVER), spec("hello")]
+        );
         assert_eq!(
             programs_to_boot(Vec::new(), false, true),
-            [spec(VM_SERVER), spec("hello")]
+            [spec(VM_SERVER), spec(PM_SERVER), spec("hello")]
         );
         assert!(programs_to_boot(Vec::new(), true, true).is_empty());
         assert_eq!(
             programs_to_boot(vec![spec("a prio=1"), spec("b")], false, false),
-            [spec("a prio=1"), spec("b")]
+            [spec(PM_SERVER), spec("a prio=1"), spec("b")]
         );
-        // A list that names the VM server keeps it where it is, once.
+        // A list that names the VM server keeps it where it is, once; PM follows it.
         assert_eq!(
             programs_to_boot(vec![spec("a"), spec("vm kcalls=vm")], false, true),
-            [spec("a"), spec("vm kcalls=vm")]
+            [spec("a"), spec("vm kcalls=vm"), spec(PM_SERVER)]
+        );
+        // A list that names PM keeps it where it is, once.
+        assert_eq!(
+            programs_to_boot(vec![spec("a"), spec("pm kcalls=pm")], false, true),
+            [spec(VM_SERVER), spec("a"), spec("pm kcalls=pm")]
         );
     }
 

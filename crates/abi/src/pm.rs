@@ -7,6 +7,7 @@
 
 use crate::error::Error;
 use crate::syscall::Argument;
+use crate::user_memory::UserPtr;
 
 /// The kernel's message to PM: some process PM created has exited; PM collects every
 /// such exit with `PmReap`. Notices coalesce (one may stand for several exits).
@@ -14,6 +15,11 @@ pub const KIND_CHILD_EXITED: u32 = 0xffff_0004;
 
 /// The process name of PM (the boot module the kernel registers as the process manager).
 pub const PM_SERVER_NAME: &str = "pm";
+
+/// The boot table: the process names of the system servers the kernel starts itself (in
+/// module order) when PM is among the boot modules; PM starts every other module that is
+/// not `boot=pm`. (RS joins the table by name.)
+pub const SYSTEM_SERVERS: &[&str] = &["vm", PM_SERVER_NAME];
 
 /// Request kinds (`Message::kind`) PM answers.
 pub mod request {
@@ -123,6 +129,55 @@ impl Argument for ImageFlags {
     }
 }
 
+/// Most pids an `IpcAllow::Only` list names (`PmStart`).
+pub const MAX_IPC_PIDS: usize = 15;
+
+/// An `IpcAllow::Only` list in the caller's memory: word 0 is the count (at most
+/// `MAX_IPC_PIDS`), words 1..=count the pids of the processes allowed.
+pub type IpcPidList = [u32; MAX_IPC_PIDS + 1];
+
+/// Whom a process PM starts may send to (`PmStart`, from the module's `ipc=`): every
+/// process, or only the live processes a pid list names. One register: 0 is `All`, any
+/// other value the address of an `IpcPidList` (checked like any `UserPtr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpcAllow {
+    All,
+    Only(UserPtr<IpcPidList>),
+}
+
+impl IpcAllow {
+    /// The list's pids: `InvalidArgument` for a count above `MAX_IPC_PIDS` or a pid 0.
+    pub fn pids(list: &IpcPidList) -> Result<&[u32], Error> {
+        let count = list[0] as usize;
+        if count > MAX_IPC_PIDS {
+            return Err(Error::InvalidArgument);
+        }
+        let pids = &list[1..=count];
+        if pids.contains(&0) {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(pids)
+    }
+}
+
+impl Argument for IpcAllow {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        match registers[0] {
+            0 => Ok(IpcAllow::All),
+            address => UserPtr::new(address).map(IpcAllow::Only),
+        }
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = match self {
+            IpcAllow::All => 0,
+            IpcAllow::Only(list) => list.address(),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +197,23 @@ mod tests {
         assert!(!ImageFlags::new(0).unwrap().writable());
         assert_eq!(ImageFlags::new(3), Err(Error::InvalidArgument));
         assert_eq!(ImageFlags::new(4), Err(Error::InvalidArgument));
+    }
+
+    #[test]
+    fn ipc_allow_lists_are_checked() {
+        assert_eq!(IpcAllow::decode(&[0]), Ok(IpcAllow::All));
+        assert_eq!(IpcAllow::decode(&[3]), Err(Error::InvalidArgument));
+        let list = IpcAllow::decode(&[0x40_0000]).unwrap();
+        let mut registers = [0];
+        list.encode(&mut registers);
+        assert_eq!(registers, [0x40_0000]);
+        let mut pids: IpcPidList = [0; MAX_IPC_PIDS + 1];
+        assert_eq!(IpcAllow::pids(&pids), Ok(&[][..]));
+        pids[..3].copy_from_slice(&[2, 5, 9]);
+        assert_eq!(IpcAllow::pids(&pids), Ok(&[5, 9][..]));
+        pids[0] = MAX_IPC_PIDS as u32 + 1;
+        assert_eq!(IpcAllow::pids(&pids), Err(Error::InvalidArgument));
+        pids[..3].copy_from_slice(&[2, 5, 0]);
+        assert_eq!(IpcAllow::pids(&pids), Err(Error::InvalidArgument));
     }
 }

@@ -9,7 +9,7 @@ use crate::async_message::AsyncMessage;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::message::Message;
-use crate::pm::{ImageFlags, Priority};
+use crate::pm::{ImageFlags, IpcAllow, Priority};
 use crate::user_memory::{Pod, UserPtr, UserSlice};
 use crate::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
 
@@ -329,7 +329,8 @@ calls! {
     /// () → nanoseconds since boot.
     ClockNs = 19 => ClockNsArgs {}
     /// (name_ptr, name_len) → endpoint of the main thread of the boot process with that name
-    /// (names are at most 32 bytes; NotFound otherwise).
+    /// (names are at most 32 bytes; NotFound otherwise, and for a process PM has created
+    /// and not started yet).
     Lookup = 20 => LookupArgs { name: UserSlice<u8> }
     /// (kernel call number, args…) → depends on the call. Privileged: each process has a
     /// mask of the kernel calls it may make; others fail with PermissionDenied.
@@ -434,7 +435,9 @@ calls! {
     /// (pid, entry, arguments) → the main thread's endpoint. PM: starts the main thread
     /// of a process it created, at `entry`, with the argument string (at most
     /// `pm::MAX_ARGUMENT_BYTES`) as a boot program gets it. `Exists` if it has started.
-    PmStart = 29 => PmStartArgs { process: Pid, entry: u64, arguments: UserSlice<u8> }
+    /// `ipc` limits whom it may send to (`pm::IpcAllow`: all, or the live processes of a
+    /// pid list; `NotFound` for a pid that is not live, `InvalidArgument` for a bad list).
+    PmStart = 29 => PmStartArgs { process: Pid, entry: u64, arguments: UserSlice<u8>, ipc: IpcAllow }
     /// (pid, status) → 0. PM: ends process `pid` in whatever state it is (its waits,
     /// timers and grants go with it) with exit status `status`. `PermissionDenied` for
     /// the caller itself and the VM server.

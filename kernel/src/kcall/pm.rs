@@ -1,5 +1,6 @@
 //! The process manager's kernel calls (`kcalls=pm`): read the boot modules, create an
-//! empty process, map and fill its image, start it, kill a process, collect exits.
+//! empty process, map and fill its image, start it (with its `ipc=` limit), kill a
+//! process, collect exits.
 //!
 //! Mechanism only: PM validates the ELF (`kcore::elf`) and decides what to map where; the
 //! kernel parses no ELF for a process PM starts. Each call checks everything before it
@@ -15,7 +16,7 @@ use crate::system::Kernel;
 use crate::thread::frames_to_map;
 use crate::usercopy;
 use vigil_abi::layout::{USER_IMAGE_END, USER_IMAGE_MIN};
-use vigil_abi::pm::{MAX_ARGUMENT_BYTES, MAX_COPY_BYTES};
+use vigil_abi::pm::{IpcAllow, MAX_ARGUMENT_BYTES, MAX_COPY_BYTES};
 use vigil_abi::syscall::{
     PmCopyToArgs, PmCreateArgs, PmKillArgs, PmMapImageArgs, PmModuleNameArgs, PmModuleReadArgs,
     PmReapArgs, PmStartArgs,
@@ -162,8 +163,25 @@ pub fn start(kernel: &mut Kernel, caller: ThreadSlot, args: PmStartArgs) -> Resu
     }
     let mut arguments = vec![0u8; args.arguments.len()];
     usercopy::read(kernel.space_of(caller), args.arguments, &mut arguments)?;
+    let targets = ipc_targets(kernel, caller, args.ipc)?;
     let endpoint = kernel.start_created_process(slot, args.entry, &arguments)?;
+    kernel.processes[slot].set_ipc_targets(targets);
     Ok(Next::Return(endpoint.0))
+}
+
+/// `PmStart`'s `ipc`: every process, or a mask of the slots of the live processes the
+/// caller's pid list names (`NotFound` for a pid that is not live).
+fn ipc_targets(kernel: &Kernel, caller: ThreadSlot, ipc: IpcAllow) -> Result<IpcTargets, Error> {
+    let IpcAllow::Only(list) = ipc else {
+        return Ok(IpcTargets::All);
+    };
+    let list = usercopy::read_value(kernel.space_of(caller), list)?;
+    let mut mask = 0u64;
+    for &pid in IpcAllow::pids(&list)? {
+        let slot = kernel.processes.by_pid(pid).ok_or(Error::NotFound)?;
+        mask |= 1 << slot.get();
+    }
+    Ok(IpcTargets::Only(mask))
 }
 
 /// PmKill: ends a process in any state. Never the caller's own process or VM.

@@ -776,12 +776,45 @@ pub fn pm_copy_to(pid: Pid, address: u64, data: &[u8]) -> Result<u64, Error> {
 /// `KernelCall PmStart` (PM only): starts the main thread at `entry` with `arguments`;
 /// returns its endpoint.
 pub fn pm_start(pid: Pid, entry: u64, arguments: &[u8]) -> Result<Endpoint, Error> {
+    pm_start_limited(pid, entry, arguments, None)
+}
+
+/// `pm_start`, and with `ipc` Some the process may send only to the live processes whose
+/// pids it lists (at most `pm::MAX_IPC_PIDS`; `InvalidArgument` for more).
+pub fn pm_start_limited(
+    pid: Pid,
+    entry: u64,
+    arguments: &[u8],
+    ipc: Option<&[u32]>,
+) -> Result<Endpoint, Error> {
+    use vigil_abi::pm::{IpcAllow, IpcPidList, MAX_IPC_PIDS};
+    let mut list: IpcPidList = [0; MAX_IPC_PIDS + 1];
+    let ipc = match ipc {
+        None => IpcAllow::All,
+        Some(pids) => {
+            if pids.len() > MAX_IPC_PIDS {
+                return Err(Error::InvalidArgument);
+            }
+            list[0] = pids.len() as u32;
+            list[1..=pids.len()].copy_from_slice(pids);
+            IpcAllow::Only(UserPtr::from_ref(&list))
+        }
+    };
+    // An empty slice's dangling address is not page aligned: the kernel would check the
+    // page it lies in (page 0), so no arguments travel as the empty slice at 0.
+    let arguments = if arguments.is_empty() {
+        UserSlice::EMPTY
+    } else {
+        UserSlice::from_slice(arguments)
+    };
     let call = PmStartArgs {
         process: pid,
         entry,
-        arguments: UserSlice::from_slice(arguments),
+        arguments,
+        ipc,
     };
-    // SAFETY: the kernel only reads the borrowed arguments.
+    // SAFETY: the kernel only reads the borrowed arguments and pid list, both alive
+    // until the call returns.
     unsafe { pm_call(PmStartArgs::CALL, call.encode()) }.map(Endpoint)
 }
 

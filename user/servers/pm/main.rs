@@ -1,5 +1,6 @@
-//! `pm`: the process manager. It starts programs from the boot modules marked `boot=pm`
-//! (validating each ELF with `kcore::elf` and building the address space through its
+//! `pm`: the process manager. At boot it starts every boot module that is not a system
+//! server or a `boot=pm` image (`boot.rs`); on request it spawns the `boot=pm` images. It
+//! builds each process itself (validating each ELF with `kcore::elf` and building the address space through its
 //! kernel calls: the kernel parses no ELF for them), keeps the process tree (pid, parent,
 //! children, reparenting to PM when a parent exits), collects exits (`PmReap`) and answers
 //! wait and kill requests (`vigil_abi::pm::request`). INTROSPECT's `processes` topic gives
@@ -11,6 +12,8 @@
 #![no_main]
 
 extern crate alloc;
+
+mod boot;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -97,7 +100,11 @@ impl Pm {
         if !self.images.contains_key(&index) {
             self.images.clear();
             let size = syscall::pm_module_read(index, 0, &mut [])? as usize;
-            let mut file = alloc::vec![0u8; size];
+            // A file larger than PM's heap can hold is refused, not a PM panic.
+            let mut file = Vec::new();
+            file.try_reserve_exact(size)
+                .map_err(|_| Error::OutOfResources)?;
+            file.resize(size, 0);
             let mut done = 0;
             while done < size {
                 let read = syscall::pm_module_read(index, done as u64, &mut file[done..])? as usize;
@@ -405,6 +412,7 @@ fn main(_args: &str) -> i32 {
         waiters: Vec::new(),
         images: BTreeMap::new(),
     };
+    pm.start_boot_programs();
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
             Ok(message) => message,

@@ -251,14 +251,15 @@ pub fn boot_modules(
         let programs = programs.context("the user programs were not built")?;
         programs.resolve(&specs)?
     };
-    for path in write_modules(scenario).context("writing its modules")? {
-        modules.push(BootModule::file(path)?);
+    for (path, options) in write_modules(scenario).context("writing its modules")? {
+        modules.push(BootModule::program(path, options)?);
     }
     Ok((modules, processes))
 }
 
-/// Writes the scenario's module files (byte pattern `i % 251`) and returns their paths.
-fn write_modules(scenario: &Scenario) -> Result<Vec<PathBuf>> {
+/// Writes the scenario's module files (byte pattern `i % 251`) and returns their paths,
+/// each with the options that followed its file name (`"x.bin boot=pm"`).
+fn write_modules(scenario: &Scenario) -> Result<Vec<(PathBuf, &'static str)>> {
     let dir = crate::kernel::workspace_root()
         .join("target/xtask-modules")
         .join(scenario.name);
@@ -269,10 +270,11 @@ fn write_modules(scenario: &Scenario) -> Result<Vec<PathBuf>> {
         .modules
         .iter()
         .map(|&(name, size)| {
-            let path = dir.join(name);
+            let (file, options) = name.split_once(' ').unwrap_or((name, ""));
+            let path = dir.join(file);
             let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-            Ok(path)
+            Ok((path, options))
         })
         .collect()
 }
@@ -612,13 +614,24 @@ mod tests {
             name: "fake-programs",
             deadline: secs(1),
             check: check_nothing,
-            modules: &[("fake-programs-data.bin", 3)],
+            modules: &[
+                ("fake-programs-data.bin", 3),
+                ("fake-programs-image.bin name=img boot=pm", 3),
+            ],
             programs: &["server name=srv prio=2", "client kcalls=shutdown -- x"],
             ..Scenario::DEFAULT
         };
         let (modules, processes) = boot_modules(&with_programs, Some(&programs)).unwrap();
         let lines: Vec<String> = modules.iter().map(BootModule::command_line).collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
+        // Words after a generated module's file name are its options.
+        assert!(
+            lines[3].ends_with(
+                "target/xtask-modules/fake-programs/fake-programs-image.bin name=img boot=pm"
+            ),
+            "{}",
+            lines[3]
+        );
         assert_eq!(
             lines[0],
             format!("{} name=srv prio=2", dir.join("server").display())

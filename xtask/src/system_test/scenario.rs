@@ -43,7 +43,8 @@ pub struct Scenario {
     /// Print the time from QEMU start to the banner line.
     pub report_banner_time: bool,
     /// Multiboot modules to hand the kernel: (file name, size in bytes). The runner writes
-    /// each file (a byte pattern) under target/xtask-modules/ before booting.
+    /// each file (a byte pattern) under target/xtask-modules/ before booting. Words after
+    /// the file name are the module's options (`"broken.bin name=broken boot=pm"`).
     pub modules: &'static [(&'static str, usize)],
     /// User programs to boot, in order, as Multiboot modules: each entry is the program
     /// (binary) name followed by its boot options, e.g. `"ipc_client prio=6 kcalls=shutdown"`.

@@ -105,6 +105,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "introspect-snapshot",
         check: check_introspect,
         programs: &[
+            "pm kcalls=pm",
             "introspect_check kcalls=snapshot+shutdown",
             "pingpong_server",
             "introspect_check name=introspect_denied -- denied",
@@ -114,13 +115,18 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "ipc-pingpong",
         check: check_pingpong,
-        programs: &["pingpong_server", "pingpong_client kcalls=shutdown"],
+        programs: &[
+            "pm kcalls=pm",
+            "pingpong_server",
+            "pingpong_client kcalls=shutdown",
+        ],
         ..USER
     },
     Scenario {
         name: "ipc-any",
         check: check_any,
         programs: &[
+            "pm kcalls=pm",
             "any_server kcalls=shutdown",
             "any_client name=client1 -- 1",
             "any_client name=client2 -- 2",
@@ -131,13 +137,18 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "ipc-notify",
         check: check_notify,
-        programs: &["notify_receiver kcalls=shutdown", "notify_sender"],
+        programs: &[
+            "pm kcalls=pm",
+            "notify_receiver kcalls=shutdown",
+            "notify_sender",
+        ],
         ..USER
     },
     Scenario {
         name: "ipc-senda",
         check: check_senda,
         programs: &[
+            "pm kcalls=pm",
             "senda_server kcalls=shutdown",
             "senda_client kcalls=shutdown",
         ],
@@ -147,6 +158,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "ipc-grant",
         check: check_grant,
         programs: &[
+            "pm kcalls=pm",
             "grant_server kcalls=safecopy",
             "grant_client kcalls=shutdown",
         ],
@@ -156,6 +168,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "ipc-errors",
         check: check_errors,
         programs: &[
+            "pm kcalls=pm",
             "errors_helper",
             "errors_helper name=errors_forbidden",
             "errors kcalls=shutdown ipc=errors+errors_helper",
@@ -166,7 +179,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "sched-fair",
         deadline: secs(40),
         check: check_fair,
-        programs: &["sched_fair kcalls=shutdown"],
+        programs: &["pm kcalls=pm", "sched_fair kcalls=shutdown"],
         ..USER
     },
     Scenario {
@@ -174,6 +187,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         deadline: secs(40),
         check: check_preempt,
         programs: &[
+            "pm kcalls=pm",
             "preempt_spinner prio=12",
             "preempt_driver prio=4 kcalls=shutdown",
         ],
@@ -181,9 +195,12 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "user-crash",
-        // The survivor shuts down with success after both crashes.
+        // The survivor shuts down with success after both crashes. PM starts them all
+        // (the survivor first, at a higher priority than PM: its look-ups of the
+        // crashers PM has built but not started yet find nothing, as for a later module).
         check: check_crash,
         programs: &[
+            "pm kcalls=pm",
             "survivor prio=2 kcalls=shutdown",
             "crash_null",
             "crash_divide",
@@ -195,7 +212,11 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "vm-demand",
         // The heap grows through the VM server: exactly one page per page touched.
         check: check_vm_demand,
-        programs: &["vm kcalls=vm", "vm_demand kcalls=snapshot+shutdown"],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "vm_demand kcalls=snapshot+shutdown",
+        ],
         ..USER
     },
     Scenario {
@@ -205,6 +226,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_introspect,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_introspect name=idler -- idle",
             "vm_introspect kcalls=snapshot+shutdown",
         ],
@@ -218,6 +240,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_storm,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_storm kcalls=snapshot+shutdown",
             "vm_storm name=readonly -- readonly",
         ],
@@ -230,6 +253,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_syscall,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_syscall kcalls=snapshot+safecopy+shutdown",
         ],
         ..USER
@@ -242,6 +266,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_stack,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "survivor prio=2 kcalls=shutdown",
             "vm_stack name=grower -- grow",
             "vm_stack name=overflower -- overflow",
@@ -257,6 +282,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_fuzz,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "fuzz_judge prio=0 kcalls=snapshot+shutdown -- 2",
             "fuzz_syscalls name=fuzz_control -- calls=0",
             "fuzz_syscalls name=fuzz_user -- seed=1 calls=100000",
@@ -273,6 +299,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_shared,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_shared kcalls=snapshot+shutdown",
             "vm_shared name=shm_peer -- peer",
             "vm_shared name=shm_reader -- reader",
@@ -286,6 +313,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_share_kcall,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_kcalls kcalls=vm+snapshot+shutdown mem=16M -- 4096",
         ],
         ..USER
@@ -308,6 +336,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         check: check_vm_oom,
         programs: &[
             "vm kcalls=vm",
+            "pm kcalls=pm",
             "vm_oom kcalls=snapshot+shutdown",
             "vm_oom name=limited mem=8M -- limited 2048",
             "vm_oom name=hog -- hog",
@@ -332,15 +361,44 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "pm-boot",
+        // The kernel starts VM and PM only; PM starts every other module in order as its
+        // child with the module string's privileges: the probe's `kcalls=none` and
+        // `ipc=` (naming a later module) hold from the inside, arguments arrive, PM's tree
+        // and the kernel's snapshot agree, a crash of a program PM started is reported as
+        // before, and a bad `prio=` and a file that is not an ELF are refused by PM with a
+        // console line while the rest boots, as is a file too large for PM's heap (and a
+        // spawn of a garbage `boot=pm` image is refused while PM keeps serving).
+        check: check_pm_boot,
+        // The second is an image PM spawns only on request: the judge asks for it.
+        modules: &[
+            ("pm-boot-garbage.bin", 4096),
+            ("pm-boot-broken.bin name=broken boot=pm", 4096),
+            // Larger than PM's heap: refused, PM keeps going.
+            ("pm-boot-huge.bin", 6 << 20),
+        ],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "pm_boot name=pm_probe kcalls=none ipc=pm_judge -- probe alpha beta",
+            "hello name=hello_args -- one two three",
+            "hello name=hello_badprio prio=99",
+            "crash_null",
+            "pm_boot name=pm_kcalls kcalls=pm -- kcalls",
+            "pm_boot name=pm_judge kcalls=snapshot+shutdown -- judge gamma",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
-        programs: &["mutex_counter kcalls=shutdown"],
+        programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
         ..USER
     },
     Scenario {
         name: "user-timers",
         check: check_timers,
-        programs: &["timers kcalls=shutdown"],
+        programs: &["pm kcalls=pm", "timers kcalls=shutdown"],
         ..USER
     },
     Scenario {
@@ -781,7 +839,7 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
         "kill VM: EPERM",
         "kill a forged pid: ESRCH",
         "spawn a missing program: ESRCH",
-        "spawn a kernel-started module: ESRCH",
+        "spawn a module that is not boot=pm: ESRCH",
         "spawn with huge arguments: EINVAL",
         "spawn text over the limit: EINVAL",
     ] {
@@ -795,6 +853,93 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "pm_test")
+}
+
+fn check_pm_boot(console: &Console) -> Result<(), String> {
+    // The kernel started the boot table's servers and left the rest to PM.
+    console.require("boot: started 'vm' (pid 1, ")?;
+    console.require("boot: started 'pm' (pid 2, ")?;
+    console.require("boot: module 2 'pm_probe' is the process manager's to start")?;
+    console.require("boot: module 9 'broken' is an image for the process manager")?;
+    console.require("boot: 2 of 11 modules started")?;
+    // PM started the others in module order (pids 3..) and said so, the kernel none.
+    for (pid, name) in [
+        (3, "pm_probe"),
+        (4, "hello_args"),
+        (5, "crash_null"),
+        (6, "pm_kcalls"),
+        (7, "pm_judge"),
+    ] {
+        console.require_line_with(&[
+            &format!("pm: boot: started '{name}' (pid {pid}, "),
+            ", by pm)",
+        ])?;
+        console.forbid(&format!("INFO  boot: started '{name}'"))?;
+    }
+    console.require("pm: boot: 5 of 5 programs started by pm")?;
+    // PM refused the bad modules with a reason; the kernel did not parse them.
+    console.require_line_with(&[
+        "pm: boot: module 4 '",
+        "name=hello_badprio prio=99' refused: prio '99' is not 0..=15",
+    ])?;
+    console.require_line_with(&[
+        "pm: boot: module 8 '",
+        "pm-boot-garbage.bin' refused: ",
+        "ELF",
+    ])?;
+    console.require_line_with(&[
+        "pm: boot: module 10 '",
+        "pm-boot-huge.bin' refused: cannot read its file: ENOMEM",
+    ])?;
+    console.forbid("hello_badprio:")?;
+    // A spawn of a malformed image is refused with a reason, and PM keeps serving.
+    console.require("pm: spawn of 'broken' refused: not an ELF file")?;
+    console.require("pm_judge: refused as expected: spawn of a malformed image: EINVAL")?;
+    console.require("pm_judge: refused as expected: spawn of a missing program after it: ESRCH")?;
+    // Arguments and privileges from the module strings.
+    console.require_line_with(&[
+        "hello_args: hello from Vigil user space",
+        "args [\"one\", \"two\", \"three\"]",
+    ])?;
+    for refusal in [
+        "a kernel call with kcalls=none: EPERM",
+        "a send to vm outside ipc=: EPERM",
+        "a send to pm outside ipc=: EPERM",
+    ] {
+        console.require(&format!("pm_probe: refused as expected: {refusal}"))?;
+    }
+    console.require("pm_probe: PASS arguments \"probe alpha beta\"")?;
+    console.require("tree record: pm_probe pid 3 parent 2 (pm) args \"probe alpha beta\"")?;
+    console.require("tree record: pm_judge pid 7 parent 2 (pm) args \"judge gamma\"")?;
+    // Bad `ipc` lists for PmStart, from a process with `kcalls=pm`.
+    for refusal in [
+        "ipc list with a pid that is not live: ESRCH",
+        "ipc list with pid 0: EINVAL",
+        "ipc list over the limit: EINVAL",
+        "ipc list at a wild pointer: EFAULT",
+        "ipc list misaligned: EINVAL",
+        "ipc list of 16 pids through the runtime: EINVAL",
+        "kill of the killed victim: ESRCH",
+        "lookup of a process created and not started: ESRCH",
+    ] {
+        console.require(&format!("pm_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&[
+        "pm_kcalls: PASS bad ipc lists refused; pid ",
+        " never started, killed",
+    ])?;
+    // The crash of a program PM started is reported as any other: registers, a
+    // symbolised backtrace in its own program, the kill.
+    console.require_line_with(&["user fault: #PF", "(vector 14)", "process 'crash_null'"])?;
+    console.require_line_with(&["cr2=0x0000000000000000"])?;
+    console.require_line_with(&[
+        "#0 pc  0x",
+        "(crash_null) crash_null::main at user/programs/src/bin/crash_null.rs:",
+    ])?;
+    console.require_line_with(&["process 'crash_null' (pid 5) killed by #PF"])?;
+    console.forbid(": FAIL")?;
+    console.require("pm_boot: PASS both roles are children of pm (pid 2) with their arguments")?;
+    require_success_shutdown(console, "pm_judge")
 }
 
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).

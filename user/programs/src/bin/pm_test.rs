@@ -148,7 +148,7 @@ fn run(spawns: u64) -> Result<String, String> {
         Error::NotFound,
     )?;
     expect_refusal(
-        "spawn a kernel-started module",
+        "spawn a module that is not boot=pm",
         pm::spawn("pm_test", ""),
         Error::NotFound,
     )?;

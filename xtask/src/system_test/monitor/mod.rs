@@ -91,7 +91,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-deadlock",
         check: check_deadlock_console,
-        programs: &["deadlock_mutex"],
+        programs: &["pm kcalls=pm", "deadlock_mutex"],
         ..watched(MonitorCheck {
             duration: secs(2),
             check: checks::check_deadlock,
@@ -102,6 +102,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         name: "monitor-blocked-chain",
         check: check_chain_console,
         programs: &[
+            "pm kcalls=pm",
             "chain_link name=chain_a -- chain_b",
             "chain_link name=chain_b -- chain_c",
             "chain_link name=chain_c -- none",
@@ -115,7 +116,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-garbage",
         check: check_spinner_console,
-        programs: &["spinner prio=12", "pingpong_server"],
+        programs: &["pm kcalls=pm", "spinner prio=12", "pingpong_server"],
         ..watched(MonitorCheck {
             duration: secs(6),
             garbage: Some(GARBAGE),
@@ -126,7 +127,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-garbage-flood",
         check: require_quiet_run,
-        programs: &["pingpong_server"],
+        programs: &["pm kcalls=pm", "pingpong_server"],
         ..watched(MonitorCheck {
             // The kernel sends its loss counters once a second: one must follow the last
             // answer (at about 3 s).
@@ -139,7 +140,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-exit-history",
         check: check_exit_history_console,
-        programs: &["crash_null", "hello", "spinner prio=12"],
+        programs: &["pm kcalls=pm", "crash_null", "hello", "spinner prio=12"],
         ..watched(MonitorCheck {
             duration: secs(3),
             // A client attaching after both ends.
@@ -158,7 +159,11 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         check: check_spinner_console,
         // Another client (the proxy, as one) turns events off; a later Hello — a new
         // client's session — must bring the default mask back.
-        programs: &["spinner prio=12", "spinner name=spinner2 prio=12"],
+        programs: &[
+            "pm kcalls=pm",
+            "spinner prio=12",
+            "spinner name=spinner2 prio=12",
+        ],
         ..watched(MonitorCheck {
             duration: secs(4),
             commands: &[
@@ -179,7 +184,12 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         check: check_record_console,
         // A burst of IPC at boot (1000 round trips; the client may not shut down, so it
         // exits), then a spinner that logs once a second.
-        programs: &["pingpong_server", "pingpong_client", "spinner prio=12"],
+        programs: &[
+            "pm kcalls=pm",
+            "pingpong_server",
+            "pingpong_client",
+            "spinner prio=12",
+        ],
         ..watched(MonitorCheck {
             duration: secs(3),
             record: true,
@@ -192,7 +202,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         check: check_record_console,
         // `--wait-monitor`: the recording starts at reset, and the boot burst of 1000 round
         // trips fits the trace ring, so nothing is lost.
-        programs: &["pingpong_server", "pingpong_client"],
+        programs: &["pm kcalls=pm", "pingpong_server", "pingpong_client"],
         ..watched(MonitorCheck {
             duration: secs(3),
             record: true,
@@ -207,7 +217,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         // mode the machine stays up, so the tool listens to the end.
         cmdline: "watchdog=report test=lockup-tick",
         check: check_lockup_console,
-        programs: &["spinner"],
+        programs: &["pm kcalls=pm", "spinner"],
         ..watched(MonitorCheck {
             duration: secs(4),
             check: checks::check_lockup_epitaph,
@@ -217,7 +227,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-hub",
         check: check_spinner_console,
-        programs: &["spinner prio=12", "pingpong_server"],
+        programs: &["pm kcalls=pm", "spinner prio=12", "pingpong_server"],
         ..watched(MonitorCheck {
             duration: secs(3),
             hub_clients: checks::HUB_CLIENTS,
@@ -230,7 +240,11 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         // The tool sees each process's memory figures: the idler's through VM (resident,
         // peak, VmSetVirtual's virtual size, faults by kind), VM's own as the kernel maps it.
         check: check_memory_console,
-        programs: &["vm kcalls=vm", "vm_introspect name=idler -- idle"],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "vm_introspect name=idler -- idle",
+        ],
         ..watched(MonitorCheck {
             duration: secs(3),
             check: checks::check_memory_figures,

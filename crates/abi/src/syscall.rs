@@ -8,6 +8,7 @@
 use crate::async_message::AsyncMessage;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
+use crate::host_command::{Outcome, RequestId};
 use crate::message::Message;
 use crate::pm::{ImageFlags, Priority};
 use crate::user_memory::{Pod, UserPtr, UserSlice};
@@ -442,6 +443,13 @@ calls! {
     /// (out) → 1 if an exit was collected, else 0. PM: takes one exited process it
     /// created and writes `[pid, status]` to `out`; its slot is free from then on.
     PmReap = 31 => PmReapArgs { out: UserPtr<[u64; 2]> }
+    /// (request, outcome, data) → 0. PM: its answer to host command `request` (a
+    /// `host_command::KIND_HOST_COMMAND` message): an outcome PM may give and, for `List`
+    /// with `Ok`, whole process-tree records (at most `host_command::MAX_TREE_RECORDS`),
+    /// else UTF-8 text (at most `host_command::MAX_TEXT_BYTES`). The kernel sends it to the
+    /// host as the result frame. `NotFound` if no such request waits for PM (answered
+    /// already, timed out, or never sent); `InvalidArgument` for bad data.
+    PmHostReply = 43 => PmHostReplyArgs { request: RequestId, outcome: Outcome, data: UserSlice<u8> }
 }
 
 impl KernelCall {

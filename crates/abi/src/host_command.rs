@@ -196,9 +196,6 @@ mod tests {
             assert_eq!(Outcome::decode(&[code]), Err(Error::InvalidArgument));
         }
         assert_eq!(RequestId::decode(&[7]), Ok(RequestId(7)));
-        assert_eq!(
-            RequestId::decode(&[1 << 32]),
-            Err(Error::InvalidArgument)
-        );
+        assert_eq!(RequestId::decode(&[1 << 32]), Err(Error::InvalidArgument));
     }
 }

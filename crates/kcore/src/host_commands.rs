@@ -65,6 +65,15 @@ impl<const N: usize> HostCommands<N> {
         }
     }
 
+    /// The command `request`, if it was delivered to PM and still waits (PM may answer it).
+    pub fn waiting(&self, request: u32) -> Option<Pending> {
+        self.slots
+            .iter()
+            .flatten()
+            .find(|p| p.request == request && p.delivered)
+            .copied()
+    }
+
     /// PM answered `request`: the command, if it was delivered and still waits.
     pub fn complete(&mut self, request: u32) -> Option<Pending> {
         let slot = self
@@ -133,6 +142,7 @@ mod tests {
         table.admit(2, Command::Kill, 6, 0).unwrap();
         // PM was not receiving: nothing delivered, so no answer can match (a forged one).
         table.deliver(|_| false);
+        assert_eq!(table.waiting(1), None);
         assert_eq!(table.complete(1), None);
         let mut offered = Vec::new();
         table.deliver(|p| {
@@ -140,6 +150,8 @@ mod tests {
             p.request == 1
         });
         assert_eq!(offered, [1, 2]);
+        assert_eq!(table.waiting(1).map(|p| p.pid), Some(5));
+        assert_eq!(table.waiting(2), None);
         let done = table.complete(1).expect("delivered");
         assert_eq!((done.command, done.pid), (Command::Kill, 5));
         // Answered once only; a second answer is refused.

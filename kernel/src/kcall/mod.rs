@@ -6,6 +6,7 @@
 //! handler has the system-call shape `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`.
 
 mod pm;
+mod pm_host_reply;
 mod safe_copy;
 mod shutdown;
 mod snapshot;
@@ -82,6 +83,7 @@ impl Kernel {
             KernelCallArgs::PmStart(args) => pm::start(self, caller, args),
             KernelCallArgs::PmKill(args) => pm::kill(self, caller, args),
             KernelCallArgs::PmReap(args) => pm::reap(self, caller, args),
+            KernelCallArgs::PmHostReply(args) => pm_host_reply::run(self, caller, args),
         }
     }
 }

@@ -12,6 +12,8 @@
 
 extern crate alloc;
 
+mod host;
+
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -415,6 +417,10 @@ fn main(_args: &str) -> i32 {
         };
         if message.kind == KIND_CHILD_EXITED && message.source == Endpoint::KERNEL {
             pm.collect_exits();
+        } else if message.kind == vigil_rt::abi::host_command::KIND_HOST_COMMAND
+            && message.source == Endpoint::KERNEL
+        {
+            pm.host_command(&message);
         } else if message.source.is_thread() {
             pm.handle(&message);
         }

@@ -211,6 +211,8 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
             (+ frames[{index kind(pc|ret) address symbols[{function file line}…]|null}]
             with --kernel-elf/--programs; symbols innermost (inlined) first)
   command_result  ok message
+  process_result  request ok outcome outcome_name message   (answer to a process command)
+  process_tree    ts_ns request manager processes[{pid parent state exit_status start_ns name arguments}]
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
 Integers above 2^53 - 1 (9007199254740991) are written as decimal strings (e.g. the NONE
 endpoint in raw_args, \"18446744073709551614\"), so jq and JavaScript read them exactly.

@@ -815,6 +815,9 @@ pub fn pm_host_reply(
     outcome: vigil_abi::host_command::Outcome,
     data: &[u8],
 ) -> Result<u64, Error> {
+    // An empty list (no process) still needs a user address: a dangling one is `Fault`.
+    let anchor = [0u8; 1];
+    let data = if data.is_empty() { &anchor[..0] } else { data };
     let arguments = PmHostReplyArgs {
         request: vigil_abi::host_command::RequestId(request),
         outcome,

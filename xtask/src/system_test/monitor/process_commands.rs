@@ -139,12 +139,23 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
             "process results for requests {answered:?}, expected [2, 3, 4, 5, 6]"
         ));
     }
-    let malformed = of_type(lines, "drops")
-        .filter_map(|(_, d)| u64_field(d, "malformed_commands"))
+    // The garbage went after request 5 (the tool's own Hello may have been counted before).
+    let (before_garbage, _) = result(lines, 5)?;
+    let counted = |(_, d): (usize, &Value)| u64_field(d, "malformed_commands");
+    let baseline = of_type(lines, "drops")
+        .filter(|(index, _)| *index < before_garbage)
+        .filter_map(counted)
         .max()
         .unwrap_or(0);
-    if malformed == 0 {
-        return Err("the kernel never counted the garbage process command as malformed".into());
+    let malformed = of_type(lines, "drops")
+        .filter_map(counted)
+        .max()
+        .unwrap_or(0);
+    if malformed <= baseline {
+        return Err(format!(
+            "the kernel never counted the garbage process command as malformed \
+             (malformed_commands {baseline} before it, {malformed} at the end)"
+        ));
     }
     let exit = of_type(lines, "exit")
         .find(|(_, e)| u64_field(e, "pid") == Some(u64::from(CHILD_PID)))
@@ -211,6 +222,7 @@ mod tests {
         let answer = |request: u64, outcome: u64, message: &str| json!({"type": "process_result", "request": request, "outcome": outcome, "message": message});
         vec![
             snapshot.clone(),
+            json!({"type": "drops", "malformed_commands": 1}),
             json!({"type": "process_tree", "request": 1, "manager": 2, "processes": [
                 {"pid": 4, "parent": 3, "state": 1, "name": "pm_child", "arguments": "sleep"}
             ]}),
@@ -218,7 +230,7 @@ mod tests {
             answer(3, 2, "pm (pid 2) manages the processes: not killed"),
             answer(4, 2, "vm (pid 1) serves page faults: not killed"),
             answer(5, 1, "no process has pid 4000"),
-            json!({"type": "drops", "malformed_commands": 1}),
+            json!({"type": "drops", "malformed_commands": 2}),
             answer(6, 0, "killed pm_child (pid 4), exit status 137"),
             json!({"type": "exit", "pid": 4, "process": "pm_child", "status": 137}),
             json!({"type": "process_tree", "request": 7, "manager": 2, "processes": []}),
@@ -230,16 +242,16 @@ mod tests {
     fn the_verdict_needs_every_answer() {
         assert!(verdict(&good()).is_ok(), "{:?}", verdict(&good()));
         let mut no_kill = good();
-        no_kill.remove(7);
+        no_kill.remove(8);
         assert!(verdict(&no_kill).unwrap_err().contains("request 6"));
         let mut survived = good();
-        survived[9] = json!({"type": "process_tree", "request": 7, "manager": 2,
+        survived[10] = json!({"type": "process_tree", "request": 7, "manager": 2,
             "processes": [{"pid": 4, "parent": 3, "state": 1, "name": "pm_child"}]});
         assert!(verdict(&survived)
             .unwrap_err()
             .contains("still in the second tree"));
         let mut uncounted = good();
-        uncounted.remove(6);
+        uncounted.remove(7);
         assert!(verdict(&uncounted).unwrap_err().contains("malformed"));
         let mut pm_killed = good();
         pm_killed[3] =

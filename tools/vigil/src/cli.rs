@@ -100,7 +100,23 @@ impl SymbolArgs {
     }
 }
 
+const TOP_HELP: &str = "\
+Keys (? in the task manager lists them all):
+  ↑↓ j k PgUp PgDn Home End  move the cursor      Enter  detail of the selected row
+  /  search        s S ← →  sort        r  reverse        f  event log filter
+  p space  pause   n  snapshot now      q Esc  quit
+  t F5     tree view: processes under their parents (PM's process tree, PPID column)
+  x F9     kill the selected process: asks first, y confirms (exit status 137)
+  z  c     stop, continue the selected process
+  R        restart (needs a service supervisor: not yet)
+Kill, stop and continue go to the kernel as process commands, which it forwards to the
+process manager (pm); its answer (ok, refused, no such process, not supported, or the
+kernel's no process manager / busy / timed out) is shown in the status line. The PPID column
+and the tree come from pm's process tree, asked for once a second; they are blank for
+processes the kernel started itself, and when the system runs without pm.";
+
 #[derive(Debug, Args)]
+#[command(after_long_help = TOP_HELP)]
 pub struct TopArgs {
     #[command(flatten)]
     pub connect: ConnectArg,

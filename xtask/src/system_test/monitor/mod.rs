@@ -258,6 +258,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             "pm kcalls=pm",
             "pm_child boot=pm",
             "pm_parent",
+            "pm_host_forge kcalls=pm",
         ],
         ..watched(MonitorCheck {
             duration: secs(4),
@@ -319,8 +320,9 @@ fn check_exit_history_console(console: &Console) -> Result<(), String> {
 
 fn check_pm_host_commands_console(console: &Console) -> Result<(), String> {
     require_quiet_run(console)?;
-    console.require("pm: host: killed pm_child (pid 4), status 137")?;
-    console.require("pm_parent: child 4 exited with status 137")
+    console.require("pm: host: killed pm_child (pid 5), status 137")?;
+    console.require("pm_parent: child 5 exited with status 137")?;
+    console.require("pm_host_forge: PASS forged host replies refused")
 }
 
 fn check_deadlock_console(console: &Console) -> Result<(), String> {

@@ -15,12 +15,13 @@ use super::super::scenario::millis;
 use super::session::Observation;
 use super::view::{array, of_type, str_field, u64_field};
 
-/// Pids of a boot with `vm`, `pm`, `pm_child boot=pm`, `pm_parent`: the kernel numbers the
-/// processes it starts in boot order (vm 1, pm 2, pm_parent 3) and PM's first spawn is 4.
+/// Pids of a boot with `vm`, `pm`, `pm_child boot=pm`, `pm_parent`, `pm_host_forge`: the
+/// kernel numbers the processes it starts in boot order (vm 1, pm 2, pm_parent 3,
+/// pm_host_forge 4) and PM's first spawn is 5.
 /// The check confirms each from the tool's output before judging the answers.
 pub const VM_PID: u32 = 1;
 pub const PM_PID: u32 = 2;
-pub const CHILD_PID: u32 = 4;
+pub const CHILD_PID: u32 = 5;
 /// A pid no process has.
 pub const FORGED_PID: u32 = 4000;
 /// The exit status of a host kill (`vigil_abi::host_command::HOST_KILL_STATUS`).
@@ -46,7 +47,7 @@ pub const PM_COMMANDS: &[(Duration, HostFrame)] = &[
 ];
 
 /// A process command with action index 7 (there are three): well framed, malformed.
-pub const GARBAGE_COMMAND: &[(Duration, &[u8])] = &[(millis(1700), &[0x04, 0x09, 0x07, 0x04])];
+pub const GARBAGE_COMMAND: &[(Duration, &[u8])] = &[(millis(1700), &[0x04, 0x09, 0x07, 0x05])];
 
 /// The commands of `monitor-host-command-no-pm`.
 pub const NO_PM_COMMANDS: &[(Duration, HostFrame)] = &[
@@ -224,15 +225,15 @@ mod tests {
             snapshot.clone(),
             json!({"type": "drops", "malformed_commands": 1}),
             json!({"type": "process_tree", "request": 1, "manager": 2, "processes": [
-                {"pid": 4, "parent": 3, "state": 1, "name": "pm_child", "arguments": "sleep"}
+                {"pid": 5, "parent": 3, "state": 1, "name": "pm_child", "arguments": "sleep"}
             ]}),
             answer(2, 3, "stop needs runctl (PmStop)"),
             answer(3, 2, "pm (pid 2) manages the processes: not killed"),
             answer(4, 2, "vm (pid 1) serves page faults: not killed"),
             answer(5, 1, "no process has pid 4000"),
             json!({"type": "drops", "malformed_commands": 2}),
-            answer(6, 0, "killed pm_child (pid 4), exit status 137"),
-            json!({"type": "exit", "pid": 4, "process": "pm_child", "status": 137}),
+            answer(6, 0, "killed pm_child (pid 5), exit status 137"),
+            json!({"type": "exit", "pid": 5, "process": "pm_child", "status": 137}),
             json!({"type": "process_tree", "request": 7, "manager": 2, "processes": []}),
             snapshot,
         ]
@@ -246,7 +247,7 @@ mod tests {
         assert!(verdict(&no_kill).unwrap_err().contains("request 6"));
         let mut survived = good();
         survived[10] = json!({"type": "process_tree", "request": 7, "manager": 2,
-            "processes": [{"pid": 4, "parent": 3, "state": 1, "name": "pm_child"}]});
+            "processes": [{"pid": 5, "parent": 3, "state": 1, "name": "pm_child"}]});
         assert!(verdict(&survived)
             .unwrap_err()
             .contains("still in the second tree"));

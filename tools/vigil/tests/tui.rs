@@ -590,6 +590,14 @@ fn kill_asks_first_and_shows_pm_s_answer() {
         .last()
         .unwrap()
         .contains("exit status 137"));
+    // The status line keeps it after the next key clears the note.
+    press(&mut app, &[KeyCode::Down]);
+    let lines = screen(&app, 200, 50);
+    assert!(
+        lines[lines.len() - 2].contains("kill spinner (pid 4): ok"),
+        "{}",
+        lines[lines.len() - 2]
+    );
     assert!(app.requests.is_empty());
     // ... or PM's error text.
     select(&mut app, ui::RowRef::Process(3));

@@ -170,6 +170,9 @@ pub struct App {
     /// The tree request sent and not answered yet, and when the last one went.
     pub tree_request: Option<(u32, Instant)>,
     pub last_tree_request: Option<Instant>,
+    /// The latest answer to one of our process commands, as shown in the status line, and
+    /// whether it succeeded.
+    pub last_answer: Option<(String, bool)>,
     next_request: u32,
 }
 
@@ -259,6 +262,7 @@ impl App {
             requests: std::collections::HashMap::new(),
             tree_request: None,
             last_tree_request: None,
+            last_answer: None,
             next_request: 1,
         }
     }
@@ -303,26 +307,32 @@ impl App {
             .collect();
         for id in expired {
             if let Some((what, _)) = self.requests.remove(&id) {
-                self.note = Some(format!(
-                    "{what}: no answer from the kernel (one without process commands?)"
-                ));
+                let text =
+                    format!("{what}: no answer from the kernel (one without process commands?)");
+                self.last_answer = Some((text.clone(), false));
+                self.note = Some(text);
             }
         }
     }
 
     /// A process command's answer: shown in the status line when it is one of ours.
     fn answered(&mut self, result: &vigil_wire::ProcessResult) {
-        if self.tree_request.is_some_and(|(id, _)| id == result.request) {
+        if self
+            .tree_request
+            .is_some_and(|(id, _)| id == result.request)
+        {
             self.tree_request = None;
             return;
         }
         if let Some((what, _)) = self.requests.remove(&result.request) {
             let outcome = crate::model::outcome_text(result);
-            self.note = Some(if result.message.is_empty() {
+            let text = if result.message.is_empty() {
                 format!("{what}: {outcome}")
             } else {
                 format!("{what}: {outcome} — {}", result.message)
-            });
+            };
+            self.last_answer = Some((text.clone(), result.ok()));
+            self.note = Some(text);
         }
     }
 
@@ -522,13 +532,14 @@ impl App {
     fn selected_process(&self) -> Option<(u32, String)> {
         let pid = match self.selected()? {
             ui::RowRef::Process(pid) => pid,
-            ui::RowRef::Thread(endpoint) => self
-                .model
-                .snapshot()?
-                .threads
-                .iter()
-                .find(|t| t.endpoint == endpoint)?
-                .pid,
+            ui::RowRef::Thread(endpoint) => {
+                self.model
+                    .snapshot()?
+                    .threads
+                    .iter()
+                    .find(|t| t.endpoint == endpoint)?
+                    .pid
+            }
             ui::RowRef::Idle => return None,
         };
         let name = self.model.labels.process(pid).unwrap_or("?");

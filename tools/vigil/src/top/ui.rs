@@ -1017,7 +1017,10 @@ pub const HELP_TEXT: &[(&str, &str)] = &[
         "z  c",
         "stop, continue the selected process (PM says if it can)",
     ),
-    ("R", "restart a service (needs a service supervisor: not yet)"),
+    (
+        "R",
+        "restart a service (needs a service supervisor: not yet)",
+    ),
     (
         "q  Esc",
         "quit (Esc first closes the detail view or clears the filter)",
@@ -1238,7 +1241,14 @@ pub fn status_line(app: &App) -> Line<'static> {
     } else {
         Style::new()
     };
-    Line::from(vec![marker, Span::styled(text, style)])
+    let mut spans = vec![marker];
+    // The latest answer to a process command stays here until the next one.
+    if let Some((answer, ok)) = &app.last_answer {
+        let color = if *ok { Color::Green } else { Color::Red };
+        spans.push(Span::styled(format!("{answer} · "), Style::new().fg(color)));
+    }
+    spans.push(Span::styled(text, style));
+    Line::from(spans)
 }
 
 fn help_line(app: &App) -> Line<'static> {

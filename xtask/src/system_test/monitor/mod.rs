@@ -279,6 +279,18 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             ..MonitorCheck::DEFAULT
         })
     },
+    Scenario {
+        name: "monitor-host-command-silent-pm",
+        // A "pm" that never receives: commands wait their 2 s, then time out.
+        check: check_silent_pm_console,
+        programs: &["spinner name=pm kcalls=pm prio=12"],
+        ..watched(MonitorCheck {
+            duration: secs(4),
+            commands: process_commands::SILENT_PM_COMMANDS,
+            check: process_commands::check_silent_pm,
+            ..MonitorCheck::DEFAULT
+        })
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -323,6 +335,12 @@ fn check_pm_host_commands_console(console: &Console) -> Result<(), String> {
     console.require("pm: host: killed pm_child (pid 5), status 137")?;
     console.require("pm_parent: child 5 exited with status 137")?;
     console.require("pm_host_forge: PASS forged host replies refused")
+}
+
+fn check_silent_pm_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("pm: 'pm' manages the processes it starts")?;
+    console.require("pm: spinner: spinning")
 }
 
 fn check_deadlock_console(console: &Console) -> Result<(), String> {
@@ -388,7 +406,8 @@ mod tests {
                 "monitor-memory",
                 "monitor-metrics",
                 "monitor-pm-host-commands",
-                "monitor-host-command-no-pm"
+                "monitor-host-command-no-pm",
+                "monitor-host-command-silent-pm"
             ]
         );
         let mut total = Duration::ZERO;
@@ -409,7 +428,7 @@ mod tests {
             total += check.duration;
         }
         // CI time: the listening adds up to about a minute.
-        assert!(total <= secs(68), "{total:?}");
+        assert!(total <= secs(72), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

@@ -5,6 +5,9 @@
 //! PM spawns; the commands of [`PM_COMMANDS`] list the tree, try stop, kill PM, VM and a
 //! forged pid, send one garbage process command, kill the child and list the tree again.
 //! `monitor-host-command-no-pm` boots without PM: the kernel answers by itself.
+//! `monitor-host-command-silent-pm` boots a "pm" that never receives (a spinner named
+//! pm): eight commands wait and time out after 2 s, a ninth is "busy", and the monitor keeps
+//! streaming meanwhile.
 
 use std::time::Duration;
 
@@ -53,6 +56,20 @@ pub const GARBAGE_COMMAND: &[(Duration, &[u8])] = &[(millis(1700), &[0x04, 0x09,
 pub const NO_PM_COMMANDS: &[(Duration, HostFrame)] = &[
     (millis(800), command(1, ProcessAction::Kill, 1)),
     (millis(900), HostFrame::ProcessTreeNow { request: 2 }),
+];
+
+/// The commands of `monitor-host-command-silent-pm`: eight kills that fill the table, then
+/// a ninth while they wait.
+pub const SILENT_PM_COMMANDS: &[(Duration, HostFrame)] = &[
+    (millis(500), command(1, ProcessAction::Kill, 9)),
+    (millis(500), command(2, ProcessAction::Kill, 9)),
+    (millis(500), command(3, ProcessAction::Stop, 9)),
+    (millis(500), command(4, ProcessAction::Continue, 9)),
+    (millis(500), HostFrame::ProcessTreeNow { request: 5 }),
+    (millis(500), command(6, ProcessAction::Kill, 9)),
+    (millis(500), command(7, ProcessAction::Kill, 9)),
+    (millis(500), command(8, ProcessAction::Kill, 9)),
+    (millis(600), command(9, ProcessAction::Kill, 9)),
 ];
 
 /// The `process_result` line answering `request`.
@@ -195,6 +212,60 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
     ))
 }
 
+/// `monitor-host-command-silent-pm`: request 9 is answered "busy" before any timeout,
+/// requests 1 to 8 "timed out" (outcome 8) at least 1.2 s of kernel time (by the snapshots
+/// around the answers) after the busy one, and snapshots keep coming after the timeouts (the
+/// monitor was never wedged).
+pub fn check_silent_pm(observation: &Observation) -> Result<String, String> {
+    silent_pm_verdict(&observation.lines)
+}
+
+/// The kernel time of the last snapshot line before line `index`.
+fn time_before(lines: &[Value], index: usize) -> Option<u64> {
+    of_type(lines, "snapshot")
+        .filter(|(at, _)| *at < index)
+        .filter_map(|(_, s)| u64_field(s, "ts_ns"))
+        .last()
+}
+
+fn silent_pm_verdict(lines: &[Value]) -> Result<String, String> {
+    let busy = expect_result(lines, 9, 7, "busy")?;
+    let mut first_timeout = usize::MAX;
+    for request in 1..=8 {
+        let index = expect_result(lines, request, 8, "did not answer")?;
+        first_timeout = first_timeout.min(index);
+    }
+    if busy > first_timeout {
+        return Err(
+            "the ninth command was answered after a timeout: it was not refused while \
+                    eight waited"
+                .into(),
+        );
+    }
+    let waited = time_before(lines, first_timeout)
+        .zip(time_before(lines, busy))
+        .map(|(late, early)| late.saturating_sub(early))
+        .ok_or("no snapshots around the answers")?;
+    if waited < 1_200_000_000 {
+        return Err(format!(
+            "the first timeout came {:.2} s (kernel time) after the busy answer; expected about 2 s",
+            waited as f64 / 1e9
+        ));
+    }
+    let after = of_type(lines, "snapshot")
+        .filter(|(index, _)| *index > first_timeout)
+        .count();
+    if after < 3 {
+        return Err(format!(
+            "only {after} snapshots after the timeouts: the monitor stalled"
+        ));
+    }
+    Ok(format!(
+        "8 timed out after {:.1} s, the 9th busy, {after} snapshots after",
+        waited as f64 / 1e9
+    ))
+}
+
 /// `monitor-host-command-no-pm`: without PM both commands are answered by the kernel with
 /// outcome 6 (no process manager).
 pub fn check_no_pm(observation: &Observation) -> Result<String, String> {
@@ -258,6 +329,41 @@ mod tests {
         pm_killed[3] =
             json!({"type": "process_result", "request": 3, "outcome": 0, "message": "killed pm"});
         assert!(verdict(&pm_killed).is_err());
+    }
+
+    #[test]
+    fn a_silent_pm_times_out_and_a_full_table_is_busy() {
+        let snapshot = |ts_ns: u64| json!({"type": "snapshot", "ts_ns": ts_ns});
+        let answer = |request: u64, outcome: u64, message: &str| json!({"type": "process_result", "request": request, "outcome": outcome, "message": message});
+        let mut lines = vec![
+            snapshot(500_000_000),
+            answer(9, 7, "busy: 8 commands already wait"),
+        ];
+        lines.push(snapshot(2_600_000_000));
+        for request in 1..=8 {
+            lines.push(answer(request, 8, "pm did not answer kill 9 within 2 s"));
+        }
+        lines.extend([
+            snapshot(2_700_000_000),
+            snapshot(2_800_000_000),
+            snapshot(2_900_000_000),
+        ]);
+        assert!(
+            silent_pm_verdict(&lines).is_ok(),
+            "{:?}",
+            silent_pm_verdict(&lines)
+        );
+        let mut quick = lines.clone();
+        quick[2] = snapshot(600_000_000);
+        assert!(silent_pm_verdict(&quick)
+            .unwrap_err()
+            .contains("expected about 2 s"));
+        let mut stalled = lines.clone();
+        stalled.truncate(lines.len() - 2);
+        assert!(silent_pm_verdict(&stalled).unwrap_err().contains("stalled"));
+        let mut answered = lines;
+        answered[5] = answer(3, 0, "ok");
+        assert!(silent_pm_verdict(&answered).is_err());
     }
 
     #[test]

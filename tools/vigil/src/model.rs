@@ -410,16 +410,8 @@ impl Model {
                     // Nobody keeps a tree: PPIDs are unknown, not stale.
                     self.tree = None;
                 }
-                self.push_log(
-                    self.kernel_now(),
-                    LogCategory::Link,
-                    format!(
-                        "process command {}: {}: {}",
-                        result.request,
-                        outcome_text(&result),
-                        result.message
-                    ),
-                );
+                // Not logged here: `top` logs the answers to its own commands (and not those
+                // to its periodic tree requests).
                 vec![Item::ProcessResult(result)]
             }
             KernelFrame::ProcessTree(tree) => {

@@ -729,9 +729,10 @@ fn the_tree_from_pm_gives_ppid_and_the_tree_view() {
         )],
     );
     assert!(app.tree_request.is_none(), "answered");
-    assert!(app
-        .tree_request_due(now + vigil::top::TREE_PERIOD)
-        .is_some());
+    let later = now + vigil::top::TREE_PERIOD;
+    let Some(HostFrame::ProcessTreeNow { request: second }) = app.tree_request_due(later) else {
+        panic!("no second tree request")
+    };
     assert_eq!(app.model.parent_of(6), Some(4));
     assert_eq!(app.model.parent_of(3), None, "the kernel started server");
     let lines = screen(&app, 200, 50);
@@ -765,9 +766,20 @@ fn the_tree_from_pm_gives_ppid_and_the_tree_view() {
         "sleeper two deep"
     );
     assert!(row(&lines, "tasks (").contains("tree"));
-    // Without PM, the tree (and every PPID) goes.
-    feed(&mut app, &[answer(12345, 6, "no process manager")]);
+    // Without PM, the tree (and every PPID) goes, and top asks less often.
+    feed(&mut app, &[answer(second, 6, "no process manager")]);
     assert!(app.model.tree.is_none());
+    assert!(app.no_pm);
+    assert_eq!(app.tree_request_due(later + vigil::top::TREE_PERIOD), None);
+    assert!(app
+        .tree_request_due(later + vigil::top::NO_PM_TREE_PERIOD)
+        .is_some());
+    assert!(
+        !screen(&app, 200, 50)
+            .join("\n")
+            .contains("no process manager"),
+        "a tree request's answer is not logged"
+    );
     press(&mut app, &[KeyCode::F(5)]);
     assert!(!app.tree_view);
 }

@@ -173,11 +173,15 @@ pub struct App {
     /// The latest answer to one of our process commands, as shown in the status line, and
     /// whether it succeeded.
     pub last_answer: Option<(String, bool)>,
+    /// The last tree request was answered "no process manager": ask less often.
+    pub no_pm: bool,
     next_request: u32,
 }
 
 /// How often a live `top` asks for PM's process tree (for PPID and the tree view).
 pub const TREE_PERIOD: Duration = Duration::from_secs(1);
+/// How often it asks while the kernel says there is no process manager.
+pub const NO_PM_TREE_PERIOD: Duration = Duration::from_secs(10);
 /// A process command unanswered this long is given up (the kernel answers within 2 s, or
 /// is too old to know process commands).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -263,6 +267,7 @@ impl App {
             tree_request: None,
             last_tree_request: None,
             last_answer: None,
+            no_pm: false,
             next_request: 1,
         }
     }
@@ -285,9 +290,14 @@ impl App {
         {
             return None;
         }
+        let period = if self.no_pm {
+            NO_PM_TREE_PERIOD
+        } else {
+            TREE_PERIOD
+        };
         if self
             .last_tree_request
-            .is_some_and(|at| now.duration_since(at) < TREE_PERIOD)
+            .is_some_and(|at| now.duration_since(at) < period)
         {
             return None;
         }
@@ -322,6 +332,7 @@ impl App {
             .is_some_and(|(id, _)| id == result.request)
         {
             self.tree_request = None;
+            self.no_pm = result.outcome == vigil_abi::host_command::Outcome::NoProcessManager as u8;
             return;
         }
         if let Some((what, _)) = self.requests.remove(&result.request) {
@@ -332,6 +343,8 @@ impl App {
                 format!("{what}: {outcome} — {}", result.message)
             };
             self.last_answer = Some((text.clone(), result.ok()));
+            let now = self.model.kernel_now();
+            self.model.push_log(now, LogCategory::Link, text.clone());
             self.note = Some(text);
         }
     }
@@ -383,6 +396,7 @@ impl App {
             .any(|request| self.tree_request.is_some_and(|(id, _)| id == *request))
         {
             self.tree_request = None;
+            self.no_pm = false;
         }
     }
 

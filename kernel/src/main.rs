@@ -12,6 +12,7 @@ mod entry;
 mod fault;
 mod grant;
 mod heap;
+mod host_command;
 mod introspect;
 mod ipc;
 mod kcall;

@@ -13,10 +13,11 @@ use crate::{console, time, trace};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
+use vigil_abi::host_command::Command as HostCommand;
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder,
-    KernelFrame, LogLine, MemoryReport, ProcessExit, ProcessInfo, Snapshot, ThreadInfo,
-    EXIT_HISTORY, PROTOCOL_VERSION,
+    KernelFrame, LogLine, MemoryReport, ProcessAction, ProcessExit, ProcessInfo, Snapshot,
+    ThreadInfo, EXIT_HISTORY, PROTOCOL_VERSION,
 };
 
 /// Bytes buffered for transmission before whole frames are dropped.
@@ -39,6 +40,8 @@ use vigil_kcore::monitor_settings::MonitorSettings;
 pub use vigil_kcore::monitor_settings::DEFAULT_SNAPSHOT_PERIOD_MS;
 /// Largest host frame accepted: commands are tiny, so garbage is dropped early.
 const MAX_COMMAND_BYTES: usize = 256;
+/// Process commands taken in per tick; more before the tick forwards them are `Busy`.
+const PROCESS_REQUESTS_PER_TICK: usize = vigil_abi::host_command::MAX_OUTSTANDING;
 /// How often the loss counters are sent (they double as a heartbeat).
 const DROP_REPORT_PERIOD_NS: u64 = 1_000_000_000;
 
@@ -64,6 +67,8 @@ struct Monitor {
     exits: VecDeque<ProcessExit>,
     /// The user crash report just sent, until its process's end takes it.
     crash_awaiting_exit: Option<CrashReport>,
+    /// Process commands taken in, for the next tick to forward to PM (`host_command`).
+    process_requests: Vec<crate::host_command::ProcessRequest>,
 }
 
 static MONITOR: crate::lock::Mutex<Option<Monitor>> =
@@ -90,6 +95,7 @@ pub fn init() {
         received_this_tick: 0,
         exits: VecDeque::with_capacity(EXIT_HISTORY),
         crash_awaiting_exit: None,
+        process_requests: Vec::with_capacity(PROCESS_REQUESTS_PER_TICK),
     };
     // Host bytes are taken as they arrive, not once a tick: QEMU refills the UART's FIFO
     // only after the guest empties it, so polling alone takes in about 16 bytes per tick.
@@ -116,10 +122,20 @@ fn hello(snapshot_period_ms: u32) -> Hello {
 
 /// One round of monitor work; called on every timer tick with the kernel tables.
 pub fn poll(kernel: &mut Kernel) {
+    // Process commands go to PM first, without the monitor lock (IPC to PM).
+    let requests = MONITOR
+        .lock()
+        .as_mut()
+        .map(|monitor| core::mem::take(&mut monitor.process_requests))
+        .unwrap_or_default();
+    let answers = kernel.forward_host_commands(requests, time::now_ns());
     let mut guard = MONITOR.lock();
     let Some(monitor) = guard.as_mut() else {
         return;
     };
+    for answer in &answers {
+        monitor.queue(answer);
+    }
     if monitor.received_this_tick >= RX_BYTES_PER_TICK && monitor.receive_interrupt {
         COM2.set_receive_interrupt(true);
     }
@@ -149,6 +165,13 @@ pub fn poll(kernel: &mut Kernel) {
         monitor.queue(&KernelFrame::Drops(report));
     }
     monitor.transmit_some(TX_BYTES_PER_POLL);
+}
+
+/// Queues `frame` (the answer PM gave to a host command, `PmHostReply`).
+pub fn send(frame: &KernelFrame) {
+    if let Some(monitor) = MONITOR.lock().as_mut() {
+        monitor.queue(frame);
+    }
 }
 
 /// COM2's receive interrupt: takes in what the UART holds, within the tick's budget.
@@ -515,8 +538,43 @@ impl Monitor {
                     message: String::from("snapshot queued"),
                 }
             }
+            HostFrame::ProcessCommand(command) => {
+                let action = match command.action {
+                    ProcessAction::Stop => HostCommand::Stop,
+                    ProcessAction::Continue => HostCommand::Continue,
+                    ProcessAction::Kill => HostCommand::Kill,
+                };
+                self.take_process_request(command.request, action, command.pid);
+                return;
+            }
+            HostFrame::ProcessTreeNow { request } => {
+                self.take_process_request(request, HostCommand::List, 0);
+                return;
+            }
         };
         self.queue(&KernelFrame::CommandResult(result));
+    }
+
+    /// Keeps a process command for the tick to forward to PM, or answers `Busy` at once
+    /// when this tick has taken in as many as may wait.
+    fn take_process_request(&mut self, request: u32, command: HostCommand, pid: u32) {
+        if self.process_requests.len() >= PROCESS_REQUESTS_PER_TICK {
+            let busy = crate::host_command::result(
+                request,
+                vigil_abi::host_command::Outcome::Busy,
+                alloc::format!(
+                    "busy: more than {PROCESS_REQUESTS_PER_TICK} process commands in one tick"
+                ),
+            );
+            self.queue(&busy);
+            return;
+        }
+        self.process_requests
+            .push(crate::host_command::ProcessRequest {
+                request,
+                command,
+                pid,
+            });
     }
 
     /// Writes everything queued, waiting (boundedly, per byte) for the UART.

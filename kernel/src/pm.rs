@@ -57,6 +57,11 @@ impl PmLink {
         self.server.map(|(_, process)| process)
     }
 
+    /// PM's main thread, if PM runs (where host commands go).
+    pub fn thread(&self) -> Option<ThreadSlot> {
+        self.server.map(|(thread, _)| thread)
+    }
+
     /// Whether `receiver` is PM with a child-exit notice held: the notice.
     #[inline]
     pub fn peek(&self, receiver: ThreadSlot) -> Option<Message> {

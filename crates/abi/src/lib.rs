@@ -5,6 +5,7 @@
 pub mod async_message;
 pub mod endpoint;
 pub mod error;
+pub mod host_command;
 pub mod introspect;
 pub mod layout;
 pub mod log;

@@ -8,6 +8,7 @@
 use crate::async_message::AsyncMessage;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
+use crate::host_command::{Outcome, RequestId};
 use crate::message::Message;
 use crate::pm::{ImageFlags, IpcAllow, Priority};
 use crate::user_memory::{Pod, UserPtr, UserSlice};
@@ -462,6 +463,13 @@ calls! {
     /// breakpoint in code); `PermissionDenied` if a page there is shared with another
     /// mapping (the write would change it too), `Fault` if one is not mapped.
     PmPoke = 41 => PmPokeArgs { process: Pid, address: u64, data: UserSlice<u8> }
+    /// (request, outcome, data) → 0. PM: its answer to host command `request` (a
+    /// `host_command::KIND_HOST_COMMAND` message): an outcome PM may give and, for `List`
+    /// with `Ok`, whole process-tree records (at most `host_command::MAX_TREE_RECORDS`),
+    /// else UTF-8 text (at most `host_command::MAX_TEXT_BYTES`). The kernel sends it to the
+    /// host as the result frame. `NotFound` if no such request waits for PM (answered
+    /// already, timed out, or never sent); `InvalidArgument` for bad data.
+    PmHostReply = 43 => PmHostReplyArgs { request: RequestId, outcome: Outcome, data: UserSlice<u8> }
 }
 
 impl KernelCall {

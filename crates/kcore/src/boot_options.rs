@@ -9,6 +9,7 @@
 //!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
 //!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmPoke, plus SafeCopyFrom and SafeCopyTo for its
+//!   manager's calls (PmModuleName … PmReap and PmHostReply, plus SafeCopyFrom and SafeCopyTo for its
 //!   clients' grants and VmProcessOf to learn who asks); default none;
 //! - `boot=kernel|pm` — who starts it: the kernel at boot (default), or nobody at boot:
 //!   the module is an image the process manager spawns on request;
@@ -164,6 +165,8 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmSetRegisters.mask_bit()
                 | KernelCall::PmPeek.mask_bit()
                 | KernelCall::PmPoke.mask_bit()
+                // Its answers to host commands.
+                | KernelCall::PmHostReply.mask_bit()
                 // Clients' spawn text and INTROSPECT answers, and who asks.
                 | KernelCall::SafeCopyFrom.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()
@@ -386,6 +389,7 @@ mod tests {
         assert_ne!(pm & KernelCall::PmCreate.mask_bit(), 0);
         assert_ne!(pm & KernelCall::PmReap.mask_bit(), 0);
         assert_ne!(pm & KernelCall::PmPoke.mask_bit(), 0);
+        assert_ne!(pm & KernelCall::PmHostReply.mask_bit(), 0);
         assert_eq!(
             pm & KernelCall::VmMap.mask_bit(),
             0,

@@ -12,6 +12,7 @@ pub mod buffer_translation;
 pub mod elf;
 pub mod frame;
 pub mod frame_share;
+pub mod host_commands;
 pub mod ipc;
 pub mod lock_order;
 pub mod log_ring;

@@ -250,6 +250,90 @@ pub struct CommandResult {
     pub message: String,
 }
 
+/// What a host asks PM to do to a process (`HostFrame::ProcessCommand`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcessAction {
+    /// Index 0: stop it (until continued).
+    Stop,
+    /// Index 1: let it run again.
+    Continue,
+    /// Index 2: end it (exit status `vigil_abi::host_command::HOST_KILL_STATUS`, 137).
+    Kill,
+}
+
+impl ProcessAction {
+    pub const fn label(self) -> &'static str {
+        match self {
+            ProcessAction::Stop => "stop",
+            ProcessAction::Continue => "continue",
+            ProcessAction::Kill => "kill",
+        }
+    }
+}
+
+/// A host command for a process, forwarded by the kernel to the process manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessCommand {
+    /// Chosen by the host; the answer ([`ProcessResult`]) carries it back.
+    pub request: u32,
+    pub action: ProcessAction,
+    pub pid: u32,
+}
+
+/// The answer to a `ProcessCommand` or `ProcessTreeNow` (for the latter only when it
+/// failed: a tree that could be read comes as a [`ProcessTree`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessResult {
+    pub request: u32,
+    /// `vigil_abi::host_command::Outcome` code: 0 ok, 1 no such process, 2 refused, 3 not
+    /// supported, 4 failed, 5 invalid, 6 no process manager, 7 busy, 8 timed out; a code
+    /// this crate does not know is shown by number.
+    pub outcome: u8,
+    /// PM's (or, for codes 6–8, the kernel's) explanation.
+    pub message: String,
+}
+
+impl ProcessResult {
+    /// The outcome's name ("ok", "refused", …), or None for an unknown code.
+    pub fn outcome_name(&self) -> Option<&'static str> {
+        vigil_abi::host_command::Outcome::from_code(u64::from(self.outcome))
+            .map(vigil_abi::host_command::Outcome::name)
+    }
+
+    pub fn ok(&self) -> bool {
+        self.outcome == vigil_abi::host_command::Outcome::Ok as u8
+    }
+}
+
+/// One process of PM's tree (INTROSPECT topic 5's `ProcessTreeRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProcessTreeEntry {
+    pub pid: u32,
+    /// The parent's pid (PM's own once reparented).
+    pub parent: u32,
+    /// 1 running, 2 exited and not yet waited for.
+    pub state: u32,
+    /// The exit status when `state` is 2.
+    pub exit_status: u64,
+    /// When PM started it (kernel time).
+    pub start_ns: u64,
+    /// Its name (at most 32 bytes).
+    pub name: String,
+    /// The start of its argument string (at most 32 bytes).
+    pub arguments: String,
+}
+
+/// PM's process tree, the answer to `HostFrame::ProcessTreeNow`.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProcessTree {
+    pub request: u32,
+    /// Kernel time when the kernel received PM's answer.
+    pub timestamp_ns: u64,
+    /// The pid of PM (every process here is one PM started).
+    pub manager: u32,
+    pub processes: Vec<ProcessTreeEntry>,
+}
+
 /// Frames the kernel sends. The comment on each variant gives its wire index: variants are
 /// only ever appended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +356,10 @@ pub enum KernelFrame {
     Exit(ProcessExit),
     /// Index 8: free and total physical memory, just before each snapshot.
     Memory(MemoryReport),
+    /// Index 9: the answer to a `ProcessCommand` (or a failed `ProcessTreeNow`).
+    ProcessResult(ProcessResult),
+    /// Index 10: PM's process tree, the answer to `ProcessTreeNow`.
+    ProcessTree(ProcessTree),
 }
 
 /// Frames a host sends. The comment on each variant gives its wire index: variants are only
@@ -287,6 +375,12 @@ pub enum HostFrame {
     SetSnapshotPeriod { period_ms: u32 },
     /// Index 3: asks for one snapshot now.
     SnapshotNow,
+    /// Index 4: stop, continue or kill a process; forwarded to the process manager,
+    /// answered by a `ProcessResult` with the same request id.
+    ProcessCommand(ProcessCommand),
+    /// Index 5: asks for the process manager's process tree; answered by a `ProcessTree`
+    /// (or a failed `ProcessResult`) with the same request id.
+    ProcessTreeNow { request: u32 },
 }
 
 impl KernelFrame {
@@ -302,6 +396,8 @@ impl KernelFrame {
             KernelFrame::Exit(_) => "exit",
             KernelFrame::Memory(_) => "memory",
             KernelFrame::CommandResult(_) => "command-result",
+            KernelFrame::ProcessResult(_) => "process-result",
+            KernelFrame::ProcessTree(_) => "process-tree",
         }
     }
 }
@@ -314,6 +410,8 @@ impl HostFrame {
             HostFrame::SetEventMask(_) => "set-event-mask",
             HostFrame::SetSnapshotPeriod { .. } => "set-snapshot-period",
             HostFrame::SnapshotNow => "snapshot-now",
+            HostFrame::ProcessCommand(_) => "process-command",
+            HostFrame::ProcessTreeNow { .. } => "process-tree-now",
         }
     }
 }

@@ -325,6 +325,8 @@ fn unknown_frame_kind_is_malformed_and_skipped() {
         SetEventMask(u64),
         SetSnapshotPeriod { period_ms: u32 },
         SnapshotNow,
+        ProcessCommand(ProcessCommand),
+        ProcessTreeNow { request: u32 },
         KillProcess { pid: u32 },
     }
     let mut stream = Vec::new();
@@ -339,6 +341,12 @@ fn unknown_frame_kind_is_malformed_and_skipped() {
     };
     let _ = FutureHostFrame::SetEventMask(0);
     let _ = FutureHostFrame::SetSnapshotPeriod { period_ms: 0 };
+    let _ = FutureHostFrame::ProcessTreeNow { request: 0 };
+    let _ = FutureHostFrame::ProcessCommand(ProcessCommand {
+        request: 0,
+        action: ProcessAction::Stop,
+        pid: 0,
+    });
 
     let mut decoder = HostFrameDecoder::new();
     let results = decode_all(&mut decoder, &stream);
@@ -717,9 +725,16 @@ fn protocol_doc_matches_code() {
         let row = format!("| {index} | `{variant}` |");
         assert!(doc.contains(&row), "missing kernel frame row {row}");
     }
-    for (index, variant) in ["Hello", "SetEventMask", "SetSnapshotPeriod", "SnapshotNow"]
-        .iter()
-        .enumerate()
+    for (index, variant) in [
+        "Hello",
+        "SetEventMask",
+        "SetSnapshotPeriod",
+        "SnapshotNow",
+        "ProcessCommand",
+        "ProcessTreeNow",
+    ]
+    .iter()
+    .enumerate()
     {
         let row = format!("| {index} | `{variant}");
         assert!(doc.contains(&row), "missing host frame row {row}");
@@ -727,6 +742,12 @@ fn protocol_doc_matches_code() {
     assert!(doc.contains(&format!("{MAX_FRAME_BYTES}").replace("262144", "262,144")));
     assert!(doc.contains(&format!("= {}", MAX_ENCODED_FRAME_BYTES).replace("263177", "263,177")));
     assert!(doc.contains(&format!("`PROTOCOL_VERSION` is {PROTOCOL_VERSION}.")));
+    for outcome in vigil_abi::host_command::Outcome::ALL {
+        let row = format!("| {} | `{}` |", outcome as u8, outcome.name());
+        assert!(doc.contains(&row), "missing outcome row {row}");
+    }
+    assert!(doc.contains("frame   09 04 01 02 05 71 B4 B8 ED 00"));
+    assert!(doc.contains("frame   03 09 03 08 02 6F 6B 6D 91 EC EA 00"));
 
     let mut frame = Vec::new();
     encode_host_frame(
@@ -780,4 +801,73 @@ fn a_long_encoding_reports_progress_every_16_kib_and_encodes_the_same_bytes() {
         PROGRESS_CALLS.load(std::sync::atomic::Ordering::SeqCst),
         body / PROGRESS_BYTES
     );
+}
+
+/// The process-command examples of docs/protocol.md (section 9.4), byte for byte.
+#[test]
+fn process_command_examples_are_exact() {
+    let mut out = Vec::new();
+    encode_host_frame(
+        &HostFrame::ProcessCommand(ProcessCommand {
+            request: 1,
+            action: ProcessAction::Kill,
+            pid: 5,
+        }),
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        [0x09, 0x04, 0x01, 0x02, 0x05, 0x71, 0xB4, 0xB8, 0xED, 0x00]
+    );
+    let mut out = Vec::new();
+    encode_kernel_frame(
+        &KernelFrame::ProcessResult(ProcessResult {
+            request: 3,
+            outcome: 0,
+            message: "ok".into(),
+        }),
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        [0x03, 0x09, 0x03, 0x08, 0x02, 0x6F, 0x6B, 0x6D, 0x91, 0xEC, 0xEA, 0x00]
+    );
+}
+
+/// A process command with an action this crate does not know (index 3 and up), or cut
+/// short, is Malformed: the kernel counts it and carries on with the next frame.
+#[test]
+fn a_process_command_with_an_unknown_action_is_malformed() {
+    let mut stream = Vec::new();
+    encode_payload(&[0x04, 0x01, 0x03, 0x05], &mut stream);
+    encode_payload(&[0x04, 0x01], &mut stream);
+    encode_payload(&[0x05], &mut stream);
+    encode_host_frame(&HostFrame::ProcessTreeNow { request: 9 }, &mut stream);
+    let mut decoder = HostFrameDecoder::new();
+    let results = decode_all(&mut decoder, &stream);
+    assert_eq!(
+        results,
+        [
+            Err(DecodeError::Malformed),
+            Err(DecodeError::Malformed),
+            Err(DecodeError::Malformed),
+            Ok(HostFrame::ProcessTreeNow { request: 9 })
+        ]
+    );
+    assert_eq!(decoder.stats().malformed, 3);
+}
+
+#[test]
+fn process_results_name_their_outcome() {
+    let result = |outcome| ProcessResult {
+        request: 1,
+        outcome,
+        message: String::new(),
+    };
+    assert!(result(0).ok());
+    assert_eq!(result(0).outcome_name(), Some("ok"));
+    assert_eq!(result(2).outcome_name(), Some("refused"));
+    assert_eq!(result(6).outcome_name(), Some("no process manager"));
+    assert!(!result(8).ok());
+    assert_eq!(result(200).outcome_name(), None);
 }

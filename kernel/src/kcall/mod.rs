@@ -6,6 +6,7 @@
 //! handler has the system-call shape `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`.
 
 mod pm;
+mod pm_host_reply;
 mod pm_trace;
 mod safe_copy;
 mod shutdown;
@@ -87,6 +88,7 @@ impl Kernel {
             KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
             KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
             KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
+            KernelCallArgs::PmHostReply(args) => pm_host_reply::run(self, caller, args),
         }
     }
 }

@@ -100,7 +100,23 @@ impl SymbolArgs {
     }
 }
 
+const TOP_HELP: &str = "\
+Keys (? in the task manager lists them all):
+  ↑↓ j k PgUp PgDn Home End  move the cursor      Enter  detail of the selected row
+  /  search        s S ← →  sort        r  reverse        f  event log filter
+  p space  pause   n  snapshot now      q Esc  quit
+  t F5     tree view: processes under their parents (PM's process tree, PPID column)
+  x F9     kill the selected process: asks first, y confirms (exit status 137)
+  z  c     stop, continue the selected process
+  R        restart (needs a service supervisor: not yet)
+Kill, stop and continue go to the kernel as process commands, which it forwards to the
+process manager (pm); its answer (ok, refused, no such process, not supported, or the
+kernel's no process manager / busy / timed out) is shown in the status line. The PPID column
+and the tree come from pm's process tree, asked for once a second; they are blank for
+processes the kernel started itself, and when the system runs without pm.";
+
 #[derive(Debug, Args)]
+#[command(after_long_help = TOP_HELP)]
 pub struct TopArgs {
     #[command(flatten)]
     pub connect: ConnectArg,
@@ -211,6 +227,8 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
             (+ frames[{index kind(pc|ret) address symbols[{function file line}…]|null}]
             with --kernel-elf/--programs; symbols innermost (inlined) first)
   command_result  ok message
+  process_result  request ok outcome outcome_name message   (answer to a process command)
+  process_tree    ts_ns request manager processes[{pid parent state exit_status start_ns name arguments}]
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
 Integers above 2^53 - 1 (9007199254740991) are written as decimal strings (e.g. the NONE
 endpoint in raw_args, \"18446744073709551614\"), so jq and JavaScript read them exactly.

@@ -313,6 +313,36 @@ fn json_value(
             "crashed": exit.crash.is_some(),
             "from_history": exit.from_history,
         }),
+        Item::ProcessResult(result) => json!({
+            "type": "process_result",
+            "request": result.request,
+            "ok": result.ok(),
+            "outcome": result.outcome,
+            "outcome_name": crate::model::outcome_text(result),
+            "message": result.message,
+        }),
+        Item::ProcessTree => {
+            let tree = model.tree.as_ref();
+            json!({
+                "type": "process_tree",
+                "ts_ns": tree.map_or(0, |t| t.timestamp_ns),
+                "request": tree.map_or(0, |t| t.request),
+                "manager": tree.map_or(0, |t| t.manager),
+                "processes": tree.map_or_else(Vec::new, |t| t
+                    .processes
+                    .iter()
+                    .map(|p| json!({
+                        "pid": p.pid,
+                        "parent": p.parent,
+                        "state": p.state,
+                        "exit_status": p.exit_status,
+                        "start_ns": p.start_ns,
+                        "name": p.name,
+                        "arguments": p.arguments,
+                    }))
+                    .collect()),
+            })
+        }
     }
 }
 
@@ -460,6 +490,26 @@ pub fn text_line(
                 ""
             }
         ),
+        Item::ProcessResult(result) => format!(
+            "{} process-result request {}: {}: {}",
+            ts(model.kernel_now()),
+            result.request,
+            crate::model::outcome_text(result),
+            result.message
+        ),
+        Item::ProcessTree => {
+            let mut text = format!("{} process-tree  ", ts(model.kernel_now()));
+            if let Some(tree) = &model.tree {
+                text.push_str(&format!(
+                    "request {}, manager pid {}:",
+                    tree.request, tree.manager
+                ));
+                for p in &tree.processes {
+                    text.push_str(&format!(" {}({})<-{}", p.name, p.pid, p.parent));
+                }
+            }
+            text
+        }
     }
 }
 
@@ -518,9 +568,15 @@ pub fn item_time(item: &Item, following: &[Item], model: &Model) -> u64 {
                 _ => None,
             })
             .unwrap_or_else(|| model.kernel_now()),
-        Item::Snapshot | Item::Alert(_) | Item::Drops(_) | Item::CommandResult(_) => {
-            model.kernel_now()
-        }
+        Item::ProcessTree => model
+            .tree
+            .as_ref()
+            .map_or(model.kernel_now(), |t| t.timestamp_ns),
+        Item::Snapshot
+        | Item::Alert(_)
+        | Item::Drops(_)
+        | Item::CommandResult(_)
+        | Item::ProcessResult(_) => model.kernel_now(),
     }
 }
 

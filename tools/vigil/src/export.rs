@@ -314,7 +314,12 @@ impl Builder {
                 exit.timestamp_ns,
                 json!({ "status": exit.status as i64, "crashed": exit.crash.is_some() }),
             ),
-            Item::Hello(_) | Item::Lost { .. } | Item::Drops(_) | Item::CommandResult(_) => {}
+            Item::Hello(_)
+            | Item::Lost { .. }
+            | Item::Drops(_)
+            | Item::CommandResult(_)
+            | Item::ProcessResult(_)
+            | Item::ProcessTree => {}
         }
     }
 

@@ -13,6 +13,9 @@
 //!   client that asked; an unsolicited `Hello` goes to the clients that asked for one and were
 //!   not greeted yet (or to all
 //!   when the kernel restarted); every client thus sees one `Hello` per session;
+//! - process commands (`ProcessCommand`, `ProcessTreeNow`) carry a request id: the hub gives
+//!   each one an id of its own, and sends the kernel's `ProcessResult` / `ProcessTree` for it
+//!   to the asking client alone, with the client's id put back (so clients choose ids freely);
 //! - clients → kernel: each client's bytes are decoded as host frames; a frame that does not
 //!   decode is not forwarded (the kernel never sees it) and the client gets a
 //!   `CommandResult { ok: false }` naming the problem; the hub keeps serving;
@@ -233,6 +236,10 @@ struct Hub {
     upstream: String,
     clients: HashMap<u64, Client>,
     pending: VecDeque<(u64, Expect, Instant)>,
+    /// Process commands forwarded, by the hub's request id: (client, its request id, when).
+    process_requests: HashMap<u32, (u64, u32, Instant)>,
+    /// The hub's next request id for a process command.
+    next_request: u32,
     kernel_up: bool,
     /// Why the kernel side is down (for the waiting message).
     kernel_error: String,
@@ -289,12 +296,15 @@ impl Hub {
             (self.log)(why.to_string());
         }
         self.pending.retain(|(client, _, _)| *client != id);
+        self.process_requests
+            .retain(|_, (client, _, _)| *client != id);
     }
 
     fn drop_all_clients(&mut self) {
         let count = self.clients.len();
         self.clients.clear();
         self.pending.clear();
+        self.process_requests.clear();
         if count > 0 {
             (self.log)(format!(
                 "disconnected {count} client(s): the kernel side is gone"
@@ -358,6 +368,8 @@ impl Hub {
     }
 
     fn expire_pending(&mut self) {
+        self.process_requests
+            .retain(|_, (_, _, at)| at.elapsed() <= ANSWER_TIMEOUT);
         while self
             .pending
             .front()
@@ -395,6 +407,24 @@ impl Hub {
                     self.send_to(id, frame);
                 } else {
                     self.broadcast(frame, true, true);
+                }
+            }
+            Ok(KernelFrame::ProcessResult(mut result)) => {
+                match self.process_requests.remove(&result.request) {
+                    Some((id, request, _)) => {
+                        result.request = request;
+                        self.send_to(id, encode(&KernelFrame::ProcessResult(result)));
+                    }
+                    None => self.broadcast(frame, false, false),
+                }
+            }
+            Ok(KernelFrame::ProcessTree(mut tree)) => {
+                match self.process_requests.remove(&tree.request) {
+                    Some((id, request, _)) => {
+                        tree.request = request;
+                        self.send_to(id, encode(&KernelFrame::ProcessTree(tree)));
+                    }
+                    None => self.broadcast(frame, false, false),
                 }
             }
             Ok(KernelFrame::CommandResult(_)) => match self.pending.pop_front() {
@@ -489,6 +519,16 @@ impl Hub {
                     );
                     return;
                 }
+                if let Some(client_request) = process_request(&frame) {
+                    let request = self.hub_request_id();
+                    let frame = with_request(frame, request);
+                    if source.send(frame) {
+                        self.stats.commands_forwarded += 1;
+                        self.process_requests
+                            .insert(request, (id, client_request, Instant::now()));
+                    }
+                    return;
+                }
                 let expect = match frame {
                     HostFrame::Hello { .. } => {
                         if let Some(client) = self.clients.get_mut(&id) {
@@ -504,6 +544,39 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+impl Hub {
+    /// A request id no forwarded process command uses.
+    fn hub_request_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_request;
+            self.next_request = self.next_request.wrapping_add(1);
+            if !self.process_requests.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// The client's request id of a process command, None for other frames.
+fn process_request(frame: &HostFrame) -> Option<u32> {
+    match frame {
+        HostFrame::ProcessCommand(command) => Some(command.request),
+        HostFrame::ProcessTreeNow { request } => Some(*request),
+        _ => None,
+    }
+}
+
+/// `frame` (a process command) with request id `request`.
+fn with_request(frame: HostFrame, request: u32) -> HostFrame {
+    match frame {
+        HostFrame::ProcessCommand(command) => {
+            HostFrame::ProcessCommand(vigil_wire::ProcessCommand { request, ..command })
+        }
+        HostFrame::ProcessTreeNow { .. } => HostFrame::ProcessTreeNow { request },
+        other => other,
     }
 }
 
@@ -599,6 +672,8 @@ pub fn serve(
         upstream: upstream.to_string(),
         clients: HashMap::new(),
         pending: VecDeque::new(),
+        process_requests: HashMap::new(),
+        next_request: 1,
         kernel_up: false,
         kernel_error: "not connected yet".into(),
         partial: Vec::new(),
@@ -682,6 +757,8 @@ mod tests {
             upstream: "k".into(),
             clients: HashMap::new(),
             pending: VecDeque::new(),
+            process_requests: HashMap::new(),
+            next_request: 1,
             kernel_up: true,
             kernel_error: String::new(),
             partial: Vec::new(),
@@ -815,6 +892,81 @@ mod tests {
         assert!(matches!(a[0], KernelFrame::Drops(_)));
         assert_eq!(b.len(), 6, "{b:?}");
         assert!(matches!(b[0], KernelFrame::Hello(_)));
+    }
+
+    #[test]
+    fn process_answers_go_to_the_asking_client_with_its_own_id() {
+        let mut hub = hub();
+        let a = add_client(&mut hub, 1);
+        let b = add_client(&mut hub, 2);
+        // Both clients chose request id 7; the hub forwarded them as its ids 1 and 2.
+        let first = hub.hub_request_id();
+        let second = hub.hub_request_id();
+        assert_ne!(first, second);
+        hub.process_requests.insert(first, (1, 7, Instant::now()));
+        hub.process_requests.insert(second, (2, 7, Instant::now()));
+        assert_eq!(
+            with_request(
+                HostFrame::ProcessCommand(vigil_wire::ProcessCommand {
+                    request: 7,
+                    action: vigil_wire::ProcessAction::Kill,
+                    pid: 4,
+                }),
+                first
+            ),
+            HostFrame::ProcessCommand(vigil_wire::ProcessCommand {
+                request: first,
+                action: vigil_wire::ProcessAction::Kill,
+                pid: 4,
+            })
+        );
+        assert_eq!(
+            process_request(&HostFrame::ProcessTreeNow { request: 9 }),
+            Some(9)
+        );
+        assert_eq!(process_request(&HostFrame::SnapshotNow), None);
+        let mut bytes = Vec::new();
+        encode_kernel_frame(
+            &KernelFrame::ProcessTree(vigil_wire::ProcessTree {
+                request: second,
+                ..Default::default()
+            }),
+            &mut bytes,
+        );
+        encode_kernel_frame(
+            &KernelFrame::ProcessResult(vigil_wire::ProcessResult {
+                request: first,
+                outcome: 0,
+                message: "killed".into(),
+            }),
+            &mut bytes,
+        );
+        hub.on_kernel_bytes(&bytes);
+        let (a, b) = (frames(&a), frames(&b));
+        assert!(
+            matches!(a.as_slice(), [KernelFrame::ProcessResult(r)] if r.request == 7 && r.message == "killed"),
+            "{a:?}"
+        );
+        assert!(
+            matches!(b.as_slice(), [KernelFrame::ProcessTree(t)] if t.request == 7),
+            "{b:?}"
+        );
+        assert!(hub.process_requests.is_empty());
+        // An answer nobody waits for (expired) goes to everyone, unchanged.
+        let mut late = Vec::new();
+        encode_kernel_frame(
+            &KernelFrame::ProcessResult(vigil_wire::ProcessResult {
+                request: 99,
+                outcome: 8,
+                message: String::new(),
+            }),
+            &mut late,
+        );
+        let a = add_client(&mut hub, 3);
+        hub.on_kernel_bytes(&late);
+        assert!(
+            matches!(frames(&a).as_slice(), [KernelFrame::ProcessResult(r)] if r.request == 99)
+        );
     }
 
     #[test]

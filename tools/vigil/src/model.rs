@@ -11,7 +11,7 @@ use vigil_abi::trace::EventKind;
 use vigil_detect::{Alert, AlertKind, Detector, DetectorConfig};
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, KernelFrame, LogLine,
-    MemoryReport, ProcessExit, ProcessInfo, Snapshot, ThreadInfo,
+    MemoryReport, ProcessExit, ProcessInfo, ProcessResult, ProcessTree, Snapshot, ThreadInfo,
 };
 
 use crate::describe::{self, Labels};
@@ -104,6 +104,10 @@ pub enum Item {
     CommandResult(CommandResult),
     /// A process ended (news, or from the kernel's history when this client attached late).
     Exit(ProcessExit),
+    /// The answer to a process command (or a failed tree request).
+    ProcessResult(ProcessResult),
+    /// PM's process tree arrived; read it from [`Model::tree`].
+    ProcessTree,
 }
 
 /// Everything known about the kernel.
@@ -136,6 +140,8 @@ pub struct Model {
     /// Free and total physical memory, as of the latest snapshot (kernels that send it).
     pub memory: Option<MemoryReport>,
     pub last_command: Option<CommandResult>,
+    /// PM's process tree, as of its latest answer (None: none yet, or no PM).
+    pub tree: Option<ProcessTree>,
 }
 
 /// How many process ends the model keeps.
@@ -172,7 +178,19 @@ impl Model {
             memory: None,
             crashes: VecDeque::new(),
             last_command: None,
+            tree: None,
         }
+    }
+
+    /// Process `pid`'s parent as PM's tree has it; None when PM did not start it (the
+    /// kernel did, from the boot table) or there is no tree (no PM).
+    pub fn parent_of(&self, pid: u32) -> Option<u32> {
+        self.tree
+            .as_ref()?
+            .processes
+            .iter()
+            .find(|entry| entry.pid == pid)
+            .map(|entry| entry.parent)
     }
 
     /// The latest snapshot.
@@ -387,6 +405,19 @@ impl Model {
                 self.last_command = Some(result.clone());
                 vec![Item::CommandResult(result)]
             }
+            KernelFrame::ProcessResult(result) => {
+                if result.outcome == vigil_abi::host_command::Outcome::NoProcessManager as u8 {
+                    // Nobody keeps a tree: PPIDs are unknown, not stale.
+                    self.tree = None;
+                }
+                // Not logged here: `top` logs the answers to its own commands (and not those
+                // to its periodic tree requests).
+                vec![Item::ProcessResult(result)]
+            }
+            KernelFrame::ProcessTree(tree) => {
+                self.tree = Some(tree);
+                vec![Item::ProcessTree]
+            }
         }
     }
 
@@ -442,6 +473,14 @@ impl Model {
         self.snapshot = Some(snapshot);
         alerts
     }
+}
+
+/// A process command's outcome by name ("ok", "refused", …), or "outcome N" for a code this
+/// tool does not know.
+pub fn outcome_text(result: &ProcessResult) -> String {
+    result
+        .outcome_name()
+        .map_or_else(|| format!("outcome {}", result.outcome), str::to_string)
 }
 
 /// Short name of an alert kind ("deadlock", "cpu-hog", …), stable for JSON.

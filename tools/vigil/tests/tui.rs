@@ -504,8 +504,35 @@ fn pause_and_replay_step_and_speed() {
     assert!(screen(&replay, 80, 24)[0].contains("×0.5"));
 }
 
+/// Feeds `frames` to the app as live data.
+fn feed(app: &mut App, frames: &[vigil_wire::KernelFrame]) {
+    let mut bytes = Vec::new();
+    for frame in frames {
+        vigil_wire::encode_kernel_frame(frame, &mut bytes);
+    }
+    app.handle(SourceMsg::Data {
+        at_ns: 3_000_000,
+        bytes,
+    });
+}
+
+fn sent_command(action: Action) -> vigil_wire::ProcessCommand {
+    match action {
+        Action::Send(HostFrame::ProcessCommand(command)) => command,
+        other => panic!("expected a process command, got {other:?}"),
+    }
+}
+
+fn answer(request: u32, outcome: u8, message: &str) -> vigil_wire::KernelFrame {
+    vigil_wire::KernelFrame::ProcessResult(vigil_wire::ProcessResult {
+        request,
+        outcome,
+        message: message.into(),
+    })
+}
+
 #[test]
-fn task_actions_say_they_are_not_supported_by_this_kernel() {
+fn kill_asks_first_and_shows_pm_s_answer() {
     let mut app = app_with_script(true);
     press(&mut app, &[KeyCode::Char('x')]);
     assert!(
@@ -520,17 +547,241 @@ fn task_actions_say_they_are_not_supported_by_this_kernel() {
     assert_eq!(
         app.key(key(KeyCode::Char('x'))),
         Action::None,
-        "nothing is sent"
+        "nothing is sent before the confirmation"
     );
     let note = app.note.clone().unwrap();
-    assert!(note.contains("kill spinner (pid 4)"), "{note}");
-    assert!(note.contains("not supported by this kernel"), "{note}");
+    assert!(
+        note.contains("kill spinner (pid 4)? y to confirm"),
+        "{note}"
+    );
     assert!(screen(&app, 200, 50)
         .last()
         .unwrap()
-        .contains("not supported by this kernel"));
+        .contains("y to confirm"));
+    // Any other key cancels.
+    assert_eq!(app.key(key(KeyCode::Char('n'))), Action::None);
+    assert!(app.note.as_deref().unwrap().contains("cancelled"));
+    assert!(app.requests.is_empty());
+    // x then y sends the kill of pid 4.
+    press(&mut app, &[KeyCode::Char('x')]);
+    let kill = sent_command(app.key(key(KeyCode::Char('y'))));
+    assert_eq!(kill.action, vigil_wire::ProcessAction::Kill);
+    assert_eq!(kill.pid, 4);
+    assert!(app
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("waiting for the answer"));
+    // PM's answer is shown in the status line, success ...
+    feed(
+        &mut app,
+        &[answer(
+            kill.request,
+            0,
+            "killed spinner (pid 4), exit status 137",
+        )],
+    );
+    let note = app.note.clone().unwrap();
+    assert_eq!(
+        note,
+        "kill spinner (pid 4): ok — killed spinner (pid 4), exit status 137"
+    );
+    assert!(screen(&app, 200, 50)
+        .last()
+        .unwrap()
+        .contains("exit status 137"));
+    // The status line keeps it after the next key clears the note.
+    press(&mut app, &[KeyCode::Down]);
+    let lines = screen(&app, 200, 50);
+    assert!(
+        lines[lines.len() - 2].contains("kill spinner (pid 4): ok"),
+        "{}",
+        lines[lines.len() - 2]
+    );
+    assert!(app.requests.is_empty());
+    // ... or PM's error text.
+    select(&mut app, ui::RowRef::Process(3));
+    press(&mut app, &[KeyCode::Char('x')]);
+    let kill = sent_command(app.key(key(KeyCode::Char('Y'))));
+    assert_eq!(kill.pid, 3);
+    feed(
+        &mut app,
+        &[answer(
+            kill.request,
+            2,
+            "vm (pid 3) serves page faults: not killed",
+        )],
+    );
+    assert_eq!(
+        app.note.as_deref(),
+        Some("kill server (pid 3): refused — vm (pid 3) serves page faults: not killed")
+    );
+    // An answer to someone else's request changes nothing.
+    feed(&mut app, &[answer(999, 0, "not ours")]);
+    assert!(app.note.as_deref().unwrap().contains("refused"));
+}
+
+#[test]
+fn stop_and_continue_go_at_once_and_a_thread_row_targets_its_process() {
+    let mut app = app_with_script(true);
+    select(&mut app, ui::RowRef::Process(4));
+    let stop = sent_command(app.key(key(KeyCode::Char('z'))));
+    assert_eq!(
+        (stop.action, stop.pid),
+        (vigil_wire::ProcessAction::Stop, 4)
+    );
+    feed(
+        &mut app,
+        &[answer(stop.request, 3, "stop needs runctl (PmStop)")],
+    );
+    assert_eq!(
+        app.note.as_deref(),
+        Some("stop spinner (pid 4): not supported — stop needs runctl (PmStop)")
+    );
+    // The second locker thread belongs to pid 5.
+    let thread = app
+        .rows()
+        .into_iter()
+        .filter(|r| matches!(r, ui::RowRef::Thread(_)))
+        .find(|r| {
+            let ui::RowRef::Thread(endpoint) = r else {
+                return false;
+            };
+            app.model.labels.thread(*endpoint).starts_with("locker#")
+        })
+        .unwrap();
+    select(&mut app, thread);
+    let resume = sent_command(app.key(key(KeyCode::Char('c'))));
+    assert_eq!(
+        (resume.action, resume.pid),
+        (vigil_wire::ProcessAction::Continue, 5)
+    );
+    assert_ne!(resume.request, stop.request, "each request has its own id");
+    // An unknown outcome code is shown by number; no answer at all is given up on.
+    feed(&mut app, &[answer(resume.request, 42, "")]);
+    assert_eq!(
+        app.note.as_deref(),
+        Some("continue locker (pid 5): outcome 42")
+    );
+    press(&mut app, &[KeyCode::Char('x'), KeyCode::Char('y')]);
+    let later = std::time::Instant::now() + vigil::top::ANSWER_TIMEOUT;
+    app.expire_requests(later);
+    assert!(
+        app.note
+            .as_deref()
+            .unwrap()
+            .contains("no answer from the kernel"),
+        "{:?}",
+        app.note
+    );
+    // Restart has no server to do it; a replay acts on nothing.
     press(&mut app, &[KeyCode::Char('R')]);
-    assert!(app.note.as_deref().unwrap().starts_with("restart spinner"));
+    assert!(app
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("restart locker (pid 5)"));
+    assert!(app.note.as_deref().unwrap().contains("service supervisor"));
+    let mut replay = app_with_script(false);
+    select(&mut replay, ui::RowRef::Process(4));
+    assert_eq!(replay.key(key(KeyCode::Char('z'))), Action::None);
+    assert!(replay.note.as_deref().unwrap().contains("a replay cannot"));
+}
+
+#[test]
+fn the_tree_from_pm_gives_ppid_and_the_tree_view() {
+    let mut app = app_with_script(true);
+    let now = std::time::Instant::now();
+    // A live top asks for the tree once a period, one request at a time.
+    let Some(HostFrame::ProcessTreeNow { request }) = app.tree_request_due(now) else {
+        panic!("no tree request")
+    };
+    assert_eq!(app.tree_request_due(now + vigil::top::TREE_PERIOD), None);
+    let lines = screen(&app, 200, 50);
+    assert!(row(&lines, "PID").contains("PPID"));
+    assert!(
+        !row(&lines, "sleeper ").contains(" 2 "),
+        "no PPID before PM's tree: {}",
+        row(&lines, "sleeper ")
+    );
+    let entry = |pid, parent, name: &str| vigil_wire::ProcessTreeEntry {
+        pid,
+        parent,
+        state: 1,
+        name: name.into(),
+        ..Default::default()
+    };
+    // client (2) started spinner (4), which started sleeper (6); locker (5) was orphaned
+    // to a PM that is not in the snapshot.
+    feed(
+        &mut app,
+        &[vigil_wire::KernelFrame::ProcessTree(
+            vigil_wire::ProcessTree {
+                request,
+                timestamp_ns: 1,
+                manager: 77,
+                processes: vec![
+                    entry(4, 2, "spinner"),
+                    entry(6, 4, "sleeper"),
+                    entry(5, 77, "locker"),
+                ],
+            },
+        )],
+    );
+    assert!(app.tree_request.is_none(), "answered");
+    let later = now + vigil::top::TREE_PERIOD;
+    let Some(HostFrame::ProcessTreeNow { request: second }) = app.tree_request_due(later) else {
+        panic!("no second tree request")
+    };
+    assert_eq!(app.model.parent_of(6), Some(4));
+    assert_eq!(app.model.parent_of(3), None, "the kernel started server");
+    let lines = screen(&app, 200, 50);
+    let sleeper = row(&lines, "sleeper ");
+    assert!(
+        sleeper.contains(" 6 ") && sleeper.contains(" 4 "),
+        "{sleeper}"
+    );
+
+    press(&mut app, &[KeyCode::Char('t')]);
+    assert!(app.tree_view);
+    let processes: Vec<ui::RowRef> = app
+        .rows()
+        .into_iter()
+        .filter(|r| matches!(r, ui::RowRef::Process(_)))
+        .collect();
+    let position = |pid| {
+        processes
+            .iter()
+            .position(|r| *r == ui::RowRef::Process(pid))
+            .unwrap()
+    };
+    assert!(position(2) < position(4) && position(4) < position(6));
+    let lines = screen(&app, 200, 50);
+    assert!(
+        row(&lines, "└─ spinner").contains(" 4 "),
+        "spinner under client"
+    );
+    assert!(
+        row(&lines, "  └─ sleeper").contains(" 6 "),
+        "sleeper two deep"
+    );
+    assert!(row(&lines, "tasks (").contains("tree"));
+    // Without PM, the tree (and every PPID) goes, and top asks less often.
+    feed(&mut app, &[answer(second, 6, "no process manager")]);
+    assert!(app.model.tree.is_none());
+    assert!(app.no_pm);
+    assert_eq!(app.tree_request_due(later + vigil::top::TREE_PERIOD), None);
+    assert!(app
+        .tree_request_due(later + vigil::top::NO_PM_TREE_PERIOD)
+        .is_some());
+    assert!(
+        !screen(&app, 200, 50)
+            .join("\n")
+            .contains("no process manager"),
+        "a tree request's answer is not logged"
+    );
+    press(&mut app, &[KeyCode::F(5)]);
+    assert!(!app.tree_view);
 }
 
 #[test]

@@ -840,3 +840,22 @@ pub fn pm_reap() -> Result<Option<(u64, u64)>, Error> {
     let collected = unsafe { pm_call(PmReapArgs::CALL, arguments.encode()) }?;
     Ok((collected == 1).then_some((out[0], out[1])))
 }
+
+/// `KernelCall PmHostReply` (PM only): the answer to host command `request` — an outcome
+/// and text, or for a tree listing the process-tree records.
+pub fn pm_host_reply(
+    request: u32,
+    outcome: vigil_abi::host_command::Outcome,
+    data: &[u8],
+) -> Result<u64, Error> {
+    // An empty list (no process) still needs a user address: a dangling one is `Fault`.
+    let anchor = [0u8; 1];
+    let data = if data.is_empty() { &anchor[..0] } else { data };
+    let arguments = PmHostReplyArgs {
+        request: vigil_abi::host_command::RequestId(request),
+        outcome,
+        data: UserSlice::from_slice(data),
+    };
+    // SAFETY: the kernel only reads the borrowed data.
+    unsafe { pm_call(PmHostReplyArgs::CALL, arguments.encode()) }
+}

@@ -14,6 +14,7 @@
 extern crate alloc;
 
 mod boot;
+mod host;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -423,6 +424,10 @@ fn main(_args: &str) -> i32 {
         };
         if message.kind == KIND_CHILD_EXITED && message.source == Endpoint::KERNEL {
             pm.collect_exits();
+        } else if message.kind == vigil_rt::abi::host_command::KIND_HOST_COMMAND
+            && message.source == Endpoint::KERNEL
+        {
+            pm.host_command(&message);
         } else if message.source.is_thread() {
             pm.handle(&message);
         }

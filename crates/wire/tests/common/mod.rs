@@ -216,7 +216,59 @@ pub fn kernel_frame() -> impl Strategy<Value = KernelFrame> {
                 })
             }
         ),
+        (any::<u32>(), any::<u8>(), text()).prop_map(|(request, outcome, message)| {
+            KernelFrame::ProcessResult(ProcessResult {
+                request,
+                outcome,
+                message,
+            })
+        }),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            vec(tree_entry(), 0..8)
+        )
+            .prop_map(|(request, timestamp_ns, manager, processes)| {
+                KernelFrame::ProcessTree(ProcessTree {
+                    request,
+                    timestamp_ns,
+                    manager,
+                    processes,
+                })
+            }),
     ]
+}
+
+pub fn process_action() -> impl Strategy<Value = ProcessAction> {
+    prop_oneof![
+        Just(ProcessAction::Stop),
+        Just(ProcessAction::Continue),
+        Just(ProcessAction::Kill),
+    ]
+}
+
+pub fn tree_entry() -> impl Strategy<Value = ProcessTreeEntry> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        text(),
+        text(),
+    )
+        .prop_map(
+            |(pid, parent, state, exit_status, start_ns, name, arguments)| ProcessTreeEntry {
+                pid,
+                parent,
+                state,
+                exit_status,
+                start_ns,
+                name,
+                arguments,
+            },
+        )
 }
 
 pub fn host_frame() -> impl Strategy<Value = HostFrame> {
@@ -225,6 +277,14 @@ pub fn host_frame() -> impl Strategy<Value = HostFrame> {
         any::<u64>().prop_map(HostFrame::SetEventMask),
         any::<u32>().prop_map(|period_ms| HostFrame::SetSnapshotPeriod { period_ms }),
         Just(HostFrame::SnapshotNow),
+        (any::<u32>(), process_action(), any::<u32>()).prop_map(|(request, action, pid)| {
+            HostFrame::ProcessCommand(ProcessCommand {
+                request,
+                action,
+                pid,
+            })
+        }),
+        any::<u32>().prop_map(|request| HostFrame::ProcessTreeNow { request }),
     ]
 }
 
@@ -329,6 +389,25 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
             free_frames: 60_000,
             frame_bytes: 4096,
         }),
+        KernelFrame::ProcessResult(ProcessResult {
+            request: 3,
+            outcome: 2,
+            message: "vm serves page faults: not killed".into(),
+        }),
+        KernelFrame::ProcessTree(ProcessTree {
+            request: 4,
+            timestamp_ns: 8,
+            manager: 2,
+            processes: vec![ProcessTreeEntry {
+                pid: 5,
+                parent: 3,
+                state: 1,
+                exit_status: 0,
+                start_ns: 9,
+                name: "pm_child".into(),
+                arguments: "sleep".into(),
+            }],
+        }),
     ]
 }
 
@@ -341,6 +420,12 @@ pub fn every_host_frame() -> Vec<HostFrame> {
         HostFrame::SetEventMask(0b101),
         HostFrame::SetSnapshotPeriod { period_ms: 1000 },
         HostFrame::SnapshotNow,
+        HostFrame::ProcessCommand(ProcessCommand {
+            request: 1,
+            action: ProcessAction::Kill,
+            pid: 5,
+        }),
+        HostFrame::ProcessTreeNow { request: 2 },
     ]
 }
 

@@ -3,6 +3,7 @@
 //! The screen itself is drawn by [`ui::render`], which only reads an [`App`]; tests render it
 //! into ratatui's `TestBackend`.
 
+pub mod tree;
 pub mod ui;
 
 use std::io::IsTerminal;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use vigil_wire::HostFrame;
+use vigil_wire::{HostFrame, ProcessAction, ProcessCommand};
 
 use crate::events::link_message;
 use crate::link::Link;
@@ -160,7 +161,30 @@ pub struct App {
     /// Where each crash happened (its first symbolised frame), by crash time, for the
     /// alerts pane.
     pub crash_origin: std::collections::HashMap<u64, String>,
+    /// Processes indented under their parents (`t`, F5), from PM's process tree.
+    pub tree_view: bool,
+    /// A kill waiting for `y` (htop asks too): the target's pid and label.
+    pub confirm_kill: Option<(u32, String)>,
+    /// Process commands sent and not answered yet, by request id: what was asked and when.
+    pub requests: std::collections::HashMap<u32, (String, Instant)>,
+    /// The tree request sent and not answered yet, and when the last one went.
+    pub tree_request: Option<(u32, Instant)>,
+    pub last_tree_request: Option<Instant>,
+    /// The latest answer to one of our process commands, as shown in the status line, and
+    /// whether it succeeded.
+    pub last_answer: Option<(String, bool)>,
+    /// The last tree request was answered "no process manager": ask less often.
+    pub no_pm: bool,
+    next_request: u32,
 }
+
+/// How often a live `top` asks for PM's process tree (for PPID and the tree view).
+pub const TREE_PERIOD: Duration = Duration::from_secs(1);
+/// How often it asks while the kernel says there is no process manager.
+pub const NO_PM_TREE_PERIOD: Duration = Duration::from_secs(10);
+/// A process command unanswered this long is given up (the kernel answers within 2 s, or
+/// is too old to know process commands).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a key asks for besides changing the view.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,8 +199,9 @@ pub enum Action {
     Speed(f64),
 }
 
-/// Operations on the selected process that a task manager offers. None is supported by
-/// protocol version 1; see [`action_support`] and docs/architecture.md ("Actions").
+/// Operations on the selected process that a task manager offers: kill, stop and continue
+/// go to the process manager as process commands; restart needs a service supervisor
+/// (see [`action_support`] and docs/architecture.md, "Actions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskAction {
     Kill,
@@ -196,16 +221,19 @@ impl TaskAction {
     }
 }
 
-/// Whether the kernel that said `hello` can carry out `action`. The command path is designed
-/// (a host `Action` frame → the kernel → forwarded to the agent that owns the target: the
-/// process manager for kill/stop/continue, the service supervisor for restart → its
-/// `CommandResult`), but no protocol version has the frame yet, so this is always an error.
-pub fn action_support(hello: Option<&vigil_wire::Hello>, action: TaskAction) -> Result<(), String> {
-    let version = hello.map_or(vigil_wire::PROTOCOL_VERSION, |h| h.protocol_version);
-    Err(format!(
-        "{}: not supported by this kernel (protocol {version} has no task actions yet)",
-        action.label()
-    ))
+/// The process command `action` is, or why there is none: kill, stop and continue are
+/// `ProcessCommand`s the kernel forwards to the process manager (whose answer, a
+/// `ProcessResult`, says whether it could); restart belongs to a service supervisor, which
+/// the system does not have.
+pub fn action_support(action: TaskAction) -> Result<ProcessAction, String> {
+    match action {
+        TaskAction::Kill => Ok(ProcessAction::Kill),
+        TaskAction::Stop => Ok(ProcessAction::Stop),
+        TaskAction::Continue => Ok(ProcessAction::Continue),
+        TaskAction::Restart => Err(String::from(
+            "not supported: restarting needs a service supervisor (RS), which this system does not have",
+        )),
+    }
 }
 
 /// How much recording a step plays (one snapshot period at the default rate).
@@ -233,6 +261,91 @@ impl App {
             quit: false,
             symbols: None,
             crash_origin: std::collections::HashMap::new(),
+            tree_view: false,
+            confirm_kill: None,
+            requests: std::collections::HashMap::new(),
+            tree_request: None,
+            last_tree_request: None,
+            last_answer: None,
+            no_pm: false,
+            next_request: 1,
+        }
+    }
+
+    fn request_id(&mut self) -> u32 {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        id
+    }
+
+    /// The tree request due at `now` (live, connected, none outstanding, one a
+    /// [`TREE_PERIOD`]); the caller sends it.
+    pub fn tree_request_due(&mut self, now: Instant) -> Option<HostFrame> {
+        if !self.live || self.model.hello.is_none() {
+            return None;
+        }
+        if self
+            .tree_request
+            .is_some_and(|(_, at)| now.duration_since(at) < ANSWER_TIMEOUT)
+        {
+            return None;
+        }
+        let period = if self.no_pm {
+            NO_PM_TREE_PERIOD
+        } else {
+            TREE_PERIOD
+        };
+        if self
+            .last_tree_request
+            .is_some_and(|at| now.duration_since(at) < period)
+        {
+            return None;
+        }
+        let request = self.request_id();
+        self.tree_request = Some((request, now));
+        self.last_tree_request = Some(now);
+        Some(HostFrame::ProcessTreeNow { request })
+    }
+
+    /// Gives up on process commands unanswered since before `now - ANSWER_TIMEOUT`.
+    pub fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .requests
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) >= ANSWER_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((what, _)) = self.requests.remove(&id) {
+                let text =
+                    format!("{what}: no answer from the kernel (one without process commands?)");
+                self.last_answer = Some((text.clone(), false));
+                self.note = Some(text);
+            }
+        }
+    }
+
+    /// A process command's answer: shown in the status line when it is one of ours.
+    fn answered(&mut self, result: &vigil_wire::ProcessResult) {
+        if self
+            .tree_request
+            .is_some_and(|(id, _)| id == result.request)
+        {
+            self.tree_request = None;
+            self.no_pm = result.outcome == vigil_abi::host_command::Outcome::NoProcessManager as u8;
+            return;
+        }
+        if let Some((what, _)) = self.requests.remove(&result.request) {
+            let outcome = crate::model::outcome_text(result);
+            let text = if result.message.is_empty() {
+                format!("{what}: {outcome}")
+            } else {
+                format!("{what}: {outcome} — {}", result.message)
+            };
+            self.last_answer = Some((text.clone(), result.ok()));
+            let now = self.model.kernel_now();
+            self.model.push_log(now, LogCategory::Link, text.clone());
+            self.note = Some(text);
         }
     }
 
@@ -248,8 +361,17 @@ impl App {
         let model = &mut self.model;
         let symbols = self.symbols.as_ref();
         let origins = &mut self.crash_origin;
+        let mut answers = Vec::new();
+        let mut trees = Vec::new();
         self.link.handle(msg, |frame| {
             let items = model.apply(frame);
+            for item in &items {
+                match item {
+                    Item::ProcessResult(result) => answers.push(result.clone()),
+                    Item::ProcessTree => trees.extend(model.tree.as_ref().map(|t| t.request)),
+                    _ => {}
+                }
+            }
             let Some(symbols) = symbols else {
                 return;
             };
@@ -266,6 +388,16 @@ impl App {
                 }
             }
         });
+        for result in &answers {
+            self.answered(result);
+        }
+        if trees
+            .iter()
+            .any(|request| self.tree_request.is_some_and(|(id, _)| id == *request))
+        {
+            self.tree_request = None;
+            self.no_pm = false;
+        }
     }
 
     /// Rows of the task table as shown (filter and sort applied).
@@ -291,6 +423,14 @@ impl App {
         self.note = None;
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             self.quit = true;
+            return Action::None;
+        }
+        // A kill waits for its confirmation: y sends it, any other key cancels.
+        if let Some((pid, target)) = self.confirm_kill.take() {
+            if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                return self.send_process_command(ProcessAction::Kill, pid, target);
+            }
+            self.note = Some(format!("kill {target}: cancelled"));
             return Action::None;
         }
         // Typing a search: keys are text until Enter or Esc.
@@ -372,10 +512,24 @@ impl App {
             KeyCode::Char('.' | '+' | '>' | '-' | '<') => {
                 self.note = Some("step and speed are for replays".into());
             }
-            KeyCode::Char('x') | KeyCode::F(9) => self.task_action(TaskAction::Kill),
-            KeyCode::Char('z') => self.task_action(TaskAction::Stop),
-            KeyCode::Char('c') => self.task_action(TaskAction::Continue),
-            KeyCode::Char('R') => self.task_action(TaskAction::Restart),
+            KeyCode::Char('x') | KeyCode::F(9) => return self.task_action(TaskAction::Kill),
+            KeyCode::Char('z') => return self.task_action(TaskAction::Stop),
+            KeyCode::Char('c') => return self.task_action(TaskAction::Continue),
+            KeyCode::Char('R') => return self.task_action(TaskAction::Restart),
+            KeyCode::Char('t') | KeyCode::F(5) => {
+                self.tree_view = !self.tree_view;
+                self.cursor = 0;
+                self.note = Some(
+                    if !self.tree_view {
+                        "tree view off"
+                    } else if self.model.tree.is_some() {
+                        "tree view: children under their parents (PM's tree)"
+                    } else {
+                        "tree view: no process tree yet (it comes from pm)"
+                    }
+                    .into(),
+                );
+            }
             KeyCode::Char('n') => {
                 if self.live {
                     self.note = Some("snapshot requested".into());
@@ -388,25 +542,66 @@ impl App {
         Action::None
     }
 
-    fn task_action(&mut self, action: TaskAction) {
-        let target = match self.selected() {
-            Some(ui::RowRef::Process(pid)) => format!(
-                "{} (pid {pid})",
-                self.model.labels.process(pid).unwrap_or("?")
-            ),
-            Some(ui::RowRef::Thread(endpoint)) => self.model.labels.thread(endpoint),
-            Some(ui::RowRef::Idle) | None => {
-                self.note = Some(format!(
-                    "{}: select a process or thread first",
-                    action.label()
-                ));
-                return;
+    /// The process of the selected row: its pid and "name (pid N)".
+    fn selected_process(&self) -> Option<(u32, String)> {
+        let pid = match self.selected()? {
+            ui::RowRef::Process(pid) => pid,
+            ui::RowRef::Thread(endpoint) => {
+                self.model
+                    .snapshot()?
+                    .threads
+                    .iter()
+                    .find(|t| t.endpoint == endpoint)?
+                    .pid
+            }
+            ui::RowRef::Idle => return None,
+        };
+        let name = self.model.labels.process(pid).unwrap_or("?");
+        Some((pid, format!("{name} (pid {pid})")))
+    }
+
+    fn task_action(&mut self, action: TaskAction) -> Action {
+        let Some((pid, target)) = self.selected_process() else {
+            self.note = Some(format!(
+                "{}: select a process or thread first",
+                action.label()
+            ));
+            return Action::None;
+        };
+        let process_action = match action_support(action) {
+            Ok(process_action) => process_action,
+            Err(why) => {
+                self.note = Some(format!("{} {target}: {why}", action.label()));
+                return Action::None;
             }
         };
-        self.note = Some(match action_support(self.model.hello.as_ref(), action) {
-            Ok(()) => format!("{} {target}: sent", action.label()),
-            Err(why) => format!("{} {target}: {why}", action.label()),
-        });
+        if !self.live {
+            self.note = Some(format!(
+                "{} {target}: a replay cannot act on processes",
+                action.label()
+            ));
+            return Action::None;
+        }
+        if process_action == ProcessAction::Kill {
+            self.note = Some(format!(
+                "kill {target}? y to confirm, any other key cancels"
+            ));
+            self.confirm_kill = Some((pid, target));
+            return Action::None;
+        }
+        self.send_process_command(process_action, pid, target)
+    }
+
+    fn send_process_command(&mut self, action: ProcessAction, pid: u32, target: String) -> Action {
+        let request = self.request_id();
+        let what = format!("{} {target}", action.label());
+        self.note = Some(format!("{what}: sent, waiting for the answer"));
+        self.requests.insert(request, (what, Instant::now()));
+        Action::Send(HostFrame::ProcessCommand(ProcessCommand {
+            request,
+            action,
+            pid,
+        }))
     }
 }
 
@@ -468,6 +663,12 @@ fn run_loop(
         }
         app.now_ns = source.now_ns();
         app.link.tick(app.now_ns);
+        if app.live && !app.paused {
+            if let Some(frame) = app.tree_request_due(Instant::now()) {
+                source.send(frame);
+            }
+            app.expire_requests(Instant::now());
+        }
         if dirty || last_draw.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
             terminal.draw(|frame| ui::render(frame, &app))?;
             last_draw = Some(Instant::now());

@@ -244,6 +244,8 @@ struct Group<'a> {
     memory_pages: u64,
     virtual_bytes: u64,
     threads: Vec<(&'a ThreadInfo, Rates)>,
+    /// Its level in the tree view (0 otherwise).
+    depth: usize,
 }
 
 impl Group<'_> {
@@ -317,6 +319,7 @@ fn groups(app: &App) -> Vec<Group<'_>> {
                 memory_pages: process.memory_pages,
                 virtual_bytes: process.virtual_bytes,
                 threads: Vec::new(),
+                depth: 0,
             },
         );
     }
@@ -335,6 +338,7 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             memory_pages: 0,
             virtual_bytes: 0,
             threads: Vec::new(),
+            depth: 0,
         });
         if group.process.is_none() {
             group.rates.cpu_percent += rates.cpu_percent;
@@ -406,7 +410,29 @@ fn groups(app: &App) -> Vec<Group<'_>> {
             order
         }
     });
+    if app.tree_view {
+        groups = as_tree(groups, &app.model);
+    }
     groups
+}
+
+/// `groups` (sorted) rearranged as PM's process tree: each child right under its parent,
+/// siblings in sort order.
+fn as_tree<'a>(groups: Vec<Group<'a>>, model: &crate::model::Model) -> Vec<Group<'a>> {
+    let nodes: Vec<(u32, Option<u32>)> = groups
+        .iter()
+        .map(|group| (group.pid, model.parent_of(group.pid)))
+        .collect();
+    let order = super::tree::forest(&nodes);
+    let mut slots: Vec<Option<Group<'a>>> = groups.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(index, depth)| {
+            let mut group = slots[index].take()?;
+            group.depth = depth;
+            Some(group)
+        })
+        .collect()
 }
 
 fn state_style(thread: &ThreadInfo) -> Style {
@@ -455,6 +481,8 @@ pub fn table_rows(app: &App) -> Vec<RowRef> {
 pub enum Column {
     Name,
     Pid,
+    /// The parent's pid, from PM's process tree (blank: the kernel started it, or no PM).
+    Ppid,
     Pri,
     Threads,
     /// Resident memory.
@@ -471,9 +499,10 @@ pub enum Column {
 }
 
 impl Column {
-    const ALL: [Column; 12] = [
+    const ALL: [Column; 13] = [
         Column::Name,
         Column::Pid,
+        Column::Ppid,
         Column::Pri,
         Column::Threads,
         Column::Res,
@@ -490,6 +519,7 @@ impl Column {
         match self {
             Column::Name => "NAME",
             Column::Pid => "PID",
+            Column::Ppid => "PPID",
             Column::Pri => "PRI",
             Column::Threads => "THR",
             Column::Res => "RES",
@@ -507,6 +537,7 @@ impl Column {
         match self {
             Column::Name => Some(SortColumn::Name),
             Column::Pid => Some(SortColumn::Pid),
+            Column::Ppid => None,
             Column::Pri => Some(SortColumn::Priority),
             Column::Threads => None,
             Column::Res => Some(SortColumn::Memory),
@@ -523,7 +554,7 @@ impl Column {
     fn width(self) -> u16 {
         match self {
             Column::Name => 24,
-            Column::Pid => 5,
+            Column::Pid | Column::Ppid => 5,
             Column::Pri => 4,
             Column::Threads => 4,
             Column::Res | Column::Virt | Column::Shr => 5,
@@ -536,7 +567,8 @@ impl Column {
     }
 
     /// Order in which columns are given space: the name and the state always, then CPU%,
-    /// PID, TIME+, RES, VIRT, PRI, SHR, THR, CTX/s, IPC/s (80 columns show up to VIRT).
+    /// PID, TIME+, RES, VIRT, PPID, PRI, SHR, THR, CTX/s, IPC/s (80 columns show up to
+    /// VIRT).
     fn priority(self) -> u8 {
         match self {
             Column::Name | Column::State => 0,
@@ -545,11 +577,12 @@ impl Column {
             Column::Time => 3,
             Column::Res => 4,
             Column::Virt => 5,
-            Column::Pri => 6,
-            Column::Shr => 7,
-            Column::Threads => 8,
-            Column::Switches => 9,
-            Column::Ipc => 10,
+            Column::Ppid => 6,
+            Column::Pri => 7,
+            Column::Shr => 8,
+            Column::Threads => 9,
+            Column::Switches => 10,
+            Column::Ipc => 11,
         }
     }
 }
@@ -643,8 +676,19 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
             .map_or(group.threads.len() as u32, |p| p.threads);
         rows.push(
             Row::new(pick(vec![
-                (Column::Name, Cell::from(group.name.clone())),
+                (
+                    Column::Name,
+                    Cell::from(super::tree::indent(&group.name, group.depth)),
+                ),
                 (Column::Pid, Cell::from(group.pid.to_string())),
+                (
+                    Column::Ppid,
+                    Cell::from(
+                        app.model
+                            .parent_of(group.pid)
+                            .map_or(String::new(), |parent| parent.to_string()),
+                    ),
+                ),
                 (Column::Pri, Cell::from(group.priority().to_string())),
                 (Column::Threads, Cell::from(thread_count.to_string())),
                 (
@@ -687,10 +731,14 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
         let last = group.threads.len().saturating_sub(1);
         for (index, (thread, rates)) in group.threads.iter().enumerate() {
             let branch = if index == last { "└ " } else { "├ " };
+            let indent = "  ".repeat(group.depth);
             rows.push(Row::new(pick(vec![
                 (
                     Column::Name,
-                    Cell::from(format!("{branch}{}", labels.thread(thread.endpoint))),
+                    Cell::from(format!(
+                        "{indent}{branch}{}",
+                        labels.thread(thread.endpoint)
+                    )),
                 ),
                 (Column::Pri, Cell::from(thread.priority.to_string())),
                 (Column::Cpu, Cell::from(format!("{:.1}", rates.cpu_percent))),
@@ -749,6 +797,9 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     let mut title = format!(" tasks ({total} rows, sorted by {}", app.sort.label());
+    if app.tree_view {
+        title.push_str(", tree");
+    }
     if let Some(filter) = &app.filter {
         title.push_str(&format!(", filter \"{filter}\""));
     }
@@ -955,8 +1006,20 @@ pub const HELP_TEXT: &[(&str, &str)] = &[
     (".  + -", "replay: step 100 ms while paused, faster, slower"),
     ("n", "ask the kernel for a snapshot now (live)"),
     (
-        "x F9  z  c  R",
-        "kill, stop, continue, restart the selected task (when the kernel supports it)",
+        "t  F5",
+        "tree view: processes under their parents (PM's tree; PPID column)",
+    ),
+    (
+        "x F9",
+        "kill the selected process (asks: y confirms); PM answers in the status line",
+    ),
+    (
+        "z  c",
+        "stop, continue the selected process (PM says if it can)",
+    ),
+    (
+        "R",
+        "restart a service (needs a service supervisor: not yet)",
     ),
     (
         "q  Esc",
@@ -1178,7 +1241,14 @@ pub fn status_line(app: &App) -> Line<'static> {
     } else {
         Style::new()
     };
-    Line::from(vec![marker, Span::styled(text, style)])
+    let mut spans = vec![marker];
+    // The latest answer to a process command stays here until the next one.
+    if let Some((answer, ok)) = &app.last_answer {
+        let color = if *ok { Color::Green } else { Color::Red };
+        spans.push(Span::styled(format!("{answer} · "), Style::new().fg(color)));
+    }
+    spans.push(Span::styled(text, style));
+    Line::from(spans)
 }
 
 fn help_line(app: &App) -> Line<'static> {
@@ -1201,7 +1271,7 @@ fn help_line(app: &App) -> Line<'static> {
         app.log_filter.label()
     ));
     if app.live {
-        text.push_str(" · n snapshot now");
+        text.push_str(" · n snapshot now · t tree · x kill · z/c stop/cont");
     } else {
         text.push_str(" · . step · +/- speed");
     }

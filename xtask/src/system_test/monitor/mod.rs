@@ -14,6 +14,7 @@
 //! `first_seen_ns`), so the checks do not depend on how fast the host is.
 
 mod checks;
+mod process_commands;
 mod prom;
 pub mod session;
 mod view;
@@ -262,6 +263,48 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             ..MonitorCheck::DEFAULT
         })
     },
+    Scenario {
+        name: "monitor-pm-host-commands",
+        // A host client kills a process PM spawned; PM refuses PM, VM and a forged pid.
+        check: check_pm_host_commands_console,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "pm_child boot=pm",
+            "pm_parent",
+            "pm_host_forge kcalls=pm",
+        ],
+        ..watched(MonitorCheck {
+            duration: secs(4),
+            commands: process_commands::PM_COMMANDS,
+            raw_commands: process_commands::GARBAGE_COMMAND,
+            check: process_commands::check_pm_host_commands,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-host-command-no-pm",
+        check: check_spinner_console,
+        programs: &["spinner prio=12"],
+        ..watched(MonitorCheck {
+            duration: secs(2),
+            commands: process_commands::NO_PM_COMMANDS,
+            check: process_commands::check_no_pm,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
+        name: "monitor-host-command-silent-pm",
+        // A "pm" that never receives: commands wait their 2 s, then time out.
+        check: check_silent_pm_console,
+        programs: &["spinner name=pm kcalls=pm prio=12"],
+        ..watched(MonitorCheck {
+            duration: secs(4),
+            commands: process_commands::SILENT_PM_COMMANDS,
+            check: process_commands::check_silent_pm,
+            ..MonitorCheck::DEFAULT
+        })
+    },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -299,6 +342,19 @@ fn check_exit_history_console(console: &Console) -> Result<(), String> {
     console.require("monitor: streaming on COM2")?;
     console.require("process 'crash_null' (pid ")?;
     console.require("process 'hello' (pid ")
+}
+
+fn check_pm_host_commands_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("pm: host: killed pm_child (pid 5), status 137")?;
+    console.require("pm_parent: child 5 exited with status 137")?;
+    console.require("pm_host_forge: PASS forged host replies refused")
+}
+
+fn check_silent_pm_console(console: &Console) -> Result<(), String> {
+    require_quiet_run(console)?;
+    console.require("pm: 'pm' manages the processes it starts")?;
+    console.require("pm: spinner: spinning")
 }
 
 fn check_deadlock_console(console: &Console) -> Result<(), String> {
@@ -362,7 +418,10 @@ mod tests {
                 "monitor-lockup-epitaph",
                 "monitor-hub",
                 "monitor-memory",
-                "monitor-metrics"
+                "monitor-metrics",
+                "monitor-pm-host-commands",
+                "monitor-host-command-no-pm",
+                "monitor-host-command-silent-pm"
             ]
         );
         let mut total = Duration::ZERO;
@@ -383,7 +442,7 @@ mod tests {
             total += check.duration;
         }
         // CI time: the listening adds up to about a minute.
-        assert!(total <= secs(62), "{total:?}");
+        assert!(total <= secs(72), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

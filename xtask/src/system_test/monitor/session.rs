@@ -105,6 +105,9 @@ pub struct MonitorCheck {
     /// Host frames to write towards the kernel at these times after the tool connected, as
     /// another client would (commands the tool itself never sends).
     pub commands: &'static [(Duration, HostFrame)],
+    /// Frame bodies (postcard bytes) to write towards the kernel at these times, with a
+    /// valid checksum and framing: host frames no encoder would make (an unknown action).
+    pub raw_commands: &'static [(Duration, &'static [u8])],
     /// Run `vigil record -o FILE` instead of `vigil events --json --snapshots`, then judge
     /// `vigil events --replay FILE --json --snapshots`.
     pub record: bool,
@@ -136,6 +139,7 @@ impl MonitorCheck {
         garbage: None,
         flood: None,
         commands: &[],
+        raw_commands: &[],
         record: false,
         from_reset: false,
         hub_clients: 0,
@@ -460,6 +464,11 @@ fn run_and_observe(
     for (at, frame) in check.commands {
         let mut bytes = Vec::new();
         vigil_wire::encode_host_frame(frame, &mut bytes);
+        injections.push(Injection { at: *at, bytes });
+    }
+    for (at, body) in check.raw_commands {
+        let mut bytes = Vec::new();
+        vigil_wire::encode_payload(body, &mut bytes);
         injections.push(Injection { at: *at, bytes });
     }
     let proxy = Proxy::start(listener, upstream, QEMU_LISTEN_WITHIN, injections)?;
@@ -902,6 +911,7 @@ mod tests {
             garbage: None,
             flood: None,
             commands: &[],
+            raw_commands: &[],
             record: false,
             from_reset: false,
             hub_clients: 0,

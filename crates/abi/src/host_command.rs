@@ -1,0 +1,201 @@
+//! Host commands for processes: what `vigil top` asks (stop, continue, kill a process, list
+//! the process tree), forwarded by the kernel to the process manager, and PM's answer.
+//!
+//! The host sends a `ProcessCommand` or `ProcessTreeNow` frame on the monitor channel
+//! (`crates/wire`, docs/protocol.md); the kernel does not carry these out itself: it sends
+//! PM one [`KIND_HOST_COMMAND`] message from `Endpoint::KERNEL` with payload
+//! `[request, command code, pid, 0, 0, 0]`, and PM answers with the `PmHostReply` kernel
+//! call (`request`, an [`Outcome`], and text — or, for [`Command::List`], process-tree
+//! records), which the kernel sends to the host as the result frame. The kernel answers
+//! by itself when there is no PM ([`Outcome::NoProcessManager`]), when
+//! [`MAX_OUTSTANDING`] commands already wait for PM ([`Outcome::Busy`]) and when PM has
+//! not answered within [`TIMEOUT_NS`] ([`Outcome::TimedOut`]).
+
+use crate::error::Error;
+use crate::syscall::Argument;
+
+/// The kernel's message to PM: a host command (payload `[request, command, pid, 0, 0, 0]`).
+pub const KIND_HOST_COMMAND: u32 = 0xffff_0006;
+
+/// Commands forwarded to PM waiting for its answer at once; one more is answered `Busy`.
+pub const MAX_OUTSTANDING: usize = 8;
+/// How long the kernel waits for PM's answer before it answers `TimedOut` itself.
+pub const TIMEOUT_NS: u64 = 2_000_000_000;
+/// Longest result text (bytes of UTF-8) the kernel takes from PM.
+pub const MAX_TEXT_BYTES: usize = 160;
+/// Most process-tree records one `List` answer carries (the kernel copies at most this).
+pub const MAX_TREE_RECORDS: usize = 256;
+/// Exit status of a process killed by a host command (128 + 9, as a shell shows SIGKILL).
+pub const HOST_KILL_STATUS: u64 = 137;
+
+/// What the host asks (payload word 1 of [`KIND_HOST_COMMAND`]).
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Stop the process (MINIX sys_runctl stop).
+    Stop = 1,
+    /// Let a stopped process run again.
+    Continue = 2,
+    /// End the process with [`HOST_KILL_STATUS`].
+    Kill = 3,
+    /// Answer with PM's process tree (INTROSPECT topic 5 records; the pid is ignored).
+    List = 4,
+}
+
+impl Command {
+    pub const fn from_code(code: u64) -> Option<Command> {
+        match code {
+            1 => Some(Command::Stop),
+            2 => Some(Command::Continue),
+            3 => Some(Command::Kill),
+            4 => Some(Command::List),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Command::Stop => "stop",
+            Command::Continue => "continue",
+            Command::Kill => "kill",
+            Command::List => "list",
+        }
+    }
+}
+
+/// How a host command ended (the result frame's `outcome` code).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Ok = 0,
+    /// No process has that pid.
+    NoSuchProcess = 1,
+    /// The target may not be touched (PM itself, VM).
+    Refused = 2,
+    /// PM cannot do this yet.
+    NotSupported = 3,
+    /// Tried and failed (the text says why).
+    Failed = 4,
+    /// A malformed command (unknown command code).
+    Invalid = 5,
+    /// Kernel only: no process manager runs.
+    NoProcessManager = 6,
+    /// Kernel only: [`MAX_OUTSTANDING`] commands already wait for PM, or the request id is
+    /// already waiting.
+    Busy = 7,
+    /// Kernel only: PM did not answer within [`TIMEOUT_NS`].
+    TimedOut = 8,
+}
+
+impl Outcome {
+    /// Every outcome, by code.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Ok,
+        Outcome::NoSuchProcess,
+        Outcome::Refused,
+        Outcome::NotSupported,
+        Outcome::Failed,
+        Outcome::Invalid,
+        Outcome::NoProcessManager,
+        Outcome::Busy,
+        Outcome::TimedOut,
+    ];
+
+    pub const fn from_code(code: u64) -> Option<Outcome> {
+        if code < Self::ALL.len() as u64 {
+            Some(Self::ALL[code as usize])
+        } else {
+            None
+        }
+    }
+
+    /// Whether PM may give it (the last three only the kernel does).
+    pub const fn from_pm(self) -> bool {
+        (self as u8) < Outcome::NoProcessManager as u8
+    }
+
+    /// Short lower-case name, as shown by the host tool.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NoSuchProcess => "no such process",
+            Outcome::Refused => "refused",
+            Outcome::NotSupported => "not supported",
+            Outcome::Failed => "failed",
+            Outcome::Invalid => "invalid",
+            Outcome::NoProcessManager => "no process manager",
+            Outcome::Busy => "busy",
+            Outcome::TimedOut => "timed out",
+        }
+    }
+}
+
+/// `PmHostReply`'s outcome: one PM may give (`Outcome::from_pm`), else `InvalidArgument`.
+impl Argument for Outcome {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        match Outcome::from_code(registers[0]) {
+            Some(outcome) if outcome.from_pm() => Ok(outcome),
+            _ => Err(Error::InvalidArgument),
+        }
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = *self as u64;
+    }
+}
+
+/// A host-chosen request id (32 bits; anything wider is `InvalidArgument`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestId(pub u32);
+
+impl Argument for RequestId {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        u32::try_from(registers[0])
+            .map(RequestId)
+            .map_err(|_| Error::InvalidArgument)
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = u64::from(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for command in [
+            Command::Stop,
+            Command::Continue,
+            Command::Kill,
+            Command::List,
+        ] {
+            assert_eq!(Command::from_code(command as u64), Some(command));
+        }
+        assert_eq!(Command::from_code(0), None);
+        assert_eq!(Command::from_code(5), None);
+        for (code, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, code);
+            assert_eq!(Outcome::from_code(code as u64), Some(*outcome));
+        }
+        assert_eq!(Outcome::from_code(9), None);
+    }
+
+    #[test]
+    fn pm_may_not_claim_the_kernel_s_outcomes() {
+        assert_eq!(Outcome::decode(&[0]), Ok(Outcome::Ok));
+        assert_eq!(Outcome::decode(&[5]), Ok(Outcome::Invalid));
+        for code in [6, 7, 8, 9, u64::MAX] {
+            assert_eq!(Outcome::decode(&[code]), Err(Error::InvalidArgument));
+        }
+        assert_eq!(RequestId::decode(&[7]), Ok(RequestId(7)));
+        assert_eq!(RequestId::decode(&[1 << 32]), Err(Error::InvalidArgument));
+    }
+}

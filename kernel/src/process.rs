@@ -73,6 +73,8 @@ pub struct Process {
     /// Set when a process with a signal manager has exited: the slot (free of threads
     /// and memory) is kept, with the status, until the manager collects it (`PmReap`).
     exit_status: Option<u64>,
+    /// Who stopped it, and signals to deliver (`signal.rs`; the manager holds the rest).
+    pub(crate) signals: crate::signal::ProcessSignals,
 }
 
 impl Process {
@@ -96,6 +98,7 @@ impl Process {
         signal_manager: None,
         started: false,
         exit_status: None,
+        signals: crate::signal::ProcessSignals::NONE,
     };
 
     /// A live process with pid `pid`, its address space, `image_pages` pages of image and
@@ -130,6 +133,11 @@ impl Process {
     /// The pid of the process's signal manager (None: the kernel's default handling).
     pub fn signal_manager(&self) -> Option<u32> {
         self.signal_manager
+    }
+
+    /// Makes `manager` (a pid) the process's signal manager (`PmSetSignalManager`).
+    pub fn set_signal_manager(&mut self, manager: u32) {
+        self.signal_manager = Some(manager);
     }
 
     /// Whether the main thread has been started.
@@ -827,14 +835,26 @@ impl Kernel {
             report.summary(),
             backtrace,
         );
-        crate::error!(
-            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
-            context.rip
-        );
         crate::trace::emit(
             vigil_abi::trace::EventKind::Crash,
             endpoint,
             [u64::from(pid), context.vector, context.rip],
+        );
+        if let Some(manager) = record.signal_manager() {
+            if self.hold_for_manager(slot, fault_address) {
+                crate::info!(
+                    "process '{}' (pid {pid}) thread {endpoint} held for its signal manager (pid {manager}) after {mnemonic} at {:#x}",
+                    self.processes[process].name(),
+                    context.rip
+                );
+                return;
+            }
+        }
+        let record = &self.processes[process];
+        let name = record.name();
+        crate::error!(
+            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
+            context.rip
         );
         self.exit_process(process, 128 + context.vector);
     }

@@ -181,9 +181,16 @@ impl Kernel {
             }
             self.cpu.current = None;
         }
-        let next = match self.cpu.handoff.take() {
-            Some(next) => next,
-            None => queued_slot(self.run_queues.pop_highest()?),
+        let next = loop {
+            let candidate = match self.cpu.handoff.take() {
+                Some(next) => next,
+                None => queued_slot(self.run_queues.pop_highest()?),
+            };
+            // A thread of a stopped process stays Ready off the queues until `PmResume`;
+            // one whose process must take a signal starts in its handler (`signal.rs`).
+            if !self.is_parked(candidate) && self.deliver_pending_signal(candidate) {
+                break candidate;
+            }
         };
         self.table.mark_running(next);
         policy::refill_if_spent(self.threads[next].quantum_left_mut(), QUANTUM_TICKS);
@@ -202,6 +209,22 @@ impl Kernel {
             self.cpu.handoff = Some(slot);
         } else {
             self.run_queues.push_back(slot.get(), priority);
+        }
+    }
+
+    /// Whether `slot` is the thread an IPC fast path handed the CPU to (off the queues).
+    pub fn is_handed_off(&self, slot: ThreadSlot) -> bool {
+        self.cpu.handoff == Some(slot)
+    }
+
+    /// Saves `slot`'s x87/MMX/SSE registers into its `Thread` if they are the loaded
+    /// ones (a signal frame copies them from there).
+    pub fn save_fpu_of(&mut self, slot: ThreadSlot) {
+        if self.cpu.fpu_loaded == Some(slot) {
+            // FXSAVE with CR0.TS set would fault: the registers are usable first.
+            fpu::allow_use();
+            self.cpu.fpu_trap_set = false;
+            fpu::save(self.threads[slot].fpu_mut());
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Kernel {
     pub(crate) vm: VmLink,
     /// The process manager, the boot modules it reads and the exit notice held for it.
     pub(crate) pm: crate::pm::PmLink,
+    /// Exception events and notices for signal managers (`signal.rs`).
+    pub(crate) signals: crate::signal::SignalLink,
     /// The last pid handed out.
     last_pid: u32,
     /// Snapshots taken so far.
@@ -57,6 +59,7 @@ impl Kernel {
             cpu: Cpu::new(),
             vm: VmLink::new(),
             pm: crate::pm::PmLink::new(),
+            signals: crate::signal::SignalLink::new(),
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,

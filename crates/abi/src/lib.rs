@@ -12,6 +12,7 @@ pub mod message;
 pub mod pm;
 pub mod qemu_exit;
 pub mod server_introspect;
+pub mod signal;
 pub mod syscall;
 pub mod trace;
 pub mod user_memory;

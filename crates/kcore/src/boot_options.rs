@@ -159,6 +159,13 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmStart.mask_bit()
                 | KernelCall::PmKill.mask_bit()
                 | KernelCall::PmReap.mask_bit()
+                // Signal manager (signals, exceptions as events, stop/resume).
+                | KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::PmResumeThread.mask_bit()
+                | KernelCall::PmSetSignalManager.mask_bit()
+                | KernelCall::PmSignal.mask_bit()
+                | KernelCall::PmStop.mask_bit()
+                | KernelCall::PmResume.mask_bit()
                 // Clients' spawn text and INTROSPECT answers, and who asks.
                 | KernelCall::SafeCopyFrom.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()

@@ -6,6 +6,7 @@
 //! handler has the system-call shape `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`.
 
 mod pm;
+mod pm_signal;
 mod safe_copy;
 mod shutdown;
 mod snapshot;
@@ -82,6 +83,14 @@ impl Kernel {
             KernelCallArgs::PmStart(args) => pm::start(self, caller, args),
             KernelCallArgs::PmKill(args) => pm::kill(self, caller, args),
             KernelCallArgs::PmReap(args) => pm::reap(self, caller, args),
+            KernelCallArgs::PmNextEvent(args) => pm_signal::next_event(self, caller, args),
+            KernelCallArgs::PmResumeThread(args) => pm_signal::resume_thread(self, caller, args),
+            KernelCallArgs::PmSetSignalManager(args) => {
+                pm_signal::set_signal_manager(self, caller, args)
+            }
+            KernelCallArgs::PmSignal(args) => pm_signal::signal(self, caller, args),
+            KernelCallArgs::PmStop(args) => pm_signal::stop(self, caller, args),
+            KernelCallArgs::PmResume(args) => pm_signal::resume(self, caller, args),
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn state_name(state: Option<ThreadState>) -> &'static str {
         Some(ThreadState::Joining { .. }) => "join",
         Some(ThreadState::Dead { .. }) => "dead",
         Some(ThreadState::WaitingForVm { .. }) => "vm",
+        Some(ThreadState::HeldForManager { .. }) => "held",
     }
 }
 
@@ -129,6 +130,10 @@ pub fn state_text(state: Option<ThreadState>, labels: &Labels, now_ns: u64) -> S
             "waiting for VM {}: page fault at {address:#x} ({})",
             labels.thread(vm.0),
             access.name()
+        ),
+        ThreadState::HeldForManager { manager, vector } => format!(
+            "held for signal manager {} after exception vector {vector}",
+            labels.thread(manager.0)
         ),
     }
 }

@@ -29,6 +29,7 @@ pub mod pm;
 pub mod print;
 pub mod process;
 pub mod server_introspect;
+pub mod signal;
 pub mod start;
 pub mod sync;
 pub mod syscall;

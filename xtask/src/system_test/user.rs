@@ -322,6 +322,23 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "pm-signals",
+        // Signals and signal managers: an exception held for PM becomes SIGSEGV and a
+        // status the parent's wait sees; handlers for signals from another process and
+        // from oneself, masks, stop/continue, SIGKILL of blocked children, PM managing a
+        // boot process, and bad requests and forged signal frames refused.
+        check: check_pm_signals,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "sig_child boot=pm",
+            "sig_child name=sig_victim -- victim",
+            "sig_test kcalls=snapshot+shutdown",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -759,6 +776,51 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "pm_test")
+}
+
+fn check_pm_signals(console: &Console) -> Result<(), String> {
+    // The exception is reported exactly as for an unmanaged process, then held for PM.
+    console.require_line_with(&[
+        "user fault: #PF page fault (vector 14) in process 'sig_child'",
+        "error code 0x4",
+    ])?;
+    console.require_line_with(&["process 'sig_child' (pid ", "held for its signal manager"])?;
+    console.require_line_with(&["pm: pid ", " ended by SIGSEGV (vector 14 at "])?;
+    console.require_line_with(&["sig_test: child ", " ended by SIGSEGV (status 0x30000000b"])?;
+    console.require("caught SIGUSR1 from another process; the sleep returned EINTR")?;
+    console.require_line_with(&["sig_test: child ", " caught SIGUSR1 sent by its parent"])?;
+    console.require("sig_test: caught SIGUSR1 sent to itself before kill returned")?;
+    console.require_line_with(&["sig_test: stopped spinner held at ", "status 0x100000009"])?;
+    for mode in ["send", "recv", "mutex", "sleep"] {
+        console.require(&format!(
+            "sig_test: SIGKILL of a child blocked in {mode}: nothing left; its partner gets EDEADSRCDST"
+        ))?;
+    }
+    console.require("is managed by pid")?;
+    console.require_line_with(&["process 'sig_victim' (pid ", "held for its signal manager"])?;
+    console.require_line_with(&["sig_test: PM managed boot process sig_victim", "SIGSEGV"])?;
+    for refusal in [
+        "signal a forged pid: ESRCH",
+        "signal 0: EINVAL",
+        "signal 64: EINVAL",
+        "signal u64::MAX: EINVAL",
+        "SIGKILL to PM: EPERM",
+        "SIGKILL to VM: EPERM",
+        "catch SIGKILL: EINVAL",
+        "catch with no entry: EINVAL",
+        "MANAGE a forged pid: ESRCH",
+        "MANAGE VM: EPERM",
+        "MANAGE PM: EINVAL",
+        "SignalReturn of a zeroed frame: EINVAL",
+        "SignalReturn to a kernel RIP: EINVAL",
+        "SignalReturn with a bad MXCSR: EINVAL",
+        "SignalReturn of a wild pointer: EFAULT",
+    ] {
+        console.require(&format!("sig_test: refused as expected: {refusal}"))?;
+    }
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "sig_test")
 }
 
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).

@@ -153,6 +153,8 @@ fn catch_from_parent(me: Endpoint) -> Result<(), String> {
 }
 
 fn self_and_mask(own: u64) -> Result<(), String> {
+    // A boot process: PM handles its signals once it manages it.
+    context(raw(request::MANAGE, [own, 0, 0, 0, 0, 0]), "MANAGE self")?;
     context(
         signal::action(Signal::USR1, Action::Handler(on_usr1)),
         "sigaction",

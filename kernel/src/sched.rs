@@ -188,7 +188,11 @@ impl Kernel {
             };
             // A thread of a stopped process stays Ready off the queues until `PmResume`;
             // one whose process must take a signal starts in its handler (`signal.rs`).
-            if !self.is_parked(candidate) && self.deliver_pending_signal(candidate) {
+            let signals = self.process_of(candidate).signals;
+            if signals.stopped_by != 0 {
+                continue;
+            }
+            if signals.pending == 0 || self.deliver_pending_signal(candidate) {
                 break candidate;
             }
         };

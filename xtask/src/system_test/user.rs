@@ -946,7 +946,7 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 23] = [
+const BENCHMARKS: [&str; 24] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
@@ -970,6 +970,7 @@ const BENCHMARKS: [&str; 23] = [
     "wake_lateness_flood",
     "thread_create_join",
     "spawn_exit_wait",
+    "signal_self_handler",
 ];
 
 /// How many samples `bench_client` takes of a benchmark: snapshots 200 (each is large),

@@ -188,6 +188,9 @@ impl Kernel {
             };
             // A thread of a stopped process stays Ready off the queues until `PmResume`;
             // one whose process must take a signal starts in its handler (`signal.rs`).
+            if !self.signals.scheduling_checks() {
+                break candidate;
+            }
             let signals = self.process_of(candidate).signals;
             if signals.stopped_by != 0 {
                 continue;

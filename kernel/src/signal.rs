@@ -12,7 +12,7 @@
 //!   instead of killed; the manager gets one coalescing `KIND_PROCESS_EVENT` message and
 //!   collects the events with `PmNextEvent`.
 //! - **Stop.** A stopped process's ready threads are taken off the run queues, and a thread
-//!   of it that becomes ready later is skipped when it reaches the front (`is_parked`):
+//!   of it that becomes ready later is skipped when it reaches the front (`choose_next`):
 //!   `PmResume` queues every ready thread again.
 //! - **Signals.** `PmSignal` interrupts the target's interruptible waits (they return
 //!   `Interrupted`) and, with a handler, marks the signal pending; the next thread of the
@@ -61,6 +61,11 @@ pub struct SignalLink {
     unreported: [u64; WORDS],
     /// CR2 at each held thread's exception (0 unless it was a page fault).
     fault_address: [u64; MAX_THREADS],
+    /// Some process may be stopped or have a signal to deliver: the scheduler looks at
+    /// each thread it picks only while this is set (`scheduling_checks`), so a system
+    /// without signals pays one test per dispatch. Set by every stop and signal, cleared
+    /// when a resume or a delivery finds no process left with either.
+    active: bool,
 }
 
 fn bit(map: &[u64; WORDS], slot: ThreadSlot) -> bool {
@@ -88,7 +93,14 @@ impl SignalLink {
             notices: [0; WORDS],
             unreported: [0; WORDS],
             fault_address: [0; MAX_THREADS],
+            active: false,
         }
+    }
+
+    /// Whether the scheduler must check the threads it picks (see `active`).
+    #[inline]
+    pub fn scheduling_checks(&self) -> bool {
+        self.active
     }
 
     /// Whether `receiver` is a manager with an event notice held: the notice.
@@ -209,15 +221,18 @@ impl Kernel {
         true
     }
 
-    /// Whether `slot` belongs to a stopped process (it must not run).
-    #[inline]
-    pub fn is_parked(&self, slot: ThreadSlot) -> bool {
-        self.process_of(slot).signals.stopped_by != 0
+    /// Clears `SignalLink::active` if no live process is stopped or has a signal to
+    /// deliver any more.
+    fn refresh_signal_checks(&mut self) {
+        self.signals.active = self.processes.live().any(|(_, process)| {
+            process.signals.stopped_by != 0 || process.signals.pending != 0
+        });
     }
 
     /// Stops `process` (by `by`, a pid): its ready threads leave the run queues.
     pub fn stop_process(&mut self, process: ProcessSlot, by: u32) {
         self.processes[process].signals.stopped_by = by;
+        self.signals.active = true;
         let threads: alloc::vec::Vec<ThreadSlot> = self.table.threads_of(process).collect();
         for slot in threads {
             if self.table.state(slot) == ThreadState::Ready {
@@ -232,6 +247,7 @@ impl Kernel {
             return;
         }
         self.processes[process].signals.stopped_by = 0;
+        self.refresh_signal_checks();
         let priority = self.processes[process].priority();
         let threads: alloc::vec::Vec<ThreadSlot> = self.table.threads_of(process).collect();
         for slot in threads {
@@ -260,6 +276,7 @@ impl Kernel {
             let signals = &mut self.processes[process].signals;
             signals.pending |= signal.bit();
             signals.handler = handler;
+            self.signals.active = true;
         }
         let threads: alloc::vec::Vec<ThreadSlot> = self.table.threads_of(process).collect();
         let mut interrupted = 0;
@@ -291,6 +308,7 @@ impl Kernel {
         }
         let number = u64::from(signals.pending.trailing_zeros());
         self.processes[process].signals.pending &= !(1 << number);
+        self.refresh_signal_checks();
         self.save_fpu_of(slot);
         let context = *self.threads[slot].context();
         let mut image = [0u64; frame::WORDS];

@@ -339,6 +339,20 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "pm-signal-kcalls",
+        // The signal manager's kernel calls by a program that manages a boot process
+        // itself: manager change, stop/resume, the exception event and the held thread,
+        // PmResumeThread into the same fault, and every bad call refused.
+        check: check_pm_signal_kcalls,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "sig_child name=sig_victim -- victim",
+            "sig_kcalls kcalls=pm+snapshot+shutdown",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["mutex_counter kcalls=shutdown"],
@@ -821,6 +835,32 @@ fn check_pm_signals(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "sig_test")
+}
+
+fn check_pm_signal_kcalls(console: &Console) -> Result<(), String> {
+    for refusal in [
+        "manage a forged pid: ESRCH",
+        "a forged manager: ESRCH",
+        "be one's own manager: EINVAL",
+        "manage VM: EPERM",
+        "signal a process it does not manage: EPERM",
+        "stop PM: EPERM",
+        "stop itself: ESELF",
+        "signal a forged pid: ESRCH",
+        "signal 0: EINVAL",
+        "signal 64: EINVAL",
+        "a kernel handler address: EINVAL",
+        "resume a thread that is not held: EINVAL",
+        "resume a forged thread: EDEADSRCDST",
+        "a wild event buffer: EFAULT",
+    ] {
+        console.require(&format!("sig_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&["sig_kcalls: event: pid ", " vector 14 address 0 at "])?;
+    console.require_line_with(&["process 'sig_victim' (pid ", "exited with status 139"])?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "sig_kcalls")
 }
 
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).

@@ -145,8 +145,7 @@ impl Kernel {
         };
         // Running (a CPU exception) or Ready off the queues (a fault VM just refused).
         let state = self.table.state(slot);
-        if manager_process == process
-            || !matches!(state, ThreadState::Running | ThreadState::Ready)
+        if manager_process == process || !matches!(state, ThreadState::Running | ThreadState::Ready)
         {
             return false;
         }
@@ -224,9 +223,10 @@ impl Kernel {
     /// Clears `SignalLink::active` if no live process is stopped or has a signal to
     /// deliver any more.
     fn refresh_signal_checks(&mut self) {
-        self.signals.active = self.processes.live().any(|(_, process)| {
-            process.signals.stopped_by != 0 || process.signals.pending != 0
-        });
+        self.signals.active = self
+            .processes
+            .live()
+            .any(|(_, process)| process.signals.stopped_by != 0 || process.signals.pending != 0);
     }
 
     /// Stops `process` (by `by`, a pid): its ready threads leave the run queues.
@@ -338,10 +338,7 @@ impl Kernel {
         let fpu = self.threads[slot].fpu().words();
         image[frame::FPU..frame::FPU + frame::FPU_WORDS].copy_from_slice(&fpu);
         let size = (frame::WORDS * 8) as u64;
-        let address = context
-            .rsp
-            .wrapping_sub(frame::RED_ZONE + size)
-            & !15;
+        let address = context.rsp.wrapping_sub(frame::RED_ZONE + size) & !15;
         let space = self.processes[process].space();
         let written = UserPtr::<[u64; frame::WORDS]>::new(address)
             .and_then(|at| usercopy::write_value(space, at, &image))

@@ -3223,7 +3223,10 @@ mod tests {
         w.t.hold_for_manager(t, manager, 13);
         assert_eq!(
             w.t.state(t),
-            ThreadState::HeldForManager { manager, vector: 13 }
+            ThreadState::HeldForManager {
+                manager,
+                vector: 13
+            }
         );
         assert!(!w.t.interrupt(&mut w.env, t, Endpoint::NONE));
         assert!(w.t.release_held(t));

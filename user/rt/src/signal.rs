@@ -61,14 +61,13 @@ pub fn action(signal: Signal, action: Action) -> Result<(), Error> {
         Action::Ignore => (signal_action::IGNORE, 0),
         Action::Handler(handler) => {
             HANDLERS[signal.number() as usize].store(handler as usize, Ordering::Release);
-            (signal_action::CATCH, trampoline as *const () as usize as u64)
+            (
+                signal_action::CATCH,
+                trampoline as *const () as usize as u64,
+            )
         }
     };
-    call(
-        request::SIGACTION,
-        [signal.number(), kind, entry, 0, 0, 0],
-    )
-    .map(|_| ())
+    call(request::SIGACTION, [signal.number(), kind, entry, 0, 0, 0]).map(|_| ())
 }
 
 /// Changes the caller's signal mask (`how`: `mask_how::SET`, `BLOCK` or `UNBLOCK`; bit

@@ -192,7 +192,10 @@ impl Signals {
             ready &= ready - 1;
             if let Ok(signal) = Signal::new(number) {
                 if let Err(error) = self.act(caller, signal) {
-                    println!("pending {} for pid {caller} dropped: {error}", signal.name());
+                    println!(
+                        "pending {} for pid {caller} dropped: {error}",
+                        signal.name()
+                    );
                 }
             }
         }
@@ -230,8 +233,8 @@ impl Signals {
             let Ok(target_pid) = pid(target) else {
                 continue;
             };
-            let caught = state.action(signal) == signal_action::CATCH
-                && state.mask & signal.bit() == 0;
+            let caught =
+                state.action(signal) == signal_action::CATCH && state.mask & signal.bit() == 0;
             let outcome = if caught {
                 syscall::pm_signal(target_pid, signal, state.entry)
                     .and_then(|_| syscall::pm_resume_thread(thread))

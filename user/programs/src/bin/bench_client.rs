@@ -454,8 +454,8 @@ fn signal_costs() -> bool {
         ipc::send_receive(server, &mut message)?;
         vigil_abi::Error::from_code(message.payload[0]).map_or(Ok(()), Err)
     });
-    if let Err(error) = managed
-        .and_then(|()| signal::action(Signal::USR1, Action::Handler(count_signal)))
+    if let Err(error) =
+        managed.and_then(|()| signal::action(Signal::USR1, Action::Handler(count_signal)))
     {
         println!("bench: signal row: setting up the handler: {error}");
         return false;

@@ -161,7 +161,9 @@ fn run() -> Result<String, String> {
     context(syscall::pm_resume(Pid(victim)), "PmResume again")?;
     let (state, _, _, stopped_by) = victim_state(victim)?;
     if stopped_by != 0 || state != state_code::RECEIVING {
-        return Err(format!("after resume: state {state}, stopped_by {stopped_by}"));
+        return Err(format!(
+            "after resume: state {state}, stopped_by {stopped_by}"
+        ));
     }
 
     // The exception: an event, a held thread, resumed into the same fault, then killed.
@@ -178,7 +180,9 @@ fn run() -> Result<String, String> {
     }
     let (state, target, vector, _) = victim_state(victim)?;
     if state != state_code::HELD_FOR_MANAGER || target != me || vector != 14 {
-        return Err(format!("held state {state}, target {target}, vector {vector}"));
+        return Err(format!(
+            "held state {state}, target {target}, vector {vector}"
+        ));
     }
     vigil_rt::println!(
         "event: pid {victim} thread {main_thread} vector 14 address 0 at {:#x}; held for {me}",
@@ -187,9 +191,15 @@ fn run() -> Result<String, String> {
     context(syscall::pm_resume_thread(main_thread), "PmResumeThread")?;
     let second = next_event()?;
     if second[event::RIP] != first[event::RIP] {
-        return Err(format!("the resumed thread faulted at {:#x}", second[event::RIP]));
+        return Err(format!(
+            "the resumed thread faulted at {:#x}",
+            second[event::RIP]
+        ));
     }
-    context(syscall::pm_kill(Pid(victim), 139), "PmKill of the held victim")?;
+    context(
+        syscall::pm_kill(Pid(victim), 139),
+        "PmKill of the held victim",
+    )?;
     thread::sleep(Duration::from_millis(10));
     if pid_named("sig_victim").is_ok() {
         return Err(String::from("the killed victim is still there"));

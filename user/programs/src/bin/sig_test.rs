@@ -146,7 +146,10 @@ fn catch_from_parent(me: Endpoint) -> Result<(), String> {
     context(signal::kill(pid, Signal::USR1), "kill USR1")?;
     let exited = context(pm::wait(Some(pid)), "wait catch")?;
     if exited.status != 42 {
-        return Err(format!("the catching child exited with {:#x}", exited.status));
+        return Err(format!(
+            "the catching child exited with {:#x}",
+            exited.status
+        ));
     }
     println!("child {pid} caught SIGUSR1 sent by its parent: status 42");
     Ok(())
@@ -181,7 +184,9 @@ fn self_and_mask(own: u64) -> Result<(), String> {
             CAUGHT.load(Ordering::Relaxed)
         ));
     }
-    println!("caught SIGUSR1 sent to itself before kill returned; masked, it waited for the unblock");
+    println!(
+        "caught SIGUSR1 sent to itself before kill returned; masked, it waited for the unblock"
+    );
     Ok(())
 }
 
@@ -210,10 +215,15 @@ fn stop_and_continue() -> Result<(), String> {
     thread::sleep(Duration::from_millis(100));
     let resumed = cpu_of(pid)?;
     if resumed <= still {
-        return Err(format!("continued spinner did not run: {still} → {resumed} ns"));
+        return Err(format!(
+            "continued spinner did not run: {still} → {resumed} ns"
+        ));
     }
     context(signal::kill(pid, Signal::STOP), "SIGSTOP before KILL")?;
-    context(signal::kill(pid, Signal::KILL), "SIGKILL of a stopped process")?;
+    context(
+        signal::kill(pid, Signal::KILL),
+        "SIGKILL of a stopped process",
+    )?;
     let exited = context(pm::wait(Some(pid)), "wait spin")?;
     if status::signal_of(exited.status) != Some(Signal::KILL) {
         return Err(format!("the killed spinner's status {:#x}", exited.status));
@@ -251,9 +261,14 @@ fn kill_blocked(me: Endpoint, mode: &str, state: u8) -> Result<(), String> {
     }
     let partner = ipc::send_nonblocking(blocked, &Message::new(1));
     if partner != Err(Error::DeadEndpoint) {
-        return Err(format!("{mode}: sending to the killed thread gave {partner:?}"));
+        return Err(format!(
+            "{mode}: sending to the killed thread gave {partner:?}"
+        ));
     }
-    println!("SIGKILL of a child blocked in {mode}: nothing left; its partner gets {}", Error::DeadEndpoint);
+    println!(
+        "SIGKILL of a child blocked in {mode}: nothing left; its partner gets {}",
+        Error::DeadEndpoint
+    );
     Ok(())
 }
 
@@ -263,7 +278,11 @@ fn manage() -> Result<(), String> {
     context(raw(request::MANAGE, [pid, 0, 0, 0, 0, 0]), "MANAGE")?;
     context(ipc::send(victim, &Message::new(7)), "poke the victim")?;
     for _ in 0..200 {
-        if !snapshot()?.processes.iter().any(|p| u64::from(p.pid) == pid) {
+        if !snapshot()?
+            .processes
+            .iter()
+            .any(|p| u64::from(p.pid) == pid)
+        {
             println!("PM managed boot process sig_victim (pid {pid}) and ended it by SIGSEGV");
             return Ok(());
         }
@@ -279,13 +298,20 @@ fn bad_input(own: u64) -> Result<(), String> {
     expect_refusal("signal a forged pid", signal(999_999, 10), Error::NotFound)?;
     expect_refusal("signal 0", signal(own, 0), Error::InvalidArgument)?;
     expect_refusal("signal 64", signal(own, 64), Error::InvalidArgument)?;
-    expect_refusal("signal u64::MAX", signal(own, u64::MAX), Error::InvalidArgument)?;
+    expect_refusal(
+        "signal u64::MAX",
+        signal(own, u64::MAX),
+        Error::InvalidArgument,
+    )?;
     expect_refusal("SIGKILL to PM", signal(pm_pid, 9), Error::PermissionDenied)?;
     expect_refusal("SIGKILL to VM", signal(vm_pid, 9), Error::PermissionDenied)?;
     let entry = on_usr1 as *const () as u64;
     expect_refusal(
         "catch SIGKILL",
-        raw(request::SIGACTION, [9, signal_action::CATCH, entry, 0, 0, 0]),
+        raw(
+            request::SIGACTION,
+            [9, signal_action::CATCH, entry, 0, 0, 0],
+        ),
         Error::InvalidArgument,
     )?;
     expect_refusal(
@@ -313,7 +339,11 @@ fn bad_input(own: u64) -> Result<(), String> {
     let address = forged.as_ptr() as u64;
     // SAFETY: the kernel refuses these frames (checked below), so the call returns.
     let zero = unsafe { syscall::signal_return(address) };
-    expect_refusal("SignalReturn of a zeroed frame", Err::<(), _>(zero), Error::InvalidArgument)?;
+    expect_refusal(
+        "SignalReturn of a zeroed frame",
+        Err::<(), _>(zero),
+        Error::InvalidArgument,
+    )?;
     forged[frame::MAGIC] = frame::MAGIC_VALUE;
     forged[frame::SIGNAL] = 10;
     forged[frame::RIP] = 0xffff_8000_0000_1000;
@@ -321,15 +351,27 @@ fn bad_input(own: u64) -> Result<(), String> {
     let address = core::hint::black_box(&forged).as_ptr() as u64;
     // SAFETY: as above (a kernel RIP is refused).
     let kernel_rip = unsafe { syscall::signal_return(address) };
-    expect_refusal("SignalReturn to a kernel RIP", Err::<(), _>(kernel_rip), Error::InvalidArgument)?;
+    expect_refusal(
+        "SignalReturn to a kernel RIP",
+        Err::<(), _>(kernel_rip),
+        Error::InvalidArgument,
+    )?;
     forged[frame::RIP] = bad_input as *const () as u64;
     forged[frame::FPU + 3] = 0xffff_1f80;
     let address = core::hint::black_box(&forged).as_ptr() as u64;
     // SAFETY: as above (an MXCSR with reserved bits is refused).
     let mxcsr = unsafe { syscall::signal_return(address) };
-    expect_refusal("SignalReturn with a bad MXCSR", Err::<(), _>(mxcsr), Error::InvalidArgument)?;
+    expect_refusal(
+        "SignalReturn with a bad MXCSR",
+        Err::<(), _>(mxcsr),
+        Error::InvalidArgument,
+    )?;
     // SAFETY: as above (the address is in the unmapped null zone).
     let wild = unsafe { syscall::signal_return(0x1000) };
-    expect_refusal("SignalReturn of a wild pointer", Err::<(), _>(wild), Error::Fault)?;
+    expect_refusal(
+        "SignalReturn of a wild pointer",
+        Err::<(), _>(wild),
+        Error::Fault,
+    )?;
     Ok(())
 }

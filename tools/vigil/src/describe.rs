@@ -415,6 +415,16 @@ mod tests {
             })),
             "vm"
         );
+        // A thread held after an exception names its signal manager and the vector.
+        let held = ThreadState::HeldForManager {
+            manager: worker,
+            vector: 14,
+        };
+        assert_eq!(
+            text(held),
+            format!("held for signal manager {worker_label} after exception vector 14")
+        );
+        assert_eq!(state_name(Some(held)), "held");
         // A thread never seen in a snapshot reads as slot.generation.
         assert_eq!(
             text(ThreadState::Joining {

@@ -801,6 +801,8 @@ fn check_pm_signals(console: &Console) -> Result<(), String> {
     console.require_line_with(&["process 'sig_child' (pid ", "held for its signal manager"])?;
     console.require_line_with(&["pm: pid ", " ended by SIGSEGV (vector 14 at "])?;
     console.require_line_with(&["sig_test: child ", " ended by SIGSEGV (status 0x30000000b"])?;
+    console.require("sig_child: SIGSEGV caught in its handler")?;
+    console.require_line_with(&["sig_test: child ", " caught its own SIGSEGV"])?;
     console.require("caught SIGUSR1 from another process; the sleep returned EINTR")?;
     console.require_line_with(&["sig_test: child ", " caught SIGUSR1 sent by its parent"])?;
     console.require("sig_test: caught SIGUSR1 sent to itself before kill returned")?;

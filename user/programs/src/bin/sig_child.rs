@@ -1,5 +1,6 @@
 //! `sig_child`: the program `sig_test` (scenario `pm-signals`) spawns through PM, and the
 //! boot process `sig_victim`. Its arguments say what it does: `segv` (read address 0),
+//! `catchsegv` (catch SIGSEGV, read address 0: the handler exits with 77),
 //! `catch PARENT` (catch SIGUSR1, tell the parent, sleep: the signal must interrupt the
 //! sleep with EINTR after the handler ran; exits 42), `spin` (count forever), `send PARENT`
 //! / `recv PARENT` / `mutex` / `sleep` (block there forever, to be killed), `victim` (wait
@@ -29,6 +30,11 @@ fn on_usr1(signal: Signal) {
     }
 }
 
+fn on_segv(signal: Signal) {
+    println!("{} caught in its handler", signal.name());
+    vigil_rt::process::exit(if signal == Signal::SEGV { 77 } else { 1 });
+}
+
 fn read_address_zero() -> u64 {
     let address = core::hint::black_box(0u64);
     let value: u64;
@@ -51,6 +57,15 @@ fn main(args: &str) -> i32 {
     let parent = Endpoint(words.next().and_then(|w| w.parse().ok()).unwrap_or(0));
     match mode {
         Some("segv") => {
+            let value = read_address_zero();
+            println!("FAIL: read {value:#x} from address 0 and survived");
+            1
+        }
+        Some("catchsegv") => {
+            if let Err(error) = signal::action(Signal::SEGV, Action::Handler(on_segv)) {
+                println!("FAIL: sigaction: {error}");
+                return 1;
+            }
             let value = read_address_zero();
             println!("FAIL: read {value:#x} from address 0 and survived");
             1

@@ -1,6 +1,7 @@
 //! `sig_test`: judges signals, signal managers and stop/resume (scenario `pm-signals`).
 //! Through PM and `sig_child`: a null dereference becomes SIGSEGV and the parent's wait
-//! sees a status naming it; a child catches SIGUSR1 sent by its parent and its sleep
+//! sees a status naming it; a child that catches SIGSEGV runs its handler (PM delivers the
+//! signal and resumes the held thread); a child catches SIGUSR1 sent by its parent and its sleep
 //! returns EINTR; this process catches a signal it sends itself (the handler has run when
 //! `kill` returns, x87/SSE registers intact) and a masked one waits until unmasked; a
 //! spinner's CPU time does not move while it is stopped and moves again after SIGCONT;
@@ -131,6 +132,16 @@ fn segv() -> Result<(), String> {
         "child {pid} ended by SIGSEGV (status {:#x}, with the report)",
         exited.status
     );
+    // Caught: PM delivers SIGSEGV into the handler and resumes the held thread.
+    let pid = context(pm::spawn("sig_child", "catchsegv"), "spawn catchsegv")?;
+    let exited = context(pm::wait(Some(pid)), "wait catchsegv")?;
+    if exited.status != 77 {
+        return Err(format!(
+            "the child catching SIGSEGV ended with status {:#x}",
+            exited.status
+        ));
+    }
+    println!("child {pid} caught its own SIGSEGV: the handler ran and exited 77");
     Ok(())
 }
 

@@ -235,6 +235,16 @@ impl Kernel {
         }
     }
 
+    /// `slot`'s saved x87/MMX/SSE state changed (SignalReturn): if the registers hold its
+    /// state, load the new one now (no #NM on its next use).
+    pub fn reload_fpu_of(&mut self, slot: ThreadSlot) {
+        if self.cpu.fpu_loaded == Some(slot) {
+            fpu::allow_use();
+            self.cpu.fpu_trap_set = false;
+            fpu::restore(self.threads[slot].fpu());
+        }
+    }
+
     /// Gives up the CPU voluntarily, staying runnable.
     pub fn yield_current(&mut self) {
         if let Some(slot) = self.cpu.current {

@@ -220,6 +220,17 @@ impl Kernel {
         true
     }
 
+    /// The thread slots of `process` (not Free), in an array with their count.
+    fn threads_of_process(&self, process: ProcessSlot) -> ([ThreadSlot; MAX_THREADS], usize) {
+        let mut slots = [ThreadSlot::FIRST; MAX_THREADS];
+        let mut count = 0;
+        for slot in self.table.threads_of(process) {
+            slots[count] = slot;
+            count += 1;
+        }
+        (slots, count)
+    }
+
     /// Clears `SignalLink::active` if no live process is stopped or has a signal to
     /// deliver any more.
     fn refresh_signal_checks(&mut self) {
@@ -233,8 +244,9 @@ impl Kernel {
     pub fn stop_process(&mut self, process: ProcessSlot, by: u32) {
         self.processes[process].signals.stopped_by = by;
         self.signals.active = true;
-        let threads: alloc::vec::Vec<ThreadSlot> = self.table.threads_of(process).collect();
-        for slot in threads {
+        let (threads, count) = self.threads_of_process(process);
+        let threads = &threads[..count];
+        for &slot in threads {
             if self.table.state(slot) == ThreadState::Ready {
                 self.run_queues.remove(slot.get());
             }
@@ -249,8 +261,9 @@ impl Kernel {
         self.processes[process].signals.stopped_by = 0;
         self.refresh_signal_checks();
         let priority = self.processes[process].priority();
-        let threads: alloc::vec::Vec<ThreadSlot> = self.table.threads_of(process).collect();
-        for slot in threads {
+        let (threads, count) = self.threads_of_process(process);
+        let threads = &threads[..count];
+        for &slot in threads {
             if self.table.state(slot) == ThreadState::Ready && !self.is_handed_off(slot) {
                 self.run_queues.remove(slot.get());
                 self.run_queues.push_back(slot.get(), priority);
@@ -278,9 +291,10 @@ impl Kernel {
             signals.handler = handler;
             self.signals.active = true;
         }
-        let threads: alloc::vec::Vec<ThreadSlot> = self.table.threads_of(process).collect();
+        let (threads, count) = self.threads_of_process(process);
+        let threads = &threads[..count];
         let mut interrupted = 0;
-        for slot in threads {
+        for &slot in threads {
             let sleeping = matches!(self.table.state(slot), ThreadState::Sleeping { .. });
             let cancelled = {
                 let (table, mut env) = self.ipc_parts();
@@ -404,9 +418,9 @@ pub fn signal_return(
     words.copy_from_slice(&image[frame::FPU..frame::FPU + frame::FPU_WORDS]);
     let fpu = FpuState::from_words(words).ok_or(Error::InvalidArgument)?;
     // Checked: from here on nothing fails.
-    kernel.cpu.forget_fpu(caller);
+    *kernel.threads[caller].fpu_mut() = fpu;
+    kernel.reload_fpu_of(caller);
     let thread = &mut kernel.threads[caller];
-    *thread.fpu_mut() = fpu;
     let context = thread.context_mut();
     restore_general(
         context,

@@ -15,7 +15,7 @@
 //! signal::kill(own_pid, Signal::USR1)?; // on_usr1 has run when this returns
 //! ```
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use vigil_abi::pm::{mask_how, request, signal_action};
 use vigil_abi::signal::Signal;
@@ -37,9 +37,19 @@ pub enum Action {
 /// Handlers by signal number (a `fn(Signal)` as usize; 0 = none).
 static HANDLERS: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
 
+/// PM's endpoint, once looked up (0 before).
+static PM: AtomicU64 = AtomicU64::new(0);
+
 /// Sends `kind` with `payload` to PM; the reply's payload or PM's refusal.
 fn call(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let server = crate::pm::server()?;
+    let server = match PM.load(Ordering::Relaxed) {
+        0 => {
+            let server = crate::pm::server()?;
+            PM.store(server.0, Ordering::Relaxed);
+            server
+        }
+        known => vigil_abi::Endpoint(known),
+    };
     let mut message = Message::with_payload(kind, payload);
     ipc::send_receive(server, &mut message)?;
     if message.kind != request::REPLY {

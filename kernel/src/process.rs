@@ -771,7 +771,8 @@ impl Kernel {
         Ok(endpoint)
     }
 
-    /// A CPU exception in user code: report it and kill the process; the rest run on. (An
+    /// A CPU exception in user code: report it and kill the process (or hold the thread for
+    /// its signal manager, `signal.rs`); the rest run on. (An
     /// #NM that only asks for the thread's FPU state, and a page fault VM serves, are not
     /// errors.)
     pub fn user_exception(&mut self, slot: ThreadSlot) {
@@ -797,7 +798,8 @@ impl Kernel {
     }
 
     /// Reports the exception saved in `slot`'s registers (`fault_address` is CR2 for a page
-    /// fault; `reason` says why VM refused it, if it did) and kills the process; the rest
+    /// fault; `reason` says why VM refused it, if it did) and kills the process — unless it
+    /// has a live signal manager, which then holds the thread and gets an event; the rest
     /// run on.
     pub fn kill_for_exception(
         &mut self,

@@ -359,7 +359,13 @@ impl Kernel {
             .and_then(|()| UserPtr::<u64>::new(address - 8))
             .and_then(|at| usercopy::write_value(space, at, &0u64));
         if written.is_err() {
+            let missing = usercopy::missing_page();
             usercopy::forget_missing_page();
+            if let Some(missing) = missing.filter(|m| m.is_in(self.processes[process].space())) {
+                if self.fault_in_frame_page(slot, missing.page, number) {
+                    return false;
+                }
+            }
             let record = &self.processes[process];
             crate::error!(
                 "process '{}' (pid {}): no room for the frame of signal {} on the stack at {:#x}; ended as by SIGSEGV",
@@ -376,6 +382,47 @@ impl Kernel {
         context.rdi = number;
         context.rsi = address;
         context.rsp = address - 8;
+        true
+    }
+}
+
+impl Kernel {
+    /// The stack page at `page` where `slot`'s signal frame goes is not mapped yet: if VM
+    /// serves the process (and the page is above the image, where VM maps), the thread
+    /// waits for VM as for its own write fault there, with `signal` pending again, and the
+    /// frame is pushed when it is picked after VM resumed it (true). Its saved frame is
+    /// marked as an exception's (#PF, a user write to a missing page), so that it returns
+    /// with IRETQ and a refusal by VM ends it as a page fault would — reported, and held
+    /// for its manager. False: the caller ends the process.
+    fn fault_in_frame_page(&mut self, slot: ThreadSlot, page: u64, signal: u64) -> bool {
+        let process = self.threads[slot].process();
+        let Some(server) = self.vm_server() else {
+            return false;
+        };
+        if server.process == process || page < vigil_abi::layout::USER_IMAGE_END {
+            return false;
+        }
+        self.processes[process].signals.pending |= 1 << signal;
+        self.signals.active = true;
+        self.processes[process].count_forwarded_fault(false);
+        let pid = self.processes[process].pid();
+        let thread = &mut self.threads[slot];
+        thread.counters_mut().page_faults += 1;
+        let context = thread.context_mut();
+        context.vector = crate::fault::PAGE_FAULT_VECTOR;
+        // Not present, write, user mode.
+        context.error_code = 0b110;
+        let fault = vigil_abi::vm::PageFault {
+            address: page,
+            access: vigil_abi::vm::FaultAccess::Write,
+            thread: self.table.endpoint(slot),
+            pid,
+            instruction: context.rip,
+            present: false,
+            system_call: false,
+        };
+        // `choose_next` marks the thread it returns Running; this one it does not return.
+        self.wait_for_vm(server, slot, fault);
         true
     }
 }

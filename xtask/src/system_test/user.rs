@@ -805,6 +805,8 @@ fn check_pm_signals(console: &Console) -> Result<(), String> {
     console.require_line_with(&["sig_test: child ", " caught its own SIGSEGV"])?;
     console.require("caught SIGUSR1 from another process; the sleep returned EINTR")?;
     console.require_line_with(&["sig_test: child ", " caught SIGUSR1 sent by its parent"])?;
+    console.require("caught SIGUSR1 with its frame on a stack page VM had not mapped")?;
+    console.require_line_with(&["sig_test: child ", " on a fresh stack page: status 43"])?;
     console.require("sig_test: caught SIGUSR1 sent to itself before kill returned")?;
     console.require_line_with(&["sig_test: stopped spinner held at ", "status 0x100000009"])?;
     for mode in ["send", "recv", "mutex", "sleep"] {

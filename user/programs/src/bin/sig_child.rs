@@ -1,6 +1,8 @@
 //! `sig_child`: the program `sig_test` (scenario `pm-signals`) spawns through PM, and the
 //! boot process `sig_victim`. Its arguments say what it does: `segv` (read address 0),
-//! `catchsegv` (catch SIGSEGV, read address 0: the handler exits with 77),
+//! `catchsegv` (catch SIGSEGV, read address 0: the handler exits with 77), `edgecatch
+//! PARENT` (as `catch`, but asleep with its stack pointer on a page boundary 96 KiB down,
+//! so the signal frame lands on a stack page VM has not mapped yet; exits 43),
 //! `catch PARENT` (catch SIGUSR1, tell the parent, sleep: the signal must interrupt the
 //! sleep with EINTR after the handler ran; exits 42), `spin` (count forever), `send PARENT`
 //! / `recv PARENT` / `mutex` / `sleep` (block there forever, to be killed), `victim` (wait
@@ -77,6 +79,7 @@ fn main(args: &str) -> i32 {
             1
         }
         Some("catch") => catch(parent),
+        Some("edgecatch") => edge_catch(parent),
         Some("spin") => {
             let mut count = 0u64;
             loop {
@@ -131,4 +134,49 @@ fn catch(parent: Endpoint) -> i32 {
     }
     println!("caught SIGUSR1 from another process; the sleep returned EINTR");
     42
+}
+
+/// As `catch`, with the sleep made at a page boundary below 96 KiB of touched stack: the
+/// page under it has never been touched, so the kernel must have VM map it for the frame.
+fn edge_catch(parent: Endpoint) -> i32 {
+    if let Err(error) = signal::action(Signal::USR1, Action::Handler(on_usr1)) {
+        println!("FAIL: sigaction: {error}");
+        return 1;
+    }
+    if let Err(error) = ipc::send(parent, &Message::new(READY)) {
+        println!("FAIL: telling the parent: {error}");
+        return 1;
+    }
+    let slept = sleep_at_page_edge();
+    let caught = CAUGHT.load(Ordering::Relaxed);
+    if slept != Err(Error::Interrupted) || caught != 1 {
+        println!("FAIL: edge sleep ended with {slept:?}, handler ran {caught} times");
+        return 1;
+    }
+    println!("caught SIGUSR1 with its frame on a stack page VM had not mapped");
+    43
+}
+
+#[inline(never)]
+fn sleep_at_page_edge() -> Result<u64, Error> {
+    let pad = core::hint::black_box([0u8; 96 * 1024]);
+    let rax: u64;
+    // SAFETY: the stack pointer moves down to the page boundary below it (memory below the
+    // stack pointer is free) for one Sleep call, which touches no user memory, and is put
+    // back from R12 (declared clobbered) right after; RCX and R11 are SYSCALL's.
+    unsafe {
+        core::arch::asm!(
+            "mov r12, rsp",
+            "and rsp, -4096",
+            "syscall",
+            "mov rsp, r12",
+            inlateout("rax") vigil_rt::abi::syscall::Syscall::Sleep as u64 => rax,
+            in("rdi") 60_000_000_000u64,
+            out("rcx") _,
+            out("r11") _,
+            out("r12") _,
+        );
+    }
+    core::hint::black_box(&pad);
+    Error::from_return_value(rax)
 }

@@ -163,6 +163,22 @@ fn catch_from_parent(me: Endpoint) -> Result<(), String> {
         ));
     }
     println!("child {pid} caught SIGUSR1 sent by its parent: status 42");
+    // The same with the frame on a stack page VM has not mapped yet.
+    let pid = context(
+        pm::spawn("sig_child", &format!("edgecatch {}", me.0)),
+        "spawn edgecatch",
+    )?;
+    let ready = context(ipc::receive(Endpoint::ANY), "receive ready")?;
+    if ready.kind != 0x5160_0001 {
+        return Err(format!("the edge child sent kind {:#x}", ready.kind));
+    }
+    thread_in(pid, state_code::SLEEPING)?;
+    context(signal::kill(pid, Signal::USR1), "kill USR1 at the edge")?;
+    let exited = context(pm::wait(Some(pid)), "wait edgecatch")?;
+    if exited.status != 43 {
+        return Err(format!("the edge child exited with {:#x}", exited.status));
+    }
+    println!("child {pid} caught SIGUSR1 with its frame on a fresh stack page: status 43");
     Ok(())
 }
 

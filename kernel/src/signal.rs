@@ -311,9 +311,10 @@ impl Kernel {
     }
 
     /// `slot` was picked to run: if its process has a signal to deliver, push a signal
-    /// frame on its stack and start it in the handler. False if the frame could not be
-    /// written (its stack is not mapped there): the process is then ended as if by
-    /// SIGSEGV, with a report, as Linux does when it cannot build a frame.
+    /// frame on its stack and start it in the handler. False if it must not run now: the
+    /// frame's stack page is not mapped yet and the thread waits for VM to map it
+    /// (`fault_in_frame_page`), or the frame cannot be written at all and the process is
+    /// ended as by SIGSEGV, with a report, as Linux does when it cannot build a frame.
     pub fn deliver_pending_signal(&mut self, slot: ThreadSlot) -> bool {
         let process = self.threads[slot].process();
         let signals = self.processes[process].signals;

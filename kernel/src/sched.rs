@@ -181,22 +181,12 @@ impl Kernel {
             }
             self.cpu.current = None;
         }
-        let next = loop {
-            let candidate = match self.cpu.handoff.take() {
+        let next = if self.signals.scheduling_checks() {
+            self.next_runnable()?
+        } else {
+            match self.cpu.handoff.take() {
                 Some(next) => next,
                 None => queued_slot(self.run_queues.pop_highest()?),
-            };
-            // A thread of a stopped process stays Ready off the queues until `PmResume`;
-            // one whose process must take a signal starts in its handler (`signal.rs`).
-            if !self.signals.scheduling_checks() {
-                break candidate;
-            }
-            let signals = self.process_of(candidate).signals;
-            if signals.stopped_by != 0 {
-                continue;
-            }
-            if signals.pending == 0 || self.deliver_pending_signal(candidate) {
-                break candidate;
             }
         };
         self.table.mark_running(next);
@@ -216,6 +206,26 @@ impl Kernel {
             self.cpu.handoff = Some(slot);
         } else {
             self.run_queues.push_back(slot.get(), priority);
+        }
+    }
+
+    /// `choose_next`'s pick while some process is stopped or has a signal pending: a thread
+    /// of a stopped process stays Ready off the queues until `PmResume`; one whose process
+    /// must take a signal starts in its handler (`signal.rs`).
+    #[inline(never)]
+    fn next_runnable(&mut self) -> Option<ThreadSlot> {
+        loop {
+            let candidate = match self.cpu.handoff.take() {
+                Some(next) => next,
+                None => queued_slot(self.run_queues.pop_highest()?),
+            };
+            let signals = self.process_of(candidate).signals;
+            if signals.stopped_by != 0 {
+                continue;
+            }
+            if signals.pending == 0 || self.deliver_pending_signal(candidate) {
+                return Some(candidate);
+            }
         }
     }
 

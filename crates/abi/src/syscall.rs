@@ -393,7 +393,8 @@ calls! {
     /// instruction runs again. `InvalidArgument` if the thread is not waiting for VM.
     VmResume = 9 => VmResumeArgs { thread: Endpoint }
     /// (thread) → 0. VM: the fault of `thread` is invalid; it becomes an exception for its
-    /// process (today: the process is killed with a report).
+    /// process (reported; then the process is killed, or the thread is held for its
+    /// signal manager if it has one).
     VmFail = 10 => VmFailArgs { thread: Endpoint }
     /// (thread) → pid. VM: the process a thread belongs to (VM learns who sent a request).
     VmProcessOf = 11 => VmProcessOfArgs { thread: Endpoint }

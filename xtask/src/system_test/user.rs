@@ -808,6 +808,7 @@ fn check_pm_signals(console: &Console) -> Result<(), String> {
     console.require("caught SIGUSR1 with its frame on a stack page VM had not mapped")?;
     console.require_line_with(&["sig_test: child ", " on a fresh stack page: status 43"])?;
     console.require("sig_test: caught SIGUSR1 sent to itself before kill returned")?;
+    console.require("sig_test: KILL and STOP stay unmasked")?;
     console.require_line_with(&["sig_test: stopped spinner held at ", "status 0x100000009"])?;
     for mode in ["send", "recv", "mutex", "sleep"] {
         console.require(&format!(

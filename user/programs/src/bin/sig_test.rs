@@ -214,6 +214,16 @@ fn self_and_mask(own: u64) -> Result<(), String> {
     println!(
         "caught SIGUSR1 sent to itself before kill returned; masked, it waited for the unblock"
     );
+    // KILL and STOP are never masked: blocking them leaves the mask as it was.
+    context(
+        signal::block(Signal::KILL.bit() | Signal::STOP.bit()),
+        "block KILL",
+    )?;
+    let mask = context(signal::unblock(0), "read the mask")?;
+    if mask != 0 {
+        return Err(format!("blocking KILL and STOP made the mask {mask:#x}"));
+    }
+    println!("KILL and STOP stay unmasked");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use vigil_abi::Endpoint;
 pub enum FaultPlace<'a> {
     /// In the kernel (or in user mode with no thread to blame): the machine stops.
     Kernel,
-    /// In a thread of a user process, which is killed.
+    /// In a thread of a user process, which is killed (or held for its signal manager).
     User {
         process: &'a str,
         pid: u32,

@@ -65,6 +65,7 @@ impl Kernel {
                 shared_pages: record.shared_pages(),
                 faults_not_present,
                 faults_protection,
+                stopped_by: record.signals.stopped_by,
                 ..ProcessRecord::default()
             });
         }

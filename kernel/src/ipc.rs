@@ -23,6 +23,7 @@ pub struct KernelEnv<'a> {
     pub processes: &'a Processes,
     pub vm: &'a mut VmLink,
     pub pm: &'a mut crate::pm::PmLink,
+    pub signals: &'a mut crate::signal::SignalLink,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
 }
 
@@ -165,15 +166,21 @@ impl IpcEnvironment for KernelEnv<'_> {
 
     #[inline]
     fn peek_kernel_message(&mut self, receiver: ThreadSlot) -> Option<Message> {
-        self.vm.peek(receiver).or_else(|| self.pm.peek(receiver))
+        self.vm
+            .peek(receiver)
+            .or_else(|| self.pm.peek(receiver))
+            .or_else(|| self.signals.peek(receiver))
     }
 
     fn consume_kernel_message(&mut self, receiver: ThreadSlot) {
-        // One message was delivered: VM's if VM had one held, else PM's notice.
+        // One message was delivered: VM's if VM had one held, else PM's notice, else a
+        // signal manager's event notice.
         if self.vm.peek(receiver).is_some() {
             self.vm.consume(receiver);
-        } else {
+        } else if self.pm.peek(receiver).is_some() {
             self.pm.consume(receiver);
+        } else {
+            self.signals.consume(receiver);
         }
     }
 }
@@ -201,6 +208,7 @@ impl crate::system::Kernel {
             processes: &self.processes,
             vm: &mut self.vm,
             pm: &mut self.pm,
+            signals: &mut self.signals,
             run_queues: &mut self.run_queues,
         };
         (&mut self.table, env)

@@ -26,6 +26,7 @@ mod pm;
 mod process;
 mod sched;
 mod selftest;
+mod signal;
 mod syscall;
 mod system;
 mod thread;

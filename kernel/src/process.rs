@@ -73,6 +73,8 @@ pub struct Process {
     /// Set when a process with a signal manager has exited: the slot (free of threads
     /// and memory) is kept, with the status, until the manager collects it (`PmReap`).
     exit_status: Option<u64>,
+    /// Who stopped it, and signals to deliver (`signal.rs`; the manager holds the rest).
+    pub(crate) signals: crate::signal::ProcessSignals,
 }
 
 impl Process {
@@ -96,6 +98,7 @@ impl Process {
         signal_manager: None,
         started: false,
         exit_status: None,
+        signals: crate::signal::ProcessSignals::NONE,
     };
 
     /// A live process with pid `pid`, its address space, `image_pages` pages of image and
@@ -130,6 +133,11 @@ impl Process {
     /// The pid of the process's signal manager (None: the kernel's default handling).
     pub fn signal_manager(&self) -> Option<u32> {
         self.signal_manager
+    }
+
+    /// Makes `manager` (a pid) the process's signal manager (`PmSetSignalManager`).
+    pub fn set_signal_manager(&mut self, manager: u32) {
+        self.signal_manager = Some(manager);
     }
 
     /// Whether the main thread has been started.
@@ -763,7 +771,8 @@ impl Kernel {
         Ok(endpoint)
     }
 
-    /// A CPU exception in user code: report it and kill the process; the rest run on. (An
+    /// A CPU exception in user code: report it and kill the process (or hold the thread for
+    /// its signal manager, `signal.rs`); the rest run on. (An
     /// #NM that only asks for the thread's FPU state, and a page fault VM serves, are not
     /// errors.)
     pub fn user_exception(&mut self, slot: ThreadSlot) {
@@ -789,7 +798,8 @@ impl Kernel {
     }
 
     /// Reports the exception saved in `slot`'s registers (`fault_address` is CR2 for a page
-    /// fault; `reason` says why VM refused it, if it did) and kills the process; the rest
+    /// fault; `reason` says why VM refused it, if it did) and kills the process — unless it
+    /// has a live signal manager, which then holds the thread and gets an event; the rest
     /// run on.
     pub fn kill_for_exception(
         &mut self,
@@ -827,14 +837,26 @@ impl Kernel {
             report.summary(),
             backtrace,
         );
-        crate::error!(
-            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
-            context.rip
-        );
         crate::trace::emit(
             vigil_abi::trace::EventKind::Crash,
             endpoint,
             [u64::from(pid), context.vector, context.rip],
+        );
+        if let Some(manager) = record.signal_manager() {
+            if self.hold_for_manager(slot, fault_address) {
+                crate::info!(
+                    "process '{}' (pid {pid}) thread {endpoint} held for its signal manager (pid {manager}) after {mnemonic} at {:#x}",
+                    self.processes[process].name(),
+                    context.rip
+                );
+                return;
+            }
+        }
+        let record = &self.processes[process];
+        let name = record.name();
+        crate::error!(
+            "process '{name}' (pid {pid}) killed by {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
+            context.rip
         );
         self.exit_process(process, 128 + context.vector);
     }

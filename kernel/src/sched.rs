@@ -181,9 +181,13 @@ impl Kernel {
             }
             self.cpu.current = None;
         }
-        let next = match self.cpu.handoff.take() {
-            Some(next) => next,
-            None => queued_slot(self.run_queues.pop_highest()?),
+        let next = if self.signals.scheduling_checks() {
+            self.next_runnable()?
+        } else {
+            match self.cpu.handoff.take() {
+                Some(next) => next,
+                None => queued_slot(self.run_queues.pop_highest()?),
+            }
         };
         self.table.mark_running(next);
         policy::refill_if_spent(self.threads[next].quantum_left_mut(), QUANTUM_TICKS);
@@ -202,6 +206,52 @@ impl Kernel {
             self.cpu.handoff = Some(slot);
         } else {
             self.run_queues.push_back(slot.get(), priority);
+        }
+    }
+
+    /// `choose_next`'s pick while some process is stopped or has a signal pending: a thread
+    /// of a stopped process stays Ready off the queues until `PmResume`; one whose process
+    /// must take a signal starts in its handler (`signal.rs`).
+    #[inline(never)]
+    fn next_runnable(&mut self) -> Option<ThreadSlot> {
+        loop {
+            let candidate = match self.cpu.handoff.take() {
+                Some(next) => next,
+                None => queued_slot(self.run_queues.pop_highest()?),
+            };
+            let signals = self.process_of(candidate).signals;
+            if signals.stopped_by != 0 {
+                continue;
+            }
+            if signals.pending == 0 || self.deliver_pending_signal(candidate) {
+                return Some(candidate);
+            }
+        }
+    }
+
+    /// Whether `slot` is the thread an IPC fast path handed the CPU to (off the queues).
+    pub fn is_handed_off(&self, slot: ThreadSlot) -> bool {
+        self.cpu.handoff == Some(slot)
+    }
+
+    /// Saves `slot`'s x87/MMX/SSE registers into its `Thread` if they are the loaded
+    /// ones (a signal frame copies them from there).
+    pub fn save_fpu_of(&mut self, slot: ThreadSlot) {
+        if self.cpu.fpu_loaded == Some(slot) {
+            // FXSAVE with CR0.TS set would fault: the registers are usable first.
+            fpu::allow_use();
+            self.cpu.fpu_trap_set = false;
+            fpu::save(self.threads[slot].fpu_mut());
+        }
+    }
+
+    /// `slot`'s saved x87/MMX/SSE state changed (SignalReturn): if the registers hold its
+    /// state, load the new one now (no #NM on its next use).
+    pub fn reload_fpu_of(&mut self, slot: ThreadSlot) {
+        if self.cpu.fpu_loaded == Some(slot) {
+            fpu::allow_use();
+            self.cpu.fpu_trap_set = false;
+            fpu::restore(self.threads[slot].fpu());
         }
     }
 

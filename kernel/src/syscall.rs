@@ -29,6 +29,8 @@ pub enum Next {
     Blocked,
     /// The caller no longer exists (thread or process exit): nothing to write.
     Exited,
+    /// The caller's registers were replaced whole (SignalReturn): nothing to write.
+    Restored,
 }
 
 impl Next {
@@ -45,7 +47,7 @@ impl Next {
         match result {
             Ok(Next::Return(value)) => Some(value),
             Ok(Next::Yield) => Some(0),
-            Ok(Next::Blocked | Next::Exited) => None,
+            Ok(Next::Blocked | Next::Exited | Next::Restored) => None,
             Err(error) => Some(error.to_return_value()),
         }
     }
@@ -102,6 +104,7 @@ impl Kernel {
             }
             // The caller is gone: its slot may already be free or reused.
             Ok(Next::Exited) => {}
+            Ok(Next::Restored) => {}
         }
     }
 
@@ -144,6 +147,7 @@ impl Kernel {
             Syscall::Panic => run!(PanicArgs, crate::process::panic),
             Syscall::KernelCall => run!(KernelCallTrapArgs, Kernel::kernel_call),
             Syscall::ReplyReceive => run!(ReplyReceiveArgs, reply_receive),
+            Syscall::SignalReturn => run!(SignalReturnArgs, crate::signal::signal_return),
         }
     }
 }

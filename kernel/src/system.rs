@@ -37,6 +37,8 @@ pub struct Kernel {
     pub(crate) pm: crate::pm::PmLink,
     /// Host commands forwarded to PM and waiting for its answer.
     pub(crate) host_commands: crate::host_command::HostCommandTable,
+    /// Exception events and notices for signal managers (`signal.rs`).
+    pub(crate) signals: crate::signal::SignalLink,
     /// The last pid handed out.
     last_pid: u32,
     /// Snapshots taken so far.
@@ -60,6 +62,7 @@ impl Kernel {
             vm: VmLink::new(),
             pm: crate::pm::PmLink::new(),
             host_commands: crate::host_command::HostCommandTable::new(),
+            signals: crate::signal::SignalLink::new(),
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,

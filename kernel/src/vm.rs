@@ -246,8 +246,13 @@ impl Kernel {
         (owner != server.process).then_some((server, owner))
     }
 
+    /// The VM server, if it runs.
+    pub fn vm_server(&self) -> Option<VmServer> {
+        self.vm.server
+    }
+
     /// Blocks `slot` waiting for VM on `fault` and sends VM the fault.
-    fn wait_for_vm(&mut self, server: VmServer, slot: ThreadSlot, fault: PageFault) {
+    pub(crate) fn wait_for_vm(&mut self, server: VmServer, slot: ThreadSlot, fault: PageFault) {
         self.table
             .wait_for_vm(slot, server.endpoint, fault.address, fault.access);
         crate::trace::emit(

@@ -331,9 +331,13 @@ pub fn reference(name: &str) -> Option<&'static str> {
             "Linux posix_spawn+exec+exit+wait of a static binary 672,649, fork+exit+wait 347,900 instructions; Vigil aims ≤ 336,324",
         ),
         "thread_create_join" => Some("Linux 71,043 instructions; Vigil aims ≤ 35,521"),
+        "signal_self_handler" => Some("Linux 4,249 instructions; Vigil aims ≤ 2,124"),
         _ => None,
     }
 }
+
+/// The signal-to-self-with-a-handler target: half of Linux's 4,249 instructions.
+const SIGNAL_SELF_TARGET: u64 = 2_124;
 
 /// The IPC round-trip target (instructions per round trip).
 const IPC_ROUNDTRIP_TARGET: u64 = 400;
@@ -350,6 +354,7 @@ fn target_of(name: &str) -> Option<u64> {
     match name {
         "ipc_roundtrip" | "ipc_call_replyrecv" => Some(IPC_ROUNDTRIP_TARGET),
         "ipc_roundtrip_slowpath" | "ipc_call_replyrecv_slowpath" => Some(IPC_SLOW_PATH_LIMIT),
+        "signal_self_handler" => Some(SIGNAL_SELF_TARGET),
         _ => None,
     }
 }

@@ -32,10 +32,13 @@ pub enum Error {
     SelfTarget = 13,
     /// Something is already there: a page already mapped, a name already taken.
     Exists = 14,
+    /// A signal interrupted the wait (send, receive, mutex wait, sleep) before it ended;
+    /// nothing was transferred. Code 24, clear of the codes other branches add after 14.
+    Interrupted = 24,
 }
 
 impl Error {
-    pub const ALL: [Error; 14] = [
+    pub const ALL: [Error; 15] = [
         Error::Fault,
         Error::PermissionDenied,
         Error::DeadEndpoint,
@@ -50,6 +53,7 @@ impl Error {
         Error::PartnerDied,
         Error::SelfTarget,
         Error::Exists,
+        Error::Interrupted,
     ];
 
     /// Conventional short name (as in MINIX/POSIX where one exists).
@@ -69,6 +73,7 @@ impl Error {
             Error::PartnerDied => "EDEADPARTNER",
             Error::SelfTarget => "ESELF",
             Error::Exists => "EEXIST",
+            Error::Interrupted => "EINTR",
         }
     }
 

@@ -52,6 +52,9 @@ pub mod state_code {
     pub const DEAD: u8 = 9;
     /// Waiting for VM; the argument is the address with the access in bits 60..62.
     pub const WAITING_FOR_VM: u8 = 10;
+    /// Held for the signal manager after a CPU exception; the target is the manager's
+    /// main thread, the argument the exception vector.
+    pub const HELD_FOR_MANAGER: u8 = 11;
 }
 
 /// Where `encode_state` puts a VM wait's access in the argument (above any user address).
@@ -140,7 +143,9 @@ pub struct ProcessRecord {
     pub reserved: [u8; 7],
     /// Memory grants currently open.
     pub grants: u32,
-    pub reserved2: u32,
+    /// The pid of the process that stopped this one (`PmStop`, MINIX's runctl), 0 while
+    /// it may run. Reserved (0) before snapshot version 3's signal support.
+    pub stopped_by: u32,
     pub cpu_ns: u64,
     /// The most pages `memory_pages` has been (kernel-counted). Since version 3.
     pub peak_pages: u64,
@@ -183,6 +188,9 @@ pub const fn encode_state(state: &ThreadState) -> (u8, Endpoint, u64) {
         ThreadState::Sleeping { until_ns } => (state_code::SLEEPING, Endpoint::NONE, until_ns),
         ThreadState::Joining { thread } => (state_code::JOINING, thread, 0),
         ThreadState::Dead { exit_code } => (state_code::DEAD, Endpoint::NONE, exit_code),
+        ThreadState::HeldForManager { manager, vector } => {
+            (state_code::HELD_FOR_MANAGER, manager, vector)
+        }
         ThreadState::WaitingForVm {
             vm,
             address,
@@ -212,6 +220,10 @@ pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<T
         state_code::JOINING => ThreadState::Joining { thread: target },
         state_code::DEAD => ThreadState::Dead {
             exit_code: argument,
+        },
+        state_code::HELD_FOR_MANAGER => ThreadState::HeldForManager {
+            manager: target,
+            vector: argument,
         },
         state_code::WAITING_FOR_VM => ThreadState::WaitingForVm {
             vm: target,
@@ -284,6 +296,10 @@ mod tests {
             ThreadState::Sleeping { until_ns: 99 },
             ThreadState::Joining { thread: t },
             ThreadState::Dead { exit_code: 3 },
+            ThreadState::HeldForManager {
+                manager: t,
+                vector: 13,
+            },
             ThreadState::WaitingForVm {
                 vm: Endpoint::new(1, 1),
                 address: 0x7eff_fffb_f000,

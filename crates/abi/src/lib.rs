@@ -14,6 +14,7 @@ pub mod pm;
 pub mod ptrace;
 pub mod qemu_exit;
 pub mod server_introspect;
+pub mod signal;
 pub mod syscall;
 pub mod syscall_text;
 pub mod trace;

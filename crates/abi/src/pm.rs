@@ -35,8 +35,40 @@ pub mod request {
     /// `status`. `PermissionDenied` for PM, VM or the caller itself; `NotFound` for no
     /// such process.
     pub const KILL: u32 = 0x0300_0003;
+    /// payload `[pid, signal]` → reply `[0]`: sends `signal` (`vigil_abi::signal`) to
+    /// process `pid` (the caller's own too); PM applies its action, mask and default.
+    /// `InvalidArgument` for signal 0 or above 63, `PermissionDenied` for PM or VM,
+    /// `NotFound` for no such process.
+    pub const SIGNAL: u32 = 0x0300_0004;
+    /// payload `[signal, action, handler entry]` → reply `[0, previous action]`: what the
+    /// caller's process does with `signal` (`signal_action`); the entry is the runtime's
+    /// trampoline, used with `CATCH`. `InvalidArgument` for KILL and STOP, an unknown
+    /// action, or `CATCH` with entry 0.
+    pub const SIGACTION: u32 = 0x0300_0005;
+    /// payload `[how, set]` → reply `[0, previous mask]`: changes the caller's signal mask
+    /// (`mask_how`); KILL and STOP are never masked. Signals unmasked this way that are
+    /// pending are delivered before the reply.
+    pub const SIGMASK: u32 = 0x0300_0006;
+    /// payload `[pid]` → reply `[0]`: PM becomes the signal manager of process `pid` (a
+    /// boot process: its exceptions then become signals PM handles). `NotFound` for no
+    /// such process, `InvalidArgument` for PM itself, `PermissionDenied` for VM.
+    pub const MANAGE: u32 = 0x0300_0007;
     /// Every answer.
     pub const REPLY: u32 = 0x0300_00ff;
+}
+
+/// `SIGACTION`'s actions.
+pub mod signal_action {
+    pub const DEFAULT: u64 = 0;
+    pub const IGNORE: u64 = 1;
+    pub const CATCH: u64 = 2;
+}
+
+/// `SIGMASK`'s `how`.
+pub mod mask_how {
+    pub const SET: u64 = 0;
+    pub const BLOCK: u64 = 1;
+    pub const UNBLOCK: u64 = 2;
 }
 
 /// `WAIT`'s `payload[0]` for "any child".

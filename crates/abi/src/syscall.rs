@@ -346,6 +346,11 @@ calls! {
     /// waiting for the caller right now (its `SendReceive`), else fails with `NotReady` and
     /// receives nothing; then receives from `src` into the same buffer, as `Receive`.
     ReplyReceive = 23 => ReplyReceiveArgs { destination: Endpoint, source: Endpoint, message: UserPtr<Message> }
+    /// (frame) → never returns to the caller's code: ends a signal handler by restoring
+    /// the registers the kernel saved in the signal frame at `frame` (`signal::frame`).
+    /// The frame is hostile input: a wrong magic, a RIP or RSP outside user space or an
+    /// MXCSR with reserved bits is `InvalidArgument` (nothing restored).
+    SignalReturn = 24 => SignalReturnArgs { frame: UserPtr<[u64; crate::signal::frame::WORDS]> }
 }
 
 calls! {
@@ -390,7 +395,8 @@ calls! {
     /// instruction runs again. `InvalidArgument` if the thread is not waiting for VM.
     VmResume = 9 => VmResumeArgs { thread: Endpoint }
     /// (thread) → 0. VM: the fault of `thread` is invalid; it becomes an exception for its
-    /// process (today: the process is killed with a report).
+    /// process (reported; then the process is killed, or the thread is held for its
+    /// signal manager if it has one).
     VmFail = 10 => VmFailArgs { thread: Endpoint }
     /// (thread) → pid. VM: the process a thread belongs to (VM learns who sent a request).
     VmProcessOf = 11 => VmProcessOfArgs { thread: Endpoint }
@@ -470,6 +476,29 @@ calls! {
     /// host as the result frame. `NotFound` if no such request waits for PM (answered
     /// already, timed out, or never sent); `InvalidArgument` for bad data.
     PmHostReply = 43 => PmHostReplyArgs { request: RequestId, outcome: Outcome, data: UserSlice<u8> }
+    /// (out) → 1 if an event was collected, else 0. Signal manager: takes one event about
+    /// a process it manages (`signal::ProcessEvent`: a thread held after an exception).
+    PmNextEvent = 32 => PmNextEventArgs { out: UserPtr<crate::signal::ProcessEvent> }
+    /// (thread) → 0. Signal manager: a thread it holds (`HeldForManager`) runs again from
+    /// where it faulted. `InvalidArgument` if it is not held, `PermissionDenied` if the
+    /// caller is not its process's manager.
+    PmResumeThread = 33 => PmResumeThreadArgs { thread: Endpoint }
+    /// (pid, manager pid) → 0. PM: process `manager` handles `pid`'s exceptions and signals
+    /// from now on. `NotFound` for an unknown pid, `InvalidArgument` for a process as its
+    /// own manager, `PermissionDenied` for the VM server.
+    PmSetSignalManager = 34 => PmSetSignalManagerArgs { process: Pid, manager: Pid }
+    /// (pid, signal, handler) → threads interrupted. Signal manager: the target's threads
+    /// blocked in send, receive, sendrec, a mutex wait or a sleep return `Interrupted`
+    /// (a wait on the caller is spared); with a non-zero `handler` one thread enters it at
+    /// its next return to user mode with a signal frame. The manager decides; the kernel
+    /// delivers.
+    PmSignal = 35 => PmSignalArgs { process: Pid, signal: crate::signal::Signal, handler: u64 }
+    /// (pid) → 0. Signal manager: none of `pid`'s threads runs until `PmResume` (MINIX's
+    /// runctl stop); a wait that completes meanwhile leaves its thread ready but parked.
+    /// Idempotent.
+    PmStop = 36 => PmStopArgs { process: Pid }
+    /// (pid) → 0. Signal manager: `pid`'s threads may run again. Idempotent.
+    PmResume = 37 => PmResumeArgs { process: Pid }
 }
 
 impl KernelCall {

@@ -32,6 +32,9 @@ pub enum ThreadState {
         address: u64,
         access: FaultAccess,
     },
+    /// Took CPU exception `vector` and is held for its process's signal manager, whose
+    /// main thread is `manager`, to resume (`PmResumeThread`) or kill it.
+    HeldForManager { manager: Endpoint, vector: u64 },
     /// Exited; the slot is kept until joined (or reaped with its process).
     Dead { exit_code: u64 },
 }
@@ -51,6 +54,7 @@ impl ThreadState {
             ThreadState::Mutex { owner, .. } => Some(owner),
             ThreadState::Joining { thread } => Some(thread),
             ThreadState::WaitingForVm { vm, .. } => Some(vm),
+            ThreadState::HeldForManager { manager, .. } => Some(manager),
             _ => None,
         }
     }

@@ -167,6 +167,13 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmPoke.mask_bit()
                 // Its answers to host commands.
                 | KernelCall::PmHostReply.mask_bit()
+                // Signal manager (signals, exceptions as events, stop/resume).
+                | KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::PmResumeThread.mask_bit()
+                | KernelCall::PmSetSignalManager.mask_bit()
+                | KernelCall::PmSignal.mask_bit()
+                | KernelCall::PmStop.mask_bit()
+                | KernelCall::PmResume.mask_bit()
                 // Clients' spawn text and INTROSPECT answers, and who asks.
                 | KernelCall::SafeCopyFrom.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()

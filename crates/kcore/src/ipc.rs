@@ -283,6 +283,10 @@ impl Slot {
             kind::DEAD => ThreadState::Dead {
                 exit_code: self.arg1,
             },
+            kind::HELD_FOR_MANAGER => ThreadState::HeldForManager {
+                manager: target,
+                vector: self.arg1,
+            },
             kind::WAITING_FOR_VM => ThreadState::WaitingForVm {
                 vm: target,
                 address: self.arg1 & ((1 << VM_ACCESS_SHIFT) - 1),
@@ -308,6 +312,9 @@ impl Slot {
             ThreadState::Sleeping { until_ns } => (kind::SLEEPING, 0, until_ns),
             ThreadState::Joining { thread } => (kind::JOINING, thread.0, 0),
             ThreadState::Dead { exit_code } => (kind::DEAD, 0, exit_code),
+            ThreadState::HeldForManager { manager, vector } => {
+                (kind::HELD_FOR_MANAGER, manager.0, vector)
+            }
             ThreadState::WaitingForVm {
                 vm,
                 address,
@@ -332,7 +339,8 @@ impl Slot {
             | kind::AWAITING_REPLY
             | kind::MUTEX
             | kind::JOINING
-            | kind::WAITING_FOR_VM => Endpoint(self.arg0),
+            | kind::WAITING_FOR_VM
+            | kind::HELD_FOR_MANAGER => Endpoint(self.arg0),
             _ => Endpoint::NONE,
         };
         (self.kind, target, self.arg1)
@@ -947,6 +955,52 @@ impl ThreadTable {
         true
     }
 
+    /// Holds `caller` after CPU exception `vector` for its signal manager (main thread
+    /// `manager`). Like a VM wait the thread is on no queue; only `release_held` or `exit`
+    /// ends the hold.
+    pub fn hold_for_manager(&mut self, caller: ThreadSlot, manager: Endpoint, vector: u64) {
+        self.debug_check_caller(caller);
+        self.slots[caller.index()].set_state(ThreadState::HeldForManager { manager, vector });
+    }
+
+    /// Ends `thread`'s hold: it is Ready again, its registers untouched (the kernel
+    /// requeues it). `false` if it was not held.
+    pub fn release_held(&mut self, thread: ThreadSlot) -> bool {
+        let slot = &mut self.slots[thread.index()];
+        if slot.kind != kind::HELD_FOR_MANAGER {
+            return false;
+        }
+        slot.set_state(ThreadState::Ready);
+        true
+    }
+
+    /// A signal for `thread`: if it is blocked in an interruptible wait — sending,
+    /// receiving, awaiting a reply, a mutex wait or a sleep — the wait is cancelled (off
+    /// its destination's queue, nothing transferred) and its call returns `Interrupted`.
+    /// A wait on `spare` (the caller of the signal, whose own reply will end it) and every
+    /// other state are left alone. Returns whether the wait was cancelled; a sleeper's
+    /// timer is the kernel's to cancel.
+    pub fn interrupt(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        thread: ThreadSlot,
+        spare: Endpoint,
+    ) -> bool {
+        match self.slots[thread.index()].state() {
+            ThreadState::Sending { to } if to != spare => {
+                let removed = slot_of(to).is_some_and(|to| self.queue_remove(to, thread));
+                debug_assert!(removed, "sender {thread} not on the queue of {to:?}");
+            }
+            ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
+                if from != spare => {}
+            ThreadState::Mutex { .. } | ThreadState::Sleeping { .. } => {}
+            _ => return false,
+        }
+        self.slots[thread.index()].flags = 0;
+        self.wake(env, thread, Err(Error::Interrupted));
+        true
+    }
+
     /// A message from the kernel (source KERNEL) for `destination`, delivered now if it is
     /// receiving from ANY or KERNEL: `true` if it was (the receiver is unblocked); `false`
     /// and nothing changed otherwise, and the kernel keeps the message for the receiver's
@@ -1537,6 +1591,10 @@ mod tests {
             ThreadState::Sleeping { until_ns: 99 },
             ThreadState::Joining { thread: t },
             ThreadState::Dead { exit_code: 3 },
+            ThreadState::HeldForManager {
+                manager: t,
+                vector: 14,
+            },
             ThreadState::WaitingForVm {
                 vm: t,
                 address: 0x2000_0000_0ff8,
@@ -3119,6 +3177,61 @@ mod tests {
         assert_eq!(w.unblocks(), [(other_address, Ok(0))]);
         assert_eq!(w.t.mutex_wake(&mut w.env, other_process, word(0x100)), 1);
         assert_eq!(w.unblocks(), [(other_process, Ok(0))]);
+    }
+
+    #[test]
+    fn interrupt_cancels_interruptible_waits_and_spares_the_signaller() {
+        let mut w = World::new();
+        let [(server, es), (sender, _), (client, _), (receiver, _), (m, _), (sleeper, _), (pm, epm)] =
+            w.spawn_n();
+        for s in [sender, client] {
+            w.load(s, 1, 0);
+        }
+        assert_eq!(w.send(sender, es), Outcome::Blocked);
+        assert_eq!(w.sendrec(client, epm), Outcome::Blocked);
+        assert_eq!(w.recv(receiver, Endpoint::ANY), Outcome::Blocked);
+        assert_eq!(w.t.mutex_wait(m, word(0x40), es), Outcome::Blocked);
+        assert_eq!(w.t.sleep(sleeper, 1000), Outcome::Blocked);
+        // A wait on the signaller itself is spared: its reply ends it.
+        assert!(!w.t.interrupt(&mut w.env, client, epm));
+        assert_eq!(w.t.state(client), ThreadState::Sending { to: epm });
+        for t in [sender, receiver, m, sleeper] {
+            assert!(w.t.interrupt(&mut w.env, t, epm));
+            assert_eq!(w.t.state(t), ThreadState::Ready);
+        }
+        assert_eq!(
+            w.unblocks(),
+            [
+                (sender, Err(Error::Interrupted)),
+                (receiver, Err(Error::Interrupted)),
+                (m, Err(Error::Interrupted)),
+                (sleeper, Err(Error::Interrupted)),
+            ]
+        );
+        // The cancelled sender left the server's queue: the server's receive blocks.
+        assert_eq!(w.t.senders(server).count(), 0);
+        assert_eq!(w.recv(server, Endpoint::ANY), Outcome::Blocked);
+        // Ready, running or server threads are not interrupted.
+        assert!(!w.t.interrupt(&mut w.env, sender, epm));
+        assert!(!w.t.interrupt(&mut w.env, pm, Endpoint::NONE));
+    }
+
+    #[test]
+    fn a_held_thread_waits_only_for_release() {
+        let mut w = World::new();
+        let [(t, _), (_, manager)] = w.spawn_n();
+        w.t.hold_for_manager(t, manager, 13);
+        assert_eq!(
+            w.t.state(t),
+            ThreadState::HeldForManager {
+                manager,
+                vector: 13
+            }
+        );
+        assert!(!w.t.interrupt(&mut w.env, t, Endpoint::NONE));
+        assert!(w.t.release_held(t));
+        assert_eq!(w.t.state(t), ThreadState::Ready);
+        assert!(!w.t.release_held(t));
     }
 
     #[test]

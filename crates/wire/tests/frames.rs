@@ -586,7 +586,7 @@ fn conversions_from_abi_records() {
         priority: 1,
         reserved: [0; 7],
         grants: 3,
-        reserved2: 0,
+        stopped_by: 0,
         cpu_ns: 77,
         peak_pages: 12,
         virtual_bytes: 0x50_0000,

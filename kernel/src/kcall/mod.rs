@@ -7,6 +7,7 @@
 
 mod pm;
 mod pm_host_reply;
+mod pm_signal;
 mod pm_trace;
 mod safe_copy;
 mod shutdown;
@@ -89,6 +90,14 @@ impl Kernel {
             KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
             KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
             KernelCallArgs::PmHostReply(args) => pm_host_reply::run(self, caller, args),
+            KernelCallArgs::PmNextEvent(args) => pm_signal::next_event(self, caller, args),
+            KernelCallArgs::PmResumeThread(args) => pm_signal::resume_thread(self, caller, args),
+            KernelCallArgs::PmSetSignalManager(args) => {
+                pm_signal::set_signal_manager(self, caller, args)
+            }
+            KernelCallArgs::PmSignal(args) => pm_signal::signal(self, caller, args),
+            KernelCallArgs::PmStop(args) => pm_signal::stop(self, caller, args),
+            KernelCallArgs::PmResume(args) => pm_signal::resume(self, caller, args),
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn state_name(state: Option<ThreadState>) -> &'static str {
         Some(ThreadState::Joining { .. }) => "join",
         Some(ThreadState::Dead { .. }) => "dead",
         Some(ThreadState::WaitingForVm { .. }) => "vm",
+        Some(ThreadState::HeldForManager { .. }) => "held",
     }
 }
 
@@ -129,6 +130,10 @@ pub fn state_text(state: Option<ThreadState>, labels: &Labels, now_ns: u64) -> S
             "waiting for VM {}: page fault at {address:#x} ({})",
             labels.thread(vm.0),
             access.name()
+        ),
+        ThreadState::HeldForManager { manager, vector } => format!(
+            "held for signal manager {} after exception vector {vector}",
+            labels.thread(manager.0)
         ),
     }
 }
@@ -410,6 +415,16 @@ mod tests {
             })),
             "vm"
         );
+        // A thread held after an exception names its signal manager and the vector.
+        let held = ThreadState::HeldForManager {
+            manager: worker,
+            vector: 14,
+        };
+        assert_eq!(
+            text(held),
+            format!("held for signal manager {worker_label} after exception vector 14")
+        );
+        assert_eq!(state_name(Some(held)), "held");
         // A thread never seen in a snapshot reads as slot.generation.
         assert_eq!(
             text(ThreadState::Joining {

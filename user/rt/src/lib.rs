@@ -30,6 +30,7 @@ pub mod print;
 pub mod process;
 pub mod ptrace;
 pub mod server_introspect;
+pub mod signal;
 pub mod start;
 pub mod sync;
 pub mod syscall;

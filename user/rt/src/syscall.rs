@@ -859,3 +859,77 @@ pub fn pm_host_reply(
     // SAFETY: the kernel only reads the borrowed data.
     unsafe { pm_call(PmHostReplyArgs::CALL, arguments.encode()) }
 }
+
+// ----- Signals (signal managers: PM) -----
+
+/// `KernelCall PmNextEvent` (signal manager): one event about a process the caller
+/// manages (`vigil_abi::signal::event`), or None if there is none.
+pub fn pm_next_event() -> Result<Option<vigil_abi::signal::ProcessEvent>, Error> {
+    let mut out = [0u64; 8];
+    let buffer: &mut [u64; 8] = &mut out;
+    let arguments = PmNextEventArgs {
+        out: UserPtr::from_ref(buffer),
+    };
+    // SAFETY: the kernel writes the eight words of `out`, exclusively ours until it returns.
+    let collected = unsafe { pm_call(PmNextEventArgs::CALL, arguments.encode()) }?;
+    Ok((collected == 1).then_some(out))
+}
+
+/// `KernelCall PmResumeThread` (signal manager): a held thread runs again.
+pub fn pm_resume_thread(thread: Endpoint) -> Result<u64, Error> {
+    let arguments = PmResumeThreadArgs { thread };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmResumeThreadArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmSetSignalManager` (PM): process `manager` manages `pid` from now on.
+pub fn pm_set_signal_manager(pid: Pid, manager: Pid) -> Result<u64, Error> {
+    let arguments = PmSetSignalManagerArgs {
+        process: pid,
+        manager,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmSetSignalManagerArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmSignal` (signal manager): interrupts `pid`'s waits and, with a non-zero
+/// `handler`, delivers `signal` into it; returns the number of waits interrupted.
+pub fn pm_signal(pid: Pid, signal: vigil_abi::signal::Signal, handler: u64) -> Result<u64, Error> {
+    let arguments = PmSignalArgs {
+        process: pid,
+        signal,
+        handler,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmSignalArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmStop` (signal manager): `pid`'s threads stop running.
+pub fn pm_stop(pid: Pid) -> Result<u64, Error> {
+    let arguments = PmStopArgs { process: pid };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmStopArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall PmResume` (signal manager): a stopped `pid` runs again.
+pub fn pm_resume(pid: Pid) -> Result<u64, Error> {
+    let arguments = PmResumeArgs { process: pid };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmResumeArgs::CALL, arguments.encode()) }
+}
+
+/// `SignalReturn`: ends a signal handler by restoring the frame at `frame`. Returns only
+/// if the kernel refused the frame (with why).
+///
+/// # Safety
+/// `frame` must be the frame the kernel passed to this thread's handler, and the handler
+/// must be done with everything on the stack above it: the thread continues where the
+/// signal interrupted it.
+pub unsafe fn signal_return(frame: u64) -> Error {
+    // SAFETY: the caller guarantees the frame is this thread's; on success the kernel
+    // replaces every register, so nothing after the instruction runs.
+    let rax = unsafe { syscall1(Syscall::SignalReturn as u64, frame) };
+    Error::from_return_value(rax)
+        .err()
+        .unwrap_or(Error::InvalidArgument)
+}

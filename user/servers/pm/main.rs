@@ -15,6 +15,7 @@ extern crate alloc;
 
 mod boot;
 mod host;
+mod signal;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -30,6 +31,7 @@ use vigil_rt::abi::server_introspect::{
     process_state, record_text, IntrospectReply, IntrospectRequest, ProcessTreeRecord, Topic,
     INTROSPECT, PROCESS_RECORD_BYTES, PROCESS_RECORD_VERSION,
 };
+use vigil_rt::abi::signal::KIND_PROCESS_EVENT;
 use vigil_rt::abi::vm::{PageRange, Pid, MAX_PAGES_PER_CALL, PAGE_SIZE};
 use vigil_rt::ipc::{self, GrantId};
 use vigil_rt::{println, syscall, Endpoint, Error, Message};
@@ -62,6 +64,8 @@ struct Pm {
     waiters: Vec<Waiter>,
     /// Module files read so far, by module index (boot modules never change).
     images: BTreeMap<u64, Vec<u8>>,
+    /// Signal actions, masks and pending sets (`signal.rs`).
+    signals: signal::Signals,
 }
 
 /// Longest boot-module string PM reads.
@@ -259,6 +263,7 @@ impl Pm {
             println!("pid {pid} exited: its {reparented} children are pm's now");
         }
         self.waiters.retain(|waiter| waiter.parent != pid);
+        self.signals.forget(pid);
         let Some(entry) = self.processes.get_mut(&pid) else {
             return;
         };
@@ -295,6 +300,7 @@ impl Pm {
                 .map(|pid| Some([0, pid, 0, 0, 0, 0])),
             request::WAIT => self.wait(client, a, b),
             request::KILL => self.kill(client, a, b).map(|()| Some([0; 6])),
+            request::SIGNAL..=request::MANAGE => self.signal_request(client, message),
             _ => Err(Error::NoSuchCall),
         };
         match answer {
@@ -302,6 +308,32 @@ impl Pm {
             Ok(None) => {}
             Err(error) => reply(client, Err(error)),
         }
+    }
+}
+
+impl Pm {
+    /// SIGNAL, SIGACTION, SIGMASK and MANAGE (`signal.rs` decides).
+    fn signal_request(
+        &mut self,
+        client: Endpoint,
+        message: &Message,
+    ) -> Result<Option<[u64; 6]>, Error> {
+        let [a, b, c, ..] = message.payload;
+        let caller = Self::pid_of(client)?;
+        let previous = match message.kind {
+            request::SIGNAL => {
+                let known = self
+                    .processes
+                    .get(&a)
+                    .is_some_and(|entry| entry.exit_status.is_none())
+                    || self.signals.adopted(a);
+                self.signals.send(a, b, known).map(|()| 0)
+            }
+            request::SIGACTION => self.signals.action(caller, a, b, c),
+            request::SIGMASK => self.signals.mask(caller, a, b),
+            _ => self.signals.manage(a).map(|()| 0),
+        }?;
+        Ok(Some([0, previous, 0, 0, 0, 0]))
     }
 }
 
@@ -412,6 +444,7 @@ fn main(_args: &str) -> i32 {
         processes: BTreeMap::new(),
         waiters: Vec::new(),
         images: BTreeMap::new(),
+        signals: signal::Signals::new(own_pid, vm_pid),
     };
     pm.start_boot_programs();
     loop {
@@ -428,6 +461,8 @@ fn main(_args: &str) -> i32 {
             && message.source == Endpoint::KERNEL
         {
             pm.host_command(&message);
+        } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {
+            pm.signals.exception_events();
         } else if message.source.is_thread() {
             pm.handle(&message);
         }

@@ -390,6 +390,37 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "pm-signals",
+        // Signals and signal managers: an exception held for PM becomes SIGSEGV and a
+        // status the parent's wait sees; handlers for signals from another process and
+        // from oneself, masks, stop/continue, SIGKILL of blocked children, PM managing a
+        // boot process, and bad requests and forged signal frames refused.
+        check: check_pm_signals,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "sig_child boot=pm",
+            "sig_child name=sig_victim -- victim",
+            "sig_test kcalls=snapshot+shutdown",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
+        name: "pm-signal-kcalls",
+        // The signal manager's kernel calls by a program that manages a boot process
+        // itself: manager change, stop/resume, the exception event and the held thread,
+        // PmResumeThread into the same fault, and every bad call refused.
+        check: check_pm_signal_kcalls,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "sig_child name=sig_victim -- victim",
+            "sig_kcalls kcalls=pm+snapshot+shutdown",
+        ],
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
@@ -942,6 +973,82 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
     require_success_shutdown(console, "pm_judge")
 }
 
+fn check_pm_signals(console: &Console) -> Result<(), String> {
+    // The exception is reported exactly as for an unmanaged process, then held for PM.
+    console.require_line_with(&[
+        "user fault: #PF page fault (vector 14) in process 'sig_child'",
+        "error code 0x4",
+    ])?;
+    console.require_line_with(&["process 'sig_child' (pid ", "held for its signal manager"])?;
+    console.require_line_with(&["pm: pid ", " ended by SIGSEGV (vector 14 at "])?;
+    console.require_line_with(&["sig_test: child ", " ended by SIGSEGV (status 0x30000000b"])?;
+    console.require("sig_child: SIGSEGV caught in its handler")?;
+    console.require_line_with(&["sig_test: child ", " caught its own SIGSEGV"])?;
+    console.require("caught SIGUSR1 from another process; the sleep returned EINTR")?;
+    console.require_line_with(&["sig_test: child ", " caught SIGUSR1 sent by its parent"])?;
+    console.require("caught SIGUSR1 with its frame on a stack page VM had not mapped")?;
+    console.require_line_with(&["sig_test: child ", " on a fresh stack page: status 43"])?;
+    console.require("sig_test: caught SIGUSR1 sent to itself before kill returned")?;
+    console.require("sig_test: KILL and STOP stay unmasked")?;
+    console.require_line_with(&["sig_test: stopped spinner held at ", "status 0x100000009"])?;
+    for mode in ["send", "recv", "mutex", "sleep"] {
+        console.require(&format!(
+            "sig_test: SIGKILL of a child blocked in {mode}: nothing left; its partner gets EDEADSRCDST"
+        ))?;
+    }
+    console.require("is managed by pid")?;
+    console.require_line_with(&["process 'sig_victim' (pid ", "held for its signal manager"])?;
+    console.require_line_with(&["sig_test: PM managed boot process sig_victim", "SIGSEGV"])?;
+    for refusal in [
+        "signal a forged pid: ESRCH",
+        "signal 0: EINVAL",
+        "signal 64: EINVAL",
+        "signal u64::MAX: EINVAL",
+        "SIGKILL to PM: EPERM",
+        "SIGKILL to VM: EPERM",
+        "catch SIGKILL: EINVAL",
+        "catch with no entry: EINVAL",
+        "MANAGE a forged pid: ESRCH",
+        "MANAGE VM: EPERM",
+        "MANAGE PM: EINVAL",
+        "SignalReturn of a zeroed frame: EINVAL",
+        "SignalReturn to a kernel RIP: EINVAL",
+        "SignalReturn with a bad MXCSR: EINVAL",
+        "SignalReturn of a wild pointer: EFAULT",
+    ] {
+        console.require(&format!("sig_test: refused as expected: {refusal}"))?;
+    }
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "sig_test")
+}
+
+fn check_pm_signal_kcalls(console: &Console) -> Result<(), String> {
+    for refusal in [
+        "manage a forged pid: ESRCH",
+        "a forged manager: ESRCH",
+        "be one's own manager: EINVAL",
+        "manage VM: EPERM",
+        "signal a process it does not manage: EPERM",
+        "stop PM: EPERM",
+        "stop itself: ESELF",
+        "signal a forged pid: ESRCH",
+        "signal 0: EINVAL",
+        "signal 64: EINVAL",
+        "a kernel handler address: EINVAL",
+        "resume a thread that is not held: EINVAL",
+        "resume a forged thread: EDEADSRCDST",
+        "a wild event buffer: EFAULT",
+    ] {
+        console.require(&format!("sig_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&["sig_kcalls: event: pid ", " vector 14 address 0 at "])?;
+    console.require_line_with(&["process 'sig_victim' (pid ", "exited with status 139"])?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    require_success_shutdown(console, "sig_kcalls")
+}
+
 /// The pid the kernel gave boot process `name` (from its "boot: started" line).
 fn boot_pid(console: &Console, name: &str) -> Result<u64, String> {
     let needle = format!("boot: started '{name}' (pid ");
@@ -1065,7 +1172,7 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 23] = [
+const BENCHMARKS: [&str; 24] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
@@ -1089,6 +1196,7 @@ const BENCHMARKS: [&str; 23] = [
     "wake_lateness_flood",
     "thread_create_join",
     "spawn_exit_wait",
+    "signal_self_handler",
 ];
 
 /// How many samples `bench_client` takes of a benchmark: snapshots 200 (each is large),

@@ -43,6 +43,34 @@ impl FpuState {
     };
 }
 
+impl FpuState {
+    /// The image as 64 words (for a signal frame).
+    pub fn words(&self) -> [u64; 64] {
+        let mut words = [0u64; 64];
+        for (word, bytes) in words.iter_mut().zip(self.0.chunks_exact(8)) {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(bytes);
+            *word = u64::from_le_bytes(eight);
+        }
+        words
+    }
+
+    /// An image from user memory (a signal frame), if FXRSTOR can load it without
+    /// faulting: MXCSR (bytes 24..28) has no bit outside `MXCSR_VALID` set. Everything else
+    /// in the image is data the instruction takes as it is.
+    pub fn from_words(words: [u64; 64]) -> Option<FpuState> {
+        let mut image = [0u8; 512];
+        for (bytes, word) in image.chunks_exact_mut(8).zip(words) {
+            bytes.copy_from_slice(&word.to_le_bytes());
+        }
+        let mxcsr = u32::from_le_bytes([image[24], image[25], image[26], image[27]]);
+        (mxcsr & !MXCSR_VALID == 0).then_some(FpuState(image))
+    }
+}
+
+/// MXCSR bits every x86-64 CPU accepts (DAZ, bit 6, is left out: not all have it).
+const MXCSR_VALID: u32 = 0xffbf;
+
 /// Turns on x87 and SSE for user code with native error reporting.
 pub fn enable() {
     let cr0 = (cpu::read_cr0() & !(CR0_EM | CR0_TS)) | CR0_MP | CR0_NE;

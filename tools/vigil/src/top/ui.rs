@@ -281,7 +281,9 @@ fn state_rank(thread: &ThreadInfo) -> u8 {
     match thread.state() {
         Some(ThreadState::Running) => 0,
         Some(ThreadState::Ready) => 1,
-        Some(ThreadState::Mutex { .. }) | Some(ThreadState::WaitingForVm { .. }) => 2,
+        Some(ThreadState::Mutex { .. })
+        | Some(ThreadState::WaitingForVm { .. })
+        | Some(ThreadState::HeldForManager { .. }) => 2,
         Some(ThreadState::AwaitingReply { .. }) => 3,
         Some(ThreadState::Sending { .. }) => 4,
         Some(ThreadState::Joining { .. }) => 5,

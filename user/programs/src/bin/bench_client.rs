@@ -88,6 +88,7 @@ fn main(_args: &str) -> i32 {
     ok &= step("snapshot_costs", snapshot_costs());
     ok &= step("wake_lateness", wake_lateness());
     ok &= step("process_costs", process_costs());
+    ok &= step("signal_costs", signal_costs());
     if ok {
         println!("bench: done");
     } else {
@@ -421,4 +422,47 @@ fn snapshot_costs() -> bool {
         ok &= handle.join().is_ok();
     }
     ok
+}
+
+/// Signals caught by `count_signal` (the signal row's handler).
+static SIGNALS_CAUGHT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn count_signal(_: vigil_abi::signal::Signal) {
+    SIGNALS_CAUGHT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The signal row: SIGUSR1 to itself with a handler (PM decides, the kernel pushes the
+/// frame, the handler runs, SignalReturn), as Linux's `kill(getpid())` with a handler.
+/// PM first becomes this boot process's signal manager (`MANAGE`).
+fn signal_costs() -> bool {
+    use vigil_abi::signal::Signal;
+    use vigil_rt::signal::{self, Action};
+    let own = introspect::snapshot().ok().and_then(|snapshot| {
+        snapshot
+            .processes
+            .iter()
+            .find(|p| p.name() == "bench_client")
+            .map(|p| u64::from(p.pid))
+    });
+    let Some(own) = own else {
+        println!("bench: signal row: no snapshot record of bench_client");
+        return false;
+    };
+    let managed = pm::server().and_then(|server| {
+        let mut message =
+            Message::with_payload(vigil_abi::pm::request::MANAGE, [own, 0, 0, 0, 0, 0]);
+        ipc::send_receive(server, &mut message)?;
+        vigil_abi::Error::from_code(message.payload[0]).map_or(Ok(()), Err)
+    });
+    if let Err(error) =
+        managed.and_then(|()| signal::action(Signal::USR1, Action::Handler(count_signal)))
+    {
+        println!("bench: signal row: setting up the handler: {error}");
+        return false;
+    }
+    measure("signal_self_handler", 1, || {
+        let before = SIGNALS_CAUGHT.load(Ordering::Relaxed);
+        signal::kill(own, Signal::USR1).is_ok()
+            && SIGNALS_CAUGHT.load(Ordering::Relaxed) == before + 1
+    })
 }

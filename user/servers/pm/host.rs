@@ -4,14 +4,15 @@
 //!
 //! Kill ends the process with `HOST_KILL_STATUS` through `PmKill`, as the `KILL` request
 //! does (its parent's wait gets the status); PM itself, VM and pids no process has are
-//! refused with a clear outcome. Stop and continue wait for the runctl kernel calls: each
-//! has one match arm below, `NotSupported` until then.
+//! refused with a clear outcome. Stop and continue are SIGSTOP and SIGCONT, sent as a
+//! program's SIGNAL request would (`signal.rs`: PmStop and PmResume underneath).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use vigil_rt::abi::host_command::{Command, Outcome, HOST_KILL_STATUS, MAX_TREE_RECORDS};
+use vigil_rt::abi::signal::Signal;
 use vigil_rt::abi::vm::Pid;
 use vigil_rt::{println, syscall, Error, Message};
 
@@ -33,20 +34,10 @@ impl Pm {
                 text(format!("no process has pid {}", message.payload[2])),
             ),
             (Some(Command::Kill), Some(pid)) => self.host_kill(pid),
-            // Wired to PmStop (36) once PM has the runctl kernel calls.
-            (Some(Command::Stop), Some(_)) => (
-                Outcome::NotSupported,
-                text(String::from(
-                    "stop needs runctl (PmStop), which pm does not have yet",
-                )),
-            ),
-            // Wired to PmResume (37) once PM has the runctl kernel calls.
-            (Some(Command::Continue), Some(_)) => (
-                Outcome::NotSupported,
-                text(String::from(
-                    "continue needs runctl (PmResume), which pm does not have yet",
-                )),
-            ),
+            (Some(Command::Stop), Some(pid)) => self.host_signal(pid, Signal::STOP, "stopped"),
+            (Some(Command::Continue), Some(pid)) => {
+                self.host_signal(pid, Signal::CONT, "continued")
+            }
             (None, _) => (
                 Outcome::Invalid,
                 text(format!("unknown host command {command}")),
@@ -93,6 +84,44 @@ impl Pm {
             Err(error) => (
                 Outcome::Failed,
                 text(format!("kill of pid {pid} failed: {error}")),
+            ),
+        }
+    }
+
+    /// SIGSTOP or SIGCONT to `pid` for the host: never PM or VM.
+    fn host_signal(&mut self, pid: u32, signal: Signal, done: &str) -> (Outcome, Vec<u8>) {
+        let name = self.name_of(pid);
+        let wide = u64::from(pid);
+        if wide == self.own_pid || (self.vm_pid != 0 && wide == self.vm_pid) {
+            return (
+                Outcome::Refused,
+                text(format!("{name} (pid {pid}) is a system server: not {done}")),
+            );
+        }
+        let known = self
+            .processes
+            .get(&wide)
+            .is_some_and(|entry| entry.exit_status.is_none())
+            || self.signals.adopted(wide);
+        match self.signals.send(wide, signal.number(), known) {
+            Ok(()) => {
+                println!("host: {done} {name} (pid {pid}) with {}", signal.name());
+                (
+                    Outcome::Ok,
+                    text(format!("{done} {name} (pid {pid}) with {}", signal.name())),
+                )
+            }
+            Err(Error::NotFound) => (
+                Outcome::NoSuchProcess,
+                text(format!("no process has pid {pid}")),
+            ),
+            Err(Error::PermissionDenied) => (
+                Outcome::Refused,
+                text(format!("pid {pid} is not pm's to signal")),
+            ),
+            Err(error) => (
+                Outcome::Failed,
+                text(format!("{} to pid {pid} failed: {error}", signal.name())),
             ),
         }
     }

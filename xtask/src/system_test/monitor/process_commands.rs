@@ -42,6 +42,7 @@ const fn command(request: u32, action: ProcessAction, pid: u32) -> HostFrame {
 pub const PM_COMMANDS: &[(Duration, HostFrame)] = &[
     (millis(1000), HostFrame::ProcessTreeNow { request: 1 }),
     (millis(1200), command(2, ProcessAction::Stop, CHILD_PID)),
+    (millis(1250), command(8, ProcessAction::Continue, CHILD_PID)),
     (millis(1300), command(3, ProcessAction::Kill, PM_PID)),
     (millis(1400), command(4, ProcessAction::Kill, VM_PID)),
     (millis(1500), command(5, ProcessAction::Kill, FORGED_PID)),
@@ -106,7 +107,8 @@ fn pid_named(lines: &[Value], name: &str) -> Option<u64> {
 }
 
 /// `monitor-pm-host-commands`: the first tree names `pm_child` (pid [`CHILD_PID`], running)
-/// as the child of `pm_parent`, with PM as manager; stop is "not supported", kills of PM and
+/// as the child of `pm_parent`, with PM as manager; stop and continue are "ok" (SIGSTOP and
+/// SIGCONT through PM), kills of PM and
 /// VM are refused and of a forged pid "no such process"; the garbage command raised the
 /// kernel's malformed count and got no answer; the kill of the child is "ok", its exit
 /// (status 137) follows, the second tree no longer has it, and the last snapshot still has
@@ -143,7 +145,8 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
              arguments \"sleep\"; the tree says {child}"
         ));
     }
-    expect_result(lines, 2, 3, "runctl")?;
+    expect_result(lines, 2, 0, "stopped pm_child")?;
+    expect_result(lines, 8, 0, "continued pm_child")?;
     expect_result(lines, 3, 2, "pm")?;
     expect_result(lines, 4, 2, "vm")?;
     expect_result(lines, 5, 1, &FORGED_PID.to_string())?;
@@ -152,9 +155,9 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
     let answered: Vec<u64> = of_type(lines, "process_result")
         .filter_map(|(_, line)| u64_field(line, "request"))
         .collect();
-    if answered != [2, 3, 4, 5, 6] {
+    if answered != [2, 8, 3, 4, 5, 6] {
         return Err(format!(
-            "process results for requests {answered:?}, expected [2, 3, 4, 5, 6]"
+            "process results for requests {answered:?}, expected [2, 8, 3, 4, 5, 6]"
         ));
     }
     // The garbage went after request 5 (the tool's own Hello may have been counted before).
@@ -298,7 +301,8 @@ mod tests {
             json!({"type": "process_tree", "request": 1, "manager": 2, "processes": [
                 {"pid": 5, "parent": 3, "state": 1, "name": "pm_child", "arguments": "sleep"}
             ]}),
-            answer(2, 3, "stop needs runctl (PmStop)"),
+            answer(2, 0, "stopped pm_child (pid 5) with SIGSTOP"),
+            answer(8, 0, "continued pm_child (pid 5) with SIGCONT"),
             answer(3, 2, "pm (pid 2) manages the processes: not killed"),
             answer(4, 2, "vm (pid 1) serves page faults: not killed"),
             answer(5, 1, "no process has pid 4000"),
@@ -314,19 +318,19 @@ mod tests {
     fn the_verdict_needs_every_answer() {
         assert!(verdict(&good()).is_ok(), "{:?}", verdict(&good()));
         let mut no_kill = good();
-        no_kill.remove(8);
+        no_kill.remove(9);
         assert!(verdict(&no_kill).unwrap_err().contains("request 6"));
         let mut survived = good();
-        survived[10] = json!({"type": "process_tree", "request": 7, "manager": 2,
+        survived[11] = json!({"type": "process_tree", "request": 7, "manager": 2,
             "processes": [{"pid": 5, "parent": 3, "state": 1, "name": "pm_child"}]});
         assert!(verdict(&survived)
             .unwrap_err()
             .contains("still in the second tree"));
         let mut uncounted = good();
-        uncounted.remove(7);
+        uncounted.remove(8);
         assert!(verdict(&uncounted).unwrap_err().contains("malformed"));
         let mut pm_killed = good();
-        pm_killed[3] =
+        pm_killed[5] =
             json!({"type": "process_result", "request": 3, "outcome": 0, "message": "killed pm"});
         assert!(verdict(&pm_killed).is_err());
     }

@@ -382,7 +382,11 @@ impl Monitor {
     /// Encodes `frame` and queues it whole, or drops it whole (and counts it).
     fn queue(&mut self, frame: &KernelFrame) {
         self.encoded.clear();
-        vigil_wire::encode_kernel_frame(frame, &mut self.encoded);
+        let _ = vigil_wire::try_encode_kernel_frame_reporting(
+            frame,
+            &mut self.encoded,
+            crate::watchdog::note_encoding_progress,
+        );
         // Nothing encoded means the frame exceeds the protocol's maximum: drop and count it.
         if self.encoded.is_empty() || self.transmit.len() + self.encoded.len() > TX_CAPACITY {
             self.frames_dropped += 1;

@@ -152,8 +152,13 @@ struct ReplayArgs {
     /// DIR/replay/vigil.gdb, with which reverse-stepi, reverse-next, reverse-continue work.
     #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "1234")]
     gdb: Option<u16>,
-    /// Where host tools attach to the replayed monitor stream [default: a free port].
-    #[arg(long, value_name = "127.0.0.1:PORT", default_value = "127.0.0.1:0")]
+    /// Where host tools attach to the replayed monitor stream: 127.0.0.1:PORT or unix:PATH
+    /// [default: a free port].
+    #[arg(
+        long,
+        value_name = "127.0.0.1:PORT|unix:PATH",
+        default_value = "127.0.0.1:0"
+    )]
     listen: String,
 }
 

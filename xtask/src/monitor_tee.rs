@@ -1,12 +1,13 @@
 //! The monitor tee of a recorded or replayed run: the one client of QEMU's COM2 socket. It
 //! writes every byte the kernel sends to a file, and serves host tools (a `vigil hub`,
-//! `vigil top`, `vigil events`) on a loopback port: each client first gets everything the
+//! `vigil top`, `vigil events`) on a loopback port or a Unix socket: each client first gets
+//! everything the
 //! kernel has sent since reset, then the live stream, so a tool that attaches late sees what
 //! it would have seen attached from the start.
 //!
 //! ```text
 //! QEMU COM2 (tcp server, wait=on) ── tee ──┬── monitor.raw
-//!                                          └── 127.0.0.1:PORT ── host tools
+//!                                          └── 127.0.0.1:PORT or unix:PATH ── host tools
 //! ```
 //!
 //! The tee reads QEMU without pause: a UART write that QEMU cannot pass on at once is retried
@@ -17,7 +18,9 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
@@ -37,9 +40,102 @@ struct Stream {
     clients: Vec<Sender<Vec<u8>>>,
 }
 
+/// Where the tee serves host tools: a loopback TCP port or a Unix socket.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// One host tool's connection, either kind.
+enum Client {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Binds `listen`: `unix:PATH` (a stale socket file at PATH is replaced; any other file
+    /// there is an error) or `HOST:PORT`. Returns the listener and the address tools use
+    /// (`unix:PATH` or `127.0.0.1:PORT`, the port resolved).
+    fn bind(listen: &str) -> Result<(Listener, String)> {
+        if let Some(path) = listen.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if let Ok(metadata) = std::fs::symlink_metadata(&path) {
+                if !metadata.file_type().is_socket() {
+                    bail!(
+                        "{} exists and is not a socket: choose another path for the monitor",
+                        path.display()
+                    );
+                }
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            }
+            let listener = UnixListener::bind(&path)
+                .with_context(|| format!("listening on {}", path.display()))?;
+            return Ok((Listener::Unix(listener), format!("unix:{}", path.display())));
+        }
+        let listener =
+            TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+        let address = listener.local_addr()?.to_string();
+        Ok((Listener::Tcp(listener), address))
+    }
+
+    fn accept(&self) -> std::io::Result<Client> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (client, _) = listener.accept()?;
+                client.set_nodelay(true).ok();
+                Ok(Client::Tcp(client))
+            }
+            Listener::Unix(listener) => Ok(Client::Unix(listener.accept()?.0)),
+        }
+    }
+}
+
+impl Client {
+    fn try_clone(&self) -> std::io::Result<Client> {
+        Ok(match self {
+            Client::Tcp(stream) => Client::Tcp(stream.try_clone()?),
+            Client::Unix(stream) => Client::Unix(stream.try_clone()?),
+        })
+    }
+
+    /// Tells the tool the stream has ended.
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Client::Tcp(stream) => stream.shutdown(std::net::Shutdown::Write),
+            Client::Unix(stream) => stream.shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
+impl Read for Client {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Client::Tcp(stream) => stream.read(buffer),
+            Client::Unix(stream) => stream.read(buffer),
+        }
+    }
+}
+
+impl Write for Client {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Client::Tcp(stream) => stream.write(bytes),
+            Client::Unix(stream) => stream.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Client::Tcp(stream) => stream.flush(),
+            Client::Unix(stream) => stream.flush(),
+        }
+    }
+}
+
 /// A running tee; [`MonitorTee::finish`] waits for QEMU's end of the stream.
 pub struct MonitorTee {
-    /// Where host tools attach: `127.0.0.1:PORT`.
+    /// Where host tools attach: `127.0.0.1:PORT` or `unix:PATH`.
     pub address: String,
     reader: JoinHandle<Result<u64>>,
     /// Bytes host tools sent that were dropped (replay).
@@ -50,8 +146,9 @@ pub struct MonitorTee {
 
 impl MonitorTee {
     /// Connects to QEMU's COM2 at `qemu_address` in the background (retrying until QEMU
-    /// listens), writes the kernel's stream to `raw`, and serves tools on `listen` (e.g.
-    /// `127.0.0.1:0` for a free port). `forward_input`: pass what tools send to the kernel.
+    /// listens), writes the kernel's stream to `raw`, and serves tools on `listen`
+    /// (`127.0.0.1:0` for a free port, or `unix:PATH`). `forward_input`: pass what tools
+    /// send to the kernel.
     pub fn start(
         qemu_address: &str,
         raw: &Path,
@@ -59,9 +156,7 @@ impl MonitorTee {
         forward_input: bool,
     ) -> Result<MonitorTee> {
         let mut file = File::create(raw).with_context(|| format!("creating {}", raw.display()))?;
-        let listener =
-            TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
-        let address = listener.local_addr()?.to_string();
+        let (listener, address) = Listener::bind(listen)?;
         let stream = Arc::new(Mutex::new(Stream::default()));
         let upstream_slot: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -146,15 +241,16 @@ fn connect(address: &str, abandon: &AtomicBool) -> Result<TcpStream> {
 
 /// Accepts tool connections for as long as the process lives.
 fn serve(
-    listener: TcpListener,
+    listener: Listener,
     stream: Arc<Mutex<Stream>>,
     upstream: Arc<Mutex<Option<TcpStream>>>,
     forward_input: bool,
     dropped: Arc<AtomicU64>,
 ) {
-    for client in listener.incoming() {
-        let Ok(client) = client else { continue };
-        client.set_nodelay(true).ok();
+    loop {
+        let Ok(client) = listener.accept() else {
+            continue;
+        };
         let (sender, receiver) = mpsc::channel::<Vec<u8>>();
         {
             let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,7 +268,7 @@ fn serve(
                     return;
                 }
             }
-            let _ = writer.shutdown(std::net::Shutdown::Write);
+            writer.shutdown_write();
         });
         let upstream = upstream.clone();
         let dropped = dropped.clone();
@@ -274,5 +370,49 @@ mod tests {
         let tee = MonitorTee::start(&address, &dir.join("m"), "127.0.0.1:0", true).unwrap();
         assert!(tee.finish(Duration::from_millis(200)).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn tools_can_attach_on_a_unix_socket() {
+        let qemu = TcpListener::bind("127.0.0.1:0").unwrap();
+        let qemu_address = qemu.local_addr().unwrap().to_string();
+        let dir = std::env::temp_dir().join(format!("vigil-tee-u-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("monitor.sock");
+        // A socket left by an earlier run is replaced.
+        drop(UnixListener::bind(&socket).unwrap());
+        let listen = format!("unix:{}", socket.display());
+        let tee = MonitorTee::start(&qemu_address, &dir.join("m"), &listen, true).unwrap();
+        assert_eq!(tee.address, listen);
+        let (mut kernel, _) = qemu.accept().unwrap();
+        kernel.write_all(b"boot").unwrap();
+        let mut tool = UnixStream::connect(&socket).unwrap();
+        assert_eq!(read_exactly_unix(&mut tool, 4), b"boot");
+        tool.write_all(b"cmd").unwrap();
+        assert_eq!(read_exactly(&mut kernel, 3), b"cmd");
+        drop(kernel);
+        assert_eq!(tee.finish(Duration::from_secs(5)).unwrap(), (4, 0));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_regular_file_in_the_socket_path_is_refused() {
+        let dir = std::env::temp_dir().join(format!("vigil-tee-f-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("not-a-socket");
+        std::fs::write(&path, b"keep me").unwrap();
+        let listen = format!("unix:{}", path.display());
+        let error = MonitorTee::start("127.0.0.1:1", &dir.join("m"), &listen, true)
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("is not a socket"), "{error}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn read_exactly_unix(stream: &mut UnixStream, n: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; n];
+        stream.read_exact(&mut bytes).unwrap();
+        bytes
     }
 }

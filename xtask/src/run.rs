@@ -340,9 +340,10 @@ fn record(
     let listen = match &options.monitor {
         None => "127.0.0.1:0".to_string(),
         Some(Com2::Tcp { host, port }) => format!("{host}:{port}"),
-        Some(other) => bail!(
-            "with --record the monitor channel is served over TCP (tcp:127.0.0.1:PORT), not {other}"
-        ),
+        Some(Com2::Unix(path)) => format!("unix:{}", path.display()),
+        Some(Com2::Null) => {
+            bail!("with --record the monitor stream is recorded: drop --monitor null")
+        }
     };
     let (kernel, modules, entries) =
         crate::recording::prepare(dir, &config.kernel, &config.modules, processes)?;

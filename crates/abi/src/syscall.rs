@@ -470,6 +470,23 @@ calls! {
     PmStop = 36 => PmStopArgs { process: Pid }
     /// (pid) → 0. Signal manager: `pid`'s threads may run again. Idempotent.
     PmResume = 37 => PmResumeArgs { process: Pid }
+    /// (thread, out) → 0. PM (tracing): the user registers of a thread of a process the
+    /// caller manages, as it last entered the kernel, in `ptrace::Registers::to_words`
+    /// order. `PermissionDenied` for a thread of a process the caller does not manage.
+    PmGetRegisters = 38 => PmGetRegistersArgs { thread: Endpoint, out: UserPtr<[u64; crate::ptrace::REGISTER_WORDS]> }
+    /// (thread, registers) → 0. PM (tracing): replaces those registers; the thread resumes
+    /// with them. `InvalidArgument` for a `rip` outside user memory or an `rflags` that
+    /// changes more than `ptrace::WRITABLE_FLAGS` (`Registers::check_write`).
+    PmSetRegisters = 39 => PmSetRegistersArgs { thread: Endpoint, registers: UserPtr<[u64; crate::ptrace::REGISTER_WORDS]> }
+    /// (pid, address, buffer) → 0. PM (tracing): copies `buffer.len()` bytes (at most
+    /// `pm::MAX_COPY_BYTES`) of a managed process's memory at `address` into the buffer.
+    /// `Fault` if a page there is not mapped (VM is not asked to map it).
+    PmPeek = 40 => PmPeekArgs { process: Pid, address: u64, buffer: UserSlice<u8> }
+    /// (pid, address, data) → 0. PM (tracing): writes `data` (at most `pm::MAX_COPY_BYTES`)
+    /// into a managed process's mapped memory, read-only and executable pages included (a
+    /// breakpoint in code); `PermissionDenied` if a page there is shared with another
+    /// mapping (the write would change it too), `Fault` if one is not mapped.
+    PmPoke = 41 => PmPokeArgs { process: Pid, address: u64, data: UserSlice<u8> }
 }
 
 impl KernelCall {

@@ -8,7 +8,7 @@
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
 //!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
-//!   manager's calls (PmModuleName … PmReap, plus SafeCopyFrom and SafeCopyTo for its
+//!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmPoke, plus SafeCopyFrom and SafeCopyTo for its
 //!   clients' grants and VmProcessOf to learn who asks); default none;
 //! - `boot=kernel|pm` — who starts it: the kernel at boot (default), or nobody at boot:
 //!   the module is an image the process manager spawns on request;
@@ -166,6 +166,11 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmSignal.mask_bit()
                 | KernelCall::PmStop.mask_bit()
                 | KernelCall::PmResume.mask_bit()
+                // Tracing the processes it manages.
+                | KernelCall::PmGetRegisters.mask_bit()
+                | KernelCall::PmSetRegisters.mask_bit()
+                | KernelCall::PmPeek.mask_bit()
+                | KernelCall::PmPoke.mask_bit()
                 // Clients' spawn text and INTROSPECT answers, and who asks.
                 | KernelCall::SafeCopyFrom.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()
@@ -387,6 +392,7 @@ mod tests {
         let pm = parse("pm kcalls=pm").unwrap().kernel_calls;
         assert_ne!(pm & KernelCall::PmCreate.mask_bit(), 0);
         assert_ne!(pm & KernelCall::PmReap.mask_bit(), 0);
+        assert_ne!(pm & KernelCall::PmPoke.mask_bit(), 0);
         assert_eq!(
             pm & KernelCall::VmMap.mask_bit(),
             0,

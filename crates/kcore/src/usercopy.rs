@@ -71,7 +71,8 @@ pub fn check<T: Translate + ?Sized>(
         return Err(UserFault::NotUser);
     }
     let mut page = address & !(PAGE_SIZE - 1);
-    while page < end {
+    // An empty range touches no page (see `for_each_piece`).
+    while page < end && len > 0 {
         let translation = space.translate(page).ok_or(UserFault::Missing(page))?;
         if !allows(&translation, access) {
             return Err(UserFault::Denied(page));
@@ -97,6 +98,11 @@ pub fn for_each_piece<T: Translate + ?Sized>(
     let end = address.checked_add(len as u64).ok_or(UserFault::NotUser)?;
     if end > USER_END {
         return Err(UserFault::NotUser);
+    }
+    if len == 0 {
+        // Nothing to copy touches no page: an empty slice (Rust's are often dangling, at
+        // address 1) is never a fault.
+        return Ok(());
     }
     // Check every page before touching any, keeping the first few translations for the
     // copy (the same loop as `check`).
@@ -217,6 +223,27 @@ mod tests {
         assert_eq!(result, Ok(()));
         assert_eq!(pieces, [(frames[&BASE] + 0x10, 0, 64)]);
         assert_eq!(space.walks.get(), 1);
+    }
+
+    #[test]
+    fn an_empty_copy_at_an_unmapped_address_touches_no_page() {
+        // Rust's empty slices are dangling (address 1, on an unmapped page): copying
+        // nothing from one must not fault, and must not walk the page tables.
+        let fake = FakeMemory::new();
+        let (tables, _) = fixture(&fake, &[(BASE, RW)]);
+        let space = Space {
+            tables: &tables,
+            memory: &fake,
+            walks: Cell::new(0),
+        };
+        let (result, pieces) = run(&space, 1, 0, Access::Write);
+        assert_eq!(result, Ok(()));
+        assert!(pieces.is_empty());
+        assert_eq!(check(&space, 1, 0, Access::Read), Ok(()));
+        assert_eq!(check(&space, BASE + 0x1000 + 1, 0, Access::Write), Ok(()));
+        assert_eq!(space.walks.get(), 0);
+        // One byte there is still a fault.
+        assert!(check(&space, 1, 1, Access::Read).is_err());
     }
 
     #[test]
@@ -370,7 +397,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_length_checks_the_page_of_an_unaligned_address_only() {
+    fn zero_length_checks_no_page_aligned_or_not() {
         let fake = FakeMemory::new();
         let (tables, _) = fixture(&fake, &[]);
         let space = Space {
@@ -379,7 +406,17 @@ mod tests {
             walks: Cell::new(0),
         };
         assert_eq!(run(&space, BASE, 0, Access::Read), (Ok(()), Vec::new()));
-        assert_eq!(run(&space, BASE + 1, 0, Access::Read).0, Err(Error::Fault));
+        assert_eq!(run(&space, BASE + 1, 0, Access::Read), (Ok(()), Vec::new()));
+        assert_eq!(
+            run(&space, USER_END, 0, Access::Read).0,
+            Ok(()),
+            "the end of the user half itself is allowed for an empty range"
+        );
+        assert_eq!(
+            run(&space, USER_END + 1, 0, Access::Read).0,
+            Err(Error::Fault),
+            "an empty range past the user half is still not user memory"
+        );
     }
 
     // Property test: random spaces and ranges against a model of the page flags.

@@ -65,7 +65,15 @@ struct FrameWriter<'a> {
     body_len: usize,
     /// Most postcard bytes allowed.
     body_limit: usize,
+    /// Called after every [`PROGRESS_BYTES`] of body, if set.
+    on_progress: Option<fn()>,
+    /// `body_len` at which `on_progress` is next called.
+    next_progress: usize,
 }
+
+/// How often (in postcard bytes) a long encoding reports progress: the kernel's watchdog
+/// counts it, so a 256 KiB snapshot encoded with interrupts off is not mistaken for a lockup.
+pub const PROGRESS_BYTES: usize = 16 * 1024;
 
 impl<'a> FrameWriter<'a> {
     fn new(out: &'a mut Vec<u8>, body_limit: usize) -> Self {
@@ -80,6 +88,8 @@ impl<'a> FrameWriter<'a> {
             crc: crc32fast::Hasher::new(),
             body_len: 0,
             body_limit,
+            on_progress: None,
+            next_progress: PROGRESS_BYTES,
         }
     }
 
@@ -115,6 +125,12 @@ impl<'a> FrameWriter<'a> {
         self.crc.update(data);
         for &b in data {
             self.cobs_push(b);
+        }
+        while self.body_len >= self.next_progress {
+            self.next_progress += PROGRESS_BYTES;
+            if let Some(progress) = self.on_progress {
+                progress();
+            }
         }
         Ok(())
     }
@@ -154,8 +170,18 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     frame: &T,
     out: &mut Vec<u8>,
 ) -> Result<usize, EncodeError> {
+    encode_frame_reporting(frame, out, None)
+}
+
+/// [`encode_frame`], calling `on_progress` after every [`PROGRESS_BYTES`] of payload.
+fn encode_frame_reporting<T: Serialize + ?Sized>(
+    frame: &T,
+    out: &mut Vec<u8>,
+    on_progress: Option<fn()>,
+) -> Result<usize, EncodeError> {
     let start = out.len();
-    let writer = FrameWriter::new(out, MAX_FRAME_BYTES - CRC_BYTES);
+    let mut writer = FrameWriter::new(out, MAX_FRAME_BYTES - CRC_BYTES);
+    writer.on_progress = on_progress;
     match postcard::serialize_with_flavor(frame, writer) {
         Ok(_) => Ok(out.len() - start),
         Err(error) => {
@@ -189,6 +215,16 @@ pub fn try_encode_kernel_frame(
     out: &mut Vec<u8>,
 ) -> Result<usize, EncodeError> {
     encode_frame(frame, out)
+}
+
+/// [`try_encode_kernel_frame`], calling `on_progress` after every [`PROGRESS_BYTES`] of
+/// payload: the kernel's watchdog counts those calls as progress.
+pub fn try_encode_kernel_frame_reporting(
+    frame: &KernelFrame,
+    out: &mut Vec<u8>,
+    on_progress: fn(),
+) -> Result<usize, EncodeError> {
+    encode_frame_reporting(frame, out, Some(on_progress))
 }
 
 /// [`encode_host_frame`], reporting the bytes appended or why nothing was.

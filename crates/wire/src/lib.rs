@@ -46,8 +46,9 @@ mod convert;
 
 pub use codec::{
     decode_frame, encode_frame, encode_host_frame, encode_kernel_frame, encode_payload,
-    try_encode_host_frame, try_encode_kernel_frame, DecodeError, DecoderStats, EncodeError,
-    FrameDecoder, HostFrameDecoder, KernelFrameDecoder, MAX_ENCODED_FRAME_BYTES,
+    try_encode_host_frame, try_encode_kernel_frame, try_encode_kernel_frame_reporting, DecodeError,
+    DecoderStats, EncodeError, FrameDecoder, HostFrameDecoder, KernelFrameDecoder,
+    MAX_ENCODED_FRAME_BYTES, PROGRESS_BYTES,
 };
 
 use alloc::string::String;

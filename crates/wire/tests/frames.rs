@@ -741,3 +741,43 @@ fn protocol_doc_matches_code() {
     encode_kernel_frame(&every_kernel_frame()[3], &mut frame);
     assert!(doc.contains(&format!("frame   {}", hex(&frame))));
 }
+
+static PROGRESS_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_progress() {
+    PROGRESS_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_long_encoding_reports_progress_every_16_kib_and_encodes_the_same_bytes() {
+    let events: Vec<Event> = (0..4000u64)
+        .map(|i| Event {
+            seq: i,
+            timestamp_ns: i * 1_000_003,
+            kind: 1,
+            thread: i,
+            args: [i, i * 7, u64::MAX - i],
+        })
+        .collect();
+    let frame = KernelFrame::Events(events);
+    let mut plain = Vec::new();
+    let length = try_encode_kernel_frame(&frame, &mut plain).unwrap();
+    let mut reported = Vec::new();
+    assert_eq!(
+        try_encode_kernel_frame_reporting(&frame, &mut reported, count_progress),
+        Ok(length)
+    );
+    assert_eq!(
+        reported, plain,
+        "progress reports change nothing in the bytes"
+    );
+    let body = postcard::to_allocvec(&frame).unwrap().len();
+    assert!(
+        body > 3 * PROGRESS_BYTES,
+        "the frame spans several intervals"
+    );
+    assert_eq!(
+        PROGRESS_CALLS.load(std::sync::atomic::Ordering::SeqCst),
+        body / PROGRESS_BYTES
+    );
+}

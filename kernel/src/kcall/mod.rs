@@ -7,6 +7,7 @@
 
 mod pm;
 mod pm_signal;
+mod pm_trace;
 mod safe_copy;
 mod shutdown;
 mod snapshot;
@@ -91,6 +92,10 @@ impl Kernel {
             KernelCallArgs::PmSignal(args) => pm_signal::signal(self, caller, args),
             KernelCallArgs::PmStop(args) => pm_signal::stop(self, caller, args),
             KernelCallArgs::PmResume(args) => pm_signal::resume(self, caller, args),
+            KernelCallArgs::PmGetRegisters(args) => pm_trace::get_registers(self, caller, args),
+            KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
+            KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
+            KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod ipc;
 pub mod pm;
 pub mod print;
 pub mod process;
+pub mod ptrace;
 pub mod server_introspect;
 pub mod signal;
 pub mod start;

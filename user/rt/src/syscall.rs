@@ -691,7 +691,7 @@ pub fn vm_set_virtual(pid: Pid, bytes: u64) -> Result<u64, Error> {
 /// # Safety
 /// Every buffer the arguments name must be valid for the access the call makes: read for
 /// data PM hands to the kernel, exclusively borrowed for output the kernel writes.
-unsafe fn pm_call(call: KernelCall, arguments: [u64; 5]) -> Result<u64, Error> {
+pub(crate) unsafe fn pm_call(call: KernelCall, arguments: [u64; 5]) -> Result<u64, Error> {
     let r = kernel_call_registers(call, arguments);
     // SAFETY: the caller guarantees the memory the registers name (see above).
     decode(unsafe {

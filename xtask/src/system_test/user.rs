@@ -291,6 +291,16 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "ptrace-kcalls",
+        // The tracing kernel calls alone: a manager reads a spinner's registers where its
+        // code says, moves its rip, pokes its read-only code and runs the patch; calls on
+        // threads or processes it does not manage, kernel rips, kernel flags, bad ranges
+        // and shared frames are refused and change nothing.
+        check: check_ptrace_kcalls,
+        programs: &["vm kcalls=vm", "trace_kcalls kcalls=pm+vm+shutdown"],
+        ..USER
+    },
+    Scenario {
         name: "vm-oom",
         // A process with a boot-table limit populates memory until ENOMEM at exactly its
         // limit; one without runs the machine out of free memory; VM reports the largest
@@ -753,6 +763,32 @@ fn check_vm_share_kcall(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "vm_kcalls")
+}
+
+fn check_ptrace_kcalls(console: &Console) -> Result<(), String> {
+    for refusal in [
+        "a kernel rip: EINVAL",
+        "a non-canonical rip: EINVAL",
+        "the trap flag: EINVAL",
+        "interrupts off: EINVAL",
+        "registers of its own thread: EPERM",
+        "registers of VM: EPERM",
+        "a stale endpoint: EDEADSRCDST",
+        "peek of itself: EPERM",
+        "peek of no process: ESRCH",
+        "peek of an unmapped page: EFAULT",
+        "poke of an unmapped page: EFAULT",
+        "an oversized peek: EINVAL",
+        "a peek at a kernel address: EFAULT",
+        "poke of a shared frame: EPERM",
+        "registers of the killed tracee: EDEADSRCDST",
+        "peek of the killed tracee: ESRCH",
+    ] {
+        console.require(&format!("trace_kcalls: refused as expected: {refusal}"))?;
+    }
+    console.require("trace_kcalls: PASS registers read at rip 0x400007, rip moved twice, read-only code patched, 16 bad calls refused")?;
+    console.forbid(": FAIL")?;
+    require_success_shutdown(console, "trace_kcalls")
 }
 
 fn check_pm_processes(console: &Console) -> Result<(), String> {

@@ -1,0 +1,178 @@
+//! Tracing another process (kernel calls `PmGetRegisters`..`PmPoke`, 38..=41): the user
+//! register set a tracer reads and writes, and the rules a written set must follow.
+//!
+//! The kernel hands these calls only to a process's signal manager (PM), so a tracer goes
+//! through PM; tracing oneself, PM or VM is refused by construction (none of them is managed
+//! by its caller).
+
+use crate::error::Error;
+use crate::layout::USER_END;
+
+/// Words in a register set as the kernel calls copy it: [`Registers::to_words`]' order.
+pub const REGISTER_WORDS: usize = 18;
+
+/// The general registers, instruction pointer and flags of a user thread, as saved when it
+/// last entered the kernel (system call, interrupt or exception).
+///
+/// A thread stopped in a system call entered it with `SYSCALL`, which keeps the return
+/// address in RCX and the flags in R11: the kernel returns with `SYSRET` from `rip` and
+/// `rflags`, so values written to `rcx` and `r11` of such a thread are not seen by it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Registers {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+/// The RFLAGS bits a tracer may change: the arithmetic flags and the direction flag. The
+/// others (interrupts, I/O privilege, trap flag, …) are the kernel's: a written set must
+/// leave them as they are (single-step is a trace flag, not a register write).
+pub const WRITABLE_FLAGS: u64 = CARRY | PARITY | ADJUST | ZERO | SIGN | DIRECTION | OVERFLOW;
+
+const CARRY: u64 = 1 << 0;
+const PARITY: u64 = 1 << 2;
+const ADJUST: u64 = 1 << 4;
+const ZERO: u64 = 1 << 6;
+const SIGN: u64 = 1 << 7;
+const DIRECTION: u64 = 1 << 10;
+const OVERFLOW: u64 = 1 << 11;
+
+impl Registers {
+    /// The set in the kernel calls' word order (RAX, RBX, RCX, RDX, RSI, RDI, RBP, RSP,
+    /// R8..R15, RIP, RFLAGS).
+    pub const fn to_words(&self) -> [u64; REGISTER_WORDS] {
+        [
+            self.rax,
+            self.rbx,
+            self.rcx,
+            self.rdx,
+            self.rsi,
+            self.rdi,
+            self.rbp,
+            self.rsp,
+            self.r8,
+            self.r9,
+            self.r10,
+            self.r11,
+            self.r12,
+            self.r13,
+            self.r14,
+            self.r15,
+            self.rip,
+            self.rflags,
+        ]
+    }
+
+    /// The inverse of [`Registers::to_words`].
+    pub const fn from_words(words: &[u64; REGISTER_WORDS]) -> Registers {
+        Registers {
+            rax: words[0],
+            rbx: words[1],
+            rcx: words[2],
+            rdx: words[3],
+            rsi: words[4],
+            rdi: words[5],
+            rbp: words[6],
+            rsp: words[7],
+            r8: words[8],
+            r9: words[9],
+            r10: words[10],
+            r11: words[11],
+            r12: words[12],
+            r13: words[13],
+            r14: words[14],
+            r15: words[15],
+            rip: words[16],
+            rflags: words[17],
+        }
+    }
+
+    /// Checks a set a tracer wants to write over a thread whose flags are now `current`:
+    /// `rip` must be a user address (below `USER_END`, so always canonical: a kernel or
+    /// non-canonical return address is refused, never returned to), and `rflags` may differ
+    /// from `current` only in [`WRITABLE_FLAGS`]. `InvalidArgument` otherwise.
+    pub const fn check_write(&self, current_rflags: u64) -> Result<(), Error> {
+        if self.rip >= USER_END {
+            return Err(Error::InvalidArgument);
+        }
+        if (self.rflags ^ current_rflags) & !WRITABLE_FLAGS != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Registers {
+        let mut words = [0u64; REGISTER_WORDS];
+        for (index, word) in words.iter_mut().enumerate() {
+            *word = 0x1000 + index as u64;
+        }
+        Registers::from_words(&words)
+    }
+
+    #[test]
+    fn words_round_trip_in_the_documented_order() {
+        let registers = sample();
+        assert_eq!(Registers::from_words(&registers.to_words()), registers);
+        assert_eq!(registers.rax, 0x1000);
+        assert_eq!(registers.rsp, 0x1007);
+        assert_eq!(registers.r8, 0x1008);
+        assert_eq!(registers.rip, 0x1010);
+        assert_eq!(registers.rflags, 0x1011);
+    }
+
+    #[test]
+    fn a_kernel_or_noncanonical_rip_is_refused() {
+        let mut registers = sample();
+        registers.rflags = 0x202;
+        registers.rip = 0x40_0000;
+        assert_eq!(registers.check_write(0x202), Ok(()));
+        registers.rip = USER_END;
+        assert_eq!(registers.check_write(0x202), Err(Error::InvalidArgument));
+        registers.rip = 0x8000_0000_0000_0000;
+        assert_eq!(registers.check_write(0x202), Err(Error::InvalidArgument));
+        registers.rip = 0xffff_ffff_8010_0000;
+        assert_eq!(registers.check_write(0x202), Err(Error::InvalidArgument));
+    }
+
+    #[test]
+    fn only_arithmetic_and_direction_flags_may_change() {
+        let mut registers = sample();
+        registers.rip = 0x40_0000;
+        let current = 0x202; // IF and the reserved bit 1
+        registers.rflags = current | CARRY | ZERO | SIGN | OVERFLOW | DIRECTION;
+        assert_eq!(registers.check_write(current), Ok(()));
+        for kernel_bit in [
+            1 << 8,  /* TF */
+            1 << 9,  /* IF */
+            3 << 12, /* IOPL */
+            1 << 17, /* VM */
+        ] {
+            registers.rflags = current ^ kernel_bit;
+            assert_eq!(
+                registers.check_write(current),
+                Err(Error::InvalidArgument),
+                "flag {kernel_bit:#x}"
+            );
+        }
+    }
+}

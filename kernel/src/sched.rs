@@ -186,6 +186,10 @@ impl Kernel {
                 Some(next) => next,
                 None => queued_slot(self.run_queues.pop_highest()?),
             };
+            // A traced thread whose call blocked stops for its tracer now (`ptrace.rs`).
+            if self.trace_picked(candidate) {
+                continue;
+            }
             // A thread of a stopped process stays Ready off the queues until `PmResume`;
             // one whose process must take a signal starts in its handler (`signal.rs`).
             if !self.signals.scheduling_checks() {

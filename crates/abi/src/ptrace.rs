@@ -117,6 +117,91 @@ impl Registers {
     }
 }
 
+/// Trace flags of a thread (`PmTraceFlags`, kernel call 42).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceFlags(u64);
+
+impl TraceFlags {
+    pub const NONE: TraceFlags = TraceFlags(0);
+    /// Stop at every system call's entry (before it runs, arguments in the registers) and
+    /// exit (after it finished, result in RAX).
+    pub const SYSCALLS: TraceFlags = TraceFlags(1);
+    /// Stop after the next instruction the thread runs in user mode (one shot). A
+    /// `SYSCALL` instruction is stepped over as a whole: the stop comes when the call has
+    /// finished, at the instruction after it (the kernel never lets a thread enter it with
+    /// the trap flag set).
+    pub const STEP: TraceFlags = TraceFlags(2);
+
+    /// Unknown bits are `InvalidArgument`.
+    pub const fn new(bits: u64) -> Result<TraceFlags, Error> {
+        if bits & !3 != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(TraceFlags(bits))
+    }
+
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    pub const fn syscalls(self) -> bool {
+        self.0 & Self::SYSCALLS.0 != 0
+    }
+
+    pub const fn step(self) -> bool {
+        self.0 & Self::STEP.0 != 0
+    }
+}
+
+impl crate::syscall::Argument for TraceFlags {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        TraceFlags::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.0;
+    }
+}
+
+/// Trace stops: a thread held for its manager (`HeldForManager`) by tracing rather than a
+/// CPU exception. Its state's `vector` names the stop, and the manager's event
+/// (`PmNextEvent`) says which kind.
+pub mod stop {
+    use crate::signal::event;
+
+    /// Stopped at a system call's entry: the call has not run; RAX holds its number and
+    /// RDI, RSI, RDX, R10, R8, R9 its arguments (a tracer may change them).
+    pub const SYSCALL_ENTRY_VECTOR: u64 = 0x200;
+    /// Stopped at a system call's exit: RAX holds its result.
+    pub const SYSCALL_EXIT_VECTOR: u64 = 0x201;
+    /// Stopped after one instruction (the kernel turns the debug trap, #DB, of a thread it
+    /// was stepping into this stop; any other #DB is an exception).
+    pub const STEP_VECTOR: u64 = 0x202;
+
+    /// The event kind of a hold at `vector` (for a vector that is not a trace stop,
+    /// `event::EXCEPTION`).
+    pub const fn event_kind(vector: u64) -> u64 {
+        match vector {
+            SYSCALL_ENTRY_VECTOR => event::SYSCALL_ENTRY,
+            SYSCALL_EXIT_VECTOR => event::SYSCALL_EXIT,
+            STEP_VECTOR => event::STEP,
+            _ => event::EXCEPTION,
+        }
+    }
+
+    /// What a snapshot shows for a thread held at `vector`.
+    pub const fn describe(vector: u64) -> Option<&'static str> {
+        match vector {
+            SYSCALL_ENTRY_VECTOR => Some("stopped by tracer at system call entry"),
+            SYSCALL_EXIT_VECTOR => Some("stopped by tracer at system call exit"),
+            STEP_VECTOR => Some("stopped by tracer after a single step"),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

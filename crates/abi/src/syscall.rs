@@ -487,6 +487,11 @@ calls! {
     /// breakpoint in code); `PermissionDenied` if a page there is shared with another
     /// mapping (the write would change it too), `Fault` if one is not mapped.
     PmPoke = 41 => PmPokeArgs { process: Pid, address: u64, data: UserSlice<u8> }
+    /// (thread, flags) → the previous flags. PM (tracing): `ptrace::TraceFlags` of a thread
+    /// of a managed process: SYSCALLS holds it (`HeldForManager`, an event for the manager)
+    /// at every system call's entry and exit, STEP after its next user instruction. Unknown
+    /// bits are `InvalidArgument`. While any thread is traced, IPC takes the slow path.
+    PmTraceFlags = 42 => PmTraceFlagsArgs { thread: Endpoint, flags: crate::ptrace::TraceFlags }
 }
 
 impl KernelCall {

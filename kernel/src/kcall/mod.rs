@@ -96,6 +96,7 @@ impl Kernel {
             KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
             KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
             KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
+            KernelCallArgs::PmTraceFlags(args) => crate::ptrace::set_flags(self, caller, args),
         }
     }
 }

@@ -202,6 +202,81 @@ pub mod stop {
     }
 }
 
+/// PM's tracing request (`vigil_rt::trace`): one `SendReceive` of kind [`request::TRACE`]
+/// with the verb in `payload[0]`, answered with `pm::request::REPLY` (`payload[0]` = 0 or
+/// an error code, results after it). The tracer is the caller; every verb but `ATTACH` and
+/// `SPAWN` acts only on a process the caller traces (`PermissionDenied` otherwise).
+pub mod request {
+    /// The request kind.
+    pub const TRACE: u32 = 0x0300_0010;
+
+    /// `[ATTACH, pid, options]` → `[0]`: the caller traces `pid`, which stops (an
+    /// `event::ATTACHED` is queued). `PermissionDenied` for PM, VM or a process PM cannot
+    /// manage, `SelfTarget` for the caller itself, `Exists` if someone traces it already,
+    /// `NotFound` for no such process. A system process is adopted (PM becomes its signal
+    /// manager) first.
+    pub const ATTACH: u64 = 1;
+    /// `[DETACH, pid]` → `[0]`: no more stops; the process runs on.
+    pub const DETACH: u64 = 2;
+    /// `[CONTINUE, pid, mode]` → `[0]`: the stopped tracee runs until its next stop:
+    /// `mode::RUN` (none but exit), `mode::SYSCALLS` (each call's entry and exit) or
+    /// `mode::STEP` (one instruction).
+    pub const CONTINUE: u64 = 3;
+    /// `[WAIT, pid or 0, flags]` → `[0, pid, thread, kind, rip, value]`: the next event of a
+    /// tracee (`event`), deferred until there is one; with `flags` = `NO_HANG`,
+    /// `[0, 0, …]` if there is none. `NotFound` if the caller traces nothing (that pid).
+    pub const WAIT: u64 = 4;
+    /// `[GET_REGISTERS, thread, grant]` → `[0]`: the thread's registers
+    /// (`Registers::to_words`, 144 bytes) into the caller's write grant.
+    pub const GET_REGISTERS: u64 = 5;
+    /// `[SET_REGISTERS, thread, grant]` → `[0]`: the registers from the caller's read grant
+    /// (`Registers::check_write` applies).
+    pub const SET_REGISTERS: u64 = 6;
+    /// `[PEEK, pid, address, grant, len]` → `[0]`: `len` (≤ `MAX_PEEK_BYTES`) bytes of the
+    /// tracee's memory into the caller's write grant.
+    pub const PEEK: u64 = 7;
+    /// `[POKE, pid, address, grant, len]` → `[0]`: `len` bytes from the caller's read grant
+    /// into the tracee's memory.
+    pub const POKE: u64 = 8;
+    /// `[SPAWN, grant, len, options]` → `[0, pid]`: PM's SPAWN (the text in a read grant),
+    /// traced by the caller from its first instruction (stopped, `event::ATTACHED`).
+    pub const SPAWN: u64 = 9;
+
+    /// `WAIT`'s flag: answer at once.
+    pub const NO_HANG: u64 = 1;
+    /// Most bytes one PEEK or POKE moves.
+    pub const MAX_PEEK_BYTES: u64 = 4096;
+
+    /// `ATTACH`/`SPAWN` options.
+    pub mod options {
+        /// Children the tracee spawns are traced too (stopped, with their own
+        /// `event::ATTACHED`).
+        pub const FOLLOW_CHILDREN: u64 = 1;
+    }
+
+    /// `CONTINUE` modes.
+    pub mod mode {
+        pub const RUN: u64 = 0;
+        pub const SYSCALLS: u64 = 1;
+        pub const STEP: u64 = 2;
+    }
+
+    /// `WAIT` event kinds (`payload[3]`). The stops are `signal::event`'s kinds.
+    pub mod event {
+        /// Stopped by ATTACH or SPAWN (value 0) or as a followed child (value = its
+        /// parent's pid).
+        pub const ATTACHED: u64 = 10;
+        /// At a system call's entry: value = the call's number.
+        pub const SYSCALL_ENTRY: u64 = crate::signal::event::SYSCALL_ENTRY;
+        /// At a system call's exit: value = its result (RAX).
+        pub const SYSCALL_EXIT: u64 = crate::signal::event::SYSCALL_EXIT;
+        /// After one instruction.
+        pub const STEP: u64 = crate::signal::event::STEP;
+        /// The tracee ended: value = its exit status. It is no longer traced.
+        pub const EXITED: u64 = 11;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

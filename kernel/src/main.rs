@@ -24,6 +24,7 @@ mod mutex;
 mod panic;
 mod pm;
 mod process;
+mod ptrace;
 mod sched;
 mod selftest;
 mod signal;

@@ -20,6 +20,9 @@ use vigil_abi::{Endpoint, Error};
 use vigil_kcore::elf::{ElfImage, Segment};
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_PROCESSES, MAX_THREADS};
 
+/// The debug exception (#DB): a single step of a traced thread (`ptrace.rs`).
+const DEBUG_VECTOR: u64 = 1;
+
 /// Memory grants per process.
 pub const MAX_GRANTS: usize = 32;
 /// Longest process name kept.
@@ -776,6 +779,9 @@ impl Kernel {
     /// #NM that only asks for the thread's FPU state, and a page fault VM serves, are not
     /// errors.)
     pub fn user_exception(&mut self, slot: ThreadSlot) {
+        if self.threads[slot].context().vector == DEBUG_VECTOR && self.trace_debug_trap(slot) {
+            return;
+        }
         if self.threads[slot].context().vector == crate::arch::fpu::DEVICE_NOT_AVAILABLE_VECTOR
             && self.fpu_first_use(slot)
         {

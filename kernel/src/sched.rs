@@ -181,7 +181,7 @@ impl Kernel {
             }
             self.cpu.current = None;
         }
-        let next = if self.signals.scheduling_checks() {
+        let next = if self.signals.scheduling_checks() || self.trace.any() {
             self.next_runnable()?
         } else {
             match self.cpu.handoff.take() {
@@ -209,7 +209,8 @@ impl Kernel {
         }
     }
 
-    /// `choose_next`'s pick while some process is stopped or has a signal pending: a thread
+    /// `choose_next`'s pick while some process is stopped or has a signal pending, or some
+    /// thread is traced: a traced thread whose call blocked stops for its tracer; a thread
     /// of a stopped process stays Ready off the queues until `PmResume`; one whose process
     /// must take a signal starts in its handler (`signal.rs`).
     #[inline(never)]
@@ -219,6 +220,10 @@ impl Kernel {
                 Some(next) => next,
                 None => queued_slot(self.run_queues.pop_highest()?),
             };
+            // A traced thread whose call blocked stops for its tracer now (`ptrace.rs`).
+            if self.trace_picked(candidate) {
+                continue;
+            }
             let signals = self.process_of(candidate).signals;
             if signals.stopped_by != 0 {
                 continue;

@@ -134,6 +134,18 @@ impl Kernel {
     /// other than itself, hold the thread for it and tell it (true); false: the kernel's
     /// default (kill) applies.
     pub fn hold_for_manager(&mut self, slot: ThreadSlot, fault_address: u64) -> bool {
+        let vector = self.threads[slot].context().vector;
+        self.hold_for_manager_at(slot, vector, fault_address)
+    }
+
+    /// `hold_for_manager` for a stop named by `vector`: a CPU exception's vector, or one of
+    /// the trace stops (`vigil_abi::ptrace::stop`) that `ptrace.rs` reports.
+    pub fn hold_for_manager_at(
+        &mut self,
+        slot: ThreadSlot,
+        vector: u64,
+        fault_address: u64,
+    ) -> bool {
         let process = self.threads[slot].process();
         let Some(manager) = self.processes[process].signal_manager() else {
             return false;
@@ -150,7 +162,6 @@ impl Kernel {
             return false;
         }
         self.run_queues.remove(slot.get());
-        let vector = self.threads[slot].context().vector;
         self.table.hold_for_manager(slot, manager_endpoint, vector);
         self.signals.fault_address[slot.index()] = fault_address;
         set(&mut self.signals.unreported, slot, true);
@@ -193,7 +204,7 @@ impl Kernel {
                 let mut record = [0u64; 8];
                 record[event::PID] = u64::from(process.pid());
                 record[event::THREAD] = self.table.endpoint(slot).0;
-                record[event::KIND] = event::EXCEPTION;
+                record[event::KIND] = vigil_abi::ptrace::stop::event_kind(vector);
                 record[event::VECTOR] = vector;
                 record[event::ERROR_CODE] = context.error_code;
                 record[event::FAULT_ADDRESS] = self.signals.fault_address[index];

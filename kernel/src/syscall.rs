@@ -64,6 +64,10 @@ const LOOKUP_NAME_MAX: usize = crate::process::NAME_BYTES;
 impl Kernel {
     /// Runs the system call saved in `slot`'s registers and applies the verdict.
     pub fn handle_syscall(&mut self, slot: ThreadSlot) {
+        if self.trace_syscall_entry(slot) {
+            // Held for its tracer; the call runs when it enters again (`ptrace.rs`).
+            return;
+        }
         let context = self.threads[slot].context();
         let number = context.rax;
         let registers = context.syscall_arguments();
@@ -85,13 +89,21 @@ impl Kernel {
         }
         let context = self.threads[slot].context_mut();
         match result {
-            Ok(Next::Return(value)) => write_result(context, Ok(value)),
-            Err(error) => write_result(context, Err(error)),
+            Ok(Next::Return(value)) => {
+                write_result(context, Ok(value));
+                self.trace_syscall_finished(slot);
+            }
+            Err(error) => {
+                write_result(context, Err(error));
+                self.trace_syscall_finished(slot);
+            }
             Ok(Next::Yield) => {
                 context.rax = 0;
                 self.yield_current();
+                self.trace_syscall_finished(slot);
             }
             Ok(Next::Blocked) => {
+                self.trace_syscall_blocked(slot);
                 let state = self.table.state(slot);
                 if state.is_blocked() {
                     let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
@@ -104,7 +116,7 @@ impl Kernel {
             }
             // The caller is gone: its slot may already be free or reused.
             Ok(Next::Exited) => {}
-            Ok(Next::Restored) => {}
+            Ok(Next::Restored) => self.trace_syscall_finished(slot),
         }
     }
 
@@ -176,7 +188,8 @@ fn send(kernel: &mut Kernel, caller: ThreadSlot, args: SendArgs) -> Result<Next,
 // either does the whole call, or changes nothing and the slow path runs.
 
 fn receive(kernel: &mut Kernel, caller: ThreadSlot, args: ReceiveArgs) -> Result<Next, Error> {
-    let fast = kernel.ipc_fastpath;
+    // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
+    let fast = kernel.ipc_fastpath && !kernel.trace.any();
     let (table, mut env) = kernel.ipc_parts();
     if fast
         && table
@@ -193,7 +206,8 @@ fn send_receive(
     caller: ThreadSlot,
     args: SendReceiveArgs,
 ) -> Result<Next, Error> {
-    let fast = kernel.ipc_fastpath;
+    // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
+    let fast = kernel.ipc_fastpath && !kernel.trace.any();
     let (table, mut env) = kernel.ipc_parts();
     if fast {
         if let Some(handoff) =
@@ -211,7 +225,8 @@ fn reply_receive(
     caller: ThreadSlot,
     args: ReplyReceiveArgs,
 ) -> Result<Next, Error> {
-    let fast = kernel.ipc_fastpath;
+    // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
+    let fast = kernel.ipc_fastpath && !kernel.trace.any();
     let (table, mut env) = kernel.ipc_parts();
     if fast {
         if let Some(handoff) = table.fast_reply_receive(

@@ -39,6 +39,8 @@ pub struct Kernel {
     pub(crate) host_commands: crate::host_command::HostCommandTable,
     /// Exception events and notices for signal managers (`signal.rs`).
     pub(crate) signals: crate::signal::SignalLink,
+    /// Which threads are traced, and where their trace stops are (`ptrace.rs`).
+    pub(crate) trace: crate::ptrace::TraceLink,
     /// The last pid handed out.
     last_pid: u32,
     /// Snapshots taken so far.
@@ -63,6 +65,7 @@ impl Kernel {
             pm: crate::pm::PmLink::new(),
             host_commands: crate::host_command::HostCommandTable::new(),
             signals: crate::signal::SignalLink::new(),
+            trace: crate::ptrace::TraceLink::new(),
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,

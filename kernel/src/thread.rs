@@ -344,6 +344,7 @@ impl Kernel {
         self.cpu.forget(slot);
         self.forget_vm_wait(slot);
         self.signals.forget_thread(slot);
+        self.trace.forget_thread(slot);
         let thread = &self.threads[slot];
         let stack_index = thread.stack_index;
         self.processes[thread.process].end_thread_stack(stack_index);

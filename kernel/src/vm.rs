@@ -30,7 +30,7 @@ pub const VM_SERVER_NAME: &str = "vm";
 
 /// Length of the `syscall` instruction (0f 05): a suspended call's saved RIP moves back by
 /// this much so that it runs again.
-const SYSCALL_INSTRUCTION_BYTES: u64 = 2;
+pub const SYSCALL_INSTRUCTION_BYTES: u64 = 2;
 
 /// Messages held for VM: one fault per thread at most, and an exit notice per process.
 const QUEUE_CAPACITY: usize = MAX_THREADS + MAX_PROCESSES;

@@ -117,6 +117,166 @@ impl Registers {
     }
 }
 
+/// Trace flags of a thread (`PmTraceFlags`, kernel call 42).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceFlags(u64);
+
+impl TraceFlags {
+    pub const NONE: TraceFlags = TraceFlags(0);
+    /// Stop at every system call's entry (before it runs, arguments in the registers) and
+    /// exit (after it finished, result in RAX).
+    pub const SYSCALLS: TraceFlags = TraceFlags(1);
+    /// Stop after the next instruction the thread runs in user mode (one shot). A
+    /// `SYSCALL` instruction is stepped over as a whole: the stop comes when the call has
+    /// finished, at the instruction after it (the kernel never lets a thread enter it with
+    /// the trap flag set).
+    pub const STEP: TraceFlags = TraceFlags(2);
+
+    /// Unknown bits are `InvalidArgument`.
+    pub const fn new(bits: u64) -> Result<TraceFlags, Error> {
+        if bits & !3 != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(TraceFlags(bits))
+    }
+
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    pub const fn syscalls(self) -> bool {
+        self.0 & Self::SYSCALLS.0 != 0
+    }
+
+    pub const fn step(self) -> bool {
+        self.0 & Self::STEP.0 != 0
+    }
+}
+
+impl crate::syscall::Argument for TraceFlags {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        TraceFlags::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.0;
+    }
+}
+
+/// Trace stops: a thread held for its manager (`HeldForManager`) by tracing rather than a
+/// CPU exception. Its state's `vector` names the stop, and the manager's event
+/// (`PmNextEvent`) says which kind.
+pub mod stop {
+    use crate::signal::event;
+
+    /// Stopped at a system call's entry: the call has not run; RAX holds its number and
+    /// RDI, RSI, RDX, R10, R8, R9 its arguments (a tracer may change them).
+    pub const SYSCALL_ENTRY_VECTOR: u64 = 0x200;
+    /// Stopped at a system call's exit: RAX holds its result.
+    pub const SYSCALL_EXIT_VECTOR: u64 = 0x201;
+    /// Stopped after one instruction (the kernel turns the debug trap, #DB, of a thread it
+    /// was stepping into this stop; any other #DB is an exception).
+    pub const STEP_VECTOR: u64 = 0x202;
+
+    /// The event kind of a hold at `vector` (for a vector that is not a trace stop,
+    /// `event::EXCEPTION`).
+    pub const fn event_kind(vector: u64) -> u64 {
+        match vector {
+            SYSCALL_ENTRY_VECTOR => event::SYSCALL_ENTRY,
+            SYSCALL_EXIT_VECTOR => event::SYSCALL_EXIT,
+            STEP_VECTOR => event::STEP,
+            _ => event::EXCEPTION,
+        }
+    }
+
+    /// What a snapshot shows for a thread held at `vector`.
+    pub const fn describe(vector: u64) -> Option<&'static str> {
+        match vector {
+            SYSCALL_ENTRY_VECTOR => Some("stopped by tracer at system call entry"),
+            SYSCALL_EXIT_VECTOR => Some("stopped by tracer at system call exit"),
+            STEP_VECTOR => Some("stopped by tracer after a single step"),
+            _ => None,
+        }
+    }
+}
+
+/// PM's tracing request (`vigil_rt::trace`): one `SendReceive` of kind [`request::TRACE`]
+/// with the verb in `payload[0]`, answered with `pm::request::REPLY` (`payload[0]` = 0 or
+/// an error code, results after it). The tracer is the caller; every verb but `ATTACH` and
+/// `SPAWN` acts only on a process the caller traces (`PermissionDenied` otherwise).
+pub mod request {
+    /// The request kind.
+    pub const TRACE: u32 = 0x0300_0010;
+
+    /// `[ATTACH, pid, options]` → `[0]`: the caller traces `pid`, which stops (an
+    /// `event::ATTACHED` is queued). `PermissionDenied` for PM, VM or a process PM cannot
+    /// manage, `SelfTarget` for the caller itself, `Exists` if someone traces it already,
+    /// `NotFound` for no such process. A system process is adopted (PM becomes its signal
+    /// manager) first.
+    pub const ATTACH: u64 = 1;
+    /// `[DETACH, pid]` → `[0]`: no more stops; the process runs on.
+    pub const DETACH: u64 = 2;
+    /// `[CONTINUE, pid, mode]` → `[0]`: the stopped tracee runs until its next stop:
+    /// `mode::RUN` (none but exit), `mode::SYSCALLS` (each call's entry and exit) or
+    /// `mode::STEP` (one instruction).
+    pub const CONTINUE: u64 = 3;
+    /// `[WAIT, pid or 0, flags]` → `[0, pid, thread, kind, rip, value]`: the next event of a
+    /// tracee (`event`), deferred until there is one; with `flags` = `NO_HANG`,
+    /// `[0, 0, …]` if there is none. `NotFound` if the caller traces nothing (that pid).
+    pub const WAIT: u64 = 4;
+    /// `[GET_REGISTERS, thread, grant]` → `[0]`: the thread's registers
+    /// (`Registers::to_words`, 144 bytes) into the caller's write grant.
+    pub const GET_REGISTERS: u64 = 5;
+    /// `[SET_REGISTERS, thread, grant]` → `[0]`: the registers from the caller's read grant
+    /// (`Registers::check_write` applies).
+    pub const SET_REGISTERS: u64 = 6;
+    /// `[PEEK, pid, address, grant, len]` → `[0]`: `len` (≤ `MAX_PEEK_BYTES`) bytes of the
+    /// tracee's memory into the caller's write grant.
+    pub const PEEK: u64 = 7;
+    /// `[POKE, pid, address, grant, len]` → `[0]`: `len` bytes from the caller's read grant
+    /// into the tracee's memory.
+    pub const POKE: u64 = 8;
+    /// `[SPAWN, grant, len, options]` → `[0, pid]`: PM's SPAWN (the text in a read grant),
+    /// traced by the caller from its first instruction (stopped, `event::ATTACHED`).
+    pub const SPAWN: u64 = 9;
+
+    /// `WAIT`'s flag: answer at once.
+    pub const NO_HANG: u64 = 1;
+    /// Most bytes one PEEK or POKE moves.
+    pub const MAX_PEEK_BYTES: u64 = 4096;
+
+    /// `ATTACH`/`SPAWN` options.
+    pub mod options {
+        /// Children the tracee spawns are traced too (stopped, with their own
+        /// `event::ATTACHED`).
+        pub const FOLLOW_CHILDREN: u64 = 1;
+    }
+
+    /// `CONTINUE` modes.
+    pub mod mode {
+        pub const RUN: u64 = 0;
+        pub const SYSCALLS: u64 = 1;
+        pub const STEP: u64 = 2;
+    }
+
+    /// `WAIT` event kinds (`payload[3]`). The stops are `signal::event`'s kinds.
+    pub mod event {
+        /// Stopped by ATTACH or SPAWN (value 0) or as a followed child (value = its
+        /// parent's pid).
+        pub const ATTACHED: u64 = 10;
+        /// At a system call's entry: value = the call's number.
+        pub const SYSCALL_ENTRY: u64 = crate::signal::event::SYSCALL_ENTRY;
+        /// At a system call's exit: value = its result (RAX).
+        pub const SYSCALL_EXIT: u64 = crate::signal::event::SYSCALL_EXIT;
+        /// After one instruction.
+        pub const STEP: u64 = crate::signal::event::STEP;
+        /// The tracee ended: value = its exit status. It is no longer traced.
+        pub const EXITED: u64 = 11;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,6 +182,12 @@ pub mod event {
     /// A thread took a CPU exception and is held (`HeldForManager`): resume it with
     /// `PmResumeThread` or kill its process with `PmKill`.
     pub const EXCEPTION: u64 = 1;
+    /// A traced thread stopped at a system call's entry (`ptrace::stop`).
+    pub const SYSCALL_ENTRY: u64 = 2;
+    /// A traced thread stopped at a system call's exit.
+    pub const SYSCALL_EXIT: u64 = 3;
+    /// A traced thread stopped after one instruction (`PmTraceFlags` STEP).
+    pub const STEP: u64 = 4;
 }
 
 /// The signal frame the kernel pushes below the interrupted stack pointer (past the

@@ -452,30 +452,6 @@ calls! {
     /// (out) → 1 if an exit was collected, else 0. PM: takes one exited process it
     /// created and writes `[pid, status]` to `out`; its slot is free from then on.
     PmReap = 31 => PmReapArgs { out: UserPtr<[u64; 2]> }
-    /// (thread, out) → 0. PM (tracing): the user registers of a thread of a process the
-    /// caller manages, as it last entered the kernel, in `ptrace::Registers::to_words`
-    /// order. `PermissionDenied` for a thread of a process the caller does not manage.
-    PmGetRegisters = 38 => PmGetRegistersArgs { thread: Endpoint, out: UserPtr<[u64; crate::ptrace::REGISTER_WORDS]> }
-    /// (thread, registers) → 0. PM (tracing): replaces those registers; the thread resumes
-    /// with them. `InvalidArgument` for a `rip` outside user memory or an `rflags` that
-    /// changes more than `ptrace::WRITABLE_FLAGS` (`Registers::check_write`).
-    PmSetRegisters = 39 => PmSetRegistersArgs { thread: Endpoint, registers: UserPtr<[u64; crate::ptrace::REGISTER_WORDS]> }
-    /// (pid, address, buffer) → 0. PM (tracing): copies `buffer.len()` bytes (at most
-    /// `pm::MAX_COPY_BYTES`) of a managed process's memory at `address` into the buffer.
-    /// `Fault` if a page there is not mapped (VM is not asked to map it).
-    PmPeek = 40 => PmPeekArgs { process: Pid, address: u64, buffer: UserSlice<u8> }
-    /// (pid, address, data) → 0. PM (tracing): writes `data` (at most `pm::MAX_COPY_BYTES`)
-    /// into a managed process's mapped memory, read-only and executable pages included (a
-    /// breakpoint in code); `PermissionDenied` if a page there is shared with another
-    /// mapping (the write would change it too), `Fault` if one is not mapped.
-    PmPoke = 41 => PmPokeArgs { process: Pid, address: u64, data: UserSlice<u8> }
-    /// (request, outcome, data) → 0. PM: its answer to host command `request` (a
-    /// `host_command::KIND_HOST_COMMAND` message): an outcome PM may give and, for `List`
-    /// with `Ok`, whole process-tree records (at most `host_command::MAX_TREE_RECORDS`),
-    /// else UTF-8 text (at most `host_command::MAX_TEXT_BYTES`). The kernel sends it to the
-    /// host as the result frame. `NotFound` if no such request waits for PM (answered
-    /// already, timed out, or never sent); `InvalidArgument` for bad data.
-    PmHostReply = 43 => PmHostReplyArgs { request: RequestId, outcome: Outcome, data: UserSlice<u8> }
     /// (out) → 1 if an event was collected, else 0. Signal manager: takes one event about
     /// a process it manages (`signal::ProcessEvent`: a thread held after an exception).
     PmNextEvent = 32 => PmNextEventArgs { out: UserPtr<crate::signal::ProcessEvent> }
@@ -499,6 +475,35 @@ calls! {
     PmStop = 36 => PmStopArgs { process: Pid }
     /// (pid) → 0. Signal manager: `pid`'s threads may run again. Idempotent.
     PmResume = 37 => PmResumeArgs { process: Pid }
+    /// (thread, out) → 0. PM (tracing): the user registers of a thread of a process the
+    /// caller manages, as it last entered the kernel, in `ptrace::Registers::to_words`
+    /// order. `PermissionDenied` for a thread of a process the caller does not manage.
+    PmGetRegisters = 38 => PmGetRegistersArgs { thread: Endpoint, out: UserPtr<[u64; crate::ptrace::REGISTER_WORDS]> }
+    /// (thread, registers) → 0. PM (tracing): replaces those registers; the thread resumes
+    /// with them. `InvalidArgument` for a `rip` outside user memory or an `rflags` that
+    /// changes more than `ptrace::WRITABLE_FLAGS` (`Registers::check_write`).
+    PmSetRegisters = 39 => PmSetRegistersArgs { thread: Endpoint, registers: UserPtr<[u64; crate::ptrace::REGISTER_WORDS]> }
+    /// (pid, address, buffer) → 0. PM (tracing): copies `buffer.len()` bytes (at most
+    /// `pm::MAX_COPY_BYTES`) of a managed process's memory at `address` into the buffer.
+    /// `Fault` if a page there is not mapped (VM is not asked to map it).
+    PmPeek = 40 => PmPeekArgs { process: Pid, address: u64, buffer: UserSlice<u8> }
+    /// (pid, address, data) → 0. PM (tracing): writes `data` (at most `pm::MAX_COPY_BYTES`)
+    /// into a managed process's mapped memory, read-only and executable pages included (a
+    /// breakpoint in code); `PermissionDenied` if a page there is shared with another
+    /// mapping (the write would change it too), `Fault` if one is not mapped.
+    PmPoke = 41 => PmPokeArgs { process: Pid, address: u64, data: UserSlice<u8> }
+    /// (thread, flags) → the previous flags. PM (tracing): `ptrace::TraceFlags` of a thread
+    /// of a managed process: SYSCALLS holds it (`HeldForManager`, an event for the manager)
+    /// at every system call's entry and exit, STEP after its next user instruction. Unknown
+    /// bits are `InvalidArgument`. While any thread is traced, IPC takes the slow path.
+    PmTraceFlags = 42 => PmTraceFlagsArgs { thread: Endpoint, flags: crate::ptrace::TraceFlags }
+    /// (request, outcome, data) → 0. PM: its answer to host command `request` (a
+    /// `host_command::KIND_HOST_COMMAND` message): an outcome PM may give and, for `List`
+    /// with `Ok`, whole process-tree records (at most `host_command::MAX_TREE_RECORDS`),
+    /// else UTF-8 text (at most `host_command::MAX_TEXT_BYTES`). The kernel sends it to the
+    /// host as the result frame. `NotFound` if no such request waits for PM (answered
+    /// already, timed out, or never sent); `InvalidArgument` for bad data.
+    PmHostReply = 43 => PmHostReplyArgs { request: RequestId, outcome: Outcome, data: UserSlice<u8> }
 }
 
 impl KernelCall {

@@ -8,8 +8,7 @@
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
 //!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
-//!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmPoke, plus SafeCopyFrom and SafeCopyTo for its
-//!   manager's calls (PmModuleName … PmReap and PmHostReply, plus SafeCopyFrom and SafeCopyTo for its
+//!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmTraceFlags and PmHostReply, plus SafeCopyFrom and SafeCopyTo for its
 //!   clients' grants and VmProcessOf to learn who asks); default none;
 //! - `boot=kernel|pm` — who starts it: the kernel at boot (default), or nobody at boot:
 //!   the module is an image the process manager spawns on request;
@@ -160,11 +159,6 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmStart.mask_bit()
                 | KernelCall::PmKill.mask_bit()
                 | KernelCall::PmReap.mask_bit()
-                // Tracing the processes it manages.
-                | KernelCall::PmGetRegisters.mask_bit()
-                | KernelCall::PmSetRegisters.mask_bit()
-                | KernelCall::PmPeek.mask_bit()
-                | KernelCall::PmPoke.mask_bit()
                 // Its answers to host commands.
                 | KernelCall::PmHostReply.mask_bit()
                 // Signal manager (signals, exceptions as events, stop/resume).
@@ -174,6 +168,12 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmSignal.mask_bit()
                 | KernelCall::PmStop.mask_bit()
                 | KernelCall::PmResume.mask_bit()
+                // Tracing the processes it manages.
+                | KernelCall::PmGetRegisters.mask_bit()
+                | KernelCall::PmSetRegisters.mask_bit()
+                | KernelCall::PmPeek.mask_bit()
+                | KernelCall::PmPoke.mask_bit()
+                | KernelCall::PmTraceFlags.mask_bit()
                 // Clients' spawn text and INTROSPECT answers, and who asks.
                 | KernelCall::SafeCopyFrom.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()

@@ -85,10 +85,6 @@ impl Kernel {
             KernelCallArgs::PmStart(args) => pm::start(self, caller, args),
             KernelCallArgs::PmKill(args) => pm::kill(self, caller, args),
             KernelCallArgs::PmReap(args) => pm::reap(self, caller, args),
-            KernelCallArgs::PmGetRegisters(args) => pm_trace::get_registers(self, caller, args),
-            KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
-            KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
-            KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
             KernelCallArgs::PmHostReply(args) => pm_host_reply::run(self, caller, args),
             KernelCallArgs::PmNextEvent(args) => pm_signal::next_event(self, caller, args),
             KernelCallArgs::PmResumeThread(args) => pm_signal::resume_thread(self, caller, args),
@@ -98,6 +94,11 @@ impl Kernel {
             KernelCallArgs::PmSignal(args) => pm_signal::signal(self, caller, args),
             KernelCallArgs::PmStop(args) => pm_signal::stop(self, caller, args),
             KernelCallArgs::PmResume(args) => pm_signal::resume(self, caller, args),
+            KernelCallArgs::PmGetRegisters(args) => pm_trace::get_registers(self, caller, args),
+            KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
+            KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
+            KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
+            KernelCallArgs::PmTraceFlags(args) => crate::ptrace::set_flags(self, caller, args),
         }
     }
 }

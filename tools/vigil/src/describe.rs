@@ -96,6 +96,11 @@ pub fn state_name(state: Option<ThreadState>) -> &'static str {
         Some(ThreadState::Joining { .. }) => "join",
         Some(ThreadState::Dead { .. }) => "dead",
         Some(ThreadState::WaitingForVm { .. }) => "vm",
+        Some(ThreadState::HeldForManager { vector, .. })
+            if vigil_abi::ptrace::stop::describe(vector).is_some() =>
+        {
+            "traced"
+        }
         Some(ThreadState::HeldForManager { .. }) => "held",
     }
 }
@@ -131,10 +136,15 @@ pub fn state_text(state: Option<ThreadState>, labels: &Labels, now_ns: u64) -> S
             labels.thread(vm.0),
             access.name()
         ),
-        ThreadState::HeldForManager { manager, vector } => format!(
-            "held for signal manager {} after exception vector {vector}",
-            labels.thread(manager.0)
-        ),
+        ThreadState::HeldForManager { manager, vector } => {
+            match vigil_abi::ptrace::stop::describe(vector) {
+                Some(stop) => format!("{stop} (held by {})", labels.thread(manager.0)),
+                None => format!(
+                    "held for signal manager {} after exception vector {vector}",
+                    labels.thread(manager.0)
+                ),
+            }
+        }
     }
 }
 
@@ -425,6 +435,16 @@ mod tests {
             format!("held for signal manager {worker_label} after exception vector 14")
         );
         assert_eq!(state_name(Some(held)), "held");
+        // A trace stop says so: the tracer's stop, not an exception.
+        let traced = ThreadState::HeldForManager {
+            manager: worker,
+            vector: vigil_abi::ptrace::stop::SYSCALL_ENTRY_VECTOR,
+        };
+        assert_eq!(
+            text(traced),
+            format!("stopped by tracer at system call entry (held by {worker_label})")
+        );
+        assert_eq!(state_name(Some(traced)), "traced");
         // A thread never seen in a snapshot reads as slot.generation.
         assert_eq!(
             text(ThreadState::Joining {

@@ -36,6 +36,7 @@ pub mod sync;
 pub mod syscall;
 pub mod thread;
 pub mod time;
+pub mod trace;
 pub mod vm;
 
 pub use vigil_abi as abi;

@@ -15,7 +15,7 @@ pub fn server() -> Result<Endpoint, Error> {
 }
 
 /// Sends `kind` with `payload` to PM and returns the reply's payload, or PM's refusal.
-fn call(server: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
+pub(crate) fn call(server: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
     let mut message = Message::with_payload(kind, payload);
     ipc::send_receive(server, &mut message)?;
     if message.kind != request::REPLY {

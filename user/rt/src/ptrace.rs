@@ -57,3 +57,19 @@ pub fn poke(pid: Pid, address: u64, data: &[u8]) -> Result<(), Error> {
     unsafe { pm_call(PmPokeArgs::CALL, arguments.encode()) }?;
     Ok(())
 }
+
+/// `KernelCall PmTraceFlags`: the trace flags of `thread`; returns the previous ones.
+pub fn set_flags(
+    thread: Endpoint,
+    flags: vigil_abi::ptrace::TraceFlags,
+) -> Result<vigil_abi::ptrace::TraceFlags, Error> {
+    let arguments = vigil_abi::syscall::PmTraceFlagsArgs { thread, flags };
+    // SAFETY: no memory of the caller is involved.
+    let previous = unsafe {
+        pm_call(
+            vigil_abi::syscall::PmTraceFlagsArgs::CALL,
+            arguments.encode(),
+        )
+    }?;
+    vigil_abi::ptrace::TraceFlags::new(previous)
+}

@@ -150,7 +150,7 @@ impl Pm {
         }
         let ipc = program.ipc.as_ref().map(|_| pids.as_slice());
         match syscall::pm_start_limited(pid, program.entry, program.arguments.as_bytes(), ipc) {
-            Ok(_) => {
+            Ok(main_thread) => {
                 println!(
                     "boot: started '{}' (pid {}, priority {}, {} KiB image, entry {:#x}, by pm)",
                     program.name, program.pid, program.priority, program.image_kib, program.entry
@@ -163,6 +163,7 @@ impl Pm {
                         name: program.name.clone(),
                         arguments: program.arguments.clone(),
                         start_ns: vigil_rt::time::now_ns(),
+                        main_thread,
                     },
                 );
                 true

@@ -16,6 +16,7 @@ extern crate alloc;
 mod boot;
 mod host;
 mod signal;
+mod trace;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -46,6 +47,8 @@ struct Entry {
     name: String,
     arguments: String,
     start_ns: u64,
+    /// Its main thread (what tracing stops).
+    main_thread: Endpoint,
 }
 
 /// A parent blocked in `WAIT`: it gets its reply when a matching child exits.
@@ -66,6 +69,8 @@ struct Pm {
     images: BTreeMap<u64, Vec<u8>>,
     /// Signal actions, masks and pending sets (`signal.rs`).
     signals: signal::Signals,
+    /// Who traces whom, and their stops (`trace.rs`).
+    tracing: trace::Tracing,
 }
 
 /// Longest boot-module string PM reads.
@@ -156,14 +161,17 @@ impl Pm {
         };
         let pid = syscall::pm_create(&name, priority, kernel_calls, memory_limit)?;
         let file = &self.images[&index];
-        if let Err(error) = load(Pid(pid as u32), &image, file)
+        let main_thread = match load(Pid(pid as u32), &image, file)
             .and_then(|()| syscall::pm_start(Pid(pid as u32), image.entry, arguments.as_bytes()))
         {
-            println!("spawn of '{program}' failed while building pid {pid}: {error}");
-            // The empty or half-built process goes; its exit is collected like any other.
-            let _ = syscall::pm_kill(Pid(pid as u32), 127);
-            return Err(error);
-        }
+            Ok(thread) => thread,
+            Err(error) => {
+                println!("spawn of '{program}' failed while building pid {pid}: {error}");
+                // The empty or half-built process goes; its exit is collected like any other.
+                let _ = syscall::pm_kill(Pid(pid as u32), 127);
+                return Err(error);
+            }
+        };
         self.processes.insert(
             pid,
             Entry {
@@ -172,9 +180,20 @@ impl Pm {
                 name,
                 arguments,
                 start_ns: vigil_rt::time::now_ns(),
+                main_thread,
             },
         );
+        self.trace_new_child(parent, pid);
         Ok(pid)
+    }
+
+    /// The main thread of a live process PM started.
+    fn main_thread_of(&self, pid: u64) -> Result<Endpoint, Error> {
+        self.processes
+            .get(&pid)
+            .filter(|entry| entry.exit_status.is_none())
+            .map(|entry| entry.main_thread)
+            .ok_or(Error::NotFound)
     }
 
     /// WAIT: a reply now (Some) or once a matching child exits (None).
@@ -247,6 +266,7 @@ impl Pm {
     /// Process `pid` exited with `status`: its children become PM's, its parent's wait
     /// (if any) is answered, or the exit is kept for the parent's next wait.
     fn exited(&mut self, pid: u64, status: u64) {
+        self.tracing.exited(pid, status);
         let own_pid = self.own_pid;
         // Reparent: the children of `pid` are PM's now; those that already exited go.
         let mut reparented = 0;
@@ -301,6 +321,7 @@ impl Pm {
             request::WAIT => self.wait(client, a, b),
             request::KILL => self.kill(client, a, b).map(|()| Some([0; 6])),
             request::SIGNAL..=request::MANAGE => self.signal_request(client, message),
+            vigil_rt::abi::ptrace::request::TRACE => self.trace_request(client, message),
             _ => Err(Error::NoSuchCall),
         };
         match answer {
@@ -445,6 +466,7 @@ fn main(_args: &str) -> i32 {
         waiters: Vec::new(),
         images: BTreeMap::new(),
         signals: signal::Signals::new(own_pid, vm_pid),
+        tracing: trace::Tracing::new(),
     };
     pm.start_boot_programs();
     loop {
@@ -462,7 +484,9 @@ fn main(_args: &str) -> i32 {
         {
             pm.host_command(&message);
         } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {
-            pm.signals.exception_events();
+            let tracing = &mut pm.tracing;
+            pm.signals
+                .exception_events(|record| tracing.on_stop(record));
         } else if message.source.is_thread() {
             pm.handle(&message);
         }

@@ -12,7 +12,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 
 use vigil_rt::abi::pm::{mask_how, signal_action};
-use vigil_rt::abi::signal::{event, status, DefaultAction, Signal};
+use vigil_rt::abi::signal::{event, status, DefaultAction, ProcessEvent, Signal};
 use vigil_rt::abi::vm::Pid;
 use vigil_rt::{println, syscall, Endpoint, Error};
 
@@ -213,7 +213,7 @@ impl Signals {
     /// The kernel has exception events for PM: each becomes its signal for the process.
     /// A caught one runs the handler (the faulting instruction runs again after it);
     /// otherwise the process ends with the report the kernel printed.
-    pub fn exception_events(&mut self) {
+    pub fn exception_events(&mut self, mut trace_stop: impl FnMut(&ProcessEvent)) {
         loop {
             let record = match syscall::pm_next_event() {
                 Ok(Some(record)) => record,
@@ -224,6 +224,8 @@ impl Signals {
                 }
             };
             if record[event::KIND] != event::EXCEPTION {
+                // A trace stop: the tracer's (`trace.rs`).
+                trace_stop(&record);
                 continue;
             }
             let target = record[event::PID];

@@ -841,9 +841,13 @@ fn check_ptrace_kcalls(console: &Console) -> Result<(), String> {
         "poke of a shared frame: EPERM",
         "registers of the killed tracee: EDEADSRCDST",
         "peek of the killed tracee: ESRCH",
+        "trace flags of its own thread: ESELF",
+        "trace flags of VM: EPERM",
+        "resuming a thread that is not held: EINVAL",
     ] {
         console.require(&format!("trace_kcalls: refused as expected: {refusal}"))?;
     }
+    console.require("trace_kcalls: trace stops: entry and exit stops (a call changed at entry), 3 steps (one over SYSCALL), none untraced")?;
     console.require("trace_kcalls: PASS registers read at rip 0x400007, rip moved twice, read-only code patched, 16 bad calls refused")?;
     console.forbid(": FAIL")?;
     require_success_shutdown(console, "trace_kcalls")

@@ -18,7 +18,8 @@ use alloc::string::String;
 use core::time::Duration;
 use vigil_rt::abi::layout::USER_IMAGE_MIN;
 use vigil_rt::abi::pm::{ImageFlags, Priority, MAX_COPY_BYTES};
-use vigil_rt::abi::ptrace::Registers;
+use vigil_rt::abi::ptrace::{Registers, TraceFlags};
+use vigil_rt::abi::signal::{event, ProcessEvent};
 use vigil_rt::abi::vm::{MapFlags, PageRange, Pid, SharedRanges, PAGE_SIZE};
 use vigil_rt::abi::Endpoint;
 use vigil_rt::{ipc, println, ptrace, syscall, thread, Error};
@@ -221,8 +222,142 @@ fn run() -> Result<String, String> {
     ))
 }
 
+/// Where the syscall tracee's code goes.
+const LOOPER: u64 = USER_IMAGE_MIN + 0x20_0000;
+
+/// `0: mov eax, 19 (ClockNs); 5: syscall; 7: mov eax, 11 (Yield); 12: syscall; 14: jmp 0`.
+const SYSCALL_LOOP: [u8; 16] = [
+    0xb8, 0x13, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xb8, 0x0b, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf0,
+];
+
+/// The next event about a process this program manages (waiting up to about 2 s).
+fn next_event() -> Result<ProcessEvent, String> {
+    for _ in 0..200 {
+        if let Some(event) = syscall::pm_next_event().map_err(|e| format!("next_event: {e}"))? {
+            return Ok(event);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Err(String::from("no event within 2 s"))
+}
+
+/// Resumes the held tracee and checks the next event's kind and rip.
+fn expect_stop(tracee: Endpoint, what: &str, kind: u64, rip: u64) -> Result<Registers, String> {
+    let event = next_event()?;
+    if event[event::KIND] != kind || event[event::RIP] != rip || event[event::THREAD] != tracee.0 {
+        return Err(format!(
+            "{what}: event {event:x?}, expected kind {kind} at rip {rip:#x}"
+        ));
+    }
+    registers(tracee)
+}
+
+fn resume(tracee: Endpoint) -> Result<(), String> {
+    syscall::pm_resume_thread(tracee)
+        .map(|_| ())
+        .map_err(|e| format!("resume: {e}"))
+}
+
+/// Trace stops: entry and exit of each call (with the call changed at its entry), steps
+/// (one over a SYSCALL instruction), and no stop once the flags are off.
+fn trace_stops() -> Result<String, String> {
+    let lowest = Priority::new(u64::from(Priority::LOWEST)).map_err(|e| format!("{e}"))?;
+    let pid = syscall::pm_create("looper", lowest, 0, 0).map_err(|e| format!("create: {e}"))?;
+    let pid = Pid(pid as u32);
+    let page = PageRange::new(LOOPER, 1).map_err(|e| format!("{e}"))?;
+    syscall::pm_map_image(pid, page, ImageFlags::EXECUTABLE).map_err(|e| format!("map: {e}"))?;
+    syscall::pm_copy_to(pid, LOOPER, &SYSCALL_LOOP).map_err(|e| format!("copy: {e}"))?;
+    let tracee = syscall::pm_start(pid, LOOPER, b"").map_err(|e| format!("start: {e}"))?;
+    ptrace::set_flags(tracee, TraceFlags::SYSCALLS).map_err(|e| format!("flags: {e}"))?;
+
+    let entry = expect_stop(tracee, "ClockNs entry", event::SYSCALL_ENTRY, LOOPER + 5)?;
+    check("ClockNs number at entry", entry.rax, 19)?;
+    resume(tracee)?;
+    let exit = expect_stop(tracee, "ClockNs exit", event::SYSCALL_EXIT, LOOPER + 7)?;
+    if exit.rax == 0 || Error::from_return_value(exit.rax).is_err() {
+        return Err(format!("ClockNs returned {:#x}", exit.rax));
+    }
+    resume(tracee)?;
+    let mut entry = expect_stop(tracee, "Yield entry", event::SYSCALL_ENTRY, LOOPER + 12)?;
+    check("Yield number at entry", entry.rax, 11)?;
+    // The tracer changes the call: SelfEndpoint (18) runs instead.
+    entry.rax = 18;
+    ptrace::set_registers(tracee, &entry).map_err(|e| format!("set at entry: {e}"))?;
+    resume(tracee)?;
+    let exit = expect_stop(
+        tracee,
+        "changed call's exit",
+        event::SYSCALL_EXIT,
+        LOOPER + 14,
+    )?;
+    check(
+        "SelfEndpoint's result (the changed call ran)",
+        exit.rax,
+        tracee.0,
+    )?;
+
+    let previous = ptrace::set_flags(tracee, TraceFlags::STEP).map_err(|e| format!("{e}"))?;
+    if previous != TraceFlags::SYSCALLS {
+        return Err(format!("previous flags {previous:?}"));
+    }
+    resume(tracee)?;
+    expect_stop(tracee, "step over jmp", event::STEP, LOOPER)?;
+    ptrace::set_flags(tracee, TraceFlags::STEP).map_err(|e| format!("{e}"))?;
+    resume(tracee)?;
+    let at_syscall = expect_stop(tracee, "step over mov", event::STEP, LOOPER + 5)?;
+    check("eax after the stepped mov", at_syscall.rax, 19)?;
+    ptrace::set_flags(tracee, TraceFlags::STEP).map_err(|e| format!("{e}"))?;
+    resume(tracee)?;
+    let after_call = expect_stop(tracee, "step over syscall", event::STEP, LOOPER + 7)?;
+    if after_call.rax == 19 || Error::from_return_value(after_call.rax).is_err() {
+        return Err(format!(
+            "the stepped-over ClockNs left rax {:#x}",
+            after_call.rax
+        ));
+    }
+    if after_call.rflags & (1 << 8) != 0 {
+        return Err(String::from("the trap flag is still set after the step"));
+    }
+
+    ptrace::set_flags(tracee, TraceFlags::NONE).map_err(|e| format!("{e}"))?;
+    resume(tracee)?;
+    let_it_run();
+    if let Some(event) = syscall::pm_next_event().map_err(|e| format!("{e}"))? {
+        return Err(format!("an event with the flags off: {event:x?}"));
+    }
+    let free = registers(tracee)?;
+    if !(LOOPER..LOOPER + 16).contains(&free.rip) {
+        return Err(format!("the untraced looper is at {:#x}", free.rip));
+    }
+
+    refused(
+        "trace flags of its own thread",
+        ptrace::set_flags(ipc::self_endpoint(), TraceFlags::SYSCALLS).map(|_| ()),
+        Error::SelfTarget,
+    )?;
+    let vm = ipc::lookup("vm").map_err(|e| format!("lookup vm: {e}"))?;
+    refused(
+        "trace flags of VM",
+        ptrace::set_flags(vm, TraceFlags::SYSCALLS).map(|_| ()),
+        Error::PermissionDenied,
+    )?;
+    refused(
+        "resuming a thread that is not held",
+        syscall::pm_resume_thread(tracee).map(|_| ()),
+        Error::InvalidArgument,
+    )?;
+    syscall::pm_kill(pid, 9).map_err(|e| format!("kill: {e}"))?;
+    Ok(String::from(
+        "entry and exit stops (a call changed at entry), 3 steps (one over SYSCALL), none untraced",
+    ))
+}
+
 fn main(_args: &str) -> i32 {
-    match run() {
+    match run().and_then(|summary| {
+        let stops = trace_stops()?;
+        println!("trace stops: {stops}");
+        Ok(summary)
+    }) {
         Ok(summary) => {
             println!("PASS {summary}");
             vigil_rt::process::shutdown(true)

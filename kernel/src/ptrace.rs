@@ -1,0 +1,240 @@
+//! Trace stops: a traced thread held for its signal manager at a system call's entry and
+//! exit, or after one instruction (`PmTraceFlags`; `vigil_abi::ptrace::stop`).
+//!
+//! A stop is the same hold as an exception's (`HeldForManager`, an event the manager
+//! collects with `PmNextEvent`, `PmResumeThread` to go on), at a pseudo-vector naming it.
+//!
+//! - **Entry.** The call has not run: the thread is held with its registers as it entered
+//!   (the tracer may read and change them), and its RIP is moved back onto the `SYSCALL`
+//!   instruction, so when the tracer resumes it the call runs by entering again — the
+//!   restart `suspend_for_vm` already uses. The call is counted once.
+//! - **Exit.** A call that finished at once (a result, an error, a yield) holds the thread
+//!   before it returns; one that blocked holds it when it is next picked to run, which is
+//!   when its result is in RAX. A call suspended for VM is neither: it is still in progress.
+//! - **Step.** The thread runs with the trap flag; its #DB becomes a step stop (no report).
+//!
+//! The IPC fast path does not run while any thread is traced (`any`), so every call and
+//! every wake-up passes the points above.
+
+use crate::syscall::Next;
+use crate::system::Kernel;
+use vigil_abi::ptrace::{stop, TraceFlags};
+use vigil_abi::syscall::PmTraceFlagsArgs;
+use vigil_abi::user_memory::UserSlice;
+use vigil_abi::Error;
+use vigil_kcore::slot::{ThreadSlot, MAX_THREADS};
+
+const WORDS: usize = MAX_THREADS / 64;
+
+/// The RFLAGS trap flag.
+const TRAP_FLAG: u64 = 1 << 8;
+
+/// `SYSCALL`'s encoding.
+const SYSCALL_INSTRUCTION: [u8; 2] = [0x0f, 0x05];
+
+/// Per-thread tracing state, as bitmaps over the thread table.
+pub struct TraceLink {
+    /// Threads that stop at system calls.
+    syscalls: [u64; WORDS],
+    /// Threads stepping one instruction.
+    step: [u64; WORDS],
+    /// Threads whose call's entry stop was reported and which have not finished it.
+    in_call: [u64; WORDS],
+    /// Threads whose call blocked: the exit stop comes when they next run.
+    exit_when_picked: [u64; WORDS],
+    /// Some bit above is set: the fast path is off and the scheduler looks.
+    any: bool,
+}
+
+fn bit(map: &[u64; WORDS], slot: ThreadSlot) -> bool {
+    map[slot.index() / 64] & (1 << (slot.index() % 64)) != 0
+}
+
+fn set(map: &mut [u64; WORDS], slot: ThreadSlot, on: bool) {
+    let mask = 1 << (slot.index() % 64);
+    if on {
+        map[slot.index() / 64] |= mask;
+    } else {
+        map[slot.index() / 64] &= !mask;
+    }
+}
+
+impl TraceLink {
+    pub const fn new() -> TraceLink {
+        TraceLink {
+            syscalls: [0; WORDS],
+            step: [0; WORDS],
+            in_call: [0; WORDS],
+            exit_when_picked: [0; WORDS],
+            any: false,
+        }
+    }
+
+    /// Whether some thread is traced (then the IPC fast path is off).
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.any
+    }
+
+    fn refresh(&mut self) {
+        self.any = [
+            self.syscalls,
+            self.step,
+            self.in_call,
+            self.exit_when_picked,
+        ]
+        .iter()
+        .any(|map| map.iter().any(|&word| word != 0));
+    }
+
+    fn flags(&self, slot: ThreadSlot) -> TraceFlags {
+        let mut bits = 0;
+        if bit(&self.syscalls, slot) {
+            bits |= TraceFlags::SYSCALLS.bits();
+        }
+        if bit(&self.step, slot) {
+            bits |= TraceFlags::STEP.bits();
+        }
+        TraceFlags::new(bits).unwrap_or(TraceFlags::NONE)
+    }
+
+    /// `slot` is leaving the system: no tracing state of it stays.
+    pub fn forget_thread(&mut self, slot: ThreadSlot) {
+        if !self.any {
+            return;
+        }
+        for map in [
+            &mut self.syscalls,
+            &mut self.step,
+            &mut self.in_call,
+            &mut self.exit_when_picked,
+        ] {
+            set(map, slot, false);
+        }
+        self.refresh();
+    }
+}
+
+impl Kernel {
+    /// At a system call's entry: true if `slot` was held for an entry stop instead (the
+    /// call must not run now).
+    pub fn trace_syscall_entry(&mut self, slot: ThreadSlot) -> bool {
+        if !self.trace.any || bit(&self.trace.in_call, slot) {
+            return false;
+        }
+        if bit(&self.trace.step, slot) {
+            // Stepping over this call: the step stop comes when it has finished.
+            set(&mut self.trace.in_call, slot, true);
+            return false;
+        }
+        if !bit(&self.trace.syscalls, slot) {
+            return false;
+        }
+        if !self.hold_for_manager_at(slot, stop::SYSCALL_ENTRY_VECTOR, 0) {
+            return false;
+        }
+        set(&mut self.trace.in_call, slot, true);
+        let thread = &mut self.threads[slot];
+        // Entered again when resumed; counted then.
+        thread.counters_mut().syscalls -= 1;
+        thread.context_mut().rip -= crate::vm::SYSCALL_INSTRUCTION_BYTES;
+        true
+    }
+
+    /// After a system call of `slot` that finished now (its result is in RAX): hold it for
+    /// the exit stop if its entry was reported.
+    pub fn trace_syscall_finished(&mut self, slot: ThreadSlot) {
+        if !self.trace.any || !bit(&self.trace.in_call, slot) {
+            return;
+        }
+        set(&mut self.trace.in_call, slot, false);
+        let vector = self.finished_call_stop(slot);
+        self.trace.refresh();
+        self.hold_for_manager_at(slot, vector, 0);
+    }
+
+    /// The stop a finished call of `slot` makes: the step it was stepped over by, or its
+    /// exit.
+    fn finished_call_stop(&mut self, slot: ThreadSlot) -> u64 {
+        if bit(&self.trace.step, slot) {
+            set(&mut self.trace.step, slot, false);
+            stop::STEP_VECTOR
+        } else {
+            stop::SYSCALL_EXIT_VECTOR
+        }
+    }
+
+    /// After a system call of `slot` that blocked: its exit stop comes when it next runs.
+    pub fn trace_syscall_blocked(&mut self, slot: ThreadSlot) {
+        if !self.trace.any || !bit(&self.trace.in_call, slot) {
+            return;
+        }
+        set(&mut self.trace.in_call, slot, false);
+        set(&mut self.trace.exit_when_picked, slot, true);
+    }
+
+    /// `slot` was picked to run: true if it was held for its exit stop instead.
+    pub fn trace_picked(&mut self, slot: ThreadSlot) -> bool {
+        if !self.trace.any || !bit(&self.trace.exit_when_picked, slot) {
+            return false;
+        }
+        set(&mut self.trace.exit_when_picked, slot, false);
+        let vector = self.finished_call_stop(slot);
+        self.trace.refresh();
+        self.hold_for_manager_at(slot, vector, 0)
+    }
+
+    /// A #DB of `slot` in user mode: true if it was the step the tracer asked for (then
+    /// the thread is held for the step stop, without a crash report).
+    pub fn trace_debug_trap(&mut self, slot: ThreadSlot) -> bool {
+        if !self.trace.any || !bit(&self.trace.step, slot) {
+            return false;
+        }
+        set(&mut self.trace.step, slot, false);
+        self.trace.refresh();
+        self.threads[slot].context_mut().rflags &= !TRAP_FLAG;
+        self.hold_for_manager_at(slot, stop::STEP_VECTOR, 0)
+    }
+}
+
+/// PmTraceFlags: sets the trace flags of a thread of a process the caller manages.
+pub fn set_flags(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: PmTraceFlagsArgs,
+) -> Result<Next, Error> {
+    let slot = kernel.table.resolve(args.thread)?;
+    let manager = kernel.process_of(caller).pid();
+    let process = kernel.threads[slot].process();
+    if process == kernel.threads[caller].process() {
+        return Err(Error::SelfTarget);
+    }
+    if kernel.processes[process].signal_manager() != Some(manager) {
+        return Err(Error::PermissionDenied);
+    }
+    let previous = kernel.trace.flags(slot);
+    set(&mut kernel.trace.syscalls, slot, args.flags.syscalls());
+    set(&mut kernel.trace.step, slot, args.flags.step());
+    // The trap flag, unless the next instruction is SYSCALL: entering the kernel with it
+    // set would trap in the kernel's entry. That call is stepped over (`finished_call_stop`).
+    let rip = kernel.threads[slot].context().rip;
+    let mut next = [0u8; 2];
+    let at_syscall = UserSlice::<u8>::new(rip, 2)
+        .and_then(|at| crate::usercopy::read(kernel.processes[process].space(), at, &mut next))
+        .is_ok()
+        && next == SYSCALL_INSTRUCTION;
+    crate::usercopy::forget_missing_page();
+    let context = kernel.threads[slot].context_mut();
+    if args.flags.step() && !at_syscall {
+        context.rflags |= TRAP_FLAG;
+        // Return with IRETQ (as after an interrupt), which runs one instruction before the
+        // trap; SYSRET with TF traps before the first (measured under QEMU: the step stop
+        // came at the same RIP). RCX and R11 of a system-call frame hold exactly what
+        // SYSRET would have loaded, so the thread sees no difference.
+        context.vector = 0;
+    } else {
+        context.rflags &= !TRAP_FLAG;
+    }
+    kernel.trace.refresh();
+    Ok(Next::Return(previous.bits()))
+}

@@ -1,0 +1,129 @@
+//! Tracing another process through PM (`vigil_abi::ptrace::request`): attach or spawn
+//! traced, continue to the next stop, wait for it, read and write registers and memory.
+
+use vigil_abi::ptrace::request::{self, TRACE};
+use vigil_abi::ptrace::{Registers, REGISTER_WORDS};
+use vigil_abi::{Endpoint, Error};
+
+use crate::{ipc, pm};
+
+/// A stop or the end of a tracee (`WAIT`'s answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceEvent {
+    pub pid: u64,
+    pub thread: Endpoint,
+    /// `vigil_abi::ptrace::request::event::*`.
+    pub kind: u64,
+    pub rip: u64,
+    /// The call's number (entry), its result (exit), the exit status (EXITED), the parent
+    /// (ATTACHED of a followed child).
+    pub value: u64,
+}
+
+fn trace(payload: [u64; 6]) -> Result<[u64; 6], Error> {
+    pm::call(pm::server()?, TRACE, payload)
+}
+
+/// Traces `pid` from now on (it stops: an ATTACHED event comes).
+pub fn attach(pid: u64, options: u64) -> Result<(), Error> {
+    trace([request::ATTACH, pid, options, 0, 0, 0]).map(|_| ())
+}
+
+/// Spawns `text` (`PROGRAM [-- ARGUMENTS]`) as a child of the caller, traced from its first
+/// instruction; returns its pid.
+pub fn spawn(text: &str, options: u64) -> Result<u64, Error> {
+    let server = pm::server()?;
+    ipc::with_read_grant(server, text.as_bytes(), |grant| {
+        pm::call(
+            server,
+            TRACE,
+            [request::SPAWN, grant.0, text.len() as u64, options, 0, 0],
+        )
+    })?
+    .map(|reply| reply[1])
+}
+
+/// Stops tracing `pid`; it runs on.
+pub fn detach(pid: u64) -> Result<(), Error> {
+    trace([request::DETACH, pid, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// Lets the stopped `pid` run to its next stop (`request::mode::*`).
+pub fn resume(pid: u64, mode: u64) -> Result<(), Error> {
+    trace([request::CONTINUE, pid, mode, 0, 0, 0]).map(|_| ())
+}
+
+/// The next event of tracee `pid` (0: any), waiting for it; None only with `no_hang`.
+pub fn wait(pid: u64, no_hang: bool) -> Result<Option<TraceEvent>, Error> {
+    let flags = if no_hang { request::NO_HANG } else { 0 };
+    let reply = trace([request::WAIT, pid, flags, 0, 0, 0])?;
+    Ok((reply[1] != 0).then_some(TraceEvent {
+        pid: reply[1],
+        thread: Endpoint(reply[2]),
+        kind: reply[3],
+        rip: reply[4],
+        value: reply[5],
+    }))
+}
+
+/// The registers of a tracee's thread.
+pub fn get_registers(thread: Endpoint) -> Result<Registers, Error> {
+    let server = pm::server()?;
+    let mut bytes = [0u8; REGISTER_WORDS * 8];
+    ipc::with_write_grant(server, &mut bytes, |grant| {
+        pm::call(
+            server,
+            TRACE,
+            [request::GET_REGISTERS, thread.0, grant.0, 0, 0, 0],
+        )
+    })??;
+    let mut words = [0u64; REGISTER_WORDS];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    Ok(Registers::from_words(&words))
+}
+
+/// Replaces the registers of a tracee's thread.
+pub fn set_registers(thread: Endpoint, registers: &Registers) -> Result<(), Error> {
+    let server = pm::server()?;
+    let mut bytes = [0u8; REGISTER_WORDS * 8];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(registers.to_words()) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    ipc::with_read_grant(server, &bytes, |grant| {
+        pm::call(
+            server,
+            TRACE,
+            [request::SET_REGISTERS, thread.0, grant.0, 0, 0, 0],
+        )
+    })?
+    .map(|_| ())
+}
+
+/// Reads `buffer.len()` (1 ..= `MAX_PEEK_BYTES`) bytes of tracee `pid` at `address`.
+pub fn peek(pid: u64, address: u64, buffer: &mut [u8]) -> Result<(), Error> {
+    let server = pm::server()?;
+    let len = buffer.len() as u64;
+    ipc::with_write_grant(server, buffer, |grant| {
+        pm::call(
+            server,
+            TRACE,
+            [request::PEEK, pid, address, grant.0, len, 0],
+        )
+    })?
+    .map(|_| ())
+}
+
+/// Writes `data` (1 ..= `MAX_PEEK_BYTES` bytes) into tracee `pid` at `address`.
+pub fn poke(pid: u64, address: u64, data: &[u8]) -> Result<(), Error> {
+    let server = pm::server()?;
+    ipc::with_read_grant(server, data, |grant| {
+        pm::call(
+            server,
+            TRACE,
+            [request::POKE, pid, address, grant.0, data.len() as u64, 0],
+        )
+    })?
+    .map(|_| ())
+}

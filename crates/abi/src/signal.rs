@@ -100,6 +100,7 @@ impl Signal {
     /// The signal a CPU exception `vector` becomes for its process (#DE → SIGFPE, #UD →
     /// SIGILL, #PF/#GP → SIGSEGV, …).
     pub const fn for_exception(vector: u64) -> Signal {
+        // (see `exception_mnemonic` for the names)
         match vector {
             0 | 16 | 19 => Signal::FPE,
             1 | 3 => Signal::TRAP,
@@ -107,6 +108,32 @@ impl Signal {
             17 => Signal::BUS,
             _ => Signal::SEGV,
         }
+    }
+}
+
+/// The x86 mnemonic of CPU exception `vector` (`#PF`), as the kernel's reports name it.
+pub const fn exception_mnemonic(vector: u64) -> &'static str {
+    match vector {
+        0 => "#DE",
+        1 => "#DB",
+        3 => "#BP",
+        4 => "#OF",
+        5 => "#BR",
+        6 => "#UD",
+        7 => "#NM",
+        8 => "#DF",
+        10 => "#TS",
+        11 => "#NP",
+        12 => "#SS",
+        13 => "#GP",
+        14 => "#PF",
+        16 => "#MF",
+        17 => "#AC",
+        18 => "#MC",
+        19 => "#XM",
+        20 => "#VE",
+        21 => "#CP",
+        _ => "#??",
     }
 }
 

@@ -485,8 +485,15 @@ fn main(_args: &str) -> i32 {
             pm.host_command(&message);
         } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {
             let tracing = &mut pm.tracing;
-            pm.signals
-                .exception_events(|record| tracing.on_stop(record));
+            let processes = &pm.processes;
+            pm.signals.exception_events(
+                |record| tracing.on_stop(record),
+                |pid| {
+                    processes
+                        .get(&pid)
+                        .map_or_else(|| String::from("?"), |entry| entry.name.clone())
+                },
+            );
         } else if message.source.is_thread() {
             pm.handle(&message);
         }

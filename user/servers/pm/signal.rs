@@ -11,6 +11,7 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 
+use alloc::string::String;
 use vigil_rt::abi::pm::{mask_how, signal_action};
 use vigil_rt::abi::signal::{event, status, DefaultAction, ProcessEvent, Signal};
 use vigil_rt::abi::vm::Pid;
@@ -213,7 +214,11 @@ impl Signals {
     /// The kernel has exception events for PM: each becomes its signal for the process.
     /// A caught one runs the handler (the faulting instruction runs again after it);
     /// otherwise the process ends with the report the kernel printed.
-    pub fn exception_events(&mut self, mut trace_stop: impl FnMut(&ProcessEvent)) {
+    pub fn exception_events(
+        &mut self,
+        mut trace_stop: impl FnMut(&ProcessEvent),
+        name_of: impl Fn(u64) -> String,
+    ) {
         loop {
             let record = match syscall::pm_next_event() {
                 Ok(Some(record)) => record,
@@ -242,14 +247,19 @@ impl Signals {
                     .and_then(|_| syscall::pm_resume_thread(thread))
                     .map(|_| ())
             } else {
+                let vector = record[event::VECTOR];
+                let status = status::killed_by(signal, true);
+                // The kernel's own wording for a process it kills, so a reader (and a
+                // scenario) sees the same line whoever ended it.
                 println!(
-                    "pid {target} ended by {} (vector {} at {:#x}, address {:#x})",
-                    signal.name(),
-                    record[event::VECTOR],
+                    "process '{}' (pid {target}) killed by {} at {:#x}: {} (vector {vector}, address {:#x}), status {status:#x}",
+                    name_of(target),
+                    vigil_rt::abi::signal::exception_mnemonic(vector),
                     record[event::RIP],
+                    signal.name(),
                     record[event::FAULT_ADDRESS]
                 );
-                syscall::pm_kill(target_pid, status::killed_by(signal, true)).map(|_| ())
+                syscall::pm_kill(target_pid, status).map(|_| ())
             };
             if let Err(error) = outcome {
                 println!("{} for pid {target} failed: {error}", signal.name());

@@ -984,7 +984,11 @@ fn check_pm_signals(console: &Console) -> Result<(), String> {
         "error code 0x4",
     ])?;
     console.require_line_with(&["process 'sig_child' (pid ", "held for its signal manager"])?;
-    console.require_line_with(&["pm: pid ", " ended by SIGSEGV (vector 14 at "])?;
+    console.require_line_with(&[
+        "pm: process 'sig_child' (pid ",
+        " killed by #PF at ",
+        ": SIGSEGV (vector 14, address 0x0), status 0x30000000b",
+    ])?;
     console.require_line_with(&["sig_test: child ", " ended by SIGSEGV (status 0x30000000b"])?;
     console.require("sig_child: SIGSEGV caught in its handler")?;
     console.require_line_with(&["sig_test: child ", " caught its own SIGSEGV"])?;

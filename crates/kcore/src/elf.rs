@@ -110,6 +110,14 @@ impl ElfImage {
     /// Segment indices in errors are program-header indices (as `readelf -l` numbers
     /// them), not positions among the loadable segments. Segments are kept in table order.
     pub fn parse(bytes: &[u8]) -> Result<ElfImage, ElfError> {
+        Self::parse_head(bytes, bytes.len() as u64)
+    }
+
+    /// `parse` from the first bytes of a file of `file_len` bytes: `head` must hold the ELF
+    /// header and the program-header table (`BadProgramHeaders` otherwise), and segments
+    /// are checked against `file_len`. A loader that reads only the segments' bytes (PM)
+    /// validates with this before it reads them.
+    pub fn parse_head(bytes: &[u8], file_len: u64) -> Result<ElfImage, ElfError> {
         if bytes.len() < EHDR_SIZE {
             return Err(ElfError::TooShort);
         }
@@ -162,7 +170,7 @@ impl ElfImage {
             if header.p_type != PT_LOAD {
                 continue;
             }
-            let Some(segment) = check_segment(bytes, index, &header)? else {
+            let Some(segment) = check_segment(file_len, index, &header)? else {
                 continue;
             };
             if count == MAX_SEGMENTS {
@@ -299,7 +307,7 @@ impl ProgramHeader {
 
 /// Checks one PT_LOAD header on its own; `Ok(None)` for a segment that loads nothing.
 fn check_segment(
-    bytes: &[u8],
+    file_len: u64,
     index: usize,
     header: &ProgramHeader,
 ) -> Result<Option<Segment>, ElfError> {
@@ -310,7 +318,7 @@ fn check_segment(
         return Ok(None);
     }
     let file_end = header.p_offset.checked_add(header.p_filesz);
-    if !file_end.is_some_and(|end| u64::try_from(bytes.len()).is_ok_and(|len| end <= len)) {
+    if file_end.is_none_or(|end| end > file_len) {
         return Err(ElfError::SegmentOutsideFile { index });
     }
     let flags = SegmentFlags {
@@ -525,6 +533,26 @@ mod tests {
                     execute: false
                 },
             }
+        );
+    }
+
+    #[test]
+    fn the_head_of_a_file_is_judged_like_the_whole_file() {
+        let bytes = small();
+        let head = &bytes[..EHDR_SIZE + PHDR_SIZE * small_phs().len()];
+        let whole = ElfImage::parse(&bytes).unwrap();
+        let from_head = ElfImage::parse_head(head, bytes.len() as u64).unwrap();
+        assert_eq!(from_head, whole);
+        // A segment reaching past the file's length is refused from the head too.
+        assert_eq!(
+            ElfImage::parse_head(head, bytes.len() as u64 - 1),
+            ElfImage::parse(&bytes[..bytes.len() - 1])
+        );
+        assert!(ElfImage::parse_head(head, bytes.len() as u64 - 1).is_err());
+        // A head without the whole program-header table cannot be judged.
+        assert_eq!(
+            ElfImage::parse_head(&head[..head.len() - 1], bytes.len() as u64),
+            Err(ElfError::BadProgramHeaders)
         );
     }
 

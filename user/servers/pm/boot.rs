@@ -13,12 +13,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use vigil_kcore::boot_options::{self, IpcTargetNames};
-use vigil_kcore::elf::ElfImage;
 use vigil_rt::abi::pm::{Priority, MAX_IPC_PIDS, SYSTEM_SERVERS};
 use vigil_rt::abi::vm::Pid;
 use vigil_rt::{println, syscall, Error};
 
-use crate::{load, Entry, Pm, MODULE_STRING_BYTES};
+use crate::{Entry, Pm, MODULE_STRING_BYTES};
 
 /// A boot program built (created and loaded) and not yet started.
 struct Built {
@@ -102,15 +101,14 @@ impl Pm {
         let arguments = String::from(options.arguments);
         let kernel_calls = options.kernel_calls;
         let memory_limit = options.memory_limit_pages.unwrap_or(0);
-        let file = self
+        let image = self
             .image(index)
-            .map_err(|e| alloc::format!("cannot read its file: {e}"))?;
-        let image_kib = file.len() / 1024;
-        let image = ElfImage::parse(file).map_err(|reason| alloc::format!("{reason}"))?;
+            .map_err(|reason| alloc::format!("{reason}"))?;
+        let image_kib = (image.file_bytes / 1024) as usize;
+        let entry = image.elf.entry;
         let pid = syscall::pm_create(&name, priority, kernel_calls, memory_limit)
             .map_err(|e| alloc::format!("cannot create the process: {e}"))?;
-        let file = &self.images[&index];
-        if let Err(error) = load(Pid(pid as u32), &image, file) {
+        if let Err(error) = self.images[&index].load(Pid(pid as u32)) {
             // The half-built process goes; its exit is collected like any other.
             let _ = syscall::pm_kill(Pid(pid as u32), 127);
             return Err(alloc::format!("cannot load pid {pid}: {error}"));
@@ -121,7 +119,7 @@ impl Pm {
             arguments,
             priority: options.priority,
             ipc,
-            entry: image.entry,
+            entry,
             image_kib,
         }))
     }

@@ -15,6 +15,7 @@ extern crate alloc;
 
 mod boot;
 mod host;
+mod image;
 mod signal;
 mod trace;
 
@@ -23,17 +24,16 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use vigil_kcore::boot_options;
-use vigil_kcore::elf::ElfImage;
 use vigil_rt::abi::pm::{
-    request, wait_flags, ImageFlags, Priority, ANY_CHILD, KIND_CHILD_EXITED, MAX_ARGUMENT_BYTES,
-    MAX_COPY_BYTES, MAX_SPAWN_BYTES,
+    request, wait_flags, Priority, ANY_CHILD, KIND_CHILD_EXITED, MAX_ARGUMENT_BYTES,
+    MAX_SPAWN_BYTES,
 };
 use vigil_rt::abi::server_introspect::{
     process_state, record_text, IntrospectReply, IntrospectRequest, ProcessTreeRecord, Topic,
     INTROSPECT, PROCESS_RECORD_BYTES, PROCESS_RECORD_VERSION,
 };
 use vigil_rt::abi::signal::KIND_PROCESS_EVENT;
-use vigil_rt::abi::vm::{PageRange, Pid, MAX_PAGES_PER_CALL, PAGE_SIZE};
+use vigil_rt::abi::vm::Pid;
 use vigil_rt::ipc::{self, GrantId};
 use vigil_rt::{println, syscall, Endpoint, Error, Message};
 
@@ -66,7 +66,7 @@ struct Pm {
     processes: BTreeMap<u64, Entry>,
     waiters: Vec<Waiter>,
     /// Module files read so far, by module index (boot modules never change).
-    images: BTreeMap<u64, Vec<u8>>,
+    images: BTreeMap<u64, image::Image>,
     /// Signal actions, masks and pending sets (`signal.rs`).
     signals: signal::Signals,
     /// Who traces whom, and their stops (`trace.rs`).
@@ -104,26 +104,13 @@ impl Pm {
         Err(Error::NotFound)
     }
 
-    /// The whole file of module `index`, read once and kept while it is the module spawned
-    /// last (a file with debug information is megabytes; PM's heap is 4 MiB).
-    fn image(&mut self, index: u64) -> Result<&[u8], Error> {
+    /// The image of module `index`, read once and kept while it is the module spawned
+    /// last (only its segments' bytes: `image.rs`).
+    fn image(&mut self, index: u64) -> Result<&image::Image, image::ImageError> {
         if !self.images.contains_key(&index) {
             self.images.clear();
-            let size = syscall::pm_module_read(index, 0, &mut [])? as usize;
-            // A file larger than PM's heap can hold is refused, not a PM panic.
-            let mut file = Vec::new();
-            file.try_reserve_exact(size)
-                .map_err(|_| Error::OutOfResources)?;
-            file.resize(size, 0);
-            let mut done = 0;
-            while done < size {
-                let read = syscall::pm_module_read(index, done as u64, &mut file[done..])? as usize;
-                if read == 0 {
-                    return Err(Error::InvalidArgument);
-                }
-                done += read;
-            }
-            self.images.insert(index, file);
+            let image = image::Image::read(index)?;
+            self.images.insert(index, image);
         }
         Ok(&self.images[&index])
     }
@@ -151,18 +138,19 @@ impl Pm {
         let priority = Priority::new(u64::from(options.priority))?;
         let kernel_calls = options.kernel_calls;
         let memory_limit = options.memory_limit_pages.unwrap_or(0);
-        let file = self.image(index)?;
-        let image = match ElfImage::parse(file) {
-            Ok(image) => image,
+        let entry = match self.image(index) {
+            Ok(image) => image.elf.entry,
+            Err(image::ImageError::Read(error)) => return Err(error),
             Err(reason) => {
                 println!("spawn of '{program}' refused: {reason}");
                 return Err(Error::InvalidArgument);
             }
         };
         let pid = syscall::pm_create(&name, priority, kernel_calls, memory_limit)?;
-        let file = &self.images[&index];
-        let main_thread = match load(Pid(pid as u32), &image, file)
-            .and_then(|()| syscall::pm_start(Pid(pid as u32), image.entry, arguments.as_bytes()))
+        let image = &self.images[&index];
+        let main_thread = match image
+            .load(Pid(pid as u32))
+            .and_then(|()| syscall::pm_start(Pid(pid as u32), entry, arguments.as_bytes()))
         {
             Ok(thread) => thread,
             Err(error) => {
@@ -411,33 +399,6 @@ fn record(pid: u64, entry: &Entry) -> ProcessTreeRecord {
         arguments: record_text(entry.arguments.as_bytes()),
         ..ProcessTreeRecord::default()
     }
-}
-
-/// Maps and fills every segment of `image` (validated) in the unstarted process `pid`.
-fn load(pid: Pid, image: &ElfImage, file: &[u8]) -> Result<(), Error> {
-    for segment in image.segments() {
-        let first_page = segment.virt & !(PAGE_SIZE - 1);
-        let pages = (segment.virt + segment.mem_size - first_page).div_ceil(PAGE_SIZE);
-        let flags = match (segment.flags.write, segment.flags.execute) {
-            (true, _) => ImageFlags::WRITABLE,
-            (false, true) => ImageFlags::EXECUTABLE,
-            (false, false) => ImageFlags::READ_ONLY,
-        };
-        let mut done = 0;
-        while done < pages {
-            let count = (pages - done).min(MAX_PAGES_PER_CALL);
-            let range = PageRange::new(first_page + done * PAGE_SIZE, count)?;
-            syscall::pm_map_image(pid, range, flags)?;
-            done += count;
-        }
-        let start = segment.file_offset as usize;
-        let bytes = &file[start..start + segment.file_size as usize];
-        for (i, chunk) in bytes.chunks(MAX_COPY_BYTES as usize).enumerate() {
-            let address = segment.virt + (i as u64) * MAX_COPY_BYTES;
-            syscall::pm_copy_to(pid, address, chunk)?;
-        }
-    }
-    Ok(())
 }
 
 /// Answers `client` without ever blocking (a client that did not wait for it loses it).

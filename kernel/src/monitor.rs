@@ -65,8 +65,10 @@ struct Monitor {
     received_this_tick: usize,
     /// The last `EXIT_HISTORY` process ends, resent after every Hello for late clients.
     exits: VecDeque<ProcessExit>,
-    /// The user crash report just sent, until its process's end takes it.
-    crash_awaiting_exit: Option<CrashReport>,
+    /// User crash reports sent, each until its process's end takes it (a process its
+    /// signal manager holds after the crash ends later, other ends may come first); the
+    /// oldest goes when more than `CRASHES_AWAITING_EXIT` wait.
+    crash_awaiting_exit: VecDeque<CrashReport>,
     /// Process commands taken in, for the next tick to forward to PM (`host_command`).
     process_requests: Vec<crate::host_command::ProcessRequest>,
 }
@@ -94,7 +96,7 @@ pub fn init() {
         receive_interrupt: false,
         received_this_tick: 0,
         exits: VecDeque::with_capacity(EXIT_HISTORY),
-        crash_awaiting_exit: None,
+        crash_awaiting_exit: VecDeque::new(),
         process_requests: Vec::with_capacity(PROCESS_REQUESTS_PER_TICK),
     };
     // Host bytes are taken as they arrive, not once a tick: QEMU refills the UART's FIFO
@@ -195,6 +197,9 @@ pub fn receives_by_interrupt() -> bool {
         .is_some_and(|monitor| monitor.receive_interrupt)
 }
 
+/// Most crash reports kept for processes that have not ended yet.
+const CRASHES_AWAITING_EXIT: usize = 8;
+
 /// Queues the crash report of a user process: a fault (`CrashKind::UserFault`) or a panic
 /// (`CrashKind::UserPanic`, the `Panic` system call). Kernel crashes use `emergency_crash`.
 pub fn report_user_crash(
@@ -216,7 +221,14 @@ pub fn report_user_crash(
         backtrace,
     };
     monitor.queue(&KernelFrame::Crash(report.clone()));
-    monitor.crash_awaiting_exit = Some(report);
+    // A process has one crash report: a later one of the same pid replaces it.
+    monitor
+        .crash_awaiting_exit
+        .retain(|waiting| waiting.process.as_ref().map(|(_, of)| *of) != Some(pid));
+    if monitor.crash_awaiting_exit.len() == CRASHES_AWAITING_EXIT {
+        monitor.crash_awaiting_exit.pop_front();
+    }
+    monitor.crash_awaiting_exit.push_back(report);
 }
 
 /// Records the end of a process in the exit history and sends it (with the crash report
@@ -228,8 +240,9 @@ pub fn record_exit(process: &str, pid: u32, status: u64) {
     };
     let crash = monitor
         .crash_awaiting_exit
-        .take()
-        .filter(|report| report.process.as_ref().is_some_and(|(_, of)| *of == pid));
+        .iter()
+        .position(|report| report.process.as_ref().is_some_and(|(_, of)| *of == pid))
+        .and_then(|index| monitor.crash_awaiting_exit.remove(index));
     let mut exit = ProcessExit {
         pid,
         name: String::from(process),

@@ -851,7 +851,7 @@ impl Kernel {
         if let Some(manager) = record.signal_manager() {
             if self.hold_for_manager(slot, fault_address) {
                 crate::info!(
-                    "process '{}' (pid {pid}) thread {endpoint} held for its signal manager (pid {manager}) after {mnemonic} at {:#x}",
+                    "process '{}' (pid {pid}) held for its signal manager (pid {manager}) after {mnemonic} at {:#x} (thread {endpoint}: {page_faults} page faults, {syscalls} system calls)",
                     self.processes[process].name(),
                     context.rip
                 );

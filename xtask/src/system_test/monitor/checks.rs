@@ -856,6 +856,10 @@ pub fn check_exit_history(observation: &Observation) -> Result<String, String> {
 }
 
 /// The verdict of [`check_exit_history`] on the frames the proxy forwarded.
+/// The status of a process PM ended by SIGSEGV after a reported fault.
+const SIGSEGV_REPORTED: u64 =
+    vigil_abi::signal::status::killed_by(vigil_abi::signal::Signal::SEGV, true);
+
 fn exit_history_verdict(frames: &[proxy::ProxyFrame], late_hello: Duration) -> Result<(), String> {
     let after: Vec<&KernelFrame> = frames
         .iter()
@@ -887,10 +891,10 @@ fn exit_history_verdict(frames: &[proxy::ProxyFrame], late_hello: Duration) -> R
         .ok_or("crash_null's end carries no crash report")?;
     if report.kind != vigil_wire::CrashKind::UserFault
         || report.backtrace.is_empty()
-        || crashed.status != 128 + 14
+        || crashed.status != SIGSEGV_REPORTED
     {
         return Err(format!(
-            "crash_null's end: status {}, report {:?} (a page fault, status 142, with a backtrace expected)",
+            "crash_null's end: status {:#x}, report {:?} (a page fault, ended by PM with SIGSEGV: status {SIGSEGV_REPORTED:#x}, with a backtrace expected)",
             crashed.status, report
         ));
     }

@@ -332,12 +332,18 @@ pub fn reference(name: &str) -> Option<&'static str> {
         ),
         "thread_create_join" => Some("Linux 71,043 instructions; Vigil aims ≤ 35,521"),
         "signal_self_handler" => Some("Linux 4,249 instructions; Vigil aims ≤ 2,124"),
+        "traced_syscall" => Some(
+            "Linux ptrace (PTRACE_SYSCALL + waitpid at entry and exit) 22,187 instructions; Vigil aims ≤ 11,093",
+        ),
         _ => None,
     }
 }
 
 /// The signal-to-self-with-a-handler target: half of Linux's 4,249 instructions.
 const SIGNAL_SELF_TARGET: u64 = 2_124;
+
+/// The traced-system-call target: half of Linux's 22,187 instructions.
+const TRACED_SYSCALL_TARGET: u64 = 11_093;
 
 /// The IPC round-trip target (instructions per round trip).
 const IPC_ROUNDTRIP_TARGET: u64 = 400;
@@ -355,6 +361,7 @@ fn target_of(name: &str) -> Option<u64> {
         "ipc_roundtrip" | "ipc_call_replyrecv" => Some(IPC_ROUNDTRIP_TARGET),
         "ipc_roundtrip_slowpath" | "ipc_call_replyrecv_slowpath" => Some(IPC_SLOW_PATH_LIMIT),
         "signal_self_handler" => Some(SIGNAL_SELF_TARGET),
+        "traced_syscall" => Some(TRACED_SYSCALL_TARGET),
         _ => None,
     }
 }

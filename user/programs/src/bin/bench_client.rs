@@ -89,6 +89,7 @@ fn main(_args: &str) -> i32 {
     ok &= step("wake_lateness", wake_lateness());
     ok &= step("process_costs", process_costs());
     ok &= step("signal_costs", signal_costs());
+    ok &= step("trace_costs", trace_costs());
     if ok {
         println!("bench: done");
     } else {
@@ -465,4 +466,35 @@ fn signal_costs() -> bool {
         signal::kill(own, Signal::USR1).is_ok()
             && SIGNALS_CAUGHT.load(Ordering::Relaxed) == before + 1
     })
+}
+
+/// One traced system call with the tracer stopping at its entry and its exit (Linux's
+/// PTRACE_SYSCALL twice, waitpid twice): `pm_child syscalls` makes system calls forever,
+/// traced by this program through PM; a sample is continue → entry stop → continue → exit
+/// stop, the tracee's call running in between.
+fn trace_costs() -> bool {
+    use vigil_abi::ptrace::request::{event, mode};
+    let pid = match vigil_rt::trace::spawn("pm_child -- syscalls", 0) {
+        Ok(pid) => pid,
+        Err(error) => {
+            println!("bench: trace row: spawn traced: {error}");
+            return false;
+        }
+    };
+    let stop_is = |kind: u64| {
+        vigil_rt::trace::wait(pid, false).is_ok_and(|stop| stop.is_some_and(|s| s.kind == kind))
+    };
+    if !stop_is(event::ATTACHED) {
+        println!("bench: trace row: no ATTACHED event");
+        return false;
+    }
+    let ok = measure("traced_syscall", 1, || {
+        vigil_rt::trace::resume(pid, mode::SYSCALLS).is_ok()
+            && stop_is(event::SYSCALL_ENTRY)
+            && vigil_rt::trace::resume(pid, mode::SYSCALLS).is_ok()
+            && stop_is(event::SYSCALL_EXIT)
+    });
+    let _ = pm::kill(pid, 9);
+    let _ = pm::wait(Some(pid));
+    ok
 }

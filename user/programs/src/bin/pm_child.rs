@@ -1,5 +1,6 @@
 //! `pm_child`: a program the process manager spawns in the `pm-*` scenarios. Its
-//! arguments say what it does: `exit N` (exit with status N), `receive` / `sleep` /
+//! arguments say what it does: `exit N` (exit with status N), `syscalls` (system calls
+//! forever, for the traced-call bench row), `receive` / `sleep` /
 //! `mutex` (block forever there, to be killed), `tree DEPTH` (spawn a `tree DEPTH-1`
 //! child; the middle of a tree exits at once with its child's pid as status, orphaning
 //! it; the leaf exits 5; a node whose child is a leaf waits for it and prints its status).
@@ -23,6 +24,10 @@ fn main(args: &str) -> i32 {
         words.next().and_then(|w| w.parse::<u64>().ok()),
     ) {
         (Some("exit"), Some(status)) => status as i32,
+        (Some("syscalls"), _) => loop {
+            // System calls forever, for the traced-call bench row.
+            let _ = vigil_rt::syscall::self_endpoint();
+        },
         (Some("receive"), _) => {
             let _ = ipc::receive(Endpoint::ANY);
             1

@@ -209,6 +209,8 @@ impl Kernel {
                 record[event::ERROR_CODE] = context.error_code;
                 record[event::FAULT_ADDRESS] = self.signals.fault_address[index];
                 record[event::RIP] = context.rip;
+                // A trace stop's value: RAX, the call's number at entry, its result at exit.
+                record[event::VALUE] = context.rax;
                 return Some(record);
             }
         }

@@ -241,6 +241,9 @@ pub mod request {
     /// `[SPAWN, grant, len, options]` → `[0, pid]`: PM's SPAWN (the text in a read grant),
     /// traced by the caller from its first instruction (stopped, `event::ATTACHED`).
     pub const SPAWN: u64 = 9;
+    /// `[RESUME_WAIT, pid, mode]` → `WAIT`'s answer for `pid`: `CONTINUE` and `WAIT` in one
+    /// round trip (a tracer's loop: `strace` does PTRACE_SYSCALL then waitpid).
+    pub const RESUME_WAIT: u64 = 10;
 
     /// `WAIT`'s flag: answer at once.
     pub const NO_HANG: u64 = 1;

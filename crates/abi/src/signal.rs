@@ -206,6 +206,9 @@ pub mod event {
     pub const ERROR_CODE: usize = 4;
     pub const FAULT_ADDRESS: usize = 5;
     pub const RIP: usize = 6;
+    /// RAX when the thread stopped: at a system call's entry its number, at its exit its
+    /// result (so a tracer needs no register read for either).
+    pub const VALUE: usize = 7;
     /// A thread took a CPU exception and is held (`HeldForManager`): resume it with
     /// `PmResumeThread` or kill its process with `PmKill`.
     pub const EXCEPTION: u64 = 1;

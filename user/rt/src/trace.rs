@@ -53,17 +53,27 @@ pub fn resume(pid: u64, mode: u64) -> Result<(), Error> {
     trace([request::CONTINUE, pid, mode, 0, 0, 0]).map(|_| ())
 }
 
-/// The next event of tracee `pid` (0: any), waiting for it; None only with `no_hang`.
-pub fn wait(pid: u64, no_hang: bool) -> Result<Option<TraceEvent>, Error> {
-    let flags = if no_hang { request::NO_HANG } else { 0 };
-    let reply = trace([request::WAIT, pid, flags, 0, 0, 0])?;
-    Ok((reply[1] != 0).then_some(TraceEvent {
+/// `resume` then `wait(pid)`, in one request.
+pub fn resume_and_wait(pid: u64, mode: u64) -> Result<TraceEvent, Error> {
+    let reply = trace([request::RESUME_WAIT, pid, mode, 0, 0, 0])?;
+    Ok(event_of(reply))
+}
+
+fn event_of(reply: [u64; 6]) -> TraceEvent {
+    TraceEvent {
         pid: reply[1],
         thread: Endpoint(reply[2]),
         kind: reply[3],
         rip: reply[4],
         value: reply[5],
-    }))
+    }
+}
+
+/// The next event of tracee `pid` (0: any), waiting for it; None only with `no_hang`.
+pub fn wait(pid: u64, no_hang: bool) -> Result<Option<TraceEvent>, Error> {
+    let flags = if no_hang { request::NO_HANG } else { 0 };
+    let reply = trace([request::WAIT, pid, flags, 0, 0, 0])?;
+    Ok((reply[1] != 0).then(|| event_of(reply)))
 }
 
 /// The registers of a tracee's thread.

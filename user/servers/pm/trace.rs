@@ -32,6 +32,8 @@ struct Tracee {
     stopped: bool,
     /// The thread held at a trace stop, until CONTINUE releases it.
     held: Option<Endpoint>,
+    /// The main thread's trace flags as last set (CONTINUE sets them only if they change).
+    flags: TraceFlags,
 }
 
 /// A tracer blocked in WAIT.
@@ -92,6 +94,7 @@ impl Tracing {
                 follow_children: follow,
                 stopped: true,
                 held: None,
+                flags: TraceFlags::NONE,
             },
         );
         self.post(tracer, [pid, main_thread.0, event::ATTACHED, 0, value]);
@@ -110,9 +113,7 @@ impl Tracing {
         tracee.held = Some(thread);
         let tracer = tracee.tracer;
         let value = match kind {
-            kernel_event::SYSCALL_ENTRY | kernel_event::SYSCALL_EXIT => {
-                ptrace::get_registers(thread).map_or(0, |registers| registers.rax)
-            }
+            kernel_event::SYSCALL_ENTRY | kernel_event::SYSCALL_EXIT => record[kernel_event::VALUE],
             _ => 0,
         };
         self.post(
@@ -180,7 +181,11 @@ impl Tracing {
             _ => return Err(Error::InvalidArgument),
         };
         let tracee = self.traced_by(pid, tracer)?;
-        ptrace::set_flags(tracee.main_thread, flags)?;
+        // STEP is one shot: the kernel clears it at the stop, so it is always set again.
+        if flags != tracee.flags || flags.step() {
+            ptrace::set_flags(tracee.main_thread, flags)?;
+            tracee.flags = flags;
+        }
         if let Some(thread) = tracee.held.take() {
             syscall::pm_resume_thread(thread)?;
         }
@@ -263,6 +268,10 @@ impl Pm {
                 Ok(Some([0; 6]))
             }
             request::CONTINUE => self.tracing.resume(a, tracer, b).map(|()| Some([0; 6])),
+            request::RESUME_WAIT => {
+                self.tracing.resume(a, tracer, b)?;
+                self.tracing.wait(client, tracer, a, 0)
+            }
             request::WAIT => self.tracing.wait(client, tracer, a, b),
             request::GET_REGISTERS => {
                 let thread = self.traced_thread(a, tracer)?;

@@ -470,8 +470,8 @@ fn signal_costs() -> bool {
 
 /// One traced system call with the tracer stopping at its entry and its exit (Linux's
 /// PTRACE_SYSCALL twice, waitpid twice): `pm_child syscalls` makes system calls forever,
-/// traced by this program through PM; a sample is continue → entry stop → continue → exit
-/// stop, the tracee's call running in between.
+/// traced by this program through PM; a sample is continue-and-wait to the entry stop and
+/// again to the exit stop (PM's RESUME_WAIT: one request each), the call running between.
 fn trace_costs() -> bool {
     use vigil_abi::ptrace::request::{event, mode};
     let pid = match vigil_rt::trace::spawn("pm_child -- syscalls", 0) {
@@ -481,18 +481,17 @@ fn trace_costs() -> bool {
             return false;
         }
     };
-    let stop_is = |kind: u64| {
-        vigil_rt::trace::wait(pid, false).is_ok_and(|stop| stop.is_some_and(|s| s.kind == kind))
-    };
-    if !stop_is(event::ATTACHED) {
+    if !vigil_rt::trace::wait(pid, false)
+        .is_ok_and(|s| s.is_some_and(|s| s.kind == event::ATTACHED))
+    {
         println!("bench: trace row: no ATTACHED event");
         return false;
     }
+    let stop_is = |kind: u64| {
+        vigil_rt::trace::resume_and_wait(pid, mode::SYSCALLS).is_ok_and(|stop| stop.kind == kind)
+    };
     let ok = measure("traced_syscall", 1, || {
-        vigil_rt::trace::resume(pid, mode::SYSCALLS).is_ok()
-            && stop_is(event::SYSCALL_ENTRY)
-            && vigil_rt::trace::resume(pid, mode::SYSCALLS).is_ok()
-            && stop_is(event::SYSCALL_EXIT)
+        stop_is(event::SYSCALL_ENTRY) && stop_is(event::SYSCALL_EXIT)
     });
     let _ = pm::kill(pid, 9);
     let _ = pm::wait(Some(pid));

@@ -130,6 +130,11 @@ pub fn probe(metrics_port: u16, work_dir: &Path) -> MetricsProbe {
         probe.promtool = Err(PROMETHEUS_MISSING_MESSAGE.to_string());
         probe.queries = Err(PROMETHEUS_MISSING_MESSAGE.to_string());
     }
+    // Prometheus first: it starts in the background (a Go binary and a fresh TSDB take
+    // seconds on a loaded machine) while the first scrape and promtool run, so its scrapes
+    // fall well inside the tool's window (started after them, it once missed the window).
+    let tools = find_on_path(PROMTOOL).is_some() && find_on_path(PROMETHEUS).is_some();
+    let server = tools.then(|| start_prometheus(metrics_port, work_dir));
     let until = Instant::now() + FIRST_SCRAPE_WITHIN;
     loop {
         match http_get(metrics_port, "/metrics") {
@@ -145,17 +150,72 @@ pub fn probe(metrics_port: u16, work_dir: &Path) -> MetricsProbe {
         }
         thread::sleep(Duration::from_millis(100));
     }
-    if find_on_path(PROMTOOL).is_none() || find_on_path(PROMETHEUS).is_none() {
+    let Some(server) = server else {
         return probe;
-    }
+    };
     if let Ok(text) = &probe.text {
         probe.promtool = promtool_check(text);
     }
-    probe.queries = run_prometheus(metrics_port, work_dir);
+    probe.queries = server.and_then(|server| server.queries());
     probe
 }
 
-fn run_prometheus(metrics_port: u16, work_dir: &Path) -> Result<Vec<Value>, String> {
+/// A Prometheus scraping `vigil metrics`, stopped when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    web_port: u16,
+    log_path: std::path::PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Prometheus {
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (up to `PROMETHEUS_WITHIN`) until every query has a value, then stops it.
+    fn queries(self) -> Result<Vec<Value>, String> {
+        let until = Instant::now() + PROMETHEUS_WITHIN;
+        let result = loop {
+            let answers: Result<Vec<Value>, String> = QUERIES
+                .iter()
+                .map(|q| {
+                    http_get(
+                        self.web_port,
+                        &format!("/api/v1/query?query={}", url_encode(q)),
+                    )
+                    .and_then(|answer| query_result(&answer))
+                })
+                .collect();
+            match answers {
+                Ok(answers) if answers.iter().all(|a| first_value(a).is_some()) => {
+                    break Ok(answers)
+                }
+                Ok(answers) if Instant::now() >= until => {
+                    break Err(format!(
+                        "Prometheus stored no scrape within {} s: {answers:?} (log: {})",
+                        PROMETHEUS_WITHIN.as_secs(),
+                        self.log_path.display()
+                    ))
+                }
+                Err(error) if Instant::now() >= until => {
+                    break Err(format!("{error} (log: {})", self.log_path.display()))
+                }
+                _ => thread::sleep(Duration::from_millis(250)),
+            }
+        };
+        result
+    }
+}
+
+/// Starts Prometheus scraping `vigil metrics` on `metrics_port` every second.
+fn start_prometheus(metrics_port: u16, work_dir: &Path) -> Result<Prometheus, String> {
     let web_port = qemu::free_local_port().map_err(|e| format!("{e:#}"))?;
     let config = work_dir.join("prometheus.yml");
     let data = work_dir.join("prometheus-data");
@@ -170,7 +230,7 @@ fn run_prometheus(metrics_port: u16, work_dir: &Path) -> Result<Vec<Value>, Stri
     let log_path = work_dir.join("prometheus.log");
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    let mut server = Command::new(PROMETHEUS)
+    let child = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
@@ -179,33 +239,11 @@ fn run_prometheus(metrics_port: u16, work_dir: &Path) -> Result<Vec<Value>, Stri
         .stderr(Stdio::from(log2))
         .spawn()
         .map_err(|e| format!("cannot start {PROMETHEUS}: {e}"))?;
-    let until = Instant::now() + PROMETHEUS_WITHIN;
-    let result = loop {
-        let answers: Result<Vec<Value>, String> = QUERIES
-            .iter()
-            .map(|q| {
-                http_get(web_port, &format!("/api/v1/query?query={}", url_encode(q)))
-                    .and_then(|answer| query_result(&answer))
-            })
-            .collect();
-        match answers {
-            Ok(answers) if answers.iter().all(|a| first_value(a).is_some()) => break Ok(answers),
-            Ok(answers) if Instant::now() >= until => {
-                break Err(format!(
-                    "Prometheus stored no scrape within {} s: {answers:?} (log: {})",
-                    PROMETHEUS_WITHIN.as_secs(),
-                    log_path.display()
-                ))
-            }
-            Err(error) if Instant::now() >= until => {
-                break Err(format!("{error} (log: {})", log_path.display()))
-            }
-            _ => thread::sleep(Duration::from_millis(250)),
-        }
-    };
-    let _ = server.kill();
-    let _ = server.wait();
-    result
+    Ok(Prometheus {
+        child,
+        web_port,
+        log_path,
+    })
 }
 
 #[cfg(test)]

@@ -678,12 +678,21 @@ impl Kernel {
             process_record.main_thread,
             [u64::from(process_record.pid), status, 0],
         );
-        crate::info!(
-            "process '{}' (pid {}) exited with status {}",
-            process_record.name(),
-            process_record.pid,
-            status as i64
-        );
+        match vigil_abi::signal::status::signal_of(status) {
+            // A signal's status (`1 << 32 | signal`, PM's encoding) reads as one.
+            Some(signal) => crate::info!(
+                "process '{}' (pid {}) exited with status {status:#x} ({})",
+                process_record.name(),
+                process_record.pid,
+                signal.name()
+            ),
+            None => crate::info!(
+                "process '{}' (pid {}) exited with status {}",
+                process_record.name(),
+                process_record.pid,
+                status as i64
+            ),
+        }
         crate::monitor::record_exit(process_record.name(), process_record.pid, status);
         process_record.in_use = false;
         let pid = process_record.pid;

@@ -211,7 +211,7 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
         }
     }
     Ok(format!(
-        "tree, 5 answers, kill seen (exit status {KILL_STATUS}), {malformed} malformed counted"
+        "tree, 6 answers (stop and continue ok), kill seen (exit status {KILL_STATUS}), {malformed} malformed counted"
     ))
 }
 

@@ -185,12 +185,16 @@ impl Model {
     /// Process `pid`'s parent as PM's tree has it; None when PM did not start it (the
     /// kernel did, from the boot table) or there is no tree (no PM).
     pub fn parent_of(&self, pid: u32) -> Option<u32> {
+        self.tree_entry(pid).map(|entry| entry.parent)
+    }
+
+    /// Process `pid`'s record in PM's tree (parent, arguments, start time), if PM started it.
+    pub fn tree_entry(&self, pid: u32) -> Option<&vigil_wire::ProcessTreeEntry> {
         self.tree
             .as_ref()?
             .processes
             .iter()
             .find(|entry| entry.pid == pid)
-            .map(|entry| entry.parent)
     }
 
     /// The latest snapshot.
@@ -531,6 +535,32 @@ mod tests {
     use super::*;
     use vigil_abi::introspect::{state_code, ThreadCounters};
     use vigil_abi::Endpoint;
+
+    #[test]
+    fn pm_s_tree_gives_parents_and_arguments() {
+        let mut model = Model::new();
+        assert_eq!(model.parent_of(5), None, "no tree yet");
+        let entry = |pid, parent, arguments: &str| vigil_wire::ProcessTreeEntry {
+            pid,
+            parent,
+            state: 1,
+            name: "pm_child".into(),
+            arguments: arguments.into(),
+            ..Default::default()
+        };
+        model.apply(KernelFrame::ProcessTree(ProcessTree {
+            request: 1,
+            timestamp_ns: 1,
+            manager: 2,
+            processes: vec![entry(5, 3, "sleep"), entry(6, 2, "")],
+        }));
+        assert_eq!(model.parent_of(5), Some(3));
+        assert_eq!(
+            model.tree_entry(5).map(|e| e.arguments.as_str()),
+            Some("sleep")
+        );
+        assert_eq!(model.parent_of(1), None, "not PM's: the kernel started it");
+    }
 
     #[test]
     fn cpu_percent_is_delta_cpu_over_delta_time() {

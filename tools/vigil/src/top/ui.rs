@@ -875,6 +875,14 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                     p.threads,
                     labels.thread(p.main_thread)
                 )));
+                if let Some(entry) = app.model.tree_entry(pid) {
+                    lines.push(Line::from(format!(
+                        "started by pm at {:.3} s · parent pid {} · arguments {:?}",
+                        entry.start_ns as f64 / 1e9,
+                        entry.parent,
+                        entry.arguments
+                    )));
+                }
                 lines.push(Line::from(format!(
                     "resident {} ({} pages, peak {}) · virtual {} · shared {} · grants {}",
                     memory_text(p.memory_pages),

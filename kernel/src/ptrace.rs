@@ -16,15 +16,14 @@
 //! The IPC fast path does not run while any thread is traced (`any`), so every call and
 //! every wake-up passes the points above.
 
+use crate::signal::{bit, set, WORDS};
 use crate::syscall::Next;
 use crate::system::Kernel;
 use vigil_abi::ptrace::{stop, TraceFlags};
 use vigil_abi::syscall::PmTraceFlagsArgs;
 use vigil_abi::user_memory::UserSlice;
 use vigil_abi::Error;
-use vigil_kcore::slot::{ThreadSlot, MAX_THREADS};
-
-const WORDS: usize = MAX_THREADS / 64;
+use vigil_kcore::slot::ThreadSlot;
 
 /// The RFLAGS trap flag.
 const TRAP_FLAG: u64 = 1 << 8;
@@ -44,19 +43,6 @@ pub struct TraceLink {
     exit_when_picked: [u64; WORDS],
     /// Some bit above is set: the fast path is off and the scheduler looks.
     any: bool,
-}
-
-fn bit(map: &[u64; WORDS], slot: ThreadSlot) -> bool {
-    map[slot.index() / 64] & (1 << (slot.index() % 64)) != 0
-}
-
-fn set(map: &mut [u64; WORDS], slot: ThreadSlot, on: bool) {
-    let mask = 1 << (slot.index() % 64);
-    if on {
-        map[slot.index() / 64] |= mask;
-    } else {
-        map[slot.index() / 64] &= !mask;
-    }
 }
 
 impl TraceLink {

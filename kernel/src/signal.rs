@@ -32,7 +32,8 @@ use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
-const WORDS: usize = MAX_THREADS / 64;
+/// Words of a bitmap over the thread table (one bit per thread slot).
+pub(crate) const WORDS: usize = MAX_THREADS / 64;
 
 /// The signal state the kernel keeps per process (everything else is the manager's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,11 +69,13 @@ pub struct SignalLink {
     active: bool,
 }
 
-fn bit(map: &[u64; WORDS], slot: ThreadSlot) -> bool {
+/// Whether `slot`'s bit is set in a thread bitmap (`ptrace.rs` uses these too).
+pub(crate) fn bit(map: &[u64; WORDS], slot: ThreadSlot) -> bool {
     map[slot.index() / 64] & (1 << (slot.index() % 64)) != 0
 }
 
-fn set(map: &mut [u64; WORDS], slot: ThreadSlot, on: bool) {
+/// Sets or clears `slot`'s bit in a thread bitmap.
+pub(crate) fn set(map: &mut [u64; WORDS], slot: ThreadSlot, on: bool) {
     let mask = 1 << (slot.index() % 64);
     if on {
         map[slot.index() / 64] |= mask;

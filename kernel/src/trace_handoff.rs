@@ -270,4 +270,3 @@ pub fn set_tracer(
     kernel.trace.handoff.tracers[process.index()] = registration;
     Ok(Next::Return(0))
 }
-

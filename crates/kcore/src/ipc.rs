@@ -3275,7 +3275,9 @@ mod tests {
         assert_eq!(w.t.state(tracer).waits_on(), Some(et));
         assert!(!w.t.end_tracee_wait(&mut w.env, tracer, 8, Ok(0)));
         assert!(!w.t.end_tracee_wait(&mut w.env, other, 7, Ok(0)));
-        assert!(w.t.end_tracee_wait(&mut w.env, tracer, 7, Ok(direct::STOPPED)));
+        assert!(w
+            .t
+            .end_tracee_wait(&mut w.env, tracer, 7, Ok(direct::STOPPED)));
         assert!(!w.t.end_tracee_wait(&mut w.env, tracer, 7, Ok(0)));
         // A signal: the tracer asks PM.
         assert_eq!(w.t.wait_for_tracee(tracer, et, 7), Outcome::Blocked);

@@ -34,6 +34,7 @@ mod thread;
 mod time;
 mod timer;
 mod trace;
+mod trace_handoff;
 mod usercopy;
 mod vm;
 mod watchdog;

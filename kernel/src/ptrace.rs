@@ -19,7 +19,7 @@
 use crate::signal::{bit, set, WORDS};
 use crate::syscall::Next;
 use crate::system::Kernel;
-use vigil_abi::ptrace::{stop, TraceFlags};
+use vigil_abi::ptrace::{stop, TraceFlags, HELD_AT_STOP};
 use vigil_abi::syscall::PmTraceFlagsArgs;
 use vigil_abi::user_memory::UserSlice;
 use vigil_abi::Error;
@@ -43,6 +43,8 @@ pub struct TraceLink {
     exit_when_picked: [u64; WORDS],
     /// Some bit above is set: the fast path is off and the scheduler looks.
     any: bool,
+    /// Registered tracers and the ones waiting for a stop (`trace_handoff.rs`).
+    pub handoff: crate::trace_handoff::HandoffLink,
 }
 
 impl TraceLink {
@@ -53,6 +55,7 @@ impl TraceLink {
             in_call: [0; WORDS],
             exit_when_picked: [0; WORDS],
             any: false,
+            handoff: crate::trace_handoff::HandoffLink::new(),
         }
     }
 
@@ -116,7 +119,7 @@ impl Kernel {
         if !bit(&self.trace.syscalls, slot) {
             return false;
         }
-        if !self.hold_for_manager_at(slot, stop::SYSCALL_ENTRY_VECTOR, 0) {
+        if !self.trace_stop(slot, stop::SYSCALL_ENTRY_VECTOR) {
             return false;
         }
         set(&mut self.trace.in_call, slot, true);
@@ -136,7 +139,7 @@ impl Kernel {
         set(&mut self.trace.in_call, slot, false);
         let vector = self.finished_call_stop(slot);
         self.trace.refresh();
-        self.hold_for_manager_at(slot, vector, 0);
+        self.trace_stop(slot, vector);
     }
 
     /// The stop a finished call of `slot` makes: the step it was stepped over by, or its
@@ -167,7 +170,7 @@ impl Kernel {
         set(&mut self.trace.exit_when_picked, slot, false);
         let vector = self.finished_call_stop(slot);
         self.trace.refresh();
-        self.hold_for_manager_at(slot, vector, 0)
+        self.trace_stop(slot, vector)
     }
 
     /// A #DB of `slot` in user mode: true if it was the step the tracer asked for (then
@@ -179,11 +182,12 @@ impl Kernel {
         set(&mut self.trace.step, slot, false);
         self.trace.refresh();
         self.threads[slot].context_mut().rflags &= !TRAP_FLAG;
-        self.hold_for_manager_at(slot, stop::STEP_VECTOR, 0)
+        self.trace_stop(slot, stop::STEP_VECTOR)
     }
 }
 
-/// PmTraceFlags: sets the trace flags of a thread of a process the caller manages.
+/// PmTraceFlags: sets the trace flags of a thread of a process the caller manages; returns
+/// the previous ones, with `HELD_AT_STOP` if the thread is held at a trace stop now.
 pub fn set_flags(
     kernel: &mut Kernel,
     caller: ThreadSlot,
@@ -198,29 +202,40 @@ pub fn set_flags(
     if kernel.processes[process].signal_manager() != Some(manager) {
         return Err(Error::PermissionDenied);
     }
-    let previous = kernel.trace.flags(slot);
-    set(&mut kernel.trace.syscalls, slot, args.flags.syscalls());
-    set(&mut kernel.trace.step, slot, args.flags.step());
-    // The trap flag, unless the next instruction is SYSCALL: entering the kernel with it
-    // set would trap in the kernel's entry. That call is stepped over (`finished_call_stop`).
-    let rip = kernel.threads[slot].context().rip;
-    let mut next = [0u8; 2];
-    let at_syscall = UserSlice::<u8>::new(rip, 2)
-        .and_then(|at| crate::usercopy::read(kernel.processes[process].space(), at, &mut next))
-        .is_ok()
-        && next == SYSCALL_INSTRUCTION;
-    crate::usercopy::forget_missing_page();
-    let context = kernel.threads[slot].context_mut();
-    if args.flags.step() && !at_syscall {
-        context.rflags |= TRAP_FLAG;
-        // Return with IRETQ (as after an interrupt), which runs one instruction before the
-        // trap; SYSRET with TF traps before the first (measured under QEMU: the step stop
-        // came at the same RIP). RCX and R11 of a system-call frame hold exactly what
-        // SYSRET would have loaded, so the thread sees no difference.
-        context.vector = 0;
-    } else {
-        context.rflags &= !TRAP_FLAG;
+    let held = kernel.held_at_trace_stop(slot);
+    let previous = kernel.apply_trace_flags(slot, args.flags);
+    let held_bit = if held { HELD_AT_STOP } else { 0 };
+    Ok(Next::Return(previous.bits() | held_bit))
+}
+
+impl Kernel {
+    /// Sets `slot`'s trace flags (the trap flag with STEP); returns the previous ones.
+    pub fn apply_trace_flags(&mut self, slot: ThreadSlot, flags: TraceFlags) -> TraceFlags {
+        let process = self.threads[slot].process();
+        let previous = self.trace.flags(slot);
+        set(&mut self.trace.syscalls, slot, flags.syscalls());
+        set(&mut self.trace.step, slot, flags.step());
+        // The trap flag, unless the next instruction is SYSCALL: entering the kernel with it
+        // set would trap in the kernel's entry. That call is stepped over (`finished_call_stop`).
+        let rip = self.threads[slot].context().rip;
+        let mut next = [0u8; 2];
+        let at_syscall = UserSlice::<u8>::new(rip, 2)
+            .and_then(|at| crate::usercopy::read(self.processes[process].space(), at, &mut next))
+            .is_ok()
+            && next == SYSCALL_INSTRUCTION;
+        crate::usercopy::forget_missing_page();
+        let context = self.threads[slot].context_mut();
+        if flags.step() && !at_syscall {
+            context.rflags |= TRAP_FLAG;
+            // Return with IRETQ (as after an interrupt), which runs one instruction before the
+            // trap; SYSRET with TF traps before the first (measured under QEMU: the step stop
+            // came at the same RIP). RCX and R11 of a system-call frame hold exactly what
+            // SYSRET would have loaded, so the thread sees no difference.
+            context.vector = 0;
+        } else {
+            context.rflags &= !TRAP_FLAG;
+        }
+        self.trace.refresh();
+        previous
     }
-    kernel.trace.refresh();
-    Ok(Next::Return(previous.bits()))
 }

@@ -160,6 +160,9 @@ impl Kernel {
             Syscall::KernelCall => run!(KernelCallTrapArgs, Kernel::kernel_call),
             Syscall::ReplyReceive => run!(ReplyReceiveArgs, reply_receive),
             Syscall::SignalReturn => run!(SignalReturnArgs, crate::signal::signal_return),
+            Syscall::TraceResumeWait => {
+                run!(TraceResumeWaitArgs, crate::trace_handoff::resume_wait)
+            }
         }
     }
 }

@@ -55,6 +55,9 @@ pub mod state_code {
     /// Held for the signal manager after a CPU exception; the target is the manager's
     /// main thread, the argument the exception vector.
     pub const HELD_FOR_MANAGER: u8 = 11;
+    /// A tracer waiting for its tracee's next trace stop (`TraceResumeWait`); the target
+    /// is the tracee's traced thread, the argument its pid.
+    pub const WAITING_FOR_TRACEE: u8 = 12;
 }
 
 /// Where `encode_state` puts a VM wait's access in the argument (above any user address).
@@ -191,6 +194,9 @@ pub const fn encode_state(state: &ThreadState) -> (u8, Endpoint, u64) {
         ThreadState::HeldForManager { manager, vector } => {
             (state_code::HELD_FOR_MANAGER, manager, vector)
         }
+        ThreadState::WaitingForTracee { tracee, pid } => {
+            (state_code::WAITING_FOR_TRACEE, tracee, pid)
+        }
         ThreadState::WaitingForVm {
             vm,
             address,
@@ -224,6 +230,10 @@ pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<T
         state_code::HELD_FOR_MANAGER => ThreadState::HeldForManager {
             manager: target,
             vector: argument,
+        },
+        state_code::WAITING_FOR_TRACEE => ThreadState::WaitingForTracee {
+            tracee: target,
+            pid: argument,
         },
         state_code::WAITING_FOR_VM => ThreadState::WaitingForVm {
             vm: target,
@@ -300,6 +310,7 @@ mod tests {
                 manager: t,
                 vector: 13,
             },
+            ThreadState::WaitingForTracee { tracee: t, pid: 9 },
             ThreadState::WaitingForVm {
                 vm: Endpoint::new(1, 1),
                 address: 0x7eff_fffb_f000,

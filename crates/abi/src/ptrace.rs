@@ -165,6 +165,83 @@ impl crate::syscall::Argument for TraceFlags {
     }
 }
 
+/// `PmTraceFlags`' result bit beside the previous flags: the thread is held at a trace
+/// stop right now. PM asks the kernel instead of trusting its own record, because a stop
+/// handed straight to the tracer (`TraceResumeWait`) never reaches PM.
+pub const HELD_AT_STOP: u64 = 1 << 8;
+
+/// What `TraceResumeWait` (system call 26) does before it waits: resume the tracee's thread
+/// held at a trace stop with these flags, or only wait (the tracee runs already).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeMode {
+    Resume(TraceFlags),
+    WaitOnly,
+}
+
+impl ResumeMode {
+    /// The raw value of `WaitOnly` (every other value is `TraceFlags`' bits).
+    pub const WAIT_ONLY_BITS: u64 = 0x100;
+
+    /// `WAIT_ONLY_BITS` or trace-flag bits; anything else is `InvalidArgument`.
+    pub const fn new(bits: u64) -> Result<ResumeMode, Error> {
+        if bits == Self::WAIT_ONLY_BITS {
+            return Ok(ResumeMode::WaitOnly);
+        }
+        match TraceFlags::new(bits) {
+            Ok(flags) => Ok(ResumeMode::Resume(flags)),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub const fn bits(self) -> u64 {
+        match self {
+            ResumeMode::Resume(flags) => flags.bits(),
+            ResumeMode::WaitOnly => Self::WAIT_ONLY_BITS,
+        }
+    }
+}
+
+impl crate::syscall::Argument for ResumeMode {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        ResumeMode::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.bits();
+    }
+}
+
+/// The direct trace path (`TraceResumeWait`, system call 26): the tracer PM registered
+/// with the kernel (`PmSetTracer`, kernel call 45) resumes its stopped tracee and waits for
+/// the next trace stop, which the kernel hands it without PM. Everything else is
+/// [`direct::NOT_AT_STOP`] (nothing done) or [`direct::ASK_MANAGER`] (resumed, then the
+/// tracee ended or the tracer was signalled): the tracer asks PM, whose events and rules are
+/// unchanged.
+pub mod direct {
+    /// Words of the stop record the kernel writes to the caller's `out`.
+    pub const RECORD_WORDS: usize = 4;
+    /// Record word: the stop's event kind (`request::event::SYSCALL_ENTRY`, ..._EXIT, STEP).
+    pub const KIND: usize = 0;
+    /// Record word: the stopped thread's endpoint.
+    pub const THREAD: usize = 1;
+    /// Record word: its RIP.
+    pub const RIP: usize = 2;
+    /// Record word: RAX (the call's number at entry, its result at exit).
+    pub const VALUE: usize = 3;
+
+    /// Result: the stop record is in `out`.
+    pub const STOPPED: u64 = 0;
+    /// Result: the tracee was resumed (or was running), but what came next is not a plain
+    /// trace stop (it ended; the caller was signalled): PM's WAIT for this pid has it.
+    pub const ASK_MANAGER: u64 = 1;
+    /// Result at once, nothing done: the tracee is not where the mode expects it (stopped
+    /// by PM after ATTACH or SIGSTOP, held for an exception, not held at a trace stop): PM's
+    /// RESUME_WAIT (or WAIT, for `WaitOnly`) is the way.
+    pub const NOT_AT_STOP: u64 = 2;
+}
+
 /// Trace stops: a thread held for its manager (`HeldForManager`) by tracing rather than a
 /// CPU exception. Its state's `vector` names the stop, and the manager's event
 /// (`PmNextEvent`) says which kind.

@@ -172,6 +172,7 @@ pub fn write_entry(
                 args[1], args[2], args[3]
             )?;
         }
+        Syscall::TraceResumeWait => write!(out, "pid {}, mode {:#x}", args[0], args[1])?,
         Syscall::KernelCall => match KernelCall::from_number(args[0]) {
             Some(kcall) => write!(out, "{}, {:#x}, {:#x}", kcall.name(), args[1], args[2])?,
             None => write!(out, "{}, {:#x}, {:#x}", args[0], args[1], args[2])?,
@@ -285,6 +286,15 @@ mod tests {
         write_entry(&mut out, number as u64, &args, view).unwrap();
         write_result(&mut out, number as u64, &args, rax, view).unwrap();
         out
+    }
+
+    #[test]
+    fn a_direct_trace_wait_shows_its_pid_and_mode() {
+        let v = view(0, 0);
+        assert_eq!(
+            line(Syscall::TraceResumeWait, [9, 1, 0x7000, 0, 0, 0], 1, &v),
+            "trace_resume_wait(pid 9, mode 0x1) = 1"
+        );
     }
 
     #[test]

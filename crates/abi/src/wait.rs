@@ -35,6 +35,9 @@ pub enum ThreadState {
     /// Took CPU exception `vector` and is held for its process's signal manager, whose
     /// main thread is `manager`, to resume (`PmResumeThread`) or kill it.
     HeldForManager { manager: Endpoint, vector: u64 },
+    /// A tracer in `TraceResumeWait`: waiting for the next trace stop of process `pid`,
+    /// whose traced thread is `tracee` (the kernel hands the stop straight to it).
+    WaitingForTracee { tracee: Endpoint, pid: u64 },
     /// Exited; the slot is kept until joined (or reaped with its process).
     Dead { exit_code: u64 },
 }
@@ -55,6 +58,7 @@ impl ThreadState {
             ThreadState::Joining { thread } => Some(thread),
             ThreadState::WaitingForVm { vm, .. } => Some(vm),
             ThreadState::HeldForManager { manager, .. } => Some(manager),
+            ThreadState::WaitingForTracee { tracee, .. } => Some(tracee),
             _ => None,
         }
     }

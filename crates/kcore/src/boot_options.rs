@@ -8,7 +8,7 @@
 //!   `shutdown`, `snapshot`, `tracemask`, `vm` = the memory calls VmMap, VmUnmap, VmProtect,
 //!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
-//!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmTraceFlags and PmHostReply, plus SafeCopyFrom and SafeCopyTo for its
+//!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmTraceFlags, PmHostReply and PmSetTracer, plus SafeCopyFrom and SafeCopyTo for its
 //!   clients' grants and VmProcessOf to learn who asks); default none;
 //! - `boot=kernel|pm` — who starts it: the kernel at boot (default), or nobody at boot:
 //!   the module is an image the process manager spawns on request;
@@ -174,6 +174,7 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmPeek.mask_bit()
                 | KernelCall::PmPoke.mask_bit()
                 | KernelCall::PmTraceFlags.mask_bit()
+                | KernelCall::PmSetTracer.mask_bit()
                 // Clients' spawn text and INTROSPECT answers, and who asks.
                 | KernelCall::SafeCopyFrom.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()

@@ -68,6 +68,7 @@ use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
 use vigil_abi::introspect::state_code as kind;
 use vigil_abi::introspect::VM_ACCESS_SHIFT;
 use vigil_abi::message::{user_may_send, KIND_NOTIFY};
+use vigil_abi::ptrace::direct;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::vm::FaultAccess;
 use vigil_abi::wait::ThreadState;
@@ -287,6 +288,10 @@ impl Slot {
                 manager: target,
                 vector: self.arg1,
             },
+            kind::WAITING_FOR_TRACEE => ThreadState::WaitingForTracee {
+                tracee: target,
+                pid: self.arg1,
+            },
             kind::WAITING_FOR_VM => ThreadState::WaitingForVm {
                 vm: target,
                 address: self.arg1 & ((1 << VM_ACCESS_SHIFT) - 1),
@@ -315,6 +320,9 @@ impl Slot {
             ThreadState::HeldForManager { manager, vector } => {
                 (kind::HELD_FOR_MANAGER, manager.0, vector)
             }
+            ThreadState::WaitingForTracee { tracee, pid } => {
+                (kind::WAITING_FOR_TRACEE, tracee.0, pid)
+            }
             ThreadState::WaitingForVm {
                 vm,
                 address,
@@ -340,7 +348,8 @@ impl Slot {
             | kind::MUTEX
             | kind::JOINING
             | kind::WAITING_FOR_VM
-            | kind::HELD_FOR_MANAGER => Endpoint(self.arg0),
+            | kind::HELD_FOR_MANAGER
+            | kind::WAITING_FOR_TRACEE => Endpoint(self.arg0),
             _ => Endpoint::NONE,
         };
         (self.kind, target, self.arg1)
@@ -974,6 +983,33 @@ impl ThreadTable {
         true
     }
 
+    /// Blocks `caller`, a tracer, until the next trace stop of process `pid`, whose traced
+    /// thread is `tracee` (`TraceResumeWait`). On no queue: `end_tracee_wait` ends it with
+    /// the stop; the tracee's exit and a signal end it with `direct::ASK_MANAGER`.
+    pub fn wait_for_tracee(&mut self, caller: ThreadSlot, tracee: Endpoint, pid: u64) -> Outcome {
+        self.debug_check_caller(caller);
+        self.slots[caller.index()].set_state(ThreadState::WaitingForTracee { tracee, pid });
+        Outcome::Blocked
+    }
+
+    /// Ends `thread`'s wait for a tracee of pid `pid` with `result`; `false` (nothing
+    /// changed) if it is not waiting for that process.
+    pub fn end_tracee_wait(
+        &mut self,
+        env: &mut impl IpcEnvironment,
+        thread: ThreadSlot,
+        pid: u64,
+        result: Result<u64, Error>,
+    ) -> bool {
+        match self.slots[thread.index()].state() {
+            ThreadState::WaitingForTracee { pid: waited, .. } if waited == pid => {
+                self.wake(env, thread, result);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A signal for `thread`: if it is blocked in an interruptible wait — sending,
     /// receiving, awaiting a reply, a mutex wait or a sleep — the wait is cancelled (off
     /// its destination's queue, nothing transferred) and its call returns `Interrupted`.
@@ -994,6 +1030,11 @@ impl ThreadTable {
             ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
                 if from != spare => {}
             ThreadState::Mutex { .. } | ThreadState::Sleeping { .. } => {}
+            ThreadState::WaitingForTracee { .. } => {
+                // The tracee goes on; its next stop reaches the tracer through PM.
+                self.wake(env, thread, Ok(direct::ASK_MANAGER));
+                return true;
+            }
             _ => return false,
         }
         self.slots[thread.index()].flags = 0;
@@ -1084,6 +1125,10 @@ impl ThreadTable {
                     if from == me =>
                 {
                     self.wake(env, other, Err(Error::PartnerDied));
+                }
+                // A tracer waiting for its stop asks PM, which has the exit.
+                ThreadState::WaitingForTracee { tracee, .. } if tracee == me => {
+                    self.wake(env, other, Ok(direct::ASK_MANAGER));
                 }
                 _ => {}
             }
@@ -1595,6 +1640,7 @@ mod tests {
                 manager: t,
                 vector: 14,
             },
+            ThreadState::WaitingForTracee { tracee: t, pid: 12 },
             ThreadState::WaitingForVm {
                 vm: t,
                 address: 0x2000_0000_0ff8,
@@ -3214,6 +3260,40 @@ mod tests {
         // Ready, running or server threads are not interrupted.
         assert!(!w.t.interrupt(&mut w.env, sender, epm));
         assert!(!w.t.interrupt(&mut w.env, pm, Endpoint::NONE));
+    }
+
+    #[test]
+    fn a_tracer_waits_for_its_tracee_until_a_stop_its_exit_or_a_signal() {
+        let mut w = World::new();
+        let [(tracer, _), (tracee, et), (other, _)] = w.spawn_n();
+        // A stop of that pid ends the wait with the stop's result; another pid's does not.
+        assert_eq!(w.t.wait_for_tracee(tracer, et, 7), Outcome::Blocked);
+        assert_eq!(
+            w.t.state(tracer),
+            ThreadState::WaitingForTracee { tracee: et, pid: 7 }
+        );
+        assert_eq!(w.t.state(tracer).waits_on(), Some(et));
+        assert!(!w.t.end_tracee_wait(&mut w.env, tracer, 8, Ok(0)));
+        assert!(!w.t.end_tracee_wait(&mut w.env, other, 7, Ok(0)));
+        assert!(w
+            .t
+            .end_tracee_wait(&mut w.env, tracer, 7, Ok(direct::STOPPED)));
+        assert!(!w.t.end_tracee_wait(&mut w.env, tracer, 7, Ok(0)));
+        // A signal: the tracer asks PM.
+        assert_eq!(w.t.wait_for_tracee(tracer, et, 7), Outcome::Blocked);
+        assert!(w.t.interrupt(&mut w.env, tracer, Endpoint::NONE));
+        // The tracee's exit: likewise; it leaves no wait behind.
+        assert_eq!(w.t.wait_for_tracee(tracer, et, 7), Outcome::Blocked);
+        w.t.exit(&mut w.env, tracee, 0);
+        assert_eq!(w.t.state(tracer), ThreadState::Ready);
+        assert_eq!(
+            w.unblocks(),
+            [
+                (tracer, Ok(direct::STOPPED)),
+                (tracer, Ok(direct::ASK_MANAGER)),
+                (tracer, Ok(direct::ASK_MANAGER)),
+            ]
+        );
     }
 
     #[test]

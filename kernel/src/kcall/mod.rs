@@ -99,6 +99,9 @@ impl Kernel {
             KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),
             KernelCallArgs::PmPoke(args) => pm_trace::poke(self, caller, args),
             KernelCallArgs::PmTraceFlags(args) => crate::ptrace::set_flags(self, caller, args),
+            KernelCallArgs::PmSetTracer(args) => {
+                crate::trace_handoff::set_tracer(self, caller, args)
+            }
         }
     }
 }

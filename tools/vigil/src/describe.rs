@@ -96,6 +96,7 @@ pub fn state_name(state: Option<ThreadState>) -> &'static str {
         Some(ThreadState::Joining { .. }) => "join",
         Some(ThreadState::Dead { .. }) => "dead",
         Some(ThreadState::WaitingForVm { .. }) => "vm",
+        Some(ThreadState::WaitingForTracee { .. }) => "tracing",
         Some(ThreadState::HeldForManager { vector, .. })
             if vigil_abi::ptrace::stop::describe(vector).is_some() =>
         {
@@ -135,6 +136,10 @@ pub fn state_text(state: Option<ThreadState>, labels: &Labels, now_ns: u64) -> S
             "waiting for VM {}: page fault at {address:#x} ({})",
             labels.thread(vm.0),
             access.name()
+        ),
+        ThreadState::WaitingForTracee { tracee, pid } => format!(
+            "waiting for tracee {} (pid {pid}) to stop",
+            labels.thread(tracee.0)
         ),
         ThreadState::HeldForManager { manager, vector } => {
             match vigil_abi::ptrace::stop::describe(vector) {

@@ -1,9 +1,11 @@
 //! The tracing kernel calls (PM only, `kcalls=pm`): registers and memory of a process the
-//! caller manages (`vigil_abi::ptrace`).
+//! caller manages (`vigil_abi::ptrace`), and the tracer it lets take stops directly.
 
 use crate::syscall::pm_call;
-use vigil_abi::ptrace::{Registers, REGISTER_WORDS};
-use vigil_abi::syscall::{PmGetRegistersArgs, PmPeekArgs, PmPokeArgs, PmSetRegistersArgs};
+use vigil_abi::ptrace::{Registers, HELD_AT_STOP, REGISTER_WORDS};
+use vigil_abi::syscall::{
+    PmGetRegistersArgs, PmPeekArgs, PmPokeArgs, PmSetRegistersArgs, PmSetTracerArgs,
+};
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::vm::Pid;
 use vigil_abi::{Endpoint, Error};
@@ -63,13 +65,36 @@ pub fn set_flags(
     thread: Endpoint,
     flags: vigil_abi::ptrace::TraceFlags,
 ) -> Result<vigil_abi::ptrace::TraceFlags, Error> {
+    set_flags_held(thread, flags).map(|(previous, _)| previous)
+}
+
+/// `set_flags`, also saying whether `thread` is held at a trace stop now (the kernel's
+/// `HELD_AT_STOP`: a stop the kernel handed straight to the tracer never reached PM).
+pub fn set_flags_held(
+    thread: Endpoint,
+    flags: vigil_abi::ptrace::TraceFlags,
+) -> Result<(vigil_abi::ptrace::TraceFlags, bool), Error> {
     let arguments = vigil_abi::syscall::PmTraceFlagsArgs { thread, flags };
     // SAFETY: no memory of the caller is involved.
-    let previous = unsafe {
+    let result = unsafe {
         pm_call(
             vigil_abi::syscall::PmTraceFlagsArgs::CALL,
             arguments.encode(),
         )
     }?;
-    vigil_abi::ptrace::TraceFlags::new(previous)
+    let held = result & HELD_AT_STOP != 0;
+    let previous = vigil_abi::ptrace::TraceFlags::new(result & !HELD_AT_STOP)?;
+    Ok((previous, held))
+}
+
+/// `KernelCall PmSetTracer` (PM): `tracer` (0: nobody) may take `pid`'s trace stops
+/// directly (`TraceResumeWait`).
+pub fn set_tracer(pid: Pid, tracer: Pid) -> Result<(), Error> {
+    let arguments = PmSetTracerArgs {
+        process: pid,
+        tracer,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmSetTracerArgs::CALL, arguments.encode()) }?;
+    Ok(())
 }

@@ -1,8 +1,16 @@
 //! Tracing another process through PM (`vigil_abi::ptrace::request`): attach or spawn
 //! traced, continue to the next stop, wait for it, read and write registers and memory.
+//!
+//! `resume_and_wait` and `wait` for one pid try the kernel's direct path first
+//! (`TraceResumeWait`, `vigil_abi::ptrace::direct`: the stop comes straight from the
+//! kernel) and ask PM whenever it answers that PM must (or fails): the caller cannot tell
+//! but by `TraceEvent::direct`.
 
-use vigil_abi::ptrace::request::{self, TRACE};
-use vigil_abi::ptrace::{Registers, REGISTER_WORDS};
+use vigil_abi::ptrace::request::{self, mode, TRACE};
+use vigil_abi::ptrace::{direct, Registers, ResumeMode, TraceFlags, REGISTER_WORDS};
+use vigil_abi::syscall::TraceResumeWaitArgs;
+use vigil_abi::user_memory::UserPtr;
+use vigil_abi::vm::Pid;
 use vigil_abi::{Endpoint, Error};
 
 use crate::{ipc, pm};
@@ -18,6 +26,65 @@ pub struct TraceEvent {
     /// The call's number (entry), its result (exit), the exit status (EXITED), the parent
     /// (ATTACHED of a followed child).
     pub value: u64,
+    /// The kernel handed this stop straight to the caller (`TraceResumeWait`); false when
+    /// it came from PM.
+    pub direct: bool,
+}
+
+/// What one `TraceResumeWait` gave.
+enum Direct {
+    Stop(TraceEvent),
+    /// Resumed (or running), then something PM knows of: PM's WAIT.
+    AskManager,
+    /// Nothing done (or the call refused): PM does it all.
+    NotDone,
+}
+
+/// `TraceResumeWait` (system call 26) for tracee `pid`.
+fn resume_wait_direct(pid: u64, how: ResumeMode) -> Direct {
+    let Ok(process) = u32::try_from(pid).map(Pid) else {
+        return Direct::NotDone;
+    };
+    let mut record = [0u64; direct::RECORD_WORDS];
+    let out: &mut [u64; direct::RECORD_WORDS] = &mut record;
+    let registers = TraceResumeWaitArgs {
+        process,
+        mode: how,
+        out: UserPtr::from_ref(out),
+    }
+    .encode();
+    // SAFETY: the kernel writes only the four words of `record`, exclusively ours until the
+    // call returns.
+    let result = unsafe {
+        crate::syscall::syscall3(
+            TraceResumeWaitArgs::CALL as u64,
+            registers[0],
+            registers[1],
+            registers[2],
+        )
+    };
+    match Error::from_return_value(result) {
+        Ok(direct::STOPPED) => Direct::Stop(TraceEvent {
+            pid,
+            thread: Endpoint(record[direct::THREAD]),
+            kind: record[direct::KIND],
+            rip: record[direct::RIP],
+            value: record[direct::VALUE],
+            direct: true,
+        }),
+        Ok(direct::ASK_MANAGER) => Direct::AskManager,
+        _ => Direct::NotDone,
+    }
+}
+
+/// The trace flags of a CONTINUE mode, if it is one.
+fn flags_of(how: u64) -> Option<TraceFlags> {
+    match how {
+        mode::RUN => Some(TraceFlags::NONE),
+        mode::SYSCALLS => Some(TraceFlags::SYSCALLS),
+        mode::STEP => Some(TraceFlags::STEP),
+        _ => None,
+    }
 }
 
 fn trace(payload: [u64; 6]) -> Result<[u64; 6], Error> {
@@ -53,9 +120,17 @@ pub fn resume(pid: u64, mode: u64) -> Result<(), Error> {
     trace([request::CONTINUE, pid, mode, 0, 0, 0]).map(|_| ())
 }
 
-/// `resume` then `wait(pid)`, in one request.
-pub fn resume_and_wait(pid: u64, mode: u64) -> Result<TraceEvent, Error> {
-    let reply = trace([request::RESUME_WAIT, pid, mode, 0, 0, 0])?;
+/// `resume` then `wait(pid)` in one call: the kernel's direct path when the tracee is held
+/// at a trace stop, else PM's RESUME_WAIT.
+pub fn resume_and_wait(pid: u64, how: u64) -> Result<TraceEvent, Error> {
+    if let Some(flags) = flags_of(how) {
+        match resume_wait_direct(pid, ResumeMode::Resume(flags)) {
+            Direct::Stop(event) => return Ok(event),
+            Direct::AskManager => return pm_wait(pid, 0).map(event_of),
+            Direct::NotDone => {}
+        }
+    }
+    let reply = trace([request::RESUME_WAIT, pid, how, 0, 0, 0])?;
     Ok(event_of(reply))
 }
 
@@ -66,13 +141,25 @@ fn event_of(reply: [u64; 6]) -> TraceEvent {
         kind: reply[3],
         rip: reply[4],
         value: reply[5],
+        direct: false,
     }
 }
 
-/// The next event of tracee `pid` (0: any), waiting for it; None only with `no_hang`.
+/// PM's WAIT.
+fn pm_wait(pid: u64, flags: u64) -> Result<[u64; 6], Error> {
+    trace([request::WAIT, pid, flags, 0, 0, 0])
+}
+
+/// The next event of tracee `pid` (0: any), waiting for it; None only with `no_hang`. For
+/// one running tracee the kernel's direct path waits; PM answers everything else.
 pub fn wait(pid: u64, no_hang: bool) -> Result<Option<TraceEvent>, Error> {
+    if pid != 0 && !no_hang {
+        if let Direct::Stop(event) = resume_wait_direct(pid, ResumeMode::WaitOnly) {
+            return Ok(Some(event));
+        }
+    }
     let flags = if no_hang { request::NO_HANG } else { 0 };
-    let reply = trace([request::WAIT, pid, flags, 0, 0, 0])?;
+    let reply = pm_wait(pid, flags)?;
     Ok((reply[1] != 0).then(|| event_of(reply)))
 }
 

@@ -7,6 +7,12 @@
 //! events the tracer collects with WAIT (deferred until there is one). When a tracer ends,
 //! its tracees are detached and run on; when a tracee ends, its tracer gets an EXITED event.
 //!
+//! PM also registers each tracer with the kernel for its tracees (`PmSetTracer`), so the
+//! hot loop — a stop, the tracer, resume — can skip PM (`TraceResumeWait`,
+//! `vigil_abi::ptrace::direct`). A stop handed over that way never reaches PM, so whether a
+//! tracee's thread is held at a stop is the kernel's answer (`PmTraceFlags`'
+//! `HELD_AT_STOP`), never PM's own record.
+//!
 //! Only the main thread of a tracee is traced (PM learns it when it starts the process);
 //! other threads run untraced.
 
@@ -30,10 +36,6 @@ struct Tracee {
     follow_children: bool,
     /// PM stopped it (ATTACH, SPAWN, a followed child) and has not resumed it.
     stopped: bool,
-    /// The thread held at a trace stop, until CONTINUE releases it.
-    held: Option<Endpoint>,
-    /// The main thread's trace flags as last set (CONTINUE sets them only if they change).
-    flags: TraceFlags,
 }
 
 /// A tracer blocked in WAIT.
@@ -93,10 +95,13 @@ impl Tracing {
                 main_thread,
                 follow_children: follow,
                 stopped: true,
-                held: None,
-                flags: TraceFlags::NONE,
             },
         );
+        // The tracer may take this tracee's stops from the kernel directly. If the kernel
+        // refuses, every stop simply comes through PM.
+        if let Err(error) = ptrace::set_tracer(Pid(pid as u32), Pid(tracer as u32)) {
+            println!("pid {pid}: no direct tracing by pid {tracer}: {error}");
+        }
         self.post(tracer, [pid, main_thread.0, event::ATTACHED, 0, value]);
     }
 
@@ -110,7 +115,6 @@ impl Tracing {
             let _ = syscall::pm_resume_thread(thread);
             return;
         };
-        tracee.held = Some(thread);
         let tracer = tracee.tracer;
         let value = match kind {
             kernel_event::SYSCALL_ENTRY | kernel_event::SYSCALL_EXIT => record[kernel_event::VALUE],
@@ -126,6 +130,8 @@ impl Tracing {
     /// they are let go.
     pub fn exited(&mut self, pid: u64, status: u64) {
         if let Some(tracee) = self.tracees.remove(&pid) {
+            // Gone from the kernel already, or about to be: nothing to undo but this.
+            let _ = ptrace::set_tracer(Pid(pid as u32), Pid(0));
             self.post(
                 tracee.tracer,
                 [pid, tracee.main_thread.0, event::EXITED, 0, status],
@@ -154,9 +160,11 @@ impl Tracing {
         let Some(tracee) = self.tracees.remove(&pid) else {
             return;
         };
-        let _ = ptrace::set_flags(tracee.main_thread, TraceFlags::NONE);
-        if let Some(thread) = tracee.held {
-            let _ = syscall::pm_resume_thread(thread);
+        let _ = ptrace::set_tracer(Pid(pid as u32), Pid(0));
+        let held = ptrace::set_flags_held(tracee.main_thread, TraceFlags::NONE)
+            .is_ok_and(|(_, held)| held);
+        if held {
+            let _ = syscall::pm_resume_thread(tracee.main_thread);
         }
         if tracee.stopped {
             let _ = syscall::pm_resume(Pid(pid as u32));
@@ -181,13 +189,10 @@ impl Tracing {
             _ => return Err(Error::InvalidArgument),
         };
         let tracee = self.traced_by(pid, tracer)?;
-        // STEP is one shot: the kernel clears it at the stop, so it is always set again.
-        if flags != tracee.flags || flags.step() {
-            ptrace::set_flags(tracee.main_thread, flags)?;
-            tracee.flags = flags;
-        }
-        if let Some(thread) = tracee.held.take() {
-            syscall::pm_resume_thread(thread)?;
+        // The kernel says whether the thread is held at a stop: PM may not have seen it.
+        let (_, held) = ptrace::set_flags_held(tracee.main_thread, flags)?;
+        if held {
+            syscall::pm_resume_thread(tracee.main_thread)?;
         }
         if tracee.stopped {
             tracee.stopped = false;

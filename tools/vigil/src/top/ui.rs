@@ -286,7 +286,7 @@ fn state_rank(thread: &ThreadInfo) -> u8 {
         | Some(ThreadState::HeldForManager { .. }) => 2,
         Some(ThreadState::AwaitingReply { .. }) => 3,
         Some(ThreadState::Sending { .. }) => 4,
-        Some(ThreadState::Joining { .. }) => 5,
+        Some(ThreadState::Joining { .. }) | Some(ThreadState::WaitingForTracee { .. }) => 5,
         Some(ThreadState::Receiving { .. }) => 6,
         Some(ThreadState::Sleeping { .. }) => 7,
         Some(ThreadState::Dead { .. }) => 8,

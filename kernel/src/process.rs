@@ -143,6 +143,11 @@ impl Process {
         self.signal_manager = Some(manager);
     }
 
+    /// The process has no signal manager any more (its manager exited).
+    pub fn clear_signal_manager(&mut self) {
+        self.signal_manager = None;
+    }
+
     /// Whether the main thread has been started.
     pub fn started(&self) -> bool {
         self.started
@@ -711,6 +716,7 @@ impl Kernel {
         self.notify_vm_of_exit(pid);
         self.vm_server_exited(process);
         self.pm_server_exited(process);
+        self.signal_manager_exited(pid);
         if managed {
             self.notify_pm_of_exit();
         }

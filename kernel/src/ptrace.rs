@@ -105,6 +105,18 @@ impl TraceLink {
 }
 
 impl Kernel {
+    /// `slot` is traced no more (its manager exited): no trace state of it stays, and a
+    /// step in progress ends (its trap flag is cleared).
+    pub fn untrace(&mut self, slot: ThreadSlot) {
+        if !self.trace.any {
+            return;
+        }
+        if bit(&self.trace.step, slot) {
+            self.threads[slot].context_mut().rflags &= !TRAP_FLAG;
+        }
+        self.trace.forget_thread(slot);
+    }
+
     /// At a system call's entry: true if `slot` was held for an entry stop instead (the
     /// call must not run now).
     pub fn trace_syscall_entry(&mut self, slot: ThreadSlot) -> bool {

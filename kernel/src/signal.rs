@@ -25,12 +25,14 @@ use crate::system::Kernel;
 use crate::usercopy;
 use vigil_abi::layout::{USER_END, USER_IMAGE_MIN};
 use vigil_abi::message::Message;
-use vigil_abi::signal::{event, frame, status, ProcessEvent, Signal, KIND_PROCESS_EVENT};
-use vigil_abi::syscall::SignalReturnArgs;
+use vigil_abi::signal::{
+    event, frame, status, CatchableSet, ProcessEvent, Signal, KIND_PROCESS_EVENT,
+};
+use vigil_abi::syscall::{SignalRaiseArgs, SignalReturnArgs};
 use vigil_abi::user_memory::UserPtr;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::{Endpoint, Error};
-use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
+use vigil_kcore::slot::{ProcessSlot, ThreadSlot, MAX_PROCESSES, MAX_THREADS};
 
 /// Words of a bitmap over the thread table (one bit per thread slot).
 pub(crate) const WORDS: usize = MAX_THREADS / 64;
@@ -44,6 +46,11 @@ pub struct ProcessSignals {
     pub pending: u64,
     /// The handler entry the manager named with the last `PmSignal`.
     pub handler: u64,
+    /// The signals the process may raise itself without its manager (`SignalRaise`): the
+    /// manager's mirror of what it catches and has not masked (`PmSignalDirect`).
+    pub direct: CatchableSet,
+    /// The handler entry for them (0 while `direct` is empty).
+    pub direct_handler: u64,
 }
 
 impl ProcessSignals {
@@ -51,7 +58,21 @@ impl ProcessSignals {
         stopped_by: 0,
         pending: 0,
         handler: 0,
+        direct: CatchableSet::EMPTY,
+        direct_handler: 0,
     };
+}
+
+/// What became of a signal frame push (`push_signal_frame`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FramePush {
+    /// The frame is on the stack; the thread starts in the handler.
+    Pushed,
+    /// The frame's stack page is not mapped yet: the thread waits for VM, the signal
+    /// pending again (`fault_in_frame_page`).
+    WaitingForVm,
+    /// The frame could not be written: the process was ended as by SIGSEGV.
+    Ended,
 }
 
 /// Exception events and the notices held for managers.
@@ -236,6 +257,62 @@ impl Kernel {
         true
     }
 
+    /// Process `manager` (a pid) has exited: what it held gets the kernel's default, as
+    /// if the processes it managed had never had a manager — a thread held after an
+    /// exception ends its process with the exception's status (the report was printed
+    /// when it faulted), a trace stop runs on untraced — and those processes have no
+    /// manager from now on: a stop it made is lifted and their direct sets are emptied.
+    pub fn signal_manager_exited(&mut self, manager: u32) {
+        let mut orphans = [false; MAX_PROCESSES];
+        let mut any = false;
+        for slot in ProcessSlot::all() {
+            let process = &mut self.processes[slot];
+            if process.signal_manager() != Some(manager) || !process.started() {
+                continue;
+            }
+            process.clear_signal_manager();
+            process.signals.direct = CatchableSet::EMPTY;
+            process.signals.direct_handler = 0;
+            orphans[slot.index()] = true;
+            any = true;
+            if process.signals.stopped_by == manager {
+                self.resume_process(slot);
+            }
+        }
+        if !any {
+            return;
+        }
+        let mut threads = [ThreadSlot::FIRST; MAX_THREADS];
+        let mut count = 0;
+        for (slot, _) in self.table.threads() {
+            if orphans[self.threads[slot].process().index()] {
+                threads[count] = slot;
+                count += 1;
+            }
+        }
+        for &slot in &threads[..count] {
+            self.untrace(slot);
+        }
+        for &slot in &threads[..count] {
+            let ThreadState::HeldForManager { vector, .. } = self.table.state(slot) else {
+                continue; // not held, or ended with an earlier thread of its process
+            };
+            let process = self.threads[slot].process();
+            if vigil_abi::ptrace::stop::event_kind(vector) != event::EXCEPTION {
+                self.release_held_thread(slot);
+                continue;
+            }
+            let record = &self.processes[process];
+            crate::error!(
+                "process '{}' (pid {}) held for its signal manager (pid {manager}), which exited: killed by {} as with no manager",
+                record.name(),
+                record.pid(),
+                crate::arch::trap::exception_name(vector).0
+            );
+            self.exit_process(process, 128 + vector);
+        }
+    }
+
     /// The thread slots of `process` (not Free), in an array with their count.
     fn threads_of_process(&self, process: ProcessSlot) -> ([ThreadSlot; MAX_THREADS], usize) {
         let mut slots = [ThreadSlot::FIRST; MAX_THREADS];
@@ -307,6 +384,12 @@ impl Kernel {
             signals.handler = handler;
             self.signals.active = true;
         }
+        Ok(self.interrupt_waits(process, signaller))
+    }
+
+    /// Ends every interruptible wait of `process`'s threads with `Interrupted` but a wait
+    /// on `spare`; returns how many ended.
+    fn interrupt_waits(&mut self, process: ProcessSlot, spare: Endpoint) -> u64 {
         let (threads, count) = self.threads_of_process(process);
         let threads = &threads[..count];
         let mut interrupted = 0;
@@ -314,7 +397,7 @@ impl Kernel {
             let sleeping = matches!(self.table.state(slot), ThreadState::Sleeping { .. });
             let cancelled = {
                 let (table, mut env) = self.ipc_parts();
-                table.interrupt(&mut env, slot, signaller)
+                table.interrupt(&mut env, slot, spare)
             };
             if cancelled {
                 if sleeping {
@@ -323,7 +406,7 @@ impl Kernel {
                 interrupted += 1;
             }
         }
-        Ok(interrupted)
+        interrupted
     }
 
     /// `slot` was picked to run: if its process has a signal to deliver, push a signal
@@ -340,39 +423,27 @@ impl Kernel {
         let number = u64::from(signals.pending.trailing_zeros());
         self.processes[process].signals.pending &= !(1 << number);
         self.refresh_signal_checks();
+        self.push_signal_frame(slot, number, signals.handler) == FramePush::Pushed
+    }
+
+    /// Pushes a frame for signal `number` on `slot`'s stack, saving the registers its
+    /// context holds now, and points the context at `handler` (RDI = the signal, RSI = the
+    /// frame).
+    fn push_signal_frame(&mut self, slot: ThreadSlot, number: u64, handler: u64) -> FramePush {
+        let process = self.threads[slot].process();
         self.save_fpu_of(slot);
         let context = *self.threads[slot].context();
-        let mut image = [0u64; frame::WORDS];
-        image[frame::MAGIC] = frame::MAGIC_VALUE;
-        image[frame::SIGNAL] = number;
-        let general = [
-            context.r15,
-            context.r14,
-            context.r13,
-            context.r12,
-            context.r11,
-            context.r10,
-            context.r9,
-            context.r8,
-            context.rbp,
-            context.rdi,
-            context.rsi,
-            context.rdx,
-            context.rcx,
-            context.rbx,
-            context.rax,
-        ];
-        image[frame::GENERAL..frame::GENERAL + frame::GENERAL_COUNT].copy_from_slice(&general);
-        image[frame::RIP] = context.rip;
-        image[frame::RFLAGS] = context.rflags;
-        image[frame::RSP] = context.rsp;
-        let fpu = self.threads[slot].fpu().words();
-        image[frame::FPU..frame::FPU + frame::FPU_WORDS].copy_from_slice(&fpu);
         let size = (frame::WORDS * 8) as u64;
         let address = context.rsp.wrapping_sub(frame::RED_ZONE + size) & !15;
         let space = self.processes[process].space();
         let written = UserPtr::<[u64; frame::WORDS]>::new(address)
-            .and_then(|at| usercopy::write_value(space, at, &image))
+            .and_then(|at| {
+                usercopy::write_value(
+                    space,
+                    at,
+                    &frame_image(&context, number, &self.threads[slot].fpu().words()),
+                )
+            })
             .and_then(|()| UserPtr::<u64>::new(address - 8))
             .and_then(|at| usercopy::write_value(space, at, &0u64));
         if written.is_err() {
@@ -380,7 +451,7 @@ impl Kernel {
             usercopy::forget_missing_page();
             if let Some(missing) = missing.filter(|m| m.is_in(self.processes[process].space())) {
                 if self.fault_in_frame_page(slot, missing.page, number) {
-                    return false;
+                    return FramePush::WaitingForVm;
                 }
             }
             let record = &self.processes[process];
@@ -392,14 +463,81 @@ impl Kernel {
                 context.rsp
             );
             self.exit_process(process, status::killed_by(Signal::SEGV, true));
-            return false;
+            return FramePush::Ended;
         }
         let context = self.threads[slot].context_mut();
-        context.rip = signals.handler;
+        context.rip = handler;
         context.rdi = number;
         context.rsi = address;
         context.rsp = address - 8;
-        true
+        FramePush::Pushed
+    }
+}
+
+/// The signal frame for signal `number` interrupting the registers `context` and the
+/// x87/SSE state `fpu` (`vigil_abi::signal::frame`).
+#[inline(always)]
+fn frame_image(
+    context: &crate::arch::trap::TrapFrame,
+    number: u64,
+    fpu: &[u64; frame::FPU_WORDS],
+) -> [u64; frame::WORDS] {
+    let mut image = [0u64; frame::WORDS];
+    image[frame::MAGIC] = frame::MAGIC_VALUE;
+    image[frame::SIGNAL] = number;
+    image[frame::GENERAL..frame::GENERAL + frame::GENERAL_COUNT].copy_from_slice(&[
+        context.r15,
+        context.r14,
+        context.r13,
+        context.r12,
+        context.r11,
+        context.r10,
+        context.r9,
+        context.r8,
+        context.rbp,
+        context.rdi,
+        context.rsi,
+        context.rdx,
+        context.rcx,
+        context.rbx,
+        context.rax,
+    ]);
+    image[frame::RIP] = context.rip;
+    image[frame::RFLAGS] = context.rflags;
+    image[frame::RSP] = context.rsp;
+    image[frame::FPU..].copy_from_slice(fpu);
+    image
+}
+
+/// SignalRaise: the caller's process signals itself with a signal its manager lets it
+/// deliver directly (`ProcessSignals::direct`), exactly as the manager would have it done
+/// (`PmSignal` with the handler): the other threads' waits are interrupted and the caller
+/// enters the handler now, with 0 as the call's result in the frame. Any other signal is
+/// `NotReady`, with nothing changed: the runtime asks the manager.
+pub fn raise(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: SignalRaiseArgs,
+) -> Result<Next, Error> {
+    let process = kernel.threads[caller].process();
+    let signals = kernel.processes[process].signals;
+    if !signals.direct.contains(args.signal) {
+        return Err(Error::NotReady);
+    }
+    if kernel.processes[process].live_threads() > 1 {
+        // As the manager's `PmSignal` does it: a wait on the manager is spared.
+        let manager = kernel.processes[process]
+            .signal_manager()
+            .and_then(|pid| kernel.main_thread_of_pid(pid))
+            .map_or(Endpoint::NONE, |(_, _, endpoint)| endpoint);
+        kernel.interrupt_waits(process, manager);
+    }
+    kernel.threads[caller].context_mut().rax = 0;
+    // Where a frame pushed later (after VM mapped its page) enters.
+    kernel.processes[process].signals.handler = signals.direct_handler;
+    match kernel.push_signal_frame(caller, args.signal.number(), signals.direct_handler) {
+        FramePush::Pushed | FramePush::WaitingForVm => Ok(Next::Restored),
+        FramePush::Ended => Ok(Next::Exited),
     }
 }
 

@@ -160,6 +160,7 @@ impl Kernel {
             Syscall::KernelCall => run!(KernelCallTrapArgs, Kernel::kernel_call),
             Syscall::ReplyReceive => run!(ReplyReceiveArgs, reply_receive),
             Syscall::SignalReturn => run!(SignalReturnArgs, crate::signal::signal_return),
+            Syscall::SignalRaise => run!(SignalRaiseArgs, crate::signal::raise),
             Syscall::TraceResumeWait => {
                 run!(TraceResumeWaitArgs, crate::trace_handoff::resume_wait)
             }

@@ -332,6 +332,7 @@ pub fn reference(name: &str) -> Option<&'static str> {
         ),
         "thread_create_join" => Some("Linux 71,043 instructions; Vigil aims ≤ 35,521"),
         "signal_self_handler" => Some("Linux 4,249 instructions; Vigil aims ≤ 2,124"),
+        "signal_self_handler_via_pm" => Some("the same through PM's SIGNAL (kill before SignalRaise)"),
         "traced_syscall" => Some(
             "Linux ptrace (PTRACE_SYSCALL + waitpid at entry and exit) 22,187 instructions; Vigil aims ≤ 11,093",
         ),

@@ -40,9 +40,11 @@ pub mod request {
     /// `InvalidArgument` for signal 0 or above 63, `PermissionDenied` for PM or VM,
     /// `NotFound` for no such process.
     pub const SIGNAL: u32 = 0x0300_0004;
-    /// payload `[signal, action, handler entry]` → reply `[0, previous action]`: what the
-    /// caller's process does with `signal` (`signal_action`); the entry is the runtime's
-    /// trampoline, used with `CATCH`. `InvalidArgument` for KILL and STOP, an unknown
+    /// payload `[signal, action, handler entry]` → reply `[0, previous action, caller's
+    /// pid]`: what the caller's process does with `signal` (`signal_action`); the entry is
+    /// the runtime's trampoline, used with `CATCH`. The pid lets the runtime tell a signal
+    /// to itself, which it raises with `SignalRaise` when PM has allowed it (the signals
+    /// the process catches and has not masked: `PmSignalDirect`). `InvalidArgument` for KILL and STOP, an unknown
     /// action, or `CATCH` with entry 0.
     pub const SIGACTION: u32 = 0x0300_0005;
     /// payload `[how, set]` → reply `[0, previous mask]`: changes the caller's signal mask

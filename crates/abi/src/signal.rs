@@ -6,6 +6,13 @@
 //! decides; the kernel only delivers: `PmSignal` interrupts the target's waits and, with a
 //! handler entry, diverts one thread into it at its next return to user mode, with a
 //! [`frame`] on its stack that `SignalReturn` (system call 24) restores.
+//!
+//! One shortcut keeps the manager's semantics: the manager mirrors into the kernel, per
+//! process, the signals that process catches and has not masked (`PmSignalDirect`, a
+//! [`CatchableSet`] and the handler entry), and a process signalling itself with one of
+//! them (`SignalRaise`, system call 25) gets the frame pushed by the kernel at once, with
+//! no message to the manager. Any other signal to oneself is `NotReady` there, and the
+//! runtime asks the manager as before.
 
 use crate::error::Error;
 use crate::syscall::Argument;
@@ -149,6 +156,49 @@ impl Argument for Signal {
     }
 }
 
+/// A set of signals that may be caught (bit `n` for signal `n`): neither bit 0 (no signal)
+/// nor KILL or STOP, which no handler ever runs for. `PmSignalDirect`'s set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CatchableSet(u64);
+
+impl CatchableSet {
+    pub const EMPTY: CatchableSet = CatchableSet(0);
+    /// Bits no catchable set may have.
+    const NEVER: u64 = 1 | Signal::KILL.bit() | Signal::STOP.bit();
+
+    /// Checks raw bits: `InvalidArgument` for bit 0, KILL or STOP.
+    pub const fn new(bits: u64) -> Result<CatchableSet, Error> {
+        if bits & Self::NEVER != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(CatchableSet(bits))
+    }
+
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub const fn contains(self, signal: Signal) -> bool {
+        self.0 & signal.bit() != 0
+    }
+}
+
+impl Argument for CatchableSet {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        CatchableSet::new(registers[0])
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = self.0;
+    }
+}
+
 /// A signal's default action (POSIX's; "terminate with report" is the core dump's place:
 /// the report is the one the kernel printed when the exception happened).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +303,26 @@ pub mod frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catchable_set_has_no_kill_stop_or_zero() {
+        assert_eq!(CatchableSet::new(0), Ok(CatchableSet::EMPTY));
+        let usr = CatchableSet::new(Signal::USR1.bit() | Signal::USR2.bit()).unwrap();
+        assert!(usr.contains(Signal::USR1) && !usr.contains(Signal::SEGV));
+        assert_eq!(CatchableSet::new(1), Err(Error::InvalidArgument));
+        assert_eq!(
+            CatchableSet::new(Signal::KILL.bit()),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            CatchableSet::new(Signal::STOP.bit() | Signal::USR1.bit()),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            CatchableSet::new(1 << 63).map(CatchableSet::bits),
+            Ok(1 << 63)
+        );
+    }
 
     #[test]
     fn numbers_outside_one_to_sixty_three_are_refused() {

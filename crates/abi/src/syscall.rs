@@ -351,6 +351,14 @@ calls! {
     /// The frame is hostile input: a wrong magic, a RIP or RSP outside user space or an
     /// MXCSR with reserved bits is `InvalidArgument` (nothing restored).
     SignalReturn = 24 => SignalReturnArgs { frame: UserPtr<[u64; crate::signal::frame::WORDS]> }
+    /// (signal) → 0 after the handler has run, or NotReady. The caller's process signals
+    /// itself without asking its signal manager, for a signal the manager has said it may
+    /// (`KernelCall::PmSignalDirect`: caught and not masked): the process's other threads'
+    /// interruptible waits end with `Interrupted` and the caller returns to user mode in
+    /// the handler, with a signal frame whose saved RAX is this call's 0. Any other signal
+    /// is `NotReady` and nothing changes: ask the manager (PM's `SIGNAL`), which decides.
+    /// A number outside 1..=63 is `InvalidArgument`.
+    SignalRaise = 25 => SignalRaiseArgs { signal: crate::signal::Signal }
     /// (pid, mode, out) → `ptrace::direct::STOPPED` with the stop record in `out`,
     /// `direct::ASK_MANAGER` or `direct::NOT_AT_STOP`. Only the tracer PM registered for
     /// `pid` (`PmSetTracer`; else `PermissionDenied`, `NotFound` for no such process):
@@ -514,6 +522,14 @@ calls! {
     /// host as the result frame. `NotFound` if no such request waits for PM (answered
     /// already, timed out, or never sent); `InvalidArgument` for bad data.
     PmHostReply = 43 => PmHostReplyArgs { request: RequestId, outcome: Outcome, data: UserSlice<u8> }
+    /// (pid, set, handler) → 0. Signal manager: the signals of `set` (a
+    /// `signal::CatchableSet`) are the ones process `pid` may raise itself with
+    /// `SignalRaise`, delivered into `handler` (a user address; `InvalidArgument` otherwise
+    /// when `set` is not empty) — the manager's mirror of what the process catches and has
+    /// not masked, replaced whole by each call and kept exact by the manager. Emptied when
+    /// the process's manager changes. `PermissionDenied` if the caller is not the
+    /// process's manager.
+    PmSignalDirect = 44 => PmSignalDirectArgs { process: Pid, set: crate::signal::CatchableSet, handler: u64 }
     /// (process, tracer) → 0. Signal manager (PM): `tracer` (a live process other than
     /// `process`; 0 clears) may use `TraceResumeWait` on `process`. A thread of the
     /// previous tracer waiting there is woken with `ptrace::direct::ASK_MANAGER`.

@@ -172,6 +172,10 @@ pub fn write_entry(
                 args[1], args[2], args[3]
             )?;
         }
+        Syscall::SignalRaise => match crate::signal::Signal::new(args[0]) {
+            Ok(signal) => out.write_str(signal.name())?,
+            Err(_) => write!(out, "{}", args[0])?,
+        },
         Syscall::TraceResumeWait => write!(out, "pid {}, mode {:#x}", args[0], args[1])?,
         Syscall::KernelCall => match KernelCall::from_number(args[0]) {
             Some(kcall) => write!(out, "{}, {:#x}, {:#x}", kcall.name(), args[1], args[2])?,
@@ -377,6 +381,19 @@ mod tests {
                 &v
             ),
             "kernel_call(PmKill, 0x5, 0x9) = 0"
+        );
+        assert_eq!(
+            line(Syscall::SignalRaise, [10, 0, 0, 0, 0, 0], 0, &v),
+            "signal_raise(SIGUSR1) = 0"
+        );
+        assert_eq!(
+            line(
+                Syscall::SignalRaise,
+                [64, 0, 0, 0, 0, 0],
+                Error::InvalidArgument.to_return_value(),
+                &v
+            ),
+            "signal_raise(64) = -EINVAL"
         );
         let mut out = String::new();
         write_entry(&mut out, 999, &[1, 2, 3, 0, 0, 0], &v).unwrap();

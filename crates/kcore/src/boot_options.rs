@@ -168,6 +168,7 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::PmSignal.mask_bit()
                 | KernelCall::PmStop.mask_bit()
                 | KernelCall::PmResume.mask_bit()
+                | KernelCall::PmSignalDirect.mask_bit()
                 // Tracing the processes it manages.
                 | KernelCall::PmGetRegisters.mask_bit()
                 | KernelCall::PmSetRegisters.mask_bit()

@@ -94,6 +94,7 @@ impl Kernel {
             KernelCallArgs::PmSignal(args) => pm_signal::signal(self, caller, args),
             KernelCallArgs::PmStop(args) => pm_signal::stop(self, caller, args),
             KernelCallArgs::PmResume(args) => pm_signal::resume(self, caller, args),
+            KernelCallArgs::PmSignalDirect(args) => pm_signal::signal_direct(self, caller, args),
             KernelCallArgs::PmGetRegisters(args) => pm_trace::get_registers(self, caller, args),
             KernelCallArgs::PmSetRegisters(args) => pm_trace::set_registers(self, caller, args),
             KernelCallArgs::PmPeek(args) => pm_trace::peek(self, caller, args),

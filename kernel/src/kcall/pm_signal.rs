@@ -1,7 +1,8 @@
 //! The signal manager's kernel calls: collect exception events (`PmNextEvent`), resume a
 //! held thread (`PmResumeThread`), change a process's manager (`PmSetSignalManager`),
 //! signal a process (`PmSignal`), stop and resume it (`PmStop`, `PmResume`: MINIX's
-//! runctl). The mechanism is in `crate::signal`; the decisions are the manager's.
+//! runctl), and mirror the signals a process may raise itself (`PmSignalDirect`). The
+//! mechanism is in `crate::signal`; the decisions are the manager's.
 //!
 //! Every call but `PmSetSignalManager` acts only on a process whose manager is the caller
 //! (else `PermissionDenied`); a pid that names no live process is `NotFound`.
@@ -9,9 +10,11 @@
 use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::usercopy;
+use vigil_abi::layout::{USER_END, USER_IMAGE_MIN};
+use vigil_abi::signal::CatchableSet;
 use vigil_abi::syscall::{
     PmNextEventArgs, PmResumeArgs, PmResumeThreadArgs, PmSetSignalManagerArgs, PmSignalArgs,
-    PmStopArgs,
+    PmSignalDirectArgs, PmStopArgs,
 };
 use vigil_abi::vm::Pid;
 use vigil_abi::wait::ThreadState;
@@ -92,6 +95,9 @@ pub fn set_signal_manager(
         return Err(Error::InvalidArgument);
     }
     kernel.processes[target].set_signal_manager(args.manager.0);
+    // What the previous manager let it raise itself is the new one's to decide.
+    kernel.processes[target].signals.direct = CatchableSet::EMPTY;
+    kernel.processes[target].signals.direct_handler = 0;
     crate::info!(
         "signal: pid {} ('{}') is managed by pid {} ('{}') now",
         args.process.0,
@@ -123,5 +129,26 @@ pub fn stop(kernel: &mut Kernel, caller: ThreadSlot, args: PmStopArgs) -> Result
 pub fn resume(kernel: &mut Kernel, caller: ThreadSlot, args: PmResumeArgs) -> Result<Next, Error> {
     let slot = managed(kernel, caller, args.process)?;
     kernel.resume_process(slot);
+    Ok(Next::Return(0))
+}
+
+/// PmSignalDirect: the signals the process may raise itself (`SignalRaise`), into
+/// `handler`; replaces the previous set.
+pub fn signal_direct(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: PmSignalDirectArgs,
+) -> Result<Next, Error> {
+    let slot = managed(kernel, caller, args.process)?;
+    let handler = if args.set.is_empty() {
+        0
+    } else if (USER_IMAGE_MIN..USER_END).contains(&args.handler) {
+        args.handler
+    } else {
+        return Err(Error::InvalidArgument);
+    };
+    let signals = &mut kernel.processes[slot].signals;
+    signals.direct = args.set;
+    signals.direct_handler = handler;
     Ok(Next::Return(0))
 }

@@ -9,6 +9,13 @@
 //! restores the interrupted registers (x87/SSE state included). A handler runs on the
 //! interrupted thread's stack, so it must not take a lock that thread may hold.
 //!
+//! A signal to the caller's own process first tries `SignalRaise`: PM mirrors into the
+//! kernel the signals this process catches and has not masked (`PmSignalDirect`), and for
+//! those the kernel enters the handler at once, with no message to PM. Every other signal
+//! to oneself (`NotReady` there) is PM's `SIGNAL` as before. The runtime learns its own
+//! pid from PM's answer to `SIGACTION`, so a process that never set a handler never makes
+//! the extra call.
+//!
 //! ```ignore
 //! fn on_usr1(_: Signal) { COUNT.fetch_add(1, Ordering::Relaxed); }
 //! signal::action(Signal::USR1, Action::Handler(on_usr1))?;
@@ -39,6 +46,17 @@ static HANDLERS: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
 
 /// PM's endpoint, once looked up (0 before).
 static PM: AtomicU64 = AtomicU64::new(0);
+
+/// This process's pid, from PM's answer to `SIGACTION` (0 before the first one).
+static OWN_PID: AtomicU64 = AtomicU64::new(0);
+
+/// This process's pid, once a `SIGACTION` answer has told it (`action`); None before.
+pub fn own_pid() -> Option<u64> {
+    match OWN_PID.load(Ordering::Relaxed) {
+        0 => None,
+        pid => Some(pid),
+    }
+}
 
 /// Sends `kind` with `payload` to PM; the reply's payload or PM's refusal.
 fn call(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
@@ -77,7 +95,9 @@ pub fn action(signal: Signal, action: Action) -> Result<(), Error> {
             )
         }
     };
-    call(request::SIGACTION, [signal.number(), kind, entry, 0, 0, 0]).map(|_| ())
+    let reply = call(request::SIGACTION, [signal.number(), kind, entry, 0, 0, 0])?;
+    OWN_PID.store(reply[2], Ordering::Relaxed);
+    Ok(())
 }
 
 /// Changes the caller's signal mask (`how`: `mask_how::SET`, `BLOCK` or `UNBLOCK`; bit
@@ -100,6 +120,14 @@ pub fn unblock(set: u64) -> Result<u64, Error> {
 /// Sends `signal` to process `pid` (the caller's own too: a caught signal's handler has
 /// run when this returns).
 pub fn kill(pid: u64, signal: Signal) -> Result<(), Error> {
+    if pid != 0 && pid == OWN_PID.load(Ordering::Relaxed) {
+        match crate::syscall::signal_raise(signal) {
+            Ok(_) => return Ok(()),
+            // Not one the kernel may deliver itself: PM decides.
+            Err(Error::NotReady) => {}
+            Err(error) => return Err(error),
+        }
+    }
     call(request::SIGNAL, [pid, signal.number(), 0, 0, 0, 0]).map(|_| ())
 }
 

@@ -918,6 +918,38 @@ pub fn pm_resume(pid: Pid) -> Result<u64, Error> {
     unsafe { pm_call(PmResumeArgs::CALL, arguments.encode()) }
 }
 
+/// `KernelCall PmSignalDirect` (signal manager): the signals of `set` are the ones `pid`
+/// may raise itself (`SignalRaise`), into `handler`.
+pub fn pm_signal_direct(
+    pid: Pid,
+    set: vigil_abi::signal::CatchableSet,
+    handler: u64,
+) -> Result<u64, Error> {
+    let arguments = PmSignalDirectArgs {
+        process: pid,
+        set,
+        handler,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(PmSignalDirectArgs::CALL, arguments.encode()) }
+}
+
+/// `SignalRaise`: the caller's process signals itself with `signal`, if its manager lets
+/// it do so directly; the handler has run when this returns `Ok`. `NotReady`: ask the
+/// manager (`signal::kill` does).
+pub fn signal_raise(signal: vigil_abi::signal::Signal) -> Result<u64, Error> {
+    signal_raise_raw(signal.number())
+}
+
+/// `SignalRaise` with a raw number (for tests of the kernel's checks).
+pub fn signal_raise_raw(number: u64) -> Result<u64, Error> {
+    // SAFETY: the kernel may run a signal handler before the call returns; the frame it
+    // pushes lies below the red zone and every register comes back as it was (RAX = the
+    // result), so to this code it is a call that may change memory, as any asm! here.
+    let rax = unsafe { syscall1(Syscall::SignalRaise as u64, number) };
+    Error::from_return_value(rax)
+}
+
 /// `SignalReturn`: ends a signal handler by restoring the frame at `frame`. Returns only
 /// if the kernel refused the frame (with why).
 ///

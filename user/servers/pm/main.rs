@@ -342,7 +342,8 @@ impl Pm {
             request::SIGMASK => self.signals.mask(caller, a, b),
             _ => self.signals.manage(a).map(|()| 0),
         }?;
-        Ok(Some([0, previous, 0, 0, 0, 0]))
+        // SIGACTION's answer names the caller's pid too (its runtime's `SignalRaise`).
+        Ok(Some([0, previous, caller, 0, 0, 0]))
     }
 }
 

@@ -8,12 +8,19 @@
 //! a default action terminates (exit status `signal::status::killed_by`), terminates with
 //! the report (exceptions: the kernel printed it when the fault happened), is ignored,
 //! stops or continues the process.
+//!
+//! PM keeps the kernel's mirror of each process's *direct* set exact: the signals it
+//! catches and has not masked, with its handler entry (`PmSignalDirect`). For those a
+//! process signalling itself needs no request here (`SignalRaise`), since PM's decision
+//! would be `PmSignal` with that entry anyway. Only the process's own `SIGACTION` and
+//! `SIGMASK` (and `MANAGE`, which makes PM the manager) change the set; PM sends it again
+//! whenever it changes.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 
 use alloc::string::String;
 use vigil_rt::abi::pm::{mask_how, signal_action};
-use vigil_rt::abi::signal::{event, status, DefaultAction, ProcessEvent, Signal};
+use vigil_rt::abi::signal::{event, status, CatchableSet, DefaultAction, ProcessEvent, Signal};
 use vigil_rt::abi::vm::Pid;
 use vigil_rt::{println, syscall, Endpoint, Error};
 
@@ -27,6 +34,8 @@ pub struct SignalState {
     entry: u64,
     mask: u64,
     pending: u64,
+    /// The direct set and entry last mirrored into the kernel (`sync_direct`).
+    direct_sent: (u64, u64),
 }
 
 impl SignalState {
@@ -36,7 +45,14 @@ impl SignalState {
         entry: 0,
         mask: 0,
         pending: 0,
+        direct_sent: (0, 0),
     };
+
+    /// The signals the process may raise itself (caught, not masked) and their entry.
+    fn direct(&self) -> (u64, u64) {
+        let set = self.caught & !self.mask & !UNCATCHABLE & !1;
+        (set, if set == 0 { 0 } else { self.entry })
+    }
 
     fn action(&self, signal: Signal) -> u64 {
         if self.caught & signal.bit() != 0 {
@@ -171,6 +187,7 @@ impl Signals {
             signal_action::IGNORE => state.ignored |= signal.bit(),
             _ => {}
         }
+        self.sync_direct(caller);
         Ok(previous)
     }
 
@@ -200,7 +217,33 @@ impl Signals {
                 }
             }
         }
+        self.sync_direct(caller);
         Ok(previous)
+    }
+
+    /// Mirrors `pid`'s direct set into the kernel if it changed since last sent. PM and VM
+    /// get none (signals to them are refused). A process PM does not manage (a boot
+    /// process before `MANAGE`) is refused by the kernel and gets it at `MANAGE`.
+    fn sync_direct(&mut self, pid: u64) {
+        let own_pid = self.own_pid;
+        let vm_pid = self.vm_pid;
+        let state = self.state(pid);
+        let wanted = if pid == own_pid || (vm_pid != 0 && pid == vm_pid) {
+            (0, 0)
+        } else {
+            state.direct()
+        };
+        if wanted == state.direct_sent {
+            return;
+        }
+        let (Ok(target), Ok(set)) = (self::pid(pid), CatchableSet::new(wanted.0)) else {
+            return;
+        };
+        match syscall::pm_signal_direct(target, set, wanted.1) {
+            Ok(_) => self.state(pid).direct_sent = wanted,
+            Err(Error::PermissionDenied | Error::NotFound) => {}
+            Err(error) => println!("direct signals of pid {pid} not mirrored: {error}"),
+        }
     }
 
     /// MANAGE: PM handles `target`'s exceptions and signals from now on.
@@ -208,6 +251,9 @@ impl Signals {
         let own = pid(self.own_pid)?;
         syscall::pm_set_signal_manager(pid(target)?, own)?;
         self.adopted.insert(target);
+        // The kernel emptied the mirror with the manager change.
+        self.state(target).direct_sent = (0, 0);
+        self.sync_direct(target);
         Ok(())
     }
 

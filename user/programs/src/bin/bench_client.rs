@@ -432,9 +432,11 @@ fn count_signal(_: vigil_abi::signal::Signal) {
     SIGNALS_CAUGHT.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The signal row: SIGUSR1 to itself with a handler (PM decides, the kernel pushes the
-/// frame, the handler runs, SignalReturn), as Linux's `kill(getpid())` with a handler.
-/// PM first becomes this boot process's signal manager (`MANAGE`).
+/// The signal rows: SIGUSR1 to itself with a handler, as Linux's `kill(getpid())` with a
+/// handler — `signal_self_handler` the way `signal::kill` does it (SignalRaise: the kernel
+/// pushes the frame, the handler runs, SignalReturn), `signal_self_handler_via_pm` with
+/// PM's SIGNAL request (PM decides and calls PmSignal). PM first becomes this boot
+/// process's signal manager (`MANAGE`).
 fn signal_costs() -> bool {
     use vigil_abi::signal::Signal;
     use vigil_rt::signal::{self, Action};
@@ -461,11 +463,32 @@ fn signal_costs() -> bool {
         println!("bench: signal row: setting up the handler: {error}");
         return false;
     }
-    measure("signal_self_handler", 1, || {
+    if signal::own_pid() != Some(own) {
+        println!(
+            "bench: signal row: the runtime thinks its pid is {:?}, not {own}",
+            signal::own_pid()
+        );
+        return false;
+    }
+    // The direct path: `kill` to itself is one SignalRaise (PM mirrored USR1 as caught and
+    // unmasked into the kernel).
+    let direct = measure("signal_self_handler", 1, || {
         let before = SIGNALS_CAUGHT.load(Ordering::Relaxed);
         signal::kill(own, Signal::USR1).is_ok()
             && SIGNALS_CAUGHT.load(Ordering::Relaxed) == before + 1
-    })
+    });
+    // The same signal through PM (its SIGNAL request, as `kill` did before SignalRaise).
+    let through_pm = measure("signal_self_handler_via_pm", 1, || {
+        let before = SIGNALS_CAUGHT.load(Ordering::Relaxed);
+        let mut message =
+            Message::with_payload(vigil_abi::pm::request::SIGNAL, [own, 10, 0, 0, 0, 0]);
+        pm::server()
+            .and_then(|server| ipc::send_receive(server, &mut message))
+            .is_ok()
+            && message.payload[0] == 0
+            && SIGNALS_CAUGHT.load(Ordering::Relaxed) == before + 1
+    });
+    direct && through_pm
 }
 
 /// One traced system call with the tracer stopping at its entry and its exit (Linux's

@@ -432,20 +432,21 @@ impl Kernel {
     fn push_signal_frame(&mut self, slot: ThreadSlot, number: u64, handler: u64) -> FramePush {
         let process = self.threads[slot].process();
         self.save_fpu_of(slot);
-        let context = *self.threads[slot].context();
+        let thread = &self.threads[slot];
+        let interrupted_rsp = thread.context().rsp;
         let size = (frame::WORDS * 8) as u64;
-        let address = context.rsp.wrapping_sub(frame::RED_ZONE + size) & !15;
+        let address = interrupted_rsp.wrapping_sub(frame::RED_ZONE + size) & !15;
         let space = self.processes[process].space();
-        let written = UserPtr::<[u64; frame::WORDS]>::new(address)
-            .and_then(|at| {
+        // The handler's return address (0: the end of a backtrace) and the frame above it,
+        // in one copy.
+        let written =
+            UserPtr::<[u64; frame::WORDS + 1]>::new(address.wrapping_sub(8)).and_then(|at| {
                 usercopy::write_value(
                     space,
                     at,
-                    &frame_image(&context, number, &self.threads[slot].fpu().words()),
+                    &pushed_words(thread.context(), number, &thread.fpu().words()),
                 )
-            })
-            .and_then(|()| UserPtr::<u64>::new(address - 8))
-            .and_then(|at| usercopy::write_value(space, at, &0u64));
+            });
         if written.is_err() {
             let missing = usercopy::missing_page();
             usercopy::forget_missing_page();
@@ -460,7 +461,7 @@ impl Kernel {
                 record.name(),
                 record.pid(),
                 number,
-                context.rsp
+                interrupted_rsp
             );
             self.exit_process(process, status::killed_by(Signal::SEGV, true));
             return FramePush::Ended;
@@ -474,15 +475,29 @@ impl Kernel {
     }
 }
 
-/// The signal frame for signal `number` interrupting the registers `context` and the
-/// x87/SSE state `fpu` (`vigil_abi::signal::frame`).
+/// What goes on the user stack at a signal's delivery: the handler's return address (0)
+/// and then the frame (`fill_frame`).
 #[inline(always)]
-fn frame_image(
+fn pushed_words(
     context: &crate::arch::trap::TrapFrame,
     number: u64,
     fpu: &[u64; frame::FPU_WORDS],
-) -> [u64; frame::WORDS] {
-    let mut image = [0u64; frame::WORDS];
+) -> [u64; frame::WORDS + 1] {
+    let mut words = [0u64; frame::WORDS + 1];
+    fill_frame(&mut words[1..], context, number, fpu);
+    words
+}
+
+/// Fills `image` (`frame::WORDS` zeroed words) with the signal frame for signal `number`
+/// interrupting the registers `context` and the x87/SSE state `fpu`
+/// (`vigil_abi::signal::frame`).
+#[inline(always)]
+fn fill_frame(
+    image: &mut [u64],
+    context: &crate::arch::trap::TrapFrame,
+    number: u64,
+    fpu: &[u64; frame::FPU_WORDS],
+) {
     image[frame::MAGIC] = frame::MAGIC_VALUE;
     image[frame::SIGNAL] = number;
     image[frame::GENERAL..frame::GENERAL + frame::GENERAL_COUNT].copy_from_slice(&[
@@ -506,7 +521,6 @@ fn frame_image(
     image[frame::RFLAGS] = context.rflags;
     image[frame::RSP] = context.rsp;
     image[frame::FPU..].copy_from_slice(fpu);
-    image
 }
 
 /// SignalRaise: the caller's process signals itself with a signal its manager lets it

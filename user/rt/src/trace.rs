@@ -40,20 +40,24 @@ enum Direct {
     NotDone,
 }
 
-/// `TraceResumeWait` (system call 26) for tracee `pid`.
-fn resume_wait_direct(pid: u64, how: ResumeMode) -> Direct {
-    let Ok(process) = u32::try_from(pid).map(Pid) else {
-        return Direct::NotDone;
-    };
-    let mut record = [0u64; direct::RECORD_WORDS];
-    let out: &mut [u64; direct::RECORD_WORDS] = &mut record;
+/// `TraceResumeWait` (system call 26) for tracee `pid` itself: `direct::STOPPED` with the
+/// stop in `record`, `direct::ASK_MANAGER`, `direct::NOT_AT_STOP`, or the kernel's refusal
+/// (`PermissionDenied` unless PM registered the caller as `pid`'s tracer, `NotFound` for no
+/// such process). `resume_and_wait` and `wait` use it and fall back to PM; a test can tell
+/// the results apart with it.
+pub fn resume_wait_kernel(
+    pid: u64,
+    how: ResumeMode,
+    record: &mut [u64; direct::RECORD_WORDS],
+) -> Result<u64, Error> {
+    let process = u32::try_from(pid).map(Pid).map_err(|_| Error::NotFound)?;
     let registers = TraceResumeWaitArgs {
         process,
         mode: how,
-        out: UserPtr::from_ref(out),
+        out: UserPtr::from_ref(record),
     }
     .encode();
-    // SAFETY: the kernel writes only the four words of `record`, exclusively ours until the
+    // SAFETY: the kernel writes only the words of `record`, exclusively ours until the
     // call returns.
     let result = unsafe {
         crate::syscall::syscall3(
@@ -63,7 +67,13 @@ fn resume_wait_direct(pid: u64, how: ResumeMode) -> Direct {
             registers[2],
         )
     };
-    match Error::from_return_value(result) {
+    Error::from_return_value(result)
+}
+
+/// [`resume_wait_kernel`], its result sorted for the fallback to PM.
+fn resume_wait_direct(pid: u64, how: ResumeMode) -> Direct {
+    let mut record = [0u64; direct::RECORD_WORDS];
+    match resume_wait_kernel(pid, how, &mut record) {
         Ok(direct::STOPPED) => Direct::Stop(TraceEvent {
             pid,
             thread: Endpoint(record[direct::THREAD]),

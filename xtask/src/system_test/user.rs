@@ -979,7 +979,7 @@ fn check_ptrace_pm(console: &Console) -> Result<(), String> {
     matches_in_order("child", &vtrace_lines(console, &child), &child_expected)?;
     console.require_line_with(&["vtrace: done: ", " system calls traced"])?;
     console.forbid(": FAIL")?;
-    console.require("ptrace_test: PASS every tracing verb, follow, tracer death, vtrace")?;
+    console.require("ptrace_test: PASS every tracing verb, direct stops, follow, tracer death, kills during direct waits, vtrace")?;
     require_success_shutdown(console, "ptrace_test")
 }
 

@@ -15,7 +15,9 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
+use vigil_rt::abi::introspect::state_code;
 use vigil_rt::abi::ptrace::request::{event, mode, options, MAX_PEEK_BYTES, TRACE};
+use vigil_rt::abi::ptrace::{direct, ResumeMode};
 use vigil_rt::abi::syscall::Syscall;
 use vigil_rt::abi::Endpoint;
 use vigil_rt::trace::{self, TraceEvent};
@@ -131,6 +133,22 @@ fn verbs() -> Result<(), String> {
     println!(
         "syscall stops: lookup(vm) = vm; lookup(\"nope\") changed at entry into self_endpoint"
     );
+    // The direct path: with the tracee held at a stop, continue-and-wait is one system
+    // call, and the kernel hands over the next stop itself (the 1 ms sleep's entry, exit).
+    let sleep_entry = trace::resume_and_wait(pid, mode::SYSCALLS)
+        .map_err(|e| format!("direct continue to sleep's entry: {e}"))?;
+    let sleep_exit = trace::resume_and_wait(pid, mode::SYSCALLS)
+        .map_err(|e| format!("direct continue to sleep's exit: {e}"))?;
+    if !(sleep_entry.direct && sleep_exit.direct)
+        || sleep_entry.kind != event::SYSCALL_ENTRY
+        || sleep_exit.kind != event::SYSCALL_EXIT
+        || sleep_entry.value != Syscall::Sleep as u64
+    {
+        return Err(format!(
+            "expected sleep's entry and exit from the kernel, got {sleep_entry:?} and {sleep_exit:?}"
+        ));
+    }
+    println!("direct path: sleep's entry and exit stops came from the kernel, not PM");
     // Bad requests, the tracee still stopped.
     refused("attach to PM", trace::attach(2, 0), Error::PermissionDenied)?;
     refused("attach to VM", trace::attach(1, 0), Error::PermissionDenied)?;
@@ -151,6 +169,25 @@ fn verbs() -> Result<(), String> {
         Error::NotFound,
     )?;
     refused("attach twice", trace::attach(pid, 0), Error::Exists)?;
+    let mut record = [0u64; direct::RECORD_WORDS];
+    refused(
+        "direct wait on a process it does not trace",
+        trace::resume_wait_kernel(1, ResumeMode::WaitOnly, &mut record).map(|_| ()),
+        Error::PermissionDenied,
+    )?;
+    refused(
+        "direct wait on no process",
+        trace::resume_wait_kernel(4000, ResumeMode::WaitOnly, &mut record).map(|_| ()),
+        Error::NotFound,
+    )?;
+    match trace::resume_wait_kernel(pid, ResumeMode::WaitOnly, &mut record) {
+        Ok(direct::NOT_AT_STOP) => println!("direct wait-only on a held tracee: NOT_AT_STOP"),
+        other => {
+            return Err(format!(
+                "a wait-only direct call on a held tracee answered {other:?}, not NOT_AT_STOP"
+            ))
+        }
+    }
     refused(
         "attach with unknown options",
         trace::attach(pid, 8),
@@ -291,6 +328,81 @@ fn tracer_death() -> Result<(), String> {
     Ok(())
 }
 
+/// The tracee is killed while its tracer waits for it in the kernel: the wait ends with
+/// "ask PM", and PM's answer is the exit.
+fn killed_while_waiting() -> Result<(), String> {
+    let pid = trace::spawn("pm_child -- syscalls", 0).map_err(|e| format!("spawn traced: {e}"))?;
+    expect(pid, event::ATTACHED, "spawned traced")?;
+    // Held at a trace stop, so the next continue-and-wait is the direct one; it lets the
+    // tracee run untraced, and the only thing that can end the wait is the kill.
+    go(pid, mode::SYSCALLS)?;
+    expect(pid, event::SYSCALL_ENTRY, "a first call's entry")?;
+    let killer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(30));
+        if let Err(error) = pm::kill(pid, 137) {
+            println!("killing {pid} failed: {error}");
+        }
+    });
+    let stop = trace::resume_and_wait(pid, mode::RUN).map_err(|e| format!("wait: {e}"))?;
+    let _ = killer.join();
+    if stop.kind != event::EXITED || stop.direct || stop.value != 137 {
+        return Err(format!(
+            "killed while waited for directly: expected PM's EXITED 137, got {stop:?}"
+        ));
+    }
+    let _ = pm::wait(Some(pid));
+    println!("killed while waited for in the kernel: PM reported its exit (137)");
+    Ok(())
+}
+
+/// The tracer is killed while it waits for its tracee in the kernel: no wait stays, and
+/// the tracee runs on untraced.
+fn tracer_killed_while_waiting() -> Result<(), String> {
+    let victim = pm::spawn("pm_child", "syscalls").map_err(|e| format!("spawn victim: {e}"))?;
+    let helper = pm::spawn("ptrace_helper", &format!("tracer {victim} wait"))
+        .map_err(|e| format!("spawn helper: {e}"))?;
+    let mut waiting = false;
+    for _ in 0..200 {
+        let snapshot = introspect::snapshot().map_err(|e| format!("snapshot: {e}"))?;
+        waiting = snapshot.threads.iter().any(|t| {
+            u64::from(t.pid) == helper
+                && t.state == state_code::WAITING_FOR_TRACEE
+                && t.wait_argument == victim
+        });
+        if waiting {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    if !waiting {
+        return Err(format!(
+            "the helper {helper} never showed waiting for tracee {victim} in a snapshot"
+        ));
+    }
+    pm::kill(helper, 137).map_err(|e| format!("kill helper: {e}"))?;
+    let _ = pm::wait(Some(helper));
+    let snapshot = introspect::snapshot().map_err(|e| format!("snapshot: {e}"))?;
+    if let Some(left) = snapshot
+        .threads
+        .iter()
+        .find(|t| t.state == state_code::WAITING_FOR_TRACEE)
+    {
+        return Err(format!(
+            "a tracer wait stayed after its tracer died: {left:?}"
+        ));
+    }
+    let after = stopped_by(victim)?;
+    if after != 0 {
+        return Err(format!(
+            "after its tracer died the victim is stopped by {after}"
+        ));
+    }
+    pm::kill(victim, 9).map_err(|e| format!("kill victim: {e}"))?;
+    let _ = pm::wait(Some(victim));
+    println!("tracer killed while waiting in the kernel: no wait left, pid {victim} untraced");
+    Ok(())
+}
+
 fn run_vtrace() -> Result<(), String> {
     let pid = pm::spawn("vtrace", "-f trace_target spawn").map_err(|e| format!("vtrace: {e}"))?;
     let exited = pm::wait(Some(pid)).map_err(|e| format!("wait vtrace: {e}"))?;
@@ -311,16 +423,28 @@ fn main(args: &str) -> i32 {
             println!("attach to {victim} failed: {error}");
             return 1;
         }
+        if words.next() == Some("wait") {
+            // To a trace stop through PM, then run it untraced and wait in the kernel for a
+            // stop that never comes (until this helper is killed).
+            let _ = trace::wait(victim, false);
+            let _ = trace::resume(victim, mode::SYSCALLS);
+            let _ = trace::wait(victim, false);
+            let stop = trace::resume_and_wait(victim, mode::RUN);
+            println!("the helper's direct wait ended: {stop:?}");
+            return 1;
+        }
         thread::sleep(Duration::from_millis(200));
         return 0;
     }
     let result = verbs()
         .and_then(|()| follow())
         .and_then(|()| tracer_death())
+        .and_then(|()| killed_while_waiting())
+        .and_then(|()| tracer_killed_while_waiting())
         .and_then(|()| run_vtrace());
     match result {
         Ok(()) => {
-            println!("PASS every tracing verb, follow, tracer death, vtrace");
+            println!("PASS every tracing verb, direct stops, follow, tracer death, kills during direct waits, vtrace");
             vigil_rt::process::shutdown(true)
         }
         Err(reason) => {

@@ -198,7 +198,34 @@ fn self_and_mask(own: u64) -> Result<(), String> {
             CAUGHT.load(Ordering::Relaxed)
         ));
     }
+    // That went the direct way: the kernel itself delivers a caught, unmasked signal to
+    // its own process (PM mirrored it), and the raw call says so.
+    if signal::own_pid() != Some(own) {
+        return Err(format!(
+            "the runtime's own pid is {:?}, not {own}",
+            signal::own_pid()
+        ));
+    }
+    context(syscall::signal_raise(Signal::USR1), "SignalRaise USR1")?;
+    if CAUGHT.load(Ordering::Relaxed) != 2 {
+        return Err(String::from(
+            "SignalRaise of a caught SIGUSR1 did not run the handler",
+        ));
+    }
+    // Not caught (USR2: default, terminate): the kernel leaves it to PM, nothing happens.
+    expect_refusal(
+        "SignalRaise of an uncaught signal",
+        syscall::signal_raise(Signal::USR2).map(|_| ()),
+        Error::NotReady,
+    )?;
     context(signal::block(Signal::USR1.bit()), "block")?;
+    // Masked: no longer the kernel's to deliver.
+    expect_refusal(
+        "SignalRaise of a masked signal",
+        syscall::signal_raise(Signal::USR1).map(|_| ()),
+        Error::NotReady,
+    )?;
+    CAUGHT.fetch_sub(1, Ordering::Relaxed);
     context(signal::kill(own, Signal::USR1), "kill self masked")?;
     thread::sleep(Duration::from_millis(20));
     if CAUGHT.load(Ordering::Relaxed) != 1 {
@@ -211,8 +238,19 @@ fn self_and_mask(own: u64) -> Result<(), String> {
             CAUGHT.load(Ordering::Relaxed)
         ));
     }
+    // Unmasked again: the mirror follows PM's mask.
+    context(
+        syscall::signal_raise(Signal::USR1),
+        "SignalRaise after unblock",
+    )?;
+    if CAUGHT.load(Ordering::Relaxed) != 3 {
+        return Err(String::from(
+            "after unblocking, SignalRaise did not run the handler",
+        ));
+    }
+    CAUGHT.fetch_sub(1, Ordering::Relaxed);
     println!(
-        "caught SIGUSR1 sent to itself before kill returned; masked, it waited for the unblock"
+        "caught SIGUSR1 sent to itself before kill returned (in the kernel, without PM); masked, it waited for the unblock"
     );
     // KILL and STOP are never masked: blocking them leaves the mask as it was.
     context(
@@ -371,6 +409,13 @@ fn bad_input(own: u64) -> Result<(), String> {
         raw(request::MANAGE, [pm_pid, 0, 0, 0, 0, 0]),
         Error::InvalidArgument,
     )?;
+    for number in [0, 64, u64::MAX] {
+        expect_refusal(
+            &format!("SignalRaise of signal {number}"),
+            syscall::signal_raise_raw(number).map(|_| ()),
+            Error::InvalidArgument,
+        )?;
+    }
     // Forged signal frames: each refused, nothing restored.
     let mut forged = [0u64; frame::WORDS];
     let address = forged.as_ptr() as u64;

@@ -151,17 +151,22 @@ impl Kernel {
         set(&mut self.trace.in_call, slot, false);
         let vector = self.finished_call_stop(slot);
         self.trace.refresh();
-        self.trace_stop(slot, vector);
+        if let Some(vector) = vector {
+            self.trace_stop(slot, vector);
+        }
     }
 
-    /// The stop a finished call of `slot` makes: the step it was stepped over by, or its
-    /// exit.
-    fn finished_call_stop(&mut self, slot: ThreadSlot) -> u64 {
+    /// The stop a finished call of `slot` makes: the step it was stepped over by, its exit
+    /// if calls are still traced, or none (the tracer resumed the entry stop with RUN, as
+    /// Linux's PTRACE_CONT from a syscall-entry stop: no exit stop follows).
+    fn finished_call_stop(&mut self, slot: ThreadSlot) -> Option<u64> {
         if bit(&self.trace.step, slot) {
             set(&mut self.trace.step, slot, false);
-            stop::STEP_VECTOR
+            Some(stop::STEP_VECTOR)
+        } else if bit(&self.trace.syscalls, slot) {
+            Some(stop::SYSCALL_EXIT_VECTOR)
         } else {
-            stop::SYSCALL_EXIT_VECTOR
+            None
         }
     }
 
@@ -182,7 +187,7 @@ impl Kernel {
         set(&mut self.trace.exit_when_picked, slot, false);
         let vector = self.finished_call_stop(slot);
         self.trace.refresh();
-        self.trace_stop(slot, vector)
+        vector.is_some_and(|vector| self.trace_stop(slot, vector))
     }
 
     /// A #DB of `slot` in user mode: true if it was the step the tracer asked for (then

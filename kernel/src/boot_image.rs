@@ -1,12 +1,11 @@
 //! The boot image: every Multiboot module is a program; its string names it and its
 //! privileges (`kcore::boot_options`). The kernel starts only the system servers of the
-//! boot table ([`SYSTEM_SERVERS`]: VM, PM) when a process manager is among the modules;
-//! PM starts every other module itself (docs/decisions.md, "The boot table"). Without a
-//! PM module — or if it fails to start — the kernel starts every module itself, as it
-//! says on the console. A `boot=pm` module is never started at boot: it is an image PM
-//! spawns on request. A module the kernel starts is validated first; one that is
-//! malformed is refused with a logged reason and the rest still boot. Every module stays
-//! readable for the process manager (`crate::pm`).
+//! boot table ([`SYSTEM_SERVERS`]: VM, PM); PM starts every other module, and a `boot=pm`
+//! module is an image PM spawns on request (docs/decisions.md, "The boot table"). Without
+//! a process manager nothing else runs: the kernel says so on the console, with the
+//! modules it leaves. A server module is validated first; one that is malformed is refused
+//! with a logged reason and the rest still boot. Every module stays readable for the
+//! process manager (`crate::pm`).
 
 use crate::arch::paging::phys_to_virt;
 use crate::process::{IpcTargets, ProcessConfig};
@@ -21,30 +20,8 @@ use vigil_kcore::slot::ProcessSlot;
 // The boot table is shared with PM and the xtask.
 pub use vigil_abi::pm::SYSTEM_SERVERS;
 
-/// Which modules one pass over the module list starts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    /// Only the boot table's servers (PM starts the rest).
-    SystemServers,
-    /// Every module but the servers (PM did not start).
-    Programs,
-    /// Every module (there is no PM module).
-    Everything,
-}
-
-impl Pass {
-    fn starts(self, name: &str) -> bool {
-        let server = SYSTEM_SERVERS.contains(&name);
-        match self {
-            Pass::SystemServers => server,
-            Pass::Programs => !server,
-            Pass::Everything => true,
-        }
-    }
-}
-
-/// Keeps every module readable for PM, then starts the boot table's servers (and, without
-/// a process manager, every module). Returns how many processes the kernel started.
+/// Keeps every module readable for PM, then starts the boot table's servers. Returns how
+/// many processes the kernel started.
 pub fn start_all(boot: &BootInfo) -> usize {
     let mut kernel = KERNEL.lock();
     for (index, module) in boot.modules().enumerate() {
@@ -60,28 +37,27 @@ pub fn start_all(boot: &BootInfo) -> usize {
             file: module_file(module.start, module.end),
         });
     }
-    let pm_listed = boot.modules().any(|module| {
-        boot_options::parse(module.name())
-            .is_ok_and(|options| options.name == PM_SERVER_NAME && !options.spawned_by_pm)
-    });
-    // Pending `ipc=` lists, resolved once every process exists: (process slot, list).
+    // Pending `ipc=` lists, resolved once every server exists: (process slot, list).
     let mut ipc_lists: [Option<(ProcessSlot, &str)>; MAX_MODULES] = [None; MAX_MODULES];
-    let started = if pm_listed {
-        let mut started = start_pass(&mut kernel, boot, Pass::SystemServers, &mut ipc_lists);
-        if kernel.pm.process().is_none() {
-            error!(
-                "boot: the process manager did not start: the kernel starts the programs itself"
-            );
-            started += start_pass(&mut kernel, boot, Pass::Programs, &mut ipc_lists);
-        }
-        started
-    } else {
-        info!(
-            "boot: no process manager ('{PM_SERVER_NAME}') among the modules: the kernel starts every program itself"
-        );
-        start_pass(&mut kernel, boot, Pass::Everything, &mut ipc_lists)
-    };
+    let started = start_servers(&mut kernel, boot, &mut ipc_lists);
     resolve_ipc_lists(&mut kernel, &ipc_lists);
+    if kernel.pm.process().is_none() {
+        let left = boot
+            .modules()
+            .filter(|module| {
+                boot_options::parse(module.name())
+                    .map_or(true, |options| !SYSTEM_SERVERS.contains(&options.name))
+            })
+            .count();
+        if left > 0 {
+            error!(
+                "boot: no process manager ('{PM_SERVER_NAME}') started: {left} other module(s) \
+                 not started (the kernel starts only {SYSTEM_SERVERS:?})"
+            );
+        } else {
+            info!("boot: no process manager ('{PM_SERVER_NAME}') started: only the servers run");
+        }
+    }
     started
 }
 
@@ -93,11 +69,10 @@ fn module_file(start: u64, end: u64) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(phys_to_virt(start) as *const u8, len) }
 }
 
-/// Starts the modules `pass` selects, in module order. Returns how many started.
-fn start_pass<'a>(
+/// Starts the boot table's servers, in module order. Returns how many started.
+fn start_servers<'a>(
     kernel: &mut Kernel,
     boot: &'a BootInfo,
-    pass: Pass,
     ipc_lists: &mut [Option<(ProcessSlot, &'a str)>; MAX_MODULES],
 ) -> usize {
     let mut started = 0;
@@ -105,31 +80,22 @@ fn start_pass<'a>(
         let text = module.name();
         let file = module_file(module.start, module.end);
         let len = file.len();
-        let options = match boot_options::parse(text) {
-            Ok(options) => options,
-            // PM reports a module that is its to start.
-            Err(_) if pass == Pass::SystemServers => continue,
-            Err(reason) => {
-                error!("boot: module {index} '{text}' refused: {reason}");
-                continue;
-            }
+        // PM reports a module whose options do not parse: it is PM's to start.
+        let Ok(options) = boot_options::parse(text) else {
+            continue;
         };
         if options.spawned_by_pm {
-            if pass != Pass::Programs {
-                info!(
-                    "boot: module {index} '{}' is an image for the process manager",
-                    options.name
-                );
-            }
+            info!(
+                "boot: module {index} '{}' is an image for the process manager",
+                options.name
+            );
             continue;
         }
-        if !pass.starts(options.name) {
-            if pass == Pass::SystemServers {
-                info!(
-                    "boot: module {index} '{}' is the process manager's to start",
-                    options.name
-                );
-            }
+        if !SYSTEM_SERVERS.contains(&options.name) {
+            info!(
+                "boot: module {index} '{}' is the process manager's to start",
+                options.name
+            );
             continue;
         }
         if kernel.process_named(options.name).is_some() {

@@ -108,7 +108,7 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
     info!("boot: command line '{}'", boot.cmdline());
     if boot.modules_truncated {
         error!(
-            "boot: {} modules given, at most {} are started: modules {}..{} refused",
+            "boot: {} modules given, at most {} are read: modules {}..{} refused",
             boot.modules_given,
             vigil_kcore::multiboot::MAX_MODULES,
             vigil_kcore::multiboot::MAX_MODULES,
@@ -202,7 +202,7 @@ pub extern "C" fn kernel_main(multiboot_magic: u32, multiboot_info: u32) -> ! {
         .set_ipc_fastpath(fastpath == FastPathOption::On);
     let started = boot_image::start_all(&boot);
     info!(
-        "boot: {started} of {} modules started",
+        "boot: {started} of {} modules started by the kernel (the system servers)",
         boot.modules().count()
     );
     sched::run_next()

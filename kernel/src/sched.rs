@@ -327,7 +327,9 @@ pub fn run_next() -> ! {
         if frame.is_none() {
             let kernel = KERNEL.lock();
             if kernel.is_done() {
-                crate::info!("every process has exited; stopping (exit-when-done)");
+                crate::info!(
+                    "every process but the system servers has exited; stopping (exit-when-done)"
+                );
                 crate::arch::debug_exit::exit(crate::arch::debug_exit::ExitStatus::Success);
             }
         }

@@ -38,6 +38,7 @@ pub fn programs(options: &FuzzOptions) -> Vec<String> {
     };
     vec![
         "vm kcalls=vm".to_string(),
+        "pm kcalls=pm".to_string(),
         "fuzz_judge prio=0 kcalls=snapshot+shutdown -- 1".to_string(),
         "fuzz_syscalls name=fuzz_control -- calls=0".to_string(),
         format!(

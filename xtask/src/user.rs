@@ -76,6 +76,7 @@ impl UserPrograms {
     /// Resolves program specifications into boot modules (in order) and the process map
     /// used to symbolise user backtraces.
     pub fn resolve(&self, specs: &[ProgramSpec]) -> Result<(Vec<BootModule>, ProcessMap)> {
+        require_process_manager(specs)?;
         let mut modules = Vec::with_capacity(specs.len());
         let mut processes = ProcessMap::default();
         for spec in specs {
@@ -122,6 +123,14 @@ impl ProgramSpec {
         })
     }
 
+    /// Whether this is a `boot=pm` image (spawned by PM on request, not at boot).
+    pub fn is_pm_image(&self) -> bool {
+        self.options
+            .split_whitespace()
+            .take_while(|word| *word != "--")
+            .any(|word| word == "boot=pm")
+    }
+
     /// The name the kernel gives the process: its `name=` option, else the program name.
     /// Options after `--` are the program's arguments and do not count.
     pub fn process_name(&self) -> String {
@@ -144,6 +153,30 @@ impl fmt::Display for ProgramSpec {
             write!(f, "{} {}", self.program, self.options)
         }
     }
+}
+
+/// The kernel starts only the boot table's servers (`SYSTEM_SERVERS`: vm, pm); PM starts
+/// every other program. A boot list with a program PM would start but no `pm` would leave
+/// it never running, so it is refused here, with the fix, rather than at boot.
+pub fn require_process_manager(specs: &[ProgramSpec]) -> Result<()> {
+    use vigil_abi::pm::{PM_SERVER_NAME, SYSTEM_SERVERS};
+    let names: Vec<String> = specs.iter().map(ProgramSpec::process_name).collect();
+    if names.iter().any(|name| name == PM_SERVER_NAME) {
+        return Ok(());
+    }
+    if let Some(program) = specs
+        .iter()
+        .zip(&names)
+        .find(|(spec, name)| !SYSTEM_SERVERS.contains(&name.as_str()) && !spec.is_pm_image())
+    {
+        bail!(
+            "program {:?} would never start: the kernel starts only the system servers \
+             {SYSTEM_SERVERS:?} and the process manager starts every other program; add \
+             \"{PM_SERVER_NAME} kcalls={PM_SERVER_NAME}\" to the boot list",
+            program.0.to_string()
+        );
+    }
+    Ok(())
 }
 
 /// Parses a list of program specifications (a scenario's `programs`).
@@ -354,18 +387,18 @@ mod tests {
     #[test]
     fn resolves_programs_to_modules_and_processes() {
         let (dir, programs) = fake_programs("resolve");
-        let specs = parse_specs(&["b name=server prio=2", "a", "a name=second"]).unwrap();
+        let specs = parse_specs(&["b name=pm prio=2", "a", "a name=second"]).unwrap();
         let (modules, processes) = programs.resolve(&specs).unwrap();
         let entries: Vec<String> = modules.iter().map(BootModule::initrd_entry).collect();
         assert_eq!(
             entries,
             [
-                format!("{} name=server prio=2", dir.join("b").display()),
+                format!("{} name=pm prio=2", dir.join("b").display()),
                 dir.join("a").display().to_string(),
                 format!("{} name=second", dir.join("a").display()),
             ]
         );
-        assert_eq!(processes.elf("server"), Some(dir.join("b").as_path()));
+        assert_eq!(processes.elf("pm"), Some(dir.join("b").as_path()));
         assert_eq!(processes.elf("a"), Some(dir.join("a").as_path()));
         assert_eq!(processes.elf("second"), Some(dir.join("a").as_path()));
         assert_eq!(processes.elf("b"), None);
@@ -376,7 +409,7 @@ mod tests {
     fn a_missing_program_is_named_in_the_error() {
         let (dir, programs) = fake_programs("missing");
         let error = programs
-            .resolve(&parse_specs(&["a", "nosuch prio=1"]).unwrap())
+            .resolve(&parse_specs(&["a name=pm", "nosuch prio=1"]).unwrap())
             .unwrap_err();
         let text = format!("{error:#}");
         assert!(
@@ -400,6 +433,33 @@ mod tests {
             "{error:#}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn programs_other_than_the_servers_need_the_process_manager() {
+        let check = |texts: &[&str]| require_process_manager(&parse_specs(texts).unwrap());
+        assert!(check(&[]).is_ok());
+        assert!(check(&["vm kcalls=vm"]).is_ok(), "the servers alone boot");
+        assert!(check(&["vm kcalls=vm", "pm kcalls=pm", "hello"]).is_ok());
+        assert!(
+            check(&["spinner name=pm", "hello"]).is_ok(),
+            "pm by its name="
+        );
+        assert!(
+            check(&["pm_child boot=pm"]).is_ok(),
+            "an image is not started at boot"
+        );
+        let error = check(&["vm kcalls=vm", "hello -- x"]).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("program \"hello -- x\" would never start")
+                && text.contains("add \"pm kcalls=pm\""),
+            "{text}"
+        );
+        assert!(
+            check(&["hello -- boot=pm"]).is_err(),
+            "arguments are not options"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! Scenario {
 //!     name: "ipc-pingpong",
 //!     check: check_pingpong,
-//!     programs: &["pingpong_server", "pingpong_client kcalls=shutdown"],
+//!     programs: &["pm kcalls=pm", "pingpong_server", "pingpong_client kcalls=shutdown"],
 //!     ..USER
 //! },
 //! ```
@@ -196,7 +196,9 @@ mod tests {
     #[test]
     fn every_scenario_has_well_formed_program_specifications() {
         for scenario in all() {
-            if let Err(error) = crate::user::parse_specs(scenario.programs) {
+            let specs = crate::user::parse_specs(scenario.programs)
+                .unwrap_or_else(|error| panic!("scenario {}: {error:#}", scenario.name));
+            if let Err(error) = crate::user::require_process_manager(&specs) {
                 panic!("scenario {}: {error:#}", scenario.name);
             }
         }

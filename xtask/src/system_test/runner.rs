@@ -618,7 +618,7 @@ mod tests {
                 ("fake-programs-data.bin", 3),
                 ("fake-programs-image.bin name=img boot=pm", 3),
             ],
-            programs: &["server name=srv prio=2", "client kcalls=shutdown -- x"],
+            programs: &["server name=pm prio=2", "client kcalls=shutdown -- x"],
             ..Scenario::DEFAULT
         };
         let (modules, processes) = boot_modules(&with_programs, Some(&programs)).unwrap();
@@ -634,7 +634,7 @@ mod tests {
         );
         assert_eq!(
             lines[0],
-            format!("{} name=srv prio=2", dir.join("server").display())
+            format!("{} name=pm prio=2", dir.join("server").display())
         );
         assert_eq!(
             lines[1],
@@ -645,7 +645,7 @@ mod tests {
             "{}",
             lines[2]
         );
-        assert_eq!(processes.elf("srv"), Some(dir.join("server").as_path()));
+        assert_eq!(processes.elf("pm"), Some(dir.join("server").as_path()));
         assert_eq!(processes.elf("client"), Some(dir.join("client").as_path()));
 
         let error = boot_modules(&with_programs, None).unwrap_err();
@@ -654,7 +654,7 @@ mod tests {
             "{error:#}"
         );
         let missing = Scenario {
-            programs: &["server", "nosuch"],
+            programs: &["server name=pm", "nosuch"],
             modules: &[],
             ..with_programs
         };

@@ -30,6 +30,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         // A file of pattern bytes is not an ELF.
         modules: &[("not-an-elf.bin", 4096)],
         programs: &[
+            "pm kcalls=pm",
             "hello name=hello_bad prio=99",
             "hello kcalls=reboot",
             "hello -- still runs",
@@ -38,12 +39,13 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "boot-many-modules",
-        // 33 modules: the 32 the kernel supports all boot; the one past the limit is refused
-        // alone, with a reason.
+        // 33 modules: the 32 the kernel reads all boot (PM and 31 programs); the one past
+        // the limit is refused alone, with a reason.
         cmdline: "exit-when-done",
         memory: "512M",
         check: check_many_modules,
         programs: &[
+            "pm kcalls=pm",
             "hello name=m00",
             "hello name=m01",
             "hello name=m02",
@@ -76,16 +78,16 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "hello name=m29",
             "hello name=m30",
             "hello name=m31",
-            "hello name=m32",
         ],
         ..USER
     },
     Scenario {
         name: "user-hello",
-        // hello just exits; `exit-when-done` makes the kernel stop once no process is left.
+        // hello just exits; `exit-when-done` makes the kernel stop once no process is left
+        // but the system servers.
         cmdline: "exit-when-done",
         check: check_hello,
-        programs: &["hello -- one two"],
+        programs: &["pm kcalls=pm", "hello -- one two"],
         ..USER
     },
     Scenario {
@@ -95,6 +97,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         cmdline: "exit-when-done",
         check: check_fpu_isolation,
         programs: &[
+            "pm kcalls=pm",
             "fpu_isolation name=fpu_a -- 1",
             "fpu_isolation name=fpu_b -- 2",
             "fpu_isolation name=fpu_c -- 3",
@@ -325,7 +328,11 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         // threads or processes it does not manage, kernel rips, kernel flags, bad ranges
         // and shared frames are refused and change nothing.
         check: check_ptrace_kcalls,
-        programs: &["vm kcalls=vm", "trace_kcalls kcalls=pm+vm+shutdown"],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "trace_kcalls kcalls=pm+vm+shutdown",
+        ],
         ..USER
     },
     Scenario {
@@ -509,15 +516,17 @@ fn require_success_shutdown(console: &Console, process: &str) -> Result<(), Stri
 }
 
 fn check_bad_modules(console: &Console) -> Result<(), String> {
-    console.require_line_with(&["boot: module ", "refused: prio '99' is not 0..=15"])?;
-    console.require_line_with(&["boot: module ", "refused: unknown kernel call 'reboot'"])?;
-    console.require_line_with(&["boot: module 'not-an-elf.bin' refused: ", "ELF"])?;
+    // The kernel starts PM only; PM refuses each malformed module with its reason.
+    console.require("boot: 1 of 5 modules started by the kernel (the system servers)")?;
+    console.require_line_with(&["pm: boot: module ", "refused: prio '99' is not 0..=15"])?;
+    console.require_line_with(&["pm: boot: module ", "refused: unknown kernel call 'reboot'"])?;
+    console.require_line_with(&["pm: boot: module ", "not-an-elf.bin' refused: ", "ELF"])?;
     console.require_line_with(&[
         "hello: hello from Vigil user space",
         "[\"still\", \"runs\"]",
     ])?;
-    console.require_line_with(&["boot: 1 of 4 modules started"])?;
-    console.require("every process has exited; stopping (exit-when-done)")
+    console.require("pm: boot: 1 of 1 programs started by pm")?;
+    console.require("every process but the system servers has exited; stopping (exit-when-done)")
 }
 
 fn check_fpu_isolation(console: &Console) -> Result<(), String> {
@@ -528,18 +537,20 @@ fn check_fpu_isolation(console: &Console) -> Result<(), String> {
     }
     console.forbid("fpu_isolation: FAIL")?;
     console.forbid("killed by")?;
-    console.require("every process has exited; stopping (exit-when-done)")
+    console.require("every process but the system servers has exited; stopping (exit-when-done)")
 }
 
 fn check_many_modules(console: &Console) -> Result<(), String> {
-    console.require("boot: 33 modules given, at most 32 are started: modules 32..33 refused")?;
-    console.require("boot: 32 of 32 modules started")?;
-    for name in ["m00", "m15", "m31"] {
+    // 33 modules: PM and 31 programs are read; the 33rd is refused alone, with a reason.
+    console.require("boot: 33 modules given, at most 32 are read: modules 32..33 refused")?;
+    console.require("boot: 1 of 32 modules started by the kernel (the system servers)")?;
+    console.require("pm: boot: 31 of 31 programs started by pm")?;
+    for name in ["m00", "m15", "m30"] {
         console.require(&format!("{name}: hello from Vigil user space"))?;
     }
-    console.forbid("m32:")?;
+    console.forbid("m31:")?;
     console.forbid("setup failed")?;
-    console.require("every process has exited; stopping (exit-when-done)")
+    console.require("every process but the system servers has exited; stopping (exit-when-done)")
 }
 
 fn check_hello(console: &Console) -> Result<(), String> {
@@ -549,7 +560,7 @@ fn check_hello(console: &Console) -> Result<(), String> {
         "[\"one\", \"two\"]",
     ])?;
     console.require_line_with(&["process 'hello' (pid ", "exited with status 0"])?;
-    console.require("every process has exited; stopping (exit-when-done)")
+    console.require("every process but the system servers has exited; stopping (exit-when-done)")
 }
 
 fn check_introspect(console: &Console) -> Result<(), String> {
@@ -1026,7 +1037,7 @@ fn check_pm_boot(console: &Console) -> Result<(), String> {
     console.require("boot: started 'pm' (pid 2, ")?;
     console.require("boot: module 2 'pm_probe' is the process manager's to start")?;
     console.require("boot: module 9 'broken' is an image for the process manager")?;
-    console.require("boot: 2 of 11 modules started")?;
+    console.require("boot: 2 of 11 modules started by the kernel (the system servers)")?;
     // PM started the others in module order (pids 3..) and said so, the kernel none.
     for (pid, name) in [
         (3, "pm_probe"),

@@ -50,7 +50,7 @@ pub const WATCHDOG_SCENARIOS: &[Scenario] = &[
         cmdline: "test=lockup-tick",
         expected: Expected::Failure,
         check: check_lockup_in_tick,
-        programs: &["spinner"],
+        programs: &["pm kcalls=pm", "spinner"],
         ..WATCHDOG
     },
     Scenario {
@@ -69,7 +69,7 @@ pub const WATCHDOG_SCENARIOS: &[Scenario] = &[
         name: "watchdog-user-spin",
         cmdline: "test=watchdog-busy",
         check: check_user_spin,
-        programs: &["spinner"],
+        programs: &["pm kcalls=pm", "spinner"],
         ..WATCHDOG
     },
     Scenario {
@@ -158,7 +158,7 @@ fn check_lockup_in_tick(console: &Console) -> Result<(), String> {
     console.require("spinner: spinner: spinning")?;
     console.require_line_with(&[
         "current thread: spinner#",
-        "of process 'spinner' (pid 1)",
+        "of process 'spinner' (pid 2)",
         "[kernel lock held by the interrupted code",
     ])?;
     console.require_frame_with(&["selftest::lockup_in_tick"])?;

@@ -118,6 +118,9 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
+/// The series the probe waits for before judging the exposition: the spinner's CPU counter.
+pub const SPINNER_COUNTER: &str = "vigil_thread_cpu_seconds_total{thread=\"spinner#";
+
 /// Runs the probe against `vigil metrics` on `metrics_port`; Prometheus's files go to
 /// `work_dir`.
 pub fn probe(metrics_port: u16, work_dir: &Path) -> MetricsProbe {
@@ -138,11 +141,12 @@ pub fn probe(metrics_port: u16, work_dir: &Path) -> MetricsProbe {
     let until = Instant::now() + FIRST_SCRAPE_WITHIN;
     loop {
         match http_get(metrics_port, "/metrics") {
-            Ok(body) if body.contains("vigil_thread_cpu_seconds_total{") => {
+            // PM starts the spinner a little after the kernel's first threads show.
+            Ok(body) if body.contains(SPINNER_COUNTER) => {
                 probe.text = Ok(body);
                 break;
             }
-            Ok(_) => probe.text = Err("the endpoint never showed the kernel's threads".into()),
+            Ok(_) => probe.text = Err("the endpoint never showed the spinner's thread".into()),
             Err(error) => probe.text = Err(format!("scraping /metrics: {error}")),
         }
         if Instant::now() >= until {

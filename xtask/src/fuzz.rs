@@ -223,14 +223,15 @@ mod tests {
             verbose: false,
         };
         let programs = programs(&options);
-        assert_eq!(programs.len(), 4);
+        assert_eq!(programs.len(), 5);
+        assert_eq!(programs[1], "pm kcalls=pm", "PM starts the fuzzers");
         assert_eq!(
-            programs[3],
+            programs[4],
             "fuzz_syscalls name=fuzz_privileged kcalls=all -- seed=7 calls=10000000"
         );
-        assert!(
-            user::parse_specs(&programs.iter().map(String::as_str).collect::<Vec<_>>()).is_ok()
-        );
+        let specs =
+            user::parse_specs(&programs.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        assert!(user::require_process_manager(&specs).is_ok());
     }
 
     #[test]

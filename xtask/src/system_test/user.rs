@@ -436,12 +436,16 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "pm-signal-kcalls",
         // The signal manager's kernel calls by a program that manages a boot process
         // itself: manager change, stop/resume, the exception event and the held thread,
-        // PmResumeThread into the same fault, and every bad call refused.
+        // PmResumeThread into the same fault, and every bad call refused; a manager that
+        // exits with one victim held and one stopped (sig_orphaner).
         check: check_pm_signal_kcalls,
         programs: &[
             "vm kcalls=vm",
             "pm kcalls=pm",
             "sig_child name=sig_victim -- victim",
+            "sig_child name=sig_victim2 -- victim",
+            "sig_child name=sig_victim3 -- victim",
+            "sig_kcalls name=sig_orphaner kcalls=pm+snapshot -- orphan",
             "sig_kcalls kcalls=pm+snapshot+shutdown",
         ],
         ..USER
@@ -1191,11 +1195,28 @@ fn check_pm_signal_kcalls(console: &Console) -> Result<(), String> {
         "resume a thread that is not held: EINVAL",
         "resume a forged thread: EDEADSRCDST",
         "a wild event buffer: EFAULT",
+        "direct signals of a forged pid: ESRCH",
+        "direct signals of a process it does not manage: EPERM",
+        "direct signals of itself: ESELF",
+        "direct KILL: EINVAL",
+        "direct STOP: EINVAL",
+        "direct bit 0: EINVAL",
+        "a direct handler in the kernel: EINVAL",
+        "a direct handler at null: EINVAL",
     ] {
         console.require(&format!("sig_kcalls: refused as expected: {refusal}"))?;
     }
     console.require_line_with(&["sig_kcalls: event: pid ", " vector 14 address 0 at "])?;
     console.require_line_with(&["process 'sig_victim' (pid ", "exited with status 139"])?;
+    // Its manager exited while it was held at #PF: ended as with no manager (128 + 14).
+    console.require_line_with(&[
+        "process 'sig_victim2' (pid ",
+        "held for its signal manager (pid ",
+        "which exited: killed by #PF as with no manager",
+    ])?;
+    console.require_line_with(&["process 'sig_victim2' (pid ", "exited with status 142"])?;
+    console.require_line_with(&["sig_orphaner: exiting with pid ", " stopped by me"])?;
+    console.forbid("process 'sig_victim3' (pid")?;
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "sig_kcalls")

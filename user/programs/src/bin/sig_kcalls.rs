@@ -6,7 +6,8 @@
 //! 14, address 0, the RIP), sees the thread held for it in the snapshot, resumes it
 //! (`PmResumeThread`: it faults again and is held again) and kills it; and every bad call
 //! — a forged pid or thread, a process it does not manage, itself, signal 0, a kernel
-//! handler address, a wild event buffer, a thread that is not held — gets its own error.
+//! handler address, a wild event buffer, a thread that is not held, a direct-signal set
+//! with KILL or STOP or with a handler outside user space — gets its own error.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -18,15 +19,83 @@ use core::time::Duration;
 
 use vigil_programs::{context, expect_refusal, finish};
 use vigil_rt::abi::introspect::state_code;
-use vigil_rt::abi::signal::{event, Signal, KIND_PROCESS_EVENT};
+use vigil_rt::abi::signal::{event, CatchableSet, Signal, KIND_PROCESS_EVENT};
 use vigil_rt::abi::syscall::KernelCall;
 use vigil_rt::abi::vm::Pid;
 use vigil_rt::{introspect, ipc, syscall, thread, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
-fn main(_args: &str) -> i32 {
-    finish("sig_kcalls", run())
+fn main(args: &str) -> i32 {
+    if args.trim() == "orphan" {
+        return match orphan() {
+            Ok(()) => 0,
+            Err(reason) => {
+                vigil_rt::println!("FAIL: {reason}");
+                1
+            }
+        };
+    }
+    finish(
+        "sig_kcalls",
+        run().and_then(|done| judge_orphans().map(|o| format!("{done}; {o}"))),
+    )
+}
+
+/// `sig_kcalls -- orphan` (as `sig_orphaner`): becomes the manager of `sig_victim2` and
+/// `sig_victim3`, leaves the first held at its null dereference and the second stopped,
+/// and exits, so the kernel must settle both without a manager.
+fn orphan() -> Result<(), String> {
+    let faulting = vigil_programs::lookup_with_retry("sig_victim2")?;
+    vigil_programs::lookup_with_retry("sig_victim3")?;
+    let own = pid_named("sig_orphaner")?;
+    let (second, third) = (pid_named("sig_victim2")?, pid_named("sig_victim3")?);
+    for victim in [second, third] {
+        context(
+            syscall::pm_set_signal_manager(Pid(victim), Pid(own)),
+            "PmSetSignalManager",
+        )?;
+    }
+    context(ipc::send(faulting, &Message::new(1)), "poke")?;
+    let event = next_event()?;
+    if event[event::PID] != u64::from(second) || event[event::VECTOR] != 14 {
+        return Err(format!("the event: {event:?}"));
+    }
+    context(syscall::pm_stop(Pid(third)), "PmStop")?;
+    if victim_state(third)?.3 != own {
+        return Err(String::from("sig_victim3 is not stopped by the orphaner"));
+    }
+    vigil_rt::println!("exiting with pid {second} held for me and pid {third} stopped by me");
+    Ok(())
+}
+
+/// After `sig_orphaner` exited: its held victim ended with its exception's status, its
+/// stopped one runs (receiving) with no stop left.
+fn judge_orphans() -> Result<String, String> {
+    let third = pid_named("sig_victim3")?;
+    let mut gone = false;
+    for _ in 0..200 {
+        if pid_named("sig_orphaner").is_err() && pid_named("sig_victim2").is_err() {
+            gone = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    if !gone {
+        return Err(String::from(
+            "sig_orphaner or its held victim sig_victim2 is still there after 2 s",
+        ));
+    }
+    let (state, _, _, stopped_by) = victim_state(third)?;
+    if stopped_by != 0 || state != state_code::RECEIVING {
+        return Err(format!(
+            "sig_victim3 after its manager exited: state {state}, stopped_by {stopped_by}"
+        ));
+    }
+    // No manager now: PM may not signal it either, and nobody holds it.
+    Ok(String::from(
+        "a manager's exit ended its held victim and resumed its stopped one",
+    ))
 }
 
 fn pid_named(name: &str) -> Result<u32, String> {
@@ -122,6 +191,36 @@ fn run() -> Result<String, String> {
     };
     expect_refusal("signal 0", raw(0), Error::InvalidArgument)?;
     expect_refusal("signal 64", raw(64), Error::InvalidArgument)?;
+    // PmSignalDirect: the same checks of who, then of what it may raise where.
+    let usr1 = CatchableSet::new(Signal::USR1.bit()).map_err(|e| format!("{e}"))?;
+    let handler = vigil_rt::abi::layout::USER_IMAGE_MIN;
+    expect_refusal(
+        "direct signals of a forged pid",
+        syscall::pm_signal_direct(forged, usr1, handler),
+        Error::NotFound,
+    )?;
+    expect_refusal(
+        "direct signals of a process it does not manage",
+        syscall::pm_signal_direct(Pid(victim), usr1, handler),
+        Error::PermissionDenied,
+    )?;
+    expect_refusal(
+        "direct signals of itself",
+        syscall::pm_signal_direct(Pid(own), usr1, handler),
+        Error::SelfTarget,
+    )?;
+    let raw_direct = |bits: u64, handler: u64| {
+        let registers = [u64::from(victim), bits, handler, 0, 0];
+        // SAFETY: no memory is named.
+        unsafe { raw_kernel_call(KernelCall::PmSignalDirect, registers) }
+    };
+    for (what, bits) in [
+        ("direct KILL", Signal::KILL.bit()),
+        ("direct STOP", Signal::STOP.bit()),
+        ("direct bit 0", 1),
+    ] {
+        expect_refusal(what, raw_direct(bits, handler), Error::InvalidArgument)?;
+    }
 
     context(
         syscall::pm_set_signal_manager(Pid(victim), Pid(own)),
@@ -131,6 +230,26 @@ fn run() -> Result<String, String> {
         "a kernel handler address",
         syscall::pm_signal(Pid(victim), Signal::USR1, 0xffff_8000_0000_0000),
         Error::InvalidArgument,
+    )?;
+    for (what, wild) in [
+        ("a direct handler in the kernel", 0xffff_8000_0000_0000),
+        ("a direct handler at null", 0),
+    ] {
+        expect_refusal(
+            what,
+            syscall::pm_signal_direct(Pid(victim), usr1, wild),
+            Error::InvalidArgument,
+        )?;
+    }
+    // Set and cleared (an empty set needs no handler): the victim's own behaviour is
+    // sig_test's to judge; here only that a managed process is accepted.
+    context(
+        syscall::pm_signal_direct(Pid(victim), usr1, handler),
+        "PmSignalDirect",
+    )?;
+    context(
+        syscall::pm_signal_direct(Pid(victim), CatchableSet::EMPTY, 0),
+        "PmSignalDirect (clear)",
     )?;
     let main_thread = victim_endpoint;
     expect_refusal(

@@ -114,7 +114,8 @@ struct RunArgs {
     /// --program "hello name=greeter prio=3 -- arg" [default: hello].
     #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
     programs: Vec<ProgramSpec>,
-    /// Boot no user program (not even the default hello, nor the VM server).
+    /// Boot no user program (not even the default hello, nor the VM or PM server): the
+    /// kernel alone.
     #[arg(long, conflicts_with = "programs")]
     no_programs: bool,
     /// Do not start the VM server first: every process then gets its heap and stack mapped

@@ -10,8 +10,9 @@
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
 //!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmTraceFlags, PmHostReply and PmSetTracer, plus SafeCopyFrom and SafeCopyTo for its
 //!   clients' grants and VmProcessOf to learn who asks); default none;
-//! - `boot=kernel|pm` — who starts it: the kernel at boot (default), or nobody at boot:
-//!   the module is an image the process manager spawns on request;
+//! - `boot=start|pm` — whether it starts at boot (default: the kernel starts the system
+//!   servers of the boot table, PM every other module), or nobody starts it at boot: the
+//!   module is an image the process manager spawns on request;
 //! - `ipc=all|none|a+b` — processes (by name) it may send to; default all;
 //! - `mem=SIZE` — the process's memory limit, enforced by the VM server (which reads it
 //!   with `VmLimitOf`): a whole number of bytes with an optional `K`, `M` or `G` suffix
@@ -69,7 +70,7 @@ pub enum OptionError<'a> {
     BadIpcList(&'a str),
     /// `mem=` is not a non-zero page multiple of bytes (`8M`, `64K`, `1G`, `40960`).
     BadMemoryLimit(&'a str),
-    /// `boot=` is neither `kernel` nor `pm`.
+    /// `boot=` is neither `start` nor `pm`.
     BadStarter(&'a str),
 }
 
@@ -98,7 +99,7 @@ impl core::fmt::Display for OptionError<'_> {
                 "name '{name}' is empty, longer than {MAX_NAME} bytes or has '/'"
             ),
             OptionError::BadIpcList(list) => write!(f, "ipc list '{list}' has an empty name"),
-            OptionError::BadStarter(value) => write!(f, "boot '{value}' is not kernel or pm"),
+            OptionError::BadStarter(value) => write!(f, "boot '{value}' is not start or pm"),
             OptionError::BadMemoryLimit(value) => write!(
                 f,
                 "mem '{value}' is not a non-zero multiple of {PAGE_BYTES} bytes (e.g. 8M, 64K, 1G)"
@@ -255,7 +256,7 @@ pub fn parse(module: &str) -> Result<BootOptions<'_>, OptionError<'_>> {
             }
             "boot" => {
                 parsed.spawned_by_pm = match value {
-                    "kernel" => false,
+                    "start" => false,
                     "pm" => true,
                     _ => return Err(OptionError::BadStarter(value)),
                 };
@@ -391,7 +392,8 @@ mod tests {
     #[test]
     fn boot_pm_leaves_the_module_to_the_process_manager() {
         assert!(!parse("p").unwrap().spawned_by_pm);
-        assert!(!parse("p boot=kernel").unwrap().spawned_by_pm);
+        assert!(!parse("p boot=start").unwrap().spawned_by_pm);
+        assert_eq!(parse("p boot=kernel"), Err(OptionError::BadStarter("kernel")));
         assert!(parse("p boot=pm -- a b").unwrap().spawned_by_pm);
         assert_eq!(parse("p boot=rs"), Err(OptionError::BadStarter("rs")));
         let pm = parse("pm kcalls=pm").unwrap().kernel_calls;

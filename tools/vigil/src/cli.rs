@@ -113,7 +113,7 @@ Kill, stop and continue go to the kernel as process commands, which it forwards 
 process manager (pm); its answer (ok, refused, no such process, not supported, or the
 kernel's no process manager / busy / timed out) is shown in the status line. The PPID column
 and the tree come from pm's process tree, asked for once a second; they are blank for
-processes the kernel started itself, and when the system runs without pm.";
+the system servers the kernel started (vm, pm), and when the system runs without pm.";
 
 #[derive(Debug, Args)]
 #[command(after_long_help = TOP_HELP)]

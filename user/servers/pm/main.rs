@@ -259,16 +259,18 @@ impl Pm {
         // Reparent: the children of `pid` are PM's now; those that already exited go.
         let mut reparented = 0;
         self.processes.retain(|_, entry| {
-            if entry.parent == pid {
+            if entry.parent != pid {
+                return true;
+            }
+            let running = entry.exit_status.is_none();
+            if running {
                 entry.parent = own_pid;
                 reparented += 1;
-                entry.exit_status.is_none()
-            } else {
-                true
             }
+            running
         });
         if reparented > 0 {
-            println!("pid {pid} exited: its {reparented} children are pm's now");
+            println!("pid {pid} exited: its {reparented} running children are pm's now");
         }
         self.waiters.retain(|waiter| waiter.parent != pid);
         self.signals.forget(pid);

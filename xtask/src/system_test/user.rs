@@ -1009,7 +1009,7 @@ fn check_pm_processes(console: &Console) -> Result<(), String> {
         "pm_test: tree record: pid ",
         " name pm_child args \"sleep\" running",
     ])?;
-    console.require_line_with(&["pid ", " exited: its 1 children are pm's now"])?;
+    console.require_line_with(&["pid ", " exited: its 1 running children are pm's now"])?;
     for refusal in [
         "wait with no children: ESRCH",
         "wait for an orphan PM adopted: ESRCH",

@@ -393,7 +393,10 @@ mod tests {
     fn boot_pm_leaves_the_module_to_the_process_manager() {
         assert!(!parse("p").unwrap().spawned_by_pm);
         assert!(!parse("p boot=start").unwrap().spawned_by_pm);
-        assert_eq!(parse("p boot=kernel"), Err(OptionError::BadStarter("kernel")));
+        assert_eq!(
+            parse("p boot=kernel"),
+            Err(OptionError::BadStarter("kernel"))
+        );
         assert!(parse("p boot=pm -- a b").unwrap().spawned_by_pm);
         assert_eq!(parse("p boot=rs"), Err(OptionError::BadStarter("rs")));
         let pm = parse("pm kcalls=pm").unwrap().kernel_calls;

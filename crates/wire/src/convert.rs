@@ -56,6 +56,7 @@ impl ProcessInfo {
             shared_pages: record.shared_pages,
             faults_not_present: record.faults_not_present,
             faults_protection: record.faults_protection,
+            stopped_by: record.stopped_by,
         }
     }
 }

@@ -62,7 +62,7 @@ pub use vigil_abi::introspect::ThreadCounters;
 /// exactly the same version (see [`compatible`]). Any incompatible change to a frame's layout
 /// bumps it; appending a new frame kind (variant) does not need to, because older decoders
 /// skip frames they cannot decode.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Whether a peer announcing `peer_version` (in [`Hello::protocol_version`] or
 /// [`HostFrame::Hello`]) can talk to this crate: same major version, which for now means the
@@ -115,7 +115,7 @@ pub struct ThreadInfo {
 }
 
 /// One process in a snapshot (fields as in `vigil_abi::introspect::ProcessRecord`; the
-/// five after `cpu_ns` are new in protocol version 2).
+/// five after `cpu_ns` are new in protocol version 2, `stopped_by` in version 3).
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
@@ -137,6 +137,9 @@ pub struct ProcessInfo {
     pub faults_not_present: u64,
     /// Page faults forwarded to VM on a present page (protection).
     pub faults_protection: u64,
+    /// The pid that stopped the process (`PmStop`: SIGSTOP, a tracer's attach, a host
+    /// "stop"), 0 while it may run. New in protocol version 3.
+    pub stopped_by: u32,
 }
 
 impl ProcessInfo {

@@ -257,6 +257,7 @@ fn json_value(
                             "shared_pages": p.shared_pages,
                             "faults_not_present": p.faults_not_present,
                             "faults_protection": p.faults_protection,
+                            "stopped_by": p.stopped_by,
                             "priority": p.priority,
                             "grants": p.grants,
                             "cpu_ns": p.cpu_ns,

@@ -813,3 +813,49 @@ fn the_memory_meter_shows_used_of_total_when_the_kernel_reports_it() {
         wide[1]
     );
 }
+
+#[test]
+fn a_stopped_process_says_who_stopped_it() {
+    let mut app = app_with_script(true);
+    let mut snapshot = app.model.snapshot().unwrap().clone();
+    snapshot.generation += 1;
+    snapshot.timestamp_ns += 1_000_000_000;
+    let stopper = snapshot
+        .processes
+        .iter()
+        .find(|p| p.pid == 3)
+        .unwrap()
+        .name
+        .clone();
+    snapshot
+        .processes
+        .iter_mut()
+        .find(|p| p.pid == 4)
+        .unwrap()
+        .stopped_by = 3;
+    feed(
+        &mut app,
+        &[vigil_wire::KernelFrame::Snapshot(snapshot.clone())],
+    );
+    let wanted = format!("stopped by {stopper} (pid 3)");
+    let lines = screen(&app, 200, 50);
+    let row = lines
+        .iter()
+        .find(|line| line.contains("spinner") && line.contains(" 4 "))
+        .unwrap_or_else(|| panic!("no row of pid 4: {lines:#?}"));
+    assert!(row.contains(&wanted), "{row}");
+    select(&mut app, ui::RowRef::Process(4));
+    press(&mut app, &[KeyCode::Enter]);
+    let detail = screen(&app, 200, 50).join("\n");
+    assert!(
+        detail.contains(&format!("{wanted}: its threads do not run")),
+        "{detail}"
+    );
+    // Continued: the mark goes with the next snapshot.
+    snapshot.generation += 1;
+    snapshot.timestamp_ns += 1_000_000_000;
+    snapshot.processes.iter_mut().for_each(|p| p.stopped_by = 0);
+    feed(&mut app, &[vigil_wire::KernelFrame::Snapshot(snapshot)]);
+    press(&mut app, &[KeyCode::Esc]);
+    assert!(!screen(&app, 200, 50).join("\n").contains("stopped by"));
+}

@@ -94,10 +94,20 @@ pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
         any::<u8>(),
         any::<u32>(),
         any::<u64>(),
-        any::<[u64; 5]>(),
+        (any::<[u64; 5]>(), any::<u32>()),
     )
         .prop_map(
-            |(pid, name, threads, main_thread, memory_pages, priority, grants, cpu_ns, m)| {
+            |(
+                pid,
+                name,
+                threads,
+                main_thread,
+                memory_pages,
+                priority,
+                grants,
+                cpu_ns,
+                (m, stopped_by),
+            )| {
                 ProcessInfo {
                     pid,
                     name,
@@ -112,6 +122,7 @@ pub fn process_info() -> impl Strategy<Value = ProcessInfo> {
                     shared_pages: m[2],
                     faults_not_present: m[3],
                     faults_protection: m[4],
+                    stopped_by,
                 }
             },
         )
@@ -345,6 +356,7 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
                 shared_pages: 2,
                 faults_not_present: 30,
                 faults_protection: 1,
+                stopped_by: 2,
             }],
         }),
         KernelFrame::Drops(DropReport {

@@ -437,6 +437,17 @@ fn as_tree<'a>(groups: Vec<Group<'a>>, model: &crate::model::Model) -> Vec<Group
         .collect()
 }
 
+/// `name (pid N)` of a process in the latest snapshot, or `pid N` if it is not there.
+pub fn process_name_of(app: &App, pid: u32) -> String {
+    app.model
+        .snapshot()
+        .and_then(|snapshot| snapshot.processes.iter().find(|p| p.pid == pid))
+        .map_or_else(
+            || format!("pid {pid}"),
+            |process| format!("{} (pid {pid})", process.name),
+        )
+}
+
 fn state_style(thread: &ThreadInfo) -> Style {
     match thread.state() {
         Some(ThreadState::Running) => Style::new().fg(Color::Green),
@@ -667,6 +678,9 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
             .filter(|(t, _)| t.state() == Some(ThreadState::Running))
             .count();
         let mut summary = Vec::new();
+        if let Some(by) = group.process.map(|p| p.stopped_by).filter(|&by| by != 0) {
+            summary.push(format!("stopped by {}", process_name_of(app, by)));
+        }
         if running > 0 {
             summary.push(format!("{running} running"));
         }
@@ -875,6 +889,12 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                     p.threads,
                     labels.thread(p.main_thread)
                 )));
+                if p.stopped_by != 0 {
+                    lines.push(Line::from(format!(
+                        "stopped by {}: its threads do not run until it is continued",
+                        process_name_of(app, p.stopped_by)
+                    )));
+                }
                 if let Some(entry) = app.model.tree_entry(pid) {
                     lines.push(Line::from(format!(
                         "started by pm at {:.3} s · parent pid {} · arguments {:?}",

@@ -74,6 +74,7 @@ fn process(pid: u32, name: &str, threads: u32, main: u64, pages: u64, cpu_ns: u6
         shared_pages: pages / 8,
         faults_not_present: pages,
         faults_protection: pages / 100,
+        stopped_by: 0,
     }
 }
 

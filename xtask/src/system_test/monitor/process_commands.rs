@@ -18,9 +18,9 @@ use super::super::scenario::millis;
 use super::session::Observation;
 use super::view::{array, of_type, str_field, u64_field};
 
-/// Pids of a boot with `vm`, `pm`, `pm_child boot=pm`, `pm_parent`, `pm_host_forge`: the
-/// kernel numbers the processes it starts in boot order (vm 1, pm 2, pm_parent 3,
-/// pm_host_forge 4) and PM's first spawn is 5.
+/// Pids of a boot with `vm`, `pm`, `pm_child boot=pm`, `pm_parent`, `pm_host_forge`: pids
+/// go in start order (the kernel's vm 1 and pm 2, then PM's boot programs pm_parent 3 and
+/// pm_host_forge 4), and PM's first spawn is 5.
 /// The check confirms each from the tool's output before judging the answers.
 pub const VM_PID: u32 = 1;
 pub const PM_PID: u32 = 2;
@@ -42,7 +42,8 @@ const fn command(request: u32, action: ProcessAction, pid: u32) -> HostFrame {
 pub const PM_COMMANDS: &[(Duration, HostFrame)] = &[
     (millis(1000), HostFrame::ProcessTreeNow { request: 1 }),
     (millis(1200), command(2, ProcessAction::Stop, CHILD_PID)),
-    (millis(1250), command(8, ProcessAction::Continue, CHILD_PID)),
+    // Far enough after the stop for snapshots to show it (one every 100 ms).
+    (millis(1650), command(8, ProcessAction::Continue, CHILD_PID)),
     (millis(1300), command(3, ProcessAction::Kill, PM_PID)),
     (millis(1400), command(4, ProcessAction::Kill, VM_PID)),
     (millis(1500), command(5, ProcessAction::Kill, FORGED_PID)),
@@ -155,9 +156,39 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
     let answered: Vec<u64> = of_type(lines, "process_result")
         .filter_map(|(_, line)| u64_field(line, "request"))
         .collect();
-    if answered != [2, 8, 3, 4, 5, 6] {
+    if answered != [2, 3, 4, 5, 8, 6] {
         return Err(format!(
-            "process results for requests {answered:?}, expected [2, 8, 3, 4, 5, 6]"
+            "process results for requests {answered:?}, expected [2, 3, 4, 5, 8, 6]"
+        ));
+    }
+    // The snapshots show the stop (stopped by PM) while it lasts, and not after.
+    let (stopped, _) = result(lines, 2)?;
+    let (continued, _) = result(lines, 8)?;
+    let child_stopped_by = |(index, snapshot): (usize, &Value)| {
+        let by = array(snapshot, "processes")
+            .iter()
+            .find(|p| u64_field(p, "pid") == Some(u64::from(CHILD_PID)))
+            .and_then(|p| u64_field(p, "stopped_by"));
+        (index, by)
+    };
+    let during: Vec<Option<u64>> = of_type(lines, "snapshot")
+        .map(child_stopped_by)
+        .filter(|(index, _)| (stopped..continued).contains(index))
+        .map(|(_, by)| by)
+        .collect();
+    if !during.contains(&Some(u64::from(PM_PID))) {
+        return Err(format!(
+            "no snapshot between the stop and the continue shows pm_child stopped by pm              (pid {PM_PID}): stopped_by {during:?}"
+        ));
+    }
+    let after_continue = of_type(lines, "snapshot")
+        .map(child_stopped_by)
+        .find(|(index, _)| (continued..killed).contains(index))
+        .map(|(_, by)| by);
+    if after_continue != Some(Some(0)) {
+        return Err(format!(
+            "the first snapshot after the continue shows pm_child stopped_by {after_continue:?}, \
+             expected 0"
         ));
     }
     // The garbage went after request 5 (the tool's own Hello may have been counted before).
@@ -211,7 +242,7 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
         }
     }
     Ok(format!(
-        "tree, 6 answers (stop and continue ok), kill seen (exit status {KILL_STATUS}), {malformed} malformed counted"
+        "tree, 6 answers (stop and continue ok, the stop seen in snapshots), kill seen (exit status {KILL_STATUS}), {malformed} malformed counted"
     ))
 }
 
@@ -291,26 +322,36 @@ mod tests {
     use serde_json::json;
 
     fn good() -> Vec<Value> {
-        let snapshot = json!({"type": "snapshot", "processes": [
-            {"name": "vm", "pid": 1}, {"name": "pm", "pid": 2}, {"name": "pm_parent", "pid": 3}
-        ]});
+        let snapshot = |child_stopped_by: Option<u64>| {
+            let mut processes = vec![
+                json!({"name": "vm", "pid": 1}),
+                json!({"name": "pm", "pid": 2}),
+                json!({"name": "pm_parent", "pid": 3}),
+            ];
+            if let Some(by) = child_stopped_by {
+                processes.push(json!({"name": "pm_child", "pid": 5, "stopped_by": by}));
+            }
+            json!({"type": "snapshot", "processes": processes})
+        };
         let answer = |request: u64, outcome: u64, message: &str| json!({"type": "process_result", "request": request, "outcome": outcome, "message": message});
         vec![
-            snapshot.clone(),
+            snapshot(Some(0)),
             json!({"type": "drops", "malformed_commands": 1}),
             json!({"type": "process_tree", "request": 1, "manager": 2, "processes": [
                 {"pid": 5, "parent": 3, "state": 1, "name": "pm_child", "arguments": "sleep"}
             ]}),
             answer(2, 0, "stopped pm_child (pid 5) with SIGSTOP"),
-            answer(8, 0, "continued pm_child (pid 5) with SIGCONT"),
+            snapshot(Some(2)),
             answer(3, 2, "pm (pid 2) manages the processes: not killed"),
             answer(4, 2, "vm (pid 1) serves page faults: not killed"),
             answer(5, 1, "no process has pid 4000"),
+            answer(8, 0, "continued pm_child (pid 5) with SIGCONT"),
+            snapshot(Some(0)),
             json!({"type": "drops", "malformed_commands": 2}),
             answer(6, 0, "killed pm_child (pid 5), exit status 137"),
             json!({"type": "exit", "pid": 5, "process": "pm_child", "status": 137}),
             json!({"type": "process_tree", "request": 7, "manager": 2, "processes": []}),
-            snapshot,
+            snapshot(None),
         ]
     }
 
@@ -318,21 +359,33 @@ mod tests {
     fn the_verdict_needs_every_answer() {
         assert!(verdict(&good()).is_ok(), "{:?}", verdict(&good()));
         let mut no_kill = good();
-        no_kill.remove(9);
+        no_kill.remove(11);
         assert!(verdict(&no_kill).unwrap_err().contains("request 6"));
         let mut survived = good();
-        survived[11] = json!({"type": "process_tree", "request": 7, "manager": 2,
+        survived[13] = json!({"type": "process_tree", "request": 7, "manager": 2,
             "processes": [{"pid": 5, "parent": 3, "state": 1, "name": "pm_child"}]});
         assert!(verdict(&survived)
             .unwrap_err()
             .contains("still in the second tree"));
         let mut uncounted = good();
-        uncounted.remove(8);
+        uncounted.remove(10);
         assert!(verdict(&uncounted).unwrap_err().contains("malformed"));
         let mut pm_killed = good();
         pm_killed[5] =
             json!({"type": "process_result", "request": 3, "outcome": 0, "message": "killed pm"});
         assert!(verdict(&pm_killed).is_err());
+    }
+
+    #[test]
+    fn the_stop_must_show_in_the_snapshots_and_go_with_the_continue() {
+        let mut unseen = good();
+        unseen[4]["processes"][3]["stopped_by"] = json!(0);
+        assert!(verdict(&unseen)
+            .unwrap_err()
+            .contains("no snapshot between the stop and the continue"));
+        let mut stays = good();
+        stays[9]["processes"][3]["stopped_by"] = json!(2);
+        assert!(verdict(&stays).unwrap_err().contains("expected 0"));
     }
 
     #[test]

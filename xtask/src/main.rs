@@ -111,10 +111,11 @@ struct RunArgs {
     #[arg(long, value_name = "ELF")]
     kernel: Option<PathBuf>,
     /// Boot the user program NAME with boot options (repeatable, in order), e.g.
-    /// --program "hello name=greeter prio=3 -- arg" [default: hello].
+    /// --program "hello name=greeter prio=3 -- arg"
+    /// [default: hello, pm_parent, "pm_child boot=pm"].
     #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
     programs: Vec<ProgramSpec>,
-    /// Boot no user program (not even the default hello, nor the VM or PM server): the
+    /// Boot no user program (not even the default programs, nor the VM or PM server): the
     /// kernel alone.
     #[arg(long, conflicts_with = "programs")]
     no_programs: bool,

@@ -55,8 +55,10 @@ pub const CONSOLE_LOG: &str = "vigil-console.log";
 /// Where the hub's messages go, relative to the target directory.
 pub const HUB_LOG: &str = "vigil-hub.log";
 
-/// The program booted when `--program` is not given.
-pub const DEFAULT_PROGRAM: &str = "hello";
+/// The programs booted when `--program` is not given: `hello` greets and exits;
+/// `pm_parent` asks PM to spawn `pm_child sleep` and waits for it, so `vigil top` has a
+/// process tree to show and a process to stop, continue or kill.
+pub const DEFAULT_PROGRAMS: &[&str] = &["hello", "pm_parent", "pm_child boot=pm"];
 
 /// The VM server, booted first (with its kernel calls) unless `--no-vm` or listed already.
 pub const VM_SERVER: &str = "vm kcalls=vm";
@@ -66,7 +68,7 @@ pub const VM_SERVER: &str = "vm kcalls=vm";
 /// starts every other program.
 pub const PM_SERVER: &str = "pm kcalls=pm";
 
-/// The programs to boot: those asked for, else [`DEFAULT_PROGRAM`], unless `none` is set;
+/// The programs to boot: those asked for, else [`DEFAULT_PROGRAMS`], unless `none` is set;
 /// with `vm`, the VM server goes first, then the process manager (a program list that
 /// names `vm` or `pm` itself keeps it where it is).
 pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool, vm: bool) -> Vec<ProgramSpec> {
@@ -74,10 +76,10 @@ pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool, vm: bool) -> Vec<Pr
         return asked;
     }
     let mut programs = if asked.is_empty() {
-        vec![ProgramSpec {
-            program: DEFAULT_PROGRAM.to_string(),
-            options: String::new(),
-        }]
+        DEFAULT_PROGRAMS
+            .iter()
+            .map(|text| ProgramSpec::parse(text).expect("a default program's specification"))
+            .collect()
     } else {
         asked
     };
@@ -282,6 +284,17 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
              (kernel symbols, Rust source paths, target remote 127.0.0.1:{port}; \
              vigil-user-NAME loads a user program's symbols)",
             kernel::display_relative(&script_path)
+        );
+    }
+    if options
+        .programs
+        .iter()
+        .any(|spec| spec.program == "pm_parent")
+    {
+        println!(
+            "try: in vigil top, t shows the process tree (pm_child under pm_parent); select \
+             pm_child and press z (stop), c (continue) or x then y (kill): pm_parent prints \
+             its child's exit status"
         );
     }
     let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
@@ -851,15 +864,21 @@ mod tests {
     }
 
     #[test]
-    fn boots_hello_unless_told_otherwise() {
+    fn boots_the_default_programs_unless_told_otherwise() {
         let spec = |text| parse_program(text).unwrap();
+        let defaults = || DEFAULT_PROGRAMS.iter().map(|text| spec(text));
         assert_eq!(
             programs_to_boot(Vec::new(), false, false),
-            [spec(PM_SERVER), spec("hello")]
+            std::iter::once(spec(PM_SERVER))
+                .chain(defaults())
+                .collect::<Vec<_>>()
         );
         assert_eq!(
             programs_to_boot(Vec::new(), false, true),
-            [spec(VM_SERVER), spec(PM_SERVER), spec("hello")]
+            [spec(VM_SERVER), spec(PM_SERVER)]
+                .into_iter()
+                .chain(defaults())
+                .collect::<Vec<_>>()
         );
         assert!(programs_to_boot(Vec::new(), true, true).is_empty());
         assert_eq!(

@@ -179,6 +179,9 @@ fn run(args: &str) -> Result<u64, String> {
                     println!("[{}] {} = ?", stop.pid, call.text);
                 }
                 println!("[{}] +++ {} +++", stop.pid, exit_text(stop.value));
+                // Reap it if it is ours (a program vtrace started); a followed grandchild
+                // or an attached process is someone else's to wait for.
+                let _ = vigil_rt::pm::try_wait(Some(stop.pid));
                 live = live.saturating_sub(1);
                 if live == 0 {
                     return Ok(calls);

@@ -114,6 +114,8 @@ pub mod reason {
     pub const REQUESTED: u64 = 3;
     /// PM refused to spawn it (detail: the `Error` code).
     pub const SPAWN: u64 = 4;
+    /// It missed its heartbeats (detail: the pings it left unanswered): RS killed it.
+    pub const HANG: u64 = 5;
 
     pub const fn name(reason: u64) -> &'static str {
         match reason {
@@ -122,6 +124,7 @@ pub mod reason {
             EXIT => "exit",
             REQUESTED => "requested",
             SPAWN => "spawn",
+            HANG => "hang",
             _ => "?",
         }
     }
@@ -130,14 +133,25 @@ pub mod reason {
 /// A service's restart policy: the first restart after a failure is immediate, the next
 /// wait `base_ms`, then twice as long each time up to `cap_ms`; after `limit` failures in a
 /// row (a failure counts as "in a row" when the instance ran less than `stable_ms`) the
-/// service is held down and RS raises an alert.
+/// service is held down and RS raises an alert. Every `heartbeat_ms` (0: never) RS pings
+/// the service; one that leaves `MISSED_HEARTBEATS` pings in a row unanswered is hung.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RestartPolicy {
     pub base_ms: u64,
     pub cap_ms: u64,
     pub limit: u32,
     pub stable_ms: u64,
+    pub heartbeat_ms: u64,
 }
+
+/// Unanswered pings in a row after which RS declares a service hung.
+///
+/// The heartbeat protocol: RS raises a notification at the service's main thread (the
+/// ping); the service's receive loop answers with a notification to RS (the pong).
+/// Notifications never block and are never lost (one pending bit per source), so neither
+/// side can wedge the other; a service that does not come back to its receive loop
+/// leaves the pings unanswered.
+pub const MISSED_HEARTBEATS: u32 = 3;
 
 impl RestartPolicy {
     /// MINIX 3's shape, at Vigil's time scale.
@@ -146,6 +160,7 @@ impl RestartPolicy {
         cap_ms: 1000,
         limit: 8,
         stable_ms: 1000,
+        heartbeat_ms: 100,
     };
 
     /// The delay before restart number `failures_in_a_row` (1 = the first failure): 0,
@@ -164,8 +179,9 @@ impl RestartPolicy {
 }
 
 /// One entry of RS's service table: `PROGRAM[:key=value,…]` where PROGRAM is a `boot=pm`
-/// module's process name and the keys are `base`, `cap`, `stable` (milliseconds) and
-/// `limit` (failures in a row, 1 ..= 1000). Example: `hello:base=10,cap=80,limit=5`.
+/// module's process name and the keys are `base`, `cap`, `stable`, `hb` (the heartbeat
+/// period; 0 turns heartbeats off; milliseconds) and `limit` (failures in a row, 1 ..=
+/// 1000). Example: `hello:base=10,cap=80,limit=5,hb=50`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceSpec<'a> {
     pub program: &'a str,
@@ -187,7 +203,7 @@ impl core::fmt::Display for SpecError<'_> {
         match self {
             SpecError::BadName(name) => write!(f, "bad program name '{name}'"),
             SpecError::UnknownKey(key) => {
-                write!(f, "unknown key '{key}' (base, cap, limit, stable)")
+                write!(f, "unknown key '{key}' (base, cap, limit, stable, hb)")
             }
             SpecError::BadValue(value) => write!(f, "bad value '{value}'"),
             SpecError::BaseAboveCap => f.write_str("base is above cap"),
@@ -226,6 +242,7 @@ impl<'a> ServiceSpec<'a> {
                 "base" => policy.base_ms = ms()?,
                 "cap" => policy.cap_ms = ms()?,
                 "stable" => policy.stable_ms = ms()?,
+                "hb" => policy.heartbeat_ms = ms()?,
                 "limit" => {
                     policy.limit = u32::try_from(number)
                         .ok()
@@ -279,6 +296,7 @@ mod tests {
             cap_ms: 50,
             limit: 9,
             stable_ms: 1000,
+            heartbeat_ms: 0,
         };
         let delays: [u64; 7] = core::array::from_fn(|i| policy.delay_ms(i as u32 + 1));
         assert_eq!(delays, [0, 10, 20, 40, 50, 50, 50]);
@@ -299,6 +317,14 @@ mod tests {
         assert_eq!(spec.policy.cap_ms, 80);
         assert_eq!(spec.policy.limit, 5);
         assert_eq!(spec.policy.stable_ms, RestartPolicy::DEFAULT.stable_ms);
+        assert_eq!(spec.policy.heartbeat_ms, 100);
+        assert_eq!(
+            ServiceSpec::parse("hello:hb=0")
+                .unwrap()
+                .policy
+                .heartbeat_ms,
+            0
+        );
         assert_eq!(
             ServiceSpec::parse("hello").unwrap().policy,
             RestartPolicy::DEFAULT

@@ -10,7 +10,9 @@
 //! service is restarted by its policy: the first failure at once, then after `base`,
 //! doubling up to `cap`; after `limit` failures in a row (an instance that ran `stable` ms
 //! or more resets the run) it is held down with an `ALERT` line until an operator's
-//! `RESTART`. Every restart is a new process with a new endpoint: clients look the service
+//! `RESTART`. Every `hb` ms (default 100, 0: off) RS pings each running service (a
+//! notification; the service's receive loop answers with one); a service that leaves 3
+//! pings in a row unanswered is hung: killed and restarted like a crash. Every restart is a new process with a new endpoint: clients look the service
 //! up again by name. Requests (`vigil_abi::rs::request`) are checked at the boundary; a bad
 //! one gets its error and RS keeps serving.
 #![cfg_attr(target_os = "none", no_std)]
@@ -22,8 +24,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use vigil_rt::abi::rs::MAX_NAME_BYTES;
 use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec, ServiceState};
+use vigil_rt::abi::rs::{MAX_NAME_BYTES, MISSED_HEARTBEATS};
 use vigil_rt::abi::signal::{event, exception_mnemonic, status, Signal, KIND_PROCESS_EVENT};
 use vigil_rt::{alarm, ipc, pm, println, syscall, time, Endpoint, Error, Message};
 
@@ -59,6 +61,11 @@ struct Service {
     ending: Option<Failure>,
     /// Kernel time of the event that ended the last instance (for the restart latency).
     ended_ns: u64,
+    /// The running instance's main thread (where pings go, whence pongs come).
+    endpoint: Endpoint,
+    /// When RS last pinged it, and how many pings in a row it left unanswered.
+    last_ping_ns: u64,
+    unanswered: u32,
 }
 
 struct Rs {
@@ -92,6 +99,7 @@ fn describe(failure: Failure) -> String {
         reason::EXIT if failure.detail == 101 => String::from("panic (status 101)"),
         reason::EXIT => alloc::format!("exit (status {})", failure.detail as i64),
         reason::REQUESTED => String::from("restart requested"),
+        reason::HANG => alloc::format!("hang ({} heartbeats unanswered)", failure.detail),
         reason::SPAWN => alloc::format!(
             "spawn refused ({})",
             Error::from_code(failure.detail).map_or("?", Error::name)
@@ -116,6 +124,10 @@ impl Rs {
         match pm::spawn_managed(&service.program, "") {
             Ok(pid) => {
                 service.pid = pid;
+                // Its process name is the program's (PM matched the module by it).
+                service.endpoint = ipc::lookup(&service.program).unwrap_or(Endpoint::NONE);
+                service.last_ping_ns = now;
+                service.unanswered = 0;
                 service.state = ServiceState::Running;
                 service.started_ns = time::now_ns();
                 if first {
@@ -135,6 +147,7 @@ impl Rs {
                     service.program
                 );
                 service.pid = 0;
+                service.endpoint = Endpoint::NONE;
                 service.started_ns = now;
                 service.ended_ns = now;
                 self.failed(
@@ -153,6 +166,7 @@ impl Rs {
         let now = time::now_ns();
         let service = &mut self.services[index];
         service.pid = 0;
+        service.endpoint = Endpoint::NONE;
         service.last = failure;
         service.last_failure_ns = now;
         if failure.reason == reason::REQUESTED {
@@ -272,6 +286,53 @@ impl Rs {
             );
             let status = status::killed_by(Signal::for_exception(vector), true);
             self.end_instance(pid, status);
+        }
+    }
+
+    /// Pings every running service whose period has passed; one that left
+    /// `MISSED_HEARTBEATS` pings in a row unanswered is hung: killed and restarted. Pings
+    /// are counted, not time: a late RS sends fewer pings and never blames the service.
+    fn heartbeats(&mut self) {
+        let now = time::now_ns();
+        for index in 0..self.services.len() {
+            let service = &mut self.services[index];
+            let period_ns = service.policy.heartbeat_ms.saturating_mul(1_000_000);
+            if service.state != ServiceState::Running
+                || period_ns == 0
+                || !service.endpoint.is_thread()
+                || now.saturating_sub(service.last_ping_ns) < period_ns
+            {
+                continue;
+            }
+            if service.unanswered >= MISSED_HEARTBEATS {
+                println!(
+                    "service '{}' (pid {}) left {} heartbeats unanswered ({} ms period): hung",
+                    service.program, service.pid, service.unanswered, service.policy.heartbeat_ms
+                );
+                service.ending = Some(Failure {
+                    reason: reason::HANG,
+                    detail: u64::from(service.unanswered),
+                });
+                service.ended_ns = now;
+                let pid = service.pid;
+                self.end_instance(pid, status::killed_by(Signal::KILL, false));
+                continue;
+            }
+            // A dead endpoint means it has just exited: the next tick collects it.
+            let _ = ipc::notify(service.endpoint);
+            service.unanswered += 1;
+            service.last_ping_ns = now;
+        }
+    }
+
+    /// A notification from `source`: a service's answer to its ping.
+    fn heartbeat_answered(&mut self, source: Endpoint) {
+        if let Some(service) = self
+            .services
+            .iter_mut()
+            .find(|service| service.endpoint == source && service.pid != 0)
+        {
+            service.unanswered = 0;
         }
     }
 
@@ -403,6 +464,9 @@ fn parse_arguments(args: &str) -> Rs {
                 restart_at_ns: 0,
                 ending: None,
                 ended_ns: 0,
+                endpoint: Endpoint::NONE,
+                last_ping_ns: 0,
+                unanswered: 0,
             }),
             Err(reason) => println!("service '{word}' refused: {reason}"),
         }
@@ -421,8 +485,8 @@ fn main(args: &str) -> i32 {
     for (index, service) in rs.services.iter().enumerate() {
         let policy = service.policy;
         println!(
-            "service {index} '{}': backoff 0, then {} ms doubling to {} ms; held after {} failures in a row (stable after {} ms)",
-            service.program, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms
+            "service {index} '{}': backoff 0, then {} ms doubling to {} ms; held after {} failures in a row (stable after {} ms); heartbeat every {} ms",
+            service.program, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms, policy.heartbeat_ms
         );
     }
     for index in 0..rs.services.len() {
@@ -441,7 +505,10 @@ fn main(args: &str) -> i32 {
         };
         if message.source == Endpoint::CLOCK {
             rs.collect_exits();
+            rs.heartbeats();
             rs.start_due();
+        } else if message.is_notification() && message.source.is_thread() {
+            rs.heartbeat_answered(message.source);
         } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {
             rs.exception_events();
         } else if message.source.is_thread() {

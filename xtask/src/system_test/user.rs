@@ -454,7 +454,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "rs-restart",
         // RS (a boot system server) spawns hello_service through PM as its signal
         // manager; the judge ends hello by a null dereference (RS's exception event), a
-        // panic and an exit (PM's WAIT), finds each new instance by name answering, with
+        // panic and an exit (PM's WAIT) and a hang (3 unanswered heartbeats), finds each new instance by name answering, with
         // RS's record naming the restart and its reason, then an operator's RESTART.
         check: check_rs_restart,
         programs: &[
@@ -1239,11 +1239,12 @@ fn check_rs_restart(console: &Console) -> Result<(), String> {
         " ('hello_service') is managed by pid 3 ('rs') now",
     ])?;
     console.require_line_with(&["rs: service 'hello_service' (pid ", ") crashed: #PF at "])?;
-    // Three failures within `stable` (1 s): immediate, then the default base 20 ms, 40 ms.
+    // Four failures within `stable` (1 s): immediate, then the default base 20 ms, 40, 80.
     for (failure, restart, delay) in [
         ("exception #PF (vector 14)", 1, 0),
         ("panic (status 101)", 2, 20),
         ("exit (status 7)", 3, 40),
+        ("hang (3 heartbeats unanswered)", 4, 80),
     ] {
         console.require(&format!(
             "rs: service 'hello_service' failed: {failure}; failure {restart} in a row, restart in {delay} ms"
@@ -1253,14 +1254,18 @@ fn check_rs_restart(console: &Console) -> Result<(), String> {
             &format!(" (restart {restart}, "),
         ])?;
     }
-    for what in ["null dereference", "panic", "exit 7"] {
+    console.require_line_with(&[
+        "rs: service 'hello_service' (pid ",
+        ") left 3 heartbeats unanswered (100 ms period): hung",
+    ])?;
+    for what in ["null dereference", "panic", "exit 7", "hang"] {
         console.require_line_with(&[&format!("rs_test: {what}: restart "), "serving again at "])?;
     }
     console.require("rs: service 'hello_service': restart requested (state running)")?;
-    console.require("rs_test: RESTART: restart 4 (requested), counter 0")?;
+    console.require("rs_test: RESTART: restart 5 (requested), counter 0")?;
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
-    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit and a RESTART, answering each time")?;
+    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time")?;
     require_success_shutdown(console, "rs_test")
 }
 
@@ -1282,8 +1287,9 @@ fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
 
 fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
     console.forbid("its string is cut")?;
-    console
-        .require("rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable)")?;
+    console.require(
+        "rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable, hb)",
+    )?;
     console.require("rs: service 'slow:base=9,cap=1' refused: base is above cap")?;
     console.require("rs: supervising 2 services at ")?;
     console.require("rs: ALERT: service 'gone' held down after 2 failures in a row (last: spawn refused (ESRCH)); RESTART starts it again")?;

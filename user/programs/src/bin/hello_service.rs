@@ -1,6 +1,7 @@
 //! `hello_service`: the counter service RS supervises (like MINIX's /dev/hello), a
 //! `boot=pm` image RS spawns through PM. It answers `vigil_abi::rs::hello::request`: GET,
-//! INCREMENT and ADD(n) with the counter, and for tests CRASH (a null dereference, which
+//! INCREMENT and ADD(n) with the counter, RS's heartbeat pings (a notification from RS,
+//! answered with one from its receive loop), and for tests CRASH (a null dereference, which
 //! RS sees as the signal manager), PANIC (status 101), EXIT(status) and HANG (it stops
 //! answering). Its counter starts at 0 in every instance: phase 1 keeps no state across a
 //! restart (that is DS's job, issue 10).
@@ -55,6 +56,7 @@ fn main(args: &str) -> i32 {
         return 1;
     }
     let mut counter: u64 = 0;
+    let rs = ipc::lookup(vigil_rt::abi::rs::RS_SERVER_NAME).ok();
     println!("serving at {} (counter 0)", ipc::self_endpoint());
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -64,8 +66,16 @@ fn main(args: &str) -> i32 {
                 continue;
             }
         };
+        if message.is_notification() {
+            // RS's heartbeat ping: answer it from here, the receive loop, so a hang
+            // (anything that keeps the loop from coming back) leaves it unanswered.
+            if let Some(rs) = rs.filter(|rs| *rs == message.source) {
+                let _ = ipc::notify(rs);
+            }
+            continue;
+        }
         if !message.source.is_thread() {
-            continue; // a notification: nothing to answer
+            continue;
         }
         let client = message.source;
         let result = match message.kind {

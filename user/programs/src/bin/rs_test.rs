@@ -3,7 +3,8 @@
 //! - `restart` (an operator of RS): increments `hello_service`, ends it by a null
 //!   dereference, a panic and `EXIT(7)`, and each time finds the new instance by name,
 //!   sees it answer (its counter back at 0: phase 1 keeps no state) and RS's record say
-//!   restart N with that reason; then an operator `RESTART`. The time from the fatal
+//!   restart N with that reason; then `HANG`: RS's missed heartbeats end it; then an
+//!   operator `RESTART`. The time from the fatal
 //!   request to the new instance's first answer is printed (guest time, not asserted).
 //! - `crash-loop`: `crashy` (hello_service -- crash-on-start) crashes at every start: RS backs off and holds it down
 //!   after its limit with an alert; `RESTART` (as an operator) runs the loop once more;
@@ -149,6 +150,8 @@ fn restart() -> Result<String, String> {
         ),
         ("panic", hello::request::PANIC, 0, reason::EXIT, 101),
         ("exit 7", hello::request::EXIT, 7, reason::EXIT, 7),
+        // Never answered: RS's missed heartbeats end it, and this call with it.
+        ("hang", hello::request::HANG, 0, reason::HANG, 3),
     ];
     for (round, (what, kind, argument, want_reason, want_detail)) in kills.into_iter().enumerate() {
         let before = time::now_ns();
@@ -191,7 +194,7 @@ fn restart() -> Result<String, String> {
             ));
         }
         println!(
-            "rs_test: {what}: restart {restarts} ({} {}), serving again at {server} (pid {}) {latency_us} us after the request",
+            "{what}: restart {restarts} ({} {}), serving again at {server} (pid {}) {latency_us} us after the request",
             reason::name(record.reason),
             record.detail,
             record.pid
@@ -204,7 +207,7 @@ fn restart() -> Result<String, String> {
     )?;
     let (_, counter) = reconnect(name, server)?;
     let record = status(index)?;
-    if record.restarts != 4 || record.reason != reason::REQUESTED || record.in_a_row != 0 {
+    if record.restarts != 5 || record.reason != reason::REQUESTED || record.in_a_row != 0 {
         return Err(format!(
             "RESTART: RS says restarts {}, reason {}, {} in a row",
             record.restarts,
@@ -212,9 +215,9 @@ fn restart() -> Result<String, String> {
             record.in_a_row
         ));
     }
-    println!("RESTART: restart 4 (requested), counter {counter}");
+    println!("RESTART: restart 5 (requested), counter {counter}");
     Ok(String::from(
-        "hello restarted after a null dereference, a panic, an exit and a RESTART, answering each time",
+        "hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time",
     ))
 }
 

@@ -70,6 +70,13 @@ pub struct Process {
     /// its exit (seed 002's signal manager): the process manager for every process it
     /// created; None for a boot process (the kernel reports and kills it, as before).
     signal_manager: Option<u32>,
+    /// The pid that collects its exit (`PmReap`): the process manager for every process
+    /// it created (`PmCreate`), whoever its signal manager is later (RS for the services
+    /// it supervises); None for a boot process (its signal manager, if PM, collects it).
+    reaper: Option<u32>,
+    /// Started by the kernel from the boot table (VM, PM, RS): serves forever, so
+    /// `exit-when-done` does not wait for it.
+    system_server: bool,
     /// Whether the main thread has started (a process `PmCreate` made has none until
     /// `PmStart`).
     started: bool,
@@ -99,6 +106,8 @@ impl Process {
         stack_regions: [0; MAX_THREADS / 64],
         grants: [Grant::EMPTY; MAX_GRANTS],
         signal_manager: None,
+        reaper: None,
+        system_server: false,
         started: false,
         exit_status: None,
         signals: crate::signal::ProcessSignals::NONE,
@@ -141,6 +150,21 @@ impl Process {
     /// Makes `manager` (a pid) the process's signal manager (`PmSetSignalManager`).
     pub fn set_signal_manager(&mut self, manager: u32) {
         self.signal_manager = Some(manager);
+    }
+
+    /// The pid that collects its exit, if any (see the field).
+    pub fn reaper(&self) -> Option<u32> {
+        self.reaper
+    }
+
+    /// Whether the kernel started it as a system server of the boot table.
+    pub fn is_system_server(&self) -> bool {
+        self.system_server
+    }
+
+    /// Marks it a system server of the boot table (`boot_image`).
+    pub fn mark_system_server(&mut self) {
+        self.system_server = true;
     }
 
     /// The process has no signal manager any more (its manager exited).
@@ -476,9 +500,9 @@ impl Processes {
     pub fn forget_exits_managed_by(&mut self, manager: u32) {
         for slot in ProcessSlot::all() {
             let process = &mut self[slot];
-            if process.exit_status.is_some() && process.signal_manager == Some(manager) {
+            if process.exit_status.is_some() && process.reaper == Some(manager) {
                 process.exit_status = None;
-                process.signal_manager = None;
+                process.reaper = None;
             }
         }
     }
@@ -488,11 +512,11 @@ impl Processes {
     pub fn reap(&mut self, manager: u32) -> Option<(u32, u64)> {
         let slot = ProcessSlot::all().find(|&slot| {
             let process = &self[slot];
-            process.exit_status.is_some() && process.signal_manager == Some(manager)
+            process.exit_status.is_some() && process.reaper == Some(manager)
         })?;
         let process = &mut self[slot];
         let status = process.exit_status.take()?;
-        process.signal_manager = None;
+        process.reaper = None;
         Some((process.pid, status))
     }
 
@@ -701,17 +725,19 @@ impl Kernel {
         crate::monitor::record_exit(process_record.name(), process_record.pid, status);
         process_record.in_use = false;
         let pid = process_record.pid;
-        let manager = process_record.signal_manager;
-        // A process PM manages stays an exit for PM to collect (while PM runs).
-        let managed = manager.is_some_and(|manager| {
+        // Its reaper (PM for what PM created, whoever manages it now), else a manager
+        // that is PM (a boot process PM adopted), collects the exit.
+        let collector = process_record.reaper.or(process_record.signal_manager);
+        // A process PM collects stays an exit for PM (while PM runs).
+        let managed = collector.is_some_and(|collector| {
             self.pm
                 .process()
-                .is_some_and(|pm| self.processes[pm].pid == manager)
+                .is_some_and(|pm| self.processes[pm].pid == collector)
         });
+        self.processes[process].signal_manager = None;
+        self.processes[process].reaper = if managed { collector } else { None };
         if managed {
             self.processes[process].exit_status = Some(status);
-        } else {
-            self.processes[process].signal_manager = None;
         }
         self.notify_vm_of_exit(pid);
         self.vm_server_exited(process);
@@ -738,6 +764,7 @@ impl Kernel {
         let pid = self.allocate_pid();
         self.processes[slot] = Process::new(config, pid, space, 0, 0);
         self.processes[slot].signal_manager = Some(manager);
+        self.processes[slot].reaper = Some(manager);
         Ok(slot)
     }
 

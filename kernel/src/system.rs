@@ -112,14 +112,12 @@ impl Kernel {
 
     /// Whether the machine should stop now (called when nothing is runnable):
     /// `exit-when-done` is set and no process is left but the boot table's system servers
-    /// (VM and PM serve forever), every thread of theirs waiting in Receive — so PM has
+    /// (VM, PM and RS serve forever), every thread of theirs waiting in Receive — so PM has
     /// reaped every exit and nothing will wake them.
     pub fn is_done(&self) -> bool {
         self.exit_when_done
-            && self.processes.live().all(|(slot, _)| {
-                let server =
-                    self.pm.process() == Some(slot) || self.vm_server_process() == Some(slot);
-                server
+            && self.processes.live().all(|(slot, process)| {
+                process.is_system_server()
                     && self.table.threads_of(slot).all(|thread| {
                         matches!(
                             self.table.state(thread),

@@ -13,6 +13,7 @@ pub mod message;
 pub mod pm;
 pub mod ptrace;
 pub mod qemu_exit;
+pub mod rs;
 pub mod server_introspect;
 pub mod signal;
 pub mod syscall;

@@ -18,14 +18,18 @@ pub const PM_SERVER_NAME: &str = "pm";
 
 /// The boot table: the process names of the system servers the kernel starts itself (in
 /// module order) when PM is among the boot modules; PM starts every other module that is
-/// not `boot=pm`. (RS joins the table by name.)
-pub const SYSTEM_SERVERS: &[&str] = &["vm", PM_SERVER_NAME];
+/// not `boot=pm`. RS, the reincarnation server, comes after PM (it spawns its services
+/// through PM).
+pub const SYSTEM_SERVERS: &[&str] = &["vm", PM_SERVER_NAME, crate::rs::RS_SERVER_NAME];
 
 /// Request kinds (`Message::kind`) PM answers.
 pub mod request {
-    /// payload `[grant, len]`: spawn text (`PROGRAM [-- ARGUMENTS]`, at most
+    /// payload `[grant, len, spawn_flags]`: spawn text (`PROGRAM [-- ARGUMENTS]`, at most
     /// `MAX_SPAWN_BYTES`) in a read grant to PM → reply `[0, pid]`. The new process is a
-    /// child of the caller.
+    /// child of the caller; with `spawn_flags::CALLER_MANAGES` the caller is its signal
+    /// manager too (its exceptions are events for the caller, not signals PM decides;
+    /// PM still collects its exit for the caller's `WAIT`). Unknown flags are
+    /// `InvalidArgument`.
     pub const SPAWN: u32 = 0x0300_0001;
     /// payload `[pid or ANY_CHILD, wait_flags]` → reply `[0, pid, status]`; with
     /// `NO_HANG` and no exited child `[0, 0, 0]`. `NotFound` if the caller has no such
@@ -71,6 +75,13 @@ pub mod mask_how {
     pub const SET: u64 = 0;
     pub const BLOCK: u64 = 1;
     pub const UNBLOCK: u64 = 2;
+}
+
+/// `SPAWN`'s flags (`payload[2]`).
+pub mod spawn_flags {
+    /// The caller becomes the new process's signal manager before it runs (RS for the
+    /// services it supervises).
+    pub const CALLER_MANAGES: u64 = 1;
 }
 
 /// `WAIT`'s `payload[0]` for "any child".

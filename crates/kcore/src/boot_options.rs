@@ -9,7 +9,9 @@
 //!   VmQuery, VmResume, VmFail, VmProcessOf, VmMapShared and VmLimitOf, plus VmSetVirtual
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
 //!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmTraceFlags, PmHostReply and PmSetTracer, plus SafeCopyFrom and SafeCopyTo for its
-//!   clients' grants and VmProcessOf to learn who asks); default none;
+//!   clients' grants and VmProcessOf to learn who asks); `rs` = the reincarnation
+//!   server's one call, PmNextEvent (the exception events of the services it manages;
+//!   everything else it asks of PM); default none;
 //! - `boot=start|pm` — whether it starts at boot (default: the kernel starts the system
 //!   servers of the boot table, PM every other module), or nobody starts it at boot: the
 //!   module is an image the process manager spawns on request;
@@ -182,6 +184,8 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
         }
+        // The reincarnation server: the exception events of the services it manages.
+        "rs" => KernelCall::PmNextEvent.mask_bit(),
         _ => return None,
     })
 }
@@ -409,5 +413,11 @@ mod tests {
             0,
             "PM cannot map VM's memory"
         );
+    }
+
+    #[test]
+    fn the_rs_group_is_the_event_call_alone() {
+        let rs = parse("rs kcalls=rs").unwrap().kernel_calls;
+        assert_eq!(rs, KernelCall::PmNextEvent.mask_bit());
     }
 }

@@ -32,11 +32,12 @@ fn caller_pid(kernel: &Kernel, caller: ThreadSlot) -> u32 {
     kernel.process_of(caller).pid()
 }
 
-/// A live process the caller created with `PmCreate` and has not started yet.
+/// A live process the caller created with `PmCreate` and has not started yet (its
+/// reaper; its signal manager may already be another, `spawn_flags::CALLER_MANAGES`).
 fn unstarted_child(kernel: &Kernel, caller: ThreadSlot, pid: Pid) -> Result<ProcessSlot, Error> {
     let slot = kernel.processes.by_pid(pid.0).ok_or(Error::NotFound)?;
     let process = &kernel.processes[slot];
-    if process.signal_manager() != Some(caller_pid(kernel, caller)) {
+    if process.reaper() != Some(caller_pid(kernel, caller)) {
         return Err(Error::PermissionDenied);
     }
     if process.started() {

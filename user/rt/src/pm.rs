@@ -4,7 +4,7 @@
 //! PM is the boot process named `pm`; each call is one `SendReceive` with a
 //! `vigil_abi::pm::request` message, answered with `REPLY` (outcome in `payload[0]`).
 
-use vigil_abi::pm::{request, wait_flags, ANY_CHILD};
+use vigil_abi::pm::{request, spawn_flags, wait_flags, ANY_CHILD};
 use vigil_abi::{Endpoint, Error, Message};
 
 use crate::ipc;
@@ -31,23 +31,38 @@ pub(crate) fn call(server: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u6
 /// with `arguments` (empty: the module's own); returns the child's pid. `NotFound` for no
 /// such module, `InvalidArgument` for a malformed image or text that is too long.
 pub fn spawn(program: &str, arguments: &str) -> Result<u64, Error> {
+    spawn_with(program, arguments, 0)
+}
+
+/// `spawn`, and the caller becomes the child's signal manager (`spawn_flags::CALLER_MANAGES`:
+/// its exceptions are events for the caller, collected with `PmNextEvent`).
+pub fn spawn_managed(program: &str, arguments: &str) -> Result<u64, Error> {
+    spawn_with(program, arguments, spawn_flags::CALLER_MANAGES)
+}
+
+fn spawn_with(program: &str, arguments: &str, flags: u64) -> Result<u64, Error> {
     let mut text = alloc::string::String::with_capacity(program.len() + 4 + arguments.len());
     text.push_str(program);
     if !arguments.is_empty() {
         text.push_str(" -- ");
         text.push_str(arguments);
     }
-    spawn_text(text.as_bytes())
+    spawn_text_with(text.as_bytes(), flags)
 }
 
 /// `spawn` with the raw request text (`PROGRAM [-- ARGUMENTS]`).
 pub fn spawn_text(text: &[u8]) -> Result<u64, Error> {
+    spawn_text_with(text, 0)
+}
+
+/// `spawn_text` with `spawn_flags` (unknown ones are `InvalidArgument`).
+pub fn spawn_text_with(text: &[u8], flags: u64) -> Result<u64, Error> {
     let server = server()?;
     ipc::with_read_grant(server, text, |grant| {
         call(
             server,
             request::SPAWN,
-            [grant.0, text.len() as u64, 0, 0, 0, 0],
+            [grant.0, text.len() as u64, flags, 0, 0, 0],
         )
     })?
     .map(|reply| reply[1])

@@ -162,6 +162,7 @@ impl Pm {
                         arguments: program.arguments.clone(),
                         start_ns: vigil_rt::time::now_ns(),
                         main_thread,
+                        managed_by_parent: false,
                     },
                 );
                 true

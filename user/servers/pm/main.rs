@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 
 use vigil_kcore::boot_options;
 use vigil_rt::abi::pm::{
-    request, wait_flags, Priority, ANY_CHILD, KIND_CHILD_EXITED, MAX_ARGUMENT_BYTES,
+    request, spawn_flags, wait_flags, Priority, ANY_CHILD, KIND_CHILD_EXITED, MAX_ARGUMENT_BYTES,
     MAX_SPAWN_BYTES,
 };
 use vigil_rt::abi::server_introspect::{
@@ -49,6 +49,10 @@ struct Entry {
     start_ns: u64,
     /// Its main thread (what tracing stops).
     main_thread: Endpoint,
+    /// Its parent is its signal manager (`spawn_flags::CALLER_MANAGES`): its exceptions
+    /// and signals are the parent's to decide, so PM's SIGNAL refuses it; PM still
+    /// collects its exit (the kernel keeps PM its reaper) and KILL still ends it.
+    managed_by_parent: bool,
 }
 
 /// A parent blocked in `WAIT`: it gets its reply when a matching child exits.
@@ -115,11 +119,13 @@ impl Pm {
         Ok(&self.images[&index])
     }
 
-    /// SPAWN: the text from the client's grant, then a new child of the client.
-    fn spawn(&mut self, client: Endpoint, grant: u64, len: u64) -> Result<u64, Error> {
-        if len == 0 || len > MAX_SPAWN_BYTES {
+    /// SPAWN: the text from the client's grant, then a new child of the client (and
+    /// with `CALLER_MANAGES` one it manages, from before its first instruction).
+    fn spawn(&mut self, client: Endpoint, grant: u64, len: u64, flags: u64) -> Result<u64, Error> {
+        if len == 0 || len > MAX_SPAWN_BYTES || flags & !spawn_flags::CALLER_MANAGES != 0 {
             return Err(Error::InvalidArgument);
         }
+        let managed_by_parent = flags & spawn_flags::CALLER_MANAGES != 0;
         let parent = Self::pid_of(client)?;
         let mut text = alloc::vec![0u8; len as usize];
         ipc::safe_copy_from(client, GrantId(grant), 0, &mut text)?;
@@ -150,6 +156,13 @@ impl Pm {
         let image = &self.images[&index];
         let main_thread = match image
             .load(Pid(pid as u32))
+            .and_then(|()| {
+                if managed_by_parent {
+                    // Before it runs, so no exception of it is ever PM's to decide.
+                    syscall::pm_set_signal_manager(Pid(pid as u32), Pid(parent as u32))?;
+                }
+                Ok(())
+            })
             .and_then(|()| syscall::pm_start(Pid(pid as u32), entry, arguments.as_bytes()))
         {
             Ok(thread) => thread,
@@ -169,6 +182,7 @@ impl Pm {
                 arguments,
                 start_ns: vigil_rt::time::now_ns(),
                 main_thread,
+                managed_by_parent,
             },
         );
         self.trace_new_child(parent, pid);
@@ -306,7 +320,7 @@ impl Pm {
         let [a, b, ..] = message.payload;
         let answer = match message.kind {
             request::SPAWN => self
-                .spawn(client, a, b)
+                .spawn(client, a, b, message.payload[2])
                 .map(|pid| Some([0, pid, 0, 0, 0, 0])),
             request::WAIT => self.wait(client, a, b),
             request::KILL => self.kill(client, a, b).map(|()| Some([0; 6])),
@@ -332,6 +346,15 @@ impl Pm {
         let [a, b, c, ..] = message.payload;
         let caller = Self::pid_of(client)?;
         let previous = match message.kind {
+            request::SIGNAL
+                if self
+                    .processes
+                    .get(&a)
+                    .is_some_and(|entry| entry.managed_by_parent) =>
+            {
+                // Its manager (its parent) decides its signals, not PM.
+                return Err(Error::PermissionDenied);
+            }
             request::SIGNAL => {
                 let known = self
                     .processes

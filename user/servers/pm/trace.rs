@@ -260,7 +260,7 @@ impl Pm {
             request::ATTACH => self.attach(tracer, a, b).map(|()| Some([0; 6])),
             request::SPAWN => {
                 check_options(c)?;
-                let pid = self.spawn(client, a, b)?;
+                let pid = self.spawn(client, a, b, 0)?;
                 syscall::pm_stop(Pid(pid as u32))?;
                 let main = self.main_thread_of(pid)?;
                 self.tracing

@@ -451,6 +451,57 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-restart",
+        // RS (a boot system server) spawns hello_service through PM as its signal
+        // manager; the judge ends hello by a null dereference (RS's exception event), a
+        // panic and an exit (PM's WAIT) and a hang (3 unanswered heartbeats), finds each new instance by name answering, with
+        // RS's record naming the restart and its reason, then an operator's RESTART.
+        check: check_rs_restart,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- operator=rs_test hello_service",
+            "hello_service boot=pm",
+            "rs_test kcalls=shutdown -- restart",
+        ],
+        deadline: secs(60),
+        ..USER
+    },
+    Scenario {
+        name: "rs-crash-loop",
+        // A service that crashes at every start: restarts at once, then after 10, 20 and
+        // 40 ms, held down after 5 failures in a row with an alert; an operator's RESTART
+        // runs the loop once more; hello_service serves throughout.
+        check: check_rs_crash_loop,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- operator=rs_test hello_service crashy:base=10,limit=5",
+            "hello_service boot=pm",
+            "hello_service name=crashy boot=pm -- crash-on-start",
+            "rs_test kcalls=shutdown -- crash-loop",
+        ],
+        deadline: secs(60),
+        ..USER
+    },
+    Scenario {
+        name: "rs-bad-requests",
+        // Bad service-table entries are refused at boot, a service with no image is held
+        // after its spawn failures, and every bad request to RS and hello (unknown kinds,
+        // forged indices and names, a kernel kind, a restart by a non-operator, bad
+        // arguments) gets its own error while both keep serving.
+        check: check_rs_bad_requests,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- hello_service bogus:x=1 slow:base=9,cap=1 gone:limit=2",
+            "hello_service boot=pm",
+            "rs_test kcalls=shutdown -- bad",
+        ],
+        deadline: secs(60),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
@@ -1177,6 +1228,90 @@ fn check_pm_signals(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
     require_success_shutdown(console, "sig_test")
+}
+
+fn check_rs_restart(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.require("boot: started 'rs' (pid 3, ")?;
+    console.require("rs: service 'hello_service' started (pid ")?;
+    console.require_line_with(&[
+        "signal: pid ",
+        " ('hello_service') is managed by pid 3 ('rs') now",
+    ])?;
+    console.require_line_with(&["rs: service 'hello_service' (pid ", ") crashed: #PF at "])?;
+    // Four failures within `stable` (1 s): immediate, then the default base 20 ms, 40, 80.
+    for (failure, restart, delay) in [
+        ("exception #PF (vector 14)", 1, 0),
+        ("panic (status 101)", 2, 20),
+        ("exit (status 7)", 3, 40),
+        ("hang (3 heartbeats unanswered)", 4, 80),
+    ] {
+        console.require(&format!(
+            "rs: service 'hello_service' failed: {failure}; failure {restart} in a row, restart in {delay} ms"
+        ))?;
+        console.require_line_with(&[
+            "rs: service 'hello_service' restarted as pid ",
+            &format!(" (restart {restart}, "),
+        ])?;
+    }
+    console.require_line_with(&[
+        "rs: service 'hello_service' (pid ",
+        ") left 3 heartbeats unanswered (100 ms period): hung",
+    ])?;
+    for what in ["null dereference", "panic", "exit 7", "hang"] {
+        console.require_line_with(&[&format!("rs_test: {what}: restart "), "serving again at "])?;
+    }
+    console.require("rs: service 'hello_service': restart requested (state running)")?;
+    console.require("rs_test: RESTART: restart 5 (requested), counter 0")?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time")?;
+    require_success_shutdown(console, "rs_test")
+}
+
+fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    for (in_a_row, delay) in [(1, 0), (2, 10), (3, 20), (4, 40)] {
+        console.require(&format!(
+            "rs: service 'crashy' failed: exception #PF (vector 14); failure {in_a_row} in a row, restart in {delay} ms"
+        ))?;
+    }
+    console.require("rs: ALERT: service 'crashy' held down after 5 failures in a row (last: exception #PF (vector 14)); RESTART starts it again")?;
+    console.require("rs_test: crashy held down after 5 failures (4 restarts)")?;
+    console.require("rs: service 'crashy': restart requested (state held-down)")?;
+    console.require("rs_test: after RESTART: held again with 9 restarts")?;
+    console.forbid(": FAIL")?;
+    console.require("rs_test: PASS crash loop backed off, held down with an alert, RESTART ran it once more; hello_service served throughout")?;
+    require_success_shutdown(console, "rs_test")
+}
+
+fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.require(
+        "rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable, hb)",
+    )?;
+    console.require("rs: service 'slow:base=9,cap=1' refused: base is above cap")?;
+    console.require("rs: supervising 2 services at ")?;
+    console.require("rs: ALERT: service 'gone' held down after 2 failures in a row (last: spawn refused (ESRCH)); RESTART starts it again")?;
+    for refusal in [
+        "unknown RS request: ENOSYS",
+        "status of service 99: ESRCH",
+        "status of a forged index: ESRCH",
+        "index with a forged name length: EINVAL",
+        "index with a name that is not UTF-8: EINVAL",
+        "index of an unknown service: ESRCH",
+        "restart by a non-operator: EPERM",
+        "a kernel kind sent to RS: EINVAL",
+        "unknown hello request: ENOSYS",
+        "ADD that overflows: EINVAL",
+        "EXIT with status 999: EINVAL",
+    ] {
+        console.require(&format!("rs_test: refused as expected: {refusal}"))?;
+    }
+    console.require_line_with(&["rs: RESTART from ", " refused: not an operator"])?;
+    console.forbid(": FAIL")?;
+    console.require("rs_test: PASS RS and hello refused every bad request and kept serving")?;
+    require_success_shutdown(console, "rs_test")
 }
 
 fn check_pm_signal_kcalls(console: &Console) -> Result<(), String> {

@@ -1,0 +1,375 @@
+//! The reincarnation server (RS, `user/servers/rs`) and the `hello` counter service it
+//! supervises: request kinds, RS's service table syntax and restart policy, and the
+//! states and failure reasons RS reports.
+//!
+//! Both answer one `SendReceive` each with their `REPLY` kind: `payload[0]` is 0 or an
+//! `Error` code, results follow.
+//!
+//! Phase 1 (see docs/architecture.md "The reincarnation server"): a restarted service is a
+//! new process with a new endpoint; clients find it again by name (`ipc::lookup`) when a
+//! call fails with `DeadEndpoint` or `PartnerDied`. Its state is not kept.
+
+use crate::error::Error;
+
+/// The process name of RS (a system server of the boot table).
+pub const RS_SERVER_NAME: &str = "rs";
+
+/// Request kinds RS answers.
+pub mod request {
+    /// payload `[index]` → reply `[0, state, restarts, last_reason, last_detail, pid]`
+    /// (`ServiceState`, restarts so far, `reason`, its detail, the running instance's pid
+    /// or 0); `tag` is the failures in a row. `NotFound` past the last service;
+    /// `SERVICE_INDEX` maps a name to its index.
+    pub const SERVICE_STATUS: u32 = 0x0500_0001;
+    /// payload `[name bytes 0..8, 8..16, 16..24, 24..32, length]` → reply `[0, index]`: the
+    /// index of the service named so (`NotFound` if none, `InvalidArgument` for a length
+    /// above 32 or a name that is not UTF-8).
+    pub const SERVICE_INDEX: u32 = 0x0500_0002;
+    /// payload `[index]` → reply `[0]`: kill and restart the service now (a held service
+    /// is started again with its failure count cleared). Only from an operator (RS's
+    /// `operator=` argument): `PermissionDenied` for anyone else.
+    pub const RESTART: u32 = 0x0500_0003;
+    /// Every answer.
+    pub const REPLY: u32 = 0x0500_00ff;
+}
+
+/// Longest service name `SERVICE_INDEX` carries (the kernel's process-name limit).
+pub const MAX_NAME_BYTES: usize = 32;
+
+/// A name packed into `SERVICE_INDEX`'s payload.
+pub fn pack_name(name: &str) -> Result<[u64; 6], Error> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_NAME_BYTES {
+        return Err(Error::InvalidArgument);
+    }
+    let mut payload = [0u64; 6];
+    for (index, byte) in bytes.iter().enumerate() {
+        payload[index / 8] |= u64::from(*byte) << ((index % 8) * 8);
+    }
+    payload[4] = bytes.len() as u64;
+    Ok(payload)
+}
+
+/// The bytes `pack_name` packed (its length checked) into `out`; returns the length.
+pub fn unpack_name(payload: &[u64; 6], out: &mut [u8; MAX_NAME_BYTES]) -> Result<usize, Error> {
+    let len = usize::try_from(payload[4]).map_err(|_| Error::InvalidArgument)?;
+    if len == 0 || len > MAX_NAME_BYTES {
+        return Err(Error::InvalidArgument);
+    }
+    for (index, byte) in out.iter_mut().enumerate().take(len) {
+        *byte = (payload[index / 8] >> ((index % 8) * 8)) as u8;
+    }
+    core::str::from_utf8(&out[..len]).map_err(|_| Error::InvalidArgument)?;
+    Ok(len)
+}
+
+/// A service's state (`SERVICE_STATUS`'s `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ServiceState {
+    /// Its process runs.
+    Running = 1,
+    /// It failed and waits for its restart (the backoff delay).
+    BackingOff = 2,
+    /// It failed too often in a row: RS will not start it again until an operator's
+    /// `RESTART`.
+    HeldDown = 3,
+    /// It could not be spawned at all (e.g. no such `boot=pm` module); retried like a
+    /// failure.
+    SpawnFailed = 4,
+}
+
+impl ServiceState {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ServiceState::Running => "running",
+            ServiceState::BackingOff => "backing-off",
+            ServiceState::HeldDown => "held-down",
+            ServiceState::SpawnFailed => "spawn-failed",
+        }
+    }
+
+    pub fn from_code(code: u64) -> Option<ServiceState> {
+        [
+            ServiceState::Running,
+            ServiceState::BackingOff,
+            ServiceState::HeldDown,
+            ServiceState::SpawnFailed,
+        ]
+        .into_iter()
+        .find(|state| *state as u64 == code)
+    }
+}
+
+/// Why a service's last instance ended (`SERVICE_STATUS`'s `last_reason`; `last_detail`
+/// is the exception vector, the exit status, or 0).
+pub mod reason {
+    /// It never failed.
+    pub const NONE: u64 = 0;
+    /// A CPU exception (detail: the vector) RS saw as its signal manager.
+    pub const EXCEPTION: u64 = 1;
+    /// It exited by itself (detail: the status; 101 is a panic).
+    pub const EXIT: u64 = 2;
+    /// An operator's `RESTART`.
+    pub const REQUESTED: u64 = 3;
+    /// PM refused to spawn it (detail: the `Error` code).
+    pub const SPAWN: u64 = 4;
+    /// It missed its heartbeats (detail: the pings it left unanswered): RS killed it.
+    pub const HANG: u64 = 5;
+
+    pub const fn name(reason: u64) -> &'static str {
+        match reason {
+            NONE => "none",
+            EXCEPTION => "exception",
+            EXIT => "exit",
+            REQUESTED => "requested",
+            SPAWN => "spawn",
+            HANG => "hang",
+            _ => "?",
+        }
+    }
+}
+
+/// A service's restart policy: the first restart after a failure is immediate, the next
+/// wait `base_ms`, then twice as long each time up to `cap_ms`; after `limit` failures in a
+/// row (a failure counts as "in a row" when the instance ran less than `stable_ms`) the
+/// service is held down and RS raises an alert. Every `heartbeat_ms` (0: never) RS pings
+/// the service; one that leaves `MISSED_HEARTBEATS` pings in a row unanswered is hung.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub base_ms: u64,
+    pub cap_ms: u64,
+    pub limit: u32,
+    pub stable_ms: u64,
+    pub heartbeat_ms: u64,
+}
+
+/// Unanswered pings in a row after which RS declares a service hung.
+///
+/// The heartbeat protocol: RS raises a notification at the service's main thread (the
+/// ping); the service's receive loop answers with a notification to RS (the pong).
+/// Notifications never block and are never lost (one pending bit per source), so neither
+/// side can wedge the other; a service that does not come back to its receive loop
+/// leaves the pings unanswered.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+impl RestartPolicy {
+    /// MINIX 3's shape, at Vigil's time scale.
+    pub const DEFAULT: RestartPolicy = RestartPolicy {
+        base_ms: 20,
+        cap_ms: 1000,
+        limit: 8,
+        stable_ms: 1000,
+        heartbeat_ms: 100,
+    };
+
+    /// The delay before restart number `failures_in_a_row` (1 = the first failure): 0,
+    /// then `base_ms`, `2 × base_ms`, … at most `cap_ms`.
+    pub fn delay_ms(&self, failures_in_a_row: u32) -> u64 {
+        match failures_in_a_row {
+            0 | 1 => 0,
+            n => {
+                let doublings = (n - 2).min(63);
+                self.base_ms
+                    .saturating_mul(1u64 << doublings)
+                    .min(self.cap_ms)
+            }
+        }
+    }
+}
+
+/// One entry of RS's service table: `PROGRAM[:key=value,…]` where PROGRAM is a `boot=pm`
+/// module's process name and the keys are `base`, `cap`, `stable`, `hb` (the heartbeat
+/// period; 0 turns heartbeats off; milliseconds) and `limit` (failures in a row, 1 ..=
+/// 1000). Example: `hello:base=10,cap=80,limit=5,hb=50`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceSpec<'a> {
+    pub program: &'a str,
+    pub policy: RestartPolicy,
+}
+
+/// Why a service table entry was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpecError<'a> {
+    BadName(&'a str),
+    UnknownKey(&'a str),
+    BadValue(&'a str),
+    /// `base` above `cap`.
+    BaseAboveCap,
+}
+
+impl core::fmt::Display for SpecError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SpecError::BadName(name) => write!(f, "bad program name '{name}'"),
+            SpecError::UnknownKey(key) => {
+                write!(f, "unknown key '{key}' (base, cap, limit, stable, hb)")
+            }
+            SpecError::BadValue(value) => write!(f, "bad value '{value}'"),
+            SpecError::BaseAboveCap => f.write_str("base is above cap"),
+        }
+    }
+}
+
+/// Most milliseconds a `base`, `cap` or `stable` may be (one hour).
+pub const MAX_POLICY_MS: u64 = 3_600_000;
+/// Most failures in a row `limit` may allow.
+pub const MAX_LIMIT: u32 = 1000;
+
+impl<'a> ServiceSpec<'a> {
+    pub fn parse(text: &'a str) -> Result<ServiceSpec<'a>, SpecError<'a>> {
+        let (program, options) = match text.split_once(':') {
+            Some((program, options)) => (program, Some(options)),
+            None => (text, None),
+        };
+        if program.is_empty() || program.len() > MAX_NAME_BYTES || program.contains('/') {
+            return Err(SpecError::BadName(program));
+        }
+        let mut policy = RestartPolicy::DEFAULT;
+        for option in options.into_iter().flat_map(|o| o.split(',')) {
+            let (key, value) = option.split_once('=').ok_or(SpecError::BadValue(option))?;
+            let number = value
+                .parse::<u64>()
+                .map_err(|_| SpecError::BadValue(value))?;
+            let ms = || {
+                if number <= MAX_POLICY_MS {
+                    Ok(number)
+                } else {
+                    Err(SpecError::BadValue(value))
+                }
+            };
+            match key {
+                "base" => policy.base_ms = ms()?,
+                "cap" => policy.cap_ms = ms()?,
+                "stable" => policy.stable_ms = ms()?,
+                "hb" => policy.heartbeat_ms = ms()?,
+                "limit" => {
+                    policy.limit = u32::try_from(number)
+                        .ok()
+                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                        .ok_or(SpecError::BadValue(value))?;
+                }
+                _ => return Err(SpecError::UnknownKey(key)),
+            }
+        }
+        if policy.base_ms > policy.cap_ms {
+            return Err(SpecError::BaseAboveCap);
+        }
+        Ok(ServiceSpec { program, policy })
+    }
+}
+
+/// The `hello` counter service (`user/programs/src/bin/hello_service.rs`).
+pub mod hello {
+    /// The process name RS tables and clients use.
+    pub const SERVICE_NAME: &str = "hello_service";
+
+    /// Request kinds; every answer is `REPLY` with `[0, counter]` or `[error]`.
+    pub mod request {
+        /// → `[0, counter]`.
+        pub const GET: u32 = 0x0510_0001;
+        /// → `[0, counter + 1]` (the new value).
+        pub const INCREMENT: u32 = 0x0510_0002;
+        /// payload `[n]` → `[0, counter + n]`; `InvalidArgument` if it would overflow.
+        pub const ADD: u32 = 0x0510_0003;
+        /// For tests: dereferences a null pointer (a #PF RS sees as its signal manager);
+        /// never answers.
+        pub const CRASH: u32 = 0x0510_0010;
+        /// For tests: panics (the runtime ends it with status 101); never answers.
+        pub const PANIC: u32 = 0x0510_0011;
+        /// For tests: payload `[status]`: exits with `status` (0 ..= 255); never answers.
+        pub const EXIT: u32 = 0x0510_0012;
+        /// For tests: stops answering anything, forever (a hang).
+        pub const HANG: u32 = 0x0510_0013;
+        pub const REPLY: u32 = 0x0510_00ff;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_up_to_the_cap() {
+        let policy = RestartPolicy {
+            base_ms: 10,
+            cap_ms: 50,
+            limit: 9,
+            stable_ms: 1000,
+            heartbeat_ms: 0,
+        };
+        let delays: [u64; 7] = core::array::from_fn(|i| policy.delay_ms(i as u32 + 1));
+        assert_eq!(delays, [0, 10, 20, 40, 50, 50, 50]);
+        assert_eq!(policy.delay_ms(u32::MAX), 50);
+        let huge = RestartPolicy {
+            base_ms: MAX_POLICY_MS,
+            cap_ms: MAX_POLICY_MS,
+            ..policy
+        };
+        assert_eq!(huge.delay_ms(200), MAX_POLICY_MS);
+    }
+
+    #[test]
+    fn service_specs_parse_and_bad_ones_are_refused() {
+        let spec = ServiceSpec::parse("hello_service:base=10,cap=80,limit=5").unwrap();
+        assert_eq!(spec.program, "hello_service");
+        assert_eq!(spec.policy.base_ms, 10);
+        assert_eq!(spec.policy.cap_ms, 80);
+        assert_eq!(spec.policy.limit, 5);
+        assert_eq!(spec.policy.stable_ms, RestartPolicy::DEFAULT.stable_ms);
+        assert_eq!(spec.policy.heartbeat_ms, 100);
+        assert_eq!(
+            ServiceSpec::parse("hello:hb=0")
+                .unwrap()
+                .policy
+                .heartbeat_ms,
+            0
+        );
+        assert_eq!(
+            ServiceSpec::parse("hello").unwrap().policy,
+            RestartPolicy::DEFAULT
+        );
+        assert_eq!(
+            ServiceSpec::parse("hello:speed=3"),
+            Err(SpecError::UnknownKey("speed"))
+        );
+        assert_eq!(
+            ServiceSpec::parse("hello:limit=0"),
+            Err(SpecError::BadValue("0"))
+        );
+        assert_eq!(
+            ServiceSpec::parse("hello:base=x"),
+            Err(SpecError::BadValue("x"))
+        );
+        assert_eq!(
+            ServiceSpec::parse("hello:base=100,cap=10"),
+            Err(SpecError::BaseAboveCap)
+        );
+        assert_eq!(ServiceSpec::parse(""), Err(SpecError::BadName("")));
+        assert_eq!(ServiceSpec::parse("a/b"), Err(SpecError::BadName("a/b")));
+        assert_eq!(
+            ServiceSpec::parse("hello:cap=99999999999"),
+            Err(SpecError::BadValue("99999999999"))
+        );
+    }
+
+    #[test]
+    fn names_round_trip_through_a_payload() {
+        let payload = pack_name("hello_service").unwrap();
+        let mut out = [0u8; MAX_NAME_BYTES];
+        let len = unpack_name(&payload, &mut out).unwrap();
+        assert_eq!(&out[..len], b"hello_service");
+        assert_eq!(pack_name(""), Err(Error::InvalidArgument));
+        assert_eq!(
+            pack_name(core::str::from_utf8(&[b'a'; 33]).unwrap()),
+            Err(Error::InvalidArgument)
+        );
+        let mut forged = payload;
+        forged[4] = 33;
+        assert_eq!(unpack_name(&forged, &mut out), Err(Error::InvalidArgument));
+        forged[4] = u64::MAX;
+        assert_eq!(unpack_name(&forged, &mut out), Err(Error::InvalidArgument));
+        forged = [u64::MAX, 0, 0, 0, 8, 0];
+        assert_eq!(unpack_name(&forged, &mut out), Err(Error::InvalidArgument));
+    }
+}

@@ -1,0 +1,518 @@
+//! `rs`: the reincarnation server (phase 1 of issue 10). A system server of the boot table
+//! (the kernel starts it after VM and PM, booted as `rs kcalls=rs -- [operator=A+B]
+//! SERVICE…`); each SERVICE is `PROGRAM[:base=MS,cap=MS,limit=N,stable=MS]`
+//! (`vigil_abi::rs::ServiceSpec`), PROGRAM a `boot=pm` module.
+//!
+//! RS spawns every service through PM as its child *and* its signal manager
+//! (`spawn_flags::CALLER_MANAGES`), so it learns of a crash from the kernel's exception
+//! event (`KIND_PROCESS_EVENT`, `PmNextEvent`) and kills the held process through PM, and of
+//! an exit (a panic is status 101) from PM's `WAIT`, polled on its 10 ms alarm. A failed
+//! service is restarted by its policy: the first failure at once, then after `base`,
+//! doubling up to `cap`; after `limit` failures in a row (an instance that ran `stable` ms
+//! or more resets the run) it is held down with an `ALERT` line until an operator's
+//! `RESTART`. Every `hb` ms (default 100, 0: off) RS pings each running service (a
+//! notification; the service's receive loop answers with one); a service that leaves 3
+//! pings in a row unanswered is hung: killed and restarted like a crash. Every restart is a new process with a new endpoint: clients look the service
+//! up again by name. Requests (`vigil_abi::rs::request`) are checked at the boundary; a bad
+//! one gets its error and RS keeps serving.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec, ServiceState};
+use vigil_rt::abi::rs::{MAX_NAME_BYTES, MISSED_HEARTBEATS};
+use vigil_rt::abi::signal::{event, exception_mnemonic, status, Signal, KIND_PROCESS_EVENT};
+use vigil_rt::{alarm, ipc, pm, println, syscall, time, Endpoint, Error, Message};
+
+vigil_rt::entry!(main);
+
+/// How often RS collects exits and starts the restarts that are due.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Why an instance ended, as RS reports it.
+#[derive(Clone, Copy)]
+struct Failure {
+    reason: u64,
+    detail: u64,
+}
+
+/// One supervised service.
+struct Service {
+    program: String,
+    policy: RestartPolicy,
+    state: ServiceState,
+    /// The running instance's pid (0 when none runs).
+    pid: u64,
+    started_ns: u64,
+    /// Instances started after the first.
+    restarts: u64,
+    failures_in_a_row: u32,
+    last: Failure,
+    last_failure_ns: u64,
+    /// When a backing-off service is due to start again.
+    restart_at_ns: u64,
+    /// What RS already knows of the instance that is ending (an exception event, or its
+    /// own kill for `RESTART`), taken when its exit is collected.
+    ending: Option<Failure>,
+    /// Kernel time of the event that ended the last instance (for the restart latency).
+    ended_ns: u64,
+    /// The running instance's main thread (where pings go, whence pongs come).
+    endpoint: Endpoint,
+    /// When RS last pinged it, and how many pings in a row it left unanswered.
+    last_ping_ns: u64,
+    unanswered: u32,
+}
+
+struct Rs {
+    services: Vec<Service>,
+    /// Process names whose main thread may send `RESTART`.
+    operators: Vec<String>,
+}
+
+fn reply(client: Endpoint, result: Result<([u64; 6], u32), Error>) {
+    let mut message = match result {
+        Ok((payload, tag)) => {
+            let mut message = Message::with_payload(request::REPLY, payload);
+            message.tag = tag;
+            message
+        }
+        Err(error) => Message::with_payload(request::REPLY, [error as u64, 0, 0, 0, 0, 0]),
+    };
+    message.kind = request::REPLY;
+    if let Err(error) = ipc::send_nonblocking(client, &message) {
+        println!("reply to {client} dropped: {error} (it did not wait for the answer)");
+    }
+}
+
+fn describe(failure: Failure) -> String {
+    match failure.reason {
+        reason::EXCEPTION => alloc::format!(
+            "exception {} (vector {})",
+            exception_mnemonic(failure.detail),
+            failure.detail
+        ),
+        reason::EXIT if failure.detail == 101 => String::from("panic (status 101)"),
+        reason::EXIT => alloc::format!("exit (status {})", failure.detail as i64),
+        reason::REQUESTED => String::from("restart requested"),
+        reason::HANG => alloc::format!("hang ({} heartbeats unanswered)", failure.detail),
+        reason::SPAWN => alloc::format!(
+            "spawn refused ({})",
+            Error::from_code(failure.detail).map_or("?", Error::name)
+        ),
+        _ => String::from("none"),
+    }
+}
+
+impl Rs {
+    fn by_pid(&mut self, pid: u64) -> Option<&mut Service> {
+        self.services
+            .iter_mut()
+            .find(|service| service.pid == pid && pid != 0)
+    }
+
+    /// Starts service `index` (a new instance, a new endpoint).
+    fn start(&mut self, index: usize) {
+        let now = time::now_ns();
+        let service = &mut self.services[index];
+        let first =
+            service.started_ns == 0 && service.restarts == 0 && service.last_failure_ns == 0;
+        match pm::spawn_managed(&service.program, "") {
+            Ok(pid) => {
+                service.pid = pid;
+                // Its process name is the program's (PM matched the module by it).
+                service.endpoint = ipc::lookup(&service.program).unwrap_or(Endpoint::NONE);
+                service.last_ping_ns = now;
+                service.unanswered = 0;
+                service.state = ServiceState::Running;
+                service.started_ns = time::now_ns();
+                if first {
+                    println!("service '{}' started (pid {pid})", service.program);
+                } else {
+                    service.restarts += 1;
+                    let latency_us = now.saturating_sub(service.ended_ns) / 1000;
+                    println!(
+                        "service '{}' restarted as pid {pid} (restart {}, {latency_us} us after its end)",
+                        service.program, service.restarts
+                    );
+                }
+            }
+            Err(error) => {
+                println!(
+                    "service '{}' could not be spawned: {error}",
+                    service.program
+                );
+                service.pid = 0;
+                service.endpoint = Endpoint::NONE;
+                service.started_ns = now;
+                service.ended_ns = now;
+                self.failed(
+                    index,
+                    Failure {
+                        reason: reason::SPAWN,
+                        detail: error as u64,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Service `index`'s instance ended with `failure`: restart it by its policy.
+    fn failed(&mut self, index: usize, failure: Failure) {
+        let now = time::now_ns();
+        let service = &mut self.services[index];
+        service.pid = 0;
+        service.endpoint = Endpoint::NONE;
+        service.last = failure;
+        service.last_failure_ns = now;
+        if failure.reason == reason::REQUESTED {
+            service.failures_in_a_row = 0;
+            self.start(index);
+            return;
+        }
+        let ran_ms = now.saturating_sub(service.started_ns) / 1_000_000;
+        if ran_ms >= service.policy.stable_ms {
+            service.failures_in_a_row = 0;
+        }
+        service.failures_in_a_row = service.failures_in_a_row.saturating_add(1);
+        let in_a_row = service.failures_in_a_row;
+        if in_a_row >= service.policy.limit {
+            service.state = ServiceState::HeldDown;
+            println!(
+                "ALERT: service '{}' held down after {in_a_row} failures in a row (last: {}); RESTART starts it again",
+                service.program,
+                describe(failure)
+            );
+            return;
+        }
+        let delay_ms = service.policy.delay_ms(in_a_row);
+        println!(
+            "service '{}' failed: {}; failure {in_a_row} in a row, restart in {delay_ms} ms",
+            service.program,
+            describe(failure)
+        );
+        service.state = if failure.reason == reason::SPAWN {
+            ServiceState::SpawnFailed
+        } else {
+            ServiceState::BackingOff
+        };
+        service.restart_at_ns = now.saturating_add(delay_ms.saturating_mul(1_000_000));
+        if delay_ms == 0 {
+            self.start(index);
+        }
+    }
+
+    /// A child of RS exited with `status` (collected from PM).
+    fn exited(&mut self, pid: u64, status: u64) {
+        let Some(index) = self.services.iter().position(|s| s.pid == pid && pid != 0) else {
+            println!("pid {pid} (not a running service) exited with status {status:#x}");
+            return;
+        };
+        let service = &mut self.services[index];
+        let failure = service.ending.take().unwrap_or(Failure {
+            reason: reason::EXIT,
+            detail: status,
+        });
+        if failure.reason == reason::EXIT {
+            service.ended_ns = time::now_ns();
+        }
+        self.failed(index, failure);
+    }
+
+    /// Collects every exit of RS's children that PM holds.
+    fn collect_exits(&mut self) {
+        loop {
+            match pm::try_wait(None) {
+                Ok(Some(exited)) => self.exited(exited.pid, exited.status),
+                Ok(None) | Err(Error::NotFound) => break,
+                Err(error) => {
+                    println!("collecting exits failed: {error}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Ends running instance `pid` (its failure already recorded in `ending`) and collects
+    /// it at once, so its restart is not left for the next tick.
+    fn end_instance(&mut self, pid: u64, status: u64) {
+        if let Err(error) = pm::kill(pid, status) {
+            println!("killing pid {pid} failed: {error}");
+        }
+        match pm::wait(Some(pid)) {
+            Ok(exited) => self.exited(exited.pid, exited.status),
+            Err(error) => println!("collecting pid {pid} failed: {error}"),
+        }
+    }
+
+    /// The kernel holds threads of services after an exception: each instance ends.
+    fn exception_events(&mut self) {
+        loop {
+            let record = match syscall::pm_next_event() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(error) => {
+                    println!("collecting process events failed: {error}");
+                    break;
+                }
+            };
+            let pid = record[event::PID];
+            let vector = record[event::VECTOR];
+            if record[event::KIND] != event::EXCEPTION {
+                println!("pid {pid}: unexpected event kind {}", record[event::KIND]);
+                continue;
+            }
+            let now = time::now_ns();
+            let name = match self.by_pid(pid) {
+                Some(service) => {
+                    service.ending = Some(Failure {
+                        reason: reason::EXCEPTION,
+                        detail: vector,
+                    });
+                    service.ended_ns = now;
+                    service.program.clone()
+                }
+                None => String::from("?"),
+            };
+            println!(
+                "service '{name}' (pid {pid}) crashed: {} at {:#x} (address {:#x})",
+                exception_mnemonic(vector),
+                record[event::RIP],
+                record[event::FAULT_ADDRESS]
+            );
+            let status = status::killed_by(Signal::for_exception(vector), true);
+            self.end_instance(pid, status);
+        }
+    }
+
+    /// Pings every running service whose period has passed; one that left
+    /// `MISSED_HEARTBEATS` pings in a row unanswered is hung: killed and restarted. Pings
+    /// are counted, not time: a late RS sends fewer pings and never blames the service.
+    fn heartbeats(&mut self) {
+        let now = time::now_ns();
+        for index in 0..self.services.len() {
+            let service = &mut self.services[index];
+            let period_ns = service.policy.heartbeat_ms.saturating_mul(1_000_000);
+            if service.state != ServiceState::Running
+                || period_ns == 0
+                || !service.endpoint.is_thread()
+                || now.saturating_sub(service.last_ping_ns) < period_ns
+            {
+                continue;
+            }
+            if service.unanswered >= MISSED_HEARTBEATS {
+                println!(
+                    "service '{}' (pid {}) left {} heartbeats unanswered ({} ms period): hung",
+                    service.program, service.pid, service.unanswered, service.policy.heartbeat_ms
+                );
+                service.ending = Some(Failure {
+                    reason: reason::HANG,
+                    detail: u64::from(service.unanswered),
+                });
+                service.ended_ns = now;
+                let pid = service.pid;
+                self.end_instance(pid, status::killed_by(Signal::KILL, false));
+                continue;
+            }
+            // A dead endpoint means it has just exited: the next tick collects it.
+            let _ = ipc::notify(service.endpoint);
+            service.unanswered += 1;
+            service.last_ping_ns = now;
+        }
+    }
+
+    /// A notification from `source`: a service's answer to its ping.
+    fn heartbeat_answered(&mut self, source: Endpoint) {
+        if let Some(service) = self
+            .services
+            .iter_mut()
+            .find(|service| service.endpoint == source && service.pid != 0)
+        {
+            service.unanswered = 0;
+        }
+    }
+
+    /// Starts the services whose backoff delay has passed.
+    fn start_due(&mut self) {
+        let now = time::now_ns();
+        for index in 0..self.services.len() {
+            let service = &self.services[index];
+            let waiting = matches!(
+                service.state,
+                ServiceState::BackingOff | ServiceState::SpawnFailed
+            );
+            if waiting && service.pid == 0 && now >= service.restart_at_ns {
+                self.start(index);
+            }
+        }
+    }
+
+    fn is_operator(&self, client: Endpoint) -> bool {
+        self.operators
+            .iter()
+            .any(|name| ipc::lookup(name).is_ok_and(|endpoint| endpoint == client))
+    }
+
+    /// The service a request's `payload[0]` names (`NotFound` past the last).
+    fn index(&self, value: u64) -> Result<usize, Error> {
+        usize::try_from(value)
+            .ok()
+            .filter(|&index| index < self.services.len())
+            .ok_or(Error::NotFound)
+    }
+
+    fn handle(&mut self, message: &Message) {
+        let client = message.source;
+        let answer = match message.kind {
+            request::SERVICE_STATUS => self.index(message.payload[0]).map(|index| {
+                let service = &self.services[index];
+                (
+                    [
+                        0,
+                        service.state as u64,
+                        service.restarts,
+                        service.last.reason,
+                        service.last.detail,
+                        service.pid,
+                    ],
+                    service.failures_in_a_row,
+                )
+            }),
+            request::SERVICE_INDEX => {
+                let mut name = [0u8; MAX_NAME_BYTES];
+                unpack_name(&message.payload, &mut name).and_then(|len| {
+                    self.services
+                        .iter()
+                        .position(|service| service.program.as_bytes() == &name[..len])
+                        .map(|index| ([0, index as u64, 0, 0, 0, 0], 0))
+                        .ok_or(Error::NotFound)
+                })
+            }
+            request::RESTART => {
+                if !self.is_operator(client) {
+                    println!("RESTART from {client} refused: not an operator");
+                    Err(Error::PermissionDenied)
+                } else {
+                    self.index(message.payload[0]).map(|index| {
+                        self.restart(index);
+                        ([0; 6], 0)
+                    })
+                }
+            }
+            _ => Err(Error::NoSuchCall),
+        };
+        reply(client, answer);
+    }
+
+    /// An operator's RESTART of service `index`.
+    fn restart(&mut self, index: usize) {
+        let service = &mut self.services[index];
+        println!(
+            "service '{}': restart requested (state {})",
+            service.program,
+            service.state.name()
+        );
+        service.ended_ns = time::now_ns();
+        if service.pid != 0 {
+            service.ending = Some(Failure {
+                reason: reason::REQUESTED,
+                detail: 0,
+            });
+            let pid = service.pid;
+            self.end_instance(pid, status::killed_by(Signal::TERM, false));
+        } else {
+            service.failures_in_a_row = 0;
+            self.start(index);
+        }
+    }
+}
+
+/// The service table and operators from RS's arguments; bad entries are refused with a
+/// console line and the rest are supervised.
+fn parse_arguments(args: &str) -> Rs {
+    let mut rs = Rs {
+        services: Vec::new(),
+        operators: Vec::new(),
+    };
+    for word in args.split_ascii_whitespace() {
+        if let Some(names) = word.strip_prefix("operator=") {
+            rs.operators
+                .extend(names.split('+').filter(|n| !n.is_empty()).map(String::from));
+            continue;
+        }
+        match ServiceSpec::parse(word) {
+            Ok(spec) if rs.services.iter().any(|s| s.program == spec.program) => {
+                println!("service '{}' refused: listed twice", spec.program);
+            }
+            Ok(spec) => rs.services.push(Service {
+                program: String::from(spec.program),
+                policy: spec.policy,
+                state: ServiceState::BackingOff,
+                pid: 0,
+                started_ns: 0,
+                restarts: 0,
+                failures_in_a_row: 0,
+                last: Failure {
+                    reason: reason::NONE,
+                    detail: 0,
+                },
+                last_failure_ns: 0,
+                restart_at_ns: 0,
+                ending: None,
+                ended_ns: 0,
+                endpoint: Endpoint::NONE,
+                last_ping_ns: 0,
+                unanswered: 0,
+            }),
+            Err(reason) => println!("service '{word}' refused: {reason}"),
+        }
+    }
+    rs
+}
+
+fn main(args: &str) -> i32 {
+    let mut rs = parse_arguments(args);
+    println!(
+        "supervising {} services at {} (operators: {:?})",
+        rs.services.len(),
+        ipc::self_endpoint(),
+        rs.operators
+    );
+    for (index, service) in rs.services.iter().enumerate() {
+        let policy = service.policy;
+        println!(
+            "service {index} '{}': backoff 0, then {} ms doubling to {} ms; held after {} failures in a row (stable after {} ms); heartbeat every {} ms",
+            service.program, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms, policy.heartbeat_ms
+        );
+    }
+    for index in 0..rs.services.len() {
+        rs.start(index);
+    }
+    if let Err(error) = alarm::set(TICK) {
+        println!("no alarm ({error}): exits are collected only on requests and events");
+    }
+    loop {
+        let message = match ipc::receive(Endpoint::ANY) {
+            Ok(message) => message,
+            Err(error) => {
+                println!("receive failed: {error}");
+                continue;
+            }
+        };
+        if message.source == Endpoint::CLOCK {
+            rs.collect_exits();
+            rs.heartbeats();
+            rs.start_due();
+        } else if message.is_notification() && message.source.is_thread() {
+            rs.heartbeat_answered(message.source);
+        } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {
+            rs.exception_events();
+        } else if message.source.is_thread() {
+            rs.handle(&message);
+        }
+    }
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use vigil_abi::qemu_exit;
+use vigil_kcore::multiboot::MAX_MODULE_NAME;
 
 /// The QEMU binary for x86-64 guests.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -92,10 +93,20 @@ impl BootModule {
                  as the start of the module's options; move the file or the workspace"
             );
         }
-        Ok(BootModule {
+        let module = BootModule {
             path,
             options: options.trim().to_string(),
-        })
+        };
+        let length = module.command_line().len();
+        if length > MAX_MODULE_NAME {
+            bail!(
+                "the module string {:?} is {length} bytes; the kernel keeps {MAX_MODULE_NAME} \
+                 (vigil_kcore::multiboot::MAX_MODULE_NAME) and would cut its options: shorten \
+                 them, or use a workspace with a shorter path",
+                module.command_line()
+            );
+        }
+        Ok(module)
     }
 
     /// The module's command line, as the kernel receives it: `PATH [options]`.
@@ -810,6 +821,14 @@ mod tests {
         let error = BootModule::file("/my files/x".into()).unwrap_err();
         assert!(
             format!("{error:#}").contains("contains whitespace"),
+            "{error:#}"
+        );
+        // A string the kernel would cut is refused here, where it can be fixed.
+        let fits = "o".repeat(MAX_MODULE_NAME - "/p ".len());
+        assert!(BootModule::program("/p".into(), &fits).is_ok());
+        let error = BootModule::program("/p".into(), &format!("{fits}o")).unwrap_err();
+        assert!(
+            format!("{error:#}").contains(&format!("is {} bytes", MAX_MODULE_NAME + 1)),
             "{error:#}"
         );
     }

@@ -10,8 +10,10 @@ pub const MAX_REGIONS: usize = 64;
 pub const MAX_MODULES: usize = 32;
 /// Longest command line kept (bytes); longer sets `cmdline_truncated`.
 pub const MAX_CMDLINE: usize = 256;
-/// Longest module string kept (bytes).
-pub const MAX_MODULE_NAME: usize = 128;
+/// Longest module string kept (bytes): the path QEMU or the loader gives, then the
+/// options (a service table for RS can be long). `BootInfo` with every module's string
+/// lives on the 64 KiB boot stack: 32 × 256 bytes.
+pub const MAX_MODULE_NAME: usize = 256;
 /// Most memory-map entries examined, empty ones included. A map claiming more is garbage;
 /// parsing stops there and sets `regions_truncated`.
 pub const MAX_MAP_ENTRIES: usize = 1024;

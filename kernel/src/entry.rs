@@ -6,8 +6,10 @@
 //! another thread.
 
 use crate::arch::trap::{self, TrapFrame, TrapKind};
+use crate::lock::MutexGuard;
 use crate::sched;
-use crate::system::KERNEL;
+use crate::system::{Kernel, KERNEL};
+use vigil_kcore::slot::ThreadSlot;
 
 /// Called by the SYSCALL stub.
 pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
@@ -16,9 +18,27 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
         .current()
         .expect("system call with no current thread");
     debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
-    kernel.account_cpu_time();
     kernel.threads[slot].counters_mut().syscalls += 1;
+    let number = kernel.threads[slot].context().rax;
+    if Kernel::is_fast_ipc_call(number) {
+        ipc_call_from_user(kernel, slot, number)
+    }
+    kernel.account_cpu_time();
     kernel.handle_syscall(slot);
+    sched::leave(kernel)
+}
+
+/// A `SendReceive` or `ReplyReceive` (`Kernel::is_fast_ipc_call`), on a way of its own so the
+/// general one keeps its shape: the IPC fast path's when it may run, whose CPU time is
+/// charged at the exit only (`Kernel::fast_ipc_call`), else the general way.
+#[inline(never)]
+fn ipc_call_from_user(mut kernel: MutexGuard<'_, Kernel>, slot: ThreadSlot, number: u64) -> ! {
+    if kernel.fast_ipc_allowed() {
+        kernel.fast_ipc_call(slot, number);
+    } else {
+        kernel.account_cpu_time();
+        kernel.handle_syscall(slot);
+    }
     sched::leave(kernel)
 }
 

@@ -89,6 +89,7 @@ fn queued_slot(index: u16) -> ThreadSlot {
 
 impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
+    #[inline(always)]
     pub fn account_cpu_time(&mut self) {
         let now = cpu::rdtsc();
         let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));

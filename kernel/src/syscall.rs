@@ -160,14 +160,18 @@ impl Kernel {
         handoff: vigil_kcore::ipc::Handoff,
         state: ThreadState,
     ) {
-        self.finish_handoff(handoff);
+        let unblocked = self.finish_handoff(handoff);
         debug_assert_eq!(self.table.state(slot), state);
         let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
-        crate::trace::emit(
-            EventKind::Block,
-            caller,
-            [u64::from(code), target.0, argument],
-        );
+        // Nothing happens between the two (`trace::emit_together`).
+        crate::trace::emit_together([
+            unblocked,
+            (
+                EventKind::Block,
+                caller,
+                [u64::from(code), target.0, argument],
+            ),
+        ]);
     }
 
     /// Runs the system call saved in `slot`'s registers and applies the verdict.

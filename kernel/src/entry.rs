@@ -1,51 +1,68 @@
 //! Entries from user mode: system calls and interrupts/exceptions taken while a thread ran.
 //!
 //! The thread's registers are already saved in its `Thread::context` when these
-//! run (on the kernel stack, interrupts off). Each takes the kernel lock, does its work,
-//! releases it and leaves through the scheduler, which may resume another thread.
+//! run (on the kernel stack, interrupts off). Each takes the kernel lock, does its work and
+//! leaves through the scheduler with that same lock (`sched::leave`), which may resume
+//! another thread.
 
 use crate::arch::trap::{self, TrapFrame, TrapKind};
+use crate::lock::MutexGuard;
 use crate::sched;
-use crate::system::KERNEL;
+use crate::system::{Kernel, KERNEL};
+use vigil_kcore::slot::ThreadSlot;
 
 /// Called by the SYSCALL stub.
 pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
-    {
-        let mut kernel = KERNEL.lock();
+    let mut kernel = KERNEL.lock();
+    let slot = kernel
+        .current()
+        .expect("system call with no current thread");
+    debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
+    kernel.threads[slot].counters_mut().syscalls += 1;
+    let number = kernel.threads[slot].context().rax;
+    if Kernel::is_fast_ipc_call(number) {
+        ipc_call_from_user(kernel, slot, number)
+    }
+    kernel.account_cpu_time();
+    kernel.handle_syscall(slot);
+    sched::leave(kernel)
+}
+
+/// A `SendReceive` or `ReplyReceive` (`Kernel::is_fast_ipc_call`), on a way of its own so the
+/// general one keeps its shape: the IPC fast path's when it may run, whose CPU time is
+/// charged at the exit only (`Kernel::fast_ipc_call`), else the general way.
+#[inline(never)]
+fn ipc_call_from_user(mut kernel: MutexGuard<'_, Kernel>, slot: ThreadSlot, number: u64) -> ! {
+    if kernel.fast_ipc_allowed() {
+        kernel.fast_ipc_call(slot, number);
+    } else {
         kernel.account_cpu_time();
-        let slot = kernel
-            .current()
-            .expect("system call with no current thread");
-        debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
-        kernel.threads[slot].counters_mut().syscalls += 1;
         kernel.handle_syscall(slot);
     }
-    sched::run_next()
+    sched::leave(kernel)
 }
 
 /// Called by `trap_common` for a trap taken in user mode.
 pub extern "C" fn interrupt_from_user(frame: *mut TrapFrame) -> ! {
-    {
-        let mut kernel = KERNEL.lock();
-        kernel.account_cpu_time();
-        let slot = kernel.current().expect("user trap with no current thread");
-        debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
-        let vector = kernel.threads[slot].context().vector;
-        let endpoint = kernel.table.endpoint(slot);
-        crate::trace::emit(
-            vigil_abi::trace::EventKind::Interrupt,
-            endpoint,
-            [vector, 0, 0],
-        );
-        match trap::classify(vector) {
-            TrapKind::Exception => kernel.user_exception(slot),
-            TrapKind::MachineEvent => {
-                let context = *kernel.threads[slot].context();
-                drop(kernel);
-                trap::fatal_exception(&context)
-            }
-            kind => trap::device_interrupt(kind, vector, &mut kernel),
+    let mut kernel = KERNEL.lock();
+    kernel.account_cpu_time();
+    let slot = kernel.current().expect("user trap with no current thread");
+    debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
+    let vector = kernel.threads[slot].context().vector;
+    let endpoint = kernel.table.endpoint(slot);
+    crate::trace::emit(
+        vigil_abi::trace::EventKind::Interrupt,
+        endpoint,
+        [vector, 0, 0],
+    );
+    match trap::classify(vector) {
+        TrapKind::Exception => kernel.user_exception(slot),
+        TrapKind::MachineEvent => {
+            let context = *kernel.threads[slot].context();
+            drop(kernel);
+            trap::fatal_exception(&context)
         }
+        kind => trap::device_interrupt(kind, vector, &mut kernel),
     }
-    sched::run_next()
+    sched::leave(kernel)
 }

@@ -84,17 +84,24 @@ impl IpcEnvironment for KernelEnv<'_> {
         let (space, remembered) = self.buffer_of(thread);
         message_buffer::write(space, remembered, address, message)?;
         let receiver_endpoint = self.endpoint_of(thread);
-        crate::trace::emit(
+        let received = (
             EventKind::IpcReceive,
             receiver_endpoint,
             [message.source.0, u64::from(message.kind), 0],
         );
-        if !message.is_notification() {
-            crate::trace::emit(
-                EventKind::IpcSend,
-                message.source,
-                [receiver_endpoint.0, u64::from(message.kind), 0],
-            );
+        if message.is_notification() {
+            let (kind, thread, args) = received;
+            crate::trace::emit(kind, thread, args);
+        } else {
+            // The delivery is one instant for both sides (`trace::emit_together`).
+            crate::trace::emit_together([
+                received,
+                (
+                    EventKind::IpcSend,
+                    message.source,
+                    [receiver_endpoint.0, u64::from(message.kind), 0],
+                ),
+            ]);
         }
         let receiver = &mut self.threads[thread];
         if message.is_notification() {
@@ -186,19 +193,21 @@ impl IpcEnvironment for KernelEnv<'_> {
 }
 
 impl crate::system::Kernel {
-    /// Finishes the call of the thread a fast path woke, as `KernelEnv::unblock` does
-    /// (result, trace event), and gives it the CPU directly when the scheduler would.
-    pub fn finish_handoff(&mut self, handoff: Handoff) {
+    /// Finishes the call of the thread a fast path woke, as `KernelEnv::unblock` does (its
+    /// result), and gives it the CPU directly when the scheduler would. Returns the
+    /// `Unblock` event `unblock` emits, for the caller to record (with its own `Block`).
+    pub fn finish_handoff(&mut self, handoff: Handoff) -> crate::trace::Event {
         let woken = handoff.woken;
         let context = self.threads[woken].context_mut();
         crate::syscall::write_result(context, Ok(0));
         let rax = context.rax;
-        crate::trace::emit(
+        let unblocked = (
             EventKind::Unblock,
             self.threads[woken].endpoint(),
             [rax, 0, 0],
         );
         self.hand_off_to(woken);
+        unblocked
     }
 
     /// Splits the kernel into the thread table and the environment its operations need.

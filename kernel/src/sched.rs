@@ -5,6 +5,7 @@
 //! priority becomes ready. CPU time is charged from the TSC at every entry to the kernel.
 
 use crate::arch::{cpu, fpu, user_entry};
+use crate::lock::MutexGuard;
 use crate::system::{Kernel, KERNEL, QUANTUM_TICKS};
 use crate::time;
 use vigil_abi::trace::EventKind;
@@ -88,6 +89,7 @@ fn queued_slot(index: u16) -> ThreadSlot {
 
 impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
+    #[inline(always)]
     pub fn account_cpu_time(&mut self) {
         let now = cpu::rdtsc();
         let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
@@ -318,28 +320,33 @@ impl Kernel {
 
 /// Leaves the kernel: runs the chosen thread, or idles until one is ready. Never returns.
 pub fn run_next() -> ! {
+    leave(KERNEL.lock())
+}
+
+/// Leaves the kernel from an entry that still holds the kernel lock (`kernel`), with that
+/// lock rather than a second one: charges the CPU time since the last dispatch, picks the
+/// next thread and runs it; with none to run, idles until an interrupt makes one ready (or
+/// stops the machine once everything but the servers has exited). Never returns.
+pub fn leave(mut kernel: MutexGuard<'_, Kernel>) -> ! {
     loop {
-        let frame = {
-            let mut kernel = KERNEL.lock();
-            kernel.account_cpu_time();
-            kernel.pick_next().map(|slot| kernel.dispatch(slot))
-        };
-        if frame.is_none() {
-            let kernel = KERNEL.lock();
-            if kernel.is_done() {
-                crate::info!(
-                    "every process but the system servers has exited; stopping (exit-when-done)"
-                );
-                crate::arch::debug_exit::exit(crate::arch::debug_exit::ExitStatus::Success);
-            }
-        }
-        if let Some(frame) = frame {
+        kernel.account_cpu_time();
+        if let Some(slot) = kernel.pick_next() {
+            let frame = kernel.dispatch(slot);
+            drop(kernel);
             // SAFETY: `dispatch` loaded the thread's address space and made `frame` (inside
             // the static thread table) its save area; the frame was built by the kernel
             // with user selectors and only ever holds user-mode state.
             unsafe { user_entry::return_to_user(frame) }
         }
+        if kernel.is_done() {
+            crate::info!(
+                "every process but the system servers has exited; stopping (exit-when-done)"
+            );
+            crate::arch::debug_exit::exit(crate::arch::debug_exit::ExitStatus::Success);
+        }
+        drop(kernel);
         // Nothing runnable: sleep until an interrupt (the timer handler may wake someone).
         cpu::wait_for_interrupt();
+        kernel = KERNEL.lock();
     }
 }

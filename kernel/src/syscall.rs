@@ -4,7 +4,8 @@
 //! Every handler has the same shape, `fn(&mut Kernel, caller, XArgs) -> Result<Next, Error>`:
 //! it gets its arguments as the typed struct of `vigil_abi::syscall` (decoded once from the
 //! six registers: user memory already a `UserPtr`/`UserSlice`, flags already checked), and
-//! says what happens to the caller next. Only `handle_syscall` writes RAX, counts and traces.
+//! says what happens to the caller next. Only `apply_verdict` (or the IPC fast path's own
+//! `fast_ipc_call`) writes RAX and traces the outcome.
 
 use crate::arch::trap::TrapFrame;
 use crate::system::Kernel;
@@ -12,6 +13,7 @@ use crate::usercopy;
 use vigil_abi::async_message::MAX_ASYNC_ENTRIES;
 use vigil_abi::syscall::*;
 use vigil_abi::trace::EventKind;
+use vigil_abi::wait::ThreadState;
 use vigil_abi::Error;
 use vigil_kcore::ipc::Outcome;
 use vigil_kcore::slot::ThreadSlot;
@@ -62,7 +64,118 @@ const DEBUG_WRITE_LINES_PER_CALL: usize = 8;
 const LOOKUP_NAME_MAX: usize = crate::process::NAME_BYTES;
 
 impl Kernel {
+    /// Whether system call `number` is one the IPC fast path has a way for (`SendReceive`,
+    /// `ReplyReceive`): one bit test, so every other call pays next to nothing for it.
+    #[inline]
+    pub fn is_fast_ipc_call(number: u64) -> bool {
+        const CALLS: u64 = 1 << Syscall::SendReceive as u64 | 1 << Syscall::ReplyReceive as u64;
+        number < 64 && CALLS >> number & 1 != 0
+    }
+
+    /// Whether the IPC fast path may run now: it is on and nothing is traced (trace stops
+    /// need the slow path's points, `ptrace.rs`).
+    #[inline]
+    pub fn fast_ipc_allowed(&self) -> bool {
+        self.ipc_fastpath && !self.trace.any()
+    }
+
+    /// The IPC fast path's way through the kernel for `SendReceive` and `ReplyReceive`
+    /// (`number`), with nothing traced: the `Syscall` event, the arguments decoded, the fast
+    /// operation (`kcore::ipc::fast`), then directly the verdict a blocked call gets (the
+    /// partner's result and `Unblock`, the caller's `Block` event), without the general
+    /// dispatch. The CPU time of the call is charged once, at the kernel's exit
+    /// (`sched::leave`): the caller stays the current thread until the scheduler's pick, so
+    /// its user time and its kernel time go to it as with a charge at entry too, in one
+    /// conversion instead of two. If the fast operation declines (changing nothing), the
+    /// call goes on the slow way (`fast_ipc_declined`).
+    #[inline(always)]
+    pub fn fast_ipc_call(&mut self, slot: ThreadSlot, number: u64) {
+        let registers = self.threads[slot].context().syscall_arguments();
+        let caller = self.table.endpoint(slot);
+        crate::trace::emit(EventKind::Syscall, caller, [number, registers[0], 0]);
+        usercopy::forget_missing_page();
+        if number == Syscall::SendReceive as u64 {
+            if let Ok(args) = SendReceiveArgs::decode(&registers) {
+                let (table, mut env) = self.ipc_parts();
+                let fast = table.fast_send_receive(&mut env, slot, args.destination, args.message);
+                if let Some(handoff) = fast {
+                    let state = ThreadState::AwaitingReply {
+                        from: args.destination,
+                    };
+                    self.finish_fast_ipc_call(slot, caller, handoff, state);
+                    return;
+                }
+            }
+        } else {
+            if let Ok(args) = ReplyReceiveArgs::decode(&registers) {
+                let (table, mut env) = self.ipc_parts();
+                let fast = table.fast_reply_receive(
+                    &mut env,
+                    slot,
+                    args.destination,
+                    args.source,
+                    args.message,
+                );
+                if let Some(handoff) = fast {
+                    let state = ThreadState::Receiving { from: args.source };
+                    self.finish_fast_ipc_call(slot, caller, handoff, state);
+                    return;
+                }
+            }
+        }
+        self.fast_ipc_declined(slot, number, &registers, caller);
+    }
+
+    /// The fast operation declined `slot`'s (`caller`'s) call `number` (its argument
+    /// `registers`) after its `Syscall` event, having changed nothing: the CPU time is
+    /// charged now, and the call runs the slow way with the general verdict, as in
+    /// `handle_syscall` (no trace stop is due: nothing is traced).
+    #[cold]
+    #[inline(never)]
+    fn fast_ipc_declined(
+        &mut self,
+        slot: ThreadSlot,
+        number: u64,
+        registers: &[u64; 6],
+        caller: vigil_abi::Endpoint,
+    ) {
+        self.account_cpu_time();
+        usercopy::forget_missing_page();
+        let result = if number == Syscall::SendReceive as u64 {
+            SendReceiveArgs::decode(registers).and_then(|args| send_receive(self, slot, args))
+        } else {
+            ReplyReceiveArgs::decode(registers).and_then(|args| reply_receive(self, slot, args))
+        };
+        self.apply_verdict(slot, caller, result);
+    }
+
+    /// A fast `SendReceive`/`ReplyReceive` by `slot` (`caller`) left it blocked in `state`
+    /// and woke `handoff.woken`: the partner's result and its switch, its `Unblock` event,
+    /// then what `handle_syscall` does for `Next::Blocked` with nothing traced — the `Block`
+    /// event.
+    fn finish_fast_ipc_call(
+        &mut self,
+        slot: ThreadSlot,
+        caller: vigil_abi::Endpoint,
+        handoff: vigil_kcore::ipc::Handoff,
+        state: ThreadState,
+    ) {
+        let unblocked = self.finish_handoff(handoff);
+        debug_assert_eq!(self.table.state(slot), state);
+        let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
+        // Nothing happens between the two (`trace::emit_together`).
+        crate::trace::emit_together([
+            unblocked,
+            (
+                EventKind::Block,
+                caller,
+                [u64::from(code), target.0, argument],
+            ),
+        ]);
+    }
+
     /// Runs the system call saved in `slot`'s registers and applies the verdict.
+    #[inline(never)]
     pub fn handle_syscall(&mut self, slot: ThreadSlot) {
         if self.trace_syscall_entry(slot) {
             // Held for its tracer; the call runs when it enters again (`ptrace.rs`).
@@ -78,6 +191,18 @@ impl Kernel {
             Some(call) => self.syscall(slot, call, &registers),
             None => Err(Error::NoSuchCall),
         };
+        self.apply_verdict(slot, caller, result);
+    }
+
+    /// Applies the verdict `result` of `slot`'s (`caller`'s) call: the result in its
+    /// registers, a suspension for VM, the trace stops, the `Block` event.
+    #[inline(always)]
+    fn apply_verdict(
+        &mut self,
+        slot: ThreadSlot,
+        caller: vigil_abi::Endpoint,
+        result: Result<Next, Error>,
+    ) {
         if result == Err(Error::Fault) {
             // A page the call needs is not there yet: VM may make it present, and then the
             // call runs again (it has changed nothing; see `suspend_for_vm`).
@@ -122,6 +247,7 @@ impl Kernel {
 
     /// Decodes system call `call`'s arguments and runs its handler: one match, so each
     /// call's decoding is inlined into its own arm.
+    #[inline(always)]
     fn syscall(
         &mut self,
         caller: ThreadSlot,
@@ -188,8 +314,9 @@ fn send(kernel: &mut Kernel, caller: ThreadSlot, args: SendArgs) -> Result<Next,
     Next::from_outcome(table.send(&mut env, caller, args.destination, args.message))
 }
 
-// Receive, SendReceive and ReplyReceive try the fast path first (`kcore::ipc::fast`): it
-// either does the whole call, or changes nothing and the slow path runs.
+// Receive here, SendReceive and ReplyReceive before the general dispatch
+// (`Kernel::fast_ipc_call`), try the fast path first (`kcore::ipc::fast`): it either does
+// the whole call, or changes nothing and the slow path runs.
 
 fn receive(kernel: &mut Kernel, caller: ThreadSlot, args: ReceiveArgs) -> Result<Next, Error> {
     // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
@@ -205,45 +332,25 @@ fn receive(kernel: &mut Kernel, caller: ThreadSlot, args: ReceiveArgs) -> Result
     Next::from_outcome(table.receive(&mut env, caller, args.source, args.message))
 }
 
+/// `SendReceive` the slow way (the state machine's general operation): its fast path is tried
+/// before the general dispatch (`fast_ipc_call`).
 fn send_receive(
     kernel: &mut Kernel,
     caller: ThreadSlot,
     args: SendReceiveArgs,
 ) -> Result<Next, Error> {
-    // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
-    let fast = kernel.ipc_fastpath && !kernel.trace.any();
     let (table, mut env) = kernel.ipc_parts();
-    if fast {
-        if let Some(handoff) =
-            table.fast_send_receive(&mut env, caller, args.destination, args.message)
-        {
-            kernel.finish_handoff(handoff);
-            return Ok(Next::Blocked);
-        }
-    }
     Next::from_outcome(table.send_receive(&mut env, caller, args.destination, args.message))
 }
 
+/// `ReplyReceive` the slow way (the state machine's general operation): its fast path is
+/// tried before the general dispatch (`fast_ipc_call`).
 fn reply_receive(
     kernel: &mut Kernel,
     caller: ThreadSlot,
     args: ReplyReceiveArgs,
 ) -> Result<Next, Error> {
-    // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
-    let fast = kernel.ipc_fastpath && !kernel.trace.any();
     let (table, mut env) = kernel.ipc_parts();
-    if fast {
-        if let Some(handoff) = table.fast_reply_receive(
-            &mut env,
-            caller,
-            args.destination,
-            args.source,
-            args.message,
-        ) {
-            kernel.finish_handoff(handoff);
-            return Ok(Next::Blocked);
-        }
-    }
     Next::from_outcome(table.reply_receive(
         &mut env,
         caller,

@@ -65,6 +65,19 @@ impl<const N: usize> TraceRing<N> {
         if !self.enabled(kind) {
             return None;
         }
+        Some(self.record_unfiltered(timestamp_ns, kind, thread, args))
+    }
+
+    /// Records an event whatever the ring's own mask says (for a writer that filters with a
+    /// mask of its own first); returns its sequence number.
+    #[inline]
+    pub fn record_unfiltered(
+        &mut self,
+        timestamp_ns: u64,
+        kind: EventKind,
+        thread: u64,
+        args: [u64; 3],
+    ) -> u64 {
         let seq = self.next_seq;
         if seq - self.read_seq == N as u64 {
             // Full: the oldest unread event is overwritten.
@@ -80,7 +93,7 @@ impl<const N: usize> TraceRing<N> {
             args,
         };
         self.next_seq = seq + 1;
-        Some(seq)
+        seq
     }
 
     /// Takes up to `max` unread events, oldest first.
@@ -151,6 +164,22 @@ mod tests {
         let mut out = Vec::new();
         ring.drain(usize::MAX, |e| out.push(*e));
         out
+    }
+
+    #[test]
+    fn the_unfiltered_writer_records_whatever_it_is_given() {
+        // Its caller filters with a mask of its own (the kernel's `trace::emit`).
+        let mut ring = TraceRing::<4>::new(0);
+        assert_eq!(
+            ring.record_unfiltered(7, EventKind::Syscall, 5, [1, 2, 3]),
+            0
+        );
+        assert_eq!(ring.record_unfiltered(8, EventKind::Block, 6, [0; 3]), 1);
+        let events = drain_all(&mut ring);
+        assert_eq!(events.len(), 2);
+        assert_eq!((events[0].timestamp_ns, events[0].thread), (7, 5));
+        assert_eq!(events[0].args, [1, 2, 3]);
+        assert_eq!(events[1].kind, EventKind::Block as u16);
     }
 
     #[test]

@@ -212,19 +212,13 @@ pub struct Unmapped {
 /// frames (a frame another mapping still holds stays allocated); returns how many.
 pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> Unmapped {
     let mut unmapped = Unmapped::default();
-    for page in 0..pages {
-        let virt = start + page * PAGE_SIZE;
-        let Some(translation) = space.translate(virt) else {
-            continue;
-        };
-        if let Some(frame) = space.unmap(virt) {
-            memory::release_frame(frame);
-            unmapped.pages += 1;
-            if translation.flags & flags::SHARED_VIEW != 0 {
-                unmapped.shared += 1;
-            }
+    space.unmap_range(start, pages, &mut |_, frame, leaf| {
+        memory::release_frame(frame);
+        unmapped.pages += 1;
+        if leaf & flags::SHARED_VIEW != 0 {
+            unmapped.shared += 1;
         }
-    }
+    });
     unmapped
 }
 

@@ -261,6 +261,39 @@ impl PageTables {
         Some(entry_frame(entry))
     }
 
+    /// Removes every 4 KiB mapping of the `pages` pages from `virt` (page aligned), one walk
+    /// to each page table the range crosses instead of one per page: `unmapped(page, frame,
+    /// flags)` is told about each mapping removed, in address order. Pages with no mapping,
+    /// a missing table or a large page on the way are skipped. Page tables left empty stay
+    /// until `destroy_user`. The caller invalidates the TLB entries.
+    pub fn unmap_range<M: PhysicalMemory + ?Sized>(
+        &mut self,
+        memory: &mut M,
+        virt: u64,
+        pages: u64,
+        unmapped: &mut dyn FnMut(u64, Frame, u64),
+    ) {
+        let end = virt.saturating_add(pages.saturating_mul(PAGE_SIZE));
+        let mut page = virt & !(PAGE_SIZE - 1);
+        while page < end {
+            // The rest of this page table's 2 MiB, or of the range.
+            let table_end = (page | (LARGE_PAGE_SIZE - 1)).saturating_add(1).min(end);
+            if let Some(table) = self.page_table_of(memory, page) {
+                let first = table_index(page, 1);
+                let count = ((table_end - page) / PAGE_SIZE) as usize;
+                for index in first..first + count {
+                    let entry = memory.read_entry(table, index);
+                    if entry & flags::PRESENT != 0 {
+                        memory.write_entry(table, index, 0);
+                        let at = page + (index - first) as u64 * PAGE_SIZE;
+                        unmapped(at, entry_frame(entry), entry & !ADDRESS_MASK);
+                    }
+                }
+            }
+            page = table_end;
+        }
+    }
+
     /// Replaces the leaf flags of the 4 KiB mapping at `virt` with `leaf_flags` (PRESENT is
     /// added), keeping its frame; returns the previous flags, or `None` if `virt` has no 4 KiB
     /// mapping. The caller invalidates the TLB entry.
@@ -783,6 +816,106 @@ mod tests {
         assert_eq!(tables.unmap(&mut &fake, 0x8000), None);
         // The page can be mapped again.
         map(&fake, &mut tables, 0x7000, frame, PageSize::Size4K, 0).unwrap();
+    }
+
+    #[test]
+    fn unmap_range_removes_each_mapping_once_across_page_tables() {
+        let fake = FakeMemory::new();
+        let mut tables = space(&fake);
+        // Pages on both sides of a 2 MiB boundary (two page tables), with holes, and one
+        // outside the range that must stay.
+        let boundary = 0x4000_0000u64;
+        let mapped = [
+            boundary - 3 * PAGE_SIZE,
+            boundary - PAGE_SIZE,
+            boundary,
+            boundary + 5 * PAGE_SIZE,
+        ];
+        let mut frames = BTreeMap::new();
+        for &virt in &mapped {
+            let frame = fake.alloc().unwrap();
+            map(&fake, &mut tables, virt, frame, PageSize::Size4K, USER_RW).unwrap();
+            frames.insert(virt, frame);
+        }
+        let outside = boundary + 6 * PAGE_SIZE;
+        map(&fake, &mut tables, outside, pa(0x9000), PageSize::Size4K, 0).unwrap();
+        let mut seen = Vec::new();
+        tables.unmap_range(
+            &mut &fake,
+            boundary - 4 * PAGE_SIZE,
+            10,
+            &mut |virt, frame, fl| {
+                seen.push((virt, frame, fl & USER_RW));
+            },
+        );
+        let wanted: Vec<_> = mapped.iter().map(|v| (*v, frames[v], USER_RW)).collect();
+        assert_eq!(seen, wanted);
+        for virt in mapped {
+            assert_eq!(tables.translate(&&fake, virt), None);
+        }
+        assert!(
+            tables.translate(&&fake, outside).is_some(),
+            "outside the range"
+        );
+        // Again: nothing is left to remove. A range with no tables at all is fine too.
+        seen.clear();
+        tables.unmap_range(
+            &mut &fake,
+            boundary - 4 * PAGE_SIZE,
+            10,
+            &mut |virt, frame, fl| {
+                seen.push((virt, frame, fl));
+            },
+        );
+        tables.unmap_range(
+            &mut &fake,
+            0x7000_0000_0000,
+            1024,
+            &mut |virt, frame, fl| {
+                seen.push((virt, frame, fl));
+            },
+        );
+        assert!(seen.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn unmap_range_matches_unmap_page_by_page(
+            offsets in proptest::collection::btree_set(0u64..1536, 0..40),
+            start in 0u64..1536,
+            pages in 0u64..1024,
+        ) {
+            let base = 0x1000_0000u64;
+            let by_range = FakeMemory::new();
+            let by_page = FakeMemory::new();
+            let mut range_tables = space(&by_range);
+            let mut page_tables = space(&by_page);
+            for offset in &offsets {
+                let virt = base + offset * PAGE_SIZE;
+                map(&by_range, &mut range_tables, virt, pa(0x1000 * (offset + 1)), PageSize::Size4K, USER_RW).unwrap();
+                map(&by_page, &mut page_tables, virt, pa(0x1000 * (offset + 1)), PageSize::Size4K, USER_RW).unwrap();
+            }
+            let from = base + start * PAGE_SIZE;
+            let mut ranged = Vec::new();
+            range_tables.unmap_range(&mut &by_range, from, pages, &mut |virt, frame, _| {
+                ranged.push((virt, frame));
+            });
+            let mut paged = Vec::new();
+            for page in 0..pages {
+                let virt = from + page * PAGE_SIZE;
+                if let Some(frame) = page_tables.unmap(&mut &by_page, virt) {
+                    paged.push((virt, frame));
+                }
+            }
+            prop_assert_eq!(ranged, paged);
+            for offset in 0..1536 {
+                let virt = base + offset * PAGE_SIZE;
+                prop_assert_eq!(
+                    range_tables.translate(&&by_range, virt),
+                    page_tables.translate(&&by_page, virt)
+                );
+            }
+        }
     }
 
     #[test]

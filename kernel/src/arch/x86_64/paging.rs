@@ -295,12 +295,21 @@ impl AddressSpace {
         Some(previous)
     }
 
-    /// Removes the 4 KiB mapping at `virt`; returns the frame it mapped.
-    pub fn unmap(&mut self, virt: u64) -> Option<Frame> {
+    /// Removes every 4 KiB mapping of the `pages` pages from `virt`, walking to each page
+    /// table once (`PageTables::unmap_range`): `unmapped(page, frame, flags)` for each, in
+    /// address order, after its TLB entry is invalidated.
+    pub fn unmap_range(
+        &mut self,
+        virt: u64,
+        pages: u64,
+        unmapped: &mut dyn FnMut(u64, Frame, u64),
+    ) {
         self.generation = next_generation();
-        let frame = self.tables.unmap(&mut DirectMap, virt)?;
-        cpu::invlpg(virt);
-        Some(frame)
+        self.tables
+            .unmap_range(&mut DirectMap, virt, pages, &mut |page, frame, flags| {
+                cpu::invlpg(page);
+                unmapped(page, frame, flags);
+            });
     }
 
     /// Frees every user-half frame and page table (4 KiB leaves only: user mappings never

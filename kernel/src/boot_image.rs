@@ -39,16 +39,9 @@ pub fn start_all(boot: &BootInfo) -> usize {
     }
     // Pending `ipc=` lists, resolved once every server exists: (process slot, list).
     let mut ipc_lists: [Option<(ProcessSlot, &str)>; MAX_MODULES] = [None; MAX_MODULES];
-    let started = start_servers(&mut kernel, boot, &mut ipc_lists);
+    let Started { started, left } = start_servers(&mut kernel, boot, &mut ipc_lists);
     resolve_ipc_lists(&mut kernel, &ipc_lists);
     if kernel.pm.process().is_none() {
-        let left = boot
-            .modules()
-            .filter(|module| {
-                boot_options::parse(module.name())
-                    .map_or(true, |options| !SYSTEM_SERVERS.contains(&options.name))
-            })
-            .count();
         if left > 0 {
             error!(
                 "boot: no process manager ('{PM_SERVER_NAME}') started: {left} other module(s) \
@@ -69,21 +62,36 @@ fn module_file(start: u64, end: u64) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(phys_to_virt(start) as *const u8, len) }
 }
 
-/// Starts the boot table's servers, in module order. Returns how many started.
+/// What one pass over the modules did.
+struct Started {
+    /// Servers the kernel started.
+    started: usize,
+    /// Modules that are not the boot table's servers (PM's to start or to spawn, or
+    /// malformed: PM reports them).
+    left: usize,
+}
+
+/// Starts the boot table's servers, in module order.
 fn start_servers<'a>(
     kernel: &mut Kernel,
     boot: &'a BootInfo,
     ipc_lists: &mut [Option<(ProcessSlot, &'a str)>; MAX_MODULES],
-) -> usize {
+) -> Started {
     let mut started = 0;
+    let mut left = 0;
     for (index, module) in boot.modules().enumerate() {
         let text = module.name();
         let file = module_file(module.start, module.end);
         let len = file.len();
         // PM reports a module whose options do not parse: it is PM's to start.
         let Ok(options) = boot_options::parse(text) else {
+            left += 1;
             continue;
         };
+        let server = SYSTEM_SERVERS.contains(&options.name);
+        if !server {
+            left += 1;
+        }
         if options.spawned_by_pm {
             info!(
                 "boot: module {index} '{}' is an image for the process manager",
@@ -91,7 +99,7 @@ fn start_servers<'a>(
             );
             continue;
         }
-        if !SYSTEM_SERVERS.contains(&options.name) {
+        if !server {
             info!(
                 "boot: module {index} '{}' is the process manager's to start",
                 options.name
@@ -153,7 +161,7 @@ fn start_servers<'a>(
             ),
         }
     }
-    started
+    Started { started, left }
 }
 
 /// A copy of a module's argument string that outlives boot: the `BootInfo` holding the

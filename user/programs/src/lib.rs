@@ -1,5 +1,5 @@
 //! Shared helpers for the Vigil user programs in src/bin/: verdict lines, lookups, message
-//! kinds of the scenario protocols, checksums and sample statistics.
+//! kinds of the scenario protocols, checksums, sample statistics and a deliberate fault.
 //!
 //! Every program starts with `#![cfg_attr(target_os = "none", no_std)]` and `#![no_main]`
 //! and names its `main` with `vigil_rt::entry!` (see `vigil_rt::start`).
@@ -12,6 +12,27 @@ use alloc::string::String;
 use core::time::Duration;
 
 use vigil_rt::{println, process, thread, Endpoint, Error};
+
+/// Reads address 0, which is never mapped (the first 4 MiB of every address space are
+/// not): the load takes a #PF, which goes to the process's signal manager (or kills it).
+/// Returns only if the fault was handled by making the load succeed.
+#[inline(never)]
+pub fn read_address_zero() -> u64 {
+    let address = core::hint::black_box(0u64);
+    let value: u64;
+    // SAFETY: deliberately faults: address 0 is never mapped, so the load takes a #PF and
+    // nothing of this program's memory is touched; whoever handles the fault decides
+    // what happens to the thread.
+    unsafe {
+        core::arch::asm!(
+            "mov {value}, qword ptr [{address}]",
+            address = in(reg) address,
+            value = out(reg) value,
+            options(nostack, readonly),
+        );
+    }
+    value
+}
 
 /// Message kinds of the scenario protocols (the kernel never interprets them).
 pub mod kinds {

@@ -18,24 +18,6 @@ use vigil_rt::{ipc, println, thread, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
-/// Reads address 0, which is never mapped (the first 4 MiB of every space are not).
-fn null_dereference() -> u64 {
-    let address = core::hint::black_box(0u64);
-    let value: u64;
-    // SAFETY: deliberately faults: address 0 is never mapped, so the load takes a #PF and
-    // the thread is held for RS (its signal manager), which kills the process; the value
-    // is never used.
-    unsafe {
-        core::arch::asm!(
-            "mov {value}, qword ptr [{address}]",
-            address = in(reg) address,
-            value = out(reg) value,
-            options(nostack, readonly),
-        );
-    }
-    value
-}
-
 fn answer(client: Endpoint, result: Result<u64, Error>) {
     let payload = match result {
         Ok(counter) => [0, counter, 0, 0, 0, 0],
@@ -51,7 +33,7 @@ fn answer(client: Endpoint, result: Result<u64, Error>) {
 fn main(args: &str) -> i32 {
     if args.trim() == "crash-on-start" {
         println!("crashing before serving (crash-on-start)");
-        let value = null_dereference();
+        let value = vigil_programs::read_address_zero();
         println!("survived a null dereference ({value:#x})");
         return 1;
     }
@@ -93,7 +75,7 @@ fn main(args: &str) -> i32 {
             },
             request::CRASH => {
                 println!("crashing on request (null dereference)");
-                let value = null_dereference();
+                let value = vigil_programs::read_address_zero();
                 println!("survived a null dereference ({value:#x})");
                 Err(Error::Fault)
             }

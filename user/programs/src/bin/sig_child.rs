@@ -37,29 +37,13 @@ fn on_segv(signal: Signal) {
     vigil_rt::process::exit(if signal == Signal::SEGV { 77 } else { 1 });
 }
 
-fn read_address_zero() -> u64 {
-    let address = core::hint::black_box(0u64);
-    let value: u64;
-    // SAFETY: deliberately faults: the first 4 MiB of every address space are unmapped;
-    // the fault goes to the signal manager, which ends the process at the load.
-    unsafe {
-        core::arch::asm!(
-            "mov {value}, qword ptr [{address}]",
-            address = in(reg) address,
-            value = out(reg) value,
-            options(nostack, readonly),
-        );
-    }
-    value
-}
-
 fn main(args: &str) -> i32 {
     let mut words = args.split_whitespace();
     let mode = words.next();
     let parent = Endpoint(words.next().and_then(|w| w.parse().ok()).unwrap_or(0));
     match mode {
         Some("segv") => {
-            let value = read_address_zero();
+            let value = vigil_programs::read_address_zero();
             println!("FAIL: read {value:#x} from address 0 and survived");
             1
         }
@@ -68,13 +52,13 @@ fn main(args: &str) -> i32 {
                 println!("FAIL: sigaction: {error}");
                 return 1;
             }
-            let value = read_address_zero();
+            let value = vigil_programs::read_address_zero();
             println!("FAIL: read {value:#x} from address 0 and survived");
             1
         }
         Some("victim") => {
             let _ = ipc::receive(Endpoint::ANY);
-            let value = read_address_zero();
+            let value = vigil_programs::read_address_zero();
             println!("FAIL: read {value:#x} from address 0 and survived");
             1
         }

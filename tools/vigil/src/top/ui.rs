@@ -437,15 +437,12 @@ fn as_tree<'a>(groups: Vec<Group<'a>>, model: &crate::model::Model) -> Vec<Group
         .collect()
 }
 
-/// `name (pid N)` of a process in the latest snapshot, or `pid N` if it is not there.
+/// `name (pid N)` of a process the snapshots named, or `pid N` if none did.
 pub fn process_name_of(app: &App, pid: u32) -> String {
-    app.model
-        .snapshot()
-        .and_then(|snapshot| snapshot.processes.iter().find(|p| p.pid == pid))
-        .map_or_else(
-            || format!("pid {pid}"),
-            |process| format!("{} (pid {pid})", process.name),
-        )
+    match app.model.labels.process(pid) {
+        Some(name) => format!("{name} (pid {pid})"),
+        None => format!("pid {pid}"),
+    }
 }
 
 fn state_style(thread: &ThreadInfo) -> Style {

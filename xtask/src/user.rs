@@ -123,12 +123,11 @@ impl ProgramSpec {
         })
     }
 
-    /// Whether this is a `boot=pm` image (spawned by PM on request, not at boot).
+    /// Whether this is a `boot=pm` image (spawned by PM on request, not at boot), by the
+    /// kernel's own parser (a malformed spec is no image: the kernel and PM refuse it).
     pub fn is_pm_image(&self) -> bool {
-        self.options
-            .split_whitespace()
-            .take_while(|word| *word != "--")
-            .any(|word| word == "boot=pm")
+        vigil_kcore::boot_options::parse(&self.to_string())
+            .is_ok_and(|options| options.spawned_by_pm)
     }
 
     /// The name the kernel gives the process: its `name=` option, else the program name.

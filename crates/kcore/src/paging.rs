@@ -251,14 +251,11 @@ impl PageTables {
         memory: &mut M,
         virt: u64,
     ) -> Option<Frame> {
-        let table = self.page_table_of(memory, virt)?;
-        let index = table_index(virt, 1);
-        let entry = memory.read_entry(table, index);
-        if entry & flags::PRESENT == 0 {
-            return None;
-        }
-        memory.write_entry(table, index, 0);
-        Some(entry_frame(entry))
+        let mut removed = None;
+        self.unmap_range(memory, virt & !(PAGE_SIZE - 1), 1, &mut |_, frame, _| {
+            removed = Some(frame);
+        });
+        removed
     }
 
     /// Removes every 4 KiB mapping of the `pages` pages from `virt` (page aligned), one walk
@@ -880,40 +877,33 @@ mod tests {
 
     proptest! {
         #[test]
-        fn unmap_range_matches_unmap_page_by_page(
+        fn unmap_range_removes_exactly_the_mapped_pages_in_range(
             offsets in proptest::collection::btree_set(0u64..1536, 0..40),
             start in 0u64..1536,
             pages in 0u64..1024,
         ) {
             let base = 0x1000_0000u64;
-            let by_range = FakeMemory::new();
-            let by_page = FakeMemory::new();
-            let mut range_tables = space(&by_range);
-            let mut page_tables = space(&by_page);
-            for offset in &offsets {
+            let frame_of = |offset: u64| pa(0x1000 * (offset + 1));
+            let fake = FakeMemory::new();
+            let mut tables = space(&fake);
+            for &offset in &offsets {
                 let virt = base + offset * PAGE_SIZE;
-                map(&by_range, &mut range_tables, virt, pa(0x1000 * (offset + 1)), PageSize::Size4K, USER_RW).unwrap();
-                map(&by_page, &mut page_tables, virt, pa(0x1000 * (offset + 1)), PageSize::Size4K, USER_RW).unwrap();
+                map(&fake, &mut tables, virt, frame_of(offset), PageSize::Size4K, USER_RW).unwrap();
             }
-            let from = base + start * PAGE_SIZE;
-            let mut ranged = Vec::new();
-            range_tables.unmap_range(&mut &by_range, from, pages, &mut |virt, frame, _| {
-                ranged.push((virt, frame));
+            let in_range = |offset: u64| (start..start + pages).contains(&offset);
+            let mut removed = Vec::new();
+            tables.unmap_range(&mut &fake, base + start * PAGE_SIZE, pages, &mut |virt, frame, _| {
+                removed.push((virt, frame.address()));
             });
-            let mut paged = Vec::new();
-            for page in 0..pages {
-                let virt = from + page * PAGE_SIZE;
-                if let Some(frame) = page_tables.unmap(&mut &by_page, virt) {
-                    paged.push((virt, frame));
-                }
-            }
-            prop_assert_eq!(ranged, paged);
+            let wanted: Vec<(u64, u64)> = offsets
+                .iter()
+                .filter(|&&offset| in_range(offset))
+                .map(|&offset| (base + offset * PAGE_SIZE, frame_of(offset).get()))
+                .collect();
+            prop_assert_eq!(removed, wanted);
             for offset in 0..1536 {
-                let virt = base + offset * PAGE_SIZE;
-                prop_assert_eq!(
-                    range_tables.translate(&&by_range, virt),
-                    page_tables.translate(&&by_page, virt)
-                );
+                let mapped = tables.translate(&&fake, base + offset * PAGE_SIZE).is_some();
+                prop_assert_eq!(mapped, offsets.contains(&offset) && !in_range(offset));
             }
         }
     }

@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod async_message;
+pub mod ds;
 pub mod endpoint;
 pub mod error;
+pub mod exactly_once;
 pub mod host_command;
 pub mod introspect;
 pub mod layout;

@@ -19,8 +19,14 @@ pub const PM_SERVER_NAME: &str = "pm";
 /// The boot table: the process names of the system servers the kernel starts itself (in
 /// module order) when PM is among the boot modules; PM starts every other module that is
 /// not `boot=pm`. RS, the reincarnation server, comes after PM (it spawns its services
-/// through PM).
-pub const SYSTEM_SERVERS: &[&str] = &["vm", PM_SERVER_NAME, crate::rs::RS_SERVER_NAME];
+/// through PM); DS, the data store, is one too (list it before RS: the services RS starts
+/// read their state back from DS as they start).
+pub const SYSTEM_SERVERS: &[&str] = &[
+    "vm",
+    PM_SERVER_NAME,
+    crate::ds::DS_SERVER_NAME,
+    crate::rs::RS_SERVER_NAME,
+];
 
 /// Request kinds (`Message::kind`) PM answers.
 pub mod request {

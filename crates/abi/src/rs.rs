@@ -264,6 +264,28 @@ pub mod hello {
     /// The process name RS tables and clients use.
     pub const SERVICE_NAME: &str = "hello_service";
 
+    /// The DS key under which hello keeps its counter and its exactly-once records.
+    pub const STATE_KEY: &str = "hello.state";
+
+    /// Where a request's words go: `payload[ARGUMENT]` (ADD's n, EXIT's status), the
+    /// request id (`payload[CLIENT]`, `payload[SEQUENCE]`, `vigil_abi::exactly_once`;
+    /// sequence 0: no id, executed every time) and `payload[FLAGS]` (`flags`; other bits
+    /// are `InvalidArgument`).
+    pub mod word {
+        pub const ARGUMENT: usize = 0;
+        pub const CLIENT: usize = 1;
+        pub const SEQUENCE: usize = 2;
+        pub const FLAGS: usize = 3;
+    }
+
+    /// Request flags (for tests).
+    pub mod flags {
+        /// Crash (a null dereference) after the request's new state and reply are recorded
+        /// in DS, before replying: the retry must be answered from the record.
+        pub const CRASH_AFTER_COMMIT: u64 = 1;
+        pub const ALL: u64 = CRASH_AFTER_COMMIT;
+    }
+
     /// Request kinds; every answer is `REPLY` with `[0, counter]` or `[error]`.
     pub mod request {
         /// → `[0, counter]`.

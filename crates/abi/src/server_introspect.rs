@@ -42,6 +42,8 @@ pub enum Topic {
     /// PM: one [`ProcessTreeRecord`] per process PM started and still knows (running, or
     /// exited and not yet waited for), by pid.
     Processes = 5,
+    /// DS: one `ds::KeyRecord` per key (key, owner, value size, publishes).
+    DataStore = 6,
 }
 
 impl Topic {
@@ -52,6 +54,7 @@ impl Topic {
             3 => Topic::Services,
             4 => Topic::OpenFiles,
             5 => Topic::Processes,
+            6 => Topic::DataStore,
             _ => return None,
         })
     }
@@ -63,6 +66,7 @@ impl Topic {
             Topic::Services => "services",
             Topic::OpenFiles => "open-files",
             Topic::Processes => "processes",
+            Topic::DataStore => "data-store",
         }
     }
 }

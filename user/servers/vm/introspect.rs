@@ -48,7 +48,9 @@ pub fn answer(vm: &Vm, message: &Message) -> Message {
                 records.into_iter(),
             )
         }
-        Topic::Services | Topic::OpenFiles | Topic::Processes => Err(Error::NoSuchCall),
+        Topic::Services | Topic::OpenFiles | Topic::Processes | Topic::DataStore => {
+            Err(Error::NoSuchCall)
+        }
     };
     if let Err(error) = outcome {
         println!(

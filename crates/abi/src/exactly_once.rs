@@ -19,6 +19,11 @@
 
 use crate::error::Error;
 
+/// Where a request carries its id: `payload[CLIENT_WORD]`, `payload[SEQUENCE_WORD]` (the
+/// same words for every exactly-once service, so one runtime client serves them all).
+pub const CLIENT_WORD: usize = 1;
+pub const SEQUENCE_WORD: usize = 2;
+
 /// Records a service keeps (clients × 1).
 pub const MAX_CLIENTS: usize = 16;
 /// Words of a recorded reply (a message payload).

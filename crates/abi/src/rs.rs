@@ -273,8 +273,8 @@ pub mod hello {
     /// are `InvalidArgument`).
     pub mod word {
         pub const ARGUMENT: usize = 0;
-        pub const CLIENT: usize = 1;
-        pub const SEQUENCE: usize = 2;
+        pub const CLIENT: usize = crate::exactly_once::CLIENT_WORD;
+        pub const SEQUENCE: usize = crate::exactly_once::SEQUENCE_WORD;
         pub const FLAGS: usize = 3;
     }
 

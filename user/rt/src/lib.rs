@@ -22,6 +22,8 @@
 extern crate alloc;
 
 pub mod alarm;
+pub mod ds;
+pub mod exactly_once;
 pub mod heap;
 pub mod introspect;
 pub mod ipc;

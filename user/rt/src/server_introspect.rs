@@ -105,3 +105,17 @@ pub fn process_tree(server: Endpoint) -> Result<Vec<ProcessTreeRecord>, Error> {
         })
         .collect())
 }
+
+/// The data-store topic of `server` (DS): one record per key (key, owner, size).
+pub fn data_store(server: Endpoint) -> Result<Vec<vigil_abi::ds::KeyRecord>, Error> {
+    use vigil_abi::ds::{KeyRecord, KEY_RECORD_BYTES};
+    let (_, bytes) = all_records(server, Topic::DataStore, KEY_RECORD_BYTES)?;
+    Ok(bytes
+        .chunks_exact(KEY_RECORD_BYTES)
+        .map(|chunk| {
+            let mut record = [0; KEY_RECORD_BYTES];
+            record.copy_from_slice(chunk);
+            KeyRecord::from_bytes(&record)
+        })
+        .collect())
+}

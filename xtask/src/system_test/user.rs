@@ -502,6 +502,61 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "ds-store",
+        // DS, the data store (a system server before RS): small values and 4 KiB ranges by
+        // grant published, read back, overwritten, deleted; ownership by process name
+        // (ds_other reads ds_test's key, cannot overwrite or delete it); the limits
+        // (value size, total bytes, keys); bad requests and a fuzz of random ones, each
+        // refused while DS keeps serving; INTROSPECT's key records.
+        check: check_ds_store,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "ds kcalls=safecopy",
+            "ds_test name=ds_other -- other",
+            "ds_test kcalls=shutdown",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
+        name: "hello-exactly-once",
+        // hello keeps its counter and its clients' last requests in DS: the counter
+        // survives a null dereference, a panic, an exit and a hang; a request whose reply
+        // was lost (hello crashes after recording it) is answered from the record, not
+        // executed twice; a stale id is refused; a short load under crashes loses and
+        // doubles nothing.
+        check: check_hello_exactly_once,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "ds kcalls=safecopy",
+            "rs kcalls=rs -- hello_service:base=0,cap=0,limit=1000,stable=0,hb=20",
+            "hello_service boot=pm",
+            "hello_client kcalls=shutdown -- exactly-once",
+        ],
+        deadline: secs(180),
+        ..USER
+    },
+    Scenario {
+        name: "rs-thousand-crashes",
+        // 1,000 ends of hello (null dereferences, panics, exits, and a hang every 250th)
+        // while a client increments it as fast as it can: the counter equals the
+        // acknowledged increments (0 lost, 0 doubled), no kernel panic, and RS's restart
+        // latency for each crash (its median and maximum printed by the check).
+        check: check_rs_thousand_crashes,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "ds kcalls=safecopy",
+            "rs kcalls=rs -- hello_service:base=0,cap=0,limit=1000,stable=0,hb=20",
+            "hello_service boot=pm",
+            "hello_client kcalls=shutdown -- load 1000",
+        ],
+        deadline: secs(600),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
@@ -1312,6 +1367,119 @@ fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.require("rs_test: PASS RS and hello refused every bad request and kept serving")?;
     require_success_shutdown(console, "rs_test")
+}
+
+fn check_ds_store(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.require("boot: started 'ds' (pid ")?;
+    console.require("ds: data store ready at ")?;
+    for refusal in [
+        "publish before IDENTIFY: EPERM",
+        "IDENTIFY as another process's name: EPERM",
+        "IDENTIFY with an empty name: EINVAL",
+        "retrieve into a buffer shorter than the value: EINVAL",
+        "retrieve a range as a small value: EINVAL",
+        "retrieve a deleted key: ESRCH",
+        "delete a deleted key: ESRCH",
+        "a value above 4 KiB: EINVAL",
+        "a key above 16 bytes: EINVAL",
+        "a value past the total bytes: ENOMEM",
+        "a key past the most keys: ENOMEM",
+        "an unknown DS request: ENOSYS",
+        "a key of length 0: EINVAL",
+        "a key length past its bytes: EINVAL",
+        "a key with a control byte: EINVAL",
+        "a reserved word that is not 0: EINVAL",
+        "a small value longer than 24 bytes: EINVAL",
+        "a grant id that names no grant: EBADGRANT",
+        "a grant smaller than the size named: EBADGRANT",
+        "a read-only grant to retrieve into: EBADGRANT",
+        "a grant for another process: EBADGRANT",
+        "a kernel kind sent to DS: EINVAL",
+        "INTROSPECT of a topic DS does not hold: ENOSYS",
+        "INTROSPECT into a buffer smaller than a record: EINVAL",
+    ] {
+        console.require(&format!("ds_test: refused as expected: {refusal}"))?;
+    }
+    for refusal in [
+        "overwrite another process's key: EPERM",
+        "delete another process's key: EPERM",
+    ] {
+        console.require(&format!("ds_other: refused as expected: {refusal}"))?;
+    }
+    console.require("ds_other: PASS others may read a key, not overwrite or delete it")?;
+    console.require("ds_test: range: 4096 bytes published and read back by grant")?;
+    console.require("ds_test: limits: 15 values of 4 KiB filled the bytes, 62 more keys filled the keys")?;
+    console.require_line_with(&["ds_test: fuzz: 2000 random requests, 2000 answered (", "refused); DS still serving"])?;
+    console.require_line_with(&[
+        "ds_test: introspect: 2 keys:",
+        "shared.k=ds_test(4 bytes, 1 publishes)",
+        "other.done=ds_other(4 bytes, 1 publishes)",
+    ])?;
+    console.require_clean_run()?;
+    console.require("ds_test: PASS DS stored, returned and deleted values and ranges, kept ownership, refused every bad request and kept serving")?;
+    require_success_shutdown(console, "ds_test")
+}
+
+fn check_hello_exactly_once(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.require("rs: service 'hello_service' started (pid ")?;
+    console.require("hello_service: serving at ")?;
+    for crash in ["null dereference", "panic", "exit", "hang"] {
+        console.require_line_with(&[
+            &format!("hello_client: {crash}: counter kept ("),
+            ") by the new instance ",
+        ])?;
+    }
+    // Each new instance read the counter back from DS.
+    console.require_line_with(&["hello_service: serving at ", " from DS, 1 clients recorded)"])?;
+    console.require("hello_service: crashing after recording counter ")?;
+    console.require_line_with(&["hello_service: request ", " answered from the record (not executed again)"])?;
+    console.require_line_with(&["hello_client: lost reply: request ", " answered from the record after "])?;
+    console.require("hello_client: refused as expected: a stale request id: EINVAL")?;
+    console.require("hello_client: refused as expected: an unknown flag: EINVAL")?;
+    console.require_line_with(&["hello_client: load: 12 crashes, ", ": 0 lost, 0 doubled"])?;
+    console.require_clean_run()?;
+    console.require("hello_client: PASS counter kept across a null dereference, a panic, an exit and a hang; a lost reply answered from the record; 0 lost, 0 doubled under crashes")?;
+    require_success_shutdown(console, "hello_client")
+}
+
+/// RS's restart latencies (µs from an instance's end to its successor's start), from its
+/// `restarted as pid … (restart N, L us after its end)` lines.
+fn restart_latencies_us(console: &Console) -> Vec<u64> {
+    console
+        .lines
+        .iter()
+        .filter(|line| line.text.contains("rs: service 'hello_service' restarted as pid "))
+        .filter_map(|line| {
+            let (_, tail) = line.text.split_once(", ")?;
+            tail.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+fn check_rs_thousand_crashes(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.forbid("kernel panic")?;
+    console.require_line_with(&["hello_client: load: 1000 crashes (", " hangs) in "])?;
+    console.require_line_with(&["hello_client: load: 1000 crashes, ", ": 0 lost, 0 doubled"])?;
+    let mut latencies = restart_latencies_us(console);
+    if latencies.len() < 1000 {
+        return Err(format!(
+            "RS recorded {} restart latencies, expected one per crash (1000)",
+            latencies.len()
+        ));
+    }
+    latencies.sort_unstable();
+    println!(
+        "    rs-thousand-crashes: {} restarts; restart latency median {} us, max {} us (guest time, end -> new instance started)",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    console.require_clean_run()?;
+    console.require("hello_client: PASS 1000 crashes: 0 lost, 0 doubled")?;
+    require_success_shutdown(console, "hello_client")
 }
 
 fn check_pm_signal_kcalls(console: &Console) -> Result<(), String> {

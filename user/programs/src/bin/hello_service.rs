@@ -3,8 +3,14 @@
 //! INCREMENT and ADD(n) with the counter, RS's heartbeat pings (a notification from RS,
 //! answered with one from its receive loop), and for tests CRASH (a null dereference, which
 //! RS sees as the signal manager), PANIC (status 101), EXIT(status) and HANG (it stops
-//! answering). Its counter starts at 0 in every instance: phase 1 keeps no state across a
-//! restart (that is DS's job, issue 10).
+//! answering).
+//!
+//! Its counter lives in DS (key `hello.state`) with its clients' last completed requests
+//! (`vigil_rt::exactly_once::Ledger`): a new instance reads both back, and a request
+//! whose id was already completed — a client's retry after a crash — is answered from the
+//! record, not executed again. INCREMENT and ADD store the new counter and the reply in one
+//! DS publish before answering. Without DS (or if DS refuses it) the counter lives in
+//! memory and starts at 0 in every instance.
 //!
 //! With the argument `crash-on-start` it dereferences null before serving: a service that
 //! always crashes, for RS's crash-loop policy.
@@ -13,16 +19,21 @@
 
 use core::time::Duration;
 
-use vigil_rt::abi::rs::hello::request;
+use vigil_rt::abi::exactly_once::Verdict;
+use vigil_rt::abi::rs::hello::{flags, request, word, SERVICE_NAME, STATE_KEY};
+use vigil_rt::exactly_once::Ledger;
 use vigil_rt::{ipc, println, thread, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
-fn answer(client: Endpoint, result: Result<u64, Error>) {
-    let payload = match result {
+fn reply_payload(result: Result<u64, Error>) -> [u64; 6] {
+    match result {
         Ok(counter) => [0, counter, 0, 0, 0, 0],
         Err(error) => [error as u64, 0, 0, 0, 0, 0],
-    };
+    }
+}
+
+fn send_reply(client: Endpoint, payload: [u64; 6]) {
     if let Err(error) =
         ipc::send_nonblocking(client, &Message::with_payload(request::REPLY, payload))
     {
@@ -30,16 +41,111 @@ fn answer(client: Endpoint, result: Result<u64, Error>) {
     }
 }
 
+fn answer(client: Endpoint, result: Result<u64, Error>) {
+    send_reply(client, reply_payload(result));
+}
+
+fn crash() -> Result<u64, Error> {
+    let value = vigil_programs::read_address_zero();
+    println!("survived a null dereference ({value:#x})");
+    Err(Error::Fault)
+}
+
+/// The ledger in DS, or in memory if DS is absent or refuses this process.
+fn open_ledger() -> Ledger {
+    let initial = 0u64.to_le_bytes();
+    // DS knows this process by its name: hello's, unless it runs under another one.
+    if ipc::lookup(SERVICE_NAME) != Ok(ipc::self_endpoint()) {
+        println!("not running as '{SERVICE_NAME}': the counter lives in memory only");
+        return Ledger::in_memory(&initial);
+    }
+    match Ledger::open(SERVICE_NAME, STATE_KEY, &initial) {
+        Ok(ledger) => ledger,
+        Err(error) => {
+            println!("DS refused the state ({error}): the counter lives in memory only");
+            Ledger::in_memory(&initial)
+        }
+    }
+}
+
+fn counter_of(ledger: &Ledger) -> u64 {
+    match <[u8; 8]>::try_from(ledger.state()) {
+        Ok(bytes) => u64::from_le_bytes(bytes),
+        Err(_) => {
+            println!(
+                "stored state of {} bytes is not a counter: starting at 0",
+                ledger.state().len()
+            );
+            0
+        }
+    }
+}
+
+/// GET, INCREMENT or ADD, exactly once: a completed id is answered from the record; a new
+/// INCREMENT or ADD is executed and its new counter and reply stored in one DS publish
+/// before the answer.
+fn counter_request(ledger: &mut Ledger, counter: &mut u64, message: &Message) {
+    let client = message.source;
+    let id = Ledger::request_id(message);
+    let request_flags = message.payload[word::FLAGS];
+    if request_flags & !flags::ALL != 0 {
+        return answer(client, Err(Error::InvalidArgument));
+    }
+    match ledger.verdict(id) {
+        Verdict::Replay(reply) => {
+            if let Some(id) = id {
+                println!(
+                    "request {:#x}:{} answered from the record (not executed again)",
+                    id.client, id.sequence
+                );
+            }
+            return send_reply(client, reply);
+        }
+        Verdict::Stale => {
+            println!("request {id:?} is older than its client's last: refused");
+            return answer(client, Err(Error::InvalidArgument));
+        }
+        Verdict::Execute => {}
+    }
+    let new = match message.kind {
+        request::GET => return answer(client, Ok(*counter)),
+        request::INCREMENT => counter.wrapping_add(1),
+        _ => match counter.checked_add(message.payload[word::ARGUMENT]) {
+            Some(sum) => sum,
+            None => return answer(client, Err(Error::InvalidArgument)),
+        },
+    };
+    let reply = reply_payload(Ok(new));
+    if let Err(error) = ledger.commit(id, &new.to_le_bytes(), reply) {
+        println!("storing counter {new} failed: {error} (the request is not executed)");
+        return answer(client, Err(error));
+    }
+    *counter = new;
+    if request_flags & flags::CRASH_AFTER_COMMIT != 0 {
+        println!("crashing after recording counter {new}, before replying (on request)");
+        let _ = crash();
+    }
+    send_reply(client, reply);
+}
+
 fn main(args: &str) -> i32 {
     if args.trim() == "crash-on-start" {
         println!("crashing before serving (crash-on-start)");
-        let value = vigil_programs::read_address_zero();
-        println!("survived a null dereference ({value:#x})");
+        let _ = crash();
         return 1;
     }
-    let mut counter: u64 = 0;
+    let mut ledger = open_ledger();
+    let mut counter = counter_of(&ledger);
     let rs = ipc::lookup(vigil_rt::abi::rs::RS_SERVER_NAME).ok();
-    println!("serving at {} (counter 0)", ipc::self_endpoint());
+    if ledger.is_stored() {
+        println!(
+            "serving at {} (counter {counter} from DS, {} clients recorded)",
+            ipc::self_endpoint(),
+            ledger.clients()
+        );
+    } else {
+        println!("serving at {} (counter {counter})", ipc::self_endpoint());
+    }
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
             Ok(message) => message,
@@ -61,26 +167,16 @@ fn main(args: &str) -> i32 {
         }
         let client = message.source;
         let result = match message.kind {
-            request::GET => Ok(counter),
-            request::INCREMENT => {
-                counter = counter.wrapping_add(1);
-                Ok(counter)
+            request::GET | request::INCREMENT | request::ADD => {
+                counter_request(&mut ledger, &mut counter, &message);
+                continue;
             }
-            request::ADD => match counter.checked_add(message.payload[0]) {
-                Some(sum) => {
-                    counter = sum;
-                    Ok(counter)
-                }
-                None => Err(Error::InvalidArgument),
-            },
             request::CRASH => {
                 println!("crashing on request (null dereference)");
-                let value = vigil_programs::read_address_zero();
-                println!("survived a null dereference ({value:#x})");
-                Err(Error::Fault)
+                crash()
             }
             request::PANIC => panic!("panicking on request"),
-            request::EXIT => match i32::try_from(message.payload[0]) {
+            request::EXIT => match i32::try_from(message.payload[word::ARGUMENT]) {
                 Ok(status @ 0..=255) => {
                     println!("exiting with status {status} on request");
                     vigil_rt::process::exit(status)
@@ -98,3 +194,4 @@ fn main(args: &str) -> i32 {
         answer(client, result);
     }
 }
+

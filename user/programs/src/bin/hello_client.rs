@@ -118,7 +118,9 @@ fn main(args: &str) -> i32 {
     let mut words = args.split_ascii_whitespace();
     match (words.next(), words.next().map(str::parse::<u64>)) {
         (Some("exactly-once"), None) => finish("hello_client", exactly_once()),
-        (Some("load"), Some(Ok(crashes))) => finish("hello_client", load(crashes)),
+        (Some("load"), Some(Ok(crashes))) => {
+            finish("hello_client", load(&mut Client::new(SERVICE_NAME), crashes))
+        }
         _ => finish(
             "hello_client",
             Err(format!("unknown arguments '{args}' (exactly-once | load CRASHES)")),
@@ -223,7 +225,7 @@ fn exactly_once() -> Result<String, String> {
         counter_call(&mut client, request::GET, 0, 0),
         expected,
     )?;
-    load(12)?;
+    load(&mut client, 12)?;
     Ok(String::from(
         "counter kept across a null dereference, a panic, an exit and a hang; a lost reply answered from the record; 0 lost, 0 doubled under crashes",
     ))
@@ -237,9 +239,10 @@ struct Load {
     failed: AtomicU64,
 }
 
-fn load(crashes: u64) -> Result<String, String> {
-    let mut client = Client::new(SERVICE_NAME);
-    let start = context(counter_call(&mut client, request::GET, 0, 0), "GET")?;
+/// The load under `crashes` crashes; `client` (this thread's) reads the counter before and
+/// after.
+fn load(client: &mut Client, crashes: u64) -> Result<String, String> {
+    let start = context(counter_call(client, request::GET, 0, 0), "GET")?;
     let shared = Arc::new(Load {
         stop: AtomicBool::new(false),
         acknowledged: AtomicU64::new(0),
@@ -308,7 +311,7 @@ fn load(crashes: u64) -> Result<String, String> {
     outcome?;
     let elapsed_ns = time::now_ns() - began_ns;
     let acknowledged = shared.acknowledged.load(Ordering::Relaxed);
-    let end = context(counter_call(&mut client, request::GET, 0, 0), "final GET")?;
+    let end = context(counter_call(client, request::GET, 0, 0), "final GET")?;
     let made = end.wrapping_sub(start);
     println!(
         "load: {} crashes ({} null dereferences, {} panics, {} exits, {} hangs) in {} ms; {acknowledged} increments acknowledged, {} retries; counter {start} -> {end}",

@@ -102,7 +102,12 @@ fn counter_request(ledger: &mut Ledger, counter: &mut u64, message: &Message) {
             return send_reply(client, reply);
         }
         Verdict::Stale => {
-            println!("request {id:?} is older than its client's last: refused");
+            if let Some(id) = id {
+                println!(
+                    "request {:#x}:{} is older than its client's last: refused",
+                    id.client, id.sequence
+                );
+            }
             return answer(client, Err(Error::InvalidArgument));
         }
         Verdict::Execute => {}

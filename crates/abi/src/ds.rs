@@ -83,8 +83,7 @@ impl Key {
     }
 
     pub fn from_bytes(text: &[u8]) -> Result<Key, Error> {
-        if text.is_empty() || text.len() > MAX_KEY_BYTES || !text.iter().all(u8::is_ascii_graphic)
-        {
+        if text.is_empty() || text.len() > MAX_KEY_BYTES || !text.iter().all(u8::is_ascii_graphic) {
             return Err(Error::InvalidArgument);
         }
         let mut bytes = [0; MAX_KEY_BYTES];
@@ -380,10 +379,7 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
-        assert_eq!(
-            publish_payload(&key, &[0; 25]),
-            Err(Error::InvalidArgument)
-        );
+        assert_eq!(publish_payload(&key, &[0; 25]), Err(Error::InvalidArgument));
         let mut forged = publish_payload(&key, b"abc").unwrap();
         forged[2] = 1 | 25 << 8;
         assert_eq!(
@@ -410,10 +406,7 @@ mod tests {
     fn requests_are_checked_at_the_boundary() {
         let key = Key::new("state").unwrap();
         let [k0, k1] = key.words();
-        assert_eq!(
-            Request::parse(0x0600_0077, &[0; 6]),
-            Err(Error::NoSuchCall)
-        );
+        assert_eq!(Request::parse(0x0600_0077, &[0; 6]), Err(Error::NoSuchCall));
         assert_eq!(
             Request::parse(request::RETRIEVE, &[k0, k1, 5, 0, 0, 0]),
             Ok(Request::Retrieve { key })

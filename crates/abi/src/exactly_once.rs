@@ -79,7 +79,12 @@ pub struct Table {
 
 impl Table {
     pub fn verdict(&self, id: RequestId) -> Verdict {
-        match self.records.iter().flatten().find(|r| r.id.client == id.client) {
+        match self
+            .records
+            .iter()
+            .flatten()
+            .find(|r| r.id.client == id.client)
+        {
             Some(record) if record.id.sequence == id.sequence => Verdict::Replay(record.reply),
             Some(record) if record.id.sequence > id.sequence => Verdict::Stale,
             _ => Verdict::Execute,
@@ -159,7 +164,7 @@ impl Table {
             u64::from_le_bytes(word)
         });
         let mut next = || words.next().ok_or(Error::InvalidArgument);
-        if bytes.len() % 8 != 0 || next()? != MAGIC {
+        if !bytes.len().is_multiple_of(8) || next()? != MAGIC {
             return Err(Error::InvalidArgument);
         }
         let commits = next()?;
@@ -216,7 +221,10 @@ mod tests {
         let mut table = Table::default();
         assert_eq!(table.verdict(id(7, 1)), Verdict::Execute);
         table.record(id(7, 1), [0, 41, 0, 0, 0, 0]);
-        assert_eq!(table.verdict(id(7, 1)), Verdict::Replay([0, 41, 0, 0, 0, 0]));
+        assert_eq!(
+            table.verdict(id(7, 1)),
+            Verdict::Replay([0, 41, 0, 0, 0, 0])
+        );
         assert_eq!(table.verdict(id(7, 2)), Verdict::Execute);
         assert_eq!(table.verdict(id(8, 1)), Verdict::Execute);
         table.record(id(7, 2), [0, 42, 0, 0, 0, 0]);
@@ -234,7 +242,11 @@ mod tests {
         table.record(id(0, 2), [0; REPLY_WORDS]); // client 0 is now the newest
         table.record(id(99, 1), [99; REPLY_WORDS]);
         assert_eq!(table.clients(), MAX_CLIENTS);
-        assert_eq!(table.verdict(id(1, 1)), Verdict::Execute, "client 1 was oldest");
+        assert_eq!(
+            table.verdict(id(1, 1)),
+            Verdict::Execute,
+            "client 1 was oldest"
+        );
         assert_eq!(table.verdict(id(0, 2)), Verdict::Replay([0; REPLY_WORDS]));
         assert_eq!(table.verdict(id(99, 1)), Verdict::Replay([99; REPLY_WORDS]));
     }
@@ -265,6 +277,9 @@ mod tests {
             Err(Error::InvalidArgument)
         );
         let full = Table::max_encoded_bytes();
-        assert!(full <= crate::ds::MAX_VALUE_BYTES, "one DS value holds it all");
+        assert!(
+            full <= crate::ds::MAX_VALUE_BYTES,
+            "one DS value holds it all"
+        );
     }
 }

@@ -87,10 +87,7 @@ impl Ledger {
 
     /// The id of `message` (`None`: no id, execute every time).
     pub fn request_id(message: &Message) -> Option<RequestId> {
-        RequestId::from_words(
-            message.payload[CLIENT_WORD],
-            message.payload[SEQUENCE_WORD],
-        )
+        RequestId::from_words(message.payload[CLIENT_WORD], message.payload[SEQUENCE_WORD])
     }
 
     /// What to do with a request of `id`.

@@ -27,8 +27,14 @@ use vigil_rt::{println, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
+/// Refusals DS logs one by one; after these it logs every `REFUSALS_LOGGED`th (a fuzzing
+/// client must not flood the console).
+const REFUSALS_LOGGED: u64 = 64;
+
 struct Ds {
     store: Store,
+    /// Requests refused so far.
+    refusals: u64,
     /// Endpoints that proved their process name with IDENTIFY.
     identities: Vec<(Endpoint, Owner)>,
 }
@@ -119,6 +125,7 @@ fn reply(client: Endpoint, message: &Message) {
 fn main(_args: &str) -> i32 {
     let mut ds = Ds {
         store: Store::default(),
+        refusals: 0,
         identities: Vec::new(),
     };
     println!("data store ready at {}", ipc::self_endpoint());
@@ -143,12 +150,16 @@ fn main(_args: &str) -> i32 {
         let payload = match outcome {
             Ok([a, b, c, d, e]) => [0, a, b, c, d, e],
             Err(error) => {
-                println!(
-                    "{client}: request {:#x} refused: {error} ({} keys, {} bytes held)",
-                    message.kind,
-                    ds.store.keys(),
-                    ds.store.total_bytes()
-                );
+                ds.refusals += 1;
+                if ds.refusals <= REFUSALS_LOGGED || ds.refusals.is_multiple_of(REFUSALS_LOGGED) {
+                    println!(
+                        "{client}: request {:#x} refused: {error} ({} keys, {} bytes held; refusal {})",
+                        message.kind,
+                        ds.store.keys(),
+                        ds.store.total_bytes(),
+                        ds.refusals
+                    );
+                }
                 [error as u64, 0, 0, 0, 0, 0]
             }
         };

@@ -4,7 +4,9 @@
 
 use alloc::vec::Vec;
 
-use vigil_rt::abi::ds::{Key, KeyRecord, MAX_KEYS, MAX_OWNER_BYTES, MAX_TOTAL_BYTES, MAX_VALUE_BYTES};
+use vigil_rt::abi::ds::{
+    Key, KeyRecord, MAX_KEYS, MAX_OWNER_BYTES, MAX_TOTAL_BYTES, MAX_VALUE_BYTES,
+};
 use vigil_rt::Error;
 
 /// A process name (an owner), checked by IDENTIFY.

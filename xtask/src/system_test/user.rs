@@ -553,7 +553,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "hello_service boot=pm",
             "hello_client kcalls=shutdown -- load 1000",
         ],
-        deadline: secs(600),
+        deadline: secs(300),
         ..USER
     },
     Scenario {
@@ -1409,8 +1409,13 @@ fn check_ds_store(console: &Console) -> Result<(), String> {
     }
     console.require("ds_other: PASS others may read a key, not overwrite or delete it")?;
     console.require("ds_test: range: 4096 bytes published and read back by grant")?;
-    console.require("ds_test: limits: 15 values of 4 KiB filled the bytes, 62 more keys filled the keys")?;
-    console.require_line_with(&["ds_test: fuzz: 2000 random requests, 2000 answered (", "refused); DS still serving"])?;
+    console.require(
+        "ds_test: limits: 15 values of 4 KiB filled the bytes, 62 more keys filled the keys",
+    )?;
+    console.require_line_with(&[
+        "ds_test: fuzz: 2000 random requests, 2000 answered (",
+        "refused); DS still serving",
+    ])?;
     console.require_line_with(&[
         "ds_test: introspect: 2 keys:",
         "shared.k=ds_test(4 bytes, 1 publishes)",
@@ -1442,10 +1447,19 @@ fn check_hello_exactly_once(console: &Console) -> Result<(), String> {
         ])?;
     }
     // Each new instance read the counter back from DS.
-    console.require_line_with(&["hello_service: serving at ", " from DS, 1 clients recorded)"])?;
+    console.require_line_with(&[
+        "hello_service: serving at ",
+        " from DS, 1 clients recorded)",
+    ])?;
     console.require("hello_service: crashing after recording counter ")?;
-    console.require_line_with(&["hello_service: request ", " answered from the record (not executed again)"])?;
-    console.require_line_with(&["hello_client: lost reply: request ", " answered from the record after "])?;
+    console.require_line_with(&[
+        "hello_service: request ",
+        " answered from the record (not executed again)",
+    ])?;
+    console.require_line_with(&[
+        "hello_client: lost reply: request ",
+        " answered from the record after ",
+    ])?;
     console.require("hello_client: refused as expected: a stale request id: EINVAL")?;
     console.require("hello_client: refused as expected: an unknown flag: EINVAL")?;
     console.require_line_with(&["hello_client: load: 12 crashes, ", ": 0 lost, 0 doubled"])?;
@@ -1460,7 +1474,10 @@ fn restart_latencies_us(console: &Console) -> Vec<u64> {
     console
         .lines
         .iter()
-        .filter(|line| line.text.contains("rs: service 'hello_service' restarted as pid "))
+        .filter(|line| {
+            line.text
+                .contains("rs: service 'hello_service' restarted as pid ")
+        })
         .filter_map(|line| {
             let (_, tail) = line.text.split_once(", ")?;
             tail.split_whitespace().next()?.parse().ok()

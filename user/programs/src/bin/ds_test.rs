@@ -86,7 +86,10 @@ fn other() -> Result<String, String> {
     if owned {
         return Err("DS says ds_other owns ds_test's key".into());
     }
-    println!("read another process's key: {:?}", core::str::from_utf8(&value));
+    println!(
+        "read another process's key: {:?}",
+        core::str::from_utf8(&value)
+    );
     expect_refusal(
         "overwrite another process's key",
         ds.publish(&key("shared.k")?, b"theirs"),
@@ -97,7 +100,9 @@ fn other() -> Result<String, String> {
         ds.delete(&key("shared.k")?),
         Error::PermissionDenied,
     )?;
-    Ok(String::from("others may read a key, not overwrite or delete it"))
+    Ok(String::from(
+        "others may read a key, not overwrite or delete it",
+    ))
 }
 
 fn judge() -> Result<String, String> {
@@ -139,7 +144,10 @@ fn values(ds: &DataStore) -> Result<(), String> {
     let mut out = [0u8; MAX_SMALL_VALUE_BYTES];
     let (len, owned) = context(ds.retrieve_small(&small, &mut out), "retrieve small")?;
     if &out[..len] != b"hello, DS" || !owned {
-        return Err(format!("small value read back as {:?} (owned {owned})", &out[..len]));
+        return Err(format!(
+            "small value read back as {:?} (owned {owned})",
+            &out[..len]
+        ));
     }
     context(ds.publish(&small, b"second"), "overwrite small")?;
     let (len, _) = context(ds.retrieve_small(&small, &mut out), "retrieve small")?;
@@ -216,9 +224,16 @@ fn limits(ds: &DataStore) -> Result<(), String> {
     if stored != room {
         return Err(format!("{stored} values of 4 KiB fit, {room} expected"));
     }
-    expect_refusal("a value past the total bytes", Err::<(), _>(full), Error::OutOfResources)?;
+    expect_refusal(
+        "a value past the total bytes",
+        Err::<(), _>(full),
+        Error::OutOfResources,
+    )?;
     // Full, it still serves: reads, and a publish that shrinks a value.
-    context(ds.publish(&key("big.0")?, b"small now"), "shrink a value when full")?;
+    context(
+        ds.publish(&key("big.0")?, b"small now"),
+        "shrink a value when full",
+    )?;
     for index in 0..stored {
         context(ds.delete(&key(&format!("big.{index}"))?), "delete big")?;
     }
@@ -237,7 +252,11 @@ fn limits(ds: &DataStore) -> Result<(), String> {
     if made != MAX_KEYS - keys {
         return Err(format!("{made} keys fit, {} expected", MAX_KEYS - keys));
     }
-    expect_refusal("a key past the most keys", Err::<(), _>(full), Error::OutOfResources)?;
+    expect_refusal(
+        "a key past the most keys",
+        Err::<(), _>(full),
+        Error::OutOfResources,
+    )?;
     for index in 0..made {
         context(ds.delete(&key(&format!("many.{index}"))?), "delete many")?;
     }
@@ -248,7 +267,11 @@ fn limits(ds: &DataStore) -> Result<(), String> {
 fn bad_requests(ds: &DataStore) -> Result<(), String> {
     let shared = key("shared.k")?;
     let [k0, k1] = shared.words();
-    expect_refusal("an unknown DS request", ds.call(0x0600_0077, [0; 6]), Error::NoSuchCall)?;
+    expect_refusal(
+        "an unknown DS request",
+        ds.call(0x0600_0077, [0; 6]),
+        Error::NoSuchCall,
+    )?;
     expect_refusal(
         "a key of length 0",
         ds.call(request::RETRIEVE, [k0, k1, 0, 0, 0, 0]),
@@ -322,7 +345,10 @@ fn bad_requests(ds: &DataStore) -> Result<(), String> {
     )?;
     // The key is as it was.
     let mut out = [0u8; MAX_SMALL_VALUE_BYTES];
-    let (len, _) = context(ds.retrieve_small(&shared, &mut out), "retrieve after bad requests")?;
+    let (len, _) = context(
+        ds.retrieve_small(&shared, &mut out),
+        "retrieve after bad requests",
+    )?;
     if &out[..len] != b"mine" {
         return Err(format!("shared.k changed to {:?}", &out[..len]));
     }
@@ -369,7 +395,10 @@ fn fuzz(ds: &DataStore) -> Result<(), String> {
     }
     let _ = ds.delete(&key("fz")?);
     let mut out = [0u8; MAX_SMALL_VALUE_BYTES];
-    let (len, _) = context(ds.retrieve_small(&key("shared.k")?, &mut out), "after the fuzz")?;
+    let (len, _) = context(
+        ds.retrieve_small(&key("shared.k")?, &mut out),
+        "after the fuzz",
+    )?;
     if &out[..len] != b"mine" {
         return Err("shared.k changed during the fuzz".into());
     }
@@ -402,4 +431,3 @@ fn introspect(ds: &DataStore) -> Result<(), String> {
         _ => Err(format!("INTROSPECT records wrong:{text}")),
     }
 }
-

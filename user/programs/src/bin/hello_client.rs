@@ -72,7 +72,9 @@ fn instance_other_than(old: Endpoint) -> Result<Endpoint, String> {
         }
         thread::sleep(Duration::from_millis(1));
     }
-    Err(format!("no new instance of {SERVICE_NAME} answered (last: {last})"))
+    Err(format!(
+        "no new instance of {SERVICE_NAME} answered (last: {last})"
+    ))
 }
 
 /// The ways to end hello, in the order the crasher uses them.
@@ -118,12 +120,15 @@ fn main(args: &str) -> i32 {
     let mut words = args.split_ascii_whitespace();
     match (words.next(), words.next().map(str::parse::<u64>)) {
         (Some("exactly-once"), None) => finish("hello_client", exactly_once()),
-        (Some("load"), Some(Ok(crashes))) => {
-            finish("hello_client", load(&mut Client::new(SERVICE_NAME), crashes))
-        }
+        (Some("load"), Some(Ok(crashes))) => finish(
+            "hello_client",
+            load(&mut Client::new(SERVICE_NAME), crashes),
+        ),
         _ => finish(
             "hello_client",
-            Err(format!("unknown arguments '{args}' (exactly-once | load CRASHES)")),
+            Err(format!(
+                "unknown arguments '{args}' (exactly-once | load CRASHES)"
+            )),
         ),
     }
 }
@@ -138,11 +143,11 @@ fn expect_counter(what: &str, got: Result<u64, Error>, expected: u64) -> Result<
 
 fn exactly_once() -> Result<String, String> {
     let mut client = Client::new(SERVICE_NAME);
-    let start = context(
-        counter_call(&mut client, request::GET, 0, 0),
-        "first GET",
-    )?;
-    println!("counter {start} at the start (client id {:#x})", client.client_id());
+    let start = context(counter_call(&mut client, request::GET, 0, 0), "first GET")?;
+    println!(
+        "counter {start} at the start (client id {:#x})",
+        client.client_id()
+    );
     let mut expected = start;
     for _ in 0..10 {
         expected += 1;
@@ -153,11 +158,20 @@ fn exactly_once() -> Result<String, String> {
         )?;
     }
     expected += 5;
-    expect_counter("ADD(5)", counter_call(&mut client, request::ADD, 5, 0), expected)?;
+    expect_counter(
+        "ADD(5)",
+        counter_call(&mut client, request::ADD, 5, 0),
+        expected,
+    )?;
 
     // The counter survives each kind of end: the new instance reads it back from DS.
     let mut server = context(ipc::lookup(SERVICE_NAME), "lookup")?;
-    for crash in [Crash::NullDereference, Crash::Panic, Crash::Exit, Crash::Hang] {
+    for crash in [
+        Crash::NullDereference,
+        Crash::Panic,
+        Crash::Exit,
+        Crash::Hang,
+    ] {
         crash_instance(server, crash)?;
         server = instance_other_than(server)?;
         expect_counter(
@@ -171,7 +185,10 @@ fn exactly_once() -> Result<String, String> {
             counter_call(&mut client, request::INCREMENT, 0, 0),
             expected,
         )?;
-        println!("{}: counter kept ({expected}) by the new instance {server}", crash.name());
+        println!(
+            "{}: counter kept ({expected}) by the new instance {server}",
+            crash.name()
+        );
     }
 
     // A reply lost in a crash: hello records INCREMENT's new counter and its reply in DS,

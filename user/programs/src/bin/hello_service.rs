@@ -199,4 +199,3 @@ fn main(args: &str) -> i32 {
         answer(client, result);
     }
 }
-

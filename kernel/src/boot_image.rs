@@ -1,6 +1,6 @@
 //! The boot image: every Multiboot module is a program; its string names it and its
 //! privileges (`kcore::boot_options`). The kernel starts only the system servers of the
-//! boot table ([`SYSTEM_SERVERS`]: VM, PM, RS); PM starts every other module, and a `boot=pm`
+//! boot table ([`SYSTEM_SERVERS`]: VM, PM, DS, RS); PM starts every other module, and a `boot=pm`
 //! module is an image PM spawns on request (docs/decisions.md, "The boot table"). Without
 //! a process manager nothing else runs: the kernel says so on the console, with the
 //! modules it leaves. A server module is validated first; one that is malformed is refused

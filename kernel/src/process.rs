@@ -74,7 +74,7 @@ pub struct Process {
     /// it created (`PmCreate`), whoever its signal manager is later (RS for the services
     /// it supervises); None for a boot process (its signal manager, if PM, collects it).
     reaper: Option<u32>,
-    /// Started by the kernel from the boot table (VM, PM, RS): serves forever, so
+    /// Started by the kernel from the boot table (VM, PM, DS, RS): serves forever, so
     /// `exit-when-done` does not wait for it.
     system_server: bool,
     /// Whether the main thread has started (a process `PmCreate` made has none until

@@ -112,7 +112,7 @@ impl Kernel {
 
     /// Whether the machine should stop now (called when nothing is runnable):
     /// `exit-when-done` is set and no process is left but the boot table's system servers
-    /// (VM, PM and RS serve forever), every thread of theirs waiting in Receive — so PM has
+    /// (VM, PM, DS and RS serve forever), every thread of theirs waiting in Receive — so PM has
     /// reaped every exit and nothing will wake them.
     pub fn is_done(&self) -> bool {
         self.exit_when_done

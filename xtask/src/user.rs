@@ -154,7 +154,7 @@ impl fmt::Display for ProgramSpec {
     }
 }
 
-/// The kernel starts only the boot table's servers (`SYSTEM_SERVERS`: vm, pm); PM starts
+/// The kernel starts only the boot table's servers (`SYSTEM_SERVERS`: vm, pm, ds, rs); PM starts
 /// every other program. A boot list with a program PM would start but no `pm` would leave
 /// it never running, so it is refused here, with the fix, rather than at boot.
 pub fn require_process_manager(specs: &[ProgramSpec]) -> Result<()> {

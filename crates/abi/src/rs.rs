@@ -7,7 +7,8 @@
 //!
 //! Phase 1 (see docs/architecture.md "The reincarnation server"): a restarted service is a
 //! new process with a new endpoint; clients find it again by name (`ipc::lookup`) when a
-//! call fails with `DeadEndpoint` or `PartnerDied`. Its state is not kept.
+//! call fails with `DeadEndpoint` or `PartnerDied`. Its state is kept only if it keeps it
+//! in DS (`crate::ds`), as hello does, exactly once (`crate::exactly_once`).
 
 use crate::error::Error;
 

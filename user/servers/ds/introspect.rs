@@ -9,7 +9,7 @@ use vigil_rt::abi::server_introspect::{IntrospectReply, IntrospectRequest, Topic
 use vigil_rt::ipc::{self, GrantId};
 use vigil_rt::{println, Error, Message};
 
-use crate::store::Store;
+use vigil_dscore::Store;
 
 /// The reply to an INTROSPECT `message`.
 pub fn answer(store: &Store, message: &Message) -> Message {

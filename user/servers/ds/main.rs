@@ -12,12 +12,11 @@
 extern crate alloc;
 
 mod introspect;
-mod store;
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-use store::{Owner, Store};
+use vigil_dscore::{Owner, Store};
 use vigil_rt::abi::ds::{
     pack_small_value, request, Request, MAX_IDENTITIES, MAX_SMALL_VALUE_BYTES,
 };

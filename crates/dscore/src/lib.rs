@@ -1,16 +1,19 @@
-//! DS's store: the keys, their values and owners, and the limits (`vigil_abi::ds`) — keys,
-//! bytes per key and in total — checked before anything changes, so a refused publish
-//! leaves the store as it was.
+//! The store of Vigil's data store server (DS, `user/servers/ds`): the keys, their values
+//! and owners, and the limits (`vigil_abi::ds`) — keys, bytes per key and in total —
+//! checked before anything changes, so a refused publish leaves the store as it was.
+//! Nothing here talks to the kernel, so it all runs on the host.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
 
 use alloc::vec::Vec;
 
-use vigil_rt::abi::ds::{
-    Key, KeyRecord, MAX_KEYS, MAX_OWNER_BYTES, MAX_TOTAL_BYTES, MAX_VALUE_BYTES,
-};
-use vigil_rt::Error;
+use vigil_abi::ds::{Key, KeyRecord, MAX_KEYS, MAX_OWNER_BYTES, MAX_TOTAL_BYTES, MAX_VALUE_BYTES};
+use vigil_abi::Error;
 
 /// A process name (an owner), checked by IDENTIFY.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Owner {
     bytes: [u8; MAX_OWNER_BYTES],
     len: u8,
@@ -134,5 +137,91 @@ impl Store {
             record.owner = entry.owner.bytes;
             record
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+
+    fn key(text: &str) -> Key {
+        Key::new(text).unwrap()
+    }
+
+    #[test]
+    fn only_the_owner_overwrites_or_deletes_and_anyone_reads() {
+        let mut store = Store::default();
+        let hello = Owner::new(b"hello_service").unwrap();
+        let other = Owner::new(b"other").unwrap();
+        store.publish(hello, key("k"), b"one").unwrap();
+        store.publish(hello, key("k"), b"two").unwrap();
+        assert_eq!(store.value(&key("k"), Some(hello)), Ok((&b"two"[..], true)));
+        assert_eq!(
+            store.value(&key("k"), Some(other)),
+            Ok((&b"two"[..], false))
+        );
+        assert_eq!(store.value(&key("k"), None), Ok((&b"two"[..], false)));
+        assert_eq!(
+            store.publish(other, key("k"), b"x"),
+            Err(Error::PermissionDenied)
+        );
+        assert_eq!(store.delete(other, &key("k")), Err(Error::PermissionDenied));
+        assert_eq!(store.records().next().unwrap().publishes, 2);
+        store.delete(hello, &key("k")).unwrap();
+        assert_eq!(store.value(&key("k"), None), Err(Error::NotFound));
+        assert_eq!(store.delete(hello, &key("k")), Err(Error::NotFound));
+        assert_eq!(store.total_bytes(), 0);
+        assert!(Owner::new(b"").is_none());
+        assert!(Owner::new(&[b'a'; MAX_OWNER_BYTES + 1]).is_none());
+    }
+
+    #[test]
+    fn the_limits_refuse_without_changing_the_store() {
+        let mut store = Store::default();
+        let owner = Owner::new(b"o").unwrap();
+        let big = [1u8; MAX_VALUE_BYTES];
+        assert_eq!(
+            store.publish(owner, key("huge"), &[0; MAX_VALUE_BYTES + 1]),
+            Err(Error::InvalidArgument)
+        );
+        let fit = MAX_TOTAL_BYTES / MAX_VALUE_BYTES;
+        for index in 0..fit {
+            store
+                .publish(owner, key(&format!("b{index}")), &big)
+                .unwrap();
+        }
+        assert_eq!(store.total_bytes(), MAX_TOTAL_BYTES);
+        assert_eq!(
+            store.publish(owner, key("one-more"), b"x"),
+            Err(Error::OutOfResources)
+        );
+        // A value may shrink when full, and grow back into its own room.
+        store.publish(owner, key("b0"), b"small").unwrap();
+        store.publish(owner, key("b0"), &big).unwrap();
+        // Growing a value past the total is refused, and the old value stays.
+        store.publish(owner, key("b2"), b"s").unwrap();
+        store.publish(owner, key("n"), &[3u8; 4000]).unwrap();
+        assert_eq!(
+            store.publish(owner, key("b2"), &big),
+            Err(Error::OutOfResources)
+        );
+        assert_eq!(store.value(&key("b2"), None).unwrap().0, b"s");
+        store.delete(owner, &key("n")).unwrap();
+        for index in 0..fit {
+            store.delete(owner, &key(&format!("b{index}"))).unwrap();
+        }
+        for index in 0..MAX_KEYS {
+            store
+                .publish(owner, key(&format!("k{index}")), b"v")
+                .unwrap();
+        }
+        assert_eq!(
+            store.publish(owner, key("k-last"), b"v"),
+            Err(Error::OutOfResources)
+        );
+        assert_eq!(store.keys(), MAX_KEYS);
+        assert_eq!(store.total_bytes(), MAX_KEYS);
     }
 }

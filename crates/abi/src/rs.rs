@@ -221,6 +221,40 @@ pub mod reason {
     }
 }
 
+/// A failure as people read it ("exception #PF (vector 14)", "panic (status 101)", …):
+/// RS's console lines, the `service` program and `vigil top` say it the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureText {
+    pub reason: u64,
+    pub detail: u64,
+}
+
+impl core::fmt::Display for FailureText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let detail = self.detail;
+        match self.reason {
+            reason::NONE => f.write_str("none"),
+            reason::EXCEPTION => write!(
+                f,
+                "exception {} (vector {detail})",
+                crate::signal::exception_mnemonic(detail)
+            ),
+            reason::EXIT if detail == 101 => f.write_str("panic (status 101)"),
+            reason::EXIT => write!(f, "exit (status {})", detail as i64),
+            reason::REQUESTED => f.write_str("restart requested"),
+            reason::HANG => write!(f, "hang ({detail} heartbeats unanswered)"),
+            reason::SPAWN => write!(
+                f,
+                "spawn refused ({})",
+                Error::from_code(detail).map_or("?", Error::name)
+            ),
+            reason::DOWN => f.write_str("taken down"),
+            reason::REFRESH => f.write_str("refreshed"),
+            other => write!(f, "reason {other} (detail {detail})"),
+        }
+    }
+}
+
 /// A service's restart policy: the first restart after a failure is immediate, the next
 /// wait `base_ms`, then twice as long each time up to `cap_ms`; after `limit` failures in a
 /// row (a failure counts as "in a row" when the instance ran less than `stable_ms`) the
@@ -485,5 +519,19 @@ mod tests {
         assert_eq!(ServiceState::Down.name(), "down");
         assert_eq!(ServiceState::from_code(6), None);
         assert_eq!(reason::name(reason::REFRESH), "refresh");
+    }
+
+    #[test]
+    fn failures_read_the_same_everywhere() {
+        extern crate std;
+        use std::string::ToString;
+        let text = |reason, detail| FailureText { reason, detail }.to_string();
+        assert_eq!(text(reason::EXCEPTION, 14), "exception #PF (vector 14)");
+        assert_eq!(text(reason::EXIT, 101), "panic (status 101)");
+        assert_eq!(text(reason::EXIT, 7), "exit (status 7)");
+        assert_eq!(text(reason::HANG, 3), "hang (3 heartbeats unanswered)");
+        assert_eq!(text(reason::DOWN, 0), "taken down");
+        assert_eq!(text(reason::NONE, 0), "none");
+        assert_eq!(text(99, 1), "reason 99 (detail 1)");
     }
 }

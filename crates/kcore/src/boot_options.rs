@@ -184,8 +184,13 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
         }
-        // The reincarnation server: the exception events of the services it manages.
-        "rs" => KernelCall::PmNextEvent.mask_bit(),
+        // The reincarnation server: the exception events of the services it manages, its
+        // INTROSPECT answers, and its answers to the host's service commands.
+        "rs" => {
+            KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
+                | KernelCall::PmHostReply.mask_bit()
+        }
         _ => return None,
     })
 }

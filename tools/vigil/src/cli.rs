@@ -229,6 +229,7 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
   command_result  ok message
   process_result  request ok outcome outcome_name message   (answer to a process command)
   process_tree    ts_ns request manager processes[{pid parent state exit_status start_ns name arguments}]
+  service_list    ts_ns request supervisor services[{index name program version state state_name held pid restarts failures_in_a_row last_reason last_detail last_failure last_failure_ns started_ns}]
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
 Integers above 2^53 - 1 (9007199254740991) are written as decimal strings (e.g. the NONE
 endpoint in raw_args, \"18446744073709551614\"), so jq and JavaScript read them exactly.

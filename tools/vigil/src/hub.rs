@@ -427,6 +427,15 @@ impl Hub {
                     None => self.broadcast(frame, false, false),
                 }
             }
+            Ok(KernelFrame::ServiceList(mut list)) => {
+                match self.process_requests.remove(&list.request) {
+                    Some((id, request, _)) => {
+                        list.request = request;
+                        self.send_to(id, encode(&KernelFrame::ServiceList(list)));
+                    }
+                    None => self.broadcast(frame, false, false),
+                }
+            }
             Ok(KernelFrame::CommandResult(_)) => match self.pending.pop_front() {
                 // An incompatible Hello is answered with a failed CommandResult too.
                 Some((id, _, _)) => self.send_to(id, frame),
@@ -565,6 +574,8 @@ fn process_request(frame: &HostFrame) -> Option<u32> {
     match frame {
         HostFrame::ProcessCommand(command) => Some(command.request),
         HostFrame::ProcessTreeNow { request } => Some(*request),
+        HostFrame::ServiceCommand(command) => Some(command.request),
+        HostFrame::ServiceListNow { request } => Some(*request),
         _ => None,
     }
 }
@@ -576,6 +587,10 @@ fn with_request(frame: HostFrame, request: u32) -> HostFrame {
             HostFrame::ProcessCommand(vigil_wire::ProcessCommand { request, ..command })
         }
         HostFrame::ProcessTreeNow { .. } => HostFrame::ProcessTreeNow { request },
+        HostFrame::ServiceCommand(command) => {
+            HostFrame::ServiceCommand(vigil_wire::ServiceCommand { request, ..command })
+        }
+        HostFrame::ServiceListNow { .. } => HostFrame::ServiceListNow { request },
         other => other,
     }
 }

@@ -957,15 +957,53 @@ mod tests {
             &mut bytes,
         );
         hub.on_kernel_bytes(&bytes);
-        let (a, b) = (frames(&a), frames(&b));
+        let (got_a, got_b) = (frames(&a), frames(&b));
         assert!(
-            matches!(a.as_slice(), [KernelFrame::ProcessResult(r)] if r.request == 7 && r.message == "killed"),
-            "{a:?}"
+            matches!(got_a.as_slice(), [KernelFrame::ProcessResult(r)] if r.request == 7 && r.message == "killed"),
+            "{got_a:?}"
         );
         assert!(
-            matches!(b.as_slice(), [KernelFrame::ProcessTree(t)] if t.request == 7),
-            "{b:?}"
+            matches!(got_b.as_slice(), [KernelFrame::ProcessTree(t)] if t.request == 7),
+            "{got_b:?}"
         );
+        assert!(hub.process_requests.is_empty());
+        // Service commands and lists are mapped the same way.
+        assert_eq!(
+            with_request(
+                HostFrame::ServiceCommand(vigil_wire::ServiceCommand {
+                    request: 7,
+                    action: vigil_wire::ServiceAction::Hold,
+                    service: 1,
+                }),
+                first
+            ),
+            HostFrame::ServiceCommand(vigil_wire::ServiceCommand {
+                request: first,
+                action: vigil_wire::ServiceAction::Hold,
+                service: 1,
+            })
+        );
+        assert_eq!(
+            process_request(&HostFrame::ServiceListNow { request: 5 }),
+            Some(5)
+        );
+        let third = hub.hub_request_id();
+        hub.process_requests.insert(third, (2, 8, Instant::now()));
+        let mut list = Vec::new();
+        encode_kernel_frame(
+            &KernelFrame::ServiceList(vigil_wire::ServiceList {
+                request: third,
+                ..Default::default()
+            }),
+            &mut list,
+        );
+        hub.on_kernel_bytes(&list);
+        let got_b = frames(&b);
+        assert!(
+            matches!(got_b.as_slice(), [KernelFrame::ServiceList(l)] if l.request == 8),
+            "{got_b:?}"
+        );
+        assert!(frames(&a).is_empty(), "the list went to its client only");
         assert!(hub.process_requests.is_empty());
         // An answer nobody waits for (expired) goes to everyone, unchanged.
         let mut late = Vec::new();

@@ -523,6 +523,23 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-demo-load",
+        // The default `cargo xtask run --demo` system in small: RS supervises hello, and
+        // hello_load increments it and crashes it every 300 ms four ways (#PF, panic, exit,
+        // hang); RS restarts each, the load finds the new instance and carries on.
+        check: check_rs_demo_load,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- hello_service",
+            "hello_service boot=pm",
+            "hello_load -- demo=300",
+            "rs_service_test kcalls=shutdown -- demo",
+        ],
+        deadline: secs(90),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
@@ -1369,6 +1386,31 @@ fn check_rs_service_program(console: &Console) -> Result<(), String> {
     }
     console.forbid(": FAIL")?;
     console.require("rs_service_test: PASS service listed, took down, brought up, refreshed, held, released and restarted hello_service")?;
+    require_success_shutdown(console, "rs_service_test")
+}
+
+fn check_rs_demo_load(console: &Console) -> Result<(), String> {
+    console.require("hello_load: demo: crashing hello_service every 300 ms")?;
+    for how in [
+        "a null dereference",
+        "a panic",
+        "exit status 3",
+        "a hang (RS's heartbeats catch it)",
+    ] {
+        console.require(&format!("hello_load: demo: crashing hello_service by {how}"))?;
+    }
+    for failure in [
+        "exception #PF (vector 14)",
+        "panic (status 101)",
+        "exit (status 3)",
+        "hang (3 heartbeats unanswered)",
+    ] {
+        console.require(&format!("rs: service 'hello_service' failed: {failure}"))?;
+    }
+    console.require("hello_load: hello_service found again at ")?;
+    console.require_line_with(&["hello_load: counter ", " increments acknowledged, "])?;
+    console.forbid(": FAIL")?;
+    console.require("rs_service_test: PASS RS restarted hello_service ")?;
     require_success_shutdown(console, "rs_service_test")
 }
 

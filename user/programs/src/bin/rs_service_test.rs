@@ -7,6 +7,9 @@
 //! release of the crash-looping `crashy`. Then `intruder` (the same program, not an
 //! operator) is refused and changes nothing, bad names and usage are refused, RS's
 //! `SERVICE_NAME` lists the names, and bad `ACTION`s and INTROSPECTs get their errors.
+//!
+//! With the argument `demo` (scenario `rs-demo-load`) it judges the default run's demo
+//! instead: `hello_load -- demo=300` crashing hello while RS restarts it.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -33,8 +36,33 @@ const ATTEMPTS: u32 = 2500;
 
 const HELLO: &str = hello::SERVICE_NAME;
 
-fn main(_args: &str) -> i32 {
-    finish("rs_service_test", judge())
+fn main(args: &str) -> i32 {
+    match args.trim() {
+        "" => finish("rs_service_test", judge()),
+        "demo" => finish("rs_service_test", demo()),
+        other => finish("rs_service_test", Err(format!("unknown part '{other}'"))),
+    }
+}
+
+/// Polls for the demo (a bound, not a timing assertion): 20 s of guest time.
+const DEMO_ATTEMPTS: u32 = 10_000;
+
+/// `demo` (scenario `rs-demo-load`): `hello_load -- demo=300` crashes hello four ways; RS
+/// must have restarted it at least four times (the scenario's console check names each
+/// way and RS's reason for it), and hello must serve again.
+fn demo() -> Result<String, String> {
+    for _ in 0..DEMO_ATTEMPTS {
+        let hello = record(HELLO)?;
+        if hello.restarts >= 4 && running(&hello) {
+            hello_get()?;
+            return Ok(format!(
+                "RS restarted hello_service {} times under the demo load and it serves",
+                hello.restarts
+            ));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("hello was not restarted 4 times: {:?}", record(HELLO)?))
 }
 
 /// Runs `program` (`service` or `intruder`) with `arguments`; its exit status.

@@ -16,8 +16,8 @@ use alloc::vec::Vec;
 use vigil_abi::host_command::Command as HostCommand;
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder,
-    KernelFrame, LogLine, MemoryReport, ProcessAction, ProcessExit, ProcessInfo, ServiceAction, Snapshot,
-    ThreadInfo, EXIT_HISTORY, PROTOCOL_VERSION,
+    KernelFrame, LogLine, MemoryReport, ProcessAction, ProcessExit, ProcessInfo, ServiceAction,
+    Snapshot, ThreadInfo, EXIT_HISTORY, PROTOCOL_VERSION,
 };
 
 /// Bytes buffered for transmission before whole frames are dropped.

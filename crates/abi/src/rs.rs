@@ -96,7 +96,6 @@ impl ServiceAction {
     }
 }
 
-
 /// Longest service name `SERVICE_INDEX` carries (the kernel's process-name limit).
 pub const MAX_NAME_BYTES: usize = 32;
 
@@ -126,7 +125,9 @@ pub fn unpack_name_reply(
     out: &mut [u8; MAX_NAME_BYTES],
 ) -> Result<usize, Error> {
     unpack_name(
-        &[payload[1], payload[2], payload[3], payload[4], payload[5], 0],
+        &[
+            payload[1], payload[2], payload[3], payload[4], payload[5], 0,
+        ],
         out,
     )
 }

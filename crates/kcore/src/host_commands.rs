@@ -102,7 +102,11 @@ impl<const N: usize> HostCommands<N> {
 
     /// Forgets every command `gone` says has no server any more (it has exited), handing
     /// each to `dropped`.
-    pub fn drop_where(&mut self, gone: impl Fn(&Pending) -> bool, mut dropped: impl FnMut(Pending)) {
+    pub fn drop_where(
+        &mut self,
+        gone: impl Fn(&Pending) -> bool,
+        mut dropped: impl FnMut(Pending),
+    ) {
         for slot in self.slots.iter_mut() {
             if let Some(pending) = slot.filter(|pending| gone(pending)) {
                 *slot = None;

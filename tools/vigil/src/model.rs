@@ -11,7 +11,8 @@ use vigil_abi::trace::EventKind;
 use vigil_detect::{Alert, AlertKind, Detector, DetectorConfig};
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, KernelFrame, LogLine,
-    MemoryReport, ProcessExit, ProcessInfo, ProcessResult, ProcessTree, ServiceList, Snapshot, ThreadInfo,
+    MemoryReport, ProcessExit, ProcessInfo, ProcessResult, ProcessTree, ServiceList, Snapshot,
+    ThreadInfo,
 };
 
 use crate::describe::{self, Labels};

@@ -900,12 +900,14 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
     crashed.failures_in_a_row = 5;
     feed(
         &mut app,
-        &[vigil_wire::KernelFrame::ServiceList(vigil_wire::ServiceList {
-            request,
-            timestamp_ns: 2_000_000_000,
-            supervisor: 3,
-            services: vec![service(0, "hello_service", 1, 4, 2), crashed],
-        })],
+        &[vigil_wire::KernelFrame::ServiceList(
+            vigil_wire::ServiceList {
+                request,
+                timestamp_ns: 2_000_000_000,
+                supervisor: 3,
+                services: vec![service(0, "hello_service", 1, 4, 2), crashed],
+            },
+        )],
     );
     assert!(app.service_request.is_none(), "answered");
     let lines = screen(&app, 170, 44);
@@ -927,7 +929,10 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
     let Action::Send(HostFrame::ServiceCommand(hold)) = app.key(key(KeyCode::Char('H'))) else {
         panic!("H sent nothing")
     };
-    assert_eq!((hold.action, hold.service), (vigil_wire::ServiceAction::Hold, 0));
+    assert_eq!(
+        (hold.action, hold.service),
+        (vigil_wire::ServiceAction::Hold, 0)
+    );
     press(&mut app, &[KeyCode::Down, KeyCode::Down]);
     let Action::Send(HostFrame::ServiceCommand(release)) = app.key(key(KeyCode::Char('L'))) else {
         panic!("L sent nothing")
@@ -938,7 +943,14 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
     );
     // RS's answers go to the status line and make the next list due at once.
     let later = now + std::time::Duration::from_millis(10);
-    feed(&mut app, &[answer(hold.request, 0, "hold hello_service: done (state running (held), pid 4, 2 restarts)")]);
+    feed(
+        &mut app,
+        &[answer(
+            hold.request,
+            0,
+            "hold hello_service: done (state running (held), pid 4, 2 restarts)",
+        )],
+    );
     assert_eq!(
         app.last_answer.as_ref().map(|(text, ok)| (text.as_str(), *ok)),
         Some((
@@ -950,9 +962,15 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
         app.service_request_due(later),
         Some(HostFrame::ServiceListNow { .. })
     ));
-    feed(&mut app, &[answer(release.request, 2, "release crashy refused")]);
+    feed(
+        &mut app,
+        &[answer(release.request, 2, "release crashy refused")],
+    );
     let status = screen(&app, 170, 44).join("\n");
-    assert!(status.contains("service release crashy: refused"), "{status}");
+    assert!(
+        status.contains("service release crashy: refused"),
+        "{status}"
+    );
 
     // Back in the tasks view, R on hello's instance (pid 4 is "spinner" in the script's
     // snapshot) restarts the service it is an instance of.
@@ -969,7 +987,10 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
     select(&mut app, ui::RowRef::Process(5));
     assert_eq!(app.key(key(KeyCode::Char('R'))), Action::None);
     assert!(
-        app.note.as_deref().unwrap().contains("rs supervises hello_service, crashy"),
+        app.note
+            .as_deref()
+            .unwrap()
+            .contains("rs supervises hello_service, crashy"),
         "{:?}",
         app.note
     );
@@ -991,8 +1012,14 @@ fn without_rs_the_services_view_says_so_and_asks_less_often() {
         )],
     );
     assert!(app.no_rs);
-    assert!(app.last_answer.is_none(), "a periodic list is not one of the user's commands");
-    assert_eq!(app.service_request_due(now + vigil::top::SERVICE_PERIOD), None);
+    assert!(
+        app.last_answer.is_none(),
+        "a periodic list is not one of the user's commands"
+    );
+    assert_eq!(
+        app.service_request_due(now + vigil::top::SERVICE_PERIOD),
+        None
+    );
     assert!(app
         .service_request_due(now + vigil::top::NO_RS_SERVICE_PERIOD)
         .is_some());

@@ -6,8 +6,8 @@
 
 use alloc::vec::Vec;
 use vigil_rt::abi::server_introspect::{
-    record_text, IntrospectReply, IntrospectRequest, ServiceRecord, Topic,
-    SERVICE_RECORD_BYTES, SERVICE_RECORD_VERSION,
+    record_text, IntrospectReply, IntrospectRequest, ServiceRecord, Topic, SERVICE_RECORD_BYTES,
+    SERVICE_RECORD_VERSION,
 };
 use vigil_rt::ipc::{self, GrantId};
 use vigil_rt::{println, Error, Message};

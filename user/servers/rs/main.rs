@@ -29,9 +29,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use vigil_rt::abi::host_command::KIND_HOST_COMMAND;
 use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec, ServiceState};
 use vigil_rt::abi::rs::{FailureText, MAX_NAME_BYTES, MISSED_HEARTBEATS};
-use vigil_rt::abi::host_command::KIND_HOST_COMMAND;
 use vigil_rt::abi::server_introspect::INTROSPECT;
 use vigil_rt::abi::signal::{event, exception_mnemonic, status, Signal, KIND_PROCESS_EVENT};
 use vigil_rt::{alarm, ipc, pm, println, syscall, time, Endpoint, Error, Message};

@@ -173,7 +173,11 @@ impl Rs {
         match result {
             Ok(()) => (
                 Outcome::Ok,
-                text(format!("{} {}: done ({state})", action.name(), service.program)),
+                text(format!(
+                    "{} {}: done ({state})",
+                    action.name(),
+                    service.program
+                )),
             ),
             Err(error @ (Error::NotReady | Error::Exists)) => (
                 Outcome::Refused,

@@ -1353,9 +1353,14 @@ fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
 }
 
 fn check_rs_service_program(console: &Console) -> Result<(), String> {
-    console.require("service: INDEX NAME             STATE           PID RESTARTS VERSION  LAST FAILURE")?;
+    console.require(
+        "service: INDEX NAME             STATE           PID RESTARTS VERSION  LAST FAILURE",
+    )?;
     console.require_line_with(&["service: 0     hello_service    running", "none"])?;
-    console.require_line_with(&["service: 1     crashy           held-down", "exception #PF (vector 14) at "])?;
+    console.require_line_with(&[
+        "service: 1     crashy           held-down",
+        "exception #PF (vector 14) at ",
+    ])?;
     console.require("service: 2 services")?;
     for done in ["down", "up", "refresh", "hold", "release", "restart"] {
         console.require(&format!("service: {done} hello_service: done"))?;
@@ -1364,15 +1369,15 @@ fn check_rs_service_program(console: &Console) -> Result<(), String> {
     console.require("rs: service 'hello_service' is down (up starts it)")?;
     console.require("rs: service 'hello_service' is held by an operator: not restarted after exception #PF (vector 14); release starts it again")?;
     console.require("service: up hello_service refused: it is not down")?;
-    console.require(
-        "service: refresh hello_service refused: it is not running (use restart or up)",
-    )?;
+    console
+        .require("service: refresh hello_service refused: it is not running (use restart or up)")?;
     console.require(
         "intruder: service: restart hello_service refused: not an operator (RS's operator= list)",
     )?;
     console.require_line_with(&["rs: ACTION from ", " refused: not an operator"])?;
     console.require("service: no such service 'no_such_service' (service list shows them)")?;
-    console.require("service: bad service name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': EINVAL")?;
+    console
+        .require("service: bad service name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': EINVAL")?;
     console.require("service: unknown action 'frobnicate'")?;
     console.require("service: no command")?;
     console.require("usage: service list")?;
@@ -1397,7 +1402,9 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
         "exit status 3",
         "a hang (RS's heartbeats catch it)",
     ] {
-        console.require(&format!("hello_load: demo: crashing hello_service by {how}"))?;
+        console.require(&format!(
+            "hello_load: demo: crashing hello_service by {how}"
+        ))?;
     }
     for failure in [
         "exception #PF (vector 14)",

@@ -278,8 +278,21 @@ pub fn service_action() -> impl Strategy<Value = ServiceAction> {
 
 pub fn service_entry() -> impl Strategy<Value = ServiceEntry> {
     (
-        (any::<u32>(), text(), text(), any::<u32>(), any::<u8>(), any::<bool>()),
-        (any::<u32>(), any::<u64>(), any::<u32>(), any::<u64>(), any::<u64>()),
+        (
+            any::<u32>(),
+            text(),
+            text(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<bool>(),
+        ),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
         (any::<u64>(), any::<u64>()),
     )
         .prop_map(

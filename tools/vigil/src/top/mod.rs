@@ -415,8 +415,7 @@ impl App {
             .is_some_and(|(id, _)| id == result.request)
         {
             self.service_request = None;
-            self.no_rs =
-                result.outcome == vigil_abi::host_command::Outcome::NoServiceManager as u8;
+            self.no_rs = result.outcome == vigil_abi::host_command::Outcome::NoServiceManager as u8;
             return;
         }
         if let Some((what, _)) = self.requests.remove(&result.request) {
@@ -458,9 +457,7 @@ impl App {
                 match item {
                     Item::ProcessResult(result) => answers.push(result.clone()),
                     Item::ProcessTree => trees.extend(model.tree.as_ref().map(|t| t.request)),
-                    Item::ServiceList => {
-                        lists.extend(model.services.as_ref().map(|l| l.request))
-                    }
+                    Item::ServiceList => lists.extend(model.services.as_ref().map(|l| l.request)),
                     _ => {}
                 }
             }
@@ -706,7 +703,12 @@ impl App {
             .find(|service| service.pid == pid && pid != 0)
     }
 
-    fn send_service_command(&mut self, action: ServiceAction, service: u32, name: String) -> Action {
+    fn send_service_command(
+        &mut self,
+        action: ServiceAction,
+        service: u32,
+        name: String,
+    ) -> Action {
         if !self.live {
             self.note = Some(format!(
                 "{} {name}: a replay cannot act on services",

@@ -913,7 +913,14 @@ fn render_services(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Fill(1),
     ];
     let header = Row::new(vec![
-        "IDX", "NAME", "STATE", "PID", "RESTARTS", "IN ROW", "PROGRAM", "LAST FAILURE",
+        "IDX",
+        "NAME",
+        "STATE",
+        "PID",
+        "RESTARTS",
+        "IN ROW",
+        "PROGRAM",
+        "LAST FAILURE",
     ])
     .style(Style::new().bold());
     let title = format!(

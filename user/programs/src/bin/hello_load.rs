@@ -29,11 +29,7 @@ const CRASHES: [(&str, u32, u64); 4] = [
     ("a null dereference", hello::request::CRASH, 0),
     ("a panic", hello::request::PANIC, 0),
     ("exit status 3", hello::request::EXIT, 3),
-    (
-        "a hang (RS's heartbeats catch it)",
-        hello::request::HANG,
-        0,
-    ),
+    ("a hang (RS's heartbeats catch it)", hello::request::HANG, 0),
 ];
 
 fn main(args: &str) -> i32 {

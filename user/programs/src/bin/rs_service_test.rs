@@ -62,7 +62,10 @@ fn demo() -> Result<String, String> {
         }
         thread::sleep(Duration::from_millis(2));
     }
-    Err(format!("hello was not restarted 4 times: {:?}", record(HELLO)?))
+    Err(format!(
+        "hello was not restarted 4 times: {:?}",
+        record(HELLO)?
+    ))
 }
 
 /// Runs `program` (`service` or `intruder`) with `arguments`; its exit status.
@@ -89,7 +92,10 @@ fn rs_server() -> Result<Endpoint, String> {
 }
 
 fn records() -> Result<Vec<ServiceRecord>, String> {
-    context(server_introspect::services(rs_server()?), "INTROSPECT services")
+    context(
+        server_introspect::services(rs_server()?),
+        "INTROSPECT services",
+    )
 }
 
 fn record(name: &str) -> Result<ServiceRecord, String> {
@@ -280,7 +286,9 @@ fn judge() -> Result<String, String> {
     }
     let final_record = record(HELLO)?;
     if !running(&final_record) {
-        return Err(format!("hello_service is not serving at the end: {final_record:?}"));
+        return Err(format!(
+            "hello_service is not serving at the end: {final_record:?}"
+        ));
     }
     hello_get()?;
     Ok(format!(

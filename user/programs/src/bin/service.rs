@@ -118,10 +118,7 @@ fn act(rs: Endpoint, action: ServiceAction, name: &str) -> i32 {
             REFUSED
         }
         Err(Error::Exists) => {
-            println!(
-                "service: {} {name} refused: it is not down",
-                action.name()
-            );
+            println!("service: {} {name} refused: it is not down", action.name());
             REFUSED
         }
         Err(error) => {

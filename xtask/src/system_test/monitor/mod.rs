@@ -314,7 +314,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             "hello_service name=crashy boot=pm -- crash-on-start",
         ],
         ..watched(MonitorCheck {
-            duration: secs(4),
+            duration: secs(3),
             commands: service_commands::RS_COMMANDS,
             raw_commands: service_commands::GARBAGE_SERVICE_COMMAND,
             check: service_commands::check_rs_host_commands,
@@ -486,8 +486,9 @@ mod tests {
             }
             total += check.duration;
         }
-        // CI time: the listening adds up to about a minute.
-        assert!(total <= secs(72), "{total:?}");
+        // CI time: the listening adds up to about a minute (monitor-rs-host-commands added
+        // 3 s to the 71 before it).
+        assert!(total <= secs(74), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

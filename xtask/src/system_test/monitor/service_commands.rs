@@ -33,20 +33,23 @@ const fn command(request: u32, action: ServiceAction, service: u32) -> HostFrame
 /// The commands of `monitor-rs-host-commands`, by request id.
 pub const RS_COMMANDS: &[(Duration, HostFrame)] = &[
     (millis(1000), HostFrame::ServiceListNow { request: 1 }),
-    (millis(1200), command(2, ServiceAction::Hold, 0)),
-    (millis(1300), command(3, ServiceAction::Restart, 0)),
-    (millis(1400), command(4, ServiceAction::Refresh, 1)),
-    (millis(1500), command(5, ServiceAction::Restart, FORGED_INDEX)),
-    (millis(1600), command(6, ServiceAction::Release, 1)),
-    (millis(1800), command(7, ServiceAction::Down, 0)),
-    (millis(2400), HostFrame::ServiceListNow { request: 8 }),
-    (millis(2600), command(9, ServiceAction::Up, 0)),
-    (millis(3000), HostFrame::ServiceListNow { request: 10 }),
+    (millis(1150), command(2, ServiceAction::Hold, 0)),
+    (millis(1250), command(3, ServiceAction::Restart, 0)),
+    (millis(1350), command(4, ServiceAction::Refresh, 1)),
+    (
+        millis(1450),
+        command(5, ServiceAction::Restart, FORGED_INDEX),
+    ),
+    (millis(1550), command(6, ServiceAction::Release, 1)),
+    (millis(1750), command(7, ServiceAction::Down, 0)),
+    (millis(2200), HostFrame::ServiceListNow { request: 8 }),
+    (millis(2400), command(9, ServiceAction::Up, 0)),
+    (millis(2800), HostFrame::ServiceListNow { request: 10 }),
 ];
 
 /// A service command with action index 9 (there are six): well framed, malformed.
 pub const GARBAGE_SERVICE_COMMAND: &[(Duration, &[u8])] =
-    &[(millis(1700), &[0x06, 0x0b, 0x09, 0x00])];
+    &[(millis(1650), &[0x06, 0x0b, 0x09, 0x00])];
 
 fn result(lines: &[Value], request: u64) -> Result<(usize, &Value), String> {
     of_type(lines, "process_result")
@@ -71,7 +74,9 @@ fn service<'a>(lines: &'a [Value], request: u64, name: &str) -> Result<&'a Value
         .find(|(_, line)| u64_field(line, "request") == Some(request))
         .ok_or_else(|| format!("the tool printed no service_list for request {request}"))?;
     if u64_field(list, "supervisor") != Some(RS_PID) {
-        return Err(format!("list {request} is not from rs (pid {RS_PID}): {list}"));
+        return Err(format!(
+            "list {request} is not from rs (pid {RS_PID}): {list}"
+        ));
     }
     array(list, "services")
         .iter()
@@ -106,11 +111,21 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
         return Err(format!("crashy is not held down after a #PF: {crashy}"));
     }
     expect_result(lines, 2, 0, "hold hello_service: done")?;
-    expect_result(lines, 3, 0, "restart hello_service: done (state running (held)")?;
+    expect_result(
+        lines,
+        3,
+        0,
+        "restart hello_service: done (state running (held)",
+    )?;
     expect_result(lines, 4, 2, "refresh crashy refused")?;
     expect_result(lines, 5, 1, &format!("no service has index {FORGED_INDEX}"))?;
     expect_result(lines, 6, 0, "release crashy: done")?;
-    expect_result(lines, 7, 0, "down hello_service: done (state down (held), pid 0")?;
+    expect_result(
+        lines,
+        7,
+        0,
+        "down hello_service: done (state down (held), pid 0",
+    )?;
     expect_result(lines, 9, 0, "up hello_service: done (state running")?;
     let answered: Vec<u64> = of_type(lines, "process_result")
         .filter_map(|(_, line)| u64_field(line, "request"))
@@ -152,34 +167,95 @@ mod tests {
     use serde_json::json;
 
     fn good() -> Vec<Value> {
-        let entry = |name: &str, index: u64, state: &str, held: bool, pid: u64, restarts: u64, last: &str| {
+        let entry = |name: &str,
+                     index: u64,
+                     state: &str,
+                     held: bool,
+                     pid: u64,
+                     restarts: u64,
+                     last: &str| {
             json!({"name": name, "index": index, "state_name": state, "held": held, "pid": pid,
                 "restarts": restarts, "version": 1, "last_failure": last})
         };
-        let list = |request: u64, services: Vec<Value>| {
-            json!({"type": "service_list", "request": request, "supervisor": 3, "services": services})
-        };
+        let list = |request: u64, services: Vec<Value>| json!({"type": "service_list", "request": request, "supervisor": 3, "services": services});
         let answer = |request: u64, outcome: u64, message: &str| json!({"type": "process_result", "request": request, "outcome": outcome, "message": message});
         vec![
-            list(1, vec![
-                entry("hello_service", 0, "running", false, 4, 0, "none"),
-                entry("crashy", 1, "held-down", false, 0, 1, "exception #PF (vector 14)"),
-            ]),
-            answer(2, 0, "hold hello_service: done (state running (held), pid 4, 0 restarts)"),
-            answer(3, 0, "restart hello_service: done (state running (held), pid 6, 1 restarts)"),
-            answer(4, 2, "refresh crashy refused: ENOTREADY (state held-down, pid 0, 1 restarts)"),
+            list(
+                1,
+                vec![
+                    entry("hello_service", 0, "running", false, 4, 0, "none"),
+                    entry(
+                        "crashy",
+                        1,
+                        "held-down",
+                        false,
+                        0,
+                        1,
+                        "exception #PF (vector 14)",
+                    ),
+                ],
+            ),
+            answer(
+                2,
+                0,
+                "hold hello_service: done (state running (held), pid 4, 0 restarts)",
+            ),
+            answer(
+                3,
+                0,
+                "restart hello_service: done (state running (held), pid 6, 1 restarts)",
+            ),
+            answer(
+                4,
+                2,
+                "refresh crashy refused: ENOTREADY (state held-down, pid 0, 1 restarts)",
+            ),
             answer(5, 1, "no service has index 99 (rs has 2)"),
-            answer(6, 0, "release crashy: done (state running, pid 7, 2 restarts)"),
-            answer(7, 0, "down hello_service: done (state down (held), pid 0, 1 restarts)"),
-            list(8, vec![
-                entry("hello_service", 0, "down", true, 0, 1, "taken down"),
-                entry("crashy", 1, "held-down", false, 0, 3, "exception #PF (vector 14)"),
-            ]),
-            answer(9, 0, "up hello_service: done (state running (held), pid 9, 2 restarts)"),
-            list(10, vec![
-                entry("hello_service", 0, "running", true, 9, 2, "taken down"),
-                entry("crashy", 1, "held-down", false, 0, 3, "exception #PF (vector 14)"),
-            ]),
+            answer(
+                6,
+                0,
+                "release crashy: done (state running, pid 7, 2 restarts)",
+            ),
+            answer(
+                7,
+                0,
+                "down hello_service: done (state down (held), pid 0, 1 restarts)",
+            ),
+            list(
+                8,
+                vec![
+                    entry("hello_service", 0, "down", true, 0, 1, "taken down"),
+                    entry(
+                        "crashy",
+                        1,
+                        "held-down",
+                        false,
+                        0,
+                        3,
+                        "exception #PF (vector 14)",
+                    ),
+                ],
+            ),
+            answer(
+                9,
+                0,
+                "up hello_service: done (state running (held), pid 9, 2 restarts)",
+            ),
+            list(
+                10,
+                vec![
+                    entry("hello_service", 0, "running", true, 9, 2, "taken down"),
+                    entry(
+                        "crashy",
+                        1,
+                        "held-down",
+                        false,
+                        0,
+                        3,
+                        "exception #PF (vector 14)",
+                    ),
+                ],
+            ),
         ]
     }
 

@@ -112,8 +112,8 @@ struct RunArgs {
     kernel: Option<PathBuf>,
     /// Boot the user program NAME with boot options (repeatable, in order), e.g.
     /// --program "hello name=greeter prio=3 -- arg"
-    /// [default: hello, pm_parent, "pm_child boot=pm", then RS supervising hello_service
-    /// and hello_load incrementing it].
+    /// [default: RS supervising hello_service, hello_load incrementing it, "service
+    /// boot=pm", and hello, pm_parent, "pm_child boot=pm"].
     #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
     programs: Vec<ProgramSpec>,
     /// With the default programs: hello_load also crashes hello_service every 5 s (a null

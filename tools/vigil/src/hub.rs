@@ -13,9 +13,10 @@
 //!   client that asked; an unsolicited `Hello` goes to the clients that asked for one and were
 //!   not greeted yet (or to all
 //!   when the kernel restarted); every client thus sees one `Hello` per session;
-//! - process commands (`ProcessCommand`, `ProcessTreeNow`) carry a request id: the hub gives
-//!   each one an id of its own, and sends the kernel's `ProcessResult` / `ProcessTree` for it
-//!   to the asking client alone, with the client's id put back (so clients choose ids freely);
+//! - process and service commands (`ProcessCommand`, `ProcessTreeNow`, `ServiceCommand`,
+//!   `ServiceListNow`) carry a request id: the hub gives each one an id of its own, and sends
+//!   the kernel's `ProcessResult` / `ProcessTree` / `ServiceList` for it to the asking client
+//!   alone, with the client's id put back (so clients choose ids freely);
 //! - clients → kernel: each client's bytes are decoded as host frames; a frame that does not
 //!   decode is not forwarded (the kernel never sees it) and the client gets a
 //!   `CommandResult { ok: false }` naming the problem; the hub keeps serving;

@@ -64,6 +64,7 @@ pub const HUB_LOG: &str = "vigil-hub.log";
 /// item 4) its system-server line goes right after RS's, and hello keeps its counter.
 pub const DEFAULT_PROGRAMS: &[&str] = &[
     RS_SERVER,
+    // DS (issue 10 item 4): its system-server line goes here, right after RS's.
     "hello",
     "pm_parent",
     "pm_child boot=pm",

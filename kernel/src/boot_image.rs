@@ -141,6 +141,9 @@ fn start_servers<'a>(
                 if options.name == PM_SERVER_NAME {
                     kernel.register_pm_server(slot);
                 }
+                if options.name == vigil_abi::rs::RS_SERVER_NAME {
+                    kernel.register_rs_server(slot);
+                }
                 let process = &kernel.processes[slot];
                 info!(
                     "boot: started '{}' (pid {}, priority {}, {} KiB image, entry {:#x})",

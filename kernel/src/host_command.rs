@@ -1,9 +1,11 @@
-//! Host commands for processes (stop, continue, kill, list the tree): the kernel does not
-//! carry them out itself but forwards each to the process manager as a
-//! `KIND_HOST_COMMAND` message and turns PM's `PmHostReply` into the result frame
-//! (`ProcessResult`, or `ProcessTree` for a list). Bounded: at most
-//! `host_command::MAX_OUTSTANDING` wait for PM, each for at most `TIMEOUT_NS`; without a
-//! PM the kernel answers at once (docs/protocol.md, "Process commands").
+//! Host commands for processes (stop, continue, kill, list the tree) and services (list,
+//! up, down, restart, refresh, hold, release): the kernel does not carry them out itself but
+//! forwards each to the server that owns the thing — the process manager, or the
+//! reincarnation server for service commands — as a `KIND_HOST_COMMAND` message, and turns
+//! the server's `PmHostReply` into the result frame (`ProcessResult`, or `ProcessTree` /
+//! `ServiceList` for a list). Bounded: at most `host_command::MAX_OUTSTANDING` wait, each
+//! for at most `TIMEOUT_NS`; without the server the kernel answers at once
+//! (docs/protocol.md, "Process commands", "Service commands").
 
 use alloc::format;
 use alloc::string::String;
@@ -11,14 +13,19 @@ use alloc::vec::Vec;
 
 use crate::system::Kernel;
 use vigil_abi::host_command::{
-    Command, Outcome, KIND_HOST_COMMAND, MAX_OUTSTANDING, MAX_TEXT_BYTES, MAX_TREE_RECORDS,
-    TIMEOUT_NS,
+    Command, Outcome, KIND_HOST_COMMAND, MAX_OUTSTANDING, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES,
+    MAX_TREE_RECORDS, TIMEOUT_NS,
 };
 use vigil_abi::message::Message;
-use vigil_abi::server_introspect::{text_of, ProcessTreeRecord, PROCESS_RECORD_BYTES};
+use vigil_abi::server_introspect::{
+    text_of, ProcessTreeRecord, ServiceRecord, PROCESS_RECORD_BYTES, SERVICE_RECORD_BYTES,
+};
 use vigil_abi::Endpoint;
 use vigil_kcore::host_commands::{HostCommands, Pending};
-use vigil_wire::{KernelFrame, ProcessResult, ProcessTree, ProcessTreeEntry};
+use vigil_kcore::slot::{ProcessSlot, ThreadSlot};
+use vigil_wire::{
+    KernelFrame, ProcessResult, ProcessTree, ProcessTreeEntry, ServiceEntry, ServiceList,
+};
 
 /// A process command as the monitor took it in from the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +47,46 @@ pub fn result(request: u32, outcome: Outcome, message: String) -> KernelFrame {
     })
 }
 
-fn to_pm(pending: &Pending) -> Message {
+/// The server a command goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    ProcessManager,
+    ReincarnationServer,
+}
+
+impl Server {
+    fn of(command: Command) -> Server {
+        if command.is_service() {
+            Server::ReincarnationServer
+        } else {
+            Server::ProcessManager
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Server::ProcessManager => "pm",
+            Server::ReincarnationServer => "rs",
+        }
+    }
+
+    /// The kernel's answer when the server does not run.
+    fn absent(self) -> Outcome {
+        match self {
+            Server::ProcessManager => Outcome::NoProcessManager,
+            Server::ReincarnationServer => Outcome::NoServiceManager,
+        }
+    }
+
+    fn long_name(self) -> &'static str {
+        match self {
+            Server::ProcessManager => "process manager",
+            Server::ReincarnationServer => "reincarnation server",
+        }
+    }
+}
+
+fn to_server(pending: &Pending) -> Message {
     let mut message = Message::with_payload(
         KIND_HOST_COMMAND,
         [
@@ -57,9 +103,26 @@ fn to_pm(pending: &Pending) -> Message {
 }
 
 impl Kernel {
-    /// One tick of host commands: admits `requests` (or answers them at once: no PM,
-    /// busy), offers PM those it has not taken yet, and answers those PM left too long.
-    /// Returns the frames to send.
+    /// The main thread of `server`, if it runs.
+    fn server_thread(&self, server: Server) -> Option<ThreadSlot> {
+        match server {
+            Server::ProcessManager => self.pm.thread(),
+            Server::ReincarnationServer => self.rs.thread(),
+        }
+    }
+
+    /// Whether `process` is the server `command` went to (the only one that may answer it).
+    pub fn answers_host_command(&self, process: ProcessSlot, command: Command) -> bool {
+        let server = match Server::of(command) {
+            Server::ProcessManager => self.pm.process(),
+            Server::ReincarnationServer => self.rs.process(),
+        };
+        server == Some(process)
+    }
+
+    /// One tick of host commands: admits `requests` (or answers them at once: no server,
+    /// busy), offers each server the commands it has not taken yet, and answers those left
+    /// too long. Returns the frames to send.
     pub fn forward_host_commands(
         &mut self,
         requests: Vec<ProcessRequest>,
@@ -67,47 +130,63 @@ impl Kernel {
     ) -> Vec<KernelFrame> {
         let mut answers = Vec::new();
         let mut table = core::mem::take(&mut self.host_commands);
-        let Some(pm) = self.pm.thread() else {
-            for request in requests {
-                answers.push(result(
-                    request.request,
-                    Outcome::NoProcessManager,
-                    String::from("no process manager: the system runs without pm"),
-                ));
-            }
-            table.clear(|pending| {
+        let pm = self.server_thread(Server::ProcessManager);
+        let rs = self.server_thread(Server::ReincarnationServer);
+        let thread_of = |command: Command| match Server::of(command) {
+            Server::ProcessManager => pm,
+            Server::ReincarnationServer => rs,
+        };
+        table.drop_where(
+            |pending| thread_of(pending.command).is_none(),
+            |pending| {
+                let server = Server::of(pending.command);
                 answers.push(result(
                     pending.request,
-                    Outcome::NoProcessManager,
-                    String::from("the process manager exited before it answered"),
+                    server.absent(),
+                    format!("the {} exited before it answered", server.long_name()),
                 ))
-            });
-            self.host_commands = table;
-            return answers;
-        };
+            },
+        );
         for request in requests {
+            let server = Server::of(request.command);
+            if thread_of(request.command).is_none() {
+                answers.push(result(
+                    request.request,
+                    server.absent(),
+                    format!(
+                        "no {}: the system runs without {}",
+                        server.long_name(),
+                        server.name()
+                    ),
+                ));
+                continue;
+            }
             if let Err(outcome) = table.admit(request.request, request.command, request.pid, now_ns)
             {
                 answers.push(result(
                     request.request,
                     outcome,
                     format!(
-                        "busy: {} commands already wait for pm, or request {} does",
+                        "busy: {} commands already wait for pm and rs, or request {} does",
                         MAX_OUTSTANDING, request.request
                     ),
                 ));
             }
         }
         table.deliver(|pending| {
+            let Some(thread) = thread_of(pending.command) else {
+                return false;
+            };
             let (ipc, mut env) = self.ipc_parts();
-            ipc.deliver_from_kernel(&mut env, pm, &to_pm(pending))
+            ipc.deliver_from_kernel(&mut env, thread, &to_server(pending))
         });
         table.expire(now_ns, |pending| {
             answers.push(result(
                 pending.request,
                 Outcome::TimedOut,
                 format!(
-                    "pm did not answer {} {} within {} s",
+                    "{} did not answer {} {} within {} s",
+                    Server::of(pending.command).name(),
                     pending.command.name(),
                     pending.pid,
                     TIMEOUT_NS / 1_000_000_000
@@ -119,7 +198,8 @@ impl Kernel {
     }
 }
 
-/// What PM may answer to `pending` with `data`: the result frame, or `InvalidArgument`.
+/// What the server (PM or RS, its pid `manager`) may answer to `pending` with `data`: the
+/// result frame, or `InvalidArgument`.
 pub fn answer(
     pending: &Pending,
     outcome: Outcome,
@@ -157,9 +237,56 @@ pub fn answer(
             processes,
         }));
     }
+    if pending.command == Command::ServiceList && outcome == Outcome::Ok {
+        return service_list(pending, data, manager, now_ns);
+    }
     if data.len() > MAX_TEXT_BYTES {
         return Err(vigil_abi::Error::InvalidArgument);
     }
     let text = core::str::from_utf8(data).map_err(|_| vigil_abi::Error::InvalidArgument)?;
     Ok(result(pending.request, outcome, String::from(text)))
+}
+
+/// RS's service records as a `ServiceList` frame (`InvalidArgument` for anything but whole
+/// records, at most `MAX_SERVICE_RECORDS`, names that are not UTF-8 shown lossily).
+fn service_list(
+    pending: &Pending,
+    data: &[u8],
+    supervisor: u32,
+    now_ns: u64,
+) -> Result<KernelFrame, vigil_abi::Error> {
+    if !data.len().is_multiple_of(SERVICE_RECORD_BYTES)
+        || data.len() > MAX_SERVICE_RECORDS * SERVICE_RECORD_BYTES
+    {
+        return Err(vigil_abi::Error::InvalidArgument);
+    }
+    let services = data
+        .chunks_exact(SERVICE_RECORD_BYTES)
+        .map(|bytes| {
+            let mut record = [0u8; SERVICE_RECORD_BYTES];
+            record.copy_from_slice(bytes);
+            let record = ServiceRecord::from_bytes(&record);
+            ServiceEntry {
+                index: record.index,
+                name: String::from_utf8_lossy(text_of(&record.name)).into_owned(),
+                program: String::from_utf8_lossy(text_of(&record.program)).into_owned(),
+                version: record.version,
+                state: u8::try_from(record.state).unwrap_or(u8::MAX),
+                held: record.held != 0,
+                pid: record.pid,
+                restarts: record.restarts,
+                failures_in_a_row: record.failures_in_a_row,
+                last_reason: record.last_reason,
+                last_detail: record.last_detail,
+                last_failure_ns: record.last_failure_ns,
+                started_ns: record.started_ns,
+            }
+        })
+        .collect();
+    Ok(KernelFrame::ServiceList(ServiceList {
+        request: pending.request,
+        timestamp_ns: now_ns,
+        supervisor,
+        services,
+    }))
 }

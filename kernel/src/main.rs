@@ -25,6 +25,7 @@ mod panic;
 mod pm;
 mod process;
 mod ptrace;
+mod rs;
 mod sched;
 mod selftest;
 mod signal;

@@ -16,8 +16,8 @@ use alloc::vec::Vec;
 use vigil_abi::host_command::Command as HostCommand;
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, HostFrame, HostFrameDecoder,
-    KernelFrame, LogLine, MemoryReport, ProcessAction, ProcessExit, ProcessInfo, Snapshot,
-    ThreadInfo, EXIT_HISTORY, PROTOCOL_VERSION,
+    KernelFrame, LogLine, MemoryReport, ProcessAction, ProcessExit, ProcessInfo, ServiceAction,
+    Snapshot, ThreadInfo, EXIT_HISTORY, PROTOCOL_VERSION,
 };
 
 /// Bytes buffered for transmission before whole frames are dropped.
@@ -122,22 +122,30 @@ fn hello(snapshot_period_ms: u32) -> Hello {
     }
 }
 
-/// One round of monitor work; called on every timer tick with the kernel tables.
-pub fn poll(kernel: &mut Kernel) {
-    // Process commands go to PM first, without the monitor lock (IPC to PM).
+/// Forwards the host commands taken in (to PM or RS) and queues the kernel's own answers;
+/// called on every timer tick *before* the tick's timers expire, so a server whose alarm
+/// fires on this very tick (RS's 10 ms tick) is still receiving and gets the command.
+pub fn forward_host_commands(kernel: &mut Kernel) {
+    // Without the monitor lock: forwarding is IPC to PM or RS.
     let requests = MONITOR
         .lock()
         .as_mut()
         .map(|monitor| core::mem::take(&mut monitor.process_requests))
         .unwrap_or_default();
     let answers = kernel.forward_host_commands(requests, time::now_ns());
+    if let Some(monitor) = MONITOR.lock().as_mut() {
+        for answer in &answers {
+            monitor.queue(answer);
+        }
+    }
+}
+
+/// One round of monitor work; called on every timer tick with the kernel tables.
+pub fn poll(kernel: &mut Kernel) {
     let mut guard = MONITOR.lock();
     let Some(monitor) = guard.as_mut() else {
         return;
     };
-    for answer in &answers {
-        monitor.queue(answer);
-    }
     if monitor.received_this_tick >= RX_BYTES_PER_TICK && monitor.receive_interrupt {
         COM2.set_receive_interrupt(true);
     }
@@ -562,6 +570,26 @@ impl Monitor {
             }
             HostFrame::ProcessTreeNow { request } => {
                 self.take_process_request(request, HostCommand::List, 0);
+                return;
+            }
+            HostFrame::ServiceCommand(command) => {
+                let action = match command.action {
+                    ServiceAction::Up => vigil_abi::rs::ServiceAction::Up,
+                    ServiceAction::Down => vigil_abi::rs::ServiceAction::Down,
+                    ServiceAction::Restart => vigil_abi::rs::ServiceAction::Restart,
+                    ServiceAction::Refresh => vigil_abi::rs::ServiceAction::Refresh,
+                    ServiceAction::Hold => vigil_abi::rs::ServiceAction::Hold,
+                    ServiceAction::Release => vigil_abi::rs::ServiceAction::Release,
+                };
+                self.take_process_request(
+                    command.request,
+                    HostCommand::for_service_action(action),
+                    command.service,
+                );
+                return;
+            }
+            HostFrame::ServiceListNow { request } => {
+                self.take_process_request(request, HostCommand::ServiceList, 0);
                 return;
             }
         };

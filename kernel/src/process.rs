@@ -742,6 +742,7 @@ impl Kernel {
         self.notify_vm_of_exit(pid);
         self.vm_server_exited(process);
         self.pm_server_exited(process);
+        self.rs_server_exited(process);
         self.signal_manager_exited(pid);
         if managed {
             self.notify_pm_of_exit();

@@ -108,6 +108,7 @@ impl Kernel {
     /// quantum.
     pub fn on_tick(&mut self) {
         time::on_timer_tick();
+        crate::monitor::forward_host_commands(self);
         let now = time::now_ns();
         while let Some(expired) = self.timers.pop_expired(now) {
             let slot = queued_slot(expired.slot);

@@ -35,6 +35,7 @@ pub struct Kernel {
     pub(crate) vm: VmLink,
     /// The process manager, the boot modules it reads and the exit notice held for it.
     pub(crate) pm: crate::pm::PmLink,
+    pub(crate) rs: crate::rs::RsLink,
     /// Host commands forwarded to PM and waiting for its answer.
     pub(crate) host_commands: crate::host_command::HostCommandTable,
     /// Exception events and notices for signal managers (`signal.rs`).
@@ -63,6 +64,7 @@ impl Kernel {
             cpu: Cpu::new(),
             vm: VmLink::new(),
             pm: crate::pm::PmLink::new(),
+            rs: crate::rs::RsLink::new(),
             host_commands: crate::host_command::HostCommandTable::new(),
             signals: crate::signal::SignalLink::new(),
             trace: crate::ptrace::TraceLink::new(),

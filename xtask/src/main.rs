@@ -112,9 +112,15 @@ struct RunArgs {
     kernel: Option<PathBuf>,
     /// Boot the user program NAME with boot options (repeatable, in order), e.g.
     /// --program "hello name=greeter prio=3 -- arg"
-    /// [default: hello, pm_parent, "pm_child boot=pm"].
+    /// [default: RS supervising hello_service, hello_load incrementing it, "service
+    /// boot=pm", and hello, pm_parent, "pm_child boot=pm"].
     #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
     programs: Vec<ProgramSpec>,
+    /// With the default programs: hello_load also crashes hello_service every 5 s (a null
+    /// dereference, a panic, an exit, a hang in turn), so `vigil top` shows RS restarting
+    /// it while the load carries on.
+    #[arg(long, conflicts_with_all = ["programs", "no_programs"])]
+    demo: bool,
     /// Boot no user program (not even the default programs, nor the VM or PM server): the
     /// kernel alone.
     #[arg(long, conflicts_with = "programs")]
@@ -211,7 +217,12 @@ fn main() -> ExitCode {
             gdb: args.gdb,
             monitor: args.monitor,
             kernel: args.kernel,
-            programs: run::programs_to_boot(args.programs, args.no_programs, !args.no_vm),
+            programs: run::programs_to_boot(
+                args.programs,
+                args.no_programs,
+                !args.no_vm,
+                args.demo,
+            ),
             modules: args.modules,
             top: args.top,
             hub: !args.no_hub && !args.wait_monitor,

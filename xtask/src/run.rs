@@ -57,8 +57,35 @@ pub const HUB_LOG: &str = "vigil-hub.log";
 
 /// The programs booted when `--program` is not given: `hello` greets and exits;
 /// `pm_parent` asks PM to spawn `pm_child sleep` and waits for it, so `vigil top` has a
-/// process tree to show and a process to stop, continue or kill.
-pub const DEFAULT_PROGRAMS: &[&str] = &["hello", "pm_parent", "pm_child boot=pm"];
+/// process tree to show and a process to stop, continue or kill; RS (a system server, the
+/// kernel starts it after VM and PM) supervises `hello_service`, which `hello_load`
+/// increments every 100 ms (`--demo` makes it crash hello every 5 s too). `service` is
+/// there for RS's operator list (`service -- list` through PM). DS, the data store, boots
+/// before RS: hello keeps its counter there and reads it back when it is restarted.
+pub const DEFAULT_PROGRAMS: &[&str] = &[
+    DS_SERVER,
+    RS_SERVER,
+    "hello",
+    "pm_parent",
+    "pm_child boot=pm",
+    "hello_service boot=pm",
+    "service boot=pm",
+    HELLO_LOAD,
+];
+
+/// The data store of the default programs (a system server; before RS, whose services read
+/// their state back from it as they start).
+pub const DS_SERVER: &str = "ds kcalls=safecopy";
+
+/// The reincarnation server of the default programs: hello_service under its default
+/// policy (restart at once, then backoff; 100 ms heartbeats), `service` as its operator.
+pub const RS_SERVER: &str = "rs kcalls=rs -- operator=service hello_service";
+
+/// The default client load of hello_service.
+pub const HELLO_LOAD: &str = "hello_load";
+
+/// `HELLO_LOAD` with `--demo`: it crashes hello every 5 s as well.
+pub const HELLO_LOAD_DEMO: &str = "hello_load -- demo";
 
 /// The VM server, booted first (with its kernel calls) unless `--no-vm` or listed already.
 pub const VM_SERVER: &str = "vm kcalls=vm";
@@ -68,16 +95,25 @@ pub const VM_SERVER: &str = "vm kcalls=vm";
 /// starts every other program.
 pub const PM_SERVER: &str = "pm kcalls=pm";
 
-/// The programs to boot: those asked for, else [`DEFAULT_PROGRAMS`], unless `none` is set;
-/// with `vm`, the VM server goes first, then the process manager (a program list that
-/// names `vm` or `pm` itself keeps it where it is).
-pub fn programs_to_boot(asked: Vec<ProgramSpec>, none: bool, vm: bool) -> Vec<ProgramSpec> {
+/// The programs to boot: those asked for, else [`DEFAULT_PROGRAMS`] (with `demo`, the load
+/// crashes hello too), unless `none` is set; with `vm`, the VM server goes first, then the
+/// process manager (a program list that names `vm` or `pm` itself keeps it where it is).
+pub fn programs_to_boot(
+    asked: Vec<ProgramSpec>,
+    none: bool,
+    vm: bool,
+    demo: bool,
+) -> Vec<ProgramSpec> {
     if none {
         return asked;
     }
     let mut programs = if asked.is_empty() {
         DEFAULT_PROGRAMS
             .iter()
+            .map(|text| match *text {
+                HELLO_LOAD if demo => HELLO_LOAD_DEMO,
+                text => text,
+            })
             .map(|text| ProgramSpec::parse(text).expect("a default program's specification"))
             .collect()
     } else {
@@ -284,6 +320,22 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
              (kernel symbols, Rust source paths, target remote 127.0.0.1:{port}; \
              vigil-user-NAME loads a user program's symbols)",
             kernel::display_relative(&script_path)
+        );
+    }
+    if options.programs.iter().any(|spec| spec.program == "rs") {
+        println!(
+            "try: in vigil top, v shows RS's services (state, restarts, last failure): select \
+             hello_service and press R (restart), H (hold), L (release), D (down), U (up); \
+             hello_load prints the counter every second{}",
+            if options
+                .programs
+                .iter()
+                .any(|spec| spec.program == "hello_load" && spec.options.contains("demo"))
+            {
+                " and crashes hello every 5 s"
+            } else {
+                " (--demo crashes hello every 5 s)"
+            }
         );
     }
     if options
@@ -868,31 +920,45 @@ mod tests {
         let spec = |text| parse_program(text).unwrap();
         let defaults = || DEFAULT_PROGRAMS.iter().map(|text| spec(text));
         assert_eq!(
-            programs_to_boot(Vec::new(), false, false),
+            programs_to_boot(Vec::new(), false, false, false),
             std::iter::once(spec(PM_SERVER))
                 .chain(defaults())
                 .collect::<Vec<_>>()
         );
         assert_eq!(
-            programs_to_boot(Vec::new(), false, true),
+            programs_to_boot(Vec::new(), false, true, false),
             [spec(VM_SERVER), spec(PM_SERVER)]
                 .into_iter()
                 .chain(defaults())
                 .collect::<Vec<_>>()
         );
-        assert!(programs_to_boot(Vec::new(), true, true).is_empty());
+        assert!(programs_to_boot(Vec::new(), true, true, false).is_empty());
         assert_eq!(
-            programs_to_boot(vec![spec("a prio=1"), spec("b")], false, false),
+            programs_to_boot(vec![spec("a prio=1"), spec("b")], false, false, false),
             [spec(PM_SERVER), spec("a prio=1"), spec("b")]
         );
         // A list that names the VM server keeps it where it is, once; PM follows it.
         assert_eq!(
-            programs_to_boot(vec![spec("a"), spec("vm kcalls=vm")], false, true),
+            programs_to_boot(vec![spec("a"), spec("vm kcalls=vm")], false, true, false),
             [spec("a"), spec("vm kcalls=vm"), spec(PM_SERVER)]
+        );
+        // The default boots RS (after VM and PM) with hello under it and the load; --demo
+        // makes the load crash hello.
+        let default = programs_to_boot(Vec::new(), false, true, false);
+        let names: Vec<&str> = default.iter().map(|s| s.program.as_str()).collect();
+        assert_eq!(&names[..3], ["vm", "pm", "rs"]);
+        assert!(names.contains(&"hello_service") && names.contains(&"hello_load"));
+        let demo = programs_to_boot(Vec::new(), false, true, true);
+        assert!(demo.contains(&spec(HELLO_LOAD_DEMO)));
+        assert!(!default.contains(&spec(HELLO_LOAD_DEMO)));
+        assert_eq!(
+            programs_to_boot(vec![spec("a")], false, false, true),
+            [spec(PM_SERVER), spec("a")],
+            "--demo changes only the default list"
         );
         // A list that names PM keeps it where it is, once.
         assert_eq!(
-            programs_to_boot(vec![spec("a"), spec("pm kcalls=pm")], false, true),
+            programs_to_boot(vec![spec("a"), spec("pm kcalls=pm")], false, true, false),
             [spec(VM_SERVER), spec("a"), spec("pm kcalls=pm")]
         );
     }

@@ -1,5 +1,14 @@
-//! Host commands for processes: what `vigil top` asks (stop, continue, kill a process, list
-//! the process tree), forwarded by the kernel to the process manager, and PM's answer.
+//! Host commands for processes and services: what `vigil top` asks (stop, continue, kill a
+//! process, list the process tree; list the services, act on one), forwarded by the kernel
+//! to the process manager (process commands) or the reincarnation server (service
+//! commands, [`Command::is_service`]), and that server's answer.
+//!
+//! Service commands travel exactly like process commands: the same message (the `pid` word
+//! carries the service's index in RS's table), the same table of waiting commands, the same
+//! answer kernel call (`PmHostReply`, which the kernel takes only from the server the
+//! command went to), the same result frame; [`Command::ServiceList`]'s answer is INTROSPECT
+//! topic 3 records (`ServiceRecord`). Without RS the kernel answers
+//! [`Outcome::NoServiceManager`] itself.
 //!
 //! The host sends a `ProcessCommand` or `ProcessTreeNow` frame on the monitor channel
 //! (`crates/wire`, docs/protocol.md); the kernel does not carry these out itself: it sends
@@ -25,6 +34,8 @@ pub const TIMEOUT_NS: u64 = 2_000_000_000;
 pub const MAX_TEXT_BYTES: usize = 160;
 /// Most process-tree records one `List` answer carries (the kernel copies at most this).
 pub const MAX_TREE_RECORDS: usize = 256;
+/// Most service records one `ServiceList` answer carries.
+pub const MAX_SERVICE_RECORDS: usize = 64;
 /// Exit status of a process killed by a host command (128 + 9, as a shell shows SIGKILL).
 pub const HOST_KILL_STATUS: u64 = 137;
 
@@ -40,6 +51,15 @@ pub enum Command {
     Kill = 3,
     /// Answer with PM's process tree (INTROSPECT topic 5 records; the pid is ignored).
     List = 4,
+    /// RS: answer with the services (INTROSPECT topic 3 records; the index is ignored).
+    ServiceList = 5,
+    /// RS: `ServiceAction::Up` of service `index` (and so on, in `ServiceAction` order).
+    ServiceUp = 6,
+    ServiceDown = 7,
+    ServiceRestart = 8,
+    ServiceRefresh = 9,
+    ServiceHold = 10,
+    ServiceRelease = 11,
 }
 
 impl Command {
@@ -49,8 +69,47 @@ impl Command {
             2 => Some(Command::Continue),
             3 => Some(Command::Kill),
             4 => Some(Command::List),
+            5 => Some(Command::ServiceList),
+            6 => Some(Command::ServiceUp),
+            7 => Some(Command::ServiceDown),
+            8 => Some(Command::ServiceRestart),
+            9 => Some(Command::ServiceRefresh),
+            10 => Some(Command::ServiceHold),
+            11 => Some(Command::ServiceRelease),
             _ => None,
         }
+    }
+
+    /// Whether the reincarnation server answers it (else the process manager).
+    pub const fn is_service(self) -> bool {
+        self as u64 >= Command::ServiceList as u64
+    }
+
+    /// The service command doing `action`.
+    pub const fn for_service_action(action: crate::rs::ServiceAction) -> Command {
+        use crate::rs::ServiceAction;
+        match action {
+            ServiceAction::Up => Command::ServiceUp,
+            ServiceAction::Down => Command::ServiceDown,
+            ServiceAction::Restart => Command::ServiceRestart,
+            ServiceAction::Refresh => Command::ServiceRefresh,
+            ServiceAction::Hold => Command::ServiceHold,
+            ServiceAction::Release => Command::ServiceRelease,
+        }
+    }
+
+    /// The action of a service command other than `ServiceList`.
+    pub const fn service_action(self) -> Option<crate::rs::ServiceAction> {
+        use crate::rs::ServiceAction;
+        Some(match self {
+            Command::ServiceUp => ServiceAction::Up,
+            Command::ServiceDown => ServiceAction::Down,
+            Command::ServiceRestart => ServiceAction::Restart,
+            Command::ServiceRefresh => ServiceAction::Refresh,
+            Command::ServiceHold => ServiceAction::Hold,
+            Command::ServiceRelease => ServiceAction::Release,
+            _ => return None,
+        })
     }
 
     pub const fn name(self) -> &'static str {
@@ -59,6 +118,13 @@ impl Command {
             Command::Continue => "continue",
             Command::Kill => "kill",
             Command::List => "list",
+            Command::ServiceList => "service list",
+            Command::ServiceUp => "service up",
+            Command::ServiceDown => "service down",
+            Command::ServiceRestart => "service restart",
+            Command::ServiceRefresh => "service refresh",
+            Command::ServiceHold => "service hold",
+            Command::ServiceRelease => "service release",
         }
     }
 }
@@ -84,13 +150,15 @@ pub enum Outcome {
     /// Kernel only: [`MAX_OUTSTANDING`] commands already wait for PM, or the request id is
     /// already waiting.
     Busy = 7,
-    /// Kernel only: PM did not answer within [`TIMEOUT_NS`].
+    /// Kernel only: PM (or RS) did not answer within [`TIMEOUT_NS`].
     TimedOut = 8,
+    /// Kernel only: a service command, and no reincarnation server runs.
+    NoServiceManager = 9,
 }
 
 impl Outcome {
     /// Every outcome, by code.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::NoSuchProcess,
         Outcome::Refused,
@@ -100,6 +168,7 @@ impl Outcome {
         Outcome::NoProcessManager,
         Outcome::Busy,
         Outcome::TimedOut,
+        Outcome::NoServiceManager,
     ];
 
     pub const fn from_code(code: u64) -> Option<Outcome> {
@@ -110,7 +179,7 @@ impl Outcome {
         }
     }
 
-    /// Whether PM may give it (the last three only the kernel does).
+    /// Whether PM (or RS) may give it (the last four only the kernel does).
     pub const fn from_pm(self) -> bool {
         (self as u8) < Outcome::NoProcessManager as u8
     }
@@ -127,6 +196,7 @@ impl Outcome {
             Outcome::NoProcessManager => "no process manager",
             Outcome::Busy => "busy",
             Outcome::TimedOut => "timed out",
+            Outcome::NoServiceManager => "no reincarnation server",
         }
     }
 }
@@ -178,21 +248,31 @@ mod tests {
             Command::List,
         ] {
             assert_eq!(Command::from_code(command as u64), Some(command));
+            assert!(!command.is_service());
         }
+        for action in crate::rs::ServiceAction::ALL {
+            let command = Command::for_service_action(action);
+            assert!(command.is_service());
+            assert_eq!(Command::from_code(command as u64), Some(command));
+            assert_eq!(command.service_action(), Some(action));
+        }
+        assert!(Command::ServiceList.is_service());
+        assert_eq!(Command::ServiceList.service_action(), None);
+        assert_eq!(Command::Kill.service_action(), None);
         assert_eq!(Command::from_code(0), None);
-        assert_eq!(Command::from_code(5), None);
+        assert_eq!(Command::from_code(12), None);
         for (code, outcome) in Outcome::ALL.iter().enumerate() {
             assert_eq!(*outcome as usize, code);
             assert_eq!(Outcome::from_code(code as u64), Some(*outcome));
         }
-        assert_eq!(Outcome::from_code(9), None);
+        assert_eq!(Outcome::from_code(10), None);
     }
 
     #[test]
     fn pm_may_not_claim_the_kernel_s_outcomes() {
         assert_eq!(Outcome::decode(&[0]), Ok(Outcome::Ok));
         assert_eq!(Outcome::decode(&[5]), Ok(Outcome::Invalid));
-        for code in [6, 7, 8, 9, u64::MAX] {
+        for code in [6, 7, 8, 9, 10, u64::MAX] {
             assert_eq!(Outcome::decode(&[code]), Err(Error::InvalidArgument));
         }
         assert_eq!(RequestId::decode(&[7]), Ok(RequestId(7)));

@@ -30,8 +30,71 @@ pub mod request {
     /// is started again with its failure count cleared). Only from an operator (RS's
     /// `operator=` argument): `PermissionDenied` for anyone else.
     pub const RESTART: u32 = 0x0500_0003;
+    /// payload `[index]` → reply `[0, name bytes 0..8, 8..16, 16..24, 24..32, length]`: the
+    /// name of service `index` (`NotFound` past the last), so a client can list them by
+    /// asking from 0 until `NotFound`. Anyone may ask.
+    pub const SERVICE_NAME: u32 = 0x0500_0004;
+    /// payload `[index, action]` → reply `[0]`: an operator's `ServiceAction` on service
+    /// `index`. `PermissionDenied` for a sender that is not an operator, `NotFound` for no
+    /// such service, `InvalidArgument` for an unknown action code, `NotReady` for an
+    /// action the service's state does not allow (refresh of a service that does not
+    /// run), `Exists` for `Up` of a service that is not down.
+    pub const ACTION: u32 = 0x0500_0005;
     /// Every answer.
     pub const REPLY: u32 = 0x0500_00ff;
+}
+
+/// What an operator asks RS to do to a service (`request::ACTION`'s `payload[1]`, and the
+/// host's service commands forwarded by the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ServiceAction {
+    /// Start a service that is down (`Exists` if it is not).
+    Up = 1,
+    /// End its instance and do not start it again until `Up`.
+    Down = 2,
+    /// End its instance if one runs and start a new one now; a held-down service is
+    /// started with its failure run cleared (the same as `request::RESTART`).
+    Restart = 3,
+    /// Replace the running, healthy instance with a fresh one (`NotReady` if none runs).
+    Refresh = 4,
+    /// Stop restarting it: the instance keeps running, but when it ends RS holds it down.
+    Hold = 5,
+    /// Clear a hold, and start the service again if it is held down (by a hold or a
+    /// crash loop) with its failure run cleared.
+    Release = 6,
+}
+
+impl ServiceAction {
+    /// Every action, by code.
+    pub const ALL: [ServiceAction; 6] = [
+        ServiceAction::Up,
+        ServiceAction::Down,
+        ServiceAction::Restart,
+        ServiceAction::Refresh,
+        ServiceAction::Hold,
+        ServiceAction::Release,
+    ];
+
+    pub fn from_code(code: u64) -> Option<ServiceAction> {
+        Self::ALL.into_iter().find(|action| *action as u64 == code)
+    }
+
+    /// The word the `service` program and `vigil top` use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ServiceAction::Up => "up",
+            ServiceAction::Down => "down",
+            ServiceAction::Restart => "restart",
+            ServiceAction::Refresh => "refresh",
+            ServiceAction::Hold => "hold",
+            ServiceAction::Release => "release",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ServiceAction> {
+        Self::ALL.into_iter().find(|action| action.name() == name)
+    }
 }
 
 /// Longest service name `SERVICE_INDEX` carries (the kernel's process-name limit).
@@ -49,6 +112,25 @@ pub fn pack_name(name: &str) -> Result<[u64; 6], Error> {
     }
     payload[4] = bytes.len() as u64;
     Ok(payload)
+}
+
+/// Service `name`'s reply payload for `SERVICE_NAME`: `[0, name words, length]`.
+pub fn pack_name_reply(name: &str) -> Result<[u64; 6], Error> {
+    let packed = pack_name(name)?;
+    Ok([0, packed[0], packed[1], packed[2], packed[3], packed[4]])
+}
+
+/// The name in a `SERVICE_NAME` reply payload (checked like `unpack_name`).
+pub fn unpack_name_reply(
+    payload: &[u64; 6],
+    out: &mut [u8; MAX_NAME_BYTES],
+) -> Result<usize, Error> {
+    unpack_name(
+        &[
+            payload[1], payload[2], payload[3], payload[4], payload[5], 0,
+        ],
+        out,
+    )
 }
 
 /// The bytes `pack_name` packed (its length checked) into `out`; returns the length.
@@ -78,6 +160,8 @@ pub enum ServiceState {
     /// It could not be spawned at all (e.g. no such `boot=pm` module); retried like a
     /// failure.
     SpawnFailed = 4,
+    /// An operator took it down (`ServiceAction::Down`): not started until `Up`.
+    Down = 5,
 }
 
 impl ServiceState {
@@ -87,6 +171,7 @@ impl ServiceState {
             ServiceState::BackingOff => "backing-off",
             ServiceState::HeldDown => "held-down",
             ServiceState::SpawnFailed => "spawn-failed",
+            ServiceState::Down => "down",
         }
     }
 
@@ -96,6 +181,7 @@ impl ServiceState {
             ServiceState::BackingOff,
             ServiceState::HeldDown,
             ServiceState::SpawnFailed,
+            ServiceState::Down,
         ]
         .into_iter()
         .find(|state| *state as u64 == code)
@@ -117,6 +203,10 @@ pub mod reason {
     pub const SPAWN: u64 = 4;
     /// It missed its heartbeats (detail: the pings it left unanswered): RS killed it.
     pub const HANG: u64 = 5;
+    /// An operator's `Down` ended it.
+    pub const DOWN: u64 = 6;
+    /// An operator's `Refresh` replaced it with a fresh instance.
+    pub const REFRESH: u64 = 7;
 
     pub const fn name(reason: u64) -> &'static str {
         match reason {
@@ -126,7 +216,43 @@ pub mod reason {
             REQUESTED => "requested",
             SPAWN => "spawn",
             HANG => "hang",
+            DOWN => "down",
+            REFRESH => "refresh",
             _ => "?",
+        }
+    }
+}
+
+/// A failure as people read it ("exception #PF (vector 14)", "panic (status 101)", …):
+/// RS's console lines, the `service` program and `vigil top` say it the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureText {
+    pub reason: u64,
+    pub detail: u64,
+}
+
+impl core::fmt::Display for FailureText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let detail = self.detail;
+        match self.reason {
+            reason::NONE => f.write_str("none"),
+            reason::EXCEPTION => write!(
+                f,
+                "exception {} (vector {detail})",
+                crate::signal::exception_mnemonic(detail)
+            ),
+            reason::EXIT if detail == 101 => f.write_str("panic (status 101)"),
+            reason::EXIT => write!(f, "exit (status {})", detail as i64),
+            reason::REQUESTED => f.write_str("restart requested"),
+            reason::HANG => write!(f, "hang ({detail} heartbeats unanswered)"),
+            reason::SPAWN => write!(
+                f,
+                "spawn refused ({})",
+                Error::from_code(detail).map_or("?", Error::name)
+            ),
+            reason::DOWN => f.write_str("taken down"),
+            reason::REFRESH => f.write_str("refreshed"),
+            other => write!(f, "reason {other} (detail {detail})"),
         }
     }
 }
@@ -394,5 +520,42 @@ mod tests {
         assert_eq!(unpack_name(&forged, &mut out), Err(Error::InvalidArgument));
         forged = [u64::MAX, 0, 0, 0, 8, 0];
         assert_eq!(unpack_name(&forged, &mut out), Err(Error::InvalidArgument));
+        let reply = pack_name_reply("rs_demo").unwrap();
+        assert_eq!(reply[0], 0);
+        let len = unpack_name_reply(&reply, &mut out).unwrap();
+        assert_eq!(&out[..len], b"rs_demo");
+        assert_eq!(
+            unpack_name_reply(&[0, 0, 0, 0, 0, 0], &mut out),
+            Err(Error::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn actions_and_states_round_trip_by_code_and_name() {
+        for action in ServiceAction::ALL {
+            assert_eq!(ServiceAction::from_code(action as u64), Some(action));
+            assert_eq!(ServiceAction::from_name(action.name()), Some(action));
+        }
+        assert_eq!(ServiceAction::from_code(0), None);
+        assert_eq!(ServiceAction::from_code(7), None);
+        assert_eq!(ServiceAction::from_name("update"), None);
+        assert_eq!(ServiceState::from_code(5), Some(ServiceState::Down));
+        assert_eq!(ServiceState::Down.name(), "down");
+        assert_eq!(ServiceState::from_code(6), None);
+        assert_eq!(reason::name(reason::REFRESH), "refresh");
+    }
+
+    #[test]
+    fn failures_read_the_same_everywhere() {
+        extern crate std;
+        use std::string::ToString;
+        let text = |reason, detail| FailureText { reason, detail }.to_string();
+        assert_eq!(text(reason::EXCEPTION, 14), "exception #PF (vector 14)");
+        assert_eq!(text(reason::EXIT, 101), "panic (status 101)");
+        assert_eq!(text(reason::EXIT, 7), "exit (status 7)");
+        assert_eq!(text(reason::HANG, 3), "hang (3 heartbeats unanswered)");
+        assert_eq!(text(reason::DOWN, 0), "taken down");
+        assert_eq!(text(reason::NONE, 0), "none");
+        assert_eq!(text(99, 1), "reason 99 (detail 1)");
     }
 }

@@ -1,6 +1,6 @@
 //! INTROSPECT: the one request every server answers with fixed-size records of what it
-//! knows (VM: memory per process and shared-memory objects; later RS: services, VFS: open
-//! files), written straight into the client's memory through a grant.
+//! knows (VM: memory per process and shared-memory objects; PM: processes; RS: services;
+//! later VFS: open files), written straight into the client's memory through a grant.
 //!
 //! The client creates a WRITE grant of a buffer for the server and sends
 //! [`INTROSPECT`] with a [`Topic`], the grant id, the buffer's size and the index of the
@@ -35,7 +35,7 @@ pub enum Topic {
     /// VM: per shared-memory object, a [`SharedObjectRecord`] followed by one
     /// [`SharedMapperRecord`] per mapping of it (`mapper_count` of them).
     SharedObjects = 2,
-    /// Reserved for RS: supervised services.
+    /// RS: one [`ServiceRecord`] per supervised service, by index in RS's table.
     Services = 3,
     /// Reserved for VFS: open files.
     OpenFiles = 4,
@@ -582,6 +582,89 @@ impl ProcessTreeRecord {
     }
 }
 
+/// Layout version of [`ServiceRecord`].
+pub const SERVICE_RECORD_VERSION: u64 = 1;
+/// Size of a [`ServiceRecord`].
+pub const SERVICE_RECORD_BYTES: usize = 128;
+
+/// Topic [`Topic::Services`]: one service RS supervises, as RS's table has it. 128 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// Its index in RS's table (what `rs::request::ACTION` names).
+    pub index: u32,
+    /// A `vigil_abi::rs::ServiceState` code.
+    pub state: u32,
+    /// The running instance's pid, 0 when none runs.
+    pub pid: u32,
+    /// 1 when an operator's hold keeps RS from restarting it.
+    pub held: u8,
+    pub reserved: [u8; 3],
+    /// Instances started after the first.
+    pub restarts: u64,
+    /// Failures in a row (the crash-loop count).
+    pub failures_in_a_row: u32,
+    /// The version of the program it runs (1 until live update, issue 10 item 5).
+    pub version: u32,
+    /// A `vigil_abi::rs::reason` value: why the last instance ended (0: never).
+    pub last_reason: u64,
+    /// The exception vector, exit status or error code of `last_reason`.
+    pub last_detail: u64,
+    /// Kernel time of the last failure (0: never).
+    pub last_failure_ns: u64,
+    /// Kernel time the running instance (or the last one) started.
+    pub started_ns: u64,
+    /// The service's name (cut, padded with zeros).
+    pub name: [u8; PROCESS_RECORD_TEXT_BYTES],
+    /// The `boot=pm` program its instances run.
+    pub program: [u8; PROCESS_RECORD_TEXT_BYTES],
+}
+
+impl ServiceRecord {
+    pub fn to_bytes(&self) -> [u8; SERVICE_RECORD_BYTES] {
+        let mut bytes = [0; SERVICE_RECORD_BYTES];
+        let mut w = Writer {
+            bytes: &mut bytes,
+            at: 0,
+        };
+        w.u32(self.index);
+        w.u32(self.state);
+        w.u32(self.pid);
+        w.u8(self.held);
+        w.put(&self.reserved);
+        w.u64(self.restarts);
+        w.u32(self.failures_in_a_row);
+        w.u32(self.version);
+        w.u64(self.last_reason);
+        w.u64(self.last_detail);
+        w.u64(self.last_failure_ns);
+        w.u64(self.started_ns);
+        w.put(&self.name);
+        w.put(&self.program);
+        bytes
+    }
+
+    pub fn from_bytes(bytes: &[u8; SERVICE_RECORD_BYTES]) -> ServiceRecord {
+        let mut r = Reader { bytes, at: 0 };
+        ServiceRecord {
+            index: r.u32(),
+            state: r.u32(),
+            pid: r.u32(),
+            held: r.u8(),
+            reserved: r.take(),
+            restarts: r.u64(),
+            failures_in_a_row: r.u32(),
+            version: r.u32(),
+            last_reason: r.u64(),
+            last_detail: r.u64(),
+            last_failure_ns: r.u64(),
+            started_ns: r.u64(),
+            name: r.take(),
+            program: r.take(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,5 +832,39 @@ mod tests {
         assert_eq!(text_of(&record.arguments).len(), PROCESS_RECORD_TEXT_BYTES);
         assert_eq!(Topic::from_u64(5), Some(Topic::Processes));
         assert_eq!(Topic::Processes.name(), "processes");
+    }
+
+    #[test]
+    fn a_service_record_round_trips_in_128_bytes_at_its_offsets() {
+        let record = ServiceRecord {
+            index: 2,
+            state: 3,
+            pid: 0x0a0b_0c0d,
+            held: 1,
+            reserved: [0; 3],
+            restarts: 0x1122_3344_5566_7788,
+            failures_in_a_row: 5,
+            version: 1,
+            last_reason: 1,
+            last_detail: 14,
+            last_failure_ns: 9_000_000,
+            started_ns: 8_000_000,
+            name: record_text(b"hello_service"),
+            program: record_text(b"hello_service"),
+        };
+        let bytes = record.to_bytes();
+        assert_eq!(bytes.len(), SERVICE_RECORD_BYTES);
+        assert_eq!(&bytes[0..4], &2u32.to_le_bytes());
+        assert_eq!(&bytes[8..12], &0x0a0b_0c0du32.to_le_bytes());
+        assert_eq!(bytes[12], 1);
+        assert_eq!(&bytes[16..24], &0x1122_3344_5566_7788u64.to_le_bytes());
+        assert_eq!(&bytes[24..28], &5u32.to_le_bytes());
+        assert_eq!(&bytes[40..48], &14u64.to_le_bytes());
+        assert_eq!(&bytes[64..77], b"hello_service");
+        assert_eq!(&bytes[96..109], b"hello_service");
+        assert_eq!(ServiceRecord::from_bytes(&bytes), record);
+        assert_eq!(text_of(&record.name), b"hello_service");
+        assert_eq!(Topic::from_u64(3), Some(Topic::Services));
+        assert_eq!(Topic::Services.name(), "services");
     }
 }

@@ -184,8 +184,13 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
         }
-        // The reincarnation server: the exception events of the services it manages.
-        "rs" => KernelCall::PmNextEvent.mask_bit(),
+        // The reincarnation server: the exception events of the services it manages, its
+        // INTROSPECT answers, and its answers to the host's service commands.
+        "rs" => {
+            KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
+                | KernelCall::PmHostReply.mask_bit()
+        }
         _ => return None,
     })
 }
@@ -416,8 +421,14 @@ mod tests {
     }
 
     #[test]
-    fn the_rs_group_is_the_event_call_alone() {
+    fn the_rs_group_is_events_introspect_copies_and_host_replies() {
         let rs = parse("rs kcalls=rs").unwrap().kernel_calls;
-        assert_eq!(rs, KernelCall::PmNextEvent.mask_bit());
+        assert_eq!(
+            rs,
+            KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::SafeCopyTo.mask_bit()
+                | KernelCall::PmHostReply.mask_bit()
+        );
+        assert_eq!(rs & KernelCall::PmKill.mask_bit(), 0, "RS kills through PM");
     }
 }

@@ -1,6 +1,7 @@
-//! The kernel's table of host commands forwarded to the process manager: bounded, each with
-//! a deadline, so a PM that never answers costs a place for `TIMEOUT_NS` and never wedges
-//! the monitor (docs/protocol.md, "Process commands").
+//! The kernel's table of host commands forwarded to the process manager (process commands)
+//! or the reincarnation server (service commands): bounded, each with a deadline, so a
+//! server that never answers costs a place for `TIMEOUT_NS` and never wedges the monitor
+//! (docs/protocol.md, "Process commands", "Service commands").
 //!
 //! Pure bookkeeping (no IPC): the kernel admits a command, offers the undelivered ones to
 //! PM each tick, completes one when PM answers (`PmHostReply`) and expires the rest.
@@ -94,10 +95,21 @@ impl<const N: usize> HostCommands<N> {
         }
     }
 
-    /// Forgets every command (PM has exited), handing each to `dropped`.
-    pub fn clear(&mut self, mut dropped: impl FnMut(Pending)) {
+    /// Forgets every command (its servers have exited), handing each to `dropped`.
+    pub fn clear(&mut self, dropped: impl FnMut(Pending)) {
+        self.drop_where(|_| true, dropped);
+    }
+
+    /// Forgets every command `gone` says has no server any more (it has exited), handing
+    /// each to `dropped`.
+    pub fn drop_where(
+        &mut self,
+        gone: impl Fn(&Pending) -> bool,
+        mut dropped: impl FnMut(Pending),
+    ) {
         for slot in self.slots.iter_mut() {
-            if let Some(pending) = slot.take() {
+            if let Some(pending) = slot.filter(|pending| gone(pending)) {
+                *slot = None;
                 dropped(pending);
             }
         }
@@ -185,5 +197,19 @@ mod tests {
         table.clear(|p| dropped.push(p.request));
         assert_eq!(dropped, [2]);
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn only_the_commands_of_a_server_that_exited_are_dropped() {
+        let mut table = HostCommands::<4>::new();
+        table.admit(1, Command::Kill, 5, 0).unwrap();
+        table.admit(2, Command::ServiceRestart, 0, 0).unwrap();
+        table.admit(3, Command::ServiceList, 0, 0).unwrap();
+        let mut dropped = Vec::new();
+        table.drop_where(|p| p.command.is_service(), |p| dropped.push(p.request));
+        assert_eq!(dropped, [2, 3]);
+        assert_eq!(table.len(), 1);
+        table.deliver(|_| true);
+        assert_eq!(table.complete(1).map(|p| p.command), Some(Command::Kill));
     }
 }

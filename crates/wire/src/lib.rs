@@ -283,14 +283,15 @@ pub struct ProcessCommand {
     pub pid: u32,
 }
 
-/// The answer to a `ProcessCommand` or `ProcessTreeNow` (for the latter only when it
-/// failed: a tree that could be read comes as a [`ProcessTree`]).
+/// The answer to a `ProcessCommand`, `ServiceCommand`, `ProcessTreeNow` or `ServiceListNow`
+/// (for the last two only when they failed: a tree or list that could be read comes as a
+/// [`ProcessTree`] or [`ServiceList`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessResult {
     pub request: u32,
-    /// `vigil_abi::host_command::Outcome` code: 0 ok, 1 no such process, 2 refused, 3 not
-    /// supported, 4 failed, 5 invalid, 6 no process manager, 7 busy, 8 timed out; a code
-    /// this crate does not know is shown by number.
+    /// `vigil_abi::host_command::Outcome` code: 0 ok, 1 no such process (or service), 2
+    /// refused, 3 not supported, 4 failed, 5 invalid, 6 no process manager, 7 busy, 8 timed
+    /// out, 9 no reincarnation server; a code this crate does not know is shown by number.
     pub outcome: u8,
     /// PM's (or, for codes 6–8, the kernel's) explanation.
     pub message: String,
@@ -337,6 +338,85 @@ pub struct ProcessTree {
     pub processes: Vec<ProcessTreeEntry>,
 }
 
+/// What a host asks the reincarnation server to do to a service
+/// (`HostFrame::ServiceCommand`; the same actions as `vigil_abi::rs::ServiceAction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceAction {
+    /// Index 0: start a service that is down.
+    Up,
+    /// Index 1: end it and do not restart it until `Up`.
+    Down,
+    /// Index 2: end it if it runs and start a new instance now (a held-down one too).
+    Restart,
+    /// Index 3: replace the running instance with a fresh one.
+    Refresh,
+    /// Index 4: do not restart it when it ends.
+    Hold,
+    /// Index 5: clear a hold (or crash-loop hold) and start it if it is held down.
+    Release,
+}
+
+impl ServiceAction {
+    pub const fn label(self) -> &'static str {
+        match self {
+            ServiceAction::Up => "up",
+            ServiceAction::Down => "down",
+            ServiceAction::Restart => "restart",
+            ServiceAction::Refresh => "refresh",
+            ServiceAction::Hold => "hold",
+            ServiceAction::Release => "release",
+        }
+    }
+}
+
+/// A host command for a service, forwarded by the kernel to the reincarnation server and
+/// answered by a [`ProcessResult`] with the same request id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceCommand {
+    pub request: u32,
+    pub action: ServiceAction,
+    /// The service's index in RS's table ([`ServiceEntry::index`]).
+    pub service: u32,
+}
+
+/// One service RS supervises (INTROSPECT topic 3's `ServiceRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub index: u32,
+    pub name: String,
+    /// The `boot=pm` program its instances run.
+    pub program: String,
+    /// The version of that program (1 until live update).
+    pub version: u32,
+    /// `vigil_abi::rs::ServiceState` code: 1 running, 2 backing off, 3 held down, 4 spawn
+    /// failed, 5 down.
+    pub state: u8,
+    /// An operator's hold: RS will not restart it when it ends.
+    pub held: bool,
+    /// The running instance's pid, 0 when none runs.
+    pub pid: u32,
+    pub restarts: u64,
+    pub failures_in_a_row: u32,
+    /// `vigil_abi::rs::reason` of the last end (0: never failed) and its detail.
+    pub last_reason: u64,
+    pub last_detail: u64,
+    /// Kernel time of the last failure (0: never).
+    pub last_failure_ns: u64,
+    /// Kernel time the current (or last) instance started.
+    pub started_ns: u64,
+}
+
+/// RS's services, the answer to `HostFrame::ServiceListNow`.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceList {
+    pub request: u32,
+    /// Kernel time when the kernel received RS's answer.
+    pub timestamp_ns: u64,
+    /// The pid of RS.
+    pub supervisor: u32,
+    pub services: Vec<ServiceEntry>,
+}
+
 /// Frames the kernel sends. The comment on each variant gives its wire index: variants are
 /// only ever appended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +443,9 @@ pub enum KernelFrame {
     ProcessResult(ProcessResult),
     /// Index 10: PM's process tree, the answer to `ProcessTreeNow`.
     ProcessTree(ProcessTree),
+    /// Index 11: RS's services, the answer to `ServiceListNow` (a failed one is a
+    /// `ProcessResult`).
+    ServiceList(ServiceList),
 }
 
 /// Frames a host sends. The comment on each variant gives its wire index: variants are only
@@ -384,6 +467,12 @@ pub enum HostFrame {
     /// Index 5: asks for the process manager's process tree; answered by a `ProcessTree`
     /// (or a failed `ProcessResult`) with the same request id.
     ProcessTreeNow { request: u32 },
+    /// Index 6: up, down, restart, refresh, hold or release a service; forwarded to the
+    /// reincarnation server, answered by a `ProcessResult` with the same request id.
+    ServiceCommand(ServiceCommand),
+    /// Index 7: asks for RS's services; answered by a `ServiceList` (or a failed
+    /// `ProcessResult`) with the same request id.
+    ServiceListNow { request: u32 },
 }
 
 impl KernelFrame {
@@ -401,6 +490,7 @@ impl KernelFrame {
             KernelFrame::CommandResult(_) => "command-result",
             KernelFrame::ProcessResult(_) => "process-result",
             KernelFrame::ProcessTree(_) => "process-tree",
+            KernelFrame::ServiceList(_) => "service-list",
         }
     }
 }
@@ -415,6 +505,8 @@ impl HostFrame {
             HostFrame::SnapshotNow => "snapshot-now",
             HostFrame::ProcessCommand(_) => "process-command",
             HostFrame::ProcessTreeNow { .. } => "process-tree-now",
+            HostFrame::ServiceCommand(_) => "service-command",
+            HostFrame::ServiceListNow { .. } => "service-list-now",
         }
     }
 }

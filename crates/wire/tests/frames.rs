@@ -732,6 +732,8 @@ fn protocol_doc_matches_code() {
         "SnapshotNow",
         "ProcessCommand",
         "ProcessTreeNow",
+        "ServiceCommand",
+        "ServiceListNow",
     ]
     .iter()
     .enumerate()

@@ -1,5 +1,6 @@
-//! PmHostReply (43): the process manager's answer to a host command the kernel forwarded
-//! (`crate::host_command`); the kernel sends it to the host as the result frame.
+//! PmHostReply (43): the process manager's (or, for a service command, the reincarnation
+//! server's) answer to a host command the kernel forwarded (`crate::host_command`); the
+//! kernel sends it to the host as the result frame.
 
 use alloc::vec;
 
@@ -12,18 +13,22 @@ use vigil_abi::syscall::PmHostReplyArgs;
 use vigil_abi::Error;
 use vigil_kcore::slot::ThreadSlot;
 
-/// Only PM answers; the request must be one delivered to PM and still waiting (`NotFound`
-/// otherwise: answered, timed out or forged). The data is read and checked before the
-/// request is completed, so a bad call loses nothing.
+/// Only PM or RS answers (`PermissionDenied` for anyone else), and only the commands that
+/// went to it (`PermissionDenied` for the other's); the request must be one delivered and
+/// still waiting (`NotFound` otherwise: answered, timed out or forged). The data is read
+/// and checked before the request is completed, so a bad call loses nothing.
 pub fn run(kernel: &mut Kernel, caller: ThreadSlot, args: PmHostReplyArgs) -> Result<Next, Error> {
     let process = kernel.threads[caller].process();
-    if kernel.pm.process() != Some(process) {
+    if kernel.pm.process() != Some(process) && kernel.rs.process() != Some(process) {
         return Err(Error::PermissionDenied);
     }
     let pending = kernel
         .host_commands
         .waiting(args.request.0)
         .ok_or(Error::NotFound)?;
+    if !kernel.answers_host_command(process, pending.command) {
+        return Err(Error::PermissionDenied);
+    }
     if args.data.len() > MAX_TEXT_BYTES.max(MAX_TREE_RECORDS * PROCESS_RECORD_BYTES) {
         return Err(Error::InvalidArgument);
     }

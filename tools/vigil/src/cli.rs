@@ -108,12 +108,16 @@ Keys (? in the task manager lists them all):
   t F5     tree view: processes under their parents (PM's process tree, PPID column)
   x F9     kill the selected process: asks first, y confirms (exit status 137)
   z  c     stop, continue the selected process
-  R        restart (needs a service supervisor: not yet)
+  R        restart the service whose instance the selected process is (rs)
+  v        services view: rs's services, state, restarts, last failure (v or Esc: back)
+           R restart  H hold  L release  D down  U up  F refresh the selected service
 Kill, stop and continue go to the kernel as process commands, which it forwards to the
 process manager (pm); its answer (ok, refused, no such process, not supported, or the
 kernel's no process manager / busy / timed out) is shown in the status line. The PPID column
 and the tree come from pm's process tree, asked for once a second; they are blank for
-the system servers the kernel started (vm, pm), and when the system runs without pm.";
+the system servers the kernel started (vm, pm), and when the system runs without pm.
+Service commands go the same way to the reincarnation server (rs), whose service list is
+asked for once a second (the kernel answers no reincarnation server when there is none).";
 
 #[derive(Debug, Args)]
 #[command(after_long_help = TOP_HELP)]
@@ -229,6 +233,7 @@ Text lines start with the kernel time in seconds. JSON lines (--json) have stabl
   command_result  ok message
   process_result  request ok outcome outcome_name message   (answer to a process command)
   process_tree    ts_ns request manager processes[{pid parent state exit_status start_ns name arguments}]
+  service_list    ts_ns request supervisor services[{index name program version state state_name held pid restarts failures_in_a_row last_reason last_detail last_failure last_failure_ns started_ns}]
 Threads are named \"<process>#<slot>\" once a snapshot has named them, \"slot.generation\" before.
 Integers above 2^53 - 1 (9007199254740991) are written as decimal strings (e.g. the NONE
 endpoint in raw_args, \"18446744073709551614\"), so jq and JavaScript read them exactly.

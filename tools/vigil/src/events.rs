@@ -344,6 +344,36 @@ fn json_value(
                     .collect()),
             })
         }
+        Item::ServiceList => {
+            let list = model.services.as_ref();
+            json!({
+                "type": "service_list",
+                "ts_ns": list.map_or(0, |l| l.timestamp_ns),
+                "request": list.map_or(0, |l| l.request),
+                "supervisor": list.map_or(0, |l| l.supervisor),
+                "services": list.map_or_else(Vec::new, |l| l
+                    .services
+                    .iter()
+                    .map(|s| json!({
+                        "index": s.index,
+                        "name": s.name,
+                        "program": s.program,
+                        "version": s.version,
+                        "state": s.state,
+                        "state_name": crate::model::service_state_name(s.state),
+                        "held": s.held,
+                        "pid": s.pid,
+                        "restarts": s.restarts,
+                        "failures_in_a_row": s.failures_in_a_row,
+                        "last_reason": s.last_reason,
+                        "last_detail": s.last_detail,
+                        "last_failure": crate::model::failure_text(s),
+                        "last_failure_ns": s.last_failure_ns,
+                        "started_ns": s.started_ns,
+                    }))
+                    .collect()),
+            })
+        }
     }
 }
 
@@ -511,6 +541,25 @@ pub fn text_line(
             }
             text
         }
+        Item::ServiceList => {
+            let mut text = format!("{} service-list  ", ts(model.kernel_now()));
+            if let Some(list) = &model.services {
+                text.push_str(&format!(
+                    "request {}, rs pid {}:",
+                    list.request, list.supervisor
+                ));
+                for s in &list.services {
+                    text.push_str(&format!(
+                        " {}({}, pid {}, {} restarts)",
+                        s.name,
+                        crate::model::service_state_name(s.state),
+                        s.pid,
+                        s.restarts
+                    ));
+                }
+            }
+            text
+        }
     }
 }
 
@@ -573,6 +622,10 @@ pub fn item_time(item: &Item, following: &[Item], model: &Model) -> u64 {
             .tree
             .as_ref()
             .map_or(model.kernel_now(), |t| t.timestamp_ns),
+        Item::ServiceList => model
+            .services
+            .as_ref()
+            .map_or(model.kernel_now(), |l| l.timestamp_ns),
         Item::Snapshot
         | Item::Alert(_)
         | Item::Drops(_)

@@ -319,7 +319,8 @@ impl Builder {
             | Item::Drops(_)
             | Item::CommandResult(_)
             | Item::ProcessResult(_)
-            | Item::ProcessTree => {}
+            | Item::ProcessTree
+            | Item::ServiceList => {}
         }
     }
 

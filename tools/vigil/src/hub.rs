@@ -13,9 +13,10 @@
 //!   client that asked; an unsolicited `Hello` goes to the clients that asked for one and were
 //!   not greeted yet (or to all
 //!   when the kernel restarted); every client thus sees one `Hello` per session;
-//! - process commands (`ProcessCommand`, `ProcessTreeNow`) carry a request id: the hub gives
-//!   each one an id of its own, and sends the kernel's `ProcessResult` / `ProcessTree` for it
-//!   to the asking client alone, with the client's id put back (so clients choose ids freely);
+//! - process and service commands (`ProcessCommand`, `ProcessTreeNow`, `ServiceCommand`,
+//!   `ServiceListNow`) carry a request id: the hub gives each one an id of its own, and sends
+//!   the kernel's `ProcessResult` / `ProcessTree` / `ServiceList` for it to the asking client
+//!   alone, with the client's id put back (so clients choose ids freely);
 //! - clients → kernel: each client's bytes are decoded as host frames; a frame that does not
 //!   decode is not forwarded (the kernel never sees it) and the client gets a
 //!   `CommandResult { ok: false }` naming the problem; the hub keeps serving;
@@ -427,6 +428,15 @@ impl Hub {
                     None => self.broadcast(frame, false, false),
                 }
             }
+            Ok(KernelFrame::ServiceList(mut list)) => {
+                match self.process_requests.remove(&list.request) {
+                    Some((id, request, _)) => {
+                        list.request = request;
+                        self.send_to(id, encode(&KernelFrame::ServiceList(list)));
+                    }
+                    None => self.broadcast(frame, false, false),
+                }
+            }
             Ok(KernelFrame::CommandResult(_)) => match self.pending.pop_front() {
                 // An incompatible Hello is answered with a failed CommandResult too.
                 Some((id, _, _)) => self.send_to(id, frame),
@@ -565,6 +575,8 @@ fn process_request(frame: &HostFrame) -> Option<u32> {
     match frame {
         HostFrame::ProcessCommand(command) => Some(command.request),
         HostFrame::ProcessTreeNow { request } => Some(*request),
+        HostFrame::ServiceCommand(command) => Some(command.request),
+        HostFrame::ServiceListNow { request } => Some(*request),
         _ => None,
     }
 }
@@ -576,6 +588,10 @@ fn with_request(frame: HostFrame, request: u32) -> HostFrame {
             HostFrame::ProcessCommand(vigil_wire::ProcessCommand { request, ..command })
         }
         HostFrame::ProcessTreeNow { .. } => HostFrame::ProcessTreeNow { request },
+        HostFrame::ServiceCommand(command) => {
+            HostFrame::ServiceCommand(vigil_wire::ServiceCommand { request, ..command })
+        }
+        HostFrame::ServiceListNow { .. } => HostFrame::ServiceListNow { request },
         other => other,
     }
 }
@@ -942,15 +958,53 @@ mod tests {
             &mut bytes,
         );
         hub.on_kernel_bytes(&bytes);
-        let (a, b) = (frames(&a), frames(&b));
+        let (got_a, got_b) = (frames(&a), frames(&b));
         assert!(
-            matches!(a.as_slice(), [KernelFrame::ProcessResult(r)] if r.request == 7 && r.message == "killed"),
-            "{a:?}"
+            matches!(got_a.as_slice(), [KernelFrame::ProcessResult(r)] if r.request == 7 && r.message == "killed"),
+            "{got_a:?}"
         );
         assert!(
-            matches!(b.as_slice(), [KernelFrame::ProcessTree(t)] if t.request == 7),
-            "{b:?}"
+            matches!(got_b.as_slice(), [KernelFrame::ProcessTree(t)] if t.request == 7),
+            "{got_b:?}"
         );
+        assert!(hub.process_requests.is_empty());
+        // Service commands and lists are mapped the same way.
+        assert_eq!(
+            with_request(
+                HostFrame::ServiceCommand(vigil_wire::ServiceCommand {
+                    request: 7,
+                    action: vigil_wire::ServiceAction::Hold,
+                    service: 1,
+                }),
+                first
+            ),
+            HostFrame::ServiceCommand(vigil_wire::ServiceCommand {
+                request: first,
+                action: vigil_wire::ServiceAction::Hold,
+                service: 1,
+            })
+        );
+        assert_eq!(
+            process_request(&HostFrame::ServiceListNow { request: 5 }),
+            Some(5)
+        );
+        let third = hub.hub_request_id();
+        hub.process_requests.insert(third, (2, 8, Instant::now()));
+        let mut list = Vec::new();
+        encode_kernel_frame(
+            &KernelFrame::ServiceList(vigil_wire::ServiceList {
+                request: third,
+                ..Default::default()
+            }),
+            &mut list,
+        );
+        hub.on_kernel_bytes(&list);
+        let got_b = frames(&b);
+        assert!(
+            matches!(got_b.as_slice(), [KernelFrame::ServiceList(l)] if l.request == 8),
+            "{got_b:?}"
+        );
+        assert!(frames(&a).is_empty(), "the list went to its client only");
         assert!(hub.process_requests.is_empty());
         // An answer nobody waits for (expired) goes to everyone, unchanged.
         let mut late = Vec::new();

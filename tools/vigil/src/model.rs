@@ -11,7 +11,8 @@ use vigil_abi::trace::EventKind;
 use vigil_detect::{Alert, AlertKind, Detector, DetectorConfig};
 use vigil_wire::{
     CommandResult, CrashKind, CrashReport, DropReport, Event, Hello, KernelFrame, LogLine,
-    MemoryReport, ProcessExit, ProcessInfo, ProcessResult, ProcessTree, Snapshot, ThreadInfo,
+    MemoryReport, ProcessExit, ProcessInfo, ProcessResult, ProcessTree, ServiceList, Snapshot,
+    ThreadInfo,
 };
 
 use crate::describe::{self, Labels};
@@ -108,6 +109,8 @@ pub enum Item {
     ProcessResult(ProcessResult),
     /// PM's process tree arrived; read it from [`Model::tree`].
     ProcessTree,
+    /// RS's services arrived; read them from [`Model::services`].
+    ServiceList,
 }
 
 /// Everything known about the kernel.
@@ -142,6 +145,8 @@ pub struct Model {
     pub last_command: Option<CommandResult>,
     /// PM's process tree, as of its latest answer (None: none yet, or no PM).
     pub tree: Option<ProcessTree>,
+    /// RS's services, as of its latest answer (None: none yet, or no RS).
+    pub services: Option<ServiceList>,
 }
 
 /// How many process ends the model keeps.
@@ -179,6 +184,7 @@ impl Model {
             crashes: VecDeque::new(),
             last_command: None,
             tree: None,
+            services: None,
         }
     }
 
@@ -414,6 +420,9 @@ impl Model {
                     // Nobody keeps a tree: PPIDs are unknown, not stale.
                     self.tree = None;
                 }
+                if result.outcome == vigil_abi::host_command::Outcome::NoServiceManager as u8 {
+                    self.services = None;
+                }
                 // Not logged here: `top` logs the answers to its own commands (and not those
                 // to its periodic tree requests).
                 vec![Item::ProcessResult(result)]
@@ -421,6 +430,10 @@ impl Model {
             KernelFrame::ProcessTree(tree) => {
                 self.tree = Some(tree);
                 vec![Item::ProcessTree]
+            }
+            KernelFrame::ServiceList(list) => {
+                self.services = Some(list);
+                vec![Item::ServiceList]
             }
         }
     }
@@ -485,6 +498,22 @@ pub fn outcome_text(result: &ProcessResult) -> String {
     result
         .outcome_name()
         .map_or_else(|| format!("outcome {}", result.outcome), str::to_string)
+}
+
+/// A service state code's name ("running", "held-down", …), or "state N" for a code this
+/// tool does not know.
+pub fn service_state_name(state: u8) -> String {
+    vigil_abi::rs::ServiceState::from_code(u64::from(state))
+        .map_or_else(|| format!("state {state}"), |s| s.name().to_string())
+}
+
+/// A service's last failure as RS says it ("exception #PF (vector 14)", "none").
+pub fn failure_text(service: &vigil_wire::ServiceEntry) -> String {
+    vigil_abi::rs::FailureText {
+        reason: service.last_reason,
+        detail: service.last_detail,
+    }
+    .to_string()
 }
 
 /// Short name of an alert kind ("deadlock", "cpu-hog", …), stable for JSON.

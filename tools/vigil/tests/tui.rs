@@ -674,14 +674,14 @@ fn stop_and_continue_go_at_once_and_a_thread_row_targets_its_process() {
         "{:?}",
         app.note
     );
-    // Restart has no server to do it; a replay acts on nothing.
+    // Restart is for services, and RS has listed none; a replay acts on nothing.
     press(&mut app, &[KeyCode::Char('R')]);
     assert!(app
         .note
         .as_deref()
         .unwrap()
         .starts_with("restart locker (pid 5)"));
-    assert!(app.note.as_deref().unwrap().contains("service supervisor"));
+    assert!(app.note.as_deref().unwrap().contains("not a service"));
     let mut replay = app_with_script(false);
     select(&mut replay, ui::RowRef::Process(4));
     assert_eq!(replay.key(key(KeyCode::Char('z'))), Action::None);
@@ -858,4 +858,174 @@ fn a_stopped_process_says_who_stopped_it() {
     feed(&mut app, &[vigil_wire::KernelFrame::Snapshot(snapshot)]);
     press(&mut app, &[KeyCode::Esc]);
     assert!(!screen(&app, 200, 50).join("\n").contains("stopped by"));
+}
+
+fn service(index: u32, name: &str, state: u8, pid: u32, restarts: u64) -> vigil_wire::ServiceEntry {
+    vigil_wire::ServiceEntry {
+        index,
+        name: name.into(),
+        program: name.into(),
+        version: 1,
+        state,
+        pid,
+        restarts,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
+    let mut app = app_with_script(true);
+    let now = std::time::Instant::now();
+    let Some(HostFrame::ServiceListNow { request }) = app.service_request_due(now) else {
+        panic!("no service-list request")
+    };
+    assert_eq!(
+        app.service_request_due(now + vigil::top::SERVICE_PERIOD),
+        None,
+        "one at a time"
+    );
+    press(&mut app, &[KeyCode::Char('v')]);
+    assert!(app.services_view);
+    let text = screen(&app, 170, 44).join("\n");
+    assert!(text.contains("no service list yet"), "{text}");
+    // A service command before any list names nothing.
+    press(&mut app, &[KeyCode::Char('R')]);
+    assert!(app.note.as_deref().unwrap().contains("no service selected"));
+
+    let mut crashed = service(1, "crashy", 3, 0, 4);
+    crashed.last_reason = vigil_abi::rs::reason::EXCEPTION;
+    crashed.last_detail = 14;
+    crashed.last_failure_ns = 1_500_000_000;
+    crashed.failures_in_a_row = 5;
+    feed(
+        &mut app,
+        &[vigil_wire::KernelFrame::ServiceList(
+            vigil_wire::ServiceList {
+                request,
+                timestamp_ns: 2_000_000_000,
+                supervisor: 3,
+                services: vec![service(0, "hello_service", 1, 4, 2), crashed],
+            },
+        )],
+    );
+    assert!(app.service_request.is_none(), "answered");
+    let lines = screen(&app, 170, 44);
+    let hello = row(&lines, "hello_service");
+    assert!(
+        hello.contains("running") && hello.contains(" 4 ") && hello.contains(" 2 "),
+        "{hello}"
+    );
+    let crashy = row(&lines, "crashy ");
+    assert!(
+        crashy.contains("held-down")
+            && crashy.contains("exception #PF (vector 14) at 1.500 s")
+            && crashy.contains(" - "),
+        "{crashy}"
+    );
+    assert!(row(&lines, " services (2 supervised by rs, pid 3").contains("R restart"));
+
+    // H holds the first (selected) service; ↓ then L releases the second.
+    let Action::Send(HostFrame::ServiceCommand(hold)) = app.key(key(KeyCode::Char('H'))) else {
+        panic!("H sent nothing")
+    };
+    assert_eq!(
+        (hold.action, hold.service),
+        (vigil_wire::ServiceAction::Hold, 0)
+    );
+    press(&mut app, &[KeyCode::Down, KeyCode::Down]);
+    let Action::Send(HostFrame::ServiceCommand(release)) = app.key(key(KeyCode::Char('L'))) else {
+        panic!("L sent nothing")
+    };
+    assert_eq!(
+        (release.action, release.service),
+        (vigil_wire::ServiceAction::Release, 1)
+    );
+    // RS's answers go to the status line and make the next list due at once.
+    let later = now + std::time::Duration::from_millis(10);
+    feed(
+        &mut app,
+        &[answer(
+            hold.request,
+            0,
+            "hold hello_service: done (state running (held), pid 4, 2 restarts)",
+        )],
+    );
+    assert_eq!(
+        app.last_answer.as_ref().map(|(text, ok)| (text.as_str(), *ok)),
+        Some((
+            "service hold hello_service: ok — hold hello_service: done (state running (held), pid 4, 2 restarts)",
+            true
+        ))
+    );
+    assert!(matches!(
+        app.service_request_due(later),
+        Some(HostFrame::ServiceListNow { .. })
+    ));
+    feed(
+        &mut app,
+        &[answer(release.request, 2, "release crashy refused")],
+    );
+    let status = screen(&app, 170, 44).join("\n");
+    assert!(
+        status.contains("service release crashy: refused"),
+        "{status}"
+    );
+
+    // Back in the tasks view, R on hello's instance (pid 4 is "spinner" in the script's
+    // snapshot) restarts the service it is an instance of.
+    press(&mut app, &[KeyCode::Char('v')]);
+    assert!(!app.services_view);
+    select(&mut app, ui::RowRef::Process(4));
+    let Action::Send(HostFrame::ServiceCommand(restart)) = app.key(key(KeyCode::Char('R'))) else {
+        panic!("R on a service's instance sent nothing: {:?}", app.note)
+    };
+    assert_eq!(
+        (restart.action, restart.service),
+        (vigil_wire::ServiceAction::Restart, 0)
+    );
+    select(&mut app, ui::RowRef::Process(5));
+    assert_eq!(app.key(key(KeyCode::Char('R'))), Action::None);
+    assert!(
+        app.note
+            .as_deref()
+            .unwrap()
+            .contains("rs supervises hello_service, crashy"),
+        "{:?}",
+        app.note
+    );
+}
+
+#[test]
+fn without_rs_the_services_view_says_so_and_asks_less_often() {
+    let mut app = app_with_script(true);
+    let now = std::time::Instant::now();
+    let Some(HostFrame::ServiceListNow { request }) = app.service_request_due(now) else {
+        panic!("no service-list request")
+    };
+    feed(
+        &mut app,
+        &[answer(
+            request,
+            vigil_abi::host_command::Outcome::NoServiceManager as u8,
+            "no reincarnation server: the system runs without rs",
+        )],
+    );
+    assert!(app.no_rs);
+    assert!(
+        app.last_answer.is_none(),
+        "a periodic list is not one of the user's commands"
+    );
+    assert_eq!(
+        app.service_request_due(now + vigil::top::SERVICE_PERIOD),
+        None
+    );
+    assert!(app
+        .service_request_due(now + vigil::top::NO_RS_SERVICE_PERIOD)
+        .is_some());
+    press(&mut app, &[KeyCode::Char('v')]);
+    let text = screen(&app, 170, 44).join("\n");
+    assert!(text.contains("no reincarnation server runs"), "{text}");
+    let mut replay = app_with_script(false);
+    assert_eq!(replay.service_request_due(now), None);
 }

@@ -5,8 +5,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use vigil_abi::server_introspect::{
-    IntrospectReply, IntrospectRequest, MemoryRecord, ProcessTreeRecord, SharedRecord, Topic,
-    MEMORY_RECORD_BYTES, PROCESS_RECORD_BYTES, SHARED_RECORD_BYTES,
+    IntrospectReply, IntrospectRequest, MemoryRecord, ProcessTreeRecord, ServiceRecord,
+    SharedRecord, Topic, MEMORY_RECORD_BYTES, PROCESS_RECORD_BYTES, SERVICE_RECORD_BYTES,
+    SHARED_RECORD_BYTES,
 };
 use vigil_abi::{Endpoint, Error};
 
@@ -102,6 +103,19 @@ pub fn process_tree(server: Endpoint) -> Result<Vec<ProcessTreeRecord>, Error> {
             let mut record = [0; PROCESS_RECORD_BYTES];
             record.copy_from_slice(chunk);
             ProcessTreeRecord::from_bytes(&record)
+        })
+        .collect())
+}
+
+/// The services topic of `server` (RS): one record per supervised service, by index.
+pub fn services(server: Endpoint) -> Result<Vec<ServiceRecord>, Error> {
+    let (_, bytes) = all_records(server, Topic::Services, SERVICE_RECORD_BYTES)?;
+    Ok(bytes
+        .chunks_exact(SERVICE_RECORD_BYTES)
+        .map(|chunk| {
+            let mut record = [0; SERVICE_RECORD_BYTES];
+            record.copy_from_slice(chunk);
+            ServiceRecord::from_bytes(&record)
         })
         .collect())
 }

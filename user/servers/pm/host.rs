@@ -38,6 +38,11 @@ impl Pm {
             (Some(Command::Continue), Some(pid)) => {
                 self.host_signal(pid, Signal::CONT, "continued")
             }
+            // The kernel sends service commands to RS; one here is misrouted.
+            (Some(command), Some(_)) => (
+                Outcome::Invalid,
+                text(format!("{} is for rs, not pm", command.name())),
+            ),
             (None, _) => (
                 Outcome::Invalid,
                 text(format!("unknown host command {command}")),

@@ -15,6 +15,11 @@
 //! pings in a row unanswered is hung: killed and restarted like a crash. Every restart is a new process with a new endpoint: clients look the service
 //! up again by name. Requests (`vigil_abi::rs::request`) are checked at the boundary; a bad
 //! one gets its error and RS keeps serving.
+//!
+//! Operators (and the host, through the kernel's forwarded service commands) act on
+//! services by index: up, down, restart, refresh, hold, release (`operator.rs`); anyone may
+//! list them (`SERVICE_NAME`, `SERVICE_STATUS`) or read RS's INTROSPECT services topic
+//! (`introspect.rs`).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -24,10 +29,15 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use vigil_rt::abi::host_command::KIND_HOST_COMMAND;
 use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec, ServiceState};
-use vigil_rt::abi::rs::{MAX_NAME_BYTES, MISSED_HEARTBEATS};
+use vigil_rt::abi::rs::{FailureText, MAX_NAME_BYTES, MISSED_HEARTBEATS};
+use vigil_rt::abi::server_introspect::INTROSPECT;
 use vigil_rt::abi::signal::{event, exception_mnemonic, status, Signal, KIND_PROCESS_EVENT};
 use vigil_rt::{alarm, ipc, pm, println, syscall, time, Endpoint, Error, Message};
+
+mod introspect;
+mod operator;
 
 vigil_rt::entry!(main);
 
@@ -66,6 +76,8 @@ struct Service {
     /// When RS last pinged it, and how many pings in a row it left unanswered.
     last_ping_ns: u64,
     unanswered: u32,
+    /// An operator's hold: when the instance ends, RS holds it down instead of restarting.
+    held: bool,
 }
 
 struct Rs {
@@ -90,22 +102,13 @@ fn reply(client: Endpoint, result: Result<([u64; 6], u32), Error>) {
 }
 
 fn describe(failure: Failure) -> String {
-    match failure.reason {
-        reason::EXCEPTION => alloc::format!(
-            "exception {} (vector {})",
-            exception_mnemonic(failure.detail),
-            failure.detail
-        ),
-        reason::EXIT if failure.detail == 101 => String::from("panic (status 101)"),
-        reason::EXIT => alloc::format!("exit (status {})", failure.detail as i64),
-        reason::REQUESTED => String::from("restart requested"),
-        reason::HANG => alloc::format!("hang ({} heartbeats unanswered)", failure.detail),
-        reason::SPAWN => alloc::format!(
-            "spawn refused ({})",
-            Error::from_code(failure.detail).map_or("?", Error::name)
-        ),
-        _ => String::from("none"),
-    }
+    alloc::format!(
+        "{}",
+        FailureText {
+            reason: failure.reason,
+            detail: failure.detail
+        }
+    )
 }
 
 impl Rs {
@@ -169,7 +172,11 @@ impl Rs {
         service.endpoint = Endpoint::NONE;
         service.last = failure;
         service.last_failure_ns = now;
-        if failure.reason == reason::REQUESTED {
+        if self.kept_down_by_operator(index, failure) {
+            return;
+        }
+        let service = &mut self.services[index];
+        if matches!(failure.reason, reason::REQUESTED | reason::REFRESH) {
             service.failures_in_a_row = 0;
             self.start(index);
             return;
@@ -403,6 +410,15 @@ impl Rs {
                     })
                 }
             }
+            request::SERVICE_NAME => self.service_name(message.payload[0]),
+            request::ACTION => self.operator_action(client, &message.payload),
+            INTROSPECT => {
+                let answer = introspect::answer(self, message);
+                if let Err(error) = ipc::send_nonblocking(client, &answer) {
+                    println!("INTROSPECT reply to {client} dropped: {error}");
+                }
+                return;
+            }
             _ => Err(Error::NoSuchCall),
         };
         reply(client, answer);
@@ -467,6 +483,7 @@ fn parse_arguments(args: &str) -> Rs {
                 endpoint: Endpoint::NONE,
                 last_ping_ns: 0,
                 unanswered: 0,
+                held: false,
             }),
             Err(reason) => println!("service '{word}' refused: {reason}"),
         }
@@ -511,6 +528,8 @@ fn main(args: &str) -> i32 {
             rs.heartbeat_answered(message.source);
         } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {
             rs.exception_events();
+        } else if message.kind == KIND_HOST_COMMAND && message.source == Endpoint::KERNEL {
+            rs.host_command(&message);
         } else if message.source.is_thread() {
             rs.handle(&message);
         }

@@ -557,6 +557,44 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-service-program",
+        // The `service` program (an operator of RS, run by the judge through PM with each
+        // command): list, down, up, refresh, hold (a crash is then not restarted),
+        // release, restart, and a release of a crash-looping service; a non-operator's
+        // copy is refused, bad names and usage get their errors; RS's SERVICE_NAME and
+        // INTROSPECT services topic are checked, bad ones refused.
+        check: check_rs_service_program,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- operator=service+rs_service_test hello_service crashy:base=10,limit=2",
+            "hello_service boot=pm",
+            "hello_service name=crashy boot=pm -- crash-on-start",
+            "service boot=pm",
+            "service name=intruder boot=pm",
+            "rs_service_test kcalls=shutdown",
+        ],
+        deadline: secs(90),
+        ..USER
+    },
+    Scenario {
+        name: "rs-demo-load",
+        // The default `cargo xtask run --demo` system in small: RS supervises hello, and
+        // hello_load increments it and crashes it every 300 ms four ways (#PF, panic, exit,
+        // hang); RS restarts each, the load finds the new instance and carries on.
+        check: check_rs_demo_load,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- hello_service",
+            "hello_service boot=pm",
+            "hello_load -- demo=300",
+            "rs_service_test kcalls=shutdown -- demo",
+        ],
+        deadline: secs(90),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
@@ -1559,6 +1597,75 @@ fn check_rs_thousand_crashes(console: &Console) -> Result<(), String> {
     require_no_failure_but_crashes(console)?;
     console.require("hello_client: PASS 1000 crashes: 0 lost, 0 doubled")?;
     require_success_shutdown(console, "hello_client")
+}
+
+fn check_rs_service_program(console: &Console) -> Result<(), String> {
+    console.require(
+        "service: INDEX NAME             STATE           PID RESTARTS VERSION  LAST FAILURE",
+    )?;
+    console.require_line_with(&["service: 0     hello_service    running", "none"])?;
+    console.require_line_with(&[
+        "service: 1     crashy           held-down",
+        "exception #PF (vector 14) at ",
+    ])?;
+    console.require("service: 2 services")?;
+    for done in ["down", "up", "refresh", "hold", "release", "restart"] {
+        console.require(&format!("service: {done} hello_service: done"))?;
+    }
+    console.require("service: release crashy: done")?;
+    console.require("rs: service 'hello_service' is down (up starts it)")?;
+    console.require("rs: service 'hello_service' is held by an operator: not restarted after exception #PF (vector 14); release starts it again")?;
+    console.require("service: up hello_service refused: it is not down")?;
+    console
+        .require("service: refresh hello_service refused: it is not running (use restart or up)")?;
+    console.require(
+        "intruder: service: restart hello_service refused: not an operator (RS's operator= list)",
+    )?;
+    console.require_line_with(&["rs: ACTION from ", " refused: not an operator"])?;
+    console.require("service: no such service 'no_such_service' (service list shows them)")?;
+    console
+        .require("service: bad service name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': EINVAL")?;
+    console.require("service: unknown action 'frobnicate'")?;
+    console.require("service: no command")?;
+    console.require("usage: service list")?;
+    for refusal in [
+        "ACTION with an unknown action code: EINVAL",
+        "ACTION on service 99: ESRCH",
+        "INTROSPECT of a topic RS does not have: ENOSYS",
+        "INTROSPECT into a buffer smaller than a record: EINVAL",
+    ] {
+        console.require(&format!("rs_service_test: refused as expected: {refusal}"))?;
+    }
+    console.forbid(": FAIL")?;
+    console.require("rs_service_test: PASS service listed, took down, brought up, refreshed, held, released and restarted hello_service")?;
+    require_success_shutdown(console, "rs_service_test")
+}
+
+fn check_rs_demo_load(console: &Console) -> Result<(), String> {
+    console.require("hello_load: demo: crashing hello_service every 300 ms")?;
+    for how in [
+        "a null dereference",
+        "a panic",
+        "exit status 3",
+        "a hang (RS's heartbeats catch it)",
+    ] {
+        console.require(&format!(
+            "hello_load: demo: crashing hello_service by {how}"
+        ))?;
+    }
+    for failure in [
+        "exception #PF (vector 14)",
+        "panic (status 101)",
+        "exit (status 3)",
+        "hang (3 heartbeats unanswered)",
+    ] {
+        console.require(&format!("rs: service 'hello_service' failed: {failure}"))?;
+    }
+    console.require("hello_load: hello_service found again at ")?;
+    console.require_line_with(&["hello_load: counter ", " increments acknowledged, "])?;
+    console.forbid(": FAIL")?;
+    console.require("rs_service_test: PASS RS restarted hello_service ")?;
+    require_success_shutdown(console, "rs_service_test")
 }
 
 fn check_pm_signal_kcalls(console: &Console) -> Result<(), String> {

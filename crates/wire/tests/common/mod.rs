@@ -248,7 +248,74 @@ pub fn kernel_frame() -> impl Strategy<Value = KernelFrame> {
                     processes,
                 })
             }),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            vec(service_entry(), 0..8)
+        )
+            .prop_map(|(request, timestamp_ns, supervisor, services)| {
+                KernelFrame::ServiceList(ServiceList {
+                    request,
+                    timestamp_ns,
+                    supervisor,
+                    services,
+                })
+            }),
     ]
+}
+
+pub fn service_action() -> impl Strategy<Value = ServiceAction> {
+    prop_oneof![
+        Just(ServiceAction::Up),
+        Just(ServiceAction::Down),
+        Just(ServiceAction::Restart),
+        Just(ServiceAction::Refresh),
+        Just(ServiceAction::Hold),
+        Just(ServiceAction::Release),
+    ]
+}
+
+pub fn service_entry() -> impl Strategy<Value = ServiceEntry> {
+    (
+        (
+            any::<u32>(),
+            text(),
+            text(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<bool>(),
+        ),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (any::<u64>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (index, name, program, version, state, held),
+                (pid, restarts, failures_in_a_row, last_reason, last_detail),
+                (last_failure_ns, started_ns),
+            )| ServiceEntry {
+                index,
+                name,
+                program,
+                version,
+                state,
+                held,
+                pid,
+                restarts,
+                failures_in_a_row,
+                last_reason,
+                last_detail,
+                last_failure_ns,
+                started_ns,
+            },
+        )
 }
 
 pub fn process_action() -> impl Strategy<Value = ProcessAction> {
@@ -296,6 +363,14 @@ pub fn host_frame() -> impl Strategy<Value = HostFrame> {
             })
         }),
         any::<u32>().prop_map(|request| HostFrame::ProcessTreeNow { request }),
+        (any::<u32>(), service_action(), any::<u32>()).prop_map(|(request, action, service)| {
+            HostFrame::ServiceCommand(ServiceCommand {
+                request,
+                action,
+                service,
+            })
+        }),
+        any::<u32>().prop_map(|request| HostFrame::ServiceListNow { request }),
     ]
 }
 
@@ -420,6 +495,26 @@ pub fn every_kernel_frame() -> Vec<KernelFrame> {
                 arguments: "sleep".into(),
             }],
         }),
+        KernelFrame::ServiceList(ServiceList {
+            request: 5,
+            timestamp_ns: 10,
+            supervisor: 3,
+            services: vec![ServiceEntry {
+                index: 0,
+                name: "hello_service".into(),
+                program: "hello_service".into(),
+                version: 1,
+                state: 1,
+                held: false,
+                pid: 7,
+                restarts: 2,
+                failures_in_a_row: 1,
+                last_reason: 1,
+                last_detail: 14,
+                last_failure_ns: 11,
+                started_ns: 12,
+            }],
+        }),
     ]
 }
 
@@ -438,6 +533,12 @@ pub fn every_host_frame() -> Vec<HostFrame> {
             pid: 5,
         }),
         HostFrame::ProcessTreeNow { request: 2 },
+        HostFrame::ServiceCommand(ServiceCommand {
+            request: 3,
+            action: ServiceAction::Hold,
+            service: 0,
+        }),
+        HostFrame::ServiceListNow { request: 4 },
     ]
 }
 

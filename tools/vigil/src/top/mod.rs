@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use vigil_wire::{HostFrame, ProcessAction, ProcessCommand};
+use vigil_wire::{HostFrame, ProcessAction, ProcessCommand, ServiceAction, ServiceCommand};
 
 use crate::events::link_message;
 use crate::link::Link;
@@ -175,6 +175,15 @@ pub struct App {
     pub last_answer: Option<(String, bool)>,
     /// The last tree request was answered "no process manager": ask less often.
     pub no_pm: bool,
+    /// Showing the services view (`v`): RS's services in place of the task table.
+    pub services_view: bool,
+    /// The selected row of the services view (an index into RS's list).
+    pub service_cursor: usize,
+    /// The service-list request sent and not answered yet, and when the last one went.
+    pub service_request: Option<(u32, Instant)>,
+    pub last_service_request: Option<Instant>,
+    /// The last service-list request was answered "no reincarnation server".
+    pub no_rs: bool,
     next_request: u32,
 }
 
@@ -182,6 +191,10 @@ pub struct App {
 pub const TREE_PERIOD: Duration = Duration::from_secs(1);
 /// How often it asks while the kernel says there is no process manager.
 pub const NO_PM_TREE_PERIOD: Duration = Duration::from_secs(10);
+/// How often a live `top` asks for RS's services (for the services view and `R`).
+pub const SERVICE_PERIOD: Duration = Duration::from_secs(1);
+/// How often it asks while the kernel says there is no reincarnation server.
+pub const NO_RS_SERVICE_PERIOD: Duration = Duration::from_secs(10);
 /// A process command unanswered this long is given up (the kernel answers within 2 s, or
 /// is too old to know process commands).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,8 +213,9 @@ pub enum Action {
 }
 
 /// Operations on the selected process that a task manager offers: kill, stop and continue
-/// go to the process manager as process commands; restart needs a service supervisor
-/// (see [`action_support`] and docs/architecture.md, "Actions").
+/// go to the process manager as process commands; restart goes to the reincarnation server
+/// as a service command for the service whose instance the process is (see
+/// [`action_support`] and docs/architecture.md, "Actions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskAction {
     Kill,
@@ -221,19 +235,31 @@ impl TaskAction {
     }
 }
 
-/// The process command `action` is, or why there is none: kill, stop and continue are
+/// The process command `action` is, or None for restart: kill, stop and continue are
 /// `ProcessCommand`s the kernel forwards to the process manager (whose answer, a
-/// `ProcessResult`, says whether it could); restart belongs to a service supervisor, which
-/// the system does not have.
-pub fn action_support(action: TaskAction) -> Result<ProcessAction, String> {
+/// `ProcessResult`, says whether it could); restart is a `ServiceCommand` for the
+/// reincarnation server, for the service whose running instance the process is.
+pub fn action_support(action: TaskAction) -> Option<ProcessAction> {
     match action {
-        TaskAction::Kill => Ok(ProcessAction::Kill),
-        TaskAction::Stop => Ok(ProcessAction::Stop),
-        TaskAction::Continue => Ok(ProcessAction::Continue),
-        TaskAction::Restart => Err(String::from(
-            "not supported: restarting needs a service supervisor (RS), which this system does not have",
-        )),
+        TaskAction::Kill => Some(ProcessAction::Kill),
+        TaskAction::Stop => Some(ProcessAction::Stop),
+        TaskAction::Continue => Some(ProcessAction::Continue),
+        TaskAction::Restart => None,
     }
+}
+
+/// The services-view key for a service action: R restart, H hold, L release, D down, U up,
+/// F refresh.
+pub fn service_action_for_key(code: KeyCode) -> Option<ServiceAction> {
+    Some(match code {
+        KeyCode::Char('R') => ServiceAction::Restart,
+        KeyCode::Char('H') => ServiceAction::Hold,
+        KeyCode::Char('L') => ServiceAction::Release,
+        KeyCode::Char('D') => ServiceAction::Down,
+        KeyCode::Char('U') => ServiceAction::Up,
+        KeyCode::Char('F') => ServiceAction::Refresh,
+        _ => return None,
+    })
 }
 
 /// How much recording a step plays (one snapshot period at the default rate).
@@ -268,6 +294,11 @@ impl App {
             last_tree_request: None,
             last_answer: None,
             no_pm: false,
+            services_view: false,
+            service_cursor: 0,
+            service_request: None,
+            last_service_request: None,
+            no_rs: false,
             next_request: 1,
         }
     }
@@ -307,6 +338,50 @@ impl App {
         Some(HostFrame::ProcessTreeNow { request })
     }
 
+    /// The service-list request due at `now` (live, connected, none outstanding, one a
+    /// [`SERVICE_PERIOD`], or sooner after one of our service commands was answered); the
+    /// caller sends it.
+    pub fn service_request_due(&mut self, now: Instant) -> Option<HostFrame> {
+        if !self.live || self.model.hello.is_none() {
+            return None;
+        }
+        if self
+            .service_request
+            .is_some_and(|(_, at)| now.duration_since(at) < ANSWER_TIMEOUT)
+        {
+            return None;
+        }
+        let period = if self.no_rs {
+            NO_RS_SERVICE_PERIOD
+        } else {
+            SERVICE_PERIOD
+        };
+        if self
+            .last_service_request
+            .is_some_and(|at| now.duration_since(at) < period)
+        {
+            return None;
+        }
+        let request = self.request_id();
+        self.service_request = Some((request, now));
+        self.last_service_request = Some(now);
+        Some(HostFrame::ServiceListNow { request })
+    }
+
+    /// The services as RS listed them last (empty before the first list, or without RS).
+    pub fn services(&self) -> &[vigil_wire::ServiceEntry] {
+        self.model
+            .services
+            .as_ref()
+            .map_or(&[], |list| list.services.as_slice())
+    }
+
+    /// The selected service of the services view.
+    pub fn selected_service(&self) -> Option<&vigil_wire::ServiceEntry> {
+        let services = self.services();
+        services.get(self.service_cursor.min(services.len().saturating_sub(1)))
+    }
+
     /// Gives up on process commands unanswered since before `now - ANSWER_TIMEOUT`.
     pub fn expire_requests(&mut self, now: Instant) {
         let expired: Vec<u32> = self
@@ -335,7 +410,19 @@ impl App {
             self.no_pm = result.outcome == vigil_abi::host_command::Outcome::NoProcessManager as u8;
             return;
         }
+        if self
+            .service_request
+            .is_some_and(|(id, _)| id == result.request)
+        {
+            self.service_request = None;
+            self.no_rs = result.outcome == vigil_abi::host_command::Outcome::NoServiceManager as u8;
+            return;
+        }
         if let Some((what, _)) = self.requests.remove(&result.request) {
+            if what.starts_with("service ") {
+                // Show the action's effect at once: ask for the list again now.
+                self.last_service_request = None;
+            }
             let outcome = crate::model::outcome_text(result);
             let text = if result.message.is_empty() {
                 format!("{what}: {outcome}")
@@ -363,12 +450,14 @@ impl App {
         let origins = &mut self.crash_origin;
         let mut answers = Vec::new();
         let mut trees = Vec::new();
+        let mut lists = Vec::new();
         self.link.handle(msg, |frame| {
             let items = model.apply(frame);
             for item in &items {
                 match item {
                     Item::ProcessResult(result) => answers.push(result.clone()),
                     Item::ProcessTree => trees.extend(model.tree.as_ref().map(|t| t.request)),
+                    Item::ServiceList => lists.extend(model.services.as_ref().map(|l| l.request)),
                     _ => {}
                 }
             }
@@ -397,6 +486,13 @@ impl App {
         {
             self.tree_request = None;
             self.no_pm = false;
+        }
+        if lists
+            .iter()
+            .any(|request| self.service_request.is_some_and(|(id, _)| id == *request))
+        {
+            self.service_request = None;
+            self.no_rs = false;
         }
     }
 
@@ -458,6 +554,11 @@ impl App {
                 return Action::None;
             }
         }
+        if self.services_view {
+            if let Some(action) = self.services_key(key.code) {
+                return action;
+            }
+        }
         match key.code {
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Esc if self.detail => self.detail = false,
@@ -516,6 +617,20 @@ impl App {
             KeyCode::Char('z') => return self.task_action(TaskAction::Stop),
             KeyCode::Char('c') => return self.task_action(TaskAction::Continue),
             KeyCode::Char('R') => return self.task_action(TaskAction::Restart),
+            KeyCode::Char('v') => {
+                self.services_view = true;
+                self.service_cursor = 0;
+                self.note = Some(
+                    if self.model.services.is_some() {
+                        "services view: R restart · H hold · L release · D down · U up · F refresh · v back"
+                    } else if self.no_rs {
+                        "services view: no reincarnation server runs"
+                    } else {
+                        "services view: no list yet (it comes from rs)"
+                    }
+                    .into(),
+                );
+            }
             KeyCode::Char('t') | KeyCode::F(5) => {
                 self.tree_view = !self.tree_view;
                 self.cursor = 0;
@@ -540,6 +655,76 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    /// A key of the services view: cursor movement, `v`/Esc back to the tasks, a service
+    /// action on the selected service; None for the keys both views share.
+    fn services_key(&mut self, code: KeyCode) -> Option<Action> {
+        let last = self.services().len().saturating_sub(1);
+        match code {
+            KeyCode::Char('v') | KeyCode::Esc => {
+                self.services_view = false;
+                self.note = Some("tasks view".into());
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.service_cursor = self.service_cursor.min(last).saturating_sub(1)
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.service_cursor = (self.service_cursor + 1).min(last)
+            }
+            KeyCode::Home => self.service_cursor = 0,
+            KeyCode::End => self.service_cursor = last,
+            KeyCode::Enter => {}
+            code => {
+                let action = service_action_for_key(code)?;
+                let Some(service) = self.selected_service() else {
+                    self.note = Some(format!(
+                        "{}: no service selected ({})",
+                        action.label(),
+                        if self.no_rs {
+                            "no reincarnation server runs"
+                        } else {
+                            "no list from rs yet"
+                        }
+                    ));
+                    return Some(Action::None);
+                };
+                let (index, name) = (service.index, service.name.clone());
+                return Some(self.send_service_command(action, index, name));
+            }
+        }
+        Some(Action::None)
+    }
+
+    /// The service whose running instance is process `pid`, if RS listed one.
+    fn service_of(&self, pid: u32) -> Option<&vigil_wire::ServiceEntry> {
+        self.services()
+            .iter()
+            .find(|service| service.pid == pid && pid != 0)
+    }
+
+    fn send_service_command(
+        &mut self,
+        action: ServiceAction,
+        service: u32,
+        name: String,
+    ) -> Action {
+        if !self.live {
+            self.note = Some(format!(
+                "{} {name}: a replay cannot act on services",
+                action.label()
+            ));
+            return Action::None;
+        }
+        let request = self.request_id();
+        let what = format!("service {} {name}", action.label());
+        self.note = Some(format!("{what}: sent, waiting for the answer"));
+        self.requests.insert(request, (what, Instant::now()));
+        Action::Send(HostFrame::ServiceCommand(ServiceCommand {
+            request,
+            action,
+            service,
+        }))
     }
 
     /// The process of the selected row: its pid and "name (pid N)".
@@ -568,12 +753,26 @@ impl App {
             ));
             return Action::None;
         };
-        let process_action = match action_support(action) {
-            Ok(process_action) => process_action,
-            Err(why) => {
-                self.note = Some(format!("{} {target}: {why}", action.label()));
+        let Some(process_action) = action_support(action) else {
+            // Restart: the service this process is an instance of.
+            let Some(service) = self.service_of(pid) else {
+                let supervised: Vec<&str> =
+                    self.services().iter().map(|s| s.name.as_str()).collect();
+                self.note = Some(if supervised.is_empty() {
+                    format!(
+                        "restart {target}: not a service (no services listed by rs{})",
+                        if self.no_rs { ": none runs" } else { "" }
+                    )
+                } else {
+                    format!(
+                        "restart {target}: not a service's instance (rs supervises {})",
+                        supervised.join(", ")
+                    )
+                });
                 return Action::None;
-            }
+            };
+            let (index, name) = (service.index, service.name.clone());
+            return self.send_service_command(ServiceAction::Restart, index, name);
         };
         if !self.live {
             self.note = Some(format!(
@@ -665,6 +864,9 @@ fn run_loop(
         app.link.tick(app.now_ns);
         if app.live && !app.paused {
             if let Some(frame) = app.tree_request_due(Instant::now()) {
+                source.send(frame);
+            }
+            if let Some(frame) = app.service_request_due(Instant::now()) {
                 source.send(frame);
             }
             app.expire_requests(Instant::now());

@@ -1,6 +1,6 @@
-//! Drawing of the `vigil top` screen: header with meters, task table with a cursor, alerts
-//! and crashes, event log or the detail view of the selected row, status, help line and the
-//! help screen. Columns drop by priority on narrow terminals; the state column always stays.
+//! Drawing of the `vigil top` screen: header with meters, task table (or the services view)
+//! with a cursor, alerts and crashes, event log or the detail view of the selected row,
+//! status, help line and the help screen. Columns drop by priority on narrow terminals; the state column always stays.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -45,8 +45,12 @@ pub fn render(frame: &mut Frame, app: &App) {
     .areas(frame.area());
     frame.render_widget(Paragraph::new(header_line(app)), header);
     frame.render_widget(Paragraph::new(meter_line(app, meters.width)), meters);
-    render_table(frame, app, table);
-    if app.detail {
+    if app.services_view {
+        render_services(frame, app, table);
+    } else {
+        render_table(frame, app, table);
+    }
+    if app.detail && !app.services_view {
         render_detail(frame, app, bottom);
     } else {
         let [alerts, log] =
@@ -823,6 +827,116 @@ fn render_table(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(table, area);
 }
 
+/// "12.345 s" of kernel time, or "" for 0 (never).
+fn kernel_time_text(ns: u64) -> String {
+    if ns == 0 {
+        String::new()
+    } else {
+        format!("{}.{:03} s", ns / 1_000_000_000, ns / 1_000_000 % 1000)
+    }
+}
+
+/// The services view: RS's services (its latest list), the selected one highlighted.
+fn render_services(frame: &mut Frame, app: &App, area: Rect) {
+    let Some(list) = &app.model.services else {
+        let why = if app.no_rs {
+            "no reincarnation server runs (the kernel says so): no services to show"
+        } else if app.live {
+            "no service list yet: it comes from rs, asked for every second"
+        } else {
+            "no service list in this recording"
+        };
+        frame.render_widget(
+            Paragraph::new(why).block(Block::bordered().title(" services ")),
+            area,
+        );
+        return;
+    };
+    let cursor = app
+        .service_cursor
+        .min(list.services.len().saturating_sub(1));
+    let rows: Vec<Row> = list
+        .services
+        .iter()
+        .enumerate()
+        .map(|(index, service)| {
+            let state = crate::model::service_state_name(service.state);
+            let state = if service.held {
+                format!("{state} (held)")
+            } else {
+                state
+            };
+            let failure = if service.last_failure_ns == 0 {
+                crate::model::failure_text(service)
+            } else {
+                format!(
+                    "{} at {}",
+                    crate::model::failure_text(service),
+                    kernel_time_text(service.last_failure_ns)
+                )
+            };
+            let color = match vigil_abi::rs::ServiceState::from_code(u64::from(service.state)) {
+                Some(vigil_abi::rs::ServiceState::Running) if !service.held => Color::Green,
+                Some(vigil_abi::rs::ServiceState::Running) => Color::Yellow,
+                Some(vigil_abi::rs::ServiceState::BackingOff) => Color::Yellow,
+                _ => Color::Red,
+            };
+            let row = Row::new(vec![
+                Cell::from(service.index.to_string()),
+                Cell::from(service.name.clone()),
+                Cell::from(state).style(Style::new().fg(color)),
+                Cell::from(if service.pid == 0 {
+                    String::from("-")
+                } else {
+                    service.pid.to_string()
+                }),
+                Cell::from(service.restarts.to_string()),
+                Cell::from(service.failures_in_a_row.to_string()),
+                Cell::from(format!("{} v{}", service.program, service.version)),
+                Cell::from(failure),
+            ]);
+            if index == cursor {
+                row.style(Style::new().add_modifier(Modifier::REVERSED))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(3),
+        Constraint::Length(16),
+        Constraint::Length(18),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(20),
+        Constraint::Fill(1),
+    ];
+    let header = Row::new(vec![
+        "IDX",
+        "NAME",
+        "STATE",
+        "PID",
+        "RESTARTS",
+        "IN ROW",
+        "PROGRAM",
+        "LAST FAILURE",
+    ])
+    .style(Style::new().bold());
+    let title = format!(
+        " services ({} supervised by rs, pid {}; as of {}) · R restart · H hold · L release · D down · U up · F refresh · v tasks ",
+        list.services.len(),
+        list.supervisor,
+        kernel_time_text(list.timestamp_ns)
+    );
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(Block::bordered().title(title)),
+        area,
+    );
+}
+
 /// The threads `start` waits for, one hop at a time, to the end of the chain: each hop is
 /// (label, state text). Stops at a thread that waits on no thread, at one the snapshot does
 /// not have, or where the chain comes back on itself (a deadlock, marked as such).
@@ -1046,7 +1160,15 @@ pub const HELP_TEXT: &[(&str, &str)] = &[
     ),
     (
         "R",
-        "restart a service (needs a service supervisor: not yet)",
+        "restart the service whose instance the selected process is (RS answers)",
+    ),
+    (
+        "v",
+        "services view: RS's services, state, restarts, last failure (v or Esc: back)",
+    ),
+    (
+        "R H L D U F",
+        "services view: restart, hold, release, down, up, refresh the selected service",
     ),
     (
         "q  Esc",
@@ -1298,7 +1420,11 @@ fn help_line(app: &App) -> Line<'static> {
         app.log_filter.label()
     ));
     if app.live {
-        text.push_str(" · n snapshot now · t tree · x kill · z/c stop/cont");
+        if app.services_view {
+            text.push_str(" · v tasks · R restart · H hold · L release · D down · U up");
+        } else {
+            text.push_str(" · n snapshot now · t tree · v services · x kill · z/c stop/cont");
+        }
     } else {
         text.push_str(" · . step · +/- speed");
     }

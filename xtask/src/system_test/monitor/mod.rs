@@ -16,6 +16,7 @@
 mod checks;
 mod process_commands;
 mod prom;
+mod service_commands;
 pub mod session;
 mod view;
 
@@ -300,6 +301,27 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
         })
     },
     Scenario {
+        name: "monitor-rs-host-commands",
+        // A host client lists, holds, restarts, releases, takes down and brings up services;
+        // the kernel forwards each to RS, which refuses a held-down refresh and a forged
+        // index.
+        check: check_rs_host_commands_console,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- hello_service crashy:base=10,limit=2",
+            "hello_service boot=pm",
+            "hello_service name=crashy boot=pm -- crash-on-start",
+        ],
+        ..watched(MonitorCheck {
+            duration: secs(3),
+            commands: service_commands::RS_COMMANDS,
+            raw_commands: service_commands::GARBAGE_SERVICE_COMMAND,
+            check: service_commands::check_rs_host_commands,
+            ..MonitorCheck::DEFAULT
+        })
+    },
+    Scenario {
         name: "monitor-host-command-silent-pm",
         // A "pm" that never receives: commands wait their 2 s, then time out.
         check: check_silent_pm_console,
@@ -361,6 +383,16 @@ fn check_pm_host_commands_console(console: &Console) -> Result<(), String> {
     console.require("pm: host: killed pm_child (pid 5), status 137")?;
     console.require("pm_parent: child 5 exited with status 137")?;
     console.require("pm_host_forge: PASS forged host replies refused")
+}
+
+fn check_rs_host_commands_console(console: &Console) -> Result<(), String> {
+    console.forbid(": FAIL")?;
+    console.forbid("panic:")?;
+    console.require("monitor: streaming on COM2")?;
+    console.require("rs: 'rs' answers the host's service commands")?;
+    console.require("rs: service 'hello_service': hold requested (state running)")?;
+    console.require("rs: service 'hello_service' is down (up starts it)")?;
+    console.require("rs: service 'crashy': release requested (state held-down)")
 }
 
 fn check_silent_pm_console(console: &Console) -> Result<(), String> {
@@ -433,6 +465,7 @@ mod tests {
                 "monitor-metrics",
                 "monitor-pm-host-commands",
                 "monitor-host-command-no-pm",
+                "monitor-rs-host-commands",
                 "monitor-host-command-silent-pm"
             ]
         );
@@ -453,8 +486,9 @@ mod tests {
             }
             total += check.duration;
         }
-        // CI time: the listening adds up to about a minute.
-        assert!(total <= secs(72), "{total:?}");
+        // CI time: the listening adds up to about a minute (monitor-rs-host-commands added
+        // 3 s to the 71 before it).
+        assert!(total <= secs(74), "{total:?}");
         assert_eq!(checks::record_duration(), secs(3));
         assert!(check_blocked_chain_duration_covers_the_detector());
     }

@@ -58,6 +58,8 @@ pub const GARBAGE_COMMAND: &[(Duration, &[u8])] = &[(millis(1700), &[0x04, 0x09,
 pub const NO_PM_COMMANDS: &[(Duration, HostFrame)] = &[
     (millis(800), command(1, ProcessAction::Kill, 1)),
     (millis(900), HostFrame::ProcessTreeNow { request: 2 }),
+    // A service command: no RS either, so the kernel answers it too.
+    (millis(1000), HostFrame::ServiceListNow { request: 3 }),
 ];
 
 /// The commands of `monitor-host-command-silent-pm`: eight kills that fill the table, then
@@ -300,8 +302,9 @@ fn silent_pm_verdict(lines: &[Value]) -> Result<String, String> {
     ))
 }
 
-/// `monitor-host-command-no-pm`: without PM both commands are answered by the kernel with
-/// outcome 6 (no process manager).
+/// `monitor-host-command-no-pm`: without PM both process commands are answered by the
+/// kernel with outcome 6 (no process manager), and without RS the service list with outcome
+/// 9 (no reincarnation server).
 pub fn check_no_pm(observation: &Observation) -> Result<String, String> {
     no_pm_verdict(&observation.lines)
 }
@@ -310,10 +313,11 @@ fn no_pm_verdict(lines: &[Value]) -> Result<String, String> {
     for request in [1, 2] {
         expect_result(lines, request, 6, "no process manager")?;
     }
+    expect_result(lines, 3, 9, "no reincarnation server")?;
     if of_type(lines, "process_tree").next().is_some() {
         return Err("a process tree arrived from a system without pm".into());
     }
-    Ok("both answered \"no process manager\" by the kernel".into())
+    Ok("both answered \"no process manager\" and the service list \"no reincarnation server\" by the kernel".into())
 }
 
 #[cfg(test)]
@@ -429,7 +433,10 @@ mod tests {
             json!({"type": "process_result", "request": request, "outcome": 6,
                 "message": "no process manager: the system runs without pm"})
         };
-        assert!(no_pm_verdict(&[answer(1), answer(2)]).is_ok());
-        assert!(no_pm_verdict(&[answer(1)]).is_err());
+        let no_rs = json!({"type": "process_result", "request": 3, "outcome": 9,
+            "message": "no reincarnation server: the system runs without rs"});
+        assert!(no_pm_verdict(&[answer(1), answer(2), no_rs.clone()]).is_ok());
+        assert!(no_pm_verdict(&[answer(1), answer(2)]).is_err());
+        assert!(no_pm_verdict(&[answer(1), no_rs]).is_err());
     }
 }

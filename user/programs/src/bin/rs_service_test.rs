@@ -1,0 +1,298 @@
+//! `rs_service_test`: judges the `service` program and RS's operator requests (scenario
+//! `rs-service-program`). It runs `service` (an operator of RS) through PM with each
+//! command and checks its exit status, then checks RS's INTROSPECT services topic says the
+//! action happened: list; down (no instance, and none started after a while); up; up of a
+//! running one (refused); refresh (a new pid, reason refresh); hold and a crash (held down,
+//! not restarted); refresh of a held-down one (refused); release (running again); restart;
+//! release of the crash-looping `crashy`. Then `intruder` (the same program, not an
+//! operator) is refused and changes nothing, bad names and usage are refused, RS's
+//! `SERVICE_NAME` lists the names, and bad `ACTION`s and INTROSPECTs get their errors.
+//!
+//! With the argument `demo` (scenario `rs-demo-load`) it judges the default run's demo
+//! instead: `hello_load -- demo=300` crashing hello while RS restarts it.
+#![cfg_attr(target_os = "none", no_std)]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use vigil_programs::{context, expect_refusal, finish, lookup_with_retry};
+use vigil_rt::abi::rs::{
+    self, hello, reason, unpack_name_reply, ServiceAction, ServiceState, MAX_NAME_BYTES,
+    RS_SERVER_NAME,
+};
+use vigil_rt::abi::server_introspect::{text_of, ServiceRecord, Topic, SERVICE_RECORD_BYTES};
+use vigil_rt::{ipc, pm, println, server_introspect, thread, Endpoint, Error, Message};
+
+vigil_rt::entry!(main);
+
+/// Polls of RS's records, 2 ms apart, before a state is declared not reached (a bound, not
+/// a timing assertion).
+const ATTEMPTS: u32 = 2500;
+
+const HELLO: &str = hello::SERVICE_NAME;
+
+fn main(args: &str) -> i32 {
+    match args.trim() {
+        "" => finish("rs_service_test", judge()),
+        "demo" => finish("rs_service_test", demo()),
+        other => finish("rs_service_test", Err(format!("unknown part '{other}'"))),
+    }
+}
+
+/// Polls for the demo (a bound, not a timing assertion): 20 s of guest time.
+const DEMO_ATTEMPTS: u32 = 10_000;
+
+/// `demo` (scenario `rs-demo-load`): `hello_load -- demo=300` crashes hello four ways; RS
+/// must have restarted it at least four times (the scenario's console check names each
+/// way and RS's reason for it), and hello must serve again.
+fn demo() -> Result<String, String> {
+    for _ in 0..DEMO_ATTEMPTS {
+        let hello = record(HELLO)?;
+        if hello.restarts >= 4 && running(&hello) {
+            hello_get()?;
+            return Ok(format!(
+                "RS restarted hello_service {} times under the demo load and it serves",
+                hello.restarts
+            ));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!(
+        "hello was not restarted 4 times: {:?}",
+        record(HELLO)?
+    ))
+}
+
+/// Runs `program` (`service` or `intruder`) with `arguments`; its exit status.
+fn run(program: &str, arguments: &str) -> Result<u64, String> {
+    let pid = context(pm::spawn(program, arguments), "spawn")?;
+    let exited = context(pm::wait(Some(pid)), "wait")?;
+    Ok(exited.status)
+}
+
+/// `service ARGUMENTS` must exit with `expected`.
+fn service(arguments: &str, expected: u64) -> Result<(), String> {
+    let status = run("service", arguments)?;
+    if status != expected {
+        return Err(format!(
+            "'service {arguments}' exited {status}, expected {expected}"
+        ));
+    }
+    println!("'service {arguments}' exited {status} as expected");
+    Ok(())
+}
+
+fn rs_server() -> Result<Endpoint, String> {
+    context(ipc::lookup(RS_SERVER_NAME), "lookup rs")
+}
+
+fn records() -> Result<Vec<ServiceRecord>, String> {
+    context(
+        server_introspect::services(rs_server()?),
+        "INTROSPECT services",
+    )
+}
+
+fn record(name: &str) -> Result<ServiceRecord, String> {
+    records()?
+        .into_iter()
+        .find(|record| text_of(&record.name) == name.as_bytes())
+        .ok_or_else(|| format!("no record for '{name}'"))
+}
+
+fn state_of(record: &ServiceRecord) -> Option<ServiceState> {
+    ServiceState::from_code(u64::from(record.state))
+}
+
+/// RS's record of `name` once `done` holds for it.
+fn wait_for(
+    name: &str,
+    what: &str,
+    done: impl Fn(&ServiceRecord) -> bool,
+) -> Result<ServiceRecord, String> {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let record = record(name)?;
+        if done(&record) {
+            return Ok(record);
+        }
+        last = Some(record);
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("'{name}' never became {what} (last: {last:?})"))
+}
+
+fn running(record: &ServiceRecord) -> bool {
+    state_of(record) == Some(ServiceState::Running) && record.pid != 0
+}
+
+/// `name` is still `state` with no instance after a while (RS did not restart it).
+fn stays(name: &str, state: ServiceState) -> Result<ServiceRecord, String> {
+    thread::sleep(Duration::from_millis(300));
+    let record = record(name)?;
+    if state_of(&record) != Some(state) || record.pid != 0 {
+        return Err(format!(
+            "'{name}' did not stay {} with no instance: {record:?}",
+            state.name()
+        ));
+    }
+    Ok(record)
+}
+
+fn hello_get() -> Result<u64, String> {
+    let server = lookup_with_retry(HELLO)?;
+    let mut message = Message::new(hello::request::GET);
+    context(ipc::send_receive(server, &mut message), "hello GET")?;
+    Ok(message.payload[1])
+}
+
+fn rs_call(payload: [u64; 6], kind: u32) -> Result<[u64; 6], Error> {
+    let server = ipc::lookup(RS_SERVER_NAME)?;
+    let mut message = Message::with_payload(kind, payload);
+    ipc::send_receive(server, &mut message)?;
+    match message.payload[0] {
+        0 => Ok(message.payload),
+        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
+    }
+}
+
+fn judge() -> Result<String, String> {
+    let hello = wait_for(HELLO, "running", running)?;
+    wait_for("crashy", "held down", |r| {
+        state_of(r) == Some(ServiceState::HeldDown)
+    })?;
+    service("list", 0)?;
+
+    service("down hello_service", 0)?;
+    let down = stays(HELLO, ServiceState::Down)?;
+    if down.last_reason != reason::DOWN {
+        return Err(format!("down's reason is {}", down.last_reason));
+    }
+
+    service("up hello_service", 0)?;
+    let up = wait_for(HELLO, "running again", running)?;
+    if up.pid == hello.pid {
+        return Err(format!("up kept pid {}", up.pid));
+    }
+    hello_get()?;
+    service("up hello_service", 4)?;
+
+    service("refresh hello_service", 0)?;
+    let refreshed = wait_for(HELLO, "refreshed", |r| running(r) && r.pid != up.pid)?;
+    if refreshed.last_reason != reason::REFRESH || refreshed.restarts != up.restarts + 1 {
+        return Err(format!("refresh not recorded: {refreshed:?}"));
+    }
+
+    service("hold hello_service", 0)?;
+    let held = record(HELLO)?;
+    if held.held != 1 || !running(&held) {
+        return Err(format!("hold changed more than the hold: {held:?}"));
+    }
+    let server = lookup_with_retry(HELLO)?;
+    let mut crash = Message::new(hello::request::CRASH);
+    let _ = ipc::send_receive(server, &mut crash);
+    let crashed = stays(HELLO, ServiceState::HeldDown)?;
+    if crashed.last_reason != reason::EXCEPTION {
+        return Err(format!("held crash recorded as {}", crashed.last_reason));
+    }
+    service("refresh hello_service", 4)?;
+
+    service("release hello_service", 0)?;
+    let released = wait_for(HELLO, "released", running)?;
+    if released.held != 0 {
+        return Err(String::from("release left the hold"));
+    }
+    hello_get()?;
+
+    service("restart hello_service", 0)?;
+    let restarted = wait_for(HELLO, "restarted", |r| running(r) && r.pid != released.pid)?;
+    if restarted.last_reason != reason::REQUESTED {
+        return Err(format!("restart recorded as {}", restarted.last_reason));
+    }
+
+    let crashy = record("crashy")?;
+    service("release crashy", 0)?;
+    wait_for("crashy", "held down again after more restarts", |r| {
+        state_of(r) == Some(ServiceState::HeldDown) && r.restarts > crashy.restarts
+    })?;
+
+    let status = run("intruder", "restart hello_service")?;
+    if status != 2 {
+        return Err(format!("intruder's restart exited {status}, expected 2"));
+    }
+    let after = record(HELLO)?;
+    if after.pid != restarted.pid || after.restarts != restarted.restarts {
+        return Err(format!("a non-operator's restart acted: {after:?}"));
+    }
+    println!("intruder's restart refused as expected");
+
+    service("restart no_such_service", 3)?;
+    service("down aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 3)?;
+    service("frobnicate hello_service", 1)?;
+    service("", 1)?;
+    service("list everything", 1)?;
+    service("update hello_service hello_service", 1)?;
+
+    let mut names = Vec::new();
+    for index in 0.. {
+        match rs_call([index, 0, 0, 0, 0, 0], rs::request::SERVICE_NAME) {
+            Ok(reply) => {
+                let mut name = [0u8; MAX_NAME_BYTES];
+                let len = context(unpack_name_reply(&reply, &mut name), "SERVICE_NAME reply")?;
+                names.push(String::from_utf8_lossy(&name[..len]).into_owned());
+            }
+            Err(Error::NotFound) => break,
+            Err(error) => return Err(format!("SERVICE_NAME {index}: {error}")),
+        }
+    }
+    if names != ["hello_service", "crashy"] {
+        return Err(format!("SERVICE_NAME listed {names:?}"));
+    }
+    expect_refusal(
+        "ACTION with an unknown action code",
+        rs_call([0, 0, 0, 0, 0, 0], rs::request::ACTION),
+        Error::InvalidArgument,
+    )?;
+    expect_refusal(
+        "ACTION on service 99",
+        rs_call(
+            [99, ServiceAction::Restart as u64, 0, 0, 0, 0],
+            rs::request::ACTION,
+        ),
+        Error::NotFound,
+    )?;
+    let rs = rs_server()?;
+    expect_refusal(
+        "INTROSPECT of a topic RS does not have",
+        server_introspect::introspect(rs, Topic::Memory, &mut [0; 256], 0),
+        Error::NoSuchCall,
+    )?;
+    expect_refusal(
+        "INTROSPECT into a buffer smaller than a record",
+        server_introspect::introspect(rs, Topic::Services, &mut [0; SERVICE_RECORD_BYTES - 1], 0),
+        Error::InvalidArgument,
+    )?;
+    let counted = context(
+        server_introspect::introspect(rs, Topic::Services, &mut [], 0),
+        "INTROSPECT count",
+    )?;
+    if counted.available != 2 || counted.written != 0 {
+        return Err(format!("INTROSPECT counted {counted:?}"));
+    }
+    let final_record = record(HELLO)?;
+    if !running(&final_record) {
+        return Err(format!(
+            "hello_service is not serving at the end: {final_record:?}"
+        ));
+    }
+    hello_get()?;
+    Ok(format!(
+        "service listed, took down, brought up, refreshed, held, released and restarted hello_service ({} restarts), and every bad request was refused",
+        final_record.restarts
+    ))
+}

@@ -1,0 +1,212 @@
+//! What operators ask RS: a service's name by index (anyone), the actions up, down,
+//! restart, refresh, hold and release (`vigil_abi::rs::ServiceAction`; only RS's operators,
+//! or the host through the kernel's forwarded service commands), and the host's service
+//! list. Every request is checked here once: a non-operator gets `PermissionDenied`, an
+//! unknown index `NotFound`, an unknown action `InvalidArgument`, an action the state does
+//! not allow `NotReady` or `Exists`; RS keeps serving after each.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use vigil_rt::abi::host_command::{Command, Outcome, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES};
+use vigil_rt::abi::rs::{pack_name_reply, reason, ServiceAction, ServiceState};
+use vigil_rt::abi::signal::{status, Signal};
+use vigil_rt::{println, syscall, time, Endpoint, Error, Message};
+
+use super::{describe, introspect, Failure, Rs};
+
+impl Rs {
+    /// `SERVICE_NAME`: the name of service `index`.
+    pub(crate) fn service_name(&self, index: u64) -> Result<([u64; 6], u32), Error> {
+        let index = self.index(index)?;
+        pack_name_reply(&self.services[index].program).map(|payload| (payload, 0))
+    }
+
+    /// `ACTION` from `client`: `payload` = `[index, action code, …]`.
+    pub(crate) fn operator_action(
+        &mut self,
+        client: Endpoint,
+        payload: &[u64; 6],
+    ) -> Result<([u64; 6], u32), Error> {
+        if !self.is_operator(client) {
+            println!("ACTION from {client} refused: not an operator");
+            return Err(Error::PermissionDenied);
+        }
+        let index = self.index(payload[0])?;
+        let action = ServiceAction::from_code(payload[1]).ok_or(Error::InvalidArgument)?;
+        self.act(index, action).map(|()| ([0; 6], 0))
+    }
+
+    /// Carries out `action` on service `index` (the sender already checked).
+    pub(crate) fn act(&mut self, index: usize, action: ServiceAction) -> Result<(), Error> {
+        let service = &mut self.services[index];
+        println!(
+            "service '{}': {} requested (state {}{})",
+            service.program,
+            action.name(),
+            service.state.name(),
+            if service.held { ", held" } else { "" }
+        );
+        match action {
+            ServiceAction::Up => {
+                if service.state != ServiceState::Down {
+                    return Err(Error::Exists);
+                }
+                service.failures_in_a_row = 0;
+                self.start(index);
+            }
+            ServiceAction::Down => {
+                if service.pid != 0 {
+                    self.end_for_operator(index, reason::DOWN);
+                } else {
+                    service.state = ServiceState::Down;
+                    println!("service '{}' is down (up starts it)", service.program);
+                }
+            }
+            ServiceAction::Restart => self.restart(index),
+            ServiceAction::Refresh => {
+                if service.pid == 0 || service.state != ServiceState::Running {
+                    return Err(Error::NotReady);
+                }
+                self.end_for_operator(index, reason::REFRESH);
+            }
+            ServiceAction::Hold => service.held = true,
+            ServiceAction::Release => {
+                service.held = false;
+                if service.state == ServiceState::HeldDown {
+                    service.failures_in_a_row = 0;
+                    self.start(index);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends service `index`'s running instance for an operator's `why` (down, refresh);
+    /// `failed` then keeps it down or starts the fresh instance.
+    fn end_for_operator(&mut self, index: usize, why: u64) {
+        let service = &mut self.services[index];
+        service.ending = Some(Failure {
+            reason: why,
+            detail: 0,
+        });
+        service.ended_ns = time::now_ns();
+        let pid = service.pid;
+        self.end_instance(pid, status::killed_by(Signal::TERM, false));
+    }
+
+    /// Called by `failed` once the failure is recorded: whether an operator keeps service
+    /// `index` from being restarted (it was taken down, or it is held).
+    pub(crate) fn kept_down_by_operator(&mut self, index: usize, failure: Failure) -> bool {
+        let service = &mut self.services[index];
+        if failure.reason == reason::DOWN {
+            service.state = ServiceState::Down;
+            println!("service '{}' is down (up starts it)", service.program);
+            return true;
+        }
+        let asked_for_a_new_instance =
+            matches!(failure.reason, reason::REQUESTED | reason::REFRESH);
+        if service.held && !asked_for_a_new_instance {
+            service.state = ServiceState::HeldDown;
+            println!(
+                "service '{}' is held by an operator: not restarted after {}; release starts it again",
+                service.program,
+                describe(failure)
+            );
+            return true;
+        }
+        false
+    }
+
+    /// A service command the kernel forwarded from the host (`KIND_HOST_COMMAND`,
+    /// `[request, command, service index, …]`), answered with `PmHostReply`.
+    pub(crate) fn host_command(&mut self, message: &Message) {
+        let [request, command, index, ..] = message.payload;
+        let Ok(request) = u32::try_from(request) else {
+            println!("host command with a bad request id {request:#x} ignored");
+            return;
+        };
+        let (outcome, data) = match Command::from_code(command) {
+            Some(Command::ServiceList) => {
+                let records: Vec<u8> = introspect::service_records(self)
+                    .take(MAX_SERVICE_RECORDS)
+                    .flatten()
+                    .collect();
+                (Outcome::Ok, records)
+            }
+            Some(command) => match (command.service_action(), self.index(index)) {
+                (None, _) => (
+                    Outcome::Invalid,
+                    text(format!("{} is not a service command", command.name())),
+                ),
+                (Some(_), Err(_)) => (
+                    Outcome::NoSuchProcess,
+                    text(format!(
+                        "no service has index {index} (rs has {})",
+                        self.services.len()
+                    )),
+                ),
+                (Some(action), Ok(index)) => self.host_action(index, action),
+            },
+            None => (
+                Outcome::Invalid,
+                text(format!("unknown host command {command}")),
+            ),
+        };
+        if let Err(error) = syscall::pm_host_reply(request, outcome, &data) {
+            println!("answer to host command {request} refused: {error}");
+        }
+    }
+
+    /// The host's `action` on service `index`: the outcome and the status line's text.
+    fn host_action(&mut self, index: usize, action: ServiceAction) -> (Outcome, Vec<u8>) {
+        let result = self.act(index, action);
+        let service = &self.services[index];
+        let state = format!(
+            "state {}{}, pid {}, {} restarts",
+            service.state.name(),
+            if service.held { " (held)" } else { "" },
+            service.pid,
+            service.restarts
+        );
+        match result {
+            Ok(()) => (
+                Outcome::Ok,
+                text(format!(
+                    "{} {}: done ({state})",
+                    action.name(),
+                    service.program
+                )),
+            ),
+            Err(error @ (Error::NotReady | Error::Exists)) => (
+                Outcome::Refused,
+                text(format!(
+                    "{} {} refused: {error} ({state})",
+                    action.name(),
+                    service.program
+                )),
+            ),
+            Err(error) => (
+                Outcome::Failed,
+                text(format!(
+                    "{} {} failed: {error}",
+                    action.name(),
+                    service.program
+                )),
+            ),
+        }
+    }
+}
+
+/// `message` as result text, cut to what the kernel takes (at a character boundary).
+fn text(mut message: String) -> Vec<u8> {
+    if message.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message.into_bytes()
+}

@@ -1,0 +1,285 @@
+//! The service-command scenario: a host client (the proxy, as one) sends service commands,
+//! the kernel forwards them to RS, and the tool (`vigil events --json`) prints the answers.
+//!
+//! `monitor-rs-host-commands` boots VM, PM and RS supervising `hello_service` (index 0) and
+//! `crashy` (index 1, crashes at every start: held down after 2 failures). The commands of
+//! [`RS_COMMANDS`] list the services, hold hello, restart it (a new pid, the hold kept),
+//! refresh the held-down crashy (refused), name a service RS does not have, release crashy
+//! (its loop runs again), send one garbage service command, take hello down, list again,
+//! bring hello up and list a last time.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_wire::{HostFrame, ServiceAction, ServiceCommand};
+
+use super::super::scenario::millis;
+use super::session::Observation;
+use super::view::{array, of_type, str_field, u64_field};
+
+/// RS's pid in this boot: the kernel starts vm 1, pm 2, rs 3.
+pub const RS_PID: u64 = 3;
+/// An index RS's table does not have.
+pub const FORGED_INDEX: u32 = 99;
+
+const fn command(request: u32, action: ServiceAction, service: u32) -> HostFrame {
+    HostFrame::ServiceCommand(ServiceCommand {
+        request,
+        action,
+        service,
+    })
+}
+
+/// The commands of `monitor-rs-host-commands`, by request id.
+pub const RS_COMMANDS: &[(Duration, HostFrame)] = &[
+    (millis(1000), HostFrame::ServiceListNow { request: 1 }),
+    (millis(1150), command(2, ServiceAction::Hold, 0)),
+    (millis(1250), command(3, ServiceAction::Restart, 0)),
+    (millis(1350), command(4, ServiceAction::Refresh, 1)),
+    (
+        millis(1450),
+        command(5, ServiceAction::Restart, FORGED_INDEX),
+    ),
+    (millis(1550), command(6, ServiceAction::Release, 1)),
+    (millis(1750), command(7, ServiceAction::Down, 0)),
+    (millis(2200), HostFrame::ServiceListNow { request: 8 }),
+    (millis(2400), command(9, ServiceAction::Up, 0)),
+    (millis(2800), HostFrame::ServiceListNow { request: 10 }),
+];
+
+/// A service command with action index 9 (there are six): well framed, malformed.
+pub const GARBAGE_SERVICE_COMMAND: &[(Duration, &[u8])] =
+    &[(millis(1650), &[0x06, 0x0b, 0x09, 0x00])];
+
+fn result(lines: &[Value], request: u64) -> Result<(usize, &Value), String> {
+    of_type(lines, "process_result")
+        .find(|(_, line)| u64_field(line, "request") == Some(request))
+        .ok_or_else(|| format!("the tool printed no process_result for request {request}"))
+}
+
+/// `request` was answered with `outcome` and a message containing `says`.
+fn expect_result(lines: &[Value], request: u64, outcome: u64, says: &str) -> Result<usize, String> {
+    let (index, line) = result(lines, request)?;
+    if u64_field(line, "outcome") != Some(outcome) || !str_field(line, "message").contains(says) {
+        return Err(format!(
+            "request {request}: expected outcome {outcome} saying {says:?}, got {line}"
+        ));
+    }
+    Ok(index)
+}
+
+/// Service `name` in the `service_list` answering `request`.
+fn service<'a>(lines: &'a [Value], request: u64, name: &str) -> Result<&'a Value, String> {
+    let (_, list) = of_type(lines, "service_list")
+        .find(|(_, line)| u64_field(line, "request") == Some(request))
+        .ok_or_else(|| format!("the tool printed no service_list for request {request}"))?;
+    if u64_field(list, "supervisor") != Some(RS_PID) {
+        return Err(format!(
+            "list {request} is not from rs (pid {RS_PID}): {list}"
+        ));
+    }
+    array(list, "services")
+        .iter()
+        .find(|s| str_field(s, "name") == name)
+        .ok_or_else(|| format!("list {request} has no {name}: {list}"))
+}
+
+/// `monitor-rs-host-commands`: the first list has hello running (no restarts, version 1)
+/// and crashy held down after a #PF; hold, restart, release, down and up are "ok", the
+/// refresh of a held-down service is refused and a forged index is "no such service"; the
+/// garbage got no answer; the second list has hello down and held, restarted once, its last
+/// end "taken down", and crashy restarted more; the last has hello running again.
+pub fn check_rs_host_commands(observation: &Observation) -> Result<String, String> {
+    verdict(&observation.lines)
+}
+
+fn verdict(lines: &[Value]) -> Result<String, String> {
+    let hello = service(lines, 1, "hello_service")?;
+    let crashy = service(lines, 1, "crashy")?;
+    let field = |s: &Value, f: &str| u64_field(s, f).unwrap_or(u64::MAX);
+    if str_field(hello, "state_name") != "running"
+        || field(hello, "pid") == 0
+        || field(hello, "restarts") != 0
+        || field(hello, "version") != 1
+        || field(hello, "index") != 0
+    {
+        return Err(format!("hello is not running fresh at first: {hello}"));
+    }
+    if str_field(crashy, "state_name") != "held-down"
+        || !str_field(crashy, "last_failure").contains("#PF")
+    {
+        return Err(format!("crashy is not held down after a #PF: {crashy}"));
+    }
+    expect_result(lines, 2, 0, "hold hello_service: done")?;
+    expect_result(
+        lines,
+        3,
+        0,
+        "restart hello_service: done (state running (held)",
+    )?;
+    expect_result(lines, 4, 2, "refresh crashy refused")?;
+    expect_result(lines, 5, 1, &format!("no service has index {FORGED_INDEX}"))?;
+    expect_result(lines, 6, 0, "release crashy: done")?;
+    expect_result(
+        lines,
+        7,
+        0,
+        "down hello_service: done (state down (held), pid 0",
+    )?;
+    expect_result(lines, 9, 0, "up hello_service: done (state running")?;
+    let answered: Vec<u64> = of_type(lines, "process_result")
+        .filter_map(|(_, line)| u64_field(line, "request"))
+        .collect();
+    if answered != [2, 3, 4, 5, 6, 7, 9] {
+        return Err(format!(
+            "results for requests {answered:?}, expected [2, 3, 4, 5, 6, 7, 9] (the garbage answered?)"
+        ));
+    }
+    let down = service(lines, 8, "hello_service")?;
+    if str_field(down, "state_name") != "down"
+        || down["held"] != Value::Bool(true)
+        || field(down, "pid") != 0
+        || field(down, "restarts") != 1
+        || str_field(down, "last_failure") != "taken down"
+    {
+        return Err(format!(
+            "after hold, restart and down, hello is not down, held, restarted once: {down}"
+        ));
+    }
+    let looped = service(lines, 8, "crashy")?;
+    if field(looped, "restarts") <= field(crashy, "restarts") {
+        return Err(format!(
+            "release did not run crashy's loop again: {crashy} then {looped}"
+        ));
+    }
+    let up = service(lines, 10, "hello_service")?;
+    if str_field(up, "state_name") != "running" || field(up, "pid") == 0 {
+        return Err(format!("up did not bring hello back: {up}"));
+    }
+    Ok(format!(
+        "3 lists, 7 answers (hold, restart, release, down, up ok; refresh refused; index {FORGED_INDEX} unknown), garbage unanswered"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> Vec<Value> {
+        let entry = |name: &str,
+                     index: u64,
+                     state: &str,
+                     held: bool,
+                     pid: u64,
+                     restarts: u64,
+                     last: &str| {
+            json!({"name": name, "index": index, "state_name": state, "held": held, "pid": pid,
+                "restarts": restarts, "version": 1, "last_failure": last})
+        };
+        let list = |request: u64, services: Vec<Value>| json!({"type": "service_list", "request": request, "supervisor": 3, "services": services});
+        let answer = |request: u64, outcome: u64, message: &str| json!({"type": "process_result", "request": request, "outcome": outcome, "message": message});
+        vec![
+            list(
+                1,
+                vec![
+                    entry("hello_service", 0, "running", false, 4, 0, "none"),
+                    entry(
+                        "crashy",
+                        1,
+                        "held-down",
+                        false,
+                        0,
+                        1,
+                        "exception #PF (vector 14)",
+                    ),
+                ],
+            ),
+            answer(
+                2,
+                0,
+                "hold hello_service: done (state running (held), pid 4, 0 restarts)",
+            ),
+            answer(
+                3,
+                0,
+                "restart hello_service: done (state running (held), pid 6, 1 restarts)",
+            ),
+            answer(
+                4,
+                2,
+                "refresh crashy refused: ENOTREADY (state held-down, pid 0, 1 restarts)",
+            ),
+            answer(5, 1, "no service has index 99 (rs has 2)"),
+            answer(
+                6,
+                0,
+                "release crashy: done (state running, pid 7, 2 restarts)",
+            ),
+            answer(
+                7,
+                0,
+                "down hello_service: done (state down (held), pid 0, 1 restarts)",
+            ),
+            list(
+                8,
+                vec![
+                    entry("hello_service", 0, "down", true, 0, 1, "taken down"),
+                    entry(
+                        "crashy",
+                        1,
+                        "held-down",
+                        false,
+                        0,
+                        3,
+                        "exception #PF (vector 14)",
+                    ),
+                ],
+            ),
+            answer(
+                9,
+                0,
+                "up hello_service: done (state running (held), pid 9, 2 restarts)",
+            ),
+            list(
+                10,
+                vec![
+                    entry("hello_service", 0, "running", true, 9, 2, "taken down"),
+                    entry(
+                        "crashy",
+                        1,
+                        "held-down",
+                        false,
+                        0,
+                        3,
+                        "exception #PF (vector 14)",
+                    ),
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_verdict_needs_every_answer_and_effect() {
+        assert!(verdict(&good()).is_ok(), "{:?}", verdict(&good()));
+        let mut unanswered = good();
+        unanswered.remove(3);
+        assert!(verdict(&unanswered).unwrap_err().contains("request 4"));
+        let mut not_down = good();
+        not_down[7]["services"][0]["state_name"] = json!("running");
+        assert!(verdict(&not_down).unwrap_err().contains("not down"));
+        let mut no_loop = good();
+        no_loop[7]["services"][1]["restarts"] = json!(1);
+        assert!(verdict(&no_loop).unwrap_err().contains("loop"));
+        let mut garbage_answered = good();
+        garbage_answered.push(answer_extra());
+        assert!(verdict(&garbage_answered).unwrap_err().contains("garbage"));
+        let mut from_pm = good();
+        from_pm[0]["supervisor"] = json!(2);
+        assert!(verdict(&from_pm).unwrap_err().contains("not from rs"));
+    }
+
+    fn answer_extra() -> Value {
+        json!({"type": "process_result", "request": 11, "outcome": 5, "message": "invalid"})
+    }
+}

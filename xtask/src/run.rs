@@ -942,11 +942,11 @@ mod tests {
             programs_to_boot(vec![spec("a"), spec("vm kcalls=vm")], false, true, false),
             [spec("a"), spec("vm kcalls=vm"), spec(PM_SERVER)]
         );
-        // The default boots RS (after VM and PM) with hello under it and the load; --demo
+        // The default boots DS and RS (after VM and PM) with hello under RS and the load; --demo
         // makes the load crash hello.
         let default = programs_to_boot(Vec::new(), false, true, false);
         let names: Vec<&str> = default.iter().map(|s| s.program.as_str()).collect();
-        assert_eq!(&names[..3], ["vm", "pm", "rs"]);
+        assert_eq!(&names[..4], ["vm", "pm", "ds", "rs"]);
         assert!(names.contains(&"hello_service") && names.contains(&"hello_load"));
         let demo = programs_to_boot(Vec::new(), false, true, true);
         assert!(demo.contains(&spec(HELLO_LOAD_DEMO)));

@@ -184,8 +184,14 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
         }
-        // The reincarnation server: the exception events of the services it manages.
-        "rs" => KernelCall::PmNextEvent.mask_bit(),
+        // The reincarnation server: the exception events of the services it manages, and
+        // their endpoints kept across a restart.
+        "rs" => {
+            KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::ServiceKeepEndpoint.mask_bit()
+                | KernelCall::ServiceTakeOver.mask_bit()
+                | KernelCall::ServiceRelease.mask_bit()
+        }
         _ => return None,
     })
 }
@@ -416,8 +422,20 @@ mod tests {
     }
 
     #[test]
-    fn the_rs_group_is_the_event_call_alone() {
+    fn the_rs_group_is_the_event_call_and_the_service_endpoint_calls() {
         let rs = parse("rs kcalls=rs").unwrap().kernel_calls;
-        assert_eq!(rs, KernelCall::PmNextEvent.mask_bit());
+        assert_eq!(
+            rs,
+            KernelCall::PmNextEvent.mask_bit()
+                | KernelCall::ServiceKeepEndpoint.mask_bit()
+                | KernelCall::ServiceTakeOver.mask_bit()
+                | KernelCall::ServiceRelease.mask_bit()
+        );
+        let pm = parse("pm kcalls=pm").unwrap().kernel_calls;
+        assert_eq!(
+            pm & KernelCall::ServiceTakeOver.mask_bit(),
+            0,
+            "PM cannot move endpoints"
+        );
     }
 }

@@ -78,6 +78,7 @@ pub use crate::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 mod fast;
 pub use fast::{FastPathOption, Handoff};
+mod service;
 
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
 pub trait IpcEnvironment {
@@ -231,7 +232,11 @@ struct Slot {
     /// `kind::*` of the thread state.
     kind: u8,
     flags: u8,
-    _reserved: [u8; 6],
+    /// `KEEP_ENDPOINT`: a supervised service's main thread, which becomes a restart
+    /// tombstone instead of Dead when it exits (`service.rs`). Survives every wait (unlike
+    /// `flags`); only `exit` of an unmarked thread, `release_tombstone` and `create` clear it.
+    keep_endpoint: u8,
+    _reserved: [u8; 5],
     /// Thread sources with a pending notification for this thread (by slot).
     pending_notify: SlotBitmap,
     /// Threads whose async table may hold a message for this thread (by slot).
@@ -260,7 +265,8 @@ impl Slot {
         queue_next: NO_LINK,
         kind: kind::FREE,
         flags: 0,
-        _reserved: [0; 6],
+        keep_endpoint: 0,
+        _reserved: [0; 5],
         pending_notify: [0; BITMAP_WORDS],
         pending_async: [0; BITMAP_WORDS],
     };
@@ -284,6 +290,7 @@ impl Slot {
             kind::DEAD => ThreadState::Dead {
                 exit_code: self.arg1,
             },
+            kind::RESTARTING => ThreadState::Restarting,
             kind::HELD_FOR_MANAGER => ThreadState::HeldForManager {
                 manager: target,
                 vector: self.arg1,
@@ -317,6 +324,7 @@ impl Slot {
             ThreadState::Sleeping { until_ns } => (kind::SLEEPING, 0, until_ns),
             ThreadState::Joining { thread } => (kind::JOINING, thread.0, 0),
             ThreadState::Dead { exit_code } => (kind::DEAD, 0, exit_code),
+            ThreadState::Restarting => (kind::RESTARTING, 0, 0),
             ThreadState::HeldForManager { manager, vector } => {
                 (kind::HELD_FOR_MANAGER, manager.0, vector)
             }
@@ -355,9 +363,9 @@ impl Slot {
         (self.kind, target, self.arg1)
     }
 
-    /// Not Free and not Dead.
+    /// Not Free, not Dead and not a restart tombstone.
     fn is_live(&self) -> bool {
-        self.kind != kind::FREE && self.kind != kind::DEAD
+        self.kind != kind::FREE && self.kind != kind::DEAD && self.kind != kind::RESTARTING
     }
 
     fn endpoint(&self, slot: ThreadSlot) -> Endpoint {
@@ -1071,7 +1079,10 @@ impl ThreadTable {
             return Outcome::Complete(Err(Error::SelfTarget));
         }
         let slot = &self.slots[t.index()];
-        if slot.kind == kind::FREE || slot.generation != target.generation() {
+        if slot.kind == kind::FREE
+            || slot.kind == kind::RESTARTING
+            || slot.generation != target.generation()
+        {
             return Outcome::Complete(Err(Error::DeadEndpoint));
         }
         if let ThreadState::Dead { exit_code } = slot.state() {
@@ -1093,12 +1104,24 @@ impl ThreadTable {
     /// Also: entries of other threads' async tables that were pending for it are marked
     /// DONE|FAILED with DeadEndpoint; every joiner (if several) gets the exit code.
     /// Ignored for a slot that is Free or already Dead.
+    ///
+    /// A thread marked `keep_endpoint` (a supervised service's main thread) becomes a
+    /// restart tombstone instead (`ThreadState::Restarting`, `service.rs`): its senders stay
+    /// queued, async messages and notifications pending for it stay pending, the threads
+    /// awaiting its reply or receiving from it get `Restarted`, and the slot is not freed
+    /// when joined.
     pub fn exit(&mut self, env: &mut impl IpcEnvironment, slot: ThreadSlot, exit_code: u64) {
         let s = &self.slots[slot.index()];
         if !s.is_live() {
             return;
         }
         let me = s.endpoint(slot);
+        let keep = s.keep_endpoint != 0;
+        let partner_error = if keep {
+            Error::Restarted
+        } else {
+            Error::PartnerDied
+        };
 
         // Cancel its own wait.
         if let ThreadState::Sending { to } = s.state() {
@@ -1106,9 +1129,11 @@ impl ThreadTable {
             debug_assert!(removed, "sender {slot} not on the queue of {to:?}");
         }
 
-        // Senders to it fail.
-        while let Some(sender) = self.queue_pop(slot) {
-            self.wake(env, sender, Err(Error::DeadEndpoint));
+        // Senders to it fail (a tombstone keeps them for its replacement).
+        if !keep {
+            while let Some(sender) = self.queue_pop(slot) {
+                self.wake(env, sender, Err(Error::DeadEndpoint));
+            }
         }
 
         // Receivers from it and threads awaiting its reply fail; its notifications and
@@ -1124,7 +1149,7 @@ impl ThreadTable {
                 ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
                     if from == me =>
                 {
-                    self.wake(env, other, Err(Error::PartnerDied));
+                    self.wake(env, other, Err(partner_error));
                 }
                 // A tracer waiting for its stop asks PM, which has the exit.
                 ThreadState::WaitingForTracee { tracee, .. } if tracee == me => {
@@ -1134,16 +1159,18 @@ impl ThreadTable {
             }
         }
 
-        // Async messages pending for it can never be delivered: fail them at their senders.
-        let pending_async = self.slots[slot.index()].pending_async;
-        let mut next = 0;
-        while let Some(sender) = bit_next(&pending_async, next) {
-            next = sender.index() + 1;
-            self.fail_async_entries_to(env, sender, me);
-        }
-
-        // Clear everything it was doing and set it Dead.
-        {
+        if keep {
+            self.make_tombstone(slot);
+        } else {
+            // Async messages pending for it can never be delivered: fail them at their
+            // senders.
+            let pending_async = self.slots[slot.index()].pending_async;
+            let mut next = 0;
+            while let Some(sender) = bit_next(&pending_async, next) {
+                next = sender.index() + 1;
+                self.fail_async_entries_to(env, sender, me);
+            }
+            // Clear everything it was doing and set it Dead.
             let s = &mut self.slots[slot.index()];
             let (generation, process) = (s.generation, s.process);
             *s = Slot::EMPTY;
@@ -1160,7 +1187,7 @@ impl ThreadTable {
                 joined = true;
             }
         }
-        if joined {
+        if joined && !keep {
             self.free(slot);
         }
     }
@@ -1179,10 +1206,13 @@ impl ThreadTable {
         self.in_use -= 1;
     }
 
-    /// Slots of `process` that are not Free, lowest first (for process exit).
+    /// Slots of `process` that are not Free, lowest first (for process exit). A restart
+    /// tombstone belongs to no process any more (its process slot may be reused).
     pub fn threads_of(&self, process: ProcessSlot) -> impl Iterator<Item = ThreadSlot> + '_ {
         self.threads()
-            .filter(move |&(slot, _)| self.slots[slot.index()].process == process)
+            .filter(move |&(slot, state)| {
+                self.slots[slot.index()].process == process && state != ThreadState::Restarting
+            })
             .map(|(slot, _)| slot)
     }
 
@@ -1247,7 +1277,12 @@ impl ThreadTable {
         caller: ThreadSlot,
         destination: Endpoint,
     ) -> Result<ThreadSlot, Error> {
-        let d = self.resolve(destination)?;
+        let d = match self.resolve(destination) {
+            Ok(d) => d,
+            // A restart tombstone keeps its endpoint: senders queue on it (`service.rs`).
+            Err(Error::DeadEndpoint) => self.tombstone(destination)?,
+            Err(error) => return Err(error),
+        };
         if d == caller {
             return Err(Error::SelfTarget);
         }

@@ -239,6 +239,23 @@ impl<const N: usize> TimerQueue<N> {
         self.cancel(slot, ALARM);
     }
 
+    /// The timers of `slot` are `slot`'s no more: they belong to thread `to` of generation
+    /// `generation` from now on, with their deadlines and periods (a thread moved to
+    /// another slot by a service takeover). Timers `to` had are replaced.
+    pub fn move_timers(&mut self, slot: u16, to: u16, generation: u32) {
+        if usize::from(slot) >= N || usize::from(to) >= N || slot == to {
+            return;
+        }
+        for kind in [WAKEUP, ALARM] {
+            self.cancel(to, kind);
+            if let Some(i) = self.find(slot, kind) {
+                let entry = self.at(i);
+                self.remove_at(i);
+                self.set(to, generation, entry.timer_kind(), entry.deadline_ns);
+            }
+        }
+    }
+
     /// Earliest deadline, if any.
     pub fn next_deadline(&self) -> Option<u64> {
         (self.len > 0).then(|| self.at(0).deadline_ns)
@@ -702,5 +719,34 @@ mod tests {
                 prop_assert_eq!(queue.next_deadline(), model.iter().map(|t| t.deadline_ns).min());
             }
         }
+    }
+
+    #[test]
+    fn moved_timers_keep_their_deadlines_under_the_new_slot() {
+        let mut q: TimerQueue<8> = TimerQueue::new();
+        q.set(2, 5, TimerKind::Alarm { period_ns: 10 }, 100);
+        q.set(2, 5, TimerKind::Wakeup, 50);
+        q.set(3, 1, TimerKind::Wakeup, 70);
+        q.set(6, 9, TimerKind::Wakeup, 10);
+        q.move_timers(2, 6, 7);
+        assert!(!q.cancel_alarm(2) && !q.cancel_wakeup(2), "slot 2 has none left");
+        let mut popped = std::vec::Vec::new();
+        while let Some(expired) = q.pop_expired(105) {
+            popped.push((expired.slot, expired.generation, expired.kind, expired.deadline_ns));
+            if popped.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(
+            popped,
+            [
+                (6, 7, TimerKind::Wakeup, 50),
+                (3, 1, TimerKind::Wakeup, 70),
+                (6, 7, TimerKind::Alarm { period_ns: 10 }, 100),
+            ],
+            "slot 6's own wake-up at 10 was replaced"
+        );
+        q.move_timers(9, 1, 1);
+        q.move_timers(1, 1, 1);
     }
 }

@@ -468,6 +468,26 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-keep-endpoint",
+        // A client looks hello up once: hello is ended twice by a null dereference, a
+        // panic, an exit and a hang, and each replacement takes over the kept endpoint
+        // (the fatal call fails with ERESTARTED, the next call at the same endpoint is
+        // answered; a request queued behind the hang is answered by the replacement); a
+        // request in flight during an operator's RESTART is retried by `call_service`;
+        // forged service-endpoint kernel calls are refused. `stable=0`: every failure is
+        // the first in a row, so the nine restarts are immediate.
+        check: check_rs_keep_endpoint,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- operator=rs_endpoint_test hello_service:stable=0",
+            "hello_service boot=pm",
+            "rs_endpoint_test kcalls=shutdown+snapshot+rs",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
         name: "rs-crash-loop",
         // A service that crashes at every start: restarts at once, then after 10, 20 and
         // 40 ms, held down after 5 failures in a row with an alert; an operator's RESTART
@@ -1265,8 +1285,65 @@ fn check_rs_restart(console: &Console) -> Result<(), String> {
     console.require("rs_test: RESTART: restart 5 (requested), counter 0")?;
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
-    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time")?;
+    for what in ["null dereference", "panic", "exit 7", "hang"] {
+        console.require(&format!("rs_test: {what}: the call failed with ERESTARTED"))?;
+    }
+    console.require_line_with(&[
+        "rs: service 'hello_service' (pid ",
+        ") serves ",
+        " again (its own ",
+    ])?;
+    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time at the same endpoint")?;
     require_success_shutdown(console, "rs_test")
+}
+
+fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    console.forbid("taking over")?;
+    for refusal in [
+        "keep the endpoint of a service it does not manage: EPERM",
+        "keep its own endpoint: EPERM",
+        "keep ANY: EBADEPT",
+        "keep a slot outside the table: EBADEPT",
+        "keep a stale endpoint: EDEADSRCDST",
+        "take over with itself as the replacement: EPERM",
+        "take over with a replacement it does not manage: EPERM",
+        "take over with NONE as the replacement: EBADEPT",
+        "take over with a stale replacement: EDEADSRCDST",
+        "release a live service: EINVAL",
+        "release ANY: EBADEPT",
+        "release a stale endpoint: EDEADSRCDST",
+        "SLOW_GET longer than its limit: EINVAL",
+    ] {
+        console.require(&format!("rs_endpoint_test: refused as expected: {refusal}"))?;
+    }
+    for round in 1..=2 {
+        for what in ["null dereference", "panic", "exit 3", "hang"] {
+            console.require_line_with(&[
+                &format!("rs_endpoint_test: round {round}: {what}: restart "),
+                "answered at the same endpoint ",
+            ])?;
+        }
+    }
+    // Nine takeovers (eight crashes and the RESTART), each printed by RS.
+    let takeovers = console
+        .lines
+        .iter()
+        .filter(|line| {
+            line.text.contains("rs: service 'hello_service' (pid ") && line.text.contains(") serves ")
+        })
+        .count();
+    if takeovers != 9 {
+        return Err(format!("{takeovers} takeovers by RS, expected 9"));
+    }
+    console.require("rs_endpoint_test: in flight: SLOW_GET failed with Restarted during a RESTART and was retried once at ")?;
+    console.require_line_with(&[
+        "rs_endpoint_test: PASS hello restarted 9 times, always answering at ",
+        "; the request in flight was retried",
+    ])?;
+    require_success_shutdown(console, "rs_endpoint_test")
 }
 
 fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
@@ -1288,11 +1365,13 @@ fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
 fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
     console.forbid("its string is cut")?;
     console.require(
-        "rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable, hb)",
+        "rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable, hb, init)",
     )?;
     console.require("rs: service 'slow:base=9,cap=1' refused: base is above cap")?;
     console.require("rs: supervising 2 services at ")?;
     console.require("rs: ALERT: service 'gone' held down after 2 failures in a row (last: spawn refused (ESRCH)); RESTART starts it again")?;
+    // 'gone' never ran, so it has no kept endpoint to release.
+    console.forbid("rs: service 'gone': endpoint")?;
     for refusal in [
         "unknown RS request: ENOSYS",
         "status of service 99: ESRCH",
@@ -1305,6 +1384,8 @@ fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
         "unknown hello request: ENOSYS",
         "ADD that overflows: EINVAL",
         "EXIT with status 999: EINVAL",
+        "ServiceTakeOver without the rs kernel calls: EPERM",
+        "ServiceRelease without the rs kernel calls: EPERM",
     ] {
         console.require(&format!("rs_test: refused as expected: {refusal}"))?;
     }

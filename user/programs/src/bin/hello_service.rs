@@ -1,6 +1,7 @@
 //! `hello_service`: the counter service RS supervises (like MINIX's /dev/hello), a
 //! `boot=pm` image RS spawns through PM. It answers `vigil_abi::rs::hello::request`: GET,
-//! INCREMENT and ADD(n) with the counter, RS's heartbeat pings (a notification from RS,
+//! INCREMENT and ADD(n) with the counter, SLOW_GET (a GET after a sleep, for a request in
+//! flight when the instance is killed), RS's heartbeat pings (a notification from RS,
 //! answered with one from its receive loop), and for tests CRASH (a null dereference, which
 //! RS sees as the signal manager), PANIC (status 101), EXIT(status) and HANG (it stops
 //! answering). Its counter starts at 0 in every instance: phase 1 keeps no state across a
@@ -66,6 +67,11 @@ fn main(args: &str) -> i32 {
                 counter = counter.wrapping_add(1);
                 Ok(counter)
             }
+            request::SLOW_GET if message.payload[0] <= request::MAX_SLOW_MS => {
+                thread::sleep(Duration::from_millis(message.payload[0]));
+                Ok(counter)
+            }
+            request::SLOW_GET => Err(Error::InvalidArgument),
             request::ADD => match counter.checked_add(message.payload[0]) {
                 Some(sum) => {
                     counter = sum;

@@ -221,7 +221,10 @@ impl core::fmt::Display for SpecError<'_> {
         match self {
             SpecError::BadName(name) => write!(f, "bad program name '{name}'"),
             SpecError::UnknownKey(key) => {
-                write!(f, "unknown key '{key}' (base, cap, limit, stable, hb, init)")
+                write!(
+                    f,
+                    "unknown key '{key}' (base, cap, limit, stable, hb, init)"
+                )
             }
             SpecError::BadValue(value) => write!(f, "bad value '{value}'"),
             SpecError::BaseAboveCap => f.write_str("base is above cap"),

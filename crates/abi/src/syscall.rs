@@ -559,6 +559,14 @@ calls! {
     /// queued senders fail with `DeadEndpoint` and its slot is freed; the endpoint is dead.
     /// `InvalidArgument` if it is not a tombstone.
     ServiceRelease = 52 => ServiceReleaseArgs { tombstone: Endpoint }
+    /// (a, b) → 0. RS (live update): the main threads of two processes the caller manages
+    /// exchange their slots and endpoints, so the new version serves the old version's
+    /// endpoint (keep-endpoint mark included) and the old version the new one's — the same
+    /// call again swaps back (rollback). `Busy` unless both are blocked in `Receive` from
+    /// ANY with nothing in progress (as `ServiceTakeOver`'s replacement); nothing changes
+    /// then. `InvalidArgument` for the same endpoint twice or a thread that is not a main
+    /// thread, `PermissionDenied` for one the caller does not manage.
+    ServiceSwap = 53 => ServiceSwapArgs { a: Endpoint, b: Endpoint }
 }
 
 impl KernelCall {

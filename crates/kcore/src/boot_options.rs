@@ -191,6 +191,7 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::ServiceKeepEndpoint.mask_bit()
                 | KernelCall::ServiceTakeOver.mask_bit()
                 | KernelCall::ServiceRelease.mask_bit()
+                | KernelCall::ServiceSwap.mask_bit()
         }
         _ => return None,
     })
@@ -430,6 +431,7 @@ mod tests {
                 | KernelCall::ServiceKeepEndpoint.mask_bit()
                 | KernelCall::ServiceTakeOver.mask_bit()
                 | KernelCall::ServiceRelease.mask_bit()
+                | KernelCall::ServiceSwap.mask_bit()
         );
         let pm = parse("pm kcalls=pm").unwrap().kernel_calls;
         assert_eq!(

@@ -256,6 +256,29 @@ impl<const N: usize> TimerQueue<N> {
         }
     }
 
+    /// The timers of slots `a` and `b` change places (two threads that swap slots): `a`'s
+    /// become `b`'s, of generation `generation_b`, and the other way round.
+    pub fn swap_timers(&mut self, a: u16, generation_a: u32, b: u16, generation_b: u32) {
+        if usize::from(a) >= N || usize::from(b) >= N || a == b {
+            return;
+        }
+        for kind in [WAKEUP, ALARM] {
+            let take = |queue: &mut Self, slot: u16| {
+                let i = queue.find(slot, kind)?;
+                let entry = queue.at(i);
+                queue.remove_at(i);
+                Some(entry)
+            };
+            let (of_a, of_b) = (take(self, a), take(self, b));
+            if let Some(entry) = of_a {
+                self.set(b, generation_b, entry.timer_kind(), entry.deadline_ns);
+            }
+            if let Some(entry) = of_b {
+                self.set(a, generation_a, entry.timer_kind(), entry.deadline_ns);
+            }
+        }
+    }
+
     /// Earliest deadline, if any.
     pub fn next_deadline(&self) -> Option<u64> {
         (self.len > 0).then(|| self.at(0).deadline_ns)
@@ -729,10 +752,18 @@ mod tests {
         q.set(3, 1, TimerKind::Wakeup, 70);
         q.set(6, 9, TimerKind::Wakeup, 10);
         q.move_timers(2, 6, 7);
-        assert!(!q.cancel_alarm(2) && !q.cancel_wakeup(2), "slot 2 has none left");
+        assert!(
+            !q.cancel_alarm(2) && !q.cancel_wakeup(2),
+            "slot 2 has none left"
+        );
         let mut popped = std::vec::Vec::new();
         while let Some(expired) = q.pop_expired(105) {
-            popped.push((expired.slot, expired.generation, expired.kind, expired.deadline_ns));
+            popped.push((
+                expired.slot,
+                expired.generation,
+                expired.kind,
+                expired.deadline_ns,
+            ));
             if popped.len() == 3 {
                 break;
             }
@@ -748,5 +779,23 @@ mod tests {
         );
         q.move_timers(9, 1, 1);
         q.move_timers(1, 1, 1);
+    }
+
+    #[test]
+    fn swapped_timers_change_slots_and_generations() {
+        let mut q: TimerQueue<8> = TimerQueue::new();
+        q.set(1, 3, TimerKind::Alarm { period_ns: 10 }, 40);
+        q.set(2, 4, TimerKind::Wakeup, 30);
+        q.swap_timers(1, 3, 2, 4);
+        let first = q.pop_expired(100).unwrap();
+        assert_eq!(
+            (first.slot, first.generation, first.kind),
+            (1, 3, TimerKind::Wakeup)
+        );
+        let second = q.pop_expired(100).unwrap();
+        assert_eq!(
+            (second.slot, second.generation, second.kind),
+            (2, 4, TimerKind::Alarm { period_ns: 10 })
+        );
     }
 }

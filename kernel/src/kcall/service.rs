@@ -1,13 +1,16 @@
 //! RS's kernel calls that keep a service's endpoint across a restart: mark a service's
 //! main thread (`ServiceKeepEndpoint`), let a replacement take over the tombstone it
-//! leaves (`ServiceTakeOver`), give a tombstone up (`ServiceRelease`). The IPC half —
+//! leaves (`ServiceTakeOver`), give a tombstone up (`ServiceRelease`), and for live update
+//! exchange the endpoints of two quiescent main threads (`ServiceSwap`). The IPC half —
 //! queues, pending messages, the checks of the safe state — is `kcore::ipc::service`;
 //! here are the privileges and the kernel's own per-slot state (registers, FPU, timers,
 //! the process's main thread), which moves with the thread.
 
 use crate::syscall::Next;
 use crate::system::Kernel;
-use vigil_abi::syscall::{ServiceKeepEndpointArgs, ServiceReleaseArgs, ServiceTakeOverArgs};
+use vigil_abi::syscall::{
+    ServiceKeepEndpointArgs, ServiceReleaseArgs, ServiceSwapArgs, ServiceTakeOverArgs,
+};
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::slot::ThreadSlot;
 
@@ -93,4 +96,44 @@ pub fn release(
     table.release_tombstone(&mut env, args.tombstone)?;
     crate::info!("service: endpoint {} released", args.tombstone);
     Ok(Next::Return(0))
+}
+
+/// ServiceSwap: two quiescent main threads exchange slots and endpoints (live update).
+pub fn swap(kernel: &mut Kernel, caller: ThreadSlot, args: ServiceSwapArgs) -> Result<Next, Error> {
+    let (a, b) = (args.a, args.b);
+    if a == b {
+        return Err(Error::InvalidArgument);
+    }
+    let first = managed_main_thread(kernel, caller, a)?;
+    let second = managed_main_thread(kernel, caller, b)?;
+    kernel.table.check_swap(a, b)?;
+    if kernel.trace.is_traced(first) || kernel.trace.is_traced(second) {
+        return Err(Error::Busy);
+    }
+    for slot in [first, second] {
+        kernel.save_fpu_of(slot);
+        kernel.cpu.forget(slot);
+    }
+    kernel.threads.swap_threads(first, second);
+    kernel
+        .timers
+        .swap_timers(first.get(), a.generation(), second.get(), b.generation());
+    // The thread now at `first` (endpoint `a`) is the one whose process had `b`.
+    let (process_at_a, process_at_b) = (
+        kernel.threads[first].process(),
+        kernel.threads[second].process(),
+    );
+    kernel.processes[process_at_a].set_main_thread(a);
+    kernel.processes[process_at_b].set_main_thread(b);
+    let result = kernel.table.swap_endpoints(a, b);
+    // `check_swap` passed and nothing ran in between: it cannot be refused now.
+    debug_assert_eq!(result, Ok(()));
+    crate::info!(
+        "service: '{}' (pid {}) serves {a}, '{}' (pid {}) serves {b} (swapped)",
+        kernel.processes[process_at_a].name(),
+        kernel.processes[process_at_a].pid(),
+        kernel.processes[process_at_b].name(),
+        kernel.processes[process_at_b].pid()
+    );
+    result.map(|()| Next::Return(0))
 }

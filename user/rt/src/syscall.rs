@@ -901,6 +901,14 @@ pub fn service_release(tombstone: Endpoint) -> Result<u64, Error> {
     unsafe { pm_call(ServiceReleaseArgs::CALL, arguments.encode()) }
 }
 
+/// `KernelCall ServiceSwap` (RS, live update): two quiescent main threads exchange their
+/// endpoints; `Busy` unless both wait in their receive loops.
+pub fn service_swap(a: Endpoint, b: Endpoint) -> Result<u64, Error> {
+    let arguments = ServiceSwapArgs { a, b };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(ServiceSwapArgs::CALL, arguments.encode()) }
+}
+
 /// `KernelCall PmResumeThread` (signal manager): a held thread runs again.
 pub fn pm_resume_thread(thread: Endpoint) -> Result<u64, Error> {
     let arguments = PmResumeThreadArgs { thread };

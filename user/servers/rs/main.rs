@@ -162,8 +162,8 @@ impl Rs {
                     service.state = ServiceState::Initialising;
                     service.replacement = instance;
                     service.endpoint = Endpoint::NONE;
-                    service.init_deadline_ns = now
-                        .saturating_add(service.policy.init_ms.saturating_mul(1_000_000));
+                    service.init_deadline_ns =
+                        now.saturating_add(service.policy.init_ms.saturating_mul(1_000_000));
                 } else {
                     service.state = ServiceState::Running;
                     service.endpoint = instance;

@@ -1316,6 +1316,10 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
         "release ANY: EBADEPT",
         "release a stale endpoint: EDEADSRCDST",
         "SLOW_GET longer than its limit: EINVAL",
+        "swap an endpoint with itself: EINVAL",
+        "swap with a service RS manages: EPERM",
+        "swap with ANY: EBADEPT",
+        "swap while one is busy with a request: EBUSY",
     ] {
         console.require(&format!("rs_endpoint_test: refused as expected: {refusal}"))?;
     }
@@ -1332,7 +1336,8 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
         .lines
         .iter()
         .filter(|line| {
-            line.text.contains("rs: service 'hello_service' (pid ") && line.text.contains(") serves ")
+            line.text.contains("rs: service 'hello_service' (pid ")
+                && line.text.contains(") serves ")
         })
         .count();
     if takeovers != 9 {
@@ -1340,8 +1345,13 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
     }
     console.require("rs_endpoint_test: in flight: SLOW_GET failed with Restarted during a RESTART and was retried once at ")?;
     console.require_line_with(&[
+        "rs_endpoint_test: live swap: ",
+        " (counter 0), then by pid ",
+        " again (counter 5)",
+    ])?;
+    console.require_line_with(&[
         "rs_endpoint_test: PASS hello restarted 9 times, always answering at ",
-        "; the request in flight was retried",
+        "; the request in flight was retried; two live instances swapped endpoints and back",
     ])?;
     require_success_shutdown(console, "rs_endpoint_test")
 }
@@ -1355,6 +1365,8 @@ fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
     }
     console.require("rs: ALERT: service 'crashy' held down after 5 failures in a row (last: exception #PF (vector 14)); RESTART starts it again")?;
     console.require("rs_test: crashy held down after 5 failures (4 restarts)")?;
+    // Held down: the kept endpoint is given up (its waiting clients would fail).
+    console.require_line_with(&["rs: service 'crashy': endpoint ", " released"])?;
     console.require("rs: service 'crashy': restart requested (state held-down)")?;
     console.require("rs_test: after RESTART: held again with 9 restarts")?;
     console.forbid(": FAIL")?;

@@ -118,9 +118,7 @@ impl ThreadTable {
         let new = self.resolve(replacement)?;
         let old = match self.tombstone(tombstone) {
             Ok(old) => old,
-            Err(Error::DeadEndpoint) if self.resolve(tombstone).is_ok() => {
-                return Err(Error::Busy)
-            }
+            Err(Error::DeadEndpoint) if self.resolve(tombstone).is_ok() => return Err(Error::Busy),
             Err(error) => return Err(error),
         };
         if !self.is_quiescent(new) {
@@ -277,10 +275,8 @@ impl ThreadTable {
                     }
                 }
             }
-            if o.is_live() && other != first && other != second {
-                if !o.rename_partner(a, b) {
-                    o.rename_partner(b, a);
-                }
+            if o.is_live() && other != first && other != second && !o.rename_partner(a, b) {
+                o.rename_partner(b, a);
             }
         }
     }
@@ -312,9 +308,7 @@ impl Slot {
     /// `Sending { to }` is not renamed: a quiescent thread has no queue.
     fn rename_partner(&mut self, from: Endpoint, to: Endpoint) -> bool {
         let renamed = match self.state() {
-            ThreadState::Receiving { from: f } if f == from => {
-                ThreadState::Receiving { from: to }
-            }
+            ThreadState::Receiving { from: f } if f == from => ThreadState::Receiving { from: to },
             ThreadState::AwaitingReply { from: f } if f == from => {
                 ThreadState::AwaitingReply { from: to }
             }

@@ -9,8 +9,12 @@
 //! request in flight (a `SLOW_GET` the instance is sleeping on) meets an operator's
 //! `RESTART`: `call_service` sees `Restarted`, sends it again and gets the answer. Forged
 //! arguments to `ServiceKeepEndpoint`, `ServiceTakeOver` and `ServiceRelease` are refused
-//! with their errors and hello keeps serving. The guest time from each fatal request to
-//! the first answer at the kept endpoint is printed (not asserted).
+//! with their errors and hello keeps serving. Last, the live-update swap: it spawns two
+//! more hello instances it manages itself (an "old" one with a count and a "new" one),
+//! sees `ServiceSwap` refused while one is busy with a request, swaps them so the old
+//! endpoint answers with the new instance's counter, and swaps back (a rollback). The guest
+//! time from each fatal request to the first answer at the kept endpoint is printed (not
+//! asserted).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -24,7 +28,7 @@ use core::time::Duration;
 use vigil_programs::{context, expect_refusal, finish, lookup_with_retry};
 use vigil_rt::abi::introspect::state_code;
 use vigil_rt::abi::rs::{self, hello, pack_name, reason, RS_SERVER_NAME};
-use vigil_rt::{introspect, ipc, println, syscall, thread, time, Endpoint, Error, Message};
+use vigil_rt::{introspect, ipc, pm, println, syscall, thread, time, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
 
@@ -73,9 +77,7 @@ fn wait_in_flight(thread: Endpoint, server: Endpoint) -> Result<(), String> {
     for _ in 0..STATE_POLLS {
         let snapshot = context(introspect::snapshot(), "snapshot")?;
         if snapshot.threads.iter().any(|t| {
-            t.endpoint == thread
-                && t.state == state_code::AWAITING_REPLY
-                && t.wait_target == server
+            t.endpoint == thread && t.state == state_code::AWAITING_REPLY && t.wait_target == server
         }) {
             return Ok(());
         }
@@ -100,7 +102,12 @@ fn run() -> Result<String, String> {
     )?[1];
     forged_kernel_calls(server)?;
     let kills = [
-        ("null dereference", hello::request::CRASH, 0, reason::EXCEPTION),
+        (
+            "null dereference",
+            hello::request::CRASH,
+            0,
+            reason::EXCEPTION,
+        ),
         ("panic", hello::request::PANIC, 0, reason::EXIT),
         ("exit 3", hello::request::EXIT, 3, reason::EXIT),
         ("hang", hello::request::HANG, 0, reason::HANG),
@@ -180,9 +187,113 @@ fn run() -> Result<String, String> {
     {
         return Err(format!("a tombstone is left: {}", tombstone.endpoint));
     }
+    live_swap(server)?;
     Ok(format!(
-        "hello restarted {restarts} times, always answering at {server}; the request in flight was retried"
+        "hello restarted {restarts} times, always answering at {server}; the request in flight was retried; two live instances swapped endpoints and back"
     ))
+}
+
+/// The main thread of process `pid` once it waits in its receive loop.
+fn serving_main_thread(pid: u64) -> Result<Endpoint, String> {
+    for _ in 0..STATE_POLLS {
+        let snapshot = context(introspect::snapshot(), "snapshot")?;
+        if let Some(process) = snapshot.processes.iter().find(|p| u64::from(p.pid) == pid) {
+            let main = process.main_thread;
+            if snapshot.threads.iter().any(|t| {
+                t.endpoint == main
+                    && t.state == state_code::RECEIVING
+                    && t.wait_target == Endpoint::ANY
+            }) {
+                return Ok(main);
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    Err(format!("pid {pid} never waited in its receive loop"))
+}
+
+/// Whose main thread process `pid` has now (after a swap).
+fn main_thread_of(pid: u64) -> Result<Endpoint, String> {
+    let snapshot = context(introspect::snapshot(), "snapshot")?;
+    snapshot
+        .processes
+        .iter()
+        .find(|p| u64::from(p.pid) == pid)
+        .map(|p| p.main_thread)
+        .ok_or_else(|| format!("pid {pid} is gone"))
+}
+
+/// Two instances this program manages swap endpoints (live update) and swap back.
+fn live_swap(supervised: Endpoint) -> Result<(), String> {
+    let name = hello::SERVICE_NAME;
+    let old_pid = context(pm::spawn_managed(name, ""), "spawn the old version")?;
+    let new_pid = context(pm::spawn_managed(name, ""), "spawn the new version")?;
+    let old = serving_main_thread(old_pid)?;
+    let new = serving_main_thread(new_pid)?;
+    for _ in 0..5 {
+        context(
+            hello_once(old, hello::request::INCREMENT, 0),
+            "INCREMENT old",
+        )?;
+    }
+    expect_refusal(
+        "swap an endpoint with itself",
+        syscall::service_swap(old, old),
+        Error::InvalidArgument,
+    )?;
+    expect_refusal(
+        "swap with a service RS manages",
+        syscall::service_swap(old, supervised),
+        Error::PermissionDenied,
+    )?;
+    expect_refusal(
+        "swap with ANY",
+        syscall::service_swap(Endpoint::ANY, new),
+        Error::BadEndpoint,
+    )?;
+    // The new version busy with a request: not a safe state.
+    let busy = thread::spawn(move || {
+        let _ = hello_once(new, hello::request::SLOW_GET, 100);
+    });
+    wait_in_flight(busy.endpoint(), new)?;
+    expect_refusal(
+        "swap while one is busy with a request",
+        syscall::service_swap(old, new),
+        Error::Busy,
+    )?;
+    context(busy.join(), "join")?;
+    serving_main_thread(new_pid)?;
+    context(syscall::service_swap(old, new), "ServiceSwap")?;
+    let at_old = context(
+        hello_once(old, hello::request::GET, 0),
+        "GET at the old endpoint",
+    )?;
+    let at_new = context(
+        hello_once(new, hello::request::GET, 0),
+        "GET at the new endpoint",
+    )?;
+    if at_old != 0 || at_new != 5 || main_thread_of(new_pid)? != old {
+        return Err(format!(
+            "after the swap: {at_old} at {old}, {at_new} at {new}, the new version's main thread {:?}",
+            main_thread_of(new_pid)
+        ));
+    }
+    serving_main_thread(old_pid)?;
+    serving_main_thread(new_pid)?;
+    context(syscall::service_swap(old, new), "ServiceSwap back")?;
+    let at_old = context(
+        hello_once(old, hello::request::GET, 0),
+        "GET after the rollback",
+    )?;
+    if at_old != 5 || main_thread_of(old_pid)? != old {
+        return Err(format!("after the swap back: {at_old} at {old}"));
+    }
+    println!("live swap: {old} served by pid {new_pid} (counter 0), then by pid {old_pid} again (counter 5)");
+    for pid in [old_pid, new_pid] {
+        context(pm::kill(pid, 9), "kill")?;
+        context(pm::wait(Some(pid)), "wait")?;
+    }
+    Ok(())
 }
 
 /// A thread's HANG request hangs the instance; the caller's INCREMENT waits queued behind
@@ -323,7 +434,11 @@ fn forged_kernel_calls(server: Endpoint) -> Result<(), String> {
     }
     expect_refusal(
         "SLOW_GET longer than its limit",
-        hello_once(server, hello::request::SLOW_GET, hello::request::MAX_SLOW_MS + 1),
+        hello_once(
+            server,
+            hello::request::SLOW_GET,
+            hello::request::MAX_SLOW_MS + 1,
+        ),
         Error::InvalidArgument,
     )
 }

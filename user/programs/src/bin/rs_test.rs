@@ -97,7 +97,10 @@ fn service_index(name: &str) -> Result<u64, String> {
 /// waits queued on the restart tombstone until the replacement serves it, and then the
 /// name names `kept` again. Its counter.
 fn reconnect(name: &str, kept: Endpoint) -> Result<(Endpoint, u64), String> {
-    let counter = context(hello_call(kept, hello::request::GET, 0), "GET at the kept endpoint")?;
+    let counter = context(
+        hello_call(kept, hello::request::GET, 0),
+        "GET at the kept endpoint",
+    )?;
     let mut last = Error::NotFound;
     for _ in 0..RECONNECT_ATTEMPTS {
         match ipc::lookup(name) {

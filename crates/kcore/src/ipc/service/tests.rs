@@ -35,8 +35,11 @@ impl World {
     fn spawn(&mut self, process: u16, kind: u32) -> (ThreadSlot, Endpoint) {
         let endpoint = self.t.create(ps(process)).unwrap();
         let slot = ts(endpoint.slot());
-        self.env
-            .put(slot, buf(slot), Message::with_payload(kind, [kind as u64; 6]));
+        self.env.put(
+            slot,
+            buf(slot),
+            Message::with_payload(kind, [kind as u64; 6]),
+        );
         (slot, endpoint)
     }
 
@@ -70,7 +73,11 @@ fn a_marked_thread_leaves_a_tombstone_its_clients_wait_on() {
     let mut w = World::new();
     let [(service, se), (client, _)] = w.service_with_a_client_in_flight();
     let (queued, _) = w.spawn(2, 0x30);
-    assert_eq!(w.sendrec(queued, se), BLOCKED, "queued behind the request in flight");
+    assert_eq!(
+        w.sendrec(queued, se),
+        BLOCKED,
+        "queued behind the request in flight"
+    );
     let (notifier, _) = w.spawn(3, 0x40);
     assert_eq!(w.t.notify(&mut w.env, notifier, se), Ok(0));
 
@@ -78,12 +85,24 @@ fn a_marked_thread_leaves_a_tombstone_its_clients_wait_on() {
     // The request in flight fails with the distinct error; the queued sender stays.
     assert_eq!(w.unblocks(), [(client, Err(Error::Restarted))]);
     assert_eq!(w.t.state(service), ThreadState::Restarting);
-    assert_eq!(w.t.endpoint(service), se, "the tombstone keeps the generation");
+    assert_eq!(
+        w.t.endpoint(service),
+        se,
+        "the tombstone keeps the generation"
+    );
     assert_eq!(w.t.senders(service).collect::<Vec<_>>(), [queued]);
     assert_eq!(w.t.state(queued), ThreadState::Sending { to: se });
-    assert_eq!(w.t.pending_notifications(service), 1, "the notification is kept");
+    assert_eq!(
+        w.t.pending_notifications(service),
+        1,
+        "the notification is kept"
+    );
     assert_eq!(w.t.tombstone(se), Ok(service));
-    assert_eq!(w.t.resolve(se), Err(Error::DeadEndpoint), "not a live thread");
+    assert_eq!(
+        w.t.resolve(se),
+        Err(Error::DeadEndpoint),
+        "not a live thread"
+    );
     assert!(w.t.slots_in_use() == 4, "the slot is not freed");
     // New senders queue too; a non-blocking send or a join finds no one.
     assert_eq!(w.sendrec(client, se), BLOCKED);
@@ -153,13 +172,23 @@ fn the_replacement_takes_over_the_queue_and_serves_the_first_sender_at_once() {
     assert_eq!(w.t.state(service), ThreadState::Ready);
     assert_eq!(w.t.endpoint(service), se, "the kept endpoint");
     assert_eq!(w.t.process(service), ps(4), "now the replacement's thread");
-    assert!(w.t.keeps_endpoint(service), "still marked for the next restart");
+    assert!(
+        w.t.keeps_endpoint(service),
+        "still marked for the next restart"
+    );
     assert_eq!(w.t.state(new), ThreadState::Free);
-    assert_eq!(w.t.resolve(ne), Err(Error::DeadEndpoint), "its old endpoint is gone");
+    assert_eq!(
+        w.t.resolve(ne),
+        Err(Error::DeadEndpoint),
+        "its old endpoint is gone"
+    );
     assert_eq!(w.t.threads_of(ps(4)).collect::<Vec<_>>(), [service]);
     // The next receive takes the retried request; the reply completes the client's call.
     w.t.mark_running(service);
-    assert_eq!(w.t.receive(&mut w.env, service, ANY, buf(new)), Outcome::Complete(Ok(0)));
+    assert_eq!(
+        w.t.receive(&mut w.env, service, ANY, buf(new)),
+        Outcome::Complete(Ok(0))
+    );
     assert_eq!(w.env.message(service, buf(new)).kind, 0x20);
     assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: se });
     w.env
@@ -232,7 +261,10 @@ fn waits_on_the_replacement_follow_it_to_the_kept_endpoint() {
     assert_eq!(w.t.state(early), ThreadState::AwaitingReply { from: se });
     // The pending notification now comes from the kept endpoint.
     w.t.mark_running(watcher);
-    assert_eq!(w.t.receive(&mut w.env, watcher, ANY, buf(watcher)), Outcome::Complete(Ok(0)));
+    assert_eq!(
+        w.t.receive(&mut w.env, watcher, ANY, buf(watcher)),
+        Outcome::Complete(Ok(0))
+    );
     assert_eq!(w.env.message(watcher, buf(watcher)).source, se);
 }
 
@@ -249,7 +281,11 @@ fn forged_and_unsafe_takeovers_are_refused_and_change_nothing() {
         (Endpoint::ANY, ne, Error::BadEndpoint),
         (Endpoint::new(4000, 1), ne, Error::BadEndpoint),
         (se, Endpoint::NONE, Error::BadEndpoint),
-        (Endpoint::new(se.slot(), se.generation() + 1), ne, Error::DeadEndpoint),
+        (
+            Endpoint::new(se.slot(), se.generation() + 1),
+            ne,
+            Error::DeadEndpoint,
+        ),
         (Endpoint::new(900, 1), ne, Error::DeadEndpoint),
     ];
     for (tombstone, replacement, error) in cases {
@@ -269,10 +305,7 @@ fn forged_and_unsafe_takeovers_are_refused_and_change_nothing() {
     let (partner, _) = w.spawn(5, 0x52);
     assert_eq!(w.sendrec(sender, w.t.endpoint(partner)), BLOCKED);
     let (narrow, narrow_endpoint) = w.spawn(4, 0x53);
-    assert_eq!(
-        w.t.receive(&mut w.env, narrow, ce, buf(narrow)),
-        BLOCKED
-    );
+    assert_eq!(w.t.receive(&mut w.env, narrow, ce, buf(narrow)), BLOCKED);
     for replacement in [sender_endpoint, narrow_endpoint] {
         let before = w.t.clone();
         assert_eq!(w.t.take_over(&mut w.env, se, replacement), Err(Error::Busy));
@@ -300,7 +333,10 @@ fn releasing_a_tombstone_fails_its_senders_and_frees_the_slot() {
     let mut w = World::new();
     let [(service, se), (client, ce)] = w.service_with_a_client_in_flight();
     let (async_sender, _) = w.spawn(3, 0x30);
-    assert_eq!(w.t.release_tombstone(&mut w.env, se), Err(Error::InvalidArgument));
+    assert_eq!(
+        w.t.release_tombstone(&mut w.env, se),
+        Err(Error::InvalidArgument)
+    );
     w.t.exit(&mut w.env, service, 1);
     w.unblocks();
     assert_eq!(w.sendrec(client, se), BLOCKED);
@@ -325,7 +361,10 @@ fn releasing_a_tombstone_fails_its_senders_and_frees_the_slot() {
     assert_eq!(entry.result, Error::DeadEndpoint as u32);
     assert_eq!(w.t.state(service), ThreadState::Free);
     assert_eq!(w.t.slots_in_use(), in_use - 1);
-    assert_eq!(w.sendrec(client, se), Outcome::Complete(Err(Error::DeadEndpoint)));
+    assert_eq!(
+        w.sendrec(client, se),
+        Outcome::Complete(Err(Error::DeadEndpoint))
+    );
     // Released once; forged endpoints are refused.
     for (endpoint, error) in [
         (se, Error::DeadEndpoint),
@@ -376,13 +415,20 @@ fn two_quiescent_threads_swap_endpoints_and_swap_back() {
     // The client's reply will come from the old version, now at the other endpoint.
     assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: ne });
     w.t.mark_running(watcher);
-    assert_eq!(w.t.receive(&mut w.env, watcher, ANY, buf(watcher)), Outcome::Complete(Ok(0)));
+    assert_eq!(
+        w.t.receive(&mut w.env, watcher, ANY, buf(watcher)),
+        Outcome::Complete(Ok(0))
+    );
     assert_eq!(w.env.message(watcher, buf(watcher)).source, ne);
     // A request to the kept endpoint reaches the new version.
     let (next, _) = w.spawn(2, 0x60);
     assert_eq!(w.sendrec(next, oe), BLOCKED);
     assert_eq!(w.unblocks(), [(old, Ok(0))]);
-    assert_eq!(w.env.message(old, buf(new)).kind, 0x60, "the new version's buffer");
+    assert_eq!(
+        w.env.message(old, buf(new)).kind,
+        0x60,
+        "the new version's buffer"
+    );
     // Rollback: both receiving again, swap back.
     w.t.mark_running(old);
     assert_eq!(w.t.receive(&mut w.env, old, ANY, buf(new)), BLOCKED);

@@ -18,7 +18,8 @@
 //!   freed, so its old endpoint is dead. References to the old endpoint (pending bits,
 //!   threads awaiting its reply or receiving from it) follow it to the kept endpoint, and
 //!   the receive it was blocked in is run again at once, so the first queued sender is
-//!   delivered without waiting for another system call.
+//!   delivered without waiting for another system call. What it had sent the tombstone
+//!   itself is dropped (a notification) or fails with `SelfTarget` (an async entry).
 //! - `release_tombstone` ends a tombstone: its queued senders fail with `DeadEndpoint`,
 //!   async messages pending for it fail at their senders, and its slot is freed.
 //! - `swap_endpoints` exchanges the slots of two live threads, both blocked in `Receive` from
@@ -151,6 +152,11 @@ impl ThreadTable {
                 from: Endpoint::ANY,
             });
         }
+        // What the replacement itself sent to the tombstone would now be to itself: its
+        // async entries fail as a send to oneself does (`retarget` drops the bits).
+        if bit_test(&self.slots[old.index()].pending_async, new) {
+            self.fail_async_entries_to(env, old, tombstone, Error::SelfTarget);
+        }
         self.retarget(new, old, replacement, tombstone);
         // Free the replacement's own slot: its endpoint is dead from now on.
         let n = &mut self.slots[new.index()];
@@ -222,7 +228,7 @@ impl ThreadTable {
         let mut next = 0;
         while let Some(sender) = super::bit_next(&pending_async, next) {
             next = sender.index() + 1;
-            self.fail_async_entries_to(env, sender, endpoint);
+            self.fail_async_entries_to(env, sender, endpoint, Error::DeadEndpoint);
         }
         let s = &mut self.slots[slot.index()];
         let generation = s.generation;

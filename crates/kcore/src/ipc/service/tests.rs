@@ -437,3 +437,45 @@ fn two_quiescent_threads_swap_endpoints_and_swap_back() {
     assert_eq!(w.t.state(client), ThreadState::AwaitingReply { from: oe });
     let _ = KernelSource::Clock;
 }
+
+#[test]
+fn what_the_replacement_sent_its_own_future_endpoint_fails_as_a_send_to_itself() {
+    let mut w = World::new();
+    let [(service, se), _] = w.service_with_a_client_in_flight();
+    w.t.exit(&mut w.env, service, 1);
+    w.unblocks();
+    let (new, ne) = w.spawn(4, 0x50);
+    // During its start-up the replacement sent the kept endpoint an async message and a
+    // notification (both pending at the tombstone).
+    w.env.tables.insert(
+        (new, table_of(new)),
+        std::vec![AsyncMessage {
+            flags: VALID,
+            result: 0,
+            destination: se,
+            message: Message::new(0x51),
+        }],
+    );
+    w.t.mark_running(new);
+    assert_eq!(w.t.send_async(&mut w.env, new, table(new, 1)), Ok(0));
+    assert_eq!(w.t.notify(&mut w.env, new, se), Ok(0));
+    assert_eq!(w.t.pending_async_senders(service), 1);
+    assert_eq!(w.recv(new), BLOCKED);
+    // The kernel moves the thread's memory with it (the test memory is per slot).
+    w.env.move_thread_memory(new, service, false);
+    assert_eq!(w.t.take_over(&mut w.env, se, ne), Ok(()));
+    let entry = w.env.entries(service, table_of(new))[0];
+    assert_eq!(entry.flags, VALID | DONE | FAILED);
+    assert_eq!(entry.result, Error::SelfTarget as u32);
+    assert_eq!(w.t.pending_async_senders(service), 0);
+    assert_eq!(
+        w.t.pending_notifications(service),
+        0,
+        "no notification from itself"
+    );
+    assert!(
+        w.unblocks().is_empty(),
+        "nothing else waited: it stays receiving"
+    );
+    assert_eq!(w.t.state(service), ThreadState::Receiving { from: ANY });
+}

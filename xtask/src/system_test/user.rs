@@ -488,6 +488,23 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-init-timeout",
+        // A service that never reaches its receive loop: the first instance is caught by
+        // its heartbeats (50 ms, 3 missed), each replacement by `init=100`; after 3
+        // failures in a row it is held down and its kept endpoint released, failing the
+        // client that waited there from the start with EDEADSRCDST.
+        check: check_rs_init_timeout,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- stally:init=100,hb=50,limit=3,base=10",
+            "hello_service name=stally boot=pm -- stall-on-start",
+            "rs_endpoint_test kcalls=shutdown+snapshot -- init-timeout",
+        ],
+        deadline: secs(60),
+        ..USER
+    },
+    Scenario {
         name: "rs-crash-loop",
         // A service that crashes at every start: restarts at once, then after 10, 20 and
         // 40 ms, held down after 5 failures in a row with an alert; an operator's RESTART
@@ -1353,6 +1370,25 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
         "rs_endpoint_test: PASS hello restarted 9 times, always answering at ",
         "; the request in flight was retried; two live instances swapped endpoints and back",
     ])?;
+    require_success_shutdown(console, "rs_endpoint_test")
+}
+
+fn check_rs_init_timeout(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.forbid(": FAIL")?;
+    console.require("rs: service 'stally' failed: hang (3 heartbeats unanswered); failure 1 in a row, restart in 0 ms")?;
+    console.require("rs: service 'stally' failed: init timeout (not in its receive loop after 100 ms); failure 2 in a row, restart in 10 ms")?;
+    console.require_line_with(&[
+        "rs: service 'stally' (pid ",
+        ") did not reach its receive loop within 100 ms",
+    ])?;
+    console.require("rs: ALERT: service 'stally' held down after 3 failures in a row (last: init timeout (not in its receive loop after 100 ms)); RESTART starts it again")?;
+    console.require_line_with(&["rs: service 'stally': endpoint ", " released"])?;
+    console.require_line_with(&[
+        "rs_endpoint_test: init timeout: held down after 2 restarts (last: init-timeout after 100 ms); the GET waiting at ",
+        " failed with EDEADSRCDST",
+    ])?;
+    console.require("rs_endpoint_test: PASS a service that never initialises was held down by its init timeout and its waiting client released")?;
     require_success_shutdown(console, "rs_endpoint_test")
 }
 

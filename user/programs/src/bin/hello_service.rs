@@ -8,7 +8,8 @@
 //! restart (that is DS's job, issue 10).
 //!
 //! With the argument `crash-on-start` it dereferences null before serving: a service that
-//! always crashes, for RS's crash-loop policy.
+//! always crashes, for RS's crash-loop policy. With `stall-on-start` it sleeps forever
+//! before serving: a service that never initialises, for RS's init timeout.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -37,6 +38,12 @@ fn main(args: &str) -> i32 {
         let value = vigil_programs::read_address_zero();
         println!("survived a null dereference ({value:#x})");
         return 1;
+    }
+    if args.trim() == "stall-on-start" {
+        println!("stalling before serving (stall-on-start)");
+        loop {
+            thread::sleep(Duration::from_secs(1));
+        }
     }
     let mut counter: u64 = 0;
     let rs = ipc::lookup(vigil_rt::abi::rs::RS_SERVER_NAME).ok();

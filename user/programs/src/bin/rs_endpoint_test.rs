@@ -86,8 +86,57 @@ fn wait_in_flight(thread: Endpoint, server: Endpoint) -> Result<(), String> {
     Err(format!("{thread} never waited for {server}'s reply"))
 }
 
-fn main(_args: &str) -> i32 {
-    finish("rs_endpoint_test", run())
+fn main(args: &str) -> i32 {
+    match args.trim() {
+        "init-timeout" => finish("rs_endpoint_test", init_timeout()),
+        _ => finish("rs_endpoint_test", run()),
+    }
+}
+
+/// `stally` (hello_service -- stall-on-start) never reaches its receive loop: its first
+/// instance is caught by the heartbeats, every replacement by the init timeout, until RS
+/// holds it down and releases the kept endpoint — where a client has been waiting since
+/// the start, queued, and now fails with `DeadEndpoint`.
+fn init_timeout() -> Result<String, String> {
+    let name = "stally";
+    let kept = lookup_with_retry(name)?;
+    let index = context(
+        rs_call(
+            rs::request::SERVICE_INDEX,
+            context(pack_name(name), "pack_name")?,
+        ),
+        "SERVICE_INDEX",
+    )?[1];
+    // Never received by the first instance; kept queued across its restarts.
+    match hello_once(kept, hello::request::GET, 0) {
+        Err(Error::DeadEndpoint) => {}
+        other => {
+            return Err(format!(
+                "the waiting GET returned {other:?}, not DeadEndpoint"
+            ))
+        }
+    }
+    let record = context(
+        rs_call(rs::request::SERVICE_STATUS, [index, 0, 0, 0, 0, 0]),
+        "SERVICE_STATUS",
+    )?;
+    let state = rs::ServiceState::from_code(record[1]);
+    if state != Some(rs::ServiceState::HeldDown) || record[3] != reason::INIT_TIMEOUT {
+        return Err(format!(
+            "RS says {:?}, last reason {}",
+            state,
+            reason::name(record[3])
+        ));
+    }
+    println!(
+        "init timeout: held down after {} restarts (last: {} after {} ms); the GET waiting at {kept} failed with EDEADSRCDST",
+        record[2],
+        reason::name(record[3]),
+        record[4]
+    );
+    Ok(String::from(
+        "a service that never initialises was held down by its init timeout and its waiting client released",
+    ))
 }
 
 fn run() -> Result<String, String> {

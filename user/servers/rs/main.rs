@@ -1,4 +1,4 @@
-//! `rs`: the reincarnation server (phase 1 of issue 10). A system server of the boot table
+//! `rs`: the reincarnation server (issue 10: supervision, and endpoints kept across restarts). A system server of the boot table
 //! (the kernel starts it after VM and PM, booted as `rs kcalls=rs -- [operator=A+B]
 //! SERVICE…`); each SERVICE is `PROGRAM[:base=MS,cap=MS,limit=N,stable=MS]`
 //! (`vigil_abi::rs::ServiceSpec`), PROGRAM a `boot=pm` module.

@@ -1348,7 +1348,8 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
             ])?;
         }
     }
-    // Nine takeovers (eight crashes and the RESTART), each printed by RS.
+    // A takeover per restart (eight crashes and the RESTARTs, one unless the request in
+    // flight was answered before one reached it), each printed by RS.
     let takeovers = console
         .lines
         .iter()
@@ -1357,8 +1358,11 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
                 && line.text.contains(") serves ")
         })
         .count();
-    if takeovers != 9 {
-        return Err(format!("{takeovers} takeovers by RS, expected 9"));
+    let restarts = format!("rs_endpoint_test: PASS hello restarted {takeovers} times");
+    if takeovers < 9 || console.find(&restarts).is_none() {
+        return Err(format!(
+            "{takeovers} takeovers by RS, expected 9 or more and as many restarts"
+        ));
     }
     console.require("rs_endpoint_test: in flight: SLOW_GET failed with Restarted during a RESTART and was retried once at ")?;
     console.require_line_with(&[
@@ -1367,7 +1371,8 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
         " again (counter 5)",
     ])?;
     console.require_line_with(&[
-        "rs_endpoint_test: PASS hello restarted 9 times, always answering at ",
+        "rs_endpoint_test: PASS hello restarted ",
+        " times, always answering at ",
         "; the request in flight was retried; two live instances swapped endpoints and back",
     ])?;
     require_success_shutdown(console, "rs_endpoint_test")

@@ -11,8 +11,8 @@
 //! arguments to `ServiceKeepEndpoint`, `ServiceTakeOver` and `ServiceRelease` are refused
 //! with their errors and hello keeps serving. Last, the live-update swap: it spawns two
 //! more hello instances it manages itself (an "old" one with a count and a "new" one),
-//! sees `ServiceSwap` refused while one is busy with a request, swaps them so the old
-//! endpoint answers with the new instance's counter, and swaps back (a rollback). The guest
+//! sees `ServiceSwap` refused with a third one that holds a request, swaps the two so the
+//! old endpoint answers with the new instance's counter, and swaps back (a rollback). The guest
 //! time from each fatal request to the first answer at the kept endpoint is printed (not
 //! asserted).
 #![cfg_attr(target_os = "none", no_std)]
@@ -37,7 +37,10 @@ const ROUNDS: u64 = 2;
 /// Snapshots, 1 ms apart, to see a thread blocked where it must be (a bound, not timing).
 const STATE_POLLS: u32 = 5000;
 /// How long the in-flight request keeps the instance busy (below 3 heartbeat periods).
-const SLOW_MS: u64 = 150;
+const SLOW_MS: u64 = hello::request::MAX_SLOW_MS;
+/// Tries at catching the request in flight with the RESTART (on a loaded host the guest
+/// clock may run out the sleep before the RESTART arrives; then it is tried again).
+const IN_FLIGHT_TRIES: u32 = 5;
 
 /// The reply's payload, or the server's refusal; `Restarted` as it came.
 fn reply_of(message: &Message, reply_kind: u32) -> Result<[u64; 6], Error> {
@@ -219,8 +222,7 @@ fn run() -> Result<String, String> {
             );
         }
     }
-    restarts += 1;
-    in_flight_retry(server, index)?;
+    restarts += in_flight_retry(server, index)?;
     let record = context(
         rs_call(rs::request::SERVICE_STATUS, [index, 0, 0, 0, 0, 0]),
         "SERVICE_STATUS",
@@ -300,18 +302,22 @@ fn live_swap(supervised: Endpoint) -> Result<(), String> {
         syscall::service_swap(Endpoint::ANY, new),
         Error::BadEndpoint,
     )?;
-    // The new version busy with a request: not a safe state.
-    let busy = thread::spawn(move || {
-        let _ = hello_once(new, hello::request::SLOW_GET, 100);
+    // A third instance that holds a request forever (HANG; nobody pings it): not a safe
+    // state, whatever the clock does.
+    let stuck_pid = context(pm::spawn_managed(name, ""), "spawn a third instance")?;
+    let stuck = serving_main_thread(stuck_pid)?;
+    let hanger = thread::spawn(move || {
+        let _ = hello_once(stuck, hello::request::HANG, 0);
     });
-    wait_in_flight(busy.endpoint(), new)?;
+    wait_in_flight(hanger.endpoint(), stuck)?;
     expect_refusal(
         "swap while one is busy with a request",
-        syscall::service_swap(old, new),
+        syscall::service_swap(old, stuck),
         Error::Busy,
     )?;
-    context(busy.join(), "join")?;
-    serving_main_thread(new_pid)?;
+    context(pm::kill(stuck_pid, 9), "kill the third instance")?;
+    context(pm::wait(Some(stuck_pid)), "wait")?;
+    context(hanger.join(), "join")?;
     context(syscall::service_swap(old, new), "ServiceSwap")?;
     let at_old = context(
         hello_once(old, hello::request::GET, 0),
@@ -374,9 +380,25 @@ fn hang_with_a_queued_request(server: Endpoint) -> Result<(u64, u32), String> {
 }
 
 /// A SLOW_GET the instance is sleeping on meets an operator's RESTART: `call_service`
-/// retries it once at the same endpoint and gets the new instance's answer.
-fn in_flight_retry(server: Endpoint, index: u64) -> Result<(), String> {
+/// retries it once at the same endpoint and gets the new instance's answer. Returns the
+/// RESTARTs it took.
+fn in_flight_retry(server: Endpoint, index: u64) -> Result<u64, String> {
+    for attempt in 1..=IN_FLIGHT_TRIES {
+        if in_flight_attempt(server, index)? {
+            return Ok(u64::from(attempt));
+        }
+        println!("in flight: the SLOW_GET was answered before the RESTART reached it; again");
+    }
+    Err(format!(
+        "the RESTART never caught the request in flight in {IN_FLIGHT_TRIES} tries"
+    ))
+}
+
+/// One try of `in_flight_retry`: whether the request was caught in flight (and then
+/// retried once and answered by the new instance).
+fn in_flight_attempt(server: Endpoint, index: u64) -> Result<bool, String> {
     static OUTCOME: AtomicU64 = AtomicU64::new(u64::MAX);
+    OUTCOME.store(u64::MAX, Ordering::SeqCst);
     let client = thread::spawn(move || {
         let outcome = match hello_service_call(server, hello::request::SLOW_GET, SLOW_MS) {
             Ok((counter, retries)) => (u64::from(retries) << 32) | counter,
@@ -398,13 +420,16 @@ fn in_flight_retry(server: Endpoint, index: u64) -> Result<(), String> {
         ));
     }
     let (retries, counter) = (outcome >> 32, outcome & 0xffff_ffff);
+    if retries == 0 {
+        return Ok(false);
+    }
     if retries != 1 || counter != 0 {
         return Err(format!(
             "the request in flight: {retries} retries, counter {counter} (expected 1 retry, counter 0)"
         ));
     }
     println!("in flight: SLOW_GET failed with Restarted during a RESTART and was retried once at {server}: answered");
-    Ok(())
+    Ok(true)
 }
 
 /// Every forged argument to the service-endpoint kernel calls is refused; hello serves on.

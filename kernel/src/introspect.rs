@@ -31,11 +31,15 @@ impl Kernel {
             let control = &self.threads[slot];
             let owner = control.process();
             let process = &self.processes[owner];
-            threads_per_process[owner.index()] += 1;
-            cpu_per_process[owner.index()] += control.counters().cpu_ns;
+            // A restart tombstone belongs to no process (its slot may be another's now).
+            let tombstone = code == vigil_abi::introspect::state_code::RESTARTING;
+            if !tombstone {
+                threads_per_process[owner.index()] += 1;
+                cpu_per_process[owner.index()] += control.counters().cpu_ns;
+            }
             sink.thread(&ThreadRecord {
                 endpoint: control.endpoint(),
-                pid: process.pid(),
+                pid: if tombstone { 0 } else { process.pid() },
                 state: code,
                 priority: process.priority(),
                 wait_target,

@@ -200,9 +200,15 @@ impl Process {
         self.priority
     }
 
-    /// The endpoint of the thread the process started with.
+    /// The endpoint of the thread the process started with (after a service takeover,
+    /// the endpoint it took over).
     pub fn main_thread(&self) -> Endpoint {
         self.main_thread
+    }
+
+    /// Its main thread now has endpoint `endpoint` (a service takeover or swap).
+    pub fn set_main_thread(&mut self, endpoint: Endpoint) {
+        self.main_thread = endpoint;
     }
 
     /// User pages mapped into the process (image, stacks, VM's maps and shared views: a

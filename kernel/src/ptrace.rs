@@ -48,6 +48,19 @@ pub struct TraceLink {
 }
 
 impl TraceLink {
+    /// Whether `slot` stops at system calls, steps, or is between a call's trace stops.
+    pub fn is_traced(&self, slot: ThreadSlot) -> bool {
+        self.any
+            && [
+                &self.syscalls,
+                &self.step,
+                &self.in_call,
+                &self.exit_when_picked,
+            ]
+            .into_iter()
+            .any(|map| bit(map, slot))
+    }
+
     pub const fn new() -> TraceLink {
         TraceLink {
             syscalls: [0; WORDS],

@@ -136,6 +136,25 @@ impl Threads {
     }
 }
 
+impl Threads {
+    /// The thread at `from` is at `to` from now on, with endpoint `endpoint` (a service
+    /// takeover: `kcall/service.rs`); `from` is left empty. Its registers, stack region,
+    /// counters, FPU state and buffer translation go with it.
+    pub fn move_thread(&mut self, from: ThreadSlot, to: ThreadSlot, endpoint: Endpoint) {
+        let moved = core::mem::replace(&mut self.0[from.index()], Thread::EMPTY);
+        self.0[to.index()] = moved;
+        self.0[to.index()].endpoint = endpoint;
+    }
+
+    /// The threads at `a` and `b` exchange slots and so endpoints (live update).
+    pub fn swap_threads(&mut self, a: ThreadSlot, b: ThreadSlot) {
+        let (endpoint_a, endpoint_b) = (self.0[a.index()].endpoint, self.0[b.index()].endpoint);
+        self.0.swap(a.index(), b.index());
+        self.0[a.index()].endpoint = endpoint_a;
+        self.0[b.index()].endpoint = endpoint_b;
+    }
+}
+
 impl core::ops::Index<ThreadSlot> for Threads {
     type Output = Thread;
     fn index(&self, slot: ThreadSlot) -> &Thread {

@@ -35,10 +35,18 @@ pub enum Error {
     /// A signal interrupted the wait (send, receive, mutex wait, sleep) before it ended;
     /// nothing was transferred. Code 24, clear of the codes other branches add after 14.
     Interrupted = 24,
+    /// The service the caller's request went to died after receiving it and before
+    /// answering; its endpoint is kept for the replacement RS starts (a restart
+    /// tombstone), so the same request may be sent again to the same endpoint
+    /// (`ipc::call_service` retries it). Codes 30 and 31 stay clear of other branches'.
+    Restarted = 30,
+    /// The object is not in a state that allows the operation now (a service takeover
+    /// whose replacement is not yet waiting in its receive loop); try again later.
+    Busy = 31,
 }
 
 impl Error {
-    pub const ALL: [Error; 15] = [
+    pub const ALL: [Error; 17] = [
         Error::Fault,
         Error::PermissionDenied,
         Error::DeadEndpoint,
@@ -54,6 +62,8 @@ impl Error {
         Error::SelfTarget,
         Error::Exists,
         Error::Interrupted,
+        Error::Restarted,
+        Error::Busy,
     ];
 
     /// Conventional short name (as in MINIX/POSIX where one exists).
@@ -74,6 +84,8 @@ impl Error {
             Error::SelfTarget => "ESELF",
             Error::Exists => "EEXIST",
             Error::Interrupted => "EINTR",
+            Error::Restarted => "ERESTARTED",
+            Error::Busy => "EBUSY",
         }
     }
 

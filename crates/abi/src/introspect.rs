@@ -58,6 +58,9 @@ pub mod state_code {
     /// A tracer waiting for its tracee's next trace stop (`TraceResumeWait`); the target
     /// is the tracee's traced thread, the argument its pid.
     pub const WAITING_FOR_TRACEE: u8 = 12;
+    /// A restart tombstone: the dead main thread of a service RS supervises, its endpoint
+    /// kept for the replacement (threads sending to it wait queued); no target, no argument.
+    pub const RESTARTING: u8 = 13;
 }
 
 /// Where `encode_state` puts a VM wait's access in the argument (above any user address).
@@ -191,6 +194,7 @@ pub const fn encode_state(state: &ThreadState) -> (u8, Endpoint, u64) {
         ThreadState::Sleeping { until_ns } => (state_code::SLEEPING, Endpoint::NONE, until_ns),
         ThreadState::Joining { thread } => (state_code::JOINING, thread, 0),
         ThreadState::Dead { exit_code } => (state_code::DEAD, Endpoint::NONE, exit_code),
+        ThreadState::Restarting => (state_code::RESTARTING, Endpoint::NONE, 0),
         ThreadState::HeldForManager { manager, vector } => {
             (state_code::HELD_FOR_MANAGER, manager, vector)
         }
@@ -227,6 +231,7 @@ pub const fn decode_state(code: u8, target: Endpoint, argument: u64) -> Option<T
         state_code::DEAD => ThreadState::Dead {
             exit_code: argument,
         },
+        state_code::RESTARTING => ThreadState::Restarting,
         state_code::HELD_FOR_MANAGER => ThreadState::HeldForManager {
             manager: target,
             vector: argument,
@@ -306,6 +311,7 @@ mod tests {
             ThreadState::Sleeping { until_ns: 99 },
             ThreadState::Joining { thread: t },
             ThreadState::Dead { exit_code: 3 },
+            ThreadState::Restarting,
             ThreadState::HeldForManager {
                 manager: t,
                 vector: 13,

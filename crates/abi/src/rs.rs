@@ -5,9 +5,12 @@
 //! Both answer one `SendReceive` each with their `REPLY` kind: `payload[0]` is 0 or an
 //! `Error` code, results follow.
 //!
-//! Phase 1 (see docs/architecture.md "The reincarnation server"): a restarted service is a
-//! new process with a new endpoint; clients find it again by name (`ipc::lookup`) when a
-//! call fails with `DeadEndpoint` or `PartnerDied`. Its state is kept only if it keeps it
+//! A restarted service is a new process that keeps the service's endpoint (see
+//! docs/architecture.md "The reincarnation server"): RS marks each service's main thread
+//! (`ServiceKeepEndpoint`), the dead instance leaves a restart tombstone, and the
+//! replacement takes it over once it waits in its receive loop (`ServiceTakeOver`).
+//! Clients keep the endpoint they have; a call the dead instance had received fails with
+//! `Restarted`, which `ipc::call_service` retries. Its state is kept only if it keeps it
 //! in DS (`crate::ds`), as hello does, exactly once (`crate::exactly_once`).
 
 use crate::error::Error;
@@ -162,6 +165,10 @@ pub enum ServiceState {
     SpawnFailed = 4,
     /// An operator took it down (`ServiceAction::Down`): not started until `Up`.
     Down = 5,
+    /// A replacement runs but has not reached its receive loop yet: the service's kept
+    /// endpoint is a tombstone its clients wait on until the replacement takes it over
+    /// (or fails to within the policy's `init_ms`).
+    Initialising = 6,
 }
 
 impl ServiceState {
@@ -172,6 +179,7 @@ impl ServiceState {
             ServiceState::HeldDown => "held-down",
             ServiceState::SpawnFailed => "spawn-failed",
             ServiceState::Down => "down",
+            ServiceState::Initialising => "initialising",
         }
     }
 
@@ -182,6 +190,7 @@ impl ServiceState {
             ServiceState::HeldDown,
             ServiceState::SpawnFailed,
             ServiceState::Down,
+            ServiceState::Initialising,
         ]
         .into_iter()
         .find(|state| *state as u64 == code)
@@ -207,6 +216,9 @@ pub mod reason {
     pub const DOWN: u64 = 6;
     /// An operator's `Refresh` replaced it with a fresh instance.
     pub const REFRESH: u64 = 7;
+    /// A replacement did not reach its receive loop (to take over the kept endpoint)
+    /// within `init_ms` (detail: the milliseconds it had): RS killed it.
+    pub const INIT_TIMEOUT: u64 = 8;
 
     pub const fn name(reason: u64) -> &'static str {
         match reason {
@@ -218,6 +230,7 @@ pub mod reason {
             HANG => "hang",
             DOWN => "down",
             REFRESH => "refresh",
+            INIT_TIMEOUT => "init-timeout",
             _ => "?",
         }
     }
@@ -252,6 +265,9 @@ impl core::fmt::Display for FailureText {
             ),
             reason::DOWN => f.write_str("taken down"),
             reason::REFRESH => f.write_str("refreshed"),
+            reason::INIT_TIMEOUT => {
+                write!(f, "init timeout (not in its receive loop after {detail} ms)")
+            }
             other => write!(f, "reason {other} (detail {detail})"),
         }
     }
@@ -261,7 +277,9 @@ impl core::fmt::Display for FailureText {
 /// wait `base_ms`, then twice as long each time up to `cap_ms`; after `limit` failures in a
 /// row (a failure counts as "in a row" when the instance ran less than `stable_ms`) the
 /// service is held down and RS raises an alert. Every `heartbeat_ms` (0: never) RS pings
-/// the service; one that leaves `MISSED_HEARTBEATS` pings in a row unanswered is hung.
+/// the service; one that leaves `MISSED_HEARTBEATS` pings in a row unanswered is hung. A
+/// replacement that has not reached its receive loop `init_ms` after its spawn has failed
+/// to initialise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RestartPolicy {
     pub base_ms: u64,
@@ -269,6 +287,7 @@ pub struct RestartPolicy {
     pub limit: u32,
     pub stable_ms: u64,
     pub heartbeat_ms: u64,
+    pub init_ms: u64,
 }
 
 /// Unanswered pings in a row after which RS declares a service hung.
@@ -288,6 +307,7 @@ impl RestartPolicy {
         limit: 8,
         stable_ms: 1000,
         heartbeat_ms: 100,
+        init_ms: 1000,
     };
 
     /// The delay before restart number `failures_in_a_row` (1 = the first failure): 0,
@@ -307,8 +327,9 @@ impl RestartPolicy {
 
 /// One entry of RS's service table: `PROGRAM[:key=value,…]` where PROGRAM is a `boot=pm`
 /// module's process name and the keys are `base`, `cap`, `stable`, `hb` (the heartbeat
-/// period; 0 turns heartbeats off; milliseconds) and `limit` (failures in a row, 1 ..=
-/// 1000). Example: `hello:base=10,cap=80,limit=5,hb=50`.
+/// period; 0 turns heartbeats off), `init` (the time a replacement has to reach its
+/// receive loop; milliseconds) and `limit` (failures in a row, 1 ..= 1000). Example:
+/// `hello:base=10,cap=80,limit=5,hb=50,init=500`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceSpec<'a> {
     pub program: &'a str,
@@ -330,7 +351,10 @@ impl core::fmt::Display for SpecError<'_> {
         match self {
             SpecError::BadName(name) => write!(f, "bad program name '{name}'"),
             SpecError::UnknownKey(key) => {
-                write!(f, "unknown key '{key}' (base, cap, limit, stable, hb)")
+                write!(
+                    f,
+                    "unknown key '{key}' (base, cap, limit, stable, hb, init)"
+                )
             }
             SpecError::BadValue(value) => write!(f, "bad value '{value}'"),
             SpecError::BaseAboveCap => f.write_str("base is above cap"),
@@ -370,6 +394,7 @@ impl<'a> ServiceSpec<'a> {
                 "cap" => policy.cap_ms = ms()?,
                 "stable" => policy.stable_ms = ms()?,
                 "hb" => policy.heartbeat_ms = ms()?,
+                "init" => policy.init_ms = ms()?,
                 "limit" => {
                     policy.limit = u32::try_from(number)
                         .ok()
@@ -421,6 +446,12 @@ pub mod hello {
         pub const INCREMENT: u32 = 0x0510_0002;
         /// payload `[n]` → `[0, counter + n]`; `InvalidArgument` if it would overflow.
         pub const ADD: u32 = 0x0510_0003;
+        /// For tests: payload `[ms]` (at most `MAX_SLOW_MS`): sleeps that long with the
+        /// request in hand, then answers `[0, counter]` (a request in flight when the
+        /// instance is killed; harmless to retry).
+        pub const SLOW_GET: u32 = 0x0510_0004;
+        /// Longest `SLOW_GET` sleep (below the default hang detection's 3 × 100 ms).
+        pub const MAX_SLOW_MS: u64 = 200;
         /// For tests: dereferences a null pointer (a #PF RS sees as its signal manager);
         /// never answers.
         pub const CRASH: u32 = 0x0510_0010;
@@ -446,6 +477,7 @@ mod tests {
             limit: 9,
             stable_ms: 1000,
             heartbeat_ms: 0,
+            init_ms: 1000,
         };
         let delays: [u64; 7] = core::array::from_fn(|i| policy.delay_ms(i as u32 + 1));
         assert_eq!(delays, [0, 10, 20, 40, 50, 50, 50]);
@@ -467,6 +499,11 @@ mod tests {
         assert_eq!(spec.policy.limit, 5);
         assert_eq!(spec.policy.stable_ms, RestartPolicy::DEFAULT.stable_ms);
         assert_eq!(spec.policy.heartbeat_ms, 100);
+        assert_eq!(spec.policy.init_ms, 1000);
+        assert_eq!(
+            ServiceSpec::parse("hello:init=250").unwrap().policy.init_ms,
+            250
+        );
         assert_eq!(
             ServiceSpec::parse("hello:hb=0")
                 .unwrap()

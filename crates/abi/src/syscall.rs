@@ -534,6 +534,39 @@ calls! {
     /// `process`; 0 clears) may use `TraceResumeWait` on `process`. A thread of the
     /// previous tracer waiting there is woken with `ptrace::direct::ASK_MANAGER`.
     PmSetTracer = 45 => PmSetTracerArgs { process: Pid, tracer: Pid }
+    /// (thread) → 0. RS: `thread`, the main thread of a process the caller manages (its
+    /// signal manager), keeps its endpoint when it dies: it becomes a restart tombstone
+    /// (`ThreadState::Restarting`) instead of dead. Its clients waiting for a reply then
+    /// get `Restarted`; senders queued on it, and new ones, wait for the replacement
+    /// (`ServiceTakeOver`) or `ServiceRelease`. Idempotent. `PermissionDenied` if the caller
+    /// does not manage it, `InvalidArgument` if it is not a main thread, `DeadEndpoint` /
+    /// `BadEndpoint` for an endpoint that names no live thread. Numbers 50..=53 stay clear
+    /// of other branches' kernel calls.
+    ServiceKeepEndpoint = 50 => ServiceKeepEndpointArgs { thread: Endpoint }
+    /// (tombstone, replacement) → 0. RS: the replacement's main thread takes over the
+    /// tombstone's slot and endpoint (MINIX's `sys_update` slot swap, one-sided): the
+    /// threads queued on the tombstone become its queue, its own endpoint ceases to exist
+    /// (`DeadEndpoint` from then on), it keeps the tombstone's keep-endpoint mark, and
+    /// `Lookup` of its process answers the kept endpoint. `Busy` unless both are in a safe
+    /// state: the tombstone `Restarting`, the replacement blocked in `Receive` from ANY with
+    /// nothing in progress (no queued senders, no pending notifications or async messages
+    /// for it, no async table of its own, not traced, not stopped) — nothing changes then.
+    /// `InvalidArgument` if `tombstone` is not a tombstone (a live thread, or the same
+    /// endpoint twice) or `replacement` is not a main thread; `PermissionDenied` if the
+    /// caller does not manage the replacement's process.
+    ServiceTakeOver = 51 => ServiceTakeOverArgs { tombstone: Endpoint, replacement: Endpoint }
+    /// (tombstone) → 0. RS gives a service up (held down, or taken down): the tombstone's
+    /// queued senders fail with `DeadEndpoint` and its slot is freed; the endpoint is dead.
+    /// `InvalidArgument` if it is not a tombstone.
+    ServiceRelease = 52 => ServiceReleaseArgs { tombstone: Endpoint }
+    /// (a, b) → 0. RS (live update): the main threads of two processes the caller manages
+    /// exchange their slots and endpoints, so the new version serves the old version's
+    /// endpoint (keep-endpoint mark included) and the old version the new one's — the same
+    /// call again swaps back (rollback). `Busy` unless both are blocked in `Receive` from
+    /// ANY with nothing in progress (as `ServiceTakeOver`'s replacement); nothing changes
+    /// then. `InvalidArgument` for the same endpoint twice or a thread that is not a main
+    /// thread, `PermissionDenied` for one the caller does not manage.
+    ServiceSwap = 53 => ServiceSwapArgs { a: Endpoint, b: Endpoint }
 }
 
 impl KernelCall {

@@ -40,6 +40,10 @@ pub enum ThreadState {
     WaitingForTracee { tracee: Endpoint, pid: u64 },
     /// Exited; the slot is kept until joined (or reaped with its process).
     Dead { exit_code: u64 },
+    /// The main thread of a service RS supervises died: its slot and endpoint are kept
+    /// (a restart tombstone) for the replacement, which takes them over
+    /// (`KernelCall::ServiceTakeOver`); senders to it wait queued meanwhile.
+    Restarting,
 }
 
 impl ThreadState {
@@ -71,6 +75,7 @@ impl ThreadState {
                 | ThreadState::Ready
                 | ThreadState::Running
                 | ThreadState::Dead { .. }
+                | ThreadState::Restarting
         )
     }
 }
@@ -102,5 +107,7 @@ mod tests {
         assert!(ThreadState::Sleeping { until_ns: 5 }.is_blocked());
         assert!(!ThreadState::Ready.is_blocked());
         assert!(!ThreadState::Dead { exit_code: 0 }.is_blocked());
+        assert!(!ThreadState::Restarting.is_blocked());
+        assert_eq!(ThreadState::Restarting.waits_on(), None);
     }
 }

@@ -184,12 +184,17 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::VmProcessOf.mask_bit()
         }
-        // The reincarnation server: the exception events of the services it manages, its
-        // INTROSPECT answers, and its answers to the host's service commands.
+        // The reincarnation server: the exception events of the services it manages, their
+        // endpoints kept across a restart, its INTROSPECT answers, and its answers to the
+        // host's service commands.
         "rs" => {
             KernelCall::PmNextEvent.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::PmHostReply.mask_bit()
+                | KernelCall::ServiceKeepEndpoint.mask_bit()
+                | KernelCall::ServiceTakeOver.mask_bit()
+                | KernelCall::ServiceRelease.mask_bit()
+                | KernelCall::ServiceSwap.mask_bit()
         }
         _ => return None,
     })
@@ -421,14 +426,24 @@ mod tests {
     }
 
     #[test]
-    fn the_rs_group_is_events_introspect_copies_and_host_replies() {
+    fn the_rs_group_is_events_endpoints_introspect_copies_and_host_replies() {
         let rs = parse("rs kcalls=rs").unwrap().kernel_calls;
         assert_eq!(
             rs,
             KernelCall::PmNextEvent.mask_bit()
                 | KernelCall::SafeCopyTo.mask_bit()
                 | KernelCall::PmHostReply.mask_bit()
+                | KernelCall::ServiceKeepEndpoint.mask_bit()
+                | KernelCall::ServiceTakeOver.mask_bit()
+                | KernelCall::ServiceRelease.mask_bit()
+                | KernelCall::ServiceSwap.mask_bit()
         );
         assert_eq!(rs & KernelCall::PmKill.mask_bit(), 0, "RS kills through PM");
+        let pm = parse("pm kcalls=pm").unwrap().kernel_calls;
+        assert_eq!(
+            pm & KernelCall::ServiceTakeOver.mask_bit(),
+            0,
+            "PM cannot move endpoints"
+        );
     }
 }

@@ -78,6 +78,7 @@ pub use crate::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 mod fast;
 pub use fast::{FastPathOption, Handoff};
+mod service;
 
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
 pub trait IpcEnvironment {
@@ -231,7 +232,11 @@ struct Slot {
     /// `kind::*` of the thread state.
     kind: u8,
     flags: u8,
-    _reserved: [u8; 6],
+    /// `KEEP_ENDPOINT`: a supervised service's main thread, which becomes a restart
+    /// tombstone instead of Dead when it exits (`service.rs`). Survives every wait (unlike
+    /// `flags`); only `exit` of an unmarked thread, `release_tombstone` and `create` clear it.
+    keep_endpoint: u8,
+    _reserved: [u8; 5],
     /// Thread sources with a pending notification for this thread (by slot).
     pending_notify: SlotBitmap,
     /// Threads whose async table may hold a message for this thread (by slot).
@@ -260,7 +265,8 @@ impl Slot {
         queue_next: NO_LINK,
         kind: kind::FREE,
         flags: 0,
-        _reserved: [0; 6],
+        keep_endpoint: 0,
+        _reserved: [0; 5],
         pending_notify: [0; BITMAP_WORDS],
         pending_async: [0; BITMAP_WORDS],
     };
@@ -284,6 +290,7 @@ impl Slot {
             kind::DEAD => ThreadState::Dead {
                 exit_code: self.arg1,
             },
+            kind::RESTARTING => ThreadState::Restarting,
             kind::HELD_FOR_MANAGER => ThreadState::HeldForManager {
                 manager: target,
                 vector: self.arg1,
@@ -317,6 +324,7 @@ impl Slot {
             ThreadState::Sleeping { until_ns } => (kind::SLEEPING, 0, until_ns),
             ThreadState::Joining { thread } => (kind::JOINING, thread.0, 0),
             ThreadState::Dead { exit_code } => (kind::DEAD, 0, exit_code),
+            ThreadState::Restarting => (kind::RESTARTING, 0, 0),
             ThreadState::HeldForManager { manager, vector } => {
                 (kind::HELD_FOR_MANAGER, manager.0, vector)
             }
@@ -355,9 +363,9 @@ impl Slot {
         (self.kind, target, self.arg1)
     }
 
-    /// Not Free and not Dead.
+    /// Not Free, not Dead and not a restart tombstone.
     fn is_live(&self) -> bool {
-        self.kind != kind::FREE && self.kind != kind::DEAD
+        self.kind != kind::FREE && self.kind != kind::DEAD && self.kind != kind::RESTARTING
     }
 
     fn endpoint(&self, slot: ThreadSlot) -> Endpoint {
@@ -1071,7 +1079,10 @@ impl ThreadTable {
             return Outcome::Complete(Err(Error::SelfTarget));
         }
         let slot = &self.slots[t.index()];
-        if slot.kind == kind::FREE || slot.generation != target.generation() {
+        if slot.kind == kind::FREE
+            || slot.kind == kind::RESTARTING
+            || slot.generation != target.generation()
+        {
             return Outcome::Complete(Err(Error::DeadEndpoint));
         }
         if let ThreadState::Dead { exit_code } = slot.state() {
@@ -1093,12 +1104,24 @@ impl ThreadTable {
     /// Also: entries of other threads' async tables that were pending for it are marked
     /// DONE|FAILED with DeadEndpoint; every joiner (if several) gets the exit code.
     /// Ignored for a slot that is Free or already Dead.
+    ///
+    /// A thread marked `keep_endpoint` (a supervised service's main thread) becomes a
+    /// restart tombstone instead (`ThreadState::Restarting`, `service.rs`): its senders stay
+    /// queued, async messages and notifications pending for it stay pending, the threads
+    /// awaiting its reply or receiving from it get `Restarted`, and the slot is not freed
+    /// when joined.
     pub fn exit(&mut self, env: &mut impl IpcEnvironment, slot: ThreadSlot, exit_code: u64) {
         let s = &self.slots[slot.index()];
         if !s.is_live() {
             return;
         }
         let me = s.endpoint(slot);
+        let keep = s.keep_endpoint != 0;
+        let partner_error = if keep {
+            Error::Restarted
+        } else {
+            Error::PartnerDied
+        };
 
         // Cancel its own wait.
         if let ThreadState::Sending { to } = s.state() {
@@ -1106,9 +1129,11 @@ impl ThreadTable {
             debug_assert!(removed, "sender {slot} not on the queue of {to:?}");
         }
 
-        // Senders to it fail.
-        while let Some(sender) = self.queue_pop(slot) {
-            self.wake(env, sender, Err(Error::DeadEndpoint));
+        // Senders to it fail (a tombstone keeps them for its replacement).
+        if !keep {
+            while let Some(sender) = self.queue_pop(slot) {
+                self.wake(env, sender, Err(Error::DeadEndpoint));
+            }
         }
 
         // Receivers from it and threads awaiting its reply fail; its notifications and
@@ -1124,7 +1149,7 @@ impl ThreadTable {
                 ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
                     if from == me =>
                 {
-                    self.wake(env, other, Err(Error::PartnerDied));
+                    self.wake(env, other, Err(partner_error));
                 }
                 // A tracer waiting for its stop asks PM, which has the exit.
                 ThreadState::WaitingForTracee { tracee, .. } if tracee == me => {
@@ -1134,16 +1159,18 @@ impl ThreadTable {
             }
         }
 
-        // Async messages pending for it can never be delivered: fail them at their senders.
-        let pending_async = self.slots[slot.index()].pending_async;
-        let mut next = 0;
-        while let Some(sender) = bit_next(&pending_async, next) {
-            next = sender.index() + 1;
-            self.fail_async_entries_to(env, sender, me);
-        }
-
-        // Clear everything it was doing and set it Dead.
-        {
+        if keep {
+            self.make_tombstone(slot);
+        } else {
+            // Async messages pending for it can never be delivered: fail them at their
+            // senders.
+            let pending_async = self.slots[slot.index()].pending_async;
+            let mut next = 0;
+            while let Some(sender) = bit_next(&pending_async, next) {
+                next = sender.index() + 1;
+                self.fail_async_entries_to(env, sender, me, Error::DeadEndpoint);
+            }
+            // Clear everything it was doing and set it Dead.
             let s = &mut self.slots[slot.index()];
             let (generation, process) = (s.generation, s.process);
             *s = Slot::EMPTY;
@@ -1160,7 +1187,7 @@ impl ThreadTable {
                 joined = true;
             }
         }
-        if joined {
+        if joined && !keep {
             self.free(slot);
         }
     }
@@ -1179,10 +1206,13 @@ impl ThreadTable {
         self.in_use -= 1;
     }
 
-    /// Slots of `process` that are not Free, lowest first (for process exit).
+    /// Slots of `process` that are not Free, lowest first (for process exit). A restart
+    /// tombstone belongs to no process any more (its process slot may be reused).
     pub fn threads_of(&self, process: ProcessSlot) -> impl Iterator<Item = ThreadSlot> + '_ {
         self.threads()
-            .filter(move |&(slot, _)| self.slots[slot.index()].process == process)
+            .filter(move |&(slot, state)| {
+                self.slots[slot.index()].process == process && state != ThreadState::Restarting
+            })
             .map(|(slot, _)| slot)
     }
 
@@ -1247,7 +1277,12 @@ impl ThreadTable {
         caller: ThreadSlot,
         destination: Endpoint,
     ) -> Result<ThreadSlot, Error> {
-        let d = self.resolve(destination)?;
+        let d = match self.resolve(destination) {
+            Ok(d) => d,
+            // A restart tombstone keeps its endpoint: senders queue on it (`service.rs`).
+            Err(Error::DeadEndpoint) => self.tombstone(destination)?,
+            Err(error) => return Err(error),
+        };
         if d == caller {
             return Err(Error::SelfTarget);
         }
@@ -1506,12 +1541,13 @@ impl ThreadTable {
     }
 
     /// Marks every VALID, !DONE entry of `sender`'s table addressed to `dead` as
-    /// DONE|FAILED with DeadEndpoint (faults are ignored).
+    /// DONE|FAILED with `error` (faults are ignored).
     fn fail_async_entries_to(
         &mut self,
         env: &mut impl IpcEnvironment,
         sender: ThreadSlot,
         dead: Endpoint,
+        error: Error,
     ) {
         let s = &self.slots[sender.index()];
         let table = s.async_table;
@@ -1526,7 +1562,7 @@ impl ThreadTable {
             {
                 let flags = entry.flags | async_flags::DONE | async_flags::FAILED;
                 if env
-                    .write_async_status(sender, table, index, flags, Error::DeadEndpoint as u32)
+                    .write_async_status(sender, table, index, flags, error as u32)
                     .is_err()
                 {
                     return;
@@ -1767,6 +1803,44 @@ mod tests {
 
         pub(in crate::ipc) fn take_unblocks(&mut self) -> Vec<(ThreadSlot, Result<u64, Error>)> {
             core::mem::take(&mut self.unblocks)
+        }
+
+        /// What the kernel does for a takeover or a swap: the memory and privileges of the
+        /// thread at `from` are the thread at `to`'s from now on (and, with `swap`, the other
+        /// way round); without `swap`, `to`'s are dropped.
+        pub(in crate::ipc) fn move_thread_memory(
+            &mut self,
+            from: ThreadSlot,
+            to: ThreadSlot,
+            swap: bool,
+        ) {
+            let rename = |slot: ThreadSlot| {
+                if slot == from {
+                    Some(to)
+                } else if slot == to {
+                    swap.then_some(from)
+                } else {
+                    Some(slot)
+                }
+            };
+            self.memory = core::mem::take(&mut self.memory)
+                .into_iter()
+                .filter_map(|((slot, address), m)| Some(((rename(slot)?, address), m)))
+                .collect();
+            self.tables = core::mem::take(&mut self.tables)
+                .into_iter()
+                .filter_map(|((slot, address), m)| Some(((rename(slot)?, address), m)))
+                .collect();
+            for set in [&mut self.bad, &mut self.read_only] {
+                *set = core::mem::take(set)
+                    .into_iter()
+                    .filter_map(|(slot, address)| Some((rename(slot)?, address)))
+                    .collect();
+            }
+            self.denied = core::mem::take(&mut self.denied)
+                .into_iter()
+                .filter_map(|(a, b)| Some((rename(a)?, rename(b)?)))
+                .collect();
         }
     }
 
@@ -3373,6 +3447,16 @@ mod tests {
         Free(u8),
         Run(u8),
         Yield(u8),
+        /// RS's service-endpoint calls (`service.rs`): not made by a thread of the table.
+        Keep(u8),
+        TakeOver(Target, Target),
+        Release(Target),
+        Swap(Target, Target),
+        /// A takeover of the `n`-th tombstone by the `m`-th thread receiving from ANY,
+        /// and a swap of two such threads: the calls that can succeed, which random
+        /// targets rarely name.
+        TakeOverLikely(u8, u8),
+        SwapLikely(u8, u8),
     }
 
     fn target() -> impl Strategy<Value = Target> {
@@ -3415,6 +3499,26 @@ mod tests {
             1 => t().prop_map(Op::Free),
             2 => t().prop_map(Op::Run),
             1 => t().prop_map(Op::Yield),
+            2 => t().prop_map(Op::Keep),
+            3 => (target(), target()).prop_map(|(a, b)| Op::TakeOver(a, b)),
+            1 => target().prop_map(Op::Release),
+            1 => (target(), target()).prop_map(|(a, b)| Op::Swap(a, b)),
+            3 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::TakeOverLikely(a, b)),
+            1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::SwapLikely(a, b)),
+        ]
+    }
+
+    fn service_op() -> impl Strategy<Value = Op> {
+        let t = || 0..THREADS;
+        prop_oneof![
+            8 => op(),
+            2 => t().prop_map(Op::Keep),
+            2 => (t(), any::<u8>()).prop_map(|(a, b)| Op::Exit(a, b)),
+            1 => (1u16..3).prop_map(Op::Create),
+            3 => t().prop_map(|a| Op::Receive(a, Target::Any, Buf::Good)),
+            3 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::TakeOverLikely(a, b)),
+            1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::SwapLikely(a, b)),
+            1 => t().prop_map(|a| Op::Release(Target::Thread(a))),
         ]
     }
 
@@ -3483,7 +3587,13 @@ mod tests {
                     "{s} queued on {d}"
                 );
             }
-            if !slot.is_live() {
+            if slot.kind == kind::RESTARTING {
+                // A restart tombstone keeps its queue and what is pending for it, nothing
+                // of its own.
+                assert_ne!(slot.keep_endpoint, 0, "unmarked tombstone {d}");
+                assert_eq!(slot.clock_pending, 0);
+                assert_eq!(slot.async_table.len(), 0);
+            } else if !slot.is_live() {
                 assert!(senders.is_empty(), "queue on non-live {d}");
                 assert_eq!(slot.pending_notify, [0; BITMAP_WORDS]);
                 assert_eq!(slot.pending_async, [0; BITMAP_WORDS]);
@@ -3509,6 +3619,7 @@ mod tests {
                 if e.flags & VALID != 0 && e.flags & DONE == 0 {
                     let r = t
                         .resolve(e.destination)
+                        .or_else(|_| t.tombstone(e.destination))
                         .expect("undelivered entry to a dead thread");
                     assert!(
                         bit_test(&t.slots[r.index()].pending_async, d),
@@ -3529,7 +3640,10 @@ mod tests {
             match state {
                 ThreadState::Sending { to } => {
                     assert_ne!(t.resolve(to), Ok(s));
-                    assert!(t.resolve(to).is_ok(), "{s} sends to dead {to:?}");
+                    assert!(
+                        t.resolve(to).is_ok() || t.tombstone(to).is_ok(),
+                        "{s} sends to dead {to:?}"
+                    );
                     // No cycle of senders.
                     let mut current = to.slot();
                     for _ in 0..MAX_THREADS {
@@ -3705,6 +3819,72 @@ mod tests {
                 }
                 None
             }
+            Op::Keep(s) => {
+                if t.slots[usize::from(s)].is_live() {
+                    t.keep_endpoint(ts(s.into()));
+                }
+                None
+            }
+            Op::TakeOver(..) | Op::Swap(..) | Op::TakeOverLikely(..) | Op::SwapLikely(..) => {
+                let in_state = |t: &ThreadTable, wanted: ThreadState, pick: u8| {
+                    let found: Vec<Endpoint> = t
+                        .threads()
+                        .filter(|&(_, state)| state == wanted)
+                        .map(|(slot, _)| t.endpoint(slot))
+                        .collect();
+                    (!found.is_empty()).then(|| found[usize::from(pick) % found.len()])
+                };
+                let receiving = ThreadState::Receiving {
+                    from: Endpoint::ANY,
+                };
+                let (a, b) = match *op {
+                    Op::TakeOver(a, b) | Op::Swap(a, b) => (endpoint_of(t, a), endpoint_of(t, b)),
+                    Op::TakeOverLikely(a, b) => (
+                        in_state(t, ThreadState::Restarting, a)?,
+                        in_state(t, receiving, b)?,
+                    ),
+                    Op::SwapLikely(a, b) => {
+                        (in_state(t, receiving, a)?, in_state(t, receiving, b)?)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                let before = t.clone();
+                // The kernel moves a thread's memory (its process) with it before the
+                // table's half runs; the test memory is per slot, so it is moved here.
+                let result = match op {
+                    Op::TakeOver(..) | Op::TakeOverLikely(..) => {
+                        if let Ok((old, new)) = t.check_take_over(a, b) {
+                            env.move_thread_memory(new, old, false);
+                        }
+                        t.take_over(env, a, b)
+                    }
+                    _ => {
+                        if let Ok((first, second)) = t.check_swap(a, b) {
+                            env.move_thread_memory(first, second, true);
+                        }
+                        t.swap_endpoints(a, b)
+                    }
+                };
+                if result.is_err() {
+                    assert!(
+                        *t == before,
+                        "{op:?} failed with {result:?} but changed state"
+                    );
+                    assert!(env.unblocks.is_empty());
+                }
+                None
+            }
+            Op::Release(a) => {
+                let a = endpoint_of(t, a);
+                let before = t.clone();
+                if let Err(error) = t.release_tombstone(env, a) {
+                    assert!(
+                        *t == before,
+                        "{op:?} failed with {error:?} but changed state"
+                    );
+                }
+                None
+            }
         }
     }
 
@@ -3722,8 +3902,12 @@ mod tests {
             let mut seen = HashSet::new();
             for &(s, _) in &unblocks {
                 assert!(seen.insert(s), "{s} unblocked twice by {op:?}");
+                // A takeover's replacement, blocked in its own slot before, may be
+                // unblocked in the tombstone's (its receive is run again there).
+                let took_over = matches!(op, Op::TakeOver(..) | Op::TakeOverLikely(..))
+                    && before.state(s) == ThreadState::Restarting;
                 assert!(
-                    before.state(s).is_blocked(),
+                    before.state(s).is_blocked() || took_over,
                     "{s} unblocked but was not blocked"
                 );
                 assert_eq!(
@@ -3735,11 +3919,18 @@ mod tests {
             for s in 0..u16::from(THREADS) {
                 let (old, new) = (before.state(ts(s)), w.t.state(ts(s)));
                 let exited = matches!(op, Op::Exit(e, _) if u16::from(*e) == s);
+                // A takeover frees the replacement's slot; a takeover or a swap renames
+                // the partner of the waits on the threads it moves.
+                let moved = matches!(
+                    op,
+                    Op::TakeOver(..) | Op::Swap(..) | Op::TakeOverLikely(..) | Op::SwapLikely(..)
+                ) && (new == ThreadState::Free
+                    || core::mem::discriminant(&old) == core::mem::discriminant(&new));
                 let request_taken = matches!(
                     (old, new),
                     (ThreadState::Sending { to }, ThreadState::AwaitingReply { from }) if to == from
                 );
-                if old.is_blocked() && old != new && !exited && !request_taken {
+                if old.is_blocked() && old != new && !exited && !request_taken && !moved {
                     assert!(
                         seen.contains(&ts(s)),
                         "{s} left {old:?} for {new:?} silently"
@@ -3774,6 +3965,15 @@ mod tests {
 
         #[test]
         fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+            run_ops(&ops);
+        }
+
+        /// The same with marked threads exiting into tombstones, replacements receiving
+        /// from ANY and taking them over, swaps and releases much more often.
+        #[test]
+        fn random_operations_with_restarts_keep_the_invariants(
+            ops in proptest::collection::vec(service_op(), 1..80)
+        ) {
             run_ops(&ops);
         }
     }

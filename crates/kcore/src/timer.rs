@@ -239,6 +239,46 @@ impl<const N: usize> TimerQueue<N> {
         self.cancel(slot, ALARM);
     }
 
+    /// The timers of `slot` are `slot`'s no more: they belong to thread `to` of generation
+    /// `generation` from now on, with their deadlines and periods (a thread moved to
+    /// another slot by a service takeover). Timers `to` had are replaced.
+    pub fn move_timers(&mut self, slot: u16, to: u16, generation: u32) {
+        if usize::from(slot) >= N || usize::from(to) >= N || slot == to {
+            return;
+        }
+        for kind in [WAKEUP, ALARM] {
+            self.cancel(to, kind);
+            if let Some(i) = self.find(slot, kind) {
+                let entry = self.at(i);
+                self.remove_at(i);
+                self.set(to, generation, entry.timer_kind(), entry.deadline_ns);
+            }
+        }
+    }
+
+    /// The timers of slots `a` and `b` change places (two threads that swap slots): `a`'s
+    /// become `b`'s, of generation `generation_b`, and the other way round.
+    pub fn swap_timers(&mut self, a: u16, generation_a: u32, b: u16, generation_b: u32) {
+        if usize::from(a) >= N || usize::from(b) >= N || a == b {
+            return;
+        }
+        for kind in [WAKEUP, ALARM] {
+            let take = |queue: &mut Self, slot: u16| {
+                let i = queue.find(slot, kind)?;
+                let entry = queue.at(i);
+                queue.remove_at(i);
+                Some(entry)
+            };
+            let (of_a, of_b) = (take(self, a), take(self, b));
+            if let Some(entry) = of_a {
+                self.set(b, generation_b, entry.timer_kind(), entry.deadline_ns);
+            }
+            if let Some(entry) = of_b {
+                self.set(a, generation_a, entry.timer_kind(), entry.deadline_ns);
+            }
+        }
+    }
+
     /// Earliest deadline, if any.
     pub fn next_deadline(&self) -> Option<u64> {
         (self.len > 0).then(|| self.at(0).deadline_ns)
@@ -702,5 +742,60 @@ mod tests {
                 prop_assert_eq!(queue.next_deadline(), model.iter().map(|t| t.deadline_ns).min());
             }
         }
+    }
+
+    #[test]
+    fn moved_timers_keep_their_deadlines_under_the_new_slot() {
+        let mut q: TimerQueue<8> = TimerQueue::new();
+        q.set(2, 5, TimerKind::Alarm { period_ns: 10 }, 100);
+        q.set(2, 5, TimerKind::Wakeup, 50);
+        q.set(3, 1, TimerKind::Wakeup, 70);
+        q.set(6, 9, TimerKind::Wakeup, 10);
+        q.move_timers(2, 6, 7);
+        assert!(
+            !q.cancel_alarm(2) && !q.cancel_wakeup(2),
+            "slot 2 has none left"
+        );
+        let mut popped = std::vec::Vec::new();
+        while let Some(expired) = q.pop_expired(105) {
+            popped.push((
+                expired.slot,
+                expired.generation,
+                expired.kind,
+                expired.deadline_ns,
+            ));
+            if popped.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(
+            popped,
+            [
+                (6, 7, TimerKind::Wakeup, 50),
+                (3, 1, TimerKind::Wakeup, 70),
+                (6, 7, TimerKind::Alarm { period_ns: 10 }, 100),
+            ],
+            "slot 6's own wake-up at 10 was replaced"
+        );
+        q.move_timers(9, 1, 1);
+        q.move_timers(1, 1, 1);
+    }
+
+    #[test]
+    fn swapped_timers_change_slots_and_generations() {
+        let mut q: TimerQueue<8> = TimerQueue::new();
+        q.set(1, 3, TimerKind::Alarm { period_ns: 10 }, 40);
+        q.set(2, 4, TimerKind::Wakeup, 30);
+        q.swap_timers(1, 3, 2, 4);
+        let first = q.pop_expired(100).unwrap();
+        assert_eq!(
+            (first.slot, first.generation, first.kind),
+            (1, 3, TimerKind::Wakeup)
+        );
+        let second = q.pop_expired(100).unwrap();
+        assert_eq!(
+            (second.slot, second.generation, second.kind),
+            (2, 4, TimerKind::Alarm { period_ns: 10 })
+        );
     }
 }

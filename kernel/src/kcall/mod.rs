@@ -10,6 +10,7 @@ mod pm_host_reply;
 mod pm_signal;
 mod pm_trace;
 mod safe_copy;
+mod service;
 mod shutdown;
 mod snapshot;
 mod trace_mask;
@@ -103,6 +104,10 @@ impl Kernel {
             KernelCallArgs::PmSetTracer(args) => {
                 crate::trace_handoff::set_tracer(self, caller, args)
             }
+            KernelCallArgs::ServiceKeepEndpoint(args) => service::keep_endpoint(self, caller, args),
+            KernelCallArgs::ServiceTakeOver(args) => service::take_over(self, caller, args),
+            KernelCallArgs::ServiceRelease(args) => service::release(self, caller, args),
+            KernelCallArgs::ServiceSwap(args) => service::swap(self, caller, args),
         }
     }
 }

@@ -95,6 +95,7 @@ pub fn state_name(state: Option<ThreadState>) -> &'static str {
         Some(ThreadState::Sleeping { .. }) => "sleep",
         Some(ThreadState::Joining { .. }) => "join",
         Some(ThreadState::Dead { .. }) => "dead",
+        Some(ThreadState::Restarting) => "restarting",
         Some(ThreadState::WaitingForVm { .. }) => "vm",
         Some(ThreadState::WaitingForTracee { .. }) => "tracing",
         Some(ThreadState::HeldForManager { vector, .. })
@@ -128,6 +129,7 @@ pub fn state_text(state: Option<ThreadState>, labels: &Labels, now_ns: u64) -> S
         }
         ThreadState::Joining { thread } => format!("join {}", labels.thread(thread.0)),
         ThreadState::Dead { exit_code } => format!("dead (exit {})", exit_code as i64),
+        ThreadState::Restarting => "restarting (endpoint kept for the replacement)".into(),
         ThreadState::WaitingForVm {
             vm,
             address,

@@ -127,8 +127,9 @@ impl Ledger {
 pub const MAX_ATTEMPTS: u32 = 20_000;
 
 /// A client of an exactly-once service found by name: every call carries a fresh request
-/// id; a call whose service died (or was not there) is resent, same id, to the instance
-/// found by name next.
+/// id; a call the service's instance died holding (`Restarted`: RS kept the endpoint) is
+/// resent, same id, to the same endpoint, and one whose endpoint died (`DeadEndpoint`,
+/// `PartnerDied`: a service without a kept endpoint) to the instance found by name next.
 pub struct Client {
     name: &'static str,
     server: Endpoint,
@@ -194,6 +195,9 @@ impl Client {
             let mut message = Message::with_payload(kind, payload);
             match ipc::send_receive(self.server, &mut message) {
                 Ok(()) => return Ok(message),
+                // The instance died holding this request, and RS keeps the endpoint: the
+                // same id again, to the same endpoint (it waits there for the replacement).
+                Err(Error::Restarted) => last = Error::Restarted,
                 // The instance died before or while answering: find the next one.
                 Err(error @ (Error::DeadEndpoint | Error::PartnerDied)) => {
                     last = error;

@@ -35,6 +35,36 @@ pub fn send_receive(destination: Endpoint, message: &mut Message) -> Result<(), 
     syscall::send_receive(destination, message).map(|_| ())
 }
 
+/// Times `call_service` sends a request again after `Restarted`. Each retry means the
+/// service died holding this very request, so the bound stops a request that itself kills
+/// the service (a poison request) from crashing it forever; it equals RS's default
+/// crash-loop limit (`RestartPolicy::DEFAULT.limit`), after which RS holds the service
+/// down anyway and the tombstone's senders fail with `DeadEndpoint`.
+pub const SERVICE_RETRIES: u32 = 8;
+
+/// A client's call to a service RS supervises: `send_receive`, sent again to the same
+/// endpoint when it fails with `Restarted` (the instance died after receiving it; the
+/// endpoint is kept for its replacement, and the retry waits queued until the replacement
+/// serves), at most `SERVICE_RETRIES` times. Every retry sends the request byte for byte
+/// as the first attempt did (`message` as it was on entry), so a request id in it names
+/// the same request: a service that remembers completed ids answers a retry of one it had
+/// completed instead of doing it twice. Returns how many retries it took; the reply
+/// overwrites `message`.
+pub fn call_service(destination: Endpoint, message: &mut Message) -> Result<u32, Error> {
+    let request = *message;
+    let mut retries = 0;
+    loop {
+        match syscall::send_receive(destination, message) {
+            Ok(_) => return Ok(retries),
+            Err(Error::Restarted) if retries < SERVICE_RETRIES => {
+                retries += 1;
+                *message = request;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// A server's reply and its next receive in one call: delivers `message` to `destination`,
 /// which must be waiting for the reply (its `send_receive`; otherwise `NotReady` and nothing
 /// is received — call `receive` then), and waits for the next message from `from` (or ANY),

@@ -875,6 +875,40 @@ pub fn pm_next_event() -> Result<Option<vigil_abi::signal::ProcessEvent>, Error>
     Ok((collected == 1).then_some(out))
 }
 
+/// `KernelCall ServiceKeepEndpoint` (RS): `thread`, the main thread of a process the
+/// caller manages, leaves a restart tombstone with its endpoint when it dies.
+pub fn service_keep_endpoint(thread: Endpoint) -> Result<u64, Error> {
+    let arguments = ServiceKeepEndpointArgs { thread };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(ServiceKeepEndpointArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall ServiceTakeOver` (RS): the replacement's main thread takes over the
+/// tombstone's endpoint; `Busy` until it waits in its receive loop.
+pub fn service_take_over(tombstone: Endpoint, replacement: Endpoint) -> Result<u64, Error> {
+    let arguments = ServiceTakeOverArgs {
+        tombstone,
+        replacement,
+    };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(ServiceTakeOverArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall ServiceRelease` (RS): gives a tombstone up; its senders fail.
+pub fn service_release(tombstone: Endpoint) -> Result<u64, Error> {
+    let arguments = ServiceReleaseArgs { tombstone };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(ServiceReleaseArgs::CALL, arguments.encode()) }
+}
+
+/// `KernelCall ServiceSwap` (RS, live update): two quiescent main threads exchange their
+/// endpoints; `Busy` unless both wait in their receive loops.
+pub fn service_swap(a: Endpoint, b: Endpoint) -> Result<u64, Error> {
+    let arguments = ServiceSwapArgs { a, b };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(ServiceSwapArgs::CALL, arguments.encode()) }
+}
+
 /// `KernelCall PmResumeThread` (signal manager): a held thread runs again.
 pub fn pm_resume_thread(thread: Endpoint) -> Result<u64, Error> {
     let arguments = PmResumeThreadArgs { thread };

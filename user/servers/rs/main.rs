@@ -1,4 +1,5 @@
-//! `rs`: the reincarnation server (phase 1 of issue 10). A system server of the boot table
+//! `rs`: the reincarnation server (issue 10: supervision, endpoints kept across restarts,
+//! operator actions and introspection). A system server of the boot table
 //! (the kernel starts it after VM and PM, booted as `rs kcalls=rs -- [operator=A+B]
 //! SERVICE…`); each SERVICE is `PROGRAM[:base=MS,cap=MS,limit=N,stable=MS]`
 //! (`vigil_abi::rs::ServiceSpec`), PROGRAM a `boot=pm` module.
@@ -12,9 +13,21 @@
 //! or more resets the run) it is held down with an `ALERT` line until an operator's
 //! `RESTART`. Every `hb` ms (default 100, 0: off) RS pings each running service (a
 //! notification; the service's receive loop answers with one); a service that leaves 3
-//! pings in a row unanswered is hung: killed and restarted like a crash. Every restart is a new process with a new endpoint: clients look the service
-//! up again by name. Requests (`vigil_abi::rs::request`) are checked at the boundary; a bad
-//! one gets its error and RS keeps serving.
+//! pings in a row unanswered is hung: killed and restarted like a crash.
+//!
+//! A restart keeps the service's endpoint: RS marks the first instance's main thread
+//! (`ServiceKeepEndpoint`), so when an instance dies its endpoint becomes a restart
+//! tombstone that clients keep sending to (they wait queued; a request the instance had
+//! already received fails with `Restarted`, which `ipc::call_service` retries). The
+//! replacement is `initialising` until its main thread waits in its receive loop, when
+//! RS makes it take the tombstone over (`ServiceTakeOver`; `Busy` before): RS polls right
+//! after the spawn, yielding to it up to `TAKEOVER_YIELDS` times, then at every tick; a
+//! replacement that has not got there `init` ms (default 1000) after its spawn has failed
+//! to initialise and is killed and restarted by the policy. A service held down, or one
+//! whose first instance could not be marked, has its tombstone released
+//! (`ServiceRelease`): its waiting clients fail with `DeadEndpoint`, and a later start
+//! is a new endpoint again. Requests (`vigil_abi::rs::request`) are checked at the
+//! boundary; a bad one gets its error and RS keeps serving.
 //!
 //! Operators (and the host, through the kernel's forwarded service commands) act on
 //! services by index: up, down, restart, refresh, hold, release (`operator.rs`); anyone may
@@ -34,7 +47,7 @@ use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec
 use vigil_rt::abi::rs::{FailureText, MAX_NAME_BYTES, MISSED_HEARTBEATS};
 use vigil_rt::abi::server_introspect::INTROSPECT;
 use vigil_rt::abi::signal::{event, exception_mnemonic, status, Signal, KIND_PROCESS_EVENT};
-use vigil_rt::{alarm, ipc, pm, println, syscall, time, Endpoint, Error, Message};
+use vigil_rt::{alarm, ipc, pm, println, syscall, thread, time, Endpoint, Error, Message};
 
 mod introspect;
 mod operator;
@@ -43,6 +56,10 @@ vigil_rt::entry!(main);
 
 /// How often RS collects exits and starts the restarts that are due.
 const TICK: Duration = Duration::from_millis(10);
+
+/// Takeover attempts right after a replacement's spawn, each after a yield to the threads
+/// of RS's priority (the replacement among them); then one attempt per tick.
+const TAKEOVER_YIELDS: u32 = 200;
 
 /// Why an instance ended, as RS reports it.
 #[derive(Clone, Copy)]
@@ -71,8 +88,16 @@ struct Service {
     ending: Option<Failure>,
     /// Kernel time of the event that ended the last instance (for the restart latency).
     ended_ns: u64,
-    /// The running instance's main thread (where pings go, whence pongs come).
+    /// The running instance's main thread (where pings go, whence pongs come): the kept
+    /// endpoint once the instance serves it.
     endpoint: Endpoint,
+    /// The service's endpoint, kept across restarts (`Endpoint::NONE` until the first
+    /// instance is marked, and after a release).
+    kept: Endpoint,
+    /// While `Initialising`: the replacement's own main thread, and when its time to reach
+    /// its receive loop is up.
+    replacement: Endpoint,
+    init_deadline_ns: u64,
     /// When RS last pinged it, and how many pings in a row it left unanswered.
     last_ping_ns: u64,
     unanswered: u32,
@@ -118,7 +143,8 @@ impl Rs {
             .find(|service| service.pid == pid && pid != 0)
     }
 
-    /// Starts service `index` (a new instance, a new endpoint).
+    /// Starts service `index`: a new instance, which takes over the kept endpoint if there
+    /// is one, else whose endpoint is kept from now on.
     fn start(&mut self, index: usize) {
         let now = time::now_ns();
         let service = &mut self.services[index];
@@ -128,11 +154,27 @@ impl Rs {
             Ok(pid) => {
                 service.pid = pid;
                 // Its process name is the program's (PM matched the module by it).
-                service.endpoint = ipc::lookup(&service.program).unwrap_or(Endpoint::NONE);
+                let instance = ipc::lookup(&service.program).unwrap_or(Endpoint::NONE);
                 service.last_ping_ns = now;
                 service.unanswered = 0;
-                service.state = ServiceState::Running;
                 service.started_ns = time::now_ns();
+                if service.kept.is_thread() {
+                    service.state = ServiceState::Initialising;
+                    service.replacement = instance;
+                    service.endpoint = Endpoint::NONE;
+                    service.init_deadline_ns =
+                        now.saturating_add(service.policy.init_ms.saturating_mul(1_000_000));
+                } else {
+                    service.state = ServiceState::Running;
+                    service.endpoint = instance;
+                    match syscall::service_keep_endpoint(instance) {
+                        Ok(_) => service.kept = instance,
+                        Err(error) => println!(
+                            "service '{}': endpoint {instance} not kept ({error}): its restarts get new endpoints",
+                            service.program
+                        ),
+                    }
+                }
                 if first {
                     println!("service '{}' started (pid {pid})", service.program);
                 } else {
@@ -143,6 +185,9 @@ impl Rs {
                         service.program, service.restarts
                     );
                 }
+                if service.state == ServiceState::Initialising {
+                    self.take_over(index, TAKEOVER_YIELDS);
+                }
             }
             Err(error) => {
                 println!(
@@ -151,6 +196,7 @@ impl Rs {
                 );
                 service.pid = 0;
                 service.endpoint = Endpoint::NONE;
+                service.replacement = Endpoint::NONE;
                 service.started_ns = now;
                 service.ended_ns = now;
                 self.failed(
@@ -164,12 +210,101 @@ impl Rs {
         }
     }
 
+    /// Tries to make the initialising replacement of service `index` take over the kept
+    /// endpoint, yielding to it up to `yields` times while it is not yet in its receive
+    /// loop (`Busy`). Once it has, the service runs at the kept endpoint.
+    fn take_over(&mut self, index: usize, yields: u32) {
+        let service = &mut self.services[index];
+        let mut attempts = 0;
+        let result = loop {
+            match syscall::service_take_over(service.kept, service.replacement) {
+                Err(Error::Busy) if attempts < yields => {
+                    attempts += 1;
+                    thread::yield_now();
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(_) => {
+                let now = time::now_ns();
+                let latency_us = now.saturating_sub(service.ended_ns) / 1000;
+                println!(
+                    "service '{}' (pid {}) serves {} again (its own {} is gone), {latency_us} us after its end",
+                    service.program, service.pid, service.kept, service.replacement
+                );
+                service.endpoint = service.kept;
+                service.replacement = Endpoint::NONE;
+                service.state = ServiceState::Running;
+                service.last_ping_ns = now;
+                service.unanswered = 0;
+            }
+            // Not in its receive loop yet: the next tick tries again.
+            Err(Error::Busy) => {}
+            // It died before getting there: its exit or exception event ends it.
+            Err(error) => println!(
+                "service '{}' (pid {}): taking over {} failed: {error}",
+                service.program, service.pid, service.kept
+            ),
+        }
+    }
+
+    /// At each tick: the initialising replacements try their takeover again; one whose
+    /// `init` time is up has failed to initialise and is killed.
+    fn initialising(&mut self) {
+        let now = time::now_ns();
+        for index in 0..self.services.len() {
+            if self.services[index].state != ServiceState::Initialising
+                || self.services[index].pid == 0
+            {
+                continue;
+            }
+            self.take_over(index, 0);
+            let service = &mut self.services[index];
+            if service.state != ServiceState::Initialising || now < service.init_deadline_ns {
+                continue;
+            }
+            println!(
+                "service '{}' (pid {}) did not reach its receive loop within {} ms",
+                service.program, service.pid, service.policy.init_ms
+            );
+            service.ending = Some(Failure {
+                reason: reason::INIT_TIMEOUT,
+                detail: service.policy.init_ms,
+            });
+            service.ended_ns = now;
+            let pid = service.pid;
+            self.end_instance(pid, status::killed_by(Signal::KILL, false));
+        }
+    }
+
+    /// Gives the kept endpoint of service `index` up: its waiting clients fail with
+    /// `DeadEndpoint`, and the next start is a new endpoint.
+    fn release_endpoint(&mut self, index: usize) {
+        let service = &mut self.services[index];
+        if !service.kept.is_thread() {
+            return;
+        }
+        match syscall::service_release(service.kept) {
+            Ok(_) => println!(
+                "service '{}': endpoint {} released",
+                service.program, service.kept
+            ),
+            Err(error) => println!(
+                "service '{}': releasing endpoint {} failed: {error}",
+                service.program, service.kept
+            ),
+        }
+        service.kept = Endpoint::NONE;
+    }
+
     /// Service `index`'s instance ended with `failure`: restart it by its policy.
     fn failed(&mut self, index: usize, failure: Failure) {
         let now = time::now_ns();
         let service = &mut self.services[index];
         service.pid = 0;
         service.endpoint = Endpoint::NONE;
+        service.replacement = Endpoint::NONE;
         service.last = failure;
         service.last_failure_ns = now;
         if self.kept_down_by_operator(index, failure) {
@@ -194,6 +329,7 @@ impl Rs {
                 service.program,
                 describe(failure)
             );
+            self.release_endpoint(index);
             return;
         }
         let delay_ms = service.policy.delay_ms(in_a_row);
@@ -481,6 +617,9 @@ fn parse_arguments(args: &str) -> Rs {
                 ending: None,
                 ended_ns: 0,
                 endpoint: Endpoint::NONE,
+                kept: Endpoint::NONE,
+                replacement: Endpoint::NONE,
+                init_deadline_ns: 0,
                 last_ping_ns: 0,
                 unanswered: 0,
                 held: false,
@@ -502,8 +641,8 @@ fn main(args: &str) -> i32 {
     for (index, service) in rs.services.iter().enumerate() {
         let policy = service.policy;
         println!(
-            "service {index} '{}': backoff 0, then {} ms doubling to {} ms; held after {} failures in a row (stable after {} ms); heartbeat every {} ms",
-            service.program, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms, policy.heartbeat_ms
+            "service {index} '{}': backoff 0, then {} ms doubling to {} ms; held after {} failures in a row (stable after {} ms); heartbeat every {} ms; {} ms to initialise",
+            service.program, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms, policy.heartbeat_ms, policy.init_ms
         );
     }
     for index in 0..rs.services.len() {
@@ -522,6 +661,7 @@ fn main(args: &str) -> i32 {
         };
         if message.source == Endpoint::CLOCK {
             rs.collect_exits();
+            rs.initialising();
             rs.heartbeats();
             rs.start_due();
         } else if message.is_notification() && message.source.is_thread() {

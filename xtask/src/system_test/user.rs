@@ -468,6 +468,43 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-keep-endpoint",
+        // A client looks hello up once: hello is ended twice by a null dereference, a
+        // panic, an exit and a hang, and each replacement takes over the kept endpoint
+        // (the fatal call fails with ERESTARTED, the next call at the same endpoint is
+        // answered; a request queued behind the hang is answered by the replacement); a
+        // request in flight during an operator's RESTART is retried by `call_service`;
+        // forged service-endpoint kernel calls are refused. `stable=0`: every failure is
+        // the first in a row, so the nine restarts are immediate.
+        check: check_rs_keep_endpoint,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- operator=rs_endpoint_test hello_service:stable=0",
+            "hello_service boot=pm",
+            "rs_endpoint_test kcalls=shutdown+snapshot+rs",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
+        name: "rs-init-timeout",
+        // A service that never reaches its receive loop: the first instance is caught by
+        // its heartbeats (50 ms, 3 missed), each replacement by `init=100`; after 3
+        // failures in a row it is held down and its kept endpoint released, failing the
+        // client that waited there from the start with EDEADSRCDST.
+        check: check_rs_init_timeout,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "rs kcalls=rs -- stally:init=100,hb=50,limit=3,base=10",
+            "hello_service name=stally boot=pm -- stall-on-start",
+            "rs_endpoint_test kcalls=shutdown+snapshot -- init-timeout",
+        ],
+        deadline: secs(60),
+        ..USER
+    },
+    Scenario {
         name: "rs-crash-loop",
         // A service that crashes at every start: restarts at once, then after 10, 20 and
         // 40 ms, held down after 5 failures in a row with an alert; an operator's RESTART
@@ -1358,8 +1395,99 @@ fn check_rs_restart(console: &Console) -> Result<(), String> {
     console.require("rs_test: RESTART: restart 5 (requested), counter 0")?;
     console.forbid(": FAIL")?;
     console.forbid("memory accounting drift")?;
-    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time")?;
+    for what in ["null dereference", "panic", "exit 7", "hang"] {
+        console.require(&format!("rs_test: {what}: the call failed with ERESTARTED"))?;
+    }
+    console.require_line_with(&[
+        "rs: service 'hello_service' (pid ",
+        ") serves ",
+        " again (its own ",
+    ])?;
+    console.require("rs_test: PASS hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time at the same endpoint")?;
     require_success_shutdown(console, "rs_test")
+}
+
+fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.forbid(": FAIL")?;
+    console.forbid("memory accounting drift")?;
+    console.forbid("taking over")?;
+    for refusal in [
+        "keep the endpoint of a service it does not manage: EPERM",
+        "keep its own endpoint: EPERM",
+        "keep ANY: EBADEPT",
+        "keep a slot outside the table: EBADEPT",
+        "keep a stale endpoint: EDEADSRCDST",
+        "take over with itself as the replacement: EPERM",
+        "take over with a replacement it does not manage: EPERM",
+        "take over with NONE as the replacement: EBADEPT",
+        "take over with a stale replacement: EDEADSRCDST",
+        "release a live service: EINVAL",
+        "release ANY: EBADEPT",
+        "release a stale endpoint: EDEADSRCDST",
+        "SLOW_GET longer than its limit: EINVAL",
+        "swap an endpoint with itself: EINVAL",
+        "swap with a service RS manages: EPERM",
+        "swap with ANY: EBADEPT",
+        "swap while one is busy with a request: EBUSY",
+    ] {
+        console.require(&format!("rs_endpoint_test: refused as expected: {refusal}"))?;
+    }
+    for round in 1..=2 {
+        for what in ["null dereference", "panic", "exit 3", "hang"] {
+            console.require_line_with(&[
+                &format!("rs_endpoint_test: round {round}: {what}: restart "),
+                "answered at the same endpoint ",
+            ])?;
+        }
+    }
+    // A takeover per restart (eight crashes and the RESTARTs, one unless the request in
+    // flight was answered before one reached it), each printed by RS.
+    let takeovers = console
+        .lines
+        .iter()
+        .filter(|line| {
+            line.text.contains("rs: service 'hello_service' (pid ")
+                && line.text.contains(") serves ")
+        })
+        .count();
+    let restarts = format!("rs_endpoint_test: PASS hello restarted {takeovers} times");
+    if takeovers < 9 || console.find(&restarts).is_none() {
+        return Err(format!(
+            "{takeovers} takeovers by RS, expected 9 or more and as many restarts"
+        ));
+    }
+    console.require("rs_endpoint_test: in flight: SLOW_GET failed with Restarted during a RESTART and was retried once at ")?;
+    console.require_line_with(&[
+        "rs_endpoint_test: live swap: ",
+        " (counter 0), then by pid ",
+        " again (counter 5)",
+    ])?;
+    console.require_line_with(&[
+        "rs_endpoint_test: PASS hello restarted ",
+        " times, always answering at ",
+        "; the request in flight was retried; two live instances swapped endpoints and back",
+    ])?;
+    require_success_shutdown(console, "rs_endpoint_test")
+}
+
+fn check_rs_init_timeout(console: &Console) -> Result<(), String> {
+    console.forbid("its string is cut")?;
+    console.forbid(": FAIL")?;
+    console.require("rs: service 'stally' failed: hang (3 heartbeats unanswered); failure 1 in a row, restart in 0 ms")?;
+    console.require("rs: service 'stally' failed: init timeout (not in its receive loop after 100 ms); failure 2 in a row, restart in 10 ms")?;
+    console.require_line_with(&[
+        "rs: service 'stally' (pid ",
+        ") did not reach its receive loop within 100 ms",
+    ])?;
+    console.require("rs: ALERT: service 'stally' held down after 3 failures in a row (last: init timeout (not in its receive loop after 100 ms)); RESTART starts it again")?;
+    console.require_line_with(&["rs: service 'stally': endpoint ", " released"])?;
+    console.require_line_with(&[
+        "rs_endpoint_test: init timeout: held down after 2 restarts (last: init-timeout after 100 ms); the GET waiting at ",
+        " failed with EDEADSRCDST",
+    ])?;
+    console.require("rs_endpoint_test: PASS a service that never initialises was held down by its init timeout and its waiting client released")?;
+    require_success_shutdown(console, "rs_endpoint_test")
 }
 
 fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
@@ -1371,6 +1499,8 @@ fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
     }
     console.require("rs: ALERT: service 'crashy' held down after 5 failures in a row (last: exception #PF (vector 14)); RESTART starts it again")?;
     console.require("rs_test: crashy held down after 5 failures (4 restarts)")?;
+    // Held down: the kept endpoint is given up (its waiting clients would fail).
+    console.require_line_with(&["rs: service 'crashy': endpoint ", " released"])?;
     console.require("rs: service 'crashy': restart requested (state held-down)")?;
     console.require("rs_test: after RESTART: held again with 9 restarts")?;
     console.forbid(": FAIL")?;
@@ -1381,11 +1511,13 @@ fn check_rs_crash_loop(console: &Console) -> Result<(), String> {
 fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
     console.forbid("its string is cut")?;
     console.require(
-        "rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable, hb)",
+        "rs: service 'bogus:x=1' refused: unknown key 'x' (base, cap, limit, stable, hb, init)",
     )?;
     console.require("rs: service 'slow:base=9,cap=1' refused: base is above cap")?;
     console.require("rs: supervising 2 services at ")?;
     console.require("rs: ALERT: service 'gone' held down after 2 failures in a row (last: spawn refused (ESRCH)); RESTART starts it again")?;
+    // 'gone' never ran, so it has no kept endpoint to release.
+    console.forbid("rs: service 'gone': endpoint")?;
     for refusal in [
         "unknown RS request: ENOSYS",
         "status of service 99: ESRCH",
@@ -1398,6 +1530,8 @@ fn check_rs_bad_requests(console: &Console) -> Result<(), String> {
         "unknown hello request: ENOSYS",
         "ADD that overflows: EINVAL",
         "EXIT with status 999: EINVAL",
+        "ServiceTakeOver without the rs kernel calls: EPERM",
+        "ServiceRelease without the rs kernel calls: EPERM",
     ] {
         console.require(&format!("rs_test: refused as expected: {refusal}"))?;
     }

@@ -293,7 +293,7 @@ fn state_rank(thread: &ThreadInfo) -> u8 {
         Some(ThreadState::Joining { .. }) | Some(ThreadState::WaitingForTracee { .. }) => 5,
         Some(ThreadState::Receiving { .. }) => 6,
         Some(ThreadState::Sleeping { .. }) => 7,
-        Some(ThreadState::Dead { .. }) => 8,
+        Some(ThreadState::Dead { .. }) | Some(ThreadState::Restarting) => 8,
         Some(ThreadState::Free) => 9,
         None => 10,
     }

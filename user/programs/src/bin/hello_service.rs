@@ -1,6 +1,7 @@
 //! `hello_service`: the counter service RS supervises (like MINIX's /dev/hello), a
 //! `boot=pm` image RS spawns through PM. It answers `vigil_abi::rs::hello::request`: GET,
-//! INCREMENT and ADD(n) with the counter, RS's heartbeat pings (a notification from RS,
+//! INCREMENT and ADD(n) with the counter, SLOW_GET (a GET after a sleep, for a request in
+//! flight when the instance is killed), RS's heartbeat pings (a notification from RS,
 //! answered with one from its receive loop), and for tests CRASH (a null dereference, which
 //! RS sees as the signal manager), PANIC (status 101), EXIT(status) and HANG (it stops
 //! answering).
@@ -13,7 +14,8 @@
 //! memory and starts at 0 in every instance.
 //!
 //! With the argument `crash-on-start` it dereferences null before serving: a service that
-//! always crashes, for RS's crash-loop policy.
+//! always crashes, for RS's crash-loop policy. With `stall-on-start` it sleeps forever
+//! before serving: a service that never initialises, for RS's init timeout.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -139,6 +141,12 @@ fn main(args: &str) -> i32 {
         let _ = crash();
         return 1;
     }
+    if args.trim() == "stall-on-start" {
+        println!("stalling before serving (stall-on-start)");
+        loop {
+            thread::sleep(Duration::from_secs(1));
+        }
+    }
     let mut ledger = open_ledger();
     let mut counter = counter_of(&ledger);
     let rs = ipc::lookup(vigil_rt::abi::rs::RS_SERVER_NAME).ok();
@@ -176,6 +184,11 @@ fn main(args: &str) -> i32 {
                 counter_request(&mut ledger, &mut counter, &message);
                 continue;
             }
+            request::SLOW_GET if message.payload[0] <= request::MAX_SLOW_MS => {
+                thread::sleep(Duration::from_millis(message.payload[0]));
+                Ok(counter)
+            }
+            request::SLOW_GET => Err(Error::InvalidArgument),
             request::CRASH => {
                 println!("crashing on request (null dereference)");
                 crash()

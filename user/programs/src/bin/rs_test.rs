@@ -1,11 +1,12 @@
 //! `rs_test`: judges the reincarnation server (scenarios `rs-restart`, `rs-crash-loop`,
 //! `rs-bad-requests`). Its argument picks the part:
 //! - `restart` (an operator of RS): increments `hello_service`, ends it by a null
-//!   dereference, a panic and `EXIT(7)`, and each time finds the new instance by name,
-//!   sees it answer (its counter back at 0: phase 1 keeps no state) and RS's record say
-//!   restart N with that reason; then `HANG`: RS's missed heartbeats end it; then an
-//!   operator `RESTART`. The time from the fatal
-//!   request to the new instance's first answer is printed (guest time, not asserted).
+//!   dereference, a panic and `EXIT(7)` (each fatal call fails with `Restarted`: the
+//!   instance died holding it), and each time sees the new instance answer at the same
+//!   endpoint, which the name still names (its counter back at 0: no state is kept yet),
+//!   and RS's record say restart N with that reason; then `HANG`: RS's missed heartbeats
+//!   end it; then an operator `RESTART`. The time from the fatal request to the new
+//!   instance's first answer is printed (guest time, not asserted).
 //! - `crash-loop`: `crashy` (hello_service -- crash-on-start) crashes at every start: RS backs off and holds it down
 //!   after its limit with an alert; `RESTART` (as an operator) runs the loop once more;
 //!   `hello_service` keeps serving meanwhile.
@@ -92,22 +93,28 @@ fn service_index(name: &str) -> Result<u64, String> {
     .map(|r| r.payload[1])
 }
 
-/// The service named `name` once it answers at an endpoint other than `old`: the
-/// endpoint and its counter.
-fn reconnect(name: &str, old: Endpoint) -> Result<(Endpoint, u64), String> {
+/// The restarted service named `name` answering at `kept`, the endpoint it had: the GET
+/// waits queued on the restart tombstone until the replacement serves it, and then the
+/// name names `kept` again. Its counter.
+fn reconnect(name: &str, kept: Endpoint) -> Result<(Endpoint, u64), String> {
+    let counter = context(
+        hello_call(kept, hello::request::GET, 0),
+        "GET at the kept endpoint",
+    )?;
     let mut last = Error::NotFound;
     for _ in 0..RECONNECT_ATTEMPTS {
         match ipc::lookup(name) {
-            Ok(endpoint) if endpoint != old => match hello_call(endpoint, hello::request::GET, 0) {
-                Ok(counter) => return Ok((endpoint, counter)),
-                Err(error) => last = error,
-            },
-            Ok(_) => last = Error::DeadEndpoint,
+            Ok(endpoint) if endpoint == kept => return Ok((kept, counter)),
+            Ok(endpoint) => {
+                return Err(format!(
+                    "'{name}' answered at {kept} but is named {endpoint}"
+                ))
+            }
             Err(error) => last = error,
         }
         thread::sleep(Duration::from_millis(2));
     }
-    Err(format!("'{name}' did not come back (last: {last})"))
+    Err(format!("'{name}' is not named again (last: {last})"))
 }
 
 fn main(args: &str) -> i32 {
@@ -156,19 +163,17 @@ fn restart() -> Result<String, String> {
     for (round, (what, kind, argument, want_reason, want_detail)) in kills.into_iter().enumerate() {
         let before = time::now_ns();
         match hello_call(server, kind, argument) {
-            Err(error @ (Error::PartnerDied | Error::DeadEndpoint)) => {
-                println!("{what}: the call failed with {error}")
-            }
+            Err(error @ Error::Restarted) => println!("{what}: the call failed with {error}"),
             other => return Err(format!("{what}: the call returned {other:?}")),
         }
-        let (new_server, counter) = reconnect(name, server)?;
+        let (kept, counter) = reconnect(name, server)?;
         let latency_us = time::now_ns().saturating_sub(before) / 1000;
         if counter != 0 {
             return Err(format!(
                 "{what}: the new instance's counter is {counter}, not 0"
             ));
         }
-        server = new_server;
+        server = kept;
         let record = status(index)?;
         let restarts = round as u64 + 1;
         if record.restarts != restarts
@@ -217,7 +222,7 @@ fn restart() -> Result<String, String> {
     }
     println!("RESTART: restart 5 (requested), counter {counter}");
     Ok(String::from(
-        "hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time",
+        "hello restarted after a null dereference, a panic, an exit, a hang and a RESTART, answering each time at the same endpoint",
     ))
 }
 
@@ -352,6 +357,17 @@ fn bad_requests() -> Result<String, String> {
         "EXIT with status 999",
         hello_call(hello_server, hello::request::EXIT, 999),
         Error::InvalidArgument,
+    )?;
+    // The service-endpoint kernel calls are RS's alone.
+    expect_refusal(
+        "ServiceTakeOver without the rs kernel calls",
+        vigil_rt::syscall::service_take_over(hello_server, ipc::self_endpoint()),
+        Error::PermissionDenied,
+    )?;
+    expect_refusal(
+        "ServiceRelease without the rs kernel calls",
+        vigil_rt::syscall::service_release(hello_server),
+        Error::PermissionDenied,
     )?;
     let record = status(index)?;
     if record.state != Some(ServiceState::Running) || record.restarts != 0 {

@@ -266,7 +266,10 @@ impl core::fmt::Display for FailureText {
             reason::DOWN => f.write_str("taken down"),
             reason::REFRESH => f.write_str("refreshed"),
             reason::INIT_TIMEOUT => {
-                write!(f, "init timeout (not in its receive loop after {detail} ms)")
+                write!(
+                    f,
+                    "init timeout (not in its receive loop after {detail} ms)"
+                )
             }
             other => write!(f, "reason {other} (detail {detail})"),
         }

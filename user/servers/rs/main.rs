@@ -308,6 +308,9 @@ impl Rs {
         service.last = failure;
         service.last_failure_ns = now;
         if self.kept_down_by_operator(index, failure) {
+            // Nothing will take the tombstone over until an operator acts: clients
+            // waiting there fail now instead of waiting for that.
+            self.release_endpoint(index);
             return;
         }
         let service = &mut self.services[index];

@@ -623,6 +623,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         programs: &[
             "vm kcalls=vm",
             "pm kcalls=pm",
+            "ds kcalls=safecopy",
             "rs kcalls=rs -- hello_service",
             "hello_service boot=pm",
             "hello_load -- demo=300",
@@ -1795,8 +1796,22 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
     ] {
         console.require(&format!("rs: service 'hello_service' failed: {failure}"))?;
     }
-    console.require("hello_load: hello_service found again at ")?;
-    console.require_line_with(&["hello_load: counter ", " increments acknowledged, "])?;
+    // With DS, hello's counter moves exactly by the increments the load saw acknowledged,
+    // across every crash, and the load never had to look hello up again (RS kept the
+    // endpoint, the runtime resent what a dying instance held).
+    console.require_line_with(&[
+        "hello_load: counter ",
+        " resent, 0 failed; lost 0, doubled 0",
+    ])?;
+    console.forbid("hello_load: increment failed")?;
+    if let Some(line) = console.lines.iter().find(|line| {
+        line.text.contains("hello_load: counter ") && !line.text.ends_with("lost 0, doubled 0")
+    }) {
+        return Err(format!(
+            "the load saw increments lost or doubled: {:?}",
+            line.text
+        ));
+    }
     console.forbid(": FAIL")?;
     console.require("rs_service_test: PASS RS restarted hello_service ")?;
     require_success_shutdown(console, "rs_service_test")

@@ -1,7 +1,9 @@
 //! `hello_load`: the small client load of the default `cargo xtask run`. It increments
-//! `hello_service` every 100 ms and prints the counter every second, with the increments
-//! it saw acknowledged and those that failed; when a call fails (the instance died) it
-//! looks the service up again, as every client of a restarted service does.
+//! `hello_service` every 100 ms, exactly once (`vigil_rt::exactly_once::Client`: request
+//! ids, and a request the dying instance held resent to the endpoint RS keeps), and prints
+//! the counter every second with the increments acknowledged, those resent, and how far
+//! the counter is from what it acknowledged since its first answer (lost, doubled: 0 and
+//! 0 when hello keeps its state in DS; without DS a restart starts the counter at 0).
 //!
 //! With the argument `demo` (`cargo xtask run --demo`) it also crashes hello every 5 s,
 //! a different way each time (a null dereference, a panic, an exit, a hang RS's
@@ -13,6 +15,7 @@
 use core::time::Duration;
 
 use vigil_rt::abi::rs::hello;
+use vigil_rt::exactly_once::Client;
 use vigil_rt::{ipc, println, thread, time, Endpoint, Error, Message};
 
 vigil_rt::entry!(main);
@@ -52,9 +55,11 @@ fn main(args: &str) -> i32 {
     }
     let mut load = Load {
         server: None,
+        client: Client::new(hello::SERVICE_NAME),
         acknowledged: 0,
         failed: 0,
         counter: 0,
+        base: None,
     };
     let mut next_crash_ns = demo_ms.map(|ms| time::now_ns() + ms * 1_000_000);
     let mut crashes = 0usize;
@@ -72,48 +77,54 @@ fn main(args: &str) -> i32 {
 }
 
 struct Load {
+    /// Where the demo's crash requests go.
     server: Option<Endpoint>,
+    client: Client,
     acknowledged: u64,
     failed: u64,
     counter: u64,
+    /// The counter before this load's first acknowledged increment.
+    base: Option<u64>,
 }
 
 impl Load {
-    /// The service's endpoint, looked up again after a failure.
+    /// The service's endpoint for a crash request, looked up again after a failure.
     fn server(&mut self) -> Option<Endpoint> {
         if self.server.is_none() {
-            if let Ok(server) = ipc::lookup(hello::SERVICE_NAME) {
-                if self.acknowledged > 0 || self.failed > 0 {
-                    println!("{} found again at {server}", hello::SERVICE_NAME);
-                }
-                self.server = Some(server);
-            }
+            self.server = ipc::lookup(hello::SERVICE_NAME).ok();
         }
         self.server
     }
 
     fn increment(&mut self) {
-        let Some(server) = self.server() else {
-            return;
-        };
-        match call(server, hello::request::INCREMENT, 0) {
+        let answer = self
+            .client
+            .call(hello::request::INCREMENT, [0; 6])
+            .and_then(|reply| match reply.payload[0] {
+                0 if reply.kind == hello::request::REPLY => Ok(reply.payload[1]),
+                0 => Err(Error::InvalidArgument),
+                code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
+            });
+        match answer {
             Ok(counter) => {
                 self.acknowledged += 1;
                 self.counter = counter;
+                let base = *self.base.get_or_insert(counter.saturating_sub(1));
                 if self.acknowledged.is_multiple_of(REPORT_EVERY) {
+                    let moved = counter.saturating_sub(base);
                     println!(
-                        "counter {counter} ({} increments acknowledged, {} failed)",
-                        self.acknowledged, self.failed
+                        "counter {counter} ({} increments acknowledged, {} resent, {} failed; lost {}, doubled {})",
+                        self.acknowledged,
+                        self.client.retries,
+                        self.failed,
+                        self.acknowledged.saturating_sub(moved),
+                        moved.saturating_sub(self.acknowledged)
                     );
                 }
             }
             Err(error) => {
                 self.failed += 1;
-                println!(
-                    "increment failed: {error} (the instance is gone); looking {} up again",
-                    hello::SERVICE_NAME
-                );
-                self.server = None;
+                println!("increment failed: {error}");
             }
         }
     }

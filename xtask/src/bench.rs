@@ -31,6 +31,16 @@ pub const BENCH_PROGRAMS: &[&str] = &[
     "bench_flood prio=12",
 ];
 
+/// The programs of the restart benchmark's own boot: RS supervising hello (every failure
+/// the first in a row, so every restart immediate), and the client that ends it.
+pub const RESTART_BENCH_PROGRAMS: &[&str] = &[
+    "vm kcalls=vm",
+    "pm kcalls=pm",
+    "rs kcalls=rs -- hello_service:stable=0",
+    "hello_service boot=pm",
+    "bench_restart kcalls=shutdown",
+];
+
 /// How long a benchmark run may take before it is killed.
 pub const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -336,6 +346,12 @@ pub fn reference(name: &str) -> Option<&'static str> {
         "traced_syscall" => Some(
             "Linux ptrace (PTRACE_SYSCALL + waitpid at entry and exit) 22,187 instructions; Vigil aims ≤ 11,093",
         ),
+        "restart_crash_to_serving" => Some(
+            "from the fatal request to the replacement's first answer at the kept endpoint; issue 10 aims ≤ 1 ms (1,000,000 under icount)",
+        ),
+        "restart_exit_to_serving" => {
+            Some("the same for an exit, which RS collects on its 10 ms tick")
+        }
         _ => None,
     }
 }
@@ -583,17 +599,19 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
         }
         None => kernel::build(Profile::Release)?,
     };
-    let specs = user::parse_specs(BENCH_PROGRAMS)?;
-    let (modules, processes) = user::build()?.resolve(&specs)?;
+    let built = user::build()?;
+    let (modules, processes) = built.resolve(&user::parse_specs(BENCH_PROGRAMS)?)?;
+    let restart_set = built.resolve(&user::parse_specs(RESTART_BENCH_PROGRAMS)?)?;
     let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
-    let boot = |cmdline: &str| -> Result<Report> {
+    let boot_programs = |programs: &[&str], set: &(_, _), cmdline: &str| -> Result<Report> {
+        let (modules, processes) = set;
         let mut config = QemuConfig::for_test(&elf, MEMORY, cmdline);
         config.accel = mode.accel();
         config.icount = mode == Mode::Icount;
-        config.modules = modules.clone();
+        config.modules = Clone::clone(modules);
         println!(
             "bench: booting {} under {} with '{cmdline}' (deadline {} s)",
-            BENCH_PROGRAMS.join(", "),
+            programs.join(", "),
             mode.label(),
             DEADLINE.as_secs()
         );
@@ -601,7 +619,7 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
             println!("qemu: {}", config.display_command());
         }
         let mut process_line = |line: &str| {
-            let line = symbolizer.rewrite(line, &processes);
+            let line = symbolizer.rewrite(line, processes);
             if options.verbose || parse_bench_line(&line).is_some() {
                 println!("  | {line}");
             }
@@ -627,11 +645,15 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
         }
         Ok(report)
     };
+    let main_set = (modules, processes);
+    let boot = |cmdline: &str| boot_programs(BENCH_PROGRAMS, &main_set, cmdline);
     let on = boot("")?;
     let off = boot("watchdog=off")?;
     let slow = boot("ipc_fastpath=off")?;
+    let restarts = boot_programs(RESTART_BENCH_PROGRAMS, &restart_set, "")?;
     let mut table = on.results.clone();
     table.extend(slow_path_rows(&slow.results));
+    table.extend(restarts.results);
     println!();
     println!("{}", format_table(&table, mode, on.tsc_mhz));
     for line in watchdog_comparison(&on.results, &off.results, on.watchdog) {

@@ -8,6 +8,7 @@
 //! - [`Client`], for a client: numbers its requests, and when the service dies with one in
 //!   flight, finds it again by name and resends the same id.
 
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -25,18 +26,25 @@ use crate::{ipc, thread};
 /// (without DS both live only in memory and a restart starts afresh).
 pub struct Ledger {
     store: Option<(DataStore, Key)>,
+    /// The name this process proves to DS before it publishes (`IDENTIFY`).
+    owner: String,
+    /// Whether DS knows the current endpoint as `owner`. Not at first: a replacement RS
+    /// starts gets the service's kept endpoint only when it takes it over in its receive
+    /// loop, so it identifies at its first publish, and again if DS no longer knows it.
+    identified: bool,
     table: Table,
     state: Vec<u8>,
 }
 
 impl Ledger {
-    /// Identifies to DS as `owner` and reads back what `key` holds (`initial` state and no
-    /// records if nothing yet). Without DS (`NotFound`) the ledger lives in memory; any
-    /// other DS failure, or a stored value of another shape, is an error.
+    /// Reads back what `key` holds (`initial` state and no records if nothing yet); the
+    /// first `commit` identifies to DS as `owner`. Without DS (`NotFound`) the ledger lives
+    /// in memory; any other DS failure, or a stored value of another shape, is an error.
     pub fn open(owner: &str, key: &str, initial: &[u8]) -> Result<Ledger, Error> {
         let key = Key::new(key)?;
         let fresh = |store| Ledger {
             store,
+            owner: String::from(owner),
             ..Ledger::in_memory(initial)
         };
         let ds = match DataStore::find() {
@@ -44,7 +52,6 @@ impl Ledger {
             Err(Error::NotFound) => return Ok(Ledger::in_memory(initial)),
             Err(error) => return Err(error),
         };
-        ds.identify(owner)?;
         let mut bytes = vec![0u8; Table::max_encoded_bytes()];
         let len = match ds.retrieve(&key, &mut bytes) {
             Ok(len) => len,
@@ -56,6 +63,8 @@ impl Ledger {
         state.truncate(state_len);
         Ok(Ledger {
             store: Some((ds, key)),
+            owner: String::from(owner),
+            identified: false,
             table,
             state,
         })
@@ -66,6 +75,8 @@ impl Ledger {
     pub fn in_memory(initial: &[u8]) -> Ledger {
         Ledger {
             store: None,
+            owner: String::new(),
+            identified: false,
             table: Table::default(),
             state: Vec::from(initial),
         }
@@ -111,7 +122,20 @@ impl Ledger {
         if let Some((ds, key)) = &self.store {
             let mut bytes = vec![0u8; Table::max_encoded_bytes()];
             let len = table.encode(state, &mut bytes)?;
-            ds.publish(key, &bytes[..len])?;
+            if !self.identified {
+                ds.identify(&self.owner)?;
+                self.identified = true;
+            }
+            match ds.publish(key, &bytes[..len]) {
+                // DS knew an endpoint this thread no longer has (RS moved it onto the
+                // service's kept endpoint, or swapped it in a live update): prove the
+                // name again from this one, once.
+                Err(Error::PermissionDenied) => {
+                    ds.identify(&self.owner)?;
+                    ds.publish(key, &bytes[..len])?;
+                }
+                other => other?,
+            }
         } else if state.len() > MAX_STATE_BYTES {
             return Err(Error::InvalidArgument);
         }

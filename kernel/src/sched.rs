@@ -211,6 +211,19 @@ impl Kernel {
         }
     }
 
+    /// Whether the CPU may go straight from the current thread, just blocked by an IPC
+    /// fast path, to `slot`, which that call made Ready (`switch_to_partner`): exactly when
+    /// `choose_next` would pick it next — no handoff pending, nothing queued as urgent (a
+    /// thread of its own priority would be ahead of it), no stopped process, pending signal
+    /// or traced thread asking for `next_runnable`'s checks.
+    #[inline(always)]
+    pub fn direct_switch_allowed(&self, slot: ThreadSlot) -> bool {
+        self.cpu.handoff.is_none()
+            && !self.signals.scheduling_checks()
+            && !self.trace.any()
+            && self.run_queues.pushed_back_runs_next(self.priority_of(slot))
+    }
+
     /// `choose_next`'s pick while some process is stopped or has a signal pending, or some
     /// thread is traced: a traced thread whose call blocked stops for its tracer; a thread
     /// of a stopped process stays Ready off the queues until `PmResume`; one whose process
@@ -316,6 +329,39 @@ impl Kernel {
         self.cpu.fpu_loaded = Some(slot);
         true
     }
+}
+
+/// Leaves the kernel from an IPC fast path (`Kernel::fast_ipc_call`) straight into
+/// `partner`, which the call woke while the current thread blocked and which
+/// `direct_switch_allowed` said the scheduler would pick: what `leave` does for that case,
+/// without the pick — the CPU time charged to the blocked caller (the TSC read), its
+/// voluntary switch counted, the partner Running with its quantum, the `ContextSwitch`
+/// event, then its address space, FPU trap state, entry stack and SYSRET.
+pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot) -> ! {
+    kernel.account_cpu_time();
+    let previous = kernel
+        .cpu
+        .current
+        .expect("a fast IPC call has a current thread");
+    debug_assert!(!kernel.table.is_running(previous));
+    kernel.threads[previous].counters_mut().voluntary_switches += 1;
+    kernel.table.mark_running(partner);
+    policy::refill_if_spent(kernel.threads[partner].quantum_left_mut(), QUANTUM_TICKS);
+    kernel.cpu.current = Some(partner);
+    let previous_endpoint = kernel.table.endpoint(previous);
+    let previous_state = kernel.table.encoded_state(previous).0;
+    let partner_endpoint = kernel.table.endpoint(partner);
+    crate::trace::emit(
+        EventKind::ContextSwitch,
+        partner_endpoint,
+        [previous_endpoint.0, u64::from(previous_state), 0],
+    );
+    let frame = kernel.dispatch(partner);
+    drop(kernel);
+    // SAFETY: as in `leave`: `dispatch` loaded the partner's address space and made
+    // `frame` (inside the static thread table) its save area; the frame only ever holds
+    // user-mode state.
+    unsafe { user_entry::return_to_user(frame) }
 }
 
 /// Leaves the kernel: runs the chosen thread, or idles until one is ready. Never returns.

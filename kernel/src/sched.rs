@@ -91,7 +91,12 @@ impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
     #[inline(always)]
     pub fn account_cpu_time(&mut self) {
-        let now = cpu::rdtsc();
+        self.account_cpu_time_at(cpu::rdtsc());
+    }
+
+    /// `account_cpu_time` with the TSC value `now` the caller read.
+    #[inline(always)]
+    pub fn account_cpu_time_at(&mut self, now: u64) {
         let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
         self.cpu.dispatch_tsc = now;
         match self.cpu.current {
@@ -332,22 +337,14 @@ impl Kernel {
 }
 
 /// Leaves the kernel from an IPC fast path (`Kernel::fast_ipc_call`) straight into
-/// `partner`, which the call woke while the current thread blocked and which
+/// `partner`, which the call woke (Ready) while the current thread blocked and which
 /// `direct_switch_allowed` said the scheduler would pick: what `leave` does for that case,
-/// without the pick — the CPU time charged to the blocked caller (the TSC read), its
-/// voluntary switch counted, the partner Running with its quantum, the `ContextSwitch`
-/// event, then its address space, FPU trap state, entry stack and SYSRET.
+/// without the pick — the partner Running, the `ContextSwitch` event, then
+/// `enter_partner`.
 pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot) -> ! {
-    kernel.account_cpu_time();
-    let previous = kernel
-        .cpu
-        .current
-        .expect("a fast IPC call has a current thread");
-    debug_assert!(!kernel.table.is_running(previous));
-    kernel.threads[previous].counters_mut().voluntary_switches += 1;
+    let now = cpu::rdtsc();
     kernel.table.mark_running(partner);
-    policy::refill_if_spent(kernel.threads[partner].quantum_left_mut(), QUANTUM_TICKS);
-    kernel.cpu.current = Some(partner);
+    let previous = kernel.current().expect("a fast IPC call has a current thread");
     let previous_endpoint = kernel.table.endpoint(previous);
     let previous_state = kernel.table.encoded_state(previous).0;
     let partner_endpoint = kernel.table.endpoint(partner);
@@ -356,6 +353,25 @@ pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot
         partner_endpoint,
         [previous_endpoint.0, u64::from(previous_state), 0],
     );
+    enter_partner(kernel, partner, now)
+}
+
+/// The end of every direct switch of an IPC fast path to `partner`, already Running (the
+/// register fast path makes it so in its commit, `switch_to_partner` otherwise) with its
+/// events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
+/// voluntary switch counted, the partner's quantum refilled if spent and the partner the
+/// current thread, then its address space, FPU trap state, entry stack and SYSRET.
+pub fn enter_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot, now: u64) -> ! {
+    kernel.account_cpu_time_at(now);
+    let previous = kernel
+        .cpu
+        .current
+        .expect("a fast IPC call has a current thread");
+    debug_assert!(!kernel.table.is_running(previous));
+    debug_assert!(kernel.table.is_running(partner));
+    kernel.threads[previous].counters_mut().voluntary_switches += 1;
+    policy::refill_if_spent(kernel.threads[partner].quantum_left_mut(), QUANTUM_TICKS);
+    kernel.cpu.current = Some(partner);
     let frame = kernel.dispatch(partner);
     drop(kernel);
     // SAFETY: as in `leave`: `dispatch` loaded the partner's address space and made

@@ -50,6 +50,7 @@ pub fn reply_receive(
 
 /// `send_receive` with a register message (kind, tag and `REGISTER_PAYLOAD_WORDS` words;
 /// no buffer in memory, the IPC fast path's call): the reply and its sender.
+#[inline]
 pub fn send_receive_registers(
     destination: Endpoint,
     message: &RegisterMessage,
@@ -58,6 +59,7 @@ pub fn send_receive_registers(
 }
 
 /// `reply_receive` with register messages both ways: the next message and its sender.
+#[inline]
 pub fn reply_receive_registers(
     destination: Endpoint,
     from: Endpoint,

@@ -329,6 +329,7 @@ fn register_message_call(
 
 /// `SendReceiveRegisters`: sends the register message to `destination` and waits for its
 /// reply: `(the reply's sender, the reply)`. No buffer in memory; the IPC fast path's call.
+#[inline]
 pub fn send_receive_registers(
     destination: Endpoint,
     message: &RegisterMessage,
@@ -344,6 +345,7 @@ pub fn send_receive_registers(
 /// `ReplyReceiveRegisters`: delivers the register message to `destination` (which must be
 /// waiting for the caller's reply, else `NotReady` and nothing is received), then receives
 /// from `from` (or ANY): `(the sender, the message)`.
+#[inline]
 pub fn reply_receive_registers(
     destination: Endpoint,
     from: Endpoint,

@@ -224,20 +224,32 @@ impl ThreadTable {
         destination: Endpoint,
         waits_for: Option<Endpoint>,
     ) {
+        // The stored codes written directly, as `Slot::set_state` stores these states.
         let woken = &mut self.slots[partner.index()];
         debug_assert!(woken.queue_next == NO_LINK, "woken thread {partner} still queued");
-        woken.set_state(ThreadState::Running);
+        woken.kind = kind::RUNNING;
+        woken.arg0 = 0;
+        woken.arg1 = 0;
         woken.buffer = UserPtr::NULL;
         woken.flags = 0;
         woken.wait_seq = 0;
-        let state = match waits_for {
-            None => ThreadState::AwaitingReply { from: destination },
-            Some(from) => ThreadState::Receiving { from },
+        let (code, target) = match waits_for {
+            None => (kind::AWAITING_REPLY, destination),
+            Some(from) => (kind::RECEIVING, from),
         };
         let slot = &mut self.slots[caller.index()];
-        slot.set_state(state);
+        slot.kind = code;
+        slot.arg0 = target.0;
+        slot.arg1 = 0;
         slot.buffer = UserPtr::NULL;
         slot.flags = 0;
+        debug_assert_eq!(
+            slot.state(),
+            match waits_for {
+                None => ThreadState::AwaitingReply { from: destination },
+                Some(from) => ThreadState::Receiving { from },
+            }
+        );
     }
 
     /// Whether `receive(from)` by `caller` would block at once: `from` is ANY or a live

@@ -99,21 +99,26 @@ impl Kernel {
 }
 
 /// Records the events of a register fast call (`number`, what it did in `call`, at TSC
-/// value `now`) that the mask enables: its `Syscall` event, then the other five as one
-/// compact record when all are enabled (the default mask), else each enabled one on its own.
+/// value `now`) that the mask enables, in the slow path's order: its `Syscall` event, then
+/// the other five — as one compact record when all are enabled (the default mask), else
+/// each enabled one on its own.
 #[inline(always)]
 fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
     let mask = crate::trace::mask();
-    if mask & EventKind::Syscall.mask_bit() != 0 {
-        crate::trace::emit(EventKind::Syscall, Endpoint(call.caller), [number, call.partner, 0]);
-    }
+    // RDI, the first argument, was the partner's endpoint (it resolved to the partner).
+    let syscall = (
+        EventKind::Syscall,
+        Endpoint(call.caller),
+        [number, call.partner, 0],
+    );
     let kinds = mask & vigil_kcore::trace::FAST_IPC_KINDS;
     if kinds == vigil_kcore::trace::FAST_IPC_KINDS {
-        crate::trace::emit_fast_ipc(now, call);
-    } else if kinds != 0 {
-        crate::trace::emit_together(
-            call.events()
-                .map(|(kind, thread, args)| (kind, Endpoint(thread), args)),
-        );
+        let syscall = (mask & EventKind::Syscall.mask_bit() != 0).then_some(syscall);
+        crate::trace::emit_fast_ipc(now, syscall, call);
+    } else {
+        let [a, b, c, d, e] = call
+            .events()
+            .map(|(kind, thread, args)| (kind, Endpoint(thread), args));
+        crate::trace::emit_together([syscall, a, b, c, d, e]);
     }
 }

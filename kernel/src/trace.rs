@@ -57,14 +57,19 @@ pub fn emit_together<const N: usize>(events: [Event; N]) {
     }
 }
 
-/// Records a fast IPC call's five events as one compact record (`TraceRing::record_fast_ipc`)
-/// under one lock, timestamped with the TSC value `tsc` the caller read (the one clock read
-/// of the call, shared with its CPU accounting). The caller has checked that the mask
-/// enables every kind of `vigil_kcore::trace::FAST_IPC_KINDS`.
+/// Records a fast IPC call's five events as one compact record (`TraceRing::record_fast_ipc`),
+/// after its `syscall` event if that kind is enabled, under one lock and timestamped with
+/// the TSC value `tsc` the caller read (the one clock read of the call, shared with its CPU
+/// accounting). The caller has checked that the mask enables every kind of
+/// `vigil_kcore::trace::FAST_IPC_KINDS`.
 #[inline]
-pub fn emit_fast_ipc(tsc: u64, call: &vigil_kcore::trace::FastIpc) {
+pub fn emit_fast_ipc(tsc: u64, syscall: Option<Event>, call: &vigil_kcore::trace::FastIpc) {
     let timestamp = crate::time::ns_at(tsc);
-    RING.lock().record_fast_ipc(timestamp, call);
+    let mut ring = RING.lock();
+    if let Some((kind, thread, args)) = syscall {
+        ring.record_unfiltered(timestamp, kind, thread.0, args);
+    }
+    ring.record_fast_ipc(timestamp, call);
 }
 
 #[inline]

@@ -294,9 +294,10 @@ pub fn reply_receive(
 
 /// A register-message call (`SendReceiveRegisters`, `ReplyReceiveRegisters`): RDI and RSI
 /// as given, the message in RDX, R10, R8, R9; the message received comes back in the same
-/// four registers with its sender in RDI (`RegisterMessage`).
+/// four registers with its sender in RDI (`RegisterMessage`). Public for tests that pass
+/// what the typed wrappers never do (a nonzero reserved RSI).
 #[inline(always)]
-fn register_message_call(
+pub fn register_message_call(
     number: u64,
     destination: Endpoint,
     second: u64,

@@ -101,7 +101,7 @@ impl Kernel {
 /// Records the events of a register fast call (`number`, what it did in `call`, at TSC
 /// value `now`) that the mask enables, in the slow path's order: its `Syscall` event, then
 /// the other five — as one compact record when all are enabled (the default mask), else
-/// each enabled one on its own.
+/// each enabled one on its own; with none enabled, nothing is built.
 #[inline(always)]
 fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
     let mask = crate::trace::mask();
@@ -115,7 +115,7 @@ fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
     if kinds == vigil_kcore::trace::FAST_IPC_KINDS {
         let syscall = (mask & EventKind::Syscall.mask_bit() != 0).then_some(syscall);
         crate::trace::emit_fast_ipc(now, syscall, call);
-    } else {
+    } else if mask & (vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit()) != 0 {
         let [a, b, c, d, e] = call
             .events()
             .map(|(kind, thread, args)| (kind, Endpoint(thread), args));

@@ -18,10 +18,10 @@ use crate::thread::Threads;
 use crate::usercopy::{self, Access};
 use crate::vm::VmLink;
 use vigil_abi::async_message::AsyncMessage;
-use vigil_abi::trace::EventKind;
-use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::message::RegisterMessage;
 use vigil_abi::syscall::Syscall;
+use vigil_abi::trace::EventKind;
+use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
 use vigil_kcore::buffer_translation::BufferTranslation;
 use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
@@ -42,7 +42,8 @@ pub struct KernelEnv<'a> {
 /// Whether system call `number` carries its message in registers (see the module's doc).
 #[inline(always)]
 pub fn is_register_message_call(number: u64) -> bool {
-    number == Syscall::SendReceiveRegisters as u64 || number == Syscall::ReplyReceiveRegisters as u64
+    number == Syscall::SendReceiveRegisters as u64
+        || number == Syscall::ReplyReceiveRegisters as u64
 }
 
 /// The message in `context`'s registers (its source is the state machine's to fill in).

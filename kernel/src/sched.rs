@@ -226,7 +226,9 @@ impl Kernel {
         self.cpu.handoff.is_none()
             && !self.signals.scheduling_checks()
             && !self.trace.any()
-            && self.run_queues.pushed_back_runs_next(self.priority_of(slot))
+            && self
+                .run_queues
+                .pushed_back_runs_next(self.priority_of(slot))
     }
 
     /// `choose_next`'s pick while some process is stopped or has a signal pending, or some
@@ -344,7 +346,9 @@ impl Kernel {
 pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot) -> ! {
     let now = cpu::rdtsc();
     kernel.table.mark_running(partner);
-    let previous = kernel.current().expect("a fast IPC call has a current thread");
+    let previous = kernel
+        .current()
+        .expect("a fast IPC call has a current thread");
     let previous_endpoint = kernel.table.endpoint(previous);
     let previous_state = kernel.table.encoded_state(previous).0;
     let partner_endpoint = kernel.table.endpoint(partner);

@@ -140,10 +140,7 @@ impl Kernel {
     ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState)> {
         let (table, mut env) = self.ipc_parts();
         let handoff = table.fast_send_receive(&mut env, slot, destination, buffer)?;
-        Some((
-            handoff,
-            ThreadState::AwaitingReply { from: destination },
-        ))
+        Some((handoff, ThreadState::AwaitingReply { from: destination }))
     }
 
     /// The fast `ReplyReceive` of `slot`, as `fast_send_receive`.

@@ -111,7 +111,12 @@ impl RegisterMessage {
 
     /// The message's four registers (the inverse of `from_registers`).
     pub const fn to_registers(&self) -> [u64; 1 + REGISTER_PAYLOAD_WORDS] {
-        [self.header(), self.payload[0], self.payload[1], self.payload[2]]
+        [
+            self.header(),
+            self.payload[0],
+            self.payload[1],
+            self.payload[2],
+        ]
     }
 
     /// As a full message from `source` (the other payload words 0).

@@ -51,7 +51,11 @@ impl FastIpc {
             (EventKind::IpcSend, self.caller, [self.partner, kind, 0]),
             (EventKind::Unblock, self.partner, [0, 0, 0]),
             (EventKind::Block, self.caller, [code, self.state_target, 0]),
-            (EventKind::ContextSwitch, self.partner, [self.caller, code, 0]),
+            (
+                EventKind::ContextSwitch,
+                self.partner,
+                [self.caller, code, 0],
+            ),
         ]
     }
 }

@@ -12,8 +12,8 @@ use core::cell::UnsafeCell;
 use core::ptr::{addr_of, addr_of_mut};
 
 use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
-use vigil_abi::syscall::grant_access;
 use vigil_abi::message::RegisterMessage;
+use vigil_abi::syscall::grant_access;
 use vigil_abi::{Endpoint, Error, Message};
 
 use crate::{syscall, thread};

@@ -13,10 +13,10 @@ use core::arch::asm;
 use core::sync::atomic::AtomicU32;
 
 use vigil_abi::async_message::AsyncMessage;
+use vigil_abi::message::RegisterMessage;
 use vigil_abi::syscall::*;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
-use vigil_abi::message::RegisterMessage;
 use vigil_abi::{Endpoint, Error, Message};
 
 /// System call with no arguments.

@@ -226,7 +226,10 @@ impl ThreadTable {
     ) {
         // The stored codes written directly, as `Slot::set_state` stores these states.
         let woken = &mut self.slots[partner.index()];
-        debug_assert!(woken.queue_next == NO_LINK, "woken thread {partner} still queued");
+        debug_assert!(
+            woken.queue_next == NO_LINK,
+            "woken thread {partner} still queued"
+        );
         woken.kind = kind::RUNNING;
         woken.arg0 = 0;
         woken.arg1 = 0;

@@ -65,12 +65,19 @@ impl World {
 
     /// A register-message call by `caller` to `to`: `SendReceiveRegisters` (`from` None)
     /// or `ReplyReceiveRegisters` receiving from `from`.
-    fn register_call(&mut self, caller: ThreadSlot, to: Endpoint, from: Option<Endpoint>) -> Outcome {
+    fn register_call(
+        &mut self,
+        caller: ThreadSlot,
+        to: Endpoint,
+        from: Option<Endpoint>,
+    ) -> Outcome {
         self.in_register_call.insert(caller);
         if self.fast {
             let partner = match from {
                 None => self.t.register_call_partner(&self.env, caller, to),
-                Some(from) => self.t.register_reply_partner(&mut self.env, caller, to, from),
+                Some(from) => self
+                    .t
+                    .register_reply_partner(&mut self.env, caller, to, from),
             };
             let mut message = self.env.message(caller, UserPtr::NULL);
             let partner = partner.filter(|partner| {
@@ -93,7 +100,9 @@ impl World {
             }
         }
         match from {
-            None => self.t.send_receive(&mut self.env, caller, to, UserPtr::NULL),
+            None => self
+                .t
+                .send_receive(&mut self.env, caller, to, UserPtr::NULL),
             Some(from) => self
                 .t
                 .reply_receive(&mut self.env, caller, to, from, UserPtr::NULL),
@@ -497,7 +506,9 @@ fn a_register_round_trip_takes_the_register_fast_path() {
         // general way: a reply to a thread not awaiting it is NotReady).
         world.in_register_call.insert(server);
         assert_eq!(
-            world.t.receive(&mut world.env, server, Endpoint::ANY, UserPtr::NULL),
+            world
+                .t
+                .receive(&mut world.env, server, Endpoint::ANY, UserPtr::NULL),
             Outcome::Blocked
         );
         assert_eq!(
@@ -537,7 +548,10 @@ fn a_register_round_trip_takes_the_register_fast_path() {
         );
     }
     assert!(*slow.t == *fast.t);
-    assert_eq!(fast.fast_taken, 2, "a kernel kind never takes the register fast path");
+    assert_eq!(
+        fast.fast_taken, 2,
+        "a kernel kind never takes the register fast path"
+    );
 }
 
 #[test]

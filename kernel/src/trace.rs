@@ -28,7 +28,7 @@ static RING: lock::Mutex<TraceRing<TRACE_RING_EVENTS>> =
 pub type Event = (EventKind, Endpoint, [u64; 3]);
 
 /// Records an event about `thread` if its kind is enabled.
-#[inline]
+#[inline(always)]
 pub fn emit(kind: EventKind, thread: Endpoint, args: [u64; 3]) {
     if MASK.load(Ordering::Relaxed) & kind.mask_bit() == 0 {
         return;

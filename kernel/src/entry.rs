@@ -28,13 +28,22 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
     sched::leave(kernel)
 }
 
-/// A `SendReceive` or `ReplyReceive` (`Kernel::is_fast_ipc_call`), on a way of its own so the
-/// general one keeps its shape: the IPC fast path's when it may run, whose CPU time is
-/// charged at the exit only (`Kernel::fast_ipc_call`), else the general way.
+/// A `SendReceive` or `ReplyReceive`, memory or register form (`Kernel::is_fast_ipc_call`),
+/// on a way of its own so the general one keeps its shape: the IPC fast path's when it may
+/// run — first the register fast path's straight line for a register call
+/// (`Kernel::fast_register_call`), then the general fast operation — whose CPU time is charged at the switch or the exit only (`Kernel::fast_ipc_call`),
+/// straight into the partner it woke when the scheduler would pick it; else the general way.
 #[inline(never)]
 fn ipc_call_from_user(mut kernel: MutexGuard<'_, Kernel>, slot: ThreadSlot, number: u64) -> ! {
     if kernel.fast_ipc_allowed() {
-        kernel.fast_ipc_call(slot, number);
+        if crate::ipc::is_register_message_call(number) {
+            if let Some((partner, now)) = kernel.fast_register_call(slot, number) {
+                sched::enter_partner(kernel, partner, now)
+            }
+        }
+        if let Some(partner) = kernel.fast_ipc_call(slot, number) {
+            sched::switch_to_partner(kernel, partner)
+        }
     } else {
         kernel.account_cpu_time();
         kernel.handle_syscall(slot);

@@ -1,18 +1,30 @@
 //! The kernel side of IPC: gives the portable state machine (`kcore::ipc`) access to user
 //! memory, saved registers and the run queues.
+//!
+//! Where a thread's message is: in its buffer in memory, or — while its call is one of the
+//! register-message calls (`SendReceiveRegisters`, `ReplyReceiveRegisters`) — in its saved
+//! registers (`RegisterMessage`: RDX, R10, R8, R9, and the sender in RDI on delivery). The
+//! call in progress is the saved RAX: it holds the call's number until the call's result is
+//! written, which is always after the last message copy of the call (`write_result`). So
+//! the state machine, its fast path and every delivery (replies, notifications, kernel
+//! messages, async messages) work unchanged on register calls, with the buffer address
+//! unused (0).
 
 use crate::arch::paging::AddressSpace;
+use crate::arch::trap::TrapFrame;
 use crate::message_buffer;
 use crate::process::Processes;
 use crate::thread::Threads;
 use crate::usercopy::{self, Access};
 use crate::vm::VmLink;
 use vigil_abi::async_message::AsyncMessage;
+use vigil_abi::message::RegisterMessage;
+use vigil_abi::syscall::Syscall;
 use vigil_abi::trace::EventKind;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::{Endpoint, Error, Message};
 use vigil_kcore::buffer_translation::BufferTranslation;
-use vigil_kcore::ipc::{Handoff, IpcEnvironment, MAX_THREADS};
+use vigil_kcore::ipc::{IpcEnvironment, MAX_THREADS};
 use vigil_kcore::sched::RunQueues;
 use vigil_kcore::slot::ThreadSlot;
 
@@ -27,7 +39,39 @@ pub struct KernelEnv<'a> {
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
 }
 
+/// Whether system call `number` carries its message in registers (see the module's doc).
+#[inline(always)]
+pub fn is_register_message_call(number: u64) -> bool {
+    number == Syscall::SendReceiveRegisters as u64
+        || number == Syscall::ReplyReceiveRegisters as u64
+}
+
+/// The message in `context`'s registers (its source is the state machine's to fill in).
+#[inline(always)]
+pub fn message_from_registers(context: &TrapFrame) -> Message {
+    RegisterMessage::from_registers([context.rdx, context.r10, context.r8, context.r9])
+        .to_message(Endpoint::NONE)
+}
+
+/// Delivers `message` into `context`'s registers: its sender in RDI, the rest as a
+/// `RegisterMessage` (payload words past the registers' are not delivered).
+#[inline(always)]
+pub fn message_into_registers(context: &mut TrapFrame, message: &Message) {
+    let [header, word0, word1, word2] = RegisterMessage::from_message(message).to_registers();
+    context.rdi = message.source.0;
+    context.rdx = header;
+    context.r10 = word0;
+    context.r8 = word1;
+    context.r9 = word2;
+}
+
 impl KernelEnv<'_> {
+    /// Whether `thread`'s message is in its registers rather than in memory.
+    #[inline(always)]
+    fn message_in_registers(&self, thread: ThreadSlot) -> bool {
+        is_register_message_call(self.threads[thread].context().rax)
+    }
+
     fn space_of(&self, thread: ThreadSlot) -> &AddressSpace {
         let process = self.threads[thread].process();
         self.processes[process].space()
@@ -61,6 +105,9 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
+        if self.message_in_registers(thread) {
+            return Ok(message_from_registers(self.threads[thread].context()));
+        }
         let (space, remembered) = self.buffer_of(thread);
         message_buffer::read(space, remembered, address, Access::Read)
     }
@@ -70,6 +117,9 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<Message, Error> {
+        if self.message_in_registers(thread) {
+            return Ok(message_from_registers(self.threads[thread].context()));
+        }
         let (space, remembered) = self.buffer_of(thread);
         message_buffer::read(space, remembered, address, Access::Write)
     }
@@ -81,8 +131,12 @@ impl IpcEnvironment for KernelEnv<'_> {
         address: UserPtr<Message>,
         message: &Message,
     ) -> Result<(), Error> {
-        let (space, remembered) = self.buffer_of(thread);
-        message_buffer::write(space, remembered, address, message)?;
+        if self.message_in_registers(thread) {
+            message_into_registers(self.threads[thread].context_mut(), message);
+        } else {
+            let (space, remembered) = self.buffer_of(thread);
+            message_buffer::write(space, remembered, address, message)?;
+        }
         let receiver_endpoint = self.endpoint_of(thread);
         let received = (
             EventKind::IpcReceive,
@@ -121,6 +175,9 @@ impl IpcEnvironment for KernelEnv<'_> {
         thread: ThreadSlot,
         address: UserPtr<Message>,
     ) -> Result<(), Error> {
+        if self.message_in_registers(thread) {
+            return Ok(());
+        }
         let (space, remembered) = self.buffer_of(thread);
         message_buffer::check_writable(space, remembered, address)
     }
@@ -193,23 +250,6 @@ impl IpcEnvironment for KernelEnv<'_> {
 }
 
 impl crate::system::Kernel {
-    /// Finishes the call of the thread a fast path woke, as `KernelEnv::unblock` does (its
-    /// result), and gives it the CPU directly when the scheduler would. Returns the
-    /// `Unblock` event `unblock` emits, for the caller to record (with its own `Block`).
-    pub fn finish_handoff(&mut self, handoff: Handoff) -> crate::trace::Event {
-        let woken = handoff.woken;
-        let context = self.threads[woken].context_mut();
-        crate::syscall::write_result(context, Ok(0));
-        let rax = context.rax;
-        let unblocked = (
-            EventKind::Unblock,
-            self.threads[woken].endpoint(),
-            [rax, 0, 0],
-        );
-        self.hand_off_to(woken);
-        unblocked
-    }
-
     /// Splits the kernel into the thread table and the environment its operations need.
     pub fn ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
         let env = KernelEnv {

@@ -25,6 +25,7 @@ mod panic;
 mod pm;
 mod process;
 mod ptrace;
+mod register_ipc;
 mod rs;
 mod sched;
 mod selftest;

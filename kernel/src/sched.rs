@@ -91,7 +91,12 @@ impl Kernel {
     /// Charges the time since the last dispatch to the current thread (or to idle).
     #[inline(always)]
     pub fn account_cpu_time(&mut self) {
-        let now = cpu::rdtsc();
+        self.account_cpu_time_at(cpu::rdtsc());
+    }
+
+    /// `account_cpu_time` with the TSC value `now` the caller read.
+    #[inline(always)]
+    pub fn account_cpu_time_at(&mut self, now: u64) {
         let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
         self.cpu.dispatch_tsc = now;
         match self.cpu.current {
@@ -212,6 +217,21 @@ impl Kernel {
         }
     }
 
+    /// Whether the CPU may go straight from the current thread, just blocked by an IPC
+    /// fast path, to `slot`, which that call made Ready (`switch_to_partner`): exactly when
+    /// `choose_next` would pick it next — no handoff pending, nothing queued as urgent (a
+    /// thread of its own priority would be ahead of it), no stopped process, pending signal
+    /// or traced thread asking for `next_runnable`'s checks.
+    #[inline(always)]
+    pub fn direct_switch_allowed(&self, slot: ThreadSlot) -> bool {
+        self.cpu.handoff.is_none()
+            && !self.signals.scheduling_checks()
+            && !self.trace.any()
+            && self
+                .run_queues
+                .pushed_back_runs_next(self.priority_of(slot))
+    }
+
     /// `choose_next`'s pick while some process is stopped or has a signal pending, or some
     /// thread is traced: a traced thread whose call blocked stops for its tracer; a thread
     /// of a stopped process stays Ready off the queues until `PmResume`; one whose process
@@ -317,6 +337,52 @@ impl Kernel {
         self.cpu.fpu_loaded = Some(slot);
         true
     }
+}
+
+/// Leaves the kernel from an IPC fast path (`Kernel::fast_ipc_call`) straight into
+/// `partner`, which the call woke (Ready) while the current thread blocked and which
+/// `direct_switch_allowed` said the scheduler would pick: what `leave` does for that case,
+/// without the pick — the partner Running, the `ContextSwitch` event, then
+/// `enter_partner`.
+pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot) -> ! {
+    let now = cpu::rdtsc();
+    kernel.table.mark_running(partner);
+    let previous = kernel
+        .current()
+        .expect("a fast IPC call has a current thread");
+    let previous_endpoint = kernel.table.endpoint(previous);
+    let previous_state = kernel.table.encoded_state(previous).0;
+    let partner_endpoint = kernel.table.endpoint(partner);
+    crate::trace::emit(
+        EventKind::ContextSwitch,
+        partner_endpoint,
+        [previous_endpoint.0, u64::from(previous_state), 0],
+    );
+    enter_partner(kernel, partner, now)
+}
+
+/// The end of every direct switch of an IPC fast path to `partner`, already Running (the
+/// register fast path makes it so in its commit, `switch_to_partner` otherwise) with its
+/// events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
+/// voluntary switch counted, the partner's quantum refilled if spent and the partner the
+/// current thread, then its address space, FPU trap state, entry stack and SYSRET.
+pub fn enter_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot, now: u64) -> ! {
+    kernel.account_cpu_time_at(now);
+    let previous = kernel
+        .cpu
+        .current
+        .expect("a fast IPC call has a current thread");
+    debug_assert!(!kernel.table.is_running(previous));
+    debug_assert!(kernel.table.is_running(partner));
+    kernel.threads[previous].counters_mut().voluntary_switches += 1;
+    policy::refill_if_spent(kernel.threads[partner].quantum_left_mut(), QUANTUM_TICKS);
+    kernel.cpu.current = Some(partner);
+    let frame = kernel.dispatch(partner);
+    drop(kernel);
+    // SAFETY: as in `leave`: `dispatch` loaded the partner's address space and made
+    // `frame` (inside the static thread table) its save area; the frame only ever holds
+    // user-mode state.
+    unsafe { user_entry::return_to_user(frame) }
 }
 
 /// Leaves the kernel: runs the chosen thread, or idles until one is ready. Never returns.

@@ -13,6 +13,7 @@ use crate::usercopy;
 use vigil_abi::async_message::MAX_ASYNC_ENTRIES;
 use vigil_abi::syscall::*;
 use vigil_abi::trace::EventKind;
+use vigil_abi::user_memory::UserPtr;
 use vigil_abi::wait::ThreadState;
 use vigil_abi::Error;
 use vigil_kcore::ipc::Outcome;
@@ -65,10 +66,14 @@ const LOOKUP_NAME_MAX: usize = crate::process::NAME_BYTES;
 
 impl Kernel {
     /// Whether system call `number` is one the IPC fast path has a way for (`SendReceive`,
-    /// `ReplyReceive`): one bit test, so every other call pays next to nothing for it.
+    /// `ReplyReceive` and their register-message forms): one bit test, so every other call
+    /// pays next to nothing for it.
     #[inline]
     pub fn is_fast_ipc_call(number: u64) -> bool {
-        const CALLS: u64 = 1 << Syscall::SendReceive as u64 | 1 << Syscall::ReplyReceive as u64;
+        const CALLS: u64 = 1 << Syscall::SendReceive as u64
+            | 1 << Syscall::ReplyReceive as u64
+            | 1 << Syscall::SendReceiveRegisters as u64
+            | 1 << Syscall::ReplyReceiveRegisters as u64;
         number < 64 && CALLS >> number & 1 != 0
     }
 
@@ -79,51 +84,77 @@ impl Kernel {
         self.ipc_fastpath && !self.trace.any()
     }
 
-    /// The IPC fast path's way through the kernel for `SendReceive` and `ReplyReceive`
+    /// The IPC fast path's way through the kernel for the calls of `is_fast_ipc_call`
     /// (`number`), with nothing traced: the `Syscall` event, the arguments decoded, the fast
-    /// operation (`kcore::ipc::fast`), then directly the verdict a blocked call gets (the
-    /// partner's result and `Unblock`, the caller's `Block` event), without the general
-    /// dispatch. The CPU time of the call is charged once, at the kernel's exit
-    /// (`sched::leave`): the caller stays the current thread until the scheduler's pick, so
-    /// its user time and its kernel time go to it as with a charge at entry too, in one
-    /// conversion instead of two. If the fast operation declines (changing nothing), the
-    /// call goes on the slow way (`fast_ipc_declined`).
+    /// operation (`kcore::ipc::fast`; a register call's message is copied between saved
+    /// registers, `ipc.rs`), then directly the verdict a blocked call gets (the partner's
+    /// result and `Unblock`, the caller's `Block` event), without the general dispatch.
+    ///
+    /// Returns the partner when the CPU goes straight to it (`sched::switch_to_partner`):
+    /// the scheduler would pick it now (`direct_switch_allowed`). Otherwise the partner was
+    /// queued or handed off as the slow path's `unblock` would (or the call declined and ran
+    /// the slow way, `fast_ipc_declined`), and the kernel leaves through the scheduler.
+    ///
+    /// The CPU time of the call is charged once, at the switch or the kernel's exit: the
+    /// caller stays the current thread until then, so its user time and its kernel time go
+    /// to it as with a charge at entry too, in one conversion instead of two.
     #[inline(always)]
-    pub fn fast_ipc_call(&mut self, slot: ThreadSlot, number: u64) {
+    pub fn fast_ipc_call(&mut self, slot: ThreadSlot, number: u64) -> Option<ThreadSlot> {
         let registers = self.threads[slot].context().syscall_arguments();
         let caller = self.table.endpoint(slot);
         crate::trace::emit(EventKind::Syscall, caller, [number, registers[0], 0]);
         usercopy::forget_missing_page();
-        if number == Syscall::SendReceive as u64 {
-            if let Ok(args) = SendReceiveArgs::decode(&registers) {
-                let (table, mut env) = self.ipc_parts();
-                let fast = table.fast_send_receive(&mut env, slot, args.destination, args.message);
-                if let Some(handoff) = fast {
-                    let state = ThreadState::AwaitingReply {
-                        from: args.destination,
-                    };
-                    self.finish_fast_ipc_call(slot, caller, handoff, state);
-                    return;
-                }
-            }
-        } else {
-            if let Ok(args) = ReplyReceiveArgs::decode(&registers) {
-                let (table, mut env) = self.ipc_parts();
-                let fast = table.fast_reply_receive(
-                    &mut env,
-                    slot,
-                    args.destination,
-                    args.source,
-                    args.message,
-                );
-                if let Some(handoff) = fast {
-                    let state = ThreadState::Receiving { from: args.source };
-                    self.finish_fast_ipc_call(slot, caller, handoff, state);
-                    return;
-                }
+        let done = match Syscall::from_number(number) {
+            Some(Syscall::SendReceiveRegisters) => SendReceiveRegistersArgs::decode(&registers)
+                .ok()
+                .and_then(|args| self.fast_send_receive(slot, args.destination, UserPtr::NULL)),
+            Some(Syscall::ReplyReceiveRegisters) => ReplyReceiveRegistersArgs::decode(&registers)
+                .ok()
+                .and_then(|args| {
+                    self.fast_reply_receive(slot, args.destination, args.source, UserPtr::NULL)
+                }),
+            Some(Syscall::SendReceive) => SendReceiveArgs::decode(&registers)
+                .ok()
+                .and_then(|args| self.fast_send_receive(slot, args.destination, args.message)),
+            _ => ReplyReceiveArgs::decode(&registers).ok().and_then(|args| {
+                self.fast_reply_receive(slot, args.destination, args.source, args.message)
+            }),
+        };
+        match done {
+            Some((handoff, state)) => self.finish_fast_ipc_call(slot, caller, handoff, state),
+            None => {
+                self.fast_ipc_declined(slot, number, &registers, caller);
+                None
             }
         }
-        self.fast_ipc_declined(slot, number, &registers, caller);
+    }
+
+    /// The fast `SendReceive` of `slot` to `destination` (message at `buffer`, or in the
+    /// registers for the register call): the partner woken and the caller's new state.
+    #[inline(always)]
+    fn fast_send_receive(
+        &mut self,
+        slot: ThreadSlot,
+        destination: vigil_abi::Endpoint,
+        buffer: UserPtr<vigil_abi::Message>,
+    ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState)> {
+        let (table, mut env) = self.ipc_parts();
+        let handoff = table.fast_send_receive(&mut env, slot, destination, buffer)?;
+        Some((handoff, ThreadState::AwaitingReply { from: destination }))
+    }
+
+    /// The fast `ReplyReceive` of `slot`, as `fast_send_receive`.
+    #[inline(always)]
+    fn fast_reply_receive(
+        &mut self,
+        slot: ThreadSlot,
+        destination: vigil_abi::Endpoint,
+        source: vigil_abi::Endpoint,
+        buffer: UserPtr<vigil_abi::Message>,
+    ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState)> {
+        let (table, mut env) = self.ipc_parts();
+        let handoff = table.fast_reply_receive(&mut env, slot, destination, source, buffer)?;
+        Some((handoff, ThreadState::Receiving { from: source }))
     }
 
     /// The fast operation declined `slot`'s (`caller`'s) call `number` (its argument
@@ -141,26 +172,38 @@ impl Kernel {
     ) {
         self.account_cpu_time();
         usercopy::forget_missing_page();
-        let result = if number == Syscall::SendReceive as u64 {
-            SendReceiveArgs::decode(registers).and_then(|args| send_receive(self, slot, args))
-        } else {
-            ReplyReceiveArgs::decode(registers).and_then(|args| reply_receive(self, slot, args))
+        let result = match Syscall::from_number(number) {
+            Some(call) => self.syscall(slot, call, registers),
+            None => Err(Error::NoSuchCall),
         };
         self.apply_verdict(slot, caller, result);
     }
 
-    /// A fast `SendReceive`/`ReplyReceive` by `slot` (`caller`) left it blocked in `state`
-    /// and woke `handoff.woken`: the partner's result and its switch, its `Unblock` event,
-    /// then what `handle_syscall` does for `Next::Blocked` with nothing traced — the `Block`
-    /// event.
+    /// A fast call by `slot` (`caller`) left it blocked in `state` and woke `handoff.woken`:
+    /// the partner's result, its `Unblock` event, then what `handle_syscall` does for
+    /// `Next::Blocked` with nothing traced — the `Block` event. Returns the partner if the
+    /// CPU goes straight to it; else it was handed off or queued as `unblock` would.
+    #[inline(always)]
     fn finish_fast_ipc_call(
         &mut self,
         slot: ThreadSlot,
         caller: vigil_abi::Endpoint,
         handoff: vigil_kcore::ipc::Handoff,
         state: ThreadState,
-    ) {
-        let unblocked = self.finish_handoff(handoff);
+    ) -> Option<ThreadSlot> {
+        let woken = handoff.woken;
+        let context = self.threads[woken].context_mut();
+        write_result(context, Ok(0));
+        let rax = context.rax;
+        let unblocked = (
+            EventKind::Unblock,
+            self.threads[woken].endpoint(),
+            [rax, 0, 0],
+        );
+        let direct = self.direct_switch_allowed(woken);
+        if !direct {
+            self.hand_off_to(woken);
+        }
         debug_assert_eq!(self.table.state(slot), state);
         let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
         // Nothing happens between the two (`trace::emit_together`).
@@ -172,6 +215,7 @@ impl Kernel {
                 [u64::from(code), target.0, argument],
             ),
         ]);
+        direct.then_some(woken)
     }
 
     /// Runs the system call saved in `slot`'s registers and applies the verdict.
@@ -290,6 +334,12 @@ impl Kernel {
             Syscall::TraceResumeWait => {
                 run!(TraceResumeWaitArgs, crate::trace_handoff::resume_wait)
             }
+            Syscall::SendReceiveRegisters => {
+                run!(SendReceiveRegistersArgs, send_receive_registers)
+            }
+            Syscall::ReplyReceiveRegisters => {
+                run!(ReplyReceiveRegistersArgs, reply_receive_registers)
+            }
         }
     }
 }
@@ -357,6 +407,33 @@ fn reply_receive(
         args.destination,
         args.source,
         args.message,
+    ))
+}
+
+/// `SendReceiveRegisters` the slow way: `send_receive` with the message in the caller's
+/// registers (`ipc.rs` copies them; no buffer in memory).
+fn send_receive_registers(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: SendReceiveRegistersArgs,
+) -> Result<Next, Error> {
+    let (table, mut env) = kernel.ipc_parts();
+    Next::from_outcome(table.send_receive(&mut env, caller, args.destination, UserPtr::NULL))
+}
+
+/// `ReplyReceiveRegisters` the slow way: `reply_receive` with register messages.
+fn reply_receive_registers(
+    kernel: &mut Kernel,
+    caller: ThreadSlot,
+    args: ReplyReceiveRegistersArgs,
+) -> Result<Next, Error> {
+    let (table, mut env) = kernel.ipc_parts();
+    Next::from_outcome(table.reply_receive(
+        &mut env,
+        caller,
+        args.destination,
+        args.source,
+        UserPtr::NULL,
     ))
 }
 

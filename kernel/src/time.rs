@@ -51,7 +51,14 @@ pub fn tsc_to_ns(tsc_delta: u64) -> u64 {
 
 /// Nanoseconds since boot.
 pub fn now_ns() -> u64 {
-    tsc_to_ns(cpu::rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed)))
+    ns_at(cpu::rdtsc())
+}
+
+/// Nanoseconds since boot at TSC value `tsc` (read earlier by the caller, so one read can
+/// serve the CPU accounting and a trace timestamp).
+#[inline]
+pub fn ns_at(tsc: u64) -> u64 {
+    tsc_to_ns(tsc.wrapping_sub(BOOT_TSC.load(Ordering::Relaxed)))
 }
 
 /// Called by the timer interrupt.

@@ -8,7 +8,8 @@
 //! `Unblock` of the partner and `Block` of the caller — are recorded together
 //! (`emit_together`): one lock and one clock read for all, so they carry the same
 //! timestamp (their sequence numbers still order them), where separate `emit`s gave them
-//! timestamps a few dozen nanoseconds apart.
+//! timestamps a few dozen nanoseconds apart. A register fast call's five events are one
+//! compact record (`emit_fast_ipc`), which the ring's readers expand into those events.
 
 use crate::lock;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +28,7 @@ static RING: lock::Mutex<TraceRing<TRACE_RING_EVENTS>> =
 pub type Event = (EventKind, Endpoint, [u64; 3]);
 
 /// Records an event about `thread` if its kind is enabled.
-#[inline]
+#[inline(always)]
 pub fn emit(kind: EventKind, thread: Endpoint, args: [u64; 3]) {
     if MASK.load(Ordering::Relaxed) & kind.mask_bit() == 0 {
         return;
@@ -56,6 +57,22 @@ pub fn emit_together<const N: usize>(events: [Event; N]) {
     }
 }
 
+/// Records a fast IPC call's five events as one compact record (`TraceRing::record_fast_ipc`),
+/// after its `syscall` event if that kind is enabled, under one lock and timestamped with
+/// the TSC value `tsc` the caller read (the one clock read of the call, shared with its CPU
+/// accounting). The caller has checked that the mask enables every kind of
+/// `vigil_kcore::trace::FAST_IPC_KINDS`.
+#[inline]
+pub fn emit_fast_ipc(tsc: u64, syscall: Option<Event>, call: &vigil_kcore::trace::FastIpc) {
+    let timestamp = crate::time::ns_at(tsc);
+    let mut ring = RING.lock();
+    if let Some((kind, thread, args)) = syscall {
+        ring.record_unfiltered(timestamp, kind, thread.0, args);
+    }
+    ring.record_fast_ipc(timestamp, call);
+}
+
+#[inline]
 pub fn mask() -> u64 {
     MASK.load(Ordering::Relaxed)
 }

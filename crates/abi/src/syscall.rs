@@ -9,7 +9,7 @@ use crate::async_message::AsyncMessage;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::host_command::{Outcome, RequestId};
-use crate::message::Message;
+use crate::message::{Message, RegisterMessage, REGISTER_PAYLOAD_WORDS};
 use crate::pm::{ImageFlags, IpcAllow, Priority};
 use crate::user_memory::{Pod, UserPtr, UserSlice};
 use crate::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
@@ -75,6 +75,45 @@ impl<T: Pod> Argument for UserSlice<T> {
     fn encode(&self, registers: &mut [u64]) {
         registers[0] = self.address();
         registers[1] = self.len() as u64;
+    }
+}
+
+/// Four registers: the header (kind and tag), then the payload words (`RegisterMessage`).
+/// Any values: the kernel refuses a kernel kind when it sends, as for a memory message.
+impl Argument for RegisterMessage {
+    const REGISTERS: usize = 1 + REGISTER_PAYLOAD_WORDS;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        Ok(RegisterMessage::from_registers([
+            registers[0],
+            registers[1],
+            registers[2],
+            registers[3],
+        ]))
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[..1 + REGISTER_PAYLOAD_WORDS].copy_from_slice(&self.to_registers());
+    }
+}
+
+/// A register the call does not use yet: it must be 0 (else `InvalidArgument`), so a later
+/// meaning cannot be mistaken for today's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Reserved;
+
+impl Argument for Reserved {
+    const REGISTERS: usize = 1;
+    #[inline(always)]
+    fn decode(registers: &[u64]) -> Result<Self, Error> {
+        if registers[0] != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(Reserved)
+    }
+    #[inline(always)]
+    fn encode(&self, registers: &mut [u64]) {
+        registers[0] = 0;
     }
 }
 
@@ -369,6 +408,15 @@ calls! {
     /// something else); ASK_MANAGER later if it ends or the caller is signalled: then PM's
     /// WAIT has the answer. `Exists` if another thread already waits for it.
     TraceResumeWait = 26 => TraceResumeWaitArgs { process: Pid, mode: crate::ptrace::ResumeMode, out: UserPtr<[u64; crate::ptrace::direct::RECORD_WORDS]> }
+    /// (dest, 0, message in RDX/R10/R8/R9) → 0, with the reply in RDI (its sender), RDX,
+    /// R10, R8, R9 (`RegisterMessage`). `SendReceive` with a register message: the same
+    /// semantics and errors, no buffer in memory. The IPC fast path's call (a server
+    /// waiting for the caller takes it without a memory copy, and the CPU goes straight to
+    /// it); every other case runs the state machine's general way.
+    SendReceiveRegisters = 27 => SendReceiveRegistersArgs { destination: Endpoint, reserved: Reserved, message: RegisterMessage }
+    /// (dest, src or ANY, message in RDX/R10/R8/R9) → 0, with the message received in RDI
+    /// (its sender), RDX, R10, R8, R9. `ReplyReceive` with register messages both ways.
+    ReplyReceiveRegisters = 28 => ReplyReceiveRegistersArgs { destination: Endpoint, source: Endpoint, message: RegisterMessage }
 }
 
 calls! {
@@ -635,6 +683,41 @@ mod tests {
         assert_eq!(KernelCall::from_number(16), Some(KernelCall::VmSetVirtual));
         assert_eq!(Syscall::SendReceive.name(), "SendReceive");
         assert_eq!(KernelCall::Snapshot.name(), "Snapshot");
+    }
+
+    #[test]
+    fn register_messages_take_rdx_r10_r8_r9_and_a_reserved_register_must_be_zero() {
+        let message = RegisterMessage {
+            kind: 9,
+            tag: 2,
+            payload: [10, 11, 12],
+        };
+        let call = SendReceiveRegistersArgs {
+            destination: Endpoint::new(3, 7),
+            reserved: Reserved,
+            message,
+        };
+        let registers = call.encode();
+        assert_eq!(
+            registers,
+            [Endpoint::new(3, 7).0, 0, 2 << 32 | 9, 10, 11, 12]
+        );
+        assert_eq!(SendReceiveRegistersArgs::decode(&registers), Ok(call));
+        let mut nonzero = registers;
+        nonzero[1] = 1;
+        assert_eq!(
+            SendReceiveRegistersArgs::decode(&nonzero),
+            Err(Error::InvalidArgument)
+        );
+        let reply = ReplyReceiveRegistersArgs {
+            destination: Endpoint::new(3, 7),
+            source: Endpoint::ANY,
+            message,
+        };
+        let registers = reply.encode();
+        assert_eq!(registers[1], Endpoint::ANY.0);
+        assert_eq!(registers[2..], [2 << 32 | 9, 10, 11, 12]);
+        assert_eq!(ReplyReceiveRegistersArgs::decode(&registers), Ok(reply));
     }
 
     #[test]

@@ -1,23 +1,113 @@
 //! The kernel trace ring: fixed-size events with consecutive sequence numbers and an exact
 //! count of events lost, so loss is always visible and never silent.
 //!
-//! Writers never block: when the ring is full the oldest unread event is overwritten and
-//! counted as dropped. A disabled kind costs the caller one branch (`enabled`).
+//! Writers never block: when the ring is full the oldest unread record is overwritten and
+//! its events counted as dropped. A disabled kind costs the caller one branch (`enabled`).
+//!
+//! A slot holds a record: one event, or a fast IPC call's five events in one compact record
+//! (`record_fast_ipc`: one write for the IPC fast path's whole round of `IpcReceive`,
+//! `IpcSend`, `Unblock`, `Block` and `ContextSwitch`). Readers never see a compact record:
+//! `drain` and `recent` expand it into the five events, with consecutive sequence numbers
+//! and the record's timestamp, exactly as five separate records would have given them.
 
 use vigil_abi::trace::{EventKind, TraceEvent};
 
-/// Ring of `N` events (`N` a power of two).
+/// `TraceEvent::kind` of a compact fast-IPC record inside the ring (never shown to a
+/// reader: no `EventKind` has this value).
+const FAST_IPC_RECORD: u16 = 0xfa57;
+
+/// Events a compact fast-IPC record stands for.
+pub const FAST_IPC_EVENTS: u64 = 5;
+
+/// The event kinds a compact fast-IPC record stands for: it is written only when all are
+/// enabled.
+pub const FAST_IPC_KINDS: u64 = EventKind::IpcReceive.mask_bit()
+    | EventKind::IpcSend.mask_bit()
+    | EventKind::Unblock.mask_bit()
+    | EventKind::Block.mask_bit()
+    | EventKind::ContextSwitch.mask_bit();
+
+/// A fast IPC call, as one compact record: `caller` delivered a message of `kind` to
+/// `partner` (whose call finished with 0 in RAX), blocked in the state (`state_code`,
+/// `state_target`, argument 0), and the CPU went to `partner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastIpc {
+    pub caller: u64,
+    pub partner: u64,
+    pub kind: u32,
+    pub state_code: u8,
+    pub state_target: u64,
+}
+
+impl FastIpc {
+    /// Its events, in the order the slow path records them: the delivery (the receiver's
+    /// `IpcReceive`, the sender's `IpcSend`), the partner's `Unblock` with result 0, the
+    /// caller's `Block`, the `ContextSwitch` to the partner.
+    pub fn events(&self) -> [(EventKind, u64, [u64; 3]); FAST_IPC_EVENTS as usize] {
+        let kind = u64::from(self.kind);
+        let code = u64::from(self.state_code);
+        [
+            (EventKind::IpcReceive, self.partner, [self.caller, kind, 0]),
+            (EventKind::IpcSend, self.caller, [self.partner, kind, 0]),
+            (EventKind::Unblock, self.partner, [0, 0, 0]),
+            (EventKind::Block, self.caller, [code, self.state_target, 0]),
+            (
+                EventKind::ContextSwitch,
+                self.partner,
+                [self.caller, code, 0],
+            ),
+        ]
+    }
+}
+
+/// Ring of `N` records (`N` a power of two).
 pub struct TraceRing<const N: usize> {
-    events: [TraceEvent; N],
+    records: [TraceEvent; N],
+    /// Records written so far.
+    next_record: u64,
+    /// The record the reader takes from next, and how many of its events it took already.
+    read_record: u64,
+    read_offset: u64,
     /// Sequence number the next event gets (== number of events recorded so far).
     next_seq: u64,
-    /// Sequence number of the next event the reader takes.
-    read_seq: u64,
-    /// Events overwritten before the reader took them.
-    dropped: u64,
+    /// Events the reader took. The others were recorded are pending or were overwritten
+    /// before the reader took them (`dropped`), so an overwrite only moves the read position.
+    delivered: u64,
     /// Kinds *not* recorded (the complement of the mask), so a ring that records everything
     /// is all zero bytes and a `static` of it costs nothing in the kernel image.
     ignored: u64,
+}
+
+/// Events `record` stands for.
+fn events_in(record: &TraceEvent) -> u64 {
+    if record.kind == FAST_IPC_RECORD {
+        FAST_IPC_EVENTS
+    } else {
+        1
+    }
+}
+
+/// Event `index` of `record` (0 for a plain one), as a reader sees it.
+fn event_of(record: &TraceEvent, index: u64) -> TraceEvent {
+    if record.kind != FAST_IPC_RECORD {
+        return *record;
+    }
+    let fast = FastIpc {
+        caller: record.thread,
+        partner: record.args[0],
+        kind: record.args[1] as u32,
+        state_code: (record.args[1] >> 32) as u8,
+        state_target: record.args[2],
+    };
+    let (kind, thread, args) = fast.events()[index as usize];
+    TraceEvent {
+        seq: record.seq + index,
+        timestamp_ns: record.timestamp_ns,
+        kind: kind as u16,
+        reserved: [0; 3],
+        thread,
+        args,
+    }
 }
 
 impl<const N: usize> TraceRing<N> {
@@ -26,7 +116,7 @@ impl<const N: usize> TraceRing<N> {
     pub const fn new(mask: u64) -> Self {
         let () = Self::CAPACITY_OK;
         TraceRing {
-            events: [TraceEvent {
+            records: [TraceEvent {
                 seq: 0,
                 timestamp_ns: 0,
                 kind: 0,
@@ -34,9 +124,11 @@ impl<const N: usize> TraceRing<N> {
                 thread: 0,
                 args: [0; 3],
             }; N],
+            next_record: 0,
+            read_record: 0,
+            read_offset: 0,
             next_seq: 0,
-            read_seq: 0,
-            dropped: 0,
+            delivered: 0,
             ignored: !mask,
         }
     }
@@ -78,31 +170,71 @@ impl<const N: usize> TraceRing<N> {
         thread: u64,
         args: [u64; 3],
     ) -> u64 {
-        let seq = self.next_seq;
-        if seq - self.read_seq == N as u64 {
-            // Full: the oldest unread event is overwritten.
-            self.read_seq += 1;
-            self.dropped += 1;
-        }
-        self.events[(seq % N as u64) as usize] = TraceEvent {
-            seq,
+        self.push::<1>(TraceEvent {
+            seq: self.next_seq,
             timestamp_ns,
             kind: kind as u16,
             reserved: [0; 3],
             thread,
             args,
-        };
-        self.next_seq = seq + 1;
+        })
+    }
+
+    /// Records a fast IPC call's five events (`FastIpc::events`) as one record, whatever
+    /// the ring's own mask says (the writer records it only with all of `FAST_IPC_KINDS`
+    /// enabled); returns the first one's sequence number.
+    #[inline]
+    pub fn record_fast_ipc(&mut self, timestamp_ns: u64, call: &FastIpc) -> u64 {
+        self.push::<FAST_IPC_EVENTS>(TraceEvent {
+            seq: self.next_seq,
+            timestamp_ns,
+            kind: FAST_IPC_RECORD,
+            reserved: [0; 3],
+            thread: call.caller,
+            args: [
+                call.partner,
+                u64::from(call.kind) | u64::from(call.state_code) << 32,
+                call.state_target,
+            ],
+        })
+    }
+
+    /// Writes `record` of `EVENTS` events (its `seq` is `next_seq`), overwriting the oldest
+    /// if full.
+    #[inline(always)]
+    fn push<const EVENTS: u64>(&mut self, record: TraceEvent) -> u64 {
+        let seq = record.seq;
+        let at = self.next_record;
+        if at - self.read_record == N as u64 {
+            self.overwrite_oldest();
+        }
+        self.next_seq = seq + EVENTS;
+        self.records[(at % N as u64) as usize] = record;
+        self.next_record = at + 1;
         seq
+    }
+
+    /// The ring is full: the oldest unread record goes (what is left of it is lost, and
+    /// counted by `dropped`).
+    #[inline(always)]
+    fn overwrite_oldest(&mut self) {
+        self.read_record += 1;
+        self.read_offset = 0;
     }
 
     /// Takes up to `max` unread events, oldest first.
     pub fn drain(&mut self, max: usize, mut take: impl FnMut(&TraceEvent)) -> usize {
         let mut taken = 0;
-        while taken < max && self.read_seq < self.next_seq {
-            take(&self.events[(self.read_seq % N as u64) as usize]);
-            self.read_seq += 1;
+        while taken < max && self.read_record < self.next_record {
+            let record = &self.records[(self.read_record % N as u64) as usize];
+            take(&event_of(record, self.read_offset));
             taken += 1;
+            self.delivered += 1;
+            self.read_offset += 1;
+            if self.read_offset == events_in(record) {
+                self.read_record += 1;
+                self.read_offset = 0;
+            }
         }
         taken
     }
@@ -110,21 +242,39 @@ impl<const N: usize> TraceRing<N> {
     /// Calls `take` with the last `max` events recorded (read or not), oldest first, and
     /// leaves the ring as it was: for a report that must not disturb the monitor's reader.
     pub fn recent(&self, max: usize, mut take: impl FnMut(&TraceEvent)) {
-        let held = self.next_seq.min(N as u64);
-        let count = held.min(max as u64);
-        for seq in self.next_seq - count..self.next_seq {
-            take(&self.events[(seq % N as u64) as usize]);
+        let oldest_held = self.next_record.saturating_sub(N as u64);
+        // Walk back to the record holding the `max`th-last event.
+        let mut first = self.next_record;
+        let mut events = 0;
+        while first > oldest_held && events < max as u64 {
+            first -= 1;
+            events += events_in(&self.records[(first % N as u64) as usize]);
+        }
+        let mut skip = events.saturating_sub(max as u64);
+        for at in first..self.next_record {
+            let record = &self.records[(at % N as u64) as usize];
+            for index in 0..events_in(record) {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                take(&event_of(record, index));
+            }
         }
     }
 
     /// Unread events.
     pub fn pending(&self) -> usize {
-        (self.next_seq - self.read_seq) as usize
+        if self.read_record == self.next_record {
+            return 0;
+        }
+        let record = &self.records[(self.read_record % N as u64) as usize];
+        (self.next_seq - record.seq - self.read_offset) as usize
     }
 
     /// Events lost to overwriting since creation.
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        self.next_seq - self.delivered - self.pending() as u64
     }
 
     /// Events recorded since creation.
@@ -243,6 +393,100 @@ mod tests {
     fn a_static_ring_is_possible() {
         static RING: std::sync::Mutex<TraceRing<16>> = std::sync::Mutex::new(TraceRing::new(0));
         assert_eq!(RING.lock().unwrap().recorded(), 0);
+    }
+
+    fn sample_call(caller: u64) -> FastIpc {
+        FastIpc {
+            caller,
+            partner: 77,
+            kind: 0x1234,
+            state_code: vigil_abi::introspect::state_code::AWAITING_REPLY,
+            state_target: 77,
+        }
+    }
+
+    #[test]
+    fn a_compact_record_reads_as_the_five_events_separate_records_give() {
+        let call = sample_call(5);
+        let mut compact = TraceRing::<8>::new(u64::MAX);
+        compact.record(1, EventKind::Syscall, 5, [27, 0, 0]);
+        assert_eq!(compact.record_fast_ipc(9, &call), 1);
+        compact.record(10, EventKind::Log, 0, [3, 0, 0]);
+        let mut separate = TraceRing::<8>::new(u64::MAX);
+        separate.record(1, EventKind::Syscall, 5, [27, 0, 0]);
+        for (kind, thread, args) in call.events() {
+            separate.record(9, kind, thread, args);
+        }
+        separate.record(10, EventKind::Log, 0, [3, 0, 0]);
+        assert_eq!(compact.recorded(), 7);
+        assert_eq!(compact.pending(), 7);
+        let mut recent_compact = Vec::new();
+        compact.recent(4, |e| recent_compact.push(*e));
+        let mut recent_separate = Vec::new();
+        separate.recent(4, |e| recent_separate.push(*e));
+        assert_eq!(recent_compact, recent_separate);
+        let events = drain_all(&mut compact);
+        assert_eq!(events, drain_all(&mut separate));
+        let kinds: Vec<u16> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Syscall as u16,
+                EventKind::IpcReceive as u16,
+                EventKind::IpcSend as u16,
+                EventKind::Unblock as u16,
+                EventKind::Block as u16,
+                EventKind::ContextSwitch as u16,
+                EventKind::Log as u16,
+            ]
+        );
+        assert_eq!(events[4].args, [u64::from(call.state_code), 77, 0]);
+        assert_eq!(events[5].thread, 77);
+    }
+
+    #[test]
+    fn a_compact_record_drains_in_parts_and_overwritten_counts_its_unread_events() {
+        let mut ring = TraceRing::<2>::new(u64::MAX);
+        ring.record_fast_ipc(1, &sample_call(1));
+        let mut seqs = Vec::new();
+        assert_eq!(ring.drain(2, |e| seqs.push(e.seq)), 2);
+        assert_eq!(ring.pending(), 3);
+        ring.record_fast_ipc(2, &sample_call(2));
+        ring.record(3, EventKind::Log, 0, [0; 3]);
+        // The first record's three unread events were lost with it.
+        assert_eq!(ring.dropped(), 3);
+        ring.drain(usize::MAX, |e| seqs.push(e.seq));
+        assert_eq!(seqs, [0, 1, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(ring.recorded(), 11);
+    }
+
+    proptest::proptest! {
+        /// Compact and plain records mixed, drained in any amounts: every event is
+        /// delivered in order exactly once or counted as dropped, and `recent` shows the
+        /// last events recorded.
+        #[test]
+        fn compact_records_keep_the_count_exact(ops in proptest::collection::vec(0usize..8, 0..300)) {
+            let mut ring = TraceRing::<8>::new(u64::MAX);
+            let mut delivered = Vec::new();
+            for op in ops {
+                match op {
+                    0..=2 => { ring.record(0, EventKind::Block, 0, [0; 3]); }
+                    3..=4 => { ring.record_fast_ipc(0, &sample_call(1)); }
+                    _ => { ring.drain(op - 4, |e| delivered.push(e.seq)); }
+                }
+                let mut recent = Vec::new();
+                ring.recent(3, |e| recent.push(e.seq));
+                let newest: Vec<u64> = (ring.recorded().saturating_sub(3)..ring.recorded()).collect();
+                proptest::prop_assert_eq!(recent, newest);
+                proptest::prop_assert_eq!(
+                    delivered.len() as u64 + ring.dropped() + ring.pending() as u64,
+                    ring.recorded()
+                );
+            }
+            ring.drain(usize::MAX, |e| delivered.push(e.seq));
+            proptest::prop_assert!(delivered.windows(2).all(|w| w[0] < w[1]));
+            proptest::prop_assert_eq!(delivered.len() as u64 + ring.dropped(), ring.recorded());
+        }
     }
 
     proptest::proptest! {

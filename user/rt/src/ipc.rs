@@ -12,6 +12,7 @@ use core::cell::UnsafeCell;
 use core::ptr::{addr_of, addr_of_mut};
 
 use vigil_abi::async_message::{async_flags, AsyncMessage, MAX_ASYNC_ENTRIES};
+use vigil_abi::message::RegisterMessage;
 use vigil_abi::syscall::grant_access;
 use vigil_abi::{Endpoint, Error, Message};
 
@@ -75,6 +76,26 @@ pub fn reply_receive(
     message: &mut Message,
 ) -> Result<(), Error> {
     syscall::reply_receive(destination, from, message).map(|_| ())
+}
+
+/// `send_receive` with a register message (kind, tag and `REGISTER_PAYLOAD_WORDS` words;
+/// no buffer in memory, the IPC fast path's call): the reply and its sender.
+#[inline]
+pub fn send_receive_registers(
+    destination: Endpoint,
+    message: &RegisterMessage,
+) -> Result<(Endpoint, RegisterMessage), Error> {
+    syscall::send_receive_registers(destination, message)
+}
+
+/// `reply_receive` with register messages both ways: the next message and its sender.
+#[inline]
+pub fn reply_receive_registers(
+    destination: Endpoint,
+    from: Endpoint,
+    message: &RegisterMessage,
+) -> Result<(Endpoint, RegisterMessage), Error> {
+    syscall::reply_receive_registers(destination, from, message)
 }
 
 /// Raises a notification at `destination`; never blocks.

@@ -13,6 +13,7 @@ use core::arch::asm;
 use core::sync::atomic::AtomicU32;
 
 use vigil_abi::async_message::AsyncMessage;
+use vigil_abi::message::RegisterMessage;
 use vigil_abi::syscall::*;
 use vigil_abi::user_memory::{UserPtr, UserSlice};
 use vigil_abi::vm::{MapFlags, PageRange, Pid, ProcessPair, SharedRanges};
@@ -289,6 +290,74 @@ pub fn reply_receive(
     .encode();
     // SAFETY: the kernel reads and then overwrites the exclusively borrowed message.
     decode(unsafe { syscall3(ReplyReceiveArgs::CALL as u64, r[0], r[1], r[2]) })
+}
+
+/// A register-message call (`SendReceiveRegisters`, `ReplyReceiveRegisters`): RDI and RSI
+/// as given, the message in RDX, R10, R8, R9; the message received comes back in the same
+/// four registers with its sender in RDI (`RegisterMessage`). Public for tests that pass
+/// what the typed wrappers never do (a nonzero reserved RSI).
+#[inline(always)]
+pub fn register_message_call(
+    number: u64,
+    destination: Endpoint,
+    second: u64,
+    message: &RegisterMessage,
+) -> Result<(Endpoint, RegisterMessage), Error> {
+    let [mut header, mut word0, mut word1, mut word2] = message.to_registers();
+    let result: u64;
+    let source: u64;
+    // SAFETY: no memory is involved: the kernel reads and writes only these registers
+    // (RCX and R11 are clobbered by SYSCALL/SYSRET, every other register is preserved).
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") number => result,
+            inlateout("rdi") destination.0 => source,
+            in("rsi") second,
+            inlateout("rdx") header,
+            inlateout("r10") word0,
+            inlateout("r8") word1,
+            inlateout("r9") word2,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    decode(result)?;
+    let received = RegisterMessage::from_registers([header, word0, word1, word2]);
+    Ok((Endpoint(source), received))
+}
+
+/// `SendReceiveRegisters`: sends the register message to `destination` and waits for its
+/// reply: `(the reply's sender, the reply)`. No buffer in memory; the IPC fast path's call.
+#[inline]
+pub fn send_receive_registers(
+    destination: Endpoint,
+    message: &RegisterMessage,
+) -> Result<(Endpoint, RegisterMessage), Error> {
+    register_message_call(
+        SendReceiveRegistersArgs::CALL as u64,
+        destination,
+        0,
+        message,
+    )
+}
+
+/// `ReplyReceiveRegisters`: delivers the register message to `destination` (which must be
+/// waiting for the caller's reply, else `NotReady` and nothing is received), then receives
+/// from `from` (or ANY): `(the sender, the message)`.
+#[inline]
+pub fn reply_receive_registers(
+    destination: Endpoint,
+    from: Endpoint,
+    message: &RegisterMessage,
+) -> Result<(Endpoint, RegisterMessage), Error> {
+    register_message_call(
+        ReplyReceiveRegistersArgs::CALL as u64,
+        destination,
+        from.0,
+        message,
+    )
 }
 
 /// `Notify`: raises a notification at `destination`; never blocks.

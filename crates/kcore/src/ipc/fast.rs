@@ -160,6 +160,101 @@ impl ThreadTable {
         Some(Handoff { woken: d })
     }
 
+    /// The register fast path's `send_receive` checks (`RegisterCall::check`'s for a call):
+    /// the partner `destination` names if it is a live thread the caller may send to,
+    /// `Receiving` from ANY or the caller, with no async reply from it pending for the
+    /// caller. Changes nothing; the message itself (its kind, the partner's call taking
+    /// register messages) is the kernel's to check, and `commit_register_call` does it.
+    #[inline(always)]
+    pub fn register_call_partner(
+        &self,
+        env: &impl IpcEnvironment,
+        caller: ThreadSlot,
+        destination: Endpoint,
+    ) -> Option<ThreadSlot> {
+        let d = self.resolve(destination).ok()?;
+        let target = &self.slots[d.index()];
+        if d == caller
+            || target.kind != kind::RECEIVING
+            || !matches(Endpoint(target.arg0), self.endpoint(caller))
+            || bit_test(&self.slots[caller.index()].pending_async, d)
+            || !env.may_send(caller, d)
+        {
+            return None;
+        }
+        Some(d)
+    }
+
+    /// The register fast path's `reply_receive` checks: the partner `destination` names if
+    /// it is a live thread the caller may send to, `AwaitingReply` from the caller, and the
+    /// caller's receive from `from` would block at once (`nothing_to_receive`). Changes
+    /// nothing.
+    #[inline(always)]
+    pub fn register_reply_partner(
+        &self,
+        env: &mut impl IpcEnvironment,
+        caller: ThreadSlot,
+        destination: Endpoint,
+        from: Endpoint,
+    ) -> Option<ThreadSlot> {
+        let d = self.resolve(destination).ok()?;
+        let target = &self.slots[d.index()];
+        if d == caller
+            || target.kind != kind::AWAITING_REPLY
+            || Endpoint(target.arg0) != self.endpoint(caller)
+            || !env.may_send(caller, d)
+            || !self.nothing_to_receive(env, caller, from)
+        {
+            return None;
+        }
+        Some(d)
+    }
+
+    /// The state `send_receive` (`register_call_partner`'s case, `waits_for` = None) or
+    /// `reply_receive` (`waits_for` = Some(from)) leaves after delivering a register
+    /// message, with the CPU going to the partner at once: `partner`'s call finished and it
+    /// Running (as `set_woken` then the scheduler's `mark_running` leave it), the caller
+    /// `AwaitingReply` from `destination` or `Receiving` from `from`, neither with a
+    /// buffer. Only after the checks: nothing here can fail.
+    #[inline(always)]
+    pub fn commit_register_call(
+        &mut self,
+        caller: ThreadSlot,
+        partner: ThreadSlot,
+        destination: Endpoint,
+        waits_for: Option<Endpoint>,
+    ) {
+        // The stored codes written directly, as `Slot::set_state` stores these states.
+        let woken = &mut self.slots[partner.index()];
+        debug_assert!(
+            woken.queue_next == NO_LINK,
+            "woken thread {partner} still queued"
+        );
+        woken.kind = kind::RUNNING;
+        woken.arg0 = 0;
+        woken.arg1 = 0;
+        woken.buffer = UserPtr::NULL;
+        woken.flags = 0;
+        woken.wait_seq = 0;
+        let (code, target) = match waits_for {
+            None => (kind::AWAITING_REPLY, destination),
+            Some(from) => (kind::RECEIVING, from),
+        };
+        let slot = &mut self.slots[caller.index()];
+        slot.kind = code;
+        slot.arg0 = target.0;
+        slot.arg1 = 0;
+        slot.buffer = UserPtr::NULL;
+        slot.flags = 0;
+        debug_assert_eq!(
+            slot.state(),
+            match waits_for {
+                None => ThreadState::AwaitingReply { from: destination },
+                Some(from) => ThreadState::Receiving { from },
+            }
+        );
+    }
+
     /// Whether `receive(from)` by `caller` would block at once: `from` is ANY or a live
     /// thread other than the caller (kernel sources take the slow path), and nothing is
     /// pending for the caller at all.

@@ -8,6 +8,10 @@
 //! - `ipc_call_replyrecv` / `_64` / `_untraced`: send_receive to `bench_replyrecv`, a
 //!   `bench_server` answering with ReplyReceive (seL4's Call + ReplyRecv): a null message,
 //!   a full 64-byte message (echoed back), and null with tracing off;
+//! - `ipc_call_replyrecv_regs` / `_untraced`: the same round trip with register messages
+//!   (`SendReceiveRegisters` to `bench_regs`, a `bench_server` answering with
+//!   `ReplyReceiveRegisters`): the IPC fast path's headline row; every payload word is set,
+//!   echoed back and checked;
 //! - `context_switch`: two threads of this process alternating with yield_now (one sample
 //!   is a yield there and back, so it is halved: cycles per switch);
 //! - `null_syscall_traced` / `ipc_roundtrip_untraced`: the same with the trace mask changed
@@ -41,6 +45,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use vigil_abi::message::RegisterMessage;
 use vigil_abi::trace::{EventKind, DEFAULT_EVENT_MASK};
 use vigil_programs::{lookup_with_retry, median_and_min};
 use vigil_rt::{
@@ -239,6 +244,47 @@ fn fast_path_rows() -> bool {
         Err(_) => return false,
     };
     ok &= measure("ipc_call_replyrecv_untraced", 1, || ipc_round_trip(server));
+    ok &= syscall::trace_mask(previous).is_ok();
+    ok & register_rows()
+}
+
+/// The register-message round trip: `send_receive_registers` to `bench_regs` (a
+/// `bench_server` answering with `ReplyReceiveRegisters`), with the default trace mask and
+/// with tracing off. The request's words are echoed; a sample fails unless they come back
+/// from the server.
+fn register_rows() -> bool {
+    let server = match lookup_with_retry("bench_regs") {
+        Ok(server) => server,
+        Err(error) => {
+            println!("bench: FAIL: {error}");
+            return false;
+        }
+    };
+    let request = RegisterMessage {
+        kind: 0x7777,
+        tag: 3,
+        payload: [u64::MAX, 1, 2],
+    };
+    // Every word compared without a branch or a `memcmp` call, so the check costs the row
+    // a few instructions rather than dozens.
+    let echoed = |source: Endpoint, reply: RegisterMessage| {
+        (source.0 ^ server.0)
+            | (reply.header() ^ request.header())
+            | (reply.payload[0] ^ request.payload[0])
+            | (reply.payload[1] ^ request.payload[1])
+            | (reply.payload[2] ^ request.payload[2])
+            == 0
+    };
+    let round_trip = || {
+        ipc::send_receive_registers(server, &request)
+            .is_ok_and(|(source, reply)| echoed(source, reply))
+    };
+    let mut ok = measure("ipc_call_replyrecv_regs", 1, round_trip);
+    let previous = match syscall::trace_mask(0) {
+        Ok(previous) => previous,
+        Err(_) => return false,
+    };
+    ok &= measure("ipc_call_replyrecv_regs_untraced", 1, round_trip);
     ok &= syscall::trace_mask(previous).is_ok();
     ok
 }

@@ -16,6 +16,7 @@ use core::time::Duration;
 
 use vigil_programs::{expect_error, finish, kinds, lookup_with_retry};
 use vigil_rt::abi::async_message::MAX_ASYNC_ENTRIES;
+use vigil_rt::abi::message::{RegisterMessage, KIND_NOTIFY};
 use vigil_rt::abi::syscall::{grant_access, Syscall};
 use vigil_rt::ipc::{self, AsyncTable, GrantId};
 use vigil_rt::syscall::{syscall0, syscall2};
@@ -99,6 +100,7 @@ fn run() -> Result<String, String> {
     grant_and_join_cases(&mut cases, &peers);
     exit_code_cases(&mut cases);
     debug_write_cases(&mut cases);
+    register_cases(&mut cases, &peers);
     cases.check("control: the helper still answers", echo(peers.helper));
     if cases.failures.is_empty() {
         Ok(format!("{} cases", cases.passed))
@@ -548,4 +550,64 @@ fn grant_and_join_cases(cases: &mut Cases, peers: &Peers) {
         syscall::thread_join(peers.helper),
         Error::PermissionDenied,
     );
+}
+
+/// The register-message calls: a round trip with the (memory-message) helper, then bad
+/// input, each refused with its error and nothing received.
+fn register_cases(cases: &mut Cases, peers: &Peers) {
+    let request = RegisterMessage {
+        kind: kinds::ECHO,
+        tag: 7,
+        payload: [1, 2, 3],
+    };
+    let round_trip = ipc::send_receive_registers(peers.helper, &request);
+    cases.check(
+        "register round trip with the helper (memory calls on its side)",
+        match round_trip {
+            Ok((source, reply)) if source == peers.helper && reply.kind == kinds::ECHO_REPLY => {
+                Ok(())
+            }
+            Ok((source, reply)) => Err(format!("reply of kind {:#x} from {source}", reply.kind)),
+            Err(error) => Err(format!("send_receive_registers: {error}")),
+        },
+    );
+    cases.expect(
+        "send_receive_registers with the reserved RSI nonzero",
+        syscall::register_message_call(
+            Syscall::SendReceiveRegisters as u64,
+            peers.helper,
+            1,
+            &request,
+        ),
+        Error::InvalidArgument,
+    );
+    cases.expect(
+        "send_receive_registers of a kernel kind",
+        ipc::send_receive_registers(peers.helper, &RegisterMessage::new(KIND_NOTIFY)),
+        Error::InvalidArgument,
+    );
+    cases.expect(
+        "send_receive_registers to a forbidden process",
+        ipc::send_receive_registers(peers.forbidden, &request),
+        Error::PermissionDenied,
+    );
+    cases.expect(
+        "send_receive_registers to self",
+        ipc::send_receive_registers(ipc::self_endpoint(), &request),
+        Error::SelfTarget,
+    );
+    cases.expect(
+        "send_receive_registers to NONE",
+        ipc::send_receive_registers(Endpoint::NONE, &request),
+        Error::BadEndpoint,
+    );
+    // A sleeping thread is waiting for nothing: the reply is refused and nothing received.
+    let sleeper = thread::spawn(|| thread::sleep(Duration::from_millis(200)));
+    thread::sleep(Duration::from_millis(20));
+    cases.expect(
+        "reply_receive_registers to a sleeping thread",
+        ipc::reply_receive_registers(sleeper.endpoint(), Endpoint::ANY, &request),
+        Error::NotReady,
+    );
+    let _ = sleeper.join();
 }

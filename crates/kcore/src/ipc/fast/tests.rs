@@ -1,10 +1,17 @@
 //! Tests of the IPC fast path: each fast call against its slow twin, each precondition's
 //! fallback, and the differential property test (random operation sequences through a
 //! slow-only table and a fast-first table, every state compared after every step).
+//!
+//! Register-message calls (`SendReceiveRegisters`, `ReplyReceiveRegisters`) are modelled as
+//! the kernel runs them: the slow world runs `send_receive` / `reply_receive` with buffer 0
+//! (the kernel's environment copies the thread's registers there; here address 0 is the
+//! thread's "registers"), the fast world the register fast path — `register_call_partner` /
+//! `register_reply_partner`, the kernel's own checks (the partner's call is a register call,
+//! the kind is one users may send), the copy, `commit_register_call`.
 
 use super::super::tests::{buf, ps, table, table_of, ts, TestEnv, BAD, RO};
 use super::{FastPathOption, Handoff};
-use crate::ipc::{KernelSource, Outcome, ThreadTable};
+use crate::ipc::{IpcEnvironment, KernelSource, Outcome, ThreadTable};
 use crate::slot::ThreadSlot;
 use proptest::prelude::*;
 use std::boxed::Box;
@@ -26,6 +33,9 @@ struct World {
     fast: bool,
     /// Calls the fast path finished (for the tests that the fast path is really taken).
     fast_taken: usize,
+    /// Threads whose last call is a register-message call (the kernel tells them by the
+    /// call number in their saved RAX).
+    in_register_call: std::collections::HashSet<ThreadSlot>,
 }
 
 impl World {
@@ -38,6 +48,7 @@ impl World {
             },
             fast,
             fast_taken: 0,
+            in_register_call: Default::default(),
         };
         for process in [1, 1, 2, 2, 3] {
             world.t.create(ps(process)).unwrap();
@@ -46,8 +57,56 @@ impl World {
             let slot = ts(index as u16);
             let message = Message::with_payload(0x10 + index as u32, [index as u64; 6]);
             world.env.put(slot, buf(slot), message);
+            let in_registers = Message::with_payload(0x20 + index as u32, [index as u64 + 9; 6]);
+            world.env.put(slot, UserPtr::NULL, in_registers);
         }
         world
+    }
+
+    /// A register-message call by `caller` to `to`: `SendReceiveRegisters` (`from` None)
+    /// or `ReplyReceiveRegisters` receiving from `from`.
+    fn register_call(
+        &mut self,
+        caller: ThreadSlot,
+        to: Endpoint,
+        from: Option<Endpoint>,
+    ) -> Outcome {
+        self.in_register_call.insert(caller);
+        if self.fast {
+            let partner = match from {
+                None => self.t.register_call_partner(&self.env, caller, to),
+                Some(from) => self
+                    .t
+                    .register_reply_partner(&mut self.env, caller, to, from),
+            };
+            let mut message = self.env.message(caller, UserPtr::NULL);
+            let partner = partner.filter(|partner| {
+                self.in_register_call.contains(partner)
+                    && vigil_abi::message::user_may_send(message.kind)
+            });
+            if let Some(partner) = partner {
+                // The kernel's copy between registers, then the commit.
+                message.source = self.t.endpoint(caller);
+                self.env
+                    .write_message(partner, UserPtr::NULL, &message)
+                    .expect("registers never fault");
+                self.t.commit_register_call(caller, partner, to, from);
+                // The kernel switches to the partner at once (Running); the slow world
+                // leaves it Ready for the scheduler (`Op::Schedule`): compare as Ready.
+                self.t.mark_ready(partner);
+                self.env.unblock(partner, Ok(0));
+                self.fast_taken += 1;
+                return Outcome::Blocked;
+            }
+        }
+        match from {
+            None => self
+                .t
+                .send_receive(&mut self.env, caller, to, UserPtr::NULL),
+            Some(from) => self
+                .t
+                .reply_receive(&mut self.env, caller, to, from, UserPtr::NULL),
+        }
     }
 
     fn endpoint(&self, index: usize) -> Endpoint {
@@ -122,7 +181,16 @@ impl World {
                     BufferChoice::Bad => BAD,
                     BufferChoice::ReadOnly => RO,
                 };
+                let register_call = matches!(
+                    call.kind,
+                    CallKind::SendReceiveRegisters | CallKind::ReplyReceiveRegisters
+                );
+                if !register_call {
+                    self.in_register_call.remove(&caller);
+                }
                 Some(match call.kind {
+                    CallKind::SendReceiveRegisters => self.register_call(caller, to, None),
+                    CallKind::ReplyReceiveRegisters => self.register_call(caller, to, Some(from)),
                     CallKind::SendReceive => self.send_receive(caller, to, at),
                     CallKind::Receive => self.receive(caller, from, at),
                     CallKind::ReplyReceive => self.reply_receive(caller, to, from, at),
@@ -184,6 +252,7 @@ impl World {
                 let slot = ts(index as u16);
                 if runnable(&self.t, index) {
                     self.t.exit(&mut self.env, slot, 5);
+                    self.in_register_call.remove(&slot);
                 }
                 None
             }
@@ -258,6 +327,8 @@ enum BufferChoice {
 
 #[derive(Clone, Copy, Debug)]
 enum CallKind {
+    SendReceiveRegisters,
+    ReplyReceiveRegisters,
     SendReceive,
     Receive,
     ReplyReceive,
@@ -300,6 +371,8 @@ fn endpoint_choice() -> impl Strategy<Value = EndpointChoice> {
 
 fn call_kind() -> impl Strategy<Value = CallKind> {
     prop_oneof![
+        3 => Just(CallKind::SendReceiveRegisters),
+        3 => Just(CallKind::ReplyReceiveRegisters),
         4 => Just(CallKind::SendReceive),
         4 => Just(CallKind::Receive),
         4 => Just(CallKind::ReplyReceive),
@@ -417,6 +490,70 @@ fn a_round_trip_takes_the_fast_path_at_every_step() {
 }
 
 /// Each precondition that fails sends the call to the slow path with nothing changed.
+/// A register round trip (the server first in a register call, as `bench_regs` after its
+/// first `ReplyReceiveRegisters`): the register fast path takes both calls; a partner in a
+/// memory call or a kernel kind sends the call the general way, with the same result.
+#[test]
+fn a_register_round_trip_takes_the_register_fast_path() {
+    let mut slow = World::new(false);
+    let mut fast = World::new(true);
+    let server = ts(2);
+    let client = ts(0);
+    let server_endpoint = slow.endpoint(2);
+    let client_endpoint = slow.endpoint(0);
+    for world in [&mut slow, &mut fast] {
+        // The server's register receive: nobody waits for its reply, so it blocks (the
+        // general way: a reply to a thread not awaiting it is NotReady).
+        world.in_register_call.insert(server);
+        assert_eq!(
+            world
+                .t
+                .receive(&mut world.env, server, Endpoint::ANY, UserPtr::NULL),
+            Outcome::Blocked
+        );
+        assert_eq!(
+            world.register_call(client, server_endpoint, None),
+            Outcome::Blocked
+        );
+        assert_eq!(world.env.take_unblocks(), std::vec![(server, Ok(0))]);
+        let request = world.env.message(server, UserPtr::NULL);
+        assert_eq!((request.source, request.kind), (client_endpoint, 0x20));
+        assert_eq!(
+            world.register_call(server, client_endpoint, Some(Endpoint::ANY)),
+            Outcome::Blocked
+        );
+        assert_eq!(world.env.take_unblocks(), std::vec![(client, Ok(0))]);
+        let reply = world.env.message(client, UserPtr::NULL);
+        assert_eq!((reply.source, reply.kind), (server_endpoint, 0x20));
+        assert_eq!(world.t.state(client), ThreadState::Ready);
+        assert_eq!(
+            world.t.state(server),
+            ThreadState::Receiving {
+                from: Endpoint::ANY
+            }
+        );
+    }
+    assert!(*slow.t == *fast.t);
+    assert_eq!(slow.env.memory, fast.env.memory);
+    assert_eq!((slow.fast_taken, fast.fast_taken), (0, 2));
+
+    // A kernel kind: refused the same way on both (the general way's InvalidArgument).
+    for world in [&mut slow, &mut fast] {
+        world.t.mark_running(client);
+        let forged = Message::new(KIND_NOTIFY);
+        world.env.put(client, UserPtr::NULL, forged);
+        assert_eq!(
+            world.register_call(client, server_endpoint, None),
+            Outcome::Complete(Err(Error::InvalidArgument))
+        );
+    }
+    assert!(*slow.t == *fast.t);
+    assert_eq!(
+        fast.fast_taken, 2,
+        "a kernel kind never takes the register fast path"
+    );
+}
+
 #[test]
 fn every_failed_precondition_changes_nothing() {
     fn untouched(world: &mut World, call: impl FnOnce(&mut World) -> bool) {

@@ -1,0 +1,124 @@
+//! The register-message IPC fast path: a `SendReceiveRegisters` to a thread waiting in a
+//! register receive (`ReplyReceiveRegisters`), or a `ReplyReceiveRegisters` to a thread
+//! awaiting its reply in `SendReceiveRegisters`, done in one straight line — the checks,
+//! the state, four registers copied, the counters, one compact trace record — before the
+//! CPU goes straight to the partner (`sched::switch_to_partner`).
+//!
+//! Every precondition is checked before anything changes: the partner is named by a live
+//! endpoint the caller may send to and waits for exactly this (`kcore::ipc::fast`'s
+//! `register_call_partner` / `register_reply_partner`), its own call takes register
+//! messages, the message's kind is one users may send, the reserved register is 0, nothing
+//! must be received first, and the scheduler would pick the partner next
+//! (`direct_switch_allowed`: nothing queued as urgent, no handoff, no signal or stop
+//! checks, nothing traced). On any doubt it returns `None` having changed nothing, and the
+//! call takes the general fast path (`Kernel::fast_ipc_call`) or the slow path, which give
+//! the same outcome the long way or the right error. Everything after the checks cannot
+//! fail. The result is the state machine's: the same states, results, counters and events.
+
+use crate::ipc::is_register_message_call;
+use crate::system::Kernel;
+use vigil_abi::introspect::state_code;
+use vigil_abi::message::user_may_send;
+use vigil_abi::syscall::Syscall;
+use vigil_abi::trace::EventKind;
+use vigil_abi::Endpoint;
+use vigil_kcore::slot::ThreadSlot;
+use vigil_kcore::trace::FastIpc;
+
+impl Kernel {
+    /// Runs `slot`'s register call `number` (`SendReceiveRegisters` or
+    /// `ReplyReceiveRegisters`) on the register fast path if every precondition holds:
+    /// returns the partner the CPU must go to now (already Running, its `ContextSwitch`
+    /// recorded with the call's other events) and the TSC value read at the point of no
+    /// return, which timestamps the events and ends the caller's CPU time
+    /// (`sched::enter_partner`). `None`: nothing changed (nor was anything recorded).
+    #[inline(always)]
+    pub fn fast_register_call(
+        &mut self,
+        slot: ThreadSlot,
+        number: u64,
+    ) -> Option<(ThreadSlot, u64)> {
+        let context = self.threads[slot].context();
+        let destination = Endpoint(context.rdi);
+        let second = context.rsi;
+        let message = [context.rdx, context.r10, context.r8, context.r9];
+        // The header's low half is the message kind (`RegisterMessage`).
+        if !user_may_send(message[0] as u32) {
+            return None;
+        }
+        let is_call = number == Syscall::SendReceiveRegisters as u64;
+        let partner = {
+            let (table, mut env) = self.ipc_parts();
+            if is_call {
+                // `Reserved`: a nonzero RSI is the slow path's InvalidArgument.
+                if second != 0 {
+                    return None;
+                }
+                table.register_call_partner(&env, slot, destination)?
+            } else {
+                table.register_reply_partner(&mut env, slot, destination, Endpoint(second))?
+            }
+        };
+        if !is_register_message_call(self.threads[partner].context().rax)
+            || !self.direct_switch_allowed(partner)
+        {
+            return None;
+        }
+        // Point of no return: nothing below can fail.
+        let now = crate::arch::cpu::rdtsc();
+        let (waits_for, state_code, state_target) = if is_call {
+            (None, state_code::AWAITING_REPLY, destination)
+        } else {
+            let from = Endpoint(second);
+            (Some(from), state_code::RECEIVING, from)
+        };
+        self.table
+            .commit_register_call(slot, partner, destination, waits_for);
+        let caller = self.table.endpoint(slot);
+        let partner_endpoint = self.table.endpoint(partner);
+        let to = self.threads[partner].context_mut();
+        // Its call finished with 0, the message in its registers, the sender in RDI.
+        to.rax = 0;
+        to.rdi = caller.0;
+        [to.rdx, to.r10, to.r8, to.r9] = message;
+        self.threads[partner].counters_mut().messages_received += 1;
+        self.threads[slot].counters_mut().messages_sent += 1;
+        record_fast_call(
+            number,
+            now,
+            &FastIpc {
+                caller: caller.0,
+                partner: partner_endpoint.0,
+                kind: message[0] as u32,
+                state_code,
+                state_target: state_target.0,
+            },
+        );
+        Some((partner, now))
+    }
+}
+
+/// Records the events of a register fast call (`number`, what it did in `call`, at TSC
+/// value `now`) that the mask enables, in the slow path's order: its `Syscall` event, then
+/// the other five — as one compact record when all are enabled (the default mask), else
+/// each enabled one on its own; with none enabled, nothing is built.
+#[inline(always)]
+fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
+    let mask = crate::trace::mask();
+    // RDI, the first argument, was the partner's endpoint (it resolved to the partner).
+    let syscall = (
+        EventKind::Syscall,
+        Endpoint(call.caller),
+        [number, call.partner, 0],
+    );
+    let kinds = mask & vigil_kcore::trace::FAST_IPC_KINDS;
+    if kinds == vigil_kcore::trace::FAST_IPC_KINDS {
+        let syscall = (mask & EventKind::Syscall.mask_bit() != 0).then_some(syscall);
+        crate::trace::emit_fast_ipc(now, syscall, call);
+    } else if mask & (vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit()) != 0 {
+        let [a, b, c, d, e] = call
+            .events()
+            .map(|(kind, thread, args)| (kind, Endpoint(thread), args));
+        crate::trace::emit_together([syscall, a, b, c, d, e]);
+    }
+}

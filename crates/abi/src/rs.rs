@@ -581,7 +581,8 @@ mod tests {
         assert_eq!(ServiceAction::from_name("update"), None);
         assert_eq!(ServiceState::from_code(5), Some(ServiceState::Down));
         assert_eq!(ServiceState::Down.name(), "down");
-        assert_eq!(ServiceState::from_code(6), None);
+        assert_eq!(ServiceState::from_code(6), Some(ServiceState::Initialising));
+        assert_eq!(ServiceState::from_code(7), None);
         assert_eq!(reason::name(reason::REFRESH), "refresh");
     }
 

@@ -34,6 +34,18 @@ impl Ledger {
     /// records if nothing yet). Without DS (`NotFound`) the ledger lives in memory; any
     /// other DS failure, or a stored value of another shape, is an error.
     pub fn open(owner: &str, key: &str, initial: &[u8]) -> Result<Ledger, Error> {
+        Self::open_with(Some(owner), key, initial)
+    }
+
+    /// `open` without `IDENTIFY`: the caller's endpoint keeps the DS identity an earlier
+    /// holder of it proved (a live-update candidate swapped into the service's kept
+    /// endpoint, or a replacement that took it over, running under another program name).
+    /// Its publishes are refused if that endpoint never identified as the key's owner.
+    pub fn open_inherited(key: &str, initial: &[u8]) -> Result<Ledger, Error> {
+        Self::open_with(None, key, initial)
+    }
+
+    fn open_with(owner: Option<&str>, key: &str, initial: &[u8]) -> Result<Ledger, Error> {
         let key = Key::new(key)?;
         let fresh = |store| Ledger {
             store,
@@ -44,7 +56,9 @@ impl Ledger {
             Err(Error::NotFound) => return Ok(Ledger::in_memory(initial)),
             Err(error) => return Err(error),
         };
-        ds.identify(owner)?;
+        if let Some(owner) = owner {
+            ds.identify(owner)?;
+        }
         let mut bytes = vec![0u8; Table::max_encoded_bytes()];
         let len = match ds.retrieve(&key, &mut bytes) {
             Ok(len) => len,

@@ -14,7 +14,6 @@ use vigil_rt::{println, Error, Message};
 
 use super::Rs;
 
-
 /// The reply to an INTROSPECT `message`.
 pub fn answer(rs: &Rs, message: &Message) -> Message {
     let request = match IntrospectRequest::from_message(message) {

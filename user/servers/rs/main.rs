@@ -201,10 +201,7 @@ impl Rs {
                 }
             }
             Err(error) => {
-                println!(
-                    "service '{}' could not be spawned: {error}",
-                    service.name
-                );
+                println!("service '{}' could not be spawned: {error}", service.name);
                 service.pid = 0;
                 service.endpoint = Endpoint::NONE;
                 service.replacement = Endpoint::NONE;

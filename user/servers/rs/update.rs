@@ -13,7 +13,7 @@ use alloc::string::String;
 
 use vigil_rt::abi::rs::update::{unpack_name, CANDIDATE_ARGUMENT};
 use vigil_rt::abi::rs::update::{DEFAULT_GRACE_MS, DEFAULT_PREPARE_MS};
-use vigil_rt::abi::rs::{request, reason, RestartPolicy, ServiceState};
+use vigil_rt::abi::rs::{reason, request, RestartPolicy, ServiceState};
 use vigil_rt::abi::rs::{MAX_NAME_BYTES, MAX_POLICY_MS, MISSED_HEARTBEATS};
 use vigil_rt::abi::signal::{status, Signal};
 use vigil_rt::{ipc, pm, println, syscall, thread, time, Endpoint, Error, Message};
@@ -70,7 +70,11 @@ fn grace_ping_ms(policy: &RestartPolicy) -> u64 {
 impl Rs {
     /// `UPDATE` from `client`: `Ok(())` when the update has begun (answered when it ends),
     /// or the refusal to answer now.
-    pub(crate) fn begin_update(&mut self, client: Endpoint, payload: &[u64; 6]) -> Result<(), Error> {
+    pub(crate) fn begin_update(
+        &mut self,
+        client: Endpoint,
+        payload: &[u64; 6],
+    ) -> Result<(), Error> {
         if !self.is_operator(client) {
             println!("UPDATE from {client} refused: not an operator");
             return Err(Error::PermissionDenied);
@@ -85,7 +89,11 @@ impl Rs {
             _ => return Err(Error::InvalidArgument),
         };
         // The candidate is found by its process name: it must be no supervised program.
-        if self.services.iter().any(|service| service.program == program) {
+        if self
+            .services
+            .iter()
+            .any(|service| service.program == program)
+        {
             return Err(Error::Exists);
         }
         let service = &mut self.services[index];
@@ -127,7 +135,10 @@ impl Rs {
             service.name
         );
         if !candidate.is_thread() {
-            self.end_update(index, Outcome::Cancelled(String::from("the candidate has no main thread")));
+            self.end_update(
+                index,
+                Outcome::Cancelled(String::from("the candidate has no main thread")),
+            );
             return Ok(());
         }
         self.send_prepare(index);
@@ -269,12 +280,12 @@ impl Rs {
             };
             let overdue = now >= update.deadline_ns;
             let outcome = match update.phase {
-                Phase::Preparing { .. } | Phase::Swapping if overdue => Some(Outcome::Cancelled(
-                    format!(
+                Phase::Preparing { .. } | Phase::Swapping if overdue => {
+                    Some(Outcome::Cancelled(format!(
                         "version {} did not reach a quiescent point within {} ms",
                         service.version, update.prepare_ms
-                    ),
-                )),
+                    )))
+                }
                 Phase::Initialising if overdue => Some(Outcome::RolledBack(format!(
                     "not initialised within {} ms",
                     service.policy.init_ms

@@ -225,8 +225,7 @@ fn main(args: &str) -> i32 {
     // Under another program name (a later version) it serves hello's state through the
     // DS identity of the kept endpoint, which it holds only from its first message on
     // (after RS's swap or takeover), so it opens its ledger then.
-    let inherits =
-        options.candidate || ipc::lookup(SERVICE_NAME) != Ok(ipc::self_endpoint());
+    let inherits = options.candidate || ipc::lookup(SERVICE_NAME) != Ok(ipc::self_endpoint());
     let mut opened = if options.candidate {
         println!(
             "version {version}: update candidate at {}, waiting for the swap",
@@ -256,6 +255,7 @@ fn main(args: &str) -> i32 {
         Some((ledger, counter))
     };
     let mut served = 0u64;
+    let mut reload = false;
     let mut pings = 0u64;
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -265,6 +265,12 @@ fn main(args: &str) -> i32 {
                 continue;
             }
         };
+        if reload {
+            reload = false;
+            let (ledger, counter) = initialise(true);
+            println!("version {version}: counter {counter} read back from DS after PREPARE");
+            opened = Some((ledger, counter));
+        }
         if opened.is_none() {
             // A candidate's first message comes after the swap: the old version is
             // quiescent with everything committed, so DS holds the whole state.
@@ -307,6 +313,10 @@ fn main(args: &str) -> i32 {
                 ipc::send(client, &Message::with_payload(rs_request::PREPARED, [0; 6]))
             {
                 println!("answering PREPARE failed: {error}");
+            } else {
+                // If the new version serves for a while and is rolled back, this instance
+                // serves again with what it committed: its next message reads DS anew.
+                reload = true;
             }
             continue;
         }

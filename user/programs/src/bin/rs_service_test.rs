@@ -281,7 +281,9 @@ fn judge() -> Result<String, String> {
     service("frobnicate hello_service", 1)?;
     service("", 1)?;
     service("list everything", 1)?;
-    service("update hello_service hello_service", 1)?;
+    // An update to the program the service already runs: RS refuses it (EEXIST).
+    service("update hello_service hello_service", 4)?;
+    service("update hello_service hello_v2 timeout=x", 1)?;
 
     let mut names = Vec::new();
     for index in 0.. {

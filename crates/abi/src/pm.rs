@@ -88,6 +88,11 @@ pub mod spawn_flags {
     /// The caller becomes the new process's signal manager before it runs (RS for the
     /// services it supervises).
     pub const CALLER_MANAGES: u64 = 1;
+    /// The request's arguments are appended to the module's own (after a space) instead
+    /// of replacing them: RS's live-update candidate keeps its module's options and
+    /// learns it is a candidate (`rs::update::CANDIDATE_ARGUMENT`).
+    pub const APPEND_ARGUMENTS: u64 = 2;
+    pub const ALL: u64 = CALLER_MANAGES | APPEND_ARGUMENTS;
 }
 
 /// `WAIT`'s `payload[0]` for "any child".

@@ -43,8 +43,64 @@ pub mod request {
     /// action the service's state does not allow (refresh of a service that does not
     /// run), `Exists` for `Up` of a service that is not down.
     pub const ACTION: u32 = 0x0500_0005;
+    /// payload `[index, name bytes 0..8, 8..16, 16..24, length, timeout_ms]` → reply
+    /// `[0, version]` once the update is done: live update of service `index` to the
+    /// `boot=pm` program named (see `update`). Answered when it ends: `[0, new version]`
+    /// after the grace period, or the error — PM's spawn error (`NotFound`: no such
+    /// module, `InvalidArgument`: a malformed image), `Interrupted` (cancelled: the old
+    /// version did not reach a quiescent point within `timeout_ms`, default
+    /// `update::DEFAULT_PREPARE_MS`, or the candidate died first), `Restarted` (rolled
+    /// back). `PermissionDenied` for a non-operator, `NotFound` for no such service,
+    /// `InvalidArgument` for a bad name or a timeout above `MAX_POLICY_MS`, `NotReady` if
+    /// the service does not run, `Busy` if an update of it is in progress, `Exists` for
+    /// the program it already runs.
+    pub const UPDATE: u32 = 0x0500_0006;
+    /// RS → a service's main thread (an async-free `send_nonblocking`, so only when it
+    /// waits in its receive loop): reach a quiescent point — everything committed, no
+    /// request in progress — and answer `PREPARED` (a blocking send to RS).
+    pub const PREPARE: u32 = 0x0500_0007;
+    /// A service → RS: the answer to `PREPARE`.
+    pub const PREPARED: u32 = 0x0500_0008;
     /// Every answer.
     pub const REPLY: u32 = 0x0500_00ff;
+}
+
+/// Live update (`request::UPDATE`), MINIX 3 style: RS spawns the candidate beside the old
+/// instance with `CANDIDATE_ARGUMENT` appended to its module's arguments (it must not take
+/// any state or serve before its first message), sends the old one `PREPARE`, and on
+/// `PREPARED` exchanges the two main threads (`ServiceSwap`: the clients' endpoint now
+/// reaches the candidate). The candidate's first message — RS's ping or a client's request
+/// — makes it read its state (in DS) and serve; its first answered ping ends its
+/// initialisation, and it must answer every ping during `DEFAULT_GRACE_MS`. If it dies,
+/// misses its initialisation bound (the policy's `init_ms`) or `MISSED_HEARTBEATS` pings,
+/// it is killed and the old instance, kept quiescent at the candidate's former endpoint,
+/// takes the kept endpoint back (`ServiceTakeOver`): rolled back. After the grace period
+/// the old instance is killed and the service's version counts one more.
+pub mod update {
+    /// The word RS appends to a candidate's module arguments.
+    pub const CANDIDATE_ARGUMENT: &str = "update-candidate";
+    /// How long the old version has to answer `PREPARE` and be swapped (per-request
+    /// override: `UPDATE`'s `payload[5]`).
+    pub const DEFAULT_PREPARE_MS: u64 = 2000;
+    /// How long the new version must keep answering its heartbeats before the old one is
+    /// let go.
+    pub const DEFAULT_GRACE_MS: u64 = 500;
+    /// `UPDATE`'s payload for service `index`, program `name`, `timeout_ms` (0: default).
+    pub fn pack(index: u64, name: &str, timeout_ms: u64) -> Result<[u64; 6], crate::Error> {
+        let name = super::pack_name(name)?;
+        Ok([index, name[0], name[1], name[2], name[4], timeout_ms])
+    }
+    /// The program name of an `UPDATE` payload into `out` (checked like `unpack_name`,
+    /// the name is at most 24 bytes here); returns its length.
+    pub fn unpack_name(
+        payload: &[u64; 6],
+        out: &mut [u8; super::MAX_NAME_BYTES],
+    ) -> Result<usize, crate::Error> {
+        if payload[4] > 24 {
+            return Err(crate::Error::InvalidArgument);
+        }
+        super::unpack_name(&[payload[1], payload[2], payload[3], 0, payload[4], 0], out)
+    }
 }
 
 /// What an operator asks RS to do to a service (`request::ACTION`'s `payload[1]`, and the
@@ -169,6 +225,9 @@ pub enum ServiceState {
     /// endpoint is a tombstone its clients wait on until the replacement takes it over
     /// (or fails to within the policy's `init_ms`).
     Initialising = 6,
+    /// A live update is in progress (`request::UPDATE`): the old instance serves until
+    /// the swap, the candidate after it, through the grace period.
+    Updating = 7,
 }
 
 impl ServiceState {
@@ -180,6 +239,7 @@ impl ServiceState {
             ServiceState::SpawnFailed => "spawn-failed",
             ServiceState::Down => "down",
             ServiceState::Initialising => "initialising",
+            ServiceState::Updating => "updating",
         }
     }
 
@@ -191,6 +251,7 @@ impl ServiceState {
             ServiceState::SpawnFailed,
             ServiceState::Down,
             ServiceState::Initialising,
+            ServiceState::Updating,
         ]
         .into_iter()
         .find(|state| *state as u64 == code)
@@ -219,6 +280,8 @@ pub mod reason {
     /// A replacement did not reach its receive loop (to take over the kept endpoint)
     /// within `init_ms` (detail: the milliseconds it had): RS killed it.
     pub const INIT_TIMEOUT: u64 = 8;
+    /// A live update replaced it with the new version (detail: the new version).
+    pub const UPDATED: u64 = 9;
 
     pub const fn name(reason: u64) -> &'static str {
         match reason {
@@ -231,6 +294,7 @@ pub mod reason {
             DOWN => "down",
             REFRESH => "refresh",
             INIT_TIMEOUT => "init-timeout",
+            UPDATED => "updated",
             _ => "?",
         }
     }
@@ -271,6 +335,7 @@ impl core::fmt::Display for FailureText {
                     "init timeout (not in its receive loop after {detail} ms)"
                 )
             }
+            reason::UPDATED => write!(f, "updated to version {detail}"),
             other => write!(f, "reason {other} (detail {detail})"),
         }
     }
@@ -582,8 +647,35 @@ mod tests {
         assert_eq!(ServiceState::from_code(5), Some(ServiceState::Down));
         assert_eq!(ServiceState::Down.name(), "down");
         assert_eq!(ServiceState::from_code(6), Some(ServiceState::Initialising));
-        assert_eq!(ServiceState::from_code(7), None);
+        assert_eq!(ServiceState::from_code(7), Some(ServiceState::Updating));
+        assert_eq!(ServiceState::from_code(8), None);
         assert_eq!(reason::name(reason::REFRESH), "refresh");
+    }
+
+    #[test]
+    fn update_requests_round_trip_and_bad_names_are_refused() {
+        let payload = update::pack(2, "hello_v2", 750).unwrap();
+        assert_eq!(payload[0], 2);
+        assert_eq!(payload[5], 750);
+        let mut out = [0u8; MAX_NAME_BYTES];
+        let len = update::unpack_name(&payload, &mut out).unwrap();
+        assert_eq!(&out[..len], b"hello_v2");
+        let mut forged = payload;
+        forged[4] = 25;
+        assert_eq!(
+            update::unpack_name(&forged, &mut out),
+            Err(Error::InvalidArgument)
+        );
+        forged[4] = 0;
+        assert_eq!(
+            update::unpack_name(&forged, &mut out),
+            Err(Error::InvalidArgument)
+        );
+        forged = [0, u64::MAX, 0, 0, 8, 0];
+        assert_eq!(
+            update::unpack_name(&forged, &mut out),
+            Err(Error::InvalidArgument)
+        );
     }
 
     #[test]

@@ -26,8 +26,9 @@ use crate::{ipc, thread};
 /// (without DS both live only in memory and a restart starts afresh).
 pub struct Ledger {
     store: Option<(DataStore, Key)>,
-    /// The name this process proves to DS before it publishes (`IDENTIFY`).
-    owner: String,
+    /// The name this process proves to DS before it publishes (`IDENTIFY`); None for a
+    /// ledger opened with `open_inherited`, which publishes under its endpoint's identity.
+    owner: Option<String>,
     /// Whether DS knows the current endpoint as `owner`. Not at first: a replacement RS
     /// starts gets the service's kept endpoint only when it takes it over in its receive
     /// loop, so it identifies at its first publish, and again if DS no longer knows it.
@@ -41,10 +42,22 @@ impl Ledger {
     /// first `commit` identifies to DS as `owner`. Without DS (`NotFound`) the ledger lives
     /// in memory; any other DS failure, or a stored value of another shape, is an error.
     pub fn open(owner: &str, key: &str, initial: &[u8]) -> Result<Ledger, Error> {
+        Self::open_with(Some(owner), key, initial)
+    }
+
+    /// `open` without `IDENTIFY`: the caller's endpoint keeps the DS identity an earlier
+    /// holder of it proved (a live-update candidate swapped into the service's kept
+    /// endpoint, or a replacement that took it over, running under another program name).
+    /// Its publishes are refused if that endpoint never identified as the key's owner.
+    pub fn open_inherited(key: &str, initial: &[u8]) -> Result<Ledger, Error> {
+        Self::open_with(None, key, initial)
+    }
+
+    fn open_with(owner: Option<&str>, key: &str, initial: &[u8]) -> Result<Ledger, Error> {
         let key = Key::new(key)?;
         let fresh = |store| Ledger {
             store,
-            owner: String::from(owner),
+            owner: owner.map(String::from),
             ..Ledger::in_memory(initial)
         };
         let ds = match DataStore::find() {
@@ -63,7 +76,7 @@ impl Ledger {
         state.truncate(state_len);
         Ok(Ledger {
             store: Some((ds, key)),
-            owner: String::from(owner),
+            owner: owner.map(String::from),
             identified: false,
             table,
             state,
@@ -75,7 +88,7 @@ impl Ledger {
     pub fn in_memory(initial: &[u8]) -> Ledger {
         Ledger {
             store: None,
-            owner: String::new(),
+            owner: None,
             identified: false,
             table: Table::default(),
             state: Vec::from(initial),
@@ -122,19 +135,19 @@ impl Ledger {
         if let Some((ds, key)) = &self.store {
             let mut bytes = vec![0u8; Table::max_encoded_bytes()];
             let len = table.encode(state, &mut bytes)?;
-            if !self.identified {
-                ds.identify(&self.owner)?;
+            if let (Some(owner), false) = (&self.owner, self.identified) {
+                ds.identify(owner)?;
                 self.identified = true;
             }
-            match ds.publish(key, &bytes[..len]) {
+            match (ds.publish(key, &bytes[..len]), &self.owner) {
                 // DS knew an endpoint this thread no longer has (RS moved it onto the
                 // service's kept endpoint, or swapped it in a live update): prove the
                 // name again from this one, once.
-                Err(Error::PermissionDenied) => {
-                    ds.identify(&self.owner)?;
+                (Err(Error::PermissionDenied), Some(owner)) => {
+                    ds.identify(owner)?;
                     ds.publish(key, &bytes[..len])?;
                 }
-                other => other?,
+                (result, _) => result?,
             }
         } else if state.len() > MAX_STATE_BYTES {
             return Err(Error::InvalidArgument);

@@ -40,6 +40,15 @@ pub fn spawn_managed(program: &str, arguments: &str) -> Result<u64, Error> {
     spawn_with(program, arguments, spawn_flags::CALLER_MANAGES)
 }
 
+/// `spawn_managed` with `arguments` appended to the module's own (`APPEND_ARGUMENTS`).
+pub fn spawn_managed_appending(program: &str, arguments: &str) -> Result<u64, Error> {
+    spawn_with(
+        program,
+        arguments,
+        spawn_flags::CALLER_MANAGES | spawn_flags::APPEND_ARGUMENTS,
+    )
+}
+
 fn spawn_with(program: &str, arguments: &str, flags: u64) -> Result<u64, Error> {
     let mut text = alloc::string::String::with_capacity(program.len() + 4 + arguments.len());
     text.push_str(program);

@@ -122,7 +122,7 @@ impl Pm {
     /// SPAWN: the text from the client's grant, then a new child of the client (and
     /// with `CALLER_MANAGES` one it manages, from before its first instruction).
     fn spawn(&mut self, client: Endpoint, grant: u64, len: u64, flags: u64) -> Result<u64, Error> {
-        if len == 0 || len > MAX_SPAWN_BYTES || flags & !spawn_flags::CALLER_MANAGES != 0 {
+        if len == 0 || len > MAX_SPAWN_BYTES || flags & !spawn_flags::ALL != 0 {
             return Err(Error::InvalidArgument);
         }
         let managed_by_parent = flags & spawn_flags::CALLER_MANAGES != 0;
@@ -139,7 +139,16 @@ impl Pm {
         }
         let (index, module) = Self::find_module(program)?;
         let options = boot_options::parse(&module).map_err(|_| Error::InvalidArgument)?;
-        let arguments = String::from(arguments.unwrap_or(options.arguments));
+        let arguments = match arguments {
+            Some(extra) if flags & spawn_flags::APPEND_ARGUMENTS != 0 => {
+                alloc::format!("{} {extra}", options.arguments)
+            }
+            Some(arguments) => String::from(arguments),
+            None => String::from(options.arguments),
+        };
+        if arguments.len() as u64 > MAX_ARGUMENT_BYTES {
+            return Err(Error::InvalidArgument);
+        }
         let name = String::from(options.name);
         let priority = Priority::new(u64::from(options.priority))?;
         let kernel_calls = options.kernel_calls;

@@ -14,9 +14,6 @@ use vigil_rt::{println, Error, Message};
 
 use super::Rs;
 
-/// The version every instance runs until live update exists (issue 10 item 5).
-const FIRST_VERSION: u32 = 1;
-
 /// The reply to an INTROSPECT `message`.
 pub fn answer(rs: &Rs, message: &Message) -> Message {
     let request = match IntrospectRequest::from_message(message) {
@@ -78,12 +75,12 @@ pub fn service_records(rs: &Rs) -> impl Iterator<Item = [u8; SERVICE_RECORD_BYTE
             held: u8::from(service.held),
             restarts: service.restarts,
             failures_in_a_row: service.failures_in_a_row,
-            version: FIRST_VERSION,
+            version: service.version,
             last_reason: service.last.reason,
             last_detail: service.last.detail,
             last_failure_ns: service.last_failure_ns,
             started_ns: service.started_ns,
-            name: record_text(service.program.as_bytes()),
+            name: record_text(service.name.as_bytes()),
             program: record_text(service.program.as_bytes()),
             ..ServiceRecord::default()
         }

@@ -51,8 +51,12 @@ use vigil_rt::{alarm, ipc, pm, println, syscall, thread, time, Endpoint, Error, 
 
 mod introspect;
 mod operator;
+mod update;
 
 vigil_rt::entry!(main);
+
+/// The version of a service's first program (`ServiceRecord::version`).
+const FIRST_VERSION: u32 = 1;
 
 /// How often RS collects exits and starts the restarts that are due.
 const TICK: Duration = Duration::from_millis(10);
@@ -70,7 +74,14 @@ struct Failure {
 
 /// One supervised service.
 struct Service {
+    /// The service's name (the first program's, for good: `SERVICE_INDEX`, console lines).
+    name: String,
+    /// The `boot=pm` program its instances run (another after a live update).
     program: String,
+    /// 1 for the first program, one more per completed live update.
+    version: u32,
+    /// The live update in progress (`update.rs`).
+    update: Option<update::Update>,
     policy: RestartPolicy,
     state: ServiceState,
     /// The running instance's pid (0 when none runs).
@@ -171,18 +182,18 @@ impl Rs {
                         Ok(_) => service.kept = instance,
                         Err(error) => println!(
                             "service '{}': endpoint {instance} not kept ({error}): its restarts get new endpoints",
-                            service.program
+                            service.name
                         ),
                     }
                 }
                 if first {
-                    println!("service '{}' started (pid {pid})", service.program);
+                    println!("service '{}' started (pid {pid})", service.name);
                 } else {
                     service.restarts += 1;
                     let latency_us = now.saturating_sub(service.ended_ns) / 1000;
                     println!(
                         "service '{}' restarted as pid {pid} (restart {}, {latency_us} us after its end)",
-                        service.program, service.restarts
+                        service.name, service.restarts
                     );
                 }
                 if service.state == ServiceState::Initialising {
@@ -190,10 +201,7 @@ impl Rs {
                 }
             }
             Err(error) => {
-                println!(
-                    "service '{}' could not be spawned: {error}",
-                    service.program
-                );
+                println!("service '{}' could not be spawned: {error}", service.name);
                 service.pid = 0;
                 service.endpoint = Endpoint::NONE;
                 service.replacement = Endpoint::NONE;
@@ -231,7 +239,7 @@ impl Rs {
                 let latency_us = now.saturating_sub(service.ended_ns) / 1000;
                 println!(
                     "service '{}' (pid {}) serves {} again (its own {} is gone), {latency_us} us after its end",
-                    service.program, service.pid, service.kept, service.replacement
+                    service.name, service.pid, service.kept, service.replacement
                 );
                 service.endpoint = service.kept;
                 service.replacement = Endpoint::NONE;
@@ -244,7 +252,7 @@ impl Rs {
             // It died before getting there: its exit or exception event ends it.
             Err(error) => println!(
                 "service '{}' (pid {}): taking over {} failed: {error}",
-                service.program, service.pid, service.kept
+                service.name, service.pid, service.kept
             ),
         }
     }
@@ -266,7 +274,7 @@ impl Rs {
             }
             println!(
                 "service '{}' (pid {}) did not reach its receive loop within {} ms",
-                service.program, service.pid, service.policy.init_ms
+                service.name, service.pid, service.policy.init_ms
             );
             service.ending = Some(Failure {
                 reason: reason::INIT_TIMEOUT,
@@ -288,11 +296,11 @@ impl Rs {
         match syscall::service_release(service.kept) {
             Ok(_) => println!(
                 "service '{}': endpoint {} released",
-                service.program, service.kept
+                service.name, service.kept
             ),
             Err(error) => println!(
                 "service '{}': releasing endpoint {} failed: {error}",
-                service.program, service.kept
+                service.name, service.kept
             ),
         }
         service.kept = Endpoint::NONE;
@@ -329,7 +337,7 @@ impl Rs {
             service.state = ServiceState::HeldDown;
             println!(
                 "ALERT: service '{}' held down after {in_a_row} failures in a row (last: {}); RESTART starts it again",
-                service.program,
+                service.name,
                 describe(failure)
             );
             self.release_endpoint(index);
@@ -338,7 +346,7 @@ impl Rs {
         let delay_ms = service.policy.delay_ms(in_a_row);
         println!(
             "service '{}' failed: {}; failure {in_a_row} in a row, restart in {delay_ms} ms",
-            service.program,
+            service.name,
             describe(failure)
         );
         service.state = if failure.reason == reason::SPAWN {
@@ -354,10 +362,21 @@ impl Rs {
 
     /// A child of RS exited with `status` (collected from PM).
     fn exited(&mut self, pid: u64, status: u64) {
+        if let Some(index) = self.candidate_of(pid) {
+            let failure = Failure {
+                reason: reason::EXIT,
+                detail: status,
+            };
+            self.candidate_ended(index, failure);
+            return;
+        }
         let Some(index) = self.services.iter().position(|s| s.pid == pid && pid != 0) else {
             println!("pid {pid} (not a running service) exited with status {status:#x}");
             return;
         };
+        if !self.old_ended_during_update(index) {
+            return;
+        }
         let service = &mut self.services[index];
         let failure = service.ending.take().unwrap_or(Failure {
             reason: reason::EXIT,
@@ -413,6 +432,27 @@ impl Rs {
                 continue;
             }
             let now = time::now_ns();
+            if let Some(index) = self.candidate_of(pid) {
+                println!(
+                    "service '{}': update candidate (pid {pid}) crashed: {} at {:#x}",
+                    self.services[index].name,
+                    exception_mnemonic(vector),
+                    record[event::RIP]
+                );
+                let status = status::killed_by(Signal::for_exception(vector), true);
+                if let Err(error) = pm::kill(pid, status) {
+                    println!("killing pid {pid} failed: {error}");
+                }
+                if let Err(error) = pm::wait(Some(pid)) {
+                    println!("collecting pid {pid} failed: {error}");
+                }
+                let failure = Failure {
+                    reason: reason::EXCEPTION,
+                    detail: vector,
+                };
+                self.candidate_ended(index, failure);
+                continue;
+            }
             let name = match self.by_pid(pid) {
                 Some(service) => {
                     service.ending = Some(Failure {
@@ -420,7 +460,7 @@ impl Rs {
                         detail: vector,
                     });
                     service.ended_ns = now;
-                    service.program.clone()
+                    service.name.clone()
                 }
                 None => String::from("?"),
             };
@@ -453,7 +493,7 @@ impl Rs {
             if service.unanswered >= MISSED_HEARTBEATS {
                 println!(
                     "service '{}' (pid {}) left {} heartbeats unanswered ({} ms period): hung",
-                    service.program, service.pid, service.unanswered, service.policy.heartbeat_ms
+                    service.name, service.pid, service.unanswered, service.policy.heartbeat_ms
                 );
                 service.ending = Some(Failure {
                     reason: reason::HANG,
@@ -473,6 +513,9 @@ impl Rs {
 
     /// A notification from `source`: a service's answer to its ping.
     fn heartbeat_answered(&mut self, source: Endpoint) {
+        if self.update_pong(source) {
+            return;
+        }
         if let Some(service) = self
             .services
             .iter_mut()
@@ -533,7 +576,7 @@ impl Rs {
                 unpack_name(&message.payload, &mut name).and_then(|len| {
                     self.services
                         .iter()
-                        .position(|service| service.program.as_bytes() == &name[..len])
+                        .position(|service| service.name.as_bytes() == &name[..len])
                         .map(|index| ([0, index as u64, 0, 0, 0, 0], 0))
                         .ok_or(Error::NotFound)
                 })
@@ -550,6 +593,18 @@ impl Rs {
                 }
             }
             request::SERVICE_NAME => self.service_name(message.payload[0]),
+            request::UPDATE => match self.begin_update(client, &message.payload) {
+                // Answered when the update ends.
+                Ok(()) => return,
+                Err(error) => Err(error),
+            },
+            // A blocking send, not a call: nothing to answer.
+            request::PREPARED => {
+                if let Err(error) = self.prepared(client) {
+                    println!("PREPARED from {client} ignored: {error} (no update waits for it)");
+                }
+                return;
+            }
             request::ACTION => self.operator_action(client, &message.payload),
             INTROSPECT => {
                 let answer = introspect::answer(self, message);
@@ -568,7 +623,7 @@ impl Rs {
         let service = &mut self.services[index];
         println!(
             "service '{}': restart requested (state {})",
-            service.program,
+            service.name,
             service.state.name()
         );
         service.ended_ns = time::now_ns();
@@ -600,11 +655,14 @@ fn parse_arguments(args: &str) -> Rs {
             continue;
         }
         match ServiceSpec::parse(word) {
-            Ok(spec) if rs.services.iter().any(|s| s.program == spec.program) => {
+            Ok(spec) if rs.services.iter().any(|s| s.name == spec.program) => {
                 println!("service '{}' refused: listed twice", spec.program);
             }
             Ok(spec) => rs.services.push(Service {
+                name: String::from(spec.program),
                 program: String::from(spec.program),
+                version: FIRST_VERSION,
+                update: None,
                 policy: spec.policy,
                 state: ServiceState::BackingOff,
                 pid: 0,
@@ -645,7 +703,7 @@ fn main(args: &str) -> i32 {
         let policy = service.policy;
         println!(
             "service {index} '{}': backoff 0, then {} ms doubling to {} ms; held after {} failures in a row (stable after {} ms); heartbeat every {} ms; {} ms to initialise",
-            service.program, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms, policy.heartbeat_ms, policy.init_ms
+            service.name, policy.base_ms, policy.cap_ms, policy.limit, policy.stable_ms, policy.heartbeat_ms, policy.init_ms
         );
     }
     for index in 0..rs.services.len() {
@@ -664,6 +722,7 @@ fn main(args: &str) -> i32 {
         };
         if message.source == Endpoint::CLOCK {
             rs.collect_exits();
+            rs.update_tick();
             rs.initialising();
             rs.heartbeats();
             rs.start_due();

@@ -20,7 +20,7 @@ impl Rs {
     /// `SERVICE_NAME`: the name of service `index`.
     pub(crate) fn service_name(&self, index: u64) -> Result<([u64; 6], u32), Error> {
         let index = self.index(index)?;
-        pack_name_reply(&self.services[index].program).map(|payload| (payload, 0))
+        pack_name_reply(&self.services[index].name).map(|payload| (payload, 0))
     }
 
     /// `ACTION` from `client`: `payload` = `[index, action code, …]`.
@@ -41,9 +41,18 @@ impl Rs {
     /// Carries out `action` on service `index` (the sender already checked).
     pub(crate) fn act(&mut self, index: usize, action: ServiceAction) -> Result<(), Error> {
         let service = &mut self.services[index];
+        if let Some(update) = &service.update {
+            println!(
+                "service '{}': {} refused: an update to '{}' is in progress",
+                service.name,
+                action.name(),
+                update.program
+            );
+            return Err(Error::Busy);
+        }
         println!(
             "service '{}': {} requested (state {}{})",
-            service.program,
+            service.name,
             action.name(),
             service.state.name(),
             if service.held { ", held" } else { "" }
@@ -61,7 +70,7 @@ impl Rs {
                     self.end_for_operator(index, reason::DOWN);
                 } else {
                     service.state = ServiceState::Down;
-                    println!("service '{}' is down (up starts it)", service.program);
+                    println!("service '{}' is down (up starts it)", service.name);
                 }
             }
             ServiceAction::Restart => self.restart(index),
@@ -102,7 +111,7 @@ impl Rs {
         let service = &mut self.services[index];
         if failure.reason == reason::DOWN {
             service.state = ServiceState::Down;
-            println!("service '{}' is down (up starts it)", service.program);
+            println!("service '{}' is down (up starts it)", service.name);
             return true;
         }
         let asked_for_a_new_instance =
@@ -111,7 +120,7 @@ impl Rs {
             service.state = ServiceState::HeldDown;
             println!(
                 "service '{}' is held by an operator: not restarted after {}; release starts it again",
-                service.program,
+                service.name,
                 describe(failure)
             );
             return true;
@@ -176,7 +185,7 @@ impl Rs {
                 text(format!(
                     "{} {}: done ({state})",
                     action.name(),
-                    service.program
+                    service.name
                 )),
             ),
             Err(error @ (Error::NotReady | Error::Exists)) => (
@@ -184,7 +193,7 @@ impl Rs {
                 text(format!(
                     "{} {} refused: {error} ({state})",
                     action.name(),
-                    service.program
+                    service.name
                 )),
             ),
             Err(error) => (
@@ -192,7 +201,7 @@ impl Rs {
                 text(format!(
                     "{} {} failed: {error}",
                     action.name(),
-                    service.program
+                    service.name
                 )),
             ),
         }

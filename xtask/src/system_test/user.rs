@@ -615,6 +615,29 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-live-update",
+        // Under hello_load's exactly-once increments: updates to a missing and a malformed
+        // module are refused with version 1 serving, the update to hello_v2 is done
+        // (version 2), the one to a version that stops answering heartbeats is rolled
+        // back; 0 lost, 0 doubled.
+        check: check_rs_live_update,
+        modules: &[("hello-broken.bin name=hello_broken boot=pm", 4096)],
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "ds kcalls=safecopy",
+            "rs kcalls=rs -- operator=service hello_service",
+            "hello_service boot=pm",
+            "hello_service name=hello_v2 boot=pm -- version=2",
+            "hello_service name=hello_deaf boot=pm -- version=3 deaf",
+            "service boot=pm",
+            "hello_load",
+            "rs_service_test kcalls=shutdown -- update",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
         name: "rs-demo-load",
         // The default `cargo xtask run --demo` system in small: RS supervises hello, and
         // hello_load increments it and crashes it every 300 ms four ways (#PF, panic, exit,
@@ -1774,6 +1797,28 @@ fn check_rs_service_program(console: &Console) -> Result<(), String> {
     console.forbid(": FAIL")?;
     console.require("rs_service_test: PASS service listed, took down, brought up, refreshed, held, released and restarted hello_service")?;
     require_success_shutdown(console, "rs_service_test")
+}
+
+fn check_rs_live_update(console: &Console) -> Result<(), String> {
+    console
+        .require("rs: service 'hello_service': update to 'hello_missing' refused: spawn failed")?;
+    console
+        .require("rs: service 'hello_service': update to 'hello_broken' refused: spawn failed")?;
+    console.require("rs: service 'hello_service': updated to 'hello_v2', version 2")?;
+    console.require(
+        "rs: service 'hello_service': update to 'hello_deaf' rolled back: 3 heartbeats unanswered",
+    )?;
+    console.require("rs_service_test: PASS updated to version 2")?;
+    console.require_line_with(&["hello_load: counter ", "lost 0, doubled 0"])?;
+    if let Some(line) = console.lines.iter().find(|line| {
+        line.text.contains("hello_load: counter ") && !line.text.contains("lost 0, doubled 0")
+    }) {
+        return Err(format!(
+            "the load lost or doubled an increment: {}",
+            line.text
+        ));
+    }
+    Ok(())
 }
 
 fn check_rs_demo_load(console: &Console) -> Result<(), String> {

@@ -16,6 +16,13 @@
 //! With the argument `crash-on-start` it dereferences null before serving: a service that
 //! always crashes, for RS's crash-loop policy. With `stall-on-start` it sleeps forever
 //! before serving: a service that never initialises, for RS's init timeout.
+//!
+//! Live update (`vigil_abi::rs::update`): `version=N` names its version; RS appends
+//! `update-candidate` to a candidate's arguments, which then reads its state only at its
+//! first message after the swap (through the DS identity of the endpoint it was swapped
+//! into). It answers RS's `PREPARE` at once (every request commits before its reply).
+//! Broken candidates for rollback: `fail-init`, `crash-after=N`, `deaf`, and
+//! `ignore-prepare` for a version that never answers `PREPARE`.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -23,6 +30,8 @@ use core::time::Duration;
 
 use vigil_rt::abi::exactly_once::Verdict;
 use vigil_rt::abi::rs::hello::{flags, request, word, SERVICE_NAME, STATE_KEY};
+use vigil_rt::abi::rs::request as rs_request;
+use vigil_rt::abi::rs::update::CANDIDATE_ARGUMENT;
 use vigil_rt::exactly_once::Ledger;
 use vigil_rt::{ipc, println, thread, Endpoint, Error, Message};
 
@@ -135,30 +144,119 @@ fn counter_request(ledger: &mut Ledger, counter: &mut u64, message: &Message) {
     send_reply(client, reply);
 }
 
+/// hello's arguments (words, any order).
+#[derive(Default)]
+struct Options {
+    crash_on_start: bool,
+    stall_on_start: bool,
+    /// Shown in its console lines (`version=N`; 1 if absent).
+    version: u64,
+    /// Appended by RS to a live-update candidate's arguments: read no state and serve
+    /// nothing until the first message after the swap.
+    candidate: bool,
+    /// Broken candidates, for RS's rollback: exit at the first message instead of
+    /// initialising (`fail-init`), crash at the Nth request after initialising
+    /// (`crash-after=N`), stop answering pings after the first (`deaf`), never answer
+    /// `PREPARE` (`ignore-prepare`).
+    fail_init: bool,
+    crash_after: Option<u64>,
+    deaf: bool,
+    ignore_prepare: bool,
+}
+
+fn parse_options(args: &str) -> Options {
+    let mut options = Options {
+        version: 1,
+        ..Options::default()
+    };
+    for word in args.split_ascii_whitespace() {
+        match word {
+            "crash-on-start" => options.crash_on_start = true,
+            "stall-on-start" => options.stall_on_start = true,
+            "fail-init" => options.fail_init = true,
+            "deaf" => options.deaf = true,
+            "ignore-prepare" => options.ignore_prepare = true,
+            CANDIDATE_ARGUMENT => options.candidate = true,
+            _ => match word.split_once('=') {
+                Some(("version", n)) if n.parse::<u64>().is_ok() => {
+                    options.version = n.parse().unwrap_or(1)
+                }
+                Some(("crash-after", n)) if n.parse::<u64>().is_ok() => {
+                    options.crash_after = n.parse().ok()
+                }
+                _ => println!("unknown argument '{word}' ignored"),
+            },
+        }
+    }
+    options
+}
+
+/// The ledger and counter, opened when the instance starts serving.
+fn initialise(inherited: bool) -> (Ledger, u64) {
+    let ledger = if inherited {
+        // Swapped into the service's endpoint, which DS knows as hello already.
+        Ledger::open_inherited(STATE_KEY, &0u64.to_le_bytes()).unwrap_or_else(|error| {
+            println!("DS refused the inherited state ({error}): the counter lives in memory only");
+            Ledger::in_memory(&0u64.to_le_bytes())
+        })
+    } else {
+        open_ledger()
+    };
+    let counter = counter_of(&ledger);
+    (ledger, counter)
+}
+
 fn main(args: &str) -> i32 {
-    if args.trim() == "crash-on-start" {
+    let options = parse_options(args);
+    if options.crash_on_start {
         println!("crashing before serving (crash-on-start)");
         let _ = crash();
         return 1;
     }
-    if args.trim() == "stall-on-start" {
+    if options.stall_on_start {
         println!("stalling before serving (stall-on-start)");
         loop {
             thread::sleep(Duration::from_secs(1));
         }
     }
-    let mut ledger = open_ledger();
-    let mut counter = counter_of(&ledger);
+    let version = options.version;
     let rs = ipc::lookup(vigil_rt::abi::rs::RS_SERVER_NAME).ok();
-    if ledger.is_stored() {
+    // A candidate takes no state before the swap: the old version still changes it.
+    // Under another program name (a later version) it serves hello's state through the
+    // DS identity of the kept endpoint, which it holds only from its first message on
+    // (after RS's swap or takeover), so it opens its ledger then.
+    let inherits = options.candidate || ipc::lookup(SERVICE_NAME) != Ok(ipc::self_endpoint());
+    let mut opened = if options.candidate {
         println!(
-            "serving at {} (counter {counter} from DS, {} clients recorded)",
-            ipc::self_endpoint(),
-            ledger.clients()
+            "version {version}: update candidate at {}, waiting for the swap",
+            ipc::self_endpoint()
         );
+        None
+    } else if inherits {
+        println!(
+            "version {version} at {}: taking hello's state at its first message",
+            ipc::self_endpoint()
+        );
+        None
     } else {
-        println!("serving at {} (counter {counter})", ipc::self_endpoint());
-    }
+        let (ledger, counter) = initialise(false);
+        if ledger.is_stored() {
+            println!(
+                "serving at {} (counter {counter} from DS, {} clients recorded; version {version})",
+                ipc::self_endpoint(),
+                ledger.clients()
+            );
+        } else {
+            println!(
+                "serving at {} (counter {counter}; version {version})",
+                ipc::self_endpoint()
+            );
+        }
+        Some((ledger, counter))
+    };
+    let mut served = 0u64;
+    let mut reload = false;
+    let mut pings = 0u64;
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
             Ok(message) => message,
@@ -167,10 +265,38 @@ fn main(args: &str) -> i32 {
                 continue;
             }
         };
+        if reload {
+            reload = false;
+            let (ledger, counter) = initialise(true);
+            println!("version {version}: counter {counter} read back from DS after PREPARE");
+            opened = Some((ledger, counter));
+        }
+        if opened.is_none() {
+            // A candidate's first message comes after the swap: the old version is
+            // quiescent with everything committed, so DS holds the whole state.
+            if options.fail_init && options.candidate {
+                println!("version {version}: failing to initialise (fail-init)");
+                vigil_rt::process::exit(3);
+            }
+            let (ledger, counter) = initialise(inherits);
+            println!(
+                "serving at {} (counter {counter} taken over, {} clients recorded; version {version})",
+                ipc::self_endpoint(),
+                ledger.clients()
+            );
+            opened = Some((ledger, counter));
+        }
+        let Some((ledger, counter)) = opened.as_mut() else {
+            continue;
+        };
         if message.is_notification() {
             // RS's heartbeat ping: answer it from here, the receive loop, so a hang
             // (anything that keeps the loop from coming back) leaves it unanswered.
             if let Some(rs) = rs.filter(|rs| *rs == message.source) {
+                pings += 1;
+                if options.deaf && pings > 1 {
+                    continue;
+                }
                 let _ = ipc::notify(rs);
             }
             continue;
@@ -179,14 +305,34 @@ fn main(args: &str) -> i32 {
             continue;
         }
         let client = message.source;
+        if message.kind == rs_request::PREPARE && Some(client) == rs {
+            // Every request commits before its reply: between two requests is quiescent.
+            if options.ignore_prepare {
+                println!("version {version}: ignoring PREPARE (ignore-prepare)");
+            } else if let Err(error) =
+                ipc::send(client, &Message::with_payload(rs_request::PREPARED, [0; 6]))
+            {
+                println!("answering PREPARE failed: {error}");
+            } else {
+                // If the new version serves for a while and is rolled back, this instance
+                // serves again with what it committed: its next message reads DS anew.
+                reload = true;
+            }
+            continue;
+        }
         let result = match message.kind {
             request::GET | request::INCREMENT | request::ADD => {
-                counter_request(&mut ledger, &mut counter, &message);
+                served += 1;
+                if options.crash_after.is_some_and(|n| served >= n) {
+                    println!("version {version}: crashing at request {served} (crash-after)");
+                    let _ = crash();
+                }
+                counter_request(ledger, counter, &message);
                 continue;
             }
             request::SLOW_GET if message.payload[0] <= request::MAX_SLOW_MS => {
                 thread::sleep(Duration::from_millis(message.payload[0]));
-                Ok(counter)
+                Ok(*counter)
             }
             request::SLOW_GET => Err(Error::InvalidArgument),
             request::CRASH => {

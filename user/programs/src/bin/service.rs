@@ -25,13 +25,16 @@ vigil_rt::entry!(main);
 
 const USAGE: &str = "usage: service list
        service up|down|restart|refresh|hold|release NAME
+       service update NAME PROGRAM [timeout=MS]
   list      every service RS supervises: state, pid, restarts, version, last failure
   up        start a service that is down
   down      stop it; RS does not restart it until 'up'
   restart   end it if it runs and start a new instance now (a held-down one too)
   refresh   replace a running, healthy instance with a fresh one
   hold      keep it running but do not restart it when it ends
-  release   clear a hold (or a crash-loop hold) and start it again if it is held down";
+  release   clear a hold (or a crash-loop hold) and start it again if it is held down
+  update    live update to the boot=pm PROGRAM, rolled back if it fails its grace period
+            (timeout: how long the old version has to reach a quiescent point)";
 
 /// Exit statuses.
 const DONE: i32 = 0;
@@ -51,6 +54,14 @@ fn main(args: &str) -> i32 {
     };
     match words.as_slice() {
         ["list"] => list(rs),
+        ["update", name, program] => update(rs, name, program, 0),
+        ["update", name, program, timeout] => match timeout
+            .strip_prefix("timeout=")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
+            Some(ms) if ms > 0 => update(rs, name, program, ms),
+            _ => usage(&alloc::format!("bad timeout '{timeout}' (timeout=MS)")),
+        },
         [word, name] => match ServiceAction::from_name(word) {
             Some(action) => act(rs, action, name),
             None => usage(&alloc::format!("unknown action '{word}'")),
@@ -79,6 +90,50 @@ fn call(rs: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
     match message.payload[0] {
         0 => Ok(message.payload),
         code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
+    }
+}
+
+/// `update NAME PROGRAM`: answered when RS's update ends.
+fn update(rs: Endpoint, name: &str, program: &str, timeout_ms: u64) -> i32 {
+    let index = match pack_name(name).and_then(|packed| call(rs, request::SERVICE_INDEX, packed)) {
+        Ok(reply) => reply[1],
+        Err(error) => {
+            println!("service: no such service '{name}' ({error})");
+            return NO_SUCH_SERVICE;
+        }
+    };
+    let payload = match vigil_rt::abi::rs::update::pack(index, program, timeout_ms) {
+        Ok(payload) if program.len() <= 24 => payload,
+        _ => {
+            return usage(&alloc::format!(
+                "bad program name '{program}' (1 to 24 bytes)"
+            ))
+        }
+    };
+    match call(rs, request::UPDATE, payload) {
+        Ok(reply) => {
+            println!(
+                "service: update {name} to {program}: done, version {}",
+                reply[1]
+            );
+            DONE
+        }
+        Err(Error::PermissionDenied) => {
+            println!("service: update {name} refused: not an operator (RS's operator= list)");
+            NOT_AN_OPERATOR
+        }
+        Err(Error::Restarted) => {
+            println!("service: update {name} to {program}: rolled back (RS's console says why)");
+            REFUSED
+        }
+        Err(Error::Interrupted) => {
+            println!("service: update {name} to {program}: cancelled, the old version serves on");
+            REFUSED
+        }
+        Err(error) => {
+            println!("service: update {name} to {program} refused: {error}");
+            REFUSED
+        }
     }
 }
 

@@ -1645,7 +1645,7 @@ fn check_hello_exactly_once(console: &Console) -> Result<(), String> {
     // Each new instance read the counter back from DS.
     console.require_line_with(&[
         "hello_service: serving at ",
-        " from DS, 1 clients recorded)",
+        " from DS, 1 clients recorded",
     ])?;
     console.require("hello_service: crashing after recording counter ")?;
     console.require_line_with(&[
@@ -2153,10 +2153,10 @@ mod tests {
             "[    1.000000] INFO  hello_service: serving at 5.1 (counter 0)",
             "[    1.500000] INFO  hello_service: crashing on request (null dereference)",
             "[    1.501000] INFO  rs: service 'hello_service' restarted as pid 9 (restart 1, 700 us after its end)",
-            "[    1.504250] INFO  hello_service: serving at 5.2 (counter 3 from DS, 1 clients recorded)",
+            "[    1.504250] INFO  hello_service: serving at 5.2 (counter 3 from DS, 1 clients recorded",
             "[    2.000000] ERROR process 'hello_service' (pid 9) panicked (thread 5.2): panicking",
             "[    2.000100] INFO  process 'hello_service' (pid 9) exited with status 101",
-            "[    2.010000] INFO  hello_service: serving at 5.3 (counter 4 from DS, 1 clients recorded)",
+            "[    2.010000] INFO  hello_service: serving at 5.3 (counter 4 from DS, 1 clients recorded",
         ]);
         assert_eq!(crash_to_serving_us(&console), vec![4250, 10_000]);
         assert_eq!(restart_latencies_us(&console), vec![700]);

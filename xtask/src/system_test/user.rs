@@ -1643,10 +1643,7 @@ fn check_hello_exactly_once(console: &Console) -> Result<(), String> {
         ])?;
     }
     // Each new instance read the counter back from DS.
-    console.require_line_with(&[
-        "hello_service: serving at ",
-        " from DS, 1 clients recorded",
-    ])?;
+    console.require_line_with(&["hello_service: serving at ", " from DS, 1 clients recorded"])?;
     console.require("hello_service: crashing after recording counter ")?;
     console.require_line_with(&[
         "hello_service: request ",

@@ -618,8 +618,10 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "rs-live-update",
         // Under hello_load's exactly-once increments: updates to a missing and a malformed
         // module are refused with version 1 serving, the update to hello_v2 is done
-        // (version 2), the one to a version that stops answering heartbeats is rolled
-        // back; 0 lost, 0 doubled.
+        // (version 2), the ones to a version that stops answering heartbeats, one that
+        // never initialises and one that crashes during the grace period are rolled back;
+        // an update away from a version that never answers PREPARE is cancelled after its
+        // bound; 0 lost, 0 doubled.
         check: check_rs_live_update,
         modules: &[("hello-broken.bin name=hello_broken boot=pm", 4096)],
         programs: &[
@@ -630,6 +632,9 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "hello_service boot=pm",
             "hello_service name=hello_v2 boot=pm -- version=2",
             "hello_service name=hello_deaf boot=pm -- version=3 deaf",
+            "hello_service name=hello_failinit boot=pm -- version=5 fail-init",
+            "hello_service name=hello_crashy boot=pm -- version=6 crash-after=2",
+            "hello_service name=hello_stubborn boot=pm -- version=4 ignore-prepare",
             "service boot=pm",
             "hello_load",
             "rs_service_test kcalls=shutdown -- update",
@@ -1805,6 +1810,13 @@ fn check_rs_live_update(console: &Console) -> Result<(), String> {
     console.require(
         "rs: service 'hello_service': update to 'hello_deaf' rolled back: 3 heartbeats unanswered",
     )?;
+    for broken in ["hello_failinit", "hello_crashy"] {
+        console.require(&format!(
+            "rs: service 'hello_service': update to '{broken}' rolled back: "
+        ))?;
+    }
+    console.require("rs: service 'hello_service': updated to 'hello_stubborn', version 3")?;
+    console.require("rs: service 'hello_service': update to 'hello_v2' cancelled: ")?;
     console.require("rs_service_test: PASS updated to version 2")?;
     console.require_line_with(&["hello_load: counter ", "lost 0, doubled 0"])?;
     if let Some(line) = console.lines.iter().find(|line| {

@@ -71,7 +71,10 @@ fn demo() -> Result<String, String> {
 
 /// `update` (scenario `rs-live-update`, under hello_load's increments): updates to a
 /// missing and a malformed program are refused, to `hello_v2` done (version 2, the counter
-/// kept), to `hello_deaf` (stops answering heartbeats) rolled back with version 2 serving.
+/// kept), to `hello_deaf` (stops answering heartbeats), `hello_failinit` (never
+/// initialises) and `hello_crashy` (crashes during the grace period) rolled back with
+/// version 2 serving; from `hello_stubborn` (never answers PREPARE) cancelled after the
+/// update's bound, with it serving on.
 fn update() -> Result<String, String> {
     // Looked up once: clients keep their endpoint across the update and the rollback
     // (after it, the name finds nothing: the process is hello_v2's).
@@ -101,11 +104,42 @@ fn update() -> Result<String, String> {
             rolled_back.version
         ));
     }
-    // hello_load prints its tally every second: let it print one after both (the check
-    // requires 0 lost, 0 doubled in every tally).
+    // The other rollback paths: a version that never initialises, and one that crashes
+    // at its second request during the grace period; version 2 serves on after each.
+    for broken in ["hello_failinit", "hello_crashy"] {
+        service(&format!("update hello_service {broken}"), 4)?;
+        let record = record(HELLO)?;
+        if record.version != 2 {
+            return Err(format!(
+                "after the rollback from {broken}: version {}",
+                record.version
+            ));
+        }
+    }
+    let after_rollbacks = hello_get()?;
+    if after_rollbacks < last {
+        return Err(format!(
+            "after the rollbacks: counter {after_rollbacks} (was {last})"
+        ));
+    }
+    // A running version that never answers PREPARE: the update away from it is cancelled
+    // after its bound (300 ms here) and it serves on. (RS's version counts the updates
+    // done: 1, then 2 with hello_v2, 3 with hello_stubborn.)
+    service("update hello_service hello_stubborn", 0)?;
+    service("update hello_service hello_v2 timeout=300", 4)?;
+    let stubborn = record(HELLO)?;
+    let final_counter = hello_get()?;
+    if stubborn.version != 3 || final_counter < after_rollbacks {
+        return Err(format!(
+            "after the cancelled update: version {}, counter {final_counter} (was {after_rollbacks})",
+            stubborn.version
+        ));
+    }
+    // hello_load prints its tally every second: let it print one after all of them (the
+    // check requires 0 lost, 0 doubled in every tally).
     thread::sleep(Duration::from_millis(1500));
     Ok(format!(
-        "updated to version 2 (counter {before} -> {after}), rolled back a deaf version (counter {last})"
+        "updated to version 2 (counter {before} -> {after}), rolled back a deaf version (counter {last}), a failing and a crashing one (counter {after_rollbacks}), cancelled an update from a version deaf to PREPARE (counter {final_counter})"
     ))
 }
 

@@ -361,6 +361,9 @@ pub fn reference(name: &str) -> Option<&'static str> {
         "restart_exit_to_serving" => {
             Some("the same for an exit, which RS collects on its 10 ms tick")
         }
+        "restart_hang_to_serving" => Some(
+            "the same for a hang: RS's 100 ms pings, 3 unanswered, then the kill and restart; issue 10 aims ≤ 300 ms (300,000,000) to detect it",
+        ),
         _ => None,
     }
 }

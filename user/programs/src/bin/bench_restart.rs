@@ -4,7 +4,8 @@
 //! (`ipc::call_service` waits on the restart tombstone until the replacement takes it
 //! over): `restart_crash_to_serving` for a null dereference (RS hears of it at once, as
 //! its signal manager), `restart_exit_to_serving` for an exit (RS collects it on its 10 ms
-//! tick). Prints `bench: <name> median_cycles=… min_cycles=… iterations=… max_cycles=…`
+//! tick), `restart_hang_to_serving` for a hang (RS's pings go unanswered: 3 at its default
+//! 100 ms period, then it kills the instance; the row is detection plus restart). Prints `bench: <name> median_cycles=… min_cycles=… iterations=… max_cycles=…`
 //! per row, then `bench: done`, and shuts down.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
@@ -68,7 +69,8 @@ fn main(_args: &str) -> i32 {
     };
     let ok = answered(server)
         && row("restart_crash_to_serving", server, hello::request::CRASH, 0)
-        && row("restart_exit_to_serving", server, hello::request::EXIT, 3);
+        && row("restart_exit_to_serving", server, hello::request::EXIT, 3)
+        && row("restart_hang_to_serving", server, hello::request::HANG, 0);
     if ok {
         println!("bench: done");
     } else {

@@ -65,6 +65,25 @@ const TICK: Duration = Duration::from_millis(10);
 /// of RS's priority (the replacement among them); then one attempt per tick.
 const TAKEOVER_YIELDS: u32 = 200;
 
+/// Makes a service-endpoint kernel call (`ServiceTakeOver`, `ServiceSwap`) until it is
+/// not refused with `Busy` — a side not yet in its receive loop — yielding to the others
+/// (the service's instances run at RS's priority) up to `yields` times in between.
+fn retry_while_busy(
+    yields: u32,
+    mut call: impl FnMut() -> Result<u64, Error>,
+) -> Result<u64, Error> {
+    let mut attempts = 0;
+    loop {
+        match call() {
+            Err(Error::Busy) if attempts < yields => {
+                attempts += 1;
+                thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Why an instance ended, as RS reports it.
 #[derive(Clone, Copy)]
 struct Failure {
@@ -223,16 +242,9 @@ impl Rs {
     /// loop (`Busy`). Once it has, the service runs at the kept endpoint.
     fn take_over(&mut self, index: usize, yields: u32) {
         let service = &mut self.services[index];
-        let mut attempts = 0;
-        let result = loop {
-            match syscall::service_take_over(service.kept, service.replacement) {
-                Err(Error::Busy) if attempts < yields => {
-                    attempts += 1;
-                    thread::yield_now();
-                }
-                other => break other,
-            }
-        };
+        let result = retry_while_busy(yields, || {
+            syscall::service_take_over(service.kept, service.replacement)
+        });
         match result {
             Ok(_) => {
                 let now = time::now_ns();

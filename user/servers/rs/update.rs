@@ -18,7 +18,7 @@ use vigil_rt::abi::rs::{MAX_NAME_BYTES, MAX_POLICY_MS, MISSED_HEARTBEATS};
 use vigil_rt::abi::signal::{status, Signal};
 use vigil_rt::{ipc, pm, println, syscall, thread, time, Endpoint, Error, Message};
 
-use super::{describe, reply, Failure, Rs, TAKEOVER_YIELDS};
+use super::{describe, reply, retry_while_busy, Failure, Rs, TAKEOVER_YIELDS};
 
 /// Where an update is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,16 +193,9 @@ impl Rs {
         let Some(update) = service.update.as_mut() else {
             return;
         };
-        let mut attempts = 0;
-        let result = loop {
-            match syscall::service_swap(service.endpoint, update.candidate) {
-                Err(Error::Busy) if attempts < yields => {
-                    attempts += 1;
-                    thread::yield_now();
-                }
-                other => break other,
-            }
-        };
+        let result = retry_while_busy(yields, || {
+            syscall::service_swap(service.endpoint, update.candidate)
+        });
         match result {
             Ok(_) => {
                 let now = time::now_ns();
@@ -434,16 +427,9 @@ impl Rs {
     /// instance, quiescent at the candidate's former endpoint, takes back.
     fn roll_back(&mut self, index: usize, update: &Update, why: &str, failed_ns: u64) {
         let service = &mut self.services[index];
-        let mut attempts = 0;
-        let result = loop {
-            match syscall::service_take_over(service.endpoint, update.candidate) {
-                Err(Error::Busy) if attempts < TAKEOVER_YIELDS => {
-                    attempts += 1;
-                    thread::yield_now();
-                }
-                other => break other,
-            }
-        };
+        let result = retry_while_busy(TAKEOVER_YIELDS, || {
+            syscall::service_take_over(service.endpoint, update.candidate)
+        });
         let now = time::now_ns();
         service.last_ping_ns = now;
         service.unanswered = 0;

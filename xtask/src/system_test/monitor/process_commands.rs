@@ -16,7 +16,7 @@ use vigil_wire::{HostFrame, ProcessAction, ProcessCommand};
 
 use super::super::scenario::millis;
 use super::session::Observation;
-use super::view::{array, of_type, str_field, u64_field};
+use super::view::{array, expect_result, of_type, result, str_field, u64_field};
 
 /// Pids of a boot with `vm`, `pm`, `pm_child boot=pm`, `pm_parent`, `pm_host_forge`: pids
 /// go in start order (the kernel's vm 1 and pm 2, then PM's boot programs pm_parent 3 and
@@ -75,24 +75,6 @@ pub const SILENT_PM_COMMANDS: &[(Duration, HostFrame)] = &[
     (millis(500), command(8, ProcessAction::Kill, 9)),
     (millis(600), command(9, ProcessAction::Kill, 9)),
 ];
-
-/// The `process_result` line answering `request`.
-fn result(lines: &[Value], request: u64) -> Result<(usize, &Value), String> {
-    of_type(lines, "process_result")
-        .find(|(_, line)| u64_field(line, "request") == Some(request))
-        .ok_or_else(|| format!("the tool printed no process_result for request {request}"))
-}
-
-/// `request` was answered with `outcome` and a message containing `says`.
-fn expect_result(lines: &[Value], request: u64, outcome: u64, says: &str) -> Result<usize, String> {
-    let (index, line) = result(lines, request)?;
-    if u64_field(line, "outcome") != Some(outcome) || !str_field(line, "message").contains(says) {
-        return Err(format!(
-            "request {request}: expected outcome {outcome} saying {says:?}, got {line}"
-        ));
-    }
-    Ok(index)
-}
 
 fn tree(lines: &[Value], request: u64) -> Result<(usize, &Value), String> {
     of_type(lines, "process_tree")

@@ -15,7 +15,7 @@ use vigil_wire::{HostFrame, ServiceAction, ServiceCommand};
 
 use super::super::scenario::millis;
 use super::session::Observation;
-use super::view::{array, of_type, str_field, u64_field};
+use super::view::{array, expect_result, of_type, str_field, u64_field};
 
 /// RS's pid in this boot: the kernel starts vm 1, pm 2, rs 3.
 pub const RS_PID: u64 = 3;
@@ -50,23 +50,6 @@ pub const RS_COMMANDS: &[(Duration, HostFrame)] = &[
 /// A service command with action index 9 (there are six): well framed, malformed.
 pub const GARBAGE_SERVICE_COMMAND: &[(Duration, &[u8])] =
     &[(millis(1650), &[0x06, 0x0b, 0x09, 0x00])];
-
-fn result(lines: &[Value], request: u64) -> Result<(usize, &Value), String> {
-    of_type(lines, "process_result")
-        .find(|(_, line)| u64_field(line, "request") == Some(request))
-        .ok_or_else(|| format!("the tool printed no process_result for request {request}"))
-}
-
-/// `request` was answered with `outcome` and a message containing `says`.
-fn expect_result(lines: &[Value], request: u64, outcome: u64, says: &str) -> Result<usize, String> {
-    let (index, line) = result(lines, request)?;
-    if u64_field(line, "outcome") != Some(outcome) || !str_field(line, "message").contains(says) {
-        return Err(format!(
-            "request {request}: expected outcome {outcome} saying {says:?}, got {line}"
-        ));
-    }
-    Ok(index)
-}
 
 /// Service `name` in the `service_list` answering `request`.
 fn service<'a>(lines: &'a [Value], request: u64, name: &str) -> Result<&'a Value, String> {

@@ -328,3 +328,27 @@ mod tests {
         assert!(thread_of(&snapshot, "chain_c").is_err());
     }
 }
+
+/// The `process_result` line answering host command `request` (process commands and, with
+/// the same frame, service commands).
+pub fn result(lines: &[Value], request: u64) -> Result<(usize, &Value), String> {
+    of_type(lines, "process_result")
+        .find(|(_, line)| u64_field(line, "request") == Some(request))
+        .ok_or_else(|| format!("the tool printed no process_result for request {request}"))
+}
+
+/// `request` was answered with `outcome` and a message containing `says`.
+pub fn expect_result(
+    lines: &[Value],
+    request: u64,
+    outcome: u64,
+    says: &str,
+) -> Result<usize, String> {
+    let (index, line) = result(lines, request)?;
+    if u64_field(line, "outcome") != Some(outcome) || !str_field(line, "message").contains(says) {
+        return Err(format!(
+            "request {request}: expected outcome {outcome} saying {says:?}, got {line}"
+        ));
+    }
+    Ok(index)
+}

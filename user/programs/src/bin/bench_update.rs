@@ -125,22 +125,21 @@ mod failure {
 fn get(hello: Endpoint) -> Result<(u64, u32), u64> {
     let mut message = Message::with_payload(hello::request::GET, [0; 6]);
     match ipc::call_service(hello, &mut message) {
-        Ok(_)
-            if message.payload[hello::reply::COUNTER] != ROUNDS.counter.load(Ordering::Acquire) =>
-        {
-            Err(failure::COUNTER_LOST)
-        }
         Ok(retries)
             if message.kind == hello::request::REPLY
                 && message.payload[hello::reply::STATUS] == 0 =>
         {
-            Ok((message.payload[hello::reply::VERSION], retries))
+            if message.payload[hello::reply::COUNTER] == ROUNDS.counter.load(Ordering::Acquire) {
+                Ok((message.payload[hello::reply::VERSION], retries))
+            } else {
+                Err(failure::COUNTER_LOST)
+            }
         }
         _ => Err(failure::GET_FAILED),
     }
 }
 
-/// Until the round's UPDATE is answered: the operator's side has ended the round.
+/// Whether RS has answered the operator's UPDATE of `round` (the update is over).
 fn answered(round: u64) -> bool {
     ROUNDS.answered.load(Ordering::Acquire) >= round
 }

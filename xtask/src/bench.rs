@@ -42,6 +42,23 @@ pub const RESTART_BENCH_PROGRAMS: &[&str] = &[
     "bench_restart kcalls=shutdown",
 ];
 
+/// The programs of the live-update benchmark's own boot: DS (where hello's state crosses
+/// an update), RS with `bench_update` as its operator supervising hello, the versions it
+/// updates hello to (two good ones, one that crashes at its second request, one that never
+/// initialises), and `bench_update`, whose client thread times what hello's clients see.
+pub const UPDATE_BENCH_PROGRAMS: &[&str] = &[
+    "vm kcalls=vm",
+    "pm kcalls=pm",
+    "ds kcalls=safecopy",
+    "rs kcalls=rs -- operator=bench_update hello_service",
+    "hello_service boot=pm",
+    "hello_service name=hello_v2 boot=pm -- version=2",
+    "hello_service name=hello_v3 boot=pm -- version=3",
+    "hello_service name=hello_crashy boot=pm -- version=9 crash-after=2",
+    "hello_service name=hello_failinit boot=pm -- version=8 fail-init",
+    "bench_update kcalls=shutdown",
+];
+
 /// How long a benchmark run may take before it is killed.
 pub const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -60,6 +77,26 @@ pub struct BenchOptions {
     pub verbose: bool,
     /// A prebuilt kernel ELF to boot instead of building one.
     pub kernel: Option<PathBuf>,
+    /// Boot only this set of benchmarks (all of them when `None`).
+    pub only: Option<BenchSet>,
+}
+
+/// The boots of a benchmark run, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSet {
+    /// `BENCH_PROGRAMS`, three times (watchdog on, off, `ipc_fastpath=off`).
+    Main,
+    /// `RESTART_BENCH_PROGRAMS`: the `restart_` rows.
+    Restart,
+    /// `UPDATE_BENCH_PROGRAMS`: the `update_` rows.
+    Update,
+}
+
+impl BenchSet {
+    /// Whether a run asked for `only` boots this set.
+    fn wanted(self, only: Option<BenchSet>) -> bool {
+        only.is_none_or(|only| only == self)
+    }
 }
 
 /// How the figures were measured.
@@ -364,6 +401,15 @@ pub fn reference(name: &str) -> Option<&'static str> {
         "restart_hang_to_serving" => Some(
             "the same for a hang: RS's 100 ms pings, 3 unanswered, then the kill and restart; issue 10 aims ≤ 300 ms (300,000,000) to detect it",
         ),
+        "update_downtime" => Some(
+            "live update under a client's GETs: the old version's last reply to the new one's first; issue 10 aims ≤ 2 ms (2,000,000), median and max",
+        ),
+        "update_rollback_crash" => Some(
+            "update to a version crashing at its 2nd request: that request sent to the old version's answer; issue 10 aims ≤ 10 ms (10,000,000), median and max",
+        ),
+        "update_rollback_init" => Some(
+            "update to a version that exits instead of initialising: the client's longest wait; issue 10 aims ≤ 10 ms (10,000,000), median and max",
+        ),
         _ => None,
     }
 }
@@ -384,9 +430,43 @@ const IPC_SLOW_PATH_LIMIT: u64 = 3_828;
 /// Most the default trace mask may add to the fast round trip (as a ratio).
 const FAST_PATH_TRACING_LIMIT: f64 = 1.10;
 
+/// Live-update downtime target, in instructions (2 ms at icount's nominal 1 GHz).
+const UPDATE_DOWNTIME_TARGET: u64 = 2_000_000;
+
+/// Rollback target (10 ms).
+const UPDATE_ROLLBACK_TARGET: u64 = 10_000_000;
+
+/// Rows whose target holds for every sample (issue 10: median and maximum), not only the
+/// median.
+fn target_covers_max(name: &str) -> bool {
+    name.starts_with("update_")
+}
+
+/// The verdict on `result` against `target`: the median's, and for a row whose target
+/// covers the worst sample, the max's too.
+fn verdict(result: &BenchResult, target: u64) -> String {
+    let judge = |cycles: u64| {
+        if cycles <= target {
+            "target met"
+        } else {
+            "target missed"
+        }
+    };
+    match result.max_cycles {
+        Some(max) if target_covers_max(&result.name) => format!(
+            "median {}, max {max}: {}",
+            judge(result.median_cycles).trim_start_matches("target "),
+            judge(max)
+        ),
+        _ => judge(result.median_cycles).to_string(),
+    }
+}
+
 /// The target a row is judged by, if it has one.
 fn target_of(name: &str) -> Option<u64> {
     match name {
+        "update_downtime" => Some(UPDATE_DOWNTIME_TARGET),
+        "update_rollback_crash" | "update_rollback_init" => Some(UPDATE_ROLLBACK_TARGET),
         "ipc_roundtrip" | "ipc_call_replyrecv" | "ipc_call_replyrecv_regs" => {
             Some(IPC_ROUNDTRIP_TARGET)
         }
@@ -553,12 +633,7 @@ pub fn format_table(results: &[BenchResult], mode: Mode, tsc_mhz: Option<f64>) -
         if icount {
             let mut reference_text = reference(&result.name).unwrap_or("").to_string();
             if let Some(target) = target_of(&result.name) {
-                let verdict = if result.median_cycles <= target {
-                    "target met"
-                } else {
-                    "target missed"
-                };
-                reference_text.push_str(&format!(" ({verdict})"));
+                reference_text.push_str(&format!(" ({})", verdict(result, target)));
             }
             row.push(reference_text);
         }
@@ -633,6 +708,7 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
     let built = user::build()?;
     let (modules, processes) = built.resolve(&user::parse_specs(BENCH_PROGRAMS)?)?;
     let restart_set = built.resolve(&user::parse_specs(RESTART_BENCH_PROGRAMS)?)?;
+    let update_set = built.resolve(&user::parse_specs(UPDATE_BENCH_PROGRAMS)?)?;
     let symbolizer = Symbolizer::load(&elf, &kernel::workspace_root());
     let boot_programs = |programs: &[&str], set: &(_, _), cmdline: &str| -> Result<Report> {
         let (modules, processes) = set;
@@ -678,16 +754,31 @@ pub fn run(options: BenchOptions) -> Result<ExitCode> {
     };
     let main_set = (modules, processes);
     let boot = |cmdline: &str| boot_programs(BENCH_PROGRAMS, &main_set, cmdline);
-    let on = boot("")?;
-    let off = boot("watchdog=off")?;
-    let slow = boot("ipc_fastpath=off")?;
-    let restarts = boot_programs(RESTART_BENCH_PROGRAMS, &restart_set, "")?;
-    let mut table = on.results.clone();
-    table.extend(slow_path_rows(&slow.results));
-    table.extend(restarts.results);
+    let mut table = Vec::new();
+    let mut tsc_mhz = None;
+    let mut comparison = Vec::new();
+    if BenchSet::Main.wanted(options.only) {
+        let on = boot("")?;
+        let off = boot("watchdog=off")?;
+        let slow = boot("ipc_fastpath=off")?;
+        table.extend(on.results.iter().cloned());
+        table.extend(slow_path_rows(&slow.results));
+        tsc_mhz = on.tsc_mhz;
+        comparison = watchdog_comparison(&on.results, &off.results, on.watchdog);
+    }
+    for (set, programs, resolved) in [
+        (BenchSet::Restart, RESTART_BENCH_PROGRAMS, &restart_set),
+        (BenchSet::Update, UPDATE_BENCH_PROGRAMS, &update_set),
+    ] {
+        if set.wanted(options.only) {
+            let report = boot_programs(programs, resolved, "")?;
+            tsc_mhz = tsc_mhz.or(report.tsc_mhz);
+            table.extend(report.results);
+        }
+    }
     println!();
-    println!("{}", format_table(&table, mode, on.tsc_mhz));
-    for line in watchdog_comparison(&on.results, &off.results, on.watchdog) {
+    println!("{}", format_table(&table, mode, tsc_mhz));
+    for line in comparison {
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
@@ -961,6 +1052,63 @@ cycles are guest instructions (-icount shift=0); ns are nominal, at the guest's 
         let met = format_table(&[result("ipc_roundtrip", 400, 390, 10)], Mode::Icount, None);
         assert!(met.contains("(target met)"), "{met}");
         assert!(met.contains("ns: unknown"), "{met}");
+    }
+
+    #[test]
+    fn judges_the_update_rows_on_their_median_and_their_worst_sample() {
+        let row = |name: &str, median, max| BenchResult {
+            max_cycles: Some(max),
+            ..result(name, median, median, 12)
+        };
+        let table = format_table(
+            &[
+                row("update_downtime", 400_000, 1_900_000),
+                row("update_rollback_crash", 900_000, 10_000_001),
+                row("update_rollback_init", 11_000_000, 12_000_000),
+            ],
+            Mode::Icount,
+            Some(1000.0),
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[2].ends_with("(median met, max 1900000: target met)"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].ends_with("(median met, max 10000001: target missed)"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4].ends_with("(median missed, max 12000000: target missed)"),
+            "{}",
+            lines[4]
+        );
+        // Without a worst sample the median alone is judged; other rows keep the median.
+        let median_only = format_table(
+            &[result("update_downtime", 2_000_001, 1, 12)],
+            Mode::Icount,
+            None,
+        );
+        assert!(median_only.contains("(target missed)"), "{median_only}");
+        let ipc = format_table(
+            &[BenchResult {
+                max_cycles: Some(u64::MAX),
+                ..result("ipc_roundtrip", 400, 390, 10)
+            }],
+            Mode::Icount,
+            None,
+        );
+        assert!(ipc.contains("(target met)"), "{ipc}");
+    }
+
+    #[test]
+    fn only_boots_the_set_asked_for() {
+        assert!(BenchSet::Update.wanted(None));
+        assert!(BenchSet::Update.wanted(Some(BenchSet::Update)));
+        assert!(!BenchSet::Main.wanted(Some(BenchSet::Update)));
+        assert!(!BenchSet::Update.wanted(Some(BenchSet::Restart)));
     }
 
     #[test]

@@ -184,6 +184,9 @@ struct BenchArgs {
     /// Boot this kernel ELF instead of building one.
     #[arg(long, value_name = "ELF")]
     kernel: Option<PathBuf>,
+    /// Boot only one set of benchmarks: main (three boots), restart or update.
+    #[arg(long, value_enum, value_name = "SET")]
+    only: Option<bench::BenchSet>,
 }
 
 #[derive(Args, Debug)]
@@ -257,6 +260,7 @@ fn main() -> ExitCode {
             wall: args.wall,
             verbose: args.verbose,
             kernel: args.kernel,
+            only: args.only,
         }),
         Command::Lint => lint::run(),
     };
@@ -373,6 +377,12 @@ mod tests {
         assert!(args.wall && !args.kvm);
         assert!(Cli::try_parse_from(["xtask", "bench", "--kvm"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "bench", "--kvm", "--wall"]).is_err());
+        let cli = Cli::try_parse_from(["xtask", "bench", "--only", "update"]).unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.only, Some(bench::BenchSet::Update));
+        assert!(Cli::try_parse_from(["xtask", "bench", "--only", "everything"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--monitor", "tcp:8.8.8.8:1"]).is_err());
     }
 }

@@ -506,9 +506,18 @@ pub mod hello {
         pub const ALL: u64 = CRASH_AFTER_COMMIT;
     }
 
+    /// Where a reply's words go: `payload[STATUS]` 0 or the error code, `payload[COUNTER]`
+    /// the counter, and in GET's reply `payload[VERSION]` the version of the instance that
+    /// answered (its `version=N`, 1 if absent), so a client sees a live update happen.
+    pub mod reply {
+        pub const STATUS: usize = 0;
+        pub const COUNTER: usize = 1;
+        pub const VERSION: usize = 2;
+    }
+
     /// Request kinds; every answer is `REPLY` with `[0, counter]` or `[error]`.
     pub mod request {
-        /// → `[0, counter]`.
+        /// → `[0, counter, version]`.
         pub const GET: u32 = 0x0510_0001;
         /// → `[0, counter + 1]` (the new value).
         pub const INCREMENT: u32 = 0x0510_0002;

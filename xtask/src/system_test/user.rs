@@ -681,6 +681,17 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         programs: crate::bench::BENCH_PROGRAMS,
         ..USER
     },
+    Scenario {
+        name: "rs-update-bench",
+        // A smoke test of the live-update benchmark (figures are `cargo xtask bench`'s
+        // job): 12 updates, 12 rollbacks after a crash and 12 after a failed
+        // initialisation, each judged by `bench_update` (the version that answered, the
+        // counter kept, the crashed request resent) and seen in RS's console.
+        deadline: secs(180),
+        check: check_update_bench,
+        programs: crate::bench::UPDATE_BENCH_PROGRAMS,
+        ..USER
+    },
 ];
 
 /// The scenarios run a second time with the IPC fast path off (`ipc_fastpath=off`), so
@@ -2087,6 +2098,48 @@ fn bench_iterations(name: &str) -> u32 {
     }
 }
 
+/// The rows `bench_update` prints, in order, and the updates each takes.
+const UPDATE_BENCHMARKS: [&str; 3] = [
+    "update_downtime",
+    "update_rollback_crash",
+    "update_rollback_init",
+];
+const UPDATE_BENCH_SAMPLES: usize = 12;
+
+fn check_update_bench(console: &Console) -> Result<(), String> {
+    // The crashing candidate's faults are reported on purpose: no `require_clean_run`.
+    console.forbid(": FAIL")?;
+    console.forbid("panic:")?;
+    for name in UPDATE_BENCHMARKS {
+        console.require_line_with(&[
+            &format!("bench_update: bench: {name} median_cycles="),
+            &format!(" iterations={UPDATE_BENCH_SAMPLES} max_cycles="),
+        ])?;
+    }
+    // Version 1 and 12 updates: the last one to hello_v3 is version 13.
+    console.require("rs: service 'hello_service': updated to 'hello_v3', version 13 ")?;
+    for (candidate, why) in [
+        ("hello_crashy", "exception #PF (vector 14)"),
+        ("hello_failinit", "exit (status 3)"),
+    ] {
+        let rolled_back = format!(
+            "rs: service 'hello_service': update to '{candidate}' rolled back: the new version ended: {why}; version 13 "
+        );
+        let count = console
+            .lines
+            .iter()
+            .filter(|line| line.text.contains(&rolled_back))
+            .count();
+        if count != UPDATE_BENCH_SAMPLES {
+            return Err(format!(
+                "{count} rollbacks from '{candidate}', {UPDATE_BENCH_SAMPLES} expected"
+            ));
+        }
+    }
+    console.require("bench_update: bench: done")?;
+    require_success_shutdown(console, "bench_update")
+}
+
 fn check_bench(console: &Console) -> Result<(), String> {
     console.require_clean_run()?;
     for name in BENCHMARKS {
@@ -2345,6 +2398,61 @@ mod tests {
         let mut wrong = texts.clone();
         wrong.push("[    0.2] INFO  errors: case x -> EFAULT: WRONG: expected EFAULT, got EINVAL");
         assert!(check_errors(&console(&wrong)).is_err());
+    }
+
+    #[test]
+    fn update_bench_check_wants_every_row_and_every_rollback() {
+        let mut lines: Vec<String> = UPDATE_BENCHMARKS
+            .iter()
+            .map(|name| {
+                format!(
+                    "[    6.3] INFO  bench_update: bench: {name} median_cycles=40000 \
+                     min_cycles=39000 iterations=12 max_cycles=41000"
+                )
+            })
+            .collect();
+        lines.push(
+            "[    6.3] INFO  rs: service 'hello_service': updated to 'hello_v3', version 13 (pid 18); the old pid 17 is gone"
+                .into(),
+        );
+        for (candidate, why) in [
+            ("hello_crashy", "exception #PF (vector 14)"),
+            ("hello_failinit", "exit (status 3)"),
+        ] {
+            for _ in 0..12 {
+                lines.push(format!(
+                    "[    6.4] INFO  rs: service 'hello_service': update to '{candidate}' rolled back: the new version ended: {why}; version 13 (pid 18) serves 5.1 again, 35 us after the failure"
+                ));
+            }
+        }
+        lines.push("[    7.2] INFO  bench_update: bench: done".into());
+        lines.push("[    7.2] INFO  shutdown requested by 'bench_update' (status 0)".into());
+        let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+        assert_eq!(check_update_bench(&console(&texts)), Ok(()));
+
+        let without = |needle: &str| -> Vec<&str> {
+            let mut dropped = false;
+            texts
+                .iter()
+                .copied()
+                .filter(|line| {
+                    let drop = !dropped && line.contains(needle);
+                    dropped |= drop;
+                    !drop
+                })
+                .collect()
+        };
+        assert!(check_update_bench(&console(&without("update_rollback_crash"))).is_err());
+        let error =
+            check_update_bench(&console(&without("'hello_failinit' rolled back"))).unwrap_err();
+        assert!(
+            error.contains("11 rollbacks from 'hello_failinit'"),
+            "{error}"
+        );
+        assert!(check_update_bench(&console(&without("version 13 (pid 18); the old"))).is_err());
+        let mut failed = texts.clone();
+        failed.push("[    7.2] INFO  bench_update: bench: FAIL: round 3 (update to 'hello_v2'): a GET failed");
+        assert!(check_update_bench(&console(&failed)).is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! always crashes, for RS's crash-loop policy. With `stall-on-start` it sleeps forever
 //! before serving: a service that never initialises, for RS's init timeout.
 //!
-//! Live update (`vigil_abi::rs::update`): `version=N` names its version; RS appends
+//! Live update (`vigil_abi::rs::update`): `version=N` names its version (GET's reply
+//! carries it, `hello::reply::VERSION`, so a client sees which version answered); RS appends
 //! `update-candidate` to a candidate's arguments, which then reads its state only at its
 //! first message after the swap (through the DS identity of the endpoint it was swapped
 //! into). It answers RS's `PREPARE` at once (every request commits before its reply).
@@ -29,7 +30,7 @@
 use core::time::Duration;
 
 use vigil_rt::abi::exactly_once::Verdict;
-use vigil_rt::abi::rs::hello::{flags, request, word, SERVICE_NAME, STATE_KEY};
+use vigil_rt::abi::rs::hello::{flags, reply, request, word, SERVICE_NAME, STATE_KEY};
 use vigil_rt::abi::rs::request as rs_request;
 use vigil_rt::abi::rs::update::CANDIDATE_ARGUMENT;
 use vigil_rt::exactly_once::Ledger;
@@ -94,8 +95,8 @@ fn counter_of(ledger: &Ledger) -> u64 {
 
 /// GET, INCREMENT or ADD, exactly once: a completed id is answered from the record; a new
 /// INCREMENT or ADD is executed and its new counter and reply stored in one DS publish
-/// before the answer.
-fn counter_request(ledger: &mut Ledger, counter: &mut u64, message: &Message) {
+/// before the answer. GET's reply names this instance's `version`.
+fn counter_request(ledger: &mut Ledger, counter: &mut u64, version: u64, message: &Message) {
     let client = message.source;
     let id = Ledger::request_id(message);
     let request_flags = message.payload[word::FLAGS];
@@ -124,7 +125,11 @@ fn counter_request(ledger: &mut Ledger, counter: &mut u64, message: &Message) {
         Verdict::Execute => {}
     }
     let new = match message.kind {
-        request::GET => return answer(client, Ok(*counter)),
+        request::GET => {
+            let mut payload = reply_payload(Ok(*counter));
+            payload[reply::VERSION] = version;
+            return send_reply(client, payload);
+        }
         request::INCREMENT => counter.wrapping_add(1),
         _ => match counter.checked_add(message.payload[word::ARGUMENT]) {
             Some(sum) => sum,
@@ -327,7 +332,7 @@ fn main(args: &str) -> i32 {
                     println!("version {version}: crashing at request {served} (crash-after)");
                     let _ = crash();
                 }
-                counter_request(ledger, counter, &message);
+                counter_request(ledger, counter, version, &message);
                 continue;
             }
             request::SLOW_GET if message.payload[0] <= request::MAX_SLOW_MS => {

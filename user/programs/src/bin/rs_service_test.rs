@@ -74,12 +74,22 @@ fn demo() -> Result<String, String> {
 /// kept), to `hello_deaf` (stops answering heartbeats), `hello_failinit` (never
 /// initialises) and `hello_crashy` (crashes during the grace period) rolled back with
 /// version 2 serving; from `hello_stubborn` (never answers PREPARE) cancelled after the
-/// update's bound, with it serving on.
+/// update's bound, with it serving on. After each step the version named in GET's reply
+/// says which program answers at the endpoint looked up before the first update.
 fn update() -> Result<String, String> {
     // Looked up once: clients keep their endpoint across the update and the rollback
     // (after it, the name finds nothing: the process is hello_v2's).
     let hello = lookup_with_retry(HELLO)?;
     let hello_get = || hello_get_at(hello);
+    // Which program answers at the kept endpoint: GET's reply names its `version=N`.
+    let answering = |wanted: u64, when: &str| match hello_version_at(hello) {
+        Ok(version) if version == wanted => Ok(()),
+        Ok(version) => Err(format!(
+            "{when}: version {version} answered, not version {wanted}"
+        )),
+        Err(error) => Err(format!("{when}: {error}")),
+    };
+    answering(1, "before the updates")?;
     let before = hello_get()?;
     service("update hello_service hello_missing", 4)?;
     service("update hello_service hello_broken", 4)?;
@@ -88,6 +98,7 @@ fn update() -> Result<String, String> {
     }
     service("update hello_service hello_v2", 0)?;
     let updated = record(HELLO)?;
+    answering(2, "after the update to hello_v2")?;
     let after = hello_get()?;
     if updated.version != 2 || after < before {
         return Err(format!(
@@ -97,6 +108,7 @@ fn update() -> Result<String, String> {
     }
     service("update hello_service hello_deaf", 4)?;
     let rolled_back = record(HELLO)?;
+    answering(2, "after the rollback from hello_deaf")?;
     let last = hello_get()?;
     if rolled_back.version != 2 || last < after {
         return Err(format!(
@@ -109,6 +121,7 @@ fn update() -> Result<String, String> {
     for broken in ["hello_failinit", "hello_crashy"] {
         service(&format!("update hello_service {broken}"), 4)?;
         let record = record(HELLO)?;
+        answering(2, &format!("after the rollback from {broken}"))?;
         if record.version != 2 {
             return Err(format!(
                 "after the rollback from {broken}: version {}",
@@ -128,6 +141,8 @@ fn update() -> Result<String, String> {
     service("update hello_service hello_stubborn", 0)?;
     service("update hello_service hello_v2 timeout=300", 4)?;
     let stubborn = record(HELLO)?;
+    // hello_stubborn's own `version=4` (RS's count of updates done is 3).
+    answering(4, "after the cancelled update away from hello_stubborn")?;
     let final_counter = hello_get()?;
     if stubborn.version != 3 || final_counter < after_rollbacks {
         return Err(format!(
@@ -228,6 +243,13 @@ fn hello_get_at(server: Endpoint) -> Result<u64, String> {
     let mut message = Message::new(hello::request::GET);
     context(ipc::send_receive(server, &mut message), "hello GET")?;
     Ok(message.payload[1])
+}
+
+/// The version that answers a GET at `server` (`hello::reply::VERSION`).
+fn hello_version_at(server: Endpoint) -> Result<u64, String> {
+    let mut message = Message::new(hello::request::GET);
+    context(ipc::send_receive(server, &mut message), "hello GET")?;
+    Ok(message.payload[hello::reply::VERSION])
 }
 
 fn rs_call(payload: [u64; 6], kind: u32) -> Result<[u64; 6], Error> {

@@ -454,7 +454,8 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "rs-restart",
         // RS (a boot system server) spawns hello_service through PM as its signal
         // manager; the judge ends hello by a null dereference (RS's exception event), a
-        // panic and an exit (PM's WAIT) and a hang (3 unanswered heartbeats), finds each new instance by name answering, with
+        // panic and an exit (PM's exit notice) and a hang (3 silent heartbeat periods, within
+        // a tick or two), finds each new instance by name answering, with
         // RS's record naming the restart and its reason, then an operator's RESTART.
         check: check_rs_restart,
         programs: &[
@@ -490,7 +491,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "rs-init-timeout",
         // A service that never reaches its receive loop: the first instance is caught by
-        // its heartbeats (50 ms, 3 missed), each replacement by `init=100`; after 3
+        // its heartbeats (silent for 3 periods of 50 ms), each replacement by `init=100`; after 3
         // failures in a row it is held down and its kept endpoint released, failing the
         // client that waited there from the start with EDEADSRCDST.
         check: check_rs_init_timeout,

@@ -15,7 +15,8 @@
 //! `RESTART`. Every `hb` ms (default 100, 0: off) RS pings each running service (a
 //! notification; the service's receive loop answers with one); a service silent for
 //! `MISSED_HEARTBEATS` (3) periods since its last sign of life, pinged at every period
-//! meanwhile, is hung: killed and restarted like a crash (`heartbeats`).
+//! meanwhile, is hung (the rule: `vigil_abi::heartbeat`): killed and restarted like a
+//! crash.
 //!
 //! A restart keeps the service's endpoint: RS marks the first instance's main thread
 //! (`ServiceKeepEndpoint`), so when an instance dies its endpoint becomes a restart
@@ -44,6 +45,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use vigil_rt::abi::heartbeat::{self, Beat, Pings};
 use vigil_rt::abi::host_command::KIND_HOST_COMMAND;
 use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec, ServiceState};
 use vigil_rt::abi::rs::{FailureText, MAX_NAME_BYTES, MISSED_HEARTBEATS};
@@ -60,18 +62,8 @@ vigil_rt::entry!(main);
 /// The version of a service's first program (`ServiceRecord::version`).
 const FIRST_VERSION: u32 = 1;
 
-/// How often RS checks its deadlines (heartbeats, backoffs, initialisation, updates):
-/// RS keeps time on this tick, so each deadline is met at the tick nearest to it.
-const TICK: Duration = Duration::from_millis(10);
-
-/// Half a tick in ns: a deadline counts as reached at the tick that is at most this far
-/// before it, so RS's tick rounds a deadline to the nearest tick, not always up.
-const HALF_TICK_NS: u64 = TICK.as_nanos() as u64 / 2;
-
-/// Whether `deadline_ns` is reached at RS's tick `now_ns` (the nearest tick to it).
-fn reached(now_ns: u64, deadline_ns: u64) -> bool {
-    now_ns.saturating_add(HALF_TICK_NS) >= deadline_ns
-}
+/// How often RS checks its deadlines (heartbeats, backoffs, initialisation, updates).
+const TICK: Duration = Duration::from_nanos(heartbeat::TICK_NS);
 
 /// Takeover attempts right after a replacement's spawn, each after a yield to the threads
 /// of RS's priority (the replacement among them); then one attempt per tick.
@@ -144,10 +136,9 @@ struct Service {
     /// ping is due a period after this), and how many pings in a row it left unanswered.
     last_ping_ns: u64,
     unanswered: u32,
-    /// Its last sign of life, dated to RS's tick: the tick before its start or takeover,
-    /// or before the answer to a ping.
+    /// Its last sign of life, dated to RS's tick (its start or takeover, or an answer),
+    /// and when RS sent the first of the pings it has left unanswered (`Pings`).
     alive_ns: u64,
-    /// When RS sent the first of the pings it has left unanswered (with `unanswered` > 0).
     first_unanswered_ns: u64,
     /// An operator's hold: when the instance ends, RS holds it down instead of restarting.
     held: bool,
@@ -178,12 +169,27 @@ fn reply(client: Endpoint, result: Result<([u64; 6], u32), Error>) {
 }
 
 impl Service {
+    /// Its heartbeat state, for the rule (`vigil_abi::heartbeat`).
+    fn pings(&self) -> Pings {
+        Pings {
+            alive_ns: self.alive_ns,
+            last_ping_ns: self.last_ping_ns,
+            first_unanswered_ns: self.first_unanswered_ns,
+            unanswered: self.unanswered,
+        }
+    }
+
+    fn set_pings(&mut self, pings: Pings) {
+        self.alive_ns = pings.alive_ns;
+        self.last_ping_ns = pings.last_ping_ns;
+        self.first_unanswered_ns = pings.first_unanswered_ns;
+        self.unanswered = pings.unanswered;
+    }
+
     /// A sign of life at RS's tick `tick_ns` (its start, its takeover, an answer to a
     /// ping): the heartbeat schedule starts again from it.
     fn alive_at(&mut self, tick_ns: u64) {
-        self.alive_ns = tick_ns;
-        self.last_ping_ns = tick_ns;
-        self.unanswered = 0;
+        self.set_pings(Pings::alive_since(tick_ns));
     }
 }
 
@@ -525,18 +531,12 @@ impl Rs {
         }
     }
 
-    /// Pings every running service a period after its last ping (or sign of life), and
-    /// declares hung one that stayed silent for `MISSED_HEARTBEATS` periods: its first
-    /// unanswered ping was sent `MISSED_HEARTBEATS - 1` periods ago (a period after its
-    /// last sign of life when RS is on time, so the silence is `MISSED_HEARTBEATS`
-    /// periods, to RS's tick) and it left `MISSED_HEARTBEATS - 1` pings in a row
-    /// unanswered. The count and the first ping's date keep RS's own lateness off the
-    /// service: an RS that did not ping it (busy, starved) gives it as long, counted from
-    /// the pings it really sent. The hang is declared at the tick when its third ping would
-    /// be due, so ≤ 3 periods after the service's last answer at the default 100 ms.
+    /// Pings every running service when its next ping is due and declares hung one
+    /// silent for `MISSED_HEARTBEATS` periods since its last sign of life, by the rule of
+    /// `vigil_abi::heartbeat` (which keeps RS's own lateness off the service): at the
+    /// default 100 ms period, ≤ 300 ms after its last answer.
     fn heartbeats(&mut self) {
         let now = time::now_ns();
-        let silent_periods = u64::from(MISSED_HEARTBEATS);
         for index in 0..self.services.len() {
             let service = &mut self.services[index];
             let period_ns = service.policy.heartbeat_ms.saturating_mul(1_000_000);
@@ -546,44 +546,33 @@ impl Rs {
             {
                 continue;
             }
-            let hung = service.unanswered >= MISSED_HEARTBEATS - 1
-                && reached(
-                    now,
-                    service
-                        .first_unanswered_ns
-                        .saturating_add((silent_periods - 1).saturating_mul(period_ns)),
-                )
-                && reached(
-                    now,
-                    service
-                        .alive_ns
-                        .saturating_add(silent_periods.saturating_mul(period_ns)),
-                );
-            if hung {
-                let silent_us = now.saturating_sub(service.alive_ns) / 1000;
-                println!(
-                    "service '{}' (pid {}) silent for {silent_us} us since its last sign of life ({} ms period, {} pings unanswered): hung",
-                    service.name, service.pid, service.policy.heartbeat_ms, service.unanswered
-                );
-                service.ending = Some(Failure {
-                    reason: reason::HANG,
-                    detail: silent_periods,
-                });
-                service.ended_ns = now;
-                let pid = service.pid;
-                self.end_instance(pid, status::killed_by(Signal::KILL, false));
-                continue;
+            let mut pings = service.pings();
+            let beat = pings.at_tick(now, period_ns);
+            service.set_pings(pings);
+            match beat {
+                Beat::Wait => {}
+                // A dead endpoint means it has just exited: PM's exit notice ends it.
+                Beat::Ping => {
+                    let _ = ipc::notify(service.endpoint);
+                }
+                Beat::Hung { silent_ns } => {
+                    println!(
+                        "service '{}' (pid {}) silent for {} us since its last sign of life ({} ms period, {} pings unanswered): hung",
+                        service.name,
+                        service.pid,
+                        silent_ns / 1000,
+                        service.policy.heartbeat_ms,
+                        service.unanswered
+                    );
+                    service.ending = Some(Failure {
+                        reason: reason::HANG,
+                        detail: u64::from(MISSED_HEARTBEATS),
+                    });
+                    service.ended_ns = now;
+                    let pid = service.pid;
+                    self.end_instance(pid, status::killed_by(Signal::KILL, false));
+                }
             }
-            if !reached(now, service.last_ping_ns.saturating_add(period_ns)) {
-                continue;
-            }
-            // A dead endpoint means it has just exited: PM's exit notice ends it.
-            let _ = ipc::notify(service.endpoint);
-            if service.unanswered == 0 {
-                service.first_unanswered_ns = now;
-            }
-            service.unanswered += 1;
-            service.last_ping_ns = now;
         }
     }
 

@@ -459,7 +459,7 @@ impl Rs {
     }
 
     /// Ends running instance `pid` (its failure already recorded in `ending`) and collects
-    /// it at once, so its restart is not left for the next tick.
+    /// it at once (its `WAIT(pid)`), so its restart does not wait for PM's exit notice.
     fn end_instance(&mut self, pid: u64, status: u64) {
         if let Err(error) = pm::kill(pid, status) {
             println!("killing pid {pid} failed: {error}");

@@ -7,6 +7,7 @@ pub mod ds;
 pub mod endpoint;
 pub mod error;
 pub mod exactly_once;
+pub mod heartbeat;
 pub mod host_command;
 pub mod introspect;
 pub mod layout;

@@ -34,8 +34,8 @@ pub mod request {
     /// `MAX_SPAWN_BYTES`) in a read grant to PM → reply `[0, pid]`. The new process is a
     /// child of the caller; with `spawn_flags::CALLER_MANAGES` the caller is its signal
     /// manager too (its exceptions are events for the caller, not signals PM decides;
-    /// PM still collects its exit for the caller's `WAIT`). Unknown flags are
-    /// `InvalidArgument`.
+    /// PM still collects its exit for the caller's `WAIT`, and tells the calling thread
+    /// of it at once: the exit notice, below). Unknown flags are `InvalidArgument`.
     pub const SPAWN: u32 = 0x0300_0001;
     /// payload `[pid or ANY_CHILD, wait_flags]` → reply `[0, pid, status]`; with
     /// `NO_HANG` and no exited child `[0, 0, 0]`. `NotFound` if the caller has no such
@@ -86,7 +86,11 @@ pub mod mask_how {
 /// `SPAWN`'s flags (`payload[2]`).
 pub mod spawn_flags {
     /// The caller becomes the new process's signal manager before it runs (RS for the
-    /// services it supervises).
+    /// services it supervises). When such a child exits and no `WAIT` of its parent is
+    /// waiting for it, PM raises a notification at the thread that spawned it (source:
+    /// PM), the *exit notice*: the manager collects the exit with `WAIT` (`NO_HANG`) at
+    /// once instead of polling. Notices coalesce (one may stand for several exits), and
+    /// one may come for an exit a `WAIT` already took (then `WAIT` finds none).
     pub const CALLER_MANAGES: u64 = 1;
     /// The request's arguments are appended to the module's own (after a space) instead
     /// of replacing them: RS's live-update candidate keeps its module's options and

@@ -271,7 +271,8 @@ pub mod reason {
     pub const REQUESTED: u64 = 3;
     /// PM refused to spawn it (detail: the `Error` code).
     pub const SPAWN: u64 = 4;
-    /// It missed its heartbeats (detail: the pings it left unanswered): RS killed it.
+    /// It missed its heartbeats (detail: the heartbeat periods it stayed silent): RS
+    /// killed it.
     pub const HANG: u64 = 5;
     /// An operator's `Down` ended it.
     pub const DOWN: u64 = 6;
@@ -321,7 +322,7 @@ impl core::fmt::Display for FailureText {
             reason::EXIT if detail == 101 => f.write_str("panic (status 101)"),
             reason::EXIT => write!(f, "exit (status {})", detail as i64),
             reason::REQUESTED => f.write_str("restart requested"),
-            reason::HANG => write!(f, "hang ({detail} heartbeats unanswered)"),
+            reason::HANG => write!(f, "hang (no heartbeat for {detail} periods)"),
             reason::SPAWN => write!(
                 f,
                 "spawn refused ({})",
@@ -345,7 +346,7 @@ impl core::fmt::Display for FailureText {
 /// wait `base_ms`, then twice as long each time up to `cap_ms`; after `limit` failures in a
 /// row (a failure counts as "in a row" when the instance ran less than `stable_ms`) the
 /// service is held down and RS raises an alert. Every `heartbeat_ms` (0: never) RS pings
-/// the service; one that leaves `MISSED_HEARTBEATS` pings in a row unanswered is hung. A
+/// the service; one silent for `MISSED_HEARTBEATS` periods while pinged is hung. A
 /// replacement that has not reached its receive loop `init_ms` after its spawn has failed
 /// to initialise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,7 +359,10 @@ pub struct RestartPolicy {
     pub init_ms: u64,
 }
 
-/// Unanswered pings in a row after which RS declares a service hung.
+/// Heartbeat periods of silence after which RS declares a service hung: counted from its
+/// last sign of life (its start or takeover, its last answer), with a ping at each period
+/// in between, so the hang is declared when the `MISSED_HEARTBEATS`th ping would be due,
+/// `MISSED_HEARTBEATS - 1` of them unanswered.
 ///
 /// The heartbeat protocol: RS raises a notification at the service's main thread (the
 /// ping); the service's receive loop answers with a notification to RS (the pong).
@@ -695,7 +699,7 @@ mod tests {
         assert_eq!(text(reason::EXCEPTION, 14), "exception #PF (vector 14)");
         assert_eq!(text(reason::EXIT, 101), "panic (status 101)");
         assert_eq!(text(reason::EXIT, 7), "exit (status 7)");
-        assert_eq!(text(reason::HANG, 3), "hang (3 heartbeats unanswered)");
+        assert_eq!(text(reason::HANG, 3), "hang (no heartbeat for 3 periods)");
         assert_eq!(text(reason::DOWN, 0), "taken down");
         assert_eq!(text(reason::NONE, 0), "none");
         assert_eq!(text(99, 1), "reason 99 (detail 1)");

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use vigil_kcore::boot_options::{self, IpcTargetNames};
 use vigil_rt::abi::pm::{Priority, MAX_IPC_PIDS, SYSTEM_SERVERS};
 use vigil_rt::abi::vm::Pid;
-use vigil_rt::{println, syscall, Error};
+use vigil_rt::{println, syscall, Endpoint, Error};
 
 use crate::{Entry, Pm, MODULE_STRING_BYTES};
 
@@ -163,6 +163,7 @@ impl Pm {
                         start_ns: vigil_rt::time::now_ns(),
                         main_thread,
                         managed_by_parent: false,
+                        exit_notice_to: Endpoint::NONE,
                     },
                 );
                 true

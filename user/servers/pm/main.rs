@@ -53,6 +53,10 @@ struct Entry {
     /// and signals are the parent's to decide, so PM's SIGNAL refuses it; PM still
     /// collects its exit (the kernel keeps PM its reaper) and KILL still ends it.
     managed_by_parent: bool,
+    /// The manager's thread that spawned it (`Endpoint::NONE` for a child PM manages):
+    /// told of its exit with a notification from PM, the exit notice, unless a `WAIT` of
+    /// the parent already takes the exit.
+    exit_notice_to: Endpoint,
 }
 
 /// A parent blocked in `WAIT`: it gets its reply when a matching child exits.
@@ -192,6 +196,11 @@ impl Pm {
                 start_ns: vigil_rt::time::now_ns(),
                 main_thread,
                 managed_by_parent,
+                exit_notice_to: if managed_by_parent {
+                    client
+                } else {
+                    Endpoint::NONE
+                },
             },
         );
         self.trace_new_child(parent, pid);
@@ -275,7 +284,8 @@ impl Pm {
     }
 
     /// Process `pid` exited with `status`: its children become PM's, its parent's wait
-    /// (if any) is answered, or the exit is kept for the parent's next wait.
+    /// (if any) is answered, or the exit is kept for the parent's next wait — and a
+    /// managing parent gets the exit notice (a notification from PM) to come and take it.
     fn exited(&mut self, pid: u64, status: u64) {
         self.tracing.exited(pid, status);
         let own_pid = self.own_pid;
@@ -288,6 +298,7 @@ impl Pm {
             let running = entry.exit_status.is_none();
             if running {
                 entry.parent = own_pid;
+                entry.exit_notice_to = Endpoint::NONE;
                 reparented += 1;
             }
             running
@@ -302,6 +313,7 @@ impl Pm {
         };
         entry.exit_status = Some(status);
         let parent = entry.parent;
+        let notice_to = entry.exit_notice_to;
         if parent == own_pid {
             self.processes.remove(&pid);
             return;
@@ -314,6 +326,13 @@ impl Pm {
             let waiter = self.waiters.remove(index);
             self.processes.remove(&pid);
             reply(waiter.client, Ok([0, pid, status, 0, 0, 0]));
+            return;
+        }
+        // A manager hears of the exit at once instead of polling `WAIT`.
+        if notice_to.is_thread() {
+            if let Err(error) = ipc::notify(notice_to) {
+                println!("exit notice for pid {pid} to {notice_to} not sent: {error}");
+            }
         }
     }
 

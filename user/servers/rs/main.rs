@@ -7,13 +7,16 @@
 //! RS spawns every service through PM as its child *and* its signal manager
 //! (`spawn_flags::CALLER_MANAGES`), so it learns of a crash from the kernel's exception
 //! event (`KIND_PROCESS_EVENT`, `PmNextEvent`) and kills the held process through PM, and of
-//! an exit (a panic is status 101) from PM's `WAIT`, polled on its 10 ms alarm. A failed
+//! an exit (a panic is status 101) from PM's exit notice (a notification from PM the moment
+//! the child exits; RS then collects it with `WAIT NO_HANG`). A failed
 //! service is restarted by its policy: the first failure at once, then after `base`,
 //! doubling up to `cap`; after `limit` failures in a row (an instance that ran `stable` ms
 //! or more resets the run) it is held down with an `ALERT` line until an operator's
 //! `RESTART`. Every `hb` ms (default 100, 0: off) RS pings each running service (a
-//! notification; the service's receive loop answers with one); a service that leaves 3
-//! pings in a row unanswered is hung: killed and restarted like a crash.
+//! notification; the service's receive loop answers with one); a service silent for
+//! `MISSED_HEARTBEATS` (3) periods since its last sign of life, pinged at every period
+//! meanwhile, is hung (the rule: `vigil_abi::heartbeat`): killed and restarted like a
+//! crash.
 //!
 //! A restart keeps the service's endpoint: RS marks the first instance's main thread
 //! (`ServiceKeepEndpoint`), so when an instance dies its endpoint becomes a restart
@@ -42,6 +45,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use vigil_rt::abi::heartbeat::{self, Beat, Pings};
 use vigil_rt::abi::host_command::KIND_HOST_COMMAND;
 use vigil_rt::abi::rs::{reason, request, unpack_name, RestartPolicy, ServiceSpec, ServiceState};
 use vigil_rt::abi::rs::{FailureText, MAX_NAME_BYTES, MISSED_HEARTBEATS};
@@ -58,8 +62,8 @@ vigil_rt::entry!(main);
 /// The version of a service's first program (`ServiceRecord::version`).
 const FIRST_VERSION: u32 = 1;
 
-/// How often RS collects exits and starts the restarts that are due.
-const TICK: Duration = Duration::from_millis(10);
+/// How often RS checks its deadlines (heartbeats, backoffs, initialisation, updates).
+const TICK: Duration = Duration::from_nanos(heartbeat::TICK_NS);
 
 /// Takeover attempts right after a replacement's spawn, each after a yield to the threads
 /// of RS's priority (the replacement among them); then one attempt per tick.
@@ -128,15 +132,23 @@ struct Service {
     /// its receive loop is up.
     replacement: Endpoint,
     init_deadline_ns: u64,
-    /// When RS last pinged it, and how many pings in a row it left unanswered.
+    /// When RS last pinged it (or, before the first ping, its last sign of life: the next
+    /// ping is due a period after this), and how many pings in a row it left unanswered.
     last_ping_ns: u64,
     unanswered: u32,
+    /// Its last sign of life, dated to RS's tick (its start or takeover, or an answer),
+    /// and when RS sent the first of the pings it has left unanswered (`Pings`).
+    alive_ns: u64,
+    first_unanswered_ns: u64,
     /// An operator's hold: when the instance ends, RS holds it down instead of restarting.
     held: bool,
 }
 
 struct Rs {
     services: Vec<Service>,
+    /// When RS's last tick began (`time::now_ns` then): the date RS gives a service's sign
+    /// of life, so heartbeat deadlines fall on its ticks.
+    tick_ns: u64,
     /// Process names whose main thread may send `RESTART`.
     operators: Vec<String>,
 }
@@ -153,6 +165,31 @@ fn reply(client: Endpoint, result: Result<([u64; 6], u32), Error>) {
     message.kind = request::REPLY;
     if let Err(error) = ipc::send_nonblocking(client, &message) {
         println!("reply to {client} dropped: {error} (it did not wait for the answer)");
+    }
+}
+
+impl Service {
+    /// Its heartbeat state, for the rule (`vigil_abi::heartbeat`).
+    fn pings(&self) -> Pings {
+        Pings {
+            alive_ns: self.alive_ns,
+            last_ping_ns: self.last_ping_ns,
+            first_unanswered_ns: self.first_unanswered_ns,
+            unanswered: self.unanswered,
+        }
+    }
+
+    fn set_pings(&mut self, pings: Pings) {
+        self.alive_ns = pings.alive_ns;
+        self.last_ping_ns = pings.last_ping_ns;
+        self.first_unanswered_ns = pings.first_unanswered_ns;
+        self.unanswered = pings.unanswered;
+    }
+
+    /// A sign of life at RS's tick `tick_ns` (its start, its takeover, an answer to a
+    /// ping): the heartbeat schedule starts again from it.
+    fn alive_at(&mut self, tick_ns: u64) {
+        self.set_pings(Pings::alive_since(tick_ns));
     }
 }
 
@@ -177,6 +214,7 @@ impl Rs {
     /// is one, else whose endpoint is kept from now on.
     fn start(&mut self, index: usize) {
         let now = time::now_ns();
+        let tick_ns = self.tick_ns;
         let service = &mut self.services[index];
         let first =
             service.started_ns == 0 && service.restarts == 0 && service.last_failure_ns == 0;
@@ -185,8 +223,7 @@ impl Rs {
                 service.pid = pid;
                 // Its process name is the program's (PM matched the module by it).
                 let instance = ipc::lookup(&service.program).unwrap_or(Endpoint::NONE);
-                service.last_ping_ns = now;
-                service.unanswered = 0;
+                service.alive_at(tick_ns);
                 service.started_ns = time::now_ns();
                 if service.kept.is_thread() {
                     service.state = ServiceState::Initialising;
@@ -241,6 +278,7 @@ impl Rs {
     /// endpoint, yielding to it up to `yields` times while it is not yet in its receive
     /// loop (`Busy`). Once it has, the service runs at the kept endpoint.
     fn take_over(&mut self, index: usize, yields: u32) {
+        let tick_ns = self.tick_ns;
         let service = &mut self.services[index];
         let result = retry_while_busy(yields, || {
             syscall::service_take_over(service.kept, service.replacement)
@@ -256,8 +294,7 @@ impl Rs {
                 service.endpoint = service.kept;
                 service.replacement = Endpoint::NONE;
                 service.state = ServiceState::Running;
-                service.last_ping_ns = now;
-                service.unanswered = 0;
+                service.alive_at(tick_ns);
             }
             // Not in its receive loop yet: the next tick tries again.
             Err(Error::Busy) => {}
@@ -400,11 +437,18 @@ impl Rs {
         self.failed(index, failure);
     }
 
-    /// Collects every exit of RS's children that PM holds.
+    /// PM's exit notice: collects every exit of RS's children that PM holds (none when a
+    /// `WAIT(pid)` of RS's took it first).
     fn collect_exits(&mut self) {
         loop {
             match pm::try_wait(None) {
-                Ok(Some(exited)) => self.exited(exited.pid, exited.status),
+                Ok(Some(exited)) => {
+                    println!(
+                        "pid {} exited (status {:#x}): collected on PM's exit notice",
+                        exited.pid, exited.status
+                    );
+                    self.exited(exited.pid, exited.status);
+                }
                 Ok(None) | Err(Error::NotFound) => break,
                 Err(error) => {
                     println!("collecting exits failed: {error}");
@@ -415,7 +459,7 @@ impl Rs {
     }
 
     /// Ends running instance `pid` (its failure already recorded in `ending`) and collects
-    /// it at once, so its restart is not left for the next tick.
+    /// it at once (its `WAIT(pid)`), so its restart does not wait for PM's exit notice.
     fn end_instance(&mut self, pid: u64, status: u64) {
         if let Err(error) = pm::kill(pid, status) {
             println!("killing pid {pid} failed: {error}");
@@ -487,9 +531,10 @@ impl Rs {
         }
     }
 
-    /// Pings every running service whose period has passed; one that left
-    /// `MISSED_HEARTBEATS` pings in a row unanswered is hung: killed and restarted. Pings
-    /// are counted, not time: a late RS sends fewer pings and never blames the service.
+    /// Pings every running service when its next ping is due and declares hung one
+    /// silent for `MISSED_HEARTBEATS` periods since its last sign of life, by the rule of
+    /// `vigil_abi::heartbeat` (which keeps RS's own lateness off the service): at the
+    /// default 100 ms period, ≤ 300 ms after its last answer.
     fn heartbeats(&mut self) {
         let now = time::now_ns();
         for index in 0..self.services.len() {
@@ -498,42 +543,51 @@ impl Rs {
             if service.state != ServiceState::Running
                 || period_ns == 0
                 || !service.endpoint.is_thread()
-                || now.saturating_sub(service.last_ping_ns) < period_ns
             {
                 continue;
             }
-            if service.unanswered >= MISSED_HEARTBEATS {
-                println!(
-                    "service '{}' (pid {}) left {} heartbeats unanswered ({} ms period): hung",
-                    service.name, service.pid, service.unanswered, service.policy.heartbeat_ms
-                );
-                service.ending = Some(Failure {
-                    reason: reason::HANG,
-                    detail: u64::from(service.unanswered),
-                });
-                service.ended_ns = now;
-                let pid = service.pid;
-                self.end_instance(pid, status::killed_by(Signal::KILL, false));
-                continue;
+            let mut pings = service.pings();
+            let beat = pings.at_tick(now, period_ns);
+            service.set_pings(pings);
+            match beat {
+                Beat::Wait => {}
+                // A dead endpoint means it has just exited: PM's exit notice ends it.
+                Beat::Ping => {
+                    let _ = ipc::notify(service.endpoint);
+                }
+                Beat::Hung { silent_ns } => {
+                    println!(
+                        "service '{}' (pid {}) silent for {} us since its last sign of life ({} ms period, {} pings unanswered): hung",
+                        service.name,
+                        service.pid,
+                        silent_ns / 1000,
+                        service.policy.heartbeat_ms,
+                        service.unanswered
+                    );
+                    service.ending = Some(Failure {
+                        reason: reason::HANG,
+                        detail: u64::from(MISSED_HEARTBEATS),
+                    });
+                    service.ended_ns = now;
+                    let pid = service.pid;
+                    self.end_instance(pid, status::killed_by(Signal::KILL, false));
+                }
             }
-            // A dead endpoint means it has just exited: the next tick collects it.
-            let _ = ipc::notify(service.endpoint);
-            service.unanswered += 1;
-            service.last_ping_ns = now;
         }
     }
 
-    /// A notification from `source`: a service's answer to its ping.
+    /// A notification from `source`: a service's answer to its ping, a sign of life.
     fn heartbeat_answered(&mut self, source: Endpoint) {
         if self.update_pong(source) {
             return;
         }
+        let tick_ns = self.tick_ns;
         if let Some(service) = self
             .services
             .iter_mut()
             .find(|service| service.endpoint == source && service.pid != 0)
         {
-            service.unanswered = 0;
+            service.alive_at(tick_ns);
         }
     }
 
@@ -658,6 +712,7 @@ impl Rs {
 fn parse_arguments(args: &str) -> Rs {
     let mut rs = Rs {
         services: Vec::new(),
+        tick_ns: time::now_ns(),
         operators: Vec::new(),
     };
     for word in args.split_ascii_whitespace() {
@@ -695,6 +750,8 @@ fn parse_arguments(args: &str) -> Rs {
                 init_deadline_ns: 0,
                 last_ping_ns: 0,
                 unanswered: 0,
+                alive_ns: 0,
+                first_unanswered_ns: 0,
                 held: false,
             }),
             Err(reason) => println!("service '{word}' refused: {reason}"),
@@ -722,8 +779,9 @@ fn main(args: &str) -> i32 {
         rs.start(index);
     }
     if let Err(error) = alarm::set(TICK) {
-        println!("no alarm ({error}): exits are collected only on requests and events");
+        println!("no alarm ({error}): no heartbeats, backoffs or deadlines");
     }
+    let pm_server = pm::server().unwrap_or(Endpoint::NONE);
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
             Ok(message) => message,
@@ -733,11 +791,13 @@ fn main(args: &str) -> i32 {
             }
         };
         if message.source == Endpoint::CLOCK {
-            rs.collect_exits();
+            rs.tick_ns = time::now_ns();
             rs.update_tick();
             rs.initialising();
             rs.heartbeats();
             rs.start_due();
+        } else if message.is_notification() && message.source == pm_server {
+            rs.collect_exits();
         } else if message.is_notification() && message.source.is_thread() {
             rs.heartbeat_answered(message.source);
         } else if message.kind == KIND_PROCESS_EVENT && message.source == Endpoint::KERNEL {

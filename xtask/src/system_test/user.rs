@@ -454,7 +454,8 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         name: "rs-restart",
         // RS (a boot system server) spawns hello_service through PM as its signal
         // manager; the judge ends hello by a null dereference (RS's exception event), a
-        // panic and an exit (PM's WAIT) and a hang (3 unanswered heartbeats), finds each new instance by name answering, with
+        // panic and an exit (PM's exit notice) and a hang (3 silent heartbeat periods, within
+        // a tick or two), finds each new instance by name answering, with
         // RS's record naming the restart and its reason, then an operator's RESTART.
         check: check_rs_restart,
         programs: &[
@@ -490,7 +491,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "rs-init-timeout",
         // A service that never reaches its receive loop: the first instance is caught by
-        // its heartbeats (50 ms, 3 missed), each replacement by `init=100`; after 3
+        // its heartbeats (silent for 3 periods of 50 ms), each replacement by `init=100`; after 3
         // failures in a row it is held down and its kept endpoint released, failing the
         // client that waited there from the start with EDEADSRCDST.
         check: check_rs_init_timeout,
@@ -1414,7 +1415,7 @@ fn check_rs_restart(console: &Console) -> Result<(), String> {
         ("exception #PF (vector 14)", 1, 0),
         ("panic (status 101)", 2, 20),
         ("exit (status 7)", 3, 40),
-        ("hang (3 heartbeats unanswered)", 4, 80),
+        ("hang (no heartbeat for 3 periods)", 4, 80),
     ] {
         console.require(&format!(
             "rs: service 'hello_service' failed: {failure}; failure {restart} in a row, restart in {delay} ms"
@@ -1424,10 +1425,14 @@ fn check_rs_restart(console: &Console) -> Result<(), String> {
             &format!(" (restart {restart}, "),
         ])?;
     }
-    console.require_line_with(&[
-        "rs: service 'hello_service' (pid ",
-        ") left 3 heartbeats unanswered (100 ms period): hung",
-    ])?;
+    require_hangs_within_three_periods(console, "hello_service", 100, 1)?;
+    // The exit and the panic reach RS as PM's exit notice, not on a tick of its own.
+    for status in ["0x7", "0x65"] {
+        console.require_line_with(&[
+            "rs: pid ",
+            &format!(" exited (status {status}): collected on PM's exit notice"),
+        ])?;
+    }
     for what in ["null dereference", "panic", "exit 7", "hang"] {
         console.require_line_with(&[&format!("rs_test: {what}: restart "), "serving again at "])?;
     }
@@ -1498,6 +1503,25 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
         ));
     }
     console.require("rs_endpoint_test: in flight: SLOW_GET failed with Restarted during a RESTART and was retried once at ")?;
+    // Both rounds' hangs within 3 periods of the last answer; both exits (and panics) on
+    // PM's exit notice.
+    require_hangs_within_three_periods(console, "hello_service", 100, 2)?;
+    for status in ["0x3", "0x65"] {
+        let notices = console
+            .lines
+            .iter()
+            .filter(|line| {
+                line.text.contains(&format!(
+                    " exited (status {status}): collected on PM's exit notice"
+                ))
+            })
+            .count();
+        if notices < 2 {
+            return Err(format!(
+                "{notices} exits with status {status} collected on PM's exit notice, expected 2"
+            ));
+        }
+    }
     console.require_line_with(&[
         "rs_endpoint_test: live swap: ",
         " (counter 0), then by pid ",
@@ -1514,7 +1538,8 @@ fn check_rs_keep_endpoint(console: &Console) -> Result<(), String> {
 fn check_rs_init_timeout(console: &Console) -> Result<(), String> {
     console.forbid("its string is cut")?;
     console.forbid(": FAIL")?;
-    console.require("rs: service 'stally' failed: hang (3 heartbeats unanswered); failure 1 in a row, restart in 0 ms")?;
+    console.require("rs: service 'stally' failed: hang (no heartbeat for 3 periods); failure 1 in a row, restart in 0 ms")?;
+    require_hangs_within_three_periods(console, "stally", 50, 1)?;
     console.require("rs: service 'stally' failed: init timeout (not in its receive loop after 100 ms); failure 2 in a row, restart in 10 ms")?;
     console.require_line_with(&[
         "rs: service 'stally' (pid ",
@@ -1695,6 +1720,47 @@ fn restart_latencies_us(console: &Console) -> Vec<u64> {
         .collect()
 }
 
+/// RS's tick (`user/servers/rs`), the precision of its heartbeat deadlines.
+const RS_TICK_US: u64 = 10_000;
+
+/// RS declared `service` hung at least `at_least` times, each time after a silence (RS's
+/// `silent for N us since its last sign of life`) of at most 3 heartbeat periods of
+/// `period_ms` plus one tick, and one tick more of slack for a loaded TCG host (RS reads
+/// the clock when its tick is handled, guest time): the hang rule is 3 periods at tick
+/// precision. Also at least 2 periods, so a hang is never declared early.
+fn require_hangs_within_three_periods(
+    console: &Console,
+    service: &str,
+    period_ms: u64,
+    at_least: usize,
+) -> Result<(), String> {
+    let prefix = format!("rs: service '{service}' (pid ");
+    let suffix = format!(" us since its last sign of life ({period_ms} ms period, ");
+    let silences: Vec<u64> = console
+        .lines
+        .iter()
+        .filter(|line| line.text.contains(&prefix) && line.text.contains("unanswered): hung"))
+        .filter_map(|line| {
+            let (head, _) = line.text.split_once(&suffix)?;
+            head.rsplit(' ').next()?.parse().ok()
+        })
+        .collect();
+    if silences.len() < at_least {
+        return Err(format!(
+            "{} hangs of '{service}' declared with a {period_ms} ms period, expected at least {at_least}",
+            silences.len()
+        ));
+    }
+    let most = 3 * period_ms * 1000 + 2 * RS_TICK_US;
+    let least = 2 * period_ms * 1000;
+    match silences.iter().find(|&&us| us > most || us < least) {
+        Some(us) => Err(format!(
+            "'{service}' declared hung after {us} us of silence: expected 3 periods of {period_ms} ms (to RS's tick)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The kernel's timestamp of a console line (`[    1.234567] …`), in µs.
 fn guest_time_us(text: &str) -> Option<u64> {
     let inside = text.strip_prefix('[')?.split_once(']')?.0.trim();
@@ -1857,7 +1923,7 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
         "exception #PF (vector 14)",
         "panic (status 101)",
         "exit (status 3)",
-        "hang (3 heartbeats unanswered)",
+        "hang (no heartbeat for 3 periods)",
     ] {
         console.require(&format!("rs: service 'hello_service' failed: {failure}"))?;
     }
@@ -2207,6 +2273,27 @@ mod tests {
         );
         sources.extend(servers);
         sources
+    }
+
+    #[test]
+    fn hangs_are_judged_by_the_silence_rs_measured() {
+        let hung = |us: u64| {
+            format!("[    2.000000] INFO  rs: service 'hello_service' (pid 7) silent for {us} us since its last sign of life (100 ms period, 2 pings unanswered): hung")
+        };
+        let judge = |lines: &[String], at_least| {
+            let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+            require_hangs_within_three_periods(&console(&texts), "hello_service", 100, at_least)
+        };
+        assert_eq!(judge(&[hung(300_004), hung(291_000)], 2), Ok(()));
+        // One tick late is fine on a loaded host, more is not; early is never.
+        assert_eq!(judge(&[hung(319_000)], 1), Ok(()));
+        let late = judge(&[hung(300_004), hung(325_000)], 1).unwrap_err();
+        assert!(late.contains("after 325000 us of silence"), "{late}");
+        let early = judge(&[hung(150_000)], 1).unwrap_err();
+        assert!(early.contains("after 150000 us"), "{early}");
+        // Another service's or another period's lines do not count.
+        let missing = judge(&[hung(300_000).replace("100 ms", "50 ms")], 1).unwrap_err();
+        assert!(missing.contains("0 hangs of 'hello_service'"), "{missing}");
     }
 
     #[test]

@@ -994,11 +994,17 @@ mod tests {
         // are booted before it; the plain default boots neither (it starts as before).
         assert!(demo.contains(&spec(RS_SERVER_DEMO)) && !demo.contains(&spec(RS_SERVER)));
         assert!(default.contains(&spec(RS_SERVER)) && !default.contains(&spec(RS_SERVER_DEMO)));
-        let load = demo.iter().position(|s| *s == spec(HELLO_LOAD_DEMO)).unwrap();
+        let load = demo
+            .iter()
+            .position(|s| *s == spec(HELLO_LOAD_DEMO))
+            .unwrap();
         for version in DEMO_VERSIONS {
             let at = demo.iter().position(|s| *s == spec(version));
             assert!(at.is_some_and(|at| at < load), "{version} before the load");
-            assert!(!default.contains(&spec(version)), "{version} only with --demo");
+            assert!(
+                !default.contains(&spec(version)),
+                "{version} only with --demo"
+            );
         }
         assert_eq!(demo.len(), default.len() + DEMO_VERSIONS.len());
         assert_eq!(
@@ -1025,7 +1031,10 @@ mod tests {
         // hello_load's RS operator name and the version names it updates to.
         assert!(RS_SERVER_DEMO.contains("operator=service+hello_load "));
         for name in ["name=hello_v2 ", "name=hello_v3 ", "name=hello_crashy "] {
-            assert!(DEMO_VERSIONS.iter().any(|text| text.contains(name)), "{name}");
+            assert!(
+                DEMO_VERSIONS.iter().any(|text| text.contains(name)),
+                "{name}"
+            );
         }
         let source = include_str!("../../user/programs/src/bin/hello_load.rs");
         for name in ["\"hello_v2\"", "\"hello_v3\"", "\"hello_crashy\""] {
@@ -1035,7 +1044,10 @@ mod tests {
         let demo = services_hint(&[spec(RS_SERVER_DEMO), spec(HELLO_LOAD_DEMO)]);
         assert!(demo.contains("crashes hello or live-updates it"), "{demo}");
         let plain = services_hint(&[spec(RS_SERVER), spec(HELLO_LOAD)]);
-        assert!(plain.contains("(--demo crashes and live-updates"), "{plain}");
+        assert!(
+            plain.contains("(--demo crashes and live-updates"),
+            "{plain}"
+        );
     }
 
     #[test]

@@ -1898,7 +1898,12 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
          (hello_v3 answers), counter kept at ",
     ])?;
     console.require("rs: service 'hello_service': updated to 'hello_v3', version 3")?;
-    for wrong in ["counter went back", "but version=", " refused", "but GET failed"] {
+    for wrong in [
+        "counter went back",
+        "but version=",
+        " refused",
+        "but GET failed",
+    ] {
         if let Some(line) = console
             .lines
             .iter()

@@ -93,11 +93,7 @@ const STEPS: [Step; 6] = [
     Step::Update,
     Step::Crash("exit status 3", hello::request::EXIT, 3),
     Step::BrokenUpdate,
-    Step::Crash(
-        "a hang (RS's heartbeats catch it)",
-        hello::request::HANG,
-        0,
-    ),
+    Step::Crash("a hang (RS's heartbeats catch it)", hello::request::HANG, 0),
 ];
 
 /// The counter of the load's last acknowledged increment (0 before the first), for the
@@ -307,8 +303,7 @@ impl Demo {
         } else {
             format!(
                 "but version={label} answers, not {} (version={})",
-                expected.name,
-                expected.label
+                expected.name, expected.label
             )
         };
         let kept = if counter >= before {
@@ -339,7 +334,10 @@ impl core::fmt::Display for UpdateEnd {
 
 /// The start of an update step's line.
 fn update_line(program: &str, note: &str) -> String {
-    format!("demo: updating {} to {program}{note} ...", hello::SERVICE_NAME)
+    format!(
+        "demo: updating {} to {program}{note} ...",
+        hello::SERVICE_NAME
+    )
 }
 
 /// One request to RS: the reply's payload, or its refusal.
@@ -359,10 +357,7 @@ fn rs_call(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
 /// RS's `UPDATE` of hello to `program`, answered when the update ends (with the new
 /// version, which the demo reads from RS's record instead, as for a rollback).
 fn rs_update(program: &str) -> Result<u64, Error> {
-    let index = rs_call(
-        rs::request::SERVICE_INDEX,
-        pack_name(hello::SERVICE_NAME)?,
-    )?[1];
+    let index = rs_call(rs::request::SERVICE_INDEX, pack_name(hello::SERVICE_NAME)?)?[1];
     let payload = rs::update::pack(index, program, 0)?;
     Ok(rs_call(rs::request::UPDATE, payload)?[1])
 }

@@ -668,6 +668,25 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-demo-refused",
+        // The demo booted without making hello_load an operator of RS: its update step is
+        // refused with a line saying what RS's boot line needs, no further update is
+        // tried, and the crashes go on (RS restarts each, version 1 serving, 0 lost).
+        check: check_rs_demo_refused,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "ds kcalls=safecopy",
+            "rs kcalls=rs -- hello_service",
+            "hello_service boot=pm",
+            "hello_service name=hello_v2 boot=pm -- version=2",
+            "hello_load -- demo=500",
+            "rs_service_test kcalls=shutdown -- demo-refused",
+        ],
+        deadline: secs(120),
+        ..USER
+    },
+    Scenario {
         name: "user-mutex",
         check: check_mutex,
         programs: &["pm kcalls=pm", "mutex_counter kcalls=shutdown"],
@@ -1930,6 +1949,27 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
     }
     console.forbid(": FAIL")?;
     console.require("rs_service_test: PASS RS restarted hello_service ")?;
+    require_success_shutdown(console, "rs_service_test")
+}
+
+fn check_rs_demo_refused(console: &Console) -> Result<(), String> {
+    console.require(
+        "hello_load: demo: updating hello_service to hello_v2 ... refused: hello_load is not \
+         one of RS's operators (RS's boot line needs operator=service+hello_load); the demo \
+         goes on without updates",
+    )?;
+    console.require_line_with(&["rs: UPDATE from ", " refused: not an operator"])?;
+    console.forbid("hello_load: demo: updating hello_service to hello_crashy")?;
+    // The steps after the refusal still happen, and RS handles them.
+    console.require("hello_load: demo: crashing hello_service by exit status 3")?;
+    console.require("rs: service 'hello_service' failed: exit (status 3)")?;
+    console.require_line_with(&[
+        "hello_load: counter ",
+        " resent, 0 failed; lost 0, doubled 0",
+    ])?;
+    console.forbid("hello_load: increment failed")?;
+    console.forbid(": FAIL")?;
+    console.require("rs_service_test: PASS RS refused the load's update and restarted ")?;
     require_success_shutdown(console, "rs_service_test")
 }
 

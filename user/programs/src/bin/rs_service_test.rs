@@ -10,7 +10,8 @@
 //!
 //! With the argument `demo` (scenario `rs-demo-load`) it judges the default run's demo
 //! instead: `hello_load -- demo=300` crashing and live-updating hello while RS restarts
-//! it, updates it and rolls a broken update back.
+//! it, updates it and rolls a broken update back; with `demo-refused` (scenario
+//! `rs-demo-refused`) the same load without operator rights, its update refused.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -41,6 +42,7 @@ fn main(args: &str) -> i32 {
     match args.trim() {
         "" => finish("rs_service_test", judge()),
         "demo" => finish("rs_service_test", demo()),
+        "demo-refused" => finish("rs_service_test", demo_refused()),
         "update" => finish("rs_service_test", update()),
         other => finish("rs_service_test", Err(format!("unknown part '{other}'"))),
     }
@@ -77,6 +79,33 @@ fn demo() -> Result<String, String> {
     }
     Err(format!(
         "hello was not restarted 4 times, updated twice and restarted after that: {:?}",
+        record(HELLO)?
+    ))
+}
+
+/// `demo-refused` (scenario `rs-demo-refused`): `hello_load -- demo=500` is not one of
+/// RS's operators, so its update is refused (the console check reads the load's line and
+/// RS's) and the demo goes on crashing hello: RS must have restarted it three times (the
+/// exit after the refused update) with version 1 still serving.
+fn demo_refused() -> Result<String, String> {
+    let hello = lookup_with_retry(HELLO)?;
+    for _ in 0..DEMO_ATTEMPTS {
+        let record = record(HELLO)?;
+        if record.version != 1 {
+            return Err(format!("a refused update changed the version: {record:?}"));
+        }
+        if record.restarts >= 3 && running(&record) {
+            let counter = hello_get_at(hello)?;
+            return Ok(format!(
+                "RS refused the load's update and restarted hello_service {} times, version 1 \
+                 serving (counter {counter})",
+                record.restarts
+            ));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!(
+        "hello was not restarted 3 times after the refused update: {:?}",
         record(HELLO)?
     ))
 }

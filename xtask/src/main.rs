@@ -116,9 +116,10 @@ struct RunArgs {
     /// boot=pm", and hello, pm_parent, "pm_child boot=pm"].
     #[arg(long = "program", value_name = "NAME [OPTIONS]", value_parser = run::parse_program)]
     programs: Vec<ProgramSpec>,
-    /// With the default programs: hello_load also crashes hello_service every 5 s (a null
-    /// dereference, a panic, an exit, a hang in turn), so `vigil top` shows RS restarting
-    /// it while the load carries on.
+    /// With the default programs: every 5 s hello_load also crashes hello_service or
+    /// live-updates it (a null dereference, a panic, an update to the next version, an
+    /// exit, an update RS rolls back, a hang in turn), so `vigil top` shows RS restarting
+    /// it and its version changing while the load carries on.
     #[arg(long, conflicts_with_all = ["programs", "no_programs"])]
     demo: bool,
     /// Boot no user program (not even the default programs, nor the VM or PM server): the

@@ -59,9 +59,10 @@ pub const HUB_LOG: &str = "vigil-hub.log";
 /// `pm_parent` asks PM to spawn `pm_child sleep` and waits for it, so `vigil top` has a
 /// process tree to show and a process to stop, continue or kill; RS (a system server, the
 /// kernel starts it after VM and PM) supervises `hello_service`, which `hello_load`
-/// increments every 100 ms (`--demo` makes it crash hello every 5 s too). `service` is
-/// there for RS's operator list (`service -- list` through PM). DS, the data store, boots
-/// before RS: hello keeps its counter there and reads it back when it is restarted.
+/// increments every 100 ms (`--demo` makes it crash and live-update hello every 5 s too,
+/// see [`demo_programs`]). `service` is there for RS's operator list (`service -- list`
+/// through PM). DS, the data store, boots before RS: hello keeps its counter there and
+/// reads it back when it is restarted or updated.
 pub const DEFAULT_PROGRAMS: &[&str] = &[
     DS_SERVER,
     RS_SERVER,
@@ -81,11 +82,42 @@ pub const DS_SERVER: &str = "ds kcalls=safecopy";
 /// policy (restart at once, then backoff; 100 ms heartbeats), `service` as its operator.
 pub const RS_SERVER: &str = "rs kcalls=rs -- operator=service hello_service";
 
+/// `RS_SERVER` with `--demo`: `hello_load` is an operator too, for its live updates.
+pub const RS_SERVER_DEMO: &str = "rs kcalls=rs -- operator=service+hello_load hello_service";
+
 /// The default client load of hello_service.
 pub const HELLO_LOAD: &str = "hello_load";
 
-/// `HELLO_LOAD` with `--demo`: it crashes hello every 5 s as well.
+/// `HELLO_LOAD` with `--demo`: every 5 s it crashes hello or live-updates it, in turn.
 pub const HELLO_LOAD_DEMO: &str = "hello_load -- demo";
+
+/// The versions `--demo`'s updates go to, booted before the load with `--demo` only
+/// (`boot=pm`: images PM spawns when RS asks, nothing starts them at boot): two good ones
+/// the load alternates between, and one that crashes at its second request after the
+/// swap, inside RS's grace period, so its update is rolled back. The names and
+/// `version=` labels are the ones `hello_load.rs` names.
+pub const DEMO_VERSIONS: &[&str] = &[
+    "hello_service name=hello_v2 boot=pm -- version=2",
+    "hello_service name=hello_v3 boot=pm -- version=3",
+    "hello_service name=hello_crashy boot=pm -- version=9 crash-after=2",
+];
+
+/// The default programs as `--demo` boots them: RS with `hello_load` as an operator, the
+/// [`DEMO_VERSIONS`] before the load, and the load in its demo mode.
+pub fn demo_programs() -> Vec<&'static str> {
+    let mut programs = Vec::new();
+    for text in DEFAULT_PROGRAMS {
+        match *text {
+            RS_SERVER => programs.push(RS_SERVER_DEMO),
+            HELLO_LOAD => {
+                programs.extend_from_slice(DEMO_VERSIONS);
+                programs.push(HELLO_LOAD_DEMO);
+            }
+            text => programs.push(text),
+        }
+    }
+    programs
+}
 
 /// The VM server, booted first (with its kernel calls) unless `--no-vm` or listed already.
 pub const VM_SERVER: &str = "vm kcalls=vm";
@@ -95,8 +127,8 @@ pub const VM_SERVER: &str = "vm kcalls=vm";
 /// starts every other program.
 pub const PM_SERVER: &str = "pm kcalls=pm";
 
-/// The programs to boot: those asked for, else [`DEFAULT_PROGRAMS`] (with `demo`, the load
-/// crashes hello too), unless `none` is set; with `vm`, the VM server goes first, then the
+/// The programs to boot: those asked for, else [`DEFAULT_PROGRAMS`] (with `demo`,
+/// [`demo_programs`]: the load crashes and updates hello too), unless `none` is set; with `vm`, the VM server goes first, then the
 /// process manager (a program list that names `vm` or `pm` itself keeps it where it is).
 pub fn programs_to_boot(
     asked: Vec<ProgramSpec>,
@@ -108,12 +140,13 @@ pub fn programs_to_boot(
         return asked;
     }
     let mut programs = if asked.is_empty() {
-        DEFAULT_PROGRAMS
-            .iter()
-            .map(|text| match *text {
-                HELLO_LOAD if demo => HELLO_LOAD_DEMO,
-                text => text,
-            })
+        let texts = if demo {
+            demo_programs()
+        } else {
+            DEFAULT_PROGRAMS.to_vec()
+        };
+        texts
+            .into_iter()
             .map(|text| ProgramSpec::parse(text).expect("a default program's specification"))
             .collect()
     } else {
@@ -166,6 +199,25 @@ pub fn describe_modules(modules: &[BootModule]) -> String {
         ));
     }
     text
+}
+
+/// The `try:` line for a boot with RS: what `vigil top`'s services view offers, and what
+/// the load (and with `--demo`, its crashes and updates) will show there.
+pub fn services_hint(programs: &[ProgramSpec]) -> String {
+    let demo = programs
+        .iter()
+        .any(|spec| spec.program == "hello_load" && spec.options.contains("demo"));
+    format!(
+        "try: in vigil top, v shows RS's services (state, restarts, version, last failure): \
+         select hello_service and press R (restart), H (hold), L (release), D (down), U (up); \
+         hello_load prints the counter every second{}",
+        if demo {
+            " and every 5 s crashes hello or live-updates it (the version goes up; one update \
+             in two is rolled back), saying what it did on the console"
+        } else {
+            " (--demo crashes and live-updates hello every 5 s)"
+        }
+    )
 }
 
 /// Parses `--monitor`: `tcp:HOST:PORT` (loopback only) or `unix:PATH`.
@@ -323,20 +375,7 @@ pub fn run(options: RunOptions) -> Result<ExitCode> {
         );
     }
     if options.programs.iter().any(|spec| spec.program == "rs") {
-        println!(
-            "try: in vigil top, v shows RS's services (state, restarts, last failure): select \
-             hello_service and press R (restart), H (hold), L (release), D (down), U (up); \
-             hello_load prints the counter every second{}",
-            if options
-                .programs
-                .iter()
-                .any(|spec| spec.program == "hello_load" && spec.options.contains("demo"))
-            {
-                " and crashes hello every 5 s"
-            } else {
-                " (--demo crashes hello every 5 s)"
-            }
-        );
+        println!("{}", services_hint(&options.programs));
     }
     if options
         .programs
@@ -951,6 +990,23 @@ mod tests {
         let demo = programs_to_boot(Vec::new(), false, true, true);
         assert!(demo.contains(&spec(HELLO_LOAD_DEMO)));
         assert!(!default.contains(&spec(HELLO_LOAD_DEMO)));
+        // --demo: hello_load is RS's operator (its updates) and the versions it updates to
+        // are booted before it; the plain default boots neither (it starts as before).
+        assert!(demo.contains(&spec(RS_SERVER_DEMO)) && !demo.contains(&spec(RS_SERVER)));
+        assert!(default.contains(&spec(RS_SERVER)) && !default.contains(&spec(RS_SERVER_DEMO)));
+        let load = demo
+            .iter()
+            .position(|s| *s == spec(HELLO_LOAD_DEMO))
+            .unwrap();
+        for version in DEMO_VERSIONS {
+            let at = demo.iter().position(|s| *s == spec(version));
+            assert!(at.is_some_and(|at| at < load), "{version} before the load");
+            assert!(
+                !default.contains(&spec(version)),
+                "{version} only with --demo"
+            );
+        }
+        assert_eq!(demo.len(), default.len() + DEMO_VERSIONS.len());
         assert_eq!(
             programs_to_boot(vec![spec("a")], false, false, true),
             [spec(PM_SERVER), spec("a")],
@@ -960,6 +1016,37 @@ mod tests {
         assert_eq!(
             programs_to_boot(vec![spec("a"), spec("pm kcalls=pm")], false, true, false),
             [spec(VM_SERVER), spec("a"), spec("pm kcalls=pm")]
+        );
+    }
+
+    #[test]
+    fn the_demo_programs_are_what_the_kernel_and_hello_load_expect() {
+        for text in demo_programs() {
+            let spec = parse_program(text).unwrap_or_else(|error| panic!("{text}: {error}"));
+            // With a long path to the image the module string still fits the kernel's.
+            let path = PathBuf::from(format!("/{}/{}", "p".repeat(100), spec.program));
+            BootModule::program(path, &spec.options)
+                .unwrap_or_else(|error| panic!("{text}: {error:#}"));
+        }
+        // hello_load's RS operator name and the version names it updates to.
+        assert!(RS_SERVER_DEMO.contains("operator=service+hello_load "));
+        for name in ["name=hello_v2 ", "name=hello_v3 ", "name=hello_crashy "] {
+            assert!(
+                DEMO_VERSIONS.iter().any(|text| text.contains(name)),
+                "{name}"
+            );
+        }
+        let source = include_str!("../../user/programs/src/bin/hello_load.rs");
+        for name in ["\"hello_v2\"", "\"hello_v3\"", "\"hello_crashy\""] {
+            assert!(source.contains(name), "hello_load.rs names {name}");
+        }
+        let spec = |text| ProgramSpec::parse(text).unwrap();
+        let demo = services_hint(&[spec(RS_SERVER_DEMO), spec(HELLO_LOAD_DEMO)]);
+        assert!(demo.contains("crashes hello or live-updates it"), "{demo}");
+        let plain = services_hint(&[spec(RS_SERVER), spec(HELLO_LOAD)]);
+        assert!(
+            plain.contains("(--demo crashes and live-updates"),
+            "{plain}"
         );
     }
 

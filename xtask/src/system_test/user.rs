@@ -646,19 +646,45 @@ pub const USER_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "rs-demo-load",
         // The default `cargo xtask run --demo` system in small: RS supervises hello, and
-        // hello_load increments it and crashes it every 300 ms four ways (#PF, panic, exit,
-        // hang); RS restarts each, the load finds the new instance and carries on.
+        // hello_load increments it and every 300 ms crashes it (#PF, panic), live-updates
+        // it to hello_v2, ends it (exit), live-updates it to hello_crashy (rolled back: it
+        // crashes in its grace period), hangs it, and round again (the next update to
+        // hello_v3); RS restarts, updates and rolls back, the load carries on with 0 lost
+        // and 0 doubled. A copy with a bad period is refused with its usage.
         check: check_rs_demo_load,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "ds kcalls=safecopy",
+            "rs kcalls=rs -- operator=service+hello_load hello_service",
+            "hello_service boot=pm",
+            "hello_service name=hello_v2 boot=pm -- version=2",
+            "hello_service name=hello_v3 boot=pm -- version=3",
+            "hello_service name=hello_crashy boot=pm -- version=9 crash-after=2",
+            "hello_load name=hello_load_bad -- demo=50",
+            "hello_load -- demo=300",
+            "rs_service_test kcalls=shutdown -- demo",
+        ],
+        deadline: secs(180),
+        ..USER
+    },
+    Scenario {
+        name: "rs-demo-refused",
+        // The demo booted without making hello_load an operator of RS: its update step is
+        // refused with a line saying what RS's boot line needs, no further update is
+        // tried, and the crashes go on (RS restarts each, version 1 serving, 0 lost).
+        check: check_rs_demo_refused,
         programs: &[
             "vm kcalls=vm",
             "pm kcalls=pm",
             "ds kcalls=safecopy",
             "rs kcalls=rs -- hello_service",
             "hello_service boot=pm",
-            "hello_load -- demo=300",
-            "rs_service_test kcalls=shutdown -- demo",
+            "hello_service name=hello_v2 boot=pm -- version=2",
+            "hello_load -- demo=500",
+            "rs_service_test kcalls=shutdown -- demo-refused",
         ],
-        deadline: secs(90),
+        deadline: secs(120),
         ..USER
     },
     Scenario {
@@ -1908,7 +1934,14 @@ fn check_rs_live_update(console: &Console) -> Result<(), String> {
 }
 
 fn check_rs_demo_load(console: &Console) -> Result<(), String> {
-    console.require("hello_load: demo: crashing hello_service every 300 ms")?;
+    console.require(
+        "hello_load: demo: every 300 ms, in turn: crash hello_service by a null dereference, a \
+         panic, update it to the next version, exit status 3, an update that is rolled back, a \
+         hang",
+    )?;
+    console.require(
+        "hello_load_bad: usage: hello_load [demo | demo=MS (at least 100)]; got 'demo=50'",
+    )?;
     for how in [
         "a null dereference",
         "a panic",
@@ -1927,9 +1960,46 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
     ] {
         console.require(&format!("rs: service 'hello_service' failed: {failure}"))?;
     }
+    // The updates: version 2, a rollback with version 2 serving, then (the next cycle)
+    // version 3; each seen by the load (RS's record, the program answering GET at the
+    // endpoint it kept, the counter) and by RS.
+    console.require_line_with(&[
+        "hello_load: demo: updating hello_service to hello_v2 ... done, version 2 serving \
+         (hello_v2 answers), counter kept at ",
+    ])?;
+    console.require("rs: service 'hello_service': updated to 'hello_v2', version 2")?;
+    console.require_line_with(&[
+        "hello_load: demo: updating hello_service to hello_crashy (it crashes in its grace \
+         period) ... rolled back (RS's console says why), version 2 serving (hello_v2 answers), \
+         counter kept at ",
+    ])?;
+    console.require_line_with(&[
+        "rs: service 'hello_service': update to 'hello_crashy' rolled back: the new version \
+         ended: ",
+        "version 2 (pid ",
+    ])?;
+    console.require_line_with(&[
+        "hello_load: demo: updating hello_service to hello_v3 ... done, version 3 serving \
+         (hello_v3 answers), counter kept at ",
+    ])?;
+    console.require("rs: service 'hello_service': updated to 'hello_v3', version 3")?;
+    for wrong in [
+        "counter went back",
+        "but version=",
+        " refused",
+        "but GET failed",
+    ] {
+        if let Some(line) = console
+            .lines
+            .iter()
+            .find(|line| line.text.contains("hello_load: demo: ") && line.text.contains(wrong))
+        {
+            return Err(format!("a demo step went wrong: {:?}", line.text));
+        }
+    }
     // With DS, hello's counter moves exactly by the increments the load saw acknowledged,
-    // across every crash, and the load never had to look hello up again (RS kept the
-    // endpoint, the runtime resent what a dying instance held).
+    // across every crash, update and rollback, and the load never had to look hello up
+    // again (RS kept the endpoint, the runtime resent what a dying instance held).
     console.require_line_with(&[
         "hello_load: counter ",
         " resent, 0 failed; lost 0, doubled 0",
@@ -1945,6 +2015,27 @@ fn check_rs_demo_load(console: &Console) -> Result<(), String> {
     }
     console.forbid(": FAIL")?;
     console.require("rs_service_test: PASS RS restarted hello_service ")?;
+    require_success_shutdown(console, "rs_service_test")
+}
+
+fn check_rs_demo_refused(console: &Console) -> Result<(), String> {
+    console.require(
+        "hello_load: demo: updating hello_service to hello_v2 ... refused: hello_load is not \
+         one of RS's operators (RS's boot line needs operator=service+hello_load); the demo \
+         goes on without updates",
+    )?;
+    console.require_line_with(&["rs: UPDATE from ", " refused: not an operator"])?;
+    console.forbid("hello_load: demo: updating hello_service to hello_crashy")?;
+    // The steps after the refusal still happen, and RS handles them.
+    console.require("hello_load: demo: crashing hello_service by exit status 3")?;
+    console.require("rs: service 'hello_service' failed: exit (status 3)")?;
+    console.require_line_with(&[
+        "hello_load: counter ",
+        " resent, 0 failed; lost 0, doubled 0",
+    ])?;
+    console.forbid("hello_load: increment failed")?;
+    console.forbid(": FAIL")?;
+    console.require("rs_service_test: PASS RS refused the load's update and restarted ")?;
     require_success_shutdown(console, "rs_service_test")
 }
 

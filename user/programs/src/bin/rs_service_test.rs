@@ -9,7 +9,9 @@
 //! `SERVICE_NAME` lists the names, and bad `ACTION`s and INTROSPECTs get their errors.
 //!
 //! With the argument `demo` (scenario `rs-demo-load`) it judges the default run's demo
-//! instead: `hello_load -- demo=300` crashing hello while RS restarts it.
+//! instead: `hello_load -- demo=300` crashing and live-updating hello while RS restarts
+//! it, updates it and rolls a broken update back; with `demo-refused` (scenario
+//! `rs-demo-refused`) the same load without operator rights, its update refused.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -40,31 +42,70 @@ fn main(args: &str) -> i32 {
     match args.trim() {
         "" => finish("rs_service_test", judge()),
         "demo" => finish("rs_service_test", demo()),
+        "demo-refused" => finish("rs_service_test", demo_refused()),
         "update" => finish("rs_service_test", update()),
         other => finish("rs_service_test", Err(format!("unknown part '{other}'"))),
     }
 }
 
-/// Polls for the demo (a bound, not a timing assertion): 20 s of guest time.
-const DEMO_ATTEMPTS: u32 = 10_000;
+/// Polls for the demo (a bound, not a timing assertion): 40 s of guest time.
+const DEMO_ATTEMPTS: u32 = 20_000;
 
-/// `demo` (scenario `rs-demo-load`): `hello_load -- demo=300` crashes hello four ways; RS
-/// must have restarted it at least four times (the scenario's console check names each
-/// way and RS's reason for it), and hello must serve again.
+/// `demo` (scenario `rs-demo-load`): `hello_load -- demo=300` crashes hello four ways and
+/// live-updates it twice a cycle (one update done, one rolled back); RS must have
+/// restarted it at least four times and updated it twice (version 3: the second cycle's
+/// update, after the first cycle's rollback and hang), and hello must serve again at the
+/// endpoint looked up before the first update (the scenario's console check names each
+/// step and RS's line for it).
 fn demo() -> Result<String, String> {
+    let hello = lookup_with_retry(HELLO)?;
+    let mut updated_at_restarts = None;
     for _ in 0..DEMO_ATTEMPTS {
-        let hello = record(HELLO)?;
-        if hello.restarts >= 4 && running(&hello) {
-            hello_get()?;
+        let record = record(HELLO)?;
+        if record.version >= 3 {
+            // The load prints its update line before its next step (an exit RS restarts):
+            // a restart after version 3 means the line is on the console.
+            let at = *updated_at_restarts.get_or_insert(record.restarts);
+            if record.restarts > at && record.restarts >= 4 && running(&record) {
+                let counter = hello_get_at(hello)?;
+                return Ok(format!(
+                    "RS restarted hello_service {} times and updated it to version {} under \
+                     the demo load, and it serves (counter {counter})",
+                    record.restarts, record.version
+                ));
+            }
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!(
+        "hello was not restarted 4 times, updated twice and restarted after that: {:?}",
+        record(HELLO)?
+    ))
+}
+
+/// `demo-refused` (scenario `rs-demo-refused`): `hello_load -- demo=500` is not one of
+/// RS's operators, so its update is refused (the console check reads the load's line and
+/// RS's) and the demo goes on crashing hello: RS must have restarted it three times (the
+/// exit after the refused update) with version 1 still serving.
+fn demo_refused() -> Result<String, String> {
+    let hello = lookup_with_retry(HELLO)?;
+    for _ in 0..DEMO_ATTEMPTS {
+        let record = record(HELLO)?;
+        if record.version != 1 {
+            return Err(format!("a refused update changed the version: {record:?}"));
+        }
+        if record.restarts >= 3 && running(&record) {
+            let counter = hello_get_at(hello)?;
             return Ok(format!(
-                "RS restarted hello_service {} times under the demo load and it serves",
-                hello.restarts
+                "RS refused the load's update and restarted hello_service {} times, version 1 \
+                 serving (counter {counter})",
+                record.restarts
             ));
         }
         thread::sleep(Duration::from_millis(2));
     }
     Err(format!(
-        "hello was not restarted 4 times: {:?}",
+        "hello was not restarted 3 times after the refused update: {:?}",
         record(HELLO)?
     ))
 }

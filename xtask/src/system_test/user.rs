@@ -650,13 +650,17 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         // it to hello_v2, ends it (exit), live-updates it to hello_crashy (rolled back: it
         // crashes in its grace period), hangs it, and round again (the next update to
         // hello_v3); RS restarts, updates and rolls back, the load carries on with 0 lost
-        // and 0 doubled. A copy with a bad period is refused with its usage.
+        // and 0 doubled. A copy with a bad period is refused with its usage. At one step
+        // every 300 ms the demo is a crash loop by RS's default policy (an instance must run
+        // 1 s to reset the failures in a row, and 8 in a row hold it down): `stable=200`
+        // makes each instance that ran to the next step a fresh start, as every instance of
+        // the real demo (one step every 5 s) is.
         check: check_rs_demo_load,
         programs: &[
             "vm kcalls=vm",
             "pm kcalls=pm",
             "ds kcalls=safecopy",
-            "rs kcalls=rs -- operator=service+hello_load hello_service",
+            "rs kcalls=rs -- operator=service+hello_load hello_service:stable=200",
             "hello_service boot=pm",
             "hello_service name=hello_v2 boot=pm -- version=2",
             "hello_service name=hello_v3 boot=pm -- version=3",
@@ -678,7 +682,7 @@ pub const USER_SCENARIOS: &[Scenario] = &[
             "vm kcalls=vm",
             "pm kcalls=pm",
             "ds kcalls=safecopy",
-            "rs kcalls=rs -- hello_service",
+            "rs kcalls=rs -- hello_service:stable=300",
             "hello_service boot=pm",
             "hello_service name=hello_v2 boot=pm -- version=2",
             "hello_load -- demo=500",

@@ -164,6 +164,7 @@ fn start_servers<'a>(
             ),
         }
     }
+    kernel.adopt_system_servers();
     Started { started, left }
 }
 

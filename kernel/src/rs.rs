@@ -1,6 +1,8 @@
 //! The kernel's side of the reincarnation server (RS): which process is RS, so that the
 //! host's service commands (`crate::host_command`) have somewhere to go and only RS may
-//! answer them. The kernel knows nothing else of services: RS keeps its own table.
+//! answer them, and RS as the signal manager of the other system servers (VM, PM, DS), so
+//! their crashes reach RS's restart history. The kernel knows nothing else of services:
+//! RS keeps its own table.
 
 use crate::system::Kernel;
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot};
@@ -39,6 +41,30 @@ impl Kernel {
             "rs: '{}' answers the host's service commands",
             self.processes[process].name()
         );
+    }
+
+    /// Once the boot table's servers are created: RS (if it runs) becomes the signal
+    /// manager of every other system server, so a CPU exception of VM, PM or DS is held for
+    /// RS, which records it (backtrace included) and ends it (`ServiceEndSystem`) instead of
+    /// the kernel killing it unseen. RS has none of PM's signal or trace calls, so managing
+    /// them gives it no way to stop, signal or trace them.
+    pub fn adopt_system_servers(&mut self) {
+        let Some(rs) = self.rs.process() else {
+            return;
+        };
+        let rs_pid = self.processes[rs].pid();
+        for slot in ProcessSlot::all() {
+            let process = &mut self.processes[slot];
+            if slot == rs || !process.is_system_server() || process.signal_manager().is_some() {
+                continue;
+            }
+            process.set_signal_manager(rs_pid);
+            crate::info!(
+                "rs: signal manager of system server '{}' (pid {})",
+                process.name(),
+                process.pid()
+            );
+        }
     }
 
     /// RS itself has exited: service commands are answered by the kernel from now on.

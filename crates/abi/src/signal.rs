@@ -247,6 +247,13 @@ pub const KIND_PROCESS_EVENT: u32 = 0xffff_0005;
 /// 0]` (the `event` word indices).
 pub type ProcessEvent = [u64; 8];
 
+/// Most addresses a backtrace of a held thread has (`KernelCall::ServiceBacktrace`): the
+/// faulting RIP, then the return addresses of the user frame-pointer chain.
+pub const BACKTRACE_FRAMES: usize = 16;
+
+/// What `ServiceBacktrace` writes: the addresses, pc first; its result says how many.
+pub type Backtrace = [u64; BACKTRACE_FRAMES];
+
 /// Word indices of a [`ProcessEvent`], and its kinds.
 pub mod event {
     pub const PID: usize = 0;

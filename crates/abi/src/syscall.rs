@@ -615,6 +615,22 @@ calls! {
     /// then. `InvalidArgument` for the same endpoint twice or a thread that is not a main
     /// thread, `PermissionDenied` for one the caller does not manage.
     ServiceSwap = 53 => ServiceSwapArgs { a: Endpoint, b: Endpoint }
+    /// (thread, out) → frames written. Signal manager (RS): the backtrace of `thread`, held
+    /// after a CPU exception (`HeldForManager`), written to `out` (`signal::Backtrace`):
+    /// its RIP, then the return addresses of its user frame-pointer chain, at most
+    /// `signal::BACKTRACE_FRAMES`. The chain is read through the held process's own page
+    /// tables and ends at the first frame that is not mapped user memory, not ascending,
+    /// or a zero return address, so a wild RBP only shortens it. `PermissionDenied` if the
+    /// caller does not manage its process, `InvalidArgument` if it is not held at an
+    /// exception (a trace stop included), `Fault` for a bad `out`.
+    ServiceBacktrace = 54 => ServiceBacktraceArgs { thread: Endpoint, out: UserPtr<crate::signal::Backtrace> }
+    /// (pid) → 0. RS: ends system server `pid` (a boot-table server the kernel made RS the
+    /// signal manager of, which RS cannot restart) whose thread is held after a CPU
+    /// exception, with the status it would have had without a manager (128 + vector), after
+    /// RS has recorded the failure. `PermissionDenied` if the caller does not manage it or
+    /// it is not a system server, `NotReady` if no thread of it is held at an exception,
+    /// `NotFound` for no live process.
+    ServiceEndSystem = 55 => ServiceEndSystemArgs { process: Pid }
 }
 
 impl KernelCall {

@@ -978,6 +978,31 @@ pub fn service_swap(a: Endpoint, b: Endpoint) -> Result<u64, Error> {
     unsafe { pm_call(ServiceSwapArgs::CALL, arguments.encode()) }
 }
 
+/// `KernelCall ServiceBacktrace` (RS): the backtrace of `thread`, held after a CPU
+/// exception: its pc, then its return addresses (`vigil_abi::signal::BACKTRACE_FRAMES` at
+/// most), and how many there are.
+pub fn service_backtrace(thread: Endpoint) -> Result<(vigil_abi::signal::Backtrace, usize), Error> {
+    let mut out: vigil_abi::signal::Backtrace = [0; vigil_abi::signal::BACKTRACE_FRAMES];
+    let arguments = ServiceBacktraceArgs {
+        thread,
+        out: UserPtr::from_ref(&mut out),
+    };
+    // SAFETY: the kernel writes the words of `out`, exclusively ours until it returns.
+    let count = unsafe { pm_call(ServiceBacktraceArgs::CALL, arguments.encode()) }?;
+    Ok((
+        out,
+        (count as usize).min(vigil_abi::signal::BACKTRACE_FRAMES),
+    ))
+}
+
+/// `KernelCall ServiceEndSystem` (RS): ends system server `pid`, held after a CPU
+/// exception, as the kernel would have without a manager.
+pub fn service_end_system(pid: Pid) -> Result<u64, Error> {
+    let arguments = ServiceEndSystemArgs { process: pid };
+    // SAFETY: no memory of the caller is involved.
+    unsafe { pm_call(ServiceEndSystemArgs::CALL, arguments.encode()) }
+}
+
 /// `KernelCall PmResumeThread` (signal manager): a held thread runs again.
 pub fn pm_resume_thread(thread: Endpoint) -> Result<u64, Error> {
     let arguments = PmResumeThreadArgs { thread };

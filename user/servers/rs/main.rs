@@ -51,6 +51,7 @@ use vigil_rt::{alarm, ipc, pm, println, syscall, thread, time, Endpoint, Error, 
 
 mod introspect;
 mod operator;
+mod system;
 mod update;
 
 vigil_rt::entry!(main);
@@ -133,6 +134,14 @@ struct Service {
     unanswered: u32,
     /// An operator's hold: when the instance ends, RS holds it down instead of restarting.
     held: bool,
+    /// A system server of the boot table (state `System`): RS is only its signal manager,
+    /// it is never started, restarted or acted on by RS.
+    system: bool,
+    /// The backtrace of the last failure by an exception (pc first), as the kernel walked
+    /// the held thread's stack (`ServiceBacktrace`); empty if there was none.
+    backtrace: Vec<u64>,
+    /// That exception's vector.
+    backtrace_vector: u64,
 }
 
 struct Rs {
@@ -153,6 +162,28 @@ fn reply(client: Endpoint, result: Result<([u64; 6], u32), Error>) {
     message.kind = request::REPLY;
     if let Err(error) = ipc::send_nonblocking(client, &message) {
         println!("reply to {client} dropped: {error} (it did not wait for the answer)");
+    }
+}
+
+/// The backtrace of `thread`, held after an exception (empty if the kernel refused it:
+/// said on the console, the failure is recorded without it).
+fn held_backtrace(thread: Endpoint) -> Vec<u64> {
+    match syscall::service_backtrace(thread) {
+        Ok((frames, count)) => frames[..count].to_vec(),
+        Err(error) => {
+            println!("backtrace of {thread} refused: {error}");
+            Vec::new()
+        }
+    }
+}
+
+/// Prints a recorded backtrace in the kernel's frame format (`  #0 pc  0x… (PROGRAM)`),
+/// one frame a line, so the host's symbolizer names each frame in PROGRAM's ELF.
+fn print_backtrace(program: &str, backtrace: &[u64]) {
+    println!("backtrace recorded ({} frames):", backtrace.len());
+    for (index, address) in backtrace.iter().enumerate() {
+        let kind = if index == 0 { "pc " } else { "ret" };
+        println!("  #{index} {kind} {address:#018x} ({program})");
     }
 }
 
@@ -327,6 +358,10 @@ impl Rs {
         service.replacement = Endpoint::NONE;
         service.last = failure;
         service.last_failure_ns = now;
+        // The history's backtrace is the last failure's: only an exception has one.
+        if failure.reason != reason::EXCEPTION {
+            service.backtrace.clear();
+        }
         if self.kept_down_by_operator(index, failure) {
             // Nothing will take the tombstone over until an operator acts: clients
             // waiting there fail now instead of waiting for that.
@@ -426,7 +461,10 @@ impl Rs {
         }
     }
 
-    /// The kernel holds threads of services after an exception: each instance ends.
+    /// The kernel holds threads of services (and of the system servers, whose signal
+    /// manager RS is too) after an exception: RS reads the held thread's backtrace into
+    /// the restart history, then each instance ends (a system server's by the kernel, as
+    /// RS cannot restart it: `system.rs`).
     fn exception_events(&mut self) {
         loop {
             let record = match syscall::pm_next_event() {
@@ -443,6 +481,8 @@ impl Rs {
                 println!("pid {pid}: unexpected event kind {}", record[event::KIND]);
                 continue;
             }
+            let thread = Endpoint(record[event::THREAD]);
+            let backtrace = held_backtrace(thread);
             let now = time::now_ns();
             if let Some(index) = self.candidate_of(pid) {
                 println!(
@@ -451,6 +491,7 @@ impl Rs {
                     exception_mnemonic(vector),
                     record[event::RIP]
                 );
+                print_backtrace(&self.services[index].program, &backtrace);
                 let status = status::killed_by(Signal::for_exception(vector), true);
                 if let Err(error) = pm::kill(pid, status) {
                     println!("killing pid {pid} failed: {error}");
@@ -465,16 +506,24 @@ impl Rs {
                 self.candidate_ended(index, failure);
                 continue;
             }
-            let name = match self.by_pid(pid) {
+            if self.by_pid(pid).is_none() {
+                if let Some(index) = self.system_server_of(thread) {
+                    self.system_server_crashed(index, &record, backtrace);
+                    continue;
+                }
+            }
+            let (name, program) = match self.by_pid(pid) {
                 Some(service) => {
                     service.ending = Some(Failure {
                         reason: reason::EXCEPTION,
                         detail: vector,
                     });
                     service.ended_ns = now;
-                    service.name.clone()
+                    service.backtrace = backtrace.clone();
+                    service.backtrace_vector = vector;
+                    (service.name.clone(), service.program.clone())
                 }
-                None => String::from("?"),
+                None => (String::from("?"), String::from("?")),
             };
             println!(
                 "service '{name}' (pid {pid}) crashed: {} at {:#x} (address {:#x})",
@@ -482,6 +531,7 @@ impl Rs {
                 record[event::RIP],
                 record[event::FAULT_ADDRESS]
             );
+            print_backtrace(&program, &backtrace);
             let status = status::killed_by(Signal::for_exception(vector), true);
             self.end_instance(pid, status);
         }
@@ -598,14 +648,18 @@ impl Rs {
                     println!("RESTART from {client} refused: not an operator");
                     Err(Error::PermissionDenied)
                 } else {
-                    self.index(message.payload[0]).map(|index| {
+                    self.index(message.payload[0]).and_then(|index| {
+                        self.refuse_system_server(index, "restart")?;
                         self.restart(index);
-                        ([0; 6], 0)
+                        Ok(([0; 6], 0))
                     })
                 }
             }
             request::SERVICE_NAME => self.service_name(message.payload[0]),
-            request::UPDATE => match self.begin_update(client, &message.payload) {
+            request::UPDATE => match self
+                .refuse_system_update(message.payload[0])
+                .and_then(|()| self.begin_update(client, &message.payload))
+            {
                 // Answered when the update ends.
                 Ok(()) => return,
                 Err(error) => Err(error),
@@ -670,37 +724,51 @@ fn parse_arguments(args: &str) -> Rs {
             Ok(spec) if rs.services.iter().any(|s| s.name == spec.program) => {
                 println!("service '{}' refused: listed twice", spec.program);
             }
-            Ok(spec) => rs.services.push(Service {
-                name: String::from(spec.program),
-                program: String::from(spec.program),
-                version: FIRST_VERSION,
-                update: None,
-                policy: spec.policy,
-                state: ServiceState::BackingOff,
-                pid: 0,
-                started_ns: 0,
-                restarts: 0,
-                failures_in_a_row: 0,
-                last: Failure {
-                    reason: reason::NONE,
-                    detail: 0,
-                },
-                last_failure_ns: 0,
-                restart_at_ns: 0,
-                ending: None,
-                ended_ns: 0,
-                endpoint: Endpoint::NONE,
-                kept: Endpoint::NONE,
-                replacement: Endpoint::NONE,
-                init_deadline_ns: 0,
-                last_ping_ns: 0,
-                unanswered: 0,
-                held: false,
-            }),
+            Ok(spec) => rs.services.push(Service::new(
+                spec.program,
+                spec.policy,
+                ServiceState::BackingOff,
+            )),
             Err(reason) => println!("service '{word}' refused: {reason}"),
         }
     }
     rs
+}
+
+impl Service {
+    /// A service named `name` (its first program too) that has not run yet.
+    fn new(name: &str, policy: RestartPolicy, state: ServiceState) -> Service {
+        Service {
+            name: String::from(name),
+            program: String::from(name),
+            version: FIRST_VERSION,
+            update: None,
+            policy,
+            state,
+            pid: 0,
+            started_ns: 0,
+            restarts: 0,
+            failures_in_a_row: 0,
+            last: Failure {
+                reason: reason::NONE,
+                detail: 0,
+            },
+            last_failure_ns: 0,
+            restart_at_ns: 0,
+            ending: None,
+            ended_ns: 0,
+            endpoint: Endpoint::NONE,
+            kept: Endpoint::NONE,
+            replacement: Endpoint::NONE,
+            init_deadline_ns: 0,
+            last_ping_ns: 0,
+            unanswered: 0,
+            held: false,
+            system: state.is_system(),
+            backtrace: Vec::new(),
+            backtrace_vector: 0,
+        }
+    }
 }
 
 fn main(args: &str) -> i32 {
@@ -721,6 +789,7 @@ fn main(args: &str) -> i32 {
     for index in 0..rs.services.len() {
         rs.start(index);
     }
+    rs.add_system_servers();
     if let Err(error) = alarm::set(TICK) {
         println!("no alarm ({error}): exits are collected only on requests and events");
     }

@@ -3,14 +3,17 @@
 //! or the host through the kernel's forwarded service commands), and the host's service
 //! list. Every request is checked here once: a non-operator gets `PermissionDenied`, an
 //! unknown index `NotFound`, an unknown action `InvalidArgument`, an action the state does
-//! not allow `NotReady` or `Exists`; RS keeps serving after each.
+//! not allow `NotReady` or `Exists`, any action on a system server `PermissionDenied` (the
+//! host's answer says "system server: not restartable"); RS keeps serving after each.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use vigil_rt::abi::host_command::{Command, Outcome, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES};
-use vigil_rt::abi::rs::{pack_name_reply, reason, ServiceAction, ServiceState};
+use vigil_rt::abi::rs::{
+    pack_name_reply, reason, ServiceAction, ServiceState, SYSTEM_SERVER_REFUSAL,
+};
 use vigil_rt::abi::signal::{status, Signal};
 use vigil_rt::{println, syscall, time, Endpoint, Error, Message};
 
@@ -40,6 +43,7 @@ impl Rs {
 
     /// Carries out `action` on service `index` (the sender already checked).
     pub(crate) fn act(&mut self, index: usize, action: ServiceAction) -> Result<(), Error> {
+        self.refuse_system_server(index, action.name())?;
         let service = &mut self.services[index];
         if let Some(update) = &service.update {
             println!(
@@ -184,6 +188,14 @@ impl Rs {
                 Outcome::Ok,
                 text(format!(
                     "{} {}: done ({state})",
+                    action.name(),
+                    service.name
+                )),
+            ),
+            Err(Error::PermissionDenied) if service.system => (
+                Outcome::NotSupported,
+                text(format!(
+                    "{} {} refused: {SYSTEM_SERVER_REFUSAL} ({state})",
                     action.name(),
                     service.name
                 )),

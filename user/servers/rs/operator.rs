@@ -10,7 +10,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use vigil_rt::abi::host_command::{Command, Outcome, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES};
+use vigil_rt::abi::host_command::{
+    unpack_program, Command, Outcome, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES, MAX_UPDATE_PROGRAM_BYTES,
+};
+use vigil_rt::abi::rs::update as rs_update;
 use vigil_rt::abi::rs::{
     pack_name_reply, reason, ServiceAction, ServiceState, SYSTEM_SERVER_REFUSAL,
 };
@@ -133,7 +136,8 @@ impl Rs {
     }
 
     /// A service command the kernel forwarded from the host (`KIND_HOST_COMMAND`,
-    /// `[request, command, service index, …]`), answered with `PmHostReply`.
+    /// `[request, command, service index, …]`; a `ServiceUpdate`'s program name in the last
+    /// three words), answered with `PmHostReply`.
     pub(crate) fn host_command(&mut self, message: &Message) {
         let [request, command, index, ..] = message.payload;
         let Ok(request) = u32::try_from(request) else {
@@ -148,6 +152,19 @@ impl Rs {
                     .collect();
                 (Outcome::Ok, records)
             }
+            Some(Command::ServiceUpdate) => match self.index(index) {
+                Ok(index) => {
+                    let words = [message.payload[3], message.payload[4], message.payload[5]];
+                    self.host_update(index, &words)
+                }
+                Err(_) => (
+                    Outcome::NoSuchProcess,
+                    text(format!(
+                        "no service has index {index} (rs has {})",
+                        self.services.len()
+                    )),
+                ),
+            },
             Some(command) => match (command.service_action(), self.index(index)) {
                 (None, _) => (
                     Outcome::Invalid,
@@ -169,6 +186,53 @@ impl Rs {
         };
         if let Err(error) = syscall::pm_host_reply(request, outcome, &data) {
             println!("answer to host command {request} refused: {error}");
+        }
+    }
+
+    /// The host's live update of service `index` to the program in `words`
+    /// (`host_command::pack_program`, checked again here): answered when it has begun —
+    /// its end is on the console and in the service list — or with the refusal.
+    fn host_update(&mut self, index: usize, words: &[u64; 3]) -> (Outcome, Vec<u8>) {
+        let name = self.services[index].name.clone();
+        let mut program = [0u8; MAX_UPDATE_PROGRAM_BYTES];
+        let Ok(len) = unpack_program(words, &mut program) else {
+            return (
+                Outcome::Invalid,
+                text(format!("update {name}: the program name is not readable")),
+            );
+        };
+        let program = core::str::from_utf8(&program[..len]).unwrap_or("?");
+        if self.refuse_system_server(index, "update").is_err() {
+            return (
+                Outcome::NotSupported,
+                text(format!("update {name} refused: {SYSTEM_SERVER_REFUSAL}")),
+            );
+        }
+        let payload = match rs_update::pack(index as u64, program, 0) {
+            Ok(payload) => payload,
+            Err(error) => {
+                return (
+                    Outcome::Invalid,
+                    text(format!("update {name} to {program}: {error}")),
+                )
+            }
+        };
+        let version = self.services[index].version;
+        match self.start_update(Endpoint::NONE, &payload) {
+            Ok(()) => (
+                Outcome::Ok,
+                text(format!(
+                    "update {name} to {program}: begun (version {version} serves until the swap; the service list shows the end)"
+                )),
+            ),
+            Err(error @ (Error::Exists | Error::Busy | Error::NotReady)) => (
+                Outcome::Refused,
+                text(format!("update {name} to {program} refused: {error}")),
+            ),
+            Err(error) => (
+                Outcome::Failed,
+                text(format!("update {name} to {program} failed: {error}")),
+            ),
         }
     }
 

@@ -111,6 +111,8 @@ Keys (? in the task manager lists them all):
   R        restart the service whose instance the selected process is (rs)
   v        services view: rs's services, state, restarts, last failure (v or Esc: back)
            R restart  H hold  L release  D down  U up  F refresh the selected service
+           P update it: type the boot=pm program to update to, Enter sends
+           (the selected service's last crash backtrace is shown under the table)
 Kill, stop and continue go to the kernel as process commands, which it forwards to the
 process manager (pm); its answer (ok, refused, no such process, not supported, or the
 kernel's no process manager / busy / timed out) is shown in the status line. The PPID column

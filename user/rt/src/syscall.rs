@@ -983,9 +983,10 @@ pub fn service_swap(a: Endpoint, b: Endpoint) -> Result<u64, Error> {
 /// most), and how many there are.
 pub fn service_backtrace(thread: Endpoint) -> Result<(vigil_abi::signal::Backtrace, usize), Error> {
     let mut out: vigil_abi::signal::Backtrace = [0; vigil_abi::signal::BACKTRACE_FRAMES];
+    let buffer: &mut vigil_abi::signal::Backtrace = &mut out;
     let arguments = ServiceBacktraceArgs {
         thread,
-        out: UserPtr::from_ref(&mut out),
+        out: UserPtr::from_ref(buffer),
     };
     // SAFETY: the kernel writes the words of `out`, exclusively ours until it returns.
     let count = unsafe { pm_call(ServiceBacktraceArgs::CALL, arguments.encode()) }?;

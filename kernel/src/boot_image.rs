@@ -164,7 +164,6 @@ fn start_servers<'a>(
             ),
         }
     }
-    kernel.adopt_system_servers();
     Started { started, left }
 }
 

@@ -882,6 +882,7 @@ impl Kernel {
             crate::console::continuation(format_args!("  {reason}"));
         }
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
+        let backtrace_for_rs = backtrace.clone();
         crate::monitor::report_user_crash(
             vigil_wire::CrashKind::UserFault,
             name,
@@ -894,6 +895,8 @@ impl Kernel {
             endpoint,
             [u64::from(pid), context.vector, context.rip],
         );
+        self.report_system_server_crash(slot, fault_address, &backtrace_for_rs);
+        let record = &self.processes[process];
         if let Some(manager) = record.signal_manager() {
             if self.hold_for_manager(slot, fault_address) {
                 crate::info!(

@@ -624,13 +624,13 @@ calls! {
     /// caller does not manage its process, `InvalidArgument` if it is not held at an
     /// exception (a trace stop included), `Fault` for a bad `out`.
     ServiceBacktrace = 54 => ServiceBacktraceArgs { thread: Endpoint, out: UserPtr<crate::signal::Backtrace> }
-    /// (pid) → 0. RS: ends system server `pid` (a boot-table server the kernel made RS the
-    /// signal manager of, which RS cannot restart) whose thread is held after a CPU
-    /// exception, with the status it would have had without a manager (128 + vector), after
-    /// RS has recorded the failure. `PermissionDenied` if the caller does not manage it or
-    /// it is not a system server, `NotReady` if no thread of it is held at an exception,
-    /// `NotFound` for no live process.
-    ServiceEndSystem = 55 => ServiceEndSystemArgs { process: Pid }
+    /// (out) → 1 if a crash was written, else 0. RS: takes the oldest crash of a system
+    /// server (VM, PM, DS: the boot table's, which have no signal manager) that the kernel
+    /// reported to RS before ending it (`signal::SystemCrash`: the event, the main thread,
+    /// the backtrace); RS gets a `KIND_PROCESS_EVENT` notice when one is queued. At most
+    /// `SYSTEM_CRASHES_KEPT` wait; later ones are dropped with a console line.
+    /// `PermissionDenied` for any caller but RS, `Fault` for a bad `out` (nothing taken).
+    ServiceSystemCrash = 55 => ServiceSystemCrashArgs { out: UserPtr<crate::signal::SystemCrash> }
 }
 
 impl KernelCall {

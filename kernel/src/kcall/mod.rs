@@ -112,8 +112,8 @@ impl Kernel {
             KernelCallArgs::ServiceBacktrace(args) => {
                 service_failure::backtrace(self, caller, args)
             }
-            KernelCallArgs::ServiceEndSystem(args) => {
-                service_failure::end_system(self, caller, args)
+            KernelCallArgs::ServiceSystemCrash(args) => {
+                service_failure::system_crash(self, caller, args)
             }
         }
     }

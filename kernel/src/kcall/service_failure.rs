@@ -1,15 +1,15 @@
 //! RS's kernel calls about a failure it records: the backtrace of a thread held after a
-//! CPU exception (`ServiceBacktrace`, the restart history's backtrace), and the end of a
-//! crashed system server RS manages but cannot restart (`ServiceEndSystem`). The walk of
-//! the user stack is `crate::backtrace::user_frames`; both act only on a process whose
-//! signal manager is the caller.
+//! CPU exception (`ServiceBacktrace`, the restart history's backtrace; only for a process
+//! whose signal manager is the caller), and the crashes of the system servers RS cannot
+//! restart, which the kernel queued for it (`ServiceSystemCrash`, `crate::rs`). The walk
+//! of the user stack is `crate::backtrace::user_frames` for both.
 
 use crate::syscall::Next;
 use crate::system::Kernel;
 use crate::usercopy;
 use vigil_abi::ptrace::stop;
-use vigil_abi::signal::event;
-use vigil_abi::syscall::{ServiceBacktraceArgs, ServiceEndSystemArgs};
+use vigil_abi::signal::{event, system_crash};
+use vigil_abi::syscall::{ServiceBacktraceArgs, ServiceSystemCrashArgs};
 use vigil_abi::wait::ThreadState;
 use vigil_abi::Error;
 use vigil_kcore::slot::{ProcessSlot, ThreadSlot};
@@ -52,32 +52,25 @@ pub fn backtrace(
     Ok(Next::Return(count as u64))
 }
 
-/// ServiceEndSystem: a system server held after an exception ends as with no manager.
-pub fn end_system(
+/// ServiceSystemCrash: the oldest system-server crash queued for RS, written to `out`.
+pub fn system_crash(
     kernel: &mut Kernel,
     caller: ThreadSlot,
-    args: ServiceEndSystemArgs,
+    args: ServiceSystemCrashArgs,
 ) -> Result<Next, Error> {
-    let process = kernel
-        .processes
-        .by_pid(args.process.0)
-        .ok_or(Error::NotFound)?;
-    if !manages(kernel, caller, process) || !kernel.processes[process].is_system_server() {
+    if kernel.rs.process() != Some(kernel.threads[caller].process()) {
         return Err(Error::PermissionDenied);
     }
-    let vector = kernel
-        .table
-        .threads_of(process)
-        .find_map(|slot| held_exception(kernel, slot))
-        .ok_or(Error::NotReady)?;
-    let record = &kernel.processes[process];
-    crate::error!(
-        "system server '{}' (pid {}) ended by its signal manager (pid {}) after {}: killed as with no manager",
-        record.name(),
-        record.pid(),
-        kernel.process_of(caller).pid(),
-        crate::arch::trap::exception_name(vector).0
-    );
-    kernel.exit_process(process, 128 + vector);
-    Ok(Next::Return(0))
+    // Check the buffer first, so a bad one loses no crash.
+    usercopy::write_value(
+        kernel.space_of(caller),
+        args.out,
+        &[0u64; system_crash::WORDS],
+    )?;
+    let Some(crash) = kernel.rs.take_system_crash() else {
+        return Ok(Next::Return(0));
+    };
+    let written = usercopy::write_value(kernel.space_of(caller), args.out, &crash);
+    debug_assert!(written.is_ok(), "the buffer was just written");
+    Ok(Next::Return(1))
 }

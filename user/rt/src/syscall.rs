@@ -996,12 +996,17 @@ pub fn service_backtrace(thread: Endpoint) -> Result<(vigil_abi::signal::Backtra
     ))
 }
 
-/// `KernelCall ServiceEndSystem` (RS): ends system server `pid`, held after a CPU
-/// exception, as the kernel would have without a manager.
-pub fn service_end_system(pid: Pid) -> Result<u64, Error> {
-    let arguments = ServiceEndSystemArgs { process: pid };
-    // SAFETY: no memory of the caller is involved.
-    unsafe { pm_call(ServiceEndSystemArgs::CALL, arguments.encode()) }
+/// `KernelCall ServiceSystemCrash` (RS): the oldest crash of a system server the kernel
+/// reported before ending it (`vigil_abi::signal::system_crash`), or None.
+pub fn service_system_crash() -> Result<Option<vigil_abi::signal::SystemCrash>, Error> {
+    let mut out: vigil_abi::signal::SystemCrash = [0; vigil_abi::signal::system_crash::WORDS];
+    let buffer: &mut vigil_abi::signal::SystemCrash = &mut out;
+    let arguments = ServiceSystemCrashArgs {
+        out: UserPtr::from_ref(buffer),
+    };
+    // SAFETY: the kernel writes the words of `out`, exclusively ours until it returns.
+    let collected = unsafe { pm_call(ServiceSystemCrashArgs::CALL, arguments.encode()) }?;
+    Ok((collected == 1).then_some(out))
 }
 
 /// `KernelCall PmResumeThread` (signal manager): a held thread runs again.

@@ -461,11 +461,11 @@ impl Rs {
         }
     }
 
-    /// The kernel holds threads of services (and of the system servers, whose signal
-    /// manager RS is too) after an exception: RS reads the held thread's backtrace into
-    /// the restart history, then each instance ends (a system server's by the kernel, as
-    /// RS cannot restart it: `system.rs`).
+    /// The kernel holds threads of services after an exception: RS reads the held thread's
+    /// backtrace into the restart history, then each instance ends. The kernel also queues
+    /// the crashes of the system servers it ended (`system.rs`).
     fn exception_events(&mut self) {
+        self.system_server_crashes();
         loop {
             let record = match syscall::pm_next_event() {
                 Ok(Some(record)) => record,
@@ -505,12 +505,6 @@ impl Rs {
                 };
                 self.candidate_ended(index, failure);
                 continue;
-            }
-            if self.by_pid(pid).is_none() {
-                if let Some(index) = self.system_server_of(thread) {
-                    self.system_server_crashed(index, &record, backtrace);
-                    continue;
-                }
             }
             let (name, program) = match self.by_pid(pid) {
                 Some(service) => {

@@ -1,17 +1,16 @@
 //! RS and the system servers of the boot table (VM, PM, DS and RS itself): the kernel
-//! starts them, not RS, and makes RS the signal manager of the others once it is up, so
-//! their crashes reach RS's restart history. RS lists them (state `system`), refuses every
-//! operator action on them (they are not restartable: their state lives only in their
-//! memory — DS's store too, so not even DS is safe to restart), and when one takes an
-//! exception RS records it with its backtrace, raises an `ALERT` and has the kernel end it
-//! as it would have without a manager (`ServiceEndSystem`).
-
-use alloc::vec::Vec;
+//! starts them, not RS. RS lists them (state `system`) and refuses every operator action on
+//! them: they are not restartable, their state lives only in their memory — DS's store
+//! too, so not even DS is safe to restart. When one takes an exception the kernel ends it
+//! as always and queues the crash for RS (`ServiceSystemCrash`, with a `KIND_PROCESS_EVENT`
+//! notice): RS records it in the entry's history with the backtrace (state
+//! `system-failed`) and raises an `ALERT` that says it cannot restart it.
 
 use vigil_rt::abi::pm::SYSTEM_SERVERS;
 use vigil_rt::abi::rs::{reason, RestartPolicy, ServiceState, SYSTEM_SERVER_REFUSAL};
-use vigil_rt::abi::signal::{event, ProcessEvent};
-use vigil_rt::abi::vm::Pid;
+use vigil_rt::abi::signal::{
+    event, exception_mnemonic, system_crash, SystemCrash, BACKTRACE_FRAMES,
+};
 use vigil_rt::{ipc, println, syscall, time, Endpoint, Error};
 
 use super::{describe, print_backtrace, Failure, Rs, Service};
@@ -36,9 +35,7 @@ impl Rs {
             let mut service = Service::new(name, RestartPolicy::DEFAULT, ServiceState::System);
             service.endpoint = endpoint;
             service.started_ns = time::now_ns();
-            println!(
-                "system server '{name}' at {endpoint}: listed, not restartable (RS is its signal manager)"
-            );
+            println!("system server '{name}' at {endpoint}: listed, not restartable");
             self.services.push(service);
         }
     }
@@ -66,23 +63,52 @@ impl Rs {
         }
     }
 
-    /// The system server whose main thread is `thread` (the one a crash event names).
-    pub(crate) fn system_server_of(&self, thread: Endpoint) -> Option<usize> {
-        self.services
-            .iter()
-            .position(|service| service.system && service.endpoint == thread)
+    /// Takes every system-server crash the kernel queued for RS (it has ended each): RS
+    /// records it (reason, time, backtrace) and says plainly that it cannot restart it.
+    pub(crate) fn system_server_crashes(&mut self) {
+        loop {
+            match syscall::service_system_crash() {
+                Ok(Some(crash)) => self.system_server_crashed(&crash),
+                Ok(None) => break,
+                Err(error) => {
+                    println!("collecting system-server crashes failed: {error}");
+                    break;
+                }
+            }
+        }
     }
 
-    /// System server `index` took the exception of event `record`: RS records it (reason,
-    /// time, backtrace), says plainly that it cannot restart it, and has the kernel end it.
-    pub(crate) fn system_server_crashed(
-        &mut self,
-        index: usize,
-        record: &ProcessEvent,
-        backtrace: Vec<u64>,
-    ) {
-        let pid = record[event::PID];
-        let vector = record[event::VECTOR];
+    fn system_server_crashed(&mut self, crash: &SystemCrash) {
+        let event = &crash[system_crash::EVENT..system_crash::EVENT + 8];
+        let pid = event[event::PID];
+        let vector = event[event::VECTOR];
+        let frames = (crash[system_crash::FRAMES] as usize).min(BACKTRACE_FRAMES);
+        let backtrace = crash[system_crash::BACKTRACE..system_crash::BACKTRACE + frames].to_vec();
+        let mut name = [0u8; 32];
+        let Some(name) = system_crash::name(crash, &mut name) else {
+            println!(
+                "ALERT: a system server (pid {pid}, its name unreadable) crashed: {} at {:#x}; the kernel ended it",
+                exception_mnemonic(vector),
+                event[event::RIP]
+            );
+            return;
+        };
+        // One that crashed before RS listed it (before RS ever ran) is listed now.
+        let index = match self
+            .services
+            .iter()
+            .position(|s| s.system && s.name == name)
+        {
+            Some(index) => index,
+            None => {
+                self.services.push(Service::new(
+                    name,
+                    RestartPolicy::DEFAULT,
+                    ServiceState::SystemFailed,
+                ));
+                self.services.len() - 1
+            }
+        };
         let service = &mut self.services[index];
         let failure = Failure {
             reason: reason::EXCEPTION,
@@ -96,22 +122,12 @@ impl Rs {
         service.state = ServiceState::SystemFailed;
         service.endpoint = Endpoint::NONE;
         println!(
-            "ALERT: system server '{}' (pid {pid}) crashed: {} at {:#x} (address {:#x}); RS cannot restart it: {SYSTEM_SERVER_REFUSAL}",
+            "ALERT: system server '{}' (pid {pid}) crashed: {} at {:#x} (address {:#x}); the kernel ended it and RS cannot restart it: {SYSTEM_SERVER_REFUSAL}",
             service.name,
             describe(failure),
-            record[event::RIP],
-            record[event::FAULT_ADDRESS],
+            event[event::RIP],
+            event[event::FAULT_ADDRESS],
         );
         print_backtrace(&service.program, &service.backtrace);
-        match syscall::service_end_system(Pid(pid as u32)) {
-            Ok(_) => println!(
-                "system server '{}' (pid {pid}) ended; the rest of the system runs on without it",
-                service.name
-            ),
-            Err(error) => println!(
-                "system server '{}' (pid {pid}): ending it failed: {error}",
-                service.name
-            ),
-        }
     }
 }

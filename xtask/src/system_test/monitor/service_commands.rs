@@ -10,8 +10,9 @@
 //! (vm 2, pm 3, rs 4 after the two services): an update of vm and a restart of rs are not
 //! supported ("system server: not restartable"), an update of a forged index is no such
 //! service, one of the down hello refused, a raw update frame with a NUL inside its
-//! program name invalid (the kernel's own answer) and a truncated one unanswered, and an
-//! update of the running hello to `hello_v2` begun.
+//! program name invalid (the kernel's own answer), a truncated one unanswered, one with a
+//! 30-byte program cut to the frame's 24 (no such program: failed), and an update of the
+//! running hello to `hello_v2` begun.
 
 use std::time::Duration;
 
@@ -87,7 +88,13 @@ pub const GARBAGE_SERVICE_COMMAND: &[(Duration, &[u8])] = &[
         ],
     ),
     (millis(1720), &[0x08, 0x1b, 0x00, b'h', b'i']),
+    (millis(2600), OVERSIZED_UPDATE),
 ];
+
+/// A service update of hello (request 28) whose program is 30 bytes: the frame's field is
+/// 24, so the decoder takes the first 24 and ignores the rest (as it ignores any bytes after
+/// a frame's value); RS finds no such program and answers failed, hello serving on.
+const OVERSIZED_UPDATE: &[u8] = b"\x08\x1c\x00abcdefghijklmnopqrstuvwxyz1234";
 
 /// Service `name` in the `service_list` answering `request`.
 fn service<'a>(lines: &'a [Value], request: u64, name: &str) -> Result<&'a Value, String> {
@@ -167,11 +174,17 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
     )?;
     expect_result(lines, 25, 5, "service update: the program name is not")?;
     expect_result(lines, 26, 0, "update hello_service to hello_v2: begun")?;
+    expect_result(
+        lines,
+        28,
+        4,
+        "update hello_service to abcdefghijklmnopqrstuvwx failed: ",
+    )?;
     let mut answered: Vec<u64> = of_type(lines, "process_result")
         .filter_map(|(_, line)| u64_field(line, "request"))
         .collect();
     answered.sort_unstable();
-    let expected = [2, 3, 4, 5, 6, 7, 9, 21, 22, 23, 24, 25, 26];
+    let expected = [2, 3, 4, 5, 6, 7, 9, 21, 22, 23, 24, 25, 26, 28];
     if answered != expected {
         return Err(format!(
             "results for requests {answered:?}, expected {expected:?} (the garbage answered?)"
@@ -199,7 +212,7 @@ fn verdict(lines: &[Value]) -> Result<String, String> {
         return Err(format!("up did not bring hello back: {up}"));
     }
     Ok(format!(
-        "3 lists, 13 answers (hold, restart, release, down, up ok; refresh refused; index {FORGED_INDEX} unknown; system servers not restartable; updates: begun, refused, unknown, invalid), garbage unanswered"
+        "3 lists, 14 answers (hold, restart, release, down, up ok; refresh refused; index {FORGED_INDEX} unknown; system servers not restartable; updates: begun, refused, unknown, invalid, failed), garbage unanswered"
     ))
 }
 
@@ -289,6 +302,7 @@ mod tests {
             answer(24, 2, "update hello_service to hello_v2 refused: ENOTREADY"),
             answer(25, 5, "service update: the program name is not 1 to 24 bytes of UTF-8 without NUL"),
             answer(26, 0, "update hello_service to hello_v2: begun (version 1 serves until the swap; the service list shows the end)"),
+            answer(28, 4, "update hello_service to abcdefghijklmnopqrstuvwx failed: ESRCH"),
             list(
                 10,
                 vec![

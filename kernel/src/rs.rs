@@ -67,9 +67,10 @@ impl Kernel {
     }
 
     /// Thread `slot` of a process took a CPU exception (already reported, with
-    /// `backtrace`) and is about to be ended: if its process is a system server other than
-    /// RS and RS runs, the crash is queued for RS and RS gets a `KIND_PROCESS_EVENT`
-    /// notice. The kernel's end of the process is not changed.
+    /// `backtrace`): if its process is a system server other than RS with no signal
+    /// manager (so the kernel is about to end it) and RS runs, the crash is queued for RS
+    /// and RS gets a `KIND_PROCESS_EVENT` notice. The kernel's end of the process is not
+    /// changed.
     pub fn report_system_server_crash(
         &mut self,
         slot: ThreadSlot,
@@ -81,7 +82,9 @@ impl Kernel {
             return;
         };
         let record = &self.processes[process];
-        if process == rs_process || !record.is_system_server() {
+        // One a manager was named for (PM's `MANAGE`) is that manager's to decide about.
+        if process == rs_process || !record.is_system_server() || record.signal_manager().is_some()
+        {
             return;
         }
         let context = self.threads[slot].context();

@@ -29,10 +29,17 @@
 //! is a new endpoint again. Requests (`vigil_abi::rs::request`) are checked at the
 //! boundary; a bad one gets its error and RS keeps serving.
 //!
+//! The restart history keeps, per service, the restart count, the last reason and its
+//! time, and for an exception the backtrace of the held thread (`ServiceBacktrace`),
+//! printed in the kernel's frame format and answered in INTROSPECT topic 7. The system
+//! servers (VM, PM, DS, RS) are listed after the services and refuse every action; their
+//! crashes, which the kernel reports to RS as it ends them, are recorded with an `ALERT`
+//! (`system.rs`).
+//!
 //! Operators (and the host, through the kernel's forwarded service commands) act on
-//! services by index: up, down, restart, refresh, hold, release (`operator.rs`); anyone may
-//! list them (`SERVICE_NAME`, `SERVICE_STATUS`) or read RS's INTROSPECT services topic
-//! (`introspect.rs`).
+//! services by index: up, down, restart, refresh, hold, release, update (`operator.rs`);
+//! anyone may list them (`SERVICE_NAME`, `SERVICE_STATUS`) or read RS's INTROSPECT services
+//! and service-backtraces topics (`introspect.rs`).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -134,11 +141,12 @@ struct Service {
     unanswered: u32,
     /// An operator's hold: when the instance ends, RS holds it down instead of restarting.
     held: bool,
-    /// A system server of the boot table (state `System`): RS is only its signal manager,
-    /// it is never started, restarted or acted on by RS.
+    /// A system server of the boot table (state `System`): the kernel started it, and RS
+    /// never starts, restarts or acts on it; it only records its crash (`system.rs`).
     system: bool,
     /// The backtrace of the last failure by an exception (pc first), as the kernel walked
-    /// the held thread's stack (`ServiceBacktrace`); empty if there was none.
+    /// the held thread's stack (`ServiceBacktrace`; for a system server, the one the kernel
+    /// reported with its crash); empty if the last failure was none.
     backtrace: Vec<u64>,
     /// That exception's vector.
     backtrace_vector: u64,

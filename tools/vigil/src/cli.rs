@@ -44,6 +44,22 @@ pub enum Command {
     /// Own the kernel's monitor socket and share its stream with any number of clients
     /// (`top`, `events`, `record`, `metrics` at once): point them at the hub's address.
     Hub(HubArgs),
+    /// Act on the reincarnation server's services, like the guest's `service` program:
+    /// `list`, `up|down|restart|refresh|hold|release NAME`, `update NAME PROGRAM`.
+    Service(ServiceArgs),
+}
+
+/// `vigil service`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// Give up when no answer came within this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// `list`, `ACTION NAME` or `update NAME PROGRAM` (PROGRAM: a boot=pm module).
+    #[arg(required = true, num_args = 1..=3)]
+    pub words: Vec<String>,
 }
 
 /// Where a live kernel is.
@@ -384,6 +400,16 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Hub(args) => {
             crate::hub::run(args.connect.connect, args.listen, args.duration, args.quiet)
+        }
+        Command::Service(args) => {
+            let request = crate::service::Request::parse(&args.words)?;
+            let text = crate::service::run(
+                Source::connect(args.connect.connect),
+                &request,
+                args.timeout,
+            )?;
+            println!("{}", text.trim_end());
+            Ok(())
         }
         Command::Export(args) => {
             let symbols = args.symbols.load()?;

@@ -499,7 +499,11 @@ impl Rs {
                     exception_mnemonic(vector),
                     record[event::RIP]
                 );
-                print_backtrace(&self.services[index].program, &backtrace);
+                // The candidate runs the program updated to, not the service's.
+                let program = self.services[index]
+                    .update
+                    .as_ref()
+                    .map_or_else(|| String::from("?"), |update| update.program.clone());
                 let status = status::killed_by(Signal::for_exception(vector), true);
                 if let Err(error) = pm::kill(pid, status) {
                     println!("killing pid {pid} failed: {error}");
@@ -512,6 +516,7 @@ impl Rs {
                     detail: vector,
                 };
                 self.candidate_ended(index, failure);
+                print_backtrace(&program, &backtrace);
                 continue;
             }
             let (name, program) = match self.by_pid(pid) {
@@ -533,9 +538,10 @@ impl Rs {
                 record[event::RIP],
                 record[event::FAULT_ADDRESS]
             );
-            print_backtrace(&program, &backtrace);
             let status = status::killed_by(Signal::for_exception(vector), true);
             self.end_instance(pid, status);
+            // After the restart has begun: the lines cost the replacement no time.
+            print_backtrace(&program, &backtrace);
         }
     }
 

@@ -1,7 +1,13 @@
-//! Frame-pointer backtraces, printed as `#N pc|ret 0x…` lines that the xtask symbolises.
+//! Frame-pointer backtraces: the kernel's own, printed as `#N pc|ret 0x…` lines that the
+//! xtask symbolises, and a user thread's, walked through its process's page tables (for
+//! the fault report and for a signal manager's `ServiceBacktrace`).
 
 use crate::arch;
+use crate::arch::paging::AddressSpace;
 use crate::console;
+use crate::usercopy;
+use vigil_abi::signal::{Backtrace, BACKTRACE_FRAMES};
+use vigil_abi::user_memory::UserPtr;
 
 /// Most frames printed.
 pub const MAX_FRAMES: usize = 32;
@@ -59,4 +65,32 @@ pub fn print(pc: Option<u64>, frame_pointer: u64) -> ([u64; MAX_FRAMES], usize) 
 #[inline(always)]
 pub fn print_here() -> ([u64; MAX_FRAMES], usize) {
     print(None, arch::cpu::frame_pointer())
+}
+
+/// A user thread's backtrace: `pc`, then the return addresses of the frame-pointer chain
+/// from `rbp`, at most `BACKTRACE_FRAMES`. Every frame record is read with `usercopy` from
+/// `space`, so a garbage chain (unmapped, kernel or wrapping addresses, frames that do not
+/// ascend, a zero return address) just ends it; nothing is mapped on the way. Returns the
+/// addresses and how many there are.
+pub fn user_frames(space: &AddressSpace, pc: u64, mut rbp: u64) -> (Backtrace, usize) {
+    let mut addresses = [0u64; BACKTRACE_FRAMES];
+    addresses[0] = pc;
+    let mut count = 1;
+    while count < BACKTRACE_FRAMES && rbp != 0 {
+        let Ok([next_rbp, return_address]) =
+            UserPtr::<[u64; 2]>::new(rbp).and_then(|at| usercopy::read_value(space, at))
+        else {
+            break;
+        };
+        if return_address == 0 {
+            break;
+        }
+        addresses[count] = return_address;
+        count += 1;
+        if next_rbp <= rbp {
+            break;
+        }
+        rbp = next_rbp;
+    }
+    (addresses, count)
 }

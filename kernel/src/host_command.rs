@@ -1,5 +1,5 @@
 //! Host commands for processes (stop, continue, kill, list the tree) and services (list,
-//! up, down, restart, refresh, hold, release): the kernel does not carry them out itself but
+//! up, down, restart, refresh, hold, release, update): the kernel does not carry them out itself but
 //! forwards each to the server that owns the thing — the process manager, or the
 //! reincarnation server for service commands — as a `KIND_HOST_COMMAND` message, and turns
 //! the server's `PmHostReply` into the result frame (`ProcessResult`, or `ProcessTree` /
@@ -33,6 +33,8 @@ pub struct ProcessRequest {
     pub request: u32,
     pub command: Command,
     pub pid: u32,
+    /// Further payload words (a `ServiceUpdate`'s program name, checked by the monitor).
+    pub argument: [u64; 3],
 }
 
 /// The commands waiting for PM's answer.
@@ -93,9 +95,9 @@ fn to_server(pending: &Pending) -> Message {
             u64::from(pending.request),
             pending.command as u64,
             u64::from(pending.pid),
-            0,
-            0,
-            0,
+            pending.argument[0],
+            pending.argument[1],
+            pending.argument[2],
         ],
     );
     message.source = Endpoint::KERNEL;
@@ -161,8 +163,13 @@ impl Kernel {
                 ));
                 continue;
             }
-            if let Err(outcome) = table.admit(request.request, request.command, request.pid, now_ns)
-            {
+            if let Err(outcome) = table.admit(
+                request.request,
+                request.command,
+                request.pid,
+                request.argument,
+                now_ns,
+            ) {
                 answers.push(result(
                     request.request,
                     outcome,

@@ -588,6 +588,10 @@ impl Monitor {
                 );
                 return;
             }
+            HostFrame::ServiceUpdate(update) => {
+                self.take_service_update(update);
+                return;
+            }
             HostFrame::ServiceListNow { request } => {
                 self.take_process_request(request, HostCommand::ServiceList, 0);
                 return;
@@ -596,9 +600,42 @@ impl Monitor {
         self.queue(&KernelFrame::CommandResult(result));
     }
 
+    /// A host's `ServiceUpdate`: its program name checked once here (`Invalid` at once for
+    /// one RS could not read: a NUL inside, not UTF-8), then forwarded like any service
+    /// command with the name in the message's last three words.
+    fn take_service_update(&mut self, update: vigil_wire::ServiceUpdate) {
+        let mut words = [0u64; 3];
+        for (index, byte) in update.program.iter().enumerate() {
+            words[index / 8] |= u64::from(*byte) << ((index % 8) * 8);
+        }
+        let mut name = [0u8; vigil_abi::host_command::MAX_UPDATE_PROGRAM_BYTES];
+        if vigil_abi::host_command::unpack_program(&words, &mut name).is_err() {
+            let invalid = crate::host_command::result(
+                update.request,
+                vigil_abi::host_command::Outcome::Invalid,
+                String::from(
+                    "service update: the program name is not 1 to 24 bytes of UTF-8 without NUL",
+                ),
+            );
+            self.queue(&invalid);
+            return;
+        }
+        self.take_request(
+            update.request,
+            HostCommand::ServiceUpdate,
+            update.service,
+            words,
+        );
+    }
+
     /// Keeps a process command for the tick to forward to PM, or answers `Busy` at once
     /// when this tick has taken in as many as may wait.
     fn take_process_request(&mut self, request: u32, command: HostCommand, pid: u32) {
+        self.take_request(request, command, pid, [0; 3]);
+    }
+
+    /// `take_process_request` with the command's further words (`argument`).
+    fn take_request(&mut self, request: u32, command: HostCommand, pid: u32, argument: [u64; 3]) {
         if self.process_requests.len() >= PROCESS_REQUESTS_PER_TICK {
             let busy = crate::host_command::result(
                 request,
@@ -615,6 +652,7 @@ impl Monitor {
                 request,
                 command,
                 pid,
+                argument,
             });
     }
 

@@ -14,7 +14,7 @@ use vigil_abi::layout::{HEAP_BASE, INITIAL_STACK_BYTES, RUNTIME_HEAP_BYTES, STAC
 use vigil_abi::pm::ImageFlags;
 use vigil_abi::syscall::KernelCall;
 use vigil_abi::syscall::{PanicArgs, ProcessExitArgs};
-use vigil_abi::user_memory::{UserPtr, UserSlice};
+use vigil_abi::user_memory::UserSlice;
 use vigil_abi::vm::{MapFlags, PageRange};
 use vigil_abi::{Endpoint, Error};
 use vigil_kcore::elf::{ElfImage, Segment};
@@ -590,9 +590,6 @@ pub struct ProcessConfig<'a> {
     pub memory_limit_pages: u64,
 }
 
-/// Most frames a backtrace of user code prints.
-const USER_BACKTRACE_FRAMES: usize = 16;
-
 impl Kernel {
     /// Creates a process from `image` (already validated) with file bytes `file`, and starts
     /// its main thread with `arguments`. Returns the process slot.
@@ -885,6 +882,7 @@ impl Kernel {
             crate::console::continuation(format_args!("  {reason}"));
         }
         let backtrace = print_user_backtrace(record.space(), context.rip, context.rbp, name);
+        let backtrace_for_rs = backtrace.clone();
         crate::monitor::report_user_crash(
             vigil_wire::CrashKind::UserFault,
             name,
@@ -897,6 +895,8 @@ impl Kernel {
             endpoint,
             [u64::from(pid), context.vector, context.rip],
         );
+        self.report_system_server_crash(slot, fault_address, &backtrace_for_rs);
+        let record = &self.processes[process];
         if let Some(manager) = record.signal_manager() {
             if self.hold_for_manager(slot, fault_address) {
                 crate::info!(
@@ -964,39 +964,21 @@ fn load_segments(space: &mut AddressSpace, image: &ElfImage, file: &[u8]) -> u64
     mapped
 }
 
-/// Follows the user frame-pointer chain (through `usercopy`, so a garbage chain just ends).
+/// Prints the user frame-pointer chain (`backtrace::user_frames`: a garbage chain just
+/// ends) and returns its addresses.
 fn print_user_backtrace(
     space: &AddressSpace,
     pc: u64,
-    mut rbp: u64,
+    rbp: u64,
     name: &str,
 ) -> alloc::vec::Vec<u64> {
-    let mut addresses = alloc::vec![pc];
+    let (frames, count) = crate::backtrace::user_frames(space, pc, rbp);
     crate::console::continuation(format_args!("backtrace:"));
-    crate::console::continuation(format_args!("  #0 pc  {pc:#018x} ({name})"));
-    for index in 1..USER_BACKTRACE_FRAMES {
-        if rbp == 0 {
-            break;
-        }
-        let Ok(frame) =
-            UserPtr::<[u64; 2]>::new(rbp).and_then(|at| usercopy::read_value(space, at))
-        else {
-            break;
-        };
-        let [next_rbp, return_address] = frame;
-        if return_address == 0 {
-            break;
-        }
-        crate::console::continuation(format_args!(
-            "  #{index} ret {return_address:#018x} ({name})"
-        ));
-        addresses.push(return_address);
-        if next_rbp <= rbp {
-            break;
-        }
-        rbp = next_rbp;
+    for (index, address) in frames[..count].iter().enumerate() {
+        let kind = if index == 0 { "pc " } else { "ret" };
+        crate::console::continuation(format_args!("  #{index} {kind} {address:#018x} ({name})"));
     }
-    addresses
+    frames[..count].to_vec()
 }
 
 /// ProcessExit: ends every thread of the caller's process.

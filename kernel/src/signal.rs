@@ -198,6 +198,14 @@ impl Kernel {
                 vector,
             ],
         );
+        self.send_process_event_notice(manager_thread);
+        true
+    }
+
+    /// Tells `manager_thread` that an event waits for it: the coalescing
+    /// `KIND_PROCESS_EVENT` notice, delivered now if it is receiving, else held for its
+    /// next receive.
+    pub fn send_process_event_notice(&mut self, manager_thread: ThreadSlot) {
         let delivered = {
             let (table, mut env) = self.ipc_parts();
             table.deliver_from_kernel(&mut env, manager_thread, &process_event_notice())
@@ -205,7 +213,6 @@ impl Kernel {
         if !delivered {
             set(&mut self.signals.notices, manager_thread, true);
         }
-        true
     }
 
     /// The oldest-slot event about a process `manager` manages, taken from the queue.

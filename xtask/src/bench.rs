@@ -1093,21 +1093,13 @@ cycles are guest instructions (-icount shift=0); ns are nominal, at the guest's 
             Some(1000.0),
         );
         let lines: Vec<&str> = table.lines().collect();
-        assert!(
-            lines[2].ends_with("(target met)"),
-            "{}",
-            lines[2]
-        );
+        assert!(lines[2].ends_with("(target met)"), "{}", lines[2]);
         assert!(
             lines[3].ends_with("(median met, worst case missed)"),
             "{}",
             lines[3]
         );
-        assert!(
-            lines[4].ends_with("(target missed)"),
-            "{}",
-            lines[4]
-        );
+        assert!(lines[4].ends_with("(target missed)"), "{}", lines[4]);
         // Without a worst sample the median alone is judged.
         let median_only = format_table(
             &[result("update_downtime", 2_000_001, 1, 12)],

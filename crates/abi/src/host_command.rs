@@ -60,6 +60,46 @@ pub enum Command {
     ServiceRefresh = 9,
     ServiceHold = 10,
     ServiceRelease = 11,
+    /// RS: live update of service `index` to the `boot=pm` program whose name is in payload
+    /// words 3..=5 ([`pack_program`]). RS answers when the update has begun (the update
+    /// itself may outlast [`TIMEOUT_NS`]: its end is on RS's console and in the services
+    /// list), or with its refusal.
+    ServiceUpdate = 12,
+}
+
+/// Longest program name a [`Command::ServiceUpdate`] carries (three payload words).
+pub const MAX_UPDATE_PROGRAM_BYTES: usize = 24;
+
+/// `program` as the three payload words of a [`Command::ServiceUpdate`] (zero-padded
+/// little-endian bytes): `InvalidArgument` for an empty name, one longer than
+/// [`MAX_UPDATE_PROGRAM_BYTES`], or one with a NUL byte (it would end the name early).
+pub fn pack_program(program: &str) -> Result<[u64; 3], Error> {
+    let bytes = program.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_UPDATE_PROGRAM_BYTES || bytes.contains(&0) {
+        return Err(Error::InvalidArgument);
+    }
+    let mut words = [0u64; 3];
+    for (index, byte) in bytes.iter().enumerate() {
+        words[index / 8] |= u64::from(*byte) << ((index % 8) * 8);
+    }
+    Ok(words)
+}
+
+/// The program name `pack_program` packed, into `out`: its length, or `InvalidArgument` for
+/// no name, a NUL followed by more bytes, or bytes that are not UTF-8.
+pub fn unpack_program(
+    words: &[u64; 3],
+    out: &mut [u8; MAX_UPDATE_PROGRAM_BYTES],
+) -> Result<usize, Error> {
+    for (index, byte) in out.iter_mut().enumerate() {
+        *byte = (words[index / 8] >> ((index % 8) * 8)) as u8;
+    }
+    let len = out.iter().position(|&b| b == 0).unwrap_or(out.len());
+    if len == 0 || out[len..].iter().any(|&b| b != 0) {
+        return Err(Error::InvalidArgument);
+    }
+    core::str::from_utf8(&out[..len]).map_err(|_| Error::InvalidArgument)?;
+    Ok(len)
 }
 
 impl Command {
@@ -76,6 +116,7 @@ impl Command {
             9 => Some(Command::ServiceRefresh),
             10 => Some(Command::ServiceHold),
             11 => Some(Command::ServiceRelease),
+            12 => Some(Command::ServiceUpdate),
             _ => None,
         }
     }
@@ -125,6 +166,7 @@ impl Command {
             Command::ServiceRefresh => "service refresh",
             Command::ServiceHold => "service hold",
             Command::ServiceRelease => "service release",
+            Command::ServiceUpdate => "service update",
         }
     }
 }
@@ -260,12 +302,45 @@ mod tests {
         assert_eq!(Command::ServiceList.service_action(), None);
         assert_eq!(Command::Kill.service_action(), None);
         assert_eq!(Command::from_code(0), None);
-        assert_eq!(Command::from_code(12), None);
+        assert_eq!(Command::from_code(12), Some(Command::ServiceUpdate));
+        assert!(Command::ServiceUpdate.is_service());
+        assert_eq!(Command::ServiceUpdate.service_action(), None);
+        assert_eq!(Command::from_code(13), None);
         for (code, outcome) in Outcome::ALL.iter().enumerate() {
             assert_eq!(*outcome as usize, code);
             assert_eq!(Outcome::from_code(code as u64), Some(*outcome));
         }
         assert_eq!(Outcome::from_code(10), None);
+    }
+
+    #[test]
+    fn update_programs_round_trip_and_bad_ones_are_refused() {
+        let mut out = [0u8; MAX_UPDATE_PROGRAM_BYTES];
+        let words = pack_program("hello_v2").unwrap();
+        let len = unpack_program(&words, &mut out).unwrap();
+        assert_eq!(&out[..len], b"hello_v2");
+        let longest = "abcdefghijklmnopqrstuvwx";
+        let len = unpack_program(&pack_program(longest).unwrap(), &mut out).unwrap();
+        assert_eq!(&out[..len], longest.as_bytes());
+        assert_eq!(pack_program(""), Err(Error::InvalidArgument));
+        assert_eq!(
+            pack_program("abcdefghijklmnopqrstuvwxy"),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(pack_program("a\0b"), Err(Error::InvalidArgument));
+        assert_eq!(
+            unpack_program(&[0; 3], &mut out),
+            Err(Error::InvalidArgument)
+        );
+        // A NUL inside the name with bytes after it, and bytes that are not UTF-8.
+        assert_eq!(
+            unpack_program(&[0x41_00_41, 0, 0], &mut out),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            unpack_program(&[0xff, 0, 0], &mut out),
+            Err(Error::InvalidArgument)
+        );
     }
 
     #[test]

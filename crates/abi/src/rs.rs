@@ -18,6 +18,11 @@ use crate::error::Error;
 /// The process name of RS (a system server of the boot table).
 pub const RS_SERVER_NAME: &str = "rs";
 
+/// Why RS refuses an operator action (restart, down, hold, update, …) on a system server,
+/// in every console line, host answer and `service` message that says so.
+pub const SYSTEM_SERVER_REFUSAL: &str =
+    "system server: not restartable (its state lives only in its memory)";
+
 /// Request kinds RS answers.
 pub mod request {
     /// payload `[index]` → reply `[0, state, restarts, last_reason, last_detail, pid]`
@@ -228,6 +233,14 @@ pub enum ServiceState {
     /// A live update is in progress (`request::UPDATE`): the old instance serves until
     /// the swap, the candidate after it, through the grace period.
     Updating = 7,
+    /// A system server of the boot table (VM, PM, DS, RS itself): the kernel started it and
+    /// RS is only its signal manager. It runs and is not restartable — its state lives only
+    /// in its memory — so every operator action on it is refused (`PermissionDenied`, "system
+    /// server: not restartable").
+    System = 8,
+    /// A system server that crashed: RS recorded the failure (reason, backtrace), raised an
+    /// alert and had the kernel end it. Not restartable either.
+    SystemFailed = 9,
 }
 
 impl ServiceState {
@@ -240,7 +253,14 @@ impl ServiceState {
             ServiceState::Down => "down",
             ServiceState::Initialising => "initialising",
             ServiceState::Updating => "updating",
+            ServiceState::System => "system",
+            ServiceState::SystemFailed => "system-failed",
         }
+    }
+
+    /// Whether it is a system server's (never restarted by RS).
+    pub const fn is_system(self) -> bool {
+        matches!(self, ServiceState::System | ServiceState::SystemFailed)
     }
 
     pub fn from_code(code: u64) -> Option<ServiceState> {
@@ -252,6 +272,8 @@ impl ServiceState {
             ServiceState::Down,
             ServiceState::Initialising,
             ServiceState::Updating,
+            ServiceState::System,
+            ServiceState::SystemFailed,
         ]
         .into_iter()
         .find(|state| *state as u64 == code)
@@ -661,7 +683,11 @@ mod tests {
         assert_eq!(ServiceState::Down.name(), "down");
         assert_eq!(ServiceState::from_code(6), Some(ServiceState::Initialising));
         assert_eq!(ServiceState::from_code(7), Some(ServiceState::Updating));
-        assert_eq!(ServiceState::from_code(8), None);
+        assert_eq!(ServiceState::from_code(8), Some(ServiceState::System));
+        assert_eq!(ServiceState::System.name(), "system");
+        assert_eq!(ServiceState::from_code(9), Some(ServiceState::SystemFailed));
+        assert_eq!(ServiceState::from_code(10), None);
+        assert!(ServiceState::SystemFailed.is_system() && !ServiceState::Running.is_system());
         assert_eq!(reason::name(reason::REFRESH), "refresh");
     }
 

@@ -44,6 +44,9 @@ pub enum Topic {
     Processes = 5,
     /// DS: one `ds::KeyRecord` per key (key, owner, value size, publishes).
     DataStore = 6,
+    /// RS: one [`ServiceBacktraceRecord`] per service, by index: the backtrace of its last
+    /// failure by a CPU exception (the restart history's backtrace).
+    ServiceBacktraces = 7,
 }
 
 impl Topic {
@@ -55,6 +58,7 @@ impl Topic {
             4 => Topic::OpenFiles,
             5 => Topic::Processes,
             6 => Topic::DataStore,
+            7 => Topic::ServiceBacktraces,
             _ => return None,
         })
     }
@@ -67,6 +71,7 @@ impl Topic {
             Topic::OpenFiles => "open-files",
             Topic::Processes => "processes",
             Topic::DataStore => "data-store",
+            Topic::ServiceBacktraces => "service-backtraces",
         }
     }
 }
@@ -665,9 +670,90 @@ impl ServiceRecord {
     }
 }
 
+/// Layout version of [`ServiceBacktraceRecord`].
+pub const SERVICE_BACKTRACE_RECORD_VERSION: u64 = 1;
+/// Size of a [`ServiceBacktraceRecord`].
+pub const SERVICE_BACKTRACE_RECORD_BYTES: usize = 16 + 8 * crate::signal::BACKTRACE_FRAMES;
+
+/// Topic [`Topic::ServiceBacktraces`]: the backtrace of a service's last failure by a CPU
+/// exception, as the kernel walked the held thread's frame-pointer chain for RS
+/// (`KernelCall::ServiceBacktrace`). 144 bytes: `index` u32, `frames` u32, `vector` u64,
+/// then `BACKTRACE_FRAMES` addresses (the faulting RIP first, then return addresses; the
+/// ones past `frames` are 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceBacktraceRecord {
+    /// The service's index in RS's table (as its `ServiceRecord`).
+    pub index: u32,
+    /// How many of `addresses` are valid (0: it never failed by an exception).
+    pub frames: u32,
+    /// The exception's vector.
+    pub vector: u64,
+    pub addresses: [u64; crate::signal::BACKTRACE_FRAMES],
+}
+
+impl ServiceBacktraceRecord {
+    /// The valid addresses (at most `BACKTRACE_FRAMES`, whatever `frames` claims).
+    pub fn frames(&self) -> &[u64] {
+        let count = (self.frames as usize).min(crate::signal::BACKTRACE_FRAMES);
+        &self.addresses[..count]
+    }
+
+    pub fn to_bytes(&self) -> [u8; SERVICE_BACKTRACE_RECORD_BYTES] {
+        let mut bytes = [0; SERVICE_BACKTRACE_RECORD_BYTES];
+        let mut w = Writer {
+            bytes: &mut bytes,
+            at: 0,
+        };
+        w.u32(self.index);
+        w.u32(self.frames);
+        w.u64(self.vector);
+        for address in self.addresses {
+            w.u64(address);
+        }
+        bytes
+    }
+
+    pub fn from_bytes(bytes: &[u8; SERVICE_BACKTRACE_RECORD_BYTES]) -> ServiceBacktraceRecord {
+        let mut r = Reader { bytes, at: 0 };
+        ServiceBacktraceRecord {
+            index: r.u32(),
+            frames: r.u32(),
+            vector: r.u64(),
+            addresses: core::array::from_fn(|_| r.u64()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_backtrace_records_round_trip_and_never_claim_more_than_they_hold() {
+        let mut addresses = [0u64; crate::signal::BACKTRACE_FRAMES];
+        addresses[0] = 0x40_1234;
+        addresses[1] = 0x40_0100;
+        let record = ServiceBacktraceRecord {
+            index: 3,
+            frames: 2,
+            vector: 14,
+            addresses,
+        };
+        let bytes = record.to_bytes();
+        assert_eq!(bytes[..4], [3, 0, 0, 0]);
+        assert_eq!(bytes[8..16], 14u64.to_le_bytes());
+        assert_eq!(bytes[16..24], 0x40_1234u64.to_le_bytes());
+        let back = ServiceBacktraceRecord::from_bytes(&bytes);
+        assert_eq!(back, record);
+        assert_eq!(back.frames(), &[0x40_1234, 0x40_0100]);
+        let forged = ServiceBacktraceRecord {
+            frames: u32::MAX,
+            ..record
+        };
+        assert_eq!(forged.frames().len(), crate::signal::BACKTRACE_FRAMES);
+        assert_eq!(Topic::from_u64(7), Some(Topic::ServiceBacktraces));
+        assert_eq!(Topic::from_u64(8), None);
+    }
 
     #[test]
     fn memory_records_are_little_endian_at_their_offsets() {

@@ -247,6 +247,57 @@ pub const KIND_PROCESS_EVENT: u32 = 0xffff_0005;
 /// 0]` (the `event` word indices).
 pub type ProcessEvent = [u64; 8];
 
+/// Most addresses a backtrace of a held thread has (`KernelCall::ServiceBacktrace`): the
+/// faulting RIP, then the return addresses of the user frame-pointer chain.
+pub const BACKTRACE_FRAMES: usize = 16;
+
+/// What `ServiceBacktrace` writes: the addresses, pc first; its result says how many.
+pub type Backtrace = [u64; BACKTRACE_FRAMES];
+
+/// A system server's crash as the kernel reports it to RS (`ServiceSystemCrash`) before it
+/// ends the server (system servers have no signal manager: RS cannot restart them, but
+/// keeps the failure in its history): the [`ProcessEvent`] words, then the word indices
+/// of [`system_crash`].
+pub type SystemCrash = [u64; system_crash::WORDS];
+
+/// Word indices of a [`SystemCrash`] after its event words.
+pub mod system_crash {
+    /// `[EVENT, EVENT + 8)`: the crash as a `ProcessEvent` (kind `event::EXCEPTION`).
+    pub const EVENT: usize = 0;
+    /// `[NAME, NAME + 4)`: the process name, little-endian bytes, zero-padded (RS names its
+    /// entry by it: the server is gone when RS reads this, perhaps before RS ever saw it).
+    pub const NAME: usize = 8;
+    pub const NAME_WORDS: usize = 4;
+    /// How many bytes of the name are valid (at most 32).
+    pub const NAME_BYTES: usize = 12;
+    /// How many of the backtrace words are valid (at most `BACKTRACE_FRAMES`).
+    pub const FRAMES: usize = 13;
+    /// `[BACKTRACE, WORDS)`: the faulting RIP, then the return addresses.
+    pub const BACKTRACE: usize = 14;
+    pub const WORDS: usize = BACKTRACE + super::BACKTRACE_FRAMES;
+
+    /// The name in `crash`'s name words, into `out`: its bytes (checked: at most 32, UTF-8),
+    /// or None.
+    pub fn name<'a>(crash: &[u64; WORDS], out: &'a mut [u8; 8 * NAME_WORDS]) -> Option<&'a str> {
+        let len = usize::try_from(crash[NAME_BYTES])
+            .ok()
+            .filter(|&len| len <= out.len())?;
+        for (index, byte) in out.iter_mut().enumerate() {
+            *byte = (crash[NAME + index / 8] >> ((index % 8) * 8)) as u8;
+        }
+        core::str::from_utf8(&out[..len]).ok()
+    }
+
+    /// `name` (cut at 32 bytes) as the name words and byte count of a crash record.
+    pub fn pack_name(name: &[u8], crash: &mut [u64; WORDS]) {
+        let len = name.len().min(8 * NAME_WORDS);
+        for (index, byte) in name[..len].iter().enumerate() {
+            crash[NAME + index / 8] |= u64::from(*byte) << ((index % 8) * 8);
+        }
+        crash[NAME_BYTES] = len as u64;
+    }
+}
+
 /// Word indices of a [`ProcessEvent`], and its kinds.
 pub mod event {
     pub const PID: usize = 0;
@@ -345,6 +396,26 @@ mod tests {
             status::signal_of(status::killed_by(Signal::TERM, false)),
             Some(Signal::TERM)
         );
+    }
+
+    #[test]
+    fn system_crash_names_round_trip_and_forged_lengths_are_refused() {
+        let mut crash = [0u64; system_crash::WORDS];
+        system_crash::pack_name(b"ds", &mut crash);
+        let mut out = [0u8; 32];
+        assert_eq!(system_crash::name(&crash, &mut out), Some("ds"));
+        crash[system_crash::NAME_BYTES] = 33;
+        assert_eq!(system_crash::name(&crash, &mut out), None);
+        crash[system_crash::NAME_BYTES] = u64::MAX;
+        assert_eq!(system_crash::name(&crash, &mut out), None);
+        let mut bad = [0u64; system_crash::WORDS];
+        bad[system_crash::NAME] = 0xff;
+        bad[system_crash::NAME_BYTES] = 1;
+        assert_eq!(system_crash::name(&bad, &mut out), None);
+        let mut long = [0u64; system_crash::WORDS];
+        system_crash::pack_name(&[b'a'; 40], &mut long);
+        assert_eq!(long[system_crash::NAME_BYTES], 32);
+        assert_eq!(system_crash::WORDS, 30);
     }
 
     #[test]

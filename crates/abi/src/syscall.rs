@@ -615,6 +615,22 @@ calls! {
     /// then. `InvalidArgument` for the same endpoint twice or a thread that is not a main
     /// thread, `PermissionDenied` for one the caller does not manage.
     ServiceSwap = 53 => ServiceSwapArgs { a: Endpoint, b: Endpoint }
+    /// (thread, out) → frames written. Signal manager (RS): the backtrace of `thread`, held
+    /// after a CPU exception (`HeldForManager`), written to `out` (`signal::Backtrace`):
+    /// its RIP, then the return addresses of its user frame-pointer chain, at most
+    /// `signal::BACKTRACE_FRAMES`. The chain is read through the held process's own page
+    /// tables and ends at the first frame that is not mapped user memory, not ascending,
+    /// or a zero return address, so a wild RBP only shortens it. `PermissionDenied` if the
+    /// caller does not manage its process, `InvalidArgument` if it is not held at an
+    /// exception (a trace stop included), `Fault` for a bad `out`.
+    ServiceBacktrace = 54 => ServiceBacktraceArgs { thread: Endpoint, out: UserPtr<crate::signal::Backtrace> }
+    /// (out) → 1 if a crash was written, else 0. RS: takes the oldest crash of a system
+    /// server (VM, PM, DS: the boot table's, which have no signal manager) that the kernel
+    /// reported to RS before ending it (`signal::SystemCrash`: the event, the main thread,
+    /// the backtrace); RS gets a `KIND_PROCESS_EVENT` notice when one is queued. At most
+    /// `SYSTEM_CRASHES_KEPT` wait; later ones are dropped with a console line.
+    /// `PermissionDenied` for any caller but RS, `Fault` for a bad `out` (nothing taken).
+    ServiceSystemCrash = 55 => ServiceSystemCrashArgs { out: UserPtr<crate::signal::SystemCrash> }
 }
 
 impl KernelCall {

@@ -10,8 +10,9 @@
 //!   and SafeCopyTo for its accounting and INTROSPECT answers); `pm` = the process
 //!   manager's calls (PmModuleName … PmReap, PmGetRegisters … PmTraceFlags, PmHostReply and PmSetTracer, plus SafeCopyFrom and SafeCopyTo for its
 //!   clients' grants and VmProcessOf to learn who asks); `rs` = the reincarnation
-//!   server's one call, PmNextEvent (the exception events of the services it manages;
-//!   everything else it asks of PM); default none;
+//!   server's calls: PmNextEvent (the exception events of the services it manages), the Service… calls (endpoints kept across restarts, the held
+//!   thread's backtrace, the system servers' crashes), SafeCopyTo and PmHostReply;
+//!   everything else it asks of PM; default none;
 //! - `boot=start|pm` — whether it starts at boot (default: the kernel starts the system
 //!   servers of the boot table, PM every other module), or nobody starts it at boot: the
 //!   module is an image the process manager spawns on request;
@@ -195,6 +196,10 @@ fn kernel_call_bits(word: &str) -> Option<u64> {
                 | KernelCall::ServiceTakeOver.mask_bit()
                 | KernelCall::ServiceRelease.mask_bit()
                 | KernelCall::ServiceSwap.mask_bit()
+                // The restart history's backtrace, and the crashes of the system servers
+                // it cannot restart.
+                | KernelCall::ServiceBacktrace.mask_bit()
+                | KernelCall::ServiceSystemCrash.mask_bit()
         }
         _ => return None,
     })
@@ -437,6 +442,8 @@ mod tests {
                 | KernelCall::ServiceTakeOver.mask_bit()
                 | KernelCall::ServiceRelease.mask_bit()
                 | KernelCall::ServiceSwap.mask_bit()
+                | KernelCall::ServiceBacktrace.mask_bit()
+                | KernelCall::ServiceSystemCrash.mask_bit()
         );
         assert_eq!(rs & KernelCall::PmKill.mask_bit(), 0, "RS kills through PM");
         let pm = parse("pm kcalls=pm").unwrap().kernel_calls;

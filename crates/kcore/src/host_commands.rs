@@ -14,6 +14,8 @@ pub struct Pending {
     pub request: u32,
     pub command: Command,
     pub pid: u32,
+    /// The command's further payload words (a `ServiceUpdate`'s program name; else 0).
+    pub argument: [u64; 3],
     /// Kernel time by which PM must have answered.
     pub deadline_ns: u64,
     /// The message has reached PM (only then may PM answer it).
@@ -36,6 +38,7 @@ impl<const N: usize> HostCommands<N> {
         request: u32,
         command: Command,
         pid: u32,
+        argument: [u64; 3],
         now_ns: u64,
     ) -> Result<(), Outcome> {
         if self.slots.iter().flatten().any(|p| p.request == request) {
@@ -50,6 +53,7 @@ impl<const N: usize> HostCommands<N> {
             request,
             command,
             pid,
+            argument,
             deadline_ns: now_ns.saturating_add(TIMEOUT_NS),
             delivered: false,
         });
@@ -140,18 +144,24 @@ mod tests {
     #[test]
     fn at_most_n_wait_and_each_request_id_once() {
         let mut table = HostCommands::<2>::new();
-        assert_eq!(table.admit(1, Command::Kill, 5, 0), Ok(()));
-        assert_eq!(table.admit(1, Command::Stop, 6, 0), Err(Outcome::Busy));
-        assert_eq!(table.admit(2, Command::List, 0, 0), Ok(()));
-        assert_eq!(table.admit(3, Command::Kill, 7, 0), Err(Outcome::Busy));
+        assert_eq!(table.admit(1, Command::Kill, 5, [0; 3], 0), Ok(()));
+        assert_eq!(
+            table.admit(1, Command::Stop, 6, [0; 3], 0),
+            Err(Outcome::Busy)
+        );
+        assert_eq!(table.admit(2, Command::List, 0, [0; 3], 0), Ok(()));
+        assert_eq!(
+            table.admit(3, Command::Kill, 7, [0; 3], 0),
+            Err(Outcome::Busy)
+        );
         assert_eq!(table.len(), 2);
     }
 
     #[test]
     fn only_a_delivered_command_can_be_answered() {
         let mut table = HostCommands::<4>::new();
-        table.admit(1, Command::Kill, 5, 0).unwrap();
-        table.admit(2, Command::Kill, 6, 0).unwrap();
+        table.admit(1, Command::Kill, 5, [0; 3], 0).unwrap();
+        table.admit(2, Command::Kill, 6, [0; 3], 0).unwrap();
         // PM was not receiving: nothing delivered, so no answer can match (a forged one).
         table.deliver(|_| false);
         assert_eq!(table.waiting(1), None);
@@ -182,17 +192,20 @@ mod tests {
     #[test]
     fn a_silent_pm_costs_a_place_for_the_timeout_only() {
         let mut table = HostCommands::<1>::new();
-        table.admit(1, Command::Kill, 5, 1_000).unwrap();
+        table.admit(1, Command::Kill, 5, [0; 3], 1_000).unwrap();
         table.deliver(|_| true);
         let mut expired = Vec::new();
         table.expire(1_000 + TIMEOUT_NS - 1, |p| expired.push(p.request));
         assert!(expired.is_empty());
-        assert_eq!(table.admit(2, Command::Kill, 5, 0), Err(Outcome::Busy));
+        assert_eq!(
+            table.admit(2, Command::Kill, 5, [0; 3], 0),
+            Err(Outcome::Busy)
+        );
         table.expire(1_000 + TIMEOUT_NS, |p| expired.push(p.request));
         assert_eq!(expired, [1]);
         // A late answer finds nothing; the place is free again.
         assert_eq!(table.complete(1), None);
-        assert_eq!(table.admit(2, Command::Kill, 5, 0), Ok(()));
+        assert_eq!(table.admit(2, Command::Kill, 5, [0; 3], 0), Ok(()));
         let mut dropped = Vec::new();
         table.clear(|p| dropped.push(p.request));
         assert_eq!(dropped, [2]);
@@ -202,9 +215,11 @@ mod tests {
     #[test]
     fn only_the_commands_of_a_server_that_exited_are_dropped() {
         let mut table = HostCommands::<4>::new();
-        table.admit(1, Command::Kill, 5, 0).unwrap();
-        table.admit(2, Command::ServiceRestart, 0, 0).unwrap();
-        table.admit(3, Command::ServiceList, 0, 0).unwrap();
+        table.admit(1, Command::Kill, 5, [0; 3], 0).unwrap();
+        table
+            .admit(2, Command::ServiceRestart, 0, [0; 3], 0)
+            .unwrap();
+        table.admit(3, Command::ServiceList, 0, [0; 3], 0).unwrap();
         let mut dropped = Vec::new();
         table.drop_where(|p| p.command.is_service(), |p| dropped.push(p.request));
         assert_eq!(dropped, [2, 3]);

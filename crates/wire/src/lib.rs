@@ -379,6 +379,39 @@ pub struct ServiceCommand {
     pub service: u32,
 }
 
+/// Bytes of [`ServiceUpdate::program`] (`vigil_abi::host_command::MAX_UPDATE_PROGRAM_BYTES`).
+pub const UPDATE_PROGRAM_BYTES: usize = 24;
+
+/// A host's live update of a service (`HostFrame::ServiceUpdate`): RS starts `program`
+/// beside the running instance and swaps them (docs/architecture.md, "The reincarnation
+/// server", live update).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceUpdate {
+    pub request: u32,
+    /// The service's index in RS's table ([`ServiceEntry::index`]).
+    pub service: u32,
+    /// The `boot=pm` program to update to, zero-padded: 1 to 24 bytes of UTF-8 with no NUL
+    /// inside (anything else the kernel answers `Invalid` itself, without asking RS).
+    pub program: [u8; UPDATE_PROGRAM_BYTES],
+}
+
+impl ServiceUpdate {
+    /// `name` zero-padded, or None if it does not fit (empty, longer than 24 bytes).
+    pub const fn padded_program(name: &str) -> Option<[u8; UPDATE_PROGRAM_BYTES]> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() > UPDATE_PROGRAM_BYTES {
+            return None;
+        }
+        let mut padded = [0u8; UPDATE_PROGRAM_BYTES];
+        let mut index = 0;
+        while index < bytes.len() {
+            padded[index] = bytes[index];
+            index += 1;
+        }
+        Some(padded)
+    }
+}
+
 /// One service RS supervises (INTROSPECT topic 3's `ServiceRecord`).
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ServiceEntry {
@@ -473,6 +506,11 @@ pub enum HostFrame {
     /// Index 7: asks for RS's services; answered by a `ServiceList` (or a failed
     /// `ProcessResult`) with the same request id.
     ServiceListNow { request: u32 },
+    /// Index 8: live update of a service to another `boot=pm` program; forwarded to the
+    /// reincarnation server, answered by a `ProcessResult` with the same request id when
+    /// the update has begun (or is refused). Appended in protocol 3: an older kernel
+    /// reports it malformed and carries on.
+    ServiceUpdate(ServiceUpdate),
 }
 
 impl KernelFrame {
@@ -507,6 +545,7 @@ impl HostFrame {
             HostFrame::ProcessTreeNow { .. } => "process-tree-now",
             HostFrame::ServiceCommand(_) => "service-command",
             HostFrame::ServiceListNow { .. } => "service-list-now",
+            HostFrame::ServiceUpdate(_) => "service-update",
         }
     }
 }

@@ -11,6 +11,7 @@ mod pm_signal;
 mod pm_trace;
 mod safe_copy;
 mod service;
+mod service_failure;
 mod shutdown;
 mod snapshot;
 mod trace_mask;
@@ -108,6 +109,12 @@ impl Kernel {
             KernelCallArgs::ServiceTakeOver(args) => service::take_over(self, caller, args),
             KernelCallArgs::ServiceRelease(args) => service::release(self, caller, args),
             KernelCallArgs::ServiceSwap(args) => service::swap(self, caller, args),
+            KernelCallArgs::ServiceBacktrace(args) => {
+                service_failure::backtrace(self, caller, args)
+            }
+            KernelCallArgs::ServiceSystemCrash(args) => {
+                service_failure::system_crash(self, caller, args)
+            }
         }
     }
 }

@@ -44,6 +44,22 @@ pub enum Command {
     /// Own the kernel's monitor socket and share its stream with any number of clients
     /// (`top`, `events`, `record`, `metrics` at once): point them at the hub's address.
     Hub(HubArgs),
+    /// Act on the reincarnation server's services, like the guest's `service` program:
+    /// `list`, `up|down|restart|refresh|hold|release NAME`, `update NAME PROGRAM`.
+    Service(ServiceArgs),
+}
+
+/// `vigil service`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub connect: ConnectArg,
+    /// Give up when no answer came within this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// `list`, `ACTION NAME` or `update NAME PROGRAM` (PROGRAM: a boot=pm module).
+    #[arg(required = true, num_args = 1..=3)]
+    pub words: Vec<String>,
 }
 
 /// Where a live kernel is.
@@ -111,6 +127,8 @@ Keys (? in the task manager lists them all):
   R        restart the service whose instance the selected process is (rs)
   v        services view: rs's services, state, restarts, last failure (v or Esc: back)
            R restart  H hold  L release  D down  U up  F refresh the selected service
+           P update it: type the boot=pm program to update to, Enter sends
+           (the selected service's last crash backtrace is shown under the table)
 Kill, stop and continue go to the kernel as process commands, which it forwards to the
 process manager (pm); its answer (ok, refused, no such process, not supported, or the
 kernel's no process manager / busy / timed out) is shown in the status line. The PPID column
@@ -382,6 +400,16 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Hub(args) => {
             crate::hub::run(args.connect.connect, args.listen, args.duration, args.quiet)
+        }
+        Command::Service(args) => {
+            let request = crate::service::Request::parse(&args.words)?;
+            let text = crate::service::run(
+                Source::connect(args.connect.connect),
+                &request,
+                args.timeout,
+            )?;
+            println!("{}", text.trim_end());
+            Ok(())
         }
         Command::Export(args) => {
             let symbols = args.symbols.load()?;

@@ -577,6 +577,7 @@ fn process_request(frame: &HostFrame) -> Option<u32> {
         HostFrame::ProcessTreeNow { request } => Some(*request),
         HostFrame::ServiceCommand(command) => Some(command.request),
         HostFrame::ServiceListNow { request } => Some(*request),
+        HostFrame::ServiceUpdate(update) => Some(update.request),
         _ => None,
     }
 }
@@ -592,6 +593,9 @@ fn with_request(frame: HostFrame, request: u32) -> HostFrame {
             HostFrame::ServiceCommand(vigil_wire::ServiceCommand { request, ..command })
         }
         HostFrame::ServiceListNow { .. } => HostFrame::ServiceListNow { request },
+        HostFrame::ServiceUpdate(update) => {
+            HostFrame::ServiceUpdate(vigil_wire::ServiceUpdate { request, ..update })
+        }
         other => other,
     }
 }

@@ -13,6 +13,7 @@ pub mod link;
 pub mod metrics;
 pub mod model;
 pub mod record;
+pub mod service;
 pub mod source;
 pub mod symbols;
 pub mod top;

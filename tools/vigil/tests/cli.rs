@@ -1273,3 +1273,166 @@ fn export_symbolises_crash_markers() {
     assert!(frame.contains("marker_function_for_symbols"), "{frame}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A peer that answers like the kernel and RS: `hello` and the service list at once, then
+/// for the first service command or update it reads, `answer` with that command's request
+/// id. Returns its address and the host frames it read.
+fn answering_kernel(
+    services: Vec<vigil_wire::ServiceEntry>,
+    answer: (u8, &'static str),
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<HostFrame>>>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let frames = seen.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut decoder = vigil_wire::HostFrameDecoder::new();
+            let mut buf = [0u8; 256];
+            let mut listed = false;
+            let until = Instant::now() + Duration::from_secs(20);
+            stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .ok();
+            let _ = stream.write_all(&encode(&[hello()]));
+            while Instant::now() < until {
+                let Ok(n) = stream.read(&mut buf) else {
+                    continue;
+                };
+                if n == 0 {
+                    break;
+                }
+                let mut replies = Vec::new();
+                decoder.push(&buf[..n], |frame| {
+                    let Ok(frame) = frame else { return };
+                    frames.lock().unwrap().push(frame.clone());
+                    match frame {
+                        HostFrame::ServiceListNow { request } if !listed => {
+                            listed = true;
+                            replies.push(vigil_wire::KernelFrame::ServiceList(
+                                vigil_wire::ServiceList {
+                                    request,
+                                    timestamp_ns: 1,
+                                    supervisor: 3,
+                                    services: services.clone(),
+                                },
+                            ));
+                        }
+                        HostFrame::ServiceUpdate(vigil_wire::ServiceUpdate { request, .. })
+                        | HostFrame::ServiceCommand(vigil_wire::ServiceCommand {
+                            request, ..
+                        }) => replies.push(vigil_wire::KernelFrame::ProcessResult(
+                            vigil_wire::ProcessResult {
+                                request,
+                                outcome: answer.0,
+                                message: answer.1.into(),
+                            },
+                        )),
+                        _ => {}
+                    }
+                });
+                if !replies.is_empty() && stream.write_all(&encode(&replies)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (address, seen)
+}
+
+#[test]
+fn service_update_looks_the_name_up_and_prints_rs_s_answer() {
+    let entry = |index: u32, name: &str| vigil_wire::ServiceEntry {
+        index,
+        name: name.into(),
+        program: name.into(),
+        version: 1,
+        state: 1,
+        pid: 4 + index,
+        ..Default::default()
+    };
+    let services = vec![
+        entry(0, "hello_service"),
+        entry(1, "crashy"),
+        entry(2, "vm"),
+    ];
+    let (address, seen) =
+        answering_kernel(services.clone(), (0, "update crashy to hello_v2: begun"));
+    let output = run(&[
+        "service",
+        "-c",
+        &address,
+        "--timeout",
+        "10s",
+        "update",
+        "crashy",
+        "hello_v2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("ok: update crashy to hello_v2: begun"),
+        "{}",
+        stdout(&output)
+    );
+    let sent = seen.lock().unwrap().clone();
+    let update = sent
+        .iter()
+        .find_map(|frame| match frame {
+            HostFrame::ServiceUpdate(update) => Some(*update),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ServiceUpdate among {sent:?}"));
+    assert_eq!(update.service, 1);
+    assert_eq!(&update.program[..8], b"hello_v2");
+    assert!(update.program[8..].iter().all(|&b| b == 0));
+
+    // RS's refusal is an error with its text; so are a name RS does not list and a program
+    // the frame cannot carry (refused before anything is sent).
+    let (refusing, _) = answering_kernel(
+        services,
+        (3, "restart vm refused: system server: not restartable"),
+    );
+    let refused = run(&[
+        "service",
+        "-c",
+        &refusing,
+        "--timeout",
+        "10s",
+        "restart",
+        "vm",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused)
+            .contains("not supported: restart vm refused: system server: not restartable"),
+        "{}",
+        stderr(&refused)
+    );
+    let unknown = run(&[
+        "service",
+        "-c",
+        &refusing,
+        "--timeout",
+        "10s",
+        "restart",
+        "nobody",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no service named 'nobody' (rs lists hello_service, crashy, vm)"),
+        "{}",
+        stderr(&unknown)
+    );
+    let long = run(&[
+        "service",
+        "-c",
+        &refusing,
+        "update",
+        "crashy",
+        "a_program_name_far_too_long_for_it",
+    ]);
+    assert!(!long.status.success());
+    assert!(stderr(&long).contains("1 to 24 bytes"), "{}", stderr(&long));
+}

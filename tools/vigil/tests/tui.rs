@@ -923,7 +923,7 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
             && crashy.contains(" - "),
         "{crashy}"
     );
-    assert!(row(&lines, " services (2 supervised by rs, pid 3").contains("R restart"));
+    assert!(row(&lines, " services (2 listed by rs, pid 3").contains("R restart"));
 
     // H holds the first (selected) service; ↓ then L releases the second.
     let Action::Send(HostFrame::ServiceCommand(hold)) = app.key(key(KeyCode::Char('H'))) else {
@@ -994,6 +994,93 @@ fn the_services_view_lists_rs_s_services_and_sends_service_commands() {
         "{:?}",
         app.note
     );
+}
+
+#[test]
+fn the_services_view_shows_the_last_crash_s_backtrace_and_sends_updates() {
+    use vigil_wire::CrashKind;
+    let mut app = app_with_script(true);
+    let now = std::time::Instant::now();
+    let Some(HostFrame::ServiceListNow { request }) = app.service_request_due(now) else {
+        panic!("no service-list request")
+    };
+    let mut crashed = service(1, "crashy", 3, 0, 4);
+    crashed.last_reason = vigil_abi::rs::reason::EXCEPTION;
+    crashed.last_detail = 14;
+    crashed.last_failure_ns = 5_000_000_000;
+    // The kernel's crash report of crashy (at 4 s, before RS recorded the failure), and
+    // one of another process that must not be taken for it.
+    feed(
+        &mut app,
+        &[
+            crash_with(
+                CrashKind::UserFault,
+                Some("crashy"),
+                vec![0x40_1bb5, 0x40_0a95],
+            ),
+            crash_with(CrashKind::UserFault, Some("other"), vec![0x40_9999]),
+            vigil_wire::KernelFrame::ServiceList(vigil_wire::ServiceList {
+                request,
+                timestamp_ns: 6_000_000_000,
+                supervisor: 3,
+                services: vec![service(0, "hello_service", 1, 4, 2), crashed],
+            }),
+        ],
+    );
+    press(&mut app, &[KeyCode::Char('v')]);
+    // hello never crashed: no backtrace pane.
+    let text = screen(&app, 170, 44).join("\n");
+    assert!(!text.contains("backtrace of the last failure"), "{text}");
+    press(&mut app, &[KeyCode::Down]);
+    let text = screen(&app, 170, 44).join("\n");
+    assert!(
+        text.contains("crashy: backtrace of the last failure"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#0 pc  0x0000000000401bb5 (crashy)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#1 ret 0x0000000000400a95 (crashy)"),
+        "{text}"
+    );
+    assert!(!text.contains("0x0000000000409999"), "{text}");
+
+    // P prompts for the program; Enter sends the update of the selected service.
+    press(&mut app, &[KeyCode::Char('P')]);
+    assert!(app.update_prompt.is_some());
+    for c in "hello_v2".chars() {
+        press(&mut app, &[KeyCode::Char(c)]);
+    }
+    let text = screen(&app, 170, 44).join("\n");
+    assert!(
+        text.contains("update crashy to program: hello_v2"),
+        "{text}"
+    );
+    let Action::Send(HostFrame::ServiceUpdate(update)) = app.key(key(KeyCode::Enter)) else {
+        panic!("Enter sent no update")
+    };
+    assert_eq!(update.service, 1);
+    assert_eq!(&update.program[..8], b"hello_v2");
+    assert!(update.program[8..].iter().all(|&b| b == 0));
+    // A name the frame cannot carry is refused here, with a note; Esc cancels a prompt.
+    press(&mut app, &[KeyCode::Char('P')]);
+    for c in "a_program_name_far_too_long_for_it".chars() {
+        press(&mut app, &[KeyCode::Char(c)]);
+    }
+    assert_eq!(app.key(key(KeyCode::Enter)), Action::None);
+    assert!(
+        app.note.as_deref().unwrap().contains("1 to 24 bytes"),
+        "{:?}",
+        app.note
+    );
+    press(
+        &mut app,
+        &[KeyCode::Char('P'), KeyCode::Char('x'), KeyCode::Esc],
+    );
+    assert!(app.update_prompt.is_none());
+    assert!(app.note.as_deref().unwrap().contains("cancelled"));
 }
 
 #[test]

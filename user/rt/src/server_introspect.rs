@@ -120,6 +120,27 @@ pub fn services(server: Endpoint) -> Result<Vec<ServiceRecord>, Error> {
         .collect())
 }
 
+/// The service-backtraces topic of `server` (RS): per service, by index, the backtrace of
+/// its last failure by an exception.
+pub fn service_backtraces(
+    server: Endpoint,
+) -> Result<Vec<vigil_abi::server_introspect::ServiceBacktraceRecord>, Error> {
+    use vigil_abi::server_introspect::{ServiceBacktraceRecord, SERVICE_BACKTRACE_RECORD_BYTES};
+    let (_, bytes) = all_records(
+        server,
+        Topic::ServiceBacktraces,
+        SERVICE_BACKTRACE_RECORD_BYTES,
+    )?;
+    Ok(bytes
+        .chunks_exact(SERVICE_BACKTRACE_RECORD_BYTES)
+        .map(|chunk| {
+            let mut record = [0; SERVICE_BACKTRACE_RECORD_BYTES];
+            record.copy_from_slice(chunk);
+            ServiceBacktraceRecord::from_bytes(&record)
+        })
+        .collect())
+}
+
 /// The data-store topic of `server` (DS): one record per key (key, owner, size).
 pub fn data_store(server: Endpoint) -> Result<Vec<vigil_abi::ds::KeyRecord>, Error> {
     use vigil_abi::ds::{KeyRecord, KEY_RECORD_BYTES};

@@ -978,6 +978,37 @@ pub fn service_swap(a: Endpoint, b: Endpoint) -> Result<u64, Error> {
     unsafe { pm_call(ServiceSwapArgs::CALL, arguments.encode()) }
 }
 
+/// `KernelCall ServiceBacktrace` (RS): the backtrace of `thread`, held after a CPU
+/// exception: its pc, then its return addresses (`vigil_abi::signal::BACKTRACE_FRAMES` at
+/// most), and how many there are.
+pub fn service_backtrace(thread: Endpoint) -> Result<(vigil_abi::signal::Backtrace, usize), Error> {
+    let mut out: vigil_abi::signal::Backtrace = [0; vigil_abi::signal::BACKTRACE_FRAMES];
+    let buffer: &mut vigil_abi::signal::Backtrace = &mut out;
+    let arguments = ServiceBacktraceArgs {
+        thread,
+        out: UserPtr::from_ref(buffer),
+    };
+    // SAFETY: the kernel writes the words of `out`, exclusively ours until it returns.
+    let count = unsafe { pm_call(ServiceBacktraceArgs::CALL, arguments.encode()) }?;
+    Ok((
+        out,
+        (count as usize).min(vigil_abi::signal::BACKTRACE_FRAMES),
+    ))
+}
+
+/// `KernelCall ServiceSystemCrash` (RS): the oldest crash of a system server the kernel
+/// reported before ending it (`vigil_abi::signal::system_crash`), or None.
+pub fn service_system_crash() -> Result<Option<vigil_abi::signal::SystemCrash>, Error> {
+    let mut out: vigil_abi::signal::SystemCrash = [0; vigil_abi::signal::system_crash::WORDS];
+    let buffer: &mut vigil_abi::signal::SystemCrash = &mut out;
+    let arguments = ServiceSystemCrashArgs {
+        out: UserPtr::from_ref(buffer),
+    };
+    // SAFETY: the kernel writes the words of `out`, exclusively ours until it returns.
+    let collected = unsafe { pm_call(ServiceSystemCrashArgs::CALL, arguments.encode()) }?;
+    Ok((collected == 1).then_some(out))
+}
+
 /// `KernelCall PmResumeThread` (signal manager): a held thread runs again.
 pub fn pm_resume_thread(thread: Endpoint) -> Result<u64, Error> {
     let arguments = PmResumeThreadArgs { thread };

@@ -1,14 +1,18 @@
-//! RS's INTROSPECT answer (`vigil_abi::server_introspect`, topic `Services`): one
-//! `ServiceRecord` per supervised service, by index, written into the client's WRITE grant
-//! with one `SafeCopyTo`. The same records answer the host's service list. Bad requests
-//! (another topic, a buffer smaller than one record, a grant that is not there or not
-//! writable) are refused with the error in the reply; RS carries on.
+//! RS's INTROSPECT answer (`vigil_abi::server_introspect`): topic `Services`, one
+//! `ServiceRecord` per entry of RS's table (supervised services, then the system servers),
+//! by index, and topic `ServiceBacktraces`, one `ServiceBacktraceRecord` per entry (the
+//! backtrace of its last failure by an exception), each written into the client's WRITE
+//! grant with one `SafeCopyTo`. The service records also answer the host's service list.
+//! Bad requests (another topic, a buffer smaller than one record, a grant that is not
+//! there or not writable) are refused with the error in the reply; RS carries on.
 
 use alloc::vec::Vec;
 use vigil_rt::abi::server_introspect::{
-    record_text, IntrospectReply, IntrospectRequest, ServiceRecord, Topic, SERVICE_RECORD_BYTES,
+    record_text, IntrospectReply, IntrospectRequest, ServiceBacktraceRecord, ServiceRecord, Topic,
+    SERVICE_BACKTRACE_RECORD_BYTES, SERVICE_BACKTRACE_RECORD_VERSION, SERVICE_RECORD_BYTES,
     SERVICE_RECORD_VERSION,
 };
+use vigil_rt::abi::signal::BACKTRACE_FRAMES;
 use vigil_rt::ipc::{self, GrantId};
 use vigil_rt::{println, Error, Message};
 
@@ -27,7 +31,20 @@ pub fn answer(rs: &Rs, message: &Message) -> Message {
         }
     };
     let outcome = match request.topic {
-        Topic::Services => write(rs, message, &request),
+        Topic::Services => write(
+            message,
+            &request,
+            SERVICE_RECORD_VERSION,
+            rs.services.len() as u64,
+            service_records(rs),
+        ),
+        Topic::ServiceBacktraces => write(
+            message,
+            &request,
+            SERVICE_BACKTRACE_RECORD_VERSION,
+            rs.services.len() as u64,
+            backtrace_records(rs),
+        ),
         _ => Err(Error::NoSuchCall),
     };
     if let Err(error) = outcome {
@@ -40,16 +57,18 @@ pub fn answer(rs: &Rs, message: &Message) -> Message {
     IntrospectReply::message(outcome.map_err(|error| (request.topic, error)))
 }
 
-/// Copies the service records the request asks for into its grant.
-fn write(
-    rs: &Rs,
+/// Copies the records (`available` of them, `N` bytes each) the request asks for into
+/// its grant.
+fn write<const N: usize>(
     message: &Message,
     request: &IntrospectRequest,
+    version: u64,
+    available: u64,
+    records: impl Iterator<Item = [u8; N]>,
 ) -> Result<IntrospectReply, Error> {
-    let available = rs.services.len() as u64;
-    let count = request.records_to_write(SERVICE_RECORD_BYTES, available)?;
+    let count = request.records_to_write(N, available)?;
     if count > 0 {
-        let bytes: Vec<u8> = service_records(rs)
+        let bytes: Vec<u8> = records
             .skip(request.first as usize)
             .take(count as usize)
             .flatten()
@@ -59,9 +78,28 @@ fn write(
     Ok(IntrospectReply {
         written: count,
         available,
-        record_bytes: SERVICE_RECORD_BYTES as u64,
-        version: SERVICE_RECORD_VERSION,
+        record_bytes: N as u64,
+        version,
         topic: request.topic,
+    })
+}
+
+/// One backtrace record per service, by index (`frames` 0 if it never failed by an
+/// exception).
+pub fn backtrace_records(
+    rs: &Rs,
+) -> impl Iterator<Item = [u8; SERVICE_BACKTRACE_RECORD_BYTES]> + '_ {
+    rs.services.iter().enumerate().map(|(index, service)| {
+        let mut addresses = [0u64; BACKTRACE_FRAMES];
+        let frames = service.backtrace.len().min(BACKTRACE_FRAMES);
+        addresses[..frames].copy_from_slice(&service.backtrace[..frames]);
+        ServiceBacktraceRecord {
+            index: index as u32,
+            frames: frames as u32,
+            vector: service.backtrace_vector,
+            addresses,
+        }
+        .to_bytes()
     })
 }
 

@@ -32,10 +32,17 @@
 //! is a new endpoint again. Requests (`vigil_abi::rs::request`) are checked at the
 //! boundary; a bad one gets its error and RS keeps serving.
 //!
+//! The restart history keeps, per service, the restart count, the last reason and its
+//! time, and for an exception the backtrace of the held thread (`ServiceBacktrace`),
+//! printed in the kernel's frame format and answered in INTROSPECT topic 7. The system
+//! servers (VM, PM, DS, RS) are listed after the services and refuse every action; their
+//! crashes, which the kernel reports to RS as it ends them, are recorded with an `ALERT`
+//! (`system.rs`).
+//!
 //! Operators (and the host, through the kernel's forwarded service commands) act on
-//! services by index: up, down, restart, refresh, hold, release (`operator.rs`); anyone may
-//! list them (`SERVICE_NAME`, `SERVICE_STATUS`) or read RS's INTROSPECT services topic
-//! (`introspect.rs`).
+//! services by index: up, down, restart, refresh, hold, release, update (`operator.rs`);
+//! anyone may list them (`SERVICE_NAME`, `SERVICE_STATUS`) or read RS's INTROSPECT services
+//! and service-backtraces topics (`introspect.rs`).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -55,6 +62,7 @@ use vigil_rt::{alarm, ipc, pm, println, syscall, thread, time, Endpoint, Error, 
 
 mod introspect;
 mod operator;
+mod system;
 mod update;
 
 vigil_rt::entry!(main);
@@ -142,6 +150,15 @@ struct Service {
     first_unanswered_ns: u64,
     /// An operator's hold: when the instance ends, RS holds it down instead of restarting.
     held: bool,
+    /// A system server of the boot table (state `System`): the kernel started it, and RS
+    /// never starts, restarts or acts on it; it only records its crash (`system.rs`).
+    system: bool,
+    /// The backtrace of the last failure by an exception (pc first), as the kernel walked
+    /// the held thread's stack (`ServiceBacktrace`; for a system server, the one the kernel
+    /// reported with its crash); empty if the last failure was none.
+    backtrace: Vec<u64>,
+    /// That exception's vector.
+    backtrace_vector: u64,
 }
 
 struct Rs {
@@ -149,6 +166,10 @@ struct Rs {
     /// When RS's last tick began (`time::now_ns` then): the date RS gives a service's sign
     /// of life, so heartbeat deadlines fall on its ticks.
     tick_ns: u64,
+    /// Backtraces recorded at crashes and not printed yet (the program, the addresses):
+    /// printed at the next tick, off the restart's path (a console line costs about as
+    /// much as a tenth of a restart).
+    unprinted_backtraces: Vec<(String, Vec<u64>)>,
     /// Process names whose main thread may send `RESTART`.
     operators: Vec<String>,
 }
@@ -190,6 +211,31 @@ impl Service {
     /// ping): the heartbeat schedule starts again from it.
     fn alive_at(&mut self, tick_ns: u64) {
         self.set_pings(Pings::alive_since(tick_ns));
+    }
+}
+
+/// The backtrace of `thread`, held after an exception (empty if the kernel refused it:
+/// said on the console, the failure is recorded without it).
+fn held_backtrace(thread: Endpoint) -> Vec<u64> {
+    match syscall::service_backtrace(thread) {
+        Ok((frames, count)) => frames[..count].to_vec(),
+        Err(error) => {
+            println!("backtrace of {thread} refused: {error}");
+            Vec::new()
+        }
+    }
+}
+
+/// Prints a recorded backtrace in the kernel's frame format (`  #0 pc  0x… (PROGRAM)`),
+/// one frame a line, so the host's symbolizer names each frame in PROGRAM's ELF.
+fn print_backtrace(program: &str, backtrace: &[u64]) {
+    println!(
+        "backtrace of '{program}' recorded ({} frames):",
+        backtrace.len()
+    );
+    for (index, address) in backtrace.iter().enumerate() {
+        let kind = if index == 0 { "pc " } else { "ret" };
+        println!("  #{index} {kind} {address:#018x} ({program})");
     }
 }
 
@@ -364,6 +410,10 @@ impl Rs {
         service.replacement = Endpoint::NONE;
         service.last = failure;
         service.last_failure_ns = now;
+        // The history's backtrace is the last failure's: only an exception has one.
+        if failure.reason != reason::EXCEPTION {
+            service.backtrace.clear();
+        }
         if self.kept_down_by_operator(index, failure) {
             // Nothing will take the tombstone over until an operator acts: clients
             // waiting there fail now instead of waiting for that.
@@ -470,8 +520,11 @@ impl Rs {
         }
     }
 
-    /// The kernel holds threads of services after an exception: each instance ends.
+    /// The kernel holds threads of services after an exception: RS reads the held thread's
+    /// backtrace into the restart history, then each instance ends. The kernel also queues
+    /// the crashes of the system servers it ended (`system.rs`).
     fn exception_events(&mut self) {
+        self.system_server_crashes();
         loop {
             let record = match syscall::pm_next_event() {
                 Ok(Some(record)) => record,
@@ -487,6 +540,8 @@ impl Rs {
                 println!("pid {pid}: unexpected event kind {}", record[event::KIND]);
                 continue;
             }
+            let thread = Endpoint(record[event::THREAD]);
+            let backtrace = held_backtrace(thread);
             let now = time::now_ns();
             if let Some(index) = self.candidate_of(pid) {
                 println!(
@@ -495,6 +550,11 @@ impl Rs {
                     exception_mnemonic(vector),
                     record[event::RIP]
                 );
+                // The candidate runs the program updated to, not the service's.
+                let program = self.services[index]
+                    .update
+                    .as_ref()
+                    .map_or_else(|| String::from("?"), |update| update.program.clone());
                 let status = status::killed_by(Signal::for_exception(vector), true);
                 if let Err(error) = pm::kill(pid, status) {
                     println!("killing pid {pid} failed: {error}");
@@ -507,18 +567,21 @@ impl Rs {
                     detail: vector,
                 };
                 self.candidate_ended(index, failure);
+                self.unprinted_backtraces.push((program, backtrace));
                 continue;
             }
-            let name = match self.by_pid(pid) {
+            let (name, program) = match self.by_pid(pid) {
                 Some(service) => {
                     service.ending = Some(Failure {
                         reason: reason::EXCEPTION,
                         detail: vector,
                     });
                     service.ended_ns = now;
-                    service.name.clone()
+                    service.backtrace = backtrace.clone();
+                    service.backtrace_vector = vector;
+                    (service.name.clone(), service.program.clone())
                 }
-                None => String::from("?"),
+                None => (String::from("?"), String::from("?")),
             };
             println!(
                 "service '{name}' (pid {pid}) crashed: {} at {:#x} (address {:#x})",
@@ -528,6 +591,14 @@ impl Rs {
             );
             let status = status::killed_by(Signal::for_exception(vector), true);
             self.end_instance(pid, status);
+            self.unprinted_backtraces.push((program, backtrace));
+        }
+    }
+
+    /// Prints the backtraces recorded since the last tick (`unprinted_backtraces`).
+    fn print_recorded_backtraces(&mut self) {
+        for (program, backtrace) in core::mem::take(&mut self.unprinted_backtraces) {
+            print_backtrace(&program, &backtrace);
         }
     }
 
@@ -652,14 +723,18 @@ impl Rs {
                     println!("RESTART from {client} refused: not an operator");
                     Err(Error::PermissionDenied)
                 } else {
-                    self.index(message.payload[0]).map(|index| {
+                    self.index(message.payload[0]).and_then(|index| {
+                        self.refuse_system_server(index, "restart")?;
                         self.restart(index);
-                        ([0; 6], 0)
+                        Ok(([0; 6], 0))
                     })
                 }
             }
             request::SERVICE_NAME => self.service_name(message.payload[0]),
-            request::UPDATE => match self.begin_update(client, &message.payload) {
+            request::UPDATE => match self
+                .refuse_system_update(message.payload[0])
+                .and_then(|()| self.begin_update(client, &message.payload))
+            {
                 // Answered when the update ends.
                 Ok(()) => return,
                 Err(error) => Err(error),
@@ -713,6 +788,7 @@ fn parse_arguments(args: &str) -> Rs {
     let mut rs = Rs {
         services: Vec::new(),
         tick_ns: time::now_ns(),
+        unprinted_backtraces: Vec::new(),
         operators: Vec::new(),
     };
     for word in args.split_ascii_whitespace() {
@@ -725,39 +801,53 @@ fn parse_arguments(args: &str) -> Rs {
             Ok(spec) if rs.services.iter().any(|s| s.name == spec.program) => {
                 println!("service '{}' refused: listed twice", spec.program);
             }
-            Ok(spec) => rs.services.push(Service {
-                name: String::from(spec.program),
-                program: String::from(spec.program),
-                version: FIRST_VERSION,
-                update: None,
-                policy: spec.policy,
-                state: ServiceState::BackingOff,
-                pid: 0,
-                started_ns: 0,
-                restarts: 0,
-                failures_in_a_row: 0,
-                last: Failure {
-                    reason: reason::NONE,
-                    detail: 0,
-                },
-                last_failure_ns: 0,
-                restart_at_ns: 0,
-                ending: None,
-                ended_ns: 0,
-                endpoint: Endpoint::NONE,
-                kept: Endpoint::NONE,
-                replacement: Endpoint::NONE,
-                init_deadline_ns: 0,
-                last_ping_ns: 0,
-                unanswered: 0,
-                alive_ns: 0,
-                first_unanswered_ns: 0,
-                held: false,
-            }),
+            Ok(spec) => rs.services.push(Service::new(
+                spec.program,
+                spec.policy,
+                ServiceState::BackingOff,
+            )),
             Err(reason) => println!("service '{word}' refused: {reason}"),
         }
     }
     rs
+}
+
+impl Service {
+    /// A service named `name` (its first program too) that has not run yet.
+    fn new(name: &str, policy: RestartPolicy, state: ServiceState) -> Service {
+        Service {
+            name: String::from(name),
+            program: String::from(name),
+            version: FIRST_VERSION,
+            update: None,
+            policy,
+            state,
+            pid: 0,
+            started_ns: 0,
+            restarts: 0,
+            failures_in_a_row: 0,
+            last: Failure {
+                reason: reason::NONE,
+                detail: 0,
+            },
+            last_failure_ns: 0,
+            restart_at_ns: 0,
+            ending: None,
+            ended_ns: 0,
+            endpoint: Endpoint::NONE,
+            kept: Endpoint::NONE,
+            replacement: Endpoint::NONE,
+            init_deadline_ns: 0,
+            last_ping_ns: 0,
+            unanswered: 0,
+            alive_ns: 0,
+            first_unanswered_ns: 0,
+            held: false,
+            system: state.is_system(),
+            backtrace: Vec::new(),
+            backtrace_vector: 0,
+        }
+    }
 }
 
 fn main(args: &str) -> i32 {
@@ -778,6 +868,7 @@ fn main(args: &str) -> i32 {
     for index in 0..rs.services.len() {
         rs.start(index);
     }
+    rs.add_system_servers();
     if let Err(error) = alarm::set(TICK) {
         println!("no alarm ({error}): no heartbeats, backoffs or deadlines");
     }
@@ -792,6 +883,7 @@ fn main(args: &str) -> i32 {
         };
         if message.source == Endpoint::CLOCK {
             rs.tick_ns = time::now_ns();
+            rs.print_recorded_backtraces();
             rs.update_tick();
             rs.initialising();
             rs.heartbeats();

@@ -3,14 +3,20 @@
 //! or the host through the kernel's forwarded service commands), and the host's service
 //! list. Every request is checked here once: a non-operator gets `PermissionDenied`, an
 //! unknown index `NotFound`, an unknown action `InvalidArgument`, an action the state does
-//! not allow `NotReady` or `Exists`; RS keeps serving after each.
+//! not allow `NotReady` or `Exists`, any action on a system server `PermissionDenied` (the
+//! host's answer says "system server: not restartable"); RS keeps serving after each.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use vigil_rt::abi::host_command::{Command, Outcome, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES};
-use vigil_rt::abi::rs::{pack_name_reply, reason, ServiceAction, ServiceState};
+use vigil_rt::abi::host_command::{
+    unpack_program, Command, Outcome, MAX_SERVICE_RECORDS, MAX_TEXT_BYTES, MAX_UPDATE_PROGRAM_BYTES,
+};
+use vigil_rt::abi::rs::update as rs_update;
+use vigil_rt::abi::rs::{
+    pack_name_reply, reason, ServiceAction, ServiceState, SYSTEM_SERVER_REFUSAL,
+};
 use vigil_rt::abi::signal::{status, Signal};
 use vigil_rt::{println, syscall, time, Endpoint, Error, Message};
 
@@ -40,6 +46,7 @@ impl Rs {
 
     /// Carries out `action` on service `index` (the sender already checked).
     pub(crate) fn act(&mut self, index: usize, action: ServiceAction) -> Result<(), Error> {
+        self.refuse_system_server(index, action.name())?;
         let service = &mut self.services[index];
         if let Some(update) = &service.update {
             println!(
@@ -129,7 +136,8 @@ impl Rs {
     }
 
     /// A service command the kernel forwarded from the host (`KIND_HOST_COMMAND`,
-    /// `[request, command, service index, …]`), answered with `PmHostReply`.
+    /// `[request, command, service index, …]`; a `ServiceUpdate`'s program name in the last
+    /// three words), answered with `PmHostReply`.
     pub(crate) fn host_command(&mut self, message: &Message) {
         let [request, command, index, ..] = message.payload;
         let Ok(request) = u32::try_from(request) else {
@@ -144,6 +152,19 @@ impl Rs {
                     .collect();
                 (Outcome::Ok, records)
             }
+            Some(Command::ServiceUpdate) => match self.index(index) {
+                Ok(index) => {
+                    let words = [message.payload[3], message.payload[4], message.payload[5]];
+                    self.host_update(index, &words)
+                }
+                Err(_) => (
+                    Outcome::NoSuchProcess,
+                    text(format!(
+                        "no service has index {index} (rs has {})",
+                        self.services.len()
+                    )),
+                ),
+            },
             Some(command) => match (command.service_action(), self.index(index)) {
                 (None, _) => (
                     Outcome::Invalid,
@@ -168,6 +189,53 @@ impl Rs {
         }
     }
 
+    /// The host's live update of service `index` to the program in `words`
+    /// (`host_command::pack_program`, checked again here): answered when it has begun —
+    /// its end is on the console and in the service list — or with the refusal.
+    fn host_update(&mut self, index: usize, words: &[u64; 3]) -> (Outcome, Vec<u8>) {
+        let name = self.services[index].name.clone();
+        let mut program = [0u8; MAX_UPDATE_PROGRAM_BYTES];
+        let Ok(len) = unpack_program(words, &mut program) else {
+            return (
+                Outcome::Invalid,
+                text(format!("update {name}: the program name is not readable")),
+            );
+        };
+        let program = core::str::from_utf8(&program[..len]).unwrap_or("?");
+        if self.refuse_system_server(index, "update").is_err() {
+            return (
+                Outcome::NotSupported,
+                text(format!("update {name} refused: {SYSTEM_SERVER_REFUSAL}")),
+            );
+        }
+        let payload = match rs_update::pack(index as u64, program, 0) {
+            Ok(payload) => payload,
+            Err(error) => {
+                return (
+                    Outcome::Invalid,
+                    text(format!("update {name} to {program}: {error}")),
+                )
+            }
+        };
+        let version = self.services[index].version;
+        match self.start_update(Endpoint::NONE, &payload) {
+            Ok(()) => (
+                Outcome::Ok,
+                text(format!(
+                    "update {name} to {program}: begun (version {version} serves until the swap; the service list shows the end)"
+                )),
+            ),
+            Err(error @ (Error::Exists | Error::Busy | Error::NotReady)) => (
+                Outcome::Refused,
+                text(format!("update {name} to {program} refused: {error}")),
+            ),
+            Err(error) => (
+                Outcome::Failed,
+                text(format!("update {name} to {program} failed: {error}")),
+            ),
+        }
+    }
+
     /// The host's `action` on service `index`: the outcome and the status line's text.
     fn host_action(&mut self, index: usize, action: ServiceAction) -> (Outcome, Vec<u8>) {
         let result = self.act(index, action);
@@ -184,6 +252,14 @@ impl Rs {
                 Outcome::Ok,
                 text(format!(
                     "{} {}: done ({state})",
+                    action.name(),
+                    service.name
+                )),
+            ),
+            Err(Error::PermissionDenied) if service.system => (
+                Outcome::NotSupported,
+                text(format!(
+                    "{} {} refused: {SYSTEM_SERVER_REFUSAL} ({state})",
                     action.name(),
                     service.name
                 )),

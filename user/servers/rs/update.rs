@@ -79,6 +79,16 @@ impl Rs {
             println!("UPDATE from {client} refused: not an operator");
             return Err(Error::PermissionDenied);
         }
+        self.start_update(client, payload)
+    }
+
+    /// `begin_update` once the sender may ask: `client` is answered when the update ends
+    /// (`Endpoint::NONE`: nobody, for the host's update, answered when it begins).
+    pub(crate) fn start_update(
+        &mut self,
+        client: Endpoint,
+        payload: &[u64; 6],
+    ) -> Result<(), Error> {
         let index = self.index(payload[0])?;
         let mut name = [0u8; MAX_NAME_BYTES];
         let len = unpack_name(payload, &mut name)?;
@@ -420,7 +430,9 @@ impl Rs {
             }
         };
         let client = update.client;
-        reply(client, answer);
+        if client.is_thread() {
+            reply(client, answer);
+        }
     }
 
     /// The candidate is dead: its endpoint (the kept one) is a tombstone the old

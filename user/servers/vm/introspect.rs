@@ -48,9 +48,11 @@ pub fn answer(vm: &Vm, message: &Message) -> Message {
                 records.into_iter(),
             )
         }
-        Topic::Services | Topic::OpenFiles | Topic::Processes | Topic::DataStore => {
-            Err(Error::NoSuchCall)
-        }
+        Topic::Services
+        | Topic::OpenFiles
+        | Topic::Processes
+        | Topic::DataStore
+        | Topic::ServiceBacktraces => Err(Error::NoSuchCall),
     };
     if let Err(error) = outcome {
         println!(

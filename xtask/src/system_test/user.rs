@@ -595,12 +595,34 @@ pub const USER_SCENARIOS: &[Scenario] = &[
         ..USER
     },
     Scenario {
+        name: "rs-system-crash",
+        // A system server takes an exception: the kernel boots a program that reads address
+        // 0 as `ds`, reports the fault, ends it and queues the crash for RS, which records
+        // it with its backtrace, raises an ALERT saying it cannot restart it, lists it as
+        // system-failed, refuses to restart it, and restarts hello.
+        check: check_rs_system_crash,
+        programs: &[
+            "vm kcalls=vm",
+            "pm kcalls=pm",
+            "crash_null name=ds",
+            "rs kcalls=rs -- operator=service+rs_service_test hello_service",
+            "hello_service boot=pm",
+            "service boot=pm",
+            "rs_service_test kcalls=shutdown -- system-crash",
+        ],
+        deadline: secs(90),
+        ..USER
+    },
+    Scenario {
         name: "rs-service-program",
         // The `service` program (an operator of RS, run by the judge through PM with each
         // command): list, down, up, refresh, hold (a crash is then not restarted),
         // release, restart, and a release of a crash-looping service; a non-operator's
         // copy is refused, bad names and usage get their errors; RS's SERVICE_NAME and
-        // INTROSPECT services topic are checked, bad ones refused.
+        // INTROSPECT services topic are checked, bad ones refused. The system servers (vm,
+        // pm, rs) are listed and every action on them (restart, down, hold, refresh,
+        // update of rs itself) is refused as not restartable, and RS restarts hello after;
+        // crashy's last crash is listed with its backtrace, symbolised in hello_service.
         check: check_rs_service_program,
         programs: &[
             "vm kcalls=vm",
@@ -1875,7 +1897,42 @@ fn check_rs_service_program(console: &Console) -> Result<(), String> {
         "service: 1     crashy           held-down",
         "exception #PF (vector 14) at ",
     ])?;
-    console.require("service: 2 services")?;
+    // crashy's last crash, its backtrace under its row, symbolised in hello_service's ELF:
+    // the faulting load is in the null-dereference helper hello's crash path calls.
+    console.require_line_with(&[
+        "service:       #0 pc  0x",
+        "(crashy) vigil_programs::read_address_zero at ",
+    ])?;
+    console.require_line_with(&[
+        "service:       #1 ret 0x",
+        "(crashy) hello_service::crash at user/programs/src/bin/hello_service.rs:",
+    ])?;
+    // hello_service's own null dereference (CRASH, while held): RS's recorded backtrace.
+    console.require_line_with(&[
+        "rs:   #1 ret 0x",
+        "(hello_service) hello_service::crash at user/programs/src/bin/hello_service.rs:",
+    ])?;
+    console.require_line_with(&["service: 2     vm               system"])?;
+    console.require_line_with(&["service: 4     rs               system"])?;
+    console.require("service: 5 services")?;
+    for refused in [
+        "restart rs",
+        "restart pm",
+        "restart vm",
+        "down pm",
+        "hold vm",
+        "refresh rs",
+        "update rs",
+        "update pm",
+    ] {
+        console.require(&format!(
+            "service: {refused} refused: system server: not restartable (its state lives only in its memory)"
+        ))?;
+    }
+    console.require(
+        "rs: service 'rs': restart refused: system server: not restartable (its state lives only in its memory)",
+    )?;
+    console.require("service: no such service 'ds' (service list shows them)")?;
     for done in ["down", "up", "refresh", "hold", "release", "restart"] {
         console.require(&format!("service: {done} hello_service: done"))?;
     }
@@ -1905,6 +1962,46 @@ fn check_rs_service_program(console: &Console) -> Result<(), String> {
     }
     console.forbid(": FAIL")?;
     console.require("rs_service_test: PASS service listed, took down, brought up, refreshed, held, released and restarted hello_service")?;
+    require_success_shutdown(console, "rs_service_test")
+}
+
+fn check_rs_system_crash(console: &Console) -> Result<(), String> {
+    // The kernel reports the fault as always, queues it for RS and ends the server itself.
+    console.require_line_with(&["user fault: #PF", "process 'ds'"])?;
+    console.require_line_with(&[
+        "rs: crash of system server 'ds' (pid ",
+        ") reported to the reincarnation server",
+    ])?;
+    console.require_line_with(&["process 'ds' (pid ", ") killed by #PF at "])?;
+    console.require_line_with(&[
+        "rs: ALERT: system server 'ds' (pid ",
+        ") crashed: exception #PF (vector 14) at 0x",
+        "the kernel ended it and RS cannot restart it: system server: not restartable (its state lives only in its memory)",
+    ])?;
+    // RS's recorded backtrace, symbolised in the program booted as ds.
+    console.require_line_with(&[
+        "rs:   #0 pc  0x",
+        "(ds) crash_null::main at user/programs/src/bin/crash_null.rs:",
+    ])?;
+    console.require_line_with(&[
+        "service: ",
+        " ds ",
+        "system-failed",
+        "exception #PF (vector 14) at ",
+    ])?;
+    console.require_line_with(&[
+        "service:       #0 pc  0x",
+        "(ds) crash_null::main at user/programs/src/bin/crash_null.rs:",
+    ])?;
+    console.require(
+        "service: restart ds refused: system server: not restartable (its state lives only in its memory)",
+    )?;
+    console.require(
+        "service: down pm refused: system server: not restartable (its state lives only in its memory)",
+    )?;
+    console.forbid(": FAIL")?;
+    console.forbid("panicked at")?;
+    console.require("rs_service_test: PASS RS recorded the crash of system server ds")?;
     require_success_shutdown(console, "rs_service_test")
 }
 

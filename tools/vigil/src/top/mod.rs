@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use vigil_wire::{HostFrame, ProcessAction, ProcessCommand, ServiceAction, ServiceCommand};
+use vigil_wire::{
+    HostFrame, ProcessAction, ProcessCommand, ServiceAction, ServiceCommand, ServiceUpdate,
+    UPDATE_PROGRAM_BYTES,
+};
 
 use crate::events::link_message;
 use crate::link::Link;
@@ -184,6 +187,9 @@ pub struct App {
     pub last_service_request: Option<Instant>,
     /// The last service-list request was answered "no reincarnation server".
     pub no_rs: bool,
+    /// Typing the program of a live update (`P` in the services view): the service's index
+    /// and name, and the text so far.
+    pub update_prompt: Option<(u32, String, String)>,
     next_request: u32,
 }
 
@@ -296,6 +302,7 @@ impl App {
             no_pm: false,
             services_view: false,
             service_cursor: 0,
+            update_prompt: None,
             service_request: None,
             last_service_request: None,
             no_rs: false,
@@ -529,6 +536,26 @@ impl App {
             self.note = Some(format!("kill {target}: cancelled"));
             return Action::None;
         }
+        // Typing an update's program: keys are text until Enter (sends) or Esc.
+        if let Some((index, name, text)) = &mut self.update_prompt {
+            match key.code {
+                KeyCode::Enter => {
+                    let (index, name, text) = (*index, name.clone(), std::mem::take(text));
+                    self.update_prompt = None;
+                    return self.send_service_update(index, name, text.trim());
+                }
+                KeyCode::Esc => {
+                    self.note = Some(format!("update {name}: cancelled"));
+                    self.update_prompt = None;
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) => text.push(c),
+                _ => {}
+            }
+            return Action::None;
+        }
         // Typing a search: keys are text until Enter or Esc.
         if let Some(text) = &mut self.search {
             match key.code {
@@ -675,6 +702,12 @@ impl App {
             KeyCode::Home => self.service_cursor = 0,
             KeyCode::End => self.service_cursor = last,
             KeyCode::Enter => {}
+            KeyCode::Char('P') => match self.selected_service() {
+                Some(service) => {
+                    self.update_prompt = Some((service.index, service.name.clone(), String::new()))
+                }
+                None => self.note = Some("update: no service selected".into()),
+            },
             code => {
                 let action = service_action_for_key(code)?;
                 let Some(service) = self.selected_service() else {
@@ -725,6 +758,62 @@ impl App {
             action,
             service,
         }))
+    }
+
+    /// A live update of service `index` (`name`) to `program`, typed at the `P` prompt:
+    /// refused here, with a note, for a name the frame cannot carry (empty, over 24 bytes).
+    pub fn send_service_update(&mut self, service: u32, name: String, program: &str) -> Action {
+        let what = format!("service update {name} {program}");
+        if !self.live {
+            self.note = Some(format!("{what}: a replay cannot act on services"));
+            return Action::None;
+        }
+        let Some(padded) = ServiceUpdate::padded_program(program) else {
+            self.note = Some(format!(
+                "update {name}: the program name must be 1 to {UPDATE_PROGRAM_BYTES} bytes"
+            ));
+            return Action::None;
+        };
+        let request = self.request_id();
+        self.note = Some(format!("{what}: sent, waiting for the answer"));
+        self.requests.insert(request, (what, Instant::now()));
+        Action::Send(HostFrame::ServiceUpdate(ServiceUpdate {
+            request,
+            service,
+            program: padded,
+        }))
+    }
+
+    /// The backtrace of `service`'s last failure, if it was an exception the kernel sent a
+    /// crash report for (its `Crash` frame, or the exit history a session starts with): the
+    /// report of the service's program closest before the failure RS recorded, one line a
+    /// frame, symbolised when the tool has the ELFs (raw addresses otherwise).
+    pub fn service_backtrace(&self, service: &vigil_wire::ServiceEntry) -> Option<Vec<String>> {
+        if service.last_reason != vigil_abi::rs::reason::EXCEPTION {
+            return None;
+        }
+        let crash = self
+            .model
+            .crashes
+            .iter()
+            .rev()
+            .filter(|crash| crash.kind == vigil_wire::CrashKind::UserFault)
+            .filter(|crash| crash.timestamp_ns <= service.last_failure_ns)
+            .find(|crash| {
+                crash.process.as_ref().is_some_and(|(process, _)| {
+                    *process == service.program || *process == service.name
+                })
+            })?;
+        Some(match &self.symbols {
+            Some(symbols) => symbols.frames(crash).iter().map(|f| f.text()).collect(),
+            None => crate::symbols::crash_frames(crash)
+                .into_iter()
+                .enumerate()
+                .map(|(index, (frame, process))| {
+                    vigil_symbolize::format_frame_line(index, frame, process)
+                })
+                .collect(),
+        })
     }
 
     /// The process of the selected row: its pid and "name (pid N)".

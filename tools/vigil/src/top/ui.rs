@@ -836,8 +836,30 @@ fn kernel_time_text(ns: u64) -> String {
     }
 }
 
-/// The services view: RS's services (its latest list), the selected one highlighted.
+/// The services view: RS's services (its latest list), the selected one highlighted, and
+/// under them the backtrace of the selected one's last failure by an exception.
 fn render_services(frame: &mut Frame, app: &App, area: Rect) {
+    let backtrace = app
+        .selected_service()
+        .and_then(|service| Some((service.name.clone(), app.service_backtrace(service)?)));
+    let Some((name, lines)) = backtrace else {
+        render_service_table(frame, app, area);
+        return;
+    };
+    let height = (lines.len() as u16 + 2).min(area.height / 2);
+    let [table, detail] =
+        Layout::vertical([Constraint::Min(5), Constraint::Length(height)]).areas(area);
+    render_service_table(frame, app, table);
+    let text: Vec<Line> = lines.into_iter().map(Line::from).collect();
+    frame.render_widget(
+        Paragraph::new(text)
+            .block(Block::bordered().title(format!(" {name}: backtrace of the last failure "))),
+        detail,
+    );
+}
+
+/// The table of the services view.
+fn render_service_table(frame: &mut Frame, app: &App, area: Rect) {
     let Some(list) = &app.model.services else {
         let why = if app.no_rs {
             "no reincarnation server runs (the kernel says so): no services to show"
@@ -924,7 +946,7 @@ fn render_services(frame: &mut Frame, app: &App, area: Rect) {
     ])
     .style(Style::new().bold());
     let title = format!(
-        " services ({} supervised by rs, pid {}; as of {}) · R restart · H hold · L release · D down · U up · F refresh · v tasks ",
+        " services ({} listed by rs, pid {}; as of {}) · R restart · H hold · L release · D down · U up · F refresh · P update · v tasks ",
         list.services.len(),
         list.supervisor,
         kernel_time_text(list.timestamp_ns)
@@ -1171,6 +1193,10 @@ pub const HELP_TEXT: &[(&str, &str)] = &[
         "services view: restart, hold, release, down, up, refresh the selected service",
     ),
     (
+        "P",
+        "services view: live update of the selected service: type the boot=pm program, Enter sends",
+    ),
+    (
         "q  Esc",
         "quit (Esc first closes the detail view or clears the filter)",
     ),
@@ -1401,6 +1427,13 @@ pub fn status_line(app: &App) -> Line<'static> {
 }
 
 fn help_line(app: &App) -> Line<'static> {
+    if let Some((_, name, text)) = &app.update_prompt {
+        return Line::from(vec![
+            Span::from(format!("update {name} to program: ")).bold(),
+            Span::from(text.clone()),
+            Span::from("▏ (Enter send, Esc cancel)").fg(Color::DarkGray),
+        ]);
+    }
     if let Some(text) = &app.search {
         return Line::from(vec![
             Span::from("search: /").bold(),
@@ -1421,7 +1454,7 @@ fn help_line(app: &App) -> Line<'static> {
     ));
     if app.live {
         if app.services_view {
-            text.push_str(" · v tasks · R restart · H hold · L release · D down · U up");
+            text.push_str(" · v tasks · R restart · H hold · L release · D down · U up · P update");
         } else {
             text.push_str(" · n snapshot now · t tree · v services · x kill · z/c stop/cont");
         }

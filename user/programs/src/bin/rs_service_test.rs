@@ -8,10 +8,17 @@
 //! operator) is refused and changes nothing, bad names and usage are refused, RS's
 //! `SERVICE_NAME` lists the names, and bad `ACTION`s and INTROSPECTs get their errors.
 //!
+//! The system servers RS lists (vm, pm, rs here) refuse every action (exit 5, "system
+//! server: not restartable") and RS serves a normal restart after those refusals; the
+//! backtrace of crashy's last crash is in RS's service-backtraces topic and `service list`.
+//!
 //! With the argument `demo` (scenario `rs-demo-load`) it judges the default run's demo
 //! instead: `hello_load -- demo=300` crashing and live-updating hello while RS restarts
 //! it, updates it and rolls a broken update back; with `demo-refused` (scenario
-//! `rs-demo-refused`) the same load without operator rights, its update refused.
+//! `rs-demo-refused`) the same load without operator rights, its update refused. With
+//! `system-crash` (scenario `rs-system-crash`) a system server (a program booted as `ds`)
+//! crashes: RS records it (`system-failed`, reason exception, a backtrace), refuses to
+//! restart it, and serves a restart of hello afterwards.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -44,6 +51,7 @@ fn main(args: &str) -> i32 {
         "demo" => finish("rs_service_test", demo()),
         "demo-refused" => finish("rs_service_test", demo_refused()),
         "update" => finish("rs_service_test", update()),
+        "system-crash" => finish("rs_service_test", system_crash()),
         other => finish("rs_service_test", Err(format!("unknown part '{other}'"))),
     }
 }
@@ -199,6 +207,50 @@ fn update() -> Result<String, String> {
     ))
 }
 
+/// `system-crash` (scenario `rs-system-crash`): the kernel booted a program that reads
+/// address 0 as the system server `ds`; RS, its signal manager, must record the crash with
+/// a backtrace and keep the entry (`system-failed`), refuse to restart it, and serve a
+/// normal restart of hello afterwards.
+fn system_crash() -> Result<String, String> {
+    let ds = wait_for("ds", "system-failed", |r| {
+        state_of(r) == Some(ServiceState::SystemFailed)
+    })?;
+    if ds.last_reason != reason::EXCEPTION || ds.last_detail != 14 {
+        return Err(format!("ds's crash recorded as {ds:?}"));
+    }
+    let backtrace = system_backtrace(ds.index)?;
+    if backtrace.is_empty() {
+        return Err(String::from("ds's crash has no backtrace"));
+    }
+    service("list", 0)?;
+    service("restart ds", 5)?;
+    service("down pm", 5)?;
+    let hello = wait_for(HELLO, "running", running)?;
+    service("restart hello_service", 0)?;
+    let restarted = wait_for(HELLO, "restarted", |r| running(r) && r.pid != hello.pid)?;
+    hello_get()?;
+    Ok(format!(
+        "RS recorded the crash of system server ds ({} frames, pc {:#x}), refused to restart it, and restarted hello_service (pid {} -> {})",
+        backtrace.len(),
+        backtrace[0],
+        hello.pid,
+        restarted.pid
+    ))
+}
+
+/// The backtrace RS recorded for service `index` (its services-backtraces topic).
+fn system_backtrace(index: u32) -> Result<Vec<u64>, String> {
+    let records = context(
+        server_introspect::service_backtraces(rs_server()?),
+        "INTROSPECT service-backtraces",
+    )?;
+    let record = records
+        .iter()
+        .find(|record| record.index == index)
+        .ok_or_else(|| format!("no backtrace record for index {index}"))?;
+    Ok(record.frames().to_vec())
+}
+
 /// Runs `program` (`service` or `intruder`) with `arguments`; its exit status.
 fn run(program: &str, arguments: &str) -> Result<u64, String> {
     let pid = context(pm::spawn(program, arguments), "spawn")?;
@@ -305,9 +357,13 @@ fn rs_call(payload: [u64; 6], kind: u32) -> Result<[u64; 6], Error> {
 
 fn judge() -> Result<String, String> {
     let hello = wait_for(HELLO, "running", running)?;
-    wait_for("crashy", "held down", |r| {
+    let crashy = wait_for("crashy", "held down", |r| {
         state_of(r) == Some(ServiceState::HeldDown)
     })?;
+    // crashy's last failure is its null dereference: its backtrace is recorded.
+    if system_backtrace(crashy.index)?.is_empty() {
+        return Err(String::from("crashy's crash has no recorded backtrace"));
+    }
     service("list", 0)?;
 
     service("down hello_service", 0)?;
@@ -382,6 +438,32 @@ fn judge() -> Result<String, String> {
     service("update hello_service hello_service", 4)?;
     service("update hello_service hello_v2 timeout=x", 1)?;
 
+    // The system servers: listed, and every action on one refused as not restartable;
+    // RS serves a normal restart after those refusals.
+    for system in ["vm", "pm", "rs"] {
+        if state_of(&record(system)?) != Some(ServiceState::System) {
+            return Err(format!("'{system}' is not listed as a system server"));
+        }
+    }
+    for refused in [
+        "restart rs",
+        "restart pm",
+        "restart vm",
+        "down pm",
+        "hold vm",
+        "refresh rs",
+        "update rs hello_v2",
+        "update pm hello_v2",
+    ] {
+        service(refused, 5)?;
+    }
+    service("restart ds", 3)?;
+    let before = record(HELLO)?;
+    service("restart hello_service", 0)?;
+    wait_for(HELLO, "restarted after the refusals", |r| {
+        running(r) && r.pid != before.pid
+    })?;
+
     let mut names = Vec::new();
     for index in 0.. {
         match rs_call([index, 0, 0, 0, 0, 0], rs::request::SERVICE_NAME) {
@@ -394,7 +476,7 @@ fn judge() -> Result<String, String> {
             Err(error) => return Err(format!("SERVICE_NAME {index}: {error}")),
         }
     }
-    if names != ["hello_service", "crashy"] {
+    if names != ["hello_service", "crashy", "vm", "pm", "rs"] {
         return Err(format!("SERVICE_NAME listed {names:?}"));
     }
     expect_refusal(
@@ -425,7 +507,7 @@ fn judge() -> Result<String, String> {
         server_introspect::introspect(rs, Topic::Services, &mut [], 0),
         "INTROSPECT count",
     )?;
-    if counted.available != 2 || counted.written != 0 {
+    if counted.available != 5 || counted.written != 0 {
         return Err(format!("INTROSPECT counted {counted:?}"));
     }
     let final_record = record(HELLO)?;

@@ -1,13 +1,17 @@
 //! `service`: the operator's tool for the reincarnation server (MINIX's `service`). A
 //! `boot=pm` program, run as `service -- list` or `service -- ACTION NAME`:
-//! - `list`: a table of RS's services (RS's INTROSPECT services topic): name, state, pid,
-//!   restarts, version and the last failure with its time;
+//! - `list`: a table of RS's services and the system servers (RS's INTROSPECT services
+//!   topic): name, state, pid, restarts, version and the last failure with its time, and
+//!   under a failure by an exception its backtrace (the services-backtraces topic), one
+//!   frame a line in the kernel's format (`#0 pc  0x… (PROGRAM)`, which the host's
+//!   symbolizer names);
 //! - `up|down|restart|refresh|hold|release NAME`: RS's `ACTION` on the service named NAME
 //!   (only RS's operators may: `operator=service` on RS's boot line).
 //!
 //! Bad usage prints the help; RS's refusals are said plainly (not an operator, no such
-//! service, not allowed in its state). Exit status: 0 done, 1 bad usage, 2 not an operator,
-//! 3 no such service, 4 refused or failed otherwise.
+//! service, not allowed in its state, a system server). Exit status: 0 done, 1 bad usage,
+//! 2 not an operator, 3 no such service, 4 refused or failed otherwise, 5 a system server
+//! (not restartable).
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -17,6 +21,7 @@ use alloc::vec::Vec;
 
 use vigil_rt::abi::rs::{
     pack_name, request, FailureText, ServiceAction, ServiceState, RS_SERVER_NAME,
+    SYSTEM_SERVER_REFUSAL,
 };
 use vigil_rt::abi::server_introspect::{text_of, ServiceRecord};
 use vigil_rt::{ipc, println, server_introspect, Endpoint, Error, Message};
@@ -42,6 +47,16 @@ const BAD_USAGE: i32 = 1;
 const NOT_AN_OPERATOR: i32 = 2;
 const NO_SUCH_SERVICE: i32 = 3;
 const REFUSED: i32 = 4;
+const SYSTEM_SERVER: i32 = 5;
+
+/// After a `PermissionDenied`: whether service `index` is a system server (RS refuses every
+/// action on one with that error, as it refuses a non-operator).
+fn is_system_server(rs: Endpoint, index: u64) -> bool {
+    call(rs, request::SERVICE_STATUS, [index, 0, 0, 0, 0, 0])
+        .ok()
+        .and_then(|reply| ServiceState::from_code(reply[1]))
+        .is_some_and(ServiceState::is_system)
+}
 
 fn main(args: &str) -> i32 {
     let words: Vec<&str> = args.split_ascii_whitespace().collect();
@@ -118,6 +133,10 @@ fn update(rs: Endpoint, name: &str, program: &str, timeout_ms: u64) -> i32 {
             );
             DONE
         }
+        Err(Error::PermissionDenied) if is_system_server(rs, index) => {
+            println!("service: update {name} refused: {SYSTEM_SERVER_REFUSAL}");
+            SYSTEM_SERVER
+        }
         Err(Error::PermissionDenied) => {
             println!("service: update {name} refused: not an operator (RS's operator= list)");
             NOT_AN_OPERATOR
@@ -153,6 +172,13 @@ fn act(rs: Endpoint, action: ServiceAction, name: &str) -> i32 {
         Ok(_) => {
             println!("service: {} {name}: done", action.name());
             DONE
+        }
+        Err(Error::PermissionDenied) if is_system_server(rs, index) => {
+            println!(
+                "service: {} {name} refused: {SYSTEM_SERVER_REFUSAL}",
+                action.name()
+            );
+            SYSTEM_SERVER
         }
         Err(Error::PermissionDenied) => {
             println!(
@@ -195,8 +221,18 @@ fn list(rs: Endpoint) -> i32 {
         "{:<5} {:<16} {:<13} {:>5} {:>8} {:>7}  LAST FAILURE",
         "INDEX", "NAME", "STATE", "PID", "RESTARTS", "VERSION"
     );
+    // Without the backtraces (an older RS) the table is still printed.
+    let backtraces = server_introspect::service_backtraces(rs).unwrap_or_default();
     for service in &services {
         println!("{}", row(service));
+        let Some(backtrace) = backtraces.iter().find(|b| b.index == service.index) else {
+            continue;
+        };
+        let program = core::str::from_utf8(text_of(&service.program)).unwrap_or("?");
+        for (index, address) in backtrace.frames().iter().enumerate() {
+            let kind = if index == 0 { "pc " } else { "ret" };
+            println!("      #{index} {kind} {address:#018x} ({program})");
+        }
     }
     println!("service: {} services", services.len());
     DONE

@@ -302,9 +302,10 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "monitor-rs-host-commands",
-        // A host client lists, holds, restarts, releases, takes down and brings up services;
-        // the kernel forwards each to RS, which refuses a held-down refresh and a forged
-        // index.
+        // A host client lists, holds, restarts, releases, takes down and brings up services
+        // and updates hello; the kernel forwards each to RS, which refuses a held-down
+        // refresh, a forged index, an update of a service that is down and every action on
+        // a system server; garbage update frames are invalid or unanswered.
         check: check_rs_host_commands_console,
         programs: &[
             "vm kcalls=vm",
@@ -312,6 +313,7 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             "rs kcalls=rs -- hello_service crashy:base=10,limit=2",
             "hello_service boot=pm",
             "hello_service name=crashy boot=pm -- crash-on-start",
+            "hello_service name=hello_v2 boot=pm -- version=2",
         ],
         ..watched(MonitorCheck {
             duration: secs(3),
@@ -392,7 +394,11 @@ fn check_rs_host_commands_console(console: &Console) -> Result<(), String> {
     console.require("rs: 'rs' answers the host's service commands")?;
     console.require("rs: service 'hello_service': hold requested (state running)")?;
     console.require("rs: service 'hello_service' is down (up starts it)")?;
-    console.require("rs: service 'crashy': release requested (state held-down)")
+    console.require("rs: service 'crashy': release requested (state held-down)")?;
+    console.require(
+        "rs: service 'vm': update refused: system server: not restartable (its state lives only in its memory)",
+    )?;
+    console.require("rs: service 'hello_service': update from 'hello_service' (version 1) to 'hello_v2' requested")
 }
 
 fn check_silent_pm_console(console: &Console) -> Result<(), String> {

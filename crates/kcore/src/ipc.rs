@@ -176,8 +176,41 @@ impl KernelSource {
 /// Words of a per-slot bitmap with one bit per thread slot.
 const BITMAP_WORDS: usize = MAX_THREADS / 64;
 
-/// One bit per thread slot.
-type SlotBitmap = [u64; BITMAP_WORDS];
+/// One bit per thread slot, with a summary bit per nonzero word (`occupied`), kept by every
+/// write (`bit_set`, `bit_clear`), so "is any bit set" is one test (`is_empty`): the IPC
+/// fast path's "nothing to receive first" asks it of two bitmaps on every receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct SlotBitmap {
+    words: [u64; BITMAP_WORDS],
+    /// Bit `w` set exactly when `words[w]` is nonzero.
+    occupied: u64,
+}
+
+const _: () = assert!(BITMAP_WORDS <= 64);
+
+impl SlotBitmap {
+    const EMPTY: SlotBitmap = SlotBitmap {
+        words: [0; BITMAP_WORDS],
+        occupied: 0,
+    };
+
+    /// Whether no bit is set.
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.occupied == 0
+    }
+
+    /// The summary recomputed from the words (for the invariant checks).
+    #[cfg(test)]
+    fn occupied_from_words(&self) -> u64 {
+        self.words
+            .iter()
+            .enumerate()
+            .filter(|(_, word)| **word != 0)
+            .fold(0, |bits, (w, _)| bits | 1 << w)
+    }
+}
 
 /// `Slot::flags`: the thread is blocked in the send half of `send_receive`.
 const FLAG_SEND_RECEIVE: u8 = 1;
@@ -243,7 +276,7 @@ struct Slot {
     pending_async: SlotBitmap,
 }
 
-const SLOT_BYTES: usize = 6 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * BITMAP_WORDS * 8;
+const SLOT_BYTES: usize = 6 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * (BITMAP_WORDS + 1) * 8;
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
 const _: () = assert!(core::mem::align_of::<Slot>() == 8);
 const _: () = assert!(MAX_ASYNC_ENTRIES <= u8::MAX as usize);
@@ -267,8 +300,8 @@ impl Slot {
         flags: 0,
         keep_endpoint: 0,
         _reserved: [0; 5],
-        pending_notify: [0; BITMAP_WORDS],
-        pending_async: [0; BITMAP_WORDS],
+        pending_notify: SlotBitmap::EMPTY,
+        pending_async: SlotBitmap::EMPTY,
     };
 
     fn state(&self) -> ThreadState {
@@ -375,17 +408,22 @@ impl Slot {
 
 fn bit_test(map: &SlotBitmap, slot: ThreadSlot) -> bool {
     let i = slot.index();
-    map[i / 64] & (1 << (i % 64)) != 0
+    map.words[i / 64] & (1 << (i % 64)) != 0
 }
 
 fn bit_set(map: &mut SlotBitmap, slot: ThreadSlot) {
     let i = slot.index();
-    map[i / 64] |= 1 << (i % 64);
+    map.words[i / 64] |= 1 << (i % 64);
+    map.occupied |= 1 << (i / 64);
 }
 
 fn bit_clear(map: &mut SlotBitmap, slot: ThreadSlot) {
     let i = slot.index();
-    map[i / 64] &= !(1 << (i % 64));
+    let word = &mut map.words[i / 64];
+    *word &= !(1 << (i % 64));
+    if *word == 0 {
+        map.occupied &= !(1 << (i / 64));
+    }
 }
 
 /// Lowest set bit at or after `start`.
@@ -394,7 +432,7 @@ fn bit_next(map: &SlotBitmap, start: usize) -> Option<ThreadSlot> {
     if word >= BITMAP_WORDS {
         return None;
     }
-    let mut bits = map[word] & (u64::MAX << (start % 64));
+    let mut bits = map.words[word] & (u64::MAX << (start % 64));
     loop {
         if bits != 0 {
             // Fits: word < 16 and trailing_zeros < 64.
@@ -404,12 +442,12 @@ fn bit_next(map: &SlotBitmap, start: usize) -> Option<ThreadSlot> {
         if word >= BITMAP_WORDS {
             return None;
         }
-        bits = map[word];
+        bits = map.words[word];
     }
 }
 
 fn bit_count(map: &SlotBitmap) -> usize {
-    map.iter().map(|w| w.count_ones() as usize).sum()
+    map.words.iter().map(|w| w.count_ones() as usize).sum()
 }
 
 /// Whether a receive filter `from` accepts a message from `source`.
@@ -486,6 +524,17 @@ const _: () =
     assert!(core::mem::size_of::<ThreadTable>() == MAX_THREADS * core::mem::size_of::<Slot>() + 16);
 
 impl ThreadTable {
+    /// The first slot whose pending bitmaps' summary words disagree with their bits (the
+    /// invariant `SlotBitmap::is_empty` relies on), for the property tests.
+    #[cfg(test)]
+    fn inexact_pending_summary(&self) -> Option<ThreadSlot> {
+        ThreadSlot::all().find(|slot| {
+            let s = &self.slots[slot.index()];
+            s.pending_notify.occupied != s.pending_notify.occupied_from_words()
+                || s.pending_async.occupied != s.pending_async.occupied_from_words()
+        })
+    }
+
     /// An empty table, all slots Free with generation 0. The kernel keeps it in a `static`,
     /// so this is `const` and should produce all-zero bytes (then it costs nothing in the
     /// image: it lands in .bss) — e.g. links as `Option<ThreadSlot>`/0-sentinels, Free first.
@@ -2032,7 +2081,7 @@ mod tests {
 
     #[test]
     fn bitmap_iteration() {
-        let mut map = [0; BITMAP_WORDS];
+        let mut map = SlotBitmap::EMPTY;
         for slot in [0, 63, 64, 700, 1023] {
             bit_set(&mut map, ts(slot));
         }
@@ -2063,7 +2112,7 @@ mod tests {
         let bytes = unsafe {
             core::slice::from_raw_parts((&*table as *const ThreadTable).cast::<u8>(), size)
         };
-        assert_eq!(bytes.len(), MAX_THREADS * 328 + 16);
+        assert_eq!(bytes.len(), MAX_THREADS * 344 + 16);
         assert!(bytes.iter().all(|&b| b == 0));
         assert_eq!(STATIC_TABLE.state(ts(0)), ThreadState::Free);
         assert_eq!(STATIC_TABLE.endpoint(ts(5)), Endpoint::new(5, 0));
@@ -3563,6 +3612,8 @@ mod tests {
     }
 
     fn check_invariants(t: &ThreadTable, env: &TestEnv) {
+        // The pending bitmaps' summaries are exact after every step.
+        assert_eq!(t.inexact_pending_summary(), None);
         // The count of slots in use is exact, and the encoded scan sees every one of them.
         let in_use = t.slots.iter().filter(|s| s.kind != kind::FREE).count();
         assert_eq!(t.slots_in_use(), in_use);
@@ -3595,8 +3646,8 @@ mod tests {
                 assert_eq!(slot.async_table.len(), 0);
             } else if !slot.is_live() {
                 assert!(senders.is_empty(), "queue on non-live {d}");
-                assert_eq!(slot.pending_notify, [0; BITMAP_WORDS]);
-                assert_eq!(slot.pending_async, [0; BITMAP_WORDS]);
+                assert_eq!(slot.pending_notify, SlotBitmap::EMPTY);
+                assert_eq!(slot.pending_async, SlotBitmap::EMPTY);
                 assert_eq!(slot.clock_pending, 0);
                 assert_eq!(slot.async_table.len(), 0);
                 continue;

@@ -271,13 +271,10 @@ impl ThreadTable {
             }
         }
         let slot = &self.slots[caller.index()];
-        let pending_bits = slot
-            .pending_notify
-            .iter()
-            .chain(&slot.pending_async)
-            .fold(0, |bits, &word| bits | word);
-        let nothing_pending =
-            slot.clock_pending == 0 && slot.queue_head == NO_LINK && pending_bits == 0;
+        let nothing_pending = slot.clock_pending == 0
+            && slot.queue_head == NO_LINK
+            && slot.pending_notify.is_empty()
+            && slot.pending_async.is_empty();
         // Kernel messages are only taken by a receive from ANY or KERNEL.
         nothing_pending && (from != Endpoint::ANY || env.peek_kernel_message(caller).is_none())
     }

@@ -282,10 +282,19 @@ impl World {
     }
 }
 
-/// Asserts that the two worlds are in the same state: the thread table byte for byte
+/// Asserts that the two worlds are in the same state (and each one's pending summaries
+/// exact): the thread table byte for byte
 /// (states, buffers, queues, pending sets, generations), every message buffer, async
 /// table, kernel message and every result handed to `unblock`, in order.
 fn assert_same(slow: &World, fast: &World, step: usize, op: &Op) {
+    // "Nothing pending" is one test of the summary words: they match the bits in both.
+    for world in [slow, fast] {
+        assert_eq!(
+            world.t.inexact_pending_summary(),
+            None,
+            "pending summary after step {step} ({op:?})"
+        );
+    }
     assert!(
         *slow.t == *fast.t,
         "thread tables differ after step {step} ({op:?})"

@@ -47,17 +47,17 @@ impl Kernel {
             return None;
         }
         let is_call = number == Syscall::SendReceiveRegisters as u64;
-        let partner = {
-            let (table, mut env) = self.ipc_parts();
-            if is_call {
-                // `Reserved`: a nonzero RSI is the slow path's InvalidArgument.
-                if second != 0 {
-                    return None;
-                }
-                table.register_call_partner(&env, slot, destination)?
-            } else {
-                table.register_reply_partner(&mut env, slot, destination, Endpoint(second))?
+        // The table's checks, with the two facts outside it read straight from the kernel's
+        // tables (`RegisterCallFacts for Kernel`, no environment built).
+        let partner = if is_call {
+            // `Reserved`: a nonzero RSI is the slow path's InvalidArgument.
+            if second != 0 {
+                return None;
             }
+            self.table.register_call_partner(self, slot, destination)?
+        } else {
+            self.table
+                .register_reply_partner(self, slot, destination, Endpoint(second))?
         };
         if !is_register_message_call(self.threads[partner].context().rax)
             || !self.direct_switch_allowed(partner)
@@ -106,19 +106,25 @@ impl Kernel {
 fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
     let mask = crate::trace::mask();
     // RDI, the first argument, was the partner's endpoint (it resolved to the partner).
-    let syscall = (
-        EventKind::Syscall,
-        Endpoint(call.caller),
-        [number, call.partner, 0],
-    );
+    let syscall = || {
+        (
+            EventKind::Syscall,
+            Endpoint(call.caller),
+            [number, call.partner, 0],
+        )
+    };
     let kinds = mask & vigil_kcore::trace::FAST_IPC_KINDS;
     if kinds == vigil_kcore::trace::FAST_IPC_KINDS {
-        let syscall = (mask & EventKind::Syscall.mask_bit() != 0).then_some(syscall);
-        crate::trace::emit_fast_ipc(now, syscall, call);
+        // The default mask: no `Syscall` event, one compact record.
+        if mask & EventKind::Syscall.mask_bit() == 0 {
+            crate::trace::emit_fast_ipc(now, None, call);
+        } else {
+            crate::trace::emit_fast_ipc(now, Some(syscall()), call);
+        }
     } else if mask & (vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit()) != 0 {
         let [a, b, c, d, e] = call
             .events()
             .map(|(kind, thread, args)| (kind, Endpoint(thread), args));
-        crate::trace::emit_together([syscall, a, b, c, d, e]);
+        crate::trace::emit_together([syscall(), a, b, c, d, e]);
     }
 }

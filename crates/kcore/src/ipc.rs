@@ -77,7 +77,7 @@ use vigil_abi::{Endpoint, Error, Message};
 pub use crate::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 mod fast;
-pub use fast::{FastPathOption, Handoff};
+pub use fast::{FastPathOption, Handoff, RegisterCallFacts};
 mod service;
 
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
@@ -1990,6 +1990,19 @@ mod tests {
 
         fn now_ns(&self) -> u64 {
             self.now
+        }
+    }
+
+    /// The register fast path's facts, from the same tables as the environment's answers.
+    impl super::RegisterCallFacts for TestEnv {
+        fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
+            IpcEnvironment::may_send(self, from, to)
+        }
+
+        fn kernel_message_waiting(&self, receiver: ThreadSlot) -> bool {
+            self.kernel_messages
+                .get(&receiver)
+                .is_some_and(|queue| !queue.is_empty())
         }
     }
 

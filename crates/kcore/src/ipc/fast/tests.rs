@@ -75,9 +75,7 @@ impl World {
         if self.fast {
             let partner = match from {
                 None => self.t.register_call_partner(&self.env, caller, to),
-                Some(from) => self
-                    .t
-                    .register_reply_partner(&mut self.env, caller, to, from),
+                Some(from) => self.t.register_reply_partner(&self.env, caller, to, from),
             };
             let mut message = self.env.message(caller, UserPtr::NULL);
             let partner = partner.filter(|partner| {

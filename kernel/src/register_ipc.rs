@@ -23,7 +23,7 @@ use vigil_abi::syscall::Syscall;
 use vigil_abi::trace::EventKind;
 use vigil_abi::Endpoint;
 use vigil_kcore::slot::ThreadSlot;
-use vigil_kcore::trace::FastIpc;
+use vigil_kcore::trace::{FastIpc, FAST_IPC_KINDS};
 
 impl Kernel {
     /// Runs `slot`'s register call `number` (`SendReceiveRegisters` or
@@ -86,7 +86,7 @@ impl Kernel {
         record_fast_call(
             number,
             now,
-            &FastIpc {
+            FastIpc {
                 caller: caller.0,
                 partner: partner_endpoint.0,
                 kind: message[0] as u32,
@@ -103,28 +103,37 @@ impl Kernel {
 /// the other five — as one compact record when all are enabled (the default mask), else
 /// each enabled one on its own; with none enabled, nothing is built.
 #[inline(always)]
-fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
-    let mask = crate::trace::mask();
+fn record_fast_call(number: u64, now: u64, call: FastIpc) {
+    let enabled = crate::trace::mask() & (FAST_IPC_KINDS | SYSCALL_KIND);
+    // The default mask in one test (the five kinds on, `Syscall` off), tracing off in one
+    // more; every other mask is the cold case.
+    if enabled == FAST_IPC_KINDS {
+        crate::trace::emit_fast_ipc(now, None, &call);
+    } else if enabled != 0 {
+        // By value: the record is built in memory only on this (cold) way.
+        record_fast_call_other_mask(enabled, number, now, call);
+    }
+}
+
+const SYSCALL_KIND: u64 = EventKind::Syscall.mask_bit();
+
+/// `record_fast_call` with a mask other than the default or none (`enabled`: its bits of
+/// the six kinds).
+#[cold]
+#[inline(never)]
+fn record_fast_call_other_mask(enabled: u64, number: u64, now: u64, call: FastIpc) {
     // RDI, the first argument, was the partner's endpoint (it resolved to the partner).
-    let syscall = || {
-        (
-            EventKind::Syscall,
-            Endpoint(call.caller),
-            [number, call.partner, 0],
-        )
-    };
-    let kinds = mask & vigil_kcore::trace::FAST_IPC_KINDS;
-    if kinds == vigil_kcore::trace::FAST_IPC_KINDS {
-        // The default mask: no `Syscall` event, one compact record.
-        if mask & EventKind::Syscall.mask_bit() == 0 {
-            crate::trace::emit_fast_ipc(now, None, call);
-        } else {
-            crate::trace::emit_fast_ipc(now, Some(syscall()), call);
-        }
-    } else if mask & (vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit()) != 0 {
+    let syscall = (
+        EventKind::Syscall,
+        Endpoint(call.caller),
+        [number, call.partner, 0],
+    );
+    if enabled == FAST_IPC_KINDS | SYSCALL_KIND {
+        crate::trace::emit_fast_ipc(now, Some(syscall), &call);
+    } else {
         let [a, b, c, d, e] = call
             .events()
             .map(|(kind, thread, args)| (kind, Endpoint(thread), args));
-        crate::trace::emit_together([syscall(), a, b, c, d, e]);
+        crate::trace::emit_together([syscall, a, b, c, d, e]);
     }
 }

@@ -104,7 +104,7 @@ fn event_of(record: &TraceEvent, index: u64, ns_of_tsc: TscToNs) -> TraceEvent {
         caller: record.thread,
         partner: record.args[0],
         kind: record.args[1] as u32,
-        state_code: (record.args[1] >> 32) as u8,
+        state_code: record.reserved[0] as u8,
         state_target: record.args[2],
     };
     let (kind, thread, args) = fast.events()[index as usize];
@@ -194,17 +194,15 @@ impl<const N: usize> TraceRing<N> {
     /// sequence number.
     #[inline]
     pub fn record_fast_ipc(&mut self, tsc: u64, call: &FastIpc) -> u64 {
+        // The state code rides in the (otherwise unused) reserved field, so the record is
+        // the call's words stored as they are.
         self.push::<FAST_IPC_EVENTS>(TraceEvent {
             seq: self.next_seq,
             timestamp_ns: tsc,
             kind: FAST_IPC_RECORD,
-            reserved: [0; 3],
+            reserved: [u16::from(call.state_code), 0, 0],
             thread: call.caller,
-            args: [
-                call.partner,
-                u64::from(call.kind) | u64::from(call.state_code) << 32,
-                call.state_target,
-            ],
+            args: [call.partner, u64::from(call.kind), call.state_target],
         })
     }
 
@@ -214,7 +212,9 @@ impl<const N: usize> TraceRing<N> {
     fn push<const EVENTS: u64>(&mut self, record: TraceEvent) -> u64 {
         let seq = record.seq;
         let at = self.next_record;
-        if at - self.read_record == N as u64 {
+        // Full: the oldest unread record is `N` behind (compared as one load against a
+        // value computed from `at`, the same condition as `at - read_record == N`).
+        if self.read_record == at.wrapping_sub(N as u64) {
             self.overwrite_oldest();
         }
         self.next_seq = seq + EVENTS;

@@ -176,14 +176,15 @@ impl KernelSource {
 /// Words of a per-slot bitmap with one bit per thread slot.
 const BITMAP_WORDS: usize = MAX_THREADS / 64;
 
-/// One bit per thread slot, with a summary bit per nonzero word (`occupied`), kept by every
-/// write (`bit_set`, `bit_clear`), so "is any bit set" is one test (`is_empty`): the IPC
-/// fast path's "nothing to receive first" asks it of two bitmaps on every receive.
+/// One bit per thread slot, with a summary word (`occupied`): bit `w` is set whenever
+/// `words[w]` is nonzero (it may also be set for a word an exit emptied, see
+/// `bit_clear_in_exit`), so "is any bit set" is one test in the common case (`is_empty`):
+/// the IPC fast path's "nothing to receive first" asks it of two bitmaps on every receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 struct SlotBitmap {
     words: [u64; BITMAP_WORDS],
-    /// Bit `w` set exactly when `words[w]` is nonzero.
+    /// Bit `w` set at least when `words[w]` is nonzero.
     occupied: u64,
 }
 
@@ -195,10 +196,24 @@ impl SlotBitmap {
         occupied: 0,
     };
 
-    /// Whether no bit is set.
+    /// Whether no bit is set: exact; one test when the summary is clear, else the words
+    /// it names are read.
     #[inline(always)]
     fn is_empty(&self) -> bool {
-        self.occupied == 0
+        self.occupied == 0 || self.summarised_words_clear()
+    }
+
+    /// Whether every word the summary names is zero (the summary outlived an exit's clear).
+    #[inline(never)]
+    fn summarised_words_clear(&self) -> bool {
+        let mut words = self.occupied;
+        while words != 0 {
+            if self.words[words.trailing_zeros() as usize] != 0 {
+                return false;
+            }
+            words &= words - 1;
+        }
+        true
     }
 
     /// The summary recomputed from the words (for the invariant checks).
@@ -426,6 +441,14 @@ fn bit_clear(map: &mut SlotBitmap, slot: ThreadSlot) {
     }
 }
 
+/// `bit_clear` for an exit's loop over every slot's bitmaps: the word only, one
+/// instruction, leaving the summary bit set if the word became empty (which `is_empty`
+/// allows for; the next `bit_clear` of that word, or none, keeps it correct).
+fn bit_clear_in_exit(map: &mut SlotBitmap, slot: ThreadSlot) {
+    let i = slot.index();
+    map.words[i / 64] &= !(1 << (i % 64));
+}
+
 /// Lowest set bit at or after `start`.
 fn bit_next(map: &SlotBitmap, start: usize) -> Option<ThreadSlot> {
     let mut word = start / 64;
@@ -524,14 +547,18 @@ const _: () =
     assert!(core::mem::size_of::<ThreadTable>() == MAX_THREADS * core::mem::size_of::<Slot>() + 16);
 
 impl ThreadTable {
-    /// The first slot whose pending bitmaps' summary words disagree with their bits (the
-    /// invariant `SlotBitmap::is_empty` relies on), for the property tests.
+    /// The first slot whose pending bitmaps' summary words miss a nonzero word (the
+    /// invariant `SlotBitmap::is_empty` relies on) or whose `is_empty` disagrees with the
+    /// bits, for the property tests.
     #[cfg(test)]
     fn inexact_pending_summary(&self) -> Option<ThreadSlot> {
+        let wrong = |map: &SlotBitmap| {
+            map.occupied_from_words() & !map.occupied != 0
+                || map.is_empty() != (map.occupied_from_words() == 0)
+        };
         ThreadSlot::all().find(|slot| {
             let s = &self.slots[slot.index()];
-            s.pending_notify.occupied != s.pending_notify.occupied_from_words()
-                || s.pending_async.occupied != s.pending_async.occupied_from_words()
+            wrong(&s.pending_notify) || wrong(&s.pending_async)
         })
     }
 
@@ -1192,8 +1219,8 @@ impl ThreadTable {
                 continue;
             }
             let o = &mut self.slots[other.index()];
-            bit_clear(&mut o.pending_notify, slot);
-            bit_clear(&mut o.pending_async, slot);
+            bit_clear_in_exit(&mut o.pending_notify, slot);
+            bit_clear_in_exit(&mut o.pending_async, slot);
             match o.state() {
                 ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
                     if from == me =>
@@ -2110,6 +2137,33 @@ mod tests {
         assert_eq!(bit_count(&map), 5);
         assert!(bit_test(&map, ts(700)) && !bit_test(&map, ts(701)));
         assert_eq!(bit_next(&map, MAX_THREADS), None);
+    }
+
+    #[test]
+    fn a_bitmap_is_empty_exactly_when_no_bit_is_set() {
+        let mut map = SlotBitmap::EMPTY;
+        assert!(map.is_empty());
+        bit_set(&mut map, ts(70));
+        bit_set(&mut map, ts(71));
+        assert!(!map.is_empty());
+        bit_clear(&mut map, ts(70));
+        assert!(!map.is_empty(), "bit 71 is still set");
+        bit_clear(&mut map, ts(71));
+        assert!(map.is_empty());
+        assert_eq!(
+            map.occupied, 0,
+            "the ordinary clear keeps the summary exact"
+        );
+        // An exit's clear leaves the summary bit: still exactly empty, and a later set
+        // and clear of that word make the summary exact again.
+        bit_set(&mut map, ts(700));
+        bit_clear_in_exit(&mut map, ts(700));
+        assert_ne!(map.occupied, 0);
+        assert!(map.is_empty());
+        bit_set(&mut map, ts(5));
+        assert!(!map.is_empty());
+        bit_clear(&mut map, ts(5));
+        assert!(map.is_empty());
     }
 
     static STATIC_TABLE: ThreadTable = ThreadTable::new();

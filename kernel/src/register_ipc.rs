@@ -38,6 +38,22 @@ impl Kernel {
         slot: ThreadSlot,
         number: u64,
     ) -> Option<(ThreadSlot, u64)> {
+        // One straight line per call, so each knows its caller's state as a constant.
+        if number == Syscall::SendReceiveRegisters as u64 {
+            self.fast_register_exchange::<true>(slot, number)
+        } else {
+            self.fast_register_exchange::<false>(slot, number)
+        }
+    }
+
+    /// `fast_register_call` for a `SendReceiveRegisters` (`IS_CALL`) or a
+    /// `ReplyReceiveRegisters`.
+    #[inline(always)]
+    fn fast_register_exchange<const IS_CALL: bool>(
+        &mut self,
+        slot: ThreadSlot,
+        number: u64,
+    ) -> Option<(ThreadSlot, u64)> {
         let context = self.threads[slot].context();
         let destination = Endpoint(context.rdi);
         let second = context.rsi;
@@ -46,7 +62,7 @@ impl Kernel {
         if !user_may_send(message[0] as u32) {
             return None;
         }
-        let is_call = number == Syscall::SendReceiveRegisters as u64;
+        let is_call = IS_CALL;
         // The table's checks, with the two facts outside it read straight from the kernel's
         // tables (`RegisterCallFacts for Kernel`, no environment built).
         let partner = if is_call {
@@ -89,7 +105,7 @@ impl Kernel {
             FastIpc {
                 caller: caller.0,
                 partner: partner_endpoint.0,
-                kind: message[0] as u32,
+                header: message[0],
                 state_code,
                 state_target: state_target.0,
             },

@@ -30,14 +30,17 @@ pub const FAST_IPC_KINDS: u64 = EventKind::IpcReceive.mask_bit()
     | EventKind::Block.mask_bit()
     | EventKind::ContextSwitch.mask_bit();
 
-/// A fast IPC call, as one compact record: `caller` delivered a message of `kind` to
+/// A fast IPC call, as one compact record: `caller` delivered a message with `header` to
 /// `partner` (whose call finished with 0 in RAX), blocked in the state (`state_code`,
 /// `state_target`, argument 0), and the CPU went to `partner`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FastIpc {
     pub caller: u64,
     pub partner: u64,
-    pub kind: u32,
+    /// The message's header word as the register call carried it: the kind in its low half
+    /// (the only part the events show; the high half, the tag, is ignored), kept whole so
+    /// the fast path stores it as it is.
+    pub header: u64,
     pub state_code: u8,
     pub state_target: u64,
 }
@@ -47,7 +50,7 @@ impl FastIpc {
     /// `IpcReceive`, the sender's `IpcSend`), the partner's `Unblock` with result 0, the
     /// caller's `Block`, the `ContextSwitch` to the partner.
     pub fn events(&self) -> [(EventKind, u64, [u64; 3]); FAST_IPC_EVENTS as usize] {
-        let kind = u64::from(self.kind);
+        let kind = u64::from(self.header as u32);
         let code = u64::from(self.state_code);
         [
             (EventKind::IpcReceive, self.partner, [self.caller, kind, 0]),
@@ -103,7 +106,7 @@ fn event_of(record: &TraceEvent, index: u64, ns_of_tsc: TscToNs) -> TraceEvent {
     let fast = FastIpc {
         caller: record.thread,
         partner: record.args[0],
-        kind: record.args[1] as u32,
+        header: record.args[1],
         state_code: record.reserved[0] as u8,
         state_target: record.args[2],
     };
@@ -202,7 +205,7 @@ impl<const N: usize> TraceRing<N> {
             kind: FAST_IPC_RECORD,
             reserved: [u16::from(call.state_code), 0, 0],
             thread: call.caller,
-            args: [call.partner, u64::from(call.kind), call.state_target],
+            args: [call.partner, call.header, call.state_target],
         })
     }
 
@@ -420,7 +423,8 @@ mod tests {
         FastIpc {
             caller,
             partner: 77,
-            kind: 0x1234,
+            // Kind 0x1234 with tag 9, which no event shows.
+            header: 0x1234 | 9 << 32,
             state_code: vigil_abi::introspect::state_code::AWAITING_REPLY,
             state_target: 77,
         }
@@ -464,6 +468,11 @@ mod tests {
         );
         assert_eq!(events[4].args, [u64::from(call.state_code), 77, 0]);
         assert_eq!(events[5].thread, 77);
+        assert_eq!(
+            events[1].args,
+            [call.caller, 0x1234, 0],
+            "the receive shows the kind only"
+        );
     }
 
     #[test]

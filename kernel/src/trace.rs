@@ -65,7 +65,12 @@ pub fn emit_together<const N: usize>(events: [Event; N]) {
 /// checked that the mask enables every kind of `vigil_kcore::trace::FAST_IPC_KINDS`.
 #[inline(always)]
 pub fn emit_fast_ipc(tsc: u64, syscall: Option<Event>, call: &vigil_kcore::trace::FastIpc) {
-    let mut ring = RING.lock();
+    // Tried first, so the writer's way is one compare-and-swap with the waiting loop out of
+    // line (a system call never finds the ring held: nothing else runs while one does).
+    let mut ring = match RING.try_lock() {
+        Some(ring) => ring,
+        None => RING.lock(),
+    };
     if let Some((kind, thread, args)) = syscall {
         ring.record_unfiltered(crate::time::ns_at(tsc), kind, thread.0, args);
     }

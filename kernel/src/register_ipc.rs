@@ -2,7 +2,10 @@
 //! register receive (`ReplyReceiveRegisters`), or a `ReplyReceiveRegisters` to a thread
 //! awaiting its reply in `SendReceiveRegisters`, done in one straight line — the checks,
 //! the state, four registers copied, the counters, one compact trace record — before the
-//! CPU goes straight to the partner (`sched::switch_to_partner`).
+//! CPU goes straight to the partner (`sched::enter_partner`, from the stub's own entry for
+//! these calls, `entry::register_call_from_user`). The call and the reply each get their
+//! own copy of the line (`fast_register_exchange::<IS_CALL>`), so what differs between
+//! them is a constant in each.
 //!
 //! Every precondition is checked before anything changes: the partner is named by a live
 //! endpoint the caller may send to and waits for exactly this (`kcore::ipc::fast`'s

@@ -28,19 +28,35 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
     sched::leave(kernel)
 }
 
-/// A `SendReceive` or `ReplyReceive`, memory or register form (`Kernel::is_fast_ipc_call`),
-/// on a way of its own so the general one keeps its shape: the IPC fast path's when it may
-/// run — first the register fast path's straight line for a register call
-/// (`Kernel::fast_register_call`), then the general fast operation — whose CPU time is charged at the switch or the exit only (`Kernel::fast_ipc_call`),
+/// Called by the SYSCALL stub for the register IPC calls (`SendReceiveRegisters`,
+/// `ReplyReceiveRegisters`), which it tells by RAX: the register fast path's straight line
+/// (`Kernel::fast_register_call`) when the IPC fast path may run, straight into the partner;
+/// else, or on any doubt, the way every other IPC call takes (`ipc_call_from_user`).
+pub extern "C" fn register_call_from_user(frame: *mut TrapFrame) -> ! {
+    let mut kernel = KERNEL.lock();
+    let slot = kernel
+        .current()
+        .expect("system call with no current thread");
+    debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
+    kernel.threads[slot].counters_mut().syscalls += 1;
+    let number = kernel.threads[slot].context().rax;
+    debug_assert!(crate::ipc::is_register_message_call(number));
+    if kernel.fast_ipc_allowed() {
+        if let Some((partner, now)) = kernel.fast_register_call(slot, number) {
+            sched::enter_partner(kernel, partner, now)
+        }
+    }
+    ipc_call_from_user(kernel, slot, number)
+}
+
+/// A `SendReceive` or `ReplyReceive`, memory or register form (`Kernel::is_fast_ipc_call`;
+/// a register call here found the register fast path closed), on a way of its own so the
+/// general one keeps its shape: the IPC fast path's general fast operation when it may run,
+/// whose CPU time is charged at the switch or the exit only (`Kernel::fast_ipc_call`),
 /// straight into the partner it woke when the scheduler would pick it; else the general way.
 #[inline(never)]
 fn ipc_call_from_user(mut kernel: MutexGuard<'_, Kernel>, slot: ThreadSlot, number: u64) -> ! {
     if kernel.fast_ipc_allowed() {
-        if crate::ipc::is_register_message_call(number) {
-            if let Some((partner, now)) = kernel.fast_register_call(slot, number) {
-                sched::enter_partner(kernel, partner, now)
-            }
-        }
         if let Some(partner) = kernel.fast_ipc_call(slot, number) {
             sched::switch_to_partner(kernel, partner)
         }

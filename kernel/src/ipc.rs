@@ -216,11 +216,10 @@ impl IpcEnvironment for KernelEnv<'_> {
         self.run_queues.push_back(thread.get(), priority);
     }
 
+    // Inlined: the register fast path asks it on every call (a call here cost 18).
+    #[inline(always)]
     fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
-        let from_process = self.threads[from].process();
-        let to_process = self.threads[to].process();
-        // A process may always talk to its own threads; `ipc=` limits talking to others.
-        from_process == to_process || self.processes[from_process].may_send_to(to_process)
+        may_send(self.threads, self.processes, from, to)
     }
 
     /// Read when a notification is composed, not for every operation (most never ask).
@@ -228,7 +227,7 @@ impl IpcEnvironment for KernelEnv<'_> {
         crate::time::now_ns()
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek_kernel_message(&mut self, receiver: ThreadSlot) -> Option<Message> {
         self.vm
             .peek(receiver)
@@ -246,6 +245,33 @@ impl IpcEnvironment for KernelEnv<'_> {
         } else {
             self.signals.consume(receiver);
         }
+    }
+}
+
+/// Whether thread `from` may send to thread `to` (`IpcEnvironment::may_send`, and the
+/// register fast path's `RegisterCallFacts::may_send`).
+#[inline(always)]
+fn may_send(threads: &Threads, processes: &Processes, from: ThreadSlot, to: ThreadSlot) -> bool {
+    let from_process = threads[from].process();
+    let to_process = threads[to].process();
+    // A process may always talk to its own threads; `ipc=` limits talking to others.
+    from_process == to_process || processes[from_process].may_send_to(to_process)
+}
+
+/// The register fast path's facts, from the kernel's tables: the same answers as
+/// `KernelEnv`'s `may_send` and `peek_kernel_message` (VM's held message, PM's exit notice,
+/// a signal manager's event notice), without building the environment or a message.
+impl vigil_kcore::ipc::RegisterCallFacts for crate::system::Kernel {
+    #[inline(always)]
+    fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
+        may_send(&self.threads, &self.processes, from, to)
+    }
+
+    #[inline(always)]
+    fn kernel_message_waiting(&self, receiver: ThreadSlot) -> bool {
+        self.vm.holds_message_for(receiver)
+            || self.pm.holds_notice_for(receiver)
+            || self.signals.peek(receiver).is_some()
     }
 }
 

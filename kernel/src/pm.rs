@@ -65,10 +65,13 @@ impl PmLink {
     /// Whether `receiver` is PM with a child-exit notice held: the notice.
     #[inline]
     pub fn peek(&self, receiver: ThreadSlot) -> Option<Message> {
-        if !self.exit_pending || self.server.map(|(thread, _)| thread) != Some(receiver) {
-            return None;
-        }
-        Some(child_exited())
+        self.holds_notice_for(receiver).then(child_exited)
+    }
+
+    /// Whether `peek(receiver)` has the notice, without building it.
+    #[inline(always)]
+    pub fn holds_notice_for(&self, receiver: ThreadSlot) -> bool {
+        self.exit_pending && self.server.map(|(thread, _)| thread) == Some(receiver)
     }
 
     /// The notice `peek` returned was delivered.

@@ -2,7 +2,10 @@
 //! register receive (`ReplyReceiveRegisters`), or a `ReplyReceiveRegisters` to a thread
 //! awaiting its reply in `SendReceiveRegisters`, done in one straight line — the checks,
 //! the state, four registers copied, the counters, one compact trace record — before the
-//! CPU goes straight to the partner (`sched::switch_to_partner`).
+//! CPU goes straight to the partner (`sched::enter_partner`, from the stub's own entry for
+//! these calls, `entry::register_call_from_user`). The call and the reply each get their
+//! own copy of the line (`fast_register_exchange::<IS_CALL>`), so what differs between
+//! them is a constant in each.
 //!
 //! Every precondition is checked before anything changes: the partner is named by a live
 //! endpoint the caller may send to and waits for exactly this (`kcore::ipc::fast`'s
@@ -23,7 +26,7 @@ use vigil_abi::syscall::Syscall;
 use vigil_abi::trace::EventKind;
 use vigil_abi::Endpoint;
 use vigil_kcore::slot::ThreadSlot;
-use vigil_kcore::trace::FastIpc;
+use vigil_kcore::trace::{FastIpc, FAST_IPC_KINDS};
 
 impl Kernel {
     /// Runs `slot`'s register call `number` (`SendReceiveRegisters` or
@@ -38,6 +41,22 @@ impl Kernel {
         slot: ThreadSlot,
         number: u64,
     ) -> Option<(ThreadSlot, u64)> {
+        // One straight line per call, so each knows its caller's state as a constant.
+        if number == Syscall::SendReceiveRegisters as u64 {
+            self.fast_register_exchange::<true>(slot, number)
+        } else {
+            self.fast_register_exchange::<false>(slot, number)
+        }
+    }
+
+    /// `fast_register_call` for a `SendReceiveRegisters` (`IS_CALL`) or a
+    /// `ReplyReceiveRegisters`.
+    #[inline(always)]
+    fn fast_register_exchange<const IS_CALL: bool>(
+        &mut self,
+        slot: ThreadSlot,
+        number: u64,
+    ) -> Option<(ThreadSlot, u64)> {
         let context = self.threads[slot].context();
         let destination = Endpoint(context.rdi);
         let second = context.rsi;
@@ -46,18 +65,18 @@ impl Kernel {
         if !user_may_send(message[0] as u32) {
             return None;
         }
-        let is_call = number == Syscall::SendReceiveRegisters as u64;
-        let partner = {
-            let (table, mut env) = self.ipc_parts();
-            if is_call {
-                // `Reserved`: a nonzero RSI is the slow path's InvalidArgument.
-                if second != 0 {
-                    return None;
-                }
-                table.register_call_partner(&env, slot, destination)?
-            } else {
-                table.register_reply_partner(&mut env, slot, destination, Endpoint(second))?
+        let is_call = IS_CALL;
+        // The table's checks, with the two facts outside it read straight from the kernel's
+        // tables (`RegisterCallFacts for Kernel`, no environment built).
+        let partner = if is_call {
+            // `Reserved`: a nonzero RSI is the slow path's InvalidArgument.
+            if second != 0 {
+                return None;
             }
+            self.table.register_call_partner(self, slot, destination)?
+        } else {
+            self.table
+                .register_reply_partner(self, slot, destination, Endpoint(second))?
         };
         if !is_register_message_call(self.threads[partner].context().rax)
             || !self.direct_switch_allowed(partner)
@@ -86,10 +105,10 @@ impl Kernel {
         record_fast_call(
             number,
             now,
-            &FastIpc {
+            FastIpc {
                 caller: caller.0,
                 partner: partner_endpoint.0,
-                kind: message[0] as u32,
+                header: message[0],
                 state_code,
                 state_target: state_target.0,
             },
@@ -103,19 +122,34 @@ impl Kernel {
 /// the other five — as one compact record when all are enabled (the default mask), else
 /// each enabled one on its own; with none enabled, nothing is built.
 #[inline(always)]
-fn record_fast_call(number: u64, now: u64, call: &FastIpc) {
-    let mask = crate::trace::mask();
+fn record_fast_call(number: u64, now: u64, call: FastIpc) {
+    let enabled = crate::trace::mask() & (FAST_IPC_KINDS | SYSCALL_KIND);
+    // The default mask in one test (the five kinds on, `Syscall` off), tracing off in one
+    // more; every other mask is the cold case.
+    if enabled == FAST_IPC_KINDS {
+        crate::trace::emit_fast_ipc(now, None, &call);
+    } else if enabled != 0 {
+        // By value: the record is built in memory only on this (cold) way.
+        record_fast_call_other_mask(enabled, number, now, call);
+    }
+}
+
+const SYSCALL_KIND: u64 = EventKind::Syscall.mask_bit();
+
+/// `record_fast_call` with a mask other than the default or none (`enabled`: its bits of
+/// the six kinds).
+#[cold]
+#[inline(never)]
+fn record_fast_call_other_mask(enabled: u64, number: u64, now: u64, call: FastIpc) {
     // RDI, the first argument, was the partner's endpoint (it resolved to the partner).
     let syscall = (
         EventKind::Syscall,
         Endpoint(call.caller),
         [number, call.partner, 0],
     );
-    let kinds = mask & vigil_kcore::trace::FAST_IPC_KINDS;
-    if kinds == vigil_kcore::trace::FAST_IPC_KINDS {
-        let syscall = (mask & EventKind::Syscall.mask_bit() != 0).then_some(syscall);
-        crate::trace::emit_fast_ipc(now, syscall, call);
-    } else if mask & (vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit()) != 0 {
+    if enabled == FAST_IPC_KINDS | SYSCALL_KIND {
+        crate::trace::emit_fast_ipc(now, Some(syscall), &call);
+    } else {
         let [a, b, c, d, e] = call
             .events()
             .map(|(kind, thread, args)| (kind, Endpoint(thread), args));

@@ -294,6 +294,7 @@ impl Kernel {
     }
 
     /// Prepares the CPU for `slot`: its address space, and where its next entry saves registers.
+    #[inline(always)]
     fn dispatch(&mut self, slot: ThreadSlot) -> *const crate::arch::trap::TrapFrame {
         self.switch_fpu(slot);
         self.process_of(slot).space().enter();
@@ -366,6 +367,7 @@ pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot
 /// events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
 /// voluntary switch counted, the partner's quantum refilled if spent and the partner the
 /// current thread, then its address space, FPU trap state, entry stack and SYSRET.
+#[inline(always)]
 pub fn enter_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot, now: u64) -> ! {
     kernel.account_cpu_time_at(now);
     let previous = kernel

@@ -60,16 +60,21 @@ pub fn emit_together<const N: usize>(events: [Event; N]) {
 /// Records a fast IPC call's five events as one compact record (`TraceRing::record_fast_ipc`),
 /// after its `syscall` event if that kind is enabled, under one lock and timestamped with
 /// the TSC value `tsc` the caller read (the one clock read of the call, shared with its CPU
-/// accounting). The caller has checked that the mask enables every kind of
-/// `vigil_kcore::trace::FAST_IPC_KINDS`.
-#[inline]
+/// accounting). The compact record keeps `tsc` itself: the readers (`drain`,
+/// `recent_from_nmi`) convert it, so the fast path does no clock arithmetic. The caller has
+/// checked that the mask enables every kind of `vigil_kcore::trace::FAST_IPC_KINDS`.
+#[inline(always)]
 pub fn emit_fast_ipc(tsc: u64, syscall: Option<Event>, call: &vigil_kcore::trace::FastIpc) {
-    let timestamp = crate::time::ns_at(tsc);
-    let mut ring = RING.lock();
+    // Tried first, so the writer's way is one compare-and-swap with the waiting loop out of
+    // line (a system call never finds the ring held: nothing else runs while one does).
+    let mut ring = match RING.try_lock() {
+        Some(ring) => ring,
+        None => RING.lock(),
+    };
     if let Some((kind, thread, args)) = syscall {
-        ring.record_unfiltered(timestamp, kind, thread.0, args);
+        ring.record_unfiltered(crate::time::ns_at(tsc), kind, thread.0, args);
     }
-    ring.record_fast_ipc(timestamp, call);
+    ring.record_fast_ipc(tsc, call);
 }
 
 #[inline]
@@ -84,7 +89,7 @@ pub fn set_mask(mask: u64) {
 
 /// Takes up to `max` unread events, oldest first.
 pub fn drain(max: usize, take: impl FnMut(&TraceEvent)) -> usize {
-    RING.lock().drain(max, take)
+    RING.lock().drain(max, crate::time::ns_at, take)
 }
 
 /// (events recorded, events dropped) since boot.
@@ -97,14 +102,14 @@ pub fn counters() -> (u64, u64) {
 /// the ring's lock if it is free, else without it. Returns whether the lock was held.
 pub fn recent_from_nmi(max: usize, take: impl FnMut(&TraceEvent)) -> bool {
     if let Some(ring) = RING.try_lock() {
-        ring.recent(max, take);
+        ring.recent(max, crate::time::ns_at, take);
         return false;
     }
     // SAFETY: only the NMI handler calls this, and the ring's holder (the interrupted code)
     // cannot run under it, so nothing writes while we read. The ring holds only integers:
     // an event caught half-recorded shows wrong numbers, never invalid values.
     let ring = unsafe { &*RING.data_while_held() };
-    ring.recent(max, take);
+    ring.recent(max, crate::time::ns_at, take);
     true
 }
 

@@ -78,15 +78,15 @@ impl VmLink {
     /// Whether `receiver` is VM and has a message waiting: the oldest one.
     #[inline]
     pub fn peek(&self, receiver: ThreadSlot) -> Option<Message> {
+        self.holds_message_for(receiver)
+            .then(|| self.queue[self.head].message)
+    }
+
+    /// Whether `peek(receiver)` has a message, without copying it.
+    #[inline(always)]
+    pub fn holds_message_for(&self, receiver: ThreadSlot) -> bool {
         // Every receive asks: the common answer (nothing held) comes first and cheapest.
-        if self.len == 0 {
-            return None;
-        }
-        let server = self.server?;
-        if server.thread != receiver {
-            return None;
-        }
-        Some(self.queue[self.head].message)
+        self.len != 0 && self.server.is_some_and(|server| server.thread == receiver)
     }
 
     /// The message `peek` returned was delivered.

@@ -77,7 +77,7 @@ use vigil_abi::{Endpoint, Error, Message};
 pub use crate::slot::{ProcessSlot, ThreadSlot, MAX_THREADS};
 
 mod fast;
-pub use fast::{FastPathOption, Handoff};
+pub use fast::{FastPathOption, Handoff, RegisterCallFacts};
 mod service;
 
 /// What the kernel provides to the IPC logic. `thread` arguments are slots.
@@ -176,8 +176,56 @@ impl KernelSource {
 /// Words of a per-slot bitmap with one bit per thread slot.
 const BITMAP_WORDS: usize = MAX_THREADS / 64;
 
-/// One bit per thread slot.
-type SlotBitmap = [u64; BITMAP_WORDS];
+/// One bit per thread slot, with a summary word (`occupied`): bit `w` is set whenever
+/// `words[w]` is nonzero (it may also be set for a word an exit emptied, see
+/// `bit_clear_in_exit`), so "is any bit set" is one test in the common case (`is_empty`):
+/// the IPC fast path's "nothing to receive first" asks it of two bitmaps on every receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct SlotBitmap {
+    words: [u64; BITMAP_WORDS],
+    /// Bit `w` set at least when `words[w]` is nonzero.
+    occupied: u64,
+}
+
+const _: () = assert!(BITMAP_WORDS <= 64);
+
+impl SlotBitmap {
+    const EMPTY: SlotBitmap = SlotBitmap {
+        words: [0; BITMAP_WORDS],
+        occupied: 0,
+    };
+
+    /// Whether no bit is set: exact; one test when the summary is clear, else the words
+    /// it names are read.
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.occupied == 0 || self.summarised_words_clear()
+    }
+
+    /// Whether every word the summary names is zero (the summary outlived an exit's clear).
+    #[inline(never)]
+    fn summarised_words_clear(&self) -> bool {
+        let mut words = self.occupied;
+        while words != 0 {
+            if self.words[words.trailing_zeros() as usize] != 0 {
+                return false;
+            }
+            words &= words - 1;
+        }
+        true
+    }
+
+    /// The summary recomputed from the words (for the invariant checks).
+    #[cfg(test)]
+    fn occupied_from_words(&self) -> u64 {
+        self.words
+            .iter()
+            .enumerate()
+            .filter(|(_, word)| **word != 0)
+            .fold(0, |bits, (w, _)| bits | 1 << w)
+    }
+}
 
 /// `Slot::flags`: the thread is blocked in the send half of `send_receive`.
 const FLAG_SEND_RECEIVE: u8 = 1;
@@ -243,7 +291,7 @@ struct Slot {
     pending_async: SlotBitmap,
 }
 
-const SLOT_BYTES: usize = 6 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * BITMAP_WORDS * 8;
+const SLOT_BYTES: usize = 6 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * (BITMAP_WORDS + 1) * 8;
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
 const _: () = assert!(core::mem::align_of::<Slot>() == 8);
 const _: () = assert!(MAX_ASYNC_ENTRIES <= u8::MAX as usize);
@@ -267,8 +315,8 @@ impl Slot {
         flags: 0,
         keep_endpoint: 0,
         _reserved: [0; 5],
-        pending_notify: [0; BITMAP_WORDS],
-        pending_async: [0; BITMAP_WORDS],
+        pending_notify: SlotBitmap::EMPTY,
+        pending_async: SlotBitmap::EMPTY,
     };
 
     fn state(&self) -> ThreadState {
@@ -375,17 +423,30 @@ impl Slot {
 
 fn bit_test(map: &SlotBitmap, slot: ThreadSlot) -> bool {
     let i = slot.index();
-    map[i / 64] & (1 << (i % 64)) != 0
+    map.words[i / 64] & (1 << (i % 64)) != 0
 }
 
 fn bit_set(map: &mut SlotBitmap, slot: ThreadSlot) {
     let i = slot.index();
-    map[i / 64] |= 1 << (i % 64);
+    map.words[i / 64] |= 1 << (i % 64);
+    map.occupied |= 1 << (i / 64);
 }
 
 fn bit_clear(map: &mut SlotBitmap, slot: ThreadSlot) {
     let i = slot.index();
-    map[i / 64] &= !(1 << (i % 64));
+    let word = &mut map.words[i / 64];
+    *word &= !(1 << (i % 64));
+    if *word == 0 {
+        map.occupied &= !(1 << (i / 64));
+    }
+}
+
+/// `bit_clear` for an exit's loop over every slot's bitmaps: the word only, one
+/// instruction, leaving the summary bit set if the word became empty (which `is_empty`
+/// allows for; the next `bit_clear` of that word, or none, keeps it correct).
+fn bit_clear_in_exit(map: &mut SlotBitmap, slot: ThreadSlot) {
+    let i = slot.index();
+    map.words[i / 64] &= !(1 << (i % 64));
 }
 
 /// Lowest set bit at or after `start`.
@@ -394,7 +455,7 @@ fn bit_next(map: &SlotBitmap, start: usize) -> Option<ThreadSlot> {
     if word >= BITMAP_WORDS {
         return None;
     }
-    let mut bits = map[word] & (u64::MAX << (start % 64));
+    let mut bits = map.words[word] & (u64::MAX << (start % 64));
     loop {
         if bits != 0 {
             // Fits: word < 16 and trailing_zeros < 64.
@@ -404,12 +465,12 @@ fn bit_next(map: &SlotBitmap, start: usize) -> Option<ThreadSlot> {
         if word >= BITMAP_WORDS {
             return None;
         }
-        bits = map[word];
+        bits = map.words[word];
     }
 }
 
 fn bit_count(map: &SlotBitmap) -> usize {
-    map.iter().map(|w| w.count_ones() as usize).sum()
+    map.words.iter().map(|w| w.count_ones() as usize).sum()
 }
 
 /// Whether a receive filter `from` accepts a message from `source`.
@@ -486,6 +547,21 @@ const _: () =
     assert!(core::mem::size_of::<ThreadTable>() == MAX_THREADS * core::mem::size_of::<Slot>() + 16);
 
 impl ThreadTable {
+    /// The first slot whose pending bitmaps' summary words miss a nonzero word (the
+    /// invariant `SlotBitmap::is_empty` relies on) or whose `is_empty` disagrees with the
+    /// bits, for the property tests.
+    #[cfg(test)]
+    fn inexact_pending_summary(&self) -> Option<ThreadSlot> {
+        let wrong = |map: &SlotBitmap| {
+            map.occupied_from_words() & !map.occupied != 0
+                || map.is_empty() != (map.occupied_from_words() == 0)
+        };
+        ThreadSlot::all().find(|slot| {
+            let s = &self.slots[slot.index()];
+            wrong(&s.pending_notify) || wrong(&s.pending_async)
+        })
+    }
+
     /// An empty table, all slots Free with generation 0. The kernel keeps it in a `static`,
     /// so this is `const` and should produce all-zero bytes (then it costs nothing in the
     /// image: it lands in .bss) — e.g. links as `Option<ThreadSlot>`/0-sentinels, Free first.
@@ -1143,8 +1219,8 @@ impl ThreadTable {
                 continue;
             }
             let o = &mut self.slots[other.index()];
-            bit_clear(&mut o.pending_notify, slot);
-            bit_clear(&mut o.pending_async, slot);
+            bit_clear_in_exit(&mut o.pending_notify, slot);
+            bit_clear_in_exit(&mut o.pending_async, slot);
             match o.state() {
                 ThreadState::Receiving { from } | ThreadState::AwaitingReply { from }
                     if from == me =>
@@ -1944,6 +2020,19 @@ mod tests {
         }
     }
 
+    /// The register fast path's facts, from the same tables as the environment's answers.
+    impl super::RegisterCallFacts for TestEnv {
+        fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool {
+            IpcEnvironment::may_send(self, from, to)
+        }
+
+        fn kernel_message_waiting(&self, receiver: ThreadSlot) -> bool {
+            self.kernel_messages
+                .get(&receiver)
+                .is_some_and(|queue| !queue.is_empty())
+        }
+    }
+
     struct World {
         t: Box<ThreadTable>,
         env: TestEnv,
@@ -2032,7 +2121,7 @@ mod tests {
 
     #[test]
     fn bitmap_iteration() {
-        let mut map = [0; BITMAP_WORDS];
+        let mut map = SlotBitmap::EMPTY;
         for slot in [0, 63, 64, 700, 1023] {
             bit_set(&mut map, ts(slot));
         }
@@ -2050,6 +2139,33 @@ mod tests {
         assert_eq!(bit_next(&map, MAX_THREADS), None);
     }
 
+    #[test]
+    fn a_bitmap_is_empty_exactly_when_no_bit_is_set() {
+        let mut map = SlotBitmap::EMPTY;
+        assert!(map.is_empty());
+        bit_set(&mut map, ts(70));
+        bit_set(&mut map, ts(71));
+        assert!(!map.is_empty());
+        bit_clear(&mut map, ts(70));
+        assert!(!map.is_empty(), "bit 71 is still set");
+        bit_clear(&mut map, ts(71));
+        assert!(map.is_empty());
+        assert_eq!(
+            map.occupied, 0,
+            "the ordinary clear keeps the summary exact"
+        );
+        // An exit's clear leaves the summary bit: still exactly empty, and a later set
+        // and clear of that word make the summary exact again.
+        bit_set(&mut map, ts(700));
+        bit_clear_in_exit(&mut map, ts(700));
+        assert_ne!(map.occupied, 0);
+        assert!(map.is_empty());
+        bit_set(&mut map, ts(5));
+        assert!(!map.is_empty());
+        bit_clear(&mut map, ts(5));
+        assert!(map.is_empty());
+    }
+
     static STATIC_TABLE: ThreadTable = ThreadTable::new();
 
     #[test]
@@ -2063,7 +2179,7 @@ mod tests {
         let bytes = unsafe {
             core::slice::from_raw_parts((&*table as *const ThreadTable).cast::<u8>(), size)
         };
-        assert_eq!(bytes.len(), MAX_THREADS * 328 + 16);
+        assert_eq!(bytes.len(), MAX_THREADS * 344 + 16);
         assert!(bytes.iter().all(|&b| b == 0));
         assert_eq!(STATIC_TABLE.state(ts(0)), ThreadState::Free);
         assert_eq!(STATIC_TABLE.endpoint(ts(5)), Endpoint::new(5, 0));
@@ -3563,6 +3679,8 @@ mod tests {
     }
 
     fn check_invariants(t: &ThreadTable, env: &TestEnv) {
+        // The pending bitmaps' summaries are exact after every step.
+        assert_eq!(t.inexact_pending_summary(), None);
         // The count of slots in use is exact, and the encoded scan sees every one of them.
         let in_use = t.slots.iter().filter(|s| s.kind != kind::FREE).count();
         assert_eq!(t.slots_in_use(), in_use);
@@ -3595,8 +3713,8 @@ mod tests {
                 assert_eq!(slot.async_table.len(), 0);
             } else if !slot.is_live() {
                 assert!(senders.is_empty(), "queue on non-live {d}");
-                assert_eq!(slot.pending_notify, [0; BITMAP_WORDS]);
-                assert_eq!(slot.pending_async, [0; BITMAP_WORDS]);
+                assert_eq!(slot.pending_notify, SlotBitmap::EMPTY);
+                assert_eq!(slot.pending_async, SlotBitmap::EMPTY);
                 assert_eq!(slot.clock_pending, 0);
                 assert_eq!(slot.async_table.len(), 0);
                 continue;

@@ -9,6 +9,9 @@
 //! `IpcSend`, `Unblock`, `Block` and `ContextSwitch`). Readers never see a compact record:
 //! `drain` and `recent` expand it into the five events, with consecutive sequence numbers
 //! and the record's timestamp, exactly as five separate records would have given them.
+//! A compact record keeps the raw TSC value of its instant (the writer's one clock read, not
+//! converted on the fast path); the readers convert it with the clock they are given
+//! (`TscToNs`), so what they hand on is in nanoseconds like every other event.
 
 use vigil_abi::trace::{EventKind, TraceEvent};
 
@@ -27,14 +30,17 @@ pub const FAST_IPC_KINDS: u64 = EventKind::IpcReceive.mask_bit()
     | EventKind::Block.mask_bit()
     | EventKind::ContextSwitch.mask_bit();
 
-/// A fast IPC call, as one compact record: `caller` delivered a message of `kind` to
+/// A fast IPC call, as one compact record: `caller` delivered a message with `header` to
 /// `partner` (whose call finished with 0 in RAX), blocked in the state (`state_code`,
 /// `state_target`, argument 0), and the CPU went to `partner`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FastIpc {
     pub caller: u64,
     pub partner: u64,
-    pub kind: u32,
+    /// The message's header word as the register call carried it: the kind in its low half
+    /// (the only part the events show; the high half, the tag, is ignored), kept whole so
+    /// the fast path stores it as it is.
+    pub header: u64,
     pub state_code: u8,
     pub state_target: u64,
 }
@@ -44,7 +50,7 @@ impl FastIpc {
     /// `IpcReceive`, the sender's `IpcSend`), the partner's `Unblock` with result 0, the
     /// caller's `Block`, the `ContextSwitch` to the partner.
     pub fn events(&self) -> [(EventKind, u64, [u64; 3]); FAST_IPC_EVENTS as usize] {
-        let kind = u64::from(self.kind);
+        let kind = u64::from(self.header as u32);
         let code = u64::from(self.state_code);
         [
             (EventKind::IpcReceive, self.partner, [self.caller, kind, 0]),
@@ -59,6 +65,10 @@ impl FastIpc {
         ]
     }
 }
+
+/// The clock conversion a reader applies to a compact record's raw TSC value: nanoseconds
+/// since boot at that TSC value (the kernel's `time::ns_at`).
+pub type TscToNs = fn(u64) -> u64;
 
 /// Ring of `N` records (`N` a power of two).
 pub struct TraceRing<const N: usize> {
@@ -87,22 +97,23 @@ fn events_in(record: &TraceEvent) -> u64 {
     }
 }
 
-/// Event `index` of `record` (0 for a plain one), as a reader sees it.
-fn event_of(record: &TraceEvent, index: u64) -> TraceEvent {
+/// Event `index` of `record` (0 for a plain one), as a reader sees it (a compact record's
+/// TSC value converted with `ns_of_tsc`).
+fn event_of(record: &TraceEvent, index: u64, ns_of_tsc: TscToNs) -> TraceEvent {
     if record.kind != FAST_IPC_RECORD {
         return *record;
     }
     let fast = FastIpc {
         caller: record.thread,
         partner: record.args[0],
-        kind: record.args[1] as u32,
-        state_code: (record.args[1] >> 32) as u8,
+        header: record.args[1],
+        state_code: record.reserved[0] as u8,
         state_target: record.args[2],
     };
     let (kind, thread, args) = fast.events()[index as usize];
     TraceEvent {
         seq: record.seq + index,
-        timestamp_ns: record.timestamp_ns,
+        timestamp_ns: ns_of_tsc(record.timestamp_ns),
         kind: kind as u16,
         reserved: [0; 3],
         thread,
@@ -180,22 +191,21 @@ impl<const N: usize> TraceRing<N> {
         })
     }
 
-    /// Records a fast IPC call's five events (`FastIpc::events`) as one record, whatever
-    /// the ring's own mask says (the writer records it only with all of `FAST_IPC_KINDS`
-    /// enabled); returns the first one's sequence number.
+    /// Records a fast IPC call's five events (`FastIpc::events`) as one record at TSC value
+    /// `tsc` (converted by the readers), whatever the ring's own mask says (the writer
+    /// records it only with all of `FAST_IPC_KINDS` enabled); returns the first one's
+    /// sequence number.
     #[inline]
-    pub fn record_fast_ipc(&mut self, timestamp_ns: u64, call: &FastIpc) -> u64 {
+    pub fn record_fast_ipc(&mut self, tsc: u64, call: &FastIpc) -> u64 {
+        // The state code rides in the (otherwise unused) reserved field, so the record is
+        // the call's words stored as they are.
         self.push::<FAST_IPC_EVENTS>(TraceEvent {
             seq: self.next_seq,
-            timestamp_ns,
+            timestamp_ns: tsc,
             kind: FAST_IPC_RECORD,
-            reserved: [0; 3],
+            reserved: [u16::from(call.state_code), 0, 0],
             thread: call.caller,
-            args: [
-                call.partner,
-                u64::from(call.kind) | u64::from(call.state_code) << 32,
-                call.state_target,
-            ],
+            args: [call.partner, call.header, call.state_target],
         })
     }
 
@@ -205,7 +215,9 @@ impl<const N: usize> TraceRing<N> {
     fn push<const EVENTS: u64>(&mut self, record: TraceEvent) -> u64 {
         let seq = record.seq;
         let at = self.next_record;
-        if at - self.read_record == N as u64 {
+        // Full: the oldest unread record is `N` behind (compared as one load against a
+        // value computed from `at`, the same condition as `at - read_record == N`).
+        if self.read_record == at.wrapping_sub(N as u64) {
             self.overwrite_oldest();
         }
         self.next_seq = seq + EVENTS;
@@ -222,12 +234,18 @@ impl<const N: usize> TraceRing<N> {
         self.read_offset = 0;
     }
 
-    /// Takes up to `max` unread events, oldest first.
-    pub fn drain(&mut self, max: usize, mut take: impl FnMut(&TraceEvent)) -> usize {
+    /// Takes up to `max` unread events, oldest first (compact records' TSC values converted
+    /// with `ns_of_tsc`).
+    pub fn drain(
+        &mut self,
+        max: usize,
+        ns_of_tsc: TscToNs,
+        mut take: impl FnMut(&TraceEvent),
+    ) -> usize {
         let mut taken = 0;
         while taken < max && self.read_record < self.next_record {
             let record = &self.records[(self.read_record % N as u64) as usize];
-            take(&event_of(record, self.read_offset));
+            take(&event_of(record, self.read_offset, ns_of_tsc));
             taken += 1;
             self.delivered += 1;
             self.read_offset += 1;
@@ -241,7 +259,7 @@ impl<const N: usize> TraceRing<N> {
 
     /// Calls `take` with the last `max` events recorded (read or not), oldest first, and
     /// leaves the ring as it was: for a report that must not disturb the monitor's reader.
-    pub fn recent(&self, max: usize, mut take: impl FnMut(&TraceEvent)) {
+    pub fn recent(&self, max: usize, ns_of_tsc: TscToNs, mut take: impl FnMut(&TraceEvent)) {
         let oldest_held = self.next_record.saturating_sub(N as u64);
         // Walk back to the record holding the `max`th-last event.
         let mut first = self.next_record;
@@ -258,7 +276,7 @@ impl<const N: usize> TraceRing<N> {
                     skip -= 1;
                     continue;
                 }
-                take(&event_of(record, index));
+                take(&event_of(record, index, ns_of_tsc));
             }
         }
     }
@@ -288,31 +306,37 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
+    /// The tests' clock: a compact record's TSC value in nanoseconds (tripled, so a reader
+    /// that forgot to convert shows).
+    fn tsc_ns(tsc: u64) -> u64 {
+        tsc * 3
+    }
+
     #[test]
     fn recent_shows_the_latest_events_without_consuming_them() {
         let mut ring = TraceRing::<4>::new(u64::MAX);
         let mut seqs = Vec::new();
-        ring.recent(8, |e| seqs.push(e.seq));
+        ring.recent(8, tsc_ns, |e| seqs.push(e.seq));
         assert!(seqs.is_empty());
         for i in 0..6 {
             ring.record(i, EventKind::Syscall, 1, [i, 0, 0]);
         }
-        ring.recent(3, |e| seqs.push(e.seq));
+        ring.recent(3, tsc_ns, |e| seqs.push(e.seq));
         assert_eq!(seqs, [3, 4, 5]);
         seqs.clear();
         // More than the ring holds: only what is still there (the last four).
-        ring.recent(100, |e| seqs.push(e.seq));
+        ring.recent(100, tsc_ns, |e| seqs.push(e.seq));
         assert_eq!(seqs, [2, 3, 4, 5]);
         assert_eq!(ring.pending(), 4, "recent must not consume");
         assert_eq!(drain_all(&mut ring).len(), 4);
         seqs.clear();
-        ring.recent(2, |e| seqs.push(e.seq));
+        ring.recent(2, tsc_ns, |e| seqs.push(e.seq));
         assert_eq!(seqs, [4, 5], "drained events are still recent");
     }
 
     fn drain_all<const N: usize>(ring: &mut TraceRing<N>) -> Vec<TraceEvent> {
         let mut out = Vec::new();
-        ring.drain(usize::MAX, |e| out.push(*e));
+        ring.drain(usize::MAX, tsc_ns, |e| out.push(*e));
         out
     }
 
@@ -352,7 +376,7 @@ mod tests {
             ring.record(t, EventKind::IpcSend, 1, [t, 0, 0]);
         }
         let mut first = Vec::new();
-        assert_eq!(ring.drain(3, |e| first.push(e.seq)), 3);
+        assert_eq!(ring.drain(3, tsc_ns, |e| first.push(e.seq)), 3);
         assert_eq!(first, [0, 1, 2]);
         assert_eq!(ring.pending(), 2);
         let rest: Vec<u64> = drain_all(&mut ring).iter().map(|e| e.seq).collect();
@@ -399,7 +423,8 @@ mod tests {
         FastIpc {
             caller,
             partner: 77,
-            kind: 0x1234,
+            // Kind 0x1234 with tag 9, which no event shows.
+            header: 0x1234 | 9 << 32,
             state_code: vigil_abi::introspect::state_code::AWAITING_REPLY,
             state_target: 77,
         }
@@ -414,16 +439,17 @@ mod tests {
         compact.record(10, EventKind::Log, 0, [3, 0, 0]);
         let mut separate = TraceRing::<8>::new(u64::MAX);
         separate.record(1, EventKind::Syscall, 5, [27, 0, 0]);
+        // The compact record's TSC value 9 reads as the clock's 27 ns.
         for (kind, thread, args) in call.events() {
-            separate.record(9, kind, thread, args);
+            separate.record(tsc_ns(9), kind, thread, args);
         }
         separate.record(10, EventKind::Log, 0, [3, 0, 0]);
         assert_eq!(compact.recorded(), 7);
         assert_eq!(compact.pending(), 7);
         let mut recent_compact = Vec::new();
-        compact.recent(4, |e| recent_compact.push(*e));
+        compact.recent(4, tsc_ns, |e| recent_compact.push(*e));
         let mut recent_separate = Vec::new();
-        separate.recent(4, |e| recent_separate.push(*e));
+        separate.recent(4, tsc_ns, |e| recent_separate.push(*e));
         assert_eq!(recent_compact, recent_separate);
         let events = drain_all(&mut compact);
         assert_eq!(events, drain_all(&mut separate));
@@ -442,6 +468,11 @@ mod tests {
         );
         assert_eq!(events[4].args, [u64::from(call.state_code), 77, 0]);
         assert_eq!(events[5].thread, 77);
+        assert_eq!(
+            events[1].args,
+            [call.caller, 0x1234, 0],
+            "the receive shows the kind only"
+        );
     }
 
     #[test]
@@ -449,13 +480,13 @@ mod tests {
         let mut ring = TraceRing::<2>::new(u64::MAX);
         ring.record_fast_ipc(1, &sample_call(1));
         let mut seqs = Vec::new();
-        assert_eq!(ring.drain(2, |e| seqs.push(e.seq)), 2);
+        assert_eq!(ring.drain(2, tsc_ns, |e| seqs.push(e.seq)), 2);
         assert_eq!(ring.pending(), 3);
         ring.record_fast_ipc(2, &sample_call(2));
         ring.record(3, EventKind::Log, 0, [0; 3]);
         // The first record's three unread events were lost with it.
         assert_eq!(ring.dropped(), 3);
-        ring.drain(usize::MAX, |e| seqs.push(e.seq));
+        ring.drain(usize::MAX, tsc_ns, |e| seqs.push(e.seq));
         assert_eq!(seqs, [0, 1, 5, 6, 7, 8, 9, 10]);
         assert_eq!(ring.recorded(), 11);
     }
@@ -472,10 +503,10 @@ mod tests {
                 match op {
                     0..=2 => { ring.record(0, EventKind::Block, 0, [0; 3]); }
                     3..=4 => { ring.record_fast_ipc(0, &sample_call(1)); }
-                    _ => { ring.drain(op - 4, |e| delivered.push(e.seq)); }
+                    _ => { ring.drain(op - 4, tsc_ns, |e| delivered.push(e.seq)); }
                 }
                 let mut recent = Vec::new();
-                ring.recent(3, |e| recent.push(e.seq));
+                ring.recent(3, tsc_ns, |e| recent.push(e.seq));
                 let newest: Vec<u64> = (ring.recorded().saturating_sub(3)..ring.recorded()).collect();
                 proptest::prop_assert_eq!(recent, newest);
                 proptest::prop_assert_eq!(
@@ -483,7 +514,7 @@ mod tests {
                     ring.recorded()
                 );
             }
-            ring.drain(usize::MAX, |e| delivered.push(e.seq));
+            ring.drain(usize::MAX, tsc_ns, |e| delivered.push(e.seq));
             proptest::prop_assert!(delivered.windows(2).all(|w| w[0] < w[1]));
             proptest::prop_assert_eq!(delivered.len() as u64 + ring.dropped(), ring.recorded());
         }
@@ -500,10 +531,10 @@ mod tests {
                 if op < 4 {
                     ring.record(0, EventKind::Block, 0, [0; 3]);
                 } else {
-                    ring.drain(op, |e| delivered.push(e.seq));
+                    ring.drain(op, tsc_ns, |e| delivered.push(e.seq));
                 }
             }
-            ring.drain(usize::MAX, |e| delivered.push(e.seq));
+            ring.drain(usize::MAX, tsc_ns, |e| delivered.push(e.seq));
             proptest::prop_assert!(delivered.windows(2).all(|w| w[0] < w[1]));
             proptest::prop_assert_eq!(delivered.len() as u64 + ring.dropped(), ring.recorded());
         }

@@ -59,6 +59,16 @@ impl FastPathOption {
     }
 }
 
+/// The two facts outside the thread table the register fast path's checks ask the kernel,
+/// each with the answer the slow path's `IpcEnvironment` would give: whether `from` may
+/// send to `to` (`IpcEnvironment::may_send`), and whether a kernel message waits for
+/// `receiver` (`IpcEnvironment::peek_kernel_message` is `Some`). Only reads, so the kernel
+/// answers them from its own tables without building an environment.
+pub trait RegisterCallFacts {
+    fn may_send(&self, from: ThreadSlot, to: ThreadSlot) -> bool;
+    fn kernel_message_waiting(&self, receiver: ThreadSlot) -> bool;
+}
+
 impl ThreadTable {
     /// `send_receive` to a thread already receiving from the caller or ANY: delivers the
     /// message and leaves the caller awaiting the reply. `None` (nothing changed) unless the
@@ -168,7 +178,7 @@ impl ThreadTable {
     #[inline(always)]
     pub fn register_call_partner(
         &self,
-        env: &impl IpcEnvironment,
+        facts: &impl RegisterCallFacts,
         caller: ThreadSlot,
         destination: Endpoint,
     ) -> Option<ThreadSlot> {
@@ -178,7 +188,7 @@ impl ThreadTable {
             || target.kind != kind::RECEIVING
             || !matches(Endpoint(target.arg0), self.endpoint(caller))
             || bit_test(&self.slots[caller.index()].pending_async, d)
-            || !env.may_send(caller, d)
+            || !facts.may_send(caller, d)
         {
             return None;
         }
@@ -192,7 +202,7 @@ impl ThreadTable {
     #[inline(always)]
     pub fn register_reply_partner(
         &self,
-        env: &mut impl IpcEnvironment,
+        facts: &impl RegisterCallFacts,
         caller: ThreadSlot,
         destination: Endpoint,
         from: Endpoint,
@@ -202,8 +212,9 @@ impl ThreadTable {
         if d == caller
             || target.kind != kind::AWAITING_REPLY
             || Endpoint(target.arg0) != self.endpoint(caller)
-            || !env.may_send(caller, d)
-            || !self.nothing_to_receive(env, caller, from)
+            || !self.nothing_pending(caller, from)
+            || (from == Endpoint::ANY && facts.kernel_message_waiting(caller))
+            || !facts.may_send(caller, d)
         {
             return None;
         }
@@ -264,6 +275,17 @@ impl ThreadTable {
         caller: ThreadSlot,
         from: Endpoint,
     ) -> bool {
+        // Kernel messages are only taken by a receive from ANY or KERNEL.
+        self.nothing_pending(caller, from)
+            && (from != Endpoint::ANY || env.peek_kernel_message(caller).is_none())
+    }
+
+    /// `nothing_to_receive` but for kernel messages (the environment's to tell): `from` is
+    /// ANY or a live thread other than the caller, and nothing is pending in the table —
+    /// no clock notification, queued sender, notification or async message (the bitmaps'
+    /// summary words, one test each).
+    #[inline(always)]
+    fn nothing_pending(&self, caller: ThreadSlot, from: Endpoint) -> bool {
         if from != Endpoint::ANY {
             match self.resolve(from) {
                 Ok(source) if source != caller => {}
@@ -271,15 +293,10 @@ impl ThreadTable {
             }
         }
         let slot = &self.slots[caller.index()];
-        let pending_bits = slot
-            .pending_notify
-            .iter()
-            .chain(&slot.pending_async)
-            .fold(0, |bits, &word| bits | word);
-        let nothing_pending =
-            slot.clock_pending == 0 && slot.queue_head == NO_LINK && pending_bits == 0;
-        // Kernel messages are only taken by a receive from ANY or KERNEL.
-        nothing_pending && (from != Endpoint::ANY || env.peek_kernel_message(caller).is_none())
+        slot.clock_pending == 0
+            && slot.queue_head == NO_LINK
+            && slot.pending_notify.is_empty()
+            && slot.pending_async.is_empty()
     }
 
     /// `d`'s call has finished: Ready, as `wake` leaves it (the environment is told by the

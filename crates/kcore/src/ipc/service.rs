@@ -31,7 +31,6 @@
 
 use super::{
     bit_clear, bit_set, bit_test, kind, slot_of, IpcEnvironment, Outcome, Slot, ThreadTable,
-    BITMAP_WORDS,
 };
 use crate::slot::ThreadSlot;
 use vigil_abi::user_memory::UserPtr;
@@ -95,8 +94,8 @@ impl ThreadTable {
                 from: Endpoint::ANY,
             })
             && s.queue_head == super::NO_LINK
-            && s.pending_notify == [0; BITMAP_WORDS]
-            && s.pending_async == [0; BITMAP_WORDS]
+            && s.pending_notify.is_empty()
+            && s.pending_async.is_empty()
             && s.clock_pending == 0
             && !self
                 .slots

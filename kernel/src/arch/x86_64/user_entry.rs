@@ -177,7 +177,15 @@ syscall_entry:
     mov rdi, rsp
     mov rsp, gs:[{kernel_stack_top}]
     xor ebp, ebp
+    /* RAX still holds the call number: the register IPC calls (27 and 28) go straight to
+       their own entry, without the general dispatch. */
+    lea rcx, [rax - {first_register_call}]
+    cmp rcx, 1
+    jbe 2f
     call {handler}
+    ud2
+2:
+    call {register_handler}
     ud2
     .cfi_endproc
     "#,
@@ -188,4 +196,12 @@ syscall_entry:
     context_top = const PER_CPU_CONTEXT_TOP,
     kernel_stack_top = const PER_CPU_KERNEL_STACK_TOP,
     handler = sym crate::entry::syscall_from_user,
+    register_handler = sym crate::entry::register_call_from_user,
+    first_register_call = const vigil_abi::syscall::Syscall::SendReceiveRegisters as u64,
+);
+
+// The stub's range test above covers exactly the two register calls.
+const _: () = assert!(
+    vigil_abi::syscall::Syscall::ReplyReceiveRegisters as u64
+        == vigil_abi::syscall::Syscall::SendReceiveRegisters as u64 + 1
 );

@@ -75,9 +75,7 @@ impl World {
         if self.fast {
             let partner = match from {
                 None => self.t.register_call_partner(&self.env, caller, to),
-                Some(from) => self
-                    .t
-                    .register_reply_partner(&mut self.env, caller, to, from),
+                Some(from) => self.t.register_reply_partner(&self.env, caller, to, from),
             };
             let mut message = self.env.message(caller, UserPtr::NULL);
             let partner = partner.filter(|partner| {
@@ -282,10 +280,19 @@ impl World {
     }
 }
 
-/// Asserts that the two worlds are in the same state: the thread table byte for byte
+/// Asserts that the two worlds are in the same state (and each one's pending summaries
+/// exact): the thread table byte for byte
 /// (states, buffers, queues, pending sets, generations), every message buffer, async
 /// table, kernel message and every result handed to `unblock`, in order.
 fn assert_same(slow: &World, fast: &World, step: usize, op: &Op) {
+    // "Nothing pending" is one test of the summary words: they match the bits in both.
+    for world in [slow, fast] {
+        assert_eq!(
+            world.t.inexact_pending_summary(),
+            None,
+            "pending summary after step {step} ({op:?})"
+        );
+    }
     assert!(
         *slow.t == *fast.t,
         "thread tables differ after step {step} ({op:?})"

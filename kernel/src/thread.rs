@@ -242,6 +242,27 @@ pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> Unm
 }
 
 impl Kernel {
+    /// Writes the endpoint of the thread at `slot` into its `ThreadInfo` again, after a
+    /// service takeover or swap gave it another slot's endpoint: the runtime reads
+    /// `thread::current()` (and its mutexes their owner's slot) from there, not from the
+    /// kernel. The record was written at the thread's creation at the top of its stack
+    /// region, which stays mapped while the thread lives; a failed write (a process that
+    /// unmapped its own stack top) leaves the stale value and is said on the console.
+    pub fn republish_thread_endpoint(&self, slot: ThreadSlot) {
+        let thread = &self.threads[slot];
+        let info_address = stack_region_top(thread.stack_index) - THREAD_INFO_SIZE;
+        let space = self.processes[thread.process].space();
+        const _: () = assert!(core::mem::offset_of!(ThreadInfo, endpoint) == 0);
+        let written = UserPtr::new(info_address)
+            .and_then(|at| usercopy::write_value(space, at, &thread.endpoint.0));
+        if let Err(error) = written {
+            crate::info!(
+                "thread {}: its ThreadInfo at {info_address:#x} keeps a stale endpoint ({error})",
+                thread.endpoint
+            );
+        }
+    }
+
     /// Creates a thread in `process` and makes it ready.
     pub fn spawn_thread(
         &mut self,

@@ -61,6 +61,7 @@ pub fn take_over(
     kernel.save_fpu_of(new);
     kernel.cpu.forget(new);
     kernel.threads.move_thread(new, old, tombstone);
+    kernel.republish_thread_endpoint(old);
     kernel
         .timers
         .move_timers(new.get(), old.get(), tombstone.generation());
@@ -115,6 +116,8 @@ pub fn swap(kernel: &mut Kernel, caller: ThreadSlot, args: ServiceSwapArgs) -> R
         kernel.cpu.forget(slot);
     }
     kernel.threads.swap_threads(first, second);
+    kernel.republish_thread_endpoint(first);
+    kernel.republish_thread_endpoint(second);
     kernel
         .timers
         .swap_timers(first.get(), a.generation(), second.get(), b.generation());

@@ -166,10 +166,6 @@ struct Rs {
     /// When RS's last tick began (`time::now_ns` then): the date RS gives a service's sign
     /// of life, so heartbeat deadlines fall on its ticks.
     tick_ns: u64,
-    /// Backtraces recorded at crashes and not printed yet (the program, the addresses):
-    /// printed at the next tick, off the restart's path (a console line costs about as
-    /// much as a tenth of a restart).
-    unprinted_backtraces: Vec<(String, Vec<u64>)>,
     /// Process names whose main thread may send `RESTART`.
     operators: Vec<String>,
 }
@@ -541,7 +537,6 @@ impl Rs {
                 continue;
             }
             let thread = Endpoint(record[event::THREAD]);
-            let backtrace = held_backtrace(thread);
             let now = time::now_ns();
             if let Some(index) = self.candidate_of(pid) {
                 println!(
@@ -550,11 +545,6 @@ impl Rs {
                     exception_mnemonic(vector),
                     record[event::RIP]
                 );
-                // The candidate runs the program updated to, not the service's.
-                let program = self.services[index]
-                    .update
-                    .as_ref()
-                    .map_or_else(|| String::from("?"), |update| update.program.clone());
                 let status = status::killed_by(Signal::for_exception(vector), true);
                 if let Err(error) = pm::kill(pid, status) {
                     println!("killing pid {pid} failed: {error}");
@@ -567,21 +557,22 @@ impl Rs {
                     detail: vector,
                 };
                 self.candidate_ended(index, failure);
-                self.unprinted_backtraces.push((program, backtrace));
                 continue;
             }
-            let (name, program) = match self.by_pid(pid) {
+            // The history keeps the backtrace (INTROSPECT, `service list`, `vigil top`);
+            // the console has it already, symbolised, in the kernel's fault report.
+            let name = match self.by_pid(pid) {
                 Some(service) => {
                     service.ending = Some(Failure {
                         reason: reason::EXCEPTION,
                         detail: vector,
                     });
                     service.ended_ns = now;
-                    service.backtrace = backtrace.clone();
+                    service.backtrace = held_backtrace(thread);
                     service.backtrace_vector = vector;
-                    (service.name.clone(), service.program.clone())
+                    service.name.clone()
                 }
-                None => (String::from("?"), String::from("?")),
+                None => String::from("?"),
             };
             println!(
                 "service '{name}' (pid {pid}) crashed: {} at {:#x} (address {:#x})",
@@ -591,14 +582,6 @@ impl Rs {
             );
             let status = status::killed_by(Signal::for_exception(vector), true);
             self.end_instance(pid, status);
-            self.unprinted_backtraces.push((program, backtrace));
-        }
-    }
-
-    /// Prints the backtraces recorded since the last tick (`unprinted_backtraces`).
-    fn print_recorded_backtraces(&mut self) {
-        for (program, backtrace) in core::mem::take(&mut self.unprinted_backtraces) {
-            print_backtrace(&program, &backtrace);
         }
     }
 
@@ -788,7 +771,6 @@ fn parse_arguments(args: &str) -> Rs {
     let mut rs = Rs {
         services: Vec::new(),
         tick_ns: time::now_ns(),
-        unprinted_backtraces: Vec::new(),
         operators: Vec::new(),
     };
     for word in args.split_ascii_whitespace() {
@@ -883,7 +865,6 @@ fn main(args: &str) -> i32 {
         };
         if message.source == Endpoint::CLOCK {
             rs.tick_ns = time::now_ns();
-            rs.print_recorded_backtraces();
             rs.update_tick();
             rs.initialising();
             rs.heartbeats();

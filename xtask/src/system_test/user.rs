@@ -1907,9 +1907,10 @@ fn check_rs_service_program(console: &Console) -> Result<(), String> {
         "service:       #1 ret 0x",
         "(crashy) hello_service::crash at user/programs/src/bin/hello_service.rs:",
     ])?;
-    // hello_service's own null dereference (CRASH, while held): RS's recorded backtrace.
+    // hello_service's own null dereference (CRASH, while held): RS's recorded backtrace,
+    // listed by `service list`.
     console.require_line_with(&[
-        "rs:   #1 ret 0x",
+        "service:       #1 ret 0x",
         "(hello_service) hello_service::crash at user/programs/src/bin/hello_service.rs:",
     ])?;
     console.require_line_with(&["service: 2     vm               system"])?;
@@ -2022,6 +2023,20 @@ fn check_rs_live_update(console: &Console) -> Result<(), String> {
     console.require("rs: service 'hello_service': updated to 'hello_stubborn', version 3")?;
     console.require("rs: service 'hello_service': update to 'hello_v2' cancelled: ")?;
     console.require("rs_service_test: PASS updated to version 2")?;
+    // The kernel rewrites a swapped thread's ThreadInfo: each new version says it serves
+    // at the endpoint the first one served at (before, it named its own former endpoint).
+    let first = console
+        .find("hello_service: serving at ")
+        .ok_or("hello_service never said where it serves")?;
+    let kept = first
+        .text
+        .split("serving at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .ok_or_else(|| format!("no endpoint in: {}", first.text))?;
+    for version in ["hello_v2", "hello_deaf", "hello_crashy", "hello_stubborn"] {
+        console.require(&format!("{version}: serving at {kept} (counter "))?;
+    }
     console.require_line_with(&["hello_load: counter ", "lost 0, doubled 0"])?;
     if let Some(line) = console.lines.iter().find(|line| {
         line.text.contains("hello_load: counter ") && !line.text.contains("lost 0, doubled 0")

@@ -261,6 +261,8 @@ fn main(args: &str) -> i32 {
     };
     let mut served = 0u64;
     let mut reload = false;
+    let mut prepared = false;
+    let mut served_at = ipc::self_endpoint();
     let mut pings = 0u64;
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -270,7 +272,16 @@ fn main(args: &str) -> i32 {
                 continue;
             }
         };
-        if reload {
+        // Once it has answered PREPARE, its endpoint changes when a rollback gives it the
+        // kept endpoint back (a takeover): the new version may have committed in between,
+        // so its state is read anew. The flag set at PREPARE is not enough alone: a request
+        // that reaches it between its PREPARED and the swap consumes the flag, and the
+        // rollback would then serve the state from before the new version's commits
+        // (increments acknowledged, then lost).
+        let here = ipc::self_endpoint();
+        let moved = here != served_at;
+        served_at = here;
+        if reload || (prepared && moved) {
             reload = false;
             let (ledger, counter) = initialise(true);
             println!("version {version}: counter {counter} read back from DS after PREPARE");
@@ -322,6 +333,7 @@ fn main(args: &str) -> i32 {
                 // If the new version serves for a while and is rolled back, this instance
                 // serves again with what it committed: its next message reads DS anew.
                 reload = true;
+                prepared = true;
             }
             continue;
         }

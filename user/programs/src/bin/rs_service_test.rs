@@ -398,6 +398,12 @@ fn judge() -> Result<String, String> {
     if crashed.last_reason != reason::EXCEPTION {
         return Err(format!("held crash recorded as {}", crashed.last_reason));
     }
+    // Its backtrace is in the history (RS does not print it: the kernel's report did), and
+    // `service list` prints it under hello's row.
+    if system_backtrace(crashed.index)?.is_empty() {
+        return Err(String::from("hello's held crash has no recorded backtrace"));
+    }
+    service("list", 0)?;
     service("refresh hello_service", 4)?;
 
     service("release hello_service", 0)?;

@@ -235,6 +235,15 @@ pub fn read_log(from_seq: u64, f: impl FnMut(vigil_kcore::log_ring::LogRecord<'_
     lock_console().ring.read_from(from_seq, f)
 }
 
+/// Like `read_log` for at most `limit` records: returns where to continue (`read_some`).
+pub fn read_some_log(
+    from_seq: u64,
+    limit: usize,
+    f: impl FnMut(vigil_kcore::log_ring::LogRecord<'_>),
+) -> u64 {
+    lock_console().ring.read_some(from_seq, limit, f)
+}
+
 #[macro_export]
 macro_rules! error {
     ($($arg:tt)*) => { $crate::console::log(vigil_abi::log::LogLevel::Error, format_args!($($arg)*)) };

@@ -141,10 +141,29 @@ impl<const N: usize> LogRing<N> {
     }
 
     /// Like `read_from`, also telling for each record whether its text was truncated.
-    pub fn read_from_flagged(&self, from_seq: u64, mut f: impl FnMut(LogRecord<'_>, bool)) -> u64 {
+    pub fn read_from_flagged(&self, from_seq: u64, f: impl FnMut(LogRecord<'_>, bool)) -> u64 {
+        self.read_some_flagged(from_seq, usize::MAX, f)
+    }
+
+    /// Calls `f` for at most `limit` records with `seq >= from_seq`, oldest first, and
+    /// stops there: returns the sequence number to pass next time (after the last record
+    /// given, or `next_seq` when none is left). The records past the limit cost nothing —
+    /// neither their UTF-8 check nor a call — so a reader that takes a few lines per tick
+    /// pays for those, not for the backlog behind them.
+    pub fn read_some(&self, from_seq: u64, limit: usize, mut f: impl FnMut(LogRecord<'_>)) -> u64 {
+        self.read_some_flagged(from_seq, limit, |record, _| f(record))
+    }
+
+    fn read_some_flagged(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        mut f: impl FnMut(LogRecord<'_>, bool),
+    ) -> u64 {
         if from_seq >= self.next_seq {
             return self.next_seq;
         }
+        let mut given = 0;
         let mut offset = self.head;
         let mut remaining = self.used;
         let mut text_copy = [0u8; MAX_TEXT_BYTES];
@@ -158,6 +177,10 @@ impl<const N: usize> LogRing<N> {
                 .min(Self::TEXT_CAPACITY);
             let record_len = RECORD_HEADER_LEN + text_len;
             if seq >= from_seq {
+                if given == limit {
+                    return seq;
+                }
+                given += 1;
                 let text_at = (offset + RECORD_HEADER_LEN) % N;
                 let text_bytes = if text_at + text_len <= N {
                     &self.buf[text_at..text_at + text_len]
@@ -295,6 +318,48 @@ mod tests {
         assert_eq!(read_all(&ring, 0), (Vec::new(), 0));
         assert_eq!(STATIC_RING.next_seq(), 0);
         assert_eq!(LogRing::<64>::default().next_seq(), 0);
+    }
+
+    #[test]
+    fn read_some_stops_at_its_limit_and_resumes_where_it_stopped() {
+        let mut ring = LogRing::<4096>::new();
+        for line in 0..10u64 {
+            ring.push(line, LogLevel::Info, &std::format!("line {line}"));
+        }
+        let mut taken = Vec::new();
+        let mut cursor = 2;
+        let mut rounds = 0;
+        while cursor < ring.next_seq() {
+            let before = taken.len();
+            cursor = ring.read_some(cursor, 3, |record| taken.push(record.seq));
+            assert!(taken.len() - before <= 3, "more than the limit in one read");
+            rounds += 1;
+        }
+        assert_eq!(taken, (2..10).collect::<Vec<u64>>());
+        assert_eq!(rounds, 3);
+        assert_eq!(cursor, 10);
+        // Nothing new: nothing given, the cursor stays.
+        assert_eq!(
+            ring.read_some(cursor, 3, |_| panic!("no record is left")),
+            10
+        );
+        // Limit 0 gives nothing and does not move the cursor.
+        assert_eq!(ring.read_some(4, 0, |_| panic!("limit 0")), 4);
+        // Evicted records are skipped: a cursor older than the ring starts at the oldest.
+        let mut small = LogRing::<256>::new();
+        for line in 0..40u64 {
+            small.push(
+                line,
+                LogLevel::Info,
+                "a line long enough to evict older ones",
+            );
+        }
+        let oldest = small.oldest_seq();
+        assert!(oldest > 0);
+        let mut first = None;
+        let next = small.read_some(0, 1, |record| first = Some(record.seq));
+        assert_eq!(first, Some(oldest));
+        assert_eq!(next, oldest + 1);
     }
 
     #[test]

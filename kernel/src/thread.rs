@@ -40,6 +40,8 @@ pub struct Thread {
     fpu: FpuState,
     /// Where its last IPC message buffer is (`message_buffer`).
     message_buffer: BufferTranslation,
+    /// Service takeovers and swaps that moved it to another endpoint (`ThreadInfo::moves`).
+    moves: u64,
 }
 
 const _: () = assert!(core::mem::offset_of!(Thread, context) == 0);
@@ -54,6 +56,7 @@ impl Thread {
         counters: ThreadCounters::ZERO,
         fpu: FpuState::INITIAL,
         message_buffer: BufferTranslation::NONE,
+        moves: 0,
     };
 
     /// The registers saved at the thread's last entry to the kernel.
@@ -242,19 +245,27 @@ pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> Unm
 }
 
 impl Kernel {
-    /// Writes the endpoint of the thread at `slot` into its `ThreadInfo` again, after a
-    /// service takeover or swap gave it another slot's endpoint: the runtime reads
-    /// `thread::current()` (and its mutexes their owner's slot) from there, not from the
-    /// kernel. The record was written at the thread's creation at the top of its stack
-    /// region, which stays mapped while the thread lives; a failed write (a process that
-    /// unmapped its own stack top) leaves the stale value and is said on the console.
-    pub fn republish_thread_endpoint(&self, slot: ThreadSlot) {
+    /// Counts a move of the thread at `slot` (a service takeover or swap gave it another
+    /// slot's endpoint) and writes its new endpoint and move count into its `ThreadInfo`:
+    /// the runtime reads `thread::current()` (and its mutexes their owner's slot) from
+    /// there, not from the kernel, and a service compares `moves` to learn that another
+    /// instance may have served its endpoint. The record was written at the thread's
+    /// creation at the top of its stack region, which stays mapped while the thread lives;
+    /// a failed write (a process that unmapped its own stack top) leaves the stale values
+    /// and is said on the console.
+    pub fn republish_thread_endpoint(&mut self, slot: ThreadSlot) {
+        self.threads[slot].moves += 1;
         let thread = &self.threads[slot];
         let info_address = stack_region_top(thread.stack_index) - THREAD_INFO_SIZE;
         let space = self.processes[thread.process].space();
-        const _: () = assert!(core::mem::offset_of!(ThreadInfo, endpoint) == 0);
-        let written = UserPtr::new(info_address)
-            .and_then(|at| usercopy::write_value(space, at, &thread.endpoint.0));
+        let info = ThreadInfo {
+            endpoint: thread.endpoint.0,
+            index_in_process: u64::from(thread.stack_index),
+            moves: thread.moves,
+            reserved: [0; 5],
+        };
+        let written =
+            UserPtr::new(info_address).and_then(|at| usercopy::write_value(space, at, &info));
         if let Err(error) = written {
             crate::info!(
                 "thread {}: its ThreadInfo at {info_address:#x} keeps a stale endpoint ({error})",
@@ -294,7 +305,8 @@ impl Kernel {
         let info = ThreadInfo {
             endpoint: endpoint.0,
             index_in_process,
-            reserved: [0; 6],
+            moves: 0,
+            reserved: [0; 5],
         };
         let mut stack_pointer = info_address;
         let mut arguments = (0, 0);

@@ -47,7 +47,12 @@ pub struct ThreadInfo {
     pub endpoint: u64,
     /// Index of the thread within its process (0 = main thread).
     pub index_in_process: u64,
-    pub reserved: [u64; 6],
+    /// How many times a service takeover or swap gave the thread another slot's endpoint
+    /// (live update and restart, `ServiceTakeOver` / `ServiceSwap`); the kernel rewrites
+    /// `endpoint` and this together. A service that compares it between two messages knows
+    /// whether another instance may have served its endpoint meanwhile.
+    pub moves: u64,
+    pub reserved: [u64; 5],
 }
 
 pub const THREAD_INFO_SIZE: u64 = core::mem::size_of::<ThreadInfo>() as u64;

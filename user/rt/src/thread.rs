@@ -34,6 +34,13 @@ pub fn current() -> Endpoint {
     Endpoint(info().endpoint)
 }
 
+/// How many times a service takeover or swap moved the calling thread to another endpoint
+/// (`ThreadInfo::moves`): a service that sees it change between two messages knows that
+/// another instance may have served its endpoint meanwhile (a live update rolled back).
+pub fn moves() -> u64 {
+    info().moves
+}
+
 /// Index of the calling thread within its process (0 = main thread).
 pub fn index_in_process() -> u64 {
     info().index_in_process

@@ -262,7 +262,7 @@ fn main(args: &str) -> i32 {
     let mut served = 0u64;
     let mut reload = false;
     let mut prepared = false;
-    let mut served_at = ipc::self_endpoint();
+    let mut moves = thread::moves();
     let mut pings = 0u64;
     loop {
         let message = match ipc::receive(Endpoint::ANY) {
@@ -272,15 +272,16 @@ fn main(args: &str) -> i32 {
                 continue;
             }
         };
-        // Once it has answered PREPARE, its endpoint changes when a rollback gives it the
-        // kept endpoint back (a takeover): the new version may have committed in between,
-        // so its state is read anew. The flag set at PREPARE is not enough alone: a request
-        // that reaches it between its PREPARED and the swap consumes the flag, and the
-        // rollback would then serve the state from before the new version's commits
-        // (increments acknowledged, then lost).
-        let here = ipc::self_endpoint();
-        let moved = here != served_at;
-        served_at = here;
+        // Once it has answered PREPARE, the kernel moves it twice when an update is rolled
+        // back (the swap away, the takeover back): the new version may have committed in
+        // between, so its state is read anew. The flag set at PREPARE is not enough alone:
+        // a request that reaches it between its PREPARED and the swap spends the flag, and
+        // after the rollback it would serve the state from before the new version's
+        // commits (increments acknowledged, then lost). Nor is comparing endpoints: the
+        // rollback gives it back the very endpoint it had.
+        let now_moves = thread::moves();
+        let moved = now_moves != moves;
+        moves = now_moves;
         if reload || (prepared && moved) {
             reload = false;
             let (ledger, counter) = initialise(true);

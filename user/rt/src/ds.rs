@@ -6,7 +6,7 @@ use vigil_abi::ds::{
     publish_payload, request, unpack_small_value, Key, DS_SERVER_NAME, MAX_SMALL_VALUE_BYTES,
 };
 use vigil_abi::rs::pack_name;
-use vigil_abi::{Endpoint, Error, Message};
+use vigil_abi::{Endpoint, Error};
 
 use crate::ipc;
 
@@ -29,16 +29,8 @@ impl DataStore {
     /// One raw request: the reply's payload after its status word, or DS's refusal. For
     /// tests that forge requests, too.
     pub fn call(&self, kind: u32, payload: [u64; 6]) -> Result<[u64; 5], Error> {
-        let mut message = Message::with_payload(kind, payload);
-        ipc::send_receive(self.server, &mut message)?;
-        if message.kind != request::REPLY {
-            return Err(Error::InvalidArgument);
-        }
-        let [status, a, b, c, d, e] = message.payload;
-        match status {
-            0 => Ok([a, b, c, d, e]),
-            code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-        }
+        let [_, a, b, c, d, e] = ipc::request(self.server, kind, payload, request::REPLY)?;
+        Ok([a, b, c, d, e])
     }
 
     /// Proves to DS that this thread is the main thread of the process named `name`, so

@@ -36,6 +36,32 @@ pub fn send_receive(destination: Endpoint, message: &mut Message) -> Result<(), 
     syscall::send_receive(destination, message).map(|_| ())
 }
 
+/// A server's answer to a request (the servers' common shape: the reply kind `reply_kind`,
+/// the status in `payload[0]`, 0 or an error code): the payload, or the server's refusal.
+/// A reply of another kind, or a code no `Error` has, is `InvalidArgument`.
+pub fn reply_payload(reply: &Message, reply_kind: u32) -> Result<[u64; 6], Error> {
+    if reply.kind != reply_kind {
+        return Err(Error::InvalidArgument);
+    }
+    match reply.payload[0] {
+        0 => Ok(reply.payload),
+        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
+    }
+}
+
+/// Sends request `kind` with `payload` to `server` and waits: the reply's payload, or the
+/// server's refusal (`reply_payload`).
+pub fn request(
+    server: Endpoint,
+    kind: u32,
+    payload: [u64; 6],
+    reply_kind: u32,
+) -> Result<[u64; 6], Error> {
+    let mut message = Message::with_payload(kind, payload);
+    send_receive(server, &mut message)?;
+    reply_payload(&message, reply_kind)
+}
+
 /// Times `call_service` sends a request again after `Restarted`. Each retry means the
 /// service died holding this very request, so the bound stops a request that itself kills
 /// the service (a poison request) from crashing it forever; it equals RS's default

@@ -5,7 +5,7 @@
 //! `vigil_abi::pm::request` message, answered with `REPLY` (outcome in `payload[0]`).
 
 use vigil_abi::pm::{request, spawn_flags, wait_flags, ANY_CHILD};
-use vigil_abi::{Endpoint, Error, Message};
+use vigil_abi::{Endpoint, Error};
 
 use crate::ipc;
 
@@ -16,15 +16,7 @@ pub fn server() -> Result<Endpoint, Error> {
 
 /// Sends `kind` with `payload` to PM and returns the reply's payload, or PM's refusal.
 pub(crate) fn call(server: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(server, &mut message)?;
-    if message.kind != request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(server, kind, payload, request::REPLY)
 }
 
 /// Starts boot module `program` (a `boot=pm` module's name) as a child of the caller,

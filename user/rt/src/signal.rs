@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use vigil_abi::pm::{mask_how, request, signal_action};
 use vigil_abi::signal::Signal;
-use vigil_abi::{Error, Message};
+use vigil_abi::Error;
 
 use crate::ipc;
 
@@ -68,15 +68,7 @@ fn call(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
         }
         known => vigil_abi::Endpoint(known),
     };
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(server, &mut message)?;
-    if message.kind != request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(server, kind, payload, request::REPLY)
 }
 
 /// Sets what the caller's process does with `signal`. `InvalidArgument` for KILL and STOP.

@@ -5,7 +5,7 @@
 //! `vigil_abi::vm::request` message, answered with `REPLY` (outcome in `payload[0]`).
 
 use vigil_abi::vm::{map_flags, request, shm_flags, ShmName};
-use vigil_abi::{Endpoint, Error, Message};
+use vigil_abi::{Endpoint, Error};
 
 use crate::ipc;
 
@@ -26,15 +26,7 @@ pub fn server() -> Result<Endpoint, Error> {
 
 /// Sends `kind` with `payload` to VM and returns the reply's payload, or VM's refusal.
 fn call(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(server()?, &mut message)?;
-    if message.kind != request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(server()?, kind, payload, request::REPLY)
 }
 
 /// A new demand-zero mapping of `bytes` (a page multiple): pages become resident when first

@@ -250,15 +250,7 @@ fn wait_for(counter: &AtomicU64, round: u64) {
 
 /// One request to RS: the reply's payload, or RS's refusal.
 fn call_rs(rs: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(rs, &mut message)?;
-    if message.kind != request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(rs, kind, payload, request::REPLY)
 }
 
 /// The operator's side of the benchmark.

@@ -33,13 +33,7 @@ const FIND_ATTEMPTS: u32 = 20_000;
 
 /// The counter (or the service's refusal) of a reply.
 fn counter_of(reply: &Message) -> Result<u64, Error> {
-    if reply.kind != request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match reply.payload[0] {
-        0 => Ok(reply.payload[1]),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    Ok(ipc::reply_payload(reply, request::REPLY)?[1])
 }
 
 fn counter_call(client: &mut Client, kind: u32, argument: u64, flags: u64) -> Result<u64, Error> {

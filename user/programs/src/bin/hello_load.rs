@@ -359,16 +359,12 @@ fn update_line(program: &str, note: &str) -> String {
 
 /// One request to RS: the reply's payload, or its refusal.
 fn rs_call(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let rs = ipc::lookup(RS_SERVER_NAME)?;
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(rs, &mut message)?;
-    if message.kind != rs::request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(
+        ipc::lookup(RS_SERVER_NAME)?,
+        kind,
+        payload,
+        rs::request::REPLY,
+    )
 }
 
 /// RS's `UPDATE` of hello to `program`, answered when the update ends (with the new

@@ -44,13 +44,7 @@ const IN_FLIGHT_TRIES: u32 = 5;
 
 /// The reply's payload, or the server's refusal; `Restarted` as it came.
 fn reply_of(message: &Message, reply_kind: u32) -> Result<[u64; 6], Error> {
-    if message.kind != reply_kind {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::reply_payload(message, reply_kind)
 }
 
 /// One hello request by plain `send_receive` (no retry): the counter.

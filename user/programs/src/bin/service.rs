@@ -24,7 +24,7 @@ use vigil_rt::abi::rs::{
     SYSTEM_SERVER_REFUSAL,
 };
 use vigil_rt::abi::server_introspect::{text_of, ServiceRecord};
-use vigil_rt::{ipc, println, server_introspect, Endpoint, Error, Message};
+use vigil_rt::{ipc, println, server_introspect, Endpoint, Error};
 
 vigil_rt::entry!(main);
 
@@ -97,15 +97,7 @@ fn usage(problem: &str) -> i32 {
 
 /// One request to RS: the reply's payload, or RS's refusal.
 fn call(rs: Endpoint, kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(rs, &mut message)?;
-    if message.kind != request::REPLY {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(rs, kind, payload, request::REPLY)
 }
 
 /// `update NAME PROGRAM`: answered when RS's update ends.

@@ -11,8 +11,10 @@ use crate::sched;
 use crate::system::{Kernel, KERNEL};
 use vigil_kcore::slot::ThreadSlot;
 
-/// Called by the SYSCALL stub.
-pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
+/// What both SYSCALL entries do first: the kernel lock, the calling thread (whose saved
+/// registers `frame` is), its system-call counter, and the call number (RAX).
+#[inline(always)]
+fn enter_syscall(frame: *mut TrapFrame) -> (MutexGuard<'static, Kernel>, ThreadSlot, u64) {
     let mut kernel = KERNEL.lock();
     let slot = kernel
         .current()
@@ -20,6 +22,12 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
     debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
     kernel.threads[slot].counters_mut().syscalls += 1;
     let number = kernel.threads[slot].context().rax;
+    (kernel, slot, number)
+}
+
+/// Called by the SYSCALL stub.
+pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
+    let (mut kernel, slot, number) = enter_syscall(frame);
     if Kernel::is_fast_ipc_call(number) {
         ipc_call_from_user(kernel, slot, number)
     }
@@ -33,13 +41,7 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
 /// (`Kernel::fast_register_call`) when the IPC fast path may run, straight into the partner;
 /// else, or on any doubt, the way every other IPC call takes (`ipc_call_from_user`).
 pub extern "C" fn register_call_from_user(frame: *mut TrapFrame) -> ! {
-    let mut kernel = KERNEL.lock();
-    let slot = kernel
-        .current()
-        .expect("system call with no current thread");
-    debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
-    kernel.threads[slot].counters_mut().syscalls += 1;
-    let number = kernel.threads[slot].context().rax;
+    let (mut kernel, slot, number) = enter_syscall(frame);
     debug_assert!(crate::ipc::is_register_message_call(number));
     if kernel.fast_ipc_allowed() {
         if let Some((partner, now)) = kernel.fast_register_call(slot, number) {

@@ -260,7 +260,6 @@ fn main(args: &str) -> i32 {
         Some((ledger, counter))
     };
     let mut served = 0u64;
-    let mut reload = false;
     let mut prepared = false;
     let mut moves = thread::moves();
     let mut pings = 0u64;
@@ -272,20 +271,19 @@ fn main(args: &str) -> i32 {
                 continue;
             }
         };
-        // Once it has answered PREPARE, the kernel moves it twice when an update is rolled
-        // back (the swap away, the takeover back): the new version may have committed in
-        // between, so its state is read anew. The flag set at PREPARE is not enough alone:
-        // a request that reaches it between its PREPARED and the swap spends the flag, and
-        // after the rollback it would serve the state from before the new version's
-        // commits (increments acknowledged, then lost). Nor is comparing endpoints: the
-        // rollback gives it back the very endpoint it had.
+        // Once it has answered PREPARE, the kernel moves it when its update swaps it away
+        // and again when a rollback takes the kept endpoint back: only then can another
+        // version have committed, so after a move its state is read anew. Not "at the
+        // next message after PREPARE": a request that reaches it between its PREPARED and
+        // the swap would spend that, and after the rollback it would serve the state from
+        // before the new version's commits (increments acknowledged, then lost). Nor by
+        // comparing endpoints: the rollback gives it back the very endpoint it had.
         let now_moves = thread::moves();
         let moved = now_moves != moves;
         moves = now_moves;
-        if reload || (prepared && moved) {
-            reload = false;
+        if prepared && moved {
             let (ledger, counter) = initialise(true);
-            println!("version {version}: counter {counter} read back from DS after PREPARE");
+            println!("version {version}: counter {counter} read back from DS after a move");
             opened = Some((ledger, counter));
         }
         if opened.is_none() {
@@ -332,8 +330,8 @@ fn main(args: &str) -> i32 {
                 println!("answering PREPARE failed: {error}");
             } else {
                 // If the new version serves for a while and is rolled back, this instance
-                // serves again with what it committed: its next message reads DS anew.
-                reload = true;
+                // serves again with what it committed: the first message after the
+                // rollback's move reads DS anew.
                 prepared = true;
             }
             continue;

@@ -183,6 +183,21 @@ mod tests {
     }
 
     #[test]
+    fn icount_rows_are_ordinary_runs() {
+        // The monitor and time-travel runners build their own QEMU configuration (record
+        // mode sets its own -icount): a row asking for icount there would not get it.
+        let icount: Vec<&str> = all().filter(|s| s.icount).map(|s| s.name).collect();
+        assert!(icount.contains(&"sched-fair"), "{icount:?}");
+        for scenario in all().filter(|s| s.icount) {
+            assert!(
+                scenario.monitor.is_none() && scenario.timetravel.is_none(),
+                "{}",
+                scenario.name
+            );
+        }
+    }
+
+    #[test]
     fn selects_scenarios_by_substring() {
         assert_eq!(select(None).len(), all().count());
         let faults: Vec<&str> = select(Some("fault-")).iter().map(|s| s.name).collect();

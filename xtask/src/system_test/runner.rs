@@ -203,6 +203,7 @@ pub fn run_scenario(
         return super::timetravel::run_scenario(scenario, kind, kernel, programs, verbose);
     }
     let mut config = QemuConfig::for_test(kernel, scenario.memory, scenario.cmdline);
+    config.icount = scenario.icount;
     let processes = match boot_modules(scenario, programs) {
         Ok((modules, processes)) => {
             config.modules = modules;

@@ -55,6 +55,10 @@ pub struct Scenario {
     pub monitor: Option<MonitorCheck>,
     /// Record the run under QEMU record/replay and replay it (`None`: an ordinary run).
     pub timetravel: Option<TimeTravel>,
+    /// Run under `-icount shift=0`: guest time is the guest's instruction count, so what the
+    /// guest measures in time does not depend on how busy the host is (a scenario that
+    /// compares how much work threads did in equal time needs it). Ordinary runs only.
+    pub icount: bool,
 }
 
 /// What [`no_check`] says: a row without a console check fails instead of passing silently.
@@ -67,7 +71,7 @@ pub fn no_check(_: &Console) -> Result<(), String> {
 
 impl Scenario {
     /// Every field's default: 128 MiB, an empty command line, 30 s, the kernel exits with
-    /// SUCCESS, no modules, programs or host tool. `name` and `check` have none: a row must
+    /// SUCCESS, no modules, programs or host tool, plain TCG (no icount). `name` and `check` have none: a row must
     /// give them (the table tests check `name`; [`no_check`] fails the run).
     pub const DEFAULT: Scenario = Scenario {
         name: "",
@@ -81,6 +85,7 @@ impl Scenario {
         programs: &[],
         monitor: None,
         timetravel: None,
+        icount: false,
     };
 }
 
@@ -117,6 +122,7 @@ mod tests {
         );
         assert!(!row.report_banner_time);
         assert!(row.modules.is_empty() && row.programs.is_empty() && row.monitor.is_none());
+        assert!(!row.icount && row.timetravel.is_none());
         assert_eq!((row.check)(&Console::from_texts(&[])), Err(NO_CHECK.into()));
     }
 }

@@ -1,6 +1,7 @@
 //! `sched_fair`: two CPU-bound threads of equal priority count loop iterations for about
 //! 2 s while the main thread sleeps; round robin must give them counts within 10 % of each
-//! other. Boot with `kcalls=shutdown`.
+//! other. Boot with `kcalls=shutdown`, under `-icount shift=0` (the scenario does): only then
+//! is an iteration count a measure of the CPU time a thread was given, whatever the host does.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 

@@ -59,8 +59,8 @@ pub extern "C" fn register_call_from_user(frame: *mut TrapFrame) -> ! {
 #[inline(never)]
 fn ipc_call_from_user(mut kernel: MutexGuard<'_, Kernel>, slot: ThreadSlot, number: u64) -> ! {
     if kernel.fast_ipc_allowed() {
-        if let Some(partner) = kernel.fast_ipc_call(slot, number) {
-            sched::switch_to_partner(kernel, partner)
+        if let Some(switch) = kernel.fast_ipc_call(slot, number) {
+            sched::enter_partner(kernel, switch.partner, switch.now)
         }
     } else {
         kernel.account_cpu_time();

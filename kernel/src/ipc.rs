@@ -37,6 +37,39 @@ pub struct KernelEnv<'a> {
     pub pm: &'a mut crate::pm::PmLink,
     pub signals: &'a mut crate::signal::SignalLink,
     pub run_queues: &'a mut RunQueues<MAX_THREADS>,
+    /// Set by the IPC fast path (`Kernel::fast_ipc_parts`): `write_message` keeps the kind
+    /// of the message it delivers in `deferred_kind` instead of recording the delivery's
+    /// events, and the fast path records them with the call's other events (one compact
+    /// record when it switches straight to the partner, `Kernel::fast_ipc_call`). Only the
+    /// kind: the receiver and the sender are the fast call's partner and caller.
+    defer_delivery_events: bool,
+    /// The kind of the message `write_message` delivered (with `defer_delivery_events`).
+    pub deferred_kind: Option<u32>,
+}
+
+/// A message delivered from `sender` to `receiver`: the slow path records it as the
+/// receiver's `IpcReceive` and the sender's `IpcSend`, one instant for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub receiver: Endpoint,
+    pub sender: Endpoint,
+    pub kind: u32,
+}
+
+impl Delivery {
+    /// Its two events, in the slow path's order.
+    #[inline(always)]
+    pub fn events(&self) -> [crate::trace::Event; 2] {
+        let kind = u64::from(self.kind);
+        [
+            (
+                EventKind::IpcReceive,
+                self.receiver,
+                [self.sender.0, kind, 0],
+            ),
+            (EventKind::IpcSend, self.sender, [self.receiver.0, kind, 0]),
+        ]
+    }
 }
 
 /// Whether system call `number` carries its message in registers (see the module's doc).
@@ -137,25 +170,23 @@ impl IpcEnvironment for KernelEnv<'_> {
             let (space, remembered) = self.buffer_of(thread);
             message_buffer::write(space, remembered, address, message)?;
         }
-        let receiver_endpoint = self.endpoint_of(thread);
-        let received = (
-            EventKind::IpcReceive,
-            receiver_endpoint,
-            [message.source.0, u64::from(message.kind), 0],
-        );
+        let delivery = Delivery {
+            receiver: self.endpoint_of(thread),
+            sender: message.source,
+            kind: message.kind,
+        };
         if message.is_notification() {
-            let (kind, thread, args) = received;
+            let [(kind, thread, args), _] = delivery.events();
             crate::trace::emit(kind, thread, args);
+        } else if self.defer_delivery_events {
+            debug_assert!(
+                self.deferred_kind.is_none(),
+                "a fast call delivers one message"
+            );
+            self.deferred_kind = Some(message.kind);
         } else {
             // The delivery is one instant for both sides (`trace::emit_together`).
-            crate::trace::emit_together([
-                received,
-                (
-                    EventKind::IpcSend,
-                    message.source,
-                    [receiver_endpoint.0, u64::from(message.kind), 0],
-                ),
-            ]);
+            crate::trace::emit_together(delivery.events());
         }
         let receiver = &mut self.threads[thread];
         if message.is_notification() {
@@ -278,6 +309,23 @@ impl vigil_kcore::ipc::RegisterCallFacts for crate::system::Kernel {
 impl crate::system::Kernel {
     /// Splits the kernel into the thread table and the environment its operations need.
     pub fn ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
+        self.ipc_parts_deferring(false)
+    }
+
+    /// `ipc_parts` for the IPC fast path: with every kind of a compact record enabled (the
+    /// default mask), the delivery's events are left to the fast path (`deferred_kind`), not recorded
+    /// (the fast path records them with its other ones); else they are recorded as usual.
+    #[inline(always)]
+    pub fn fast_ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
+        use vigil_kcore::trace::FAST_IPC_KINDS;
+        self.ipc_parts_deferring(crate::trace::mask() & FAST_IPC_KINDS == FAST_IPC_KINDS)
+    }
+
+    #[inline(always)]
+    fn ipc_parts_deferring(
+        &mut self,
+        defer_delivery_events: bool,
+    ) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
         let env = KernelEnv {
             threads: &mut self.threads,
             processes: &self.processes,
@@ -285,6 +333,8 @@ impl crate::system::Kernel {
             pm: &mut self.pm,
             signals: &mut self.signals,
             run_queues: &mut self.run_queues,
+            defer_delivery_events,
+            deferred_kind: None,
         };
         (&mut self.table, env)
     }

@@ -218,7 +218,7 @@ impl Kernel {
     }
 
     /// Whether the CPU may go straight from the current thread, just blocked by an IPC
-    /// fast path, to `slot`, which that call made Ready (`switch_to_partner`): exactly when
+    /// fast path, to `slot`, which that call made Ready (`enter_partner`): exactly when
     /// `choose_next` would pick it next — no handoff pending, nothing queued as urgent (a
     /// thread of its own priority would be ahead of it), no stopped process, pending signal
     /// or traced thread asking for `next_runnable`'s checks.
@@ -340,30 +340,8 @@ impl Kernel {
     }
 }
 
-/// Leaves the kernel from an IPC fast path (`Kernel::fast_ipc_call`) straight into
-/// `partner`, which the call woke (Ready) while the current thread blocked and which
-/// `direct_switch_allowed` said the scheduler would pick: what `leave` does for that case,
-/// without the pick — the partner Running, the `ContextSwitch` event, then
-/// `enter_partner`.
-pub fn switch_to_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot) -> ! {
-    let now = cpu::rdtsc();
-    kernel.table.mark_running(partner);
-    let previous = kernel
-        .current()
-        .expect("a fast IPC call has a current thread");
-    let previous_endpoint = kernel.table.endpoint(previous);
-    let previous_state = kernel.table.encoded_state(previous).0;
-    let partner_endpoint = kernel.table.endpoint(partner);
-    crate::trace::emit(
-        EventKind::ContextSwitch,
-        partner_endpoint,
-        [previous_endpoint.0, u64::from(previous_state), 0],
-    );
-    enter_partner(kernel, partner, now)
-}
-
 /// The end of every direct switch of an IPC fast path to `partner`, already Running (the
-/// register fast path makes it so in its commit, `switch_to_partner` otherwise) with its
+/// register fast path makes it so in its commit, `Kernel::fast_ipc_call` otherwise) with its
 /// events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
 /// voluntary switch counted, the partner's quantum refilled if spent and the partner the
 /// current thread, then its address space, FPU trap state, entry stack and SYSRET.

@@ -8,6 +8,7 @@
 //! `fast_ipc_call`) writes RAX and traces the outcome.
 
 use crate::arch::trap::TrapFrame;
+use crate::ipc::Delivery;
 use crate::system::Kernel;
 use crate::usercopy;
 use vigil_abi::async_message::MAX_ASYNC_ENTRIES;
@@ -18,6 +19,7 @@ use vigil_abi::wait::ThreadState;
 use vigil_abi::Error;
 use vigil_kcore::ipc::Outcome;
 use vigil_kcore::slot::ThreadSlot;
+use vigil_kcore::trace::FastIpc;
 
 /// What happens to the caller when its system call is over.
 #[must_use]
@@ -90,8 +92,8 @@ impl Kernel {
     /// registers, `ipc.rs`), then directly the verdict a blocked call gets (the partner's
     /// result and `Unblock`, the caller's `Block` event), without the general dispatch.
     ///
-    /// Returns the partner when the CPU goes straight to it (`sched::switch_to_partner`):
-    /// the scheduler would pick it now (`direct_switch_allowed`). Otherwise the partner was
+    /// Returns the partner when the CPU goes straight to it (`DirectSwitch`): the scheduler
+    /// would pick it now (`direct_switch_allowed`). Otherwise the partner was
     /// queued or handed off as the slow path's `unblock` would (or the call declined and ran
     /// the slow way, `fast_ipc_declined`), and the kernel leaves through the scheduler.
     ///
@@ -99,7 +101,7 @@ impl Kernel {
     /// caller stays the current thread until then, so its user time and its kernel time go
     /// to it as with a charge at entry too, in one conversion instead of two.
     #[inline(always)]
-    pub fn fast_ipc_call(&mut self, slot: ThreadSlot, number: u64) -> Option<ThreadSlot> {
+    pub fn fast_ipc_call(&mut self, slot: ThreadSlot, number: u64) -> Option<DirectSwitch> {
         let registers = self.threads[slot].context().syscall_arguments();
         let caller = self.table.endpoint(slot);
         crate::trace::emit(EventKind::Syscall, caller, [number, registers[0], 0]);
@@ -121,7 +123,9 @@ impl Kernel {
             }),
         };
         match done {
-            Some((handoff, state)) => self.finish_fast_ipc_call(slot, caller, handoff, state),
+            Some((handoff, state, deferred_kind)) => {
+                self.finish_fast_ipc_call(slot, caller, handoff, state, deferred_kind)
+            }
             None => {
                 self.fast_ipc_declined(slot, number, &registers, caller);
                 None
@@ -137,10 +141,11 @@ impl Kernel {
         slot: ThreadSlot,
         destination: vigil_abi::Endpoint,
         buffer: UserPtr<vigil_abi::Message>,
-    ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState)> {
-        let (table, mut env) = self.ipc_parts();
+    ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState, Option<u32>)> {
+        let (table, mut env) = self.fast_ipc_parts();
         let handoff = table.fast_send_receive(&mut env, slot, destination, buffer)?;
-        Some((handoff, ThreadState::AwaitingReply { from: destination }))
+        let state = ThreadState::AwaitingReply { from: destination };
+        Some((handoff, state, env.deferred_kind))
     }
 
     /// The fast `ReplyReceive` of `slot`, as `fast_send_receive`.
@@ -151,10 +156,11 @@ impl Kernel {
         destination: vigil_abi::Endpoint,
         source: vigil_abi::Endpoint,
         buffer: UserPtr<vigil_abi::Message>,
-    ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState)> {
-        let (table, mut env) = self.ipc_parts();
+    ) -> Option<(vigil_kcore::ipc::Handoff, ThreadState, Option<u32>)> {
+        let (table, mut env) = self.fast_ipc_parts();
         let handoff = table.fast_reply_receive(&mut env, slot, destination, source, buffer)?;
-        Some((handoff, ThreadState::Receiving { from: source }))
+        let state = ThreadState::Receiving { from: source };
+        Some((handoff, state, env.deferred_kind))
     }
 
     /// The fast operation declined `slot`'s (`caller`'s) call `number` (its argument
@@ -179,10 +185,17 @@ impl Kernel {
         self.apply_verdict(slot, caller, result);
     }
 
-    /// A fast call by `slot` (`caller`) left it blocked in `state` and woke `handoff.woken`:
-    /// the partner's result, its `Unblock` event, then what `handle_syscall` does for
-    /// `Next::Blocked` with nothing traced — the `Block` event. Returns the partner if the
+    /// A fast call by `slot` (`caller`) left it blocked in `state` and woke `handoff.woken`,
+    /// delivering it a message, of kind `deferred_kind` if its events are not recorded yet: the
+    /// partner's result, then what `handle_syscall` does for `Next::Blocked` with nothing
+    /// traced, and the events in the slow path's order — the delivery's `IpcReceive` and
+    /// `IpcSend`, the partner's `Unblock`, the caller's `Block`. Returns the partner if the
     /// CPU goes straight to it; else it was handed off or queued as `unblock` would.
+    ///
+    /// Going straight to the partner with the default mask, the five events with the
+    /// `ContextSwitch` are one compact record, as on the register fast path: the partner is
+    /// then Running already and the record's TSC value ends the caller's CPU time
+    /// (`DirectSwitch::recorded_at`).
     #[inline(always)]
     fn finish_fast_ipc_call(
         &mut self,
@@ -190,32 +203,47 @@ impl Kernel {
         caller: vigil_abi::Endpoint,
         handoff: vigil_kcore::ipc::Handoff,
         state: ThreadState,
-    ) -> Option<ThreadSlot> {
+        deferred_kind: Option<u32>,
+    ) -> Option<DirectSwitch> {
         let woken = handoff.woken;
-        let context = self.threads[woken].context_mut();
-        write_result(context, Ok(0));
-        let rax = context.rax;
-        let unblocked = (
-            EventKind::Unblock,
-            self.threads[woken].endpoint(),
-            [rax, 0, 0],
-        );
-        let direct = self.direct_switch_allowed(woken);
-        if !direct {
-            self.hand_off_to(woken);
-        }
+        write_result(self.threads[woken].context_mut(), Ok(0));
         debug_assert_eq!(self.table.state(slot), state);
-        let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
-        // Nothing happens between the two (`trace::emit_together`).
-        crate::trace::emit_together([
-            unblocked,
-            (
-                EventKind::Block,
+        if !self.direct_switch_allowed(woken) {
+            self.hand_off_to(woken);
+            record_fast_call_events(
                 caller,
-                [u64::from(code), target.0, argument],
-            ),
-        ]);
-        direct.then_some(woken)
+                self.threads[woken].endpoint(),
+                deferred_kind,
+                &state,
+            );
+            return None;
+        }
+        // Straight to the partner: it runs from here, and the call's CPU time ends now.
+        let now = crate::arch::cpu::rdtsc();
+        self.table.mark_running(woken);
+        let woken_endpoint = self.threads[woken].endpoint();
+        match deferred_kind {
+            // The default mask (deferred: every compact kind is enabled).
+            Some(kind) if state_argument(&state) == 0 => {
+                let (code, target, _) = vigil_abi::introspect::encode_state(&state);
+                let call = FastIpc {
+                    caller: caller.0,
+                    partner: woken_endpoint.0,
+                    header: u64::from(kind),
+                    state_code: code,
+                    state_target: target.0,
+                };
+                crate::trace::emit_fast_ipc(now, None, &call);
+            }
+            _ => {
+                record_fast_call_events(caller, woken_endpoint, deferred_kind, &state);
+                record_context_switch(caller, woken_endpoint, &state);
+            }
+        }
+        Some(DirectSwitch {
+            partner: woken,
+            now,
+        })
     }
 
     /// Runs the system call saved in `slot`'s registers and applies the verdict.
@@ -356,6 +384,86 @@ pub fn write_result(context: &mut TrapFrame, result: Result<u64, Error>) {
         }
         Ok(value) => context.rax = value,
         Err(error) => context.rax = error.to_return_value(),
+    }
+}
+
+/// A fast IPC call sends the CPU straight to `partner`, Running now with the call's events
+/// recorded (`sched::enter_partner`); the caller's CPU time ends at TSC value `now`.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectSwitch {
+    pub partner: ThreadSlot,
+    pub now: u64,
+}
+
+/// The argument word of a state a fast call leaves its caller in (`encode_state`'s third):
+/// a compact record has none.
+#[inline(always)]
+fn state_argument(state: &ThreadState) -> u64 {
+    vigil_abi::introspect::encode_state(state).2
+}
+
+/// The `ContextSwitch` from `previous`, just blocked in `state`, to `next`, if enabled.
+#[inline(always)]
+fn record_context_switch(
+    previous: vigil_abi::Endpoint,
+    next: vigil_abi::Endpoint,
+    state: &ThreadState,
+) {
+    if crate::trace::mask() & EventKind::ContextSwitch.mask_bit() != 0 {
+        let (code, _, _) = vigil_abi::introspect::encode_state(state);
+        crate::trace::emit(
+            EventKind::ContextSwitch,
+            next,
+            [previous.0, u64::from(code), 0],
+        );
+    }
+}
+
+/// The events of a fast call by `caller` that are not one compact record, in the slow
+/// path's order and as one instant: the delivery's two to `woken` (if they were deferred:
+/// the message's kind `deferred_kind`), `woken`'s `Unblock` with result 0, the caller's
+/// `Block` in `state`.
+#[inline(always)]
+fn record_fast_call_events(
+    caller: vigil_abi::Endpoint,
+    woken: vigil_abi::Endpoint,
+    deferred_kind: Option<u32>,
+    state: &ThreadState,
+) {
+    // The delivery's events were deferred only with every compact kind enabled, so with
+    // `Unblock` and `Block` both off there is nothing to record.
+    const CALL_EVENT_KINDS: u64 = EventKind::Unblock.mask_bit() | EventKind::Block.mask_bit();
+    if crate::trace::mask() & CALL_EVENT_KINDS != 0 {
+        record_fast_call_events_enabled(caller, woken, deferred_kind, state);
+    }
+}
+
+/// `record_fast_call_events` with something to record.
+#[inline(never)]
+fn record_fast_call_events_enabled(
+    caller: vigil_abi::Endpoint,
+    woken: vigil_abi::Endpoint,
+    deferred_kind: Option<u32>,
+    state: &ThreadState,
+) {
+    let (code, target, argument) = vigil_abi::introspect::encode_state(state);
+    let unblocked = (EventKind::Unblock, woken, [0, 0, 0]);
+    let blocked = (
+        EventKind::Block,
+        caller,
+        [u64::from(code), target.0, argument],
+    );
+    match deferred_kind {
+        Some(kind) => {
+            let delivery = Delivery {
+                receiver: woken,
+                sender: caller,
+                kind,
+            };
+            let [received, sent] = delivery.events();
+            crate::trace::emit_together([received, sent, unblocked, blocked]);
+        }
+        None => crate::trace::emit_together([unblocked, blocked]),
     }
 }
 

@@ -14,6 +14,7 @@
 //! `first_seen_ns`), so the checks do not depend on how fast the host is.
 
 mod checks;
+mod ipc_events;
 mod process_commands;
 mod prom;
 mod service_commands;
@@ -61,6 +62,35 @@ const fn watched(monitor: MonitorCheck) -> Scenario {
         ..Scenario::DEFAULT
     }
 }
+
+/// The `monitor-ipc-events` rows' tool: `vigil events` from reset, so the stream holds
+/// every round trip (1000 of them fit the trace ring even as separate events).
+const IPC_EVENTS: MonitorCheck = MonitorCheck {
+    duration: secs(3),
+    from_reset: true,
+    check: ipc_events::check_fast_round_trip_events,
+    ..MonitorCheck::DEFAULT
+};
+
+/// `IPC_EVENTS` for the rows booted with `ipc_fastpath=off`.
+const IPC_EVENTS_SLOW: MonitorCheck = MonitorCheck {
+    check: ipc_events::check_slow_round_trip_events,
+    ..IPC_EVENTS
+};
+
+/// 1000 memory-message round trips: `SendReceive` to a server on `ReplyReceive`.
+const IPC_EVENTS_MEMORY: &[&str] = &[
+    "pm kcalls=pm",
+    "pingpong_server -- reply-receive",
+    "pingpong_client",
+];
+
+/// The same with register messages (`SendReceiveRegisters`, `ReplyReceiveRegisters`).
+const IPC_EVENTS_REGISTERS: &[&str] = &[
+    "pm kcalls=pm",
+    "pingpong_server -- registers",
+    "pingpong_client -- registers",
+];
 
 /// Monitor scenarios, run after the user scenarios.
 pub const MONITOR_SCENARIOS: &[Scenario] = &[
@@ -217,6 +247,34 @@ pub const MONITOR_SCENARIOS: &[Scenario] = &[
             check: checks::check_boot_recording,
             ..MonitorCheck::DEFAULT
         })
+    },
+    // The IPC fast path's events, exactly the slow path's: the same check on the same
+    // round trips with the fast path on and forced off, memory and register messages.
+    Scenario {
+        name: "monitor-ipc-events",
+        check: check_ipc_events_console,
+        programs: IPC_EVENTS_MEMORY,
+        ..watched(IPC_EVENTS)
+    },
+    Scenario {
+        name: "monitor-ipc-events-slowpath",
+        check: check_ipc_events_console,
+        cmdline: "ipc_fastpath=off",
+        programs: IPC_EVENTS_MEMORY,
+        ..watched(IPC_EVENTS_SLOW)
+    },
+    Scenario {
+        name: "monitor-ipc-events-registers",
+        check: check_ipc_events_registers_console,
+        programs: IPC_EVENTS_REGISTERS,
+        ..watched(IPC_EVENTS)
+    },
+    Scenario {
+        name: "monitor-ipc-events-registers-slowpath",
+        check: check_ipc_events_registers_console,
+        cmdline: "ipc_fastpath=off",
+        programs: IPC_EVENTS_REGISTERS,
+        ..watched(IPC_EVENTS_SLOW)
     },
     Scenario {
         name: "monitor-lockup-epitaph",
@@ -435,6 +493,18 @@ fn check_record_console(console: &Console) -> Result<(), String> {
     console.require("pingpong_client: pingpong: PASS 1000 round trips")?;
     // pingpong_client may not shut the machine down: the refusal is expected.
     require_clean_run_except_shutdown(console)
+}
+
+fn check_ipc_events_console(console: &Console) -> Result<(), String> {
+    console.require("pingpong server ready at ")?;
+    console.require("(reply-receive)")?;
+    check_record_console(console)
+}
+
+fn check_ipc_events_registers_console(console: &Console) -> Result<(), String> {
+    console.require("(reply-receive with register messages)")?;
+    console.require("pingpong_client: pingpong: PASS 1000 round trips (register messages)")?;
+    check_record_console(console)
 }
 
 fn require_clean_run_except_shutdown(console: &Console) -> Result<(), String> {

@@ -60,9 +60,9 @@ impl Kernel {
         let context = self.threads[slot].context();
         let destination = Endpoint(context.rdi);
         let second = context.rsi;
-        let message = [context.rdx, context.r10, context.r8, context.r9];
+        let header = context.rdx;
         // The header's low half is the message kind (`RegisterMessage`).
-        if !user_may_send(message[0] as u32) {
+        if !user_may_send(header as u32) {
             return None;
         }
         let is_call = IS_CALL;
@@ -95,6 +95,9 @@ impl Kernel {
             .commit_register_call(slot, partner, destination, waits_for);
         let caller = self.table.endpoint(slot);
         let partner_endpoint = self.table.endpoint(partner);
+        // The payload read only now: held across the checks, the words were spilled.
+        let from = self.threads[slot].context();
+        let message = [header, from.r10, from.r8, from.r9];
         let to = self.threads[partner].context_mut();
         // Its call finished with 0, the message in its registers, the sender in RDI.
         to.rax = 0;
@@ -108,7 +111,7 @@ impl Kernel {
             FastIpc {
                 caller: caller.0,
                 partner: partner_endpoint.0,
-                header: message[0],
+                header,
                 state_code,
                 state_target: state_target.0,
             },

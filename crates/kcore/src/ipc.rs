@@ -647,6 +647,16 @@ impl ThreadTable {
         Ok(index)
     }
 
+    /// `resolve` for the fast paths, with the slot's state it looked up (so the caller's
+    /// checks read the same entry instead of indexing the table again); `None` for either
+    /// error.
+    #[inline(always)]
+    fn resolve_slot(&self, endpoint: Endpoint) -> Option<(ThreadSlot, &Slot)> {
+        let index = slot_of(endpoint)?;
+        let slot = &self.slots[index.index()];
+        (slot.is_live() && slot.generation == endpoint.generation()).then_some((index, slot))
+    }
+
     /// The scheduler put `slot` on the CPU (it must be Ready). Ignored (debug assertion)
     /// for a slot that is not Ready or Running.
     pub fn mark_running(&mut self, slot: ThreadSlot) {

@@ -182,8 +182,7 @@ impl ThreadTable {
         caller: ThreadSlot,
         destination: Endpoint,
     ) -> Option<ThreadSlot> {
-        let d = self.resolve(destination).ok()?;
-        let target = &self.slots[d.index()];
+        let (d, target) = self.resolve_slot(destination)?;
         if d == caller
             || target.kind != kind::RECEIVING
             || !matches(Endpoint(target.arg0), self.endpoint(caller))
@@ -207,8 +206,7 @@ impl ThreadTable {
         destination: Endpoint,
         from: Endpoint,
     ) -> Option<ThreadSlot> {
-        let d = self.resolve(destination).ok()?;
-        let target = &self.slots[d.index()];
+        let (d, target) = self.resolve_slot(destination)?;
         if d == caller
             || target.kind != kind::AWAITING_REPLY
             || Endpoint(target.arg0) != self.endpoint(caller)

@@ -45,7 +45,7 @@ pub extern "C" fn register_call_from_user(frame: *mut TrapFrame) -> ! {
     debug_assert!(crate::ipc::is_register_message_call(number));
     if kernel.fast_ipc_allowed() {
         if let Some((partner, now)) = kernel.fast_register_call(slot, number) {
-            sched::enter_partner(kernel, partner, now)
+            sched::enter_partner(kernel, slot, partner, now)
         }
     }
     ipc_call_from_user(kernel, slot, number)
@@ -60,7 +60,7 @@ pub extern "C" fn register_call_from_user(frame: *mut TrapFrame) -> ! {
 fn ipc_call_from_user(mut kernel: MutexGuard<'_, Kernel>, slot: ThreadSlot, number: u64) -> ! {
     if kernel.fast_ipc_allowed() {
         if let Some(switch) = kernel.fast_ipc_call(slot, number) {
-            sched::enter_partner(kernel, switch.partner, switch.now)
+            sched::enter_partner(kernel, slot, switch.partner, switch.now)
         }
     } else {
         kernel.account_cpu_time();

@@ -340,21 +340,27 @@ impl Kernel {
     }
 }
 
-/// The end of every direct switch of an IPC fast path to `partner`, already Running (the
-/// register fast path makes it so in its commit, `Kernel::fast_ipc_call` otherwise) with its
-/// events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
+/// The end of every direct switch of an IPC fast path from `previous`, the current thread
+/// its call just blocked, to `partner`, already Running (the register fast path makes it so
+/// in its commit, `Kernel::fast_ipc_call` otherwise) with its events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
 /// voluntary switch counted, the partner's quantum refilled if spent and the partner the
 /// current thread, then its address space, FPU trap state, entry stack and SYSRET.
 #[inline(always)]
-pub fn enter_partner(mut kernel: MutexGuard<'_, Kernel>, partner: ThreadSlot, now: u64) -> ! {
-    kernel.account_cpu_time_at(now);
-    let previous = kernel
-        .cpu
-        .current
-        .expect("a fast IPC call has a current thread");
+pub fn enter_partner(
+    mut kernel: MutexGuard<'_, Kernel>,
+    previous: ThreadSlot,
+    partner: ThreadSlot,
+    now: u64,
+) -> ! {
+    // The caller's own slot, so neither the charge nor the count asks `cpu.current` again.
+    debug_assert_eq!(kernel.cpu.current, Some(previous));
     debug_assert!(!kernel.table.is_running(previous));
     debug_assert!(kernel.table.is_running(partner));
-    kernel.threads[previous].counters_mut().voluntary_switches += 1;
+    let elapsed = time::tsc_to_ns(now.wrapping_sub(kernel.cpu.dispatch_tsc));
+    kernel.cpu.dispatch_tsc = now;
+    let counters = kernel.threads[previous].counters_mut();
+    counters.cpu_ns += elapsed;
+    counters.voluntary_switches += 1;
     policy::refill_if_spent(kernel.threads[partner].quantum_left_mut(), QUANTUM_TICKS);
     kernel.cpu.current = Some(partner);
     let frame = kernel.dispatch(partner);

@@ -12,6 +12,7 @@
 //!   kernel stack left unmapped as a guard.
 
 use super::cpu;
+use core::sync::atomic::{AtomicU64, Ordering};
 pub use vigil_kcore::paging::{flags, MapError, PageSize, Translation, LARGE_PAGE_SIZE, PAGE_SIZE};
 use vigil_kcore::paging::{PageTables, PhysicalMemory, ADDRESS_MASK, ENTRIES};
 pub use vigil_kcore::phys::{Frame, PhysAddr};
@@ -134,7 +135,7 @@ impl AddressSpace {
     /// the current one does.
     pub unsafe fn activate(&self) {
         // SAFETY: guaranteed by the caller.
-        unsafe { cpu::write_cr3(self.root().address()) }
+        unsafe { load_root(self.root()) }
     }
 }
 
@@ -354,6 +355,7 @@ impl AddressSpace {
     /// Safe, unlike `activate`: every `AddressSpace` outside this module came from
     /// `new_user` or `kernel_space`, so it shares the kernel half and the kernel keeps
     /// running.
+    #[inline(always)]
     pub fn enter(&self) {
         switch_to(self.root());
     }
@@ -369,11 +371,34 @@ fn active_root() -> Frame {
     Frame::new(cpu::read_cr3() & ADDRESS_MASK).expect("CR3's address bits name a frame")
 }
 
-/// Loads `root` into CR3 unless it is already active.
+/// The root last loaded into CR3, by `load_root` (the only writer of CR3 after boot; one
+/// CPU), so a switch compares it with memory instead of reading CR3 (`switch_to`). 0 until
+/// the first load: no frame is at address 0 here, so the first switch loads.
+static LOADED_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// Loads `root` into CR3 and remembers it in `LOADED_ROOT`.
+///
+/// # Safety
+/// `root` must map the running kernel (code, stack, data) exactly where the current
+/// tables do (`activate`'s contract).
+unsafe fn load_root(root: Frame) {
+    LOADED_ROOT.store(root.address(), Ordering::Relaxed);
+    // SAFETY: guaranteed by the caller.
+    unsafe { cpu::write_cr3(root.address()) }
+}
+
+/// Loads `root` into CR3 unless it is already the loaded one.
+#[inline(always)]
 fn switch_to(root: Frame) {
-    if cpu::read_cr3() & ADDRESS_MASK != root.address() {
-        // SAFETY: every address space shares the kernel half, so the kernel keeps running.
-        unsafe { cpu::write_cr3(root.address()) }
+    debug_assert_eq!(
+        LOADED_ROOT.load(Ordering::Relaxed) == root.address(),
+        cpu::read_cr3() & ADDRESS_MASK == root.address(),
+        "LOADED_ROOT disagrees with CR3"
+    );
+    if LOADED_ROOT.load(Ordering::Relaxed) != root.address() {
+        // SAFETY: every address space shares the kernel half (`enter`), so the kernel keeps
+        // running.
+        unsafe { load_root(root) }
     }
 }
 

@@ -3759,6 +3759,21 @@ mod tests {
         for s in ThreadSlot::all() {
             let slot = &t.slots[s.index()];
             let state = t.state(s);
+            // The stored argument is the state's: the register fast path's commit relies on
+            // it (none to clear for the four states it moves between).
+            let (_, _, argument) = vigil_abi::introspect::encode_state(&state);
+            if slot.kind != kind::RESTARTING && slot.kind != kind::FREE {
+                assert_eq!(slot.arg1, argument, "{s}'s stored argument for {state:?}");
+            }
+            // A thread on or waiting for the CPU has no buffer, flags or mutex turn left from
+            // its last wait (the commit relies on this too).
+            if matches!(slot.kind, kind::READY | kind::RUNNING) {
+                assert_eq!(slot.buffer, UserPtr::NULL, "{s} {state:?} keeps a buffer");
+                assert_eq!(slot.flags, 0, "{s} {state:?} keeps flags");
+            }
+            if slot.is_live() && slot.kind != kind::MUTEX {
+                assert_eq!(slot.wait_seq, 0, "{s} {state:?} keeps a mutex turn");
+            }
             if let ThreadState::Sending { .. } = state {
                 assert_eq!(queued[s.index()], 1, "{s} must be on exactly one queue");
             } else {

@@ -233,27 +233,31 @@ impl ThreadTable {
         destination: Endpoint,
         waits_for: Option<Endpoint>,
     ) {
-        // The stored codes written directly, as `Slot::set_state` stores these states.
+        // The stored codes written directly, as `Slot::set_state` stores these states. Only
+        // what differs is written: none of the four states has an argument (`arg1` is 0
+        // before and after), a thread waiting in one has no mutex turn (`wait_seq` 0), and
+        // the Running caller has no buffer — invariants the table's tests check after every
+        // step of their random sequences (`check_invariants`, for Ready threads as well).
         let woken = &mut self.slots[partner.index()];
         debug_assert!(
             woken.queue_next == NO_LINK,
             "woken thread {partner} still queued"
         );
+        debug_assert_eq!((woken.arg1, woken.wait_seq), (0, 0));
         woken.kind = kind::RUNNING;
         woken.arg0 = 0;
-        woken.arg1 = 0;
         woken.buffer = UserPtr::NULL;
         woken.flags = 0;
-        woken.wait_seq = 0;
         let (code, target) = match waits_for {
             None => (kind::AWAITING_REPLY, destination),
             Some(from) => (kind::RECEIVING, from),
         };
         let slot = &mut self.slots[caller.index()];
+        // Running in the kernel; the tests' world may leave its caller Ready (the same holds).
+        debug_assert!(matches!(slot.kind, kind::RUNNING | kind::READY));
+        debug_assert_eq!((slot.arg1, slot.buffer), (0, UserPtr::NULL));
         slot.kind = code;
         slot.arg0 = target.0;
-        slot.arg1 = 0;
-        slot.buffer = UserPtr::NULL;
         slot.flags = 0;
         debug_assert_eq!(
             slot.state(),

@@ -204,6 +204,9 @@ impl SlotBitmap {
     }
 
     /// Whether every word the summary names is zero (the summary outlived an exit's clear).
+    /// Cold: the fast paths' callers then keep their registers' spills for this call off
+    /// their common way (hot, the compiler spilled three registers before every test).
+    #[cold]
     #[inline(never)]
     fn summarised_words_clear(&self) -> bool {
         let mut words = self.occupied;

@@ -248,6 +248,27 @@ const fn unlink(link: u16) -> Option<ThreadSlot> {
 }
 
 /// The slot a thread endpoint names, if it is inside the table (special endpoints are not).
+/// Bits of a slot index below `MAX_THREADS`.
+const INDEX_BITS: u32 = MAX_THREADS.trailing_zeros();
+const _: () = assert!(MAX_THREADS.is_power_of_two() && INDEX_BITS <= Endpoint::SLOT_BITS);
+
+/// What `resolve_slot` compares a slot's `live_key` with: the endpoint's bits above the
+/// table index, complemented. For a live thread's endpoint (index below `MAX_THREADS`, the
+/// slot bits above it 0, no special bits) that is `live_key` of its generation; for any
+/// other value it differs from every live key (a special endpoint's high bits, or slot bits
+/// at or above `MAX_THREADS`, survive the shift and clear high bits every live key has set)
+/// and from 0 (the shift leaves the top bits 0, so the complement has them set).
+#[inline(always)]
+fn endpoint_key(endpoint: Endpoint) -> u64 {
+    !(endpoint.0 >> INDEX_BITS)
+}
+
+/// The `live_key` of a live slot of `generation`: `endpoint_key` of its endpoint.
+#[inline(always)]
+fn live_key(generation: u32) -> u64 {
+    !(u64::from(generation) << (Endpoint::SLOT_BITS - INDEX_BITS))
+}
+
 fn slot_of(endpoint: Endpoint) -> Option<ThreadSlot> {
     if endpoint.is_special() {
         None
@@ -271,6 +292,10 @@ struct Slot {
     async_table: UserSlice<AsyncMessage>,
     /// Sequence number of the current mutex wait (FIFO among waiters).
     wait_seq: u64,
+    /// `live_key(generation)` while the thread is live, 0 otherwise (kept by `set_state`,
+    /// which every change of liveness passes): the fast paths' endpoint check is one
+    /// compare with `endpoint_key` (`resolve_slot`).
+    live_key: u64,
     generation: u32,
     /// Pending (not yet received) clock notifications, coalesced into one delivery.
     clock_pending: u32,
@@ -294,7 +319,7 @@ struct Slot {
     pending_async: SlotBitmap,
 }
 
-const SLOT_BYTES: usize = 6 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * (BITMAP_WORDS + 1) * 8;
+const SLOT_BYTES: usize = 7 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * (BITMAP_WORDS + 1) * 8;
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
 const _: () = assert!(core::mem::align_of::<Slot>() == 8);
 const _: () = assert!(MAX_ASYNC_ENTRIES <= u8::MAX as usize);
@@ -308,6 +333,7 @@ impl Slot {
         buffer: UserPtr::NULL,
         async_table: UserSlice::EMPTY,
         wait_seq: 0,
+        live_key: 0,
         generation: 0,
         clock_pending: 0,
         process: ProcessSlot::FIRST,
@@ -363,6 +389,8 @@ impl Slot {
         }
     }
 
+    // Always inlined: a constant state folds its encoding and its liveness away.
+    #[inline(always)]
     fn set_state(&mut self, state: ThreadState) {
         let (code, target, argument) = match state {
             ThreadState::Free => (kind::FREE, 0, 0),
@@ -395,6 +423,20 @@ impl Slot {
         self.kind = code;
         self.arg0 = target;
         self.arg1 = argument;
+        // Without a branch: all ones while live, else 0, masking the generation's key.
+        self.live_key = live_key(self.generation) & u64::from(self.is_live()).wrapping_neg();
+    }
+
+    /// `set_state(Ready)` or `set_state(Running)` (`code`) of a thread that is Ready or
+    /// Running: the scheduler's moves, which change neither its liveness nor its generation,
+    /// so `live_key` stays as it is and only the code is stored (the two states have no
+    /// target or argument, and a thread in either has none left: `check_invariants`).
+    #[inline(always)]
+    fn set_ready_or_running(&mut self, code: u8) {
+        debug_assert!(matches!(self.kind, kind::READY | kind::RUNNING));
+        debug_assert!(matches!(code, kind::READY | kind::RUNNING));
+        debug_assert_eq!((self.arg0, self.arg1), (0, 0));
+        self.kind = code;
     }
 
     /// The state as `introspect::encode_state` lays it out, straight from the stored codes
@@ -641,13 +683,14 @@ impl ThreadTable {
 
     /// Resolves a thread endpoint to its slot if it names a live (not Free, not Dead)
     /// thread with the current generation. Errors as for a send destination.
+    #[inline]
     pub fn resolve(&self, endpoint: Endpoint) -> Result<ThreadSlot, Error> {
-        let index = slot_of(endpoint).ok_or(Error::BadEndpoint)?;
-        let slot = &self.slots[index.index()];
-        if !slot.is_live() || slot.generation != endpoint.generation() {
-            return Err(Error::DeadEndpoint);
+        match self.resolve_slot(endpoint) {
+            Some((index, _)) => Ok(index),
+            // Not a thread endpoint at all, or one whose thread is gone.
+            None if slot_of(endpoint).is_none() => Err(Error::BadEndpoint),
+            None => Err(Error::DeadEndpoint),
         }
-        Ok(index)
     }
 
     /// `resolve` for the fast paths, with the slot's state it looked up (so the caller's
@@ -655,9 +698,10 @@ impl ThreadTable {
     /// error.
     #[inline(always)]
     fn resolve_slot(&self, endpoint: Endpoint) -> Option<(ThreadSlot, &Slot)> {
-        let index = slot_of(endpoint)?;
+        // One compare: the key says live, this generation, a thread endpoint in range.
+        let index = ThreadSlot::at(endpoint.0 as usize % MAX_THREADS);
         let slot = &self.slots[index.index()];
-        (slot.is_live() && slot.generation == endpoint.generation()).then_some((index, slot))
+        (slot.live_key == endpoint_key(endpoint)).then_some((index, slot))
     }
 
     /// The scheduler put `slot` on the CPU (it must be Ready). Ignored (debug assertion)
@@ -666,7 +710,7 @@ impl ThreadTable {
         let s = &mut self.slots[slot.index()];
         debug_assert!(s.kind == kind::READY, "mark_running of {:?}", s.state());
         if s.kind == kind::READY || s.kind == kind::RUNNING {
-            s.set_state(ThreadState::Running);
+            s.set_ready_or_running(kind::RUNNING);
         }
     }
 
@@ -680,7 +724,7 @@ impl ThreadTable {
             s.state()
         );
         if s.kind == kind::RUNNING || s.kind == kind::READY {
-            s.set_state(ThreadState::Ready);
+            s.set_ready_or_running(kind::READY);
         }
     }
 
@@ -2192,7 +2236,7 @@ mod tests {
         let bytes = unsafe {
             core::slice::from_raw_parts((&*table as *const ThreadTable).cast::<u8>(), size)
         };
-        assert_eq!(bytes.len(), MAX_THREADS * 344 + 16);
+        assert_eq!(bytes.len(), MAX_THREADS * 352 + 16);
         assert!(bytes.iter().all(|&b| b == 0));
         assert_eq!(STATIC_TABLE.state(ts(0)), ThreadState::Free);
         assert_eq!(STATIC_TABLE.endpoint(ts(5)), Endpoint::new(5, 0));
@@ -3773,9 +3817,48 @@ mod tests {
             if matches!(slot.kind, kind::READY | kind::RUNNING) {
                 assert_eq!(slot.buffer, UserPtr::NULL, "{s} {state:?} keeps a buffer");
                 assert_eq!(slot.flags, 0, "{s} {state:?} keeps flags");
+                assert_eq!(slot.arg0, 0, "{s} {state:?} keeps a wait target");
             }
             if slot.is_live() && slot.kind != kind::MUTEX {
                 assert_eq!(slot.wait_seq, 0, "{s} {state:?} keeps a mutex turn");
+            }
+            // The fast paths' one-compare endpoint check agrees with `resolve` for this
+            // slot's endpoint and its near misses: other generations, the same index with
+            // slot bits above the table, a special endpoint with these low bits.
+            let expected_key = if slot.is_live() {
+                live_key(slot.generation)
+            } else {
+                0
+            };
+            assert_eq!(slot.live_key, expected_key, "{s} {state:?}'s live key");
+            let own = t.endpoint(s);
+            for endpoint in [
+                own,
+                Endpoint::new(s.get(), slot.generation.wrapping_add(1)),
+                Endpoint::new(s.get(), slot.generation.wrapping_sub(1)),
+                Endpoint::new(s.get() + MAX_THREADS as u16, slot.generation),
+                Endpoint(own.0 | 1 << 63),
+                Endpoint(own.0 | 1 << 48),
+                Endpoint::ANY,
+                Endpoint::NONE,
+            ] {
+                // The definition `resolve_slot` stands for: a thread endpoint in range
+                // naming a live slot of its generation.
+                let reference = slot_of(endpoint).filter(|&d| {
+                    let named = &t.slots[d.index()];
+                    named.is_live() && named.generation == endpoint.generation()
+                });
+                assert_eq!(
+                    t.resolve_slot(endpoint).map(|(d, _)| d),
+                    reference,
+                    "{s} {state:?}: resolve_slot({endpoint:?})"
+                );
+                let error = if slot_of(endpoint).is_some() {
+                    Error::DeadEndpoint
+                } else {
+                    Error::BadEndpoint
+                };
+                assert_eq!(t.resolve(endpoint), reference.ok_or(error));
             }
             if let ThreadState::Sending { .. } = state {
                 assert_eq!(queued[s.index()], 1, "{s} must be on exactly one queue");

@@ -68,7 +68,7 @@ impl Kernel {
         let is_call = IS_CALL;
         // The table's checks, with the two facts outside it read straight from the kernel's
         // tables (`RegisterCallFacts for Kernel`, no environment built).
-        let partner = if is_call {
+        let found = if is_call {
             // `Reserved`: a nonzero RSI is the slow path's InvalidArgument.
             if second != 0 {
                 return None;
@@ -78,6 +78,7 @@ impl Kernel {
             self.table
                 .register_reply_partner(self, slot, destination, Endpoint(second))?
         };
+        let (partner, caller) = (found.partner, found.caller);
         if !is_register_message_call(self.threads[partner].context().rax)
             || !self.direct_switch_allowed(partner)
         {
@@ -93,8 +94,9 @@ impl Kernel {
         };
         self.table
             .commit_register_call(slot, partner, destination, waits_for);
-        let caller = self.table.endpoint(slot);
-        let partner_endpoint = self.table.endpoint(partner);
+        // The destination resolved to the partner, so it is the partner's endpoint.
+        let partner_endpoint = destination;
+        debug_assert_eq!(partner_endpoint, self.table.endpoint(partner));
         // The payload read only now: held across the checks, the words were spilled.
         let from = self.threads[slot].context();
         let message = [header, from.r10, from.r8, from.r9];

@@ -39,6 +39,15 @@ impl Handoff {
     }
 }
 
+/// What the register fast path's checks found (`register_call_partner`,
+/// `register_reply_partner`): the partner, and the caller's own endpoint, which they
+/// compared with the partner's wait and the commit and the trace record need again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegisterPartner {
+    pub partner: ThreadSlot,
+    pub caller: Endpoint,
+}
+
 /// The `ipc_fastpath=` kernel command-line option: `on` (the default) or `off` (every IPC
 /// call takes the slow path; for tests and the slow-path benchmark).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,17 +190,21 @@ impl ThreadTable {
         facts: &impl RegisterCallFacts,
         caller: ThreadSlot,
         destination: Endpoint,
-    ) -> Option<ThreadSlot> {
+    ) -> Option<RegisterPartner> {
         let (d, target) = self.resolve_slot(destination)?;
+        let me = self.endpoint(caller);
         if d == caller
             || target.kind != kind::RECEIVING
-            || !matches(Endpoint(target.arg0), self.endpoint(caller))
+            || !matches(Endpoint(target.arg0), me)
             || bit_test(&self.slots[caller.index()].pending_async, d)
             || !facts.may_send(caller, d)
         {
             return None;
         }
-        Some(d)
+        Some(RegisterPartner {
+            partner: d,
+            caller: me,
+        })
     }
 
     /// The register fast path's `reply_receive` checks: the partner `destination` names if
@@ -205,18 +218,22 @@ impl ThreadTable {
         caller: ThreadSlot,
         destination: Endpoint,
         from: Endpoint,
-    ) -> Option<ThreadSlot> {
+    ) -> Option<RegisterPartner> {
         let (d, target) = self.resolve_slot(destination)?;
+        let me = self.endpoint(caller);
         if d == caller
             || target.kind != kind::AWAITING_REPLY
-            || Endpoint(target.arg0) != self.endpoint(caller)
+            || Endpoint(target.arg0) != me
             || !self.nothing_pending(caller, from)
             || (from == Endpoint::ANY && facts.kernel_message_waiting(caller))
             || !facts.may_send(caller, d)
         {
             return None;
         }
-        Some(d)
+        Some(RegisterPartner {
+            partner: d,
+            caller: me,
+        })
     }
 
     /// The state `send_receive` (`register_call_partner`'s case, `waits_for` = None) or

@@ -77,6 +77,10 @@ impl World {
                 None => self.t.register_call_partner(&self.env, caller, to),
                 Some(from) => self.t.register_reply_partner(&self.env, caller, to, from),
             };
+            if let Some(found) = partner {
+                assert_eq!(found.caller, self.t.endpoint(caller));
+            }
+            let partner = partner.map(|found| found.partner);
             let mut message = self.env.message(caller, UserPtr::NULL);
             let partner = partner.filter(|partner| {
                 self.in_register_call.contains(partner)

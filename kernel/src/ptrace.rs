@@ -43,6 +43,11 @@ pub struct TraceLink {
     exit_when_picked: [u64; WORDS],
     /// Some bit above is set: the fast path is off and the scheduler looks.
     any: bool,
+    /// The kernel command line turned the IPC fast path off (`ipc_fastpath=off`).
+    fast_path_off: bool,
+    /// `any || fast_path_off`, kept by `refresh` and `set_fast_path`: the fast path's one
+    /// test at entry (`Kernel::fast_ipc_allowed`).
+    fast_ipc_closed: bool,
     /// Registered tracers and the ones waiting for a stop (`trace_handoff.rs`).
     pub handoff: crate::trace_handoff::HandoffLink,
 }
@@ -68,6 +73,8 @@ impl TraceLink {
             in_call: [0; WORDS],
             exit_when_picked: [0; WORDS],
             any: false,
+            fast_path_off: false,
+            fast_ipc_closed: false,
             handoff: crate::trace_handoff::HandoffLink::new(),
         }
     }
@@ -76,6 +83,19 @@ impl TraceLink {
     #[inline]
     pub fn any(&self) -> bool {
         self.any
+    }
+
+    /// Whether the IPC fast path may not run: a thread is traced (trace stops need the slow
+    /// path's points) or the command line turned it off.
+    #[inline(always)]
+    pub fn fast_ipc_closed(&self) -> bool {
+        self.fast_ipc_closed
+    }
+
+    /// The command line's `ipc_fastpath=` (`on` false: every IPC call takes the slow path).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path_off = !on;
+        self.fast_ipc_closed = self.any || self.fast_path_off;
     }
 
     fn refresh(&mut self) {
@@ -87,6 +107,7 @@ impl TraceLink {
         ]
         .iter()
         .any(|map| map.iter().any(|&word| word != 0));
+        self.fast_ipc_closed = self.any || self.fast_path_off;
     }
 
     fn flags(&self, slot: ThreadSlot) -> TraceFlags {

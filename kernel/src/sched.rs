@@ -222,11 +222,14 @@ impl Kernel {
     /// `choose_next` would pick it next — no handoff pending, nothing queued as urgent (a
     /// thread of its own priority would be ahead of it), no stopped process, pending signal
     /// or traced thread asking for `next_runnable`'s checks.
+    ///
+    /// Asked only by the fast paths, which run only while `fast_ipc_allowed` (so no thread
+    /// is traced, which `choose_next` would have to look at too).
     #[inline(always)]
     pub fn direct_switch_allowed(&self, slot: ThreadSlot) -> bool {
+        debug_assert!(self.fast_ipc_allowed() && !self.trace.any());
         self.cpu.handoff.is_none()
             && !self.signals.scheduling_checks()
-            && !self.trace.any()
             && self
                 .run_queues
                 .pushed_back_runs_next(self.priority_of(slot))

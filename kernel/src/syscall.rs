@@ -83,7 +83,12 @@ impl Kernel {
     /// need the slow path's points, `ptrace.rs`).
     #[inline]
     pub fn fast_ipc_allowed(&self) -> bool {
-        self.ipc_fastpath && !self.trace.any()
+        // One flag for both (`TraceLink::fast_ipc_closed`).
+        debug_assert_eq!(
+            self.trace.fast_ipc_closed(),
+            !self.ipc_fastpath || self.trace.any()
+        );
+        !self.trace.fast_ipc_closed()
     }
 
     /// The IPC fast path's way through the kernel for the calls of `is_fast_ipc_call`
@@ -478,7 +483,7 @@ fn send(kernel: &mut Kernel, caller: ThreadSlot, args: SendArgs) -> Result<Next,
 
 fn receive(kernel: &mut Kernel, caller: ThreadSlot, args: ReceiveArgs) -> Result<Next, Error> {
     // Off while anything is traced: trace stops need the slow path's points (`ptrace.rs`).
-    let fast = kernel.ipc_fastpath && !kernel.trace.any();
+    let fast = kernel.fast_ipc_allowed();
     let (table, mut env) = kernel.ipc_parts();
     if fast
         && table

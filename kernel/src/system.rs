@@ -110,6 +110,7 @@ impl Kernel {
     /// Whether IPC calls try the fast path first (`ipc_fastpath=`, default on).
     pub fn set_ipc_fastpath(&mut self, on: bool) {
         self.ipc_fastpath = on;
+        self.trace.set_fast_path(on);
     }
 
     /// Whether the machine should stop now (called when nothing is runnable):

@@ -200,7 +200,7 @@ impl Kernel {
     /// Going straight to the partner with the default mask, the five events with the
     /// `ContextSwitch` are one compact record, as on the register fast path: the partner is
     /// then Running already and the record's TSC value ends the caller's CPU time
-    /// (`DirectSwitch::recorded_at`).
+    /// (`DirectSwitch::now`).
     #[inline(always)]
     fn finish_fast_ipc_call(
         &mut self,

@@ -313,8 +313,8 @@ impl crate::system::Kernel {
     }
 
     /// `ipc_parts` for the IPC fast path: with every kind of a compact record enabled (the
-    /// default mask), the delivery's events are left to the fast path (`deferred_kind`), not recorded
-    /// (the fast path records them with its other ones); else they are recorded as usual.
+    /// default mask), the delivery's events are left to the fast path (`deferred_kind`),
+    /// which records them with its other ones; else they are recorded as usual.
     #[inline(always)]
     pub fn fast_ipc_parts(&mut self) -> (&mut vigil_kcore::ipc::ThreadTable, KernelEnv<'_>) {
         use vigil_kcore::trace::FAST_IPC_KINDS;

@@ -97,12 +97,20 @@ impl Kernel {
     /// `account_cpu_time` with the TSC value `now` the caller read.
     #[inline(always)]
     pub fn account_cpu_time_at(&mut self, now: u64) {
-        let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
-        self.cpu.dispatch_tsc = now;
+        let elapsed = self.time_since_dispatch(now);
         match self.cpu.current {
             Some(slot) => self.threads[slot].counters_mut().cpu_ns += elapsed,
             None => self.cpu.idle_ns += elapsed,
         }
+    }
+
+    /// The nanoseconds since the last dispatch, up to TSC value `now`, which becomes the
+    /// next charge's start: what `account_cpu_time_at` and `enter_partner` charge.
+    #[inline(always)]
+    fn time_since_dispatch(&mut self, now: u64) -> u64 {
+        let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
+        self.cpu.dispatch_tsc = now;
+        elapsed
     }
 
     fn priority_of(&self, slot: ThreadSlot) -> u8 {
@@ -345,9 +353,10 @@ impl Kernel {
 
 /// The end of every direct switch of an IPC fast path from `previous`, the current thread
 /// its call just blocked, to `partner`, already Running (the register fast path makes it so
-/// in its commit, `Kernel::fast_ipc_call` otherwise) with its events recorded: the CPU time up to TSC value `now` charged to the blocked caller, its
-/// voluntary switch counted, the partner's quantum refilled if spent and the partner the
-/// current thread, then its address space, FPU trap state, entry stack and SYSRET.
+/// in its commit, `Kernel::fast_ipc_call` otherwise) with its events recorded: the CPU time
+/// up to TSC value `now` charged to the blocked caller, its voluntary switch counted, the
+/// partner's quantum refilled if spent and the partner the current thread, then its address
+/// space, FPU trap state, entry stack and SYSRET.
 #[inline(always)]
 pub fn enter_partner(
     mut kernel: MutexGuard<'_, Kernel>,
@@ -359,8 +368,7 @@ pub fn enter_partner(
     debug_assert_eq!(kernel.cpu.current, Some(previous));
     debug_assert!(!kernel.table.is_running(previous));
     debug_assert!(kernel.table.is_running(partner));
-    let elapsed = time::tsc_to_ns(now.wrapping_sub(kernel.cpu.dispatch_tsc));
-    kernel.cpu.dispatch_tsc = now;
+    let elapsed = kernel.time_since_dispatch(now);
     let counters = kernel.threads[previous].counters_mut();
     counters.cpu_ns += elapsed;
     counters.voluntary_switches += 1;

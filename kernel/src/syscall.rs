@@ -84,10 +84,6 @@ impl Kernel {
     #[inline]
     pub fn fast_ipc_allowed(&self) -> bool {
         // One flag for both (`TraceLink::fast_ipc_closed`).
-        debug_assert_eq!(
-            self.trace.fast_ipc_closed(),
-            !self.ipc_fastpath || self.trace.any()
-        );
         !self.trace.fast_ipc_closed()
     }
 
@@ -229,8 +225,10 @@ impl Kernel {
         let woken_endpoint = self.threads[woken].endpoint();
         match deferred_kind {
             // The default mask (deferred: every compact kind is enabled).
-            Some(kind) if state_argument(&state) == 0 => {
-                let (code, target, _) = vigil_abi::introspect::encode_state(&state);
+            Some(kind) => {
+                let (code, target, argument) = vigil_abi::introspect::encode_state(&state);
+                // AwaitingReply or Receiving: a compact record has no argument to keep.
+                debug_assert_eq!(argument, 0);
                 let call = FastIpc {
                     caller: caller.0,
                     partner: woken_endpoint.0,
@@ -240,8 +238,8 @@ impl Kernel {
                 };
                 crate::trace::emit_fast_ipc(now, None, &call);
             }
-            _ => {
-                record_fast_call_events(caller, woken_endpoint, deferred_kind, &state);
+            None => {
+                record_fast_call_events(caller, woken_endpoint, None, &state);
                 record_context_switch(caller, woken_endpoint, &state);
             }
         }
@@ -400,13 +398,6 @@ pub struct DirectSwitch {
     pub now: u64,
 }
 
-/// The argument word of a state a fast call leaves its caller in (`encode_state`'s third):
-/// a compact record has none.
-#[inline(always)]
-fn state_argument(state: &ThreadState) -> u64 {
-    vigil_abi::introspect::encode_state(state).2
-}
-
 /// The `ContextSwitch` from `previous`, just blocked in `state`, to `next`, if enabled.
 #[inline(always)]
 fn record_context_switch(
@@ -414,14 +405,12 @@ fn record_context_switch(
     next: vigil_abi::Endpoint,
     state: &ThreadState,
 ) {
-    if crate::trace::mask() & EventKind::ContextSwitch.mask_bit() != 0 {
-        let (code, _, _) = vigil_abi::introspect::encode_state(state);
-        crate::trace::emit(
-            EventKind::ContextSwitch,
-            next,
-            [previous.0, u64::from(code), 0],
-        );
-    }
+    let (code, _, _) = vigil_abi::introspect::encode_state(state);
+    crate::trace::emit(
+        EventKind::ContextSwitch,
+        next,
+        [previous.0, u64::from(code), 0],
+    );
 }
 
 /// The events of a fast call by `caller` that are not one compact record, in the slow

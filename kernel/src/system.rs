@@ -49,8 +49,6 @@ pub struct Kernel {
     /// `exit-when-done` on the command line: stop the machine (success) once every
     /// process has exited — for tests and scripted runs.
     exit_when_done: bool,
-    /// IPC calls try the fast path first (`ipc::fast`); `ipc_fastpath=off` clears it.
-    pub(crate) ipc_fastpath: bool,
 }
 
 impl Kernel {
@@ -71,7 +69,6 @@ impl Kernel {
             last_pid: 0,
             snapshot_generation: 0,
             exit_when_done: false,
-            ipc_fastpath: true,
         }
     }
 
@@ -108,8 +105,9 @@ impl Kernel {
     }
 
     /// Whether IPC calls try the fast path first (`ipc_fastpath=`, default on).
+    /// The setting lives with the tracing state, which closes the fast path too
+    /// (`TraceLink::fast_ipc_closed`).
     pub fn set_ipc_fastpath(&mut self, on: bool) {
-        self.ipc_fastpath = on;
         self.trace.set_fast_path(on);
     }
 

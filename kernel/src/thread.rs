@@ -244,6 +244,18 @@ pub fn unmap_user_pages(space: &mut AddressSpace, start: u64, pages: u64) -> Unm
     unmapped
 }
 
+/// The `ThreadInfo` the kernel writes at the top of a thread's stack region, at its
+/// creation and after each move: its endpoint, its stack's index in the process, and the
+/// moves so far.
+fn thread_info(endpoint: Endpoint, stack_index: u16, moves: u64) -> ThreadInfo {
+    ThreadInfo {
+        endpoint: endpoint.0,
+        index_in_process: u64::from(stack_index),
+        moves,
+        reserved: [0; 5],
+    }
+}
+
 impl Kernel {
     /// Counts a move of the thread at `slot` (a service takeover or swap gave it another
     /// slot's endpoint) and writes its new endpoint and move count into its `ThreadInfo`:
@@ -258,12 +270,7 @@ impl Kernel {
         let thread = &self.threads[slot];
         let info_address = stack_region_top(thread.stack_index) - THREAD_INFO_SIZE;
         let space = self.processes[thread.process].space();
-        let info = ThreadInfo {
-            endpoint: thread.endpoint.0,
-            index_in_process: u64::from(thread.stack_index),
-            moves: thread.moves,
-            reserved: [0; 5],
-        };
+        let info = thread_info(thread.endpoint, thread.stack_index, thread.moves);
         let written =
             UserPtr::new(info_address).and_then(|at| usercopy::write_value(space, at, &info));
         if let Err(error) = written {
@@ -300,14 +307,8 @@ impl Kernel {
         let owner = &mut self.processes[process];
         let priority = owner.priority();
         let space = owner.start_thread_stack(stack_index, stack_bottom, stack_pages);
-        let index_in_process = u64::from(stack_index);
         let info_address = top - THREAD_INFO_SIZE;
-        let info = ThreadInfo {
-            endpoint: endpoint.0,
-            index_in_process,
-            moves: 0,
-            reserved: [0; 5],
-        };
+        let info = thread_info(endpoint, stack_index, 0);
         let mut stack_pointer = info_address;
         let mut arguments = (0, 0);
         let written = UserPtr::new(info_address)

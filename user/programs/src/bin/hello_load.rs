@@ -180,11 +180,7 @@ impl Load {
         let answer = self
             .client
             .call(hello::request::INCREMENT, [0; 6])
-            .and_then(|reply| match reply.payload[0] {
-                0 if reply.kind == hello::request::REPLY => Ok(reply.payload[1]),
-                0 => Err(Error::InvalidArgument),
-                code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-            });
+            .and_then(|reply| Ok(ipc::reply_payload(&reply, hello::request::REPLY)?[1]));
         match answer {
             Ok(counter) => {
                 self.acknowledged += 1;
@@ -392,15 +388,9 @@ fn get(hello: Endpoint) -> Result<(u64, u64), Error> {
     for _ in 0..3 {
         let mut message = Message::new(hello::request::GET);
         match ipc::send_receive(hello, &mut message) {
-            Ok(_) if message.kind != hello::request::REPLY => return Err(Error::InvalidArgument),
             Ok(_) => {
-                return match message.payload[hello::reply::STATUS] {
-                    0 => Ok((
-                        message.payload[hello::reply::COUNTER],
-                        message.payload[hello::reply::VERSION],
-                    )),
-                    code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-                }
+                let reply = ipc::reply_payload(&message, hello::request::REPLY)?;
+                return Ok((reply[hello::reply::COUNTER], reply[hello::reply::VERSION]));
             }
             Err(Error::Restarted) => last = Error::Restarted,
             Err(error) => return Err(error),

@@ -21,7 +21,7 @@ use vigil_rt::abi::ptrace::{direct, ResumeMode};
 use vigil_rt::abi::syscall::Syscall;
 use vigil_rt::abi::Endpoint;
 use vigil_rt::trace::{self, TraceEvent};
-use vigil_rt::{introspect, ipc, pm, println, thread, Error, Message};
+use vigil_rt::{introspect, ipc, pm, println, thread, Error};
 
 vigil_rt::entry!(main);
 
@@ -68,12 +68,13 @@ fn stopped_by(pid: u64) -> Result<u32, String> {
 
 /// A raw TRACE request, to send what the typed client cannot.
 fn raw_trace(payload: [u64; 6]) -> Result<(), Error> {
-    let mut message = Message::with_payload(TRACE, payload);
-    ipc::send_receive(pm::server()?, &mut message)?;
-    match message.payload[0] {
-        0 => Ok(()),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(
+        pm::server()?,
+        TRACE,
+        payload,
+        vigil_rt::abi::pm::request::REPLY,
+    )
+    .map(|_| ())
 }
 
 fn verbs() -> Result<(), String> {

@@ -318,7 +318,6 @@ fn hello_get() -> Result<u64, String> {
     hello_get_at(lookup_with_retry(HELLO)?)
 }
 
-/// GET at `server` (an endpoint looked up once: a live update keeps it).
 /// The three rollbacks of `update` (from a version deaf to pings, one that never
 /// initialises, one that crashes at its second request in the grace period), each leaving
 /// version 2 serving: returns the counter after the first and after all three.
@@ -360,6 +359,7 @@ fn rollbacks(
     Ok((last, after_rollbacks))
 }
 
+/// GET at `server` (an endpoint looked up once: a live update keeps it).
 fn hello_get_at(server: Endpoint) -> Result<u64, String> {
     let mut message = Message::new(hello::request::GET);
     context(ipc::send_receive(server, &mut message), "hello GET")?;
@@ -374,13 +374,12 @@ fn hello_version_at(server: Endpoint) -> Result<u64, String> {
 }
 
 fn rs_call(payload: [u64; 6], kind: u32) -> Result<[u64; 6], Error> {
-    let server = ipc::lookup(RS_SERVER_NAME)?;
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(server, &mut message)?;
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(
+        ipc::lookup(RS_SERVER_NAME)?,
+        kind,
+        payload,
+        vigil_rt::abi::rs::request::REPLY,
+    )
 }
 
 fn judge() -> Result<String, String> {

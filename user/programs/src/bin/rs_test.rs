@@ -34,13 +34,8 @@ const RECONNECT_ATTEMPTS: u32 = 2500;
 fn call(server: Endpoint, kind: u32, payload: [u64; 6], reply_kind: u32) -> Result<Message, Error> {
     let mut message = Message::with_payload(kind, payload);
     ipc::send_receive(server, &mut message)?;
-    if message.kind != reply_kind {
-        return Err(Error::InvalidArgument);
-    }
-    match message.payload[0] {
-        0 => Ok(message),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::reply_payload(&message, reply_kind)?;
+    Ok(message)
 }
 
 fn hello_call(server: Endpoint, kind: u32, argument: u64) -> Result<u64, Error> {

@@ -86,13 +86,12 @@ fn thread_in(pid: u64, state: u8) -> Result<Endpoint, String> {
 
 /// A raw request to PM: the refusal, or the reply's payload.
 fn raw(kind: u32, payload: [u64; 6]) -> Result<[u64; 6], Error> {
-    let server = pm::server()?;
-    let mut message = Message::with_payload(kind, payload);
-    ipc::send_receive(server, &mut message)?;
-    match message.payload[0] {
-        0 => Ok(message.payload),
-        code => Err(Error::from_code(code).unwrap_or(Error::InvalidArgument)),
-    }
+    ipc::request(
+        pm::server()?,
+        kind,
+        payload,
+        vigil_rt::abi::pm::request::REPLY,
+    )
 }
 
 fn run() -> Result<String, String> {

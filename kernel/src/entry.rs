@@ -9,25 +9,27 @@ use crate::arch::trap::{self, TrapFrame, TrapKind};
 use crate::lock::MutexGuard;
 use crate::sched;
 use crate::system::{Kernel, KERNEL};
+use vigil_abi::syscall::Syscall;
 use vigil_kcore::slot::ThreadSlot;
 
-/// What both SYSCALL entries do first: the kernel lock, the calling thread (whose saved
-/// registers `frame` is), its system-call counter, and the call number (RAX).
+/// What every SYSCALL entry does first: the kernel lock, the calling thread (whose saved
+/// registers `frame` is) and its system-call counter.
 #[inline(always)]
-fn enter_syscall(frame: *mut TrapFrame) -> (MutexGuard<'static, Kernel>, ThreadSlot, u64) {
+fn enter_syscall(frame: *mut TrapFrame) -> (MutexGuard<'static, Kernel>, ThreadSlot) {
     let mut kernel = KERNEL.lock();
     let slot = kernel
         .current()
         .expect("system call with no current thread");
     debug_assert!(core::ptr::eq(frame, kernel.threads[slot].context()));
     kernel.threads[slot].counters_mut().syscalls += 1;
-    let number = kernel.threads[slot].context().rax;
-    (kernel, slot, number)
+    (kernel, slot)
 }
 
-/// Called by the SYSCALL stub.
+/// Called by the SYSCALL stub for every call but the two register IPC calls.
 pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
-    let (mut kernel, slot, number) = enter_syscall(frame);
+    let (mut kernel, slot) = enter_syscall(frame);
+    // The call number (RAX).
+    let number = kernel.threads[slot].context().rax;
     if Kernel::is_fast_ipc_call(number) {
         ipc_call_from_user(kernel, slot, number)
     }
@@ -36,19 +38,30 @@ pub extern "C" fn syscall_from_user(frame: *mut TrapFrame) -> ! {
     sched::leave(kernel)
 }
 
-/// Called by the SYSCALL stub for the register IPC calls (`SendReceiveRegisters`,
-/// `ReplyReceiveRegisters`), which it tells by RAX: the register fast path's straight line
-/// (`Kernel::fast_register_call`) when the IPC fast path may run, straight into the partner;
-/// else, or on any doubt, the way every other IPC call takes (`ipc_call_from_user`).
-pub extern "C" fn register_call_from_user(frame: *mut TrapFrame) -> ! {
-    let (mut kernel, slot, number) = enter_syscall(frame);
-    debug_assert!(crate::ipc::is_register_message_call(number));
+/// Called by the SYSCALL stub for `SendReceiveRegisters` (RAX 27): `register_call_from_user`.
+pub extern "C" fn send_receive_registers_from_user(frame: *mut TrapFrame) -> ! {
+    register_call_from_user::<{ Syscall::SendReceiveRegisters as u64 }>(frame)
+}
+
+/// Called by the SYSCALL stub for `ReplyReceiveRegisters` (RAX 28): `register_call_from_user`.
+pub extern "C" fn reply_receive_registers_from_user(frame: *mut TrapFrame) -> ! {
+    register_call_from_user::<{ Syscall::ReplyReceiveRegisters as u64 }>(frame)
+}
+
+/// A register IPC call, `NUMBER` (the stub told the two apart by RAX, so each has its own
+/// straight line): the register fast path (`Kernel::fast_register_call`) when the IPC fast
+/// path may run, straight into the partner; else, or on any doubt, the way every other IPC
+/// call takes (`ipc_call_from_user`).
+#[inline(always)]
+fn register_call_from_user<const NUMBER: u64>(frame: *mut TrapFrame) -> ! {
+    let (mut kernel, slot) = enter_syscall(frame);
+    debug_assert_eq!(kernel.threads[slot].context().rax, NUMBER);
     if kernel.fast_ipc_allowed() {
-        if let Some((partner, now)) = kernel.fast_register_call(slot, number) {
+        if let Some((partner, now)) = kernel.fast_register_call::<NUMBER>(slot) {
             sched::enter_partner(kernel, slot, partner, now)
         }
     }
-    ipc_call_from_user(kernel, slot, number)
+    ipc_call_from_user(kernel, slot, NUMBER)
 }
 
 /// A `SendReceive` or `ReplyReceive`, memory or register form (`Kernel::is_fast_ipc_call`;

@@ -29,23 +29,23 @@ use vigil_kcore::slot::ThreadSlot;
 use vigil_kcore::trace::{FastIpc, FAST_IPC_KINDS};
 
 impl Kernel {
-    /// Runs `slot`'s register call `number` (`SendReceiveRegisters` or
+    /// Runs `slot`'s register call `NUMBER` (`SendReceiveRegisters` or
     /// `ReplyReceiveRegisters`) on the register fast path if every precondition holds:
     /// returns the partner the CPU must go to now (already Running, its `ContextSwitch`
     /// recorded with the call's other events) and the TSC value read at the point of no
     /// return, which timestamps the events and ends the caller's CPU time
     /// (`sched::enter_partner`). `None`: nothing changed (nor was anything recorded).
     #[inline(always)]
-    pub fn fast_register_call(
+    pub fn fast_register_call<const NUMBER: u64>(
         &mut self,
         slot: ThreadSlot,
-        number: u64,
     ) -> Option<(ThreadSlot, u64)> {
         // One straight line per call, so each knows its caller's state as a constant.
-        if number == Syscall::SendReceiveRegisters as u64 {
-            self.fast_register_exchange::<true>(slot, number)
+        if NUMBER == Syscall::SendReceiveRegisters as u64 {
+            self.fast_register_exchange::<true>(slot, NUMBER)
         } else {
-            self.fast_register_exchange::<false>(slot, number)
+            debug_assert_eq!(NUMBER, Syscall::ReplyReceiveRegisters as u64);
+            self.fast_register_exchange::<false>(slot, NUMBER)
         }
     }
 

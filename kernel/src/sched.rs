@@ -378,8 +378,9 @@ pub fn enter_partner(
     drop(kernel);
     // SAFETY: as in `leave`: `dispatch` loaded the partner's address space and made
     // `frame` (inside the static thread table) its save area; the frame only ever holds
-    // user-mode state.
-    unsafe { user_entry::return_to_user(frame) }
+    // user-mode state. The partner is finishing an IPC call it blocked in, so its frame
+    // is the SYSCALL stub's.
+    unsafe { user_entry::return_to_user_from_syscall(frame) }
 }
 
 /// Leaves the kernel: runs the chosen thread, or idles until one is ready. Never returns.

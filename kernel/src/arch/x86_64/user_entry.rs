@@ -150,6 +150,62 @@ pub unsafe fn return_to_user(frame: *const TrapFrame) -> ! {
     }
 }
 
+/// `return_to_user` for a frame the SYSCALL stub saved (`vector` is
+/// `SYSCALL_FRAME_MARKER`), as a thread blocked in a system call has: straight to SYSRET,
+/// each register loaded from the frame once. RCX and R11 are not: SYSRET sets them to the
+/// RIP and RFLAGS it returns with, which is all `return_to_user`'s SYSRET leaves in them too.
+///
+/// # Safety
+/// As for `return_to_user`, and `frame` must be a SYSCALL stub's frame.
+#[inline(always)]
+pub unsafe fn return_to_user_from_syscall(frame: *const TrapFrame) -> ! {
+    // SAFETY: the caller guarantees `frame` is a valid syscall frame.
+    debug_assert_eq!(unsafe { (*frame).vector }, SYSCALL_FRAME_MARKER);
+    // SAFETY: guaranteed by the caller; RDI is loaded last, after RSP, so the frame's
+    // address is at hand until then; the asm never returns.
+    unsafe {
+        asm!(
+            "mov r15, [rdi + {r15}]",
+            "mov r14, [rdi + {r14}]",
+            "mov r13, [rdi + {r13}]",
+            "mov r12, [rdi + {r12}]",
+            "mov r10, [rdi + {r10}]",
+            "mov r9, [rdi + {r9}]",
+            "mov r8, [rdi + {r8}]",
+            "mov rbp, [rdi + {rbp}]",
+            "mov rsi, [rdi + {rsi}]",
+            "mov rdx, [rdi + {rdx}]",
+            "mov rbx, [rdi + {rbx}]",
+            "mov rax, [rdi + {rax}]",
+            // SYSRET takes RIP from RCX, RFLAGS from R11.
+            "mov rcx, [rdi + {rip}]",
+            "mov r11, [rdi + {rflags}]",
+            "mov rsp, [rdi + {rsp}]",
+            "mov rdi, [rdi + {rdi}]",
+            "swapgs",
+            "sysretq",
+            in("rdi") frame,
+            r15 = const offset_of!(TrapFrame, r15),
+            r14 = const offset_of!(TrapFrame, r14),
+            r13 = const offset_of!(TrapFrame, r13),
+            r12 = const offset_of!(TrapFrame, r12),
+            r10 = const offset_of!(TrapFrame, r10),
+            r9 = const offset_of!(TrapFrame, r9),
+            r8 = const offset_of!(TrapFrame, r8),
+            rbp = const offset_of!(TrapFrame, rbp),
+            rsi = const offset_of!(TrapFrame, rsi),
+            rdx = const offset_of!(TrapFrame, rdx),
+            rbx = const offset_of!(TrapFrame, rbx),
+            rax = const offset_of!(TrapFrame, rax),
+            rdi = const offset_of!(TrapFrame, rdi),
+            rip = const FRAME_RIP,
+            rflags = const FRAME_RFLAGS,
+            rsp = const FRAME_RSP,
+            options(noreturn),
+        )
+    }
+}
+
 global_asm!(
     r#"
     .section .text.syscall_entry, "ax"
@@ -177,15 +233,19 @@ syscall_entry:
     mov rdi, rsp
     mov rsp, gs:[{kernel_stack_top}]
     xor ebp, ebp
-    /* RAX still holds the call number: the register IPC calls (27 and 28) go straight to
-       their own entry, without the general dispatch. */
-    lea rcx, [rax - {first_register_call}]
-    cmp rcx, 1
-    jbe 2f
+    /* RAX still holds the call number: each register IPC call goes straight to its own
+       entry, without the general dispatch. */
+    cmp rax, {send_receive_registers}
+    je 2f
+    cmp rax, {reply_receive_registers}
+    je 3f
     call {handler}
     ud2
 2:
-    call {register_handler}
+    call {send_receive_registers_handler}
+    ud2
+3:
+    call {reply_receive_registers_handler}
     ud2
     .cfi_endproc
     "#,
@@ -196,12 +256,8 @@ syscall_entry:
     context_top = const PER_CPU_CONTEXT_TOP,
     kernel_stack_top = const PER_CPU_KERNEL_STACK_TOP,
     handler = sym crate::entry::syscall_from_user,
-    register_handler = sym crate::entry::register_call_from_user,
-    first_register_call = const vigil_abi::syscall::Syscall::SendReceiveRegisters as u64,
-);
-
-// The stub's range test above covers exactly the two register calls.
-const _: () = assert!(
-    vigil_abi::syscall::Syscall::ReplyReceiveRegisters as u64
-        == vigil_abi::syscall::Syscall::SendReceiveRegisters as u64 + 1
+    send_receive_registers_handler = sym crate::entry::send_receive_registers_from_user,
+    reply_receive_registers_handler = sym crate::entry::reply_receive_registers_from_user,
+    send_receive_registers = const vigil_abi::syscall::Syscall::SendReceiveRegisters as u64,
+    reply_receive_registers = const vigil_abi::syscall::Syscall::ReplyReceiveRegisters as u64,
 );

@@ -124,6 +124,19 @@ pub fn reply_receive_registers(
     syscall::reply_receive_registers(destination, from, message)
 }
 
+/// `reply_receive_registers` for a one-way benchmark's server: the reply's `payload[1]` is
+/// replaced by the TSC read last before the call enters the kernel, and the second value is
+/// the TSC read first after it returns (`syscall::reply_receive_registers_stamped`): when
+/// the reply left, and when the next message arrived.
+#[inline]
+pub fn reply_receive_registers_stamped(
+    destination: Endpoint,
+    from: Endpoint,
+    message: &RegisterMessage,
+) -> (Result<(Endpoint, RegisterMessage), Error>, u64) {
+    syscall::reply_receive_registers_stamped(destination, from, message)
+}
+
 /// Raises a notification at `destination`; never blocks.
 pub fn notify(destination: Endpoint) -> Result<(), Error> {
     syscall::notify(destination).map(|_| ())

@@ -364,6 +364,71 @@ pub fn reply_receive_registers(
     )
 }
 
+/// `ReplyReceiveRegisters` with the TSC read at both edges of the call, for one-way IPC
+/// benchmarks (sel4bench's method: the partner reads the counter on its side). The counter
+/// is read as in [`crate::tsc`] (`lfence; rdtsc`) twice in one asm block:
+///
+/// - last before SYSCALL: that reading replaces `message.payload[1]` (R8) in the reply, so
+///   the partner gets the time the reply left; only the reading's combination into one
+///   word and the call number and header moved into RAX and RDX follow it;
+/// - first after SYSCALL returns: after RAX and RDX (which RDTSC overwrites) are saved,
+///   the counter is read again; that reading is the second value returned, the time the
+///   next message arrived.
+///
+/// Otherwise as [`reply_receive_registers`]: the first value is the call's result.
+#[inline(always)]
+pub fn reply_receive_registers_stamped(
+    destination: Endpoint,
+    from: Endpoint,
+    message: &RegisterMessage,
+) -> (Result<(Endpoint, RegisterMessage), Error>, u64) {
+    let [header, mut word0, _, mut word2] = message.to_registers();
+    let (result, received_header, source, word1, arrived): (u64, u64, u64, u64, u64);
+    // SAFETY: no memory is involved: LFENCE and RDTSC only read the counter (user mode may:
+    // the kernel leaves CR4.TSD clear), the kernel reads and writes only the registers of
+    // `register_message_call`. RAX, RDX and R8 are written before the inputs in registers
+    // are read, so they are early-clobber outputs (`out`), never shared with an input; RCX
+    // and R11 are clobbered by SYSCALL/SYSRET after every input has been read.
+    unsafe {
+        asm!(
+            "lfence",
+            "rdtsc",
+            "shl rdx, 32",
+            "lea r8, [rdx + rax]",
+            "mov eax, {number}",
+            "mov rdx, {header}",
+            "syscall",
+            "mov {result}, rax",
+            "mov {received_header}, rdx",
+            "lfence",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            number = const ReplyReceiveRegistersArgs::CALL as u32,
+            header = in(reg) header,
+            result = out(reg) result,
+            received_header = out(reg) received_header,
+            inlateout("rdi") destination.0 => source,
+            in("rsi") from.0,
+            inlateout("r10") word0,
+            out("r8") word1,
+            inlateout("r9") word2,
+            out("rax") arrived,
+            out("rdx") _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if (result as i64) < 0 {
+        if let Err(error) = decode(result) {
+            return (Err(error), arrived);
+        }
+    }
+    let received = RegisterMessage::from_registers([received_header, word0, word1, word2]);
+    (Ok((Endpoint(source), received)), arrived)
+}
+
 /// `Notify`: raises a notification at `destination`; never blocks.
 pub fn notify(destination: Endpoint) -> Result<u64, Error> {
     let r = NotifyArgs { destination }.encode();

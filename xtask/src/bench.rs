@@ -28,6 +28,7 @@ pub const BENCH_PROGRAMS: &[&str] = &[
     "bench_server",
     "bench_server name=bench_replyrecv -- reply-receive",
     "bench_server name=bench_regs -- reply-receive-registers",
+    "bench_server name=bench_regs_timed -- reply-receive-registers-timed",
     "bench_client kcalls=shutdown+snapshot+tracemask",
     "bench_flood prio=12",
 ];

@@ -2331,13 +2331,18 @@ fn check_timers(console: &Console) -> Result<(), String> {
 }
 
 /// The benchmark lines `bench_client` prints, in order.
-const BENCHMARKS: [&str; 25] = [
+const BENCHMARKS: [&str; 30] = [
     "null_syscall",
     "ipc_roundtrip",
     "notify_roundtrip",
     "ipc_call_replyrecv",
     "ipc_call_replyrecv_64",
     "ipc_call_replyrecv_untraced",
+    "tsc_read_overhead",
+    "ipc_regs_call_oneway",
+    "ipc_regs_replyrecv_oneway",
+    "ipc_regs_oneway_sum",
+    "ipc_regs_oneway_sum_untraced",
     "context_switch",
     "null_syscall_traced",
     "ipc_roundtrip_untraced",

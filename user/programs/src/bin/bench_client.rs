@@ -12,6 +12,13 @@
 //!   (`SendReceiveRegisters` to `bench_regs`, a `bench_server` answering with
 //!   `ReplyReceiveRegisters`): the IPC fast path's headline row; every payload word is set,
 //!   echoed back and checked;
+//! - `tsc_read_overhead`: two back-to-back `tsc()` reads (sel4bench's counter overhead);
+//! - `ipc_regs_call_oneway` / `ipc_regs_replyrecv_oneway` / `ipc_regs_oneway_sum` /
+//!   `ipc_regs_oneway_sum_untraced`: the register round trip to `bench_regs_timed` timed one
+//!   way at a time as sel4bench times seL4 (client's read before the call to the server's
+//!   read after its receive returns; server's read before its reply to the client's read
+//!   after its call returns), each less `tsc_read_overhead`'s median, and their sum per
+//!   sample (with the default mask, and the sum with tracing off);
 //! - `context_switch`: two threads of this process alternating with yield_now (one sample
 //!   is a yield there and back, so it is halved: cycles per switch);
 //! - `null_syscall_traced` / `ipc_roundtrip_untraced`: the same with the trace mask changed
@@ -86,6 +93,7 @@ fn main(_args: &str) -> i32 {
         measure("notify_roundtrip", 1, || notify_round_trip(server)),
     );
     ok &= step("fast_path_rows", fast_path_rows());
+    ok &= step("one_way_rows", one_way_rows());
     ok &= step("context_switch", context_switch());
     ok &= step("tracing_costs", tracing_costs(server));
     ok &= step("vm_costs", vm_costs());
@@ -294,6 +302,116 @@ fn register_rows() -> bool {
     ok &= measure_checked("ipc_call_replyrecv_regs_untraced", 1, round_trip, check);
     ok &= syscall::trace_mask(previous).is_ok();
     ok
+}
+
+/// The one-way register rows, measured as sel4bench measures seL4's IPC: the counter-read
+/// overhead (`tsc_read_overhead`), then round trips to `bench_regs_timed`, each split at the
+/// server's two TSC reads (`ipc_regs_call_oneway`, `ipc_regs_replyrecv_oneway`, their sum
+/// `ipc_regs_oneway_sum`), with the default mask, and the sum again with tracing off
+/// (`ipc_regs_oneway_sum_untraced`).
+fn one_way_rows() -> bool {
+    let server = match lookup_with_retry("bench_regs_timed") {
+        Ok(server) => server,
+        Err(error) => {
+            println!("bench: FAIL: {error}");
+            return false;
+        }
+    };
+    let overhead = tsc_read_overhead();
+    let (mut samples, mut ok) = one_way_samples(server, overhead);
+    let names = [
+        "ipc_regs_call_oneway",
+        "ipc_regs_replyrecv_oneway",
+        "ipc_regs_oneway_sum",
+    ];
+    for (name, samples) in names.iter().zip(samples.iter_mut()) {
+        report(name, samples);
+        if !ok {
+            println!("bench: {name}: some calls failed");
+        }
+    }
+    let previous = match syscall::trace_mask(0) {
+        Ok(previous) => previous,
+        Err(_) => return false,
+    };
+    let ([_, _, mut sum], untraced_ok) = one_way_samples(server, overhead);
+    ok &= syscall::trace_mask(previous).is_ok();
+    report("ipc_regs_oneway_sum_untraced", &mut sum);
+    if !untraced_ok {
+        println!("bench: ipc_regs_oneway_sum_untraced: some calls failed");
+    }
+    ok && untraced_ok
+}
+
+/// sel4bench's overhead benchmark for the counter itself: two `tsc()` reads back to back,
+/// ITERATIONS times after WARMUP; prints `tsc_read_overhead` and returns its median, which
+/// the one-way rows subtract from every sample.
+fn tsc_read_overhead() -> u64 {
+    let mut samples: Vec<u64> = Vec::with_capacity(ITERATIONS);
+    for round in 0..WARMUP + ITERATIONS {
+        let first = tsc();
+        let second = tsc();
+        if round >= WARMUP {
+            samples.push(second.wrapping_sub(first));
+        }
+    }
+    let (median, _) = median_and_min(&mut samples).unwrap_or((0, 0));
+    report("tsc_read_overhead", &mut samples);
+    median
+}
+
+/// The request kind of the one-way rows (`bench_regs_timed` echoes it).
+const ONE_WAY_KIND: u32 = 0x7778;
+
+/// WARMUP, then ITERATIONS round trips to `bench_regs_timed`, each timed one way at a time:
+/// t0 = `tsc()`, `send_receive_registers`, t3 = `tsc()`, and the reply carries the
+/// server's t1 (its first read after its receive returned) and t2 (its last read before its
+/// reply). Per sample: t1 − t0 − `overhead`, t3 − t2 − `overhead`, and their sum. Every reply
+/// is checked after t3 (its sender, kind, tag, the echoed sequence number and
+/// t0 < t1 < t2 < t3); a wrong one is left out, and the second value is false if there was
+/// any.
+fn one_way_samples(server: Endpoint, overhead: u64) -> ([Vec<u64>; 3], bool) {
+    let mut samples: [Vec<u64>; 3] = core::array::from_fn(|_| Vec::with_capacity(ITERATIONS));
+    let mut failed = 0;
+    for round in 0..WARMUP + ITERATIONS {
+        let request = RegisterMessage {
+            kind: ONE_WAY_KIND,
+            tag: 3,
+            payload: [0, 0, round as u64],
+        };
+        let t0 = tsc();
+        let result = ipc::send_receive_registers(server, &request);
+        let t3 = tsc();
+        let (t1, t2) = match result {
+            Ok((source, reply))
+                if source == server
+                    && reply.kind == request.kind
+                    && reply.tag == request.tag
+                    && reply.payload[2] == request.payload[2] =>
+            {
+                (reply.payload[0], reply.payload[1])
+            }
+            _ => {
+                failed += 1;
+                continue;
+            }
+        };
+        if !(t0 < t1 && t1 < t2 && t2 < t3) {
+            failed += 1;
+            continue;
+        }
+        if round >= WARMUP {
+            let call = (t1 - t0).saturating_sub(overhead);
+            let reply_receive = (t3 - t2).saturating_sub(overhead);
+            samples[0].push(call);
+            samples[1].push(reply_receive);
+            samples[2].push(call + reply_receive);
+        }
+    }
+    if failed > 0 {
+        println!("bench: one-way register rows: {failed} replies wrong or failed");
+    }
+    (samples, failed == 0)
 }
 
 fn notify_round_trip(server: Endpoint) -> bool {

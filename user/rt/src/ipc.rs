@@ -124,6 +124,18 @@ pub fn reply_receive_registers(
     syscall::reply_receive_registers(destination, from, message)
 }
 
+/// `send_receive_registers` for a one-way benchmark's client: also the TSC read last before
+/// the call enters the kernel and the one read first after it returns
+/// (`syscall::send_receive_registers_stamped`): when the request left, and when the reply
+/// arrived.
+#[inline]
+pub fn send_receive_registers_stamped(
+    destination: Endpoint,
+    message: &RegisterMessage,
+) -> (Result<(Endpoint, RegisterMessage), Error>, u64, u64) {
+    syscall::send_receive_registers_stamped(destination, message)
+}
+
 /// `reply_receive_registers` for a one-way benchmark's server: the reply's `payload[1]` is
 /// replaced by the TSC read last before the call enters the kernel, and the second value is
 /// the TSC read first after it returns (`syscall::reply_receive_registers_stamped`): when

@@ -429,6 +429,63 @@ pub fn reply_receive_registers_stamped(
     (Ok((Endpoint(source), received)), arrived)
 }
 
+/// `SendReceiveRegisters` with the TSC read at both edges of the call, the client's side of
+/// [`reply_receive_registers_stamped`]: the counter is read (`lfence; rdtsc`, as
+/// [`crate::tsc`]) last before SYSCALL and first after it returns, in one asm block, so no
+/// code the compiler schedules around the call (the reply's unpacking, the request's
+/// registers) falls between a reading and the call. Returns the call's result, the reading
+/// before and the reading after; the message is sent unchanged.
+#[inline(always)]
+pub fn send_receive_registers_stamped(
+    destination: Endpoint,
+    message: &RegisterMessage,
+) -> (Result<(Endpoint, RegisterMessage), Error>, u64, u64) {
+    let [header, mut word0, mut word1, mut word2] = message.to_registers();
+    let (result, received_header, source, sent, arrived): (u64, u64, u64, u64, u64);
+    // SAFETY: as in `reply_receive_registers_stamped`: no memory is involved; RAX, RDX and
+    // `sent` are written before the inputs in registers are read, so they are
+    // early-clobber outputs (`out`), never shared with an input.
+    unsafe {
+        asm!(
+            "lfence",
+            "rdtsc",
+            "shl rdx, 32",
+            "lea {sent}, [rdx + rax]",
+            "mov eax, {number}",
+            "mov rdx, {header}",
+            "syscall",
+            "mov {result}, rax",
+            "mov {received_header}, rdx",
+            "lfence",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            number = const SendReceiveRegistersArgs::CALL as u32,
+            header = in(reg) header,
+            sent = out(reg) sent,
+            result = out(reg) result,
+            received_header = out(reg) received_header,
+            inlateout("rdi") destination.0 => source,
+            in("rsi") 0u64,
+            inlateout("r10") word0,
+            inlateout("r8") word1,
+            inlateout("r9") word2,
+            out("rax") arrived,
+            out("rdx") _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if (result as i64) < 0 {
+        if let Err(error) = decode(result) {
+            return (Err(error), sent, arrived);
+        }
+    }
+    let received = RegisterMessage::from_registers([received_header, word0, word1, word2]);
+    (Ok((Endpoint(source), received)), sent, arrived)
+}
+
 /// `Notify`: raises a notification at `destination`; never blocks.
 pub fn notify(destination: Endpoint) -> Result<u64, Error> {
     let r = NotifyArgs { destination }.encode();

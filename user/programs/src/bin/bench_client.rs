@@ -364,9 +364,11 @@ fn tsc_read_overhead() -> u64 {
 const ONE_WAY_KIND: u32 = 0x7778;
 
 /// WARMUP, then ITERATIONS round trips to `bench_regs_timed`, each timed one way at a time:
-/// t0 = `tsc()`, `send_receive_registers`, t3 = `tsc()`, and the reply carries the
-/// server's t1 (its first read after its receive returned) and t2 (its last read before its
-/// reply). Per sample: t1 − t0 − `overhead`, t3 − t2 − `overhead`, and their sum. Every reply
+/// t0 and t3 are the client's TSC reads last before and first after its
+/// `SendReceiveRegisters` (`ipc::send_receive_registers_stamped`: `tsc()`'s `lfence; rdtsc`
+/// in the call's asm block, so the compiler cannot move the reply's unpacking before t3),
+/// and the reply carries the server's t1 (its first read after its receive returned) and t2
+/// (its last read before its reply). Per sample: t1 − t0 − `overhead`, t3 − t2 − `overhead`, and their sum. Every reply
 /// is checked after t3 (its sender, kind, tag, the echoed sequence number and
 /// t0 < t1 < t2 < t3); a wrong one is left out, and the second value is false if there was
 /// any.
@@ -379,9 +381,7 @@ fn one_way_samples(server: Endpoint, overhead: u64) -> ([Vec<u64>; 3], bool) {
             tag: 3,
             payload: [0, 0, round as u64],
         };
-        let t0 = tsc();
-        let result = ipc::send_receive_registers(server, &request);
-        let t3 = tsc();
+        let (result, t0, t3) = ipc::send_receive_registers_stamped(server, &request);
         let (t1, t2) = match result {
             Ok((source, reply))
                 if source == server

@@ -323,13 +323,23 @@ pub fn register_message_call(
             options(nostack),
         );
     }
+    register_call_outcome(result, source, [header, word0, word1, word2])
+}
+
+/// What a register IPC call's registers after SYSCALL say: its result (RAX), and on
+/// success the sender (RDI) and the message received (RDX, R10, R8, R9).
+#[inline(always)]
+fn register_call_outcome(
+    result: u64,
+    source: u64,
+    registers: [u64; 4],
+) -> Result<(Endpoint, RegisterMessage), Error> {
     // A success is any value that is not an error code (the top bit clear): told inline, so
     // the IPC fast path's round trip pays one test here, not `decode`'s two calls.
     if (result as i64) < 0 {
         decode(result)?;
     }
-    let received = RegisterMessage::from_registers([header, word0, word1, word2]);
-    Ok((Endpoint(source), received))
+    Ok((Endpoint(source), RegisterMessage::from_registers(registers)))
 }
 
 /// `SendReceiveRegisters`: sends the register message to `destination` and waits for its
@@ -420,13 +430,8 @@ pub fn reply_receive_registers_stamped(
             options(nostack),
         );
     }
-    if (result as i64) < 0 {
-        if let Err(error) = decode(result) {
-            return (Err(error), arrived);
-        }
-    }
-    let received = RegisterMessage::from_registers([received_header, word0, word1, word2]);
-    (Ok((Endpoint(source), received)), arrived)
+    let outcome = register_call_outcome(result, source, [received_header, word0, word1, word2]);
+    (outcome, arrived)
 }
 
 /// `SendReceiveRegisters` with the TSC read at both edges of the call, the client's side of
@@ -477,13 +482,8 @@ pub fn send_receive_registers_stamped(
             options(nostack),
         );
     }
-    if (result as i64) < 0 {
-        if let Err(error) = decode(result) {
-            return (Err(error), sent, arrived);
-        }
-    }
-    let received = RegisterMessage::from_registers([received_header, word0, word1, word2]);
-    (Ok((Endpoint(source), received)), sent, arrived)
+    let outcome = register_call_outcome(result, source, [received_header, word0, word1, word2]);
+    (outcome, sent, arrived)
 }
 
 /// `Notify`: raises a notification at `destination`; never blocks.

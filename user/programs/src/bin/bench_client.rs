@@ -65,12 +65,8 @@ const ITERATIONS: usize = 10_000;
 const WARMUP: usize = 1_000;
 
 fn main(_args: &str) -> i32 {
-    let server = match lookup_with_retry("bench_server") {
-        Ok(server) => server,
-        Err(error) => {
-            println!("bench: FAIL: {error}");
-            process::shutdown(false);
-        }
+    let Some(server) = server_named("bench_server") else {
+        process::shutdown(false);
     };
     // Each step says which one failed, so a failure can be told apart from another.
     let step = |name: &str, ok: bool| {
@@ -226,6 +222,22 @@ fn vm_fault_breakdown() -> bool {
     ok
 }
 
+/// The server registered as `name`; None (after printing why) if it cannot be found, and
+/// the rows that need it fail.
+fn server_named(name: &str) -> Option<Endpoint> {
+    lookup_with_retry(name)
+        .inspect_err(|error| println!("bench: FAIL: {error}"))
+        .ok()
+}
+
+/// Runs `rows` with tracing off (mask 0), then restores the mask: `rows`' result and
+/// whether the mask was restored. None: tracing could not be turned off, and nothing ran.
+fn untraced<R>(rows: impl FnOnce() -> R) -> Option<(R, bool)> {
+    let previous = syscall::trace_mask(0).ok()?;
+    let result = rows();
+    Some((result, syscall::trace_mask(previous).is_ok()))
+}
+
 fn ipc_round_trip(server: Endpoint) -> bool {
     let mut message = Message::default();
     ipc::send_receive(server, &mut message).is_ok()
@@ -235,12 +247,8 @@ fn ipc_round_trip(server: Endpoint) -> bool {
 /// answers with `ReplyReceive`): null message, a full 64-byte message, and null with
 /// tracing off.
 fn fast_path_rows() -> bool {
-    let server = match lookup_with_retry("bench_replyrecv") {
-        Ok(server) => server,
-        Err(error) => {
-            println!("bench: FAIL: {error}");
-            return false;
-        }
+    let Some(server) = server_named("bench_replyrecv") else {
+        return false;
     };
     let mut ok = measure("ipc_call_replyrecv", 1, || ipc_round_trip(server));
     ok &= measure_checked(
@@ -253,12 +261,12 @@ fn fast_path_rows() -> bool {
         },
         |(sent, last_word)| sent.is_ok() && last_word == u64::MAX,
     );
-    let previous = match syscall::trace_mask(0) {
-        Ok(previous) => previous,
-        Err(_) => return false,
+    let Some((untraced_ok, restored)) =
+        untraced(|| measure("ipc_call_replyrecv_untraced", 1, || ipc_round_trip(server)))
+    else {
+        return false;
     };
-    ok &= measure("ipc_call_replyrecv_untraced", 1, || ipc_round_trip(server));
-    ok &= syscall::trace_mask(previous).is_ok();
+    ok &= untraced_ok & restored;
     ok & register_rows()
 }
 
@@ -267,12 +275,8 @@ fn fast_path_rows() -> bool {
 /// with tracing off. The request's words are echoed; a sample fails unless they come back
 /// from the server.
 fn register_rows() -> bool {
-    let server = match lookup_with_retry("bench_regs") {
-        Ok(server) => server,
-        Err(error) => {
-            println!("bench: FAIL: {error}");
-            return false;
-        }
+    let Some(server) = server_named("bench_regs") else {
+        return false;
     };
     let request = RegisterMessage {
         kind: 0x7777,
@@ -294,14 +298,13 @@ fn register_rows() -> bool {
     let check = move |result: Result<(Endpoint, RegisterMessage), _>| {
         result.is_ok_and(|(source, reply)| echoed(source, reply))
     };
-    let mut ok = measure_checked("ipc_call_replyrecv_regs", 1, round_trip, check);
-    let previous = match syscall::trace_mask(0) {
-        Ok(previous) => previous,
-        Err(_) => return false,
+    let ok = measure_checked("ipc_call_replyrecv_regs", 1, round_trip, check);
+    let Some((untraced_ok, restored)) =
+        untraced(|| measure_checked("ipc_call_replyrecv_regs_untraced", 1, round_trip, check))
+    else {
+        return false;
     };
-    ok &= measure_checked("ipc_call_replyrecv_regs_untraced", 1, round_trip, check);
-    ok &= syscall::trace_mask(previous).is_ok();
-    ok
+    ok & untraced_ok & restored
 }
 
 /// The one-way register rows, measured as sel4bench measures seL4's IPC: the counter-read
@@ -310,12 +313,8 @@ fn register_rows() -> bool {
 /// `ipc_regs_oneway_sum`), with the default mask, and the sum again with tracing off
 /// (`ipc_regs_oneway_sum_untraced`).
 fn one_way_rows() -> bool {
-    let server = match lookup_with_retry("bench_regs_timed") {
-        Ok(server) => server,
-        Err(error) => {
-            println!("bench: FAIL: {error}");
-            return false;
-        }
+    let Some(server) = server_named("bench_regs_timed") else {
+        return false;
     };
     let overhead = tsc_read_overhead();
     let (mut samples, mut ok) = one_way_samples(server, overhead);
@@ -330,12 +329,12 @@ fn one_way_rows() -> bool {
             println!("bench: {name}: some calls failed");
         }
     }
-    let previous = match syscall::trace_mask(0) {
-        Ok(previous) => previous,
-        Err(_) => return false,
+    let Some((([_, _, mut sum], untraced_ok), restored)) =
+        untraced(|| one_way_samples(server, overhead))
+    else {
+        return false;
     };
-    let ([_, _, mut sum], untraced_ok) = one_way_samples(server, overhead);
-    ok &= syscall::trace_mask(previous).is_ok();
+    ok &= restored;
     report("ipc_regs_oneway_sum_untraced", &mut sum);
     if !untraced_ok {
         println!("bench: ipc_regs_oneway_sum_untraced: some calls failed");
@@ -472,12 +471,8 @@ fn wake_lateness() -> bool {
     };
     let sleep_cycles = SLEEP_NS * snapshot.header.tsc_hz / 1_000_000_000;
     let quiet = lateness_row("wake_lateness_quiet", sleep_cycles);
-    let flood = match lookup_with_retry("bench_flood") {
-        Ok(flood) => flood,
-        Err(error) => {
-            println!("bench: FAIL: {error}");
-            return false;
-        }
+    let Some(flood) = server_named("bench_flood") else {
+        return false;
     };
     let duration = SLEEP_NS * (LATENESS_SAMPLES as u64 + 2);
     let order = Message::with_payload(1, [duration, 0, 0, 0, 0, 0]);

@@ -44,7 +44,7 @@ impl Kernel {
                 priority: process.priority(),
                 wait_target,
                 wait_argument,
-                counters: *control.counters(),
+                counters: control.counters(),
                 ..ThreadRecord::default()
             });
         }

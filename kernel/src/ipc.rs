@@ -284,9 +284,13 @@ impl IpcEnvironment for KernelEnv<'_> {
 #[inline(always)]
 fn may_send(threads: &Threads, processes: &Processes, from: ThreadSlot, to: ThreadSlot) -> bool {
     let from_process = threads[from].process();
-    let to_process = threads[to].process();
-    // A process may always talk to its own threads; `ipc=` limits talking to others.
-    from_process == to_process || processes[from_process].may_send_to(to_process)
+    // A process may always talk to its own threads; `ipc=` limits talking to others. The
+    // common case (no `ipc=` list) is answered by the sender's process alone, first: the
+    // register fast path asks on every call, and the other process is then never looked up.
+    processes[from_process].may_send_to_all() || {
+        let to_process = threads[to].process();
+        from_process == to_process || processes[from_process].may_send_to(to_process)
+    }
 }
 
 /// The register fast path's facts, from the kernel's tables: the same answers as
@@ -302,7 +306,7 @@ impl vigil_kcore::ipc::RegisterCallFacts for crate::system::Kernel {
     fn kernel_message_waiting(&self, receiver: ThreadSlot) -> bool {
         self.vm.holds_message_for(receiver)
             || self.pm.holds_notice_for(receiver)
-            || self.signals.peek(receiver).is_some()
+            || self.signals.holds_notice_for(receiver)
     }
 }
 

@@ -84,6 +84,15 @@ pub struct Mutex<T> {
     inner: spin::mutex::SpinMutex<T>,
 }
 
+/// `Mutex::lock` found the lock held: a pause before it tries again, off the common way.
+/// Takes no argument, so the lock's address is not loaded into a register for it: the
+/// common way keeps addressing the lock (and its neighbours in the static) from RIP.
+#[cold]
+#[inline(never)]
+fn wait_while_held() {
+    core::hint::spin_loop();
+}
+
 /// Holds a [`Mutex`] until dropped.
 pub struct MutexGuard<'a, T> {
     inner: spin::mutex::SpinMutexGuard<'a, T>,
@@ -106,7 +115,14 @@ impl<T> Mutex<T> {
     pub fn lock(&self) -> MutexGuard<'_, T> {
         #[cfg(debug_assertions)]
         order::check(self.level);
-        let inner = self.inner.lock();
+        // One compare-and-swap on the common way (the lock is free: on this one CPU it is
+        // held only while interrupts are off); the waiting loop is out of line.
+        let inner = loop {
+            if let Some(inner) = self.inner.try_lock() {
+                break inner;
+            }
+            wait_while_held();
+        };
         #[cfg(debug_assertions)]
         order::acquired(self.level);
         MutexGuard {

@@ -321,6 +321,12 @@ impl Process {
         self.ipc_targets = targets;
     }
 
+    /// Whether no `ipc=` list limits this process (it may send to every process).
+    #[inline(always)]
+    pub fn may_send_to_all(&self) -> bool {
+        matches!(self.ipc_targets, IpcTargets::All)
+    }
+
     pub fn may_send_to(&self, process: ProcessSlot) -> bool {
         match self.ipc_targets {
             IpcTargets::All => true,

@@ -66,6 +66,8 @@ impl Kernel {
             return None;
         }
         let is_call = IS_CALL;
+        // The thread's copy of its endpoint (equal to the table's, which the table asserts).
+        let caller_endpoint = self.threads[slot].endpoint();
         // The table's checks, with the two facts outside it read straight from the kernel's
         // tables (`RegisterCallFacts for Kernel`, no environment built).
         let found = if is_call {
@@ -73,10 +75,12 @@ impl Kernel {
             if second != 0 {
                 return None;
             }
-            self.table.register_call_partner(self, slot, destination)?
-        } else {
             self.table
-                .register_reply_partner(self, slot, destination, Endpoint(second))?
+                .register_call_partner(self, slot, caller_endpoint, destination)?
+        } else {
+            let from = Endpoint(second);
+            self.table
+                .register_reply_partner(self, slot, caller_endpoint, destination, from)?
         };
         let (partner, caller) = (found.partner, found.caller);
         if !is_register_message_call(self.threads[partner].context().rax)

@@ -19,7 +19,8 @@ pub struct Cpu {
     current: Option<ThreadSlot>,
     /// TSC when the current thread (or idle) was last put on the CPU.
     dispatch_tsc: u64,
-    idle_ns: u64,
+    /// TSC ticks with no thread to run (converted when read, as a thread's CPU time).
+    idle_ticks: u64,
     /// The thread whose x87/MMX/SSE state is in the registers (None: nobody's that must be
     /// kept — boot, or its thread left the system).
     fpu_loaded: Option<ThreadSlot>,
@@ -35,7 +36,7 @@ impl Cpu {
         Cpu {
             current: None,
             dispatch_tsc: 0,
-            idle_ns: 0,
+            idle_ticks: 0,
             fpu_loaded: None,
             fpu_trap_set: false,
             handoff: None,
@@ -48,7 +49,7 @@ impl Cpu {
 
     /// Time the CPU spent with no thread to run.
     pub fn idle_ns(&self) -> u64 {
-        self.idle_ns
+        crate::time::tsc_to_ns(self.idle_ticks)
     }
 
     /// The thread on the CPU, read without a reference (see `Threads::read_identity`).
@@ -97,18 +98,18 @@ impl Kernel {
     /// `account_cpu_time` with the TSC value `now` the caller read.
     #[inline(always)]
     pub fn account_cpu_time_at(&mut self, now: u64) {
-        let elapsed = self.time_since_dispatch(now);
+        let elapsed = self.ticks_since_dispatch(now);
         match self.cpu.current {
-            Some(slot) => self.threads[slot].counters_mut().cpu_ns += elapsed,
-            None => self.cpu.idle_ns += elapsed,
+            Some(slot) => self.threads[slot].charge_cpu_ticks(elapsed),
+            None => self.cpu.idle_ticks += elapsed,
         }
     }
 
-    /// The nanoseconds since the last dispatch, up to TSC value `now`, which becomes the
+    /// The TSC ticks since the last dispatch, up to TSC value `now`, which becomes the
     /// next charge's start: what `account_cpu_time_at` and `enter_partner` charge.
     #[inline(always)]
-    fn time_since_dispatch(&mut self, now: u64) -> u64 {
-        let elapsed = time::tsc_to_ns(now.wrapping_sub(self.cpu.dispatch_tsc));
+    fn ticks_since_dispatch(&mut self, now: u64) -> u64 {
+        let elapsed = now.wrapping_sub(self.cpu.dispatch_tsc);
         self.cpu.dispatch_tsc = now;
         elapsed
     }
@@ -227,17 +228,21 @@ impl Kernel {
 
     /// Whether the CPU may go straight from the current thread, just blocked by an IPC
     /// fast path, to `slot`, which that call made Ready (`enter_partner`): exactly when
-    /// `choose_next` would pick it next — no handoff pending, nothing queued as urgent (a
-    /// thread of its own priority would be ahead of it), no stopped process, pending signal
-    /// or traced thread asking for `next_runnable`'s checks.
+    /// `choose_next` would pick it next — nothing queued as urgent (a thread of its own
+    /// priority would be ahead of it), no stopped process, pending signal or traced thread
+    /// asking for `next_runnable`'s checks.
     ///
     /// Asked only by the fast paths, which run only while `fast_ipc_allowed` (so no thread
-    /// is traced, which `choose_next` would have to look at too).
+    /// is traced, which `choose_next` would have to look at too), once per system call and
+    /// before anything of the call is handed off. No handoff is pending then: the only
+    /// writer, `hand_off_to`, runs after this answer in the same call, and every way out of
+    /// the kernel to user mode passes `pick_next`, which takes it (`enter_partner` goes out
+    /// only when this said yes, so with none set). So the answer does not ask.
     #[inline(always)]
     pub fn direct_switch_allowed(&self, slot: ThreadSlot) -> bool {
         debug_assert!(self.fast_ipc_allowed() && !self.trace.any());
-        self.cpu.handoff.is_none()
-            && !self.signals.scheduling_checks()
+        debug_assert!(self.cpu.handoff.is_none(), "a handoff outlived its exit");
+        !self.signals.scheduling_checks()
             && self
                 .run_queues
                 .pushed_back_runs_next(self.priority_of(slot))
@@ -368,10 +373,10 @@ pub fn enter_partner(
     debug_assert_eq!(kernel.cpu.current, Some(previous));
     debug_assert!(!kernel.table.is_running(previous));
     debug_assert!(kernel.table.is_running(partner));
-    let elapsed = kernel.time_since_dispatch(now);
-    let counters = kernel.threads[previous].counters_mut();
-    counters.cpu_ns += elapsed;
-    counters.voluntary_switches += 1;
+    let elapsed = kernel.ticks_since_dispatch(now);
+    let thread = &mut kernel.threads[previous];
+    thread.charge_cpu_ticks(elapsed);
+    thread.counters_mut().voluntary_switches += 1;
     policy::refill_if_spent(kernel.threads[partner].quantum_left_mut(), QUANTUM_TICKS);
     kernel.cpu.current = Some(partner);
     let frame = kernel.dispatch(partner);

@@ -79,6 +79,9 @@ enum FramePush {
 pub struct SignalLink {
     /// Manager threads with a `KIND_PROCESS_EVENT` notice held for their next receive.
     notices: [u64; WORDS],
+    /// Bits set in `notices` (kept by `set_notice`): every receive from ANY asks `peek`,
+    /// which with none held is one test instead of the bitmap's word.
+    notices_held: u32,
     /// Held threads whose event the manager has not collected yet.
     unreported: [u64; WORDS],
     /// CR2 at each held thread's exception (0 unless it was a page fault).
@@ -115,6 +118,7 @@ impl SignalLink {
     pub const fn new() -> SignalLink {
         SignalLink {
             notices: [0; WORDS],
+            notices_held: 0,
             unreported: [0; WORDS],
             fault_address: [0; MAX_THREADS],
             active: false,
@@ -130,18 +134,42 @@ impl SignalLink {
     /// Whether `receiver` is a manager with an event notice held: the notice.
     #[inline]
     pub fn peek(&self, receiver: ThreadSlot) -> Option<Message> {
-        bit(&self.notices, receiver).then(process_event_notice)
+        self.holds_notice_for(receiver).then(process_event_notice)
+    }
+
+    /// Whether `peek(receiver)` has the notice, without building it.
+    #[inline(always)]
+    pub fn holds_notice_for(&self, receiver: ThreadSlot) -> bool {
+        self.notices_held != 0 && bit(&self.notices, receiver)
     }
 
     /// The notice `peek` returned was delivered.
     pub fn consume(&mut self, receiver: ThreadSlot) {
-        set(&mut self.notices, receiver, false);
+        self.set_notice(receiver, false);
+    }
+
+    /// Holds a notice for manager thread `slot` (`on`) or drops it, counting the held ones.
+    fn set_notice(&mut self, slot: ThreadSlot, on: bool) {
+        let was = bit(&self.notices, slot);
+        set(&mut self.notices, slot, on);
+        match (was, on) {
+            (false, true) => self.notices_held += 1,
+            (true, false) => self.notices_held -= 1,
+            _ => {}
+        }
+        debug_assert_eq!(
+            self.notices_held,
+            self.notices
+                .iter()
+                .map(|word| word.count_ones())
+                .sum::<u32>()
+        );
     }
 
     /// `slot` is leaving the system: no event or notice of it stays.
     pub fn forget_thread(&mut self, slot: ThreadSlot) {
         set(&mut self.unreported, slot, false);
-        set(&mut self.notices, slot, false);
+        self.set_notice(slot, false);
     }
 }
 
@@ -211,7 +239,7 @@ impl Kernel {
             table.deliver_from_kernel(&mut env, manager_thread, &process_event_notice())
         };
         if !delivered {
-            set(&mut self.signals.notices, manager_thread, true);
+            self.signals.set_notice(manager_thread, true);
         }
     }
 

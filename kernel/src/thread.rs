@@ -34,8 +34,13 @@ pub struct Thread {
     /// Index of this thread's stack region in its process.
     stack_index: u16,
     quantum_left: u8,
-    /// CPU time (exact to the TSC), switches, calls, messages and page faults.
+    /// Switches, calls, messages and page faults; its `cpu_ns` stays 0, the CPU time being
+    /// `cpu_ticks` (`counters` fills it in).
     counters: ThreadCounters,
+    /// CPU time in TSC ticks: charged as the TSC counts it (a subtraction and an add on
+    /// every switch) and converted to nanoseconds only when read, which is also exact to
+    /// the tick where converting each charge rounded it down every time.
+    cpu_ticks: u64,
     /// x87/MMX/SSE registers while another thread's are loaded (`Kernel::switch_fpu`).
     fpu: FpuState,
     /// Where its last IPC message buffer is (`message_buffer`).
@@ -54,6 +59,7 @@ impl Thread {
         stack_index: 0,
         quantum_left: 0,
         counters: ThreadCounters::ZERO,
+        cpu_ticks: 0,
         fpu: FpuState::INITIAL,
         message_buffer: BufferTranslation::NONE,
         moves: 0,
@@ -77,12 +83,24 @@ impl Thread {
         self.endpoint
     }
 
-    pub fn counters(&self) -> &ThreadCounters {
-        &self.counters
+    /// The thread's counters as snapshots carry them, its CPU time in nanoseconds.
+    pub fn counters(&self) -> ThreadCounters {
+        debug_assert_eq!(self.counters.cpu_ns, 0, "CPU time is kept in cpu_ticks");
+        ThreadCounters {
+            cpu_ns: crate::time::tsc_to_ns(self.cpu_ticks),
+            ..self.counters
+        }
     }
 
+    /// The event counters, to count one (the CPU time is charged by `charge_cpu_ticks`).
     pub fn counters_mut(&mut self) -> &mut ThreadCounters {
         &mut self.counters
+    }
+
+    /// Charges `ticks` of TSC time to the thread.
+    #[inline(always)]
+    pub fn charge_cpu_ticks(&mut self, ticks: u64) {
+        self.cpu_ticks += ticks;
     }
 
     /// Timer ticks left of the thread's quantum (the scheduler's to spend and refill).

@@ -297,14 +297,17 @@ struct Slot {
     /// compare with `endpoint_key` (`resolve_slot`).
     live_key: u64,
     generation: u32,
-    /// Pending (not yet received) clock notifications, coalesced into one delivery.
-    clock_pending: u32,
     process: ProcessSlot,
-    /// FIFO of threads blocked sending to this one: first and last link.
-    queue_head: u16,
-    queue_tail: u16,
     /// Next link while this thread is on some destination's queue.
     queue_next: u16,
+    // The next three are one aligned 8-byte word, 0 exactly when no clock notification is
+    // pending and no sender queued (`nothing_pending_for` tests them as one).
+    /// Pending (not yet received) clock notifications, coalesced into one delivery.
+    clock_pending: u32,
+    /// FIFO of threads blocked sending to this one: first and last link (both `NO_LINK`
+    /// or neither).
+    queue_head: u16,
+    queue_tail: u16,
     /// `kind::*` of the thread state.
     kind: u8,
     flags: u8,
@@ -321,6 +324,13 @@ struct Slot {
 
 const SLOT_BYTES: usize = 7 * 8 + 2 * 4 + 4 * 2 + 2 + 6 + 2 * (BITMAP_WORDS + 1) * 8;
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
+// `Slot::nothing_queued`'s word: `clock_pending`, `queue_head`, `queue_tail`, 8-aligned.
+const _: () = {
+    let word = core::mem::offset_of!(Slot, clock_pending);
+    assert!(word.is_multiple_of(8));
+    assert!(core::mem::offset_of!(Slot, queue_head) == word + 4);
+    assert!(core::mem::offset_of!(Slot, queue_tail) == word + 6);
+};
 const _: () = assert!(core::mem::align_of::<Slot>() == 8);
 const _: () = assert!(MAX_ASYNC_ENTRIES <= u8::MAX as usize);
 const _: () = assert!(MAX_THREADS < u16::MAX as usize);
@@ -463,6 +473,25 @@ impl Slot {
 
     fn endpoint(&self, slot: ThreadSlot) -> Endpoint {
         Endpoint::new(slot.get(), self.generation)
+    }
+
+    /// No clock notification pending and no sender queued: the three fields as the one
+    /// 8-byte word they make (the compiler reads it in one load). A queue's tail is
+    /// `NO_LINK` exactly when its head is, so the tail adds nothing but the word's width.
+    #[inline(always)]
+    fn nothing_queued(&self) -> bool {
+        let word = u64::from(self.clock_pending)
+            | u64::from(self.queue_head) << 32
+            | u64::from(self.queue_tail) << 48;
+        word == 0
+    }
+
+    /// No notification and no async message pending: both bitmaps' summaries in one test
+    /// (`SlotBitmap::is_empty` when one is set).
+    #[inline(always)]
+    fn nothing_signalled(&self) -> bool {
+        self.pending_notify.occupied | self.pending_async.occupied == 0
+            || (self.pending_notify.is_empty() && self.pending_async.is_empty())
     }
 }
 

@@ -184,15 +184,19 @@ impl ThreadTable {
     /// `Receiving` from ANY or the caller, with no async reply from it pending for the
     /// caller. Changes nothing; the message itself (its kind, the partner's call taking
     /// register messages) is the kernel's to check, and `commit_register_call` does it.
+    ///
+    /// `me` is the caller's endpoint (`endpoint(caller)`), which the kernel has at hand
+    /// in its own copy, one load where the table would rebuild it from the generation.
     #[inline(always)]
     pub fn register_call_partner(
         &self,
         facts: &impl RegisterCallFacts,
         caller: ThreadSlot,
+        me: Endpoint,
         destination: Endpoint,
     ) -> Option<RegisterPartner> {
+        debug_assert_eq!(me, self.endpoint(caller));
         let (d, target) = self.resolve_slot(destination)?;
-        let me = self.endpoint(caller);
         if d == caller
             || target.kind != kind::RECEIVING
             || !matches(Endpoint(target.arg0), me)
@@ -210,24 +214,29 @@ impl ThreadTable {
     /// The register fast path's `reply_receive` checks: the partner `destination` names if
     /// it is a live thread the caller may send to, `AwaitingReply` from the caller, and the
     /// caller's receive from `from` would block at once (`nothing_to_receive`). Changes
-    /// nothing.
+    /// nothing. `me` as for `register_call_partner`.
     #[inline(always)]
     pub fn register_reply_partner(
         &self,
         facts: &impl RegisterCallFacts,
         caller: ThreadSlot,
+        me: Endpoint,
         destination: Endpoint,
         from: Endpoint,
     ) -> Option<RegisterPartner> {
+        debug_assert_eq!(me, self.endpoint(caller));
         let (d, target) = self.resolve_slot(destination)?;
-        let me = self.endpoint(caller);
-        if d == caller
-            || target.kind != kind::AWAITING_REPLY
-            || Endpoint(target.arg0) != me
-            || !self.nothing_pending(caller, from)
-            || (from == Endpoint::ANY && facts.kernel_message_waiting(caller))
-            || !facts.may_send(caller, d)
-        {
+        if d == caller || target.kind != kind::AWAITING_REPLY || Endpoint(target.arg0) != me {
+            return None;
+        }
+        // `nothing_to_receive`, with `from` tested once: a server's receive from ANY also
+        // asks the kernel's messages, a receive from a thread asks that it is one.
+        let receive_blocks = if from == Endpoint::ANY {
+            self.nothing_pending_for(caller) && !facts.kernel_message_waiting(caller)
+        } else {
+            self.is_other_live_thread(caller, from) && self.nothing_pending_for(caller)
+        };
+        if !receive_blocks || !facts.may_send(caller, d) {
             return None;
         }
         Some(RegisterPartner {
@@ -305,17 +314,25 @@ impl ThreadTable {
     /// summary words, one test each).
     #[inline(always)]
     fn nothing_pending(&self, caller: ThreadSlot, from: Endpoint) -> bool {
-        if from != Endpoint::ANY {
-            match self.resolve(from) {
-                Ok(source) if source != caller => {}
-                _ => return false,
-            }
-        }
+        (from == Endpoint::ANY || self.is_other_live_thread(caller, from))
+            && self.nothing_pending_for(caller)
+    }
+
+    /// Whether `from` names a live thread other than `caller` (a receive source the fast
+    /// paths take; kernel sources and dead ones take the slow path).
+    #[inline(always)]
+    fn is_other_live_thread(&self, caller: ThreadSlot, from: Endpoint) -> bool {
+        matches!(self.resolve(from), Ok(source) if source != caller)
+    }
+
+    /// Whether nothing waits in the table for `caller` to receive: no clock notification,
+    /// queued sender, notification or async message: two tests, the clock count with the
+    /// queue's links as one word and the two bitmaps' summary words as one.
+    #[inline(always)]
+    fn nothing_pending_for(&self, caller: ThreadSlot) -> bool {
         let slot = &self.slots[caller.index()];
-        slot.clock_pending == 0
-            && slot.queue_head == NO_LINK
-            && slot.pending_notify.is_empty()
-            && slot.pending_async.is_empty()
+        debug_assert_eq!(slot.queue_head == NO_LINK, slot.queue_tail == NO_LINK);
+        slot.nothing_queued() && slot.nothing_signalled()
     }
 
     /// `d`'s call has finished: Ready, as `wake` leaves it (the environment is told by the

@@ -133,6 +133,7 @@ pub fn read_cr3() -> u64 {
 /// # Safety
 /// `pml4_phys` must be a valid PML4 that maps the running code, its stack and all data the
 /// kernel touches afterwards at the same virtual addresses.
+#[inline(always)]
 pub unsafe fn write_cr3(pml4_phys: u64) {
     // SAFETY: the caller guarantees the new tables keep the kernel mapped.
     unsafe { asm!("mov cr3, {}", in(reg) pml4_phys, options(nostack, preserves_flags)) }

@@ -73,9 +73,12 @@ impl World {
     ) -> Outcome {
         self.in_register_call.insert(caller);
         if self.fast {
+            let me = self.t.endpoint(caller);
             let partner = match from {
-                None => self.t.register_call_partner(&self.env, caller, to),
-                Some(from) => self.t.register_reply_partner(&self.env, caller, to, from),
+                None => self.t.register_call_partner(&self.env, caller, me, to),
+                Some(from) => self
+                    .t
+                    .register_reply_partner(&self.env, caller, me, to, from),
             };
             if let Some(found) = partner {
                 assert_eq!(found.caller, self.t.endpoint(caller));

@@ -56,7 +56,9 @@ pub extern "C" fn reply_receive_registers_from_user(frame: *mut TrapFrame) -> ! 
 fn register_call_from_user<const NUMBER: u64>(frame: *mut TrapFrame) -> ! {
     let (mut kernel, slot) = enter_syscall(frame);
     debug_assert_eq!(kernel.threads[slot].context().rax, NUMBER);
-    if kernel.fast_ipc_allowed() {
+    // One test for both: the fast paths may run and a direct switch needs no scheduling
+    // checks (`TraceLink::register_fast_path_open`); else the general way decides.
+    if kernel.trace.register_fast_path_open() {
         if let Some((partner, now)) = kernel.fast_register_call::<NUMBER>(slot) {
             sched::enter_partner(kernel, slot, partner, now)
         }

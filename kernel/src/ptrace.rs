@@ -45,12 +45,21 @@ pub struct TraceLink {
     any: bool,
     /// The kernel command line turned the IPC fast path off (`ipc_fastpath=off`).
     fast_path_off: bool,
-    /// `any || fast_path_off`, kept by `refresh` and `set_fast_path`: the fast path's one
-    /// test at entry (`Kernel::fast_ipc_allowed`).
-    fast_ipc_closed: bool,
+    /// The IPC fast paths' gate, one byte tested at entry: `CLOSED_BY_TRACE_OR_OPTION`
+    /// while `any || fast_path_off` (kept by `refresh` and `set_fast_path`; the fast paths
+    /// may not run, `Kernel::fast_ipc_allowed`), `SCHEDULING_CHECKS` while the signal code
+    /// has the scheduler check what it picks (kept by `Kernel::set_scheduling_checks`; no
+    /// direct switch then). The register fast path needs both clear, so it tests the byte
+    /// once (`Kernel::register_fast_path_open`).
+    fast_ipc_gate: u8,
     /// Registered tracers and the ones waiting for a stop (`trace_handoff.rs`).
     pub handoff: crate::trace_handoff::HandoffLink,
 }
+
+/// `TraceLink::fast_ipc_gate`: a thread is traced or the command line turned the fast path off.
+const CLOSED_BY_TRACE_OR_OPTION: u8 = 1;
+/// `TraceLink::fast_ipc_gate`: the scheduler checks the threads it picks (signals, stops).
+const SCHEDULING_CHECKS: u8 = 2;
 
 impl TraceLink {
     /// Whether `slot` stops at system calls, steps, or is between a call's trace stops.
@@ -74,7 +83,7 @@ impl TraceLink {
             exit_when_picked: [0; WORDS],
             any: false,
             fast_path_off: false,
-            fast_ipc_closed: false,
+            fast_ipc_gate: 0,
             handoff: crate::trace_handoff::HandoffLink::new(),
         }
     }
@@ -89,13 +98,34 @@ impl TraceLink {
     /// path's points) or the command line turned it off.
     #[inline(always)]
     pub fn fast_ipc_closed(&self) -> bool {
-        self.fast_ipc_closed
+        self.fast_ipc_gate & CLOSED_BY_TRACE_OR_OPTION != 0
+    }
+
+    /// Whether neither closes the register fast path: the fast paths may run and no direct
+    /// switch waits for the scheduler's checks (one test of the gate byte).
+    #[inline(always)]
+    pub fn register_fast_path_open(&self) -> bool {
+        self.fast_ipc_gate == 0
+    }
+
+    /// The signal code's `SignalLink::scheduling_checks` changed to `on` (mirrored in the
+    /// gate byte; `Kernel::set_scheduling_checks` keeps the two equal).
+    pub fn set_scheduling_checks(&mut self, on: bool) {
+        self.set_gate_bit(SCHEDULING_CHECKS, on);
     }
 
     /// The command line's `ipc_fastpath=` (`on` false: every IPC call takes the slow path).
     pub fn set_fast_path(&mut self, on: bool) {
         self.fast_path_off = !on;
-        self.fast_ipc_closed = self.any || self.fast_path_off;
+        self.set_gate_bit(CLOSED_BY_TRACE_OR_OPTION, self.any || self.fast_path_off);
+    }
+
+    fn set_gate_bit(&mut self, bit: u8, on: bool) {
+        if on {
+            self.fast_ipc_gate |= bit;
+        } else {
+            self.fast_ipc_gate &= !bit;
+        }
     }
 
     fn refresh(&mut self) {
@@ -107,7 +137,7 @@ impl TraceLink {
         ]
         .iter()
         .any(|map| map.iter().any(|&word| word != 0));
-        self.fast_ipc_closed = self.any || self.fast_path_off;
+        self.set_gate_bit(CLOSED_BY_TRACE_OR_OPTION, self.any || self.fast_path_off);
     }
 
     fn flags(&self, slot: ThreadSlot) -> TraceFlags {

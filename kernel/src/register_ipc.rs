@@ -20,6 +20,7 @@
 
 use crate::ipc::is_register_message_call;
 use crate::system::Kernel;
+use crate::trace::FastCallRecord;
 use vigil_abi::introspect::state_code;
 use vigil_abi::message::user_may_send;
 use vigil_abi::syscall::Syscall;
@@ -65,6 +66,9 @@ impl Kernel {
         if !user_may_send(header as u32) {
             return None;
         }
+        // The entry tested the gate: the fast paths may run and no scheduling checks are
+        // due, so `direct_switch_allowed` is `runs_next_if_queued` here.
+        debug_assert!(self.trace.register_fast_path_open() && !self.signals.scheduling_checks());
         let is_call = IS_CALL;
         // The thread's copy of its endpoint (equal to the table's, which the table asserts).
         let caller_endpoint = self.threads[slot].endpoint();
@@ -84,7 +88,7 @@ impl Kernel {
         };
         let (partner, caller) = (found.partner, found.caller);
         if !is_register_message_call(self.threads[partner].context().rax)
-            || !self.direct_switch_allowed(partner)
+            || !self.runs_next_if_queued(partner)
         {
             return None;
         }
@@ -132,12 +136,13 @@ impl Kernel {
 /// each enabled one on its own; with none enabled, nothing is built.
 #[inline(always)]
 fn record_fast_call(number: u64, now: u64, call: FastIpc) {
-    let enabled = crate::trace::mask() & (FAST_IPC_KINDS | SYSCALL_KIND);
-    // The default mask in one test (the five kinds on, `Syscall` off), tracing off in one
-    // more; every other mask is the cold case.
-    if enabled == FAST_IPC_KINDS {
+    // The default mask in one test (`trace::fast_call_record`, one byte kept with the mask),
+    // tracing off in one more; every other mask is the cold case.
+    let record = crate::trace::fast_call_record();
+    if record == FastCallRecord::Compact {
         crate::trace::emit_fast_ipc(now, None, &call);
-    } else if enabled != 0 {
+    } else if record == FastCallRecord::EachEnabled {
+        let enabled = crate::trace::mask() & (FAST_IPC_KINDS | SYSCALL_KIND);
         // By value: the record is built in memory only on this (cold) way.
         record_fast_call_other_mask(enabled, number, now, call);
     }

@@ -114,8 +114,11 @@ impl Kernel {
         elapsed
     }
 
+    #[inline(always)]
     fn priority_of(&self, slot: ThreadSlot) -> u8 {
-        self.process_of(slot).priority()
+        let priority = self.threads[slot].priority();
+        debug_assert_eq!(priority, self.process_of(slot).priority());
+        priority
     }
 
     /// Timer tick: count it, expire timers, then charge the tick to the current thread's
@@ -241,11 +244,17 @@ impl Kernel {
     #[inline(always)]
     pub fn direct_switch_allowed(&self, slot: ThreadSlot) -> bool {
         debug_assert!(self.fast_ipc_allowed() && !self.trace.any());
+        !self.signals.scheduling_checks() && self.runs_next_if_queued(slot)
+    }
+
+    /// `direct_switch_allowed` but for the signal checks, which the register fast path's
+    /// gate test covered (`TraceLink::register_fast_path_open`): whether nothing queued is
+    /// as urgent as `slot`.
+    #[inline(always)]
+    pub fn runs_next_if_queued(&self, slot: ThreadSlot) -> bool {
         debug_assert!(self.cpu.handoff.is_none(), "a handoff outlived its exit");
-        !self.signals.scheduling_checks()
-            && self
-                .run_queues
-                .pushed_back_runs_next(self.priority_of(slot))
+        self.run_queues
+            .pushed_back_runs_next(self.priority_of(slot))
     }
 
     /// `choose_next`'s pick while some process is stopped or has a signal pending, or some

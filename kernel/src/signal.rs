@@ -362,16 +362,24 @@ impl Kernel {
     /// Clears `SignalLink::active` if no live process is stopped or has a signal to
     /// deliver any more.
     fn refresh_signal_checks(&mut self) {
-        self.signals.active = self
+        let active = self
             .processes
             .live()
             .any(|(_, process)| process.signals.stopped_by != 0 || process.signals.pending != 0);
+        self.set_scheduling_checks(active);
+    }
+
+    /// Sets `SignalLink::active` (`scheduling_checks`), with its copy in the IPC fast
+    /// paths' gate byte (`TraceLink::set_scheduling_checks`): every write goes here.
+    fn set_scheduling_checks(&mut self, on: bool) {
+        self.signals.active = on;
+        self.trace.set_scheduling_checks(on);
     }
 
     /// Stops `process` (by `by`, a pid): its ready threads leave the run queues.
     pub fn stop_process(&mut self, process: ProcessSlot, by: u32) {
         self.processes[process].signals.stopped_by = by;
-        self.signals.active = true;
+        self.set_scheduling_checks(true);
         let (threads, count) = self.threads_of_process(process);
         let threads = &threads[..count];
         for &slot in threads {
@@ -417,7 +425,7 @@ impl Kernel {
             let signals = &mut self.processes[process].signals;
             signals.pending |= signal.bit();
             signals.handler = handler;
-            self.signals.active = true;
+            self.set_scheduling_checks(true);
         }
         Ok(self.interrupt_waits(process, signaller))
     }
@@ -607,7 +615,7 @@ impl Kernel {
             return false;
         }
         self.processes[process].signals.pending |= 1 << signal;
-        self.signals.active = true;
+        self.set_scheduling_checks(true);
         self.processes[process].count_forwarded_fault(false);
         let pid = self.processes[process].pid();
         let thread = &mut self.threads[slot];

@@ -12,7 +12,7 @@
 //! compact record (`emit_fast_ipc`), which the ring's readers expand into those events.
 
 use crate::lock;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use vigil_abi::trace::{EventKind, TraceEvent, DEFAULT_EVENT_MASK};
 use vigil_abi::Endpoint;
 use vigil_kcore::trace::TraceRing;
@@ -21,6 +21,49 @@ use vigil_kcore::trace::TraceRing;
 pub const TRACE_RING_EVENTS: usize = 16384;
 
 static MASK: AtomicU64 = AtomicU64::new(DEFAULT_EVENT_MASK);
+/// `FastCallRecord::for_mask(MASK)`, kept by `set_mask`: the register fast path's one test.
+static FAST_CALL_RECORD: AtomicU8 =
+    AtomicU8::new(FastCallRecord::for_mask(DEFAULT_EVENT_MASK) as u8);
+
+/// What a fast IPC call records under the current mask, of its six kinds (`Syscall` and
+/// `vigil_kcore::trace::FAST_IPC_KINDS`): decided when the mask is set, so the call asks
+/// one byte instead of masking and comparing the mask each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FastCallRecord {
+    /// None of the six is enabled.
+    Nothing = 0,
+    /// The five compact kinds and not `Syscall` (the default mask): one compact record.
+    Compact = 1,
+    /// Any other mix: each enabled event on its own (or compact after a `Syscall` event).
+    EachEnabled = 2,
+}
+
+impl FastCallRecord {
+    const SIX_KINDS: u64 = vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit();
+
+    pub const fn for_mask(mask: u64) -> FastCallRecord {
+        match mask & Self::SIX_KINDS {
+            0 => FastCallRecord::Nothing,
+            vigil_kcore::trace::FAST_IPC_KINDS => FastCallRecord::Compact,
+            _ => FastCallRecord::EachEnabled,
+        }
+    }
+}
+
+/// What a fast IPC call records now (`FastCallRecord`).
+#[inline(always)]
+pub fn fast_call_record() -> FastCallRecord {
+    // The default first, in one compare: a `match` tested 0 first and then 1 again.
+    let record = FAST_CALL_RECORD.load(Ordering::Relaxed);
+    if record == FastCallRecord::Compact as u8 {
+        FastCallRecord::Compact
+    } else if record == FastCallRecord::Nothing as u8 {
+        FastCallRecord::Nothing
+    } else {
+        FastCallRecord::EachEnabled
+    }
+}
 static RING: lock::Mutex<TraceRing<TRACE_RING_EVENTS>> =
     lock::Mutex::new(lock::Level::TraceRing, TraceRing::new(u64::MAX));
 
@@ -85,6 +128,7 @@ pub fn mask() -> u64 {
 /// Sets which kinds are recorded.
 pub fn set_mask(mask: u64) {
     MASK.store(mask, Ordering::Relaxed);
+    FAST_CALL_RECORD.store(FastCallRecord::for_mask(mask) as u8, Ordering::Relaxed);
 }
 
 /// Takes up to `max` unread events, oldest first.

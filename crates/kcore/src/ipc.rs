@@ -486,12 +486,27 @@ impl Slot {
         word == 0
     }
 
+    /// Whether thread `sender`'s async table may hold a message for this one: with none
+    /// pending at all, the summary word alone answers (one test, not the bitmap's word).
+    #[inline(always)]
+    fn async_pending_from(&self, sender: ThreadSlot) -> bool {
+        self.pending_async.occupied != 0 && bit_test(&self.pending_async, sender)
+    }
+
     /// No notification and no async message pending: both bitmaps' summaries in one test
     /// (`SlotBitmap::is_empty` when one is set).
     #[inline(always)]
     fn nothing_signalled(&self) -> bool {
         self.pending_notify.occupied | self.pending_async.occupied == 0
-            || (self.pending_notify.is_empty() && self.pending_async.is_empty())
+            || self.summaries_outlived_their_words()
+    }
+
+    /// `nothing_signalled` when a summary is set: both bitmaps asked in full. Cold and out
+    /// of line, so the common test keeps no summary in a register for it.
+    #[cold]
+    #[inline(never)]
+    fn summaries_outlived_their_words(&self) -> bool {
+        self.pending_notify.is_empty() && self.pending_async.is_empty()
     }
 }
 

@@ -197,10 +197,13 @@ impl ThreadTable {
     ) -> Option<RegisterPartner> {
         debug_assert_eq!(me, self.endpoint(caller));
         let (d, target) = self.resolve_slot(destination)?;
-        if d == caller
-            || target.kind != kind::RECEIVING
+        // No test of `d == caller`: the caller is on the CPU (Running; in the tests' world
+        // possibly Ready), never in the wait the partner must be in, so naming itself
+        // fails the state test and takes the slow path's SelfTarget.
+        debug_assert!(d != caller || !matches!(target.kind, kind::RECEIVING));
+        if target.kind != kind::RECEIVING
             || !matches(Endpoint(target.arg0), me)
-            || bit_test(&self.slots[caller.index()].pending_async, d)
+            || self.slots[caller.index()].async_pending_from(d)
             || !facts.may_send(caller, d)
         {
             return None;
@@ -226,7 +229,9 @@ impl ThreadTable {
     ) -> Option<RegisterPartner> {
         debug_assert_eq!(me, self.endpoint(caller));
         let (d, target) = self.resolve_slot(destination)?;
-        if d == caller || target.kind != kind::AWAITING_REPLY || Endpoint(target.arg0) != me {
+        // No test of `d == caller`, as in `register_call_partner`.
+        debug_assert!(d != caller || target.kind != kind::AWAITING_REPLY);
+        if target.kind != kind::AWAITING_REPLY || Endpoint(target.arg0) != me {
             return None;
         }
         // `nothing_to_receive`, with `from` tested once: a server's receive from ANY also
@@ -270,9 +275,11 @@ impl ThreadTable {
             "woken thread {partner} still queued"
         );
         debug_assert_eq!((woken.arg1, woken.wait_seq), (0, 0));
+        // A register call waits with no buffer (its message is in its registers), so
+        // `buffer` is already what Running needs.
+        debug_assert_eq!(woken.buffer, UserPtr::NULL, "a register call kept a buffer");
         woken.kind = kind::RUNNING;
         woken.arg0 = 0;
-        woken.buffer = UserPtr::NULL;
         woken.flags = 0;
         let (code, target) = match waits_for {
             None => (kind::AWAITING_REPLY, destination),

@@ -3798,6 +3798,12 @@ mod tests {
                 senders.last().copied(),
                 "tail of {d}"
             );
+            // The fast paths' one-word test agrees with the fields it stands for.
+            assert_eq!(
+                slot.nothing_queued(),
+                slot.clock_pending == 0 && senders.is_empty(),
+                "nothing_queued of {d}"
+            );
             for &s in &senders {
                 queued[s.index()] += 1;
                 assert_eq!(

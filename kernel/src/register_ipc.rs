@@ -11,9 +11,10 @@
 //! endpoint the caller may send to and waits for exactly this (`kcore::ipc::fast`'s
 //! `register_call_partner` / `register_reply_partner`), its own call takes register
 //! messages, the message's kind is one users may send, the reserved register is 0, nothing
-//! must be received first, and the scheduler would pick the partner next
-//! (`direct_switch_allowed`: nothing queued as urgent, no handoff, no signal or stop
-//! checks, nothing traced). On any doubt it returns `None` having changed nothing, and the
+//! must be received first, and the scheduler would pick the partner next (the entry's gate
+//! byte: nothing traced, no signal or stop checks, `TraceLink::register_fast_path_open`;
+//! then `runs_next_if_queued`: nothing queued as urgent). On any doubt it returns `None`
+//! having changed nothing, and the
 //! call takes the general fast path (`Kernel::fast_ipc_call`) or the slow path, which give
 //! the same outcome the long way or the right error. Everything after the checks cannot
 //! fail. The result is the state machine's: the same states, results, counters and events.

@@ -83,7 +83,7 @@ impl Kernel {
     /// need the slow path's points, `ptrace.rs`).
     #[inline]
     pub fn fast_ipc_allowed(&self) -> bool {
-        // One flag for both (`TraceLink::fast_ipc_closed`).
+        // One bit for both (`TraceLink::fast_ipc_closed`).
         !self.trace.fast_ipc_closed()
     }
 

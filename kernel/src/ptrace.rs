@@ -50,7 +50,7 @@ pub struct TraceLink {
     /// may not run, `Kernel::fast_ipc_allowed`), `SCHEDULING_CHECKS` while the signal code
     /// has the scheduler check what it picks (kept by `Kernel::set_scheduling_checks`; no
     /// direct switch then). The register fast path needs both clear, so it tests the byte
-    /// once (`Kernel::register_fast_path_open`).
+    /// once (`register_fast_path_open`).
     fast_ipc_gate: u8,
     /// Registered tracers and the ones waiting for a stop (`trace_handoff.rs`).
     pub handoff: crate::trace_handoff::HandoffLink,

@@ -28,7 +28,7 @@ use vigil_abi::syscall::Syscall;
 use vigil_abi::trace::EventKind;
 use vigil_abi::Endpoint;
 use vigil_kcore::slot::ThreadSlot;
-use vigil_kcore::trace::{FastIpc, FAST_IPC_KINDS};
+use vigil_kcore::trace::FastIpc;
 
 impl Kernel {
     /// Runs `slot`'s register call `NUMBER` (`SendReceiveRegisters` or
@@ -143,13 +143,11 @@ fn record_fast_call(number: u64, now: u64, call: FastIpc) {
     if record == FastCallRecord::Compact {
         crate::trace::emit_fast_ipc(now, None, &call);
     } else if record == FastCallRecord::EachEnabled {
-        let enabled = crate::trace::mask() & (FAST_IPC_KINDS | SYSCALL_KIND);
+        let enabled = crate::trace::mask() & FastCallRecord::SIX_KINDS;
         // By value: the record is built in memory only on this (cold) way.
         record_fast_call_other_mask(enabled, number, now, call);
     }
 }
-
-const SYSCALL_KIND: u64 = EventKind::Syscall.mask_bit();
 
 /// `record_fast_call` with a mask other than the default or none (`enabled`: its bits of
 /// the six kinds).
@@ -162,7 +160,7 @@ fn record_fast_call_other_mask(enabled: u64, number: u64, now: u64, call: FastIp
         Endpoint(call.caller),
         [number, call.partner, 0],
     );
-    if enabled == FAST_IPC_KINDS | SYSCALL_KIND {
+    if enabled == FastCallRecord::SIX_KINDS {
         crate::trace::emit_fast_ipc(now, Some(syscall), &call);
     } else {
         let [a, b, c, d, e] = call

@@ -40,7 +40,8 @@ pub enum FastCallRecord {
 }
 
 impl FastCallRecord {
-    const SIX_KINDS: u64 = vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit();
+    /// A fast call's six kinds: its `Syscall` event and the compact record's five.
+    pub const SIX_KINDS: u64 = vigil_kcore::trace::FAST_IPC_KINDS | EventKind::Syscall.mask_bit();
 
     pub const fn for_mask(mask: u64) -> FastCallRecord {
         match mask & Self::SIX_KINDS {
@@ -50,6 +51,36 @@ impl FastCallRecord {
         }
     }
 }
+
+// The mapping at its three corners: nothing of the six, the default mask, and the compact
+// five with `Syscall` too.
+const _: () = {
+    use vigil_kcore::trace::FAST_IPC_KINDS;
+    assert!(matches!(
+        FastCallRecord::for_mask(0),
+        FastCallRecord::Nothing
+    ));
+    assert!(matches!(
+        FastCallRecord::for_mask(!FastCallRecord::SIX_KINDS),
+        FastCallRecord::Nothing
+    ));
+    assert!(matches!(
+        FastCallRecord::for_mask(DEFAULT_EVENT_MASK),
+        FastCallRecord::Compact
+    ));
+    assert!(matches!(
+        FastCallRecord::for_mask(FAST_IPC_KINDS),
+        FastCallRecord::Compact
+    ));
+    assert!(matches!(
+        FastCallRecord::for_mask(FastCallRecord::SIX_KINDS),
+        FastCallRecord::EachEnabled
+    ));
+    assert!(matches!(
+        FastCallRecord::for_mask(EventKind::Syscall.mask_bit()),
+        FastCallRecord::EachEnabled
+    ));
+};
 
 /// What a fast IPC call records now (`FastCallRecord`).
 #[inline(always)]

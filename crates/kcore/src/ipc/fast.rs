@@ -316,9 +316,8 @@ impl ThreadTable {
     }
 
     /// `nothing_to_receive` but for kernel messages (the environment's to tell): `from` is
-    /// ANY or a live thread other than the caller, and nothing is pending in the table —
-    /// no clock notification, queued sender, notification or async message (the bitmaps'
-    /// summary words, one test each).
+    /// ANY or a live thread other than the caller, and nothing is pending in the table
+    /// (`nothing_pending_for`).
     #[inline(always)]
     fn nothing_pending(&self, caller: ThreadSlot, from: Endpoint) -> bool {
         (from == Endpoint::ANY || self.is_other_live_thread(caller, from))

@@ -7,9 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,11 @@ fn three_clients_share_one_kernel_and_bad_input_is_refused() {
         .spawn()
         .unwrap();
     wait_listening(&hub_address);
+    let hub_log = HubLog::collect(&mut hub);
+    // The raw client's valid command is answered only once the hub holds the kernel's
+    // connection (before that it is refused with "not connected", rightly): the hub can
+    // listen before the kernel has accepted it, which on a loaded machine it often does.
+    hub_log.wait_for("connected to the kernel at");
 
     let clients: Vec<_> = (0..3)
         .map(|_| {
@@ -229,9 +234,59 @@ fn three_clients_share_one_kernel_and_bad_input_is_refused() {
     // The kernel saw the hub's Hello, the clients' Hellos and SnapshotNow, never the garbage.
     assert!(kernel.commands.load(Ordering::Relaxed) >= 5);
     hub.kill().unwrap();
-    let output = hub.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    hub.wait().unwrap();
+    let stderr = hub_log.finish();
     assert!(stderr.contains("sent a bad frame"), "{stderr}");
+}
+
+/// A child's stderr, read as it comes (the hub logs each step there), so a test can wait
+/// for a line and still check the whole log at the end.
+struct HubLog {
+    text: Arc<Mutex<String>>,
+    reader: thread::JoinHandle<()>,
+}
+
+impl HubLog {
+    /// Takes `child`'s piped stderr.
+    fn collect(child: &mut Child) -> HubLog {
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let text = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let text = text.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        HubLog { text, reader }
+    }
+
+    /// Waits (up to 10 s) until the log contains `needle`.
+    fn wait_for(&self, needle: &str) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !self.text.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < until,
+                "no {needle:?} in the hub's log: {}",
+                self.text.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The whole log, once the child has exited.
+    fn finish(self) -> String {
+        self.reader.join().unwrap();
+        let text = self.text.lock().unwrap();
+        text.clone()
+    }
 }
 
 #[test]
